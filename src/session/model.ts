@@ -1,0 +1,36 @@
+/**
+ * Session domain types, independent of protobuf and of any storage backend.
+ *
+ * Times are milliseconds since the Unix epoch, taken from the store's clock
+ * (Redis TIME for the Redis store) so that every process agrees on them.
+ */
+
+/** What may be done with a session's data. Ordered: each level includes the ones before it. */
+export type AccessLevel = "read" | "write" | "admin";
+
+/** Whether a session is live or how it ended. */
+export type SessionStatus = "active" | "expired" | "closed";
+
+/** The state of one session, as stored. Metadata is opaque serialized JSON at this layer. */
+export interface SessionRecord {
+  readonly tenant: string;
+  readonly sessionId: string;
+  readonly userId: string;
+  readonly dataSource: string;
+  readonly accessLevel: AccessLevel;
+  readonly status: SessionStatus;
+  readonly createTime: number;
+  readonly expireTime: number;
+  readonly lastAccessTime: number;
+  /** Set once the session has ended; 0 while it is active. */
+  readonly endTime: number;
+  /** Serialized JSON object (the session layer encodes and decodes it). */
+  readonly metadata: string;
+  /** Increments on every write to the session, its expiry or its data. */
+  readonly version: number;
+}
+
+/** True when the level allows writing session data. */
+export function canWriteData(level: AccessLevel): boolean {
+  return level === "write" || level === "admin";
+}

@@ -1,0 +1,109 @@
+/**
+ * Starts a private redis-server on a free port for one test file, so tests
+ * never share state with each other or with a Redis the machine already runs,
+ * and can stop, restart or reconfigure it to inject faults.
+ *
+ * redis-server must be on PATH (Debian: `apt-get install redis-server`).
+ * A missing binary fails the test run: it is never silently skipped.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Redis } from "ioredis";
+
+export interface RedisServerHandle {
+  readonly port: number;
+  readonly url: string;
+  /** Stops the server; it can be started again on the same port with start(). */
+  stop(): Promise<void>;
+  /** (Re)starts the server on the same port (data is not kept). */
+  start(): Promise<void>;
+  /** A fresh ioredis connection to this server, for inspecting raw state. */
+  client(): Redis;
+}
+
+/** Asks the kernel for a free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const address = srv.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function assertRedisServerInstalled(): void {
+  const probe = spawnSync("redis-server", ["--version"], { encoding: "utf8" });
+  if (probe.error !== undefined || probe.status !== 0) {
+    throw new Error(
+      "redis-server is not on PATH. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`, " +
+        "macOS: `brew install redis`) and run the tests again.",
+    );
+  }
+}
+
+async function waitForPing(port: number, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) {
+      throw new Error(`redis-server on port ${port} exited with code ${child.exitCode}`);
+    }
+    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on("error", () => {});
+    try {
+      await probe.connect();
+      if ((await probe.ping()) === "PONG") return;
+    } catch {
+      // not up yet
+    } finally {
+      probe.disconnect();
+    }
+    await sleep(25);
+  }
+  throw new Error(`redis-server on port ${port} did not answer PING within 10 s`);
+}
+
+/**
+ * Starts redis-server with persistence off. Extra arguments are passed as
+ * redis-server command-line options, e.g. ["--notify-keyspace-events", "Ex"].
+ */
+export async function startRedisServer(extraArgs: readonly string[] = []): Promise<RedisServerHandle> {
+  assertRedisServerInstalled();
+  const port = await freePort();
+  let child: ChildProcess | undefined;
+
+  const start = async (): Promise<void> => {
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) return;
+    const proc = spawn(
+      "redis-server",
+      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning", ...extraArgs],
+      { stdio: "ignore" },
+    );
+    child = proc;
+    await waitForPing(port, proc);
+  };
+
+  const stop = async (): Promise<void> => {
+    const proc = child;
+    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+    proc.kill("SIGKILL");
+    await exited;
+  };
+
+  await start();
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    start,
+    stop,
+    client: () => {
+      const c = new Redis({ port, host: "127.0.0.1" });
+      c.on("error", () => {}); // the tests stop the server on purpose; commands still reject
+      return c;
+    },
+  };
+}
