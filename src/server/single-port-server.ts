@@ -1,0 +1,220 @@
+/**
+ * One TCP port for gRPC (HTTP/2 over plaintext, "h2c"), gRPC-Web and the
+ * Connect protocol (HTTP/1.1 or HTTP/2).
+ *
+ * Node's http2 server only falls back to HTTP/1 (`allowHTTP1`) behind TLS,
+ * because it relies on ALPN. In plaintext the only signal is the first bytes of
+ * the connection (nodejs/node#44887), so a plain `net.Server` accepts the
+ * socket, reads until the HTTP/2 connection preface is either complete or ruled
+ * out, puts the bytes back (`unshift`) and hands the socket to an `http2` or an
+ * `http` server that never listens itself. Both servers run the same handler.
+ *
+ * The wrapper also owns graceful shutdown, because neither inner server knows
+ * about the other's connections: close() stops accepting, ends idle HTTP/1
+ * keep-alive connections at once and busy ones after their last response, sends
+ * GOAWAY on every HTTP/2 session (which closes once its streams finish), and
+ * destroys whatever is left after a drain timeout.
+ */
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import type { Logger } from "pino";
+import { classifyPreface, type PrefaceKind } from "./preface.js";
+
+/** A request listener for both servers, such as the one connectNodeAdapter returns. */
+export type RequestHandler = (
+  request: http.IncomingMessage | http2.Http2ServerRequest,
+  response: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+export interface SinglePortServerOptions {
+  /** Serves every request, HTTP/1.1 or HTTP/2. */
+  readonly handler: RequestHandler;
+  readonly logger: Logger;
+  /**
+   * How long a new connection may take to send enough bytes to tell HTTP/1
+   * from HTTP/2. A connection that stays silent this long is closed, so idle
+   * sockets cannot pile up before either server's own timeouts apply.
+   */
+  readonly prefaceTimeoutMs?: number;
+  /** How long close() waits for in-flight requests before destroying their connections. */
+  readonly drainTimeoutMs?: number;
+  /** Options of the inner HTTP/1 server, e.g. headersTimeout and requestTimeout; Node's defaults otherwise. */
+  readonly http1Options?: http.ServerOptions;
+}
+
+export interface SinglePortServer {
+  /** Starts listening; port 0 picks a free port. Resolves with the bound address. */
+  listen(port: number, host: string): Promise<net.AddressInfo>;
+  /**
+   * Stops accepting connections, lets in-flight requests finish (up to the
+   * drain timeout) and resolves when every connection is closed. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+const DEFAULT_PREFACE_TIMEOUT_MS = 10_000;
+const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
+
+export function createSinglePortServer(options: SinglePortServerOptions): SinglePortServer {
+  const { handler, logger } = options;
+  const prefaceTimeoutMs = options.prefaceTimeoutMs ?? DEFAULT_PREFACE_TIMEOUT_MS;
+  const drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+
+  /** Every accepted connection, until it closes. */
+  const sockets = new Set<net.Socket>();
+  /** In-flight requests per HTTP/1 connection; a connection that is absent is idle. */
+  const http1Busy = new Map<net.Socket, number>();
+  /** Connections handed to the HTTP/2 server; their sessions close them. */
+  const http2Sockets = new WeakSet<net.Socket>();
+  const http2Sessions = new Set<http2.ServerHttp2Session>();
+  /** Set once close() is called: from then on nothing new is accepted. */
+  let closing = false;
+  let closed: Promise<void> | undefined;
+
+  const http1Server = http.createServer(options.http1Options ?? {});
+  http1Server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    http1Busy.set(socket, (http1Busy.get(socket) ?? 0) + 1);
+    if (closing) {
+      // Answer, but tell the client not to reuse this connection.
+      res.setHeader("Connection", "close");
+    }
+    res.once("close", () => {
+      const left = (http1Busy.get(socket) ?? 1) - 1;
+      if (left > 0) {
+        http1Busy.set(socket, left);
+        return;
+      }
+      http1Busy.delete(socket);
+      if (closing) socket.end();
+    });
+    handler(req, res);
+  });
+
+  const http2Server = http2.createServer();
+  http2Server.on("request", handler);
+  http2Server.on("session", (session: http2.ServerHttp2Session) => {
+    http2Sessions.add(session);
+    session.once("close", () => http2Sessions.delete(session));
+    if (closing) session.close();
+  });
+  http2Server.on("sessionError", (err: Error) => {
+    logger.debug({ error: { type: err.name, message: err.message } }, "http2 session error");
+  });
+
+  const tcpServer = net.createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.once("close", () => {
+      sockets.delete(socket);
+      http1Busy.delete(socket);
+    });
+    // Resets and broken pipes are routine for a server; without a listener they would crash the process.
+    socket.on("error", (err: Error) => {
+      logger.debug({ error: { type: err.name, message: err.message } }, "connection error");
+    });
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    sniff(socket);
+  });
+
+  /** Reads until the protocol is known, then gives the socket, with its bytes put back, to the right server. */
+  function sniff(socket: net.Socket): void {
+    let head: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), prefaceTimeoutMs);
+    const stop = (): void => {
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+    };
+    const onData = (chunk: Buffer): void => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      const kind = classifyPreface(head);
+      if (kind === "undecided") return;
+      stop();
+      socket.pause();
+      socket.unshift(head);
+      handOff(socket, kind);
+    };
+    // The peer finished sending before the protocol was clear: nothing to serve.
+    const onEnd = (): void => {
+      stop();
+      socket.destroy();
+    };
+    socket.on("data", onData);
+    socket.once("end", onEnd);
+    socket.once("close", stop);
+  }
+
+  function handOff(socket: net.Socket, kind: Exclude<PrefaceKind, "undecided">): void {
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    if (kind === "http2") {
+      // The HTTP/2 session takes over the socket's handle and first drains what
+      // is buffered (the unshifted bytes) itself; resuming the stream here would
+      // feed those bytes to no one and break the preface.
+      http2Sockets.add(socket);
+      http2Server.emit("connection", socket);
+    } else {
+      // The HTTP/1 parser reads buffered bytes through "data" events, which only
+      // flow once the stream paused above is resumed.
+      http1Server.emit("connection", socket);
+      socket.resume();
+    }
+  }
+
+  async function drain(): Promise<void> {
+    const allClosed = new Promise<void>((resolve) => tcpServer.close(() => resolve()));
+    // Stops its timeout timer; the error it reports (it never listened) means nothing here.
+    http1Server.close(() => {});
+    for (const socket of sockets) {
+      // Still sniffing, or HTTP/1 and idle: nothing is lost by closing now.
+      if (!http1Busy.has(socket) && !http2Sockets.has(socket)) socket.destroy();
+    }
+    for (const session of http2Sessions) session.close();
+    const force = setTimeout(() => {
+      if (sockets.size > 0) logger.warn({ connections: sockets.size }, "drain timeout: closing remaining connections");
+      for (const socket of sockets) socket.destroy();
+    }, drainTimeoutMs);
+    try {
+      await allClosed;
+    } finally {
+      clearTimeout(force);
+    }
+  }
+
+  return {
+    listen(port: number, host: string): Promise<net.AddressInfo> {
+      return new Promise((resolve, reject) => {
+        const onError = (err: Error): void => reject(err);
+        tcpServer.once("error", onError);
+        tcpServer.listen(port, host, () => {
+          tcpServer.off("error", onError);
+          tcpServer.on("error", (err: Error) => logger.error({ error: { type: err.name, message: err.message } }, "server error"));
+          // Node enforces headersTimeout and requestTimeout (the slowloris
+          // defences) from a timer it starts on the server's "listening" event.
+          // The inner server never listens itself, so it is told here; close()
+          // stops that timer again through http1Server.close().
+          http1Server.emit("listening");
+          const address = tcpServer.address();
+          if (address === null || typeof address === "string") {
+            reject(new Error("server is not listening on a TCP port"));
+            return;
+          }
+          resolve(address);
+        });
+      });
+    },
+    close(): Promise<void> {
+      if (closed === undefined) {
+        closing = true;
+        closed = drain();
+      }
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,37 @@
+/**
+ * Chooses the store from the configuration: Redis when REDIS_URL is set, else
+ * the in-process MemoryStore, which is for development and tests only.
+ */
+import type { Logger } from "pino";
+import type { Config } from "../config/config.js";
+import { MemoryStore } from "./memory/memory-store.js";
+import { RedisStore } from "./redis/redis-store.js";
+import type { SessionStore, StoreLimits } from "./store.js";
+
+/** The limits a store enforces itself, because they must be checked atomically with the write. */
+export function storeLimits(config: Config): StoreLimits {
+  return {
+    maxDataKeys: config.limits.maxDataKeys,
+    archiveRetentionMs: config.archiveRetentionMs,
+    expiryGraceMs: config.expiryGraceMs,
+  };
+}
+
+export function createStore(config: Config, logger: Logger): SessionStore {
+  const limits = storeLimits(config);
+  if (config.redisUrl !== undefined) {
+    return new RedisStore({
+      url: config.redisUrl,
+      keyPrefix: config.keyPrefix,
+      limits,
+      commandTimeoutMs: config.redisCommandTimeoutMs,
+      logger: logger.child({ component: "redis-store" }),
+    });
+  }
+  // Loud on purpose: running without REDIS_URL by accident in production loses every session on restart.
+  logger.warn(
+    { store: "memory" },
+    "REDIS_URL is not set: sessions are kept in this process only; nothing is persisted, data is lost on restart, and processes do not share sessions",
+  );
+  return new MemoryStore({ limits });
+}

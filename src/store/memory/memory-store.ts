@@ -1,0 +1,487 @@
+/**
+ * MemoryStore: the in-process SessionStore used when no REDIS_URL is set
+ * (development, single-process demos). It has exactly the semantics of
+ * RedisStore and passes the same conformance suite
+ * (test/conformance/store-conformance.ts).
+ *
+ * Every method does all its work synchronously before returning its Promise,
+ * so each method is one atomic step by construction: no other call can run in
+ * between on Node's single thread. Nothing here starts a timer, so the store
+ * never keeps the process alive; expiry happens lazily when a method meets a
+ * due session and in expireDue (called by the sweeper).
+ */
+import { randomUUID } from "node:crypto";
+import { SessionError } from "../../session/errors.js";
+import { canWriteData, type AccessLevel, type SessionRecord } from "../../session/model.js";
+import type {
+  ClearDataResult,
+  CreateSessionInput,
+  CreateSessionResult,
+  DataWriteResult,
+  DeleteDataResult,
+  GetSessionOptions,
+  ListCursor,
+  ListFilter,
+  ListResult,
+  SessionCounters,
+  SessionPatch,
+  SessionStore,
+  StoreLimits,
+} from "../store.js";
+
+export interface MemoryStoreOptions {
+  readonly limits: StoreLimits;
+  /** The store's clock, ms since the epoch. Defaults to Date.now. */
+  readonly now?: () => number;
+}
+
+/** A live session: its current record plus what only a live session has. */
+interface LiveSession {
+  record: SessionRecord;
+  /** Data values by key (insertion order; listData sorts). */
+  readonly data: Map<string, string>;
+  /** The idempotency key it was created with, "" for none; freed when it ends. */
+  readonly requestId: string;
+}
+
+/** Counters kept on every write, as in RedisStore: never computed by scanning. */
+interface MutableCounters {
+  total: number;
+  active: number;
+  expired: number;
+  closed: number;
+  readonly byLevel: Map<AccessLevel, number>;
+  readonly bySource: Map<string, number>;
+  endedDurationMsSum: number;
+}
+
+/** Everything of one tenant. Tenants share nothing, which is what isolates them. */
+interface TenantState {
+  readonly live: Map<string, LiveSession>;
+  /** sessionId sets per user and per data source, so filtered listings need not scan the tenant. */
+  readonly byUser: Map<string, Set<string>>;
+  readonly bySource: Map<string, Set<string>>;
+  /** requestId → sessionId of the live session created with it. */
+  readonly requestIds: Map<string, string>;
+  /** Ended sessions, kept until endTime + archiveRetentionMs. */
+  readonly archive: Map<string, SessionRecord>;
+  readonly counters: MutableCounters;
+}
+
+export class MemoryStore implements SessionStore {
+  readonly kind = "memory";
+
+  private readonly limits: StoreLimits;
+  private readonly now: () => number;
+  private readonly tenants = new Map<string, TenantState>();
+  private disposed = false;
+
+  constructor(options: MemoryStoreOptions) {
+    this.limits = options.limits;
+    this.now = options.now ?? Date.now;
+  }
+
+  create(input: CreateSessionInput): Promise<CreateSessionResult> {
+    return this.run(() => {
+      const now = this.now();
+      const t = this.tenant(input.tenant);
+      if (input.requestId !== "") {
+        const existingId = t.requestIds.get(input.requestId);
+        if (existingId !== undefined) {
+          // Meeting the session archives it if it is due, which frees the requestId.
+          const existing = this.liveOrArchive(t, existingId, now);
+          if (existing) return { session: existing.record, created: false };
+        }
+      }
+      const record = freeze({
+        tenant: input.tenant,
+        sessionId: randomUUID(),
+        userId: input.userId,
+        dataSource: input.dataSource,
+        accessLevel: input.accessLevel,
+        status: "active",
+        createTime: now,
+        expireTime: now + input.ttlMs,
+        lastAccessTime: now,
+        endTime: 0,
+        metadata: input.metadata,
+        version: 1,
+      });
+      t.live.set(record.sessionId, { record, data: new Map(), requestId: input.requestId });
+      if (input.requestId !== "") t.requestIds.set(input.requestId, record.sessionId);
+      addToIndex(t.byUser, record.userId, record.sessionId);
+      addToIndex(t.bySource, record.dataSource, record.sessionId);
+      t.counters.total += 1;
+      t.counters.active += 1;
+      bump(t.counters.byLevel, record.accessLevel, 1);
+      bump(t.counters.bySource, record.dataSource, 1);
+      return { session: record, created: true };
+    });
+  }
+
+  get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
+    return this.run(() => {
+      const now = this.now();
+      const t = this.tenants.get(tenant);
+      const s = t && this.liveOrArchive(t, sessionId, now);
+      if (t && s) {
+        if (options.touch) s.record = freeze({ ...s.record, lastAccessTime: now });
+        return s.record;
+      }
+      const archived = t && this.archived(t, sessionId, now);
+      if (archived && options.includeEnded) return archived;
+      throw notFound();
+    });
+  }
+
+  update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number): Promise<SessionRecord> {
+    return this.run(() => {
+      const { t, s } = this.mustBeLive(tenant, sessionId, this.now());
+      const old = s.record;
+      if (expectedVersion !== undefined && expectedVersion !== old.version) {
+        throw new SessionError("version_mismatch", `session version is ${old.version}, not ${expectedVersion}`);
+      }
+      const next = freeze({
+        ...old,
+        metadata: patch.metadata ?? old.metadata,
+        accessLevel: patch.accessLevel ?? old.accessLevel,
+        dataSource: patch.dataSource ?? old.dataSource,
+        version: old.version + 1,
+      });
+      if (next.accessLevel !== old.accessLevel) {
+        bump(t.counters.byLevel, old.accessLevel, -1);
+        bump(t.counters.byLevel, next.accessLevel, 1);
+      }
+      if (next.dataSource !== old.dataSource) {
+        removeFromIndex(t.bySource, old.dataSource, sessionId);
+        addToIndex(t.bySource, next.dataSource, sessionId);
+        bump(t.counters.bySource, old.dataSource, -1);
+        bump(t.counters.bySource, next.dataSource, 1);
+      }
+      s.record = next;
+      return next;
+    });
+  }
+
+  extend(tenant: string, sessionId: string, ttlMs: number): Promise<SessionRecord> {
+    return this.run(() => {
+      const now = this.now();
+      const { s } = this.mustBeLive(tenant, sessionId, now);
+      // Indexes hold ids only and listings sort by the record's expireTime, so
+      // moving the record's expiry moves every index entry with it.
+      s.record = freeze({ ...s.record, expireTime: now + ttlMs, version: s.record.version + 1 });
+      return s.record;
+    });
+  }
+
+  close(tenant: string, sessionId: string): Promise<SessionRecord> {
+    return this.run(() => {
+      const now = this.now();
+      const { t, s } = this.mustBeLive(tenant, sessionId, now);
+      const final = freeze({ ...s.record, status: "closed", endTime: now, version: s.record.version + 1 });
+      this.end(t, s, final);
+      t.counters.closed += 1;
+      return final;
+    });
+  }
+
+  list(tenant: string, filter: ListFilter, limit: number, after?: ListCursor): Promise<ListResult> {
+    return this.run(() => {
+      const now = this.now();
+      const t = this.tenants.get(tenant);
+      if (!t) return { sessions: [] };
+      const matches: SessionRecord[] = [];
+      for (const id of candidates(t, filter)) {
+        const r = t.live.get(id)?.record;
+        // Due sessions are skipped, not archived: listing is a read over live
+        // sessions only, like RedisStore's range query from now on.
+        if (!r || r.expireTime <= now) continue;
+        if (filter.userId !== undefined && r.userId !== filter.userId) continue;
+        if (filter.dataSource !== undefined && r.dataSource !== filter.dataSource) continue;
+        if (after && compareToCursor(r, after) <= 0) continue;
+        matches.push(r);
+      }
+      matches.sort(compareRecords);
+      const page = matches.slice(0, Math.max(0, limit));
+      const last = page[page.length - 1];
+      if (matches.length > page.length && last) {
+        return { sessions: page, next: { expireTime: last.expireTime, sessionId: last.sessionId } };
+      }
+      return { sessions: page };
+    });
+  }
+
+  setData(tenant: string, sessionId: string, key: string, value: string): Promise<DataWriteResult> {
+    return this.run(() => {
+      const now = this.now();
+      const s = this.mustBeWritable(tenant, sessionId, now);
+      if (!s.data.has(key) && s.data.size >= this.limits.maxDataKeys) {
+        throw new SessionError("limit_exceeded", `a session holds at most ${this.limits.maxDataKeys} data keys`);
+      }
+      s.data.set(key, value);
+      return { version: this.written(s, now) };
+    });
+  }
+
+  getData(tenant: string, sessionId: string, key: string): Promise<string | undefined> {
+    return this.run(() => {
+      const now = this.now();
+      const s = this.mustHaveData(tenant, sessionId, now);
+      s.record = freeze({ ...s.record, lastAccessTime: now });
+      return s.data.get(key);
+    });
+  }
+
+  deleteData(tenant: string, sessionId: string, key: string): Promise<DeleteDataResult> {
+    return this.run(() => {
+      const now = this.now();
+      const s = this.mustBeWritable(tenant, sessionId, now);
+      const deleted = s.data.delete(key);
+      return { deleted, version: this.written(s, now) };
+    });
+  }
+
+  listData(tenant: string, sessionId: string, includeValues: boolean): Promise<Map<string, string>> {
+    return this.run(() => {
+      const now = this.now();
+      const s = this.mustHaveData(tenant, sessionId, now);
+      s.record = freeze({ ...s.record, lastAccessTime: now });
+      const out = new Map<string, string>();
+      for (const key of [...s.data.keys()].sort(compareStrings)) {
+        out.set(key, includeValues ? (s.data.get(key) ?? "") : "");
+      }
+      return out;
+    });
+  }
+
+  clearData(tenant: string, sessionId: string): Promise<ClearDataResult> {
+    return this.run(() => {
+      const now = this.now();
+      const s = this.mustBeWritable(tenant, sessionId, now);
+      const deletedCount = s.data.size;
+      s.data.clear();
+      return { deletedCount, version: this.written(s, now) };
+    });
+  }
+
+  counters(tenant: string): Promise<SessionCounters> {
+    return this.run(() => {
+      const c = this.tenants.get(tenant)?.counters;
+      if (!c) {
+        return { total: 0, active: 0, expired: 0, closed: 0, activeByAccessLevel: {}, activeByDataSource: {}, endedDurationMsSum: 0 };
+      }
+      return {
+        total: c.total,
+        active: c.active,
+        expired: c.expired,
+        closed: c.closed,
+        activeByAccessLevel: Object.fromEntries(c.byLevel),
+        activeByDataSource: Object.fromEntries(c.bySource),
+        endedDurationMsSum: c.endedDurationMsSum,
+      };
+    });
+  }
+
+  /**
+   * Scans every live session for due ones. A scan (rather than an ordered
+   * index) is deliberate: this store serves development with few sessions,
+   * the sweeper calls it about once a second, and a scan cannot drift out of
+   * step with extend the way a second index could. Archives past their
+   * retention are dropped in the same pass.
+   */
+  expireDue(limit: number): Promise<SessionRecord[]> {
+    return this.run(() => {
+      const now = this.now();
+      const due: { t: TenantState; s: LiveSession }[] = [];
+      for (const t of this.tenants.values()) {
+        this.pruneArchive(t, now);
+        for (const s of t.live.values()) {
+          if (s.record.expireTime <= now) due.push({ t, s });
+        }
+      }
+      due.sort((x, y) => compareRecords(x.s.record, y.s.record));
+      return due.slice(0, Math.max(0, limit)).map(({ t, s }) => this.expire(t, s));
+    });
+  }
+
+  ping(): Promise<void> {
+    return this.run(() => undefined);
+  }
+
+  dispose(): Promise<void> {
+    this.disposed = true;
+    this.tenants.clear();
+    return Promise.resolve();
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /** Runs one whole operation synchronously, turning a throw into a rejection. */
+  private run<T>(op: () => T): Promise<T> {
+    try {
+      if (this.disposed) throw new SessionError("unavailable", "the memory store has been disposed");
+      return Promise.resolve(op());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  private tenant(name: string): TenantState {
+    let t = this.tenants.get(name);
+    if (!t) {
+      t = {
+        live: new Map(),
+        byUser: new Map(),
+        bySource: new Map(),
+        requestIds: new Map(),
+        archive: new Map(),
+        counters: {
+          total: 0,
+          active: 0,
+          expired: 0,
+          closed: 0,
+          byLevel: new Map(),
+          bySource: new Map(),
+          endedDurationMsSum: 0,
+        },
+      };
+      this.tenants.set(name, t);
+    }
+    return t;
+  }
+
+  /** The live session, or undefined; a due session met here is archived as expired first. */
+  private liveOrArchive(t: TenantState, sessionId: string, now: number): LiveSession | undefined {
+    const s = t.live.get(sessionId);
+    if (!s) return undefined;
+    if (s.record.expireTime <= now) {
+      this.expire(t, s);
+      return undefined;
+    }
+    return s;
+  }
+
+  /** The archived record if still retained; drops it once retention has passed. */
+  private archived(t: TenantState, sessionId: string, now: number): SessionRecord | undefined {
+    const r = t.archive.get(sessionId);
+    if (r && r.endTime + this.limits.archiveRetentionMs <= now) {
+      t.archive.delete(sessionId);
+      return undefined;
+    }
+    return r;
+  }
+
+  /** For update, extend, close: not_found when unknown, ended when archived. */
+  private mustBeLive(tenant: string, sessionId: string, now: number): { t: TenantState; s: LiveSession } {
+    const t = this.tenants.get(tenant);
+    if (!t) throw notFound();
+    const s = this.liveOrArchive(t, sessionId, now);
+    if (s) return { t, s };
+    if (this.archived(t, sessionId, now)) throw new SessionError("ended", "the session has ended");
+    throw notFound();
+  }
+
+  /** For data operations: unknown and ended sessions are both not_found. */
+  private mustHaveData(tenant: string, sessionId: string, now: number): LiveSession {
+    const t = this.tenants.get(tenant);
+    const s = t && this.liveOrArchive(t, sessionId, now);
+    if (!s) throw notFound();
+    return s;
+  }
+
+  private mustBeWritable(tenant: string, sessionId: string, now: number): LiveSession {
+    const s = this.mustHaveData(tenant, sessionId, now);
+    if (!canWriteData(s.record.accessLevel)) {
+      throw new SessionError("permission_denied", `access level ${s.record.accessLevel} does not allow writing data`);
+    }
+    return s;
+  }
+
+  /** Records a successful data write: version+1 and the access time. Returns the new version. */
+  private written(s: LiveSession, now: number): number {
+    s.record = freeze({ ...s.record, lastAccessTime: now, version: s.record.version + 1 });
+    return s.record.version;
+  }
+
+  /** Archives a due session as expired (endTime = expireTime), exactly as the sweeper would. */
+  private expire(t: TenantState, s: LiveSession): SessionRecord {
+    const final = freeze({ ...s.record, status: "expired", endTime: s.record.expireTime, version: s.record.version + 1 });
+    this.end(t, s, final);
+    t.counters.expired += 1;
+    return final;
+  }
+
+  /** Removes a session that has ended and archives its final record. */
+  private end(t: TenantState, s: LiveSession, final: SessionRecord): void {
+    const id = final.sessionId;
+    t.live.delete(id);
+    removeFromIndex(t.byUser, final.userId, id);
+    removeFromIndex(t.bySource, final.dataSource, id);
+    if (s.requestId !== "" && t.requestIds.get(s.requestId) === id) t.requestIds.delete(s.requestId);
+    t.archive.set(id, final);
+    t.counters.active -= 1;
+    bump(t.counters.byLevel, final.accessLevel, -1);
+    bump(t.counters.bySource, final.dataSource, -1);
+    t.counters.endedDurationMsSum += final.endTime - final.createTime;
+  }
+
+  private pruneArchive(t: TenantState, now: number): void {
+    for (const [id, r] of t.archive) {
+      if (r.endTime + this.limits.archiveRetentionMs <= now) t.archive.delete(id);
+    }
+  }
+}
+
+function notFound(): SessionError {
+  return new SessionError("not_found", "session not found");
+}
+
+/** Records are shared with callers, so they are frozen: a caller cannot change stored state by accident. */
+function freeze(r: SessionRecord): SessionRecord {
+  return Object.freeze(r);
+}
+
+function addToIndex(index: Map<string, Set<string>>, key: string, id: string): void {
+  let ids = index.get(key);
+  if (!ids) {
+    ids = new Set();
+    index.set(key, ids);
+  }
+  ids.add(id);
+}
+
+function removeFromIndex(index: Map<string, Set<string>>, key: string, id: string): void {
+  const ids = index.get(key);
+  if (!ids) return;
+  ids.delete(id);
+  if (ids.size === 0) index.delete(key);
+}
+
+/** Adds delta to a counter map entry, removing entries that reach zero (absent means zero). */
+function bump<K>(counts: Map<K, number>, key: K, delta: number): void {
+  const n = (counts.get(key) ?? 0) + delta;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
+}
+
+/** The smallest id set that can hold every match of the filter. */
+function candidates(t: TenantState, filter: ListFilter): Iterable<string> {
+  const byUser = filter.userId !== undefined ? (t.byUser.get(filter.userId) ?? new Set<string>()) : undefined;
+  const bySource = filter.dataSource !== undefined ? (t.bySource.get(filter.dataSource) ?? new Set<string>()) : undefined;
+  if (byUser && bySource) return byUser.size <= bySource.size ? byUser : bySource;
+  return byUser ?? bySource ?? t.live.keys();
+}
+
+/** Code-unit order, the same for every locale (sessionIds and data keys). */
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Listing and expiry order: (expireTime, sessionId). */
+function compareRecords(a: SessionRecord, b: SessionRecord): number {
+  return a.expireTime - b.expireTime || compareStrings(a.sessionId, b.sessionId);
+}
+
+function compareToCursor(r: SessionRecord, c: ListCursor): number {
+  return r.expireTime - c.expireTime || compareStrings(r.sessionId, c.sessionId);
+}

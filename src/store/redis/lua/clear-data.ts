@@ -1,0 +1,19 @@
+// Lua source of the clear_data script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
+export const clearDataLua = String.raw`
+-- clear_data: ARGV[OP..] = sessionId
+-- Returns {"ok", deletedCount, version} or {"not_found"|"permission_denied"}.
+local T = ARGV[2]
+local tp = tenant_prefix(T)
+local sid = ARGV[OP]
+
+local rec = load_session(tp, T, sid)
+if not rec then return { 'not_found' } end
+if not can_write(rec.l) then return { 'permission_denied' } end
+local dkey = k_data(tp, sid)
+local keys = redis.call('HKEYS', dkey)
+redis.call('DEL', dkey)
+bump_version(tp, sid, rec, true)
+
+emit(T, 'data_changed', encode_live(T, sid, rec), keys)
+return { 'ok', istr(#keys), rec.v }
+`;

@@ -1,0 +1,17 @@
+// Lua source of the delete_data script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
+export const deleteDataLua = String.raw`
+-- delete_data: ARGV[OP..] = sessionId, key
+-- Returns {"ok", deleted "1"|"0", version} or {"not_found"|"permission_denied"}.
+local T = ARGV[2]
+local tp = tenant_prefix(T)
+local sid, key = ARGV[OP], ARGV[OP + 1]
+
+local rec = load_session(tp, T, sid)
+if not rec then return { 'not_found' } end
+if not can_write(rec.l) then return { 'permission_denied' } end
+local deleted = redis.call('HDEL', k_data(tp, sid), key)
+bump_version(tp, sid, rec, true)
+
+emit(T, 'data_changed', encode_live(T, sid, rec), { key })
+return { 'ok', istr(deleted), rec.v }
+`;

@@ -1,0 +1,59 @@
+// Lua source of the expire_due script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
+export const expireDueLua = String.raw`
+-- expire_due: ARGV[OP..] = limit
+-- Archives as expired up to 'limit' sessions of any tenant whose expire time has
+-- passed, in expire-time order, and returns {"ok", record, record...}.
+--
+-- The due queue holds one member "<T>\n<dataSource>" per data-source index whose
+-- score is a lower bound of that index's earliest expire time. Taking the lowest
+-- member and expiring its sessions up to the second-lowest score keeps the global
+-- order; afterwards the member's score is set to its index's real minimum (or the
+-- member is removed when the index is empty). A stale-low score costs one extra
+-- round, so rounds are capped to bound the script's run time.
+local limit = tonumber(ARGV[OP])
+local out = { 'ok' }
+local done = 0
+local rounds = limit + 64
+
+while done < limit and rounds > 0 do
+  rounds = rounds - 1
+  local head = redis.call('ZRANGE', K_DUE, 0, 1, 'WITHSCORES')
+  if #head == 0 or tonumber(head[2]) > NOW then break end
+  local member = head[1]
+  local bound = NOW
+  if head[4] and tonumber(head[4]) < bound then bound = tonumber(head[4]) end
+  local nl = string.find(member, '\n', 1, true)
+  local T = string.sub(member, 1, nl - 1)
+  local ds = string.sub(member, nl + 1)
+  local tp = tenant_prefix(T)
+  local skey = k_src(tp, ds)
+
+  local due = redis.call('ZRANGE', skey, '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, limit - done)
+  for i = 1, #due do
+    local sid = due[i]
+    local rec = load_hash(k_rec(tp, sid))
+    if not rec then
+      -- Redis already deleted the keys (the sweeper was down longer than the
+      -- grace): drop the orphaned entry and count it as expired. Its access-level
+      -- gauge cannot be corrected because the record is gone.
+      redis.call('ZREM', skey, sid)
+      ctr_gauge(tp, 'active', -1)
+      ctr_incr(tp, 'expired', 1)
+      ctr_gauge(tp, 's:' .. ds, -1)
+    elseif tonumber(rec.e) > NOW then
+      redis.call('ZADD', skey, rec.e, sid) -- defensive: the index score was stale
+    else
+      append(out, end_session(tp, T, sid, rec, 'expired', tonumber(rec.e)))
+      done = done + 1
+    end
+  end
+
+  local first = redis.call('ZRANGE', skey, 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    redis.call('ZREM', K_DUE, member)
+  else
+    redis.call('ZADD', K_DUE, first[2], member)
+  end
+end
+return out
+`;

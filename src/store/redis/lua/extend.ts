@@ -1,0 +1,24 @@
+// Lua source of the extend script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
+export const extendLua = String.raw`
+-- extend: ARGV[OP..] = sessionId, ttlMs
+-- Returns {"ok", record...} or {"not_found"|"ended"}.
+local T = ARGV[2]
+local tp = tenant_prefix(T)
+local sid = ARGV[OP]
+local ttl = tonumber(ARGV[OP + 1])
+
+local rec, arch = load_session(tp, T, sid)
+if not rec then
+  if arch then return { 'ended' } end
+  return { 'not_found' }
+end
+rec.e = istr(NOW + ttl)
+redis.call('HSET', k_rec(tp, sid), 'e', rec.e)
+bump_version(tp, sid, rec, false)
+set_session_expiry(tp, sid, rec)
+index_add(tp, T, sid, rec)
+
+local out = encode_live(T, sid, rec)
+emit(T, 'extended', out, nil)
+return append({ 'ok' }, out)
+`;

@@ -1,0 +1,201 @@
+// Lua source of the prelude script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
+export const preludeLua = String.raw`
+-- Shared prelude, concatenated in front of every script at load time so each
+-- behaviour (key names, expiry, counters, index moves, archiving) is written once.
+--
+-- ARGV header common to every script:
+--   ARGV[1] key prefix P (e.g. "sd:")
+--   ARGV[2] encoded tenant T ("" for tenant-less scripts such as expire_due)
+--   ARGV[3] expiryGraceMs, ARGV[4] archiveRetentionMs, ARGV[5] maxDataKeys
+-- Operation arguments start at ARGV[OP] (OP = 6).
+--
+-- Every script returns an array whose first element is a status string:
+-- "ok", or a SessionErrorKind ("not_found", "ended", ...). Records travel as
+-- 12 strings: T, sid, user, dataSource, level, status, create, expire,
+-- lastAccess, end, metadata, version (see record-codec.ts).
+--
+-- Key names are built here rather than passed in KEYS because most of them
+-- (user index, data-source index, request id) come from the stored record and
+-- cannot be known before the script runs. That ties the store to one Redis
+-- primary (no cluster), see keys.ts.
+
+local P = ARGV[1]
+local GRACE = tonumber(ARGV[3])
+local RETENTION = tonumber(ARGV[4])
+local MAX_DATA_KEYS = tonumber(ARGV[5])
+local OP = 6
+local RECORD_WIDTH = 12
+
+-- Integer to decimal string without Lua's "%.14g" exponent formatting.
+local function istr(n)
+  return string.format('%d', n)
+end
+
+-- The store's clock: Redis TIME, read once so every step of a script agrees.
+local NOW
+do
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local K_DUE = P .. 'dx'
+
+local function tenant_prefix(T) return P .. T .. ':' end
+local function k_rec(tp, sid) return tp .. '{' .. sid .. '}' end
+local function k_data(tp, sid) return tp .. '{' .. sid .. '}:d' end
+local function k_arch(tp, sid) return tp .. '{' .. sid .. '}:a' end
+local function k_req(tp, rid) return tp .. 'r:' .. rid end
+local function k_user(tp, uid) return tp .. 'u:' .. uid end
+local function k_src(tp, ds) return tp .. 's:' .. ds end
+local function k_ctr(tp) return tp .. 'm' end
+local function due_member(T, ds) return T .. '\n' .. ds end
+
+-- HGETALL as a table, or nil when the key does not exist.
+local function load_hash(key)
+  local flat = redis.call('HGETALL', key)
+  if #flat == 0 then return nil end
+  local h = {}
+  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  return h
+end
+
+-- Sets the key's expiry to 'at' unless it already lives longer (index keys
+-- outlive their longest member by the grace, and never live forever).
+local function expire_at_least(key, at)
+  local cur = redis.call('PEXPIRETIME', key)
+  if cur == -1 or (cur >= 0 and cur < at) then
+    redis.call('PEXPIREAT', key, istr(at))
+  end
+end
+
+-- Monotonic counter.
+local function ctr_incr(tp, field, delta)
+  redis.call('HINCRBY', k_ctr(tp), field, delta)
+end
+
+-- Gauge of live sessions; the field disappears at 0 so maps list only live values.
+local function ctr_gauge(tp, field, delta)
+  local v = redis.call('HINCRBY', k_ctr(tp), field, delta)
+  if v <= 0 then redis.call('HDEL', k_ctr(tp), field) end
+end
+
+-- Every key of the session (record, data, request id) expires at expire + grace,
+-- so the state is still readable for archiving when the sweeper is late.
+local function set_session_expiry(tp, sid, rec)
+  local at = istr(tonumber(rec.e) + GRACE)
+  redis.call('PEXPIREAT', k_rec(tp, sid), at)
+  redis.call('PEXPIREAT', k_data(tp, sid), at)
+  if rec.r then redis.call('PEXPIREAT', k_req(tp, rec.r), at) end
+end
+
+-- Puts the session in its user and data-source indexes with score = expire time,
+-- and keeps the due-queue score a lower bound of the data-source index minimum.
+local function index_add_user(tp, sid, rec)
+  local e = tonumber(rec.e)
+  redis.call('ZADD', k_user(tp, rec.u), istr(e), sid)
+  expire_at_least(k_user(tp, rec.u), e + GRACE)
+end
+
+local function index_add_source(tp, T, sid, rec)
+  local e = tonumber(rec.e)
+  redis.call('ZADD', k_src(tp, rec.d), istr(e), sid)
+  expire_at_least(k_src(tp, rec.d), e + GRACE)
+  redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, rec.d))
+end
+
+local function index_add(tp, T, sid, rec)
+  index_add_user(tp, sid, rec)
+  index_add_source(tp, T, sid, rec)
+end
+
+-- The due-queue member is left in place; expire_due corrects it lazily.
+local function index_remove(tp, sid, rec)
+  redis.call('ZREM', k_user(tp, rec.u), sid)
+  redis.call('ZREM', k_src(tp, rec.d), sid)
+end
+
+local function encode(T, sid, h, status, end_time)
+  return { T, sid, h.u, h.d, h.l, status, h.c, h.e, h.a, end_time, h.m, h.v }
+end
+
+local function encode_live(T, sid, rec)
+  return encode(T, sid, rec, 'active', '0')
+end
+
+local function encode_archive(T, sid, arch)
+  return encode(T, sid, arch, arch.s, arch.t)
+end
+
+-- The one place per operation where a lifecycle event is recorded. 'kind' is
+-- created, updated, extended, closed, expired or data_changed; 'rec' is the
+-- encoded record after the change; 'keys' lists changed data keys (never values).
+-- Lifecycle events (XADD to a stream) will be added here, inside the same atomic step.
+local function emit(T, kind, rec, keys)
+end
+
+-- Archives the final state (version + 1) and removes the session, its data, its
+-- request id and its index entries; updates counters. Returns the encoded archive.
+local function end_session(tp, T, sid, rec, status, end_time)
+  local v = tonumber(rec.v) + 1
+  local arch_key = k_arch(tp, sid)
+  redis.call('HSET', arch_key,
+    'u', rec.u, 'd', rec.d, 'l', rec.l, 'c', rec.c, 'e', rec.e, 'a', rec.a,
+    'm', rec.m, 'v', istr(v), 's', status, 't', istr(end_time))
+  redis.call('PEXPIREAT', arch_key, istr(end_time + RETENTION))
+  redis.call('DEL', k_rec(tp, sid), k_data(tp, sid))
+  if rec.r and redis.call('GET', k_req(tp, rec.r)) == sid then
+    redis.call('DEL', k_req(tp, rec.r))
+  end
+  index_remove(tp, sid, rec)
+  ctr_gauge(tp, 'active', -1)
+  ctr_incr(tp, status, 1)
+  ctr_gauge(tp, 'l:' .. rec.l, -1)
+  ctr_gauge(tp, 's:' .. rec.d, -1)
+  ctr_incr(tp, 'dsum', end_time - tonumber(rec.c))
+  local out = encode(T, sid, rec, status, istr(end_time))
+  out[12] = istr(v)
+  emit(T, status, out, nil)
+  return out
+end
+
+-- Loads a session, first archiving it as expired when its expire time has passed
+-- ("expire if due"). Returns (live record table, nil), (nil, encoded archive) for
+-- an ended session, or (nil, nil) for an unknown one.
+local function load_session(tp, T, sid)
+  local rec = load_hash(k_rec(tp, sid))
+  if rec then
+    local e = tonumber(rec.e)
+    if e <= NOW then return nil, end_session(tp, T, sid, rec, 'expired', e) end
+    return rec, nil
+  end
+  local arch = load_hash(k_arch(tp, sid))
+  if arch then return nil, encode_archive(T, sid, arch) end
+  return nil, nil
+end
+
+local function can_write(level)
+  return level == 'write' or level == 'admin'
+end
+
+-- Bumps the version (and optionally the access time) of a live record in place.
+local function bump_version(tp, sid, rec, touch)
+  rec.v = istr(tonumber(rec.v) + 1)
+  if touch then
+    rec.a = istr(NOW)
+    redis.call('HSET', k_rec(tp, sid), 'v', rec.v, 'a', rec.a)
+  else
+    redis.call('HSET', k_rec(tp, sid), 'v', rec.v)
+  end
+end
+
+local function touch(tp, sid, rec)
+  rec.a = istr(NOW)
+  redis.call('HSET', k_rec(tp, sid), 'a', rec.a)
+end
+
+-- Appends the elements of 'src' to 'dst'.
+local function append(dst, src)
+  for i = 1, #src do dst[#dst + 1] = src[i] end
+  return dst
+end
+`;

@@ -1,0 +1,44 @@
+// Lua source of the update script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
+export const updateLua = String.raw`
+-- update: ARGV[OP..] = sessionId, expectedVersion ("" for none),
+--   hasMetadata "1"|"0", metadata, accessLevel ("" to keep), dataSource ("" to keep)
+-- Returns {"ok", record...} or {"not_found"|"ended"|"version_mismatch"}.
+local T = ARGV[2]
+local tp = tenant_prefix(T)
+local sid = ARGV[OP]
+local expected = ARGV[OP + 1]
+local has_meta, meta = ARGV[OP + 2] == '1', ARGV[OP + 3]
+local level, ds = ARGV[OP + 4], ARGV[OP + 5]
+
+local rec, arch = load_session(tp, T, sid)
+if not rec then
+  if arch then return { 'ended' } end
+  return { 'not_found' }
+end
+if expected ~= '' and tonumber(expected) ~= tonumber(rec.v) then return { 'version_mismatch' } end
+
+local key = k_rec(tp, sid)
+if level ~= '' and level ~= rec.l then
+  ctr_gauge(tp, 'l:' .. rec.l, -1)
+  ctr_gauge(tp, 'l:' .. level, 1)
+  rec.l = level
+  redis.call('HSET', key, 'l', level)
+end
+if ds ~= '' and ds ~= rec.d then
+  redis.call('ZREM', k_src(tp, rec.d), sid)
+  ctr_gauge(tp, 's:' .. rec.d, -1)
+  ctr_gauge(tp, 's:' .. ds, 1)
+  rec.d = ds
+  redis.call('HSET', key, 'd', ds)
+  index_add_source(tp, T, sid, rec)
+end
+if has_meta then
+  rec.m = meta
+  redis.call('HSET', key, 'm', meta)
+end
+bump_version(tp, sid, rec, false)
+
+local out = encode_live(T, sid, rec)
+emit(T, 'updated', out, nil)
+return append({ 'ok' }, out)
+`;

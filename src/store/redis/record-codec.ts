@@ -1,0 +1,56 @@
+/**
+ * Decodes the flat string arrays the scripts return (see encode() in
+ * lua/prelude.ts) into SessionRecords.
+ */
+import type { AccessLevel, SessionRecord, SessionStatus } from "../../session/model.js";
+import { decodeTenant } from "./keys.js";
+
+/** Strings per record: T, sid, user, dataSource, level, status, create, expire, lastAccess, end, metadata, version. */
+export const RECORD_WIDTH = 12;
+
+const LEVELS: ReadonlySet<string> = new Set<AccessLevel>(["read", "write", "admin"]);
+const STATUSES: ReadonlySet<string> = new Set<SessionStatus>(["active", "expired", "closed"]);
+
+function at(reply: readonly string[], i: number): string {
+  const v = reply[i];
+  if (v === undefined) throw new Error(`malformed record reply from redis (field ${i} missing)`);
+  return v;
+}
+
+function int(reply: readonly string[], i: number): number {
+  const n = Number(at(reply, i));
+  if (!Number.isSafeInteger(n)) throw new Error(`malformed record reply from redis (field ${i} not an integer)`);
+  return n;
+}
+
+/** Decodes the record that starts at `offset`. */
+export function decodeRecord(reply: readonly string[], offset: number): SessionRecord {
+  const level = at(reply, offset + 4);
+  const status = at(reply, offset + 5);
+  if (!LEVELS.has(level) || !STATUSES.has(status)) {
+    throw new Error("malformed record reply from redis (level or status)");
+  }
+  return {
+    tenant: decodeTenant(at(reply, offset)),
+    sessionId: at(reply, offset + 1),
+    userId: at(reply, offset + 2),
+    dataSource: at(reply, offset + 3),
+    accessLevel: level as AccessLevel,
+    status: status as SessionStatus,
+    createTime: int(reply, offset + 6),
+    expireTime: int(reply, offset + 7),
+    lastAccessTime: int(reply, offset + 8),
+    endTime: int(reply, offset + 9),
+    metadata: at(reply, offset + 10),
+    version: int(reply, offset + 11),
+  };
+}
+
+/** Decodes consecutive records from `offset` to the end of the reply. */
+export function decodeRecords(reply: readonly string[], offset: number): SessionRecord[] {
+  const out: SessionRecord[] = [];
+  for (let i = offset; i + RECORD_WIDTH <= reply.length; i += RECORD_WIDTH) {
+    out.push(decodeRecord(reply, i));
+  }
+  return out;
+}

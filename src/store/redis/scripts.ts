@@ -1,0 +1,47 @@
+/**
+ * The Lua scripts, each prefixed with the shared prelude so every behaviour is
+ * written once. The sources live in TypeScript modules (lua/*.ts) rather than
+ * .lua files so the compiled build carries them without a copy step.
+ *
+ * ioredis sends EVALSHA and falls back to EVAL on NOSCRIPT (and sends EVAL first
+ * on every new connection), so a restarted, empty Redis needs no extra step.
+ */
+import { clearDataLua } from "./lua/clear-data.js";
+import { closeLua } from "./lua/close.js";
+import { createLua } from "./lua/create.js";
+import { deleteDataLua } from "./lua/delete-data.js";
+import { expireDueLua } from "./lua/expire-due.js";
+import { extendLua } from "./lua/extend.js";
+import { getDataLua } from "./lua/get-data.js";
+import { getLua } from "./lua/get.js";
+import { listDataLua } from "./lua/list-data.js";
+import { listLua } from "./lua/list.js";
+import { preludeLua } from "./lua/prelude.js";
+import { setDataLua } from "./lua/set-data.js";
+import { updateLua } from "./lua/update.js";
+
+const bodies = {
+  create: createLua,
+  get: getLua,
+  update: updateLua,
+  extend: extendLua,
+  close: closeLua,
+  list: listLua,
+  setData: setDataLua,
+  getData: getDataLua,
+  deleteData: deleteDataLua,
+  listData: listDataLua,
+  clearData: clearDataLua,
+  expireDue: expireDueLua,
+} as const;
+
+export type ScriptName = keyof typeof bodies;
+
+/** The full source of every script: prelude + body. */
+export function scriptSources(): Record<ScriptName, string> {
+  const out = {} as Record<ScriptName, string>;
+  for (const name of Object.keys(bodies) as ScriptName[]) {
+    out[name] = `${preludeLua}\n-- ${name}\n${bodies[name]}`;
+  }
+  return out;
+}

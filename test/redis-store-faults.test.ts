@@ -1,0 +1,160 @@
+/**
+ * RedisStore when Redis goes away: every call rejects with
+ * SessionError("unavailable") within a bounded time (never hangs, never a raw
+ * ioredis error), and the same store instance works again once Redis is back,
+ * including after Redis lost its loaded scripts.
+ *
+ * The elapsed-time bounds are generous correctness bounds (5× the timeout), not
+ * speed targets.
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Redis } from "ioredis";
+import { SessionError } from "../src/session/errors.js";
+import type { SessionStore } from "../src/store/store.js";
+import { RedisStore } from "../src/store/redis/redis-store.js";
+import { CONFORMANCE_LIMITS } from "./conformance/store-conformance.js";
+import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+
+const TIMEOUT_MS = 300;
+const BOUND_MS = 5 * TIMEOUT_MS;
+const T = "tenant-f";
+
+function newStore(url: string): RedisStore {
+  return new RedisStore({ url, keyPrefix: "sdf:", limits: CONFORMANCE_LIMITS, commandTimeoutMs: TIMEOUT_MS });
+}
+
+/** One call of every kind the store offers (the session id may be unknown: only reachability matters). */
+function everyCall(store: SessionStore, sid: string): Array<[string, () => Promise<unknown>]> {
+  return [
+    ["ping", () => store.ping()],
+    ["create", () => store.create({ tenant: T, userId: "u", dataSource: "d", accessLevel: "write", ttlMs: 60_000, metadata: "{}", requestId: "r" })],
+    ["get", () => store.get(T, sid, { touch: true, includeEnded: true })],
+    ["update", () => store.update(T, sid, { metadata: "{}" }, 1)],
+    ["extend", () => store.extend(T, sid, 60_000)],
+    ["close", () => store.close(T, sid)],
+    ["list", () => store.list(T, {}, 10)],
+    ["setData", () => store.setData(T, sid, "k", '"v"')],
+    ["getData", () => store.getData(T, sid, "k")],
+    ["deleteData", () => store.deleteData(T, sid, "k")],
+    ["listData", () => store.listData(T, sid, true)],
+    ["clearData", () => store.clearData(T, sid)],
+    ["counters", () => store.counters(T)],
+    ["expireDue", () => store.expireDue(10)],
+  ];
+}
+
+async function assertUnavailableInTime(name: string, call: () => Promise<unknown>): Promise<void> {
+  const started = performance.now();
+  await assert.rejects(call(), (e: unknown) => {
+    assert.ok(e instanceof SessionError, `${name}: a SessionError, not ${String(e)}`);
+    assert.equal(e.kind, "unavailable", `${name}: kind`);
+    return true;
+  });
+  const elapsed = performance.now() - started;
+  assert.ok(elapsed < BOUND_MS, `${name}: rejected after ${elapsed.toFixed(0)} ms (bound ${BOUND_MS} ms)`);
+}
+
+/** Waits until the store answers again (ioredis reconnects on its own, within about a second). */
+async function waitUntilServing(store: SessionStore): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      await store.ping();
+      return;
+    } catch (e) {
+      if (!(e instanceof SessionError && e.kind === "unavailable") || Date.now() > deadline) throw e;
+      await sleep(50);
+    }
+  }
+}
+
+describe("RedisStore with Redis unreachable", () => {
+  let server: RedisServerHandle;
+  let raw: Redis;
+
+  before(async () => {
+    server = await startRedisServer();
+    raw = server.client();
+  });
+
+  after(async () => {
+    raw.disconnect();
+    await server.stop();
+  });
+
+  it("every call rejects with unavailable in bounded time while Redis is down, and the same store recovers", async () => {
+    const store = newStore(server.url);
+    try {
+      const { session } = await store.create({ tenant: T, userId: "u", dataSource: "d", accessLevel: "write", ttlMs: 60_000, metadata: "{}", requestId: "" });
+      await server.stop();
+      for (const [name, call] of everyCall(store, session.sessionId)) await assertUnavailableInTime(name, call);
+      // Many calls at once while down: all bounded too.
+      await Promise.all(everyCall(store, session.sessionId).map(([name, call]) => assertUnavailableInTime(`parallel ${name}`, call)));
+
+      await server.start(); // an empty Redis: no data, no loaded scripts
+      await waitUntilServing(store);
+      const { session: fresh, created } = await store.create({ tenant: T, userId: "u", dataSource: "d", accessLevel: "write", ttlMs: 60_000, metadata: "{}", requestId: "" });
+      assert.equal(created, true);
+      assert.equal((await store.setData(T, fresh.sessionId, "k", '"v"')).version, 2);
+      assert.equal(await store.getData(T, fresh.sessionId, "k"), '"v"');
+      assert.deepEqual((await store.list(T, {}, 10)).sessions.map((s) => s.sessionId), [fresh.sessionId]);
+      assert.equal((await store.counters(T)).active, 1);
+      assert.equal((await store.close(T, fresh.sessionId)).status, "closed");
+      await assert.rejects(store.get(T, session.sessionId, { touch: false, includeEnded: true }), (e: unknown) => e instanceof SessionError && e.kind === "not_found");
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it("a store created while Redis is down starts serving once Redis is up", async () => {
+    await server.stop();
+    const store = newStore(server.url);
+    try {
+      await assertUnavailableInTime("ping before Redis started", () => store.ping());
+      await assertUnavailableInTime("create before Redis started", () => everyCall(store, "x")[1]![1]());
+      await server.start();
+      await waitUntilServing(store);
+      assert.deepEqual(await store.expireDue(10), []);
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it("a Redis that accepts the connection but does not answer makes calls unavailable in bounded time", async () => {
+    const store = newStore(server.url);
+    try {
+      await store.ping();
+      await raw.call("CLIENT", "PAUSE", String(4 * TIMEOUT_MS), "ALL");
+      await assertUnavailableInTime("create while paused", () => everyCall(store, "x")[1]![1]());
+      await assertUnavailableInTime("list while paused", () => store.list(T, {}, 10));
+      await raw.call("CLIENT", "UNPAUSE");
+      await waitUntilServing(store);
+      await store.list(T, {}, 10);
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it("scripts flushed from a running Redis are loaded again (NOSCRIPT fallback)", async () => {
+    await raw.flushall(); // a write that timed out while paused may still have landed
+    const store = newStore(server.url);
+    try {
+      await store.list(T, {}, 10);
+      await store.expireDue(1);
+      await raw.script("FLUSH");
+      assert.deepEqual(await store.list(T, {}, 10), { sessions: [] });
+      assert.deepEqual(await store.expireDue(1), []);
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it("a disposed store rejects with unavailable instead of hanging", async () => {
+    const store = newStore(server.url);
+    await store.ping();
+    await store.dispose();
+    await assertUnavailableInTime("ping after dispose", () => store.ping());
+  });
+});

@@ -1,0 +1,330 @@
+/**
+ * RedisStore: the shared conformance suite on a private redis-server, plus what
+ * only Redis has: key TTLs, the key layout left behind by close and expiry,
+ * atomicity under parallel calls, exactly-once expiry across store instances,
+ * and index keys that die even when the sweeper never ran.
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Redis } from "ioredis";
+import { SessionError } from "../src/session/errors.js";
+import type { SessionRecord } from "../src/session/model.js";
+import type { CreateSessionInput, StoreLimits } from "../src/store/store.js";
+import { RedisKeys } from "../src/store/redis/keys.js";
+import { RedisStore } from "../src/store/redis/redis-store.js";
+import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
+import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+
+const PREFIX = "sdtest:";
+
+let server: RedisServerHandle;
+let raw: Redis;
+
+before(async () => {
+  server = await startRedisServer();
+  raw = server.client();
+});
+
+after(async () => {
+  raw.disconnect();
+  await server.stop();
+});
+
+function openStore(limits: StoreLimits = CONFORMANCE_LIMITS): RedisStore {
+  return new RedisStore({ url: server.url, keyPrefix: PREFIX, limits, commandTimeoutMs: 2000 });
+}
+
+runStoreConformance("redis", async () => {
+  await raw.flushall();
+  const store = openStore();
+  return { store, cleanup: () => store.dispose() };
+});
+
+describe("RedisStore on Redis", () => {
+  const TENANT = "tenant-r";
+  const keys = new RedisKeys(PREFIX, TENANT);
+  /** Long enough that Redis never deletes a record before a test sweeps it, even on a busy machine. */
+  const GRACE = 5_000;
+  /** For the tests where Redis must delete the session's keys because nobody swept them. */
+  const SHORT_GRACE = 150;
+  const RETENTION = 30_000;
+  const limits: StoreLimits = { maxDataKeys: 64, archiveRetentionMs: RETENTION, expiryGraceMs: GRACE };
+
+  function input(overrides: Partial<CreateSessionInput> = {}): CreateSessionInput {
+    return {
+      tenant: TENANT,
+      userId: "user-1",
+      dataSource: "source-1",
+      accessLevel: "write",
+      ttlMs: 60_000,
+      metadata: '{"secret":"do-not-log"}',
+      requestId: "",
+      ...overrides,
+    };
+  }
+
+  async function withStore(fn: (store: RedisStore) => Promise<void>, grace = GRACE): Promise<void> {
+    await raw.flushall();
+    const store = openStore({ ...limits, expiryGraceMs: grace });
+    try {
+      await fn(store);
+    } finally {
+      await store.dispose();
+    }
+  }
+
+  async function expireTimeOf(key: string): Promise<number> {
+    return Number(await raw.call("PEXPIRETIME", key));
+  }
+
+  /** Every key of the tenant (SCAN is fine in a test; the store never scans). */
+  async function tenantKeys(): Promise<string[]> {
+    return (await raw.keys(`${PREFIX}${TENANT}:*`)).sort();
+  }
+
+  it("every key of a session expires at expireTime + grace, and follows extend", () =>
+    withStore(async (store) => {
+      const { session } = await store.create(input({ requestId: "req-ttl" }));
+      await store.setData(TENANT, session.sessionId, "k", '"v"');
+      const sid = session.sessionId;
+      const sessionKeys = [keys.record(sid), keys.data(sid), keys.requestId("req-ttl")];
+      const indexKeys = [keys.user("user-1"), keys.dataSource("source-1")];
+      for (const key of [...sessionKeys, ...indexKeys]) {
+        assert.ok((await raw.pttl(key)) > 0, `${key} has a TTL`);
+        assert.equal(await expireTimeOf(key), session.expireTime + GRACE, `${key} expires with the session`);
+      }
+      assert.equal(Number(await raw.zscore(keys.user("user-1"), sid)), session.expireTime);
+      assert.equal(Number(await raw.zscore(keys.dataSource("source-1"), sid)), session.expireTime);
+
+      const later = await store.extend(TENANT, sid, 120_000);
+      for (const key of [...sessionKeys, ...indexKeys]) {
+        assert.equal(await expireTimeOf(key), later.expireTime + GRACE, `${key} follows a later expiry`);
+      }
+      assert.equal(Number(await raw.zscore(keys.user("user-1"), sid)), later.expireTime);
+      assert.equal(Number(await raw.zscore(keys.dataSource("source-1"), sid)), later.expireTime);
+
+      const earlier = await store.extend(TENANT, sid, 30_000);
+      for (const key of sessionKeys) {
+        assert.equal(await expireTimeOf(key), earlier.expireTime + GRACE, `${key} follows an earlier expiry`);
+      }
+      for (const key of indexKeys) {
+        // An index key lives as long as its longest-lived member ever did.
+        assert.ok((await expireTimeOf(key)) >= earlier.expireTime + GRACE, `${key} still covers the session`);
+      }
+      assert.equal(Number(await raw.zscore(keys.dataSource("source-1"), sid)), earlier.expireTime);
+      const due = await raw.zscore(keys.due(), keys.dueMember("source-1"));
+      assert.ok(due !== null && Number(due) <= earlier.expireTime, "the due queue knows the earlier expiry");
+    }));
+
+  it("all keys of one session share the {sessionId} hash tag", () =>
+    withStore(async (store) => {
+      const { session } = await store.create(input());
+      const sid = session.sessionId;
+      for (const key of [keys.record(sid), keys.data(sid), keys.archive(sid)]) {
+        assert.ok(key.includes(`{${sid}}`), key);
+        assert.equal(key.indexOf("{"), key.indexOf(`{${sid}}`), `${key}: the first brace opens the session id`);
+      }
+    }));
+
+  it("close leaves only the archive (kept for the retention) and the counters", () =>
+    withStore(async (store) => {
+      const { session } = await store.create(input({ requestId: "req-close" }));
+      await store.setData(TENANT, session.sessionId, "k", '"v"');
+      const closed = await store.close(TENANT, session.sessionId);
+      assert.deepEqual(await tenantKeys(), [keys.counters(), keys.archive(session.sessionId)].sort());
+      const ttl = await raw.pttl(keys.archive(session.sessionId));
+      assert.ok(ttl > RETENTION - 2000 && ttl <= RETENTION, `archive TTL ${ttl} ≈ retention`);
+      assert.equal(await expireTimeOf(keys.archive(session.sessionId)), closed.endTime + RETENTION);
+    }));
+
+  it("expiry leaves only the archive, kept for the retention after expireTime", () =>
+    withStore(async (store) => {
+      const { session } = await store.create(input({ ttlMs: 200, requestId: "req-exp" }));
+      await store.setData(TENANT, session.sessionId, "k", '"v"');
+      await sleep(250);
+      const expired = await store.expireDue(10);
+      assert.deepEqual(expired.map((r) => r.sessionId), [session.sessionId]);
+      assert.deepEqual(await tenantKeys(), [keys.counters(), keys.archive(session.sessionId)].sort());
+      assert.equal(await expireTimeOf(keys.archive(session.sessionId)), session.expireTime + RETENTION);
+      assert.equal(await raw.zcard(keys.due()), 0, "an empty data-source index leaves the due queue");
+    }));
+
+  it("50 parallel updates with the same expectedVersion: exactly one succeeds", () =>
+    withStore(async (store) => {
+      const { session } = await store.create(input());
+      const results = await Promise.allSettled(
+        Array.from({ length: 50 }, (_, i) => store.update(TENANT, session.sessionId, { metadata: `{"n":${i}}` }, 1)),
+      );
+      const ok = results.filter((r) => r.status === "fulfilled");
+      assert.equal(ok.length, 1);
+      for (const r of results) {
+        if (r.status === "rejected") {
+          assert.ok(r.reason instanceof SessionError);
+          assert.equal(r.reason.kind, "version_mismatch");
+        }
+      }
+      assert.equal((await store.get(TENANT, session.sessionId, { touch: false, includeEnded: false })).version, 2);
+    }));
+
+  it("50 parallel setData on distinct keys all survive", () =>
+    withStore(async (store) => {
+      const { session } = await store.create(input());
+      const results = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => store.setData(TENANT, session.sessionId, `key-${i}`, `${i}`)),
+      );
+      assert.equal(new Set(results.map((r) => r.version)).size, 50, "50 distinct versions");
+      const data = await store.listData(TENANT, session.sessionId, true);
+      assert.equal(data.size, 50);
+      for (let i = 0; i < 50; i++) assert.equal(data.get(`key-${i}`), `${i}`);
+      assert.equal(await raw.hlen(keys.data(session.sessionId)), 50);
+    }));
+
+  it("three store instances sweeping at once expire each due session exactly once, in order per call", async () => {
+    await raw.flushall();
+    const stores = [openStore(limits), openStore(limits), openStore(limits)];
+    try {
+      const [first] = stores;
+      assert.ok(first);
+      const tenants = ["t-1", "t-2", "t-3"];
+      const created: SessionRecord[] = [];
+      for (let i = 0; i < 90; i++) {
+        const { session } = await first.create(
+          input({ tenant: tenants[i % 3] ?? "t-1", dataSource: `ds-${i % 4}`, userId: `u-${i % 7}`, ttlMs: 200 + (i % 10) * 5 }),
+        );
+        created.push(session);
+      }
+      const live = await first.create(input({ tenant: "t-1", dataSource: "ds-0" }));
+      // Past the last expiry (creating 90 sessions may take a while on a busy machine).
+      const lastExpiry = Math.max(...created.map((s) => s.expireTime));
+      await sleep(Math.max(0, lastExpiry - Date.now()) + 50);
+      const returned: SessionRecord[] = [];
+      await Promise.all(
+        stores.map(async (store) => {
+          for (;;) {
+            const batch = await store.expireDue(7);
+            for (let i = 1; i < batch.length; i++) {
+              const prev = batch[i - 1];
+              const cur = batch[i];
+              assert.ok(prev && cur && prev.expireTime <= cur.expireTime, "one call returns sessions in expiry order");
+            }
+            returned.push(...batch);
+            if (batch.length === 0) return;
+          }
+        }),
+      );
+      assert.equal(returned.length, created.length, "sum of returned records == number of due sessions");
+      assert.deepEqual(returned.map((r) => r.sessionId).sort(), created.map((r) => r.sessionId).sort());
+      for (const r of returned) {
+        assert.equal(r.status, "expired");
+        assert.equal(r.endTime, r.expireTime);
+        assert.equal(r.version, 2);
+      }
+      for (const tenant of tenants) {
+        const c = await first.counters(tenant);
+        assert.equal(c.expired, 30, `${tenant}: expired`);
+        assert.equal(c.total, tenant === "t-1" ? 31 : 30, `${tenant}: total`);
+        assert.equal(c.active, tenant === "t-1" ? 1 : 0, `${tenant}: active`);
+        assert.deepEqual(c.activeByDataSource, tenant === "t-1" ? { "ds-0": 1 } : {});
+      }
+      assert.equal((await first.get("t-1", live.session.sessionId, { touch: false, includeEnded: false })).status, "active");
+      assert.deepEqual(await raw.zrange(new RedisKeys(PREFIX, "t-1").due(), "0", "-1"), ["t-1\nds-0"], "only the live session's source stays queued");
+    } finally {
+      await Promise.all(stores.map((s) => s.dispose()));
+    }
+  });
+
+  it("a session Redis deleted after the grace leaves no index entry behind", () =>
+    withStore(async (store) => {
+      const { session } = await store.create(input({ ttlMs: 200, userId: "forgotten", dataSource: "forgotten-src" }));
+      const indexKeys = [keys.user("forgotten"), keys.dataSource("forgotten-src")];
+      for (const key of indexKeys) assert.equal(await expireTimeOf(key), session.expireTime + SHORT_GRACE, key);
+      // Nobody sweeps: wait until Redis itself has dropped everything of the session.
+      await sleep(200 + SHORT_GRACE + 100);
+      for (const key of [keys.record(session.sessionId), ...indexKeys]) {
+        assert.equal(await raw.exists(key), 0, `${key} is gone without the sweeper`);
+      }
+      assert.deepEqual(await store.list(TENANT, { userId: "forgotten" }, 10), { sessions: [] });
+      await assertNotFound(store.get(TENANT, session.sessionId, { touch: false, includeEnded: true }));
+      assert.deepEqual(await store.expireDue(10), [], "nothing left to archive");
+      assert.equal(await raw.zcard(keys.due()), 0, "the sweeper drops the empty source from the due queue");
+    }, SHORT_GRACE));
+
+  it("the sweeper drops index entries whose record Redis already deleted", () =>
+    withStore(async (store) => {
+      const gone = await store.create(input({ ttlMs: 200, dataSource: "shared-src" }));
+      const kept = await store.create(input({ ttlMs: 60_000, dataSource: "shared-src" }));
+      await sleep(200 + SHORT_GRACE + 100);
+      assert.equal(await raw.exists(keys.record(gone.session.sessionId)), 0);
+      assert.notEqual(await raw.zscore(keys.dataSource("shared-src"), gone.session.sessionId), null, "the entry outlived its record");
+      assert.deepEqual(await store.expireDue(10), []);
+      assert.equal(await raw.zscore(keys.dataSource("shared-src"), gone.session.sessionId), null, "orphan removed");
+      const c = await store.counters(TENANT);
+      assert.equal(c.active, 1);
+      assert.equal(c.expired, 1);
+      assert.deepEqual(c.activeByDataSource, { "shared-src": 1 });
+      assert.equal(Number(await raw.zscore(keys.due(), keys.dueMember("shared-src"))), kept.session.expireTime);
+    }, SHORT_GRACE));
+
+  it("tenants with key-like characters stay apart and survive the due queue", () =>
+    withStore(async (store) => {
+      const odd = "a:u{x}\nb";
+      const { session } = await store.create(input({ tenant: odd, userId: "u", ttlMs: 200 }));
+      const plain = await store.create(input({ tenant: "a", userId: "u:u{x}", ttlMs: 200 }));
+      assert.equal(session.tenant, odd);
+      assert.deepEqual((await store.list(odd, {}, 10)).sessions.map((s) => s.sessionId), [session.sessionId]);
+      assert.deepEqual((await store.list("a", {}, 10)).sessions.map((s) => s.sessionId), [plain.session.sessionId]);
+      assert.equal((await store.counters(odd)).active, 1);
+      assert.equal((await store.counters("a")).active, 1);
+      await sleep(250);
+      const swept = await store.expireDue(10);
+      assert.deepEqual(
+        swept.map((r) => [r.tenant, r.sessionId]).sort(),
+        [[odd, session.sessionId], ["a", plain.session.sessionId]].sort(),
+        "expireDue names each session's own tenant",
+      );
+      assert.equal((await store.get(odd, session.sessionId, { touch: false, includeEnded: true })).status, "expired");
+    }));
+
+  it("unfiltered listing merges the data-source indexes in order across pages", () =>
+    withStore(async (store) => {
+      const made: SessionRecord[] = [];
+      for (let i = 0; i < 25; i++) {
+        made.push((await store.create(input({ dataSource: `src-${i % 6}`, ttlMs: 60_000 + (i % 5) * 1000 }))).session);
+      }
+      const seen: string[] = [];
+      let cursor: { expireTime: number; sessionId: string } | undefined;
+      for (;;) {
+        const page = await store.list(TENANT, {}, 4, cursor);
+        seen.push(...page.sessions.map((s) => s.sessionId));
+        if (page.next === undefined) break;
+        cursor = page.next;
+      }
+      const want = [...made]
+        .sort((a, b) => a.expireTime - b.expireTime || (a.sessionId < b.sessionId ? -1 : 1))
+        .map((s) => s.sessionId);
+      assert.deepEqual(seen, want);
+    }));
+
+  it("logs no metadata or data values", async () => {
+    await raw.flushall();
+    const lines: string[] = [];
+    const { pino } = await import("pino");
+    const logger = pino({ level: "trace" }, { write: (line: string) => void lines.push(line) });
+    const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits, commandTimeoutMs: 2000, logger });
+    try {
+      const { session } = await store.create(input());
+      await store.setData(TENANT, session.sessionId, "k", '"value-do-not-log"');
+      await store.getData(TENANT, session.sessionId, "k");
+      await store.close(TENANT, session.sessionId);
+    } finally {
+      await store.dispose();
+    }
+    const all = lines.join("\n");
+    assert.ok(!all.includes("do-not-log"), "no values in logs");
+  });
+});
+
+async function assertNotFound(p: Promise<unknown>): Promise<void> {
+  await assert.rejects(p, (e: unknown) => e instanceof SessionError && e.kind === "not_found");
+}
