@@ -223,6 +223,9 @@ function send(reply: LoadReply): void {
 
 let generator: LoadGenerator | undefined;
 
+// The runner is gone (it crashed or was killed): nothing will ask for more, so leave instead of idling forever.
+process.on("disconnect", () => process.exit(0));
+
 process.on("message", (message: LoadRequest) => {
   void (async () => {
     try {

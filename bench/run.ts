@@ -25,6 +25,7 @@
  * service's own default) for the server's logger, whose lines go to /dev/null.
  */
 import { fork, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import * as os from "node:os";
 import { dirname, join } from "node:path";
@@ -137,6 +138,8 @@ class LoadProcess {
 interface MemoryResult {
   readonly sessions: number;
   readonly bytesPerSession?: number;
+  /** Bytes of the event log, which the script leaves out of bytesPerSession (it is bounded by its own retention). */
+  readonly eventLogBytes?: number;
   readonly error?: string;
 }
 
@@ -155,9 +158,14 @@ async function measureMemory(): Promise<MemoryResult> {
   clearTimeout(timer);
   const match = /bytes per session:\s*([\d.]+)/.exec(out);
   if (code !== 0 || match?.[1] === undefined) {
-    return { sessions: MEMORY_SESSIONS, error: `redis-memory.ts exited ${code}: ${(err || out).trim().slice(-500)}` };
+    const lines = (err + out).split("\n").map((l) => l.trim()).filter((l) => l !== "");
+    const reason = lines.find((l) => /error/i.test(l)) ?? lines.at(-1) ?? "no output";
+    return { sessions: MEMORY_SESSIONS, error: `bench/redis-memory.ts exited ${code}: ${oneLine(reason)}` };
   }
-  return { sessions: MEMORY_SESSIONS, bytesPerSession: Number(match[1]) };
+  // Newer versions of the script report the bounded event log apart from the per-session figure.
+  const eventLog = /event log:\s*(\d+) bytes/.exec(out)?.[1];
+  const result = { sessions: MEMORY_SESSIONS, bytesPerSession: Number(match[1]) };
+  return eventLog === undefined ? result : { ...result, eventLogBytes: Number(eventLog) };
 }
 
 interface MachineInfo {
@@ -205,7 +213,7 @@ async function measureInterleaved(
   const samples = new Map<PhaseSpec["op"], MeasuredSample[]>(ops.map((o) => [o.op, []]));
   const runOne = async (o: Operation, warmupMs: number, durationMs: number): Promise<MeasuredSample> => {
     const spec: PhaseSpec = { ...o, concurrency: CONCURRENCY, warmupMs, durationMs };
-    if (o.op === "close") await load.fill(spec, poolFor(rates, warmupMs + durationMs));
+    if (o.op === "close") await load.fill(spec, poolFor(rates, warmupMs + durationMs, o.target === "direct" ? 1.5 : 3));
     const redisBefore = await redisCpuUs(redis);
     // This process is the server (and an idle runner): its CPU time is the server's.
     const serverBefore = process.cpuUsage();
@@ -241,12 +249,14 @@ async function redisCpuUs(redis: Redis): Promise<number> {
 }
 
 /**
- * Enough sessions for a close round to run its whole window: at the last close
- * rate seen, or at twice the create rate before any close ran, plus half again.
+ * Enough sessions for a close round to run its whole window: the faster of the
+ * last close rate and twice the create rate, times a margin. gRPC rates swing
+ * from round to round on this machine, so they get a wide margin; the direct
+ * rates are steady, and each of their sessions costs Redis memory.
  */
-function poolFor(rates: ReadonlyMap<PhaseSpec["op"], number>, ms: number): number {
-  const rate = rates.get("close") ?? 2 * (rates.get("create") ?? 1000);
-  return Math.ceil((rate * 1.5 * ms) / 1000);
+function poolFor(rates: ReadonlyMap<PhaseSpec["op"], number>, ms: number, margin: number): number {
+  const rate = Math.max(rates.get("close") ?? 0, 2 * (rates.get("create") ?? 1000));
+  return Math.ceil((rate * margin * ms) / 1000);
 }
 
 function required<K, V>(map: ReadonlyMap<K, V>, key: K): V {
@@ -279,8 +289,21 @@ const fmtPct = (n: number): string => `${(n * 100).toFixed(0)} %`;
 const fmtUs = (n: number): string => (Number.isFinite(n) ? n.toFixed(0) : "-");
 const passMiss = (ok: boolean): string => (ok ? "pass" : "MISS");
 
+/** Fits a message into one Markdown table cell. */
+function oneLine(text: string): string {
+  const flat = text.replace(/\s+/g, " ").replace(/\|/g, "/").trim();
+  return flat.length > 160 ? `${flat.slice(0, 157)}...` : flat;
+}
+
 function errorNote(r: PhaseResult): string {
-  return r.errors === 0 ? "" : ` (${r.errors} errors: ${r.firstError ?? "?"})`;
+  return r.errors === 0 ? "" : ` (${fmtInt(r.errors)} errors: ${oneLine(r.firstError ?? "?")})`;
+}
+
+/** Phases in which calls failed, by name. */
+function failedPhases(r: Results): string[] {
+  return [r.check, ...Object.values(r.service), ...Object.values(r.direct)]
+    .filter((p) => p.errors > 0)
+    .map((p) => `${p.target === "direct" ? "direct " : ""}${p.name}`);
 }
 
 function render(r: Results): string {
@@ -295,12 +318,16 @@ function render(r: Results): string {
     `- ${CONCURRENCY} concurrent callers in a separate load-generator process; per operation ${WARMUP_MS} ms warm-up, then ${ROUNDS} interleaved rounds of ${ROUND_MS} ms measured (after ${ROUND_SETTLE_MS} ms settling each)`,
   );
   lines.push(
-    `- Server: the app (startApp) on RedisStore, in the runner's process; gRPC over h2c, one HTTP/2 connection per client; log level ${r.logLevel} to /dev/null`,
+    `- Server: the app (startApp) on RedisStore with metadata encryption on, in the runner's process; gRPC over h2c, one HTTP/2 connection per client; log level ${r.logLevel} and audit records written to /dev/null`,
   );
   lines.push(
     "- Client, server and redis-server share the 2 cores: the service phases run three busy processes, the direct phases two. The ratios are what this machine shows, not what a server with cores of its own would.",
   );
   lines.push(`- Whole run: ${r.totalSeconds.toFixed(0)} s`, "");
+  const failed = failedPhases(r);
+  if (failed.length > 0) {
+    lines.push(`**Warning: calls failed in ${failed.join(", ")}; those numbers do not measure the service.**`, "");
+  }
 
   lines.push("## Throughput and latency", "");
   lines.push("| Operation | gRPC ops/s | p50 ms | p99 ms | direct ioredis ops/s | p50 ms | p99 ms | service / direct |");
@@ -365,6 +392,11 @@ function render(r: Results): string {
       ? `| Redis bytes per session (${fmtInt(r.memory.sessions)} sessions) | not measured: ${r.memory.error ?? "?"} | < ${TARGETS.bytesPerSession} | MISS |`
       : `| Redis bytes per session (${fmtInt(r.memory.sessions)} sessions, ~40 B metadata, all indexes) | ${bytes.toFixed(0)} | < ${TARGETS.bytesPerSession} | ${passMiss(bytes < TARGETS.bytesPerSession)} |`,
   );
+  if (r.memory.eventLogBytes !== undefined) {
+    lines.push(
+      `| (not in the above) event log after ${fmtInt(r.memory.sessions)} creates | ${fmtInt(r.memory.eventLogBytes)} B (${(r.memory.eventLogBytes / r.memory.sessions).toFixed(0)} per event) | bounded by its retention | |`,
+    );
+  }
   lines.push("");
   lines.push(
     "Direct ioredis floor: create = MULTI(HSET of the same record fields, PEXPIRE), get = HGETALL, extend = PEXPIRE, close = DEL; no indexes, counters, archive or events.",
@@ -373,19 +405,38 @@ function render(r: Results): string {
 }
 
 async function main(): Promise<void> {
+  // A closed stdout (`npm run bench | head`) must not kill the run halfway and orphan redis-server
+  // and the load generator: finish, clean up, and still write RESULTS.md.
+  process.stdout.on("error", () => {});
+  process.stderr.on("error", () => {});
   const startedAt = Date.now();
   const machine = machineInfo();
   const logLevel = process.env["BENCH_LOG_LEVEL"] || "info";
   console.log(`sessiond benchmark: ${machine.cpuModel} x${machine.cores}, node ${machine.node}, redis ${machine.redis}`);
 
   const redis = await startRedisServer();
-  const config = loadConfig({ REDIS_URL: redis.url, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: logLevel });
-  const logger = createLogger({ level: logLevel, destination: pino.destination({ dest: "/dev/null", sync: true }) });
   const redisClient = redis.client();
   let app: Awaited<ReturnType<typeof startApp>> | undefined;
   let load: LoadProcess | undefined;
+  // Stopped from outside (Ctrl-C, or a parent such as npm going away): take redis-server and the
+  // load generator down too instead of leaving them orphaned.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    console.error(`\n${signal}: stopping the benchmark`);
+    void Promise.allSettled([load?.stop(), redis.stop()]).finally(() => process.exit(1));
+  };
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.once(signal, onSignal);
   try {
-    app = await startApp(config, { logger });
+    const config = loadConfig({
+      REDIS_URL: redis.url,
+      PORT: "0",
+      HOST: "127.0.0.1",
+      LOG_LEVEL: logLevel,
+      // As in production: metadata sealed at rest, with a key that lives for this run only.
+      ENCRYPTION_KEYS: `bench:${randomBytes(32).toString("base64")}`,
+    });
+    // Logs and audit records are written as in production (to stdout by default), but to /dev/null.
+    const logger = createLogger({ level: logLevel, destination: pino.destination({ dest: "/dev/null", sync: true }) });
+    app = await startApp(config, { logger, auditDestination: pino.destination({ dest: "/dev/null", sync: true }) });
     const generator = await LoadProcess.start(app.url, redis.url);
     load = generator;
     console.log("gRPC (service and Health/Check on one server):");
@@ -437,6 +488,8 @@ async function main(): Promise<void> {
     const markdown = render(results);
     await writeFile(join(HERE, "RESULTS.md"), markdown);
     console.log("\n" + markdown);
+    // Not a test, but a run whose calls failed measured nothing: say so in the exit code.
+    if (failedPhases(results).length > 0 || memory.bytesPerSession === undefined) process.exitCode = 1;
   } finally {
     await load?.stop();
     await app?.close();

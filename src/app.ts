@@ -1,22 +1,27 @@
 /**
- * Composes the service: config → store → event bus → session manager (with its
- * expiry sweeper) → Connect routes (SessionService, and grpc.health.v1.Health
+ * Composes the service: config → store → session manager (with its event
+ * reader and expiry scheduler) → Connect routes (SessionService, and grpc.health.v1.Health
  * answered from a cached store ping) → the single-port RPC server.
  *
  * main.ts runs it as a process; tests and the benchmark start it in-process on
  * port 0 and talk to it over the network like any client.
  */
-import type { Logger } from "pino";
+import { readFile } from "node:fs/promises";
+import type { DestinationStream, Logger } from "pino";
+import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import { SessionService } from "../gen/session/v1/session_pb.js";
 import { sessionServiceRoutes } from "./api/session-service.js";
+import { setUpSecurity } from "./auth/security.js";
 import type { Config } from "./config/config.js";
 import { HealthMonitor } from "./health/health-monitor.js";
 import { healthServiceRoutes } from "./health/health-service.js";
 import { createLogger } from "./logging/logger.js";
+import { addActiveSessionsSource, scrape } from "./observability/metrics.js";
+import { reflectionServiceRoutes } from "./reflection/reflection-service.js";
 import { startRpcServer } from "./server/rpc-server.js";
 import { SessionManager } from "./session/session-manager.js";
 import { createStore } from "./store/create-store.js";
 import type { SessionStore } from "./store/store.js";
-import { SessionEventBus } from "./streaming/session-event-bus.js";
 
 /**
  * How often the health monitor pings the store. Probes read the cached status,
@@ -27,6 +32,8 @@ const HEALTH_INTERVAL_MS = 1000;
 export interface AppOptions {
   /** Default: a pino logger on stdout at config.logLevel. */
   readonly logger?: Logger;
+  /** Audit records go here instead of where config.auditLog says (tests read them in-process). */
+  readonly auditDestination?: DestinationStream;
 }
 
 export interface App {
@@ -35,16 +42,25 @@ export interface App {
   readonly port: number;
   readonly store: SessionStore;
   readonly manager: SessionManager;
-  /** Stops health checks and the sweeper, drains and closes the server, then disposes of the store. Idempotent. */
+  /** Stops health checks, the expiry scheduler and the event reader (watch streams end with UNAVAILABLE and their cursor), drains and closes the server, then disposes of the store. Idempotent. */
   close(): Promise<void>;
 }
 
 export async function startApp(config: Config, options: AppOptions = {}): Promise<App> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
+  // Before anything holds a connection: an unreadable certificate fails the start cleanly.
+  const tls = await readTls(config);
+  // Refuses insecure configurations (ConfigError) before anything holds a connection.
+  const security = setUpSecurity(config, logger, options.auditDestination === undefined ? {} : { auditDestination: options.auditDestination });
   const store = createStore(config, logger);
-  const events = new SessionEventBus({ logger: logger.child({ component: "event-bus" }) });
-  const manager = new SessionManager({ store, config, events, logger: logger.child({ component: "session-manager" }) });
-  const sessionRoutes = sessionServiceRoutes(manager, { config, tenant: () => config.defaultTenant });
+  const manager = new SessionManager({
+    store,
+    config,
+    logger: logger.child({ component: "session-manager" }),
+    cipher: security.cipher,
+    onSystemEnd: security.onSystemEnd,
+  });
+  const sessionRoutes = sessionServiceRoutes(manager, { config, tenant: security.tenant, admitWatch: security.admitWatch, watchQueueLimit: config.watchQueueLimit });
   const health = new HealthMonitor({
     store,
     intervalMs: HEALTH_INTERVAL_MS,
@@ -52,23 +68,46 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     logger: logger.child({ component: "health" }),
   });
   const healthRoutes = healthServiceRoutes(health);
+  // Every service the router serves, so grpcurl can list and describe them (the reflection services add themselves).
+  const reflectionRoutes = reflectionServiceRoutes([SessionService, Health]);
+  let shuttingDown = false;
 
+  // The event reader and the expiry scheduler; fails the start when Redis refuses CONFIG and the
+  // keyspace notification flags are not set (the message names them).
+  await manager.start().catch(async (error: unknown) => {
+    await store.dispose();
+    throw error;
+  });
   // Known status before the first probe can arrive (settles, never rejects, within the ping timeout).
   await health.start();
   const server = await startRpcServer({
     routes: (router) => {
       sessionRoutes(router);
       healthRoutes(router);
+      reflectionRoutes(router);
     },
     config,
     logger,
+    httpEndpoints: {
+      notReadyReason: () => {
+        if (shuttingDown) return "shutting down";
+        return health.status("") === HealthCheckResponse_ServingStatus.SERVING ? undefined : "store unreachable";
+      },
+      metrics: scrape,
+      onError: (error) => logger.error({ error: describeError(error) }, "metrics scrape failed"),
+    },
+    ...(tls === undefined ? {} : { tls }),
+    interceptors: security.interceptors,
+    contextValues: security.contextValues,
+    drainTimeoutMs: drainTimeoutMs(config.shutdownTimeoutMs),
   }).catch(async (error: unknown) => {
     // Nothing else holds the store yet: release it so the process can exit.
     health.stop();
+    await manager.stop();
     await store.dispose();
     throw error;
   });
-  manager.startSweeper();
+  const stopSessionsGauge = addActiveSessionsSource(config.defaultTenant, async () => (await store.counters(config.defaultTenant)).active);
 
   let closed: Promise<void> | undefined;
   return {
@@ -78,13 +117,47 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     manager,
     close(): Promise<void> {
       closed ??= (async () => {
-        // NOT_SERVING first, so health watchers move away before the port closes.
+        // NOT_SERVING first (health and /readyz), so health watchers move away before the port closes.
+        shuttingDown = true;
+        stopSessionsGauge();
         health.stop();
+        // No new connections or calls from here on; calls in flight go on (bounded by SHUTDOWN_TIMEOUT).
+        server.stopAccepting();
         await manager.stop();
+        // Streams still open end with UNAVAILABLE; waits for the unary calls in flight.
         await server.close();
         await store.dispose();
+        security.close();
       })();
       return closed;
     },
   };
+}
+
+/**
+ * How long in-flight calls may run on after close() starts: the shutdown
+ * bound less a reserve for closing the store and flushing logs, so the
+ * process still exits within SHUTDOWN_TIMEOUT when a call hangs.
+ */
+export function drainTimeoutMs(shutdownTimeoutMs: number): number {
+  return shutdownTimeoutMs - Math.min(1000, Math.round(shutdownTimeoutMs / 5));
+}
+
+/** Reads the TLS files named by the configuration; a file that cannot be read fails the start, naming the setting. */
+async function readTls(config: Config): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+  if (config.tls === undefined) return undefined;
+  const read = async (setting: string, path: string): Promise<Buffer> => {
+    try {
+      return await readFile(path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
+      throw new Error(`${setting}=${JSON.stringify(path)} cannot be read (${code})`);
+    }
+  };
+  return { cert: await read("TLS_CERT_FILE", config.tls.certFile), key: await read("TLS_KEY_FILE", config.tls.keyFile) };
+}
+
+/** Class and message of a failure of our own code (collectors), for the log. */
+function describeError(error: unknown): { type: string; message?: string } {
+  return error instanceof Error ? { type: error.constructor.name, message: error.message } : { type: typeof error };
 }

@@ -44,13 +44,10 @@ try {
 }
 
 const target = new URL(app.url).host;
+const grpcurl = config.tls === undefined ? `grpcurl -plaintext ${target} list` : `grpcurl ${target} list`;
 logger.info(
-  {
-    address: app.url,
-    store: app.store.kind,
-    try: `grpcurl -plaintext -import-path proto -proto session/v1/session.proto ${target} session.v1.SessionService/GetSessionMetrics`,
-  },
-  `sessiond listening on ${app.url} (store: ${app.store.kind})`,
+  { address: app.url, store: app.store.kind, tls: config.tls !== undefined, try: grpcurl },
+  `sessiond listening on ${app.url} (store: ${app.store.kind}); try: ${grpcurl}`,
 );
 
 let stopping = false;
@@ -61,7 +58,12 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
     process.exit(EXIT_FAILURE);
   }
   stopping = true;
-  logger.info({ signal }, "shutting down");
+  logger.info({ signal, timeoutMs: config.shutdownTimeoutMs }, "shutting down");
+  // The bound: app.close() cuts in-flight calls before it (see drainTimeoutMs), so this fires only if closing itself hangs.
+  setTimeout(() => {
+    logger.error({ timeoutMs: config.shutdownTimeoutMs }, "shutdown did not finish within SHUTDOWN_TIMEOUT: exiting");
+    process.exit(EXIT_FAILURE);
+  }, config.shutdownTimeoutMs).unref();
   try {
     await app.close();
   } catch (error) {

@@ -30,7 +30,7 @@ import { loadConfig, type Config } from "../src/config/config.js";
 import { SessionManager } from "../src/session/session-manager.js";
 import { MemoryStore } from "../src/store/memory/memory-store.js";
 import type { SessionStore } from "../src/store/store.js";
-import { SessionEventBus } from "../src/streaming/session-event-bus.js";
+import { compareEventIds } from "../src/store/event-id.js";
 
 type SessionClient = Client<typeof SessionService>;
 
@@ -70,7 +70,7 @@ async function startServer(options: { config?: Config; wrapStore?: (store: Sessi
   const store = options.wrapStore === undefined ? memory : options.wrapStore(memory);
   const logs: string[] = [];
   const logger = pino({ level: "debug" }, { write: (line: string) => void logs.push(line) });
-  const manager = new SessionManager({ store, config, events: new SessionEventBus({ logger }), logger });
+  const manager = new SessionManager({ store, config, logger });
   const routes = sessionServiceRoutes(manager, { config, tenant: () => config.defaultTenant });
   const server = http2.createServer(connectNodeAdapter({ routes }));
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -81,7 +81,7 @@ async function startServer(options: { config?: Config; wrapStore?: (store: Sessi
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   const client = createClient(SessionService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
-  manager.startSweeper();
+  await manager.start();
   return {
     client,
     manager,
@@ -349,9 +349,10 @@ describe("SessionService error mapping", () => {
     assert.equal(listing.values["a"]?.kind.value, 2);
   });
 
-  it("OUT_OF_RANGE for a resume cursor", async () => {
-    const watch = openWatch(srv.client, { resumeCursor: "17" });
-    await rejectsWith(watch.nextRaw(), Code.OutOfRange, /older than the retained history/);
+  it("INVALID_ARGUMENT for a malformed resume cursor, OUT_OF_RANGE for one the log never reached", async () => {
+    await rejectsWith(openWatch(srv.client, { resumeCursor: "17" }).nextRaw(), Code.InvalidArgument, /^resume_cursor: /);
+    await rejectsWith(openWatch(srv.client, { resumeCursor: "1-0", sendInitialSnapshot: true }).nextRaw(), Code.InvalidArgument, /^resume_cursor: /);
+    await rejectsWith(openWatch(srv.client, { resumeCursor: "99999999999999-0" }).nextRaw(), Code.OutOfRange, /older than the retained event history/);
   });
 });
 
@@ -454,8 +455,8 @@ describe("WatchSessions", () => {
       assert.equal(events[5]?.session?.status, SessionStatus.CLOSED);
       assert.equal(events[7]?.session?.sessionId, short?.sessionId);
       assert.equal(events[7]?.session?.status, SessionStatus.EXPIRED);
-      const cursors = events.map((e) => Number(e.cursor));
-      assert.deepEqual(cursors, [...cursors].sort((a, b) => a - b), "cursors increase");
+      const cursors = events.map((e) => e.cursor);
+      assert.deepEqual(cursors, [...cursors].sort(compareEventIds), "cursors increase");
       assert.ok(events.every((e) => e.eventTime !== undefined));
       assert.ok(!JSON.stringify(events, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v)).includes("SECRET"), "no data value in events");
 
@@ -515,7 +516,7 @@ describe("WatchSessions", () => {
       const next = await watch.next();
       assert.equal(next.type, EventType.CREATED);
       assert.equal(next.session?.sessionId, live);
-      assert.ok(Number(next.cursor) > Number(first[3]?.cursor), "live events continue after the heartbeat's cursor");
+      assert.ok(compareEventIds(next.cursor, first[3]?.cursor ?? "") > 0, "live events continue after the heartbeat's cursor");
       watch.close();
 
       // With session_ids, the snapshot names only those that are live.

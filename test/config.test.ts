@@ -25,12 +25,19 @@ describe("loadConfig", () => {
     assert.equal(config.sweepIntervalMs, 250);
     assert.equal(config.redisCommandTimeoutMs, 2_000);
     assert.equal(config.watchHeartbeatMs, 15_000);
+    assert.equal(config.watchRetentionEvents, 100_000);
+    assert.equal(config.watchRetentionMs, 3_600_000);
+    assert.equal(config.watchQueueLimit, 1_000);
     assert.deepEqual(config.limits, {
       maxRequestBytes: 1_048_576,
       maxMetadataBytes: 16_384,
       maxDataKeyLength: 256,
       maxDataValueBytes: 65_536,
       maxDataKeys: 1_000,
+      maxDataBytes: 8_388_608,
+      maxSessionsPerUser: 1_000,
+      sessionsPerUserPolicy: "reject",
+      maxWatchersPerPrincipal: 16,
       defaultPageSize: 100,
       maxPageSize: 1_000,
     });
@@ -145,7 +152,8 @@ describe("the sessiond process", () => {
       if (line === undefined) return;
       address = String(line["address"]);
       assert.equal(line["store"], "memory");
-      assert.match(String(line["try"]), /^grpcurl -plaintext .* 127\.0\.0\.1:\d+ session\.v1\.SessionService\/GetSessionMetrics$/);
+      // With server reflection, grpcurl needs no .proto files.
+      assert.match(String(line["try"]), /^grpcurl -plaintext 127\.0\.0\.1:\d+ list$/);
       served = createSessionClient(address)
         .getSessionMetrics({})
         .then((metrics) => metrics.totalSessions)

@@ -94,7 +94,7 @@ describe("RPC logging", () => {
       const keys = Object.keys(line).sort();
       for (const key of keys) {
         assert.ok(
-          ["code", "durationMs", "level", "method", "msg", "service", "sessionId", "time"].includes(key),
+          ["code", "durationMs", "level", "method", "msg", "requestId", "service", "sessionId", "time", "traceId"].includes(key),
           `unexpected field ${key} in an rpc line`,
         );
       }

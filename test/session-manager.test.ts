@@ -2,8 +2,8 @@
  * SessionManager over both stores: MemoryStore, and RedisStore on a private
  * redis-server. Covers what the manager adds on top of the store: JSON
  * metadata and values, replace versus merge (including 20 concurrent merges),
- * size limits checked before any write, one event per write on the bus, and
- * the expiry sweeper (EXPIRED events, batches, store errors, stop).
+ * size limits checked before any write, one logged event per write, and
+ * the expiry scheduler (EXPIRED events, batches, store errors, stop).
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -14,9 +14,8 @@ import { SessionError, type SessionErrorKind } from "../src/session/errors.js";
 import { SessionManager } from "../src/session/session-manager.js";
 import { MemoryStore } from "../src/store/memory/memory-store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
-import type { SessionStore, StoreLimits } from "../src/store/store.js";
-import { SessionEventBus, type PublishedSessionEvent } from "../src/streaming/session-event-bus.js";
-import { watchSessions } from "../src/streaming/watch-sessions.js";
+import type { SessionStore, StoredEvent, StoreLimits } from "../src/store/store.js";
+import { watchSessions, WatchInterrupted } from "../src/streaming/watch-sessions.js";
 import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
 
 const TENANT = "t1";
@@ -38,10 +37,9 @@ const silent = pino({ level: "silent" });
 
 interface Harness {
   readonly manager: SessionManager;
-  readonly bus: SessionEventBus;
   readonly store: SessionStore;
-  /** Every event published since the harness was made. */
-  readonly events: PublishedSessionEvent[];
+  /** Every event in the store's log (each harness starts with an empty store). */
+  events(): Promise<StoredEvent[]>;
   close(): Promise<void>;
 }
 
@@ -49,17 +47,12 @@ type OpenStore = () => Promise<SessionStore>;
 
 async function harness(openStore: OpenStore, config = testConfig(), wrap?: (store: SessionStore) => SessionStore): Promise<Harness> {
   const store = await openStore();
-  const bus = new SessionEventBus();
-  const events: PublishedSessionEvent[] = [];
-  const unsubscribe = bus.subscribe((event) => events.push(event));
-  const manager = new SessionManager({ store: wrap === undefined ? store : wrap(store), config, events: bus, logger: silent });
+  const manager = new SessionManager({ store: wrap === undefined ? store : wrap(store), config, logger: silent });
   return {
     manager,
-    bus,
     store,
-    events,
+    events: () => store.readEvents("0-0", 10_000),
     async close() {
-      unsubscribe();
       await manager.stop();
       await store.dispose();
     },
@@ -75,9 +68,9 @@ async function assertKind(promise: Promise<unknown>, kind: SessionErrorKind, mes
   });
 }
 
-async function waitFor(what: string, predicate: () => boolean, timeoutMs = 5000): Promise<void> {
+async function waitFor(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
+  while (!(await predicate())) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
     await sleep(10);
   }
@@ -156,7 +149,7 @@ function managerSuite(name: string, openStore: OpenStore): void {
         const expected: Record<string, unknown> = { base: true };
         for (let i = 0; i < 20; i++) expected[`k${i}`] = i;
         assert.deepEqual(final.metadata, expected);
-        assert.equal(h.events.filter((e) => e.type === "updated").length, 20);
+        assert.equal((await h.events()).filter((e) => e.type === "updated").length, 20);
       } finally {
         await h.close();
       }
@@ -239,7 +232,7 @@ function managerSuite(name: string, openStore: OpenStore): void {
       }
     });
 
-    it("publishes one event per write, with data keys and without data values", async () => {
+    it("logs one event per write, with data keys and without data values", async () => {
       const h = await harness(openStore);
       try {
         const { session } = await h.manager.create(TENANT, { ...BASE, requestId: "req-1" });
@@ -253,46 +246,67 @@ function managerSuite(name: string, openStore: OpenStore): void {
         await h.manager.setData(TENANT, id, "secret-key", "SECRET-VALUE");
         await h.manager.getData(TENANT, id, "secret-key");
         await h.manager.deleteData(TENANT, id, "secret-key");
+        await h.manager.setData(TENANT, id, "b", 1);
+        await h.manager.setData(TENANT, id, "a", 2);
         await h.manager.clearData(TENANT, id);
         await h.manager.close(TENANT, id);
 
+        const events = await h.events();
         assert.deepEqual(
-          h.events.map((e) => e.type),
-          ["created", "updated", "updated", "extended", "data_changed", "data_changed", "data_changed", "closed"],
+          events.map((e) => e.type),
+          ["created", "updated", "updated", "extended", "data_changed", "data_changed", "data_changed", "data_changed", "data_changed", "closed"],
         );
-        assert.deepEqual(h.events.map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7, 8]);
-        assert.ok(h.events.every((e) => e.session.sessionId === id && e.session.tenant === TENANT));
-        assert.deepEqual(h.events.filter((e) => e.type === "data_changed").map((e) => e.dataKeys), [["secret-key"], ["secret-key"], []]);
-        assert.ok((h.events[3]?.session.expireTime ?? Infinity) < session.expireTime, "the extended event carries the new, earlier expiry");
-        const closed = h.events.at(-1);
+        const ids = events.map((e) => e.id);
+        assert.equal(new Set(ids).size, ids.length, "unique ids");
+        assert.ok(events.every((e) => e.session.sessionId === id && e.session.tenant === TENANT));
+        assert.deepEqual(
+          events.filter((e) => e.type === "data_changed").map((e) => e.dataKeys),
+          [["secret-key"], ["secret-key"], ["b"], ["a"], ["a", "b"]],
+          "a clear names every key it removed",
+        );
+        assert.ok((events[3]?.session.expireTime ?? Infinity) < session.expireTime, "the extended event carries the new, earlier expiry");
+        const closed = events.at(-1);
         assert.equal(closed?.session.status, "closed");
-        assert.ok(!JSON.stringify(h.events).includes("SECRET-VALUE"), "no data value in any event");
+        assert.ok(!JSON.stringify(events).includes("SECRET-VALUE"), "no data value in any event");
         // Each event carries the session after its write.
-        const versions = h.events.map((e) => e.session.version);
+        const versions = events.map((e) => e.session.version);
         assert.deepEqual(versions, [...versions].sort((a, b) => a - b));
       } finally {
         await h.close();
       }
     });
 
-    it("watch: only the tenant's events; a watcher that falls behind is ended and unsubscribed", async () => {
+    it("watch: only the tenant's events; a watcher that falls behind is ended with its cursor and unsubscribed", async () => {
       const h = await harness(openStore);
       const abort = new AbortController();
       try {
-        const watch = watchSessions(h.manager, TENANT, {}, { sendInitialSnapshot: false, heartbeatMs: 60_000, signal: abort.signal, queueLimit: 3 });
+        await h.manager.start();
+        const watch = watchSessions(h.manager, h.manager.events, TENANT, {}, { sendInitialSnapshot: false, resumeCursor: "", heartbeatMs: 60_000, signal: abort.signal, queueLimit: 3 });
         const first = watch.next();
-        assert.equal(h.bus.subscriberCount, 2, "the harness and the watch");
+        await waitFor("the watch to register", () => h.manager.events.subscriberCount === 1);
         await h.manager.create(OTHER_TENANT, BASE);
         const mine = await h.manager.create(TENANT, BASE);
         const item = await first;
         assert.equal(item.done, false);
         assert.equal(item.value?.type, "created");
         assert.equal(item.value?.session?.sessionId, mine.session.sessionId, "the other tenant's event was skipped");
-        assert.equal(item.value?.cursor, "2");
+        const logged = await h.events();
+        assert.equal(item.value?.cursor, logged[1]?.id, "the cursor is the event's log id");
         // The consumer does not read while four more events arrive: one more than the queue holds.
         for (let i = 0; i < 4; i++) await h.manager.create(TENANT, BASE);
-        await assert.rejects(watch.next(), (error: unknown) => error instanceof SessionError && error.kind === "limit_exceeded");
-        assert.equal(h.bus.subscriberCount, 1, "the watch unsubscribed");
+        await waitFor("the hub to drop the slow watcher", () => h.manager.events.subscriberCount === 0);
+        // What was queued before the overflow is still delivered, then the watch ends with the last cursor.
+        const drained: string[] = [];
+        for (let i = 0; i < 3; i++) drained.push((await watch.next()).value?.cursor ?? "");
+        const all = await h.events();
+        assert.deepEqual(drained, all.slice(2, 5).map((e) => e.id));
+        await assert.rejects(watch.next(), (error: unknown) => {
+          assert.ok(error instanceof WatchInterrupted);
+          assert.equal(error.kind, "limit_exceeded");
+          assert.equal(error.cursor, drained[2], "the last cursor delivered");
+          assert.match(error.message, /resume with resume_cursor/);
+          return true;
+        });
       } finally {
         abort.abort();
         await h.close();
@@ -303,12 +317,14 @@ function managerSuite(name: string, openStore: OpenStore): void {
       const h = await harness(openStore);
       const abort = new AbortController();
       try {
-        const watch = watchSessions(h.manager, TENANT, {}, { sendInitialSnapshot: false, heartbeatMs: 60_000, signal: abort.signal });
+        await h.manager.start();
+        const watch = watchSessions(h.manager, h.manager.events, TENANT, {}, { sendInitialSnapshot: false, resumeCursor: "", heartbeatMs: 60_000, signal: abort.signal });
         const pending = watch.next();
         await sleep(20);
+        assert.equal(h.manager.events.subscriberCount, 1);
         abort.abort();
         assert.deepEqual(await pending, { done: true, value: undefined });
-        assert.equal(h.bus.subscriberCount, 1, "the watch unsubscribed");
+        assert.equal(h.manager.events.subscriberCount, 0, "the watch unsubscribed");
       } finally {
         await h.close();
       }
@@ -339,16 +355,10 @@ function managerSuite(name: string, openStore: OpenStore): void {
       }
     });
 
-    it("sweeper publishes EXPIRED for each due session, looping over full batches", async () => {
-      // A one-hour interval: only the immediate first sweep runs during the test,
-      // so all five sessions expiring means it looped over batches of two.
+    it("scheduler logs EXPIRED for each due session, looping over full batches", async () => {
+      // A one-hour bound on sleeps: the scheduler wakes for the due time it read, and loops over full batches.
       const config = testConfig({ SWEEP_INTERVAL: "1h" });
       const store = await openStore();
-      const bus = new SessionEventBus();
-      const expired: PublishedSessionEvent[] = [];
-      bus.subscribe((e) => {
-        if (e.type === "expired") expired.push(e);
-      });
       let calls = 0;
       const counting = overriding(store, {
         expireDue: (limit: number) => {
@@ -356,16 +366,18 @@ function managerSuite(name: string, openStore: OpenStore): void {
           return store.expireDue(limit);
         },
       });
-      const manager = new SessionManager({ store: counting, config, events: bus, logger: silent, sweepBatchSize: 2 });
+      const manager = new SessionManager({ store: counting, config, logger: silent, sweepBatchSize: 2 });
       try {
         const ids = new Set<string>();
         for (let i = 0; i < 5; i++) ids.add((await manager.create(TENANT, { ...BASE, ttlMs: 30 })).session.sessionId);
         await sleep(60);
-        manager.startSweeper();
-        await waitFor("five EXPIRED events", () => expired.length === 5);
+        await manager.start();
+        const expired = async (): Promise<StoredEvent[]> => (await store.readEvents("0-0", 100)).filter((e) => e.type === "expired");
+        await waitFor("five EXPIRED events", async () => (await expired()).length === 5);
         assert.equal(calls, 3, "batches of 2, 2 and 1");
-        assert.deepEqual(new Set(expired.map((e) => e.session.sessionId)), ids);
-        assert.ok(expired.every((e) => e.session.status === "expired" && e.session.endTime === e.session.expireTime));
+        const events = await expired();
+        assert.deepEqual(new Set(events.map((e) => e.session.sessionId)), ids);
+        assert.ok(events.every((e) => e.session.status === "expired" && e.session.endTime === e.session.expireTime));
         assert.equal((await manager.metrics(TENANT)).expired, 5);
       } finally {
         await manager.stop();
@@ -373,36 +385,49 @@ function managerSuite(name: string, openStore: OpenStore): void {
       }
     });
 
-    it("sweeper stops cleanly: no store call after stop() resolves", async () => {
+    it("scheduler wakes at the expire time of a session created while it sleeps", async () => {
       const store = await openStore();
-      let calls = 0;
-      const counting = overriding(store, {
-        expireDue: async (limit: number) => {
-          calls++;
-          await sleep(5);
-          return store.expireDue(limit);
-        },
-      });
-      const bus = new SessionEventBus();
-      const manager = new SessionManager({ store: counting, config: testConfig(), events: bus, logger: silent });
+      const manager = new SessionManager({ store, config: testConfig({ SWEEP_INTERVAL: "1h" }), logger: silent, backendExpirySignal: false });
       try {
-        manager.startSweeper();
-        await waitFor("a few sweeps", () => calls >= 3);
-        await manager.stop();
-        const atStop = calls;
-        await manager.create(TENANT, { ...BASE, ttlMs: 10 });
-        await sleep(150);
-        assert.equal(calls, atStop, "no sweep after stop");
-        // It can be started again.
-        manager.startSweeper();
-        await waitFor("a sweep after restart", () => calls > atStop);
+        await manager.start();
+        await sleep(50); // asleep for an hour now, with nothing due
+        const { session } = await manager.create(TENANT, { ...BASE, ttlMs: 100 });
+        await waitFor("the EXPIRED event", async () => (await store.readEvents("0-0", 100)).some((e) => e.type === "expired" && e.session.sessionId === session.sessionId), 3000);
       } finally {
         await manager.stop();
         await store.dispose();
       }
     });
 
-    it("sweeper logs store errors without values and keeps sweeping", async () => {
+    it("scheduler stops cleanly: no store call after stop() resolves", async () => {
+      const store = await openStore();
+      let calls = 0;
+      const counting = overriding(store, {
+        nextDue: async () => {
+          calls++;
+          await sleep(5);
+          return store.nextDue();
+        },
+      });
+      const manager = new SessionManager({ store: counting, config: testConfig(), logger: silent });
+      try {
+        await manager.start();
+        await waitFor("a few looks at the due queue", () => calls >= 3);
+        await manager.stop();
+        const atStop = calls;
+        await manager.create(TENANT, { ...BASE, ttlMs: 10 });
+        await sleep(150);
+        assert.equal(calls, atStop, "no look after stop");
+        // It can be started again.
+        await manager.start();
+        await waitFor("a look after restart", () => calls > atStop);
+      } finally {
+        await manager.stop();
+        await store.dispose();
+      }
+    });
+
+    it("scheduler logs store errors without values and keeps going", async () => {
       const store = await openStore();
       const lines: string[] = [];
       const logger = pino({ level: "debug" }, { write: (line: string) => void lines.push(line) });
@@ -416,18 +441,15 @@ function managerSuite(name: string, openStore: OpenStore): void {
           return store.expireDue(limit);
         },
       });
-      const bus = new SessionEventBus();
-      const expired: string[] = [];
-      bus.subscribe((e) => {
-        if (e.type === "expired") expired.push(e.session.sessionId);
-      });
-      const manager = new SessionManager({ store: flaky, config: testConfig(), events: bus, logger });
+      const manager = new SessionManager({ store: flaky, config: testConfig(), logger });
       try {
         const { session } = await manager.create(TENANT, { ...BASE, ttlMs: 10, metadata: { secret: "METADATA-VALUE" } });
-        manager.startSweeper();
-        await waitFor("the EXPIRED event after the failures", () => expired.includes(session.sessionId));
+        await manager.start();
+        await waitFor("the EXPIRED event after the failures", async () =>
+          (await store.readEvents("0-0", 100)).some((e) => e.type === "expired" && e.session.sessionId === session.sessionId),
+        );
         assert.equal(failures, 0);
-        assert.ok(lines.filter((l) => l.includes("expiry sweep failed")).length >= 3, "each failure is logged");
+        assert.ok(lines.some((l) => l.includes("store call failed")), "the failure is logged");
         assert.ok(!lines.join("").includes("METADATA-VALUE"), "no value in the logs");
       } finally {
         await manager.stop();
@@ -455,22 +477,21 @@ describe("SessionManager over RedisStore", () => {
     return new RedisStore({ url: server.url, keyPrefix: "sm:", limits: LIMITS, commandTimeoutMs: 2000 });
   });
 
-  it("the sweeper survives Redis going away and coming back", async () => {
+  it("the scheduler survives Redis going away and coming back", async () => {
     const config = testConfig();
     const store = new RedisStore({ url: server.url, keyPrefix: "sm:", limits: LIMITS, commandTimeoutMs: 300 });
-    const bus = new SessionEventBus();
-    const expired: string[] = [];
-    bus.subscribe((e) => {
-      if (e.type === "expired") expired.push(e.session.sessionId);
-    });
-    const manager = new SessionManager({ store, config, events: bus, logger: silent });
+    const manager = new SessionManager({ store, config, logger: silent });
     try {
-      manager.startSweeper();
+      await manager.start();
       await server.stop();
       await sleep(200);
       await server.start();
       const { session } = await manager.create(TENANT, { ...BASE, ttlMs: 20 });
-      await waitFor("an EXPIRED event after the restart", () => expired.includes(session.sessionId), 10_000);
+      await waitFor(
+        "an EXPIRED event after the restart",
+        async () => (await store.readEvents("0-0", 100).catch(() => [])).some((e) => e.type === "expired" && e.session.sessionId === session.sessionId),
+        10_000,
+      );
     } finally {
       await manager.stop();
       await store.dispose();

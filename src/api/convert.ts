@@ -17,7 +17,7 @@ import {
 import type { AccessLevel, SessionStatus } from "../session/model.js";
 import type { SessionMetrics } from "../session/session-manager.js";
 import type { SessionView } from "../session/session-view.js";
-import type { SessionEventType } from "../streaming/session-event-bus.js";
+import type { SessionEventType } from "../store/store.js";
 import type { WatchItem, WatchItemType } from "../streaming/watch-sessions.js";
 
 const ACCESS_LEVEL_TO_PROTO: Readonly<Record<AccessLevel, ProtoAccessLevel>> = {

@@ -14,6 +14,7 @@ const CODES: Readonly<Record<SessionErrorKind, Code>> = {
   limit_exceeded: Code.ResourceExhausted,
   invalid_argument: Code.InvalidArgument,
   unavailable: Code.Unavailable,
+  out_of_range: Code.OutOfRange,
 };
 
 /**

@@ -6,10 +6,11 @@
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { SessionService } from "../../gen/session/v1/session_pb.js";
+import { SessionService, type SessionEvent } from "../../gen/session/v1/session_pb.js";
 import type { Config } from "../config/config.js";
 import type { SessionManager } from "../session/session-manager.js";
-import { watchSessions } from "../streaming/watch-sessions.js";
+import { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
+import { WatchInterrupted, watchSessions, type WatchItem } from "../streaming/watch-sessions.js";
 import { metricsToProto, sessionToProto, valueToProto, watchItemToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
 import { encodePageToken } from "./page-token.js";
@@ -32,8 +33,40 @@ export interface SessionServiceOptions {
    * caller's credentials (hence it gets the handler context).
    */
   readonly tenant: (context?: HandlerContext) => string;
+  /**
+   * Admits a WatchSessions stream: throws to refuse it (e.g. SessionError
+   * limit_exceeded for too many streams of one caller), else returns the
+   * function that releases its place when the stream ends. Default: admit all.
+   */
+  readonly admitWatch?: (context: HandlerContext) => () => void;
   /** Where internal errors are logged; default: the manager's logger. */
   readonly logger?: Logger;
+  /** Most events queued for one slow watcher before it is ended (default 1000). */
+  readonly watchQueueLimit?: number;
+}
+
+/** Watch items are shared by every watcher of an event: convert each to its message once. */
+const PROTOS = new WeakMap<WatchItem, SessionEvent>();
+
+function protoOf(item: WatchItem): SessionEvent {
+  let proto = PROTOS.get(item);
+  if (proto === undefined) {
+    proto = watchItemToProto(item);
+    PROTOS.set(item, proto);
+  }
+  return proto;
+}
+
+/**
+ * The error a watch ends with when its context aborted: the client's own
+ * cancel or deadline as they are (nobody reads them), anything else (the
+ * server's shutdown signal) as UNAVAILABLE with the cursor to resume from.
+ */
+function abortedWatch(reason: unknown, cursor: string): ConnectError {
+  if (reason instanceof ConnectError && (reason.code === Code.Canceled || reason.code === Code.DeadlineExceeded)) return reason;
+  if (reason instanceof Error && reason.name === "AbortError") return new ConnectError("watch cancelled", Code.Canceled);
+  const resume = cursor === "" ? "list the sessions and watch again" : `resume with resume_cursor ${cursor}`;
+  return new ConnectError(`the server is shutting down, ${resume}`, Code.Unavailable);
 }
 
 export function sessionServiceRoutes(manager: SessionManager, options: SessionServiceOptions): (router: ConnectRouter) => void {
@@ -146,25 +179,32 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
       unary("GetSessionMetrics", async () => metricsToProto(await manager.metrics(options.tenant(ctx)))),
 
     async *watchSessions(req, ctx) {
+      /** The last cursor sent; an early end hands it back in the watch-cursor trailer. */
+      let cursor = "";
+      /** Frees this stream's place among its principal's watches (see admitWatch). */
+      let release: (() => void) | undefined;
       try {
         const params = validateWatch(req);
-        if (params.resumeCursor !== "") {
-          // No history is retained yet. OUT_OF_RANGE is what a resume from a
-          // compacted position will return later, so clients already take the
-          // re-list path (list, then watch with send_initial_snapshot).
-          throw new ConnectError("resume_cursor: cursor is older than the retained history; watch again with send_initial_snapshot", Code.OutOfRange);
-        }
-        const items = watchSessions(manager, options.tenant(ctx), params.filter, {
+        release = options.admitWatch?.(ctx);
+        const items = watchSessions(manager, manager.events, options.tenant(ctx), params.filter, {
           sendInitialSnapshot: params.sendInitialSnapshot,
+          resumeCursor: params.resumeCursor,
           heartbeatMs: config.watchHeartbeatMs,
           signal: ctx.signal,
+          ...(options.watchQueueLimit === undefined ? {} : { queueLimit: options.watchQueueLimit }),
         });
         for await (const item of items) {
-          yield { event: watchItemToProto(item) };
+          yield { event: protoOf(item) };
+          if (item.cursor !== "") cursor = item.cursor;
         }
-        if (ctx.signal.aborted) throw ConnectError.from(ctx.signal.reason, Code.Canceled);
+        throw abortedWatch(ctx.signal.reason, cursor);
       } catch (error) {
-        throw toConnectError(error, logger, "WatchSessions");
+        const connectError = toConnectError(error, logger, "WatchSessions");
+        const resumeFrom = error instanceof WatchInterrupted ? error.cursor : cursor;
+        if (resumeFrom !== "") connectError.metadata.set(WATCH_CURSOR_METADATA, resumeFrom);
+        throw connectError;
+      } finally {
+        release?.();
       }
     },
   };

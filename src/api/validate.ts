@@ -21,7 +21,7 @@ import type { LimitsConfig, TtlConfig } from "../config/config.js";
 import { SessionError } from "../session/errors.js";
 import type { CreateSessionParams, UpdateSessionParams } from "../session/session-manager.js";
 import type { ListCursor, ListFilter } from "../store/store.js";
-import type { SessionEventType } from "../streaming/session-event-bus.js";
+import type { SessionEventType } from "../store/store.js";
 import type { WatchFilter } from "../streaming/watch-sessions.js";
 import { accessLevelFromProto, eventTypeFromProto, valueFromProto } from "./convert.js";
 import { decodePageToken } from "./page-token.js";
@@ -164,7 +164,7 @@ export function validateList(request: ListSessionsRequest, limits: LimitsConfig)
 export interface WatchParams {
   readonly filter: WatchFilter;
   readonly sendInitialSnapshot: boolean;
-  /** Non-empty when the client asked to resume (not supported yet: the handler answers OUT_OF_RANGE). */
+  /** Non-empty when the client asked to resume (checked by the watch: INVALID_ARGUMENT when malformed, OUT_OF_RANGE when too old). */
   readonly resumeCursor: string;
 }
 

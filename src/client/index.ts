@@ -19,6 +19,8 @@ import { SessionService } from "../../gen/session/v1/session_pb.js";
 export * from "../../gen/session/v1/session_pb.js";
 export { Code, ConnectError } from "@connectrpc/connect";
 export type { CallOptions, Client, Interceptor } from "@connectrpc/connect";
+export { watchSessions, WatchOutOfRangeError, type WatchHelperOptions, type WatchRequest } from "./watch.js";
+export { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
 
 /** The deadline of a call that sets none. */
 export const DEFAULT_TIMEOUT_MS = 5_000;

@@ -6,6 +6,8 @@
  * that silently falls back to a default on a typo is worse than one that refuses
  * to start.
  */
+import { readFileSync } from "node:fs";
+import { KeyringError, parseKeyring, type Keyring } from "../crypto/keyring.js";
 
 export interface TtlConfig {
   /** TTL of a session created without one. */
@@ -25,6 +27,14 @@ export interface LimitsConfig {
   readonly maxDataValueBytes: number;
   /** Most data keys in one session. */
   readonly maxDataKeys: number;
+  /** Most bytes of data values in one session, as stored (encrypted values included). */
+  readonly maxDataBytes: number;
+  /** Most live sessions per user (per tenant); 0: no cap. */
+  readonly maxSessionsPerUser: number;
+  /** What a create beyond maxSessionsPerUser does. */
+  readonly sessionsPerUserPolicy: "reject" | "close_oldest";
+  /** Most concurrent WatchSessions streams of one principal (in one process). */
+  readonly maxWatchersPerPrincipal: number;
   readonly defaultPageSize: number;
   readonly maxPageSize: number;
 }
@@ -49,7 +59,63 @@ export interface Config {
   readonly redisCommandTimeoutMs: number;
   /** Interval of heartbeat events on idle watch streams. */
   readonly watchHeartbeatMs: number;
+  /** The event log keeps the last this many events (a watch resumes within them). */
+  readonly watchRetentionEvents: number;
+  /** The event log drops events older than this. */
+  readonly watchRetentionMs: number;
+  /** Events queued for one slow watcher before it is ended with RESOURCE_EXHAUSTED. */
+  readonly watchQueueLimit: number;
   readonly logLevel: string;
+  /** Bound on a graceful shutdown: in-flight calls get this long (less a reserve for closing the store) before connections are cut. */
+  readonly shutdownTimeoutMs: number;
+  /** PEM file paths; absent: plaintext (h2c and HTTP/1.1). */
+  readonly tls: TlsConfig | undefined;
+  readonly auth: AuthConfig;
+  readonly encryption: EncryptionConfig;
+  /** Where audit records go: "stdout", "stderr", "off" or a file path. */
+  readonly auditLog: string;
+}
+
+/** How callers authenticate (src/auth). Files are read at start by loadAuthenticator. */
+export interface AuthConfig {
+  /** JSON file of hashed API keys; absent: no API keys. */
+  readonly apiKeysFile: string | undefined;
+  /** Absent: JWTs are not accepted. */
+  readonly jwt: JwtConfig | undefined;
+  /** PEM CA bundle for client certificates (mutual TLS); needs TLS. */
+  readonly clientCaFile: string | undefined;
+  /** JSON file mapping client-certificate common names to tenant and scopes. */
+  readonly mtlsPrincipalsFile: string | undefined;
+  /** Put health, reflection and /metrics behind authentication too. */
+  readonly protectOps: boolean;
+  /** Listen on a non-loopback address without authentication. */
+  readonly allowInsecure: boolean;
+}
+
+export interface JwtConfig {
+  /** HS256 shared secret (raw text); from JWT_HS256_SECRET or JWT_HS256_SECRET_FILE. */
+  readonly hs256Secret: string | undefined;
+  /** JWKS (JSON) file with the RS256/ES256 public keys. */
+  readonly jwksFile: string | undefined;
+  readonly issuer: string;
+  readonly audience: string;
+  /** Claim naming the tenant (default "tenant"). */
+  readonly tenantClaim: string;
+  /** Claim with the scopes: a space-separated string or an array (default "scope"). */
+  readonly scopesClaim: string;
+  readonly clockToleranceMs: number;
+}
+
+export interface EncryptionConfig {
+  /** From ENCRYPTION_KEYS or ENCRYPTION_KEYS_FILE (see src/crypto/keyring.ts); absent: none configured. */
+  readonly keyring: Keyring | undefined;
+  /** Redis without keys: store metadata and data values in plaintext instead of refusing to start. */
+  readonly allowPlaintext: boolean;
+}
+
+export interface TlsConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
 }
 
 export class ConfigError extends Error {
@@ -79,9 +145,12 @@ export const SETTINGS: readonly Setting[] = [
   { env: "SESSION_TTL_MAX", default: "24h", description: "Largest TTL a create or extend may ask for" },
   { env: "ARCHIVE_RETENTION", default: "7d", description: "How long closed and expired sessions stay readable" },
   { env: "EXPIRY_GRACE", default: "1h", description: "How long a due session's keys outlive expire_time for a late sweeper" },
-  { env: "SWEEP_INTERVAL", default: "250ms", description: "How often each process expires due sessions" },
+  { env: "SWEEP_INTERVAL", default: "250ms", description: "Longest sleep of the expiry scheduler between looks at the due queue (it wakes at each due time)" },
   { env: "REDIS_COMMAND_TIMEOUT", default: "2s", description: "Bound on one Redis call; past it RPCs fail with UNAVAILABLE" },
   { env: "WATCH_HEARTBEAT", default: "15s", description: "Heartbeat interval on idle watch streams" },
+  { env: "WATCH_RETENTION_EVENTS", default: "100000", description: "Events kept in the event log for resuming watches (by count)" },
+  { env: "WATCH_RETENTION", default: "1h", description: "Events kept in the event log for resuming watches (by age)" },
+  { env: "WATCH_QUEUE_LIMIT", default: "1000", description: "Events queued for one slow watcher before it is ended with RESOURCE_EXHAUSTED" },
   { env: "MAX_REQUEST_BYTES", default: "1048576", description: "Largest request message" },
   { env: "MAX_METADATA_BYTES", default: "16384", description: "Largest metadata object (as JSON)" },
   { env: "MAX_DATA_KEY_LENGTH", default: "256", description: "Longest data key" },
@@ -90,6 +159,30 @@ export const SETTINGS: readonly Setting[] = [
   { env: "DEFAULT_PAGE_SIZE", default: "100", description: "ListSessions page size when none is asked" },
   { env: "MAX_PAGE_SIZE", default: "1000", description: "Largest ListSessions page size" },
   { env: "LOG_LEVEL", default: "info", description: `Log level (${LOG_LEVELS.join(", ")})` },
+  { env: "SHUTDOWN_TIMEOUT", default: "10s", description: "Bound on a graceful shutdown (SIGTERM, SIGINT) before the process exits" },
+  { env: "TLS_CERT_FILE", default: "", description: "PEM certificate chain; with TLS_KEY_FILE: serve TLS (ALPN h2, http/1.1) instead of plaintext" },
+  { env: "TLS_KEY_FILE", default: "", description: "PEM private key of TLS_CERT_FILE" },
+  { env: "MAX_DATA_BYTES", default: "8388608", description: "Most bytes of data values per session, as stored (encrypted)" },
+  { env: "MAX_SESSIONS_PER_USER", default: "1000", description: "Most live sessions per user and tenant (0: no cap)" },
+  { env: "SESSIONS_PER_USER_POLICY", default: "reject", description: "Create beyond MAX_SESSIONS_PER_USER: reject (RESOURCE_EXHAUSTED) or close_oldest" },
+  { env: "MAX_WATCHERS_PER_PRINCIPAL", default: "16", description: "Most concurrent WatchSessions streams per principal and process" },
+  { env: "API_KEYS_FILE", default: "", description: "JSON file of API keys as SHA-256 hashes with tenant and scopes" },
+  { env: "JWT_HS256_SECRET", default: "", description: "Shared secret for HS256 JWTs (or JWT_HS256_SECRET_FILE)" },
+  { env: "JWT_HS256_SECRET_FILE", default: "", description: "File holding the HS256 JWT secret" },
+  { env: "JWT_JWKS_FILE", default: "", description: "JWKS file with the public keys of RS256/ES256 JWTs" },
+  { env: "JWT_ISSUER", default: "", description: "Required iss of JWTs (required when JWTs are configured)" },
+  { env: "JWT_AUDIENCE", default: "", description: "Required aud of JWTs (required when JWTs are configured)" },
+  { env: "JWT_TENANT_CLAIM", default: "tenant", description: "JWT claim naming the caller's tenant" },
+  { env: "JWT_SCOPES_CLAIM", default: "scope", description: "JWT claim with the scopes (space-separated string or array)" },
+  { env: "JWT_CLOCK_TOLERANCE", default: "30s", description: "Allowed clock skew for JWT exp and nbf" },
+  { env: "TLS_CLIENT_CA_FILE", default: "", description: "PEM CA bundle: ask for client certificates (mutual TLS) and verify them" },
+  { env: "MTLS_PRINCIPALS_FILE", default: "", description: "JSON file mapping client-certificate common names to tenant and scopes" },
+  { env: "AUTH_PROTECT_OPS", default: "false", description: "Put health, reflection and /metrics behind authentication too" },
+  { env: "ALLOW_INSECURE", default: "false", description: "Allow a non-loopback HOST with no authentication configured" },
+  { env: "ENCRYPTION_KEYS", default: "", description: "Encryption keys id:base64key,... (first = primary) for metadata and data values" },
+  { env: "ENCRYPTION_KEYS_FILE", default: "", description: "File with the encryption keys (same form, one per line)" },
+  { env: "ALLOW_PLAINTEXT", default: "false", description: "Allow Redis without encryption keys (values stored in plaintext)" },
+  { env: "AUDIT_LOG", default: "stdout", description: "Audit records: stdout, stderr, off or a file path" },
 ];
 
 const DURATION_UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -120,6 +213,19 @@ class Reader {
       throw new ConfigError(`${name}=${JSON.stringify(text)} is not a duration of at least ${minMs} ms (examples: 250ms, 30s, 5m, 1h, 7d)`);
     }
     return ms;
+  }
+
+  boolean(name: string): boolean {
+    const text = this.raw(name).trim().toLowerCase();
+    if (text === "true" || text === "1") return true;
+    if (text === "false" || text === "0") return false;
+    throw new ConfigError(`${name}=${JSON.stringify(this.raw(name))} must be true or false`);
+  }
+
+  /** The variable's value, or undefined when it is empty or unset. */
+  optional(name: string): string | undefined {
+    const value = this.raw(name);
+    return value === "" ? undefined : value;
   }
 
   integer(name: string, min: number, max: number): number {
@@ -166,11 +272,21 @@ export function loadConfig(env: Env = process.env): Config {
     maxDataKeyLength: r.integer("MAX_DATA_KEY_LENGTH", 1, 4096),
     maxDataValueBytes: r.integer("MAX_DATA_VALUE_BYTES", 1, 16 * 1024 * 1024),
     maxDataKeys: r.integer("MAX_DATA_KEYS", 1, 1_000_000),
+    maxDataBytes: r.integer("MAX_DATA_BYTES", 1, 4 * 1024 * 1024 * 1024),
+    maxSessionsPerUser: r.integer("MAX_SESSIONS_PER_USER", 0, 10_000_000),
+    sessionsPerUserPolicy: sessionsPerUserPolicy(r),
+    maxWatchersPerPrincipal: r.integer("MAX_WATCHERS_PER_PRINCIPAL", 1, 100_000),
     defaultPageSize: r.integer("DEFAULT_PAGE_SIZE", 1, 100_000),
     maxPageSize: r.integer("MAX_PAGE_SIZE", 1, 100_000),
   };
   if (limits.defaultPageSize > limits.maxPageSize) {
     throw new ConfigError(`DEFAULT_PAGE_SIZE (${limits.defaultPageSize}) must not exceed MAX_PAGE_SIZE (${limits.maxPageSize})`);
+  }
+
+  const certFile = r.raw("TLS_CERT_FILE");
+  const keyFile = r.raw("TLS_KEY_FILE");
+  if ((certFile === "") !== (keyFile === "")) {
+    throw new ConfigError(`TLS_CERT_FILE and TLS_KEY_FILE must be set together (got ${certFile === "" ? "only TLS_KEY_FILE" : "only TLS_CERT_FILE"})`);
   }
 
   return {
@@ -186,6 +302,96 @@ export function loadConfig(env: Env = process.env): Config {
     sweepIntervalMs: r.duration("SWEEP_INTERVAL", 10),
     redisCommandTimeoutMs: r.duration("REDIS_COMMAND_TIMEOUT", 10),
     watchHeartbeatMs: r.duration("WATCH_HEARTBEAT", 10),
+    watchRetentionEvents: r.integer("WATCH_RETENTION_EVENTS", 1, 100_000_000),
+    watchRetentionMs: r.duration("WATCH_RETENTION", 1000),
+    watchQueueLimit: r.integer("WATCH_QUEUE_LIMIT", 1, 1_000_000),
     logLevel,
+    shutdownTimeoutMs: r.duration("SHUTDOWN_TIMEOUT", 100),
+    tls: certFile === "" ? undefined : { certFile, keyFile },
+    auth: authConfig(r),
+    encryption: encryptionConfig(r),
+    auditLog: r.raw("AUDIT_LOG"),
   };
+}
+
+function sessionsPerUserPolicy(r: Reader): "reject" | "close_oldest" {
+  const policy = r.raw("SESSIONS_PER_USER_POLICY");
+  if (policy !== "reject" && policy !== "close_oldest") {
+    throw new ConfigError(`SESSIONS_PER_USER_POLICY=${JSON.stringify(policy)} must be reject or close_oldest`);
+  }
+  return policy;
+}
+
+function authConfig(r: Reader): AuthConfig {
+  const secret = r.optional("JWT_HS256_SECRET");
+  const secretFile = r.optional("JWT_HS256_SECRET_FILE");
+  if (secret !== undefined && secretFile !== undefined) {
+    throw new ConfigError("JWT_HS256_SECRET and JWT_HS256_SECRET_FILE are both set: use one");
+  }
+  const hs256Secret = secretFile === undefined ? secret : readSecretFile("JWT_HS256_SECRET_FILE", secretFile);
+  if (hs256Secret !== undefined && Buffer.byteLength(hs256Secret) < 32) {
+    throw new ConfigError(`${secretFile === undefined ? "JWT_HS256_SECRET" : "JWT_HS256_SECRET_FILE"} must be at least 32 bytes`);
+  }
+  const jwksFile = r.optional("JWT_JWKS_FILE");
+  let jwt: JwtConfig | undefined;
+  if (hs256Secret !== undefined || jwksFile !== undefined) {
+    const issuer = r.optional("JWT_ISSUER");
+    const audience = r.optional("JWT_AUDIENCE");
+    if (issuer === undefined) throw new ConfigError("JWT_ISSUER is required when JWTs are configured");
+    if (audience === undefined) throw new ConfigError("JWT_AUDIENCE is required when JWTs are configured");
+    jwt = {
+      hs256Secret,
+      jwksFile,
+      issuer,
+      audience,
+      tenantClaim: r.raw("JWT_TENANT_CLAIM"),
+      scopesClaim: r.raw("JWT_SCOPES_CLAIM"),
+      clockToleranceMs: r.duration("JWT_CLOCK_TOLERANCE", 0),
+    };
+  }
+  const clientCaFile = r.optional("TLS_CLIENT_CA_FILE");
+  const mtlsPrincipalsFile = r.optional("MTLS_PRINCIPALS_FILE");
+  if ((clientCaFile === undefined) !== (mtlsPrincipalsFile === undefined)) {
+    throw new ConfigError("TLS_CLIENT_CA_FILE and MTLS_PRINCIPALS_FILE must be set together");
+  }
+  if (clientCaFile !== undefined && r.optional("TLS_CERT_FILE") === undefined) {
+    throw new ConfigError("TLS_CLIENT_CA_FILE needs TLS (TLS_CERT_FILE and TLS_KEY_FILE)");
+  }
+  return {
+    apiKeysFile: r.optional("API_KEYS_FILE"),
+    jwt,
+    clientCaFile,
+    mtlsPrincipalsFile,
+    protectOps: r.boolean("AUTH_PROTECT_OPS"),
+    allowInsecure: r.boolean("ALLOW_INSECURE"),
+  };
+}
+
+function encryptionConfig(r: Reader): EncryptionConfig {
+  const keys = r.optional("ENCRYPTION_KEYS");
+  const keysFile = r.optional("ENCRYPTION_KEYS_FILE");
+  if (keys !== undefined && keysFile !== undefined) {
+    throw new ConfigError("ENCRYPTION_KEYS and ENCRYPTION_KEYS_FILE are both set: use one");
+  }
+  const variable = keysFile === undefined ? "ENCRYPTION_KEYS" : "ENCRYPTION_KEYS_FILE";
+  const text = keysFile === undefined ? (keys ?? "") : readSecretFile(variable, keysFile);
+  let keyring: Keyring | undefined;
+  if (text.trim() !== "") {
+    try {
+      keyring = parseKeyring(text);
+    } catch (error) {
+      if (error instanceof KeyringError) throw new ConfigError(`${variable}: ${error.message}`);
+      throw error;
+    }
+  }
+  return { keyring, allowPlaintext: r.boolean("ALLOW_PLAINTEXT") };
+}
+
+/** A file's contents without the trailing newline editors add; the message names the variable, never the contents. */
+function readSecretFile(variable: string, path: string): string {
+  try {
+    return readFileSync(path, "utf8").replace(/\r?\n$/, "");
+  } catch (error) {
+    throw new ConfigError(`${variable}: cannot read ${JSON.stringify(path)} (${(error as NodeJS.ErrnoException).code ?? "error"})`);
+  }
 }

@@ -1,6 +1,6 @@
 /**
  * Server interceptor that writes exactly one log line per RPC:
- * `{ method, sessionId?, code, durationMs }`, at info for "ok", warn for
+ * `{ method, sessionId?, code, durationMs, requestId, traceId? }`, at info for "ok", warn for
  * failures the caller caused (not_found, invalid_argument, ...) and error for
  * failures of the service itself (internal, unavailable, ...). Streaming calls
  * log once, when the stream ends.
@@ -10,9 +10,18 @@
  * messages are the session id (from the request, or from the response's
  * session for CreateSession). For failures of the service it adds what went
  * wrong (see describeFault), without request values.
+ *
+ * The same outcome feeds the RPC metrics (count and latency by method and
+ * code), so the log and the metrics can never disagree about a call.
+ *
+ * Correlation: the trace id of a valid W3C `traceparent` header, and a request
+ * id (the caller's `x-request-id`, or a generated one) that is echoed in the
+ * `x-request-id` response header, success or failure.
  */
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import { observeRpc } from "../observability/metrics.js";
+import { REQUEST_ID_HEADER, requestIdOf, TRACEPARENT_HEADER, traceIdOf } from "../observability/trace-context.js";
 import { isSessionError } from "../session/errors.js";
 
 /** Codes that mean the service failed, rather than the request being wrong. */
@@ -26,7 +35,12 @@ export function codeName(code: Code | undefined): string {
 }
 
 interface RpcOutcome {
+  readonly service: string;
+  readonly methodName: string;
   readonly method: string;
+  readonly requestId: string;
+  /** From a valid traceparent header. */
+  readonly traceId: string | undefined;
   readonly sessionId: string | undefined;
   readonly startedAt: number;
   /** Absent for success. */
@@ -48,24 +62,34 @@ export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingO
   const log = (outcome: RpcOutcome): void => logRpc(logger, outcome, options.shutdownSignal?.aborted === true);
   return (next) => async (req) => {
     const startedAt = performance.now();
-    const method = `${req.method.parent.typeName}/${req.method.name}`;
+    const service = req.method.parent.typeName;
+    const methodName = req.method.name;
+    const rpc = {
+      service,
+      methodName,
+      method: `${service}/${methodName}`,
+      requestId: requestIdOf(req.header.get(REQUEST_ID_HEADER)),
+      traceId: traceIdOf(req.header.get(TRACEPARENT_HEADER)),
+      startedAt,
+    };
     const requestSessionId = req.stream ? undefined : sessionIdOf(req.message);
     let res;
     try {
       res = await next(req);
     } catch (error) {
-      log({ method, sessionId: requestSessionId, startedAt, error });
+      // A ConnectError's metadata goes out as response headers (or trailers); anything else connect replaces with its own error.
+      if (error instanceof ConnectError) error.metadata.set(REQUEST_ID_HEADER, rpc.requestId);
+      log({ ...rpc, sessionId: requestSessionId, error });
       throw error;
     }
+    res.header.set(REQUEST_ID_HEADER, rpc.requestId);
     if (!res.stream) {
-      log({ method, sessionId: requestSessionId ?? sessionIdOf(res.message), startedAt });
+      log({ ...rpc, sessionId: requestSessionId ?? sessionIdOf(res.message) });
       return res;
     }
     const logged: StreamResponse = {
       ...res,
-      message: logWhenDone(res.message, (error, cancelled) =>
-        log({ method, sessionId: requestSessionId, startedAt, error, cancelled }),
-      ),
+      message: logWhenDone(res.message, (error, cancelled) => log({ ...rpc, sessionId: requestSessionId, error, cancelled })),
     };
     return logged;
   };
@@ -88,18 +112,17 @@ async function* logWhenDone<T>(messages: AsyncIterable<T>, done: (error: unknown
 }
 
 function logRpc(logger: Logger, outcome: RpcOutcome, shuttingDown: boolean): void {
-  const durationMs = Math.round((performance.now() - outcome.startedAt) * 1000) / 1000;
-  const base = { method: outcome.method, sessionId: outcome.sessionId, durationMs };
-  if (outcome.cancelled === true) {
-    logger.info({ ...base, code: codeName(Code.Canceled) }, "rpc");
-    return;
-  }
-  if (outcome.error === undefined) {
-    logger.info({ ...base, code: codeName(undefined) }, "rpc");
+  const elapsedMs = performance.now() - outcome.startedAt;
+  const durationMs = Math.round(elapsedMs * 1000) / 1000;
+  const code =
+    outcome.cancelled === true ? codeName(Code.Canceled) : outcome.error === undefined ? codeName(undefined) : codeName(ConnectError.from(outcome.error).code);
+  observeRpc(outcome.service, outcome.methodName, code, elapsedMs / 1000);
+  const base = { method: outcome.method, sessionId: outcome.sessionId, durationMs, requestId: outcome.requestId, traceId: outcome.traceId };
+  if (outcome.cancelled === true || outcome.error === undefined) {
+    logger.info({ ...base, code }, "rpc");
     return;
   }
   const error = ConnectError.from(outcome.error);
-  const code = codeName(error.code);
   if (!SERVER_FAULTS.has(error.code)) {
     logger.warn({ ...base, code }, "rpc");
     return;

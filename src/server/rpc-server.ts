@@ -1,12 +1,16 @@
 /**
  * The RPC server: the Connect router behind one port (see single-port-server),
- * with the request-size limits from the configuration and one log line per RPC.
+ * with the request-size limits from the configuration, one log line and the
+ * metrics per RPC, and the plain HTTP endpoints (/healthz, /readyz, /metrics)
+ * routed before the Connect adapter.
  */
-import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, ConnectError, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter, type ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { Config, LimitsConfig } from "../config/config.js";
+import { withHttpEndpoints, type HttpEndpointsOptions } from "./http-endpoints.js";
 import { createRpcLoggingInterceptor } from "./rpc-logging.js";
+import { createShutdownInterceptor, SHUTDOWN_MESSAGE } from "./shutdown-interceptor.js";
 import { createSinglePortServer } from "./single-port-server.js";
 
 export interface RpcServerOptions {
@@ -15,14 +19,27 @@ export interface RpcServerOptions {
   readonly logger: Logger;
   /** Run inside the logging interceptor, so what they reject is logged too. */
   readonly interceptors?: readonly Interceptor[];
+  /** Initial context values of each call from its Node request (e.g. the peer address, for auth and audit). */
+  readonly contextValues?: (request: Parameters<NonNullable<ConnectNodeAdapterOptions["contextValues"]>>[0]) => ContextValues;
+  /** Serves /healthz, /readyz and /metrics when given. */
+  readonly httpEndpoints?: HttpEndpointsOptions;
+  /** PEM certificate chain and key, read from config.tls's files by the caller: serve TLS with ALPN h2 and http/1.1. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+  /** How long close() lets in-flight calls finish before closing their connections (default 10 s). */
+  readonly drainTimeoutMs?: number;
 }
 
 export interface RpcServer {
-  /** Base URL clients use, e.g. "http://127.0.0.1:8080". */
+  /** Base URL clients use, e.g. "http://127.0.0.1:8080" (https with TLS). */
   readonly url: string;
   /** The bound port (useful with PORT=0). */
   readonly port: number;
-  /** Ends streams, drains in-flight requests and closes every connection. Idempotent. */
+  /**
+   * Stops accepting connections and new calls (GOAWAY on HTTP/2), and starts
+   * the drain timer; calls and streams in flight go on. close() finishes it.
+   */
+  stopAccepting(): void;
+  /** Ends streams (UNAVAILABLE), drains in-flight requests and closes every connection. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -47,20 +64,34 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   // Aborting this aborts every handler's context signal, which ends WatchSessions streams;
   // unary handlers do not watch it and finish normally while the server drains.
   const shutdown = new AbortController();
-  const handler = connectNodeAdapter({
+  const connectHandler = connectNodeAdapter({
     routes: options.routes,
-    interceptors: [createRpcLoggingInterceptor(logger, { shutdownSignal: shutdown.signal }), ...(options.interceptors ?? [])],
+    interceptors: [
+      createRpcLoggingInterceptor(logger, { shutdownSignal: shutdown.signal }),
+      createShutdownInterceptor(shutdown.signal),
+      ...(options.interceptors ?? []),
+    ],
     readMaxBytes: config.limits.maxRequestBytes,
     writeMaxBytes: maxResponseBytes(config.limits),
     shutdownSignal: shutdown.signal,
+    ...(options.contextValues === undefined ? {} : { contextValues: options.contextValues }),
   });
-  const server = createSinglePortServer({ handler, logger });
+  const handler = options.httpEndpoints === undefined ? connectHandler : withHttpEndpoints(connectHandler, options.httpEndpoints);
+  const server = createSinglePortServer({
+    handler,
+    logger,
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: options.drainTimeoutMs }),
+  });
   const address = await server.listen(config.port, config.host);
   return {
-    url: `http://${clientHost(address.address)}:${address.port}`,
+    url: `${options.tls === undefined ? "http" : "https"}://${clientHost(address.address)}:${address.port}`,
     port: address.port,
+    stopAccepting(): void {
+      void server.close();
+    },
     async close(): Promise<void> {
-      if (!shutdown.signal.aborted) shutdown.abort(new ConnectError("the server is shutting down", Code.Unavailable));
+      if (!shutdown.signal.aborted) shutdown.abort(new ConnectError(SHUTDOWN_MESSAGE, Code.Unavailable));
       await server.close();
     },
   };

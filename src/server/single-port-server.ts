@@ -14,10 +14,16 @@
  * keep-alive connections at once and busy ones after their last response, sends
  * GOAWAY on every HTTP/2 session (which closes once its streams finish), and
  * destroys whatever is left after a drain timeout.
+ *
+ * With TLS configured the port speaks TLS only, and ALPN replaces the sniffing:
+ * Node's http2 secure server with `allowHTTP1` listens itself, negotiates "h2"
+ * or "http/1.1" per connection and serves both through the same handler. The
+ * same drain logic applies, to the TLS sockets.
  */
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import type * as tls from "node:tls";
 import type { Logger } from "pino";
 import { classifyPreface, type PrefaceKind } from "./preface.js";
 
@@ -41,6 +47,8 @@ export interface SinglePortServerOptions {
   readonly drainTimeoutMs?: number;
   /** Options of the inner HTTP/1 server, e.g. headersTimeout and requestTimeout; Node's defaults otherwise. */
   readonly http1Options?: http.ServerOptions;
+  /** PEM certificate chain and private key: serve TLS (ALPN h2 and http/1.1) instead of plaintext. */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
 }
 
 export interface SinglePortServer {
@@ -72,8 +80,8 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   let closing = false;
   let closed: Promise<void> | undefined;
 
-  const http1Server = http.createServer(options.http1Options ?? {});
-  http1Server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+  /** Serves one HTTP/1 request, counting it as in flight on its connection. */
+  function serveHttp1(req: http.IncomingMessage, res: http.ServerResponse): void {
     const socket = req.socket;
     http1Busy.set(socket, (http1Busy.get(socket) ?? 0) + 1);
     if (closing) {
@@ -90,18 +98,65 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
       if (closing) socket.end();
     });
     handler(req, res);
-  });
+  }
 
-  const http2Server = http2.createServer();
-  http2Server.on("request", handler);
-  http2Server.on("session", (session: http2.ServerHttp2Session) => {
+  function trackSession(session: http2.ServerHttp2Session): void {
     http2Sessions.add(session);
     session.once("close", () => http2Sessions.delete(session));
     if (closing) session.close();
-  });
-  http2Server.on("sessionError", (err: Error) => {
+  }
+
+  const logSessionError = (err: Error): void => {
     logger.debug({ error: { type: err.name, message: err.message } }, "http2 session error");
-  });
+  };
+
+  const http1Server = http.createServer(options.http1Options ?? {});
+  http1Server.on("request", serveHttp1);
+
+  const http2Server = http2.createServer();
+  http2Server.on("request", handler);
+  http2Server.on("session", trackSession);
+  http2Server.on("sessionError", logSessionError);
+
+  /**
+   * With TLS: the listening server. Connections count from the TLS handshake
+   * ("secureConnection"); accepted sockets still in the handshake are only
+   * kept for the drain timeout to destroy (the handshake has its own timeout).
+   */
+  const secureServer = options.tls === undefined ? undefined : createSecureServer(options.tls);
+  const handshaking = new Set<net.Socket>();
+  function createSecureServer(tlsOptions: NonNullable<SinglePortServerOptions["tls"]>): http2.Http2SecureServer {
+    const server = http2.createSecureServer({
+      cert: tlsOptions.cert,
+      key: tlsOptions.key,
+      allowHTTP1: true,
+      handshakeTimeout: prefaceTimeoutMs,
+    });
+    server.on("connection", (socket: net.Socket) => {
+      socket.setNoDelay(true);
+      handshaking.add(socket);
+      socket.once("close", () => handshaking.delete(socket));
+      socket.on("error", (err: Error) => logger.debug({ error: { type: err.name, message: err.message } }, "connection error"));
+      if (closing) socket.destroy();
+    });
+    server.on("secureConnection", (socket: tls.TLSSocket) => {
+      sockets.add(socket);
+      if (socket.alpnProtocol === "h2") http2Sockets.add(socket);
+      socket.once("close", () => {
+        sockets.delete(socket);
+        http1Busy.delete(socket);
+      });
+    });
+    server.on("tlsClientError", (err: Error) => logger.debug({ error: { type: err.name, message: err.message } }, "tls handshake error"));
+    // With allowHTTP1, HTTP/1.1 requests arrive here too, as http.IncomingMessage.
+    server.on("request", (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+      if (req instanceof http2.Http2ServerRequest) handler(req, res);
+      else serveHttp1(req, res as http.ServerResponse);
+    });
+    server.on("session", trackSession);
+    server.on("sessionError", logSessionError);
+    return server;
+  }
 
   const tcpServer = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
@@ -168,7 +223,8 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   }
 
   async function drain(): Promise<void> {
-    const allClosed = new Promise<void>((resolve) => tcpServer.close(() => resolve()));
+    const listener: net.Server = secureServer ?? tcpServer;
+    const allClosed = new Promise<void>((resolve) => listener.close(() => resolve()));
     // Stops its timeout timer; the error it reports (it never listened) means nothing here.
     http1Server.close(() => {});
     for (const socket of sockets) {
@@ -178,7 +234,7 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
     for (const session of http2Sessions) session.close();
     const force = setTimeout(() => {
       if (sockets.size > 0) logger.warn({ connections: sockets.size }, "drain timeout: closing remaining connections");
-      for (const socket of sockets) socket.destroy();
+      for (const socket of [...sockets, ...handshaking]) socket.destroy();
     }, drainTimeoutMs);
     try {
       await allClosed;
@@ -189,18 +245,19 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
 
   return {
     listen(port: number, host: string): Promise<net.AddressInfo> {
+      const listener: net.Server = secureServer ?? tcpServer;
       return new Promise((resolve, reject) => {
         const onError = (err: Error): void => reject(err);
-        tcpServer.once("error", onError);
-        tcpServer.listen(port, host, () => {
-          tcpServer.off("error", onError);
-          tcpServer.on("error", (err: Error) => logger.error({ error: { type: err.name, message: err.message } }, "server error"));
+        listener.once("error", onError);
+        listener.listen(port, host, () => {
+          listener.off("error", onError);
+          listener.on("error", (err: Error) => logger.error({ error: { type: err.name, message: err.message } }, "server error"));
           // Node enforces headersTimeout and requestTimeout (the slowloris
           // defences) from a timer it starts on the server's "listening" event.
           // The inner server never listens itself, so it is told here; close()
           // stops that timer again through http1Server.close().
           http1Server.emit("listening");
-          const address = tcpServer.address();
+          const address = listener.address();
           if (address === null || typeof address === "string") {
             reject(new Error("server is not listening on a TCP port"));
             return;

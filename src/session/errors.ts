@@ -16,7 +16,9 @@ export type SessionErrorKind =
   /** A request value is malformed or out of range. */
   | "invalid_argument"
   /** The backing store cannot be reached in time. */
-  | "unavailable";
+  | "unavailable"
+  /** A watch cursor is older than the retained event history (or unknown to it): re-list, then watch again. */
+  | "out_of_range";
 
 export class SessionError extends Error {
   override readonly name = "SessionError";

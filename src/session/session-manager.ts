@@ -4,20 +4,25 @@
  * The API layer (src/api/validate.ts) checks the format of every request field
  * before calling in here; this layer owns what needs the stored state or the
  * encoded form: JSON encoding and its size limits, the read-merge-write of
- * merged metadata, the default TTL, events, and the expiry sweeper.
+ * merged metadata, the default TTL, and expiry on time (ExpiryScheduler).
+ * Events are not published here: every store write appends its event to the
+ * store's event log in the same atomic step, and the EventHub (one reader per
+ * process) fans the log out to watchers and to the scheduler.
  *
  * Methods take the tenant first: tenants are isolated by the store, and the API
  * layer decides which tenant a call acts on.
  */
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Config } from "../config/config.js";
+import { AesGcmFieldCipher, dataField, METADATA_FIELD, type FieldCipher } from "../crypto/field-cipher.js";
 import type { ListCursor, ListFilter, SessionCounters, SessionPatch, SessionStore } from "../store/store.js";
-import type { SessionEventBus, SessionEventType } from "../streaming/session-event-bus.js";
+import { EventHub } from "../streaming/event-hub.js";
 import { isSessionError, SessionError } from "./errors.js";
-import { ExpirySweeper } from "./expiry-sweeper.js";
-import { decodeMetadata, decodeValue, EMPTY_METADATA, encodeJson, jsonByteLength, mergeMetadata } from "./json-codec.js";
+import { ExpiryScheduler } from "./expiry-scheduler.js";
+import { decodeValue, EMPTY_METADATA, encodeJson, jsonByteLength, mergeMetadata } from "./json-codec.js";
 import type { AccessLevel, SessionRecord } from "./model.js";
 import { toSessionView, type SessionView } from "./session-view.js";
 
@@ -26,10 +31,27 @@ export type { SessionView } from "./session-view.js";
 export interface SessionManagerOptions {
   readonly store: SessionStore;
   readonly config: Config;
-  readonly events: SessionEventBus;
   readonly logger: Logger;
   /** Most sessions one expireDue call archives (default 100). */
   readonly sweepBatchSize?: number;
+  /**
+   * Use the store's own due signal (Redis keyspace notifications) as a backstop
+   * of the scheduler (default true). Off, CONFIG is never touched.
+   */
+  readonly backendExpirySignal?: boolean;
+  /**
+   * Seals metadata and data values before they reach the store and opens them
+   * after (encryption at rest). Default: AES-256-GCM with a random key that
+   * dies with the process (fine for the memory store only; the app always
+   * passes the configured one).
+   */
+  readonly cipher?: FieldCipher;
+  /**
+   * Told about every session that ended without an RPC asking for it: expired
+   * (by this process's expiry scheduler) or closed to make room for a user's new session. For the
+   * audit log; must not throw.
+   */
+  readonly onSystemEnd?: (reason: "expired" | "evicted", record: SessionRecord) => void;
 }
 
 export interface CreateSessionParams {
@@ -103,40 +125,65 @@ const DEFAULT_SWEEP_BATCH = 100;
 export class SessionManager {
   readonly store: SessionStore;
   readonly config: Config;
-  readonly events: SessionEventBus;
+  /** The process's one reader of the store's event log (watch streams subscribe to it). */
+  readonly events: EventHub;
   readonly logger: Logger;
-  private readonly sweeper: ExpirySweeper;
+  readonly cipher: FieldCipher;
+  private readonly scheduler: ExpiryScheduler;
+  private readonly onSystemEnd: ((reason: "expired" | "evicted", record: SessionRecord) => void) | undefined;
 
   constructor(options: SessionManagerOptions) {
     this.store = options.store;
     this.config = options.config;
-    this.events = options.events;
     this.logger = options.logger;
-    this.sweeper = new ExpirySweeper({
+    this.events = new EventHub({ store: this.store, logger: this.logger.child({ component: "event-hub" }) });
+    this.cipher = options.cipher ?? AesGcmFieldCipher.ephemeral();
+    this.onSystemEnd = options.onSystemEnd;
+    this.scheduler = new ExpiryScheduler({
       store: this.store,
-      intervalMs: this.config.sweepIntervalMs,
+      events: this.events,
+      maxSleepMs: this.config.sweepIntervalMs,
       batchSize: options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH,
+      useBackendSignal: options.backendExpirySignal ?? true,
       onExpired: (records) => {
-        for (const record of records) this.publish("expired", record);
+        for (const record of records) this.onSystemEnd?.("expired", record);
       },
-      logger: this.logger.child({ component: "expiry-sweeper" }),
+      logger: this.logger.child({ component: "expiry-scheduler" }),
     });
   }
 
-  /** Starts expiring due sessions every config.sweepIntervalMs (an EXPIRED event per session). */
-  startSweeper(): void {
-    this.sweeper.start();
+  /**
+   * Starts the event reader and the expiry scheduler. Rejects when the store
+   * cannot be reached or cannot signal expiry (Redis refusing CONFIG without
+   * the notification flags set: the message names them); nothing is left running then.
+   */
+  async start(): Promise<void> {
+    await this.events.start();
+    try {
+      await this.scheduler.start();
+    } catch (error) {
+      await this.events.stop();
+      throw error;
+    }
   }
 
-  /** Stops the sweeper and waits for a sweep in progress. Does not dispose of the store. */
+  /**
+   * Stops the scheduler, then the event reader, which ends every watch stream
+   * with UNAVAILABLE and its cursor. Does not dispose of the store.
+   */
   async stop(): Promise<void> {
-    await this.sweeper.stop();
+    await this.scheduler.stop();
+    await this.events.stop();
   }
 
   async create(tenant: string, params: CreateSessionParams): Promise<CreateSessionOutcome> {
-    const metadata = params.metadata === undefined ? EMPTY_METADATA : this.encodeMetadata(params.metadata);
+    // The id is chosen here, not by the store, because the sealed metadata is bound to it.
+    const sessionId = randomUUID();
+    const text = params.metadata === undefined ? EMPTY_METADATA : this.encodeMetadata(params.metadata);
+    const metadata = this.cipher.seal(text, { tenant, sessionId, field: METADATA_FIELD });
     const result = await this.store.create({
       tenant,
+      sessionId,
       userId: params.userId,
       dataSource: params.dataSource,
       accessLevel: params.accessLevel,
@@ -144,19 +191,19 @@ export class SessionManager {
       metadata,
       requestId: params.requestId ?? "",
     });
-    if (result.created) this.publish("created", result.session);
-    return { session: toSessionView(result.session), created: result.created };
+    for (const record of result.evicted ?? []) this.onSystemEnd?.("evicted", record);
+    return { session: this.view(result.session), created: result.created };
   }
 
   /** A live session (recording the access), or with includeEnded also the archived state of an ended one. */
   async get(tenant: string, sessionId: string, includeEnded: boolean): Promise<SessionView> {
-    return toSessionView(await this.store.get(tenant, sessionId, { touch: true, includeEnded }));
+    return this.view(await this.store.get(tenant, sessionId, { touch: true, includeEnded }));
   }
 
   /** A live session without recording an access, or undefined: for watch snapshots. */
   async lookup(tenant: string, sessionId: string): Promise<SessionView | undefined> {
     try {
-      return toSessionView(await this.store.get(tenant, sessionId, { touch: false, includeEnded: false }));
+      return this.view(await this.store.get(tenant, sessionId, { touch: false, includeEnded: false }));
     } catch (error) {
       if (isSessionError(error) && error.kind === "not_found") return undefined;
       throw error;
@@ -170,30 +217,27 @@ export class SessionManager {
         : await this.store.update(
             tenant,
             sessionId,
-            this.patch(params, params.metadata === undefined ? undefined : this.encodeMetadata(params.metadata)),
+            this.patch(params, params.metadata === undefined ? undefined : this.sealMetadata(tenant, sessionId, this.encodeMetadata(params.metadata))),
             params.expectedVersion,
           );
-    this.publish("updated", record);
-    return toSessionView(record);
+    return this.view(record);
   }
 
   /** Sets the session to expire ttlMs (default config.ttl.defaultMs) from now. */
   async extend(tenant: string, sessionId: string, ttlMs?: number): Promise<SessionView> {
     const record = await this.store.extend(tenant, sessionId, ttlMs ?? this.config.ttl.defaultMs);
-    this.publish("extended", record);
-    return toSessionView(record);
+    return this.view(record);
   }
 
   /** Archives the final state (status closed) and removes the session and its data. */
   async close(tenant: string, sessionId: string): Promise<SessionView> {
     const record = await this.store.close(tenant, sessionId);
-    this.publish("closed", record);
-    return toSessionView(record);
+    return this.view(record);
   }
 
   async list(tenant: string, filter: ListFilter, pageSize: number, after?: ListCursor): Promise<ListSessionsPage> {
     const result = await this.store.list(tenant, filter, pageSize, after);
-    const sessions = result.sessions.map(toSessionView);
+    const sessions = result.sessions.map((record) => this.view(record));
     return result.next === undefined ? { sessions } : { sessions, next: result.next };
   }
 
@@ -203,8 +247,8 @@ export class SessionManager {
     if (jsonByteLength(text) > limit) {
       throw new SessionError("invalid_argument", `value: must be at most ${limit} bytes as JSON`, "value");
     }
-    const result = await this.store.setData(tenant, sessionId, key, text);
-    await this.publishDataChanged(tenant, sessionId, [key]);
+    const sealed = this.cipher.seal(text, { tenant, sessionId, field: dataField(key) });
+    const result = await this.store.setData(tenant, sessionId, key, sealed);
     return { version: result.version };
   }
 
@@ -215,13 +259,12 @@ export class SessionManager {
       // The key name is the caller's own identifier, not a value: fine to name.
       throw new SessionError("not_found", `key ${JSON.stringify(key)} not found`);
     }
-    return decodeValue(text);
+    return decodeValue(this.cipher.open(text, { tenant, sessionId, field: dataField(key) }));
   }
 
   async deleteData(tenant: string, sessionId: string, key: string): Promise<DeleteDataOutcome> {
     const result = await this.store.deleteData(tenant, sessionId, key);
-    // Published even when the key was absent: the version changed all the same.
-    await this.publishDataChanged(tenant, sessionId, [key]);
+    // The store logs DATA_CHANGED even when the key was absent: the version changed all the same.
     return { deleted: result.deleted, version: result.version };
   }
 
@@ -230,14 +273,13 @@ export class SessionManager {
     const keys = [...entries.keys()];
     if (!includeValues) return { keys };
     const values = new Map<string, JsonValue>();
-    for (const [key, text] of entries) values.set(key, decodeValue(text));
+    for (const [key, text] of entries) values.set(key, decodeValue(this.cipher.open(text, { tenant, sessionId, field: dataField(key) })));
     return { keys, values };
   }
 
   async clearData(tenant: string, sessionId: string): Promise<ClearDataOutcome> {
     const result = await this.store.clearData(tenant, sessionId);
     // The store does not report which keys it removed; empty dataKeys means "every key".
-    await this.publishDataChanged(tenant, sessionId, []);
     return { deletedCount: result.deletedCount, version: result.version };
   }
 
@@ -274,7 +316,8 @@ export class SessionManager {
       if (current.version !== expected) {
         throw new SessionError("version_mismatch", `session is at version ${current.version}, not ${expected}`);
       }
-      const metadata = this.encodeMetadata(mergeMetadata(decodeMetadata(current.metadata), patchMetadata));
+      const stored = this.view(current).metadata;
+      const metadata = this.sealMetadata(tenant, sessionId, this.encodeMetadata(mergeMetadata(stored, patchMetadata)));
       try {
         return await this.store.update(tenant, sessionId, this.patch(params, metadata), expected);
       } catch (error) {
@@ -283,6 +326,18 @@ export class SessionManager {
         await sleep(Math.random() * Math.min(2 * attempt, 20));
       }
     }
+  }
+
+  /**
+   * The stored record as callers see it, metadata opened and decoded: the one
+   * conversion every reply, listing and watch event goes through.
+   */
+  view(record: SessionRecord): SessionView {
+    return toSessionView(record, this.cipher);
+  }
+
+  private sealMetadata(tenant: string, sessionId: string, text: string): string {
+    return this.cipher.seal(text, { tenant, sessionId, field: METADATA_FIELD });
   }
 
   private patch(params: UpdateSessionParams, metadata: string | undefined): SessionPatch {
@@ -300,26 +355,5 @@ export class SessionManager {
       throw new SessionError("invalid_argument", `metadata: must be at most ${limit} bytes as JSON`, "metadata");
     }
     return text;
-  }
-
-  private publish(type: SessionEventType, record: SessionRecord, dataKeys: readonly string[] = []): void {
-    this.events.publish({ type, session: record, time: Date.now(), dataKeys });
-  }
-
-  /**
-   * Data writes return only the new version, but an event carries the session
-   * (watchers filter on user and data source), so it is read back. That costs
-   * a store round trip, so it is skipped while nobody subscribes; the read may
-   * see a later state than the write's (this first watch version accepts that).
-   */
-  private async publishDataChanged(tenant: string, sessionId: string, dataKeys: readonly string[]): Promise<void> {
-    if (this.events.subscriberCount === 0) return;
-    try {
-      const record = await this.store.get(tenant, sessionId, { touch: false, includeEnded: true });
-      this.publish("data_changed", record, dataKeys);
-    } catch (error) {
-      // The write succeeded; failing the RPC now would make the caller retry a done write.
-      this.logger.warn({ errName: error instanceof Error ? error.name : typeof error }, "could not read session back for its data_changed event");
-    }
   }
 }

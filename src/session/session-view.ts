@@ -1,9 +1,16 @@
 /**
  * The session as the session layer hands it out: the stored record with its
- * metadata decoded. Stores keep metadata as opaque JSON text; everything above
- * the session layer works with JSON objects.
+ * metadata opened (decrypted, see src/crypto/field-cipher.ts) and decoded.
+ * Stores keep metadata as opaque text; everything above the session layer
+ * works with JSON objects.
+ *
+ * This is the ONE place a stored record becomes a session for callers (RPC
+ * replies, listings, watch events and snapshots): the cipher is a required
+ * argument so that no path can forget to decrypt. SessionManager.view() calls
+ * it with the manager's cipher.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
+import { METADATA_FIELD, type FieldCipher } from "../crypto/field-cipher.js";
 import { decodeMetadata } from "./json-codec.js";
 import type { SessionRecord } from "./model.js";
 
@@ -11,6 +18,7 @@ export interface SessionView extends Omit<SessionRecord, "metadata"> {
   readonly metadata: JsonObject;
 }
 
-export function toSessionView(record: SessionRecord): SessionView {
-  return { ...record, metadata: decodeMetadata(record.metadata) };
+export function toSessionView(record: SessionRecord, cipher: FieldCipher): SessionView {
+  const text = cipher.open(record.metadata, { tenant: record.tenant, sessionId: record.sessionId, field: METADATA_FIELD });
+  return { ...record, metadata: decodeMetadata(text) };
 }

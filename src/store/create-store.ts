@@ -12,8 +12,13 @@ import type { SessionStore, StoreLimits } from "./store.js";
 export function storeLimits(config: Config): StoreLimits {
   return {
     maxDataKeys: config.limits.maxDataKeys,
+    maxDataBytes: config.limits.maxDataBytes,
+    maxSessionsPerUser: config.limits.maxSessionsPerUser,
+    sessionsPerUserPolicy: config.limits.sessionsPerUserPolicy,
     archiveRetentionMs: config.archiveRetentionMs,
     expiryGraceMs: config.expiryGraceMs,
+    eventRetentionCount: config.watchRetentionEvents,
+    eventRetentionMs: config.watchRetentionMs,
   };
 }
 

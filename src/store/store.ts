@@ -10,11 +10,25 @@
  * A session whose expire_time has passed is treated as expired by every method
  * even before the sweeper (expireDue) has archived it: the method that meets it
  * archives it as expired first, in the same atomic step.
+ *
+ * Event log: every write that changes a session appends one event to the
+ * store's event log in the same atomic step (Redis: XADD inside the script), so
+ * the log holds every change of every process, in one order, exactly once. The
+ * event id is the watch cursor. The log keeps the last eventRetentionCount
+ * events and drops events older than eventRetentionMs (Redis trims whole
+ * stream nodes, so it may keep somewhat more, never less); a watcher can resume
+ * from any cursor still inside both bounds.
  */
 import type { AccessLevel, SessionRecord } from "../session/model.js";
 
 export interface CreateSessionInput {
   readonly tenant: string;
+  /**
+   * The new session's id (a lowercase UUID), chosen by the caller so that it
+   * can bind encrypted fields to it before the write; absent: the store picks
+   * a random UUID. Ignored when requestId matches a live session.
+   */
+  readonly sessionId?: string;
   readonly userId: string;
   readonly dataSource: string;
   readonly accessLevel: AccessLevel;
@@ -29,6 +43,11 @@ export interface CreateSessionResult {
   readonly session: SessionRecord;
   /** False when requestId matched a live session, which is returned instead. */
   readonly created: boolean;
+  /**
+   * Sessions of the same user closed to make room (sessionsPerUserPolicy
+   * "close_oldest"), as archived; absent or empty when none was.
+   */
+  readonly evicted?: readonly SessionRecord[];
 }
 
 /** Fields an update may change; an absent field is left as it is. */
@@ -91,9 +110,77 @@ export interface SessionCounters {
   readonly endedDurationMsSum: number;
 }
 
+/** What happened to a session. */
+export type SessionEventType = "created" | "updated" | "extended" | "closed" | "expired" | "data_changed";
+
+/** Every event type, in the order of the proto enum. */
+export const SESSION_EVENT_TYPES: readonly SessionEventType[] = ["created", "updated", "extended", "closed", "expired", "data_changed"];
+
+/** One entry of the event log. */
+export interface StoredEvent {
+  /**
+   * Position in the log, "<ms>-<seq>" (a Redis stream id): unique, ordered,
+   * and the cursor a watcher resumes after (see event-id.ts).
+   */
+  readonly id: string;
+  readonly type: SessionEventType;
+  /** When the event was recorded (store clock, ms since the epoch). */
+  readonly time: number;
+  /**
+   * The session after the event (metadata as stored, never data values). Only
+   * the session layer may decode it; never log it.
+   */
+  readonly session: SessionRecord;
+  /** For data_changed: the keys written or deleted (for a clear: every key removed). Empty otherwise. */
+  readonly dataKeys: readonly string[];
+}
+
+/**
+ * A blocking reader of the event log on its own connection, for the one event
+ * reader of a process (src/streaming/event-hub.ts).
+ */
+export interface EventTail {
+  /**
+   * Up to `limit` events after `after`, oldest first, waiting up to blockMs for
+   * the first one (an empty array when none came). Does not check retention:
+   * the caller validates its position with readEvents after a failure.
+   */
+  read(after: string, limit: number, blockMs: number): Promise<StoredEvent[]>;
+  /** Releases the connection; a pending read resolves empty or rejects. */
+  close(): void;
+}
+
+/** Where the scheduler stands: the earliest due time and the store's clock, read together. */
+export interface DueInfo {
+  /** Lower bound of the earliest expire time of a live session; undefined when none is live. */
+  readonly dueAt: number | undefined;
+  /** The store's clock at the same moment. */
+  readonly now: number;
+}
+
+/** A running backend push of due sessions (see SessionStore.watchDue). */
+export interface DueWatch {
+  stop(): Promise<void>;
+}
+
 export interface StoreLimits {
   /** Most data keys one session may hold (limit_exceeded beyond). */
   readonly maxDataKeys: number;
+  /**
+   * Most bytes of data values one session may hold, counted as stored (UTF-8
+   * bytes of the value strings the store is given); limit_exceeded beyond.
+   * Absent or 0: no cap.
+   */
+  readonly maxDataBytes?: number;
+  /**
+   * Most live sessions one user (of one tenant) may have; absent or 0: no cap.
+   * A create beyond it fails with limit_exceeded, or with
+   * sessionsPerUserPolicy "close_oldest" first closes the user's oldest
+   * sessions (by create time) in the same atomic step.
+   */
+  readonly maxSessionsPerUser?: number;
+  /** Default "reject". */
+  readonly sessionsPerUserPolicy?: SessionsPerUserPolicy;
   /** How long the archive record of an ended session is kept. */
   readonly archiveRetentionMs: number;
   /**
@@ -101,7 +188,17 @@ export interface StoreLimits {
    * not archived it yet (the service was down). Redis deletes them after that.
    */
   readonly expiryGraceMs: number;
+  /** The event log keeps the last this many events (default 100000). */
+  readonly eventRetentionCount?: number;
+  /** The event log drops events older than this, in ms (default 1 h). */
+  readonly eventRetentionMs?: number;
 }
+
+export const DEFAULT_EVENT_RETENTION_COUNT = 100_000;
+export const DEFAULT_EVENT_RETENTION_MS = 3_600_000;
+
+/** What a create does when the user already has maxSessionsPerUser live sessions. */
+export type SessionsPerUserPolicy = "reject" | "close_oldest";
 
 export interface SessionStore {
   /** "redis" or "memory", for logs. */
@@ -136,6 +233,30 @@ export interface SessionStore {
    * processes at once: each session is expired exactly once.
    */
   expireDue(limit: number): Promise<SessionRecord[]>;
+
+  /** The earliest time a session may come due, with the store's clock (for the expiry scheduler). */
+  nextDue(): Promise<DueInfo>;
+
+  /**
+   * Optional early signal from the backend that a session has come due (Redis:
+   * keyspace notifications of the per-session shadow key). The callback only
+   * hints: the scheduler still expires every session from the due queue.
+   * Resolves once the signal is live; rejects when the backend cannot provide it
+   * (the message says what an operator must configure).
+   */
+  watchDue?(onDue: (tenant: string, sessionId: string) => void): Promise<DueWatch>;
+
+  /** The id of the last event appended so far ("0-0" when none ever was). */
+  lastEventId(): Promise<string>;
+  /**
+   * Up to `limit` events strictly after the cursor `after`, oldest first.
+   * out_of_range when events after it may have been dropped by retention, or
+   * when the log never reached it (a cursor of another log); invalid_argument
+   * for a malformed cursor.
+   */
+  readEvents(after: string, limit: number): Promise<StoredEvent[]>;
+  /** A blocking reader on its own connection. */
+  openEventTail(): EventTail;
 
   /** Resolves when the store can serve requests; rejects with unavailable otherwise. */
   ping(): Promise<void>;

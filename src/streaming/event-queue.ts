@@ -1,13 +1,16 @@
 /**
- * A bounded FIFO between a synchronous producer (the event bus) and one async
- * consumer (a watch stream). Nothing between the bus and the network applies
+ * A bounded FIFO between a synchronous producer (the event hub) and one async
+ * consumer (a watch stream). Nothing between Redis and the network applies
  * HTTP/2 back-pressure, so the queue is capped: once full it refuses further
- * items and stays "overflowed", and the consumer ends the stream.
+ * items and stays "overflowed", and the consumer ends the stream. The producer
+ * may also end the queue with an error (shutdown), which wakes the consumer.
  */
 export class EventQueue<T> {
-  private readonly items: T[] = [];
+  private items: T[] = [];
+  private first = 0;
   private wake: (() => void) | undefined;
   private overflow = false;
+  private endError: Error | undefined;
 
   constructor(private readonly limit: number) {}
 
@@ -16,10 +19,19 @@ export class EventQueue<T> {
     return this.overflow;
   }
 
-  /** Appends, or returns false (and marks the queue overflowed) when full. */
+  /** The error the producer ended the queue with, if it did. */
+  get ended(): Error | undefined {
+    return this.endError;
+  }
+
+  get size(): number {
+    return this.items.length - this.first;
+  }
+
+  /** Appends, or returns false (and marks the queue overflowed) when full or ended. */
   push(item: T): boolean {
-    if (this.overflow) return false;
-    if (this.items.length >= this.limit) {
+    if (this.overflow || this.endError !== undefined) return false;
+    if (this.size >= this.limit) {
       this.overflow = true;
     } else {
       this.items.push(item);
@@ -28,21 +40,34 @@ export class EventQueue<T> {
     return !this.overflow;
   }
 
-  shift(): T | undefined {
-    return this.items.shift();
+  /** Ends the queue: the consumer sees `ended` at its next look. */
+  end(error: Error): void {
+    this.endError ??= error;
+    this.wake?.();
   }
 
-  peek(): T | undefined {
-    return this.items[0];
+  shift(): T | undefined {
+    if (this.first >= this.items.length) return undefined;
+    const item = this.items[this.first];
+    this.first += 1;
+    // Array.shift is O(n); drop the consumed prefix only now and then.
+    if (this.first === this.items.length) {
+      this.items = [];
+      this.first = 0;
+    } else if (this.first >= 1024) {
+      this.items = this.items.slice(this.first);
+      this.first = 0;
+    }
+    return item;
   }
 
   /**
-   * Resolves when an item is available, the queue overflowed, timeoutMs passed
-   * or the signal aborted, whichever comes first. Never rejects. Everything it
-   * registers is removed before it resolves.
+   * Resolves when an item is available, the queue overflowed or ended,
+   * timeoutMs passed or the signal aborted, whichever comes first. Never
+   * rejects. Everything it registers is removed before it resolves.
    */
   wait(timeoutMs: number, signal: AbortSignal): Promise<void> {
-    if (this.items.length > 0 || this.overflow || signal.aborted) return Promise.resolve();
+    if (this.size > 0 || this.overflow || this.endError !== undefined || signal.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);

@@ -1,28 +1,36 @@
 /**
- * WatchSessions, first version: the lifecycle events of THIS process, from the
- * in-process SessionEventBus. A later version rebuilds it on Redis streams so
- * that a watcher sees the writes of every process and can resume.
+ * WatchSessions: the lifecycle events of every process, read from the store's
+ * event log by this process's EventHub, for one watcher.
  *
- * Guarantees of this version:
- * - Events arrive in the order this process published them; the cursor is the
- *   bus sequence number (meaningless to another process or after a restart).
- * - With a snapshot, the subscription starts BEFORE the listing, so a change
- *   made during the listing is never missed; it may instead be seen twice (in
- *   the snapshot and again as an event). Clients should apply events by
- *   session version.
- * - Events carry the session as it is after the event, so a session whose
- *   data_source or access level is changed away from a watcher's filter is
- *   not announced to that watcher.
- * - A watcher more than `queueLimit` events behind is ended with
- *   limit_exceeded (RESOURCE_EXHAUSTED): it should re-list and watch again.
+ * Guarantees (as etcd's and Kubernetes' watches):
+ * - Ordered and unique: events arrive in log order; the cursor of an event is
+ *   its log id. Every item is deduplicated against the last cursor delivered.
+ * - Resumable: with resume_cursor the watch first replays (cursor, P] from the
+ *   log, where P is the hub's position at the moment the watch registered, then
+ *   continues with the live events after P from its queue: no gap, no
+ *   duplicate. A cursor older than the retention answers OUT_OF_RANGE.
+ * - Snapshot: the log position S0 is read first, then the matching live
+ *   sessions are listed (SNAPSHOT items, cursor ""), then a HEARTBEAT with
+ *   cursor S0, then events after S0 except those whose session version is not
+ *   newer than the version the snapshot sent (versions grow on every write), so
+ *   the snapshot and the events neither overlap nor leave a gap.
+ * - Heartbeats carry the position up to which everything matching was sent
+ *   (the hub's position when the queue is empty), so an idle watcher can
+ *   resume cheaply even when every event was filtered out.
+ * - Bounded: a watcher more than `queueLimit` events behind is ended with
+ *   RESOURCE_EXHAUSTED carrying its cursor; on shutdown it is ended with
+ *   UNAVAILABLE carrying its cursor (WatchInterrupted.cursor).
+ *
+ * Events carry the session as it is after the event, decoded by the session
+ * layer (manager.view); a session whose data source or user is changed away
+ * from a watcher's filter is not announced to that watcher from then on.
  */
-import type { SessionManager } from "../session/session-manager.js";
-import { SessionError } from "../session/errors.js";
-import type { SessionView } from "../session/session-view.js";
-import { toSessionView } from "../session/session-view.js";
+import type { SessionManager, SessionView } from "../session/session-manager.js";
+import { SessionError, type SessionErrorKind } from "../session/errors.js";
 import type { SessionRecord } from "../session/model.js";
-import { EventQueue } from "./event-queue.js";
-import type { PublishedSessionEvent, SessionEventType } from "./session-event-bus.js";
+import { compareEventIds, maxEventId, parseCursor } from "../store/event-id.js";
+import type { SessionEventType, StoredEvent } from "../store/store.js";
+import type { EventHub, HubSubscription } from "./event-hub.js";
 
 export interface WatchFilter {
   readonly userId?: string;
@@ -35,14 +43,16 @@ export interface WatchFilter {
 
 export interface WatchOptions {
   readonly sendInitialSnapshot: boolean;
+  /** Resume after this cursor; "" for none. */
+  readonly resumeCursor: string;
   /** A heartbeat is sent after this long without any other message. */
   readonly heartbeatMs: number;
   /** Ends the watch when it aborts. */
   readonly signal: AbortSignal;
   /** Most events queued for a slow watcher before it is ended (default 1000). */
   readonly queueLimit?: number;
-  /** Sessions read per store.list call of the snapshot (default 500). */
-  readonly snapshotPageSize?: number;
+  /** Sessions read per store.list call of the snapshot, events per replay read (default 500). */
+  readonly pageSize?: number;
 }
 
 export type WatchItemType = SessionEventType | "snapshot" | "heartbeat";
@@ -52,12 +62,26 @@ export interface WatchItem {
   /** Absent on heartbeats. */
   readonly session?: SessionView;
   readonly time: number;
+  /** "" on snapshot items: resume only from the heartbeat that ends the snapshot, or later. */
   readonly cursor: string;
   readonly dataKeys: readonly string[];
 }
 
+/** A watch that ended early; `cursor` is the last one delivered ("" if none), to resume from. */
+export class WatchInterrupted extends SessionError {
+  constructor(
+    kind: SessionErrorKind,
+    message: string,
+    readonly cursor: string,
+  ) {
+    super(kind, message);
+  }
+}
+
 const DEFAULT_QUEUE_LIMIT = 1000;
-const DEFAULT_SNAPSHOT_PAGE = 500;
+/** Watch items by the logged event they were made from (see toItem); entries go with their events. */
+const ITEMS = new WeakMap<StoredEvent, WatchItem>();
+const DEFAULT_PAGE = 500;
 
 /** True when a session passes the user, data source and session id filters. */
 export function sessionMatches(filter: WatchFilter, session: Pick<SessionRecord, "userId" | "dataSource" | "sessionId">): boolean {
@@ -67,7 +91,8 @@ export function sessionMatches(filter: WatchFilter, session: Pick<SessionRecord,
   return true;
 }
 
-function eventMatches(filter: WatchFilter, tenant: string, event: PublishedSessionEvent): boolean {
+/** True when an event of the watcher's tenant passes its filters. */
+export function eventMatches(filter: WatchFilter, tenant: string, event: StoredEvent): boolean {
   if (event.session.tenant !== tenant) return false;
   if (filter.eventTypes !== undefined && filter.eventTypes.size > 0 && !filter.eventTypes.has(event.type)) return false;
   return sessionMatches(filter, event.session);
@@ -75,67 +100,147 @@ function eventMatches(filter: WatchFilter, tenant: string, event: PublishedSessi
 
 /**
  * Yields the watch items for one stream until the signal aborts (then it
- * returns) or the watcher falls behind (then it throws). Unsubscribes from the
- * bus however it ends, including when the consumer stops iterating.
+ * returns) or the watch is ended early (then it throws WatchInterrupted, or
+ * SessionError for a bad request). Releases its hub registration however it
+ * ends, including when the consumer stops iterating.
  */
 export async function* watchSessions(
   manager: SessionManager,
+  hub: EventHub,
   tenant: string,
   filter: WatchFilter,
   options: WatchOptions,
 ): AsyncGenerator<WatchItem, void, undefined> {
   const { signal, heartbeatMs } = options;
-  const bus = manager.events;
   const queueLimit = options.queueLimit ?? DEFAULT_QUEUE_LIMIT;
-  const queue = new EventQueue<PublishedSessionEvent>(queueLimit);
-  const unsubscribe = bus.subscribe((event) => {
-    // Stop collecting as soon as the watcher is known to be too slow.
-    if (eventMatches(filter, tenant, event) && !queue.push(event)) unsubscribe();
-  });
-  // Publishing is synchronous, so nothing can be published between subscribe and this read.
-  const subscribedAt = bus.lastSeq;
+  const pageSize = options.pageSize ?? DEFAULT_PAGE;
+  const store = manager.store;
+  if (options.resumeCursor !== "") {
+    parseCursor(options.resumeCursor);
+    if (options.sendInitialSnapshot) {
+      throw new SessionError("invalid_argument", "resume_cursor: cannot be combined with send_initial_snapshot (a resumed watch continues where it stopped)", "resume_cursor");
+    }
+  }
 
-  /** Everything up to this cursor that matches has been sent or is queued: the cursor of "now". */
-  const progressCursor = (): string => String((queue.peek()?.seq ?? bus.lastSeq + 1) - 1);
-  const heartbeat = (): WatchItem => ({ type: "heartbeat", time: Date.now(), cursor: progressCursor(), dataKeys: [] });
+  /** Everything matching up to this cursor has been yielded (or was filtered out). */
+  let cursor = "";
+  /** Snapshot versions by session id, until the replay passes the log position read after the listing. */
+  let snapshotVersions: Map<string, number> | undefined;
+  let snapshotEnd = "";
+  let sub: HubSubscription | undefined;
+
+  const toItem = (event: StoredEvent): WatchItem => {
+    // The hub hands the same event object to every watcher of the process: decode (and decrypt) it once.
+    let item = ITEMS.get(event);
+    if (item === undefined) {
+      item = Object.freeze({ type: event.type, session: manager.view(event.session), time: event.time, cursor: event.id, dataKeys: event.dataKeys });
+      ITEMS.set(event, item);
+    }
+    return item;
+  };
+  /** Whether to send a logged event, given what was already sent. */
+  const wanted = (event: StoredEvent): boolean => {
+    if (cursor !== "" && compareEventIds(event.id, cursor) <= 0) return false;
+    if (!eventMatches(filter, tenant, event)) return false;
+    if (snapshotVersions !== undefined) {
+      if (compareEventIds(event.id, snapshotEnd) > 0) {
+        snapshotVersions = undefined;
+      } else {
+        const sent = snapshotVersions.get(event.session.sessionId);
+        if (sent !== undefined && event.session.version <= sent) return false;
+      }
+    }
+    return true;
+  };
+  const interrupted = (kind: SessionErrorKind, why: string): WatchInterrupted =>
+    new WatchInterrupted(kind, cursor === "" ? `${why}, list the sessions and watch again` : `${why}, resume with resume_cursor ${cursor}`, cursor);
 
   try {
     if (options.sendInitialSnapshot) {
-      for await (const session of snapshot(manager, tenant, filter, options.snapshotPageSize ?? DEFAULT_SNAPSHOT_PAGE, signal)) {
-        yield { type: "snapshot", session, time: Date.now(), cursor: String(subscribedAt), dataKeys: [] };
+      const s0 = await store.lastEventId();
+      const versions = new Map<string, number>();
+      for await (const session of snapshot(manager, tenant, filter, pageSize, signal)) {
+        versions.set(session.sessionId, session.version);
+        yield { type: "snapshot", session, time: Date.now(), cursor: "", dataKeys: [] };
       }
       if (signal.aborted) return;
-      yield heartbeat();
+      snapshotEnd = await store.lastEventId();
+      snapshotVersions = versions;
+      cursor = s0;
+      yield heartbeat(cursor);
+    } else if (options.resumeCursor !== "") {
+      cursor = options.resumeCursor;
     }
+
+    // Register first, then replay the log up to where the registration starts:
+    // events after that point arrive in the queue, so nothing falls in between.
+    const registration = hub.subscribe(tenant, (event) => eventMatches(filter, tenant, event), queueLimit);
+    sub = registration;
+    const attachedAt = hub.position;
+    if (cursor === "") {
+      cursor = attachedAt;
+    } else {
+      let last = cursor;
+      for (;;) {
+        // At least one read even when there is nothing to replay: it validates the cursor (OUT_OF_RANGE).
+        const page = await store.readEvents(last, pageSize);
+        let passed = false;
+        for (const event of page) {
+          if (compareEventIds(event.id, attachedAt) > 0) {
+            passed = true;
+            break;
+          }
+          last = event.id;
+          if (!wanted(event)) continue;
+          yield toItem(event);
+          cursor = event.id;
+          if (signal.aborted) return;
+        }
+        if (passed || page.length < pageSize || compareEventIds(last, attachedAt) >= 0) break;
+      }
+      cursor = maxEventId(cursor, attachedAt);
+    }
+
+    const queue = registration.queue;
     let lastSent = Date.now();
     for (;;) {
       if (signal.aborted) return;
-      if (queue.overflowed) {
-        throw new SessionError("limit_exceeded", `watch fell more than ${queueLimit} events behind; list the sessions and watch again`);
-      }
       const event = queue.shift();
       if (event !== undefined) {
-        yield {
-          type: event.type,
-          session: toSessionView(event.session),
-          time: event.time,
-          cursor: String(event.seq),
-          dataKeys: event.dataKeys,
-        };
+        if (!wanted(event)) continue;
+        yield toItem(event);
+        cursor = event.id;
         lastSent = Date.now();
         continue;
       }
+      if (queue.overflowed) {
+        throw interrupted("limit_exceeded", `watch fell more than ${queueLimit} events behind`);
+      }
+      const ended = queue.ended;
+      if (ended !== undefined) {
+        throw interrupted(ended instanceof SessionError ? ended.kind : "unavailable", ended.message);
+      }
       const idleMs = Date.now() - lastSent;
       if (idleMs >= heartbeatMs) {
-        yield heartbeat();
+        // The queue is empty: every event up to the hub's position was offered to this watcher.
+        cursor = maxEventId(cursor, hub.position);
+        yield heartbeat(cursor);
         lastSent = Date.now();
         continue;
       }
       await queue.wait(heartbeatMs - idleMs, signal);
     }
+  } catch (error) {
+    if (error instanceof WatchInterrupted || !(error instanceof SessionError) || error.kind !== "unavailable") throw error;
+    // A store outage mid-watch: still hand the client its cursor.
+    throw interrupted("unavailable", error.message);
   } finally {
-    unsubscribe();
+    sub?.close();
   }
+}
+
+function heartbeat(cursor: string): WatchItem {
+  return { type: "heartbeat", time: Date.now(), cursor, dataKeys: [] };
 }
 
 /**

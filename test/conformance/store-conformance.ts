@@ -20,8 +20,10 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SessionError, type SessionErrorKind } from "../../src/session/errors.js";
 import type { SessionRecord } from "../../src/session/model.js";
+import { compareEventIds } from "../../src/store/event-id.js";
 import type {
   CreateSessionInput,
+  StoredEvent,
   ListCursor,
   ListFilter,
   SessionCounters,
@@ -34,6 +36,8 @@ export const CONFORMANCE_LIMITS: StoreLimits = Object.freeze({
   maxDataKeys: 5,
   archiveRetentionMs: 60_000,
   expiryGraceMs: 60_000,
+  /** Small, so that the retention cases can outgrow it (Redis trims whole stream nodes of 100 entries). */
+  eventRetentionCount: 50,
 });
 
 export interface OpenedStore {
@@ -191,6 +195,173 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
       assert.equal(typeof store.kind, "string");
       assert.ok(store.kind.length > 0);
       await store.ping();
+    });
+
+
+    // ------------------------------------------------------------------ event log
+
+    describe("event log (watch)", () => {
+      async function logged(): Promise<StoredEvent[]> {
+        return store.readEvents("0-0", 10_000);
+      }
+      function summary(events: readonly StoredEvent[]): string[] {
+        return events.map((e) => `${e.type}:v${e.session.version}`);
+      }
+
+      it("logs one event per write, in order, with the session after it and without data values", async () => {
+        assert.equal(await store.lastEventId(), "0-0");
+        assert.deepEqual(await logged(), []);
+        const before = Date.now();
+        const s = await create({ metadata: '{"m":1}' });
+        await store.get(A, s.sessionId, { touch: true, includeEnded: false });
+        await store.update(A, s.sessionId, { metadata: '{"m":2}' });
+        await assertRejectsKind(store.update(A, s.sessionId, { metadata: "{}" }, 1), "version_mismatch");
+        await store.extend(A, s.sessionId, LONG_TTL * 2);
+        await store.setData(A, s.sessionId, "zeta", '"SECRET-VALUE"');
+        await store.setData(A, s.sessionId, "alpha", "1");
+        await store.deleteData(A, s.sessionId, "zeta");
+        await store.clearData(A, s.sessionId);
+        const closed = await store.close(A, s.sessionId);
+        await assertRejectsKind(store.close(A, s.sessionId), "ended");
+
+        const events = await logged();
+        assert.deepEqual(summary(events), [
+          "created:v1", "updated:v2", "extended:v3", "data_changed:v4", "data_changed:v5", "data_changed:v6", "data_changed:v7", "closed:v8",
+        ], "reads and failed writes log nothing");
+        assert.deepEqual(events.map((e) => e.dataKeys), [[], [], [], ["zeta"], ["alpha"], ["zeta"], ["alpha"], []]);
+        const ids = events.map((e) => e.id);
+        assert.deepEqual([...ids].sort(compareEventIds), ids, "ids increase");
+        assert.equal(new Set(ids).size, ids.length, "ids are unique");
+        assert.equal(await store.lastEventId(), ids.at(-1));
+        for (const e of events) {
+          assert.equal(e.session.tenant, A);
+          assertBetween(e.time, before - CLOCK_SLACK_MS, Date.now() + CLOCK_SLACK_MS, "event time");
+        }
+        assert.equal(events[1]?.session.metadata, '{"m":2}');
+        assert.equal(events[0]?.session.status, "active");
+        assert.deepEqual(events.at(-1)?.session, closed, "the closed event carries the archived record");
+        assert.ok(!JSON.stringify(events).includes("SECRET-VALUE"), "no data value in the log");
+      });
+
+      it("a session that a method meets after its expire time logs EXPIRED with its last metadata", async () => {
+        const s = await create({ ttlMs: SHORT_TTL, metadata: '{"last":"state"}' });
+        await store.update(A, s.sessionId, { metadata: '{"last":"metadata"}' });
+        await sleep(PAST_SHORT);
+        await assertRejectsKind(store.extend(A, s.sessionId, LONG_TTL), "ended");
+        await assertRejectsKind(store.setData(A, s.sessionId, "k", "1"), "not_found");
+        assert.deepEqual(await store.expireDue(10), [], "already expired, exactly once");
+        const events = await logged();
+        assert.deepEqual(summary(events), ["created:v1", "updated:v2", "expired:v3"]);
+        const expired = events[2]?.session;
+        assert.equal(expired?.status, "expired");
+        assert.equal(expired?.metadata, '{"last":"metadata"}');
+        assert.equal(expired?.endTime, expired?.expireTime);
+        assert.deepEqual(expired, await store.get(A, s.sessionId, ENDED), "the event carries the archive");
+      });
+
+      it("expireDue from several callers logs exactly one EXPIRED per session", async () => {
+        const ids = new Set<string>();
+        for (let i = 0; i < 12; i++) ids.add((await create({ ttlMs: SHORT_TTL, dataSource: `src-${i % 3}`, userId: `u-${i % 4}` })).sessionId);
+        await sleep(PAST_SHORT);
+        const batches = await Promise.all([store.expireDue(5), store.expireDue(5), store.expireDue(5), store.expireDue(5)]);
+        assert.equal(batches.flat().length, 12);
+        const expired = (await logged()).filter((e) => e.type === "expired");
+        assert.equal(expired.length, 12);
+        assert.deepEqual(new Set(expired.map((e) => e.session.sessionId)), ids);
+      });
+
+      it("Extend and Close racing expiry have one winner, and the log tells which", async () => {
+        const sessions: SessionRecord[] = [];
+        for (let i = 0; i < 16; i++) sessions.push(await create({ ttlMs: SHORT_TTL }));
+        await sleep(SHORT_TTL - 30);
+        const outcomes = await Promise.allSettled(
+          sessions.map(async (s, i) => {
+            await sleep(i * 4);
+            if (i % 3 === 0) await store.expireDue(100);
+            return i % 2 === 0 ? store.extend(A, s.sessionId, LONG_TTL) : store.close(A, s.sessionId);
+          }),
+        );
+        await sleep(60);
+        await store.expireDue(100);
+        const events = await logged();
+        let won = 0;
+        sessions.forEach((s, i) => {
+          const mine = events.filter((e) => e.session.sessionId === s.sessionId).map((e) => e.type);
+          const outcome = outcomes[i];
+          const op = i % 2 === 0 ? "extended" : "closed";
+          if (outcome?.status === "fulfilled") {
+            won += 1;
+            assert.deepEqual(mine, ["created", op], `session ${i}: the ${op} won, and nothing expired it`);
+          } else {
+            assert.ok(outcome?.reason instanceof SessionError && outcome.reason.kind === "ended", `session ${i}: lost to expiry`);
+            assert.deepEqual(mine, ["created", "expired"], `session ${i}: expiry won, once`);
+          }
+        });
+        assert.ok(won >= 0);
+      });
+
+      it("readEvents pages strictly after a cursor; bad cursors are refused", async () => {
+        const s = await create();
+        for (let i = 0; i < 9; i++) await store.update(A, s.sessionId, { metadata: `{"i":${i}}` });
+        const all = await logged();
+        assert.equal(all.length, 10);
+        const page1 = await store.readEvents("0-0", 4);
+        const page2 = await store.readEvents(page1.at(-1)?.id ?? "", 4);
+        const page3 = await store.readEvents(page2.at(-1)?.id ?? "", 4);
+        assert.deepEqual([...page1, ...page2, ...page3].map((e) => e.id), all.map((e) => e.id));
+        assert.deepEqual(await store.readEvents(all.at(-1)?.id ?? "", 4), [], "nothing after the last");
+        await assertRejectsKind(store.readEvents("not-a-cursor", 4), "invalid_argument");
+        await assertRejectsKind(store.readEvents("12", 4), "invalid_argument");
+        const last = all.at(-1)?.id ?? "";
+        const future = `${Number(last.split("-")[0]) + 60_000}-0`;
+        await assertRejectsKind(store.readEvents(future, 4), "out_of_range", "a cursor the log never reached");
+      });
+
+      it("cursors that fell out of the retention are out_of_range; recent ones still resume", async () => {
+        const s = await create();
+        const first = (await logged())[0]?.id ?? "";
+        for (let i = 0; i < 250; i++) await store.update(A, s.sessionId, { metadata: `{"i":${i}}` });
+        const mark = await store.lastEventId();
+        for (let i = 0; i < 10; i++) await store.update(A, s.sessionId, { metadata: `{"j":${i}}` });
+        await assertRejectsKind(store.readEvents(first, 10), "out_of_range");
+        await assertRejectsKind(store.readEvents("0-0", 10), "out_of_range", "once anything was dropped, the start is gone");
+        // The last eventRetentionCount (50) events are kept: a cursor among them resumes with everything after it.
+        const resumed = await store.readEvents(mark, 100);
+        assert.deepEqual(resumed.map((e) => e.session.version), Array.from({ length: 10 }, (_, i) => 252 + i));
+        assert.deepEqual(await store.readEvents(await store.lastEventId(), 10), []);
+      });
+
+      it("a tail read waits for the next event and returns what follows the cursor", async () => {
+        const tail = store.openEventTail();
+        try {
+          const start = await store.lastEventId();
+          assert.deepEqual(await tail.read(start, 10, 30), [], "nothing within the block time");
+          const pending = tail.read(start, 10, 3000);
+          await sleep(20);
+          const s = await create();
+          const got = await pending;
+          assert.equal(got.length, 1);
+          assert.equal(got[0]?.type, "created");
+          assert.equal(got[0]?.session.sessionId, s.sessionId);
+          await store.update(A, s.sessionId, { metadata: "{}" });
+          const next = await tail.read(got[0]?.id ?? "", 10, 1000);
+          assert.deepEqual(next.map((e) => e.type), ["updated"]);
+        } finally {
+          tail.close();
+        }
+      });
+
+      it("nextDue gives the earliest expire time with the store's clock", async () => {
+        const none = await store.nextDue();
+        assert.equal(none.dueAt, undefined);
+        assertBetween(none.now, Date.now() - CLOCK_SLACK_MS, Date.now() + CLOCK_SLACK_MS, "store clock");
+        const late = await create({ ttlMs: LONG_TTL, dataSource: "x" });
+        const early = await create({ ttlMs: LONG_TTL / 2, dataSource: "y" });
+        const due = await store.nextDue();
+        assert.ok(due.dueAt !== undefined && due.dueAt <= early.expireTime, "a lower bound of the earliest expiry");
+        assert.ok(due.dueAt > due.now, "not due yet");
+        assert.ok(late.expireTime > early.expireTime);
+      });
     });
 
     // ------------------------------------------------------------------ create

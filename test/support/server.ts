@@ -14,17 +14,26 @@ export interface TestAppOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Default: a silent logger. */
   readonly logger?: Logger;
+  /** Where audit records go; default: nowhere (AUDIT_LOG=off unless env sets it). */
+  readonly auditDestination?: DestinationStream;
 }
+
+/** The encryption key test apps on Redis use unless env names others (the service refuses Redis without one). */
+export const TEST_ENCRYPTION_KEYS = `test:${Buffer.alloc(32, 7).toString("base64")}`;
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<App> {
   const config = loadConfig({
     HOST: "127.0.0.1",
     PORT: "0",
     LOG_LEVEL: "silent",
-    ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl }),
+    AUDIT_LOG: "off",
+    ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl, ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS }),
     ...options.env,
   });
-  return startApp(config, { logger: options.logger ?? createLogger({ level: "silent" }) });
+  return startApp(config, {
+    logger: options.logger ?? createLogger({ level: "silent" }),
+    ...(options.auditDestination === undefined ? {} : { auditDestination: options.auditDestination }),
+  });
 }
 
 /** One parsed pino line. */

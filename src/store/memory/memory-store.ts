@@ -6,12 +6,17 @@
  *
  * Every method does all its work synchronously before returning its Promise,
  * so each method is one atomic step by construction: no other call can run in
- * between on Node's single thread. Nothing here starts a timer, so the store
- * never keeps the process alive; expiry happens lazily when a method meets a
- * due session and in expireDue (called by the sweeper).
+ * between on Node's single thread. Nothing here starts a timer except a pending
+ * blocking tail read, so the store never keeps the process alive; expiry
+ * happens lazily when a method meets a due session and in expireDue (called by
+ * the expiry scheduler).
+ *
+ * The event log (see store.ts) is an in-process array with the same ids,
+ * retention and cursor rules as the Redis stream (MemoryEventLog).
  */
 import { randomUUID } from "node:crypto";
 import { SessionError } from "../../session/errors.js";
+import { MemoryEventLog } from "./memory-event-log.js";
 import { canWriteData, type AccessLevel, type SessionRecord } from "../../session/model.js";
 import type {
   ClearDataResult,
@@ -19,13 +24,17 @@ import type {
   CreateSessionResult,
   DataWriteResult,
   DeleteDataResult,
+  DueInfo,
+  EventTail,
   GetSessionOptions,
   ListCursor,
   ListFilter,
   ListResult,
   SessionCounters,
+  SessionEventType,
   SessionPatch,
   SessionStore,
+  StoredEvent,
   StoreLimits,
 } from "../store.js";
 
@@ -40,6 +49,8 @@ interface LiveSession {
   record: SessionRecord;
   /** Data values by key (insertion order; listData sorts). */
   readonly data: Map<string, string>;
+  /** UTF-8 bytes of all data values, kept on every data write (for limits.maxDataBytes). */
+  dataBytes: number;
   /** The idempotency key it was created with, "" for none; freed when it ends. */
   readonly requestId: string;
 }
@@ -74,11 +85,13 @@ export class MemoryStore implements SessionStore {
   private readonly limits: StoreLimits;
   private readonly now: () => number;
   private readonly tenants = new Map<string, TenantState>();
+  private readonly log: MemoryEventLog;
   private disposed = false;
 
   constructor(options: MemoryStoreOptions) {
     this.limits = options.limits;
     this.now = options.now ?? Date.now;
+    this.log = new MemoryEventLog(this.limits);
   }
 
   create(input: CreateSessionInput): Promise<CreateSessionResult> {
@@ -93,9 +106,10 @@ export class MemoryStore implements SessionStore {
           if (existing) return { session: existing.record, created: false };
         }
       }
+      const evicted = this.makeRoomForUser(t, input.userId, now);
       const record = freeze({
         tenant: input.tenant,
-        sessionId: randomUUID(),
+        sessionId: input.sessionId ?? randomUUID(),
         userId: input.userId,
         dataSource: input.dataSource,
         accessLevel: input.accessLevel,
@@ -107,7 +121,7 @@ export class MemoryStore implements SessionStore {
         metadata: input.metadata,
         version: 1,
       });
-      t.live.set(record.sessionId, { record, data: new Map(), requestId: input.requestId });
+      t.live.set(record.sessionId, { record, data: new Map(), dataBytes: 0, requestId: input.requestId });
       if (input.requestId !== "") t.requestIds.set(input.requestId, record.sessionId);
       addToIndex(t.byUser, record.userId, record.sessionId);
       addToIndex(t.bySource, record.dataSource, record.sessionId);
@@ -115,7 +129,8 @@ export class MemoryStore implements SessionStore {
       t.counters.active += 1;
       bump(t.counters.byLevel, record.accessLevel, 1);
       bump(t.counters.bySource, record.dataSource, 1);
-      return { session: record, created: true };
+      this.emit("created", record, [], now);
+      return evicted.length === 0 ? { session: record, created: true } : { session: record, created: true, evicted };
     });
   }
 
@@ -136,7 +151,8 @@ export class MemoryStore implements SessionStore {
 
   update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number): Promise<SessionRecord> {
     return this.run(() => {
-      const { t, s } = this.mustBeLive(tenant, sessionId, this.now());
+      const now = this.now();
+      const { t, s } = this.mustBeLive(tenant, sessionId, now);
       const old = s.record;
       if (expectedVersion !== undefined && expectedVersion !== old.version) {
         throw new SessionError("version_mismatch", `session version is ${old.version}, not ${expectedVersion}`);
@@ -159,6 +175,7 @@ export class MemoryStore implements SessionStore {
         bump(t.counters.bySource, next.dataSource, 1);
       }
       s.record = next;
+      this.emit("updated", next, [], now);
       return next;
     });
   }
@@ -170,6 +187,7 @@ export class MemoryStore implements SessionStore {
       // Indexes hold ids only and listings sort by the record's expireTime, so
       // moving the record's expiry moves every index entry with it.
       s.record = freeze({ ...s.record, expireTime: now + ttlMs, version: s.record.version + 1 });
+      this.emit("extended", s.record, [], now);
       return s.record;
     });
   }
@@ -215,11 +233,18 @@ export class MemoryStore implements SessionStore {
     return this.run(() => {
       const now = this.now();
       const s = this.mustBeWritable(tenant, sessionId, now);
-      if (!s.data.has(key) && s.data.size >= this.limits.maxDataKeys) {
+      const old = s.data.get(key);
+      if (old === undefined && s.data.size >= this.limits.maxDataKeys) {
         throw new SessionError("limit_exceeded", `a session holds at most ${this.limits.maxDataKeys} data keys`);
       }
+      const dataBytes = s.dataBytes - (old === undefined ? 0 : byteLength(old)) + byteLength(value);
+      const maxBytes = this.limits.maxDataBytes ?? 0;
+      if (maxBytes > 0 && dataBytes > maxBytes) {
+        throw new SessionError("limit_exceeded", `a session holds at most ${maxBytes} bytes of data values`);
+      }
       s.data.set(key, value);
-      return { version: this.written(s, now) };
+      s.dataBytes = dataBytes;
+      return { version: this.written(s, now, [key]) };
     });
   }
 
@@ -236,8 +261,10 @@ export class MemoryStore implements SessionStore {
     return this.run(() => {
       const now = this.now();
       const s = this.mustBeWritable(tenant, sessionId, now);
+      const old = s.data.get(key);
       const deleted = s.data.delete(key);
-      return { deleted, version: this.written(s, now) };
+      if (old !== undefined) s.dataBytes -= byteLength(old);
+      return { deleted, version: this.written(s, now, [key]) };
     });
   }
 
@@ -258,9 +285,11 @@ export class MemoryStore implements SessionStore {
     return this.run(() => {
       const now = this.now();
       const s = this.mustBeWritable(tenant, sessionId, now);
-      const deletedCount = s.data.size;
+      const keys = [...s.data.keys()].sort(compareStrings);
+      const deletedCount = keys.length;
       s.data.clear();
-      return { deletedCount, version: this.written(s, now) };
+      s.dataBytes = 0;
+      return { deletedCount, version: this.written(s, now, keys) };
     });
   }
 
@@ -300,8 +329,34 @@ export class MemoryStore implements SessionStore {
         }
       }
       due.sort((x, y) => compareRecords(x.s.record, y.s.record));
+      this.log.trimByTime(now);
       return due.slice(0, Math.max(0, limit)).map(({ t, s }) => this.expire(t, s));
     });
+  }
+
+  /** A scan, like expireDue: this store serves development with few sessions. */
+  nextDue(): Promise<DueInfo> {
+    return this.run(() => {
+      let dueAt: number | undefined;
+      for (const t of this.tenants.values()) {
+        for (const s of t.live.values()) {
+          if (dueAt === undefined || s.record.expireTime < dueAt) dueAt = s.record.expireTime;
+        }
+      }
+      return { dueAt, now: this.now() };
+    });
+  }
+
+  lastEventId(): Promise<string> {
+    return this.run(() => this.log.lastId);
+  }
+
+  readEvents(after: string, limit: number): Promise<StoredEvent[]> {
+    return this.run(() => this.log.read(after, limit));
+  }
+
+  openEventTail(): EventTail {
+    return this.log.openTail();
   }
 
   ping(): Promise<void> {
@@ -311,6 +366,7 @@ export class MemoryStore implements SessionStore {
   dispose(): Promise<void> {
     this.disposed = true;
     this.tenants.clear();
+    this.log.close();
     return Promise.resolve();
   }
 
@@ -348,6 +404,33 @@ export class MemoryStore implements SessionStore {
       this.tenants.set(name, t);
     }
     return t;
+  }
+
+  /**
+   * Enforces limits.maxSessionsPerUser before a create: rejects, or closes the
+   * user's oldest live sessions (by create time, then id) so that the new one
+   * fits. Due sessions do not count. Returns the closed sessions' final records.
+   */
+  private makeRoomForUser(t: TenantState, userId: string, now: number): SessionRecord[] {
+    const max = this.limits.maxSessionsPerUser ?? 0;
+    if (max <= 0) return [];
+    const live: LiveSession[] = [];
+    for (const id of t.byUser.get(userId) ?? []) {
+      const s = t.live.get(id);
+      if (s && s.record.expireTime > now) live.push(s);
+    }
+    const excess = live.length - max + 1;
+    if (excess <= 0) return [];
+    if ((this.limits.sessionsPerUserPolicy ?? "reject") === "reject") {
+      throw new SessionError("limit_exceeded", `a user may have at most ${max} live sessions`);
+    }
+    live.sort((a, b) => a.record.createTime - b.record.createTime || compareStrings(a.record.sessionId, b.record.sessionId));
+    return live.slice(0, excess).map((s) => {
+      const final = freeze({ ...s.record, status: "closed", endTime: now, version: s.record.version + 1 });
+      this.end(t, s, final);
+      t.counters.closed += 1;
+      return final;
+    });
   }
 
   /** The live session, or undefined; a due session met here is archived as expired first. */
@@ -397,10 +480,16 @@ export class MemoryStore implements SessionStore {
     return s;
   }
 
-  /** Records a successful data write: version+1 and the access time. Returns the new version. */
-  private written(s: LiveSession, now: number): number {
+  /** Records a successful data write: version+1, the access time and its event. Returns the new version. */
+  private written(s: LiveSession, now: number, keys: readonly string[]): number {
     s.record = freeze({ ...s.record, lastAccessTime: now, version: s.record.version + 1 });
+    this.emit("data_changed", s.record, keys, now);
     return s.record.version;
+  }
+
+  /** Appends the event of a write, in the same synchronous step as the write. */
+  private emit(type: SessionEventType, session: SessionRecord, dataKeys: readonly string[], now: number): void {
+    this.log.append(type, session, dataKeys, now);
   }
 
   /** Archives a due session as expired (endTime = expireTime), exactly as the sweeper would. */
@@ -411,7 +500,10 @@ export class MemoryStore implements SessionStore {
     return final;
   }
 
-  /** Removes a session that has ended and archives its final record. */
+  /**
+   * Removes a session that has ended, archives its final record and appends
+   * its closed or expired event (every way a session ends passes here).
+   */
   private end(t: TenantState, s: LiveSession, final: SessionRecord): void {
     const id = final.sessionId;
     t.live.delete(id);
@@ -423,6 +515,7 @@ export class MemoryStore implements SessionStore {
     bump(t.counters.byLevel, final.accessLevel, -1);
     bump(t.counters.bySource, final.dataSource, -1);
     t.counters.endedDurationMsSum += final.endTime - final.createTime;
+    this.emit(final.status === "expired" ? "expired" : "closed", final, [], this.now());
   }
 
   private pruneArchive(t: TenantState, now: number): void {
@@ -430,6 +523,10 @@ export class MemoryStore implements SessionStore {
       if (r.endTime + this.limits.archiveRetentionMs <= now) t.archive.delete(id);
     }
   }
+}
+
+function byteLength(value: string): number {
+  return Buffer.byteLength(value, "utf8");
 }
 
 function notFound(): SessionError {

@@ -12,6 +12,7 @@ const SCRIPT_KINDS: ReadonlySet<string> = new Set<SessionErrorKind>([
   "version_mismatch",
   "permission_denied",
   "limit_exceeded",
+  "out_of_range",
 ]);
 
 const SCRIPT_MESSAGES: Record<string, string> = {
@@ -20,12 +21,21 @@ const SCRIPT_MESSAGES: Record<string, string> = {
   version_mismatch: "session version does not match expected_version",
   permission_denied: "the session's access level does not allow writing data",
   limit_exceeded: "the session already holds the maximum number of data keys",
+  out_of_range: "resume_cursor: the cursor is older than the retained event history; list the sessions and watch again",
 };
 
-/** The SessionError for a script status other than "ok". */
-export function scriptError(status: string): SessionError {
+/** Messages of limit_exceeded by the detail the script returns with it. */
+const LIMIT_MESSAGES: Record<string, string> = {
+  data_keys: "the session already holds the maximum number of data keys",
+  data_bytes: "the session's data values would exceed the maximum total size",
+  sessions_per_user: "the user already has the maximum number of live sessions",
+};
+
+/** The SessionError for a script status other than "ok"; `detail` is the reply's second element, if any. */
+export function scriptError(status: string, detail?: string): SessionError {
   if (SCRIPT_KINDS.has(status)) {
-    return new SessionError(status as SessionErrorKind, SCRIPT_MESSAGES[status] ?? status);
+    const message = status === "limit_exceeded" && detail !== undefined ? LIMIT_MESSAGES[detail] : undefined;
+    return new SessionError(status as SessionErrorKind, message ?? SCRIPT_MESSAGES[status] ?? status);
   }
   return new SessionError("unavailable", `unexpected reply from redis script: ${status.slice(0, 40)}`);
 }

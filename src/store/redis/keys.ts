@@ -11,11 +11,15 @@
  * |                       |        | e expire, a last access, m metadata, v version, r request id (if any) |                    |
  * | `P T:{sid}:d`         | HASH   | session data, key → value                                  | expire + grace                |
  * | `P T:{sid}:a`         | HASH   | archived final state: the record fields + s status, t end  | end + archive retention       |
+ * | `P T:{sid}:x`         | STRING | shadow key, value 1 (a shared integer: no value bytes);    | expire time (deleted when the |
+ * |                       |        | its `expired` keyspace notification wakes the scheduler   | session ends)                 |
  * | `P T:r:<requestId>`   | STRING | session id created for that idempotency key                | expire + grace                |
  * | `P T:u:<userId>`      | ZSET   | live sessions of the user, score = expire time             | max(member expire) + grace    |
  * | `P T:s:<dataSource>`  | ZSET   | live sessions of the data source, score = expire time      | max(member expire) + grace    |
  * | `P T:m`               | HASH   | counters: total, active, expired, closed, dsum,            | never (a few fields per tenant) |
  * |                       |        | l:<level> and s:<dataSource> live gauges (deleted at 0)    |                               |
+ * | `P ev`                | STREAM | event log of every tenant (see emit() in lua/prelude.ts);  | never (trimmed by count and   |
+ * |                       |        | the entry id is the watch cursor                           | age: WATCH_RETENTION*)        |
  * | `P dx`                | ZSET   | due queue: member `T\n<dataSource>`, score = a lower bound | never (one member per         |
  * |                       |        | of the earliest expire time in that data-source index      | non-empty data-source index)  |
  *
@@ -66,6 +70,9 @@ export class RedisKeys {
   archive(sessionId: string): string {
     return `${this.tp}{${sessionId}}:a`;
   }
+  shadow(sessionId: string): string {
+    return `${this.tp}{${sessionId}}:x`;
+  }
   requestId(requestId: string): string {
     return `${this.tp}r:${requestId}`;
   }
@@ -81,6 +88,10 @@ export class RedisKeys {
   /** The global due queue (shared by all tenants). */
   due(): string {
     return `${this.prefix}dx`;
+  }
+  /** The event log (shared by all tenants). */
+  events(): string {
+    return `${this.prefix}ev`;
   }
   dueMember(dataSource: string): string {
     return `${encodeTenant(this.tenant)}\n${dataSource}`;

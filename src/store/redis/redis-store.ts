@@ -24,6 +24,9 @@ import type {
   CreateSessionResult,
   DataWriteResult,
   DeleteDataResult,
+  DueInfo,
+  DueWatch,
+  EventTail,
   GetSessionOptions,
   ListCursor,
   ListFilter,
@@ -31,11 +34,16 @@ import type {
   SessionCounters,
   SessionPatch,
   SessionStore,
+  StoredEvent,
   StoreLimits,
 } from "../store.js";
+import { DEFAULT_EVENT_RETENTION_COUNT, DEFAULT_EVENT_RETENTION_MS } from "../store.js";
+import { parseCursor } from "../event-id.js";
+import { decodeStreamEntries } from "./event-codec.js";
+import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { encodeTenant } from "./keys.js";
-import { decodeRecord, decodeRecords } from "./record-codec.js";
+import { decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { scriptSources, type ScriptName } from "./scripts.js";
 
 export interface RedisStoreOptions {
@@ -51,6 +59,8 @@ export interface RedisStoreOptions {
 
 /** Longest pause between reconnect attempts: bounds how long recovery takes once Redis is back. */
 const MAX_RECONNECT_DELAY_MS = 1000;
+/** Added to the command timeout of a blocking read: the longest BLOCK the event reader asks for. */
+const BLOCK_SLACK_MS = 5000;
 
 type ScriptArg = string | number;
 type ScriptFn = (...args: ScriptArg[]) => Promise<unknown>;
@@ -60,6 +70,7 @@ export class RedisStore implements SessionStore {
   private readonly redis: Redis;
   private readonly scripts: Record<ScriptName, ScriptFn>;
   private readonly timeoutMs: number;
+  private readonly limits: StoreLimits;
   private readonly header: readonly ScriptArg[];
   private readonly prefix: string;
   private readonly logger: Logger | undefined;
@@ -74,7 +85,14 @@ export class RedisStore implements SessionStore {
     this.prefix = options.keyPrefix;
     this.logger = options.logger;
     const { limits } = options;
-    this.header = [limits.expiryGraceMs, limits.archiveRetentionMs, limits.maxDataKeys];
+    this.limits = limits;
+    this.header = [
+      limits.expiryGraceMs,
+      limits.archiveRetentionMs,
+      limits.maxDataKeys,
+      limits.eventRetentionCount ?? DEFAULT_EVENT_RETENTION_COUNT,
+      limits.eventRetentionMs ?? DEFAULT_EVENT_RETENTION_MS,
+    ];
     this.redis = new Redis(options.url, {
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
@@ -115,15 +133,20 @@ export class RedisStore implements SessionStore {
 
   async create(input: CreateSessionInput): Promise<CreateSessionResult> {
     const reply = await this.script("create", input.tenant, [
-      randomUUID(),
+      input.sessionId ?? randomUUID(),
       input.userId,
       input.dataSource,
       input.accessLevel,
       input.ttlMs,
       input.metadata,
       input.requestId,
+      this.limits.maxSessionsPerUser ?? 0,
+      this.limits.sessionsPerUserPolicy ?? "reject",
     ]);
-    return { created: reply[1] === "1", session: decodeRecord(reply, 2) };
+    const session = decodeRecord(reply, 2);
+    // Records closed to make room for this one follow the new record.
+    const evicted = decodeRecords(reply, 2 + RECORD_WIDTH);
+    return evicted.length === 0 ? { created: reply[1] === "1", session } : { created: reply[1] === "1", session, evicted };
   }
 
   async get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
@@ -171,7 +194,7 @@ export class RedisStore implements SessionStore {
   }
 
   async setData(tenant: string, sessionId: string, key: string, value: string): Promise<DataWriteResult> {
-    const reply = await this.script("setData", tenant, [sessionId, key, value]);
+    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes ?? 0]);
     return { version: Number(reply[1]) };
   }
 
@@ -229,6 +252,55 @@ export class RedisStore implements SessionStore {
     return decodeRecords(reply, 1);
   }
 
+  async nextDue(): Promise<DueInfo> {
+    const reply = await this.script("nextDue", "", []);
+    const dueAt = reply[1] === "" || reply[1] === undefined ? undefined : Number(reply[1]);
+    return { dueAt, now: Number(reply[2]) };
+  }
+
+  async watchDue(onDue: (tenant: string, sessionId: string) => void): Promise<DueWatch> {
+    await this.ping();
+    return watchShadowKeyExpiry({
+      command: this.redis,
+      subscriber: this.connection("keyspace subscriber"),
+      keyPrefix: this.prefix,
+      db: this.redis.options.db ?? 0,
+      onDue,
+      ...(this.logger === undefined ? {} : { logger: this.logger }),
+    });
+  }
+
+  async lastEventId(): Promise<string> {
+    const reply = await this.script("logPosition", "", []);
+    return reply[1] ?? "0-0";
+  }
+
+  async readEvents(after: string, limit: number): Promise<StoredEvent[]> {
+    parseCursor(after);
+    if (limit <= 0) return [];
+    const reply: unknown[] = await this.script("readEvents", "", [after, limit]);
+    return decodeStreamEntries(reply[2]);
+  }
+
+  openEventTail(): EventTail {
+    const redis = this.connection("event reader", BLOCK_SLACK_MS);
+    const key = `${this.prefix}ev`;
+    return {
+      read: async (after, limit, blockMs) => {
+        parseCursor(after, "after");
+        try {
+          const reply = (await redis.xread("COUNT", limit, "BLOCK", Math.max(1, blockMs), "STREAMS", key, after)) as unknown;
+          if (!Array.isArray(reply)) return [];
+          const stream = reply[0] as unknown;
+          return Array.isArray(stream) ? decodeStreamEntries(stream[1]) : [];
+        } catch (e) {
+          throw toSessionError(e);
+        }
+      },
+      close: () => redis.disconnect(),
+    };
+  }
+
   async ping(): Promise<void> {
     await this.call(() => this.redis.ping());
   }
@@ -236,6 +308,23 @@ export class RedisStore implements SessionStore {
   async dispose(): Promise<void> {
     this.disposed = true;
     this.redis.disconnect();
+  }
+
+  /**
+   * A dedicated connection (a blocking XREAD or a subscriber would stall every
+   * command queued behind it on the shared one). Commands wait for it to
+   * reconnect, bounded by the command timeout plus `slackMs` (a BLOCK's own wait).
+   */
+  private connection(purpose: string, slackMs = 0): Redis {
+    const redis = this.redis.duplicate({
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      commandTimeout: this.timeoutMs + slackMs,
+    });
+    redis.on("error", (err: Error) => {
+      if (!this.disposed) this.logger?.debug({ err: err.message, purpose }, "redis connection error");
+    });
+    return redis;
   }
 
   /** Runs one script with the common header; throws the SessionError a non-"ok" status names. */
@@ -246,7 +335,7 @@ export class RedisStore implements SessionStore {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
     }
     const strings = reply as string[];
-    if (strings[0] !== "ok") throw scriptError(strings[0] as string);
+    if (strings[0] !== "ok") throw scriptError(strings[0] as string, strings[1]);
     return strings;
   }
 

@@ -16,7 +16,10 @@ import { getDataLua } from "./lua/get-data.js";
 import { getLua } from "./lua/get.js";
 import { listDataLua } from "./lua/list-data.js";
 import { listLua } from "./lua/list.js";
+import { logPositionLua } from "./lua/log-position.js";
+import { nextDueLua } from "./lua/next-due.js";
 import { preludeLua } from "./lua/prelude.js";
+import { readEventsLua } from "./lua/read-events.js";
 import { setDataLua } from "./lua/set-data.js";
 import { updateLua } from "./lua/update.js";
 
@@ -33,6 +36,9 @@ const bodies = {
   listData: listDataLua,
   clearData: clearDataLua,
   expireDue: expireDueLua,
+  nextDue: nextDueLua,
+  readEvents: readEventsLua,
+  logPosition: logPositionLua,
 } as const;
 
 export type ScriptName = keyof typeof bodies;

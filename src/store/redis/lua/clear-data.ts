@@ -12,6 +12,7 @@ if not can_write(rec.l) then return { 'permission_denied' } end
 local dkey = k_data(tp, sid)
 local keys = redis.call('HKEYS', dkey)
 redis.call('DEL', dkey)
+redis.call('HSET', k_rec(tp, sid), 'b', '0')
 bump_version(tp, sid, rec, true)
 
 emit(T, 'data_changed', encode_live(T, sid, rec), keys)

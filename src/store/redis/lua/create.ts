@@ -1,11 +1,14 @@
 // Lua source of the create script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const createLua = String.raw`
--- create: ARGV[OP..] = sessionId, userId, dataSource, level, ttlMs, metadata, requestId
--- Returns {"ok", created "1"|"0", record...}.
+-- create: ARGV[OP..] = sessionId, userId, dataSource, level, ttlMs, metadata, requestId,
+--   maxSessionsPerUser (0: no cap), sessionsPerUserPolicy ("reject" | "close_oldest")
+-- Returns {"ok", created "1"|"0", record..., evicted records...} or
+-- {"limit_exceeded", "sessions_per_user"}.
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid, uid, ds, level = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3]
 local ttl, meta, rid = tonumber(ARGV[OP + 4]), ARGV[OP + 5], ARGV[OP + 6]
+local max_per_user, per_user_policy = tonumber(ARGV[OP + 7]) or 0, ARGV[OP + 8]
 
 if rid ~= '' then
   local existing = redis.call('GET', k_req(tp, rid))
@@ -13,6 +16,30 @@ if rid ~= '' then
     -- A live session answers the retry; an ended one has freed the request id.
     local rec = load_session(tp, T, existing)
     if rec then return append({ 'ok', '0' }, encode_live(T, existing, rec)) end
+  end
+end
+
+-- Sessions per user: live sessions only (score > now; due ones do not count).
+-- "close_oldest" closes the oldest by create time (then id) to make room.
+local evicted = {}
+if max_per_user > 0 then
+  local live = redis.call('ZRANGEBYSCORE', k_user(tp, uid), '(' .. istr(NOW), '+inf')
+  local excess = #live - max_per_user + 1
+  if excess > 0 then
+    if per_user_policy ~= 'close_oldest' then return { 'limit_exceeded', 'sessions_per_user' } end
+    local cands = {}
+    for _, id in ipairs(live) do
+      local c = redis.call('HGET', k_rec(tp, id), 'c')
+      if c then cands[#cands + 1] = { tonumber(c), id } end
+    end
+    table.sort(cands, function(x, y)
+      if x[1] ~= y[1] then return x[1] < y[1] end
+      return x[2] < y[2]
+    end)
+    for i = 1, math.min(excess, #cands) do
+      local id = cands[i][2]
+      append(evicted, end_session(tp, T, id, load_hash(k_rec(tp, id)), 'closed', NOW))
+    end
   end
 end
 
@@ -36,5 +63,5 @@ ctr_gauge(tp, 's:' .. ds, 1)
 
 local out = encode_live(T, sid, rec)
 emit(T, 'created', out, nil)
-return append({ 'ok', '1' }, out)
+return append(append({ 'ok', '1' }, out), evicted)
 `;

@@ -9,7 +9,11 @@ local sid, key = ARGV[OP], ARGV[OP + 1]
 local rec = load_session(tp, T, sid)
 if not rec then return { 'not_found' } end
 if not can_write(rec.l) then return { 'permission_denied' } end
+local len = redis.call('HSTRLEN', k_data(tp, sid), key)
 local deleted = redis.call('HDEL', k_data(tp, sid), key)
+if deleted == 1 then
+  redis.call('HSET', k_rec(tp, sid), 'b', istr(math.max(0, (tonumber(rec.b) or 0) - len)))
+end
 bump_version(tp, sid, rec, true)
 
 emit(T, 'data_changed', encode_live(T, sid, rec), { key })

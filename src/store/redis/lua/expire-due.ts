@@ -12,6 +12,8 @@ export const expireDueLua = String.raw`
 -- round, so rounds are capped to bound the script's run time.
 local limit = tonumber(ARGV[OP])
 local out = { 'ok' }
+-- Time retention of the event log (whole nodes only, so it is cheap to try often).
+redis.call('XTRIM', K_EV, 'MINID', '~', istr(NOW - EV_MAXAGE))
 local done = 0
 local rounds = limit + 64
 

@@ -7,7 +7,8 @@ export const preludeLua = String.raw`
 --   ARGV[1] key prefix P (e.g. "sd:")
 --   ARGV[2] encoded tenant T ("" for tenant-less scripts such as expire_due)
 --   ARGV[3] expiryGraceMs, ARGV[4] archiveRetentionMs, ARGV[5] maxDataKeys
--- Operation arguments start at ARGV[OP] (OP = 6).
+--   ARGV[6] eventRetentionCount, ARGV[7] eventRetentionMs
+-- Operation arguments start at ARGV[OP] (OP = 8).
 --
 -- Every script returns an array whose first element is a status string:
 -- "ok", or a SessionErrorKind ("not_found", "ended", ...). Records travel as
@@ -23,7 +24,9 @@ local P = ARGV[1]
 local GRACE = tonumber(ARGV[3])
 local RETENTION = tonumber(ARGV[4])
 local MAX_DATA_KEYS = tonumber(ARGV[5])
-local OP = 6
+local EV_MAXLEN = ARGV[6]
+local EV_MAXAGE = tonumber(ARGV[7])
+local OP = 8
 local RECORD_WIDTH = 12
 
 -- Integer to decimal string without Lua's "%.14g" exponent formatting.
@@ -39,11 +42,14 @@ do
 end
 
 local K_DUE = P .. 'dx'
+-- The event log: one stream for every tenant (see emit).
+local K_EV = P .. 'ev'
 
 local function tenant_prefix(T) return P .. T .. ':' end
 local function k_rec(tp, sid) return tp .. '{' .. sid .. '}' end
 local function k_data(tp, sid) return tp .. '{' .. sid .. '}:d' end
 local function k_arch(tp, sid) return tp .. '{' .. sid .. '}:a' end
+local function k_shadow(tp, sid) return tp .. '{' .. sid .. '}:x' end
 local function k_req(tp, rid) return tp .. 'r:' .. rid end
 local function k_user(tp, uid) return tp .. 'u:' .. uid end
 local function k_src(tp, ds) return tp .. 's:' .. ds end
@@ -80,12 +86,16 @@ local function ctr_gauge(tp, field, delta)
 end
 
 -- Every key of the session (record, data, request id) expires at expire + grace,
--- so the state is still readable for archiving when the sweeper is late.
+-- so the state is still readable for archiving when the scheduler is late. The
+-- shadow key expires at the expire time itself: Redis's 'expired' keyspace
+-- notification for it is the backstop signal that the session is due (its
+-- value is the integer 1, which Redis stores as a shared object: no value bytes).
 local function set_session_expiry(tp, sid, rec)
   local at = istr(tonumber(rec.e) + GRACE)
   redis.call('PEXPIREAT', k_rec(tp, sid), at)
   redis.call('PEXPIREAT', k_data(tp, sid), at)
   if rec.r then redis.call('PEXPIREAT', k_req(tp, rec.r), at) end
+  redis.call('SET', k_shadow(tp, sid), '1', 'PXAT', rec.e)
 end
 
 -- Puts the session in its user and data-source indexes with score = expire time,
@@ -126,11 +136,25 @@ local function encode_archive(T, sid, arch)
   return encode(T, sid, arch, arch.s, arch.t)
 end
 
--- The one place per operation where a lifecycle event is recorded. 'kind' is
--- created, updated, extended, closed, expired or data_changed; 'rec' is the
--- encoded record after the change; 'keys' lists changed data keys (never values).
--- Lifecycle events (XADD to a stream) will be added here, inside the same atomic step.
+-- The one place per operation where a lifecycle event is recorded, inside the
+-- same atomic step as the write: an XADD to the event log K_EV, whose id is
+-- the watch cursor. 'kind' is created, updated, extended, closed, expired or
+-- data_changed; 'rec' is the encoded record after the change; 'keys' lists
+-- changed data keys (never values). Every entry has the same fields in the same
+-- order, so the stream stores the field names once per node, not per entry.
+-- Status is not stored (it follows from the kind). Count retention trims here
+-- (whole nodes, '~'); time retention trims in expire_due.
+--   k kind, T tenant, i session id, u user, d data source, l level, c create,
+--   e expire, a last access, t end, m metadata, v version, x data keys (JSON array or '')
 local function emit(T, kind, rec, keys)
+  local x = ''
+  if keys and #keys > 0 then
+    table.sort(keys)
+    x = cjson.encode(keys)
+  end
+  redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, '*',
+    'k', kind, 'T', rec[1], 'i', rec[2], 'u', rec[3], 'd', rec[4], 'l', rec[5], 'c', rec[7],
+    'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x)
 end
 
 -- Archives the final state (version + 1) and removes the session, its data, its
@@ -142,7 +166,7 @@ local function end_session(tp, T, sid, rec, status, end_time)
     'u', rec.u, 'd', rec.d, 'l', rec.l, 'c', rec.c, 'e', rec.e, 'a', rec.a,
     'm', rec.m, 'v', istr(v), 's', status, 't', istr(end_time))
   redis.call('PEXPIREAT', arch_key, istr(end_time + RETENTION))
-  redis.call('DEL', k_rec(tp, sid), k_data(tp, sid))
+  redis.call('DEL', k_rec(tp, sid), k_data(tp, sid), k_shadow(tp, sid))
   if rec.r and redis.call('GET', k_req(tp, rec.r)) == sid then
     redis.call('DEL', k_req(tp, rec.r))
   end

@@ -1,0 +1,350 @@
+/**
+ * WatchSessions benchmark: expiry lag, fan-out, memory per session.
+ *
+ *   npx tsx bench/watch-bench.ts            # the whole run (a few minutes), prints a table and a JSON line
+ *   WATCH_BENCH_QUICK=1 npx tsx bench/watch-bench.ts   # smaller sizes, for a smoke run
+ *   WATCH_BENCH_ONLY=fanout (or expiry) npx tsx bench/watch-bench.ts   # one part
+ *
+ * On a private redis-server, with the service in its own process
+ * (`node --import tsx src/main.ts`):
+ * - Expiry lag: L live sessions (10k, then 100k) are loaded, then probe sessions
+ *   are created at 1000/s with a 2 s TTL, so they expire at 1000/s. A watcher
+ *   in this process (remote from the service, over h2c) records
+ *   arrival - expire_time for every EXPIRED event: p50/p99/max. In the same run,
+ *   for the same expire times, mirror keys (SET PXAT expire_time, among the same
+ *   population of TTL keys) measure Redis's own `expired` notification lag. (The
+ *   service's shadow keys cannot be used for that: expiring a session deletes
+ *   its shadow key, which makes Redis announce it at that moment.)
+ * - Fan-out: 1k and 10k watch streams held by a separate process
+ *   (this file with --fanout-client); an update every 100 ms (1k) or 1 s (10k); latency = arrival
+ *   at a watcher - the event's log time (its cursor's ms, Redis's clock on the
+ *   same machine): p50/p99 over all deliveries, and p99 of the time until the
+ *   LAST watcher got each event.
+ * - Memory: Redis used_memory per live session after the 100k load, with and
+ *   without the event log (which is bounded by WATCH_RETENTION_EVENTS, not per session).
+ *
+ * To run it from bench/run.ts: spawn it like redis-memory.ts
+ * (`process.execPath --import tsx bench/watch-bench.ts`) and read the last stdout
+ * line, a JSON object with the numbers (see `Results`).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { setMaxListeners } from "node:events";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import type { Redis } from "ioredis";
+import { createSessionClient, EventType, type SessionClient } from "../src/client/index.js";
+import { RedisStore } from "../src/store/redis/redis-store.js";
+import { startRedisServer } from "../test/support/redis-server.js";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = dirname(HERE);
+const QUICK = process.env["WATCH_BENCH_QUICK"] === "1";
+/** "expiry" or "fanout" to run one part only. */
+const ONLY = process.env["WATCH_BENCH_ONLY"] ?? "";
+const ENCRYPTION_KEYS = `bench:${Buffer.alloc(32, 9).toString("base64")}`;
+
+interface Stats {
+  readonly n: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+function stats(values: number[]): Stats {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+  return { n: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted.at(-1) ?? Number.NaN };
+}
+
+function cursorMs(cursor: string): number {
+  return Number(cursor.split("-")[0]);
+}
+
+function tsMs(t: { seconds: bigint; nanos: number } | undefined): number {
+  return t === undefined ? Number.NaN : Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6);
+}
+
+// ---------------------------------------------------------------- fan-out client (child process)
+
+if (process.argv.includes("--fanout-client")) {
+  const url = process.argv[process.argv.indexOf("--fanout-client") + 1] ?? "";
+  const watchers = Number(process.argv[process.argv.indexOf("--watchers") + 1] ?? 1000);
+  const events = Number(process.argv[process.argv.indexOf("--events") + 1] ?? 20);
+  // Several HTTP/2 connections, as many client processes would have.
+  const clients = Array.from({ length: Math.ceil(watchers / 1000) }, () => createSessionClient(url));
+  const abort = new AbortController();
+  // One signal for every stream of this process: not a leak.
+  setMaxListeners(0, abort.signal);
+  const deliveries: number[] = [];
+  const lastByEvent = new Map<string, number>();
+  let ready = 0;
+  let done = 0;
+  const one = async (i: number): Promise<void> => {
+    const client = clients[i % clients.length] as SessionClient;
+    let seen = 0;
+    try {
+      for await (const r of client.watchSessions({ userId: "fanout", eventTypes: [EventType.UPDATED] }, { signal: abort.signal, timeoutMs: 0 })) {
+        const e = r.event;
+        if (e === undefined) continue;
+        if (e.type === EventType.HEARTBEAT) {
+          ready += 1;
+          continue;
+        }
+        const now = Date.now();
+        const latency = now - cursorMs(e.cursor);
+        deliveries.push(latency);
+        lastByEvent.set(e.cursor, Math.max(lastByEvent.get(e.cursor) ?? 0, latency));
+        seen += 1;
+        if (seen >= events) break;
+      }
+    } catch {
+      // counted by "done" below
+    }
+    done += 1;
+  };
+  const all = Array.from({ length: watchers }, (_, i) => one(i));
+  // The parent waits for "ready" (every stream answered its first heartbeat), then writes.
+  const timer = setInterval(() => process.stdout.write(`${JSON.stringify({ ready, done })}\n`), 250);
+  await Promise.race([Promise.all(all), sleep(120_000)]);
+  clearInterval(timer);
+  abort.abort();
+  process.stdout.write(`${JSON.stringify({ result: { deliveries: stats(deliveries), lastWatcher: stats([...lastByEvent.values()]), completed: done, watchers } })}\n`);
+  process.exit(0);
+}
+
+// ---------------------------------------------------------------- the service process
+
+interface Service {
+  readonly url: string;
+  readonly child: ChildProcess;
+}
+
+function startService(redisUrl: string, env: Record<string, string>): Promise<Service> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "src/main.ts")], {
+      cwd: ROOT,
+      env: { ...process.env, HOST: "127.0.0.1", PORT: "0", REDIS_URL: redisUrl, ENCRYPTION_KEYS, AUDIT_LOG: "off", LOG_LEVEL: "info", ...env },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    const onData = (chunk: Buffer): void => {
+      out += chunk.toString();
+      const match = /"address":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(out);
+      if (match?.[1] !== undefined) {
+        child.stdout?.off("data", onData);
+        child.stdout?.resume();
+        resolve({ url: match[1], child });
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.once("exit", (code) => reject(new Error(`service exited ${code}: ${out.slice(-1000)}`)));
+  });
+}
+
+async function usedMemory(client: Redis): Promise<number> {
+  const info = await client.info("memory");
+  return Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? Number.NaN);
+}
+
+/** Loads `count` long-lived sessions straight through RedisStore (faster than RPCs; same scripts). */
+async function preload(redisUrl: string, count: number): Promise<void> {
+  const store = new RedisStore({ url: redisUrl, keyPrefix: "sd:", limits: { maxDataKeys: 100, archiveRetentionMs: 86_400_000, expiryGraceMs: 3_600_000 }, commandTimeoutMs: 10_000 });
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++;
+      await store.create({
+        tenant: "default",
+        userId: `user-${String(i % 10_000).padStart(5, "0")}`,
+        dataSource: `source-${i % 10}`,
+        accessLevel: i % 3 === 0 ? "write" : "read",
+        ttlMs: 3_600_000 + (i % 1000) * 1000,
+        metadata: JSON.stringify({ client: "web", region: "eu-west-1", n: i % 100 }),
+        requestId: "",
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: 100 }, worker));
+  await store.dispose();
+}
+
+interface ExpiryResult {
+  readonly live: number;
+  readonly service: Stats;
+  readonly redisNotification: Stats;
+  readonly redisDelivered: number;
+  readonly probes: number;
+  /** Creates that failed (counted, not measured). */
+  readonly failed: number;
+  /** How long creating the probes took (rate check). */
+  readonly seconds: number;
+}
+
+/** Probes at `rate`/s for `seconds`, TTL 2 s; measures service and Redis notification lag. */
+async function expiryLag(client: SessionClient, raw: Redis, subscriber: Redis, live: number, rate: number, seconds: number): Promise<ExpiryResult> {
+  const probes = new Map<string, number>();
+  const serviceLag: number[] = [];
+  const redisLag: number[] = [];
+  const abort = new AbortController();
+  const watch = (async () => {
+    for await (const r of client.watchSessions({ userId: "probe", eventTypes: [EventType.EXPIRED] }, { signal: abort.signal, timeoutMs: 0 })) {
+      const e = r.event;
+      if (e === undefined || e.type !== EventType.EXPIRED) continue;
+      serviceLag.push(Date.now() - tsMs(e.session?.expireTime));
+    }
+  })().catch(() => undefined);
+  const onMessage = (_ch: string, key: string): void => {
+    if (!key.startsWith("benchx:")) return;
+    const at = probes.get(key.slice(7));
+    if (at !== undefined) redisLag.push(Date.now() - at);
+  };
+  subscriber.on("message", onMessage);
+  await sleep(300);
+  const total = rate * seconds;
+  const started = Date.now();
+  let sent = 0;
+  const inflight = new Set<Promise<void>>();
+  let failed = 0;
+  while (sent < total) {
+    const due = Math.floor(((Date.now() - started) / 1000) * rate);
+    // Bounded in flight: a service that falls behind slows the probes down instead of queueing without end.
+    while (sent < Math.min(due, total) && inflight.size < 256) {
+      sent += 1;
+      const p = client
+        .createSession({ userId: "probe", dataSource: "probe", ttl: durationFromMs(2000) })
+        .then(async ({ session }) => {
+          const expireAt = tsMs(session?.expireTime);
+          probes.set(session?.sessionId ?? "", expireAt);
+          await raw.set(`benchx:${session?.sessionId}`, "1", "PXAT", expireAt);
+        })
+        .catch(() => void (failed += 1))
+        .finally(() => inflight.delete(p));
+      inflight.add(p);
+    }
+    await sleep(2);
+  }
+  await Promise.all(inflight);
+  const createdIn = (Date.now() - started) / 1000;
+  // Wait for the last expiries (2 s TTL) plus a margin for the service; Redis's own lag may be far longer.
+  const deadline = Date.now() + 2000 + 10_000;
+  while (serviceLag.length < probes.size && Date.now() < deadline) await sleep(50);
+  await sleep(1000);
+  abort.abort();
+  await watch;
+  subscriber.off("message", onMessage);
+  return { live, service: stats(serviceLag), redisNotification: stats(redisLag), redisDelivered: redisLag.length, probes: probes.size, failed, seconds: createdIn };
+}
+
+interface FanoutResult {
+  readonly watchers: number;
+  readonly completed: number;
+  readonly deliveries: Stats;
+  readonly lastWatcher: Stats;
+}
+
+async function fanout(url: string, client: SessionClient, watchers: number, events: number): Promise<FanoutResult> {
+  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--fanout-client", url, "--watchers", String(watchers), "--events", String(events)], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let buffer = "";
+  let ready = 0;
+  let result: FanoutResult | undefined;
+  child.stdout?.on("data", (chunk: Buffer) => {
+    buffer += chunk.toString();
+    const lines = buffer.split("\n");
+    buffer = lines.pop() ?? "";
+    for (const line of lines) {
+      const msg = JSON.parse(line) as { ready?: number; result?: FanoutResult };
+      if (msg.ready !== undefined) ready = msg.ready;
+      if (msg.result !== undefined) result = msg.result;
+    }
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const { session } = await client.createSession({ userId: "fanout", dataSource: "fanout", ttl: durationFromMs(3_600_000) });
+  const deadline = Date.now() + 90_000;
+  while (ready < watchers && Date.now() < deadline) await sleep(100);
+  // One event at a time to all of them: 100 ms apart for 1k watchers, 1 s apart for 10k.
+  const intervalMs = Math.max(100, watchers / 10);
+  for (let i = 0; i < events; i++) {
+    await client.updateSession({ sessionId: session?.sessionId ?? "", metadata: { i } });
+    await sleep(intervalMs);
+  }
+  await exited;
+  if (result === undefined) throw new Error("the fan-out client reported nothing");
+  return result;
+}
+
+// ---------------------------------------------------------------- main
+
+const redis = await startRedisServer();
+const raw = redis.client();
+const subscriber = redis.client();
+let service: Service | undefined;
+try {
+  service = await startService(redis.url, { WATCH_HEARTBEAT: "2s", MAX_WATCHERS_PER_PRINCIPAL: "20000", MAX_SESSIONS_PER_USER: "0", SESSION_TTL_MIN: "1s" });
+  const client = createSessionClient(service.url, { timeoutMs: 10_000 });
+  await subscriber.subscribe("__keyevent@0__:expired");
+
+  const sizes = QUICK ? [2_000, 10_000] : [10_000, 100_000];
+  const rate = QUICK ? 200 : 1000;
+  const seconds = QUICK ? 3 : 5;
+  const expiry: ExpiryResult[] = [];
+  let loaded = 0;
+  let memory: { perSession: number; perSessionWithLog: number; logBytes: number } | undefined;
+  for (const size of ONLY === "fanout" ? [] : sizes) {
+    const before = await usedMemory(raw);
+    process.stdout.write(`loading ${size - loaded} sessions ... `);
+    await preload(redis.url, size - loaded);
+    loaded = size;
+    const after = await usedMemory(raw);
+    const logBytes = Number(await raw.call("MEMORY", "USAGE", "sd:ev", "SAMPLES", "0"));
+    if (size === sizes.at(-1)) {
+      const added = size - (sizes.length > 1 ? (sizes[0] ?? 0) : 0);
+      // The log holds the CREATED events of this load (and earlier ones, within retention).
+      const logShare = (logBytes * Math.min(added, 100_000)) / Math.max(1, Number(await raw.xlen("sd:ev")));
+      memory = { perSessionWithLog: (after - before) / added, perSession: (after - before - logShare) / added, logBytes };
+    }
+    process.stdout.write(`probing expiry at ${rate}/s for ${seconds} s ... `);
+    const result = await expiryLag(client, raw, subscriber, size, rate, seconds);
+    expiry.push(result);
+    process.stdout.write(`service p99 ${result.service.p99} ms\n`);
+  }
+
+  const fanouts: FanoutResult[] = [];
+  for (const watchers of ONLY === "expiry" ? [] : QUICK ? [200, 1000] : [1000, 10_000]) {
+    process.stdout.write(`fan-out to ${watchers} watchers ... `);
+    const result = await fanout(service.url, client, watchers, 20);
+    fanouts.push(result);
+    process.stdout.write(`p99 ${result.deliveries.p99} ms\n`);
+  }
+
+  const fmt = (s: Stats): string => `${s.p50} / ${s.p99} / ${s.max}`;
+  console.log("\nExpiry lag (ms, p50 / p99 / max), expire_time -> EXPIRED at a remote watcher:");
+  for (const e of expiry) {
+    console.log(
+      `  ${e.live.toLocaleString("en")} live sessions, ${rate}/s expiring: service ${fmt(e.service)} (${e.service.n}/${e.probes} events); ` +
+        `Redis's own 'expired' notification ${fmt(e.redisNotification)} (${e.redisDelivered}/${e.probes} delivered); ` +
+        `probes created in ${e.seconds.toFixed(1)} s, ${e.failed} failed`,
+    );
+  }
+  console.log("Fan-out (ms): deliveries p50 / p99 / max; time until the last watcher got an event p50 / p99 / max:");
+  for (const f of fanouts) {
+    console.log(`  ${f.watchers.toLocaleString("en")} watchers (${f.completed} completed): ${fmt(f.deliveries)}; last watcher ${fmt(f.lastWatcher)}`);
+  }
+  if (memory !== undefined) {
+    console.log(
+      `Memory per live session (with shadow key and due queue): ${memory.perSession.toFixed(0)} B without the event log, ` +
+        `${memory.perSessionWithLog.toFixed(0)} B including the CREATED events in the log (log ${(memory.logBytes / 1e6).toFixed(1)} MB, bounded by WATCH_RETENTION_EVENTS)`,
+    );
+  }
+  console.log(JSON.stringify({ expiry, fanouts, memory }));
+} finally {
+  service?.child.kill("SIGTERM");
+  subscriber.disconnect();
+  raw.disconnect();
+  await redis.stop();
+}
+process.exit(0);

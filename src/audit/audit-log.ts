@@ -1,0 +1,112 @@
+/**
+ * The audit log: one JSON record per session operation, authentication
+ * failure and authorization failure, on its own pino destination
+ * (AUDIT_LOG=stdout | stderr | off | <file path>), separate from the service
+ * log so that it can be shipped and retained on its own terms.
+ *
+ * A record says who (principal, tenant, peer address) did what (operation,
+ * session id) with which outcome ("ok" or the status code name). It never
+ * holds metadata, data values, data keys' values, tokens or headers: callers
+ * of record() pass only the fields of AuditRecord, all of which are
+ * identifiers. Writes are synchronous, so a record is on its way to the
+ * destination before the RPC's response is.
+ */
+import { pino, type DestinationStream, type Logger } from "pino";
+
+/** What was done. Session RPCs map to one operation each (see auth/rpc-scopes.ts). */
+export type AuditOperation =
+  | "create"
+  | "get"
+  | "update"
+  | "extend"
+  | "close"
+  | "list"
+  | "metrics"
+  | "data_set"
+  | "data_get"
+  | "data_delete"
+  | "data_list"
+  | "data_clear"
+  | "watch_start"
+  | "watch_end"
+  /** A session that reached its expire time, archived by the sweeper. */
+  | "expire"
+  /** A session closed to make room for its user's new one (SESSIONS_PER_USER_POLICY=close_oldest). */
+  | "evict"
+  /** A call that presented no valid credentials. */
+  | "authenticate"
+  /** A call whose principal lacks the scope the RPC needs. */
+  | "authorize"
+  /** A health, reflection or other non-session call (audited only when AUTH_PROTECT_OPS is on and it fails). */
+  | "ops";
+
+export interface AuditRecord {
+  /** "key:<id>", "jwt:<sub>", "cert:<cn>", "anonymous", or "system" for expiry and evictions; "unknown" before authentication. */
+  readonly principal: string;
+  /** Absent when no principal was established. */
+  readonly tenant?: string;
+  readonly operation: AuditOperation;
+  /** The RPC, e.g. "session.v1.SessionService/GetSession"; absent for system operations. */
+  readonly method?: string;
+  readonly sessionId?: string;
+  /** "ok" or the gRPC status code name in snake case ("not_found", "unauthenticated", ...). */
+  readonly outcome: string;
+  /** Remote address of the caller, "ip:port"; absent for system operations. */
+  readonly peer?: string;
+}
+
+/** Session ids are UUIDs; anything longer is not one and must not make records unbounded. */
+const MAX_ID_LENGTH = 64;
+
+export class AuditLog {
+  private readonly logger: Logger | undefined;
+
+  /** `logger` undefined: records are dropped (AUDIT_LOG=off). */
+  constructor(logger: Logger | undefined) {
+    this.logger = logger;
+  }
+
+  record(record: AuditRecord): void {
+    if (this.logger === undefined) return;
+    const { sessionId, ...rest } = record;
+    this.logger.info({ audit: true, ...rest, ...(sessionId === undefined ? {} : { sessionId: sessionId.slice(0, MAX_ID_LENGTH) }) }, "audit");
+  }
+
+  /** Records an operation the service did by itself (expiry, eviction). */
+  system(operation: "expire" | "evict", tenant: string, sessionId: string): void {
+    this.record({ principal: "system", tenant, operation, sessionId, outcome: "ok" });
+  }
+}
+
+export interface OpenedAuditLog {
+  readonly audit: AuditLog;
+  /** Flushes and closes a file destination. */
+  close(): void;
+}
+
+/** Opens the destination AUDIT_LOG names. A file is appended to (created if missing). */
+export function openAuditLog(target: string, destination?: DestinationStream): OpenedAuditLog {
+  if (destination !== undefined) return { audit: new AuditLog(auditLogger(destination)), close: () => {} };
+  switch (target) {
+    case "off":
+      return { audit: new AuditLog(undefined), close: () => {} };
+    case "stdout":
+      return { audit: new AuditLog(auditLogger(pino.destination({ dest: 1, sync: true }))), close: () => {} };
+    case "stderr":
+      return { audit: new AuditLog(auditLogger(pino.destination({ dest: 2, sync: true }))), close: () => {} };
+    default: {
+      const file = pino.destination({ dest: target, sync: true, append: true, mkdir: true });
+      return {
+        audit: new AuditLog(auditLogger(file)),
+        close: () => {
+          file.flushSync();
+          file.end();
+        },
+      };
+    }
+  }
+}
+
+function auditLogger(destination: DestinationStream): Logger {
+  return pino({ level: "info", base: { service: "sessiond", log: "audit" }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+}

@@ -1,0 +1,102 @@
+/**
+ * Turns a call's credentials into a principal: a bearer token in the
+ * `authorization` header (an API key, else a JWT), or with no header a client
+ * certificate verified by mutual TLS. A presented token that does not verify
+ * is a failure even when a certificate would have passed: a caller that sends
+ * a bad token has a bug or is guessing.
+ *
+ * With no authentication configured at all, every call is the anonymous
+ * principal of DEFAULT_TENANT with every scope (startup refuses that on a
+ * non-loopback address unless ALLOW_INSECURE=true; see startup-checks.ts).
+ */
+import { readFileSync } from "node:fs";
+import { ConfigError, type Config } from "../config/config.js";
+import { ApiKeyError, ApiKeys } from "./api-keys.js";
+import { JwtConfigError, JwtVerifier } from "./jwt.js";
+import { CertPrincipals, CertPrincipalsError } from "./mtls.js";
+import { SCOPES, type PeerInfo, type Principal } from "./principal.js";
+
+/** Longest authorization header considered (a JWT with many claims stays far below). */
+const MAX_TOKEN_LENGTH = 8192;
+
+export interface AuthenticatorParts {
+  readonly apiKeys?: ApiKeys;
+  readonly jwt?: JwtVerifier;
+  readonly certs?: CertPrincipals;
+  /** Tenant of the anonymous principal when nothing is configured. */
+  readonly defaultTenant: string;
+}
+
+export class Authenticator {
+  /** True when any credential type is configured (then anonymous calls are refused). */
+  readonly configured: boolean;
+  private readonly anonymous: Principal;
+
+  constructor(private readonly parts: AuthenticatorParts) {
+    this.configured = parts.apiKeys !== undefined || parts.jwt !== undefined || parts.certs !== undefined;
+    this.anonymous = { id: "anonymous", tenant: parts.defaultTenant, scopes: new Set(SCOPES) };
+  }
+
+  /** The principal, or undefined when the call must fail with UNAUTHENTICATED. */
+  async authenticate(authorization: string | null, peer: PeerInfo): Promise<Principal | undefined> {
+    if (!this.configured) return this.anonymous;
+    if (authorization !== null) {
+      const token = bearerToken(authorization);
+      if (token === undefined) return undefined;
+      const byKey = this.parts.apiKeys?.verify(token);
+      if (byKey !== undefined) return byKey;
+      if (this.parts.jwt !== undefined && looksLikeJwt(token)) return this.parts.jwt.verify(token);
+      return undefined;
+    }
+    if (peer.verifiedCertCommonName !== undefined) return this.parts.certs?.principal(peer.verifiedCertCommonName);
+    return undefined;
+  }
+}
+
+/** "Bearer <token>" (scheme case-insensitive, RFC 6750); undefined for anything else. */
+function bearerToken(header: string): string | undefined {
+  if (header.length > MAX_TOKEN_LENGTH) return undefined;
+  const match = /^Bearer +([\x21-\x7e]+) *$/i.exec(header);
+  return match?.[1];
+}
+
+function looksLikeJwt(token: string): boolean {
+  return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token);
+}
+
+/** Reads the configured credential files. Throws ConfigError naming the variable. */
+export function loadAuthenticator(config: Config): Authenticator {
+  const { auth } = config;
+  const apiKeys = auth.apiKeysFile === undefined ? undefined : parseFile("API_KEYS_FILE", auth.apiKeysFile, (text) => ApiKeys.parse(text));
+  const certs = auth.mtlsPrincipalsFile === undefined ? undefined : parseFile("MTLS_PRINCIPALS_FILE", auth.mtlsPrincipalsFile, (text) => CertPrincipals.parse(text));
+  let jwt: JwtVerifier | undefined;
+  if (auth.jwt !== undefined) {
+    try {
+      jwt = new JwtVerifier(auth.jwt);
+    } catch (error) {
+      if (error instanceof JwtConfigError) throw new ConfigError(error.message);
+      throw error;
+    }
+  }
+  return new Authenticator({
+    ...(apiKeys === undefined ? {} : { apiKeys }),
+    ...(jwt === undefined ? {} : { jwt }),
+    ...(certs === undefined ? {} : { certs }),
+    defaultTenant: config.defaultTenant,
+  });
+}
+
+function parseFile<T>(variable: string, path: string, parse: (text: string) => T): T {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigError(`${variable}: cannot read ${JSON.stringify(path)} (${(error as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+  try {
+    return parse(text);
+  } catch (error) {
+    if (error instanceof ApiKeyError || error instanceof CertPrincipalsError) throw new ConfigError(`${variable}: ${error.message}`);
+    throw error;
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * The Connect interceptor that authenticates every call and checks the RPC's
+ * scope, before any handler runs. On success the principal is put in the
+ * call's context values (principalOf reads it); on failure the call ends with
+ * UNAUTHENTICATED or PERMISSION_DENIED and a fixed message that tells an
+ * attacker nothing (not which part of a token was wrong), and one audit record.
+ *
+ * Calls of other services (health, reflection) pass untouched unless
+ * AUTH_PROTECT_OPS is on; then they need a valid principal (any scope).
+ */
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { SessionService } from "../../gen/session/v1/session_pb.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import type { Authenticator } from "./authenticator.js";
+import { hasScope, PEER, PRINCIPAL } from "./principal.js";
+import { rpcPolicy } from "./rpc-scopes.js";
+
+export interface AuthInterceptorOptions {
+  readonly authenticator: Authenticator;
+  readonly audit: AuditLog;
+  /** Also authenticate calls of other services (health, reflection). */
+  readonly protectOps: boolean;
+}
+
+export const UNAUTHENTICATED_MESSAGE = "unauthenticated";
+export const PERMISSION_DENIED_MESSAGE = "permission denied";
+
+export function createAuthInterceptor(options: AuthInterceptorOptions): Interceptor {
+  const { authenticator, audit, protectOps } = options;
+  return (next) => async (req) => {
+    const isSession = req.service.typeName === SessionService.typeName;
+    if (!isSession && !protectOps) return next(req);
+    const method = `${req.service.typeName}/${req.method.name}`;
+    const peer = req.contextValues.get(PEER);
+    const principal = await authenticator.authenticate(req.header.get("authorization"), peer);
+    if (principal === undefined) {
+      audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address });
+      throw new ConnectError(UNAUTHENTICATED_MESSAGE, Code.Unauthenticated);
+    }
+    req.contextValues.set(PRINCIPAL, principal);
+    if (isSession) {
+      const { scope } = rpcPolicy(req.method.name);
+      if (!hasScope(principal, scope)) {
+        audit.record({ principal: principal.id, tenant: principal.tenant, operation: "authorize", method, outcome: "permission_denied", peer: peer.address });
+        throw new ConnectError(PERMISSION_DENIED_MESSAGE, Code.PermissionDenied);
+      }
+    }
+    return next(req);
+  };
+}

@@ -1,0 +1,45 @@
+/**
+ * Client-certificate principals (mutual TLS). The TLS layer verifies the
+ * certificate against TLS_CLIENT_CA_FILE; MTLS_PRINCIPALS_FILE maps the
+ * verified certificate's subject common name to a tenant and scopes:
+ *
+ *   [{ "cn": "billing-api", "tenant": "acme", "scopes": ["read", "write"] }]
+ *
+ * A verified certificate whose CN is not listed grants nothing.
+ */
+import { scopesFrom, TENANT_NAME, type Principal } from "./principal.js";
+
+export class CertPrincipalsError extends Error {
+  override readonly name = "CertPrincipalsError";
+}
+
+export class CertPrincipals {
+  private constructor(private readonly byCn: ReadonlyMap<string, Principal>) {}
+
+  static parse(json: string): CertPrincipals {
+    let list: unknown;
+    try {
+      list = JSON.parse(json);
+    } catch {
+      throw new CertPrincipalsError("is not valid JSON");
+    }
+    if (!Array.isArray(list)) throw new CertPrincipalsError("must be a JSON array of { cn, tenant, scopes }");
+    const byCn = new Map<string, Principal>();
+    list.forEach((item: unknown, i) => {
+      const where = `entry ${i + 1}`;
+      const { cn, tenant, scopes } = (typeof item === "object" && item !== null ? item : {}) as Record<string, unknown>;
+      if (typeof cn !== "string" || cn === "") throw new CertPrincipalsError(`${where}: cn must be a non-empty string`);
+      if (typeof tenant !== "string" || !TENANT_NAME.test(tenant)) throw new CertPrincipalsError(`${where} (${cn}): tenant must be 1-64 letters, digits, '_', '.' or '-'`);
+      if (!Array.isArray(scopes)) throw new CertPrincipalsError(`${where} (${cn}): scopes must be an array`);
+      const granted = scopesFrom(scopes);
+      if (granted.size !== scopes.length) throw new CertPrincipalsError(`${where} (${cn}): scopes must be among read, write, watch, admin`);
+      if (byCn.has(cn)) throw new CertPrincipalsError(`${where}: cn ${cn} is listed twice`);
+      byCn.set(cn, { id: `cert:${cn}`, tenant, scopes: granted });
+    });
+    return new CertPrincipals(byCn);
+  }
+
+  principal(commonName: string): Principal | undefined {
+    return this.byCn.get(commonName);
+  }
+}

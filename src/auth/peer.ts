@@ -1,0 +1,38 @@
+/**
+ * Captures the caller's address and verified client certificate from the Node
+ * request into the call's context values (connectNodeAdapter's contextValues
+ * hook), because Connect handler contexts do not expose the socket.
+ */
+import type { Http2ServerRequest } from "node:http2";
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
+import { TLSSocket } from "node:tls";
+import { createContextValues, type ContextValues } from "@connectrpc/connect";
+import { PEER, type PeerInfo } from "./principal.js";
+
+export function peerContextValues(request: IncomingMessage | Http2ServerRequest): ContextValues {
+  const values = createContextValues();
+  values.set(PEER, peerOf(request));
+  return values;
+}
+
+export function peerOf(request: IncomingMessage | Http2ServerRequest): PeerInfo {
+  // HTTP/2: the session's socket (request.socket is a proxy that refuses some calls).
+  const socket: Socket | undefined = "stream" in request ? request.stream.session?.socket : request.socket;
+  const address = socket?.remoteAddress === undefined ? "" : formatAddress(socket.remoteAddress, socket.remotePort);
+  const cn = socket instanceof TLSSocket ? verifiedCommonName(socket) : undefined;
+  return cn === undefined ? { address } : { address, verifiedCertCommonName: cn };
+}
+
+/** The CN of a client certificate, only when TLS verified it against the configured CA. */
+function verifiedCommonName(socket: TLSSocket): string | undefined {
+  if (!socket.authorized) return undefined;
+  const cn = socket.getPeerCertificate().subject?.CN;
+  // A CN may be repeated (an array); such a certificate names no single principal.
+  return typeof cn === "string" && cn !== "" ? cn : undefined;
+}
+
+function formatAddress(ip: string, port: number | undefined): string {
+  const host = ip.includes(":") ? `[${ip}]` : ip;
+  return port === undefined ? host : `${host}:${port}`;
+}

@@ -1,0 +1,60 @@
+/**
+ * Who is calling: the principal an authenticated call acts as. Every principal
+ * belongs to exactly one tenant, which is THE tenant of every call it makes
+ * (sessions, listings, counters and watches are all per tenant), and carries
+ * scopes that decide which RPCs it may call.
+ */
+import { createContextKey, type HandlerContext } from "@connectrpc/connect";
+
+/** read: Get*, List*, metrics; write: Create, Update, Extend, Close, data writes; watch: WatchSessions; admin: all of them. */
+export type Scope = "read" | "write" | "watch" | "admin";
+
+export const SCOPES: readonly Scope[] = ["read", "write", "watch", "admin"];
+
+export interface Principal {
+  /** Stable, non-secret identity for audit records and per-principal limits: "key:<id>", "jwt:<sub>", "cert:<cn>", "anonymous". */
+  readonly id: string;
+  readonly tenant: string;
+  readonly scopes: ReadonlySet<Scope>;
+}
+
+/** True when the principal may do what `scope` allows (admin allows everything). */
+export function hasScope(principal: Principal, scope: Scope): boolean {
+  return principal.scopes.has(scope) || principal.scopes.has("admin");
+}
+
+/** Turns a list from configuration or a token into scopes; names that are not scopes are ignored. */
+export function scopesFrom(names: readonly unknown[]): Set<Scope> {
+  const scopes = new Set<Scope>();
+  for (const name of names) {
+    if (typeof name === "string" && (SCOPES as readonly string[]).includes(name)) scopes.add(name as Scope);
+  }
+  return scopes;
+}
+
+/** Tenant names a credential may carry (the same rule as DEFAULT_TENANT, with '.'). */
+export const TENANT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Set by the auth interceptor on every call it lets through. */
+export const PRINCIPAL = createContextKey<Principal | undefined>(undefined, { description: "sessiond principal" });
+
+/** The caller's network identity, captured from the Node request (see peer.ts). */
+export interface PeerInfo {
+  /** "ip:port", or "" when unknown. */
+  readonly address: string;
+  /** Common name of a client certificate the TLS layer verified against TLS_CLIENT_CA_FILE; absent otherwise. */
+  readonly verifiedCertCommonName?: string;
+}
+
+export const PEER = createContextKey<PeerInfo>({ address: "" }, { description: "sessiond peer" });
+
+/**
+ * The principal of a call that passed the auth interceptor. Throws (an
+ * internal fault, never reached in the app) when the interceptor is missing,
+ * so a wiring mistake cannot silently fall back to some default tenant.
+ */
+export function principalOf(context: HandlerContext): Principal {
+  const principal = context.values.get(PRINCIPAL);
+  if (principal === undefined) throw new Error("no principal on the call: the auth interceptor is not installed");
+  return principal;
+}

@@ -1,0 +1,126 @@
+/**
+ * A WatchSessions helper that keeps watching across disconnects:
+ *
+ * ```ts
+ * for await (const event of watchSessions(client, { userId: "alice" })) { ... }
+ * ```
+ *
+ * It remembers the cursor of every event and heartbeat it hands out, and when
+ * the stream breaks (network error, UNAVAILABLE on a server shutdown,
+ * RESOURCE_EXHAUSTED when it fell behind, or the stream simply ending) it
+ * watches again with resume_cursor after a backoff, so the caller sees every
+ * event once and in order. When the server answers OUT_OF_RANGE (the cursor is
+ * older than the retained history) it throws WatchOutOfRangeError: the caller
+ * must list the sessions again and start a new watch (for example with
+ * send_initial_snapshot). Every other error is thrown as it is.
+ *
+ * Leaving the loop (break, return, throw) cancels the server stream: with
+ * connect-es, ending a for-await over a server stream does not, so the helper
+ * aborts the call's signal itself.
+ */
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { SessionEvent, SessionService, WatchSessionsRequestSchema } from "../../gen/session/v1/session_pb.js";
+import { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
+
+/** The watch request, without resume_cursor (the helper sets it). */
+export type WatchRequest = Omit<MessageInitShape<typeof WatchSessionsRequestSchema>, "resumeCursor" | "$typeName">;
+
+export interface WatchHelperOptions {
+  /** Resume after this cursor from the start (e.g. one saved by a previous run). */
+  readonly resumeCursor?: string;
+  /** Stops the watch (the iterator then ends without an error). */
+  readonly signal?: AbortSignal;
+  /** First delay before reconnecting, doubled up to maxBackoffMs (default 100 ms). */
+  readonly initialBackoffMs?: number;
+  /** Default 5000 ms. */
+  readonly maxBackoffMs?: number;
+  /** Told about each reconnect (for logs and metrics). */
+  readonly onReconnect?: (error: ConnectError, attempt: number, cursor: string) => void;
+}
+
+/** The cursor is older than the server's retained history: list again, then start a new watch. */
+export class WatchOutOfRangeError extends Error {
+  override readonly name = "WatchOutOfRangeError";
+  constructor(
+    readonly cursor: string,
+    override readonly cause: ConnectError,
+  ) {
+    super(`watch cursor ${cursor} is older than the retained history: list the sessions and watch again`);
+  }
+}
+
+/** Codes after which watching again from the cursor can succeed. */
+const RETRYABLE: ReadonlySet<Code> = new Set([Code.Unavailable, Code.ResourceExhausted, Code.Internal, Code.Unknown, Code.DeadlineExceeded, Code.Aborted]);
+
+/**
+ * Yields every event (heartbeats included: they carry the position) until the
+ * signal aborts. A snapshot is asked for only on the first connection; later
+ * connections resume from the cursor instead.
+ */
+export async function* watchSessions(
+  client: Client<typeof SessionService>,
+  request: WatchRequest,
+  options: WatchHelperOptions = {},
+): AsyncGenerator<SessionEvent, void, undefined> {
+  const initialBackoff = options.initialBackoffMs ?? 100;
+  const maxBackoff = options.maxBackoffMs ?? 5000;
+  let cursor = options.resumeCursor ?? "";
+  let attempt = 0;
+  while (!options.signal?.aborted) {
+    const call = new AbortController();
+    const stop = (): void => call.abort();
+    options.signal?.addEventListener("abort", stop, { once: true });
+    let failure: ConnectError | undefined;
+    try {
+      const resuming = cursor !== "";
+      const stream = client.watchSessions(
+        { ...request, sendInitialSnapshot: resuming ? false : (request.sendInitialSnapshot ?? false), resumeCursor: cursor },
+        // No deadline: a watch is meant to stay open (heartbeats keep it alive).
+        { signal: call.signal, timeoutMs: 0 },
+      );
+      for await (const response of stream) {
+        const event = response.event;
+        if (event === undefined) continue;
+        attempt = 0;
+        // Snapshot items carry no cursor: the heartbeat that ends the snapshot does.
+        if (event.cursor !== "") cursor = event.cursor;
+        yield event;
+      }
+      // A clean end (a proxy closing an idle stream, an old server): watch again.
+      failure = new ConnectError("watch stream ended", Code.Unavailable);
+    } catch (error) {
+      if (options.signal?.aborted) return;
+      failure = ConnectError.from(error);
+    } finally {
+      options.signal?.removeEventListener("abort", stop);
+      call.abort();
+    }
+    if (failure.code === Code.OutOfRange) throw new WatchOutOfRangeError(cursor, failure);
+    if (!RETRYABLE.has(failure.code) && !isNetworkError(failure)) throw failure;
+    // The server names the last cursor it sent; ours is at least as recent unless events were lost in flight.
+    const told = failure.metadata.get(WATCH_CURSOR_METADATA);
+    if (cursor === "" && told !== null && told !== "") cursor = told;
+    attempt += 1;
+    options.onReconnect?.(failure, attempt, cursor);
+    const delay = Math.min(maxBackoff, initialBackoff * 2 ** Math.min(attempt - 1, 16)) * (0.5 + Math.random() / 2);
+    await abortableSleep(delay, options.signal);
+  }
+}
+
+function isNetworkError(error: ConnectError): boolean {
+  return error.code === Code.Canceled && error.cause !== undefined;
+}
+
+function abortableSleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}

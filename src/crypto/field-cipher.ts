@@ -1,0 +1,118 @@
+/**
+ * Encryption at rest of the values callers give us: session metadata and data
+ * values are sealed here before they reach the store and opened here after.
+ *
+ * AES-256-GCM (node:crypto), a random 96-bit IV per value. The associated data
+ * binds the ciphertext to its place: tenant, session id and field ("metadata",
+ * or "data:" + key). A ciphertext copied to another session, tenant or data
+ * key fails authentication instead of decrypting there.
+ *
+ * Stored form: `e1:<keyId>:<base64url(iv ‖ ciphertext ‖ tag)>`. Plain JSON
+ * never starts with "e", so a stored value is unambiguously sealed or plain;
+ * plain values (written with ALLOW_PLAINTEXT, before keys were configured) are
+ * still read, and `npm run reencrypt` seals them.
+ *
+ * Errors never quote the value or the key.
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { Keyring } from "./keyring.js";
+
+/** Where a value lives: what the associated data binds it to. */
+export interface FieldBinding {
+  readonly tenant: string;
+  readonly sessionId: string;
+  /** METADATA_FIELD or dataField(key). */
+  readonly field: string;
+}
+
+export const METADATA_FIELD = "metadata";
+
+export function dataField(key: string): string {
+  return `data:${key}`;
+}
+
+export interface FieldCipher {
+  /** True when seal encrypts (false: values are stored as given). */
+  readonly encrypts: boolean;
+  seal(plaintext: string, binding: FieldBinding): string;
+  /** The plaintext; throws DecryptError when a sealed value does not authenticate or its key is unknown. */
+  open(stored: string, binding: FieldBinding): string;
+}
+
+export class DecryptError extends Error {
+  override readonly name = "DecryptError";
+}
+
+const PREFIX = "e1:";
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+/** True when the stored value is sealed (by any key). */
+export function isSealed(stored: string): boolean {
+  return stored.startsWith(PREFIX);
+}
+
+/** The key id of a sealed value, or undefined for a plain one. */
+export function sealedKeyId(stored: string): string | undefined {
+  if (!isSealed(stored)) return undefined;
+  const end = stored.indexOf(":", PREFIX.length);
+  return end < 0 ? undefined : stored.slice(PREFIX.length, end);
+}
+
+/** Unambiguous encoding of the binding (JSON of an array: no separator can be forged by a key name). */
+function associatedData(binding: FieldBinding): Buffer {
+  return Buffer.from(JSON.stringify(["sessiond/v1", binding.tenant, binding.sessionId, binding.field]), "utf8");
+}
+
+export class AesGcmFieldCipher implements FieldCipher {
+  readonly encrypts = true;
+
+  constructor(readonly keyring: Keyring) {}
+
+  /** A cipher with a random key that dies with the process (in-memory store only). */
+  static ephemeral(): AesGcmFieldCipher {
+    return new AesGcmFieldCipher(Keyring.ephemeral());
+  }
+
+  seal(plaintext: string, binding: FieldBinding): string {
+    const { id, key } = this.keyring.primary;
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv("aes-256-gcm", key, iv);
+    cipher.setAAD(associatedData(binding));
+    const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
+    return `${PREFIX}${id}:${Buffer.concat([iv, body, cipher.getAuthTag()]).toString("base64url")}`;
+  }
+
+  open(stored: string, binding: FieldBinding): string {
+    if (!isSealed(stored)) return stored;
+    const keyId = sealedKeyId(stored);
+    const key = keyId === undefined ? undefined : this.keyring.get(keyId);
+    if (keyId === undefined || key === undefined) {
+      throw new DecryptError(`stored ${binding.field === METADATA_FIELD ? "metadata" : "data value"} is sealed with an unknown key`);
+    }
+    const blob = Buffer.from(stored.slice(PREFIX.length + keyId.length + 1), "base64url");
+    if (blob.length < IV_BYTES + TAG_BYTES) throw new DecryptError("stored value is not a valid ciphertext");
+    try {
+      const decipher = createDecipheriv("aes-256-gcm", key.key, blob.subarray(0, IV_BYTES));
+      decipher.setAAD(associatedData(binding));
+      decipher.setAuthTag(blob.subarray(blob.length - TAG_BYTES));
+      return Buffer.concat([decipher.update(blob.subarray(IV_BYTES, blob.length - TAG_BYTES)), decipher.final()]).toString("utf8");
+    } catch {
+      // Wrong key, tampered value, or a value copied from another session or field.
+      throw new DecryptError("stored value failed to authenticate (tampered, or copied from another session or field)");
+    }
+  }
+}
+
+/**
+ * No encryption (ALLOW_PLAINTEXT=true). Refuses to "open" a sealed value
+ * rather than hand ciphertext to a caller as if it were JSON.
+ */
+export const PLAINTEXT_CIPHER: FieldCipher = {
+  encrypts: false,
+  seal: (plaintext) => plaintext,
+  open(stored) {
+    if (isSealed(stored)) throw new DecryptError("stored value is encrypted but no encryption key is configured");
+    return stored;
+  },
+};

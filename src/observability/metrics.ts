@@ -1,0 +1,159 @@
+/**
+ * Prometheus metrics of the process, with prom-client, served at GET /metrics.
+ *
+ * One registry per process, because Prometheus scrapes a process: the
+ * process metrics (`collectDefaultMetrics`) can only be registered once, and
+ * code in any module (the RPC interceptor, watch streams, the expiry sweeper,
+ * Redis connections) records into the same series without being handed an
+ * object. The registry is our own rather than prom-client's global one, so a
+ * library that registers on the global registry cannot clash with it.
+ *
+ * Label values are bounded: methods come from the routed services (an unknown
+ * method never reaches an interceptor), codes from the gRPC code list, tenants
+ * and connection names from the configuration. Never put a session id or a
+ * user id in a label.
+ *
+ * API for other modules:
+ * - `trackWatcher()` when a watch stream starts; call the returned function
+ *   when it ends (idempotent), so the active watchers gauge cannot drift.
+ * - `observeExpiryLag(ms)` when a session is archived as expired: how long
+ *   after its expire_time that happened.
+ * - `instrumentRedis(client, name)` on every ioredis client, to count its
+ *   `error` and `reconnecting` events.
+ * - `addActiveSessionsSource(tenant, read)` (app.ts): read at scrape time.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+/** Seconds; from well under a Redis round trip to the 10 s bound a deadline usually has. */
+const RPC_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+const rpcHandled = new Counter({
+  name: "sessiond_rpc_handled_total",
+  help: "RPCs completed, by service, method and status code (streams count when they end)",
+  labelNames: ["service", "method", "code"] as const,
+  registers: [registry],
+});
+
+const rpcDuration = new Histogram({
+  name: "sessiond_rpc_duration_seconds",
+  help: "Time from the start of an RPC to its end (for streams, the stream's lifetime), by service, method and status code",
+  labelNames: ["service", "method", "code"] as const,
+  buckets: RPC_BUCKETS,
+  registers: [registry],
+});
+
+const activeWatchers = new Gauge({
+  name: "sessiond_active_watchers",
+  help: "WatchSessions streams open on this process",
+  registers: [registry],
+});
+
+/** Seconds; the sweeper runs every 250 ms by default, Redis keyspace events can lag by minutes under load. */
+const expiryLag = new Histogram({
+  name: "sessiond_expiry_lag_seconds",
+  help: "Time from a session's expire_time until it was archived as expired",
+  buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+  registers: [registry],
+});
+
+const redisErrors = new Counter({
+  name: "sessiond_redis_errors_total",
+  help: "Error events of Redis connections (failed connects and dropped connections), by connection",
+  labelNames: ["connection"] as const,
+  registers: [registry],
+});
+
+const redisReconnects = new Counter({
+  name: "sessiond_redis_reconnects_total",
+  help: "Reconnection attempts of Redis connections, by connection",
+  labelNames: ["connection"] as const,
+  registers: [registry],
+});
+
+/** Reads the live session count of one tenant; may reject (store unreachable). */
+export type ActiveSessionsReader = () => Promise<number>;
+
+const sessionSources = new Map<object, { readonly tenant: string; readonly read: ActiveSessionsReader }>();
+
+new Gauge({
+  name: "sessiond_active_sessions",
+  help: "Live sessions, by tenant, from the store's counters at scrape time (absent while the store is unreachable)",
+  labelNames: ["tenant"] as const,
+  registers: [registry],
+  async collect() {
+    // Read at scrape time from counters the store keeps on every write: no scan, and the value agrees across replicas.
+    this.reset();
+    const readings = await Promise.allSettled([...sessionSources.values()].map(async (s) => ({ tenant: s.tenant, n: await s.read() })));
+    for (const reading of readings) {
+      // An unreachable store leaves the series absent: a stale or zero value would be a lie.
+      if (reading.status === "fulfilled") this.set({ tenant: reading.value.tenant }, reading.value.n);
+    }
+  },
+});
+
+/** Records one finished RPC. `code` is the snake_case code name used in the logs ("ok", "not_found"). */
+export function observeRpc(service: string, method: string, code: string, durationSeconds: number): void {
+  rpcHandled.inc({ service, method, code });
+  rpcDuration.observe({ service, method, code }, durationSeconds);
+}
+
+/** Counts an open watch stream; call the returned function once it ends (further calls do nothing). */
+export function trackWatcher(): () => void {
+  activeWatchers.inc();
+  let open = true;
+  return () => {
+    if (!open) return;
+    open = false;
+    activeWatchers.dec();
+  };
+}
+
+/** Records how long after its expire_time a session was archived as expired, in milliseconds (negative counts as 0). */
+export function observeExpiryLag(ms: number): void {
+  if (!Number.isFinite(ms)) return;
+  expiryLag.observe(Math.max(0, ms) / 1000);
+}
+
+/** The part of an ioredis client (or any EventEmitter) this needs. */
+export interface RedisEvents {
+  on(event: "error" | "reconnecting", listener: (...args: unknown[]) => void): unknown;
+  off(event: "error" | "reconnecting", listener: (...args: unknown[]) => void): unknown;
+}
+
+/**
+ * Counts a Redis client's `error` and `reconnecting` events under the label
+ * `connection` (e.g. "store", "events"). Returns a function that detaches the
+ * listeners. Adding an `error` listener does not change how ioredis behaves:
+ * it only stops Node from treating an unhandled `error` event as fatal, which
+ * the client's owner has to prevent anyway.
+ */
+export function instrumentRedis(client: RedisEvents, connection: string): () => void {
+  const onError = (): void => void redisErrors.inc({ connection });
+  const onReconnecting = (): void => void redisReconnects.inc({ connection });
+  client.on("error", onError);
+  client.on("reconnecting", onReconnecting);
+  // Present from the start, so a dashboard shows 0 rather than no data.
+  redisErrors.inc({ connection }, 0);
+  redisReconnects.inc({ connection }, 0);
+  return () => {
+    client.off("error", onError);
+    client.off("reconnecting", onReconnecting);
+  };
+}
+
+/** Makes the active sessions gauge read `tenant`'s live count at every scrape; returns the function that stops it. */
+export function addActiveSessionsSource(tenant: string, read: ActiveSessionsReader): () => void {
+  const key = {};
+  sessionSources.set(key, { tenant, read });
+  return () => {
+    sessionSources.delete(key);
+  };
+}
+
+/** The exposition text and its content type, for the /metrics endpoint. */
+export async function scrape(): Promise<{ readonly contentType: string; readonly body: string }> {
+  return { contentType: registry.contentType, body: await registry.metrics() };
+}

@@ -1,0 +1,69 @@
+/**
+ * Decodes event-log stream entries (written by emit() in lua/prelude.ts) into
+ * StoredEvents. XRANGE inside read_events and XREAD on the tail connection
+ * return entries in the same shape: [id, [field, value, field, value, ...]].
+ */
+import type { AccessLevel, SessionRecord, SessionStatus } from "../../session/model.js";
+import { eventIdTime } from "../event-id.js";
+import { SESSION_EVENT_TYPES, type SessionEventType, type StoredEvent } from "../store.js";
+import { decodeTenant } from "./keys.js";
+
+const LEVELS: ReadonlySet<string> = new Set<AccessLevel>(["read", "write", "admin"]);
+const TYPES: ReadonlySet<string> = new Set<string>(SESSION_EVENT_TYPES);
+
+/** One raw entry as ioredis returns it. */
+export type RawStreamEntry = [id: string, fields: string[]];
+
+function malformed(what: string): Error {
+  return new Error(`malformed event log entry from redis (${what})`);
+}
+
+function int(fields: ReadonlyMap<string, string>, name: string): number {
+  const n = Number(fields.get(name));
+  if (!Number.isSafeInteger(n)) throw malformed(`field ${name}`);
+  return n;
+}
+
+function text(fields: ReadonlyMap<string, string>, name: string): string {
+  const v = fields.get(name);
+  if (v === undefined) throw malformed(`field ${name} missing`);
+  return v;
+}
+
+function statusOf(type: SessionEventType): SessionStatus {
+  return type === "closed" || type === "expired" ? type : "active";
+}
+
+export function decodeStreamEntry(entry: unknown): StoredEvent {
+  if (!Array.isArray(entry) || typeof entry[0] !== "string" || !Array.isArray(entry[1])) throw malformed("shape");
+  const [id, flat] = entry as RawStreamEntry;
+  const fields = new Map<string, string>();
+  for (let i = 0; i + 1 < flat.length; i += 2) fields.set(flat[i] as string, flat[i + 1] as string);
+  const type = text(fields, "k");
+  const level = text(fields, "l");
+  if (!TYPES.has(type) || !LEVELS.has(level)) throw malformed("kind or level");
+  const kind = type as SessionEventType;
+  const session: SessionRecord = {
+    tenant: decodeTenant(text(fields, "T")),
+    sessionId: text(fields, "i"),
+    userId: text(fields, "u"),
+    dataSource: text(fields, "d"),
+    accessLevel: level as AccessLevel,
+    status: statusOf(kind),
+    createTime: int(fields, "c"),
+    expireTime: int(fields, "e"),
+    lastAccessTime: int(fields, "a"),
+    endTime: int(fields, "t"),
+    metadata: text(fields, "m"),
+    version: int(fields, "v"),
+  };
+  const x = fields.get("x") ?? "";
+  const dataKeys = x === "" ? [] : (JSON.parse(x) as unknown);
+  if (!Array.isArray(dataKeys) || !dataKeys.every((k) => typeof k === "string")) throw malformed("data keys");
+  return { id, type: kind, time: eventIdTime(id), session, dataKeys };
+}
+
+export function decodeStreamEntries(entries: unknown): StoredEvent[] {
+  if (!Array.isArray(entries)) throw malformed("entries");
+  return entries.map(decodeStreamEntry);
+}

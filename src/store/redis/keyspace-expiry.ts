@@ -1,0 +1,134 @@
+/**
+ * Redis keyspace notifications for the per-session shadow keys
+ * (`P T:{sid}:x`, which expire exactly at the session's expire time): one
+ * subscriber connection per process on `__keyevent@<db>__:expired`.
+ *
+ * This is the backstop, not the clock: Redis fires `expired` only when it
+ * actually deletes a key, which lags by seconds to minutes when many keys
+ * carry TTLs, and Pub/Sub drops what is published while the subscriber is
+ * disconnected (see the field notes). The expiry scheduler's due queue is what
+ * makes expiry timely and lossless; a notification only makes the expiry of
+ * that one session happen now if the scheduler has not done it yet.
+ *
+ * At start the service enables the flags it needs (E: keyevent channel, x:
+ * expired events), merged with what is already set. Where CONFIG is refused
+ * (managed Redis), it checks with a probe key that an operator has set them,
+ * and otherwise refuses to start with a message naming the flags.
+ */
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+import type { DueWatch } from "../store.js";
+import { decodeTenant } from "./keys.js";
+
+/** What an operator must set when the service may not. */
+export const REQUIRED_FLAGS_MESSAGE =
+  "Redis keyspace notifications for expired keys are off and this service may not enable them (CONFIG is refused): " +
+  "set notify-keyspace-events to include the flags E and x (for example `notify-keyspace-events Ex` in redis.conf, " +
+  "or the notify-keyspace-events parameter of a managed Redis), then start the service again";
+
+/** How long the probe waits for Redis to announce the expiry of its probe key. */
+const PROBE_WAIT_MS = 1000;
+
+/** The flags string with E and x added unless already implied ("A" means all event classes, x included). */
+export function mergeNotifyFlags(current: string): string {
+  let flags = current;
+  if (!flags.includes("E")) flags += "E";
+  if (!flags.includes("x") && !flags.includes("A")) flags += "x";
+  return flags;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+export interface KeyspaceExpiryOptions {
+  /** The store's command connection (CONFIG, probe key). */
+  readonly command: Redis;
+  /** A fresh connection that becomes the subscriber (owned by the watch: closed on stop). */
+  readonly subscriber: Redis;
+  readonly keyPrefix: string;
+  readonly db: number;
+  readonly onDue: (tenant: string, sessionId: string) => void;
+  readonly logger?: Logger;
+}
+
+/** Enables the notifications (or checks them), subscribes, and returns the running watch. */
+export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Promise<DueWatch> {
+  const { command, subscriber, keyPrefix, db, onDue, logger } = options;
+  const channel = `__keyevent@${db}__:expired`;
+  const shadow = new RegExp(`^${escapeRegExp(keyPrefix)}([^:{}]+):\\{([0-9a-f-]{36})\\}:x$`);
+  const probes = new Map<string, () => void>();
+
+  subscriber.on("message", (ch: string, key: string) => {
+    if (ch !== channel) return;
+    const probe = probes.get(key);
+    if (probe !== undefined) {
+      probe();
+      return;
+    }
+    const match = shadow.exec(key);
+    if (match === null) return;
+    onDue(decodeTenant(match[1] as string), match[2] as string);
+  });
+  subscriber.on("error", () => {
+    // ioredis reconnects and resubscribes by itself; the scheduler covers the gap.
+  });
+
+  try {
+    const configured = await enableFlags(command);
+    await subscriber.subscribe(channel);
+    if (!configured) await probe(command, keyPrefix, probes);
+  } catch (error) {
+    subscriber.disconnect();
+    throw error;
+  }
+
+  // Connected and subscribed by now, so every later "ready" is a reconnect. A
+  // restarted Redis forgets a flag set with CONFIG SET: set it again.
+  subscriber.on("ready", () => {
+    enableFlags(command).catch(() => logger?.warn("could not re-enable keyspace notifications after a reconnect"));
+  });
+
+  return {
+    async stop() {
+      subscriber.removeAllListeners("message");
+      subscriber.disconnect();
+    },
+  };
+}
+
+/** true when the flags are (now) set; false when CONFIG is refused and they could not be checked. */
+async function enableFlags(command: Redis): Promise<boolean> {
+  try {
+    const reply = (await command.config("GET", "notify-keyspace-events")) as unknown;
+    const current = Array.isArray(reply) && typeof reply[1] === "string" ? reply[1] : "";
+    const merged = mergeNotifyFlags(current);
+    if (merged !== current) await command.config("SET", "notify-keyspace-events", merged);
+    return true;
+  } catch (error) {
+    if (error instanceof Error && error.name === "ReplyError") return false;
+    throw error;
+  }
+}
+
+/**
+ * Proves that notifications arrive without CONFIG: a probe key with a 1 ms TTL
+ * is read after its TTL, which makes Redis expire it lazily and announce it.
+ */
+async function probe(command: Redis, keyPrefix: string, probes: Map<string, () => void>): Promise<void> {
+  const key = `${keyPrefix}probe:${randomUUID()}`;
+  const heard = new Promise<boolean>((resolve) => {
+    probes.set(key, () => resolve(true));
+    setTimeout(() => resolve(false), PROBE_WAIT_MS).unref();
+  });
+  try {
+    await command.set(key, "1", "PX", 1);
+    await sleep(5);
+    await command.exists(key);
+    if (!(await heard)) throw new Error(REQUIRED_FLAGS_MESSAGE);
+  } finally {
+    probes.delete(key);
+  }
+}

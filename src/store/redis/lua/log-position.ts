@@ -1,0 +1,11 @@
+// Lua source of the log_position script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
+export const logPositionLua = String.raw`
+-- log_position: no operation arguments.
+-- Returns {"ok", id}: the last id the event log assigned ("0-0" when it has none).
+if redis.call('EXISTS', K_EV) == 0 then return { 'ok', '0-0' } end
+local info = redis.call('XINFO', 'STREAM', K_EV)
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then return { 'ok', info[i + 1] } end
+end
+return { 'ok', '0-0' }
+`;

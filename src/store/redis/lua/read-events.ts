@@ -1,0 +1,43 @@
+// Lua source of the read_events script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
+export const readEventsLua = String.raw`
+-- read_events: ARGV[OP..] = after (an id "<ms>-<seq>", checked by the caller), limit
+-- Returns {"ok", lastId, entries} where entries is XRANGE's reply for the
+-- events strictly after 'after', or {"out_of_range"} when events after it may
+-- have been trimmed or the log never reached it. The check and the read are one
+-- atomic step, so nothing can be trimmed in between. The rule is
+-- cursorRetained() of src/store/event-id.ts: Redis does not record the largest
+-- trimmed id, so once anything was trimmed only a cursor at or after the first
+-- retained entry is known to be complete.
+local after, limit = ARGV[OP], tonumber(ARGV[OP + 1])
+
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function cmp(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  if am ~= bm then return am < bm and -1 or 1 end
+  if as ~= bs then return as < bs and -1 or 1 end
+  return 0
+end
+
+if redis.call('EXISTS', K_EV) == 0 then
+  if cmp(after, '0-0') == 0 then return { 'ok', '0-0', {} } end
+  return { 'out_of_range' }
+end
+local info = redis.call('XINFO', 'STREAM', K_EV)
+local h = {}
+for i = 1, #info, 2 do h[info[i]] = info[i + 1] end
+local last = h['last-generated-id']
+if cmp(after, last) > 0 then return { 'out_of_range' } end
+if tonumber(h['entries-added']) > tonumber(h['length']) then
+  local first = h['first-entry']
+  if first then
+    if cmp(after, first[1]) < 0 then return { 'out_of_range' } end
+  elseif cmp(after, last) ~= 0 then
+    return { 'out_of_range' }
+  end
+end
+return { 'ok', last, redis.call('XRANGE', K_EV, '(' .. after, '+', 'COUNT', limit) }
+`;

@@ -1,0 +1,241 @@
+/**
+ * The one event reader of a process: a single blocking read loop on the
+ * store's event log (Redis: XREAD BLOCK on a dedicated connection) that fans
+ * every event out to the watch streams of this process and to in-process
+ * listeners (the expiry scheduler). However many watchers a process holds, it
+ * costs Redis one connection and one read per batch of events.
+ *
+ * Delivery to a watcher is synchronous and in log order, into the watcher's
+ * own bounded queue, and only for events of the watcher's tenant that pass its
+ * filter: another tenant's event never reaches a watcher's queue. A watcher
+ * that falls behind overflows its queue; the hub then drops it and the watch
+ * ends with RESOURCE_EXHAUSTED and its cursor.
+ *
+ * `position` is the id of the last event dispatched: everything up to it has
+ * been offered to every subscriber, which is what lets an idle watcher's
+ * heartbeat carry it even when every event was filtered out.
+ *
+ * When a read fails (Redis away) the loop retries with backoff from the same
+ * position, so nothing is skipped within retention. If the position fell out of
+ * retention meanwhile, every watcher is ended with UNAVAILABLE (its resume then
+ * answers OUT_OF_RANGE, telling the client to re-list) and the hub restarts at
+ * the log's end.
+ */
+import type { Logger } from "pino";
+import { setTimeout as sleep } from "node:timers/promises";
+import { isSessionError, SessionError } from "../session/errors.js";
+import { ZERO_EVENT_ID } from "../store/event-id.js";
+import type { EventTail, SessionStore, StoredEvent } from "../store/store.js";
+import { EventQueue } from "./event-queue.js";
+
+export interface EventHubOptions {
+  readonly store: Pick<SessionStore, "lastEventId" | "readEvents" | "openEventTail">;
+  readonly logger?: Logger;
+  /** Longest single blocking read (default 1000 ms); also bounds how long stop() waits. */
+  readonly blockMs?: number;
+  /** Most events per read (default 500). */
+  readonly batchSize?: number;
+}
+
+/** An in-process listener of every event (all tenants), called synchronously. Must not throw. */
+export type EventListener = (event: StoredEvent) => void;
+
+/** One watcher's registration: its queue and how it leaves. */
+export interface HubSubscription {
+  readonly queue: EventQueue<StoredEvent>;
+  /** Removes the registration (safe to call twice). */
+  close(): void;
+}
+
+interface Subscriber {
+  readonly tenant: string;
+  readonly matches: (event: StoredEvent) => boolean;
+  readonly queue: EventQueue<StoredEvent>;
+}
+
+const DEFAULT_BLOCK_MS = 1000;
+const DEFAULT_BATCH = 500;
+const MAX_BACKOFF_MS = 1000;
+
+export class EventHub {
+  private readonly store: EventHubOptions["store"];
+  private readonly logger: Logger | undefined;
+  private readonly blockMs: number;
+  private readonly batchSize: number;
+  private readonly byTenant = new Map<string, Set<Subscriber>>();
+  private readonly listeners = new Set<EventListener>();
+  /** undefined until the log's end has been read once (the store may be down at start). */
+  private pos: string | undefined;
+  private tail: EventTail | undefined;
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+  private subscribers = 0;
+
+  constructor(options: EventHubOptions) {
+    this.store = options.store;
+    this.logger = options.logger;
+    this.blockMs = options.blockMs ?? DEFAULT_BLOCK_MS;
+    this.batchSize = options.batchSize ?? DEFAULT_BATCH;
+  }
+
+  /** The id of the last event dispatched to subscribers ("0-0" before the reader knows the log's end). */
+  get position(): string {
+    return this.pos ?? ZERO_EVENT_ID;
+  }
+
+  /** Watch streams currently registered (for tests and metrics). */
+  get subscriberCount(): number {
+    return this.subscribers;
+  }
+
+  get listenerCount(): number {
+    return this.listeners.size;
+  }
+
+  get running(): boolean {
+    return this.loop !== undefined && !this.stopping;
+  }
+
+  /**
+   * Starts reading at the log's current end. With the store unreachable it
+   * starts all the same and finds the end once the store answers (watches
+   * fail with UNAVAILABLE until then).
+   */
+  async start(): Promise<void> {
+    if (this.loop !== undefined) return;
+    this.stopping = false;
+    try {
+      this.pos = await this.store.lastEventId();
+    } catch (error) {
+      if (!(isSessionError(error) && error.kind === "unavailable")) throw error;
+      this.logger?.warn("event log unreachable at start; the event reader will start when it answers");
+    }
+    this.tail = this.store.openEventTail();
+    this.loop = this.run();
+  }
+
+  /**
+   * Ends every watcher with UNAVAILABLE (their cursors let them resume on
+   * another process), closes the reader connection and waits for the loop.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return this.loop;
+    this.stopping = true;
+    this.endAll(new SessionError("unavailable", "the server is shutting down"));
+    this.tail?.close();
+    await this.loop;
+    this.loop = undefined;
+    this.tail = undefined;
+  }
+
+  /**
+   * Registers a watcher: from now on every event of `tenant` that `matches`
+   * accepts is pushed to its queue, starting after the current position.
+   */
+  subscribe(tenant: string, matches: (event: StoredEvent) => boolean, queueLimit: number): HubSubscription {
+    if (this.stopping || this.loop === undefined) throw new SessionError("unavailable", "the server is shutting down");
+    if (this.pos === undefined) throw new SessionError("unavailable", "the event log is not reachable yet");
+    const sub: Subscriber = { tenant, matches, queue: new EventQueue<StoredEvent>(queueLimit) };
+    let set = this.byTenant.get(tenant);
+    if (set === undefined) {
+      set = new Set();
+      this.byTenant.set(tenant, set);
+    }
+    set.add(sub);
+    this.subscribers += 1;
+    let open = true;
+    return {
+      queue: sub.queue,
+      close: () => {
+        if (!open) return;
+        open = false;
+        this.remove(sub);
+      },
+    };
+  }
+
+  /** Adds an in-process listener of every event; returns its remover. */
+  addListener(listener: EventListener): () => void {
+    const entry: EventListener = (event) => listener(event);
+    this.listeners.add(entry);
+    return () => void this.listeners.delete(entry);
+  }
+
+  private remove(sub: Subscriber): void {
+    const set = this.byTenant.get(sub.tenant);
+    if (set === undefined || !set.delete(sub)) return;
+    this.subscribers -= 1;
+    if (set.size === 0) this.byTenant.delete(sub.tenant);
+  }
+
+  private endAll(error: SessionError): void {
+    for (const set of [...this.byTenant.values()]) {
+      for (const sub of [...set]) {
+        sub.queue.end(error);
+        this.remove(sub);
+      }
+    }
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    let verify = false;
+    while (!this.stopping) {
+      const tail = this.tail;
+      if (tail === undefined) return;
+      try {
+        if (this.pos === undefined) {
+          this.pos = await this.store.lastEventId();
+        } else if (verify) {
+          await this.verifyPosition(this.pos);
+        }
+        verify = false;
+        const events = await tail.read(this.pos, this.batchSize, this.blockMs);
+        if (failures > 0) this.logger?.info("event reader recovered");
+        failures = 0;
+        for (const event of events) {
+          if (this.stopping) return;
+          this.dispatch(event);
+        }
+      } catch (error) {
+        if (this.stopping) return;
+        failures += 1;
+        verify = true;
+        if (failures === 1) {
+          this.logger?.warn({ errName: error instanceof Error ? error.name : typeof error, errKind: isSessionError(error) ? error.kind : undefined }, "event reader failed; retrying from its position");
+        }
+        await sleep(Math.min(MAX_BACKOFF_MS, 50 * 2 ** Math.min(failures, 5)));
+      }
+    }
+  }
+
+  /** After a failure: if events after our position were trimmed, nobody can be told they are complete. */
+  private async verifyPosition(pos: string): Promise<void> {
+    try {
+      await this.store.readEvents(pos, 1);
+    } catch (error) {
+      if (!(isSessionError(error) && error.kind === "out_of_range")) throw error;
+      this.logger?.warn("event reader lost its position (beyond retention); ending every watch so clients re-list");
+      this.endAll(new SessionError("unavailable", "the event reader fell behind the event log's retention"));
+      this.pos = await this.store.lastEventId();
+    }
+  }
+
+  private dispatch(event: StoredEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.logger?.warn({ errName: error instanceof Error ? error.name : typeof error, eventType: event.type }, "event listener failed");
+      }
+    }
+    const set = this.byTenant.get(event.session.tenant);
+    if (set !== undefined) {
+      for (const sub of set) {
+        // Too slow: dropped now, so its queue stops growing; the watch sees `overflowed`.
+        if (sub.matches(event) && !sub.queue.push(event)) this.remove(sub);
+      }
+    }
+    this.pos = event.id;
+  }
+}

@@ -1,0 +1,12 @@
+/**
+ * What a WatchSessions stream tells a client besides its events; shared by the
+ * server (src/api/session-service.ts) and the client helper (src/client/watch.ts).
+ */
+
+/**
+ * Response trailer (error metadata) of a watch that ended early: the cursor of
+ * the last event or heartbeat delivered, to resume from with resume_cursor.
+ * Sent with RESOURCE_EXHAUSTED (the watcher fell behind) and UNAVAILABLE
+ * (the server shut down, or the store went away).
+ */
+export const WATCH_CURSOR_METADATA = "watch-cursor";

@@ -1,0 +1,144 @@
+/**
+ * `npm run reencrypt`: rewrites every sealed value in Redis (metadata of live
+ * and archived sessions, data values) under the PRIMARY key of
+ * ENCRYPTION_KEYS, and seals values stored in plaintext (ALLOW_PLAINTEXT).
+ * Run it after putting a new key first in ENCRYPTION_KEYS (keep the old ones
+ * listed until it has finished); then the old keys can be removed.
+ *
+ * Reads the same environment as the service (REDIS_URL, KEY_PREFIX,
+ * ENCRYPTION_KEYS or ENCRYPTION_KEYS_FILE). It is safe to run while the
+ * service serves: each value is replaced only if it is still the one read
+ * (compare-and-set in one Lua step), so a concurrent write always wins, and
+ * the key's TTL is kept. It walks keys with SCAN, which the service itself
+ * never does: this is an offline maintenance job.
+ *
+ * Not rewritten: the lifecycle event stream, which is append-only; its
+ * entries age out with the event retention, so keep an old key configured at
+ * least that long after rotating.
+ */
+import { pathToFileURL } from "node:url";
+import { Redis } from "ioredis";
+import { ConfigError, loadConfig } from "../config/config.js";
+import { AesGcmFieldCipher, dataField, METADATA_FIELD, sealedKeyId, type FieldBinding } from "../crypto/field-cipher.js";
+import type { Keyring } from "../crypto/keyring.js";
+import { decodeTenant } from "../store/redis/keys.js";
+
+export interface ReencryptOptions {
+  readonly redis: Redis;
+  readonly keyPrefix: string;
+  readonly keyring: Keyring;
+}
+
+export interface ReencryptReport {
+  /** Values looked at. */
+  readonly values: number;
+  /** Values rewritten under the primary key. */
+  readonly rewritten: number;
+  /** Values that changed between read and write (left to the writer). */
+  readonly skippedConcurrent: number;
+  /** Values that could not be opened with any configured key (left as they are). */
+  readonly failed: number;
+}
+
+/** Replaces field ARGV[1] of hash KEYS[1] with ARGV[3] if it still holds ARGV[2]; keeps the data-bytes counter (field b of KEYS[2]) right. */
+const CAS_LUA = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if KEYS[2] ~= '' and redis.call('HEXISTS', KEYS[2], 'b') == 1 then
+  redis.call('HINCRBY', KEYS[2], 'b', #ARGV[3] - #ARGV[2])
+end
+return 1
+`;
+
+const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
+
+export async function reencrypt(options: ReencryptOptions): Promise<ReencryptReport> {
+  const { redis, keyPrefix, keyring } = options;
+  const cipher = new AesGcmFieldCipher(keyring);
+  const primary = keyring.primary.id;
+  const pattern = new RegExp(`^${escapeRegExp(keyPrefix)}([^:]*):\\{(${UUID})\\}(:d|:a)?$`);
+  let values = 0;
+  let rewritten = 0;
+  let skippedConcurrent = 0;
+  let failed = 0;
+
+  const rewrite = async (key: string, field: string, stored: string, binding: FieldBinding, recordKey: string): Promise<void> => {
+    values++;
+    if (sealedKeyId(stored) === primary) return;
+    let sealed: string;
+    try {
+      sealed = cipher.seal(cipher.open(stored, binding), binding);
+    } catch {
+      failed++;
+      return;
+    }
+    const done = await redis.eval(CAS_LUA, 2, key, recordKey, field, stored, sealed);
+    if (done === 1) rewritten++;
+    else skippedConcurrent++;
+  };
+
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${escapeGlob(keyPrefix)}*`, "COUNT", 500);
+    cursor = next;
+    for (const key of keys) {
+      const match = pattern.exec(key);
+      if (match === null) continue;
+      const [, encodedTenant = "", sessionId = "", suffix] = match;
+      if ((await redis.type(key)) !== "hash") continue;
+      const tenant = decodeTenant(encodedTenant);
+      if (suffix === ":d") {
+        const recordKey = key.slice(0, -2);
+        let fieldCursor = "0";
+        do {
+          const [nextField, flat] = await redis.hscan(key, fieldCursor, "COUNT", 500);
+          fieldCursor = nextField;
+          for (let i = 0; i + 1 < flat.length; i += 2) {
+            const field = flat[i] as string;
+            await rewrite(key, field, flat[i + 1] as string, { tenant, sessionId, field: dataField(field) }, recordKey);
+          }
+        } while (fieldCursor !== "0");
+      } else {
+        const metadata = await redis.hget(key, "m");
+        if (metadata !== null) await rewrite(key, "m", metadata, { tenant, sessionId, field: METADATA_FIELD }, "");
+      }
+    }
+  } while (cursor !== "0");
+  return { values, rewritten, skippedConcurrent, failed };
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, "\\$&");
+}
+
+async function main(): Promise<number> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`reencrypt: invalid configuration: ${error.message}\n`);
+    return 2;
+  }
+  if (config.redisUrl === undefined || config.encryption.keyring === undefined) {
+    process.stderr.write("reencrypt: needs REDIS_URL and ENCRYPTION_KEYS (or ENCRYPTION_KEYS_FILE); the first key is the one values are rewritten under\n");
+    return 2;
+  }
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1 });
+  try {
+    const report = await reencrypt({ redis, keyPrefix: config.keyPrefix, keyring: config.encryption.keyring });
+    process.stdout.write(`${JSON.stringify({ primaryKeyId: config.encryption.keyring.primary.id, ...report })}\n`);
+    return report.failed === 0 ? 0 : 1;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+// Run as a command (not when a test imports reencrypt()).
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await main();
+}

@@ -1,0 +1,302 @@
+/**
+ * Encryption at rest: the field cipher (AES-256-GCM bound to tenant, session
+ * and field; key ids; rotation), the keyring settings, a raw dump of a real
+ * Redis that holds no trace of a secret written through the API, ciphertexts
+ * copied between sessions and keys failing to decrypt, the start refused
+ * without keys, and key rotation with `npm run reencrypt`.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes, randomUUID } from "node:crypto";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import type { Redis } from "ioredis";
+import type { App } from "../src/app.js";
+import { AccessLevel, Code, ConnectError, createSessionClient, EventType, type SessionClient } from "../src/client/index.js";
+import { ConfigError, loadConfig } from "../src/config/config.js";
+import { AesGcmFieldCipher, DecryptError, METADATA_FIELD, PLAINTEXT_CIPHER, dataField, sealedKeyId } from "../src/crypto/field-cipher.js";
+import { Keyring, parseKeyring } from "../src/crypto/keyring.js";
+import { RedisKeys } from "../src/store/redis/keys.js";
+import { reencrypt } from "../src/tools/reencrypt.js";
+import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+import { startTestApp } from "./support/server.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const key = (id: string): string => `${id}:${randomBytes(32).toString("base64")}`;
+const K1 = key("k1");
+const K2 = key("k2");
+
+describe("field cipher", () => {
+  const binding = { tenant: "acme", sessionId: randomUUID(), field: METADATA_FIELD };
+  const cipher = new AesGcmFieldCipher(parseKeyring(K1));
+
+  test("round-trips, with a fresh IV per value and the key id in the ciphertext", () => {
+    const a = cipher.seal('{"x":"secret"}', binding);
+    const b = cipher.seal('{"x":"secret"}', binding);
+    assert.notEqual(a, b);
+    assert.equal(sealedKeyId(a), "k1");
+    assert.ok(!a.includes("secret"));
+    assert.equal(cipher.open(a, binding), '{"x":"secret"}');
+  });
+
+  test("a ciphertext moved to another tenant, session or field, or changed, does not open", () => {
+    const sealed = cipher.seal('"v"', { ...binding, field: dataField("a") });
+    for (const other of [
+      { ...binding, field: dataField("b") },
+      { ...binding, field: METADATA_FIELD },
+      { ...binding, sessionId: randomUUID(), field: dataField("a") },
+      { ...binding, tenant: "globex", field: dataField("a") },
+    ]) {
+      assert.throws(() => cipher.open(sealed, other), DecryptError);
+    }
+    const flipped = sealed.slice(0, -2) + (sealed.endsWith("A") ? "B" : "A") + sealed.slice(-1);
+    assert.throws(() => cipher.open(flipped, { ...binding, field: dataField("a") }), DecryptError);
+    // "data:" + a key cannot collide with another binding (the AAD is a JSON array).
+    const tricky = cipher.seal('"v"', { tenant: "a", sessionId: binding.sessionId, field: dataField('x","y') });
+    assert.throws(() => cipher.open(tricky, { tenant: 'a","x', sessionId: binding.sessionId, field: dataField("y") }), DecryptError);
+  });
+
+  test("rotation: new writes use the first key, older keys still open; unknown keys fail", () => {
+    const old = cipher.seal("1", binding);
+    const rotated = new AesGcmFieldCipher(parseKeyring(`${K2},${K1}`));
+    assert.equal(rotated.open(old, binding), "1");
+    assert.equal(sealedKeyId(rotated.seal("1", binding)), "k2");
+    assert.throws(() => new AesGcmFieldCipher(parseKeyring(K2)).open(old, binding), /unknown key/);
+  });
+
+  test("plain values pass through (migration); without keys a sealed value is refused, not returned", () => {
+    assert.equal(cipher.open('{"a":1}', binding), '{"a":1}');
+    assert.equal(PLAINTEXT_CIPHER.seal("x", binding), "x");
+    assert.throws(() => PLAINTEXT_CIPHER.open(cipher.seal("x", binding), binding), DecryptError);
+  });
+
+  test("keys are validated with messages that never show key material", () => {
+    const material = randomBytes(16).toString("base64");
+    for (const env of [{ ENCRYPTION_KEYS: `k1:${material}` }, { ENCRYPTION_KEYS: "nocolon" }, { ENCRYPTION_KEYS: `${K1},${K1}` }, { ENCRYPTION_KEYS: "bad id:AAAA" }]) {
+      assert.throws(
+        () => loadConfig(env),
+        (e: unknown) => e instanceof ConfigError && e.message.startsWith("ENCRYPTION_KEYS") && !e.message.includes(material),
+      );
+    }
+    assert.deepEqual(loadConfig({ ENCRYPTION_KEYS: `${K2}\n${K1}` }).encryption.keyring?.ids, ["k2", "k1"]);
+    assert.throws(() => new Keyring([]), /no encryption key/);
+  });
+});
+
+/** Every key and every value in Redis, as text (SCAN-free KEYS is fine in a test). */
+async function rawDump(raw: Redis): Promise<string> {
+  const parts: string[] = [];
+  for (const k of await raw.keys("*")) {
+    parts.push(k);
+    const type = await raw.type(k);
+    switch (type) {
+      case "string":
+        parts.push(String(await raw.get(k)));
+        break;
+      case "hash":
+        parts.push(JSON.stringify(await raw.hgetall(k)));
+        break;
+      case "zset":
+        parts.push(JSON.stringify(await raw.zrange(k, "0", "-1", "WITHSCORES")));
+        break;
+      case "set":
+        parts.push(JSON.stringify(await raw.smembers(k)));
+        break;
+      case "list":
+        parts.push(JSON.stringify(await raw.lrange(k, 0, -1)));
+        break;
+      case "stream":
+        parts.push(JSON.stringify(await raw.xrange(k, "-", "+")));
+        break;
+      default:
+        assert.fail(`unexpected key type ${type} of ${k}`);
+    }
+    // The serialized form too (catches anything a typed read would decode away).
+    const dumped = await raw.dumpBuffer(k);
+    if (dumped !== null) parts.push(dumped.toString("latin1"));
+  }
+  return parts.join("\n");
+}
+
+describe("encryption at rest on Redis", () => {
+  let redis: RedisServerHandle;
+  let raw: Redis;
+  before(async () => {
+    redis = await startRedisServer();
+    raw = redis.client();
+  });
+  after(async () => {
+    raw.disconnect();
+    await redis.stop();
+  });
+
+  async function withApp(env: Record<string, string>, fn: (app: App, client: SessionClient) => Promise<void>): Promise<void> {
+    const app = await startTestApp({ redisUrl: redis.url, env: { SWEEP_INTERVAL: "50ms", ...env } });
+    try {
+      await fn(app, createSessionClient(app.url));
+    } finally {
+      await app.close();
+    }
+  }
+
+  test("Redis without a key refuses to start; ALLOW_PLAINTEXT=true starts and stores plaintext", async () => {
+    await assert.rejects(
+      startTestApp({ redisUrl: redis.url, env: { ENCRYPTION_KEYS: "" } }),
+      (e: unknown) => e instanceof ConfigError && /ENCRYPTION_KEYS/.test(e.message) && /ALLOW_PLAINTEXT/.test(e.message),
+    );
+    await raw.flushall();
+    await withApp({ ENCRYPTION_KEYS: "", ALLOW_PLAINTEXT: "true" }, async (_app, client) => {
+      await client.createSession({ userId: "u", dataSource: "d", metadata: { note: "plain-visible" } });
+      assert.ok((await rawDump(raw)).includes("plain-visible"), "the dump would see a plaintext secret");
+    });
+  });
+
+  test("a secret written through every API path leaves no trace in a raw dump of Redis", async () => {
+    await raw.flushall();
+    const secret = `s3cr3t-${randomUUID()}`;
+    await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
+      const events: string[] = [];
+      const controller = new AbortController();
+      const watching = (async () => {
+        try {
+          for await (const res of client.watchSessions({}, { signal: controller.signal, timeoutMs: 30_000 })) {
+            if (res.event?.type !== EventType.HEARTBEAT) events.push(JSON.stringify(res.event?.session?.metadata ?? {}));
+          }
+        } catch {
+          // aborted
+        }
+      })();
+      await sleep(100);
+      const made = await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { secret }, requestId: "r1" });
+      const id = made.session?.sessionId ?? "";
+      await client.updateSession({ sessionId: id, metadata: { secret, again: secret } });
+      await client.updateSession({ sessionId: id, metadata: { merged: secret }, mergeMetadata: true });
+      await client.setSessionData({ sessionId: id, key: "k1", value: { kind: { case: "stringValue", value: secret } } });
+      await client.setSessionData({ sessionId: id, key: "k2", value: { kind: { case: "structValue", value: { fields: { s: { kind: { case: "stringValue", value: secret } } } } } } });
+      await client.extendSession({ sessionId: id, ttl: durationFromMs(600_000) });
+      // Reads come back decrypted.
+      const got = await client.getSession({ sessionId: id });
+      assert.deepEqual(got.session?.metadata, { secret, again: secret, merged: secret });
+      assert.deepEqual((await client.getSessionData({ sessionId: id, key: "k1" })).value?.kind, { case: "stringValue", value: secret });
+      const listed = await client.listSessionData({ sessionId: id, includeValues: true });
+      assert.deepEqual(Object.keys(listed.values).sort(), ["k1", "k2"]);
+      assert.equal((await client.listSessions({ userId: "u" })).sessions[0]?.metadata?.["secret"], secret);
+
+      const closing = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { secret } })).session?.sessionId ?? "";
+      await client.setSessionData({ sessionId: closing, key: "k", value: { kind: { case: "stringValue", value: secret } } });
+      await client.closeSession({ sessionId: closing });
+      assert.equal((await client.getSession({ sessionId: closing, includeEnded: true })).session?.metadata?.["secret"], secret, "the archive opens");
+
+      const expiring = (await client.createSession({ userId: "u2", dataSource: "d", ttl: durationFromMs(1000), metadata: { secret } })).session?.sessionId ?? "";
+      await sleep(1300);
+      assert.equal((await client.getSession({ sessionId: expiring, includeEnded: true })).session?.metadata?.["secret"], secret);
+
+      await sleep(200);
+      controller.abort();
+      await watching;
+      assert.ok(events.some((e) => e.includes(secret)), "watch events carry the decrypted metadata");
+
+      const dump = await rawDump(raw);
+      assert.ok(dump.includes(id), "the dump covers the session's keys");
+      assert.ok(dump.includes("e1:k1:"), "values are stored sealed");
+      assert.ok(!dump.includes(secret), "no trace of the secret in Redis");
+      assert.ok(!dump.includes(Buffer.from(secret).toString("base64")), "not even base64-encoded");
+    });
+  });
+
+  test("a ciphertext copied to another session, data key or tenant fails to decrypt (INTERNAL), nothing leaks", async () => {
+    await raw.flushall();
+    await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
+      const a = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { who: "a-secret" } })).session?.sessionId ?? "";
+      const b = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { who: "b" } })).session?.sessionId ?? "";
+      await client.setSessionData({ sessionId: a, key: "x", value: { kind: { case: "stringValue", value: "a-data" } } });
+      await client.setSessionData({ sessionId: b, key: "x", value: { kind: { case: "stringValue", value: "b-data" } } });
+      await client.setSessionData({ sessionId: a, key: "y", value: { kind: { case: "stringValue", value: "a-y" } } });
+      const keys = new RedisKeys("sd:", "default");
+
+      const internal = async (p: Promise<unknown>, what: string): Promise<void> => {
+        await assert.rejects(p, (e: unknown) => {
+          assert.ok(e instanceof ConnectError, what);
+          assert.equal(e.code, Code.Internal, `${what}: ${e.message}`);
+          assert.ok(!e.message.includes("a-secret") && !e.message.includes("a-data"), what);
+          return true;
+        });
+      };
+      // a's metadata into b's record.
+      await raw.hset(keys.record(b), "m", String(await raw.hget(keys.record(a), "m")));
+      await internal(client.getSession({ sessionId: b }), "metadata copied to another session");
+      // a's data value x into a's key y, and into b's key x.
+      await raw.hset(keys.data(a), "y", String(await raw.hget(keys.data(a), "x")));
+      await internal(client.getSessionData({ sessionId: a, key: "y" }), "value copied to another key");
+      await raw.hset(keys.data(b), "x", String(await raw.hget(keys.data(a), "x")));
+      await internal(client.getSessionData({ sessionId: b, key: "x" }), "value copied to another session");
+      await internal(client.listSessionData({ sessionId: b, includeValues: true }), "listing with a copied value");
+      // The untouched value still opens.
+      assert.deepEqual((await client.getSessionData({ sessionId: a, key: "x" })).value?.kind, { case: "stringValue", value: "a-data" });
+    });
+  });
+
+  test("key rotation: old keys keep reading, npm run reencrypt rewrites everything under the primary key", async () => {
+    await raw.flushall();
+    const ids: string[] = [];
+    let archived = "";
+    await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
+      for (let i = 0; i < 3; i++) {
+        const id = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { i } })).session?.sessionId ?? "";
+        await client.setSessionData({ sessionId: id, key: "v", value: { kind: { case: "numberValue", value: i } } });
+        ids.push(id);
+      }
+      archived = (await client.createSession({ userId: "u", dataSource: "d", metadata: { archived: true } })).session?.sessionId ?? "";
+      await client.closeSession({ sessionId: archived });
+    });
+    const sealedValues = async (): Promise<string[]> => {
+      const out: string[] = [];
+      for (const k of await raw.keys("sd:default:{*")) {
+        if ((await raw.type(k)) !== "hash") continue;
+        const h = await raw.hgetall(k);
+        for (const [f, v] of Object.entries(h)) if (k.endsWith(":d") || f === "m") out.push(v);
+      }
+      return out;
+    };
+    assert.ok((await sealedValues()).every((v) => sealedKeyId(v) === "k1"));
+
+    await withApp({ ENCRYPTION_KEYS: `${K2},${K1}` }, async (_app, client) => {
+      assert.deepEqual((await client.getSession({ sessionId: ids[0] ?? "" })).session?.metadata, { i: 0 });
+      await client.setSessionData({ sessionId: ids[1] ?? "", key: "new", value: { kind: { case: "boolValue", value: true } } });
+    });
+    const mixed = await sealedValues();
+    assert.ok(mixed.some((v) => sealedKeyId(v) === "k1") && mixed.some((v) => sealedKeyId(v) === "k2"));
+
+    // The command, as documented: npm run reencrypt (= tsx src/tools/reencrypt.ts) with the service's environment.
+    const run = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, ["--import", "tsx", "src/tools/reencrypt.ts"], {
+        cwd: ROOT,
+        env: { ...process.env, REDIS_URL: redis.url, ENCRYPTION_KEYS: `${K2},${K1}` },
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      let stdout = "";
+      child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, stdout }));
+    });
+    assert.equal(run.code, 0);
+    const report = JSON.parse(run.stdout) as { rewritten: number; failed: number; primaryKeyId: string };
+    assert.equal(report.primaryKeyId, "k2");
+    assert.equal(report.failed, 0);
+    assert.equal(report.rewritten, mixed.filter((v) => sealedKeyId(v) === "k1").length);
+    assert.ok((await sealedValues()).every((v) => sealedKeyId(v) === "k2"));
+    // Running it again finds nothing to do.
+    assert.equal((await reencrypt({ redis: raw, keyPrefix: "sd:", keyring: parseKeyring(`${K2},${K1}`) })).rewritten, 0);
+
+    // With only the new key, everything still reads.
+    await withApp({ ENCRYPTION_KEYS: K2 }, async (_app, client) => {
+      for (const [i, id] of ids.entries()) {
+        assert.deepEqual((await client.getSession({ sessionId: id })).session?.metadata, { i });
+        assert.deepEqual((await client.getSessionData({ sessionId: id, key: "v" })).value?.kind, { case: "numberValue", value: i });
+      }
+      assert.deepEqual((await client.getSession({ sessionId: archived, includeEnded: true })).session?.metadata, { archived: true });
+    });
+  });
+});

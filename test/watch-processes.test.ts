@@ -1,0 +1,211 @@
+/**
+ * Expiry and watching across real service processes (`node --import tsx
+ * src/main.ts`, what `npm start` runs) on one private redis-server:
+ * - three processes: exactly one EXPIRED event and one archive per session;
+ * - every process stopped while sessions expire: after a restart they are
+ *   archived and announced, and a watcher resuming from its cursor gets them;
+ * - CONFIG refused (redis-server started with `--rename-command CONFIG ""`):
+ *   the process refuses to start, naming the flags an operator must set; with
+ *   the flags set by the operator it starts.
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import type { Redis } from "ioredis";
+import { createSessionClient, EventType, type SessionClient, type SessionEvent } from "../src/client/index.js";
+import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+import { TEST_ENCRYPTION_KEYS } from "./support/server.js";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+interface Service {
+  readonly url: string;
+  readonly client: SessionClient;
+  readonly child: ChildProcess;
+  stop(): Promise<number | null>;
+}
+
+/** Starts one service process and waits for its "listening" line. */
+function startService(redisUrl: string, env: Record<string, string> = {}): Promise<Service> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        HOST: "127.0.0.1",
+        PORT: "0",
+        REDIS_URL: redisUrl,
+        ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
+        AUDIT_LOG: "off",
+        SESSION_TTL_MIN: "100ms",
+        WATCH_HEARTBEAT: "1h",
+        LOG_LEVEL: "info",
+        ...env,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    const onData = (chunk: Buffer): void => {
+      out += chunk.toString();
+      const match = /"address":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(out);
+      if (match?.[1] !== undefined) {
+        child.stdout?.off("data", onData);
+        child.stdout?.resume();
+        const url = match[1];
+        resolve({
+          url,
+          child,
+          client: createSessionClient(url, { timeoutMs: 5000 }),
+          stop: async () => {
+            if (child.exitCode === null) child.kill("SIGTERM");
+            return exited;
+          },
+        });
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", (chunk: Buffer) => void (out += chunk.toString()));
+    void exited.then((code) => reject(new Error(`service exited with ${code} before listening: ${out.slice(-2000)}`)));
+  });
+}
+
+/** Reads until `count` events of `type` arrived (heartbeats skipped). */
+async function collect(client: SessionClient, request: { resumeCursor?: string; eventTypes?: EventType[] }, count: number, signal: AbortSignal): Promise<SessionEvent[]> {
+  const got: SessionEvent[] = [];
+  for await (const response of client.watchSessions(request, { signal, timeoutMs: 0 })) {
+    if (response.event === undefined || response.event.type === EventType.HEARTBEAT) continue;
+    got.push(response.event);
+    if (got.length >= count) break;
+  }
+  return got;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([promise, sleep(ms).then(() => assert.fail(`timed out: ${what}`))]);
+}
+
+describe("several service processes on one Redis", () => {
+  let redis: RedisServerHandle;
+  let raw: Redis;
+  before(async () => {
+    redis = await startRedisServer();
+    raw = redis.client();
+  });
+  after(async () => {
+    raw.disconnect();
+    await redis.stop();
+  });
+
+  it("three processes: exactly one EXPIRED event and one archive per session, seen by watchers on every process", async () => {
+    await raw.flushall();
+    const services = await Promise.all([startService(redis.url), startService(redis.url), startService(redis.url)]);
+    const abort = new AbortController();
+    try {
+      const N = 30;
+      const watchers = services.map((s) => collect(s.client, { eventTypes: [EventType.EXPIRED] }, N, abort.signal));
+      await sleep(300);
+      const ids = new Set<string>();
+      for (let i = 0; i < N; i++) {
+        const creator = services[i % 3] as Service;
+        const { session } = await creator.client.createSession({ userId: `u${i % 5}`, dataSource: `d${i % 3}`, ttl: durationFromMs(1000), metadata: { i } });
+        ids.add(session?.sessionId ?? "");
+      }
+      const seen = await withTimeout(Promise.all(watchers), 15_000, "EXPIRED events on every process");
+      for (const events of seen) {
+        assert.equal(events.length, N);
+        assert.deepEqual(new Set(events.map((e) => e.session?.sessionId)), ids, "every process's watcher saw every expiry once");
+      }
+      await sleep(500);
+      const log = await raw.xrange("sd:ev", "-", "+");
+      const expired = log.filter(([, fields]) => fields[1] === "expired").map(([, fields]) => fields[fields.indexOf("i") + 1]);
+      assert.equal(expired.length, N, "one EXPIRED entry per session in the log");
+      assert.deepEqual(new Set(expired), ids);
+      for (const id of ids) assert.equal(await raw.hget(`sd:default:{${id}}:a`, "s"), "expired", "one archive per session");
+      assert.equal(await raw.hget("sd:default:m", "expired"), String(N), "counted once each");
+    } finally {
+      abort.abort();
+      await Promise.all(services.map((s) => s.stop()));
+    }
+  });
+
+  it("sessions expiring while every process is down are archived and announced after a restart; a resumed watcher gets them", async () => {
+    await raw.flushall();
+    const first = await startService(redis.url);
+    const N = 10;
+    const ids = new Set<string>();
+    let cursor = "";
+    try {
+      const abort = new AbortController();
+      const created = collect(first.client, { eventTypes: [EventType.CREATED] }, N, abort.signal);
+      await sleep(200);
+      for (let i = 0; i < N; i++) {
+        const { session } = await first.client.createSession({ userId: "down", dataSource: "d", ttl: durationFromMs(1000) });
+        ids.add(session?.sessionId ?? "");
+      }
+      const events = await withTimeout(created, 5000, "CREATED events");
+      cursor = events.at(-1)?.cursor ?? "";
+      abort.abort();
+    } finally {
+      assert.equal(await first.stop(), 0, "a graceful stop");
+    }
+    await sleep(1500); // every session comes due with no process running
+    assert.equal(await raw.hget("sd:default:m", "expired"), null, "nothing expired them meanwhile");
+    const second = await startService(redis.url);
+    const abort = new AbortController();
+    try {
+      const resumed = await withTimeout(collect(second.client, { resumeCursor: cursor }, N, abort.signal), 10_000, "EXPIRED after restart");
+      assert.ok(resumed.every((e) => e.type === EventType.EXPIRED));
+      assert.deepEqual(new Set(resumed.map((e) => e.session?.sessionId)), ids);
+      for (const id of ids) assert.equal(await raw.hget(`sd:default:{${id}}:a`, "s"), "expired");
+    } finally {
+      abort.abort();
+      await second.stop();
+    }
+  });
+});
+
+describe("keyspace notification flags", () => {
+  it("CONFIG refused and flags not set: the process refuses to start and names the flags", async () => {
+    const locked = await startRedisServer(["--rename-command", "CONFIG", ""]);
+    try {
+      await assert.rejects(startService(locked.url), (error: unknown) => {
+        assert.ok(error instanceof Error);
+        assert.match(error.message, /exited with 1/);
+        assert.match(error.message, /notify-keyspace-events Ex/);
+        return true;
+      });
+    } finally {
+      await locked.stop();
+    }
+  });
+
+  it("CONFIG refused but the operator set the flags: it starts", async () => {
+    const locked = await startRedisServer(["--rename-command", "CONFIG", "", "--notify-keyspace-events", "Ex"]);
+    try {
+      const service = await startService(locked.url);
+      assert.equal(await service.stop(), 0);
+    } finally {
+      await locked.stop();
+    }
+  });
+
+  it("CONFIG allowed: the flags are merged into what is already set", async () => {
+    const server = await startRedisServer(["--notify-keyspace-events", "Kl"]);
+    const raw = server.client();
+    try {
+      const service = await startService(server.url);
+      const flags = (await raw.config("GET", "notify-keyspace-events")) as string[];
+      const set = new Set(flags[1]);
+      for (const flag of ["K", "l", "E", "x"]) assert.ok(set.has(flag), `flag ${flag} in ${flags[1]}`);
+      await service.stop();
+    } finally {
+      raw.disconnect();
+      await server.stop();
+    }
+  });
+});
