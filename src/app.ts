@@ -16,7 +16,7 @@ import type { Config } from "./config/config.js";
 import { HealthMonitor } from "./health/health-monitor.js";
 import { healthServiceRoutes } from "./health/health-service.js";
 import { createLogger } from "./logging/logger.js";
-import { addActiveSessionsSource, scrape } from "./observability/metrics.js";
+import { addActiveSessionsSource, instrumentRedis, observeExpiryLag, scrape, trackWatcher } from "./observability/metrics.js";
 import { reflectionServiceRoutes } from "./reflection/reflection-service.js";
 import { startRpcServer } from "./server/rpc-server.js";
 import { SessionManager } from "./session/session-manager.js";
@@ -52,15 +52,29 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const tls = await readTls(config);
   // Refuses insecure configurations (ConfigError) before anything holds a connection.
   const security = setUpSecurity(config, logger, options.auditDestination === undefined ? {} : { auditDestination: options.auditDestination });
-  const store = createStore(config, logger);
+  // Every connection the store opens counts its errors and reconnects on /metrics (the store knows nothing of metrics).
+  const store = createStore(config, logger, { onRedisConnection: (client, name) => void instrumentRedis(client, name) });
   const manager = new SessionManager({
     store,
     config,
     logger: logger.child({ component: "session-manager" }),
     cipher: security.cipher,
-    onSystemEnd: security.onSystemEnd,
+    onSystemEnd: (reason, record, at) => {
+      security.onSystemEnd(reason, record);
+      // Expiry lag: from expire_time to the moment this process archived the session and wrote its EXPIRED event.
+      if (reason === "expired") observeExpiryLag(at - record.expireTime);
+    },
   });
-  const sessionRoutes = sessionServiceRoutes(manager, { config, tenant: security.tenant, admitWatch: security.admitWatch, watchQueueLimit: config.watchQueueLimit });
+  // Each admitted WatchSessions stream counts on the active watchers gauge until the handler's finally releases it.
+  const admitWatch = (context: Parameters<typeof security.admitWatch>[0]): (() => void) => {
+    const release = security.admitWatch(context);
+    const untrack = trackWatcher();
+    return () => {
+      untrack();
+      release();
+    };
+  };
+  const sessionRoutes = sessionServiceRoutes(manager, { config, tenant: security.tenant, admitWatch, watchQueueLimit: config.watchQueueLimit });
   const health = new HealthMonitor({
     store,
     intervalMs: HEALTH_INTERVAL_MS,
@@ -94,6 +108,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         return health.status("") === HealthCheckResponse_ServingStatus.SERVING ? undefined : "store unreachable";
       },
       metrics: scrape,
+      ...(security.authorizeMetrics === undefined ? {} : { authorizeMetrics: security.authorizeMetrics }),
       onError: (error) => logger.error({ error: describeError(error) }, "metrics scrape failed"),
     },
     ...(tls === undefined ? {} : { tls }),
@@ -144,7 +159,7 @@ export function drainTimeoutMs(shutdownTimeoutMs: number): number {
 }
 
 /** Reads the TLS files named by the configuration; a file that cannot be read fails the start, naming the setting. */
-async function readTls(config: Config): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+async function readTls(config: Config): Promise<{ cert: Buffer; key: Buffer; ca?: Buffer } | undefined> {
   if (config.tls === undefined) return undefined;
   const read = async (setting: string, path: string): Promise<Buffer> => {
     try {
@@ -154,7 +169,11 @@ async function readTls(config: Config): Promise<{ cert: Buffer; key: Buffer } | 
       throw new Error(`${setting}=${JSON.stringify(path)} cannot be read (${code})`);
     }
   };
-  return { cert: await read("TLS_CERT_FILE", config.tls.certFile), key: await read("TLS_KEY_FILE", config.tls.keyFile) };
+  const cert = await read("TLS_CERT_FILE", config.tls.certFile);
+  const key = await read("TLS_KEY_FILE", config.tls.keyFile);
+  // Mutual TLS: client certificates are verified against this CA (config requires TLS_CERT_FILE with it).
+  const caFile = config.auth.clientCaFile;
+  return caFile === undefined ? { cert, key } : { cert, key, ca: await read("TLS_CLIENT_CA_FILE", caFile) };
 }
 
 /** Class and message of a failure of our own code (collectors), for the log. */

@@ -48,7 +48,7 @@ export class ApiKeys {
       if (typeof tenant !== "string" || !TENANT_NAME.test(tenant)) throw new ApiKeyError(`${where} (${id}): tenant must be 1-64 letters, digits, '_', '.' or '-'`);
       if (!Array.isArray(scopes)) throw new ApiKeyError(`${where} (${id}): scopes must be an array`);
       const granted = scopesFrom(scopes);
-      if (granted.size !== scopes.length) throw new ApiKeyError(`${where} (${id}): scopes must be among read, write, watch, admin`);
+      if (granted.size !== scopes.length) throw new ApiKeyError(`${where} (${id}): scopes must be among read, write, watch, metrics, admin`);
       if (seen.has(id)) throw new ApiKeyError(`${where}: id ${id} is used twice`);
       seen.add(id);
       return { hash: Buffer.from(sha256, "hex"), principal: { id: `key:${id}`, tenant, scopes: granted } };

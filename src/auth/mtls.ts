@@ -32,7 +32,7 @@ export class CertPrincipals {
       if (typeof tenant !== "string" || !TENANT_NAME.test(tenant)) throw new CertPrincipalsError(`${where} (${cn}): tenant must be 1-64 letters, digits, '_', '.' or '-'`);
       if (!Array.isArray(scopes)) throw new CertPrincipalsError(`${where} (${cn}): scopes must be an array`);
       const granted = scopesFrom(scopes);
-      if (granted.size !== scopes.length) throw new CertPrincipalsError(`${where} (${cn}): scopes must be among read, write, watch, admin`);
+      if (granted.size !== scopes.length) throw new CertPrincipalsError(`${where} (${cn}): scopes must be among read, write, watch, metrics, admin`);
       if (byCn.has(cn)) throw new CertPrincipalsError(`${where}: cn ${cn} is listed twice`);
       byCn.set(cn, { id: `cert:${cn}`, tenant, scopes: granted });
     });

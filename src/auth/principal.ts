@@ -6,10 +6,14 @@
  */
 import { createContextKey, type HandlerContext } from "@connectrpc/connect";
 
-/** read: Get*, List*, metrics; write: Create, Update, Extend, Close, data writes; watch: WatchSessions; admin: all of them. */
-export type Scope = "read" | "write" | "watch" | "admin";
+/**
+ * read: Get*, List*, GetSessionMetrics; write: Create, Update, Extend, Close, data writes; watch: WatchSessions;
+ * metrics: GET /metrics when AUTH_PROTECT_OPS=true (and nothing else, so a Prometheus scraper's credential
+ * cannot read sessions); admin: all of them.
+ */
+export type Scope = "read" | "write" | "watch" | "metrics" | "admin";
 
-export const SCOPES: readonly Scope[] = ["read", "write", "watch", "admin"];
+export const SCOPES: readonly Scope[] = ["read", "write", "watch", "metrics", "admin"];
 
 export interface Principal {
   /** Stable, non-secret identity for audit records and per-principal limits: "key:<id>", "jwt:<sub>", "cert:<cn>", "anonymous". */

@@ -18,8 +18,8 @@ import { WatcherLimiter } from "../limits/watcher-limiter.js";
 import type { SessionRecord } from "../session/model.js";
 import { loadAuthenticator, type Authenticator } from "./authenticator.js";
 import { createAuthInterceptor } from "./interceptor.js";
-import { peerContextValues } from "./peer.js";
-import { principalOf } from "./principal.js";
+import { peerContextValues, peerOf } from "./peer.js";
+import { hasScope, principalOf } from "./principal.js";
 
 export interface SecurityOptions {
   /** Audit records go here instead of config.auditLog (tests). */
@@ -38,6 +38,12 @@ export interface Security {
   admitWatch(context: HandlerContext): () => void;
   /** For SessionManager's onSystemEnd: audit records of expiries and evictions. */
   onSystemEnd(reason: "expired" | "evicted", record: SessionRecord): void;
+  /**
+   * Who may read GET /metrics: with AUTH_PROTECT_OPS=true and authentication
+   * configured, a bearer credential (or verified client certificate) with
+   * scope metrics or admin; undefined (open) otherwise.
+   */
+  readonly authorizeMetrics: ((request: IncomingMessage | Http2ServerRequest) => Promise<"ok" | "unauthenticated" | "permission_denied">) | undefined;
   /** Closes the audit destination. */
   close(): void;
 }
@@ -50,12 +56,6 @@ export function isLoopbackHost(host: string): boolean {
 
 /** Throws ConfigError when the configuration would serve insecurely; warns once when it does on loopback. */
 export function setUpSecurity(config: Config, logger: Logger, options: SecurityOptions = {}): Security {
-  if (config.auth.clientCaFile !== undefined) {
-    // The principal mapping (mtls.ts) and peer capture (peer.ts) are ready, but the
-    // TLS server does not request and verify client certificates yet: refuse
-    // rather than accept a setting that would silently do nothing.
-    throw new ConfigError("TLS_CLIENT_CA_FILE: mutual TLS is not supported by the server yet; use API keys or JWTs");
-  }
   const authenticator = loadAuthenticator(config);
   if (!authenticator.configured) {
     if (!isLoopbackHost(config.host) && !config.auth.allowInsecure) {
@@ -92,6 +92,24 @@ export function setUpSecurity(config: Config, logger: Logger, options: SecurityO
       return watchers.acquire(`${principal.tenant}\n${principal.id}`);
     },
     onSystemEnd: (reason, record) => audit.system(reason === "expired" ? "expire" : "evict", record.tenant, record.sessionId),
+    authorizeMetrics:
+      config.auth.protectOps && authenticator.configured
+        ? async (request) => {
+            const method = "GET /metrics";
+            const peer = peerOf(request);
+            const header = request.headers.authorization;
+            const principal = await authenticator.authenticate(typeof header === "string" ? header : null, peer);
+            if (principal === undefined) {
+              audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address });
+              return "unauthenticated";
+            }
+            if (!hasScope(principal, "metrics")) {
+              audit.record({ principal: principal.id, tenant: principal.tenant, operation: "authorize", method, outcome: "permission_denied", peer: peer.address });
+              return "permission_denied";
+            }
+            return "ok";
+          }
+        : undefined,
     close,
   };
 }

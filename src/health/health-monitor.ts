@@ -20,8 +20,8 @@ export const OVERALL_SERVICE = "";
 export const HEALTH_SERVICES: readonly string[] = [OVERALL_SERVICE, SessionService.typeName];
 
 export interface HealthMonitorOptions {
-  /** Only ping() is used. */
-  readonly store: Pick<SessionStore, "ping">;
+  /** ping(), and watchReadiness() when the store has it. */
+  readonly store: Pick<SessionStore, "ping" | "watchReadiness">;
   /** Time between two pings. */
   readonly intervalMs: number;
   /**
@@ -37,7 +37,7 @@ export interface HealthMonitorOptions {
 export type HealthListener = () => void;
 
 export class HealthMonitor {
-  readonly #store: Pick<SessionStore, "ping">;
+  readonly #store: Pick<SessionStore, "ping" | "watchReadiness">;
   readonly #intervalMs: number;
   readonly #timeoutMs: number;
   readonly #logger: Logger | undefined;
@@ -47,6 +47,14 @@ export class HealthMonitor {
   /** Until the first ping answers, nothing is known: NOT_SERVING keeps traffic away from a server that is still starting. */
   #serving = false;
   #pinging = false;
+  /**
+   * False from the moment the store says a connection dropped until it says
+   * all are ready again: a cached SERVING must not outlive a dropped
+   * connection until the next tick (after a Redis restart, probes said SERVING
+   * while writes still failed with "reconnecting").
+   */
+  #connectionsReady = true;
+  #unwatchReadiness: (() => void) | undefined;
 
   constructor(options: HealthMonitorOptions) {
     if (!(options.intervalMs > 0)) throw new RangeError("HealthMonitor: intervalMs must be positive");
@@ -67,6 +75,12 @@ export class HealthMonitor {
     if (this.#timer !== undefined) return Promise.resolve();
     this.#timer = setInterval(() => void this.check(), this.#intervalMs);
     this.#timer.unref();
+    this.#unwatchReadiness = this.#store.watchReadiness?.((ready) => {
+      this.#connectionsReady = ready;
+      // Down: at once, no ping needed. Up: confirm with a ping before SERVING.
+      if (!ready) this.#set(false);
+      else void this.check();
+    });
     return this.check();
   }
 
@@ -79,6 +93,8 @@ export class HealthMonitor {
     if (this.#stopped.signal.aborted) return;
     clearInterval(this.#timer);
     this.#timer = undefined;
+    this.#unwatchReadiness?.();
+    this.#unwatchReadiness = undefined;
     this.#stopped.abort();
     this.#set(false);
     this.#listeners.clear();
@@ -119,7 +135,8 @@ export class HealthMonitor {
     this.#pinging = true;
     try {
       const ok = await this.#ping();
-      if (!this.#stopped.signal.aborted) this.#set(ok);
+      // A ping that answered just before a connection dropped must not bring SERVING back.
+      if (!this.#stopped.signal.aborted) this.#set(ok && this.#connectionsReady);
     } finally {
       this.#pinging = false;
     }

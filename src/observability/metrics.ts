@@ -54,7 +54,10 @@ const activeWatchers = new Gauge({
 /** Seconds; the sweeper runs every 250 ms by default, Redis keyspace events can lag by minutes under load. */
 const expiryLag = new Histogram({
   name: "sessiond_expiry_lag_seconds",
-  help: "Time from a session's expire_time until it was archived as expired",
+  help:
+    "Expiry lag of the sessions this process expired (by its scheduler, or lazily by a call that met a due session): " +
+    "time from a session's expire_time to the moment its archive and EXPIRED event were written, on the store's clock. " +
+    "Watchers receive the event shortly after (one event-log read)",
   buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
   registers: [registry],
 });

@@ -8,7 +8,11 @@
  * - GET /readyz: readiness. 200 while the store is reachable and the server
  *   is not shutting down, 503 (with the reason) otherwise, so load balancers
  *   stop sending traffic to this replica.
- * - GET /metrics: Prometheus exposition text.
+ * - GET /metrics: Prometheus exposition text; with `authorizeMetrics`
+ *   (AUTH_PROTECT_OPS=true and authentication configured) only for a bearer
+ *   credential with scope `metrics` or `admin`: 401 without a valid one, 403
+ *   without the scope. /healthz and /readyz stay open: kubelet and load
+ *   balancer probes carry no credentials, and they reveal nothing but up/down.
  *
  * They answer HTTP/1.1 and HTTP/2 alike (curl, kubelet httpGet probes,
  * Prometheus). HEAD is answered like GET without a body; other methods get 405.
@@ -24,9 +28,14 @@ export interface HttpEndpointsOptions {
   readonly metrics: () => Promise<{ readonly contentType: string; readonly body: string }>;
   /** Called when producing /metrics fails (a collector threw); the response is a 500 either way. */
   readonly onError?: (error: unknown) => void;
+  /** When given, decides whether a /metrics request may be answered (see the module comment). */
+  readonly authorizeMetrics?: (request: Request) => Promise<MetricsAccess>;
 }
 
-type Request = http.IncomingMessage | http2.Http2ServerRequest;
+/** The answer of authorizeMetrics. */
+export type MetricsAccess = "ok" | "unauthenticated" | "permission_denied";
+
+export type Request = http.IncomingMessage | http2.Http2ServerRequest;
 
 /** What both response classes share and these endpoints use. */
 interface PlainResponse {
@@ -63,13 +72,24 @@ export function withHttpEndpoints(next: RequestHandler, options: HttpEndpointsOp
       else send(out, 503, TEXT, `not ready: ${reason}\n`, head);
       return;
     }
-    options.metrics().then(
-      ({ contentType, body }) => send(out, 200, contentType, body, head),
-      (error: unknown) => {
+    const authorize = options.authorizeMetrics?.(req) ?? Promise.resolve<MetricsAccess>("ok");
+    authorize
+      .then(async (access) => {
+        if (access === "unauthenticated") {
+          send(out, 401, TEXT, "unauthenticated\n", head, { "www-authenticate": "Bearer" });
+          return;
+        }
+        if (access === "permission_denied") {
+          send(out, 403, TEXT, "permission denied\n", head);
+          return;
+        }
+        const { contentType, body } = await options.metrics();
+        send(out, 200, contentType, body, head);
+      })
+      .catch((error: unknown) => {
         options.onError?.(error);
         send(out, 500, TEXT, "metrics unavailable\n", head);
-      },
-    );
+      });
   };
 }
 

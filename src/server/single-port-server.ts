@@ -47,8 +47,13 @@ export interface SinglePortServerOptions {
   readonly drainTimeoutMs?: number;
   /** Options of the inner HTTP/1 server, e.g. headersTimeout and requestTimeout; Node's defaults otherwise. */
   readonly http1Options?: http.ServerOptions;
-  /** PEM certificate chain and private key: serve TLS (ALPN h2 and http/1.1) instead of plaintext. */
-  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /**
+   * PEM certificate chain and private key: serve TLS (ALPN h2 and http/1.1) instead of plaintext.
+   * With `ca` (PEM CA certificates, TLS_CLIENT_CA_FILE) the server also asks every client for a
+   * certificate and verifies it against `ca` only; see createSecureServer for why a missing or
+   * unverified one does not fail the handshake.
+   */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer; readonly ca?: string | Buffer };
 }
 
 export interface SinglePortServer {
@@ -131,6 +136,14 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
       key: tlsOptions.key,
       allowHTTP1: true,
       handshakeTimeout: prefaceTimeoutMs,
+      // Mutual TLS: request a client certificate and verify it against the configured CA alone (not
+      // the system roots). The handshake is not refused for a missing or unverified certificate
+      // (rejectUnauthorized: false): a client certificate is one credential among others (a bearer
+      // token over TLS is fine without one), and refusing at the handshake would give the client a
+      // bare connection reset and leave no audit record. Instead the socket's `authorized` says
+      // whether the certificate verified; peer.ts hands only a verified one to the authenticator,
+      // and a call with no other credential gets UNAUTHENTICATED.
+      ...(tlsOptions.ca === undefined ? {} : { ca: tlsOptions.ca, requestCert: true, rejectUnauthorized: false }),
     });
     server.on("connection", (socket: net.Socket) => {
       socket.setNoDelay(true);

@@ -48,10 +48,14 @@ export interface SessionManagerOptions {
   readonly cipher?: FieldCipher;
   /**
    * Told about every session that ended without an RPC asking for it: expired
-   * (by this process's expiry scheduler) or closed to make room for a user's new session. For the
-   * audit log; must not throw.
+   * by this process (by its expiry scheduler, or lazily by any call that met
+   * the session after its expire_time), or closed to make room for a user's
+   * new session. Each such end is told once, by the process that performed
+   * it. `at` is when it happened on the store's clock (for an expiry: when it
+   * was archived, which is later than expire_time by the expiry lag). For the
+   * audit log and metrics; must not throw.
    */
-  readonly onSystemEnd?: (reason: "expired" | "evicted", record: SessionRecord) => void;
+  readonly onSystemEnd?: (reason: "expired" | "evicted", record: SessionRecord, at: number) => void;
 }
 
 export interface CreateSessionParams {
@@ -130,7 +134,7 @@ export class SessionManager {
   readonly logger: Logger;
   readonly cipher: FieldCipher;
   private readonly scheduler: ExpiryScheduler;
-  private readonly onSystemEnd: ((reason: "expired" | "evicted", record: SessionRecord) => void) | undefined;
+  private readonly onSystemEnd: SessionManagerOptions["onSystemEnd"];
 
   constructor(options: SessionManagerOptions) {
     this.store = options.store;
@@ -145,10 +149,13 @@ export class SessionManager {
       maxSleepMs: this.config.sweepIntervalMs,
       batchSize: options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH,
       useBackendSignal: options.backendExpirySignal ?? true,
-      onExpired: (records) => {
-        for (const record of records) this.onSystemEnd?.("expired", record);
-      },
+      // Audited through store.onExpired below, which also covers lazy expiries.
+      onExpired: () => {},
       logger: this.logger.child({ component: "expiry-scheduler" }),
+    });
+    // Every expiry a call of this process performed (scheduler or lazy), once each.
+    this.store.onExpired((expirations) => {
+      for (const { record, expiredAt } of expirations) this.onSystemEnd?.("expired", record, expiredAt);
     });
   }
 
@@ -191,7 +198,7 @@ export class SessionManager {
       metadata,
       requestId: params.requestId ?? "",
     });
-    for (const record of result.evicted ?? []) this.onSystemEnd?.("evicted", record);
+    for (const record of result.evicted ?? []) this.onSystemEnd?.("evicted", record, record.endTime);
     return { session: this.view(result.session), created: result.created };
   }
 

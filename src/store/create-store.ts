@@ -5,7 +5,7 @@
 import type { Logger } from "pino";
 import type { Config } from "../config/config.js";
 import { MemoryStore } from "./memory/memory-store.js";
-import { RedisStore } from "./redis/redis-store.js";
+import { RedisStore, type RedisStoreOptions } from "./redis/redis-store.js";
 import type { SessionStore, StoreLimits } from "./store.js";
 
 /** The limits a store enforces itself, because they must be checked atomically with the write. */
@@ -22,7 +22,12 @@ export function storeLimits(config: Config): StoreLimits {
   };
 }
 
-export function createStore(config: Config, logger: Logger): SessionStore {
+export interface CreateStoreHooks {
+  /** Every Redis connection the store opens, with its name (app.ts counts their errors and reconnects). */
+  readonly onRedisConnection?: RedisStoreOptions["onConnection"];
+}
+
+export function createStore(config: Config, logger: Logger, hooks: CreateStoreHooks = {}): SessionStore {
   const limits = storeLimits(config);
   if (config.redisUrl !== undefined) {
     return new RedisStore({
@@ -31,6 +36,7 @@ export function createStore(config: Config, logger: Logger): SessionStore {
       limits,
       commandTimeoutMs: config.redisCommandTimeoutMs,
       logger: logger.child({ component: "redis-store" }),
+      ...(hooks.onRedisConnection === undefined ? {} : { onConnection: hooks.onRedisConnection }),
     });
   }
   // Loud on purpose: running without REDIS_URL by accident in production loses every session on restart.

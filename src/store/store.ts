@@ -158,6 +158,22 @@ export interface DueInfo {
   readonly now: number;
 }
 
+/**
+ * A session archived as expired by a call on this store object: by expireDue
+ * (the scheduler) or lazily, by any other method that met it after its
+ * expire_time. Each expiry is performed by exactly one store call in exactly
+ * one process, so it is reported once, by the process that did it.
+ */
+export interface Expiration {
+  /** The archived record (status expired, endTime = expireTime). */
+  readonly record: SessionRecord;
+  /** When it was archived and its EXPIRED event written, on the store's clock (ms since the epoch). */
+  readonly expiredAt: number;
+}
+
+/** Told about expirations right after the store call that performed them; must not throw. */
+export type ExpiryListener = (expirations: readonly Expiration[]) => void;
+
 /** A running backend push of due sessions (see SessionStore.watchDue). */
 export interface DueWatch {
   stop(): Promise<void>;
@@ -258,8 +274,26 @@ export interface SessionStore {
   /** A blocking reader on its own connection. */
   openEventTail(): EventTail;
 
-  /** Resolves when the store can serve requests; rejects with unavailable otherwise. */
+  /**
+   * Calls the listener with every session a call on this store object archived
+   * as expired, lazily or through expireDue (for the audit log and the expiry
+   * lag metric). Returns the function that removes it.
+   */
+  onExpired(listener: ExpiryListener): () => void;
+
+  /**
+   * Resolves when the store can serve every request (Redis: each of its
+   * connections is ready, and the command connection answers PING); rejects
+   * with unavailable otherwise.
+   */
   ping(): Promise<void>;
+  /**
+   * Optional push of connection state changes, so readiness can turn
+   * NOT_SERVING the moment a connection drops instead of at the next ping:
+   * `ready` is false as soon as any connection the store needs is not ready,
+   * true when all of them are again. Returns the function that unsubscribes.
+   */
+  watchReadiness?(listener: (ready: boolean) => void): () => void;
   /** Releases connections and timers. */
   dispose(): Promise<void>;
 }

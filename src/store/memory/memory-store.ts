@@ -16,6 +16,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { SessionError } from "../../session/errors.js";
+import { ExpiryListeners } from "../expiry-listeners.js";
 import { MemoryEventLog } from "./memory-event-log.js";
 import { canWriteData, type AccessLevel, type SessionRecord } from "../../session/model.js";
 import type {
@@ -26,6 +27,8 @@ import type {
   DeleteDataResult,
   DueInfo,
   EventTail,
+  Expiration,
+  ExpiryListener,
   GetSessionOptions,
   ListCursor,
   ListFilter,
@@ -86,6 +89,9 @@ export class MemoryStore implements SessionStore {
   private readonly now: () => number;
   private readonly tenants = new Map<string, TenantState>();
   private readonly log: MemoryEventLog;
+  private readonly expiryListeners = new ExpiryListeners();
+  /** Expirations of the call in progress, reported when it returns (see run). */
+  private expiredInCall: Expiration[] = [];
   private disposed = false;
 
   constructor(options: MemoryStoreOptions) {
@@ -379,7 +385,16 @@ export class MemoryStore implements SessionStore {
       return Promise.resolve(op());
     } catch (e) {
       return Promise.reject(e);
+    } finally {
+      // Also after a failure: a call can archive a due session and then fail (extend of it: ended).
+      const expired = this.expiredInCall;
+      this.expiredInCall = [];
+      this.expiryListeners.notify(expired);
     }
+  }
+
+  onExpired(listener: ExpiryListener): () => void {
+    return this.expiryListeners.add(listener);
   }
 
   private tenant(name: string): TenantState {
@@ -497,6 +512,7 @@ export class MemoryStore implements SessionStore {
     const final = freeze({ ...s.record, status: "expired", endTime: s.record.expireTime, version: s.record.version + 1 });
     this.end(t, s, final);
     t.counters.expired += 1;
+    this.expiredInCall.push({ record: final, expiredAt: this.now() });
     return final;
   }
 

@@ -27,6 +27,8 @@ import type {
   DueInfo,
   DueWatch,
   EventTail,
+  Expiration,
+  ExpiryListener,
   GetSessionOptions,
   ListCursor,
   ListFilter,
@@ -44,7 +46,8 @@ import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { encodeTenant } from "./keys.js";
 import { decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
-import { scriptSources, type ScriptName } from "./scripts.js";
+import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
+import { ExpiryListeners } from "../expiry-listeners.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:password@]host:port[/db] */
@@ -55,7 +58,18 @@ export interface RedisStoreOptions {
   /** Deadline of one store call, including waiting for a reconnect. */
   readonly commandTimeoutMs: number;
   readonly logger?: Logger;
+  /**
+   * Called with every Redis connection the store opens (the command
+   * connection at construction, the event reader and the keyspace subscriber
+   * when they open), before it can emit any event, with a name for it
+   * ("store", "events", "keyspace"). The app uses it to count errors and
+   * reconnects (metrics), so the store itself knows nothing of observability.
+   */
+  readonly onConnection?: (client: Redis, name: RedisConnectionName) => void;
 }
+
+/** The connections of a RedisStore, as onConnection names them. */
+export type RedisConnectionName = "store" | "events" | "keyspace";
 
 /** Longest pause between reconnect attempts: bounds how long recovery takes once Redis is back. */
 const MAX_RECONNECT_DELAY_MS = 1000;
@@ -79,6 +93,18 @@ export class RedisStore implements SessionStore {
   private disposed = false;
   /** Calls waiting for the connection; one "ready" listener serves them all. */
   private readonly readyWaiters = new Set<() => void>();
+  private readonly expiryListeners = new ExpiryListeners();
+  private readonly onConnection: RedisStoreOptions["onConnection"];
+  /**
+   * Every connection the store serves with, until it is closed on purpose:
+   * the store can serve every request only while all of them are ready (a
+   * reconnecting event reader means watchers hear nothing; a reconnecting
+   * subscriber means no expiry hints). See ping() and watchReadiness().
+   */
+  private readonly serving = new Set<Redis>();
+  private readonly readinessListeners = new Set<(ready: boolean) => void>();
+  /** What readiness listeners were last told. */
+  private lastReady: boolean | undefined;
 
   constructor(options: RedisStoreOptions) {
     this.timeoutMs = options.commandTimeoutMs;
@@ -102,6 +128,8 @@ export class RedisStore implements SessionStore {
       connectTimeout: Math.max(options.commandTimeoutMs, 1000),
       retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
     });
+    this.onConnection = options.onConnection;
+    this.track(this.redis, "store");
     this.redis.on("ready", () => {
       if (!this.connected) this.logger?.info("redis store connected");
       this.connected = true;
@@ -248,8 +276,10 @@ export class RedisStore implements SessionStore {
 
   async expireDue(limit: number): Promise<SessionRecord[]> {
     if (limit <= 0) return [];
-    const reply = await this.script("expireDue", "", [limit]);
-    return decodeRecords(reply, 1);
+    const { reply, now: expiredAt } = await this.runScript("expireDue", "", [limit]);
+    const records = decodeRecords(reply, 1);
+    this.expiryListeners.notify(records.map((record) => ({ record, expiredAt })));
+    return records;
   }
 
   async nextDue(): Promise<DueInfo> {
@@ -262,7 +292,7 @@ export class RedisStore implements SessionStore {
     await this.ping();
     return watchShadowKeyExpiry({
       command: this.redis,
-      subscriber: this.connection("keyspace subscriber"),
+      subscriber: this.connection("keyspace"),
       keyPrefix: this.prefix,
       db: this.redis.options.db ?? 0,
       onDue,
@@ -283,7 +313,7 @@ export class RedisStore implements SessionStore {
   }
 
   openEventTail(): EventTail {
-    const redis = this.connection("event reader", BLOCK_SLACK_MS);
+    const redis = this.connection("events", BLOCK_SLACK_MS);
     const key = `${this.prefix}ev`;
     return {
       read: async (after, limit, blockMs) => {
@@ -301,8 +331,32 @@ export class RedisStore implements SessionStore {
     };
   }
 
+  /**
+   * Waits (within the command timeout) until every connection is ready, then
+   * PINGs the command connection. Checking only the command connection let
+   * readiness report SERVING after a Redis restart while other connections
+   * were still reconnecting; and a cached SERVING could outlive a dropped
+   * connection until the next ping, which watchReadiness() now closes.
+   */
   async ping(): Promise<void> {
-    await this.call(() => this.redis.ping());
+    await this.call(async () => {
+      const deadline = Date.now() + this.timeoutMs;
+      for (const connection of this.serving) {
+        if (connection !== this.redis) await waitForReady(connection, deadline);
+      }
+      return this.redis.ping();
+    });
+  }
+
+  watchReadiness(listener: (ready: boolean) => void): () => void {
+    this.readinessListeners.add(listener);
+    return () => {
+      this.readinessListeners.delete(listener);
+    };
+  }
+
+  onExpired(listener: ExpiryListener): () => void {
+    return this.expiryListeners.add(listener);
   }
 
   async dispose(): Promise<void> {
@@ -311,11 +365,38 @@ export class RedisStore implements SessionStore {
   }
 
   /**
+   * Hands a new connection to onConnection and follows its state for
+   * readiness, until it ends (closed on purpose: disconnect() with no retry).
+   */
+  private track(redis: Redis, name: RedisConnectionName): void {
+    this.onConnection?.(redis, name);
+    this.serving.add(redis);
+    const changed = (): void => this.readinessChanged();
+    redis.on("ready", changed);
+    redis.on("close", changed);
+    redis.once("end", () => {
+      this.serving.delete(redis);
+      redis.off("ready", changed);
+      redis.off("close", changed);
+      this.readinessChanged();
+    });
+  }
+
+  /** Tells readiness listeners when "every connection is ready" flips. */
+  private readinessChanged(): void {
+    if (this.disposed) return;
+    const ready = [...this.serving].every((c) => c.status === "ready");
+    if (ready === this.lastReady) return;
+    this.lastReady = ready;
+    for (const listener of [...this.readinessListeners]) listener(ready);
+  }
+
+  /**
    * A dedicated connection (a blocking XREAD or a subscriber would stall every
    * command queued behind it on the shared one). Commands wait for it to
    * reconnect, bounded by the command timeout plus `slackMs` (a BLOCK's own wait).
    */
-  private connection(purpose: string, slackMs = 0): Redis {
+  private connection(purpose: Exclude<RedisConnectionName, "store">, slackMs = 0): Redis {
     const redis = this.redis.duplicate({
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,
@@ -324,19 +405,41 @@ export class RedisStore implements SessionStore {
     redis.on("error", (err: Error) => {
       if (!this.disposed) this.logger?.debug({ err: err.message, purpose }, "redis connection error");
     });
+    this.track(redis, purpose);
     return redis;
   }
 
-  /** Runs one script with the common header; throws the SessionError a non-"ok" status names. */
+  /**
+   * Runs one script with the common header; reports the sessions it expired
+   * lazily (see scripts.ts, reply header), then throws the SessionError a
+   * non-"ok" status names or returns the body's reply.
+   */
   private async script(name: ScriptName, tenant: string, args: readonly ScriptArg[]): Promise<string[]> {
+    return (await this.runScript(name, tenant, args)).reply;
+  }
+
+  /** script(), also returning the script's clock: when its writes happened. */
+  private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[]): Promise<{ reply: string[]; now: number }> {
     const fn = this.scripts[name];
-    const reply = await this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, ...args));
-    if (!Array.isArray(reply) || typeof reply[0] !== "string") {
+    const full = await this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, ...args));
+    if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {
+      throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
+    }
+    const now = Number(full[0]);
+    const lazyCount = Number(full[1]);
+    const bodyAt = REPLY_HEADER_WIDTH + lazyCount * RECORD_WIDTH;
+    // Before the status check: an extend that met a due session archived it, then answered "ended".
+    if (lazyCount > 0) {
+      const lazy: Expiration[] = decodeRecords(full.slice(REPLY_HEADER_WIDTH, bodyAt) as string[], 0).map((record) => ({ record, expiredAt: now }));
+      this.expiryListeners.notify(lazy);
+    }
+    const reply: unknown[] = full.slice(bodyAt);
+    if (typeof reply[0] !== "string") {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
     }
     const strings = reply as string[];
     if (strings[0] !== "ok") throw scriptError(strings[0] as string, strings[1]);
-    return strings;
+    return { reply: strings, now };
   }
 
   /** One deadline for waiting for a connection and for the command itself. */
@@ -378,6 +481,25 @@ export class RedisStore implements SessionStore {
       this.readyWaiters.add(wake);
     });
   }
+}
+
+/** Resolves once the connection is ready; rejects with unavailable at the deadline. */
+function waitForReady(redis: Redis, deadline: number): Promise<void> {
+  if (redis.status === "ready") return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onReady = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(
+      () => {
+        redis.off("ready", onReady);
+        reject(new SessionError("unavailable", `redis not reachable (${redis.status})`));
+      },
+      Math.max(0, deadline - Date.now()),
+    );
+    redis.once("ready", onReady);
+  });
 }
 
 function flag(b: boolean): string {

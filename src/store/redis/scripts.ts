@@ -43,11 +43,27 @@ const bodies = {
 
 export type ScriptName = keyof typeof bodies;
 
-/** The full source of every script: prelude + body. */
+/**
+ * The full source of every script: prelude + body, the body run as a function
+ * so that whatever it returns gets the common reply header first:
+ *
+ *   { NOW, n, <n lazily expired records>, <the body's reply...> }
+ *
+ * NOW is the script's clock (when its writes and events happened); the records
+ * are the sessions load_session archived as expired on the way (LAZY in the
+ * prelude), whichever operation met them. RedisStore.script strips the header.
+ */
 export function scriptSources(): Record<ScriptName, string> {
   const out = {} as Record<ScriptName, string>;
   for (const name of Object.keys(bodies) as ScriptName[]) {
-    out[name] = `${preludeLua}\n-- ${name}\n${bodies[name]}`;
+    out[name] = `${preludeLua}\n-- ${name}\nlocal reply = (function()\n${bodies[name]}\nend)()\n${REPLY_HEADER}`;
   }
   return out;
 }
+
+/** Strings in front of every reply: NOW and the count of lazily expired records. */
+export const REPLY_HEADER_WIDTH = 2;
+
+const REPLY_HEADER = String.raw`local head = { istr(NOW), istr(#LAZY / RECORD_WIDTH) }
+append(head, LAZY)
+return append(head, reply)`;

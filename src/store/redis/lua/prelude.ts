@@ -44,6 +44,16 @@ end
 local K_DUE = P .. 'dx'
 -- The event log: one stream for every tenant (see emit).
 local K_EV = P .. 'ev'
+-- Archives of sessions this run expired lazily (load_session), flattened
+-- records; scripts.ts returns them in the reply header so the process that
+-- expired them can audit them.
+local LAZY = {}
+
+-- Appends the elements of 'src' to 'dst'.
+local function append(dst, src)
+  for i = 1, #src do dst[#dst + 1] = src[i] end
+  return dst
+end
 
 local function tenant_prefix(T) return P .. T .. ':' end
 local function k_rec(tp, sid) return tp .. '{' .. sid .. '}' end
@@ -189,7 +199,11 @@ local function load_session(tp, T, sid)
   local rec = load_hash(k_rec(tp, sid))
   if rec then
     local e = tonumber(rec.e)
-    if e <= NOW then return nil, end_session(tp, T, sid, rec, 'expired', e) end
+    if e <= NOW then
+      local arch = end_session(tp, T, sid, rec, 'expired', e)
+      append(LAZY, arch)
+      return nil, arch
+    end
     return rec, nil
   end
   local arch = load_hash(k_arch(tp, sid))
@@ -217,9 +231,4 @@ local function touch(tp, sid, rec)
   redis.call('HSET', k_rec(tp, sid), 'a', rec.a)
 end
 
--- Appends the elements of 'src' to 'dst'.
-local function append(dst, src)
-  for i = 1, #src do dst[#dst + 1] = src[i] end
-  return dst
-end
 `;
