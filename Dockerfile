@@ -22,6 +22,9 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 # Runtime stage: node, production node_modules and compiled output, as the unprivileged "node" user.
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080
+# A larger young generation: ~10-15 % less CPU per RPC (fewer scavenges) for more resident memory; see bench/RESULTS.md.
+# (NODE_OPTIONS rather than a CMD argument, so the CMD stays the plain command the production-start test runs.)
+ENV NODE_OPTIONS=--max-semi-space-size=64
 WORKDIR /app
 COPY --chown=root:root package.json ./
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules

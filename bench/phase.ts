@@ -37,6 +37,8 @@ export interface PhaseSample {
 export interface MeasuredSample extends PhaseSample {
   /** CPU time of the server process over the phase, µs (0 for the direct baseline, which has no server). */
   readonly serverCpuUs: number;
+  /** Of serverCpuUs, the time the server's main thread spent in GC pauses, µs. */
+  readonly serverGcUs: number;
   /** CPU time of redis-server over the phase, µs. */
   readonly redisCpuUs: number;
 }
@@ -58,6 +60,8 @@ export interface PhaseResult {
   readonly runOpsPerSec: readonly number[];
   /** CPU time per successful call, µs: of the server, the load generator and redis-server. */
   readonly serverCpuUsPerOp: number;
+  /** GC pauses of the server per successful call, µs (part of serverCpuUsPerOp). */
+  readonly serverGcUsPerOp: number;
   readonly clientCpuUsPerOp: number;
   readonly redisCpuUsPerOp: number;
 }
@@ -156,6 +160,7 @@ export function summarize(spec: Pick<PhaseSpec, "name" | "target">, samples: rea
     p99Ms: quantile(all, 0.99),
     runOpsPerSec: samples.map((s) => (s.windowMs > 0 ? (s.ops / s.windowMs) * 1000 : 0)),
     serverCpuUsPerOp: perOp(samples, (s) => s.serverCpuUs),
+    serverGcUsPerOp: perOp(samples, (s) => s.serverGcUs),
     clientCpuUsPerOp: perOp(samples, (s) => s.clientCpuUs),
     redisCpuUsPerOp: perOp(samples, (s) => s.redisCpuUs),
   };

@@ -1,24 +1,53 @@
 /**
  * Measures Redis memory per live session: creates 100k sessions through
  * RedisStore on a private redis-server (10k users, 10 data sources, ~40 bytes of
- * JSON metadata, no request ids) and prints the used_memory delta per session,
- * with all the expiry machinery (indexes, due queue, shadow key). The event log
- * (`P ev`, one CREATED entry per create) is reported apart: it is bounded by
- * WATCH_RETENTION_EVENTS, not by the number of sessions.
+ * JSON metadata, no request ids) and measures the used_memory delta per session
+ * twice:
+ *
+ * 1. with the expiry machinery (record, user and data-source indexes, counters,
+ *    due queue, and the shadow key `P T:{sid}:x` of each session): issue 3's
+ *    target, < 700 B;
+ * 2. after deleting every shadow key (their names are known, see
+ *    src/store/redis/keys.ts): the session with every index it needs and no
+ *    expiry machinery, issue 2's target, < 600 B.
+ *
+ * The event log (`P ev`, one CREATED entry per create) is left out of both and
+ * reported apart: it is bounded by WATCH_RETENTION_EVENTS, not by the number of
+ * sessions.
+ *
+ * Redis shrinks the keyspace's hash tables only below 10 % fill, so after the
+ * deletion they keep buckets sized for the shadow keys too; the script reports
+ * those bytes (from MEMORY STATS) so the second figure can be read either way.
  *
  *   npx tsx bench/redis-memory.ts [sessions]
  *
- * Target: < 700 bytes per session (without the event log).
+ * Prints a few lines for people, then one JSON line (MemoryReport) for bench/run.ts.
  */
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { RedisStore } from "../src/store/redis/redis-store.js";
-import { DEFAULT_KEY_PREFIX } from "../src/store/redis/keys.js";
+import { DEFAULT_KEY_PREFIX, RedisKeys } from "../src/store/redis/keys.js";
 import { startRedisServer } from "../test/support/redis-server.js";
 
 const SESSIONS = Number(process.argv[2] ?? 100_000);
 const USERS = 10_000;
 const SOURCES = 10;
 const CONCURRENCY = 200;
+const TENANT = "default";
+/** Bytes of one hash-table bucket (a pointer) in Redis's dict. */
+const BUCKET_BYTES = 8;
+
+export interface MemoryReport {
+  readonly sessions: number;
+  readonly createSeconds: number;
+  /** used_memory delta per session, event log excluded, shadow keys included. */
+  readonly bytesPerSession: number;
+  /** The same after deleting every shadow key. */
+  readonly bytesPerSessionWithoutShadow: number;
+  /** Of bytesPerSessionWithoutShadow: keyspace buckets sized for the deleted keys, per session. */
+  readonly staleBucketBytesPerSession: number;
+  readonly eventLogBytes: number;
+  readonly eventLogEntries: number;
+}
 
 async function usedMemory(client: Redis): Promise<number> {
   const info = await client.info("memory");
@@ -27,8 +56,29 @@ async function usedMemory(client: Redis): Promise<number> {
   return Number(match[1]);
 }
 
+/**
+ * Bucket bytes of db 0's two keyspace tables (keys and expires) beyond what
+ * tables sized for their current key counts would take. From MEMORY STATS:
+ * overhead.hashtable.main = keys × (dictEntry 24 + robj 16) + buckets × 8 and
+ * overhead.hashtable.expires = volatile keys × 24 + buckets × 8 (Redis 7).
+ */
+async function staleBucketBytes(client: Redis): Promise<number> {
+  const stats = (await client.call("MEMORY", "STATS")) as unknown[];
+  const db = stats[stats.indexOf("db.0") + 1];
+  if (!Array.isArray(db)) return Number.NaN;
+  const field = (name: string): number => Number(db[db.indexOf(name) + 1]);
+  const keyspace = await client.info("keyspace");
+  const keys = Number(/^db0:keys=(\d+)/m.exec(keyspace)?.[1] ?? Number.NaN);
+  const volatile = Number(/^db0:.*expires=(\d+)/m.exec(keyspace)?.[1] ?? Number.NaN);
+  const mainBuckets = (field("overhead.hashtable.main") - keys * 40) / BUCKET_BYTES;
+  const expiresBuckets = (field("overhead.hashtable.expires") - volatile * 24) / BUCKET_BYTES;
+  const needed = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(4, n)));
+  return (Math.max(0, mainBuckets - needed(keys)) + Math.max(0, expiresBuckets - needed(volatile))) * BUCKET_BYTES;
+}
+
 const server = await startRedisServer();
 const client = server.client();
+const keys = new RedisKeys(DEFAULT_KEY_PREFIX, TENANT);
 const store = new RedisStore({
   url: server.url,
   keyPrefix: DEFAULT_KEY_PREFIX,
@@ -39,17 +89,18 @@ try {
   await store.ping();
   // Warm up: the first script calls load the scripts and create the due queue and counters.
   const warm = await store.create({
-    tenant: "default", userId: "warm", dataSource: "warm", accessLevel: "read", ttlMs: 3_600_000, metadata: "{}", requestId: "",
+    tenant: TENANT, userId: "warm", dataSource: "warm", accessLevel: "read", ttlMs: 3_600_000, metadata: "{}", requestId: "",
   });
-  await store.close("default", warm.session.sessionId);
+  await store.close(TENANT, warm.session.sessionId);
   const before = await usedMemory(client);
   const started = Date.now();
+  const sessionIds: string[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < SESSIONS) {
       const i = next++;
-      await store.create({
-        tenant: "default",
+      const { session } = await store.create({
+        tenant: TENANT,
         userId: `user-${String(i % USERS).padStart(5, "0")}`,
         dataSource: `source-${i % SOURCES}`,
         accessLevel: i % 3 === 0 ? "write" : "read",
@@ -57,15 +108,42 @@ try {
         metadata: JSON.stringify({ client: "web", region: "eu-west-1", n: i % 100 }),
         requestId: "",
       });
+      sessionIds.push(session.sessionId);
     }
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-  const after = await usedMemory(client);
-  const logBytes = Number(await client.call("MEMORY", "USAGE", `${DEFAULT_KEY_PREFIX}ev`, "SAMPLES", "0"));
-  const perSession = (after - before - logBytes) / SESSIONS;
-  console.log(`sessions: ${SESSIONS}, created in ${Date.now() - started} ms`);
-  console.log(`used_memory delta: ${after - before} bytes, of which the event log: ${logBytes} bytes (${(logBytes / SESSIONS).toFixed(1)} per event)`);
-  console.log(`bytes per session: ${perSession.toFixed(1)} (target < 700)`);
+  const createSeconds = (Date.now() - started) / 1000;
+  const withShadow = await usedMemory(client);
+  const logKey = keys.events();
+  const logBytes = Number(await client.call("MEMORY", "USAGE", logKey, "SAMPLES", "0"));
+  const logEntries = await client.xlen(logKey);
+
+  // The expiry machinery's per-session part: one shadow key per session, deleted by name.
+  for (let i = 0; i < sessionIds.length; i += 1000) {
+    const shadows = sessionIds.slice(i, i + 1000).map((id) => keys.shadow(id));
+    const deleted = await client.del(...shadows);
+    if (deleted !== shadows.length) throw new Error(`expected ${shadows.length} shadow keys, deleted ${deleted}`);
+  }
+  const withoutShadow = await usedMemory(client);
+  const stale = await staleBucketBytes(client);
+
+  const report: MemoryReport = {
+    sessions: SESSIONS,
+    createSeconds,
+    bytesPerSession: (withShadow - before - logBytes) / SESSIONS,
+    bytesPerSessionWithoutShadow: (withoutShadow - before - logBytes) / SESSIONS,
+    staleBucketBytesPerSession: stale / SESSIONS,
+    eventLogBytes: logBytes,
+    eventLogEntries: logEntries,
+  };
+  console.log(`sessions: ${SESSIONS}, created in ${(createSeconds * 1000).toFixed(0)} ms`);
+  console.log(`used_memory delta: ${withShadow - before} bytes, of which the event log: ${logBytes} bytes (${(logBytes / logEntries).toFixed(1)} per event)`);
+  console.log(`bytes per session: ${report.bytesPerSession.toFixed(1)} with the shadow key (target < 700)`);
+  console.log(
+    `bytes per session without the shadow key: ${report.bytesPerSessionWithoutShadow.toFixed(1)} (target < 600), ` +
+      `of which ${report.staleBucketBytesPerSession.toFixed(1)} are keyspace buckets left from the deleted keys`,
+  );
+  console.log(JSON.stringify(report));
 } finally {
   await store.dispose();
   client.disconnect();

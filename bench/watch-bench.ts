@@ -4,6 +4,7 @@
  *   npx tsx bench/watch-bench.ts            # the whole run (a few minutes), prints a table and a JSON line
  *   WATCH_BENCH_QUICK=1 npx tsx bench/watch-bench.ts   # smaller sizes, for a smoke run
  *   WATCH_BENCH_ONLY=fanout (or expiry) npx tsx bench/watch-bench.ts   # one part
+ *   WATCH_BENCH_NODE_FLAGS="--max-semi-space-size=64"   # Node flags of the service process
  *
  * On a private redis-server, with the service in its own process
  * (`node --import tsx src/main.ts`):
@@ -28,6 +29,7 @@
  * line, a JSON object with the numbers (see `Results`).
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { setMaxListeners } from "node:events";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,9 +45,11 @@ const ROOT = dirname(HERE);
 const QUICK = process.env["WATCH_BENCH_QUICK"] === "1";
 /** "expiry" or "fanout" to run one part only. */
 const ONLY = process.env["WATCH_BENCH_ONLY"] ?? "";
+/** Node flags of the service process (space-separated), e.g. the production ones bench/run.ts passes. */
+const NODE_FLAGS = (process.env["WATCH_BENCH_NODE_FLAGS"] ?? "").split(" ").filter((f) => f !== "");
 const ENCRYPTION_KEYS = `bench:${Buffer.alloc(32, 9).toString("base64")}`;
 
-interface Stats {
+export interface Stats {
   readonly n: number;
   readonly p50: number;
   readonly p99: number;
@@ -106,7 +110,11 @@ if (process.argv.includes("--fanout-client")) {
   };
   const all = Array.from({ length: watchers }, (_, i) => one(i));
   // The parent waits for "ready" (every stream answered its first heartbeat), then writes.
-  const timer = setInterval(() => process.stdout.write(`${JSON.stringify({ ready, done })}\n`), 250);
+  const cpuUs = (): number => {
+    const cpu = process.cpuUsage();
+    return cpu.user + cpu.system;
+  };
+  const timer = setInterval(() => process.stdout.write(`${JSON.stringify({ ready, done, cpuUs: cpuUs() })}\n`), 250);
   await Promise.race([Promise.all(all), sleep(120_000)]);
   clearInterval(timer);
   abort.abort();
@@ -123,7 +131,7 @@ interface Service {
 
 function startService(redisUrl: string, env: Record<string, string>): Promise<Service> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "src/main.ts")], {
+    const child = spawn(process.execPath, [...NODE_FLAGS, "--import", "tsx", join(ROOT, "src/main.ts")], {
       cwd: ROOT,
       env: { ...process.env, HOST: "127.0.0.1", PORT: "0", REDIS_URL: redisUrl, ENCRYPTION_KEYS, AUDIT_LOG: "off", LOG_LEVEL: "info", ...env },
       stdio: ["ignore", "pipe", "inherit"],
@@ -170,7 +178,7 @@ async function preload(redisUrl: string, count: number): Promise<void> {
   await store.dispose();
 }
 
-interface ExpiryResult {
+export interface ExpiryResult {
   readonly live: number;
   readonly service: Stats;
   readonly redisNotification: Stats;
@@ -237,28 +245,50 @@ async function expiryLag(client: SessionClient, raw: Redis, subscriber: Redis, l
   return { live, service: stats(serviceLag), redisNotification: stats(redisLag), redisDelivered: redisLag.length, probes: probes.size, failed, seconds: createdIn };
 }
 
-interface FanoutResult {
+export interface FanoutResult {
   readonly watchers: number;
   readonly completed: number;
   readonly deliveries: Stats;
   readonly lastWatcher: Stats;
+  /** CPU time per delivery from the first update to the last delivery, µs: of the service and of the watchers' process. */
+  readonly serviceCpuUsPerDelivery?: number;
+  readonly clientCpuUsPerDelivery?: number;
 }
 
-async function fanout(url: string, client: SessionClient, watchers: number, events: number): Promise<FanoutResult> {
+/** CPU time (user + system) a process has used so far, µs, from /proc (Linux); NaN elsewhere. */
+function processCpuUs(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may contain spaces): state is the 3rd field, utime the 14th, stime the 15th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    // USER_HZ is 100 on Linux.
+    return ticks * 10_000;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function fanout(service: Service, client: SessionClient, watchers: number, events: number): Promise<FanoutResult> {
+  const url = service.url;
   const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--fanout-client", url, "--watchers", String(watchers), "--events", String(events)], {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "inherit"],
   });
   let buffer = "";
   let ready = 0;
+  let done = 0;
+  let clientCpuUs = Number.NaN;
   let result: FanoutResult | undefined;
   child.stdout?.on("data", (chunk: Buffer) => {
     buffer += chunk.toString();
     const lines = buffer.split("\n");
     buffer = lines.pop() ?? "";
     for (const line of lines) {
-      const msg = JSON.parse(line) as { ready?: number; result?: FanoutResult };
+      const msg = JSON.parse(line) as { ready?: number; done?: number; cpuUs?: number; result?: FanoutResult };
       if (msg.ready !== undefined) ready = msg.ready;
+      if (msg.done !== undefined) done = msg.done;
+      if (msg.cpuUs !== undefined) clientCpuUs = msg.cpuUs;
       if (msg.result !== undefined) result = msg.result;
     }
   });
@@ -268,16 +298,40 @@ async function fanout(url: string, client: SessionClient, watchers: number, even
   while (ready < watchers && Date.now() < deadline) await sleep(100);
   // One event at a time to all of them: 100 ms apart for 1k watchers, 1 s apart for 10k.
   const intervalMs = Math.max(100, watchers / 10);
+  const serviceCpuStart = processCpuUs(service.child.pid);
+  const clientCpuStart = clientCpuUs;
   for (let i = 0; i < events; i++) {
     await client.updateSession({ sessionId: session?.sessionId ?? "", metadata: { i } });
     await sleep(intervalMs);
   }
+  // Every watcher has its events (or gave up): the work of this fan-out is done.
+  const doneBy = Date.now() + 30_000;
+  while (done < watchers && child.exitCode === null && Date.now() < doneBy) await sleep(50);
+  const serviceCpu = processCpuUs(service.child.pid) - serviceCpuStart;
+  const clientCpu = clientCpuUs - clientCpuStart;
   await exited;
   if (result === undefined) throw new Error("the fan-out client reported nothing");
-  return result;
+  const delivered = Math.max(1, result.deliveries.n);
+  return { ...result, serviceCpuUsPerDelivery: serviceCpu / delivered, clientCpuUsPerDelivery: clientCpu / delivered };
 }
 
 // ---------------------------------------------------------------- main
+
+/** Updates sent to the fan-out watchers, each delivered to every one of them. */
+const FANOUT_EVENTS = 20;
+
+/** The last stdout line: what bench/run.ts reads. */
+export interface WatchBenchReport {
+  readonly quick: boolean;
+  /** Probe sessions created (and so expiring) per second. */
+  readonly rate: number;
+  readonly seconds: number;
+  /** Events each fan-out watcher is sent. */
+  readonly events: number;
+  readonly expiry: readonly ExpiryResult[];
+  readonly fanouts: readonly FanoutResult[];
+  readonly memory?: { readonly perSession: number; readonly perSessionWithLog: number; readonly logBytes: number };
+}
 
 const redis = await startRedisServer();
 const raw = redis.client();
@@ -316,7 +370,7 @@ try {
   const fanouts: FanoutResult[] = [];
   for (const watchers of ONLY === "expiry" ? [] : QUICK ? [200, 1000] : [1000, 10_000]) {
     process.stdout.write(`fan-out to ${watchers} watchers ... `);
-    const result = await fanout(service.url, client, watchers, 20);
+    const result = await fanout(service, client, watchers, FANOUT_EVENTS);
     fanouts.push(result);
     process.stdout.write(`p99 ${result.deliveries.p99} ms\n`);
   }
@@ -332,7 +386,10 @@ try {
   }
   console.log("Fan-out (ms): deliveries p50 / p99 / max; time until the last watcher got an event p50 / p99 / max:");
   for (const f of fanouts) {
-    console.log(`  ${f.watchers.toLocaleString("en")} watchers (${f.completed} completed): ${fmt(f.deliveries)}; last watcher ${fmt(f.lastWatcher)}`);
+    console.log(
+      `  ${f.watchers.toLocaleString("en")} watchers (${f.completed} completed): ${fmt(f.deliveries)}; last watcher ${fmt(f.lastWatcher)}; ` +
+        `CPU per delivery: service ${f.serviceCpuUsPerDelivery?.toFixed(0)} µs, watchers' process ${f.clientCpuUsPerDelivery?.toFixed(0)} µs`,
+    );
   }
   if (memory !== undefined) {
     console.log(
@@ -340,7 +397,8 @@ try {
         `${memory.perSessionWithLog.toFixed(0)} B including the CREATED events in the log (log ${(memory.logBytes / 1e6).toFixed(1)} MB, bounded by WATCH_RETENTION_EVENTS)`,
     );
   }
-  console.log(JSON.stringify({ expiry, fanouts, memory }));
+  const report: WatchBenchReport = { quick: QUICK, rate, seconds, events: FANOUT_EVENTS, expiry, fanouts, ...(memory === undefined ? {} : { memory }) };
+  console.log(JSON.stringify(report));
 } finally {
   service?.child.kill("SIGTERM");
   subscriber.disconnect();

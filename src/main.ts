@@ -23,14 +23,23 @@ if (process.argv.includes("--help") || process.argv.includes("-h")) {
   process.exit(0);
 }
 
+/**
+ * A configuration mistake is the operator's to fix: the message names the
+ * variable, a stack trace would only hide it. Both loadConfig and startApp's
+ * refusals (no encryption key for Redis, no authentication on a public HOST)
+ * throw ConfigError.
+ */
+function exitBadConfig(error: ConfigError): never {
+  process.stderr.write(`sessiond: invalid configuration: ${error.message}\n`);
+  process.exit(EXIT_BAD_CONFIG);
+}
+
 let config: Config;
 try {
   config = loadConfig();
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
-  // A configuration mistake is the operator's to fix: the message names the variable, a stack trace would only hide it.
-  process.stderr.write(`sessiond: invalid configuration: ${error.message}\n`);
-  process.exit(EXIT_BAD_CONFIG);
+  exitBadConfig(error);
 }
 
 const logger = createLogger({ level: config.logLevel });
@@ -39,6 +48,7 @@ let app: App;
 try {
   app = await startApp(config, { logger });
 } catch (error) {
+  if (error instanceof ConfigError) exitBadConfig(error);
   logger.fatal({ err: error }, "sessiond failed to start");
   process.exit(EXIT_FAILURE);
 }

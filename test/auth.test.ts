@@ -14,7 +14,7 @@ import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1
 import type { App } from "../src/app.js";
 import { AccessLevel, Code, ConnectError, EventType, type SessionClient, type SessionEvent } from "../src/client/index.js";
 import { ConfigError } from "../src/config/config.js";
-import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+import { useRedisServer } from "./support/redis-server.js";
 import { captureLogs, startTestApp } from "./support/server.js";
 import { AUDIENCE, clientWith, hs256, HS_SECRET, ISSUER, tempDir, writeApiKeysFile, writeJwks, type Jwks, type TestKey } from "./support/auth.js";
 
@@ -279,11 +279,7 @@ async function crossTenantSuite(url: string): Promise<void> {
 }
 
 describe("tenant isolation", () => {
-  let redis: RedisServerHandle;
-  before(async () => {
-    redis = await startRedisServer();
-  });
-  after(() => redis.stop());
+  const redis = useRedisServer();
 
   test("every RPC across two tenants, memory store", async () => {
     const app = await startTestApp({ env: authEnv() });

@@ -5,7 +5,7 @@
  * copied between sessions and keys failing to decrypt, the start refused
  * without keys, and key rotation with `npm run reencrypt`.
  */
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { spawn } from "node:child_process";
@@ -20,7 +20,7 @@ import { AesGcmFieldCipher, DecryptError, METADATA_FIELD, PLAINTEXT_CIPHER, data
 import { Keyring, parseKeyring } from "../src/crypto/keyring.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { reencrypt } from "../src/tools/reencrypt.js";
-import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+import { useRedisServer } from "./support/redis-server.js";
 import { startTestApp } from "./support/server.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -121,16 +121,7 @@ async function rawDump(raw: Redis): Promise<string> {
 }
 
 describe("encryption at rest on Redis", () => {
-  let redis: RedisServerHandle;
-  let raw: Redis;
-  before(async () => {
-    redis = await startRedisServer();
-    raw = redis.client();
-  });
-  after(async () => {
-    raw.disconnect();
-    await redis.stop();
-  });
+  const redis = useRedisServer();
 
   async function withApp(env: Record<string, string>, fn: (app: App, client: SessionClient) => Promise<void>): Promise<void> {
     const app = await startTestApp({ redisUrl: redis.url, env: { SWEEP_INTERVAL: "50ms", ...env } });
@@ -146,15 +137,15 @@ describe("encryption at rest on Redis", () => {
       startTestApp({ redisUrl: redis.url, env: { ENCRYPTION_KEYS: "" } }),
       (e: unknown) => e instanceof ConfigError && /ENCRYPTION_KEYS/.test(e.message) && /ALLOW_PLAINTEXT/.test(e.message),
     );
-    await raw.flushall();
+    await redis.raw.flushall();
     await withApp({ ENCRYPTION_KEYS: "", ALLOW_PLAINTEXT: "true" }, async (_app, client) => {
       await client.createSession({ userId: "u", dataSource: "d", metadata: { note: "plain-visible" } });
-      assert.ok((await rawDump(raw)).includes("plain-visible"), "the dump would see a plaintext secret");
+      assert.ok((await rawDump(redis.raw)).includes("plain-visible"), "the dump would see a plaintext secret");
     });
   });
 
   test("a secret written through every API path leaves no trace in a raw dump of Redis", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     const secret = `s3cr3t-${randomUUID()}`;
     await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
       const events: string[] = [];
@@ -198,7 +189,7 @@ describe("encryption at rest on Redis", () => {
       await watching;
       assert.ok(events.some((e) => e.includes(secret)), "watch events carry the decrypted metadata");
 
-      const dump = await rawDump(raw);
+      const dump = await rawDump(redis.raw);
       assert.ok(dump.includes(id), "the dump covers the session's keys");
       assert.ok(dump.includes("e1:k1:"), "values are stored sealed");
       assert.ok(!dump.includes(secret), "no trace of the secret in Redis");
@@ -207,7 +198,7 @@ describe("encryption at rest on Redis", () => {
   });
 
   test("a ciphertext copied to another session, data key or tenant fails to decrypt (INTERNAL), nothing leaks", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
       const a = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { who: "a-secret" } })).session?.sessionId ?? "";
       const b = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { who: "b" } })).session?.sessionId ?? "";
@@ -225,12 +216,12 @@ describe("encryption at rest on Redis", () => {
         });
       };
       // a's metadata into b's record.
-      await raw.hset(keys.record(b), "m", String(await raw.hget(keys.record(a), "m")));
+      await redis.raw.hset(keys.record(b), "m", String(await redis.raw.hget(keys.record(a), "m")));
       await internal(client.getSession({ sessionId: b }), "metadata copied to another session");
       // a's data value x into a's key y, and into b's key x.
-      await raw.hset(keys.data(a), "y", String(await raw.hget(keys.data(a), "x")));
+      await redis.raw.hset(keys.data(a), "y", String(await redis.raw.hget(keys.data(a), "x")));
       await internal(client.getSessionData({ sessionId: a, key: "y" }), "value copied to another key");
-      await raw.hset(keys.data(b), "x", String(await raw.hget(keys.data(a), "x")));
+      await redis.raw.hset(keys.data(b), "x", String(await redis.raw.hget(keys.data(a), "x")));
       await internal(client.getSessionData({ sessionId: b, key: "x" }), "value copied to another session");
       await internal(client.listSessionData({ sessionId: b, includeValues: true }), "listing with a copied value");
       // The untouched value still opens.
@@ -239,7 +230,7 @@ describe("encryption at rest on Redis", () => {
   });
 
   test("key rotation: old keys keep reading, npm run reencrypt rewrites everything under the primary key", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     const ids: string[] = [];
     let archived = "";
     await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
@@ -253,9 +244,9 @@ describe("encryption at rest on Redis", () => {
     });
     const sealedValues = async (): Promise<string[]> => {
       const out: string[] = [];
-      for (const k of await raw.keys("sd:default:{*")) {
-        if ((await raw.type(k)) !== "hash") continue;
-        const h = await raw.hgetall(k);
+      for (const k of await redis.raw.keys("sd:default:{*")) {
+        if ((await redis.raw.type(k)) !== "hash") continue;
+        const h = await redis.raw.hgetall(k);
         for (const [f, v] of Object.entries(h)) if (k.endsWith(":d") || f === "m") out.push(v);
       }
       return out;
@@ -288,7 +279,7 @@ describe("encryption at rest on Redis", () => {
     assert.equal(report.rewritten, mixed.filter((v) => sealedKeyId(v) === "k1").length);
     assert.ok((await sealedValues()).every((v) => sealedKeyId(v) === "k2"));
     // Running it again finds nothing to do.
-    assert.equal((await reencrypt({ redis: raw, keyPrefix: "sd:", keyring: parseKeyring(`${K2},${K1}`) })).rewritten, 0);
+    assert.equal((await reencrypt({ redis: redis.raw, keyPrefix: "sd:", keyring: parseKeyring(`${K2},${K1}`) })).rewritten, 0);
 
     // With only the new key, everything still reads.
     await withApp({ ENCRYPTION_KEYS: K2 }, async (_app, client) => {

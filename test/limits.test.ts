@@ -6,12 +6,11 @@
  * deadline passes while Redis is paused gets DEADLINE_EXCEEDED, and the write
  * is all or nothing.
  */
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";
-import type { Redis } from "ioredis";
 import type { App } from "../src/app.js";
 import {
   AccessLevel,
@@ -23,7 +22,7 @@ import {
   type SessionClient,
 } from "../src/client/index.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
-import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+import { startRedisServer, useRedisServer } from "./support/redis-server.js";
 import { startTestApp } from "./support/server.js";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
 
@@ -202,16 +201,7 @@ describe("limits", () => {
 });
 
 describe("deadlines", () => {
-  let redis: RedisServerHandle;
-  let raw: Redis;
-  before(async () => {
-    redis = await startRedisServer();
-    raw = redis.client();
-  });
-  after(async () => {
-    raw.disconnect();
-    await redis.stop();
-  });
+  const redis = useRedisServer();
 
   /** A Connect-protocol JSON call with a server-side deadline only (no client timer). */
   async function callWithDeadline(url: string, method: string, body: unknown, timeoutMs: number): Promise<{ status: number; code: string | undefined }> {
@@ -233,30 +223,30 @@ describe("deadlines", () => {
         const keys = new RedisKeys("sd:", "default");
         const totalBefore = (await client.getSessionMetrics({})).totalSessions;
 
-        await raw.call("CLIENT", "PAUSE", "1500", "WRITE");
+        await redis.raw.call("CLIENT", "PAUSE", "1500", "WRITE");
         const [set, made] = await Promise.all([
           callWithDeadline(app.url, "SetSessionData", { sessionId, key: "k", value: "v" }, 100),
           callWithDeadline(app.url, "CreateSession", { userId: "deadline-user", dataSource: "paused-src" }, 100),
         ]);
         assert.deepEqual(set, { status: 504, code: "deadline_exceeded" });
         assert.deepEqual(made, { status: 504, code: "deadline_exceeded" });
-        await raw.call("CLIENT", "UNPAUSE");
+        await redis.raw.call("CLIENT", "UNPAUSE");
         await sleep(300);
 
         // SetSessionData: either the value and the version bump, or neither.
         const version = (await client.getSession({ sessionId })).session?.version ?? 0n;
-        const present = await raw.hexists(keys.data(sessionId), "k");
+        const present = await redis.raw.hexists(keys.data(sessionId), "k");
         assert.ok((present === 1 && version === before + 1n) || (present === 0 && version === before), `data ${present}, version ${before} → ${version}`);
         // CreateSession: either every part (record, indexes, counters) or none.
         const total = (await client.getSessionMetrics({})).totalSessions;
         const bySource = (await client.listSessions({ dataSource: "paused-src" })).sessions;
-        const inIndex = await raw.zcard(keys.dataSource("paused-src"));
+        const inIndex = await redis.raw.zcard(keys.dataSource("paused-src"));
         if (total === totalBefore) {
           assert.deepEqual([bySource.length, inIndex], [0, 0]);
         } else {
           assert.equal(total, totalBefore + 1n);
           assert.deepEqual([bySource.length, inIndex], [1, 1]);
-          assert.equal(await raw.exists(keys.record(bySource[0]?.sessionId ?? "")), 1);
+          assert.equal(await redis.raw.exists(keys.record(bySource[0]?.sessionId ?? "")), 1);
         }
       },
       redis.url,

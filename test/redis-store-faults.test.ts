@@ -7,15 +7,14 @@
  * The elapsed-time bounds are generous correctness bounds (5× the timeout), not
  * speed targets.
  */
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Redis } from "ioredis";
 import { SessionError } from "../src/session/errors.js";
 import type { SessionStore } from "../src/store/store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { CONFORMANCE_LIMITS } from "./conformance/store-conformance.js";
-import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+import { useRedisServer } from "./support/redis-server.js";
 
 const TIMEOUT_MS = 300;
 const BOUND_MS = 5 * TIMEOUT_MS;
@@ -71,18 +70,7 @@ async function waitUntilServing(store: SessionStore): Promise<void> {
 }
 
 describe("RedisStore with Redis unreachable", () => {
-  let server: RedisServerHandle;
-  let raw: Redis;
-
-  before(async () => {
-    server = await startRedisServer();
-    raw = server.client();
-  });
-
-  after(async () => {
-    raw.disconnect();
-    await server.stop();
-  });
+  const server = useRedisServer();
 
   it("every call rejects with unavailable in bounded time while Redis is down, and the same store recovers", async () => {
     const store = newStore(server.url);
@@ -126,10 +114,10 @@ describe("RedisStore with Redis unreachable", () => {
     const store = newStore(server.url);
     try {
       await store.ping();
-      await raw.call("CLIENT", "PAUSE", String(4 * TIMEOUT_MS), "ALL");
+      await server.raw.call("CLIENT", "PAUSE", String(4 * TIMEOUT_MS), "ALL");
       await assertUnavailableInTime("create while paused", () => everyCall(store, "x")[1]![1]());
       await assertUnavailableInTime("list while paused", () => store.list(T, {}, 10));
-      await raw.call("CLIENT", "UNPAUSE");
+      await server.raw.call("CLIENT", "UNPAUSE");
       await waitUntilServing(store);
       await store.list(T, {}, 10);
     } finally {
@@ -138,12 +126,12 @@ describe("RedisStore with Redis unreachable", () => {
   });
 
   it("scripts flushed from a running Redis are loaded again (NOSCRIPT fallback)", async () => {
-    await raw.flushall(); // a write that timed out while paused may still have landed
+    await server.raw.flushall(); // a write that timed out while paused may still have landed
     const store = newStore(server.url);
     try {
       await store.list(T, {}, 10);
       await store.expireDue(1);
-      await raw.script("FLUSH");
+      await server.raw.script("FLUSH");
       assert.deepEqual(await store.list(T, {}, 10), { sessions: [] });
       assert.deepEqual(await store.expireDue(1), []);
     } finally {

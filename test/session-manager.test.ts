@@ -5,7 +5,7 @@
  * size limits checked before any write, one logged event per write, and
  * the expiry scheduler (EXPIRED events, batches, store errors, stop).
  */
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
@@ -16,7 +16,7 @@ import { MemoryStore } from "../src/store/memory/memory-store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import type { SessionStore, StoredEvent, StoreLimits } from "../src/store/store.js";
 import { watchSessions, WatchInterrupted } from "../src/streaming/watch-sessions.js";
-import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+import { useRedisServer } from "./support/redis-server.js";
 
 const TENANT = "t1";
 const OTHER_TENANT = "t2";
@@ -462,13 +462,7 @@ function managerSuite(name: string, openStore: OpenStore): void {
 managerSuite("MemoryStore", async () => new MemoryStore({ limits: LIMITS }));
 
 describe("SessionManager over RedisStore", () => {
-  let server: RedisServerHandle;
-  before(async () => {
-    server = await startRedisServer();
-  });
-  after(async () => {
-    await server.stop();
-  });
+  const server = useRedisServer();
 
   managerSuite("RedisStore", async () => {
     const raw = server.client();

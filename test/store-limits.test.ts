@@ -5,32 +5,20 @@
  * (atomically in setData). Each cap is tried below, at and above its limit, and
  * a rejected write must leave everything as it was.
  */
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Redis } from "ioredis";
 import { MemoryStore } from "../src/store/memory/memory-store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import type { CreateSessionInput, SessionStore, StoreLimits } from "../src/store/store.js";
 import { assertRejectsKind } from "./conformance/store-conformance.js";
-import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+import { useRedisServer } from "./support/redis-server.js";
 
 const T = "tenant-limits";
 const BASE: StoreLimits = { maxDataKeys: 10, archiveRetentionMs: 60_000, expiryGraceMs: 60_000 };
 
-let server: RedisServerHandle;
-let raw: Redis;
-
-before(async () => {
-  server = await startRedisServer();
-  raw = server.client();
-});
-
-after(async () => {
-  raw.disconnect();
-  await server.stop();
-});
+const server = useRedisServer();
 
 type Open = (limits: StoreLimits) => Promise<SessionStore>;
 
@@ -39,7 +27,7 @@ const backends: [string, Open][] = [
   [
     "redis",
     async (limits) => {
-      await raw.flushall();
+      await server.raw.flushall();
       return new RedisStore({ url: server.url, keyPrefix: "sl:", limits, commandTimeoutMs: 2000 });
     },
   ],

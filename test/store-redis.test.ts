@@ -4,39 +4,28 @@
  * atomicity under parallel calls, exactly-once expiry across store instances,
  * and index keys that die even when the sweeper never ran.
  */
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
+import { setTimeout as sleep } from "node:timers/promises";
 import { SessionError } from "../src/session/errors.js";
 import type { SessionRecord } from "../src/session/model.js";
 import type { CreateSessionInput, StoreLimits } from "../src/store/store.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
-import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+import { useRedisServer } from "./support/redis-server.js";
 
 const PREFIX = "sdtest:";
 
-let server: RedisServerHandle;
-let raw: Redis;
-
-before(async () => {
-  server = await startRedisServer();
-  raw = server.client();
-});
-
-after(async () => {
-  raw.disconnect();
-  await server.stop();
-});
+const server = useRedisServer();
 
 function openStore(limits: StoreLimits = CONFORMANCE_LIMITS): RedisStore {
   return new RedisStore({ url: server.url, keyPrefix: PREFIX, limits, commandTimeoutMs: 2000 });
 }
 
 runStoreConformance("redis", async () => {
-  await raw.flushall();
+  await server.raw.flushall();
   const store = openStore();
   return { store, cleanup: () => store.dispose() };
 });
@@ -65,7 +54,7 @@ describe("RedisStore on Redis", () => {
   }
 
   async function withStore(fn: (store: RedisStore) => Promise<void>, grace = GRACE): Promise<void> {
-    await raw.flushall();
+    await server.raw.flushall();
     const store = openStore({ ...limits, expiryGraceMs: grace });
     try {
       await fn(store);
@@ -75,12 +64,12 @@ describe("RedisStore on Redis", () => {
   }
 
   async function expireTimeOf(key: string): Promise<number> {
-    return Number(await raw.call("PEXPIRETIME", key));
+    return Number(await server.raw.call("PEXPIRETIME", key));
   }
 
   /** Every key of the tenant (SCAN is fine in a test; the store never scans). */
   async function tenantKeys(): Promise<string[]> {
-    return (await raw.keys(`${PREFIX}${TENANT}:*`)).sort();
+    return (await server.raw.keys(`${PREFIX}${TENANT}:*`)).sort();
   }
 
   it("every key of a session expires at expireTime + grace, and follows extend", () =>
@@ -91,18 +80,18 @@ describe("RedisStore on Redis", () => {
       const sessionKeys = [keys.record(sid), keys.data(sid), keys.requestId("req-ttl")];
       const indexKeys = [keys.user("user-1"), keys.dataSource("source-1")];
       for (const key of [...sessionKeys, ...indexKeys]) {
-        assert.ok((await raw.pttl(key)) > 0, `${key} has a TTL`);
+        assert.ok((await server.raw.pttl(key)) > 0, `${key} has a TTL`);
         assert.equal(await expireTimeOf(key), session.expireTime + GRACE, `${key} expires with the session`);
       }
-      assert.equal(Number(await raw.zscore(keys.user("user-1"), sid)), session.expireTime);
-      assert.equal(Number(await raw.zscore(keys.dataSource("source-1"), sid)), session.expireTime);
+      assert.equal(Number(await server.raw.zscore(keys.user("user-1"), sid)), session.expireTime);
+      assert.equal(Number(await server.raw.zscore(keys.dataSource("source-1"), sid)), session.expireTime);
 
       const later = await store.extend(TENANT, sid, 120_000);
       for (const key of [...sessionKeys, ...indexKeys]) {
         assert.equal(await expireTimeOf(key), later.expireTime + GRACE, `${key} follows a later expiry`);
       }
-      assert.equal(Number(await raw.zscore(keys.user("user-1"), sid)), later.expireTime);
-      assert.equal(Number(await raw.zscore(keys.dataSource("source-1"), sid)), later.expireTime);
+      assert.equal(Number(await server.raw.zscore(keys.user("user-1"), sid)), later.expireTime);
+      assert.equal(Number(await server.raw.zscore(keys.dataSource("source-1"), sid)), later.expireTime);
 
       const earlier = await store.extend(TENANT, sid, 30_000);
       for (const key of sessionKeys) {
@@ -112,8 +101,8 @@ describe("RedisStore on Redis", () => {
         // An index key lives as long as its longest-lived member ever did.
         assert.ok((await expireTimeOf(key)) >= earlier.expireTime + GRACE, `${key} still covers the session`);
       }
-      assert.equal(Number(await raw.zscore(keys.dataSource("source-1"), sid)), earlier.expireTime);
-      const due = await raw.zscore(keys.due(), keys.dueMember("source-1"));
+      assert.equal(Number(await server.raw.zscore(keys.dataSource("source-1"), sid)), earlier.expireTime);
+      const due = await server.raw.zscore(keys.due(), keys.dueMember("source-1"));
       assert.ok(due !== null && Number(due) <= earlier.expireTime, "the due queue knows the earlier expiry");
     }));
 
@@ -133,7 +122,7 @@ describe("RedisStore on Redis", () => {
       await store.setData(TENANT, session.sessionId, "k", '"v"');
       const closed = await store.close(TENANT, session.sessionId);
       assert.deepEqual(await tenantKeys(), [keys.counters(), keys.archive(session.sessionId)].sort());
-      const ttl = await raw.pttl(keys.archive(session.sessionId));
+      const ttl = await server.raw.pttl(keys.archive(session.sessionId));
       assert.ok(ttl > RETENTION - 2000 && ttl <= RETENTION, `archive TTL ${ttl} ≈ retention`);
       assert.equal(await expireTimeOf(keys.archive(session.sessionId)), closed.endTime + RETENTION);
     }));
@@ -147,7 +136,7 @@ describe("RedisStore on Redis", () => {
       assert.deepEqual(expired.map((r) => r.sessionId), [session.sessionId]);
       assert.deepEqual(await tenantKeys(), [keys.counters(), keys.archive(session.sessionId)].sort());
       assert.equal(await expireTimeOf(keys.archive(session.sessionId)), session.expireTime + RETENTION);
-      assert.equal(await raw.zcard(keys.due()), 0, "an empty data-source index leaves the due queue");
+      assert.equal(await server.raw.zcard(keys.due()), 0, "an empty data-source index leaves the due queue");
     }));
 
   it("50 parallel updates with the same expectedVersion: exactly one succeeds", () =>
@@ -177,11 +166,11 @@ describe("RedisStore on Redis", () => {
       const data = await store.listData(TENANT, session.sessionId, true);
       assert.equal(data.size, 50);
       for (let i = 0; i < 50; i++) assert.equal(data.get(`key-${i}`), `${i}`);
-      assert.equal(await raw.hlen(keys.data(session.sessionId)), 50);
+      assert.equal(await server.raw.hlen(keys.data(session.sessionId)), 50);
     }));
 
   it("three store instances sweeping at once expire each due session exactly once, in order per call", async () => {
-    await raw.flushall();
+    await server.raw.flushall();
     const stores = [openStore(limits), openStore(limits), openStore(limits)];
     try {
       const [first] = stores;
@@ -228,7 +217,7 @@ describe("RedisStore on Redis", () => {
         assert.deepEqual(c.activeByDataSource, tenant === "t-1" ? { "ds-0": 1 } : {});
       }
       assert.equal((await first.get("t-1", live.session.sessionId, { touch: false, includeEnded: false })).status, "active");
-      assert.deepEqual(await raw.zrange(new RedisKeys(PREFIX, "t-1").due(), "0", "-1"), ["t-1\nds-0"], "only the live session's source stays queued");
+      assert.deepEqual(await server.raw.zrange(new RedisKeys(PREFIX, "t-1").due(), "0", "-1"), ["t-1\nds-0"], "only the live session's source stays queued");
     } finally {
       await Promise.all(stores.map((s) => s.dispose()));
     }
@@ -242,12 +231,12 @@ describe("RedisStore on Redis", () => {
       // Nobody sweeps: wait until Redis itself has dropped everything of the session.
       await sleep(200 + SHORT_GRACE + 100);
       for (const key of [keys.record(session.sessionId), ...indexKeys]) {
-        assert.equal(await raw.exists(key), 0, `${key} is gone without the sweeper`);
+        assert.equal(await server.raw.exists(key), 0, `${key} is gone without the sweeper`);
       }
       assert.deepEqual(await store.list(TENANT, { userId: "forgotten" }, 10), { sessions: [] });
       await assertNotFound(store.get(TENANT, session.sessionId, { touch: false, includeEnded: true }));
       assert.deepEqual(await store.expireDue(10), [], "nothing left to archive");
-      assert.equal(await raw.zcard(keys.due()), 0, "the sweeper drops the empty source from the due queue");
+      assert.equal(await server.raw.zcard(keys.due()), 0, "the sweeper drops the empty source from the due queue");
     }, SHORT_GRACE));
 
   it("the sweeper drops index entries whose record Redis already deleted", () =>
@@ -255,15 +244,15 @@ describe("RedisStore on Redis", () => {
       const gone = await store.create(input({ ttlMs: 200, dataSource: "shared-src" }));
       const kept = await store.create(input({ ttlMs: 60_000, dataSource: "shared-src" }));
       await sleep(200 + SHORT_GRACE + 100);
-      assert.equal(await raw.exists(keys.record(gone.session.sessionId)), 0);
-      assert.notEqual(await raw.zscore(keys.dataSource("shared-src"), gone.session.sessionId), null, "the entry outlived its record");
+      assert.equal(await server.raw.exists(keys.record(gone.session.sessionId)), 0);
+      assert.notEqual(await server.raw.zscore(keys.dataSource("shared-src"), gone.session.sessionId), null, "the entry outlived its record");
       assert.deepEqual(await store.expireDue(10), []);
-      assert.equal(await raw.zscore(keys.dataSource("shared-src"), gone.session.sessionId), null, "orphan removed");
+      assert.equal(await server.raw.zscore(keys.dataSource("shared-src"), gone.session.sessionId), null, "orphan removed");
       const c = await store.counters(TENANT);
       assert.equal(c.active, 1);
       assert.equal(c.expired, 1);
       assert.deepEqual(c.activeByDataSource, { "shared-src": 1 });
-      assert.equal(Number(await raw.zscore(keys.due(), keys.dueMember("shared-src"))), kept.session.expireTime);
+      assert.equal(Number(await server.raw.zscore(keys.due(), keys.dueMember("shared-src"))), kept.session.expireTime);
     }, SHORT_GRACE));
 
   it("tenants with key-like characters stay apart and survive the due queue", () =>
@@ -307,7 +296,7 @@ describe("RedisStore on Redis", () => {
     }));
 
   it("logs no metadata or data values", async () => {
-    await raw.flushall();
+    await server.raw.flushall();
     const lines: string[] = [];
     const { pino } = await import("pino");
     const logger = pino({ level: "trace" }, { write: (line: string) => void lines.push(line) });
@@ -322,6 +311,51 @@ describe("RedisStore on Redis", () => {
     }
     const all = lines.join("\n");
     assert.ok(!all.includes("do-not-log"), "no values in logs");
+  });
+
+  it("after a Redis restart, watchDue hears shadow-key expiries again (resubscribed, flags set again)", async () => {
+    await server.raw.flushall();
+    let command: Redis | undefined;
+    const store = new RedisStore({
+      url: server.url,
+      keyPrefix: PREFIX,
+      limits,
+      commandTimeoutMs: 2000,
+      onConnection: (client, name) => {
+        if (name === "store") command = client;
+      },
+    });
+    assert.ok(command !== undefined);
+    const due: string[] = [];
+    const watch = await store.watchDue((_tenant, sessionId) => void due.push(sessionId));
+    /** Polls `condition` until it holds, failing with `what` after a bound generous enough for a loaded machine. */
+    const eventually = async (what: string, condition: () => Promise<boolean>): Promise<void> => {
+      const deadline = Date.now() + 15_000;
+      while (!(await condition())) {
+        assert.ok(Date.now() < deadline, what);
+        await sleep(20);
+      }
+    };
+    try {
+      // The order that once lost the flags: the subscriber reconnects (within 1 s of the restart, its
+      // longest backoff) before the command connection, which refuses commands until it is back. Made
+      // near-certain here instead of left to timing: the command connection's first retry comes 3 s
+      // after the stop. Either order must end with the subscription and the flags restored.
+      command.options.retryStrategy = () => 3000;
+      await server.stop();
+      await server.start(); // an empty Redis: no subscription, no notify-keyspace-events flags
+      await eventually("the keyspace subscriber subscribed and set the flags again", async () => {
+        const [, count] = (await server.raw.call("PUBSUB", "NUMSUB", "__keyevent@0__:expired")) as [string, number];
+        const [, flags] = (await server.raw.config("GET", "notify-keyspace-events")) as [string, string];
+        return count >= 1 && flags.includes("E") && flags.includes("x");
+      });
+      await eventually("the store's command connection is back", () => store.ping().then(() => true, () => false));
+      const { session } = await store.create(input({ ttlMs: 200 }));
+      await eventually("the shadow key's expiry reached watchDue", async () => due.includes(session.sessionId));
+    } finally {
+      await watch.stop();
+      await store.dispose();
+    }
   });
 });
 

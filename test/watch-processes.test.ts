@@ -8,16 +8,15 @@
  *   the process refuses to start, naming the flags an operator must set; with
  *   the flags set by the operator it starts.
  */
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import type { Redis } from "ioredis";
 import { createSessionClient, EventType, type SessionClient, type SessionEvent } from "../src/client/index.js";
-import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+import { startRedisServer, useRedisServer } from "./support/redis-server.js";
 import { TEST_ENCRYPTION_KEYS } from "./support/server.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -90,19 +89,10 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 }
 
 describe("several service processes on one Redis", () => {
-  let redis: RedisServerHandle;
-  let raw: Redis;
-  before(async () => {
-    redis = await startRedisServer();
-    raw = redis.client();
-  });
-  after(async () => {
-    raw.disconnect();
-    await redis.stop();
-  });
+  const redis = useRedisServer();
 
   it("three processes: exactly one EXPIRED event and one archive per session, seen by watchers on every process", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     const services = await Promise.all([startService(redis.url), startService(redis.url), startService(redis.url)]);
     const abort = new AbortController();
     try {
@@ -121,12 +111,12 @@ describe("several service processes on one Redis", () => {
         assert.deepEqual(new Set(events.map((e) => e.session?.sessionId)), ids, "every process's watcher saw every expiry once");
       }
       await sleep(500);
-      const log = await raw.xrange("sd:ev", "-", "+");
+      const log = await redis.raw.xrange("sd:ev", "-", "+");
       const expired = log.filter(([, fields]) => fields[1] === "expired").map(([, fields]) => fields[fields.indexOf("i") + 1]);
       assert.equal(expired.length, N, "one EXPIRED entry per session in the log");
       assert.deepEqual(new Set(expired), ids);
-      for (const id of ids) assert.equal(await raw.hget(`sd:default:{${id}}:a`, "s"), "expired", "one archive per session");
-      assert.equal(await raw.hget("sd:default:m", "expired"), String(N), "counted once each");
+      for (const id of ids) assert.equal(await redis.raw.hget(`sd:default:{${id}}:a`, "s"), "expired", "one archive per session");
+      assert.equal(await redis.raw.hget("sd:default:m", "expired"), String(N), "counted once each");
     } finally {
       abort.abort();
       await Promise.all(services.map((s) => s.stop()));
@@ -134,7 +124,7 @@ describe("several service processes on one Redis", () => {
   });
 
   it("sessions expiring while every process is down are archived and announced after a restart; a resumed watcher gets them", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     const first = await startService(redis.url);
     const N = 10;
     const ids = new Set<string>();
@@ -154,14 +144,14 @@ describe("several service processes on one Redis", () => {
       assert.equal(await first.stop(), 0, "a graceful stop");
     }
     await sleep(1500); // every session comes due with no process running
-    assert.equal(await raw.hget("sd:default:m", "expired"), null, "nothing expired them meanwhile");
+    assert.equal(await redis.raw.hget("sd:default:m", "expired"), null, "nothing expired them meanwhile");
     const second = await startService(redis.url);
     const abort = new AbortController();
     try {
       const resumed = await withTimeout(collect(second.client, { resumeCursor: cursor }, N, abort.signal), 10_000, "EXPIRED after restart");
       assert.ok(resumed.every((e) => e.type === EventType.EXPIRED));
       assert.deepEqual(new Set(resumed.map((e) => e.session?.sessionId)), ids);
-      for (const id of ids) assert.equal(await raw.hget(`sd:default:{${id}}:a`, "s"), "expired");
+      for (const id of ids) assert.equal(await redis.raw.hget(`sd:default:{${id}}:a`, "s"), "expired");
     } finally {
       abort.abort();
       await second.stop();

@@ -9,7 +9,7 @@
  * cursor; the client helper resuming across a server restart; and 1000
  * open/cancel cycles leaving no subscription, timer or Redis connection behind.
  */
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -17,7 +17,6 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import type { Redis } from "ioredis";
 import type { App } from "../src/app.js";
 import {
   AccessLevel,
@@ -35,21 +34,10 @@ import {
   WatchSessionsResponseSchema,
 } from "../src/client/index.js";
 import { compareEventIds } from "../src/store/event-id.js";
-import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
+import { useRedisServer } from "./support/redis-server.js";
 import { startTestApp } from "./support/server.js";
 
-let redis: RedisServerHandle;
-let raw: Redis;
-
-before(async () => {
-  redis = await startRedisServer();
-  raw = redis.client();
-});
-
-after(async () => {
-  raw.disconnect();
-  await redis.stop();
-});
+const redis = useRedisServer();
 
 const ENV = { SESSION_TTL_MIN: "100ms", WATCH_HEARTBEAT: "1h" };
 
@@ -113,7 +101,7 @@ const types = (events: readonly SessionEvent[]): string[] => events.map((e) => E
 
 describe("WatchSessions on Redis", () => {
   it("EXPIRED for a 1 s TTL session, on time, with its last metadata", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     const { app: a, client } = await app();
     const watch = openWatch(client, { eventTypes: [EventType.EXPIRED] });
     try {
@@ -130,7 +118,7 @@ describe("WatchSessions on Redis", () => {
       assert.ok(arrived >= expireMs - 50, "not before its expire time");
       const archived = await client.getSession({ sessionId: session?.sessionId ?? "", includeEnded: true });
       assert.deepEqual(archived.session?.metadata, { step: 2, last: "metadata" }, "the archive keeps the last metadata");
-      assert.equal(await raw.exists(`sd:default:{${session?.sessionId}}:x`), 0, "the shadow key is gone");
+      assert.equal(await redis.raw.exists(`sd:default:{${session?.sessionId}}:x`), 0, "the shadow key is gone");
     } finally {
       watch.close();
       await a.close();
@@ -138,7 +126,7 @@ describe("WatchSessions on Redis", () => {
   });
 
   it("resumes after a disconnect with no gap and no duplicate", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     const { app: a, client } = await app();
     try {
       const first = openWatch(client, { userId: "r" });
@@ -176,7 +164,7 @@ describe("WatchSessions on Redis", () => {
   });
 
   it("OUT_OF_RANGE for a cursor older than the retention, INVALID_ARGUMENT for a malformed one", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     const { app: a, client } = await app({ WATCH_RETENTION_EVENTS: "20" });
     try {
       const { session } = await client.createSession({ userId: "u", dataSource: "d" });
@@ -203,7 +191,7 @@ describe("WatchSessions on Redis", () => {
   });
 
   it("filters by user, data source, session ids and event types", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     const { app: a, client } = await app();
     const byUser = openWatch(client, { userId: "fu" });
     const bySource = openWatch(client, { dataSource: "fs" });
@@ -240,7 +228,7 @@ describe("WatchSessions on Redis", () => {
   });
 
   it("snapshot then live under concurrent writes: every session's last state, no gap, no duplicate", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     const { app: a, client } = await app();
     try {
       const ids: string[] = [];
@@ -291,7 +279,7 @@ describe("WatchSessions on Redis", () => {
   });
 
   it("a slow watcher is ended with RESOURCE_EXHAUSTED and the cursor of the last event it was sent", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     const { app: a, client } = await app({ WATCH_QUEUE_LIMIT: "5", MAX_METADATA_BYTES: "65536" });
     // grpc-js, because pausing its stream stops reading: HTTP/2 flow control then stalls the server's writes.
     const definition = protoLoader.loadSync("session/v1/session.proto", {
@@ -328,12 +316,12 @@ describe("WatchSessions on Redis", () => {
       // (grpc-js drops what it still buffers once the status arrives), so a client resumes from its
       // own last cursor when it has one, as the client helper does.
       assert.ok(compareEventIds(cursor, last) >= 0, `trailer ${cursor} is not before the last received ${last}`);
-      assert.equal((await raw.xrange("sd:ev", cursor, cursor)).length, 1, "the trailer names a logged event");
+      assert.equal((await redis.raw.xrange("sd:ev", cursor, cursor)).length, 1, "the trailer names a logged event");
       assert.match(error.details, /resume with resume_cursor/);
       // Resuming from the client's last cursor continues with exactly the next event: no gap.
       const resumed = openWatch(client, { resumeCursor: last });
       const next = await resumed.next();
-      const following = await raw.xrange("sd:ev", `(${last}`, "+", "COUNT", 1);
+      const following = await redis.raw.xrange("sd:ev", `(${last}`, "+", "COUNT", 1);
       assert.equal(next.cursor, following[0]?.[0], "exactly the event after the cursor");
       resumed.close();
     } finally {
@@ -343,7 +331,7 @@ describe("WatchSessions on Redis", () => {
   });
 
   it("on shutdown, watches end with UNAVAILABLE and their cursor; the client helper resumes on the restarted server", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     const first = await app();
     const port = first.app.port;
     const helperAbort = new AbortController();
@@ -380,10 +368,10 @@ describe("WatchSessions on Redis", () => {
   });
 
   it("1000 open/cancel cycles leave no watcher, timer or Redis connection behind", async () => {
-    await raw.flushall();
+    await redis.raw.flushall();
     const { app: a, client } = await app({ WATCH_HEARTBEAT: "50ms", MAX_WATCHERS_PER_PRINCIPAL: "1000" });
     try {
-      const clients = async (): Promise<number> => String(await raw.call("CLIENT", "LIST")).split("\n").filter((l: string) => l.trim() !== "").length;
+      const clients = async (): Promise<number> => String(await redis.raw.call("CLIENT", "LIST")).split("\n").filter((l: string) => l.trim() !== "").length;
       const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
       // Warm up one cycle so lazily created connections exist before counting.
       const warm = openWatch(client, {});

@@ -10,9 +10,10 @@ import { SessionService, type SessionEvent } from "../../gen/session/v1/session_
 import type { Config } from "../config/config.js";
 import type { SessionManager } from "../session/session-manager.js";
 import { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
-import { WatchInterrupted, watchSessions, type WatchItem } from "../streaming/watch-sessions.js";
+import { WatchInterrupted, watchSessions, type WatchItem, type WatchSink } from "../streaming/watch-sessions.js";
 import { metricsToProto, sessionToProto, valueToProto, watchItemToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
+import { directWatchSink } from "./watch-direct.js";
 import { encodePageToken } from "./page-token.js";
 import {
   validateCreate,
@@ -28,9 +29,9 @@ import {
 export interface SessionServiceOptions {
   readonly config: Config;
   /**
-   * The tenant a call acts on. The single seam for authentication: for now it
-   * returns the default tenant; later it will derive the tenant from the
-   * caller's credentials (hence it gets the handler context).
+   * The tenant a call acts on: its authenticated principal's (see
+   * auth/security.ts; DEFAULT_TENANT when no credentials are configured).
+   * The handlers never pick a tenant themselves.
    */
   readonly tenant: (context?: HandlerContext) => string;
   /**
@@ -186,12 +187,25 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
       try {
         const params = validateWatch(req);
         release = options.admitWatch?.(ctx);
+        // Live events skip connect's per-message pipeline where the call allows it (watch-direct.ts).
+        const direct = directWatchSink(ctx, protoOf);
+        const sink: WatchSink | undefined =
+          direct === undefined
+            ? undefined
+            : {
+                write: (item) => {
+                  if (!direct.write(item)) return false;
+                  if (item.cursor !== "") cursor = item.cursor;
+                  return true;
+                },
+              };
         const items = watchSessions(manager, manager.events, options.tenant(ctx), params.filter, {
           sendInitialSnapshot: params.sendInitialSnapshot,
           resumeCursor: params.resumeCursor,
           heartbeatMs: config.watchHeartbeatMs,
           signal: ctx.signal,
           ...(options.watchQueueLimit === undefined ? {} : { queueLimit: options.watchQueueLimit }),
+          ...(sink === undefined ? {} : { sink }),
         });
         for await (const item of items) {
           yield { event: protoOf(item) };

@@ -29,7 +29,7 @@ export type AuditOperation =
   | "data_clear"
   | "watch_start"
   | "watch_end"
-  /** A session that reached its expire time, archived by the sweeper. */
+  /** A session that reached its expire time, archived by this process (its expiry scheduler, or lazily by a call that met it due). */
   | "expire"
   /** A session closed to make room for its user's new one (SESSIONS_PER_USER_POLICY=close_oldest). */
   | "evict"

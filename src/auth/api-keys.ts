@@ -10,7 +10,7 @@
  * constant time (no early exit), so timing says nothing about the hashes.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { scopesFrom, TENANT_NAME, type Principal } from "./principal.js";
+import { parseGrant, type Principal } from "./principal.js";
 
 interface ApiKeyEntry {
   readonly hash: Buffer;
@@ -45,13 +45,11 @@ export class ApiKeys {
       if (typeof id !== "string" || !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new ApiKeyError(`${where}: id must be 1-64 letters, digits, '_', '.' or '-'`);
       if ("key" in item || "secret" in item) throw new ApiKeyError(`${where} (${id}): give the sha256 of the key, never the key itself`);
       if (typeof sha256 !== "string" || !/^[0-9a-fA-F]{64}$/.test(sha256)) throw new ApiKeyError(`${where} (${id}): sha256 must be 64 hexadecimal digits`);
-      if (typeof tenant !== "string" || !TENANT_NAME.test(tenant)) throw new ApiKeyError(`${where} (${id}): tenant must be 1-64 letters, digits, '_', '.' or '-'`);
-      if (!Array.isArray(scopes)) throw new ApiKeyError(`${where} (${id}): scopes must be an array`);
-      const granted = scopesFrom(scopes);
-      if (granted.size !== scopes.length) throw new ApiKeyError(`${where} (${id}): scopes must be among read, write, watch, metrics, admin`);
+      const grant = parseGrant(tenant, scopes);
+      if (typeof grant === "string") throw new ApiKeyError(`${where} (${id}): ${grant}`);
       if (seen.has(id)) throw new ApiKeyError(`${where}: id ${id} is used twice`);
       seen.add(id);
-      return { hash: Buffer.from(sha256, "hex"), principal: { id: `key:${id}`, tenant, scopes: granted } };
+      return { hash: Buffer.from(sha256, "hex"), principal: { id: `key:${id}`, ...grant } };
     });
     return new ApiKeys(entries);
   }

@@ -7,7 +7,7 @@
  *
  * A verified certificate whose CN is not listed grants nothing.
  */
-import { scopesFrom, TENANT_NAME, type Principal } from "./principal.js";
+import { parseGrant, type Principal } from "./principal.js";
 
 export class CertPrincipalsError extends Error {
   override readonly name = "CertPrincipalsError";
@@ -29,12 +29,10 @@ export class CertPrincipals {
       const where = `entry ${i + 1}`;
       const { cn, tenant, scopes } = (typeof item === "object" && item !== null ? item : {}) as Record<string, unknown>;
       if (typeof cn !== "string" || cn === "") throw new CertPrincipalsError(`${where}: cn must be a non-empty string`);
-      if (typeof tenant !== "string" || !TENANT_NAME.test(tenant)) throw new CertPrincipalsError(`${where} (${cn}): tenant must be 1-64 letters, digits, '_', '.' or '-'`);
-      if (!Array.isArray(scopes)) throw new CertPrincipalsError(`${where} (${cn}): scopes must be an array`);
-      const granted = scopesFrom(scopes);
-      if (granted.size !== scopes.length) throw new CertPrincipalsError(`${where} (${cn}): scopes must be among read, write, watch, metrics, admin`);
+      const grant = parseGrant(tenant, scopes);
+      if (typeof grant === "string") throw new CertPrincipalsError(`${where} (${cn}): ${grant}`);
       if (byCn.has(cn)) throw new CertPrincipalsError(`${where}: cn ${cn} is listed twice`);
-      byCn.set(cn, { id: `cert:${cn}`, tenant, scopes: granted });
+      byCn.set(cn, { id: `cert:${cn}`, ...grant });
     });
     return new CertPrincipals(byCn);
   }

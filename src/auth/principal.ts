@@ -39,6 +39,21 @@ export function scopesFrom(names: readonly unknown[]): Set<Scope> {
 /** Tenant names a credential may carry (the same rule as DEFAULT_TENANT, with '.'). */
 export const TENANT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
+/**
+ * The tenant and scopes of one entry of a principals file (API_KEYS_FILE,
+ * MTLS_PRINCIPALS_FILE), checked by one rule for every kind of credential:
+ * the grant, or what is wrong with it (a message starting with the field).
+ * Unlike scopesFrom, an unknown scope name is an error here: a typo in a
+ * file must not silently grant less than the operator meant.
+ */
+export function parseGrant(tenant: unknown, scopes: unknown): { readonly tenant: string; readonly scopes: Set<Scope> } | string {
+  if (typeof tenant !== "string" || !TENANT_NAME.test(tenant)) return "tenant must be 1-64 letters, digits, '_', '.' or '-'";
+  if (!Array.isArray(scopes)) return "scopes must be an array";
+  const granted = scopesFrom(scopes);
+  if (granted.size !== scopes.length) return `scopes must be among ${SCOPES.join(", ")}`;
+  return { tenant, scopes: granted };
+}
+
 /** Set by the auth interceptor on every call it lets through. */
 export const PRINCIPAL = createContextKey<Principal | undefined>(undefined, { description: "sessiond principal" });
 

@@ -51,7 +51,7 @@ export interface Config {
   readonly limits: LimitsConfig;
   /** How long archived (closed or expired) sessions stay readable. */
   readonly archiveRetentionMs: number;
-  /** How long a due session's keys outlive expire_time, so a late sweeper can still archive it. */
+  /** How long a due session's keys outlive expire_time, so a late expiry scheduler can still archive it. */
   readonly expiryGraceMs: number;
   /** How often each process looks for sessions past their expire_time. */
   readonly sweepIntervalMs: number;
@@ -144,7 +144,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: "SESSION_TTL_MIN", default: "1s", description: "Smallest TTL a create or extend may ask for" },
   { env: "SESSION_TTL_MAX", default: "24h", description: "Largest TTL a create or extend may ask for" },
   { env: "ARCHIVE_RETENTION", default: "7d", description: "How long closed and expired sessions stay readable" },
-  { env: "EXPIRY_GRACE", default: "1h", description: "How long a due session's keys outlive expire_time for a late sweeper" },
+  { env: "EXPIRY_GRACE", default: "1h", description: "How long a due session's keys outlive expire_time for a late expiry scheduler" },
   { env: "SWEEP_INTERVAL", default: "250ms", description: "Longest sleep of the expiry scheduler between looks at the due queue (it wakes at each due time)" },
   { env: "REDIS_COMMAND_TIMEOUT", default: "2s", description: "Bound on one Redis call; past it RPCs fail with UNAVAILABLE" },
   { env: "WATCH_HEARTBEAT", default: "15s", description: "Heartbeat interval on idle watch streams" },
@@ -244,7 +244,8 @@ export function loadConfig(env: Env = process.env): Config {
 
   const redisUrl = r.raw("REDIS_URL");
   if (redisUrl !== "" && !/^rediss?:\/\//.test(redisUrl)) {
-    throw new ConfigError(`REDIS_URL=${JSON.stringify(redisUrl)} must start with redis:// or rediss://`);
+    // The URL is not echoed: it may carry a password.
+    throw new ConfigError("REDIS_URL must start with redis:// or rediss://");
   }
   const tenant = r.raw("DEFAULT_TENANT");
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(tenant)) {

@@ -3,7 +3,7 @@
  *
  * One registry per process, because Prometheus scrapes a process: the
  * process metrics (`collectDefaultMetrics`) can only be registered once, and
- * code in any module (the RPC interceptor, watch streams, the expiry sweeper,
+ * code in any module (the RPC interceptor, watch streams, the expiry scheduler,
  * Redis connections) records into the same series without being handed an
  * object. The registry is our own rather than prom-client's global one, so a
  * library that registers on the global registry cannot clash with it.
@@ -51,7 +51,7 @@ const activeWatchers = new Gauge({
   registers: [registry],
 });
 
-/** Seconds; the sweeper runs every 250 ms by default, Redis keyspace events can lag by minutes under load. */
+/** Seconds; the expiry scheduler wakes at each due time (a late one: a process was down, or a backlog), so most lags are small. */
 const expiryLag = new Histogram({
   name: "sessiond_expiry_lag_seconds",
   help:

@@ -4,12 +4,13 @@
  * metrics per RPC, and the plain HTTP endpoints (/healthz, /readyz, /metrics)
  * routed before the Connect adapter.
  */
-import { Code, ConnectError, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter, type ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import type { Config, LimitsConfig } from "../config/config.js";
 import { withHttpEndpoints, type HttpEndpointsOptions } from "./http-endpoints.js";
+import { withHttp2Stream } from "./http2-stream.js";
 import { createRpcLoggingInterceptor } from "./rpc-logging.js";
 import { createShutdownInterceptor, SHUTDOWN_MESSAGE } from "./shutdown-interceptor.js";
 import { createSinglePortServer } from "./single-port-server.js";
@@ -82,7 +83,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     readMaxBytes: config.limits.maxRequestBytes,
     writeMaxBytes: maxResponseBytes(config.limits),
     shutdownSignal: shutdown.signal,
-    ...(options.contextValues === undefined ? {} : { contextValues: options.contextValues }),
+    // Every call also carries its HTTP/2 stream (WatchSessions writes its fan-out there directly).
+    contextValues: (request) => withHttp2Stream(options.contextValues?.(request) ?? createContextValues(), request),
   });
   const handler = options.httpEndpoints === undefined ? connectHandler : withHttpEndpoints(connectHandler, options.httpEndpoints);
   const server = createSinglePortServer({

@@ -15,13 +15,15 @@
  * every process) was down: the first look at the queue after a start finds
  * everything that came due meanwhile.
  *
+ * Who is told of an expiry: SessionStore.onExpired listeners, for this
+ * process's expiries whether the scheduler or a call performed them.
+ *
  * Sleeps are computed from the store's clock (nextDue returns it), so a
  * process whose clock is off does not expire late.
  */
 import type { Logger } from "pino";
 import type { SessionStore, StoredEvent } from "../store/store.js";
 import { isSessionError } from "./errors.js";
-import type { SessionRecord } from "./model.js";
 
 export interface ExpirySchedulerOptions {
   readonly store: Pick<SessionStore, "expireDue" | "nextDue" | "watchDue">;
@@ -33,8 +35,6 @@ export interface ExpirySchedulerOptions {
   readonly batchSize: number;
   /** Subscribe to the backend's due signal when it has one (default true). */
   readonly useBackendSignal?: boolean;
-  /** Called with every non-empty batch this process archived. Must not throw. */
-  readonly onExpired: (records: readonly SessionRecord[]) => void;
   readonly logger: Logger;
 }
 
@@ -130,7 +130,7 @@ export class ExpiryScheduler {
   }
 
   private async run(): Promise<void> {
-    const { store, batchSize, onExpired, logger, maxSleepMs } = this.options;
+    const { store, batchSize, logger, maxSleepMs } = this.options;
     let idleLooks = 0;
     let failures = 0;
     while (this.started) {
@@ -145,7 +145,6 @@ export class ExpiryScheduler {
           failures = 0;
           if (batch.length > 0) {
             idleLooks = 0;
-            onExpired(batch);
             logger.debug({ expired: batch.length }, "expired due sessions");
             continue;
           }

@@ -111,13 +111,8 @@ export interface SessionDataListing {
   readonly values?: Map<string, JsonValue>;
 }
 
-export interface SessionMetrics {
-  readonly total: number;
-  readonly active: number;
-  readonly expired: number;
-  readonly closed: number;
-  readonly activeByAccessLevel: Partial<Record<AccessLevel, number>>;
-  readonly activeByDataSource: Record<string, number>;
+/** The store's counters, with the duration sum turned into the mean the API reports. */
+export interface SessionMetrics extends Omit<SessionCounters, "endedDurationMsSum"> {
   /** Mean (endTime - createTime) of ended sessions; 0 when none has ended. */
   readonly averageDurationMs: number;
 }
@@ -149,11 +144,9 @@ export class SessionManager {
       maxSleepMs: this.config.sweepIntervalMs,
       batchSize: options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH,
       useBackendSignal: options.backendExpirySignal ?? true,
-      // Audited through store.onExpired below, which also covers lazy expiries.
-      onExpired: () => {},
       logger: this.logger.child({ component: "expiry-scheduler" }),
     });
-    // Every expiry a call of this process performed (scheduler or lazy), once each.
+    // Every expiry a call of this process performed (scheduler or lazy), once each: audit and metrics.
     this.store.onExpired((expirations) => {
       for (const { record, expiredAt } of expirations) this.onSystemEnd?.("expired", record, expiredAt);
     });
@@ -187,7 +180,7 @@ export class SessionManager {
     // The id is chosen here, not by the store, because the sealed metadata is bound to it.
     const sessionId = randomUUID();
     const text = params.metadata === undefined ? EMPTY_METADATA : this.encodeMetadata(params.metadata);
-    const metadata = this.cipher.seal(text, { tenant, sessionId, field: METADATA_FIELD });
+    const metadata = this.sealMetadata(tenant, sessionId, text);
     const result = await this.store.create({
       tenant,
       sessionId,

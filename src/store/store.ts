@@ -8,7 +8,7 @@
  * clock (Redis TIME for Redis) and throw SessionError for every expected failure.
  *
  * A session whose expire_time has passed is treated as expired by every method
- * even before the sweeper (expireDue) has archived it: the method that meets it
+ * even before the expiry scheduler (expireDue) has archived it: the method that meets it
  * archives it as expired first, in the same atomic step.
  *
  * Event log: every write that changes a session appends one event to the
@@ -200,8 +200,8 @@ export interface StoreLimits {
   /** How long the archive record of an ended session is kept. */
   readonly archiveRetentionMs: number;
   /**
-   * How long after expire_time the session's keys are kept if the sweeper has
-   * not archived it yet (the service was down). Redis deletes them after that.
+   * How long after expire_time the session's keys are kept if the expiry scheduler
+   * has not archived it yet (the service was down). Redis deletes them after that.
    */
   readonly expiryGraceMs: number;
   /** The event log keeps the last this many events (default 100000). */

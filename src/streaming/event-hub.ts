@@ -149,6 +149,7 @@ export class EventHub {
       close: () => {
         if (!open) return;
         open = false;
+        sub.queue.close();
         this.remove(sub);
       },
     };

@@ -11,6 +11,9 @@ export class EventQueue<T> {
   private wake: (() => void) | undefined;
   private overflow = false;
   private endError: Error | undefined;
+  /** The signal wait() listens to; its listener stays between waits until close(). */
+  private signal: AbortSignal | undefined;
+  private readonly onAbort = (): void => this.wake?.();
 
   constructor(private readonly limit: number) {}
 
@@ -64,20 +67,32 @@ export class EventQueue<T> {
   /**
    * Resolves when an item is available, the queue overflowed or ended,
    * timeoutMs passed or the signal aborted, whichever comes first. Never
-   * rejects. Everything it registers is removed before it resolves.
+   * rejects. Its timer is cleared before it resolves; its abort listener stays
+   * on the signal for the next wait until close(): a watcher waits once per
+   * event, and adding and removing an EventTarget listener each time cost more
+   * than the delivery itself at 10k watchers.
    */
   wait(timeoutMs: number, signal: AbortSignal): Promise<void> {
     if (this.size > 0 || this.overflow || this.endError !== undefined || signal.aborted) return Promise.resolve();
+    if (this.signal !== signal) {
+      this.close();
+      signal.addEventListener("abort", this.onAbort, { once: true });
+      this.signal = signal;
+    }
     return new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
-        signal.removeEventListener("abort", done);
         this.wake = undefined;
         resolve();
       };
       const timer = setTimeout(done, Math.max(0, timeoutMs));
-      signal.addEventListener("abort", done, { once: true });
       this.wake = done;
     });
+  }
+
+  /** Removes the abort listener wait() left on its signal; the consumer calls it when it is done. Safe to call twice. */
+  close(): void {
+    this.signal?.removeEventListener("abort", this.onAbort);
+    this.signal = undefined;
   }
 }

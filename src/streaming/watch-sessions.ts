@@ -53,6 +53,22 @@ export interface WatchOptions {
   readonly queueLimit?: number;
   /** Sessions read per store.list call of the snapshot, events per replay read (default 500). */
   readonly pageSize?: number;
+  /**
+   * Takes live events straight to the transport when it can (see
+   * src/api/watch-direct.ts); what it refuses is yielded as usual.
+   */
+  readonly sink?: WatchSink;
+}
+
+/** A synchronous way out for live events that skips the consumer of the generator. */
+export interface WatchSink {
+  /**
+   * Sends the item now and returns true, or returns false when it cannot send
+   * it at this moment (the item is then yielded). Called only while the
+   * generator runs, i.e. while its consumer waits for the next item, so its
+   * writes and the consumer's never interleave.
+   */
+  write(item: WatchItem): boolean;
 }
 
 export type WatchItemType = SessionEventType | "snapshot" | "heartbeat";
@@ -208,7 +224,8 @@ export async function* watchSessions(
       const event = queue.shift();
       if (event !== undefined) {
         if (!wanted(event)) continue;
-        yield toItem(event);
+        const item = toItem(event);
+        if (options.sink?.write(item) !== true) yield item;
         cursor = event.id;
         lastSent = Date.now();
         continue;

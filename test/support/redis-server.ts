@@ -8,6 +8,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
+import { after, before } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 
@@ -104,6 +105,49 @@ export async function startRedisServer(extraArgs: readonly string[] = []): Promi
       const c = new Redis({ port, host: "127.0.0.1" });
       c.on("error", () => {}); // the tests stop the server on purpose; commands still reject
       return c;
+    },
+  };
+}
+
+/** A private redis-server for the tests of one file or `describe` block, with one shared raw connection. */
+export interface RedisFixture extends RedisServerHandle {
+  /** A raw ioredis connection for inspecting or changing state (opened on first use, closed after the tests). */
+  readonly raw: Redis;
+}
+
+/**
+ * Registers `before`/`after` hooks in the calling file or `describe` block
+ * that start a private redis-server and stop it (and the raw connection)
+ * afterwards. Read the fixture's members inside tests and hooks only: the
+ * server exists once `before` has run.
+ */
+export function useRedisServer(extraArgs: readonly string[] = []): RedisFixture {
+  let handle: RedisServerHandle | undefined;
+  let raw: Redis | undefined;
+  const started = (): RedisServerHandle => {
+    if (handle === undefined) throw new Error("useRedisServer: the redis-server is started in before(); use it inside tests");
+    return handle;
+  };
+  before(async () => {
+    handle = await startRedisServer(extraArgs);
+  });
+  after(async () => {
+    raw?.disconnect();
+    await handle?.stop();
+  });
+  return {
+    get port() {
+      return started().port;
+    },
+    get url() {
+      return started().url;
+    },
+    stop: () => started().stop(),
+    start: () => started().start(),
+    client: () => started().client(),
+    get raw() {
+      raw ??= started().client();
+      return raw;
     },
   };
 }

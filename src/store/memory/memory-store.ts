@@ -320,9 +320,10 @@ export class MemoryStore implements SessionStore {
   /**
    * Scans every live session for due ones. A scan (rather than an ordered
    * index) is deliberate: this store serves development with few sessions,
-   * the sweeper calls it about once a second, and a scan cannot drift out of
-   * step with extend the way a second index could. Archives past their
-   * retention are dropped in the same pass.
+   * the expiry scheduler calls it only when nextDue (a scan too) says a
+   * session is due, and a scan cannot drift out of step with extend the way a
+   * second index could. Archives past their retention are dropped in the same
+   * pass.
    */
   expireDue(limit: number): Promise<SessionRecord[]> {
     return this.run(() => {
@@ -507,7 +508,7 @@ export class MemoryStore implements SessionStore {
     this.log.append(type, session, dataKeys, now);
   }
 
-  /** Archives a due session as expired (endTime = expireTime), exactly as the sweeper would. */
+  /** Archives a due session as expired (endTime = expireTime), exactly as expireDue does. */
   private expire(t: TenantState, s: LiveSession): SessionRecord {
     const final = freeze({ ...s.record, status: "expired", endTime: s.record.expireTime, version: s.record.version + 1 });
     this.end(t, s, final);

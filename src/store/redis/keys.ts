@@ -28,8 +28,8 @@
  *   archive share a slot. The scripts still touch index, counter and due-queue
  *   keys that live elsewhere, so the store needs a single Redis primary.
  * - Every key of a session expires with it (grace included), and index keys
- *   outlive their longest member by the grace, so nothing leaks if the sweeper
- *   is down for longer than the grace.
+ *   outlive their longest member by the grace, so nothing leaks if the expiry
+ *   scheduler is down for longer than the grace.
  * - There is no tenant-wide "all sessions" index: it cost ~120 B per session.
  *   The data-source indexes partition a tenant's sessions, so an unfiltered
  *   listing merges them (their names are the s:<dataSource> counter fields).

@@ -28,6 +28,9 @@ export const REQUIRED_FLAGS_MESSAGE =
   "set notify-keyspace-events to include the flags E and x (for example `notify-keyspace-events Ex` in redis.conf, " +
   "or the notify-keyspace-events parameter of a managed Redis), then start the service again";
 
+/** The longest pause between attempts to restore the subscription after a reconnect. */
+const RESTORE_RETRY_MAX_MS = 5000;
+
 /** How long the probe waits for Redis to announce the expiry of its probe key. */
 const PROBE_WAIT_MS = 1000;
 
@@ -85,14 +88,47 @@ export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Prom
     throw error;
   }
 
-  // Connected and subscribed by now, so every later "ready" is a reconnect. A
-  // restarted Redis forgets a flag set with CONFIG SET: set it again.
-  subscriber.on("ready", () => {
-    enableFlags(command).catch(() => logger?.warn("could not re-enable keyspace notifications after a reconnect"));
-  });
+  // Connected and subscribed by now, so every later "ready" is a reconnect.
+  // The subscriber is opened with autoResubscribe off (see RedisStore), because
+  // ioredis's own resubscribe leaves its SUBSCRIBE's rejection unhandled: one
+  // that times out (a slow Redis after a restart) would be an unhandled
+  // rejection, which ends the process. A restarted Redis also forgets a flag
+  // set with CONFIG SET: set it again.
+  //
+  // Both go over the subscriber connection itself, before its SUBSCRIBE puts
+  // it in subscriber mode: at its own "ready" it is the one connection known
+  // to be up. The command connection reconnects on its own schedule and
+  // refuses commands until then (no offline queue), so a CONFIG sent there
+  // when the subscriber happened to reconnect first failed, and the flags
+  // stayed off until the next reconnect. A failed step (a timeout on a slow,
+  // just restarted Redis) is retried while this connection stays up; the
+  // scheduler's due queue covers the gap meanwhile.
+  let stopped = false;
+  let reconnects = 0;
+  const restore = async (): Promise<void> => {
+    const generation = ++reconnects;
+    let flagsSet = false;
+    for (let attempt = 0; ; attempt++) {
+      if (stopped || generation !== reconnects || subscriber.status !== "ready") return;
+      try {
+        if (!flagsSet) {
+          // false (CONFIG refused) means an operator set them, as checked at start.
+          await enableFlags(subscriber);
+          flagsSet = true;
+        }
+        await subscriber.subscribe(channel);
+        return;
+      } catch {
+        if (attempt === 0) logger?.warn("could not restore keyspace notifications after a reconnect, retrying");
+        await sleep(Math.min(100 * 2 ** attempt, RESTORE_RETRY_MAX_MS), undefined, { ref: false });
+      }
+    }
+  };
+  subscriber.on("ready", () => void restore());
 
   return {
     async stop() {
+      stopped = true;
       subscriber.removeAllListeners("message");
       subscriber.disconnect();
     },

@@ -401,6 +401,8 @@ export class RedisStore implements SessionStore {
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,
       commandTimeout: this.timeoutMs + slackMs,
+      // The keyspace subscriber resubscribes itself, with its errors handled (see keyspace-expiry.ts).
+      autoResubscribe: false,
     });
     redis.on("error", (err: Error) => {
       if (!this.disposed) this.logger?.debug({ err: err.message, purpose }, "redis connection error");

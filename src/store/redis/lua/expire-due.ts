@@ -35,7 +35,7 @@ while done < limit and rounds > 0 do
     local sid = due[i]
     local rec = load_hash(k_rec(tp, sid))
     if not rec then
-      -- Redis already deleted the keys (the sweeper was down longer than the
+      -- Redis already deleted the keys (no scheduler ran for longer than the
       -- grace): drop the orphaned entry and count it as expired. Its access-level
       -- gauge cannot be corrected because the record is gone.
       redis.call('ZREM', skey, sid)
