@@ -119,13 +119,13 @@ function managerSuite(name: string, openStore: OpenStore): void {
         assert.deepEqual(merged.metadata, { keep: 1, change: { now: "an object" }, added: [1] });
         assert.equal(merged.version, session.version + 1);
 
-        const replaced = await h.manager.update(TENANT, session.sessionId, { metadata: { only: true, nothing: null } });
-        assert.deepEqual(replaced.metadata, { only: true, nothing: null }, "replace keeps the object as given, nulls included");
+        const replaced = await h.manager.update(TENANT, session.sessionId, { metadata: { kept: true, nothing: null } });
+        assert.deepEqual(replaced.metadata, { kept: true, nothing: null }, "replace keeps the object as given, nulls included");
 
         const moved = await h.manager.update(TENANT, session.sessionId, { dataSource: "ds2", accessLevel: "admin" });
         assert.equal(moved.dataSource, "ds2");
         assert.equal(moved.accessLevel, "admin");
-        assert.deepEqual(moved.metadata, { only: true, nothing: null }, "an update without metadata keeps it");
+        assert.deepEqual(moved.metadata, { kept: true, nothing: null }, "an update without metadata keeps it");
 
         const protoKey = await h.manager.update(TENANT, session.sessionId, { metadata: JSON.parse('{"__proto__": {"x": 1}}') as { [k: string]: null }, mergeMetadata: true });
         assert.deepEqual(Object.keys(protoKey.metadata).sort(), ["__proto__", "nothing", "only"], "__proto__ is an ordinary key");
