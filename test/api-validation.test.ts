@@ -31,6 +31,7 @@ import { SessionManager } from "../src/session/session-manager.js";
 import { MemoryStore } from "../src/store/memory/memory-store.js";
 import type { SessionStore } from "../src/store/store.js";
 import { compareEventIds } from "../src/store/event-id.js";
+import { waitForWatchers } from "./support/server.js";
 
 type SessionClient = Client<typeof SessionService>;
 
@@ -431,8 +432,8 @@ describe("WatchSessions", () => {
     const closedOnly = openWatch(c, { eventTypes: [EventType.CLOSED] });
     const bySource = openWatch(c, { dataSource: "src-b" });
     try {
-      // Let the three streams reach the server before writing.
-      await sleep(100);
+      // Write only once the three streams are registered.
+      await waitForWatchers(srv, 3);
       const other = await c.createSession({ userId: "someone-else", dataSource: "src-a" });
       const s = (await c.createSession({ userId: "watched", dataSource: "src-a", accessLevel: AccessLevel.WRITE, metadata: { m: 1 } })).session;
       assert.ok(s !== undefined);
@@ -483,7 +484,7 @@ describe("WatchSessions", () => {
       const a = (await c.createSession({ userId: "u", dataSource: "d" })).session?.sessionId ?? "";
       const b = (await c.createSession({ userId: "u", dataSource: "d" })).session?.sessionId ?? "";
       const watch = openWatch(c, { sessionIds: [b.toUpperCase()] });
-      await sleep(100);
+      await waitForWatchers(srv, 1);
       await c.extendSession({ sessionId: a, ttl: durationFromMs(60_000) });
       await c.extendSession({ sessionId: b, ttl: durationFromMs(60_000) });
       const event = await watch.next();
@@ -555,7 +556,7 @@ describe("WatchSessions", () => {
       const subscribers = (): number => srv.manager.events.subscriberCount;
       const watch = openWatch(srv.client, {});
       const pending = watch.nextRaw();
-      await sleep(100);
+      await waitForWatchers(srv, 1);
       assert.equal(subscribers(), 1);
       watch.close();
       await rejectsWith(pending, Code.Canceled);

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { App } from "../src/app.js";
 import { AccessLevel, Code, ConnectError, EventType } from "../src/client/index.js";
-import { captureLogs, startTestApp } from "./support/server.js";
+import { captureLogs, startTestApp, waitForWatchers } from "./support/server.js";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
 
 const SECRET = `value-${randomUUID()}`;
@@ -48,6 +48,7 @@ describe("audit log", () => {
     const value = { kind: { case: "stringValue" as const, value: SECRET } };
     const id = (await c.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { s: SECRET } })).session?.sessionId ?? "";
     const controller = new AbortController();
+    const watchersBefore = app.manager.events.subscriberCount;
     const watching = (async () => {
       try {
         for await (const res of c.watchSessions({ sessionIds: [id] }, { signal: controller.signal, timeoutMs: 30_000 })) {
@@ -57,7 +58,7 @@ describe("audit log", () => {
         // aborted
       }
     })();
-    await sleep(100);
+    await waitForWatchers(app, watchersBefore + 1);
     await c.getSession({ sessionId: id });
     await c.updateSession({ sessionId: id, metadata: { s: SECRET } });
     await c.extendSession({ sessionId: id, ttl: durationFromMs(600_000) });

@@ -15,7 +15,7 @@ import type { App } from "../src/app.js";
 import { AccessLevel, Code, ConnectError, EventType, type SessionClient, type SessionEvent } from "../src/client/index.js";
 import { ConfigError } from "../src/config/config.js";
 import { useRedisServer } from "./support/redis-server.js";
-import { captureLogs, startTestApp } from "./support/server.js";
+import { captureLogs, startTestApp, waitForWatchers } from "./support/server.js";
 import { AUDIENCE, clientWith, hs256, HS_SECRET, ISSUER, tempDir, writeApiKeysFile, writeJwks, type Jwks, type TestKey } from "./support/auth.js";
 
 const KEYS = {
@@ -190,8 +190,9 @@ describe("authorization by scope", () => {
     const own = (await admin.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE })).session?.sessionId ?? "";
     await admin.setSessionData({ sessionId: own, key: "k", value: { kind: { case: "numberValue", value: 1 } } });
     await admin.getSessionData({ sessionId: own, key: "k" });
+    const watchersBefore = app.manager.events.subscriberCount;
     const w = watch(admin, { sessionIds: [own] });
-    await sleep(100);
+    await waitForWatchers(app, watchersBefore + 1);
     await admin.closeSession({ sessionId: own });
     await waitFor(() => w.events.some((e) => e.type === EventType.CLOSED));
     w.stop();
@@ -208,7 +209,8 @@ async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void
 }
 
 /** Every RPC of tenant B against a session of tenant A: NOT_FOUND or nothing, and A's session is untouched. */
-async function crossTenantSuite(url: string): Promise<void> {
+async function crossTenantSuite(app: App): Promise<void> {
+  const url = app.url;
   const a = clientWith(url, bearer(KEYS.acme.key));
   const b = clientWith(url, bearer(KEYS.globex.key));
   const { session } = await a.createSession({
@@ -225,7 +227,7 @@ async function crossTenantSuite(url: string): Promise<void> {
   const aWatch = watch(a, { sessionIds: [sessionId] });
   const bWatch = watch(b, { sessionIds: [sessionId] });
   const bAll = watch(b, {});
-  await sleep(150);
+  await waitForWatchers(app, 3);
 
   const value = { kind: { case: "stringValue" as const, value: "intruder" } };
   const notFound: [string, () => Promise<unknown>][] = [
@@ -266,6 +268,7 @@ async function crossTenantSuite(url: string): Promise<void> {
   await a.updateSession({ sessionId, metadata: { owner: "acme", n: 2 } });
   await a.closeSession({ sessionId });
   await waitFor(() => aWatch.events.some((e) => e.type === EventType.CLOSED));
+  // A quiet period for the negative half: a leak to B's watchers would arrive now.
   await sleep(200);
   for (const w of [aWatch, bWatch, bAll]) w.stop();
   assert.deepEqual(bWatch.events, [], "WatchSessions by id");
@@ -284,7 +287,7 @@ describe("tenant isolation", () => {
   test("every RPC across two tenants, memory store", async () => {
     const app = await startTestApp({ env: authEnv() });
     try {
-      await crossTenantSuite(app.url);
+      await crossTenantSuite(app);
     } finally {
       await app.close();
     }
@@ -293,7 +296,7 @@ describe("tenant isolation", () => {
   test("every RPC across two tenants, Redis store", async () => {
     const app = await startTestApp({ redisUrl: redis.url, env: authEnv() });
     try {
-      await crossTenantSuite(app.url);
+      await crossTenantSuite(app);
     } finally {
       await app.close();
     }

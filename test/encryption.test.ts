@@ -21,7 +21,7 @@ import { Keyring, parseKeyring } from "../src/crypto/keyring.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { reencrypt } from "../src/tools/reencrypt.js";
 import { useRedisServer } from "./support/redis-server.js";
-import { startTestApp } from "./support/server.js";
+import { startTestApp, waitForWatchers } from "./support/server.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const key = (id: string): string => `${id}:${randomBytes(32).toString("base64")}`;
@@ -147,7 +147,7 @@ describe("encryption at rest on Redis", () => {
   test("a secret written through every API path leaves no trace in a raw dump of Redis", async () => {
     await redis.raw.flushall();
     const secret = `s3cr3t-${randomUUID()}`;
-    await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
+    await withApp({ ENCRYPTION_KEYS: K1 }, async (app, client) => {
       const events: string[] = [];
       const controller = new AbortController();
       const watching = (async () => {
@@ -159,7 +159,7 @@ describe("encryption at rest on Redis", () => {
           // aborted
         }
       })();
-      await sleep(100);
+      await waitForWatchers(app, 1);
       const made = await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { secret }, requestId: "r1" });
       const id = made.session?.sessionId ?? "";
       await client.updateSession({ sessionId: id, metadata: { secret, again: secret } });
@@ -184,7 +184,8 @@ describe("encryption at rest on Redis", () => {
       await sleep(1300);
       assert.equal((await client.getSession({ sessionId: expiring, includeEnded: true })).session?.metadata?.["secret"], secret);
 
-      await sleep(200);
+      // Events travel on their own stream: wait (bounded) for one with the secret before stopping it.
+      for (const deadline = Date.now() + 5000; !events.some((e) => e.includes(secret)) && Date.now() < deadline; ) await sleep(20);
       controller.abort();
       await watching;
       assert.ok(events.some((e) => e.includes(secret)), "watch events carry the decrypted metadata");

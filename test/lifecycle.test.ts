@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
-import { SessionService } from "../gen/session/v1/session_pb.js";
+import { EventType, SessionService } from "../gen/session/v1/session_pb.js";
 import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
 import { startSessiond, type SessiondProcess } from "./support/process.js";
 
@@ -71,18 +71,24 @@ describe("SIGTERM", () => {
       const healthStream = health.watch({ service: "" })[Symbol.asyncIterator]();
       assert.equal((await healthStream.next()).value?.status, ServingStatus.SERVING);
 
-      // A watch stream, read in the background until it ends.
+      // A watch stream, read in the background until it ends. It asks for the
+      // snapshot so the HEARTBEAT ending it tells when the stream is open.
+      let watchOpen = (): void => {};
+      const opened = new Promise<void>((resolve) => (watchOpen = resolve));
       const watchEnd = (async (): Promise<unknown> => {
         try {
-          for await (const _ of sessions.watchSessions({})) {
-            // events and heartbeats
+          for await (const response of sessions.watchSessions({ sendInitialSnapshot: true })) {
+            if (response.event?.type === EventType.HEARTBEAT) watchOpen();
           }
           return "ended without an error";
         } catch (error) {
           return error;
         }
       })();
-      await sleep(200);
+      const giveUp = new AbortController();
+      const ready = await Promise.race([opened.then(() => "open" as const), watchEnd, sleep(10_000, "timeout" as const, { signal: giveUp.signal })]);
+      giveUp.abort();
+      assert.equal(ready, "open", "the watch stream is open");
 
       // Pause Redis writes (PING still answers), so the next CreateSession is held in flight.
       await probe.call("CLIENT", "PAUSE", "2000", "WRITE");

@@ -84,8 +84,57 @@ async function collect(client: SessionClient, request: { resumeCursor?: string; 
   return got;
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([promise, sleep(ms).then(() => assert.fail(`timed out: ${what}`))]);
+/** A watch opened with a snapshot: `ready` settles on the HEARTBEAT that ends it. */
+interface PinnedWatch {
+  /**
+   * Resolves once the snapshot's closing HEARTBEAT arrived: the watch is then
+   * pinned to a log position, so every event written afterwards (by any
+   * process) is delivered to it. Rejects if the watch fails or ends first.
+   */
+  readonly ready: Promise<void>;
+  /** The first `count` events of the requested types after the snapshot. */
+  readonly events: Promise<SessionEvent[]>;
+}
+
+/**
+ * Like collect, but asks for the initial snapshot so the caller can wait for
+ * the watch to be in place instead of sleeping and hoping it is. The tests
+ * start from an empty Redis, so the snapshot itself is skipped.
+ */
+function watchFromNow(client: SessionClient, request: { eventTypes: EventType[] }, count: number, signal: AbortSignal): PinnedWatch {
+  let markReady = (): void => {};
+  let failReady = (_error: unknown): void => {};
+  const ready = new Promise<void>((resolve, reject) => {
+    markReady = resolve;
+    failReady = reject;
+  });
+  const events = (async () => {
+    const got: SessionEvent[] = [];
+    for await (const response of client.watchSessions({ ...request, sendInitialSnapshot: true }, { signal, timeoutMs: 0 })) {
+      const event = response.event;
+      if (event === undefined || event.type === EventType.SNAPSHOT) continue;
+      if (event.type === EventType.HEARTBEAT) {
+        markReady();
+        continue;
+      }
+      got.push(event);
+      if (got.length >= count) break;
+    }
+    return got;
+  })();
+  // A watch that ends or fails before its snapshot does fails `ready` (a no-op once it resolved).
+  events.then(() => failReady(new Error("watch ended before its snapshot")), failReady);
+  return { ready, events };
+}
+
+/** The promise, or a failure after `ms`; the timer is cleared either way so it holds nothing up. */
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  const timer = new AbortController();
+  try {
+    return await Promise.race([promise, sleep(ms, undefined, { signal: timer.signal }).then(() => assert.fail(`timed out: ${what}`))]);
+  } finally {
+    timer.abort();
+  }
 }
 
 describe("several service processes on one Redis", () => {
@@ -97,19 +146,22 @@ describe("several service processes on one Redis", () => {
     const abort = new AbortController();
     try {
       const N = 30;
-      const watchers = services.map((s) => collect(s.client, { eventTypes: [EventType.EXPIRED] }, N, abort.signal));
-      await sleep(300);
+      const watchers = services.map((s) => watchFromNow(s.client, { eventTypes: [EventType.EXPIRED] }, N, abort.signal));
+      await withTimeout(Promise.all(watchers.map((w) => w.ready)), 10_000, "every process's watch in place");
       const ids = new Set<string>();
       for (let i = 0; i < N; i++) {
         const creator = services[i % 3] as Service;
         const { session } = await creator.client.createSession({ userId: `u${i % 5}`, dataSource: `d${i % 3}`, ttl: durationFromMs(1000), metadata: { i } });
         ids.add(session?.sessionId ?? "");
       }
-      const seen = await withTimeout(Promise.all(watchers), 15_000, "EXPIRED events on every process");
+      const seen = await withTimeout(Promise.all(watchers.map((w) => w.events)), 15_000, "EXPIRED events on every process");
       for (const events of seen) {
         assert.equal(events.length, N);
         assert.deepEqual(new Set(events.map((e) => e.session?.sessionId)), ids, "every process's watcher saw every expiry once");
       }
+      // The expiry script writes the log entry, the archive and the counter
+      // at once, so they are all in place; this quiet period is for the
+      // negative half: a second EXPIRED from another process would land now.
       await sleep(500);
       const log = await redis.raw.xrange("sd:ev", "-", "+");
       const expired = log.filter(([, fields]) => fields[1] === "expired").map(([, fields]) => fields[fields.indexOf("i") + 1]);
@@ -131,13 +183,13 @@ describe("several service processes on one Redis", () => {
     let cursor = "";
     try {
       const abort = new AbortController();
-      const created = collect(first.client, { eventTypes: [EventType.CREATED] }, N, abort.signal);
-      await sleep(200);
+      const created = watchFromNow(first.client, { eventTypes: [EventType.CREATED] }, N, abort.signal);
+      await withTimeout(created.ready, 10_000, "the watch in place");
       for (let i = 0; i < N; i++) {
         const { session } = await first.client.createSession({ userId: "down", dataSource: "d", ttl: durationFromMs(1000) });
         ids.add(session?.sessionId ?? "");
       }
-      const events = await withTimeout(created, 5000, "CREATED events");
+      const events = await withTimeout(created.events, 5000, "CREATED events");
       cursor = events.at(-1)?.cursor ?? "";
       abort.abort();
     } finally {

@@ -62,3 +62,16 @@ export function captureLogs(level = "debug"): LogCapture {
         .map((line) => JSON.parse(line) as LogLine),
   };
 }
+
+/**
+ * Waits until `count` watch streams are registered with the app's event hub;
+ * from then on every event written reaches them. Tests wait on this rather
+ * than sleeping and hoping the streams got there first.
+ */
+export async function waitForWatchers(app: Pick<App, "manager">, count: number, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (app.manager.events.subscriberCount !== count) {
+    if (Date.now() > deadline) throw new Error(`expected ${count} registered watchers, have ${app.manager.events.subscriberCount} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
