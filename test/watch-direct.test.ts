@@ -37,7 +37,7 @@ import {
 } from "../src/client/index.js";
 import { compareEventIds } from "../src/store/event-id.js";
 import { useRedisServer } from "./support/redis-server.js";
-import { startTestApp } from "./support/server.js";
+import { startTestApp, type TestAppOptions } from "./support/server.js";
 
 /** What every client must agree on for one received item. */
 interface Seen {
@@ -387,38 +387,43 @@ async function seed(writer: SessionClient): Promise<void> {
   }
 }
 
-describe("direct watch writes next to connect's path (MemoryStore)", () => {
-  let app: App;
-  let writer: SessionClient;
+/** An app and a writer client, with four seeded sessions: started before the describe's tests, closed after them. */
+function useSeededApp(options: () => TestAppOptions): { readonly app: App; readonly writer: SessionClient } {
+  const fixture = {} as { app: App; writer: SessionClient };
   before(async () => {
-    app = await startTestApp({ env: { WATCH_HEARTBEAT: "10ms" } });
-    writer = createSessionClient(app.url);
-    await seed(writer);
+    fixture.app = await startTestApp(options());
+    fixture.writer = createSessionClient(fixture.app.url);
+    await seed(fixture.writer);
   });
   after(async () => {
-    await app.close();
+    await fixture.app.close();
   });
+  return fixture;
+}
+
+describe("direct watch writes next to connect's path (MemoryStore)", () => {
+  const t = useSeededApp(() => ({ env: { WATCH_HEARTBEAT: "10ms" } }));
 
   it("every protocol receives the same events, cursors and sessions, in order, with heartbeats between", async () => {
     const gzip = { sendCompression: compressionGzip, acceptCompression: [compressionGzip] };
-    const raw = rawGrpcWatcher("raw gRPC h2 (gzip offered)", app.url);
+    const raw = rawGrpcWatcher("raw gRPC h2 (gzip offered)", t.app.url);
     const watchers: Watcher[] = [
-      connectWatcher("exported client (gRPC h2)", createSessionClient(app.url)),
-      connectWatcher("connect-node gRPC h2 gzip", createClient(SessionService, createGrpcTransport({ baseUrl: app.url, ...gzip }))),
-      grpcJsWatcher("grpc-js", `127.0.0.1:${app.port}`, {}),
-      grpcJsWatcher("grpc-js gzip", `127.0.0.1:${app.port}`, { "grpc.default_compression_algorithm": 2 }),
-      connectWatcher("Connect binary h2", createSessionClient(app.url, { protocol: "connect" })),
+      connectWatcher("exported client (gRPC h2)", createSessionClient(t.app.url)),
+      connectWatcher("connect-node gRPC h2 gzip", createClient(SessionService, createGrpcTransport({ baseUrl: t.app.url, ...gzip }))),
+      grpcJsWatcher("grpc-js", `127.0.0.1:${t.app.port}`, {}),
+      grpcJsWatcher("grpc-js gzip", `127.0.0.1:${t.app.port}`, { "grpc.default_compression_algorithm": 2 }),
+      connectWatcher("Connect binary h2", createSessionClient(t.app.url, { protocol: "connect" })),
       connectWatcher(
         "Connect binary h2 gzip",
-        createClient(SessionService, createConnectTransport({ baseUrl: app.url, httpVersion: "2", useBinaryFormat: true, ...gzip })),
+        createClient(SessionService, createConnectTransport({ baseUrl: t.app.url, httpVersion: "2", useBinaryFormat: true, ...gzip })),
       ),
-      connectWatcher("Connect JSON h1", createClient(SessionService, createConnectTransport({ baseUrl: app.url, httpVersion: "1.1" }))),
-      connectWatcher("gRPC-Web h1", createClient(SessionService, createGrpcWebTransport({ baseUrl: app.url, httpVersion: "1.1" }))),
-      connectWatcher("gRPC-Web h2", createClient(SessionService, createGrpcWebTransport({ baseUrl: app.url, httpVersion: "2" }))),
-      connectWatcher("gRPC-Web h2 gzip", createClient(SessionService, createGrpcWebTransport({ baseUrl: app.url, httpVersion: "2", ...gzip }))),
+      connectWatcher("Connect JSON h1", createClient(SessionService, createConnectTransport({ baseUrl: t.app.url, httpVersion: "1.1" }))),
+      connectWatcher("gRPC-Web h1", createClient(SessionService, createGrpcWebTransport({ baseUrl: t.app.url, httpVersion: "1.1" }))),
+      connectWatcher("gRPC-Web h2", createClient(SessionService, createGrpcWebTransport({ baseUrl: t.app.url, httpVersion: "2" }))),
+      connectWatcher("gRPC-Web h2 gzip", createClient(SessionService, createGrpcWebTransport({ baseUrl: t.app.url, httpVersion: "2", ...gzip }))),
       raw,
     ];
-    await runBurst(app, watchers, writer, 200);
+    await runBurst(t.app, watchers, t.writer, 200);
     assert.equal((await raw.responseHeaders)["grpc-encoding"], "gzip", "the raw reader negotiated gzip");
     // Connect compressed the large snapshot items; the direct path sent large live events uncompressed (flag 0),
     // and both decoded (checked while reading).
@@ -428,32 +433,23 @@ describe("direct watch writes next to connect's path (MemoryStore)", () => {
 });
 
 describe("direct watch writes under backpressure (MemoryStore)", () => {
-  let app: App;
-  let writer: SessionClient;
-  before(async () => {
-    app = await startTestApp({ env: { WATCH_HEARTBEAT: "10ms" } });
-    writer = createSessionClient(app.url);
-    await seed(writer);
-  });
-  after(async () => {
-    await app.close();
-  });
+  const t = useSeededApp(() => ({ env: { WATCH_HEARTBEAT: "10ms" } }));
 
   it("a reader that stops reading gets every event, in order, once it reads again", async () => {
     // Far more than the HTTP/2 window (64 KiB) plus the stream's buffer: the direct path must fall back
     // to connect, which waits for the drain; the watcher's queue (1000) holds the rest meanwhile.
     const EVENTS = 150;
-    const slow = rawGrpcWatcher("paused raw reader", app.url);
-    const steady = connectWatcher("exported client", createSessionClient(app.url));
+    const slow = rawGrpcWatcher("paused raw reader", t.app.url);
+    const steady = connectWatcher("exported client", createSessionClient(t.app.url));
     const watchers = [slow, steady];
     try {
       await until("the snapshots", watchers, () => watchers.every((w) => w.items.length >= 5));
-      await until("both registered", watchers, () => app.manager.events.subscriberCount === 2);
+      await until("both registered", watchers, () => t.app.manager.events.subscriberCount === 2);
       const snapshotEnd = steady.items[4]?.cursor ?? "";
       slow.stream.pause();
       let last = "";
       for (let i = 0; i < EVENTS; i++) {
-        const { session } = await writer.createSession({ userId: "bp", dataSource: "d", metadata: { step: i, pad: PAD } });
+        const { session } = await t.writer.createSession({ userId: "bp", dataSource: "d", metadata: { step: i, pad: PAD } });
         last = session?.sessionId ?? "";
       }
       await until("the steady watcher has every event", watchers, () => steady.items.filter(isLive).length === EVENTS);
@@ -461,7 +457,7 @@ describe("direct watch writes under backpressure (MemoryStore)", () => {
       slow.stream.resume();
       await until("the paused reader has caught up", watchers, () => slow.items.filter(isLive).length >= EVENTS);
       await sleep(30);
-      const expected = await replay(writer, snapshotEnd, EVENTS);
+      const expected = await replay(t.writer, snapshotEnd, EVENTS);
       assert.equal(expected.at(-1)?.sessionId, last);
       for (const w of watchers) {
         assert.equal(w.failure, undefined, `${w.name} failed`);
@@ -475,31 +471,22 @@ describe("direct watch writes under backpressure (MemoryStore)", () => {
 });
 
 describe("direct watch writes, a watcher that falls too far behind", () => {
-  let app: App;
-  let writer: SessionClient;
-  before(async () => {
-    app = await startTestApp({ env: { WATCH_HEARTBEAT: "10ms", WATCH_QUEUE_LIMIT: "20" } });
-    writer = createSessionClient(app.url);
-    await seed(writer);
-  });
-  after(async () => {
-    await app.close();
-  });
+  const t = useSeededApp(() => ({ env: { WATCH_HEARTBEAT: "10ms", WATCH_QUEUE_LIMIT: "20" } }));
 
   it("ends with RESOURCE_EXHAUSTED and the cursor of the last event it received", async () => {
-    const slow = rawGrpcWatcher("paused raw reader", app.url);
+    const slow = rawGrpcWatcher("paused raw reader", t.app.url);
     try {
       await until("the snapshot", [slow], () => slow.items.length >= 5);
-      await until("registered", [slow], () => app.manager.events.subscriberCount === 1);
+      await until("registered", [slow], () => t.app.manager.events.subscriberCount === 1);
       slow.stream.pause();
-      for (let i = 0; i < 150; i++) await writer.createSession({ userId: "bp", dataSource: "d", metadata: { step: i, pad: PAD } });
+      for (let i = 0; i < 150; i++) await t.writer.createSession({ userId: "bp", dataSource: "d", metadata: { step: i, pad: PAD } });
       slow.stream.resume();
       const trailers = await slow.trailers;
       assert.equal(trailers["grpc-status"], "8", `RESOURCE_EXHAUSTED, got ${String(trailers["grpc-message"])}`);
       const received = slow.items.filter(isLive);
       assert.ok(received.length > 0 && received.length < 150, `some events, not all (${received.length})`);
       assert.equal(trailers["watch-cursor"], slow.items.at(-1)?.cursor, "the trailer names the last cursor received");
-      const expected = await replay(writer, slow.items[4]?.cursor ?? "", received.length);
+      const expected = await replay(t.writer, slow.items[4]?.cursor ?? "", received.length);
       assert.deepEqual(received, expected, "no gap, no duplicate, log order");
     } finally {
       slow.close();
@@ -509,26 +496,17 @@ describe("direct watch writes, a watcher that falls too far behind", () => {
 
 describe("direct watch writes next to connect's path (RedisStore)", () => {
   const redis = useRedisServer();
-  let app: App;
-  let writer: SessionClient;
-  before(async () => {
-    app = await startTestApp({ redisUrl: redis.url, env: { WATCH_HEARTBEAT: "10ms" } });
-    writer = createSessionClient(app.url);
-    await seed(writer);
-  });
-  after(async () => {
-    await app.close();
-  });
+  const t = useSeededApp(() => ({ redisUrl: redis.url, env: { WATCH_HEARTBEAT: "10ms" } }));
 
   it("gRPC, grpc-js with gzip, Connect JSON and a raw reader agree on every event", async () => {
-    const raw = rawGrpcWatcher("raw gRPC h2 (gzip offered)", app.url);
+    const raw = rawGrpcWatcher("raw gRPC h2 (gzip offered)", t.app.url);
     const watchers: Watcher[] = [
-      connectWatcher("exported client (gRPC h2)", createSessionClient(app.url)),
-      grpcJsWatcher("grpc-js gzip", `127.0.0.1:${app.port}`, { "grpc.default_compression_algorithm": 2 }),
-      connectWatcher("Connect JSON h1", createClient(SessionService, createConnectTransport({ baseUrl: app.url, httpVersion: "1.1" }))),
+      connectWatcher("exported client (gRPC h2)", createSessionClient(t.app.url)),
+      grpcJsWatcher("grpc-js gzip", `127.0.0.1:${t.app.port}`, { "grpc.default_compression_algorithm": 2 }),
+      connectWatcher("Connect JSON h1", createClient(SessionService, createConnectTransport({ baseUrl: t.app.url, httpVersion: "1.1" }))),
       raw,
     ];
-    await runBurst(app, watchers, writer, 120);
+    await runBurst(t.app, watchers, t.writer, 120);
     assert.ok(raw.counts.largeUncompressed > 0, "the direct path carried large live events, flagged uncompressed");
   });
 });
