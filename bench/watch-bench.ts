@@ -5,6 +5,8 @@
  *   WATCH_BENCH_QUICK=1 npx tsx bench/watch-bench.ts   # smaller sizes, for a smoke run
  *   WATCH_BENCH_ONLY=fanout (or expiry) npx tsx bench/watch-bench.ts   # one part
  *   WATCH_BENCH_NODE_FLAGS="--max-semi-space-size=64"   # Node flags of the service process
+ *   WATCH_BENCH_CLIENT_NODE_FLAGS="--cpu-prof"          # Node flags of the fan-out watchers' process
+ *   WATCH_BENCH_READERS=lean                            # fan-out readers: lean (WatchReader) and/or connect (default both)
  *
  * On a private redis-server, with the service in its own process
  * (`node --import tsx src/main.ts`):
@@ -36,7 +38,7 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { Redis } from "ioredis";
-import { createSessionClient, EventType, type SessionClient } from "../src/client/index.js";
+import { createSessionClient, createWatchReader, EventType, type SessionClient, type WatchSessionsCaller } from "../src/client/index.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { startRedisServer } from "../test/support/redis-server.js";
 
@@ -47,6 +49,8 @@ const QUICK = process.env["WATCH_BENCH_QUICK"] === "1";
 const ONLY = process.env["WATCH_BENCH_ONLY"] ?? "";
 /** Node flags of the service process (space-separated), e.g. the production ones bench/run.ts passes. */
 const NODE_FLAGS = (process.env["WATCH_BENCH_NODE_FLAGS"] ?? "").split(" ").filter((f) => f !== "");
+/** Node flags of the fan-out watchers' process, e.g. "--cpu-prof" to see where a watcher's time goes. */
+const CLIENT_NODE_FLAGS = (process.env["WATCH_BENCH_CLIENT_NODE_FLAGS"] ?? "").split(" ").filter((f) => f !== "");
 const ENCRYPTION_KEYS = `bench:${Buffer.alloc(32, 9).toString("base64")}`;
 
 export interface Stats {
@@ -76,24 +80,35 @@ if (process.argv.includes("--fanout-client")) {
   const url = process.argv[process.argv.indexOf("--fanout-client") + 1] ?? "";
   const watchers = Number(process.argv[process.argv.indexOf("--watchers") + 1] ?? 1000);
   const events = Number(process.argv[process.argv.indexOf("--events") + 1] ?? 20);
+  const reader = process.argv[process.argv.indexOf("--reader") + 1] ?? "lean";
   // Several HTTP/2 connections, as many client processes would have.
-  const clients = Array.from({ length: Math.ceil(watchers / 1000) }, () => createSessionClient(url));
+  const clients: WatchSessionsCaller[] = Array.from({ length: Math.ceil(watchers / 1000) }, () => (reader === "connect" ? createSessionClient(url) : createWatchReader(url)));
   const abort = new AbortController();
   // One signal for every stream of this process: not a leak.
   setMaxListeners(0, abort.signal);
   const deliveries: number[] = [];
   const lastByEvent = new Map<string, number>();
   let ready = 0;
+  /** Watchers that got every event, and those that got every event or ended early. */
+  let complete = 0;
   let done = 0;
+  let allDone: () => void = () => undefined;
+  const finished = new Promise<void>((resolve) => (allDone = resolve));
+  const count = (): void => {
+    done += 1;
+    if (done === watchers) allDone();
+  };
   const one = async (i: number): Promise<void> => {
-    const client = clients[i % clients.length] as SessionClient;
+    const client = clients[i % clients.length] as WatchSessionsCaller;
+    let registered = false;
     let seen = 0;
     try {
       for await (const r of client.watchSessions({ userId: "fanout", eventTypes: [EventType.UPDATED] }, { signal: abort.signal, timeoutMs: 0 })) {
         const e = r.event;
         if (e === undefined) continue;
         if (e.type === EventType.HEARTBEAT) {
-          ready += 1;
+          if (!registered) ready += 1;
+          registered = true;
           continue;
         }
         const now = Date.now();
@@ -101,12 +116,17 @@ if (process.argv.includes("--fanout-client")) {
         deliveries.push(latency);
         lastByEvent.set(e.cursor, Math.max(lastByEvent.get(e.cursor) ?? 0, latency));
         seen += 1;
-        if (seen >= events) break;
+        // Stay subscribed: cancelling streams while the last event is still being
+        // delivered to others would measure the cancellations, not the fan-out.
+        if (seen === events) {
+          complete += 1;
+          count();
+        }
       }
     } catch {
-      // counted by "done" below
+      // Ended early: counted as done so that the run ends (see "completed").
+      if (seen < events) count();
     }
-    done += 1;
   };
   const all = Array.from({ length: watchers }, (_, i) => one(i));
   // The parent waits for "ready" (every stream answered its first heartbeat), then writes.
@@ -115,10 +135,13 @@ if (process.argv.includes("--fanout-client")) {
     return cpu.user + cpu.system;
   };
   const timer = setInterval(() => process.stdout.write(`${JSON.stringify({ ready, done, cpuUs: cpuUs() })}\n`), 250);
-  await Promise.race([Promise.all(all), sleep(120_000)]);
+  await Promise.race([finished, sleep(120_000)]);
   clearInterval(timer);
+  process.stdout.write(`${JSON.stringify({ ready, done, cpuUs: cpuUs() })}\n`);
   abort.abort();
-  process.stdout.write(`${JSON.stringify({ result: { deliveries: stats(deliveries), lastWatcher: stats([...lastByEvent.values()]), completed: done, watchers } })}\n`);
+  await Promise.race([Promise.all(all), sleep(10_000)]);
+  if (process.env["FANOUT_DEBUG"] === "1") process.stderr.write(`per event: ${[...lastByEvent.values()].join(" ")}\n`);
+  process.stdout.write(`${JSON.stringify({ result: { deliveries: stats(deliveries), lastWatcher: stats([...lastByEvent.values()]), completed: complete, watchers } })}\n`);
   process.exit(0);
 }
 
@@ -245,7 +268,15 @@ async function expiryLag(client: SessionClient, raw: Redis, subscriber: Redis, l
   return { live, service: stats(serviceLag), redisNotification: stats(redisLag), redisDelivered: redisLag.length, probes: probes.size, failed, seconds: createdIn };
 }
 
+/**
+ * How the fan-out watchers read their streams: "lean" is sessiond's WatchReader
+ * (src/client/watch-reader.ts), "connect" is connect-es's generated client.
+ */
+export type FanoutReader = "lean" | "connect";
+const FANOUT_READERS: readonly FanoutReader[] = (process.env["WATCH_BENCH_READERS"] ?? "lean,connect").split(",").filter((r): r is FanoutReader => r === "lean" || r === "connect");
+
 export interface FanoutResult {
+  readonly reader: FanoutReader;
   readonly watchers: number;
   readonly completed: number;
   readonly deliveries: Stats;
@@ -269,9 +300,11 @@ function processCpuUs(pid: number | undefined): number {
   }
 }
 
-async function fanout(service: Service, client: SessionClient, watchers: number, events: number): Promise<FanoutResult> {
+async function fanout(service: Service, client: SessionClient, watchers: number, events: number, reader: FanoutReader): Promise<FanoutResult> {
   const url = service.url;
-  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--fanout-client", url, "--watchers", String(watchers), "--events", String(events)], {
+  const args = ["--fanout-client", url, "--watchers", String(watchers), "--events", String(events), "--reader", reader];
+  // The watchers' process runs with the service's production flag (a larger young generation), as a busy client would.
+  const child = spawn(process.execPath, ["--max-semi-space-size=64", ...CLIENT_NODE_FLAGS, "--import", "tsx", fileURLToPath(import.meta.url), ...args], {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -296,6 +329,8 @@ async function fanout(service: Service, client: SessionClient, watchers: number,
   const { session } = await client.createSession({ userId: "fanout", dataSource: "fanout", ttl: durationFromMs(3_600_000) });
   const deadline = Date.now() + 90_000;
   while (ready < watchers && Date.now() < deadline) await sleep(100);
+  // Let the tail of the setup (the last registrations' first heartbeats, their garbage) settle before measuring.
+  await sleep(1000);
   // One event at a time to all of them: 100 ms apart for 1k watchers, 1 s apart for 10k.
   const intervalMs = Math.max(100, watchers / 10);
   const serviceCpuStart = processCpuUs(service.child.pid);
@@ -312,7 +347,7 @@ async function fanout(service: Service, client: SessionClient, watchers: number,
   await exited;
   if (result === undefined) throw new Error("the fan-out client reported nothing");
   const delivered = Math.max(1, result.deliveries.n);
-  return { ...result, serviceCpuUsPerDelivery: serviceCpu / delivered, clientCpuUsPerDelivery: clientCpu / delivered };
+  return { ...result, reader, serviceCpuUsPerDelivery: serviceCpu / delivered, clientCpuUsPerDelivery: clientCpu / delivered };
 }
 
 // ---------------------------------------------------------------- main
@@ -368,11 +403,13 @@ try {
   }
 
   const fanouts: FanoutResult[] = [];
-  for (const watchers of ONLY === "expiry" ? [] : QUICK ? [200, 1000] : [1000, 10_000]) {
-    process.stdout.write(`fan-out to ${watchers} watchers ... `);
-    const result = await fanout(service, client, watchers, FANOUT_EVENTS);
-    fanouts.push(result);
-    process.stdout.write(`p99 ${result.deliveries.p99} ms\n`);
+  for (const reader of ONLY === "expiry" ? [] : FANOUT_READERS) {
+    for (const watchers of QUICK ? [200, 1000] : [1000, 10_000]) {
+      process.stdout.write(`fan-out to ${watchers} watchers (${reader} reader) ... `);
+      const result = await fanout(service, client, watchers, FANOUT_EVENTS, reader);
+      fanouts.push(result);
+      process.stdout.write(`p99 ${result.deliveries.p99} ms\n`);
+    }
   }
 
   const fmt = (s: Stats): string => `${s.p50} / ${s.p99} / ${s.max}`;
@@ -387,7 +424,7 @@ try {
   console.log("Fan-out (ms): deliveries p50 / p99 / max; time until the last watcher got an event p50 / p99 / max:");
   for (const f of fanouts) {
     console.log(
-      `  ${f.watchers.toLocaleString("en")} watchers (${f.completed} completed): ${fmt(f.deliveries)}; last watcher ${fmt(f.lastWatcher)}; ` +
+      `  ${f.watchers.toLocaleString("en")} watchers, ${f.reader} reader (${f.completed} completed): ${fmt(f.deliveries)}; last watcher ${fmt(f.lastWatcher)}; ` +
         `CPU per delivery: service ${f.serviceCpuUsPerDelivery?.toFixed(0)} µs, watchers' process ${f.clientCpuUsPerDelivery?.toFixed(0)} µs`,
     );
   }

@@ -162,7 +162,6 @@ describe("SessionService validation", () => {
   });
 
   const ID = () => sessionId;
-  const UNKNOWN = "6f1c1c4e-5c9a-4b61-9d35-3a0c6f0f7a11";
   const str = (value: string) => create(ValueSchema, { kind: { case: "stringValue", value } });
 
   /** [description, field, call] — every call must fail with INVALID_ARGUMENT naming the field. */

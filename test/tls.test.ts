@@ -5,7 +5,6 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import * as http2 from "node:http2";
@@ -19,6 +18,7 @@ import { SessionService } from "../gen/session/v1/session_pb.js";
 import type { App } from "../src/app.js";
 import { ConfigError, loadConfig } from "../src/config/config.js";
 import { startTestApp } from "./support/server.js";
+import { makeSelfSignedCertificate } from "./support/tls.js";
 
 let dir: string;
 let certFile: string;
@@ -28,14 +28,7 @@ let app: App;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "sessiond-tls-"));
-  certFile = join(dir, "cert.pem");
-  keyFile = join(dir, "key.pem");
-  execFileSync("openssl", [
-    "req", "-x509", "-nodes", "-days", "1",
-    "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-    "-keyout", keyFile, "-out", certFile,
-    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-  ], { stdio: "ignore" });
+  ({ certFile, keyFile } = makeSelfSignedCertificate(dir));
   ca = await readFile(certFile);
   app = await startTestApp({ env: { TLS_CERT_FILE: certFile, TLS_KEY_FILE: keyFile } });
 });

@@ -3,13 +3,13 @@
  * server, next to connect's own path, with every client the service supports:
  * the exported gRPC client, @grpc/grpc-js (plain and gzip), Connect binary
  * over HTTP/2 (plain and gzip), gRPC-Web over HTTP/2 and HTTP/1.1, Connect
- * JSON over HTTP/1.1, and a raw node:http2 gRPC reader that checks each
- * envelope's compression flag itself.
+ * JSON over HTTP/1.1, sessiond's WatchReader, and a raw node:http2 gRPC
+ * reader that checks each envelope's compression flag itself.
  *
  * Every watcher starts with a snapshot (connect's path), then a burst of
- * creates, updates, data changes and closes while heartbeats (connect's path)
- * fire every 10 ms between the live events (the direct path for the binary
- * HTTP/2 watchers). Each must receive exactly the events a replay from the
+ * creates, updates, data changes and closes while heartbeats fire every 10 ms
+ * between the live events (both through the direct path for the binary
+ * HTTP/2 watchers, once connect sent the headers). Each must receive exactly the events a replay from the
  * log returns, in the same order, with the same cursors and decodable
  * sessions, and its heartbeats must never run ahead of or behind its events.
  */
@@ -28,6 +28,7 @@ import type { App } from "../src/app.js";
 import {
   AccessLevel,
   createSessionClient,
+  createWatchReader,
   EventType,
   SessionService,
   WatchSessionsRequestSchema,
@@ -86,6 +87,23 @@ function connectWatcher(name: string, client: SessionClient): Watcher {
   void (async () => {
     try {
       for await (const response of client.watchSessions({ sendInitialSnapshot: true }, { signal: abort.signal, timeoutMs: 0 })) {
+        if (response.event !== undefined) watcher.items.push(fromProto(response.event));
+      }
+      watcher.failure = new Error("the stream ended");
+    } catch (error) {
+      if (!abort.signal.aborted) watcher.failure = error;
+    }
+  })();
+  return watcher;
+}
+
+/** sessiond's lean reader (src/client/watch-reader.ts): its own envelope parsing, on connect-node's session manager. */
+function readerWatcher(name: string, url: string): Watcher {
+  const abort = new AbortController();
+  const watcher: Watcher = { name, items: [], failure: undefined, close: () => abort.abort() };
+  void (async () => {
+    try {
+      for await (const response of createWatchReader(url).watchSessions({ sendInitialSnapshot: true }, { signal: abort.signal })) {
         if (response.event !== undefined) watcher.items.push(fromProto(response.event));
       }
       watcher.failure = new Error("the stream ended");
@@ -421,6 +439,7 @@ describe("direct watch writes next to connect's path (MemoryStore)", () => {
       connectWatcher("gRPC-Web h1", createClient(SessionService, createGrpcWebTransport({ baseUrl: t.app.url, httpVersion: "1.1" }))),
       connectWatcher("gRPC-Web h2", createClient(SessionService, createGrpcWebTransport({ baseUrl: t.app.url, httpVersion: "2" }))),
       connectWatcher("gRPC-Web h2 gzip", createClient(SessionService, createGrpcWebTransport({ baseUrl: t.app.url, httpVersion: "2", ...gzip }))),
+      readerWatcher("WatchReader", t.app.url),
       raw,
     ];
     await runBurst(t.app, watchers, t.writer, 200);
@@ -504,6 +523,7 @@ describe("direct watch writes next to connect's path (RedisStore)", () => {
       connectWatcher("exported client (gRPC h2)", createSessionClient(t.app.url)),
       grpcJsWatcher("grpc-js gzip", `127.0.0.1:${t.app.port}`, { "grpc.default_compression_algorithm": 2 }),
       connectWatcher("Connect JSON h1", createClient(SessionService, createConnectTransport({ baseUrl: t.app.url, httpVersion: "1.1" }))),
+      readerWatcher("WatchReader", t.app.url),
       raw,
     ];
     await runBurst(t.app, watchers, t.writer, 120);

@@ -5,6 +5,9 @@
  * for await (const event of watchSessions(client, { userId: "alice" })) { ... }
  * ```
  *
+ * `client` is a SessionClient, or a WatchReader (watch-reader.ts) in a process
+ * that holds many watches.
+ *
  * It remembers the cursor of every event and heartbeat it hands out, and when
  * the stream breaks (network error, UNAVAILABLE on a server shutdown,
  * RESOURCE_EXHAUSTED when it fell behind, or the stream simply ending) it
@@ -18,10 +21,11 @@
  * connect-es, ending a for-await over a server stream does not, so the helper
  * aborts the call's signal itself.
  */
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { SessionEvent, SessionService, WatchSessionsRequestSchema } from "../../gen/session/v1/session_pb.js";
+import type { SessionEvent, WatchSessionsRequestSchema } from "../../gen/session/v1/session_pb.js";
 import { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
+import type { WatchSessionsCaller } from "./watch-reader.js";
 
 /** The watch request, without resume_cursor (the helper sets it). */
 export type WatchRequest = Omit<MessageInitShape<typeof WatchSessionsRequestSchema>, "resumeCursor" | "$typeName">;
@@ -59,7 +63,7 @@ const RETRYABLE: ReadonlySet<Code> = new Set([Code.Unavailable, Code.ResourceExh
  * connections resume from the cursor instead.
  */
 export async function* watchSessions(
-  client: Client<typeof SessionService>,
+  client: WatchSessionsCaller,
   request: WatchRequest,
   options: WatchHelperOptions = {},
 ): AsyncGenerator<SessionEvent, void, undefined> {

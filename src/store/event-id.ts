@@ -38,12 +38,24 @@ export function formatEventId(parts: EventIdParts): string {
   return `${parts.ms}-${parts.seq}`;
 }
 
-/** Negative, 0 or positive as a is before, equal to or after b. Both must be valid ids. */
+/**
+ * Negative, 0 or positive as a is before, equal to or after b. Both must be
+ * valid ids (cursors from clients pass parseCursor first). It runs once per
+ * event and watcher, so it splits at the dash instead of matching FORMAT.
+ */
 export function compareEventIds(a: string, b: string): number {
-  const x = parseEventId(a);
-  const y = parseEventId(b);
-  if (x === undefined || y === undefined) throw new Error("compareEventIds: not an event id");
-  return x.ms - y.ms || x.seq - y.seq;
+  const x = a.indexOf("-");
+  const y = b.indexOf("-");
+  const ms = idPart(a, 0, x) - idPart(b, 0, y);
+  const seq = idPart(a, x + 1, a.length) - idPart(b, y + 1, b.length);
+  return ms !== 0 ? ms : seq;
+}
+
+/** The number in id[start, end), which must be 1 to 16 digits. */
+function idPart(id: string, start: number, end: number): number {
+  const n = end - start > 0 && end - start <= 16 ? Number(id.slice(start, end)) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error("compareEventIds: not an event id");
+  return n;
 }
 
 /** The later of two ids. */

@@ -22,7 +22,7 @@
  * the log's end.
  */
 import type { Logger } from "pino";
-import { setTimeout as sleep } from "node:timers/promises";
+import { setImmediate as setImmediatePromise, setTimeout as sleep } from "node:timers/promises";
 import { isSessionError, SessionError } from "../session/errors.js";
 import { ZERO_EVENT_ID } from "../store/event-id.js";
 import type { EventTail, SessionStore, StoredEvent } from "../store/store.js";
@@ -35,14 +35,28 @@ export interface EventHubOptions {
   readonly blockMs?: number;
   /** Most events per read (default 500). */
   readonly batchSize?: number;
+  /** Watchers offered an event before the dispatch lets the event loop turn (default 500; see dispatch). */
+  readonly dispatchSlice?: number;
 }
 
 /** An in-process listener of every event (all tenants), called synchronously. Must not throw. */
 export type EventListener = (event: StoredEvent) => void;
 
+/**
+ * Takes a matching event straight to the watcher's stream and returns true,
+ * or returns false when it cannot (the event is then queued).
+ */
+export type DirectDelivery = (event: StoredEvent) => boolean;
+
 /** One watcher's registration: its queue and how it leaves. */
 export interface HubSubscription {
   readonly queue: EventQueue<StoredEvent>;
+  /**
+   * While set, matching events go to `deliver` first as long as the queue is
+   * empty (so that nothing overtakes a queued event). The watcher sets it
+   * while it waits, and clears it while it runs.
+   */
+  deliverDirectly(deliver: DirectDelivery | undefined): void;
   /** Removes the registration (safe to call twice). */
   close(): void;
 }
@@ -51,17 +65,20 @@ interface Subscriber {
   readonly tenant: string;
   readonly matches: (event: StoredEvent) => boolean;
   readonly queue: EventQueue<StoredEvent>;
+  direct: DirectDelivery | undefined;
 }
 
 const DEFAULT_BLOCK_MS = 1000;
 const DEFAULT_BATCH = 500;
 const MAX_BACKOFF_MS = 1000;
+const DEFAULT_DISPATCH_SLICE = 500;
 
 export class EventHub {
   private readonly store: EventHubOptions["store"];
   private readonly logger: Logger | undefined;
   private readonly blockMs: number;
   private readonly batchSize: number;
+  private readonly dispatchSlice: number;
   private readonly byTenant = new Map<string, Set<Subscriber>>();
   private readonly listeners = new Set<EventListener>();
   /** undefined until the log's end has been read once (the store may be down at start). */
@@ -76,6 +93,7 @@ export class EventHub {
     this.logger = options.logger;
     this.blockMs = options.blockMs ?? DEFAULT_BLOCK_MS;
     this.batchSize = options.batchSize ?? DEFAULT_BATCH;
+    this.dispatchSlice = options.dispatchSlice ?? DEFAULT_DISPATCH_SLICE;
   }
 
   /** The id of the last event dispatched to subscribers ("0-0" before the reader knows the log's end). */
@@ -135,7 +153,7 @@ export class EventHub {
   subscribe(tenant: string, matches: (event: StoredEvent) => boolean, queueLimit: number): HubSubscription {
     if (this.stopping || this.loop === undefined) throw new SessionError("unavailable", "the server is shutting down");
     if (this.pos === undefined) throw new SessionError("unavailable", "the event log is not reachable yet");
-    const sub: Subscriber = { tenant, matches, queue: new EventQueue<StoredEvent>(queueLimit) };
+    const sub: Subscriber = { tenant, matches, queue: new EventQueue<StoredEvent>(queueLimit), direct: undefined };
     let set = this.byTenant.get(tenant);
     if (set === undefined) {
       set = new Set();
@@ -146,6 +164,9 @@ export class EventHub {
     let open = true;
     return {
       queue: sub.queue,
+      deliverDirectly: (deliver) => {
+        sub.direct = deliver;
+      },
       close: () => {
         if (!open) return;
         open = false;
@@ -196,7 +217,7 @@ export class EventHub {
         failures = 0;
         for (const event of events) {
           if (this.stopping) return;
-          this.dispatch(event);
+          await this.dispatch(event);
         }
       } catch (error) {
         if (this.stopping) return;
@@ -222,7 +243,19 @@ export class EventHub {
     }
   }
 
-  private dispatch(event: StoredEvent): void {
+  /**
+   * Offers the event to every listener and matching watcher, in slices of
+   * `dispatchSlice` watchers with a turn of the event loop in between. Why: a
+   * watcher writes to its HTTP/2 stream as soon as it is woken, but Node sends
+   * what was written only once the running task ends. Without the pauses, 10k
+   * watchers' writes would all leave the process at the end of one long task;
+   * with them, the first slices are on the wire (and being read by the
+   * clients) while the next ones are prepared. The read loop waits for the
+   * whole dispatch, so events still reach every watcher in log order. A
+   * watcher registered during a pause is visited (a Set's iteration includes
+   * what is added meanwhile), and one that leaves is not.
+   */
+  private async dispatch(event: StoredEvent): Promise<void> {
     for (const listener of this.listeners) {
       try {
         listener(event);
@@ -232,11 +265,25 @@ export class EventHub {
     }
     const set = this.byTenant.get(event.session.tenant);
     if (set !== undefined) {
+      let offered = 0;
       for (const sub of set) {
+        offered += 1;
+        if (!sub.matches(event)) continue;
+        if (sub.direct !== undefined && sub.queue.size === 0 && this.deliverDirectly(sub.direct, event)) continue;
         // Too slow: dropped now, so its queue stops growing; the watch sees `overflowed`.
-        if (sub.matches(event) && !sub.queue.push(event)) this.remove(sub);
+        if (!sub.queue.push(event)) this.remove(sub);
+        if (offered % this.dispatchSlice === 0) await setImmediatePromise();
       }
     }
     this.pos = event.id;
+  }
+
+  /** A delivery that throws (a session that cannot be decoded) is queued instead, to fail in its own watch. */
+  private deliverDirectly(deliver: DirectDelivery, event: StoredEvent): boolean {
+    try {
+      return deliver(event);
+    } catch {
+      return false;
+    }
   }
 }

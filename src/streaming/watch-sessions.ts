@@ -60,7 +60,7 @@ export interface WatchOptions {
   readonly sink?: WatchSink;
 }
 
-/** A synchronous way out for live events that skips the consumer of the generator. */
+/** A synchronous way out for live events and heartbeats that skips the consumer of the generator. */
 export interface WatchSink {
   /**
    * Sends the item now and returns true, or returns false when it cannot send
@@ -154,10 +154,10 @@ export async function* watchSessions(
     }
     return item;
   };
-  /** Whether to send a logged event, given what was already sent. */
-  const wanted = (event: StoredEvent): boolean => {
+  /** Whether to send a logged event, given what was already sent; `matched` when the hub applied the filter already. */
+  const wanted = (event: StoredEvent, matched: boolean): boolean => {
     if (cursor !== "" && compareEventIds(event.id, cursor) <= 0) return false;
-    if (!eventMatches(filter, tenant, event)) return false;
+    if (!matched && !eventMatches(filter, tenant, event)) return false;
     if (snapshotVersions !== undefined) {
       if (compareEventIds(event.id, snapshotEnd) > 0) {
         snapshotVersions = undefined;
@@ -207,7 +207,7 @@ export async function* watchSessions(
             break;
           }
           last = event.id;
-          if (!wanted(event)) continue;
+          if (!wanted(event, false)) continue;
           yield toItem(event);
           cursor = event.id;
           if (signal.aborted) return;
@@ -219,13 +219,33 @@ export async function* watchSessions(
 
     const queue = registration.queue;
     let lastSent = Date.now();
+    const sink = options.sink;
+    /**
+     * While this watch is parked below with an empty queue, the hub hands it
+     * live events here instead of queueing them and waking the generator: one
+     * synchronous step per delivery instead of a queue, a promise, a timer and
+     * a generator resumption. Nothing else writes to the stream then (connect
+     * waits for our next item), so order holds; what the sink refuses goes to
+     * the queue and takes the generator's path.
+     */
+    const direct =
+      sink === undefined
+        ? undefined
+        : (event: StoredEvent): boolean => {
+            if (!wanted(event, true)) return true;
+            if (!sink.write(toItem(event))) return false;
+            cursor = event.id;
+            lastSent = Date.now();
+            return true;
+          };
     for (;;) {
       if (signal.aborted) return;
       const event = queue.shift();
       if (event !== undefined) {
-        if (!wanted(event)) continue;
+        // The hub queues only events that passed this watcher's filter.
+        if (!wanted(event, true)) continue;
         const item = toItem(event);
-        if (options.sink?.write(item) !== true) yield item;
+        if (sink?.write(item) !== true) yield item;
         cursor = event.id;
         lastSent = Date.now();
         continue;
@@ -241,11 +261,18 @@ export async function* watchSessions(
       if (idleMs >= heartbeatMs) {
         // The queue is empty: every event up to the hub's position was offered to this watcher.
         cursor = maxEventId(cursor, hub.position);
-        yield heartbeat(cursor);
+        // Through the sink too: 10k idle watchers beat every interval.
+        const beat = heartbeat(cursor);
+        if (sink?.write(beat) !== true) yield beat;
         lastSent = Date.now();
         continue;
       }
-      await queue.wait(heartbeatMs - idleMs, signal);
+      registration.deliverDirectly(direct);
+      try {
+        await queue.wait(heartbeatMs - idleMs, signal);
+      } finally {
+        registration.deliverDirectly(undefined);
+      }
     }
   } catch (error) {
     if (error instanceof WatchInterrupted || !(error instanceof SessionError) || error.kind !== "unavailable") throw error;

@@ -1,0 +1,125 @@
+/**
+ * The event hub's delivery rules that the watch tests cannot pin down by
+ * timing alone: dispatch in slices with event-loop turns between them (a
+ * watcher registered during a pause gets the event once), direct delivery
+ * only while a watcher's queue is empty (nothing overtakes a queued event),
+ * and a direct delivery that throws falls back to the queue without
+ * disturbing the others. On a real MemoryStore log.
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { EventHub, type HubSubscription } from "../src/streaming/event-hub.js";
+import { MemoryStore } from "../src/store/memory/memory-store.js";
+import type { StoredEvent } from "../src/store/store.js";
+import { CONFORMANCE_LIMITS } from "./conformance/store-conformance.js";
+
+const input = { tenant: "t", userId: "u", dataSource: "d", accessLevel: "write", ttlMs: 60_000, metadata: "{}", requestId: "" } as const;
+
+/** Everything a subscription received, queued or direct, in order. */
+function drain(sub: HubSubscription): StoredEvent[] {
+  const out: StoredEvent[] = [];
+  for (let e = sub.queue.shift(); e !== undefined; e = sub.queue.shift()) out.push(e);
+  return out;
+}
+
+async function until(what: string, condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+describe("EventHub", () => {
+  let store: MemoryStore;
+  let hub: EventHub;
+  before(async () => {
+    store = new MemoryStore({ limits: CONFORMANCE_LIMITS });
+    // Two watchers per slice: a pause after every second one.
+    hub = new EventHub({ store, blockMs: 50, dispatchSlice: 2 });
+    await hub.start();
+  });
+  after(async () => {
+    await hub.stop();
+    await store.dispose();
+  });
+
+  it("offers each event to every watcher, in order, across slices; one registered during a pause gets it once", async () => {
+    const all = () => true;
+    const subs = Array.from({ length: 7 }, () => hub.subscribe("t", all, 100));
+    const direct: StoredEvent[][] = subs.map(() => []);
+    let late: HubSubscription | undefined;
+    let positionAtLate = "";
+    // The first watcher takes events directly and, at the first one, schedules a registration that runs
+    // while the dispatch pauses after the second watcher (setImmediate callbacks run in order).
+    subs[0]?.deliverDirectly((event) => {
+      direct[0]?.push(event);
+      if (late === undefined && positionAtLate === "") {
+        positionAtLate = "scheduled";
+        setImmediate(() => {
+          positionAtLate = hub.position;
+          late = hub.subscribe("t", all, 100);
+        });
+      }
+      return true;
+    });
+    const before = hub.position;
+    const first = await store.create(input);
+    const second = await store.create(input);
+    await until("both events dispatched", () => hub.position !== before && drainedCount(subs[6]) >= 2);
+    const ids = (events: StoredEvent[]): string[] => events.map((e) => e.session.sessionId);
+    const expected = [first.session.sessionId, second.session.sessionId];
+    assert.deepEqual(ids(direct[0] ?? []), expected, "the direct watcher, in order");
+    for (const sub of subs.slice(1)) assert.deepEqual(ids(drain(sub)), expected, "each queued watcher, in order");
+    assert.ok(late !== undefined);
+    assert.equal(positionAtLate, before, "registered before the first event's dispatch ended");
+    assert.deepEqual(ids(drain(late)), expected, "the late watcher: the event being dispatched, once, then the next");
+    for (const sub of [...subs, late]) sub.close();
+    assert.equal(hub.subscriberCount, 0);
+  });
+
+  it("delivers directly only while the queue is empty: a refused event is queued and nothing overtakes it", async () => {
+    const sub = hub.subscribe("t", () => true, 100);
+    const offered: string[] = [];
+    let accept = false;
+    sub.deliverDirectly((event) => {
+      offered.push(event.id);
+      return accept;
+    });
+    const first = await store.create(input);
+    await until("the first event queued", () => sub.queue.size === 1);
+    accept = true;
+    const second = await store.create(input);
+    await until("the second event queued", () => sub.queue.size === 2);
+    assert.equal(offered.length, 1, "the second event was not offered while the first waited in the queue");
+    assert.deepEqual(
+      drain(sub).map((e) => e.session.sessionId),
+      [first.session.sessionId, second.session.sessionId],
+    );
+    const third = await store.create(input);
+    await until("the third event offered", () => offered.length === 2);
+    assert.equal(sub.queue.size, 0, "taken directly once the queue was empty");
+    assert.equal(offered.length, 2);
+    void third;
+    sub.close();
+  });
+
+  it("a direct delivery that throws queues the event and leaves the other watchers alone", async () => {
+    const failing = hub.subscribe("t", () => true, 100);
+    failing.deliverDirectly(() => {
+      throw new Error("cannot decode");
+    });
+    const other = hub.subscribe("t", () => true, 100);
+    const event = await store.create(input);
+    await until("both have the event", () => failing.queue.size === 1 && other.queue.size === 1);
+    assert.equal(failing.queue.shift()?.session.sessionId, event.session.sessionId);
+    assert.equal(other.queue.shift()?.session.sessionId, event.session.sessionId);
+    failing.close();
+    other.close();
+  });
+});
+
+/** Queued events of a subscription, without taking them. */
+function drainedCount(sub: HubSubscription | undefined): number {
+  return sub?.queue.size ?? 0;
+}
