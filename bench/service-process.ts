@@ -82,12 +82,22 @@ export class ServiceProcess {
   }
 
   /** SIGTERM (graceful shutdown), SIGKILL if it has not exited within 10 s. */
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.child.once("exit", () => resolve()));
-    this.child.kill("SIGTERM");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), 10_000);
-    await exited;
-    clearTimeout(timer);
+  stop(): Promise<void> {
+    return stopProcess(this.child);
   }
+}
+
+/**
+ * SIGTERM, then SIGKILL if the process has not exited within graceMs. A
+ * benchmark must not leave a service behind: once, a service run through tsx
+ * hung in its shutdown (its main thread waiting on tsx's loader thread), and
+ * its inherited stderr kept `npm run bench` from finishing.
+ */
+export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
 }

@@ -41,6 +41,7 @@ import type { Redis } from "ioredis";
 import { createSessionClient, createWatchReader, EventType, type SessionClient, type WatchSessionsCaller } from "../src/client/index.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { startRedisServer } from "../test/support/redis-server.js";
+import { stopProcess } from "./service-process.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -437,7 +438,8 @@ try {
   const report: WatchBenchReport = { quick: QUICK, rate, seconds, events: FANOUT_EVENTS, expiry, fanouts, ...(memory === undefined ? {} : { memory }) };
   console.log(JSON.stringify(report));
 } finally {
-  service?.child.kill("SIGTERM");
+  // The service first (SHUTDOWN_TIMEOUT is 10 s), then its Redis.
+  if (service !== undefined) await stopProcess(service.child, 15_000);
   subscriber.disconnect();
   raw.disconnect();
   await redis.stop();
