@@ -719,14 +719,14 @@ function renderWatch(lines: string[], w: WatchResult, flags: readonly string[]):
     "",
   );
   lines.push(
-    `Fan-out: the watch streams are held by one separate client process (one HTTP/2 connection per 1000 streams); ${r.events} updates, one at a time, each delivered to every watcher. Latency = arrival at a watcher − the event's log time (its cursor, Redis's clock on the same machine); "last watcher" = per event, the time until the last watcher had it. Reader: "WatchReader" is sessiond's lean reader (src/client/watch-reader.ts), "connect-es" the generated client; the service is the same. CPU: of each whole process (all threads), from the first update until every watcher had every event, per delivery.`,
+    `Fan-out: the watch streams are held by one separate client process (one HTTP/2 connection per 1000 streams); ${r.events} updates, one at a time, each delivered to every watcher. Latency = arrival at a watcher − the event's log time (its cursor, Redis's clock on the same machine); "last watcher" = per event, the time until the last watcher had it. One warm-up update goes first, as the throughput part warms up: its time until the last watcher had it is shown ("warm-up event"), not counted. Reader: "WatchReader" is sessiond's lean reader (src/client/watch-reader.ts), "connect-es" the generated client; the service is the same. CPU: of each whole process (all threads), from the first update until every watcher had every event, per delivery.`,
     "",
   );
-  lines.push("| Watchers | reader | deliveries | delivery p50 / p99 / max, ms | last watcher p50 / p99 / max, ms | service CPU µs/delivery | watchers' process CPU µs/delivery |");
-  lines.push("|---:|---|---:|---:|---:|---:|---:|");
+  lines.push("| Watchers | reader | deliveries | delivery p50 / p99 / max, ms | last watcher p50 / p99 / max, ms | warm-up event, last watcher, ms | service CPU µs/delivery | watchers' process CPU µs/delivery |");
+  lines.push("|---:|---|---:|---:|---:|---:|---:|---:|");
   for (const f of r.fanouts) {
     lines.push(
-      `| ${fmtInt(f.watchers)} | ${f.reader === "lean" ? "WatchReader" : "connect-es"} | ${fmtInt(f.deliveries.n)} / ${fmtInt(f.watchers * r.events)} | ${fmtStats(f.deliveries)} | ${fmtStats(f.lastWatcher)} | ${fmtUs(f.serviceCpuUsPerDelivery ?? Number.NaN)} | ${fmtUs(f.clientCpuUsPerDelivery ?? Number.NaN)} |`,
+      `| ${fmtInt(f.watchers)} | ${f.reader === "lean" ? "WatchReader" : "connect-es"} | ${fmtInt(f.deliveries.n)} / ${fmtInt(f.watchers * r.events)} | ${fmtStats(f.deliveries)} | ${fmtStats(f.lastWatcher)} | ${fmtInt(f.coldLastWatcherMs)} | ${fmtUs(f.serviceCpuUsPerDelivery ?? Number.NaN)} | ${fmtUs(f.clientCpuUsPerDelivery ?? Number.NaN)} |`,
     );
   }
   lines.push("");

@@ -7,6 +7,7 @@
  *   WATCH_BENCH_NODE_FLAGS="--max-semi-space-size=64"   # Node flags of the service process
  *   WATCH_BENCH_CLIENT_NODE_FLAGS="--cpu-prof"          # Node flags of the fan-out watchers' process
  *   WATCH_BENCH_READERS=lean                            # fan-out readers: lean (WatchReader) and/or connect (default both)
+ *   WATCH_BENCH_PER_EVENT=1                             # also print each fan-out event's last-watcher time (stderr)
  *
  * On a private redis-server, with the service in its own process
  * (`node --import tsx src/main.ts`):
@@ -19,7 +20,8 @@
  *   service's shadow keys cannot be used for that: expiring a session deletes
  *   its shadow key, which makes Redis announce it at that moment.)
  * - Fan-out: 1k and 10k watch streams held by a separate process
- *   (this file with --fanout-client); an update every 100 ms (1k) or 1 s (10k); latency = arrival
+ *   (this file with --fanout-client); after one warm-up update (reported, not
+ *   measured), an update every 100 ms (1k) or 1 s (10k); latency = arrival
  *   at a watcher - the event's log time (its cursor's ms, Redis's clock on the
  *   same machine): p50/p99 over all deliveries, and p99 of the time until the
  *   LAST watcher got each event.
@@ -90,6 +92,9 @@ if (process.argv.includes("--fanout-client")) {
   const deliveries: number[] = [];
   const lastByEvent = new Map<string, number>();
   let ready = 0;
+  /** Watchers that got the warm-up event (the first update, not measured), and its slowest delivery. */
+  let warmedUp = 0;
+  let coldLastWatcherMs = 0;
   /** Watchers that got every event, and those that got every event or ended early. */
   let complete = 0;
   let done = 0;
@@ -102,6 +107,7 @@ if (process.argv.includes("--fanout-client")) {
   const one = async (i: number): Promise<void> => {
     const client = clients[i % clients.length] as WatchSessionsCaller;
     let registered = false;
+    let warm = false;
     let seen = 0;
     try {
       for await (const r of client.watchSessions({ userId: "fanout", eventTypes: [EventType.UPDATED] }, { signal: abort.signal, timeoutMs: 0 })) {
@@ -114,6 +120,12 @@ if (process.argv.includes("--fanout-client")) {
         }
         const now = Date.now();
         const latency = now - cursorMs(e.cursor);
+        if (!warm) {
+          warm = true;
+          warmedUp += 1;
+          coldLastWatcherMs = Math.max(coldLastWatcherMs, latency);
+          continue;
+        }
         deliveries.push(latency);
         lastByEvent.set(e.cursor, Math.max(lastByEvent.get(e.cursor) ?? 0, latency));
         seen += 1;
@@ -135,14 +147,14 @@ if (process.argv.includes("--fanout-client")) {
     const cpu = process.cpuUsage();
     return cpu.user + cpu.system;
   };
-  const timer = setInterval(() => process.stdout.write(`${JSON.stringify({ ready, done, cpuUs: cpuUs() })}\n`), 250);
+  const timer = setInterval(() => process.stdout.write(`${JSON.stringify({ ready, warmedUp, done, cpuUs: cpuUs() })}\n`), 100);
   await Promise.race([finished, sleep(120_000)]);
   clearInterval(timer);
-  process.stdout.write(`${JSON.stringify({ ready, done, cpuUs: cpuUs() })}\n`);
+  process.stdout.write(`${JSON.stringify({ ready, warmedUp, done, cpuUs: cpuUs() })}\n`);
   abort.abort();
   await Promise.race([Promise.all(all), sleep(10_000)]);
-  if (process.env["FANOUT_DEBUG"] === "1") process.stderr.write(`per event: ${[...lastByEvent.values()].join(" ")}\n`);
-  process.stdout.write(`${JSON.stringify({ result: { deliveries: stats(deliveries), lastWatcher: stats([...lastByEvent.values()]), completed: complete, watchers } })}\n`);
+  if (process.env["WATCH_BENCH_PER_EVENT"] === "1") process.stderr.write(`fan-out, last watcher per event (ms): ${[...lastByEvent.values()].join(" ")}\n`);
+  process.stdout.write(`${JSON.stringify({ result: { deliveries: stats(deliveries), lastWatcher: stats([...lastByEvent.values()]), completed: complete, watchers, coldLastWatcherMs } })}\n`);
   process.exit(0);
 }
 
@@ -279,6 +291,8 @@ const FANOUT_READERS: readonly FanoutReader[] = (process.env["WATCH_BENCH_READER
 export interface FanoutResult {
   readonly reader: FanoutReader;
   readonly watchers: number;
+  /** The warm-up event (not in the stats): time until the last watcher had it, ms. */
+  readonly coldLastWatcherMs: number;
   readonly completed: number;
   readonly deliveries: Stats;
   readonly lastWatcher: Stats;
@@ -311,6 +325,7 @@ async function fanout(service: Service, client: SessionClient, watchers: number,
   });
   let buffer = "";
   let ready = 0;
+  let warmedUp = 0;
   let done = 0;
   let clientCpuUs = Number.NaN;
   let result: FanoutResult | undefined;
@@ -319,8 +334,9 @@ async function fanout(service: Service, client: SessionClient, watchers: number,
     const lines = buffer.split("\n");
     buffer = lines.pop() ?? "";
     for (const line of lines) {
-      const msg = JSON.parse(line) as { ready?: number; done?: number; cpuUs?: number; result?: FanoutResult };
+      const msg = JSON.parse(line) as { ready?: number; warmedUp?: number; done?: number; cpuUs?: number; result?: FanoutResult };
       if (msg.ready !== undefined) ready = msg.ready;
+      if (msg.warmedUp !== undefined) warmedUp = msg.warmedUp;
       if (msg.done !== undefined) done = msg.done;
       if (msg.cpuUs !== undefined) clientCpuUs = msg.cpuUs;
       if (msg.result !== undefined) result = msg.result;
@@ -334,6 +350,11 @@ async function fanout(service: Service, client: SessionClient, watchers: number,
   await sleep(1000);
   // One event at a time to all of them: 100 ms apart for 1k watchers, 1 s apart for 10k.
   const intervalMs = Math.max(100, watchers / 10);
+  // A warm-up event first, as the throughput part warms up: its delivery is reported (cold) but not measured.
+  await client.updateSession({ sessionId: session?.sessionId ?? "", metadata: { warmUp: true } });
+  const warmDeadline = Date.now() + 30_000;
+  while (warmedUp < watchers && Date.now() < warmDeadline) await sleep(50);
+  await sleep(intervalMs);
   const serviceCpuStart = processCpuUs(service.child.pid);
   const clientCpuStart = clientCpuUs;
   for (let i = 0; i < events; i++) {
@@ -426,7 +447,8 @@ try {
   for (const f of fanouts) {
     console.log(
       `  ${f.watchers.toLocaleString("en")} watchers, ${f.reader} reader (${f.completed} completed): ${fmt(f.deliveries)}; last watcher ${fmt(f.lastWatcher)}; ` +
-        `CPU per delivery: service ${f.serviceCpuUsPerDelivery?.toFixed(0)} µs, watchers' process ${f.clientCpuUsPerDelivery?.toFixed(0)} µs`,
+        `CPU per delivery: service ${f.serviceCpuUsPerDelivery?.toFixed(0)} µs, watchers' process ${f.clientCpuUsPerDelivery?.toFixed(0)} µs; ` +
+        `warm-up event (not measured): last watcher ${f.coldLastWatcherMs} ms`,
     );
   }
   if (memory !== undefined) {

@@ -349,7 +349,8 @@ function managerSuite(name: string, openStore: OpenStore): void {
         assert.deepEqual(m.activeByDataSource, { ds1: 1 });
         const durations = [closedA, closedB].map((s) => s.endTime - s.createTime);
         assert.equal(m.averageDurationMs, (durations[0]! + durations[1]!) / 2);
-        assert.ok(m.averageDurationMs >= 20);
+        // Node's timers can fire up to a millisecond early against the wall clock the store reads.
+        assert.ok(m.averageDurationMs >= 19, `average duration ${m.averageDurationMs} ms after a 20 ms sleep`);
       } finally {
         await h.close();
       }

@@ -267,15 +267,20 @@ export class EventHub {
     if (set !== undefined) {
       let offered = 0;
       for (const sub of set) {
+        this.offer(sub, event);
         offered += 1;
-        if (!sub.matches(event)) continue;
-        if (sub.direct !== undefined && sub.queue.size === 0 && this.deliverDirectly(sub.direct, event)) continue;
-        // Too slow: dropped now, so its queue stops growing; the watch sees `overflowed`.
-        if (!sub.queue.push(event)) this.remove(sub);
         if (offered % this.dispatchSlice === 0) await setImmediatePromise();
       }
     }
     this.pos = event.id;
+  }
+
+  /** One watcher: straight to its stream when it waits with an empty queue, else to its queue. */
+  private offer(sub: Subscriber, event: StoredEvent): void {
+    if (!sub.matches(event)) return;
+    if (sub.direct !== undefined && sub.queue.size === 0 && this.deliverDirectly(sub.direct, event)) return;
+    // Too slow: dropped now, so its queue stops growing; the watch sees `overflowed`.
+    if (!sub.queue.push(event)) this.remove(sub);
   }
 
   /** A delivery that throws (a session that cannot be decoded) is queued instead, to fail in its own watch. */
