@@ -153,6 +153,14 @@ describe("WatchReader", () => {
       }
       await waitForWatchers(app, 0);
 
+      // Closing the reader ends its open watches too.
+      const closing = createWatchReader(app.url);
+      const open = collect(closing, {});
+      await waitForWatchers(app, 1);
+      closing.close();
+      assertConnectError(await open.ended, Code.Canceled);
+      await waitForWatchers(app, 0);
+
       const aborted = AbortSignal.abort();
       assertConnectError(await (async () => {
         try {
