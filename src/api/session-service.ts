@@ -3,6 +3,7 @@
  * call the SessionManager, convert the result. Every error leaves through
  * toConnectError, so each failure has exactly one status code.
  */
+import pLimit from "p-limit";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -10,7 +11,7 @@ import { SessionService, type SessionEvent } from "../../gen/session/v1/session_
 import type { Config } from "../config/config.js";
 import type { SessionManager } from "../session/session-manager.js";
 import { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
-import { WatchInterrupted, watchSessions, type WatchItem, type WatchSink } from "../streaming/watch-sessions.js";
+import { WatchInterrupted, watchSessions, type ReadGate, type WatchItem, type WatchSink } from "../streaming/watch-sessions.js";
 import { metricsToProto, sessionToProto, valueToProto, watchItemToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
 import { directWatchSink } from "./watch-direct.js";
@@ -82,6 +83,9 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
   const { config } = options;
   const limits = config.limits;
   const logger = options.logger ?? manager.logger;
+  /** The store reads of starting watches, WATCH_START_CONCURRENCY at a time (see ReadGate). */
+  const startReads = pLimit(config.watchStartConcurrency);
+  const readGate: ReadGate = (read) => startReads(read);
 
   /** Runs one unary call, mapping every error to its status code. */
   async function unary<T>(procedure: string, run: () => Promise<T>): Promise<T> {
@@ -204,6 +208,7 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
           resumeCursor: params.resumeCursor,
           heartbeatMs: config.watchHeartbeatMs,
           signal: ctx.signal,
+          readGate,
           ...(options.watchQueueLimit === undefined ? {} : { queueLimit: options.watchQueueLimit }),
           ...(sink === undefined ? {} : { sink }),
         });

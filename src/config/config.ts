@@ -65,6 +65,8 @@ export interface Config {
   readonly watchRetentionMs: number;
   /** Events queued for one slow watcher before it is ended with RESOURCE_EXHAUSTED. */
   readonly watchQueueLimit: number;
+  /** Store reads in flight at once for starting watches (snapshot listings, replays); the rest wait their turn. */
+  readonly watchStartConcurrency: number;
   readonly logLevel: string;
   /** Bound on a graceful shutdown: in-flight calls get this long (less a reserve for closing the store) before connections are cut. */
   readonly shutdownTimeoutMs: number;
@@ -151,6 +153,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: "WATCH_RETENTION_EVENTS", default: "100000", description: "Events kept in the event log for resuming watches (by count)" },
   { env: "WATCH_RETENTION", default: "1h", description: "Events kept in the event log for resuming watches (by age)" },
   { env: "WATCH_QUEUE_LIMIT", default: "1000", description: "Events queued for one slow watcher before it is ended with RESOURCE_EXHAUSTED" },
+  { env: "WATCH_START_CONCURRENCY", default: "32", description: "Store reads in flight for starting watches (snapshots, replays); more watches starting at once wait their turn" },
   { env: "MAX_REQUEST_BYTES", default: "1048576", description: "Largest request message" },
   { env: "MAX_METADATA_BYTES", default: "16384", description: "Largest metadata object (as JSON)" },
   { env: "MAX_DATA_KEY_LENGTH", default: "256", description: "Longest data key" },
@@ -306,6 +309,7 @@ export function loadConfig(env: Env = process.env): Config {
     watchRetentionEvents: r.integer("WATCH_RETENTION_EVENTS", 1, 100_000_000),
     watchRetentionMs: r.duration("WATCH_RETENTION", 1000),
     watchQueueLimit: r.integer("WATCH_QUEUE_LIMIT", 1, 1_000_000),
+    watchStartConcurrency: r.integer("WATCH_START_CONCURRENCY", 1, 10_000),
     logLevel,
     shutdownTimeoutMs: r.duration("SHUTDOWN_TIMEOUT", 100),
     tls: certFile === "" ? undefined : { certFile, keyFile },

