@@ -246,8 +246,9 @@ export class EventHub {
   /**
    * Offers the event to every listener and matching watcher, in slices of
    * `dispatchSlice` watchers with a turn of the event loop in between. Why: a
-   * watcher writes to its HTTP/2 stream as soon as it is woken, but Node sends
-   * what was written only once the running task ends. Without the pauses, 10k
+   * delivery writes to the watcher's HTTP/2 stream at once (here, or in the
+   * woken watcher's next step), but Node sends what was written only once the
+   * running task ends. Without the pauses, 10k
    * watchers' writes would all leave the process at the end of one long task;
    * with them, the first slices are on the wire (and being read by the
    * clients) while the next ones are prepared. The read loop waits for the
