@@ -82,6 +82,8 @@ const DEFAULT_MAX_QUEUED = 256;
  */
 const CONNECTION_WINDOW_BYTES = 32 * 1024 * 1024;
 const WATCH_PATH = `/${SessionService.typeName}/${SessionService.method.watchSessions.name}`;
+/** Bound on how stale the session manager's "last heard from the server" may get (see onData). */
+const MAX_ALIVE_EVERY_MS = 1000;
 
 /** A reader of WatchSessions streams from the service at baseUrl, over one HTTP/2 connection. */
 export function createWatchReader(baseUrl: string, options: WatchReaderOptions = {}): WatchReader {
@@ -89,7 +91,11 @@ export function createWatchReader(baseUrl: string, options: WatchReaderOptions =
   const manager = new Http2SessionManager(url, options.http2, options.nodeOptions);
   const path = `${url.pathname.replace(/\/$/, "")}${WATCH_PATH}`;
   const widened = new WeakSet<http2.ClientHttp2Session>();
-  const limits = { readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES, maxQueued: options.maxQueuedMessages ?? DEFAULT_MAX_QUEUED };
+  const limits: Limits = {
+    readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
+    maxQueued: options.maxQueuedMessages ?? DEFAULT_MAX_QUEUED,
+    aliveEveryMs: Math.min(MAX_ALIVE_EVERY_MS, (options.http2?.pingIntervalMs ?? Number.POSITIVE_INFINITY) / 2),
+  };
   return {
     watchSessions(request, call = {}) {
       const headers = requestHeader(true, call.timeoutMs === 0 ? undefined : call.timeoutMs, mergeHeaders(options.headers, call.headers));
@@ -115,6 +121,8 @@ export function createWatchReader(baseUrl: string, options: WatchReaderOptions =
 interface Limits {
   readonly readMaxBytes: number;
   readonly maxQueued: number;
+  /** How often a call tells the session manager that its connection is alive (see onData). */
+  readonly aliveEveryMs: number;
 }
 
 /**
@@ -136,6 +144,8 @@ class WatchCall implements AsyncIterator<WatchSessionsResponse> {
   /** The status from the trailers (or a trailers-only response): the outcome once every message was read. */
   private status: ConnectError | null | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** When the session manager was last told that data arrived. */
+  private aliveAt = 0;
   private readonly onAbort = (): void => this.finish(abortError(this.options.signal?.reason));
 
   constructor(
@@ -218,7 +228,12 @@ class WatchCall implements AsyncIterator<WatchSessionsResponse> {
   /** Splits a DATA chunk into messages; a message cut between chunks waits for the rest. */
   private onData(chunk: Buffer): void {
     if (this.outcome !== undefined) return;
-    this.manager.notifyResponseByteRead(this.stream as http2.ClientHttp2Stream);
+    // The manager restarts its keep-alive timer on each notice: once per interval is enough, not once per message.
+    const now = Date.now();
+    if (now - this.aliveAt >= this.limits.aliveEveryMs) {
+      this.aliveAt = now;
+      this.manager.notifyResponseByteRead(this.stream as http2.ClientHttp2Stream);
+    }
     let data = chunk;
     if (this.buffered > 0) {
       this.chunks.push(chunk);
