@@ -8,15 +8,16 @@
  */
 import { readFile } from "node:fs/promises";
 import type { DestinationStream, Logger } from "pino";
+import pLimit from "p-limit";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { SessionService } from "../gen/session/v1/session_pb.js";
-import { sessionServiceRoutes } from "./api/session-service.js";
+import { sessionServiceRoutes, watchStartGate } from "./api/session-service.js";
 import { setUpSecurity } from "./auth/security.js";
 import type { Config } from "./config/config.js";
 import { HealthMonitor } from "./health/health-monitor.js";
 import { healthServiceRoutes } from "./health/health-service.js";
 import { createLogger } from "./logging/logger.js";
-import { addActiveSessionsSource, instrumentRedis, observeExpiryLag, scrape, trackWatcher } from "./observability/metrics.js";
+import { addActiveSessionsSource, addWatchStartGateSource, instrumentRedis, observeExpiryLag, scrape, trackWatcher } from "./observability/metrics.js";
 import { reflectionServiceRoutes } from "./reflection/reflection-service.js";
 import { startRpcServer } from "./server/rpc-server.js";
 import { SessionManager } from "./session/session-manager.js";
@@ -74,7 +75,16 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       release();
     };
   };
-  const sessionRoutes = sessionServiceRoutes(manager, { config, tenant: security.tenant, admitWatch, watchQueueLimit: config.watchQueueLimit });
+  // Starting watches read the store a few at a time; the gauge shows how many wait (a reconnect storm).
+  const startReads = pLimit(config.watchStartConcurrency);
+  const stopStartGauge = addWatchStartGateSource(() => startReads.pendingCount);
+  const sessionRoutes = sessionServiceRoutes(manager, {
+    config,
+    tenant: security.tenant,
+    admitWatch,
+    watchQueueLimit: config.watchQueueLimit,
+    watchStartGate: watchStartGate(startReads),
+  });
   const health = new HealthMonitor({
     store,
     intervalMs: HEALTH_INTERVAL_MS,
@@ -135,6 +145,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         // NOT_SERVING first (health and /readyz), so health watchers move away before the port closes.
         shuttingDown = true;
         stopSessionsGauge();
+        stopStartGauge();
         health.stop();
         // No new connections or calls from here on; calls in flight go on (bounded by SHUTDOWN_TIMEOUT).
         server.stopAccepting();

@@ -2,7 +2,8 @@
  * Many watches starting at once on one process (every client reconnecting
  * after a deploy): their snapshot listings wait their turn at the process's
  * read gate (WATCH_START_CONCURRENCY) instead of reaching Redis together and
- * passing the command timeout behind each other. Without the gate, this same
+ * passing the command timeout behind each other; /metrics shows how many
+ * wait (sessiond_watch_start_reads_waiting). Without the gate, this same
  * herd loses most of its watches to UNAVAILABLE (checked by hand with
  * WATCH_START_CONCURRENCY=10000: 1374 of 2400 failed, 1600 of them not cancelled).
  */
@@ -35,6 +36,15 @@ describe("watches starting at once (RedisStore)", () => {
   });
 
   it(`${WATCHES} snapshot watches, a third of them cancelled while waiting: every other one gets its whole snapshot`, { timeout: 60_000 }, async () => {
+    // The gauge of reads waiting at the gate, scraped while the herd starts.
+    let peakWaiting = 0;
+    let herdDone = false;
+    const scraping = (async () => {
+      while (!herdDone) {
+        peakWaiting = Math.max(peakWaiting, await waitingReads(app.url));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
     const outcomes = await Promise.all(
       Array.from({ length: WATCHES }, async (_, i) => {
         const abort = new AbortController();
@@ -54,11 +64,23 @@ describe("watches starting at once (RedisStore)", () => {
         }
       }),
     );
+    herdDone = true;
+    await scraping;
     const failures = outcomes.filter((o) => "error" in o);
     assert.deepEqual(failures.slice(0, 3), [], `${failures.length} watches failed`);
     const complete = outcomes.filter((o) => "snapshot" in o);
     assert.ok(complete.length >= (WATCHES * 2) / 3, `every watch not cancelled completed (${complete.length})`);
     assert.ok(complete.every((o) => o.snapshot === SESSIONS), "each with the whole snapshot");
     await waitForWatchers(app, 0, 10_000);
+    assert.ok(peakWaiting > 0, "the metrics showed reads waiting at the gate");
+    assert.equal(await waitingReads(app.url), 0, "and none once the herd has started");
   });
 });
+
+/** sessiond_watch_start_reads_waiting from GET /metrics. */
+async function waitingReads(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("sessiond_watch_start_reads_waiting "));
+  assert.ok(line !== undefined, "the gauge is exported");
+  return Number(line.split(" ")[1]);
+}

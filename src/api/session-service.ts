@@ -3,10 +3,10 @@
  * call the SessionManager, convert the result. Every error leaves through
  * toConnectError, so each failure has exactly one status code.
  */
-import pLimit from "p-limit";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import pLimit, { type LimitFunction } from "p-limit";
 import { SessionService, type SessionEvent } from "../../gen/session/v1/session_pb.js";
 import type { Config } from "../config/config.js";
 import type { SessionManager } from "../session/session-manager.js";
@@ -45,6 +45,8 @@ export interface SessionServiceOptions {
   readonly logger?: Logger;
   /** Most events queued for one slow watcher before it is ended (default 1000). */
   readonly watchQueueLimit?: number;
+  /** The process's gate for the store reads of starting watches (default: WATCH_START_CONCURRENCY at a time). */
+  readonly watchStartGate?: ReadGate;
 }
 
 /** Watch items are shared by every watcher of an event: convert each to its message once. */
@@ -78,14 +80,17 @@ export function sessionServiceRoutes(manager: SessionManager, options: SessionSe
   };
 }
 
+/** A ReadGate on a p-limit limiter (WATCH_START_CONCURRENCY reads at a time; see ReadGate). */
+export function watchStartGate(limit: LimitFunction): ReadGate {
+  return (read) => limit(read);
+}
+
 /** The service implementation, exported for composition (e.g. with per-service handler options). */
 export function createSessionServiceImpl(manager: SessionManager, options: SessionServiceOptions): ServiceImpl<typeof SessionService> {
   const { config } = options;
   const limits = config.limits;
   const logger = options.logger ?? manager.logger;
-  /** The store reads of starting watches, WATCH_START_CONCURRENCY at a time (see ReadGate). */
-  const startReads = pLimit(config.watchStartConcurrency);
-  const readGate: ReadGate = (read) => startReads(read);
+  const readGate = options.watchStartGate ?? watchStartGate(pLimit(config.watchStartConcurrency));
 
   /** Runs one unary call, mapping every error to its status code. */
   async function unary<T>(procedure: string, run: () => Promise<T>): Promise<T> {

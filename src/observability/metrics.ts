@@ -21,6 +21,8 @@
  * - `instrumentRedis(client, name)` on every ioredis client, to count its
  *   `error` and `reconnecting` events.
  * - `addActiveSessionsSource(tenant, read)` (app.ts): read at scrape time.
+ * - `addWatchStartGateSource(waiting)` (app.ts): watch-start reads waiting at
+ *   the read gate, read at scrape time.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
@@ -97,6 +99,19 @@ new Gauge({
   },
 });
 
+const startGates = new Map<object, () => number>();
+
+new Gauge({
+  name: "sessiond_watch_start_reads_waiting",
+  help: "Store reads of starting watches (snapshots, replays) waiting for a place under WATCH_START_CONCURRENCY",
+  registers: [registry],
+  collect() {
+    let waiting = 0;
+    for (const read of startGates.values()) waiting += read();
+    this.set(waiting);
+  },
+});
+
 /** Records one finished RPC. `code` is the snake_case code name used in the logs ("ok", "not_found"). */
 export function observeRpc(service: string, method: string, code: string, durationSeconds: number): void {
   rpcHandled.inc({ service, method, code });
@@ -153,6 +168,15 @@ export function addActiveSessionsSource(tenant: string, read: ActiveSessionsRead
   sessionSources.set(key, { tenant, read });
   return () => {
     sessionSources.delete(key);
+  };
+}
+
+/** Makes the watch-start gauge read `waiting` at every scrape; returns the function that stops it. */
+export function addWatchStartGateSource(waiting: () => number): () => void {
+  const key = {};
+  startGates.set(key, waiting);
+  return () => {
+    startGates.delete(key);
   };
 }
 
