@@ -97,7 +97,10 @@ export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promis
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  const timer = setTimeout(() => {
+    process.stderr.write(`the service (pid ${child.pid}) did not exit within ${graceMs} ms of SIGTERM: killing it\n`);
+    child.kill("SIGKILL");
+  }, graceMs);
   await exited;
   clearTimeout(timer);
 }
