@@ -90,6 +90,29 @@ describe("loadConfig", () => {
     });
   }
 
+  test("a duration without a unit is an error naming the variable (only 0 needs none)", () => {
+    assert.throws(
+      () => loadConfig({ WATCH_HEARTBEAT: "15" }),
+      (error: unknown) => error instanceof ConfigError && /WATCH_HEARTBEAT="15" needs a unit/.test(error.message),
+    );
+    assert.equal(loadConfig({ WATCH_HEARTBEAT: "15s" }).watchHeartbeatMs, 15_000);
+    assert.equal(loadConfig({ JWT_CLOCK_TOLERANCE: "0", JWT_HS256_SECRET: "x".repeat(32), JWT_ISSUER: "i", JWT_AUDIENCE: "a" }).auth.jwt?.clockToleranceMs, 0);
+  });
+
+  test("every problem is reported at once, each naming its variable", () => {
+    assert.throws(
+      () => loadConfig({ PORT: "abc", WATCH_HEARTBEAT: "15", LOG_LEVEL: "loud", SESSIONS_PER_USER_POLICY: "maybe", ENCRYPTION_KEYS_FILE: "/nonexistent/keys" }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.problems.length, 5, error.message);
+        for (const variable of ["PORT", "WATCH_HEARTBEAT", "LOG_LEVEL", "SESSIONS_PER_USER_POLICY", "ENCRYPTION_KEYS_FILE"]) {
+          assert.equal(error.problems.filter((p) => p.includes(variable)).length, 1, `${variable} in ${error.message}`);
+        }
+        return true;
+      },
+    );
+  });
+
   test("every setting has a description and a default that loads", () => {
     const env: Record<string, string> = {};
     for (const setting of SETTINGS) {

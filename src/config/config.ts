@@ -4,7 +4,8 @@
  * Every setting has a documented default (README "Configuration"); an invalid
  * value stops the start with a message naming the variable, because a service
  * that silently falls back to a default on a typo is worse than one that refuses
- * to start.
+ * to start. Every problem is collected before the start stops, so an operator
+ * fixes them in one round instead of one per restart.
  */
 import { readFileSync } from "node:fs";
 import { KeyringError, parseKeyring, type Keyring } from "../crypto/keyring.js";
@@ -122,6 +123,14 @@ export interface TlsConfig {
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
+  /** Each problem on its own (one per bad variable or combination); message joins them with "; ". */
+  readonly problems: readonly string[];
+
+  constructor(problems: string | readonly string[]) {
+    const list = typeof problems === "string" ? [problems] : problems;
+    super(list.join("; "));
+    this.problems = list;
+  }
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -190,17 +199,50 @@ export const SETTINGS: readonly Setting[] = [
 
 const DURATION_UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses "250ms", "30s", "5m", "1h", "7d" (or a bare number of milliseconds). */
+/**
+ * Parses "250ms", "30s", "5m", "1h", "7d". A bare number is refused (except 0):
+ * "15" could mean seconds or milliseconds, and guessing wrong is a 1000x mistake.
+ */
 export function parseDurationMs(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  const trimmed = text.trim();
+  if (trimmed === "0") return 0;
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(trimmed);
   if (match === null) return undefined;
-  const unit = DURATION_UNITS[match[2] ?? "ms"] ?? 1;
+  const unit = DURATION_UNITS[match[2] ?? ""] ?? 1;
   const value = Number(match[1]) * unit;
   return Number.isFinite(value) ? Math.round(value) : undefined;
 }
 
+/**
+ * Reads settings and collects their problems: a bad value records a message and
+ * yields the default (or a placeholder) so reading goes on; loadConfig throws
+ * them all together at the end.
+ */
 class Reader {
+  readonly problems: string[] = [];
+
   constructor(private readonly env: Env) {}
+
+  /** Records a problem; reading goes on. */
+  fail(message: string): void {
+    this.problems.push(message);
+  }
+
+  /** Records a problem unless the condition holds. */
+  check(ok: boolean, message: string): void {
+    if (!ok) this.fail(message);
+  }
+
+  /** Runs a step that may throw ConfigError (a file that cannot be read), recording its problem and returning the fallback. */
+  attempt<T>(step: () => T, fallback: T): T {
+    try {
+      return step();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      this.problems.push(...error.problems);
+      return fallback;
+    }
+  }
 
   raw(name: string): string {
     const setting = SETTINGS.find((s) => s.env === name);
@@ -212,17 +254,28 @@ class Reader {
   duration(name: string, minMs = 1): number {
     const text = this.raw(name);
     const ms = parseDurationMs(text);
+    if (ms === undefined && /^\s*\d+(?:\.\d+)?\s*$/.test(text)) {
+      this.fail(`${name}=${JSON.stringify(text)} needs a unit (ms, s, m, h or d), e.g. ${text.trim()}s or ${text.trim()}ms`);
+      return this.fallbackDuration(name);
+    }
     if (ms === undefined || ms < minMs) {
-      throw new ConfigError(`${name}=${JSON.stringify(text)} is not a duration of at least ${minMs} ms (examples: 250ms, 30s, 5m, 1h, 7d)`);
+      this.fail(`${name}=${JSON.stringify(text)} is not a duration of at least ${minMs} ms (examples: 250ms, 30s, 5m, 1h, 7d)`);
+      return this.fallbackDuration(name);
     }
     return ms;
+  }
+
+  /** The setting's default, so checks that combine settings still run on something sensible. */
+  private fallbackDuration(name: string): number {
+    return parseDurationMs(SETTINGS.find((s) => s.env === name)?.default ?? "") ?? 1000;
   }
 
   boolean(name: string): boolean {
     const text = this.raw(name).trim().toLowerCase();
     if (text === "true" || text === "1") return true;
     if (text === "false" || text === "0") return false;
-    throw new ConfigError(`${name}=${JSON.stringify(this.raw(name))} must be true or false`);
+    this.fail(`${name}=${JSON.stringify(this.raw(name))} must be true or false`);
+    return false;
   }
 
   /** The variable's value, or undefined when it is empty or unset. */
@@ -235,28 +288,35 @@ class Reader {
     const text = this.raw(name);
     const n = Number(text);
     if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new ConfigError(`${name}=${JSON.stringify(text)} must be a whole number from ${min} to ${max}`);
+      this.fail(`${name}=${JSON.stringify(text)} must be a whole number from ${min} to ${max}`);
+      const fallback = Number(SETTINGS.find((s) => s.env === name)?.default);
+      return Number.isSafeInteger(fallback) && fallback >= min && fallback <= max ? fallback : min;
     }
     return n;
   }
 }
 
-/** Reads and validates the configuration. Throws ConfigError naming the first bad variable. */
+/** Reads and validates the configuration. Throws one ConfigError listing every bad variable. */
 export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
+  const config = readConfig(r);
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return config;
+}
 
+function readConfig(r: Reader): Config {
   const redisUrl = r.raw("REDIS_URL");
   if (redisUrl !== "" && !/^rediss?:\/\//.test(redisUrl)) {
     // The URL is not echoed: it may carry a password.
-    throw new ConfigError("REDIS_URL must start with redis:// or rediss://");
+    r.fail("REDIS_URL must start with redis:// or rediss://");
   }
   const tenant = r.raw("DEFAULT_TENANT");
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(tenant)) {
-    throw new ConfigError(`DEFAULT_TENANT=${JSON.stringify(tenant)} must be 1-64 letters, digits, '_' or '-'`);
+    r.fail(`DEFAULT_TENANT=${JSON.stringify(tenant)} must be 1-64 letters, digits, '_' or '-'`);
   }
   const logLevel = r.raw("LOG_LEVEL");
   if (!LOG_LEVELS.includes(logLevel)) {
-    throw new ConfigError(`LOG_LEVEL=${JSON.stringify(logLevel)} must be one of ${LOG_LEVELS.join(", ")}`);
+    r.fail(`LOG_LEVEL=${JSON.stringify(logLevel)} must be one of ${LOG_LEVELS.join(", ")}`);
   }
 
   const ttl: TtlConfig = {
@@ -265,7 +325,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxMs: r.duration("SESSION_TTL_MAX"),
   };
   if (!(ttl.minMs <= ttl.defaultMs && ttl.defaultMs <= ttl.maxMs)) {
-    throw new ConfigError(
+    r.fail(
       `session TTLs must satisfy SESSION_TTL_MIN <= SESSION_TTL_DEFAULT <= SESSION_TTL_MAX (got ${ttl.minMs} ms, ${ttl.defaultMs} ms, ${ttl.maxMs} ms)`,
     );
   }
@@ -284,13 +344,13 @@ export function loadConfig(env: Env = process.env): Config {
     maxPageSize: r.integer("MAX_PAGE_SIZE", 1, 100_000),
   };
   if (limits.defaultPageSize > limits.maxPageSize) {
-    throw new ConfigError(`DEFAULT_PAGE_SIZE (${limits.defaultPageSize}) must not exceed MAX_PAGE_SIZE (${limits.maxPageSize})`);
+    r.fail(`DEFAULT_PAGE_SIZE (${limits.defaultPageSize}) must not exceed MAX_PAGE_SIZE (${limits.maxPageSize})`);
   }
 
   const certFile = r.raw("TLS_CERT_FILE");
   const keyFile = r.raw("TLS_KEY_FILE");
   if ((certFile === "") !== (keyFile === "")) {
-    throw new ConfigError(`TLS_CERT_FILE and TLS_KEY_FILE must be set together (got ${certFile === "" ? "only TLS_KEY_FILE" : "only TLS_CERT_FILE"})`);
+    r.fail(`TLS_CERT_FILE and TLS_KEY_FILE must be set together (got ${certFile === "" ? "only TLS_KEY_FILE" : "only TLS_CERT_FILE"})`);
   }
 
   return {
@@ -322,7 +382,8 @@ export function loadConfig(env: Env = process.env): Config {
 function sessionsPerUserPolicy(r: Reader): "reject" | "close_oldest" {
   const policy = r.raw("SESSIONS_PER_USER_POLICY");
   if (policy !== "reject" && policy !== "close_oldest") {
-    throw new ConfigError(`SESSIONS_PER_USER_POLICY=${JSON.stringify(policy)} must be reject or close_oldest`);
+    r.fail(`SESSIONS_PER_USER_POLICY=${JSON.stringify(policy)} must be reject or close_oldest`);
+    return "reject";
   }
   return policy;
 }
@@ -331,24 +392,24 @@ function authConfig(r: Reader): AuthConfig {
   const secret = r.optional("JWT_HS256_SECRET");
   const secretFile = r.optional("JWT_HS256_SECRET_FILE");
   if (secret !== undefined && secretFile !== undefined) {
-    throw new ConfigError("JWT_HS256_SECRET and JWT_HS256_SECRET_FILE are both set: use one");
+    r.fail("JWT_HS256_SECRET and JWT_HS256_SECRET_FILE are both set: use one");
   }
-  const hs256Secret = secretFile === undefined ? secret : readSecretFile("JWT_HS256_SECRET_FILE", secretFile);
+  const hs256Secret = secretFile === undefined ? secret : r.attempt(() => readSecretFile("JWT_HS256_SECRET_FILE", secretFile), undefined);
   if (hs256Secret !== undefined && Buffer.byteLength(hs256Secret) < 32) {
-    throw new ConfigError(`${secretFile === undefined ? "JWT_HS256_SECRET" : "JWT_HS256_SECRET_FILE"} must be at least 32 bytes`);
+    r.fail(`${secretFile === undefined ? "JWT_HS256_SECRET" : "JWT_HS256_SECRET_FILE"} must be at least 32 bytes`);
   }
   const jwksFile = r.optional("JWT_JWKS_FILE");
   let jwt: JwtConfig | undefined;
   if (hs256Secret !== undefined || jwksFile !== undefined) {
     const issuer = r.optional("JWT_ISSUER");
     const audience = r.optional("JWT_AUDIENCE");
-    if (issuer === undefined) throw new ConfigError("JWT_ISSUER is required when JWTs are configured");
-    if (audience === undefined) throw new ConfigError("JWT_AUDIENCE is required when JWTs are configured");
+    if (issuer === undefined) r.fail("JWT_ISSUER is required when JWTs are configured");
+    if (audience === undefined) r.fail("JWT_AUDIENCE is required when JWTs are configured");
     jwt = {
       hs256Secret,
       jwksFile,
-      issuer,
-      audience,
+      issuer: issuer ?? "",
+      audience: audience ?? "",
       tenantClaim: r.raw("JWT_TENANT_CLAIM"),
       scopesClaim: r.raw("JWT_SCOPES_CLAIM"),
       clockToleranceMs: r.duration("JWT_CLOCK_TOLERANCE", 0),
@@ -357,10 +418,10 @@ function authConfig(r: Reader): AuthConfig {
   const clientCaFile = r.optional("TLS_CLIENT_CA_FILE");
   const mtlsPrincipalsFile = r.optional("MTLS_PRINCIPALS_FILE");
   if ((clientCaFile === undefined) !== (mtlsPrincipalsFile === undefined)) {
-    throw new ConfigError("TLS_CLIENT_CA_FILE and MTLS_PRINCIPALS_FILE must be set together");
+    r.fail("TLS_CLIENT_CA_FILE and MTLS_PRINCIPALS_FILE must be set together");
   }
   if (clientCaFile !== undefined && r.optional("TLS_CERT_FILE") === undefined) {
-    throw new ConfigError("TLS_CLIENT_CA_FILE needs TLS (TLS_CERT_FILE and TLS_KEY_FILE)");
+    r.fail("TLS_CLIENT_CA_FILE needs TLS (TLS_CERT_FILE and TLS_KEY_FILE)");
   }
   return {
     apiKeysFile: r.optional("API_KEYS_FILE"),
@@ -376,17 +437,17 @@ function encryptionConfig(r: Reader): EncryptionConfig {
   const keys = r.optional("ENCRYPTION_KEYS");
   const keysFile = r.optional("ENCRYPTION_KEYS_FILE");
   if (keys !== undefined && keysFile !== undefined) {
-    throw new ConfigError("ENCRYPTION_KEYS and ENCRYPTION_KEYS_FILE are both set: use one");
+    r.fail("ENCRYPTION_KEYS and ENCRYPTION_KEYS_FILE are both set: use one");
   }
   const variable = keysFile === undefined ? "ENCRYPTION_KEYS" : "ENCRYPTION_KEYS_FILE";
-  const text = keysFile === undefined ? (keys ?? "") : readSecretFile(variable, keysFile);
+  const text = keysFile === undefined ? (keys ?? "") : r.attempt(() => readSecretFile(variable, keysFile), "");
   let keyring: Keyring | undefined;
   if (text.trim() !== "") {
     try {
       keyring = parseKeyring(text);
     } catch (error) {
-      if (error instanceof KeyringError) throw new ConfigError(`${variable}: ${error.message}`);
-      throw error;
+      if (!(error instanceof KeyringError)) throw error;
+      r.fail(`${variable}: ${error.message}`);
     }
   }
   return { keyring, allowPlaintext: r.boolean("ALLOW_PLAINTEXT") };
