@@ -21,6 +21,8 @@ import { addActiveSessionsSource, addWatchStartGateSource, instrumentRedis, obse
 import { reflectionServiceRoutes } from "./reflection/reflection-service.js";
 import { startRpcServer } from "./server/rpc-server.js";
 import { SessionManager } from "./session/session-manager.js";
+import { assertRedisReachable } from "./startup/redis-reachable.js";
+import { StartError } from "./startup/start-error.js";
 import { createStore } from "./store/create-store.js";
 import type { SessionStore } from "./store/store.js";
 
@@ -53,6 +55,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const tls = await readTls(config);
   // Refuses insecure configurations (ConfigError) before anything holds a connection.
   const security = setUpSecurity(config, logger, options.auditDestination === undefined ? {} : { auditDestination: options.auditDestination });
+  // A wrong address or password fails the start here, naming the address and the cause.
+  if (config.redisUrl !== undefined) {
+    await assertRedisReachable(config.redisUrl, Math.max(config.redisCommandTimeoutMs, 1000)).catch((error: unknown) => {
+      security.close();
+      throw error;
+    });
+  }
   // Every connection the store opens counts its errors and reconnects on /metrics (the store knows nothing of metrics).
   const store = createStore(config, logger, { onRedisConnection: (client, name) => void instrumentRedis(client, name) });
   const manager = new SessionManager({
@@ -177,7 +186,7 @@ async function readTls(config: Config): Promise<{ cert: Buffer; key: Buffer; ca?
       return await readFile(path);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
-      throw new Error(`${setting}=${JSON.stringify(path)} cannot be read (${code})`);
+      throw new StartError(`${setting}=${JSON.stringify(path)} cannot be read (${code})`);
     }
   };
   const cert = await read("TLS_CERT_FILE", config.tls.certFile);

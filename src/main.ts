@@ -2,12 +2,16 @@
  * The sessiond process: reads the configuration from the environment, starts
  * the service, and shuts it down gracefully on SIGINT or SIGTERM.
  *
- * Exit codes: 0 after a graceful shutdown (or --help), 1 when the service
- * fails to start or to stop, 2 when the configuration is invalid.
+ * Exit codes: 0 after a graceful shutdown (or --help, --version), 1 when the
+ * service fails to stop, 2 when it cannot start (invalid configuration or
+ * command line, unreadable TLS file, port in use, Redis unreachable): one line
+ * on stderr saying which and why, never a stack trace.
  */
 import { ConfigError, loadConfig, SETTINGS, type Config } from "./config/config.js";
 import { startApp, type App } from "./app.js";
 import { createLogger } from "./logging/logger.js";
+import { buildInfo } from "./observability/build-info.js";
+import { StartError } from "./startup/start-error.js";
 
 const EXIT_FAILURE = 1;
 const EXIT_BAD_CONFIG = 2;
@@ -18,9 +22,21 @@ function usage(): string {
   return ["Usage: sessiond", "", "gRPC session service. Configured by environment variables:", ...lines, ""].join("\n");
 }
 
-if (process.argv.includes("--help") || process.argv.includes("-h")) {
+// Settings are environment variables; the only flags are these. Anything else is a mistake
+// (a setting passed as a flag, a typo) that would otherwise be silently ignored.
+const args = process.argv.slice(2);
+if (args.includes("--help") || args.includes("-h")) {
   process.stdout.write(usage());
   process.exit(0);
+}
+if (args.includes("--version") || args.includes("-v")) {
+  const info = buildInfo();
+  process.stdout.write(`sessiond ${info.version} (revision ${info.revision}, node ${info.nodeVersion})\n`);
+  process.exit(0);
+}
+if (args.length > 0) {
+  process.stderr.write(`sessiond: unknown argument ${JSON.stringify(args[0])}: settings are environment variables (see --help); flags: --help, --version\n`);
+  process.exit(EXIT_BAD_CONFIG);
 }
 
 /**
@@ -49,8 +65,10 @@ try {
   app = await startApp(config, { logger });
 } catch (error) {
   if (error instanceof ConfigError) exitBadConfig(error);
-  logger.fatal({ err: error }, "sessiond failed to start");
-  process.exit(EXIT_FAILURE);
+  // StartError messages name the setting or address and the cause; anything else is reported by class and message.
+  const message = error instanceof StartError ? error.message : error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  process.stderr.write(`sessiond: cannot start: ${message.split("\n")[0]}\n`);
+  process.exit(EXIT_BAD_CONFIG);
 }
 
 const target = new URL(app.url).host;

@@ -5,7 +5,10 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import net from "node:net";
 import { fileURLToPath } from "node:url";
+import { freePort } from "./support/redis-server.js";
 import { ConfigError, loadConfig, SETTINGS } from "../src/config/config.js";
 import { createSessionClient } from "../src/client/index.js";
 
@@ -130,9 +133,13 @@ interface Exit {
 }
 
 /** Runs `node --import tsx src/main.ts` (what npm start runs) with the given environment. */
-function runMain(env: Record<string, string>, onStdout?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Exit> {
+function runMain(
+  env: Record<string, string>,
+  onStdout?: (text: string, child: ReturnType<typeof spawn>) => void,
+  args: readonly string[] = [],
+): Promise<Exit> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+    const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", ...args], {
       cwd: ROOT,
       env: { ...process.env, REDIS_URL: "", HOST: "127.0.0.1", ...env },
       stdio: ["ignore", "pipe", "pipe"],
@@ -201,5 +208,51 @@ describe("the sessiond process", () => {
     const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
     assert.equal(code, 0);
     for (const setting of SETTINGS) assert.ok(stdout.includes(setting.env), `--help names ${setting.env}`);
+  });
+
+  test("--version prints the package version and exits 0", async () => {
+    const exit = await runMain({}, undefined, ["--version"]);
+    assert.equal(exit.code, 0);
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+    assert.match(exit.stdout, new RegExp(`^sessiond ${pkg.version.replace(/\./g, "\\.")} `));
+  });
+
+  test("an unknown flag is refused with exit code 2, naming it", async () => {
+    const exit = await runMain({ PORT: "0" }, undefined, ["--port=9000"]);
+    assert.equal(exit.code, 2);
+    assert.match(exit.stderr, /unknown argument "--port=9000"/);
+    assert.equal(exit.stdout, "");
+  });
+
+  /** Exit 2 and exactly one line on stderr (no stack trace). */
+  function assertOneLineStartFailure(exit: Exit, pattern: RegExp): void {
+    assert.equal(exit.code, 2, `exit code; stderr: ${exit.stderr}`);
+    const lines = exit.stderr.split("\n").filter((l) => l !== "");
+    assert.equal(lines.length, 1, exit.stderr);
+    assert.match(lines[0] ?? "", pattern);
+  }
+
+  test("a port in use: exit 2 with one line naming the address", async () => {
+    const busy = net.createServer();
+    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+    const port = (busy.address() as net.AddressInfo).port;
+    try {
+      const exit = await runMain({ PORT: String(port) });
+      assertOneLineStartFailure(exit, new RegExp(`^sessiond: cannot start: cannot listen on 127\\.0\\.0\\.1:${port} .*in use \\(EADDRINUSE\\)$`));
+    } finally {
+      busy.close();
+    }
+  });
+
+  test("an unreadable TLS file: exit 2 with one line naming the setting", async () => {
+    const exit = await runMain({ PORT: "0", TLS_CERT_FILE: "/nonexistent/cert.pem", TLS_KEY_FILE: "/nonexistent/key.pem" });
+    assertOneLineStartFailure(exit, /^sessiond: cannot start: TLS_CERT_FILE="\/nonexistent\/cert\.pem" cannot be read \(ENOENT\)$/);
+  });
+
+  test("Redis unreachable: exit 2 with one line naming the address and the cause, without the password", async () => {
+    const port = await freePort();
+    const exit = await runMain({ PORT: "0", REDIS_URL: `redis://:hunter2-secret@127.0.0.1:${port}`, ALLOW_PLAINTEXT: "true", LOG_LEVEL: "error" });
+    assertOneLineStartFailure(exit, new RegExp(`^sessiond: cannot start: Redis at 127\\.0\\.0\\.1:${port} \\(REDIS_URL\\) is unreachable: ECONNREFUSED$`));
+    assert.doesNotMatch(exit.stderr + exit.stdout, /hunter2/);
   });
 });

@@ -14,6 +14,7 @@ import { withHttp2Stream } from "./http2-stream.js";
 import { createRpcLoggingInterceptor } from "./rpc-logging.js";
 import { createShutdownInterceptor, SHUTDOWN_MESSAGE } from "./shutdown-interceptor.js";
 import { createSinglePortServer } from "./single-port-server.js";
+import { StartError } from "../startup/start-error.js";
 
 export interface RpcServerOptions {
   readonly routes: (router: ConnectRouter) => void;
@@ -93,7 +94,9 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     ...(options.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: options.drainTimeoutMs }),
   });
-  const address = await server.listen(config.port, config.host);
+  const address = await server.listen(config.port, config.host).catch((error: unknown) => {
+    throw listenError(error, config.host, config.port);
+  });
   return {
     url: `${options.tls === undefined ? "http" : "https"}://${clientHost(address.address)}:${address.port}`,
     port: address.port,
@@ -106,6 +109,18 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       await server.close();
     },
   };
+}
+
+/** A failed listen as one line for the operator: which address, and why (in use, not allowed, no such address). */
+function listenError(error: unknown, host: string, port: number): Error {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const why: Record<string, string> = {
+    EADDRINUSE: "the port is already in use",
+    EACCES: "permission denied (ports below 1024 need privileges)",
+    EADDRNOTAVAIL: "the address is not on this machine",
+    ENOTFOUND: "the host name does not resolve",
+  };
+  return new StartError(`cannot listen on ${host}:${port} (HOST, PORT): ${(code && why[code]) ?? (error instanceof Error ? error.message : String(error))}${code ? ` (${code})` : ""}`);
 }
 
 /** A host a client on this machine can connect to: the wildcard addresses are not. */

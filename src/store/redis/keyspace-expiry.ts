@@ -80,7 +80,7 @@ export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Prom
   });
 
   try {
-    const configured = await enableFlags(command);
+    const configured = await enableFlags(command, logger);
     await subscriber.subscribe(channel);
     if (!configured) await probe(command, keyPrefix, probes);
   } catch (error) {
@@ -113,7 +113,7 @@ export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Prom
       try {
         if (!flagsSet) {
           // false (CONFIG refused) means an operator set them, as checked at start.
-          await enableFlags(subscriber);
+          await enableFlags(subscriber, logger);
           flagsSet = true;
         }
         await subscriber.subscribe(channel);
@@ -136,12 +136,19 @@ export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Prom
 }
 
 /** true when the flags are (now) set; false when CONFIG is refused and they could not be checked. */
-async function enableFlags(command: Redis): Promise<boolean> {
+async function enableFlags(command: Redis, logger: Logger | undefined): Promise<boolean> {
   try {
     const reply = (await command.config("GET", "notify-keyspace-events")) as unknown;
     const current = Array.isArray(reply) && typeof reply[1] === "string" ? reply[1] : "";
     const merged = mergeNotifyFlags(current);
-    if (merged !== current) await command.config("SET", "notify-keyspace-events", merged);
+    if (merged !== current) {
+      await command.config("SET", "notify-keyspace-events", merged);
+      // A change to a shared server's settings: the operator should see it (it also affects other clients' subscriptions).
+      logger?.info(
+        { setting: "notify-keyspace-events", from: current, to: merged },
+        `changed the Redis server setting notify-keyspace-events from "${current}" to "${merged}" (expired-key events for session expiry)`,
+      );
+    }
     return true;
   } catch (error) {
     if (error instanceof Error && error.name === "ReplyError") return false;
