@@ -17,7 +17,17 @@ import type { Config } from "./config/config.js";
 import { HealthMonitor } from "./health/health-monitor.js";
 import { healthServiceRoutes } from "./health/health-service.js";
 import { createLogger } from "./logging/logger.js";
-import { addActiveSessionsSource, addWatchStartGateSource, instrumentRedis, observeExpiryLag, scrape, trackWatcher } from "./observability/metrics.js";
+import { buildInfo } from "./observability/build-info.js";
+import {
+  addActiveSessionsSource,
+  addWatchStartGateSource,
+  instrumentRedis,
+  observeExpiryLag,
+  scrape,
+  setBuildInfo,
+  TenantSet,
+  trackWatcher,
+} from "./observability/metrics.js";
 import { reflectionServiceRoutes } from "./reflection/reflection-service.js";
 import { startRpcServer } from "./server/rpc-server.js";
 import { SessionManager } from "./session/session-manager.js";
@@ -50,7 +60,8 @@ export interface App {
 }
 
 export async function startApp(config: Config, options: AppOptions = {}): Promise<App> {
-  const logger = options.logger ?? createLogger({ level: config.logLevel });
+  const logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
+  setBuildInfo(buildInfo());
   // Before anything holds a connection: an unreadable certificate fails the start cleanly.
   const tls = await readTls(config);
   // Refuses insecure configurations (ConfigError) before anything holds a connection.
@@ -87,9 +98,15 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // Starting watches read the store a few at a time; the gauge shows how many wait (a reconnect storm).
   const startReads = pLimit(config.watchStartConcurrency);
   const stopStartGauge = addWatchStartGateSource(() => startReads.pendingCount);
+  const metricTenants = new TenantSet([config.defaultTenant], config.metricsMaxTenants);
   const sessionRoutes = sessionServiceRoutes(manager, {
     config,
-    tenant: security.tenant,
+    // Each call's tenant may get an active-sessions series (bounded by METRICS_MAX_TENANTS).
+    tenant: (context) => {
+      const tenant = security.tenant(context);
+      metricTenants.note(tenant);
+      return tenant;
+    },
     admitWatch,
     watchQueueLimit: config.watchQueueLimit,
     watchStartGate: watchStartGate(startReads),
@@ -141,7 +158,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     await store.dispose();
     throw error;
   });
-  const stopSessionsGauge = addActiveSessionsSource(config.defaultTenant, async () => (await store.counters(config.defaultTenant)).active);
+  const stopSessionsGauge = addActiveSessionsSource(metricTenants, async (tenant) => (await store.counters(tenant)).active);
 
   let closed: Promise<void> | undefined;
   return {

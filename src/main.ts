@@ -11,6 +11,7 @@ import { ConfigError, loadConfig, SETTINGS, type Config } from "./config/config.
 import { startApp, type App } from "./app.js";
 import { createLogger } from "./logging/logger.js";
 import { buildInfo } from "./observability/build-info.js";
+import { startTracing } from "./observability/tracing.js";
 import { StartError } from "./startup/start-error.js";
 
 const EXIT_FAILURE = 1;
@@ -58,7 +59,9 @@ try {
   exitBadConfig(error);
 }
 
-const logger = createLogger({ level: config.logLevel });
+const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+// Before the server exists, so every call is traced; undefined (nothing registered) without an OTLP endpoint.
+const tracing = startTracing({ serviceVersion: buildInfo().version });
 
 let app: App;
 try {
@@ -74,7 +77,7 @@ try {
 const target = new URL(app.url).host;
 const grpcurl = config.tls === undefined ? `grpcurl -plaintext ${target} list` : `grpcurl ${target} list`;
 logger.info(
-  { address: app.url, store: app.store.kind, tls: config.tls !== undefined, try: grpcurl },
+  { address: app.url, store: app.store.kind, tls: config.tls !== undefined, tracing: tracing !== undefined, version: buildInfo().version, try: grpcurl },
   `sessiond listening on ${app.url} (store: ${app.store.kind}); try: ${grpcurl}`,
 );
 
@@ -98,6 +101,8 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
     logger.error({ err: error }, "shutdown failed");
     process.exit(EXIT_FAILURE);
   }
+  // The spans of the last calls; a collector that is down must not hold the exit (the SHUTDOWN_TIMEOUT timer bounds it).
+  await tracing?.shutdown().catch((error: unknown) => logger.warn({ error: error instanceof Error ? error.message : String(error) }, "trace export at shutdown failed"));
   logger.info("stopped");
   process.exit(0);
 }

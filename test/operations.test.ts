@@ -131,7 +131,7 @@ describe("HTTP endpoints", () => {
 describe("/metrics", () => {
   it("serves RPC counts and latency by method and code, active sessions, watchers, expiry lag, Redis and process metrics", async () => {
     const before = await get("/metrics");
-    const okSeries = 'sessiond_rpc_handled_total{service="session.v1.SessionService",method="CreateSession",code="ok"}';
+    const okSeries = 'grpc_server_handled_total{grpc_type="unary",grpc_service="session.v1.SessionService",grpc_method="CreateSession",grpc_code="OK"}';
     const okBefore = sample(before.body, okSeries) ?? 0;
     const activeBefore = sample(before.body, 'sessiond_active_sessions{tenant="default"}') ?? 0;
 
@@ -151,11 +151,11 @@ describe("/metrics", () => {
     assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
     const text = res.body;
     assert.equal(sample(text, okSeries), okBefore + 2);
-    assert.ok((sample(text, 'sessiond_rpc_handled_total{service="session.v1.SessionService",method="GetSession",code="not_found"}') ?? 0) >= 1);
+    assert.ok((sample(text, 'grpc_server_handled_total{grpc_type="unary",grpc_service="session.v1.SessionService",grpc_method="GetSession",grpc_code="NotFound"}') ?? 0) >= 1);
     assert.ok(
-      (sample(text, 'sessiond_rpc_duration_seconds_count{service="session.v1.SessionService",method="CreateSession",code="ok"}') ?? 0) >= 2,
+      (sample(text, 'grpc_server_handling_seconds_count{grpc_type="unary",grpc_service="session.v1.SessionService",grpc_method="CreateSession"}') ?? 0) >= 2,
     );
-    assert.match(text, /sessiond_rpc_duration_seconds_bucket\{le="0\.005",service="session\.v1\.SessionService",method="CreateSession",code="ok"\}/);
+    assert.match(text, /grpc_server_handling_seconds_bucket\{le="0\.005",grpc_type="unary",grpc_service="session\.v1\.SessionService",grpc_method="CreateSession"\}/);
     assert.equal(sample(text, 'sessiond_active_sessions{tenant="default"}'), activeBefore + 2);
     assert.ok((sample(text, "sessiond_active_watchers") ?? 0) >= 1);
     assert.ok((sample(text, "sessiond_expiry_lag_seconds_count") ?? 0) >= 1);
@@ -199,7 +199,7 @@ describe("/metrics", () => {
     try {
       const text = (await get("/metrics")).body;
       assert.equal(sample(text, 'sessiond_active_sessions{tenant="default"}'), undefined);
-      assert.match(text, /^sessiond_rpc_handled_total/m, "the rest is still served");
+      assert.match(text, /^grpc_server_handled_total/m, "the rest is still served");
     } finally {
       await redis.start();
     }

@@ -13,6 +13,7 @@ import type { SessionManager } from "../session/session-manager.js";
 import { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
 import { WatchInterrupted, watchSessions, type ReadGate, type WatchItem, type WatchSink } from "../streaming/watch-sessions.js";
 import { metricsToProto, sessionToProto, valueToProto, watchItemToProto } from "./convert.js";
+import { atDeadline, requestTimeoutMs } from "../observability/rpc-outcome.js";
 import { toConnectError } from "./errors.js";
 import { directWatchSink } from "./watch-direct.js";
 import { encodePageToken } from "./page-token.js";
@@ -62,15 +63,23 @@ function protoOf(item: WatchItem): SessionEvent {
 }
 
 /**
- * The error a watch ends with when its context aborted: the client's own
- * cancel or deadline as they are (nobody reads them), anything else (the
- * server's shutdown signal) as UNAVAILABLE with the cursor to resume from.
+ * The error a watch ends with when its context aborted: the server's shutdown
+ * signal (UNAVAILABLE) as UNAVAILABLE with the cursor to resume from; anything
+ * else is the client leaving: its deadline (the server's own timer, or a
+ * client that reset the stream when its timer fired, which comes first) as
+ * DEADLINE_EXCEEDED, otherwise CANCELLED. Nobody reads these; the log line and
+ * the audit record do.
  */
-function abortedWatch(reason: unknown, cursor: string): ConnectError {
-  if (reason instanceof ConnectError && (reason.code === Code.Canceled || reason.code === Code.DeadlineExceeded)) return reason;
-  if (reason instanceof Error && reason.name === "AbortError") return new ConnectError("watch cancelled", Code.Canceled);
-  const resume = cursor === "" ? "list the sessions and watch again" : `resume with resume_cursor ${cursor}`;
-  return new ConnectError(`the server is shutting down, ${resume}`, Code.Unavailable);
+function abortedWatch(reason: unknown, cursor: string, remainingMs: number | undefined, timeoutMs: number | undefined): ConnectError {
+  if (reason instanceof ConnectError && reason.code === Code.Unavailable) {
+    const resume = cursor === "" ? "list the sessions and watch again" : `resume with resume_cursor ${cursor}`;
+    return new ConnectError(`the server is shutting down, ${resume}`, Code.Unavailable);
+  }
+  if (reason instanceof ConnectError && reason.code === Code.DeadlineExceeded) return reason;
+  if (remainingMs !== undefined && timeoutMs !== undefined && atDeadline(timeoutMs - remainingMs, timeoutMs)) {
+    return new ConnectError("the watch's deadline passed", Code.DeadlineExceeded);
+  }
+  return new ConnectError("the client cancelled the watch", Code.Canceled);
 }
 
 export function sessionServiceRoutes(manager: SessionManager, options: SessionServiceOptions): (router: ConnectRouter) => void {
@@ -196,14 +205,17 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
       try {
         const params = validateWatch(req);
         release = options.admitWatch?.(ctx);
-        // Live events skip connect's per-message pipeline where the call allows it (watch-direct.ts).
+        // Live events skip connect's per-message pipeline where the call allows it (watch-direct.ts),
+        // from the second message on: the first goes through connect, so the interceptors see the
+        // watch start (audit watch_start, message counts) whether or not the head went out early.
         const direct = directWatchSink(ctx, protoOf);
+        let yielded = false;
         const sink: WatchSink | undefined =
           direct === undefined
             ? undefined
             : {
                 write: (item) => {
-                  if (!direct.write(item)) return false;
+                  if (!yielded || !direct.write(item)) return false;
                   if (item.cursor !== "") cursor = item.cursor;
                   return true;
                 },
@@ -219,9 +231,11 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
         });
         for await (const item of items) {
           yield { event: protoOf(item) };
+          yielded = true;
           if (item.cursor !== "") cursor = item.cursor;
         }
-        throw abortedWatch(ctx.signal.reason, cursor);
+
+        throw abortedWatch(ctx.signal.reason, cursor, ctx.timeoutMs(), requestTimeoutMs(ctx.requestHeader));
       } catch (error) {
         const connectError = toConnectError(error, logger, "WatchSessions");
         const resumeFrom = error instanceof WatchInterrupted ? error.cursor : cursor;

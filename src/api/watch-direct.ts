@@ -27,6 +27,7 @@
 import type { HandlerContext } from "@connectrpc/connect";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { WatchSessionsResponseSchema, type SessionEvent } from "../../gen/session/v1/session_pb.js";
+import { COUNT_MESSAGE_SENT } from "../observability/metrics.js";
 import { HTTP2_STREAM } from "../server/http2-stream.js";
 import type { WatchItem, WatchSink } from "../streaming/watch-sessions.js";
 
@@ -58,10 +59,12 @@ export function directWatchSink(context: HandlerContext, protoOf: (item: WatchIt
   const stream = context.values.get(HTTP2_STREAM);
   if (stream === undefined) return undefined;
   if (!BINARY_STREAM_TYPES.has(context.responseHeader.get("content-type") ?? "")) return undefined;
+  const countSent = context.values.get(COUNT_MESSAGE_SENT);
   return {
     write(item: WatchItem): boolean {
       if (!stream.headersSent || stream.writableNeedDrain || !stream.writable || stream.destroyed) return false;
       stream.write(envelopeOf(protoOf(item)));
+      countSent();
       return true;
     },
   };

@@ -9,11 +9,13 @@
  * watch_end when an admitted stream ends (ok when the client or the server
  * closed it normally).
  */
-import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import type { Interceptor, StreamResponse } from "@connectrpc/connect";
 import { SessionService } from "../../gen/session/v1/session_pb.js";
 import { PEER, PRINCIPAL } from "../auth/principal.js";
 import { rpcPolicy } from "../auth/rpc-scopes.js";
-import type { AuditLog, AuditRecord } from "./audit-log.js";
+import { outcomeCode, snakeCodeName } from "../observability/rpc-outcome.js";
+import { RPC_IDS } from "../observability/trace-context.js";
+import { correlationOf, type AuditLog, type AuditRecord } from "./audit-log.js";
 
 export function createAuditInterceptor(audit: AuditLog): Interceptor {
   return (next) => async (req) => {
@@ -24,6 +26,7 @@ export function createAuditInterceptor(audit: AuditLog): Interceptor {
       ...(principal === undefined ? {} : { tenant: principal.tenant }),
       method: `${req.service.typeName}/${req.method.name}`,
       peer: req.contextValues.get(PEER).address,
+      ...correlationOf(req.contextValues.get(RPC_IDS)),
     };
     const { operation } = rpcPolicy(req.method.name);
     const requestSessionId = req.stream ? undefined : sessionIdOf(req.message);
@@ -34,7 +37,7 @@ export function createAuditInterceptor(audit: AuditLog): Interceptor {
     try {
       res = await next(req);
     } catch (error) {
-      record(outcomeOf(error));
+      record(snakeCodeName(outcomeCode({ error, signal: req.signal })));
       throw error;
     }
     if (!res.stream) {
@@ -42,14 +45,24 @@ export function createAuditInterceptor(audit: AuditLog): Interceptor {
       record("ok", sessionId === undefined ? {} : { sessionId });
       return res;
     }
-    const watched: StreamResponse = { ...res, message: auditStream(res.message, record) };
+    const watched: StreamResponse = { ...res, message: auditStream(res.message, req.signal, record) };
     return watched;
   };
 }
 
-async function* auditStream<T>(messages: AsyncIterable<T>, record: (outcome: string, extra?: Partial<AuditRecord>) => void): AsyncGenerator<T> {
+/**
+ * watch_start once the stream produced its first message (or ended without
+ * one), watch_end when it ends: with the code it really ended with, so a
+ * client's cancel or deadline is audited as "canceled" / "deadline_exceeded".
+ */
+async function* auditStream<T>(
+  messages: AsyncIterable<T>,
+  signal: AbortSignal,
+  record: (outcome: string, extra?: Partial<AuditRecord>) => void,
+): AsyncGenerator<T> {
   let started = false;
-  let outcome = "ok";
+  let ended = false;
+  let error: unknown = undefined;
   try {
     for await (const message of messages) {
       if (!started) {
@@ -58,18 +71,15 @@ async function* auditStream<T>(messages: AsyncIterable<T>, record: (outcome: str
       }
       yield message;
     }
-  } catch (error) {
-    outcome = outcomeOf(error);
-    throw error;
+    ended = true;
+  } catch (e) {
+    error = e;
+    ended = true;
+    throw e;
   } finally {
-    if (started) record(outcome, { operation: "watch_end" });
-    else record(outcome, { operation: "watch_start" });
+    const outcome = snakeCodeName(outcomeCode({ signal, ...(error === undefined ? {} : { error }), ...(ended ? {} : { abandoned: true }) }));
+    record(outcome, { operation: started ? "watch_end" : "watch_start" });
   }
-}
-
-function outcomeOf(error: unknown): string {
-  const code = ConnectError.from(error).code;
-  return Code[code].replace(/^[A-Z]/, (c) => c.toLowerCase()).replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
 }
 
 /** The session a message is about: its `sessionId`, or its `session`'s (CreateSession's response). */

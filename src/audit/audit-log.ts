@@ -49,10 +49,20 @@ export interface AuditRecord {
   /** The RPC, e.g. "session.v1.SessionService/GetSession"; absent for system operations. */
   readonly method?: string;
   readonly sessionId?: string;
-  /** "ok" or the gRPC status code name in snake case ("not_found", "unauthenticated", ...). */
+  /** "ok" or the gRPC status code name in snake case ("not_found", "unauthenticated", "canceled", "deadline_exceeded", ...). */
   readonly outcome: string;
   /** Remote address of the caller, "ip:port"; absent for system operations. */
   readonly peer?: string;
+  /** The call's request id, as on its RPC log line and x-request-id response header; absent for system operations. */
+  readonly requestId?: string;
+  /** The call's trace id (its span's, or the caller's traceparent's), as on its RPC log line. */
+  readonly traceId?: string;
+}
+
+/** The correlation fields of a record, from the ids the RPC interceptor put in the call's context (absent outside one). */
+export function correlationOf(ids: { readonly requestId: string; readonly traceId?: string } | undefined): Pick<AuditRecord, "requestId" | "traceId"> {
+  if (ids === undefined) return {};
+  return { requestId: ids.requestId, ...(ids.traceId === undefined ? {} : { traceId: ids.traceId }) };
 }
 
 /** Session ids are UUIDs; anything longer is not one and must not make records unbounded. */

@@ -10,7 +10,8 @@
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { SessionService } from "../../gen/session/v1/session_pb.js";
-import type { AuditLog } from "../audit/audit-log.js";
+import { correlationOf, type AuditLog } from "../audit/audit-log.js";
+import { RPC_IDS } from "../observability/trace-context.js";
 import type { Authenticator } from "./authenticator.js";
 import { hasScope, PEER, PRINCIPAL } from "./principal.js";
 import { rpcPolicy } from "./rpc-scopes.js";
@@ -32,16 +33,17 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
     if (!isSession && !protectOps) return next(req);
     const method = `${req.service.typeName}/${req.method.name}`;
     const peer = req.contextValues.get(PEER);
+    const ids = correlationOf(req.contextValues.get(RPC_IDS));
     const principal = await authenticator.authenticate(req.header.get("authorization"), peer);
     if (principal === undefined) {
-      audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address });
+      audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address, ...ids });
       throw new ConnectError(UNAUTHENTICATED_MESSAGE, Code.Unauthenticated);
     }
     req.contextValues.set(PRINCIPAL, principal);
     if (isSession) {
       const { scope } = rpcPolicy(req.method.name);
       if (!hasScope(principal, scope)) {
-        audit.record({ principal: principal.id, tenant: principal.tenant, operation: "authorize", method, outcome: "permission_denied", peer: peer.address });
+        audit.record({ principal: principal.id, tenant: principal.tenant, operation: "authorize", method, outcome: "permission_denied", peer: peer.address, ...ids });
         throw new ConnectError(PERMISSION_DENIED_MESSAGE, Code.PermissionDenied);
       }
     }

@@ -10,7 +10,10 @@
  *
  * It speaks gRPC over HTTP/2 by default (one multiplexed connection, the same
  * protocol grpcurl and other gRPC clients use), and puts a deadline on every
- * call so that a caller never waits forever on an unreachable service.
+ * unary call so that a caller never waits forever on an unreachable service.
+ * Streams (WatchSessions) get no deadline unless the call passes one: a watch
+ * is meant to stay open, and a default deadline would end every watch after
+ * a few seconds with DEADLINE_EXCEEDED.
  */
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -27,7 +30,7 @@ export { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
 export const DEFAULT_TIMEOUT_MS = 5_000;
 
 export interface SessionClientOptions {
-  /** Deadline of each call that does not pass its own `timeoutMs`. Default 5 s. */
+  /** Deadline of each unary call that does not pass its own `timeoutMs`. Default 5 s. Streams get none unless they pass one. */
   readonly timeoutMs?: number;
   /** Client interceptors, e.g. to add headers. */
   readonly interceptors?: readonly Interceptor[];
@@ -39,7 +42,12 @@ export type SessionClient = Client<typeof SessionService>;
 
 /** A client for the SessionService at baseUrl, e.g. "http://127.0.0.1:8080". */
 export function createSessionClient(baseUrl: string, options: SessionClientOptions = {}): SessionClient {
-  return createClient(SessionService, createSessionTransport(baseUrl, options));
+  const client = createClient(SessionService, createSessionTransport(baseUrl, options));
+  // timeoutMs 0 is connect's "no deadline"; a caller's own timeoutMs still wins.
+  return {
+    ...client,
+    watchSessions: (request, callOptions) => client.watchSessions(request, { ...callOptions, timeoutMs: callOptions?.timeoutMs ?? 0 }),
+  };
 }
 
 /** The transport behind createSessionClient, for callers that build clients themselves. */

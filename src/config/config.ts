@@ -69,6 +69,12 @@ export interface Config {
   /** Store reads in flight at once for starting watches (snapshot listings, replays); the rest wait their turn. */
   readonly watchStartConcurrency: number;
   readonly logLevel: string;
+  /** "pretty" (pino-pretty, for people), "json" (one JSON object per line), or "auto": pretty when stdout is a terminal. */
+  readonly logFormat: "auto" | "json" | "pretty";
+  /** Most tenants with a sessiond_active_sessions series (DEFAULT_TENANT included). */
+  readonly metricsMaxTenants: number;
+  /** OpenTelemetry: on when an OTLP endpoint is set (the SDK reads the other OTEL_* variables itself). */
+  readonly tracing: TracingConfig;
   /** Bound on a graceful shutdown: in-flight calls get this long (less a reserve for closing the store) before connections are cut. */
   readonly shutdownTimeoutMs: number;
   /** PEM file paths; absent: plaintext (h2c and HTTP/1.1). */
@@ -77,6 +83,11 @@ export interface Config {
   readonly encryption: EncryptionConfig;
   /** Where audit records go: "stdout", "stderr", "off" or a file path. */
   readonly auditLog: string;
+}
+
+export interface TracingConfig {
+  /** OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT; absent: tracing off. */
+  readonly otlpEndpoint: string | undefined;
 }
 
 /** How callers authenticate (src/auth). Files are read at start by loadAuthenticator. */
@@ -171,6 +182,11 @@ export const SETTINGS: readonly Setting[] = [
   { env: "DEFAULT_PAGE_SIZE", default: "100", description: "ListSessions page size when none is asked" },
   { env: "MAX_PAGE_SIZE", default: "1000", description: "Largest ListSessions page size" },
   { env: "LOG_LEVEL", default: "info", description: `Log level (${LOG_LEVELS.join(", ")})` },
+  { env: "LOG_FORMAT", default: "auto", description: "Log lines: json, pretty (readable, colored) or auto (pretty when stdout is a terminal)" },
+  { env: "METRICS_MAX_TENANTS", default: "50", description: "Most tenants with a sessiond_active_sessions series: DEFAULT_TENANT and the most recently active ones" },
+  { env: "OTEL_EXPORTER_OTLP_ENDPOINT", default: "", description: "OTLP/HTTP endpoint (http://collector:4318): export trace spans there; empty: no tracing" },
+  { env: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default: "", description: "Full OTLP/HTTP traces URL (http://collector:4318/v1/traces); overrides OTEL_EXPORTER_OTLP_ENDPOINT for traces" },
+  { env: "OTEL_EXPORTER_OTLP_PROTOCOL", default: "http/protobuf", description: "OTLP protocol; only http/protobuf is supported" },
   { env: "SHUTDOWN_TIMEOUT", default: "10s", description: "Bound on a graceful shutdown (SIGTERM, SIGINT) before the process exits" },
   { env: "TLS_CERT_FILE", default: "", description: "PEM certificate chain; with TLS_KEY_FILE: serve TLS (ALPN h2, http/1.1) instead of plaintext" },
   { env: "TLS_KEY_FILE", default: "", description: "PEM private key of TLS_CERT_FILE" },
@@ -371,12 +387,38 @@ function readConfig(r: Reader): Config {
     watchQueueLimit: r.integer("WATCH_QUEUE_LIMIT", 1, 1_000_000),
     watchStartConcurrency: r.integer("WATCH_START_CONCURRENCY", 1, 10_000),
     logLevel,
+    logFormat: logFormat(r),
+    metricsMaxTenants: r.integer("METRICS_MAX_TENANTS", 1, 10_000),
+    tracing: tracingConfig(r),
     shutdownTimeoutMs: r.duration("SHUTDOWN_TIMEOUT", 100),
     tls: certFile === "" ? undefined : { certFile, keyFile },
     auth: authConfig(r),
     encryption: encryptionConfig(r),
     auditLog: r.raw("AUDIT_LOG"),
   };
+}
+
+function logFormat(r: Reader): "auto" | "json" | "pretty" {
+  const format = r.raw("LOG_FORMAT");
+  if (format !== "auto" && format !== "json" && format !== "pretty") {
+    r.fail(`LOG_FORMAT=${JSON.stringify(format)} must be auto, json or pretty`);
+    return "auto";
+  }
+  return format;
+}
+
+function tracingConfig(r: Reader): TracingConfig {
+  const protocol = r.raw("OTEL_EXPORTER_OTLP_PROTOCOL");
+  r.check(protocol === "http/protobuf", `OTEL_EXPORTER_OTLP_PROTOCOL=${JSON.stringify(protocol)} is not supported: use http/protobuf (port 4318 of a collector)`);
+  let otlpEndpoint: string | undefined;
+  for (const name of ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]) {
+    const url = r.optional(name);
+    if (url === undefined) continue;
+    // Not echoed: collectors' URLs may carry credentials.
+    r.check(/^https?:\/\/[^\s]+$/.test(url) && URL.canParse(url), `${name} must be an http:// or https:// URL`);
+    otlpEndpoint = url;
+  }
+  return { otlpEndpoint };
 }
 
 function sessionsPerUserPolicy(r: Reader): "reject" | "close_oldest" {

@@ -1,19 +1,23 @@
 /**
  * The service's pino logger: JSON lines on stdout (or on the given stream,
- * which is how tests capture output in-process).
+ * which is how tests capture output in-process), or readable colored lines
+ * (pino-pretty) for a person at a terminal.
  *
  * Nothing here redacts values: the code that logs is responsible for never
  * passing session metadata or data values in the first place (see the RPC
  * logging interceptor), because redaction by path silently misses new fields.
  */
 import { pino, type DestinationStream, type Logger } from "pino";
+import pretty from "pino-pretty";
 
 export type { Logger } from "pino";
 
 export interface LoggerOptions {
   /** A pino level name ("info", "debug", ..., "silent"). */
   readonly level: string;
-  /** Where the JSON lines go; stdout when absent. */
+  /** "json", "pretty", or "auto" (default): pretty when stdout is a terminal and no destination is given. */
+  readonly format?: "auto" | "json" | "pretty";
+  /** Where the lines go; stdout when absent. */
   readonly destination?: DestinationStream;
 }
 
@@ -23,5 +27,30 @@ export function createLogger(options: LoggerOptions): Logger {
     base: { service: "sessiond" },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
+  const format = options.format ?? "auto";
+  const usePretty = format === "pretty" || (format === "auto" && options.destination === undefined && process.stdout.isTTY === true);
+  if (usePretty) return pino(pinoOptions, prettyStream(options.destination));
   return options.destination === undefined ? pino(pinoOptions) : pino(pinoOptions, options.destination);
+}
+
+/**
+ * One readable line per record: time, level name, message, then the other
+ * fields. An RPC line reads "rpc session.v1.SessionService/GetSession not_found 1.2 ms".
+ * Synchronous (no worker thread), so lines are written before the process exits.
+ */
+function prettyStream(destination: DestinationStream | undefined): DestinationStream {
+  const colorize = destination === undefined && process.stdout.isTTY === true;
+  return pretty({
+    sync: true,
+    colorize,
+    singleLine: true,
+    translateTime: "SYS:HH:MM:ss.l",
+    ignore: "pid,hostname,service,method,code,durationMs",
+    messageFormat: (log, messageKey) => {
+      const message = String(log[messageKey] ?? "");
+      if (message !== "rpc") return message;
+      return `rpc ${String(log["method"])} ${String(log["code"])} ${String(log["durationMs"])} ms`;
+    },
+    ...(destination === undefined ? {} : { destination: destination as NodeJS.WritableStream }),
+  });
 }

@@ -20,32 +20,154 @@
  *   after its expire_time that happened.
  * - `instrumentRedis(client, name)` on every ioredis client, to count its
  *   `error` and `reconnecting` events.
- * - `addActiveSessionsSource(tenant, read)` (app.ts): read at scrape time.
+ * - `addActiveSessionsSource(tenants, read)` (app.ts): read at scrape time
+ *   for a bounded TenantSet.
+ * - `rpcStarted` / `rpcMessageReceived` / `rpcMessageSent` / `rpcHandled`
+ *   (the RPC interceptor, src/server/rpc-logging.ts): the standard gRPC
+ *   server metrics, one place for every protocol and serving path.
  * - `addWatchStartGateSource(waiting)` (app.ts): watch-start reads waiting at
  *   the read gate, read at scrape time.
  */
+import { createContextKey } from "@connectrpc/connect";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry });
 
-/** Seconds; from well under a Redis round trip to the 10 s bound a deadline usually has. */
+/**
+ * Seconds: Prometheus's default buckets (what go-grpc-prometheus uses) with
+ * finer ones below 5 ms, where most of this service's calls end.
+ */
 const RPC_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-const rpcHandled = new Counter({
-  name: "sessiond_rpc_handled_total",
-  help: "RPCs completed, by service, method and status code (streams count when they end)",
-  labelNames: ["service", "method", "code"] as const,
+/** grpc_type as go-grpc-prometheus names it. */
+export type GrpcType = "unary" | "client_stream" | "server_stream" | "bidi_stream";
+
+/** The labels of the standard gRPC server metrics (grpc-ecosystem/go-grpc-prometheus), shared by every protocol served. */
+export interface RpcLabels {
+  readonly grpc_type: GrpcType;
+  readonly grpc_service: string;
+  readonly grpc_method: string;
+}
+
+const RPC_LABELS = ["grpc_type", "grpc_service", "grpc_method"] as const;
+
+/**
+ * Status code names as grpc-go's codes.Code.String() spells them, which is
+ * what the grpc_code label carries in go-grpc-prometheus (and so in every
+ * gRPC dashboard and alert): "OK", "NotFound", "DeadlineExceeded".
+ */
+export const GRPC_CODE_NAMES: readonly string[] = [
+  "OK",
+  "Canceled",
+  "Unknown",
+  "InvalidArgument",
+  "DeadlineExceeded",
+  "NotFound",
+  "AlreadyExists",
+  "PermissionDenied",
+  "ResourceExhausted",
+  "FailedPrecondition",
+  "Aborted",
+  "OutOfRange",
+  "Unimplemented",
+  "Internal",
+  "Unavailable",
+  "DataLoss",
+  "Unauthenticated",
+];
+
+const rpcStartedTotal = new Counter({
+  name: "grpc_server_started_total",
+  help: "Total number of RPCs started on the server.",
+  labelNames: RPC_LABELS,
   registers: [registry],
 });
 
-const rpcDuration = new Histogram({
-  name: "sessiond_rpc_duration_seconds",
-  help: "Time from the start of an RPC to its end (for streams, the stream's lifetime), by service, method and status code",
-  labelNames: ["service", "method", "code"] as const,
+const rpcHandledTotal = new Counter({
+  name: "grpc_server_handled_total",
+  help: "Total number of RPCs completed on the server, regardless of success or failure.",
+  labelNames: [...RPC_LABELS, "grpc_code"] as const,
+  registers: [registry],
+});
+
+const rpcMsgReceived = new Counter({
+  name: "grpc_server_msg_received_total",
+  help: "Total number of RPC stream messages received on the server.",
+  labelNames: RPC_LABELS,
+  registers: [registry],
+});
+
+const rpcMsgSent = new Counter({
+  name: "grpc_server_msg_sent_total",
+  help: "Total number of gRPC stream messages sent by the server.",
+  labelNames: RPC_LABELS,
+  registers: [registry],
+});
+
+const rpcHandlingSeconds = new Histogram({
+  name: "grpc_server_handling_seconds",
+  help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+  labelNames: RPC_LABELS,
   buckets: RPC_BUCKETS,
   registers: [registry],
 });
+
+const rpcInFlight = new Gauge({
+  name: "sessiond_rpcs_in_flight",
+  help: "RPCs started and not yet completed on this process (open streams included), by grpc_type, grpc_service and grpc_method",
+  labelNames: RPC_LABELS,
+  registers: [registry],
+});
+
+const buildInfoGauge = new Gauge({
+  name: "sessiond_build_info",
+  help: "Always 1; the labels say what is running: package version, source revision (SOURCE_REVISION at build) and Node version",
+  labelNames: ["version", "revision", "nodejs_version"] as const,
+  registers: [registry],
+});
+
+/** Sets sessiond_build_info (main.ts and the test apps, at start). */
+export function setBuildInfo(info: { readonly version: string; readonly revision: string; readonly nodeVersion: string }): void {
+  buildInfoGauge.reset();
+  buildInfoGauge.set({ version: info.version, revision: info.revision, nodejs_version: info.nodeVersion }, 1);
+}
+
+/** A method's series, all codes included, exist from the start (as go-grpc-prometheus's InitializeMetrics does), so rates and alerts see 0, not "no data". */
+export function initializeRpcMetrics(methods: Iterable<RpcLabels>): void {
+  for (const labels of methods) {
+    rpcStartedTotal.inc(labels, 0);
+    rpcMsgReceived.inc(labels, 0);
+    rpcMsgSent.inc(labels, 0);
+    rpcInFlight.inc(labels, 0);
+    rpcHandlingSeconds.zero(labels);
+    for (const grpc_code of GRPC_CODE_NAMES) rpcHandledTotal.inc({ ...labels, grpc_code }, 0);
+  }
+}
+
+/** An RPC started: counts it and holds it in flight until rpcHandled. */
+export function rpcStarted(labels: RpcLabels): void {
+  rpcStartedTotal.inc(labels);
+  rpcInFlight.inc(labels);
+}
+
+export function rpcMessageReceived(labels: RpcLabels): void {
+  rpcMsgReceived.inc(labels);
+}
+
+export function rpcMessageSent(labels: RpcLabels): void {
+  rpcMsgSent.inc(labels);
+}
+
+/** Counts one message a handler wrote to its stream itself (WatchSessions' direct path), past the interceptors; set per call by the RPC interceptor. */
+export const COUNT_MESSAGE_SENT = createContextKey<() => void>(() => {}, { description: "sessiond count message sent" });
+
+/** An RPC completed with `code` (a GRPC_CODE_NAMES entry) after `seconds` (for streams, the stream's lifetime). */
+export function rpcHandled(labels: RpcLabels, code: string, seconds: number): void {
+  rpcHandledTotal.inc({ ...labels, grpc_code: code });
+  rpcHandlingSeconds.observe(labels, seconds);
+  rpcInFlight.dec(labels);
+}
 
 const activeWatchers = new Gauge({
   name: "sessiond_active_watchers",
@@ -79,19 +201,63 @@ const redisReconnects = new Counter({
 });
 
 /** Reads the live session count of one tenant; may reject (store unreachable). */
-export type ActiveSessionsReader = () => Promise<number>;
+export type ActiveSessionsReader = (tenant: string) => Promise<number>;
 
-const sessionSources = new Map<object, { readonly tenant: string; readonly read: ActiveSessionsReader }>();
+/**
+ * The tenants with a sessiond_active_sessions series: the pinned ones (the
+ * default tenant) and, up to `max` in all, the tenants that most recently
+ * made a call on this process. The bound keeps the series count (and the
+ * store reads per scrape) fixed however many tenants there are.
+ */
+export class TenantSet {
+  private readonly recent = new Set<string>();
+
+  constructor(
+    private readonly pinned: readonly string[],
+    private readonly max: number,
+  ) {}
+
+  /** A call of `tenant`: it gets (or keeps) a series, pushing out the least recently seen one when full. */
+  note(tenant: string): void {
+    if (this.pinned.includes(tenant)) return;
+    if (this.recent.delete(tenant)) {
+      this.recent.add(tenant);
+      return;
+    }
+    if (this.pinned.length + this.recent.size >= this.max) {
+      const oldest = this.recent.values().next();
+      if (oldest.done === true) return;
+      this.recent.delete(oldest.value);
+      tenantSeriesEvicted.inc();
+    }
+    this.recent.add(tenant);
+  }
+
+  tenants(): string[] {
+    return [...this.pinned, ...this.recent];
+  }
+}
+
+const tenantSeriesEvicted = new Counter({
+  name: "sessiond_active_sessions_tenants_evicted_total",
+  help: "Tenants whose sessiond_active_sessions series was dropped to stay within METRICS_MAX_TENANTS (the least recently active made way)",
+  registers: [registry],
+});
+
+const sessionSources = new Map<object, { readonly tenants: TenantSet; readonly read: ActiveSessionsReader }>();
 
 new Gauge({
   name: "sessiond_active_sessions",
-  help: "Live sessions, by tenant, from the store's counters at scrape time (absent while the store is unreachable)",
+  help:
+    "Live sessions, by tenant, from the store's counters at scrape time (absent while the store is unreachable); " +
+    "DEFAULT_TENANT and up to METRICS_MAX_TENANTS tenants recently active on this process",
   labelNames: ["tenant"] as const,
   registers: [registry],
   async collect() {
     // Read at scrape time from counters the store keeps on every write: no scan, and the value agrees across replicas.
     this.reset();
-    const readings = await Promise.allSettled([...sessionSources.values()].map(async (s) => ({ tenant: s.tenant, n: await s.read() })));
+    const reads = [...sessionSources.values()].flatMap((s) => s.tenants.tenants().map(async (tenant) => ({ tenant, n: await s.read(tenant) })));
+    const readings = await Promise.allSettled(reads);
     for (const reading of readings) {
       // An unreachable store leaves the series absent: a stale or zero value would be a lie.
       if (reading.status === "fulfilled") this.set({ tenant: reading.value.tenant }, reading.value.n);
@@ -111,12 +277,6 @@ new Gauge({
     this.set(waiting);
   },
 });
-
-/** Records one finished RPC. `code` is the snake_case code name used in the logs ("ok", "not_found"). */
-export function observeRpc(service: string, method: string, code: string, durationSeconds: number): void {
-  rpcHandled.inc({ service, method, code });
-  rpcDuration.observe({ service, method, code }, durationSeconds);
-}
 
 /** Counts an open watch stream; call the returned function once it ends (further calls do nothing). */
 export function trackWatcher(): () => void {
@@ -162,10 +322,10 @@ export function instrumentRedis(client: RedisEvents, connection: string): () => 
   };
 }
 
-/** Makes the active sessions gauge read `tenant`'s live count at every scrape; returns the function that stops it. */
-export function addActiveSessionsSource(tenant: string, read: ActiveSessionsReader): () => void {
+/** Makes the active sessions gauge read each of `tenants`' live count at every scrape; returns the function that stops it. */
+export function addActiveSessionsSource(tenants: TenantSet, read: ActiveSessionsReader): () => void {
   const key = {};
-  sessionSources.set(key, { tenant, read });
+  sessionSources.set(key, { tenants, read });
   return () => {
     sessionSources.delete(key);
   };

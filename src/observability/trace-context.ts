@@ -9,6 +9,7 @@
  * unbounded amounts of it) into the log through them.
  */
 import { randomUUID } from "node:crypto";
+import { createContextKey } from "@connectrpc/connect";
 
 export const TRACEPARENT_HEADER = "traceparent";
 export const REQUEST_ID_HEADER = "x-request-id";
@@ -42,3 +43,14 @@ export function requestIdOf(header: string | null | undefined): string {
   if (header !== null && header !== undefined && REQUEST_ID.test(header)) return header;
   return randomUUID();
 }
+
+/** The correlation ids of one call, set by the RPC interceptor for the code inside it (audit records). */
+export interface RpcIds {
+  readonly requestId: string;
+  /** The call's trace: its span's when tracing is on, else the caller's traceparent's. */
+  readonly traceId?: string;
+  /** The call's server span, when tracing is on. */
+  readonly spanId?: string;
+}
+
+export const RPC_IDS = createContextKey<RpcIds | undefined>(undefined, { description: "sessiond rpc ids" });

@@ -1,9 +1,16 @@
 /**
- * Server interceptor that writes exactly one log line per RPC:
- * `{ method, sessionId?, code, durationMs, requestId, traceId? }`, at info for "ok", warn for
- * failures the caller caused (not_found, invalid_argument, ...) and error for
- * failures of the service itself (internal, unavailable, ...). Streaming calls
- * log once, when the stream ends.
+ * The observing server interceptor: for every RPC, whatever the protocol or
+ * serving path, one log line, the standard gRPC server metrics and one
+ * OpenTelemetry server span, all from the same outcome (see rpc-outcome), so
+ * the log, the metrics and the trace can never disagree about a call.
+ *
+ * The log line: `{ method, sessionId?, code, durationMs, requestId, traceId?,
+ * spanId? }`, at info for "ok", warn for failures the caller caused
+ * (not_found, invalid_argument, ...), error for failures of the service itself
+ * (internal, unavailable, ...), and debug for a call the client ended itself
+ * (cancelled, or a stream that ran out its deadline): those are routine, and
+ * a reflection client such as grpcurl cancels every stream it opens.
+ * Streaming calls log once, when the stream ends.
  *
  * It never logs request or response messages, headers or metadata: session
  * metadata and data values are the caller's secrets. The only fields read from
@@ -11,127 +18,235 @@
  * session for CreateSession). For failures of the service it adds what went
  * wrong (see describeFault), without request values.
  *
- * The same outcome feeds the RPC metrics (count and latency by method and
- * code), so the log and the metrics can never disagree about a call.
+ * Metrics (go-grpc-prometheus names and labels): started, handled (by code),
+ * handling seconds, messages received and sent, and the in-flight gauge.
  *
- * Correlation: the trace id of a valid W3C `traceparent` header, and a request
- * id (the caller's `x-request-id`, or a generated one) that is echoed in the
- * `x-request-id` response header, success or failure.
+ * Correlation: the span continues the caller's W3C trace context
+ * (traceparent); with tracing off, the log line still carries the trace id of
+ * a valid traceparent. A request id (the caller's `x-request-id`, or a
+ * generated one) is echoed in the `x-request-id` response header, success or
+ * failure. Both ids go into the call's context values (RPC_IDS) for the audit
+ * records.
+ *
+ * Streams also get their response head sent at once (FLUSH_RESPONSE_HEADERS),
+ * so a client sees a watch open before its first message.
  */
+import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { isSpanContextValid, SpanStatusCode, type Context, type Span } from "@opentelemetry/api";
+import type { ServerHttp2Stream } from "node:http2";
 import type { Logger } from "pino";
-import { observeRpc } from "../observability/metrics.js";
-import { REQUEST_ID_HEADER, requestIdOf, TRACEPARENT_HEADER, traceIdOf } from "../observability/trace-context.js";
+import { COUNT_MESSAGE_SENT, rpcHandled, rpcMessageReceived, rpcMessageSent, rpcStarted, type GrpcType, type RpcLabels } from "../observability/metrics.js";
+import { atDeadline, grpcCodeName, outcomeCode, requestTimeoutMs, snakeCodeName } from "../observability/rpc-outcome.js";
+import { REQUEST_ID_HEADER, requestIdOf, RPC_IDS, TRACEPARENT_HEADER, traceIdOf, type RpcIds } from "../observability/trace-context.js";
+import { startRpcSpan, withContext } from "../observability/tracing.js";
 import { isSessionError } from "../session/errors.js";
+import { FLUSH_RESPONSE_HEADERS } from "./early-headers.js";
+import { HTTP2_STREAM } from "./http2-stream.js";
 
 /** Codes that mean the service failed, rather than the request being wrong. */
 const SERVER_FAULTS: ReadonlySet<Code> = new Set([Code.Unknown, Code.Internal, Code.Unavailable, Code.DataLoss]);
 
 /** "ok", or the gRPC code name in snake case as on the wire of the Connect protocol ("not_found"). */
-export function codeName(code: Code | undefined): string {
-  if (code === undefined) return "ok";
-  const name = Code[code];
-  return name.replace(/^[A-Z]/, (c) => c.toLowerCase()).replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
+export const codeName = snakeCodeName;
+
+/** grpc_type of a method, as go-grpc-prometheus names it. */
+export function grpcTypeOf(method: DescMethod): GrpcType {
+  switch (method.methodKind) {
+    case "unary":
+      return "unary";
+    case "server_streaming":
+      return "server_stream";
+    case "client_streaming":
+      return "client_stream";
+    default:
+      return "bidi_stream";
+  }
 }
 
-interface RpcOutcome {
-  readonly service: string;
-  readonly methodName: string;
+/** The metric labels of a method. */
+export function rpcLabelsOf(method: DescMethod): RpcLabels {
+  return { grpc_type: grpcTypeOf(method), grpc_service: method.parent.typeName, grpc_method: method.name };
+}
+
+interface Call {
+  readonly labels: RpcLabels;
   readonly method: string;
-  readonly requestId: string;
-  /** From a valid traceparent header. */
-  readonly traceId: string | undefined;
-  readonly sessionId: string | undefined;
+  readonly ids: RpcIds;
+  readonly span: Span;
+  readonly signal: AbortSignal;
   readonly startedAt: number;
-  /** Absent for success. */
+  /** The caller's deadline (ms from the start), if it set one. */
+  readonly timeoutMs: number | undefined;
+  /** The call's HTTP/2 stream (to tell a client's reset from a normal end). */
+  readonly stream: ServerHttp2Stream | undefined;
+}
+
+interface Ending {
+  readonly sessionId: string | undefined;
   readonly error?: unknown;
-  /** A stream the client left before it ended. */
-  readonly cancelled?: boolean;
+  /** The response stream's consumer left before it ended. */
+  readonly abandoned?: boolean;
 }
 
 export interface RpcLoggingOptions {
   /**
    * The server's shutdown signal. Streams ended by a shutdown fail with
    * UNAVAILABLE so that clients reconnect elsewhere; that is expected on every
-   * deploy, so it is logged at warn rather than error.
+   * deploy, so it is logged at info rather than error.
    */
   readonly shutdownSignal?: AbortSignal;
 }
 
 export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingOptions = {}): Interceptor {
-  const log = (outcome: RpcOutcome): void => logRpc(logger, outcome, options.shutdownSignal?.aborted === true);
   return (next) => async (req) => {
     const startedAt = performance.now();
-    const service = req.method.parent.typeName;
-    const methodName = req.method.name;
-    const rpc = {
-      service,
-      methodName,
-      method: `${service}/${methodName}`,
+    const labels = rpcLabelsOf(req.method);
+    const { span, context } = startRpcSpan(labels.grpc_service, labels.grpc_method, req.header);
+    const spanContext = span.spanContext();
+    const traced = isSpanContextValid(spanContext);
+    const traceId = traced ? spanContext.traceId : traceIdOf(req.header.get(TRACEPARENT_HEADER));
+    const ids: RpcIds = {
       requestId: requestIdOf(req.header.get(REQUEST_ID_HEADER)),
-      traceId: traceIdOf(req.header.get(TRACEPARENT_HEADER)),
-      startedAt,
+      ...(traceId === undefined ? {} : { traceId }),
+      ...(traced ? { spanId: spanContext.spanId } : {}),
     };
+    req.contextValues.set(RPC_IDS, ids);
+    req.contextValues.set(COUNT_MESSAGE_SENT, () => rpcMessageSent(labels));
+    if (ids.traceId !== undefined) span.setAttribute("sessiond.request_id", ids.requestId);
+    const call: Call = {
+      labels,
+      method: `${labels.grpc_service}/${labels.grpc_method}`,
+      ids,
+      span,
+      signal: req.signal,
+      startedAt,
+      timeoutMs: requestTimeoutMs(req.header),
+      stream: req.contextValues.get(HTTP2_STREAM),
+    };
+    let finished = false;
+    const finish = (ending: Ending): void => {
+      if (finished) return;
+      finished = true;
+      end(logger, call, ending, options.shutdownSignal?.aborted === true);
+    };
+
+    rpcStarted(labels);
     const requestSessionId = req.stream ? undefined : sessionIdOf(req.message);
+    if (!req.stream) rpcMessageReceived(labels);
+    const observed = req.stream ? { ...req, message: countEach(req.message, () => rpcMessageReceived(labels)) } : req;
     let res;
     try {
-      res = await next(req);
+      res = await withContext(context, () => next(observed));
     } catch (error) {
       // A ConnectError's metadata goes out as response headers (or trailers); anything else connect replaces with its own error.
-      if (error instanceof ConnectError) error.metadata.set(REQUEST_ID_HEADER, rpc.requestId);
-      log({ ...rpc, sessionId: requestSessionId, error });
+      if (error instanceof ConnectError) error.metadata.set(REQUEST_ID_HEADER, ids.requestId);
+      finish({ sessionId: requestSessionId, error });
       throw error;
     }
-    res.header.set(REQUEST_ID_HEADER, rpc.requestId);
+    res.header.set(REQUEST_ID_HEADER, ids.requestId);
     if (!res.stream) {
-      log({ ...rpc, sessionId: requestSessionId ?? sessionIdOf(res.message) });
+      rpcMessageSent(labels);
+      finish({ sessionId: requestSessionId ?? sessionIdOf(res.message) });
       return res;
     }
-    const logged: StreamResponse = {
+    req.contextValues.get(FLUSH_RESPONSE_HEADERS)?.(res.header);
+    const observedResponse: StreamResponse = {
       ...res,
-      message: logWhenDone(res.message, (error, cancelled) => log({ ...rpc, sessionId: requestSessionId, error, cancelled })),
+      // The outcome a moment later: a client's RST_STREAM ends the request body before it aborts the call's signal (stream "close").
+      message: observeStream(res.message, context, () => rpcMessageSent(labels), (error, abandoned) =>
+        setImmediate(() => finish({ sessionId: requestSessionId, error, abandoned })),
+      ),
     };
-    return logged;
+    return observedResponse;
   };
 }
 
-/** Passes messages through and calls `done` once when the stream ends, fails, or is abandoned. */
-async function* logWhenDone<T>(messages: AsyncIterable<T>, done: (error: unknown, cancelled: boolean) => void): AsyncGenerator<T> {
+/** Passes messages through, calling `each` per message. */
+async function* countEach<T>(messages: AsyncIterable<T>, each: () => void): AsyncGenerator<T> {
+  for await (const message of messages) {
+    each();
+    yield message;
+  }
+}
+
+/**
+ * Passes messages through (pulling each one inside the call's trace context,
+ * so the store calls a stream makes are children of its span), counts them,
+ * and calls `done` once when the stream ends, fails, or is abandoned.
+ */
+async function* observeStream<T>(
+  messages: AsyncIterable<T>,
+  context: Context,
+  each: () => void,
+  done: (error: unknown, abandoned: boolean) => void,
+): AsyncGenerator<T> {
+  const iterator = messages[Symbol.asyncIterator]();
   let ended = false;
   let error: unknown = undefined;
   try {
-    yield* messages;
+    for (;;) {
+      const step = await withContext(context, () => iterator.next());
+      if (step.done === true) break;
+      each();
+      yield step.value;
+    }
     ended = true;
   } catch (e) {
     error = e;
     ended = true;
     throw e;
   } finally {
+    if (!ended) await iterator.return?.();
     done(error, !ended);
   }
 }
 
-function logRpc(logger: Logger, outcome: RpcOutcome, shuttingDown: boolean): void {
-  const elapsedMs = performance.now() - outcome.startedAt;
+function end(logger: Logger, call: Call, ending: Ending, shuttingDown: boolean): void {
+  const elapsedMs = performance.now() - call.startedAt;
+  const code = outcomeCode({
+    signal: call.signal,
+    ...(ending.error === undefined ? {} : { error: ending.error }),
+    abandoned: ending.abandoned === true,
+    // NGHTTP2_NO_ERROR (0) is a normal close; anything else from the client is it leaving.
+    clientReset: !shuttingDown && call.stream?.rstCode !== undefined && call.stream.rstCode !== 0,
+    deadlinePassed: atDeadline(elapsedMs, call.timeoutMs),
+  });
+  rpcHandled(call.labels, grpcCodeName(code), elapsedMs / 1000);
+
+  call.span.setAttribute("rpc.grpc.status_code", code ?? 0);
+  if (code !== undefined && SERVER_FAULTS.has(code)) call.span.setStatus({ code: SpanStatusCode.ERROR, message: Code[code] });
+  call.span.end();
+
   const durationMs = Math.round(elapsedMs * 1000) / 1000;
-  const code =
-    outcome.cancelled === true ? codeName(Code.Canceled) : outcome.error === undefined ? codeName(undefined) : codeName(ConnectError.from(outcome.error).code);
-  observeRpc(outcome.service, outcome.methodName, code, elapsedMs / 1000);
-  const base = { method: outcome.method, sessionId: outcome.sessionId, durationMs, requestId: outcome.requestId, traceId: outcome.traceId };
-  if (outcome.cancelled === true || outcome.error === undefined) {
-    logger.info({ ...base, code }, "rpc");
+  const line = {
+    method: call.method,
+    sessionId: ending.sessionId,
+    durationMs,
+    requestId: call.ids.requestId,
+    traceId: call.ids.traceId,
+    spanId: call.ids.spanId,
+    code: snakeCodeName(code),
+  };
+  if (code === undefined) {
+    logger.info(line, "rpc");
     return;
   }
-  const error = ConnectError.from(outcome.error);
-  if (!SERVER_FAULTS.has(error.code)) {
-    logger.warn({ ...base, code }, "rpc");
+  // The client ended it: cancelled, or its deadline passed while the call ran (a stream's routine end; a unary call's is worth a look).
+  if (code === Code.Canceled || (code === Code.DeadlineExceeded && call.labels.grpc_type !== "unary")) {
+    logger.debug(line, "rpc");
     return;
   }
-  if (shuttingDown && error.code === Code.Unavailable) {
-    logger.warn({ ...base, code, shuttingDown }, "rpc");
+  if (!SERVER_FAULTS.has(code)) {
+    logger.warn(line, "rpc");
     return;
   }
-  logger.error({ ...base, code, error: describeFault(outcome.error, error) }, "rpc");
+  if (shuttingDown && code === Code.Unavailable) {
+    logger.info({ ...line, shuttingDown }, "rpc");
+    return;
+  }
+  const error = ConnectError.from(ending.error);
+  logger.error({ ...line, error: describeFault(ending.error, error) }, "rpc");
 }
 
 interface FaultDescription {

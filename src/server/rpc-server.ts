@@ -10,8 +10,10 @@ import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import type { Config, LimitsConfig } from "../config/config.js";
 import { withHttpEndpoints, type HttpEndpointsOptions } from "./http-endpoints.js";
+import { rememberResponses, withEarlyHeaders } from "./early-headers.js";
 import { withHttp2Stream } from "./http2-stream.js";
-import { createRpcLoggingInterceptor } from "./rpc-logging.js";
+import { createRpcLoggingInterceptor, rpcLabelsOf } from "./rpc-logging.js";
+import { initializeRpcMetrics } from "../observability/metrics.js";
 import { createShutdownInterceptor, SHUTDOWN_MESSAGE } from "./shutdown-interceptor.js";
 import { createSinglePortServer } from "./single-port-server.js";
 import { StartError } from "../startup/start-error.js";
@@ -75,7 +77,11 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   // leak", seen at ~1000 creates/s) is a false alarm here: lift the limit on this signal only.
   setMaxListeners(0, shutdown.signal);
   const connectHandler = connectNodeAdapter({
-    routes: options.routes,
+    routes: (router) => {
+      options.routes(router);
+      // Every routed method's series exist from the start (0), as go-grpc-prometheus's InitializeMetrics does.
+      initializeRpcMetrics(router.handlers.map((handler) => rpcLabelsOf(handler.method)));
+    },
     interceptors: [
       createRpcLoggingInterceptor(logger, { shutdownSignal: shutdown.signal }),
       createShutdownInterceptor(shutdown.signal),
@@ -85,9 +91,11 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     writeMaxBytes: maxResponseBytes(config.limits),
     shutdownSignal: shutdown.signal,
     // Every call also carries its HTTP/2 stream (WatchSessions writes its fan-out there directly).
-    contextValues: (request) => withHttp2Stream(options.contextValues?.(request) ?? createContextValues(), request),
+    // ... and a way to send its response head before the first message (streams; see early-headers).
+    contextValues: (request) => withEarlyHeaders(withHttp2Stream(options.contextValues?.(request) ?? createContextValues(), request), request),
   });
-  const handler = options.httpEndpoints === undefined ? connectHandler : withHttpEndpoints(connectHandler, options.httpEndpoints);
+  const rpcHandler = rememberResponses(connectHandler);
+  const handler = options.httpEndpoints === undefined ? rpcHandler : withHttpEndpoints(rpcHandler, options.httpEndpoints);
   const server = createSinglePortServer({
     handler,
     logger,

@@ -47,6 +47,7 @@ import { scriptError, toSessionError } from "./errors.js";
 import { encodeTenant } from "./keys.js";
 import { decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
+import { traceScript } from "./script-tracing.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
 
 export interface RedisStoreOptions {
@@ -82,6 +83,8 @@ type ScriptFn = (...args: ScriptArg[]) => Promise<unknown>;
 export class RedisStore implements SessionStore {
   readonly kind = "redis";
   private readonly redis: Redis;
+  /** Where the store's connection goes, for trace attributes. */
+  private readonly server: { host: string; port: number } | undefined;
   private readonly scripts: Record<ScriptName, ScriptFn>;
   private readonly timeoutMs: number;
   private readonly limits: StoreLimits;
@@ -129,6 +132,7 @@ export class RedisStore implements SessionStore {
       retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
     });
     this.onConnection = options.onConnection;
+    this.server = { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 };
     this.track(this.redis, "store");
     this.redis.on("ready", () => {
       if (!this.connected) this.logger?.info("redis store connected");
@@ -423,7 +427,7 @@ export class RedisStore implements SessionStore {
   /** script(), also returning the script's clock: when its writes happened. */
   private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[]): Promise<{ reply: string[]; now: number }> {
     const fn = this.scripts[name];
-    const full = await this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, ...args));
+    const full = await traceScript(name, this.server, () => this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, ...args)));
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
     }

@@ -1,0 +1,37 @@
+/**
+ * One client span per Redis script run inside a traced call, with
+ * @opentelemetry/api only (no SDK here: without a registered provider these
+ * calls do nothing). Background runs (the expiry scheduler's and the event
+ * reader's polls) have no active span and get none, so they do not flood the
+ * trace backend with root spans. Attributes name the script, never its keys
+ * or arguments (session values).
+ */
+import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { isSessionError } from "../../session/errors.js";
+
+const tracer = trace.getTracer("sessiond");
+
+export async function traceScript<T>(script: string, server: { host: string; port: number } | undefined, run: () => Promise<T>): Promise<T> {
+  if (trace.getSpan(context.active()) === undefined) return run();
+  const span = tracer.startSpan(`EVALSHA ${script}`, {
+    kind: SpanKind.CLIENT,
+    attributes: {
+      "db.system.name": "redis",
+      "db.operation.name": "EVALSHA",
+      "db.stored_procedure.name": script,
+      ...(server === undefined ? {} : { "server.address": server.host, "server.port": server.port }),
+    },
+  });
+  try {
+    return await context.with(trace.setSpan(context.active(), span), run);
+  } catch (error) {
+    // The kind ("not_found", "unavailable") says enough; messages are not copied into the trace backend.
+    // A script that answered "not_found" worked: only a failure to run it marks the span as failed.
+    const kind = isSessionError(error) ? error.kind : error instanceof Error ? error.name : "unknown";
+    span.setAttribute("error.type", kind);
+    if (!isSessionError(error) || kind === "unavailable") span.setStatus({ code: SpanStatusCode.ERROR, message: kind });
+    throw error;
+  } finally {
+    span.end();
+  }
+}
