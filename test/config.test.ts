@@ -255,4 +255,28 @@ describe("the sessiond process", () => {
     assertOneLineStartFailure(exit, new RegExp(`^sessiond: cannot start: Redis at 127\\.0\\.0\\.1:${port} \\(REDIS_URL\\) is unreachable: ECONNREFUSED$`));
     assert.doesNotMatch(exit.stderr + exit.stdout, /hunter2/);
   });
+
+  test("a normal shutdown with a watch open logs no error: the watch's UNAVAILABLE is logged at info as the shutdown", async () => {
+    let opened = false;
+    const exit = await runMain({ PORT: "0", LOG_LEVEL: "debug", AUDIT_LOG: "off" }, (stdout, child) => {
+      const address = /"address":"(http:\/\/[^"]+)"/.exec(stdout)?.[1];
+      if (address === undefined || opened) return;
+      opened = true;
+      const client = createSessionClient(address);
+      void (async () => {
+        for await (const _ of client.watchSessions({ sendInitialSnapshot: true })) {
+          // the first message means the watch is open: stop the process now
+          child.kill("SIGTERM");
+        }
+      })().catch(() => undefined);
+    });
+    assert.equal(exit.code, 0, exit.stderr);
+    const lines = exit.stdout
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(lines.filter((l) => (l["level"] as number) >= 50).map((l) => l["msg"]), [], "no error lines");
+    const watch = lines.find((l) => l["method"] === "session.v1.SessionService/WatchSessions");
+    assert.deepEqual([watch?.["code"], watch?.["level"], watch?.["shuttingDown"]], ["unavailable", 30, true]);
+  });
 });

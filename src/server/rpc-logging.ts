@@ -91,11 +91,11 @@ interface Ending {
 
 export interface RpcLoggingOptions {
   /**
-   * The server's shutdown signal. Streams ended by a shutdown fail with
+   * Whether the server is shutting down. Streams ended by a shutdown fail with
    * UNAVAILABLE so that clients reconnect elsewhere; that is expected on every
    * deploy, so it is logged at info rather than error.
    */
-  readonly shutdownSignal?: AbortSignal;
+  readonly shuttingDown?: () => boolean;
 }
 
 export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingOptions = {}): Interceptor {
@@ -128,7 +128,7 @@ export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingO
     const finish = (ending: Ending): void => {
       if (finished) return;
       finished = true;
-      end(logger, call, ending, options.shutdownSignal?.aborted === true);
+      end(logger, call, ending, options.shuttingDown?.() === true);
     };
 
     rpcStarted(labels);

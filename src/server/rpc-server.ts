@@ -76,6 +76,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   // concurrent calls, not growing, and Node's default warning at 11 ("possible EventTarget memory
   // leak", seen at ~1000 creates/s) is a false alarm here: lift the limit on this signal only.
   setMaxListeners(0, shutdown.signal);
+  /** From stopAccepting() on: streams the app ends on its way down (watches: UNAVAILABLE) are the shutdown, not faults. */
+  let stopping = false;
   const connectHandler = connectNodeAdapter({
     routes: (router) => {
       options.routes(router);
@@ -83,7 +85,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       initializeRpcMetrics(router.handlers.map((handler) => rpcLabelsOf(handler.method)));
     },
     interceptors: [
-      createRpcLoggingInterceptor(logger, { shutdownSignal: shutdown.signal }),
+      createRpcLoggingInterceptor(logger, { shuttingDown: () => stopping || shutdown.signal.aborted }),
       createShutdownInterceptor(shutdown.signal),
       ...(options.interceptors ?? []),
     ],
@@ -110,6 +112,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     port: address.port,
     shutdownSignal: shutdown.signal,
     stopAccepting(): void {
+      stopping = true;
       void server.close();
     },
     async close(): Promise<void> {
