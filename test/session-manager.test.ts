@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { loadConfig, type Config } from "../src/config/config.js";
-import { SessionError, type SessionErrorKind } from "../src/session/errors.js";
+import { SessionError, type SessionErrorKind } from "../src/domain/errors.js";
 import { SessionManager } from "../src/session/session-manager.js";
 import { MemoryStore } from "../src/store/memory/memory-store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";

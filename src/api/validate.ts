@@ -18,7 +18,7 @@ import {
   type WatchSessionsRequest,
 } from "../../gen/session/v1/session_pb.js";
 import type { LimitsConfig, TtlConfig } from "../config/config.js";
-import { SessionError } from "../session/errors.js";
+import { SessionError } from "../domain/errors.js";
 import type { CreateSessionParams, UpdateSessionParams } from "../session/session-manager.js";
 import type { ListCursor, ListFilter } from "../store/store.js";
 import type { SessionEventType } from "../store/store.js";

@@ -20,10 +20,10 @@ import type { Config } from "../config/config.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, type FieldCipher } from "../crypto/field-cipher.js";
 import type { ListCursor, ListFilter, SessionCounters, SessionPatch, SessionStore } from "../store/store.js";
 import { EventHub } from "../streaming/event-hub.js";
-import { isSessionError, SessionError } from "./errors.js";
+import { isSessionError, SessionError } from "../domain/errors.js";
 import { ExpiryScheduler } from "./expiry-scheduler.js";
 import { decodeValue, EMPTY_METADATA, encodeJson, jsonByteLength, mergeMetadata } from "./json-codec.js";
-import type { AccessLevel, SessionRecord } from "./model.js";
+import type { AccessLevel, SessionRecord } from "../domain/model.js";
 import { toSessionView, type SessionView } from "./session-view.js";
 
 export type { SessionView } from "./session-view.js";

@@ -19,7 +19,7 @@
  * stream nodes, so it may keep somewhat more, never less); a watcher can resume
  * from any cursor still inside both bounds.
  */
-import type { AccessLevel, SessionRecord } from "../session/model.js";
+import type { AccessLevel, SessionRecord } from "../domain/model.js";
 
 export interface CreateSessionInput {
   readonly tenant: string;

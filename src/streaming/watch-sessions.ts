@@ -26,8 +26,8 @@
  * from a watcher's filter is not announced to that watcher from then on.
  */
 import type { SessionManager, SessionView } from "../session/session-manager.js";
-import { SessionError, type SessionErrorKind } from "../session/errors.js";
-import type { SessionRecord } from "../session/model.js";
+import { SessionError, type SessionErrorKind } from "../domain/errors.js";
+import type { SessionRecord } from "../domain/model.js";
 import { compareEventIds, maxEventId, parseCursor } from "../store/event-id.js";
 import type { SessionEventType, StoredEvent } from "../store/store.js";
 import type { EventHub, HubSubscription } from "./event-hub.js";

@@ -6,8 +6,8 @@
  * same watch conformance cases. Retention is exact here; Redis trims whole
  * stream nodes, so it may keep somewhat more, never less.
  */
-import { SessionError } from "../../session/errors.js";
-import type { SessionRecord } from "../../session/model.js";
+import { SessionError } from "../../domain/errors.js";
+import type { SessionRecord } from "../../domain/model.js";
 import { cursorRetained, formatEventId, parseCursor, type EventIdParts } from "../event-id.js";
 import {
   DEFAULT_EVENT_RETENTION_COUNT,

@@ -15,10 +15,10 @@
  * retention and cursor rules as the Redis stream (MemoryEventLog).
  */
 import { randomUUID } from "node:crypto";
-import { SessionError } from "../../session/errors.js";
+import { SessionError } from "../../domain/errors.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
 import { MemoryEventLog } from "./memory-event-log.js";
-import { canWriteData, type AccessLevel, type SessionRecord } from "../../session/model.js";
+import { canWriteData, type AccessLevel, type SessionRecord } from "../../domain/model.js";
 import type {
   ClearDataResult,
   CreateSessionInput,

@@ -16,8 +16,8 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { SessionError } from "../../session/errors.js";
-import type { SessionRecord } from "../../session/model.js";
+import { SessionError } from "../../domain/errors.js";
+import type { SessionRecord } from "../../domain/model.js";
 import type {
   ClearDataResult,
   CreateSessionInput,
