@@ -44,7 +44,7 @@ import { parseCursor } from "../event-id.js";
 import { decodeStreamEntries } from "./event-codec.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { scriptError, toSessionError } from "./errors.js";
-import { encodeTenant } from "./keys.js";
+import { encodeTenant, eventLogKey, RedisKeys } from "./keys.js";
 import { decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
@@ -252,7 +252,7 @@ export class RedisStore implements SessionStore {
   }
 
   async counters(tenant: string): Promise<SessionCounters> {
-    const key = `${this.prefix}${encodeTenant(tenant)}:m`;
+    const key = new RedisKeys(this.prefix, tenant).counters();
     const fields = await this.call(() => this.redis.hgetall(key));
     const byLevel: Partial<Record<"read" | "write" | "admin", number>> = {};
     const bySource: Record<string, number> = {};
@@ -314,7 +314,7 @@ export class RedisStore implements SessionStore {
 
   openEventTail(): EventTail {
     const redis = this.connection("events", BLOCK_SLACK_MS);
-    const key = `${this.prefix}ev`;
+    const key = eventLogKey(this.prefix);
     return {
       read: async (after, limit, blockMs) => {
         parseCursor(after, "after");
