@@ -31,7 +31,7 @@
 import * as http2 from "node:http2";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { findTrailerError, requestHeader, validateResponse } from "@connectrpc/connect/protocol-grpc";
+import { findTrailerError, requestHeader, validateResponse } from "./grpc-wire.js";
 import { Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
 import { SessionService, WatchSessionsRequestSchema, WatchSessionsResponseSchema, type WatchSessionsResponse } from "../../gen/session/v1/session_pb.js";
 
