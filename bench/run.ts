@@ -21,7 +21,7 @@
  * 4. Expiry lag, Redis's own `expired` notification lag, and fan-out to 1k and
  *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags.
  *
- * This machine is small and shared, so its speed drifts by tens of percent
+ * A small shared machine's speed drifts by tens of percent
  * within a minute. The ratios matter more than the absolute numbers, so the
  * operations that are compared are measured in interleaved rounds (Create,
  * Check, Get, Extend, Close, then again) rather than one long phase each:

@@ -337,7 +337,7 @@ describe("RedisStore on Redis", () => {
       }
     };
     try {
-      // The order that once lost the flags: the subscriber reconnects (within 1 s of the restart, its
+      // The order that can lose the flags: the subscriber reconnects (within 1 s of the restart, its
       // longest backoff) before the command connection, which refuses commands until it is back. Made
       // near-certain here instead of left to timing: the command connection's first retry comes 3 s
       // after the stop. Either order must end with the subscription and the flags restored.

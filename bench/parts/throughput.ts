@@ -179,7 +179,7 @@ async function redisCpuUs(redis: Redis): Promise<number> {
 /**
  * Enough sessions for a close round to run its whole window: the faster of the
  * last close rate and twice the create rate, times a margin. gRPC rates swing
- * from round to round on this machine, so they get a wide margin; the direct
+ * from round to round on a shared machine, so they get a wide margin; the direct
  * rates are steady, and each of their sessions costs Redis memory.
  */
 function poolFor(rates: ReadonlyMap<PhaseSpec["op"], number>, ms: number, margin: number): number {

@@ -8,9 +8,8 @@
  *
  * Why it exists: connect-es's client takes every message of a server stream
  * through a generic pipeline of async iterables (envelope, decompression,
- * parse, interceptors, promise client), about 50–70 µs of CPU per message on
- * our 2-core machine. A process watching 10k sessions spends most of a second
- * of CPU per event that way. This reader speaks the same gRPC protocol over the
+ * parse, interceptors, promise client), whose CPU per message dominates a
+ * process that holds thousands of watches (bench/RESULTS.md). This reader speaks the same gRPC protocol over the
  * same connect-node HTTP/2 session manager (pings, GOAWAY, reconnects), but
  * reads each DATA chunk in one synchronous step: split the envelopes, decode
  * with protobuf-es, queue for the consumer. About a fifth of the CPU per
