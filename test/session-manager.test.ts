@@ -485,7 +485,20 @@ describe("SessionManager over RedisStore", () => {
       await server.stop();
       await sleep(200);
       await server.start();
-      const { session } = await manager.create(TENANT, { ...BASE, ttlMs: 20 });
+      // The store reconnects with a backoff longer than its 300 ms deadline: retry UNAVAILABLE as a client would.
+      let created: Awaited<ReturnType<typeof manager.create>> | undefined;
+      await waitFor(
+        "a create after the restart",
+        async () => {
+          created = await manager.create(TENANT, { ...BASE, ttlMs: 20 }).catch((error: unknown) => {
+            if (error instanceof SessionError && error.kind === "unavailable") return undefined;
+            throw error;
+          });
+          return created !== undefined;
+        },
+        10_000,
+      );
+      const session = created!.session;
       await waitFor(
         "an EXPIRED event after the restart",
         async () => (await store.readEvents("0-0", 100).catch(() => [])).some((e) => e.type === "expired" && e.session.sessionId === session.sessionId),
