@@ -40,7 +40,7 @@ import { COUNT_MESSAGE_SENT, rpcHandled, rpcMessageReceived, rpcMessageSent, rpc
 import { atDeadline, grpcCodeName, outcomeCode, requestTimeoutMs, snakeCodeName } from "../observability/rpc-outcome.js";
 import { REQUEST_ID_HEADER, requestIdOf, RPC_IDS, TRACEPARENT_HEADER, traceIdOf, type RpcIds } from "../observability/trace-context.js";
 import { startRpcSpan, withContext } from "../observability/tracing.js";
-import { isSessionError } from "../session/errors.js";
+import { isSessionError } from "../domain/errors.js";
 import { FLUSH_RESPONSE_HEADERS } from "./early-headers.js";
 import { HTTP2_STREAM } from "./http2-stream.js";
 

@@ -7,7 +7,7 @@
  * or arguments (session values).
  */
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { isSessionError } from "../../session/errors.js";
+import { isSessionError } from "../../domain/errors.js";
 
 const tracer = trace.getTracer("sessiond");
 
