@@ -47,8 +47,6 @@ import { HTTP2_STREAM } from "./http2-stream.js";
 /** Codes that mean the service failed, rather than the request being wrong. */
 const SERVER_FAULTS: ReadonlySet<Code> = new Set([Code.Unknown, Code.Internal, Code.Unavailable, Code.DataLoss]);
 
-/** "ok", or the gRPC code name in snake case as on the wire of the Connect protocol ("not_found"). */
-export const codeName = snakeCodeName;
 
 /** grpc_type of a method, as go-grpc-prometheus names it. */
 export function grpcTypeOf(method: DescMethod): GrpcType {
