@@ -23,8 +23,8 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { SessionEvent, WatchSessionsRequestSchema } from "../../gen/session/v1/session_pb.js";
-import { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
+import type { SessionEvent, WatchSessionsRequestSchema } from "./gen/session/v1/session_pb.js";
+import { watchCursorOf } from "./errors.js";
 import type { WatchSessionsCaller } from "./watch-reader.js";
 
 /** The watch request, without resume_cursor (the helper sets it). */
@@ -103,8 +103,8 @@ export async function* watchSessions(
     if (failure.code === Code.OutOfRange) throw new WatchOutOfRangeError(cursor, failure);
     if (!RETRYABLE.has(failure.code) && !isNetworkError(failure)) throw failure;
     // The server names the last cursor it sent; ours is at least as recent unless events were lost in flight.
-    const told = failure.metadata.get(WATCH_CURSOR_METADATA);
-    if (cursor === "" && told !== null && told !== "") cursor = told;
+    const told = watchCursorOf(failure);
+    if (cursor === "" && told !== undefined) cursor = told;
     attempt += 1;
     options.onReconnect?.(failure, attempt, cursor);
     const delay = Math.min(maxBackoff, initialBackoff * 2 ** Math.min(attempt - 1, 16)) * (0.5 + Math.random() / 2);
