@@ -28,6 +28,8 @@ import {
   statusMessage,
   WATCH_CURSOR_METADATA,
   watchCursorOf,
+  WatchOutOfRangeError,
+  watchSessions,
   type SessionEvent,
 } from "@sessiond/client";
 import { createSessionGrpcClient, SessionServiceDefinition, type SessionGrpcClient } from "@sessiond/client/grpc-js";
@@ -203,6 +205,57 @@ describe("the watch-cursor trailer, through both clients", () => {
       }
     } finally {
       grpcClient.close();
+      await app.close();
+    }
+  });
+});
+
+describe("the resuming watch helper with the grpc-js client", () => {
+  // A helper that took these for retryable errors would watch again forever: the timeout ends such a test.
+  test("OUT_OF_RANGE becomes WatchOutOfRangeError; INVALID_ARGUMENT is thrown as it is", { timeout: 60_000 }, async () => {
+    const app = await startTestApp();
+    const client = createSessionGrpcClient(`127.0.0.1:${app.port}`);
+    try {
+      await assert.rejects(watchSessions(client, {}, { resumeCursor: "99999999999999-0" }).next(), (error: unknown) => {
+        assert.ok(error instanceof WatchOutOfRangeError, `expected WatchOutOfRangeError, got ${String(error)}`);
+        assert.equal(error.cause.code, Code.OutOfRange);
+        return true;
+      });
+      await assert.rejects(watchSessions(client, {}, { resumeCursor: "17" }).next(), (error: unknown) => isInvalidArgument(error));
+    } finally {
+      client.close();
+      await app.close();
+    }
+  });
+
+  test("a server shutdown is a reconnect from the last cursor, which the trailer names too", { timeout: 60_000 }, async () => {
+    const app = await startTestApp();
+    const client = createSessionGrpcClient(`127.0.0.1:${app.port}`);
+    const stop = new AbortController();
+    const reconnects: { code: Code; attempt: number; cursor: string; told: string | undefined }[] = [];
+    let cursor = "";
+    try {
+      await client.createSession({ userId: "frank", dataSource: "warehouse" });
+      const seen: EventType[] = [];
+      const loop = (async () => {
+        const onReconnect = (error: ConnectError, attempt: number, at: string): void => {
+          reconnects.push({ code: error.code, attempt, cursor: at, told: watchCursorOf(error) });
+          stop.abort();
+        };
+        for await (const event of watchSessions(client, { userId: "frank", sendInitialSnapshot: true }, { signal: stop.signal, onReconnect })) {
+          seen.push(event.type);
+          if (event.type === EventType.HEARTBEAT && cursor === "") cursor = event.cursor;
+        }
+      })();
+      for (let waited = 0; cursor === "" && waited < 10_000; waited += 10) await new Promise((resolve) => setTimeout(resolve, 10));
+      await app.close();
+      await loop;
+      assert.deepEqual(seen, [EventType.SNAPSHOT, EventType.HEARTBEAT]);
+      assert.notEqual(cursor, "");
+      assert.deepEqual(reconnects, [{ code: Code.Unavailable, attempt: 1, cursor, told: cursor }]);
+    } finally {
+      stop.abort();
+      client.close();
       await app.close();
     }
   });

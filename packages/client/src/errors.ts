@@ -61,6 +61,21 @@ export function watchCursorOf(error: unknown): string | undefined {
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 
+/**
+ * The error as a ConnectError: itself, or a grpc-js ServiceError with its
+ * code, message and watch-cursor (for code written against ConnectError, such
+ * as the watch helper); anything else as connect reads it.
+ */
+export function asConnectError(error: unknown): ConnectError {
+  if (error instanceof ConnectError) return error;
+  const code = statusCode(error);
+  if (code === undefined) return ConnectError.from(error);
+  const metadata = new Headers();
+  const cursor = watchCursorOf(error);
+  if (cursor !== undefined) metadata.set(WATCH_CURSOR_METADATA, cursor);
+  return new ConnectError(statusMessage(error) ?? "", code, metadata, undefined, error);
+}
+
 const hasCode =
   (code: Code) =>
   (error: unknown): boolean =>

@@ -19,7 +19,7 @@ import { SessionService } from "./gen/session/v1/session_pb.js";
 export * from "./gen/session/v1/session_pb.js";
 export { Code, ConnectError } from "@connectrpc/connect";
 export type { CallOptions, Client, Interceptor } from "@connectrpc/connect";
-export { watchSessions, WatchOutOfRangeError, type WatchHelperOptions, type WatchRequest } from "./watch.js";
+export { watchSessions, WatchOutOfRangeError, type WatchHelperOptions, type WatchRequest, type WatchSessionsSource } from "./watch.js";
 export { createWatchReader, type WatchCallOptions, type WatchReader, type WatchReaderOptions, type WatchSessionsCaller } from "./watch-reader.js";
 export { WATCH_CURSOR_METADATA } from "./watch-protocol.js";
 export {
