@@ -176,6 +176,12 @@ describe("@sessiond/client/grpc-js against the real server", () => {
     await waitForWatchers(app, 0);
   });
 
+  test("a watch starts with its loop: an error answer waits for the loop, which then throws it", async () => {
+    const watch = sessions.watchSessions({ resumeCursor: "17" }, { timeoutMs: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.ok(isInvalidArgument(await rejection(take(watch, 1))));
+  });
+
   test("a watch sees a session expire", async () => {
     const watch = take(sessions.watchSessions({ userId: "grpc-dave", eventTypes: [EventType.EXPIRED] }, { timeoutMs: 0 }), 1);
     await waitForWatchers(app, 1);

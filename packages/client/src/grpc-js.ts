@@ -140,13 +140,11 @@ export function createSessionGrpcClient(target: string, options: SessionGrpcClie
         });
       };
     } else if (method.methodKind === "server_streaming") {
-      methods[method.localName] = (request: unknown, call: GrpcCallOptions = {}) => {
-        const { metadata, options: callOptions } = callSetup(call);
-        const stream = client.makeServerStreamRequest(definition.path, definition.requestSerialize, definition.responseDeserialize, request, metadata, callOptions);
-        const onAbort = (): void => stream.cancel();
-        watchCall(stream, call, onAbort);
-        return readStream(stream, call.signal, onAbort);
-      };
+      methods[method.localName] = (request: unknown, call: GrpcCallOptions = {}) =>
+        readStream(() => {
+          const { metadata, options: callOptions } = callSetup(call);
+          return client.makeServerStreamRequest(definition.path, definition.requestSerialize, definition.responseDeserialize, request, metadata, callOptions);
+        }, call);
     }
   }
   return Object.assign(methods as { [K in keyof Methods]: GrpcMethod<Methods[K]> }, {
@@ -165,14 +163,19 @@ function watchCall(call: grpc.ClientUnaryCall | grpc.ClientReadableStream<unknow
 }
 
 /**
- * The messages of a server stream; leaving the loop early (break, throw)
- * cancels the call, so the server stops sending.
+ * The messages of a server stream. The call starts with the iteration (as
+ * with connect's client), so no event of it can go unheard before the loop
+ * listens; leaving the loop early (break, throw) cancels it, so the server
+ * stops sending.
  */
-async function* readStream<T>(stream: grpc.ClientReadableStream<T>, signal: AbortSignal | undefined, onAbort: () => void): AsyncGenerator<T, void, undefined> {
+async function* readStream<T>(start: () => grpc.ClientReadableStream<T>, options: GrpcCallOptions): AsyncGenerator<T, void, undefined> {
+  const stream = start();
+  const onAbort = (): void => stream.cancel();
+  watchCall(stream as grpc.ClientReadableStream<unknown>, options, onAbort);
   try {
     for await (const message of stream) yield message as T;
   } finally {
-    signal?.removeEventListener("abort", onAbort);
+    options.signal?.removeEventListener("abort", onAbort);
     // Cancelling a finished call does nothing; an unfinished one reports CANCELLED, which nobody reads any more.
     stream.on("error", () => undefined);
     stream.cancel();
