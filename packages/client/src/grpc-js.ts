@@ -24,12 +24,26 @@
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { SessionService } from "./gen/session/v1/session_pb.js";
+import { DEFAULT_TIMEOUT_MS } from "./defaults.js";
 
-export * from "./errors.js";
+export {
+  isAborted,
+  isDeadlineExceeded,
+  isFailedPrecondition,
+  isInvalidArgument,
+  isNotFound,
+  isOutOfRange,
+  isPermissionDenied,
+  isResourceExhausted,
+  isUnauthenticated,
+  isUnavailable,
+  statusCode,
+  statusMessage,
+  watchCursorOf,
+} from "./errors.js";
+export { DEFAULT_TIMEOUT_MS } from "./defaults.js";
 export { WATCH_CURSOR_METADATA } from "./watch-protocol.js";
 
-/** The deadline of a call that sets none, as with createSessionClient. */
-export const DEFAULT_GRPC_TIMEOUT_MS = 5_000;
 
 /** Request metadata: grpc-js Metadata, or plain pairs (e.g. `{ authorization: "Bearer ..." }`). */
 export type GrpcMetadataInit = grpc.Metadata | Readonly<Record<string, string>>;
@@ -110,7 +124,7 @@ function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
 /** A SessionService client on its own grpc-js channel to `target` ("host:port", or any grpc-js target). */
 export function createSessionGrpcClient(target: string, options: SessionGrpcClientOptions = {}): SessionGrpcClient {
   const client = new grpc.Client(target, options.credentials ?? grpc.credentials.createInsecure(), options.clientOptions);
-  const defaultTimeoutMs = options.timeoutMs ?? DEFAULT_GRPC_TIMEOUT_MS;
+  const defaultTimeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const callSetup = (call: GrpcCallOptions): { metadata: grpc.Metadata; options: grpc.CallOptions } => ({
     metadata: mergeMetadata(options.metadata, call.metadata),
     options: { deadline: deadlineOf(call, defaultTimeoutMs) },

@@ -15,6 +15,7 @@
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { SessionService } from "./gen/session/v1/session_pb.js";
+import { DEFAULT_TIMEOUT_MS } from "./defaults.js";
 
 export * from "./gen/session/v1/session_pb.js";
 export { Code, ConnectError } from "@connectrpc/connect";
@@ -22,6 +23,7 @@ export type { CallOptions, Client, Interceptor } from "@connectrpc/connect";
 export { watchSessions, WatchOutOfRangeError, type WatchHelperOptions, type WatchRequest, type WatchSessionsSource } from "./watch.js";
 export { createWatchReader, type WatchCallOptions, type WatchReader, type WatchReaderOptions, type WatchSessionsCaller } from "./watch-reader.js";
 export { WATCH_CURSOR_METADATA } from "./watch-protocol.js";
+export { DEFAULT_TIMEOUT_MS } from "./defaults.js";
 export {
   isAborted,
   isDeadlineExceeded,
@@ -38,8 +40,6 @@ export {
   watchCursorOf,
 } from "./errors.js";
 
-/** The deadline of a call that sets none. */
-export const DEFAULT_TIMEOUT_MS = 5_000;
 
 export interface SessionClientOptions {
   /** Deadline of each call that does not pass its own `timeoutMs`. Default 5 s. */
