@@ -81,6 +81,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const sessionRoutes = sessionServiceRoutes(manager, {
     config,
     tenant: security.tenant,
+    actingUser: security.actingUser,
     admitWatch,
     watchQueueLimit: config.watchQueueLimit,
     watchStartGate: watchStartGate(startReads),

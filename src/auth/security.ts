@@ -35,6 +35,8 @@ export interface Security {
   readonly contextValues: (request: IncomingMessage | Http2ServerRequest) => ContextValues;
   /** The tenant of a call: its principal's. */
   tenant(context?: HandlerContext): string;
+  /** The user a call acts for (its principal's bound or delegated user), or undefined for every user of the tenant. */
+  actingUser(context: HandlerContext): string | undefined;
   admitWatch(context: HandlerContext): () => void;
   /** For SessionManager's onSystemEnd: audit records of expiries and evictions. */
   onSystemEnd(reason: "expired" | "evicted", record: SessionRecord): void;
@@ -87,6 +89,7 @@ export function setUpSecurity(config: Config, logger: Logger, options: SecurityO
     ],
     contextValues: peerContextValues,
     tenant,
+    actingUser: (context) => principalOf(context).user,
     admitWatch: (context) => {
       const principal = principalOf(context);
       return watchers.acquire(`${principal.tenant}\n${principal.id}`);
