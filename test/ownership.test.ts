@@ -17,7 +17,7 @@ import { compareEventIds } from "../src/store/event-id.js";
 import { useRedisServer } from "./support/redis-server.js";
 import { startTestApp, waitForWatchers } from "./support/server.js";
 import { AUDIENCE, hs256, HS_SECRET, ISSUER, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
-import { connectJsonClient, grpcJsClient, type Credentials, type Json, type WireClient, type WireReply } from "./support/wire-clients.js";
+import { ACT_AS, connectJsonClient, grpcJsClient, type Credentials, type Json, type WireClient, type WireReply } from "./support/wire-clients.js";
 
 const ACME = "acme";
 const GLOBEX = "globex";
@@ -26,6 +26,7 @@ const SCOPES = "read write watch";
 const KEYS = {
   backend: { id: "backend", key: `k-${randomUUID()}`, tenant: ACME, scopes: ["read", "write", "watch"] },
   bff: { id: "bff", key: `k-${randomUUID()}`, tenant: ACME, scopes: ["read", "write", "watch", "act_as"] },
+  scraper: { id: "scraper", key: `k-${randomUUID()}`, tenant: ACME, scopes: ["metrics"] },
 } satisfies Record<string, TestKey>;
 
 /** A key bound to a user in its API_KEYS_FILE entry. */
@@ -326,7 +327,7 @@ describe("access levels for callers acting for a user, and the act-as header", (
     const { apiKeyHash } = await import("../src/auth/api-keys.js");
     entries.push({ id: KIOSK.id, sha256: apiKeyHash(KIOSK.key), tenant: KIOSK.tenant, scopes: KIOSK.scopes, user: KIOSK.user });
     writeFileSync(keysFile, JSON.stringify(entries));
-    app = await startTestApp({ env: { ...env, API_KEYS_FILE: keysFile }, auditDestination: audit.destination });
+    app = await startTestApp({ env: { ...env, API_KEYS_FILE: keysFile, AUTH_PROTECT_OPS: "true" }, auditDestination: audit.destination });
     wires = [connectJsonClient(app.url), grpcJsClient(`127.0.0.1:${app.port}`)];
   });
   after(async () => {
@@ -407,6 +408,10 @@ describe("access levels for callers acting for a user, and the act-as header", (
       const after = await w.unary("GetSession", { sessionId: id }, callers.service.credentials);
       assert.equal((after.body["session"] as Json)["version"], "1", "the refused calls changed nothing");
       assert.equal((await w.unary("ListSessions", { userId: "alice" }, callers.service.credentials)).code, "ok");
+
+      const scrape = (headers: Record<string, string>): Promise<number> => fetch(`${app.url}/metrics`, { headers }).then((r) => r.status);
+      assert.equal(await scrape({ authorization: `Bearer ${KEYS.scraper.key}` }), 200);
+      assert.equal(await scrape({ authorization: `Bearer ${KEYS.scraper.key}`, [ACT_AS]: "alice" }), 403, "GET /metrics refuses the header too");
 
       const tooLong = await w.unary("GetSession", { sessionId: id }, { ...callers.delegatingForOwner.credentials, actAs: "x".repeat(300) });
       assert.equal(tooLong.code, "invalid_argument");

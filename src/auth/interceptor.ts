@@ -16,7 +16,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { SessionService } from "../../gen/session/v1/session_pb.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Authenticator } from "./authenticator.js";
-import { ACT_AS_HEADER, applyDelegation } from "./delegation.js";
+import { ACT_AS_HEADER } from "./delegation.js";
 import { auditIdentity as identity, hasScope, PEER, PRINCIPAL } from "./principal.js";
 import { rpcPolicy } from "./rpc-scopes.js";
 
@@ -37,18 +37,17 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
     if (!isSession && !protectOps) return next(req);
     const method = `${req.service.typeName}/${req.method.name}`;
     const peer = req.contextValues.get(PEER);
-    const authenticated = await authenticator.authenticate(req.header.get("authorization"), peer);
-    if (authenticated === undefined) {
+    const authentication = await authenticator.authenticate({ authorization: req.header.get("authorization"), actAs: req.header.get(ACT_AS_HEADER) }, peer);
+    if (!authentication.ok && authentication.outcome === "unauthenticated") {
       audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address });
       throw new ConnectError(UNAUTHENTICATED_MESSAGE, Code.Unauthenticated);
     }
-    const delegation = applyDelegation(authenticated, req.header.get(ACT_AS_HEADER));
-    if (!delegation.ok) {
+    if (!authentication.ok) {
       // The refused header's value is not recorded: it is unchecked input.
-      audit.record({ ...identity(authenticated), operation: "authorize", method, outcome: delegation.outcome, peer: peer.address });
-      throw new ConnectError(delegation.message, delegation.outcome === "permission_denied" ? Code.PermissionDenied : Code.InvalidArgument);
+      audit.record({ ...identity(authentication.principal), operation: "authorize", method, outcome: authentication.outcome, peer: peer.address });
+      throw new ConnectError(authentication.message, authentication.outcome === "permission_denied" ? Code.PermissionDenied : Code.InvalidArgument);
     }
-    const principal = delegation.principal;
+    const principal = authentication.principal;
     req.contextValues.set(PRINCIPAL, principal);
     if (isSession) {
       const { scope } = rpcPolicy(req.method.name);

@@ -19,7 +19,8 @@ import type { SessionRecord } from "../session/model.js";
 import { loadAuthenticator, type Authenticator } from "./authenticator.js";
 import { createAuthInterceptor } from "./interceptor.js";
 import { peerContextValues, peerOf } from "./peer.js";
-import { hasScope, principalOf } from "./principal.js";
+import { ACT_AS_HEADER } from "./delegation.js";
+import { auditIdentity, hasScope, principalOf } from "./principal.js";
 
 export interface SecurityOptions {
   /** Audit records go here instead of config.auditLog (tests). */
@@ -101,13 +102,19 @@ export function setUpSecurity(config: Config, logger: Logger, options: SecurityO
             const method = "GET /metrics";
             const peer = peerOf(request);
             const header = request.headers.authorization;
-            const principal = await authenticator.authenticate(typeof header === "string" ? header : null, peer);
-            if (principal === undefined) {
+            const actAs = request.headers[ACT_AS_HEADER];
+            const authentication = await authenticator.authenticate(
+              { authorization: typeof header === "string" ? header : null, actAs: typeof actAs === "string" ? actAs : null },
+              peer,
+            );
+            if (!authentication.ok && authentication.outcome === "unauthenticated") {
               audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address });
               return "unauthenticated";
             }
-            if (!hasScope(principal, "metrics")) {
-              audit.record({ principal: principal.id, tenant: principal.tenant, operation: "authorize", method, outcome: "permission_denied", peer: peer.address });
+            // A refused act-as header is a refusal here too (403), never ignored.
+            const principal = authentication.principal;
+            if (!authentication.ok || !hasScope(principal, "metrics")) {
+              audit.record({ ...auditIdentity(principal), operation: "authorize", method, outcome: "permission_denied", peer: peer.address });
               return "permission_denied";
             }
             return "ok";
