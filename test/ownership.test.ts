@@ -412,6 +412,7 @@ describe("access levels for callers acting for a user, and the act-as header", (
       const scrape = (headers: Record<string, string>): Promise<number> => fetch(`${app.url}/metrics`, { headers }).then((r) => r.status);
       assert.equal(await scrape({ authorization: `Bearer ${KEYS.scraper.key}` }), 200);
       assert.equal(await scrape({ authorization: `Bearer ${KEYS.scraper.key}`, [ACT_AS]: "alice" }), 403, "GET /metrics refuses the header too");
+      assert.equal(await scrape({ authorization: `Bearer ${await hs256({ sub: "alice", tenant: ACME, scope: "metrics" })}` }), 403, "a user-bound caller does not read tenant-wide figures");
 
       const tooLong = await w.unary("GetSession", { sessionId: id }, { ...callers.delegatingForOwner.credentials, actAs: "x".repeat(300) });
       assert.equal(tooLong.code, "invalid_argument");

@@ -44,7 +44,7 @@ export interface Security {
   /**
    * Who may read GET /metrics: with AUTH_PROTECT_OPS=true and authentication
    * configured, a bearer credential (or verified client certificate) with
-   * scope metrics or admin; undefined (open) otherwise.
+   * scope metrics or admin that acts for no single user; undefined (open) otherwise.
    */
   readonly authorizeMetrics: ((request: IncomingMessage | Http2ServerRequest) => Promise<"ok" | "unauthenticated" | "permission_denied">) | undefined;
   /** Closes the audit destination. */
@@ -111,9 +111,10 @@ export function setUpSecurity(config: Config, logger: Logger, options: SecurityO
               audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address });
               return "unauthenticated";
             }
-            // A refused act-as header is a refusal here too (403), never ignored.
+            // A refused act-as header is a refusal here too (403), never ignored; and like
+            // GetSessionMetrics, the tenant-wide figures are not for a caller acting for one user.
             const principal = authentication.principal;
-            if (!authentication.ok || !hasScope(principal, "metrics")) {
+            if (!authentication.ok || !hasScope(principal, "metrics") || principal.user !== undefined) {
               audit.record({ ...auditIdentity(principal), operation: "authorize", method, outcome: "permission_denied", peer: peer.address });
               return "permission_denied";
             }
