@@ -10,8 +10,7 @@
  * that believes the service enforces ownership for it learns at once that it
  * does not.
  */
-import { userProblem, type Principal } from "./principal.js";
-import { hasScope } from "./principal.js";
+import { hasScope, userProblem, type Principal } from "./principal.js";
 
 /** The request header (gRPC metadata key) naming the acting user. */
 export const ACT_AS_HEADER = "sessiond-act-as";
