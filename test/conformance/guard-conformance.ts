@@ -9,6 +9,7 @@
  */
 import { afterEach, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { SessionRecord } from "../../src/session/model.js";
 import type { CreateSessionInput, SessionGuard, SessionStore, StoredEvent } from "../../src/store/store.js";
 import { assertRejectsKind, type OpenedStore } from "./store-conformance.js";
@@ -85,6 +86,15 @@ export function runGuardConformance(name: string, open: () => Promise<OpenedStor
       assert.equal((await store.get(T, s.sessionId, { touch: false, includeEnded: true, guard: as(OWNER) })).status, "closed");
       await assertRejectsKind(store.update(T, s.sessionId, { metadata: "{}" }, undefined, as(OWNER, "write")), "ended");
       await assertRejectsKind(store.close(T, s.sessionId, as(OWNER)), "ended");
+    });
+
+    it("another user's session met after its expire time is archived as expired all the same, and stays not_found to the other user", async () => {
+      const s = await create({ ttlMs: 200 });
+      await sleep(300);
+      await assertRejectsKind(store.get(T, s.sessionId, { touch: true, includeEnded: true, guard: as(OTHER) }), "not_found", "due, other user");
+      const ended = await store.get(T, s.sessionId, { touch: false, includeEnded: true, guard: as(OWNER) });
+      assert.equal(ended.status, "expired", "the owner sees the expiry the other user's call performed");
+      await assertRejectsKind(store.extend(T, s.sessionId, 1_000, as(OWNER)), "ended");
     });
 
     it("the owner reads, extends and closes at every level; writes data and metadata from write; changes level and data source only at admin", async () => {
