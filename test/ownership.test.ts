@@ -274,7 +274,7 @@ for (const storeKind of ["memory", "redis"] as const) {
         const b1 = await seed(w, "bob");
         const g1 = await seed(w, "alice", callers.otherTenant);
         assert.equal((await w.unary("CloseSession", { sessionId: a1 }, callers.owner.credentials)).code, "ok");
-        last = await app.manager.store.lastEventId();
+        last = await app.manager.lastEventId();
 
         for (const { caller, filter, outcome } of watchers) {
           const why = `${w.name}, ${caller.name}, filter ${JSON.stringify(filter)}`;

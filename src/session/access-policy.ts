@@ -15,8 +15,8 @@
  * here is only which level each operation needs.
  */
 import type { ListFilter, SessionGuard } from "../store/store.js";
-import { SessionError } from "./errors.js";
-import type { AccessLevel } from "./model.js";
+import { SessionError } from "../domain/errors.js";
+import type { AccessLevel } from "../domain/model.js";
 
 /** The least level each operation needs. */
 export const REQUIRED_LEVEL = {

@@ -10,7 +10,7 @@
 import { afterEach, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { SessionRecord } from "../../src/session/model.js";
+import type { SessionRecord } from "../../src/domain/model.js";
 import type { CreateSessionInput, SessionGuard, SessionStore, StoredEvent } from "../../src/store/store.js";
 import { assertRejectsKind, type OpenedStore } from "./store-conformance.js";
 
