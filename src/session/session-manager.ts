@@ -21,6 +21,7 @@ import { AesGcmFieldCipher, dataField, METADATA_FIELD, type FieldCipher } from "
 import type { ListCursor, ListFilter, SessionCounters, SessionPatch, SessionStore } from "../store/store.js";
 import { EventHub } from "../streaming/event-hub.js";
 import { isSessionError, SessionError } from "./errors.js";
+import type { EndedArchive, EndedFilter, EndedPosition } from "./ended-archive.js";
 import { ExpiryScheduler } from "./expiry-scheduler.js";
 import { decodeValue, EMPTY_METADATA, encodeJson, jsonByteLength, mergeMetadata } from "./json-codec.js";
 import type { AccessLevel, SessionRecord } from "./model.js";
@@ -56,6 +57,12 @@ export interface SessionManagerOptions {
    * audit log and metrics; must not throw.
    */
   readonly onSystemEnd?: (reason: "expired" | "evicted", record: SessionRecord, at: number) => void;
+  /**
+   * The durable archive of ended sessions (ARCHIVE_DATABASE_URL): where
+   * get with includeEnded looks after the store's own archive has expired,
+   * and what listEnded reads. Absent: neither.
+   */
+  readonly endedArchive?: EndedArchive;
 }
 
 export interface CreateSessionParams {
@@ -90,6 +97,12 @@ export interface ListSessionsPage {
   readonly sessions: SessionView[];
   /** Where the next page starts; absent on the last page. */
   readonly next?: ListCursor;
+}
+
+export interface EndedSessionsPage {
+  readonly sessions: SessionView[];
+  /** Where the next page starts; absent on the last page. */
+  readonly next?: EndedPosition;
 }
 
 export interface DataWriteOutcome {
@@ -130,6 +143,7 @@ export class SessionManager {
   readonly cipher: FieldCipher;
   private readonly scheduler: ExpiryScheduler;
   private readonly onSystemEnd: SessionManagerOptions["onSystemEnd"];
+  private readonly endedArchive: EndedArchive | undefined;
 
   constructor(options: SessionManagerOptions) {
     this.store = options.store;
@@ -138,6 +152,7 @@ export class SessionManager {
     this.events = new EventHub({ store: this.store, logger: this.logger.child({ component: "event-hub" }) });
     this.cipher = options.cipher ?? AesGcmFieldCipher.ephemeral();
     this.onSystemEnd = options.onSystemEnd;
+    this.endedArchive = options.endedArchive;
     this.scheduler = new ExpiryScheduler({
       store: this.store,
       events: this.events,
@@ -197,7 +212,28 @@ export class SessionManager {
 
   /** A live session (recording the access), or with includeEnded also the archived state of an ended one. */
   async get(tenant: string, sessionId: string, includeEnded: boolean): Promise<SessionView> {
-    return this.view(await this.store.get(tenant, sessionId, { touch: true, includeEnded }));
+    try {
+      return this.view(await this.store.get(tenant, sessionId, { touch: true, includeEnded }));
+    } catch (error) {
+      // Past ARCHIVE_RETENTION (or after Redis lost its data) the durable archive may still have it.
+      if (!includeEnded || this.endedArchive === undefined || !(isSessionError(error) && error.kind === "not_found")) throw error;
+      const archived = await this.endedArchive.find(tenant, sessionId);
+      if (archived === undefined) throw error;
+      return this.view(archived);
+    }
+  }
+
+  /** Whether ended sessions are kept in a durable archive (listEnded works). */
+  get hasEndedArchive(): boolean {
+    return this.endedArchive !== undefined;
+  }
+
+  /** Ended sessions from the durable archive, most recently ended first. */
+  async listEnded(tenant: string, filter: EndedFilter, pageSize: number, after?: EndedPosition): Promise<EndedSessionsPage> {
+    if (this.endedArchive === undefined) throw new Error("listEnded: no ended-session archive configured");
+    const page = await this.endedArchive.list(tenant, filter, pageSize, after);
+    const sessions = page.sessions.map((record) => this.view(record));
+    return page.next === undefined ? { sessions } : { sessions, next: page.next };
   }
 
   /** A live session without recording an access, or undefined: for watch snapshots. */
