@@ -88,6 +88,11 @@ export class ArchiveSink {
   private loop: Promise<void> | undefined;
   private current: ArchiveSinkState = "starting";
   private dbUp: boolean | undefined;
+  private schemaDone: () => void = () => {};
+  /** Resolves once the schema is migrated (never, if the sink is stopped first). */
+  readonly schemaReady = new Promise<void>((resolve) => {
+    this.schemaDone = resolve;
+  });
 
   constructor(options: ArchiveSinkOptions) {
     this.group = options.group;
@@ -190,6 +195,7 @@ export class ArchiveSink {
       try {
         await this.archive.migrate();
         this.databaseUp(true);
+        this.schemaDone();
         return;
       } catch (error) {
         this.databaseUp(false);
@@ -234,15 +240,17 @@ export class ArchiveSink {
 
   /**
    * One statement for the batch. A statement the database refuses for what is
-   * in it (not for being unreachable) is retried row by row, so one bad row is
-   * set aside (counted, logged without values) instead of blocking the log.
+   * in it (a data or integrity error, SQLSTATE class 22 or 23) is retried row
+   * by row, so one bad row is set aside (counted, logged without values)
+   * instead of blocking the log. Any other failure is retried as it is: a row
+   * is never dropped for a reason that may pass.
    */
   private async insertAll(rows: readonly ArchiveRow[]): Promise<number> {
     try {
       return await this.archive.insert(rows);
     } catch (error) {
-      if (unreachable(error) || rows.length === 1) {
-        if (unreachable(error)) throw error;
+      if (!refusedForContent(error)) throw error;
+      if (rows.length === 1) {
         this.logger?.error({ err: errorText(error), eventId: rows[0]?.eventId }, "archive database refused an ended session; set aside");
         this.lost("rejected", 1);
         return 0;
@@ -294,8 +302,10 @@ export class ArchiveSink {
   }
 }
 
-function unreachable(error: unknown): boolean {
-  return (isSessionError(error) && error.kind === "unavailable") || isUnavailable(error);
+function refusedForContent(error: unknown): boolean {
+  if (isSessionError(error) || isUnavailable(error)) return false;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" && (code.startsWith("22") || code.startsWith("23"));
 }
 
 /** The error's class and code, never its message's values. */

@@ -80,7 +80,8 @@ export function createArchive(options: ArchiveOptions): Archive {
     retention,
     start() {
       sink.start();
-      retention.start();
+      // The purge needs the table the sink's migration creates.
+      void sink.schemaReady.then(() => retention.start());
     },
     stop() {
       stopped ??= (async () => {

@@ -165,11 +165,16 @@ function pairs(flat: unknown): Map<string, unknown> {
   return map;
 }
 
-/** XREADGROUP's reply: [[key, entries]] or null. */
+/**
+ * XREADGROUP's reply for the one stream read: null, or its entries as
+ * [key, entries] (a RESP3 map, flattened by ioredis's call()) or
+ * [[key, entries]] (RESP2).
+ */
 function entriesOf(reply: unknown): GroupEntry[] {
   if (!Array.isArray(reply)) return [];
-  const stream = reply[0] as unknown;
-  return Array.isArray(stream) ? decodeAll(stream[1]) : [];
+  const first = reply[0] as unknown;
+  if (typeof first === "string" || Buffer.isBuffer(first)) return decodeAll(reply[1]);
+  return Array.isArray(first) ? decodeAll(first[1]) : [];
 }
 
 function decodeAll(raw: unknown): GroupEntry[] {
