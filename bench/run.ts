@@ -20,6 +20,8 @@
  *    machinery, and the event log apart (bench/redis-memory.ts).
  * 4. Expiry lag, Redis's own `expired` notification lag, and fan-out to 1k and
  *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags.
+ * 5. The archive sink to PostgreSQL (issue 16; bench/archive-bench.ts): rows/s
+ *    with 1k expirations/s, sink lag.
  *
  * This machine is small and shared, so its speed drifts by tens of percent
  * within a minute. The ratios matter more than the absolute numbers, so the
@@ -33,7 +35,7 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch") to run only some parts;
+ * BENCH_PARTS (default "throughput,memory,watch,archive") to run only some parts;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  */
 import { fork, spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -45,6 +47,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
 import { startRedisServer, type RedisServerHandle } from "../test/support/redis-server.js";
+import { renderArchive, type ArchiveBenchReport } from "./archive-report.js";
 import type { LoadReply, LoadRequest } from "./load-generator.js";
 import { summarize, type MeasuredSample, type PhaseResult, type PhaseSample, type PhaseSpec } from "./phase.js";
 import type { MemoryReport } from "./redis-memory.js";
@@ -76,7 +79,7 @@ const FILL_TIMEOUT_MS = 60_000;
  * request objects.
  */
 const CANDIDATE_FLAGS: readonly string[] = (process.env["BENCH_CANDIDATE_FLAGS"] || "--max-semi-space-size=64").split(" ").filter((f) => f !== "");
-const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch").split(",").map((p) => p.trim()));
+const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch,archive").split(",").map((p) => p.trim()));
 
 const TARGETS = {
   getOverCheck: 0.8,
@@ -412,6 +415,7 @@ interface Results {
   readonly throughput?: Throughput;
   readonly memory?: MemoryResult;
   readonly watch?: WatchResult;
+  readonly archive?: { readonly report?: ArchiveBenchReport; readonly error?: string };
   readonly totalSeconds: number;
   readonly loadAvgAtEnd: string;
 }
@@ -577,6 +581,7 @@ function render(r: Results): string {
   if (r.memory !== undefined) renderMemory(lines, r.memory);
   if (r.watch !== undefined) renderWatch(lines, r.watch, r.productionFlags);
   if (r.throughput !== undefined) renderLimits(lines, r.throughput, m, r.watch?.report);
+  if (r.archive !== undefined) lines.push(...renderArchive(r.archive));
   return lines.join("\n") + "\n";
 }
 
@@ -845,6 +850,14 @@ async function main(): Promise<void> {
       if (watch.error !== undefined) console.log(`  failed: ${watch.error}`);
     }
 
+    let archive: Results["archive"];
+    if (PARTS.has("archive")) {
+      console.log("archive sink via bench/archive-bench.ts");
+      const { last, error } = await runScript("archive-bench.ts", [], {}, 300_000);
+      archive = last === undefined ? { error: error ?? "no result" } : { report: JSON.parse(last) as ArchiveBenchReport };
+      if (archive.error !== undefined) console.log(`  failed: ${archive.error}`);
+    }
+
     const results: Results = {
       date: new Date().toISOString(),
       machine,
@@ -853,6 +866,7 @@ async function main(): Promise<void> {
       ...(throughput === undefined ? {} : { throughput }),
       ...(memory === undefined ? {} : { memory }),
       ...(watch === undefined ? {} : { watch }),
+      ...(archive === undefined ? {} : { archive }),
       totalSeconds: (Date.now() - startedAt) / 1000,
       loadAvgAtEnd: os.loadavg().map((n) => n.toFixed(2)).join(" "),
     };
@@ -860,7 +874,7 @@ async function main(): Promise<void> {
     await writeFile(join(HERE, "RESULTS.md"), markdown);
     console.log("\n" + markdown);
     // Not a test, but a run whose calls failed measured nothing: say so in the exit code.
-    if ((throughput !== undefined && failedPhases(throughput).length > 0) || memory?.error !== undefined || watch?.error !== undefined) process.exitCode = 1;
+    if ((throughput !== undefined && failedPhases(throughput).length > 0) || memory?.error !== undefined || watch?.error !== undefined || archive?.error !== undefined) process.exitCode = 1;
   } finally {
     await Promise.allSettled([...running].map((p) => p.stop()));
   }
