@@ -15,13 +15,11 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { SessionService, SessionStatus } from "../gen/session/v1/session_pb.js";
 import { ARCHIVE_HEALTH_SERVICE, type App } from "../src/app.js";
-import { ArchiveRetention } from "../src/archive/archive-retention.js";
-import { PgArchive } from "../src/archive/pg-archive.js";
+import { listQuery, PgArchive, type ArchiveRow } from "../src/archive/pg-archive.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { usePostgresDatabase } from "./support/postgres.js";
-import { startSessiond, type SessiondProcess } from "./support/process.js";
 import { useRedisServer } from "./support/redis-server.js";
-import { startTestApp, TEST_ENCRYPTION_KEYS } from "./support/server.js";
+import { startTestApp } from "./support/server.js";
 
 const db = usePostgresDatabase();
 const redis = useRedisServer();
@@ -198,4 +196,68 @@ describe("archive sink and read-back", () => {
     assert.match(text, /sessiond_archive_lag_seconds_count [1-9]/);
     assert.match(text, /sessiond_archive_database_up 1/);
   });
+});
+
+interface PlanNode {
+  "Node Type": string;
+  "Index Name"?: string;
+  "Actual Rows"?: number;
+  "Rows Removed by Filter"?: number;
+  "Rows Removed by Index Recheck"?: number;
+  Plans?: PlanNode[];
+}
+
+function nodes(plan: PlanNode): PlanNode[] {
+  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
+}
+
+test("every ListEndedSessions page reads about a page of index entries, whatever the filter and the table's size", async () => {
+  const archive = new PgArchive({ url: db.url, poolSize: 2, timeoutMs: 30_000 });
+  try {
+    await archive.migrate();
+    const base = Date.UTC(2026, 0, 1);
+    const rows: ArchiveRow[] = Array.from({ length: 20_000 }, (_, i) => ({
+      eventId: `${base + i}-0`,
+      record: {
+        tenant: "plan",
+        sessionId: `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`,
+        userId: `user${i % 20}`,
+        dataSource: `source${i % 10}`,
+        accessLevel: "read",
+        status: "expired",
+        createTime: base + i * 1000 - 500,
+        expireTime: base + i * 1000,
+        lastAccessTime: base + i * 1000 - 100,
+        endTime: base + i * 1000,
+        metadata: "{}",
+        version: 1,
+      },
+    }));
+    for (let i = 0; i < rows.length; i += 2000) await archive.insert(rows.slice(i, i + 2000));
+    await db.query("ANALYZE archived_sessions");
+    const page = 50;
+    const mid = { endTime: base + 10_000 * 1000, sessionId: "00000000-0000-4000-8000-000000010000" };
+    const cases = [
+      { filter: {}, after: undefined },
+      { filter: { userId: "user3" }, after: undefined },
+      { filter: { dataSource: "source7" }, after: mid },
+      { filter: { userId: "user4", dataSource: "source4" }, after: mid },
+      { filter: { userId: "user5", endedAfter: base, endedBefore: base + 15_000 * 1000 }, after: mid },
+    ];
+    for (const { filter, after } of cases) {
+      const { text, params } = listQuery("plan", filter, page + 1, after);
+      const result = await db.query<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${text}`, params);
+      const all = nodes(result.rows[0]!["QUERY PLAN"][0].Plan);
+      const label = JSON.stringify(filter);
+      assert.ok(!all.some((n) => n["Node Type"] === "Sort" || n["Node Type"] === "Seq Scan"), `${label}: no sort, no sequential scan`);
+      const scans = all.filter((n) => n["Node Type"] === "Index Scan" || n["Node Type"] === "Index Only Scan");
+      assert.equal(scans.length, 1, `${label}: one index scan`);
+      const scan = scans[0]!;
+      assert.ok((scan["Actual Rows"] ?? Infinity) <= page + 1, `${label}: ${scan["Actual Rows"]} rows read from ${scan["Index Name"]}`);
+      assert.equal(scan["Rows Removed by Filter"] ?? 0, 0, `${label}: nothing read and thrown away (${scan["Index Name"]})`);
+    }
+  } finally {
+    await db.query("DELETE FROM archived_sessions WHERE tenant = 'plan'");
+    await archive.close();
+  }
 });

@@ -147,26 +147,8 @@ export class PgArchive {
 
   /** Ended sessions of the tenant matching the filter, newest end first, after the position. */
   async list(tenant: string, filter: EndedFilter, limit: number, after?: EndedPosition): Promise<EndedPage> {
-    const params: unknown[] = [tenant];
-    const where = ["tenant = $1"];
-    const add = (sql: (n: string) => string, value: unknown): void => {
-      params.push(value);
-      where.push(sql(`$${params.length}`));
-    };
-    if (filter.userId !== undefined) add((n) => `user_id = ${n}`, filter.userId);
-    if (filter.dataSource !== undefined) add((n) => `data_source = ${n}`, filter.dataSource);
-    if (filter.endedAfter !== undefined) add((n) => `end_time >= ${n}`, iso(filter.endedAfter));
-    if (filter.endedBefore !== undefined) add((n) => `end_time < ${n}`, iso(filter.endedBefore));
-    if (after !== undefined) {
-      params.push(iso(after.endTime), after.sessionId);
-      where.push(`(end_time, session_id) < ($${params.length - 1}, $${params.length})`);
-    }
-    params.push(limit + 1);
-    const result = await this.query<Row>(
-      `SELECT ${COLUMNS} FROM archived_sessions WHERE ${where.join(" AND ")}
-       ORDER BY end_time DESC, session_id DESC LIMIT $${params.length}`,
-      params,
-    );
+    const { text, params } = listQuery(tenant, filter, limit + 1, after);
+    const result = await this.query<Row>(text, params);
     const sessions = result.rows.slice(0, limit).map(toRecord);
     const last = sessions[sessions.length - 1];
     if (result.rows.length > limit && last !== undefined) return { sessions, next: { endTime: last.endTime, sessionId: last.sessionId } };
@@ -174,13 +156,14 @@ export class PgArchive {
   }
 
   /**
-   * Deletes up to `limit` sessions that ended before the cutoff, oldest first;
-   * returns how many. Rows another replica is deleting are skipped, not waited for.
+   * Deletes up to `limit` sessions that ended before the cutoff (in no
+   * particular order: all of them go); returns how many. Rows another replica
+   * is deleting are skipped, not waited for.
    */
   async deleteEndedBefore(cutoff: number, limit: number): Promise<number> {
     const result = await this.query(
       `DELETE FROM archived_sessions WHERE ctid = ANY (ARRAY (
-         SELECT ctid FROM archived_sessions WHERE end_time < $1 ORDER BY end_time LIMIT $2 FOR UPDATE SKIP LOCKED))`,
+         SELECT ctid FROM archived_sessions WHERE end_time < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`,
       [iso(cutoff), limit],
     );
     return result.rowCount ?? 0;
@@ -224,6 +207,32 @@ export function describe(error: unknown): string {
   if (!(error instanceof Error)) return typeof error;
   const code = (error as { code?: unknown }).code;
   return typeof code === "string" ? `${error.name} ${code}` : error.name;
+}
+
+/**
+ * The keyset query of one page (exported for the test that checks its plan):
+ * equality on the filter's columns, then (end_time, session_id) below the
+ * position, in index order, so PostgreSQL reads `limit` index entries.
+ */
+export function listQuery(tenant: string, filter: EndedFilter, limit: number, after?: EndedPosition): { text: string; params: unknown[] } {
+  const params: unknown[] = [tenant];
+  const where = ["tenant = $1"];
+  const add = (sql: (n: string) => string, value: unknown): void => {
+    params.push(value);
+    where.push(sql(`$${params.length}`));
+  };
+  if (filter.userId !== undefined) add((n) => `user_id = ${n}`, filter.userId);
+  if (filter.dataSource !== undefined) add((n) => `data_source = ${n}`, filter.dataSource);
+  if (filter.endedAfter !== undefined) add((n) => `end_time >= ${n}`, iso(filter.endedAfter));
+  if (filter.endedBefore !== undefined) add((n) => `end_time < ${n}`, iso(filter.endedBefore));
+  if (after !== undefined) {
+    params.push(iso(after.endTime), after.sessionId);
+    where.push(`(end_time, session_id) < ($${params.length - 1}, $${params.length})`);
+  }
+  params.push(limit);
+  const text = `SELECT ${COLUMNS} FROM archived_sessions WHERE ${where.join(" AND ")}
+     ORDER BY end_time DESC, session_id DESC LIMIT $${params.length}`;
+  return { text, params };
 }
 
 function withPassword(url: string, password: string | undefined): string {

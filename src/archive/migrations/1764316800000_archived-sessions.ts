@@ -1,8 +1,11 @@
 /**
  * The archive table of ended sessions and the indexes that keep every
- * ListEndedSessions page O(page): one per filter (user, data source, none),
- * each ending in (end_time, session_id), the keyset the pages follow. The
- * end_time index serves the retention delete across tenants.
+ * ListEndedSessions page O(page): one per filter (user, data source, both,
+ * none), each ending in (end_time, session_id), the keyset the pages follow.
+ * The retention delete finds old rows across tenants with a BRIN index on
+ * end_time (rows arrive roughly in end_time order): a few pages instead of a
+ * fifth b-tree, and one the planner cannot mistake for an ordered path of a
+ * listing.
  *
  * Times are timestamptz holding the store's millisecond times exactly;
  * metadata is the stored text (sealed "e1:..." when encryption keys are
@@ -31,8 +34,9 @@ export function up(pgm: MigrationBuilder): void {
     );
     CREATE INDEX archived_sessions_by_user ON archived_sessions (tenant, user_id, end_time, session_id);
     CREATE INDEX archived_sessions_by_source ON archived_sessions (tenant, data_source, end_time, session_id);
+    CREATE INDEX archived_sessions_by_user_source ON archived_sessions (tenant, user_id, data_source, end_time, session_id);
     CREATE INDEX archived_sessions_by_tenant ON archived_sessions (tenant, end_time, session_id);
-    CREATE INDEX archived_sessions_by_end ON archived_sessions (end_time);
+    CREATE INDEX archived_sessions_by_end ON archived_sessions USING brin (end_time);
   `);
 }
 
