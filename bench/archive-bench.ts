@@ -28,9 +28,26 @@ import pg from "pg";
 import { PgArchive, type ArchiveRow } from "../src/archive/pg-archive.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { startRedisServer } from "../test/support/redis-server.js";
-import type { ArchiveBenchReport } from "./archive-report.js";
 import { ServiceProcess } from "./service-process.js";
 
+
+export interface ArchiveBenchReport {
+  readonly ratePerSecond: number;
+  readonly seconds: number;
+  readonly sessions: number;
+  readonly archived: number;
+  /** Rows landed per second over the expiry window. */
+  readonly rowsPerSecond: number;
+  /** From the last session's expire_time to its row in PostgreSQL. */
+  readonly drainMs: number;
+  readonly sinkLagMs: { readonly p50: number; readonly p99: number; readonly max: number };
+  readonly endToEndMs: { readonly p50: number; readonly p99: number; readonly max: number };
+  /** Direct PgArchive.insert of the same number of rows, rows/s (anchor). */
+  readonly directInsertRowsPerSecond: number;
+  readonly batchSize: number;
+  /** From the first create to the last. */
+  readonly createSeconds: number;
+}
 
 const ADMIN_URL = process.env["TEST_POSTGRES_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const RATE = Number(process.env["ARCHIVE_BENCH_RATE"] ?? 1000);

@@ -6,8 +6,8 @@
  * listing of the caller's own tenant resumes.
  */
 import type { ListCursor } from "../store/store.js";
-import type { EndedPosition } from "../session/ended-archive.js";
-import { SessionError } from "../session/errors.js";
+import type { EndedPosition } from "../domain/ended-archive.js";
+import { SessionError } from "../domain/errors.js";
 
 const TOKEN_ALPHABET = /^[A-Za-z0-9_-]+$/;
 const CURSOR_TEXT = /^(\d{1,16})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;

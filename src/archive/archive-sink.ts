@@ -17,7 +17,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { isSessionError } from "../session/errors.js";
+import { isSessionError } from "../domain/errors.js";
 import { eventIdTime } from "../store/event-id.js";
 import type { ArchiveRow } from "./pg-archive.js";
 import { describe, isUnavailable } from "./pg-archive.js";

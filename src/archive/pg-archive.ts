@@ -14,9 +14,9 @@ import { fileURLToPath } from "node:url";
 import { runner } from "node-pg-migrate";
 import pg from "pg";
 import type { Logger } from "pino";
-import { SessionError } from "../session/errors.js";
-import type { SessionRecord } from "../session/model.js";
-import type { EndedFilter, EndedPage, EndedPosition } from "../session/ended-archive.js";
+import { SessionError } from "../domain/errors.js";
+import type { SessionRecord } from "../domain/model.js";
+import type { EndedFilter, EndedPage, EndedPosition } from "../domain/ended-archive.js";
 
 export interface PgArchiveOptions {
   /** postgres://user[:password]@host:port/db */

@@ -1,6 +1,6 @@
 /**
  * The durable archive of ended sessions, as the session layer reads it
- * (implemented on PostgreSQL by src/archive/pg-archive.ts). Records come back
+ * (a port: implemented on PostgreSQL by src/archive/pg-archive.ts). Records come back
  * as stored: metadata still sealed, opened by SessionManager.view().
  */
 import type { SessionRecord } from "./model.js";
