@@ -19,6 +19,9 @@ import { listQuery, PgArchive, type ArchiveRow } from "../src/archive/pg-archive
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { useRedisServer } from "./support/redis-server.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
 import { startTestApp } from "./support/server.js";
 
 const db = usePostgresDatabase();
@@ -259,5 +262,42 @@ test("every ListEndedSessions page reads about a page of index entries, whatever
   } finally {
     await db.query("DELETE FROM archived_sessions WHERE tenant = 'plan'");
     await archive.close();
+  }
+});
+
+test("ListEndedSessions needs scope read, stays in the caller's tenant, and is audited as list_ended", async () => {
+  const dir = tempDir();
+  const audit = join(dir, "audit.log");
+  const acmeReader: TestKey = { id: "acme-reader", key: "acme-reader-key-0123456789abcdef", tenant: "acme", scopes: ["read", "write"] };
+  const acmeWatcher: TestKey = { id: "acme-watcher", key: "acme-watcher-key-0123456789abcdef", tenant: "acme", scopes: ["watch"] };
+  const otherReader: TestKey = { id: "other-reader", key: "other-reader-key-0123456789abcdef", tenant: "other", scopes: ["read"] };
+  const app = await startTestApp({
+    redisUrl: redis.url,
+    env: { KEY_PREFIX: "a2:", ARCHIVE_DATABASE_URL: db.url, API_KEYS_FILE: writeApiKeysFile(dir, [acmeReader, acmeWatcher, otherReader]), AUDIT_LOG: audit },
+  });
+  try {
+    const acme = clientWith(app.url, `Bearer ${acmeReader.key}`);
+    const s = (await acme.createSession({ userId: "ivy", dataSource: "crm", ttl: { seconds: 60n } })).session!;
+    await acme.closeSession({ sessionId: s.sessionId });
+    await eventually(async () => (await archivedIds()).includes(s.sessionId), "the acme session is archived");
+    assert.deepEqual(
+      (await acme.listEndedSessions({ userId: "ivy" })).sessions.map((x) => x.sessionId),
+      [s.sessionId],
+    );
+    // Another tenant sees nothing of it, in listings or by id.
+    const other = clientWith(app.url, `Bearer ${otherReader.key}`);
+    assert.deepEqual((await other.listEndedSessions({ userId: "ivy" })).sessions, []);
+    await redis.raw.del(new RedisKeys("a2:", "acme").archive(s.sessionId));
+    await assert.rejects(other.getSession({ sessionId: s.sessionId, includeEnded: true }), (e) => ConnectError.from(e).code === Code.NotFound);
+    assert.equal((await acme.getSession({ sessionId: s.sessionId, includeEnded: true })).session?.sessionId, s.sessionId);
+    // Without scope read: PERMISSION_DENIED.
+    const watcher = clientWith(app.url, `Bearer ${acmeWatcher.key}`);
+    await assert.rejects(watcher.listEndedSessions({ userId: "ivy" }), (e) => ConnectError.from(e).code === Code.PermissionDenied);
+    const records = readFileSync(audit, "utf8").split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const listed = records.filter((r) => r["operation"] === "list_ended");
+    assert.ok(listed.some((r) => r["principal"] === "key:acme-reader" && r["tenant"] === "acme" && r["outcome"] === "ok"));
+    assert.ok(records.some((r) => r["operation"] === "authorize" && r["principal"] === "key:acme-watcher" && String(r["method"]).endsWith("/ListEndedSessions")));
+  } finally {
+    await app.close();
   }
 });
