@@ -4,6 +4,7 @@
  * through a Redis consumer group, and the retention purge.
  */
 import { hostname } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { ArchiveDatabaseConfig } from "../config/config.js";
@@ -11,6 +12,13 @@ import { ArchiveRetention } from "./archive-retention.js";
 import { ArchiveSink, type ArchiveSinkObserver, type ArchiveSinkState } from "./archive-sink.js";
 import { PgArchive } from "./pg-archive.js";
 import { RedisEventGroup } from "./redis-event-group.js";
+
+/**
+ * Longest wait at shutdown for the batch in hand (one read's block, one
+ * INSERT): past it the batch stays pending and another replica takes it over,
+ * so a hung database cannot hold the process past SHUTDOWN_TIMEOUT.
+ */
+const STOP_WAIT_MS = 3000;
 
 /** The consumer group of the event log that archive sinks of every replica share. */
 export const ARCHIVE_GROUP = "archive";
@@ -85,8 +93,13 @@ export function createArchive(options: ArchiveOptions): Archive {
     },
     stop() {
       stopped ??= (async () => {
-        await Promise.all([sink.stop(), retention.stop()]);
-        await database.close();
+        const stopping = Promise.all([sink.stop(), retention.stop()]);
+        const timer = new AbortController();
+        const done = await Promise.race([stopping.then(() => true), sleep(STOP_WAIT_MS, false, { signal: timer.signal }).catch(() => false)]);
+        timer.abort();
+        // A statement still running keeps its connection; the pool is ended only when nothing is in flight.
+        if (done) await database.close();
+        else logger.warn("archive sink: the batch in hand did not finish in time at shutdown; it stays pending for another replica");
       })();
       return stopped;
     },
