@@ -211,6 +211,52 @@ describe("archive sink faults", () => {
     }
   });
 
+  test("an outage longer than the event log's retention: entries trimmed before delivery are counted as lost, the rest land once", async () => {
+    const lostTrimmed = async (url: string): Promise<number> => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      return Number(/sessiond_archive_lost_events_total\{reason="trimmed"\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    let app: App | undefined;
+    try {
+      app = await startTestApp({
+        redisUrl: redis.url,
+        env: { KEY_PREFIX: "k3:", ARCHIVE_DATABASE_URL: db.url, ARCHIVE_BATCH_SIZE: "10", WATCH_RETENTION_EVENTS: "100", ARCHIVE_DB_TIMEOUT: "1s" },
+      });
+      await eventually(async () => (await db.query("SELECT to_regclass('archived_sessions')::text AS t")).rows[0]?.t !== null, "the schema exists");
+      const before = await archivedIds();
+      const client = clientOf(app.url);
+      const lostBefore = await lostTrimmed(app.url);
+      await endSessions(client, 5, 1, "warm");
+      await eventually(async () => (await archivedIds()).size >= before.size + 5, "the first sessions are archived");
+      await db.admin(`ALTER DATABASE ${db.name} WITH ALLOW_CONNECTIONS false`);
+      await db.terminateSessiond();
+      const ended = await endSessions(client, 300, 4, "outage");
+      await eventually(async () => (await lostTrimmed(app!.url)) > lostBefore, "the trimmed entries are counted", 60_000);
+      await db.admin(`ALTER DATABASE ${db.name} WITH ALLOW_CONNECTIONS true`);
+      // Caught up: the group has been handed the whole log and acknowledged it.
+      const key = new RedisKeys("k3:", "").events();
+      await eventually(async () => {
+        const [group] = (await redis.raw.call("XINFO", "GROUPS", key)) as unknown[][];
+        const log = (await redis.raw.call("XINFO", "STREAM", key)) as unknown[];
+        const field = (list: unknown[] | undefined, name: string): unknown => list?.[list.indexOf(name) + 1];
+        return field(group, "pending") === 0 && field(group, "last-delivered-id") === field(log, "last-generated-id");
+      }, "the sink caught up");
+      // The backlog gauge does not keep counting the entries that were trimmed.
+      await eventually(async () => /\nsessiond_archive_backlog_events 0\n/.test(await (await fetch(`${app!.url}/metrics`)).text()), "the backlog gauge is back to 0");
+      const archived = await archivedIds();
+      const missing = ended.filter((id) => !archived.has(id)).length;
+      const lost = (await lostTrimmed(app.url)) - lostBefore;
+      assert.ok(missing > 0, "the outage outlasted the log: some ended sessions could not be archived");
+      assert.ok(missing <= lost, `${missing} sessions missing, ${lost} entries counted as lost`);
+      assert.ok(missing < ended.length, "what the log still held was archived");
+      const dup = await db.query("SELECT session_id FROM archived_sessions GROUP BY session_id HAVING count(*) > 1");
+      assert.equal(dup.rowCount, 0);
+    } finally {
+      await db.admin(`ALTER DATABASE ${db.name} WITH ALLOW_CONNECTIONS true`).catch(() => {});
+      await app?.close();
+    }
+  });
+
   test("ARCHIVE_DB_RETENTION deletes, batch by batch, exactly the sessions that ended before the cutoff", async () => {
     const archive = new PgArchive({ url: db.url, poolSize: 2, timeoutMs: 5000 });
     try {

@@ -88,6 +88,9 @@ export class ArchiveSink {
   private loop: Promise<void> | undefined;
   private current: ArchiveSinkState = "starting";
   private dbUp: boolean | undefined;
+  /** Trimmed-before-delivery entries already counted, at the group position they were counted at. */
+  private trimmedReported: { at: string; count: number } | undefined;
+  private statsDue = 0;
   private schemaDone: () => void = () => {};
   /** Resolves once the schema is migrated (never, if the sink is stopped first). */
   readonly schemaReady = new Promise<void>((resolve) => {
@@ -134,7 +137,6 @@ export class ArchiveSink {
     let phase: "group" | "pending" | "live" = "group";
     let claimFrom = "0-0";
     let nextClaim = 0;
-    let nextStats = 0;
     let nextReap = Date.now() + REAP_INTERVAL_MS;
     let backoff = 0;
     while (!this.stopped.signal.aborted) {
@@ -160,9 +162,9 @@ export class ArchiveSink {
           entries = await this.group.readNew(this.batchSize, Math.min(this.blockMs, Math.max(1, nextClaim - now)));
         }
         if (entries.length > 0) await this.deliver(entries);
-        if (now >= nextStats) {
-          nextStats = now + STATS_INTERVAL_MS;
-          await this.refreshStats();
+        if (now >= this.statsDue) {
+          await this.refreshGroupStats();
+          await this.checkDatabase();
         }
         if (now >= nextReap) {
           nextReap = now + REAP_INTERVAL_MS;
@@ -231,6 +233,7 @@ export class ArchiveSink {
       } catch (error) {
         this.databaseUp(false);
         this.logger?.warn({ err: errorText(error), rows: rows.length }, "archive database write failed; retrying the batch");
+        if (Date.now() >= this.statsDue) await this.refreshGroupStats().catch(() => {});
         await this.pause(backoff);
         backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
       }
@@ -261,9 +264,20 @@ export class ArchiveSink {
     }
   }
 
-  private async refreshStats(): Promise<void> {
+  /** Backlog and entries lost to trimming, from the group (also while a batch waits for the database). */
+  private async refreshGroupStats(): Promise<void> {
+    this.statsDue = Date.now() + STATS_INTERVAL_MS;
     const stats = await this.group.stats();
-    if (stats !== undefined) this.observer?.backlog(stats.pending + (stats.undelivered ?? 0));
+    if (stats !== undefined) {
+      this.observer?.backlog(stats.pending + stats.undelivered);
+      // Counted once per position: the count only grows until the group reads past the gap.
+      const already = this.trimmedReported?.at === stats.lastDelivered ? this.trimmedReported.count : 0;
+      if (stats.trimmedUndelivered > already) this.lost("trimmed", stats.trimmedUndelivered - already);
+      this.trimmedReported = { at: stats.lastDelivered, count: Math.max(already, stats.trimmedUndelivered) };
+    }
+  }
+
+  private async checkDatabase(): Promise<void> {
     if (this.dbUp === false) return;
     // Between batches the database may have gone: keep the health detail true while idle.
     try {

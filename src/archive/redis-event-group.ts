@@ -13,6 +13,7 @@
  */
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { compareEventIds } from "../store/event-id.js";
 import { decodeStreamEntry } from "../store/redis/event-codec.js";
 import { RedisKeys } from "../store/redis/keys.js";
 import type { StoredEvent } from "../store/store.js";
@@ -49,8 +50,12 @@ export interface ClaimResult {
 export interface GroupStats {
   /** Entries delivered to some consumer and not yet acknowledged. */
   readonly pending: number;
-  /** Entries not yet delivered to any consumer (undefined when Redis cannot tell). */
-  readonly undelivered: number | undefined;
+  /** Entries the log holds that no consumer has been handed yet. */
+  readonly undelivered: number;
+  /** The group's position: the last entry delivered to any consumer. */
+  readonly lastDelivered: string;
+  /** Entries after that position that the log trimmed before they were delivered: lost to the archive. */
+  readonly trimmedUndelivered: number;
 }
 
 export class RedisEventGroup {
@@ -77,11 +82,17 @@ export class RedisEventGroup {
     this.redis.on("error", (err: Error) => options.logger?.debug({ err: err.message }, "archive redis connection error"));
   }
 
-  /** Creates the group at the start of the log (everything the log still holds gets archived) unless it exists. */
+  /**
+   * Creates the group at the start of the log (everything the log still holds
+   * gets archived) unless it exists. Its read counter starts at the entries
+   * trimmed before it existed, so that they are not taken for entries it lost.
+   */
   async ensureGroup(): Promise<void> {
     if (this.redis.status === "wait") await this.redis.connect().catch(() => {});
+    const log = await this.streamInfo();
+    const trimmedBefore = log === undefined ? 0 : Math.max(0, log.added - log.length);
     try {
-      await this.redis.call("XGROUP", "CREATE", this.key, this.group, "0", "MKSTREAM");
+      await this.redis.call("XGROUP", "CREATE", this.key, this.group, "0", "MKSTREAM", "ENTRIESREAD", trimmedBefore);
     } catch (error) {
       if (!(error instanceof Error && error.message.startsWith("BUSYGROUP"))) throw error;
     }
@@ -117,15 +128,46 @@ export class RedisEventGroup {
   }
 
   async stats(): Promise<GroupStats | undefined> {
+    const log = await this.streamInfo();
     const reply = await this.redis.call("XINFO", "GROUPS", this.key);
-    if (!Array.isArray(reply)) return undefined;
+    if (!Array.isArray(reply) || log === undefined) return undefined;
     for (const group of reply as unknown[]) {
       const fields = pairs(group);
       if (fields.get("name") !== this.group) continue;
       const lag = fields.get("lag");
-      return { pending: Number(fields.get("pending") ?? 0), undelivered: typeof lag === "number" ? lag : undefined };
+      const lastDelivered = String(fields.get("last-delivered-id") ?? "0-0");
+      const read = Number(fields.get("entries-read"));
+      // Trimming removes the oldest entries only: while the group has not reached the first retained entry, every
+      // retained entry is undelivered, and whatever else it has not read was trimmed before it could.
+      const behind = log.first !== undefined && compareEventIds(lastDelivered, log.first) < 0;
+      const trimmedUndelivered = behind && Number.isSafeInteger(read) ? Math.max(0, log.added - read - log.length) : 0;
+      // Redis's lag counts entries trimmed before delivery for ever after; bound it by what the log holds.
+      const undelivered = compareEventIds(lastDelivered, log.last) >= 0 ? 0 : behind ? log.length : Math.min(typeof lag === "number" ? lag : log.length, log.length);
+      return {
+        pending: Number(fields.get("pending") ?? 0),
+        undelivered,
+        lastDelivered,
+        trimmedUndelivered,
+      };
     }
     return undefined;
+  }
+
+  /** Length, entries ever added and the first retained id of the log; undefined when it does not exist. */
+  private async streamInfo(): Promise<{ length: number; added: number; first: string | undefined; last: string } | undefined> {
+    let reply: unknown;
+    try {
+      reply = await this.redis.call("XINFO", "STREAM", this.key);
+    } catch (error) {
+      if (error instanceof Error && /no such key/i.test(error.message)) return undefined;
+      throw error;
+    }
+    const fields = pairs(reply);
+    const recorded = fields.get("recorded-first-entry-id");
+    const firstEntry = fields.get("first-entry");
+    const first = typeof recorded === "string" && recorded !== "0-0" ? recorded : Array.isArray(firstEntry) && typeof firstEntry[0] === "string" ? firstEntry[0] : undefined;
+    const last = fields.get("last-generated-id");
+    return { length: Number(fields.get("length") ?? 0), added: Number(fields.get("entries-added") ?? 0), first, last: typeof last === "string" ? last : "0-0" };
   }
 
   /**
