@@ -165,6 +165,18 @@ describe("archive sink and read-back", () => {
 
     const first = await client.listEndedSessions({ userId: "erin", pageSize: 1 });
     assert.equal(first.sessions[0]?.status, SessionStatus.CLOSED);
+
+    // The same over the Connect protocol's JSON on HTTP/1.1 (what curl sends), with RFC 3339 times.
+    const response = await fetch(`${app.url}/session.v1.SessionService/ListEndedSessions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ userId: "erin", endedAfter: new Date(from).toISOString(), pageSize: 10 }),
+    });
+    assert.equal(response.status, 200);
+    const json = (await response.json()) as { sessions: { sessionId: string; status: string }[] };
+    const erinInRange = newestFirst.filter((e, i) => e.user === "erin" && ended.length - 1 - i >= 2).map((e) => e.id);
+    assert.deepEqual(json.sessions.map((x) => x.sessionId), erinInRange);
+    assert.ok(json.sessions.every((x) => x.status === "SESSION_STATUS_CLOSED"));
   });
 
   test("ListEndedSessions rejects bad arguments with INVALID_ARGUMENT naming the field", async () => {
