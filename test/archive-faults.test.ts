@@ -184,6 +184,24 @@ describe("archive sink faults", () => {
     }
   });
 
+  test("the archive health detail follows the database while no session ends", async () => {
+    let app: App | undefined;
+    try {
+      app = await startTestApp({ redisUrl: redis.url, env: { KEY_PREFIX: "k4:", ARCHIVE_DATABASE_URL: db.url, ARCHIVE_DB_TIMEOUT: "1s" } });
+      const health = createClient(Health, createGrpcTransport({ baseUrl: app.url }));
+      const status = async (): Promise<HealthCheckResponse_ServingStatus> => (await health.check({ service: ARCHIVE_HEALTH_SERVICE })).status;
+      await eventually(async () => (await status()) === HealthCheckResponse_ServingStatus.SERVING, "the archive is serving");
+      await db.admin(`ALTER DATABASE ${db.name} WITH ALLOW_CONNECTIONS false`);
+      await db.terminateSessiond();
+      await eventually(async () => (await status()) === HealthCheckResponse_ServingStatus.NOT_SERVING, "NOT_SERVING while the database refuses");
+      await db.admin(`ALTER DATABASE ${db.name} WITH ALLOW_CONNECTIONS true`);
+      await eventually(async () => (await status()) === HealthCheckResponse_ServingStatus.SERVING, "SERVING again without any write");
+    } finally {
+      await db.admin(`ALTER DATABASE ${db.name} WITH ALLOW_CONNECTIONS true`).catch(() => {});
+      await app?.close();
+    }
+  });
+
   test("Redis restarted empty: the consumer group is created again and new ends are archived", async () => {
     let app: App | undefined;
     try {

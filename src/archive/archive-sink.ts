@@ -277,15 +277,16 @@ export class ArchiveSink {
     }
   }
 
+  /** Between batches the database may go or come back: keeps the health detail true while idle. */
   private async checkDatabase(): Promise<void> {
-    if (this.dbUp === false) return;
-    // Between batches the database may have gone: keep the health detail true while idle.
     try {
       await this.archive.ping();
+      this.databaseUp(true);
     } catch {
       this.databaseUp(false);
     }
   }
+
 
   private databaseUp(up: boolean): void {
     if (up !== this.dbUp) {
