@@ -21,6 +21,8 @@ export type AuditOperation =
   | "extend"
   | "close"
   | "list"
+  /** ListEndedSessions: ended sessions from the archive database. */
+  | "list_ended"
   | "metrics"
   | "data_set"
   | "data_get"
