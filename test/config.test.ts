@@ -10,7 +10,7 @@ import net from "node:net";
 import { fileURLToPath } from "node:url";
 import { freePort } from "./support/redis-server.js";
 import { ConfigError, loadConfig, SETTINGS } from "../src/config/config.js";
-import { createSessionClient } from "../src/client/index.js";
+import { createSessionClient } from "@sessiond/client";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 

@@ -18,7 +18,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import type { App } from "../src/app.js";
-import { Code, ConnectError, SessionService } from "../src/client/index.js";
+import { Code, ConnectError, SessionService } from "@sessiond/client";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
 import { captureLogs, startTestApp, type LogCapture } from "./support/server.js";
 

@@ -20,7 +20,7 @@ import { SpanKind } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan } from "@opentelemetry/sdk-trace-node";
 import type { DestinationStream } from "pino";
 import type { App } from "../src/app.js";
-import { createSessionClient } from "../src/client/index.js";
+import { createSessionClient } from "@sessiond/client";
 import { startTracing, type Tracing } from "../src/observability/tracing.js";
 import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
 import { captureLogs, startTestApp, type LogCapture } from "./support/server.js";

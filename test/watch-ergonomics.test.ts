@@ -14,7 +14,8 @@ import * as protoLoader from "@grpc/proto-loader";
 import type { Interceptor } from "@connectrpc/connect";
 import type { DestinationStream } from "pino";
 import type { App } from "../src/app.js";
-import { createSessionClient } from "../src/client/index.js";
+import { createSessionClient } from "@sessiond/client";
+import { createSessionGrpcClient } from "@sessiond/client/grpc-js";
 import { captureLogs, startTestApp, type LogCapture } from "./support/server.js";
 
 const WATCH = "session.v1.SessionService/WatchSessions";
@@ -138,6 +139,32 @@ describe("deadlines", () => {
       })(),
     );
     assert.equal(seen.get("WatchSessions"), "300m", "a deadline the caller asks for is kept");
+  });
+
+  it("the grpc-js client helper puts none on watches either (and keeps one on unary calls)", async () => {
+    const deadlines = new Map<string, grpc.Deadline | undefined>();
+    const recorder: grpc.Interceptor = (options, nextCall) => {
+      deadlines.set(options.method_definition.path, options.deadline);
+      return new grpc.InterceptingCall(nextCall(options));
+    };
+    const client = createSessionGrpcClient(`127.0.0.1:${app.port}`, { clientOptions: { interceptors: [recorder] } });
+    try {
+      await client.getSessionMetrics({});
+      const controller = new AbortController();
+      const watching = (async () => {
+        for await (const _ of client.watchSessions({}, { signal: controller.signal })) {
+          // nothing comes
+        }
+      })().catch(() => undefined);
+      await waitFor("the watch sent", () => deadlines.has("/session.v1.SessionService/WatchSessions"));
+      controller.abort();
+      await watching;
+    } finally {
+      client.close();
+    }
+    const unaryDeadline = deadlines.get("/session.v1.SessionService/GetSessionMetrics");
+    assert.ok(typeof unaryDeadline === "number" && Number.isFinite(unaryDeadline), "a deadline on the unary call");
+    assert.equal(deadlines.get("/session.v1.SessionService/WatchSessions"), Number.POSITIVE_INFINITY, "none on the watch");
   });
 
   it("a watch's deadline is logged and audited as deadline_exceeded, a cancel as canceled", async () => {
