@@ -433,7 +433,7 @@ function archiveDatabaseConfig(r: Reader, redis: boolean): ArchiveDatabaseConfig
   const url = r.optional("ARCHIVE_DATABASE_URL");
   const passwordFile = r.optional("ARCHIVE_DATABASE_PASSWORD_FILE");
   if (url === undefined) {
-    if (passwordFile !== undefined) throw new ConfigError("ARCHIVE_DATABASE_PASSWORD_FILE needs ARCHIVE_DATABASE_URL");
+    if (passwordFile !== undefined) r.fail("ARCHIVE_DATABASE_PASSWORD_FILE needs ARCHIVE_DATABASE_URL");
     return undefined;
   }
   // The URL is not echoed: it may carry a password.
@@ -444,14 +444,14 @@ function archiveDatabaseConfig(r: Reader, redis: boolean): ArchiveDatabaseConfig
     parsed = undefined;
   }
   if (parsed === undefined || (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") || parsed.hostname === "") {
-    throw new ConfigError("ARCHIVE_DATABASE_URL must be a postgres:// or postgresql:// URL with a host");
+    r.fail("ARCHIVE_DATABASE_URL must be a postgres:// or postgresql:// URL with a host");
   }
   if (!redis) {
-    throw new ConfigError("ARCHIVE_DATABASE_URL needs REDIS_URL: the archive sink reads the Redis event log through a consumer group");
+    r.fail("ARCHIVE_DATABASE_URL needs REDIS_URL: the archive sink reads the Redis event log through a consumer group");
   }
   return {
     url,
-    password: passwordFile === undefined ? undefined : readSecretFile("ARCHIVE_DATABASE_PASSWORD_FILE", passwordFile),
+    password: passwordFile === undefined ? undefined : r.attempt(() => readSecretFile("ARCHIVE_DATABASE_PASSWORD_FILE", passwordFile), undefined),
     retentionMs: r.duration("ARCHIVE_DB_RETENTION", 3_600_000),
     batchSize: r.integer("ARCHIVE_BATCH_SIZE", 1, 10_000),
     claimIdleMs: r.duration("ARCHIVE_CLAIM_IDLE", 100),
@@ -496,7 +496,8 @@ function userClaim(r: Reader): { userClaim?: string } {
   const claim = r.optional("JWT_USER_CLAIM");
   if (claim === undefined) return {};
   if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(claim)) {
-    throw new ConfigError(`JWT_USER_CLAIM=${JSON.stringify(claim)} must be a claim name of 1-64 letters, digits, '_', '.', ':' or '-'`);
+    r.fail(`JWT_USER_CLAIM=${JSON.stringify(claim)} must be a claim name of 1-64 letters, digits, '_', '.', ':' or '-'`);
+    return {};
   }
   return { userClaim: claim };
 }
@@ -530,7 +531,7 @@ function authConfig(r: Reader): AuthConfig {
     };
   }
   if (jwt === undefined && r.optional("JWT_USER_CLAIM") !== undefined) {
-    throw new ConfigError("JWT_USER_CLAIM needs JWTs (JWT_HS256_SECRET, JWT_HS256_SECRET_FILE or JWT_JWKS_FILE)");
+    r.fail("JWT_USER_CLAIM needs JWTs (JWT_HS256_SECRET, JWT_HS256_SECRET_FILE or JWT_JWKS_FILE)");
   }
   const clientCaFile = r.optional("TLS_CLIENT_CA_FILE");
   const mtlsPrincipalsFile = r.optional("MTLS_PRINCIPALS_FILE");
