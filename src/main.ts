@@ -69,7 +69,12 @@ try {
 } catch (error) {
   if (error instanceof ConfigError) exitBadConfig(error);
   // StartError messages name the setting or address and the cause; anything else is reported by class and message.
-  const message = error instanceof StartError ? error.message : error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  const message =
+    error instanceof StartError || (error instanceof Error && error.name === "Error")
+      ? error.message
+      : error instanceof Error
+        ? `${error.name}: ${error.message}`
+        : String(error);
   process.stderr.write(`sessiond: cannot start: ${message.split("\n")[0]}\n`);
   process.exit(EXIT_BAD_CONFIG);
 }
