@@ -213,6 +213,19 @@ export interface StoreLimits {
 export const DEFAULT_EVENT_RETENTION_COUNT = 100_000;
 export const DEFAULT_EVENT_RETENTION_MS = 3_600_000;
 
+/**
+ * A condition of the backend that readiness and metrics report:
+ * "eviction_policy" (Redis may delete keys on its own: anything but
+ * maxmemory-policy noeviction), "memory_full" (Redis refuses writes).
+ */
+export type StoreProblem = "eviction_policy" | "memory_full";
+
+export interface StoreProblems {
+  readonly problems: readonly StoreProblem[];
+  /** Redis's maxmemory-policy, when known. */
+  readonly evictionPolicy?: string;
+}
+
 /** What a create does when the user already has maxSessionsPerUser live sessions. */
 export type SessionsPerUserPolicy = "reject" | "close_oldest";
 
@@ -294,6 +307,12 @@ export interface SessionStore {
    * true when all of them are again. Returns the function that unsubscribes.
    */
   watchReadiness?(listener: (ready: boolean) => void): () => void;
+  /**
+   * Optional: the backend's conditions that make it unsafe or unable to serve
+   * writes, read fresh (one round trip); rejects with unavailable when the
+   * backend cannot be asked.
+   */
+  problems?(): Promise<StoreProblems>;
   /** Releases connections and timers. */
   dispose(): Promise<void>;
 }

@@ -70,7 +70,13 @@ interface Subscriber {
 
 const DEFAULT_BLOCK_MS = 1000;
 const DEFAULT_BATCH = 500;
-const MAX_BACKOFF_MS = 1000;
+/**
+ * Longest pause between attempts after a failed read. Each attempt waits for
+ * the store's connection (bounded by its command timeout) rather than failing
+ * at once, so a short pause costs Redis nothing and resumes delivery soon
+ * after Redis answers again.
+ */
+const MAX_BACKOFF_MS = 200;
 const DEFAULT_DISPATCH_SLICE = 500;
 
 export class EventHub {
@@ -87,6 +93,9 @@ export class EventHub {
   private loop: Promise<void> | undefined;
   private stopping = false;
   private subscribers = 0;
+  /** Whether the last read succeeded (readiness is NOT_SERVING while the reader is not reading). */
+  private isReading = false;
+  private readonly readingListeners = new Set<(reading: boolean) => void>();
 
   constructor(options: EventHubOptions) {
     this.store = options.store;
@@ -112,6 +121,23 @@ export class EventHub {
 
   get running(): boolean {
     return this.loop !== undefined && !this.stopping;
+  }
+
+  /** True while the reader follows the log: false from a failed read until a read succeeds again. */
+  get reading(): boolean {
+    return this.isReading;
+  }
+
+  /** Calls the listener whenever `reading` flips; returns the remover. */
+  watchReading(listener: (reading: boolean) => void): () => void {
+    this.readingListeners.add(listener);
+    return () => void this.readingListeners.delete(listener);
+  }
+
+  private setReading(reading: boolean): void {
+    if (reading === this.isReading) return;
+    this.isReading = reading;
+    for (const listener of [...this.readingListeners]) listener(reading);
   }
 
   /**
@@ -212,6 +238,8 @@ export class EventHub {
           await this.verifyPosition(this.pos);
         }
         verify = false;
+        // Reading from here: the read below waits on a live connection (a dropped one fails it at once).
+        this.setReading(true);
         const events = await tail.read(this.pos, this.batchSize, this.blockMs);
         if (failures > 0) this.logger?.info("event reader recovered");
         failures = 0;
@@ -221,6 +249,7 @@ export class EventHub {
         }
       } catch (error) {
         if (this.stopping) return;
+        this.setReading(false);
         failures += 1;
         verify = true;
         if (failures === 1) {

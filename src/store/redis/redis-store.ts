@@ -16,7 +16,7 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { SessionError } from "../../session/errors.js";
+import { isSessionError, SessionError } from "../../session/errors.js";
 import type { SessionRecord } from "../../session/model.js";
 import type {
   ClearDataResult,
@@ -38,16 +38,19 @@ import type {
   SessionStore,
   StoredEvent,
   StoreLimits,
+  StoreProblems,
 } from "../store.js";
 import { DEFAULT_EVENT_RETENTION_COUNT, DEFAULT_EVENT_RETENTION_MS } from "../store.js";
 import { parseCursor } from "../event-id.js";
 import { decodeStreamEntries } from "./event-codec.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { scriptError, toSessionError } from "./errors.js";
+import { classifyFailure, deadlineExceeded, isOutOfMemory, STORE_FULL_MESSAGE } from "./call-outcome.js";
 import { encodeTenant } from "./keys.js";
 import { decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
+import { RedisMemoryState } from "./memory-state.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:password@]host:port[/db] */
@@ -66,13 +69,18 @@ export interface RedisStoreOptions {
    * reconnects (metrics), so the store itself knows nothing of observability.
    */
   readonly onConnection?: (client: Redis, name: RedisConnectionName) => void;
+  /** Called when Redis was out of memory and a close kept a shortened archive (for a metric). */
+  readonly onArchiveShortened?: () => void;
 }
 
 /** The connections of a RedisStore, as onConnection names them. */
 export type RedisConnectionName = "store" | "events" | "keyspace";
 
-/** Longest pause between reconnect attempts: bounds how long recovery takes once Redis is back. */
-const MAX_RECONNECT_DELAY_MS = 1000;
+/**
+ * Longest pause between reconnect attempts: bounds how long recovery takes once
+ * Redis is back (event delivery resumes within a second of it).
+ */
+const MAX_RECONNECT_DELAY_MS = 250;
 /** Added to the command timeout of a blocking read: the longest BLOCK the event reader asks for. */
 const BLOCK_SLACK_MS = 5000;
 
@@ -95,6 +103,9 @@ export class RedisStore implements SessionStore {
   private readonly readyWaiters = new Set<() => void>();
   private readonly expiryListeners = new ExpiryListeners();
   private readonly onConnection: RedisStoreOptions["onConnection"];
+  private readonly onArchiveShortened: RedisStoreOptions["onArchiveShortened"];
+  /** Eviction policy and memory state of the server, for readiness and the start check. */
+  private readonly memory = new RedisMemoryState();
   /**
    * Every connection the store serves with, until it is closed on purpose:
    * the store can serve every request only while all of them are ready (a
@@ -129,6 +140,7 @@ export class RedisStore implements SessionStore {
       retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
     });
     this.onConnection = options.onConnection;
+    this.onArchiveShortened = options.onArchiveShortened;
     this.track(this.redis, "store");
     this.redis.on("ready", () => {
       if (!this.connected) this.logger?.info("redis store connected");
@@ -199,8 +211,22 @@ export class RedisStore implements SessionStore {
     return decodeRecord(reply, 1);
   }
 
+  /**
+   * A close that Redis refuses for lack of memory is run again under pressure:
+   * it deletes the session's keys first (which frees memory and lets the rest
+   * of the script write) and keeps an archive without metadata, so an operator
+   * can always free memory by closing sessions.
+   */
   async close(tenant: string, sessionId: string): Promise<SessionRecord> {
-    const reply = await this.script("close", tenant, [sessionId]);
+    let reply: string[];
+    try {
+      reply = await this.script("close", tenant, [sessionId]);
+    } catch (error) {
+      if (!(isSessionError(error) && error.kind === "limit_exceeded" && error.message === STORE_FULL_MESSAGE)) throw error;
+      reply = await this.script("close", tenant, [sessionId], true);
+      this.onArchiveShortened?.();
+      this.logger?.warn("redis is out of memory: a session was closed with a shortened archive (no metadata)");
+    }
     return decodeRecord(reply, 1);
   }
 
@@ -348,6 +374,11 @@ export class RedisStore implements SessionStore {
     });
   }
 
+  async problems(): Promise<StoreProblems> {
+    const info = await this.call(() => this.redis.info("memory"));
+    return this.memory.read(info);
+  }
+
   watchReadiness(listener: (ready: boolean) => void): () => void {
     this.readinessListeners.add(listener);
     return () => {
@@ -399,7 +430,11 @@ export class RedisStore implements SessionStore {
   private connection(purpose: Exclude<RedisConnectionName, "store">, slackMs = 0): Redis {
     const redis = this.redis.duplicate({
       enableOfflineQueue: true,
-      maxRetriesPerRequest: null,
+      // The event reader's XREAD must fail the moment its connection drops, so the
+      // reader re-issues it at once: ioredis neither resends it
+      // (autoResendUnfulfilledCommands is off) nor rejects it otherwise before
+      // the command timeout (a BLOCK's wait included).
+      maxRetriesPerRequest: purpose === "events" ? 0 : null,
       commandTimeout: this.timeoutMs + slackMs,
       // The keyspace subscriber resubscribes itself, with its errors handled (see keyspace-expiry.ts).
       autoResubscribe: false,
@@ -416,14 +451,18 @@ export class RedisStore implements SessionStore {
    * lazily (see scripts.ts, reply header), then throws the SessionError a
    * non-"ok" status names or returns the body's reply.
    */
-  private async script(name: ScriptName, tenant: string, args: readonly ScriptArg[]): Promise<string[]> {
-    return (await this.runScript(name, tenant, args)).reply;
+  private async script(name: ScriptName, tenant: string, args: readonly ScriptArg[], pressure = false): Promise<string[]> {
+    return (await this.runScript(name, tenant, args, pressure)).reply;
   }
 
-  /** script(), also returning the script's clock: when its writes happened. */
-  private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[]): Promise<{ reply: string[]; now: number }> {
+  /**
+   * script(), also returning the script's clock: when its writes happened.
+   * `pressure` (Redis refused a write for lack of memory) makes an ending
+   * session free its keys before it writes, and keep a shortened archive.
+   */
+  private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[], pressure = false): Promise<{ reply: string[]; now: number }> {
     const fn = this.scripts[name];
-    const full = await this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, ...args));
+    const full = await this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, flag(pressure), ...args));
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
     }
@@ -444,22 +483,28 @@ export class RedisStore implements SessionStore {
     return { reply: strings, now };
   }
 
-  /** One deadline for waiting for a connection and for the command itself. */
+  /**
+   * One deadline for waiting for a connection and for the command itself.
+   * Whether the command was sent decides what a failure means (call-outcome.ts).
+   */
   private async call<T>(command: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.timeoutMs;
     let timer: NodeJS.Timeout | undefined;
+    let sent = false;
     try {
       await this.waitReady(deadline);
+      sent = true;
       const pending = command();
       const remaining = Math.max(0, deadline - Date.now());
       const expired = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new SessionError("unavailable", "redis did not answer in time")), remaining);
+        timer = setTimeout(() => reject(deadlineExceeded()), remaining);
       });
       // The command may still settle after the deadline; nobody waits for it then.
       pending.catch(() => {});
       return await Promise.race([pending, expired]);
     } catch (e) {
-      throw toSessionError(e);
+      if (isOutOfMemory(e)) this.memory.refused();
+      throw classifyFailure(e, sent);
     } finally {
       if (timer !== undefined) clearTimeout(timer);
     }
