@@ -21,6 +21,7 @@ import {
   addActiveSessionsSource,
   addWatchStartGateSource,
   countArchiveShortened,
+  countDataLoss,
   instrumentRedis,
   observeExpiryLag,
   scrape,
@@ -102,6 +103,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     watchStartGate: watchStartGate(startReads),
   });
   const events = manager.events;
+  // Data loss is announced: watchers end with OUT_OF_RANGE (event-hub.ts); here it is audited and counted.
+  const stopResetWatch = events.onReset(() => {
+    countDataLoss();
+    security.audit.record({ principal: "system", operation: "data_loss", outcome: "ok" });
+  });
   const health = new HealthMonitor({
     store,
     // While the event reader is not reading, watchers hear nothing: not ready.
@@ -166,6 +172,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         // NOT_SERVING first (health and /readyz), so health watchers move away before the port closes.
         shuttingDown = true;
         stopSessionsGauge();
+        stopResetWatch();
         stopStartGauge();
         health.stop();
         // No new connections or calls from here on; calls in flight go on (bounded by SHUTDOWN_TIMEOUT).

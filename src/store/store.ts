@@ -210,6 +210,14 @@ export interface StoreLimits {
   readonly eventRetentionMs?: number;
 }
 
+/**
+ * The message of the out_of_range a store gives for a cursor of an event log
+ * it no longer has (Redis lost its data; another MemoryStore process). The
+ * event reader tells it from a cursor beyond retention by this message.
+ */
+export const EVENT_LOG_RESET_MESSAGE =
+  "resume_cursor: the event log was reset since this cursor (the store lost its data); list the sessions and watch again";
+
 export const DEFAULT_EVENT_RETENTION_COUNT = 100_000;
 export const DEFAULT_EVENT_RETENTION_MS = 3_600_000;
 
@@ -275,13 +283,19 @@ export interface SessionStore {
    */
   watchDue?(onDue: (tenant: string, sessionId: string) => void): Promise<DueWatch>;
 
-  /** The id of the last event appended so far ("0-0" when none ever was). */
+  /**
+   * The id of the last event appended so far; with none, the start of the
+   * log's generation ("<ms>-0", see readEvents), never "0-0".
+   */
   lastEventId(): Promise<string>;
   /**
    * Up to `limit` events strictly after the cursor `after`, oldest first.
    * out_of_range when events after it may have been dropped by retention, or
-   * when the log never reached it (a cursor of another log); invalid_argument
-   * for a malformed cursor.
+   * when the log never reached it (a cursor of another log), or with
+   * EVENT_LOG_RESET_MESSAGE when the cursor is older than the log's
+   * generation: the log was started again after a data loss, so the cursor's
+   * events are gone ("0-0", the log's start, is of every generation);
+   * invalid_argument for a malformed cursor.
    */
   readEvents(after: string, limit: number): Promise<StoredEvent[]>;
   /** A blocking reader on its own connection. */

@@ -8,10 +8,11 @@
  */
 import { SessionError } from "../../session/errors.js";
 import type { SessionRecord } from "../../session/model.js";
-import { cursorRetained, formatEventId, parseCursor, type EventIdParts } from "../event-id.js";
+import { compareEventIds, cursorRetained, formatEventId, parseCursor, ZERO_EVENT_ID, type EventIdParts } from "../event-id.js";
 import {
   DEFAULT_EVENT_RETENTION_COUNT,
   DEFAULT_EVENT_RETENTION_MS,
+  EVENT_LOG_RESET_MESSAGE,
   type EventTail,
   type SessionEventType,
   type StoredEvent,
@@ -38,9 +39,15 @@ export class MemoryEventLog {
   /** Pending tail reads, woken by every append. */
   private readonly waiters = new Set<() => void>();
 
-  constructor(limits: Pick<StoreLimits, "eventRetentionCount" | "eventRetentionMs">) {
+  /** The log's generation: a time before its first event, as on Redis (see generation() in lua/prelude.ts). */
+  private readonly generation: EventIdParts;
+
+  /** `now`: the store's clock when the log is made (the generation is just before it). */
+  constructor(limits: Pick<StoreLimits, "eventRetentionCount" | "eventRetentionMs">, now: number) {
     this.countLimit = limits.eventRetentionCount ?? DEFAULT_EVENT_RETENTION_COUNT;
     this.ageLimitMs = limits.eventRetentionMs ?? DEFAULT_EVENT_RETENTION_MS;
+    this.generation = { ms: Math.max(0, now - 1), seq: 0 };
+    this.last = this.generation;
   }
 
   get lastId(): string {
@@ -69,6 +76,10 @@ export class MemoryEventLog {
 
   read(after: string, limit: number): StoredEvent[] {
     const cursor = parseCursor(after);
+    // A cursor from before this log began is of another log (another process): its events are gone.
+    if (after !== ZERO_EVENT_ID && compareEventIds(after, formatEventId(this.generation)) < 0) {
+      throw new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
+    }
     const first = this.first();
     if (!cursorRetained(after, first === undefined ? undefined : first.event.id, this.lastId, this.dropped)) {
       throw new SessionError("out_of_range", "resume_cursor: the cursor is older than the retained event history; list the sessions and watch again");

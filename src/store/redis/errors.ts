@@ -5,6 +5,7 @@
  */
 import { SessionError, type SessionErrorKind } from "../../session/errors.js";
 import { classifyFailure } from "./call-outcome.js";
+import { EVENT_LOG_RESET_MESSAGE } from "../store.js";
 
 /** Outcomes a script may report instead of "ok" (see lua/prelude.ts). */
 const SCRIPT_KINDS: ReadonlySet<string> = new Set<SessionErrorKind>([
@@ -35,6 +36,7 @@ const LIMIT_MESSAGES: Record<string, string> = {
 /** The SessionError for a script status other than "ok"; `detail` is the reply's second element, if any. */
 export function scriptError(status: string, detail?: string): SessionError {
   if (SCRIPT_KINDS.has(status)) {
+    if (status === "out_of_range" && detail === "generation") return new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
     const message = status === "limit_exceeded" && detail !== undefined ? LIMIT_MESSAGES[detail] : undefined;
     return new SessionError(status as SessionErrorKind, message ?? SCRIPT_MESSAGES[status] ?? status);
   }

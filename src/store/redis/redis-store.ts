@@ -40,9 +40,9 @@ import type {
   StoreLimits,
   StoreProblems,
 } from "../store.js";
-import { DEFAULT_EVENT_RETENTION_COUNT, DEFAULT_EVENT_RETENTION_MS } from "../store.js";
-import { parseCursor } from "../event-id.js";
-import { decodeStreamEntries } from "./event-codec.js";
+import { DEFAULT_EVENT_RETENTION_COUNT, DEFAULT_EVENT_RETENTION_MS, EVENT_LOG_RESET_MESSAGE } from "../store.js";
+import { compareEventIds, parseCursor, ZERO_EVENT_ID } from "../event-id.js";
+import { decodeStreamEntries, entryGeneration } from "./event-codec.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, STORE_FULL_MESSAGE } from "./call-outcome.js";
@@ -328,7 +328,7 @@ export class RedisStore implements SessionStore {
 
   async lastEventId(): Promise<string> {
     const reply = await this.script("logPosition", "", []);
-    return reply[1] ?? "0-0";
+    return reply[1] ?? ZERO_EVENT_ID;
   }
 
   async readEvents(after: string, limit: number): Promise<StoredEvent[]> {
@@ -338,17 +338,37 @@ export class RedisStore implements SessionStore {
     return decodeStreamEntries(reply[2]);
   }
 
+  /**
+   * The tail knows the generation of the log it follows (read once, then
+   * from each entry's `g`); an entry of another generation means Redis lost
+   * the log under it, and the read fails with EVENT_LOG_RESET_MESSAGE so the
+   * reader re-checks its position (readEvents) instead of handing out events
+   * of a new log as if they followed the old ones.
+   */
   openEventTail(): EventTail {
     const redis = this.connection("events", BLOCK_SLACK_MS);
     const key = `${this.prefix}ev`;
+    const generationKey = `${this.prefix}g`;
+    let generation: string | undefined;
     return {
       read: async (after, limit, blockMs) => {
         parseCursor(after, "after");
         try {
+          generation ??= (await redis.get(generationKey)) ?? "";
           const reply = (await redis.xread("COUNT", limit, "BLOCK", Math.max(1, blockMs), "STREAMS", key, after)) as unknown;
           if (!Array.isArray(reply)) return [];
           const stream = reply[0] as unknown;
-          return Array.isArray(stream) ? decodeStreamEntries(stream[1]) : [];
+          if (!Array.isArray(stream) || !Array.isArray(stream[1])) return [];
+          const entries = stream[1] as unknown[];
+          for (const entry of entries) {
+            const g = entryGeneration(entry);
+            if (g === undefined || g === generation) continue;
+            // "" (none when the tail opened): the log was started after it, which is a reset only if it had events before.
+            const reset = generation !== "" || compareEventIds(after, ZERO_EVENT_ID) !== 0;
+            generation = g;
+            if (reset) throw new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
+          }
+          return decodeStreamEntries(entries);
         } catch (e) {
           throw toSessionError(e);
         }

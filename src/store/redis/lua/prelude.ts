@@ -47,10 +47,31 @@ end
 local K_DUE = P .. 'dx'
 -- The event log: one stream for every tenant (see emit).
 local K_EV = P .. 'ev'
+-- The event log's generation: a time (ms) before its first event. Redis data
+-- loss (a restart without persistence, FLUSHALL, a failover to an empty
+-- replica) deletes it with everything else; the next script makes a new one,
+-- later than every event of the lost log, so a cursor older than the
+-- generation is known to be of another log (read_events: out_of_range).
+local K_GEN = P .. 'g'
 -- Archives of sessions this run expired lazily (load_session), flattened
 -- records; scripts.ts returns them in the reply header so the process that
 -- expired them can audit them.
 local LAZY = {}
+
+-- The generation (a decimal string), made when missing: NOW - 1 for a new log,
+-- so every event of it is later; '0' for a log written before generations
+-- existed, so its cursors stay valid. Best effort under a full Redis (pcall).
+local GEN
+local function generation()
+  if GEN then return GEN end
+  GEN = redis.call('GET', K_GEN)
+  if not GEN then
+    GEN = '0'
+    if redis.call('EXISTS', K_EV) == 0 then GEN = istr(NOW - 1) end
+    redis.pcall('SET', K_GEN, GEN)
+  end
+  return GEN
+end
 
 -- Appends the elements of 'src' to 'dst'.
 local function append(dst, src)
@@ -179,7 +200,8 @@ end
 -- Status is not stored (it follows from the kind). Count retention trims here
 -- (whole nodes, '~'); time retention trims in expire_due.
 --   k kind, T tenant, i session id, u user, d data source, l level, c create,
---   e expire, a last access, t end, m metadata, v version, x data keys (JSON array or '')
+--   e expire, a last access, t end, m metadata, v version, x data keys (JSON array or ''),
+--   g the log's generation (the event reader ends every watch when it changes)
 local function emit(T, kind, rec, keys)
   local x = ''
   if keys and #keys > 0 then
@@ -188,7 +210,7 @@ local function emit(T, kind, rec, keys)
   end
   redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, '*',
     'k', kind, 'T', rec[1], 'i', rec[2], 'u', rec[3], 'd', rec[4], 'l', rec[5], 'c', rec[7],
-    'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x)
+    'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x, 'g', generation())
 end
 
 -- Archives the final state (version + 1) and removes the session, its data, its
