@@ -116,7 +116,8 @@ export class HealthMonitor {
       this.#unwatchConditions.push(
         condition.watch(() => {
           // Failing: at once. Passing again: confirm with a check before SERVING.
-          if (!condition.ok()) this.#set(false, condition.reason);
+          // A dropped connection is the cause worth naming when both hold.
+          if (!condition.ok()) this.#set(false, this.#connectionsReady ? condition.reason : "store unreachable");
           else void this.check();
         }),
       );
