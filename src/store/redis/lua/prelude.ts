@@ -173,10 +173,11 @@ end
 -- Archives are one MessagePack string, not a hash: a hash whose metadata is
 -- longer than hash-max-listpack-value (64 bytes, any encrypted value) becomes
 -- a real hash table of ten entries, which costs several times its content.
--- Numbers travel as MessagePack integers. 'bare' (memory pressure) drops the metadata.
+-- Numbers travel as MessagePack integers. 'bare' (memory pressure) drops the
+-- metadata (an empty object, which needs no key to read).
 local function write_archive(key, rec, v, status, end_time, bare)
   local m = rec.m
-  if bare then m = '' end
+  if bare then m = '{}' end
   redis.call('SET', key, cmsgpack.pack(rec.u, rec.d, rec.l, tonumber(rec.c), tonumber(rec.e),
     tonumber(rec.a), m, tonumber(v), status, tonumber(end_time)))
 end
