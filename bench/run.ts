@@ -20,6 +20,8 @@
  *    machinery, and the event log apart (bench/redis-memory.ts).
  * 4. Expiry lag, Redis's own `expired` notification lag, and fan-out to 1k and
  *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags.
+ * 5. Archive bytes per ended session and event delivery after a dropped Redis
+ *    connection (issue 12; bench/faults-bench.ts).
  *
  * This machine is small and shared, so its speed drifts by tens of percent
  * within a minute. The ratios matter more than the absolute numbers, so the
@@ -33,7 +35,7 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch") to run only some parts;
+ * BENCH_PARTS (default "throughput,memory,watch,faults") to run only some parts;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  */
 import { fork, spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -48,6 +50,7 @@ import { startRedisServer, type RedisServerHandle } from "../test/support/redis-
 import type { LoadReply, LoadRequest } from "./load-generator.js";
 import { summarize, type MeasuredSample, type PhaseResult, type PhaseSample, type PhaseSpec } from "./phase.js";
 import type { MemoryReport } from "./redis-memory.js";
+import { renderFaults, type FaultsResult } from "./faults-report.js";
 import { ServiceProcess } from "./service-process.js";
 import type { Stats, WatchBenchReport } from "./watch-bench.js";
 
@@ -76,7 +79,7 @@ const FILL_TIMEOUT_MS = 60_000;
  * request objects.
  */
 const CANDIDATE_FLAGS: readonly string[] = (process.env["BENCH_CANDIDATE_FLAGS"] || "--max-semi-space-size=64").split(" ").filter((f) => f !== "");
-const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch").split(",").map((p) => p.trim()));
+const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch,faults").split(",").map((p) => p.trim()));
 
 const TARGETS = {
   getOverCheck: 0.8,
@@ -845,6 +848,14 @@ async function main(): Promise<void> {
       if (watch.error !== undefined) console.log(`  failed: ${watch.error}`);
     }
 
+    let faults: FaultsResult | undefined;
+    if (PARTS.has("faults")) {
+      console.log("archive size and delivery after a dropped connection via bench/faults-bench.ts");
+      const { last, error } = await runScript("faults-bench.ts", [], {}, WATCH_TIMEOUT_MS);
+      faults = last === undefined ? { error: error ?? "no result" } : { report: JSON.parse(last) as FaultsResult["report"] & object };
+      if (faults.error !== undefined) console.log(`  failed: ${faults.error}`);
+    }
+
     const results: Results = {
       date: new Date().toISOString(),
       machine,
@@ -856,11 +867,11 @@ async function main(): Promise<void> {
       totalSeconds: (Date.now() - startedAt) / 1000,
       loadAvgAtEnd: os.loadavg().map((n) => n.toFixed(2)).join(" "),
     };
-    const markdown = render(results);
+    const markdown = render(results) + (faults === undefined ? "" : renderFaults(faults));
     await writeFile(join(HERE, "RESULTS.md"), markdown);
     console.log("\n" + markdown);
     // Not a test, but a run whose calls failed measured nothing: say so in the exit code.
-    if ((throughput !== undefined && failedPhases(throughput).length > 0) || memory?.error !== undefined || watch?.error !== undefined) process.exitCode = 1;
+    if ((throughput !== undefined && failedPhases(throughput).length > 0) || memory?.error !== undefined || watch?.error !== undefined || faults?.error !== undefined) process.exitCode = 1;
   } finally {
     await Promise.allSettled([...running].map((p) => p.stop()));
   }
