@@ -11,7 +11,9 @@
  *    per session, HSET + PEXPIREAT on keys of the same names under another
  *    prefix). Target: ≤ 400 B.
  * 2. The event log's cost per event with that metadata (for sizing it at
- *    WATCH_RETENTION_EVENTS).
+ *    WATCH_RETENTION_EVENTS), and a live session's with it (record, indexes,
+ *    shadow key: N more sessions created and left live), for the README's
+ *    sizing table.
  * 3. Event delivery after a dropped Redis connection: a service (startApp on
  *    RedisStore) with one watcher (the client helper); Redis drops every
  *    client connection (CLIENT KILL TYPE normal), optionally then pauses for
@@ -53,7 +55,7 @@ async function streamBytes(client: Redis, key: string): Promise<number> {
   return (await client.exists(key)) === 1 ? Number(await client.call("MEMORY", "USAGE", key, "SAMPLES", "0")) : 0;
 }
 
-async function measureArchives(): Promise<Pick<FaultsReport, "metadataBytes" | "sealedMetadataBytes" | "archiveBytesPerSession" | "hashArchiveBytesPerSession" | "eventLogBytesPerEvent">> {
+async function measureArchives(): Promise<Omit<FaultsReport, "sessions" | "killDeliveryMs" | "pauseKillDeliveryMs">> {
   const server = await startRedisServer();
   const client = server.client();
   const keys = new RedisKeys(DEFAULT_KEY_PREFIX, TENANT);
@@ -98,6 +100,29 @@ async function measureArchives(): Promise<Pick<FaultsReport, "metadataBytes" | "
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
     const after = await usedMemory(client);
     const logAfter = await streamBytes(client, logKey);
+
+    // Live sessions with the same sealed metadata (the record hash holds it), for the sizing table.
+    const liveBefore = await usedMemory(client);
+    const liveLogBefore = await streamBytes(client, logKey);
+    let live = 0;
+    const liveWorker = async (): Promise<void> => {
+      while (live < SESSIONS) {
+        const i = live++;
+        const sessionId = crypto.randomUUID();
+        await store.create({
+          tenant: TENANT,
+          sessionId,
+          userId: `live-${String(i % 1000).padStart(4, "0")}`,
+          dataSource: `source-${i % 10}`,
+          accessLevel: "read",
+          ttlMs: 3_600_000 + (i % 1000) * 1000,
+          metadata: cipher.seal(metadata(i), { tenant: TENANT, sessionId, field: METADATA_FIELD }),
+          requestId: "",
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: CONCURRENCY }, liveWorker));
+    const liveBytesPerSession = ((await usedMemory(client)) - liveBefore - ((await streamBytes(client, logKey)) - liveLogBefore)) / SESSIONS;
     const entries = await client.xlen(logKey);
     const archiveBytesPerSession = (after - before - (logAfter - logBefore)) / SESSIONS;
 
@@ -119,6 +144,7 @@ async function measureArchives(): Promise<Pick<FaultsReport, "metadataBytes" | "
       sealedMetadataBytes: sealedBytes,
       archiveBytesPerSession,
       hashArchiveBytesPerSession,
+      liveBytesPerSession,
       eventLogBytesPerEvent: (logAfter - logBefore) / Math.max(1, entries - 2),
     };
   } finally {
@@ -186,6 +212,7 @@ const fmt = (xs: readonly number[]): string => xs.map((x) => x.toFixed(0)).join(
 console.log(`archives: ${SESSIONS} sessions created and closed; metadata ${archives.metadataBytes} B JSON, ${archives.sealedMetadataBytes} B sealed`);
 console.log(`bytes per ended session: ${archives.archiveBytesPerSession.toFixed(1)} (target <= 400); as hashes (earlier layout): ${archives.hashArchiveBytesPerSession.toFixed(1)}`);
 console.log(`event log: ${archives.eventLogBytesPerEvent.toFixed(1)} bytes per event`);
+console.log(`live session with this sealed metadata: ${archives.liveBytesPerSession.toFixed(1)} bytes (record, indexes, shadow key)`);
 console.log(`delivery after CLIENT KILL, ms from Redis answering: ${fmt(killDeliveryMs)}`);
 console.log(`delivery after CLIENT PAUSE 300 ms + KILL, ms from Redis answering: ${fmt(pauseKillDeliveryMs)}`);
 console.log(JSON.stringify(report));

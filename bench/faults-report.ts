@@ -20,6 +20,8 @@ export interface FaultsReport {
   readonly archiveBytesPerSession: number;
   /** The same archives as the hashes of earlier versions (same-run anchor). */
   readonly hashArchiveBytesPerSession: number;
+  /** Redis memory per live session with this sealed metadata (event log excluded). */
+  readonly liveBytesPerSession: number;
   /** Bytes per event-log entry with this metadata. */
   readonly eventLogBytesPerEvent: number;
   /** Redis answering again → CREATED at the watcher, ms, per blip (CLIENT KILL). */
@@ -50,6 +52,7 @@ export function renderFaults(result: FaultsResult): string {
     `| Redis memory per ended session (archive) | ${r.archiveBytesPerSession.toFixed(0)} B | ≤ ${FAULTS_TARGETS.archiveBytes} B | ${verdict(r.archiveBytesPerSession <= FAULTS_TARGETS.archiveBytes)} |`,
     `| the same as hashes (earlier layout) | ${r.hashArchiveBytesPerSession.toFixed(0)} B | ratio ${(r.archiveBytesPerSession / r.hashArchiveBytesPerSession).toFixed(2)} | |`,
     `| event log per event (this metadata) | ${r.eventLogBytesPerEvent.toFixed(0)} B | | |`,
+    `| live session with this metadata (record, indexes, shadow key) | ${r.liveBytesPerSession.toFixed(0)} B | | |`,
     `| Redis answering again → next event at a watcher, after CLIENT KILL | ${ms(r.killDeliveryMs)} | < ${FAULTS_TARGETS.deliveryMs} ms | ${verdict(max(r.killDeliveryMs) < FAULTS_TARGETS.deliveryMs)} |`,
     `| the same after CLIENT KILL + 300 ms CLIENT PAUSE | ${ms(r.pauseKillDeliveryMs)} | < ${FAULTS_TARGETS.deliveryMs} ms | ${verdict(max(r.pauseKillDeliveryMs) < FAULTS_TARGETS.deliveryMs)} |`,
     "",

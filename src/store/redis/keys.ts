@@ -10,7 +10,8 @@
  * | `P T:{sid}`           | HASH   | live record: u user, d data source, l level, c create,     | expire + grace                |
  * |                       |        | e expire, a last access, m metadata, v version, r request id (if any) |                    |
  * | `P T:{sid}:d`         | HASH   | session data, key → value                                  | expire + grace                |
- * | `P T:{sid}:a`         | HASH   | archived final state: the record fields + s status, t end  | end + archive retention       |
+ * | `P T:{sid}:a`         | STRING | archived final state, MessagePack: u d l c e a m v s t     | end + archive retention       |
+ * |                       |        | (the record fields + s status, t end; see write_archive)   |                               |
  * | `P T:{sid}:x`         | STRING | shadow key, value 1 (a shared integer: no value bytes);    | expire time (deleted when the |
  * |                       |        | its `expired` keyspace notification wakes the scheduler   | session ends)                 |
  * | `P T:r:<requestId>`   | STRING | session id created for that idempotency key                | expire + grace                |
@@ -20,6 +21,8 @@
  * |                       |        | l:<level> and s:<dataSource> live gauges (deleted at 0)    |                               |
  * | `P ev`                | STREAM | event log of every tenant (see emit() in lua/prelude.ts);  | never (trimmed by count and   |
  * |                       |        | the entry id is the watch cursor                           | age: WATCH_RETENTION*)        |
+ * | `P g`                 | STRING | the event log's generation: a time (ms) before its first   | never (Redis data loss        |
+ * |                       |        | event; a cursor older than it is of a lost log             | deletes it: a new generation) |
  * | `P dx`                | ZSET   | due queue: member `T\n<dataSource>`, score = a lower bound | never (one member per         |
  * |                       |        | of the earliest expire time in that data-source index      | non-empty data-source index)  |
  *
@@ -88,6 +91,10 @@ export class RedisKeys {
   /** The global due queue (shared by all tenants). */
   due(): string {
     return `${this.prefix}dx`;
+  }
+  /** The event log's generation (shared by all tenants). */
+  generation(): string {
+    return `${this.prefix}g`;
   }
   /** The event log (shared by all tenants). */
   events(): string {
