@@ -268,6 +268,8 @@ describe("Redis blips, data loss, pauses and a full memory", () => {
       sessions.push(s.session?.sessionId ?? "");
       await client.setSessionData({ sessionId: s.session?.sessionId ?? "", key: "k", value: { kind: { case: "numberValue", value: i } } });
     }
+    // Due while Redis is full: a read that meets it still archives it (and the scheduler keeps expiring).
+    const due = (await client.createSession({ userId: "full", dataSource: "faults", ttl: { seconds: 1n } })).session?.sessionId ?? "";
     const first = sessions[0] ?? "";
     const lastAccess = (await client.getSession({ sessionId: first })).session?.lastAccessTime;
     const used = Number(/^used_memory:(\d+)/m.exec(await raw.info("memory"))?.[1]);
@@ -289,6 +291,14 @@ describe("Redis blips, data loss, pauses and a full memory", () => {
       assert.deepEqual(read.session?.lastAccessTime, lastAccess, "the access time is best effort: not written while Redis is full");
       assert.equal((await client.getSessionData({ sessionId: first, key: "k" })).value?.kind.value, 0);
 
+      await waitFor("the due session expired", async () => {
+        try {
+          return (await client.getSession({ sessionId: due, includeEnded: true })).session?.status === SessionStatus.EXPIRED;
+        } catch (error) {
+          assert.equal(ConnectError.from(error).code, Code.NotFound);
+          return false;
+        }
+      });
       for (const id of sessions) await client.closeSession({ sessionId: id });
       const archived = await client.getSession({ sessionId: first, includeEnded: true });
       assert.equal(archived.session?.status, SessionStatus.CLOSED);

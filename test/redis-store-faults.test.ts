@@ -127,6 +127,21 @@ describe("RedisStore with Redis unreachable", () => {
     }
   });
 
+  it("the connection breaks with a write in flight: outcome_unknown (it may have been applied), never unavailable", async () => {
+    const store = new RedisStore({ url: server.url, keyPrefix: "sdf:", limits: CONFORMANCE_LIMITS, commandTimeoutMs: 5000 });
+    try {
+      await store.ping();
+      await server.raw.call("CLIENT", "PAUSE", "3000", "ALL");
+      const pending = everyCall(store, "x")[1]![1]();
+      await sleep(100);
+      await server.stop();
+      await assertUnavailableInTime("create cut by the kill", () => pending, "outcome_unknown");
+    } finally {
+      await store.dispose();
+      await server.start();
+    }
+  });
+
   it("scripts flushed from a running Redis are loaded again (NOSCRIPT fallback)", async () => {
     await server.raw.flushall(); // a write that timed out while paused may still have landed
     const store = newStore(server.url);

@@ -222,7 +222,7 @@ export class RedisStore implements SessionStore {
     try {
       reply = await this.script("close", tenant, [sessionId]);
     } catch (error) {
-      if (!(isSessionError(error) && error.kind === "limit_exceeded" && error.message === STORE_FULL_MESSAGE)) throw error;
+      if (!isStoreFull(error)) throw error;
       reply = await this.script("close", tenant, [sessionId], true);
       this.onArchiveShortened?.();
       this.logger?.warn("redis is out of memory: a session was closed with a shortened archive (no metadata)");
@@ -472,7 +472,13 @@ export class RedisStore implements SessionStore {
    * non-"ok" status names or returns the body's reply.
    */
   private async script(name: ScriptName, tenant: string, args: readonly ScriptArg[], pressure = false): Promise<string[]> {
-    return (await this.runScript(name, tenant, args, pressure)).reply;
+    try {
+      return (await this.runScript(name, tenant, args, pressure)).reply;
+    } catch (error) {
+      // A read that met a due session archives it; on a full Redis that write is refused, so read again under pressure.
+      if (pressure || !READS.has(name) || !isStoreFull(error)) throw error;
+      return (await this.runScript(name, tenant, args, true)).reply;
+    }
   }
 
   /**
@@ -567,6 +573,14 @@ function waitForReady(redis: Redis, deadline: number): Promise<void> {
     );
     redis.once("ready", onReady);
   });
+}
+
+/** Scripts that only read, except for archiving a due session they meet (and the best-effort access time). */
+const READS: ReadonlySet<ScriptName> = new Set<ScriptName>(["get", "getData", "listData", "list"]);
+
+/** Redis refused the call for lack of memory (call-outcome.ts). */
+function isStoreFull(error: unknown): boolean {
+  return isSessionError(error) && error.kind === "limit_exceeded" && error.message === STORE_FULL_MESSAGE;
 }
 
 function flag(b: boolean): string {
