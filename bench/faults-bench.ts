@@ -37,7 +37,7 @@ import { createLogger } from "../src/logging/logger.js";
 import { DEFAULT_KEY_PREFIX, RedisKeys } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { startRedisServer } from "../test/support/redis-server.js";
-import type { FaultsReport } from "./faults-report.js";
+import type { FaultsReport } from "./parts/faults.js";
 
 const SESSIONS = Number(process.argv[2] ?? 20_000);
 const CONCURRENCY = 100;
@@ -168,7 +168,7 @@ async function measureDelivery(pauseMs: number): Promise<number[]> {
   })();
   const delays: number[] = [];
   try {
-    while (app.manager.events.subscriberCount < 1) await sleep(10);
+    while (app.events.subscriberCount < 1) await sleep(10);
     for (let blip = 0; blip < BLIPS; blip += 1) {
       const killer = server.client();
       await killer.call("CLIENT", "KILL", "TYPE", "normal");

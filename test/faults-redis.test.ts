@@ -157,7 +157,7 @@ describe("Redis blips, data loss, pauses and a full memory", () => {
 
   it("a dropped connection (CLIENT KILL): delivery resumes at once, every event once, none missed", async () => {
     const watch = follow(client, { eventTypes: [EventType.CREATED] });
-    await waitFor("the watcher", () => app.manager.events.subscriberCount === 1);
+    await waitFor("the watcher", () => app.events.subscriberCount === 1);
     const raw = redis.client();
     const created: string[] = [];
     const delays: number[] = [];
@@ -185,7 +185,7 @@ describe("Redis blips, data loss, pauses and a full memory", () => {
     const lossesBefore = await metric(app, "sessiond_store_data_loss_total");
     const before = await client.createSession({ userId: "lost", dataSource: "faults" });
     const watch = follow(client, {});
-    await waitFor("the watcher", () => app.manager.events.subscriberCount === 1);
+    await waitFor("the watcher", () => app.events.subscriberCount === 1);
     let cursor = "";
     await waitFor("a heartbeat with a cursor", async () => {
       const got = await client.watchSessions({}, { timeoutMs: 1000 })[Symbol.asyncIterator]().next();
@@ -194,7 +194,7 @@ describe("Redis blips, data loss, pauses and a full memory", () => {
     });
     await redis.stop();
     await waitFor("not ready", async () => (await readyz(app)).status === 503);
-    assert.equal(app.manager.events.reading, false, "the event reader says it is not reading");
+    assert.equal(app.events.reading, false, "the event reader says it is not reading");
     await redis.start();
     const ended = await watch.ended;
     assert.ok(ended instanceof WatchOutOfRangeError, `the watch ends with OUT_OF_RANGE, got ${String(ended)}`);
@@ -215,7 +215,7 @@ describe("Redis blips, data loss, pauses and a full memory", () => {
   it("FLUSHALL while watching (no reconnect): the watcher is ended with OUT_OF_RANGE at the first event of the new log", async () => {
     await client.createSession({ userId: "flush", dataSource: "faults" });
     const watch = follow(client, {});
-    await waitFor("the watcher", () => app.manager.events.subscriberCount === 1);
+    await waitFor("the watcher", () => app.events.subscriberCount === 1);
     const raw = redis.client();
     try {
       await raw.flushall();

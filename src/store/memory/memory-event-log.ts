@@ -6,18 +6,10 @@
  * same watch conformance cases. Retention is exact here; Redis trims whole
  * stream nodes, so it may keep somewhat more, never less.
  */
-import { SessionError } from "../../session/errors.js";
-import type { SessionRecord } from "../../session/model.js";
+import { SessionError } from "../../domain/errors.js";
+import type { SessionRecord } from "../../domain/model.js";
 import { compareEventIds, cursorRetained, formatEventId, parseCursor, ZERO_EVENT_ID, type EventIdParts } from "../event-id.js";
-import {
-  DEFAULT_EVENT_RETENTION_COUNT,
-  DEFAULT_EVENT_RETENTION_MS,
-  EVENT_LOG_RESET_MESSAGE,
-  type EventTail,
-  type SessionEventType,
-  type StoredEvent,
-  type StoreLimits,
-} from "../store.js";
+import { EVENT_LOG_RESET_MESSAGE, type EventTail, type ResolvedStoreLimits, type SessionEventType, type StoredEvent } from "../store.js";
 
 interface Entry {
   readonly event: StoredEvent;
@@ -43,9 +35,9 @@ export class MemoryEventLog {
   private readonly generation: EventIdParts;
 
   /** `now`: the store's clock when the log is made (the generation is just before it). */
-  constructor(limits: Pick<StoreLimits, "eventRetentionCount" | "eventRetentionMs">, now: number) {
-    this.countLimit = limits.eventRetentionCount ?? DEFAULT_EVENT_RETENTION_COUNT;
-    this.ageLimitMs = limits.eventRetentionMs ?? DEFAULT_EVENT_RETENTION_MS;
+  constructor(limits: Pick<ResolvedStoreLimits, "eventRetentionCount" | "eventRetentionMs">, now: number) {
+    this.countLimit = limits.eventRetentionCount;
+    this.ageLimitMs = limits.eventRetentionMs;
     this.generation = { ms: Math.max(0, now - 1), seq: 0 };
     this.last = this.generation;
   }

@@ -11,7 +11,7 @@
  * connection (ioredis writes it to the socket at once; enableOfflineQueue is
  * off, so it cannot sit in a queue).
  */
-import { isSessionError, SessionError } from "../../session/errors.js";
+import { isSessionError, SessionError } from "../../domain/errors.js";
 
 /** Replies of a reachable Redis that refuse the command (nothing was applied) because it cannot serve now. */
 const REFUSED_REPLIES = /^(LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|NOREPLICAS|NOSCRIPT)\b/;

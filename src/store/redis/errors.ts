@@ -3,7 +3,7 @@
  * a raw ioredis error: a script that reports a domain outcome becomes that kind;
  * transport failures are classified by call-outcome.ts.
  */
-import { SessionError, type SessionErrorKind } from "../../session/errors.js";
+import { SessionError, type SessionErrorKind } from "../../domain/errors.js";
 import { classifyFailure } from "./call-outcome.js";
 import { EVENT_LOG_RESET_MESSAGE } from "../store.js";
 
