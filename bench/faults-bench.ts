@@ -30,7 +30,7 @@
 import type { Redis } from "ioredis";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startApp } from "../src/app.js";
-import { AccessLevel, Code, ConnectError, createSessionClient, EventType, watchSessions } from "../src/client/index.js";
+import { AccessLevel, Code, ConnectError, createSessionClient, EventType, watchSessions } from "@sessiond/client";
 import { loadConfig } from "../src/config/config.js";
 import { AesGcmFieldCipher, METADATA_FIELD } from "../src/crypto/field-cipher.js";
 import { parseKeyring } from "../src/crypto/keyring.js";

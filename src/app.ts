@@ -12,14 +12,16 @@ import pLimit from "p-limit";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { SessionService } from "../gen/session/v1/session_pb.js";
 import { sessionServiceRoutes, watchStartGate } from "./api/session-service.js";
+import { createArchive, sinkServing, type Archive } from "./archive/archive.js";
 import { setUpSecurity } from "./auth/security.js";
 import { ConfigError, type Config } from "./config/config.js";
-import { HealthMonitor } from "./health/health-monitor.js";
+import { HealthMonitor, type HealthComponent } from "./health/health-monitor.js";
 import { healthServiceRoutes } from "./health/health-service.js";
 import { createLogger } from "./logging/logger.js";
 import {
   addActiveSessionsSource,
   addWatchStartGateSource,
+  archiveMetrics,
   countArchiveShortened,
   countDataLoss,
   instrumentRedis,
@@ -42,6 +44,9 @@ import { EventHub } from "./streaming/event-hub.js";
  */
 const HEALTH_INTERVAL_MS = 1000;
 
+/** The grpc.health.v1 name under which the archive sink reports (not part of the overall status). */
+export const ARCHIVE_HEALTH_SERVICE = "sessiond.archive";
+
 export interface AppOptions {
   /** Default: a pino logger on stdout at config.logLevel. */
   readonly logger?: Logger;
@@ -57,6 +62,8 @@ export interface App {
   readonly manager: SessionManager;
   /** The event log reader watch streams subscribe to. */
   readonly events: EventHub;
+  /** The durable archive, when ARCHIVE_DATABASE_URL is set. */
+  readonly archive: Archive | undefined;
   /** Stops health checks, the expiry scheduler and the event reader (watch streams end with UNAVAILABLE and their cursor), drains and closes the server, then disposes of the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -76,7 +83,21 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     await store.dispose();
     throw error;
   });
+  // Config guarantees REDIS_URL with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
+  const archive =
+    config.archiveDatabase === undefined || config.redisUrl === undefined
+      ? undefined
+      : createArchive({
+          database: config.archiveDatabase,
+          redisUrl: config.redisUrl,
+          keyPrefix: config.keyPrefix,
+          redisCommandTimeoutMs: config.redisCommandTimeoutMs,
+          logger: logger.child({ component: "archive" }),
+          observer: archiveMetrics,
+          onRedisConnection: (client) => void instrumentRedis(client, "archive"),
+        });
   const manager = new SessionManager({
+    ...(archive === undefined ? {} : { endedArchive: archive.database }),
     store,
     config,
     cipher: security.cipher,
@@ -104,6 +125,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     logger: logger.child({ component: "session-manager" }),
     events: background.events,
     tenant: security.tenant,
+    actingUser: security.actingUser,
     admitWatch,
     watchQueueLimit: config.watchQueueLimit,
     watchStartGate: watchStartGate(startReads),
@@ -114,8 +136,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     countDataLoss();
     security.audit.record({ principal: "system", operation: "data_loss", outcome: "ok" });
   });
+  const components = new Map<string, HealthComponent>();
+  if (archive !== undefined) {
+    components.set(ARCHIVE_HEALTH_SERVICE, { serving: () => sinkServing(archive.sink.state), subscribe: (listener) => archive.sink.onState(listener) });
+  }
   const health = new HealthMonitor({
     store,
+    components,
     // While the event reader is not reading, watchers hear nothing: not ready.
     conditions: [{ reason: "event reader not reading", ok: () => events.reading || !events.running, watch: (listener) => events.watchReading(listener) }],
     acceptedProblems: config.allowRedisEviction ? ["eviction_policy"] : [],
@@ -132,9 +159,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // The event reader and the expiry scheduler; fails the start when Redis refuses CONFIG and the
   // keyspace notification flags are not set (the message names them).
   await background.start().catch(async (error: unknown) => {
+    await archive?.stop();
     await store.dispose();
     throw error;
   });
+  // In the background: an unreachable archive database delays archiving, never the start.
+  archive?.start();
   // Known status before the first probe can arrive (settles, never rejects, within the ping timeout).
   await health.start();
   const server = await startRpcServer({
@@ -162,6 +192,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     // Nothing else holds the store yet: release it so the process can exit.
     health.stop();
     await background.stop();
+    await archive?.stop();
     await store.dispose();
     throw error;
   });
@@ -174,6 +205,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     store,
     manager,
     events: background.events,
+    archive,
     close(): Promise<void> {
       closed ??= (async () => {
         // NOT_SERVING first (health and /readyz), so health watchers move away before the port closes.
@@ -187,6 +219,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         await background.stop();
         // Streams still open end with UNAVAILABLE; waits for the unary calls in flight.
         await server.close();
+        // The batch in hand is written and acknowledged, or left pending for another replica.
+        await archive?.stop();
         await store.dispose();
         security.close();
       })();

@@ -35,7 +35,7 @@ import {
   WatchOutOfRangeError,
   type SessionClient,
   type SessionEvent,
-} from "../src/client/index.js";
+} from "@sessiond/client";
 import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
 import { startTestApp } from "./support/server.js";
 

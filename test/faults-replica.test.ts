@@ -22,7 +22,7 @@ import {
   watchSessions,
   type Interceptor,
   type WatchSessionsCaller,
-} from "../src/client/index.js";
+} from "@sessiond/client";
 import { startSessiond, type SessiondProcess } from "./support/process.js";
 import { freePort, startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
 import { TEST_ENCRYPTION_KEYS } from "./support/server.js";

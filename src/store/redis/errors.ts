@@ -5,7 +5,7 @@
  */
 import { SessionError, type SessionErrorKind } from "../../domain/errors.js";
 import { classifyFailure } from "./call-outcome.js";
-import { EVENT_LOG_RESET_MESSAGE } from "../store.js";
+import { EVENT_LOG_RESET_MESSAGE, GUARD_DENIED_MESSAGE } from "../store.js";
 
 /** Outcomes a script may report instead of "ok" (see lua/prelude.ts). */
 const SCRIPT_KINDS: ReadonlySet<string> = new Set<SessionErrorKind>([
@@ -37,7 +37,12 @@ const LIMIT_MESSAGES: Record<string, string> = {
 export function scriptError(status: string, detail?: string): SessionError {
   if (SCRIPT_KINDS.has(status)) {
     if (status === "out_of_range" && detail === "generation") return new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
-    const message = status === "limit_exceeded" && detail !== undefined ? LIMIT_MESSAGES[detail] : undefined;
+    const message =
+      status === "limit_exceeded" && detail !== undefined
+        ? LIMIT_MESSAGES[detail]
+        : status === "permission_denied" && detail === "level"
+          ? GUARD_DENIED_MESSAGE
+          : undefined;
     return new SessionError(status as SessionErrorKind, message ?? SCRIPT_MESSAGES[status] ?? status);
   }
   return new SessionError("unavailable", `unexpected reply from redis script: ${status.slice(0, 40)}`);

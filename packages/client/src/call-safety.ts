@@ -14,7 +14,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { UnaryRequest } from "@connectrpc/connect";
-import { SessionService, type CreateSessionRequest } from "../../gen/session/v1/session_pb.js";
+import { SessionService, type CreateSessionRequest } from "./gen/session/v1/session_pb.js";
 import { isTransportFailure, transportFailureError } from "./transport-failure.js";
 
 /** Attempts of one CreateSession whose outcome stays unknown (the deadline bounds them too). */
