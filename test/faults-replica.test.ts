@@ -23,6 +23,7 @@ import {
   type Interceptor,
   type WatchSessionsCaller,
 } from "@sessiond/client";
+import { createSessionGrpcClient } from "@sessiond/client/grpc-js";
 import { startSessiond, type SessiondProcess } from "./support/process.js";
 import { freePort, startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
 import { TEST_ENCRYPTION_KEYS } from "./support/server.js";
@@ -167,5 +168,22 @@ describe("a replica killed with SIGKILL", () => {
     assert.equal(seen[1], "mine-1");
     assert.equal(again.created, false, "the same request id returns the session it created");
     assert.ok(first.created);
+  });
+
+  it("the grpc-js client gives every CreateSession a request_id too", async () => {
+    const grpcClient = createSessionGrpcClient(new URL(b?.url ?? "").host);
+    try {
+      const made = await grpcClient.createSession({ userId: "rid-grpc", dataSource: "faults" });
+      const raw = redis.client();
+      try {
+        const keys = await raw.keys("sd:default:r:*");
+        const ids = await Promise.all(keys.map((k) => raw.get(k)));
+        assert.ok(ids.includes(made.session?.sessionId ?? "-"), "a request-id key points at the new session");
+      } finally {
+        raw.disconnect();
+      }
+    } finally {
+      grpcClient.close();
+    }
   });
 });

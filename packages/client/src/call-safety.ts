@@ -11,10 +11,10 @@
  *   (UNKNOWN: connection lost, or the store lost its answer) without creating
  *   a duplicate: the server returns the session the first attempt created.
  */
-import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { UnaryRequest } from "@connectrpc/connect";
 import { SessionService, type CreateSessionRequest } from "./gen/session/v1/session_pb.js";
+import { withRequestId } from "./request-id.js";
 import { isTransportFailure, transportFailureError } from "./transport-failure.js";
 
 /** Attempts of one CreateSession whose outcome stays unknown (the deadline bounds them too). */
@@ -37,7 +37,7 @@ export const honestOutcomes: Interceptor = (next) => async (req) => {
 export const idempotentCreate: Interceptor = (next) => async (req) => {
   if (req.stream || req.method !== SessionService.method.createSession) return next(req);
   const create = req as UnaryRequest<typeof SessionService.method.createSession.input>;
-  const message: CreateSessionRequest = create.message.requestId === "" ? { ...create.message, requestId: randomUUID() } : create.message;
+  const message: CreateSessionRequest = withRequestId(create.message);
   const request = { ...create, message };
   for (let attempt = 1; ; attempt += 1) {
     try {
