@@ -91,6 +91,11 @@ export class ArchiveSink {
   /** Trimmed-before-delivery entries already counted, at the group position they were counted at. */
   private trimmedReported: { at: string; count: number } | undefined;
   private statsDue = 0;
+  /**
+   * Whether the group may be behind the log (at start, after a failure, after a full batch): then the
+   * entries trimmed before delivery are counted before the next read, which would skip past them.
+   */
+  private behind = true;
   private schemaDone: () => void = () => {};
   /** Resolves once the schema is migrated (never, if the sink is stopped first). */
   readonly schemaReady = new Promise<void>((resolve) => {
@@ -159,7 +164,9 @@ export class ArchiveSink {
           if (claimFrom === "0-0") nextClaim = now + Math.max(100, Math.floor(this.claimIdleMs / 2));
           entries = claim.entries;
         } else {
+          if (this.behind) await this.refreshGroupStats();
           entries = await this.group.readNew(this.batchSize, Math.min(this.blockMs, Math.max(1, nextClaim - now)));
+          this.behind = entries.length >= this.batchSize;
         }
         if (entries.length > 0) await this.deliver(entries);
         if (now >= this.statsDue) {
@@ -174,6 +181,7 @@ export class ArchiveSink {
         if (this.dbUp !== false) this.setState("running");
       } catch (error) {
         if (this.stopped.signal.aborted) break;
+        this.behind = true;
         if (isMissingGroup(error)) {
           // Redis lost the log (restart without persistence, failover to an empty replica).
           this.logger?.warn("archive sink: the event log's consumer group is gone; creating it again");
@@ -232,6 +240,7 @@ export class ArchiveSink {
         return true;
       } catch (error) {
         this.databaseUp(false);
+        this.behind = true;
         this.logger?.warn({ err: errorText(error), rows: rows.length }, "archive database write failed; retrying the batch");
         if (Date.now() >= this.statsDue) await this.refreshGroupStats().catch(() => {});
         await this.pause(backoff);
