@@ -18,7 +18,7 @@ import { WatcherLimiter } from "../limits/watcher-limiter.js";
 import type { SessionRecord } from "../session/model.js";
 import { loadAuthenticator, type Authenticator } from "./authenticator.js";
 import { createAuthInterceptor } from "./interceptor.js";
-import { peerContextValues, peerOf } from "./peer.js";
+import { peerContextValues, peerOf, type CallOrigin } from "./peer.js";
 import { hasScope, principalOf } from "./principal.js";
 
 export interface SecurityOptions {
@@ -32,7 +32,7 @@ export interface Security {
   readonly audit: AuditLog;
   /** Auth, audit and deadline, in that order (outermost first). */
   readonly interceptors: readonly Interceptor[];
-  readonly contextValues: (request: IncomingMessage | Http2ServerRequest) => ContextValues;
+  readonly contextValues: (request: CallOrigin) => ContextValues;
   /** The tenant of a call: its principal's. */
   tenant(context?: HandlerContext): string;
   admitWatch(context: HandlerContext): () => void;
