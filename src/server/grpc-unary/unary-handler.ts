@@ -24,7 +24,6 @@ import {
   Code,
   ConnectError,
   createContextKey,
-  createHandlerContext,
   type ContextValues,
   type HandlerContext,
   type Interceptor,
@@ -32,6 +31,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { compressionNegotiate, parseTimeout, setTrailerStatus, type Compression } from "./connect-protocol.js";
+import { CallHeaders } from "./call-headers.js";
 import { encodeGrpcMessage } from "./grpc-message.js";
 import type { UnaryMethods, UnaryMethodSpec } from "./unary-methods.js";
 
@@ -65,15 +65,13 @@ const FLAG_COMPRESSED = 0b00000001;
 /** The call's own context, for the innermost step of the shared interceptor chain. */
 const CALL_CONTEXT = createContextKey<HandlerContext | undefined>(undefined, { description: "sessiond grpc unary call context" });
 
-/**
- * The reason a finished call's signal is aborted with. Aborting releases the
- * listeners the context put on the shutdown signal and stops its deadline
- * timer; a reason given up front spares a DOMException per call.
- */
-const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
+const DEADLINE_EXCEEDED = (): ConnectError => new ConnectError("the operation timed out", Code.DeadlineExceeded);
+/** A reason given up front spares a DOMException (and its stack) per cancelled call. */
 const CLIENT_CANCELLED = new ConnectError("the client cancelled the call", Code.Canceled);
 
 export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHandler {
+  // One shutdown listener for all calls in flight, rather than one per call as connect links them.
+  const inFlight = new CallsInFlight(options.shutdownSignal);
   const acceptCompression = [...options.acceptCompression];
   // The interceptor chain around the implementation, built once per method: the call's context travels in its context values.
   const chains = new Map<UnaryMethodSpec, (req: UnaryRequest) => Promise<UnaryResponse>>();
@@ -102,22 +100,31 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
   async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, spec: UnaryMethodSpec, contentType: string): Promise<void> {
     const timeout = parseTimeout(single(headers["grpc-timeout"]), Number.MAX_SAFE_INTEGER);
     const compression = compressionNegotiate(acceptCompression, single(headers["grpc-encoding"]), single(headers["grpc-accept-encoding"]), "grpc-accept-encoding");
-    const context = createHandlerContext({
+    const controller = new AbortController();
+    const timeoutMs = timeout.timeoutMs;
+    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+    const context: HandlerContext = {
       service: spec.method.parent,
       method: spec.method,
       protocolName: "grpc",
       requestMethod: "POST",
       url: `http://${single(headers[":authority"]) ?? "localhost"}${headers[":path"] ?? ""}`,
-      ...(timeout.timeoutMs === undefined ? {} : { timeoutMs: timeout.timeoutMs }),
-      shutdownSignal: options.shutdownSignal,
-      requestHeader: webHeaders(headers),
-      responseHeader: { [HEADER_CONTENT_TYPE]: contentType },
-      responseTrailer: { "grpc-status": "0" },
-      contextValues: options.contextValues(stream),
-    });
+      signal: controller.signal,
+      timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
+      requestHeader: new CallHeaders(webHeaders(headers)),
+      responseHeader: new CallHeaders({ [HEADER_CONTENT_TYPE]: contentType }),
+      responseTrailer: new CallHeaders({ "grpc-status": "0" }),
+      values: options.contextValues(stream),
+    };
     context.values.set(CALL_CONTEXT, context);
-    // A client that resets the stream (cancellation, its deadline) aborts the handler's signal.
-    const onAborted = (): void => context.abort(CLIENT_CANCELLED);
+    // The deadline, the server's shutdown and a client's reset abort the handler's signal, as in connect.
+    const abort = (reason: ConnectError): void => {
+      if (!controller.signal.aborted) controller.abort(reason);
+    };
+    const timer = timeoutMs === undefined || timeoutMs <= 0 ? undefined : setTimeout(abort, timeoutMs, DEADLINE_EXCEEDED());
+    if (timeoutMs !== undefined && timeoutMs <= 0) abort(DEADLINE_EXCEEDED());
+    const untrack = inFlight.add(controller);
+    const onAborted = (): void => abort(CLIENT_CANCELLED);
     stream.once("aborted", onAborted);
     if (compression.response !== null) context.responseHeader.set("grpc-encoding", compression.response.name);
     try {
@@ -142,8 +149,30 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       respondError(stream, context, ConnectError.from(error, Code.Internal));
     } finally {
       stream.off("aborted", onAborted);
-      context.abort(CALL_ENDED);
+      if (timer !== undefined) clearTimeout(timer);
+      untrack();
     }
+  }
+}
+
+/** The abort controllers of the calls in flight, aborted together when the server shuts down. */
+class CallsInFlight {
+  private readonly calls = new Set<AbortController>();
+
+  constructor(private readonly shutdownSignal: AbortSignal) {
+    shutdownSignal.addEventListener("abort", () => {
+      for (const call of this.calls) call.abort(shutdownSignal.reason);
+    }, { once: true });
+  }
+
+  /** Tracks a call until the returned function is called. */
+  add(call: AbortController): () => void {
+    if (this.shutdownSignal.aborted) {
+      call.abort(this.shutdownSignal.reason);
+      return () => {};
+    }
+    this.calls.add(call);
+    return () => this.calls.delete(call);
   }
 }
 
@@ -281,7 +310,7 @@ function respond(stream: ServerHttp2Stream, header: Headers, trailer: Headers, b
 /** A trailers-only answer: the status with the response headers, in one HEADERS frame. */
 function respondError(stream: ServerHttp2Stream, context: HandlerContext, error: ConnectError): void {
   if (stream.destroyed || stream.closed || stream.headersSent) return;
-  const trailer = setTrailerStatus(new Headers(context.responseHeader), error);
+  const trailer = setTrailerStatus(new CallHeaders(context.responseHeader), error);
   // connect writes grpc-message with encodeURIComponent; the spec encodes less (grpc-message.ts).
   trailer.set("grpc-message", encodeGrpcMessage(error.rawMessage));
   context.responseTrailer.forEach((value, key) => {
