@@ -155,15 +155,18 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
   }
 }
 
-/** The abort controllers of the calls in flight, aborted together when the server shuts down. */
+/**
+ * The abort controllers of the calls in flight, aborted together when the
+ * server shuts down. The one listener on the shutdown signal is there only
+ * while calls are in flight, so an idle server holds none.
+ */
 class CallsInFlight {
   private readonly calls = new Set<AbortController>();
+  private readonly onShutdown = (): void => {
+    for (const call of this.calls) call.abort(this.shutdownSignal.reason);
+  };
 
-  constructor(private readonly shutdownSignal: AbortSignal) {
-    shutdownSignal.addEventListener("abort", () => {
-      for (const call of this.calls) call.abort(shutdownSignal.reason);
-    }, { once: true });
-  }
+  constructor(private readonly shutdownSignal: AbortSignal) {}
 
   /** Tracks a call until the returned function is called. */
   add(call: AbortController): () => void {
@@ -171,8 +174,11 @@ class CallsInFlight {
       call.abort(this.shutdownSignal.reason);
       return () => {};
     }
+    if (this.calls.size === 0) this.shutdownSignal.addEventListener("abort", this.onShutdown, { once: true });
     this.calls.add(call);
-    return () => this.calls.delete(call);
+    return () => {
+      if (this.calls.delete(call) && this.calls.size === 0) this.shutdownSignal.removeEventListener("abort", this.onShutdown);
+    };
   }
 }
 
