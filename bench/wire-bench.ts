@@ -202,25 +202,38 @@ function envelope(message: Uint8Array): Buffer {
   return out;
 }
 
-async function runH2load(server: Server, op: OpName, bodyFile: string): Promise<PhaseNumbers> {
-  const before = cpuUs(server.child.pid ?? 0);
-  const child = spawn(
-    "h2load",
-    ["-D", String(Math.max(1, Math.round(PHASE_MS / 1000))), "--warm-up-time=1", "-c", "1", "-m", String(CONCURRENCY), "-d", bodyFile, "-H", "content-type: application/grpc", "-H", "te: trailers", `http://127.0.0.1:${server.port}${PATHS[op]}`],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
+/** Calls per h2load phase, from the last rate seen for the same server and operation (h2load's -D mode sends no request body). */
+const h2loadCalls = new Map<string, number>();
+
+function h2loadArgs(server: Server, op: OpName, bodyFile: string, calls: number): string[] {
+  return ["-n", String(calls), "-c", "1", "-m", String(CONCURRENCY), "-d", bodyFile, "-H", "content-type: application/grpc", "-H", "te: trailers", `http://127.0.0.1:${server.port}${PATHS[op]}`];
+}
+
+async function h2loadRun(args: string[]): Promise<string> {
+  const child = spawn("h2load", args, { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout.on("data", (c: Buffer) => (out += c.toString()));
   child.stderr.on("data", (c: Buffer) => (out += c.toString()));
   await new Promise((resolve) => child.once("exit", resolve));
+  return out;
+}
+
+async function runH2load(server: Server, op: OpName, bodyFile: string): Promise<PhaseNumbers> {
+  const key = `${server.name}|${op}`;
+  const calls = h2loadCalls.get(key) ?? 3000;
+  await h2loadRun(h2loadArgs(server, op, bodyFile, Math.min(2000, Math.ceil(calls / 4)))); // warm-up, not measured
+  const before = cpuUs(server.child.pid ?? 0);
+  const out = await h2loadRun(h2loadArgs(server, op, bodyFile, calls));
   const after = cpuUs(server.child.pid ?? 0);
   const seconds = Number(/finished in ([\d.]+)s/.exec(out)?.[1] ?? Number.NaN);
   const succeeded = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
   const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0);
   const mean = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(out)?.[1];
   const meanMs = mean === undefined ? undefined : mean.endsWith("ms") ? Number(mean.slice(0, -2)) : mean.endsWith("us") ? Number(mean.slice(0, -2)) / 1000 : Number(mean.slice(0, -1)) * 1000;
+  const rps = succeeded / seconds;
+  if (Number.isFinite(rps) && rps > 0) h2loadCalls.set(key, Math.max(1000, Math.min(100_000, Math.round((rps * PHASE_MS) / 1000))));
   // h2load counts HTTP status only: a gRPC error answers 200 too. The grpc-js phase checks statuses.
-  return { rps: succeeded / seconds, cpuUsPerCall: succeeded === 0 ? Number.NaN : (after - before) / succeeded, ...(meanMs === undefined ? {} : { meanMs }), errors: failed };
+  return { rps, cpuUsPerCall: succeeded === 0 ? Number.NaN : (after - before) / succeeded, ...(meanMs === undefined ? {} : { meanMs }), errors: failed };
 }
 
 async function runGrpcJs(server: Server, op: OpName, requestHex: string): Promise<PhaseNumbers> {
