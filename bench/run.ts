@@ -33,7 +33,8 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch") to run only some parts;
+ * BENCH_PARTS (default "throughput,memory,watch,wire,scale") to run only some parts (wire and scale:
+ * bench/wire-bench.ts and bench/scale-bench.ts, issue 10);
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  */
 import { fork, spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -50,6 +51,8 @@ import { summarize, type MeasuredSample, type PhaseResult, type PhaseSample, typ
 import type { MemoryReport } from "./redis-memory.js";
 import { ServiceProcess } from "./service-process.js";
 import type { Stats, WatchBenchReport } from "./watch-bench.js";
+import { renderWire, type WireReport } from "./wire-bench.js";
+import { renderScale, type ScaleReport } from "./scale-bench.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -76,7 +79,7 @@ const FILL_TIMEOUT_MS = 60_000;
  * request objects.
  */
 const CANDIDATE_FLAGS: readonly string[] = (process.env["BENCH_CANDIDATE_FLAGS"] || "--max-semi-space-size=64").split(" ").filter((f) => f !== "");
-const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch").split(",").map((p) => p.trim()));
+const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch,wire,scale").split(",").map((p) => p.trim()));
 
 const TARGETS = {
   getOverCheck: 0.8,
@@ -856,7 +859,19 @@ async function main(): Promise<void> {
       totalSeconds: (Date.now() - startedAt) / 1000,
       loadAvgAtEnd: os.loadavg().map((n) => n.toFixed(2)).join(" "),
     };
-    const markdown = render(results);
+    // Issue 10's parts run as scripts of their own (bench/wire-bench.ts, bench/scale-bench.ts) and add their sections.
+    let issue10 = "";
+    for (const [part, script, timeoutMs, renderPart] of [
+      ["wire", "wire-bench.ts", 40 * 60_000, (json: string) => renderWire(JSON.parse(json) as WireReport)],
+      ["scale", "scale-bench.ts", 60 * 60_000, (json: string) => renderScale(JSON.parse(json) as ScaleReport)],
+    ] as const) {
+      if (!PARTS.has(part)) continue;
+      console.log(`${part} via bench/${script}`);
+      const run = await runScript(script, [], { BENCH_CHILD: "1" }, timeoutMs);
+      issue10 += run.last === undefined ? `\n## bench/${script}\n\nFailed: ${run.error ?? "no result"}\n` : `\n${renderPart(run.last)}`;
+      if (run.last === undefined) process.exitCode = 1;
+    }
+    const markdown = render(results) + issue10;
     await writeFile(join(HERE, "RESULTS.md"), markdown);
     console.log("\n" + markdown);
     // Not a test, but a run whose calls failed measured nothing: say so in the exit code.

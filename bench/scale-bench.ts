@@ -233,7 +233,8 @@ export function renderScale(report: ScaleReport): string {
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
   const report = await runScaleBench((line) => process.stdout.write(`${line}\n`));
-  process.stdout.write(`${renderScale(report)}\n`);
+  // Run from bench/run.ts (BENCH_CHILD=1), only the JSON line: run.ts renders it.
+  if (process.env["BENCH_CHILD"] !== "1") process.stdout.write(`${renderScale(report)}\n`);
   process.stdout.write(`${JSON.stringify(report)}\n`);
   process.exit(report.error === undefined ? 0 : 1);
 }
