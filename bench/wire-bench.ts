@@ -51,7 +51,7 @@ export const WIRE_TARGETS = { getOverCheck: 0.8, createOverCheck: 0.65, cpuOverA
 
 type ServerName = "grpc-js (bare)" | "connect-node (bare)" | "sessiond WORKERS=1" | "sessiond WORKERS=2";
 type OpName = "Health/Check" | "GetSession" | "CreateSession";
-type LoaderName = "h2load 1×64" | "grpc-js 64";
+type LoaderName = "h2load 1×64" | "h2load 4×16" | "grpc-js 64";
 
 export interface PhaseNumbers {
   readonly rps: number;
@@ -205,8 +205,8 @@ function envelope(message: Uint8Array): Buffer {
 /** Calls per h2load phase, from the last rate seen for the same server and operation (h2load's -D mode sends no request body). */
 const h2loadCalls = new Map<string, number>();
 
-function h2loadArgs(server: Server, op: OpName, bodyFile: string, calls: number): string[] {
-  return ["-n", String(calls), "-c", "1", "-m", String(CONCURRENCY), "-d", bodyFile, "-H", "content-type: application/grpc", "-H", "te: trailers", `http://127.0.0.1:${server.port}${PATHS[op]}`];
+function h2loadArgs(server: Server, op: OpName, bodyFile: string, calls: number, connections: number): string[] {
+  return ["-n", String(calls), "-c", String(connections), "-m", String(CONCURRENCY / connections), "-d", bodyFile, "-H", "content-type: application/grpc", "-H", "te: trailers", `http://127.0.0.1:${server.port}${PATHS[op]}`];
 }
 
 async function h2loadRun(args: string[]): Promise<string> {
@@ -218,14 +218,15 @@ async function h2loadRun(args: string[]): Promise<string> {
   return out;
 }
 
-async function runH2load(server: Server, op: OpName, bodyFile: string): Promise<PhaseNumbers> {
-  const key = `${server.name}|${op}`;
+async function runH2load(server: Server, op: OpName, bodyFile: string, connections: number): Promise<PhaseNumbers> {
+  const key = `${server.name}|${op}|${connections}`;
   const calls = h2loadCalls.get(key) ?? 3000;
-  await h2loadRun(h2loadArgs(server, op, bodyFile, Math.min(2000, Math.ceil(calls / 4)))); // warm-up, not measured
+  await h2loadRun(h2loadArgs(server, op, bodyFile, Math.min(2000, Math.ceil(calls / 4)), connections)); // warm-up, not measured
   const before = cpuUs(server.child.pid ?? 0);
-  const out = await h2loadRun(h2loadArgs(server, op, bodyFile, calls));
+  const out = await h2loadRun(h2loadArgs(server, op, bodyFile, calls, connections));
   const after = cpuUs(server.child.pid ?? 0);
-  const seconds = Number(/finished in ([\d.]+)s/.exec(out)?.[1] ?? Number.NaN);
+  const finished = /finished in ([\d.]+)(ms|s)\b/.exec(out);
+  const seconds = finished === null ? Number.NaN : Number(finished[1]) / (finished[2] === "ms" ? 1000 : 1);
   const succeeded = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
   const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0);
   const mean = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(out)?.[1];
@@ -302,14 +303,15 @@ export async function runWireBench(log: (line: string) => void): Promise<WireRep
     };
 
     const rows = new Map<string, WireRow>();
-    const loaders: LoaderName[] = h2load === undefined ? ["grpc-js 64"] : ["h2load 1×64", "grpc-js 64"];
+    const loaders: LoaderName[] = h2load === undefined ? ["grpc-js 64"] : ["h2load 1×64", "h2load 4×16", "grpc-js 64"];
     for (let round = 0; round < ROUNDS; round++) {
       // Alternate the order of servers between rounds, so that drift does not always favour the same one.
       const order = round % 2 === 0 ? servers : [...servers].reverse();
       for (const loader of loaders) {
         for (const server of order) {
           for (const op of server.ops) {
-            const numbers = loader === "h2load 1×64" ? await runH2load(server, op, bodyFor(server, op).file) : await runGrpcJs(server, op, bodyFor(server, op).hex);
+            const numbers =
+              loader === "grpc-js 64" ? await runGrpcJs(server, op, bodyFor(server, op).hex) : await runH2load(server, op, bodyFor(server, op).file, loader === "h2load 1×64" ? 1 : 4);
             const key = `${server.name}|${op}|${loader}`;
             const row = rows.get(key) ?? { server: server.name, op, loader, rounds: [] };
             row.rounds.push(numbers);
@@ -359,15 +361,15 @@ export function renderWire(report: WireReport): string {
   }
   lines.push(
     `Method: every server in a process of its own on this machine, one private redis-server; ${report.rounds} interleaved rounds ` +
-      `(server order reversed every other round), ${report.phaseMs / 1000} s per phase; loads: h2load (${report.h2load ?? "not installed: skipped"}) ` +
-      "with 1 connection × 64 streams, and a @grpc/grpc-js client with 64 calls in flight on one channel (bench/grpc-js-load.ts). " +
+      `(server order reversed every other round), about ${report.phaseMs / 1000} s per phase after an unmeasured warm-up; loads: h2load (${report.h2load ?? "not installed: skipped"}) ` +
+      "with 1 connection × 64 streams and with 4 connections × 16 streams (node:cluster spreads connections, not calls: WORKERS=2 needs more than one), and a @grpc/grpc-js client with 64 calls in flight on one channel (bench/grpc-js-load.ts). " +
       "Server CPU per call = utime+stime from /proc/PID/stat (primary + workers) over the phase / calls answered. " +
       "Ratios are taken within a round (same load, same minute), median over rounds, spread min–max. " +
       "sessiond: production Node flags, Redis store, metadata encryption on, logs and audit records written (to /dev/null).",
     "",
   );
   lines.push("### Targets", "", "| target | load | median | spread over rounds | goal | pass |", "|---|---|---|---|---|---|");
-  const loaders: LoaderName[] = report.h2load === undefined ? ["grpc-js 64"] : ["h2load 1×64", "grpc-js 64"];
+  const loaders: LoaderName[] = report.h2load === undefined ? ["grpc-js 64"] : ["h2load 1×64", "h2load 4×16", "grpc-js 64"];
   const anchor: [ServerName, OpName] = ["grpc-js (bare)", "Health/Check"];
   for (const workers of ["sessiond WORKERS=1", "sessiond WORKERS=2"] as const) {
     for (const loader of loaders) {
