@@ -121,7 +121,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     const abort = (reason: ConnectError): void => {
       if (!controller.signal.aborted) controller.abort(reason);
     };
-    const timer = timeoutMs === undefined || timeoutMs <= 0 ? undefined : setTimeout(abort, timeoutMs, DEADLINE_EXCEEDED());
+    const timer = timeoutMs === undefined || timeoutMs <= 0 ? undefined : setTimeout(() => abort(DEADLINE_EXCEEDED()), timeoutMs);
     if (timeoutMs !== undefined && timeoutMs <= 0) abort(DEADLINE_EXCEEDED());
     const untrack = inFlight.add(controller);
     const onAborted = (): void => abort(CLIENT_CANCELLED);
@@ -146,7 +146,8 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       const body = await encodeMessage(spec.method.output, response.message, compression.response, options);
       respond(stream, response.header, response.trailer, body);
     } catch (error) {
-      respondError(stream, context, ConnectError.from(error, Code.Internal));
+      // As connect does: anything but a ConnectError is an internal error whose message stays in the process.
+      respondError(stream, context, error instanceof ConnectError ? error : new ConnectError("internal error", Code.Internal, undefined, undefined, error));
     } finally {
       stream.off("aborted", onAborted);
       if (timer !== undefined) clearTimeout(timer);
