@@ -352,6 +352,36 @@ function ratios(report: WireReport, num: [ServerName, OpName], den: [ServerName,
   return a.rounds.map((x, i) => x[field] / (b.rounds[i]?.[field] ?? Number.NaN));
 }
 
+export interface WireTarget {
+  readonly what: string;
+  readonly loader: LoaderName;
+  readonly median: number;
+  readonly spread: string;
+  readonly goal: number;
+  readonly atMost: boolean;
+  readonly pass: boolean;
+}
+
+/** The issue's targets, per sessiond variant and load: ratios to the bare grpc-js server's Health/Check in the same round. */
+export function wireTargets(report: WireReport): WireTarget[] {
+  const out: WireTarget[] = [];
+  const loaders: LoaderName[] = report.h2load === undefined ? ["grpc-js 64"] : ["h2load 1×64", "h2load 4×16", "grpc-js 64"];
+  const anchor: [ServerName, OpName] = ["grpc-js (bare)", "Health/Check"];
+  for (const workers of ["sessiond WORKERS=1", "sessiond WORKERS=2"] as const) {
+    for (const loader of loaders) {
+      const target = (what: string, xs: number[], goal: number, atMost: boolean): WireTarget => {
+        const m = median(xs);
+        return { what: `${workers}: ${what}`, loader, median: m, spread: spread(xs, 2), goal, atMost, pass: Number.isFinite(m) && (atMost ? m <= goal : m >= goal) };
+      };
+      out.push(target("GetSession / bare grpc-js Check, throughput", ratios(report, [workers, "GetSession"], anchor, loader, "rps"), WIRE_TARGETS.getOverCheck, false));
+      out.push(target("CreateSession / bare grpc-js Check, throughput", ratios(report, [workers, "CreateSession"], anchor, loader, "rps"), WIRE_TARGETS.createOverCheck, false));
+      out.push(target("GetSession / bare grpc-js Check, server CPU per call", ratios(report, [workers, "GetSession"], anchor, loader, "cpuUsPerCall"), WIRE_TARGETS.cpuOverAnchor, true));
+      out.push(target("Health/Check / bare grpc-js Check, server CPU per call", ratios(report, [workers, "Health/Check"], anchor, loader, "cpuUsPerCall"), WIRE_TARGETS.cpuOverAnchor, true));
+    }
+  }
+  return out;
+}
+
 export function renderWire(report: WireReport): string {
   const lines: string[] = [];
   lines.push("## Wire cost against bare Node gRPC servers (bench/wire-bench.ts)", "");
@@ -369,22 +399,8 @@ export function renderWire(report: WireReport): string {
     "",
   );
   lines.push("### Targets", "", "| target | load | median | spread over rounds | goal | pass |", "|---|---|---|---|---|---|");
-  const loaders: LoaderName[] = report.h2load === undefined ? ["grpc-js 64"] : ["h2load 1×64", "h2load 4×16", "grpc-js 64"];
-  const anchor: [ServerName, OpName] = ["grpc-js (bare)", "Health/Check"];
-  for (const workers of ["sessiond WORKERS=1", "sessiond WORKERS=2"] as const) {
-    for (const loader of loaders) {
-      const get = ratios(report, [workers, "GetSession"], anchor, loader, "rps");
-      const createR = ratios(report, [workers, "CreateSession"], anchor, loader, "rps");
-      const cpu = ratios(report, [workers, "GetSession"], anchor, loader, "cpuUsPerCall");
-      const row = (what: string, xs: number[], goal: number, atMost: boolean): string => {
-        const m = median(xs);
-        const pass = Number.isFinite(m) && (atMost ? m <= goal : m >= goal);
-        return `| ${workers}: ${what} | ${loader} | ${m.toFixed(2)}× | ${spread(xs, 2)} | ${atMost ? "≤" : "≥"} ${goal}× | ${pass ? "yes" : "**no**"} |`;
-      };
-      lines.push(row("GetSession / bare grpc-js Check, throughput", get, WIRE_TARGETS.getOverCheck, false));
-      lines.push(row("CreateSession / bare grpc-js Check, throughput", createR, WIRE_TARGETS.createOverCheck, false));
-      lines.push(row("GetSession / bare grpc-js Check, server CPU per call", cpu, WIRE_TARGETS.cpuOverAnchor, true));
-    }
+  for (const t of wireTargets(report)) {
+    lines.push(`| ${t.what} | ${t.loader} | ${t.median.toFixed(2)}× | ${t.spread} | ${t.atMost ? "≤" : "≥"} ${t.goal}× | ${t.pass ? "yes" : "**no**"} |`);
   }
   lines.push("");
   lines.push("### Per server and operation (median over rounds; spread min–max)", "");

@@ -1,6 +1,6 @@
 /**
- * Composes the service: config → store → session manager (with its event
- * reader and expiry scheduler) → Connect routes (SessionService, and grpc.health.v1.Health
+ * Composes the service: config → store → session manager, event hub (the
+ * process's one reader of the store's event log) and expiry scheduler → Connect routes (SessionService, and grpc.health.v1.Health
  * answered from a cached store ping) → the single-port RPC server.
  *
  * main.ts runs it as a process; tests and the benchmark start it in-process on
@@ -20,9 +20,11 @@ import { createLogger } from "./logging/logger.js";
 import { addActiveSessionsSource, addWatchStartGateSource, instrumentRedis, observeExpiryLag, scrape, trackWatcher } from "./observability/metrics.js";
 import { reflectionServiceRoutes } from "./reflection/reflection-service.js";
 import { startRpcServer } from "./server/rpc-server.js";
+import { ExpiryScheduler } from "./session/expiry-scheduler.js";
 import { SessionManager } from "./session/session-manager.js";
 import { createStore } from "./store/create-store.js";
 import type { SessionStore } from "./store/store.js";
+import { EventHub } from "./streaming/event-hub.js";
 
 /**
  * How often the health monitor pings the store. Probes read the cached status,
@@ -45,6 +47,8 @@ export interface App {
   readonly port: number;
   readonly store: SessionStore;
   readonly manager: SessionManager;
+  /** The event log reader watch streams subscribe to. */
+  readonly events: EventHub;
   /** Stops health checks, the expiry scheduler and the event reader (watch streams end with UNAVAILABLE and their cursor), drains and closes the server, then disposes of the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -60,7 +64,6 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const manager = new SessionManager({
     store,
     config,
-    logger: logger.child({ component: "session-manager" }),
     cipher: security.cipher,
     onSystemEnd: (reason, record, at) => {
       security.onSystemEnd(reason, record);
@@ -80,8 +83,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // Starting watches read the store a few at a time; the gauge shows how many wait (a reconnect storm).
   const startReads = pLimit(config.watchStartConcurrency);
   const stopStartGauge = addWatchStartGateSource(() => startReads.pendingCount);
+  const background = createBackground(store, config, logger);
   const sessionRoutes = sessionServiceRoutes(manager, {
     config,
+    logger: logger.child({ component: "session-manager" }),
+    events: background.events,
     tenant: security.tenant,
     admitWatch,
     watchQueueLimit: config.watchQueueLimit,
@@ -100,7 +106,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 
   // The event reader and the expiry scheduler; fails the start when Redis refuses CONFIG and the
   // keyspace notification flags are not set (the message names them).
-  await manager.start().catch(async (error: unknown) => {
+  await background.start().catch(async (error: unknown) => {
     await store.dispose();
     throw error;
   });
@@ -130,7 +136,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }).catch(async (error: unknown) => {
     // Nothing else holds the store yet: release it so the process can exit.
     health.stop();
-    await manager.stop();
+    await background.stop();
     await store.dispose();
     throw error;
   });
@@ -142,6 +148,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     port: server.port,
     store,
     manager,
+    events: background.events,
     close(): Promise<void> {
       closed ??= (async () => {
         // NOT_SERVING first (health and /readyz), so health watchers move away before the port closes.
@@ -151,13 +158,66 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         health.stop();
         // No new connections or calls from here on; calls in flight go on (bounded by SHUTDOWN_TIMEOUT).
         server.stopAccepting();
-        await manager.stop();
+        await background.stop();
         // Streams still open end with UNAVAILABLE; waits for the unary calls in flight.
         await server.close();
         await store.dispose();
         security.close();
       })();
       return closed;
+    },
+  };
+}
+
+export interface BackgroundOptions {
+  /** Most sessions one expireDue call archives (default 100). */
+  readonly sweepBatchSize?: number;
+  /**
+   * Use the store's own due signal (Redis keyspace notifications) as a backstop
+   * of the scheduler (default true). Off, CONFIG is never touched.
+   */
+  readonly backendExpirySignal?: boolean;
+}
+
+/** The process's event hub and expiry scheduler, started and stopped together. */
+export interface Background {
+  readonly events: EventHub;
+  /**
+   * Starts the event reader, then the scheduler. Rejects when the store cannot
+   * be reached or cannot signal expiry (Redis refusing CONFIG without the
+   * notification flags set: the message names them); nothing is left running then.
+   */
+  start(): Promise<void>;
+  /** Stops the scheduler, then the event reader (watch streams end with UNAVAILABLE and their cursor). Does not dispose of the store. */
+  stop(): Promise<void>;
+}
+
+const DEFAULT_SWEEP_BATCH = 100;
+
+export function createBackground(store: SessionStore, config: Config, logger: Logger, options: BackgroundOptions = {}): Background {
+  const events = new EventHub({ store, logger: logger.child({ component: "event-hub" }) });
+  const scheduler = new ExpiryScheduler({
+    store,
+    events,
+    maxSleepMs: config.sweepIntervalMs,
+    batchSize: options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH,
+    useBackendSignal: options.backendExpirySignal ?? true,
+    logger: logger.child({ component: "expiry-scheduler" }),
+  });
+  return {
+    events,
+    async start() {
+      await events.start();
+      try {
+        await scheduler.start();
+      } catch (error) {
+        await events.stop();
+        throw error;
+      }
+    },
+    async stop() {
+      await scheduler.stop();
+      await events.stop();
     },
   };
 }

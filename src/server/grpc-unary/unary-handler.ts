@@ -11,10 +11,9 @@
  * same HandlerContext) that connect would run, then writes one HEADERS, one
  * DATA and one trailers frame (or a trailers-only answer on error).
  *
- * Protocol rules come from connect itself where it exports them
- * (connect-protocol.ts): grpc-timeout parsing, compression negotiation, the
- * grpc-status-details-bin encoding. grpc-message is written the spec's way
- * (grpc-message.ts). Everything else (streaming methods, gRPC-Web, Connect,
+ * Protocol rules beyond framing (grpc-timeout, compression negotiation,
+ * error trailers with grpc-status-details-bin) are in grpc-protocol.ts;
+ * grpc-message is written the spec's way (grpc-message.ts). Everything else (streaming methods, gRPC-Web, Connect,
  * the JSON codec, HTTP/1.1) stays with connect: see stream-dispatch.ts.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from "node:http2";
@@ -30,9 +29,8 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { compressionNegotiate, parseTimeout, setTrailerStatus, type Compression } from "./connect-protocol.js";
+import { negotiateCompression, parseGrpcTimeout, setErrorTrailers, type Compression } from "./grpc-protocol.js";
 import { CallHeaders } from "./call-headers.js";
-import { encodeGrpcMessage } from "./grpc-message.js";
 import type { UnaryMethods, UnaryMethodSpec } from "./unary-methods.js";
 
 export interface GrpcUnaryOptions {
@@ -98,8 +96,8 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
   };
 
   async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, spec: UnaryMethodSpec, contentType: string): Promise<void> {
-    const timeout = parseTimeout(single(headers["grpc-timeout"]), Number.MAX_SAFE_INTEGER);
-    const compression = compressionNegotiate(acceptCompression, single(headers["grpc-encoding"]), single(headers["grpc-accept-encoding"]), "grpc-accept-encoding");
+    const timeout = parseGrpcTimeout(single(headers["grpc-timeout"]));
+    const compression = negotiateCompression(acceptCompression, single(headers["grpc-encoding"]), single(headers["grpc-accept-encoding"]));
     const controller = new AbortController();
     const timeoutMs = timeout.timeoutMs;
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
@@ -317,9 +315,8 @@ function respond(stream: ServerHttp2Stream, header: Headers, trailer: Headers, b
 /** A trailers-only answer: the status with the response headers, in one HEADERS frame. */
 function respondError(stream: ServerHttp2Stream, context: HandlerContext, error: ConnectError): void {
   if (stream.destroyed || stream.closed || stream.headersSent) return;
-  const trailer = setTrailerStatus(new CallHeaders(context.responseHeader), error);
-  // connect writes grpc-message with encodeURIComponent; the spec encodes less (grpc-message.ts).
-  trailer.set("grpc-message", encodeGrpcMessage(error.rawMessage));
+  const trailer = new CallHeaders(context.responseHeader);
+  setErrorTrailers(trailer, error);
   context.responseTrailer.forEach((value, key) => {
     if (!trailer.has(key)) trailer.set(key, value);
   });
