@@ -21,7 +21,7 @@
  * load) phase and ratios are taken within a round, then the median over
  * rounds is reported with the spread (min–max).
  *
- * Environment: WIRE_BENCH_ROUNDS (default 3), WIRE_BENCH_PHASE_MS (default 3000).
+ * Environment: WIRE_BENCH_ROUNDS (default 5), WIRE_BENCH_PHASE_MS (default 3000).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -41,7 +41,7 @@ import type { GrpcJsLoadResult } from "./grpc-js-load.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
-const ROUNDS = envInt("WIRE_BENCH_ROUNDS", 3, 1, 20);
+const ROUNDS = envInt("WIRE_BENCH_ROUNDS", 5, 1, 20);
 const PHASE_MS = envInt("WIRE_BENCH_PHASE_MS", 3000, 500, 60_000);
 const CONCURRENCY = 64;
 const CLOCK_TICK_US = 10_000;
