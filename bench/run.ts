@@ -20,10 +20,12 @@
  *    machinery, and the event log apart (bench/redis-memory.ts).
  * 4. Expiry lag, Redis's own `expired` notification lag, and fan-out to 1k and
  *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags.
- * 5. Wire cost (issue 10; bench/wire-bench.ts): bare grpc-js and connect-node
+ * 5. The archive sink to PostgreSQL (issue 16; bench/parts/archive.ts running
+ *    bench/archive-bench.ts): rows/s with 1k expirations/s, sink lag.
+ * 6. Wire cost (issue 10; bench/wire-bench.ts): bare grpc-js and connect-node
  *    anchors next to sessiond with WORKERS=1 and 2, under h2load and a grpc-js
  *    client, with server CPU per call.
- * 6. Scale (issue 10; bench/scale-bench.ts): ListSessions by user at 10k, 100k
+ * 7. Scale (issue 10; bench/scale-bench.ts): ListSessions by user at 10k, 100k
  *    and 1M live sessions, expiry lag at 1M live with 1k expirations/s.
  *
  * A small shared machine's speed drifts by tens of percent
@@ -38,7 +40,7 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch,wire,scale") to run only some parts;
+ * BENCH_PARTS (default "throughput,memory,watch,archive,wire,scale") to run only some parts;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
  * Layout: this file runs the parts in order and writes the report; each part
@@ -52,6 +54,7 @@ import * as os from "node:os";
 import { join } from "node:path";
 import { flagsLabel } from "./format.js";
 import { listed, type BenchPart, type PartContext, type PartResults } from "./part.js";
+import { archivePart } from "./parts/archive.js";
 import { memoryPart } from "./parts/memory.js";
 import { flagVariants, throughputPart } from "./parts/throughput.js";
 import { scalePart } from "./parts/scale.js";
@@ -62,7 +65,7 @@ import { render } from "./report.js";
 import { HERE, PARTS as SELECTED, productionNodeFlags } from "./settings.js";
 
 /** Every part, in the order it runs and reports. A new part: a module in bench/parts/, listed here. */
-const PARTS: readonly BenchPart<unknown>[] = [listed(throughputPart), listed(memoryPart), listed(watchPart), listed(wirePart), listed(scalePart)];
+const PARTS: readonly BenchPart<unknown>[] = [listed(throughputPart), listed(memoryPart), listed(watchPart), listed(archivePart), listed(wirePart), listed(scalePart)];
 
 async function main(): Promise<void> {
   // A closed stdout (`npm run bench | head`) must not kill the run halfway and orphan redis-server,

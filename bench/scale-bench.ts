@@ -27,7 +27,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { durationFromMs, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { createSessionClient, EventType, type SessionClient } from "../src/client/index.js";
+import { createSessionClient, EventType, type SessionClient } from "@sessiond/client";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { freePort, startRedisServer } from "../test/support/redis-server.js";
 

@@ -35,7 +35,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { HealthCheckRequestSchema } from "../gen/grpc/health/v1/health_pb.js";
 import { CreateSessionRequestSchema, GetSessionRequestSchema } from "../gen/session/v1/session_pb.js";
-import { createSessionClient } from "../src/client/index.js";
+import { createSessionClient } from "@sessiond/client";
 import { freePort, startRedisServer, type RedisServerHandle } from "../test/support/redis-server.js";
 import type { GrpcJsLoadResult } from "./grpc-js-load.js";
 
