@@ -22,6 +22,13 @@
  *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags.
  * 5. The archive sink to PostgreSQL (issue 16; bench/parts/archive.ts running
  *    bench/archive-bench.ts): rows/s with 1k expirations/s, sink lag.
+ * 6. Archive bytes per ended session and event delivery after a dropped Redis
+ *    connection (issue 12; bench/faults-bench.ts).
+ * 7. Wire cost (issue 10; bench/wire-bench.ts): bare grpc-js and connect-node
+ *    anchors next to sessiond with WORKERS=1 and 2, under h2load and a grpc-js
+ *    client, with server CPU per call.
+ * 8. Scale (issue 10; bench/scale-bench.ts): ListSessions by user at 10k, 100k
+ *    and 1M live sessions, expiry lag at 1M live with 1k expirations/s.
  *
  * A small shared machine's speed drifts by tens of percent
  * within a minute. The ratios matter more than the absolute numbers, so the
@@ -35,7 +42,7 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch,archive") to run only some parts;
+ * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale") to run only some parts;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
  * Layout: this file runs the parts in order and writes the report; each part
@@ -52,13 +59,24 @@ import { listed, type BenchPart, type PartContext, type PartResults } from "./pa
 import { archivePart } from "./parts/archive.js";
 import { memoryPart } from "./parts/memory.js";
 import { flagVariants, throughputPart } from "./parts/throughput.js";
+import { scalePart } from "./parts/scale.js";
 import { watchPart } from "./parts/watch.js";
+import { faultsPart } from "./parts/faults.js";
+import { wirePart } from "./parts/wire.js";
 import { machineInfo, running } from "./processes.js";
 import { render } from "./report.js";
 import { HERE, PARTS as SELECTED, productionNodeFlags } from "./settings.js";
 
 /** Every part, in the order it runs and reports. A new part: a module in bench/parts/, listed here. */
-const PARTS: readonly BenchPart<unknown>[] = [listed(throughputPart), listed(memoryPart), listed(watchPart), listed(archivePart)];
+const PARTS: readonly BenchPart<unknown>[] = [
+  listed(throughputPart),
+  listed(memoryPart),
+  listed(watchPart),
+  listed(archivePart),
+  listed(faultsPart),
+  listed(wirePart),
+  listed(scalePart),
+];
 
 async function main(): Promise<void> {
   // A closed stdout (`npm run bench | head`) must not kill the run halfway and orphan redis-server,

@@ -7,8 +7,12 @@
  * command line, unreadable TLS file, port in use, Redis unreachable): one line
  * on stderr saying which and why, never a stack trace.
  */
+import cluster from "node:cluster";
 import { ConfigError, loadConfig, SETTINGS, type Config } from "./config/config.js";
 import { startApp, type App } from "./app.js";
+import { runPrimary } from "./cluster/primary.js";
+import { clusterScrape, onPrimaryShutdown } from "./cluster/worker.js";
+import { registry } from "./observability/metrics.js";
 import { createLogger } from "./logging/logger.js";
 import { buildInfo } from "./observability/build-info.js";
 import { startTracing } from "./observability/tracing.js";
@@ -63,54 +67,68 @@ const logger = createLogger({ level: config.logLevel, format: config.logFormat }
 // Before the server exists, so every call is traced; undefined (nothing registered) without an OTLP endpoint.
 const tracing = startTracing({ serviceVersion: buildInfo().version });
 
-let app: App;
-try {
-  app = await startApp(config, { logger });
-} catch (error) {
-  if (error instanceof ConfigError) exitBadConfig(error);
-  // StartError messages name the setting or address and the cause; anything else is reported by class and message.
-  const message =
-    error instanceof StartError || (error instanceof Error && error.name === "Error")
-      ? error.message
-      : error instanceof Error
-        ? `${error.name}: ${error.message}`
-        : String(error);
-  process.stderr.write(`sessiond: cannot start: ${message.split("\n")[0]}\n`);
-  process.exit(EXIT_BAD_CONFIG);
+if (config.workers > 1 && cluster.isPrimary) {
+  // WORKERS > 1: this process only supervises; the workers run this file again and serve.
+  runPrimary(config, logger);
+} else {
+  await serve(config);
 }
 
-const target = new URL(app.url).host;
-const grpcurl = config.tls === undefined ? `grpcurl -plaintext ${target} list` : `grpcurl ${target} list`;
-logger.info(
-  { address: app.url, store: app.store.kind, tls: config.tls !== undefined, tracing: tracing !== undefined, version: buildInfo().version, try: grpcurl },
-  `sessiond listening on ${app.url} (store: ${app.store.kind}); try: ${grpcurl}`,
-);
-
-let stopping = false;
-async function shutdown(signal: NodeJS.Signals): Promise<void> {
-  if (stopping) {
-    // A second signal means "now": do not wait for the drain.
-    logger.warn({ signal }, "second signal: exiting without waiting");
-    process.exit(EXIT_FAILURE);
-  }
-  stopping = true;
-  logger.info({ signal, timeoutMs: config.shutdownTimeoutMs }, "shutting down");
-  // The bound: app.close() cuts in-flight calls before it (see drainTimeoutMs), so this fires only if closing itself hangs.
-  setTimeout(() => {
-    logger.error({ timeoutMs: config.shutdownTimeoutMs }, "shutdown did not finish within SHUTDOWN_TIMEOUT: exiting");
-    process.exit(EXIT_FAILURE);
-  }, config.shutdownTimeoutMs).unref();
+async function serve(config: Config): Promise<void> {
+  const worker = cluster.isWorker;
+  let app: App;
   try {
-    await app.close();
+    app = await startApp(config, { logger, ...(worker ? { metrics: clusterScrape(registry) } : {}) });
   } catch (error) {
-    logger.error({ err: error }, "shutdown failed");
-    process.exit(EXIT_FAILURE);
+    if (error instanceof ConfigError) exitBadConfig(error);
+    // StartError messages name the setting or address and the cause; anything else is reported by class and message.
+    const message =
+      error instanceof StartError || (error instanceof Error && error.name === "Error")
+        ? error.message
+        : error instanceof Error
+          ? `${error.name}: ${error.message}`
+          : String(error);
+    process.stderr.write(`sessiond: cannot start: ${message.split("\n")[0]}\n`);
+    process.exit(EXIT_BAD_CONFIG);
   }
-  // The spans of the last calls; a collector that is down must not hold the exit (the SHUTDOWN_TIMEOUT timer bounds it).
-  await tracing?.shutdown().catch((error: unknown) => logger.warn({ error: error instanceof Error ? error.message : String(error) }, "trace export at shutdown failed"));
-  logger.info("stopped");
-  process.exit(0);
-}
 
-process.on("SIGINT", (signal) => void shutdown(signal));
-process.on("SIGTERM", (signal) => void shutdown(signal));
+  const target = new URL(app.url).host;
+  const grpcurl = config.tls === undefined ? `grpcurl -plaintext ${target} list` : `grpcurl ${target} list`;
+  logger.info(
+    { address: app.url, store: app.store.kind, tls: config.tls !== undefined, tracing: tracing !== undefined, version: buildInfo().version, try: grpcurl },
+    `sessiond listening on ${app.url} (store: ${app.store.kind}); try: ${grpcurl}`,
+  );
+
+  let stopping = false;
+  async function shutdown(signal: NodeJS.Signals): Promise<void> {
+    if (stopping) {
+      // A second signal means "now": do not wait for the drain.
+      logger.warn({ signal }, "second signal: exiting without waiting");
+      process.exit(EXIT_FAILURE);
+    }
+    stopping = true;
+    logger.info({ signal, timeoutMs: config.shutdownTimeoutMs }, "shutting down");
+    // The bound: app.close() cuts in-flight calls before it (see drainTimeoutMs), so this fires only if closing itself hangs.
+    setTimeout(() => {
+      logger.error({ timeoutMs: config.shutdownTimeoutMs }, "shutdown did not finish within SHUTDOWN_TIMEOUT: exiting");
+      process.exit(EXIT_FAILURE);
+    }, config.shutdownTimeoutMs).unref();
+    try {
+      await app.close();
+    } catch (error) {
+      logger.error({ err: error }, "shutdown failed");
+      process.exit(EXIT_FAILURE);
+    }
+    // The spans of the last calls; a collector that is down must not hold the exit (the SHUTDOWN_TIMEOUT timer bounds it).
+    await tracing?.shutdown().catch((error: unknown) => logger.warn({ error: error instanceof Error ? error.message : String(error) }, "trace export at shutdown failed"));
+    logger.info("stopped");
+    process.exit(0);
+  }
+
+  if (worker) {
+    onPrimaryShutdown(() => void shutdown("SIGTERM"));
+  } else {
+    process.on("SIGINT", (signal) => void shutdown(signal));
+    process.on("SIGTERM", (signal) => void shutdown(signal));
+  }
+}

@@ -8,6 +8,7 @@
  * fixes them in one round instead of one per restart.
  */
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { KeyringError, parseKeyring, type Keyring } from "../crypto/keyring.js";
 
 export interface TtlConfig {
@@ -56,8 +57,10 @@ export interface Config {
   readonly expiryGraceMs: number;
   /** How often each process looks for sessions past their expire_time. */
   readonly sweepIntervalMs: number;
-  /** Bound on one Redis command; past it the RPC fails with UNAVAILABLE. */
+  /** Bound on one Redis command; past it the RPC fails with DEADLINE_EXCEEDED (sent) or UNAVAILABLE (never sent). */
   readonly redisCommandTimeoutMs: number;
+  /** Start and serve on a Redis whose maxmemory-policy may evict keys (anything but noeviction). */
+  readonly allowRedisEviction: boolean;
   /** Interval of heartbeat events on idle watch streams. */
   readonly watchHeartbeatMs: number;
   /** The event log keeps the last this many events (a watch resumes within them). */
@@ -77,6 +80,8 @@ export interface Config {
   readonly tracing: TracingConfig;
   /** Bound on a graceful shutdown: in-flight calls get this long (less a reserve for closing the store) before connections are cut. */
   readonly shutdownTimeoutMs: number;
+  /** Server processes sharing the port (WORKERS; "auto" = the machine's cores). More than 1 needs Redis. */
+  readonly workers: number;
   /** PEM file paths; absent: plaintext (h2c and HTTP/1.1). */
   readonly tls: TlsConfig | undefined;
   readonly auth: AuthConfig;
@@ -210,6 +215,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default: "", description: "Full OTLP/HTTP traces URL (http://collector:4318/v1/traces); overrides OTEL_EXPORTER_OTLP_ENDPOINT for traces" },
   { env: "OTEL_EXPORTER_OTLP_PROTOCOL", default: "http/protobuf", description: "OTLP protocol; only http/protobuf is supported" },
   { env: "SHUTDOWN_TIMEOUT", default: "10s", description: "Bound on a graceful shutdown (SIGTERM, SIGINT) before the process exits" },
+  { env: "WORKERS", default: "1", description: "Server processes on the one port (node:cluster); auto: one per core. More than 1 needs REDIS_URL" },
   { env: "TLS_CERT_FILE", default: "", description: "PEM certificate chain; with TLS_KEY_FILE: serve TLS (ALPN h2, http/1.1) instead of plaintext" },
   { env: "TLS_KEY_FILE", default: "", description: "PEM private key of TLS_CERT_FILE" },
   { env: "MAX_DATA_BYTES", default: "8388608", description: "Most bytes of data values per session, as stored (encrypted)" },
@@ -233,6 +239,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: "ENCRYPTION_KEYS", default: "", description: "Encryption keys id:base64key,... (first = primary) for metadata and data values" },
   { env: "ENCRYPTION_KEYS_FILE", default: "", description: "File with the encryption keys (same form, one per line)" },
   { env: "ALLOW_PLAINTEXT", default: "false", description: "Allow Redis without encryption keys (values stored in plaintext)" },
+  { env: "ALLOW_REDIS_EVICTION", default: "false", description: "Start and report ready on a Redis whose maxmemory-policy is not noeviction (it can delete sessions silently)" },
   { env: "AUDIT_LOG", default: "stdout", description: "Audit records: stdout, stderr, off or a file path" },
   { env: "ARCHIVE_DATABASE_URL", default: "", description: "PostgreSQL URL (postgres://user@host:port/db) of the durable archive of ended sessions; needs REDIS_URL" },
   { env: "ARCHIVE_DATABASE_PASSWORD_FILE", default: "", description: "File holding the archive database password (replaces the URL's)" },
@@ -411,6 +418,7 @@ function readConfig(r: Reader): Config {
     expiryGraceMs: r.duration("EXPIRY_GRACE", 1000),
     sweepIntervalMs: r.duration("SWEEP_INTERVAL", 10),
     redisCommandTimeoutMs: r.duration("REDIS_COMMAND_TIMEOUT", 10),
+    allowRedisEviction: r.boolean("ALLOW_REDIS_EVICTION"),
     watchHeartbeatMs: r.duration("WATCH_HEARTBEAT", 10),
     watchRetentionEvents: r.integer("WATCH_RETENTION_EVENTS", 1, 100_000_000),
     watchRetentionMs: r.duration("WATCH_RETENTION", 1000),
@@ -421,6 +429,7 @@ function readConfig(r: Reader): Config {
     metricsMaxTenants: r.integer("METRICS_MAX_TENANTS", 1, 10_000),
     tracing: tracingConfig(r),
     shutdownTimeoutMs: r.duration("SHUTDOWN_TIMEOUT", 100),
+    workers: workers(r, redisUrl),
     tls: certFile === "" ? undefined : { certFile, keyFile },
     auth: authConfig(r),
     encryption: encryptionConfig(r),
@@ -481,6 +490,16 @@ function tracingConfig(r: Reader): TracingConfig {
     otlpEndpoint = url;
   }
   return { otlpEndpoint };
+}
+
+/** Most worker processes: far beyond any core count we run on, low enough to stop a typo. */
+const MAX_WORKERS = 256;
+
+function workers(r: Reader, redisUrl: string): number {
+  const n = r.raw("WORKERS") === "auto" ? availableParallelism() : r.integer("WORKERS", 1, MAX_WORKERS);
+  // Each worker has its own in-process store: they would not share sessions.
+  if (n > 1 && redisUrl === "") r.fail(`WORKERS=${r.raw("WORKERS")} (${n} processes) needs REDIS_URL: the in-process store is not shared between processes`);
+  return n;
 }
 
 function sessionsPerUserPolicy(r: Reader): "reject" | "close_oldest" {

@@ -201,6 +201,40 @@ const redisReconnects = new Counter({
   registers: [registry],
 });
 
+const storeProblem = new Gauge({
+  name: "sessiond_store_problem",
+  help:
+    "1 while the store has the problem, else 0, as of the last health check: eviction_policy (Redis maxmemory-policy is " +
+    "not noeviction, so Redis may delete sessions on its own), memory_full (Redis refuses writes)",
+  labelNames: ["problem"] as const,
+  registers: [registry],
+});
+
+const archivesShortened = new Counter({
+  name: "sessiond_archives_shortened_total",
+  help: "Sessions closed while Redis was out of memory, whose archive was kept without metadata so that the close could succeed",
+  registers: [registry],
+});
+
+const dataLosses = new Counter({
+  name: "sessiond_store_data_loss_total",
+  help: "Times this process found that Redis lost data (the event log's generation changed): watchers were ended with OUT_OF_RANGE",
+  registers: [registry],
+});
+
+/** Records the store's problems as of one health check (a problem absent from the list is 0). */
+export function setStoreProblems(problems: readonly string[]): void {
+  for (const problem of ["eviction_policy", "memory_full"]) storeProblem.set({ problem }, problems.includes(problem) ? 1 : 0);
+}
+
+export function countArchiveShortened(): void {
+  archivesShortened.inc();
+}
+
+export function countDataLoss(): void {
+  dataLosses.inc();
+}
+
 /** Reads the live session count of one tenant; may reject (store unreachable). */
 export type ActiveSessionsReader = (tenant: string) => Promise<number>;
 
@@ -254,6 +288,8 @@ new Gauge({
     "DEFAULT_TENANT and up to METRICS_MAX_TENANTS tenants recently active on this process",
   labelNames: ["tenant"] as const,
   registers: [registry],
+  // Every worker reads the same store counters: across workers (WORKERS > 1) the value is one worker's, not their sum.
+  aggregator: "max",
   async collect() {
     // Read at scrape time from counters the store keeps on every write: no scan, and the value agrees across replicas.
     this.reset();

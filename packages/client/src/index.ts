@@ -13,12 +13,15 @@
  * unary call so that a caller never waits forever on an unreachable service.
  * Streams (WatchSessions) get no deadline unless the call passes one: a watch
  * is meant to stay open, and a default deadline would end every watch after
- * a few seconds with DEADLINE_EXCEEDED.
+ * a few seconds with DEADLINE_EXCEEDED. A lost connection surfaces as UNKNOWN
+ * (the call may have been applied), never as ABORTED; every CreateSession
+ * carries a request_id (see call-safety.ts).
  */
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { SessionService } from "./gen/session/v1/session_pb.js";
 import { DEFAULT_TIMEOUT_MS } from "./defaults.js";
+import { honestOutcomes, idempotentCreate } from "./call-safety.js";
 
 export * from "./gen/session/v1/session_pb.js";
 export { Code, ConnectError } from "@connectrpc/connect";
@@ -70,7 +73,8 @@ export function createSessionTransport(baseUrl: string, options: SessionClientOp
   const common = {
     baseUrl,
     defaultTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-    interceptors: [...(options.interceptors ?? [])],
+    // Outermost first: idempotentCreate retries around honestOutcomes' classification.
+    interceptors: [idempotentCreate, honestOutcomes, ...(options.interceptors ?? [])],
   };
   if (options.protocol === "connect") {
     return createConnectTransport({ ...common, httpVersion: "2", useBinaryFormat: true });
