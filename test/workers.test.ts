@@ -117,7 +117,7 @@ describe("WORKERS", () => {
       // Every scrape, whichever worker answers it, counts both workers' calls and expiries.
       for (let i = 0; i < 4; i++) {
         const text = await (await fetch(`${url}/metrics`)).text();
-        assert.equal(sample(text, 'sessiond_rpc_handled_total{service="session.v1.SessionService",method="CreateSession",code="ok"}'), N);
+        assert.equal(sample(text, 'grpc_server_handled_total{grpc_type="unary",grpc_service="session.v1.SessionService",grpc_method="CreateSession",grpc_code="OK"}'), N);
         assert.equal(sample(text, "sessiond_expiry_lag_seconds_count"), N);
       }
       const health = await fetch(`${url}/readyz`);
