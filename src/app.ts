@@ -24,6 +24,9 @@ import { SessionManager } from "./session/session-manager.js";
 import { createStore } from "./store/create-store.js";
 import type { SessionStore } from "./store/store.js";
 
+/** The reflection services reflectionServiceRoutes serves (the gate judges their paths too). */
+const REFLECTION_SERVICES = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+
 /**
  * How often the health monitor pings the store. Probes read the cached status,
  * so this bounds how stale a probe's answer can be, not how often Redis is hit per probe.
@@ -52,7 +55,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // Before anything holds a connection: an unreadable certificate fails the start cleanly.
   const tls = await readTls(config);
   // Refuses insecure configurations (ConfigError) before anything holds a connection.
-  const security = setUpSecurity(config, logger, options.auditDestination === undefined ? {} : { auditDestination: options.auditDestination });
+  const services = [SessionService.typeName, Health.typeName, ...REFLECTION_SERVICES];
+  const security = setUpSecurity(config, logger, { services, ...(options.auditDestination === undefined ? {} : { auditDestination: options.auditDestination }) });
   // Every connection the store opens counts its errors and reconnects on /metrics (the store knows nothing of metrics).
   const store = createStore(config, logger, { onRedisConnection: (client, name) => void instrumentRedis(client, name) });
   const manager = new SessionManager({
@@ -124,6 +128,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     ...(tls === undefined ? {} : { tls }),
     interceptors: security.interceptors,
     contextValues: security.contextValues,
+    gate: security.gate,
+    rejections: security.rejections,
+    openStreams: () => security.streams.open,
     drainTimeoutMs: drainTimeoutMs(config.shutdownTimeoutMs),
   }).catch(async (error: unknown) => {
     // Nothing else holds the store yet: release it so the process can exit.

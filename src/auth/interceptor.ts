@@ -30,6 +30,8 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
   return (next) => async (req) => {
     const isSession = req.service.typeName === SessionService.typeName;
     if (!isSession && !protectOps) return next(req);
+    // The pre-dispatch gate (request-gate.ts) already authenticated and authorized this call from its headers.
+    if (req.contextValues.get(PRINCIPAL) !== undefined) return next(req);
     const method = `${req.service.typeName}/${req.method.name}`;
     const peer = req.contextValues.get(PEER);
     const principal = await authenticator.authenticate(req.header.get("authorization"), peer);

@@ -8,11 +8,15 @@ import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { createContextValues, type ContextValues } from "@connectrpc/connect";
-import { PEER, type PeerInfo } from "./principal.js";
+import { PEER, PRINCIPAL, type PeerInfo } from "./principal.js";
+import { principalOfRequest } from "./request-gate.js";
 
+/** The peer, and the principal when the pre-dispatch gate already authenticated the request. */
 export function peerContextValues(request: IncomingMessage | Http2ServerRequest): ContextValues {
   const values = createContextValues();
   values.set(PEER, peerOf(request));
+  const principal = principalOfRequest(request);
+  if (principal !== undefined) values.set(PRINCIPAL, principal);
   return values;
 }
 

@@ -8,12 +8,19 @@ import { Code, ConnectError, createContextValues, type ConnectRouter, type Conte
 import { connectNodeAdapter, type ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
-import type { Config, LimitsConfig } from "../config/config.js";
+import type { RejectionReporter } from "../audit/rejection-reporter.js";
+import { PEER } from "../auth/principal.js";
+import type { RequestGate } from "../auth/request-gate.js";
+import type { Config, EdgeConfig, LimitsConfig } from "../config/config.js";
+import { addEdgeSource } from "../observability/metrics.js";
+import { guardRequestBodies } from "./body-validation.js";
+import { ConnectionLimits } from "./connection-limits.js";
+import { withRequestGate } from "./gated-handler.js";
 import { withHttpEndpoints, type HttpEndpointsOptions } from "./http-endpoints.js";
 import { withHttp2Stream } from "./http2-stream.js";
 import { createRpcLoggingInterceptor } from "./rpc-logging.js";
 import { createShutdownInterceptor, SHUTDOWN_MESSAGE } from "./shutdown-interceptor.js";
-import { createSinglePortServer } from "./single-port-server.js";
+import { createSinglePortServer, type SinglePortServerOptions } from "./single-port-server.js";
 
 export interface RpcServerOptions {
   readonly routes: (router: ConnectRouter) => void;
@@ -29,6 +36,12 @@ export interface RpcServerOptions {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
   /** How long close() lets in-flight calls finish before closing their connections (default 10 s). */
   readonly drainTimeoutMs?: number;
+  /** The pre-dispatch gate (auth/request-gate.ts), run before the adapter reads a body. */
+  readonly gate?: RequestGate;
+  /** Where refused connections and requests are counted and recorded. */
+  readonly rejections?: RejectionReporter;
+  /** Long-lived streams open now, for the gauge. */
+  readonly openStreams?: () => number;
 }
 
 export interface RpcServer {
@@ -73,8 +86,17 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   // concurrent calls, not growing, and Node's default warning at 11 ("possible EventTarget memory
   // leak", seen at ~1000 creates/s) is a false alarm here: lift the limit on this signal only.
   setMaxListeners(0, shutdown.signal);
+  const rejections = options.rejections;
   const connectHandler = connectNodeAdapter({
-    routes: options.routes,
+    routes: (router) => {
+      options.routes(router);
+      // Bad bytes: INVALID_ARGUMENT with our message, before connect's parser can answer INTERNAL with its own.
+      guardRequestBodies(router, {
+        readMaxBytes: config.limits.maxRequestBytes,
+        onMalformed: (method, request) =>
+          rejections?.report({ kind: "request", reason: "malformed_body", outcome: "invalid_argument", method, peer: request.contextValues?.get(PEER).address }),
+      });
+    },
     interceptors: [
       createRpcLoggingInterceptor(logger, { shutdownSignal: shutdown.signal }),
       createShutdownInterceptor(shutdown.signal),
@@ -86,10 +108,17 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     // Every call also carries its HTTP/2 stream (WatchSessions writes its fan-out there directly).
     contextValues: (request) => withHttp2Stream(options.contextValues?.(request) ?? createContextValues(), request),
   });
-  const handler = options.httpEndpoints === undefined ? connectHandler : withHttpEndpoints(connectHandler, options.httpEndpoints);
+  const gated =
+    options.gate === undefined
+      ? connectHandler
+      : withRequestGate(connectHandler, options.gate, (error) => logger.error({ error: { type: error instanceof Error ? error.name : typeof error } }, "request gate failed"));
+  const handler = options.httpEndpoints === undefined ? gated : withHttpEndpoints(gated, options.httpEndpoints);
+  const edge = edgeServerOptions(config.edge, rejections);
+  const stopEdgeGauges = addEdgeSource(() => ({ connections: edge.connectionLimits.connections, longLivedStreams: options.openStreams?.() ?? 0 }));
   const server = createSinglePortServer({
     handler,
     logger,
+    ...edge,
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     ...(options.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: options.drainTimeoutMs }),
   });
@@ -104,6 +133,46 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     async close(): Promise<void> {
       if (!shutdown.signal.aborted) shutdown.abort(new ConnectError(SHUTDOWN_MESSAGE, Code.Unavailable));
       await server.close();
+      stopEdgeGauges();
+    },
+  };
+}
+
+/** How often Node checks HTTP/1 connections against headersTimeout and requestTimeout (its default is 30 s). */
+const HTTP1_CHECK_INTERVAL_MS = 1000;
+
+/** The connection-level limits of EdgeConfig, as single-port-server options. */
+function edgeServerOptions(
+  edge: EdgeConfig,
+  rejections: RejectionReporter | undefined,
+): Required<Pick<SinglePortServerOptions, "http1Options" | "http2Options" | "connectionLimits" | "requestArrival">> {
+  return {
+    http1Options: {
+      headersTimeout: edge.headersTimeoutMs,
+      requestTimeout: edge.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(HTTP1_CHECK_INTERVAL_MS, edge.headersTimeoutMs),
+      maxHeaderSize: edge.maxHeaderListBytes,
+    },
+    http2Options: {
+      settings: { maxConcurrentStreams: edge.http2MaxConcurrentStreams, maxHeaderListSize: edge.maxHeaderListBytes },
+      maxHeaderListPairs: 128,
+      // Streams the client opens past maxConcurrentStreams are refused; this many refusals end the connection.
+      maxSessionRejectedStreams: 100,
+      maxSessionInvalidFrames: 1000,
+    },
+    connectionLimits: new ConnectionLimits({
+      maxConnections: edge.maxConnections,
+      maxConnectionsPerAddress: edge.maxConnectionsPerAddress,
+      idleTimeoutMs: edge.http2IdleTimeoutMs,
+      keepaliveIntervalMs: edge.http2KeepaliveIntervalMs,
+      keepaliveTimeoutMs: edge.http2KeepaliveTimeoutMs,
+      onLimit: (reason, peer) => rejections?.report({ kind: "connection", reason, outcome: "closed", peer }),
+    }),
+    requestArrival: {
+      requestTimeoutMs: edge.requestTimeoutMs,
+      minBodyRate: edge.minRequestBodyRate,
+      onSlow: (reason, request) =>
+        rejections?.report({ kind: "request", reason, outcome: "closed", peer: request.socket?.remoteAddress ?? "" }),
     },
   };
 }

@@ -1,0 +1,144 @@
+/**
+ * What one caller can hold at the connection level, whatever it sends:
+ *
+ * - Connections: at most `maxConnections` open on the process and
+ *   `maxConnectionsPerAddress` from one remote IP. A connection over either
+ *   cap is closed at accept, before a byte is read, so refusing costs almost
+ *   nothing and the file descriptors of a flood stay bounded.
+ * - HTTP/2 idle connections: a session with no open stream for `idleTimeoutMs`
+ *   gets GOAWAY and closes (a client that still wants it reconnects).
+ * - HTTP/2 keep-alive: a session with open streams is pinged every
+ *   `keepaliveIntervalMs`; one whose ping is not answered within
+ *   `keepaliveTimeoutMs` is destroyed, so streams of a vanished peer (a
+ *   watch whose client lost power) do not hold memory until TCP notices.
+ *
+ * One timer sweeps every session, rather than a timer per session.
+ */
+import type * as http2 from "node:http2";
+import type * as net from "node:net";
+
+export interface ConnectionLimitsOptions {
+  readonly maxConnections: number;
+  readonly maxConnectionsPerAddress: number;
+  readonly idleTimeoutMs: number;
+  readonly keepaliveIntervalMs: number;
+  readonly keepaliveTimeoutMs: number;
+  /** A connection was refused or closed by a limit; `reason` is one of ours. */
+  readonly onLimit: (reason: ConnectionLimitReason, peer: string) => void;
+}
+
+export type ConnectionLimitReason = "max_connections" | "max_connections_per_address" | "http2_idle" | "http2_keepalive_timeout";
+
+interface SessionState {
+  openStreams: number;
+  /** When the last stream closed (or the session opened). */
+  quietSince: number;
+  /** When the last ping answer came (or the session opened). */
+  lastPong: number;
+  /** When the ping waiting for its answer was sent. */
+  pingSentAt: number | undefined;
+}
+
+export class ConnectionLimits {
+  private total = 0;
+  private readonly perAddress = new Map<string, number>();
+  private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: ConnectionLimitsOptions) {}
+
+  /** Open connections counted now. */
+  get connections(): number {
+    return this.total;
+  }
+
+  /**
+   * Counts a new connection, or refuses it (returns false; the caller
+   * destroys the socket). A counted one is uncounted when it closes.
+   */
+  admit(socket: net.Socket): boolean {
+    const address = socket.remoteAddress ?? "";
+    const fromAddress = this.perAddress.get(address) ?? 0;
+    if (this.total >= this.options.maxConnections) {
+      this.options.onLimit("max_connections", address);
+      return false;
+    }
+    if (fromAddress >= this.options.maxConnectionsPerAddress) {
+      this.options.onLimit("max_connections_per_address", address);
+      return false;
+    }
+    this.total += 1;
+    this.perAddress.set(address, fromAddress + 1);
+    socket.once("close", () => {
+      this.total -= 1;
+      const left = (this.perAddress.get(address) ?? 1) - 1;
+      if (left <= 0) this.perAddress.delete(address);
+      else this.perAddress.set(address, left);
+    });
+    return true;
+  }
+
+  /** Follows an HTTP/2 session for the idle and keep-alive rules until it closes. */
+  watchSession(session: http2.ServerHttp2Session): void {
+    const now = Date.now();
+    const state: SessionState = { openStreams: 0, quietSince: now, lastPong: now, pingSentAt: undefined };
+    this.sessions.set(session, state);
+    session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      state.openStreams += 1;
+      stream.once("close", () => {
+        state.openStreams -= 1;
+        if (state.openStreams === 0) state.quietSince = Date.now();
+      });
+    });
+    session.once("close", () => this.sessions.delete(session));
+    this.startSweeper();
+  }
+
+  /** Stops the sweep (the server is closing; its drain takes over). */
+  stop(): void {
+    if (this.sweeper !== undefined) clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  private startSweeper(): void {
+    if (this.sweeper !== undefined) return;
+    const { idleTimeoutMs, keepaliveIntervalMs, keepaliveTimeoutMs } = this.options;
+    // A quarter of the shortest period: a rule fires at most a quarter late.
+    const every = Math.max(25, Math.min(5000, Math.floor(Math.min(idleTimeoutMs, keepaliveIntervalMs, keepaliveTimeoutMs) / 4)));
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    const { idleTimeoutMs, keepaliveIntervalMs, keepaliveTimeoutMs } = this.options;
+    for (const [session, state] of this.sessions) {
+      if (session.closed || session.destroyed) continue;
+      if (state.openStreams === 0) {
+        state.pingSentAt = undefined;
+        if (now - state.quietSince >= idleTimeoutMs) {
+          this.options.onLimit("http2_idle", session.socket?.remoteAddress ?? "");
+          session.close();
+        }
+        continue;
+      }
+      if (state.pingSentAt !== undefined) {
+        if (now - state.pingSentAt >= keepaliveTimeoutMs) {
+          this.options.onLimit("http2_keepalive_timeout", session.socket?.remoteAddress ?? "");
+          session.destroy();
+        }
+        continue;
+      }
+      if (now - state.lastPong >= keepaliveIntervalMs) {
+        const sentAt = now;
+        const sent = session.ping((error) => {
+          if (error !== null || state.pingSentAt !== sentAt) return;
+          state.pingSentAt = undefined;
+          state.lastPong = Date.now();
+        });
+        if (sent) state.pingSentAt = sentAt;
+      }
+    }
+    if (this.sessions.size === 0) this.stop();
+  }
+}
