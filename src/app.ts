@@ -7,6 +7,7 @@
  * port 0 and talk to it over the network like any client.
  */
 import { readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { DestinationStream, Logger } from "pino";
 import pLimit from "p-limit";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
@@ -46,7 +47,7 @@ export interface App {
   readonly port: number;
   readonly store: SessionStore;
   readonly manager: SessionManager;
-  /** Stops health checks, the expiry scheduler and the event reader (watch streams end with UNAVAILABLE and their cursor), drains and closes the server, then disposes of the store. Idempotent. */
+  /** Turns readiness NOT_SERVING, keeps serving for SHUTDOWN_DELAY, then stops health checks, the expiry scheduler and the event reader (watch streams end with UNAVAILABLE and their cursor), drains and closes the server, then disposes of the store. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -154,6 +155,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         stopSessionsGauge();
         stopStartGauge();
         health.stop();
+        // The port keeps serving while load balancers and Kubernetes endpoints take this replica out
+        // (they follow readiness, which says NOT_SERVING from here on); only then GOAWAY and drain.
+        if (config.shutdownDelayMs > 0) await sleep(config.shutdownDelayMs);
         // No new connections or calls from here on; calls in flight go on (bounded by SHUTDOWN_TIMEOUT).
         server.stopAccepting();
         await manager.stop();

@@ -83,55 +83,53 @@ async function* checkedBody(
   readMaxBytes: number,
   onMalformed: () => void,
 ): AsyncGenerator<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let length = 0;
+  const check = (message: Uint8Array, compressed: boolean): void => {
+    // A compressed envelope without a negotiated encoding: connect has its own error for that.
+    if (compressed && format.encoding === undefined) return;
+    const plain = compressed || !format.enveloped ? decompress(message, format.encoding, readMaxBytes) : message;
+    const problem = plain === undefined ? undefined : decodeProblem(plain, format.json, schema);
+    if (problem !== undefined) {
+      onMalformed();
+      throw problem;
+    }
+  };
   const iterator = body[Symbol.asyncIterator]();
+  /** Hands on the rest unread: connect judges what is too large. */
+  async function* rest(pending: Uint8Array): AsyncGenerator<Uint8Array> {
+    if (pending.byteLength > 0) yield pending;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done === true) return;
+      yield next.value;
+    }
+  }
+  let buffer: Uint8Array = new Uint8Array(0);
   for (;;) {
     const next = await iterator.next();
-    if (next.done === true) break;
-    chunks.push(next.value);
-    length += next.value.byteLength;
-    if (length > readMaxBytes + ENVELOPE_HEADER) {
-      // Too large for one message: connect refuses it with RESOURCE_EXHAUSTED; pass it on unread.
-      yield* chunks;
-      for (;;) {
-        const rest = await iterator.next();
-        if (rest.done === true) return;
-        yield rest.value;
-      }
+    if (next.done !== true) buffer = buffer.byteLength === 0 ? next.value : Buffer.concat([buffer, next.value]);
+    if (!format.enveloped) {
+      if (buffer.byteLength > readMaxBytes) return yield* rest(buffer);
+      if (next.done !== true) continue;
+      check(buffer, false);
+      if (buffer.byteLength > 0) yield buffer;
+      return;
+    }
+    // Enveloped: each complete message is checked and passed on as it arrives (a stream may send several).
+    while (buffer.byteLength >= ENVELOPE_HEADER) {
+      const size = new DataView(buffer.buffer, buffer.byteOffset + 1, 4).getUint32(0);
+      if (size > readMaxBytes) return yield* rest(buffer);
+      if (buffer.byteLength < ENVELOPE_HEADER + size) break;
+      const flags = buffer[0] as number;
+      check(buffer.subarray(ENVELOPE_HEADER, ENVELOPE_HEADER + size), (flags & FLAG_COMPRESSED) !== 0);
+      yield buffer.subarray(0, ENVELOPE_HEADER + size);
+      buffer = buffer.subarray(ENVELOPE_HEADER + size);
+    }
+    if (next.done === true) {
+      // A cut envelope: connect has its own clear error for it.
+      if (buffer.byteLength > 0) yield buffer;
+      return;
     }
   }
-  const bytes = chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks, length);
-  const problem = firstProblem(bytes, format, schema, readMaxBytes);
-  if (problem !== undefined) {
-    onMalformed();
-    throw problem;
-  }
-  yield bytes;
-}
-
-/** What is wrong with the request's message(s), or undefined when they decode (or are left to connect). */
-function firstProblem(bytes: Uint8Array, format: Format, schema: DescMessage, readMaxBytes: number): ConnectError | undefined {
-  if (!format.enveloped) {
-    const message = decompress(bytes, format.encoding, readMaxBytes);
-    return message === undefined ? undefined : decodeProblem(message, format.json, schema);
-  }
-  let offset = 0;
-  while (offset + ENVELOPE_HEADER <= bytes.byteLength) {
-    const flags = bytes[offset] as number;
-    const size = new DataView(bytes.buffer, bytes.byteOffset + offset + 1, 4).getUint32(0);
-    const start = offset + ENVELOPE_HEADER;
-    // A cut envelope or one over the limit: connect has its own clear error for those.
-    if (start + size > bytes.byteLength || size > readMaxBytes) return undefined;
-    const data = bytes.subarray(start, start + size);
-    const message = (flags & FLAG_COMPRESSED) === 0 ? data : decompress(data, format.encoding, readMaxBytes);
-    if (message !== undefined) {
-      const problem = decodeProblem(message, format.json, schema);
-      if (problem !== undefined) return problem;
-    }
-    offset = start + size;
-  }
-  return undefined;
 }
 
 /** The decompressed bytes, or undefined when connect should judge them (unknown encoding, corrupt or too large data). */

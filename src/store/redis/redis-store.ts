@@ -43,6 +43,7 @@ import { DEFAULT_EVENT_RETENTION_COUNT, DEFAULT_EVENT_RETENTION_MS } from "../st
 import { parseCursor } from "../event-id.js";
 import { decodeStreamEntries } from "./event-codec.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
+import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { encodeTenant } from "./keys.js";
 import { decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
@@ -124,7 +125,7 @@ export class RedisStore implements SessionStore {
       autoResendUnfulfilledCommands: false,
       // Reject in-flight commands as soon as the connection drops.
       maxRetriesPerRequest: 0,
-      commandTimeout: options.commandTimeoutMs,
+      // No commandTimeout: it is a wall-clock timer, and call() bounds every command with a loop-aware deadline.
       connectTimeout: Math.max(options.commandTimeoutMs, 1000),
       retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
     });
@@ -447,13 +448,14 @@ export class RedisStore implements SessionStore {
   /** One deadline for waiting for a connection and for the command itself. */
   private async call<T>(command: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.timeoutMs;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Deadline | undefined;
     try {
       await this.waitReady(deadline);
       const pending = command();
       const remaining = Math.max(0, deadline - Date.now());
       const expired = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new SessionError("unavailable", "redis did not answer in time")), remaining);
+        // Counts time the reply could have been read, not time this process was busy (loop-aware-deadline.ts).
+        timer = loopAwareDeadline(remaining, () => reject(new SessionError("unavailable", "redis did not answer in time")));
       });
       // The command may still settle after the deadline; nobody waits for it then.
       pending.catch(() => {});
@@ -461,7 +463,7 @@ export class RedisStore implements SessionStore {
     } catch (e) {
       throw toSessionError(e);
     } finally {
-      if (timer !== undefined) clearTimeout(timer);
+      timer?.cancel();
     }
   }
 
