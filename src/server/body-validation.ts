@@ -175,13 +175,21 @@ function invalid(schema: DescMessage, json: boolean, parserText: string): Connec
   return new ConnectError(`request: the body is not valid JSON for ${type}`, Code.InvalidArgument);
 }
 
-/** The JSON name of a top-level field of `schema` that the decoder's text names, if any. */
+/**
+ * The JSON name of the top-level field of `schema` the decoder's text points
+ * at: one it names ("field session.v1.X.ttl"), or the only field of the
+ * message or enum type it names ("message google.protobuf.Duration").
+ */
 function knownField(schema: DescMessage, parserText: string): string | undefined {
   const named = /field ([A-Za-z0-9_.]+) from JSON/.exec(parserText)?.[1];
-  if (named === undefined) return undefined;
-  const prefix = `${schema.typeName}.`;
-  if (!named.startsWith(prefix)) return undefined;
-  const name = named.slice(prefix.length);
-  const field = schema.fields.find((f) => f.name === name || f.jsonName === name || f.localName === name);
-  return field?.jsonName;
+  if (named !== undefined) {
+    const prefix = `${schema.typeName}.`;
+    if (!named.startsWith(prefix)) return undefined;
+    const name = named.slice(prefix.length);
+    return schema.fields.find((f) => f.name === name || f.jsonName === name)?.jsonName;
+  }
+  const type = /^cannot decode (?:message|enum) ([A-Za-z0-9_.]+) from JSON/.exec(parserText)?.[1];
+  if (type === undefined) return undefined;
+  const ofType = schema.fields.filter((f) => (f.message ?? f.enum)?.typeName === type);
+  return ofType.length === 1 ? ofType[0]?.jsonName : undefined;
 }

@@ -6,7 +6,7 @@
  *   cap is closed at accept, before a byte is read, so refusing costs almost
  *   nothing and the file descriptors of a flood stay bounded.
  * - HTTP/2 idle connections: a session with no open stream for `idleTimeoutMs`
- *   gets GOAWAY and closes (a client that still wants it reconnects).
+ *   gets GOAWAY and closes (closeGracefully; a client that still wants it reconnects).
  * - HTTP/2 keep-alive: a session with open streams is pinged every
  *   `keepaliveIntervalMs`; one whose ping is not answered within
  *   `keepaliveTimeoutMs` is destroyed, so streams of a vanished peer (a
@@ -14,6 +14,7 @@
  *
  * One timer sweeps every session, rather than a timer per session.
  */
+import { constants as http2constants } from "node:http2";
 import type * as http2 from "node:http2";
 import type * as net from "node:net";
 
@@ -37,6 +38,36 @@ interface SessionState {
   lastPong: number;
   /** When the ping waiting for its answer was sent. */
   pingSentAt: number | undefined;
+  /** Idle close under way. */
+  closing: boolean;
+}
+
+/** Stream id that tells the client "no stream of yours is refused yet" in a first GOAWAY (2^31 - 1). */
+const MAX_STREAM_ID = 2 ** 31 - 1;
+/** How long a graceful close waits for the ping round trip before closing anyway. */
+const GOAWAY_ROUND_TRIP_MS = 1000;
+
+/**
+ * Closes a session the way RFC 9113 §6.8 describes for a graceful shutdown:
+ * a first GOAWAY with the largest stream id tells the client to open no more
+ * streams here, while a request it sent at that moment is still served; after
+ * one round trip (a PING) close() sends the final GOAWAY and ends the session
+ * once its streams finish. A single GOAWAY would refuse (REFUSED_STREAM) a
+ * request that crossed it on the wire.
+ */
+export function closeGracefully(session: http2.ServerHttp2Session): void {
+  if (session.closed || session.destroyed) return;
+  session.goaway(http2constants.NGHTTP2_NO_ERROR, MAX_STREAM_ID);
+  const timer = setTimeout(() => session.close(), GOAWAY_ROUND_TRIP_MS);
+  timer.unref();
+  const sent = session.ping(() => {
+    clearTimeout(timer);
+    session.close();
+  });
+  if (!sent) {
+    clearTimeout(timer);
+    session.close();
+  }
 }
 
 export class ConnectionLimits {
@@ -81,7 +112,7 @@ export class ConnectionLimits {
   /** Follows an HTTP/2 session for the idle and keep-alive rules until it closes. */
   watchSession(session: http2.ServerHttp2Session): void {
     const now = Date.now();
-    const state: SessionState = { openStreams: 0, quietSince: now, lastPong: now, pingSentAt: undefined };
+    const state: SessionState = { openStreams: 0, quietSince: now, lastPong: now, pingSentAt: undefined, closing: false };
     this.sessions.set(session, state);
     session.on("stream", (stream: http2.ServerHttp2Stream) => {
       state.openStreams += 1;
@@ -116,9 +147,10 @@ export class ConnectionLimits {
       if (session.closed || session.destroyed) continue;
       if (state.openStreams === 0) {
         state.pingSentAt = undefined;
-        if (now - state.quietSince >= idleTimeoutMs) {
+        if (now - state.quietSince >= idleTimeoutMs && !state.closing) {
+          state.closing = true;
           this.options.onLimit("http2_idle", session.socket?.remoteAddress ?? "");
-          session.close();
+          closeGracefully(session);
         }
         continue;
       }

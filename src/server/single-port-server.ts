@@ -25,7 +25,7 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import type * as tls from "node:tls";
 import type { Logger } from "pino";
-import type { ConnectionLimits } from "./connection-limits.js";
+import { closeGracefully, type ConnectionLimits } from "./connection-limits.js";
 import { classifyPreface, type PrefaceKind } from "./preface.js";
 import { watchRequestArrival, type RequestArrivalOptions } from "./request-arrival.js";
 
@@ -123,7 +123,7 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
     http2Sessions.add(session);
     options.connectionLimits?.watchSession(session);
     session.once("close", () => http2Sessions.delete(session));
-    if (closing) session.close();
+    if (closing) closeGracefully(session);
   }
 
   const logSessionError = (err: Error): void => {
@@ -271,7 +271,7 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
       // Still sniffing, or HTTP/1 and idle: nothing is lost by closing now.
       if (!http1Busy.has(socket) && !http2Sockets.has(socket)) socket.destroy();
     }
-    for (const session of http2Sessions) session.close();
+    for (const session of http2Sessions) closeGracefully(session);
     const force = setTimeout(() => {
       if (sockets.size > 0) logger.warn({ connections: sockets.size }, "drain timeout: closing remaining connections");
       for (const socket of [...sockets, ...handshaking]) socket.destroy();
