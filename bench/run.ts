@@ -20,6 +20,9 @@
  *    machinery, and the event log apart (bench/redis-memory.ts).
  * 4. Expiry lag, Redis's own `expired` notification lag, and fan-out to 1k and
  *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags.
+ * 5. Under attack (issue 11; bench/flood-bench.ts): authenticated GetSession
+ *    p99 and the service's peak RSS with no flood, during a 20,000-idle-connection
+ *    flood and a 20,000-stream flood, and after them.
  *
  * This machine is small and shared, so its speed drifts by tens of percent
  * within a minute. The ratios matter more than the absolute numbers, so the
@@ -33,7 +36,7 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch") to run only some parts;
+ * BENCH_PARTS (default "throughput,memory,watch,flood") to run only some parts;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  */
 import { fork, spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -50,6 +53,7 @@ import { summarize, type MeasuredSample, type PhaseResult, type PhaseSample, typ
 import type { MemoryReport } from "./redis-memory.js";
 import { ServiceProcess } from "./service-process.js";
 import type { Stats, WatchBenchReport } from "./watch-bench.js";
+import { renderFlood, type FloodReport } from "./flood-report.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -76,7 +80,9 @@ const FILL_TIMEOUT_MS = 60_000;
  * request objects.
  */
 const CANDIDATE_FLAGS: readonly string[] = (process.env["BENCH_CANDIDATE_FLAGS"] || "--max-semi-space-size=64").split(" ").filter((f) => f !== "");
-const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch").split(",").map((p) => p.trim()));
+const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch,flood").split(",").map((p) => p.trim()));
+/** How long the flood benchmark may take before it is abandoned. */
+const FLOOD_TIMEOUT_MS = 300_000;
 
 const TARGETS = {
   getOverCheck: 0.8,
@@ -266,6 +272,13 @@ async function measureMemory(): Promise<MemoryResult> {
   return last === undefined ? { error: error ?? "no result" } : { report: JSON.parse(last) as MemoryReport };
 }
 
+type FloodResult = { readonly report: FloodReport; readonly error?: undefined } | { readonly report?: undefined; readonly error: string };
+
+async function measureFlood(flags: readonly string[]): Promise<FloodResult> {
+  const { last, error } = await runScript("flood-bench.ts", [], { FLOOD_BENCH_NODE_FLAGS: flags.join(" ") }, FLOOD_TIMEOUT_MS);
+  return last === undefined ? { error: error ?? "no result" } : { report: JSON.parse(last) as FloodReport };
+}
+
 async function measureWatch(flags: readonly string[]): Promise<WatchResult> {
   const { last, error } = await runScript("watch-bench.ts", [], { WATCH_BENCH_NODE_FLAGS: flags.join(" ") }, WATCH_TIMEOUT_MS);
   return last === undefined ? { error: error ?? "no result" } : { report: JSON.parse(last) as WatchBenchReport };
@@ -412,6 +425,7 @@ interface Results {
   readonly throughput?: Throughput;
   readonly memory?: MemoryResult;
   readonly watch?: WatchResult;
+  readonly flood?: FloodResult;
   readonly totalSeconds: number;
   readonly loadAvgAtEnd: string;
 }
@@ -576,6 +590,8 @@ function render(r: Results): string {
   if (r.throughput !== undefined) renderThroughput(lines, r.throughput, m);
   if (r.memory !== undefined) renderMemory(lines, r.memory);
   if (r.watch !== undefined) renderWatch(lines, r.watch, r.productionFlags);
+  if (r.flood?.report !== undefined) renderFlood(lines, r.flood.report);
+  else if (r.flood !== undefined) lines.push("## Under attack", "", `Not measured: ${r.flood.error}`, "");
   if (r.throughput !== undefined) renderLimits(lines, r.throughput, m, r.watch?.report);
   return lines.join("\n") + "\n";
 }
@@ -845,6 +861,13 @@ async function main(): Promise<void> {
       if (watch.error !== undefined) console.log(`  failed: ${watch.error}`);
     }
 
+    let flood: FloodResult | undefined;
+    if (PARTS.has("flood")) {
+      console.log("under attack via bench/flood-bench.ts");
+      flood = await measureFlood(productionFlags);
+      if (flood.error !== undefined) console.log(`  failed: ${flood.error}`);
+    }
+
     const results: Results = {
       date: new Date().toISOString(),
       machine,
@@ -853,6 +876,7 @@ async function main(): Promise<void> {
       ...(throughput === undefined ? {} : { throughput }),
       ...(memory === undefined ? {} : { memory }),
       ...(watch === undefined ? {} : { watch }),
+      ...(flood === undefined ? {} : { flood }),
       totalSeconds: (Date.now() - startedAt) / 1000,
       loadAvgAtEnd: os.loadavg().map((n) => n.toFixed(2)).join(" "),
     };
@@ -860,7 +884,7 @@ async function main(): Promise<void> {
     await writeFile(join(HERE, "RESULTS.md"), markdown);
     console.log("\n" + markdown);
     // Not a test, but a run whose calls failed measured nothing: say so in the exit code.
-    if ((throughput !== undefined && failedPhases(throughput).length > 0) || memory?.error !== undefined || watch?.error !== undefined) process.exitCode = 1;
+    if ((throughput !== undefined && failedPhases(throughput).length > 0) || memory?.error !== undefined || watch?.error !== undefined || flood?.error !== undefined) process.exitCode = 1;
   } finally {
     await Promise.allSettled([...running].map((p) => p.stop()));
   }

@@ -2,9 +2,13 @@
  * What one caller can hold at the connection level, whatever it sends:
  *
  * - Connections: at most `maxConnections` open on the process and
- *   `maxConnectionsPerAddress` from one remote IP. A connection over either
- *   cap is closed at accept, before a byte is read, so refusing costs almost
- *   nothing and the file descriptors of a flood stay bounded.
+ *   `maxConnectionsPerAddress` from one remote IP. A connection over the
+ *   per-address cap is closed at accept, before a byte is read, so refusing
+ *   costs almost nothing and the file descriptors of a flood stay bounded.
+ *   At the total cap, a new connection takes the place of the longest-idle one
+ *   (an HTTP/2 connection with no open stream, or one that has not yet said
+ *   which protocol it speaks), so idle connections held by a flood cannot lock
+ *   out probes and callers; only when none is idle is the newcomer refused.
  * - HTTP/2 idle connections: a session with no open stream for `idleTimeoutMs`
  *   gets GOAWAY and closes (closeGracefully; a client that still wants it reconnects).
  * - HTTP/2 keep-alive: a session with open streams is pinged every
@@ -28,7 +32,7 @@ export interface ConnectionLimitsOptions {
   readonly onLimit: (reason: ConnectionLimitReason, peer: string) => void;
 }
 
-export type ConnectionLimitReason = "max_connections" | "max_connections_per_address" | "http2_idle" | "http2_keepalive_timeout";
+export type ConnectionLimitReason = "max_connections" | "max_connections_per_address" | "evicted_idle" | "http2_idle" | "http2_keepalive_timeout";
 
 interface SessionState {
   openStreams: number;
@@ -74,6 +78,8 @@ export class ConnectionLimits {
   private total = 0;
   private readonly perAddress = new Map<string, number>();
   private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
+  /** Connections that hold nothing but a file descriptor, oldest first, with how to close each. */
+  private readonly idle = new Map<object, () => void>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: ConnectionLimitsOptions) {}
@@ -90,12 +96,12 @@ export class ConnectionLimits {
   admit(socket: net.Socket): boolean {
     const address = socket.remoteAddress ?? "";
     const fromAddress = this.perAddress.get(address) ?? 0;
-    if (this.total >= this.options.maxConnections) {
-      this.options.onLimit("max_connections", address);
-      return false;
-    }
     if (fromAddress >= this.options.maxConnectionsPerAddress) {
       this.options.onLimit("max_connections_per_address", address);
+      return false;
+    }
+    if (this.total >= this.options.maxConnections && !this.evictIdle()) {
+      this.options.onLimit("max_connections", address);
       return false;
     }
     this.total += 1;
@@ -109,19 +115,52 @@ export class ConnectionLimits {
     return true;
   }
 
+  /** Marks a connection as holding nothing (evictable at the total cap) until busy() or its close. */
+  markIdle(connection: object, evict: () => void): void {
+    this.idle.delete(connection);
+    this.idle.set(connection, evict);
+  }
+
+  busy(connection: object): void {
+    this.idle.delete(connection);
+  }
+
+  /** Closes the longest-idle connection to make room; false when none is idle. */
+  private evictIdle(): boolean {
+    const first = this.idle.entries().next();
+    if (first.done === true) return false;
+    const [connection, evict] = first.value;
+    this.idle.delete(connection);
+    this.options.onLimit("evicted_idle", "");
+    evict();
+    return true;
+  }
+
   /** Follows an HTTP/2 session for the idle and keep-alive rules until it closes. */
   watchSession(session: http2.ServerHttp2Session): void {
     const now = Date.now();
     const state: SessionState = { openStreams: 0, quietSince: now, lastPong: now, pingSentAt: undefined, closing: false };
     this.sessions.set(session, state);
+    const evict = (): void => {
+      state.closing = true;
+      session.close();
+    };
+    this.markIdle(session, evict);
     session.on("stream", (stream: http2.ServerHttp2Stream) => {
       state.openStreams += 1;
+      this.busy(session);
       stream.once("close", () => {
         state.openStreams -= 1;
-        if (state.openStreams === 0) state.quietSince = Date.now();
+        if (state.openStreams === 0) {
+          state.quietSince = Date.now();
+          if (!state.closing) this.markIdle(session, evict);
+        }
       });
     });
-    session.once("close", () => this.sessions.delete(session));
+    session.once("close", () => {
+      this.sessions.delete(session);
+      this.busy(session);
+    });
     this.startSweeper();
   }
 

@@ -218,7 +218,10 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   function sniff(socket: net.Socket): void {
     let head: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), prefaceTimeoutMs);
+    // Until it says which protocol it speaks, a connection holds nothing: the first to go at the total cap.
+    options.connectionLimits?.markIdle(socket, () => socket.destroy());
     const stop = (): void => {
+      options.connectionLimits?.busy(socket);
       clearTimeout(timer);
       socket.off("data", onData);
       socket.off("end", onEnd);
