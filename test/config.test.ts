@@ -142,7 +142,8 @@ describe("the sessiond process", () => {
   test("starts on a free port, serves, prints one startup line, and exits 0 on SIGTERM", async () => {
     let address: string | undefined;
     let served: Promise<bigint> | undefined;
-    const exit = await runMain({ PORT: "0", LOG_LEVEL: "info" }, (stdout, child) => {
+    // SHUTDOWN_DELAY has its own test (lifecycle.test.ts); here the exit itself is the point.
+    const exit = await runMain({ PORT: "0", LOG_LEVEL: "info", SHUTDOWN_DELAY: "0s" }, (stdout, child) => {
       if (address !== undefined) return;
       const line = stdout
         .split("\n")
