@@ -89,9 +89,9 @@ export class ServiceProcess {
 
 /**
  * SIGTERM, then SIGKILL if the process has not exited within graceMs. A
- * benchmark must not leave a service behind: once, a service run through tsx
- * hung in its shutdown (its main thread waiting on tsx's loader thread), and
- * its inherited stderr kept `npm run bench` from finishing.
+ * benchmark must not leave a service behind: a service run through tsx can
+ * hang in its shutdown (its main thread waiting on tsx's loader thread), and
+ * its inherited stderr would keep `npm run bench` from finishing.
  */
 export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;

@@ -1,6 +1,6 @@
 /**
- * Composes the service: config → store → session manager (with its event
- * reader and expiry scheduler) → Connect routes (SessionService, and grpc.health.v1.Health
+ * Composes the service: config → store → session manager, event hub (the
+ * process's one reader of the store's event log) and expiry scheduler → Connect routes (SessionService, and grpc.health.v1.Health
  * answered from a cached store ping) → the single-port RPC server.
  *
  * main.ts runs it as a process; tests and the benchmark start it in-process on
@@ -13,6 +13,8 @@ import pLimit from "p-limit";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { SessionService } from "../gen/session/v1/session_pb.js";
 import { sessionServiceRoutes, watchStartGate } from "./api/session-service.js";
+import { guardRequestBodies } from "./api/request-body-check.js";
+import { PEER } from "./auth/principal.js";
 import { setUpSecurity } from "./auth/security.js";
 import type { Config } from "./config/config.js";
 import { HealthMonitor } from "./health/health-monitor.js";
@@ -21,9 +23,11 @@ import { createLogger } from "./logging/logger.js";
 import { addActiveSessionsSource, addWatchStartGateSource, instrumentRedis, observeExpiryLag, scrape, trackWatcher } from "./observability/metrics.js";
 import { reflectionServiceRoutes } from "./reflection/reflection-service.js";
 import { startRpcServer } from "./server/rpc-server.js";
+import { ExpiryScheduler } from "./session/expiry-scheduler.js";
 import { SessionManager } from "./session/session-manager.js";
 import { createStore } from "./store/create-store.js";
 import type { SessionStore } from "./store/store.js";
+import { EventHub } from "./streaming/event-hub.js";
 
 /** The reflection services reflectionServiceRoutes serves (the gate judges their paths too). */
 const REFLECTION_SERVICES = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
@@ -47,6 +51,8 @@ export interface App {
   readonly port: number;
   readonly store: SessionStore;
   readonly manager: SessionManager;
+  /** The event log reader watch streams subscribe to. */
+  readonly events: EventHub;
   /** Turns readiness NOT_SERVING, keeps serving for SHUTDOWN_DELAY, then stops health checks, the expiry scheduler and the event reader (watch streams end with UNAVAILABLE and their cursor), drains and closes the server, then disposes of the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -63,7 +69,6 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const manager = new SessionManager({
     store,
     config,
-    logger: logger.child({ component: "session-manager" }),
     cipher: security.cipher,
     onSystemEnd: (reason, record, at) => {
       security.onSystemEnd(reason, record);
@@ -83,8 +88,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // Starting watches read the store a few at a time; the gauge shows how many wait (a reconnect storm).
   const startReads = pLimit(config.watchStartConcurrency);
   const stopStartGauge = addWatchStartGateSource(() => startReads.pendingCount);
+  const background = createBackground(store, config, logger);
   const sessionRoutes = sessionServiceRoutes(manager, {
     config,
+    logger: logger.child({ component: "session-manager" }),
+    events: background.events,
     tenant: security.tenant,
     admitWatch,
     watchQueueLimit: config.watchQueueLimit,
@@ -103,7 +111,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 
   // The event reader and the expiry scheduler; fails the start when Redis refuses CONFIG and the
   // keyspace notification flags are not set (the message names them).
-  await manager.start().catch(async (error: unknown) => {
+  await background.start().catch(async (error: unknown) => {
     await store.dispose();
     throw error;
   });
@@ -114,6 +122,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       sessionRoutes(router);
       healthRoutes(router);
       reflectionRoutes(router);
+      // Bad bytes: INVALID_ARGUMENT with our message, before connect's parser can answer INTERNAL with its own.
+      guardRequestBodies(router, {
+        readMaxBytes: config.limits.maxRequestBytes,
+        onMalformed: (method, request) =>
+          security.rejections.report({ kind: "request", reason: "malformed_body", outcome: "invalid_argument", method, peer: request.contextValues?.get(PEER).address }),
+      });
     },
     config,
     logger,
@@ -136,7 +150,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }).catch(async (error: unknown) => {
     // Nothing else holds the store yet: release it so the process can exit.
     health.stop();
-    await manager.stop();
+    await background.stop();
     await store.dispose();
     throw error;
   });
@@ -148,6 +162,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     port: server.port,
     store,
     manager,
+    events: background.events,
     close(): Promise<void> {
       closed ??= (async () => {
         // NOT_SERVING first (health and /readyz), so health watchers move away before the port closes.
@@ -160,13 +175,66 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         if (config.shutdownDelayMs > 0) await sleep(config.shutdownDelayMs);
         // No new connections or calls from here on; calls in flight go on (bounded by SHUTDOWN_TIMEOUT).
         server.stopAccepting();
-        await manager.stop();
+        await background.stop();
         // Streams still open end with UNAVAILABLE; waits for the unary calls in flight.
         await server.close();
         await store.dispose();
         security.close();
       })();
       return closed;
+    },
+  };
+}
+
+export interface BackgroundOptions {
+  /** Most sessions one expireDue call archives (default 100). */
+  readonly sweepBatchSize?: number;
+  /**
+   * Use the store's own due signal (Redis keyspace notifications) as a backstop
+   * of the scheduler (default true). Off, CONFIG is never touched.
+   */
+  readonly backendExpirySignal?: boolean;
+}
+
+/** The process's event hub and expiry scheduler, started and stopped together. */
+export interface Background {
+  readonly events: EventHub;
+  /**
+   * Starts the event reader, then the scheduler. Rejects when the store cannot
+   * be reached or cannot signal expiry (Redis refusing CONFIG without the
+   * notification flags set: the message names them); nothing is left running then.
+   */
+  start(): Promise<void>;
+  /** Stops the scheduler, then the event reader (watch streams end with UNAVAILABLE and their cursor). Does not dispose of the store. */
+  stop(): Promise<void>;
+}
+
+const DEFAULT_SWEEP_BATCH = 100;
+
+export function createBackground(store: SessionStore, config: Config, logger: Logger, options: BackgroundOptions = {}): Background {
+  const events = new EventHub({ store, logger: logger.child({ component: "event-hub" }) });
+  const scheduler = new ExpiryScheduler({
+    store,
+    events,
+    maxSleepMs: config.sweepIntervalMs,
+    batchSize: options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH,
+    useBackendSignal: options.backendExpirySignal ?? true,
+    logger: logger.child({ component: "expiry-scheduler" }),
+  });
+  return {
+    events,
+    async start() {
+      await events.start();
+      try {
+        await scheduler.start();
+      } catch (error) {
+        await events.stop();
+        throw error;
+      }
+    },
+    async stop() {
+      await scheduler.stop();
+      await events.stop();
     },
   };
 }

@@ -27,7 +27,9 @@ import {
 import { BadRequestSchema } from "../src/api/bad-request.js";
 import { sessionServiceRoutes } from "../src/api/session-service.js";
 import { loadConfig, type Config } from "../src/config/config.js";
-import { SessionManager } from "../src/session/session-manager.js";
+import type { SessionManager } from "../src/session/session-manager.js";
+import type { EventHub } from "../src/streaming/event-hub.js";
+import { sessionCore } from "./support/session-core.js";
 import { MemoryStore } from "../src/store/memory/memory-store.js";
 import type { SessionStore } from "../src/store/store.js";
 import { compareEventIds } from "../src/store/event-id.js";
@@ -58,6 +60,7 @@ function testConfig(overrides: Record<string, string> = {}): Config {
 interface TestServer {
   readonly client: SessionClient;
   readonly manager: SessionManager;
+  readonly events: EventHub;
   /** Log lines written by the service. */
   readonly logs: string[];
   close(): Promise<void>;
@@ -71,8 +74,8 @@ async function startServer(options: { config?: Config; wrapStore?: (store: Sessi
   const store = options.wrapStore === undefined ? memory : options.wrapStore(memory);
   const logs: string[] = [];
   const logger = pino({ level: "debug" }, { write: (line: string) => void logs.push(line) });
-  const manager = new SessionManager({ store, config, logger });
-  const routes = sessionServiceRoutes(manager, { config, tenant: () => config.defaultTenant });
+  const { manager, background } = sessionCore({ store, config, logger });
+  const routes = sessionServiceRoutes(manager, { config, logger, events: background.events, tenant: () => config.defaultTenant });
   const server = http2.createServer(connectNodeAdapter({ routes }));
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
@@ -82,13 +85,14 @@ async function startServer(options: { config?: Config; wrapStore?: (store: Sessi
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   const client = createClient(SessionService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
-  await manager.start();
+  await background.start();
   return {
     client,
     manager,
+    events: background.events,
     logs,
     async close() {
-      await manager.stop();
+      await background.stop();
       for (const session of sessions) session.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await memory.dispose();
@@ -552,7 +556,7 @@ describe("WatchSessions", () => {
   it("ends the stream when the client cancels, releasing the subscription", async () => {
     const srv = await startServer();
     try {
-      const subscribers = (): number => srv.manager.events.subscriberCount;
+      const subscribers = (): number => srv.events.subscriberCount;
       const watch = openWatch(srv.client, {});
       const pending = watch.nextRaw();
       await waitForWatchers(srv, 1);

@@ -48,7 +48,7 @@ describe("audit log", () => {
     const value = { kind: { case: "stringValue" as const, value: SECRET } };
     const id = (await c.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { s: SECRET } })).session?.sessionId ?? "";
     const controller = new AbortController();
-    const watchersBefore = app.manager.events.subscriberCount;
+    const watchersBefore = app.events.subscriberCount;
     const watching = (async () => {
       try {
         for await (const res of c.watchSessions({ sessionIds: [id] }, { signal: controller.signal, timeoutMs: 30_000 })) {

@@ -190,7 +190,7 @@ describe("authorization by scope", () => {
     const own = (await admin.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE })).session?.sessionId ?? "";
     await admin.setSessionData({ sessionId: own, key: "k", value: { kind: { case: "numberValue", value: 1 } } });
     await admin.getSessionData({ sessionId: own, key: "k" });
-    const watchersBefore = app.manager.events.subscriberCount;
+    const watchersBefore = app.events.subscriberCount;
     const w = watch(admin, { sessionIds: [own] });
     await waitForWatchers(app, watchersBefore + 1);
     await admin.closeSession({ sessionId: own });

@@ -10,9 +10,9 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { loadConfig } from "../src/config/config.js";
-import { isSessionError } from "../src/session/errors.js";
-import type { SessionRecord } from "../src/session/model.js";
-import { SessionManager } from "../src/session/session-manager.js";
+import { isSessionError } from "../src/domain/errors.js";
+import type { SessionRecord } from "../src/domain/model.js";
+import { sessionCore } from "./support/session-core.js";
 import { MemoryStore } from "../src/store/memory/memory-store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import type { SessionStore, StoreLimits } from "../src/store/store.js";
@@ -34,7 +34,7 @@ function suite(name: string, open: () => Promise<SessionStore>): void {
       const store = await open();
       const ended: Ended[] = [];
       // Not started: no scheduler, so only the calls below can expire anything.
-      const manager = new SessionManager({ store, config, logger: pino({ level: "silent" }), onSystemEnd: (reason, record, at) => ended.push({ reason, record, at }) });
+      const { manager, background } = sessionCore({ store, config, logger: pino({ level: "silent" }), onSystemEnd: (reason, record, at) => ended.push({ reason, record, at }) });
       try {
         const viaGet = (await manager.create("t", BASE)).session.sessionId;
         const viaExtend = (await manager.create("t", BASE)).session.sessionId;
@@ -63,7 +63,7 @@ function suite(name: string, open: () => Promise<SessionStore>): void {
           assert.ok(e.at >= e.record.expireTime + 30, "archived when met, after expire_time (the lag)");
         }
       } finally {
-        await manager.stop();
+        await background.stop();
         await store.dispose();
       }
     });
@@ -71,11 +71,11 @@ function suite(name: string, open: () => Promise<SessionStore>): void {
     it("the scheduler's expiries are reported once too, and a lazy path racing it never doubles one", async () => {
       const store = await open();
       const ended: Ended[] = [];
-      const manager = new SessionManager({ store, config, logger: pino({ level: "silent" }), onSystemEnd: (reason, record, at) => ended.push({ reason, record, at }) });
+      const { manager, background } = sessionCore({ store, config, logger: pino({ level: "silent" }), onSystemEnd: (reason, record, at) => ended.push({ reason, record, at }) });
       try {
         const ids: string[] = [];
         for (let i = 0; i < 6; i++) ids.push((await manager.create("t", { ...BASE, ttlMs: 50 })).session.sessionId);
-        await manager.start();
+        await background.start();
         // Race the scheduler with reads of the same sessions.
         const deadline = Date.now() + 3000;
         while (ended.length < ids.length && Date.now() < deadline) {
@@ -86,7 +86,7 @@ function suite(name: string, open: () => Promise<SessionStore>): void {
         assert.deepEqual(ended.map((e) => e.record.sessionId).sort(), [...ids].sort());
         assert.ok(ended.every((e) => e.reason === "expired" && e.at >= e.record.expireTime));
       } finally {
-        await manager.stop();
+        await background.stop();
         await store.dispose();
       }
     });

@@ -10,7 +10,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import { SessionError } from "../src/session/errors.js";
+import { SessionError } from "../src/domain/errors.js";
 import type { SessionStore } from "../src/store/store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { CONFORMANCE_LIMITS } from "./conformance/store-conformance.js";

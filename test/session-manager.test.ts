@@ -10,8 +10,10 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { loadConfig, type Config } from "../src/config/config.js";
-import { SessionError, type SessionErrorKind } from "../src/session/errors.js";
-import { SessionManager } from "../src/session/session-manager.js";
+import { SessionError, type SessionErrorKind } from "../src/domain/errors.js";
+import type { SessionManager } from "../src/session/session-manager.js";
+import type { Background } from "../src/app.js";
+import { sessionCore } from "./support/session-core.js";
 import { MemoryStore } from "../src/store/memory/memory-store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import type { SessionStore, StoredEvent, StoreLimits } from "../src/store/store.js";
@@ -37,6 +39,7 @@ const silent = pino({ level: "silent" });
 
 interface Harness {
   readonly manager: SessionManager;
+  readonly background: Background;
   readonly store: SessionStore;
   /** Every event in the store's log (each harness starts with an empty store). */
   events(): Promise<StoredEvent[]>;
@@ -47,13 +50,14 @@ type OpenStore = () => Promise<SessionStore>;
 
 async function harness(openStore: OpenStore, config = testConfig(), wrap?: (store: SessionStore) => SessionStore): Promise<Harness> {
   const store = await openStore();
-  const manager = new SessionManager({ store: wrap === undefined ? store : wrap(store), config, logger: silent });
+  const { manager, background } = sessionCore({ store: wrap === undefined ? store : wrap(store), config, logger: silent });
   return {
     manager,
+    background,
     store,
     events: () => store.readEvents("0-0", 10_000),
     async close() {
-      await manager.stop();
+      await background.stop();
       await store.dispose();
     },
   };
@@ -280,10 +284,10 @@ function managerSuite(name: string, openStore: OpenStore): void {
       const h = await harness(openStore);
       const abort = new AbortController();
       try {
-        await h.manager.start();
-        const watch = watchSessions(h.manager, h.manager.events, TENANT, {}, { sendInitialSnapshot: false, resumeCursor: "", heartbeatMs: 60_000, signal: abort.signal, queueLimit: 3 });
+        await h.background.start();
+        const watch = watchSessions(h.manager, h.background.events, TENANT, {}, { sendInitialSnapshot: false, resumeCursor: "", heartbeatMs: 60_000, signal: abort.signal, queueLimit: 3 });
         const first = watch.next();
-        await waitFor("the watch to register", () => h.manager.events.subscriberCount === 1);
+        await waitFor("the watch to register", () => h.background.events.subscriberCount === 1);
         await h.manager.create(OTHER_TENANT, BASE);
         const mine = await h.manager.create(TENANT, BASE);
         const item = await first;
@@ -294,7 +298,7 @@ function managerSuite(name: string, openStore: OpenStore): void {
         assert.equal(item.value?.cursor, logged[1]?.id, "the cursor is the event's log id");
         // The consumer does not read while four more events arrive: one more than the queue holds.
         for (let i = 0; i < 4; i++) await h.manager.create(TENANT, BASE);
-        await waitFor("the hub to drop the slow watcher", () => h.manager.events.subscriberCount === 0);
+        await waitFor("the hub to drop the slow watcher", () => h.background.events.subscriberCount === 0);
         // What was queued before the overflow is still delivered, then the watch ends with the last cursor.
         const drained: string[] = [];
         for (let i = 0; i < 3; i++) drained.push((await watch.next()).value?.cursor ?? "");
@@ -317,14 +321,14 @@ function managerSuite(name: string, openStore: OpenStore): void {
       const h = await harness(openStore);
       const abort = new AbortController();
       try {
-        await h.manager.start();
-        const watch = watchSessions(h.manager, h.manager.events, TENANT, {}, { sendInitialSnapshot: false, resumeCursor: "", heartbeatMs: 60_000, signal: abort.signal });
+        await h.background.start();
+        const watch = watchSessions(h.manager, h.background.events, TENANT, {}, { sendInitialSnapshot: false, resumeCursor: "", heartbeatMs: 60_000, signal: abort.signal });
         const pending = watch.next();
         await sleep(20);
-        assert.equal(h.manager.events.subscriberCount, 1);
+        assert.equal(h.background.events.subscriberCount, 1);
         abort.abort();
         assert.deepEqual(await pending, { done: true, value: undefined });
-        assert.equal(h.manager.events.subscriberCount, 0, "the watch unsubscribed");
+        assert.equal(h.background.events.subscriberCount, 0, "the watch unsubscribed");
       } finally {
         await h.close();
       }
@@ -367,12 +371,12 @@ function managerSuite(name: string, openStore: OpenStore): void {
           return store.expireDue(limit);
         },
       });
-      const manager = new SessionManager({ store: counting, config, logger: silent, sweepBatchSize: 2 });
+      const { manager, background } = sessionCore({ store: counting, config, logger: silent, sweepBatchSize: 2 });
       try {
         const ids = new Set<string>();
         for (let i = 0; i < 5; i++) ids.add((await manager.create(TENANT, { ...BASE, ttlMs: 30 })).session.sessionId);
         await sleep(60);
-        await manager.start();
+        await background.start();
         const expired = async (): Promise<StoredEvent[]> => (await store.readEvents("0-0", 100)).filter((e) => e.type === "expired");
         await waitFor("five EXPIRED events", async () => (await expired()).length === 5);
         assert.equal(calls, 3, "batches of 2, 2 and 1");
@@ -381,21 +385,21 @@ function managerSuite(name: string, openStore: OpenStore): void {
         assert.ok(events.every((e) => e.session.status === "expired" && e.session.endTime === e.session.expireTime));
         assert.equal((await manager.metrics(TENANT)).expired, 5);
       } finally {
-        await manager.stop();
+        await background.stop();
         await store.dispose();
       }
     });
 
     it("scheduler wakes at the expire time of a session created while it sleeps", async () => {
       const store = await openStore();
-      const manager = new SessionManager({ store, config: testConfig({ SWEEP_INTERVAL: "1h" }), logger: silent, backendExpirySignal: false });
+      const { manager, background } = sessionCore({ store, config: testConfig({ SWEEP_INTERVAL: "1h" }), logger: silent, backendExpirySignal: false });
       try {
-        await manager.start();
+        await background.start();
         await sleep(50); // asleep for an hour now, with nothing due
         const { session } = await manager.create(TENANT, { ...BASE, ttlMs: 100 });
         await waitFor("the EXPIRED event", async () => (await store.readEvents("0-0", 100)).some((e) => e.type === "expired" && e.session.sessionId === session.sessionId), 3000);
       } finally {
-        await manager.stop();
+        await background.stop();
         await store.dispose();
       }
     });
@@ -410,20 +414,20 @@ function managerSuite(name: string, openStore: OpenStore): void {
           return store.nextDue();
         },
       });
-      const manager = new SessionManager({ store: counting, config: testConfig(), logger: silent });
+      const { manager, background } = sessionCore({ store: counting, config: testConfig(), logger: silent });
       try {
-        await manager.start();
+        await background.start();
         await waitFor("a few looks at the due queue", () => calls >= 3);
-        await manager.stop();
+        await background.stop();
         const atStop = calls;
         await manager.create(TENANT, { ...BASE, ttlMs: 10 });
         await sleep(150);
         assert.equal(calls, atStop, "no look after stop");
         // It can be started again.
-        await manager.start();
+        await background.start();
         await waitFor("a look after restart", () => calls > atStop);
       } finally {
-        await manager.stop();
+        await background.stop();
         await store.dispose();
       }
     });
@@ -442,10 +446,10 @@ function managerSuite(name: string, openStore: OpenStore): void {
           return store.expireDue(limit);
         },
       });
-      const manager = new SessionManager({ store: flaky, config: testConfig(), logger });
+      const { manager, background } = sessionCore({ store: flaky, config: testConfig(), logger });
       try {
         const { session } = await manager.create(TENANT, { ...BASE, ttlMs: 10, metadata: { secret: "METADATA-VALUE" } });
-        await manager.start();
+        await background.start();
         await waitFor("the EXPIRED event after the failures", async () =>
           (await store.readEvents("0-0", 100)).some((e) => e.type === "expired" && e.session.sessionId === session.sessionId),
         );
@@ -453,7 +457,7 @@ function managerSuite(name: string, openStore: OpenStore): void {
         assert.ok(lines.some((l) => l.includes("store call failed")), "the failure is logged");
         assert.ok(!lines.join("").includes("METADATA-VALUE"), "no value in the logs");
       } finally {
-        await manager.stop();
+        await background.stop();
         await store.dispose();
       }
     });
@@ -475,20 +479,33 @@ describe("SessionManager over RedisStore", () => {
   it("the scheduler survives Redis going away and coming back", async () => {
     const config = testConfig();
     const store = new RedisStore({ url: server.url, keyPrefix: "sm:", limits: LIMITS, commandTimeoutMs: 300 });
-    const manager = new SessionManager({ store, config, logger: silent });
+    const { manager, background } = sessionCore({ store, config, logger: silent });
     try {
-      await manager.start();
+      await background.start();
       await server.stop();
       await sleep(200);
       await server.start();
-      const { session } = await manager.create(TENANT, { ...BASE, ttlMs: 20 });
+      // The store reconnects with a backoff longer than its 300 ms deadline: retry UNAVAILABLE as a client would.
+      let created: Awaited<ReturnType<typeof manager.create>> | undefined;
+      await waitFor(
+        "a create after the restart",
+        async () => {
+          created = await manager.create(TENANT, { ...BASE, ttlMs: 20 }).catch((error: unknown) => {
+            if (error instanceof SessionError && error.kind === "unavailable") return undefined;
+            throw error;
+          });
+          return created !== undefined;
+        },
+        10_000,
+      );
+      const session = created!.session;
       await waitFor(
         "an EXPIRED event after the restart",
         async () => (await store.readEvents("0-0", 100).catch(() => [])).some((e) => e.type === "expired" && e.session.sessionId === session.sessionId),
         10_000,
       );
     } finally {
-      await manager.stop();
+      await background.stop();
       await store.dispose();
     }
   });

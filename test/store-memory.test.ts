@@ -5,7 +5,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { MemoryStore } from "../src/store/memory/memory-store.js";
-import { SessionError } from "../src/session/errors.js";
+import { SessionError } from "../src/domain/errors.js";
 import { CONFORMANCE_LIMITS, assertRejectsKind, runStoreConformance } from "./conformance/store-conformance.js";
 
 runStoreConformance("memory", async () => {

@@ -8,8 +8,8 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Redis } from "ioredis";
 import { setTimeout as sleep } from "node:timers/promises";
-import { SessionError } from "../src/session/errors.js";
-import type { SessionRecord } from "../src/session/model.js";
+import { SessionError } from "../src/domain/errors.js";
+import type { SessionRecord } from "../src/domain/model.js";
 import type { CreateSessionInput, StoreLimits } from "../src/store/store.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
@@ -337,7 +337,7 @@ describe("RedisStore on Redis", () => {
       }
     };
     try {
-      // The order that once lost the flags: the subscriber reconnects (within 1 s of the restart, its
+      // The order that can lose the flags: the subscriber reconnects (within 1 s of the restart, its
       // longest backoff) before the command connection, which refuses commands until it is back. Made
       // near-certain here instead of left to timing: the command connection's first retry comes 3 s
       // after the stop. Either order must end with the subscription and the flags restored.

@@ -318,7 +318,7 @@ async function runBurst(app: App, watchers: readonly Watcher[], writer: SessionC
     // The snapshot (connect's path) ends with a heartbeat: every watcher has it, then registers live.
     const SNAPSHOT = 4;
     await until("the snapshots", watchers, () => watchers.every((w) => w.items.length >= SNAPSHOT + 1));
-    await until("every watcher registered", watchers, () => app.manager.events.subscriberCount === watchers.length);
+    await until("every watcher registered", watchers, () => app.events.subscriberCount === watchers.length);
     for (const w of watchers) {
       assert.deepEqual(
         w.items.slice(0, SNAPSHOT).map((i) => i.type),
@@ -463,7 +463,7 @@ describe("direct watch writes under backpressure (MemoryStore)", () => {
     const watchers = [slow, steady];
     try {
       await until("the snapshots", watchers, () => watchers.every((w) => w.items.length >= 5));
-      await until("both registered", watchers, () => t.app.manager.events.subscriberCount === 2);
+      await until("both registered", watchers, () => t.app.events.subscriberCount === 2);
       const snapshotEnd = steady.items[4]?.cursor ?? "";
       slow.stream.pause();
       let last = "";
@@ -496,7 +496,7 @@ describe("direct watch writes, a watcher that falls too far behind", () => {
     const slow = rawGrpcWatcher("paused raw reader", t.app.url);
     try {
       await until("the snapshot", [slow], () => slow.items.length >= 5);
-      await until("registered", [slow], () => t.app.manager.events.subscriberCount === 1);
+      await until("registered", [slow], () => t.app.events.subscriberCount === 1);
       slow.stream.pause();
       for (let i = 0; i < 150; i++) await t.writer.createSession({ userId: "bp", dataSource: "d", metadata: { step: i, pad: PAD } });
       slow.stream.resume();

@@ -14,7 +14,7 @@ import {
   type SessionEvent as ProtoSessionEvent,
   SessionEventSchema,
 } from "../../gen/session/v1/session_pb.js";
-import type { AccessLevel, SessionStatus } from "../session/model.js";
+import type { AccessLevel, SessionStatus } from "../domain/model.js";
 import type { SessionMetrics } from "../session/session-manager.js";
 import type { SessionView } from "../session/session-view.js";
 import type { SessionEventType } from "../store/store.js";

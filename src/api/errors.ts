@@ -3,7 +3,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { isSessionError, type SessionError, type SessionErrorKind } from "../session/errors.js";
+import { isSessionError, type SessionError, type SessionErrorKind } from "../domain/errors.js";
 import { badRequestDetail } from "./bad-request.js";
 
 const CODES: Readonly<Record<SessionErrorKind, Code>> = {

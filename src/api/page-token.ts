@@ -6,7 +6,7 @@
  * listing of the caller's own tenant resumes.
  */
 import type { ListCursor } from "../store/store.js";
-import { SessionError } from "../session/errors.js";
+import { SessionError } from "../domain/errors.js";
 
 const TOKEN_ALPHABET = /^[A-Za-z0-9_-]+$/;
 const CURSOR_TEXT = /^(\d{1,16})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;

@@ -10,6 +10,7 @@ import pLimit, { type LimitFunction } from "p-limit";
 import { SessionService, type SessionEvent } from "../../gen/session/v1/session_pb.js";
 import type { Config } from "../config/config.js";
 import type { SessionManager } from "../session/session-manager.js";
+import type { EventHub } from "../streaming/event-hub.js";
 import { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
 import { WatchInterrupted, watchSessions, type ReadGate, type WatchItem, type WatchSink } from "../streaming/watch-sessions.js";
 import { metricsToProto, sessionToProto, valueToProto, watchItemToProto } from "./convert.js";
@@ -41,8 +42,10 @@ export interface SessionServiceOptions {
    * function that releases its place when the stream ends. Default: admit all.
    */
   readonly admitWatch?: (context: HandlerContext) => () => void;
-  /** Where internal errors are logged; default: the manager's logger. */
-  readonly logger?: Logger;
+  /** Where internal errors are logged. */
+  readonly logger: Logger;
+  /** The process's reader of the store's event log: watch streams subscribe to it. */
+  readonly events: EventHub;
   /** Most events queued for one slow watcher before it is ended (default 1000). */
   readonly watchQueueLimit?: number;
   /** The process's gate for the store reads of starting watches (default: WATCH_START_CONCURRENCY at a time). */
@@ -89,7 +92,7 @@ export function watchStartGate(limit: LimitFunction): ReadGate {
 export function createSessionServiceImpl(manager: SessionManager, options: SessionServiceOptions): ServiceImpl<typeof SessionService> {
   const { config } = options;
   const limits = config.limits;
-  const logger = options.logger ?? manager.logger;
+  const { logger } = options;
   const readGate = options.watchStartGate ?? watchStartGate(pLimit(config.watchStartConcurrency));
 
   /** Runs one unary call, mapping every error to its status code. */
@@ -208,7 +211,7 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
                   return true;
                 },
               };
-        const items = watchSessions(manager, manager.events, options.tenant(ctx), params.filter, {
+        const items = watchSessions(manager, options.events, options.tenant(ctx), params.filter, {
           sendInitialSnapshot: params.sendInitialSnapshot,
           resumeCursor: params.resumeCursor,
           heartbeatMs: config.watchHeartbeatMs,

@@ -18,7 +18,7 @@ import {
   type WatchSessionsRequest,
 } from "../../gen/session/v1/session_pb.js";
 import type { LimitsConfig, TtlConfig } from "../config/config.js";
-import { SessionError } from "../session/errors.js";
+import { SessionError } from "../domain/errors.js";
 import type { CreateSessionParams, UpdateSessionParams } from "../session/session-manager.js";
 import type { ListCursor, ListFilter } from "../store/store.js";
 import type { SessionEventType } from "../store/store.js";
@@ -66,9 +66,9 @@ export function validateOptionalName(value: string, field: string): string | und
   return value === "" ? undefined : validateName(value, field);
 }
 
-/** Absent: the default TTL. Otherwise a valid, non-negative Duration within [minMs, maxMs]. */
-export function validateTtl(ttl: Duration | undefined, config: TtlConfig, field = "ttl"): number {
-  if (ttl === undefined) return config.defaultMs;
+/** Absent: undefined (the session layer applies the default TTL). Otherwise a valid, non-negative Duration within [minMs, maxMs]. */
+export function validateTtl(ttl: Duration | undefined, config: TtlConfig, field = "ttl"): number | undefined {
+  if (ttl === undefined) return undefined;
   if (!Number.isInteger(ttl.nanos) || ttl.nanos < 0 || ttl.nanos > 999_999_999) {
     throw invalid(field, "nanos must be from 0 to 999999999");
   }
@@ -109,7 +109,7 @@ export function validateCreate(request: CreateSessionRequest, ttl: TtlConfig): C
     userId,
     dataSource,
     accessLevel,
-    ttlMs,
+    ...(ttlMs === undefined ? {} : { ttlMs }),
     ...(request.metadata === undefined ? {} : { metadata: request.metadata }),
     requestId: request.requestId,
   };

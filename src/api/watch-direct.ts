@@ -6,8 +6,8 @@
  * Why: one event reaches every watcher of a process at once. Through connect,
  * each of the N deliveries is serialized again and crosses about ten async
  * iteration steps (interceptors, serialize, envelope, compression check, join,
- * catch, write) with their promises; at 10k watchers that is seconds of CPU per
- * event. The bytes of an event are the same for every watcher, so they are
+ * catch, write) with their promises; at 10k watchers that dominates the CPU of
+ * every event. The bytes of an event are the same for every watcher, so they are
  * built once (WeakMap by message) and each delivery is one stream write.
  *
  * Rules that keep this correct next to connect's own writes:

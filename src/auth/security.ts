@@ -17,7 +17,7 @@ import { cipherForConfig } from "../crypto/cipher-for-config.js";
 import type { FieldCipher } from "../crypto/field-cipher.js";
 import { createDeadlineInterceptor } from "../limits/deadline-interceptor.js";
 import { WatcherLimiter } from "../limits/watcher-limiter.js";
-import type { SessionRecord } from "../session/model.js";
+import type { SessionRecord } from "../domain/model.js";
 import { loadAuthenticator, type Authenticator } from "./authenticator.js";
 import { createAuthInterceptor } from "./interceptor.js";
 import { peerContextValues, peerOf } from "./peer.js";

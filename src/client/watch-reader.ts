@@ -8,9 +8,8 @@
  *
  * Why it exists: connect-es's client takes every message of a server stream
  * through a generic pipeline of async iterables (envelope, decompression,
- * parse, interceptors, promise client), about 50–70 µs of CPU per message on
- * our 2-core machine. A process watching 10k sessions spends most of a second
- * of CPU per event that way. This reader speaks the same gRPC protocol over the
+ * parse, interceptors, promise client), whose CPU per message dominates a
+ * process that holds thousands of watches (bench/RESULTS.md). This reader speaks the same gRPC protocol over the
  * same connect-node HTTP/2 session manager (pings, GOAWAY, reconnects), but
  * reads each DATA chunk in one synchronous step: split the envelopes, decode
  * with protobuf-es, queue for the consumer. About a fifth of the CPU per
@@ -31,7 +30,7 @@
 import * as http2 from "node:http2";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { findTrailerError, requestHeader, validateResponse } from "@connectrpc/connect/protocol-grpc";
+import { findTrailerError, requestHeader, validateResponse } from "./grpc-wire.js";
 import { Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
 import { SessionService, WatchSessionsRequestSchema, WatchSessionsResponseSchema, type WatchSessionsResponse } from "../../gen/session/v1/session_pb.js";
 

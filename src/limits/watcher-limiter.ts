@@ -4,7 +4,7 @@
  * so one caller must not be able to open thousands. Beyond the cap a watch
  * fails with RESOURCE_EXHAUSTED (limit_exceeded) and changes nothing.
  */
-import { SessionError } from "../session/errors.js";
+import { SessionError } from "../domain/errors.js";
 
 export class WatcherLimiter {
   private readonly active = new Map<string, number>();

@@ -8,9 +8,23 @@
  */
 import type * as http from "node:http";
 import * as http2 from "node:http2";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { codeToHttpStatus, endStreamFlag, errorToJson } from "@connectrpc/connect/protocol-connect";
-import { encodeEnvelope } from "@connectrpc/connect/protocol";
+import { Code } from "@connectrpc/connect";
+import { codeName } from "./rpc-logging.js";
+
+/**
+ * HTTP status of a Connect unary error, by code (the Connect protocol's table; only the codes the gate
+ * uses need to be right, the rest fall back to 500 as the protocol allows for codes without a mapping here).
+ */
+const HTTP_STATUS: Partial<Record<Code, number>> = {
+  [Code.InvalidArgument]: 400,
+  [Code.Unauthenticated]: 401,
+  [Code.PermissionDenied]: 403,
+  [Code.NotFound]: 404,
+  [Code.ResourceExhausted]: 429,
+  [Code.Unavailable]: 503,
+};
+/** Flag of the Connect streaming protocol's end-of-stream message. */
+const END_STREAM_FLAG = 0b00000010;
 
 export function writeRpcError(
   req: http.IncomingMessage | http2.Http2ServerRequest,
@@ -20,7 +34,7 @@ export function writeRpcError(
 ): void {
   const contentType = String(req.headers["content-type"] ?? "");
   const closeAfter = req instanceof http2.Http2ServerRequest ? {} : { connection: "close" };
-  const error = new ConnectError(message, code);
+  const error = { code: codeName(code), message };
   if (/^application\/grpc(-web)?(-text)?([+;]|$)/i.test(contentType)) {
     const headers = { "content-type": contentType, "grpc-status": String(code), "grpc-message": encodeURIComponent(message) };
     if (req instanceof http2.Http2ServerRequest && !req.stream.headersSent && !req.stream.destroyed) {
@@ -33,13 +47,17 @@ export function writeRpcError(
     return;
   }
   if (/^application\/connect\+/i.test(contentType)) {
-    const body = encodeEnvelope(endStreamFlag, new TextEncoder().encode(JSON.stringify({ error: errorToJson(error, undefined) })));
+    const json = Buffer.from(JSON.stringify({ error }));
+    const body = Buffer.alloc(5 + json.byteLength);
+    body[0] = END_STREAM_FLAG;
+    body.writeUInt32BE(json.byteLength, 1);
+    json.copy(body, 5);
     (res as http.ServerResponse).writeHead(200, { "content-type": contentType, ...closeAfter });
     res.end(body);
     return;
   }
-  const body = JSON.stringify(errorToJson(error, undefined));
-  (res as http.ServerResponse).writeHead(codeToHttpStatus(code), { "content-type": "application/json", ...closeAfter });
+  const body = JSON.stringify(error);
+  (res as http.ServerResponse).writeHead(HTTP_STATUS[code] ?? 500, { "content-type": "application/json", ...closeAfter });
   res.end(body);
 }
 

@@ -22,7 +22,7 @@ import { Code, ConnectError, type Interceptor, type StreamResponse } from "@conn
 import type { Logger } from "pino";
 import { observeRpc } from "../observability/metrics.js";
 import { REQUEST_ID_HEADER, requestIdOf, TRACEPARENT_HEADER, traceIdOf } from "../observability/trace-context.js";
-import { isSessionError } from "../session/errors.js";
+import { isSessionError } from "../domain/errors.js";
 
 /** Codes that mean the service failed, rather than the request being wrong. */
 const SERVER_FAULTS: ReadonlySet<Code> = new Set([Code.Unknown, Code.Internal, Code.Unavailable, Code.DataLoss]);

@@ -9,11 +9,9 @@ import { connectNodeAdapter, type ConnectNodeAdapterOptions } from "@connectrpc/
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import type { RejectionReporter } from "../audit/rejection-reporter.js";
-import { PEER } from "../auth/principal.js";
 import type { RequestGate } from "../auth/request-gate.js";
 import type { Config, EdgeConfig, LimitsConfig } from "../config/config.js";
 import { addEdgeSource } from "../observability/metrics.js";
-import { guardRequestBodies } from "./body-validation.js";
 import { ConnectionLimits } from "./connection-limits.js";
 import { withRequestGate } from "./gated-handler.js";
 import { withHttpEndpoints, type HttpEndpointsOptions } from "./http-endpoints.js";
@@ -88,15 +86,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   setMaxListeners(0, shutdown.signal);
   const rejections = options.rejections;
   const connectHandler = connectNodeAdapter({
-    routes: (router) => {
-      options.routes(router);
-      // Bad bytes: INVALID_ARGUMENT with our message, before connect's parser can answer INTERNAL with its own.
-      guardRequestBodies(router, {
-        readMaxBytes: config.limits.maxRequestBytes,
-        onMalformed: (method, request) =>
-          rejections?.report({ kind: "request", reason: "malformed_body", outcome: "invalid_argument", method, peer: request.contextValues?.get(PEER).address }),
-      });
-    },
+    routes: options.routes,
     interceptors: [
       createRpcLoggingInterceptor(logger, { shutdownSignal: shutdown.signal }),
       createShutdownInterceptor(shutdown.signal),

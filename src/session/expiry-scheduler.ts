@@ -23,7 +23,7 @@
  */
 import type { Logger } from "pino";
 import type { SessionStore, StoredEvent } from "../store/store.js";
-import { isSessionError } from "./errors.js";
+import { isSessionError } from "../domain/errors.js";
 
 export interface ExpirySchedulerOptions {
   readonly store: Pick<SessionStore, "expireDue" | "nextDue" | "watchDue">;

@@ -6,7 +6,7 @@
  * values are the caller's data and must not reach logs or error messages.
  */
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
-import { SessionError } from "./errors.js";
+import { SessionError } from "../domain/errors.js";
 
 /** The stored form of "no metadata". */
 export const EMPTY_METADATA = "{}";

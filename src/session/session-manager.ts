@@ -4,26 +4,23 @@
  * The API layer (src/api/validate.ts) checks the format of every request field
  * before calling in here; this layer owns what needs the stored state or the
  * encoded form: JSON encoding and its size limits, the read-merge-write of
- * merged metadata, the default TTL, and expiry on time (ExpiryScheduler).
+ * merged metadata, and the default TTL.
  * Events are not published here: every store write appends its event to the
- * store's event log in the same atomic step, and the EventHub (one reader per
- * process) fans the log out to watchers and to the scheduler.
+ * store's event log in the same atomic step. The process's EventHub and
+ * ExpiryScheduler are composed beside the manager (app.ts), not inside it.
  *
  * Methods take the tenant first: tenants are isolated by the store, and the API
  * layer decides which tenant a call acts on.
  */
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { randomUUID } from "node:crypto";
-import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Config } from "../config/config.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, type FieldCipher } from "../crypto/field-cipher.js";
-import type { ListCursor, ListFilter, SessionCounters, SessionPatch, SessionStore } from "../store/store.js";
-import { EventHub } from "../streaming/event-hub.js";
-import { isSessionError, SessionError } from "./errors.js";
-import { ExpiryScheduler } from "./expiry-scheduler.js";
+import type { ListCursor, ListFilter, SessionCounters, SessionPatch, SessionStore, StoredEvent } from "../store/store.js";
+import { isSessionError, SessionError } from "../domain/errors.js";
 import { decodeValue, EMPTY_METADATA, encodeJson, jsonByteLength, mergeMetadata } from "./json-codec.js";
-import type { AccessLevel, SessionRecord } from "./model.js";
+import type { AccessLevel, SessionRecord } from "../domain/model.js";
 import { toSessionView, type SessionView } from "./session-view.js";
 
 export type { SessionView } from "./session-view.js";
@@ -31,14 +28,6 @@ export type { SessionView } from "./session-view.js";
 export interface SessionManagerOptions {
   readonly store: SessionStore;
   readonly config: Config;
-  readonly logger: Logger;
-  /** Most sessions one expireDue call archives (default 100). */
-  readonly sweepBatchSize?: number;
-  /**
-   * Use the store's own due signal (Redis keyspace notifications) as a backstop
-   * of the scheduler (default true). Off, CONFIG is never touched.
-   */
-  readonly backendExpirySignal?: boolean;
   /**
    * Seals metadata and data values before they reach the store and opens them
    * after (encryption at rest). Default: AES-256-GCM with a random key that
@@ -62,7 +51,7 @@ export interface CreateSessionParams {
   readonly userId: string;
   readonly dataSource: string;
   readonly accessLevel: AccessLevel;
-  /** Absent: config.ttl.defaultMs. */
+  /** Absent: config.ttl.defaultMs (applied here only). */
   readonly ttlMs?: number;
   /** Absent: an empty object. */
   readonly metadata?: JsonObject;
@@ -119,61 +108,22 @@ export interface SessionMetrics extends Omit<SessionCounters, "endedDurationMsSu
 
 /** How often a merge is retried when another write got in between its read and its write. */
 const MERGE_ATTEMPTS = 20;
-const DEFAULT_SWEEP_BATCH = 100;
 
 export class SessionManager {
-  readonly store: SessionStore;
-  readonly config: Config;
-  /** The process's one reader of the store's event log (watch streams subscribe to it). */
-  readonly events: EventHub;
-  readonly logger: Logger;
-  readonly cipher: FieldCipher;
-  private readonly scheduler: ExpiryScheduler;
+  private readonly store: SessionStore;
+  private readonly config: Config;
+  private readonly cipher: FieldCipher;
   private readonly onSystemEnd: SessionManagerOptions["onSystemEnd"];
 
   constructor(options: SessionManagerOptions) {
     this.store = options.store;
     this.config = options.config;
-    this.logger = options.logger;
-    this.events = new EventHub({ store: this.store, logger: this.logger.child({ component: "event-hub" }) });
     this.cipher = options.cipher ?? AesGcmFieldCipher.ephemeral();
     this.onSystemEnd = options.onSystemEnd;
-    this.scheduler = new ExpiryScheduler({
-      store: this.store,
-      events: this.events,
-      maxSleepMs: this.config.sweepIntervalMs,
-      batchSize: options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH,
-      useBackendSignal: options.backendExpirySignal ?? true,
-      logger: this.logger.child({ component: "expiry-scheduler" }),
-    });
     // Every expiry a call of this process performed (scheduler or lazy), once each: audit and metrics.
     this.store.onExpired((expirations) => {
       for (const { record, expiredAt } of expirations) this.onSystemEnd?.("expired", record, expiredAt);
     });
-  }
-
-  /**
-   * Starts the event reader and the expiry scheduler. Rejects when the store
-   * cannot be reached or cannot signal expiry (Redis refusing CONFIG without
-   * the notification flags set: the message names them); nothing is left running then.
-   */
-  async start(): Promise<void> {
-    await this.events.start();
-    try {
-      await this.scheduler.start();
-    } catch (error) {
-      await this.events.stop();
-      throw error;
-    }
-  }
-
-  /**
-   * Stops the scheduler, then the event reader, which ends every watch stream
-   * with UNAVAILABLE and its cursor. Does not dispose of the store.
-   */
-  async stop(): Promise<void> {
-    await this.scheduler.stop();
-    await this.events.stop();
   }
 
   async create(tenant: string, params: CreateSessionParams): Promise<CreateSessionOutcome> {
@@ -281,6 +231,16 @@ export class SessionManager {
     const result = await this.store.clearData(tenant, sessionId);
     // The store does not report which keys it removed; empty dataKeys means "every key".
     return { deletedCount: result.deletedCount, version: result.version };
+  }
+
+  /** The id of the newest logged event ("0-0" for an empty log): where a watch snapshot starts. */
+  lastEventId(): Promise<string> {
+    return this.store.lastEventId();
+  }
+
+  /** Logged events after `after` (a watch's replay); out_of_range when `after` is past the retention. */
+  readEvents(after: string, limit: number): Promise<StoredEvent[]> {
+    return this.store.readEvents(after, limit);
   }
 
   async metrics(tenant: string): Promise<SessionMetrics> {

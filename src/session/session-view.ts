@@ -12,7 +12,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import { METADATA_FIELD, type FieldCipher } from "../crypto/field-cipher.js";
 import { decodeMetadata } from "./json-codec.js";
-import type { SessionRecord } from "./model.js";
+import type { SessionRecord } from "../domain/model.js";
 
 export interface SessionView extends Omit<SessionRecord, "metadata"> {
   readonly metadata: JsonObject;

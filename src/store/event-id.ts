@@ -3,7 +3,7 @@
  * used by both stores so that a cursor means the same thing on either.
  * Ordered by (ms, seq) as numbers, never as strings ("9-0" < "10-0").
  */
-import { SessionError } from "../session/errors.js";
+import { SessionError } from "../domain/errors.js";
 
 /** The position before the first event. */
 export const ZERO_EVENT_ID = "0-0";

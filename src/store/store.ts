@@ -19,7 +19,7 @@
  * stream nodes, so it may keep somewhat more, never less); a watcher can resume
  * from any cursor still inside both bounds.
  */
-import type { AccessLevel, SessionRecord } from "../session/model.js";
+import type { AccessLevel, SessionRecord } from "../domain/model.js";
 
 export interface CreateSessionInput {
   readonly tenant: string;
@@ -212,6 +212,23 @@ export interface StoreLimits {
 
 export const DEFAULT_EVENT_RETENTION_COUNT = 100_000;
 export const DEFAULT_EVENT_RETENTION_MS = 3_600_000;
+
+/** StoreLimits with every default applied. */
+export type ResolvedStoreLimits = Required<StoreLimits>;
+
+/** Applies the defaults of StoreLimits: the one place they are applied, for both stores. */
+export function resolveStoreLimits(limits: StoreLimits): ResolvedStoreLimits {
+  return {
+    maxDataKeys: limits.maxDataKeys,
+    maxDataBytes: limits.maxDataBytes ?? 0,
+    maxSessionsPerUser: limits.maxSessionsPerUser ?? 0,
+    sessionsPerUserPolicy: limits.sessionsPerUserPolicy ?? "reject",
+    archiveRetentionMs: limits.archiveRetentionMs,
+    expiryGraceMs: limits.expiryGraceMs,
+    eventRetentionCount: limits.eventRetentionCount ?? DEFAULT_EVENT_RETENTION_COUNT,
+    eventRetentionMs: limits.eventRetentionMs ?? DEFAULT_EVENT_RETENTION_MS,
+  };
+}
 
 /** What a create does when the user already has maxSessionsPerUser live sessions. */
 export type SessionsPerUserPolicy = "reject" | "close_oldest";

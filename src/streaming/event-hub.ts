@@ -23,7 +23,7 @@
  */
 import type { Logger } from "pino";
 import { setImmediate as setImmediatePromise, setTimeout as sleep } from "node:timers/promises";
-import { isSessionError, SessionError } from "../session/errors.js";
+import { isSessionError, SessionError } from "../domain/errors.js";
 import { ZERO_EVENT_ID } from "../store/event-id.js";
 import type { EventTail, SessionStore, StoredEvent } from "../store/store.js";
 import { EventQueue } from "./event-queue.js";

@@ -22,12 +22,12 @@
  *   UNAVAILABLE carrying its cursor (WatchInterrupted.cursor).
  *
  * Events carry the session as it is after the event, decoded by the session
- * layer (manager.view); a session whose data source or user is changed away
+ * layer (source.view); a session whose data source or user is changed away
  * from a watcher's filter is not announced to that watcher from then on.
  */
 import type { SessionManager, SessionView } from "../session/session-manager.js";
-import { SessionError, type SessionErrorKind } from "../session/errors.js";
-import type { SessionRecord } from "../session/model.js";
+import { SessionError, type SessionErrorKind } from "../domain/errors.js";
+import type { SessionRecord } from "../domain/model.js";
 import { compareEventIds, maxEventId, parseCursor } from "../store/event-id.js";
 import type { SessionEventType, StoredEvent } from "../store/store.js";
 import type { EventHub, HubSubscription } from "./event-hub.js";
@@ -70,6 +70,9 @@ export interface WatchOptions {
  * number of reads in flight they wait their turn instead, in order.
  */
 export type ReadGate = <T>(read: () => Promise<T>) => Promise<T>;
+
+/** What a watch needs of the session layer (SessionManager): decoded reads and the event log. */
+export type WatchSource = Pick<SessionManager, "view" | "lookup" | "list" | "lastEventId" | "readEvents">;
 
 /** A watch cancelled while its read waited at the gate: the read is skipped and the watch ends as on any abort. */
 class CancelledAtGate extends Error {}
@@ -135,7 +138,7 @@ export function eventMatches(filter: WatchFilter, tenant: string, event: StoredE
  * ends, including when the consumer stops iterating.
  */
 export async function* watchSessions(
-  manager: SessionManager,
+  source: WatchSource,
   hub: EventHub,
   tenant: string,
   filter: WatchFilter,
@@ -144,7 +147,6 @@ export async function* watchSessions(
   const { signal, heartbeatMs } = options;
   const queueLimit = options.queueLimit ?? DEFAULT_QUEUE_LIMIT;
   const pageSize = options.pageSize ?? DEFAULT_PAGE;
-  const store = manager.store;
   const gated = <T>(read: () => Promise<T>): Promise<T> => {
     const run = (): Promise<T> => (signal.aborted ? Promise.reject(new CancelledAtGate()) : read());
     return options.readGate === undefined ? run() : options.readGate(run);
@@ -167,7 +169,7 @@ export async function* watchSessions(
     // The hub hands the same event object to every watcher of the process: decode (and decrypt) it once.
     let item = ITEMS.get(event);
     if (item === undefined) {
-      item = Object.freeze({ type: event.type, session: manager.view(event.session), time: event.time, cursor: event.id, dataKeys: event.dataKeys });
+      item = Object.freeze({ type: event.type, session: source.view(event.session), time: event.time, cursor: event.id, dataKeys: event.dataKeys });
       ITEMS.set(event, item);
     }
     return item;
@@ -191,14 +193,14 @@ export async function* watchSessions(
 
   try {
     if (options.sendInitialSnapshot) {
-      const s0 = await gated(() => store.lastEventId());
+      const s0 = await gated(() => source.lastEventId());
       const versions = new Map<string, number>();
-      for await (const session of snapshot(manager, tenant, filter, pageSize, signal, gated)) {
+      for await (const session of snapshot(source, tenant, filter, pageSize, signal, gated)) {
         versions.set(session.sessionId, session.version);
         yield { type: "snapshot", session, time: Date.now(), cursor: "", dataKeys: [] };
       }
       if (signal.aborted) return;
-      snapshotEnd = await gated(() => store.lastEventId());
+      snapshotEnd = await gated(() => source.lastEventId());
       snapshotVersions = versions;
       cursor = s0;
       yield heartbeat(cursor);
@@ -217,7 +219,7 @@ export async function* watchSessions(
       let last = cursor;
       for (;;) {
         // At least one read even when there is nothing to replay: it validates the cursor (OUT_OF_RANGE).
-        const page = await gated(() => store.readEvents(last, pageSize));
+        const page = await gated(() => source.readEvents(last, pageSize));
         let passed = false;
         for (const event of page) {
           if (compareEventIds(event.id, attachedAt) > 0) {
@@ -312,7 +314,7 @@ function heartbeat(cursor: string): WatchItem {
  * page. Reads do not count as accesses.
  */
 async function* snapshot(
-  manager: SessionManager,
+  source: WatchSource,
   tenant: string,
   filter: WatchFilter,
   pageSize: number,
@@ -322,7 +324,7 @@ async function* snapshot(
   if (filter.sessionIds !== undefined && filter.sessionIds.size > 0) {
     for (const id of [...filter.sessionIds].sort()) {
       if (signal.aborted) return;
-      const session = await gated(() => manager.lookup(tenant, id));
+      const session = await gated(() => source.lookup(tenant, id));
       if (session !== undefined && sessionMatches(filter, session)) yield session;
     }
     return;
@@ -331,11 +333,11 @@ async function* snapshot(
     ...(filter.userId === undefined ? {} : { userId: filter.userId }),
     ...(filter.dataSource === undefined ? {} : { dataSource: filter.dataSource }),
   };
-  let page = await gated(() => manager.list(tenant, listFilter, pageSize));
+  let page = await gated(() => source.list(tenant, listFilter, pageSize));
   for (;;) {
     for (const session of page.sessions) yield session;
     if (page.next === undefined || signal.aborted) return;
     const after = page.next;
-    page = await gated(() => manager.list(tenant, listFilter, pageSize, after));
+    page = await gated(() => source.list(tenant, listFilter, pageSize, after));
   }
 }

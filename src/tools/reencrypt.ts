@@ -21,7 +21,7 @@ import { Redis } from "ioredis";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, sealedKeyId, type FieldBinding } from "../crypto/field-cipher.js";
 import type { Keyring } from "../crypto/keyring.js";
-import { decodeTenant } from "../store/redis/keys.js";
+import { RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
 
 export interface ReencryptOptions {
   readonly redis: Redis;
@@ -50,13 +50,11 @@ end
 return 1
 `;
 
-const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
-
 export async function reencrypt(options: ReencryptOptions): Promise<ReencryptReport> {
   const { redis, keyPrefix, keyring } = options;
   const cipher = new AesGcmFieldCipher(keyring);
   const primary = keyring.primary.id;
-  const pattern = new RegExp(`^${escapeRegExp(keyPrefix)}([^:]*):\\{(${UUID})\\}(:d|:a)?$`);
+  const sessionKey = sessionKeyMatcher(keyPrefix);
   let values = 0;
   let rewritten = 0;
   let skippedConcurrent = 0;
@@ -82,13 +80,12 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     const [next, keys] = await redis.scan(cursor, "MATCH", `${escapeGlob(keyPrefix)}*`, "COUNT", 500);
     cursor = next;
     for (const key of keys) {
-      const match = pattern.exec(key);
-      if (match === null) continue;
-      const [, encodedTenant = "", sessionId = "", suffix] = match;
+      const name = sessionKey(key);
+      if (name === undefined || name.kind === "shadow") continue;
+      const { tenant, sessionId } = name;
       if ((await redis.type(key)) !== "hash") continue;
-      const tenant = decodeTenant(encodedTenant);
-      if (suffix === ":d") {
-        const recordKey = key.slice(0, -2);
+      if (name.kind === "data") {
+        const recordKey = new RedisKeys(keyPrefix, tenant).record(sessionId);
         let fieldCursor = "0";
         do {
           const [nextField, flat] = await redis.hscan(key, fieldCursor, "COUNT", 500);
@@ -105,10 +102,6 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     }
   } while (cursor !== "0");
   return { values, rewritten, skippedConcurrent, failed };
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 function escapeGlob(text: string): string {

@@ -18,8 +18,8 @@ import { describe, it, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { SessionError, type SessionErrorKind } from "../../src/session/errors.js";
-import type { SessionRecord } from "../../src/session/model.js";
+import { SessionError, type SessionErrorKind } from "../../src/domain/errors.js";
+import type { SessionRecord } from "../../src/domain/model.js";
 import { compareEventIds } from "../../src/store/event-id.js";
 import type {
   CreateSessionInput,

@@ -70,10 +70,10 @@ export function captureLogs(level = "debug"): LogCapture {
  * from then on every event written reaches them. Tests wait on this rather
  * than sleeping and hoping the streams got there first.
  */
-export async function waitForWatchers(app: Pick<App, "manager">, count: number, timeoutMs = 5000): Promise<void> {
+export async function waitForWatchers(app: Pick<App, "events">, count: number, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (app.manager.events.subscriberCount !== count) {
-    if (Date.now() > deadline) throw new Error(`expected ${count} registered watchers, have ${app.manager.events.subscriberCount} after ${timeoutMs} ms`);
+  while (app.events.subscriberCount !== count) {
+    if (Date.now() > deadline) throw new Error(`expected ${count} registered watchers, have ${app.events.subscriberCount} after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }

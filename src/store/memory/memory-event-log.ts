@@ -6,17 +6,10 @@
  * same watch conformance cases. Retention is exact here; Redis trims whole
  * stream nodes, so it may keep somewhat more, never less.
  */
-import { SessionError } from "../../session/errors.js";
-import type { SessionRecord } from "../../session/model.js";
+import { SessionError } from "../../domain/errors.js";
+import type { SessionRecord } from "../../domain/model.js";
 import { cursorRetained, formatEventId, parseCursor, type EventIdParts } from "../event-id.js";
-import {
-  DEFAULT_EVENT_RETENTION_COUNT,
-  DEFAULT_EVENT_RETENTION_MS,
-  type EventTail,
-  type SessionEventType,
-  type StoredEvent,
-  type StoreLimits,
-} from "../store.js";
+import type { EventTail, ResolvedStoreLimits, SessionEventType, StoredEvent } from "../store.js";
 
 interface Entry {
   readonly event: StoredEvent;
@@ -38,9 +31,9 @@ export class MemoryEventLog {
   /** Pending tail reads, woken by every append. */
   private readonly waiters = new Set<() => void>();
 
-  constructor(limits: Pick<StoreLimits, "eventRetentionCount" | "eventRetentionMs">) {
-    this.countLimit = limits.eventRetentionCount ?? DEFAULT_EVENT_RETENTION_COUNT;
-    this.ageLimitMs = limits.eventRetentionMs ?? DEFAULT_EVENT_RETENTION_MS;
+  constructor(limits: Pick<ResolvedStoreLimits, "eventRetentionCount" | "eventRetentionMs">) {
+    this.countLimit = limits.eventRetentionCount;
+    this.ageLimitMs = limits.eventRetentionMs;
   }
 
   get lastId(): string {

@@ -15,10 +15,10 @@
  * retention and cursor rules as the Redis stream (MemoryEventLog).
  */
 import { randomUUID } from "node:crypto";
-import { SessionError } from "../../session/errors.js";
+import { SessionError } from "../../domain/errors.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
 import { MemoryEventLog } from "./memory-event-log.js";
-import { canWriteData, type AccessLevel, type SessionRecord } from "../../session/model.js";
+import { canWriteData, type AccessLevel, type SessionRecord } from "../../domain/model.js";
 import type {
   ClearDataResult,
   CreateSessionInput,
@@ -40,6 +40,7 @@ import type {
   StoredEvent,
   StoreLimits,
 } from "../store.js";
+import { resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
 
 export interface MemoryStoreOptions {
   readonly limits: StoreLimits;
@@ -85,7 +86,7 @@ interface TenantState {
 export class MemoryStore implements SessionStore {
   readonly kind = "memory";
 
-  private readonly limits: StoreLimits;
+  private readonly limits: ResolvedStoreLimits;
   private readonly now: () => number;
   private readonly tenants = new Map<string, TenantState>();
   private readonly log: MemoryEventLog;
@@ -95,7 +96,7 @@ export class MemoryStore implements SessionStore {
   private disposed = false;
 
   constructor(options: MemoryStoreOptions) {
-    this.limits = options.limits;
+    this.limits = resolveStoreLimits(options.limits);
     this.now = options.now ?? Date.now;
     this.log = new MemoryEventLog(this.limits);
   }
@@ -244,7 +245,7 @@ export class MemoryStore implements SessionStore {
         throw new SessionError("limit_exceeded", `a session holds at most ${this.limits.maxDataKeys} data keys`);
       }
       const dataBytes = s.dataBytes - (old === undefined ? 0 : byteLength(old)) + byteLength(value);
-      const maxBytes = this.limits.maxDataBytes ?? 0;
+      const maxBytes = this.limits.maxDataBytes;
       if (maxBytes > 0 && dataBytes > maxBytes) {
         throw new SessionError("limit_exceeded", `a session holds at most ${maxBytes} bytes of data values`);
       }
@@ -428,7 +429,7 @@ export class MemoryStore implements SessionStore {
    * fits. Due sessions do not count. Returns the closed sessions' final records.
    */
   private makeRoomForUser(t: TenantState, userId: string, now: number): SessionRecord[] {
-    const max = this.limits.maxSessionsPerUser ?? 0;
+    const max = this.limits.maxSessionsPerUser;
     if (max <= 0) return [];
     const live: LiveSession[] = [];
     for (const id of t.byUser.get(userId) ?? []) {
@@ -437,7 +438,7 @@ export class MemoryStore implements SessionStore {
     }
     const excess = live.length - max + 1;
     if (excess <= 0) return [];
-    if ((this.limits.sessionsPerUserPolicy ?? "reject") === "reject") {
+    if (this.limits.sessionsPerUserPolicy === "reject") {
       throw new SessionError("limit_exceeded", `a user may have at most ${max} live sessions`);
     }
     live.sort((a, b) => a.record.createTime - b.record.createTime || compareStrings(a.record.sessionId, b.record.sessionId));

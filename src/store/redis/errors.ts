@@ -3,7 +3,7 @@
  * a raw ioredis error: anything that means "Redis cannot serve us right now"
  * becomes unavailable; a script that reports a domain outcome becomes that kind.
  */
-import { SessionError, isSessionError, type SessionErrorKind } from "../../session/errors.js";
+import { SessionError, isSessionError, type SessionErrorKind } from "../../domain/errors.js";
 
 /** Outcomes a script may report instead of "ok" (see lua/prelude.ts). */
 const SCRIPT_KINDS: ReadonlySet<string> = new Set<SessionErrorKind>([

@@ -3,7 +3,7 @@
  * StoredEvents. XRANGE inside read_events and XREAD on the tail connection
  * return entries in the same shape: [id, [field, value, field, value, ...]].
  */
-import type { AccessLevel, SessionRecord, SessionStatus } from "../../session/model.js";
+import type { AccessLevel, SessionRecord, SessionStatus } from "../../domain/model.js";
 import { eventIdTime } from "../event-id.js";
 import { SESSION_EVENT_TYPES, type SessionEventType, type StoredEvent } from "../store.js";
 import { decodeTenant } from "./keys.js";

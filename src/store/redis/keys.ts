@@ -1,7 +1,8 @@
 /**
- * Redis key layout of the session store. The Lua prelude (lua/prelude.lua)
- * builds the same names inside scripts; these functions exist so tests, the
- * memory benchmark and operators can find the keys of a session.
+ * Redis key layout of the session store, the one place it is written down:
+ * RedisKeys builds the names in TypeScript, KEY_LAYOUT_LUA builds them inside
+ * the scripts (lua/prelude.ts includes it), and sessionKeyMatcher parses them
+ * (keyspace notifications, `npm run reencrypt`).
  *
  * With key prefix P (default "sd:") and encoded tenant T (see encodeTenant):
  *
@@ -20,6 +21,7 @@
  * |                       |        | l:<level> and s:<dataSource> live gauges (deleted at 0)    |                               |
  * | `P ev`                | STREAM | event log of every tenant (see emit() in lua/prelude.ts);  | never (trimmed by count and   |
  * |                       |        | the entry id is the watch cursor                           | age: WATCH_RETENTION*)        |
+ * | `P probe:<uuid>`       | STRING | keyspace notification probe (keyspace-expiry.ts)           | 1 ms                          |
  * | `P dx`                | ZSET   | due queue: member `T\n<dataSource>`, score = a lower bound | never (one member per         |
  * |                       |        | of the earliest expire time in that data-source index      | non-empty data-source index)  |
  *
@@ -40,6 +42,66 @@
  */
 
 export const DEFAULT_KEY_PREFIX = "sd:";
+
+/** Suffixes of a session's keys after `P T:{sid}`. */
+const DATA = ":d";
+const ARCHIVE = ":a";
+const SHADOW = ":x";
+/** Per-tenant keys after `P T:`. */
+const REQUEST_ID = "r:";
+const USER = "u:";
+const DATA_SOURCE = "s:";
+const COUNTERS = "m";
+/** Keys shared by every tenant, after `P`. */
+const DUE = "dx";
+const EVENTS = "ev";
+
+/**
+ * The same names for the Lua scripts: P is the key prefix (ARGV[1]), T an
+ * encoded tenant, tp = tenant_prefix(T).
+ */
+export const KEY_LAYOUT_LUA = String.raw`
+local K_DUE = P .. '${DUE}'
+-- The event log: one stream for every tenant (see emit).
+local K_EV = P .. '${EVENTS}'
+local function tenant_prefix(T) return P .. T .. ':' end
+local function k_rec(tp, sid) return tp .. '{' .. sid .. '}' end
+local function k_data(tp, sid) return tp .. '{' .. sid .. '}${DATA}' end
+local function k_arch(tp, sid) return tp .. '{' .. sid .. '}${ARCHIVE}' end
+local function k_shadow(tp, sid) return tp .. '{' .. sid .. '}${SHADOW}' end
+local function k_req(tp, rid) return tp .. '${REQUEST_ID}' .. rid end
+local function k_user(tp, uid) return tp .. '${USER}' .. uid end
+local function k_src(tp, ds) return tp .. '${DATA_SOURCE}' .. ds end
+local function k_ctr(tp) return tp .. '${COUNTERS}' end
+local function due_member(T, ds) return T .. '\n' .. ds end
+`;
+
+/** Which of a session's keys a name is. */
+export type SessionKeyKind = "record" | "data" | "archive" | "shadow";
+
+export interface SessionKeyName {
+  readonly tenant: string;
+  readonly sessionId: string;
+  readonly kind: SessionKeyKind;
+}
+
+const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
+const KINDS: Readonly<Record<string, SessionKeyKind>> = { "": "record", [DATA]: "data", [ARCHIVE]: "archive", [SHADOW]: "shadow" };
+
+/** Parses the name of a session's key under `prefix`; undefined for any other key. */
+export function sessionKeyMatcher(prefix: string): (key: string) => SessionKeyName | undefined {
+  const pattern = new RegExp(`^${escapeRegExp(prefix)}([^:{}]+):\\{(${UUID})\\}(${[DATA, ARCHIVE, SHADOW].join("|")})?$`);
+  return (key) => {
+    const match = pattern.exec(key);
+    if (match === null) return undefined;
+    const kind = KINDS[match[3] ?? ""];
+    return kind === undefined ? undefined : { tenant: decodeTenant(match[1] as string), sessionId: match[2] as string, kind };
+  };
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
 
 /** Percent-encodes a tenant for use inside keys (a plain tenant such as "default" is unchanged). */
 export function encodeTenant(tenant: string): string {
@@ -65,35 +127,50 @@ export class RedisKeys {
     return `${this.tp}{${sessionId}}`;
   }
   data(sessionId: string): string {
-    return `${this.tp}{${sessionId}}:d`;
+    return `${this.record(sessionId)}${DATA}`;
   }
   archive(sessionId: string): string {
-    return `${this.tp}{${sessionId}}:a`;
+    return `${this.record(sessionId)}${ARCHIVE}`;
   }
   shadow(sessionId: string): string {
-    return `${this.tp}{${sessionId}}:x`;
+    return `${this.record(sessionId)}${SHADOW}`;
   }
   requestId(requestId: string): string {
-    return `${this.tp}r:${requestId}`;
+    return `${this.tp}${REQUEST_ID}${requestId}`;
   }
   user(userId: string): string {
-    return `${this.tp}u:${userId}`;
+    return `${this.tp}${USER}${userId}`;
   }
   dataSource(dataSource: string): string {
-    return `${this.tp}s:${dataSource}`;
+    return `${this.tp}${DATA_SOURCE}${dataSource}`;
   }
   counters(): string {
-    return `${this.tp}m`;
+    return `${this.tp}${COUNTERS}`;
   }
   /** The global due queue (shared by all tenants). */
   due(): string {
-    return `${this.prefix}dx`;
+    return dueKey(this.prefix);
   }
   /** The event log (shared by all tenants). */
   events(): string {
-    return `${this.prefix}ev`;
+    return eventLogKey(this.prefix);
   }
   dueMember(dataSource: string): string {
     return `${encodeTenant(this.tenant)}\n${dataSource}`;
   }
+}
+
+/** The due queue under a prefix (shared by all tenants). */
+export function dueKey(prefix: string): string {
+  return `${prefix}${DUE}`;
+}
+
+/** A throwaway key whose expiry proves keyspace notifications arrive (keyspace-expiry.ts). */
+export function probeKey(prefix: string, id: string): string {
+  return `${prefix}probe:${id}`;
+}
+
+/** The event log under a prefix (shared by all tenants). */
+export function eventLogKey(prefix: string): string {
+  return `${prefix}${EVENTS}`;
 }

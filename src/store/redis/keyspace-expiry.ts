@@ -20,7 +20,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { DueWatch } from "../store.js";
-import { decodeTenant } from "./keys.js";
+import { probeKey, sessionKeyMatcher } from "./keys.js";
 
 /** What an operator must set when the service may not. */
 export const REQUIRED_FLAGS_MESSAGE =
@@ -42,10 +42,6 @@ export function mergeNotifyFlags(current: string): string {
   return flags;
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
 export interface KeyspaceExpiryOptions {
   /** The store's command connection (CONFIG, probe key). */
   readonly command: Redis;
@@ -61,7 +57,7 @@ export interface KeyspaceExpiryOptions {
 export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Promise<DueWatch> {
   const { command, subscriber, keyPrefix, db, onDue, logger } = options;
   const channel = `__keyevent@${db}__:expired`;
-  const shadow = new RegExp(`^${escapeRegExp(keyPrefix)}([^:{}]+):\\{([0-9a-f-]{36})\\}:x$`);
+  const sessionKey = sessionKeyMatcher(keyPrefix);
   const probes = new Map<string, () => void>();
 
   subscriber.on("message", (ch: string, key: string) => {
@@ -71,9 +67,8 @@ export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Prom
       probe();
       return;
     }
-    const match = shadow.exec(key);
-    if (match === null) return;
-    onDue(decodeTenant(match[1] as string), match[2] as string);
+    const name = sessionKey(key);
+    if (name?.kind === "shadow") onDue(name.tenant, name.sessionId);
   });
   subscriber.on("error", () => {
     // ioredis reconnects and resubscribes by itself; the scheduler covers the gap.
@@ -154,7 +149,7 @@ async function enableFlags(command: Redis): Promise<boolean> {
  * is read after its TTL, which makes Redis expire it lazily and announce it.
  */
 async function probe(command: Redis, keyPrefix: string, probes: Map<string, () => void>): Promise<void> {
-  const key = `${keyPrefix}probe:${randomUUID()}`;
+  const key = probeKey(keyPrefix, randomUUID());
   const heard = new Promise<boolean>((resolve) => {
     probes.set(key, () => resolve(true));
     setTimeout(() => resolve(false), PROBE_WAIT_MS).unref();

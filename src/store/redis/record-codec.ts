@@ -2,7 +2,7 @@
  * Decodes the flat string arrays the scripts return (see encode() in
  * lua/prelude.ts) into SessionRecords.
  */
-import type { AccessLevel, SessionRecord, SessionStatus } from "../../session/model.js";
+import type { AccessLevel, SessionRecord, SessionStatus } from "../../domain/model.js";
 import { decodeTenant } from "./keys.js";
 
 /** Strings per record: T, sid, user, dataSource, level, status, create, expire, lastAccess, end, metadata, version. */

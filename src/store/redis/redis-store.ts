@@ -2,11 +2,11 @@
  * SessionStore on Redis. Every write is one Lua script (see lua/), so each
  * operation is atomic, takes its time from Redis TIME, and behaves identically
  * whichever process runs it. Reads that need no logic (counters) are plain
- * commands.
+ * commands. The connections and their readiness live in connections.ts.
  *
  * Failure model: every call has one deadline (commandTimeoutMs). Commands are
- * never queued while Redis is unreachable (enableOfflineQueue: false) and never
- * replayed after a reconnect (autoResendUnfulfilledCommands: false), so a caller
+ * never queued while Redis is unreachable and never replayed after a
+ * reconnect (see connections.ts), so a caller
  * told "unavailable" is not surprised later by a write that happened anyway
  * (unless the write reached Redis before the connection broke, which no client
  * can tell). A call made while disconnected waits for the reconnect until its
@@ -14,10 +14,10 @@
  * reconnecting in the background, so the store recovers by itself.
  */
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { SessionError } from "../../session/errors.js";
-import type { SessionRecord } from "../../session/model.js";
+import { SessionError } from "../../domain/errors.js";
+import type { SessionRecord } from "../../domain/model.js";
 import type {
   ClearDataResult,
   CreateSessionInput,
@@ -39,16 +39,19 @@ import type {
   StoredEvent,
   StoreLimits,
 } from "../store.js";
-import { DEFAULT_EVENT_RETENTION_COUNT, DEFAULT_EVENT_RETENTION_MS } from "../store.js";
+import { resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
 import { parseCursor } from "../event-id.js";
 import { decodeStreamEntries } from "./event-codec.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
 import { scriptError, toSessionError } from "./errors.js";
-import { encodeTenant } from "./keys.js";
+import { encodeTenant, eventLogKey, RedisKeys } from "./keys.js";
 import { decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
+import { RedisConnections, type RedisConnectionName } from "./connections.js";
+
+export type { RedisConnectionName } from "./connections.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:password@]host:port[/db] */
@@ -69,11 +72,6 @@ export interface RedisStoreOptions {
   readonly onConnection?: (client: Redis, name: RedisConnectionName) => void;
 }
 
-/** The connections of a RedisStore, as onConnection names them. */
-export type RedisConnectionName = "store" | "events" | "keyspace";
-
-/** Longest pause between reconnect attempts: bounds how long recovery takes once Redis is back. */
-const MAX_RECONNECT_DELAY_MS = 1000;
 /** Added to the command timeout of a blocking read: the longest BLOCK the event reader asks for. */
 const BLOCK_SLACK_MS = 5000;
 
@@ -82,70 +80,37 @@ type ScriptFn = (...args: ScriptArg[]) => Promise<unknown>;
 
 export class RedisStore implements SessionStore {
   readonly kind = "redis";
+  private readonly connections: RedisConnections;
+  /** The shared command connection (connections.command). */
   private readonly redis: Redis;
   private readonly scripts: Record<ScriptName, ScriptFn>;
   private readonly timeoutMs: number;
-  private readonly limits: StoreLimits;
+  private readonly limits: ResolvedStoreLimits;
   private readonly header: readonly ScriptArg[];
   private readonly prefix: string;
   private readonly logger: Logger | undefined;
-  /** For logging transitions only (not every failed reconnect attempt). */
-  private connected = false;
-  private disposed = false;
-  /** Calls waiting for the connection; one "ready" listener serves them all. */
-  private readonly readyWaiters = new Set<() => void>();
   private readonly expiryListeners = new ExpiryListeners();
-  private readonly onConnection: RedisStoreOptions["onConnection"];
-  /**
-   * Every connection the store serves with, until it is closed on purpose:
-   * the store can serve every request only while all of them are ready (a
-   * reconnecting event reader means watchers hear nothing; a reconnecting
-   * subscriber means no expiry hints). See ping() and watchReadiness().
-   */
-  private readonly serving = new Set<Redis>();
-  private readonly readinessListeners = new Set<(ready: boolean) => void>();
-  /** What readiness listeners were last told. */
-  private lastReady: boolean | undefined;
 
   constructor(options: RedisStoreOptions) {
     this.timeoutMs = options.commandTimeoutMs;
     this.prefix = options.keyPrefix;
     this.logger = options.logger;
-    const { limits } = options;
+    const limits = resolveStoreLimits(options.limits);
     this.limits = limits;
     this.header = [
       limits.expiryGraceMs,
       limits.archiveRetentionMs,
       limits.maxDataKeys,
-      limits.eventRetentionCount ?? DEFAULT_EVENT_RETENTION_COUNT,
-      limits.eventRetentionMs ?? DEFAULT_EVENT_RETENTION_MS,
+      limits.eventRetentionCount,
+      limits.eventRetentionMs,
     ];
-    this.redis = new Redis(options.url, {
-      enableOfflineQueue: false,
-      autoResendUnfulfilledCommands: false,
-      // Reject in-flight commands as soon as the connection drops.
-      maxRetriesPerRequest: 0,
-      // No commandTimeout: it is a wall-clock timer, and call() bounds every command with a loop-aware deadline.
-      connectTimeout: Math.max(options.commandTimeoutMs, 1000),
-      retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
+    this.connections = new RedisConnections({
+      url: options.url,
+      commandTimeoutMs: options.commandTimeoutMs,
+      logger: options.logger,
+      onConnection: options.onConnection,
     });
-    this.onConnection = options.onConnection;
-    this.track(this.redis, "store");
-    this.redis.on("ready", () => {
-      if (!this.connected) this.logger?.info("redis store connected");
-      this.connected = true;
-      for (const wake of this.readyWaiters) wake();
-      this.readyWaiters.clear();
-    });
-    this.redis.on("error", (err: Error) => {
-      // Error text from ioredis names the address and errno, never session values.
-      if (this.connected) this.logger?.warn({ err: err.message }, "redis store connection error");
-      this.connected = false;
-    });
-    this.redis.on("close", () => {
-      if (this.connected && !this.disposed) this.logger?.warn("redis store connection closed");
-      this.connected = false;
-    });
+    this.redis = this.connections.command;
 
     const sources = scriptSources();
     const scripts = {} as Record<ScriptName, ScriptFn>;
@@ -169,8 +134,8 @@ export class RedisStore implements SessionStore {
       input.ttlMs,
       input.metadata,
       input.requestId,
-      this.limits.maxSessionsPerUser ?? 0,
-      this.limits.sessionsPerUserPolicy ?? "reject",
+      this.limits.maxSessionsPerUser,
+      this.limits.sessionsPerUserPolicy,
     ]);
     const session = decodeRecord(reply, 2);
     // Records closed to make room for this one follow the new record.
@@ -223,7 +188,7 @@ export class RedisStore implements SessionStore {
   }
 
   async setData(tenant: string, sessionId: string, key: string, value: string): Promise<DataWriteResult> {
-    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes ?? 0]);
+    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes]);
     return { version: Number(reply[1]) };
   }
 
@@ -253,7 +218,7 @@ export class RedisStore implements SessionStore {
   }
 
   async counters(tenant: string): Promise<SessionCounters> {
-    const key = `${this.prefix}${encodeTenant(tenant)}:m`;
+    const key = new RedisKeys(this.prefix, tenant).counters();
     const fields = await this.call(() => this.redis.hgetall(key));
     const byLevel: Partial<Record<"read" | "write" | "admin", number>> = {};
     const bySource: Record<string, number> = {};
@@ -293,7 +258,7 @@ export class RedisStore implements SessionStore {
     await this.ping();
     return watchShadowKeyExpiry({
       command: this.redis,
-      subscriber: this.connection("keyspace"),
+      subscriber: this.connections.dedicated("keyspace"),
       keyPrefix: this.prefix,
       db: this.redis.options.db ?? 0,
       onDue,
@@ -314,8 +279,8 @@ export class RedisStore implements SessionStore {
   }
 
   openEventTail(): EventTail {
-    const redis = this.connection("events", BLOCK_SLACK_MS);
-    const key = `${this.prefix}ev`;
+    const redis = this.connections.dedicated("events", BLOCK_SLACK_MS);
+    const key = eventLogKey(this.prefix);
     return {
       read: async (after, limit, blockMs) => {
         parseCursor(after, "after");
@@ -334,26 +299,18 @@ export class RedisStore implements SessionStore {
 
   /**
    * Waits (within the command timeout) until every connection is ready, then
-   * PINGs the command connection. Checking only the command connection let
-   * readiness report SERVING after a Redis restart while other connections
-   * were still reconnecting; and a cached SERVING could outlive a dropped
-   * connection until the next ping, which watchReadiness() now closes.
+   * PINGs the command connection: a store with its event reader or keyspace
+   * subscriber still reconnecting cannot serve every request.
    */
   async ping(): Promise<void> {
     await this.call(async () => {
-      const deadline = Date.now() + this.timeoutMs;
-      for (const connection of this.serving) {
-        if (connection !== this.redis) await waitForReady(connection, deadline);
-      }
+      await this.connections.waitDedicatedReady(Date.now() + this.timeoutMs);
       return this.redis.ping();
     });
   }
 
   watchReadiness(listener: (ready: boolean) => void): () => void {
-    this.readinessListeners.add(listener);
-    return () => {
-      this.readinessListeners.delete(listener);
-    };
+    return this.connections.watchReadiness(listener);
   }
 
   onExpired(listener: ExpiryListener): () => void {
@@ -361,55 +318,7 @@ export class RedisStore implements SessionStore {
   }
 
   async dispose(): Promise<void> {
-    this.disposed = true;
-    this.redis.disconnect();
-  }
-
-  /**
-   * Hands a new connection to onConnection and follows its state for
-   * readiness, until it ends (closed on purpose: disconnect() with no retry).
-   */
-  private track(redis: Redis, name: RedisConnectionName): void {
-    this.onConnection?.(redis, name);
-    this.serving.add(redis);
-    const changed = (): void => this.readinessChanged();
-    redis.on("ready", changed);
-    redis.on("close", changed);
-    redis.once("end", () => {
-      this.serving.delete(redis);
-      redis.off("ready", changed);
-      redis.off("close", changed);
-      this.readinessChanged();
-    });
-  }
-
-  /** Tells readiness listeners when "every connection is ready" flips. */
-  private readinessChanged(): void {
-    if (this.disposed) return;
-    const ready = [...this.serving].every((c) => c.status === "ready");
-    if (ready === this.lastReady) return;
-    this.lastReady = ready;
-    for (const listener of [...this.readinessListeners]) listener(ready);
-  }
-
-  /**
-   * A dedicated connection (a blocking XREAD or a subscriber would stall every
-   * command queued behind it on the shared one). Commands wait for it to
-   * reconnect, bounded by the command timeout plus `slackMs` (a BLOCK's own wait).
-   */
-  private connection(purpose: Exclude<RedisConnectionName, "store">, slackMs = 0): Redis {
-    const redis = this.redis.duplicate({
-      enableOfflineQueue: true,
-      maxRetriesPerRequest: null,
-      commandTimeout: this.timeoutMs + slackMs,
-      // The keyspace subscriber resubscribes itself, with its errors handled (see keyspace-expiry.ts).
-      autoResubscribe: false,
-    });
-    redis.on("error", (err: Error) => {
-      if (!this.disposed) this.logger?.debug({ err: err.message, purpose }, "redis connection error");
-    });
-    this.track(redis, purpose);
-    return redis;
+    this.connections.dispose();
   }
 
   /**
@@ -450,7 +359,7 @@ export class RedisStore implements SessionStore {
     const deadline = Date.now() + this.timeoutMs;
     let timer: Deadline | undefined;
     try {
-      await this.waitReady(deadline);
+      await this.connections.waitReady(deadline);
       const pending = command();
       const remaining = Math.max(0, deadline - Date.now());
       const expired = new Promise<never>((_, reject) => {
@@ -466,44 +375,6 @@ export class RedisStore implements SessionStore {
       timer?.cancel();
     }
   }
-
-  private waitReady(deadline: number): Promise<void> {
-    if (this.disposed) return Promise.reject(new SessionError("unavailable", "redis store is disposed"));
-    if (this.redis.status === "ready") return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const wake = (): void => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(
-        () => {
-          this.readyWaiters.delete(wake);
-          reject(new SessionError("unavailable", `redis not reachable (${this.redis.status})`));
-        },
-        Math.max(0, deadline - Date.now()),
-      );
-      this.readyWaiters.add(wake);
-    });
-  }
-}
-
-/** Resolves once the connection is ready; rejects with unavailable at the deadline. */
-function waitForReady(redis: Redis, deadline: number): Promise<void> {
-  if (redis.status === "ready") return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const onReady = (): void => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(
-      () => {
-        redis.off("ready", onReady);
-        reject(new SessionError("unavailable", `redis not reachable (${redis.status})`));
-      },
-      Math.max(0, deadline - Date.now()),
-    );
-    redis.once("ready", onReady);
-  });
 }
 
 function flag(b: boolean): string {

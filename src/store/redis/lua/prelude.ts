@@ -1,4 +1,6 @@
-// Lua source of the prelude script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
+// Lua source of the prelude script. String.raw keeps Lua escapes as written.
+import { KEY_LAYOUT_LUA } from "../keys.js";
+
 export const preludeLua = String.raw`
 -- Shared prelude, concatenated in front of every script at load time so each
 -- behaviour (key names, expiry, counters, index moves, archiving) is written once.
@@ -41,9 +43,8 @@ do
   NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local K_DUE = P .. 'dx'
--- The event log: one stream for every tenant (see emit).
-local K_EV = P .. 'ev'
+-- Key names (keys.ts).
+${KEY_LAYOUT_LUA}
 -- Archives of sessions this run expired lazily (load_session), flattened
 -- records; scripts.ts returns them in the reply header so the process that
 -- expired them can audit them.
@@ -54,17 +55,6 @@ local function append(dst, src)
   for i = 1, #src do dst[#dst + 1] = src[i] end
   return dst
 end
-
-local function tenant_prefix(T) return P .. T .. ':' end
-local function k_rec(tp, sid) return tp .. '{' .. sid .. '}' end
-local function k_data(tp, sid) return tp .. '{' .. sid .. '}:d' end
-local function k_arch(tp, sid) return tp .. '{' .. sid .. '}:a' end
-local function k_shadow(tp, sid) return tp .. '{' .. sid .. '}:x' end
-local function k_req(tp, rid) return tp .. 'r:' .. rid end
-local function k_user(tp, uid) return tp .. 'u:' .. uid end
-local function k_src(tp, ds) return tp .. 's:' .. ds end
-local function k_ctr(tp) return tp .. 'm' end
-local function due_member(T, ds) return T .. '\n' .. ds end
 
 -- HGETALL as a table, or nil when the key does not exist.
 local function load_hash(key)

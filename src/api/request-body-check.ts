@@ -14,13 +14,16 @@
  * one that the schema has; never parser text, stack text or request bytes.
  *
  * Hook: call guardRequestBodies(router, ...) after the routes are registered,
- * before the adapter reads router.handlers.
+ * before the adapter reads router.handlers (app.ts does, in its routes).
  */
 import { gunzipSync, brotliDecompressSync } from "node:zlib";
 import { fromBinary, fromJsonString, type DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
-import { badRequestDetail } from "../api/bad-request.js";
+import { badRequestDetail } from "./bad-request.js";
+
+/** A routed handler of connect's router, and its request (typed through the public ConnectRouter). */
+type UniversalHandler = ConnectRouter["handlers"][number];
+type UniversalServerRequest = Parameters<UniversalHandler>[0];
 
 export interface BodyGuardOptions {
   readonly readMaxBytes: number;

@@ -1,0 +1,25 @@
+/** Ratios and medians over a run's rounds. */
+import type { PhaseResult } from "./phase.js";
+
+export function median(values: readonly number[]): number {
+  const sorted = values.filter(Number.isFinite).sort((x, y) => x - y);
+  if (sorted.length === 0) return Number.NaN;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] ?? Number.NaN) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+/** Each round's ratio of a's throughput to b's. */
+export function roundRatios(a: PhaseResult, b: PhaseResult): number[] {
+  return a.runOpsPerSec.map((x, i) => x / (b.runOpsPerSec[i] ?? Number.NaN));
+}
+
+/** The median over rounds of (a's throughput / b's throughput in the same round). */
+export function medianRatio(a: PhaseResult, b: PhaseResult): number {
+  return median(roundRatios(a, b));
+}
+
+
+/** Calls per second the machine's cores could serve if all three processes' CPU per call were the only limit. */
+export function cpuCeiling(p: PhaseResult, cores: number): number {
+  return (cores * 1e6) / (p.serverCpuUsPerOp + p.clientCpuUsPerOp + p.redisCpuUsPerOp);
+}
