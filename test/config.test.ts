@@ -44,6 +44,32 @@ describe("loadConfig", () => {
     assert.equal(config.logLevel, "info");
   });
 
+  test("edge limits and the shutdown delay: bounded defaults, read values, contradictions refused", () => {
+    const config = loadConfig({});
+    assert.deepEqual(config.edge, {
+      maxConnections: 4096,
+      maxConnectionsPerAddress: 512,
+      http2MaxConcurrentStreams: 256,
+      maxHeaderListBytes: 16_384,
+      http2IdleTimeoutMs: 60_000,
+      http2KeepaliveIntervalMs: 30_000,
+      http2KeepaliveTimeoutMs: 20_000,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 30_000,
+      minRequestBodyRate: 1024,
+      maxStreamsPerConnection: 100,
+      maxStreams: 10_000,
+      rejectAuditRate: 50,
+    });
+    assert.equal(config.shutdownDelayMs, 5000);
+    assert.equal(loadConfig({ SHUTDOWN_DELAY: "0s" }).shutdownDelayMs, 0);
+    assert.equal(loadConfig({ MAX_STREAMS: "20", MAX_STREAMS_PER_CONNECTION: "5" }).edge.maxStreamsPerConnection, 5);
+    assert.throws(() => loadConfig({ MAX_CONNECTIONS: "10", MAX_CONNECTIONS_PER_ADDRESS: "20" }), /MAX_CONNECTIONS_PER_ADDRESS \(20\) must not exceed MAX_CONNECTIONS/);
+    assert.throws(() => loadConfig({ HEADERS_TIMEOUT: "1m", REQUEST_TIMEOUT: "30s" }), /HEADERS_TIMEOUT/);
+    assert.throws(() => loadConfig({ MAX_STREAMS: "10", MAX_STREAMS_PER_CONNECTION: "20" }), /MAX_STREAMS_PER_CONNECTION/);
+    assert.throws(() => loadConfig({ HTTP2_MAX_CONCURRENT_STREAMS: "0" }), /HTTP2_MAX_CONCURRENT_STREAMS/);
+  });
+
   test("an empty variable means its default", () => {
     assert.deepEqual(loadConfig({ PORT: "", REDIS_URL: "", LOG_LEVEL: "" }), loadConfig({}));
   });
