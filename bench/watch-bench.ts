@@ -408,7 +408,15 @@ const subscriber = redis.client();
 let service: Service | undefined;
 try {
   // WATCH_HEARTBEAT stays at its default (15 s), as in production: idle watchers wake that often.
-  service = await startService(redis.url, { MAX_WATCHERS_PER_PRINCIPAL: "20000", MAX_SESSIONS_PER_USER: "0", SESSION_TTL_MIN: "1s" });
+  service = await startService(redis.url, {
+    MAX_WATCHERS_PER_PRINCIPAL: "20000",
+    MAX_SESSIONS_PER_USER: "0",
+    SESSION_TTL_MIN: "1s",
+    // The fan-out opens its 10,000 watches on a few connections: lift the per-connection stream limits.
+    HTTP2_MAX_CONCURRENT_STREAMS: "20000",
+    MAX_STREAMS_PER_CONNECTION: "20000",
+    MAX_STREAMS: "40000",
+  });
   const client = createSessionClient(service.url, { timeoutMs: 10_000 });
   await subscriber.subscribe("__keyevent@0__:expired");
 
