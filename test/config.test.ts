@@ -57,7 +57,7 @@ describe("loadConfig", () => {
       headersTimeoutMs: 10_000,
       requestTimeoutMs: 30_000,
       minRequestBodyRate: 1024,
-      maxStreamsPerConnection: 100,
+      maxStreamsPerConnection: 200,
       maxStreams: 10_000,
       rejectAuditRate: 50,
     });
