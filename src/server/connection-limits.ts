@@ -18,6 +18,7 @@
  *
  * One timer sweeps every session, rather than a timer per session.
  */
+import type { EventEmitter } from "node:events";
 import { constants as http2constants } from "node:http2";
 import type * as http2 from "node:http2";
 import type * as net from "node:net";
@@ -80,6 +81,8 @@ export class ConnectionLimits {
   private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
   /** Connections that hold nothing but a file descriptor, oldest first, with how to close each. */
   private readonly idle = new Map<object, () => void>();
+  /** Connections whose close already removes them from `idle`. */
+  private readonly forgetOnClose = new WeakSet<EventEmitter>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: ConnectionLimitsOptions) {}
@@ -116,9 +119,13 @@ export class ConnectionLimits {
   }
 
   /** Marks a connection as holding nothing (evictable at the total cap) until busy() or its close. */
-  markIdle(connection: object, evict: () => void): void {
+  markIdle(connection: EventEmitter, evict: () => void): void {
     this.idle.delete(connection);
     this.idle.set(connection, evict);
+    if (!this.forgetOnClose.has(connection)) {
+      this.forgetOnClose.add(connection);
+      connection.once("close", () => this.idle.delete(connection));
+    }
   }
 
   busy(connection: object): void {

@@ -97,6 +97,7 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   function serveHttp1(req: http.IncomingMessage, res: http.ServerResponse): void {
     const socket = req.socket;
     if (options.requestArrival !== undefined) watchRequestArrival(req, res, options.requestArrival);
+    options.connectionLimits?.busy(socket);
     http1Busy.set(socket, (http1Busy.get(socket) ?? 0) + 1);
     if (closing) {
       // Answer, but tell the client not to reuse this connection.
@@ -110,6 +111,8 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
       }
       http1Busy.delete(socket);
       if (closing) socket.end();
+      // A kept-alive connection between requests holds nothing: evictable at the total cap.
+      else options.connectionLimits?.markIdle(socket, () => socket.destroy());
     });
     handler(req, res);
   }
