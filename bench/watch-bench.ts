@@ -178,7 +178,7 @@ function startService(redisUrl: string, env: Record<string, string>): Promise<Se
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...NODE_FLAGS, "--import", "tsx", join(ROOT, "src/main.ts")], {
       cwd: ROOT,
-      env: { ...process.env, HOST: "127.0.0.1", PORT: "0", REDIS_URL: redisUrl, ENCRYPTION_KEYS, AUDIT_LOG: "off", LOG_LEVEL: "info", ...env },
+      env: { ...process.env, HOST: "127.0.0.1", PORT: "0", REDIS_URL: redisUrl, ENCRYPTION_KEYS, AUDIT_LOG: "off", LOG_LEVEL: "info", SHUTDOWN_DELAY: "0s", ...env },
       stdio: ["ignore", "pipe", "inherit"],
     });
     let out = "";
