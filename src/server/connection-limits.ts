@@ -13,7 +13,7 @@
  *   gets GOAWAY and closes (closeGracefully; a client that still wants it reconnects).
  * - HTTP/2 keep-alive: a session with open streams is pinged every
  *   `keepaliveIntervalMs`; one whose ping is not answered within
- *   `keepaliveTimeoutMs` is destroyed, so streams of a vanished peer (a
+ *   `keepaliveTimeoutMs` (of loop idle time, see observability/loop-idle.ts) is destroyed, so streams of a vanished peer (a
  *   watch whose client lost power) do not hold memory until TCP notices.
  *
  * One timer sweeps every session, rather than a timer per session.
@@ -22,6 +22,7 @@ import type { EventEmitter } from "node:events";
 import { constants as http2constants } from "node:http2";
 import type * as http2 from "node:http2";
 import type * as net from "node:net";
+import { BUSY_CEILING_FACTOR, loopIdleMs } from "../observability/loop-idle.js";
 
 export interface ConnectionLimitsOptions {
   readonly maxConnections: number;
@@ -43,6 +44,8 @@ interface SessionState {
   lastPong: number;
   /** When the ping waiting for its answer was sent. */
   pingSentAt: number | undefined;
+  /** The loop's idle time then (loopIdleMs). */
+  pingIdleAt: number;
   /** Idle close under way. */
   closing: boolean;
 }
@@ -146,7 +149,7 @@ export class ConnectionLimits {
   /** Follows an HTTP/2 session for the idle and keep-alive rules until it closes. */
   watchSession(session: http2.ServerHttp2Session): void {
     const now = Date.now();
-    const state: SessionState = { openStreams: 0, quietSince: now, lastPong: now, pingSentAt: undefined, closing: false };
+    const state: SessionState = { openStreams: 0, quietSince: now, lastPong: now, pingSentAt: undefined, pingIdleAt: 0, closing: false };
     this.sessions.set(session, state);
     const evict = (): void => {
       state.closing = true;
@@ -201,7 +204,9 @@ export class ConnectionLimits {
         continue;
       }
       if (state.pingSentAt !== undefined) {
-        if (now - state.pingSentAt >= keepaliveTimeoutMs) {
+        // Counted in loop idle time: an answer that sat unread while this process was busy is not a dead peer.
+        const waited = loopIdleMs() - state.pingIdleAt;
+        if (waited >= keepaliveTimeoutMs || now - state.pingSentAt >= keepaliveTimeoutMs * BUSY_CEILING_FACTOR) {
           this.options.onLimit("http2_keepalive_timeout", session.socket?.remoteAddress ?? "");
           session.destroy();
         }
@@ -214,7 +219,10 @@ export class ConnectionLimits {
           state.pingSentAt = undefined;
           state.lastPong = Date.now();
         });
-        if (sent) state.pingSentAt = sentAt;
+        if (sent) {
+          state.pingSentAt = sentAt;
+          state.pingIdleAt = loopIdleMs();
+        }
       }
     }
     if (this.sessions.size === 0) this.stop();

@@ -3,7 +3,8 @@
  * whole request within `requestTimeoutMs`, and while its body is still
  * coming, at least `minBodyRate` bytes per second over each window of
  * RATE_WINDOW_MS (HTTP/1: the connection carries one request at a time, so
- * the socket's byte count is the body's). A request that falls behind loses
+ * the socket's byte count is the body's). Both count the loop's idle time
+ * (observability/loop-idle.ts), so a busy server does not blame its callers. A request that falls behind loses
  * its connection (HTTP/1) or its stream (HTTP/2, RST_STREAM CANCEL): a client
  * that trickles bytes must not hold a handler, a buffer and a slot for minutes.
  *
@@ -12,6 +13,7 @@
  */
 import * as http from "node:http";
 import * as http2 from "node:http2";
+import { BUSY_CEILING_FACTOR, loopIdleMs } from "../observability/loop-idle.js";
 
 export interface RequestArrivalOptions {
   readonly requestTimeoutMs: number;
@@ -30,17 +32,23 @@ export function watchRequestArrival(
 ): void {
   if (req.complete) return;
   const startedAt = Date.now();
+  const idleAtStart = loopIdleMs();
   const socket = req instanceof http2.Http2ServerRequest ? undefined : req.socket;
   let bytesAtWindowStart = socket?.bytesRead ?? 0;
+  let idleAtWindowStart = idleAtStart;
   const rateCheck = options.minBodyRate > 0 && socket !== undefined;
-  const tick = Math.min(options.requestTimeoutMs, rateCheck ? RATE_WINDOW_MS : options.requestTimeoutMs);
+  const tick = Math.min(RATE_WINDOW_MS, options.requestTimeoutMs);
   const timer = setInterval(() => {
     if (req.complete) return done();
-    if (Date.now() - startedAt >= options.requestTimeoutMs) return cut("request_timeout");
+    // Loop idle time, not wall time: bytes that sat unread while this process was busy are not the caller's delay.
+    const idle = loopIdleMs();
+    if (idle - idleAtStart >= options.requestTimeoutMs || Date.now() - startedAt >= options.requestTimeoutMs * BUSY_CEILING_FACTOR) return cut("request_timeout");
     if (rateCheck) {
-      const now = socket.bytesRead;
-      if (now - bytesAtWindowStart < (options.minBodyRate * RATE_WINDOW_MS) / 1000) return cut("slow_body");
-      bytesAtWindowStart = now;
+      const bytes = socket.bytesRead;
+      // A window in which the loop was mostly busy says nothing about the caller's pace.
+      if (idle - idleAtWindowStart >= RATE_WINDOW_MS / 2 && bytes - bytesAtWindowStart < (options.minBodyRate * RATE_WINDOW_MS) / 1000) return cut("slow_body");
+      bytesAtWindowStart = bytes;
+      idleAtWindowStart = idle;
     }
   }, tick);
   timer.unref();

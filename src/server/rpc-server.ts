@@ -11,6 +11,7 @@ import type { Logger } from "pino";
 import type { RejectionReporter } from "../audit/rejection-reporter.js";
 import type { RequestGate } from "../auth/request-gate.js";
 import type { Config, EdgeConfig, LimitsConfig } from "../config/config.js";
+import { BUSY_CEILING_FACTOR } from "../observability/loop-idle.js";
 import { addEdgeSource } from "../observability/metrics.js";
 import { ConnectionLimits } from "./connection-limits.js";
 import { withRequestGate } from "./gated-handler.js";
@@ -139,7 +140,8 @@ function edgeServerOptions(
   return {
     http1Options: {
       headersTimeout: edge.headersTimeoutMs,
-      requestTimeout: edge.requestTimeoutMs,
+      // Node's own wall-clock check is the backstop; request-arrival.ts applies REQUEST_TIMEOUT in loop idle time.
+      requestTimeout: edge.requestTimeoutMs * BUSY_CEILING_FACTOR,
       connectionsCheckingInterval: Math.min(HTTP1_CHECK_INTERVAL_MS, edge.headersTimeoutMs),
       maxHeaderSize: edge.maxHeaderListBytes,
     },
