@@ -152,7 +152,8 @@ describe("SHUTDOWN_DELAY", () => {
 
 describe("SHUTDOWN_TIMEOUT", () => {
   it("bounds the shutdown on SIGINT: a request that never completes is cut and the process still exits 0", async () => {
-    const p = await start({ SHUTDOWN_TIMEOUT: "1s", SHUTDOWN_DELAY: "0s" });
+    // The stuck request must still be there when the drain times out: no body-rate or request timeout cuts it first.
+    const p = await start({ SHUTDOWN_TIMEOUT: "1s", SHUTDOWN_DELAY: "0s", MIN_REQUEST_BODY_RATE: "0", REQUEST_TIMEOUT: "1h", HEADERS_TIMEOUT: "1h" });
     const { hostname, port } = new URL(p.url);
     const socket = net.connect(Number(port), hostname);
     await new Promise((resolve) => socket.once("connect", resolve));
