@@ -20,7 +20,9 @@
  *    machinery, and the event log apart (bench/redis-memory.ts).
  * 4. Expiry lag, Redis's own `expired` notification lag, and fan-out to 1k and
  *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags.
- * 5. Under attack (issue 11; bench/flood-bench.ts): authenticated GetSession
+ * 5. The archive sink to PostgreSQL (issue 16; bench/parts/archive.ts running
+ *    bench/archive-bench.ts): rows/s with 1k expirations/s, sink lag.
+ * 6. Under attack (issue 11; bench/flood-bench.ts): authenticated GetSession
  *    p99 and the service's peak RSS with no flood, during a 20,000-idle-connection
  *    flood and a 20,000-stream flood, and after them.
  *
@@ -36,7 +38,7 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch,flood") to run only some parts;
+ * BENCH_PARTS (default "throughput,memory,watch,archive,flood") to run only some parts;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
  * Layout: this file runs the parts in order and writes the report; each part
@@ -51,6 +53,7 @@ import { join } from "node:path";
 import { flagsLabel } from "./format.js";
 import { listed, type BenchPart, type PartContext, type PartResults } from "./part.js";
 import { floodPart } from "./parts/flood.js";
+import { archivePart } from "./parts/archive.js";
 import { memoryPart } from "./parts/memory.js";
 import { flagVariants, throughputPart } from "./parts/throughput.js";
 import { watchPart } from "./parts/watch.js";
@@ -59,7 +62,7 @@ import { render } from "./report.js";
 import { HERE, PARTS as SELECTED, productionNodeFlags } from "./settings.js";
 
 /** Every part, in the order it runs and reports. A new part: a module in bench/parts/, listed here. */
-const PARTS: readonly BenchPart<unknown>[] = [listed(throughputPart), listed(memoryPart), listed(watchPart), listed(floodPart)];
+const PARTS: readonly BenchPart<unknown>[] = [listed(throughputPart), listed(memoryPart), listed(watchPart), listed(archivePart), listed(floodPart)];
 
 async function main(): Promise<void> {
   // A closed stdout (`npm run bench | head`) must not kill the run halfway and orphan redis-server,

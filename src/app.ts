@@ -15,12 +15,13 @@ import { SessionService } from "../gen/session/v1/session_pb.js";
 import { sessionServiceRoutes, watchStartGate } from "./api/session-service.js";
 import { guardRequestBodies } from "./api/request-body-check.js";
 import { PEER } from "./auth/principal.js";
+import { createArchive, sinkServing, type Archive } from "./archive/archive.js";
 import { setUpSecurity } from "./auth/security.js";
 import type { Config } from "./config/config.js";
-import { HealthMonitor } from "./health/health-monitor.js";
+import { HealthMonitor, type HealthComponent } from "./health/health-monitor.js";
 import { healthServiceRoutes } from "./health/health-service.js";
 import { createLogger } from "./logging/logger.js";
-import { addActiveSessionsSource, addWatchStartGateSource, instrumentRedis, observeExpiryLag, scrape, trackWatcher } from "./observability/metrics.js";
+import { addActiveSessionsSource, addWatchStartGateSource, archiveMetrics, instrumentRedis, observeExpiryLag, scrape, trackWatcher } from "./observability/metrics.js";
 import { reflectionServiceRoutes } from "./reflection/reflection-service.js";
 import { startRpcServer } from "./server/rpc-server.js";
 import { ExpiryScheduler } from "./session/expiry-scheduler.js";
@@ -38,6 +39,9 @@ const REFLECTION_SERVICES = ["grpc.reflection.v1.ServerReflection", "grpc.reflec
  */
 const HEALTH_INTERVAL_MS = 1000;
 
+/** The grpc.health.v1 name under which the archive sink reports (not part of the overall status). */
+export const ARCHIVE_HEALTH_SERVICE = "sessiond.archive";
+
 export interface AppOptions {
   /** Default: a pino logger on stdout at config.logLevel. */
   readonly logger?: Logger;
@@ -53,6 +57,8 @@ export interface App {
   readonly manager: SessionManager;
   /** The event log reader watch streams subscribe to. */
   readonly events: EventHub;
+  /** The durable archive, when ARCHIVE_DATABASE_URL is set. */
+  readonly archive: Archive | undefined;
   /** Turns readiness NOT_SERVING, keeps serving for SHUTDOWN_DELAY, then stops health checks, the expiry scheduler and the event reader (watch streams end with UNAVAILABLE and their cursor), drains and closes the server, then disposes of the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -66,7 +72,21 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const security = setUpSecurity(config, logger, { services, ...(options.auditDestination === undefined ? {} : { auditDestination: options.auditDestination }) });
   // Every connection the store opens counts its errors and reconnects on /metrics (the store knows nothing of metrics).
   const store = createStore(config, logger, { onRedisConnection: (client, name) => void instrumentRedis(client, name) });
+  // Config guarantees REDIS_URL with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
+  const archive =
+    config.archiveDatabase === undefined || config.redisUrl === undefined
+      ? undefined
+      : createArchive({
+          database: config.archiveDatabase,
+          redisUrl: config.redisUrl,
+          keyPrefix: config.keyPrefix,
+          redisCommandTimeoutMs: config.redisCommandTimeoutMs,
+          logger: logger.child({ component: "archive" }),
+          observer: archiveMetrics,
+          onRedisConnection: (client) => void instrumentRedis(client, "archive"),
+        });
   const manager = new SessionManager({
+    ...(archive === undefined ? {} : { endedArchive: archive.database }),
     store,
     config,
     cipher: security.cipher,
@@ -94,12 +114,18 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     logger: logger.child({ component: "session-manager" }),
     events: background.events,
     tenant: security.tenant,
+    actingUser: security.actingUser,
     admitWatch,
     watchQueueLimit: config.watchQueueLimit,
     watchStartGate: watchStartGate(startReads),
   });
+  const components = new Map<string, HealthComponent>();
+  if (archive !== undefined) {
+    components.set(ARCHIVE_HEALTH_SERVICE, { serving: () => sinkServing(archive.sink.state), subscribe: (listener) => archive.sink.onState(listener) });
+  }
   const health = new HealthMonitor({
     store,
+    components,
     intervalMs: HEALTH_INTERVAL_MS,
     timeoutMs: config.redisCommandTimeoutMs,
     logger: logger.child({ component: "health" }),
@@ -112,9 +138,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // The event reader and the expiry scheduler; fails the start when Redis refuses CONFIG and the
   // keyspace notification flags are not set (the message names them).
   await background.start().catch(async (error: unknown) => {
+    await archive?.stop();
     await store.dispose();
     throw error;
   });
+  // In the background: an unreachable archive database delays archiving, never the start.
+  archive?.start();
   // Known status before the first probe can arrive (settles, never rejects, within the ping timeout).
   await health.start();
   const server = await startRpcServer({
@@ -151,6 +180,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     // Nothing else holds the store yet: release it so the process can exit.
     health.stop();
     await background.stop();
+    await archive?.stop();
     await store.dispose();
     throw error;
   });
@@ -163,6 +193,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     store,
     manager,
     events: background.events,
+    archive,
     close(): Promise<void> {
       closed ??= (async () => {
         // NOT_SERVING first (health and /readyz), so health watchers move away before the port closes.
@@ -178,6 +209,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         await background.stop();
         // Streams still open end with UNAVAILABLE; waits for the unary calls in flight.
         await server.close();
+        // The batch in hand is written and acknowledged, or left pending for another replica.
+        await archive?.stop();
         await store.dispose();
         security.close();
       })();

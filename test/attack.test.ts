@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ServerReflectionRequestSchema } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { WatchSessionsRequestSchema } from "../gen/session/v1/session_pb.js";
-import { Code, ConnectError, type SessionClient } from "../src/client/index.js";
+import { Code, ConnectError, type SessionClient } from "@sessiond/client";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
 import { grpcFrame, idleFlood, metricValue, rawGrpcCall, rssOf, streamFlood, PREFACE_AND_SETTINGS } from "./support/attack.js";
 import { startSessiond, type SessiondProcess } from "./support/process.js";

@@ -22,9 +22,8 @@ export interface Rejection {
   readonly peer?: string;
   /** The RPC ("session.v1.SessionService/GetSession") when the path is a routed one. */
   readonly method?: string;
-  /** Established principal, when the refusal came after authentication. */
-  readonly principal?: string;
-  readonly tenant?: string;
+  /** Who, when the refusal came after authentication (auditIdentity of the principal). */
+  readonly identity?: { readonly principal: string; readonly tenant: string; readonly user?: string; readonly delegated?: boolean };
   /** Default "reject"; authentication failures are "authenticate". */
   readonly operation?: AuditOperation;
 }
@@ -75,8 +74,8 @@ export class RejectionReporter {
       return;
     }
     this.options.audit.record({
-      principal: r.principal ?? "unknown",
-      ...(r.tenant === undefined ? {} : { tenant: r.tenant }),
+      principal: "unknown",
+      ...r.identity,
       operation: r.operation ?? "reject",
       ...(r.method === undefined ? {} : { method: r.method }),
       outcome: r.outcome,

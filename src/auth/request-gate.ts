@@ -19,9 +19,9 @@ import { Code } from "@connectrpc/connect";
 import { SessionService } from "../../gen/session/v1/session_pb.js";
 import type { RejectionReporter } from "../audit/rejection-reporter.js";
 import { StreamLimiter } from "../limits/stream-limiter.js";
-import type { Authenticator } from "./authenticator.js";
+import type { Authenticator, CallCredentials } from "./authenticator.js";
 import { PERMISSION_DENIED_MESSAGE, UNAUTHENTICATED_MESSAGE } from "./interceptor.js";
-import { hasScope, type PeerInfo, type Principal } from "./principal.js";
+import { auditIdentity, hasScope, type PeerInfo, type Principal } from "./principal.js";
 import { rpcPolicy } from "./rpc-scopes.js";
 
 export type GateDecision =
@@ -45,10 +45,10 @@ export interface RequestGateOptions {
 
 export interface RequestGate {
   /**
-   * `path` is "/package.Service/Method"; `authorization` the header's value;
+   * `path` is "/package.Service/Method"; `credentials` the call's authorization and act-as headers;
    * `connection` any object standing for the caller's connection (its socket).
    */
-  check(path: string, authorization: string | null, peer: PeerInfo, connection: object): Promise<GateDecision>;
+  check(path: string, credentials: CallCredentials, peer: PeerInfo, connection: object): Promise<GateDecision>;
 }
 
 const NOTHING = (): void => {};
@@ -71,7 +71,7 @@ export function createRequestGate(options: RequestGateOptions): RequestGate {
   const { authenticator, reporter, streams, protectOps } = options;
   const services = new Set(options.services);
   return {
-    async check(path, authorization, peer, connection) {
+    async check(path, credentials, peer, connection) {
       const slash = path.lastIndexOf("/");
       const service = path.slice(1, slash);
       if (slash <= 0 || !services.has(service)) return { allowed: true, principal: undefined, release: NOTHING };
@@ -88,18 +88,33 @@ export function createRequestGate(options: RequestGateOptions): RequestGate {
       }
       const isSession = path.startsWith(SESSION_PREFIX);
       if (!isSession && !protectOps) return { allowed: true, principal: undefined, release };
-      let principal: Principal | undefined;
+      let authentication: Awaited<ReturnType<Authenticator["authenticate"]>>;
       try {
-        principal = await authenticator.authenticate(authorization, peer);
+        authentication = await authenticator.authenticate(credentials, peer);
       } catch (error) {
         release();
         throw error;
       }
-      if (principal === undefined) {
+      if (!authentication.ok && authentication.outcome === "unauthenticated") {
         release();
         reporter.report({ kind: "request", reason: "unauthenticated", outcome: "unauthenticated", operation: "authenticate", peer: peer.address, method });
         return { allowed: false, code: Code.Unauthenticated, message: UNAUTHENTICATED_MESSAGE };
       }
+      if (!authentication.ok) {
+        // A valid credential whose act-as header is refused (delegation.ts); the header's value is not recorded.
+        release();
+        reporter.report({
+          kind: "request",
+          reason: `act_as_${authentication.outcome}`,
+          outcome: authentication.outcome,
+          operation: "authorize",
+          peer: peer.address,
+          method,
+          identity: auditIdentity(authentication.principal),
+        });
+        return { allowed: false, code: authentication.outcome === "permission_denied" ? Code.PermissionDenied : Code.InvalidArgument, message: authentication.message };
+      }
+      const principal = authentication.principal;
       if (isSession && !hasScope(principal, rpcPolicy(path.slice(SESSION_PREFIX.length)).scope)) {
         release();
         reporter.report({
@@ -109,8 +124,7 @@ export function createRequestGate(options: RequestGateOptions): RequestGate {
           operation: "authorize",
           peer: peer.address,
           method,
-          principal: principal.id,
-          tenant: principal.tenant,
+          identity: auditIdentity(principal),
         });
         return { allowed: false, code: Code.PermissionDenied, message: PERMISSION_DENIED_MESSAGE };
       }

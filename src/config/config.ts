@@ -113,6 +113,26 @@ export interface Config {
   readonly encryption: EncryptionConfig;
   /** Where audit records go: "stdout", "stderr", "off" or a file path. */
   readonly auditLog: string;
+  /** The durable archive of ended sessions in PostgreSQL; absent: none (ended sessions live in Redis for ARCHIVE_RETENTION). */
+  readonly archiveDatabase: ArchiveDatabaseConfig | undefined;
+}
+
+/** The PostgreSQL archive sink and its read-back (src/archive). Needs the Redis store. */
+export interface ArchiveDatabaseConfig {
+  /** postgres:// or postgresql:// URL; never logged (it may carry a password). */
+  readonly url: string;
+  /** From ARCHIVE_DATABASE_PASSWORD_FILE: replaces the URL's password. */
+  readonly password: string | undefined;
+  /** Sessions that ended longer ago than this are deleted from the archive database. */
+  readonly retentionMs: number;
+  /** Event log entries read and written per batch. */
+  readonly batchSize: number;
+  /** Entries pending this long with another replica are taken over (that replica is presumed dead). */
+  readonly claimIdleMs: number;
+  /** Connections to the archive database per process. */
+  readonly poolSize: number;
+  /** Bound on connecting to the archive database and on one statement. */
+  readonly timeoutMs: number;
 }
 
 /** How callers authenticate (src/auth). Files are read at start by loadAuthenticator. */
@@ -142,6 +162,8 @@ export interface JwtConfig {
   readonly tenantClaim: string;
   /** Claim with the scopes: a space-separated string or an array (default "scope"). */
   readonly scopesClaim: string;
+  /** Claim naming the user a token is bound to (e.g. "sub"); absent: tokens are bound to no user. */
+  readonly userClaim?: string;
   readonly clockToleranceMs: number;
 }
 
@@ -228,6 +250,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: "JWT_AUDIENCE", default: "", description: "Required aud of JWTs (required when JWTs are configured)" },
   { env: "JWT_TENANT_CLAIM", default: "tenant", description: "JWT claim naming the caller's tenant" },
   { env: "JWT_SCOPES_CLAIM", default: "scope", description: "JWT claim with the scopes (space-separated string or array)" },
+  { env: "JWT_USER_CLAIM", default: "", description: "JWT claim binding a token to one user (e.g. sub); empty: tokens act for every user of their tenant" },
   { env: "JWT_CLOCK_TOLERANCE", default: "30s", description: "Allowed clock skew for JWT exp and nbf" },
   { env: "TLS_CLIENT_CA_FILE", default: "", description: "PEM CA bundle: ask for client certificates (mutual TLS) and verify them" },
   { env: "MTLS_PRINCIPALS_FILE", default: "", description: "JSON file mapping client-certificate common names to tenant and scopes" },
@@ -237,6 +260,13 @@ export const SETTINGS: readonly Setting[] = [
   { env: "ENCRYPTION_KEYS_FILE", default: "", description: "File with the encryption keys (same form, one per line)" },
   { env: "ALLOW_PLAINTEXT", default: "false", description: "Allow Redis without encryption keys (values stored in plaintext)" },
   { env: "AUDIT_LOG", default: "stdout", description: "Audit records: stdout, stderr, off or a file path" },
+  { env: "ARCHIVE_DATABASE_URL", default: "", description: "PostgreSQL URL (postgres://user@host:port/db) of the durable archive of ended sessions; needs REDIS_URL" },
+  { env: "ARCHIVE_DATABASE_PASSWORD_FILE", default: "", description: "File holding the archive database password (replaces the URL's)" },
+  { env: "ARCHIVE_DB_RETENTION", default: "365d", description: "How long ended sessions stay in the archive database (deleted in batches after)" },
+  { env: "ARCHIVE_BATCH_SIZE", default: "500", description: "Event log entries the archive sink reads and writes per batch" },
+  { env: "ARCHIVE_CLAIM_IDLE", default: "30s", description: "Archive entries pending this long with a replica are taken over by another (the first is presumed dead)" },
+  { env: "ARCHIVE_DB_POOL_SIZE", default: "4", description: "Connections to the archive database per process" },
+  { env: "ARCHIVE_DB_TIMEOUT", default: "5s", description: "Bound on connecting to the archive database and on one statement" },
 ];
 
 const DURATION_UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -371,6 +401,38 @@ export function loadConfig(env: Env = process.env): Config {
     auth: authConfig(r),
     encryption: encryptionConfig(r),
     auditLog: r.raw("AUDIT_LOG"),
+    archiveDatabase: archiveDatabaseConfig(r, redisUrl !== ""),
+  };
+}
+
+function archiveDatabaseConfig(r: Reader, redis: boolean): ArchiveDatabaseConfig | undefined {
+  const url = r.optional("ARCHIVE_DATABASE_URL");
+  const passwordFile = r.optional("ARCHIVE_DATABASE_PASSWORD_FILE");
+  if (url === undefined) {
+    if (passwordFile !== undefined) throw new ConfigError("ARCHIVE_DATABASE_PASSWORD_FILE needs ARCHIVE_DATABASE_URL");
+    return undefined;
+  }
+  // The URL is not echoed: it may carry a password.
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === undefined || (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") || parsed.hostname === "") {
+    throw new ConfigError("ARCHIVE_DATABASE_URL must be a postgres:// or postgresql:// URL with a host");
+  }
+  if (!redis) {
+    throw new ConfigError("ARCHIVE_DATABASE_URL needs REDIS_URL: the archive sink reads the Redis event log through a consumer group");
+  }
+  return {
+    url,
+    password: passwordFile === undefined ? undefined : readSecretFile("ARCHIVE_DATABASE_PASSWORD_FILE", passwordFile),
+    retentionMs: r.duration("ARCHIVE_DB_RETENTION", 3_600_000),
+    batchSize: r.integer("ARCHIVE_BATCH_SIZE", 1, 10_000),
+    claimIdleMs: r.duration("ARCHIVE_CLAIM_IDLE", 100),
+    poolSize: r.integer("ARCHIVE_DB_POOL_SIZE", 1, 100),
+    timeoutMs: r.duration("ARCHIVE_DB_TIMEOUT", 100),
   };
 }
 
@@ -410,6 +472,15 @@ function sessionsPerUserPolicy(r: Reader): "reject" | "close_oldest" {
   return policy;
 }
 
+function userClaim(r: Reader): { userClaim?: string } {
+  const claim = r.optional("JWT_USER_CLAIM");
+  if (claim === undefined) return {};
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(claim)) {
+    throw new ConfigError(`JWT_USER_CLAIM=${JSON.stringify(claim)} must be a claim name of 1-64 letters, digits, '_', '.', ':' or '-'`);
+  }
+  return { userClaim: claim };
+}
+
 function authConfig(r: Reader): AuthConfig {
   const secret = r.optional("JWT_HS256_SECRET");
   const secretFile = r.optional("JWT_HS256_SECRET_FILE");
@@ -435,7 +506,11 @@ function authConfig(r: Reader): AuthConfig {
       tenantClaim: r.raw("JWT_TENANT_CLAIM"),
       scopesClaim: r.raw("JWT_SCOPES_CLAIM"),
       clockToleranceMs: r.duration("JWT_CLOCK_TOLERANCE", 0),
+      ...userClaim(r),
     };
+  }
+  if (jwt === undefined && r.optional("JWT_USER_CLAIM") !== undefined) {
+    throw new ConfigError("JWT_USER_CLAIM needs JWTs (JWT_HS256_SECRET, JWT_HS256_SECRET_FILE or JWT_JWKS_FILE)");
   }
   const clientCaFile = r.optional("TLS_CLIENT_CA_FILE");
   const mtlsPrincipalsFile = r.optional("MTLS_PRINCIPALS_FILE");

@@ -31,6 +31,19 @@ export interface HealthMonitorOptions {
   readonly timeoutMs?: number;
   /** Status changes are logged here (warn when the store goes down, info when it comes back). */
   readonly logger?: Logger;
+  /**
+   * Parts reported under names of their own (e.g. "sessiond.archive") and
+   * left out of the overall status: their failure does not stop the server
+   * from serving sessions, so it must not take the replica out of rotation.
+   */
+  readonly components?: ReadonlyMap<string, HealthComponent>;
+}
+
+/** A part of the server with a status of its own (see HealthMonitorOptions.components). */
+export interface HealthComponent {
+  serving(): boolean;
+  /** Calls the listener when serving() may have changed; returns the function that unsubscribes. */
+  subscribe(listener: () => void): () => void;
 }
 
 /** Called after the status of every service has been updated; read the new one with status(). */
@@ -55,6 +68,8 @@ export class HealthMonitor {
    */
   #connectionsReady = true;
   #unwatchReadiness: (() => void) | undefined;
+  readonly #components: ReadonlyMap<string, HealthComponent>;
+  readonly #unsubscribeComponents: (() => void)[] = [];
 
   constructor(options: HealthMonitorOptions) {
     if (!(options.intervalMs > 0)) throw new RangeError("HealthMonitor: intervalMs must be positive");
@@ -62,6 +77,7 @@ export class HealthMonitor {
     this.#intervalMs = options.intervalMs;
     this.#timeoutMs = options.timeoutMs ?? options.intervalMs;
     this.#logger = options.logger;
+    this.#components = options.components ?? new Map();
   }
 
   /**
@@ -75,6 +91,9 @@ export class HealthMonitor {
     if (this.#timer !== undefined) return Promise.resolve();
     this.#timer = setInterval(() => void this.check(), this.#intervalMs);
     this.#timer.unref();
+    for (const component of this.#components.values()) {
+      this.#unsubscribeComponents.push(component.subscribe(() => this.#notify()));
+    }
     this.#unwatchReadiness = this.#store.watchReadiness?.((ready) => {
       this.#connectionsReady = ready;
       // Down: at once, no ping needed. Up: confirm with a ping before SERVING.
@@ -95,6 +114,7 @@ export class HealthMonitor {
     this.#timer = undefined;
     this.#unwatchReadiness?.();
     this.#unwatchReadiness = undefined;
+    for (const unsubscribe of this.#unsubscribeComponents.splice(0)) unsubscribe();
     this.#stopped.abort();
     this.#set(false);
     this.#listeners.clear();
@@ -107,6 +127,8 @@ export class HealthMonitor {
 
   /** The cached status of a service, or undefined for a service this server does not know. */
   status(service: string): ServingStatus | undefined {
+    const component = this.#components.get(service);
+    if (component !== undefined) return component.serving() && !this.#stopped.signal.aborted ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
     if (!HEALTH_SERVICES.includes(service)) return undefined;
     return this.#serving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
   }
@@ -114,7 +136,9 @@ export class HealthMonitor {
   /** The status of every known service. */
   statuses(): Map<string, ServingStatus> {
     const status = this.#serving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
-    return new Map(HEALTH_SERVICES.map((service) => [service, status]));
+    const all = new Map(HEALTH_SERVICES.map((service) => [service, status]));
+    for (const name of this.#components.keys()) all.set(name, this.status(name) ?? ServingStatus.NOT_SERVING);
+    return all;
   }
 
   /** Calls the listener after every change of status; returns the function that unsubscribes it. */
@@ -164,6 +188,10 @@ export class HealthMonitor {
     this.#serving = serving;
     if (serving) this.#logger?.info("store reachable: health status SERVING");
     else if (!this.#stopped.signal.aborted) this.#logger?.warn("store unreachable: health status NOT_SERVING");
+    this.#notify();
+  }
+
+  #notify(): void {
     for (const listener of [...this.#listeners]) listener();
   }
 }

@@ -6,6 +6,7 @@
  * (principalOfRequest in auth/request-gate.ts) and frees its long-lived stream slot when its
  * response closes.
  */
+import { ACT_AS_HEADER } from "../auth/delegation.js";
 import { peerOf } from "../auth/peer.js";
 import { rememberPrincipal, type RequestGate } from "../auth/request-gate.js";
 import { writeRpcError } from "./rpc-error-response.js";
@@ -16,7 +17,8 @@ export function withRequestGate(next: RequestHandler, gate: RequestGate, onError
     const url = req.url ?? "";
     const query = url.indexOf("?");
     const path = query === -1 ? url : url.slice(0, query);
-    const header = req.headers.authorization;
+    const authorization = req.headers.authorization;
+    const actAs = req.headers[ACT_AS_HEADER];
     const connection: object = "stream" in req ? (req.stream.session ?? req.stream) : req.socket;
     // Listening from the start: a caller that leaves while the gate decides must still free its slot.
     let closed = false;
@@ -25,7 +27,8 @@ export function withRequestGate(next: RequestHandler, gate: RequestGate, onError
       closed = true;
       release?.();
     });
-    gate.check(path, typeof header === "string" ? header : null, peerOf(req), connection).then(
+    const credentials = { authorization: typeof authorization === "string" ? authorization : null, actAs: typeof actAs === "string" ? actAs : null };
+    gate.check(path, credentials, peerOf(req), connection).then(
       (decision) => {
         if (!decision.allowed) {
           if (!closed) writeRpcError(req, res, decision.code, decision.message);

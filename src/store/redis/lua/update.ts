@@ -15,6 +15,7 @@ if not rec then
   if arch then return { 'ended' } end
   return { 'not_found' }
 end
+if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 if expected ~= '' and tonumber(expected) ~= tonumber(rec.v) then return { 'version_mismatch' } end
 
 local key = k_rec(tp, sid)
