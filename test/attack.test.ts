@@ -13,7 +13,9 @@ import * as net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ServerReflectionRequestSchema } from "../gen/grpc/reflection/v1/reflection_pb.js";
-import { WatchSessionsRequestSchema } from "../gen/session/v1/session_pb.js";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { SessionService, WatchSessionsRequestSchema } from "../gen/session/v1/session_pb.js";
 import { Code, ConnectError, type SessionClient } from "@sessiond/client";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
 import { grpcFrame, idleFlood, metricValue, rawGrpcCall, rssOf, streamFlood, PREFACE_AND_SETTINGS } from "./support/attack.js";
@@ -48,7 +50,22 @@ describe("attacks on a running server", () => {
   before(async () => {
     const dir = tempDir();
     p = await startSessiond({ env: { API_KEYS_FILE: writeApiKeysFile(dir, [KEY]), SHUTDOWN_DELAY: "0s", LOG_LEVEL: "info", ...LIMITS } });
-    client = clientWith(p.url, AUTH.authorization, 10_000);
+    // The client lets go of its idle connection before the server's short HTTP2_IDLE_TIMEOUT here would: connect-node's
+    // session manager can raise an uncaught "received GOAWAY without any open streams" on a server's idle close.
+    client = createClient(
+      SessionService,
+      createGrpcTransport({
+        baseUrl: p.url,
+        idleConnectionTimeoutMs: 1000,
+        defaultTimeoutMs: 10_000,
+        interceptors: [
+          (next) => async (req) => {
+            req.header.set("authorization", AUTH.authorization);
+            return next(req);
+          },
+        ],
+      }),
+    );
     sessionId = (await client.createSession({ userId: "victim", dataSource: "d" })).session?.sessionId ?? "";
     for (let i = 0; i < 50; i++) await client.getSession({ sessionId });
     baselineRss = rssOf(p.child.pid ?? 0);
