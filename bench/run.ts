@@ -22,7 +22,9 @@
  *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags.
  * 5. The archive sink to PostgreSQL (issue 16; bench/parts/archive.ts running
  *    bench/archive-bench.ts): rows/s with 1k expirations/s, sink lag.
- * 6. Under attack (issue 11; bench/flood-bench.ts): authenticated GetSession
+ * 6. Archive bytes per ended session and event delivery after a dropped Redis
+ *    connection (issue 12; bench/faults-bench.ts).
+ * 7. Under attack (issue 11; bench/flood-bench.ts): authenticated GetSession
  *    p99 and the service's peak RSS with no flood, during a 20,000-idle-connection
  *    flood and a 20,000-stream flood, and after them.
  *
@@ -38,7 +40,7 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch,archive,flood") to run only some parts;
+ * BENCH_PARTS (default "throughput,memory,watch,archive,faults,flood") to run only some parts;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
  * Layout: this file runs the parts in order and writes the report; each part
@@ -57,12 +59,13 @@ import { archivePart } from "./parts/archive.js";
 import { memoryPart } from "./parts/memory.js";
 import { flagVariants, throughputPart } from "./parts/throughput.js";
 import { watchPart } from "./parts/watch.js";
+import { faultsPart } from "./parts/faults.js";
 import { machineInfo, running } from "./processes.js";
 import { render } from "./report.js";
 import { HERE, PARTS as SELECTED, productionNodeFlags } from "./settings.js";
 
 /** Every part, in the order it runs and reports. A new part: a module in bench/parts/, listed here. */
-const PARTS: readonly BenchPart<unknown>[] = [listed(throughputPart), listed(memoryPart), listed(watchPart), listed(archivePart), listed(floodPart)];
+const PARTS: readonly BenchPart<unknown>[] = [listed(throughputPart), listed(memoryPart), listed(watchPart), listed(archivePart), listed(faultsPart), listed(floodPart)];
 
 async function main(): Promise<void> {
   // A closed stdout (`npm run bench | head`) must not kill the run halfway and orphan redis-server,

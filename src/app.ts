@@ -17,11 +17,22 @@ import { guardRequestBodies } from "./api/request-body-check.js";
 import { PEER } from "./auth/principal.js";
 import { createArchive, sinkServing, type Archive } from "./archive/archive.js";
 import { setUpSecurity } from "./auth/security.js";
-import type { Config } from "./config/config.js";
+import { ConfigError, type Config } from "./config/config.js";
 import { HealthMonitor, type HealthComponent } from "./health/health-monitor.js";
 import { healthServiceRoutes } from "./health/health-service.js";
 import { createLogger } from "./logging/logger.js";
-import { addActiveSessionsSource, addWatchStartGateSource, archiveMetrics, instrumentRedis, observeExpiryLag, scrape, trackWatcher } from "./observability/metrics.js";
+import {
+  addActiveSessionsSource,
+  addWatchStartGateSource,
+  archiveMetrics,
+  countArchiveShortened,
+  countDataLoss,
+  instrumentRedis,
+  observeExpiryLag,
+  scrape,
+  setStoreProblems,
+  trackWatcher,
+} from "./observability/metrics.js";
 import { reflectionServiceRoutes } from "./reflection/reflection-service.js";
 import { startRpcServer } from "./server/rpc-server.js";
 import { ExpiryScheduler } from "./session/expiry-scheduler.js";
@@ -71,7 +82,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const services = [SessionService.typeName, Health.typeName, ...REFLECTION_SERVICES];
   const security = setUpSecurity(config, logger, { services, ...(options.auditDestination === undefined ? {} : { auditDestination: options.auditDestination }) });
   // Every connection the store opens counts its errors and reconnects on /metrics (the store knows nothing of metrics).
-  const store = createStore(config, logger, { onRedisConnection: (client, name) => void instrumentRedis(client, name) });
+  const store = createStore(config, logger, {
+    onRedisConnection: (client, name) => void instrumentRedis(client, name),
+    onArchiveShortened: countArchiveShortened,
+  });
+  await refuseEvictingRedis(store, config, logger).catch(async (error: unknown) => {
+    await store.dispose();
+    throw error;
+  });
   // Config guarantees REDIS_URL with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
   const archive =
     config.archiveDatabase === undefined || config.redisUrl === undefined
@@ -119,6 +137,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     watchQueueLimit: config.watchQueueLimit,
     watchStartGate: watchStartGate(startReads),
   });
+  const events = background.events;
+  // Data loss is announced: watchers end with OUT_OF_RANGE (event-hub.ts); here it is audited and counted.
+  const stopResetWatch = events.onReset(() => {
+    countDataLoss();
+    security.audit.record({ principal: "system", operation: "data_loss", outcome: "ok" });
+  });
   const components = new Map<string, HealthComponent>();
   if (archive !== undefined) {
     components.set(ARCHIVE_HEALTH_SERVICE, { serving: () => sinkServing(archive.sink.state), subscribe: (listener) => archive.sink.onState(listener) });
@@ -126,6 +150,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const health = new HealthMonitor({
     store,
     components,
+    // While the event reader is not reading, watchers hear nothing: not ready.
+    conditions: [{ reason: "event reader not reading", ok: () => events.reading || !events.running, watch: (listener) => events.watchReading(listener) }],
+    acceptedProblems: config.allowRedisEviction ? ["eviction_policy"] : [],
+    onProblems: (found) => setStoreProblems(found.problems),
     intervalMs: HEALTH_INTERVAL_MS,
     timeoutMs: config.redisCommandTimeoutMs,
     logger: logger.child({ component: "health" }),
@@ -163,7 +191,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     httpEndpoints: {
       notReadyReason: () => {
         if (shuttingDown) return "shutting down";
-        return health.status("") === HealthCheckResponse_ServingStatus.SERVING ? undefined : "store unreachable";
+        return health.status("") === HealthCheckResponse_ServingStatus.SERVING ? undefined : (health.notServingReason() ?? "store unreachable");
       },
       metrics: scrape,
       ...(security.authorizeMetrics === undefined ? {} : { authorizeMetrics: security.authorizeMetrics }),
@@ -199,6 +227,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         // NOT_SERVING first (health and /readyz), so health watchers move away before the port closes.
         shuttingDown = true;
         stopSessionsGauge();
+        stopResetWatch();
         stopStartGauge();
         health.stop();
         // The port keeps serving while load balancers and Kubernetes endpoints take this replica out
@@ -270,6 +299,33 @@ export function createBackground(store: SessionStore, config: Config, logger: Lo
       await events.stop();
     },
   };
+}
+
+/**
+ * Refuses to start on a Redis whose maxmemory-policy may evict keys, unless
+ * ALLOW_REDIS_EVICTION accepts it (then warns). Eviction deletes records
+ * without their index entries, due-queue members and events: sessions vanish
+ * with no EXPIRED event or archive, and counters drift. A Redis that cannot be
+ * reached at start is checked by the health monitor once it answers.
+ */
+async function refuseEvictingRedis(store: SessionStore, config: Config, logger: Logger): Promise<void> {
+  if (store.problems === undefined) return;
+  let found;
+  try {
+    found = await store.problems();
+  } catch {
+    logger.warn("redis unreachable at start: its maxmemory-policy is checked once it answers");
+    return;
+  }
+  if (!found.problems.includes("eviction_policy")) return;
+  const policy = found.evictionPolicy ?? "unknown";
+  if (!config.allowRedisEviction) {
+    throw new ConfigError(
+      `REDIS_URL: redis maxmemory-policy is ${policy}; it can delete sessions, their indexes and events without notice. ` +
+        "Set maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction, or in redis.conf), or accept the risk with ALLOW_REDIS_EVICTION=true",
+    );
+  }
+  logger.warn({ evictionPolicy: policy }, "redis maxmemory-policy may evict keys; accepted by ALLOW_REDIS_EVICTION=true");
 }
 
 /**

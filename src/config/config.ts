@@ -90,8 +90,10 @@ export interface Config {
   readonly expiryGraceMs: number;
   /** How often each process looks for sessions past their expire_time. */
   readonly sweepIntervalMs: number;
-  /** Bound on one Redis command; past it the RPC fails with UNAVAILABLE. */
+  /** Bound on one Redis command; past it the RPC fails with DEADLINE_EXCEEDED (sent) or UNAVAILABLE (never sent). */
   readonly redisCommandTimeoutMs: number;
+  /** Start and serve on a Redis whose maxmemory-policy may evict keys (anything but noeviction). */
+  readonly allowRedisEviction: boolean;
   /** Interval of heartbeat events on idle watch streams. */
   readonly watchHeartbeatMs: number;
   /** The event log keeps the last this many events (a watch resumes within them). */
@@ -259,6 +261,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: "ENCRYPTION_KEYS", default: "", description: "Encryption keys id:base64key,... (first = primary) for metadata and data values" },
   { env: "ENCRYPTION_KEYS_FILE", default: "", description: "File with the encryption keys (same form, one per line)" },
   { env: "ALLOW_PLAINTEXT", default: "false", description: "Allow Redis without encryption keys (values stored in plaintext)" },
+  { env: "ALLOW_REDIS_EVICTION", default: "false", description: "Start and report ready on a Redis whose maxmemory-policy is not noeviction (it can delete sessions silently)" },
   { env: "AUDIT_LOG", default: "stdout", description: "Audit records: stdout, stderr, off or a file path" },
   { env: "ARCHIVE_DATABASE_URL", default: "", description: "PostgreSQL URL (postgres://user@host:port/db) of the durable archive of ended sessions; needs REDIS_URL" },
   { env: "ARCHIVE_DATABASE_PASSWORD_FILE", default: "", description: "File holding the archive database password (replaces the URL's)" },
@@ -389,6 +392,7 @@ export function loadConfig(env: Env = process.env): Config {
     expiryGraceMs: r.duration("EXPIRY_GRACE", 1000),
     sweepIntervalMs: r.duration("SWEEP_INTERVAL", 10),
     redisCommandTimeoutMs: r.duration("REDIS_COMMAND_TIMEOUT", 10),
+    allowRedisEviction: r.boolean("ALLOW_REDIS_EVICTION"),
     watchHeartbeatMs: r.duration("WATCH_HEARTBEAT", 10),
     watchRetentionEvents: r.integer("WATCH_RETENTION_EVENTS", 1, 100_000_000),
     watchRetentionMs: r.duration("WATCH_RETENTION", 1000),

@@ -11,7 +11,7 @@
 import type { Logger } from "../logging/logger.js";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { SessionService } from "../../gen/session/v1/session_pb.js";
-import type { SessionStore } from "../store/store.js";
+import type { SessionStore, StoreProblem, StoreProblems } from "../store/store.js";
 
 /** The empty name asks for the health of the server as a whole (grpc health-checking protocol). */
 export const OVERALL_SERVICE = "";
@@ -19,9 +19,29 @@ export const OVERALL_SERVICE = "";
 /** Every service this server reports on. Each depends on the store alone, so they share one status. */
 export const HEALTH_SERVICES: readonly string[] = [OVERALL_SERVICE, SessionService.typeName];
 
+/** Something besides the store that the server needs to serve (e.g. the event reader reading). */
+export interface ReadinessCondition {
+  /** Why the server is not ready while the condition fails, e.g. "event reader not reading". */
+  readonly reason: string;
+  ok(): boolean;
+  /** Calls the listener when ok() may have changed; returns the remover. */
+  watch(listener: () => void): () => void;
+}
+
+/** Why readiness reports each store problem. */
+const PROBLEM_REASONS: Readonly<Record<StoreProblem, string>> = {
+  eviction_policy: "redis maxmemory-policy evicts keys",
+  memory_full: "redis memory full: writes refused",
+};
+
 export interface HealthMonitorOptions {
-  /** ping(), and watchReadiness() when the store has it. */
-  readonly store: Pick<SessionStore, "ping" | "watchReadiness">;
+  /** ping(), and watchReadiness() and problems() when the store has them. */
+  readonly store: Pick<SessionStore, "ping" | "watchReadiness" | "problems">;
+  readonly conditions?: readonly ReadinessCondition[];
+  /** Store problems an operator accepted (ALLOW_REDIS_EVICTION): reported, not NOT_SERVING. */
+  readonly acceptedProblems?: readonly StoreProblem[];
+  /** Told the store's problems after every check that could read them (for metrics). */
+  readonly onProblems?: (problems: StoreProblems) => void;
   /** Time between two pings. */
   readonly intervalMs: number;
   /**
@@ -50,7 +70,15 @@ export interface HealthComponent {
 export type HealthListener = () => void;
 
 export class HealthMonitor {
-  readonly #store: Pick<SessionStore, "ping" | "watchReadiness">;
+  readonly #store: Pick<SessionStore, "ping" | "watchReadiness" | "problems">;
+  readonly #conditions: readonly ReadinessCondition[];
+  readonly #accepted: ReadonlySet<StoreProblem>;
+  readonly #onProblems: ((problems: StoreProblems) => void) | undefined;
+  #unwatchConditions: (() => void)[] = [];
+  /** Why the last check found the server not ready (undefined: ready, or not known yet). */
+  #reason: string | undefined = "starting";
+  /** Problems found by the last check, and not accepted. */
+  #problems: readonly StoreProblem[] = [];
   readonly #intervalMs: number;
   readonly #timeoutMs: number;
   readonly #logger: Logger | undefined;
@@ -74,6 +102,9 @@ export class HealthMonitor {
   constructor(options: HealthMonitorOptions) {
     if (!(options.intervalMs > 0)) throw new RangeError("HealthMonitor: intervalMs must be positive");
     this.#store = options.store;
+    this.#conditions = options.conditions ?? [];
+    this.#accepted = new Set(options.acceptedProblems ?? []);
+    this.#onProblems = options.onProblems;
     this.#intervalMs = options.intervalMs;
     this.#timeoutMs = options.timeoutMs ?? options.intervalMs;
     this.#logger = options.logger;
@@ -97,9 +128,19 @@ export class HealthMonitor {
     this.#unwatchReadiness = this.#store.watchReadiness?.((ready) => {
       this.#connectionsReady = ready;
       // Down: at once, no ping needed. Up: confirm with a ping before SERVING.
-      if (!ready) this.#set(false);
+      if (!ready) this.#set(false, "store unreachable");
       else void this.check();
     });
+    for (const condition of this.#conditions) {
+      this.#unwatchConditions.push(
+        condition.watch(() => {
+          // Failing: at once. Passing again: confirm with a check before SERVING.
+          // A dropped connection is the cause worth naming when both hold.
+          if (!condition.ok()) this.#set(false, this.#connectionsReady ? condition.reason : "store unreachable");
+          else void this.check();
+        }),
+      );
+    }
     return this.check();
   }
 
@@ -114,9 +155,11 @@ export class HealthMonitor {
     this.#timer = undefined;
     this.#unwatchReadiness?.();
     this.#unwatchReadiness = undefined;
+    for (const unwatch of this.#unwatchConditions) unwatch();
+    this.#unwatchConditions = [];
     for (const unsubscribe of this.#unsubscribeComponents.splice(0)) unsubscribe();
     this.#stopped.abort();
-    this.#set(false);
+    this.#set(false, "shutting down");
     this.#listeners.clear();
   }
 
@@ -131,6 +174,16 @@ export class HealthMonitor {
     if (component !== undefined) return component.serving() && !this.#stopped.signal.aborted ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
     if (!HEALTH_SERVICES.includes(service)) return undefined;
     return this.#serving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+  }
+
+  /** Why the server is not serving (undefined while it is). */
+  notServingReason(): string | undefined {
+    return this.#serving ? undefined : (this.#reason ?? "store unreachable");
+  }
+
+  /** Problems of the store the last check found and nobody accepted. */
+  get problems(): readonly StoreProblem[] {
+    return this.#problems;
   }
 
   /** The status of every known service. */
@@ -159,8 +212,15 @@ export class HealthMonitor {
     this.#pinging = true;
     try {
       const ok = await this.#ping();
+      const problems = ok ? await this.#readProblems() : [];
+      if (this.#stopped.signal.aborted) return;
       // A ping that answered just before a connection dropped must not bring SERVING back.
-      if (!this.#stopped.signal.aborted) this.#set(ok && this.#connectionsReady);
+      const failing = this.#conditions.find((c) => !c.ok());
+      const problem = problems[0];
+      if (!ok || !this.#connectionsReady) this.#set(false, "store unreachable");
+      else if (failing !== undefined) this.#set(false, failing.reason);
+      else if (problem !== undefined) this.#set(false, PROBLEM_REASONS[problem]);
+      else this.#set(true, undefined);
     } finally {
       this.#pinging = false;
     }
@@ -183,11 +243,34 @@ export class HealthMonitor {
     }
   }
 
-  #set(serving: boolean): void {
-    if (serving === this.#serving) return;
+  /** The store's problems that are not accepted; none when they cannot be read (the ping decides then). */
+  async #readProblems(): Promise<readonly StoreProblem[]> {
+    if (this.#store.problems === undefined) return [];
+    let found: StoreProblems;
+    try {
+      found = await this.#store.problems();
+    } catch {
+      return this.#problems;
+    }
+    this.#onProblems?.(found);
+    const open = found.problems.filter((p) => !this.#accepted.has(p));
+    for (const problem of open) {
+      if (!this.#problems.includes(problem)) this.#logger?.error({ problem, evictionPolicy: found.evictionPolicy }, `store problem: ${PROBLEM_REASONS[problem]}`);
+    }
+    this.#problems = open;
+    return open;
+  }
+
+  #set(serving: boolean, reason: string | undefined): void {
+    const before = this.#reason;
+    this.#reason = reason;
+    if (serving === this.#serving) {
+      if (!serving && reason !== before && !this.#stopped.signal.aborted) this.#logger?.warn({ reason }, "health status NOT_SERVING");
+      return;
+    }
     this.#serving = serving;
     if (serving) this.#logger?.info("store reachable: health status SERVING");
-    else if (!this.#stopped.signal.aborted) this.#logger?.warn("store unreachable: health status NOT_SERVING");
+    else if (!this.#stopped.signal.aborted) this.#logger?.warn({ reason }, "health status NOT_SERVING");
     this.#notify();
   }
 

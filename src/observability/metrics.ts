@@ -83,6 +83,40 @@ const redisReconnects = new Counter({
   registers: [registry],
 });
 
+const storeProblem = new Gauge({
+  name: "sessiond_store_problem",
+  help:
+    "1 while the store has the problem, else 0, as of the last health check: eviction_policy (Redis maxmemory-policy is " +
+    "not noeviction, so Redis may delete sessions on its own), memory_full (Redis refuses writes)",
+  labelNames: ["problem"] as const,
+  registers: [registry],
+});
+
+const archivesShortened = new Counter({
+  name: "sessiond_archives_shortened_total",
+  help: "Sessions closed while Redis was out of memory, whose archive was kept without metadata so that the close could succeed",
+  registers: [registry],
+});
+
+const dataLosses = new Counter({
+  name: "sessiond_store_data_loss_total",
+  help: "Times this process found that Redis lost data (the event log's generation changed): watchers were ended with OUT_OF_RANGE",
+  registers: [registry],
+});
+
+/** Records the store's problems as of one health check (a problem absent from the list is 0). */
+export function setStoreProblems(problems: readonly string[]): void {
+  for (const problem of ["eviction_policy", "memory_full"]) storeProblem.set({ problem }, problems.includes(problem) ? 1 : 0);
+}
+
+export function countArchiveShortened(): void {
+  archivesShortened.inc();
+}
+
+export function countDataLoss(): void {
+  dataLosses.inc();
+}
+
 /** Reads the live session count of one tenant; may reject (store unreachable). */
 export type ActiveSessionsReader = () => Promise<number>;
 

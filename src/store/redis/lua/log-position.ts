@@ -1,11 +1,14 @@
 // Lua source of the log_position script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const logPositionLua = String.raw`
 -- log_position: no operation arguments.
--- Returns {"ok", id}: the last id the event log assigned ("0-0" when it has none).
-if redis.call('EXISTS', K_EV) == 0 then return { 'ok', '0-0' } end
+-- Returns {"ok", id, generation}: the last id the event log assigned, or
+-- "<generation>-0" when it has none (see generation() in the prelude).
+local G = generation()
+local start = G .. '-0'
+if redis.call('EXISTS', K_EV) == 0 then return { 'ok', start, G } end
 local info = redis.call('XINFO', 'STREAM', K_EV)
 for i = 1, #info, 2 do
-  if info[i] == 'last-generated-id' then return { 'ok', info[i + 1] } end
+  if info[i] == 'last-generated-id' then return { 'ok', info[i + 1], G } end
 end
-return { 'ok', '0-0' }
+return { 'ok', start, G }
 `;
