@@ -6,6 +6,7 @@
  * main.ts runs it as a process; tests and the benchmark start it in-process on
  * port 0 and talk to it over the network like any client.
  */
+import type { ContextValues } from "@connectrpc/connect";
 import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { DestinationStream, Logger } from "pino";
@@ -13,7 +14,7 @@ import pLimit from "p-limit";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { SessionService } from "../gen/session/v1/session_pb.js";
 import { sessionServiceRoutes, watchStartGate } from "./api/session-service.js";
-import { guardRequestBodies } from "./api/request-body-check.js";
+import { guardRequestBodies, invalidProtobuf } from "./api/request-body-check.js";
 import { PEER } from "./auth/principal.js";
 import { createArchive, sinkServing, type Archive } from "./archive/archive.js";
 import { setUpSecurity } from "./auth/security.js";
@@ -58,6 +59,8 @@ export interface AppOptions {
   readonly logger?: Logger;
   /** Audit records go here instead of where config.auditLog says (tests read them in-process). */
   readonly auditDestination?: DestinationStream;
+  /** Serves /metrics; default: this process's registry (a cluster worker passes one that gathers every worker's). */
+  readonly metrics?: () => Promise<{ readonly contentType: string; readonly body: string }>;
 }
 
 export interface App {
@@ -174,6 +177,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   archive?.start();
   // Known status before the first probe can arrive (settles, never rejects, within the ping timeout).
   await health.start();
+  const reportMalformed = (method: string, values: ContextValues | undefined): void =>
+    security.rejections.report({ kind: "request", reason: "malformed_body", outcome: "invalid_argument", method, peer: values?.get(PEER).address });
   const server = await startRpcServer({
     routes: (router) => {
       sessionRoutes(router);
@@ -182,10 +187,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       // Bad bytes: INVALID_ARGUMENT with our message, before connect's parser can answer INTERNAL with its own.
       guardRequestBodies(router, {
         readMaxBytes: config.limits.maxRequestBytes,
-        onMalformed: (method, request) =>
-          security.rejections.report({ kind: "request", reason: "malformed_body", outcome: "invalid_argument", method, peer: request.contextValues?.get(PEER).address }),
+        onMalformed: (method, request) => reportMalformed(method, request.contextValues),
       });
     },
+    // The fast gRPC unary path decodes its own bodies: the same message and the same count.
+    malformedBody: { error: invalidProtobuf, report: reportMalformed },
     config,
     logger,
     httpEndpoints: {
@@ -193,7 +199,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         if (shuttingDown) return "shutting down";
         return health.status("") === HealthCheckResponse_ServingStatus.SERVING ? undefined : (health.notServingReason() ?? "store unreachable");
       },
-      metrics: scrape,
+      metrics: options.metrics ?? scrape,
       ...(security.authorizeMetrics === undefined ? {} : { authorizeMetrics: security.authorizeMetrics }),
       onError: (error) => logger.error({ error: describeError(error) }, "metrics scrape failed"),
     },

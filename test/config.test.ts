@@ -51,7 +51,7 @@ describe("loadConfig", () => {
       maxConnectionsPerAddress: 512,
       http2MaxConcurrentStreams: 256,
       maxHeaderListBytes: 16_384,
-      http2IdleTimeoutMs: 60_000,
+      http2IdleTimeoutMs: 16 * 60_000,
       http2KeepaliveIntervalMs: 30_000,
       http2KeepaliveTimeoutMs: 20_000,
       headersTimeoutMs: 10_000,
@@ -61,6 +61,9 @@ describe("loadConfig", () => {
       maxStreams: 10_000,
       rejectAuditRate: 50,
     });
+    // connect-node's client closes an idle HTTP/2 connection after 15 min; the server must not close it first
+    // (connect-node raises an uncaught "received GOAWAY without any open streams").
+    assert.ok(config.edge.http2IdleTimeoutMs > 15 * 60_000);
     assert.equal(config.shutdownDelayMs, 5000);
     assert.equal(loadConfig({ SHUTDOWN_DELAY: "0s" }).shutdownDelayMs, 0);
     assert.equal(loadConfig({ MAX_STREAMS: "20", MAX_STREAMS_PER_CONNECTION: "5" }).edge.maxStreamsPerConnection, 5);

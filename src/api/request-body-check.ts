@@ -157,6 +157,11 @@ function decodeProblem(message: Uint8Array, json: boolean, schema: DescMessage):
   }
 }
 
+/** Our INVALID_ARGUMENT for a binary request message protobuf-es could not decode (the fast gRPC unary path's too). */
+export function invalidProtobuf(schema: DescMessage, parserError: unknown): ConnectError {
+  return invalid(schema, false, parserError instanceof Error ? parserError.message : "");
+}
+
 /**
  * Our message for a decode failure. The parser's own text is read only to
  * pick one of our sentences and a field name the schema has; it is never sent.

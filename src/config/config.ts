@@ -7,6 +7,7 @@
  * to start.
  */
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { KeyringError, parseKeyring, type Keyring } from "../crypto/keyring.js";
 
 export interface TtlConfig {
@@ -109,6 +110,8 @@ export interface Config {
   readonly shutdownDelayMs: number;
   /** Bound on a graceful shutdown: in-flight calls get this long (less a reserve for closing the store) before connections are cut. */
   readonly shutdownTimeoutMs: number;
+  /** Server processes sharing the port (WORKERS; "auto" = the machine's cores). More than 1 needs Redis. */
+  readonly workers: number;
   /** PEM file paths; absent: plaintext (h2c and HTTP/1.1). */
   readonly tls: TlsConfig | undefined;
   readonly auth: AuthConfig;
@@ -229,7 +232,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: "MAX_CONNECTIONS_PER_ADDRESS", default: "512", description: "Most open connections from one remote IP address" },
   { env: "HTTP2_MAX_CONCURRENT_STREAMS", default: "256", description: "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection" },
   { env: "MAX_HEADER_LIST_BYTES", default: "16384", description: "Largest header block (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE, HTTP/1 header size)" },
-  { env: "HTTP2_IDLE_TIMEOUT", default: "60s", description: "An HTTP/2 connection with no open stream this long is closed (GOAWAY)" },
+  { env: "HTTP2_IDLE_TIMEOUT", default: "16m", description: "An HTTP/2 connection with no open stream this long is closed (GOAWAY)" },
   { env: "HTTP2_KEEPALIVE_INTERVAL", default: "30s", description: "Ping HTTP/2 connections that have open streams this often" },
   { env: "HTTP2_KEEPALIVE_TIMEOUT", default: "20s", description: "Close an HTTP/2 connection whose ping is not answered within this" },
   { env: "HEADERS_TIMEOUT", default: "10s", description: "HTTP/1: request line and headers must arrive within this" },
@@ -238,6 +241,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: "MAX_STREAMS_PER_CONNECTION", default: "200", description: "Most long-lived streams (Health/Watch, WatchSessions, reflection) per connection" },
   { env: "MAX_STREAMS", default: "10000", description: "Most long-lived streams (Health/Watch, WatchSessions, reflection) per process" },
   { env: "REJECT_AUDIT_RATE", default: "50", description: "Audit records of rejected requests per second; the rest are counted (metric, one summary log line)" },
+  { env: "WORKERS", default: "1", description: "Server processes on the one port (node:cluster); auto: one per core. More than 1 needs REDIS_URL" },
   { env: "TLS_CERT_FILE", default: "", description: "PEM certificate chain; with TLS_KEY_FILE: serve TLS (ALPN h2, http/1.1) instead of plaintext" },
   { env: "TLS_KEY_FILE", default: "", description: "PEM private key of TLS_CERT_FILE" },
   { env: "MAX_DATA_BYTES", default: "8388608", description: "Most bytes of data values per session, as stored (encrypted)" },
@@ -401,6 +405,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel,
     shutdownTimeoutMs: r.duration("SHUTDOWN_TIMEOUT", 100),
     shutdownDelayMs: r.duration("SHUTDOWN_DELAY", 0),
+    workers: workers(r, redisUrl),
     tls: certFile === "" ? undefined : { certFile, keyFile },
     auth: authConfig(r),
     encryption: encryptionConfig(r),
@@ -466,6 +471,16 @@ function edgeConfig(r: Reader): EdgeConfig {
     throw new ConfigError(`MAX_STREAMS_PER_CONNECTION (${edge.maxStreamsPerConnection}) must not exceed MAX_STREAMS (${edge.maxStreams})`);
   }
   return edge;
+}
+
+/** Most worker processes: far beyond any core count we run on, low enough to stop a typo. */
+const MAX_WORKERS = 256;
+
+function workers(r: Reader, redisUrl: string): number {
+  const n = r.raw("WORKERS") === "auto" ? availableParallelism() : r.integer("WORKERS", 1, MAX_WORKERS);
+  // Each worker has its own in-process store: they would not share sessions.
+  if (n > 1 && redisUrl === "") throw new ConfigError(`WORKERS=${r.raw("WORKERS")} (${n} processes) needs REDIS_URL: the in-process store is not shared between processes`);
+  return n;
 }
 
 function sessionsPerUserPolicy(r: Reader): "reject" | "close_oldest" {

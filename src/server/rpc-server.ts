@@ -5,8 +5,10 @@
  * routed before the Connect adapter.
  */
 import { Code, ConnectError, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter, type ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { setMaxListeners } from "node:events";
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest, ServerHttp2Stream } from "node:http2";
 import type { Logger } from "pino";
 import type { RejectionReporter } from "../audit/rejection-reporter.js";
 import type { RequestGate } from "../auth/request-gate.js";
@@ -16,10 +18,13 @@ import { addEdgeSource } from "../observability/metrics.js";
 import { ConnectionLimits } from "./connection-limits.js";
 import { withRequestGate } from "./gated-handler.js";
 import { withHttpEndpoints, type HttpEndpointsOptions } from "./http-endpoints.js";
+import { createGrpcUnaryHandler, type MalformedBody } from "./grpc-unary/unary-handler.js";
+import { specGrpcMessageTrailers } from "./grpc-unary/grpc-message.js";
+import { UnaryMethods } from "./grpc-unary/unary-methods.js";
 import { withHttp2Stream } from "./http2-stream.js";
 import { createRpcLoggingInterceptor } from "./rpc-logging.js";
 import { createShutdownInterceptor, SHUTDOWN_MESSAGE } from "./shutdown-interceptor.js";
-import { createSinglePortServer, type SinglePortServerOptions } from "./single-port-server.js";
+import { createSinglePortServer, type RequestHandler, type SinglePortServerOptions } from "./single-port-server.js";
 
 export interface RpcServerOptions {
   readonly routes: (router: ConnectRouter) => void;
@@ -27,8 +32,11 @@ export interface RpcServerOptions {
   readonly logger: Logger;
   /** Run inside the logging interceptor, so what they reject is logged too. */
   readonly interceptors?: readonly Interceptor[];
-  /** Initial context values of each call from its Node request (e.g. the peer address, for auth and audit). */
-  readonly contextValues?: (request: Parameters<NonNullable<ConnectNodeAdapterOptions["contextValues"]>>[0]) => ContextValues;
+  /**
+   * Initial context values of each call from its Node request, or its HTTP/2
+   * stream on the fast gRPC unary path (e.g. the peer address, for auth and audit).
+   */
+  readonly contextValues?: (request: IncomingMessage | Http2ServerRequest | ServerHttp2Stream) => ContextValues;
   /** Serves /healthz, /readyz and /metrics when given. */
   readonly httpEndpoints?: HttpEndpointsOptions;
   /** PEM certificate chain and key, read from config.tls's files by the caller: serve TLS with ALPN h2 and http/1.1. */
@@ -41,6 +49,8 @@ export interface RpcServerOptions {
   readonly rejections?: RejectionReporter;
   /** Long-lived streams open now, for the gauge. */
   readonly openStreams?: () => number;
+  /** The fast gRPC unary path's answer to a body that does not decode (the API layer's wording and count). */
+  readonly malformedBody?: MalformedBody;
 }
 
 export interface RpcServer {
@@ -58,6 +68,9 @@ export interface RpcServer {
   /** Aborted by close(); every call in flight holds one listener on it (tests check that they are released). */
   readonly shutdownSignal: AbortSignal;
 }
+
+/** connect's own default: smaller responses are not worth compressing. */
+const CONNECT_COMPRESS_MIN_BYTES = 1024;
 
 /** The largest unsigned 32-bit value: connect's own (and the gRPC wire format's) ceiling for one message. */
 const MAX_MESSAGE_BYTES = 0xffffffff;
@@ -86,28 +99,60 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   // leak", seen at ~1000 creates/s) is a false alarm here: lift the limit on this signal only.
   setMaxListeners(0, shutdown.signal);
   const rejections = options.rejections;
+  const interceptors = [
+    createRpcLoggingInterceptor(logger, { shutdownSignal: shutdown.signal }),
+    createShutdownInterceptor(shutdown.signal),
+    ...(options.interceptors ?? []),
+  ];
+  const acceptCompression = [compressionGzip, compressionBrotli];
+  const readMaxBytes = config.limits.maxRequestBytes;
+  const writeMaxBytes = maxResponseBytes(config.limits);
+  // Unary gRPC calls skip connect's per-request pipeline (grpc-unary/unary-handler.ts) but run the
+  // same implementations through the same interceptors; everything else is connect's.
+  const unaryMethods = new UnaryMethods();
   const connectHandler = connectNodeAdapter({
-    routes: options.routes,
-    interceptors: [
-      createRpcLoggingInterceptor(logger, { shutdownSignal: shutdown.signal }),
-      createShutdownInterceptor(shutdown.signal),
-      ...(options.interceptors ?? []),
-    ],
-    readMaxBytes: config.limits.maxRequestBytes,
-    writeMaxBytes: maxResponseBytes(config.limits),
+    routes: (router) => options.routes(unaryMethods.recording(router)),
+    interceptors,
+    acceptCompression,
+    readMaxBytes,
+    writeMaxBytes,
     shutdownSignal: shutdown.signal,
     // Every call also carries its HTTP/2 stream (WatchSessions writes its fan-out there directly).
     contextValues: (request) => withHttp2Stream(options.contextValues?.(request) ?? createContextValues(), request),
   });
+  const grpcUnary = createGrpcUnaryHandler({
+    methods: unaryMethods,
+    interceptors,
+    readMaxBytes,
+    writeMaxBytes,
+    shutdownSignal: shutdown.signal,
+    contextValues: (stream) => withHttp2Stream(options.contextValues?.(stream) ?? createContextValues(), stream),
+    acceptCompression,
+    compressMinBytes: CONNECT_COMPRESS_MIN_BYTES,
+    ...(options.gate === undefined ? {} : { gate: options.gate }),
+    ...(options.malformedBody === undefined ? {} : { malformedBody: options.malformedBody }),
+    requestTimeoutMs: config.edge.requestTimeoutMs,
+    onSlow: (stream) => rejections?.report({ kind: "request", reason: "request_timeout", outcome: "closed", peer: stream.session?.socket?.remoteAddress ?? "" }),
+    onGateError: (error) => logger.error({ error: { type: error instanceof Error ? error.name : typeof error } }, "request gate failed"),
+  });
+  // gRPC calls connect still answers (streams) write grpc-message the spec's way too.
+  const rpcHandler: RequestHandler = (request, response) => {
+    const contentType = request.headers["content-type"];
+    if (contentType !== undefined && contentType.startsWith("application/grpc") && !contentType.startsWith("application/grpc-web")) {
+      specGrpcMessageTrailers(response);
+    }
+    connectHandler(request, response);
+  };
   const gated =
     options.gate === undefined
-      ? connectHandler
-      : withRequestGate(connectHandler, options.gate, (error) => logger.error({ error: { type: error instanceof Error ? error.name : typeof error } }, "request gate failed"));
+      ? rpcHandler
+      : withRequestGate(rpcHandler, options.gate, (error) => logger.error({ error: { type: error instanceof Error ? error.name : typeof error } }, "request gate failed"));
   const handler = options.httpEndpoints === undefined ? gated : withHttpEndpoints(gated, options.httpEndpoints);
   const edge = edgeServerOptions(config.edge, rejections);
   const stopEdgeGauges = addEdgeSource(() => ({ connections: edge.connectionLimits.connections, longLivedStreams: options.openStreams?.() ?? 0 }));
   const server = createSinglePortServer({
     handler,
+    claimStream: grpcUnary,
     logger,
     ...edge,
     ...(options.tls === undefined ? {} : { tls: options.tls }),

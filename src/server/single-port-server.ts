@@ -26,6 +26,7 @@ import * as net from "node:net";
 import type * as tls from "node:tls";
 import type { Logger } from "pino";
 import { closeGracefully, type ConnectionLimits } from "./connection-limits.js";
+import { dispatchStreams, type StreamClaim } from "./grpc-unary/stream-dispatch.js";
 import { classifyPreface, type PrefaceKind } from "./preface.js";
 import { watchRequestArrival, type RequestArrivalOptions } from "./request-arrival.js";
 
@@ -36,8 +37,10 @@ export type RequestHandler = (
 ) => void;
 
 export interface SinglePortServerOptions {
-  /** Serves every request, HTTP/1.1 or HTTP/2. */
+  /** Serves every request, HTTP/1.1 or HTTP/2, that `claimStream` leaves. */
   readonly handler: RequestHandler;
+  /** May take an HTTP/2 stream before it becomes a request (the fast gRPC unary path). */
+  readonly claimStream?: StreamClaim;
   readonly logger: Logger;
   /**
    * How long a new connection may take to send enough bytes to tell HTTP/1
@@ -140,6 +143,7 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   http2Server.on("request", serveHttp2);
   http2Server.on("session", trackSession);
   http2Server.on("sessionError", logSessionError);
+  if (options.claimStream !== undefined) dispatchStreams(http2Server, options.claimStream);
 
   /**
    * With TLS: the listening server. Connections count from the TLS handshake
@@ -191,6 +195,7 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
     });
     server.on("session", trackSession);
     server.on("sessionError", logSessionError);
+    if (options.claimStream !== undefined) dispatchStreams(server, options.claimStream);
     return server;
   }
 
