@@ -29,6 +29,9 @@
  *    client, with server CPU per call.
  * 8. Scale (issue 10; bench/scale-bench.ts): ListSessions by user at 10k, 100k
  *    and 1M live sessions, expiry lag at 1M live with 1k expirations/s.
+ * 9. Under attack (issue 11; bench/flood-bench.ts): authenticated GetSession
+ *    p99 and the service's peak RSS with no flood, during a 20,000-idle-connection
+ *    flood and a 20,000-stream flood, and after them.
  *
  * A small shared machine's speed drifts by tens of percent
  * within a minute. The ratios matter more than the absolute numbers, so the
@@ -42,7 +45,7 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale") to run only some parts;
+ * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale,flood") to run only some parts;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
  * Layout: this file runs the parts in order and writes the report; each part
@@ -56,6 +59,7 @@ import * as os from "node:os";
 import { join } from "node:path";
 import { flagsLabel } from "./format.js";
 import { listed, type BenchPart, type PartContext, type PartResults } from "./part.js";
+import { floodPart } from "./parts/flood.js";
 import { archivePart } from "./parts/archive.js";
 import { memoryPart } from "./parts/memory.js";
 import { flagVariants, throughputPart } from "./parts/throughput.js";
@@ -76,6 +80,7 @@ const PARTS: readonly BenchPart<unknown>[] = [
   listed(faultsPart),
   listed(wirePart),
   listed(scalePart),
+  listed(floodPart),
 ];
 
 async function main(): Promise<void> {

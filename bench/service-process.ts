@@ -38,7 +38,8 @@ export class ServiceProcess {
     const child = fork(join(ROOT, "src/main.ts"), [], {
       cwd: ROOT,
       execArgv: [...nodeFlags, "--import", "tsx", "--import", join(HERE, "server-probe.ts")],
-      env: { ...process.env, ...env, HOST: "127.0.0.1", PORT: String(port) },
+      // No readiness delay on SIGTERM: nothing routes to a benchmark's service but the benchmark.
+      env: { ...process.env, SHUTDOWN_DELAY: "0s", ...env, HOST: "127.0.0.1", PORT: String(port) },
       stdio: ["ignore", devNull, "inherit", "ipc"],
     });
     closeSync(devNull);

@@ -178,7 +178,7 @@ function startService(redisUrl: string, env: Record<string, string>): Promise<Se
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...NODE_FLAGS, "--import", "tsx", join(ROOT, "src/main.ts")], {
       cwd: ROOT,
-      env: { ...process.env, HOST: "127.0.0.1", PORT: "0", REDIS_URL: redisUrl, ENCRYPTION_KEYS, AUDIT_LOG: "off", LOG_LEVEL: "info", ...env },
+      env: { ...process.env, HOST: "127.0.0.1", PORT: "0", REDIS_URL: redisUrl, ENCRYPTION_KEYS, AUDIT_LOG: "off", LOG_LEVEL: "info", SHUTDOWN_DELAY: "0s", ...env },
       stdio: ["ignore", "pipe", "inherit"],
     });
     let out = "";
@@ -408,7 +408,15 @@ const subscriber = redis.client();
 let service: Service | undefined;
 try {
   // WATCH_HEARTBEAT stays at its default (15 s), as in production: idle watchers wake that often.
-  service = await startService(redis.url, { MAX_WATCHERS_PER_PRINCIPAL: "20000", MAX_SESSIONS_PER_USER: "0", SESSION_TTL_MIN: "1s" });
+  service = await startService(redis.url, {
+    MAX_WATCHERS_PER_PRINCIPAL: "20000",
+    MAX_SESSIONS_PER_USER: "0",
+    SESSION_TTL_MIN: "1s",
+    // The fan-out opens its 10,000 watches on a few connections: lift the per-connection stream limits.
+    HTTP2_MAX_CONCURRENT_STREAMS: "20000",
+    MAX_STREAMS_PER_CONNECTION: "20000",
+    MAX_STREAMS: "40000",
+  });
   const client = createSessionClient(service.url, { timeoutMs: 10_000 });
   await subscriber.subscribe("__keyevent@0__:expired");
 

@@ -6,12 +6,16 @@
  * main.ts runs it as a process; tests and the benchmark start it in-process on
  * port 0 and talk to it over the network like any client.
  */
+import type { ContextValues } from "@connectrpc/connect";
 import { readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { DestinationStream, Logger } from "pino";
 import pLimit from "p-limit";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { SessionService } from "../gen/session/v1/session_pb.js";
 import { sessionServiceRoutes, watchStartGate } from "./api/session-service.js";
+import { guardRequestBodies, invalidProtobuf } from "./api/request-body-check.js";
+import { PEER } from "./auth/principal.js";
 import { createArchive, sinkServing, type Archive } from "./archive/archive.js";
 import { setUpSecurity } from "./auth/security.js";
 import { ConfigError, type Config } from "./config/config.js";
@@ -43,6 +47,9 @@ import { createStore } from "./store/create-store.js";
 import type { SessionStore } from "./store/store.js";
 import { EventHub } from "./streaming/event-hub.js";
 
+/** The reflection services reflectionServiceRoutes serves (the gate judges their paths too). */
+const REFLECTION_SERVICES = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+
 /**
  * How often the health monitor pings the store. Probes read the cached status,
  * so this bounds how stale a probe's answer can be, not how often Redis is hit per probe.
@@ -71,7 +78,7 @@ export interface App {
   readonly events: EventHub;
   /** The durable archive, when ARCHIVE_DATABASE_URL is set. */
   readonly archive: Archive | undefined;
-  /** Stops health checks, the expiry scheduler and the event reader (watch streams end with UNAVAILABLE and their cursor), drains and closes the server, then disposes of the store. Idempotent. */
+  /** Turns readiness NOT_SERVING, keeps serving for SHUTDOWN_DELAY, then stops health checks, the expiry scheduler and the event reader (watch streams end with UNAVAILABLE and their cursor), drains and closes the server, then disposes of the store. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -81,7 +88,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // Before anything holds a connection: an unreadable certificate fails the start cleanly.
   const tls = await readTls(config);
   // Refuses insecure configurations (ConfigError) before anything holds a connection.
-  const security = setUpSecurity(config, logger, options.auditDestination === undefined ? {} : { auditDestination: options.auditDestination });
+  const services = [SessionService.typeName, Health.typeName, ...REFLECTION_SERVICES];
+  const security = setUpSecurity(config, logger, { services, ...(options.auditDestination === undefined ? {} : { auditDestination: options.auditDestination }) });
   // A wrong address or password fails the start here, naming the address and the cause.
   if (config.redisUrl !== undefined) {
     await assertRedisReachable(config.redisUrl, Math.max(config.redisCommandTimeoutMs, 1000)).catch((error: unknown) => {
@@ -188,12 +196,21 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   archive?.start();
   // Known status before the first probe can arrive (settles, never rejects, within the ping timeout).
   await health.start();
+  const reportMalformed = (method: string, values: ContextValues | undefined): void =>
+    security.rejections.report({ kind: "request", reason: "malformed_body", outcome: "invalid_argument", method, peer: values?.get(PEER).address });
   const server = await startRpcServer({
     routes: (router) => {
       sessionRoutes(router);
       healthRoutes(router);
       reflectionRoutes(router);
+      // Bad bytes: INVALID_ARGUMENT with our message, before connect's parser can answer INTERNAL with its own.
+      guardRequestBodies(router, {
+        readMaxBytes: config.limits.maxRequestBytes,
+        onMalformed: (method, request) => reportMalformed(method, request.contextValues),
+      });
     },
+    // The fast gRPC unary path decodes its own bodies: the same message and the same count.
+    malformedBody: { error: invalidProtobuf, report: reportMalformed },
     config,
     logger,
     httpEndpoints: {
@@ -208,6 +225,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     ...(tls === undefined ? {} : { tls }),
     interceptors: security.interceptors,
     contextValues: security.contextValues,
+    gate: security.gate,
+    rejections: security.rejections,
+    openStreams: () => security.streams.open,
     drainTimeoutMs: drainTimeoutMs(config.shutdownTimeoutMs),
   }).catch(async (error: unknown) => {
     // Nothing else holds the store yet: release it so the process can exit.
@@ -235,6 +255,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         stopResetWatch();
         stopStartGauge();
         health.stop();
+        // The port keeps serving while load balancers and Kubernetes endpoints take this replica out
+        // (they follow readiness, which says NOT_SERVING from here on); only then GOAWAY and drain.
+        if (config.shutdownDelayMs > 0) await sleep(config.shutdownDelayMs);
         // No new connections or calls from here on; calls in flight go on (bounded by SHUTDOWN_TIMEOUT).
         server.stopAccepting();
         await background.stop();

@@ -107,12 +107,13 @@ async function serve(config: Config): Promise<void> {
       process.exit(EXIT_FAILURE);
     }
     stopping = true;
-    logger.info({ signal, timeoutMs: config.shutdownTimeoutMs }, "shutting down");
-    // The bound: app.close() cuts in-flight calls before it (see drainTimeoutMs), so this fires only if closing itself hangs.
+    logger.info({ signal, delayMs: config.shutdownDelayMs, timeoutMs: config.shutdownTimeoutMs }, "shutting down");
+    // The bound: app.close() serves on for SHUTDOWN_DELAY, then cuts in-flight calls before SHUTDOWN_TIMEOUT
+    // (see drainTimeoutMs), so this fires only if closing itself hangs.
     setTimeout(() => {
-      logger.error({ timeoutMs: config.shutdownTimeoutMs }, "shutdown did not finish within SHUTDOWN_TIMEOUT: exiting");
+      logger.error({ timeoutMs: config.shutdownTimeoutMs }, "shutdown did not finish within SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT: exiting");
       process.exit(EXIT_FAILURE);
-    }, config.shutdownTimeoutMs).unref();
+    }, config.shutdownDelayMs + config.shutdownTimeoutMs).unref();
     try {
       await app.close();
     } catch (error) {

@@ -47,6 +47,35 @@ describe("loadConfig", () => {
     assert.equal(config.logLevel, "info");
   });
 
+  test("edge limits and the shutdown delay: bounded defaults, read values, contradictions refused", () => {
+    const config = loadConfig({});
+    assert.deepEqual(config.edge, {
+      maxConnections: 4096,
+      maxConnectionsPerAddress: 512,
+      http2MaxConcurrentStreams: 256,
+      maxHeaderListBytes: 16_384,
+      http2IdleTimeoutMs: 16 * 60_000,
+      http2KeepaliveIntervalMs: 30_000,
+      http2KeepaliveTimeoutMs: 20_000,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 30_000,
+      minRequestBodyRate: 1024,
+      maxStreamsPerConnection: 200,
+      maxStreams: 10_000,
+      rejectAuditRate: 50,
+    });
+    // connect-node's client closes an idle HTTP/2 connection after 15 min; the server must not close it first
+    // (connect-node raises an uncaught "received GOAWAY without any open streams").
+    assert.ok(config.edge.http2IdleTimeoutMs > 15 * 60_000);
+    assert.equal(config.shutdownDelayMs, 5000);
+    assert.equal(loadConfig({ SHUTDOWN_DELAY: "0s" }).shutdownDelayMs, 0);
+    assert.equal(loadConfig({ MAX_STREAMS: "20", MAX_STREAMS_PER_CONNECTION: "5" }).edge.maxStreamsPerConnection, 5);
+    assert.throws(() => loadConfig({ MAX_CONNECTIONS: "10", MAX_CONNECTIONS_PER_ADDRESS: "20" }), /MAX_CONNECTIONS_PER_ADDRESS \(20\) must not exceed MAX_CONNECTIONS/);
+    assert.throws(() => loadConfig({ HEADERS_TIMEOUT: "1m", REQUEST_TIMEOUT: "30s" }), /HEADERS_TIMEOUT/);
+    assert.throws(() => loadConfig({ MAX_STREAMS: "10", MAX_STREAMS_PER_CONNECTION: "20" }), /MAX_STREAMS_PER_CONNECTION/);
+    assert.throws(() => loadConfig({ HTTP2_MAX_CONCURRENT_STREAMS: "0" }), /HTTP2_MAX_CONCURRENT_STREAMS/);
+  });
+
   test("an empty variable means its default", () => {
     assert.deepEqual(loadConfig({ PORT: "", REDIS_URL: "", LOG_LEVEL: "" }), loadConfig({}));
   });
@@ -172,7 +201,8 @@ describe("the sessiond process", () => {
   test("starts on a free port, serves, prints one startup line, and exits 0 on SIGTERM", async () => {
     let address: string | undefined;
     let served: Promise<bigint> | undefined;
-    const exit = await runMain({ PORT: "0", LOG_LEVEL: "info" }, (stdout, child) => {
+    // SHUTDOWN_DELAY has its own test (lifecycle.test.ts); here the exit itself is the point.
+    const exit = await runMain({ PORT: "0", LOG_LEVEL: "info", SHUTDOWN_DELAY: "0s" }, (stdout, child) => {
       if (address !== undefined) return;
       const line = stdout
         .split("\n")

@@ -14,7 +14,9 @@ import { gunzipSync } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { GetSessionRequestSchema, GetSessionResponseSchema } from "../gen/session/v1/session_pb.js";
+import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import { GetSessionRequestSchema, GetSessionResponseSchema, SetSessionDataRequestSchema } from "../gen/session/v1/session_pb.js";
+import { metricValue } from "./support/attack.js";
 import type { App } from "../src/app.js";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
 import { startTestApp } from "./support/server.js";
@@ -138,5 +140,73 @@ describe("the app's unary gRPC calls from grpc-js", () => {
     // The generated Connect client (connect's gRPC transport, the fast path too) agrees.
     const viaConnect = await clientWith(app.url, `Bearer ${reader.key}`).getSession({ sessionId });
     assert.equal(viaConnect.session?.sessionId, sessionId);
+  });
+
+  test("the fast path refuses an unauthenticated call from its headers, its body never sent; bad bytes get our INVALID_ARGUMENT, counted", async () => {
+    // Unary gRPC with the binary codec over HTTP/2: the fast path (grpc-unary/unary-handler.ts) claims these streams.
+    const path = "/session.v1.SessionService/GetSession";
+    const refusedBefore = await metricValue(app.url, 'sessiond_rejected_total{kind="request",reason="unauthenticated"}').catch(() => 0);
+    const session = http2.connect(`http://127.0.0.1:${app.port}`);
+    try {
+      // Headers only: the stream stays open and no DATA is ever sent (a frame header announcing 900 KB at most).
+      for (const prefix of [undefined, Buffer.from([0, 0, 0x0d, 0xbb, 0xa0])]) {
+        const refusal = await new Promise<{ headers: http2.IncomingHttpHeaders; ended: boolean }>((resolve, reject) => {
+          const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" }, { endStream: false });
+          stream.on("response", (headers, flags) => resolve({ headers, ended: (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0 }));
+          stream.on("error", reject);
+          if (prefix !== undefined) stream.write(prefix);
+        });
+        assert.equal(refusal.headers["grpc-status"], String(grpc.status.UNAUTHENTICATED));
+        assert.equal(refusal.headers["grpc-message"], "unauthenticated");
+        assert.equal(refusal.ended, true, "trailers-only: the status is in the one HEADERS frame");
+      }
+    } finally {
+      session.destroy();
+    }
+    const refusedAfter = await metricValue(app.url, 'sessiond_rejected_total{kind="request",reason="unauthenticated"}');
+    assert.ok(refusedAfter >= refusedBefore + 2, "each refusal is counted");
+    const audited = auditRecords(auditFile).filter((r) => r["operation"] === "authenticate" && r["method"] === "session.v1.SessionService/GetSession");
+    assert.ok(audited.length >= 2, "and audited");
+
+    const malformedBefore = await metricValue(app.url, 'sessiond_rejected_total{kind="request",reason="malformed_body"}').catch(() => 0);
+    const raw = async (rpc: string, message: Uint8Array): Promise<{ status: string; message: string }> => {
+      const frame = Buffer.alloc(5 + message.length);
+      frame.writeUInt32BE(message.length, 1);
+      frame.set(message, 5);
+      const s = http2.connect(`http://127.0.0.1:${app.port}`);
+      try {
+        return await new Promise((resolve, reject) => {
+          const stream = s.request({
+            ":method": "POST",
+            ":path": `/session.v1.SessionService/${rpc}`,
+            "content-type": "application/grpc",
+            te: "trailers",
+            authorization: `Bearer ${writer.key}`,
+          });
+          let result = { status: "", message: "" };
+          const take = (h: http2.IncomingHttpHeaders): void => {
+            if (h["grpc-status"] !== undefined) result = { status: String(h["grpc-status"]), message: decodeURIComponent(String(h["grpc-message"] ?? "")) };
+          };
+          stream.on("response", take);
+          stream.on("trailers", take);
+          stream.on("data", () => {});
+          stream.on("end", () => resolve(result));
+          stream.on("error", reject);
+          stream.end(frame);
+        });
+      } finally {
+        s.close();
+      }
+    };
+    const garbage = await raw("GetSession", Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]));
+    assert.deepEqual(garbage, { status: String(grpc.status.INVALID_ARGUMENT), message: "request: the body is not a valid protobuf encoding of session.v1.GetSessionRequest" });
+    const badUtf8 = await raw("GetSession", Buffer.from([0x0a, 0x03, 0xff, 0xfe, 0x41]));
+    assert.deepEqual(badUtf8, { status: String(grpc.status.INVALID_ARGUMENT), message: "request: a string field of session.v1.GetSessionRequest is not valid UTF-8" });
+    let value: Value = create(ValueSchema, { kind: { case: "stringValue", value: "leaf" } });
+    for (let i = 0; i < 150; i++) value = create(ValueSchema, { kind: { case: "listValue", value: { values: [value] } } });
+    const deep = await raw("SetSessionData", toBinary(SetSessionDataRequestSchema, create(SetSessionDataRequestSchema, { sessionId: "s", key: "k", value })));
+    assert.deepEqual(deep, { status: String(grpc.status.INVALID_ARGUMENT), message: "request: session.v1.SetSessionDataRequest nests messages deeper than 100 levels" });
+    const malformedAfter = await metricValue(app.url, 'sessiond_rejected_total{kind="request",reason="malformed_body"}');
+    assert.ok(malformedAfter >= malformedBefore + 3, "malformed bodies on the fast path are counted as the body checks count them");
   });
 });

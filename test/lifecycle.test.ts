@@ -62,7 +62,7 @@ describe("startup line", () => {
 
 describe("SIGTERM", () => {
   it("turns readiness NOT_SERVING, refuses new connections, lets the call in flight finish, ends watch streams with UNAVAILABLE, closes Redis and exits 0", async () => {
-    const p = await start({ REDIS_URL: redis.url, KEY_PREFIX: "life-term:", REDIS_COMMAND_TIMEOUT: "5s", SHUTDOWN_TIMEOUT: "10s" });
+    const p = await start({ REDIS_URL: redis.url, KEY_PREFIX: "life-term:", REDIS_COMMAND_TIMEOUT: "5s", SHUTDOWN_TIMEOUT: "10s", SHUTDOWN_DELAY: "0s" });
     const transport = createGrpcTransport({ baseUrl: p.url });
     const health = createClient(Health, transport);
     const sessions = createClient(SessionService, transport);
@@ -127,9 +127,33 @@ describe("SIGTERM", () => {
   });
 });
 
+describe("SHUTDOWN_DELAY", () => {
+  it("after SIGTERM: readiness says 503 and NOT_SERVING at once, the port keeps serving new connections and calls for the delay, then drains and exits 0", async () => {
+    const p = await start({ SHUTDOWN_DELAY: "2s", SHUTDOWN_TIMEOUT: "5s" });
+    const health = createClient(Health, createGrpcTransport({ baseUrl: p.url }));
+    const healthStream = health.watch({ service: "" })[Symbol.asyncIterator]();
+    assert.equal((await healthStream.next()).value?.status, ServingStatus.SERVING);
+    const signalledAt = Date.now();
+    p.child.kill("SIGTERM");
+    assert.equal((await healthStream.next()).value?.status, ServingStatus.NOT_SERVING, "health turns NOT_SERVING");
+    const ready = await fetch(`${p.url}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.match(await ready.text(), /shutting down/);
+    // A client that had not connected before (a new connection) is still served during the delay.
+    const fresh = createClient(SessionService, createGrpcTransport({ baseUrl: p.url }));
+    const created = await fresh.createSession({ userId: "u-delay", dataSource: "ds" });
+    assert.equal(created.created, true);
+    assert.ok(Date.now() - signalledAt < 2000, "that call was served within the delay");
+    assert.equal(await p.exited, 0);
+    assert.ok(Date.now() - signalledAt >= 2000, "the process stayed for the delay");
+    assert.equal(await refused(p.url), true);
+  });
+});
+
 describe("SHUTDOWN_TIMEOUT", () => {
   it("bounds the shutdown on SIGINT: a request that never completes is cut and the process still exits 0", async () => {
-    const p = await start({ SHUTDOWN_TIMEOUT: "1s" });
+    // The stuck request must still be there when the drain times out: no body-rate or request timeout cuts it first.
+    const p = await start({ SHUTDOWN_TIMEOUT: "1s", SHUTDOWN_DELAY: "0s", MIN_REQUEST_BODY_RATE: "0", REQUEST_TIMEOUT: "1h", HEADERS_TIMEOUT: "1h" });
     const { hostname, port } = new URL(p.url);
     const socket = net.connect(Number(port), hostname);
     await new Promise((resolve) => socket.once("connect", resolve));

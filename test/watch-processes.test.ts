@@ -44,6 +44,8 @@ function startService(redisUrl: string, env: Record<string, string> = {}): Promi
         SESSION_TTL_MIN: "100ms",
         WATCH_HEARTBEAT: "1h",
         LOG_LEVEL: "info",
+        // A stopped process stops at once: these tests need every process really down (no readiness delay).
+        SHUTDOWN_DELAY: "0s",
         ...env,
       },
       stdio: ["ignore", "pipe", "pipe"],

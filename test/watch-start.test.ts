@@ -6,7 +6,15 @@
  * wait (sessiond_watch_start_reads_waiting). Without the gate, this same
  * herd loses most of its watches to UNAVAILABLE (checked by hand with
  * WATCH_START_CONCURRENCY=10000: 1374 of 2400 failed, 1600 of them not cancelled).
+ *
+ * It runs next to CPU burners (one per core but one, for the length of the herd), so
+ * the process is slow as on a loaded CI machine: the watches start late, none
+ * fails, because a Redis call's deadline does not count time this process was
+ * busy or descheduled (src/store/redis/loop-aware-deadline.ts).
  */
+import { spawn, type ChildProcess } from "node:child_process";
+import * as http from "node:http";
+import { availableParallelism } from "node:os";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { App } from "../src/app.js";
@@ -16,6 +24,8 @@ import { startTestApp, waitForWatchers } from "./support/server.js";
 
 const WATCHES = 2400;
 const SESSIONS = 20;
+/** One CPU burner per core but one: the herd shares the rest with it (and with whatever else the machine runs). */
+const BURNERS = Math.max(1, availableParallelism() - 1);
 
 describe("watches starting at once (RedisStore)", () => {
   const redis = useRedisServer();
@@ -24,7 +34,17 @@ describe("watches starting at once (RedisStore)", () => {
   before(async () => {
     app = await startTestApp({
       redisUrl: redis.url,
-      env: { REDIS_COMMAND_TIMEOUT: "500ms", MAX_WATCHERS_PER_PRINCIPAL: "5000", MAX_SESSIONS_PER_USER: "0", WATCH_HEARTBEAT: "1h" },
+      env: {
+        // Half the default. The burners and the machine's other load starve redis-server too (a process of its own):
+        // that is Redis being slow, which the deadline rightly counts.
+        REDIS_COMMAND_TIMEOUT: "1s",
+        MAX_WATCHERS_PER_PRINCIPAL: "5000",
+        MAX_SESSIONS_PER_USER: "0",
+        WATCH_HEARTBEAT: "1h",
+        // 600 watches on each of the 4 readers' connections.
+        HTTP2_MAX_CONCURRENT_STREAMS: "1000",
+        MAX_STREAMS_PER_CONNECTION: "1000",
+      },
     });
     const writer = createSessionClient(app.url);
     for (let i = 0; i < SESSIONS; i++) await writer.createSession({ userId: "herd", dataSource: "d" });
@@ -35,7 +55,8 @@ describe("watches starting at once (RedisStore)", () => {
     await app.close();
   });
 
-  it(`${WATCHES} snapshot watches, a third of them cancelled while waiting: every other one gets its whole snapshot`, { timeout: 60_000 }, async () => {
+  it(`${WATCHES} snapshot watches, a third of them cancelled while waiting: every other one gets its whole snapshot`, { timeout: 240_000 }, async () => {
+    const burners = startCpuBurners(BURNERS, 180_000);
     // The gauge of reads waiting at the gate, scraped while the herd starts.
     let peakWaiting = 0;
     let herdDone = false;
@@ -65,6 +86,7 @@ describe("watches starting at once (RedisStore)", () => {
       }),
     );
     herdDone = true;
+    for (const burner of burners) burner.kill();
     await scraping;
     const failures = outcomes.filter((o) => "error" in o);
     assert.deepEqual(failures.slice(0, 3), [], `${failures.length} watches failed`);
@@ -77,9 +99,29 @@ describe("watches starting at once (RedisStore)", () => {
   });
 });
 
-/** sessiond_watch_start_reads_waiting from GET /metrics. */
+/** Processes that spin a CPU each, for at most `ms` (killed by the caller once the herd is over). */
+function startCpuBurners(count: number, ms: number): ChildProcess[] {
+  return Array.from({ length: count }, () => {
+    const child = spawn(process.execPath, ["-e", `const end = Date.now() + ${ms}; while (Date.now() < end) {}`], { stdio: "ignore" });
+    child.unref();
+    return child;
+  });
+}
+
+/**
+ * sessiond_watch_start_reads_waiting from GET /metrics, on a new connection each time: with the loop this
+ * busy, a kept-alive connection can meet the server's keep-alive timeout as the next scrape is sent.
+ */
 async function waitingReads(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  const text = await new Promise<string>((resolve, reject) => {
+    http
+      .get(`${url}/metrics`, { agent: false }, (res) => {
+        let body = "";
+        res.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
+        res.on("end", () => resolve(body));
+      })
+      .on("error", reject);
+  });
   const line = text.split("\n").find((l) => l.startsWith("sessiond_watch_start_reads_waiting "));
   assert.ok(line !== undefined, "the gauge is exported");
   return Number(line.split(" ")[1]);

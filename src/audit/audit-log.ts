@@ -42,7 +42,9 @@ export type AuditOperation =
   /** A call whose principal lacks the scope the RPC needs. */
   | "authorize"
   /** A health, reflection or other non-session call (audited only when AUTH_PROTECT_OPS is on and it fails). */
-  | "ops";
+  | "ops"
+  /** A request refused at the edge before any handler ran: a limit, a malformed or oversized body, a slow client. */
+  | "reject";
 
 export interface AuditRecord {
   /** "key:<id>", "jwt:<sub>", "cert:<cn>", "anonymous", or "system" for expiry and evictions; "unknown" before authentication. */

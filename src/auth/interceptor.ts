@@ -36,6 +36,8 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
   return (next) => async (req) => {
     const isSession = req.service.typeName === SessionService.typeName;
     if (!isSession && !protectOps) return next(req);
+    // The pre-dispatch gate (request-gate.ts) already authenticated and authorized this call from its headers.
+    if (req.contextValues.get(PRINCIPAL) !== undefined) return next(req);
     const method = `${req.service.typeName}/${req.method.name}`;
     const peer = req.contextValues.get(PEER);
     const ids = correlationOf(req.contextValues.get(RPC_IDS));

@@ -8,14 +8,18 @@ import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { createContextValues, type ContextValues } from "@connectrpc/connect";
-import { PEER, type PeerInfo } from "./principal.js";
+import { PEER, PRINCIPAL, type PeerInfo } from "./principal.js";
+import { principalOfRequest } from "./request-gate.js";
 
 /** Where a call came from: its Node request, or its HTTP/2 stream (the fast gRPC unary path). */
 export type CallOrigin = IncomingMessage | Http2ServerRequest | ServerHttp2Stream;
 
+/** The peer, and the principal when the pre-dispatch gate already authenticated the request. */
 export function peerContextValues(request: CallOrigin): ContextValues {
   const values = createContextValues();
   values.set(PEER, peerOf(request));
+  const principal = principalOfRequest(request);
+  if (principal !== undefined) values.set(PRINCIPAL, principal);
   return values;
 }
 

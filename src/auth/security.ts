@@ -10,6 +10,8 @@ import type { IncomingMessage } from "node:http";
 import type { DestinationStream, Logger } from "pino";
 import { createAuditInterceptor } from "../audit/audit-interceptor.js";
 import { openAuditLog, type AuditLog } from "../audit/audit-log.js";
+import { RejectionReporter } from "../audit/rejection-reporter.js";
+import { StreamLimiter } from "../limits/stream-limiter.js";
 import { ConfigError, type Config } from "../config/config.js";
 import { cipherForConfig } from "../crypto/cipher-for-config.js";
 import type { FieldCipher } from "../crypto/field-cipher.js";
@@ -19,18 +21,27 @@ import type { SessionRecord } from "../domain/model.js";
 import { loadAuthenticator, type Authenticator } from "./authenticator.js";
 import { createAuthInterceptor } from "./interceptor.js";
 import { peerContextValues, peerOf, type CallOrigin } from "./peer.js";
+import { createRequestGate, type RequestGate } from "./request-gate.js";
 import { ACT_AS_HEADER } from "./delegation.js";
 import { auditIdentity, hasScope, principalOf } from "./principal.js";
 
 export interface SecurityOptions {
   /** Audit records go here instead of config.auditLog (tests). */
   readonly auditDestination?: DestinationStream;
+  /** Services the server routes (type names): the gate judges their paths only. */
+  readonly services?: readonly string[];
 }
 
 export interface Security {
   readonly authenticator: Authenticator;
   readonly cipher: FieldCipher;
   readonly audit: AuditLog;
+  /** Counts and records refused connections and requests (rate-limited). */
+  readonly rejections: RejectionReporter;
+  /** Long-lived streams open, per connection and process. */
+  readonly streams: StreamLimiter;
+  /** The pre-dispatch gate: auth and stream caps from headers, before any body is read. */
+  readonly gate: RequestGate;
   /** Auth, audit and deadline, in that order (outermost first). */
   readonly interceptors: readonly Interceptor[];
   readonly contextValues: (request: CallOrigin) => ContextValues;
@@ -75,6 +86,9 @@ export function setUpSecurity(config: Config, logger: Logger, options: SecurityO
   const cipher = cipherForConfig(config, logger);
   const { audit, close } = openAuditLog(config.auditLog, options.auditDestination);
   const watchers = new WatcherLimiter(config.limits.maxWatchersPerPrincipal);
+  const rejections = new RejectionReporter({ audit, logger: logger.child({ component: "edge" }), perSecond: config.edge.rejectAuditRate });
+  const streams = new StreamLimiter(config.edge.maxStreamsPerConnection, config.edge.maxStreams);
+  const gate = createRequestGate({ authenticator, reporter: rejections, streams, protectOps: config.auth.protectOps, services: options.services ?? [] });
   const tenant = (context?: HandlerContext): string => {
     if (context === undefined) throw new Error("tenant() needs the call's context");
     return principalOf(context).tenant;
@@ -83,6 +97,9 @@ export function setUpSecurity(config: Config, logger: Logger, options: SecurityO
     authenticator,
     cipher,
     audit,
+    rejections,
+    streams,
+    gate,
     interceptors: [
       createAuthInterceptor({ authenticator, audit, protectOps: config.auth.protectOps }),
       createAuditInterceptor(audit),
@@ -121,6 +138,9 @@ export function setUpSecurity(config: Config, logger: Logger, options: SecurityO
             return "ok";
           }
         : undefined,
-    close,
+    close: () => {
+      rejections.flush();
+      close();
+    },
   };
 }

@@ -5,8 +5,8 @@
  * turn). The primary serves nothing itself; it
  *
  * - owns SIGINT/SIGTERM: the first one asks every worker to drain and exit
- *   (each has SHUTDOWN_TIMEOUT), a worker still there a second later is
- *   killed; a second signal kills them all at once;
+ *   (each serves on for SHUTDOWN_DELAY with readiness NOT_SERVING, then has
+ *   SHUTDOWN_TIMEOUT), a worker still there a second later is killed; a second signal kills them all at once;
  * - replaces a worker that dies while the service runs, and stops everything
  *   when a worker fails before it ever listened (a start failure would only
  *   repeat);
@@ -26,7 +26,7 @@ import { isClusterMessage, type ScrapeReply, type ShutdownMessage } from "./mess
 const EXIT_FAILURE = 1;
 /** A worker that dies while serving is replaced after this pause, so a crash loop cannot spin. */
 const RESTART_DELAY_MS = 1000;
-/** Beyond SHUTDOWN_TIMEOUT (which each worker enforces on itself) before a worker is killed. */
+/** Beyond SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT (which each worker enforces on itself) before a worker is killed. */
 const KILL_GRACE_MS = 1000;
 
 export function runPrimary(config: Config, logger: Logger): void {
@@ -82,10 +82,10 @@ export function runPrimary(config: Config, logger: Logger): void {
       if (worker?.isConnected()) worker.send(message);
     }
     setTimeout(() => {
-      logger.error({ timeoutMs: config.shutdownTimeoutMs }, "workers still running after SHUTDOWN_TIMEOUT: killing them");
+      logger.error({ delayMs: config.shutdownDelayMs, timeoutMs: config.shutdownTimeoutMs }, "workers still running after SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT: killing them");
       killAll();
       process.exit(EXIT_FAILURE);
-    }, config.shutdownTimeoutMs + KILL_GRACE_MS).unref();
+    }, config.shutdownDelayMs + config.shutdownTimeoutMs + KILL_GRACE_MS).unref();
     if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(failed ? EXIT_FAILURE : 0);
   }
 
@@ -99,7 +99,7 @@ export function runPrimary(config: Config, logger: Logger): void {
       killAll();
       process.exit(EXIT_FAILURE);
     }
-    logger.info({ signal, workers: config.workers, timeoutMs: config.shutdownTimeoutMs }, "shutting down the workers");
+    logger.info({ signal, workers: config.workers, delayMs: config.shutdownDelayMs, timeoutMs: config.shutdownTimeoutMs }, "shutting down the workers");
     stop();
   };
   process.on("SIGINT", onSignal);

@@ -41,6 +41,40 @@ export interface LimitsConfig {
   readonly maxPageSize: number;
 }
 
+/**
+ * Bounds on what a caller can hold at the edge (src/server/connection-limits.ts,
+ * src/auth/request-gate.ts), whoever it is: connections, streams, header bytes, and
+ * how slowly a request may arrive. Each has a safe default (README "Limits at the edge").
+ */
+export interface EdgeConfig {
+  /** Most open connections of the process; more are closed at accept. */
+  readonly maxConnections: number;
+  /** Most open connections from one remote IP address. */
+  readonly maxConnectionsPerAddress: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS of every HTTP/2 connection. */
+  readonly http2MaxConcurrentStreams: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE of HTTP/2, and the largest HTTP/1 header block. */
+  readonly maxHeaderListBytes: number;
+  /** An HTTP/2 connection with no open stream this long is sent GOAWAY and closed. */
+  readonly http2IdleTimeoutMs: number;
+  /** HTTP/2 connections with open streams are pinged this often ... */
+  readonly http2KeepaliveIntervalMs: number;
+  /** ... and closed when the ping is not answered within this. */
+  readonly http2KeepaliveTimeoutMs: number;
+  /** HTTP/1: the request line and headers must arrive within this. */
+  readonly headersTimeoutMs: number;
+  /** HTTP/1 and HTTP/2: a request (headers and body) must arrive within this. */
+  readonly requestTimeoutMs: number;
+  /** Slowest accepted request body while it arrives, bytes per second (0: no check). */
+  readonly minRequestBodyRate: number;
+  /** Most long-lived streams (Health/Watch, WatchSessions, reflection) open on one connection. */
+  readonly maxStreamsPerConnection: number;
+  /** Most long-lived streams open on the process. */
+  readonly maxStreams: number;
+  /** Audit records of rejected requests per second; more are counted and summarized in one log line. */
+  readonly rejectAuditRate: number;
+}
+
 export interface Config {
   readonly host: string;
   readonly port: number;
@@ -51,6 +85,7 @@ export interface Config {
   readonly defaultTenant: string;
   readonly ttl: TtlConfig;
   readonly limits: LimitsConfig;
+  readonly edge: EdgeConfig;
   /** How long archived (closed or expired) sessions stay readable. */
   readonly archiveRetentionMs: number;
   /** How long a due session's keys outlive expire_time, so a late expiry scheduler can still archive it. */
@@ -78,6 +113,8 @@ export interface Config {
   readonly metricsMaxTenants: number;
   /** OpenTelemetry: on when an OTLP endpoint is set (the SDK reads the other OTEL_* variables itself). */
   readonly tracing: TracingConfig;
+  /** After SIGTERM, how long the port keeps serving while readiness already says NOT_SERVING (endpoint removal). */
+  readonly shutdownDelayMs: number;
   /** Bound on a graceful shutdown: in-flight calls get this long (less a reserve for closing the store) before connections are cut. */
   readonly shutdownTimeoutMs: number;
   /** Server processes sharing the port (WORKERS; "auto" = the machine's cores). More than 1 needs Redis. */
@@ -214,7 +251,21 @@ export const SETTINGS: readonly Setting[] = [
   { env: "OTEL_EXPORTER_OTLP_ENDPOINT", default: "", description: "OTLP/HTTP endpoint (http://collector:4318): export trace spans there; empty: no tracing" },
   { env: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default: "", description: "Full OTLP/HTTP traces URL (http://collector:4318/v1/traces); overrides OTEL_EXPORTER_OTLP_ENDPOINT for traces" },
   { env: "OTEL_EXPORTER_OTLP_PROTOCOL", default: "http/protobuf", description: "OTLP protocol; only http/protobuf is supported" },
-  { env: "SHUTDOWN_TIMEOUT", default: "10s", description: "Bound on a graceful shutdown (SIGTERM, SIGINT) before the process exits" },
+  { env: "SHUTDOWN_TIMEOUT", default: "10s", description: "Bound on a graceful shutdown (SIGTERM, SIGINT) after SHUTDOWN_DELAY, before the process exits" },
+  { env: "SHUTDOWN_DELAY", default: "5s", description: "After SIGTERM, keep serving this long with readiness NOT_SERVING before draining (0s: drain at once)" },
+  { env: "MAX_CONNECTIONS", default: "4096", description: "Most open connections; more are closed at accept" },
+  { env: "MAX_CONNECTIONS_PER_ADDRESS", default: "512", description: "Most open connections from one remote IP address" },
+  { env: "HTTP2_MAX_CONCURRENT_STREAMS", default: "256", description: "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection" },
+  { env: "MAX_HEADER_LIST_BYTES", default: "16384", description: "Largest header block (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE, HTTP/1 header size)" },
+  { env: "HTTP2_IDLE_TIMEOUT", default: "16m", description: "An HTTP/2 connection with no open stream this long is closed (GOAWAY)" },
+  { env: "HTTP2_KEEPALIVE_INTERVAL", default: "30s", description: "Ping HTTP/2 connections that have open streams this often" },
+  { env: "HTTP2_KEEPALIVE_TIMEOUT", default: "20s", description: "Close an HTTP/2 connection whose ping is not answered within this" },
+  { env: "HEADERS_TIMEOUT", default: "10s", description: "HTTP/1: request line and headers must arrive within this" },
+  { env: "REQUEST_TIMEOUT", default: "30s", description: "A whole request (headers and body) must arrive within this (HTTP/1 and HTTP/2)" },
+  { env: "MIN_REQUEST_BODY_RATE", default: "1024", description: "Slowest request body accepted while it arrives, bytes/s (0: no check)" },
+  { env: "MAX_STREAMS_PER_CONNECTION", default: "200", description: "Most long-lived streams (Health/Watch, WatchSessions, reflection) per connection" },
+  { env: "MAX_STREAMS", default: "10000", description: "Most long-lived streams (Health/Watch, WatchSessions, reflection) per process" },
+  { env: "REJECT_AUDIT_RATE", default: "50", description: "Audit records of rejected requests per second; the rest are counted (metric, one summary log line)" },
   { env: "WORKERS", default: "1", description: "Server processes on the one port (node:cluster); auto: one per core. More than 1 needs REDIS_URL" },
   { env: "TLS_CERT_FILE", default: "", description: "PEM certificate chain; with TLS_KEY_FILE: serve TLS (ALPN h2, http/1.1) instead of plaintext" },
   { env: "TLS_KEY_FILE", default: "", description: "PEM private key of TLS_CERT_FILE" },
@@ -400,6 +451,8 @@ function readConfig(r: Reader): Config {
     r.fail(`DEFAULT_PAGE_SIZE (${limits.defaultPageSize}) must not exceed MAX_PAGE_SIZE (${limits.maxPageSize})`);
   }
 
+  const edge = edgeConfig(r);
+
   const certFile = r.raw("TLS_CERT_FILE");
   const keyFile = r.raw("TLS_KEY_FILE");
   if ((certFile === "") !== (keyFile === "")) {
@@ -414,6 +467,7 @@ function readConfig(r: Reader): Config {
     defaultTenant: tenant,
     ttl,
     limits,
+    edge,
     archiveRetentionMs: r.duration("ARCHIVE_RETENTION", 1000),
     expiryGraceMs: r.duration("EXPIRY_GRACE", 1000),
     sweepIntervalMs: r.duration("SWEEP_INTERVAL", 10),
@@ -429,6 +483,7 @@ function readConfig(r: Reader): Config {
     metricsMaxTenants: r.integer("METRICS_MAX_TENANTS", 1, 10_000),
     tracing: tracingConfig(r),
     shutdownTimeoutMs: r.duration("SHUTDOWN_TIMEOUT", 100),
+    shutdownDelayMs: r.duration("SHUTDOWN_DELAY", 0),
     workers: workers(r, redisUrl),
     tls: certFile === "" ? undefined : { certFile, keyFile },
     auth: authConfig(r),
@@ -490,6 +545,34 @@ function tracingConfig(r: Reader): TracingConfig {
     otlpEndpoint = url;
   }
   return { otlpEndpoint };
+}
+
+function edgeConfig(r: Reader): EdgeConfig {
+  const edge: EdgeConfig = {
+    maxConnections: r.integer("MAX_CONNECTIONS", 1, 1_000_000),
+    maxConnectionsPerAddress: r.integer("MAX_CONNECTIONS_PER_ADDRESS", 1, 1_000_000),
+    http2MaxConcurrentStreams: r.integer("HTTP2_MAX_CONCURRENT_STREAMS", 1, 100_000),
+    maxHeaderListBytes: r.integer("MAX_HEADER_LIST_BYTES", 1024, 1024 * 1024),
+    http2IdleTimeoutMs: r.duration("HTTP2_IDLE_TIMEOUT", 100),
+    http2KeepaliveIntervalMs: r.duration("HTTP2_KEEPALIVE_INTERVAL", 100),
+    http2KeepaliveTimeoutMs: r.duration("HTTP2_KEEPALIVE_TIMEOUT", 100),
+    headersTimeoutMs: r.duration("HEADERS_TIMEOUT", 100),
+    requestTimeoutMs: r.duration("REQUEST_TIMEOUT", 100),
+    minRequestBodyRate: r.integer("MIN_REQUEST_BODY_RATE", 0, 1_000_000_000),
+    maxStreamsPerConnection: r.integer("MAX_STREAMS_PER_CONNECTION", 1, 1_000_000),
+    maxStreams: r.integer("MAX_STREAMS", 1, 10_000_000),
+    rejectAuditRate: r.integer("REJECT_AUDIT_RATE", 0, 1_000_000),
+  };
+  if (edge.maxConnectionsPerAddress > edge.maxConnections) {
+    r.fail(`MAX_CONNECTIONS_PER_ADDRESS (${edge.maxConnectionsPerAddress}) must not exceed MAX_CONNECTIONS (${edge.maxConnections})`);
+  }
+  if (edge.headersTimeoutMs > edge.requestTimeoutMs) {
+    r.fail(`HEADERS_TIMEOUT (${edge.headersTimeoutMs} ms) must not exceed REQUEST_TIMEOUT (${edge.requestTimeoutMs} ms)`);
+  }
+  if (edge.maxStreamsPerConnection > edge.maxStreams) {
+    r.fail(`MAX_STREAMS_PER_CONNECTION (${edge.maxStreamsPerConnection}) must not exceed MAX_STREAMS (${edge.maxStreams})`);
+  }
+  return edge;
 }
 
 /** Most worker processes: far beyond any core count we run on, low enough to stop a typo. */

@@ -27,6 +27,10 @@
  *   server metrics, one place for every protocol and serving path.
  * - `addWatchStartGateSource(waiting)` (app.ts): watch-start reads waiting at
  *   the read gate, read at scrape time.
+ * - `countRejected(kind, reason)` for every connection or request refused at
+ *   the edge (limits, authentication, bad bytes, slow clients).
+ * - `addEdgeSource(read)` (single-port server): open connections and
+ *   long-lived streams, read at scrape time.
  * - `archiveMetrics` (app.ts): what the archive sink (src/archive) reports.
  */
 import { createContextKey } from "@connectrpc/connect";
@@ -315,6 +319,56 @@ new Gauge({
   },
 });
 
+const rejected = new Counter({
+  name: "sessiond_rejected_total",
+  help: "Connections and requests refused at the edge, by kind (connection, request, stream) and reason",
+  labelNames: ["kind", "reason"] as const,
+  registers: [registry],
+});
+
+/** What the edge holds now; reasons are a fixed set (see the callers), never caller input. */
+export interface EdgeReading {
+  readonly connections: number;
+  readonly longLivedStreams: number;
+}
+
+const edgeSources = new Map<object, () => EdgeReading>();
+
+new Gauge({
+  name: "sessiond_open_connections",
+  help: "Connections open on this process (HTTP/1 and HTTP/2, including ones still being identified)",
+  registers: [registry],
+  collect() {
+    let n = 0;
+    for (const read of edgeSources.values()) n += read().connections;
+    this.set(n);
+  },
+});
+
+new Gauge({
+  name: "sessiond_long_lived_streams",
+  help: "Long-lived streams (Health/Watch, WatchSessions, reflection) open on this process, counted before authentication",
+  registers: [registry],
+  collect() {
+    let n = 0;
+    for (const read of edgeSources.values()) n += read().longLivedStreams;
+    this.set(n);
+  },
+});
+
+/** Counts one refused connection, request or stream. `reason` must come from a fixed set of our own. */
+export function countRejected(kind: "connection" | "request" | "stream", reason: string): void {
+  rejected.inc({ kind, reason });
+}
+
+/** Makes the edge gauges read `read` at every scrape; returns the function that stops it. */
+export function addEdgeSource(read: () => EdgeReading): () => void {
+  const key = {};
+  edgeSources.set(key, read);
+  return () => {
+    edgeSources.delete(key);
+  };
+}
 const archiveRows = new Counter({
   name: "sessiond_archive_rows_total",
   help: "Ended sessions the archive sink of this process wrote to the archive database (result: inserted, or duplicate when already there)",

@@ -10,17 +10,23 @@ import { setMaxListeners } from "node:events";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest, ServerHttp2Stream } from "node:http2";
 import type { Logger } from "pino";
-import type { Config, LimitsConfig } from "../config/config.js";
+import type { RejectionReporter } from "../audit/rejection-reporter.js";
+import type { RequestGate } from "../auth/request-gate.js";
+import type { Config, EdgeConfig, LimitsConfig } from "../config/config.js";
+import { BUSY_CEILING_FACTOR } from "../observability/loop-idle.js";
+import { addEdgeSource } from "../observability/metrics.js";
+import { ConnectionLimits } from "./connection-limits.js";
+import { withRequestGate } from "./gated-handler.js";
 import { withHttpEndpoints, type HttpEndpointsOptions } from "./http-endpoints.js";
 import { rememberResponses, withEarlyHeaders } from "./early-headers.js";
-import { createGrpcUnaryHandler } from "./grpc-unary/unary-handler.js";
+import { createGrpcUnaryHandler, type MalformedBody } from "./grpc-unary/unary-handler.js";
 import { specGrpcMessageTrailers } from "./grpc-unary/grpc-message.js";
 import { UnaryMethods } from "./grpc-unary/unary-methods.js";
 import { withHttp2Stream } from "./http2-stream.js";
 import { createRpcLoggingInterceptor, rpcLabelsOf } from "./rpc-logging.js";
 import { initializeRpcMetrics } from "../observability/metrics.js";
 import { createShutdownInterceptor, SHUTDOWN_MESSAGE } from "./shutdown-interceptor.js";
-import { createSinglePortServer, type RequestHandler } from "./single-port-server.js";
+import { createSinglePortServer, type RequestHandler, type SinglePortServerOptions } from "./single-port-server.js";
 import { StartError } from "../startup/start-error.js";
 
 export interface RpcServerOptions {
@@ -40,6 +46,14 @@ export interface RpcServerOptions {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
   /** How long close() lets in-flight calls finish before closing their connections (default 10 s). */
   readonly drainTimeoutMs?: number;
+  /** The pre-dispatch gate (auth/request-gate.ts), run before the adapter reads a body. */
+  readonly gate?: RequestGate;
+  /** Where refused connections and requests are counted and recorded. */
+  readonly rejections?: RejectionReporter;
+  /** Long-lived streams open now, for the gauge. */
+  readonly openStreams?: () => number;
+  /** The fast gRPC unary path's answer to a body that does not decode (the API layer's wording and count). */
+  readonly malformedBody?: MalformedBody;
 }
 
 export interface RpcServer {
@@ -89,6 +103,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   setMaxListeners(0, shutdown.signal);
   /** From stopAccepting() on: streams the app ends on its way down (watches: UNAVAILABLE) are the shutdown, not faults. */
   let stopping = false;
+  const rejections = options.rejections;
   const interceptors = [
     createRpcLoggingInterceptor(logger, { shuttingDown: () => stopping || shutdown.signal.aborted }),
     createShutdownInterceptor(shutdown.signal),
@@ -124,6 +139,11 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     contextValues: (stream) => withHttp2Stream(options.contextValues?.(stream) ?? createContextValues(), stream),
     acceptCompression,
     compressMinBytes: CONNECT_COMPRESS_MIN_BYTES,
+    ...(options.gate === undefined ? {} : { gate: options.gate }),
+    ...(options.malformedBody === undefined ? {} : { malformedBody: options.malformedBody }),
+    requestTimeoutMs: config.edge.requestTimeoutMs,
+    onSlow: (stream) => rejections?.report({ kind: "request", reason: "request_timeout", outcome: "closed", peer: stream.session?.socket?.remoteAddress ?? "" }),
+    onGateError: (error) => logger.error({ error: { type: error instanceof Error ? error.name : typeof error } }, "request gate failed"),
   });
   // gRPC calls connect still answers (streams) write grpc-message the spec's way too.
   const rpcHandler: RequestHandler = rememberResponses((request, response) => {
@@ -133,11 +153,18 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     }
     connectHandler(request, response);
   });
-  const handler = options.httpEndpoints === undefined ? rpcHandler : withHttpEndpoints(rpcHandler, options.httpEndpoints);
+  const gated =
+    options.gate === undefined
+      ? rpcHandler
+      : withRequestGate(rpcHandler, options.gate, (error) => logger.error({ error: { type: error instanceof Error ? error.name : typeof error } }, "request gate failed"));
+  const handler = options.httpEndpoints === undefined ? gated : withHttpEndpoints(gated, options.httpEndpoints);
+  const edge = edgeServerOptions(config.edge, rejections);
+  const stopEdgeGauges = addEdgeSource(() => ({ connections: edge.connectionLimits.connections, longLivedStreams: options.openStreams?.() ?? 0 }));
   const server = createSinglePortServer({
     handler,
     claimStream: grpcUnary,
     logger,
+    ...edge,
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     ...(options.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: options.drainTimeoutMs }),
   });
@@ -155,6 +182,47 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     async close(): Promise<void> {
       if (!shutdown.signal.aborted) shutdown.abort(new ConnectError(SHUTDOWN_MESSAGE, Code.Unavailable));
       await server.close();
+      stopEdgeGauges();
+    },
+  };
+}
+
+/** How often Node checks HTTP/1 connections against headersTimeout and requestTimeout (its default is 30 s). */
+const HTTP1_CHECK_INTERVAL_MS = 1000;
+
+/** The connection-level limits of EdgeConfig, as single-port-server options. */
+function edgeServerOptions(
+  edge: EdgeConfig,
+  rejections: RejectionReporter | undefined,
+): Required<Pick<SinglePortServerOptions, "http1Options" | "http2Options" | "connectionLimits" | "requestArrival">> {
+  return {
+    http1Options: {
+      headersTimeout: edge.headersTimeoutMs,
+      // Node's own wall-clock check is the backstop; request-arrival.ts applies REQUEST_TIMEOUT in loop idle time.
+      requestTimeout: edge.requestTimeoutMs * BUSY_CEILING_FACTOR,
+      connectionsCheckingInterval: Math.min(HTTP1_CHECK_INTERVAL_MS, edge.headersTimeoutMs),
+      maxHeaderSize: edge.maxHeaderListBytes,
+    },
+    http2Options: {
+      settings: { maxConcurrentStreams: edge.http2MaxConcurrentStreams, maxHeaderListSize: edge.maxHeaderListBytes },
+      maxHeaderListPairs: 128,
+      // Streams the client opens past maxConcurrentStreams are refused; this many refusals end the connection.
+      maxSessionRejectedStreams: 100,
+      maxSessionInvalidFrames: 1000,
+    },
+    connectionLimits: new ConnectionLimits({
+      maxConnections: edge.maxConnections,
+      maxConnectionsPerAddress: edge.maxConnectionsPerAddress,
+      idleTimeoutMs: edge.http2IdleTimeoutMs,
+      keepaliveIntervalMs: edge.http2KeepaliveIntervalMs,
+      keepaliveTimeoutMs: edge.http2KeepaliveTimeoutMs,
+      onLimit: (reason, peer) => rejections?.report({ kind: "connection", reason, outcome: "closed", peer }),
+    }),
+    requestArrival: {
+      requestTimeoutMs: edge.requestTimeoutMs,
+      minBodyRate: edge.minRequestBodyRate,
+      onSlow: (reason, request) =>
+        rejections?.report({ kind: "request", reason, outcome: "closed", peer: request.socket?.remoteAddress ?? "" }),
     },
   };
 }

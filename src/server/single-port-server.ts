@@ -25,8 +25,10 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import type * as tls from "node:tls";
 import type { Logger } from "pino";
+import { closeGracefully, type ConnectionLimits } from "./connection-limits.js";
 import { dispatchStreams, type StreamClaim } from "./grpc-unary/stream-dispatch.js";
 import { classifyPreface, type PrefaceKind } from "./preface.js";
+import { watchRequestArrival, type RequestArrivalOptions } from "./request-arrival.js";
 
 /** A request listener for both servers, such as the one connectNodeAdapter returns. */
 export type RequestHandler = (
@@ -50,6 +52,12 @@ export interface SinglePortServerOptions {
   readonly drainTimeoutMs?: number;
   /** Options of the inner HTTP/1 server, e.g. headersTimeout and requestTimeout; Node's defaults otherwise. */
   readonly http1Options?: http.ServerOptions;
+  /** Options of the HTTP/2 server (plaintext or TLS), e.g. settings.maxConcurrentStreams; Node's defaults otherwise. */
+  readonly http2Options?: http2.ServerOptions;
+  /** Connection caps, HTTP/2 idle and keep-alive rules (see connection-limits.ts). */
+  readonly connectionLimits?: ConnectionLimits;
+  /** Bounds on how slowly a request may arrive (see request-arrival.ts). */
+  readonly requestArrival?: RequestArrivalOptions;
   /**
    * PEM certificate chain and private key: serve TLS (ALPN h2 and http/1.1) instead of plaintext.
    * With `ca` (PEM CA certificates, TLS_CLIENT_CA_FILE) the server also asks every client for a
@@ -91,6 +99,8 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   /** Serves one HTTP/1 request, counting it as in flight on its connection. */
   function serveHttp1(req: http.IncomingMessage, res: http.ServerResponse): void {
     const socket = req.socket;
+    if (options.requestArrival !== undefined) watchRequestArrival(req, res, options.requestArrival);
+    options.connectionLimits?.busy(socket);
     http1Busy.set(socket, (http1Busy.get(socket) ?? 0) + 1);
     if (closing) {
       // Answer, but tell the client not to reuse this connection.
@@ -104,14 +114,22 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
       }
       http1Busy.delete(socket);
       if (closing) socket.end();
+      // A kept-alive connection between requests holds nothing: evictable at the total cap.
+      else options.connectionLimits?.markIdle(socket, () => socket.destroy());
     });
+    handler(req, res);
+  }
+
+  function serveHttp2(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void {
+    if (options.requestArrival !== undefined) watchRequestArrival(req, res, options.requestArrival);
     handler(req, res);
   }
 
   function trackSession(session: http2.ServerHttp2Session): void {
     http2Sessions.add(session);
+    options.connectionLimits?.watchSession(session);
     session.once("close", () => http2Sessions.delete(session));
-    if (closing) session.close();
+    if (closing) closeGracefully(session);
   }
 
   const logSessionError = (err: Error): void => {
@@ -121,8 +139,8 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   const http1Server = http.createServer(options.http1Options ?? {});
   http1Server.on("request", serveHttp1);
 
-  const http2Server = http2.createServer();
-  http2Server.on("request", handler);
+  const http2Server = http2.createServer(options.http2Options ?? {});
+  http2Server.on("request", serveHttp2);
   http2Server.on("session", trackSession);
   http2Server.on("sessionError", logSessionError);
   if (options.claimStream !== undefined) dispatchStreams(http2Server, options.claimStream);
@@ -136,6 +154,7 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   const handshaking = new Set<net.Socket>();
   function createSecureServer(tlsOptions: NonNullable<SinglePortServerOptions["tls"]>): http2.Http2SecureServer {
     const server = http2.createSecureServer({
+      ...options.http2Options,
       cert: tlsOptions.cert,
       key: tlsOptions.key,
       allowHTTP1: true,
@@ -150,6 +169,10 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
       ...(tlsOptions.ca === undefined ? {} : { ca: tlsOptions.ca, requestCert: true, rejectUnauthorized: false }),
     });
     server.on("connection", (socket: net.Socket) => {
+      if (options.connectionLimits !== undefined && !options.connectionLimits.admit(socket)) {
+        socket.destroy();
+        return;
+      }
       socket.setNoDelay(true);
       handshaking.add(socket);
       socket.once("close", () => handshaking.delete(socket));
@@ -167,7 +190,7 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
     server.on("tlsClientError", (err: Error) => logger.debug({ error: { type: err.name, message: err.message } }, "tls handshake error"));
     // With allowHTTP1, HTTP/1.1 requests arrive here too, as http.IncomingMessage.
     server.on("request", (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
-      if (req instanceof http2.Http2ServerRequest) handler(req, res);
+      if (req instanceof http2.Http2ServerRequest) serveHttp2(req, res as http2.Http2ServerResponse);
       else serveHttp1(req, res as http.ServerResponse);
     });
     server.on("session", trackSession);
@@ -177,6 +200,12 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   }
 
   const tcpServer = net.createServer({ noDelay: true }, (socket) => {
+    // Over a cap: closed before a byte is read (see connection-limits.ts).
+    if (options.connectionLimits !== undefined && !options.connectionLimits.admit(socket)) {
+      socket.on("error", () => {});
+      socket.destroy();
+      return;
+    }
     sockets.add(socket);
     socket.once("close", () => {
       sockets.delete(socket);
@@ -197,7 +226,10 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   function sniff(socket: net.Socket): void {
     let head: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), prefaceTimeoutMs);
+    // Until it says which protocol it speaks, a connection holds nothing: the first to go at the total cap.
+    options.connectionLimits?.markIdle(socket, () => socket.destroy());
     const stop = (): void => {
+      options.connectionLimits?.busy(socket);
       clearTimeout(timer);
       socket.off("data", onData);
       socket.off("end", onEnd);
@@ -242,6 +274,7 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
 
   async function drain(): Promise<void> {
     const listener: net.Server = secureServer ?? tcpServer;
+    options.connectionLimits?.stop();
     const allClosed = new Promise<void>((resolve) => listener.close(() => resolve()));
     // Stops its timeout timer; the error it reports (it never listened) means nothing here.
     http1Server.close(() => {});
@@ -249,7 +282,7 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
       // Still sniffing, or HTTP/1 and idle: nothing is lost by closing now.
       if (!http1Busy.has(socket) && !http2Sockets.has(socket)) socket.destroy();
     }
-    for (const session of http2Sessions) session.close();
+    for (const session of http2Sessions) closeGracefully(session);
     const force = setTimeout(() => {
       if (sockets.size > 0) logger.warn({ connections: sockets.size }, "drain timeout: closing remaining connections");
       for (const socket of [...sockets, ...handshaking]) socket.destroy();

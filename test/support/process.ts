@@ -33,7 +33,8 @@ export interface StartProcessOptions {
 export async function startSessiond(options: StartProcessOptions): Promise<SessiondProcess> {
   const child = spawn(process.execPath, [...(options.args ?? ["--import", "tsx", "src/main.ts"])], {
     cwd: options.cwd ?? process.cwd(),
-    env: { PATH: process.env["PATH"] ?? "", HOST: "127.0.0.1", PORT: "0", ...options.env },
+    // No readiness delay on SIGTERM unless a test asks for one (test/lifecycle.test.ts does).
+    env: { PATH: process.env["PATH"] ?? "", HOST: "127.0.0.1", PORT: "0", SHUTDOWN_DELAY: "0s", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const parsed: Record<string, unknown>[] = [];

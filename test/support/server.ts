@@ -27,6 +27,8 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<App> {
     PORT: "0",
     LOG_LEVEL: "silent",
     AUDIT_LOG: "off",
+    // Tests close apps directly; the drain's readiness delay is tested on its own.
+    SHUTDOWN_DELAY: "0s",
     ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl, ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS }),
     ...options.env,
   });

@@ -29,6 +29,9 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
+import { ACT_AS_HEADER } from "../../auth/delegation.js";
+import { peerOf } from "../../auth/peer.js";
+import { rememberPrincipal, type RequestGate } from "../../auth/request-gate.js";
 import { negotiateCompression, parseGrpcTimeout, setErrorTrailers, type Compression } from "./grpc-protocol.js";
 import { CallHeaders } from "./call-headers.js";
 import type { UnaryMethods, UnaryMethodSpec } from "./unary-methods.js";
@@ -49,6 +52,23 @@ export interface GrpcUnaryOptions {
   readonly acceptCompression: readonly Compression[];
   /** Responses smaller than this are not compressed (connect's default: 1024). */
   readonly compressMinBytes: number;
+  /** The pre-dispatch gate (auth/request-gate.ts): judged from the headers, before the body is read. */
+  readonly gate?: RequestGate;
+  /** The gate threw (e.g. a JWKS fetch failed unexpectedly): the stream is reset. */
+  readonly onGateError?: (error: unknown) => void;
+  /** Our answer to, and count of, a request message that does not decode. */
+  readonly malformedBody?: MalformedBody;
+  /** The request body must have arrived within this (REQUEST_TIMEOUT); beyond it the stream is cancelled. */
+  readonly requestTimeoutMs?: number;
+  readonly onSlow?: (stream: ServerHttp2Stream) => void;
+}
+
+/** How a request message that does not decode is answered and counted (the API layer's request-body-check.ts). */
+export interface MalformedBody {
+  /** INVALID_ARGUMENT with a message of ours for the decoder's failure; never the parser's text. */
+  error(schema: DescMessage, parserError: unknown): ConnectError;
+  /** `method` is "package.Service/Method"; `values` the call's context values (the peer). */
+  report(method: string, values: ContextValues): void;
 }
 
 /** Serves a stream when it is a unary gRPC call with the binary codec; returns false to leave it to connect. */
@@ -96,6 +116,11 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
   };
 
   async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, spec: UnaryMethodSpec, contentType: string): Promise<void> {
+    if (options.gate !== undefined) {
+      // Before a byte of the body is read: a caller without valid credentials costs no read and no parse.
+      const admitted = await admit(stream, headers, options.gate, options.onGateError);
+      if (!admitted) return;
+    }
     const timeout = parseGrpcTimeout(single(headers["grpc-timeout"]));
     const compression = negotiateCompression(acceptCompression, single(headers["grpc-encoding"]), single(headers["grpc-accept-encoding"]));
     const controller = new AbortController();
@@ -128,8 +153,10 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     try {
       if (compression.error !== undefined) throw compression.error;
       if (timeout.error !== undefined) throw timeout.error;
-      const envelope = await readEnvelope(stream, options.readMaxBytes);
-      const input = await decodeMessage(spec.method.input, envelope, compression.request, options.readMaxBytes);
+      const envelope = await readEnvelope(stream, options.readMaxBytes, options.requestTimeoutMs, () => options.onSlow?.(stream));
+      const input = await decodeMessage(spec.method.input, envelope, compression.request, options.readMaxBytes, options.malformedBody, () =>
+        options.malformedBody?.report(`${spec.method.parent.typeName}/${spec.method.name}`, context.values),
+      );
       const response = await chainFor(spec)({
         stream: false,
         service: spec.method.parent,
@@ -152,6 +179,43 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       untrack();
     }
   }
+}
+
+/**
+ * Runs the gate on a stream's headers. A refusal is answered trailers-only
+ * with the gate's code and message (the gate has recorded it); an admitted
+ * call's principal is handed to its context values (peer.ts) and its slot is
+ * freed when the stream closes.
+ */
+async function admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, gate: RequestGate, onError?: (error: unknown) => void): Promise<boolean> {
+  const authorization = headers.authorization;
+  const actAs = headers[ACT_AS_HEADER];
+  const credentials = { authorization: typeof authorization === "string" ? authorization : null, actAs: typeof actAs === "string" ? actAs : null };
+  let decision: Awaited<ReturnType<RequestGate["check"]>>;
+  try {
+    decision = await gate.check(headers[":path"] ?? "", credentials, peerOf(stream), stream.session ?? stream);
+  } catch (error) {
+    onError?.(error);
+    if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
+    return false;
+  }
+  if (!decision.allowed) {
+    if (!stream.destroyed && !stream.closed && !stream.headersSent) {
+      const trailer = new CallHeaders({ [HEADER_CONTENT_TYPE]: CONTENT_TYPE_GRPC });
+      setErrorTrailers(trailer, new ConnectError(decision.message, decision.code));
+      const head = nodeHeaders(trailer);
+      head[http2Constants.HTTP2_HEADER_STATUS] = 200;
+      stream.respond(head, { endStream: true });
+    }
+    return false;
+  }
+  if (stream.destroyed || stream.closed) {
+    decision.release();
+    return false;
+  }
+  stream.once("close", decision.release);
+  if (decision.principal !== undefined) rememberPrincipal(stream, decision.principal);
+  return true;
 }
 
 /**
@@ -211,12 +275,22 @@ interface Envelope {
  * Reads the one length-prefixed message of a unary request. A declared length
  * over the limit is refused as soon as its prefix arrives, before the bytes.
  */
-function readEnvelope(stream: ServerHttp2Stream, readMaxBytes: number): Promise<Envelope> {
+function readEnvelope(stream: ServerHttp2Stream, readMaxBytes: number, timeoutMs: number | undefined, onSlow: () => void): Promise<Envelope> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
     let expected = -1;
+    // A body trickled in: the stream is cancelled, as request-arrival.ts does on the connect path.
+    const slow =
+      timeoutMs === undefined || stream.readableEnded
+        ? undefined
+        : setTimeout(() => {
+            onSlow();
+            fail(CLIENT_CANCELLED);
+            if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
+          }, timeoutMs);
     const cleanup = (): void => {
+      if (slow !== undefined) clearTimeout(slow);
       stream.off("data", onData);
       stream.off("end", onEnd);
       stream.off("close", onClose);
@@ -264,6 +338,8 @@ async function decodeMessage<I extends DescMessage>(
   envelope: Envelope,
   compression: Compression | null,
   readMaxBytes: number,
+  malformed: MalformedBody | undefined,
+  onMalformed: () => void,
 ): Promise<MessageShape<I>> {
   let bytes = envelope.data;
   if ((envelope.flags & FLAG_COMPRESSED) === FLAG_COMPRESSED) {
@@ -272,9 +348,10 @@ async function decodeMessage<I extends DescMessage>(
   }
   try {
     return fromBinary(schema, bytes);
-  } catch {
+  } catch (error) {
+    onMalformed();
     // The parser's own message would describe the caller's bytes: say only which message.
-    throw new ConnectError(`request is not a valid ${schema.typeName} message`, Code.InvalidArgument);
+    throw malformed?.error(schema, error) ?? new ConnectError(`request is not a valid ${schema.typeName} message`, Code.InvalidArgument);
   }
 }
 

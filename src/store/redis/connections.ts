@@ -61,7 +61,7 @@ export class RedisConnections {
       autoResendUnfulfilledCommands: false,
       // Reject in-flight commands as soon as the connection drops.
       maxRetriesPerRequest: 0,
-      commandTimeout: options.commandTimeoutMs,
+      // No commandTimeout: it is a wall-clock timer; RedisStore.call() bounds every command with a loop-aware deadline.
       connectTimeout: Math.max(options.commandTimeoutMs, 1000),
       retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
     });

@@ -45,6 +45,7 @@ import { checkGuardedCreate, EVENT_LOG_RESET_MESSAGE, requestIdKey, resolveStore
 import { compareEventIds, parseCursor, ZERO_EVENT_ID } from "../event-id.js";
 import { decodeStreamEntries, entryGeneration } from "./event-codec.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
+import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, STORE_FULL_MESSAGE } from "./call-outcome.js";
 import { encodeTenant, eventLogKey, generationKey, RedisKeys } from "./keys.js";
@@ -436,7 +437,7 @@ export class RedisStore implements SessionStore {
    */
   private async call<T>(command: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.timeoutMs;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Deadline | undefined;
     let sent = false;
     try {
       await this.connections.waitReady(deadline);
@@ -444,7 +445,8 @@ export class RedisStore implements SessionStore {
       const pending = command();
       const remaining = Math.max(0, deadline - Date.now());
       const expired = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(deadlineExceeded()), remaining);
+        // Counts time the reply could have been read, not time this process was busy (loop-aware-deadline.ts).
+        timer = loopAwareDeadline(remaining, () => reject(deadlineExceeded()));
       });
       // The command may still settle after the deadline; nobody waits for it then.
       pending.catch(() => {});
@@ -453,7 +455,7 @@ export class RedisStore implements SessionStore {
       if (isOutOfMemory(e)) this.memory.refused();
       throw classifyFailure(e, sent);
     } finally {
-      if (timer !== undefined) clearTimeout(timer);
+      timer?.cancel();
     }
   }
 }
