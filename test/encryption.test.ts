@@ -75,10 +75,26 @@ describe("field cipher", () => {
 
   test("keys are validated with messages that never show key material", () => {
     const material = randomBytes(16).toString("base64");
-    for (const env of [{ ENCRYPTION_KEYS: `k1:${material}` }, { ENCRYPTION_KEYS: "nocolon" }, { ENCRYPTION_KEYS: `${K1},${K1}` }, { ENCRYPTION_KEYS: "bad id:AAAA" }]) {
+    const full = randomBytes(32).toString("base64");
+    const cases = [
+      { ENCRYPTION_KEYS: `k1:${material}` },
+      { ENCRYPTION_KEYS: "nocolon" },
+      { ENCRYPTION_KEYS: `${K1},${K1}` },
+      { ENCRYPTION_KEYS: "bad id:AAAA" },
+      // Swapped entries (key:id) put the key where the id belongs.
+      { ENCRYPTION_KEYS: `${full}:k1` },
+      { ENCRYPTION_KEYS: `${K1},${full}:k2` },
+      { ENCRYPTION_KEYS: `${full.slice(0, 20)}:${full.slice(20)}` },
+    ];
+    for (const env of cases) {
       assert.throws(
         () => loadConfig(env),
-        (e: unknown) => e instanceof ConfigError && e.message.startsWith("ENCRYPTION_KEYS") && !e.message.includes(material),
+        (e: unknown) =>
+          e instanceof ConfigError &&
+          e.message.startsWith("ENCRYPTION_KEYS") &&
+          !e.message.includes(material) &&
+          !e.message.includes(full.slice(0, 12)) &&
+          !e.message.includes(full.slice(20, 32)),
       );
     }
     assert.deepEqual(loadConfig({ ENCRYPTION_KEYS: `${K2}\n${K1}` }).encryption.keyring?.ids, ["k2", "k1"]);

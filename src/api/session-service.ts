@@ -65,15 +65,28 @@ function protoOf(item: WatchItem): SessionEvent {
 }
 
 /**
- * The error a watch ends with when its context aborted: the client's own
- * cancel or deadline as they are (nobody reads them), anything else (the
- * server's shutdown signal) as UNAVAILABLE with the cursor to resume from.
+ * A client resets its stream at its own deadline, which the server can see a
+ * moment before its own timer fires: a reset this close to the deadline is the
+ * deadline.
  */
-function abortedWatch(reason: unknown, cursor: string): ConnectError {
-  if (reason instanceof ConnectError && (reason.code === Code.Canceled || reason.code === Code.DeadlineExceeded)) return reason;
-  if (reason instanceof Error && reason.name === "AbortError") return new ConnectError("watch cancelled", Code.Canceled);
-  const resume = cursor === "" ? "list the sessions and watch again" : `resume with resume_cursor ${cursor}`;
-  return new ConnectError(`the server is shutting down, ${resume}`, Code.Unavailable);
+export const DEADLINE_TOLERANCE_MS = 250;
+
+/**
+ * The error a watch ends with when its context aborted: the server's shutdown
+ * signal (UNAVAILABLE) as UNAVAILABLE with the cursor to resume from; the
+ * call's deadline as DEADLINE_EXCEEDED; anything else (the client's cancel or
+ * reset, whatever code its reset carried) as CANCELLED. Nobody reads the last
+ * two, but audit records and logs do.
+ */
+function abortedWatch(reason: unknown, cursor: string, remainingMs: number | undefined): ConnectError {
+  if (reason instanceof ConnectError && reason.code === Code.DeadlineExceeded) return reason;
+  if (remainingMs !== undefined && remainingMs <= DEADLINE_TOLERANCE_MS) return new ConnectError("the watch reached its deadline", Code.DeadlineExceeded);
+  if (reason instanceof ConnectError && reason.code === Code.Unavailable) {
+    const resume = cursor === "" ? "list the sessions and watch again" : `resume with resume_cursor ${cursor}`;
+    return new ConnectError(`the server is shutting down, ${resume}`, Code.Unavailable);
+  }
+  if (reason instanceof ConnectError && reason.code === Code.Canceled) return reason;
+  return new ConnectError("watch cancelled", Code.Canceled);
 }
 
 export function sessionServiceRoutes(manager: SessionManager, options: SessionServiceOptions): (router: ConnectRouter) => void {
@@ -224,7 +237,7 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
           yield { event: protoOf(item) };
           if (item.cursor !== "") cursor = item.cursor;
         }
-        throw abortedWatch(ctx.signal.reason, cursor);
+        throw abortedWatch(ctx.signal.reason, cursor, ctx.timeoutMs());
       } catch (error) {
         const connectError = toConnectError(error, logger, "WatchSessions");
         const resumeFrom = error instanceof WatchInterrupted ? error.cursor : cursor;

@@ -15,6 +15,9 @@ import { PEER, PRINCIPAL } from "../auth/principal.js";
 import { rpcPolicy } from "../auth/rpc-scopes.js";
 import type { AuditLog, AuditRecord } from "./audit-log.js";
 
+/** A client's reset this close to the deadline is the deadline (the client's timer runs ahead of ours). */
+const DEADLINE_TOLERANCE_MS = 250;
+
 export function createAuditInterceptor(audit: AuditLog): Interceptor {
   return (next) => async (req) => {
     if (req.service.typeName !== SessionService.typeName) return next(req);
@@ -26,6 +29,16 @@ export function createAuditInterceptor(audit: AuditLog): Interceptor {
       peer: req.contextValues.get(PEER).address,
     };
     const { operation } = rpcPolicy(req.method.name);
+    const deadline = deadlineOf(req.header);
+    const signal = req.signal;
+    /** The status name of how the call ended; a call cut at its deadline says so whichever side noticed first. */
+    const outcomeOf = (error: unknown): string => {
+      const code = ConnectError.from(error).code;
+      if (code === Code.Canceled && (ConnectError.from(signal.reason).code === Code.DeadlineExceeded || (deadline !== undefined && Date.now() >= deadline - DEADLINE_TOLERANCE_MS))) {
+        return statusName(Code.DeadlineExceeded);
+      }
+      return statusName(code);
+    };
     const requestSessionId = req.stream ? undefined : sessionIdOf(req.message);
     const record = (outcome: string, extra: Partial<AuditRecord> = {}): void =>
       audit.record({ ...base, operation, outcome, ...(requestSessionId === undefined ? {} : { sessionId: requestSessionId }), ...extra });
@@ -42,12 +55,16 @@ export function createAuditInterceptor(audit: AuditLog): Interceptor {
       record("ok", sessionId === undefined ? {} : { sessionId });
       return res;
     }
-    const watched: StreamResponse = { ...res, message: auditStream(res.message, record) };
+    const watched: StreamResponse = { ...res, message: auditStream(res.message, record, outcomeOf) };
     return watched;
   };
 }
 
-async function* auditStream<T>(messages: AsyncIterable<T>, record: (outcome: string, extra?: Partial<AuditRecord>) => void): AsyncGenerator<T> {
+async function* auditStream<T>(
+  messages: AsyncIterable<T>,
+  record: (outcome: string, extra?: Partial<AuditRecord>) => void,
+  outcomeOf: (error: unknown) => string,
+): AsyncGenerator<T> {
   let started = false;
   let outcome = "ok";
   try {
@@ -67,8 +84,24 @@ async function* auditStream<T>(messages: AsyncIterable<T>, record: (outcome: str
   }
 }
 
-function outcomeOf(error: unknown): string {
-  const code = ConnectError.from(error).code;
+/**
+ * When the call's deadline passes (epoch ms), from grpc-timeout or
+ * connect-timeout-ms. A client usually resets its stream at its own deadline,
+ * which the server sees as a cancel: this tells the two apart.
+ */
+function deadlineOf(header: Headers): number | undefined {
+  const grpc = header.get("grpc-timeout");
+  const match = grpc === null ? null : /^(\d{1,8})([HMSmun])$/.exec(grpc);
+  if (match !== null) {
+    const units: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+    return Date.now() + Number(match[1]) * (units[match[2] as string] ?? 1);
+  }
+  const connect = header.get("connect-timeout-ms");
+  if (connect !== null && /^\d{1,10}$/.test(connect)) return Date.now() + Number(connect);
+  return undefined;
+}
+
+function statusName(code: Code): string {
   return Code[code].replace(/^[A-Z]/, (c) => c.toLowerCase()).replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
 }
 

@@ -13,7 +13,7 @@ import { SessionService } from "../../gen/session/v1/session_pb.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Authenticator } from "./authenticator.js";
 import { hasScope, PEER, PRINCIPAL } from "./principal.js";
-import { rpcPolicy } from "./rpc-scopes.js";
+import { fieldScopes, rpcPolicy } from "./rpc-scopes.js";
 
 export interface AuthInterceptorOptions {
   readonly authenticator: Authenticator;
@@ -40,7 +40,8 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
     req.contextValues.set(PRINCIPAL, principal);
     if (isSession) {
       const { scope } = rpcPolicy(req.method.name);
-      if (!hasScope(principal, scope)) {
+      const needs = [scope, ...(req.stream ? [] : fieldScopes(req.method.name, req.message))];
+      if (!needs.every((s) => hasScope(principal, s))) {
         audit.record({ principal: principal.id, tenant: principal.tenant, operation: "authorize", method, outcome: "permission_denied", peer: peer.address });
         throw new ConnectError(PERMISSION_DENIED_MESSAGE, Code.PermissionDenied);
       }

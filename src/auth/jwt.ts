@@ -11,6 +11,7 @@
  * (default "scope") its scopes, as an OAuth-style space-separated string or an
  * array; names other than read, write, watch and admin are ignored.
  */
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
 import type { JwtConfig } from "../config/config.js";
@@ -52,11 +53,24 @@ export class JwtVerifier {
       if (typeof tenant !== "string" || !TENANT_NAME.test(tenant) || typeof payload.sub !== "string" || payload.sub === "") return undefined;
       const claim = payload[this.config.scopesClaim];
       const names = typeof claim === "string" ? claim.split(" ") : Array.isArray(claim) ? claim : [];
-      return { id: `jwt:${payload.sub.slice(0, 128)}`, tenant, scopes: scopesFrom(names) };
+      return { id: jwtPrincipalId(payload.sub), tenant, scopes: scopesFrom(names) };
     } catch {
       return undefined;
     }
   }
+}
+
+/** Longest `sub` kept as it is in a principal id. */
+export const MAX_PLAIN_SUB = 128;
+
+/**
+ * "jwt:<sub>", or for a longer sub "jwt#<sha256 hex of sub>": ids stay short
+ * (audit records, per-principal limits) while two subs that share a prefix
+ * stay two principals. '#' keeps the hashed form apart from any plain sub.
+ */
+export function jwtPrincipalId(sub: string): string {
+  if (sub.length <= MAX_PLAIN_SUB) return `jwt:${sub}`;
+  return `jwt#${createHash("sha256").update(sub, "utf8").digest("hex")}`;
 }
 
 function readJwks(path: string): JSONWebKeySet {

@@ -33,7 +33,8 @@ export class Keyring {
     if (primary === undefined) throw new KeyringError("no encryption key given");
     const byId = new Map<string, EncryptionKey>();
     for (const k of keys) {
-      if (!KEY_ID.test(k.id)) throw new KeyringError(`key id ${JSON.stringify(k.id)} must be 1-32 letters, digits, '_' or '-'`);
+      // Never quote a bad id: a swapped entry (key:id) puts key material there.
+      if (!KEY_ID.test(k.id)) throw new KeyringError(`key ${keys.indexOf(k) + 1}: its id must be 1-32 letters, digits, '_' or '-' (entries are id:base64key)`);
       if (k.key.length !== KEY_BYTES) throw new KeyringError(`key ${k.id} must be ${KEY_BYTES} bytes (base64 of 32 random bytes), not ${k.key.length}`);
       if (byId.has(k.id)) throw new KeyringError(`key id ${k.id} is given twice`);
       byId.set(k.id, k);
@@ -69,8 +70,10 @@ export function parseKeyring(text: string): Keyring {
     const colon = entry.indexOf(":");
     if (colon <= 0) throw new KeyringError(`entry ${i + 1} must be id:base64key`);
     const id = entry.slice(0, colon);
+    // Messages name an entry by position until its id is known to be an id, not a misplaced key.
+    if (!KEY_ID.test(id)) throw new KeyringError(`entry ${i + 1}: the id before ':' must be 1-32 letters, digits, '_' or '-' (entries are id:base64key)`);
     const material = entry.slice(colon + 1).trim();
-    if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(material)) throw new KeyringError(`key ${id} is not base64`);
+    if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(material)) throw new KeyringError(`key ${id} (entry ${i + 1}) is not base64`);
     return { id, key: Buffer.from(material, "base64") };
   });
   return new Keyring(keys);
