@@ -121,7 +121,7 @@ describe("RedisStore on Redis", () => {
       const { session } = await store.create(input({ requestId: "req-close" }));
       await store.setData(TENANT, session.sessionId, "k", '"v"');
       const closed = await store.close(TENANT, session.sessionId);
-      assert.deepEqual(await tenantKeys(), [keys.counters(), keys.archive(session.sessionId)].sort());
+      assert.deepEqual(await tenantKeys(), [keys.counters(), keys.lastEvent(), keys.archive(session.sessionId)].sort());
       const ttl = await server.raw.pttl(keys.archive(session.sessionId));
       assert.ok(ttl > RETENTION - 2000 && ttl <= RETENTION, `archive TTL ${ttl} ≈ retention`);
       assert.equal(await expireTimeOf(keys.archive(session.sessionId)), closed.endTime + RETENTION);
@@ -134,7 +134,7 @@ describe("RedisStore on Redis", () => {
       await sleep(250);
       const expired = await store.expireDue(10);
       assert.deepEqual(expired.map((r) => r.sessionId), [session.sessionId]);
-      assert.deepEqual(await tenantKeys(), [keys.counters(), keys.archive(session.sessionId)].sort());
+      assert.deepEqual(await tenantKeys(), [keys.counters(), keys.lastEvent(), keys.archive(session.sessionId)].sort());
       assert.equal(await expireTimeOf(keys.archive(session.sessionId)), session.expireTime + RETENTION);
       assert.equal(await server.raw.zcard(keys.due()), 0, "an empty data-source index leaves the due queue");
     }));

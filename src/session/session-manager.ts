@@ -233,9 +233,9 @@ export class SessionManager {
     return { deletedCount: result.deletedCount, version: result.version };
   }
 
-  /** The id of the newest logged event ("0-0" for an empty log): where a watch snapshot starts. */
-  lastEventId(): Promise<string> {
-    return this.store.lastEventId();
+  /** The id of the newest logged event ("0-0" for an empty log), or of the tenant's newest: where a watch snapshot starts. */
+  lastEventId(tenant?: string): Promise<string> {
+    return this.store.lastEventId(tenant);
   }
 
   /** Logged events after `after` (a watch's replay); out_of_range when `after` is past the retention. */

@@ -279,8 +279,12 @@ export interface SessionStore {
    */
   watchDue?(onDue: (tenant: string, sessionId: string) => void): Promise<DueWatch>;
 
-  /** The id of the last event appended so far ("0-0" when none ever was). */
-  lastEventId(): Promise<string>;
+  /**
+   * The id of the last event appended so far ("0-0" when none ever was); with
+   * a tenant, the id of that tenant's last event. Watchers are only ever shown
+   * the latter, so their cursors say nothing about other tenants' writes.
+   */
+  lastEventId(tenant?: string): Promise<string>;
   /**
    * Up to `limit` events strictly after the cursor `after`, oldest first.
    * out_of_range when events after it may have been dropped by retention, or

@@ -83,6 +83,8 @@ export class EventHub {
   private readonly listeners = new Set<EventListener>();
   /** undefined until the log's end has been read once (the store may be down at start). */
   private pos: string | undefined;
+  /** Per tenant, the id of its newest event dispatched (one entry per tenant seen; tenants are few). */
+  private readonly tenantPos = new Map<string, string>();
   private tail: EventTail | undefined;
   private loop: Promise<void> | undefined;
   private stopping = false;
@@ -99,6 +101,15 @@ export class EventHub {
   /** The id of the last event dispatched to subscribers ("0-0" before the reader knows the log's end). */
   get position(): string {
     return this.pos ?? ZERO_EVENT_ID;
+  }
+
+  /**
+   * The id of the tenant's newest event this hub dispatched, or undefined if
+   * none since it started: what an idle watcher of the tenant may be shown,
+   * unlike `position`, which moves with every tenant's writes.
+   */
+  tenantPosition(tenant: string): string | undefined {
+    return this.tenantPos.get(tenant);
   }
 
   /** Watch streams currently registered (for tests and metrics). */
@@ -274,6 +285,7 @@ export class EventHub {
       }
     }
     this.pos = event.id;
+    this.tenantPos.set(event.session.tenant, event.id);
   }
 
   /** One watcher: straight to its stream when it waits with an empty queue, else to its queue. */

@@ -160,6 +160,15 @@ export async function* watchSessions(
 
   /** Everything matching up to this cursor has been yielded (or was filtered out). */
   let cursor = "";
+  /**
+   * The cursor the client is shown (heartbeats, the cursor of an early end):
+   * never `cursor` itself, a position in the log of every tenant, whose moves
+   * would tell this tenant when others write. It is the last event sent, or a
+   * position of this tenant's own events, or where the client resumed; "" when
+   * none is known yet. Resuming from it may replay events this watch filtered
+   * out; they are filtered again.
+   */
+  let shown = "";
   /** Snapshot versions by session id, until the replay passes the log position read after the listing. */
   let snapshotVersions: Map<string, number> | undefined;
   let snapshotEnd = "";
@@ -189,10 +198,12 @@ export async function* watchSessions(
     return true;
   };
   const interrupted = (kind: SessionErrorKind, why: string): WatchInterrupted =>
-    new WatchInterrupted(kind, cursor === "" ? `${why}, list the sessions and watch again` : `${why}, resume with resume_cursor ${cursor}`, cursor);
+    new WatchInterrupted(kind, shown === "" ? `${why}, list the sessions and watch again` : `${why}, resume with resume_cursor ${shown}`, shown);
 
   try {
     if (options.sendInitialSnapshot) {
+      // The tenant's position first: a tenant event between the two reads is in the snapshot and replayed on resume.
+      const tenantS0 = await gated(() => source.lastEventId(tenant));
       const s0 = await gated(() => source.lastEventId());
       const versions = new Map<string, number>();
       for await (const session of snapshot(source, tenant, filter, pageSize, signal, gated)) {
@@ -203,9 +214,11 @@ export async function* watchSessions(
       snapshotEnd = await gated(() => source.lastEventId());
       snapshotVersions = versions;
       cursor = s0;
-      yield heartbeat(cursor);
+      shown = tenantS0;
+      yield heartbeat(shown);
     } else if (options.resumeCursor !== "") {
       cursor = options.resumeCursor;
+      shown = cursor;
     }
 
     // Register first, then replay the log up to where the registration starts:
@@ -215,6 +228,14 @@ export async function* watchSessions(
     const attachedAt = hub.position;
     if (cursor === "") {
       cursor = attachedAt;
+      const known = hub.tenantPosition(tenant);
+      if (known !== undefined) {
+        shown = known;
+      } else {
+        // Nothing of the tenant since the hub started: its newest event is in the store, and safe to show once dispatched.
+        const stored = await gated(() => source.lastEventId(tenant));
+        if (compareEventIds(stored, attachedAt) <= 0) shown = stored;
+      }
     } else {
       let last = cursor;
       for (;;) {
@@ -230,6 +251,7 @@ export async function* watchSessions(
           if (!wanted(event, false)) continue;
           yield toItem(event);
           cursor = event.id;
+          shown = event.id;
           if (signal.aborted) return;
         }
         if (passed || page.length < pageSize || compareEventIds(last, attachedAt) >= 0) break;
@@ -255,6 +277,7 @@ export async function* watchSessions(
             if (!wanted(event, true)) return true;
             if (!sink.write(toItem(event))) return false;
             cursor = event.id;
+            shown = event.id;
             lastSent = Date.now();
             return true;
           };
@@ -267,6 +290,7 @@ export async function* watchSessions(
         const item = toItem(event);
         if (sink?.write(item) !== true) yield item;
         cursor = event.id;
+        shown = event.id;
         lastSent = Date.now();
         continue;
       }
@@ -281,8 +305,10 @@ export async function* watchSessions(
       if (idleMs >= heartbeatMs) {
         // The queue is empty: every event up to the hub's position was offered to this watcher.
         cursor = maxEventId(cursor, hub.position);
+        const own = hub.tenantPosition(tenant);
+        if (own !== undefined) shown = shown === "" ? own : maxEventId(shown, own);
         // Through the sink too: 10k idle watchers beat every interval.
-        const beat = heartbeat(cursor);
+        const beat = heartbeat(shown);
         if (sink?.write(beat) !== true) yield beat;
         lastSent = Date.now();
         continue;

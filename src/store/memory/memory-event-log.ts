@@ -8,7 +8,7 @@
  */
 import { SessionError } from "../../domain/errors.js";
 import type { SessionRecord } from "../../domain/model.js";
-import { cursorRetained, formatEventId, parseCursor, type EventIdParts } from "../event-id.js";
+import { cursorRetained, formatEventId, parseCursor, ZERO_EVENT_ID, type EventIdParts } from "../event-id.js";
 import type { EventTail, ResolvedStoreLimits, SessionEventType, StoredEvent } from "../store.js";
 
 interface Entry {
@@ -36,6 +36,13 @@ export class MemoryEventLog {
     this.ageLimitMs = limits.eventRetentionMs;
   }
 
+  /** Id of each tenant's newest event (kept like Redis's `P T:ev`: one per tenant, never trimmed). */
+  private readonly lastByTenant = new Map<string, string>();
+
+  lastIdOf(tenant: string): string {
+    return this.lastByTenant.get(tenant) ?? ZERO_EVENT_ID;
+  }
+
   get lastId(): string {
     return formatEventId(this.last);
   }
@@ -48,7 +55,9 @@ export class MemoryEventLog {
   append(type: SessionEventType, session: SessionRecord, dataKeys: readonly string[], now: number): void {
     const at = now > this.last.ms ? { ms: now, seq: 0 } : { ms: this.last.ms, seq: this.last.seq + 1 };
     this.last = at;
-    this.entries.push({ at, event: Object.freeze({ id: formatEventId(at), type, time: at.ms, session, dataKeys: Object.freeze([...dataKeys]) }) });
+    const id = formatEventId(at);
+    this.entries.push({ at, event: Object.freeze({ id, type, time: at.ms, session, dataKeys: Object.freeze([...dataKeys]) }) });
+    this.lastByTenant.set(session.tenant, id);
     while (this.entries.length - this.head > this.countLimit) this.dropHead();
     this.trimByTime(now);
     for (const wake of [...this.waiters]) wake();

@@ -355,8 +355,8 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  lastEventId(): Promise<string> {
-    return this.run(() => this.log.lastId);
+  lastEventId(tenant?: string): Promise<string> {
+    return this.run(() => (tenant === undefined ? this.log.lastId : this.log.lastIdOf(tenant)));
   }
 
   readEvents(after: string, limit: number): Promise<StoredEvent[]> {

@@ -19,6 +19,8 @@
  * | `P T:s:<dataSource>`  | ZSET   | live sessions of the data source, score = expire time      | max(member expire) + grace    |
  * | `P T:m`               | HASH   | counters: total, active, expired, closed, dsum,            | never (a few fields per tenant) |
  * |                       |        | l:<level> and s:<dataSource> live gauges (deleted at 0)    |                               |
+ * | `P T:ev`              | STRING | id of the tenant's newest event: its watchers' heartbeat   | never (one per tenant)        |
+ * |                       |        | cursors never show the log's position (other tenants' writes) |                          |
  * | `P ev`                | STREAM | event log of every tenant (see emit() in lua/prelude.ts);  | never (trimmed by count and   |
  * |                       |        | the entry id is the watch cursor                           | age: WATCH_RETENTION*)        |
  * | `P probe:<uuid>`       | STRING | keyspace notification probe (keyspace-expiry.ts)           | 1 ms                          |
@@ -52,6 +54,7 @@ const REQUEST_ID = "r:";
 const USER = "u:";
 const DATA_SOURCE = "s:";
 const COUNTERS = "m";
+const TENANT_LAST_EVENT = "ev";
 /** Keys shared by every tenant, after `P`. */
 const DUE = "dx";
 const EVENTS = "ev";
@@ -73,6 +76,7 @@ local function k_req(tp, rid) return tp .. '${REQUEST_ID}' .. rid end
 local function k_user(tp, uid) return tp .. '${USER}' .. uid end
 local function k_src(tp, ds) return tp .. '${DATA_SOURCE}' .. ds end
 local function k_ctr(tp) return tp .. '${COUNTERS}' end
+local function k_ev_last(tp) return tp .. '${TENANT_LAST_EVENT}' end
 local function due_member(T, ds) return T .. '\n' .. ds end
 `;
 
@@ -146,6 +150,10 @@ export class RedisKeys {
   }
   counters(): string {
     return `${this.tp}${COUNTERS}`;
+  }
+  /** Id of the tenant's newest event: the one position its watchers may be shown. */
+  lastEvent(): string {
+    return `${this.tp}${TENANT_LAST_EVENT}`;
   }
   /** The global due queue (shared by all tenants). */
   due(): string {

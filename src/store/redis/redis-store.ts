@@ -265,8 +265,8 @@ export class RedisStore implements SessionStore {
     });
   }
 
-  async lastEventId(): Promise<string> {
-    const reply = await this.script("logPosition", "", []);
+  async lastEventId(tenant?: string): Promise<string> {
+    const reply = await this.script("logPosition", tenant ?? "", []);
     return reply[1] ?? "0-0";
   }
 

@@ -152,9 +152,10 @@ local function emit(T, kind, rec, keys)
     table.sort(keys)
     x = cjson.encode(keys)
   end
-  redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, '*',
+  local id = redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, '*',
     'k', kind, 'T', rec[1], 'i', rec[2], 'u', rec[3], 'd', rec[4], 'l', rec[5], 'c', rec[7],
     'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x)
+  redis.call('SET', k_ev_last(tenant_prefix(rec[1])), id)
 end
 
 -- Archives the final state (version + 1) and removes the session, its data, its
