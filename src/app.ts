@@ -62,6 +62,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const manager = new SessionManager({
     store,
     config,
+    logger: logger.child({ component: "sessions" }),
     cipher: security.cipher,
     onSystemEnd: (reason, record, at) => {
       security.onSystemEnd(reason, record);
@@ -96,6 +97,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     intervalMs: HEALTH_INTERVAL_MS,
     timeoutMs: config.redisCommandTimeoutMs,
     logger: logger.child({ component: "health" }),
+    problem: () => background.events.stalled,
   });
   const healthRoutes = healthServiceRoutes(health);
   // Every service the router serves, so grpcurl can list and describe them (the reflection services add themselves).
@@ -121,7 +123,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     httpEndpoints: {
       notReadyReason: () => {
         if (shuttingDown) return "shutting down";
-        return health.status("") === HealthCheckResponse_ServingStatus.SERVING ? undefined : "store unreachable";
+        if (health.status("") === HealthCheckResponse_ServingStatus.SERVING) return undefined;
+        return background.events.stalled ?? "store unreachable";
       },
       metrics: scrape,
       ...(security.authorizeMetrics === undefined ? {} : { authorizeMetrics: security.authorizeMetrics }),

@@ -15,6 +15,7 @@ const CODES: Readonly<Record<SessionErrorKind, Code>> = {
   invalid_argument: Code.InvalidArgument,
   unavailable: Code.Unavailable,
   out_of_range: Code.OutOfRange,
+  internal: Code.Internal,
 };
 
 /**

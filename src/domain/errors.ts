@@ -18,7 +18,13 @@ export type SessionErrorKind =
   /** The backing store cannot be reached in time. */
   | "unavailable"
   /** A watch cursor is older than the retained event history (or unknown to it): re-list, then watch again. */
-  | "out_of_range";
+  | "out_of_range"
+  /**
+   * Stored state of ours that cannot be read (an event or record that does not
+   * decode or decrypt): the call that needed it fails, no other. The message
+   * names no value.
+   */
+  | "internal";
 
 export class SessionError extends Error {
   override readonly name = "SessionError";

@@ -31,6 +31,12 @@ export interface HealthMonitorOptions {
   readonly timeoutMs?: number;
   /** Status changes are logged here (warn when the store goes down, info when it comes back). */
   readonly logger?: Logger;
+  /**
+   * A problem of this process that makes it unfit to serve although the store
+   * answers (e.g. an event reader that cannot advance), read at every check;
+   * undefined when there is none.
+   */
+  readonly problem?: () => string | undefined;
 }
 
 /** Called after the status of every service has been updated; read the new one with status(). */
@@ -41,6 +47,7 @@ export class HealthMonitor {
   readonly #intervalMs: number;
   readonly #timeoutMs: number;
   readonly #logger: Logger | undefined;
+  readonly #problem: (() => string | undefined) | undefined;
   readonly #listeners = new Set<HealthListener>();
   readonly #stopped = new AbortController();
   #timer: NodeJS.Timeout | undefined;
@@ -62,6 +69,7 @@ export class HealthMonitor {
     this.#intervalMs = options.intervalMs;
     this.#timeoutMs = options.timeoutMs ?? options.intervalMs;
     this.#logger = options.logger;
+    this.#problem = options.problem;
   }
 
   /**
@@ -136,7 +144,7 @@ export class HealthMonitor {
     try {
       const ok = await this.#ping();
       // A ping that answered just before a connection dropped must not bring SERVING back.
-      if (!this.#stopped.signal.aborted) this.#set(ok && this.#connectionsReady);
+      if (!this.#stopped.signal.aborted) this.#set(ok && this.#connectionsReady && this.#problem?.() === undefined);
     } finally {
       this.#pinging = false;
     }
@@ -163,7 +171,7 @@ export class HealthMonitor {
     if (serving === this.#serving) return;
     this.#serving = serving;
     if (serving) this.#logger?.info("store reachable: health status SERVING");
-    else if (!this.#stopped.signal.aborted) this.#logger?.warn("store unreachable: health status NOT_SERVING");
+    else if (!this.#stopped.signal.aborted) this.#logger?.warn({ reason: this.#problem?.() ?? "store unreachable" }, "health status NOT_SERVING");
     for (const listener of [...this.#listeners]) listener();
   }
 }

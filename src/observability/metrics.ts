@@ -21,6 +21,7 @@
  * - `instrumentRedis(client, name)` on every ioredis client, to count its
  *   `error` and `reconnecting` events.
  * - `addActiveSessionsSource(tenant, read)` (app.ts): read at scrape time.
+ * - `countUnreadable(kind)` when an event-log entry or record is skipped as unreadable.
  * - `addWatchStartGateSource(waiting)` (app.ts): watch-start reads waiting at
  *   the read gate, read at scrape time.
  */
@@ -113,6 +114,22 @@ new Gauge({
 });
 
 /** Records one finished RPC. `code` is the snake_case code name used in the logs ("ok", "not_found"). */
+const unreadable = new Counter({
+  name: "sessiond_unreadable_entries_total",
+  help:
+    "Stored entries skipped because they could not be read, by kind: event (a log entry that does not decode), " +
+    "event_metadata (an event whose metadata does not decrypt), record (a session record in a listing)",
+  labelNames: ["kind"] as const,
+  registers: [registry],
+});
+
+export type UnreadableKind = "event" | "event_metadata" | "record";
+
+/** Counts one skipped entry (each entry once per process where the caller can tell). */
+export function countUnreadable(kind: UnreadableKind): void {
+  unreadable.inc({ kind });
+}
+
 export function observeRpc(service: string, method: string, code: string, durationSeconds: number): void {
   rpcHandled.inc({ service, method, code });
   rpcDuration.observe({ service, method, code }, durationSeconds);

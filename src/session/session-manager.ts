@@ -16,6 +16,8 @@ import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Config } from "../config/config.js";
+import type { Logger } from "../logging/logger.js";
+import { countUnreadable } from "../observability/metrics.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, type FieldCipher } from "../crypto/field-cipher.js";
 import type { ListCursor, ListFilter, SessionCounters, SessionPatch, SessionStore, StoredEvent } from "../store/store.js";
 import { isSessionError, SessionError } from "../domain/errors.js";
@@ -28,6 +30,8 @@ export type { SessionView } from "./session-view.js";
 export interface SessionManagerOptions {
   readonly store: SessionStore;
   readonly config: Config;
+  /** Where unreadable records left out of listings are logged (one error line each, ids only). */
+  readonly logger?: Logger;
   /**
    * Seals metadata and data values before they reach the store and opens them
    * after (encryption at rest). Default: AES-256-GCM with a random key that
@@ -114,12 +118,14 @@ export class SessionManager {
   private readonly config: Config;
   private readonly cipher: FieldCipher;
   private readonly onSystemEnd: SessionManagerOptions["onSystemEnd"];
+  private readonly logger: Logger | undefined;
 
   constructor(options: SessionManagerOptions) {
     this.store = options.store;
     this.config = options.config;
     this.cipher = options.cipher ?? AesGcmFieldCipher.ephemeral();
     this.onSystemEnd = options.onSystemEnd;
+    this.logger = options.logger;
     // Every expiry a call of this process performed (scheduler or lazy), once each: audit and metrics.
     this.store.onExpired((expirations) => {
       for (const { record, expiredAt } of expirations) this.onSystemEnd?.("expired", record, expiredAt);
@@ -187,7 +193,20 @@ export class SessionManager {
 
   async list(tenant: string, filter: ListFilter, pageSize: number, after?: ListCursor): Promise<ListSessionsPage> {
     const result = await this.store.list(tenant, filter, pageSize, after);
-    const sessions = result.sessions.map((record) => this.view(record));
+    // One record that does not decode or decrypt is left out and counted; the rest of the page is served.
+    const sessions: SessionView[] = [];
+    const unreadable = [...(result.unreadable ?? [])];
+    for (const record of result.sessions) {
+      try {
+        sessions.push(this.view(record));
+      } catch {
+        unreadable.push(record.sessionId);
+      }
+    }
+    for (const sessionId of unreadable) {
+      countUnreadable("record");
+      this.logger?.error({ tenant, sessionId, kind: "record" }, "unreadable session record left out of a listing");
+    }
     return result.next === undefined ? { sessions } : { sessions, next: result.next };
   }
 

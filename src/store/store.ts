@@ -20,6 +20,7 @@
  * from any cursor still inside both bounds.
  */
 import type { AccessLevel, SessionRecord } from "../domain/model.js";
+import type { UnreadableListener } from "./unreadable.js";
 
 export interface CreateSessionInput {
   readonly tenant: string;
@@ -80,6 +81,8 @@ export interface ListResult {
   readonly sessions: SessionRecord[];
   /** Where the next page starts; absent on the last page. */
   readonly next?: ListCursor;
+  /** Session ids of records on this page that could not be read and were left out (see unreadable.ts). */
+  readonly unreadable?: readonly string[];
 }
 
 export interface DataWriteResult {
@@ -294,6 +297,12 @@ export interface SessionStore {
   readEvents(after: string, limit: number): Promise<StoredEvent[]>;
   /** A blocking reader on its own connection. */
   openEventTail(): EventTail;
+  /**
+   * Calls the listener with every log entry readEvents or a tail skipped
+   * because it does not decode (see unreadable.ts). Reads never fail or stall
+   * on such an entry. Returns the remover.
+   */
+  onUnreadableEvent(listener: UnreadableListener): () => void;
 
   /**
    * Calls the listener with every session a call on this store object archived

@@ -27,6 +27,7 @@
  */
 import type { SessionManager, SessionView } from "../session/session-manager.js";
 import { SessionError, type SessionErrorKind } from "../domain/errors.js";
+import { unreadableEventError } from "./poison.js";
 import type { SessionRecord } from "../domain/model.js";
 import { compareEventIds, maxEventId, parseCursor } from "../store/event-id.js";
 import type { SessionEventType, StoredEvent } from "../store/store.js";
@@ -112,8 +113,8 @@ export class WatchInterrupted extends SessionError {
 }
 
 const DEFAULT_QUEUE_LIMIT = 1000;
-/** Watch items by the logged event they were made from (see toItem); entries go with their events. */
-const ITEMS = new WeakMap<StoredEvent, WatchItem>();
+/** Watch items by the logged event they were made from (see toItem), null for one that cannot be read; entries go with their events. */
+const ITEMS = new WeakMap<StoredEvent, WatchItem | null>();
 const DEFAULT_PAGE = 500;
 
 /** True when a session passes the user, data source and session id filters. */
@@ -174,14 +175,31 @@ export async function* watchSessions(
   let snapshotEnd = "";
   let sub: HubSubscription | undefined;
 
-  const toItem = (event: StoredEvent): WatchItem => {
+  const concerns = (sessionId: string): boolean => filter.sessionIds?.has(sessionId) === true;
+  /**
+   * The item to send, or undefined for an event whose session cannot be read
+   * (metadata that does not decrypt): skipped, unless this watch asked for
+   * that very session and meets it live, which then ends with INTERNAL and a
+   * cursor past it (see poison.ts). A replay skips it, so a resume gets past.
+   */
+  const toItem = (event: StoredEvent, live = true): WatchItem | undefined => {
     // The hub hands the same event object to every watcher of the process: decode (and decrypt) it once.
     let item = ITEMS.get(event);
     if (item === undefined) {
-      item = Object.freeze({ type: event.type, session: source.view(event.session), time: event.time, cursor: event.id, dataKeys: event.dataKeys });
+      try {
+        item = Object.freeze({ type: event.type, session: source.view(event.session), time: event.time, cursor: event.id, dataKeys: event.dataKeys });
+      } catch {
+        item = null;
+        hub.unreadable.report("event_metadata", { id: event.id, tenant: event.session.tenant, sessionId: event.session.sessionId, problem: "metadata does not decrypt or decode" });
+      }
       ITEMS.set(event, item);
     }
-    return item;
+    if (item === null && live && concerns(event.session.sessionId)) {
+      shown = event.id;
+      const error = unreadableEventError(event.session.sessionId);
+      throw interrupted(error.kind, error.message);
+    }
+    return item ?? undefined;
   };
   /** Whether to send a logged event, given what was already sent; `matched` when the hub applied the filter already. */
   const wanted = (event: StoredEvent, matched: boolean): boolean => {
@@ -223,7 +241,7 @@ export async function* watchSessions(
 
     // Register first, then replay the log up to where the registration starts:
     // events after that point arrive in the queue, so nothing falls in between.
-    const registration = hub.subscribe(tenant, (event) => eventMatches(filter, tenant, event), queueLimit);
+    const registration = hub.subscribe(tenant, (event) => eventMatches(filter, tenant, event), queueLimit, concerns);
     sub = registration;
     const attachedAt = hub.position;
     if (cursor === "") {
@@ -249,9 +267,10 @@ export async function* watchSessions(
           }
           last = event.id;
           if (!wanted(event, false)) continue;
-          yield toItem(event);
+          const item = toItem(event, false);
+          if (item !== undefined) yield item;
           cursor = event.id;
-          shown = event.id;
+          if (item !== undefined) shown = event.id;
           if (signal.aborted) return;
         }
         if (passed || page.length < pageSize || compareEventIds(last, attachedAt) >= 0) break;
@@ -275,9 +294,10 @@ export async function* watchSessions(
         ? undefined
         : (event: StoredEvent): boolean => {
             if (!wanted(event, true)) return true;
-            if (!sink.write(toItem(event))) return false;
+            const item = toItem(event);
+            if (item !== undefined && !sink.write(item)) return false;
             cursor = event.id;
-            shown = event.id;
+            if (item !== undefined) shown = event.id;
             lastSent = Date.now();
             return true;
           };
@@ -288,9 +308,9 @@ export async function* watchSessions(
         // The hub queues only events that passed this watcher's filter.
         if (!wanted(event, true)) continue;
         const item = toItem(event);
-        if (sink?.write(item) !== true) yield item;
+        if (item !== undefined && sink?.write(item) !== true) yield item;
         cursor = event.id;
-        shown = event.id;
+        if (item !== undefined) shown = event.id;
         lastSent = Date.now();
         continue;
       }

@@ -14,6 +14,7 @@
  * The event log (see store.ts) is an in-process array with the same ids,
  * retention and cursor rules as the Redis stream (MemoryEventLog).
  */
+import type { UnreadableListener } from "../unreadable.js";
 import { randomUUID } from "node:crypto";
 import { SessionError } from "../../domain/errors.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
@@ -393,6 +394,11 @@ export class MemoryStore implements SessionStore {
       this.expiredInCall = [];
       this.expiryListeners.notify(expired);
     }
+  }
+
+  /** Entries of this log are the objects appended: none is ever unreadable. */
+  onUnreadableEvent(_listener: UnreadableListener): () => void {
+    return () => undefined;
   }
 
   onExpired(listener: ExpiryListener): () => void {

@@ -41,11 +41,12 @@ import type {
 } from "../store.js";
 import { resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
 import { parseCursor } from "../event-id.js";
-import { decodeStreamEntries } from "./event-codec.js";
+import { decodeStreamBatch } from "./event-codec.js";
+import { UnreadableListeners, type UnreadableListener } from "../unreadable.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { encodeTenant, eventLogKey, RedisKeys } from "./keys.js";
-import { decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
+import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
 import { RedisConnections, type RedisConnectionName } from "./connections.js";
@@ -89,6 +90,7 @@ export class RedisStore implements SessionStore {
   private readonly prefix: string;
   private readonly logger: Logger | undefined;
   private readonly expiryListeners = new ExpiryListeners();
+  private readonly unreadableListeners = new UnreadableListeners();
 
   constructor(options: RedisStoreOptions) {
     this.timeoutMs = options.commandTimeoutMs;
@@ -178,12 +180,10 @@ export class RedisStore implements SessionStore {
       after === undefined ? "" : after.expireTime,
       after === undefined ? "" : after.sessionId,
     ]);
-    const sessions = decodeRecords(reply, 2);
-    const last = sessions[sessions.length - 1];
-    if (reply[1] === "1" && last !== undefined) {
-      return { sessions, next: { expireTime: last.expireTime, sessionId: last.sessionId } };
-    }
-    return { sessions };
+    const { records: sessions, unreadable, lastKey } = decodeListedRecords(reply, 2);
+    const skipped = unreadable.length === 0 ? {} : { unreadable };
+    if (reply[1] === "1" && lastKey !== undefined) return { sessions, next: lastKey, ...skipped };
+    return { sessions, ...skipped };
   }
 
   async setData(tenant: string, sessionId: string, key: string, value: string): Promise<DataWriteResult> {
@@ -273,24 +273,50 @@ export class RedisStore implements SessionStore {
   async readEvents(after: string, limit: number): Promise<StoredEvent[]> {
     parseCursor(after);
     if (limit <= 0) return [];
-    const reply: unknown[] = await this.script("readEvents", "", [after, limit]);
-    return decodeStreamEntries(reply[2]);
+    const events: StoredEvent[] = [];
+    // Unreadable entries are skipped, so read on until the page is full or the log ends: a short page means the end.
+    for (let from = after; ; ) {
+      const want = limit - events.length;
+      const reply: unknown[] = await this.script("readEvents", "", [from, want]);
+      const batch = decodeStreamBatch(reply[2]);
+      events.push(...batch.events);
+      this.unreadableListeners.notify(batch.unreadable);
+      if (batch.lastId === undefined || batch.size < want || events.length >= limit) return events;
+      from = batch.lastId;
+    }
+  }
+
+  onUnreadableEvent(listener: UnreadableListener): () => void {
+    return this.unreadableListeners.add(listener);
   }
 
   openEventTail(): EventTail {
     const redis = this.connections.dedicated("events", BLOCK_SLACK_MS);
     const key = eventLogKey(this.prefix);
+    /**
+     * Where the last read ended past unreadable entries: its caller's position
+     * stays at the last event it got, so the next read from that position
+     * continues from here instead of meeting the same entries again.
+     */
+    let skipped: { readonly from: string; readonly to: string } | undefined;
     return {
       read: async (after, limit, blockMs) => {
         parseCursor(after, "after");
+        const from = skipped !== undefined && skipped.from === after ? skipped.to : after;
+        let reply: unknown;
         try {
-          const reply = (await redis.xread("COUNT", limit, "BLOCK", Math.max(1, blockMs), "STREAMS", key, after)) as unknown;
-          if (!Array.isArray(reply)) return [];
-          const stream = reply[0] as unknown;
-          return Array.isArray(stream) ? decodeStreamEntries(stream[1]) : [];
+          reply = await redis.xread("COUNT", limit, "BLOCK", Math.max(1, blockMs), "STREAMS", key, from);
         } catch (e) {
           throw toSessionError(e);
         }
+        if (!Array.isArray(reply)) return [];
+        const stream = reply[0] as unknown;
+        if (!Array.isArray(stream)) return [];
+        const batch = decodeStreamBatch(stream[1]);
+        this.unreadableListeners.notify(batch.unreadable);
+        const last = batch.events.at(-1)?.id ?? after;
+        skipped = batch.lastId !== undefined && batch.lastId !== last ? { from: last, to: batch.lastId } : undefined;
+        return batch.events;
       },
       close: () => redis.disconnect(),
     };
