@@ -67,8 +67,10 @@ describe("field cipher", () => {
     assert.throws(() => new AesGcmFieldCipher(parseKeyring(K2)).open(old, binding), /unknown key/);
   });
 
-  test("plain values pass through (migration); without keys a sealed value is refused, not returned", () => {
-    assert.equal(cipher.open('{"a":1}', binding), '{"a":1}');
+  test("with keys a plain value is refused unless migrating; without keys a sealed value is refused, not returned", () => {
+    assert.throws(() => cipher.open('{"a":1}', binding), DecryptError);
+    assert.throws(() => cipher.open('"v"', { ...binding, field: dataField("k") }), DecryptError);
+    assert.equal(new AesGcmFieldCipher(parseKeyring(K1), true).open('{"a":1}', binding), '{"a":1}');
     assert.equal(PLAINTEXT_CIPHER.seal("x", binding), "x");
     assert.throws(() => PLAINTEXT_CIPHER.open(cipher.seal("x", binding), binding), DecryptError);
   });
@@ -306,6 +308,39 @@ describe("encryption at rest on Redis", () => {
         assert.deepEqual((await client.getSessionData({ sessionId: id, key: "v" })).value?.kind, { case: "numberValue", value: i });
       }
       assert.deepEqual((await client.getSession({ sessionId: archived, includeEnded: true })).session?.metadata, { archived: true });
+    });
+  });
+
+  test("plaintext slipped into Redis is refused with keys; ENCRYPTION_MIGRATE_PLAINTEXT reads it until npm run reencrypt seals it", async () => {
+    await redis.raw.flushall();
+    let id = "";
+    // Written before keys were configured.
+    await withApp({ ENCRYPTION_KEYS: "", ALLOW_PLAINTEXT: "true" }, async (_app, client) => {
+      id = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { old: "plain" } })).session?.sessionId ?? "";
+      await client.setSessionData({ sessionId: id, key: "k", value: { kind: { case: "stringValue", value: "plain-data" } } });
+    });
+    const keys = new RedisKeys("sd:", "default");
+    const internal = (e: unknown): boolean => e instanceof ConnectError && e.code === Code.Internal;
+    await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
+      await assert.rejects(client.getSession({ sessionId: id }), internal, "plaintext metadata refused");
+      await assert.rejects(client.getSessionData({ sessionId: id, key: "k" }), internal, "plaintext data refused");
+      // A sealed session with a plaintext value written over its metadata or data: refused too.
+      const sealed = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { a: 1 } })).session?.sessionId ?? "";
+      await client.setSessionData({ sessionId: sealed, key: "k", value: { kind: { case: "numberValue", value: 1 } } });
+      await redis.raw.hset(keys.record(sealed), "m", '{"forged":true}');
+      await redis.raw.hset(keys.data(sealed), "k", '"forged"');
+      await assert.rejects(client.getSession({ sessionId: sealed }), internal);
+      await assert.rejects(client.getSessionData({ sessionId: sealed, key: "k" }), internal);
+      await client.closeSession({ sessionId: sealed }).catch(() => undefined);
+    });
+    await withApp({ ENCRYPTION_KEYS: K1, ENCRYPTION_MIGRATE_PLAINTEXT: "true" }, async (_app, client) => {
+      assert.deepEqual((await client.getSession({ sessionId: id })).session?.metadata, { old: "plain" });
+    });
+    const report = await reencrypt({ redis: redis.raw, keyPrefix: "sd:", keyring: parseKeyring(K1) });
+    assert.ok(report.rewritten >= 2);
+    await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
+      assert.deepEqual((await client.getSession({ sessionId: id })).session?.metadata, { old: "plain" });
+      assert.deepEqual((await client.getSessionData({ sessionId: id, key: "k" })).value?.kind, { case: "stringValue", value: "plain-data" });
     });
   });
 });

@@ -113,6 +113,8 @@ export interface EncryptionConfig {
   readonly keyring: Keyring | undefined;
   /** Redis without keys: store metadata and data values in plaintext instead of refusing to start. */
   readonly allowPlaintext: boolean;
+  /** With keys: read values still stored in plaintext (migration, until `npm run reencrypt`); otherwise they are errors. */
+  readonly migratePlaintext: boolean;
 }
 
 export interface TlsConfig {
@@ -185,6 +187,11 @@ export const SETTINGS: readonly Setting[] = [
   { env: "ENCRYPTION_KEYS", default: "", description: "Encryption keys id:base64key,... (first = primary) for metadata and data values" },
   { env: "ENCRYPTION_KEYS_FILE", default: "", description: "File with the encryption keys (same form, one per line)" },
   { env: "ALLOW_PLAINTEXT", default: "false", description: "Allow Redis without encryption keys (values stored in plaintext)" },
+  {
+    env: "ENCRYPTION_MIGRATE_PLAINTEXT",
+    default: "false",
+    description: "With encryption keys: still read values stored in plaintext (before keys were configured) until `npm run reencrypt` sealed them; otherwise they are refused",
+  },
   { env: "AUDIT_LOG", default: "stdout", description: "Audit records: stdout, stderr, off or a file path" },
 ];
 
@@ -389,7 +396,7 @@ function encryptionConfig(r: Reader): EncryptionConfig {
       throw error;
     }
   }
-  return { keyring, allowPlaintext: r.boolean("ALLOW_PLAINTEXT") };
+  return { keyring, allowPlaintext: r.boolean("ALLOW_PLAINTEXT"), migratePlaintext: r.boolean("ENCRYPTION_MIGRATE_PLAINTEXT") };
 }
 
 /** A file's contents without the trailing newline editors add; the message names the variable, never the contents. */

@@ -8,9 +8,11 @@
  * key fails authentication instead of decrypting there.
  *
  * Stored form: `e1:<keyId>:<base64url(iv ‖ ciphertext ‖ tag)>`. Plain JSON
- * never starts with "e", so a stored value is unambiguously sealed or plain;
- * plain values (written with ALLOW_PLAINTEXT, before keys were configured) are
- * still read, and `npm run reencrypt` seals them.
+ * never starts with "e", so a stored value is unambiguously sealed or plain.
+ * With keys, a plain value is an error (whoever can write to Redis must not
+ * be able to slip one in): only the explicit migration setting
+ * (ENCRYPTION_MIGRATE_PLAINTEXT, for values written before keys were
+ * configured) reads them, until `npm run reencrypt` has sealed them.
  *
  * Errors never quote the value or the key.
  */
@@ -67,7 +69,11 @@ function associatedData(binding: FieldBinding): Buffer {
 export class AesGcmFieldCipher implements FieldCipher {
   readonly encrypts = true;
 
-  constructor(readonly keyring: Keyring) {}
+  constructor(
+    readonly keyring: Keyring,
+    /** Read plain values as they are (migration); default: refuse them. */
+    readonly acceptPlaintext = false,
+  ) {}
 
   /** A cipher with a random key that dies with the process (in-memory store only). */
   static ephemeral(): AesGcmFieldCipher {
@@ -84,7 +90,10 @@ export class AesGcmFieldCipher implements FieldCipher {
   }
 
   open(stored: string, binding: FieldBinding): string {
-    if (!isSealed(stored)) return stored;
+    if (!isSealed(stored)) {
+      if (this.acceptPlaintext) return stored;
+      throw new DecryptError("stored value is not encrypted (plaintext is read only with ENCRYPTION_MIGRATE_PLAINTEXT=true, until npm run reencrypt)");
+    }
     const keyId = sealedKeyId(stored);
     const key = keyId === undefined ? undefined : this.keyring.get(keyId);
     if (keyId === undefined || key === undefined) {
