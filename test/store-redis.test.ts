@@ -139,6 +139,24 @@ describe("RedisStore on Redis", () => {
       assert.equal(await server.raw.zcard(keys.due()), 0, "an empty data-source index leaves the due queue");
     }));
 
+  it("an unfiltered listing reads one index, whatever the number of data sources (bounded by its page)", () =>
+    withStore(async (store) => {
+      for (let i = 0; i < 300; i++) await store.create(input({ dataSource: `source-${i}`, ttlMs: 60_000 + i }));
+      const zrangeCalls = async (): Promise<number> => {
+        const info = await server.raw.info("commandstats");
+        const line = info.split("\n").find((l) => l.startsWith("cmdstat_zrange:"));
+        return Number(/calls=(\d+)/.exec(line ?? "")?.[1] ?? 0);
+      };
+      const before = await zrangeCalls();
+      const page = await store.list(TENANT, {}, 10);
+      const calls = (await zrangeCalls()) - before;
+      assert.equal(page.sessions.length, 10);
+      assert.deepEqual(page.sessions.map((s) => s.dataSource), Array.from({ length: 10 }, (_, i) => `source-${i}`), "soonest-expiring first");
+      assert.ok(calls <= 2, `${calls} ZRANGE calls for one page over 300 data sources`);
+      const next = await store.list(TENANT, {}, 10, page.next);
+      assert.deepEqual(next.sessions.map((s) => s.dataSource), Array.from({ length: 10 }, (_, i) => `source-${i + 10}`));
+    }));
+
   it("50 parallel updates with the same expectedVersion: exactly one succeeds", () =>
     withStore(async (store) => {
       const { session } = await store.create(input());

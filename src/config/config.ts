@@ -33,6 +33,10 @@ export interface LimitsConfig {
   readonly maxSessionsPerUser: number;
   /** What a create beyond maxSessionsPerUser does. */
   readonly sessionsPerUserPolicy: "reject" | "close_oldest";
+  /** Most live sessions per tenant; 0: no cap. */
+  readonly maxSessionsPerTenant: number;
+  /** Most data sources with live sessions per tenant; 0: no cap. */
+  readonly maxDataSourcesPerTenant: number;
   /** Most concurrent WatchSessions streams of one principal (in one process). */
   readonly maxWatchersPerPrincipal: number;
   readonly defaultPageSize: number;
@@ -169,6 +173,12 @@ export const SETTINGS: readonly Setting[] = [
   { env: "TLS_KEY_FILE", default: "", description: "PEM private key of TLS_CERT_FILE" },
   { env: "MAX_DATA_BYTES", default: "8388608", description: "Most bytes of data values per session, as stored (encrypted)" },
   { env: "MAX_SESSIONS_PER_USER", default: "1000", description: "Most live sessions per user and tenant (0: no cap)" },
+  { env: "MAX_SESSIONS_PER_TENANT", default: "1000000", description: "Most live sessions per tenant (0: no cap); a create beyond it is RESOURCE_EXHAUSTED" },
+  {
+    env: "MAX_DATA_SOURCES_PER_TENANT",
+    default: "100000",
+    description: "Most data sources with live sessions per tenant (0: no cap); a create or update adding one beyond it is RESOURCE_EXHAUSTED",
+  },
   { env: "SESSIONS_PER_USER_POLICY", default: "reject", description: "Create beyond MAX_SESSIONS_PER_USER: reject (RESOURCE_EXHAUSTED) or close_oldest" },
   { env: "MAX_WATCHERS_PER_PRINCIPAL", default: "16", description: "Most concurrent WatchSessions streams per principal and process" },
   { env: "API_KEYS_FILE", default: "", description: "JSON file of API keys as SHA-256 hashes with tenant and scopes" },
@@ -286,6 +296,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxDataBytes: r.integer("MAX_DATA_BYTES", 1, 4 * 1024 * 1024 * 1024),
     maxSessionsPerUser: r.integer("MAX_SESSIONS_PER_USER", 0, 10_000_000),
     sessionsPerUserPolicy: sessionsPerUserPolicy(r),
+    maxSessionsPerTenant: r.integer("MAX_SESSIONS_PER_TENANT", 0, 1_000_000_000),
+    maxDataSourcesPerTenant: r.integer("MAX_DATA_SOURCES_PER_TENANT", 0, 100_000_000),
     maxWatchersPerPrincipal: r.integer("MAX_WATCHERS_PER_PRINCIPAL", 1, 100_000),
     defaultPageSize: r.integer("DEFAULT_PAGE_SIZE", 1, 100_000),
     maxPageSize: r.integer("MAX_PAGE_SIZE", 1, 100_000),

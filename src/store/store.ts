@@ -198,6 +198,16 @@ export interface StoreLimits {
    * sessions (by create time) in the same atomic step.
    */
   readonly maxSessionsPerUser?: number;
+  /**
+   * Most live sessions of one tenant (due ones not yet archived count); absent
+   * or 0: no cap. A create beyond it fails with limit_exceeded and writes nothing.
+   */
+  readonly maxSessionsPerTenant?: number;
+  /**
+   * Most distinct data sources with live sessions in one tenant; absent or 0:
+   * no cap. A create or update that would add one beyond it fails with limit_exceeded.
+   */
+  readonly maxDataSourcesPerTenant?: number;
   /** Default "reject". */
   readonly sessionsPerUserPolicy?: SessionsPerUserPolicy;
   /** How long the archive record of an ended session is kept. */
@@ -225,6 +235,8 @@ export function resolveStoreLimits(limits: StoreLimits): ResolvedStoreLimits {
     maxDataKeys: limits.maxDataKeys,
     maxDataBytes: limits.maxDataBytes ?? 0,
     maxSessionsPerUser: limits.maxSessionsPerUser ?? 0,
+    maxSessionsPerTenant: limits.maxSessionsPerTenant ?? 0,
+    maxDataSourcesPerTenant: limits.maxDataSourcesPerTenant ?? 0,
     sessionsPerUserPolicy: limits.sessionsPerUserPolicy ?? "reject",
     archiveRetentionMs: limits.archiveRetentionMs,
     expiryGraceMs: limits.expiryGraceMs,

@@ -84,6 +84,10 @@ interface TenantState {
   readonly counters: MutableCounters;
 }
 
+/** The same wording as the Redis store's (store/redis/errors.ts). */
+const SESSIONS_PER_TENANT_MESSAGE = "the tenant already has the maximum number of live sessions";
+const DATA_SOURCES_MESSAGE = "the tenant already has the maximum number of data sources with live sessions";
+
 export class MemoryStore implements SessionStore {
   readonly kind = "memory";
 
@@ -114,6 +118,7 @@ export class MemoryStore implements SessionStore {
           if (existing) return { session: existing.record, created: false };
         }
       }
+      this.checkTenantCaps(t, input.userId, input.dataSource, now);
       const evicted = this.makeRoomForUser(t, input.userId, now);
       const record = freeze({
         tenant: input.tenant,
@@ -164,6 +169,9 @@ export class MemoryStore implements SessionStore {
       const old = s.record;
       if (expectedVersion !== undefined && expectedVersion !== old.version) {
         throw new SessionError("version_mismatch", `session version is ${old.version}, not ${expectedVersion}`);
+      }
+      if (patch.dataSource !== undefined && patch.dataSource !== old.dataSource && !this.sourceFits(t, patch.dataSource)) {
+        throw new SessionError("limit_exceeded", DATA_SOURCES_MESSAGE);
       }
       const next = freeze({
         ...old,
@@ -427,6 +435,32 @@ export class MemoryStore implements SessionStore {
       this.tenants.set(name, t);
     }
     return t;
+  }
+
+  /** Whether the tenant may gain live data source `dataSource` under maxDataSourcesPerTenant. */
+  private sourceFits(t: TenantState, dataSource: string): boolean {
+    const max = this.limits.maxDataSourcesPerTenant;
+    return max <= 0 || t.counters.bySource.has(dataSource) || t.counters.bySource.size < max;
+  }
+
+  /**
+   * The per-tenant caps of a create, checked before anything changes; like the
+   * Redis store, live sessions include due ones not yet archived, minus those
+   * the user's close_oldest policy would close to make room.
+   */
+  private checkTenantCaps(t: TenantState, userId: string, dataSource: string, now: number): void {
+    const maxSessions = this.limits.maxSessionsPerTenant;
+    if (maxSessions > 0) {
+      let excess = 0;
+      if (this.limits.maxSessionsPerUser > 0) {
+        let live = 0;
+        for (const id of t.byUser.get(userId) ?? []) if ((t.live.get(id)?.record.expireTime ?? 0) > now) live += 1;
+        excess = Math.max(0, live - this.limits.maxSessionsPerUser + 1);
+        if (excess > 0 && this.limits.sessionsPerUserPolicy === "reject") return; // makeRoomForUser refuses it
+      }
+      if (t.counters.active - excess >= maxSessions) throw new SessionError("limit_exceeded", SESSIONS_PER_TENANT_MESSAGE);
+    }
+    if (!this.sourceFits(t, dataSource)) throw new SessionError("limit_exceeded", DATA_SOURCES_MESSAGE);
   }
 
   /**

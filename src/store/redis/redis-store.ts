@@ -137,6 +137,8 @@ export class RedisStore implements SessionStore {
       input.requestId,
       this.limits.maxSessionsPerUser,
       this.limits.sessionsPerUserPolicy,
+      this.limits.maxSessionsPerTenant,
+      this.limits.maxDataSourcesPerTenant,
     ]);
     const session = decodeRecord(reply, 2);
     // Records closed to make room for this one follow the new record.
@@ -157,6 +159,7 @@ export class RedisStore implements SessionStore {
       patch.metadata ?? "",
       patch.accessLevel ?? "",
       patch.dataSource ?? "",
+      this.limits.maxDataSourcesPerTenant,
     ]);
     return decodeRecord(reply, 1);
   }

@@ -6,8 +6,8 @@ export const listLua = String.raw`
 -- (expireTime, sessionId) strictly after the cursor.
 --
 -- By user: the user's index (filtering by data source here when both are given).
--- By data source: that index. Unfiltered: a merge of the tenant's data-source
--- indexes, whose names come from the live-count fields "s:<ds>" of the counters.
+-- By data source: that index. Unfiltered: the tenant-wide index. Each reads
+-- about one page of index members (plus ties of the cursor's expire time).
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local uid, ds = ARGV[OP], ARGV[OP + 1]
@@ -53,17 +53,7 @@ if uid ~= '' then
 elseif ds ~= '' then
   picked = candidates(k_src(tp, ds), nil, want)
 else
-  picked = {}
-  local fields = redis.call('HKEYS', k_ctr(tp))
-  for i = 1, #fields do
-    if string.sub(fields[i], 1, 2) == 's:' then
-      append(picked, candidates(k_src(tp, string.sub(fields[i], 3)), nil, want))
-    end
-  end
-  table.sort(picked, function(x, y)
-    if x[2] ~= y[2] then return x[2] < y[2] end
-    return x[1] < y[1]
-  end)
+  picked = candidates(k_all(tp), nil, want)
 end
 
 local more = #picked > limit
