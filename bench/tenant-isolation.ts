@@ -1,11 +1,13 @@
 /**
  * One tenant's size must not show in another tenant's latency (issue 13):
- * on a private redis-server, through RedisStore, a "neighbour" tenant keeps
+ * on a private redis-server, through RedisStore, a neighbour tenant keeps
  * listing its sessions unfiltered (page size 1000) and by data source while a
- * "victim" tenant reads its metrics and a session; the victim's p99 is
- * measured twice under the same load: with the neighbour at 1,000 sessions
- * over 100 data sources, then at SESSIONS over SOURCES. Every call's Redis
- * work is bounded by its page and filter, so the ratio should stay near 1.
+ * "victim" tenant reads its metrics and a session. Two neighbours exist, one
+ * at 1,000 sessions over 100 data sources and one at SESSIONS over SOURCES;
+ * rounds alternate between them (A B B A ...), so the machine's drift hits
+ * both alike, and the victim's p99 over each side's rounds is compared. Every
+ * call's Redis work is bounded by its page and filter, so the ratio should
+ * stay near 1.
  *
  *   npx tsx bench/tenant-isolation.ts [sessions] [sources]
  *
@@ -20,7 +22,9 @@ const SMALL_SESSIONS = 1000;
 const SMALL_SOURCES = 100;
 const MEASURE_MS = Number(process.env["BENCH_ISOLATION_MEASURE_MS"] ?? 8000);
 const FILL_CONCURRENCY = 200;
-const NEIGHBOUR = "neighbour";
+const SMALL = "neighbour-small";
+const LARGE = "neighbour-large";
+const ROUNDS = 6;
 const VICTIM = "victim";
 
 export interface PhaseLatency {
@@ -54,13 +58,13 @@ const store = new RedisStore({
   commandTimeoutMs: 10_000,
 });
 
-async function fill(from: number, to: number, sources: number): Promise<void> {
+async function fill(tenant: string, from: number, to: number, sources: number): Promise<void> {
   let next = from;
   const worker = async (): Promise<void> => {
     while (next < to) {
       const i = next++;
       await store.create({
-        tenant: NEIGHBOUR,
+        tenant,
         userId: `user-${i % 50_000}`,
         dataSource: `source-${i % sources}`,
         accessLevel: "read",
@@ -73,16 +77,20 @@ async function fill(from: number, to: number, sources: number): Promise<void> {
   await Promise.all(Array.from({ length: FILL_CONCURRENCY }, worker));
 }
 
-async function measure(sources: number, victimSession: string): Promise<PhaseLatency> {
-  const until = Date.now() + MEASURE_MS;
-  const victim: number[] = [];
-  const lists: number[] = [];
+interface Samples {
+  readonly victim: number[];
+  readonly lists: number[];
+}
+
+async function measure(neighbourTenant: string, sources: number, victimSession: string, ms: number, into: Samples): Promise<void> {
+  const until = Date.now() + ms;
+  const { victim, lists } = into;
   const neighbour = async (): Promise<void> => {
     for (let i = 0; Date.now() < until; i++) {
       const t0 = performance.now();
-      await store.list(NEIGHBOUR, {}, 1000);
+      await store.list(neighbourTenant, {}, 1000);
       lists.push(performance.now() - t0);
-      await store.list(NEIGHBOUR, { dataSource: `source-${i % sources}` }, 100);
+      await store.list(neighbourTenant, { dataSource: `source-${i % sources}` }, 100);
     }
   };
   const reader = async (): Promise<void> => {
@@ -94,6 +102,9 @@ async function measure(sources: number, victimSession: string): Promise<PhaseLat
     }
   };
   await Promise.all([neighbour(), neighbour(), reader(), reader(), reader(), reader()]);
+}
+
+function summary({ victim, lists }: Samples): PhaseLatency {
   victim.sort((a, b) => a - b);
   lists.sort((a, b) => a - b);
   return {
@@ -110,15 +121,24 @@ try {
   const victimSession = (
     await store.create({ tenant: VICTIM, userId: "v", dataSource: "v", accessLevel: "read", ttlMs: 3_600_000, metadata: "{}", requestId: "" })
   ).session.sessionId;
-  await fill(0, SMALL_SESSIONS, SMALL_SOURCES);
-  const small = await measure(SMALL_SOURCES, victimSession);
-  console.log(`neighbour at ${SMALL_SESSIONS} sessions / ${SMALL_SOURCES} sources: victim p99 ${small.victimP99Ms.toFixed(2)} ms (${small.victimOps} ops)`);
+  await fill(SMALL, 0, SMALL_SESSIONS, SMALL_SOURCES);
   const started = Date.now();
-  await fill(SMALL_SESSIONS, SESSIONS, SOURCES);
+  await fill(LARGE, 0, SESSIONS, SOURCES);
   const fillSeconds = (Date.now() - started) / 1000;
-  console.log(`filled to ${SESSIONS} sessions / ${SOURCES} sources in ${fillSeconds.toFixed(0)} s`);
-  const large = await measure(SOURCES, victimSession);
-  console.log(`neighbour at ${SESSIONS} sessions / ${SOURCES} sources: victim p99 ${large.victimP99Ms.toFixed(2)} ms (${large.victimOps} ops)`);
+  console.log(`filled the large neighbour to ${SESSIONS} sessions / ${SOURCES} sources in ${fillSeconds.toFixed(0)} s`);
+  const smallSamples: Samples = { victim: [], lists: [] };
+  const largeSamples: Samples = { victim: [], lists: [] };
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? [false, true] : [true, false];
+    for (const large of order) {
+      if (large) await measure(LARGE, SOURCES, victimSession, MEASURE_MS / ROUNDS, largeSamples);
+      else await measure(SMALL, SMALL_SOURCES, victimSession, MEASURE_MS / ROUNDS, smallSamples);
+    }
+  }
+  const small = summary(smallSamples);
+  const large = summary(largeSamples);
+  console.log(`neighbour at ${SMALL_SESSIONS} / ${SMALL_SOURCES}: victim p99 ${small.victimP99Ms.toFixed(2)} ms (${small.victimOps} ops)`);
+  console.log(`neighbour at ${SESSIONS} / ${SOURCES}: victim p99 ${large.victimP99Ms.toFixed(2)} ms (${large.victimOps} ops)`);
   const report: IsolationReport = { sessions: SESSIONS, sources: SOURCES, fillSeconds, small, large, p99Ratio: large.victimP99Ms / small.victimP99Ms };
   console.log(JSON.stringify(report));
 } finally {

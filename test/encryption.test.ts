@@ -99,6 +99,12 @@ describe("field cipher", () => {
           !e.message.includes(full.slice(20, 32)),
       );
     }
+    // Split inside the key where the part before ':' looks like an id: still never quoted.
+    const idLike = "Zq7Xw2Kp9Lm4Nv8Rt1Ys";
+    assert.throws(
+      () => loadConfig({ ENCRYPTION_KEYS: `${idLike}:${full.slice(20)}` }),
+      (e: unknown) => e instanceof ConfigError && !e.message.includes(idLike) && !e.message.includes(full.slice(20, 32)),
+    );
     assert.deepEqual(loadConfig({ ENCRYPTION_KEYS: `${K2}\n${K1}` }).encryption.keyring?.ids, ["k2", "k1"]);
     assert.throws(() => new Keyring([]), /no encryption key/);
   });
@@ -179,8 +185,13 @@ describe("encryption at rest on Redis", () => {
         }
       })();
       await waitForWatchers(app, 1);
-      const made = await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { secret }, requestId: "r1" });
+      const requestId = `request-${randomUUID()}`;
+      const made = await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { secret }, requestId });
       const id = made.session?.sessionId ?? "";
+      // The request id is stored only as a keyed HMAC, and a retry still finds the session by it.
+      const retried = await client.createSession({ userId: "u", dataSource: "d", requestId });
+      assert.equal(retried.created, false);
+      assert.equal(retried.session?.sessionId, id);
       await client.updateSession({ sessionId: id, metadata: { secret, again: secret } });
       await client.updateSession({ sessionId: id, metadata: { merged: secret }, mergeMetadata: true });
       await client.setSessionData({ sessionId: id, key: "k1", value: { kind: { case: "stringValue", value: secret } } });
@@ -214,6 +225,7 @@ describe("encryption at rest on Redis", () => {
       assert.ok(dump.includes("e1:k1:"), "values are stored sealed");
       assert.ok(!dump.includes(secret), "no trace of the secret in Redis");
       assert.ok(!dump.includes(Buffer.from(secret).toString("base64")), "not even base64-encoded");
+      assert.ok(!dump.includes(requestId) && !dump.includes(requestId.slice(8, 30)), "no trace of the request id");
     });
   });
 
@@ -253,6 +265,7 @@ describe("encryption at rest on Redis", () => {
     await redis.raw.flushall();
     const ids: string[] = [];
     let archived = "";
+    let rotated = "";
     await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
       for (let i = 0; i < 3; i++) {
         const id = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { i } })).session?.sessionId ?? "";
@@ -260,6 +273,7 @@ describe("encryption at rest on Redis", () => {
         ids.push(id);
       }
       archived = (await client.createSession({ userId: "u", dataSource: "d", metadata: { archived: true } })).session?.sessionId ?? "";
+      rotated = (await client.createSession({ userId: "u", dataSource: "d", requestId: "rotation-request" })).session?.sessionId ?? "";
       await client.closeSession({ sessionId: archived });
     });
     const sealedValues = async (): Promise<string[]> => {
@@ -275,6 +289,10 @@ describe("encryption at rest on Redis", () => {
 
     await withApp({ ENCRYPTION_KEYS: `${K2},${K1}` }, async (_app, client) => {
       assert.deepEqual((await client.getSession({ sessionId: ids[0] ?? "" })).session?.metadata, { i: 0 });
+      // A create retried after the rotation still finds the session made under the old primary key's request-id HMAC.
+      const retry = await client.createSession({ userId: "u", dataSource: "d", requestId: "rotation-request" });
+      assert.equal(retry.created, false);
+      assert.equal(retry.session?.sessionId, rotated);
       await client.setSessionData({ sessionId: ids[1] ?? "", key: "new", value: { kind: { case: "boolValue", value: true } } });
     });
     const mixed = await sealedValues();

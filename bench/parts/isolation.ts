@@ -32,7 +32,7 @@ export const isolationPart: BenchPart<IsolationResult> = {
     }
     const x = r.report;
     lines.push(
-      `bench/tenant-isolation.ts, through RedisStore on a private redis-server: a neighbour tenant runs two loops of unfiltered ListSessions (page 1000) and ListSessions by data source (page 100) while four loops of the victim tenant alternate GetSessionMetrics' counters read and GetSession; the victim's latency under the same load with the neighbour at 1,000 sessions / 100 data sources, then filled to ${fmtInt(x.sessions)} / ${fmtInt(x.sources)} (in ${x.fillSeconds.toFixed(0)} s). The issue's 1M / 100k is reached with BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES; the default is scaled down to fit the run.`,
+      `bench/tenant-isolation.ts, through RedisStore on a private redis-server: a neighbour tenant runs two loops of unfiltered ListSessions (page 1000) and ListSessions by data source (page 100) while four loops of the victim tenant alternate GetSessionMetrics' counters read and GetSession. Two neighbours: one at 1,000 sessions / 100 data sources, one filled to ${fmtInt(x.sessions)} / ${fmtInt(x.sources)} (in ${x.fillSeconds.toFixed(0)} s); rounds alternate between them (A B B A ...) and the victim's latencies are pooled per side. The issue's 1M / 100k is reached with BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES; the default is scaled down to fit the run.`,
       "",
       "| Neighbour | Victim ops | Victim p50 ms | Victim p99 ms | Neighbour unfiltered list p50 ms |",
       "|---|---:|---:|---:|---:|",

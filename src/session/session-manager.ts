@@ -137,6 +137,9 @@ export class SessionManager {
     const sessionId = randomUUID();
     const text = params.metadata === undefined ? EMPTY_METADATA : this.encodeMetadata(params.metadata);
     const metadata = this.sealMetadata(tenant, sessionId, text);
+    // The request id names a key: the store only ever sees its keyed HMACs.
+    const [requestId = "", ...requestIdAliases] =
+      params.requestId === undefined || params.requestId === "" ? [] : this.cipher.indexNames(params.requestId, { tenant, kind: "request_id" });
     const result = await this.store.create({
       tenant,
       sessionId,
@@ -145,7 +148,8 @@ export class SessionManager {
       accessLevel: params.accessLevel,
       ttlMs: params.ttlMs ?? this.config.ttl.defaultMs,
       metadata,
-      requestId: params.requestId ?? "",
+      requestId,
+      ...(requestIdAliases.length === 0 ? {} : { requestIdAliases }),
     });
     for (const record of result.evicted ?? []) this.onSystemEnd?.("evicted", record, record.endTime);
     return { session: this.view(result.session), created: result.created };

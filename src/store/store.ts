@@ -36,8 +36,14 @@ export interface CreateSessionInput {
   readonly ttlMs: number;
   /** Serialized JSON object. */
   readonly metadata: string;
-  /** Idempotency key; empty for none. */
+  /** Idempotency key (as stored: see FieldCipher.indexNames); empty for none. */
   readonly requestId: string;
+  /**
+   * Other stored forms of the same idempotency key (written under keys that
+   * were primary before a rotation): a retry finds a session created under any
+   * of them. Absent: none.
+   */
+  readonly requestIdAliases?: readonly string[];
 }
 
 export interface CreateSessionResult {

@@ -111,8 +111,9 @@ export class MemoryStore implements SessionStore {
       const now = this.now();
       const t = this.tenant(input.tenant);
       if (input.requestId !== "") {
-        const existingId = t.requestIds.get(input.requestId);
-        if (existingId !== undefined) {
+        for (const name of [input.requestId, ...(input.requestIdAliases ?? [])]) {
+          const existingId = t.requestIds.get(name);
+          if (existingId === undefined) continue;
           // Meeting the session archives it if it is due, which frees the requestId.
           const existing = this.liveOrArchive(t, existingId, now);
           if (existing) return { session: existing.record, created: false };

@@ -139,6 +139,7 @@ export class RedisStore implements SessionStore {
       this.limits.sessionsPerUserPolicy,
       this.limits.maxSessionsPerTenant,
       this.limits.maxDataSourcesPerTenant,
+      ...(input.requestIdAliases ?? []),
     ]);
     const session = decodeRecord(reply, 2);
     // Records closed to make room for this one follow the new record.

@@ -2,7 +2,8 @@
 export const createLua = String.raw`
 -- create: ARGV[OP..] = sessionId, userId, dataSource, level, ttlMs, metadata, requestId,
 --   maxSessionsPerUser (0: no cap), sessionsPerUserPolicy ("reject" | "close_oldest"),
---   maxSessionsPerTenant (0: no cap), maxDataSourcesPerTenant (0: no cap)
+--   maxSessionsPerTenant (0: no cap), maxDataSourcesPerTenant (0: no cap),
+--   request id aliases (other stored forms of requestId, looked up too), ...
 -- Returns {"ok", created "1"|"0", record..., evicted records...} or
 -- {"limit_exceeded", "sessions_per_user" | "sessions_per_tenant" | "data_sources_per_tenant"}.
 local T = ARGV[2]
@@ -13,11 +14,15 @@ local max_per_user, per_user_policy = tonumber(ARGV[OP + 7]) or 0, ARGV[OP + 8]
 local max_per_tenant, max_sources = tonumber(ARGV[OP + 9]) or 0, tonumber(ARGV[OP + 10]) or 0
 
 if rid ~= '' then
-  local existing = redis.call('GET', k_req(tp, rid))
-  if existing then
-    -- A live session answers the retry; an ended one has freed the request id.
-    local rec = load_session(tp, T, existing)
-    if rec then return append({ 'ok', '0' }, encode_live(T, existing, rec)) end
+  local names = { rid }
+  for i = OP + 11, #ARGV do names[#names + 1] = ARGV[i] end
+  for _, name in ipairs(names) do
+    local existing = redis.call('GET', k_req(tp, name))
+    if existing then
+      -- A live session answers the retry; an ended one has freed the request id.
+      local rec = load_session(tp, T, existing)
+      if rec then return append({ 'ok', '0' }, encode_live(T, existing, rec)) end
+    end
   end
 end
 
