@@ -27,10 +27,35 @@ local function candidates(zkey, only_ds, need)
   end
   local lo = '(' .. istr(NOW)
   if after_e and after_e > NOW then
-    local ties = redis.call('ZRANGE', zkey, istr(after_e), istr(after_e), 'BYSCORE')
-    for i = 1, #ties do
-      if #out >= need then return out end
-      if ties[i] > after_sid then consider(ties[i], after_e) end
+    -- Members with the cursor's score, after its session id. Where the cursor's
+    -- session is still there with that score, its rank starts the read (bounded
+    -- by the page); otherwise the ties are read in batches, skipping the smaller ids.
+    local start
+    local score = redis.call('ZSCORE', zkey, after_sid)
+    if score and tonumber(score) == after_e then start = redis.call('ZRANK', zkey, after_sid) + 1 end
+    if start then
+      while #out < need do
+        local batch = redis.call('ZRANGE', zkey, start, start + BATCH - 1, 'WITHSCORES')
+        local done = #batch < 2 * BATCH
+        for i = 1, #batch, 2 do
+          if tonumber(batch[i + 1]) ~= after_e then done = true break end
+          if #out >= need then return out end
+          consider(batch[i], after_e)
+        end
+        if done then break end
+        start = start + BATCH
+      end
+    else
+      local offset = 0
+      while #out < need do
+        local ties = redis.call('ZRANGE', zkey, istr(after_e), istr(after_e), 'BYSCORE', 'LIMIT', offset, BATCH)
+        for i = 1, #ties do
+          if #out >= need then return out end
+          if ties[i] > after_sid then consider(ties[i], after_e) end
+        end
+        if #ties < BATCH then break end
+        offset = offset + BATCH
+      end
     end
     lo = '(' .. istr(after_e)
   end
