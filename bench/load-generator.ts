@@ -12,7 +12,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { AccessLevel } from "../gen/session/v1/session_pb.js";
-import { createSessionClient, createSessionTransport, type SessionClient } from "../src/client/index.js";
+import { createSessionClient, createSessionTransport, type SessionClient } from "@sessiond/client";
 import { benchMetadata, benchDataSource, benchUserId } from "./workload.js";
 import { PoolExhausted, runPhase, type PhaseSample, type PhaseSpec } from "./phase.js";
 

@@ -40,7 +40,7 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { Redis } from "ioredis";
-import { createSessionClient, createWatchReader, EventType, type SessionClient, type WatchSessionsCaller } from "../src/client/index.js";
+import { createSessionClient, createWatchReader, EventType, type SessionClient, type WatchSessionsCaller } from "@sessiond/client";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { startRedisServer } from "../test/support/redis-server.js";
 import { stopProcess } from "./service-process.js";
@@ -292,7 +292,7 @@ async function expiryLag(client: SessionClient, raw: Redis, subscriber: Redis, l
 
 /**
  * How the fan-out watchers read their streams: "lean" is sessiond's WatchReader
- * (src/client/watch-reader.ts), "connect" is connect-es's generated client.
+ * (packages/client/src/watch-reader.ts), "connect" is connect-es's generated client.
  */
 export type FanoutReader = "lean" | "connect";
 const FANOUT_READERS: readonly FanoutReader[] = (process.env["WATCH_BENCH_READERS"] ?? "lean,connect").split(",").filter((r): r is FanoutReader => r === "lean" || r === "connect");

@@ -88,6 +88,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     logger: logger.child({ component: "session-manager" }),
     events: background.events,
     tenant: security.tenant,
+    actingUser: security.actingUser,
     admitWatch,
     watchQueueLimit: config.watchQueueLimit,
     watchStartGate: watchStartGate(startReads),

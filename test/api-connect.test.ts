@@ -22,7 +22,7 @@ import {
   type Interceptor,
   type Session,
   type SessionClient,
-} from "../src/client/index.js";
+} from "@sessiond/client";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
 import { startTestApp } from "./support/server.js";

@@ -75,7 +75,7 @@ async function startServer(options: { config?: Config; wrapStore?: (store: Sessi
   const logs: string[] = [];
   const logger = pino({ level: "debug" }, { write: (line: string) => void logs.push(line) });
   const { manager, background } = sessionCore({ store, config, logger });
-  const routes = sessionServiceRoutes(manager, { config, logger, events: background.events, tenant: () => config.defaultTenant });
+  const routes = sessionServiceRoutes(manager, { config, logger, events: background.events, tenant: () => config.defaultTenant, actingUser: () => undefined });
   const server = http2.createServer(connectNodeAdapter({ routes }));
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { App } from "../src/app.js";
-import { AccessLevel, Code, ConnectError, EventType } from "../src/client/index.js";
+import { AccessLevel, Code, ConnectError, EventType } from "@sessiond/client";
 import { captureLogs, startTestApp, waitForWatchers } from "./support/server.js";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
 

@@ -12,7 +12,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import type { App } from "../src/app.js";
-import { AccessLevel, Code, ConnectError, EventType, type SessionClient, type SessionEvent } from "../src/client/index.js";
+import { AccessLevel, Code, ConnectError, EventType, type SessionClient, type SessionEvent } from "@sessiond/client";
 import { ConfigError } from "../src/config/config.js";
 import { jwtPrincipalId } from "../src/auth/jwt.js";
 import { useRedisServer } from "./support/redis-server.js";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { ConfigError, loadConfig, SETTINGS } from "../src/config/config.js";
-import { createSessionClient } from "../src/client/index.js";
+import { createSessionClient } from "@sessiond/client";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { Redis } from "ioredis";
 import type { App } from "../src/app.js";
-import { AccessLevel, Code, ConnectError, createSessionClient, EventType, type SessionClient } from "../src/client/index.js";
+import { AccessLevel, Code, ConnectError, createSessionClient, EventType, type SessionClient } from "@sessiond/client";
 import { ConfigError, loadConfig } from "../src/config/config.js";
 import { AesGcmFieldCipher, DecryptError, METADATA_FIELD, PLAINTEXT_CIPHER, dataField, sealedKeyId } from "../src/crypto/field-cipher.js";
 import { Keyring, parseKeyring } from "../src/crypto/keyring.js";

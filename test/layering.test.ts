@@ -28,14 +28,12 @@ const LAYERS: readonly (readonly string[])[] = [
 ];
 const GEN_FROM = 5;
 
-/**
- * The client is shipped to other projects: it may use generated code and the
- * wire protocol's constants, nothing of the server.
- */
-const CLIENT_MAY_IMPORT = new Set(["gen", "client", "streaming/watch-protocol.ts"]);
+/** The client package is shipped to other projects: it imports nothing outside its own sources. */
+const CLIENT_SOURCES = "packages/client/src";
+const CLIENT_PACKAGE = /^@sessiond\/client(\/|$)/;
 
 /** The one module allowed to import connect's internal (not semver) subpaths. */
-const CONNECT_INTERNALS_FENCE = "src/client/grpc-wire.ts";
+const CONNECT_INTERNALS_FENCE = `${CLIENT_SOURCES}/grpc-wire.ts`;
 const CONNECT_INTERNAL = /^@connectrpc\/connect(-node)?\/(?!package\.json$)/;
 
 const IMPORT = /(?:^|[\s;])(?:import|export)\s[^"'`;]*?from\s*["']([^"']+)["']|(?:^|[\s;])import\s*\(\s*["']([^"']+)["']\s*\)|(?:^|[\s;])import\s+["']([^"']+)["']/gm;
@@ -71,25 +69,30 @@ export function layerViolations(files: ReadonlyMap<string, string>): string[] {
     const fromArea = area(from);
     if (fromArea === undefined) continue;
     for (const spec of specifiers(source)) {
+      if (CLIENT_PACKAGE.test(spec)) problems.push(`${from} imports ${spec}: the server does not depend on its client`);
       if (!spec.startsWith(".")) continue;
       const to = posix.normalize(posix.join(posix.dirname(from), spec)).replace(/\.js$/, ".ts");
       const toArea = area(to);
       if (toArea === undefined || toArea === fromArea) continue;
-      if (fromArea === "client") {
-        const rest = to.slice("src/".length);
-        if (!(CLIENT_MAY_IMPORT.has(toArea) || CLIENT_MAY_IMPORT.has(rest))) problems.push(`${from} imports ${to}: the client imports nothing of the server`);
-        continue;
-      }
-      if (toArea === "client") {
-        problems.push(`${from} imports ${to}: the server does not depend on its client`);
-        continue;
-      }
       const fromLayer = layerOf(fromArea);
       if (toArea === "gen") {
         if (fromLayer < GEN_FROM) problems.push(`${from} imports generated code (${to}): only the transport layers and up see protobuf`);
         continue;
       }
       if (layerOf(toArea) > fromLayer) problems.push(`${from} (${fromArea}) imports ${to} (${toArea}), a higher layer`);
+    }
+  }
+  return problems.sort();
+}
+
+/** Imports of the client package's sources that leave them (the server, gen/, the repository). */
+export function clientViolations(files: ReadonlyMap<string, string>): string[] {
+  const problems: string[] = [];
+  for (const [from, source] of files) {
+    for (const spec of specifiers(source)) {
+      if (!spec.startsWith(".")) continue;
+      const to = posix.normalize(posix.join(posix.dirname(from), spec));
+      if (!to.startsWith(`${CLIENT_SOURCES}/`)) problems.push(`${from} imports ${to}: the client package imports nothing outside ${CLIENT_SOURCES}`);
     }
   }
   return problems.sort();
@@ -119,10 +122,10 @@ describe("layering", () => {
       ["src/store/store.ts", 'import type { SessionRecord } from "../domain/model.js";'],
       ["src/session/session-manager.ts", 'import { EventHub } from "../streaming/event-hub.js";'],
       ["src/store/redis/codec.ts", 'import { X } from "../../../gen/session/v1/session_pb.js";'],
-      ["src/client/index.ts", 'import { SessionManager } from "../session/session-manager.js";'],
+      ["src/api/convert.ts", 'import { isNotFound } from "@sessiond/client";'],
     ]);
     assert.deepEqual(layerViolations(tree), [
-      "src/client/index.ts imports src/session/session-manager.ts: the client imports nothing of the server",
+      "src/api/convert.ts imports @sessiond/client: the server does not depend on its client",
       "src/domain/model.ts (domain) imports src/store/store.ts (store), a higher layer",
       "src/session/session-manager.ts (session) imports src/streaming/event-hub.ts (streaming), a higher layer",
       "src/store/redis/codec.ts imports generated code (gen/session/v1/session_pb.ts): only the transport layers and up see protobuf",
@@ -133,9 +136,21 @@ describe("layering", () => {
     assert.deepEqual(layerViolations(sourceFiles("src")), []);
   });
 
+  test("the client package imports nothing outside its own sources", () => {
+    const tree = new Map([
+      [`${CLIENT_SOURCES}/watch.ts`, 'import { WATCH_CURSOR_METADATA } from "../../../src/streaming/watch-protocol.js";'],
+      [`${CLIENT_SOURCES}/index.ts`, 'export * from "./gen/session/v1/session_pb.js";\nimport { X } from "../../../gen/session/v1/session_pb.js";'],
+    ]);
+    assert.deepEqual(clientViolations(tree), [
+      `${CLIENT_SOURCES}/index.ts imports gen/session/v1/session_pb.js: the client package imports nothing outside ${CLIENT_SOURCES}`,
+      `${CLIENT_SOURCES}/watch.ts imports src/streaming/watch-protocol.js: the client package imports nothing outside ${CLIENT_SOURCES}`,
+    ]);
+    assert.deepEqual(clientViolations(sourceFiles(CLIENT_SOURCES)), []);
+  });
+
   test("connect's internal subpaths are imported by one module only", () => {
     const importers: string[] = [];
-    for (const dir of ["src", "bench", "test"]) {
+    for (const dir of ["src", CLIENT_SOURCES, "bench", "test"]) {
       for (const [path, source] of sourceFiles(dir)) {
         if (specifiers(source).some((spec) => CONNECT_INTERNAL.test(spec))) importers.push(path);
       }
@@ -155,5 +170,9 @@ describe("layering", () => {
       peerDependencies: Record<string, string>;
     };
     assert.equal(nodePkg.peerDependencies["@connectrpc/connect"], connect);
+    // The client package asks its users for the same versions (peer dependencies), since it holds the fence.
+    const client = JSON.parse(readFileSync(join(ROOT, "packages", "client", "package.json"), "utf8")) as { peerDependencies: Record<string, string> };
+    assert.equal(client.peerDependencies["@connectrpc/connect"], connect);
+    assert.equal(client.peerDependencies["@connectrpc/connect-node"], node);
   });
 });

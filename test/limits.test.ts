@@ -20,7 +20,7 @@ import {
   SessionStatus,
   SetSessionDataRequestSchema,
   type SessionClient,
-} from "../src/client/index.js";
+} from "@sessiond/client";
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { startRedisServer, useRedisServer } from "./support/redis-server.js";
 import { startTestApp } from "./support/server.js";

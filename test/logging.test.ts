@@ -8,7 +8,7 @@ import { fromJson } from "@bufbuild/protobuf";
 import { durationFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { App } from "../src/app.js";
-import { AccessLevel, Code, ConnectError, createSessionClient, SessionService, type SessionClient } from "../src/client/index.js";
+import { AccessLevel, Code, ConnectError, createSessionClient, SessionService, type SessionClient } from "@sessiond/client";
 import { loadConfig } from "../src/config/config.js";
 import { startRpcServer } from "../src/server/rpc-server.js";
 import { captureLogs, startTestApp, type LogCapture, type LogLine } from "./support/server.js";

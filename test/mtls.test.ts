@@ -17,7 +17,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SessionService } from "../gen/session/v1/session_pb.js";
 import type { App } from "../src/app.js";
-import { AccessLevel } from "../src/client/index.js";
+import { AccessLevel } from "@sessiond/client";
 import { startTestApp } from "./support/server.js";
 import { tempDir } from "./support/auth.js";
 

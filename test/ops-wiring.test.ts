@@ -13,7 +13,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import type { App } from "../src/app.js";
-import { AccessLevel, createSessionClient } from "../src/client/index.js";
+import { AccessLevel, createSessionClient } from "@sessiond/client";
 import { loadConfig } from "../src/config/config.js";
 import { HealthMonitor } from "../src/health/health-monitor.js";
 import { healthServiceRoutes } from "../src/health/health-service.js";

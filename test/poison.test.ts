@@ -15,7 +15,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import type { App } from "../src/app.js";
-import { Code, ConnectError, createSessionClient, EventType, WATCH_CURSOR_METADATA, type SessionClient, type SessionEvent } from "../src/client/index.js";
+import { Code, ConnectError, createSessionClient, EventType, WATCH_CURSOR_METADATA, type SessionClient, type SessionEvent } from "@sessiond/client";
 import { useRedisServer } from "./support/redis-server.js";
 import { captureLogs, startTestApp, waitForWatchers } from "./support/server.js";
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import type { App } from "../src/app.js";
-import { AccessLevel, Code, ConnectError, createSessionClient, type SessionClient } from "../src/client/index.js";
+import { AccessLevel, Code, ConnectError, createSessionClient, type SessionClient } from "@sessiond/client";
 import { startRedisServer, type RedisServerHandle } from "./support/redis-server.js";
 import { startTestApp } from "./support/server.js";
 

@@ -7,11 +7,14 @@ import assert from "node:assert/strict";
 import { MemoryStore } from "../src/store/memory/memory-store.js";
 import { SessionError } from "../src/domain/errors.js";
 import { CONFORMANCE_LIMITS, assertRejectsKind, runStoreConformance } from "./conformance/store-conformance.js";
+import { runGuardConformance } from "./conformance/guard-conformance.js";
 
-runStoreConformance("memory", async () => {
+const openMemory = async (): Promise<{ store: MemoryStore; cleanup: () => Promise<void> }> => {
   const store = new MemoryStore({ limits: CONFORMANCE_LIMITS });
   return { store, cleanup: () => store.dispose() };
-});
+};
+runStoreConformance("memory", openMemory);
+runGuardConformance("memory", openMemory);
 
 describe("MemoryStore with a manual clock", () => {
   function manualStore(start = 1_000_000): { store: MemoryStore; advance(ms: number): void } {

@@ -14,6 +14,7 @@ import type { CreateSessionInput, StoreLimits } from "../src/store/store.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
+import { runGuardConformance } from "./conformance/guard-conformance.js";
 import { useRedisServer } from "./support/redis-server.js";
 
 const PREFIX = "sdtest:";
@@ -24,11 +25,13 @@ function openStore(limits: StoreLimits = CONFORMANCE_LIMITS): RedisStore {
   return new RedisStore({ url: server.url, keyPrefix: PREFIX, limits, commandTimeoutMs: 2000 });
 }
 
-runStoreConformance("redis", async () => {
+const openFlushed = async (): Promise<{ store: RedisStore; cleanup: () => Promise<void> }> => {
   await server.raw.flushall();
   const store = openStore();
   return { store, cleanup: () => store.dispose() };
-});
+};
+runStoreConformance("redis", openFlushed);
+runGuardConformance("redis", openFlushed);
 
 describe("RedisStore on Redis", () => {
   const TENANT = "tenant-r";

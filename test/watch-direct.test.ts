@@ -35,7 +35,7 @@ import {
   WatchSessionsResponseSchema,
   type SessionClient,
   type SessionEvent,
-} from "../src/client/index.js";
+} from "@sessiond/client";
 import { compareEventIds } from "../src/store/event-id.js";
 import { useRedisServer } from "./support/redis-server.js";
 import { startTestApp, type TestAppOptions } from "./support/server.js";
@@ -97,7 +97,7 @@ function connectWatcher(name: string, client: SessionClient): Watcher {
   return watcher;
 }
 
-/** sessiond's lean reader (src/client/watch-reader.ts): its own envelope parsing, on connect-node's session manager. */
+/** sessiond's lean reader (packages/client/src/watch-reader.ts): its own envelope parsing, on connect-node's session manager. */
 function readerWatcher(name: string, url: string): Watcher {
   const abort = new AbortController();
   const watcher: Watcher = { name, items: [], failure: undefined, close: () => abort.abort() };

@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { createSessionClient, EventType, type SessionClient, type SessionEvent } from "../src/client/index.js";
+import { createSessionClient, EventType, type SessionClient, type SessionEvent } from "@sessiond/client";
 import { startRedisServer, useRedisServer } from "./support/redis-server.js";
 import { TEST_ENCRYPTION_KEYS } from "./support/server.js";
 

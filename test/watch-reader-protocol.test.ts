@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { setImmediate as turn } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, createWatchReader, EventType, WatchSessionsResponseSchema, type WatchSessionsResponse } from "../src/client/index.js";
+import { Code, ConnectError, createWatchReader, EventType, WatchSessionsResponseSchema, type WatchSessionsResponse } from "@sessiond/client";
 
 /** What the server does with the next WatchSessions call. */
 type Script = (stream: http2.ServerHttp2Stream) => Promise<void>;

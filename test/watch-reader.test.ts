@@ -1,5 +1,5 @@
 /**
- * sessiond's lean WatchSessions reader (src/client/watch-reader.ts) against
+ * sessiond's lean WatchSessions reader (packages/client/src/watch-reader.ts) against
  * the real server: the same events as the generated client, messages split
  * across DATA frames, the server's statuses and trailers as ConnectErrors,
  * cancellation that frees the server's watcher, HTTP/2 back-pressure from a
@@ -25,7 +25,7 @@ import {
   type SessionClient,
   type SessionEvent,
   type WatchSessionsCaller,
-} from "../src/client/index.js";
+} from "@sessiond/client";
 import { startTestApp, waitForWatchers } from "./support/server.js";
 import { tempDir, writeApiKeysFile } from "./support/auth.js";
 import { makeSelfSignedCertificate } from "./support/tls.js";

@@ -32,7 +32,7 @@ import {
   type SessionEvent,
   WatchSessionsRequestSchema,
   WatchSessionsResponseSchema,
-} from "../src/client/index.js";
+} from "@sessiond/client";
 import { compareEventIds } from "../src/store/event-id.js";
 import { useRedisServer } from "./support/redis-server.js";
 import { startTestApp } from "./support/server.js";

@@ -10,7 +10,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { App } from "../src/app.js";
-import { createSessionClient, createWatchReader, EventType, type WatchReader } from "../src/client/index.js";
+import { createSessionClient, createWatchReader, EventType, type WatchReader } from "@sessiond/client";
 import { useRedisServer } from "./support/redis-server.js";
 import { startTestApp, waitForWatchers } from "./support/server.js";
 

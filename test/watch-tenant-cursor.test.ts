@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import type { App } from "../src/app.js";
-import { EventType, type SessionClient, type SessionEvent } from "../src/client/index.js";
+import { EventType, type SessionClient, type SessionEvent } from "@sessiond/client";
 import { useRedisServer } from "./support/redis-server.js";
 import { startTestApp, waitForWatchers } from "./support/server.js";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";

@@ -9,6 +9,7 @@ import type { Logger } from "pino";
 import pLimit, { type LimitFunction } from "p-limit";
 import { SessionService, type SessionEvent } from "../../gen/session/v1/session_pb.js";
 import type { Config } from "../config/config.js";
+import { ownFilter } from "../session/access-policy.js";
 import type { SessionManager } from "../session/session-manager.js";
 import type { EventHub } from "../streaming/event-hub.js";
 import { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
@@ -36,6 +37,12 @@ export interface SessionServiceOptions {
    * The handlers never pick a tenant themselves.
    */
   readonly tenant: (context?: HandlerContext) => string;
+  /**
+   * The user a call acts for, if any (its principal's; see auth/principal.ts):
+   * the manager then keeps it to that user's sessions. Required, so that no
+   * composition can forget it and let a user-bound caller reach every session.
+   */
+  readonly actingUser: (context: HandlerContext) => string | undefined;
   /**
    * Admits a WatchSessions stream: throws to refuse it (e.g. SessionError
    * limit_exceeded for too many streams of one caller), else returns the
@@ -107,6 +114,7 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
   const limits = config.limits;
   const { logger } = options;
   const readGate = options.watchStartGate ?? watchStartGate(pLimit(config.watchStartConcurrency));
+  const userOf = (ctx: HandlerContext): string | undefined => options.actingUser(ctx);
 
   /** Runs one unary call, mapping every error to its status code. */
   async function unary<T>(procedure: string, run: () => Promise<T>): Promise<T> {
@@ -121,40 +129,40 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
     createSession: (req, ctx) =>
       unary("CreateSession", async () => {
         const params = validateCreate(req, config.ttl);
-        const outcome = await manager.create(options.tenant(ctx), params);
+        const outcome = await manager.create(options.tenant(ctx), params, userOf(ctx));
         return { session: sessionToProto(outcome.session), created: outcome.created };
       }),
 
     getSession: (req, ctx) =>
       unary("GetSession", async () => {
         const id = validateSessionId(req.sessionId);
-        return { session: sessionToProto(await manager.get(options.tenant(ctx), id, req.includeEnded)) };
+        return { session: sessionToProto(await manager.get(options.tenant(ctx), id, req.includeEnded, userOf(ctx))) };
       }),
 
     updateSession: (req, ctx) =>
       unary("UpdateSession", async () => {
         const id = validateSessionId(req.sessionId);
         const params = validateUpdate(req);
-        return { session: sessionToProto(await manager.update(options.tenant(ctx), id, params)) };
+        return { session: sessionToProto(await manager.update(options.tenant(ctx), id, params, userOf(ctx))) };
       }),
 
     extendSession: (req, ctx) =>
       unary("ExtendSession", async () => {
         const id = validateSessionId(req.sessionId);
         const ttlMs = validateTtl(req.ttl, config.ttl);
-        return { session: sessionToProto(await manager.extend(options.tenant(ctx), id, ttlMs)) };
+        return { session: sessionToProto(await manager.extend(options.tenant(ctx), id, ttlMs, userOf(ctx))) };
       }),
 
     closeSession: (req, ctx) =>
       unary("CloseSession", async () => {
         const id = validateSessionId(req.sessionId);
-        return { session: sessionToProto(await manager.close(options.tenant(ctx), id)) };
+        return { session: sessionToProto(await manager.close(options.tenant(ctx), id, userOf(ctx))) };
       }),
 
     listSessions: (req, ctx) =>
       unary("ListSessions", async () => {
         const { filter, pageSize, after } = validateList(req, limits);
-        const page = await manager.list(options.tenant(ctx), filter, pageSize, after);
+        const page = await manager.list(options.tenant(ctx), filter, pageSize, after, userOf(ctx));
         return {
           sessions: page.sessions.map(sessionToProto),
           nextPageToken: page.next === undefined ? "" : encodePageToken(page.next),
@@ -166,7 +174,7 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
         const id = validateSessionId(req.sessionId);
         const key = validateDataKey(req.key, limits);
         const value = validateDataValue(req.value);
-        const outcome = await manager.setData(options.tenant(ctx), id, key, value);
+        const outcome = await manager.setData(options.tenant(ctx), id, key, value, userOf(ctx));
         return { version: BigInt(outcome.version) };
       }),
 
@@ -174,21 +182,21 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
       unary("GetSessionData", async () => {
         const id = validateSessionId(req.sessionId);
         const key = validateDataKey(req.key, limits);
-        return { value: valueToProto(await manager.getData(options.tenant(ctx), id, key)) };
+        return { value: valueToProto(await manager.getData(options.tenant(ctx), id, key, userOf(ctx))) };
       }),
 
     deleteSessionData: (req, ctx) =>
       unary("DeleteSessionData", async () => {
         const id = validateSessionId(req.sessionId);
         const key = validateDataKey(req.key, limits);
-        const outcome = await manager.deleteData(options.tenant(ctx), id, key);
+        const outcome = await manager.deleteData(options.tenant(ctx), id, key, userOf(ctx));
         return { deleted: outcome.deleted, version: BigInt(outcome.version) };
       }),
 
     listSessionData: (req, ctx) =>
       unary("ListSessionData", async () => {
         const id = validateSessionId(req.sessionId);
-        const listing = await manager.listData(options.tenant(ctx), id, req.includeValues);
+        const listing = await manager.listData(options.tenant(ctx), id, req.includeValues, userOf(ctx));
         const values = listing.values === undefined ? [] : [...listing.values].map(([key, value]) => [key, valueToProto(value)] as const);
         // Object.fromEntries: a key named "__proto__" stays an ordinary key.
         return { keys: listing.keys, values: Object.fromEntries(values) };
@@ -197,12 +205,12 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
     clearSessionData: (req, ctx) =>
       unary("ClearSessionData", async () => {
         const id = validateSessionId(req.sessionId);
-        const outcome = await manager.clearData(options.tenant(ctx), id);
+        const outcome = await manager.clearData(options.tenant(ctx), id, userOf(ctx));
         return { deletedCount: BigInt(outcome.deletedCount), version: BigInt(outcome.version) };
       }),
 
     getSessionMetrics: (_req, ctx) =>
-      unary("GetSessionMetrics", async () => metricsToProto(await manager.metrics(options.tenant(ctx)))),
+      unary("GetSessionMetrics", async () => metricsToProto(await manager.metrics(options.tenant(ctx), userOf(ctx)))),
 
     async *watchSessions(req, ctx) {
       /** The last cursor sent; an early end hands it back in the watch-cursor trailer. */
@@ -224,7 +232,10 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
                   return true;
                 },
               };
-        const items = watchSessions(manager, options.events, options.tenant(ctx), params.filter, {
+        // A caller acting for a user watches that user's sessions only, whatever the filter says.
+        const own = ownFilter(params.filter, userOf(ctx));
+        const filter = own === "none" ? { ...params.filter, nobody: true } : own;
+        const items = watchSessions(manager, options.events, options.tenant(ctx), filter, {
           sendInitialSnapshot: params.sendInitialSnapshot,
           resumeCursor: params.resumeCursor,
           heartbeatMs: config.watchHeartbeatMs,

@@ -11,7 +11,7 @@
  */
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import { SessionService } from "../../gen/session/v1/session_pb.js";
-import { PEER, PRINCIPAL } from "../auth/principal.js";
+import { auditIdentity, PEER, PRINCIPAL } from "../auth/principal.js";
 import { rpcPolicy } from "../auth/rpc-scopes.js";
 import type { AuditLog, AuditRecord } from "./audit-log.js";
 
@@ -23,8 +23,7 @@ export function createAuditInterceptor(audit: AuditLog): Interceptor {
     if (req.service.typeName !== SessionService.typeName) return next(req);
     const principal = req.contextValues.get(PRINCIPAL);
     const base = {
-      principal: principal?.id ?? "unknown",
-      ...(principal === undefined ? {} : { tenant: principal.tenant }),
+      ...(principal === undefined ? { principal: "unknown" } : auditIdentity(principal)),
       method: `${req.service.typeName}/${req.method.name}`,
       peer: req.contextValues.get(PEER).address,
     };

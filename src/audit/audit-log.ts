@@ -45,6 +45,10 @@ export interface AuditRecord {
   readonly principal: string;
   /** Absent when no principal was established. */
   readonly tenant?: string;
+  /** The user the call acted for (a user-bound principal's, or the one a delegating principal named); absent otherwise. */
+  readonly user?: string;
+  /** True when `user` was named by a delegating principal (sessiond-act-as): `principal` is the backend. */
+  readonly delegated?: boolean;
   readonly operation: AuditOperation;
   /** The RPC, e.g. "session.v1.SessionService/GetSession"; absent for system operations. */
   readonly method?: string;

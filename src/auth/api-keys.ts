@@ -4,6 +4,9 @@
  *
  *   [{ "id": "billing", "sha256": "<64 hex digits>", "tenant": "acme", "scopes": ["read", "write"] }]
  *
+ * An entry may name a `user`: every call with that key then acts for that
+ * user only (see principal.ts).
+ *
  * The hash of a key: `printf %s "$KEY" | sha256sum`. Keys should be long and
  * random (`openssl rand -base64 32`): a plain hash is only as strong as what
  * it hashes. A presented key is hashed once and compared with every entry in
@@ -36,16 +39,16 @@ export class ApiKeys {
     } catch {
       throw new ApiKeyError("is not valid JSON");
     }
-    if (!Array.isArray(list)) throw new ApiKeyError("must be a JSON array of { id, sha256, tenant, scopes }");
+    if (!Array.isArray(list)) throw new ApiKeyError("must be a JSON array of { id, sha256, tenant, scopes, user? }");
     const seen = new Set<string>();
     const entries = list.map((item: unknown, i): ApiKeyEntry => {
       const where = `entry ${i + 1}`;
       if (typeof item !== "object" || item === null) throw new ApiKeyError(`${where} must be an object`);
-      const { id, sha256, tenant, scopes } = item as Record<string, unknown>;
+      const { id, sha256, tenant, scopes, user } = item as Record<string, unknown>;
       if (typeof id !== "string" || !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new ApiKeyError(`${where}: id must be 1-64 letters, digits, '_', '.' or '-'`);
       if ("key" in item || "secret" in item) throw new ApiKeyError(`${where} (${id}): give the sha256 of the key, never the key itself`);
       if (typeof sha256 !== "string" || !/^[0-9a-fA-F]{64}$/.test(sha256)) throw new ApiKeyError(`${where} (${id}): sha256 must be 64 hexadecimal digits`);
-      const grant = parseGrant(tenant, scopes);
+      const grant = parseGrant(tenant, scopes, user);
       if (typeof grant === "string") throw new ApiKeyError(`${where} (${id}): ${grant}`);
       if (seen.has(id)) throw new ApiKeyError(`${where}: id ${id} is used twice`);
       seen.add(id);

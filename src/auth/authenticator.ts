@@ -8,12 +8,16 @@
  * With no authentication configured at all, every call is the anonymous
  * principal of DEFAULT_TENANT with every scope (startup refuses that on a
  * non-loopback address unless ALLOW_INSECURE=true; see startup-checks.ts).
+ *
+ * The act-as header is part of a call's credentials (delegation.ts): every
+ * path that authenticates a call passes it here, so no path can ignore it.
  */
 import { readFileSync } from "node:fs";
 import { ConfigError, type Config } from "../config/config.js";
 import { ApiKeyError, ApiKeys } from "./api-keys.js";
 import { JwtConfigError, JwtVerifier } from "./jwt.js";
 import { CertPrincipals, CertPrincipalsError } from "./mtls.js";
+import { applyDelegation } from "./delegation.js";
 import { SCOPES, type PeerInfo, type Principal } from "./principal.js";
 
 /** Longest authorization header considered (a JWT with many claims stays far below). */
@@ -27,6 +31,21 @@ export interface AuthenticatorParts {
   readonly defaultTenant: string;
 }
 
+/** What a call presents, from its headers (null when a header is absent). */
+export interface CallCredentials {
+  /** The `authorization` header. */
+  readonly authorization: string | null;
+  /** The `sessiond-act-as` header (ACT_AS_HEADER). */
+  readonly actAs: string | null;
+}
+
+/** The principal a call acts as, or why it has none. */
+export type Authentication =
+  | { readonly ok: true; readonly principal: Principal }
+  | { readonly ok: false; readonly outcome: "unauthenticated" }
+  /** The credential is valid but its act-as header is refused; `principal` is the credential's, for the audit record. */
+  | { readonly ok: false; readonly outcome: "permission_denied" | "invalid_argument"; readonly message: string; readonly principal: Principal };
+
 export class Authenticator {
   /** True when any credential type is configured (then anonymous calls are refused). */
   readonly configured: boolean;
@@ -37,8 +56,16 @@ export class Authenticator {
     this.anonymous = { id: "anonymous", tenant: parts.defaultTenant, scopes: new Set(SCOPES) };
   }
 
-  /** The principal, or undefined when the call must fail with UNAUTHENTICATED. */
-  async authenticate(authorization: string | null, peer: PeerInfo): Promise<Principal | undefined> {
+  /** The principal the call acts as: its credential's, acting for the act-as header's user when it names one. */
+  async authenticate(credentials: CallCredentials, peer: PeerInfo): Promise<Authentication> {
+    const principal = await this.credentialPrincipal(credentials.authorization, peer);
+    if (principal === undefined) return { ok: false, outcome: "unauthenticated" };
+    const delegation = applyDelegation(principal, credentials.actAs);
+    return delegation.ok ? delegation : { ...delegation, principal };
+  }
+
+  /** The credential's principal, or undefined when the call must fail with UNAUTHENTICATED. */
+  private async credentialPrincipal(authorization: string | null, peer: PeerInfo): Promise<Principal | undefined> {
     if (!this.configured) return this.anonymous;
     if (authorization !== null) {
       const token = bearerToken(authorization);

@@ -9,13 +9,16 @@
  * Claims: `sub` is the principal (required), the JWT_TENANT_CLAIM claim
  * (default "tenant") its tenant (required), and the JWT_SCOPES_CLAIM claim
  * (default "scope") its scopes, as an OAuth-style space-separated string or an
- * array; names other than read, write, watch and admin are ignored.
+ * array; names other than read, write, watch, metrics, admin and act_as are
+ * ignored. With JWT_USER_CLAIM set, a token carrying that claim is bound to
+ * that user (principal.ts); a token whose claim is present but not a valid
+ * user id is refused, never taken as acting for every user.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
 import type { JwtConfig } from "../config/config.js";
-import { scopesFrom, TENANT_NAME, type Principal } from "./principal.js";
+import { scopesFrom, TENANT_NAME, userProblem, type Principal } from "./principal.js";
 
 export class JwtConfigError extends Error {
   override readonly name = "JwtConfigError";
@@ -53,7 +56,15 @@ export class JwtVerifier {
       if (typeof tenant !== "string" || !TENANT_NAME.test(tenant) || typeof payload.sub !== "string" || payload.sub === "") return undefined;
       const claim = payload[this.config.scopesClaim];
       const names = typeof claim === "string" ? claim.split(" ") : Array.isArray(claim) ? claim : [];
-      return { id: jwtPrincipalId(payload.sub), tenant, scopes: scopesFrom(names) };
+      const principal: Principal = { id: jwtPrincipalId(payload.sub), tenant, scopes: scopesFrom(names) };
+      const userClaim = this.config.userClaim;
+      if (userClaim === undefined || !Object.hasOwn(payload, userClaim)) return principal;
+      const user = payload[userClaim];
+      if (userProblem(user) !== undefined) return undefined;
+      const scopes = new Set(principal.scopes);
+      // A token that acts for one user cannot also speak for others.
+      scopes.delete("act_as");
+      return { ...principal, scopes, user: user as string };
     } catch {
       return undefined;
     }

@@ -5,7 +5,8 @@
  *
  *   [{ "cn": "billing-api", "tenant": "acme", "scopes": ["read", "write"] }]
  *
- * A verified certificate whose CN is not listed grants nothing.
+ * A verified certificate whose CN is not listed grants nothing. An entry may
+ * name a `user`, as an API key may (see principal.ts).
  */
 import { parseGrant, type Principal } from "./principal.js";
 
@@ -23,13 +24,13 @@ export class CertPrincipals {
     } catch {
       throw new CertPrincipalsError("is not valid JSON");
     }
-    if (!Array.isArray(list)) throw new CertPrincipalsError("must be a JSON array of { cn, tenant, scopes }");
+    if (!Array.isArray(list)) throw new CertPrincipalsError("must be a JSON array of { cn, tenant, scopes, user? }");
     const byCn = new Map<string, Principal>();
     list.forEach((item: unknown, i) => {
       const where = `entry ${i + 1}`;
-      const { cn, tenant, scopes } = (typeof item === "object" && item !== null ? item : {}) as Record<string, unknown>;
+      const { cn, tenant, scopes, user } = (typeof item === "object" && item !== null ? item : {}) as Record<string, unknown>;
       if (typeof cn !== "string" || cn === "") throw new CertPrincipalsError(`${where}: cn must be a non-empty string`);
-      const grant = parseGrant(tenant, scopes);
+      const grant = parseGrant(tenant, scopes, user);
       if (typeof grant === "string") throw new CertPrincipalsError(`${where} (${cn}): ${grant}`);
       if (byCn.has(cn)) throw new CertPrincipalsError(`${where}: cn ${cn} is listed twice`);
       byCn.set(cn, { id: `cert:${cn}`, ...grant });

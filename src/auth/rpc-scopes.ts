@@ -30,7 +30,9 @@ export const SESSION_RPCS: Readonly<Record<string, RpcPolicy>> = {
  * Scopes some request fields need on top of their RPC's scope: whoever may
  * write a session must not thereby be able to lift its access level (which
  * guards its data writes). Keyed by RPC, then by the field's JSON name; a
- * field counts when the request sets it (proto3 optional: present).
+ * field counts when the request sets it (proto3 optional: present). They bind
+ * service principals (acting for every user); a call acting for one user is
+ * governed by the access level of that user's session instead.
  */
 export const FIELD_SCOPES: Readonly<Record<string, Readonly<Record<string, Scope>>>> = {
   UpdateSession: { accessLevel: "access" },

@@ -19,7 +19,8 @@ import type { SessionRecord } from "../domain/model.js";
 import { loadAuthenticator, type Authenticator } from "./authenticator.js";
 import { createAuthInterceptor } from "./interceptor.js";
 import { peerContextValues, peerOf } from "./peer.js";
-import { hasScope, principalOf } from "./principal.js";
+import { ACT_AS_HEADER } from "./delegation.js";
+import { auditIdentity, hasScope, principalOf } from "./principal.js";
 
 export interface SecurityOptions {
   /** Audit records go here instead of config.auditLog (tests). */
@@ -35,13 +36,15 @@ export interface Security {
   readonly contextValues: (request: IncomingMessage | Http2ServerRequest) => ContextValues;
   /** The tenant of a call: its principal's. */
   tenant(context?: HandlerContext): string;
+  /** The user a call acts for (its principal's bound or delegated user), or undefined for every user of the tenant. */
+  actingUser(context: HandlerContext): string | undefined;
   admitWatch(context: HandlerContext): () => void;
   /** For SessionManager's onSystemEnd: audit records of expiries and evictions. */
   onSystemEnd(reason: "expired" | "evicted", record: SessionRecord): void;
   /**
    * Who may read GET /metrics: with AUTH_PROTECT_OPS=true and authentication
    * configured, a bearer credential (or verified client certificate) with
-   * scope metrics or admin; undefined (open) otherwise.
+   * scope metrics or admin that acts for no single user; undefined (open) otherwise.
    */
   readonly authorizeMetrics: ((request: IncomingMessage | Http2ServerRequest) => Promise<"ok" | "unauthenticated" | "permission_denied">) | undefined;
   /** Closes the audit destination. */
@@ -87,6 +90,7 @@ export function setUpSecurity(config: Config, logger: Logger, options: SecurityO
     ],
     contextValues: peerContextValues,
     tenant,
+    actingUser: (context) => principalOf(context).user,
     admitWatch: (context) => {
       const principal = principalOf(context);
       return watchers.acquire(`${principal.tenant}\n${principal.id}`);
@@ -98,13 +102,20 @@ export function setUpSecurity(config: Config, logger: Logger, options: SecurityO
             const method = "GET /metrics";
             const peer = peerOf(request);
             const header = request.headers.authorization;
-            const principal = await authenticator.authenticate(typeof header === "string" ? header : null, peer);
-            if (principal === undefined) {
+            const actAs = request.headers[ACT_AS_HEADER];
+            const authentication = await authenticator.authenticate(
+              { authorization: typeof header === "string" ? header : null, actAs: typeof actAs === "string" ? actAs : null },
+              peer,
+            );
+            if (!authentication.ok && authentication.outcome === "unauthenticated") {
               audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address });
               return "unauthenticated";
             }
-            if (!hasScope(principal, "metrics")) {
-              audit.record({ principal: principal.id, tenant: principal.tenant, operation: "authorize", method, outcome: "permission_denied", peer: peer.address });
+            // A refused act-as header is a refusal here too (403), never ignored; and like
+            // GetSessionMetrics, the tenant-wide figures are not for a caller acting for one user.
+            const principal = authentication.principal;
+            if (!authentication.ok || !hasScope(principal, "metrics") || principal.user !== undefined) {
+              audit.record({ ...auditIdentity(principal), operation: "authorize", method, outcome: "permission_denied", peer: peer.address });
               return "permission_denied";
             }
             return "ok";

@@ -109,6 +109,8 @@ export interface JwtConfig {
   readonly tenantClaim: string;
   /** Claim with the scopes: a space-separated string or an array (default "scope"). */
   readonly scopesClaim: string;
+  /** Claim naming the user a token is bound to (e.g. "sub"); absent: tokens are bound to no user. */
+  readonly userClaim?: string;
   readonly clockToleranceMs: number;
 }
 
@@ -189,6 +191,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: "JWT_AUDIENCE", default: "", description: "Required aud of JWTs (required when JWTs are configured)" },
   { env: "JWT_TENANT_CLAIM", default: "tenant", description: "JWT claim naming the caller's tenant" },
   { env: "JWT_SCOPES_CLAIM", default: "scope", description: "JWT claim with the scopes (space-separated string or array)" },
+  { env: "JWT_USER_CLAIM", default: "", description: "JWT claim binding a token to one user (e.g. sub); empty: tokens act for every user of their tenant" },
   { env: "JWT_CLOCK_TOLERANCE", default: "30s", description: "Allowed clock skew for JWT exp and nbf" },
   { env: "TLS_CLIENT_CA_FILE", default: "", description: "PEM CA bundle: ask for client certificates (mutual TLS) and verify them" },
   { env: "MTLS_PRINCIPALS_FILE", default: "", description: "JSON file mapping client-certificate common names to tenant and scopes" },
@@ -346,6 +349,15 @@ function sessionsPerUserPolicy(r: Reader): "reject" | "close_oldest" {
   return policy;
 }
 
+function userClaim(r: Reader): { userClaim?: string } {
+  const claim = r.optional("JWT_USER_CLAIM");
+  if (claim === undefined) return {};
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(claim)) {
+    throw new ConfigError(`JWT_USER_CLAIM=${JSON.stringify(claim)} must be a claim name of 1-64 letters, digits, '_', '.', ':' or '-'`);
+  }
+  return { userClaim: claim };
+}
+
 function authConfig(r: Reader): AuthConfig {
   const secret = r.optional("JWT_HS256_SECRET");
   const secretFile = r.optional("JWT_HS256_SECRET_FILE");
@@ -371,7 +383,11 @@ function authConfig(r: Reader): AuthConfig {
       tenantClaim: r.raw("JWT_TENANT_CLAIM"),
       scopesClaim: r.raw("JWT_SCOPES_CLAIM"),
       clockToleranceMs: r.duration("JWT_CLOCK_TOLERANCE", 0),
+      ...userClaim(r),
     };
+  }
+  if (jwt === undefined && r.optional("JWT_USER_CLAIM") !== undefined) {
+    throw new ConfigError("JWT_USER_CLAIM needs JWTs (JWT_HS256_SECRET, JWT_HS256_SECRET_FILE or JWT_JWKS_FILE)");
   }
   const clientCaFile = r.optional("TLS_CLIENT_CA_FILE");
   const mtlsPrincipalsFile = r.optional("MTLS_PRINCIPALS_FILE");

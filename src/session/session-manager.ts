@@ -10,7 +10,9 @@
  * ExpiryScheduler are composed beside the manager (app.ts), not inside it.
  *
  * Methods take the tenant first: tenants are isolated by the store, and the API
- * layer decides which tenant a call acts on.
+ * layer decides which tenant a call acts on. Methods about sessions take last
+ * the user the call acts for, if any (see access-policy.ts): the store then
+ * keeps the call to that user's sessions and their access levels.
  */
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { randomUUID } from "node:crypto";
@@ -19,8 +21,9 @@ import type { Config } from "../config/config.js";
 import type { Logger } from "../logging/logger.js";
 import { countUnreadable } from "../observability/metrics.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, type FieldCipher } from "../crypto/field-cipher.js";
-import type { ListCursor, ListFilter, SessionCounters, SessionPatch, SessionStore, StoredEvent } from "../store/store.js";
+import type { ListCursor, ListFilter, SessionCounters, SessionGuard, SessionPatch, SessionStore, StoredEvent } from "../store/store.js";
 import { isSessionError, SessionError } from "../domain/errors.js";
+import { checkMetricsFor, guardFor, ownFilter, REQUIRED_LEVEL, updateLevel } from "./access-policy.js";
 import { decodeValue, EMPTY_METADATA, encodeJson, jsonByteLength, mergeMetadata } from "./json-codec.js";
 import type { AccessLevel, SessionRecord } from "../domain/model.js";
 import { toSessionView, type SessionView } from "./session-view.js";
@@ -132,7 +135,7 @@ export class SessionManager {
     });
   }
 
-  async create(tenant: string, params: CreateSessionParams): Promise<CreateSessionOutcome> {
+  async create(tenant: string, params: CreateSessionParams, user?: string): Promise<CreateSessionOutcome> {
     // The id is chosen here, not by the store, because the sealed metadata is bound to it.
     const sessionId = randomUUID();
     const text = params.metadata === undefined ? EMPTY_METADATA : this.encodeMetadata(params.metadata);
@@ -150,14 +153,16 @@ export class SessionManager {
       metadata,
       requestId,
       ...(requestIdAliases.length === 0 ? {} : { requestIdAliases }),
+      ...(user === undefined ? {} : { guard: { userId: user, level: "read" } }),
     });
     for (const record of result.evicted ?? []) this.onSystemEnd?.("evicted", record, record.endTime);
     return { session: this.view(result.session), created: result.created };
   }
 
   /** A live session (recording the access), or with includeEnded also the archived state of an ended one. */
-  async get(tenant: string, sessionId: string, includeEnded: boolean): Promise<SessionView> {
-    return this.view(await this.store.get(tenant, sessionId, { touch: true, includeEnded }));
+  async get(tenant: string, sessionId: string, includeEnded: boolean, user?: string): Promise<SessionView> {
+    const guard = guardFor(user, REQUIRED_LEVEL.get);
+    return this.view(await this.store.get(tenant, sessionId, { touch: true, includeEnded, ...(guard === undefined ? {} : { guard }) }));
   }
 
   /** A live session without recording an access, or undefined: for watch snapshots. */
@@ -170,32 +175,37 @@ export class SessionManager {
     }
   }
 
-  async update(tenant: string, sessionId: string, params: UpdateSessionParams): Promise<SessionView> {
+  async update(tenant: string, sessionId: string, params: UpdateSessionParams, user?: string): Promise<SessionView> {
+    const guard = guardFor(user, updateLevel(params));
     const record =
       params.mergeMetadata === true && params.metadata !== undefined
-        ? await this.updateMerging(tenant, sessionId, params.metadata, params)
+        ? await this.updateMerging(tenant, sessionId, params.metadata, params, guard)
         : await this.store.update(
             tenant,
             sessionId,
             this.patch(params, params.metadata === undefined ? undefined : this.sealMetadata(tenant, sessionId, this.encodeMetadata(params.metadata))),
             params.expectedVersion,
+            guard,
           );
     return this.view(record);
   }
 
   /** Sets the session to expire ttlMs (default config.ttl.defaultMs) from now. */
-  async extend(tenant: string, sessionId: string, ttlMs?: number): Promise<SessionView> {
-    const record = await this.store.extend(tenant, sessionId, ttlMs ?? this.config.ttl.defaultMs);
+  async extend(tenant: string, sessionId: string, ttlMs?: number, user?: string): Promise<SessionView> {
+    const record = await this.store.extend(tenant, sessionId, ttlMs ?? this.config.ttl.defaultMs, guardFor(user, REQUIRED_LEVEL.extend));
     return this.view(record);
   }
 
   /** Archives the final state (status closed) and removes the session and its data. */
-  async close(tenant: string, sessionId: string): Promise<SessionView> {
-    const record = await this.store.close(tenant, sessionId);
+  async close(tenant: string, sessionId: string, user?: string): Promise<SessionView> {
+    const record = await this.store.close(tenant, sessionId, guardFor(user, REQUIRED_LEVEL.close));
     return this.view(record);
   }
 
-  async list(tenant: string, filter: ListFilter, pageSize: number, after?: ListCursor): Promise<ListSessionsPage> {
+  /** Live sessions; a caller acting for a user sees that user's only, whatever the filter says. */
+  async list(tenant: string, requested: ListFilter, pageSize: number, after?: ListCursor, user?: string): Promise<ListSessionsPage> {
+    const filter = ownFilter(requested, user);
+    if (filter === "none") return { sessions: [] };
     const result = await this.store.list(tenant, filter, pageSize, after);
     // One record that does not decode or decrypt is left out and counted; the rest of the page is served.
     const sessions: SessionView[] = [];
@@ -214,20 +224,20 @@ export class SessionManager {
     return result.next === undefined ? { sessions } : { sessions, next: result.next };
   }
 
-  async setData(tenant: string, sessionId: string, key: string, value: JsonValue): Promise<DataWriteOutcome> {
+  async setData(tenant: string, sessionId: string, key: string, value: JsonValue, user?: string): Promise<DataWriteOutcome> {
     const text = encodeJson(value, "value");
     const limit = this.config.limits.maxDataValueBytes;
     if (jsonByteLength(text) > limit) {
       throw new SessionError("invalid_argument", `value: must be at most ${limit} bytes as JSON`, "value");
     }
     const sealed = this.cipher.seal(text, { tenant, sessionId, field: dataField(key) });
-    const result = await this.store.setData(tenant, sessionId, key, sealed);
+    const result = await this.store.setData(tenant, sessionId, key, sealed, guardFor(user, REQUIRED_LEVEL.setData));
     return { version: result.version };
   }
 
   /** not_found for an absent key as for an unknown session. */
-  async getData(tenant: string, sessionId: string, key: string): Promise<JsonValue> {
-    const text = await this.store.getData(tenant, sessionId, key);
+  async getData(tenant: string, sessionId: string, key: string, user?: string): Promise<JsonValue> {
+    const text = await this.store.getData(tenant, sessionId, key, guardFor(user, REQUIRED_LEVEL.getData));
     if (text === undefined) {
       // The key name is the caller's own identifier, not a value: fine to name.
       throw new SessionError("not_found", `key ${JSON.stringify(key)} not found`);
@@ -235,14 +245,14 @@ export class SessionManager {
     return decodeValue(this.cipher.open(text, { tenant, sessionId, field: dataField(key) }));
   }
 
-  async deleteData(tenant: string, sessionId: string, key: string): Promise<DeleteDataOutcome> {
-    const result = await this.store.deleteData(tenant, sessionId, key);
+  async deleteData(tenant: string, sessionId: string, key: string, user?: string): Promise<DeleteDataOutcome> {
+    const result = await this.store.deleteData(tenant, sessionId, key, guardFor(user, REQUIRED_LEVEL.deleteData));
     // The store logs DATA_CHANGED even when the key was absent: the version changed all the same.
     return { deleted: result.deleted, version: result.version };
   }
 
-  async listData(tenant: string, sessionId: string, includeValues: boolean): Promise<SessionDataListing> {
-    const entries = await this.store.listData(tenant, sessionId, includeValues);
+  async listData(tenant: string, sessionId: string, includeValues: boolean, user?: string): Promise<SessionDataListing> {
+    const entries = await this.store.listData(tenant, sessionId, includeValues, guardFor(user, REQUIRED_LEVEL.listData));
     const keys = [...entries.keys()];
     if (!includeValues) return { keys };
     const values = new Map<string, JsonValue>();
@@ -250,8 +260,8 @@ export class SessionManager {
     return { keys, values };
   }
 
-  async clearData(tenant: string, sessionId: string): Promise<ClearDataOutcome> {
-    const result = await this.store.clearData(tenant, sessionId);
+  async clearData(tenant: string, sessionId: string, user?: string): Promise<ClearDataOutcome> {
+    const result = await this.store.clearData(tenant, sessionId, guardFor(user, REQUIRED_LEVEL.clearData));
     // The store does not report which keys it removed; empty dataKeys means "every key".
     return { deletedCount: result.deletedCount, version: result.version };
   }
@@ -266,7 +276,9 @@ export class SessionManager {
     return this.store.readEvents(after, limit);
   }
 
-  async metrics(tenant: string): Promise<SessionMetrics> {
+  /** Tenant-wide figures: refused to a caller acting for a user (access-policy.ts). */
+  async metrics(tenant: string, user?: string): Promise<SessionMetrics> {
+    checkMetricsFor(user);
     const counters: SessionCounters = await this.store.counters(tenant);
     const ended = counters.expired + counters.closed;
     return {
@@ -288,10 +300,17 @@ export class SessionManager {
    * expected version from the caller there is nothing to retry: the caller
    * asked for exactly that state.
    */
-  private async updateMerging(tenant: string, sessionId: string, patchMetadata: JsonObject, params: UpdateSessionParams): Promise<SessionRecord> {
+  private async updateMerging(
+    tenant: string,
+    sessionId: string,
+    patchMetadata: JsonObject,
+    params: UpdateSessionParams,
+    guard: SessionGuard | undefined,
+  ): Promise<SessionRecord> {
     const attempts = params.expectedVersion === undefined ? MERGE_ATTEMPTS : 1;
     for (let attempt = 1; ; attempt++) {
-      const current = await this.store.get(tenant, sessionId, { touch: false, includeEnded: true });
+      // The read is guarded too, so another user's session is not_found before any work on it.
+      const current = await this.store.get(tenant, sessionId, { touch: false, includeEnded: true, ...(guard === undefined ? {} : { guard }) });
       if (current.status !== "active") {
         throw new SessionError("ended", `session has ended (${current.status})`);
       }
@@ -302,7 +321,7 @@ export class SessionManager {
       const stored = this.view(current).metadata;
       const metadata = this.sealMetadata(tenant, sessionId, this.encodeMetadata(mergeMetadata(stored, patchMetadata)));
       try {
-        return await this.store.update(tenant, sessionId, this.patch(params, metadata), expected);
+        return await this.store.update(tenant, sessionId, this.patch(params, metadata), expected, guard);
       } catch (error) {
         if (!(isSessionError(error) && error.kind === "version_mismatch") || attempt >= attempts) throw error;
         // Small random pause so that retrying writers spread out instead of colliding again.

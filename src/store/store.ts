@@ -19,6 +19,7 @@
  * stream nodes, so it may keep somewhat more, never less); a watcher can resume
  * from any cursor still inside both bounds.
  */
+import { SessionError } from "../domain/errors.js";
 import type { AccessLevel, SessionRecord } from "../domain/model.js";
 import type { UnreadableListener } from "./unreadable.js";
 
@@ -44,6 +45,40 @@ export interface CreateSessionInput {
    * of them. Absent: none.
    */
   readonly requestIdAliases?: readonly string[];
+  /**
+   * The caller acts for one user (see SessionGuard): userId must be that user
+   * (else permission_denied), and requestId is scoped to that user, so a
+   * request id another user's session was created with is never answered
+   * with that session.
+   */
+  readonly guard?: SessionGuard;
+}
+
+/**
+ * A caller acting for one user (a user-bound or delegating principal): the
+ * store checks it in the same atomic step as the operation. A session of
+ * another user is not_found, exactly as an unknown one (ended ones too);
+ * a session of the user whose access level is below `level` is
+ * permission_denied. Without a guard, every session of the tenant is reachable.
+ */
+export interface SessionGuard {
+  readonly userId: string;
+  /** The least access level the operation needs (see session/access-policy.ts). */
+  readonly level: AccessLevel;
+}
+
+/** Throws permission_denied when a guarded create names another user than the guard's. */
+export function checkGuardedCreate(input: Pick<CreateSessionInput, "userId" | "guard">): void {
+  if (input.guard !== undefined && input.guard.userId !== input.userId) {
+    throw new SessionError("permission_denied", "user_id: a caller acting for a user may create sessions for that user only", "user_id");
+  }
+}
+
+/** The request-id key of a create: the tenant's namespace, or for a guarded create its user's. */
+export function requestIdKey(input: Pick<CreateSessionInput, "requestId" | "guard">): string {
+  if (input.requestId === "" || input.guard === undefined) return input.requestId;
+  // A user id holds no control characters (api/validate.ts), so the first newline ends it.
+  return `u:${input.guard.userId}\n${input.requestId}`;
 }
 
 export interface CreateSessionResult {
@@ -70,6 +105,7 @@ export interface GetSessionOptions {
   readonly touch: boolean;
   /** Return the archived state of an ended session instead of throwing not_found. */
   readonly includeEnded: boolean;
+  readonly guard?: SessionGuard;
 }
 
 export interface ListFilter {
@@ -261,23 +297,26 @@ export interface SessionStore {
   create(input: CreateSessionInput): Promise<CreateSessionResult>;
   /** not_found for an unknown session, or an ended one without includeEnded. */
   get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord>;
-  /** not_found, ended, version_mismatch. Increments the version. */
-  update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number): Promise<SessionRecord>;
+  /**
+   * not_found, ended, permission_denied (guard), version_mismatch, checked in
+   * that order. Increments the version.
+   */
+  update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number, guard?: SessionGuard): Promise<SessionRecord>;
   /** Sets expireTime to now + ttlMs, for the session, its data and its index entries. not_found, ended. */
-  extend(tenant: string, sessionId: string, ttlMs: number): Promise<SessionRecord>;
+  extend(tenant: string, sessionId: string, ttlMs: number, guard?: SessionGuard): Promise<SessionRecord>;
   /** Archives the final state with status closed, then removes the session, its data and index entries. not_found, ended. */
-  close(tenant: string, sessionId: string): Promise<SessionRecord>;
+  close(tenant: string, sessionId: string, guard?: SessionGuard): Promise<SessionRecord>;
   /** Live sessions only, ordered by (expireTime, sessionId), starting after the cursor. */
   list(tenant: string, filter: ListFilter, limit: number, after?: ListCursor): Promise<ListResult>;
 
   /** Data operations: not_found for unknown or ended sessions; writes need write or admin (permission_denied). */
-  setData(tenant: string, sessionId: string, key: string, value: string): Promise<DataWriteResult>;
+  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult>;
   /** undefined when the key is absent. */
-  getData(tenant: string, sessionId: string, key: string): Promise<string | undefined>;
-  deleteData(tenant: string, sessionId: string, key: string): Promise<DeleteDataResult>;
+  getData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<string | undefined>;
+  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult>;
   /** All data of the session, keys sorted. Values only when includeValues (else empty strings). */
-  listData(tenant: string, sessionId: string, includeValues: boolean): Promise<Map<string, string>>;
-  clearData(tenant: string, sessionId: string): Promise<ClearDataResult>;
+  listData(tenant: string, sessionId: string, includeValues: boolean, guard?: SessionGuard): Promise<Map<string, string>>;
+  clearData(tenant: string, sessionId: string, guard?: SessionGuard): Promise<ClearDataResult>;
 
   counters(tenant: string): Promise<SessionCounters>;
 
@@ -345,3 +384,6 @@ export interface SessionStore {
   /** Releases connections and timers. */
   dispose(): Promise<void>;
 }
+
+/** The message of a guard's permission_denied, the same on every backend. */
+export const GUARD_DENIED_MESSAGE = "the session's access level does not allow this operation";

@@ -1,6 +1,7 @@
 /**
  * What a WatchSessions stream tells a client besides its events; shared by the
- * server (src/api/session-service.ts) and the client helper (src/client/watch.ts).
+ * server (src/api/session-service.ts) and, under the same name, the client package
+ * (packages/client/src/watch-protocol.ts); test/client-grpc-js.test.ts holds them equal.
  */
 
 /**

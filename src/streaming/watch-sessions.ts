@@ -40,6 +40,12 @@ export interface WatchFilter {
   readonly sessionIds?: ReadonlySet<string>;
   /** Absent or empty: every lifecycle event type. */
   readonly eventTypes?: ReadonlySet<SessionEventType>;
+  /**
+   * Matches no session: a caller acting for one user asked for another
+   * user's sessions (see session/access-policy.ts). The watch still runs and
+   * sends heartbeats, exactly like a watch whose filter nothing passes.
+   */
+  readonly nobody?: boolean;
 }
 
 export interface WatchOptions {
@@ -119,6 +125,7 @@ const DEFAULT_PAGE = 500;
 
 /** True when a session passes the user, data source and session id filters. */
 export function sessionMatches(filter: WatchFilter, session: Pick<SessionRecord, "userId" | "dataSource" | "sessionId">): boolean {
+  if (filter.nobody === true) return false;
   if (filter.userId !== undefined && session.userId !== filter.userId) return false;
   if (filter.dataSource !== undefined && session.dataSource !== filter.dataSource) return false;
   if (filter.sessionIds !== undefined && filter.sessionIds.size > 0 && !filter.sessionIds.has(session.sessionId)) return false;
@@ -367,6 +374,7 @@ async function* snapshot(
   signal: AbortSignal,
   gated: ReadGate,
 ): AsyncGenerator<SessionView, void, undefined> {
+  if (filter.nobody === true) return;
   if (filter.sessionIds !== undefined && filter.sessionIds.size > 0) {
     for (const id of [...filter.sessionIds].sort()) {
       if (signal.aborted) return;

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from "jose";
 import { apiKeyHash } from "../../src/auth/api-keys.js";
-import { createSessionClient, type SessionClient } from "../../src/client/index.js";
+import { createSessionClient, type SessionClient } from "@sessiond/client";
 
 export const ISSUER = "https://issuer.test";
 export const AUDIENCE = "sessiond-test";

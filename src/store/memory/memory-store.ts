@@ -36,12 +36,13 @@ import type {
   ListResult,
   SessionCounters,
   SessionEventType,
+  SessionGuard,
   SessionPatch,
   SessionStore,
   StoredEvent,
   StoreLimits,
 } from "../store.js";
-import { resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
+import { checkGuardedCreate, GUARD_DENIED_MESSAGE, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
 
 export interface MemoryStoreOptions {
   readonly limits: StoreLimits;
@@ -108,14 +109,17 @@ export class MemoryStore implements SessionStore {
 
   create(input: CreateSessionInput): Promise<CreateSessionResult> {
     return this.run(() => {
+      checkGuardedCreate(input);
       const now = this.now();
       const t = this.tenant(input.tenant);
-      if (input.requestId !== "") {
-        for (const name of [input.requestId, ...(input.requestIdAliases ?? [])]) {
+      const requestId = requestIdKey(input);
+      if (requestId !== "") {
+        const aliases = (input.requestIdAliases ?? []).map((alias) => requestIdKey({ requestId: alias, ...(input.guard === undefined ? {} : { guard: input.guard }) }));
+        for (const name of [requestId, ...aliases]) {
           const existingId = t.requestIds.get(name);
           if (existingId === undefined) continue;
           // Meeting the session archives it if it is due, which frees the requestId.
-          const existing = this.liveOrArchive(t, existingId, now);
+          const existing = this.liveOrArchive(t, existingId, now, input.guard);
           if (existing) return { session: existing.record, created: false };
         }
       }
@@ -135,8 +139,8 @@ export class MemoryStore implements SessionStore {
         metadata: input.metadata,
         version: 1,
       });
-      t.live.set(record.sessionId, { record, data: new Map(), dataBytes: 0, requestId: input.requestId });
-      if (input.requestId !== "") t.requestIds.set(input.requestId, record.sessionId);
+      t.live.set(record.sessionId, { record, data: new Map(), dataBytes: 0, requestId });
+      if (requestId !== "") t.requestIds.set(requestId, record.sessionId);
       addToIndex(t.byUser, record.userId, record.sessionId);
       addToIndex(t.bySource, record.dataSource, record.sessionId);
       t.counters.total += 1;
@@ -152,21 +156,22 @@ export class MemoryStore implements SessionStore {
     return this.run(() => {
       const now = this.now();
       const t = this.tenants.get(tenant);
-      const s = t && this.liveOrArchive(t, sessionId, now);
+      const s = t && this.liveOrArchive(t, sessionId, now, options.guard);
       if (t && s) {
+        checkLevel(s, options.guard);
         if (options.touch) s.record = freeze({ ...s.record, lastAccessTime: now });
         return s.record;
       }
-      const archived = t && this.archived(t, sessionId, now);
+      const archived = t && this.archived(t, sessionId, now, options.guard);
       if (archived && options.includeEnded) return archived;
       throw notFound();
     });
   }
 
-  update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number): Promise<SessionRecord> {
+  update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number, guard?: SessionGuard): Promise<SessionRecord> {
     return this.run(() => {
       const now = this.now();
-      const { t, s } = this.mustBeLive(tenant, sessionId, now);
+      const { t, s } = this.mustBeLive(tenant, sessionId, now, guard);
       const old = s.record;
       if (expectedVersion !== undefined && expectedVersion !== old.version) {
         throw new SessionError("version_mismatch", `session version is ${old.version}, not ${expectedVersion}`);
@@ -197,10 +202,10 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  extend(tenant: string, sessionId: string, ttlMs: number): Promise<SessionRecord> {
+  extend(tenant: string, sessionId: string, ttlMs: number, guard?: SessionGuard): Promise<SessionRecord> {
     return this.run(() => {
       const now = this.now();
-      const { s } = this.mustBeLive(tenant, sessionId, now);
+      const { s } = this.mustBeLive(tenant, sessionId, now, guard);
       // Indexes hold ids only and listings sort by the record's expireTime, so
       // moving the record's expiry moves every index entry with it.
       s.record = freeze({ ...s.record, expireTime: now + ttlMs, version: s.record.version + 1 });
@@ -209,10 +214,10 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  close(tenant: string, sessionId: string): Promise<SessionRecord> {
+  close(tenant: string, sessionId: string, guard?: SessionGuard): Promise<SessionRecord> {
     return this.run(() => {
       const now = this.now();
-      const { t, s } = this.mustBeLive(tenant, sessionId, now);
+      const { t, s } = this.mustBeLive(tenant, sessionId, now, guard);
       const final = freeze({ ...s.record, status: "closed", endTime: now, version: s.record.version + 1 });
       this.end(t, s, final);
       t.counters.closed += 1;
@@ -246,10 +251,10 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  setData(tenant: string, sessionId: string, key: string, value: string): Promise<DataWriteResult> {
+  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
     return this.run(() => {
       const now = this.now();
-      const s = this.mustBeWritable(tenant, sessionId, now);
+      const s = this.mustBeWritable(tenant, sessionId, now, guard);
       const old = s.data.get(key);
       if (old === undefined && s.data.size >= this.limits.maxDataKeys) {
         throw new SessionError("limit_exceeded", `a session holds at most ${this.limits.maxDataKeys} data keys`);
@@ -265,19 +270,19 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  getData(tenant: string, sessionId: string, key: string): Promise<string | undefined> {
+  getData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<string | undefined> {
     return this.run(() => {
       const now = this.now();
-      const s = this.mustHaveData(tenant, sessionId, now);
+      const s = this.mustHaveData(tenant, sessionId, now, guard);
       s.record = freeze({ ...s.record, lastAccessTime: now });
       return s.data.get(key);
     });
   }
 
-  deleteData(tenant: string, sessionId: string, key: string): Promise<DeleteDataResult> {
+  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
     return this.run(() => {
       const now = this.now();
-      const s = this.mustBeWritable(tenant, sessionId, now);
+      const s = this.mustBeWritable(tenant, sessionId, now, guard);
       const old = s.data.get(key);
       const deleted = s.data.delete(key);
       if (old !== undefined) s.dataBytes -= byteLength(old);
@@ -285,10 +290,10 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  listData(tenant: string, sessionId: string, includeValues: boolean): Promise<Map<string, string>> {
+  listData(tenant: string, sessionId: string, includeValues: boolean, guard?: SessionGuard): Promise<Map<string, string>> {
     return this.run(() => {
       const now = this.now();
-      const s = this.mustHaveData(tenant, sessionId, now);
+      const s = this.mustHaveData(tenant, sessionId, now, guard);
       s.record = freeze({ ...s.record, lastAccessTime: now });
       const out = new Map<string, string>();
       for (const key of [...s.data.keys()].sort(compareStrings)) {
@@ -298,10 +303,10 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  clearData(tenant: string, sessionId: string): Promise<ClearDataResult> {
+  clearData(tenant: string, sessionId: string, guard?: SessionGuard): Promise<ClearDataResult> {
     return this.run(() => {
       const now = this.now();
-      const s = this.mustBeWritable(tenant, sessionId, now);
+      const s = this.mustBeWritable(tenant, sessionId, now, guard);
       const keys = [...s.data.keys()].sort(compareStrings);
       const deletedCount = keys.length;
       s.data.clear();
@@ -491,47 +496,56 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  /** The live session, or undefined; a due session met here is archived as expired first. */
-  private liveOrArchive(t: TenantState, sessionId: string, now: number): LiveSession | undefined {
+  /**
+   * The live session, or undefined; a due session met here is archived as
+   * expired first. With a guard, another user's session is undefined too.
+   */
+  private liveOrArchive(t: TenantState, sessionId: string, now: number, guard?: SessionGuard): LiveSession | undefined {
     const s = t.live.get(sessionId);
     if (!s) return undefined;
     if (s.record.expireTime <= now) {
       this.expire(t, s);
       return undefined;
     }
+    if (guard !== undefined && s.record.userId !== guard.userId) return undefined;
     return s;
   }
 
-  /** The archived record if still retained; drops it once retention has passed. */
-  private archived(t: TenantState, sessionId: string, now: number): SessionRecord | undefined {
+  /** The archived record if still retained (and, with a guard, of its user); drops it once retention has passed. */
+  private archived(t: TenantState, sessionId: string, now: number, guard?: SessionGuard): SessionRecord | undefined {
     const r = t.archive.get(sessionId);
     if (r && r.endTime + this.limits.archiveRetentionMs <= now) {
       t.archive.delete(sessionId);
       return undefined;
     }
+    if (r && guard !== undefined && r.userId !== guard.userId) return undefined;
     return r;
   }
 
-  /** For update, extend, close: not_found when unknown, ended when archived. */
-  private mustBeLive(tenant: string, sessionId: string, now: number): { t: TenantState; s: LiveSession } {
+  /** For update, extend, close: not_found when unknown (or another user's), ended when archived, then the guard's level. */
+  private mustBeLive(tenant: string, sessionId: string, now: number, guard?: SessionGuard): { t: TenantState; s: LiveSession } {
     const t = this.tenants.get(tenant);
     if (!t) throw notFound();
-    const s = this.liveOrArchive(t, sessionId, now);
-    if (s) return { t, s };
-    if (this.archived(t, sessionId, now)) throw new SessionError("ended", "the session has ended");
+    const s = this.liveOrArchive(t, sessionId, now, guard);
+    if (s) {
+      checkLevel(s, guard);
+      return { t, s };
+    }
+    if (this.archived(t, sessionId, now, guard)) throw new SessionError("ended", "the session has ended");
     throw notFound();
   }
 
-  /** For data operations: unknown and ended sessions are both not_found. */
-  private mustHaveData(tenant: string, sessionId: string, now: number): LiveSession {
+  /** For data operations: unknown, another user's and ended sessions are all not_found. */
+  private mustHaveData(tenant: string, sessionId: string, now: number, guard?: SessionGuard): LiveSession {
     const t = this.tenants.get(tenant);
-    const s = t && this.liveOrArchive(t, sessionId, now);
+    const s = t && this.liveOrArchive(t, sessionId, now, guard);
     if (!s) throw notFound();
+    checkLevel(s, guard);
     return s;
   }
 
-  private mustBeWritable(tenant: string, sessionId: string, now: number): LiveSession {
-    const s = this.mustHaveData(tenant, sessionId, now);
+  private mustBeWritable(tenant: string, sessionId: string, now: number, guard?: SessionGuard): LiveSession {
+    const s = this.mustHaveData(tenant, sessionId, now, guard);
     if (!canWriteData(s.record.accessLevel)) {
       throw new SessionError("permission_denied", `access level ${s.record.accessLevel} does not allow writing data`);
     }
@@ -586,6 +600,15 @@ export class MemoryStore implements SessionStore {
 
 function byteLength(value: string): number {
   return Buffer.byteLength(value, "utf8");
+}
+
+const LEVEL_RANK: Readonly<Record<AccessLevel, number>> = { read: 1, write: 2, admin: 3 };
+
+/** permission_denied when a guard needs a higher access level than the session's. */
+function checkLevel(s: LiveSession, guard: SessionGuard | undefined): void {
+  if (guard !== undefined && LEVEL_RANK[s.record.accessLevel] < LEVEL_RANK[guard.level]) {
+    throw new SessionError("permission_denied", GUARD_DENIED_MESSAGE);
+  }
 }
 
 function notFound(): SessionError {

@@ -4,6 +4,7 @@
  * becomes unavailable; a script that reports a domain outcome becomes that kind.
  */
 import { SessionError, isSessionError, type SessionErrorKind } from "../../domain/errors.js";
+import { GUARD_DENIED_MESSAGE } from "../store.js";
 
 /** Outcomes a script may report instead of "ok" (see lua/prelude.ts). */
 const SCRIPT_KINDS: ReadonlySet<string> = new Set<SessionErrorKind>([
@@ -36,7 +37,12 @@ const LIMIT_MESSAGES: Record<string, string> = {
 /** The SessionError for a script status other than "ok"; `detail` is the reply's second element, if any. */
 export function scriptError(status: string, detail?: string): SessionError {
   if (SCRIPT_KINDS.has(status)) {
-    const message = status === "limit_exceeded" && detail !== undefined ? LIMIT_MESSAGES[detail] : undefined;
+    const message =
+      status === "limit_exceeded" && detail !== undefined
+        ? LIMIT_MESSAGES[detail]
+        : status === "permission_denied" && detail === "level"
+          ? GUARD_DENIED_MESSAGE
+          : undefined;
     return new SessionError(status as SessionErrorKind, message ?? SCRIPT_MESSAGES[status] ?? status);
   }
   return new SessionError("unavailable", `unexpected reply from redis script: ${status.slice(0, 40)}`);

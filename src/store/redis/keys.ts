@@ -14,7 +14,8 @@
  * | `P T:{sid}:a`         | HASH   | archived final state: the record fields + s status, t end  | end + archive retention       |
  * | `P T:{sid}:x`         | STRING | shadow key, value 1 (a shared integer: no value bytes);    | expire time (deleted when the |
  * |                       |        | its `expired` keyspace notification wakes the scheduler   | session ends)                 |
- * | `P T:r:<requestId>`   | STRING | session id created for that idempotency key                | expire + grace                |
+ * | `P T:r:<requestId>`   | STRING | session id created for that idempotency key (a guarded     | expire + grace                |
+ * |                       |        | create's key is `u:<userId>\n<requestId>`, see store.ts)   |                               |
  * | `P T:u:<userId>`      | ZSET   | live sessions of the user, score = expire time             | max(member expire) + grace    |
  * | `P T:s:<dataSource>`  | ZSET   | live sessions of the data source, score = expire time      | max(member expire) + grace    |
  * | `P T:all`             | ZSET   | every live session of the tenant, score = expire time      | max(member expire) + grace    |

@@ -34,12 +34,13 @@ import type {
   ListFilter,
   ListResult,
   SessionCounters,
+  SessionGuard,
   SessionPatch,
   SessionStore,
   StoredEvent,
   StoreLimits,
 } from "../store.js";
-import { resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
+import { checkGuardedCreate, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
 import { parseCursor } from "../event-id.js";
 import { decodeStreamBatch } from "./event-codec.js";
 import { UnreadableListeners, type UnreadableListener } from "../unreadable.js";
@@ -127,20 +128,26 @@ export class RedisStore implements SessionStore {
   }
 
   async create(input: CreateSessionInput): Promise<CreateSessionResult> {
-    const reply = await this.script("create", input.tenant, [
-      input.sessionId ?? randomUUID(),
-      input.userId,
-      input.dataSource,
-      input.accessLevel,
-      input.ttlMs,
-      input.metadata,
-      input.requestId,
-      this.limits.maxSessionsPerUser,
-      this.limits.sessionsPerUserPolicy,
-      this.limits.maxSessionsPerTenant,
-      this.limits.maxDataSourcesPerTenant,
-      ...(input.requestIdAliases ?? []),
-    ]);
+    checkGuardedCreate(input);
+    const reply = await this.script(
+      "create",
+      input.tenant,
+      [
+        input.sessionId ?? randomUUID(),
+        input.userId,
+        input.dataSource,
+        input.accessLevel,
+        input.ttlMs,
+        input.metadata,
+        requestIdKey(input),
+        this.limits.maxSessionsPerUser,
+        this.limits.sessionsPerUserPolicy,
+        this.limits.maxSessionsPerTenant,
+        this.limits.maxDataSourcesPerTenant,
+        ...(input.requestIdAliases ?? []).map((alias) => requestIdKey({ requestId: alias, ...(input.guard === undefined ? {} : { guard: input.guard }) })),
+      ],
+      input.guard,
+    );
     const session = decodeRecord(reply, 2);
     // Records closed to make room for this one follow the new record.
     const evicted = decodeRecords(reply, 2 + RECORD_WIDTH);
@@ -148,30 +155,35 @@ export class RedisStore implements SessionStore {
   }
 
   async get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
-    const reply = await this.script("get", tenant, [sessionId, flag(options.touch), flag(options.includeEnded)]);
+    const reply = await this.script("get", tenant, [sessionId, flag(options.touch), flag(options.includeEnded)], options.guard);
     return decodeRecord(reply, 1);
   }
 
-  async update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number): Promise<SessionRecord> {
-    const reply = await this.script("update", tenant, [
-      sessionId,
-      expectedVersion === undefined ? "" : expectedVersion,
-      flag(patch.metadata !== undefined),
-      patch.metadata ?? "",
-      patch.accessLevel ?? "",
-      patch.dataSource ?? "",
-      this.limits.maxDataSourcesPerTenant,
-    ]);
+  async update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number, guard?: SessionGuard): Promise<SessionRecord> {
+    const reply = await this.script(
+      "update",
+      tenant,
+      [
+        sessionId,
+        expectedVersion === undefined ? "" : expectedVersion,
+        flag(patch.metadata !== undefined),
+        patch.metadata ?? "",
+        patch.accessLevel ?? "",
+        patch.dataSource ?? "",
+        this.limits.maxDataSourcesPerTenant,
+      ],
+      guard,
+    );
     return decodeRecord(reply, 1);
   }
 
-  async extend(tenant: string, sessionId: string, ttlMs: number): Promise<SessionRecord> {
-    const reply = await this.script("extend", tenant, [sessionId, ttlMs]);
+  async extend(tenant: string, sessionId: string, ttlMs: number, guard?: SessionGuard): Promise<SessionRecord> {
+    const reply = await this.script("extend", tenant, [sessionId, ttlMs], guard);
     return decodeRecord(reply, 1);
   }
 
-  async close(tenant: string, sessionId: string): Promise<SessionRecord> {
-    const reply = await this.script("close", tenant, [sessionId]);
+  async close(tenant: string, sessionId: string, guard?: SessionGuard): Promise<SessionRecord> {
+    const reply = await this.script("close", tenant, [sessionId], guard);
     return decodeRecord(reply, 1);
   }
 
@@ -190,23 +202,23 @@ export class RedisStore implements SessionStore {
     return { sessions, ...skipped };
   }
 
-  async setData(tenant: string, sessionId: string, key: string, value: string): Promise<DataWriteResult> {
-    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes]);
+  async setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
+    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes], guard);
     return { version: Number(reply[1]) };
   }
 
-  async getData(tenant: string, sessionId: string, key: string): Promise<string | undefined> {
-    const reply = await this.script("getData", tenant, [sessionId, key]);
+  async getData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<string | undefined> {
+    const reply = await this.script("getData", tenant, [sessionId, key], guard);
     return reply[1] === "1" ? reply[2] : undefined;
   }
 
-  async deleteData(tenant: string, sessionId: string, key: string): Promise<DeleteDataResult> {
-    const reply = await this.script("deleteData", tenant, [sessionId, key]);
+  async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
+    const reply = await this.script("deleteData", tenant, [sessionId, key], guard);
     return { deleted: reply[1] === "1", version: Number(reply[2]) };
   }
 
-  async listData(tenant: string, sessionId: string, includeValues: boolean): Promise<Map<string, string>> {
-    const reply = await this.script("listData", tenant, [sessionId, flag(includeValues)]);
+  async listData(tenant: string, sessionId: string, includeValues: boolean, guard?: SessionGuard): Promise<Map<string, string>> {
+    const reply = await this.script("listData", tenant, [sessionId, flag(includeValues)], guard);
     const pairs: [string, string][] = [];
     for (let i = 1; i + 1 < reply.length; i += 2) {
       pairs.push([reply[i] as string, reply[i + 1] as string]);
@@ -215,8 +227,8 @@ export class RedisStore implements SessionStore {
     return new Map(pairs);
   }
 
-  async clearData(tenant: string, sessionId: string): Promise<ClearDataResult> {
-    const reply = await this.script("clearData", tenant, [sessionId]);
+  async clearData(tenant: string, sessionId: string, guard?: SessionGuard): Promise<ClearDataResult> {
+    const reply = await this.script("clearData", tenant, [sessionId], guard);
     return { deletedCount: Number(reply[1]), version: Number(reply[2]) };
   }
 
@@ -355,14 +367,15 @@ export class RedisStore implements SessionStore {
    * lazily (see scripts.ts, reply header), then throws the SessionError a
    * non-"ok" status names or returns the body's reply.
    */
-  private async script(name: ScriptName, tenant: string, args: readonly ScriptArg[]): Promise<string[]> {
-    return (await this.runScript(name, tenant, args)).reply;
+  private async script(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard): Promise<string[]> {
+    return (await this.runScript(name, tenant, args, guard)).reply;
   }
 
   /** script(), also returning the script's clock: when its writes happened. */
-  private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[]): Promise<{ reply: string[]; now: number }> {
+  private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard): Promise<{ reply: string[]; now: number }> {
     const fn = this.scripts[name];
-    const full = await this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, ...args));
+    const guardArgs = guard === undefined ? ["", ""] : [guard.userId, guard.level];
+    const full = await this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, ...args));
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
     }

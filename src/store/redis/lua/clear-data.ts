@@ -8,6 +8,7 @@ local sid = ARGV[OP]
 
 local rec = load_session(tp, T, sid)
 if not rec then return { 'not_found' } end
+if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 if not can_write(rec.l) then return { 'permission_denied' } end
 local dkey = k_data(tp, sid)
 local keys = redis.call('HKEYS', dkey)

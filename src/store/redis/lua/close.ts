@@ -11,5 +11,6 @@ if not rec then
   if arch then return { 'ended' } end
   return { 'not_found' }
 end
+if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 return append({ 'ok' }, end_session(tp, T, sid, rec, 'closed', NOW))
 `;

@@ -8,6 +8,7 @@ local sid, key = ARGV[OP], ARGV[OP + 1]
 
 local rec = load_session(tp, T, sid)
 if not rec then return { 'not_found' } end
+if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 if not can_write(rec.l) then return { 'permission_denied' } end
 local len = redis.call('HSTRLEN', k_data(tp, sid), key)
 local deleted = redis.call('HDEL', k_data(tp, sid), key)

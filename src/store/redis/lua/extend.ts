@@ -12,6 +12,7 @@ if not rec then
   if arch then return { 'ended' } end
   return { 'not_found' }
 end
+if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 rec.e = istr(NOW + ttl)
 redis.call('HSET', k_rec(tp, sid), 'e', rec.e)
 bump_version(tp, sid, rec, false)

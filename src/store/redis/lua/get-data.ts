@@ -8,6 +8,7 @@ local sid, key = ARGV[OP], ARGV[OP + 1]
 
 local rec = load_session(tp, T, sid)
 if not rec then return { 'not_found' } end
+if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 touch(tp, sid, rec)
 local value = redis.call('HGET', k_data(tp, sid), key)
 if value then return { 'ok', '1', value } end

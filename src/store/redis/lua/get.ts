@@ -7,6 +7,7 @@ local tp = tenant_prefix(T)
 local sid = ARGV[OP]
 local rec, arch = load_session(tp, T, sid)
 if rec then
+  if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
   if ARGV[OP + 1] == '1' then touch(tp, sid, rec) end
   return append({ 'ok' }, encode_live(T, sid, rec))
 end

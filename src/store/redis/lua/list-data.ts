@@ -9,6 +9,7 @@ local sid = ARGV[OP]
 
 local rec = load_session(tp, T, sid)
 if not rec then return { 'not_found' } end
+if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 touch(tp, sid, rec)
 local out = { 'ok' }
 if ARGV[OP + 1] == '1' then

@@ -10,7 +10,8 @@ export const preludeLua = String.raw`
 --   ARGV[2] encoded tenant T ("" for tenant-less scripts such as expire_due)
 --   ARGV[3] expiryGraceMs, ARGV[4] archiveRetentionMs, ARGV[5] maxDataKeys
 --   ARGV[6] eventRetentionCount, ARGV[7] eventRetentionMs
--- Operation arguments start at ARGV[OP] (OP = 8).
+--   ARGV[8] guard user ("" for none), ARGV[9] guard level (SessionGuard in store.ts)
+-- Operation arguments start at ARGV[OP] (OP = 10).
 --
 -- Every script returns an array whose first element is a status string:
 -- "ok", or a SessionErrorKind ("not_found", "ended", ...). Records travel as
@@ -28,7 +29,9 @@ local RETENTION = tonumber(ARGV[4])
 local MAX_DATA_KEYS = tonumber(ARGV[5])
 local EV_MAXLEN = ARGV[6]
 local EV_MAXAGE = tonumber(ARGV[7])
-local OP = 8
+local GUARD_USER = ARGV[8]
+local GUARD_LEVEL = ARGV[9]
+local OP = 10
 local RECORD_WIDTH = 12
 
 -- Integer to decimal string without Lua's "%.14g" exponent formatting.
@@ -203,7 +206,9 @@ end
 
 -- Loads a session, first archiving it as expired when its expire time has passed
 -- ("expire if due"). Returns (live record table, nil), (nil, encoded archive) for
--- an ended session, or (nil, nil) for an unknown one.
+-- an ended session, or (nil, nil) for an unknown one. With a guard, a session of
+-- another user (live or ended) is an unknown one: the same reply after the same
+-- kind of work, so a caller cannot tell it from a missing session.
 local function load_session(tp, T, sid)
   local rec = load_hash(k_rec(tp, sid))
   if rec then
@@ -211,13 +216,25 @@ local function load_session(tp, T, sid)
     if e <= NOW then
       local arch = end_session(tp, T, sid, rec, 'expired', e)
       append(LAZY, arch)
+      if GUARD_USER ~= '' and arch[3] ~= GUARD_USER then return nil, nil end
       return nil, arch
     end
+    if GUARD_USER ~= '' and rec.u ~= GUARD_USER then return nil, nil end
     return rec, nil
   end
   local arch = load_hash(k_arch(tp, sid))
-  if arch then return nil, encode_archive(T, sid, arch) end
+  if arch then
+    if GUARD_USER ~= '' and arch.u ~= GUARD_USER then return nil, nil end
+    return nil, encode_archive(T, sid, arch)
+  end
   return nil, nil
+end
+
+local LEVEL_RANK = { read = 1, write = 2, admin = 3 }
+
+-- True when a guard is set and the session's level is below the guard's.
+local function guard_denies(level)
+  return GUARD_USER ~= '' and (LEVEL_RANK[level] or 0) < (LEVEL_RANK[GUARD_LEVEL] or 4)
 end
 
 local function can_write(level)

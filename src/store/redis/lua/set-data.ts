@@ -10,6 +10,7 @@ local max_bytes = tonumber(ARGV[OP + 3]) or 0
 
 local rec = load_session(tp, T, sid)
 if not rec then return { 'not_found' } end
+if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 if not can_write(rec.l) then return { 'permission_denied' } end
 local dkey = k_data(tp, sid)
 if redis.call('HEXISTS', dkey, key) == 0 and redis.call('HLEN', dkey) >= MAX_DATA_KEYS then

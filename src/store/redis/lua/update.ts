@@ -18,6 +18,7 @@ if not rec then
   if arch then return { 'ended' } end
   return { 'not_found' }
 end
+if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 if expected ~= '' and tonumber(expected) ~= tonumber(rec.v) then return { 'version_mismatch' } end
 if ds ~= '' and ds ~= rec.d and not source_fits(tp, ds, max_sources) then return { 'limit_exceeded', 'data_sources_per_tenant' } end
 

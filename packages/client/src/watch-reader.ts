@@ -32,7 +32,7 @@ import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/p
 import { Code, ConnectError } from "@connectrpc/connect";
 import { findTrailerError, requestHeader, validateResponse } from "./grpc-wire.js";
 import { Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
-import { SessionService, WatchSessionsRequestSchema, WatchSessionsResponseSchema, type WatchSessionsResponse } from "../../gen/session/v1/session_pb.js";
+import { SessionService, WatchSessionsRequestSchema, WatchSessionsResponseSchema, type WatchSessionsResponse } from "./gen/session/v1/session_pb.js";
 
 /** What the Headers constructor takes. */
 type HeaderInit = ConstructorParameters<typeof Headers>[0];

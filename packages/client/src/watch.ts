@@ -5,8 +5,9 @@
  * for await (const event of watchSessions(client, { userId: "alice" })) { ... }
  * ```
  *
- * `client` is a SessionClient, or a WatchReader (watch-reader.ts) in a process
- * that holds many watches.
+ * `client` is a SessionClient, a WatchReader (watch-reader.ts) in a process
+ * that holds many watches, or the grpc-js client (grpc-js.ts); errors of the
+ * latter are read as ConnectErrors (the same codes, message and watch-cursor).
  *
  * It remembers the cursor of every event and heartbeat it hands out, and when
  * the stream breaks (network error, UNAVAILABLE on a server shutdown,
@@ -23,12 +24,19 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { SessionEvent, WatchSessionsRequestSchema } from "../../gen/session/v1/session_pb.js";
-import { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
-import type { WatchSessionsCaller } from "./watch-reader.js";
+import type { SessionEvent, WatchSessionsRequestSchema, WatchSessionsResponse } from "./gen/session/v1/session_pb.js";
+import { asConnectError, watchCursorOf } from "./errors.js";
 
 /** The watch request, without resume_cursor (the helper sets it). */
 export type WatchRequest = Omit<MessageInitShape<typeof WatchSessionsRequestSchema>, "resumeCursor" | "$typeName">;
+
+/** What the helper needs of a client: SessionClient, WatchReader and SessionGrpcClient all have it. */
+export interface WatchSessionsSource {
+  watchSessions(
+    request: MessageInitShape<typeof WatchSessionsRequestSchema>,
+    options: { readonly signal: AbortSignal; readonly timeoutMs: number },
+  ): AsyncIterable<WatchSessionsResponse>;
+}
 
 export interface WatchHelperOptions {
   /** Resume after this cursor from the start (e.g. one saved by a previous run). */
@@ -63,7 +71,7 @@ const RETRYABLE: ReadonlySet<Code> = new Set([Code.Unavailable, Code.ResourceExh
  * connections resume from the cursor instead.
  */
 export async function* watchSessions(
-  client: WatchSessionsCaller,
+  client: WatchSessionsSource,
   request: WatchRequest,
   options: WatchHelperOptions = {},
 ): AsyncGenerator<SessionEvent, void, undefined> {
@@ -95,7 +103,7 @@ export async function* watchSessions(
       failure = new ConnectError("watch stream ended", Code.Unavailable);
     } catch (error) {
       if (options.signal?.aborted) return;
-      failure = ConnectError.from(error);
+      failure = asConnectError(error);
     } finally {
       options.signal?.removeEventListener("abort", stop);
       call.abort();
@@ -103,8 +111,8 @@ export async function* watchSessions(
     if (failure.code === Code.OutOfRange) throw new WatchOutOfRangeError(cursor, failure);
     if (!RETRYABLE.has(failure.code) && !isNetworkError(failure)) throw failure;
     // The server names the last cursor it sent; ours is at least as recent unless events were lost in flight.
-    const told = failure.metadata.get(WATCH_CURSOR_METADATA);
-    if (cursor === "" && told !== null && told !== "") cursor = told;
+    const told = watchCursorOf(failure);
+    if (cursor === "" && told !== undefined) cursor = told;
     attempt += 1;
     options.onReconnect?.(failure, attempt, cursor);
     const delay = Math.min(maxBackoff, initialBackoff * 2 ** Math.min(attempt - 1, 16)) * (0.5 + Math.random() / 2);

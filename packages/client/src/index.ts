@@ -2,7 +2,7 @@
  * The client other backend services import to talk to sessiond:
  *
  * ```ts
- * import { createSessionClient, AccessLevel } from "sessiond/client";
+ * import { createSessionClient, AccessLevel } from "@sessiond/client";
  *
  * const sessions = createSessionClient("http://sessiond:8080");
  * const { session } = await sessions.createSession({ userId: "alice", dataSource: "warehouse", accessLevel: AccessLevel.WRITE });
@@ -14,17 +14,32 @@
  */
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { SessionService } from "../../gen/session/v1/session_pb.js";
+import { SessionService } from "./gen/session/v1/session_pb.js";
+import { DEFAULT_TIMEOUT_MS } from "./defaults.js";
 
-export * from "../../gen/session/v1/session_pb.js";
+export * from "./gen/session/v1/session_pb.js";
 export { Code, ConnectError } from "@connectrpc/connect";
 export type { CallOptions, Client, Interceptor } from "@connectrpc/connect";
-export { watchSessions, WatchOutOfRangeError, type WatchHelperOptions, type WatchRequest } from "./watch.js";
+export { watchSessions, WatchOutOfRangeError, type WatchHelperOptions, type WatchRequest, type WatchSessionsSource } from "./watch.js";
 export { createWatchReader, type WatchCallOptions, type WatchReader, type WatchReaderOptions, type WatchSessionsCaller } from "./watch-reader.js";
-export { WATCH_CURSOR_METADATA } from "../streaming/watch-protocol.js";
+export { WATCH_CURSOR_METADATA } from "./watch-protocol.js";
+export { DEFAULT_TIMEOUT_MS } from "./defaults.js";
+export {
+  isAborted,
+  isDeadlineExceeded,
+  isFailedPrecondition,
+  isInvalidArgument,
+  isNotFound,
+  isOutOfRange,
+  isPermissionDenied,
+  isResourceExhausted,
+  isUnauthenticated,
+  isUnavailable,
+  statusCode,
+  statusMessage,
+  watchCursorOf,
+} from "./errors.js";
 
-/** The deadline of a call that sets none. */
-export const DEFAULT_TIMEOUT_MS = 5_000;
 
 export interface SessionClientOptions {
   /** Deadline of each call that does not pass its own `timeoutMs`. Default 5 s. */
