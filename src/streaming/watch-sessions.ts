@@ -227,8 +227,9 @@ export async function* watchSessions(
 
   try {
     if (options.sendInitialSnapshot) {
-      // The tenant's position first: a tenant event between the two reads is in the snapshot and replayed on resume.
-      const tenantS0 = await gated(() => source.lastEventId(tenant));
+      // The tenant's position first (the hub's when it knows one: no store read): a tenant event between the two
+      // reads is in the snapshot and replayed on resume.
+      const tenantS0 = hub.tenantPosition(tenant) ?? (await gated(() => source.lastEventId(tenant)));
       const s0 = await gated(() => source.lastEventId());
       const versions = new Map<string, number>();
       for await (const session of snapshot(source, tenant, filter, pageSize, signal, gated)) {
