@@ -20,7 +20,11 @@
  *    machinery, and the event log apart (bench/redis-memory.ts).
  * 4. Expiry lag, Redis's own `expired` notification lag, and fan-out to 1k and
  *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags.
- * 5. Tenant isolation (issue 13; bench/tenant-isolation.ts): another tenant's
+ * 5. The archive sink to PostgreSQL (issue 16; bench/parts/archive.ts running
+ *    bench/archive-bench.ts): rows/s with 1k expirations/s, sink lag.
+ * 6. Archive bytes per ended session and event delivery after a dropped Redis
+ *    connection (issue 12; bench/faults-bench.ts).
+ * 7. Tenant isolation (issue 13; bench/tenant-isolation.ts): another tenant's
  *    p99 with a neighbour at many sessions and data sources vs a small one.
  *
  * A small shared machine's speed drifts by tens of percent
@@ -35,8 +39,8 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch,isolation") to run only some parts;
- * BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES (default 200000 / 20000) for part 5;
+ * BENCH_PARTS (default "throughput,memory,watch,archive,faults,isolation") to run only some parts;
+ * BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES (default 200000 / 20000) for part 7;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
  * Layout: this file runs the parts in order and writes the report; each part
@@ -51,15 +55,24 @@ import { join } from "node:path";
 import { flagsLabel } from "./format.js";
 import { listed, type BenchPart, type PartContext, type PartResults } from "./part.js";
 import { isolationPart } from "./parts/isolation.js";
+import { archivePart } from "./parts/archive.js";
 import { memoryPart } from "./parts/memory.js";
 import { flagVariants, throughputPart } from "./parts/throughput.js";
 import { watchPart } from "./parts/watch.js";
+import { faultsPart } from "./parts/faults.js";
 import { machineInfo, running } from "./processes.js";
 import { render } from "./report.js";
 import { HERE, PARTS as SELECTED, productionNodeFlags } from "./settings.js";
 
 /** Every part, in the order it runs and reports. A new part: a module in bench/parts/, listed here. */
-const PARTS: readonly BenchPart<unknown>[] = [listed(throughputPart), listed(memoryPart), listed(watchPart), listed(isolationPart)];
+const PARTS: readonly BenchPart<unknown>[] = [
+  listed(throughputPart),
+  listed(memoryPart),
+  listed(watchPart),
+  listed(archivePart),
+  listed(faultsPart),
+  listed(isolationPart),
+];
 
 async function main(): Promise<void> {
   // A closed stdout (`npm run bench | head`) must not kill the run halfway and orphan redis-server,

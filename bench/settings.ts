@@ -25,6 +25,8 @@ export const ISOLATION_TIMEOUT_MS = 900_000;
 export const MEMORY_TIMEOUT_MS = 120_000;
 /** How long the watch benchmark may take before it is abandoned. */
 export const WATCH_TIMEOUT_MS = 300_000;
+/** How long the archive benchmark may take before it is abandoned. */
+export const ARCHIVE_TIMEOUT_MS = 300_000;
 /** Past this, a phase is considered hung and the run fails. */
 export const PHASE_SLACK_MS = 60_000;
 /** Bound on creating the sessions a close round uses up. */
@@ -35,7 +37,7 @@ export const FILL_TIMEOUT_MS = 60_000;
  * request objects.
  */
 export const CANDIDATE_FLAGS: readonly string[] = (process.env["BENCH_CANDIDATE_FLAGS"] || "--max-semi-space-size=64").split(" ").filter((f) => f !== "");
-export const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch,isolation").split(",").map((p) => p.trim()));
+export const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch,archive,faults,isolation").split(",").map((p) => p.trim()));
 
 export const TARGETS = {
   getOverCheck: 0.8,

@@ -12,12 +12,24 @@ import pLimit from "p-limit";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { SessionService } from "../gen/session/v1/session_pb.js";
 import { sessionServiceRoutes, watchStartGate } from "./api/session-service.js";
+import { createArchive, sinkServing, type Archive } from "./archive/archive.js";
 import { setUpSecurity } from "./auth/security.js";
-import type { Config } from "./config/config.js";
-import { HealthMonitor } from "./health/health-monitor.js";
+import { ConfigError, type Config } from "./config/config.js";
+import { HealthMonitor, type HealthComponent } from "./health/health-monitor.js";
 import { healthServiceRoutes } from "./health/health-service.js";
 import { createLogger } from "./logging/logger.js";
-import { addActiveSessionsSource, addWatchStartGateSource, instrumentRedis, observeExpiryLag, scrape, trackWatcher } from "./observability/metrics.js";
+import {
+  addActiveSessionsSource,
+  addWatchStartGateSource,
+  archiveMetrics,
+  countArchiveShortened,
+  countDataLoss,
+  instrumentRedis,
+  observeExpiryLag,
+  scrape,
+  setStoreProblems,
+  trackWatcher,
+} from "./observability/metrics.js";
 import { reflectionServiceRoutes } from "./reflection/reflection-service.js";
 import { startRpcServer } from "./server/rpc-server.js";
 import { ExpiryScheduler } from "./session/expiry-scheduler.js";
@@ -31,6 +43,9 @@ import { EventHub } from "./streaming/event-hub.js";
  * so this bounds how stale a probe's answer can be, not how often Redis is hit per probe.
  */
 const HEALTH_INTERVAL_MS = 1000;
+
+/** The grpc.health.v1 name under which the archive sink reports (not part of the overall status). */
+export const ARCHIVE_HEALTH_SERVICE = "sessiond.archive";
 
 export interface AppOptions {
   /** Default: a pino logger on stdout at config.logLevel. */
@@ -47,6 +62,8 @@ export interface App {
   readonly manager: SessionManager;
   /** The event log reader watch streams subscribe to. */
   readonly events: EventHub;
+  /** The durable archive, when ARCHIVE_DATABASE_URL is set. */
+  readonly archive: Archive | undefined;
   /** Stops health checks, the expiry scheduler and the event reader (watch streams end with UNAVAILABLE and their cursor), drains and closes the server, then disposes of the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -58,8 +75,29 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // Refuses insecure configurations (ConfigError) before anything holds a connection.
   const security = setUpSecurity(config, logger, options.auditDestination === undefined ? {} : { auditDestination: options.auditDestination });
   // Every connection the store opens counts its errors and reconnects on /metrics (the store knows nothing of metrics).
-  const store = createStore(config, logger, { onRedisConnection: (client, name) => void instrumentRedis(client, name) });
+  const store = createStore(config, logger, {
+    onRedisConnection: (client, name) => void instrumentRedis(client, name),
+    onArchiveShortened: countArchiveShortened,
+  });
+  await refuseEvictingRedis(store, config, logger).catch(async (error: unknown) => {
+    await store.dispose();
+    throw error;
+  });
+  // Config guarantees REDIS_URL with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
+  const archive =
+    config.archiveDatabase === undefined || config.redisUrl === undefined
+      ? undefined
+      : createArchive({
+          database: config.archiveDatabase,
+          redisUrl: config.redisUrl,
+          keyPrefix: config.keyPrefix,
+          redisCommandTimeoutMs: config.redisCommandTimeoutMs,
+          logger: logger.child({ component: "archive" }),
+          observer: archiveMetrics,
+          onRedisConnection: (client) => void instrumentRedis(client, "archive"),
+        });
   const manager = new SessionManager({
+    ...(archive === undefined ? {} : { endedArchive: archive.database }),
     store,
     config,
     logger: logger.child({ component: "sessions" }),
@@ -93,8 +131,23 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     watchQueueLimit: config.watchQueueLimit,
     watchStartGate: watchStartGate(startReads),
   });
+  const events = background.events;
+  // Data loss is announced: watchers end with OUT_OF_RANGE (event-hub.ts); here it is audited and counted.
+  const stopResetWatch = events.onReset(() => {
+    countDataLoss();
+    security.audit.record({ principal: "system", operation: "data_loss", outcome: "ok" });
+  });
+  const components = new Map<string, HealthComponent>();
+  if (archive !== undefined) {
+    components.set(ARCHIVE_HEALTH_SERVICE, { serving: () => sinkServing(archive.sink.state), subscribe: (listener) => archive.sink.onState(listener) });
+  }
   const health = new HealthMonitor({
     store,
+    components,
+    // While the event reader is not reading, watchers hear nothing: not ready.
+    conditions: [{ reason: "event reader not reading", ok: () => events.reading || !events.running, watch: (listener) => events.watchReading(listener) }],
+    acceptedProblems: config.allowRedisEviction ? ["eviction_policy"] : [],
+    onProblems: (found) => setStoreProblems(found.problems),
     intervalMs: HEALTH_INTERVAL_MS,
     timeoutMs: config.redisCommandTimeoutMs,
     logger: logger.child({ component: "health" }),
@@ -108,9 +161,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // The event reader and the expiry scheduler; fails the start when Redis refuses CONFIG and the
   // keyspace notification flags are not set (the message names them).
   await background.start().catch(async (error: unknown) => {
+    await archive?.stop();
     await store.dispose();
     throw error;
   });
+  // In the background: an unreachable archive database delays archiving, never the start.
+  archive?.start();
   // Known status before the first probe can arrive (settles, never rejects, within the ping timeout).
   await health.start();
   const server = await startRpcServer({
@@ -125,7 +181,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       notReadyReason: () => {
         if (shuttingDown) return "shutting down";
         if (health.status("") === HealthCheckResponse_ServingStatus.SERVING) return undefined;
-        return background.events.stalled ?? "store unreachable";
+        return health.notServingReason() ?? background.events.stalled ?? "store unreachable";
       },
       metrics: scrape,
       ...(security.authorizeMetrics === undefined ? {} : { authorizeMetrics: security.authorizeMetrics }),
@@ -139,6 +195,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     // Nothing else holds the store yet: release it so the process can exit.
     health.stop();
     await background.stop();
+    await archive?.stop();
     await store.dispose();
     throw error;
   });
@@ -151,11 +208,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     store,
     manager,
     events: background.events,
+    archive,
     close(): Promise<void> {
       closed ??= (async () => {
         // NOT_SERVING first (health and /readyz), so health watchers move away before the port closes.
         shuttingDown = true;
         stopSessionsGauge();
+        stopResetWatch();
         stopStartGauge();
         health.stop();
         // No new connections or calls from here on; calls in flight go on (bounded by SHUTDOWN_TIMEOUT).
@@ -163,6 +222,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         await background.stop();
         // Streams still open end with UNAVAILABLE; waits for the unary calls in flight.
         await server.close();
+        // The batch in hand is written and acknowledged, or left pending for another replica.
+        await archive?.stop();
         await store.dispose();
         security.close();
       })();
@@ -222,6 +283,33 @@ export function createBackground(store: SessionStore, config: Config, logger: Lo
       await events.stop();
     },
   };
+}
+
+/**
+ * Refuses to start on a Redis whose maxmemory-policy may evict keys, unless
+ * ALLOW_REDIS_EVICTION accepts it (then warns). Eviction deletes records
+ * without their index entries, due-queue members and events: sessions vanish
+ * with no EXPIRED event or archive, and counters drift. A Redis that cannot be
+ * reached at start is checked by the health monitor once it answers.
+ */
+async function refuseEvictingRedis(store: SessionStore, config: Config, logger: Logger): Promise<void> {
+  if (store.problems === undefined) return;
+  let found;
+  try {
+    found = await store.problems();
+  } catch {
+    logger.warn("redis unreachable at start: its maxmemory-policy is checked once it answers");
+    return;
+  }
+  if (!found.problems.includes("eviction_policy")) return;
+  const policy = found.evictionPolicy ?? "unknown";
+  if (!config.allowRedisEviction) {
+    throw new ConfigError(
+      `REDIS_URL: redis maxmemory-policy is ${policy}; it can delete sessions, their indexes and events without notice. ` +
+        "Set maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction, or in redis.conf), or accept the risk with ALLOW_REDIS_EVICTION=true",
+    );
+  }
+  logger.warn({ evictionPolicy: policy }, "redis maxmemory-policy may evict keys; accepted by ALLOW_REDIS_EVICTION=true");
 }
 
 /**

@@ -19,7 +19,7 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const LAYERS: readonly (readonly string[])[] = [
   ["domain"],
   ["crypto", "config", "logging", "observability"],
-  ["store"],
+  ["store", "archive"],
   ["session"],
   ["streaming"],
   ["limits", "auth", "audit", "health", "reflection", "server"],

@@ -11,100 +11,13 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import type { DestinationStream } from "pino";
 import type { App } from "../src/app.js";
 import { compareEventIds } from "../src/store/event-id.js";
 import { useRedisServer } from "./support/redis-server.js";
 import { startTestApp, waitForWatchers } from "./support/server.js";
-import { AUDIENCE, hs256, HS_SECRET, ISSUER, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
+import { hs256, tempDir, writeApiKeysFile } from "./support/auth.js";
+import { ACME, assertAudit, auditCapture, authEnv, GLOBEX, KEYS, KIOSK, makeCallers, type Caller, type Callers, type Rec } from "./support/ownership-callers.js";
 import { ACT_AS, connectJsonClient, grpcJsClient, type Credentials, type Json, type WireClient, type WireReply } from "./support/wire-clients.js";
-
-const ACME = "acme";
-const GLOBEX = "globex";
-const SCOPES = "read write watch";
-
-const KEYS = {
-  backend: { id: "backend", key: `k-${randomUUID()}`, tenant: ACME, scopes: ["read", "write", "watch", "access"] },
-  bff: { id: "bff", key: `k-${randomUUID()}`, tenant: ACME, scopes: ["read", "write", "watch", "act_as"] },
-  scraper: { id: "scraper", key: `k-${randomUUID()}`, tenant: ACME, scopes: ["metrics"] },
-} satisfies Record<string, TestKey>;
-
-/** A key bound to a user in its API_KEYS_FILE entry. */
-const KIOSK = { id: "kiosk", key: `k-${randomUUID()}`, tenant: ACME, scopes: ["read", "write"], user: "carol" };
-
-type Rec = Readonly<Record<string, unknown>>;
-
-/** Who calls, and what the audit record must say about it. */
-interface Caller {
-  readonly name: string;
-  readonly credentials: Credentials;
-  readonly audit: Rec;
-  /** The user and tenant whose sessions it reaches; undefined user: every user of the tenant. */
-  readonly tenant: string;
-  readonly user: string | undefined;
-}
-
-interface Callers {
-  readonly owner: Caller;
-  readonly otherUser: Caller;
-  readonly otherTenant: Caller;
-  readonly service: Caller;
-  readonly delegatingForOwner: Caller;
-  readonly delegatingForOther: Caller;
-}
-
-async function makeCallers(): Promise<Callers> {
-  const jwt = async (sub: string, tenant: string): Promise<string> => `Bearer ${await hs256({ sub, tenant, scope: SCOPES })}`;
-  return {
-    owner: { name: "owner", credentials: { authorization: await jwt("alice", ACME) }, audit: { principal: "jwt:alice", tenant: ACME, user: "alice" }, tenant: ACME, user: "alice" },
-    otherUser: { name: "another user of the tenant", credentials: { authorization: await jwt("bob", ACME) }, audit: { principal: "jwt:bob", tenant: ACME, user: "bob" }, tenant: ACME, user: "bob" },
-    otherTenant: {
-      name: "a user of another tenant (same user id)",
-      credentials: { authorization: await jwt("alice", GLOBEX) },
-      audit: { principal: "jwt:alice", tenant: GLOBEX, user: "alice" },
-      tenant: GLOBEX,
-      user: "alice",
-    },
-    service: { name: "service principal", credentials: { authorization: `Bearer ${KEYS.backend.key}` }, audit: { principal: "key:backend", tenant: ACME }, tenant: ACME, user: undefined },
-    delegatingForOwner: {
-      name: "delegating service acting for the owner",
-      credentials: { authorization: `Bearer ${KEYS.bff.key}`, actAs: "alice" },
-      audit: { principal: "key:bff", tenant: ACME, user: "alice", delegated: true },
-      tenant: ACME,
-      user: "alice",
-    },
-    delegatingForOther: {
-      name: "delegating service acting for another user",
-      credentials: { authorization: `Bearer ${KEYS.bff.key}`, actAs: "bob" },
-      audit: { principal: "key:bff", tenant: ACME, user: "bob", delegated: true },
-      tenant: ACME,
-      user: "bob",
-    },
-  };
-}
-
-/** Captures audit records in memory (the app writes them synchronously, before the reply). */
-function auditCapture(): { destination: DestinationStream; records(): Rec[]; last(): Rec } {
-  const lines: string[] = [];
-  const records = (): Rec[] => lines.map((l) => JSON.parse(l) as Rec);
-  return {
-    destination: { write: (line: string) => void lines.push(line) },
-    records,
-    last: () => {
-      const all = records();
-      const record = all[all.length - 1];
-      assert.ok(record !== undefined, "an audit record was written");
-      return record;
-    },
-  };
-}
-
-/** Asserts that `record` holds every field of `expected`, and no user fields that `expected` lacks. */
-function assertAudit(record: Rec, expected: Rec, why: string): void {
-  for (const [key, value] of Object.entries(expected)) assert.deepEqual(record[key], value, `${why}: audit ${key}`);
-  if (!("user" in expected)) assert.equal(record["user"], undefined, `${why}: audit names no user`);
-  if (!("delegated" in expected)) assert.equal(record["delegated"], undefined, `${why}: audit not delegated`);
-}
 
 /** The RPCs on one session, in an order that leaves CloseSession last. */
 function sessionCalls(id: string): { method: string; operation: string; request: Json }[] {
@@ -120,18 +33,6 @@ function sessionCalls(id: string): { method: string; operation: string; request:
     { method: "ClearSessionData", operation: "data_clear", request: { sessionId: id } },
     { method: "CloseSession", operation: "close", request: { sessionId: id } },
   ];
-}
-
-function authEnv(dir: string): Record<string, string> {
-  return {
-    API_KEYS_FILE: writeApiKeysFile(dir, Object.values(KEYS)),
-    JWT_HS256_SECRET: HS_SECRET,
-    JWT_ISSUER: ISSUER,
-    JWT_AUDIENCE: AUDIENCE,
-    JWT_USER_CLAIM: "sub",
-    WATCH_HEARTBEAT: "200ms",
-    AUDIT_LOG: "stdout",
-  };
 }
 
 const redis = useRedisServer();

@@ -1,7 +1,8 @@
 /**
  * RedisStore when Redis goes away: every call rejects with
  * SessionError("unavailable") within a bounded time (never hangs, never a raw
- * ioredis error), and the same store instance works again once Redis is back,
+ * ioredis error), or "deadline_exceeded" when the command was sent and its
+ * answer did not come, and the same store instance works again once Redis is back,
  * including after Redis lost its loaded scripts.
  *
  * The elapsed-time bounds are generous correctness bounds (5× the timeout), not
@@ -44,11 +45,11 @@ function everyCall(store: SessionStore, sid: string): Array<[string, () => Promi
   ];
 }
 
-async function assertUnavailableInTime(name: string, call: () => Promise<unknown>): Promise<void> {
+async function assertUnavailableInTime(name: string, call: () => Promise<unknown>, kind: SessionError["kind"] = "unavailable"): Promise<void> {
   const started = performance.now();
   await assert.rejects(call(), (e: unknown) => {
     assert.ok(e instanceof SessionError, `${name}: a SessionError, not ${String(e)}`);
-    assert.equal(e.kind, "unavailable", `${name}: kind`);
+    assert.equal(e.kind, kind, `${name}: kind`);
     return true;
   });
   const elapsed = performance.now() - started;
@@ -110,18 +111,35 @@ describe("RedisStore with Redis unreachable", () => {
     }
   });
 
-  it("a Redis that accepts the connection but does not answer makes calls unavailable in bounded time", async () => {
+  it("a Redis that accepts the connection but does not answer: calls fail in bounded time with deadline_exceeded (sent, outcome unknown)", async () => {
     const store = newStore(server.url);
     try {
       await store.ping();
       await server.raw.call("CLIENT", "PAUSE", String(4 * TIMEOUT_MS), "ALL");
-      await assertUnavailableInTime("create while paused", () => everyCall(store, "x")[1]![1]());
-      await assertUnavailableInTime("list while paused", () => store.list(T, {}, 10));
+      // The command reached Redis and may run once the pause ends: never "unavailable", which promises it did not.
+      await assertUnavailableInTime("create while paused", () => everyCall(store, "x")[1]![1](), "deadline_exceeded");
+      await assertUnavailableInTime("list while paused", () => store.list(T, {}, 10), "deadline_exceeded");
       await server.raw.call("CLIENT", "UNPAUSE");
       await waitUntilServing(store);
       await store.list(T, {}, 10);
     } finally {
       await store.dispose();
+    }
+  });
+
+  it("the connection breaks with a write in flight: outcome_unknown (it may have been applied), never unavailable", async () => {
+    const store = new RedisStore({ url: server.url, keyPrefix: "sdf:", limits: CONFORMANCE_LIMITS, commandTimeoutMs: 5000 });
+    try {
+      await store.ping();
+      await server.raw.call("CLIENT", "PAUSE", "3000", "ALL");
+      const pending = everyCall(store, "x")[1]![1]();
+      pending.catch(() => {}); // asserted below, once Redis is gone
+      await sleep(100);
+      await server.stop();
+      await assertUnavailableInTime("create cut by the kill", () => pending, "outcome_unknown");
+    } finally {
+      await store.dispose();
+      await server.start();
     }
   });
 

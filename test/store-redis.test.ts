@@ -16,6 +16,7 @@ import { RedisStore } from "../src/store/redis/redis-store.js";
 import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
 import { runGuardConformance } from "./conformance/guard-conformance.js";
 import { useRedisServer } from "./support/redis-server.js";
+import { readArchive } from "./support/archive.js";
 
 const PREFIX = "sdtest:";
 
@@ -128,6 +129,23 @@ describe("RedisStore on Redis", () => {
       const ttl = await server.raw.pttl(keys.archive(session.sessionId));
       assert.ok(ttl > RETENTION - 2000 && ttl <= RETENTION, `archive TTL ${ttl} ≈ retention`);
       assert.equal(await expireTimeOf(keys.archive(session.sessionId)), closed.endTime + RETENTION);
+    }));
+
+  it("an archive is one compact MessagePack string; an archive hash of an earlier version still reads", () =>
+    withStore(async (store) => {
+      const { session } = await store.create(input({ metadata: '{"k":"v"}' }));
+      const closed = await store.close(TENANT, session.sessionId);
+      const key = keys.archive(session.sessionId);
+      assert.equal(await server.raw.type(key), "string");
+      const raw = await readArchive(server.raw, key);
+      assert.deepEqual(raw, {
+        u: closed.userId, d: closed.dataSource, l: closed.accessLevel, c: String(closed.createTime), e: String(closed.expireTime),
+        a: String(closed.lastAccessTime), m: '{"k":"v"}', v: String(closed.version), s: "closed", t: String(closed.endTime),
+      });
+      // The same archive as the hash earlier versions wrote: read back identically.
+      await server.raw.del(key);
+      await server.raw.hset(key, { ...raw });
+      assert.deepEqual(await store.get(TENANT, session.sessionId, { touch: false, includeEnded: true }), closed);
     }));
 
   it("expiry leaves only the archive, kept for the retention after expireTime", () =>

@@ -18,6 +18,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { createSessionClient, EventType, type SessionClient, type SessionEvent } from "@sessiond/client";
 import { startRedisServer, useRedisServer } from "./support/redis-server.js";
 import { TEST_ENCRYPTION_KEYS } from "./support/server.js";
+import { readArchive } from "./support/archive.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -167,7 +168,7 @@ describe("several service processes on one Redis", () => {
       const expired = log.filter(([, fields]) => fields[1] === "expired").map(([, fields]) => fields[fields.indexOf("i") + 1]);
       assert.equal(expired.length, N, "one EXPIRED entry per session in the log");
       assert.deepEqual(new Set(expired), ids);
-      for (const id of ids) assert.equal(await redis.raw.hget(`sd:default:{${id}}:a`, "s"), "expired", "one archive per session");
+      for (const id of ids) assert.equal((await readArchive(redis.raw, `sd:default:{${id}}:a`))?.s, "expired", "one archive per session");
       assert.equal(await redis.raw.hget("sd:default:m", "expired"), String(N), "counted once each");
     } finally {
       abort.abort();
@@ -203,7 +204,7 @@ describe("several service processes on one Redis", () => {
       const resumed = await withTimeout(collect(second.client, { resumeCursor: cursor }, N, abort.signal), 10_000, "EXPIRED after restart");
       assert.ok(resumed.every((e) => e.type === EventType.EXPIRED));
       assert.deepEqual(new Set(resumed.map((e) => e.session?.sessionId)), ids);
-      for (const id of ids) assert.equal(await redis.raw.hget(`sd:default:{${id}}:a`, "s"), "expired");
+      for (const id of ids) assert.equal((await readArchive(redis.raw, `sd:default:{${id}}:a`))?.s, "expired");
     } finally {
       abort.abort();
       await second.stop();

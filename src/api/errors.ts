@@ -14,6 +14,8 @@ const CODES: Readonly<Record<SessionErrorKind, Code>> = {
   limit_exceeded: Code.ResourceExhausted,
   invalid_argument: Code.InvalidArgument,
   unavailable: Code.Unavailable,
+  deadline_exceeded: Code.DeadlineExceeded,
+  outcome_unknown: Code.Unknown,
   out_of_range: Code.OutOfRange,
   internal: Code.Internal,
 };

@@ -17,12 +17,13 @@ import { WatchInterrupted, watchSessions, type ReadGate, type WatchItem, type Wa
 import { metricsToProto, sessionToProto, valueToProto, watchItemToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
 import { directWatchSink } from "./watch-direct.js";
-import { encodePageToken } from "./page-token.js";
+import { encodeEndedPageToken, encodePageToken } from "./page-token.js";
 import {
   validateCreate,
   validateDataKey,
   validateDataValue,
   validateList,
+  validateListEnded,
   validateSessionId,
   validateTtl,
   validateUpdate,
@@ -166,6 +167,19 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
         return {
           sessions: page.sessions.map(sessionToProto),
           nextPageToken: page.next === undefined ? "" : encodePageToken(page.next),
+        };
+      }),
+
+    listEndedSessions: (req, ctx) =>
+      unary("ListEndedSessions", async () => {
+        if (!manager.hasEndedArchive) {
+          throw new ConnectError("ListEndedSessions needs the archive database (ARCHIVE_DATABASE_URL), which this server has not configured", Code.Unimplemented);
+        }
+        const { filter, pageSize, after } = validateListEnded(req, limits);
+        const page = await manager.listEnded(options.tenant(ctx), filter, pageSize, after, userOf(ctx));
+        return {
+          sessions: page.sessions.map(sessionToProto),
+          nextPageToken: page.next === undefined ? "" : encodeEndedPageToken(page.next),
         };
       }),
 

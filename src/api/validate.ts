@@ -8,11 +8,12 @@
  * SessionManager, which does the encoding, still before any write.
  */
 import type { JsonValue } from "@bufbuild/protobuf";
-import type { Duration, Value } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import {
   AccessLevel as ProtoAccessLevel,
   EventType,
   type CreateSessionRequest,
+  type ListEndedSessionsRequest,
   type ListSessionsRequest,
   type UpdateSessionRequest,
   type WatchSessionsRequest,
@@ -24,7 +25,8 @@ import type { ListCursor, ListFilter } from "../store/store.js";
 import type { SessionEventType } from "../store/store.js";
 import type { WatchFilter } from "../streaming/watch-sessions.js";
 import { accessLevelFromProto, eventTypeFromProto, valueFromProto } from "./convert.js";
-import { decodePageToken } from "./page-token.js";
+import type { EndedFilter, EndedPosition } from "../domain/ended-archive.js";
+import { decodeEndedPageToken, decodePageToken } from "./page-token.js";
 
 /** Longest user_id and data_source, in characters. */
 export const MAX_NAME_LENGTH = 256;
@@ -168,6 +170,46 @@ export function validateList(request: ListSessionsRequest, limits: LimitsConfig)
     filter: { ...(userId === undefined ? {} : { userId }), ...(dataSource === undefined ? {} : { dataSource }) },
     pageSize: request.pageSize === 0 ? limits.defaultPageSize : request.pageSize,
     after: decodePageToken(request.pageToken),
+  };
+}
+
+export interface ListEndedParams {
+  readonly filter: EndedFilter;
+  readonly pageSize: number;
+  readonly after: EndedPosition | undefined;
+}
+
+/** Latest time a time-range bound may name: 9999-12-31T23:59:59Z (what RFC 3339 can write). */
+const MAX_TIMESTAMP_SECONDS = 253_402_300_799n;
+
+/** An optional Timestamp as ms since the epoch; within 1970..9999, nanos in range. */
+function validateOptionalTimestamp(value: Timestamp | undefined, field: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value.nanos) || value.nanos < 0 || value.nanos > 999_999_999) throw invalid(field, "nanos must be from 0 to 999999999");
+  if (value.seconds < 0n || value.seconds > MAX_TIMESTAMP_SECONDS) throw invalid(field, "must be from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z");
+  return Number(value.seconds) * 1000 + Math.floor(value.nanos / 1_000_000);
+}
+
+export function validateListEnded(request: ListEndedSessionsRequest, limits: LimitsConfig): ListEndedParams {
+  const userId = validateOptionalName(request.userId, "user_id");
+  const dataSource = validateOptionalName(request.dataSource, "data_source");
+  const endedAfter = validateOptionalTimestamp(request.endedAfter, "ended_after");
+  const endedBefore = validateOptionalTimestamp(request.endedBefore, "ended_before");
+  if (endedAfter !== undefined && endedBefore !== undefined && endedBefore <= endedAfter) {
+    throw invalid("ended_before", "must be later than ended_after");
+  }
+  if (!Number.isInteger(request.pageSize) || request.pageSize < 0 || request.pageSize > limits.maxPageSize) {
+    throw invalid("page_size", `must be from 0 (the default, ${limits.defaultPageSize}) to ${limits.maxPageSize}`);
+  }
+  return {
+    filter: {
+      ...(userId === undefined ? {} : { userId }),
+      ...(dataSource === undefined ? {} : { dataSource }),
+      ...(endedAfter === undefined ? {} : { endedAfter }),
+      ...(endedBefore === undefined ? {} : { endedBefore }),
+    },
+    pageSize: request.pageSize === 0 ? limits.defaultPageSize : request.pageSize,
+    after: decodeEndedPageToken(request.pageToken),
   };
 }
 

@@ -21,6 +21,8 @@ export type AuditOperation =
   | "extend"
   | "close"
   | "list"
+  /** ListEndedSessions: ended sessions from the archive database. */
+  | "list_ended"
   | "metrics"
   | "data_set"
   | "data_get"
@@ -33,6 +35,8 @@ export type AuditOperation =
   | "expire"
   /** A session closed to make room for its user's new one (SESSIONS_PER_USER_POLICY=close_oldest). */
   | "evict"
+  /** The event reader found that the store lost its data (the event log was reset); open watches were ended. */
+  | "data_loss"
   /** A call that presented no valid credentials. */
   | "authenticate"
   /** A call whose principal lacks the scope the RPC needs. */

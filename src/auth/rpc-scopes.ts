@@ -24,6 +24,7 @@ export const SESSION_RPCS: Readonly<Record<string, RpcPolicy>> = {
   ClearSessionData: { scope: "write", operation: "data_clear" },
   GetSessionMetrics: { scope: "read", operation: "metrics" },
   WatchSessions: { scope: "watch", operation: "watch_start" },
+  ListEndedSessions: { scope: "read", operation: "list_ended" },
 };
 
 /**

@@ -59,8 +59,10 @@ export interface Config {
   readonly expiryGraceMs: number;
   /** How often each process looks for sessions past their expire_time. */
   readonly sweepIntervalMs: number;
-  /** Bound on one Redis command; past it the RPC fails with UNAVAILABLE. */
+  /** Bound on one Redis command; past it the RPC fails with DEADLINE_EXCEEDED (sent) or UNAVAILABLE (never sent). */
   readonly redisCommandTimeoutMs: number;
+  /** Start and serve on a Redis whose maxmemory-policy may evict keys (anything but noeviction). */
+  readonly allowRedisEviction: boolean;
   /** Interval of heartbeat events on idle watch streams. */
   readonly watchHeartbeatMs: number;
   /** The event log keeps the last this many events (a watch resumes within them). */
@@ -80,6 +82,26 @@ export interface Config {
   readonly encryption: EncryptionConfig;
   /** Where audit records go: "stdout", "stderr", "off" or a file path. */
   readonly auditLog: string;
+  /** The durable archive of ended sessions in PostgreSQL; absent: none (ended sessions live in Redis for ARCHIVE_RETENTION). */
+  readonly archiveDatabase: ArchiveDatabaseConfig | undefined;
+}
+
+/** The PostgreSQL archive sink and its read-back (src/archive). Needs the Redis store. */
+export interface ArchiveDatabaseConfig {
+  /** postgres:// or postgresql:// URL; never logged (it may carry a password). */
+  readonly url: string;
+  /** From ARCHIVE_DATABASE_PASSWORD_FILE: replaces the URL's password. */
+  readonly password: string | undefined;
+  /** Sessions that ended longer ago than this are deleted from the archive database. */
+  readonly retentionMs: number;
+  /** Event log entries read and written per batch. */
+  readonly batchSize: number;
+  /** Entries pending this long with another replica are taken over (that replica is presumed dead). */
+  readonly claimIdleMs: number;
+  /** Connections to the archive database per process. */
+  readonly poolSize: number;
+  /** Bound on connecting to the archive database and on one statement. */
+  readonly timeoutMs: number;
 }
 
 /** How callers authenticate (src/auth). Files are read at start by loadAuthenticator. */
@@ -205,7 +227,15 @@ export const SETTINGS: readonly Setting[] = [
     default: "false",
     description: "With encryption keys: still read values stored in plaintext (before keys were configured) until `npm run reencrypt` sealed them; otherwise they are refused",
   },
+  { env: "ALLOW_REDIS_EVICTION", default: "false", description: "Start and report ready on a Redis whose maxmemory-policy is not noeviction (it can delete sessions silently)" },
   { env: "AUDIT_LOG", default: "stdout", description: "Audit records: stdout, stderr, off or a file path" },
+  { env: "ARCHIVE_DATABASE_URL", default: "", description: "PostgreSQL URL (postgres://user@host:port/db) of the durable archive of ended sessions; needs REDIS_URL" },
+  { env: "ARCHIVE_DATABASE_PASSWORD_FILE", default: "", description: "File holding the archive database password (replaces the URL's)" },
+  { env: "ARCHIVE_DB_RETENTION", default: "365d", description: "How long ended sessions stay in the archive database (deleted in batches after)" },
+  { env: "ARCHIVE_BATCH_SIZE", default: "500", description: "Event log entries the archive sink reads and writes per batch" },
+  { env: "ARCHIVE_CLAIM_IDLE", default: "30s", description: "Archive entries pending this long with a replica are taken over by another (the first is presumed dead)" },
+  { env: "ARCHIVE_DB_POOL_SIZE", default: "4", description: "Connections to the archive database per process" },
+  { env: "ARCHIVE_DB_TIMEOUT", default: "5s", description: "Bound on connecting to the archive database and on one statement" },
 ];
 
 const DURATION_UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -327,6 +357,7 @@ export function loadConfig(env: Env = process.env): Config {
     expiryGraceMs: r.duration("EXPIRY_GRACE", 1000),
     sweepIntervalMs: r.duration("SWEEP_INTERVAL", 10),
     redisCommandTimeoutMs: r.duration("REDIS_COMMAND_TIMEOUT", 10),
+    allowRedisEviction: r.boolean("ALLOW_REDIS_EVICTION"),
     watchHeartbeatMs: r.duration("WATCH_HEARTBEAT", 10),
     watchRetentionEvents: r.integer("WATCH_RETENTION_EVENTS", 1, 100_000_000),
     watchRetentionMs: r.duration("WATCH_RETENTION", 1000),
@@ -338,6 +369,38 @@ export function loadConfig(env: Env = process.env): Config {
     auth: authConfig(r),
     encryption: encryptionConfig(r),
     auditLog: r.raw("AUDIT_LOG"),
+    archiveDatabase: archiveDatabaseConfig(r, redisUrl !== ""),
+  };
+}
+
+function archiveDatabaseConfig(r: Reader, redis: boolean): ArchiveDatabaseConfig | undefined {
+  const url = r.optional("ARCHIVE_DATABASE_URL");
+  const passwordFile = r.optional("ARCHIVE_DATABASE_PASSWORD_FILE");
+  if (url === undefined) {
+    if (passwordFile !== undefined) throw new ConfigError("ARCHIVE_DATABASE_PASSWORD_FILE needs ARCHIVE_DATABASE_URL");
+    return undefined;
+  }
+  // The URL is not echoed: it may carry a password.
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === undefined || (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") || parsed.hostname === "") {
+    throw new ConfigError("ARCHIVE_DATABASE_URL must be a postgres:// or postgresql:// URL with a host");
+  }
+  if (!redis) {
+    throw new ConfigError("ARCHIVE_DATABASE_URL needs REDIS_URL: the archive sink reads the Redis event log through a consumer group");
+  }
+  return {
+    url,
+    password: passwordFile === undefined ? undefined : readSecretFile("ARCHIVE_DATABASE_PASSWORD_FILE", passwordFile),
+    retentionMs: r.duration("ARCHIVE_DB_RETENTION", 3_600_000),
+    batchSize: r.integer("ARCHIVE_BATCH_SIZE", 1, 10_000),
+    claimIdleMs: r.duration("ARCHIVE_CLAIM_IDLE", 100),
+    poolSize: r.integer("ARCHIVE_DB_POOL_SIZE", 1, 100),
+    timeoutMs: r.duration("ARCHIVE_DB_TIMEOUT", 100),
   };
 }
 

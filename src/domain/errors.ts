@@ -15,8 +15,12 @@ export type SessionErrorKind =
   | "limit_exceeded"
   /** A request value is malformed or out of range. */
   | "invalid_argument"
-  /** The backing store cannot be reached in time. */
+  /** The backing store cannot be reached in time; the call was not applied. */
   | "unavailable"
+  /** The call reached the store but its answer did not come back in time: it may or may not have been applied. */
+  | "deadline_exceeded"
+  /** The connection to the store broke after the call was sent: it may or may not have been applied. */
+  | "outcome_unknown"
   /** A watch cursor is older than the retained event history (or unknown to it): re-list, then watch again. */
   | "out_of_range"
   /**

@@ -24,6 +24,7 @@
  * - `countUnreadable(kind)` when an event-log entry or record is skipped as unreadable.
  * - `addWatchStartGateSource(waiting)` (app.ts): watch-start reads waiting at
  *   the read gate, read at scrape time.
+ * - `archiveMetrics` (app.ts): what the archive sink (src/archive) reports.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
@@ -79,6 +80,40 @@ const redisReconnects = new Counter({
   registers: [registry],
 });
 
+const storeProblem = new Gauge({
+  name: "sessiond_store_problem",
+  help:
+    "1 while the store has the problem, else 0, as of the last health check: eviction_policy (Redis maxmemory-policy is " +
+    "not noeviction, so Redis may delete sessions on its own), memory_full (Redis refuses writes)",
+  labelNames: ["problem"] as const,
+  registers: [registry],
+});
+
+const archivesShortened = new Counter({
+  name: "sessiond_archives_shortened_total",
+  help: "Sessions closed while Redis was out of memory, whose archive was kept without metadata so that the close could succeed",
+  registers: [registry],
+});
+
+const dataLosses = new Counter({
+  name: "sessiond_store_data_loss_total",
+  help: "Times this process found that Redis lost data (the event log's generation changed): watchers were ended with OUT_OF_RANGE",
+  registers: [registry],
+});
+
+/** Records the store's problems as of one health check (a problem absent from the list is 0). */
+export function setStoreProblems(problems: readonly string[]): void {
+  for (const problem of ["eviction_policy", "memory_full"]) storeProblem.set({ problem }, problems.includes(problem) ? 1 : 0);
+}
+
+export function countArchiveShortened(): void {
+  archivesShortened.inc();
+}
+
+export function countDataLoss(): void {
+  dataLosses.inc();
+}
+
 /** Reads the live session count of one tenant; may reject (store unreachable). */
 export type ActiveSessionsReader = () => Promise<number>;
 
@@ -112,6 +147,67 @@ new Gauge({
     this.set(waiting);
   },
 });
+
+const archiveRows = new Counter({
+  name: "sessiond_archive_rows_total",
+  help: "Ended sessions the archive sink of this process wrote to the archive database (result: inserted, or duplicate when already there)",
+  labelNames: ["result"] as const,
+  registers: [registry],
+});
+
+/** Seconds; the sink reads as events come, so most lags are one read and one INSERT; an outage shows in the tail. */
+const archiveLag = new Histogram({
+  name: "sessiond_archive_lag_seconds",
+  help: "Archive sink lag: time from an ended session's event in the event log to its row being written to the archive database",
+  buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800],
+  registers: [registry],
+});
+
+const archiveBacklog = new Gauge({
+  name: "sessiond_archive_backlog_events",
+  help: "Event log entries the archive consumer group has not acknowledged yet (pending with a replica, or not yet delivered), as of the last check",
+  registers: [registry],
+});
+
+const archiveLost = new Counter({
+  name: "sessiond_archive_lost_events_total",
+  help: "Event log entries the archive sink could not archive: trimmed (the sink fell behind WATCH_RETENTION*), malformed, or rejected by the database",
+  labelNames: ["reason"] as const,
+  registers: [registry],
+});
+
+const archiveDatabaseUp = new Gauge({
+  name: "sessiond_archive_database_up",
+  help: "1 while the archive database takes this process's writes, 0 while it does not",
+  registers: [registry],
+});
+
+const archiveDeleted = new Counter({
+  name: "sessiond_archive_deleted_rows_total",
+  help: "Archived sessions deleted past ARCHIVE_DB_RETENTION by this process",
+  registers: [registry],
+});
+
+/** What the archive sink and its retention report (they take this object as their observer). */
+export const archiveMetrics = {
+  written(inserted: number, duplicates: number, lagsMs: readonly number[]): void {
+    archiveRows.inc({ result: "inserted" }, inserted);
+    archiveRows.inc({ result: "duplicate" }, duplicates);
+    for (const ms of lagsMs) archiveLag.observe(Math.max(0, ms) / 1000);
+  },
+  lost(reason: "trimmed" | "malformed" | "rejected", count: number): void {
+    archiveLost.inc({ reason }, count);
+  },
+  backlog(entries: number): void {
+    archiveBacklog.set(entries);
+  },
+  databaseUp(up: boolean): void {
+    archiveDatabaseUp.set(up ? 1 : 0);
+  },
+  deleted(rows: number): void {
+    archiveDeleted.inc(rows);
+  },
+};
 
 /** Records one finished RPC. `code` is the snake_case code name used in the logs ("ok", "not_found"). */
 const unreadable = new Counter({

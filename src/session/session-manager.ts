@@ -22,6 +22,7 @@ import type { Logger } from "../logging/logger.js";
 import { countUnreadable } from "../observability/metrics.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, type FieldCipher } from "../crypto/field-cipher.js";
 import type { ListCursor, ListFilter, SessionCounters, SessionGuard, SessionPatch, SessionStore, StoredEvent } from "../store/store.js";
+import type { EndedArchive, EndedFilter, EndedPosition } from "../domain/ended-archive.js";
 import { isSessionError, SessionError } from "../domain/errors.js";
 import { checkMetricsFor, guardFor, ownFilter, REQUIRED_LEVEL, updateLevel } from "./access-policy.js";
 import { decodeValue, EMPTY_METADATA, encodeJson, jsonByteLength, mergeMetadata } from "./json-codec.js";
@@ -52,6 +53,12 @@ export interface SessionManagerOptions {
    * audit log and metrics; must not throw.
    */
   readonly onSystemEnd?: (reason: "expired" | "evicted", record: SessionRecord, at: number) => void;
+  /**
+   * The durable archive of ended sessions (ARCHIVE_DATABASE_URL): where
+   * get with includeEnded looks after the store's own archive has expired,
+   * and what listEnded reads. Absent: neither.
+   */
+  readonly endedArchive?: EndedArchive;
 }
 
 export interface CreateSessionParams {
@@ -88,6 +95,12 @@ export interface ListSessionsPage {
   readonly next?: ListCursor;
 }
 
+export interface EndedSessionsPage {
+  readonly sessions: SessionView[];
+  /** Where the next page starts; absent on the last page. */
+  readonly next?: EndedPosition;
+}
+
 export interface DataWriteOutcome {
   readonly version: number;
 }
@@ -122,6 +135,7 @@ export class SessionManager {
   private readonly cipher: FieldCipher;
   private readonly onSystemEnd: SessionManagerOptions["onSystemEnd"];
   private readonly logger: Logger | undefined;
+  private readonly endedArchive: EndedArchive | undefined;
 
   constructor(options: SessionManagerOptions) {
     this.store = options.store;
@@ -129,6 +143,7 @@ export class SessionManager {
     this.cipher = options.cipher ?? AesGcmFieldCipher.ephemeral();
     this.onSystemEnd = options.onSystemEnd;
     this.logger = options.logger;
+    this.endedArchive = options.endedArchive;
     // Every expiry a call of this process performed (scheduler or lazy), once each: audit and metrics.
     this.store.onExpired((expirations) => {
       for (const { record, expiredAt } of expirations) this.onSystemEnd?.("expired", record, expiredAt);
@@ -162,7 +177,31 @@ export class SessionManager {
   /** A live session (recording the access), or with includeEnded also the archived state of an ended one. */
   async get(tenant: string, sessionId: string, includeEnded: boolean, user?: string): Promise<SessionView> {
     const guard = guardFor(user, REQUIRED_LEVEL.get);
-    return this.view(await this.store.get(tenant, sessionId, { touch: true, includeEnded, ...(guard === undefined ? {} : { guard }) }));
+    try {
+      return this.view(await this.store.get(tenant, sessionId, { touch: true, includeEnded, ...(guard === undefined ? {} : { guard }) }));
+    } catch (error) {
+      // Past ARCHIVE_RETENTION (or after Redis lost its data) the durable archive may still have it.
+      if (!includeEnded || this.endedArchive === undefined || !(isSessionError(error) && error.kind === "not_found")) throw error;
+      const archived = await this.endedArchive.find(tenant, sessionId);
+      // Another user's ended session is as absent as an unknown one.
+      if (archived === undefined || (user !== undefined && archived.userId !== user)) throw error;
+      return this.view(archived);
+    }
+  }
+
+  /** Whether ended sessions are kept in a durable archive (listEnded works). */
+  get hasEndedArchive(): boolean {
+    return this.endedArchive !== undefined;
+  }
+
+  /** Ended sessions from the durable archive, most recently ended first; a caller acting for a user sees that user's only. */
+  async listEnded(tenant: string, requested: EndedFilter, pageSize: number, after?: EndedPosition, user?: string): Promise<EndedSessionsPage> {
+    if (this.endedArchive === undefined) throw new Error("listEnded: no ended-session archive configured");
+    const filter = ownFilter(requested, user);
+    if (filter === "none") return { sessions: [] };
+    const page = await this.endedArchive.list(tenant, filter, pageSize, after);
+    const sessions = page.sessions.map((record) => this.view(record));
+    return page.next === undefined ? { sessions } : { sessions, next: page.next };
   }
 
   /** A live session without recording an access, or undefined: for watch snapshots. */

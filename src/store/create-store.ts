@@ -27,6 +27,8 @@ export function storeLimits(config: Config): StoreLimits {
 export interface CreateStoreHooks {
   /** Every Redis connection the store opens, with its name (app.ts counts their errors and reconnects). */
   readonly onRedisConnection?: RedisStoreOptions["onConnection"];
+  /** A close under memory pressure kept a shortened archive (app.ts counts them). */
+  readonly onArchiveShortened?: () => void;
 }
 
 export function createStore(config: Config, logger: Logger, hooks: CreateStoreHooks = {}): SessionStore {
@@ -39,6 +41,7 @@ export function createStore(config: Config, logger: Logger, hooks: CreateStoreHo
       commandTimeoutMs: config.redisCommandTimeoutMs,
       logger: logger.child({ component: "redis-store" }),
       ...(hooks.onRedisConnection === undefined ? {} : { onConnection: hooks.onRedisConnection }),
+      ...(hooks.onArchiveShortened === undefined ? {} : { onArchiveShortened: hooks.onArchiveShortened }),
     });
   }
   // Loud on purpose: running without REDIS_URL by accident in production loses every session on restart.

@@ -265,8 +265,29 @@ export interface StoreLimits {
   readonly eventRetentionMs?: number;
 }
 
+/**
+ * The message of the out_of_range a store gives for a cursor of an event log
+ * it no longer has (Redis lost its data; another MemoryStore process). The
+ * event reader tells it from a cursor beyond retention by this message.
+ */
+export const EVENT_LOG_RESET_MESSAGE =
+  "resume_cursor: the event log was reset since this cursor (the store lost its data); list the sessions and watch again";
+
 export const DEFAULT_EVENT_RETENTION_COUNT = 100_000;
 export const DEFAULT_EVENT_RETENTION_MS = 3_600_000;
+
+/**
+ * A condition of the backend that readiness and metrics report:
+ * "eviction_policy" (Redis may delete keys on its own: anything but
+ * maxmemory-policy noeviction), "memory_full" (Redis refuses writes).
+ */
+export type StoreProblem = "eviction_policy" | "memory_full";
+
+export interface StoreProblems {
+  readonly problems: readonly StoreProblem[];
+  /** Redis's maxmemory-policy, when known. */
+  readonly evictionPolicy?: string;
+}
 
 /** StoreLimits with every default applied. */
 export type ResolvedStoreLimits = Required<StoreLimits>;
@@ -340,16 +361,21 @@ export interface SessionStore {
   watchDue?(onDue: (tenant: string, sessionId: string) => void): Promise<DueWatch>;
 
   /**
-   * The id of the last event appended so far ("0-0" when none ever was); with
-   * a tenant, the id of that tenant's last event. Watchers are only ever shown
-   * the latter, so their cursors say nothing about other tenants' writes.
+   * The id of the last event appended so far; with none, the start of the
+   * log's generation ("<ms>-0", see readEvents), never "0-0". With a tenant,
+   * the id of that tenant's last event of this generation (the generation's
+   * start when none): watchers are only ever shown the latter, so their
+   * cursors say nothing about other tenants' writes.
    */
   lastEventId(tenant?: string): Promise<string>;
   /**
    * Up to `limit` events strictly after the cursor `after`, oldest first.
    * out_of_range when events after it may have been dropped by retention, or
-   * when the log never reached it (a cursor of another log); invalid_argument
-   * for a malformed cursor.
+   * when the log never reached it (a cursor of another log), or with
+   * EVENT_LOG_RESET_MESSAGE when the cursor is older than the log's
+   * generation: the log was started again after a data loss, so the cursor's
+   * events are gone ("0-0", the log's start, is of every generation);
+   * invalid_argument for a malformed cursor.
    */
   readEvents(after: string, limit: number): Promise<StoredEvent[]>;
   /** A blocking reader on its own connection. */
@@ -381,6 +407,12 @@ export interface SessionStore {
    * true when all of them are again. Returns the function that unsubscribes.
    */
   watchReadiness?(listener: (ready: boolean) => void): () => void;
+  /**
+   * Optional: the backend's conditions that make it unsafe or unable to serve
+   * writes, read fresh (one round trip); rejects with unavailable when the
+   * backend cannot be asked.
+   */
+  problems?(): Promise<StoreProblems>;
   /** Releases connections and timers. */
   dispose(): Promise<void>;
 }

@@ -19,7 +19,9 @@
  * position, so nothing is skipped within retention. If the position fell out of
  * retention meanwhile, every watcher is ended with UNAVAILABLE (its resume then
  * answers OUT_OF_RANGE, telling the client to re-list) and the hub restarts at
- * the log's end.
+ * the log's end. If the log was reset (the store lost its data: a cursor of
+ * an older generation), every watcher is ended with OUT_OF_RANGE and the
+ * reset listeners are told (log, audit, metric).
  */
 import type { Logger } from "pino";
 import { setImmediate as setImmediatePromise, setTimeout as sleep } from "node:timers/promises";
@@ -27,7 +29,7 @@ import { isSessionError, SessionError } from "../domain/errors.js";
 import { compareEventIds, ZERO_EVENT_ID } from "../store/event-id.js";
 import type { UnreadableEntry } from "../store/unreadable.js";
 import { UnreadableEvents, unreadableEventError } from "./poison.js";
-import type { EventTail, SessionStore, StoredEvent } from "../store/store.js";
+import { EVENT_LOG_RESET_MESSAGE, type EventTail, type SessionStore, type StoredEvent } from "../store/store.js";
 import { EventQueue } from "./event-queue.js";
 
 export interface EventHubOptions {
@@ -76,7 +78,13 @@ interface Subscriber {
 
 const DEFAULT_BLOCK_MS = 1000;
 const DEFAULT_BATCH = 500;
-const MAX_BACKOFF_MS = 1000;
+/**
+ * Longest pause between attempts after a failed read. Each attempt waits for
+ * the store's connection (bounded by its command timeout) rather than failing
+ * at once, so a short pause costs Redis nothing and resumes delivery soon
+ * after Redis answers again.
+ */
+const MAX_BACKOFF_MS = 200;
 const DEFAULT_DISPATCH_SLICE = 500;
 const DEFAULT_STALL_MS = 5000;
 
@@ -102,6 +110,10 @@ export class EventHub {
   private removeUnreadable: (() => void) | undefined;
   /** Logs and counts unreadable events once (poison.ts); the watch streams report undecryptable ones here too. */
   readonly unreadable: UnreadableEvents;
+  /** Whether the last read succeeded (readiness is NOT_SERVING while the reader is not reading). */
+  private isReading = false;
+  private readonly readingListeners = new Set<(reading: boolean) => void>();
+  private readonly resetListeners = new Set<(info: { readonly watchersEnded: number }) => void>();
 
   constructor(options: EventHubOptions) {
     this.store = options.store;
@@ -148,6 +160,23 @@ export class EventHub {
 
   get running(): boolean {
     return this.loop !== undefined && !this.stopping;
+  }
+
+  /** True while the reader follows the log: false from a failed read until a read succeeds again. */
+  get reading(): boolean {
+    return this.isReading;
+  }
+
+  /** Calls the listener whenever `reading` flips; returns the remover. */
+  watchReading(listener: (reading: boolean) => void): () => void {
+    this.readingListeners.add(listener);
+    return () => void this.readingListeners.delete(listener);
+  }
+
+  private setReading(reading: boolean): void {
+    if (reading === this.isReading) return;
+    this.isReading = reading;
+    for (const listener of [...this.readingListeners]) listener(reading);
   }
 
   /**
@@ -215,6 +244,12 @@ export class EventHub {
     };
   }
 
+  /** Calls the listener each time the reader finds the event log reset (data loss); returns the remover. */
+  onReset(listener: (info: { readonly watchersEnded: number }) => void): () => void {
+    this.resetListeners.add(listener);
+    return () => void this.resetListeners.delete(listener);
+  }
+
   /** Adds an in-process listener of every event; returns its remover. */
   addListener(listener: EventListener): () => void {
     const entry: EventListener = (event) => listener(event);
@@ -271,6 +306,8 @@ export class EventHub {
           await this.verifyPosition(this.pos);
         }
         verify = false;
+        // Reading from here: the read below waits on a live connection (a dropped one fails it at once).
+        this.setReading(true);
         const events = await tail.read(this.pos, this.batchSize, this.blockMs);
         if (failures > 0) this.logger?.info("event reader recovered");
         failures = 0;
@@ -281,6 +318,7 @@ export class EventHub {
         }
       } catch (error) {
         if (this.stopping) return;
+        this.setReading(false);
         failures += 1;
         this.failingSince ??= Date.now();
         verify = true;
@@ -292,15 +330,28 @@ export class EventHub {
     }
   }
 
-  /** After a failure: if events after our position were trimmed, nobody can be told they are complete. */
+  /**
+   * After a failure: if events after our position were trimmed, nobody can be
+   * told they are complete. If the log was reset (the store lost its data),
+   * every watch ends with OUT_OF_RANGE at once: the sessions they knew may be
+   * gone without a CLOSED or EXPIRED event, so their clients must re-list.
+   */
   private async verifyPosition(pos: string): Promise<void> {
     try {
       await this.store.readEvents(pos, 1);
     } catch (error) {
       if (!(isSessionError(error) && error.kind === "out_of_range")) throw error;
-      this.logger?.warn("event reader lost its position (beyond retention); ending every watch so clients re-list");
-      this.endAll(new SessionError("unavailable", "the event reader fell behind the event log's retention"));
-      this.pos = await this.store.lastEventId();
+      const next = await this.store.lastEventId();
+      if (error.message === EVENT_LOG_RESET_MESSAGE) {
+        const watchers = this.subscribers;
+        this.logger?.error({ watchers, position: pos, newPosition: next }, "the event log was reset: the store lost its data; ending every watch with OUT_OF_RANGE");
+        this.endAll(new SessionError("out_of_range", "the event log was reset (the store lost its data): list the sessions and watch again"));
+        for (const listener of [...this.resetListeners]) listener({ watchersEnded: watchers });
+      } else {
+        this.logger?.warn("event reader lost its position (beyond retention); ending every watch so clients re-list");
+        this.endAll(new SessionError("unavailable", "the event reader fell behind the event log's retention"));
+      }
+      this.pos = next;
     }
   }
 

@@ -50,6 +50,25 @@ end
 return 1
 `;
 
+/** The metadata (7th value) of the packed archive at KEYS[1], or false (see write_archive in lua/prelude.ts). */
+const ARCHIVE_METADATA_LUA = `
+local packed = redis.call('GET', KEYS[1])
+if not packed then return false end
+local values = { cmsgpack.unpack(packed) }
+return values[7]
+`;
+
+/** Replaces the metadata of the packed archive KEYS[1] with ARGV[2] if it still holds ARGV[1]; keeps the key's TTL. */
+const ARCHIVE_CAS_LUA = `
+local packed = redis.call('GET', KEYS[1])
+if not packed then return 0 end
+local values = { cmsgpack.unpack(packed) }
+if values[7] ~= ARGV[1] then return 0 end
+values[7] = ARGV[2]
+redis.call('SET', KEYS[1], cmsgpack.pack(unpack(values)), 'KEEPTTL')
+return 1
+`;
+
 export async function reencrypt(options: ReencryptOptions): Promise<ReencryptReport> {
   const { redis, keyPrefix, keyring } = options;
   // Reads plaintext too: sealing what was written before keys were configured is what ends the migration.
@@ -61,7 +80,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
   let skippedConcurrent = 0;
   let failed = 0;
 
-  const rewrite = async (key: string, field: string, stored: string, binding: FieldBinding, recordKey: string): Promise<void> => {
+  const rewrite = async (key: string, field: string, stored: string, binding: FieldBinding, recordKey: string, packed = false): Promise<void> => {
     values++;
     if (sealedKeyId(stored) === primary) return;
     let sealed: string;
@@ -71,7 +90,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
       failed++;
       return;
     }
-    const done = await redis.eval(CAS_LUA, 2, key, recordKey, field, stored, sealed);
+    const done = packed ? await redis.eval(ARCHIVE_CAS_LUA, 1, key, stored, sealed) : await redis.eval(CAS_LUA, 2, key, recordKey, field, stored, sealed);
     if (done === 1) rewritten++;
     else skippedConcurrent++;
   };
@@ -84,7 +103,13 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
       const name = sessionKey(key);
       if (name === undefined || name.kind === "shadow") continue;
       const { tenant, sessionId } = name;
-      if ((await redis.type(key)) !== "hash") continue;
+      const type = await redis.type(key);
+      if (name.kind === "archive" && type === "string") {
+        const metadata = (await redis.eval(ARCHIVE_METADATA_LUA, 1, key)) as string | null;
+        if (metadata !== null && metadata !== "") await rewrite(key, "m", metadata, { tenant, sessionId, field: METADATA_FIELD }, "", true);
+        continue;
+      }
+      if (type !== "hash") continue;
       if (name.kind === "data") {
         const recordKey = new RedisKeys(keyPrefix, tenant).record(sessionId);
         let fieldCursor = "0";

@@ -21,6 +21,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { SessionError, type SessionErrorKind } from "../../src/domain/errors.js";
 import type { SessionRecord } from "../../src/domain/model.js";
 import { compareEventIds } from "../../src/store/event-id.js";
+import { EVENT_LOG_RESET_MESSAGE } from "../../src/store/store.js";
 import type {
   CreateSessionInput,
   StoredEvent,
@@ -209,7 +210,9 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
       }
 
       it("logs one event per write, in order, with the session after it and without data values", async () => {
-        assert.equal(await store.lastEventId(), "0-0");
+        const start = await store.lastEventId();
+        assert.match(start, /^[1-9]\d*-0$/, "an empty log's position is the start of its generation, never 0-0");
+        assert.deepEqual(await store.readEvents(start, 10), []);
         assert.deepEqual(await logged(), []);
         const before = Date.now();
         const s = await create({ metadata: '{"m":1}' });
@@ -315,6 +318,22 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         const last = all.at(-1)?.id ?? "";
         const future = `${Number(last.split("-")[0]) + 60_000}-0`;
         await assertRejectsKind(store.readEvents(future, 4), "out_of_range", "a cursor the log never reached");
+      });
+
+      it("a cursor from before the log's generation (a log the store lost) is out_of_range, saying the log was reset", async () => {
+        const start = await store.lastEventId();
+        const s = await create();
+        const generationMs = Number(start.split("-")[0]);
+        const older = `${generationMs - 5000}-3`;
+        await assert.rejects(store.readEvents(older, 10), (e: unknown) => {
+          assert.ok(e instanceof SessionError && e.kind === "out_of_range", String(e));
+          assert.equal(e.message, EVENT_LOG_RESET_MESSAGE);
+          return true;
+        });
+        const events = await store.readEvents(start, 10);
+        assert.deepEqual(events.map((e) => e.session.sessionId), [s.sessionId], "the generation's start is a valid cursor");
+        assert.ok(Number(events[0]?.id.split("-")[0]) > generationMs, "every event is later than the generation");
+        assert.equal((await store.readEvents("0-0", 10)).length, 1, "0-0, the log's start, reads the current generation");
       });
 
       it("cursors that fell out of the retention are out_of_range; recent ones still resume", async () => {

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file session/v1/session.proto.
  */
 export const file_session_v1_session: GenFile = /*@__PURE__*/
-  fileDesc("ChhzZXNzaW9uL3YxL3Nlc3Npb24ucHJvdG8SCnNlc3Npb24udjEinwMKB1Nlc3Npb24SEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhMKC2RhdGFfc291cmNlGAMgASgJEi0KDGFjY2Vzc19sZXZlbBgEIAEoDjIXLnNlc3Npb24udjEuQWNjZXNzTGV2ZWwSKQoGc3RhdHVzGAUgASgOMhkuc2Vzc2lvbi52MS5TZXNzaW9uU3RhdHVzEi8KC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoQbGFzdF9hY2Nlc3NfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCG1ldGFkYXRhGAogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgd2ZXJzaW9uGAsgASgEItIBChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhMKC2RhdGFfc291cmNlGAIgASgJEi0KDGFjY2Vzc19sZXZlbBgDIAEoDjIXLnNlc3Npb24udjEuQWNjZXNzTGV2ZWwSJgoDdHRsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEikKCG1ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgpyZXF1ZXN0X2lkGAYgASgJIk4KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEg8KB2NyZWF0ZWQYAiABKAgiPgoRR2V0U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIVCg1pbmNsdWRlX2VuZGVkGAIgASgIIjoKEkdldFNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIpACChRVcGRhdGVTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBARIpCghtZXRhZGF0YRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFgoObWVyZ2VfbWV0YWRhdGEYBCABKAgSMgoMYWNjZXNzX2xldmVsGAUgASgOMhcuc2Vzc2lvbi52MS5BY2Nlc3NMZXZlbEgBiAEBEhgKC2RhdGFfc291cmNlGAYgASgJSAKIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb25CDwoNX2FjY2Vzc19sZXZlbEIOCgxfZGF0YV9zb3VyY2UiPQoVVXBkYXRlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iUgoURXh0ZW5kU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRImCgN0dGwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iPQoVRXh0ZW5kU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iKQoTQ2xvc2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIjwKFENsb3NlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iYgoTTGlzdFNlc3Npb25zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhMKC2RhdGFfc291cmNlGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIlYKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiUKCHNlc3Npb25zGAEgAygLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJfChVTZXRTZXNzaW9uRGF0YVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRILCgNrZXkYAiABKAkSJQoFdmFsdWUYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiKQoWU2V0U2Vzc2lvbkRhdGFSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEIjgKFUdldFNlc3Npb25EYXRhUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEgsKA2tleRgCIAEoCSI/ChZHZXRTZXNzaW9uRGF0YVJlc3BvbnNlEiUKBXZhbHVlGAEgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjsKGERlbGV0ZVNlc3Npb25EYXRhUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEgsKA2tleRgCIAEoCSI9ChlEZWxldGVTZXNzaW9uRGF0YVJlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAgSDwoHdmVyc2lvbhgCIAEoBCJEChZMaXN0U2Vzc2lvbkRhdGFSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSFgoOaW5jbHVkZV92YWx1ZXMYAiABKAgirwEKF0xpc3RTZXNzaW9uRGF0YVJlc3BvbnNlEgwKBGtleXMYASADKAkSPwoGdmFsdWVzGAIgAygLMi8uc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbkRhdGFSZXNwb25zZS5WYWx1ZXNFbnRyeRpFCgtWYWx1ZXNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWU6AjgBIi0KF0NsZWFyU2Vzc2lvbkRhdGFSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiQgoYQ2xlYXJTZXNzaW9uRGF0YVJlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMSDwoHdmVyc2lvbhgCIAEoBCIaChhHZXRTZXNzaW9uTWV0cmljc1JlcXVlc3Qi6QMKGUdldFNlc3Npb25NZXRyaWNzUmVzcG9uc2USFgoOdG90YWxfc2Vzc2lvbnMYASABKAMSFwoPYWN0aXZlX3Nlc3Npb25zGAIgASgDEhgKEGV4cGlyZWRfc2Vzc2lvbnMYAyABKAMSFwoPY2xvc2VkX3Nlc3Npb25zGAQgASgDEl4KFmFjdGl2ZV9ieV9hY2Nlc3NfbGV2ZWwYBSADKAsyPi5zZXNzaW9uLnYxLkdldFNlc3Npb25NZXRyaWNzUmVzcG9uc2UuQWN0aXZlQnlBY2Nlc3NMZXZlbEVudHJ5ElwKFWFjdGl2ZV9ieV9kYXRhX3NvdXJjZRgGIAMoCzI9LnNlc3Npb24udjEuR2V0U2Vzc2lvbk1ldHJpY3NSZXNwb25zZS5BY3RpdmVCeURhdGFTb3VyY2VFbnRyeRIzChBhdmVyYWdlX2R1cmF0aW9uGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uGjoKGEFjdGl2ZUJ5QWNjZXNzTGV2ZWxFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBGjkKF0FjdGl2ZUJ5RGF0YVNvdXJjZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEiswEKFFdhdGNoU2Vzc2lvbnNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEwoLZGF0YV9zb3VyY2UYAiABKAkSEwoLc2Vzc2lvbl9pZHMYAyADKAkSKgoLZXZlbnRfdHlwZXMYBCADKA4yFS5zZXNzaW9uLnYxLkV2ZW50VHlwZRIdChVzZW5kX2luaXRpYWxfc25hcHNob3QYBSABKAgSFQoNcmVzdW1lX2N1cnNvchgGIAEoCSJAChVXYXRjaFNlc3Npb25zUmVzcG9uc2USJwoFZXZlbnQYASABKAsyGC5zZXNzaW9uLnYxLlNlc3Npb25FdmVudCKsAQoMU2Vzc2lvbkV2ZW50EiMKBHR5cGUYASABKA4yFS5zZXNzaW9uLnYxLkV2ZW50VHlwZRIkCgdzZXNzaW9uGAIgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEi4KCmV2ZW50X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmN1cnNvchgEIAEoCRIRCglkYXRhX2tleXMYBSADKAkqcgoLQWNjZXNzTGV2ZWwSHAoYQUNDRVNTX0xFVkVMX1VOU1BFQ0lGSUVEEAASFQoRQUNDRVNTX0xFVkVMX1JFQUQQARIWChJBQ0NFU1NfTEVWRUxfV1JJVEUQAhIWChJBQ0NFU1NfTEVWRUxfQURNSU4QAyqBAQoNU2Vzc2lvblN0YXR1cxIeChpTRVNTSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFVNFU1NJT05fU1RBVFVTX0FDVElWRRABEhoKFlNFU1NJT05fU1RBVFVTX0VYUElSRUQQAhIZChVTRVNTSU9OX1NUQVRVU19DTE9TRUQQAyrvAQoJRXZlbnRUeXBlEhoKFkVWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIWChJFVkVOVF9UWVBFX0NSRUFURUQQARIWChJFVkVOVF9UWVBFX1VQREFURUQQAhIXChNFVkVOVF9UWVBFX0VYVEVOREVEEAMSFQoRRVZFTlRfVFlQRV9DTE9TRUQQBBIWChJFVkVOVF9UWVBFX0VYUElSRUQQBRIbChdFVkVOVF9UWVBFX0RBVEFfQ0hBTkdFRBAGEhcKE0VWRU5UX1RZUEVfU05BUFNIT1QQBxIYChRFVkVOVF9UWVBFX0hFQVJUQkVBVBAIMo4JCg5TZXNzaW9uU2VydmljZRJUCg1DcmVhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEksKCkdldFNlc3Npb24SHS5zZXNzaW9uLnYxLkdldFNlc3Npb25SZXF1ZXN0Gh4uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVzcG9uc2USVAoNVXBkYXRlU2Vzc2lvbhIgLnNlc3Npb24udjEuVXBkYXRlU2Vzc2lvblJlcXVlc3QaIS5zZXNzaW9uLnYxLlVwZGF0ZVNlc3Npb25SZXNwb25zZRJUCg1FeHRlbmRTZXNzaW9uEiAuc2Vzc2lvbi52MS5FeHRlbmRTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuRXh0ZW5kU2Vzc2lvblJlc3BvbnNlElEKDENsb3NlU2Vzc2lvbhIfLnNlc3Npb24udjEuQ2xvc2VTZXNzaW9uUmVxdWVzdBogLnNlc3Npb24udjEuQ2xvc2VTZXNzaW9uUmVzcG9uc2USUQoMTGlzdFNlc3Npb25zEh8uc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJXCg5TZXRTZXNzaW9uRGF0YRIhLnNlc3Npb24udjEuU2V0U2Vzc2lvbkRhdGFSZXF1ZXN0GiIuc2Vzc2lvbi52MS5TZXRTZXNzaW9uRGF0YVJlc3BvbnNlElcKDkdldFNlc3Npb25EYXRhEiEuc2Vzc2lvbi52MS5HZXRTZXNzaW9uRGF0YVJlcXVlc3QaIi5zZXNzaW9uLnYxLkdldFNlc3Npb25EYXRhUmVzcG9uc2USYAoRRGVsZXRlU2Vzc2lvbkRhdGESJC5zZXNzaW9uLnYxLkRlbGV0ZVNlc3Npb25EYXRhUmVxdWVzdBolLnNlc3Npb24udjEuRGVsZXRlU2Vzc2lvbkRhdGFSZXNwb25zZRJaCg9MaXN0U2Vzc2lvbkRhdGESIi5zZXNzaW9uLnYxLkxpc3RTZXNzaW9uRGF0YVJlcXVlc3QaIy5zZXNzaW9uLnYxLkxpc3RTZXNzaW9uRGF0YVJlc3BvbnNlEl0KEENsZWFyU2Vzc2lvbkRhdGESIy5zZXNzaW9uLnYxLkNsZWFyU2Vzc2lvbkRhdGFSZXF1ZXN0GiQuc2Vzc2lvbi52MS5DbGVhclNlc3Npb25EYXRhUmVzcG9uc2USYAoRR2V0U2Vzc2lvbk1ldHJpY3MSJC5zZXNzaW9uLnYxLkdldFNlc3Npb25NZXRyaWNzUmVxdWVzdBolLnNlc3Npb24udjEuR2V0U2Vzc2lvbk1ldHJpY3NSZXNwb25zZRJWCg1XYXRjaFNlc3Npb25zEiAuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25zUmVxdWVzdBohLnNlc3Npb24udjEuV2F0Y2hTZXNzaW9uc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhzZXNzaW9uL3YxL3Nlc3Npb24ucHJvdG8SCnNlc3Npb24udjEinwMKB1Nlc3Npb24SEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhMKC2RhdGFfc291cmNlGAMgASgJEi0KDGFjY2Vzc19sZXZlbBgEIAEoDjIXLnNlc3Npb24udjEuQWNjZXNzTGV2ZWwSKQoGc3RhdHVzGAUgASgOMhkuc2Vzc2lvbi52MS5TZXNzaW9uU3RhdHVzEi8KC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoQbGFzdF9hY2Nlc3NfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCG1ldGFkYXRhGAogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgd2ZXJzaW9uGAsgASgEItIBChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhMKC2RhdGFfc291cmNlGAIgASgJEi0KDGFjY2Vzc19sZXZlbBgDIAEoDjIXLnNlc3Npb24udjEuQWNjZXNzTGV2ZWwSJgoDdHRsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEikKCG1ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgpyZXF1ZXN0X2lkGAYgASgJIk4KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEg8KB2NyZWF0ZWQYAiABKAgiPgoRR2V0U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIVCg1pbmNsdWRlX2VuZGVkGAIgASgIIjoKEkdldFNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIpACChRVcGRhdGVTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBARIpCghtZXRhZGF0YRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFgoObWVyZ2VfbWV0YWRhdGEYBCABKAgSMgoMYWNjZXNzX2xldmVsGAUgASgOMhcuc2Vzc2lvbi52MS5BY2Nlc3NMZXZlbEgBiAEBEhgKC2RhdGFfc291cmNlGAYgASgJSAKIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb25CDwoNX2FjY2Vzc19sZXZlbEIOCgxfZGF0YV9zb3VyY2UiPQoVVXBkYXRlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iUgoURXh0ZW5kU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRImCgN0dGwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iPQoVRXh0ZW5kU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iKQoTQ2xvc2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIjwKFENsb3NlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iYgoTTGlzdFNlc3Npb25zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhMKC2RhdGFfc291cmNlGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIlYKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiUKCHNlc3Npb25zGAEgAygLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLKAQoYTGlzdEVuZGVkU2Vzc2lvbnNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEwoLZGF0YV9zb3VyY2UYAiABKAkSLwoLZW5kZWRfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGVuZGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkiWwoZTGlzdEVuZGVkU2Vzc2lvbnNSZXNwb25zZRIlCghzZXNzaW9ucxgBIAMoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXwoVU2V0U2Vzc2lvbkRhdGFSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSCwoDa2V5GAIgASgJEiUKBXZhbHVlGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIikKFlNldFNlc3Npb25EYXRhUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCI4ChVHZXRTZXNzaW9uRGF0YVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRILCgNrZXkYAiABKAkiPwoWR2V0U2Vzc2lvbkRhdGFSZXNwb25zZRIlCgV2YWx1ZRgBIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSI7ChhEZWxldGVTZXNzaW9uRGF0YVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRILCgNrZXkYAiABKAkiPQoZRGVsZXRlU2Vzc2lvbkRhdGFSZXNwb25zZRIPCgdkZWxldGVkGAEgASgIEg8KB3ZlcnNpb24YAiABKAQiRAoWTGlzdFNlc3Npb25EYXRhUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmluY2x1ZGVfdmFsdWVzGAIgASgIIq8BChdMaXN0U2Vzc2lvbkRhdGFSZXNwb25zZRIMCgRrZXlzGAEgAygJEj8KBnZhbHVlcxgCIAMoCzIvLnNlc3Npb24udjEuTGlzdFNlc3Npb25EYXRhUmVzcG9uc2UuVmFsdWVzRW50cnkaRQoLVmFsdWVzRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4ASItChdDbGVhclNlc3Npb25EYXRhUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIkIKGENsZWFyU2Vzc2lvbkRhdGFSZXNwb25zZRIVCg1kZWxldGVkX2NvdW50GAEgASgDEg8KB3ZlcnNpb24YAiABKAQiGgoYR2V0U2Vzc2lvbk1ldHJpY3NSZXF1ZXN0IukDChlHZXRTZXNzaW9uTWV0cmljc1Jlc3BvbnNlEhYKDnRvdGFsX3Nlc3Npb25zGAEgASgDEhcKD2FjdGl2ZV9zZXNzaW9ucxgCIAEoAxIYChBleHBpcmVkX3Nlc3Npb25zGAMgASgDEhcKD2Nsb3NlZF9zZXNzaW9ucxgEIAEoAxJeChZhY3RpdmVfYnlfYWNjZXNzX2xldmVsGAUgAygLMj4uc2Vzc2lvbi52MS5HZXRTZXNzaW9uTWV0cmljc1Jlc3BvbnNlLkFjdGl2ZUJ5QWNjZXNzTGV2ZWxFbnRyeRJcChVhY3RpdmVfYnlfZGF0YV9zb3VyY2UYBiADKAsyPS5zZXNzaW9uLnYxLkdldFNlc3Npb25NZXRyaWNzUmVzcG9uc2UuQWN0aXZlQnlEYXRhU291cmNlRW50cnkSMwoQYXZlcmFnZV9kdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbho6ChhBY3RpdmVCeUFjY2Vzc0xldmVsRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ARo5ChdBY3RpdmVCeURhdGFTb3VyY2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBIrMBChRXYXRjaFNlc3Npb25zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhMKC2RhdGFfc291cmNlGAIgASgJEhMKC3Nlc3Npb25faWRzGAMgAygJEioKC2V2ZW50X3R5cGVzGAQgAygOMhUuc2Vzc2lvbi52MS5FdmVudFR5cGUSHQoVc2VuZF9pbml0aWFsX3NuYXBzaG90GAUgASgIEhUKDXJlc3VtZV9jdXJzb3IYBiABKAkiQAoVV2F0Y2hTZXNzaW9uc1Jlc3BvbnNlEicKBWV2ZW50GAEgASgLMhguc2Vzc2lvbi52MS5TZXNzaW9uRXZlbnQirAEKDFNlc3Npb25FdmVudBIjCgR0eXBlGAEgASgOMhUuc2Vzc2lvbi52MS5FdmVudFR5cGUSJAoHc2Vzc2lvbhgCIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIuCgpldmVudF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZjdXJzb3IYBCABKAkSEQoJZGF0YV9rZXlzGAUgAygJKnIKC0FjY2Vzc0xldmVsEhwKGEFDQ0VTU19MRVZFTF9VTlNQRUNJRklFRBAAEhUKEUFDQ0VTU19MRVZFTF9SRUFEEAESFgoSQUNDRVNTX0xFVkVMX1dSSVRFEAISFgoSQUNDRVNTX0xFVkVMX0FETUlOEAMqgQEKDVNlc3Npb25TdGF0dXMSHgoaU0VTU0lPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVTRVNTSU9OX1NUQVRVU19BQ1RJVkUQARIaChZTRVNTSU9OX1NUQVRVU19FWFBJUkVEEAISGQoVU0VTU0lPTl9TVEFUVVNfQ0xPU0VEEAMq7wEKCUV2ZW50VHlwZRIaChZFVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASFgoSRVZFTlRfVFlQRV9DUkVBVEVEEAESFgoSRVZFTlRfVFlQRV9VUERBVEVEEAISFwoTRVZFTlRfVFlQRV9FWFRFTkRFRBADEhUKEUVWRU5UX1RZUEVfQ0xPU0VEEAQSFgoSRVZFTlRfVFlQRV9FWFBJUkVEEAUSGwoXRVZFTlRfVFlQRV9EQVRBX0NIQU5HRUQQBhIXChNFVkVOVF9UWVBFX1NOQVBTSE9UEAcSGAoURVZFTlRfVFlQRV9IRUFSVEJFQVQQCDLwCQoOU2Vzc2lvblNlcnZpY2USVAoNQ3JlYXRlU2Vzc2lvbhIgLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaIS5zZXNzaW9uLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJLCgpHZXRTZXNzaW9uEh0uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVxdWVzdBoeLnNlc3Npb24udjEuR2V0U2Vzc2lvblJlc3BvbnNlElQKDVVwZGF0ZVNlc3Npb24SIC5zZXNzaW9uLnYxLlVwZGF0ZVNlc3Npb25SZXF1ZXN0GiEuc2Vzc2lvbi52MS5VcGRhdGVTZXNzaW9uUmVzcG9uc2USVAoNRXh0ZW5kU2Vzc2lvbhIgLnNlc3Npb24udjEuRXh0ZW5kU2Vzc2lvblJlcXVlc3QaIS5zZXNzaW9uLnYxLkV4dGVuZFNlc3Npb25SZXNwb25zZRJRCgxDbG9zZVNlc3Npb24SHy5zZXNzaW9uLnYxLkNsb3NlU2Vzc2lvblJlcXVlc3QaIC5zZXNzaW9uLnYxLkNsb3NlU2Vzc2lvblJlc3BvbnNlElEKDExpc3RTZXNzaW9ucxIfLnNlc3Npb24udjEuTGlzdFNlc3Npb25zUmVxdWVzdBogLnNlc3Npb24udjEuTGlzdFNlc3Npb25zUmVzcG9uc2USVwoOU2V0U2Vzc2lvbkRhdGESIS5zZXNzaW9uLnYxLlNldFNlc3Npb25EYXRhUmVxdWVzdBoiLnNlc3Npb24udjEuU2V0U2Vzc2lvbkRhdGFSZXNwb25zZRJXCg5HZXRTZXNzaW9uRGF0YRIhLnNlc3Npb24udjEuR2V0U2Vzc2lvbkRhdGFSZXF1ZXN0GiIuc2Vzc2lvbi52MS5HZXRTZXNzaW9uRGF0YVJlc3BvbnNlEmAKEURlbGV0ZVNlc3Npb25EYXRhEiQuc2Vzc2lvbi52MS5EZWxldGVTZXNzaW9uRGF0YVJlcXVlc3QaJS5zZXNzaW9uLnYxLkRlbGV0ZVNlc3Npb25EYXRhUmVzcG9uc2USWgoPTGlzdFNlc3Npb25EYXRhEiIuc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbkRhdGFSZXF1ZXN0GiMuc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbkRhdGFSZXNwb25zZRJdChBDbGVhclNlc3Npb25EYXRhEiMuc2Vzc2lvbi52MS5DbGVhclNlc3Npb25EYXRhUmVxdWVzdBokLnNlc3Npb24udjEuQ2xlYXJTZXNzaW9uRGF0YVJlc3BvbnNlEmAKEUdldFNlc3Npb25NZXRyaWNzEiQuc2Vzc2lvbi52MS5HZXRTZXNzaW9uTWV0cmljc1JlcXVlc3QaJS5zZXNzaW9uLnYxLkdldFNlc3Npb25NZXRyaWNzUmVzcG9uc2USVgoNV2F0Y2hTZXNzaW9ucxIgLnNlc3Npb24udjEuV2F0Y2hTZXNzaW9uc1JlcXVlc3QaIS5zZXNzaW9uLnYxLldhdGNoU2Vzc2lvbnNSZXNwb25zZTABEmAKEUxpc3RFbmRlZFNlc3Npb25zEiQuc2Vzc2lvbi52MS5MaXN0RW5kZWRTZXNzaW9uc1JlcXVlc3QaJS5zZXNzaW9uLnYxLkxpc3RFbmRlZFNlc3Npb25zUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Session is the state of one session. Session data values are not part of it.
@@ -425,6 +425,84 @@ export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@_
   messageDesc(file_session_v1_session, 12);
 
 /**
+ * @generated from message session.v1.ListEndedSessionsRequest
+ */
+export type ListEndedSessionsRequest = Message<"session.v1.ListEndedSessionsRequest"> & {
+  /**
+   * Only sessions of this user.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Only sessions of this data source.
+   *
+   * @generated from field: string data_source = 2;
+   */
+  dataSource: string;
+
+  /**
+   * Only sessions that ended at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp ended_after = 3;
+   */
+  endedAfter?: Timestamp | undefined;
+
+  /**
+   * Only sessions that ended before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp ended_before = 4;
+   */
+  endedBefore?: Timestamp | undefined;
+
+  /**
+   * At most this many sessions; 0 means the server default.
+   *
+   * @generated from field: int32 page_size = 5;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token (with the same filter).
+   *
+   * @generated from field: string page_token = 6;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message session.v1.ListEndedSessionsRequest.
+ * Use `create(ListEndedSessionsRequestSchema)` to create a new message.
+ */
+export const ListEndedSessionsRequestSchema: GenMessage<ListEndedSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_session_v1_session, 13);
+
+/**
+ * @generated from message session.v1.ListEndedSessionsResponse
+ */
+export type ListEndedSessionsResponse = Message<"session.v1.ListEndedSessionsResponse"> & {
+  /**
+   * @generated from field: repeated session.v1.Session sessions = 1;
+   */
+  sessions: Session[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message session.v1.ListEndedSessionsResponse.
+ * Use `create(ListEndedSessionsResponseSchema)` to create a new message.
+ */
+export const ListEndedSessionsResponseSchema: GenMessage<ListEndedSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_session_v1_session, 14);
+
+/**
  * @generated from message session.v1.SetSessionDataRequest
  */
 export type SetSessionDataRequest = Message<"session.v1.SetSessionDataRequest"> & {
@@ -449,7 +527,7 @@ export type SetSessionDataRequest = Message<"session.v1.SetSessionDataRequest"> 
  * Use `create(SetSessionDataRequestSchema)` to create a new message.
  */
 export const SetSessionDataRequestSchema: GenMessage<SetSessionDataRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 13);
+  messageDesc(file_session_v1_session, 15);
 
 /**
  * @generated from message session.v1.SetSessionDataResponse
@@ -468,7 +546,7 @@ export type SetSessionDataResponse = Message<"session.v1.SetSessionDataResponse"
  * Use `create(SetSessionDataResponseSchema)` to create a new message.
  */
 export const SetSessionDataResponseSchema: GenMessage<SetSessionDataResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 14);
+  messageDesc(file_session_v1_session, 16);
 
 /**
  * @generated from message session.v1.GetSessionDataRequest
@@ -490,7 +568,7 @@ export type GetSessionDataRequest = Message<"session.v1.GetSessionDataRequest"> 
  * Use `create(GetSessionDataRequestSchema)` to create a new message.
  */
 export const GetSessionDataRequestSchema: GenMessage<GetSessionDataRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 15);
+  messageDesc(file_session_v1_session, 17);
 
 /**
  * @generated from message session.v1.GetSessionDataResponse
@@ -507,7 +585,7 @@ export type GetSessionDataResponse = Message<"session.v1.GetSessionDataResponse"
  * Use `create(GetSessionDataResponseSchema)` to create a new message.
  */
 export const GetSessionDataResponseSchema: GenMessage<GetSessionDataResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 16);
+  messageDesc(file_session_v1_session, 18);
 
 /**
  * @generated from message session.v1.DeleteSessionDataRequest
@@ -529,7 +607,7 @@ export type DeleteSessionDataRequest = Message<"session.v1.DeleteSessionDataRequ
  * Use `create(DeleteSessionDataRequestSchema)` to create a new message.
  */
 export const DeleteSessionDataRequestSchema: GenMessage<DeleteSessionDataRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 17);
+  messageDesc(file_session_v1_session, 19);
 
 /**
  * @generated from message session.v1.DeleteSessionDataResponse
@@ -553,7 +631,7 @@ export type DeleteSessionDataResponse = Message<"session.v1.DeleteSessionDataRes
  * Use `create(DeleteSessionDataResponseSchema)` to create a new message.
  */
 export const DeleteSessionDataResponseSchema: GenMessage<DeleteSessionDataResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 18);
+  messageDesc(file_session_v1_session, 20);
 
 /**
  * @generated from message session.v1.ListSessionDataRequest
@@ -577,7 +655,7 @@ export type ListSessionDataRequest = Message<"session.v1.ListSessionDataRequest"
  * Use `create(ListSessionDataRequestSchema)` to create a new message.
  */
 export const ListSessionDataRequestSchema: GenMessage<ListSessionDataRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 19);
+  messageDesc(file_session_v1_session, 21);
 
 /**
  * @generated from message session.v1.ListSessionDataResponse
@@ -603,7 +681,7 @@ export type ListSessionDataResponse = Message<"session.v1.ListSessionDataRespons
  * Use `create(ListSessionDataResponseSchema)` to create a new message.
  */
 export const ListSessionDataResponseSchema: GenMessage<ListSessionDataResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 20);
+  messageDesc(file_session_v1_session, 22);
 
 /**
  * @generated from message session.v1.ClearSessionDataRequest
@@ -620,7 +698,7 @@ export type ClearSessionDataRequest = Message<"session.v1.ClearSessionDataReques
  * Use `create(ClearSessionDataRequestSchema)` to create a new message.
  */
 export const ClearSessionDataRequestSchema: GenMessage<ClearSessionDataRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 21);
+  messageDesc(file_session_v1_session, 23);
 
 /**
  * @generated from message session.v1.ClearSessionDataResponse
@@ -642,7 +720,7 @@ export type ClearSessionDataResponse = Message<"session.v1.ClearSessionDataRespo
  * Use `create(ClearSessionDataResponseSchema)` to create a new message.
  */
 export const ClearSessionDataResponseSchema: GenMessage<ClearSessionDataResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 22);
+  messageDesc(file_session_v1_session, 24);
 
 /**
  * @generated from message session.v1.GetSessionMetricsRequest
@@ -655,7 +733,7 @@ export type GetSessionMetricsRequest = Message<"session.v1.GetSessionMetricsRequ
  * Use `create(GetSessionMetricsRequestSchema)` to create a new message.
  */
 export const GetSessionMetricsRequestSchema: GenMessage<GetSessionMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 23);
+  messageDesc(file_session_v1_session, 25);
 
 /**
  * @generated from message session.v1.GetSessionMetricsResponse
@@ -716,7 +794,7 @@ export type GetSessionMetricsResponse = Message<"session.v1.GetSessionMetricsRes
  * Use `create(GetSessionMetricsResponseSchema)` to create a new message.
  */
 export const GetSessionMetricsResponseSchema: GenMessage<GetSessionMetricsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 24);
+  messageDesc(file_session_v1_session, 26);
 
 /**
  * @generated from message session.v1.WatchSessionsRequest
@@ -770,7 +848,7 @@ export type WatchSessionsRequest = Message<"session.v1.WatchSessionsRequest"> & 
  * Use `create(WatchSessionsRequestSchema)` to create a new message.
  */
 export const WatchSessionsRequestSchema: GenMessage<WatchSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 25);
+  messageDesc(file_session_v1_session, 27);
 
 /**
  * @generated from message session.v1.WatchSessionsResponse
@@ -787,7 +865,7 @@ export type WatchSessionsResponse = Message<"session.v1.WatchSessionsResponse"> 
  * Use `create(WatchSessionsResponseSchema)` to create a new message.
  */
 export const WatchSessionsResponseSchema: GenMessage<WatchSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 26);
+  messageDesc(file_session_v1_session, 28);
 
 /**
  * @generated from message session.v1.SessionEvent
@@ -830,7 +908,7 @@ export type SessionEvent = Message<"session.v1.SessionEvent"> & {
  * Use `create(SessionEventSchema)` to create a new message.
  */
 export const SessionEventSchema: GenMessage<SessionEvent> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 27);
+  messageDesc(file_session_v1_session, 29);
 
 /**
  * AccessLevel governs what may be done with a session's data.
@@ -1000,7 +1078,8 @@ export const SessionService: GenService<{
   /**
    * GetSession returns a live session and records the access time. Ended
    * sessions are NOT_FOUND unless include_ended is set, in which case their
-   * archived final state is returned while the archive retention lasts.
+   * archived final state is returned while the archive retention lasts (and,
+   * with an archive database configured, from that database after it).
    *
    * @generated from rpc session.v1.SessionService.GetSession
    */
@@ -1119,6 +1198,18 @@ export const SessionService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchSessionsRequestSchema;
     output: typeof WatchSessionsResponseSchema;
+  },
+  /**
+   * ListEndedSessions pages through closed and expired sessions kept in the
+   * archive database, most recently ended first. UNIMPLEMENTED when the server
+   * has no archive database configured.
+   *
+   * @generated from rpc session.v1.SessionService.ListEndedSessions
+   */
+  listEndedSessions: {
+    methodKind: "unary";
+    input: typeof ListEndedSessionsRequestSchema;
+    output: typeof ListEndedSessionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_session_v1_session, 0);

@@ -25,6 +25,7 @@ import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { SessionService } from "./gen/session/v1/session_pb.js";
 import { DEFAULT_TIMEOUT_MS } from "./defaults.js";
+import { withRequestId } from "./request-id.js";
 
 export {
   isAborted,
@@ -133,7 +134,9 @@ export function createSessionGrpcClient(target: string, options: SessionGrpcClie
   for (const method of SessionService.methods) {
     const definition = methodDefinition(method);
     if (method.methodKind === "unary") {
-      methods[method.localName] = (request: unknown, call: GrpcCallOptions = {}) => {
+      methods[method.localName] = (input: unknown, call: GrpcCallOptions = {}) => {
+        // Every CreateSession carries a request_id, so a retry after an unknown outcome creates no duplicate.
+        const request = method === SessionService.method.createSession ? withRequestId((input ?? {}) as { requestId?: string }) : input;
         const { metadata, options: callOptions } = callSetup(call);
         return new Promise((resolve, reject) => {
           const onAbort = (): void => unary.cancel();

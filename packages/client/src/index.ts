@@ -10,12 +10,15 @@
  *
  * It speaks gRPC over HTTP/2 by default (one multiplexed connection, the same
  * protocol grpcurl and other gRPC clients use), and puts a deadline on every
- * call so that a caller never waits forever on an unreachable service.
+ * call so that a caller never waits forever on an unreachable service. A lost
+ * connection surfaces as UNKNOWN (the call may have been applied), never as
+ * ABORTED; every CreateSession carries a request_id (see call-safety.ts).
  */
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { SessionService } from "./gen/session/v1/session_pb.js";
 import { DEFAULT_TIMEOUT_MS } from "./defaults.js";
+import { honestOutcomes, idempotentCreate } from "./call-safety.js";
 
 export * from "./gen/session/v1/session_pb.js";
 export { Code, ConnectError } from "@connectrpc/connect";
@@ -62,7 +65,8 @@ export function createSessionTransport(baseUrl: string, options: SessionClientOp
   const common = {
     baseUrl,
     defaultTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-    interceptors: [...(options.interceptors ?? [])],
+    // Outermost first: idempotentCreate retries around honestOutcomes' classification.
+    interceptors: [idempotentCreate, honestOutcomes, ...(options.interceptors ?? [])],
   };
   if (options.protocol === "connect") {
     return createConnectTransport({ ...common, httpVersion: "2", useBinaryFormat: true });

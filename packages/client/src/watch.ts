@@ -10,13 +10,17 @@
  * latter are read as ConnectErrors (the same codes, message and watch-cursor).
  *
  * It remembers the cursor of every event and heartbeat it hands out, and when
- * the stream breaks (network error, UNAVAILABLE on a server shutdown,
- * RESOURCE_EXHAUSTED when it fell behind, or the stream simply ending) it
- * watches again with resume_cursor after a backoff, so the caller sees every
- * event once and in order. When the server answers OUT_OF_RANGE (the cursor is
- * older than the retained history) it throws WatchOutOfRangeError: the caller
- * must list the sessions again and start a new watch (for example with
- * send_initial_snapshot). Every other error is thrown as it is.
+ * the stream breaks for any reason but a final answer of the server (a
+ * replica crashed: CANCEL/RST, GOAWAY, connection reset; UNAVAILABLE on a
+ * shutdown; RESOURCE_EXHAUSTED when it fell behind; the stream simply
+ * ending) it watches again with resume_cursor after a backoff with jitter,
+ * for as long as it takes, so the caller sees every event once and in order.
+ * Final answers: OUT_OF_RANGE (the cursor is older than the retained history,
+ * or of an event log that lost its data) throws WatchOutOfRangeError: the
+ * caller must list the sessions again and start a new watch (for example with
+ * send_initial_snapshot). PERMISSION_DENIED, UNAUTHENTICATED,
+ * INVALID_ARGUMENT and UNIMPLEMENTED are thrown as they are: asking again
+ * cannot change them.
  *
  * Leaving the loop (break, return, throw) cancels the server stream: with
  * connect-es, ending a for-await over a server stream does not, so the helper
@@ -62,8 +66,8 @@ export class WatchOutOfRangeError extends Error {
   }
 }
 
-/** Codes after which watching again from the cursor can succeed. */
-const RETRYABLE: ReadonlySet<Code> = new Set([Code.Unavailable, Code.ResourceExhausted, Code.Internal, Code.Unknown, Code.DeadlineExceeded, Code.Aborted]);
+/** Answers of the server that watching again cannot change; every other failure is retried. */
+const FINAL: ReadonlySet<Code> = new Set([Code.PermissionDenied, Code.Unauthenticated, Code.InvalidArgument, Code.Unimplemented]);
 
 /**
  * Yields every event (heartbeats included: they carry the position) until the
@@ -109,7 +113,8 @@ export async function* watchSessions(
       call.abort();
     }
     if (failure.code === Code.OutOfRange) throw new WatchOutOfRangeError(cursor, failure);
-    if (!RETRYABLE.has(failure.code) && !isNetworkError(failure)) throw failure;
+    // Our own signal returned above, so a CANCELED here is the transport's (a replica went away).
+    if (FINAL.has(failure.code)) throw failure;
     // The server names the last cursor it sent; ours is at least as recent unless events were lost in flight.
     const told = watchCursorOf(failure);
     if (cursor === "" && told !== undefined) cursor = told;
@@ -118,10 +123,6 @@ export async function* watchSessions(
     const delay = Math.min(maxBackoff, initialBackoff * 2 ** Math.min(attempt - 1, 16)) * (0.5 + Math.random() / 2);
     await abortableSleep(delay, options.signal);
   }
-}
-
-function isNetworkError(error: ConnectError): boolean {
-  return error.code === Code.Canceled && error.cause !== undefined;
 }
 
 function abortableSleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -8,8 +8,8 @@
  */
 import { SessionError } from "../../domain/errors.js";
 import type { SessionRecord } from "../../domain/model.js";
-import { cursorRetained, formatEventId, parseCursor, ZERO_EVENT_ID, type EventIdParts } from "../event-id.js";
-import type { EventTail, ResolvedStoreLimits, SessionEventType, StoredEvent } from "../store.js";
+import { compareEventIds, cursorRetained, formatEventId, parseCursor, ZERO_EVENT_ID, type EventIdParts } from "../event-id.js";
+import { EVENT_LOG_RESET_MESSAGE, type EventTail, type ResolvedStoreLimits, type SessionEventType, type StoredEvent } from "../store.js";
 
 interface Entry {
   readonly event: StoredEvent;
@@ -31,9 +31,15 @@ export class MemoryEventLog {
   /** Pending tail reads, woken by every append. */
   private readonly waiters = new Set<() => void>();
 
-  constructor(limits: Pick<ResolvedStoreLimits, "eventRetentionCount" | "eventRetentionMs">) {
+  /** The log's generation: a time before its first event, as on Redis (see generation() in lua/prelude.ts). */
+  private readonly generation: EventIdParts;
+
+  /** `now`: the store's clock when the log is made (the generation is just before it). */
+  constructor(limits: Pick<ResolvedStoreLimits, "eventRetentionCount" | "eventRetentionMs">, now: number) {
     this.countLimit = limits.eventRetentionCount;
     this.ageLimitMs = limits.eventRetentionMs;
+    this.generation = { ms: Math.max(0, now - 1), seq: 0 };
+    this.last = this.generation;
   }
 
   /** Id of each tenant's newest event (kept like Redis's `P T:ev`: one per tenant, never trimmed). */
@@ -71,6 +77,10 @@ export class MemoryEventLog {
 
   read(after: string, limit: number): StoredEvent[] {
     const cursor = parseCursor(after);
+    // A cursor from before this log began is of another log (another process): its events are gone.
+    if (after !== ZERO_EVENT_ID && compareEventIds(after, formatEventId(this.generation)) < 0) {
+      throw new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
+    }
     const first = this.first();
     if (!cursorRetained(after, first === undefined ? undefined : first.event.id, this.lastId, this.dropped)) {
       throw new SessionError("out_of_range", "resume_cursor: the cursor is older than the retained event history; list the sessions and watch again");

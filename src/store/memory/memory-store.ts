@@ -104,7 +104,7 @@ export class MemoryStore implements SessionStore {
   constructor(options: MemoryStoreOptions) {
     this.limits = resolveStoreLimits(options.limits);
     this.now = options.now ?? Date.now;
-    this.log = new MemoryEventLog(this.limits);
+    this.log = new MemoryEventLog(this.limits, this.now());
   }
 
   create(input: CreateSessionInput): Promise<CreateSessionResult> {

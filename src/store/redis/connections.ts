@@ -24,8 +24,11 @@ export interface RedisConnectionsOptions {
   readonly onConnection?: ((client: Redis, name: RedisConnectionName) => void) | undefined;
 }
 
-/** Longest pause between reconnect attempts: bounds how long recovery takes once Redis is back. */
-const MAX_RECONNECT_DELAY_MS = 1000;
+/**
+ * Longest pause between reconnect attempts: bounds how long recovery takes once
+ * Redis is back (event delivery resumes within a second of it).
+ */
+const MAX_RECONNECT_DELAY_MS = 250;
 
 export class RedisConnections {
   /** The shared connection every plain command and script runs on. */
@@ -127,7 +130,11 @@ export class RedisConnections {
   dedicated(purpose: Exclude<RedisConnectionName, "store">, slackMs = 0): Redis {
     const redis = this.command.duplicate({
       enableOfflineQueue: true,
-      maxRetriesPerRequest: null,
+      // The event reader's XREAD must fail the moment its connection drops, so the
+      // reader re-issues it at once: ioredis neither resends it
+      // (autoResendUnfulfilledCommands is off) nor rejects it otherwise before
+      // the command timeout (a BLOCK's wait included).
+      maxRetriesPerRequest: purpose === "events" ? 0 : null,
       commandTimeout: this.timeoutMs + slackMs,
       // The keyspace subscriber resubscribes itself, with its errors handled (see keyspace-expiry.ts).
       autoResubscribe: false,

@@ -1,10 +1,11 @@
 /**
  * Turns what a Redis call can fail with into SessionError, so callers never see
- * a raw ioredis error: anything that means "Redis cannot serve us right now"
- * becomes unavailable; a script that reports a domain outcome becomes that kind.
+ * a raw ioredis error: a script that reports a domain outcome becomes that kind;
+ * transport failures are classified by call-outcome.ts.
  */
-import { SessionError, isSessionError, type SessionErrorKind } from "../../domain/errors.js";
-import { GUARD_DENIED_MESSAGE } from "../store.js";
+import { SessionError, type SessionErrorKind } from "../../domain/errors.js";
+import { classifyFailure } from "./call-outcome.js";
+import { EVENT_LOG_RESET_MESSAGE, GUARD_DENIED_MESSAGE } from "../store.js";
 
 /** Outcomes a script may report instead of "ok" (see lua/prelude.ts). */
 const SCRIPT_KINDS: ReadonlySet<string> = new Set<SessionErrorKind>([
@@ -37,6 +38,7 @@ const LIMIT_MESSAGES: Record<string, string> = {
 /** The SessionError for a script status other than "ok"; `detail` is the reply's second element, if any. */
 export function scriptError(status: string, detail?: string): SessionError {
   if (SCRIPT_KINDS.has(status)) {
+    if (status === "out_of_range" && detail === "generation") return new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
     const message =
       status === "limit_exceeded" && detail !== undefined
         ? LIMIT_MESSAGES[detail]
@@ -48,21 +50,7 @@ export function scriptError(status: string, detail?: string): SessionError {
   return new SessionError("unavailable", `unexpected reply from redis script: ${status.slice(0, 40)}`);
 }
 
-/**
- * Replies from a reachable Redis that mean it cannot serve now (loading, out of
- * memory, a busy script, a read-only replica after failover).
- */
-const UNAVAILABLE_REPLIES = /^(LOADING|OOM|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b/;
-
+/** A failed call whose command is known to have been sent (see call-outcome.ts). */
 export function toSessionError(e: unknown): SessionError | Error {
-  if (isSessionError(e)) return e;
-  const message = e instanceof Error ? e.message : String(e);
-  const replyError = e instanceof Error && e.name === "ReplyError";
-  if (!replyError || UNAVAILABLE_REPLIES.test(message)) {
-    // Connection refused/closed, timeouts, "Stream isn't writeable", MaxRetriesPerRequestError...
-    return new SessionError("unavailable", `redis unavailable: ${message}`);
-  }
-  // A script or protocol bug: not the caller's fault and not an outage. Kept as a
-  // plain Error (the API maps it to INTERNAL); Redis error text carries no values.
-  return new Error(`redis command failed: ${message}`, { cause: e });
+  return classifyFailure(e, true);
 }

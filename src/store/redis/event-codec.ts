@@ -125,6 +125,16 @@ function attribution(entry: readonly unknown[]): { tenant?: string; sessionId?: 
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** All-or-nothing decoding, for replies of our own scripts. */
+/** The generation field `g` of a raw entry (the last pair emit() writes), or undefined for an entry without one. */
+export function entryGeneration(entry: unknown): string | undefined {
+  if (!Array.isArray(entry) || !Array.isArray(entry[1])) return undefined;
+  const flat = entry[1] as unknown[];
+  for (let i = flat.length - 2; i >= 0; i -= 2) {
+    if (flat[i] === "g") return typeof flat[i + 1] === "string" ? (flat[i + 1] as string) : undefined;
+  }
+  return undefined;
+}
+
 export function decodeStreamEntries(entries: unknown): StoredEvent[] {
   if (!Array.isArray(entries)) throw malformed("entries");
   return entries.map(decodeStreamEntry);

@@ -11,7 +11,8 @@
  * | `P T:{sid}`           | HASH   | live record: u user, d data source, l level, c create,     | expire + grace                |
  * |                       |        | e expire, a last access, m metadata, v version, r request id (if any) |                    |
  * | `P T:{sid}:d`         | HASH   | session data, key → value                                  | expire + grace                |
- * | `P T:{sid}:a`         | HASH   | archived final state: the record fields + s status, t end  | end + archive retention       |
+ * | `P T:{sid}:a`         | STRING | archived final state, MessagePack: u d l c e a m v s t     | end + archive retention       |
+ * |                       |        | (the record fields + s status, t end; see write_archive)   |                               |
  * | `P T:{sid}:x`         | STRING | shadow key, value 1 (a shared integer: no value bytes);    | expire time (deleted when the |
  * |                       |        | its `expired` keyspace notification wakes the scheduler   | session ends)                 |
  * | `P T:r:<requestId>`   | STRING | session id created for that idempotency key (a guarded     | expire + grace                |
@@ -27,6 +28,8 @@
  * | `P ev`                | STREAM | event log of every tenant (see emit() in lua/prelude.ts);  | never (trimmed by count and   |
  * |                       |        | the entry id is the watch cursor                           | age: WATCH_RETENTION*)        |
  * | `P probe:<uuid>`       | STRING | keyspace notification probe (keyspace-expiry.ts)           | 1 ms                          |
+ * | `P g`                 | STRING | the event log's generation: a time (ms) before its first   | never (Redis data loss        |
+ * |                       |        | event; a cursor older than it is of a lost log             | deletes it: a new generation) |
  * | `P dx`                | ZSET   | due queue: member `T\n<dataSource>`, score = a lower bound | never (one member per         |
  * |                       |        | of the earliest expire time in that data-source index      | non-empty data-source index)  |
  *
@@ -62,6 +65,7 @@ const COUNTERS = "m";
 const TENANT_LAST_EVENT = "ev";
 /** Keys shared by every tenant, after `P`. */
 const DUE = "dx";
+const GENERATION = "g";
 const EVENTS = "ev";
 
 /**
@@ -72,6 +76,12 @@ export const KEY_LAYOUT_LUA = String.raw`
 local K_DUE = P .. '${DUE}'
 -- The event log: one stream for every tenant (see emit).
 local K_EV = P .. '${EVENTS}'
+-- The event log's generation: a time (ms) before its first event. Redis data
+-- loss (a restart without persistence, FLUSHALL, a failover to an empty
+-- replica) deletes it with everything else; the next script makes a new one,
+-- later than every event of the lost log, so a cursor older than the
+-- generation is known to be of another log (read_events: out_of_range).
+local K_GEN = P .. '${GENERATION}'
 local function tenant_prefix(T) return P .. T .. ':' end
 local function k_rec(tp, sid) return tp .. '{' .. sid .. '}' end
 local function k_data(tp, sid) return tp .. '{' .. sid .. '}${DATA}' end
@@ -169,6 +179,10 @@ export class RedisKeys {
   due(): string {
     return dueKey(this.prefix);
   }
+  /** The event log's generation (shared by all tenants). */
+  generation(): string {
+    return `${this.prefix}${GENERATION}`;
+  }
   /** The event log (shared by all tenants). */
   events(): string {
     return eventLogKey(this.prefix);
@@ -191,4 +205,9 @@ export function probeKey(prefix: string, id: string): string {
 /** The event log under a prefix (shared by all tenants). */
 export function eventLogKey(prefix: string): string {
   return `${prefix}${EVENTS}`;
+}
+
+/** The event log's generation under a key prefix (see K_GEN in KEY_LAYOUT_LUA). */
+export function generationKey(prefix: string): string {
+  return `${prefix}${GENERATION}`;
 }

@@ -16,7 +16,7 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { SessionError } from "../../domain/errors.js";
+import { isSessionError, SessionError } from "../../domain/errors.js";
 import type { SessionRecord } from "../../domain/model.js";
 import type {
   ClearDataResult,
@@ -39,18 +39,21 @@ import type {
   SessionStore,
   StoredEvent,
   StoreLimits,
+  StoreProblems,
 } from "../store.js";
-import { checkGuardedCreate, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
-import { parseCursor } from "../event-id.js";
-import { decodeStreamBatch } from "./event-codec.js";
+import { checkGuardedCreate, EVENT_LOG_RESET_MESSAGE, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
+import { compareEventIds, parseCursor, ZERO_EVENT_ID } from "../event-id.js";
+import { decodeStreamBatch, entryGeneration } from "./event-codec.js";
 import { UnreadableListeners, type UnreadableListener } from "../unreadable.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { scriptError, toSessionError } from "./errors.js";
-import { encodeTenant, eventLogKey, RedisKeys } from "./keys.js";
+import { classifyFailure, deadlineExceeded, isOutOfMemory, STORE_FULL_MESSAGE } from "./call-outcome.js";
+import { encodeTenant, eventLogKey, generationKey, RedisKeys } from "./keys.js";
 import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
 import { RedisConnections, type RedisConnectionName } from "./connections.js";
+import { RedisMemoryState } from "./memory-state.js";
 
 export type { RedisConnectionName } from "./connections.js";
 
@@ -71,6 +74,8 @@ export interface RedisStoreOptions {
    * reconnects (metrics), so the store itself knows nothing of observability.
    */
   readonly onConnection?: (client: Redis, name: RedisConnectionName) => void;
+  /** Called when Redis was out of memory and a close kept a shortened archive (for a metric). */
+  readonly onArchiveShortened?: () => void;
 }
 
 /** Added to the command timeout of a blocking read: the longest BLOCK the event reader asks for. */
@@ -92,6 +97,9 @@ export class RedisStore implements SessionStore {
   private readonly logger: Logger | undefined;
   private readonly expiryListeners = new ExpiryListeners();
   private readonly unreadableListeners = new UnreadableListeners();
+  private readonly onArchiveShortened: RedisStoreOptions["onArchiveShortened"];
+  /** Eviction policy and memory state of the server, for readiness and the start check. */
+  private readonly memory = new RedisMemoryState();
 
   constructor(options: RedisStoreOptions) {
     this.timeoutMs = options.commandTimeoutMs;
@@ -113,6 +121,7 @@ export class RedisStore implements SessionStore {
       onConnection: options.onConnection,
     });
     this.redis = this.connections.command;
+    this.onArchiveShortened = options.onArchiveShortened;
 
     const sources = scriptSources();
     const scripts = {} as Record<ScriptName, ScriptFn>;
@@ -182,8 +191,22 @@ export class RedisStore implements SessionStore {
     return decodeRecord(reply, 1);
   }
 
+  /**
+   * A close that Redis refuses for lack of memory is run again under pressure:
+   * it deletes the session's keys first (which frees memory and lets the rest
+   * of the script write) and keeps an archive without metadata, so an operator
+   * can always free memory by closing sessions.
+   */
   async close(tenant: string, sessionId: string, guard?: SessionGuard): Promise<SessionRecord> {
-    const reply = await this.script("close", tenant, [sessionId], guard);
+    let reply: string[];
+    try {
+      reply = await this.script("close", tenant, [sessionId], guard);
+    } catch (error) {
+      if (!isStoreFull(error)) throw error;
+      reply = await this.script("close", tenant, [sessionId], guard, true);
+      this.onArchiveShortened?.();
+      this.logger?.warn("redis is out of memory: a session was closed with a shortened archive (no metadata)");
+    }
     return decodeRecord(reply, 1);
   }
 
@@ -283,7 +306,7 @@ export class RedisStore implements SessionStore {
 
   async lastEventId(tenant?: string): Promise<string> {
     const reply = await this.script("logPosition", tenant ?? "", []);
-    return reply[1] ?? "0-0";
+    return reply[1] ?? ZERO_EVENT_ID;
   }
 
   async readEvents(after: string, limit: number): Promise<StoredEvent[]> {
@@ -306,6 +329,13 @@ export class RedisStore implements SessionStore {
     return this.unreadableListeners.add(listener);
   }
 
+  /**
+   * The tail knows the generation of the log it follows (read once, then
+   * from each entry's `g`); an entry of another generation means Redis lost
+   * the log under it, and the read fails with EVENT_LOG_RESET_MESSAGE so the
+   * reader re-checks its position (readEvents) instead of handing out events
+   * of a new log as if they followed the old ones.
+   */
   openEventTail(): EventTail {
     const redis = this.connections.dedicated("events", BLOCK_SLACK_MS);
     const key = eventLogKey(this.prefix);
@@ -315,20 +345,33 @@ export class RedisStore implements SessionStore {
      * continues from here instead of meeting the same entries again.
      */
     let skipped: { readonly from: string; readonly to: string } | undefined;
+    const generationName = generationKey(this.prefix);
+    let generation: string | undefined;
     return {
       read: async (after, limit, blockMs) => {
         parseCursor(after, "after");
         const from = skipped !== undefined && skipped.from === after ? skipped.to : after;
-        let reply: unknown;
+        let reply: unknown[];
         try {
-          reply = await redis.xread("COUNT", limit, "BLOCK", Math.max(1, blockMs), "STREAMS", key, from);
+          generation ??= (await redis.get(generationName)) ?? "";
+          const raw = (await redis.xread("COUNT", limit, "BLOCK", Math.max(1, blockMs), "STREAMS", key, from)) as unknown;
+          if (!Array.isArray(raw)) return [];
+          const stream = raw[0] as unknown;
+          if (!Array.isArray(stream) || !Array.isArray(stream[1])) return [];
+          const entries = stream[1] as unknown[];
+          for (const entry of entries) {
+            const g = entryGeneration(entry);
+            if (g === undefined || g === generation) continue;
+            // "" (none when the tail opened): the log was started after it, which is a reset only if it had events before.
+            const reset = generation !== "" || compareEventIds(after, ZERO_EVENT_ID) !== 0;
+            generation = g;
+            if (reset) throw new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
+          }
+          reply = entries;
         } catch (e) {
           throw toSessionError(e);
         }
-        if (!Array.isArray(reply)) return [];
-        const stream = reply[0] as unknown;
-        if (!Array.isArray(stream)) return [];
-        const batch = decodeStreamBatch(stream[1]);
+        const batch = decodeStreamBatch(reply);
         this.unreadableListeners.notify(batch.unreadable);
         const last = batch.events.at(-1)?.id ?? after;
         skipped = batch.lastId !== undefined && batch.lastId !== last ? { from: last, to: batch.lastId } : undefined;
@@ -350,6 +393,11 @@ export class RedisStore implements SessionStore {
     });
   }
 
+  async problems(): Promise<StoreProblems> {
+    const info = await this.call(() => this.redis.info("memory"));
+    return this.memory.read(info);
+  }
+
   watchReadiness(listener: (ready: boolean) => void): () => void {
     return this.connections.watchReadiness(listener);
   }
@@ -367,15 +415,25 @@ export class RedisStore implements SessionStore {
    * lazily (see scripts.ts, reply header), then throws the SessionError a
    * non-"ok" status names or returns the body's reply.
    */
-  private async script(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard): Promise<string[]> {
-    return (await this.runScript(name, tenant, args, guard)).reply;
+  private async script(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<string[]> {
+    try {
+      return (await this.runScript(name, tenant, args, guard, pressure)).reply;
+    } catch (error) {
+      // A read that met a due session archives it; on a full Redis that write is refused, so read again under pressure.
+      if (pressure || !READS.has(name) || !isStoreFull(error)) throw error;
+      return (await this.runScript(name, tenant, args, guard, true)).reply;
+    }
   }
 
-  /** script(), also returning the script's clock: when its writes happened. */
-  private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard): Promise<{ reply: string[]; now: number }> {
+  /**
+   * script(), also returning the script's clock: when its writes happened.
+   * `pressure` (Redis refused a write for lack of memory) makes an ending
+   * session free its keys before it writes, and keep a shortened archive.
+   */
+  private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
     const fn = this.scripts[name];
     const guardArgs = guard === undefined ? ["", ""] : [guard.userId, guard.level];
-    const full = await this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, ...args));
+    const full = await this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), ...args));
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
     }
@@ -396,26 +454,40 @@ export class RedisStore implements SessionStore {
     return { reply: strings, now };
   }
 
-  /** One deadline for waiting for a connection and for the command itself. */
+  /**
+   * One deadline for waiting for a connection and for the command itself.
+   * Whether the command was sent decides what a failure means (call-outcome.ts).
+   */
   private async call<T>(command: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.timeoutMs;
     let timer: NodeJS.Timeout | undefined;
+    let sent = false;
     try {
       await this.connections.waitReady(deadline);
+      sent = true;
       const pending = command();
       const remaining = Math.max(0, deadline - Date.now());
       const expired = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new SessionError("unavailable", "redis did not answer in time")), remaining);
+        timer = setTimeout(() => reject(deadlineExceeded()), remaining);
       });
       // The command may still settle after the deadline; nobody waits for it then.
       pending.catch(() => {});
       return await Promise.race([pending, expired]);
     } catch (e) {
-      throw toSessionError(e);
+      if (isOutOfMemory(e)) this.memory.refused();
+      throw classifyFailure(e, sent);
     } finally {
       if (timer !== undefined) clearTimeout(timer);
     }
   }
+}
+
+/** Scripts that only read, except for archiving a due session they meet (and the best-effort access time). */
+const READS: ReadonlySet<ScriptName> = new Set<ScriptName>(["get", "getData", "listData", "list"]);
+
+/** Redis refused the call for lack of memory (call-outcome.ts). */
+function isStoreFull(error: unknown): boolean {
+  return isSessionError(error) && error.kind === "limit_exceeded" && error.message === STORE_FULL_MESSAGE;
 }
 
 function flag(b: boolean): string {

@@ -11,7 +11,9 @@ export const preludeLua = String.raw`
 --   ARGV[3] expiryGraceMs, ARGV[4] archiveRetentionMs, ARGV[5] maxDataKeys
 --   ARGV[6] eventRetentionCount, ARGV[7] eventRetentionMs
 --   ARGV[8] guard user ("" for none), ARGV[9] guard level (SessionGuard in store.ts)
--- Operation arguments start at ARGV[OP] (OP = 10).
+--   ARGV[10] "1" when Redis refused a write of this call for lack of memory
+--           (a retry under pressure, see end_session), else "0"
+-- Operation arguments start at ARGV[OP] (OP = 11).
 --
 -- Every script returns an array whose first element is a status string:
 -- "ok", or a SessionErrorKind ("not_found", "ended", ...). Records travel as
@@ -31,7 +33,8 @@ local EV_MAXLEN = ARGV[6]
 local EV_MAXAGE = tonumber(ARGV[7])
 local GUARD_USER = ARGV[8]
 local GUARD_LEVEL = ARGV[9]
-local OP = 10
+local PRESSURE = ARGV[10] == '1'
+local OP = 11
 local RECORD_WIDTH = 12
 
 -- Integer to decimal string without Lua's "%.14g" exponent formatting.
@@ -52,6 +55,21 @@ ${KEY_LAYOUT_LUA}
 -- records; scripts.ts returns them in the reply header so the process that
 -- expired them can audit them.
 local LAZY = {}
+
+-- The generation (a decimal string), made when missing: NOW - 1 for a new log,
+-- so every event of it is later; '0' for a log written before generations
+-- existed, so its cursors stay valid. Best effort under a full Redis (pcall).
+local GEN
+local function generation()
+  if GEN then return GEN end
+  GEN = redis.call('GET', K_GEN)
+  if not GEN then
+    GEN = '0'
+    if redis.call('EXISTS', K_EV) == 0 then GEN = istr(NOW - 1) end
+    redis.pcall('SET', K_GEN, GEN)
+  end
+  return GEN
+end
 
 -- Appends the elements of 'src' to 'dst'.
 local function append(dst, src)
@@ -157,6 +175,28 @@ local function encode_archive(T, sid, arch)
   return encode(T, sid, arch, arch.s, arch.t)
 end
 
+-- Archives are one MessagePack string, not a hash: a hash whose metadata is
+-- longer than hash-max-listpack-value (64 bytes, any encrypted value) becomes
+-- a real hash table of ten entries, which costs several times its content.
+-- Numbers travel as MessagePack integers. 'bare' (memory pressure) drops the
+-- metadata (an empty object, which needs no key to read).
+local function write_archive(key, rec, v, status, end_time, bare)
+  local m = rec.m
+  if bare then m = '{}' end
+  redis.call('SET', key, cmsgpack.pack(rec.u, rec.d, rec.l, tonumber(rec.c), tonumber(rec.e),
+    tonumber(rec.a), m, tonumber(v), status, tonumber(end_time)))
+end
+
+-- The archive as a table with the record's field names, or nil. Archives
+-- written as hashes by earlier versions are read as such until they expire.
+local function load_archive(key)
+  local packed = redis.pcall('GET', key)
+  if type(packed) == 'table' and packed.err then return load_hash(key) end
+  if not packed then return nil end
+  local u, d, l, c, e, a, m, v, s, t = cmsgpack.unpack(packed)
+  return { u = u, d = d, l = l, c = istr(c), e = istr(e), a = istr(a), m = m, v = istr(v), s = s, t = istr(t) }
+end
+
 -- The one place per operation where a lifecycle event is recorded, inside the
 -- same atomic step as the write: an XADD to the event log K_EV, whose id is
 -- the watch cursor. 'kind' is created, updated, extended, closed, expired or
@@ -166,7 +206,8 @@ end
 -- Status is not stored (it follows from the kind). Count retention trims here
 -- (whole nodes, '~'); time retention trims in expire_due.
 --   k kind, T tenant, i session id, u user, d data source, l level, c create,
---   e expire, a last access, t end, m metadata, v version, x data keys (JSON array or '')
+--   e expire, a last access, t end, m metadata, v version, x data keys (JSON array or ''),
+--   g the log's generation (the event reader ends every watch when it changes)
 local function emit(T, kind, rec, keys)
   local x = ''
   if keys and #keys > 0 then
@@ -175,20 +216,24 @@ local function emit(T, kind, rec, keys)
   end
   local id = redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, '*',
     'k', kind, 'T', rec[1], 'i', rec[2], 'u', rec[3], 'd', rec[4], 'l', rec[5], 'c', rec[7],
-    'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x)
+    'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x, 'g', generation())
   redis.call('SET', k_ev_last(tenant_prefix(rec[1])), id)
 end
 
 -- Archives the final state (version + 1) and removes the session, its data, its
 -- request id and its index entries; updates counters. Returns the encoded archive.
+-- Normally the archive is written first, so a Redis out of memory refuses the
+-- whole call before anything changed. Under PRESSURE (the retry of such a
+-- call) the keys are deleted first: that frees memory, and once a script has
+-- written Redis lets it finish its writes, so the session always ends; the
+-- archive then keeps no metadata.
 local function end_session(tp, T, sid, rec, status, end_time)
   local v = tonumber(rec.v) + 1
   local arch_key = k_arch(tp, sid)
-  redis.call('HSET', arch_key,
-    'u', rec.u, 'd', rec.d, 'l', rec.l, 'c', rec.c, 'e', rec.e, 'a', rec.a,
-    'm', rec.m, 'v', istr(v), 's', status, 't', istr(end_time))
+  if PRESSURE then redis.call('DEL', k_rec(tp, sid), k_data(tp, sid), k_shadow(tp, sid)) end
+  write_archive(arch_key, rec, istr(v), status, istr(end_time), PRESSURE)
   redis.call('PEXPIREAT', arch_key, istr(end_time + RETENTION))
-  redis.call('DEL', k_rec(tp, sid), k_data(tp, sid), k_shadow(tp, sid))
+  if not PRESSURE then redis.call('DEL', k_rec(tp, sid), k_data(tp, sid), k_shadow(tp, sid)) end
   if rec.r and redis.call('GET', k_req(tp, rec.r)) == sid then
     redis.call('DEL', k_req(tp, rec.r))
   end
@@ -222,7 +267,7 @@ local function load_session(tp, T, sid)
     if GUARD_USER ~= '' and rec.u ~= GUARD_USER then return nil, nil end
     return rec, nil
   end
-  local arch = load_hash(k_arch(tp, sid))
+  local arch = load_archive(k_arch(tp, sid))
   if arch then
     if GUARD_USER ~= '' and arch.u ~= GUARD_USER then return nil, nil end
     return nil, encode_archive(T, sid, arch)
@@ -252,9 +297,11 @@ local function bump_version(tp, sid, rec, touch)
   end
 end
 
+-- Records the access time, best effort: when Redis refuses the write (out of
+-- memory) the read goes on with the previous access time.
 local function touch(tp, sid, rec)
-  rec.a = istr(NOW)
-  redis.call('HSET', k_rec(tp, sid), 'a', rec.a)
+  local done = redis.pcall('HSET', k_rec(tp, sid), 'a', istr(NOW))
+  if type(done) ~= 'table' or not done.err then rec.a = istr(NOW) end
 end
 
 `;

@@ -1,9 +1,11 @@
 // Lua source of the read_events script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const readEventsLua = String.raw`
 -- read_events: ARGV[OP..] = after (an id "<ms>-<seq>", checked by the caller), limit
--- Returns {"ok", lastId, entries} where entries is XRANGE's reply for the
--- events strictly after 'after', or {"out_of_range"} when events after it may
--- have been trimmed or the log never reached it. The check and the read are one
+-- Returns {"ok", lastId, entries, generation} where entries is XRANGE's reply
+-- for the events strictly after 'after', {"out_of_range", "generation"} for a
+-- cursor older than the log's generation (of a log Redis lost; "0-0", the
+-- start, is always of the current log), or {"out_of_range"} when events after
+-- it may have been trimmed or the log never reached it. The check and the read are one
 -- atomic step, so nothing can be trimmed in between. The rule is
 -- cursorRetained() of src/store/event-id.ts: Redis does not record the largest
 -- trimmed id, so once anything was trimmed only a cursor at or after the first
@@ -22,8 +24,11 @@ local function cmp(a, b)
   return 0
 end
 
+local G = generation()
+local start = G .. '-0'
+if cmp(after, '0-0') ~= 0 and cmp(after, start) < 0 then return { 'out_of_range', 'generation' } end
 if redis.call('EXISTS', K_EV) == 0 then
-  if cmp(after, '0-0') == 0 then return { 'ok', '0-0', {} } end
+  if cmp(after, '0-0') == 0 or cmp(after, start) == 0 then return { 'ok', start, {}, G } end
   return { 'out_of_range' }
 end
 local info = redis.call('XINFO', 'STREAM', K_EV)
@@ -39,5 +44,5 @@ if tonumber(h['entries-added']) > tonumber(h['length']) then
     return { 'out_of_range' }
   end
 end
-return { 'ok', last, redis.call('XRANGE', K_EV, '(' .. after, '+', 'COUNT', limit) }
+return { 'ok', last, redis.call('XRANGE', K_EV, '(' .. after, '+', 'COUNT', limit), G }
 `;
