@@ -46,7 +46,7 @@ export class MemoryEventLog {
   private readonly lastByTenant = new Map<string, string>();
 
   lastIdOf(tenant: string): string {
-    return this.lastByTenant.get(tenant) ?? ZERO_EVENT_ID;
+    return this.lastByTenant.get(tenant) ?? formatEventId(this.generation);
   }
 
   get lastId(): string {
