@@ -24,7 +24,12 @@
  *    bench/archive-bench.ts): rows/s with 1k expirations/s, sink lag.
  * 6. Archive bytes per ended session and event delivery after a dropped Redis
  *    connection (issue 12; bench/faults-bench.ts).
- * 7. Tenant isolation (issue 13; bench/tenant-isolation.ts): another tenant's
+ * 7. Wire cost (issue 10; bench/wire-bench.ts): bare grpc-js and connect-node
+ *    anchors next to sessiond with WORKERS=1 and 2, under h2load and a grpc-js
+ *    client, with server CPU per call.
+ * 8. Scale (issue 10; bench/scale-bench.ts): ListSessions by user at 10k, 100k
+ *    and 1M live sessions, expiry lag at 1M live with 1k expirations/s.
+ * 9. Tenant isolation (issue 13; bench/tenant-isolation.ts): another tenant's
  *    p99 with a neighbour at many sessions and data sources vs a small one.
  *
  * A small shared machine's speed drifts by tens of percent
@@ -39,8 +44,8 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch,archive,faults,isolation") to run only some parts;
- * BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES (default 200000 / 20000) for part 7;
+ * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale,isolation") to run only some parts;
+ * BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES (default 200000 / 20000) for part 9;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
  * Layout: this file runs the parts in order and writes the report; each part
@@ -58,8 +63,10 @@ import { isolationPart } from "./parts/isolation.js";
 import { archivePart } from "./parts/archive.js";
 import { memoryPart } from "./parts/memory.js";
 import { flagVariants, throughputPart } from "./parts/throughput.js";
+import { scalePart } from "./parts/scale.js";
 import { watchPart } from "./parts/watch.js";
 import { faultsPart } from "./parts/faults.js";
+import { wirePart } from "./parts/wire.js";
 import { machineInfo, running } from "./processes.js";
 import { render } from "./report.js";
 import { HERE, PARTS as SELECTED, productionNodeFlags } from "./settings.js";
@@ -71,6 +78,8 @@ const PARTS: readonly BenchPart<unknown>[] = [
   listed(watchPart),
   listed(archivePart),
   listed(faultsPart),
+  listed(wirePart),
+  listed(scalePart),
   listed(isolationPart),
 ];
 

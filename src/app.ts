@@ -52,6 +52,8 @@ export interface AppOptions {
   readonly logger?: Logger;
   /** Audit records go here instead of where config.auditLog says (tests read them in-process). */
   readonly auditDestination?: DestinationStream;
+  /** Serves /metrics; default: this process's registry (a cluster worker passes one that gathers every worker's). */
+  readonly metrics?: () => Promise<{ readonly contentType: string; readonly body: string }>;
 }
 
 export interface App {
@@ -183,7 +185,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         if (health.status("") === HealthCheckResponse_ServingStatus.SERVING) return undefined;
         return health.notServingReason() ?? background.events.stalled ?? "store unreachable";
       },
-      metrics: scrape,
+      metrics: options.metrics ?? scrape,
       ...(security.authorizeMetrics === undefined ? {} : { authorizeMetrics: security.authorizeMetrics }),
       onError: (error) => logger.error({ error: describeError(error) }, "metrics scrape failed"),
     },

@@ -24,7 +24,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["streaming"],
   ["limits", "auth", "audit", "health", "reflection", "server"],
   ["api"],
-  ["app.ts", "main.ts", "tools"],
+  ["app.ts", "main.ts", "tools", "cluster"],
 ];
 const GEN_FROM = 5;
 

@@ -3,22 +3,26 @@
  * request into the call's context values (connectNodeAdapter's contextValues
  * hook), because Connect handler contexts do not expose the socket.
  */
-import type { Http2ServerRequest } from "node:http2";
+import type { Http2ServerRequest, ServerHttp2Stream } from "node:http2";
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { createContextValues, type ContextValues } from "@connectrpc/connect";
 import { PEER, type PeerInfo } from "./principal.js";
 
-export function peerContextValues(request: IncomingMessage | Http2ServerRequest): ContextValues {
+/** Where a call came from: its Node request, or its HTTP/2 stream (the fast gRPC unary path). */
+export type CallOrigin = IncomingMessage | Http2ServerRequest | ServerHttp2Stream;
+
+export function peerContextValues(request: CallOrigin): ContextValues {
   const values = createContextValues();
   values.set(PEER, peerOf(request));
   return values;
 }
 
-export function peerOf(request: IncomingMessage | Http2ServerRequest): PeerInfo {
+export function peerOf(request: CallOrigin): PeerInfo {
   // HTTP/2: the session's socket (request.socket is a proxy that refuses some calls).
-  const socket: Socket | undefined = "stream" in request ? request.stream.session?.socket : request.socket;
+  const socket: Socket | undefined =
+    "stream" in request ? request.stream.session?.socket : "session" in request ? request.session?.socket : request.socket;
   const address = socket?.remoteAddress === undefined ? "" : formatAddress(socket.remoteAddress, socket.remotePort);
   const cn = socket instanceof TLSSocket ? verifiedCommonName(socket) : undefined;
   return cn === undefined ? { address } : { address, verifiedCertCommonName: cn };

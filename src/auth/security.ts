@@ -18,7 +18,7 @@ import { WatcherLimiter } from "../limits/watcher-limiter.js";
 import type { SessionRecord } from "../domain/model.js";
 import { loadAuthenticator, type Authenticator } from "./authenticator.js";
 import { createAuthInterceptor } from "./interceptor.js";
-import { peerContextValues, peerOf } from "./peer.js";
+import { peerContextValues, peerOf, type CallOrigin } from "./peer.js";
 import { ACT_AS_HEADER } from "./delegation.js";
 import { auditIdentity, hasScope, principalOf } from "./principal.js";
 
@@ -33,7 +33,7 @@ export interface Security {
   readonly audit: AuditLog;
   /** Auth, audit and deadline, in that order (outermost first). */
   readonly interceptors: readonly Interceptor[];
-  readonly contextValues: (request: IncomingMessage | Http2ServerRequest) => ContextValues;
+  readonly contextValues: (request: CallOrigin) => ContextValues;
   /** The tenant of a call: its principal's. */
   tenant(context?: HandlerContext): string;
   /** The user a call acts for (its principal's bound or delegated user), or undefined for every user of the tenant. */

@@ -7,6 +7,7 @@
  * to start.
  */
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { KeyringError, parseKeyring, type Keyring } from "../crypto/keyring.js";
 
 export interface TtlConfig {
@@ -76,6 +77,8 @@ export interface Config {
   readonly logLevel: string;
   /** Bound on a graceful shutdown: in-flight calls get this long (less a reserve for closing the store) before connections are cut. */
   readonly shutdownTimeoutMs: number;
+  /** Server processes sharing the port (WORKERS; "auto" = the machine's cores). More than 1 needs Redis. */
+  readonly workers: number;
   /** PEM file paths; absent: plaintext (h2c and HTTP/1.1). */
   readonly tls: TlsConfig | undefined;
   readonly auth: AuthConfig;
@@ -193,6 +196,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: "MAX_PAGE_SIZE", default: "1000", description: "Largest ListSessions page size" },
   { env: "LOG_LEVEL", default: "info", description: `Log level (${LOG_LEVELS.join(", ")})` },
   { env: "SHUTDOWN_TIMEOUT", default: "10s", description: "Bound on a graceful shutdown (SIGTERM, SIGINT) before the process exits" },
+  { env: "WORKERS", default: "1", description: "Server processes on the one port (node:cluster); auto: one per core. More than 1 needs REDIS_URL" },
   { env: "TLS_CERT_FILE", default: "", description: "PEM certificate chain; with TLS_KEY_FILE: serve TLS (ALPN h2, http/1.1) instead of plaintext" },
   { env: "TLS_KEY_FILE", default: "", description: "PEM private key of TLS_CERT_FILE" },
   { env: "MAX_DATA_BYTES", default: "8388608", description: "Most bytes of data values per session, as stored (encrypted)" },
@@ -365,6 +369,7 @@ export function loadConfig(env: Env = process.env): Config {
     watchStartConcurrency: r.integer("WATCH_START_CONCURRENCY", 1, 10_000),
     logLevel,
     shutdownTimeoutMs: r.duration("SHUTDOWN_TIMEOUT", 100),
+    workers: workers(r, redisUrl),
     tls: certFile === "" ? undefined : { certFile, keyFile },
     auth: authConfig(r),
     encryption: encryptionConfig(r),
@@ -402,6 +407,16 @@ function archiveDatabaseConfig(r: Reader, redis: boolean): ArchiveDatabaseConfig
     poolSize: r.integer("ARCHIVE_DB_POOL_SIZE", 1, 100),
     timeoutMs: r.duration("ARCHIVE_DB_TIMEOUT", 100),
   };
+}
+
+/** Most worker processes: far beyond any core count we run on, low enough to stop a typo. */
+const MAX_WORKERS = 256;
+
+function workers(r: Reader, redisUrl: string): number {
+  const n = r.raw("WORKERS") === "auto" ? availableParallelism() : r.integer("WORKERS", 1, MAX_WORKERS);
+  // Each worker has its own in-process store: they would not share sessions.
+  if (n > 1 && redisUrl === "") throw new ConfigError(`WORKERS=${r.raw("WORKERS")} (${n} processes) needs REDIS_URL: the in-process store is not shared between processes`);
+  return n;
 }
 
 function sessionsPerUserPolicy(r: Reader): "reject" | "close_oldest" {

@@ -124,6 +124,8 @@ new Gauge({
   help: "Live sessions, by tenant, from the store's counters at scrape time (absent while the store is unreachable)",
   labelNames: ["tenant"] as const,
   registers: [registry],
+  // Every worker reads the same store counters: across workers (WORKERS > 1) the value is one worker's, not their sum.
+  aggregator: "max",
   async collect() {
     // Read at scrape time from counters the store keeps on every write: no scan, and the value agrees across replicas.
     this.reset();

@@ -16,7 +16,8 @@ import { createContextKey, type ContextValues } from "@connectrpc/connect";
 export const HTTP2_STREAM = createContextKey<ServerHttp2Stream | undefined>(undefined, { description: "sessiond http2 stream" });
 
 /** Adds the request's HTTP/2 stream (if it has one) to the call's context values. */
-export function withHttp2Stream(values: ContextValues, request: IncomingMessage | Http2ServerRequest): ContextValues {
+export function withHttp2Stream(values: ContextValues, request: IncomingMessage | Http2ServerRequest | ServerHttp2Stream): ContextValues {
   if ("stream" in request) values.set(HTTP2_STREAM, request.stream);
+  else if ("session" in request) values.set(HTTP2_STREAM, request);
   return values;
 }

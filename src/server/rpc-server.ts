@@ -5,15 +5,20 @@
  * routed before the Connect adapter.
  */
 import { Code, ConnectError, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter, type ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { setMaxListeners } from "node:events";
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest, ServerHttp2Stream } from "node:http2";
 import type { Logger } from "pino";
 import type { Config, LimitsConfig } from "../config/config.js";
 import { withHttpEndpoints, type HttpEndpointsOptions } from "./http-endpoints.js";
+import { createGrpcUnaryHandler } from "./grpc-unary/unary-handler.js";
+import { specGrpcMessageTrailers } from "./grpc-unary/grpc-message.js";
+import { UnaryMethods } from "./grpc-unary/unary-methods.js";
 import { withHttp2Stream } from "./http2-stream.js";
 import { createRpcLoggingInterceptor } from "./rpc-logging.js";
 import { createShutdownInterceptor, SHUTDOWN_MESSAGE } from "./shutdown-interceptor.js";
-import { createSinglePortServer } from "./single-port-server.js";
+import { createSinglePortServer, type RequestHandler } from "./single-port-server.js";
 
 export interface RpcServerOptions {
   readonly routes: (router: ConnectRouter) => void;
@@ -21,8 +26,11 @@ export interface RpcServerOptions {
   readonly logger: Logger;
   /** Run inside the logging interceptor, so what they reject is logged too. */
   readonly interceptors?: readonly Interceptor[];
-  /** Initial context values of each call from its Node request (e.g. the peer address, for auth and audit). */
-  readonly contextValues?: (request: Parameters<NonNullable<ConnectNodeAdapterOptions["contextValues"]>>[0]) => ContextValues;
+  /**
+   * Initial context values of each call from its Node request, or its HTTP/2
+   * stream on the fast gRPC unary path (e.g. the peer address, for auth and audit).
+   */
+  readonly contextValues?: (request: IncomingMessage | Http2ServerRequest | ServerHttp2Stream) => ContextValues;
   /** Serves /healthz, /readyz and /metrics when given. */
   readonly httpEndpoints?: HttpEndpointsOptions;
   /** PEM certificate chain and key, read from config.tls's files by the caller: serve TLS with ALPN h2 and http/1.1. */
@@ -46,6 +54,9 @@ export interface RpcServer {
   /** Aborted by close(); every call in flight holds one listener on it (tests check that they are released). */
   readonly shutdownSignal: AbortSignal;
 }
+
+/** connect's own default: smaller responses are not worth compressing. */
+const CONNECT_COMPRESS_MIN_BYTES = 1024;
 
 /** The largest unsigned 32-bit value: connect's own (and the gRPC wire format's) ceiling for one message. */
 const MAX_MESSAGE_BYTES = 0xffffffff;
@@ -73,22 +84,49 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   // concurrent calls, not growing, and Node's default warning at 11 ("possible EventTarget memory
   // leak", seen at ~1000 creates/s) is a false alarm here: lift the limit on this signal only.
   setMaxListeners(0, shutdown.signal);
+  const interceptors = [
+    createRpcLoggingInterceptor(logger, { shutdownSignal: shutdown.signal }),
+    createShutdownInterceptor(shutdown.signal),
+    ...(options.interceptors ?? []),
+  ];
+  const acceptCompression = [compressionGzip, compressionBrotli];
+  const readMaxBytes = config.limits.maxRequestBytes;
+  const writeMaxBytes = maxResponseBytes(config.limits);
+  // Unary gRPC calls skip connect's per-request pipeline (grpc-unary/unary-handler.ts) but run the
+  // same implementations through the same interceptors; everything else is connect's.
+  const unaryMethods = new UnaryMethods();
   const connectHandler = connectNodeAdapter({
-    routes: options.routes,
-    interceptors: [
-      createRpcLoggingInterceptor(logger, { shutdownSignal: shutdown.signal }),
-      createShutdownInterceptor(shutdown.signal),
-      ...(options.interceptors ?? []),
-    ],
-    readMaxBytes: config.limits.maxRequestBytes,
-    writeMaxBytes: maxResponseBytes(config.limits),
+    routes: (router) => options.routes(unaryMethods.recording(router)),
+    interceptors,
+    acceptCompression,
+    readMaxBytes,
+    writeMaxBytes,
     shutdownSignal: shutdown.signal,
     // Every call also carries its HTTP/2 stream (WatchSessions writes its fan-out there directly).
     contextValues: (request) => withHttp2Stream(options.contextValues?.(request) ?? createContextValues(), request),
   });
-  const handler = options.httpEndpoints === undefined ? connectHandler : withHttpEndpoints(connectHandler, options.httpEndpoints);
+  const grpcUnary = createGrpcUnaryHandler({
+    methods: unaryMethods,
+    interceptors,
+    readMaxBytes,
+    writeMaxBytes,
+    shutdownSignal: shutdown.signal,
+    contextValues: (stream) => withHttp2Stream(options.contextValues?.(stream) ?? createContextValues(), stream),
+    acceptCompression,
+    compressMinBytes: CONNECT_COMPRESS_MIN_BYTES,
+  });
+  // gRPC calls connect still answers (streams) write grpc-message the spec's way too.
+  const rpcHandler: RequestHandler = (request, response) => {
+    const contentType = request.headers["content-type"];
+    if (contentType !== undefined && contentType.startsWith("application/grpc") && !contentType.startsWith("application/grpc-web")) {
+      specGrpcMessageTrailers(response);
+    }
+    connectHandler(request, response);
+  };
+  const handler = options.httpEndpoints === undefined ? rpcHandler : withHttpEndpoints(rpcHandler, options.httpEndpoints);
   const server = createSinglePortServer({
     handler,
+    claimStream: grpcUnary,
     logger,
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     ...(options.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: options.drainTimeoutMs }),

@@ -25,6 +25,7 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import type * as tls from "node:tls";
 import type { Logger } from "pino";
+import { dispatchStreams, type StreamClaim } from "./grpc-unary/stream-dispatch.js";
 import { classifyPreface, type PrefaceKind } from "./preface.js";
 
 /** A request listener for both servers, such as the one connectNodeAdapter returns. */
@@ -34,8 +35,10 @@ export type RequestHandler = (
 ) => void;
 
 export interface SinglePortServerOptions {
-  /** Serves every request, HTTP/1.1 or HTTP/2. */
+  /** Serves every request, HTTP/1.1 or HTTP/2, that `claimStream` leaves. */
   readonly handler: RequestHandler;
+  /** May take an HTTP/2 stream before it becomes a request (the fast gRPC unary path). */
+  readonly claimStream?: StreamClaim;
   readonly logger: Logger;
   /**
    * How long a new connection may take to send enough bytes to tell HTTP/1
@@ -122,6 +125,7 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   http2Server.on("request", handler);
   http2Server.on("session", trackSession);
   http2Server.on("sessionError", logSessionError);
+  if (options.claimStream !== undefined) dispatchStreams(http2Server, options.claimStream);
 
   /**
    * With TLS: the listening server. Connections count from the TLS handshake
@@ -168,6 +172,7 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
     });
     server.on("session", trackSession);
     server.on("sessionError", logSessionError);
+    if (options.claimStream !== undefined) dispatchStreams(server, options.claimStream);
     return server;
   }
 

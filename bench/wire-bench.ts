@@ -1,0 +1,428 @@
+/**
+ * Wire benchmark (issue 10): what a gRPC call costs in sessiond next to bare
+ * Node gRPC servers, with the clients users have.
+ *
+ *   node --import tsx bench/wire-bench.ts     # prints progress, then one JSON line (WireReport)
+ *
+ * Servers, each in a process of its own, on one private redis-server:
+ * - anchors: a bare @grpc/grpc-js server and a bare connect-node server
+ *   answering grpc.health.v1.Health/Check (bench/anchors/servers.ts);
+ * - sessiond with WORKERS=1 and with WORKERS=2 (src/main.ts, production Node
+ *   flags, metadata encryption on, logs and audit records to /dev/null).
+ * Load, one after the other within each round: h2load (1 connection, 64
+ * streams) and a @grpc/grpc-js client (one channel, 64 calls in flight,
+ * bench/grpc-js-load.ts). Operations: Health/Check on every server,
+ * GetSession (one existing session) and CreateSession on both sessiond
+ * variants. Server CPU per call: utime+stime from /proc/PID/stat of the
+ * server's processes (the primary and its workers for WORKERS=2) before and
+ * after each phase, over the calls answered.
+ *
+ * The machine is shared, so rounds interleave every (server, operation,
+ * load) phase and ratios are taken within a round, then the median over
+ * rounds is reported with the spread (min–max).
+ *
+ * Environment: WIRE_BENCH_ROUNDS (default 5), WIRE_BENCH_PHASE_MS (default 3000).
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { openSync, closeSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { HealthCheckRequestSchema } from "../gen/grpc/health/v1/health_pb.js";
+import { CreateSessionRequestSchema, GetSessionRequestSchema } from "../gen/session/v1/session_pb.js";
+import { createSessionClient } from "@sessiond/client";
+import { freePort, startRedisServer, type RedisServerHandle } from "../test/support/redis-server.js";
+import type { GrpcJsLoadResult } from "./grpc-js-load.js";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = dirname(HERE);
+const ROUNDS = envInt("WIRE_BENCH_ROUNDS", 5, 1, 20);
+const PHASE_MS = envInt("WIRE_BENCH_PHASE_MS", 3000, 500, 60_000);
+const CONCURRENCY = 64;
+const CLOCK_TICK_US = 10_000;
+const START_TIMEOUT_MS = 60_000;
+
+export const WIRE_TARGETS = { getOverCheck: 0.8, createOverCheck: 0.65, cpuOverAnchor: 1.5 } as const;
+
+type ServerName = "grpc-js (bare)" | "connect-node (bare)" | "sessiond WORKERS=1" | "sessiond WORKERS=2";
+type OpName = "Health/Check" | "GetSession" | "CreateSession";
+type LoaderName = "h2load 1×64" | "h2load 4×16" | "grpc-js 64";
+
+export interface PhaseNumbers {
+  readonly rps: number;
+  readonly cpuUsPerCall: number;
+  readonly p50Ms?: number;
+  readonly p99Ms?: number;
+  readonly meanMs?: number;
+  readonly errors: number;
+  readonly firstError?: string;
+}
+
+export interface WireRow {
+  readonly server: ServerName;
+  readonly op: OpName;
+  readonly loader: LoaderName;
+  /** One per round. */
+  readonly rounds: PhaseNumbers[];
+}
+
+export interface WireReport {
+  readonly rounds: number;
+  readonly phaseMs: number;
+  readonly h2load: string | undefined;
+  readonly rows: WireRow[];
+  readonly error?: string;
+}
+
+function envInt(name: string, fallback: number, min: number, max: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === "") return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be a whole number from ${min} to ${max}`);
+  return n;
+}
+
+/** A server process and the pids whose CPU time counts as its own. */
+interface Server {
+  readonly name: ServerName;
+  readonly port: number;
+  readonly child: ChildProcess;
+  readonly ops: readonly OpName[];
+}
+
+/** utime+stime of a process and its children (node:cluster workers), µs. */
+function cpuUs(pid: number): number {
+  let total = 0;
+  const pids = [pid];
+  try {
+    for (const child of readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/)) if (child !== "") pids.push(Number(child));
+  } catch {
+    // gone
+  }
+  for (const p of pids) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      total += (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_US;
+    } catch {
+      // gone
+    }
+  }
+  return total;
+}
+
+async function waitFor(child: ChildProcess, port: number, what: string): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, "127.0.0.1");
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${what} did not listen within ${START_TIMEOUT_MS} ms`);
+    await sleep(200);
+  }
+}
+
+async function startAnchor(kind: "grpcjs" | "connect", name: ServerName): Promise<Server> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ["--import", "tsx", join(HERE, "anchors/servers.ts"), kind, String(port)], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
+  await waitFor(child, port, name);
+  return { name, port, child, ops: ["Health/Check"] };
+}
+
+async function startSessiond(workers: number, redis: RedisServerHandle, name: ServerName, prefix: string): Promise<Server> {
+  const port = await freePort();
+  const devNull = openSync("/dev/null", "w");
+  const child = spawn(process.execPath, ["--max-semi-space-size=64", "--import", "tsx", join(ROOT, "src/main.ts")], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      WORKERS: String(workers),
+      REDIS_URL: redis.url,
+      KEY_PREFIX: prefix,
+      ENCRYPTION_KEYS: `bench:${randomBytes(32).toString("base64")}`,
+      AUDIT_LOG: "stdout",
+      LOG_LEVEL: process.env["BENCH_LOG_LEVEL"] || "info",
+      MAX_SESSIONS_PER_USER: "0",
+    },
+    stdio: ["ignore", devNull, "inherit"],
+  });
+  closeSync(devNull);
+  await waitFor(child, port, name);
+  // The port opens before every worker is up: wait until /healthz answers from each connection's worker.
+  for (let i = 0; i < 20; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) break;
+    } catch {
+      // not yet
+    }
+    await sleep(250);
+  }
+  await sleep(workers > 1 ? 3000 : 500);
+  return { name, port, child, ops: ["Health/Check", "GetSession", "CreateSession"] };
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+const PATHS: Record<OpName, string> = {
+  "Health/Check": "/grpc.health.v1.Health/Check",
+  GetSession: "/session.v1.SessionService/GetSession",
+  CreateSession: "/session.v1.SessionService/CreateSession",
+};
+
+function h2loadVersion(): string | undefined {
+  const run = spawnSync("h2load", ["--version"], { encoding: "utf8" });
+  return run.status === 0 ? run.stdout.trim().split("\n")[0] : undefined;
+}
+
+function envelope(message: Uint8Array): Buffer {
+  const out = Buffer.alloc(5 + message.length);
+  out.writeUInt32BE(message.length, 1);
+  out.set(message, 5);
+  return out;
+}
+
+/** Calls per h2load phase, from the last rate seen for the same server and operation (h2load's -D mode sends no request body). */
+const h2loadCalls = new Map<string, number>();
+
+function h2loadArgs(server: Server, op: OpName, bodyFile: string, calls: number, connections: number): string[] {
+  return ["-n", String(calls), "-c", String(connections), "-m", String(CONCURRENCY / connections), "-d", bodyFile, "-H", "content-type: application/grpc", "-H", "te: trailers", `http://127.0.0.1:${server.port}${PATHS[op]}`];
+}
+
+async function h2loadRun(args: string[]): Promise<string> {
+  const child = spawn("h2load", args, { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+  child.stderr.on("data", (c: Buffer) => (out += c.toString()));
+  await new Promise((resolve) => child.once("exit", resolve));
+  return out;
+}
+
+async function runH2load(server: Server, op: OpName, bodyFile: string, connections: number): Promise<PhaseNumbers> {
+  const key = `${server.name}|${op}|${connections}`;
+  const calls = h2loadCalls.get(key) ?? 3000;
+  await h2loadRun(h2loadArgs(server, op, bodyFile, Math.min(2000, Math.ceil(calls / 4)), connections)); // warm-up, not measured
+  const before = cpuUs(server.child.pid ?? 0);
+  const out = await h2loadRun(h2loadArgs(server, op, bodyFile, calls, connections));
+  const after = cpuUs(server.child.pid ?? 0);
+  const finished = /finished in ([\d.]+)(ms|s)\b/.exec(out);
+  const seconds = finished === null ? Number.NaN : Number(finished[1]) / (finished[2] === "ms" ? 1000 : 1);
+  const succeeded = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
+  const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0);
+  const mean = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(out)?.[1];
+  const meanMs = mean === undefined ? undefined : mean.endsWith("ms") ? Number(mean.slice(0, -2)) : mean.endsWith("us") ? Number(mean.slice(0, -2)) / 1000 : Number(mean.slice(0, -1)) * 1000;
+  const rps = succeeded / seconds;
+  if (Number.isFinite(rps) && rps > 0) h2loadCalls.set(key, Math.max(1000, Math.min(100_000, Math.round((rps * PHASE_MS) / 1000))));
+  // h2load counts HTTP status only: a gRPC error answers 200 too. The grpc-js phase checks statuses.
+  return { rps, cpuUsPerCall: succeeded === 0 ? Number.NaN : (after - before) / succeeded, ...(meanMs === undefined ? {} : { meanMs }), errors: failed };
+}
+
+async function runGrpcJs(server: Server, op: OpName, requestHex: string): Promise<PhaseNumbers> {
+  const args = JSON.stringify({ port: server.port, path: PATHS[op], requestHex, concurrency: CONCURRENCY, durationMs: PHASE_MS, warmupMs: 300 });
+  const child = spawn(process.execPath, ["--import", "tsx", join(HERE, "grpc-js-load.ts"), args], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+  // CPU from the end of the warm-up: the load process starts (tsx) and warms up before it measures.
+  await sleep(1500);
+  const before = cpuUs(server.child.pid ?? 0);
+  const beforeAt = performance.now();
+  await new Promise((resolve) => child.once("exit", resolve));
+  const after = cpuUs(server.child.pid ?? 0);
+  const afterAt = performance.now();
+  const result = JSON.parse(out.trim().split("\n").at(-1) ?? "{}") as GrpcJsLoadResult;
+  const rps = result.calls / result.seconds;
+  // Calls answered while CPU was counted: the measured rate over the counted window.
+  const counted = rps * ((afterAt - beforeAt) / 1000);
+  return {
+    rps,
+    cpuUsPerCall: counted > 0 ? (after - before) / counted : Number.NaN,
+    p50Ms: result.p50Ms,
+    p99Ms: result.p99Ms,
+    errors: result.errors,
+    ...(result.firstError === undefined ? {} : { firstError: result.firstError }),
+  };
+}
+
+export async function runWireBench(log: (line: string) => void): Promise<WireReport> {
+  const h2load = h2loadVersion();
+  if (h2load === undefined) log("h2load not found (apt-get install nghttp2-client): the h2load rows are skipped");
+  const dir = mkdtempSync(join(tmpdir(), "wire-bench-"));
+  const redis = await startRedisServer();
+  const servers: Server[] = [];
+  try {
+    servers.push(await startAnchor("grpcjs", "grpc-js (bare)"));
+    servers.push(await startAnchor("connect", "connect-node (bare)"));
+    servers.push(await startSessiond(1, redis, "sessiond WORKERS=1", "w1:"));
+    servers.push(await startSessiond(2, redis, "sessiond WORKERS=2", "w2:"));
+
+    const bodies = new Map<string, { file: string; hex: string }>();
+    const body = (key: string, message: Uint8Array): { file: string; hex: string } => {
+      const file = join(dir, `${bodies.size}.grpc`);
+      writeFileSync(file, envelope(message));
+      const entry = { file, hex: Buffer.from(message).toString("hex") };
+      bodies.set(key, entry);
+      return entry;
+    };
+    body("Health/Check", toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, {})));
+    body(
+      "CreateSession",
+      toBinary(
+        CreateSessionRequestSchema,
+        create(CreateSessionRequestSchema, { userId: "bench-user", dataSource: "warehouse-a", ttl: durationFromMs(3_600_000), metadata: { app: "web", ip: "203.0.113.7", n: 100 } }),
+      ),
+    );
+    for (const server of servers.filter((s) => s.ops.includes("GetSession"))) {
+      const client = createSessionClient(`http://127.0.0.1:${server.port}`, { timeoutMs: 10_000 });
+      const { session } = await client.createSession({ userId: "bench-get", dataSource: "warehouse-a", ttl: durationFromMs(3_600_000), metadata: { app: "web", ip: "203.0.113.7", n: 100 } });
+      body(`GetSession@${server.name}`, toBinary(GetSessionRequestSchema, create(GetSessionRequestSchema, { sessionId: session?.sessionId ?? "" })));
+    }
+    const bodyFor = (server: Server, op: OpName): { file: string; hex: string } => {
+      const entry = bodies.get(op === "GetSession" ? `GetSession@${server.name}` : op);
+      if (entry === undefined) throw new Error(`no request body for ${op}`);
+      return entry;
+    };
+
+    const rows = new Map<string, WireRow>();
+    const loaders: LoaderName[] = h2load === undefined ? ["grpc-js 64"] : ["h2load 1×64", "h2load 4×16", "grpc-js 64"];
+    for (let round = 0; round < ROUNDS; round++) {
+      // Alternate the order of servers between rounds, so that drift does not always favour the same one.
+      const order = round % 2 === 0 ? servers : [...servers].reverse();
+      for (const loader of loaders) {
+        for (const server of order) {
+          for (const op of server.ops) {
+            const numbers =
+              loader === "grpc-js 64" ? await runGrpcJs(server, op, bodyFor(server, op).hex) : await runH2load(server, op, bodyFor(server, op).file, loader === "h2load 1×64" ? 1 : 4);
+            const key = `${server.name}|${op}|${loader}`;
+            const row = rows.get(key) ?? { server: server.name, op, loader, rounds: [] };
+            row.rounds.push(numbers);
+            rows.set(key, row);
+            log(`round ${round + 1} ${loader.padEnd(12)} ${server.name.padEnd(20)} ${op.padEnd(13)} ${Math.round(numbers.rps)} calls/s, ${Math.round(numbers.cpuUsPerCall)} µs CPU/call${numbers.errors > 0 ? `, ${numbers.errors} errors (${numbers.firstError ?? "h2load"})` : ""}`);
+          }
+        }
+      }
+    }
+    return { rounds: ROUNDS, phaseMs: PHASE_MS, h2load, rows: [...rows.values()] };
+  } catch (error) {
+    return { rounds: ROUNDS, phaseMs: PHASE_MS, h2load, rows: [], error: error instanceof Error ? error.message : String(error) };
+  } finally {
+    for (const server of servers) await stop(server.child);
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+};
+const spread = (xs: readonly number[], digits = 0): string => {
+  const f = xs.filter((x) => Number.isFinite(x));
+  if (f.length === 0) return "n/a";
+  return `${Math.min(...f).toFixed(digits)}–${Math.max(...f).toFixed(digits)}`;
+};
+
+/** Per round, `num`'s value over `den`'s. */
+function ratios(report: WireReport, num: [ServerName, OpName], den: [ServerName, OpName], loader: LoaderName, field: "rps" | "cpuUsPerCall"): number[] {
+  const find = (server: ServerName, op: OpName): WireRow | undefined => report.rows.find((r) => r.server === server && r.op === op && r.loader === loader);
+  const a = find(...num);
+  const b = find(...den);
+  if (a === undefined || b === undefined) return [];
+  return a.rounds.map((x, i) => x[field] / (b.rounds[i]?.[field] ?? Number.NaN));
+}
+
+export interface WireTarget {
+  readonly what: string;
+  readonly loader: LoaderName;
+  readonly median: number;
+  readonly spread: string;
+  readonly goal: number;
+  readonly atMost: boolean;
+  readonly pass: boolean;
+}
+
+/** The issue's targets, per sessiond variant and load: ratios to the bare grpc-js server's Health/Check in the same round. */
+export function wireTargets(report: WireReport): WireTarget[] {
+  const out: WireTarget[] = [];
+  const loaders: LoaderName[] = report.h2load === undefined ? ["grpc-js 64"] : ["h2load 1×64", "h2load 4×16", "grpc-js 64"];
+  const anchor: [ServerName, OpName] = ["grpc-js (bare)", "Health/Check"];
+  for (const workers of ["sessiond WORKERS=1", "sessiond WORKERS=2"] as const) {
+    for (const loader of loaders) {
+      const target = (what: string, xs: number[], goal: number, atMost: boolean): WireTarget => {
+        const m = median(xs);
+        return { what: `${workers}: ${what}`, loader, median: m, spread: spread(xs, 2), goal, atMost, pass: Number.isFinite(m) && (atMost ? m <= goal : m >= goal) };
+      };
+      out.push(target("GetSession / bare grpc-js Check, throughput", ratios(report, [workers, "GetSession"], anchor, loader, "rps"), WIRE_TARGETS.getOverCheck, false));
+      out.push(target("CreateSession / bare grpc-js Check, throughput", ratios(report, [workers, "CreateSession"], anchor, loader, "rps"), WIRE_TARGETS.createOverCheck, false));
+      out.push(target("GetSession / bare grpc-js Check, server CPU per call", ratios(report, [workers, "GetSession"], anchor, loader, "cpuUsPerCall"), WIRE_TARGETS.cpuOverAnchor, true));
+      out.push(target("Health/Check / bare grpc-js Check, server CPU per call", ratios(report, [workers, "Health/Check"], anchor, loader, "cpuUsPerCall"), WIRE_TARGETS.cpuOverAnchor, true));
+    }
+  }
+  return out;
+}
+
+export function renderWire(report: WireReport): string {
+  const lines: string[] = [];
+  lines.push("## Wire cost against bare Node gRPC servers (bench/wire-bench.ts)", "");
+  if (report.error !== undefined) {
+    lines.push(`The wire benchmark failed: ${report.error}`, "");
+    return lines.join("\n");
+  }
+  lines.push(
+    `Method: every server in a process of its own on this machine, one private redis-server; ${report.rounds} interleaved rounds ` +
+      `(server order reversed every other round), about ${report.phaseMs / 1000} s per phase after an unmeasured warm-up; loads: h2load (${report.h2load ?? "not installed: skipped"}) ` +
+      "with 1 connection × 64 streams and with 4 connections × 16 streams (node:cluster spreads connections, not calls: WORKERS=2 needs more than one), and a @grpc/grpc-js client with 64 calls in flight on one channel (bench/grpc-js-load.ts). " +
+      "Server CPU per call = utime+stime from /proc/PID/stat (primary + workers) over the phase / calls answered. " +
+      "Ratios are taken within a round (same load, same minute), median over rounds, spread min–max. " +
+      "sessiond: production Node flags, Redis store, metadata encryption on, logs and audit records written (to /dev/null).",
+    "",
+  );
+  lines.push("### Targets", "", "| target | load | median | spread over rounds | goal | pass |", "|---|---|---|---|---|---|");
+  for (const t of wireTargets(report)) {
+    lines.push(`| ${t.what} | ${t.loader} | ${t.median.toFixed(2)}× | ${t.spread} | ${t.atMost ? "≤" : "≥"} ${t.goal}× | ${t.pass ? "yes" : "**no**"} |`);
+  }
+  lines.push("");
+  lines.push("### Per server and operation (median over rounds; spread min–max)", "");
+  lines.push("| load | server | operation | calls/s | spread | server CPU µs/call | spread | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|---|---|---|");
+  for (const row of report.rows) {
+    const rps = row.rounds.map((r) => r.rps);
+    const cpu = row.rounds.map((r) => r.cpuUsPerCall);
+    const p50 = row.rounds.map((r) => r.p50Ms ?? Number.NaN);
+    const p99 = row.rounds.map((r) => r.p99Ms ?? Number.NaN);
+    const mean = row.rounds.map((r) => r.meanMs ?? Number.NaN);
+    const errors = row.rounds.reduce((n, r) => n + r.errors, 0);
+    const latency = row.loader === "grpc-js 64" ? `${median(p50).toFixed(1)} | ${median(p99).toFixed(1)}` : `mean ${median(mean).toFixed(1)} | n/a (h2load)`;
+    lines.push(`| ${row.loader} | ${row.server} | ${row.op} | ${Math.round(median(rps))} | ${spread(rps)} | ${Math.round(median(cpu))} | ${spread(cpu)} | ${latency} | ${errors} |`);
+  }
+  lines.push("");
+  return lines.join("\n");
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const report = await runWireBench((line) => process.stdout.write(`${line}\n`));
+  // Run from bench/run.ts (BENCH_CHILD=1), only the JSON line: run.ts renders it.
+  if (process.env["BENCH_CHILD"] !== "1") process.stdout.write(`${renderWire(report)}\n`);
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+  process.exit(report.error === undefined ? 0 : 1);
+}
