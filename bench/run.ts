@@ -32,6 +32,8 @@
  * 9. Under attack (issue 11; bench/flood-bench.ts): authenticated GetSession
  *    p99 and the service's peak RSS with no flood, during a 20,000-idle-connection
  *    flood and a 20,000-stream flood, and after them.
+ * 10. Tenant isolation (issue 13; bench/tenant-isolation.ts): another tenant's
+ *    p99 with a neighbour at many sessions and data sources vs a small one.
  *
  * A small shared machine's speed drifts by tens of percent
  * within a minute. The ratios matter more than the absolute numbers, so the
@@ -45,7 +47,8 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale,flood") to run only some parts;
+ * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale,flood,isolation") to run only some parts;
+ * BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES (default 200000 / 20000) for part 10;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
  * Layout: this file runs the parts in order and writes the report; each part
@@ -60,6 +63,7 @@ import { join } from "node:path";
 import { flagsLabel } from "./format.js";
 import { listed, type BenchPart, type PartContext, type PartResults } from "./part.js";
 import { floodPart } from "./parts/flood.js";
+import { isolationPart } from "./parts/isolation.js";
 import { archivePart } from "./parts/archive.js";
 import { memoryPart } from "./parts/memory.js";
 import { flagVariants, throughputPart } from "./parts/throughput.js";
@@ -81,6 +85,7 @@ const PARTS: readonly BenchPart<unknown>[] = [
   listed(wirePart),
   listed(scalePart),
   listed(floodPart),
+  listed(isolationPart),
 ];
 
 async function main(): Promise<void> {

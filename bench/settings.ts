@@ -17,6 +17,10 @@ export const ROUND_MS = Math.ceil(DURATION_MS / ROUNDS);
 /** Unmeasured start of each round, so that one operation's tail does not count as the next one's. */
 export const ROUND_SETTLE_MS = 200;
 export const MEMORY_SESSIONS = 100_000;
+/** Issue 13 asks for 1M / 100k; the default is scaled down so the run stays within minutes on a small machine. */
+export const ISOLATION_SESSIONS = envCount("BENCH_ISOLATION_SESSIONS", 200_000);
+export const ISOLATION_SOURCES = envCount("BENCH_ISOLATION_SOURCES", 20_000);
+export const ISOLATION_TIMEOUT_MS = 900_000;
 /** How long the memory measurement may take before it is abandoned. */
 export const MEMORY_TIMEOUT_MS = 120_000;
 /** How long the watch benchmark may take before it is abandoned. */
@@ -33,7 +37,7 @@ export const FILL_TIMEOUT_MS = 60_000;
  * request objects.
  */
 export const CANDIDATE_FLAGS: readonly string[] = (process.env["BENCH_CANDIDATE_FLAGS"] || "--max-semi-space-size=64").split(" ").filter((f) => f !== "");
-export const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch,archive,faults,wire,scale,flood").split(",").map((p) => p.trim()));
+export const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch,archive,faults,wire,scale,flood,isolation").split(",").map((p) => p.trim()));
 
 export const TARGETS = {
   getOverCheck: 0.8,
@@ -48,7 +52,17 @@ export const TARGETS = {
   /** Issue 3: every one of 10k watchers held, p99 delivery. */
   fanoutWatchers: 10_000,
   fanoutP99Ms: 250,
+  /** Issue 13: another tenant's p99 with a huge neighbour vs a small one. */
+  isolationP99Ratio: 1.2,
 };
+
+function envCount(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === "") return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1000 || n > 10_000_000) throw new Error(`${name} must be a whole number from 1000 to 10000000`);
+  return n;
+}
 
 function envMs(name: string, fallback: number): number {
   const text = process.env[name];

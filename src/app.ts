@@ -123,6 +123,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     ...(archive === undefined ? {} : { endedArchive: archive.database }),
     store,
     config,
+    logger: logger.child({ component: "sessions" }),
     cipher: security.cipher,
     onSystemEnd: (reason, record, at) => {
       security.onSystemEnd(reason, record);
@@ -179,6 +180,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     intervalMs: HEALTH_INTERVAL_MS,
     timeoutMs: config.redisCommandTimeoutMs,
     logger: logger.child({ component: "health" }),
+    problem: () => background.events.stalled,
   });
   const healthRoutes = healthServiceRoutes(health);
   // Every service the router serves, so grpcurl can list and describe them (the reflection services add themselves).
@@ -216,7 +218,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     httpEndpoints: {
       notReadyReason: () => {
         if (shuttingDown) return "shutting down";
-        return health.status("") === HealthCheckResponse_ServingStatus.SERVING ? undefined : (health.notServingReason() ?? "store unreachable");
+        if (health.status("") === HealthCheckResponse_ServingStatus.SERVING) return undefined;
+        return health.notServingReason() ?? background.events.stalled ?? "store unreachable";
       },
       metrics: options.metrics ?? scrape,
       ...(security.authorizeMetrics === undefined ? {} : { authorizeMetrics: security.authorizeMetrics }),

@@ -116,4 +116,26 @@ describe("audit log", () => {
     assert.ok(!serviceLogs.text().includes('"audit":true'), "audit records do not go to the service log");
     assert.ok(!serviceLogs.text().includes(SECRET) && !serviceLogs.text().includes(writer.key));
   });
+
+  test("a watch ended by its deadline is audited as deadline_exceeded, one the client cancels as canceled", async () => {
+    const c = clientWith(app.url, `Bearer ${writer.key}`);
+    const before = records().length;
+    await assert.rejects(
+      (async () => {
+        for await (const _ of c.watchSessions({}, { timeoutMs: 800 })) {
+          // heartbeats only
+        }
+      })(),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.DeadlineExceeded,
+    );
+    const deadline = Date.now() + 5000;
+    let ends: Rec[] = [];
+    while (Date.now() < deadline) {
+      ends = records().slice(before).filter((r) => r["operation"] === "watch_end" || r["operation"] === "watch_start");
+      if (ends.length > 0) break;
+      await sleep(50);
+    }
+    assert.ok(ends.length > 0, "the watch was audited");
+    assert.equal(ends.at(-1)?.["outcome"], "deadline_exceeded");
+  });
 });

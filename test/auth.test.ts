@@ -14,6 +14,7 @@ import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1
 import type { App } from "../src/app.js";
 import { AccessLevel, Code, ConnectError, EventType, type SessionClient, type SessionEvent } from "@sessiond/client";
 import { ConfigError } from "../src/config/config.js";
+import { jwtPrincipalId } from "../src/auth/jwt.js";
 import { useRedisServer } from "./support/redis-server.js";
 import { captureLogs, startTestApp, waitForWatchers } from "./support/server.js";
 import { AUDIENCE, clientWith, hs256, HS_SECRET, ISSUER, tempDir, writeApiKeysFile, writeJwks, type Jwks, type TestKey } from "./support/auth.js";
@@ -24,6 +25,7 @@ const KEYS = {
   acmeWrite: { id: "acme-write", key: `k-${randomUUID()}`, tenant: "acme", scopes: ["write"] },
   globex: { id: "globex-all", key: `k-${randomUUID()}`, tenant: "globex", scopes: ["read", "write", "watch"] },
   globexAdmin: { id: "globex-admin", key: `k-${randomUUID()}`, tenant: "globex", scopes: ["admin"] },
+  acmeAccess: { id: "acme-access", key: `k-${randomUUID()}`, tenant: "acme", scopes: ["read", "write", "access"] },
 } satisfies Record<string, TestKey>;
 
 async function rejectsWith(promise: Promise<unknown>, code: Code, message?: string): Promise<void> {
@@ -197,6 +199,51 @@ describe("authorization by scope", () => {
     await waitFor(() => w.events.some((e) => e.type === EventType.CLOSED));
     w.stop();
     assert.equal(await w.failure, undefined);
+  });
+});
+
+describe("access level changes", () => {
+  let app: App;
+  before(async () => {
+    app = await startTestApp({ env: authEnv() });
+  });
+  after(() => app.close());
+
+  test("UpdateSession access_level needs scope access (or admin) on top of write; a refusal changes nothing", async () => {
+    const writer = clientWith(app.url, bearer(KEYS.acme.key));
+    const { session } = await writer.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.READ });
+    const sessionId = session?.sessionId ?? "";
+    await rejectsWith(writer.updateSession({ sessionId, accessLevel: AccessLevel.ADMIN }), Code.PermissionDenied, "permission denied");
+    await rejectsWith(writer.updateSession({ sessionId, accessLevel: AccessLevel.WRITE, metadata: { a: 1 } }), Code.PermissionDenied, "permission denied");
+    const unchanged = (await writer.getSession({ sessionId })).session;
+    assert.equal(unchanged?.accessLevel, AccessLevel.READ);
+    assert.equal(unchanged?.version, session?.version);
+    await rejectsWith(writer.setSessionData({ sessionId, key: "k", value: { kind: { case: "numberValue", value: 1 } } }), Code.PermissionDenied);
+    // Other fields still need only write.
+    await writer.updateSession({ sessionId, metadata: { a: 1 } });
+
+    const access = clientWith(app.url, bearer(KEYS.acmeAccess.key));
+    assert.equal((await access.updateSession({ sessionId, accessLevel: AccessLevel.WRITE })).session?.accessLevel, AccessLevel.WRITE);
+    await writer.setSessionData({ sessionId, key: "k", value: { kind: { case: "numberValue", value: 1 } } });
+
+    const admin = clientWith(app.url, bearer(KEYS.globexAdmin.key));
+    const own = (await admin.createSession({ userId: "u", dataSource: "d" })).session?.sessionId ?? "";
+    assert.equal((await admin.updateSession({ sessionId: own, accessLevel: AccessLevel.ADMIN })).session?.accessLevel, AccessLevel.ADMIN);
+  });
+
+  test("JWT subjects longer than 128 characters keep distinct identities (hashed, not cut)", async () => {
+    const prefix = "s".repeat(200);
+    const one = clientWith(app.url, bearer(await hs256({ sub: `${prefix}-one`, tenant: "jwt-long", scope: "read write" })));
+    const two = clientWith(app.url, bearer(await hs256({ sub: `${prefix}-two`, tenant: "jwt-long", scope: "read write" })));
+    await one.createSession({ userId: "u", dataSource: "d" });
+    await two.createSession({ userId: "u", dataSource: "d" });
+    const a = jwtPrincipalId(`${prefix}-one`);
+    const b = jwtPrincipalId(`${prefix}-two`);
+    assert.notEqual(a, b);
+    assert.ok(a.length < 80 && a.startsWith("jwt#"));
+    assert.equal(jwtPrincipalId("short"), "jwt:short");
+    // A plain sub that looks like a hashed id is still another principal.
+    assert.notEqual(jwtPrincipalId(a.replace("#", ":")), a);
   });
 });
 

@@ -40,6 +40,8 @@ describe("loadConfig", () => {
       maxDataBytes: 8_388_608,
       maxSessionsPerUser: 1_000,
       sessionsPerUserPolicy: "reject",
+      maxSessionsPerTenant: 1_000_000,
+      maxDataSourcesPerTenant: 100_000,
       maxWatchersPerPrincipal: 16,
       defaultPageSize: 100,
       maxPageSize: 1_000,

@@ -67,20 +67,44 @@ describe("field cipher", () => {
     assert.throws(() => new AesGcmFieldCipher(parseKeyring(K2)).open(old, binding), /unknown key/);
   });
 
-  test("plain values pass through (migration); without keys a sealed value is refused, not returned", () => {
-    assert.equal(cipher.open('{"a":1}', binding), '{"a":1}');
+  test("with keys a plain value is refused unless migrating; without keys a sealed value is refused, not returned", () => {
+    assert.throws(() => cipher.open('{"a":1}', binding), DecryptError);
+    assert.throws(() => cipher.open('"v"', { ...binding, field: dataField("k") }), DecryptError);
+    assert.equal(new AesGcmFieldCipher(parseKeyring(K1), true).open('{"a":1}', binding), '{"a":1}');
     assert.equal(PLAINTEXT_CIPHER.seal("x", binding), "x");
     assert.throws(() => PLAINTEXT_CIPHER.open(cipher.seal("x", binding), binding), DecryptError);
   });
 
   test("keys are validated with messages that never show key material", () => {
     const material = randomBytes(16).toString("base64");
-    for (const env of [{ ENCRYPTION_KEYS: `k1:${material}` }, { ENCRYPTION_KEYS: "nocolon" }, { ENCRYPTION_KEYS: `${K1},${K1}` }, { ENCRYPTION_KEYS: "bad id:AAAA" }]) {
+    const full = randomBytes(32).toString("base64");
+    const cases = [
+      { ENCRYPTION_KEYS: `k1:${material}` },
+      { ENCRYPTION_KEYS: "nocolon" },
+      { ENCRYPTION_KEYS: `${K1},${K1}` },
+      { ENCRYPTION_KEYS: "bad id:AAAA" },
+      // Swapped entries (key:id) put the key where the id belongs.
+      { ENCRYPTION_KEYS: `${full}:k1` },
+      { ENCRYPTION_KEYS: `${K1},${full}:k2` },
+      { ENCRYPTION_KEYS: `${full.slice(0, 20)}:${full.slice(20)}` },
+    ];
+    for (const env of cases) {
       assert.throws(
         () => loadConfig(env),
-        (e: unknown) => e instanceof ConfigError && e.message.startsWith("ENCRYPTION_KEYS") && !e.message.includes(material),
+        (e: unknown) =>
+          e instanceof ConfigError &&
+          e.message.startsWith("ENCRYPTION_KEYS") &&
+          !e.message.includes(material) &&
+          !e.message.includes(full.slice(0, 12)) &&
+          !e.message.includes(full.slice(20, 32)),
       );
     }
+    // Split inside the key where the part before ':' looks like an id: still never quoted.
+    const idLike = "Zq7Xw2Kp9Lm4Nv8Rt1Ys";
+    assert.throws(
+      () => loadConfig({ ENCRYPTION_KEYS: `${idLike}:${full.slice(20)}` }),
+      (e: unknown) => e instanceof ConfigError && !e.message.includes(idLike) && !e.message.includes(full.slice(20, 32)),
+    );
     assert.deepEqual(loadConfig({ ENCRYPTION_KEYS: `${K2}\n${K1}` }).encryption.keyring?.ids, ["k2", "k1"]);
     assert.throws(() => new Keyring([]), /no encryption key/);
   });
@@ -161,8 +185,13 @@ describe("encryption at rest on Redis", () => {
         }
       })();
       await waitForWatchers(app, 1);
-      const made = await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { secret }, requestId: "r1" });
+      const requestId = `request-${randomUUID()}`;
+      const made = await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { secret }, requestId });
       const id = made.session?.sessionId ?? "";
+      // The request id is stored only as a keyed HMAC, and a retry still finds the session by it.
+      const retried = await client.createSession({ userId: "u", dataSource: "d", requestId });
+      assert.equal(retried.created, false);
+      assert.equal(retried.session?.sessionId, id);
       await client.updateSession({ sessionId: id, metadata: { secret, again: secret } });
       await client.updateSession({ sessionId: id, metadata: { merged: secret }, mergeMetadata: true });
       await client.setSessionData({ sessionId: id, key: "k1", value: { kind: { case: "stringValue", value: secret } } });
@@ -196,6 +225,7 @@ describe("encryption at rest on Redis", () => {
       assert.ok(dump.includes("e1:k1:"), "values are stored sealed");
       assert.ok(!dump.includes(secret), "no trace of the secret in Redis");
       assert.ok(!dump.includes(Buffer.from(secret).toString("base64")), "not even base64-encoded");
+      assert.ok(!dump.includes(requestId) && !dump.includes(requestId.slice(8, 30)), "no trace of the request id");
     });
   });
 
@@ -235,6 +265,7 @@ describe("encryption at rest on Redis", () => {
     await redis.raw.flushall();
     const ids: string[] = [];
     let archived = "";
+    let rotated = "";
     await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
       for (let i = 0; i < 3; i++) {
         const id = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { i } })).session?.sessionId ?? "";
@@ -242,6 +273,7 @@ describe("encryption at rest on Redis", () => {
         ids.push(id);
       }
       archived = (await client.createSession({ userId: "u", dataSource: "d", metadata: { archived: true } })).session?.sessionId ?? "";
+      rotated = (await client.createSession({ userId: "u", dataSource: "d", requestId: "rotation-request" })).session?.sessionId ?? "";
       await client.closeSession({ sessionId: archived });
     });
     const sealedValues = async (): Promise<string[]> => {
@@ -262,6 +294,10 @@ describe("encryption at rest on Redis", () => {
 
     await withApp({ ENCRYPTION_KEYS: `${K2},${K1}` }, async (_app, client) => {
       assert.deepEqual((await client.getSession({ sessionId: ids[0] ?? "" })).session?.metadata, { i: 0 });
+      // A create retried after the rotation still finds the session made under the old primary key's request-id HMAC.
+      const retry = await client.createSession({ userId: "u", dataSource: "d", requestId: "rotation-request" });
+      assert.equal(retry.created, false);
+      assert.equal(retry.session?.sessionId, rotated);
       await client.setSessionData({ sessionId: ids[1] ?? "", key: "new", value: { kind: { case: "boolValue", value: true } } });
     });
     const mixed = await sealedValues();
@@ -295,6 +331,39 @@ describe("encryption at rest on Redis", () => {
         assert.deepEqual((await client.getSessionData({ sessionId: id, key: "v" })).value?.kind, { case: "numberValue", value: i });
       }
       assert.deepEqual((await client.getSession({ sessionId: archived, includeEnded: true })).session?.metadata, { archived: true });
+    });
+  });
+
+  test("plaintext slipped into Redis is refused with keys; ENCRYPTION_MIGRATE_PLAINTEXT reads it until npm run reencrypt seals it", async () => {
+    await redis.raw.flushall();
+    let id = "";
+    // Written before keys were configured.
+    await withApp({ ENCRYPTION_KEYS: "", ALLOW_PLAINTEXT: "true" }, async (_app, client) => {
+      id = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { old: "plain" } })).session?.sessionId ?? "";
+      await client.setSessionData({ sessionId: id, key: "k", value: { kind: { case: "stringValue", value: "plain-data" } } });
+    });
+    const keys = new RedisKeys("sd:", "default");
+    const internal = (e: unknown): boolean => e instanceof ConnectError && e.code === Code.Internal;
+    await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
+      await assert.rejects(client.getSession({ sessionId: id }), internal, "plaintext metadata refused");
+      await assert.rejects(client.getSessionData({ sessionId: id, key: "k" }), internal, "plaintext data refused");
+      // A sealed session with a plaintext value written over its metadata or data: refused too.
+      const sealed = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { a: 1 } })).session?.sessionId ?? "";
+      await client.setSessionData({ sessionId: sealed, key: "k", value: { kind: { case: "numberValue", value: 1 } } });
+      await redis.raw.hset(keys.record(sealed), "m", '{"forged":true}');
+      await redis.raw.hset(keys.data(sealed), "k", '"forged"');
+      await assert.rejects(client.getSession({ sessionId: sealed }), internal);
+      await assert.rejects(client.getSessionData({ sessionId: sealed, key: "k" }), internal);
+      await client.closeSession({ sessionId: sealed }).catch(() => undefined);
+    });
+    await withApp({ ENCRYPTION_KEYS: K1, ENCRYPTION_MIGRATE_PLAINTEXT: "true" }, async (_app, client) => {
+      assert.deepEqual((await client.getSession({ sessionId: id })).session?.metadata, { old: "plain" });
+    });
+    const report = await reencrypt({ redis: redis.raw, keyPrefix: "sd:", keyring: parseKeyring(K1) });
+    assert.ok(report.rewritten >= 2);
+    await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
+      assert.deepEqual((await client.getSession({ sessionId: id })).session?.metadata, { old: "plain" });
+      assert.deepEqual((await client.getSessionData({ sessionId: id, key: "k" })).value?.kind, { case: "stringValue", value: "plain-data" });
     });
   });
 });

@@ -164,18 +164,22 @@ for (const storeKind of ["memory", "redis"] as const) {
     test("WatchSessions: events of its own user's sessions only, whatever the filter says", async () => {
       for (const w of wires) {
         await waitForWatchers(app, 0);
-        // Every watcher stops once its stream has passed the last write (a heartbeat or event at or after it).
-        let last = "";
-        const passed = (cursor: string): boolean => last !== "" && cursor !== "" && compareEventIds(cursor, last) >= 0;
+        // Every watcher stops once its stream has passed its tenant's last write (a heartbeat or event at or after it):
+        // a tenant's cursors never show another tenant's position.
+        const last = new Map<string, string>();
+        const passed = (tenant: string, cursor: string): boolean => {
+          const end = last.get(tenant) ?? "";
+          return end !== "" && cursor !== "" && compareEventIds(cursor, end) >= 0;
+        };
         const watchers = Object.values(callers).flatMap((caller) =>
-          [{}, { userId: "bob" }].map((filter) => ({ caller, filter, outcome: w.watch(filter, caller.credentials, (m) => passed(m.cursor)) })),
+          [{}, { userId: "bob" }].map((filter) => ({ caller, filter, outcome: w.watch(filter, caller.credentials, (m) => passed(caller.tenant, m.cursor)) })),
         );
         await waitForWatchers(app, watchers.length);
         const a1 = await seed(w, "alice");
         const b1 = await seed(w, "bob");
         const g1 = await seed(w, "alice", callers.otherTenant);
         assert.equal((await w.unary("CloseSession", { sessionId: a1 }, callers.owner.credentials)).code, "ok");
-        last = await app.manager.lastEventId();
+        for (const tenant of new Set(Object.values(callers).map((c) => c.tenant))) last.set(tenant, await app.manager.lastEventId(tenant));
 
         for (const { caller, filter, outcome } of watchers) {
           const why = `${w.name}, ${caller.name}, filter ${JSON.stringify(filter)}`;

@@ -122,6 +122,46 @@ for (const [name, open] of backends) {
         assert.equal((await store.getData(T, id, "big")), "0123456789");
       }));
 
+    it("sessions per tenant: at the cap a create fails and changes nothing; other tenants, ended sessions and close_oldest make room", () =>
+      withStore({ ...BASE, maxSessionsPerTenant: 3, maxSessionsPerUser: 2, sessionsPerUserPolicy: "close_oldest" }, async (store) => {
+        const a1 = (await store.create(input({ userId: "a" }))).session;
+        await sleep(5);
+        await store.create(input({ userId: "a" }));
+        const b = (await store.create(input({ userId: "b" }))).session;
+        const before = await store.counters(T);
+        await assertRejectsKind(store.create(input({ userId: "d", requestId: "r-over" })), "limit_exceeded");
+        assert.deepEqual(await store.counters(T), before, "counters unchanged");
+        assert.equal((await store.list(T, {}, 10)).sessions.length, 3);
+        // Another tenant has its own cap.
+        assert.equal((await store.create(input({ tenant: "other-tenant" }))).created, true);
+        // A user at its own cap with close_oldest replaces its oldest session: the tenant's count stays, so it fits.
+        const replaced = await store.create(input({ userId: "a" }));
+        assert.deepEqual(replaced.evicted?.map((r) => r.sessionId), [a1.sessionId]);
+        assert.equal((await store.counters(T)).active, 3);
+        await store.close(T, b.sessionId);
+        const made = await store.create(input({ userId: "d", requestId: "r-over" }));
+        assert.equal(made.created, true, "an ended session freed a place, and the refused create had not claimed its request id");
+        await assertRejectsKind(store.create(input({ userId: "e" })), "limit_exceeded");
+      }));
+
+    it("data sources per tenant: a create or update adding one beyond the cap fails and changes nothing; existing sources stay open", () =>
+      withStore({ ...BASE, maxDataSourcesPerTenant: 2 }, async (store) => {
+        const one = (await store.create(input({ dataSource: "s1" }))).session;
+        await store.create(input({ dataSource: "s2" }));
+        await store.create(input({ dataSource: "s2" }));
+        const before = await store.counters(T);
+        await assertRejectsKind(store.create(input({ dataSource: "s3" })), "limit_exceeded");
+        await assertRejectsKind(store.update(T, one.sessionId, { dataSource: "s3" }), "limit_exceeded");
+        assert.deepEqual(await store.counters(T), before, "counters unchanged");
+        assert.equal((await store.get(T, one.sessionId, { touch: false, includeEnded: false })).dataSource, "s1");
+        assert.equal((await store.create(input({ dataSource: "s1" }))).created, true, "an existing source takes more sessions");
+        assert.equal((await store.create(input({ tenant: "other-tenant", dataSource: "s9" }))).created, true);
+        // Moving the last session of s1 elsewhere frees s1... once every s1 session is gone.
+        for (const s of (await store.list(T, { dataSource: "s1" }, 10)).sessions) await store.close(T, s.sessionId);
+        assert.equal((await store.create(input({ dataSource: "s3" }))).created, true, "a source with no live session no longer counts");
+        await assertRejectsKind(store.create(input({ dataSource: "s4" })), "limit_exceeded");
+      }));
+
     it("with no caps configured, nothing is capped beyond the keys", () =>
       withStore(BASE, async (store) => {
         for (let i = 0; i < 5; i++) await store.create(input());

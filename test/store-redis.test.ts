@@ -125,7 +125,7 @@ describe("RedisStore on Redis", () => {
       const { session } = await store.create(input({ requestId: "req-close" }));
       await store.setData(TENANT, session.sessionId, "k", '"v"');
       const closed = await store.close(TENANT, session.sessionId);
-      assert.deepEqual(await tenantKeys(), [keys.counters(), keys.archive(session.sessionId)].sort());
+      assert.deepEqual(await tenantKeys(), [keys.counters(), keys.lastEvent(), keys.archive(session.sessionId)].sort());
       const ttl = await server.raw.pttl(keys.archive(session.sessionId));
       assert.ok(ttl > RETENTION - 2000 && ttl <= RETENTION, `archive TTL ${ttl} ≈ retention`);
       assert.equal(await expireTimeOf(keys.archive(session.sessionId)), closed.endTime + RETENTION);
@@ -155,9 +155,27 @@ describe("RedisStore on Redis", () => {
       await sleep(250);
       const expired = await store.expireDue(10);
       assert.deepEqual(expired.map((r) => r.sessionId), [session.sessionId]);
-      assert.deepEqual(await tenantKeys(), [keys.counters(), keys.archive(session.sessionId)].sort());
+      assert.deepEqual(await tenantKeys(), [keys.counters(), keys.lastEvent(), keys.archive(session.sessionId)].sort());
       assert.equal(await expireTimeOf(keys.archive(session.sessionId)), session.expireTime + RETENTION);
       assert.equal(await server.raw.zcard(keys.due()), 0, "an empty data-source index leaves the due queue");
+    }));
+
+  it("an unfiltered listing reads one index, whatever the number of data sources (bounded by its page)", () =>
+    withStore(async (store) => {
+      for (let i = 0; i < 300; i++) await store.create(input({ dataSource: `source-${i}`, ttlMs: 60_000 + i }));
+      const zrangeCalls = async (): Promise<number> => {
+        const info = await server.raw.info("commandstats");
+        const line = info.split("\n").find((l) => l.startsWith("cmdstat_zrange:"));
+        return Number(/calls=(\d+)/.exec(line ?? "")?.[1] ?? 0);
+      };
+      const before = await zrangeCalls();
+      const page = await store.list(TENANT, {}, 10);
+      const calls = (await zrangeCalls()) - before;
+      assert.equal(page.sessions.length, 10);
+      assert.deepEqual(page.sessions.map((s) => s.dataSource), Array.from({ length: 10 }, (_, i) => `source-${i}`), "soonest-expiring first");
+      assert.ok(calls <= 2, `${calls} ZRANGE calls for one page over 300 data sources`);
+      const next = await store.list(TENANT, {}, 10, page.next);
+      assert.deepEqual(next.sessions.map((s) => s.dataSource), Array.from({ length: 10 }, (_, i) => `source-${i + 10}`));
     }));
 
   it("50 parallel updates with the same expectedVersion: exactly one succeeds", () =>

@@ -17,6 +17,7 @@ const CODES: Readonly<Record<SessionErrorKind, Code>> = {
   deadline_exceeded: Code.DeadlineExceeded,
   outcome_unknown: Code.Unknown,
   out_of_range: Code.OutOfRange,
+  internal: Code.Internal,
 };
 
 /**

@@ -35,6 +35,13 @@ export const MAX_REQUEST_ID_LENGTH = 128;
 export const MAX_WATCH_SESSION_IDS = 1000;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/**
+ * Empty, or letters, marks, numbers, punctuation, symbols and the plain space:
+ * no control (CR, LF, NUL), format (zero-width, bidi), line/paragraph
+ * separator, surrogate, private-use or unassigned code points. A request id is
+ * an idempotency token, not text to display, so nothing invisible belongs in it.
+ */
+const PRINTABLE = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]*$/u;
 /** C0 and C1 control characters and DEL. */
 const CONTROL = /\p{Cc}/u;
 
@@ -106,6 +113,9 @@ export function validateCreate(request: CreateSessionRequest, ttl: TtlConfig): C
   const ttlMs = validateTtl(request.ttl, ttl);
   if (characters(request.requestId) > MAX_REQUEST_ID_LENGTH) {
     throw invalid("request_id", `must be at most ${MAX_REQUEST_ID_LENGTH} characters`);
+  }
+  if (!PRINTABLE.test(request.requestId)) {
+    throw invalid("request_id", "must be printable characters only (no control, format, separator or unassigned characters other than space)");
   }
   return {
     userId,

@@ -19,7 +19,7 @@ import { RPC_IDS } from "../observability/trace-context.js";
 import type { Authenticator } from "./authenticator.js";
 import { ACT_AS_HEADER } from "./delegation.js";
 import { auditIdentity as identity, hasScope, PEER, PRINCIPAL } from "./principal.js";
-import { rpcPolicy } from "./rpc-scopes.js";
+import { fieldScopes, rpcPolicy } from "./rpc-scopes.js";
 
 export interface AuthInterceptorOptions {
   readonly authenticator: Authenticator;
@@ -55,7 +55,10 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
     req.contextValues.set(PRINCIPAL, principal);
     if (isSession) {
       const { scope } = rpcPolicy(req.method.name);
-      if (!hasScope(principal, scope)) {
+      // Field scopes bind service principals; a call acting for a user is governed by that user's session levels instead (session/access-policy.ts).
+      const fields = req.stream || principal.user !== undefined ? [] : fieldScopes(req.method.name, req.message);
+      const needs = [scope, ...fields];
+      if (!needs.every((s) => hasScope(principal, s))) {
         audit.record({ ...identity(principal), operation: "authorize", method, outcome: "permission_denied", peer: peer.address, ...ids });
         throw new ConnectError(PERMISSION_DENIED_MESSAGE, Code.PermissionDenied);
       }

@@ -14,6 +14,7 @@
  * that user (principal.ts); a token whose claim is present but not a valid
  * user id is refused, never taken as acting for every user.
  */
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
 import type { JwtConfig } from "../config/config.js";
@@ -55,7 +56,7 @@ export class JwtVerifier {
       if (typeof tenant !== "string" || !TENANT_NAME.test(tenant) || typeof payload.sub !== "string" || payload.sub === "") return undefined;
       const claim = payload[this.config.scopesClaim];
       const names = typeof claim === "string" ? claim.split(" ") : Array.isArray(claim) ? claim : [];
-      const principal: Principal = { id: `jwt:${payload.sub.slice(0, 128)}`, tenant, scopes: scopesFrom(names) };
+      const principal: Principal = { id: jwtPrincipalId(payload.sub), tenant, scopes: scopesFrom(names) };
       const userClaim = this.config.userClaim;
       if (userClaim === undefined || !Object.hasOwn(payload, userClaim)) return principal;
       const user = payload[userClaim];
@@ -68,6 +69,19 @@ export class JwtVerifier {
       return undefined;
     }
   }
+}
+
+/** Longest `sub` kept as it is in a principal id. */
+export const MAX_PLAIN_SUB = 128;
+
+/**
+ * "jwt:<sub>", or for a longer sub "jwt#<sha256 hex of sub>": ids stay short
+ * (audit records, per-principal limits) while two subs that share a prefix
+ * stay two principals. '#' keeps the hashed form apart from any plain sub.
+ */
+export function jwtPrincipalId(sub: string): string {
+  if (sub.length <= MAX_PLAIN_SUB) return `jwt:${sub}`;
+  return `jwt#${createHash("sha256").update(sub, "utf8").digest("hex")}`;
 }
 
 function readJwks(path: string): JSONWebKeySet {

@@ -14,13 +14,14 @@ import { createContextKey, type HandlerContext } from "@connectrpc/connect";
 
 /**
  * read: Get*, List*, GetSessionMetrics; write: Create, Update, Extend, Close, data writes; watch: WatchSessions;
- * metrics: GET /metrics when AUTH_PROTECT_OPS=true (and nothing else, so a Prometheus scraper's credential
- * cannot read sessions); admin: all of them except act_as; act_as: name the user a call acts for (delegation),
- * granted only on purpose, since the audit log then attributes the call to that user as well.
+ * access: changing a session's access level (UpdateSession access_level), on top of write, because the level is
+ * what guards the session's data writes; metrics: GET /metrics when AUTH_PROTECT_OPS=true (and nothing else, so a
+ * Prometheus scraper's credential cannot read sessions); admin: all of them except act_as; act_as: name the user a
+ * call acts for (delegation), granted only on purpose, since the audit log then attributes the call to that user as well.
  */
-export type Scope = "read" | "write" | "watch" | "metrics" | "admin" | "act_as";
+export type Scope = "read" | "write" | "watch" | "access" | "metrics" | "admin" | "act_as";
 
-export const SCOPES: readonly Scope[] = ["read", "write", "watch", "metrics", "admin", "act_as"];
+export const SCOPES: readonly Scope[] = ["read", "write", "watch", "access", "metrics", "admin", "act_as"];
 
 export interface Principal {
   /** Stable, non-secret identity for audit records and per-principal limits: "key:<id>", "jwt:<sub>", "cert:<cn>", "anonymous". */

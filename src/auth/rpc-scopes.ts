@@ -27,6 +27,28 @@ export const SESSION_RPCS: Readonly<Record<string, RpcPolicy>> = {
   ListEndedSessions: { scope: "read", operation: "list_ended" },
 };
 
+/**
+ * Scopes some request fields need on top of their RPC's scope: whoever may
+ * write a session must not thereby be able to lift its access level (which
+ * guards its data writes). Keyed by RPC, then by the field's JSON name; a
+ * field counts when the request sets it (proto3 optional: present). They bind
+ * service principals (acting for every user); a call acting for one user is
+ * governed by the access level of that user's session instead.
+ */
+export const FIELD_SCOPES: Readonly<Record<string, Readonly<Record<string, Scope>>>> = {
+  UpdateSession: { accessLevel: "access" },
+};
+
+/** The extra scopes a request's set fields need (empty for most requests). */
+export function fieldScopes(methodName: string, message: object): Scope[] {
+  const fields = FIELD_SCOPES[methodName];
+  if (fields === undefined) return [];
+  const values = message as Readonly<Record<string, unknown>>;
+  return Object.entries(fields)
+    .filter(([field]) => values[field] !== undefined)
+    .map(([, scope]) => scope);
+}
+
 export function rpcPolicy(methodName: string): RpcPolicy {
   return SESSION_RPCS[methodName] ?? { scope: "admin", operation: "ops" };
 }

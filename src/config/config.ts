@@ -35,6 +35,10 @@ export interface LimitsConfig {
   readonly maxSessionsPerUser: number;
   /** What a create beyond maxSessionsPerUser does. */
   readonly sessionsPerUserPolicy: "reject" | "close_oldest";
+  /** Most live sessions per tenant; 0: no cap. */
+  readonly maxSessionsPerTenant: number;
+  /** Most data sources with live sessions per tenant; 0: no cap. */
+  readonly maxDataSourcesPerTenant: number;
   /** Most concurrent WatchSessions streams of one principal (in one process). */
   readonly maxWatchersPerPrincipal: number;
   readonly defaultPageSize: number;
@@ -189,6 +193,8 @@ export interface EncryptionConfig {
   readonly keyring: Keyring | undefined;
   /** Redis without keys: store metadata and data values in plaintext instead of refusing to start. */
   readonly allowPlaintext: boolean;
+  /** With keys: read values still stored in plaintext (migration, until `npm run reencrypt`); otherwise they are errors. */
+  readonly migratePlaintext: boolean;
 }
 
 export interface TlsConfig {
@@ -271,6 +277,12 @@ export const SETTINGS: readonly Setting[] = [
   { env: "TLS_KEY_FILE", default: "", description: "PEM private key of TLS_CERT_FILE" },
   { env: "MAX_DATA_BYTES", default: "8388608", description: "Most bytes of data values per session, as stored (encrypted)" },
   { env: "MAX_SESSIONS_PER_USER", default: "1000", description: "Most live sessions per user and tenant (0: no cap)" },
+  { env: "MAX_SESSIONS_PER_TENANT", default: "1000000", description: "Most live sessions per tenant (0: no cap); a create beyond it is RESOURCE_EXHAUSTED" },
+  {
+    env: "MAX_DATA_SOURCES_PER_TENANT",
+    default: "100000",
+    description: "Most data sources with live sessions per tenant (0: no cap); a create or update adding one beyond it is RESOURCE_EXHAUSTED",
+  },
   { env: "SESSIONS_PER_USER_POLICY", default: "reject", description: "Create beyond MAX_SESSIONS_PER_USER: reject (RESOURCE_EXHAUSTED) or close_oldest" },
   { env: "MAX_WATCHERS_PER_PRINCIPAL", default: "16", description: "Most concurrent WatchSessions streams per principal and process" },
   { env: "API_KEYS_FILE", default: "", description: "JSON file of API keys as SHA-256 hashes with tenant and scopes" },
@@ -290,6 +302,11 @@ export const SETTINGS: readonly Setting[] = [
   { env: "ENCRYPTION_KEYS", default: "", description: "Encryption keys id:base64key,... (first = primary) for metadata and data values" },
   { env: "ENCRYPTION_KEYS_FILE", default: "", description: "File with the encryption keys (same form, one per line)" },
   { env: "ALLOW_PLAINTEXT", default: "false", description: "Allow Redis without encryption keys (values stored in plaintext)" },
+  {
+    env: "ENCRYPTION_MIGRATE_PLAINTEXT",
+    default: "false",
+    description: "With encryption keys: still read values stored in plaintext (before keys were configured) until `npm run reencrypt` sealed them; otherwise they are refused",
+  },
   { env: "ALLOW_REDIS_EVICTION", default: "false", description: "Start and report ready on a Redis whose maxmemory-policy is not noeviction (it can delete sessions silently)" },
   { env: "AUDIT_LOG", default: "stdout", description: "Audit records: stdout, stderr, off or a file path" },
   { env: "ARCHIVE_DATABASE_URL", default: "", description: "PostgreSQL URL (postgres://user@host:port/db) of the durable archive of ended sessions; needs REDIS_URL" },
@@ -443,6 +460,8 @@ function readConfig(r: Reader): Config {
     maxDataBytes: r.integer("MAX_DATA_BYTES", 1, 4 * 1024 * 1024 * 1024),
     maxSessionsPerUser: r.integer("MAX_SESSIONS_PER_USER", 0, 10_000_000),
     sessionsPerUserPolicy: sessionsPerUserPolicy(r),
+    maxSessionsPerTenant: r.integer("MAX_SESSIONS_PER_TENANT", 0, 1_000_000_000),
+    maxDataSourcesPerTenant: r.integer("MAX_DATA_SOURCES_PER_TENANT", 0, 100_000_000),
     maxWatchersPerPrincipal: r.integer("MAX_WATCHERS_PER_PRINCIPAL", 1, 100_000),
     defaultPageSize: r.integer("DEFAULT_PAGE_SIZE", 1, 100_000),
     maxPageSize: r.integer("MAX_PAGE_SIZE", 1, 100_000),
@@ -670,7 +689,7 @@ function encryptionConfig(r: Reader): EncryptionConfig {
       r.fail(`${variable}: ${error.message}`);
     }
   }
-  return { keyring, allowPlaintext: r.boolean("ALLOW_PLAINTEXT") };
+  return { keyring, allowPlaintext: r.boolean("ALLOW_PLAINTEXT"), migratePlaintext: r.boolean("ENCRYPTION_MIGRATE_PLAINTEXT") };
 }
 
 /** A file's contents without the trailing newline editors add; the message names the variable, never the contents. */

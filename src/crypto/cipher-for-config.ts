@@ -10,10 +10,13 @@ import { ConfigError, type Config } from "../config/config.js";
 import { AesGcmFieldCipher, PLAINTEXT_CIPHER, type FieldCipher } from "./field-cipher.js";
 
 export function cipherForConfig(config: Config, logger: Logger): FieldCipher {
-  const { keyring, allowPlaintext } = config.encryption;
+  const { keyring, allowPlaintext, migratePlaintext } = config.encryption;
   if (keyring !== undefined) {
     logger.info({ primaryKeyId: keyring.primary.id, keyIds: keyring.ids }, "metadata and data values are encrypted at rest (AES-256-GCM)");
-    return new AesGcmFieldCipher(keyring);
+    if (migratePlaintext) {
+      logger.warn("ENCRYPTION_MIGRATE_PLAINTEXT=true: values stored in plaintext are still read; run `npm run reencrypt`, then turn it off");
+    }
+    return new AesGcmFieldCipher(keyring, migratePlaintext);
   }
   if (config.redisUrl === undefined) return AesGcmFieldCipher.ephemeral();
   if (allowPlaintext) {

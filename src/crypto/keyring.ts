@@ -32,10 +32,11 @@ export class Keyring {
     const [primary] = keys;
     if (primary === undefined) throw new KeyringError("no encryption key given");
     const byId = new Map<string, EncryptionKey>();
-    for (const k of keys) {
-      if (!KEY_ID.test(k.id)) throw new KeyringError(`key id ${JSON.stringify(k.id)} must be 1-32 letters, digits, '_' or '-'`);
-      if (k.key.length !== KEY_BYTES) throw new KeyringError(`key ${k.id} must be ${KEY_BYTES} bytes (base64 of 32 random bytes), not ${k.key.length}`);
-      if (byId.has(k.id)) throw new KeyringError(`key id ${k.id} is given twice`);
+    // Entries are named by position, never by id: a swapped or split entry puts key material where the id belongs.
+    for (const [i, k] of keys.entries()) {
+      if (!KEY_ID.test(k.id)) throw new KeyringError(`entry ${i + 1}: the id must be 1-32 letters, digits, '_' or '-' (entries are id:base64key)`);
+      if (k.key.length !== KEY_BYTES) throw new KeyringError(`entry ${i + 1}: the key must be ${KEY_BYTES} bytes (base64 of 32 random bytes), not ${k.key.length}`);
+      if (byId.has(k.id)) throw new KeyringError(`entry ${i + 1}: its id is given twice`);
       byId.set(k.id, k);
     }
     this.primary = primary;
@@ -57,8 +58,8 @@ export class Keyring {
 }
 
 /**
- * Parses the text form. Error messages name the key id or position, never key
- * material.
+ * Parses the text form. Error messages name the entry's position, never its
+ * id or key material.
  */
 export function parseKeyring(text: string): Keyring {
   const entries = text
@@ -69,8 +70,10 @@ export function parseKeyring(text: string): Keyring {
     const colon = entry.indexOf(":");
     if (colon <= 0) throw new KeyringError(`entry ${i + 1} must be id:base64key`);
     const id = entry.slice(0, colon);
+    // Messages name an entry by position until its id is known to be an id, not a misplaced key.
+    if (!KEY_ID.test(id)) throw new KeyringError(`entry ${i + 1}: the id before ':' must be 1-32 letters, digits, '_' or '-' (entries are id:base64key)`);
     const material = entry.slice(colon + 1).trim();
-    if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(material)) throw new KeyringError(`key ${id} is not base64`);
+    if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(material)) throw new KeyringError(`entry ${i + 1}: the key is not base64`);
     return { id, key: Buffer.from(material, "base64") };
   });
   return new Keyring(keys);

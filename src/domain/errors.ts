@@ -22,7 +22,13 @@ export type SessionErrorKind =
   /** The connection to the store broke after the call was sent: it may or may not have been applied. */
   | "outcome_unknown"
   /** A watch cursor is older than the retained event history (or unknown to it): re-list, then watch again. */
-  | "out_of_range";
+  | "out_of_range"
+  /**
+   * Stored state of ours that cannot be read (an event or record that does not
+   * decode or decrypt): the call that needed it fails, no other. The message
+   * names no value.
+   */
+  | "internal";
 
 export class SessionError extends Error {
   override readonly name = "SessionError";

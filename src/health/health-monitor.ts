@@ -52,6 +52,12 @@ export interface HealthMonitorOptions {
   /** Status changes are logged here (warn when the store goes down, info when it comes back). */
   readonly logger?: Logger;
   /**
+   * A problem of this process that makes it unfit to serve although the store
+   * answers (e.g. an event reader that cannot advance), read at every check;
+   * undefined when there is none.
+   */
+  readonly problem?: () => string | undefined;
+  /**
    * Parts reported under names of their own (e.g. "sessiond.archive") and
    * left out of the overall status: their failure does not stop the server
    * from serving sessions, so it must not take the replica out of rotation.
@@ -82,6 +88,7 @@ export class HealthMonitor {
   readonly #intervalMs: number;
   readonly #timeoutMs: number;
   readonly #logger: Logger | undefined;
+  readonly #problem: (() => string | undefined) | undefined;
   readonly #listeners = new Set<HealthListener>();
   readonly #stopped = new AbortController();
   #timer: NodeJS.Timeout | undefined;
@@ -108,6 +115,7 @@ export class HealthMonitor {
     this.#intervalMs = options.intervalMs;
     this.#timeoutMs = options.timeoutMs ?? options.intervalMs;
     this.#logger = options.logger;
+    this.#problem = options.problem;
     this.#components = options.components ?? new Map();
   }
 
@@ -217,9 +225,11 @@ export class HealthMonitor {
       // A ping that answered just before a connection dropped must not bring SERVING back.
       const failing = this.#conditions.find((c) => !c.ok());
       const problem = problems[0];
+      const own = this.#problem?.();
       if (!ok || !this.#connectionsReady) this.#set(false, "store unreachable");
       else if (failing !== undefined) this.#set(false, failing.reason);
       else if (problem !== undefined) this.#set(false, PROBLEM_REASONS[problem]);
+      else if (own !== undefined) this.#set(false, own);
       else this.#set(true, undefined);
     } finally {
       this.#pinging = false;

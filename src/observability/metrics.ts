@@ -25,6 +25,7 @@
  * - `rpcStarted` / `rpcMessageReceived` / `rpcMessageSent` / `rpcHandled`
  *   (the RPC interceptor, src/server/rpc-logging.ts): the standard gRPC
  *   server metrics, one place for every protocol and serving path.
+ * - `countUnreadable(kind)` when an event-log entry or record is skipped as unreadable.
  * - `addWatchStartGateSource(waiting)` (app.ts): watch-start reads waiting at
  *   the read gate, read at scrape time.
  * - `countRejected(kind, reason)` for every connection or request refused at
@@ -429,6 +430,22 @@ export const archiveMetrics = {
     archiveDeleted.inc(rows);
   },
 };
+
+const unreadable = new Counter({
+  name: "sessiond_unreadable_entries_total",
+  help:
+    "Stored entries skipped because they could not be read, by kind: event (a log entry that does not decode), " +
+    "event_metadata (an event whose metadata does not decrypt), record (a session record in a listing)",
+  labelNames: ["kind"] as const,
+  registers: [registry],
+});
+
+export type UnreadableKind = "event" | "event_metadata" | "record";
+
+/** Counts one skipped entry (each entry once per process where the caller can tell). */
+export function countUnreadable(kind: UnreadableKind): void {
+  unreadable.inc({ kind });
+}
 
 /** Counts an open watch stream; call the returned function once it ends (further calls do nothing). */
 export function trackWatcher(): () => void {

@@ -18,6 +18,8 @@ import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Config } from "../config/config.js";
+import type { Logger } from "../logging/logger.js";
+import { countUnreadable } from "../observability/metrics.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, type FieldCipher } from "../crypto/field-cipher.js";
 import type { ListCursor, ListFilter, SessionCounters, SessionGuard, SessionPatch, SessionStore, StoredEvent } from "../store/store.js";
 import type { EndedArchive, EndedFilter, EndedPosition } from "../domain/ended-archive.js";
@@ -32,6 +34,8 @@ export type { SessionView } from "./session-view.js";
 export interface SessionManagerOptions {
   readonly store: SessionStore;
   readonly config: Config;
+  /** Where unreadable records left out of listings are logged (one error line each, ids only). */
+  readonly logger?: Logger;
   /**
    * Seals metadata and data values before they reach the store and opens them
    * after (encryption at rest). Default: AES-256-GCM with a random key that
@@ -130,6 +134,7 @@ export class SessionManager {
   private readonly config: Config;
   private readonly cipher: FieldCipher;
   private readonly onSystemEnd: SessionManagerOptions["onSystemEnd"];
+  private readonly logger: Logger | undefined;
   private readonly endedArchive: EndedArchive | undefined;
 
   constructor(options: SessionManagerOptions) {
@@ -137,6 +142,7 @@ export class SessionManager {
     this.config = options.config;
     this.cipher = options.cipher ?? AesGcmFieldCipher.ephemeral();
     this.onSystemEnd = options.onSystemEnd;
+    this.logger = options.logger;
     this.endedArchive = options.endedArchive;
     // Every expiry a call of this process performed (scheduler or lazy), once each: audit and metrics.
     this.store.onExpired((expirations) => {
@@ -149,6 +155,9 @@ export class SessionManager {
     const sessionId = randomUUID();
     const text = params.metadata === undefined ? EMPTY_METADATA : this.encodeMetadata(params.metadata);
     const metadata = this.sealMetadata(tenant, sessionId, text);
+    // The request id names a key: the store only ever sees its keyed HMACs.
+    const [requestId = "", ...requestIdAliases] =
+      params.requestId === undefined || params.requestId === "" ? [] : this.cipher.indexNames(params.requestId, { tenant, kind: "request_id" });
     const result = await this.store.create({
       tenant,
       sessionId,
@@ -157,7 +166,8 @@ export class SessionManager {
       accessLevel: params.accessLevel,
       ttlMs: params.ttlMs ?? this.config.ttl.defaultMs,
       metadata,
-      requestId: params.requestId ?? "",
+      requestId,
+      ...(requestIdAliases.length === 0 ? {} : { requestIdAliases }),
       ...(user === undefined ? {} : { guard: { userId: user, level: "read" } }),
     });
     for (const record of result.evicted ?? []) this.onSystemEnd?.("evicted", record, record.endTime);
@@ -236,7 +246,20 @@ export class SessionManager {
     const filter = ownFilter(requested, user);
     if (filter === "none") return { sessions: [] };
     const result = await this.store.list(tenant, filter, pageSize, after);
-    const sessions = result.sessions.map((record) => this.view(record));
+    // One record that does not decode or decrypt is left out and counted; the rest of the page is served.
+    const sessions: SessionView[] = [];
+    const unreadable = [...(result.unreadable ?? [])];
+    for (const record of result.sessions) {
+      try {
+        sessions.push(this.view(record));
+      } catch {
+        unreadable.push(record.sessionId);
+      }
+    }
+    for (const sessionId of unreadable) {
+      countUnreadable("record");
+      this.logger?.error({ tenant, sessionId, kind: "record" }, "unreadable session record left out of a listing");
+    }
     return result.next === undefined ? { sessions } : { sessions, next: result.next };
   }
 
@@ -282,9 +305,9 @@ export class SessionManager {
     return { deletedCount: result.deletedCount, version: result.version };
   }
 
-  /** The id of the newest logged event ("0-0" for an empty log): where a watch snapshot starts. */
-  lastEventId(): Promise<string> {
-    return this.store.lastEventId();
+  /** The id of the newest logged event ("0-0" for an empty log), or of the tenant's newest: where a watch snapshot starts. */
+  lastEventId(tenant?: string): Promise<string> {
+    return this.store.lastEventId(tenant);
   }
 
   /** Logged events after `after` (a watch's replay); out_of_range when `after` is past the retention. */

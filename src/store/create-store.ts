@@ -14,6 +14,8 @@ export function storeLimits(config: Config): StoreLimits {
     maxDataKeys: config.limits.maxDataKeys,
     maxDataBytes: config.limits.maxDataBytes,
     maxSessionsPerUser: config.limits.maxSessionsPerUser,
+    maxSessionsPerTenant: config.limits.maxSessionsPerTenant,
+    maxDataSourcesPerTenant: config.limits.maxDataSourcesPerTenant,
     sessionsPerUserPolicy: config.limits.sessionsPerUserPolicy,
     archiveRetentionMs: config.archiveRetentionMs,
     expiryGraceMs: config.expiryGraceMs,

@@ -21,6 +21,7 @@
  */
 import { SessionError } from "../domain/errors.js";
 import type { AccessLevel, SessionRecord } from "../domain/model.js";
+import type { UnreadableListener } from "./unreadable.js";
 
 export interface CreateSessionInput {
   readonly tenant: string;
@@ -36,8 +37,14 @@ export interface CreateSessionInput {
   readonly ttlMs: number;
   /** Serialized JSON object. */
   readonly metadata: string;
-  /** Idempotency key; empty for none. */
+  /** Idempotency key (as stored: see FieldCipher.indexNames); empty for none. */
   readonly requestId: string;
+  /**
+   * Other stored forms of the same idempotency key (written under keys that
+   * were primary before a rotation): a retry finds a session created under any
+   * of them. Absent: none.
+   */
+  readonly requestIdAliases?: readonly string[];
   /**
    * The caller acts for one user (see SessionGuard): userId must be that user
    * (else permission_denied), and requestId is scoped to that user, so a
@@ -116,6 +123,8 @@ export interface ListResult {
   readonly sessions: SessionRecord[];
   /** Where the next page starts; absent on the last page. */
   readonly next?: ListCursor;
+  /** Session ids of records on this page that could not be read and were left out (see unreadable.ts). */
+  readonly unreadable?: readonly string[];
 }
 
 export interface DataWriteResult {
@@ -231,6 +240,16 @@ export interface StoreLimits {
    * sessions (by create time) in the same atomic step.
    */
   readonly maxSessionsPerUser?: number;
+  /**
+   * Most live sessions of one tenant (due ones not yet archived count); absent
+   * or 0: no cap. A create beyond it fails with limit_exceeded and writes nothing.
+   */
+  readonly maxSessionsPerTenant?: number;
+  /**
+   * Most distinct data sources with live sessions in one tenant; absent or 0:
+   * no cap. A create or update that would add one beyond it fails with limit_exceeded.
+   */
+  readonly maxDataSourcesPerTenant?: number;
   /** Default "reject". */
   readonly sessionsPerUserPolicy?: SessionsPerUserPolicy;
   /** How long the archive record of an ended session is kept. */
@@ -279,6 +298,8 @@ export function resolveStoreLimits(limits: StoreLimits): ResolvedStoreLimits {
     maxDataKeys: limits.maxDataKeys,
     maxDataBytes: limits.maxDataBytes ?? 0,
     maxSessionsPerUser: limits.maxSessionsPerUser ?? 0,
+    maxSessionsPerTenant: limits.maxSessionsPerTenant ?? 0,
+    maxDataSourcesPerTenant: limits.maxDataSourcesPerTenant ?? 0,
     sessionsPerUserPolicy: limits.sessionsPerUserPolicy ?? "reject",
     archiveRetentionMs: limits.archiveRetentionMs,
     expiryGraceMs: limits.expiryGraceMs,
@@ -341,9 +362,12 @@ export interface SessionStore {
 
   /**
    * The id of the last event appended so far; with none, the start of the
-   * log's generation ("<ms>-0", see readEvents), never "0-0".
+   * log's generation ("<ms>-0", see readEvents), never "0-0". With a tenant,
+   * the id of that tenant's last event of this generation (the generation's
+   * start when none): watchers are only ever shown the latter, so their
+   * cursors say nothing about other tenants' writes.
    */
-  lastEventId(): Promise<string>;
+  lastEventId(tenant?: string): Promise<string>;
   /**
    * Up to `limit` events strictly after the cursor `after`, oldest first.
    * out_of_range when events after it may have been dropped by retention, or
@@ -356,6 +380,12 @@ export interface SessionStore {
   readEvents(after: string, limit: number): Promise<StoredEvent[]>;
   /** A blocking reader on its own connection. */
   openEventTail(): EventTail;
+  /**
+   * Calls the listener with every log entry readEvents or a tail skipped
+   * because it does not decode (see unreadable.ts). Reads never fail or stall
+   * on such an entry. Returns the remover.
+   */
+  onUnreadableEvent(listener: UnreadableListener): () => void;
 
   /**
    * Calls the listener with every session a call on this store object archived

@@ -26,15 +26,19 @@
 import type { Logger } from "pino";
 import { setImmediate as setImmediatePromise, setTimeout as sleep } from "node:timers/promises";
 import { isSessionError, SessionError } from "../domain/errors.js";
-import { ZERO_EVENT_ID } from "../store/event-id.js";
+import { compareEventIds, ZERO_EVENT_ID } from "../store/event-id.js";
+import type { UnreadableEntry } from "../store/unreadable.js";
+import { UnreadableEvents, unreadableEventError } from "./poison.js";
 import { EVENT_LOG_RESET_MESSAGE, type EventTail, type SessionStore, type StoredEvent } from "../store/store.js";
 import { EventQueue } from "./event-queue.js";
 
 export interface EventHubOptions {
-  readonly store: Pick<SessionStore, "lastEventId" | "readEvents" | "openEventTail">;
+  readonly store: Pick<SessionStore, "lastEventId" | "readEvents" | "openEventTail" | "onUnreadableEvent">;
   readonly logger?: Logger;
   /** Longest single blocking read (default 1000 ms); also bounds how long stop() waits. */
   readonly blockMs?: number;
+  /** A reader failing for this long (while retrying) is stalled: health says NOT_SERVING (default 5000 ms). */
+  readonly stallMs?: number;
   /** Most events per read (default 500). */
   readonly batchSize?: number;
   /** Watchers offered an event before the dispatch lets the event loop turn (default 500; see dispatch). */
@@ -66,6 +70,8 @@ export interface HubSubscription {
 interface Subscriber {
   readonly tenant: string;
   readonly matches: (event: StoredEvent) => boolean;
+  /** Whether the watcher asked for this very session: only those hear of its unreadable events (INTERNAL). */
+  readonly concerns: (sessionId: string) => boolean;
   readonly queue: EventQueue<StoredEvent>;
   direct: DirectDelivery | undefined;
 }
@@ -80,6 +86,7 @@ const DEFAULT_BATCH = 500;
  */
 const MAX_BACKOFF_MS = 200;
 const DEFAULT_DISPATCH_SLICE = 500;
+const DEFAULT_STALL_MS = 5000;
 
 export class EventHub {
   private readonly store: EventHubOptions["store"];
@@ -91,10 +98,18 @@ export class EventHub {
   private readonly listeners = new Set<EventListener>();
   /** undefined until the log's end has been read once (the store may be down at start). */
   private pos: string | undefined;
+  /** Per tenant, the id of its newest event dispatched (one entry per tenant seen; tenants are few). */
+  private readonly tenantPos = new Map<string, string>();
   private tail: EventTail | undefined;
   private loop: Promise<void> | undefined;
   private stopping = false;
   private subscribers = 0;
+  private readonly stallMs: number;
+  /** When the reader's current run of failures began; undefined while it reads. */
+  private failingSince: number | undefined;
+  private removeUnreadable: (() => void) | undefined;
+  /** Logs and counts unreadable events once (poison.ts); the watch streams report undecryptable ones here too. */
+  readonly unreadable: UnreadableEvents;
   /** Whether the last read succeeded (readiness is NOT_SERVING while the reader is not reading). */
   private isReading = false;
   private readonly readingListeners = new Set<(reading: boolean) => void>();
@@ -106,11 +121,32 @@ export class EventHub {
     this.blockMs = options.blockMs ?? DEFAULT_BLOCK_MS;
     this.batchSize = options.batchSize ?? DEFAULT_BATCH;
     this.dispatchSlice = options.dispatchSlice ?? DEFAULT_DISPATCH_SLICE;
+    this.stallMs = options.stallMs ?? DEFAULT_STALL_MS;
+    this.unreadable = new UnreadableEvents(options.logger);
+  }
+
+  /**
+   * Why the reader cannot advance (failing for longer than stallMs), or
+   * undefined while it reads: the health monitor reports NOT_SERVING then,
+   * because watches on this process would see nothing new.
+   */
+  get stalled(): string | undefined {
+    if (this.failingSince === undefined || this.stopping) return undefined;
+    return Date.now() - this.failingSince >= this.stallMs ? "event reader stalled" : undefined;
   }
 
   /** The id of the last event dispatched to subscribers ("0-0" before the reader knows the log's end). */
   get position(): string {
     return this.pos ?? ZERO_EVENT_ID;
+  }
+
+  /**
+   * The id of the tenant's newest event this hub dispatched, or undefined if
+   * none since it started: what an idle watcher of the tenant may be shown,
+   * unlike `position`, which moves with every tenant's writes.
+   */
+  tenantPosition(tenant: string): string | undefined {
+    return this.tenantPos.get(tenant);
   }
 
   /** Watch streams currently registered (for tests and metrics). */
@@ -158,6 +194,7 @@ export class EventHub {
       this.logger?.warn("event log unreachable at start; the event reader will start when it answers");
     }
     this.tail = this.store.openEventTail();
+    this.removeUnreadable = this.store.onUnreadableEvent((entry) => this.onUnreadable(entry));
     this.loop = this.run();
   }
 
@@ -170,6 +207,8 @@ export class EventHub {
     this.stopping = true;
     this.endAll(new SessionError("unavailable", "the server is shutting down"));
     this.tail?.close();
+    this.removeUnreadable?.();
+    this.removeUnreadable = undefined;
     await this.loop;
     this.loop = undefined;
     this.tail = undefined;
@@ -179,10 +218,10 @@ export class EventHub {
    * Registers a watcher: from now on every event of `tenant` that `matches`
    * accepts is pushed to its queue, starting after the current position.
    */
-  subscribe(tenant: string, matches: (event: StoredEvent) => boolean, queueLimit: number): HubSubscription {
+  subscribe(tenant: string, matches: (event: StoredEvent) => boolean, queueLimit: number, concerns: (sessionId: string) => boolean = () => false): HubSubscription {
     if (this.stopping || this.loop === undefined) throw new SessionError("unavailable", "the server is shutting down");
     if (this.pos === undefined) throw new SessionError("unavailable", "the event log is not reachable yet");
-    const sub: Subscriber = { tenant, matches, queue: new EventQueue<StoredEvent>(queueLimit), direct: undefined };
+    const sub: Subscriber = { tenant, matches, concerns, queue: new EventQueue<StoredEvent>(queueLimit), direct: undefined };
     let set = this.byTenant.get(tenant);
     if (set === undefined) {
       set = new Set();
@@ -225,6 +264,26 @@ export class EventHub {
     if (set.size === 0) this.byTenant.delete(sub.tenant);
   }
 
+  /**
+   * An entry of the log that does not decode (reported by the store's reads):
+   * logged and counted once; when it is ahead of what this hub dispatched (the
+   * live reader met it, or a replay read ahead), the watchers of its very
+   * session end with INTERNAL. A replay meeting an old one only skips it, so a
+   * resumed watch gets past it.
+   */
+  private onUnreadable(entry: UnreadableEntry): void {
+    this.unreadable.report("event", entry);
+    if (entry.tenant === undefined || entry.sessionId === undefined || this.pos === undefined) return;
+    if (compareEventIds(entry.id, this.pos) <= 0) return;
+    const set = this.byTenant.get(entry.tenant);
+    if (set === undefined) return;
+    for (const sub of [...set]) {
+      if (!sub.concerns(entry.sessionId)) continue;
+      sub.queue.end(unreadableEventError(entry.sessionId));
+      this.remove(sub);
+    }
+  }
+
   private endAll(error: SessionError): void {
     for (const set of [...this.byTenant.values()]) {
       for (const sub of [...set]) {
@@ -252,6 +311,7 @@ export class EventHub {
         const events = await tail.read(this.pos, this.batchSize, this.blockMs);
         if (failures > 0) this.logger?.info("event reader recovered");
         failures = 0;
+        this.failingSince = undefined;
         for (const event of events) {
           if (this.stopping) return;
           await this.dispatch(event);
@@ -260,6 +320,7 @@ export class EventHub {
         if (this.stopping) return;
         this.setReading(false);
         failures += 1;
+        this.failingSince ??= Date.now();
         verify = true;
         if (failures === 1) {
           this.logger?.warn({ errName: error instanceof Error ? error.name : typeof error, errKind: isSessionError(error) ? error.kind : undefined }, "event reader failed; retrying from its position");
@@ -325,6 +386,7 @@ export class EventHub {
       }
     }
     this.pos = event.id;
+    this.tenantPos.set(event.session.tenant, event.id);
   }
 
   /** One watcher: straight to its stream when it waits with an empty queue, else to its queue. */

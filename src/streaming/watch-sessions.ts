@@ -27,6 +27,7 @@
  */
 import type { SessionManager, SessionView } from "../session/session-manager.js";
 import { SessionError, type SessionErrorKind } from "../domain/errors.js";
+import { unreadableEventError } from "./poison.js";
 import type { SessionRecord } from "../domain/model.js";
 import { compareEventIds, maxEventId, parseCursor } from "../store/event-id.js";
 import type { SessionEventType, StoredEvent } from "../store/store.js";
@@ -118,8 +119,8 @@ export class WatchInterrupted extends SessionError {
 }
 
 const DEFAULT_QUEUE_LIMIT = 1000;
-/** Watch items by the logged event they were made from (see toItem); entries go with their events. */
-const ITEMS = new WeakMap<StoredEvent, WatchItem>();
+/** Watch items by the logged event they were made from (see toItem), null for one that cannot be read; entries go with their events. */
+const ITEMS = new WeakMap<StoredEvent, WatchItem | null>();
 const DEFAULT_PAGE = 500;
 
 /** True when a session passes the user, data source and session id filters. */
@@ -167,19 +168,45 @@ export async function* watchSessions(
 
   /** Everything matching up to this cursor has been yielded (or was filtered out). */
   let cursor = "";
+  /**
+   * The cursor the client is shown (heartbeats, the cursor of an early end):
+   * never `cursor` itself, a position in the log of every tenant, whose moves
+   * would tell this tenant when others write. It is the last event sent, or a
+   * position of this tenant's own events, or where the client resumed; "" when
+   * none is known yet. Resuming from it may replay events this watch filtered
+   * out; they are filtered again.
+   */
+  let shown = "";
   /** Snapshot versions by session id, until the replay passes the log position read after the listing. */
   let snapshotVersions: Map<string, number> | undefined;
   let snapshotEnd = "";
   let sub: HubSubscription | undefined;
 
-  const toItem = (event: StoredEvent): WatchItem => {
+  const concerns = (sessionId: string): boolean => filter.sessionIds?.has(sessionId) === true;
+  /**
+   * The item to send, or undefined for an event whose session cannot be read
+   * (metadata that does not decrypt): skipped, unless this watch asked for
+   * that very session and meets it live, which then ends with INTERNAL and a
+   * cursor past it (see poison.ts). A replay skips it, so a resume gets past.
+   */
+  const toItem = (event: StoredEvent, live = true): WatchItem | undefined => {
     // The hub hands the same event object to every watcher of the process: decode (and decrypt) it once.
     let item = ITEMS.get(event);
     if (item === undefined) {
-      item = Object.freeze({ type: event.type, session: source.view(event.session), time: event.time, cursor: event.id, dataKeys: event.dataKeys });
+      try {
+        item = Object.freeze({ type: event.type, session: source.view(event.session), time: event.time, cursor: event.id, dataKeys: event.dataKeys });
+      } catch {
+        item = null;
+        hub.unreadable.report("event_metadata", { id: event.id, tenant: event.session.tenant, sessionId: event.session.sessionId, problem: "metadata does not decrypt or decode" });
+      }
       ITEMS.set(event, item);
     }
-    return item;
+    if (item === null && live && concerns(event.session.sessionId)) {
+      shown = event.id;
+      const error = unreadableEventError(event.session.sessionId);
+      throw interrupted(error.kind, error.message);
+    }
+    return item ?? undefined;
   };
   /** Whether to send a logged event, given what was already sent; `matched` when the hub applied the filter already. */
   const wanted = (event: StoredEvent, matched: boolean): boolean => {
@@ -196,10 +223,13 @@ export async function* watchSessions(
     return true;
   };
   const interrupted = (kind: SessionErrorKind, why: string): WatchInterrupted =>
-    new WatchInterrupted(kind, cursor === "" ? `${why}, list the sessions and watch again` : `${why}, resume with resume_cursor ${cursor}`, cursor);
+    new WatchInterrupted(kind, shown === "" ? `${why}, list the sessions and watch again` : `${why}, resume with resume_cursor ${shown}`, shown);
 
   try {
     if (options.sendInitialSnapshot) {
+      // The tenant's position first (the hub's when it knows one: no store read): a tenant event between the two
+      // reads is in the snapshot and replayed on resume.
+      const tenantS0 = hub.tenantPosition(tenant) ?? (await gated(() => source.lastEventId(tenant)));
       const s0 = await gated(() => source.lastEventId());
       const versions = new Map<string, number>();
       for await (const session of snapshot(source, tenant, filter, pageSize, signal, gated)) {
@@ -210,18 +240,28 @@ export async function* watchSessions(
       snapshotEnd = await gated(() => source.lastEventId());
       snapshotVersions = versions;
       cursor = s0;
-      yield heartbeat(cursor);
+      shown = tenantS0;
+      yield heartbeat(shown);
     } else if (options.resumeCursor !== "") {
       cursor = options.resumeCursor;
+      shown = cursor;
     }
 
     // Register first, then replay the log up to where the registration starts:
     // events after that point arrive in the queue, so nothing falls in between.
-    const registration = hub.subscribe(tenant, (event) => eventMatches(filter, tenant, event), queueLimit);
+    const registration = hub.subscribe(tenant, (event) => eventMatches(filter, tenant, event), queueLimit, concerns);
     sub = registration;
     const attachedAt = hub.position;
     if (cursor === "") {
       cursor = attachedAt;
+      const known = hub.tenantPosition(tenant);
+      if (known !== undefined) {
+        shown = known;
+      } else {
+        // Nothing of the tenant since the hub started: its newest event is in the store, and safe to show once dispatched.
+        const stored = await gated(() => source.lastEventId(tenant));
+        if (compareEventIds(stored, attachedAt) <= 0) shown = stored;
+      }
     } else {
       let last = cursor;
       for (;;) {
@@ -235,8 +275,10 @@ export async function* watchSessions(
           }
           last = event.id;
           if (!wanted(event, false)) continue;
-          yield toItem(event);
+          const item = toItem(event, false);
+          if (item !== undefined) yield item;
           cursor = event.id;
+          if (item !== undefined) shown = event.id;
           if (signal.aborted) return;
         }
         if (passed || page.length < pageSize || compareEventIds(last, attachedAt) >= 0) break;
@@ -260,8 +302,10 @@ export async function* watchSessions(
         ? undefined
         : (event: StoredEvent): boolean => {
             if (!wanted(event, true)) return true;
-            if (!sink.write(toItem(event))) return false;
+            const item = toItem(event);
+            if (item !== undefined && !sink.write(item)) return false;
             cursor = event.id;
+            if (item !== undefined) shown = event.id;
             lastSent = Date.now();
             return true;
           };
@@ -272,8 +316,9 @@ export async function* watchSessions(
         // The hub queues only events that passed this watcher's filter.
         if (!wanted(event, true)) continue;
         const item = toItem(event);
-        if (sink?.write(item) !== true) yield item;
+        if (item !== undefined && sink?.write(item) !== true) yield item;
         cursor = event.id;
+        if (item !== undefined) shown = event.id;
         lastSent = Date.now();
         continue;
       }
@@ -288,8 +333,10 @@ export async function* watchSessions(
       if (idleMs >= heartbeatMs) {
         // The queue is empty: every event up to the hub's position was offered to this watcher.
         cursor = maxEventId(cursor, hub.position);
+        const own = hub.tenantPosition(tenant);
+        if (own !== undefined) shown = shown === "" ? own : maxEventId(shown, own);
         // Through the sink too: 10k idle watchers beat every interval.
-        const beat = heartbeat(cursor);
+        const beat = heartbeat(shown);
         if (sink?.write(beat) !== true) yield beat;
         lastSent = Date.now();
         continue;

@@ -71,7 +71,8 @@ return 1
 
 export async function reencrypt(options: ReencryptOptions): Promise<ReencryptReport> {
   const { redis, keyPrefix, keyring } = options;
-  const cipher = new AesGcmFieldCipher(keyring);
+  // Reads plaintext too: sealing what was written before keys were configured is what ends the migration.
+  const cipher = new AesGcmFieldCipher(keyring, true);
   const primary = keyring.primary.id;
   const sessionKey = sessionKeyMatcher(keyPrefix);
   let values = 0;

@@ -453,6 +453,17 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         assert.deepEqual(ids(await listAll(A)), [first.session.sessionId]);
       });
 
+      it("a retry under an older stored form of the request id (requestIdAliases, after a key rotation) finds the session", async () => {
+        const first = await store.create(input({ requestId: "hmac-under-k1" }));
+        const again = await store.create(input({ requestId: "hmac-under-k2", requestIdAliases: ["hmac-under-k1"] }));
+        assert.equal(again.created, false);
+        assert.equal(again.session.sessionId, first.session.sessionId);
+        const other = await store.create(input({ requestId: "hmac-under-k2", requestIdAliases: ["unknown"] }));
+        assert.equal(other.created, true, "no alias matched: a new session under the primary form");
+        const retry = await store.create(input({ requestId: "hmac-under-k2" }));
+        assert.equal(retry.session.sessionId, other.session.sessionId);
+      });
+
       it("requestIds are scoped to the tenant", async () => {
         const a = await store.create(input({ tenant: A, requestId: "req-1" }));
         const b = await store.create(input({ tenant: B, requestId: "req-1" }));

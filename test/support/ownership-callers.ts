@@ -17,7 +17,7 @@ export const GLOBEX = "globex";
 export const SCOPES = "read write watch";
 
 export const KEYS = {
-  backend: { id: "backend", key: `k-${randomUUID()}`, tenant: ACME, scopes: ["read", "write", "watch"] },
+  backend: { id: "backend", key: `k-${randomUUID()}`, tenant: ACME, scopes: ["read", "write", "watch", "access"] },
   bff: { id: "bff", key: `k-${randomUUID()}`, tenant: ACME, scopes: ["read", "write", "watch", "act_as"] },
   scraper: { id: "scraper", key: `k-${randomUUID()}`, tenant: ACME, scopes: ["metrics"] },
 } satisfies Record<string, TestKey>;

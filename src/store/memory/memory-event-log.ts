@@ -42,6 +42,13 @@ export class MemoryEventLog {
     this.last = this.generation;
   }
 
+  /** Id of each tenant's newest event (kept like Redis's `P T:ev`: one per tenant, never trimmed). */
+  private readonly lastByTenant = new Map<string, string>();
+
+  lastIdOf(tenant: string): string {
+    return this.lastByTenant.get(tenant) ?? formatEventId(this.generation);
+  }
+
   get lastId(): string {
     return formatEventId(this.last);
   }
@@ -54,7 +61,9 @@ export class MemoryEventLog {
   append(type: SessionEventType, session: SessionRecord, dataKeys: readonly string[], now: number): void {
     const at = now > this.last.ms ? { ms: now, seq: 0 } : { ms: this.last.ms, seq: this.last.seq + 1 };
     this.last = at;
-    this.entries.push({ at, event: Object.freeze({ id: formatEventId(at), type, time: at.ms, session, dataKeys: Object.freeze([...dataKeys]) }) });
+    const id = formatEventId(at);
+    this.entries.push({ at, event: Object.freeze({ id, type, time: at.ms, session, dataKeys: Object.freeze([...dataKeys]) }) });
+    this.lastByTenant.set(session.tenant, id);
     while (this.entries.length - this.head > this.countLimit) this.dropHead();
     this.trimByTime(now);
     for (const wake of [...this.waiters]) wake();

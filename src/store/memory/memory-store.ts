@@ -14,6 +14,7 @@
  * The event log (see store.ts) is an in-process array with the same ids,
  * retention and cursor rules as the Redis stream (MemoryEventLog).
  */
+import type { UnreadableListener } from "../unreadable.js";
 import { randomUUID } from "node:crypto";
 import { SessionError } from "../../domain/errors.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
@@ -84,6 +85,10 @@ interface TenantState {
   readonly counters: MutableCounters;
 }
 
+/** The same wording as the Redis store's (store/redis/errors.ts). */
+const SESSIONS_PER_TENANT_MESSAGE = "the tenant already has the maximum number of live sessions";
+const DATA_SOURCES_MESSAGE = "the tenant already has the maximum number of data sources with live sessions";
+
 export class MemoryStore implements SessionStore {
   readonly kind = "memory";
 
@@ -109,13 +114,16 @@ export class MemoryStore implements SessionStore {
       const t = this.tenant(input.tenant);
       const requestId = requestIdKey(input);
       if (requestId !== "") {
-        const existingId = t.requestIds.get(requestId);
-        if (existingId !== undefined) {
+        const aliases = (input.requestIdAliases ?? []).map((alias) => requestIdKey({ requestId: alias, ...(input.guard === undefined ? {} : { guard: input.guard }) }));
+        for (const name of [requestId, ...aliases]) {
+          const existingId = t.requestIds.get(name);
+          if (existingId === undefined) continue;
           // Meeting the session archives it if it is due, which frees the requestId.
           const existing = this.liveOrArchive(t, existingId, now, input.guard);
           if (existing) return { session: existing.record, created: false };
         }
       }
+      this.checkTenantCaps(t, input.userId, input.dataSource, now);
       const evicted = this.makeRoomForUser(t, input.userId, now);
       const record = freeze({
         tenant: input.tenant,
@@ -167,6 +175,9 @@ export class MemoryStore implements SessionStore {
       const old = s.record;
       if (expectedVersion !== undefined && expectedVersion !== old.version) {
         throw new SessionError("version_mismatch", `session version is ${old.version}, not ${expectedVersion}`);
+      }
+      if (patch.dataSource !== undefined && patch.dataSource !== old.dataSource && !this.sourceFits(t, patch.dataSource)) {
+        throw new SessionError("limit_exceeded", DATA_SOURCES_MESSAGE);
       }
       const next = freeze({
         ...old,
@@ -359,8 +370,8 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  lastEventId(): Promise<string> {
-    return this.run(() => this.log.lastId);
+  lastEventId(tenant?: string): Promise<string> {
+    return this.run(() => (tenant === undefined ? this.log.lastId : this.log.lastIdOf(tenant)));
   }
 
   readEvents(after: string, limit: number): Promise<StoredEvent[]> {
@@ -399,6 +410,11 @@ export class MemoryStore implements SessionStore {
     }
   }
 
+  /** Entries of this log are the objects appended: none is ever unreadable. */
+  onUnreadableEvent(_listener: UnreadableListener): () => void {
+    return () => undefined;
+  }
+
   onExpired(listener: ExpiryListener): () => void {
     return this.expiryListeners.add(listener);
   }
@@ -425,6 +441,32 @@ export class MemoryStore implements SessionStore {
       this.tenants.set(name, t);
     }
     return t;
+  }
+
+  /** Whether the tenant may gain live data source `dataSource` under maxDataSourcesPerTenant. */
+  private sourceFits(t: TenantState, dataSource: string): boolean {
+    const max = this.limits.maxDataSourcesPerTenant;
+    return max <= 0 || t.counters.bySource.has(dataSource) || t.counters.bySource.size < max;
+  }
+
+  /**
+   * The per-tenant caps of a create, checked before anything changes; like the
+   * Redis store, live sessions include due ones not yet archived, minus those
+   * the user's close_oldest policy would close to make room.
+   */
+  private checkTenantCaps(t: TenantState, userId: string, dataSource: string, now: number): void {
+    const maxSessions = this.limits.maxSessionsPerTenant;
+    if (maxSessions > 0) {
+      let excess = 0;
+      if (this.limits.maxSessionsPerUser > 0) {
+        let live = 0;
+        for (const id of t.byUser.get(userId) ?? []) if ((t.live.get(id)?.record.expireTime ?? 0) > now) live += 1;
+        excess = Math.max(0, live - this.limits.maxSessionsPerUser + 1);
+        if (excess > 0 && this.limits.sessionsPerUserPolicy === "reject") return; // makeRoomForUser refuses it
+      }
+      if (t.counters.active - excess >= maxSessions) throw new SessionError("limit_exceeded", SESSIONS_PER_TENANT_MESSAGE);
+    }
+    if (!this.sourceFits(t, dataSource)) throw new SessionError("limit_exceeded", DATA_SOURCES_MESSAGE);
   }
 
   /**

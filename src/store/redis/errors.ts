@@ -31,6 +31,8 @@ const LIMIT_MESSAGES: Record<string, string> = {
   data_keys: "the session already holds the maximum number of data keys",
   data_bytes: "the session's data values would exceed the maximum total size",
   sessions_per_user: "the user already has the maximum number of live sessions",
+  sessions_per_tenant: "the tenant already has the maximum number of live sessions",
+  data_sources_per_tenant: "the tenant already has the maximum number of data sources with live sessions",
 };
 
 /** The SessionError for a script status other than "ok"; `detail` is the reply's second element, if any. */

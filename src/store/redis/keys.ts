@@ -19,8 +19,12 @@
  * |                       |        | create's key is `u:<userId>\n<requestId>`, see store.ts)   |                               |
  * | `P T:u:<userId>`      | ZSET   | live sessions of the user, score = expire time             | max(member expire) + grace    |
  * | `P T:s:<dataSource>`  | ZSET   | live sessions of the data source, score = expire time      | max(member expire) + grace    |
+ * | `P T:all`             | ZSET   | every live session of the tenant, score = expire time      | max(member expire) + grace    |
  * | `P T:m`               | HASH   | counters: total, active, expired, closed, dsum,            | never (a few fields per tenant) |
- * |                       |        | l:<level> and s:<dataSource> live gauges (deleted at 0)    |                               |
+ * |                       |        | l:<level> and s:<dataSource> live gauges (deleted at 0),   |                               |
+ * |                       |        | nds the number of live data sources (the s: fields)        |                               |
+ * | `P T:ev`              | STRING | id of the tenant's newest event: its watchers' heartbeat   | never (one per tenant)        |
+ * |                       |        | cursors never show the log's position (other tenants' writes) |                          |
  * | `P ev`                | STREAM | event log of every tenant (see emit() in lua/prelude.ts);  | never (trimmed by count and   |
  * |                       |        | the entry id is the watch cursor                           | age: WATCH_RETENTION*)        |
  * | `P probe:<uuid>`       | STRING | keyspace notification probe (keyspace-expiry.ts)           | 1 ms                          |
@@ -36,9 +40,10 @@
  * - Every key of a session expires with it (grace included), and index keys
  *   outlive their longest member by the grace, so nothing leaks if the expiry
  *   scheduler is down for longer than the grace.
- * - There is no tenant-wide "all sessions" index: it cost ~120 B per session.
- *   The data-source indexes partition a tenant's sessions, so an unfiltered
- *   listing merges them (their names are the s:<dataSource> counter fields).
+ * - The tenant-wide index `P T:all` (about 100 B per session) makes an
+ *   unfiltered listing one range read bounded by its page, whatever the
+ *   number of data sources; merging the data-source indexes instead cost a
+ *   read per data source per page.
  * - Nothing is ever found with SCAN or KEYS.
  *
  * The tenant is percent-encoded so that it cannot contain ":", "{", "}" or a
@@ -55,7 +60,9 @@ const SHADOW = ":x";
 const REQUEST_ID = "r:";
 const USER = "u:";
 const DATA_SOURCE = "s:";
+const ALL = "all";
 const COUNTERS = "m";
+const TENANT_LAST_EVENT = "ev";
 /** Keys shared by every tenant, after `P`. */
 const DUE = "dx";
 const GENERATION = "g";
@@ -83,7 +90,9 @@ local function k_shadow(tp, sid) return tp .. '{' .. sid .. '}${SHADOW}' end
 local function k_req(tp, rid) return tp .. '${REQUEST_ID}' .. rid end
 local function k_user(tp, uid) return tp .. '${USER}' .. uid end
 local function k_src(tp, ds) return tp .. '${DATA_SOURCE}' .. ds end
+local function k_all(tp) return tp .. '${ALL}' end
 local function k_ctr(tp) return tp .. '${COUNTERS}' end
+local function k_ev_last(tp) return tp .. '${TENANT_LAST_EVENT}' end
 local function due_member(T, ds) return T .. '\n' .. ds end
 `;
 
@@ -155,8 +164,16 @@ export class RedisKeys {
   dataSource(dataSource: string): string {
     return `${this.tp}${DATA_SOURCE}${dataSource}`;
   }
+  /** Every live session of the tenant, by expire time: the unfiltered listing's index. */
+  all(): string {
+    return `${this.tp}${ALL}`;
+  }
   counters(): string {
     return `${this.tp}${COUNTERS}`;
+  }
+  /** Id of the tenant's newest event: the one position its watchers may be shown. */
+  lastEvent(): string {
+    return `${this.tp}${TENANT_LAST_EVENT}`;
   }
   /** The global due queue (shared by all tenants). */
   due(): string {

@@ -46,6 +46,29 @@ export function decodeRecord(reply: readonly string[], offset: number): SessionR
   };
 }
 
+/**
+ * Like decodeRecords for listings: a record that does not decode (a field
+ * tampered with in Redis) is left out and reported by its session id, so one
+ * bad record costs that record, not the page. `lastKey` is the listing order
+ * key of the last record of either kind, when it reads: where the next page starts.
+ */
+export function decodeListedRecords(reply: readonly string[], offset: number): { records: SessionRecord[]; unreadable: string[]; lastKey?: { expireTime: number; sessionId: string } } {
+  const records: SessionRecord[] = [];
+  const unreadable: string[] = [];
+  let lastKey: { expireTime: number; sessionId: string } | undefined;
+  for (let i = offset; i + RECORD_WIDTH <= reply.length; i += RECORD_WIDTH) {
+    const sessionId = reply[i + 1] ?? "";
+    const expireTime = Number(reply[i + 7]);
+    lastKey = Number.isSafeInteger(expireTime) ? { expireTime, sessionId } : lastKey;
+    try {
+      records.push(decodeRecord(reply, i));
+    } catch {
+      unreadable.push(sessionId);
+    }
+  }
+  return lastKey === undefined ? { records, unreadable } : { records, unreadable, lastKey };
+}
+
 /** Decodes consecutive records from `offset` to the end of the reply. */
 export function decodeRecords(reply: readonly string[], offset: number): SessionRecord[] {
   const out: SessionRecord[] = [];

@@ -43,13 +43,14 @@ import type {
 } from "../store.js";
 import { checkGuardedCreate, EVENT_LOG_RESET_MESSAGE, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
 import { compareEventIds, parseCursor, ZERO_EVENT_ID } from "../event-id.js";
-import { decodeStreamEntries, entryGeneration } from "./event-codec.js";
+import { decodeStreamBatch, entryGeneration } from "./event-codec.js";
+import { UnreadableListeners, type UnreadableListener } from "../unreadable.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, STORE_FULL_MESSAGE } from "./call-outcome.js";
 import { encodeTenant, eventLogKey, generationKey, RedisKeys } from "./keys.js";
-import { decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
+import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { traceScript } from "./script-tracing.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
@@ -99,6 +100,7 @@ export class RedisStore implements SessionStore {
   private readonly prefix: string;
   private readonly logger: Logger | undefined;
   private readonly expiryListeners = new ExpiryListeners();
+  private readonly unreadableListeners = new UnreadableListeners();
   private readonly onArchiveShortened: RedisStoreOptions["onArchiveShortened"];
   /** Eviction policy and memory state of the server, for readiness and the start check. */
   private readonly memory = new RedisMemoryState();
@@ -154,6 +156,9 @@ export class RedisStore implements SessionStore {
         requestIdKey(input),
         this.limits.maxSessionsPerUser,
         this.limits.sessionsPerUserPolicy,
+        this.limits.maxSessionsPerTenant,
+        this.limits.maxDataSourcesPerTenant,
+        ...(input.requestIdAliases ?? []).map((alias) => requestIdKey({ requestId: alias, ...(input.guard === undefined ? {} : { guard: input.guard }) })),
       ],
       input.guard,
     );
@@ -179,6 +184,7 @@ export class RedisStore implements SessionStore {
         patch.metadata ?? "",
         patch.accessLevel ?? "",
         patch.dataSource ?? "",
+        this.limits.maxDataSourcesPerTenant,
       ],
       guard,
     );
@@ -218,12 +224,10 @@ export class RedisStore implements SessionStore {
       after === undefined ? "" : after.expireTime,
       after === undefined ? "" : after.sessionId,
     ]);
-    const sessions = decodeRecords(reply, 2);
-    const last = sessions[sessions.length - 1];
-    if (reply[1] === "1" && last !== undefined) {
-      return { sessions, next: { expireTime: last.expireTime, sessionId: last.sessionId } };
-    }
-    return { sessions };
+    const { records: sessions, unreadable, lastKey } = decodeListedRecords(reply, 2);
+    const skipped = unreadable.length === 0 ? {} : { unreadable };
+    if (reply[1] === "1" && lastKey !== undefined) return { sessions, next: lastKey, ...skipped };
+    return { sessions, ...skipped };
   }
 
   async setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
@@ -305,16 +309,29 @@ export class RedisStore implements SessionStore {
     });
   }
 
-  async lastEventId(): Promise<string> {
-    const reply = await this.script("logPosition", "", []);
+  async lastEventId(tenant?: string): Promise<string> {
+    const reply = await this.script("logPosition", tenant ?? "", []);
     return reply[1] ?? ZERO_EVENT_ID;
   }
 
   async readEvents(after: string, limit: number): Promise<StoredEvent[]> {
     parseCursor(after);
     if (limit <= 0) return [];
-    const reply: unknown[] = await this.script("readEvents", "", [after, limit]);
-    return decodeStreamEntries(reply[2]);
+    const events: StoredEvent[] = [];
+    // Unreadable entries are skipped, so read on until the page is full or the log ends: a short page means the end.
+    for (let from = after; ; ) {
+      const want = limit - events.length;
+      const reply: unknown[] = await this.script("readEvents", "", [from, want]);
+      const batch = decodeStreamBatch(reply[2]);
+      events.push(...batch.events);
+      this.unreadableListeners.notify(batch.unreadable);
+      if (batch.lastId === undefined || batch.size < want || events.length >= limit) return events;
+      from = batch.lastId;
+    }
+  }
+
+  onUnreadableEvent(listener: UnreadableListener): () => void {
+    return this.unreadableListeners.add(listener);
   }
 
   /**
@@ -327,16 +344,24 @@ export class RedisStore implements SessionStore {
   openEventTail(): EventTail {
     const redis = this.connections.dedicated("events", BLOCK_SLACK_MS);
     const key = eventLogKey(this.prefix);
+    /**
+     * Where the last read ended past unreadable entries: its caller's position
+     * stays at the last event it got, so the next read from that position
+     * continues from here instead of meeting the same entries again.
+     */
+    let skipped: { readonly from: string; readonly to: string } | undefined;
     const generationName = generationKey(this.prefix);
     let generation: string | undefined;
     return {
       read: async (after, limit, blockMs) => {
         parseCursor(after, "after");
+        const from = skipped !== undefined && skipped.from === after ? skipped.to : after;
+        let reply: unknown[];
         try {
           generation ??= (await redis.get(generationName)) ?? "";
-          const reply = (await redis.xread("COUNT", limit, "BLOCK", Math.max(1, blockMs), "STREAMS", key, after)) as unknown;
-          if (!Array.isArray(reply)) return [];
-          const stream = reply[0] as unknown;
+          const raw = (await redis.xread("COUNT", limit, "BLOCK", Math.max(1, blockMs), "STREAMS", key, from)) as unknown;
+          if (!Array.isArray(raw)) return [];
+          const stream = raw[0] as unknown;
           if (!Array.isArray(stream) || !Array.isArray(stream[1])) return [];
           const entries = stream[1] as unknown[];
           for (const entry of entries) {
@@ -347,10 +372,15 @@ export class RedisStore implements SessionStore {
             generation = g;
             if (reset) throw new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
           }
-          return decodeStreamEntries(entries);
+          reply = entries;
         } catch (e) {
           throw toSessionError(e);
         }
+        const batch = decodeStreamBatch(reply);
+        this.unreadableListeners.notify(batch.unreadable);
+        const last = batch.events.at(-1)?.id ?? after;
+        skipped = batch.lastId !== undefined && batch.lastId !== last ? { from: last, to: batch.lastId } : undefined;
+        return batch.events;
       },
       close: () => redis.disconnect(),
     };

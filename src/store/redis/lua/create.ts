@@ -1,32 +1,49 @@
 // Lua source of the create script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const createLua = String.raw`
 -- create: ARGV[OP..] = sessionId, userId, dataSource, level, ttlMs, metadata, requestId,
---   maxSessionsPerUser (0: no cap), sessionsPerUserPolicy ("reject" | "close_oldest")
+--   maxSessionsPerUser (0: no cap), sessionsPerUserPolicy ("reject" | "close_oldest"),
+--   maxSessionsPerTenant (0: no cap), maxDataSourcesPerTenant (0: no cap),
+--   request id aliases (other stored forms of requestId, looked up too), ...
 -- Returns {"ok", created "1"|"0", record..., evicted records...} or
--- {"limit_exceeded", "sessions_per_user"}.
+-- {"limit_exceeded", "sessions_per_user" | "sessions_per_tenant" | "data_sources_per_tenant"}.
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid, uid, ds, level = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3]
 local ttl, meta, rid = tonumber(ARGV[OP + 4]), ARGV[OP + 5], ARGV[OP + 6]
 local max_per_user, per_user_policy = tonumber(ARGV[OP + 7]) or 0, ARGV[OP + 8]
+local max_per_tenant, max_sources = tonumber(ARGV[OP + 9]) or 0, tonumber(ARGV[OP + 10]) or 0
 
 if rid ~= '' then
-  local existing = redis.call('GET', k_req(tp, rid))
-  if existing then
-    -- A live session answers the retry; an ended one has freed the request id.
-    local rec = load_session(tp, T, existing)
-    if rec then return append({ 'ok', '0' }, encode_live(T, existing, rec)) end
+  local names = { rid }
+  for i = OP + 11, #ARGV do names[#names + 1] = ARGV[i] end
+  for _, name in ipairs(names) do
+    local existing = redis.call('GET', k_req(tp, name))
+    if existing then
+      -- A live session answers the retry; an ended one has freed the request id.
+      local rec = load_session(tp, T, existing)
+      if rec then return append({ 'ok', '0' }, encode_live(T, existing, rec)) end
+    end
   end
 end
 
 -- Sessions per user: live sessions only (score > now; due ones do not count).
 -- "close_oldest" closes the oldest by create time (then id) to make room.
 local evicted = {}
+local live, excess = {}, 0
 if max_per_user > 0 then
-  local live = redis.call('ZRANGEBYSCORE', k_user(tp, uid), '(' .. istr(NOW), '+inf')
-  local excess = #live - max_per_user + 1
+  live = redis.call('ZRANGEBYSCORE', k_user(tp, uid), '(' .. istr(NOW), '+inf')
+  excess = #live - max_per_user + 1
+  if excess > 0 and per_user_policy ~= 'close_oldest' then return { 'limit_exceeded', 'sessions_per_user' } end
+end
+-- Tenant caps before anything changes (a refused create writes nothing). Live
+-- sessions here include due ones not yet archived: the cap errs on the safe side.
+if max_per_tenant > 0 then
+  local active = tonumber(redis.call('HGET', k_ctr(tp), 'active')) or 0
+  if active - math.max(excess, 0) >= max_per_tenant then return { 'limit_exceeded', 'sessions_per_tenant' } end
+end
+if not source_fits(tp, ds, max_sources) then return { 'limit_exceeded', 'data_sources_per_tenant' } end
+if max_per_user > 0 then
   if excess > 0 then
-    if per_user_policy ~= 'close_oldest' then return { 'limit_exceeded', 'sessions_per_user' } end
     local cands = {}
     for _, id in ipairs(live) do
       local c = redis.call('HGET', k_rec(tp, id), 'c')

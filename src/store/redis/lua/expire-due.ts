@@ -39,6 +39,7 @@ while done < limit and rounds > 0 do
       -- grace): drop the orphaned entry and count it as expired. Its access-level
       -- gauge cannot be corrected because the record is gone.
       redis.call('ZREM', skey, sid)
+      redis.call('ZREM', k_all(tp), sid)
       ctr_gauge(tp, 'active', -1)
       ctr_incr(tp, 'expired', 1)
       ctr_gauge(tp, 's:' .. ds, -1)

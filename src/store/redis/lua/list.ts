@@ -6,8 +6,8 @@ export const listLua = String.raw`
 -- (expireTime, sessionId) strictly after the cursor.
 --
 -- By user: the user's index (filtering by data source here when both are given).
--- By data source: that index. Unfiltered: a merge of the tenant's data-source
--- indexes, whose names come from the live-count fields "s:<ds>" of the counters.
+-- By data source: that index. Unfiltered: the tenant-wide index. Each reads
+-- about one page of index members (plus ties of the cursor's expire time).
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local uid, ds = ARGV[OP], ARGV[OP + 1]
@@ -27,10 +27,35 @@ local function candidates(zkey, only_ds, need)
   end
   local lo = '(' .. istr(NOW)
   if after_e and after_e > NOW then
-    local ties = redis.call('ZRANGE', zkey, istr(after_e), istr(after_e), 'BYSCORE')
-    for i = 1, #ties do
-      if #out >= need then return out end
-      if ties[i] > after_sid then consider(ties[i], after_e) end
+    -- Members with the cursor's score, after its session id. Where the cursor's
+    -- session is still there with that score, its rank starts the read (bounded
+    -- by the page); otherwise the ties are read in batches, skipping the smaller ids.
+    local start
+    local score = redis.call('ZSCORE', zkey, after_sid)
+    if score and tonumber(score) == after_e then start = redis.call('ZRANK', zkey, after_sid) + 1 end
+    if start then
+      while #out < need do
+        local batch = redis.call('ZRANGE', zkey, start, start + BATCH - 1, 'WITHSCORES')
+        local done = #batch < 2 * BATCH
+        for i = 1, #batch, 2 do
+          if tonumber(batch[i + 1]) ~= after_e then done = true break end
+          if #out >= need then return out end
+          consider(batch[i], after_e)
+        end
+        if done then break end
+        start = start + BATCH
+      end
+    else
+      local offset = 0
+      while #out < need do
+        local ties = redis.call('ZRANGE', zkey, istr(after_e), istr(after_e), 'BYSCORE', 'LIMIT', offset, BATCH)
+        for i = 1, #ties do
+          if #out >= need then return out end
+          if ties[i] > after_sid then consider(ties[i], after_e) end
+        end
+        if #ties < BATCH then break end
+        offset = offset + BATCH
+      end
     end
     lo = '(' .. istr(after_e)
   end
@@ -53,17 +78,7 @@ if uid ~= '' then
 elseif ds ~= '' then
   picked = candidates(k_src(tp, ds), nil, want)
 else
-  picked = {}
-  local fields = redis.call('HKEYS', k_ctr(tp))
-  for i = 1, #fields do
-    if string.sub(fields[i], 1, 2) == 's:' then
-      append(picked, candidates(k_src(tp, string.sub(fields[i], 3)), nil, want))
-    end
-  end
-  table.sort(picked, function(x, y)
-    if x[2] ~= y[2] then return x[2] < y[2] end
-    return x[1] < y[1]
-  end)
+  picked = candidates(k_all(tp), nil, want)
 end
 
 local more = #picked > limit

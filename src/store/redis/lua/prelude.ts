@@ -101,9 +101,23 @@ local function ctr_incr(tp, field, delta)
 end
 
 -- Gauge of live sessions; the field disappears at 0 so maps list only live values.
+-- 'nds' counts the live data sources (the s:<dataSource> fields), so the
+-- per-tenant cap is one HGET, not a walk over the fields.
 local function ctr_gauge(tp, field, delta)
   local v = redis.call('HINCRBY', k_ctr(tp), field, delta)
-  if v <= 0 then redis.call('HDEL', k_ctr(tp), field) end
+  local source = string.sub(field, 1, 2) == 's:'
+  if source and v == delta and delta > 0 then redis.call('HINCRBY', k_ctr(tp), 'nds', 1) end
+  if v <= 0 then
+    redis.call('HDEL', k_ctr(tp), field)
+    if source and v - delta > 0 and redis.call('HINCRBY', k_ctr(tp), 'nds', -1) <= 0 then redis.call('HDEL', k_ctr(tp), 'nds') end
+  end
+end
+
+-- Whether the tenant may gain the live data source 'ds' under the cap (0: none).
+local function source_fits(tp, ds, max_sources)
+  if max_sources <= 0 then return true end
+  if redis.call('HEXISTS', k_ctr(tp), 's:' .. ds) == 1 then return true end
+  return (tonumber(redis.call('HGET', k_ctr(tp), 'nds')) or 0) < max_sources
 end
 
 -- Every key of the session (record, data, request id) expires at expire + grace,
@@ -137,12 +151,16 @@ end
 local function index_add(tp, T, sid, rec)
   index_add_user(tp, sid, rec)
   index_add_source(tp, T, sid, rec)
+  local e = tonumber(rec.e)
+  redis.call('ZADD', k_all(tp), istr(e), sid)
+  expire_at_least(k_all(tp), e + GRACE)
 end
 
 -- The due-queue member is left in place; expire_due corrects it lazily.
 local function index_remove(tp, sid, rec)
   redis.call('ZREM', k_user(tp, rec.u), sid)
   redis.call('ZREM', k_src(tp, rec.d), sid)
+  redis.call('ZREM', k_all(tp), sid)
 end
 
 local function encode(T, sid, h, status, end_time)
@@ -196,9 +214,10 @@ local function emit(T, kind, rec, keys)
     table.sort(keys)
     x = cjson.encode(keys)
   end
-  redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, '*',
+  local id = redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, '*',
     'k', kind, 'T', rec[1], 'i', rec[2], 'u', rec[3], 'd', rec[4], 'l', rec[5], 'c', rec[7],
     'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x, 'g', generation())
+  redis.call('SET', k_ev_last(tenant_prefix(rec[1])), id)
 end
 
 -- Archives the final state (version + 1) and removes the session, its data, its

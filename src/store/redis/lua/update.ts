@@ -1,14 +1,17 @@
 // Lua source of the update script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const updateLua = String.raw`
 -- update: ARGV[OP..] = sessionId, expectedVersion ("" for none),
---   hasMetadata "1"|"0", metadata, accessLevel ("" to keep), dataSource ("" to keep)
--- Returns {"ok", record...} or {"not_found"|"ended"|"version_mismatch"}.
+--   hasMetadata "1"|"0", metadata, accessLevel ("" to keep), dataSource ("" to keep),
+--   maxDataSourcesPerTenant (0: no cap)
+-- Returns {"ok", record...} or {"not_found"|"ended"|"version_mismatch"} or
+-- {"limit_exceeded", "data_sources_per_tenant"}.
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid = ARGV[OP]
 local expected = ARGV[OP + 1]
 local has_meta, meta = ARGV[OP + 2] == '1', ARGV[OP + 3]
 local level, ds = ARGV[OP + 4], ARGV[OP + 5]
+local max_sources = tonumber(ARGV[OP + 6]) or 0
 
 local rec, arch = load_session(tp, T, sid)
 if not rec then
@@ -17,6 +20,7 @@ if not rec then
 end
 if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 if expected ~= '' and tonumber(expected) ~= tonumber(rec.v) then return { 'version_mismatch' } end
+if ds ~= '' and ds ~= rec.d and not source_fits(tp, ds, max_sources) then return { 'limit_exceeded', 'data_sources_per_tenant' } end
 
 local key = k_rec(tp, sid)
 if level ~= '' and level ~= rec.l then
