@@ -36,23 +36,26 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
   return (next) => async (req) => {
     const isSession = req.service.typeName === SessionService.typeName;
     if (!isSession && !protectOps) return next(req);
-    // The pre-dispatch gate (request-gate.ts) already authenticated and authorized this call from its headers.
-    if (req.contextValues.get(PRINCIPAL) !== undefined) return next(req);
     const method = `${req.service.typeName}/${req.method.name}`;
     const peer = req.contextValues.get(PEER);
     const ids = correlationOf(req.contextValues.get(RPC_IDS));
-    const authentication = await authenticator.authenticate({ authorization: req.header.get("authorization"), actAs: req.header.get(ACT_AS_HEADER) }, peer);
-    if (!authentication.ok && authentication.outcome === "unauthenticated") {
-      audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address, ...ids });
-      throw new ConnectError(UNAUTHENTICATED_MESSAGE, Code.Unauthenticated);
+    // The pre-dispatch gate (request-gate.ts) may have authenticated the call and checked its RPC scope from the
+    // headers already; the field scopes below need the message, so they are checked here on every path.
+    let principal = req.contextValues.get(PRINCIPAL);
+    if (principal === undefined) {
+      const authentication = await authenticator.authenticate({ authorization: req.header.get("authorization"), actAs: req.header.get(ACT_AS_HEADER) }, peer);
+      if (!authentication.ok && authentication.outcome === "unauthenticated") {
+        audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address, ...ids });
+        throw new ConnectError(UNAUTHENTICATED_MESSAGE, Code.Unauthenticated);
+      }
+      if (!authentication.ok) {
+        // The refused header's value is not recorded: it is unchecked input.
+        audit.record({ ...identity(authentication.principal), operation: "authorize", method, outcome: authentication.outcome, peer: peer.address, ...ids });
+        throw new ConnectError(authentication.message, authentication.outcome === "permission_denied" ? Code.PermissionDenied : Code.InvalidArgument);
+      }
+      principal = authentication.principal;
+      req.contextValues.set(PRINCIPAL, principal);
     }
-    if (!authentication.ok) {
-      // The refused header's value is not recorded: it is unchecked input.
-      audit.record({ ...identity(authentication.principal), operation: "authorize", method, outcome: authentication.outcome, peer: peer.address, ...ids });
-      throw new ConnectError(authentication.message, authentication.outcome === "permission_denied" ? Code.PermissionDenied : Code.InvalidArgument);
-    }
-    const principal = authentication.principal;
-    req.contextValues.set(PRINCIPAL, principal);
     if (isSession) {
       const { scope } = rpcPolicy(req.method.name);
       // Field scopes bind service principals; a call acting for a user is governed by that user's session levels instead (session/access-policy.ts).
