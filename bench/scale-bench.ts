@@ -25,6 +25,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { runAsBenchMain } from "./child-main.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { durationFromMs, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { createSessionClient, EventType, type SessionClient } from "@sessiond/client";
@@ -231,10 +232,4 @@ export function renderScale(report: ScaleReport): string {
   return lines.join("\n");
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const report = await runScaleBench((line) => process.stdout.write(`${line}\n`));
-  // Run from bench/run.ts (BENCH_CHILD=1), only the JSON line: run.ts renders it.
-  if (process.env["BENCH_CHILD"] !== "1") process.stdout.write(`${renderScale(report)}\n`);
-  process.stdout.write(`${JSON.stringify(report)}\n`);
-  process.exit(report.error === undefined ? 0 : 1);
-}
+await runAsBenchMain(import.meta.url, runScaleBench, renderScale);

@@ -30,6 +30,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { runAsBenchMain } from "./child-main.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
@@ -419,10 +420,4 @@ export function renderWire(report: WireReport): string {
   return lines.join("\n");
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const report = await runWireBench((line) => process.stdout.write(`${line}\n`));
-  // Run from bench/run.ts (BENCH_CHILD=1), only the JSON line: run.ts renders it.
-  if (process.env["BENCH_CHILD"] !== "1") process.stdout.write(`${renderWire(report)}\n`);
-  process.stdout.write(`${JSON.stringify(report)}\n`);
-  process.exit(report.error === undefined ? 0 : 1);
-}
+await runAsBenchMain(import.meta.url, runWireBench, renderWire);
