@@ -13,7 +13,7 @@
  * deadline, then rejects with SessionError("unavailable"). ioredis keeps
  * reconnecting in the background, so the store recovers by itself.
  */
-import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { isSessionError, SessionError } from "../../domain/errors.js";
@@ -42,14 +42,15 @@ import type {
   StoreProblems,
 } from "../store.js";
 import { checkGuardedCreate, EVENT_LOG_RESET_MESSAGE, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
-import { compareEventIds, parseCursor, ZERO_EVENT_ID } from "../event-id.js";
+import { compareEventIds, eventIdTime, maxEventId, parseCursor, ZERO_EVENT_ID } from "../event-id.js";
 import { decodeStreamBatch, entryGeneration } from "./event-codec.js";
 import { UnreadableListeners, type UnreadableListener } from "../unreadable.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, STORE_FULL_MESSAGE } from "./call-outcome.js";
-import { encodeTenant, eventLogKey, generationKey, RedisKeys } from "./keys.js";
+import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys } from "./keys.js";
+import { mergePartitionReads, type PartitionRead } from "./merged-log.js";
 import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { traceScript } from "./script-tracing.js";
@@ -64,6 +65,8 @@ export interface RedisStoreOptions {
   readonly url: string;
   /** Prefix of every key (DEFAULT_KEY_PREFIX in keys.ts is "sd:"). */
   readonly keyPrefix: string;
+  /** Partitions of the key layout (keys.ts; REDIS_PARTITIONS): fixed for the life of a deployment. Default 1. */
+  readonly partitions?: number;
   readonly limits: StoreLimits;
   /** Deadline of one store call, including waiting for a reconnect. */
   readonly commandTimeoutMs: number;
@@ -82,6 +85,14 @@ export interface RedisStoreOptions {
 
 /** Added to the command timeout of a blocking read: the longest BLOCK the event reader asks for. */
 const BLOCK_SLACK_MS = 5000;
+/**
+ * With several partitions the tail polls every partition's log this often
+ * while it waits (a blocking XREAD cannot span hash slots): the added
+ * delivery latency of a watch, against one script per partition per poll.
+ */
+const MERGED_POLL_MS = 25;
+/** Rounds a merged read waits (1 ms each) for a partition's clock to pass entries it holds back. */
+const MERGED_CLOCK_ROUNDS = 200;
 
 type ScriptArg = string | number;
 type ScriptFn = (...args: ScriptArg[]) => Promise<unknown>;
@@ -98,6 +109,11 @@ export class RedisStore implements SessionStore {
   private readonly limits: ResolvedStoreLimits;
   private readonly header: readonly ScriptArg[];
   private readonly prefix: string;
+  private readonly partitions: Partitioning;
+  /** Per partition: the key every script of it declares (KEYS[1]: its hash slot) and its tag. */
+  private readonly anchors: readonly string[];
+  /** Where the next expireDue starts, so that every partition gets its turn. */
+  private nextExpiryPartition = 0;
   private readonly logger: Logger | undefined;
   private readonly expiryListeners = new ExpiryListeners();
   private readonly unreadableListeners = new UnreadableListeners();
@@ -108,6 +124,8 @@ export class RedisStore implements SessionStore {
   constructor(options: RedisStoreOptions) {
     this.timeoutMs = options.commandTimeoutMs;
     this.prefix = options.keyPrefix;
+    this.partitions = new Partitioning(options.partitions ?? 1);
+    this.anchors = this.partitions.tags.map((tag) => generationKey(options.keyPrefix, tag));
     this.logger = options.logger;
     const limits = resolveStoreLimits(options.limits);
     this.limits = limits;
@@ -132,7 +150,7 @@ export class RedisStore implements SessionStore {
     const scripts = {} as Record<ScriptName, ScriptFn>;
     for (const name of Object.keys(sources) as ScriptName[]) {
       const command = `sd_${name}`;
-      this.redis.defineCommand(command, { lua: sources[name], numberOfKeys: 0 });
+      this.redis.defineCommand(command, { lua: sources[name], numberOfKeys: 1 });
       // defineCommand adds a method the static type does not know about.
       const fn = (this.redis as unknown as Record<string, ScriptFn>)[command];
       if (fn === undefined) throw new Error(`ioredis did not define ${command}`);
@@ -143,11 +161,15 @@ export class RedisStore implements SessionStore {
 
   async create(input: CreateSessionInput): Promise<CreateSessionResult> {
     checkGuardedCreate(input);
+    const partition = this.partitions.ofUser(input.tenant, input.userId);
+    const sessionId = input.sessionId ?? this.newSessionId(input.tenant, input.userId);
+    if (this.partitions.ofSession(sessionId) !== partition) throw new Error("the session id is not of its user's partition: take it from newSessionId");
     const reply = await this.script(
       "create",
+      partition,
       input.tenant,
       [
-        input.sessionId ?? randomUUID(),
+        sessionId,
         input.userId,
         input.dataSource,
         input.accessLevel,
@@ -169,13 +191,14 @@ export class RedisStore implements SessionStore {
   }
 
   async get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
-    const reply = await this.script("get", tenant, [sessionId, flag(options.touch), flag(options.includeEnded)], options.guard);
+    const reply = await this.script("get", this.partitions.ofSession(sessionId), tenant, [sessionId, flag(options.touch), flag(options.includeEnded)], options.guard);
     return decodeRecord(reply, 1);
   }
 
   async update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number, guard?: SessionGuard): Promise<SessionRecord> {
     const reply = await this.script(
       "update",
+      this.partitions.ofSession(sessionId),
       tenant,
       [
         sessionId,
@@ -192,7 +215,7 @@ export class RedisStore implements SessionStore {
   }
 
   async extend(tenant: string, sessionId: string, ttlMs: number, guard?: SessionGuard): Promise<SessionRecord> {
-    const reply = await this.script("extend", tenant, [sessionId, ttlMs], guard);
+    const reply = await this.script("extend", this.partitions.ofSession(sessionId), tenant, [sessionId, ttlMs], guard);
     return decodeRecord(reply, 1);
   }
 
@@ -205,48 +228,81 @@ export class RedisStore implements SessionStore {
   async close(tenant: string, sessionId: string, guard?: SessionGuard): Promise<SessionRecord> {
     let reply: string[];
     try {
-      reply = await this.script("close", tenant, [sessionId], guard);
+      reply = await this.script("close", this.partitions.ofSession(sessionId), tenant, [sessionId], guard);
     } catch (error) {
       if (!isStoreFull(error)) throw error;
-      reply = await this.script("close", tenant, [sessionId], guard, true);
+      reply = await this.script("close", this.partitions.ofSession(sessionId), tenant, [sessionId], guard, true);
       this.onArchiveShortened?.();
       this.logger?.warn("redis is out of memory: a session was closed with a shortened archive (no metadata)");
     }
     return decodeRecord(reply, 1);
   }
 
+  /**
+   * A user's listing is one partition's index; any other merges one page from
+   * every partition (keys.ts), ordered by (expireTime, sessionId) as each
+   * partition's index is.
+   */
   async list(tenant: string, filter: ListFilter, limit: number, after?: ListCursor): Promise<ListResult> {
     if (limit <= 0) return { sessions: [] };
-    const reply = await this.script("list", tenant, [
+    const args = [
       filter.userId ?? "",
       filter.dataSource ?? "",
       limit,
       after === undefined ? "" : after.expireTime,
       after === undefined ? "" : after.sessionId,
-    ]);
-    const { records: sessions, unreadable, lastKey } = decodeListedRecords(reply, 2);
+    ];
+    const partitions = filter.userId === undefined ? this.allPartitions() : [this.partitions.ofUser(tenant, filter.userId)];
+    const replies = await Promise.all(partitions.map((p) => this.script("list", p, tenant, args)));
+    if (replies.length === 1) {
+      const reply = replies[0] as string[];
+      const { records: sessions, unreadable, lastKey } = decodeListedRecords(reply, 2);
+      const skipped = unreadable.length === 0 ? {} : { unreadable };
+      if (reply[1] === "1" && lastKey !== undefined) return { sessions, next: lastKey, ...skipped };
+      return { sessions, ...skipped };
+    }
+    const rows: { expireTime: number; sessionId: string; record?: SessionRecord }[] = [];
+    let more = false;
+    for (const reply of replies) {
+      more ||= reply[1] === "1";
+      const { records } = decodeListedRecords(reply, 2);
+      const readable = new Map(records.map((r) => [r.sessionId, r]));
+      for (let i = 2; i + RECORD_WIDTH <= reply.length; i += RECORD_WIDTH) {
+        const sessionId = reply[i + 1] ?? "";
+        const expireTime = Number(reply[i + 7]);
+        if (!Number.isSafeInteger(expireTime)) continue;
+        const record = readable.get(sessionId);
+        rows.push(record === undefined ? { expireTime, sessionId } : { expireTime, sessionId, record });
+      }
+    }
+    rows.sort((a, b) => a.expireTime - b.expireTime || (a.sessionId < b.sessionId ? -1 : a.sessionId > b.sessionId ? 1 : 0));
+    if (rows.length > limit) more = true;
+    const page = rows.slice(0, limit);
+    const sessions = page.flatMap((row) => (row.record === undefined ? [] : [row.record]));
+    const unreadable = page.flatMap((row) => (row.record === undefined ? [row.sessionId] : []));
     const skipped = unreadable.length === 0 ? {} : { unreadable };
-    if (reply[1] === "1" && lastKey !== undefined) return { sessions, next: lastKey, ...skipped };
+    const last = page.at(-1);
+    if (more && last !== undefined) return { sessions, next: { expireTime: last.expireTime, sessionId: last.sessionId }, ...skipped };
     return { sessions, ...skipped };
   }
 
   async setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
-    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes], guard);
+    const reply = await this.script("setData", this.partitions.ofSession(sessionId), tenant, [sessionId, key, value, this.limits.maxDataBytes], guard);
     return { version: Number(reply[1]) };
   }
 
   async getData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<string | undefined> {
-    const reply = await this.script("getData", tenant, [sessionId, key], guard);
+    const reply = await this.script("getData", this.partitions.ofSession(sessionId), tenant, [sessionId, key], guard);
     return reply[1] === "1" ? reply[2] : undefined;
   }
 
   async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
-    const reply = await this.script("deleteData", tenant, [sessionId, key], guard);
+    const reply = await this.script("deleteData", this.partitions.ofSession(sessionId), tenant, [sessionId, key], guard);
     return { deleted: reply[1] === "1", version: Number(reply[2]) };
   }
 
   async listData(tenant: string, sessionId: string, includeValues: boolean, guard?: SessionGuard): Promise<Map<string, string>> {
-    const reply = await this.script("listData", tenant, [sessionId, flag(includeValues)], guard);
+    const reply = await this.script("listData", this.partitions.ofSession(sessionId), tenant, [sessionId, flag(includeValues)], guard);
     const pairs: [string, string][] = [];
     for (let i = 1; i + 1 < reply.length; i += 2) {
       pairs.push([reply[i] as string, reply[i + 1] as string]);
@@ -256,22 +312,26 @@ export class RedisStore implements SessionStore {
   }
 
   async clearData(tenant: string, sessionId: string, guard?: SessionGuard): Promise<ClearDataResult> {
-    const reply = await this.script("clearData", tenant, [sessionId], guard);
+    const reply = await this.script("clearData", this.partitions.ofSession(sessionId), tenant, [sessionId], guard);
     return { deletedCount: Number(reply[1]), version: Number(reply[2]) };
   }
 
+  /** Summed over the partitions (keys.ts). */
   async counters(tenant: string): Promise<SessionCounters> {
-    const key = new RedisKeys(this.prefix, tenant).counters();
-    const fields = await this.call(() => this.redis.hgetall(key));
+    const keys = new RedisKeys(this.prefix, tenant, this.partitions);
+    const all = await Promise.all(this.allPartitions().map((p) => this.call(() => this.redis.hgetall(keys.counters(p)))));
     const byLevel: Partial<Record<"read" | "write" | "admin", number>> = {};
     const bySource: Record<string, number> = {};
-    for (const [field, raw] of Object.entries(fields)) {
-      const n = Number(raw);
+    const sums = new Map<string, number>();
+    for (const fields of all) {
+      for (const [field, raw] of Object.entries(fields)) sums.set(field, (sums.get(field) ?? 0) + Number(raw));
+    }
+    for (const [field, n] of sums) {
       if (n <= 0) continue;
       if (field === "l:read" || field === "l:write" || field === "l:admin") byLevel[field.slice(2) as "read"] = n;
       else if (field.startsWith("s:")) bySource[field.slice(2)] = n;
     }
-    const num = (f: string): number => Number(fields[f] ?? 0);
+    const num = (f: string): number => sums.get(f) ?? 0;
     return {
       total: num("total"),
       active: Math.max(0, num("active")),
@@ -283,18 +343,35 @@ export class RedisStore implements SessionStore {
     };
   }
 
+  /** A random session id in the user's partition (SessionStore.newSessionId). */
+  newSessionId(tenant: string, userId: string): string {
+    return this.partitions.newSessionId(tenant, userId);
+  }
+
+  /** Partition by partition, each in turn first, until the limit is reached. */
   async expireDue(limit: number): Promise<SessionRecord[]> {
     if (limit <= 0) return [];
-    const { reply, now: expiredAt } = await this.runScript("expireDue", "", [limit]);
-    const records = decodeRecords(reply, 1);
-    this.expiryListeners.notify(records.map((record) => ({ record, expiredAt })));
-    return records;
+    const count = this.partitions.count;
+    const first = this.nextExpiryPartition;
+    this.nextExpiryPartition = (first + 1) % count;
+    const out: SessionRecord[] = [];
+    for (let i = 0; i < count && out.length < limit; i++) {
+      const { reply, now: expiredAt } = await this.runScript("expireDue", (first + i) % count, "", [limit - out.length]);
+      const records = decodeRecords(reply, 1);
+      this.expiryListeners.notify(records.map((record) => ({ record, expiredAt })));
+      out.push(...records);
+    }
+    return out;
   }
 
   async nextDue(): Promise<DueInfo> {
-    const reply = await this.script("nextDue", "", []);
-    const dueAt = reply[1] === "" || reply[1] === undefined ? undefined : Number(reply[1]);
-    return { dueAt, now: Number(reply[2]) };
+    let best: DueInfo | undefined;
+    for (const reply of await Promise.all(this.allPartitions().map((p) => this.script("nextDue", p, "", [])))) {
+      const dueAt = reply[1] === "" || reply[1] === undefined ? undefined : Number(reply[1]);
+      const info = { dueAt, now: Number(reply[2]) };
+      if (best === undefined || (dueAt !== undefined && (best.dueAt === undefined || dueAt < best.dueAt))) best = info;
+    }
+    return best as DueInfo;
   }
 
   async watchDue(onDue: (tenant: string, sessionId: string) => void): Promise<DueWatch> {
@@ -309,9 +386,27 @@ export class RedisStore implements SessionStore {
     });
   }
 
+  /**
+   * With several partitions: the largest position of any partition, once every
+   * partition's clock has passed it, so that no partition can still append an
+   * event before it (merged-log.ts).
+   */
   async lastEventId(tenant?: string): Promise<string> {
-    const reply = await this.script("logPosition", tenant ?? "", []);
-    return reply[1] ?? ZERO_EVENT_ID;
+    if (this.partitions.count === 1) {
+      const reply = await this.script("logPosition", 0, tenant ?? "", []);
+      return reply[1] ?? ZERO_EVENT_ID;
+    }
+    for (let round = 0; ; round++) {
+      const replies = await Promise.all(this.allPartitions().map((p) => this.runScript("logPosition", p, tenant ?? "", [])));
+      let last = ZERO_EVENT_ID;
+      let slowest = Number.POSITIVE_INFINITY;
+      for (const { reply, now } of replies) {
+        last = maxEventId(last, reply[1] ?? ZERO_EVENT_ID);
+        slowest = Math.min(slowest, now);
+      }
+      if (slowest > eventIdTime(last) || round >= MERGED_CLOCK_ROUNDS) return last;
+      await sleep(1);
+    }
   }
 
   async readEvents(after: string, limit: number): Promise<StoredEvent[]> {
@@ -319,15 +414,33 @@ export class RedisStore implements SessionStore {
     if (limit <= 0) return [];
     const events: StoredEvent[] = [];
     // Unreadable entries are skipped, so read on until the page is full or the log ends: a short page means the end.
-    for (let from = after; ; ) {
+    for (let from = after, round = 0; ; round++) {
       const want = limit - events.length;
-      const reply: unknown[] = await this.script("readEvents", "", [from, want]);
-      const batch = decodeStreamBatch(reply[2]);
-      events.push(...batch.events);
-      this.unreadableListeners.notify(batch.unreadable);
-      if (batch.lastId === undefined || batch.size < want || events.length >= limit) return events;
-      from = batch.lastId;
+      const page = await this.readMerged(from, want);
+      events.push(...page.events);
+      this.unreadableListeners.notify(page.unreadable);
+      if (events.length >= limit) return events;
+      if (!page.more && (!page.withheld || round >= MERGED_CLOCK_ROUNDS)) return events;
+      if (!page.more) await sleep(1);
+      from = page.position;
     }
+  }
+
+  /** One read of every partition's log after `after`, merged (merged-log.ts); one partition's read as is. */
+  private async readMerged(after: string, limit: number): Promise<ReturnType<typeof mergePartitionReads>> {
+    const reads = await Promise.all(
+      this.allPartitions().map(async (p): Promise<PartitionRead> => {
+        const { reply, now } = await this.runScript("readEvents", p, "", [after, limit]);
+        return { entries: (reply as unknown[])[2], asked: limit, lastAssigned: reply[1] ?? ZERO_EVENT_ID, now };
+      }),
+    );
+    if (reads.length === 1) {
+      const read = reads[0] as PartitionRead;
+      const batch = decodeStreamBatch(read.entries);
+      const more = batch.size >= limit;
+      return { events: batch.events, unreadable: batch.unreadable, position: batch.lastId ?? after, more, withheld: false };
+    }
+    return mergePartitionReads(after, reads, limit);
   }
 
   onUnreadableEvent(listener: UnreadableListener): () => void {
@@ -342,6 +455,7 @@ export class RedisStore implements SessionStore {
    * of a new log as if they followed the old ones.
    */
   openEventTail(): EventTail {
+    if (this.partitions.count > 1) return this.openPolledTail();
     const redis = this.connections.dedicated("events", BLOCK_SLACK_MS);
     const key = eventLogKey(this.prefix);
     /**
@@ -387,6 +501,40 @@ export class RedisStore implements SessionStore {
   }
 
   /**
+   * The tail over several partitions: merged reads (readMerged), polled every
+   * MERGED_POLL_MS while it waits. A partition whose log Redis lost fails the
+   * read with out_of_range (its generation is later than the cursor).
+   */
+  private openPolledTail(): EventTail {
+    let closed = false;
+    let skipped: { readonly from: string; readonly to: string } | undefined;
+    return {
+      read: async (after, limit, blockMs) => {
+        parseCursor(after, "after");
+        const until = Date.now() + blockMs;
+        let from = skipped !== undefined && skipped.from === after ? skipped.to : after;
+        for (;;) {
+          const page = await this.readMerged(from, limit);
+          this.unreadableListeners.notify(page.unreadable);
+          if (page.events.length > 0) {
+            const last = page.events.at(-1)?.id ?? after;
+            skipped = page.position !== last && compareEventIds(page.position, last) > 0 ? { from: last, to: page.position } : undefined;
+            return page.events;
+          }
+          from = page.position;
+          skipped = { from: after, to: from };
+          const wait = Math.min(MERGED_POLL_MS, until - Date.now());
+          if (closed || wait <= 0) return [];
+          if (!page.more) await sleep(page.withheld ? 1 : wait);
+        }
+      },
+      close: () => {
+        closed = true;
+      },
+    };
+  }
+
+  /**
    * Waits (within the command timeout) until every connection is ready, then
    * PINGs the command connection: a store with its event reader or keyspace
    * subscriber still reconnecting cannot serve every request.
@@ -411,6 +559,10 @@ export class RedisStore implements SessionStore {
     return this.expiryListeners.add(listener);
   }
 
+  private allPartitions(): number[] {
+    return Array.from({ length: this.partitions.count }, (_, i) => i);
+  }
+
   async dispose(): Promise<void> {
     this.connections.dispose();
   }
@@ -420,13 +572,13 @@ export class RedisStore implements SessionStore {
    * lazily (see scripts.ts, reply header), then throws the SessionError a
    * non-"ok" status names or returns the body's reply.
    */
-  private async script(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<string[]> {
+  private async script(name: ScriptName, partition: number, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<string[]> {
     try {
-      return (await this.runScript(name, tenant, args, guard, pressure)).reply;
+      return (await this.runScript(name, partition, tenant, args, guard, pressure)).reply;
     } catch (error) {
       // A read that met a due session archives it; on a full Redis that write is refused, so read again under pressure.
       if (pressure || !READS.has(name) || !isStoreFull(error)) throw error;
-      return (await this.runScript(name, tenant, args, guard, true)).reply;
+      return (await this.runScript(name, partition, tenant, args, guard, true)).reply;
     }
   }
 
@@ -435,11 +587,13 @@ export class RedisStore implements SessionStore {
    * `pressure` (Redis refused a write for lack of memory) makes an ending
    * session free its keys before it writes, and keep a shortened archive.
    */
-  private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
+  private async runScript(name: ScriptName, partition: number, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
     const fn = this.scripts[name];
     const guardArgs = guard === undefined ? ["", ""] : [guard.userId, guard.level];
+    const anchor = this.anchors[partition] as string;
+    const tag = this.partitions.tags[partition] as string;
     const full = await traceScript(name, this.server, () =>
-      this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), ...args)),
+      this.call(() => fn(anchor, this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), tag, partition, this.partitions.count, ...args)),
     );
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
