@@ -112,6 +112,11 @@ export class RedisStore implements SessionStore {
   private readonly partitions: Partitioning;
   /** Per partition: the key every script of it declares (KEYS[1]: its hash slot) and its tag. */
   private readonly anchors: readonly string[];
+  /**
+   * With several partitions: every partition's log generation exists before
+   * this store writes (see ensureGenerations).
+   */
+  private generationsReady: Promise<void> | undefined;
   /** Where the next expireDue starts, so that every partition gets its turn. */
   private nextExpiryPartition = 0;
   private readonly logger: Logger | undefined;
@@ -559,6 +564,24 @@ export class RedisStore implements SessionStore {
     return this.expiryListeners.add(listener);
   }
 
+  /**
+   * A generation made later than events of other partitions would turn their
+   * ids into cursors "older than the log" there (read_events), so every
+   * partition's generation is made before the first write (log_position makes
+   * it). One made later means that partition lost its log, which is what the
+   * generation is for.
+   */
+  private async ensureGenerations(): Promise<void> {
+    this.generationsReady ??= Promise.all(this.allPartitions().map((p) => this.runScript("logPosition", p, "", []))).then(
+      () => undefined,
+      (error: unknown) => {
+        this.generationsReady = undefined;
+        throw error;
+      },
+    );
+    await this.generationsReady;
+  }
+
   private allPartitions(): number[] {
     return Array.from({ length: this.partitions.count }, (_, i) => i);
   }
@@ -588,6 +611,7 @@ export class RedisStore implements SessionStore {
    * session free its keys before it writes, and keep a shortened archive.
    */
   private async runScript(name: ScriptName, partition: number, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
+    if (this.partitions.count > 1 && name !== "logPosition") await this.ensureGenerations();
     const fn = this.scripts[name];
     const guardArgs = guard === undefined ? ["", ""] : [guard.userId, guard.level];
     const anchor = this.anchors[partition] as string;
