@@ -6,23 +6,43 @@
  * Commands are never queued on the command connection while Redis is
  * unreachable (enableOfflineQueue: false) and never replayed after a reconnect
  * (autoResendUnfulfilledCommands: false); callers wait for "ready" here instead.
+ *
+ * On a Redis Cluster the command connection is an ioredis Cluster: it routes
+ * each script by its KEYS[1] (the partition's slot, keys.ts), follows MOVED
+ * and ASK, and retries CLUSTERDOWN and TRYAGAIN replies a few times (a
+ * failover or a slot migration in progress) within the call's deadline.
  */
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import type { Logger } from "pino";
 import { SessionError } from "../../domain/errors.js";
 
 /** The connections of a RedisStore, as onConnection names them. */
 export type RedisConnectionName = "store" | "events" | "keyspace";
 
+/** A Redis Cluster: its seed nodes (any subset of the cluster's nodes). */
+export interface RedisClusterTarget {
+  readonly nodes: readonly { readonly host: string; readonly port: number }[];
+  /** Password (and user) for every node, when the cluster requires AUTH. */
+  readonly username?: string;
+  readonly password?: string;
+}
+
+/** The command connection: one Redis, or a Redis Cluster. */
+export type RedisCommandConnection = Redis | Cluster;
+
 export interface RedisConnectionsOptions {
-  /** redis://[user:password@]host:port[/db] */
+  /** redis://[user:password@]host:port[/db]; ignored when cluster is set. */
   readonly url: string;
+  readonly cluster?: RedisClusterTarget | undefined;
   /** Deadline of one store call, including waiting for a reconnect. */
   readonly commandTimeoutMs: number;
   readonly logger?: Logger | undefined;
   /** Called with every connection before it can emit any event (see RedisStoreOptions.onConnection). */
-  readonly onConnection?: ((client: Redis, name: RedisConnectionName) => void) | undefined;
+  readonly onConnection?: ((client: RedisCommandConnection, name: RedisConnectionName) => void) | undefined;
 }
+
+/** How often ioredis retries a command that met CLUSTERDOWN, TRYAGAIN or a failover, and how long it waits between tries. */
+const CLUSTER_RETRY_DELAY_MS = 100;
 
 /**
  * Longest pause between reconnect attempts: bounds how long recovery takes once
@@ -32,7 +52,7 @@ const MAX_RECONNECT_DELAY_MS = 250;
 
 export class RedisConnections {
   /** The shared connection every plain command and script runs on. */
-  readonly command: Redis;
+  readonly command: RedisCommandConnection;
   private readonly timeoutMs: number;
   private readonly logger: Logger | undefined;
   private readonly onConnection: RedisConnectionsOptions["onConnection"];
@@ -47,7 +67,7 @@ export class RedisConnections {
    * reconnecting event reader means watchers hear nothing; a reconnecting
    * subscriber means no expiry hints).
    */
-  private readonly serving = new Set<Redis>();
+  private readonly serving = new Set<RedisCommandConnection>();
   private readonly readinessListeners = new Set<(ready: boolean) => void>();
   /** What readiness listeners were last told. */
   private lastReady: boolean | undefined;
@@ -56,15 +76,36 @@ export class RedisConnections {
     this.timeoutMs = options.commandTimeoutMs;
     this.logger = options.logger;
     this.onConnection = options.onConnection;
-    this.command = new Redis(options.url, {
-      enableOfflineQueue: false,
+    const nodeOptions = {
       autoResendUnfulfilledCommands: false,
       // Reject in-flight commands as soon as the connection drops.
       maxRetriesPerRequest: 0,
       // No commandTimeout: it is a wall-clock timer; RedisStore.call() bounds every command with a loop-aware deadline.
       connectTimeout: Math.max(options.commandTimeoutMs, 1000),
-      retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
-    });
+      retryStrategy: (attempt: number) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
+    };
+    const cluster = options.cluster;
+    this.command =
+      cluster === undefined
+        ? new Redis(options.url, { ...nodeOptions, enableOfflineQueue: false })
+        : new Cluster(
+            cluster.nodes.map((n) => ({ host: n.host, port: n.port })),
+            {
+              enableOfflineQueue: false,
+              // Every script writes; replicas lag (asynchronous replication), so reads go to primaries too.
+              scaleReads: "master",
+              clusterRetryStrategy: (attempt: number) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
+              retryDelayOnFailover: CLUSTER_RETRY_DELAY_MS,
+              retryDelayOnClusterDown: CLUSTER_RETRY_DELAY_MS,
+              retryDelayOnTryAgain: CLUSTER_RETRY_DELAY_MS,
+              slotsRefreshTimeout: Math.max(options.commandTimeoutMs, 1000),
+              redisOptions: {
+                ...nodeOptions,
+                ...(cluster.username === undefined ? {} : { username: cluster.username }),
+                ...(cluster.password === undefined ? {} : { password: cluster.password }),
+              },
+            },
+          );
     this.track(this.command, "store");
     this.command.on("ready", () => {
       if (!this.connected) this.logger?.info("redis store connected");
@@ -128,6 +169,7 @@ export class RedisConnections {
    * reconnect, bounded by the command timeout plus `slackMs` (a BLOCK's own wait).
    */
   dedicated(purpose: Exclude<RedisConnectionName, "store">, slackMs = 0): Redis {
+    if (this.command instanceof Cluster) throw new Error("a Redis Cluster has no single dedicated connection: open one per node");
     const redis = this.command.duplicate({
       enableOfflineQueue: true,
       // The event reader's XREAD must fail the moment its connection drops, so the
@@ -156,7 +198,7 @@ export class RedisConnections {
    * Hands a new connection to onConnection and follows its state for
    * readiness, until it ends (closed on purpose: disconnect() with no retry).
    */
-  private track(redis: Redis, name: RedisConnectionName): void {
+  private track(redis: RedisCommandConnection, name: RedisConnectionName): void {
     this.onConnection?.(redis, name);
     this.serving.add(redis);
     const changed = (): void => this.readinessChanged();
@@ -181,7 +223,7 @@ export class RedisConnections {
 }
 
 /** Resolves once the connection is ready; rejects with unavailable at the deadline. */
-function waitForReady(redis: Redis, deadline: number): Promise<void> {
+function waitForReady(redis: RedisCommandConnection, deadline: number): Promise<void> {
   if (redis.status === "ready") return Promise.resolve();
   return new Promise((resolve, reject) => {
     const onReady = (): void => {

@@ -14,7 +14,7 @@
  * reconnecting in the background, so the store recovers by itself.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Redis } from "ioredis";
+import { Cluster } from "ioredis";
 import type { Logger } from "pino";
 import { isSessionError, SessionError } from "../../domain/errors.js";
 import type { SessionRecord } from "../../domain/model.js";
@@ -55,16 +55,19 @@ import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { traceScript } from "./script-tracing.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
-import { RedisConnections, type RedisConnectionName } from "./connections.js";
+import { RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName } from "./connections.js";
+import { watchClusterShadowKeyExpiry } from "./cluster-keyspace.js";
 import { RedisMemoryState } from "./memory-state.js";
 
-export type { RedisConnectionName } from "./connections.js";
+export type { RedisClusterTarget, RedisCommandConnection, RedisConnectionName } from "./connections.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:password@]host:port[/db] */
   readonly url: string;
   /** Prefix of every key (DEFAULT_KEY_PREFIX in keys.ts is "sd:"). */
   readonly keyPrefix: string;
+  /** A Redis Cluster to run on instead of `url` (REDIS_CLUSTER_NODES); needs partitions > 1. */
+  readonly cluster?: RedisClusterTarget;
   /** Partitions of the key layout (keys.ts; REDIS_PARTITIONS): fixed for the life of a deployment. Default 1. */
   readonly partitions?: number;
   readonly limits: StoreLimits;
@@ -78,7 +81,7 @@ export interface RedisStoreOptions {
    * ("store", "events", "keyspace"). The app uses it to count errors and
    * reconnects (metrics), so the store itself knows nothing of observability.
    */
-  readonly onConnection?: (client: Redis, name: RedisConnectionName) => void;
+  readonly onConnection?: (client: RedisCommandConnection, name: RedisConnectionName) => void;
   /** Called when Redis was out of memory and a close kept a shortened archive (for a metric). */
   readonly onArchiveShortened?: () => void;
 }
@@ -101,7 +104,7 @@ export class RedisStore implements SessionStore {
   readonly kind = "redis";
   private readonly connections: RedisConnections;
   /** The shared command connection (connections.command). */
-  private readonly redis: Redis;
+  private readonly redis: RedisCommandConnection;
   /** Where the store's connection goes, for trace attributes. */
   private readonly server: { host: string; port: number } | undefined;
   private readonly scripts: Record<ScriptName, ScriptFn>;
@@ -141,14 +144,17 @@ export class RedisStore implements SessionStore {
       limits.eventRetentionCount,
       limits.eventRetentionMs,
     ];
+    if (options.cluster !== undefined && this.partitions.count < 2) throw new Error("a Redis Cluster needs at least 2 partitions (keys.ts)");
     this.connections = new RedisConnections({
       url: options.url,
+      cluster: options.cluster,
       commandTimeoutMs: options.commandTimeoutMs,
       logger: options.logger,
       onConnection: options.onConnection,
     });
     this.redis = this.connections.command;
-    this.server = { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 };
+    const seed = options.cluster?.nodes[0];
+    this.server = seed ?? (this.redis instanceof Cluster ? undefined : { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 });
     this.onArchiveShortened = options.onArchiveShortened;
 
     const sources = scriptSources();
@@ -381,6 +387,14 @@ export class RedisStore implements SessionStore {
 
   async watchDue(onDue: (tenant: string, sessionId: string) => void): Promise<DueWatch> {
     await this.ping();
+    if (this.redis instanceof Cluster) {
+      return watchClusterShadowKeyExpiry({
+        cluster: this.redis,
+        keyPrefix: this.prefix,
+        onDue,
+        ...(this.logger === undefined ? {} : { logger: this.logger }),
+      });
+    }
     return watchShadowKeyExpiry({
       command: this.redis,
       subscriber: this.connections.dedicated("keyspace"),
@@ -460,7 +474,7 @@ export class RedisStore implements SessionStore {
    * of a new log as if they followed the old ones.
    */
   openEventTail(): EventTail {
-    if (this.partitions.count > 1) return this.openPolledTail();
+    if (this.partitions.count > 1 || this.redis instanceof Cluster) return this.openPolledTail();
     const redis = this.connections.dedicated("events", BLOCK_SLACK_MS);
     const key = eventLogKey(this.prefix);
     /**
