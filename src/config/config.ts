@@ -84,6 +84,10 @@ export interface Config {
   readonly port: number;
   /** Absent: the in-process MemoryStore is used and nothing is persisted. */
   readonly redisUrl: string | undefined;
+  /** A Redis Cluster's seed nodes (REDIS_CLUSTER_NODES), set instead of redisUrl. */
+  readonly redisCluster: { readonly nodes: readonly { readonly host: string; readonly port: number }[] } | undefined;
+  /** Partitions of the Redis key layout (src/store/redis/keys.ts): 1 on one Redis, 16 by default on a cluster. */
+  readonly redisPartitions: number;
   readonly keyPrefix: string;
   /** The tenant every call acts on until authentication is configured. */
   readonly defaultTenant: string;
@@ -230,6 +234,12 @@ export const SETTINGS: readonly Setting[] = [
   { env: "HOST", default: "127.0.0.1", description: "Address to listen on" },
   { env: "PORT", default: "8080", description: "Port for gRPC, gRPC-Web and Connect (HTTP/1.1 and h2c)" },
   { env: "REDIS_URL", default: "", description: "Redis URL (redis://host:port/db); empty: in-process store, nothing persisted" },
+  { env: "REDIS_CLUSTER_NODES", default: "", description: "Redis Cluster seed nodes, host:port,host:port,... (any of its nodes); set instead of REDIS_URL" },
+  {
+    env: "REDIS_PARTITIONS",
+    default: "",
+    description: "Partitions of the Redis key layout, 1 to 1024, fixed for the life of the data; empty: 1 with REDIS_URL, 16 with REDIS_CLUSTER_NODES (at least 2 there)",
+  },
   { env: "KEY_PREFIX", default: "sd:", description: "Prefix of every Redis key" },
   { env: "DEFAULT_TENANT", default: "default", description: "Tenant of every call until authentication is configured" },
   { env: "SESSION_TTL_DEFAULT", default: "1h", description: "TTL of a session created without one" },
@@ -431,6 +441,9 @@ function readConfig(r: Reader): Config {
     // The URL is not echoed: it may carry a password.
     r.fail("REDIS_URL must start with redis:// or rediss://");
   }
+  const redisCluster = clusterNodes(r);
+  if (redisCluster !== undefined && redisUrl !== "") r.fail("REDIS_URL and REDIS_CLUSTER_NODES are alternatives: set one");
+  const redisPartitions = partitions(r, redisCluster !== undefined);
   const tenant = r.raw("DEFAULT_TENANT");
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(tenant)) {
     r.fail(`DEFAULT_TENANT=${JSON.stringify(tenant)} must be 1-64 letters, digits, '_' or '-'`);
@@ -482,6 +495,8 @@ function readConfig(r: Reader): Config {
     host: r.raw("HOST"),
     port: r.integer("PORT", 0, 65535),
     redisUrl: redisUrl === "" ? undefined : redisUrl,
+    redisCluster,
+    redisPartitions,
     keyPrefix: r.raw("KEY_PREFIX"),
     defaultTenant: tenant,
     ttl,
@@ -503,16 +518,16 @@ function readConfig(r: Reader): Config {
     tracing: tracingConfig(r),
     shutdownTimeoutMs: r.duration("SHUTDOWN_TIMEOUT", 100),
     shutdownDelayMs: r.duration("SHUTDOWN_DELAY", 0),
-    workers: workers(r, redisUrl),
+    workers: workers(r, redisCluster === undefined ? redisUrl : "cluster"),
     tls: certFile === "" ? undefined : { certFile, keyFile },
     auth: authConfig(r),
     encryption: encryptionConfig(r),
     auditLog: r.raw("AUDIT_LOG"),
-    archiveDatabase: archiveDatabaseConfig(r, redisUrl !== ""),
+    archiveDatabase: archiveDatabaseConfig(r, redisUrl !== "", redisCluster !== undefined),
   };
 }
 
-function archiveDatabaseConfig(r: Reader, redis: boolean): ArchiveDatabaseConfig | undefined {
+function archiveDatabaseConfig(r: Reader, redis: boolean, cluster: boolean): ArchiveDatabaseConfig | undefined {
   const url = r.optional("ARCHIVE_DATABASE_URL");
   const passwordFile = r.optional("ARCHIVE_DATABASE_PASSWORD_FILE");
   if (url === undefined) {
@@ -529,7 +544,9 @@ function archiveDatabaseConfig(r: Reader, redis: boolean): ArchiveDatabaseConfig
   if (parsed === undefined || (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") || parsed.hostname === "") {
     r.fail("ARCHIVE_DATABASE_URL must be a postgres:// or postgresql:// URL with a host");
   }
-  if (!redis) {
+  if (cluster) {
+    r.fail("ARCHIVE_DATABASE_URL is not available with REDIS_CLUSTER_NODES yet: the archive sink reads one event log, a cluster has one per partition");
+  } else if (!redis) {
     r.fail("ARCHIVE_DATABASE_URL needs REDIS_URL: the archive sink reads the Redis event log through a consumer group");
   }
   return {
@@ -592,6 +609,35 @@ function edgeConfig(r: Reader): EdgeConfig {
     r.fail(`MAX_STREAMS_PER_CONNECTION (${edge.maxStreamsPerConnection}) must not exceed MAX_STREAMS (${edge.maxStreams})`);
   }
   return edge;
+}
+
+/** REDIS_CLUSTER_NODES: host:port pairs (IPv6 hosts in brackets); undefined when unset. */
+function clusterNodes(r: Reader): { nodes: { host: string; port: number }[] } | undefined {
+  const text = r.raw("REDIS_CLUSTER_NODES").trim();
+  if (text === "") return undefined;
+  const nodes: { host: string; port: number }[] = [];
+  for (const item of text.split(",")) {
+    const match = /^\s*(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})\s*$/.exec(item);
+    const port = Number(match?.[2]);
+    if (match === null || port < 1 || port > 65535) {
+      r.fail("REDIS_CLUSTER_NODES must be host:port pairs separated by commas (e.g. 10.0.0.1:7000,10.0.0.2:7000)");
+      return undefined;
+    }
+    nodes.push({ host: (match[1] as string).replace(/^\[|\]$/g, ""), port });
+  }
+  return { nodes };
+}
+
+/** Upper bound of REDIS_PARTITIONS (MAX_PARTITIONS in src/store/redis/keys.ts). */
+const MAX_REDIS_PARTITIONS = 1024;
+/** REDIS_PARTITIONS on a cluster when unset: a few partitions per primary for clusters of up to about eight primaries. */
+const DEFAULT_CLUSTER_PARTITIONS = 16;
+
+function partitions(r: Reader, cluster: boolean): number {
+  if (r.raw("REDIS_PARTITIONS").trim() === "") return cluster ? DEFAULT_CLUSTER_PARTITIONS : 1;
+  const n = r.integer("REDIS_PARTITIONS", 1, MAX_REDIS_PARTITIONS);
+  if (cluster && n < 2) r.fail("REDIS_PARTITIONS must be at least 2 with REDIS_CLUSTER_NODES: one partition is one hash slot, on one primary");
+  return n;
 }
 
 /** Most worker processes: far beyond any core count we run on, low enough to stop a typo. */

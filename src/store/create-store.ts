@@ -1,5 +1,6 @@
 /**
- * Chooses the store from the configuration: Redis when REDIS_URL is set, else
+ * Chooses the store from the configuration: Redis when REDIS_URL or
+ * REDIS_CLUSTER_NODES is set, else
  * the in-process MemoryStore, which is for development and tests only.
  */
 import type { Logger } from "pino";
@@ -33,9 +34,11 @@ export interface CreateStoreHooks {
 
 export function createStore(config: Config, logger: Logger, hooks: CreateStoreHooks = {}): SessionStore {
   const limits = storeLimits(config);
-  if (config.redisUrl !== undefined) {
+  if (config.redisUrl !== undefined || config.redisCluster !== undefined) {
     return new RedisStore({
-      url: config.redisUrl,
+      url: config.redisUrl ?? "",
+      ...(config.redisCluster === undefined ? {} : { cluster: config.redisCluster }),
+      partitions: config.redisPartitions,
       keyPrefix: config.keyPrefix,
       limits,
       commandTimeoutMs: config.redisCommandTimeoutMs,
