@@ -48,7 +48,7 @@ import { UnreadableListeners, type UnreadableListener } from "../unreadable.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
 import { scriptError, toSessionError } from "./errors.js";
-import { classifyFailure, deadlineExceeded, isOutOfMemory, STORE_FULL_MESSAGE } from "./call-outcome.js";
+import { classifyFailure, deadlineExceeded, isOutOfMemory, isSlotInMotion, STORE_FULL_MESSAGE } from "./call-outcome.js";
 import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys } from "./keys.js";
 import { mergePartitionReads, type PartitionRead } from "./merged-log.js";
 import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
@@ -664,7 +664,7 @@ export class RedisStore implements SessionStore {
     try {
       await this.connections.waitReady(deadline);
       sent = true;
-      const pending = command();
+      const pending = untilSlotSettles(command, deadline);
       const remaining = Math.max(0, deadline - Date.now());
       const expired = new Promise<never>((_, reject) => {
         // Counts time the reply could have been read, not time this process was busy (loop-aware-deadline.ts).
@@ -678,6 +678,21 @@ export class RedisStore implements SessionStore {
       throw classifyFailure(e, sent);
     } finally {
       timer?.cancel();
+    }
+  }
+}
+
+/** How long a script refused because its slot is moving waits before it is sent again. */
+const SLOT_RETRY_MS = 50;
+
+/** Sends the command again while the cluster refuses it before any write (isSlotInMotion), until the deadline. */
+async function untilSlotSettles<T>(command: () => Promise<T>, deadline: number): Promise<T> {
+  for (;;) {
+    try {
+      return await command();
+    } catch (error) {
+      if (!isSlotInMotion(error) || Date.now() + SLOT_RETRY_MS >= deadline) throw error;
+      await sleep(SLOT_RETRY_MS);
     }
   }
 }
