@@ -50,6 +50,7 @@ import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, isSlotInMotion, STORE_FULL_MESSAGE } from "./call-outcome.js";
 import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys } from "./keys.js";
+import { DueHeads } from "./due-heads.js";
 import { mergePartitionReads, type PartitionRead } from "./merged-log.js";
 import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
@@ -120,6 +121,8 @@ export class RedisStore implements SessionStore {
    * this store writes (see ensureGenerations).
    */
   private generationsReady: Promise<void> | undefined;
+  /** The due queues' heads as last read (several partitions, see due-heads.ts). */
+  private readonly dueHeads: DueHeads;
   /** Where the next expireDue starts, so that every partition gets its turn. */
   private nextExpiryPartition = 0;
   private readonly logger: Logger | undefined;
@@ -133,6 +136,7 @@ export class RedisStore implements SessionStore {
     this.timeoutMs = options.commandTimeoutMs;
     this.prefix = options.keyPrefix;
     this.partitions = new Partitioning(options.partitions ?? 1);
+    this.dueHeads = new DueHeads(this.partitions.count);
     this.anchors = this.partitions.tags.map((tag) => generationKey(options.keyPrefix, tag));
     this.logger = options.logger;
     const limits = resolveStoreLimits(options.limits);
@@ -359,30 +363,54 @@ export class RedisStore implements SessionStore {
     return this.partitions.newSessionId(tenant, userId);
   }
 
-  /** Partition by partition, each in turn first, until the limit is reached. */
+  /**
+   * Every partition at once, each with its share of the limit (one round
+   * trip); then, while the limit is not reached, partition by partition those
+   * that filled their share or had none. Fewer than `limit` sessions means
+   * nothing more is due.
+   */
   async expireDue(limit: number): Promise<SessionRecord[]> {
     if (limit <= 0) return [];
     const count = this.partitions.count;
     const first = this.nextExpiryPartition;
     this.nextExpiryPartition = (first + 1) % count;
+    // The partitions known to have something due (nextDue just read every head), else every one.
+    const known = count === 1 ? undefined : this.dueHeads.due(Date.now());
+    const order = (known ?? this.allPartitions()).map((_, i, all) => all[(first + i) % all.length] as number);
+    if (order.length === 0) return [];
+    const share = (i: number): number => Math.floor(limit / order.length) + (i < limit % order.length ? 1 : 0);
     const out: SessionRecord[] = [];
-    for (let i = 0; i < count && out.length < limit; i++) {
-      const { reply, now: expiredAt } = await this.runScript("expireDue", (first + i) % count, "", [limit - out.length]);
+    const expire = async (partition: number, n: number): Promise<SessionRecord[]> => {
+      const { reply, now: expiredAt } = await this.runScript("expireDue", partition, "", [n]);
+      this.dueHeads.invalidate(partition);
       const records = decodeRecords(reply, 1);
       this.expiryListeners.notify(records.map((record) => ({ record, expiredAt })));
-      out.push(...records);
+      return records;
+    };
+    const wave = await Promise.all(order.map((p, i) => (share(i) > 0 ? expire(p, share(i)) : Promise.resolve(undefined))));
+    const again: number[] = [];
+    wave.forEach((records, i) => {
+      if (records !== undefined) out.push(...records);
+      if (records === undefined || records.length >= share(i)) again.push(order[i] as number);
+    });
+    for (const partition of again) {
+      if (out.length >= limit) break;
+      out.push(...(await expire(partition, limit - out.length)));
     }
     return out;
   }
 
+  /** With several partitions: the earliest head, reading again only the heads that may have changed (due-heads.ts). */
   async nextDue(): Promise<DueInfo> {
-    let best: DueInfo | undefined;
-    for (const reply of await Promise.all(this.allPartitions().map((p) => this.script("nextDue", p, "", [])))) {
-      const dueAt = reply[1] === "" || reply[1] === undefined ? undefined : Number(reply[1]);
-      const info = { dueAt, now: Number(reply[2]) };
-      if (best === undefined || (dueAt !== undefined && (best.dueAt === undefined || dueAt < best.dueAt))) best = info;
-    }
-    return best as DueInfo;
+    const read = async (p: number): Promise<DueInfo> => {
+      const reply = await this.script("nextDue", p, "", []);
+      const info = { dueAt: reply[1] === "" || reply[1] === undefined ? undefined : Number(reply[1]), now: Number(reply[2]) };
+      this.dueHeads.set(p, info.dueAt, info.now, Date.now());
+      return info;
+    };
+    if (this.partitions.count === 1) return read(0);
+    await Promise.all(this.dueHeads.stale(Date.now()).map(read));
+    return this.dueHeads.earliest(Date.now());
   }
 
   async watchDue(onDue: (tenant: string, sessionId: string) => void): Promise<DueWatch> {
@@ -527,13 +555,27 @@ export class RedisStore implements SessionStore {
   private openPolledTail(): EventTail {
     let closed = false;
     let skipped: { readonly from: string; readonly to: string } | undefined;
+    /** When the last round started, and whether it left more to read at once (a backlog, or entries held back by a clock). */
+    let lastRound = 0;
+    let hurry: "more" | "withheld" | undefined;
     return {
       read: async (after, limit, blockMs) => {
         parseCursor(after, "after");
         const until = Date.now() + blockMs;
         let from = skipped !== undefined && skipped.from === after ? skipped.to : after;
         for (;;) {
+          // One round per MERGED_POLL_MS, whether the last one found events or not: its cost is one script per partition.
+          const pause = hurry === "more" ? 0 : hurry === "withheld" ? 1 : lastRound + MERGED_POLL_MS - Date.now();
+          if (pause > 0) {
+            if (closed || Date.now() + pause > until) {
+              await sleep(Math.max(0, until - Date.now()));
+              return [];
+            }
+            await sleep(pause);
+          }
+          lastRound = Date.now();
           const page = await this.readMerged(from, limit);
+          hurry = page.more ? "more" : page.withheld ? "withheld" : undefined;
           this.unreadableListeners.notify(page.unreadable);
           if (page.events.length > 0) {
             const last = page.events.at(-1)?.id ?? after;
@@ -542,9 +584,7 @@ export class RedisStore implements SessionStore {
           }
           from = page.position;
           skipped = { from: after, to: from };
-          const wait = Math.min(MERGED_POLL_MS, until - Date.now());
-          if (closed || wait <= 0) return [];
-          if (!page.more) await sleep(page.withheld ? 1 : wait);
+          if (closed || Date.now() >= until) return [];
         }
       },
       close: () => {
@@ -637,6 +677,7 @@ export class RedisStore implements SessionStore {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
     }
     const now = Number(full[0]);
+    if (LOWERS_DUE.has(name)) this.dueHeads.invalidate(partition);
     const lazyCount = Number(full[1]);
     const bodyAt = REPLY_HEADER_WIDTH + lazyCount * RECORD_WIDTH;
     // Before the status check: an extend that met a due session archived it, then answered "ended".
@@ -681,6 +722,9 @@ export class RedisStore implements SessionStore {
     }
   }
 }
+
+/** Scripts that can add an earlier member to their partition's due queue. */
+const LOWERS_DUE: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "extend", "update"]);
 
 /** How long a script refused because its slot is moving waits before it is sent again. */
 const SLOT_RETRY_MS = 50;
