@@ -106,13 +106,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     await store.dispose();
     throw error;
   });
-  // Config guarantees REDIS_URL with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
+  // Config guarantees REDIS_URL or REDIS_CLUSTER_NODES with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
   const archive =
-    config.archiveDatabase === undefined || config.redisUrl === undefined
+    config.archiveDatabase === undefined || (config.redisUrl === undefined && config.redisCluster === undefined)
       ? undefined
       : createArchive({
           database: config.archiveDatabase,
-          redisUrl: config.redisUrl,
+          redisUrl: config.redisUrl ?? "",
+          ...(config.redisCluster === undefined ? {} : { redisCluster: { nodes: config.redisCluster.nodes, partitions: config.redisPartitions } }),
           keyPrefix: config.keyPrefix,
           redisCommandTimeoutMs: config.redisCommandTimeoutMs,
           logger: logger.child({ component: "archive" }),

@@ -14,6 +14,7 @@ import { keySlot, Partitioning } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import type { StoredEvent } from "../src/store/store.js";
 import { useRedisCluster } from "./support/redis-cluster.js";
+import { PartitionedEventGroup } from "../src/archive/partitioned-event-group.js";
 
 const cluster = useRedisCluster({ primaries: 3, replicas: 1, nodeTimeoutMs: 1000 });
 const PARTITIONS = 16;
@@ -110,6 +111,46 @@ describe("RedisStore on a Redis Cluster under faults", () => {
       assert.deepEqual((await a.readEvents(start, 1000)).map((e) => e.id), seen.map((e) => e.id), "readEvents and the tail agree");
     } finally {
       await Promise.all([a.dispose(), b.dispose()]);
+    }
+  });
+
+  it("the archive's consumer groups (one per partition) hand every event to exactly one of two replicas, a dead one's taken over", async () => {
+    const store = openStore("ag:");
+    const nodes = cluster().nodes.map((n) => ({ host: "127.0.0.1", port: n.port }));
+    const group = (consumer: string): PartitionedEventGroup =>
+      new PartitionedEventGroup({ nodes, partitions: PARTITIONS, keyPrefix: "ag:", group: "archive", consumer, commandTimeoutMs: 3000 });
+    const [dead, a, b] = [group("dead"), group("a"), group("b")];
+    try {
+      await store.lastEventId();
+      await dead.ensureGroup();
+      await Promise.all([a.ensureGroup(), b.ensureGroup()]);
+      for (let i = 0; i < 120; i++) await store.create({ tenant: "t", userId: `u-${i % 30}`, dataSource: "d", accessLevel: "read", ttlMs: 60_000, metadata: "{}", requestId: "" });
+      const all = new Set((await store.readEvents("0-0", 1000)).map((e) => e.id));
+      assert.equal(all.size, 120);
+      // "dead" takes some entries and never acknowledges them.
+      const orphaned = await dead.readNew(20, 10);
+      assert.ok(orphaned.length > 0);
+      // Idle long enough to be taken over; a live replica acknowledges far sooner than CLAIM_IDLE_MS.
+      const CLAIM_IDLE_MS = 2000;
+      await sleep(CLAIM_IDLE_MS + 100);
+      const acked: string[] = [];
+      const drain = async (g: PartitionedEventGroup): Promise<void> => {
+        for (let round = 0; round < 200 && acked.length < all.size; round++) {
+          const entries = [...(await g.readNew(25, 20)), ...(await g.claimIdle(CLAIM_IDLE_MS, 25, "0-0")).entries];
+          await g.ack(entries.map((e) => e.id));
+          acked.push(...entries.map((e) => e.id));
+          if (entries.length === 0) await sleep(50);
+        }
+      };
+      await Promise.all([drain(a), drain(b)]);
+      assert.equal(new Set(acked).size, acked.length, "no entry acknowledged twice");
+      assert.deepEqual(new Set(acked), all, "every event reached one replica, the dead one's included");
+      const stats = await a.stats();
+      assert.equal(stats?.pending, 0);
+      assert.equal(stats?.undelivered, 0);
+    } finally {
+      for (const g of [dead, a, b]) g.close();
+      await store.dispose();
     }
   });
 

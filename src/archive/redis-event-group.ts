@@ -11,7 +11,7 @@
  * An entry trimmed before it was acknowledged comes back without its fields
  * and is reported as lost.
  */
-import { Redis } from "ioredis";
+import { Redis, type Cluster } from "ioredis";
 import type { Logger } from "pino";
 import { compareEventIds } from "../store/event-id.js";
 import { decodeStreamEntry } from "../store/redis/event-codec.js";
@@ -31,6 +31,11 @@ export interface RedisEventGroupOptions {
   readonly logger?: Logger;
   /** Called with the connection before it emits anything (metrics). */
   readonly onConnection?: (client: Redis) => void;
+  /**
+   * One partition's log on a connection the caller owns (a Redis Cluster, see
+   * partitioned-event-group.ts) instead of a connection of its own to `url`.
+   */
+  readonly stream?: { readonly connection: Redis | Cluster; readonly key: string };
 }
 
 /** One delivered entry: its event, or why there is none. */
@@ -59,16 +64,23 @@ export interface GroupStats {
 }
 
 export class RedisEventGroup {
-  private readonly redis: Redis;
+  private readonly redis: Redis | Cluster;
+  /** Whether close() leaves the connection to its owner. */
+  private readonly shared: boolean;
   private readonly key: string;
   private readonly group: string;
   private readonly consumer: string;
 
   constructor(options: RedisEventGroupOptions) {
-    this.key = new RedisKeys(options.keyPrefix, "").events();
+    this.key = options.stream?.key ?? new RedisKeys(options.keyPrefix, "").events();
     this.group = options.group;
     this.consumer = options.consumer;
-    this.redis = new Redis(options.url, {
+    this.shared = options.stream !== undefined;
+    if (options.stream !== undefined) {
+      this.redis = options.stream.connection;
+      return;
+    }
+    const redis = new Redis(options.url, {
       // Commands wait for a reconnect (bounded by commandTimeout) instead of failing at once.
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,
@@ -78,8 +90,9 @@ export class RedisEventGroup {
       retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1000),
       lazyConnect: true,
     });
-    options.onConnection?.(this.redis);
-    this.redis.on("error", (err: Error) => options.logger?.debug({ err: err.message }, "archive redis connection error"));
+    this.redis = redis;
+    options.onConnection?.(redis);
+    redis.on("error", (err: Error) => options.logger?.debug({ err: err.message }, "archive redis connection error"));
   }
 
   /**
@@ -107,6 +120,12 @@ export class RedisEventGroup {
   /** New entries for this consumer, waiting up to blockMs for the first. */
   async readNew(count: number, blockMs: number): Promise<GroupEntry[]> {
     const reply = await this.redis.call("XREADGROUP", "GROUP", this.group, this.consumer, "COUNT", count, "BLOCK", Math.max(1, blockMs), "STREAMS", this.key, ">");
+    return entriesOf(reply);
+  }
+
+  /** New entries for this consumer, without waiting. */
+  async readNewNow(count: number): Promise<GroupEntry[]> {
+    const reply = await this.redis.call("XREADGROUP", "GROUP", this.group, this.consumer, "COUNT", count, "STREAMS", this.key, ">");
     return entriesOf(reply);
   }
 
@@ -191,7 +210,7 @@ export class RedisEventGroup {
   }
 
   close(): void {
-    this.redis.disconnect();
+    if (!this.shared) this.redis.disconnect();
   }
 }
 

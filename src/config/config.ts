@@ -544,10 +544,8 @@ function archiveDatabaseConfig(r: Reader, redis: boolean, cluster: boolean): Arc
   if (parsed === undefined || (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") || parsed.hostname === "") {
     r.fail("ARCHIVE_DATABASE_URL must be a postgres:// or postgresql:// URL with a host");
   }
-  if (cluster) {
-    r.fail("ARCHIVE_DATABASE_URL is not available with REDIS_CLUSTER_NODES yet: the archive sink reads one event log, a cluster has one per partition");
-  } else if (!redis) {
-    r.fail("ARCHIVE_DATABASE_URL needs REDIS_URL: the archive sink reads the Redis event log through a consumer group");
+  if (!redis && !cluster) {
+    r.fail("ARCHIVE_DATABASE_URL needs REDIS_URL or REDIS_CLUSTER_NODES: the archive sink reads the Redis event log through a consumer group");
   }
   return {
     url,
