@@ -21,12 +21,14 @@ import { Redis } from "ioredis";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, sealedKeyId, type FieldBinding } from "../crypto/field-cipher.js";
 import type { Keyring } from "../crypto/keyring.js";
-import { RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
+import { Partitioning, RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
 
 export interface ReencryptOptions {
   readonly redis: Redis;
   readonly keyPrefix: string;
   readonly keyring: Keyring;
+  /** REDIS_PARTITIONS of the layout (default 1); the tool scans one Redis (REDIS_URL), not a cluster. */
+  readonly partitions?: number;
 }
 
 export interface ReencryptReport {
@@ -75,6 +77,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
   const cipher = new AesGcmFieldCipher(keyring, true);
   const primary = keyring.primary.id;
   const sessionKey = sessionKeyMatcher(keyPrefix);
+  const partitions = new Partitioning(options.partitions ?? 1);
   let values = 0;
   let rewritten = 0;
   let skippedConcurrent = 0;
@@ -111,7 +114,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
       }
       if (type !== "hash") continue;
       if (name.kind === "data") {
-        const recordKey = new RedisKeys(keyPrefix, tenant).record(sessionId);
+        const recordKey = new RedisKeys(keyPrefix, tenant, partitions).record(sessionId);
         let fieldCursor = "0";
         do {
           const [nextField, flat] = await redis.hscan(key, fieldCursor, "COUNT", 500);
@@ -149,7 +152,7 @@ async function main(): Promise<number> {
   }
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1 });
   try {
-    const report = await reencrypt({ redis, keyPrefix: config.keyPrefix, keyring: config.encryption.keyring });
+    const report = await reencrypt({ redis, keyPrefix: config.keyPrefix, keyring: config.encryption.keyring, partitions: config.redisPartitions });
     process.stdout.write(`${JSON.stringify({ primaryKeyId: config.encryption.keyring.primary.id, ...report })}\n`);
     return report.failed === 0 ? 0 : 1;
   } finally {

@@ -605,9 +605,14 @@ export class RedisStore implements SessionStore {
     });
   }
 
+  /** On a cluster: the problems of every primary, together (the worst eviction policy named). */
   async problems(): Promise<StoreProblems> {
-    const info = await this.call(() => this.redis.info("memory"));
-    return this.memory.read(info);
+    const redis = this.redis;
+    if (!(redis instanceof Cluster)) return this.memory.read(await this.call(() => redis.info("memory")));
+    const all = (await this.call(() => Promise.all(redis.nodes("master").map((node) => node.info("memory"))))).map((info) => this.memory.read(info));
+    const problems = [...new Set(all.flatMap((p) => p.problems))];
+    const policy = all.find((p) => p.problems.includes("eviction_policy"))?.evictionPolicy ?? all[0]?.evictionPolicy;
+    return policy === undefined ? { problems } : { problems, evictionPolicy: policy };
   }
 
   watchReadiness(listener: (ready: boolean) => void): () => void {
