@@ -3,6 +3,8 @@
  * loopback by the test, see support/redis-cluster.ts): the whole store
  * conformance suite on the partitioned layout (keys.ts).
  */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
 import { Cluster } from "ioredis";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
@@ -34,3 +36,23 @@ const openFlushed = async (): Promise<{ store: RedisStore; cleanup: () => Promis
 };
 runStoreConformance("redis cluster, 16 partitions", openFlushed, { requestIdScope: "user" });
 runGuardConformance("redis cluster, 16 partitions", openFlushed);
+
+describe("RedisStore on a Redis Cluster: readiness", () => {
+  it("reads the memory state of every primary, and names an evicting one", async () => {
+    const { store, cleanup } = await openFlushed();
+    const primary = cluster().nodes[0];
+    assert.ok(primary !== undefined);
+    const raw = cluster().client(primary);
+    try {
+      assert.deepEqual(await store.problems(), { problems: [], evictionPolicy: "noeviction" });
+      // redis-cli --cluster create makes the first nodes given the primaries.
+      assert.equal(((await raw.call("ROLE")) as unknown[])[0], "master");
+      await raw.config("SET", "maxmemory-policy", "allkeys-lru");
+      assert.deepEqual(await store.problems(), { problems: ["eviction_policy"], evictionPolicy: "allkeys-lru" });
+    } finally {
+      await raw.config("SET", "maxmemory-policy", "noeviction");
+      raw.disconnect();
+      await cleanup();
+    }
+  });
+});
