@@ -1,34 +1,94 @@
 /**
  * The Redis connections of one RedisStore: the shared command connection and
  * the dedicated ones (event reader, keyspace subscriber), their readiness,
- * and waiting for them within a call's deadline.
+ * and waiting for them within a call's deadline; and how any connection to
+ * the store's Redis is made (redisClient), from a URL or through Sentinel.
+ *
+ * Through Sentinel, every connection asks the sentinels for the current
+ * primary whenever it (re)connects, checks the role of what it reached, and
+ * drops its connection when the sentinels announce a failover
+ * (failoverDetector) or a write is refused as READONLY (a demoted primary),
+ * so the store follows a failover without a restart. Dedicated connections
+ * are duplicates of the command connection and inherit all of that.
  *
  * Commands are never queued on the command connection while Redis is
  * unreachable (enableOfflineQueue: false) and never replayed after a reconnect
  * (autoResendUnfulfilledCommands: false); callers wait for "ready" here instead.
  */
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { SessionError } from "../../domain/errors.js";
+import { redisAddress } from "../../startup/redis-reachable.js";
 
 /** The connections of a RedisStore, as onConnection names them. */
 export type RedisConnectionName = "store" | "events" | "keyspace";
 
-export interface RedisConnectionsOptions {
-  /** redis://[user:password@]host:port[/db] */
-  readonly url: string;
-  /** Deadline of one store call, including waiting for a reconnect. */
-  readonly commandTimeoutMs: number;
-  readonly logger?: Logger | undefined;
-  /** Called with every connection before it can emit any event (see RedisStoreOptions.onConnection). */
-  readonly onConnection?: ((client: Redis, name: RedisConnectionName) => void) | undefined;
+/** A Redis primary found through Sentinel. */
+export interface RedisSentinelTarget {
+  readonly sentinels: readonly { readonly host: string; readonly port: number }[];
+  /** The master group name (`sentinel monitor <name> ...`). */
+  readonly masterName: string;
+  /** Of the Redis servers (primary and replicas). */
+  readonly password?: string | undefined;
+  /** Of the sentinels. */
+  readonly sentinelPassword?: string | undefined;
 }
+
+/** Where the store's Redis is: a URL (redis://[user:password@]host:port[/db]) or Sentinel. */
+export type RedisTarget = { readonly url: string; readonly sentinel?: undefined } | { readonly url?: undefined; readonly sentinel: RedisSentinelTarget };
 
 /**
  * Longest pause between reconnect attempts: bounds how long recovery takes once
  * Redis is back (event delivery resumes within a second of it).
  */
-const MAX_RECONNECT_DELAY_MS = 250;
+export const MAX_RECONNECT_DELAY_MS = 250;
+
+/** The bounded backoff of every store connection's reconnects (and, through Sentinel, of asking the sentinels again). */
+export function reconnectDelay(attempt: number, maxMs = MAX_RECONNECT_DELAY_MS): number {
+  return Math.min(50 * 2 ** attempt, maxMs);
+}
+
+/** A write refused by a primary that was demoted under this connection. */
+const DEMOTED = /^READONLY\b/;
+
+/**
+ * A connection to the target's Redis (the primary, through Sentinel) with the
+ * given options; the caller's options win except where Sentinel needs its own.
+ */
+export function redisClient(target: RedisTarget, options: RedisOptions): Redis {
+  if (target.sentinel === undefined) return new Redis(target.url, options);
+  const sentinel = target.sentinel;
+  const retry = options.retryStrategy;
+  return new Redis({
+    ...options,
+    sentinels: sentinel.sentinels.map(({ host, port }) => ({ host, port })),
+    name: sentinel.masterName,
+    role: "master",
+    ...(sentinel.password === undefined ? {} : { password: sentinel.password }),
+    ...(sentinel.sentinelPassword === undefined ? {} : { sentinelPassword: sentinel.sentinelPassword }),
+    // Asking every sentinel again follows the connection's own retry rule (none: a one-shot probe fails at once).
+    sentinelRetryStrategy: (attempt) => (typeof retry === "function" ? retry(attempt) : reconnectDelay(attempt)),
+    // Drop the connection as soon as the sentinels announce a new primary, not when the old one stops answering.
+    failoverDetector: true,
+    // Reconnect (asking the sentinels) when a write meets a demoted primary; the refused command still fails.
+    reconnectOnError: (error) => DEMOTED.test(error.message),
+  });
+}
+
+/** Where a target points, for messages and trace attributes (never a password). */
+export function describeTarget(target: RedisTarget): string {
+  if (target.sentinel === undefined) return redisAddress(target.url);
+  const { sentinels, masterName } = target.sentinel;
+  return `primary "${masterName}" of sentinels ${sentinels.map((s) => `${s.host}:${s.port}`).join(",")}`;
+}
+
+export type RedisConnectionsOptions = RedisTarget & {
+  /** Deadline of one store call, including waiting for a reconnect. */
+  readonly commandTimeoutMs: number;
+  readonly logger?: Logger | undefined;
+  /** Called with every connection before it can emit any event (see RedisStoreOptions.onConnection). */
+  readonly onConnection?: ((client: Redis, name: RedisConnectionName) => void) | undefined;
+};
 
 export class RedisConnections {
   /** The shared connection every plain command and script runs on. */
@@ -56,14 +116,14 @@ export class RedisConnections {
     this.timeoutMs = options.commandTimeoutMs;
     this.logger = options.logger;
     this.onConnection = options.onConnection;
-    this.command = new Redis(options.url, {
+    this.command = redisClient(options, {
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
       // Reject in-flight commands as soon as the connection drops.
       maxRetriesPerRequest: 0,
       // No commandTimeout: it is a wall-clock timer; RedisStore.call() bounds every command with a loop-aware deadline.
       connectTimeout: Math.max(options.commandTimeoutMs, 1000),
-      retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
+      retryStrategy: (attempt) => reconnectDelay(attempt),
     });
     this.track(this.command, "store");
     this.command.on("ready", () => {
