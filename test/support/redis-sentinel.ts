@@ -42,6 +42,10 @@ export interface SentinelSetup {
   waitForFailover(oldPort: number, timeoutMs?: number): Promise<number>;
   /** Resolves once every sentinel knows the other sentinels and every live replica, and the replicas are in sync. */
   waitSettled(timeoutMs?: number): Promise<void>;
+  /** Resolves once every live replica has what the primary had written when this was called. */
+  waitReplicated(timeoutMs?: number): Promise<void>;
+  /** Resolves once the node's replication link is down (it noticed its primary is gone). */
+  waitLinkDown(node: SentinelNode, timeoutMs?: number): Promise<void>;
   /** Stops every process and removes the temp directory. */
   stop(): Promise<void>;
 }
@@ -254,6 +258,19 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
         }
         return true;
       }).then(() => undefined),
+    async waitReplicated(timeoutMs = 30_000) {
+      const primary = await primaryPortNow();
+      const offset = Number(field(await infoOf(primary), "master_repl_offset"));
+      const live = nodes.filter((p) => p.child !== undefined && p.child.exitCode === null && p.child.signalCode === null && p.port !== primary);
+      await until("replication", timeoutMs, async () => {
+        for (const replica of live) {
+          if (!(Number(field(await infoOf(replica.port), "slave_repl_offset")) >= offset)) return undefined;
+        }
+        return true;
+      });
+    },
+    waitLinkDown: (n, timeoutMs = 30_000) =>
+      until("a replication link down", timeoutMs, async () => (field(await infoOf(n.port), "master_link_status") === "down" ? true : undefined)).then(() => undefined),
     stop,
   };
 }
