@@ -8,7 +8,9 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { isSessionError } from "../src/domain/errors.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
+import { NOT_REPLICATED_MESSAGE } from "../src/store/redis/replica-wait.js";
 import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
 import { runGuardConformance } from "./conformance/guard-conformance.js";
 import { startRedisSentinel, type SentinelSetup } from "./support/redis-sentinel.js";
@@ -58,6 +60,34 @@ describe("RedisStore through Sentinel", () => {
       const problems = await store.problems();
       assert.deepEqual(problems.problems, [], "INFO memory of the primary: noeviction, not full");
     } finally {
+      await cleanup();
+    }
+  });
+
+  it("fails a write the replica did not confirm in time with UNAVAILABLE, although the primary applied it", async () => {
+    const { store, cleanup } = await openFlushed();
+    const replica = started().nodes[1]?.client();
+    const primary = started().nodes[0]?.client();
+    assert.ok(replica !== undefined && primary !== undefined);
+    try {
+      const { session } = await store.create({ tenant: "t", userId: "u", dataSource: "d", accessLevel: "write", ttlMs: 60_000, metadata: "{}", requestId: "" });
+      // The replica receives the stream but applies nothing: it cannot confirm.
+      await replica.call("CLIENT", "PAUSE", "30000", "WRITE");
+      try {
+        await assert.rejects(store.setData("t", session.sessionId, "k", '"v"'), (error: unknown) => {
+          assert.ok(isSessionError(error) && error.kind === "unavailable", String(error));
+          assert.equal(error.message, NOT_REPLICATED_MESSAGE);
+          return true;
+        });
+      } finally {
+        await replica.call("CLIENT", "UNPAUSE");
+      }
+      assert.equal(await primary.hget(`${PREFIX}t:{${session.sessionId}}:d`, "k"), '"v"', "applied on the primary");
+      // Confirmed once the replica applies again: the next write succeeds.
+      assert.equal((await store.setData("t", session.sessionId, "k2", '"w"')).version > 0, true);
+    } finally {
+      replica.disconnect();
+      primary.disconnect();
       await cleanup();
     }
   });
