@@ -5,11 +5,14 @@
  * the store's Redis is made (redisClient), from a URL or through Sentinel.
  *
  * Through Sentinel, every connection asks the sentinels for the current
- * primary whenever it (re)connects, checks the role of what it reached, and
- * drops its connection when the sentinels announce a failover
- * (failoverDetector) or a write is refused as READONLY (a demoted primary),
- * so the store follows a failover without a restart. Dedicated connections
- * are duplicates of the command connection and inherit all of that.
+ * primary whenever it (re)connects and checks the role of what it reached.
+ * A failover breaks its connections: the killed primary's, or the demoted
+ * one's (Sentinel makes it drop its clients); a write refused as READONLY
+ * also makes it reconnect. So the store follows a failover without a restart.
+ * Dedicated connections are duplicates of the command connection and inherit
+ * all of that. ioredis's failoverDetector stays off: a +switch-master that
+ * arrives while a connection is asking the sentinels ends that connection for
+ * good (its connect() rejects and ioredis gives up).
  *
  * Commands are never queued on the command connection while Redis is
  * unreachable (enableOfflineQueue: false) and never replayed after a reconnect
@@ -68,8 +71,6 @@ export function redisClient(target: RedisTarget, options: RedisOptions): Redis {
     ...(sentinel.sentinelPassword === undefined ? {} : { sentinelPassword: sentinel.sentinelPassword }),
     // Asking every sentinel again follows the connection's own retry rule (none: a one-shot probe fails at once).
     sentinelRetryStrategy: (attempt) => (typeof retry === "function" ? retry(attempt) : reconnectDelay(attempt)),
-    // Drop the connection as soon as the sentinels announce a new primary, not when the old one stops answering.
-    failoverDetector: true,
     // Reconnect (asking the sentinels) when a write meets a demoted primary; the refused command still fails.
     reconnectOnError: (error) => DEMOTED.test(error.message),
   });
@@ -140,6 +141,14 @@ export class RedisConnections {
     this.command.on("close", () => {
       if (this.connected && !this.disposedFlag) this.logger?.warn("redis store connection closed");
       this.connected = false;
+    });
+    // ioredis ends a connection for good when a connect attempt itself fails
+    // (through Sentinel: asking the sentinels failed); only dispose() may end it.
+    this.command.on("end", () => {
+      if (this.disposedFlag) return;
+      setTimeout(() => {
+        if (!this.disposedFlag && this.command.status === "end") this.command.connect().catch(() => {});
+      }, MAX_RECONNECT_DELAY_MS).unref();
     });
   }
 
