@@ -17,9 +17,10 @@
  *   fail with UNAVAILABLE instead, and no acknowledged create is lost.
  * - A watch cursor of the lost tail of the event log is OUT_OF_RANGE on the
  *   promoted replica, even once newer events pass it (the generation is the
- *   same there); a cursor it still holds resumes.
+ *   same there); a cursor it still holds resumes. A live watcher whose event
+ *   reader had read into the lost tail is ended with OUT_OF_RANGE.
  */
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isSessionError } from "../src/domain/errors.js";
@@ -27,11 +28,13 @@ import type { SessionStore } from "../src/store/store.js";
 import { EVENT_LOG_RESET_MESSAGE } from "../src/store/store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { NOT_REPLICATED_MESSAGE } from "../src/store/redis/replica-wait.js";
-import { startRedisSentinel, type SentinelSetup } from "./support/redis-sentinel.js";
+import { compareEventIds } from "../src/store/event-id.js";
+import { EventHub } from "../src/streaming/event-hub.js";
+import { useRedisSentinel } from "./support/redis-sentinel.js";
 
 const TENANT = "failover";
 const CONCURRENCY = 4;
-/** Generous bounds for a loaded machine: a failover takes seconds (down-after 1 s, election, promotion). */
+/** Generous bounds for a loaded machine: a failover takes seconds (down-after 2 s, election, promotion). */
 const RECOVERY_LIMIT_MS = 60_000;
 
 interface Ack {
@@ -99,17 +102,10 @@ async function lost(store: SessionStore, acked: readonly Ack[]): Promise<Ack[]> 
 function failoverScenario(waitReplicas: 0 | 1): void {
   const title = waitReplicas === 0 ? "without REDIS_WAIT_REPLICAS" : "with REDIS_WAIT_REPLICAS=1";
   describe(`Sentinel failover under load, ${title}`, () => {
-    let setup: SentinelSetup | undefined;
-    before(async () => {
-      setup = await startRedisSentinel({ replicas: 1 });
-      await setup.waitSettled();
-    });
-    after(async () => {
-      await setup?.stop();
-    });
+    const fixture = useRedisSentinel({ replicas: 1 });
 
     it("follows the failover by itself and loses exactly the acknowledged writes WAIT would have refused", { timeout: 240_000 }, async () => {
-      const sentinel = setup as SentinelSetup;
+      const sentinel = fixture.setup;
       const [primary, replica] = sentinel.nodes;
       assert.ok(primary !== undefined && replica !== undefined);
       const store = new RedisStore({
@@ -122,6 +118,9 @@ function failoverScenario(waitReplicas: 0 | 1): void {
       const due = new Set<string>();
       const dueWatch = await store.watchDue((_tenant, sessionId) => void due.add(sessionId));
       const replicaClient = replica.client();
+      const hub = new EventHub({ store, blockMs: 200 });
+      await hub.start();
+      const watcher = hub.subscribe(TENANT, () => true, 1_000_000);
       let load: CreateLoad | undefined;
       try {
         load = new CreateLoad(store);
@@ -140,6 +139,8 @@ function failoverScenario(waitReplicas: 0 | 1): void {
           await load.until("creates refused as not replicated", () => (load as CreateLoad).failures.filter((f) => f.message === NOT_REPLICATED_MESSAGE).length >= 3);
         }
         const lostCursor = await store.lastEventId();
+        // The live watcher has read into the tail the replica lacks.
+        await load.until("the event reader at the lost tail", () => compareEventIds(hub.tenantPosition(TENANT) ?? "0-0", lostCursor) >= 0, 30_000);
 
         await sentinel.kill(primary);
         load.phase = "failover";
@@ -200,10 +201,17 @@ function failoverScenario(waitReplicas: 0 | 1): void {
           assert.equal(error.message, EVENT_LOG_RESET_MESSAGE);
           return true;
         });
+        const watchEndedBy = Date.now() + 30_000;
+        while (watcher.queue.ended === undefined && Date.now() < watchEndedBy) await sleep(50);
+        const ended = watcher.queue.ended;
+        assert.ok(isSessionError(ended) && ended.kind === "out_of_range", `the live watcher ended with ${String(ended)}`);
+
         const counts = { acknowledged: load.acked.length, lost: missing.length, failures: load.failures.length, recoveredMs };
         process.stderr.write(`# sentinel failover ${title}: ${JSON.stringify(counts)}\n`);
       } finally {
         await load?.stop();
+        watcher.close();
+        await hub.stop();
         await dueWatch.stop();
         replicaClient.disconnect();
         await store.dispose();

@@ -6,30 +6,18 @@
  * works through Sentinel and with a WAIT after each acknowledged write. The
  * failover tests are in test/faults-sentinel.test.ts.
  */
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { isSessionError } from "../src/domain/errors.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { NOT_REPLICATED_MESSAGE } from "../src/store/redis/replica-wait.js";
 import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
 import { runGuardConformance } from "./conformance/guard-conformance.js";
-import { startRedisSentinel, type SentinelSetup } from "./support/redis-sentinel.js";
+import { useRedisSentinel, type SentinelSetup } from "./support/redis-sentinel.js";
 
 const PREFIX = "sdsentinel:";
-let setup: SentinelSetup | undefined;
-
-before(async () => {
-  setup = await startRedisSentinel({ replicas: 1 });
-  await setup.waitSettled();
-});
-after(async () => {
-  await setup?.stop();
-});
-
-function started(): SentinelSetup {
-  if (setup === undefined) throw new Error("the sentinel setup starts in before()");
-  return setup;
-}
+const sentinel = useRedisSentinel({ replicas: 1 });
+const started = (): SentinelSetup => sentinel.setup;
 
 const openFlushed = async (): Promise<{ store: RedisStore; cleanup: () => Promise<void> }> => {
   const primary = started().nodes[0]?.client();

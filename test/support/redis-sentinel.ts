@@ -16,7 +16,8 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import type { RedisSentinelTarget } from "../../src/store/redis/connections.js";
-import { freePort } from "./redis-server.js";
+import { after, before } from "node:test";
+import { freePort, waitForPing } from "./redis-server.js";
 
 export const SENTINEL_MASTER = "sessiond-test";
 
@@ -36,7 +37,12 @@ export interface SentinelSetup {
   primaryPort(): Promise<number>;
   /** SIGKILL of one data node (its data is gone: persistence is off). */
   kill(node: SentinelNode): Promise<void>;
-  /** Starts a killed node again on its port, empty and as a replica of `primaryPort` (what Sentinel would make it). */
+  /**
+   * Starts a killed node again on its port, empty, as a replica of
+   * `primaryPort` (what Sentinel would make it), with replica-priority 0: a
+   * further failover (a busy machine can make the sentinels see the new
+   * primary down) must not promote it before it has synced.
+   */
   restart(node: SentinelNode, primaryPort: number): Promise<void>;
   /** Resolves with the new primary's port once the sentinels name another than `oldPort` and it answers as a primary. */
   waitForFailover(oldPort: number, timeoutMs?: number): Promise<number>;
@@ -74,29 +80,10 @@ function connect(port: number): Redis {
   return client;
 }
 
-async function waitForPing(proc: Proc): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    const child = proc.child;
-    if (child === undefined || child.exitCode !== null) throw new Error(`redis-server on port ${proc.port} exited (${child?.exitCode})`);
-    const probe = new Redis({ port: proc.port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on("error", () => {});
-    try {
-      await probe.connect();
-      if ((await probe.ping()) === "PONG") return;
-    } catch {
-      // not up yet
-    } finally {
-      probe.disconnect();
-    }
-    await sleep(25);
-  }
-  throw new Error(`redis-server on port ${proc.port} did not answer PING within 20 s`);
-}
-
 async function launch(proc: Proc): Promise<void> {
-  proc.child = spawn("redis-server", proc.args, { stdio: "ignore" });
-  await waitForPing(proc);
+  const child = spawn("redis-server", proc.args, { stdio: "ignore" });
+  proc.child = child;
+  await waitForPing(proc.port, child, 20_000);
 }
 
 async function kill(proc: Proc): Promise<void> {
@@ -154,7 +141,7 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
           "bind 127.0.0.1",
           `dir ${dir}`,
           `sentinel monitor ${SENTINEL_MASTER} 127.0.0.1 ${primaryPort} ${quorum}`,
-          `sentinel down-after-milliseconds ${SENTINEL_MASTER} ${options.downAfterMs ?? 1000}`,
+          `sentinel down-after-milliseconds ${SENTINEL_MASTER} ${options.downAfterMs ?? 2000}`,
           `sentinel failover-timeout ${SENTINEL_MASTER} ${options.failoverTimeoutMs ?? 4000}`,
           `sentinel parallel-syncs ${SENTINEL_MASTER} 1`,
           "",
@@ -221,7 +208,7 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
     async restart(n, primaryPort) {
       const proc = procOf(n);
       await kill(proc);
-      proc.args = ["--port", String(proc.port), ...base, "--replicaof", "127.0.0.1", String(primaryPort)];
+      proc.args = ["--port", String(proc.port), ...base, "--replicaof", "127.0.0.1", String(primaryPort), "--replica-priority", "0"];
       await launch(proc);
     },
     waitForFailover: (oldPort, timeoutMs = 60_000) =>
@@ -272,5 +259,27 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
     waitLinkDown: (n, timeoutMs = 30_000) =>
       until("a replication link down", timeoutMs, async () => (field(await infoOf(n.port), "master_link_status") === "down" ? true : undefined)).then(() => undefined),
     stop,
+  };
+}
+
+/**
+ * Registers `before`/`after` hooks in the calling file or `describe` block
+ * that start a settled Sentinel setup and stop it afterwards; read `setup`
+ * inside tests and hooks only.
+ */
+export function useRedisSentinel(options: SentinelOptions = {}): { readonly setup: SentinelSetup } {
+  let setup: SentinelSetup | undefined;
+  before(async () => {
+    setup = await startRedisSentinel(options);
+    await setup.waitSettled();
+  });
+  after(async () => {
+    await setup?.stop();
+  });
+  return {
+    get setup(): SentinelSetup {
+      if (setup === undefined) throw new Error("useRedisSentinel: the setup starts in before(); use it inside tests");
+      return setup;
+    },
   };
 }
