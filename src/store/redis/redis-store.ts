@@ -129,7 +129,8 @@ export class RedisStore implements SessionStore {
       onConnection: options.onConnection,
     });
     this.redis = this.connections.command;
-    this.server = { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 };
+    // Through Sentinel the primary changes under the connection: no fixed address to name in traces.
+    this.server = options.sentinel === undefined ? { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 } : undefined;
     this.onArchiveShortened = options.onArchiveShortened;
     const wait = options.replicaWait;
     // One primary: every write goes over the command connection.
