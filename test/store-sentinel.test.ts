@@ -1,6 +1,7 @@
 /**
  * RedisStore connected through Redis Sentinel (REDIS_SENTINELS), with
- * REDIS_WAIT_REPLICAS=1: the whole store conformance suite and the guard
+ * REDIS_WAIT_REPLICAS=1: the service's start on it (its checks run on the
+ * primary the sentinels name), the whole store conformance suite and the guard
  * conformance suite on a primary, one replica and three sentinels started
  * from the redis-server binary (test/support/redis-sentinel.ts), so every RPC
  * works through Sentinel and with a WAIT after each acknowledged write. The
@@ -8,12 +9,20 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AccessLevel, createSessionClient } from "@sessiond/client";
+import { ConfigError } from "../src/config/config.js";
 import { isSessionError } from "../src/domain/errors.js";
+import { StartError } from "../src/startup/start-error.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { NOT_REPLICATED_MESSAGE } from "../src/store/redis/replica-wait.js";
 import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
 import { runGuardConformance } from "./conformance/guard-conformance.js";
 import { useRedisSentinel, type SentinelSetup } from "./support/redis-sentinel.js";
+import { freePort } from "./support/redis-server.js";
+import { startTestApp, TEST_ENCRYPTION_KEYS } from "./support/server.js";
 
 const PREFIX = "sdsentinel:";
 const sentinel = useRedisSentinel({ replicas: 1 });
@@ -77,6 +86,62 @@ describe("RedisStore through Sentinel", () => {
       replica.disconnect();
       primary.disconnect();
       await cleanup();
+    }
+  });
+});
+
+describe("the service through Sentinel (REDIS_SENTINELS)", () => {
+  const env = (): Record<string, string> => ({
+    REDIS_SENTINELS: started().target.sentinels.map((s) => `${s.host}:${s.port}`).join(","),
+    REDIS_SENTINEL_MASTER: started().target.masterName,
+    REDIS_WAIT_REPLICAS: "1",
+    REDIS_WAIT_TIMEOUT: "1s",
+    REDIS_COMMAND_TIMEOUT: "5s",
+    ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
+  });
+
+  it("starts on the primary the sentinels name and serves calls", async () => {
+    const app = await startTestApp({ env: env() });
+    try {
+      const client = createSessionClient(app.url, { timeoutMs: 10_000 });
+      const created = await client.createSession({ userId: "through-sentinel", dataSource: "d", accessLevel: AccessLevel.WRITE });
+      const id = created.session?.sessionId ?? "";
+      assert.equal((await client.getSession({ sessionId: id })).session?.userId, "through-sentinel");
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("checks the eviction policy of that primary at start", async () => {
+    const primary = started().nodes[0]?.client();
+    assert.ok(primary !== undefined);
+    try {
+      await primary.config("SET", "maxmemory-policy", "allkeys-lru");
+      await assert.rejects(startTestApp({ env: env() }), (error: unknown) => {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.match(error.message, /maxmemory-policy is allkeys-lru/);
+        return true;
+      });
+    } finally {
+      await primary.config("SET", "maxmemory-policy", "noeviction");
+      primary.disconnect();
+    }
+  });
+
+  it("refuses to start when no sentinel answers, naming the master and the sentinels, never a password", async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), "sessiond-sentinel-secret-"));
+    try {
+      writeFileSync(join(dir, "password"), "do-not-print-me");
+      const start = startTestApp({ env: { ...env(), REDIS_SENTINELS: `127.0.0.1:${port}`, REDIS_PASSWORD_FILE: join(dir, "password"), REDIS_COMMAND_TIMEOUT: "1s", REDIS_WAIT_TIMEOUT: "500ms" } });
+      await assert.rejects(start, (error: unknown) => {
+        assert.ok(error instanceof StartError, String(error));
+        assert.match(error.message, new RegExp(`Redis at primary "${started().target.masterName}" of sentinels 127\\.0\\.0\\.1:${port} \\(REDIS_SENTINELS\\) is unreachable: `));
+        assert.doesNotMatch(error.message, /do-not-print-me/);
+        return true;
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
