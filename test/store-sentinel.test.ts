@@ -11,6 +11,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { AccessLevel, createSessionClient } from "@sessiond/client";
 import { ConfigError } from "../src/config/config.js";
@@ -82,6 +83,44 @@ describe("RedisStore through Sentinel", () => {
       assert.equal(await primary.hget(`${PREFIX}t:{${session.sessionId}}:d`, "k"), '"v"', "applied on the primary");
       // Confirmed once the replica applies again: the next write succeeds.
       assert.equal((await store.setData("t", session.sessionId, "k2", '"w"')).version > 0, true);
+    } finally {
+      replica.disconnect();
+      primary.disconnect();
+      await cleanup();
+    }
+  });
+
+  it("confirms a create replayed by its request id after a reconnect only once the replica has the first attempt", async () => {
+    const { store, cleanup } = await openFlushed();
+    const replica = started().nodes[1]?.client();
+    const primary = started().nodes[0]?.client();
+    assert.ok(replica !== undefined && primary !== undefined);
+    const input = { tenant: "t", userId: "u", dataSource: "d", accessLevel: "write", ttlMs: 60_000, metadata: "{}", requestId: "replayed" } as const;
+    const notReplicated = (error: unknown): boolean => {
+      assert.ok(isSessionError(error) && error.kind === "unavailable" && error.message === NOT_REPLICATED_MESSAGE, String(error));
+      return true;
+    };
+    try {
+      await replica.call("CLIENT", "PAUSE", "30000", "WRITE");
+      try {
+        await assert.rejects(store.create(input), notReplicated);
+        // A new connection has written nothing: a WAIT on it alone would be met at once.
+        await primary.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
+        for (let attempt = 0; ; attempt++) {
+          await sleep(50);
+          try {
+            await store.ping();
+            break;
+          } catch (error) {
+            if (attempt > 200) throw error;
+          }
+        }
+        await assert.rejects(store.create(input), notReplicated);
+      } finally {
+        await replica.call("CLIENT", "UNPAUSE");
+      }
+      const replayed = await store.create(input);
+      assert.equal(replayed.created, false);
     } finally {
       replica.disconnect();
       primary.disconnect();

@@ -137,7 +137,10 @@ export class RedisStore implements SessionStore {
     this.replicaWait =
       wait === undefined || wait.replicas <= 0
         ? undefined
-        : new ReplicaWait({ replicas: wait.replicas, timeoutMs: wait.timeoutMs, slackMs: options.commandTimeoutMs }, () => this.redis);
+        : new ReplicaWait(
+            { replicas: wait.replicas, timeoutMs: wait.timeoutMs, slackMs: options.commandTimeoutMs, advanceChannel: `${options.keyPrefix}wait` },
+            () => this.redis,
+          );
 
     const sources = scriptSources();
     const scripts = {} as Record<ScriptName, ScriptFn>;
@@ -493,7 +496,8 @@ export class RedisStore implements SessionStore {
     }
     const strings = reply as string[];
     if (strings[0] !== "ok") throw scriptError(strings[0] as string, strings[1]);
-    if (waiter !== undefined && mark !== undefined) await waiter.confirm(mark);
+    // A create replayed by its request id wrote nothing now: its WAIT must cover the first attempt's write.
+    if (waiter !== undefined && mark !== undefined) await waiter.confirm(mark, name === "create" && strings[1] !== "1");
     return { reply: strings, now };
   }
 

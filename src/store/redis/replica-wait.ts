@@ -10,7 +10,13 @@
  *   socket is remembered before the write (mark) and compared before WAIT;
  * - one WAIT confirms every write whose reply came before it was sent: writes
  *   that finish in the same turn of the event loop share one WAIT (a blocked
- *   WAIT holds the connection, and commands behind it wait with it).
+ *   WAIT holds the connection, and commands behind it wait with it);
+ * - a call that succeeds without writing (a create replayed by its request
+ *   id) relies on a write this connection may not have made (the first
+ *   attempt, before a reconnect). Whether a WAIT covers writes of other
+ *   connections depends on the Redis version (a fresh connection's WAIT is
+ *   met at once); a PUBLISH on `advanceChannel` first, which Redis
+ *   replicates, makes it cover everything the primary had, on any version.
  *
  * A write that was not confirmed WAS applied on the primary; it may just not
  * survive a failover. The caller gets UNAVAILABLE with NOT_REPLICATED_MESSAGE
@@ -35,6 +41,8 @@ export interface ReplicaWaitOptions {
   readonly timeoutMs: number;
   /** Added to timeoutMs for the reply of a WAIT that timed out to come back. */
   readonly slackMs: number;
+  /** A Pub/Sub channel nobody listens to, published to before a WAIT that must cover writes of other connections. */
+  readonly advanceChannel: string;
 }
 
 /** The connection that will carry a write with this key. */
@@ -49,6 +57,8 @@ export interface WriteMark {
 interface PendingWait {
   readonly stream: unknown;
   readonly result: Promise<number>;
+  /** Some joined call wrote nothing itself: publish first. */
+  advance: boolean;
 }
 
 export class ReplicaWait {
@@ -66,36 +76,46 @@ export class ReplicaWait {
     return { redis, stream: redis.stream };
   }
 
-  /** Resolves once enough replicas confirmed the marked write; else rejects with UNAVAILABLE (NOT_REPLICATED_MESSAGE). */
-  async confirm(mark: WriteMark): Promise<void> {
+  /**
+   * Resolves once enough replicas confirmed the marked write; else rejects
+   * with UNAVAILABLE (NOT_REPLICATED_MESSAGE). `wroteNothing`: the call
+   * succeeded on state an earlier write made (a replayed create).
+   */
+  async confirm(mark: WriteMark, wroteNothing = false): Promise<void> {
     let acknowledged: number;
     try {
-      acknowledged = await this.join(mark);
+      acknowledged = await this.join(mark, wroteNothing);
     } catch {
       throw new SessionError("unavailable", NOT_REPLICATED_MESSAGE);
     }
     if (acknowledged < this.options.replicas) throw new SessionError("unavailable", NOT_REPLICATED_MESSAGE);
   }
 
-  private join(mark: WriteMark): Promise<number> {
+  private join(mark: WriteMark, wroteNothing: boolean): Promise<number> {
     const { redis, stream } = mark;
     // A reconnect since the write: this connection's WAIT would not cover it.
     if (redis.stream !== stream || redis.status !== "ready") return Promise.reject(new Error("connection changed"));
-    const pending = this.scheduled.get(redis);
-    if (pending !== undefined && pending.stream === stream) return pending.result;
-    const result = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-      if (this.scheduled.get(redis)?.result === result) this.scheduled.delete(redis);
+    const scheduled = this.scheduled.get(redis);
+    if (scheduled !== undefined && scheduled.stream === stream) {
+      scheduled.advance ||= wroteNothing;
+      return scheduled.result;
+    }
+    const result: Promise<number> = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      const sending = this.scheduled.get(redis);
+      if (sending?.result === result) this.scheduled.delete(redis);
       if (redis.stream !== stream || redis.status !== "ready") throw new Error("connection changed");
-      return this.wait(redis);
+      return this.wait(redis, sending?.advance ?? wroteNothing);
     });
     // Rejections reach every joined caller through `result`; none is left unhandled here.
     result.catch(() => {});
-    this.scheduled.set(redis, { stream, result });
+    this.scheduled.set(redis, { stream, result, advance: wroteNothing });
     return result;
   }
 
-  private async wait(redis: Redis): Promise<number> {
-    const { replicas, timeoutMs, slackMs } = this.options;
+  private async wait(redis: Redis, advance: boolean): Promise<number> {
+    const { replicas, timeoutMs, slackMs, advanceChannel } = this.options;
+    // Sent before the WAIT on the same connection, so the WAIT counts from the primary's offset after it.
+    if (advance) redis.publish(advanceChannel, "").catch(() => {});
     const pending = redis.wait(replicas, timeoutMs);
     pending.catch(() => {});
     let deadline: Deadline | undefined;
