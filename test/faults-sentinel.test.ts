@@ -222,3 +222,77 @@ function failoverScenario(waitReplicas: 0 | 1): void {
 
 failoverScenario(0);
 failoverScenario(1);
+
+describe("a failover Sentinel is told to make (SENTINEL FAILOVER), the old primary demoted, not dead", () => {
+  const fixture = useRedisSentinel({ replicas: 1 });
+
+  it("moves every connection to the new primary once the switch is announced, before the old one is demoted", { timeout: 180_000 }, async () => {
+    const sentinel = fixture.setup;
+    const [primary, replica] = sentinel.nodes;
+    const [asked] = sentinel.sentinels;
+    assert.ok(primary !== undefined && replica !== undefined && asked !== undefined);
+    const store = new RedisStore({ sentinel: sentinel.target, keyPrefix: "sdmanual:", limits: { maxDataKeys: 10, archiveRetentionMs: 600_000, expiryGraceMs: 600_000 }, commandTimeoutMs: 2000 });
+    const due = new Set<string>();
+    const dueWatch = await store.watchDue((_tenant, sessionId) => void due.add(sessionId));
+    const hub = new EventHub({ store, blockMs: 200 });
+    await hub.start();
+    const watcher = hub.subscribe(TENANT, () => true, 100_000);
+    const control = asked.client();
+    const listener = asked.client();
+    try {
+      const { session: before } = await store.create({ tenant: TENANT, userId: "u", dataSource: "d", accessLevel: "write", ttlMs: 600_000, metadata: "{}", requestId: "" });
+      await sentinel.waitReplicated();
+      const announced = new Promise<string>((resolve) => {
+        listener.on("message", (_channel: string, message: string) => resolve(message));
+      });
+      await listener.subscribe("+switch-master");
+      await control.call("SENTINEL", "FAILOVER", sentinel.target.masterName);
+      assert.match(await announced, new RegExp(` ${replica.port}$`));
+      // Sentinel demotes the old primary seconds later; until then it takes writes that the demotion discards.
+      // The store has left it once the switch was announced.
+      await sleep(500);
+
+      // Calls go to the new primary.
+      let created: string | undefined;
+      const deadline = Date.now() + RECOVERY_LIMIT_MS;
+      while (created === undefined) {
+        try {
+          created = (await store.create({ tenant: TENANT, userId: "u", dataSource: "short", accessLevel: "write", ttlMs: 500, metadata: "{}", requestId: "" })).session.sessionId;
+        } catch (error) {
+          if (!isSessionError(error) || Date.now() > deadline) throw error;
+          await sleep(50);
+        }
+      }
+      const promoted = replica.client();
+      try {
+        assert.equal(await promoted.exists(`sdmanual:${TENANT}:{${created}}`), 1, "written to the new primary");
+      } finally {
+        promoted.disconnect();
+      }
+      assert.equal((await store.get(TENANT, before.sessionId, { touch: false, includeEnded: false })).sessionId, before.sessionId);
+      // The keyspace subscriber followed: the short session's expiry is announced.
+      const heardBy = Date.now() + 30_000;
+      while (!due.has(created) && Date.now() < heardBy) await sleep(50);
+      assert.ok(due.has(created), "expiry notification from the new primary");
+      // The event reader followed, and nothing was lost: the watcher gets the new create's event, not an end.
+      const eventBy = Date.now() + 30_000;
+      const seen = (): boolean => {
+        for (let event = watcher.queue.shift(); event !== undefined; event = watcher.queue.shift()) {
+          if (event.session.sessionId === created) return true;
+        }
+        return false;
+      };
+      let delivered = false;
+      while (!(delivered ||= seen()) && watcher.queue.ended === undefined && Date.now() < eventBy) await sleep(50);
+      assert.equal(watcher.queue.ended, undefined, `the watcher was ended: ${String(watcher.queue.ended)}`);
+      assert.ok(delivered, "the create on the new primary reached the watcher");
+    } finally {
+      control.disconnect();
+      listener.disconnect();
+      watcher.close();
+      await hub.stop();
+      await dueWatch.stop();
+      await store.dispose();
+    }
+  });
+});

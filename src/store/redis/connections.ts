@@ -6,13 +6,17 @@
  *
  * Through Sentinel, every connection asks the sentinels for the current
  * primary whenever it (re)connects and checks the role of what it reached.
- * A failover breaks its connections: the killed primary's, or the demoted
- * one's (Sentinel makes it drop its clients); a write refused as READONLY
- * also makes it reconnect. So the store follows a failover without a restart.
- * Dedicated connections are duplicates of the command connection and inherit
- * all of that. ioredis's failoverDetector stays off: a +switch-master that
- * arrives while a connection is asking the sentinels ends that connection for
- * good (its connect() rejects and ioredis gives up).
+ * A killed primary breaks its connections by itself. A primary that is alive
+ * when the sentinels switch (a failover they were told to make, a partition)
+ * keeps serving as a primary until Sentinel demotes it, seconds later: the
+ * store listens for +switch-master on every sentinel (watchSwitchMaster) and
+ * reconnects each ready connection that is not on the new primary; a write
+ * refused as READONLY also makes a connection reconnect. So the store follows
+ * a failover without a restart. Dedicated connections are duplicates of the
+ * command connection and inherit all of that. ioredis's own failoverDetector
+ * stays off: a +switch-master that arrives while a connection is asking the
+ * sentinels ends that connection for good (its connect() rejects and ioredis
+ * gives up); here only ready connections are told to reconnect.
  *
  * Commands are never queued on the command connection while Redis is
  * unreachable (enableOfflineQueue: false) and never replayed after a reconnect
@@ -76,6 +80,45 @@ export function redisClient(target: RedisTarget, options: RedisOptions): Redis {
   });
 }
 
+/** The channel on which sentinels announce a new primary: "<name> <old-ip> <old-port> <new-ip> <new-port>". */
+const SWITCH_MASTER = "+switch-master";
+
+/**
+ * Subscribes to +switch-master on every sentinel (each connection retries on
+ * its own) and calls onSwitch with the new primary of `masterName`; returns
+ * the stop function.
+ */
+export function watchSwitchMaster(target: RedisSentinelTarget, onSwitch: (host: string, port: number) => void): () => void {
+  const clients = target.sentinels.map(({ host, port }) => {
+    const client = new Redis({
+      host,
+      port,
+      ...(target.sentinelPassword === undefined ? {} : { password: target.sentinelPassword }),
+      maxRetriesPerRequest: null,
+      retryStrategy: (attempt) => reconnectDelay(attempt, 1000),
+    });
+    client.on("error", () => {
+      // A sentinel down: the others still announce; this one resubscribes when it is back (autoResubscribe).
+    });
+    client.on("message", (channel: string, message: string) => {
+      const [name, , , newHost, newPort] = message.split(" ");
+      if (channel === SWITCH_MASTER && name === target.masterName && newHost !== undefined) onSwitch(newHost, Number(newPort));
+    });
+    client.subscribe(SWITCH_MASTER).catch(() => {});
+    return client;
+  });
+  return () => {
+    for (const client of clients) client.disconnect();
+  };
+}
+
+/** Whether a ready connection's socket goes to host:port (IPv4-mapped IPv6 addresses compared as IPv4). */
+function connectedTo(redis: Redis, host: string, port: number): boolean {
+  const socket = redis.stream as { remoteAddress?: string; remotePort?: number } | undefined;
+  const address = socket?.remoteAddress?.replace(/^::ffff:/, "");
+  return socket?.remotePort === port && address === host.replace(/^::ffff:/, "");
+}
+
 /** Where a target points, for messages and trace attributes (never a password). */
 export function describeTarget(target: RedisTarget): string {
   if (target.sentinel === undefined) return redisAddress(target.url);
@@ -112,6 +155,8 @@ export class RedisConnections {
   private readonly readinessListeners = new Set<(ready: boolean) => void>();
   /** What readiness listeners were last told. */
   private lastReady: boolean | undefined;
+  /** Stops following +switch-master (Sentinel only). */
+  private readonly stopSwitchWatch: (() => void) | undefined;
 
   constructor(options: RedisConnectionsOptions) {
     this.timeoutMs = options.commandTimeoutMs;
@@ -127,6 +172,7 @@ export class RedisConnections {
       retryStrategy: (attempt) => reconnectDelay(attempt),
     });
     this.track(this.command, "store");
+    this.stopSwitchWatch = options.sentinel === undefined ? undefined : watchSwitchMaster(options.sentinel, (host, port) => this.followSwitch(host, port));
     this.command.on("ready", () => {
       if (!this.connected) this.logger?.info("redis store connected");
       this.connected = true;
@@ -218,7 +264,18 @@ export class RedisConnections {
   /** Closes the command connection; dedicated ones are closed by their owners. */
   dispose(): void {
     this.disposedFlag = true;
+    this.stopSwitchWatch?.();
     this.command.disconnect();
+  }
+
+  /** Sentinel named a new primary: every ready connection elsewhere reconnects (and asks the sentinels again). */
+  private followSwitch(host: string, port: number): void {
+    if (this.disposedFlag) return;
+    this.logger?.warn({ primary: `${host}:${port}` }, "redis sentinel announced a new primary; reconnecting");
+    for (const redis of this.serving) {
+      // Only ready ones: a connection that is connecting asks the sentinels anyway (see the file comment).
+      if (redis.status === "ready" && !connectedTo(redis, host, port)) redis.disconnect(true);
+    }
   }
 
   /**
