@@ -17,7 +17,7 @@
  * least that long after rotating.
  */
 import { pathToFileURL } from "node:url";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, sealedKeyId, type FieldBinding } from "../crypto/field-cipher.js";
 import type { Keyring } from "../crypto/keyring.js";
