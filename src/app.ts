@@ -114,7 +114,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     await store.dispose();
     throw error;
   });
-  // Config guarantees REDIS_URL with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
+  // Config guarantees Redis (REDIS_URL or REDIS_SENTINELS) with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
   const archive =
     config.archiveDatabase === undefined || redis === undefined
       ? undefined

@@ -1,7 +1,7 @@
 /**
  * Chooses the store from the configuration: Redis when REDIS_URL or
- * REDIS_SENTINELS is set, else
- * the in-process MemoryStore, which is for development and tests only.
+ * REDIS_SENTINELS is set, else the in-process MemoryStore, which is for
+ * development and tests only.
  */
 import type { Logger } from "pino";
 import type { Config } from "../config/config.js";

@@ -188,8 +188,8 @@ export class RedisConnections {
       if (this.connected && !this.disposedFlag) this.logger?.warn("redis store connection closed");
       this.connected = false;
     });
-    // ioredis ends a connection for good when a connect attempt itself fails
-    // (through Sentinel: asking the sentinels failed); only dispose() may end it.
+    // ioredis ends a connection for good when a connect attempt itself rejects
+    // (through Sentinel: one interrupted while asking the sentinels); only dispose() may end it.
     this.command.on("end", () => {
       if (this.disposedFlag) return;
       setTimeout(() => {
