@@ -62,6 +62,24 @@ describe("RedisStore through Sentinel", () => {
     }
   });
 
+  it("writes that finish together share one WAIT", async () => {
+    const { store, cleanup } = await openFlushed();
+    const primary = started().nodes[0]?.client();
+    assert.ok(primary !== undefined);
+    try {
+      const { session } = await store.create({ tenant: "t", userId: "u", dataSource: "d", accessLevel: "write", ttlMs: 60_000, metadata: "{}", requestId: "" });
+      await primary.config("RESETSTAT");
+      const writes = 32;
+      await Promise.all(Array.from({ length: writes }, (_, i) => store.setData("t", session.sessionId, `k${i % 4}`, `"${i}"`)));
+      const stats = await primary.info("commandstats");
+      const waits = Number(/^cmdstat_wait:calls=(\d+)/m.exec(stats)?.[1] ?? 0);
+      assert.ok(waits >= 1 && waits < writes, `${waits} WAITs for ${writes} writes`);
+    } finally {
+      primary.disconnect();
+      await cleanup();
+    }
+  });
+
   it("fails a write the replica did not confirm in time with UNAVAILABLE, although the primary applied it", async () => {
     const { store, cleanup } = await openFlushed();
     const replica = started().nodes[1]?.client();
