@@ -49,7 +49,7 @@ import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, STORE_FULL_MESSAGE } from "./call-outcome.js";
-import { dueKey, encodeTenant, eventLogKey, generationKey, RedisKeys } from "./keys.js";
+import { encodeTenant, eventLogKey, generationKey, RedisKeys } from "./keys.js";
 import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { traceScript } from "./script-tracing.js";
@@ -475,7 +475,7 @@ export class RedisStore implements SessionStore {
     let mark: WriteMark | undefined;
     const full = await traceScript(name, this.server, () =>
       this.call(() => {
-        mark = waiter?.mark(name === "expireDue" ? dueKey(this.prefix) : new RedisKeys(this.prefix, tenant).record(String(args[0])));
+        mark = waiter?.mark(new RedisKeys(this.prefix, tenant).record(String(args[0])));
         return fn(this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), ...args);
       }),
     );
@@ -530,8 +530,12 @@ export class RedisStore implements SessionStore {
   }
 }
 
-/** Writes whose success a caller (or the exactly-once expiry) relies on: confirmed on replicas with REDIS_WAIT_REPLICAS. */
-const ACKNOWLEDGED_WRITES: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "update", "extend", "close", "setData", "deleteData", "clearData", "expireDue"]);
+/**
+ * Writes whose success a caller relies on: confirmed on replicas with
+ * REDIS_WAIT_REPLICAS. Not expireDue: no caller waits for it, and failing it
+ * after it was applied would lose its expirations' audit records.
+ */
+const ACKNOWLEDGED_WRITES: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "update", "extend", "close", "setData", "deleteData", "clearData"]);
 
 /** Scripts that only read, except for archiving a due session they meet (and the best-effort access time). */
 const READS: ReadonlySet<ScriptName> = new Set<ScriptName>(["get", "getData", "listData", "list"]);
