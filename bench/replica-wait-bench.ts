@@ -11,6 +11,9 @@
  *   npx tsx bench/replica-wait-bench.ts [roundMs] [rounds]
  */
 import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { startRedisServer } from "../test/support/redis-server.js";
 import { runAsBenchMain } from "./child-main.js";
@@ -70,7 +73,9 @@ async function round(call: () => Promise<unknown>, concurrency: number, pool: Po
 
 async function measure(log: (line: string) => void): Promise<ReplicaWaitReport> {
   const primary = await startRedisServer();
-  const replica = await startRedisServer(["--replicaof", "127.0.0.1", String(primary.port)]);
+  // --dir: the replica writes the snapshot of its full sync there, not in the working directory.
+  const dir = mkdtempSync(join(tmpdir(), "sessiond-replica-wait-"));
+  const replica = await startRedisServer(["--replicaof", "127.0.0.1", String(primary.port), "--dir", dir]);
   const stores = {
     0: new RedisStore({ url: primary.url, keyPrefix: "bw0:", limits: LIMITS, commandTimeoutMs: 5000 }),
     1: new RedisStore({ url: primary.url, keyPrefix: "bw1:", limits: LIMITS, commandTimeoutMs: 5000, replicaWait: { replicas: 1, timeoutMs: 1000 } }),
@@ -117,6 +122,7 @@ async function measure(log: (line: string) => void): Promise<ReplicaWaitReport> 
     await stores[1].dispose();
     await replica.stop();
     await primary.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -117,7 +117,8 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
   const sentinelCount = options.sentinels ?? 3;
   const quorum = Math.floor(sentinelCount / 2) + 1;
   const dir = mkdtempSync(join(tmpdir(), "sessiond-sentinel-"));
-  const base = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning", ...(options.nodeArgs ?? [])];
+  // --dir: a replica writes the snapshot of its full sync there, never in the working directory.
+  const base = ["--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--loglevel", "warning", ...(options.nodeArgs ?? [])];
   const nodes: Proc[] = [];
   const sentinels: Proc[] = [];
   const setup = async (): Promise<void> => {
