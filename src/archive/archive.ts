@@ -13,6 +13,7 @@ import { ArchiveSink, type ArchiveSinkObserver, type ArchiveSinkState } from "./
 import { PgArchive } from "./pg-archive.js";
 import { RedisEventGroup } from "./redis-event-group.js";
 import { PartitionedEventGroup } from "./partitioned-event-group.js";
+import type { RedisTarget } from "../store/redis/connections.js";
 
 /**
  * Longest wait at shutdown for the batch in hand (one read's block, one
@@ -26,8 +27,8 @@ export const ARCHIVE_GROUP = "archive";
 
 export interface ArchiveOptions {
   readonly database: ArchiveDatabaseConfig;
-  readonly redisUrl: string;
-  /** A Redis Cluster with its partition count (REDIS_CLUSTER_NODES): one consumer group per partition's log. */
+  readonly redis: RedisTarget;
+  /** A Redis Cluster with its partition count (REDIS_CLUSTER_NODES), instead of `redis`: one consumer group per partition's log. */
   readonly redisCluster?: { readonly nodes: readonly { readonly host: string; readonly port: number }[]; readonly partitions: number };
   readonly keyPrefix: string;
   readonly redisCommandTimeoutMs: number;
@@ -73,7 +74,7 @@ export function createArchive(options: ArchiveOptions): Archive {
           ...(options.onRedisConnection === undefined ? {} : { onConnection: options.onRedisConnection }),
         })
       : new RedisEventGroup({
-          url: options.redisUrl,
+          target: options.redis,
           keyPrefix: options.keyPrefix,
           group: ARCHIVE_GROUP,
           consumer,

@@ -57,7 +57,7 @@ export class PartitionedEventGroup implements EventGroupPort {
     this.groups = partitions.tags.map(
       (tag) =>
         new RedisEventGroup({
-          url: "",
+          target: { url: "" },
           keyPrefix: options.keyPrefix,
           group: options.group,
           consumer: options.consumer,

@@ -11,15 +11,16 @@
  * An entry trimmed before it was acknowledged comes back without its fields
  * and is reported as lost.
  */
-import { Redis, type Cluster } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { Logger } from "pino";
 import { compareEventIds } from "../store/event-id.js";
 import { decodeStreamEntry } from "../store/redis/event-codec.js";
 import { RedisKeys } from "../store/redis/keys.js";
+import { redisClient, type RedisTarget } from "../store/redis/connections.js";
 import type { StoredEvent } from "../store/store.js";
 
 export interface RedisEventGroupOptions {
-  readonly url: string;
+  readonly target: RedisTarget;
   readonly keyPrefix: string;
   readonly group: string;
   /** This process's name in the group. */
@@ -80,7 +81,7 @@ export class RedisEventGroup {
       this.redis = options.stream.connection;
       return;
     }
-    const redis = new Redis(options.url, {
+    const redis = redisClient(options.target, {
       // Commands wait for a reconnect (bounded by commandTimeout) instead of failing at once.
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,

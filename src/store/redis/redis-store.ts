@@ -56,15 +56,15 @@ import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { traceScript } from "./script-tracing.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
-import { RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName } from "./connections.js";
+import { RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName, type RedisTarget } from "./connections.js";
 import { watchClusterShadowKeyExpiry } from "./cluster-keyspace.js";
+import { ReplicaWait, type WriteMark } from "./replica-wait.js";
 import { RedisMemoryState } from "./memory-state.js";
 
 export type { RedisClusterTarget, RedisCommandConnection, RedisConnectionName } from "./connections.js";
 
-export interface RedisStoreOptions {
-  /** redis://[user:password@]host:port[/db] */
-  readonly url: string;
+/** Where Redis is (a URL, or Sentinel: connections.ts) and how the store uses it. */
+export type RedisStoreOptions = RedisTarget & {
   /** Prefix of every key (DEFAULT_KEY_PREFIX in keys.ts is "sd:"). */
   readonly keyPrefix: string;
   /** A Redis Cluster to run on instead of `url` (REDIS_CLUSTER_NODES); needs partitions > 1. */
@@ -85,7 +85,9 @@ export interface RedisStoreOptions {
   readonly onConnection?: (client: RedisCommandConnection, name: RedisConnectionName) => void;
   /** Called when Redis was out of memory and a close kept a shortened archive (for a metric). */
   readonly onArchiveShortened?: () => void;
-}
+  /** REDIS_WAIT_REPLICAS and REDIS_WAIT_TIMEOUT: confirm each acknowledged write on replicas (replica-wait.ts); absent or 0: no WAIT. */
+  readonly replicaWait?: { readonly replicas: number; readonly timeoutMs: number } | undefined;
+};
 
 /** Added to the command timeout of a blocking read: the longest BLOCK the event reader asks for. */
 const BLOCK_SLACK_MS = 5000;
@@ -131,6 +133,8 @@ export class RedisStore implements SessionStore {
   private readonly onArchiveShortened: RedisStoreOptions["onArchiveShortened"];
   /** Eviction policy and memory state of the server, for readiness and the start check. */
   private readonly memory = new RedisMemoryState();
+  /** Confirms acknowledged writes on replicas; undefined: REDIS_WAIT_REPLICAS is 0. */
+  private readonly replicaWait: ReplicaWait | undefined;
 
   constructor(options: RedisStoreOptions) {
     this.timeoutMs = options.commandTimeoutMs;
@@ -150,7 +154,7 @@ export class RedisStore implements SessionStore {
     ];
     if (options.cluster !== undefined && this.partitions.count < 2) throw new Error("a Redis Cluster needs at least 2 partitions (keys.ts)");
     this.connections = new RedisConnections({
-      url: options.url,
+      ...(options.sentinel === undefined ? { url: options.url } : { sentinel: options.sentinel }),
       cluster: options.cluster,
       commandTimeoutMs: options.commandTimeoutMs,
       logger: options.logger,
@@ -158,8 +162,21 @@ export class RedisStore implements SessionStore {
     });
     this.redis = this.connections.command;
     const seed = options.cluster?.nodes[0];
-    this.server = seed ?? (this.redis instanceof Cluster ? undefined : { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 });
+    // Through Sentinel the primary changes under the connection: no fixed address to name in traces.
+    this.server =
+      seed ?? (this.redis instanceof Cluster || options.sentinel !== undefined ? undefined : { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 });
     this.onArchiveShortened = options.onArchiveShortened;
+    const wait = options.replicaWait;
+    // One primary: every write goes over the command connection.
+    const redis = this.redis;
+    if (redis instanceof Cluster && wait !== undefined && wait.replicas > 0) throw new Error("REDIS_WAIT_REPLICAS is not available on a Redis Cluster");
+    this.replicaWait =
+      wait === undefined || wait.replicas <= 0 || redis instanceof Cluster
+        ? undefined
+        : new ReplicaWait(
+            { replicas: wait.replicas, timeoutMs: wait.timeoutMs, slackMs: options.commandTimeoutMs, advanceChannel: `${options.keyPrefix}wait` },
+            () => redis,
+          );
 
     const sources = scriptSources();
     const scripts = {} as Record<ScriptName, ScriptFn>;
@@ -463,7 +480,7 @@ export class RedisStore implements SessionStore {
     // Unreadable entries are skipped, so read on until the page is full or the log ends: a short page means the end.
     for (let from = after, round = 0; ; round++) {
       const want = limit - events.length;
-      const page = await this.readMerged(from, want);
+      const page = await this.readMerged(from, want, round === 0);
       events.push(...page.events);
       this.unreadableListeners.notify(page.unreadable);
       if (events.length >= limit) return events;
@@ -473,21 +490,45 @@ export class RedisStore implements SessionStore {
     }
   }
 
-  /** One read of every partition's log after `after`, merged (merged-log.ts); one partition's read as is. */
-  private async readMerged(after: string, limit: number): Promise<ReturnType<typeof mergePartitionReads>> {
+  /**
+   * One read of every partition's log after `after`, merged (merged-log.ts);
+   * one partition's read as is, its cursor first checked (checkCursorHeld)
+   * when `checkHeld`.
+   */
+  private async readMerged(after: string, limit: number, checkHeld = false): Promise<ReturnType<typeof mergePartitionReads>> {
     const reads = await Promise.all(
-      this.allPartitions().map(async (p): Promise<PartitionRead> => {
+      this.allPartitions().map(async (p): Promise<PartitionRead & { reply: unknown[] }> => {
         const { reply, now } = await this.runScript("readEvents", p, "", [after, limit]);
-        return { entries: (reply as unknown[])[2], asked: limit, lastAssigned: reply[1] ?? ZERO_EVENT_ID, now };
+        return { entries: (reply as unknown[])[2], asked: limit, lastAssigned: reply[1] ?? ZERO_EVENT_ID, now, reply };
       }),
     );
     if (reads.length === 1) {
-      const read = reads[0] as PartitionRead;
+      const read = reads[0] as PartitionRead & { reply: unknown[] };
+      if (checkHeld) await this.checkCursorHeld(after, read.reply, limit);
       const batch = decodeStreamBatch(read.entries);
       const more = batch.size >= limit;
       return { events: batch.events, unreadable: batch.unreadable, position: batch.lastId ?? after, more, withheld: false };
     }
     return mergePartitionReads(after, reads, limit);
+  }
+
+  /**
+   * A cursor the log accepted must name an entry it holds (or its start):
+   * a failover to a replica that missed the log's newest entries keeps the
+   * generation, and the lost ids are then merely "not trimmed". Without this
+   * check a watcher that saw them would go on silently once newer events
+   * pass its cursor. XRANGE runs after the script; a trim in between is told
+   * apart by running the script again (it then answers out_of_range itself).
+   * One partition only (several: not checked, see README "Running on Redis Cluster").
+   */
+  private async checkCursorHeld(after: string, reply: readonly unknown[], limit: number): Promise<void> {
+    const [, lastId, , generation] = reply;
+    if (compareEventIds(after, ZERO_EVENT_ID) === 0 || after === `${String(generation)}-0` || after === lastId) return;
+    const key = eventLogKey(this.prefix);
+    const held = await this.call(() => this.redis.xrange(key, after, after, "COUNT", 1));
+    if (held.length > 0) return;
+    await this.script("readEvents", 0, "", [after, limit]);
+    throw new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
   }
 
   onUnreadableEvent(listener: UnreadableListener): () => void {
@@ -675,8 +716,13 @@ export class RedisStore implements SessionStore {
     const guardArgs = guard === undefined ? ["", ""] : [guard.userId, guard.level];
     const anchor = this.anchors[partition] as string;
     const tag = this.partitions.tags[partition] as string;
+    const waiter = ACKNOWLEDGED_WRITES.has(name) ? this.replicaWait : undefined;
+    let mark: WriteMark | undefined;
     const full = await traceScript(name, this.server, () =>
-      this.call(() => fn(anchor, this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), tag, partition, this.partitions.count, ...args)),
+      this.call(() => {
+        mark = waiter?.mark(new RedisKeys(this.prefix, tenant, this.partitions).record(String(args[0])));
+        return fn(anchor, this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), tag, partition, this.partitions.count, ...args);
+      }),
     );
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
@@ -696,6 +742,8 @@ export class RedisStore implements SessionStore {
     }
     const strings = reply as string[];
     if (strings[0] !== "ok") throw scriptError(strings[0] as string, strings[1]);
+    // A create replayed by its request id wrote nothing now: its WAIT must cover the first attempt's write.
+    if (waiter !== undefined && mark !== undefined) await waiter.confirm(mark, name === "create" && strings[1] !== "1");
     return { reply: strings, now };
   }
 
@@ -745,6 +793,13 @@ async function untilSlotSettles<T>(command: () => Promise<T>, deadline: number):
     }
   }
 }
+
+/**
+ * Writes whose success a caller relies on: confirmed on replicas with
+ * REDIS_WAIT_REPLICAS. Not expireDue: no caller waits for it, and failing it
+ * after it was applied would lose its expirations' audit records.
+ */
+const ACKNOWLEDGED_WRITES: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "update", "extend", "close", "setData", "deleteData", "clearData"]);
 
 /** Scripts that only read, except for archiving a due session they meet (and the best-effort access time). */
 const READS: ReadonlySet<ScriptName> = new Set<ScriptName>(["get", "getData", "listData", "list"]);
