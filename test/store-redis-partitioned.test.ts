@@ -4,6 +4,11 @@
  * the merged listings, counters and event log are checked without a cluster
  * (test/store-redis-cluster.test.ts runs them on one).
  */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { SessionError } from "../src/domain/errors.js";
+import { EVENT_LOG_RESET_MESSAGE } from "../src/store/store.js";
+import { Partitioning, RedisKeys } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
 import { runGuardConformance } from "./conformance/guard-conformance.js";
@@ -18,3 +23,22 @@ const openFlushed = async (): Promise<{ store: RedisStore; cleanup: () => Promis
 };
 runStoreConformance("redis, 5 partitions", openFlushed, { requestIdScope: "user" });
 runGuardConformance("redis, 5 partitions", openFlushed);
+
+describe("RedisStore with 5 partitions on one Redis", () => {
+  it("a cursor naming an event its partition's log no longer holds (lost in a failover) is out_of_range, saying the log was reset", async () => {
+    const { store, cleanup } = await openFlushed();
+    try {
+      for (let i = 0; i < 20; i++) await store.create({ tenant: "t", userId: `u-${i}`, dataSource: "d", accessLevel: "read", ttlMs: 60_000, metadata: "{}", requestId: "" });
+      const events = await store.readEvents("0-0", 100);
+      assert.equal(events.length, 20);
+      const lost = events[10]?.id ?? "";
+      const partition = Number(lost.split("-")[1]) % 5;
+      assert.equal(await server.raw.xdel(new RedisKeys("sdpart:", "", new Partitioning(5)).events(partition), lost), 1, "the event's partition holds it");
+      await assert.rejects(store.readEvents(lost, 10), (e: unknown) => e instanceof SessionError && e.kind === "out_of_range" && e.message === EVENT_LOG_RESET_MESSAGE);
+      const kept = events[12]?.id ?? "";
+      assert.deepEqual((await store.readEvents(kept, 100)).map((e) => e.id), events.slice(13).map((e) => e.id), "a cursor still held resumes");
+    } finally {
+      await cleanup();
+    }
+  });
+});

@@ -502,6 +502,7 @@ export class RedisStore implements SessionStore {
         return { entries: (reply as unknown[])[2], asked: limit, lastAssigned: reply[1] ?? ZERO_EVENT_ID, now, reply };
       }),
     );
+    if (checkHeld && reads.length > 1) await this.checkMergedCursorHeld(after, reads, limit);
     if (reads.length === 1) {
       const read = reads[0] as PartitionRead & { reply: unknown[] };
       if (checkHeld) await this.checkCursorHeld(after, read.reply, limit);
@@ -513,13 +514,30 @@ export class RedisStore implements SessionStore {
   }
 
   /**
+   * checkCursorHeld with several partitions: an event id names its partition
+   * (its sequence number modulo the count, see emit), whose log must hold it,
+   * unless the cursor is a partition's start or the log's start.
+   */
+  private async checkMergedCursorHeld(after: string, reads: readonly { readonly reply: readonly unknown[] }[], limit: number): Promise<void> {
+    if (compareEventIds(after, ZERO_EVENT_ID) === 0) return;
+    if (reads.some(({ reply }) => after === `${String(reply[3])}-0`)) return;
+    const partition = Number(after.slice(after.indexOf("-") + 1)) % this.partitions.count;
+    const reply = reads[partition]?.reply;
+    if (reply === undefined || after === reply[1]) return;
+    const key = eventLogKey(this.prefix, this.partitions.tags[partition]);
+    const held = await this.call(() => this.redis.xrange(key, after, after, "COUNT", 1));
+    if (held.length > 0) return;
+    await this.script("readEvents", partition, "", [after, limit]);
+    throw new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
+  }
+
+  /**
    * A cursor the log accepted must name an entry it holds (or its start):
    * a failover to a replica that missed the log's newest entries keeps the
    * generation, and the lost ids are then merely "not trimmed". Without this
    * check a watcher that saw them would go on silently once newer events
    * pass its cursor. XRANGE runs after the script; a trim in between is told
    * apart by running the script again (it then answers out_of_range itself).
-   * One partition only (several: not checked, see README "Running on Redis Cluster").
    */
   private async checkCursorHeld(after: string, reply: readonly unknown[], limit: number): Promise<void> {
     const [, lastId, , generation] = reply;
