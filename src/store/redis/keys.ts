@@ -53,7 +53,10 @@
  *   listing and the per-user cap stay one index in one slot; the session id
  *   is drawn (Partitioning.newSessionId: random UUIDs until one hashes to the
  *   user's partition, N draws on average) so that any call by id finds its
- *   partition from the id alone. Data-source and unfiltered listings merge
+ *   partition from the id alone. A request id key lives in its create's
+ *   user's partition, so with several partitions an idempotency key is
+ *   matched per user, and the tenant caps (sessions, data sources) are
+ *   checked per partition. Data-source and unfiltered listings merge
  *   one page from every partition (at most N x page index reads); counters
  *   are summed over partitions at read.
  * - Each partition has its own event log, generation and due queue. Event ids
