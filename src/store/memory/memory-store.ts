@@ -42,7 +42,7 @@ import type {
   StoredEvent,
   StoreLimits,
 } from "../store.js";
-import { checkGuardedCreate, GUARD_DENIED_MESSAGE, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
+import { checkGuardedCreate, GUARD_DENIED_MESSAGE, guardNames, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
 
 export interface MemoryStoreOptions {
   readonly limits: StoreLimits;
@@ -69,6 +69,8 @@ interface MutableCounters {
   closed: number;
   readonly byLevel: Map<AccessLevel, number>;
   readonly bySource: Map<string, number>;
+  /** The sealed name of each data source of bySource, when the records carry one (encryption on). */
+  readonly sourceNames: Map<string, string>;
   endedDurationMsSum: number;
 }
 
@@ -138,6 +140,7 @@ export class MemoryStore implements SessionStore {
         endTime: 0,
         metadata: input.metadata,
         version: 1,
+        ...(input.sealed === undefined ? {} : { sealed: input.sealed }),
       });
       t.live.set(record.sessionId, { record, data: new Map(), dataBytes: 0, requestId });
       if (requestId !== "") t.requestIds.set(requestId, record.sessionId);
@@ -147,6 +150,7 @@ export class MemoryStore implements SessionStore {
       t.counters.active += 1;
       bump(t.counters.byLevel, record.accessLevel, 1);
       bump(t.counters.bySource, record.dataSource, 1);
+      nameSource(t.counters, record);
       this.emit("created", record, [], now);
       return evicted.length === 0 ? { session: record, created: true } : { session: record, created: true, evicted };
     });
@@ -185,6 +189,7 @@ export class MemoryStore implements SessionStore {
         accessLevel: patch.accessLevel ?? old.accessLevel,
         dataSource: patch.dataSource ?? old.dataSource,
         version: old.version + 1,
+        ...(patch.sealed === undefined ? {} : { sealed: { ...old.sealed, ...patch.sealed } }),
       });
       if (next.accessLevel !== old.accessLevel) {
         bump(t.counters.byLevel, old.accessLevel, -1);
@@ -195,6 +200,7 @@ export class MemoryStore implements SessionStore {
         addToIndex(t.bySource, next.dataSource, sessionId);
         bump(t.counters.bySource, old.dataSource, -1);
         bump(t.counters.bySource, next.dataSource, 1);
+        nameSource(t.counters, next);
       }
       s.record = next;
       this.emit("updated", next, [], now);
@@ -328,6 +334,7 @@ export class MemoryStore implements SessionStore {
         closed: c.closed,
         activeByAccessLevel: Object.fromEntries(c.byLevel),
         activeByDataSource: Object.fromEntries(c.bySource),
+        ...(c.sourceNames.size === 0 ? {} : { dataSourceNames: Object.fromEntries(c.sourceNames) }),
         endedDurationMsSum: c.endedDurationMsSum,
       };
     });
@@ -435,6 +442,7 @@ export class MemoryStore implements SessionStore {
           closed: 0,
           byLevel: new Map(),
           bySource: new Map(),
+          sourceNames: new Map(),
           endedDurationMsSum: 0,
         },
       };
@@ -507,7 +515,7 @@ export class MemoryStore implements SessionStore {
       this.expire(t, s);
       return undefined;
     }
-    if (guard !== undefined && s.record.userId !== guard.userId) return undefined;
+    if (guard !== undefined && !guardNames(guard, s.record.userId)) return undefined;
     return s;
   }
 
@@ -518,7 +526,7 @@ export class MemoryStore implements SessionStore {
       t.archive.delete(sessionId);
       return undefined;
     }
-    if (r && guard !== undefined && r.userId !== guard.userId) return undefined;
+    if (r && guard !== undefined && !guardNames(guard, r.userId)) return undefined;
     return r;
   }
 
@@ -561,7 +569,10 @@ export class MemoryStore implements SessionStore {
 
   /** Appends the event of a write, in the same synchronous step as the write. */
   private emit(type: SessionEventType, session: SessionRecord, dataKeys: readonly string[], now: number): void {
-    this.log.append(type, session, dataKeys, now);
+    // As in the Redis log: an event never carries the record's metadata tag.
+    const sealed = session.sealed;
+    const logged = sealed?.metadataTag === undefined ? session : freeze({ ...session, sealed: { ...(sealed.user === undefined ? {} : { user: sealed.user }), ...(sealed.dataSource === undefined ? {} : { dataSource: sealed.dataSource }) } });
+    this.log.append(type, logged, dataKeys, now);
   }
 
   /** Archives a due session as expired (endTime = expireTime), exactly as expireDue does. */
@@ -587,6 +598,7 @@ export class MemoryStore implements SessionStore {
     t.counters.active -= 1;
     bump(t.counters.byLevel, final.accessLevel, -1);
     bump(t.counters.bySource, final.dataSource, -1);
+    nameSource(t.counters, final);
     t.counters.endedDurationMsSum += final.endTime - final.createTime;
     this.emit(final.status === "expired" ? "expired" : "closed", final, [], this.now());
   }
@@ -641,6 +653,13 @@ function bump<K>(counts: Map<K, number>, key: K, delta: number): void {
   const n = (counts.get(key) ?? 0) + delta;
   if (n > 0) counts.set(key, n);
   else counts.delete(key);
+}
+
+/** Keeps the sealed name of the record's data source while it has live sessions (as the Redis counters' n: fields). */
+function nameSource(c: MutableCounters, record: SessionRecord): void {
+  const name = record.sealed?.dataSource;
+  if (!c.bySource.has(record.dataSource)) c.sourceNames.delete(record.dataSource);
+  else if (name !== undefined) c.sourceNames.set(record.dataSource, name);
 }
 
 /** The smallest id set that can hold every match of the filter. */

@@ -158,6 +158,9 @@ export class RedisStore implements SessionStore {
         this.limits.sessionsPerUserPolicy,
         this.limits.maxSessionsPerTenant,
         this.limits.maxDataSourcesPerTenant,
+        input.sealed?.user ?? "",
+        input.sealed?.dataSource ?? "",
+        input.sealed?.metadataTag ?? "",
         ...(input.requestIdAliases ?? []).map((alias) => requestIdKey({ requestId: alias, ...(input.guard === undefined ? {} : { guard: input.guard }) })),
       ],
       input.guard,
@@ -185,6 +188,8 @@ export class RedisStore implements SessionStore {
         patch.accessLevel ?? "",
         patch.dataSource ?? "",
         this.limits.maxDataSourcesPerTenant,
+        patch.sealed?.dataSource ?? "",
+        patch.sealed?.metadataTag ?? "",
       ],
       guard,
     );
@@ -265,7 +270,12 @@ export class RedisStore implements SessionStore {
     const fields = await this.call(() => this.redis.hgetall(key));
     const byLevel: Partial<Record<"read" | "write" | "admin", number>> = {};
     const bySource: Record<string, number> = {};
+    const names: Record<string, string> = {};
     for (const [field, raw] of Object.entries(fields)) {
+      if (field.startsWith("n:")) {
+        names[field.slice(2)] = raw;
+        continue;
+      }
       const n = Number(raw);
       if (n <= 0) continue;
       if (field === "l:read" || field === "l:write" || field === "l:admin") byLevel[field.slice(2) as "read"] = n;
@@ -279,6 +289,7 @@ export class RedisStore implements SessionStore {
       closed: num("closed"),
       activeByAccessLevel: byLevel,
       activeByDataSource: bySource,
+      ...(Object.keys(names).length === 0 ? {} : { dataSourceNames: names }),
       endedDurationMsSum: num("dsum"),
     };
   }
@@ -437,7 +448,7 @@ export class RedisStore implements SessionStore {
    */
   private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
     const fn = this.scripts[name];
-    const guardArgs = guard === undefined ? ["", ""] : [guard.userId, guard.level];
+    const guardArgs = guard === undefined ? ["", ""] : [[guard.userId, ...(guard.userAliases ?? [])].join("\n"), guard.level];
     const full = await traceScript(name, this.server, () =>
       this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), ...args)),
     );

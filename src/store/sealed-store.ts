@@ -1,0 +1,386 @@
+/**
+ * The store as seen through encryption (FieldCipher.encrypts): wraps either
+ * backend so that what names keys never reaches it in the clear, and what
+ * Redis holds cannot be served out of place.
+ *
+ * - User ids and data sources go to the store as keyed HMACs (tokens, see
+ *   FieldCipher.indexNames), which name the index keys, counter fields and
+ *   due-queue members; the names themselves travel sealed beside them (record
+ *   fields, archives, events, the counters' data-source names) and are opened
+ *   here. An opened name must hash to the record's token, so a sealed name
+ *   copied in from elsewhere is refused.
+ * - The record's metadata ciphertext carries a keyed tag (SealedFields.metadataTag)
+ *   kept in the record and its archive but never in the event log, so an older
+ *   ciphertext copied from the log into the record is refused.
+ * - Lookups by user or data source try the tokens of every configured key,
+ *   so sessions created before a key rotation stay reachable (new ones use
+ *   the primary key's token).
+ *
+ * A record that fails these checks is unreadable: left out of a listing
+ * (counted and logged by the session layer), refused with INTERNAL by every
+ * other call (logged here with ids only, counted), skipped in the event log
+ * like any entry that does not decode.
+ */
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import { DecryptError, METADATA_FIELD, nameBinding, type FieldCipher } from "../crypto/field-cipher.js";
+import { SessionError } from "../domain/errors.js";
+import type { SessionRecord } from "../domain/model.js";
+import { countUnreadable } from "../observability/metrics.js";
+import type {
+  ClearDataResult,
+  CreateSessionInput,
+  CreateSessionResult,
+  DataWriteResult,
+  DeleteDataResult,
+  DueInfo,
+  DueWatch,
+  EventTail,
+  ExpiryListener,
+  GetSessionOptions,
+  ListCursor,
+  ListFilter,
+  ListResult,
+  SessionCounters,
+  SessionGuard,
+  SessionPatch,
+  SessionStore,
+  StoredEvent,
+  StoreProblems,
+} from "./store.js";
+import { UnreadableListeners, type UnreadableEntry, type UnreadableListener } from "./unreadable.js";
+
+type NameKind = "user" | "data_source";
+
+/** Metadata the store writes itself without a key or tag (a shortened archive, see write_archive). */
+const BARE_METADATA = "{}";
+
+/** A stored record or event that fails a check; `problem` is our own wording, never a value. */
+class Unreadable extends Error {
+  override readonly name = "Unreadable";
+}
+
+/** The store itself when the cipher does not encrypt (behaviour unchanged), else the sealing wrapper. */
+export function sealStore(store: SessionStore, cipher: FieldCipher, logger?: Logger): SessionStore {
+  return cipher.encrypts ? new SealedStore(store, cipher, logger) : store;
+}
+
+/**
+ * Tokens, sealed names and the record checks, for the store wrapper and for
+ * other readers of the event log (the archive sink).
+ */
+export class SealedNames {
+  constructor(private readonly cipher: FieldCipher) {}
+
+
+  tokens(tenant: string, kind: NameKind, name: string): readonly string[] {
+    return this.cipher.indexNames(name, { tenant, kind });
+  }
+
+  token(tenant: string, kind: NameKind, name: string): string {
+    return this.tokens(tenant, kind, name)[0] ?? name;
+  }
+
+  sealName(tenant: string, kind: NameKind, name: string): string {
+    return this.cipher.seal(name, nameBinding({ tenant, kind }));
+  }
+
+  /** The sealed name opened, if it hashes to the stored token (else Unreadable). */
+  openName(tenant: string, kind: NameKind, sealed: string, token: string): string {
+    const name = this.cipher.open(sealed, nameBinding({ tenant, kind }));
+    if (!this.tokens(tenant, kind, name).includes(token)) throw new Unreadable(`the sealed ${kind} does not match the record's`);
+    return name;
+  }
+
+  /** A name stored before identifiers were sealed: read as it is only with the migration setting. */
+  legacyName(stored: string): string {
+    if (!this.cipher.readsLegacy) throw new Unreadable("the record's identifiers are not sealed");
+    return stored;
+  }
+
+  metadataTag(tenant: string, sessionId: string, metadata: string): string {
+    return this.cipher.tag(metadata, { tenant, sessionId, field: METADATA_FIELD });
+  }
+
+  /** The guard with the user's tokens (the primary key's first, the others as aliases). */
+  guard(tenant: string, guard: SessionGuard | undefined): SessionGuard | undefined {
+    if (guard === undefined) return undefined;
+    const [userId = guard.userId, ...userAliases] = this.tokens(tenant, "user", guard.userId);
+    return { ...guard, userId, ...(userAliases.length === 0 ? {} : { userAliases }) };
+  }
+
+  /**
+   * The record as callers know it: names opened, the metadata tag checked
+   * (records and archives carry it; events never do, see checkEvent). Throws
+   * Unreadable.
+   */
+  check(record: SessionRecord, withTag = true): SessionRecord {
+    const { sealed, ...rest } = record;
+    const { tenant, sessionId } = record;
+    const userId = sealed?.user === undefined ? this.legacyName(record.userId) : this.openName(tenant, "user", sealed.user, record.userId);
+    const dataSource = sealed?.dataSource === undefined ? this.legacyName(record.dataSource) : this.openName(tenant, "data_source", sealed.dataSource, record.dataSource);
+    if (withTag && !this.tagged(record)) throw new Unreadable("the stored metadata is not the one last written to this record");
+    return { ...rest, userId, dataSource };
+  }
+
+  private tagged(record: SessionRecord): boolean {
+    const tag = record.sealed?.metadataTag;
+    if (tag === undefined) return record.metadata === BARE_METADATA || this.cipher.readsLegacy;
+    return this.cipher.tagMatches(tag, record.metadata, { tenant: record.tenant, sessionId: record.sessionId, field: METADATA_FIELD });
+  }
+
+  /** The event with its names opened (throws when they do not open). Events carry no metadata tag. */
+  event(event: StoredEvent): StoredEvent {
+    return { ...event, session: this.check(event.session, false) };
+  }
+}
+
+export class SealedStore implements SessionStore {
+  readonly kind: string;
+  readonly watchDue?: (onDue: (tenant: string, sessionId: string) => void) => Promise<DueWatch>;
+  readonly watchReadiness?: (listener: (ready: boolean) => void) => () => void;
+  readonly problems?: () => Promise<StoreProblems>;
+  private readonly unreadable = new UnreadableListeners();
+  private readonly names: SealedNames;
+
+  constructor(
+    private readonly inner: SessionStore,
+    cipher: FieldCipher,
+    private readonly logger?: Logger,
+  ) {
+    this.names = new SealedNames(cipher);
+    this.kind = inner.kind;
+    const { watchDue, watchReadiness, problems } = inner;
+    if (watchDue !== undefined) this.watchDue = watchDue.bind(inner);
+    if (watchReadiness !== undefined) this.watchReadiness = watchReadiness.bind(inner);
+    if (problems !== undefined) this.problems = problems.bind(inner);
+  }
+
+  async create(input: CreateSessionInput): Promise<CreateSessionResult> {
+    const { tenant } = input;
+    const sessionId = input.sessionId ?? randomUUID();
+    // Names are compared in the clear first: the store only sees tokens.
+    if (input.guard !== undefined && input.guard.userId !== input.userId) {
+      throw new SessionError("permission_denied", "user_id: a caller acting for a user may create sessions for that user only", "user_id");
+    }
+    const guard = this.names.guard(tenant, input.guard);
+    const result = await this.inner.create({
+      ...input,
+      sessionId,
+      userId: this.names.token(tenant, "user", input.userId),
+      dataSource: this.names.token(tenant, "data_source", input.dataSource),
+      sealed: {
+        user: this.names.sealName(tenant, "user", input.userId),
+        dataSource: this.names.sealName(tenant, "data_source", input.dataSource),
+        metadataTag: this.names.metadataTag(tenant, sessionId, input.metadata),
+      },
+      ...(guard === undefined ? {} : { guard }),
+    });
+    const session = this.open(result.session);
+    const evicted = result.evicted?.map((r) => this.open(r));
+    return evicted === undefined ? { created: result.created, session } : { created: result.created, session, evicted };
+  }
+
+  async get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
+    const guard = this.names.guard(tenant, options.guard);
+    const { guard: _, ...rest } = options;
+    return this.open(await this.inner.get(tenant, sessionId, guard === undefined ? rest : { ...rest, guard }));
+  }
+
+  async update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number, guard?: SessionGuard): Promise<SessionRecord> {
+    const { dataSource, metadata } = patch;
+    const stored: SessionPatch = {
+      ...patch,
+      ...(dataSource === undefined ? {} : { dataSource: this.names.token(tenant, "data_source", dataSource) }),
+      sealed: {
+        ...(dataSource === undefined ? {} : { dataSource: this.names.sealName(tenant, "data_source", dataSource) }),
+        ...(metadata === undefined ? {} : { metadataTag: this.names.metadataTag(tenant, sessionId, metadata) }),
+      },
+    };
+    return this.open(await this.inner.update(tenant, sessionId, stored, expectedVersion, this.names.guard(tenant, guard)));
+  }
+
+  async extend(tenant: string, sessionId: string, ttlMs: number, guard?: SessionGuard): Promise<SessionRecord> {
+    return this.open(await this.inner.extend(tenant, sessionId, ttlMs, this.names.guard(tenant, guard)));
+  }
+
+  async close(tenant: string, sessionId: string, guard?: SessionGuard): Promise<SessionRecord> {
+    return this.open(await this.inner.close(tenant, sessionId, this.names.guard(tenant, guard)));
+  }
+
+  /**
+   * One listing per combination of the filter's tokens (one, unless a rotated
+   * key is still configured), merged in listing order: each reads about one
+   * page, so the work stays bounded by the page.
+   */
+  async list(tenant: string, filter: ListFilter, limit: number, after?: ListCursor): Promise<ListResult> {
+    const users = filter.userId === undefined ? [undefined] : this.names.tokens(tenant, "user", filter.userId);
+    const sources = filter.dataSource === undefined ? [undefined] : this.names.tokens(tenant, "data_source", filter.dataSource);
+    const filters: ListFilter[] = users.flatMap((userId) => sources.map((dataSource) => ({ ...(userId === undefined ? {} : { userId }), ...(dataSource === undefined ? {} : { dataSource }) })));
+    const pages = await Promise.all(filters.map((f) => this.inner.list(tenant, f, limit, after)));
+    const unreadable = pages.flatMap((p) => p.unreadable ?? []);
+    const sessions: SessionRecord[] = [];
+    for (const record of pages.flatMap((p) => p.sessions)) {
+      try {
+        sessions.push(this.names.check(record));
+      } catch {
+        unreadable.push(record.sessionId);
+      }
+    }
+    if (pages.length === 1) {
+      const next = pages[0]?.next;
+      return { sessions, ...(next === undefined ? {} : { next }), ...(unreadable.length === 0 ? {} : { unreadable }) };
+    }
+    sessions.sort((a, b) => a.expireTime - b.expireTime || (a.sessionId < b.sessionId ? -1 : a.sessionId > b.sessionId ? 1 : 0));
+    const page = sessions.slice(0, limit);
+    const last = page[page.length - 1];
+    const more = sessions.length > limit || pages.some((p) => p.next !== undefined);
+    const next = more && last !== undefined ? { expireTime: last.expireTime, sessionId: last.sessionId } : undefined;
+    return { sessions: page, ...(next === undefined ? {} : { next }), ...(unreadable.length === 0 ? {} : { unreadable }) };
+  }
+
+  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
+    return this.inner.setData(tenant, sessionId, key, value, this.names.guard(tenant, guard));
+  }
+
+  getData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<string | undefined> {
+    return this.inner.getData(tenant, sessionId, key, this.names.guard(tenant, guard));
+  }
+
+  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
+    return this.inner.deleteData(tenant, sessionId, key, this.names.guard(tenant, guard));
+  }
+
+  listData(tenant: string, sessionId: string, includeValues: boolean, guard?: SessionGuard): Promise<Map<string, string>> {
+    return this.inner.listData(tenant, sessionId, includeValues, this.names.guard(tenant, guard));
+  }
+
+  clearData(tenant: string, sessionId: string, guard?: SessionGuard): Promise<ClearDataResult> {
+    return this.inner.clearData(tenant, sessionId, this.names.guard(tenant, guard));
+  }
+
+  /** Data-source gauges by name: the store keys them by token and keeps each token's sealed name. */
+  async counters(tenant: string): Promise<SessionCounters> {
+    const { dataSourceNames, activeByDataSource, ...rest } = await this.inner.counters(tenant);
+    const byName: Record<string, number> = {};
+    for (const [token, n] of Object.entries(activeByDataSource)) {
+      const sealed = dataSourceNames?.[token];
+      let name: string | undefined;
+      try {
+        name = sealed === undefined ? this.names.legacyName(token) : this.names.openName(tenant, "data_source", sealed, token);
+      } catch {
+        name = undefined;
+      }
+      if (name === undefined) {
+        // The gauge still counts in `active`; only its name is lost.
+        this.reportRecord(tenant, undefined, "a data-source counter has no readable name");
+        continue;
+      }
+      byName[name] = (byName[name] ?? 0) + n;
+    }
+    return { ...rest, activeByDataSource: byName };
+  }
+
+  async expireDue(limit: number): Promise<SessionRecord[]> {
+    return this.openAll(await this.inner.expireDue(limit));
+  }
+
+  nextDue(): Promise<DueInfo> {
+    return this.inner.nextDue();
+  }
+
+  lastEventId(tenant?: string): Promise<string> {
+    return this.inner.lastEventId(tenant);
+  }
+
+  async readEvents(after: string, limit: number): Promise<StoredEvent[]> {
+    return this.openEvents(await this.inner.readEvents(after, limit));
+  }
+
+  openEventTail(): EventTail {
+    const tail = this.inner.openEventTail();
+    return {
+      read: async (after, limit, blockMs) => this.openEvents(await tail.read(after, limit, blockMs)),
+      close: () => tail.close(),
+    };
+  }
+
+  onUnreadableEvent(listener: UnreadableListener): () => void {
+    const removeInner = this.inner.onUnreadableEvent(listener);
+    const removeOwn = this.unreadable.add(listener);
+    return () => {
+      removeInner();
+      removeOwn();
+    };
+  }
+
+  onExpired(listener: ExpiryListener): () => void {
+    return this.inner.onExpired((expirations) => {
+      const opened = expirations.flatMap((e) => {
+        try {
+          return [{ ...e, record: this.names.check(e.record) }];
+        } catch (error) {
+          this.reportRecord(e.record.tenant, e.record.sessionId, problemOf(error));
+          return [];
+        }
+      });
+      if (opened.length > 0) listener(opened);
+    });
+  }
+
+  ping(): Promise<void> {
+    return this.inner.ping();
+  }
+
+  dispose(): Promise<void> {
+    return this.inner.dispose();
+  }
+
+  /** check() for a record one call returns: an unreadable one is logged, counted and refused with INTERNAL. */
+  private open(record: SessionRecord): SessionRecord {
+    try {
+      return this.names.check(record);
+    } catch (error) {
+      if (!(error instanceof Unreadable) && !(error instanceof DecryptError)) throw error;
+      this.reportRecord(record.tenant, record.sessionId, problemOf(error));
+      throw new SessionError("internal", `session ${record.sessionId}: its stored record failed an integrity check and was not served`);
+    }
+  }
+
+  private openAll(records: readonly SessionRecord[]): SessionRecord[] {
+    return records.flatMap((r) => {
+      try {
+        return [this.names.check(r)];
+      } catch (error) {
+        this.reportRecord(r.tenant, r.sessionId, problemOf(error));
+        return [];
+      }
+    });
+  }
+
+  private reportRecord(tenant: string, sessionId: string | undefined, problem: string): void {
+    countUnreadable("record");
+    this.logger?.error({ tenant, ...(sessionId === undefined ? {} : { sessionId }), kind: "record", problem }, "unreadable session record refused");
+  }
+
+  /** Events whose names open; the others are reported as unreadable entries (skipped, like entries that do not decode). */
+  private openEvents(events: readonly StoredEvent[]): StoredEvent[] {
+    const out: StoredEvent[] = [];
+    const bad: UnreadableEntry[] = [];
+    for (const event of events) {
+      try {
+        out.push(this.names.event(event));
+      } catch (error) {
+        bad.push({ id: event.id, tenant: event.session.tenant, sessionId: event.session.sessionId, problem: problemOf(error) });
+      }
+    }
+    if (bad.length > 0) this.unreadable.notify(bad);
+    return out;
+  }
+}
+
+function problemOf(error: unknown): string {
+  if (error instanceof Unreadable) return error.message;
+  if (error instanceof DecryptError) return "a sealed name failed to decrypt";
+  return "unreadable";
+}
