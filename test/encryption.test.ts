@@ -110,6 +110,11 @@ describe("field cipher", () => {
   });
 });
 
+/** The data hash field (a keyed HMAC) under which the service keeps data key `key` of tenant "default" with K1 primary. */
+function dataToken(key: string): string {
+  return new AesGcmFieldCipher(parseKeyring(K1)).indexNames(key, { tenant: "default", kind: "data_key" })[0] ?? "";
+}
+
 /** Every key and every value in Redis, as text (SCAN-free KEYS is fine in a test). */
 async function rawDump(raw: Redis): Promise<string> {
   const parts: string[] = [];
@@ -251,9 +256,10 @@ describe("encryption at rest on Redis", () => {
       await redis.raw.hset(keys.record(b), "m", String(await redis.raw.hget(keys.record(a), "m")));
       await internal(client.getSession({ sessionId: b }), "metadata copied to another session");
       // a's data value x into a's key y, and into b's key x.
-      await redis.raw.hset(keys.data(a), "y", String(await redis.raw.hget(keys.data(a), "x")));
+      const [x, y] = [dataToken("x"), dataToken("y")];
+      await redis.raw.hset(keys.data(a), y, String(await redis.raw.hget(keys.data(a), x)));
       await internal(client.getSessionData({ sessionId: a, key: "y" }), "value copied to another key");
-      await redis.raw.hset(keys.data(b), "x", String(await redis.raw.hget(keys.data(a), "x")));
+      await redis.raw.hset(keys.data(b), x, String(await redis.raw.hget(keys.data(a), x)));
       await internal(client.getSessionData({ sessionId: b, key: "x" }), "value copied to another session");
       await internal(client.listSessionData({ sessionId: b, includeValues: true }), "listing with a copied value");
       // The untouched value still opens.
@@ -347,12 +353,17 @@ describe("encryption at rest on Redis", () => {
     const internal = (e: unknown): boolean => e instanceof ConnectError && e.code === Code.Internal;
     await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
       await assert.rejects(client.getSession({ sessionId: id }), internal, "plaintext metadata refused");
-      await assert.rejects(client.getSessionData({ sessionId: id, key: "k" }), internal, "plaintext data refused");
+      // Data under a plain key name is not even looked at: keys are found by their keyed HMAC.
+      await assert.rejects(
+        client.getSessionData({ sessionId: id, key: "k" }),
+        (e: unknown) => e instanceof ConnectError && (e.code === Code.Internal || e.code === Code.NotFound),
+        "plaintext data refused",
+      );
       // A sealed session with a plaintext value written over its metadata or data: refused too.
       const sealed = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { a: 1 } })).session?.sessionId ?? "";
       await client.setSessionData({ sessionId: sealed, key: "k", value: { kind: { case: "numberValue", value: 1 } } });
       await redis.raw.hset(keys.record(sealed), "m", '{"forged":true}');
-      await redis.raw.hset(keys.data(sealed), "k", '"forged"');
+      await redis.raw.hset(keys.data(sealed), dataToken("k"), '"forged"');
       await assert.rejects(client.getSession({ sessionId: sealed }), internal);
       await assert.rejects(client.getSessionData({ sessionId: sealed, key: "k" }), internal);
       await client.closeSession({ sessionId: sealed }).catch(() => undefined);

@@ -12,7 +12,9 @@
  * - The record's metadata ciphertext carries a keyed tag (SealedFields.metadataTag)
  *   kept in the record and its archive but never in the event log, so an older
  *   ciphertext copied from the log into the record is refused.
- * - Lookups by user or data source try the tokens of every configured key,
+ * - Data key names likewise: the data hash's fields are tokens, each value is
+ *   stored as `<sealed key name> <sealed value>`, and events log the sealed name.
+ * - Lookups by user, data source or data key try the tokens of every configured key,
  *   so sessions created before a key rotation stay reachable (new ones use
  *   the primary key's token).
  *
@@ -23,34 +25,35 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import { DecryptError, METADATA_FIELD, nameBinding, type FieldCipher } from "../crypto/field-cipher.js";
+import { DecryptError, isSealed, METADATA_FIELD, nameBinding, type FieldCipher } from "../crypto/field-cipher.js";
 import { SessionError } from "../domain/errors.js";
 import type { SessionRecord } from "../domain/model.js";
 import { countUnreadable } from "../observability/metrics.js";
-import type {
-  ClearDataResult,
-  CreateSessionInput,
-  CreateSessionResult,
-  DataWriteResult,
-  DeleteDataResult,
-  DueInfo,
-  DueWatch,
-  EventTail,
-  ExpiryListener,
-  GetSessionOptions,
-  ListCursor,
-  ListFilter,
-  ListResult,
-  SessionCounters,
-  SessionGuard,
-  SessionPatch,
-  SessionStore,
-  StoredEvent,
-  StoreProblems,
+import {
+  loggedKeyOf,
+  type ClearDataResult,
+  type CreateSessionInput,
+  type CreateSessionResult,
+  type DataWriteResult,
+  type DeleteDataResult,
+  type DueInfo,
+  type DueWatch,
+  type EventTail,
+  type ExpiryListener,
+  type GetSessionOptions,
+  type ListCursor,
+  type ListFilter,
+  type ListResult,
+  type SessionCounters,
+  type SessionGuard,
+  type SessionPatch,
+  type SessionStore,
+  type StoredEvent,
+  type StoreProblems,
 } from "./store.js";
 import { UnreadableListeners, type UnreadableEntry, type UnreadableListener } from "./unreadable.js";
 
-type NameKind = "user" | "data_source";
+type NameKind = "user" | "data_source" | "data_key";
 
 /** Metadata the store writes itself without a key or tag (a shortened archive, see write_archive). */
 const BARE_METADATA = "{}";
@@ -73,8 +76,10 @@ export class SealedNames {
   constructor(private readonly cipher: FieldCipher) {}
 
 
+  /** The name's tokens under every configured key, the primary's first; with the migration setting, then the name itself (stored before keys). */
   tokens(tenant: string, kind: NameKind, name: string): readonly string[] {
-    return this.cipher.indexNames(name, { tenant, kind });
+    const tokens = this.cipher.indexNames(name, { tenant, kind });
+    return this.cipher.readsLegacy && !tokens.includes(name) ? [...tokens, name] : tokens;
   }
 
   token(tenant: string, kind: NameKind, name: string): string {
@@ -131,7 +136,20 @@ export class SealedNames {
 
   /** The event with its names opened (throws when they do not open). Events carry no metadata tag. */
   event(event: StoredEvent): StoredEvent {
-    return { ...event, session: this.check(event.session, false) };
+    const { tenant } = event.session;
+    const dataKeys = event.dataKeys.map((k) => (isSealed(k) ? this.cipher.open(k, nameBinding({ tenant, kind: "data_key" })) : this.legacyName(k)));
+    return { ...event, session: this.check(event.session, false), dataKeys };
+  }
+
+  /**
+   * A data entry as stored under `token` (see SealedStore.setData): the key
+   * name, which must hash to the token, and the value. An entry written
+   * before key names were sealed reads only with the migration setting.
+   */
+  dataEntry(tenant: string, token: string, stored: string): { name: string; value: string } {
+    const sealedName = loggedKeyOf("", stored);
+    if (sealedName === "") return { name: this.legacyName(token), value: stored };
+    return { name: this.openName(tenant, "data_key", sealedName, token), value: stored.slice(sealedName.length + 1) };
   }
 }
 
@@ -239,20 +257,45 @@ export class SealedStore implements SessionStore {
     return { sessions: page, ...(next === undefined ? {} : { next }), ...(unreadable.length === 0 ? {} : { unreadable }) };
   }
 
+  /** The key goes in as its token; the value as `<sealed key name> <value>` (see loggedKeyOf), and the event logs the sealed name. */
   setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
-    return this.inner.setData(tenant, sessionId, key, value, this.names.guard(tenant, guard));
+    const name = this.names.sealName(tenant, "data_key", key);
+    return this.inner.setData(tenant, sessionId, this.names.token(tenant, "data_key", key), `${name} ${value}`, this.names.guard(tenant, guard), name);
   }
 
-  getData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<string | undefined> {
-    return this.inner.getData(tenant, sessionId, key, this.names.guard(tenant, guard));
+  /** Under the token of each configured key in turn (one, unless a rotated key is still configured). */
+  async getData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<string | undefined> {
+    const storedGuard = this.names.guard(tenant, guard);
+    for (const token of this.names.tokens(tenant, "data_key", key)) {
+      const stored = await this.inner.getData(tenant, sessionId, token, storedGuard);
+      if (stored !== undefined) return this.dataEntry(tenant, sessionId, token, stored).value;
+    }
+    return undefined;
   }
 
-  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
-    return this.inner.deleteData(tenant, sessionId, key, this.names.guard(tenant, guard));
+  async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
+    const storedGuard = this.names.guard(tenant, guard);
+    const name = this.names.sealName(tenant, "data_key", key);
+    const tokens = this.names.tokens(tenant, "data_key", key);
+    for (const [i, token] of tokens.entries()) {
+      const result = await this.inner.deleteData(tenant, sessionId, token, storedGuard, name);
+      if (result.deleted || i === tokens.length - 1) return result;
+    }
+    throw new Error("no data-key token");
   }
 
-  listData(tenant: string, sessionId: string, includeValues: boolean, guard?: SessionGuard): Promise<Map<string, string>> {
-    return this.inner.listData(tenant, sessionId, includeValues, this.names.guard(tenant, guard));
+  /** Values are always read (they carry the key names); a key stored under two tokens (a rotation) shows once, the primary's. */
+  async listData(tenant: string, sessionId: string, includeValues: boolean, guard?: SessionGuard): Promise<Map<string, string>> {
+    const stored = await this.inner.listData(tenant, sessionId, true, this.names.guard(tenant, guard));
+    const entries = new Map<string, { value: string; primary: boolean }>();
+    for (const [token, raw] of stored) {
+      const { name, value } = this.dataEntry(tenant, sessionId, token, raw);
+      const primary = this.names.token(tenant, "data_key", name) === token;
+      if (!entries.has(name) || primary) entries.set(name, { value, primary });
+    }
+    const out = new Map<string, string>();
+    for (const name of [...entries.keys()].sort()) out.set(name, includeValues ? (entries.get(name)?.value ?? "") : "");
+    return out;
   }
 
   clearData(tenant: string, sessionId: string, guard?: SessionGuard): Promise<ClearDataResult> {
@@ -334,6 +377,17 @@ export class SealedStore implements SessionStore {
 
   dispose(): Promise<void> {
     return this.inner.dispose();
+  }
+
+  /** A stored data entry's key name and value; a name that does not open is refused (INTERNAL, logged, counted). */
+  private dataEntry(tenant: string, sessionId: string, token: string, stored: string): { name: string; value: string } {
+    try {
+      return this.names.dataEntry(tenant, token, stored);
+    } catch (error) {
+      if (!(error instanceof Unreadable) && !(error instanceof DecryptError)) throw error;
+      this.reportRecord(tenant, sessionId, problemOf(error));
+      throw new SessionError("internal", `session ${sessionId}: a stored data key failed an integrity check and was not served`);
+    }
   }
 
   /** check() for a record one call returns: an unreadable one is logged, counted and refused with INTERNAL. */

@@ -113,6 +113,17 @@ export interface SessionPatch {
   readonly sealed?: Pick<SealedFields, "dataSource" | "metadataTag">;
 }
 
+/**
+ * With encryption on, a data value is stored as `<sealed key name> <sealed
+ * value>` (sealed-store.ts; sealed forms hold no space): what an event logs for
+ * its key is then the sealed name, else the key itself. (Lua mirror: logged_key
+ * in lua/prelude.ts.)
+ */
+export function loggedKeyOf(key: string, stored: string): string {
+  const space = stored.indexOf(" ");
+  return stored.startsWith("e1:") && space > 0 ? stored.slice(0, space) : key;
+}
+
 /** True when the guard names this stored user (its user id or one of its aliases). */
 export function guardNames(guard: SessionGuard, userId: string): boolean {
   return guard.userId === userId || (guard.userAliases?.includes(userId) ?? false);
@@ -353,13 +364,18 @@ export interface SessionStore {
   /** Live sessions only, ordered by (expireTime, sessionId), starting after the cursor. */
   list(tenant: string, filter: ListFilter, limit: number, after?: ListCursor): Promise<ListResult>;
 
-  /** Data operations: not_found for unknown or ended sessions; writes need write or admin (permission_denied). */
-  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult>;
+  /**
+   * Data operations: not_found for unknown or ended sessions; writes need
+   * write or admin (permission_denied). `loggedKey` is what the event logs for
+   * the key (encryption on: its sealed name, see sealed-store.ts); absent: the key.
+   */
+  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, loggedKey?: string): Promise<DataWriteResult>;
   /** undefined when the key is absent. */
   getData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<string | undefined>;
-  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult>;
+  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, loggedKey?: string): Promise<DeleteDataResult>;
   /** All data of the session, keys sorted. Values only when includeValues (else empty strings). */
   listData(tenant: string, sessionId: string, includeValues: boolean, guard?: SessionGuard): Promise<Map<string, string>>;
+  /** Its event logs loggedKeyOf each key removed. */
   clearData(tenant: string, sessionId: string, guard?: SessionGuard): Promise<ClearDataResult>;
 
   counters(tenant: string): Promise<SessionCounters>;

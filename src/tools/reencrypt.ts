@@ -24,6 +24,7 @@ import type { Keyring } from "../crypto/keyring.js";
 import { encodeTenant, RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
 import { preludeLua } from "../store/redis/lua/prelude.js";
 import { SealedNames } from "../store/sealed-store.js";
+import { loggedKeyOf } from "../store/store.js";
 
 export interface ReencryptOptions {
   readonly redis: Redis;
@@ -42,13 +43,26 @@ export interface ReencryptReport {
   readonly failed: number;
 }
 
-/** Replaces field ARGV[1] of hash KEYS[1] with ARGV[3] if it still holds ARGV[2]; keeps the data-bytes counter (field b of KEYS[2]) right. */
-const CAS_LUA = `
+/**
+ * Moves data entry ARGV[1] of hash KEYS[1] (if it still holds ARGV[2]) to
+ * field ARGV[3] with value ARGV[4]; when that field was written meanwhile
+ * (after a rotation) the old entry just goes. Keeps the data-bytes counter
+ * (field b of record KEYS[2]) right.
+ */
+const DATA_MOVE_LUA = `
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-if KEYS[2] ~= '' and redis.call('HEXISTS', KEYS[2], 'b') == 1 then
-  redis.call('HINCRBY', KEYS[2], 'b', #ARGV[3] - #ARGV[2])
+local delta = -#ARGV[2]
+if ARGV[1] ~= ARGV[3] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  if redis.call('HEXISTS', KEYS[1], ARGV[3]) == 0 then
+    redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+    delta = delta + #ARGV[4]
+  end
+else
+  redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+  delta = delta + #ARGV[4]
 end
+if redis.call('HEXISTS', KEYS[2], 'b') == 1 then redis.call('HINCRBY', KEYS[2], 'b', delta) end
 return 1
 `;
 
@@ -176,17 +190,28 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     else skippedConcurrent++;
   };
 
-  const rewrite = async (key: string, field: string, stored: string, binding: FieldBinding, recordKey: string): Promise<void> => {
+  /**
+   * A data entry: value and key name sealed under the primary key, the field
+   * the primary key's token of the name (see SealedStore.setData). A value
+   * stored in plaintext under a plain key name is sealed and moved.
+   */
+  const rewriteData = async (key: string, tenant: string, sessionId: string, field: string, stored: string, recordKey: string): Promise<void> => {
     values++;
-    if (sealedKeyId(stored) === primary) return;
+    let name: string;
+    let value: string;
     let sealed: string;
     try {
-      sealed = cipher.seal(cipher.open(stored, binding), binding);
+      ({ name, value } = names.dataEntry(tenant, field, stored));
+      const binding = { tenant, sessionId, field: dataField(name) };
+      sealed = sealedKeyId(value) === primary ? value : cipher.seal(cipher.open(value, binding), binding);
     } catch {
       failed++;
       return;
     }
-    const done = await redis.eval(CAS_LUA, 2, key, recordKey, field, stored, sealed);
+    const token = names.token(tenant, "data_key", name);
+    const sealedName = loggedKeyOf("", stored);
+    if (token === field && sealed === value && sealedKeyId(sealedName) === primary) return;
+    const done = await redis.eval(DATA_MOVE_LUA, 2, key, recordKey, field, stored, token, `${names.sealName(tenant, "data_key", name)} ${sealed}`);
     if (done === 1) rewritten++;
     else skippedConcurrent++;
   };
@@ -239,8 +264,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
           const [nextField, flat] = await redis.hscan(key, fieldCursor, "COUNT", 500);
           fieldCursor = nextField;
           for (let i = 0; i + 1 < flat.length; i += 2) {
-            const field = flat[i] as string;
-            await rewrite(key, field, flat[i + 1] as string, { tenant, sessionId, field: dataField(field) }, recordKey);
+            await rewriteData(key, tenant, sessionId, flat[i] as string, flat[i + 1] as string, recordKey);
           }
         } while (fieldCursor !== "0");
       } else {

@@ -42,7 +42,7 @@ import type {
   StoredEvent,
   StoreLimits,
 } from "../store.js";
-import { checkGuardedCreate, GUARD_DENIED_MESSAGE, guardNames, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
+import { checkGuardedCreate, GUARD_DENIED_MESSAGE, guardNames, loggedKeyOf, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
 
 export interface MemoryStoreOptions {
   readonly limits: StoreLimits;
@@ -257,7 +257,7 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
+  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, loggedKey = key): Promise<DataWriteResult> {
     return this.run(() => {
       const now = this.now();
       const s = this.mustBeWritable(tenant, sessionId, now, guard);
@@ -272,7 +272,7 @@ export class MemoryStore implements SessionStore {
       }
       s.data.set(key, value);
       s.dataBytes = dataBytes;
-      return { version: this.written(s, now, [key]) };
+      return { version: this.written(s, now, [loggedKey]) };
     });
   }
 
@@ -285,14 +285,14 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
+  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, loggedKey = key): Promise<DeleteDataResult> {
     return this.run(() => {
       const now = this.now();
       const s = this.mustBeWritable(tenant, sessionId, now, guard);
       const old = s.data.get(key);
       const deleted = s.data.delete(key);
       if (old !== undefined) s.dataBytes -= byteLength(old);
-      return { deleted, version: this.written(s, now, [key]) };
+      return { deleted, version: this.written(s, now, [loggedKey]) };
     });
   }
 
@@ -313,7 +313,7 @@ export class MemoryStore implements SessionStore {
     return this.run(() => {
       const now = this.now();
       const s = this.mustBeWritable(tenant, sessionId, now, guard);
-      const keys = [...s.data.keys()].sort(compareStrings);
+      const keys = [...s.data].map(([key, stored]) => loggedKeyOf(key, stored)).sort(compareStrings);
       const deletedCount = keys.length;
       s.data.clear();
       s.dataBytes = 0;

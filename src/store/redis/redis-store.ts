@@ -235,8 +235,8 @@ export class RedisStore implements SessionStore {
     return { sessions, ...skipped };
   }
 
-  async setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
-    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes], guard);
+  async setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, loggedKey = key): Promise<DataWriteResult> {
+    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes, loggedKey], guard);
     return { version: Number(reply[1]) };
   }
 
@@ -245,8 +245,8 @@ export class RedisStore implements SessionStore {
     return reply[1] === "1" ? reply[2] : undefined;
   }
 
-  async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
-    const reply = await this.script("deleteData", tenant, [sessionId, key], guard);
+  async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, loggedKey = key): Promise<DeleteDataResult> {
+    const reply = await this.script("deleteData", tenant, [sessionId, key, loggedKey], guard);
     return { deleted: reply[1] === "1", version: Number(reply[2]) };
   }
 

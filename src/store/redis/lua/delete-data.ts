@@ -1,6 +1,6 @@
 // Lua source of the delete_data script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const deleteDataLua = String.raw`
--- delete_data: ARGV[OP..] = sessionId, key
+-- delete_data: ARGV[OP..] = sessionId, key, the key as its event logs it
 -- Returns {"ok", deleted "1"|"0", version} or {"not_found"|"permission_denied"}.
 local T = ARGV[2]
 local tp = tenant_prefix(T)
@@ -17,6 +17,6 @@ if deleted == 1 then
 end
 bump_version(tp, sid, rec, true)
 
-emit(T, 'data_changed', encode_live(T, sid, rec), { key })
+emit(T, 'data_changed', encode_live(T, sid, rec), { ARGV[OP + 2] })
 return { 'ok', istr(deleted), rec.v }
 `;

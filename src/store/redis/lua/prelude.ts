@@ -192,6 +192,14 @@ local function encode_archive(T, sid, arch)
   return encode(T, sid, arch, arch.s, arch.t)
 end
 
+-- What an event logs for data key 'key' holding 'stored': with encryption on,
+-- values are '<sealed key name> <sealed value>' and the sealed name is logged
+-- (mirror of loggedKeyOf in store.ts).
+local function logged_key(key, stored)
+  local name = string.match(stored, '^(e1:[^ ]+) ')
+  return name or key
+end
+
 -- Archives are one MessagePack string, not a hash: a hash whose metadata is
 -- longer than hash-max-listpack-value (64 bytes, any encrypted value) becomes
 -- a real hash table of ten entries, which costs several times its content.

@@ -1,6 +1,6 @@
 // Lua source of the set_data script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const setDataLua = String.raw`
--- set_data: ARGV[OP..] = sessionId, key, value, maxDataBytes (0: no cap)
+-- set_data: ARGV[OP..] = sessionId, key, value, maxDataBytes (0: no cap), the key as its event logs it
 -- Returns {"ok", version} or {"not_found"|"permission_denied"|"limit_exceeded", detail}.
 -- The record's field b keeps the bytes of all data values (see delete_data, clear_data).
 local T = ARGV[2]
@@ -23,6 +23,6 @@ redis.call('HSET', k_rec(tp, sid), 'b', istr(bytes))
 redis.call('PEXPIREAT', dkey, istr(tonumber(rec.e) + GRACE))
 bump_version(tp, sid, rec, true)
 
-emit(T, 'data_changed', encode_live(T, sid, rec), { key })
+emit(T, 'data_changed', encode_live(T, sid, rec), { ARGV[OP + 4] })
 return { 'ok', rec.v }
 `;
