@@ -257,10 +257,14 @@ export class SealedStore implements SessionStore {
     return { sessions: page, ...(next === undefined ? {} : { next }), ...(unreadable.length === 0 ? {} : { unreadable }) };
   }
 
-  /** The key goes in as its token; the value as `<sealed key name> <value>` (see loggedKeyOf), and the event logs the sealed name. */
+  /**
+   * The key goes in as its token (older keys' tokens as aliases, removed by
+   * the write); the value as `<sealed key name> <value>` (see loggedKeyOf),
+   * and the event logs the sealed name.
+   */
   setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
-    const name = this.names.sealName(tenant, "data_key", key);
-    return this.inner.setData(tenant, sessionId, this.names.token(tenant, "data_key", key), `${name} ${value}`, this.names.guard(tenant, guard), name);
+    const { token, forms } = this.dataKey(tenant, key);
+    return this.inner.setData(tenant, sessionId, token, `${forms.loggedKey} ${value}`, this.names.guard(tenant, guard), forms);
   }
 
   /** Under the token of each configured key in turn (one, unless a rotated key is still configured). */
@@ -273,15 +277,9 @@ export class SealedStore implements SessionStore {
     return undefined;
   }
 
-  async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
-    const storedGuard = this.names.guard(tenant, guard);
-    const name = this.names.sealName(tenant, "data_key", key);
-    const tokens = this.names.tokens(tenant, "data_key", key);
-    for (const [i, token] of tokens.entries()) {
-      const result = await this.inner.deleteData(tenant, sessionId, token, storedGuard, name);
-      if (result.deleted || i === tokens.length - 1) return result;
-    }
-    throw new Error("no data-key token");
+  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
+    const { token, forms } = this.dataKey(tenant, key);
+    return this.inner.deleteData(tenant, sessionId, token, this.names.guard(tenant, guard), forms);
   }
 
   /** Values are always read (they carry the key names); a key stored under two tokens (a rotation) shows once, the primary's. */
@@ -377,6 +375,12 @@ export class SealedStore implements SessionStore {
 
   dispose(): Promise<void> {
     return this.inner.dispose();
+  }
+
+  /** A data key's primary token, with its sealed name and other tokens. */
+  private dataKey(tenant: string, key: string): { token: string; forms: { loggedKey: string; aliases: readonly string[] } } {
+    const [token = key, ...aliases] = this.names.tokens(tenant, "data_key", key);
+    return { token, forms: { loggedKey: this.names.sealName(tenant, "data_key", key), aliases } };
   }
 
   /** A stored data entry's key name and value; a name that does not open is refused (INTERNAL, logged, counted). */

@@ -113,6 +113,14 @@ export interface SessionPatch {
   readonly sealed?: Pick<SealedFields, "dataSource" | "metadataTag">;
 }
 
+/** The other forms of a data key of a write (see SessionStore.setData). */
+export interface DataKeyForms {
+  /** What the event logs for the key (encryption on: its sealed name); absent: the key. */
+  readonly loggedKey?: string;
+  /** Other stored forms of the key (tokens under rotated keys): a set or delete removes them too. */
+  readonly aliases?: readonly string[];
+}
+
 /**
  * With encryption on, a data value is stored as `<sealed key name> <sealed
  * value>` (sealed-store.ts; sealed forms hold no space): what an event logs for
@@ -366,13 +374,13 @@ export interface SessionStore {
 
   /**
    * Data operations: not_found for unknown or ended sessions; writes need
-   * write or admin (permission_denied). `loggedKey` is what the event logs for
-   * the key (encryption on: its sealed name, see sealed-store.ts); absent: the key.
+   * write or admin (permission_denied). `forms` (encryption on, see
+   * sealed-store.ts) say how the key is logged and stored otherwise.
    */
-  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, loggedKey?: string): Promise<DataWriteResult>;
+  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, forms?: DataKeyForms): Promise<DataWriteResult>;
   /** undefined when the key is absent. */
   getData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<string | undefined>;
-  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, loggedKey?: string): Promise<DeleteDataResult>;
+  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, forms?: DataKeyForms): Promise<DeleteDataResult>;
   /** All data of the session, keys sorted. Values only when includeValues (else empty strings). */
   listData(tenant: string, sessionId: string, includeValues: boolean, guard?: SessionGuard): Promise<Map<string, string>>;
   /** Its event logs loggedKeyOf each key removed. */

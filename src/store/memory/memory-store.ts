@@ -37,6 +37,7 @@ import type {
   SessionCounters,
   SessionEventType,
   SessionGuard,
+  DataKeyForms,
   SessionPatch,
   SessionStore,
   StoredEvent,
@@ -257,22 +258,23 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, loggedKey = key): Promise<DataWriteResult> {
+  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, forms: DataKeyForms = {}): Promise<DataWriteResult> {
     return this.run(() => {
       const now = this.now();
       const s = this.mustBeWritable(tenant, sessionId, now, guard);
-      const old = s.data.get(key);
-      if (old === undefined && s.data.size >= this.limits.maxDataKeys) {
+      const held = [key, ...(forms.aliases ?? [])].flatMap((k) => s.data.get(k) ?? []);
+      if (held.length === 0 && s.data.size >= this.limits.maxDataKeys) {
         throw new SessionError("limit_exceeded", `a session holds at most ${this.limits.maxDataKeys} data keys`);
       }
-      const dataBytes = s.dataBytes - (old === undefined ? 0 : byteLength(old)) + byteLength(value);
+      const dataBytes = s.dataBytes - held.reduce((n, old) => n + byteLength(old), 0) + byteLength(value);
       const maxBytes = this.limits.maxDataBytes;
       if (maxBytes > 0 && dataBytes > maxBytes) {
         throw new SessionError("limit_exceeded", `a session holds at most ${maxBytes} bytes of data values`);
       }
+      for (const alias of forms.aliases ?? []) s.data.delete(alias);
       s.data.set(key, value);
       s.dataBytes = dataBytes;
-      return { version: this.written(s, now, [loggedKey]) };
+      return { version: this.written(s, now, [forms.loggedKey ?? key]) };
     });
   }
 
@@ -285,14 +287,19 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, loggedKey = key): Promise<DeleteDataResult> {
+  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, forms: DataKeyForms = {}): Promise<DeleteDataResult> {
     return this.run(() => {
       const now = this.now();
       const s = this.mustBeWritable(tenant, sessionId, now, guard);
-      const old = s.data.get(key);
-      const deleted = s.data.delete(key);
-      if (old !== undefined) s.dataBytes -= byteLength(old);
-      return { deleted, version: this.written(s, now, [loggedKey]) };
+      let deleted = false;
+      for (const k of [key, ...(forms.aliases ?? [])]) {
+        const old = s.data.get(k);
+        if (old === undefined) continue;
+        s.data.delete(k);
+        s.dataBytes -= byteLength(old);
+        deleted = true;
+      }
+      return { deleted, version: this.written(s, now, [forms.loggedKey ?? key]) };
     });
   }
 

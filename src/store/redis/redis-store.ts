@@ -35,6 +35,7 @@ import type {
   ListResult,
   SessionCounters,
   SessionGuard,
+  DataKeyForms,
   SessionPatch,
   SessionStore,
   StoredEvent,
@@ -235,8 +236,8 @@ export class RedisStore implements SessionStore {
     return { sessions, ...skipped };
   }
 
-  async setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, loggedKey = key): Promise<DataWriteResult> {
-    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes, loggedKey], guard);
+  async setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, forms: DataKeyForms = {}): Promise<DataWriteResult> {
+    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes, forms.loggedKey ?? key, ...(forms.aliases ?? [])], guard);
     return { version: Number(reply[1]) };
   }
 
@@ -245,8 +246,8 @@ export class RedisStore implements SessionStore {
     return reply[1] === "1" ? reply[2] : undefined;
   }
 
-  async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, loggedKey = key): Promise<DeleteDataResult> {
-    const reply = await this.script("deleteData", tenant, [sessionId, key, loggedKey], guard);
+  async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, forms: DataKeyForms = {}): Promise<DeleteDataResult> {
+    const reply = await this.script("deleteData", tenant, [sessionId, key, forms.loggedKey ?? key, ...(forms.aliases ?? [])], guard);
     return { deleted: reply[1] === "1", version: Number(reply[2]) };
   }
 
