@@ -174,16 +174,25 @@ describe("encryption at rest on Redis", () => {
     });
   });
 
-  test("a secret written through every API path leaves no trace in a raw dump of Redis", async () => {
+  test("a secret written through every API path leaves no trace in a raw dump of Redis, nor do user ids, data sources, request ids or data key names", async () => {
     await redis.raw.flushall();
     const secret = `s3cr3t-${randomUUID()}`;
+    const user = `alice-${randomUUID()}@example.com`;
+    const user2 = `bob-${randomUUID()}@example.com`;
+    const source = `source-${randomUUID()}`;
+    const source2 = `moved-${randomUUID()}`;
+    const [k1, k2, k3] = [`card-${randomUUID()}`, `iban-${randomUUID()}`, `ssn-${randomUUID()}`];
     await withApp({ ENCRYPTION_KEYS: K1 }, async (app, client) => {
       const events: string[] = [];
+      const eventNames: string[] = [];
       const controller = new AbortController();
       const watching = (async () => {
         try {
           for await (const res of client.watchSessions({}, { signal: controller.signal, timeoutMs: 30_000 })) {
-            if (res.event?.type !== EventType.HEARTBEAT) events.push(JSON.stringify(res.event?.session?.metadata ?? {}));
+            if (res.event?.type !== EventType.HEARTBEAT) {
+              events.push(JSON.stringify(res.event?.session?.metadata ?? {}));
+              eventNames.push(res.event?.session?.userId ?? "", res.event?.session?.dataSource ?? "", ...(res.event?.dataKeys ?? []));
+            }
           }
         } catch {
           // aborted
@@ -191,39 +200,61 @@ describe("encryption at rest on Redis", () => {
       })();
       await waitForWatchers(app, 1);
       const requestId = `request-${randomUUID()}`;
-      const made = await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { secret }, requestId });
+      const made = await client.createSession({ userId: user, dataSource: source, accessLevel: AccessLevel.WRITE, metadata: { secret }, requestId });
       const id = made.session?.sessionId ?? "";
       // The request id is stored only as a keyed HMAC, and a retry still finds the session by it.
-      const retried = await client.createSession({ userId: "u", dataSource: "d", requestId });
+      const retried = await client.createSession({ userId: user, dataSource: source, requestId });
       assert.equal(retried.created, false);
       assert.equal(retried.session?.sessionId, id);
       await client.updateSession({ sessionId: id, metadata: { secret, again: secret } });
       await client.updateSession({ sessionId: id, metadata: { merged: secret }, mergeMetadata: true });
-      await client.setSessionData({ sessionId: id, key: "k1", value: { kind: { case: "stringValue", value: secret } } });
-      await client.setSessionData({ sessionId: id, key: "k2", value: { kind: { case: "structValue", value: { fields: { s: { kind: { case: "stringValue", value: secret } } } } } } });
+      await client.setSessionData({ sessionId: id, key: k1, value: { kind: { case: "stringValue", value: secret } } });
+      await client.setSessionData({ sessionId: id, key: k2, value: { kind: { case: "structValue", value: { fields: { s: { kind: { case: "stringValue", value: secret } } } } } } });
+      await client.setSessionData({ sessionId: id, key: k3, value: { kind: { case: "stringValue", value: secret } } });
+      await client.deleteSessionData({ sessionId: id, key: k3 });
       await client.extendSession({ sessionId: id, ttl: durationFromMs(600_000) });
       // Reads come back decrypted.
       const got = await client.getSession({ sessionId: id });
       assert.deepEqual(got.session?.metadata, { secret, again: secret, merged: secret });
-      assert.deepEqual((await client.getSessionData({ sessionId: id, key: "k1" })).value?.kind, { case: "stringValue", value: secret });
+      assert.deepEqual((await client.getSessionData({ sessionId: id, key: k1 })).value?.kind, { case: "stringValue", value: secret });
       const listed = await client.listSessionData({ sessionId: id, includeValues: true });
-      assert.deepEqual(Object.keys(listed.values).sort(), ["k1", "k2"]);
-      assert.equal((await client.listSessions({ userId: "u" })).sessions[0]?.metadata?.["secret"], secret);
+      assert.deepEqual(Object.keys(listed.values).sort(), [k1, k2].sort());
+      assert.deepEqual((await client.listSessionData({ sessionId: id })).keys.sort(), [k1, k2].sort());
+      assert.equal(got.session?.userId, user);
+      assert.equal(got.session?.dataSource, source);
+      const byUser = (await client.listSessions({ userId: user })).sessions;
+      assert.equal(byUser.length, 1);
+      assert.equal(byUser[0]?.metadata?.["secret"], secret);
+      assert.equal(byUser[0]?.userId, user);
+      assert.deepEqual((await client.listSessions({ dataSource: source })).sessions.map((x) => x.sessionId), [id]);
+      assert.deepEqual((await client.listSessions({ userId: user, dataSource: source })).sessions.map((x) => x.sessionId), [id]);
+      assert.deepEqual((await client.getSessionMetrics({})).activeByDataSource, { [source]: 1n });
 
-      const closing = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { secret } })).session?.sessionId ?? "";
-      await client.setSessionData({ sessionId: closing, key: "k", value: { kind: { case: "stringValue", value: secret } } });
+      const closing = (await client.createSession({ userId: user, dataSource: source, accessLevel: AccessLevel.WRITE, metadata: { secret } })).session?.sessionId ?? "";
+      // A data source changed by an update is named by its new name everywhere.
+      await client.updateSession({ sessionId: closing, dataSource: source2 });
+      assert.deepEqual((await client.getSessionMetrics({})).activeByDataSource, { [source]: 1n, [source2]: 1n });
+      assert.deepEqual((await client.listSessions({ dataSource: source2 })).sessions.map((x) => x.sessionId), [closing]);
+      await client.setSessionData({ sessionId: closing, key: k1, value: { kind: { case: "stringValue", value: secret } } });
+      await client.clearSessionData({ sessionId: closing });
       await client.closeSession({ sessionId: closing });
-      assert.equal((await client.getSession({ sessionId: closing, includeEnded: true })).session?.metadata?.["secret"], secret, "the archive opens");
+      const archived = (await client.getSession({ sessionId: closing, includeEnded: true })).session;
+      assert.equal(archived?.metadata?.["secret"], secret, "the archive opens");
+      assert.equal(archived?.userId, user);
+      assert.equal(archived?.dataSource, source2);
 
-      const expiring = (await client.createSession({ userId: "u2", dataSource: "d", ttl: durationFromMs(1000), metadata: { secret } })).session?.sessionId ?? "";
+      const expiring = (await client.createSession({ userId: user2, dataSource: source, ttl: durationFromMs(1000), metadata: { secret } })).session?.sessionId ?? "";
       await sleep(1300);
-      assert.equal((await client.getSession({ sessionId: expiring, includeEnded: true })).session?.metadata?.["secret"], secret);
+      const expired = (await client.getSession({ sessionId: expiring, includeEnded: true })).session;
+      assert.equal(expired?.metadata?.["secret"], secret);
+      assert.equal(expired?.userId, user2);
 
       // Events travel on their own stream: wait (bounded) for one with the secret before stopping it.
       for (const deadline = Date.now() + 5000; !events.some((e) => e.includes(secret)) && Date.now() < deadline; ) await sleep(20);
       controller.abort();
       await watching;
       assert.ok(events.some((e) => e.includes(secret)), "watch events carry the decrypted metadata");
+      for (const name of [user, user2, source, source2, k1, k2, k3]) assert.ok(eventNames.includes(name), "watch events carry the names in the clear");
 
       const dump = await rawDump(redis.raw);
       assert.ok(dump.includes(id), "the dump covers the session's keys");
@@ -231,6 +262,11 @@ describe("encryption at rest on Redis", () => {
       assert.ok(!dump.includes(secret), "no trace of the secret in Redis");
       assert.ok(!dump.includes(Buffer.from(secret).toString("base64")), "not even base64-encoded");
       assert.ok(!dump.includes(requestId) && !dump.includes(requestId.slice(8, 30)), "no trace of the request id");
+      for (const [what, name] of Object.entries({ user, user2, source, source2, k1, k2, k3 })) {
+        const core = name.slice(name.indexOf("-") + 1, name.indexOf("-") + 24);
+        assert.ok(!dump.includes(core), `no trace of ${what} in Redis`);
+        assert.ok(!dump.includes(Buffer.from(name).toString("base64").slice(0, 20)), `not even base64-encoded (${what})`);
+      }
     });
   });
 
