@@ -21,7 +21,8 @@ import { Keyring, parseKeyring } from "../src/crypto/keyring.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { reencrypt } from "../src/tools/reencrypt.js";
 import { useRedisServer } from "./support/redis-server.js";
-import { startTestApp, waitForWatchers } from "./support/server.js";
+import { captureLogs, startTestApp, waitForWatchers } from "./support/server.js";
+import { metricValue } from "./support/attack.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const key = (id: string): string => `${id}:${randomBytes(32).toString("base64")}`;
@@ -109,6 +110,10 @@ describe("field cipher", () => {
     assert.throws(() => new Keyring([]), /no encryption key/);
   });
 });
+
+function isSealedText(value: string): boolean {
+  return value.startsWith("e1:k1:");
+}
 
 /** The data hash field (a keyed HMAC) under which the service keeps data key `key` of tenant "default" with K1 primary. */
 function dataToken(key: string): string {
@@ -301,6 +306,77 @@ describe("encryption at rest on Redis", () => {
       // The untouched value still opens.
       assert.deepEqual((await client.getSessionData({ sessionId: a, key: "x" })).value?.kind, { case: "stringValue", value: "a-data" });
     });
+  });
+
+  test("an older ciphertext or sealed name copied back from the event log or another record is refused: INTERNAL, one log line without values, counted", async () => {
+    await redis.raw.flushall();
+    const logs = captureLogs("info");
+    const app = await startTestApp({ redisUrl: redis.url, logger: logs.logger, env: { ENCRYPTION_KEYS: K1 } });
+    try {
+      const client = createSessionClient(app.url);
+      const keys = new RedisKeys("sd:", "default");
+      const unreadable = (): Promise<number> => metricValue(app.url, 'sessiond_unreadable_entries_total{kind="record"}');
+      const internal = (e: unknown): boolean => {
+        assert.ok(e instanceof ConnectError);
+        assert.equal(e.code, Code.Internal, e.message);
+        assert.ok(!e.message.includes("old-secret") && !e.message.includes("alice"), "the error quotes no value");
+        return true;
+      };
+      const make = async (metadata: Record<string, string>, userId = "alice", dataSource = "src-a"): Promise<string> =>
+        (await client.createSession({ userId, dataSource, accessLevel: AccessLevel.WRITE, metadata })).session?.sessionId ?? "";
+      /** A field of the session's logged event of the given kind (the log holds every version of its metadata). */
+      const logged = async (sessionId: string, kind: string, field: string): Promise<string> => {
+        const entries = (await redis.raw.xrange("sd:ev", "-", "+")) as [string, string[]][];
+        const found = entries.find(([, f]) => f[f.indexOf("i") + 1] === sessionId && f[f.indexOf("k") + 1] === kind);
+        assert.ok(found, `a ${kind} event of the session`);
+        return found[1][found[1].indexOf(field) + 1] ?? "";
+      };
+
+      // Metadata: version 1 from the log, written back over version 2 of the record.
+      const a = await make({ note: "old-secret" });
+      await client.updateSession({ sessionId: a, metadata: { note: "new" } });
+      const v1 = await logged(a, "created", "m");
+      assert.ok(isSealedText(v1));
+      const before = await unreadable();
+      await redis.raw.hset(keys.record(a), "m", v1);
+      await assert.rejects(client.getSession({ sessionId: a }), internal, "an old metadata ciphertext from the log");
+      assert.ok(!(await client.listSessions({})).sessions.some((x) => x.sessionId === a), "left out of listings");
+      assert.ok((await unreadable()) >= before + 2, "counted");
+      const lines = logs.lines().filter((l) => l["msg"] === "unreadable session record refused" && l["sessionId"] === a);
+      assert.equal(lines.length, 1, "one error line for the direct read (the listing's is the session layer's)");
+      assert.equal(lines[0]?.["level"], 50);
+      assert.ok(!JSON.stringify(logs.lines()).includes("old-secret") && !JSON.stringify(logs.lines()).includes("alice"), "no value or user id in any log line");
+      // Writing the current ciphertext back restores it: the refusal is about the copy, nothing else.
+      const current = await logged(a, "updated", "m");
+      await redis.raw.hset(keys.record(a), "m", current);
+      assert.deepEqual((await client.getSession({ sessionId: a })).session?.metadata, { note: "new" });
+
+      // The same for an archive: the metadata of the created event packed into the closed session's archive.
+      const b = await make({ note: "old-secret" });
+      await client.updateSession({ sessionId: b, metadata: { note: "final" } });
+      await client.closeSession({ sessionId: b });
+      const bv1 = await logged(b, "created", "m");
+      await redis.raw.eval("local v = { cmsgpack.unpack(redis.call('GET', KEYS[1])) } v[7] = ARGV[1] redis.call('SET', KEYS[1], cmsgpack.pack(unpack(v)), 'KEEPTTL')", 1, keys.archive(b), bv1);
+      await assert.rejects(client.getSession({ sessionId: b, includeEnded: true }), internal, "an old metadata ciphertext in an archive");
+
+      // Sealed names: another session's sealed user, or an older sealed data source from the log.
+      const c = await make({}, "carol", "src-c");
+      const d = await make({}, "dave", "src-d");
+      await redis.raw.hset(keys.record(d), "U", String(await redis.raw.hget(keys.record(c), "U")));
+      await assert.rejects(client.getSession({ sessionId: d }), internal, "another user's sealed name");
+      await client.updateSession({ sessionId: c, dataSource: "src-c2" });
+      await redis.raw.hset(keys.record(c), "D", await logged(c, "created", "D"));
+      await assert.rejects(client.getSession({ sessionId: c }), internal, "an older sealed data source");
+
+      // A data value's sealed key name cannot be swapped either: value and name of key x under key y's token.
+      const e = await make({});
+      await client.setSessionData({ sessionId: e, key: "x", value: { kind: { case: "stringValue", value: "old-secret" } } });
+      await client.setSessionData({ sessionId: e, key: "y", value: { kind: { case: "stringValue", value: "other" } } });
+      await redis.raw.hset(keys.data(e), dataToken("y"), String(await redis.raw.hget(keys.data(e), dataToken("x"))));
+      await assert.rejects(client.getSessionData({ sessionId: e, key: "y" }), internal, "a data entry copied to another key");
+    } finally {
+      await app.close();
+    }
   });
 
   test("key rotation: old keys keep reading, npm run reencrypt rewrites everything under the primary key", async () => {
