@@ -232,7 +232,7 @@ end
 -- Status is not stored (it follows from the kind). Count retention trims here
 -- (whole nodes, '~'); time retention trims in expire_due.
 --   k kind, T tenant, i session id, u user, d data source, l level, c create,
---   e expire, a last access, t end, m metadata, v version, x data keys (JSON array or ''),
+--   e expire, a last access, t end, m metadata, v version, x data keys (JSON array or ''; encryption on: their sealed names),
 --   g the log's generation (the event reader ends every watch when it changes),
 --   U sealed user, D sealed data source ('' without encryption). Never the
 --   record's metadata tag: a ciphertext from the log cannot pass for the record's.
