@@ -450,6 +450,11 @@ describe("encryption at rest on Redis", () => {
         assert.deepEqual((await client.getSessionData({ sessionId: id, key: "v" })).value?.kind, { case: "numberValue", value: i });
       }
       assert.deepEqual((await client.getSession({ sessionId: archived, includeEnded: true })).session?.metadata, { archived: true });
+      // Identifiers moved to the new key's tokens: found by user and data source, named in the metrics.
+      assert.equal((await client.getSession({ sessionId: archived, includeEnded: true })).session?.userId, "u");
+      assert.deepEqual((await client.listSessions({ userId: "u" })).sessions.map((x) => x.sessionId).sort(), [...ids, rotated].sort());
+      assert.deepEqual((await client.listSessions({ dataSource: "d" })).sessions.length, 4);
+      assert.deepEqual((await client.getSessionMetrics({})).activeByDataSource, { d: 4n });
     });
   });
 

@@ -55,6 +55,9 @@ import { UnreadableListeners, type UnreadableEntry, type UnreadableListener } fr
 
 type NameKind = "user" | "data_source" | "data_key";
 
+/** Most data-source names remembered (sourceName): tens of MB at worst. */
+const SOURCE_NAMES_CACHED = 100_000;
+
 /** Metadata the store writes itself without a key or tag (a shortened archive, see write_archive). */
 const BARE_METADATA = "{}";
 
@@ -160,6 +163,8 @@ export class SealedStore implements SessionStore {
   readonly problems?: () => Promise<StoreProblems>;
   private readonly unreadable = new UnreadableListeners();
   private readonly names: SealedNames;
+  /** Opened data-source names of counters (see sourceName), bounded. */
+  private readonly sourceNames = new Map<string, string>();
 
   constructor(
     private readonly inner: SessionStore,
@@ -308,7 +313,7 @@ export class SealedStore implements SessionStore {
       const sealed = dataSourceNames?.[token];
       let name: string | undefined;
       try {
-        name = sealed === undefined ? this.names.legacyName(token) : this.names.openName(tenant, "data_source", sealed, token);
+        name = sealed === undefined ? this.names.legacyName(token) : this.sourceName(tenant, sealed, token);
       } catch {
         name = undefined;
       }
@@ -381,6 +386,21 @@ export class SealedStore implements SessionStore {
   private dataKey(tenant: string, key: string): { token: string; forms: { loggedKey: string; aliases: readonly string[] } } {
     const [token = key, ...aliases] = this.names.tokens(tenant, "data_key", key);
     return { token, forms: { loggedKey: this.names.sealName(tenant, "data_key", key), aliases } };
+  }
+
+  /**
+   * A counter's data-source name, remembered by its sealed form (which stays
+   * while the source is live, see name_source): a tenant with many data
+   * sources does not pay a decryption per source on every metrics call.
+   */
+  private sourceName(tenant: string, sealed: string, token: string): string {
+    const key = `${tenant}\n${token}\n${sealed}`;
+    const known = this.sourceNames.get(key);
+    if (known !== undefined) return known;
+    const name = this.names.openName(tenant, "data_source", sealed, token);
+    if (this.sourceNames.size >= SOURCE_NAMES_CACHED) this.sourceNames.clear();
+    this.sourceNames.set(key, name);
+    return name;
   }
 
   /** A stored data entry's key name and value; a name that does not open is refused (INTERNAL, logged, counted). */

@@ -21,7 +21,7 @@ import { Redis } from "ioredis";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, sealedKeyId, type FieldBinding } from "../crypto/field-cipher.js";
 import type { Keyring } from "../crypto/keyring.js";
-import { encodeTenant, RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
+import { countersKeyMatcher, encodeTenant, RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
 import { preludeLua } from "../store/redis/lua/prelude.js";
 import { SealedNames } from "../store/sealed-store.js";
 import { loggedKeyOf } from "../store/store.js";
@@ -63,6 +63,13 @@ else
   delta = delta + #ARGV[4]
 end
 if redis.call('HEXISTS', KEYS[2], 'b') == 1 then redis.call('HINCRBY', KEYS[2], 'b', delta) end
+return 1
+`;
+
+/** Sets field ARGV[1] of hash KEYS[1] to ARGV[3] if it still holds ARGV[2]. */
+const FIELD_CAS_LUA = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 `;
 
@@ -156,6 +163,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
   const cipher = new AesGcmFieldCipher(keyring, true);
   const primary = keyring.primary.id;
   const sessionKey = sessionKeyMatcher(keyPrefix);
+  const countersTenant = countersKeyMatcher(keyPrefix);
   let values = 0;
   let rewritten = 0;
   let skippedConcurrent = 0;
@@ -221,6 +229,24 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
    * before tags) is tagged as it is; one whose tag does not match is left
    * alone and counted as failed: tagging it would bless a replayed ciphertext.
    */
+  /** The sealed data-source names of a tenant's counters (n:<token>), resealed under the primary key. */
+  const rewriteSourceNames = async (key: string, tenant: string): Promise<void> => {
+    if ((await redis.type(key)) !== "hash") return;
+    for (const [field, stored] of Object.entries(await redis.hgetall(key))) {
+      if (!field.startsWith("n:")) continue;
+      values++;
+      if (sealedKeyId(stored) === primary) continue;
+      let sealed: string;
+      try {
+        sealed = names.sealName(tenant, "data_source", names.openName(tenant, "data_source", stored, field.slice(2)));
+      } catch {
+        failed++;
+        continue;
+      }
+      if ((await redis.eval(FIELD_CAS_LUA, 1, key, field, stored, sealed)) === 1) rewritten++;
+      else skippedConcurrent++;
+    }
+  };
   const rewriteMetadata = async (key: string, stored: string, tag: string, binding: FieldBinding, packed: boolean): Promise<void> => {
     values++;
     if (tag !== "" && !cipher.tagMatches(tag, stored, binding)) {
@@ -245,6 +271,11 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     const [next, keys] = await redis.scan(cursor, "MATCH", `${escapeGlob(keyPrefix)}*`, "COUNT", 500);
     cursor = next;
     for (const key of keys) {
+      const counters = countersTenant(key);
+      if (counters !== undefined) {
+        await rewriteSourceNames(key, counters);
+        continue;
+      }
       const name = sessionKey(key);
       if (name === undefined || name.kind === "shadow") continue;
       const { tenant, sessionId } = name;

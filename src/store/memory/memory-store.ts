@@ -662,11 +662,11 @@ function bump<K>(counts: Map<K, number>, key: K, delta: number): void {
   else counts.delete(key);
 }
 
-/** Keeps the sealed name of the record's data source while it has live sessions (as the Redis counters' n: fields). */
+/** Keeps the first sealed name of the record's data source while it has live sessions (as the Redis counters' n: fields). */
 function nameSource(c: MutableCounters, record: SessionRecord): void {
   const name = record.sealed?.dataSource;
   if (!c.bySource.has(record.dataSource)) c.sourceNames.delete(record.dataSource);
-  else if (name !== undefined) c.sourceNames.set(record.dataSource, name);
+  else if (name !== undefined && !c.sourceNames.has(record.dataSource)) c.sourceNames.set(record.dataSource, name);
 }
 
 /** The smallest id set that can hold every match of the filter. */

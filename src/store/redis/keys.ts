@@ -1,7 +1,7 @@
 /**
  * Redis key layout of the session store, the one place it is written down:
  * RedisKeys builds the names in TypeScript, KEY_LAYOUT_LUA builds them inside
- * the scripts (lua/prelude.ts includes it), and sessionKeyMatcher parses them
+ * the scripts (lua/prelude.ts includes it), and sessionKeyMatcher and countersKeyMatcher parse them
  * (keyspace notifications, `npm run reencrypt`).
  *
  * With key prefix P (default "sd:") and encoded tenant T (see encodeTenant):
@@ -128,6 +128,15 @@ export function sessionKeyMatcher(prefix: string): (key: string) => SessionKeyNa
     if (match === null) return undefined;
     const kind = KINDS[match[3] ?? ""];
     return kind === undefined ? undefined : { tenant: decodeTenant(match[1] as string), sessionId: match[2] as string, kind };
+  };
+}
+
+/** Parses the name of a tenant's counters key under `prefix` into the tenant; undefined for any other key. */
+export function countersKeyMatcher(prefix: string): (key: string) => string | undefined {
+  const pattern = new RegExp(`^${escapeRegExp(prefix)}([^:{}]+):${COUNTERS}$`);
+  return (key) => {
+    const match = pattern.exec(key);
+    return match?.[1] === undefined ? undefined : decodeTenant(match[1]);
   };
 }
 

@@ -125,9 +125,10 @@ local function ctr_gauge(tp, field, delta)
   end
 end
 
--- Keeps the sealed name D ("" without encryption: nothing kept) of the live data source ds.
+-- Keeps the sealed name D ("" without encryption: nothing kept) of the live data
+-- source ds; the first one stays while the source is live (readers cache it).
 local function name_source(tp, ds, D)
-  if D ~= '' then redis.call('HSET', k_ctr(tp), 'n:' .. ds, D) end
+  if D ~= '' then redis.call('HSETNX', k_ctr(tp), 'n:' .. ds, D) end
 end
 
 -- Whether the tenant may gain the live data source 'ds' under the cap (0: none).
