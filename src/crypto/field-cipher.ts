@@ -14,6 +14,11 @@
  * (ENCRYPTION_MIGRATE_PLAINTEXT, for values written before keys were
  * configured) reads them, until `npm run reencrypt` has sealed them.
  *
+ * Identifiers that name keys (request id, user id, data source, data key
+ * name) are stored as keyed HMACs (indexNames) and their names sealed beside
+ * them under nameBinding; a record's metadata ciphertext also carries a keyed
+ * tag (tag, see SealedFields.metadataTag): src/store/sealed-store.ts.
+ *
  * Errors never quote the value or the key.
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
