@@ -117,7 +117,7 @@ function isSealedText(value: string): boolean {
 
 /** The data hash field (a keyed HMAC) under which the service keeps data key `key` of tenant "default" with K1 primary. */
 function dataToken(key: string): string {
-  return new AesGcmFieldCipher(parseKeyring(K1)).indexNames(key, { tenant: "default", kind: "data_key" })[0] ?? "";
+  return (new AesGcmFieldCipher(parseKeyring(K1)).indexNames(key, { tenant: "default", kind: "data_key" })[0] ?? "").slice(0, 22);
 }
 
 /** Every key and every value in Redis, as text (SCAN-free KEYS is fine in a test). */

@@ -55,8 +55,10 @@ import { UnreadableListeners, type UnreadableEntry, type UnreadableListener } fr
 
 type NameKind = "user" | "data_source" | "data_key";
 
-/** Most data-source names remembered (sourceName): tens of MB at worst. */
-const SOURCE_NAMES_CACHED = 100_000;
+/** Most opened names and verified tags SealedNames remembers (about 25 MB at worst, with long names). */
+const VERIFIED_CACHED = 100_000;
+/** Characters of a token kept (base64url: 132 bits of the HMAC). */
+const TOKEN_CHARS = 22;
 
 /** Metadata the store writes itself without a key or tag (a shortened archive, see write_archive). */
 const BARE_METADATA = "{}";
@@ -76,12 +78,22 @@ export function sealStore(store: SessionStore, cipher: FieldCipher, logger?: Log
  * other readers of the event log (the archive sink).
  */
 export class SealedNames {
+  /**
+   * What was opened or verified already, by its stored form: sealed names
+   * and tags of a session stay the same across reads, so a snapshot storm
+   * or a metrics call over many data sources pays each decryption once.
+   */
+  private readonly verified = new Map<string, string>();
+
   constructor(private readonly cipher: FieldCipher) {}
 
-
-  /** The name's tokens under every configured key, the primary's first; with the migration setting, then the name itself (stored before keys). */
+  /**
+   * The name's tokens under every configured key, the primary's first (128
+   * bits of the keyed HMAC: short key names and fields, no collision in any
+   * tenant's lifetime); with the migration setting, then the name itself (stored before keys).
+   */
   tokens(tenant: string, kind: NameKind, name: string): readonly string[] {
-    const tokens = this.cipher.indexNames(name, { tenant, kind });
+    const tokens = this.cipher.indexNames(name, { tenant, kind }).map((t) => t.slice(0, TOKEN_CHARS));
     return this.cipher.readsLegacy && !tokens.includes(name) ? [...tokens, name] : tokens;
   }
 
@@ -95,9 +107,18 @@ export class SealedNames {
 
   /** The sealed name opened, if it hashes to the stored token (else Unreadable). */
   openName(tenant: string, kind: NameKind, sealed: string, token: string): string {
+    const key = `n\n${kind}\n${tenant}\n${token}\n${sealed}`;
+    const known = this.verified.get(key);
+    if (known !== undefined) return known;
     const name = this.cipher.open(sealed, nameBinding({ tenant, kind }));
     if (!this.tokens(tenant, kind, name).includes(token)) throw new Unreadable(`the sealed ${kind} does not match the record's`);
+    this.remember(key, name);
     return name;
+  }
+
+  private remember(key: string, value: string): void {
+    if (this.verified.size >= VERIFIED_CACHED) this.verified.clear();
+    this.verified.set(key, value);
   }
 
   /** A name stored before identifiers were sealed: read as it is only with the migration setting. */
@@ -119,7 +140,7 @@ export class SealedNames {
 
   /**
    * The record as callers know it: names opened, the metadata tag checked
-   * (records and archives carry it; events never do, see checkEvent). Throws
+   * (records and archives carry it; events never do, see event()). Throws
    * Unreadable.
    */
   check(record: SessionRecord, withTag = true): SessionRecord {
@@ -134,7 +155,11 @@ export class SealedNames {
   private tagged(record: SessionRecord): boolean {
     const tag = record.sealed?.metadataTag;
     if (tag === undefined) return record.metadata === BARE_METADATA || this.cipher.readsLegacy;
-    return this.cipher.tagMatches(tag, record.metadata, { tenant: record.tenant, sessionId: record.sessionId, field: METADATA_FIELD });
+    const key = `t\n${record.tenant}\n${record.sessionId}\n${tag}`;
+    if (this.verified.get(key) === record.metadata) return true;
+    if (!this.cipher.tagMatches(tag, record.metadata, { tenant: record.tenant, sessionId: record.sessionId, field: METADATA_FIELD })) return false;
+    this.remember(key, record.metadata);
+    return true;
   }
 
   /** The event with its names opened (throws when they do not open). Events carry no metadata tag. */
@@ -163,8 +188,6 @@ export class SealedStore implements SessionStore {
   readonly problems?: () => Promise<StoreProblems>;
   private readonly unreadable = new UnreadableListeners();
   private readonly names: SealedNames;
-  /** Opened data-source names of counters (see sourceName), bounded. */
-  private readonly sourceNames = new Map<string, string>();
 
   constructor(
     private readonly inner: SessionStore,
@@ -313,7 +336,7 @@ export class SealedStore implements SessionStore {
       const sealed = dataSourceNames?.[token];
       let name: string | undefined;
       try {
-        name = sealed === undefined ? this.names.legacyName(token) : this.sourceName(tenant, sealed, token);
+        name = sealed === undefined ? this.names.legacyName(token) : this.names.openName(tenant, "data_source", sealed, token);
       } catch {
         name = undefined;
       }
@@ -386,21 +409,6 @@ export class SealedStore implements SessionStore {
   private dataKey(tenant: string, key: string): { token: string; forms: { loggedKey: string; aliases: readonly string[] } } {
     const [token = key, ...aliases] = this.names.tokens(tenant, "data_key", key);
     return { token, forms: { loggedKey: this.names.sealName(tenant, "data_key", key), aliases } };
-  }
-
-  /**
-   * A counter's data-source name, remembered by its sealed form (which stays
-   * while the source is live, see name_source): a tenant with many data
-   * sources does not pay a decryption per source on every metrics call.
-   */
-  private sourceName(tenant: string, sealed: string, token: string): string {
-    const key = `${tenant}\n${token}\n${sealed}`;
-    const known = this.sourceNames.get(key);
-    if (known !== undefined) return known;
-    const name = this.names.openName(tenant, "data_source", sealed, token);
-    if (this.sourceNames.size >= SOURCE_NAMES_CACHED) this.sourceNames.clear();
-    this.sourceNames.set(key, name);
-    return name;
   }
 
   /** A stored data entry's key name and value; a name that does not open is refused (INTERNAL, logged, counted). */

@@ -38,7 +38,8 @@
  *
  * Identifiers as keyed HMACs: with encryption on (ENCRYPTION_KEYS), every
  * <userId>, <dataSource> and <requestId> above, the data hash's fields and the
- * `u`/`d` record and archive fields are tokens: base64url HMAC-SHA256 under a
+ * `u`/`d` record and archive fields are tokens: base64url HMAC-SHA256 (of user
+ * ids, data sources and data keys the first 22 characters) under a
  * key derived from the primary encryption key (FieldCipher.indexNames), made
  * in TypeScript (src/store/sealed-store.ts) before a script runs; the scripts
  * never see the identifiers. The names travel sealed beside them (U, D, n:,
