@@ -30,6 +30,7 @@ import { SessionError } from "../domain/errors.js";
 import type { SessionRecord } from "../domain/model.js";
 import { countUnreadable } from "../observability/metrics.js";
 import {
+  checkGuardedCreate,
   loggedKeyOf,
   type ClearDataResult,
   type CreateSessionInput,
@@ -206,9 +207,7 @@ export class SealedStore implements SessionStore {
     const { tenant } = input;
     const sessionId = input.sessionId ?? randomUUID();
     // Names are compared in the clear first: the store only sees tokens.
-    if (input.guard !== undefined && input.guard.userId !== input.userId) {
-      throw new SessionError("permission_denied", "user_id: a caller acting for a user may create sessions for that user only", "user_id");
-    }
+    checkGuardedCreate(input);
     const guard = this.names.guard(tenant, input.guard);
     const result = await this.inner.create({
       ...input,
