@@ -44,7 +44,8 @@ import { SessionManager } from "./session/session-manager.js";
 import { assertRedisReachable } from "./startup/redis-reachable.js";
 import { StartError } from "./startup/start-error.js";
 import { createStore } from "./store/create-store.js";
-import { SealedNames, sealStore } from "./store/sealed-store.js";
+import { SealedNames } from "./store/sealed-names.js";
+import { sealStore } from "./store/sealed-store.js";
 import type { SessionStore, StoredEvent } from "./store/store.js";
 import { EventHub } from "./streaming/event-hub.js";
 

@@ -21,9 +21,12 @@ import {
   SetSessionDataRequestSchema,
   type SessionClient,
 } from "@sessiond/client";
+import { AesGcmFieldCipher } from "../src/crypto/field-cipher.js";
+import { parseKeyring } from "../src/crypto/keyring.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
+import { SealedNames } from "../src/store/sealed-names.js";
 import { startRedisServer, useRedisServer } from "./support/redis-server.js";
-import { startTestApp } from "./support/server.js";
+import { startTestApp, TEST_ENCRYPTION_KEYS } from "./support/server.js";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
 
 async function rejectsWith(promise: Promise<unknown>, code: Code): Promise<void> {
@@ -235,12 +238,14 @@ describe("deadlines", () => {
 
         // SetSessionData: either the value and the version bump, or neither.
         const version = (await client.getSession({ sessionId })).session?.version ?? 0n;
-        const present = await redis.raw.hexists(keys.data(sessionId), "k");
+        // With encryption on (as every Redis test app runs), key names in Redis are keyed HMACs.
+        const names = new SealedNames(new AesGcmFieldCipher(parseKeyring(TEST_ENCRYPTION_KEYS)));
+        const present = await redis.raw.hexists(keys.data(sessionId), names.token("default", "data_key", "k"));
         assert.ok((present === 1 && version === before + 1n) || (present === 0 && version === before), `data ${present}, version ${before} → ${version}`);
         // CreateSession: either every part (record, indexes, counters) or none.
         const total = (await client.getSessionMetrics({})).totalSessions;
         const bySource = (await client.listSessions({ dataSource: "paused-src" })).sessions;
-        const inIndex = await redis.raw.zcard(keys.dataSource("paused-src"));
+        const inIndex = await redis.raw.zcard(keys.dataSource(names.token("default", "data_source", "paused-src")));
         if (total === totalBefore) {
           assert.deepEqual([bySource.length, inIndex], [0, 0]);
         } else {

@@ -23,7 +23,7 @@ import { AesGcmFieldCipher, dataField, METADATA_FIELD, sealedKeyId, type FieldBi
 import type { Keyring } from "../crypto/keyring.js";
 import { countersKeyMatcher, encodeTenant, RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
 import { preludeLua } from "../store/redis/lua/prelude.js";
-import { SealedNames } from "../store/sealed-store.js";
+import { SealedNames } from "../store/sealed-names.js";
 import { loggedKeyOf } from "../store/store.js";
 
 export interface ReencryptOptions {
