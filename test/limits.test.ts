@@ -99,9 +99,11 @@ describe("limits", () => {
     test(`data bytes per session (MAX_DATA_BYTES, as stored, encrypted), ${backend}: below and at accepted, above RESOURCE_EXHAUSTED`, async () => {
       const redis = backend === "redis" ? await startRedisServer() : undefined;
       try {
-        // A stored value is "e1:<key id>:" + base64url(12-byte IV + JSON + 16-byte tag).
+        // A stored value is "e1:<key id>:" + base64url(12-byte IV + JSON + 16-byte tag), after its key name sealed
+        // the same way and a space (the one-letter key names here).
         const keyId = backend === "redis" ? "test" : "ephemeral";
-        const stored = (jsonBytes: number): number => `e1:${keyId}:`.length + Buffer.alloc(12 + jsonBytes + 16).toString("base64url").length;
+        const sealed = (bytes: number): number => `e1:${keyId}:`.length + Buffer.alloc(12 + bytes + 16).toString("base64url").length;
+        const stored = (jsonBytes: number): number => sealed(1) + 1 + sealed(jsonBytes);
         const limit = stored(12) * 2; // two values of JSON length 12 ("x" * 10, quoted)
         await withApp(
           { MAX_DATA_BYTES: String(limit) },
