@@ -103,12 +103,25 @@ export class SealedNames {
    * Unreadable.
    */
   check(record: SessionRecord, withTag = true): SessionRecord {
-    const { sealed, ...rest } = record;
-    const { tenant, sessionId } = record;
+    const { sealed, tenant } = record;
     const userId = sealed?.user === undefined ? this.legacyName(record.userId) : this.openName(tenant, "user", sealed.user, record.userId);
     const dataSource = sealed?.dataSource === undefined ? this.legacyName(record.dataSource) : this.openName(tenant, "data_source", sealed.dataSource, record.dataSource);
     if (withTag && !this.tagged(record)) throw new Unreadable("the stored metadata is not the one last written to this record");
-    return { ...rest, userId, dataSource };
+    // Field by field (no spread): this runs for every record a listing or snapshot serves.
+    return {
+      tenant,
+      sessionId: record.sessionId,
+      userId,
+      dataSource,
+      accessLevel: record.accessLevel,
+      status: record.status,
+      createTime: record.createTime,
+      expireTime: record.expireTime,
+      lastAccessTime: record.lastAccessTime,
+      endTime: record.endTime,
+      metadata: record.metadata,
+      version: record.version,
+    };
   }
 
   private tagged(record: SessionRecord): boolean {
