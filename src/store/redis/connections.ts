@@ -21,6 +21,13 @@
  * Commands are never queued on the command connection while Redis is
  * unreachable (enableOfflineQueue: false) and never replayed after a reconnect
  * (autoResendUnfulfilledCommands: false); callers wait for "ready" here instead.
+ *
+ * The command connection pipelines automatically (enableAutoPipelining): the
+ * commands issued in one event-loop turn go out in one socket write instead
+ * of one write (one system call) each, which under concurrent calls is most
+ * of what a command costs this process. A command waits at most for the
+ * pipeline already in flight; a connection that drops fails the queued
+ * commands as unsent (call-outcome.ts), so nothing is replayed.
  */
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
@@ -165,6 +172,7 @@ export class RedisConnections {
     this.command = redisClient(options, {
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
+      enableAutoPipelining: true,
       // Reject in-flight commands as soon as the connection drops.
       maxRetriesPerRequest: 0,
       // No commandTimeout: it is a wall-clock timer; RedisStore.call() bounds every command with a loop-aware deadline.
@@ -245,6 +253,8 @@ export class RedisConnections {
   dedicated(purpose: Exclude<RedisConnectionName, "store">, slackMs = 0): Redis {
     const redis = this.command.duplicate({
       enableOfflineQueue: true,
+      // One blocking command or subscription at a time: nothing to batch.
+      enableAutoPipelining: false,
       // The event reader's XREAD must fail the moment its connection drops, so the
       // reader re-issues it at once: ioredis neither resends it
       // (autoResendUnfulfilledCommands is off) nor rejects it otherwise before
