@@ -16,7 +16,7 @@ import { Cluster } from "ioredis";
 import type { Logger } from "pino";
 import { eventLogKey, Partitioning } from "../store/redis/keys.js";
 import type { EventGroupPort } from "./archive-sink.js";
-import { RedisEventGroup, type ClaimResult, type GroupEntry, type GroupStats } from "./redis-event-group.js";
+import { RedisEventGroup, type ClaimResult, type GroupEntry, type GroupStats, type RedisEventGroupOptions } from "./redis-event-group.js";
 import { compareEventIds } from "../store/event-id.js";
 
 /** Pause after a round that found nothing new in any partition. */
@@ -31,6 +31,8 @@ export interface PartitionedEventGroupOptions {
   readonly commandTimeoutMs: number;
   readonly logger?: Logger;
   readonly onConnection?: (client: Cluster) => void;
+  /** See RedisEventGroupOptions.openEvent. */
+  readonly openEvent?: RedisEventGroupOptions["openEvent"];
 }
 
 export class PartitionedEventGroup implements EventGroupPort {
@@ -64,6 +66,7 @@ export class PartitionedEventGroup implements EventGroupPort {
           commandTimeoutMs: options.commandTimeoutMs,
           maxBlockMs: 0,
           stream: { connection: this.cluster, key: eventLogKey(options.keyPrefix, tag) },
+          ...(options.openEvent === undefined ? {} : { openEvent: options.openEvent }),
         }),
     );
   }

@@ -22,6 +22,13 @@
  * unreachable (enableOfflineQueue: false) and never replayed after a reconnect
  * (autoResendUnfulfilledCommands: false); callers wait for "ready" here instead.
  *
+ * The command connection pipelines automatically (enableAutoPipelining): the
+ * commands issued in one event-loop turn go out in one socket write instead
+ * of one write (one system call) each, which under concurrent calls is most
+ * of what a command costs this process. A command waits at most for the
+ * pipeline already in flight; a connection that drops fails the queued
+ * commands as unsent (call-outcome.ts), so nothing is replayed.
+ *
  * On a Redis Cluster the command connection is an ioredis Cluster: it routes
  * each script by its KEYS[1] (the partition's slot, keys.ts), follows MOVED
  * and ASK, and retries CLUSTERDOWN and TRYAGAIN replies a few times (a
@@ -185,6 +192,7 @@ export class RedisConnections {
     this.onConnection = options.onConnection;
     const nodeOptions = {
       autoResendUnfulfilledCommands: false,
+      enableAutoPipelining: true,
       // Reject in-flight commands as soon as the connection drops.
       maxRetriesPerRequest: 0,
       // No commandTimeout: it is a wall-clock timer; RedisStore.call() bounds every command with a loop-aware deadline.
@@ -288,6 +296,8 @@ export class RedisConnections {
     if (this.command instanceof Cluster) throw new Error("a Redis Cluster has no single dedicated connection: open one per node");
     const redis = this.command.duplicate({
       enableOfflineQueue: true,
+      // One blocking command or subscription at a time: nothing to batch.
+      enableAutoPipelining: false,
       // The event reader's XREAD must fail the moment its connection drops, so the
       // reader re-issues it at once: ioredis neither resends it
       // (autoResendUnfulfilledCommands is off) nor rejects it otherwise before

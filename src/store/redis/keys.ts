@@ -3,8 +3,8 @@
  * RedisKeys builds the names in TypeScript, KEY_LAYOUT_LUA builds them inside
  * the scripts (lua/prelude.ts includes it), Partitioning decides which
  * partition a session, a user and so every key belongs to, and
- * sessionKeyMatcher parses session key names (keyspace notifications,
- * `npm run reencrypt`).
+ * sessionKeyMatcher and countersKeyMatcher parse key names (keyspace
+ * notifications, `npm run reencrypt`).
  *
  * With key prefix P (default "sd:"), encoded tenant T (see encodeTenant) and
  * partition tag Q (see Partitioning: "" with one partition, "{<tag>}" with
@@ -13,9 +13,11 @@
  * | key                   | type   | contents                                                  | expires at                    |
  * |-----------------------|--------|-----------------------------------------------------------|-------------------------------|
  * | `P T:S`               | HASH   | live record: u user, d data source, l level, c create,     | expire + grace                |
- * |                       |        | e expire, a last access, m metadata, v version, r request id (if any) |                    |
- * | `P T:S:d`             | HASH   | session data, key → value                                  | expire + grace                |
- * | `P T:S:a`             | STRING | archived final state, MessagePack: u d l c e a m v s t     | end + archive retention       |
+ * |                       |        | e expire, a last access, m metadata, v version, r request id (if any), |                   |
+ * |                       |        | b data bytes; encryption on: U sealed user, D sealed data source, mt metadata tag |        |
+ * | `P T:S:d`             | HASH   | session data, key → value (encryption on: key token →      | expire + grace                |
+ * |                       |        | `<sealed key name> <sealed value>`)                        |                               |
+ * | `P T:S:a`             | STRING | archived final state, MessagePack: u d l c e a m v s t U D mt | end + archive retention    |
  * |                       |        | (the record fields + s status, t end; see write_archive)   |                               |
  * | `P T:S:x`             | STRING | shadow key, value 1 (a shared integer: no value bytes);    | expire time (deleted when the |
  * |                       |        | its `expired` keyspace notification wakes the scheduler   | session ends)                 |
@@ -26,7 +28,8 @@
  * | `P T:Qall`            | ZSET   | every live session of the tenant, score = expire time      | max(member expire) + grace    |
  * | `P T:Qm`              | HASH   | counters: total, active, expired, closed, dsum,            | never (a few fields per tenant) |
  * |                       |        | l:<level> and s:<dataSource> live gauges (deleted at 0),   |                               |
- * |                       |        | nds the number of live data sources (the s: fields)        |                               |
+ * |                       |        | nds the number of live data sources (the s: fields);       |                               |
+ * |                       |        | encryption on: n:<dataSource> its sealed name (with s:)    |                               |
  * | `P T:Qev`             | STRING | id of the tenant's newest event: its watchers' heartbeat   | never (one per tenant)        |
  * |                       |        | cursors never show the log's position (other tenants' writes) |                          |
  * | `P Qev`               | STREAM | event log of every tenant (see emit() in lua/prelude.ts);  | never (trimmed by count and   |
@@ -38,6 +41,16 @@
  * |                       |        | event; a cursor older than it is of a lost log             | deletes it: a new generation) |
  * | `P Qdx`               | ZSET   | due queue: member `T\n<dataSource>`, score = a lower bound | never (one member per         |
  * |                       |        | of the earliest expire time in that data-source index      | non-empty data-source index)  |
+ *
+ * Identifiers as keyed HMACs: with encryption on (ENCRYPTION_KEYS), every
+ * <userId>, <dataSource> and <requestId> above, the data hash's fields and the
+ * `u`/`d` record and archive fields are tokens: base64url HMAC-SHA256 (of user
+ * ids, data sources and data keys the first 22 characters) under a
+ * key derived from the primary encryption key (FieldCipher.indexNames), made
+ * in TypeScript (src/store/sealed-store.ts) before a script runs; the scripts
+ * never see the identifiers. The names travel sealed beside them (U, D, n:,
+ * the data values' prefix, the event log's U, D and x). Without encryption they
+ * are the identifiers themselves.
  *
  * Why this shape:
  * - Partitions (REDIS_PARTITIONS, fixed for the life of a deployment: the
@@ -227,6 +240,15 @@ export function sessionKeyMatcher(prefix: string): (key: string) => SessionKeyNa
     const kind = KINDS[match[4] ?? ""];
     const sessionId = match[2] ?? match[3];
     return kind === undefined || sessionId === undefined ? undefined : { tenant: decodeTenant(match[1] as string), sessionId, kind };
+  };
+}
+
+/** Parses the name of a tenant's counters key under `prefix` into the tenant; undefined for any other key. */
+export function countersKeyMatcher(prefix: string): (key: string) => string | undefined {
+  const pattern = new RegExp(`^${escapeRegExp(prefix)}([^:{}]+):(?:\\{[0-9]+\\})?${COUNTERS}$`);
+  return (key) => {
+    const match = pattern.exec(key);
+    return match?.[1] === undefined ? undefined : decodeTenant(match[1]);
   };
 }
 

@@ -35,6 +35,7 @@ import type {
   ListResult,
   SessionCounters,
   SessionGuard,
+  DataKeyForms,
   SessionPatch,
   SessionStore,
   StoredEvent,
@@ -212,6 +213,9 @@ export class RedisStore implements SessionStore {
         this.limits.sessionsPerUserPolicy,
         this.limits.maxSessionsPerTenant,
         this.limits.maxDataSourcesPerTenant,
+        input.sealed?.user ?? "",
+        input.sealed?.dataSource ?? "",
+        input.sealed?.metadataTag ?? "",
         ...(input.requestIdAliases ?? []).map((alias) => requestIdKey({ requestId: alias, ...(input.guard === undefined ? {} : { guard: input.guard }) })),
       ],
       input.guard,
@@ -240,6 +244,8 @@ export class RedisStore implements SessionStore {
         patch.accessLevel ?? "",
         patch.dataSource ?? "",
         this.limits.maxDataSourcesPerTenant,
+        patch.sealed?.dataSource ?? "",
+        patch.sealed?.metadataTag ?? "",
       ],
       guard,
     );
@@ -318,8 +324,8 @@ export class RedisStore implements SessionStore {
     return { sessions, ...skipped };
   }
 
-  async setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
-    const reply = await this.script("setData", this.partitions.ofSession(sessionId), tenant, [sessionId, key, value, this.limits.maxDataBytes], guard);
+  async setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, forms: DataKeyForms = {}): Promise<DataWriteResult> {
+    const reply = await this.script("setData", this.partitions.ofSession(sessionId), tenant, [sessionId, key, value, this.limits.maxDataBytes, forms.loggedKey ?? key, ...(forms.aliases ?? [])], guard);
     return { version: Number(reply[1]) };
   }
 
@@ -328,8 +334,8 @@ export class RedisStore implements SessionStore {
     return reply[1] === "1" ? reply[2] : undefined;
   }
 
-  async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
-    const reply = await this.script("deleteData", this.partitions.ofSession(sessionId), tenant, [sessionId, key], guard);
+  async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, forms: DataKeyForms = {}): Promise<DeleteDataResult> {
+    const reply = await this.script("deleteData", this.partitions.ofSession(sessionId), tenant, [sessionId, key, forms.loggedKey ?? key, ...(forms.aliases ?? [])], guard);
     return { deleted: reply[1] === "1", version: Number(reply[2]) };
   }
 
@@ -355,8 +361,12 @@ export class RedisStore implements SessionStore {
     const byLevel: Partial<Record<"read" | "write" | "admin", number>> = {};
     const bySource: Record<string, number> = {};
     const sums = new Map<string, number>();
+    const names: Record<string, string> = {};
     for (const fields of all) {
-      for (const [field, raw] of Object.entries(fields)) sums.set(field, (sums.get(field) ?? 0) + Number(raw));
+      for (const [field, raw] of Object.entries(fields)) {
+        if (field.startsWith("n:")) names[field.slice(2)] = raw;
+        else sums.set(field, (sums.get(field) ?? 0) + Number(raw));
+      }
     }
     for (const [field, n] of sums) {
       if (n <= 0) continue;
@@ -371,6 +381,7 @@ export class RedisStore implements SessionStore {
       closed: num("closed"),
       activeByAccessLevel: byLevel,
       activeByDataSource: bySource,
+      ...(Object.keys(names).length === 0 ? {} : { dataSourceNames: names }),
       endedDurationMsSum: num("dsum"),
     };
   }
@@ -731,7 +742,7 @@ export class RedisStore implements SessionStore {
   private async runScript(name: ScriptName, partition: number, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
     if (this.partitions.count > 1 && name !== "logPosition") await this.ensureGenerations();
     const fn = this.scripts[name];
-    const guardArgs = guard === undefined ? ["", ""] : [guard.userId, guard.level];
+    const guardArgs = guard === undefined ? ["", ""] : [[guard.userId, ...(guard.userAliases ?? [])].join("\n"), guard.level];
     const anchor = this.anchors[partition] as string;
     const tag = this.partitions.tags[partition] as string;
     const waiter = ACKNOWLEDGED_WRITES.has(name) ? this.replicaWait : undefined;
