@@ -10,6 +10,9 @@ import { SessionError } from "../src/domain/errors.js";
 import { EVENT_LOG_RESET_MESSAGE } from "../src/store/store.js";
 import { Partitioning, RedisKeys } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
+import { sealStore } from "../src/store/sealed-store.js";
+import { AesGcmFieldCipher } from "../src/crypto/field-cipher.js";
+import { parseKeyring } from "../src/crypto/keyring.js";
 import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
 import { runGuardConformance } from "./conformance/guard-conformance.js";
 import { useRedisServer } from "./support/redis-server.js";
@@ -25,6 +28,21 @@ runStoreConformance("redis, 5 partitions", openFlushed, { requestIdScope: "user"
 runGuardConformance("redis, 5 partitions", openFlushed);
 
 describe("RedisStore with 5 partitions on one Redis", () => {
+  it("behind the sealing wrapper (encryption on), sessions land in their user's partition and list by user", async () => {
+    const { store, cleanup } = await openFlushed();
+    const sealed = sealStore(store, new AesGcmFieldCipher(parseKeyring(`k1:${Buffer.alloc(32, 7).toString("base64")}`)));
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 10; i++) ids.push((await sealed.create({ tenant: "t", userId: "alice", dataSource: `d-${i}`, accessLevel: "read", ttlMs: 60_000, metadata: "{}", requestId: "" })).session.sessionId);
+      const listed = await sealed.list("t", { userId: "alice" }, 100);
+      assert.deepEqual(new Set(listed.sessions.map((s) => s.sessionId)), new Set(ids));
+      assert.ok(listed.sessions.every((s) => s.userId === "alice"), "names opened");
+      assert.equal((await sealed.get("t", ids[3] ?? "", { touch: false, includeEnded: false })).dataSource, "d-3");
+    } finally {
+      await cleanup();
+    }
+  });
+
   it("a cursor naming an event its partition's log no longer holds (lost in a failover) is out_of_range, saying the log was reset", async () => {
     const { store, cleanup } = await openFlushed();
     try {
