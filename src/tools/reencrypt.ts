@@ -21,7 +21,7 @@ import type { Redis } from "ioredis";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, sealedKeyId, type FieldBinding } from "../crypto/field-cipher.js";
 import type { Keyring } from "../crypto/keyring.js";
-import { countersKeyMatcher, encodeTenant, Partitioning, RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
+import { countersKeyMatcher, encodeTenant, generationKey, Partitioning, RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
 import { preludeLua } from "../store/redis/lua/prelude.js";
 import { redisClient } from "../store/redis/connections.js";
 import { redisTarget } from "../store/create-store.js";
@@ -181,6 +181,9 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
    * or from plaintext identifiers (written before keys were configured).
    */
   const retoken = async (key: string, tenant: string, sessionId: string, stored: { u: string; d: string; U: string; D: string }, packed: boolean): Promise<void> => {
+    // The prelude's header (lua/prelude.ts): KEYS[1] names the partition's slot, ARGV[11..13] the partition.
+    const partition = partitions.ofSession(sessionId);
+    const tag = partitions.tags[partition] as string;
     values++;
     let user: string;
     let dataSource: string;
@@ -198,7 +201,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     const D = names.sealName(tenant, "data_source", dataSource);
     const done = packed
       ? await redis.eval(ARCHIVE_RETOKEN_LUA, 1, key, stored.u, stored.d, u, d, U, D)
-      : await redis.eval(RETOKEN_LUA, 0, keyPrefix, encodeTenant(tenant), 0, 0, 0, 0, 0, "", "", "0", sessionId, stored.u, u, U, stored.d, d, D);
+      : await redis.eval(RETOKEN_LUA, 1, generationKey(keyPrefix, tag), keyPrefix, encodeTenant(tenant), 0, 0, 0, 0, 0, "", "", "0", tag, partition, partitions.count, sessionId, stored.u, u, U, stored.d, d, D);
     if (done === 1) rewritten++;
     else skippedConcurrent++;
   };
