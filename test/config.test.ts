@@ -29,6 +29,7 @@ describe("loadConfig", () => {
     assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: "h" }), /REDIS_CLUSTER_NODES must be host:port/);
     assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: "h:70000" }), /REDIS_CLUSTER_NODES must be host:port/);
     assert.throws(() => loadConfig({ REDIS_PARTITIONS: "2000" }), /REDIS_PARTITIONS="2000" must be a whole number from 1 to 1024/);
+    assert.equal(loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_WAIT_REPLICAS: "1" }).redisWaitReplicas, 1, "WAIT on a cluster");
   });
 
   test("defaults", () => {
@@ -389,7 +390,7 @@ describe("Redis through Sentinel and REDIS_WAIT_REPLICAS", () => {
     assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_PASSWORD_FILE: "/x" }).join("\n"), /REDIS_PASSWORD_FILE needs REDIS_SENTINELS \(with REDIS_URL, the password goes in the URL\)/);
     const unreadable = problems({ REDIS_SENTINELS: "s:26379", REDIS_SENTINEL_MASTER: "m", REDIS_SENTINEL_PASSWORD_FILE: "/nonexistent/secret" }).join("\n");
     assert.match(unreadable, /REDIS_SENTINEL_PASSWORD_FILE: cannot read "\/nonexistent\/secret" \(ENOENT\)/);
-    assert.match(problems({ REDIS_WAIT_REPLICAS: "1" }).join("\n"), /REDIS_WAIT_REPLICAS needs REDIS_URL or REDIS_SENTINELS/);
+    assert.match(problems({ REDIS_WAIT_REPLICAS: "1" }).join("\n"), /REDIS_WAIT_REPLICAS needs REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES/);
     assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_WAIT_REPLICAS: "-1" }).join("\n"), /REDIS_WAIT_REPLICAS="-1" must be a whole number from 0 to 100/);
     assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_WAIT_REPLICAS: "1", REDIS_WAIT_TIMEOUT: "500" }).join("\n"), /REDIS_WAIT_TIMEOUT="500" needs a unit/);
     assert.match(

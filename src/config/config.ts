@@ -486,8 +486,7 @@ function readConfig(r: Reader): Config {
   const redisCommandTimeoutMs = r.duration("REDIS_COMMAND_TIMEOUT", 10);
   const redisWaitReplicas = r.integer("REDIS_WAIT_REPLICAS", 0, 100);
   const redisWaitTimeoutMs = r.duration("REDIS_WAIT_TIMEOUT", 1);
-  if (redisWaitReplicas > 0 && !redis) r.fail("REDIS_WAIT_REPLICAS needs REDIS_URL or REDIS_SENTINELS");
-  if (redisWaitReplicas > 0 && redisCluster !== undefined) r.fail("REDIS_WAIT_REPLICAS is not available with REDIS_CLUSTER_NODES");
+  if (redisWaitReplicas > 0 && !redis) r.fail("REDIS_WAIT_REPLICAS needs REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES");
   if (redisWaitReplicas > 0 && redisWaitTimeoutMs >= redisCommandTimeoutMs) {
     // The WAIT and the write it confirms share one call's deadline.
     r.fail(`REDIS_WAIT_TIMEOUT (${redisWaitTimeoutMs} ms) must be shorter than REDIS_COMMAND_TIMEOUT (${redisCommandTimeoutMs} ms)`);

@@ -22,6 +22,10 @@ export interface ClusterNode {
   readonly alive: boolean;
   /** kill -9. */
   kill(): Promise<void>;
+  /** SIGSTOP: the process stays, answers nothing (a replica stops acknowledging replication) until resume(). */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
 }
 
 export interface RedisClusterHandle {
@@ -32,8 +36,12 @@ export interface RedisClusterHandle {
   primaryOf(slot: number): Promise<ClusterNode>;
   /** Every live primary. */
   primaries(): Promise<ClusterNode[]>;
+  /** The replicas of a primary. */
+  replicasOf(primary: ClusterNode): Promise<ClusterNode[]>;
   /** Waits until every live node reports cluster_state:ok and every slot has a live primary. */
   waitHealthy(timeoutMs?: number): Promise<void>;
+  /** Waits until every live primary has `replicas` replicas online (their first sync done: WAIT can count them). */
+  waitReplicasOnline(replicas: number, timeoutMs?: number): Promise<void>;
   /** Moves `slots` slots from one primary to another with `redis-cli --cluster reshard`. */
   reshard(from: ClusterNode, to: ClusterNode, slots: number): Promise<void>;
   /** A plain connection to one node (for CLUSTER and INFO commands). */
@@ -113,6 +121,12 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         proc.child.kill("SIGKILL");
         await exited;
       },
+      pause: () => {
+        proc.child.kill("SIGSTOP");
+      },
+      resume: () => {
+        proc.child.kill("SIGCONT");
+      },
     });
   }
   const stop = async (): Promise<void> => {
@@ -133,7 +147,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     return c;
   };
   /** CLUSTER NODES as seen by a live node. */
-  const clusterNodes = async (): Promise<{ port: number; primary: boolean; failed: boolean; slots: [number, number][] }[]> => {
+  const clusterNodes = async (): Promise<{ id: string; primaryId: string; port: number; primary: boolean; failed: boolean; slots: [number, number][] }[]> => {
     for (const node of nodes.filter((n) => n.alive)) {
       const c = client(node);
       try {
@@ -149,7 +163,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
               const [a, b] = s.split("-");
               return [Number(a), Number(b ?? a)] as [number, number];
             });
-            return { port, primary: flags.includes("master"), failed: flags.includes("fail") && !flags.includes("fail?") ? true : flags.includes("fail"), slots };
+            return { id: f[0] ?? "", primaryId: f[3] ?? "-", port, primary: flags.includes("master"), failed: flags.includes("fail") && !flags.includes("fail?") ? true : flags.includes("fail"), slots };
           });
       } catch {
         // ask the next node
@@ -176,6 +190,31 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       throw new Error(`no primary serves slot ${slot}`);
     },
     primaries: async () => (await clusterNodes()).filter((n) => n.primary && !n.failed && n.slots.length > 0).map((n) => byPort(n.port)).filter((n) => n.alive),
+    replicasOf: async (primary) => {
+      const all = await clusterNodes();
+      const id = all.find((n) => n.port === primary.port)?.id;
+      return all.filter((n) => n.primaryId === id).map((n) => byPort(n.port));
+    },
+    waitReplicasOnline: async (replicas, timeoutMs = 30_000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        let ok = true;
+        for (const primary of await handle.primaries()) {
+          const c = client(primary);
+          try {
+            const info = (await c.info("replication")).match(/^slave\d+:.*state=online/gm) ?? [];
+            if (info.length < replicas) ok = false;
+          } catch {
+            ok = false;
+          } finally {
+            c.disconnect();
+          }
+        }
+        if (ok) return;
+        if (Date.now() > deadline) throw new Error("the replicas did not come online");
+        await sleep(100);
+      }
+    },
     waitHealthy: async (timeoutMs = 30_000) => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {

@@ -37,6 +37,7 @@
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { SessionError } from "../../domain/errors.js";
+import { keySlot } from "./keys.js";
 import { redisAddress } from "../../startup/redis-reachable.js";
 
 /** The connections of a RedisStore, as onConnection names them. */
@@ -52,6 +53,23 @@ export interface RedisClusterTarget {
 
 /** The command connection: one Redis, or a Redis Cluster. */
 export type RedisCommandConnection = Redis | Cluster;
+
+/**
+ * On a Redis Cluster, the connection to the primary that owns a key's slot
+ * according to the client's slot map: the connection ioredis sends that key's
+ * commands over (so a WAIT on it counts that primary's replicas). Public
+ * ioredis API only (Cluster.slots: node keys "host:port" per slot, primary
+ * first; Cluster.nodes("master")). Throws unavailable when the slot has no
+ * known primary.
+ */
+export function clusterPrimaryFor(cluster: Cluster): (key: string) => Redis {
+  return (key) => {
+    const owner = cluster.slots[keySlot(key)]?.[0];
+    const node = owner === undefined ? undefined : cluster.nodes("master").find((n) => `${n.options.host}:${n.options.port}` === owner);
+    if (node === undefined) throw new SessionError("unavailable", "no Redis Cluster primary is known for a partition");
+    return node;
+  };
+}
 
 /** How often ioredis retries a command that met CLUSTERDOWN, TRYAGAIN or a failover, and how long it waits between tries. */
 const CLUSTER_RETRY_DELAY_MS = 100;

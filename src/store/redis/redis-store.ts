@@ -14,7 +14,7 @@
  * reconnecting in the background, so the store recovers by itself.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { Cluster } from "ioredis";
+import { Cluster, type Redis } from "ioredis";
 import type { Logger } from "pino";
 import { isSessionError, SessionError } from "../../domain/errors.js";
 import type { SessionRecord } from "../../domain/model.js";
@@ -50,14 +50,14 @@ import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, isSlotInMotion, STORE_FULL_MESSAGE } from "./call-outcome.js";
-import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys } from "./keys.js";
+import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
 import { DueHeads } from "./due-heads.js";
 import { mergePartitionReads, type PartitionRead } from "./merged-log.js";
 import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { traceScript } from "./script-tracing.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
-import { RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName, type RedisTarget } from "./connections.js";
+import { clusterPrimaryFor, RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName, type RedisTarget } from "./connections.js";
 import { watchClusterShadowKeyExpiry } from "./cluster-keyspace.js";
 import { ReplicaWait, type WriteMark } from "./replica-wait.js";
 import { RedisMemoryState } from "./memory-state.js";
@@ -168,15 +168,20 @@ export class RedisStore implements SessionStore {
       seed ?? (this.redis instanceof Cluster || options.sentinel !== undefined ? undefined : { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 });
     this.onArchiveShortened = options.onArchiveShortened;
     const wait = options.replicaWait;
-    // One primary: every write goes over the command connection.
     const redis = this.redis;
-    if (redis instanceof Cluster && wait !== undefined && wait.replicas > 0) throw new Error("REDIS_WAIT_REPLICAS is not available on a Redis Cluster");
     this.replicaWait =
-      wait === undefined || wait.replicas <= 0 || redis instanceof Cluster
+      wait === undefined || wait.replicas <= 0
         ? undefined
         : new ReplicaWait(
-            { replicas: wait.replicas, timeoutMs: wait.timeoutMs, slackMs: options.commandTimeoutMs, advanceChannel: `${options.keyPrefix}wait` },
-            () => redis,
+            {
+              replicas: wait.replicas,
+              timeoutMs: wait.timeoutMs,
+              slackMs: options.commandTimeoutMs,
+              advanceChannel: `${options.keyPrefix}wait`,
+              ...(redis instanceof Cluster ? { advanceWrite: this.clusterAdvanceWrite() } : {}),
+            },
+            // One primary: every write goes over the command connection; a cluster: over the slot's primary.
+            redis instanceof Cluster ? clusterPrimaryFor(redis) : () => redis,
           );
 
     const sources = scriptSources();
@@ -190,6 +195,18 @@ export class RedisStore implements SessionStore {
       scripts[name] = fn.bind(this.redis);
     }
     this.scripts = scripts;
+  }
+
+  /**
+   * REDIS_WAIT_REPLICAS on a cluster: a replicated write in the partition of
+   * a mark's key (a partition anchor), so a WAIT covers what that primary had.
+   */
+  private clusterAdvanceWrite(): (redis: Redis, anchor: string) => Promise<unknown> {
+    const byAnchor = new Map(this.partitions.tags.map((tag, i) => [this.anchors[i] as string, waitAdvanceKey(this.prefix, tag)]));
+    return (redis, anchor) => {
+      const key = byAnchor.get(anchor);
+      return key === undefined ? Promise.reject(new Error("not a partition anchor")) : redis.set(key, "1", "PX", 1000);
+    };
   }
 
   async create(input: CreateSessionInput): Promise<CreateSessionResult> {
@@ -749,7 +766,8 @@ export class RedisStore implements SessionStore {
     let mark: WriteMark | undefined;
     const full = await traceScript(name, this.server, () =>
       this.call(() => {
-        mark = waiter?.mark(new RedisKeys(this.prefix, tenant, this.partitions).record(String(args[0])));
+        // The anchor is KEYS[1]: the key ioredis routes the script by.
+        mark = waiter?.mark(anchor);
         return fn(anchor, this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), tag, partition, this.partitions.count, ...args);
       }),
     );
