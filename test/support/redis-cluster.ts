@@ -54,6 +54,8 @@ export interface RedisClusterOptions {
   readonly replicas?: number;
   /** cluster-node-timeout (ms): how soon a dead primary is failed over. */
   readonly nodeTimeoutMs?: number;
+  /** requirepass and masterauth of every node (the default user's password): clients must AUTH. */
+  readonly password?: string;
 }
 
 function run(command: string, args: readonly string[], timeoutMs = 60_000): Promise<string> {
@@ -72,11 +74,11 @@ function run(command: string, args: readonly string[], timeoutMs = 60_000): Prom
   });
 }
 
-async function waitPing(port: number, child: ChildProcess): Promise<void> {
+async function waitPing(port: number, child: ChildProcess, password: string | undefined): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited with ${child.exitCode}`);
-    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...(password === undefined ? {} : { password }) });
     probe.on("error", () => {});
     try {
       await probe.connect();
@@ -95,6 +97,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const primaries = options.primaries ?? 3;
   const replicas = options.replicas ?? 1;
   const dir = mkdtempSync(join(tmpdir(), "sd-cluster-"));
+  const cliAuth = options.password === undefined ? [] : ["-a", options.password, "--no-auth-warning"];
   const procs: { port: number; child: ChildProcess }[] = [];
   const nodes: ClusterNode[] = [];
   for (let i = 0; i < primaries * (1 + replicas); i++) {
@@ -105,6 +108,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning",
         "--cluster-enabled", "yes", "--cluster-config-file", join(dir, `nodes-${port}.conf`),
         "--cluster-node-timeout", String(options.nodeTimeoutMs ?? 1000), "--dir", dir,
+        ...(options.password === undefined ? [] : ["--requirepass", options.password, "--masterauth", options.password]),
       ],
       { stdio: "ignore" },
     );
@@ -134,15 +138,15 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    for (const p of procs) await waitPing(p.port, p.child);
-    await run("redis-cli", ["--cluster", "create", ...procs.map((p) => `127.0.0.1:${p.port}`), "--cluster-replicas", String(replicas), "--cluster-yes"]);
+    for (const p of procs) await waitPing(p.port, p.child, options.password);
+    await run("redis-cli", [...cliAuth, "--cluster", "create", ...procs.map((p) => `127.0.0.1:${p.port}`), "--cluster-replicas", String(replicas), "--cluster-yes"]);
   } catch (error) {
     await stop();
     throw error;
   }
 
   const client = (node: ClusterNode): Redis => {
-    const c = new Redis({ port: node.port, host: "127.0.0.1", maxRetriesPerRequest: 1, retryStrategy: () => null });
+    const c = new Redis({ port: node.port, host: "127.0.0.1", maxRetriesPerRequest: 1, retryStrategy: () => null, ...(options.password === undefined ? {} : { password: options.password }) });
     c.on("error", () => {});
     return c;
   };
@@ -249,7 +253,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         }
       };
       await run("redis-cli", [
-        "--cluster", "reshard", `127.0.0.1:${from.port}`, "--cluster-from", await ids(from), "--cluster-to", await ids(to),
+        ...cliAuth, "--cluster", "reshard", `127.0.0.1:${from.port}`, "--cluster-from", await ids(from), "--cluster-to", await ids(to),
         "--cluster-slots", String(slots), "--cluster-yes", "--cluster-pipeline", "10",
       ], 120_000);
     },

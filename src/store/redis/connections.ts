@@ -51,6 +51,18 @@ export interface RedisClusterTarget {
   readonly password?: string;
 }
 
+/**
+ * The AUTH of every connection to a cluster node (ioredis Cluster redisOptions;
+ * connections opened from a node's options, such as the keyspace subscribers,
+ * inherit it).
+ */
+export function clusterAuth(target: RedisClusterTarget): Pick<RedisOptions, "username" | "password"> {
+  return {
+    ...(target.username === undefined ? {} : { username: target.username }),
+    ...(target.password === undefined ? {} : { password: target.password }),
+  };
+}
+
 /** The command connection: one Redis, or a Redis Cluster. */
 export type RedisCommandConnection = Redis | Cluster;
 
@@ -232,11 +244,7 @@ export class RedisConnections {
               retryDelayOnClusterDown: CLUSTER_RETRY_DELAY_MS,
               retryDelayOnTryAgain: CLUSTER_RETRY_DELAY_MS,
               slotsRefreshTimeout: Math.max(options.commandTimeoutMs, 1000),
-              redisOptions: {
-                ...nodeOptions,
-                ...(cluster.username === undefined ? {} : { username: cluster.username }),
-                ...(cluster.password === undefined ? {} : { password: cluster.password }),
-              },
+              redisOptions: { ...nodeOptions, ...clusterAuth(cluster) },
             },
           );
     this.track(this.command, "store");
