@@ -136,6 +136,8 @@ export class RedisStore implements SessionStore {
   private readonly memory = new RedisMemoryState();
   /** Confirms acknowledged writes on replicas; undefined: REDIS_WAIT_REPLICAS is 0. */
   private readonly replicaWait: ReplicaWait | undefined;
+  /** Per tenant: the live sessions of each partition as last read, and when (tenantCapLeft). */
+  private readonly tenantCounts = new Map<string, { readonly at: number; readonly active: readonly number[] }>();
 
   constructor(options: RedisStoreOptions) {
     this.timeoutMs = options.commandTimeoutMs;
@@ -228,7 +230,7 @@ export class RedisStore implements SessionStore {
         requestIdKey(input),
         this.limits.maxSessionsPerUser,
         this.limits.sessionsPerUserPolicy,
-        this.limits.maxSessionsPerTenant,
+        await this.tenantCapLeft(input.tenant, partition),
         this.limits.maxDataSourcesPerTenant,
         input.sealed?.user ?? "",
         input.sealed?.dataSource ?? "",
@@ -241,6 +243,36 @@ export class RedisStore implements SessionStore {
     // Records closed to make room for this one follow the new record.
     const evicted = decodeRecords(reply, 2 + RECORD_WIDTH);
     return evicted.length === 0 ? { created: reply[1] === "1", session } : { created: reply[1] === "1", session, evicted };
+  }
+
+  /**
+   * MAX_SESSIONS_PER_TENANT for a create's script in `partition`: the cap less
+   * the live sessions of the tenant's other partitions (a script sees only its
+   * own slot), -1 when nothing is left, 0 for no cap. The other partitions'
+   * counts are read at once (one HGET each, in parallel), or taken from this
+   * process's last read while it is younger than TENANT_COUNT_TTL_MS and the
+   * tenant was more than TENANT_COUNT_HEADROOM sessions below the cap. Concurrent creates in different partitions
+   * can each miss the others' writes: README "Running on Redis Cluster" says
+   * how far over the cap a tenant can get.
+   */
+  private async tenantCapLeft(tenant: string, partition: number): Promise<number> {
+    const cap = this.limits.maxSessionsPerTenant;
+    if (cap <= 0 || this.partitions.count === 1) return cap;
+    const now = Date.now();
+    let counts = this.tenantCounts.get(tenant);
+    if (counts === undefined || now - counts.at > TENANT_COUNT_TTL_MS || cap - counts.active.reduce((a, b) => a + b, 0) <= TENANT_COUNT_HEADROOM) {
+      const keys = new RedisKeys(this.prefix, tenant, this.partitions);
+      const active = await Promise.all(
+        this.allPartitions().map(async (p) => Math.max(0, Number(await this.call(() => this.redis.hget(keys.counters(p), "active"))) || 0)),
+      );
+      counts = { at: now, active };
+      this.tenantCounts.delete(tenant);
+      if (this.tenantCounts.size >= TENANT_COUNT_CACHE_SIZE) this.tenantCounts.delete(this.tenantCounts.keys().next().value as string);
+      this.tenantCounts.set(tenant, counts);
+    }
+    const others = counts.active.reduce((sum, n, p) => (p === partition ? sum : sum + n), 0);
+    const left = cap - others;
+    return left > 0 ? left : -1;
   }
 
   async get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
@@ -822,6 +854,17 @@ export class RedisStore implements SessionStore {
     }
   }
 }
+
+/** How long a read of a tenant's per-partition live counts is reused (tenantCapLeft), while far below the cap. */
+const TENANT_COUNT_TTL_MS = 1000;
+/**
+ * Below the cap by more than this, a tenant's counts are reused for up to
+ * TENANT_COUNT_TTL_MS: creates of other processes in that time are not seen,
+ * and no tenant creates this many sessions in one second.
+ */
+const TENANT_COUNT_HEADROOM = 10_000;
+/** Tenants whose counts are kept (the oldest read is dropped first). */
+const TENANT_COUNT_CACHE_SIZE = 1000;
 
 /** Scripts that can add an earlier member to their partition's due queue. */
 const LOWERS_DUE: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "extend", "update"]);

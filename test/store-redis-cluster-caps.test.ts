@@ -1,0 +1,81 @@
+/**
+ * MAX_SESSIONS_PER_TENANT across the partitions of a real Redis Cluster
+ * (3 primaries, one cluster for the file): a tenant whose users spread over
+ * every partition cannot hold more than the cap, whichever service replica
+ * creates; creates racing in different partitions overshoot by at most the
+ * creates in flight at once (README "Running on Redis Cluster").
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { SessionError } from "../src/domain/errors.js";
+import { Partitioning } from "../src/store/redis/keys.js";
+import { RedisStore } from "../src/store/redis/redis-store.js";
+import { useRedisCluster } from "./support/redis-cluster.js";
+
+const cluster = useRedisCluster({ primaries: 3, replicas: 0 });
+const PARTITIONS = 16;
+const CAP = 20;
+
+function openStore(prefix: string): RedisStore {
+  const nodes = cluster().nodes.map((n) => ({ host: "127.0.0.1", port: n.port }));
+  return new RedisStore({
+    url: "",
+    cluster: { nodes },
+    keyPrefix: prefix,
+    partitions: PARTITIONS,
+    limits: { maxDataKeys: 16, archiveRetentionMs: 60_000, expiryGraceMs: 60_000, maxSessionsPerTenant: CAP },
+    commandTimeoutMs: 5000,
+  });
+}
+
+async function tryCreate(store: RedisStore, tenant: string, userId: string): Promise<"ok" | "capped"> {
+  try {
+    await store.create({ tenant, userId, dataSource: "ds", accessLevel: "read", ttlMs: 600_000, metadata: "{}", requestId: "" });
+    return "ok";
+  } catch (error) {
+    if (error instanceof SessionError && error.kind === "limit_exceeded" && /maximum number of live sessions/.test(error.message)) return "capped";
+    throw error;
+  }
+}
+
+describe("MAX_SESSIONS_PER_TENANT on a Redis Cluster", () => {
+  it("holds tenant-wide, not per partition, with creates alternating between two store instances", async () => {
+    const [a, b] = [openStore("cap1:"), openStore("cap1:")];
+    try {
+      const partitioning = new Partitioning(PARTITIONS);
+      const users = Array.from({ length: 5 * CAP }, (_, i) => `user-${i}`);
+      assert.equal(new Set(users.map((u) => partitioning.ofUser("t", u))).size, PARTITIONS, "the users cover every partition");
+      const outcomes: string[] = [];
+      for (const [i, user] of users.entries()) outcomes.push(await tryCreate(i % 2 === 0 ? a : b, "t", user));
+      assert.equal(outcomes.filter((o) => o === "ok").length, CAP);
+      assert.equal((await a.counters("t")).active, CAP);
+      // Another tenant is not affected.
+      assert.equal(await tryCreate(a, "other", "user-0"), "ok");
+      // Closing one makes room for exactly one, in any partition.
+      const { sessions } = await a.list("t", {}, 1);
+      await b.close("t", (sessions[0] as { sessionId: string }).sessionId);
+      const after = [];
+      for (const user of users.slice(0, 10)) after.push(await tryCreate(b, "t", `${user}-again`));
+      assert.equal(after.filter((o) => o === "ok").length, 1);
+    } finally {
+      await Promise.all([a.dispose(), b.dispose()]);
+    }
+  });
+
+  it("concurrent creates in many partitions overshoot by less than the creates in flight, and then nothing more fits", async () => {
+    const stores = [openStore("cap2:"), openStore("cap2:")];
+    try {
+      const IN_FLIGHT = 40;
+      const outcomes = await Promise.all(Array.from({ length: IN_FLIGHT }, (_, i) => tryCreate(stores[i % 2] as RedisStore, "t", `user-${i}`)));
+      const created = outcomes.filter((o) => o === "ok").length;
+      assert.ok(created >= CAP && created <= CAP + IN_FLIGHT - 1, `created ${created}`);
+      const active = (await stores[0]?.counters("t"))?.active;
+      assert.equal(active, created);
+      // Once the racing creates have landed, every partition sees the tenant at or over its cap: a second wave creates nothing.
+      const wave = await Promise.all(Array.from({ length: IN_FLIGHT }, (_, i) => tryCreate(stores[i % 2] as RedisStore, "t", `late-${i}`)));
+      assert.deepEqual(wave.filter((o) => o === "ok"), []);
+    } finally {
+      await Promise.all(stores.map((s) => s.dispose()));
+    }
+  });
+});
