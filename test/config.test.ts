@@ -39,6 +39,13 @@ describe("loadConfig", () => {
       assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_USERNAME: "sessiond" }), /REDIS_USERNAME needs REDIS_PASSWORD_FILE/);
       assert.throws(() => loadConfig({ REDIS_URL: "redis://h:6379", REDIS_USERNAME: "sessiond" }), /REDIS_USERNAME needs REDIS_CLUSTER_NODES/);
       assert.throws(() => loadConfig({ REDIS_URL: "redis://h:6379", REDIS_PASSWORD_FILE: join(dir, "pw") }), /REDIS_PASSWORD_FILE needs REDIS_SENTINELS or REDIS_CLUSTER_NODES/);
+      writeFileSync(join(dir, "ca.pem"), "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n");
+      assert.deepEqual(loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_CLUSTER_TLS: "true" }).redisCluster, { nodes: [{ host: "h", port: 7000 }], tls: {} });
+      assert.deepEqual(loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_CLUSTER_TLS: "true", REDIS_CLUSTER_TLS_CA_FILE: join(dir, "ca.pem") }).redisCluster?.tls, {
+        ca: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----",
+      });
+      assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_CLUSTER_TLS_CA_FILE: join(dir, "ca.pem") }), /REDIS_CLUSTER_TLS_CA_FILE needs REDIS_CLUSTER_TLS=true/);
+      assert.throws(() => loadConfig({ REDIS_URL: "redis://h:6379", REDIS_CLUSTER_TLS: "true" }), /need REDIS_CLUSTER_NODES \(with REDIS_URL, use rediss:\/\/\)/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

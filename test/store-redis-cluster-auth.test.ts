@@ -1,9 +1,11 @@
 /**
- * AUTH to every node of a real Redis Cluster (3 primaries with a replica each,
- * requirepass and masterauth on every node; one cluster for the file): the
- * store's command connection, its per-primary keyspace subscribers and the
- * archive's consumer groups all authenticate, with the default user or an
- * ACL user; a wrong password or none is refused, never hangs.
+ * AUTH and TLS to every node of a real Redis Cluster (3 primaries with a
+ * replica each, requirepass and masterauth on every node, TLS only: client
+ * port, cluster bus and replication; one cluster for the file): the store's
+ * command connection, its per-primary keyspace subscribers and the archive's
+ * consumer groups all verify the nodes' certificate and authenticate, with
+ * the default user or an ACL user; a wrong password, none, or no TLS is
+ * refused with UNAVAILABLE, never hangs.
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -14,15 +16,18 @@ import type { RedisClusterTarget } from "../src/store/redis/connections.js";
 import { useRedisCluster } from "./support/redis-cluster.js";
 
 const PASSWORD = "cluster-secret-1";
-const cluster = useRedisCluster({ primaries: 3, replicas: 1, password: PASSWORD });
+const cluster = useRedisCluster({ primaries: 3, replicas: 1, password: PASSWORD, tls: true });
 const PARTITIONS = 16;
 const LIMITS = { maxDataKeys: 16, archiveRetentionMs: 60_000, expiryGraceMs: 60_000 };
 
-function target(auth: { username?: string; password?: string }): RedisClusterTarget {
-  return { nodes: cluster().nodes.map((n) => ({ host: "127.0.0.1", port: n.port })), ...auth };
+type Access = { username?: string; password?: string; plaintext?: boolean };
+
+function target({ plaintext, ...auth }: Access): RedisClusterTarget {
+  const ca = cluster().ca as string;
+  return { nodes: cluster().nodes.map((n) => ({ host: "127.0.0.1", port: n.port })), ...auth, ...(plaintext === true ? {} : { tls: { ca } }) };
 }
 
-function openStore(prefix: string, auth: { username?: string; password?: string }): RedisStore {
+function openStore(prefix: string, auth: Access): RedisStore {
   return new RedisStore({ url: "", cluster: target(auth), keyPrefix: prefix, partitions: PARTITIONS, limits: LIMITS, commandTimeoutMs: 3000 });
 }
 
@@ -36,8 +41,8 @@ async function useEveryPrimary(store: RedisStore, tenant: string): Promise<void>
   assert.equal((await store.counters(tenant)).active, 40);
 }
 
-describe("AUTH on a Redis Cluster", () => {
-  it("the store, its keyspace subscribers and the archive groups authenticate to every node with the password", async () => {
+describe("AUTH and TLS on a Redis Cluster", () => {
+  it("the store, its keyspace subscribers and the archive groups reach every node over TLS and authenticate with the password", async () => {
     await cluster().waitReplicasOnline(1);
     const store = openStore("auth1:", { password: PASSWORD });
     const group = new PartitionedEventGroup({ cluster: target({ password: PASSWORD }), partitions: PARTITIONS, keyPrefix: "auth1:", group: "archive", consumer: "c", commandTimeoutMs: 3000 });
@@ -73,8 +78,8 @@ describe("AUTH on a Redis Cluster", () => {
     }
   });
 
-  it("a wrong password or none is refused with UNAVAILABLE", async () => {
-    for (const auth of [{ password: "wrong" }, {}]) {
+  it("a wrong password, none, or no TLS is refused with UNAVAILABLE", async () => {
+    for (const auth of [{ password: "wrong" }, {}, { password: PASSWORD, plaintext: true }]) {
       const store = openStore("auth3:", auth);
       try {
         await assert.rejects(

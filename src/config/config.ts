@@ -150,6 +150,8 @@ export interface RedisClusterConfig {
   readonly username?: string;
   /** From REDIS_PASSWORD_FILE. */
   readonly password?: string;
+  /** REDIS_CLUSTER_TLS: connect to every node over TLS, verifying it against `ca` (REDIS_CLUSTER_TLS_CA_FILE, PEM) or the system CAs. */
+  readonly tls?: { readonly ca?: string };
 }
 
 /** A Redis primary found through Sentinel (src/store/redis/connections.ts). */
@@ -272,6 +274,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: "REDIS_SENTINEL_MASTER", default: "", description: "Master group name the sentinels monitor (sentinel monitor <name> ...)" },
   { env: "REDIS_PASSWORD_FILE", default: "", description: "File holding the password of the Redis servers found through Sentinel, or of every Redis Cluster node" },
   { env: "REDIS_USERNAME", default: "", description: "ACL user of every Redis Cluster node (with REDIS_PASSWORD_FILE; empty: the default user)" },
+  { env: "REDIS_CLUSTER_TLS", default: "false", description: "Connect to every Redis Cluster node over TLS (nodes with tls-port and tls-cluster yes), verifying their certificates" },
+  { env: "REDIS_CLUSTER_TLS_CA_FILE", default: "", description: "PEM CA bundle that Redis Cluster node certificates must chain to (with REDIS_CLUSTER_TLS; empty: the system CAs)" },
   { env: "REDIS_SENTINEL_PASSWORD_FILE", default: "", description: "File holding the password of the sentinels" },
   {
     env: "REDIS_WAIT_REPLICAS",
@@ -705,10 +709,15 @@ function edgeConfig(r: Reader): EdgeConfig {
 function clusterNodes(r: Reader): RedisClusterConfig | undefined {
   const text = r.raw("REDIS_CLUSTER_NODES").trim();
   const username = r.optional("REDIS_USERNAME");
+  const tls = r.boolean("REDIS_CLUSTER_TLS");
+  const caFile = r.optional("REDIS_CLUSTER_TLS_CA_FILE");
   if (text === "") {
     if (username !== undefined) r.fail("REDIS_USERNAME needs REDIS_CLUSTER_NODES (with REDIS_URL, the user goes in the URL)");
+    if (tls || caFile !== undefined) r.fail("REDIS_CLUSTER_TLS and REDIS_CLUSTER_TLS_CA_FILE need REDIS_CLUSTER_NODES (with REDIS_URL, use rediss://)");
     return undefined;
   }
+  if (caFile !== undefined && !tls) r.fail("REDIS_CLUSTER_TLS_CA_FILE needs REDIS_CLUSTER_TLS=true");
+  const ca = caFile === undefined ? undefined : r.attempt(() => readSecretFile("REDIS_CLUSTER_TLS_CA_FILE", caFile), undefined);
   const nodes: { host: string; port: number }[] = [];
   for (const item of text.split(",")) {
     const match = /^\s*(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})\s*$/.exec(item);
@@ -722,7 +731,12 @@ function clusterNodes(r: Reader): RedisClusterConfig | undefined {
   const passwordFile = r.optional("REDIS_PASSWORD_FILE");
   if (username !== undefined && passwordFile === undefined) r.fail("REDIS_USERNAME needs REDIS_PASSWORD_FILE (AUTH takes a user and its password)");
   const password = passwordFile === undefined ? undefined : r.attempt(() => readSecretFile("REDIS_PASSWORD_FILE", passwordFile), undefined);
-  return { nodes, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }) };
+  return {
+    nodes,
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+    ...(tls ? { tls: ca === undefined ? {} : { ca } } : {}),
+  };
 }
 
 /** Upper bound of REDIS_PARTITIONS (MAX_PARTITIONS in src/store/redis/keys.ts). */

@@ -8,12 +8,13 @@
  * redis-server and redis-cli must be on PATH; a missing binary fails the run.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
+import { makeSelfSignedCertificate } from "./tls.js";
 import { freePort } from "./redis-server.js";
 
 export interface ClusterNode {
@@ -44,6 +45,8 @@ export interface RedisClusterHandle {
   waitReplicasOnline(replicas: number, timeoutMs?: number): Promise<void>;
   /** Moves `slots` slots from one primary to another with `redis-cli --cluster reshard`. */
   reshard(from: ClusterNode, to: ClusterNode, slots: number): Promise<void>;
+  /** With options.tls: the PEM certificate that verifies every node. */
+  readonly ca: string | undefined;
   /** A plain connection to one node (for CLUSTER and INFO commands). */
   client(node: ClusterNode): Redis;
   stop(): Promise<void>;
@@ -56,6 +59,8 @@ export interface RedisClusterOptions {
   readonly nodeTimeoutMs?: number;
   /** requirepass and masterauth of every node (the default user's password): clients must AUTH. */
   readonly password?: string;
+  /** TLS only (tls-port, tls-cluster, tls-replication) with a self-signed certificate for 127.0.0.1; handle.ca verifies it. */
+  readonly tls?: boolean;
 }
 
 function run(command: string, args: readonly string[], timeoutMs = 60_000): Promise<string> {
@@ -74,11 +79,11 @@ function run(command: string, args: readonly string[], timeoutMs = 60_000): Prom
   });
 }
 
-async function waitPing(port: number, child: ChildProcess, password: string | undefined): Promise<void> {
+async function waitPing(port: number, child: ChildProcess, access: RedisOptions): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited with ${child.exitCode}`);
-    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...(password === undefined ? {} : { password }) });
+    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...access });
     probe.on("error", () => {});
     try {
       await probe.connect();
@@ -97,7 +102,14 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const primaries = options.primaries ?? 3;
   const replicas = options.replicas ?? 1;
   const dir = mkdtempSync(join(tmpdir(), "sd-cluster-"));
-  const cliAuth = options.password === undefined ? [] : ["-a", options.password, "--no-auth-warning"];
+  const cert = options.tls === true ? makeSelfSignedCertificate(dir) : undefined;
+  const ca = cert === undefined ? undefined : readFileSync(cert.certFile, "utf8");
+  const cliAuth = [
+    ...(options.password === undefined ? [] : ["-a", options.password, "--no-auth-warning"]),
+    ...(cert === undefined ? [] : ["--tls", "--cacert", cert.certFile]),
+  ];
+  /** ioredis options every harness connection needs. */
+  const access = { ...(options.password === undefined ? {} : { password: options.password }), ...(ca === undefined ? {} : { tls: { ca } }) };
   const procs: { port: number; child: ChildProcess }[] = [];
   const nodes: ClusterNode[] = [];
   for (let i = 0; i < primaries * (1 + replicas); i++) {
@@ -105,7 +117,11 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     const child = spawn(
       "redis-server",
       [
-        "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning",
+        ...(cert === undefined
+          ? ["--port", String(port)]
+          : ["--port", "0", "--tls-port", String(port), "--tls-cert-file", cert.certFile, "--tls-key-file", cert.keyFile,
+             "--tls-ca-cert-file", cert.certFile, "--tls-auth-clients", "no", "--tls-cluster", "yes", "--tls-replication", "yes"]),
+        "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning",
         "--cluster-enabled", "yes", "--cluster-config-file", join(dir, `nodes-${port}.conf`),
         "--cluster-node-timeout", String(options.nodeTimeoutMs ?? 1000), "--dir", dir,
         ...(options.password === undefined ? [] : ["--requirepass", options.password, "--masterauth", options.password]),
@@ -138,7 +154,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    for (const p of procs) await waitPing(p.port, p.child, options.password);
+    for (const p of procs) await waitPing(p.port, p.child, access);
     await run("redis-cli", [...cliAuth, "--cluster", "create", ...procs.map((p) => `127.0.0.1:${p.port}`), "--cluster-replicas", String(replicas), "--cluster-yes"]);
   } catch (error) {
     await stop();
@@ -146,7 +162,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   }
 
   const client = (node: ClusterNode): Redis => {
-    const c = new Redis({ port: node.port, host: "127.0.0.1", maxRetriesPerRequest: 1, retryStrategy: () => null, ...(options.password === undefined ? {} : { password: options.password }) });
+    const c = new Redis({ port: node.port, host: "127.0.0.1", maxRetriesPerRequest: 1, retryStrategy: () => null, ...access });
     c.on("error", () => {});
     return c;
   };
@@ -185,6 +201,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const handle: RedisClusterHandle = {
     nodes,
     seeds: procs.map((p) => `127.0.0.1:${p.port}`).join(","),
+    ca,
     client,
     stop,
     primaryOf: async (slot) => {

@@ -49,17 +49,21 @@ export interface RedisClusterTarget {
   /** Password (and user) for every node, when the cluster requires AUTH. */
   readonly username?: string;
   readonly password?: string;
+  /** TLS to every node, verified against `ca` (PEM) or the system CAs. */
+  readonly tls?: { readonly ca?: string };
 }
 
 /**
- * The AUTH of every connection to a cluster node (ioredis Cluster redisOptions;
- * connections opened from a node's options, such as the keyspace subscribers,
- * inherit it).
+ * The AUTH and TLS of every connection to a cluster node (ioredis Cluster
+ * redisOptions; connections opened from a node's options, such as the keyspace
+ * subscribers, inherit them). Node certificates are verified (host names and
+ * IPs as the cluster announces them).
  */
-export function clusterAuth(target: RedisClusterTarget): Pick<RedisOptions, "username" | "password"> {
+export function clusterAuth(target: RedisClusterTarget): Pick<RedisOptions, "username" | "password" | "tls"> {
   return {
     ...(target.username === undefined ? {} : { username: target.username }),
     ...(target.password === undefined ? {} : { password: target.password }),
+    ...(target.tls === undefined ? {} : { tls: target.tls.ca === undefined ? {} : { ca: target.tls.ca } }),
   };
 }
 
