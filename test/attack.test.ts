@@ -9,6 +9,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
+import * as http2 from "node:http2";
 import * as net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -18,7 +19,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SessionService, WatchSessionsRequestSchema } from "../gen/session/v1/session_pb.js";
 import { Code, ConnectError, type SessionClient } from "@sessiond/client";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
-import { grpcFrame, idleFlood, metricValue, rawGrpcCall, rssOf, streamFlood, PREFACE_AND_SETTINGS } from "./support/attack.js";
+import { grpcFrame, idleFlood, metricValue, rawGrpcCall, rssOf, streamFlood, trickleHttp2Body, PREFACE_AND_SETTINGS } from "./support/attack.js";
 import { startSessiond, type SessiondProcess } from "./support/process.js";
 
 const KEY: TestKey = { id: "owner", key: `k-${randomUUID()}`, tenant: "acme", scopes: ["read", "write", "watch"] };
@@ -255,6 +256,24 @@ describe("attacks on a running server", () => {
     assert.ok((await rejected("request", "slow_body")) >= 1);
     await authenticatedCallSucceeds();
   });
+
+  for (const [name, headers, first] of [
+    ["the fast gRPC path", { "content-type": "application/grpc", te: "trailers" }, Buffer.from([0, 0, 0, 0x03, 0xe8])],
+    ["connect (Connect protocol, JSON)", { "content-type": "application/json" }, Buffer.from("{")],
+  ] as const) {
+    it(`slow body on HTTP/2, ${name}: a stream trickling a byte at a time is reset (ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED) within a few rate windows`, { timeout: 60_000 }, async () => {
+      const before = await rejected("request", "slow_body");
+      // Another stream on its own connection keeps being served meanwhile.
+      const trickle = trickleHttp2Body(p.url, { path: GET_SESSION, headers: { ...headers, ...AUTH }, first, intervalMs: 500, maxMs: 15_000 });
+      await authenticatedCallSucceeds();
+      const { rstCode, sent, elapsedMs } = await trickle;
+      assert.equal(rstCode, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, `reset with ENHANCE_YOUR_CALM (got ${rstCode} after ${elapsedMs} ms)`);
+      // Long before REQUEST_TIMEOUT (20 s): the rate, not the whole-request bound, cut it.
+      assert.ok(elapsedMs < 15_000, `cut after ${elapsedMs} ms, ${sent} bytes`);
+      assert.ok((await rejected("request", "slow_body")) > before, "counted");
+      await authenticatedCallSucceeds();
+    });
+  }
 
   it("bad bytes from an authenticated caller: INVALID_ARGUMENT with our message, no parser text, no echoed bytes", async () => {
     const garbage = await rawGrpcCall(p.url, GET_SESSION, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]), AUTH);

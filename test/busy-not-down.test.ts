@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SessionError } from "../src/domain/errors.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
-import { loopAwareDeadline } from "../src/store/redis/loop-aware-deadline.js";
+import { loopAwareDeadline } from "../src/observability/loop-aware-deadline.js";
 import { useRedisServer } from "./support/redis-server.js";
 
 const TIMEOUT_MS = 500;

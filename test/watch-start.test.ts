@@ -10,7 +10,7 @@
  * It runs next to CPU burners (one per core but one, for the length of the herd), so
  * the process is slow as on a loaded CI machine: the watches start late, none
  * fails, because a Redis call's deadline does not count time this process was
- * busy or descheduled (src/store/redis/loop-aware-deadline.ts).
+ * busy or descheduled (src/observability/loop-aware-deadline.ts).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import * as http from "node:http";

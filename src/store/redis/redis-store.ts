@@ -46,7 +46,7 @@ import { compareEventIds, parseCursor, ZERO_EVENT_ID } from "../event-id.js";
 import { decodeStreamBatch, entryGeneration } from "./event-codec.js";
 import { UnreadableListeners, type UnreadableListener } from "../unreadable.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
-import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
+import { withinDeadline } from "../../observability/loop-aware-deadline.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, STORE_FULL_MESSAGE } from "./call-outcome.js";
 import { encodeTenant, eventLogKey, generationKey, RedisKeys } from "./keys.js";
@@ -79,9 +79,6 @@ export interface RedisStoreOptions {
   /** Called when Redis was out of memory and a close kept a shortened archive (for a metric). */
   readonly onArchiveShortened?: () => void;
 }
-
-/** Added to the command timeout of a blocking read: the longest BLOCK the event reader asks for. */
-const BLOCK_SLACK_MS = 5000;
 
 type ScriptArg = string | number;
 type ScriptFn = (...args: ScriptArg[]) => Promise<unknown>;
@@ -302,6 +299,7 @@ export class RedisStore implements SessionStore {
     return watchShadowKeyExpiry({
       command: this.redis,
       subscriber: this.connections.dedicated("keyspace"),
+      within: (pending) => this.connections.within(pending),
       keyPrefix: this.prefix,
       db: this.redis.options.db ?? 0,
       onDue,
@@ -342,7 +340,7 @@ export class RedisStore implements SessionStore {
    * of a new log as if they followed the old ones.
    */
   openEventTail(): EventTail {
-    const redis = this.connections.dedicated("events", BLOCK_SLACK_MS);
+    const redis = this.connections.dedicated("events");
     const key = eventLogKey(this.prefix);
     /**
      * Where the last read ended past unreadable entries: its caller's position
@@ -358,8 +356,9 @@ export class RedisStore implements SessionStore {
         const from = skipped !== undefined && skipped.from === after ? skipped.to : after;
         let reply: unknown[];
         try {
-          generation ??= (await redis.get(generationName)) ?? "";
-          const raw = (await redis.xread("COUNT", limit, "BLOCK", Math.max(1, blockMs), "STREAMS", key, from)) as unknown;
+          generation ??= (await this.connections.within(redis.get(generationName))) ?? "";
+          const block = Math.max(1, blockMs);
+          const raw = (await this.connections.within(redis.xread("COUNT", limit, "BLOCK", block, "STREAMS", key, from), block)) as unknown;
           if (!Array.isArray(raw)) return [];
           const stream = raw[0] as unknown;
           if (!Array.isArray(stream) || !Array.isArray(stream[1])) return [];
@@ -467,25 +466,15 @@ export class RedisStore implements SessionStore {
    */
   private async call<T>(command: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.timeoutMs;
-    let timer: Deadline | undefined;
     let sent = false;
     try {
       await this.connections.waitReady(deadline);
       sent = true;
-      const pending = command();
-      const remaining = Math.max(0, deadline - Date.now());
-      const expired = new Promise<never>((_, reject) => {
-        // Counts time the reply could have been read, not time this process was busy (loop-aware-deadline.ts).
-        timer = loopAwareDeadline(remaining, () => reject(deadlineExceeded()));
-      });
-      // The command may still settle after the deadline; nobody waits for it then.
-      pending.catch(() => {});
-      return await Promise.race([pending, expired]);
+      // Counts time the reply could have been read, not time this process was busy (loop-aware-deadline.ts).
+      return await withinDeadline(command(), Math.max(0, deadline - Date.now()), deadlineExceeded);
     } catch (e) {
       if (isOutOfMemory(e)) this.memory.refused();
       throw classifyFailure(e, sent);
-    } finally {
-      timer?.cancel();
     }
   }
 }
