@@ -7,8 +7,8 @@
  * counts the time the peer's bytes sat in the socket while this process's
  * event loop ran other work or the machine gave its CPU to others; under load
  * that reported Redis as down while it answered in a millisecond. While the
- * loop idles (loop-idle.ts), nothing is readable, so the peer has not
- * answered: the deadline counts loop idle time, and when it is reached it
+ * process waits for I/O (loop-idle.ts), nothing is readable, so the peer has
+ * not answered: the deadline counts that time, and when it is reached it
  * first lets one poll phase pass (setImmediate), so an answer already in the
  * socket is read before the wait is given up. A process that never idles
  * still gives up after BUSY_CEILING_FACTOR times the timeout of wall time, so
@@ -18,7 +18,7 @@
  * time by definition, and stays a plain timer.
  */
 import { performance } from "node:perf_hooks";
-import { BUSY_CEILING_FACTOR, loopIdleMs } from "./loop-idle.js";
+import { BUSY_CEILING_FACTOR, waitClock, waitedSince } from "./loop-idle.js";
 
 /** Shortest wait between two looks, so a mostly busy loop is not polled in a tight cycle. */
 const MIN_RECHECK_MS = 10;
@@ -28,16 +28,16 @@ export interface Deadline {
   cancel(): void;
 }
 
-/** Calls `onExpired` once `timeoutMs` of loop idle time (or BUSY_CEILING_FACTOR × timeoutMs of wall time) has passed. */
+/** Calls `onExpired` once `timeoutMs` of waiting for I/O (or BUSY_CEILING_FACTOR × timeoutMs of wall time) has passed. */
 export function loopAwareDeadline(timeoutMs: number, onExpired: () => void): Deadline {
-  const idleAtStart = loopIdleMs();
+  const start = waitClock();
   const startedAt = performance.now();
   let cancelled = false;
   let timer: NodeJS.Timeout | undefined;
   let immediate: NodeJS.Immediate | undefined;
   const look = (): void => {
     timer = undefined;
-    const idle = loopIdleMs() - idleAtStart;
+    const idle = waitedSince(start);
     const wall = performance.now() - startedAt;
     if (idle >= timeoutMs || wall >= timeoutMs * BUSY_CEILING_FACTOR) {
       immediate = setImmediate(() => {

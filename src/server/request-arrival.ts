@@ -5,8 +5,8 @@
  * RATE_WINDOW_MS. HTTP/1 counts the socket's bytes (the connection carries
  * one request at a time); HTTP/2 counts each stream's own DATA, so one
  * trickling stream cannot hide behind busy neighbours on its connection.
- * Both count the loop's idle time (observability/loop-idle.ts), so a busy
- * server does not blame its callers.
+ * Both count the time this process waited for I/O (observability/loop-idle.ts),
+ * so a busy server does not blame its callers.
  *
  * A request that falls behind loses its connection (HTTP/1: there is no
  * other way to stop a body mid-flight) or its stream: RST_STREAM
@@ -22,7 +22,7 @@
  */
 import * as http from "node:http";
 import * as http2 from "node:http2";
-import { BUSY_CEILING_FACTOR, loopIdleMs } from "../observability/loop-idle.js";
+import { BUSY_CEILING_FACTOR, waitClock, waitedSince } from "../observability/loop-idle.js";
 
 export type SlowReason = "request_timeout" | "slow_body";
 
@@ -56,22 +56,21 @@ export const SLOW_STREAM_RST_CODE = http2.constants.NGHTTP2_ENHANCE_YOUR_CALM;
  */
 export function watchArrival(arrival: Arrival, limits: ArrivalLimits, cut: (reason: SlowReason) => void): () => void {
   const startedAt = Date.now();
-  const idleAtStart = loopIdleMs();
+  const start = waitClock();
   let bytesAtWindowStart = arrival.bytes();
-  let idleAtWindowStart = idleAtStart;
+  let windowStart = start;
   const tick = Math.min(RATE_WINDOW_MS, limits.requestTimeoutMs);
   const timer = setInterval(() => {
     if (arrival.complete()) return stop();
-    // Loop idle time, not wall time: bytes that sat unread while this process was busy are not the caller's delay.
-    const idle = loopIdleMs();
-    if (idle - idleAtStart >= limits.requestTimeoutMs || Date.now() - startedAt >= limits.requestTimeoutMs * BUSY_CEILING_FACTOR) return stopAnd("request_timeout");
+    // Time spent waiting for I/O, not wall time: bytes that sat unread while this process was busy are not the caller's delay.
+    if (waitedSince(start) >= limits.requestTimeoutMs || Date.now() - startedAt >= limits.requestTimeoutMs * BUSY_CEILING_FACTOR) return stopAnd("request_timeout");
     if (limits.minBodyRate > 0) {
       const bytes = arrival.bytes();
-      // A window in which the loop was mostly busy, or the body held back by us, says nothing about the caller's pace.
-      const judged = idle - idleAtWindowStart >= RATE_WINDOW_MS / 2 && !arrival.held();
+      // A window in which the process mostly worked, or held the body back, says nothing about the caller's pace.
+      const judged = waitedSince(windowStart) >= RATE_WINDOW_MS / 2 && !arrival.held();
       if (judged && bytes - bytesAtWindowStart < (limits.minBodyRate * RATE_WINDOW_MS) / 1000) return stopAnd("slow_body");
       bytesAtWindowStart = bytes;
-      idleAtWindowStart = idle;
+      windowStart = waitClock();
     }
   }, tick);
   timer.unref();

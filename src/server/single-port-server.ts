@@ -29,6 +29,7 @@ import { closeGracefully, type ConnectionLimits } from "./connection-limits.js";
 import { dispatchStreams, type StreamClaim } from "./grpc-unary/stream-dispatch.js";
 import { classifyPreface, type PrefaceKind } from "./preface.js";
 import { watchRequestArrival, type RequestArrivalOptions } from "./request-arrival.js";
+import { loopAwareDeadline } from "../observability/loop-aware-deadline.js";
 
 /** A request listener for both servers, such as the one connectNodeAdapter returns. */
 export type RequestHandler = (
@@ -225,12 +226,13 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   /** Reads until the protocol is known, then gives the socket, with its bytes put back, to the right server. */
   function sniff(socket: net.Socket): void {
     let head: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => socket.destroy(), prefaceTimeoutMs);
+    // Loop-aware: a preface that sat unread while this process was busy is not a silent peer.
+    const timer = loopAwareDeadline(prefaceTimeoutMs, () => socket.destroy());
     // Until it says which protocol it speaks, a connection holds nothing: the first to go at the total cap.
     options.connectionLimits?.markIdle(socket, () => socket.destroy());
     const stop = (): void => {
       options.connectionLimits?.busy(socket);
-      clearTimeout(timer);
+      timer.cancel();
       socket.off("data", onData);
       socket.off("end", onEnd);
     };
