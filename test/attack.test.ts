@@ -308,8 +308,9 @@ describe("attacks on a running server", () => {
     await authenticatedCallSucceeds();
   });
 
-  it("garbage frames and bytes: the connection is closed, the process serves on", async () => {
+  it("garbage frames and bytes: the connection is closed, counted, and the process serves on", async () => {
     const { hostname, port } = new URL(p.url);
+    const http1Before = await rejected("connection", "http1_bad_request");
     for (const bytes of [Buffer.concat([PREFACE_AND_SETTINGS, randomBytes(4096)]), randomBytes(4096), Buffer.from("GET / HTTP/1.1\r\nHost: \x00\x01\r\n\r\n", "latin1")]) {
       const socket = net.connect(Number(port), hostname);
       socket.on("error", () => {});
@@ -320,6 +321,7 @@ describe("attacks on a running server", () => {
       await Promise.race([closed, sleep(15_000)]);
       assert.equal(socket.destroyed, true, "the server closed the connection");
     }
+    assert.ok((await rejected("connection", "http1_bad_request")) > http1Before, "HTTP/1 garbage: counted");
     await authenticatedCallSucceeds();
     assert.equal(p.child.exitCode, null);
   });

@@ -162,6 +162,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   const stopEdgeGauges = addEdgeSource(() => ({ connections: edge.connectionLimits.connections, longLivedStreams: options.openStreams?.() ?? 0 }));
   const server = createSinglePortServer({
     handler,
+    onRefused: (reason, peer) => rejections?.report({ kind: "connection", reason, outcome: "closed", peer }),
     claimStream: grpcUnary,
     logger,
     ...edge,
