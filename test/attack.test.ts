@@ -308,6 +308,22 @@ describe("attacks on a running server", () => {
     await authenticatedCallSucceeds();
   });
 
+  it("too large from an authenticated caller: RESOURCE_EXHAUSTED on both paths, counted as too_large", { timeout: 60_000 }, async () => {
+    const before = await rejected("request", "too_large");
+    // The fast gRPC path: a frame announcing 2 MiB (MAX_REQUEST_BYTES is 1 MiB) is refused from its 5-byte header.
+    const grpc = await rawGrpcCall(p.url, GET_SESSION, new Uint8Array(0), AUTH, { prefix: Buffer.from([0, 0, 0x20, 0, 0]) });
+    assert.equal(grpc.status, String(Code.ResourceExhausted));
+    // connect (Connect protocol, JSON): a body over the bound.
+    const response = await fetch(`${p.url}/session.v1.SessionService/GetSession`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...AUTH },
+      body: JSON.stringify({ sessionId: "x".repeat(1_100_000) }),
+    });
+    assert.equal(((await response.json()) as { code: string }).code, "resource_exhausted");
+    assert.ok((await rejected("request", "too_large")) >= before + 2, "both counted");
+    await authenticatedCallSucceeds();
+  });
+
   it("garbage frames and bytes: the connection is closed, counted, and the process serves on", async () => {
     const { hostname, port } = new URL(p.url);
     const http1Before = await rejected("connection", "http1_bad_request");

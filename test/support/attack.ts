@@ -178,7 +178,7 @@ export async function rawGrpcCall(
   path: string,
   message: Uint8Array,
   headers: Readonly<Record<string, string>> = {},
-  options: { readonly endStream?: boolean } = {},
+  options: { readonly endStream?: boolean; /** Sent instead of the message's own frame header. */ readonly prefix?: Uint8Array } = {},
 ): Promise<{ status: string; message: string }> {
   const session = http2.connect(url);
   session.on("error", () => {});
@@ -194,7 +194,7 @@ export async function rawGrpcCall(
       stream.on("data", () => {});
       stream.on("error", reject);
       stream.on("close", () => (result === undefined ? reject(new Error(`no grpc-status (rst ${stream.rstCode})`)) : resolve(result)));
-      stream.write(grpcFrame(message));
+      stream.write(options.prefix === undefined ? grpcFrame(message) : Buffer.concat([options.prefix, message]));
       if (options.endStream !== false) stream.end();
     });
   } finally {

@@ -68,8 +68,8 @@ export interface GrpcUnaryOptions {
 export interface MalformedBody {
   /** INVALID_ARGUMENT with a message of ours for the decoder's failure; never the parser's text. */
   error(schema: DescMessage, parserError: unknown): ConnectError;
-  /** `method` is "package.Service/Method"; `values` the call's context values (the peer). */
-  report(method: string, values: ContextValues): void;
+  /** `method` is "package.Service/Method"; `values` the call's context values (the peer); `reason` default "malformed_body". */
+  report(method: string, values: ContextValues, reason?: "malformed_body" | "too_large"): void;
 }
 
 /** Serves a stream when it is a unary gRPC call with the binary codec; returns false to leave it to connect. */
@@ -155,7 +155,9 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     try {
       if (compression.error !== undefined) throw compression.error;
       if (timeout.error !== undefined) throw timeout.error;
-      const envelope = await readEnvelope(stream, options.readMaxBytes, options.arrival, (reason) => options.onSlow?.(stream, reason));
+      const envelope = await readEnvelope(stream, options.readMaxBytes, options.arrival, (reason) => options.onSlow?.(stream, reason), () =>
+        options.malformedBody?.report(`${spec.method.parent.typeName}/${spec.method.name}`, context.values, "too_large"),
+      );
       const input = await decodeMessage(spec.method.input, envelope, compression.request, options.readMaxBytes, options.malformedBody, () =>
         options.malformedBody?.report(`${spec.method.parent.typeName}/${spec.method.name}`, context.values),
       );
@@ -277,7 +279,13 @@ interface Envelope {
  * Reads the one length-prefixed message of a unary request. A declared length
  * over the limit is refused as soon as its prefix arrives, before the bytes.
  */
-function readEnvelope(stream: ServerHttp2Stream, readMaxBytes: number, arrival: ArrivalLimits | undefined, onSlow: (reason: SlowReason) => void): Promise<Envelope> {
+function readEnvelope(
+  stream: ServerHttp2Stream,
+  readMaxBytes: number,
+  arrival: ArrivalLimits | undefined,
+  onSlow: (reason: SlowReason) => void,
+  onTooLarge: () => void,
+): Promise<Envelope> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
@@ -308,6 +316,7 @@ function readEnvelope(stream: ServerHttp2Stream, readMaxBytes: number, arrival: 
         const head = chunks.length === 1 ? chunk : Buffer.concat(chunks);
         const length = head.readUInt32BE(1);
         if (length > readMaxBytes) {
+          onTooLarge();
           fail(new ConnectError(`message size ${length} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
           return;
         }
