@@ -34,6 +34,8 @@
  *    flood and a 20,000-stream flood, and after them.
  * 10. Tenant isolation (issue 13; bench/tenant-isolation.ts): another tenant's
  *    p99 with a neighbour at many sessions and data sources vs a small one.
+ * 11. REDIS_WAIT_REPLICAS (issue 14; bench/replica-wait-bench.ts): CreateSession
+ *    and SetData with WAIT 1 against no WAIT on a primary and a replica.
  *
  * A small shared machine's speed drifts by tens of percent
  * within a minute. The ratios matter more than the absolute numbers, so the
@@ -47,7 +49,7 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale,flood,isolation") to run only some parts;
+ * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale,flood,isolation,replica-wait") to run only some parts;
  * BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES (default 200000 / 20000) for part 10;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
@@ -71,6 +73,7 @@ import { scalePart } from "./parts/scale.js";
 import { watchPart } from "./parts/watch.js";
 import { faultsPart } from "./parts/faults.js";
 import { wirePart } from "./parts/wire.js";
+import { replicaWaitPart } from "./parts/replica-wait.js";
 import { machineInfo, running } from "./processes.js";
 import { render } from "./report.js";
 import { HERE, PARTS as SELECTED, productionNodeFlags } from "./settings.js";
@@ -86,6 +89,7 @@ const PARTS: readonly BenchPart<unknown>[] = [
   listed(scalePart),
   listed(floodPart),
   listed(isolationPart),
+  listed(replicaWaitPart),
 ];
 
 async function main(): Promise<void> {

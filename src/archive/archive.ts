@@ -11,7 +11,8 @@ import type { ArchiveDatabaseConfig } from "../config/config.js";
 import { ArchiveRetention } from "./archive-retention.js";
 import { ArchiveSink, type ArchiveSinkObserver, type ArchiveSinkState } from "./archive-sink.js";
 import { PgArchive } from "./pg-archive.js";
-import { RedisEventGroup } from "./redis-event-group.js";
+import { RedisEventGroup, type RedisEventGroupOptions } from "./redis-event-group.js";
+import type { RedisTarget } from "../store/redis/connections.js";
 
 /**
  * Longest wait at shutdown for the batch in hand (one read's block, one
@@ -25,7 +26,7 @@ export const ARCHIVE_GROUP = "archive";
 
 export interface ArchiveOptions {
   readonly database: ArchiveDatabaseConfig;
-  readonly redisUrl: string;
+  readonly redis: RedisTarget;
   readonly keyPrefix: string;
   readonly redisCommandTimeoutMs: number;
   readonly logger: Logger;
@@ -33,6 +34,8 @@ export interface ArchiveOptions {
   readonly consumer?: string;
   readonly observer?: ArchiveSinkObserver & { deleted(rows: number): void };
   readonly onRedisConnection?: (client: Redis) => void;
+  /** See RedisEventGroupOptions.openEvent. */
+  readonly openEvent?: RedisEventGroupOptions["openEvent"];
 }
 
 export interface Archive {
@@ -56,7 +59,7 @@ export function createArchive(options: ArchiveOptions): Archive {
   });
   const blockMs = 1000;
   const group = new RedisEventGroup({
-    url: options.redisUrl,
+    target: options.redis,
     keyPrefix: options.keyPrefix,
     group: ARCHIVE_GROUP,
     consumer: options.consumer ?? `${hostname()}-${process.pid}`,
@@ -64,6 +67,7 @@ export function createArchive(options: ArchiveOptions): Archive {
     maxBlockMs: blockMs,
     logger,
     ...(options.onRedisConnection === undefined ? {} : { onConnection: options.onRedisConnection }),
+    ...(options.openEvent === undefined ? {} : { openEvent: options.openEvent }),
   });
   const sink = new ArchiveSink({
     group,
