@@ -22,6 +22,7 @@ import { loopAwareDeadline } from "../src/observability/loop-aware-deadline.js";
 import { useRedisServer } from "./support/redis-server.js";
 import { grpcFrame } from "./support/attack.js";
 import { startTestApp } from "./support/server.js";
+import { waitClock, waitedSince } from "../src/observability/loop-idle.js";
 
 const TIMEOUT_MS = 500;
 
@@ -87,6 +88,16 @@ describe("loop-aware Redis deadline", () => {
     }
     deadline.cancel();
     assert.equal(expired, true);
+  });
+
+  it("the wait clock counts time spent waiting for I/O, not time spent working", async () => {
+    const working = waitClock();
+    busy(300);
+    assert.ok(waitedSince(working) < 100, `busy: ${waitedSince(working)} ms counted`);
+    const waiting = waitClock();
+    await sleep(300);
+    // Less a reading's age and the wake-up's wait for a CPU on a loaded machine.
+    assert.ok(waitedSince(waiting) >= 100, `waiting: ${waitedSince(waiting)} ms counted`);
   });
 
   it("cancel() stops it", async () => {
