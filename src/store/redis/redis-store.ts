@@ -48,6 +48,7 @@ import { decodeStreamBatch, entryGeneration } from "./event-codec.js";
 import { UnreadableListeners, type UnreadableListener } from "../unreadable.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { withinDeadline } from "../../observability/loop-aware-deadline.js";
+import { waitClock, waitedSince } from "../../observability/loop-idle.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, STORE_FULL_MESSAGE } from "./call-outcome.js";
 import { encodeTenant, eventLogKey, generationKey, RedisKeys } from "./keys.js";
@@ -518,12 +519,15 @@ export class RedisStore implements SessionStore {
    */
   private async call<T>(command: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.timeoutMs;
+    const started = waitClock();
     let sent = false;
     try {
       await this.connections.waitReady(deadline);
       sent = true;
-      // Counts time the reply could have been read, not time this process was busy (loop-aware-deadline.ts).
-      return await withinDeadline(command(), Math.max(0, deadline - Date.now()), deadlineExceeded);
+      // What is left counts time spent waiting (for a reconnect, for the reply), not time this process was busy
+      // before it sent the command (a busy loop can take longer than the timeout to come back from the await above).
+      const remaining = Math.max(0, this.timeoutMs - waitedSince(started));
+      return await withinDeadline(command(), remaining, deadlineExceeded);
     } catch (e) {
       if (isOutOfMemory(e)) this.memory.refused();
       throw classifyFailure(e, sent);
