@@ -36,9 +36,9 @@ describe("watches starting at once (RedisStore)", () => {
     app = await startTestApp({
       redisUrl: redis.url,
       env: {
-        // A quarter of the default. The burners and the machine's other load starve redis-server too (a process of
-        // its own): that is Redis being slow, which the deadline rightly counts; this process's own wait for a CPU is not.
-        REDIS_COMMAND_TIMEOUT: "500ms",
+        // Half the default. The burners and the machine's other load starve redis-server too (a process of its own):
+        // that is Redis being slow, which the deadline rightly counts; this process's own wait for a CPU is not.
+        REDIS_COMMAND_TIMEOUT: "1s",
         MAX_WATCHERS_PER_PRINCIPAL: "5000",
         MAX_SESSIONS_PER_USER: "0",
         WATCH_HEARTBEAT: "1h",
