@@ -48,7 +48,7 @@
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
  * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale,flood,isolation") to run only some parts;
- * BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES (default 200000 / 20000) for part 10;
+ * BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES (default 1000000 / 100000, the issue's size) for part 10;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
  * Layout: this file runs the parts in order and writes the report; each part
