@@ -47,6 +47,13 @@ export interface MemoryReport {
   readonly staleBucketBytesPerSession: number;
   readonly eventLogBytes: number;
   readonly eventLogEntries: number;
+  /**
+   * Where the bytes per session go, by key kind: MEMORY USAGE (value, key name
+   * and its keyspace entry) of every key of that kind, or of a sample times the
+   * count, divided by the sessions. "other" is the rest of the used_memory delta:
+   * the TTL table's entries and both keyspace tables' buckets.
+   */
+  readonly byKind: Readonly<Record<string, number>>;
 }
 
 async function usedMemory(client: Redis): Promise<number> {
@@ -125,6 +132,26 @@ try {
     if (deleted !== shadows.length) throw new Error(`expected ${shadows.length} shadow keys, deleted ${deleted}`);
   }
   const withoutShadow = await usedMemory(client);
+  // The shadow keys' share is the measured difference; the rest by MEMORY USAGE per kind of key.
+  const sampled = async (names: readonly string[], total: number): Promise<number> => {
+    const step = Math.max(1, Math.floor(names.length / 2000));
+    let sum = 0;
+    let n = 0;
+    for (let i = 0; i < names.length; i += step, n++) sum += Number(await client.call("MEMORY", "USAGE", names[i] as string, "SAMPLES", "0"));
+    return (sum / Math.max(1, n)) * total;
+  };
+  const users = Array.from({ length: USERS }, (_, u) => keys.user(`user-${String(u).padStart(5, "0")}`));
+  const kinds: Record<string, number> = {
+    "record (HASH, one per session)": await sampled(sessionIds.map((id) => keys.record(id)), SESSIONS),
+    "shadow key (STRING with TTL, one per session)": withShadow - withoutShadow,
+    "user index (ZSET per user)": await sampled(users, USERS),
+    "data-source index (ZSET per data source)": await sampled(Array.from({ length: SOURCES }, (_, d) => keys.dataSource(`source-${d}`)), SOURCES),
+    "tenant-wide index P T:all (ZSET)": await sampled([keys.all()], 1),
+    "due queue, counters": (await sampled([keys.due()], 1)) + (await sampled([keys.counters()], 1)),
+  };
+  const attributed = Object.values(kinds).reduce((a, b) => a + b, 0);
+  kinds["other: TTL table entries, keyspace buckets"] = withShadow - before - logBytes - attributed;
+  const byKind = Object.fromEntries(Object.entries(kinds).map(([k, v]) => [k, v / SESSIONS]));
   const stale = await staleBucketBytes(client);
 
   const report: MemoryReport = {
@@ -135,6 +162,7 @@ try {
     staleBucketBytesPerSession: stale / SESSIONS,
     eventLogBytes: logBytes,
     eventLogEntries: logEntries,
+    byKind,
   };
   console.log(`sessions: ${SESSIONS}, created in ${(createSeconds * 1000).toFixed(0)} ms`);
   console.log(`used_memory delta: ${withShadow - before} bytes, of which the event log: ${logBytes} bytes (${(logBytes / logEntries).toFixed(1)} per event)`);
@@ -143,6 +171,7 @@ try {
     `bytes per session without the shadow key: ${report.bytesPerSessionWithoutShadow.toFixed(1)} (target < 600), ` +
       `of which ${report.staleBucketBytesPerSession.toFixed(1)} are keyspace buckets left from the deleted keys`,
   );
+  for (const [kind, bytes] of Object.entries(byKind)) console.log(`  ${kind}: ${bytes.toFixed(1)} B per session`);
   console.log(JSON.stringify(report));
 } finally {
   await store.dispose();
