@@ -1,8 +1,10 @@
 /**
  * Measures Redis memory per live session: creates 100k sessions through
  * RedisStore on a private redis-server (10k users, 10 data sources, ~40 bytes of
- * JSON metadata, no request ids) and measures the used_memory delta per session
- * twice:
+ * JSON metadata sealed as the service seals it, no request ids), with the
+ * server settings the service makes at start (RedisStore.watchDue: keyspace
+ * flags, hash-max-listpack-value), and measures the used_memory delta per
+ * session twice:
  *
  * 1. with the expiry machinery (record, user and data-source indexes, counters,
  *    due queue, and the shadow key `P T:{sid}:x` of each session): issue 3's
@@ -19,7 +21,10 @@
  * deletion they keep buckets sized for the shadow keys too; the script reports
  * those bytes (from MEMORY STATS) so the second figure can be read either way.
  *
+ * Then where the bytes go: MEMORY USAGE per kind of key (byKind).
+ *
  *   npx tsx bench/redis-memory.ts [sessions]
+ *   MEMORY_BENCH_PLAINTEXT=1 (plain JSON metadata), MEMORY_BENCH_AS_IS=1 (Redis's default settings)
  *
  * Prints a few lines for people, then one JSON line (MemoryReport) for bench/run.ts.
  */
@@ -27,8 +32,14 @@ import type { Redis } from "ioredis";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { DEFAULT_KEY_PREFIX, RedisKeys } from "../src/store/redis/keys.js";
 import { startRedisServer } from "../test/support/redis-server.js";
+import { BenchSealer } from "./expiry-schedule.js";
 
 const SESSIONS = Number(process.argv[2] ?? 100_000);
+/** MEMORY_BENCH_PLAINTEXT=1: metadata stored as plain JSON (ALLOW_PLAINTEXT), as the earlier figures were measured. */
+const PLAINTEXT = process.env["MEMORY_BENCH_PLAINTEXT"] === "1";
+/** MEMORY_BENCH_AS_IS=1: Redis's own settings, without what the service sets at start. */
+const AS_IS = process.env["MEMORY_BENCH_AS_IS"] === "1";
+const sealer = new BenchSealer();
 const USERS = 10_000;
 const SOURCES = 10;
 const CONCURRENCY = 200;
@@ -39,6 +50,10 @@ const BUCKET_BYTES = 8;
 export interface MemoryReport {
   readonly sessions: number;
   readonly createSeconds: number;
+  /** Metadata sealed (AES-GCM, as the service stores it) or plain JSON. */
+  readonly sealed: boolean;
+  /** Bytes of one stored metadata value. */
+  readonly metadataBytes: number;
   /** used_memory delta per session, event log excluded, shadow keys included. */
   readonly bytesPerSession: number;
   /** The same after deleting every shadow key. */
@@ -53,7 +68,7 @@ export interface MemoryReport {
    * count, divided by the sessions. "other" is the rest of the used_memory delta:
    * the TTL table's entries and both keyspace tables' buckets.
    */
-  readonly byKind: Readonly<Record<string, number>>;
+  readonly byKind?: Readonly<Record<string, number>>;
 }
 
 async function usedMemory(client: Redis): Promise<number> {
@@ -92,8 +107,11 @@ const store = new RedisStore({
   limits: { maxDataKeys: 100, archiveRetentionMs: 86_400_000, expiryGraceMs: 300_000 },
   commandTimeoutMs: 5000,
 });
+let dueWatch: { stop(): Promise<void> } | undefined;
 try {
   await store.ping();
+  // What the service's start does to the server (keyspace flags, compact hashes: see compact-hashes.ts).
+  if (!AS_IS) dueWatch = await store.watchDue(() => {});
   // Warm up: the first script calls load the scripts and create the due queue and counters.
   const warm = await store.create({
     tenant: TENANT, userId: "warm", dataSource: "warm", accessLevel: "read", ttlMs: 3_600_000, metadata: "{}", requestId: "",
@@ -108,11 +126,12 @@ try {
       const i = next++;
       const { session } = await store.create({
         tenant: TENANT,
+        // Sealed as the service stores it (it refuses plaintext with keys, and runs without keys only with ALLOW_PLAINTEXT).
+        ...(PLAINTEXT ? { metadata: JSON.stringify({ client: "web", region: "eu-west-1", n: i % 100 }) } : sealer.sealed(TENANT, JSON.stringify({ client: "web", region: "eu-west-1", n: i % 100 }))),
         userId: `user-${String(i % USERS).padStart(5, "0")}`,
         dataSource: `source-${i % SOURCES}`,
         accessLevel: i % 3 === 0 ? "write" : "read",
         ttlMs: 3_600_000 + (i % 1000) * 1000,
-        metadata: JSON.stringify({ client: "web", region: "eu-west-1", n: i % 100 }),
         requestId: "",
       });
       sessionIds.push(session.sessionId);
@@ -120,6 +139,7 @@ try {
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
   const createSeconds = (Date.now() - started) / 1000;
+  const metadataBytes = Buffer.byteLength(String(await client.hget(keys.record(sessionIds[0] ?? ""), "m")));
   const withShadow = await usedMemory(client);
   const logKey = keys.events();
   const logBytes = Number(await client.call("MEMORY", "USAGE", logKey, "SAMPLES", "0"));
@@ -157,6 +177,8 @@ try {
   const report: MemoryReport = {
     sessions: SESSIONS,
     createSeconds,
+    sealed: !PLAINTEXT,
+    metadataBytes,
     bytesPerSession: (withShadow - before - logBytes) / SESSIONS,
     bytesPerSessionWithoutShadow: (withoutShadow - before - logBytes) / SESSIONS,
     staleBucketBytesPerSession: stale / SESSIONS,
@@ -174,6 +196,7 @@ try {
   for (const [kind, bytes] of Object.entries(byKind)) console.log(`  ${kind}: ${bytes.toFixed(1)} B per session`);
   console.log(JSON.stringify(report));
 } finally {
+  await dueWatch?.stop();
   await store.dispose();
   client.disconnect();
   await server.stop();

@@ -22,7 +22,7 @@ export const ISOLATION_SESSIONS = envCount("BENCH_ISOLATION_SESSIONS", 1_000_000
 export const ISOLATION_SOURCES = envCount("BENCH_ISOLATION_SOURCES", 100_000);
 export const ISOLATION_TIMEOUT_MS = 900_000;
 /** How long the memory measurement may take before it is abandoned. */
-export const MEMORY_TIMEOUT_MS = 120_000;
+export const MEMORY_TIMEOUT_MS = 300_000;
 /** How long the watch benchmark may take before it is abandoned. */
 export const WATCH_TIMEOUT_MS = 300_000;
 /** How long the archive benchmark may take before it is abandoned. */
