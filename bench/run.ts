@@ -47,7 +47,7 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale,flood,isolation") to run only some parts;
+ * BENCH_PARTS (default: every part in PARTS below) to run only some parts, by name;
  * BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES (default 1000000 / 100000, the issue's size) for part 10;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
@@ -72,7 +72,7 @@ import { watchPart } from "./parts/watch.js";
 import { faultsPart } from "./parts/faults.js";
 import { wirePart } from "./parts/wire.js";
 import { machineInfo, running } from "./processes.js";
-import { render } from "./report.js";
+import { render, type PartTime } from "./report.js";
 import { HERE, PARTS as SELECTED, productionNodeFlags } from "./settings.js";
 
 /** Every part, in the order it runs and reports. A new part: a module in bench/parts/, listed here. */
@@ -97,8 +97,10 @@ async function main(): Promise<void> {
   const machine = machineInfo();
   const logLevel = process.env["BENCH_LOG_LEVEL"] || "info";
   const productionFlags = productionNodeFlags();
-  // Fails before anything starts when start:prod runs flags the A/B does not measure.
+  // Fails before anything starts when start:prod runs flags the A/B does not measure, or BENCH_PARTS names no part.
   flagVariants(productionFlags);
+  const unknown = [...(SELECTED ?? [])].filter((name) => !PARTS.some((part) => part.name === name));
+  if (unknown.length > 0) throw new Error(`BENCH_PARTS names no part: ${unknown.join(", ")} (parts: ${PARTS.map((p) => p.name).join(", ")})`);
   console.log(`sessiond benchmark: ${machine.cpuModel} x${machine.cores}, node ${machine.node}, redis ${machine.redis}; production flags: ${flagsLabel(productionFlags)}`);
 
   // Stopped from outside (Ctrl-C, or a parent such as npm going away): take every child process down too.
@@ -110,8 +112,14 @@ async function main(): Promise<void> {
   try {
     const context: PartContext = { machine, logLevel, productionFlags };
     const byPart = new Map<BenchPart<unknown>, unknown>();
+    const partTimes: PartTime[] = [];
     for (const part of PARTS) {
-      if (SELECTED.has(part.name)) byPart.set(part, await part.run(context));
+      if (SELECTED !== undefined && !SELECTED.has(part.name)) continue;
+      const started = Date.now();
+      byPart.set(part, await part.run(context));
+      const time = { name: part.name, seconds: (Date.now() - started) / 1000, loadAvg: os.loadavg()[0] ?? Number.NaN };
+      partTimes.push(time);
+      console.log(`part ${time.name}: ${time.seconds.toFixed(0)} s (load average ${time.loadAvg.toFixed(1)})`);
     }
     const parts: PartResults = { get: <R>(part: BenchPart<R>) => byPart.get(listed(part)) as R | undefined };
     const markdown = render({
@@ -123,6 +131,7 @@ async function main(): Promise<void> {
       registered: PARTS,
       parts,
       totalSeconds: (Date.now() - startedAt) / 1000,
+      partTimes,
       loadAvgAtEnd: os.loadavg().map((n) => n.toFixed(2)).join(" "),
     });
     await writeFile(join(HERE, "RESULTS.md"), markdown);
