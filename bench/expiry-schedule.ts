@@ -105,8 +105,12 @@ export async function fill(store: Pick<SessionStore, "create">, from: number, to
  * has keys).
  */
 export class BenchSealer {
-  readonly keys = `bench:${randomBytes(32).toString("base64")}`;
-  private readonly cipher = new AesGcmFieldCipher(parseKeyring(this.keys));
+  private readonly cipher: AesGcmFieldCipher;
+
+  /** `keys`: ENCRYPTION_KEYS text to share (another process's sealer); default a fresh key. */
+  constructor(readonly keys = `bench:${randomBytes(32).toString("base64")}`) {
+    this.cipher = new AesGcmFieldCipher(parseKeyring(keys));
+  }
 
   /** A fresh session id and its sealed metadata. */
   sealed(tenant: string, metadata: string): { sessionId: string; metadata: string } {

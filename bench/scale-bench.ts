@@ -36,7 +36,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { createSessionClient, EventType, type SessionClient } from "@sessiond/client";
 import { RedisStore } from "../src/store/redis/redis-store.js";
-import { BenchSealer, fill, scheduleExpiries } from "./expiry-schedule.js";
+import { BenchSealer, scheduleExpiries } from "./expiry-schedule.js";
+import { fillInProcesses, LIST_USER_SESSIONS } from "./populations.js";
 import { freePort, startRedisServer } from "../test/support/redis-server.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -49,7 +50,8 @@ const EXPIRY_ROUNDS = 4;
 const CATCH_UP_TIMEOUT_MS = 600_000;
 const EXPIRY_RATE = 1000;
 const LIST_CALLS = 300;
-const LIST_USER_SESSIONS = 100;
+/** Processes that fill a population (bench/populations.ts). */
+const FILL_PROCESSES = 3;
 const KEY_PREFIX = "sd:";
 
 export interface LatencyStats {
@@ -91,17 +93,10 @@ function stats(values: number[]): LatencyStats {
   return { n: s.length, p50: at(0.5), p99: at(0.99), max: s.at(-1) ?? Number.NaN };
 }
 
-/** Adds sessions through RedisStore until `from` + added = `to`; session i belongs to list-user for i < LIST_USER_SESSIONS. */
-async function load(store: RedisStore, sealer: BenchSealer, from: number, to: number): Promise<void> {
-  await fill(store, from, to, (i) => ({
-    tenant: "default",
-    ...sealer.sealed("default", JSON.stringify({ client: "web", region: "eu-west-1", n: i % 100 })),
-    userId: i < LIST_USER_SESSIONS ? "list-user" : `user-${String(i % 10_000).padStart(5, "0")}`,
-    dataSource: `source-${i % 10}`,
-    accessLevel: i % 3 === 0 ? "write" : "read",
-    ttlMs: 7_200_000 + (i % 3600) * 1000,
-    requestId: "",
-  }));
+/** Adds the scale population's sessions from..to-1 (bench/populations.ts), in FILL_PROCESSES processes. */
+async function load(stack: Stack, sealer: BenchSealer, to: number): Promise<void> {
+  await fillInProcesses({ redisUrl: stack.redis.url, keyPrefix: KEY_PREFIX, population: { name: "scale" }, keys: sealer.keys, from: stack.live, to }, FILL_PROCESSES);
+  stack.live = to;
 }
 
 async function listLatency(client: SessionClient): Promise<{ returned: number; latency: LatencyStats }> {
@@ -255,8 +250,7 @@ export async function runScaleBench(log: (line: string) => void): Promise<ScaleR
     stacks.push(large);
     for (const size of SIZES) {
       const started = Date.now();
-      await load(large.store, sealer, large.live, size);
-      large.live = size;
+      await load(large, sealer, size);
       const loadSeconds = (Date.now() - started) / 1000;
       const { returned, latency } = await listLatency(large.client);
       list.push({ live: size, returned, latency, loadSeconds });
@@ -266,8 +260,7 @@ export async function runScaleBench(log: (line: string) => void): Promise<ScaleR
     // so that the machine's load hits both alike and the ratio shows what the population itself costs.
     const small = await startStack(sealer);
     stacks.push(small);
-    await load(small.store, sealer, 0, SIZES[0] ?? 10_000);
-    small.live = SIZES[0] ?? 10_000;
+    await load(small, sealer, SIZES[0] ?? 10_000);
     const sides = [large, small].map((stack) => ({ stack, watcher: new ProbeWatcher(stack.client), totals: { probes: 0, failed: 0, late: 0, createRate: [] as number[] } }));
     await Promise.all(sides.map((side) => side.watcher.ready));
     const catchUpMs = await Promise.all(sides.map((side) => side.watcher.current(side.stack.store, sealer)));

@@ -23,8 +23,10 @@ export const ISOLATION_SOURCES = envCount("BENCH_ISOLATION_SOURCES", 100_000);
 export const ISOLATION_TIMEOUT_MS = 900_000;
 /** How long the memory measurement may take before it is abandoned. */
 export const MEMORY_TIMEOUT_MS = 300_000;
-/** How long the watch benchmark may take before it is abandoned. */
-export const WATCH_TIMEOUT_MS = 300_000;
+/** How long the watch benchmark may take before it is abandoned (it starts no step after its own budget, 480 s). */
+export const WATCH_TIMEOUT_MS = 720_000;
+/** How long the faults benchmark may take before it is abandoned. */
+export const FAULTS_TIMEOUT_MS = 300_000;
 /** How long the archive benchmark may take before it is abandoned. */
 export const ARCHIVE_TIMEOUT_MS = 300_000;
 /** Past this, a phase is considered hung and the run fails. */

@@ -24,6 +24,7 @@ import { fileURLToPath } from "node:url";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { startRedisServer } from "../test/support/redis-server.js";
 import { fill } from "./expiry-schedule.js";
+import { fillInProcesses } from "./populations.js";
 
 const SMALL_SESSIONS = 1000;
 const SMALL_SOURCES = 100;
@@ -33,6 +34,8 @@ const LARGE = "neighbour-large";
 const ROUNDS = 6;
 const VICTIM = "victim";
 const VICTIM_SESSIONS = 300;
+/** Processes that fill the large neighbour (bench/populations.ts). */
+const FILL_PROCESSES = 3;
 /** The victim's operations, as the RPCs they stand for. */
 const VICTIM_OPS = ["GetSession", "ListSessions", "GetSessionMetrics"] as const;
 type VictimOp = (typeof VICTIM_OPS)[number];
@@ -114,25 +117,9 @@ async function main(): Promise<void> {
     const victimIds: string[] = [];
     await fill(store, 0, VICTIM_SESSIONS, (i) => ({ tenant: VICTIM, userId: `v${i % 3}`, dataSource: `v${i % 5}`, accessLevel: "read", ttlMs: 3_600_000, metadata: "{}", requestId: "" }));
     for (const s of (await store.list(VICTIM, {}, VICTIM_SESSIONS)).sessions) victimIds.push(s.sessionId);
-    const neighbour = (tenant: string, count: number) => (i: number) => ({
-      tenant,
-      userId: `user-${i % 50_000}`,
-      dataSource: `source-${i % count}`,
-      accessLevel: "read" as const,
-      ttlMs: 3_600_000 + (i % 1000) * 1000,
-      metadata: '{"client":"web","region":"eu-west-1"}',
-      requestId: "",
-    });
-    await fill(store, 0, SMALL_SESSIONS, neighbour(SMALL, SMALL_SOURCES));
+    await fillInProcesses({ redisUrl: server.url, keyPrefix: prefix, population: { name: "neighbour", tenant: SMALL, sources: SMALL_SOURCES }, from: 0, to: SMALL_SESSIONS }, 1);
     const started = Date.now();
-    let filled = 0;
-    const progress = setInterval(() => console.log(`  filling the large neighbour: ${filled.toLocaleString("en")} of ${sessions.toLocaleString("en")}`), 30_000);
-    const make = neighbour(LARGE, sources);
-    await fill(store, 0, sessions, (i) => {
-      filled = i;
-      return make(i);
-    });
-    clearInterval(progress);
+    await fillInProcesses({ redisUrl: server.url, keyPrefix: prefix, population: { name: "neighbour", tenant: LARGE, sources }, from: 0, to: sessions }, FILL_PROCESSES);
     const fillSeconds = (Date.now() - started) / 1000;
     console.log(`filled the large neighbour to ${sessions.toLocaleString("en")} sessions / ${sources.toLocaleString("en")} sources in ${fillSeconds.toFixed(0)} s (${(sessions / fillSeconds).toFixed(0)}/s)`);
 

@@ -4,6 +4,7 @@
  *   npx tsx bench/watch-bench.ts            # the whole run (a few minutes), prints a table and a JSON line
  *   WATCH_BENCH_QUICK=1 npx tsx bench/watch-bench.ts   # smaller sizes, for a smoke run
  *   WATCH_BENCH_ONLY=fanout (or expiry) npx tsx bench/watch-bench.ts   # one part
+ *   WATCH_BENCH_BUDGET_S=480                            # no step starts after this many seconds (recorded as skipped)
  *   WATCH_BENCH_NODE_FLAGS="--max-semi-space-size=64"   # Node flags of the service process
  *   WATCH_BENCH_CLIENT_NODE_FLAGS="--cpu-prof"          # Node flags of the fan-out watchers' process
  *   WATCH_BENCH_FANOUTS=lean:1000,connect:10000         # fan-outs to run, reader:watchers (default lean:1000,lean:10000,connect:1000)
@@ -52,6 +53,8 @@ import { stopProcess } from "./service-process.js";
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
 const QUICK = process.env["WATCH_BENCH_QUICK"] === "1";
+/** No new step starts after this much wall time (the part's own timeout, WATCH_TIMEOUT_MS, is longer). */
+const BUDGET_MS = Number(process.env["WATCH_BENCH_BUDGET_S"] || "480") * 1000;
 /** "expiry" or "fanout" to run one part only. */
 const ONLY = process.env["WATCH_BENCH_ONLY"] ?? "";
 /** Node flags of the service process (space-separated), e.g. the production ones bench/run.ts passes. */
@@ -457,7 +460,17 @@ const errors: string[] = [];
 /** Seconds each step took, to keep the bench's wall time in view. */
 const durations: Record<string, number> = {};
 let memory: { perSession: number; perSessionWithLog: number; logBytes: number } | undefined;
+const began = Date.now();
+/** The cumulative report, printed after every step: a run killed from outside still leaves what it measured. */
+const emit = (): void => {
+  const report: WatchBenchReport = { quick: QUICK, rate, seconds, events: FANOUT_EVENTS, expiry, fanouts, errors, durations, ...(memory === undefined ? {} : { memory }) };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+};
 const timed = async (label: string, step: () => Promise<void>): Promise<void> => {
+  if (Date.now() - began > BUDGET_MS) {
+    errors.push(`${label}: skipped, the time budget (WATCH_BENCH_BUDGET_S=${BUDGET_MS / 1000}) was spent`);
+    return;
+  }
   const started = Date.now();
   try {
     await step();
@@ -466,6 +479,7 @@ const timed = async (label: string, step: () => Promise<void>): Promise<void> =>
     process.stdout.write(`failed: ${message(error)}\n`);
   } finally {
     durations[label] = (Date.now() - started) / 1000;
+    emit();
   }
 };
 try {
@@ -550,6 +564,5 @@ if (memory !== undefined) {
 console.log(`Steps (s): ${Object.entries(durations).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")}`);
 for (const e of errors) console.log(`failed: ${e}`);
 // Always the report, with what was measured and what failed: bench/parts/watch.ts renders both.
-const report: WatchBenchReport = { quick: QUICK, rate, seconds, events: FANOUT_EVENTS, expiry, fanouts, errors, durations, ...(memory === undefined ? {} : { memory }) };
-console.log(JSON.stringify(report));
+emit();
 process.exit(0);

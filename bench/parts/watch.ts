@@ -52,8 +52,12 @@ export const watchPart: BenchPart<WatchResult> = {
 };
 
 async function measureWatch(flags: readonly string[]): Promise<WatchResult> {
-  const { last, error } = await runScript("watch-bench.ts", [], { WATCH_BENCH_NODE_FLAGS: flags.join(" ") }, WATCH_TIMEOUT_MS);
-  return last === undefined ? { error: error ?? "no result" } : { report: JSON.parse(last) as WatchBenchReport };
+  const { last, error, partial } = await runScript("watch-bench.ts", [], { WATCH_BENCH_NODE_FLAGS: flags.join(" ") }, WATCH_TIMEOUT_MS);
+  if (last !== undefined) return { report: JSON.parse(last) as WatchBenchReport };
+  if (partial === undefined) return { error: error ?? "no result" };
+  // Killed or failed after some steps: what they measured, and why the rest is missing.
+  const report = JSON.parse(partial) as WatchBenchReport;
+  return { report: { ...report, errors: [...report.errors, error ?? "ended early"] } };
 }
 
 function renderWatch(lines: string[], w: WatchResult, flags: readonly string[]): void {
