@@ -25,7 +25,8 @@
  *   expire_time, the scheduler's share.
  *
  * Environment: SCALE_BENCH_SIZES (default "10000,100000,1000000"),
- * SCALE_BENCH_EXPIRY_SECONDS (default 4: seconds of probes per round and side).
+ * SCALE_BENCH_EXPIRY_SECONDS (default 4: seconds of probes per round and side),
+ * SCALE_BENCH_SERVICE_FLAGS (more Node flags for the services, e.g. --cpu-prof).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
@@ -50,6 +51,8 @@ const EXPIRY_ROUNDS = 4;
 const CATCH_UP_TIMEOUT_MS = 600_000;
 const EXPIRY_RATE = 1000;
 const LIST_CALLS = 300;
+/** More Node flags for the services, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to see where their time goes. */
+const SERVICE_FLAGS = (process.env["SCALE_BENCH_SERVICE_FLAGS"] ?? "").split(" ").filter((f) => f !== "");
 /** Processes that fill a population (bench/populations.ts). */
 const FILL_PROCESSES = 3;
 const KEY_PREFIX = "sd:";
@@ -85,6 +88,8 @@ export interface ExpiryLag {
     readonly schedulerLag: LatencyStats;
     /** Before the rounds: from writing a marker probe due at once to its EXPIRED at the watcher (the load's backlog), ms. */
     readonly catchUpMs?: number;
+    /** p99 of each round, in order. */
+    readonly roundP99?: readonly number[];
 }
 
 function stats(values: number[]): LatencyStats {
@@ -189,7 +194,8 @@ async function stopStack(stack: Stack): Promise<void> {
 }
 
 /** One round of probes on one stack: EXPIRY_RATE per second for EXPIRY_ROUND_SECONDS, created while earlier ones expire. */
-async function probeRound(stack: Stack, sealer: BenchSealer, watcher: ProbeWatcher, totals: { probes: number; failed: number; late: number; createRate: number[] }): Promise<void> {
+async function probeRound(stack: Stack, sealer: BenchSealer, watcher: ProbeWatcher, totals: { probes: number; failed: number; late: number; createRate: number[]; rounds: number[] }): Promise<void> {
+  const from = watcher.lags.length;
   const schedule = await scheduleExpiries({
     store: stack.store,
     rate: EXPIRY_RATE,
@@ -203,12 +209,13 @@ async function probeRound(stack: Stack, sealer: BenchSealer, watcher: ProbeWatch
   totals.createRate.push(schedule.createRate);
   const deadline = schedule.windowEnd + 15_000;
   while (watcher.lags.length < totals.probes && Date.now() < deadline) await sleep(50);
+  totals.rounds.push(stats(watcher.lags.slice(from)).p99);
 }
 
 async function startService(redisUrl: string, encryptionKeys: string): Promise<{ child: ChildProcess; url: string }> {
   const port = await freePort();
   const devNull = openSync("/dev/null", "w");
-  const child = spawn(process.execPath, ["--max-semi-space-size=64", "--import", "tsx", join(ROOT, "src/main.ts")], {
+  const child = spawn(process.execPath, ["--max-semi-space-size=64", ...SERVICE_FLAGS, "--import", "tsx", join(ROOT, "src/main.ts")], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -261,7 +268,7 @@ export async function runScaleBench(log: (line: string) => void): Promise<ScaleR
     const small = await startStack(sealer);
     stacks.push(small);
     await load(small, sealer, SIZES[0] ?? 10_000);
-    const sides = [large, small].map((stack) => ({ stack, watcher: new ProbeWatcher(stack.client), totals: { probes: 0, failed: 0, late: 0, createRate: [] as number[] } }));
+    const sides = [large, small].map((stack) => ({ stack, watcher: new ProbeWatcher(stack.client), totals: { probes: 0, failed: 0, late: 0, createRate: [] as number[], rounds: [] as number[] } }));
     await Promise.all(sides.map((side) => side.watcher.ready));
     const catchUpMs = await Promise.all(sides.map((side) => side.watcher.current(side.stack.store, sealer)));
     log(`the services expired a marker session ${catchUpMs.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(" and ")} after it was written (the load's backlog of events; not measured)`);
@@ -282,6 +289,7 @@ export async function runScaleBench(log: (line: string) => void): Promise<ScaleR
           lag: stats(watcher.lags),
           schedulerLag: stats(watcher.scheduler),
           catchUpMs: catchUpMs[sides.findIndex((side) => side.stack === stack)] ?? Number.NaN,
+          roundP99: totals.rounds,
         };
       }),
     );
@@ -289,7 +297,7 @@ export async function runScaleBench(log: (line: string) => void): Promise<ScaleR
       if (e === undefined) continue;
       log(
         `expiry lag at ${e.live.toLocaleString("en")} live, ${EXPIRY_RATE}/s (probes written at ≥ ${e.createRate.toFixed(0)}/s, ${e.late} late): ` +
-          `p50 ${e.lag.p50} ms, p99 ${e.lag.p99} ms, max ${e.lag.max} ms (${e.events}/${e.probes} events); scheduler's share p50 ${e.schedulerLag.p50} ms, p99 ${e.schedulerLag.p99} ms`,
+          `p50 ${e.lag.p50} ms, p99 ${e.lag.p99} ms, max ${e.lag.max} ms (${e.events}/${e.probes} events); scheduler's share p50 ${e.schedulerLag.p50} ms, p99 ${e.schedulerLag.p99} ms; p99 per round ${e.roundP99?.join(", ")} ms`,
       );
     }
     return expiry === undefined || reference === undefined ? { list } : { list, expiry, reference };
@@ -320,12 +328,12 @@ export function renderScale(report: ScaleReport): string {
   const rows = [report.expiry, report.reference].filter((e): e is ExpiryLag => e !== undefined);
   if (rows.length > 0) {
     lines.push(
-      "| live sessions | expirations/s | events/probes | lag p50 ms | p99 ms | max ms | scheduler's share p50 / p99 ms | backlog before the rounds, s | goal p99 < 50 ms |",
-      "|---|---|---|---|---|---|---|---|---|",
+      "| live sessions | expirations/s | events/probes | lag p50 ms | p99 ms | max ms | p99 per round, ms | scheduler's share p50 / p99 ms | backlog before the rounds, s | goal p99 < 50 ms |",
+      "|---|---|---|---|---|---|---|---|---|---|",
     );
     for (const e of rows) {
       lines.push(
-        `| ${e.live.toLocaleString("en")} | ${e.rate} (probes written at ≥ ${e.createRate.toFixed(0)}/s, ${e.late} late) | ${e.events}/${e.probes} | ${e.lag.p50} | ${e.lag.p99} | ${e.lag.max} | ${e.schedulerLag.p50} / ${e.schedulerLag.p99} | ${e.catchUpMs === undefined ? "-" : (e.catchUpMs / 1000).toFixed(1)} | ${expiryPass(e) ? "yes" : "**no**"} |`,
+        `| ${e.live.toLocaleString("en")} | ${e.rate} (probes written at ≥ ${e.createRate.toFixed(0)}/s, ${e.late} late) | ${e.events}/${e.probes} | ${e.lag.p50} | ${e.lag.p99} | ${e.lag.max} | ${e.roundP99?.join(", ") ?? "-"} | ${e.schedulerLag.p50} / ${e.schedulerLag.p99} | ${e.catchUpMs === undefined ? "-" : (e.catchUpMs / 1000).toFixed(1)} | ${expiryPass(e) ? "yes" : "**no**"} |`,
       );
     }
     lines.push("");
