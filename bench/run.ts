@@ -16,10 +16,15 @@
  *    flags (CANDIDATE_FLAGS). Their rounds alternate (A then B, then B then A),
  *    so the machine's drift hits both alike. The targets are judged on the
  *    variant whose flags `npm run start:prod` uses (read from package.json).
- * 3. Redis memory per session at 100k sessions, with and without the expiry
- *    machinery, and the event log apart (bench/redis-memory.ts).
+ * 3. Redis memory per session at 100k sessions (metadata sealed as the service
+ *    stores it, with the server settings it makes at start), with and without
+ *    the expiry machinery, the event log apart, and bytes per kind of key
+ *    (bench/redis-memory.ts).
  * 4. Expiry lag, Redis's own `expired` notification lag, and fan-out to 1k and
- *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags.
+ *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags;
+ *    probes due on a schedule written with the store's create script
+ *    (bench/expiry-schedule.ts); a step that fails or runs out of the part's
+ *    time budget is reported as such next to what the others measured.
  * 5. The archive sink to PostgreSQL (issue 16; bench/parts/archive.ts running
  *    bench/archive-bench.ts): rows/s with 1k expirations/s, sink lag.
  * 6. Archive bytes per ended session and event delivery after a dropped Redis
@@ -28,12 +33,14 @@
  *    anchors next to sessiond with WORKERS=1 and 2, under h2load and a grpc-js
  *    client, with server CPU per call.
  * 8. Scale (issue 10; bench/scale-bench.ts): ListSessions by user at 10k, 100k
- *    and 1M live sessions, expiry lag at 1M live with 1k expirations/s.
+ *    and 1M live sessions, expiry lag at 1M live with 1k expirations/s against
+ *    a 10k stack in alternating rounds.
  * 9. Under attack (issue 11; bench/flood-bench.ts): authenticated GetSession
  *    p99 and the service's peak RSS with no flood, during a 20,000-idle-connection
  *    flood and a 20,000-stream flood, and after them.
  * 10. Tenant isolation (issue 13; bench/tenant-isolation.ts): another tenant's
- *    p99 with a neighbour at many sessions and data sources vs a small one.
+ *    p99, from a process of its own, with a neighbour at 1M sessions and 100k
+ *    data sources vs a small one.
  *
  * A small shared machine's speed drifts by tens of percent
  * within a minute. The ratios matter more than the absolute numbers, so the
