@@ -79,9 +79,10 @@ export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Prom
 
   try {
     const configured = await enableFlags(command, logger);
-    await ensureCompactHashes(command, logger);
     await subscriber.subscribe(channel);
     if (!configured) await probe(command, keyPrefix, probes);
+    // After the flags check: a start refused for want of them says that one thing only.
+    await ensureCompactHashes(command, logger);
   } catch (error) {
     subscriber.disconnect();
     throw error;
