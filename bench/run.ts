@@ -41,6 +41,8 @@
  * 10. Tenant isolation (issue 13; bench/tenant-isolation.ts): another tenant's
  *    p99, from a process of its own, with a neighbour at 1M sessions and 100k
  *    data sources vs a small one.
+ * 11. REDIS_WAIT_REPLICAS (issue 14; bench/replica-wait-bench.ts): CreateSession
+ *    and SetData with WAIT 1 against no WAIT on a primary and a replica.
  *
  * A small shared machine's speed drifts by tens of percent
  * within a minute. The ratios matter more than the absolute numbers, so the
@@ -78,6 +80,7 @@ import { scalePart } from "./parts/scale.js";
 import { watchPart } from "./parts/watch.js";
 import { faultsPart } from "./parts/faults.js";
 import { wirePart } from "./parts/wire.js";
+import { replicaWaitPart } from "./parts/replica-wait.js";
 import { machineInfo, running } from "./processes.js";
 import { render, type PartTime } from "./report.js";
 import { HERE, PARTS as SELECTED, productionNodeFlags } from "./settings.js";
@@ -93,6 +96,7 @@ const PARTS: readonly BenchPart<unknown>[] = [
   listed(scalePart),
   listed(floodPart),
   listed(isolationPart),
+  listed(replicaWaitPart),
 ];
 
 async function main(): Promise<void> {

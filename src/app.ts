@@ -43,7 +43,9 @@ import { ExpiryScheduler } from "./session/expiry-scheduler.js";
 import { SessionManager } from "./session/session-manager.js";
 import { assertRedisReachable } from "./startup/redis-reachable.js";
 import { StartError } from "./startup/start-error.js";
-import { createStore } from "./store/create-store.js";
+import { createStore, redisTarget } from "./store/create-store.js";
+import { describeTarget, redisClient } from "./store/redis/connections.js";
+import type { RedisOptions } from "ioredis";
 import type { SessionStore } from "./store/store.js";
 import { EventHub } from "./streaming/event-hub.js";
 
@@ -91,8 +93,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const services = [SessionService.typeName, Health.typeName, ...REFLECTION_SERVICES];
   const security = setUpSecurity(config, logger, { services, ...(options.auditDestination === undefined ? {} : { auditDestination: options.auditDestination }) });
   // A wrong address or password fails the start here, naming the address and the cause.
-  if (config.redisUrl !== undefined) {
-    await assertRedisReachable(config.redisUrl, Math.max(config.redisCommandTimeoutMs, 1000)).catch((error: unknown) => {
+  const redis = redisTarget(config);
+  if (redis !== undefined) {
+    const endpoint = {
+      open: (options: RedisOptions) => redisClient(redis, options),
+      address: describeTarget(redis),
+      setting: redis.sentinel === undefined ? "REDIS_URL" : "REDIS_SENTINELS",
+    };
+    await assertRedisReachable(endpoint, Math.max(config.redisCommandTimeoutMs, 1000)).catch((error: unknown) => {
       security.close();
       throw error;
     });
@@ -106,13 +114,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     await store.dispose();
     throw error;
   });
-  // Config guarantees REDIS_URL with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
+  // Config guarantees Redis (REDIS_URL or REDIS_SENTINELS) with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
   const archive =
-    config.archiveDatabase === undefined || config.redisUrl === undefined
+    config.archiveDatabase === undefined || redis === undefined
       ? undefined
       : createArchive({
           database: config.archiveDatabase,
-          redisUrl: config.redisUrl,
+          redis,
           keyPrefix: config.keyPrefix,
           redisCommandTimeoutMs: config.redisCommandTimeoutMs,
           logger: logger.child({ component: "archive" }),

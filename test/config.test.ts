@@ -5,7 +5,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import net from "node:net";
 import { fileURLToPath } from "node:url";
 import { freePort } from "./support/redis-server.js";
@@ -310,5 +312,75 @@ describe("the sessiond process", () => {
     assert.deepEqual(lines.filter((l) => (l["level"] as number) >= 50).map((l) => l["msg"]), [], "no error lines");
     const watch = lines.find((l) => l["method"] === "session.v1.SessionService/WatchSessions");
     assert.deepEqual([watch?.["code"], watch?.["level"], watch?.["shuttingDown"]], ["unavailable", 30, true]);
+  });
+});
+
+describe("Redis through Sentinel and REDIS_WAIT_REPLICAS", () => {
+  const problems = (env: Record<string, string>): readonly string[] => {
+    try {
+      loadConfig(env);
+      return [];
+    } catch (error) {
+      assert.ok(error instanceof ConfigError);
+      return error.problems;
+    }
+  };
+
+  test("sentinels, master name and passwords from files", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sessiond-config-"));
+    try {
+      writeFileSync(join(dir, "redis"), "redis-secret\n");
+      writeFileSync(join(dir, "sentinel"), "sentinel-secret");
+      const config = loadConfig({
+        REDIS_SENTINELS: "s1:26379, 10.0.0.2:26380,[::1]:26381",
+        REDIS_SENTINEL_MASTER: "sessions",
+        REDIS_PASSWORD_FILE: join(dir, "redis"),
+        REDIS_SENTINEL_PASSWORD_FILE: join(dir, "sentinel"),
+        REDIS_WAIT_REPLICAS: "1",
+        REDIS_WAIT_TIMEOUT: "250ms",
+      });
+      assert.equal(config.redisUrl, undefined);
+      assert.deepEqual(config.redisSentinel, {
+        sentinels: [
+          { host: "s1", port: 26379 },
+          { host: "10.0.0.2", port: 26380 },
+          { host: "::1", port: 26381 },
+        ],
+        masterName: "sessions",
+        password: "redis-secret",
+        sentinelPassword: "sentinel-secret",
+      });
+      assert.equal(config.redisWaitReplicas, 1);
+      assert.equal(config.redisWaitTimeoutMs, 250);
+      // Sentinel counts as Redis: more than one worker is allowed.
+      assert.equal(loadConfig({ REDIS_SENTINELS: "s1:26379", REDIS_SENTINEL_MASTER: "m", WORKERS: "2" }).workers, 2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("defaults: no Sentinel, no WAIT", () => {
+    const config = loadConfig({});
+    assert.equal(config.redisSentinel, undefined);
+    assert.equal(config.redisWaitReplicas, 0);
+    assert.equal(config.redisWaitTimeoutMs, 500);
+  });
+
+  test("contradictions and bad values are named", () => {
+    assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_SENTINELS: "s:26379", REDIS_SENTINEL_MASTER: "m" }).join("\n"), /REDIS_URL and REDIS_SENTINELS are both set/);
+    assert.match(problems({ REDIS_SENTINELS: "s:26379" }).join("\n"), /REDIS_SENTINELS needs REDIS_SENTINEL_MASTER/);
+    assert.match(problems({ REDIS_SENTINELS: "s:26379,nope", REDIS_SENTINEL_MASTER: "m" }).join("\n"), /REDIS_SENTINELS: "nope" is not host:port/);
+    assert.match(problems({ REDIS_SENTINELS: "s:0", REDIS_SENTINEL_MASTER: "m" }).join("\n"), /REDIS_SENTINELS: "s:0" is not host:port/);
+    assert.match(problems({ REDIS_SENTINEL_MASTER: "m" }).join("\n"), /REDIS_SENTINEL_MASTER needs REDIS_SENTINELS/);
+    assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_PASSWORD_FILE: "/x" }).join("\n"), /REDIS_PASSWORD_FILE needs REDIS_SENTINELS \(with REDIS_URL, the password goes in the URL\)/);
+    const unreadable = problems({ REDIS_SENTINELS: "s:26379", REDIS_SENTINEL_MASTER: "m", REDIS_SENTINEL_PASSWORD_FILE: "/nonexistent/secret" }).join("\n");
+    assert.match(unreadable, /REDIS_SENTINEL_PASSWORD_FILE: cannot read "\/nonexistent\/secret" \(ENOENT\)/);
+    assert.match(problems({ REDIS_WAIT_REPLICAS: "1" }).join("\n"), /REDIS_WAIT_REPLICAS needs REDIS_URL or REDIS_SENTINELS/);
+    assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_WAIT_REPLICAS: "-1" }).join("\n"), /REDIS_WAIT_REPLICAS="-1" must be a whole number from 0 to 100/);
+    assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_WAIT_REPLICAS: "1", REDIS_WAIT_TIMEOUT: "500" }).join("\n"), /REDIS_WAIT_TIMEOUT="500" needs a unit/);
+    assert.match(
+      problems({ REDIS_URL: "redis://h:6379", REDIS_WAIT_REPLICAS: "1", REDIS_WAIT_TIMEOUT: "2s", REDIS_COMMAND_TIMEOUT: "2s" }).join("\n"),
+      /REDIS_WAIT_TIMEOUT \(2000 ms\) must be shorter than REDIS_COMMAND_TIMEOUT \(2000 ms\)/,
+    );
   });
 });

@@ -12,6 +12,7 @@ import { ArchiveRetention } from "./archive-retention.js";
 import { ArchiveSink, type ArchiveSinkObserver, type ArchiveSinkState } from "./archive-sink.js";
 import { PgArchive } from "./pg-archive.js";
 import { RedisEventGroup } from "./redis-event-group.js";
+import type { RedisTarget } from "../store/redis/connections.js";
 
 /**
  * Longest wait at shutdown for the batch in hand (one read's block, one
@@ -25,7 +26,7 @@ export const ARCHIVE_GROUP = "archive";
 
 export interface ArchiveOptions {
   readonly database: ArchiveDatabaseConfig;
-  readonly redisUrl: string;
+  readonly redis: RedisTarget;
   readonly keyPrefix: string;
   readonly redisCommandTimeoutMs: number;
   readonly logger: Logger;
@@ -56,7 +57,7 @@ export function createArchive(options: ArchiveOptions): Archive {
   });
   const blockMs = 1000;
   const group = new RedisEventGroup({
-    url: options.redisUrl,
+    target: options.redis,
     keyPrefix: options.keyPrefix,
     group: ARCHIVE_GROUP,
     consumer: options.consumer ?? `${hostname()}-${process.pid}`,

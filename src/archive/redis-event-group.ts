@@ -11,15 +11,16 @@
  * An entry trimmed before it was acknowledged comes back without its fields
  * and is reported as lost.
  */
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { compareEventIds } from "../store/event-id.js";
 import { decodeStreamEntry } from "../store/redis/event-codec.js";
 import { RedisKeys } from "../store/redis/keys.js";
+import { redisClient, type RedisTarget } from "../store/redis/connections.js";
 import type { StoredEvent } from "../store/store.js";
 
 export interface RedisEventGroupOptions {
-  readonly url: string;
+  readonly target: RedisTarget;
   readonly keyPrefix: string;
   readonly group: string;
   /** This process's name in the group. */
@@ -68,7 +69,7 @@ export class RedisEventGroup {
     this.key = new RedisKeys(options.keyPrefix, "").events();
     this.group = options.group;
     this.consumer = options.consumer;
-    this.redis = new Redis(options.url, {
+    this.redis = redisClient(options.target, {
       // Commands wait for a reconnect (bounded by commandTimeout) instead of failing at once.
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,

@@ -8,10 +8,14 @@
  * session id) with which outcome ("ok" or the status code name). It never
  * holds metadata, data values, data keys' values, tokens or headers: callers
  * of record() pass only the fields of AuditRecord, all of which are
- * identifiers. Writes are synchronous, so a record is on its way to the
- * destination before the RPC's response is.
+ * identifiers. A record is written synchronously by the end of the event-loop
+ * turn in which it was made, with the other lines of that turn on the same
+ * descriptor (logging/batched-destination.ts); every exit but a kill or a
+ * native crash flushes it, and a kill loses at most the records of that one
+ * turn. A file destination is written line by line, synchronously.
  */
 import { pino, type DestinationStream, type Logger } from "pino";
+import { batchedDescriptor } from "../logging/batched-destination.js";
 
 /** What was done. Session RPCs map to one operation each (see auth/rpc-scopes.ts). */
 export type AuditOperation =
@@ -111,9 +115,9 @@ export function openAuditLog(target: string, destination?: DestinationStream): O
     case "off":
       return { audit: new AuditLog(undefined), close: () => {} };
     case "stdout":
-      return { audit: new AuditLog(auditLogger(pino.destination({ dest: 1, sync: true }))), close: () => {} };
+      return { audit: new AuditLog(auditLogger(batchedDescriptor(1))), close: () => batchedDescriptor(1).flushSync() };
     case "stderr":
-      return { audit: new AuditLog(auditLogger(pino.destination({ dest: 2, sync: true }))), close: () => {} };
+      return { audit: new AuditLog(auditLogger(batchedDescriptor(2))), close: () => batchedDescriptor(2).flushSync() };
     default: {
       const file = pino.destination({ dest: target, sync: true, append: true, mkdir: true });
       return {

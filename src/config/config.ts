@@ -82,8 +82,14 @@ export interface EdgeConfig {
 export interface Config {
   readonly host: string;
   readonly port: number;
-  /** Absent: the in-process MemoryStore is used and nothing is persisted. */
+  /** Absent (and no redisSentinel): the in-process MemoryStore is used and nothing is persisted. */
   readonly redisUrl: string | undefined;
+  /** The Redis primary found through Sentinel (REDIS_SENTINELS); exclusive with redisUrl. */
+  readonly redisSentinel: RedisSentinelConfig | undefined;
+  /** After each acknowledged write, WAIT for this many replicas (0: no WAIT). */
+  readonly redisWaitReplicas: number;
+  /** Bound on that WAIT; shorter than redisCommandTimeoutMs. */
+  readonly redisWaitTimeoutMs: number;
   readonly keyPrefix: string;
   /** The tenant every call acts on until authentication is configured. */
   readonly defaultTenant: string;
@@ -131,6 +137,22 @@ export interface Config {
   readonly auditLog: string;
   /** The durable archive of ended sessions in PostgreSQL; absent: none (ended sessions live in Redis for ARCHIVE_RETENTION). */
   readonly archiveDatabase: ArchiveDatabaseConfig | undefined;
+}
+
+/** A Redis primary found through Sentinel (src/store/redis/connections.ts). */
+export interface RedisSentinelConfig {
+  readonly sentinels: readonly { readonly host: string; readonly port: number }[];
+  /** The master group name the sentinels monitor. */
+  readonly masterName: string;
+  /** From REDIS_PASSWORD_FILE: the password of the Redis servers (primary and replicas). */
+  readonly password: string | undefined;
+  /** From REDIS_SENTINEL_PASSWORD_FILE: the password of the sentinels. */
+  readonly sentinelPassword: string | undefined;
+}
+
+/** Whether the Redis store is configured (REDIS_URL or REDIS_SENTINELS). */
+export function usesRedis(config: Pick<Config, "redisUrl" | "redisSentinel">): boolean {
+  return config.redisUrl !== undefined || config.redisSentinel !== undefined;
 }
 
 /** The PostgreSQL archive sink and its read-back (src/archive). Needs the Redis store. */
@@ -230,6 +252,16 @@ export const SETTINGS: readonly Setting[] = [
   { env: "HOST", default: "127.0.0.1", description: "Address to listen on" },
   { env: "PORT", default: "8080", description: "Port for gRPC, gRPC-Web and Connect (HTTP/1.1 and h2c)" },
   { env: "REDIS_URL", default: "", description: "Redis URL (redis://host:port/db); empty: in-process store, nothing persisted" },
+  { env: "REDIS_SENTINELS", default: "", description: "Sentinels host:port,... that find the Redis primary (with REDIS_SENTINEL_MASTER; instead of REDIS_URL); the store follows a failover by itself" },
+  { env: "REDIS_SENTINEL_MASTER", default: "", description: "Master group name the sentinels monitor (sentinel monitor <name> ...)" },
+  { env: "REDIS_PASSWORD_FILE", default: "", description: "File holding the password of the Redis servers found through Sentinel" },
+  { env: "REDIS_SENTINEL_PASSWORD_FILE", default: "", description: "File holding the password of the sentinels" },
+  {
+    env: "REDIS_WAIT_REPLICAS",
+    default: "0",
+    description: "After each acknowledged write, wait until this many replicas have it (Redis WAIT); fewer within REDIS_WAIT_TIMEOUT: the call fails with UNAVAILABLE",
+  },
+  { env: "REDIS_WAIT_TIMEOUT", default: "500ms", description: "Bound on that wait for replicas; must be shorter than REDIS_COMMAND_TIMEOUT" },
   { env: "KEY_PREFIX", default: "sd:", description: "Prefix of every Redis key" },
   { env: "DEFAULT_TENANT", default: "default", description: "Tenant of every call until authentication is configured" },
   { env: "SESSION_TTL_DEFAULT", default: "1h", description: "TTL of a session created without one" },
@@ -431,6 +463,16 @@ function readConfig(r: Reader): Config {
     // The URL is not echoed: it may carry a password.
     r.fail("REDIS_URL must start with redis:// or rediss://");
   }
+  const redisSentinel = sentinelConfig(r, redisUrl !== "");
+  const redis = redisUrl !== "" || redisSentinel !== undefined;
+  const redisCommandTimeoutMs = r.duration("REDIS_COMMAND_TIMEOUT", 10);
+  const redisWaitReplicas = r.integer("REDIS_WAIT_REPLICAS", 0, 100);
+  const redisWaitTimeoutMs = r.duration("REDIS_WAIT_TIMEOUT", 1);
+  if (redisWaitReplicas > 0 && !redis) r.fail("REDIS_WAIT_REPLICAS needs REDIS_URL or REDIS_SENTINELS");
+  if (redisWaitReplicas > 0 && redisWaitTimeoutMs >= redisCommandTimeoutMs) {
+    // The WAIT and the write it confirms share one call's deadline.
+    r.fail(`REDIS_WAIT_TIMEOUT (${redisWaitTimeoutMs} ms) must be shorter than REDIS_COMMAND_TIMEOUT (${redisCommandTimeoutMs} ms)`);
+  }
   const tenant = r.raw("DEFAULT_TENANT");
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(tenant)) {
     r.fail(`DEFAULT_TENANT=${JSON.stringify(tenant)} must be 1-64 letters, digits, '_' or '-'`);
@@ -482,6 +524,9 @@ function readConfig(r: Reader): Config {
     host: r.raw("HOST"),
     port: r.integer("PORT", 0, 65535),
     redisUrl: redisUrl === "" ? undefined : redisUrl,
+    redisSentinel,
+    redisWaitReplicas,
+    redisWaitTimeoutMs,
     keyPrefix: r.raw("KEY_PREFIX"),
     defaultTenant: tenant,
     ttl,
@@ -490,7 +535,7 @@ function readConfig(r: Reader): Config {
     archiveRetentionMs: r.duration("ARCHIVE_RETENTION", 1000),
     expiryGraceMs: r.duration("EXPIRY_GRACE", 1000),
     sweepIntervalMs: r.duration("SWEEP_INTERVAL", 10),
-    redisCommandTimeoutMs: r.duration("REDIS_COMMAND_TIMEOUT", 10),
+    redisCommandTimeoutMs,
     allowRedisEviction: r.boolean("ALLOW_REDIS_EVICTION"),
     watchHeartbeatMs: r.duration("WATCH_HEARTBEAT", 10),
     watchRetentionEvents: r.integer("WATCH_RETENTION_EVENTS", 1, 100_000_000),
@@ -503,12 +548,44 @@ function readConfig(r: Reader): Config {
     tracing: tracingConfig(r),
     shutdownTimeoutMs: r.duration("SHUTDOWN_TIMEOUT", 100),
     shutdownDelayMs: r.duration("SHUTDOWN_DELAY", 0),
-    workers: workers(r, redisUrl),
+    workers: workers(r, redis),
     tls: certFile === "" ? undefined : { certFile, keyFile },
     auth: authConfig(r),
     encryption: encryptionConfig(r),
     auditLog: r.raw("AUDIT_LOG"),
-    archiveDatabase: archiveDatabaseConfig(r, redisUrl !== ""),
+    archiveDatabase: archiveDatabaseConfig(r, redis),
+  };
+}
+
+/** REDIS_SENTINELS and its companions; undefined when REDIS_SENTINELS is empty. */
+function sentinelConfig(r: Reader, withUrl: boolean): RedisSentinelConfig | undefined {
+  const list = r.optional("REDIS_SENTINELS");
+  const masterName = r.optional("REDIS_SENTINEL_MASTER");
+  const passwordFile = r.optional("REDIS_PASSWORD_FILE");
+  const sentinelPasswordFile = r.optional("REDIS_SENTINEL_PASSWORD_FILE");
+  if (list === undefined) {
+    for (const [name, value] of [["REDIS_SENTINEL_MASTER", masterName], ["REDIS_PASSWORD_FILE", passwordFile], ["REDIS_SENTINEL_PASSWORD_FILE", sentinelPasswordFile]] as const) {
+      if (value !== undefined) r.fail(`${name} needs REDIS_SENTINELS${name === "REDIS_PASSWORD_FILE" ? " (with REDIS_URL, the password goes in the URL)" : ""}`);
+    }
+    return undefined;
+  }
+  if (withUrl) r.fail("REDIS_URL and REDIS_SENTINELS are both set: use one (with Sentinel, the sentinels name the primary)");
+  const sentinels: { host: string; port: number }[] = [];
+  for (const item of list.split(",")) {
+    const match = /^\s*(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})\s*$/.exec(item);
+    const port = Number(match?.[2]);
+    if (match === null || match[1] === undefined || !(port >= 1 && port <= 65535)) {
+      r.fail(`REDIS_SENTINELS: ${JSON.stringify(item.trim().slice(0, 100))} is not host:port (a comma-separated list, e.g. sentinel-1:26379,sentinel-2:26379)`);
+      continue;
+    }
+    sentinels.push({ host: match[1].replace(/^\[|\]$/g, ""), port });
+  }
+  if (masterName === undefined) r.fail("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the name in `sentinel monitor <name> ...`)");
+  return {
+    sentinels,
+    masterName: masterName ?? "",
+    password: passwordFile === undefined ? undefined : r.attempt(() => readSecretFile("REDIS_PASSWORD_FILE", passwordFile), undefined),
+    sentinelPassword: sentinelPasswordFile === undefined ? undefined : r.attempt(() => readSecretFile("REDIS_SENTINEL_PASSWORD_FILE", sentinelPasswordFile), undefined),
   };
 }
 
@@ -530,7 +607,7 @@ function archiveDatabaseConfig(r: Reader, redis: boolean): ArchiveDatabaseConfig
     r.fail("ARCHIVE_DATABASE_URL must be a postgres:// or postgresql:// URL with a host");
   }
   if (!redis) {
-    r.fail("ARCHIVE_DATABASE_URL needs REDIS_URL: the archive sink reads the Redis event log through a consumer group");
+    r.fail("ARCHIVE_DATABASE_URL needs REDIS_URL or REDIS_SENTINELS: the archive sink reads the Redis event log through a consumer group");
   }
   return {
     url,
@@ -597,10 +674,10 @@ function edgeConfig(r: Reader): EdgeConfig {
 /** Most worker processes: far beyond any core count we run on, low enough to stop a typo. */
 const MAX_WORKERS = 256;
 
-function workers(r: Reader, redisUrl: string): number {
+function workers(r: Reader, redis: boolean): number {
   const n = r.raw("WORKERS") === "auto" ? availableParallelism() : r.integer("WORKERS", 1, MAX_WORKERS);
   // Each worker has its own in-process store: they would not share sessions.
-  if (n > 1 && redisUrl === "") r.fail(`WORKERS=${r.raw("WORKERS")} (${n} processes) needs REDIS_URL: the in-process store is not shared between processes`);
+  if (n > 1 && !redis) r.fail(`WORKERS=${r.raw("WORKERS")} (${n} processes) needs REDIS_URL or REDIS_SENTINELS: the in-process store is not shared between processes`);
   return n;
 }
 

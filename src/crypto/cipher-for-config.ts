@@ -6,7 +6,7 @@
  * intended.
  */
 import type { Logger } from "pino";
-import { ConfigError, type Config } from "../config/config.js";
+import { ConfigError, usesRedis, type Config } from "../config/config.js";
 import { AesGcmFieldCipher, PLAINTEXT_CIPHER, type FieldCipher } from "./field-cipher.js";
 
 export function cipherForConfig(config: Config, logger: Logger): FieldCipher {
@@ -18,7 +18,7 @@ export function cipherForConfig(config: Config, logger: Logger): FieldCipher {
     }
     return new AesGcmFieldCipher(keyring, migratePlaintext);
   }
-  if (config.redisUrl === undefined) return AesGcmFieldCipher.ephemeral();
+  if (!usesRedis(config)) return AesGcmFieldCipher.ephemeral();
   if (allowPlaintext) {
     logger.warn("ENCRYPTION_KEYS is not set and ALLOW_PLAINTEXT=true: metadata and data values are stored in Redis in plaintext");
     return PLAINTEXT_CIPHER;

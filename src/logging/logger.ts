@@ -1,5 +1,6 @@
 /**
- * The service's pino logger: JSON lines on stdout (or on the given stream,
+ * The service's pino logger: JSON lines on stdout, batched per event-loop turn
+ * (batched-destination.ts: its crash semantics) (or on the given stream,
  * which is how tests capture output in-process), or readable colored lines
  * (pino-pretty) for a person at a terminal.
  *
@@ -9,6 +10,7 @@
  */
 import { pino, type DestinationStream, type Logger } from "pino";
 import pretty from "pino-pretty";
+import { batchedDescriptor } from "./batched-destination.js";
 
 export type { Logger } from "pino";
 
@@ -30,7 +32,8 @@ export function createLogger(options: LoggerOptions): Logger {
   const format = options.format ?? "auto";
   const usePretty = format === "pretty" || (format === "auto" && options.destination === undefined && process.stdout.isTTY === true);
   if (usePretty) return pino(pinoOptions, prettyStream(options.destination));
-  return options.destination === undefined ? pino(pinoOptions) : pino(pinoOptions, options.destination);
+  // stdout: the lines of one event-loop turn in one write, shared with the audit log on stdout (batched-destination.ts).
+  return pino(pinoOptions, options.destination ?? batchedDescriptor(1));
 }
 
 /**

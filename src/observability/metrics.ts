@@ -168,9 +168,26 @@ export function rpcMessageSent(labels: RpcLabels): void {
 /** Counts one message a handler wrote to its stream itself (WatchSessions' direct path), past the interceptors; set per call by the RPC interceptor. */
 export const COUNT_MESSAGE_SENT = createContextKey<() => void>(() => {}, { description: "sessiond count message sent" });
 
+/** The grpc_server_handled_total labels of a method and code, made once per pair (labels objects are per method). */
+const handledLabelSets = new WeakMap<RpcLabels, Map<string, RpcLabels & { readonly grpc_code: string }>>();
+
+function handledLabels(labels: RpcLabels, code: string): RpcLabels & { readonly grpc_code: string } {
+  let byCode = handledLabelSets.get(labels);
+  if (byCode === undefined) {
+    byCode = new Map();
+    handledLabelSets.set(labels, byCode);
+  }
+  let set = byCode.get(code);
+  if (set === undefined) {
+    set = { ...labels, grpc_code: code };
+    byCode.set(code, set);
+  }
+  return set;
+}
+
 /** An RPC completed with `code` (a GRPC_CODE_NAMES entry) after `seconds` (for streams, the stream's lifetime). */
 export function rpcHandled(labels: RpcLabels, code: string, seconds: number): void {
-  rpcHandledTotal.inc({ ...labels, grpc_code: code });
+  rpcHandledTotal.inc(handledLabels(labels, code));
   rpcHandlingSeconds.observe(labels, seconds);
   rpcInFlight.dec(labels);
 }

@@ -14,7 +14,7 @@
  * active span: a span started inside an RPC's context becomes its child.
  * Tests pass their own exporter (an InMemorySpanExporter).
  */
-import { context, propagation, ROOT_CONTEXT, SpanKind, trace, type Context, type Span, type TextMapGetter, type Tracer } from "@opentelemetry/api";
+import { context, INVALID_SPAN_CONTEXT, propagation, ROOT_CONTEXT, SpanKind, trace, type Context, type Span, type TextMapGetter, type Tracer } from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
 import { BatchSpanProcessor, NodeTracerProvider, SimpleSpanProcessor, type SpanExporter } from "@opentelemetry/sdk-trace-node";
@@ -43,6 +43,16 @@ export function otlpEndpointConfigured(env: Readonly<Record<string, string | und
   return Boolean(env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]?.trim() || env["OTEL_EXPORTER_OTLP_ENDPOINT"]?.trim());
 }
 
+/**
+ * Whether this process registered a tracer provider. Without one every span is
+ * a no-op and the caller's context is the root context (no propagator either),
+ * so an RPC takes the shared non-recording span instead of building one.
+ */
+let registered = false;
+
+/** The span and context of every RPC while tracing is off: nothing to record, nothing to propagate. */
+const UNTRACED: { readonly span: Span; readonly context: Context } = { span: trace.wrapSpanContext(INVALID_SPAN_CONTEXT), context: ROOT_CONTEXT };
+
 /** Registers the tracer provider when tracing is configured; undefined (and nothing registered) when it is not. */
 export function startTracing(options: TracingOptions = {}): Tracing | undefined {
   const env = options.env ?? process.env;
@@ -54,6 +64,7 @@ export function startTracing(options: TracingOptions = {}): Tracing | undefined 
   const processor = options.exporter === undefined ? new BatchSpanProcessor(new OTLPTraceExporter()) : new SimpleSpanProcessor(options.exporter);
   const provider = new NodeTracerProvider({ resource, spanProcessors: [processor] });
   provider.register();
+  registered = true;
   return {
     async shutdown() {
       await provider.shutdown();
@@ -78,6 +89,7 @@ export function callerContext(headers: Headers): Context {
 
 /** Starts the server span of one RPC as a child of the caller's context; returns it with the context to run the call in. */
 export function startRpcSpan(service: string, method: string, headers: Headers): { span: Span; context: Context } {
+  if (!registered) return UNTRACED;
   const parent = callerContext(headers);
   const span = tracer().startSpan(
     `${service}/${method}`,
@@ -89,5 +101,6 @@ export function startRpcSpan(service: string, method: string, headers: Headers):
 
 /** Runs fn in ctx (so spans started inside become children). */
 export function withContext<T>(ctx: Context, fn: () => T): T {
+  if (!registered) return fn();
   return context.with(ctx, fn);
 }

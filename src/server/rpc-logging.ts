@@ -67,6 +67,27 @@ export function rpcLabelsOf(method: DescMethod): RpcLabels {
   return { grpc_type: grpcTypeOf(method), grpc_service: method.parent.typeName, grpc_method: method.name };
 }
 
+/** What every call of one method shares: its labels, its name, its sent-message counter. */
+interface MethodFacts {
+  readonly labels: RpcLabels;
+  /** "package.Service/Method" */
+  readonly name: string;
+  readonly countSent: () => void;
+}
+
+/** Per method descriptor (a fixed set), so a call allocates none of it. */
+const methodFacts = new WeakMap<DescMethod, MethodFacts>();
+
+function factsOf(method: DescMethod): MethodFacts {
+  let facts = methodFacts.get(method);
+  if (facts === undefined) {
+    const labels = rpcLabelsOf(method);
+    facts = { labels, name: `${labels.grpc_service}/${labels.grpc_method}`, countSent: () => rpcMessageSent(labels) };
+    methodFacts.set(method, facts);
+  }
+  return facts;
+}
+
 interface Call {
   readonly labels: RpcLabels;
   readonly method: string;
@@ -99,7 +120,8 @@ export interface RpcLoggingOptions {
 export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingOptions = {}): Interceptor {
   return (next) => async (req) => {
     const startedAt = performance.now();
-    const labels = rpcLabelsOf(req.method);
+    const facts = factsOf(req.method);
+    const labels = facts.labels;
     const { span, context } = startRpcSpan(labels.grpc_service, labels.grpc_method, req.header);
     const spanContext = span.spanContext();
     const traced = isSpanContextValid(spanContext);
@@ -110,11 +132,11 @@ export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingO
       ...(traced ? { spanId: spanContext.spanId } : {}),
     };
     req.contextValues.set(RPC_IDS, ids);
-    req.contextValues.set(COUNT_MESSAGE_SENT, () => rpcMessageSent(labels));
+    req.contextValues.set(COUNT_MESSAGE_SENT, facts.countSent);
     if (ids.traceId !== undefined) span.setAttribute("sessiond.request_id", ids.requestId);
     const call: Call = {
       labels,
-      method: `${labels.grpc_service}/${labels.grpc_method}`,
+      method: facts.name,
       ids,
       span,
       signal: req.signal,

@@ -171,7 +171,7 @@ export class SessionManager {
       ...(user === undefined ? {} : { guard: { userId: user, level: "read" } }),
     });
     for (const record of result.evicted ?? []) this.onSystemEnd?.("evicted", record, record.endTime);
-    return { session: this.view(result.session), created: result.created };
+    return { session: toSessionView(result.session, this.cipher, { sealed: metadata, text }), created: result.created };
   }
 
   /** A live session (recording the access), or with includeEnded also the archived state of an ended one. */

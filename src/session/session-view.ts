@@ -18,7 +18,11 @@ export interface SessionView extends Omit<SessionRecord, "metadata"> {
   readonly metadata: JsonObject;
 }
 
-export function toSessionView(record: SessionRecord, cipher: FieldCipher): SessionView {
-  const text = cipher.open(record.metadata, { tenant: record.tenant, sessionId: record.sessionId, field: METADATA_FIELD });
+export function toSessionView(record: SessionRecord, cipher: FieldCipher, known?: { readonly sealed: string; readonly text: string }): SessionView {
+  // A record holding exactly what this process just sealed: its plaintext is at hand, no need to open it again.
+  const text =
+    known !== undefined && known.sealed === record.metadata
+      ? known.text
+      : cipher.open(record.metadata, { tenant: record.tenant, sessionId: record.sessionId, field: METADATA_FIELD });
   return { ...record, metadata: decodeMetadata(text) };
 }

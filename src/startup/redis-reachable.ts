@@ -1,12 +1,13 @@
 /**
- * One bounded connection attempt to REDIS_URL before anything else starts, so a
+ * One bounded connection attempt to Redis (REDIS_URL, or the primary the
+ * sentinels of REDIS_SENTINELS name) before anything else starts, so a
  * wrong address or password fails the start at once with a line naming the
  * address and the cause, instead of a service that comes up not ready and
  * retries in the background. Once running, the store rides out Redis outages
  * on its own (UNAVAILABLE, readiness), which is a different situation: a
  * deploy with a wrong URL should never look healthy enough to roll on.
  */
-import { Redis } from "ioredis";
+import type { Redis, RedisOptions } from "ioredis";
 import { StartError } from "./start-error.js";
 
 /** host:port of a redis:// URL, without the user or password it may carry. */
@@ -19,9 +20,19 @@ export function redisAddress(url: string): string {
   }
 }
 
+/** How to reach the store's Redis, for the start check. */
+export interface RedisEndpoint {
+  /** A connection with these options (no password in anything it reports). */
+  readonly open: (options: RedisOptions) => Redis;
+  /** Where it points, without a password (see describeTarget in store/redis/connections.ts). */
+  readonly address: string;
+  /** The setting that names it, for the message. */
+  readonly setting: string;
+}
+
 /** Resolves when Redis answers PING within timeoutMs; else rejects with a StartError naming the address and cause. */
-export async function assertRedisReachable(url: string, timeoutMs: number): Promise<void> {
-  const redis = new Redis(url, {
+export async function assertRedisReachable(endpoint: RedisEndpoint, timeoutMs: number): Promise<void> {
+  const redis = endpoint.open({
     lazyConnect: true,
     connectTimeout: timeoutMs,
     commandTimeout: timeoutMs,
@@ -38,7 +49,7 @@ export async function assertRedisReachable(url: string, timeoutMs: number): Prom
     await redis.connect();
     await redis.ping();
   } catch (error) {
-    throw new StartError(`Redis at ${redisAddress(url)} (REDIS_URL) is unreachable: ${causeOf(lastError ?? error)}`);
+    throw new StartError(`Redis at ${endpoint.address} (${endpoint.setting}) is unreachable: ${causeOf(lastError ?? error)}`);
   } finally {
     redis.disconnect();
   }

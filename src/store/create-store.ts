@@ -1,11 +1,13 @@
 /**
- * Chooses the store from the configuration: Redis when REDIS_URL is set, else
- * the in-process MemoryStore, which is for development and tests only.
+ * Chooses the store from the configuration: Redis when REDIS_URL or
+ * REDIS_SENTINELS is set, else the in-process MemoryStore, which is for
+ * development and tests only.
  */
 import type { Logger } from "pino";
 import type { Config } from "../config/config.js";
 import { MemoryStore } from "./memory/memory-store.js";
 import { RedisStore, type RedisStoreOptions } from "./redis/redis-store.js";
+import type { RedisTarget } from "./redis/connections.js";
 import type { SessionStore, StoreLimits } from "./store.js";
 
 /** The limits a store enforces itself, because they must be checked atomically with the write. */
@@ -24,6 +26,12 @@ export function storeLimits(config: Config): StoreLimits {
   };
 }
 
+/** Where the configured Redis is; undefined: no Redis (the in-process store). */
+export function redisTarget(config: Pick<Config, "redisUrl" | "redisSentinel">): RedisTarget | undefined {
+  if (config.redisSentinel !== undefined) return { sentinel: config.redisSentinel };
+  return config.redisUrl === undefined ? undefined : { url: config.redisUrl };
+}
+
 export interface CreateStoreHooks {
   /** Every Redis connection the store opens, with its name (app.ts counts their errors and reconnects). */
   readonly onRedisConnection?: RedisStoreOptions["onConnection"];
@@ -33,9 +41,11 @@ export interface CreateStoreHooks {
 
 export function createStore(config: Config, logger: Logger, hooks: CreateStoreHooks = {}): SessionStore {
   const limits = storeLimits(config);
-  if (config.redisUrl !== undefined) {
+  const target = redisTarget(config);
+  if (target !== undefined) {
     return new RedisStore({
-      url: config.redisUrl,
+      ...target,
+      replicaWait: { replicas: config.redisWaitReplicas, timeoutMs: config.redisWaitTimeoutMs },
       keyPrefix: config.keyPrefix,
       limits,
       commandTimeoutMs: config.redisCommandTimeoutMs,
@@ -47,7 +57,7 @@ export function createStore(config: Config, logger: Logger, hooks: CreateStoreHo
   // Loud on purpose: running without REDIS_URL by accident in production loses every session on restart.
   logger.warn(
     { store: "memory" },
-    "REDIS_URL is not set: sessions are kept in this process only; nothing is persisted, data is lost on restart, and processes do not share sessions",
+    "REDIS_URL (or REDIS_SENTINELS) is not set: sessions are kept in this process only; nothing is persisted, data is lost on restart, and processes do not share sessions",
   );
   return new MemoryStore({ limits });
 }

@@ -17,11 +17,13 @@
  * least that long after rotating.
  */
 import { pathToFileURL } from "node:url";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, sealedKeyId, type FieldBinding } from "../crypto/field-cipher.js";
 import type { Keyring } from "../crypto/keyring.js";
 import { RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
+import { redisClient } from "../store/redis/connections.js";
+import { redisTarget } from "../store/create-store.js";
 
 export interface ReencryptOptions {
   readonly redis: Redis;
@@ -143,11 +145,12 @@ async function main(): Promise<number> {
     process.stderr.write(`reencrypt: invalid configuration: ${error.message}\n`);
     return 2;
   }
-  if (config.redisUrl === undefined || config.encryption.keyring === undefined) {
-    process.stderr.write("reencrypt: needs REDIS_URL and ENCRYPTION_KEYS (or ENCRYPTION_KEYS_FILE); the first key is the one values are rewritten under\n");
+  const target = redisTarget(config);
+  if (target === undefined || config.encryption.keyring === undefined) {
+    process.stderr.write("reencrypt: needs REDIS_URL (or REDIS_SENTINELS) and ENCRYPTION_KEYS (or ENCRYPTION_KEYS_FILE); the first key is the one values are rewritten under\n");
     return 2;
   }
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1 });
+  const redis = redisClient(target, { maxRetriesPerRequest: 1 });
   try {
     const report = await reencrypt({ redis, keyPrefix: config.keyPrefix, keyring: config.encryption.keyring });
     process.stdout.write(`${JSON.stringify({ primaryKeyId: config.encryption.keyring.primary.id, ...report })}\n`);

@@ -46,8 +46,9 @@ function assertRedisServerInstalled(): void {
   }
 }
 
-async function waitForPing(port: number, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 10_000;
+/** Resolves once the redis-server (or sentinel) on `port` answers PING; rejects when `child` exits or after `timeoutMs`. */
+export async function waitForPing(port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) {
       throw new Error(`redis-server on port ${port} exited with code ${child.exitCode}`);
@@ -64,7 +65,7 @@ async function waitForPing(port: number, child: ChildProcess): Promise<void> {
     }
     await sleep(25);
   }
-  throw new Error(`redis-server on port ${port} did not answer PING within 10 s`);
+  throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs} ms`);
 }
 
 /**

@@ -8,8 +8,9 @@
  *
  * `sent` is the store's own knowledge: false while it was still waiting for a
  * ready connection, true once the command was handed to ioredis on a ready
- * connection (ioredis writes it to the socket at once; enableOfflineQueue is
- * off, so it cannot sit in a queue).
+ * connection (ioredis writes it within the event-loop turn, or once the
+ * auto-pipeline in flight is answered; enableOfflineQueue is off, so it never
+ * waits for a reconnect: a connection lost first fails it as not written).
  */
 import { isSessionError, SessionError } from "../../domain/errors.js";
 

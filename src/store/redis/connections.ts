@@ -1,34 +1,145 @@
 /**
  * The Redis connections of one RedisStore: the shared command connection and
  * the dedicated ones (event reader, keyspace subscriber), their readiness,
- * and waiting for them within a call's deadline.
+ * and waiting for them within a call's deadline; and how any connection to
+ * the store's Redis is made (redisClient), from a URL or through Sentinel.
+ *
+ * Through Sentinel, every connection asks the sentinels for the current
+ * primary whenever it (re)connects and checks the role of what it reached.
+ * A killed primary breaks its connections by itself. A primary that is alive
+ * when the sentinels switch (a failover they were told to make, a partition)
+ * keeps serving as a primary until Sentinel demotes it, seconds later: the
+ * store listens for +switch-master on every sentinel (watchSwitchMaster) and
+ * reconnects each ready connection that is not on the new primary; a write
+ * refused as READONLY also makes a connection reconnect. So the store follows
+ * a failover without a restart. Dedicated connections are duplicates of the
+ * command connection and inherit all of that. ioredis's own failoverDetector
+ * stays off: a +switch-master that arrives while a connection is asking the
+ * sentinels ends that connection for good (its connect() rejects and ioredis
+ * gives up); here only ready connections are told to reconnect.
  *
  * Commands are never queued on the command connection while Redis is
  * unreachable (enableOfflineQueue: false) and never replayed after a reconnect
  * (autoResendUnfulfilledCommands: false); callers wait for "ready" here instead.
+ *
+ * The command connection pipelines automatically (enableAutoPipelining): the
+ * commands issued in one event-loop turn go out in one socket write instead
+ * of one write (one system call) each, which under concurrent calls is most
+ * of what a command costs this process. A command waits at most for the
+ * pipeline already in flight; a connection that drops fails the queued
+ * commands as unsent (call-outcome.ts), so nothing is replayed.
  */
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { SessionError } from "../../domain/errors.js";
+import { redisAddress } from "../../startup/redis-reachable.js";
 
 /** The connections of a RedisStore, as onConnection names them. */
 export type RedisConnectionName = "store" | "events" | "keyspace";
 
-export interface RedisConnectionsOptions {
-  /** redis://[user:password@]host:port[/db] */
-  readonly url: string;
-  /** Deadline of one store call, including waiting for a reconnect. */
-  readonly commandTimeoutMs: number;
-  readonly logger?: Logger | undefined;
-  /** Called with every connection before it can emit any event (see RedisStoreOptions.onConnection). */
-  readonly onConnection?: ((client: Redis, name: RedisConnectionName) => void) | undefined;
+/** A Redis primary found through Sentinel. */
+export interface RedisSentinelTarget {
+  readonly sentinels: readonly { readonly host: string; readonly port: number }[];
+  /** The master group name (`sentinel monitor <name> ...`). */
+  readonly masterName: string;
+  /** Of the Redis servers (primary and replicas). */
+  readonly password?: string | undefined;
+  /** Of the sentinels. */
+  readonly sentinelPassword?: string | undefined;
 }
+
+/** Where the store's Redis is: a URL (redis://[user:password@]host:port[/db]) or Sentinel. */
+export type RedisTarget = { readonly url: string; readonly sentinel?: undefined } | { readonly url?: undefined; readonly sentinel: RedisSentinelTarget };
 
 /**
  * Longest pause between reconnect attempts: bounds how long recovery takes once
  * Redis is back (event delivery resumes within a second of it).
  */
-const MAX_RECONNECT_DELAY_MS = 250;
+export const MAX_RECONNECT_DELAY_MS = 250;
+
+/** The bounded backoff of every store connection's reconnects (and, through Sentinel, of asking the sentinels again). */
+export function reconnectDelay(attempt: number, maxMs = MAX_RECONNECT_DELAY_MS): number {
+  return Math.min(50 * 2 ** attempt, maxMs);
+}
+
+/** A write refused by a primary that was demoted under this connection. */
+const DEMOTED = /^READONLY\b/;
+
+/**
+ * A connection to the target's Redis (the primary, through Sentinel) with the
+ * given options; the caller's options win except where Sentinel needs its own.
+ */
+export function redisClient(target: RedisTarget, options: RedisOptions): Redis {
+  if (target.sentinel === undefined) return new Redis(target.url, options);
+  const sentinel = target.sentinel;
+  const retry = options.retryStrategy;
+  return new Redis({
+    ...options,
+    sentinels: sentinel.sentinels.map(({ host, port }) => ({ host, port })),
+    name: sentinel.masterName,
+    role: "master",
+    ...(sentinel.password === undefined ? {} : { password: sentinel.password }),
+    ...(sentinel.sentinelPassword === undefined ? {} : { sentinelPassword: sentinel.sentinelPassword }),
+    // Asking every sentinel again follows the connection's own retry rule (none: a one-shot probe fails at once).
+    sentinelRetryStrategy: (attempt) => (typeof retry === "function" ? retry(attempt) : reconnectDelay(attempt)),
+    // Reconnect (asking the sentinels) when a write meets a demoted primary; the refused command still fails.
+    reconnectOnError: (error) => DEMOTED.test(error.message),
+  });
+}
+
+/** The channel on which sentinels announce a new primary: "<name> <old-ip> <old-port> <new-ip> <new-port>". */
+const SWITCH_MASTER = "+switch-master";
+
+/**
+ * Subscribes to +switch-master on every sentinel (each connection retries on
+ * its own) and calls onSwitch with the new primary of `masterName`; returns
+ * the stop function.
+ */
+export function watchSwitchMaster(target: RedisSentinelTarget, onSwitch: (host: string, port: number) => void): () => void {
+  const clients = target.sentinels.map(({ host, port }) => {
+    const client = new Redis({
+      host,
+      port,
+      ...(target.sentinelPassword === undefined ? {} : { password: target.sentinelPassword }),
+      maxRetriesPerRequest: null,
+      retryStrategy: (attempt) => reconnectDelay(attempt, 1000),
+    });
+    client.on("error", () => {
+      // A sentinel down: the others still announce; this one resubscribes when it is back (autoResubscribe).
+    });
+    client.on("message", (channel: string, message: string) => {
+      const [name, , , newHost, newPort] = message.split(" ");
+      if (channel === SWITCH_MASTER && name === target.masterName && newHost !== undefined) onSwitch(newHost, Number(newPort));
+    });
+    client.subscribe(SWITCH_MASTER).catch(() => {});
+    return client;
+  });
+  return () => {
+    for (const client of clients) client.disconnect();
+  };
+}
+
+/** Whether a ready connection's socket goes to host:port (IPv4-mapped IPv6 addresses compared as IPv4). */
+function connectedTo(redis: Redis, host: string, port: number): boolean {
+  const socket = redis.stream as { remoteAddress?: string; remotePort?: number } | undefined;
+  const address = socket?.remoteAddress?.replace(/^::ffff:/, "");
+  return socket?.remotePort === port && address === host.replace(/^::ffff:/, "");
+}
+
+/** Where a target points, for messages and trace attributes (never a password). */
+export function describeTarget(target: RedisTarget): string {
+  if (target.sentinel === undefined) return redisAddress(target.url);
+  const { sentinels, masterName } = target.sentinel;
+  return `primary "${masterName}" of sentinels ${sentinels.map((s) => `${s.host}:${s.port}`).join(",")}`;
+}
+
+export type RedisConnectionsOptions = RedisTarget & {
+  /** Deadline of one store call, including waiting for a reconnect. */
+  readonly commandTimeoutMs: number;
+  readonly logger?: Logger | undefined;
+  /** Called with every connection before it can emit any event (see RedisStoreOptions.onConnection). */
+  readonly onConnection?: ((client: Redis, name: RedisConnectionName) => void) | undefined;
+};
 
 export class RedisConnections {
   /** The shared connection every plain command and script runs on. */
@@ -51,21 +162,25 @@ export class RedisConnections {
   private readonly readinessListeners = new Set<(ready: boolean) => void>();
   /** What readiness listeners were last told. */
   private lastReady: boolean | undefined;
+  /** Stops following +switch-master (Sentinel only). */
+  private readonly stopSwitchWatch: (() => void) | undefined;
 
   constructor(options: RedisConnectionsOptions) {
     this.timeoutMs = options.commandTimeoutMs;
     this.logger = options.logger;
     this.onConnection = options.onConnection;
-    this.command = new Redis(options.url, {
+    this.command = redisClient(options, {
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
+      enableAutoPipelining: true,
       // Reject in-flight commands as soon as the connection drops.
       maxRetriesPerRequest: 0,
       // No commandTimeout: it is a wall-clock timer; RedisStore.call() bounds every command with a loop-aware deadline.
       connectTimeout: Math.max(options.commandTimeoutMs, 1000),
-      retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
+      retryStrategy: (attempt) => reconnectDelay(attempt),
     });
     this.track(this.command, "store");
+    this.stopSwitchWatch = options.sentinel === undefined ? undefined : watchSwitchMaster(options.sentinel, (host, port) => this.followSwitch(host, port));
     this.command.on("ready", () => {
       if (!this.connected) this.logger?.info("redis store connected");
       this.connected = true;
@@ -80,6 +195,14 @@ export class RedisConnections {
     this.command.on("close", () => {
       if (this.connected && !this.disposedFlag) this.logger?.warn("redis store connection closed");
       this.connected = false;
+    });
+    // ioredis ends a connection for good when a connect attempt itself rejects
+    // (through Sentinel: one interrupted while asking the sentinels); only dispose() may end it.
+    this.command.on("end", () => {
+      if (this.disposedFlag) return;
+      setTimeout(() => {
+        if (!this.disposedFlag && this.command.status === "end") this.command.connect().catch(() => {});
+      }, MAX_RECONNECT_DELAY_MS).unref();
     });
   }
 
@@ -130,6 +253,8 @@ export class RedisConnections {
   dedicated(purpose: Exclude<RedisConnectionName, "store">, slackMs = 0): Redis {
     const redis = this.command.duplicate({
       enableOfflineQueue: true,
+      // One blocking command or subscription at a time: nothing to batch.
+      enableAutoPipelining: false,
       // The event reader's XREAD must fail the moment its connection drops, so the
       // reader re-issues it at once: ioredis neither resends it
       // (autoResendUnfulfilledCommands is off) nor rejects it otherwise before
@@ -149,7 +274,18 @@ export class RedisConnections {
   /** Closes the command connection; dedicated ones are closed by their owners. */
   dispose(): void {
     this.disposedFlag = true;
+    this.stopSwitchWatch?.();
     this.command.disconnect();
+  }
+
+  /** Sentinel named a new primary: every ready connection elsewhere reconnects (and asks the sentinels again). */
+  private followSwitch(host: string, port: number): void {
+    if (this.disposedFlag) return;
+    this.logger?.warn({ primary: `${host}:${port}` }, "redis sentinel announced a new primary; reconnecting");
+    for (const redis of this.serving) {
+      // Only ready ones: a connection that is connecting asks the sentinels anyway (see the file comment).
+      if (redis.status === "ready" && !connectedTo(redis, host, port)) redis.disconnect(true);
+    }
   }
 
   /**

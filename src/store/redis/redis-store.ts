@@ -54,14 +54,14 @@ import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { traceScript } from "./script-tracing.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
-import { RedisConnections, type RedisConnectionName } from "./connections.js";
+import { RedisConnections, type RedisConnectionName, type RedisTarget } from "./connections.js";
+import { ReplicaWait, type WriteMark } from "./replica-wait.js";
 import { RedisMemoryState } from "./memory-state.js";
 
 export type { RedisConnectionName } from "./connections.js";
 
-export interface RedisStoreOptions {
-  /** redis://[user:password@]host:port[/db] */
-  readonly url: string;
+/** Where Redis is (a URL, or Sentinel: connections.ts) and how the store uses it. */
+export type RedisStoreOptions = RedisTarget & {
   /** Prefix of every key (DEFAULT_KEY_PREFIX in keys.ts is "sd:"). */
   readonly keyPrefix: string;
   readonly limits: StoreLimits;
@@ -78,7 +78,9 @@ export interface RedisStoreOptions {
   readonly onConnection?: (client: Redis, name: RedisConnectionName) => void;
   /** Called when Redis was out of memory and a close kept a shortened archive (for a metric). */
   readonly onArchiveShortened?: () => void;
-}
+  /** REDIS_WAIT_REPLICAS and REDIS_WAIT_TIMEOUT: confirm each acknowledged write on replicas (replica-wait.ts); absent or 0: no WAIT. */
+  readonly replicaWait?: { readonly replicas: number; readonly timeoutMs: number } | undefined;
+};
 
 /** Added to the command timeout of a blocking read: the longest BLOCK the event reader asks for. */
 const BLOCK_SLACK_MS = 5000;
@@ -104,6 +106,8 @@ export class RedisStore implements SessionStore {
   private readonly onArchiveShortened: RedisStoreOptions["onArchiveShortened"];
   /** Eviction policy and memory state of the server, for readiness and the start check. */
   private readonly memory = new RedisMemoryState();
+  /** Confirms acknowledged writes on replicas; undefined: REDIS_WAIT_REPLICAS is 0. */
+  private readonly replicaWait: ReplicaWait | undefined;
 
   constructor(options: RedisStoreOptions) {
     this.timeoutMs = options.commandTimeoutMs;
@@ -119,14 +123,24 @@ export class RedisStore implements SessionStore {
       limits.eventRetentionMs,
     ];
     this.connections = new RedisConnections({
-      url: options.url,
+      ...(options.sentinel === undefined ? { url: options.url } : { sentinel: options.sentinel }),
       commandTimeoutMs: options.commandTimeoutMs,
       logger: options.logger,
       onConnection: options.onConnection,
     });
     this.redis = this.connections.command;
-    this.server = { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 };
+    // Through Sentinel the primary changes under the connection: no fixed address to name in traces.
+    this.server = options.sentinel === undefined ? { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 } : undefined;
     this.onArchiveShortened = options.onArchiveShortened;
+    const wait = options.replicaWait;
+    // One primary: every write goes over the command connection.
+    this.replicaWait =
+      wait === undefined || wait.replicas <= 0
+        ? undefined
+        : new ReplicaWait(
+            { replicas: wait.replicas, timeoutMs: wait.timeoutMs, slackMs: options.commandTimeoutMs, advanceChannel: `${options.keyPrefix}wait` },
+            () => this.redis,
+          );
 
     const sources = scriptSources();
     const scripts = {} as Record<ScriptName, ScriptFn>;
@@ -322,12 +336,31 @@ export class RedisStore implements SessionStore {
     for (let from = after; ; ) {
       const want = limit - events.length;
       const reply: unknown[] = await this.script("readEvents", "", [from, want]);
+      if (from === after) await this.checkCursorHeld(after, reply, want);
       const batch = decodeStreamBatch(reply[2]);
       events.push(...batch.events);
       this.unreadableListeners.notify(batch.unreadable);
       if (batch.lastId === undefined || batch.size < want || events.length >= limit) return events;
       from = batch.lastId;
     }
+  }
+
+  /**
+   * A cursor the log accepted must name an entry it holds (or its start):
+   * a failover to a replica that missed the log's newest entries keeps the
+   * generation, and the lost ids are then merely "not trimmed". Without this
+   * check a watcher that saw them would go on silently once newer events
+   * pass its cursor. XRANGE runs after the script; a trim in between is told
+   * apart by running the script again (it then answers out_of_range itself).
+   */
+  private async checkCursorHeld(after: string, reply: readonly unknown[], limit: number): Promise<void> {
+    const [, lastId, , generation] = reply;
+    if (compareEventIds(after, ZERO_EVENT_ID) === 0 || after === `${String(generation)}-0` || after === lastId) return;
+    const key = eventLogKey(this.prefix);
+    const held = await this.call(() => this.redis.xrange(key, after, after, "COUNT", 1));
+    if (held.length > 0) return;
+    await this.script("readEvents", "", [after, limit]);
+    throw new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
   }
 
   onUnreadableEvent(listener: UnreadableListener): () => void {
@@ -438,8 +471,13 @@ export class RedisStore implements SessionStore {
   private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
     const fn = this.scripts[name];
     const guardArgs = guard === undefined ? ["", ""] : [guard.userId, guard.level];
+    const waiter = ACKNOWLEDGED_WRITES.has(name) ? this.replicaWait : undefined;
+    let mark: WriteMark | undefined;
     const full = await traceScript(name, this.server, () =>
-      this.call(() => fn(this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), ...args)),
+      this.call(() => {
+        mark = waiter?.mark(new RedisKeys(this.prefix, tenant).record(String(args[0])));
+        return fn(this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), ...args);
+      }),
     );
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
@@ -458,6 +496,8 @@ export class RedisStore implements SessionStore {
     }
     const strings = reply as string[];
     if (strings[0] !== "ok") throw scriptError(strings[0] as string, strings[1]);
+    // A create replayed by its request id wrote nothing now: its WAIT must cover the first attempt's write.
+    if (waiter !== undefined && mark !== undefined) await waiter.confirm(mark, name === "create" && strings[1] !== "1");
     return { reply: strings, now };
   }
 
@@ -489,6 +529,13 @@ export class RedisStore implements SessionStore {
     }
   }
 }
+
+/**
+ * Writes whose success a caller relies on: confirmed on replicas with
+ * REDIS_WAIT_REPLICAS. Not expireDue: no caller waits for it, and failing it
+ * after it was applied would lose its expirations' audit records.
+ */
+const ACKNOWLEDGED_WRITES: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "update", "extend", "close", "setData", "deleteData", "clearData"]);
 
 /** Scripts that only read, except for archiving a due session they meet (and the best-effort access time). */
 const READS: ReadonlySet<ScriptName> = new Set<ScriptName>(["get", "getData", "listData", "list"]);
