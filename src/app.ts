@@ -46,7 +46,9 @@ import { StartError } from "./startup/start-error.js";
 import { createStore, redisTarget } from "./store/create-store.js";
 import { describeTarget, redisClient } from "./store/redis/connections.js";
 import type { RedisOptions } from "ioredis";
-import type { SessionStore } from "./store/store.js";
+import { SealedNames } from "./store/sealed-names.js";
+import { sealStore } from "./store/sealed-store.js";
+import type { SessionStore, StoredEvent } from "./store/store.js";
 import { EventHub } from "./streaming/event-hub.js";
 
 /** The reflection services reflectionServiceRoutes serves (the gate judges their paths too). */
@@ -106,14 +108,20 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     });
   }
   // Every connection the store opens counts its errors and reconnects on /metrics (the store knows nothing of metrics).
-  const store = createStore(config, logger, {
-    onRedisConnection: (client, name) => void instrumentRedis(client, name),
-    onArchiveShortened: countArchiveShortened,
-  });
+  // With encryption on, identifiers reach the store only as keyed HMACs (sealed-store.ts).
+  const store = sealStore(
+    createStore(config, logger, {
+      onRedisConnection: (client, name) => void instrumentRedis(client, name),
+      onArchiveShortened: countArchiveShortened,
+    }),
+    security.cipher,
+    logger.child({ component: "sessions" }),
+  );
   await refuseEvictingRedis(store, config, logger).catch(async (error: unknown) => {
     await store.dispose();
     throw error;
   });
+  const sealedNames = new SealedNames(security.cipher);
   // Config guarantees Redis (REDIS_URL or REDIS_SENTINELS) with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
   const archive =
     config.archiveDatabase === undefined || redis === undefined
@@ -126,6 +134,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
           logger: logger.child({ component: "archive" }),
           observer: archiveMetrics,
           onRedisConnection: (client) => void instrumentRedis(client, "archive"),
+          ...(security.cipher.encrypts ? { openEvent: (event: StoredEvent) => sealedNames.event(event) } : {}),
         });
   const manager = new SessionManager({
     ...(archive === undefined ? {} : { endedArchive: archive.database }),

@@ -21,7 +21,8 @@ import { Keyring, parseKeyring } from "../src/crypto/keyring.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { reencrypt } from "../src/tools/reencrypt.js";
 import { useRedisServer } from "./support/redis-server.js";
-import { startTestApp, waitForWatchers } from "./support/server.js";
+import { captureLogs, startTestApp, waitForWatchers } from "./support/server.js";
+import { metricValue } from "./support/attack.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const key = (id: string): string => `${id}:${randomBytes(32).toString("base64")}`;
@@ -110,6 +111,15 @@ describe("field cipher", () => {
   });
 });
 
+function isSealedText(value: string): boolean {
+  return value.startsWith("e1:k1:");
+}
+
+/** The data hash field (a keyed HMAC) under which the service keeps data key `key` of tenant "default" with K1 primary. */
+function dataToken(key: string): string {
+  return (new AesGcmFieldCipher(parseKeyring(K1)).indexNames(key, { tenant: "default", kind: "data_key" })[0] ?? "").slice(0, 22);
+}
+
 /** Every key and every value in Redis, as text (SCAN-free KEYS is fine in a test). */
 async function rawDump(raw: Redis): Promise<string> {
   const parts: string[] = [];
@@ -169,16 +179,25 @@ describe("encryption at rest on Redis", () => {
     });
   });
 
-  test("a secret written through every API path leaves no trace in a raw dump of Redis", async () => {
+  test("a secret written through every API path leaves no trace in a raw dump of Redis, nor do user ids, data sources, request ids or data key names", async () => {
     await redis.raw.flushall();
     const secret = `s3cr3t-${randomUUID()}`;
+    const user = `alice-${randomUUID()}@example.com`;
+    const user2 = `bob-${randomUUID()}@example.com`;
+    const source = `source-${randomUUID()}`;
+    const source2 = `moved-${randomUUID()}`;
+    const [k1, k2, k3] = [`card-${randomUUID()}`, `iban-${randomUUID()}`, `ssn-${randomUUID()}`];
     await withApp({ ENCRYPTION_KEYS: K1 }, async (app, client) => {
       const events: string[] = [];
+      const eventNames: string[] = [];
       const controller = new AbortController();
       const watching = (async () => {
         try {
           for await (const res of client.watchSessions({}, { signal: controller.signal, timeoutMs: 30_000 })) {
-            if (res.event?.type !== EventType.HEARTBEAT) events.push(JSON.stringify(res.event?.session?.metadata ?? {}));
+            if (res.event?.type !== EventType.HEARTBEAT) {
+              events.push(JSON.stringify(res.event?.session?.metadata ?? {}));
+              eventNames.push(res.event?.session?.userId ?? "", res.event?.session?.dataSource ?? "", ...(res.event?.dataKeys ?? []));
+            }
           }
         } catch {
           // aborted
@@ -186,39 +205,61 @@ describe("encryption at rest on Redis", () => {
       })();
       await waitForWatchers(app, 1);
       const requestId = `request-${randomUUID()}`;
-      const made = await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { secret }, requestId });
+      const made = await client.createSession({ userId: user, dataSource: source, accessLevel: AccessLevel.WRITE, metadata: { secret }, requestId });
       const id = made.session?.sessionId ?? "";
       // The request id is stored only as a keyed HMAC, and a retry still finds the session by it.
-      const retried = await client.createSession({ userId: "u", dataSource: "d", requestId });
+      const retried = await client.createSession({ userId: user, dataSource: source, requestId });
       assert.equal(retried.created, false);
       assert.equal(retried.session?.sessionId, id);
       await client.updateSession({ sessionId: id, metadata: { secret, again: secret } });
       await client.updateSession({ sessionId: id, metadata: { merged: secret }, mergeMetadata: true });
-      await client.setSessionData({ sessionId: id, key: "k1", value: { kind: { case: "stringValue", value: secret } } });
-      await client.setSessionData({ sessionId: id, key: "k2", value: { kind: { case: "structValue", value: { fields: { s: { kind: { case: "stringValue", value: secret } } } } } } });
+      await client.setSessionData({ sessionId: id, key: k1, value: { kind: { case: "stringValue", value: secret } } });
+      await client.setSessionData({ sessionId: id, key: k2, value: { kind: { case: "structValue", value: { fields: { s: { kind: { case: "stringValue", value: secret } } } } } } });
+      await client.setSessionData({ sessionId: id, key: k3, value: { kind: { case: "stringValue", value: secret } } });
+      await client.deleteSessionData({ sessionId: id, key: k3 });
       await client.extendSession({ sessionId: id, ttl: durationFromMs(600_000) });
       // Reads come back decrypted.
       const got = await client.getSession({ sessionId: id });
       assert.deepEqual(got.session?.metadata, { secret, again: secret, merged: secret });
-      assert.deepEqual((await client.getSessionData({ sessionId: id, key: "k1" })).value?.kind, { case: "stringValue", value: secret });
+      assert.deepEqual((await client.getSessionData({ sessionId: id, key: k1 })).value?.kind, { case: "stringValue", value: secret });
       const listed = await client.listSessionData({ sessionId: id, includeValues: true });
-      assert.deepEqual(Object.keys(listed.values).sort(), ["k1", "k2"]);
-      assert.equal((await client.listSessions({ userId: "u" })).sessions[0]?.metadata?.["secret"], secret);
+      assert.deepEqual(Object.keys(listed.values).sort(), [k1, k2].sort());
+      assert.deepEqual((await client.listSessionData({ sessionId: id })).keys.sort(), [k1, k2].sort());
+      assert.equal(got.session?.userId, user);
+      assert.equal(got.session?.dataSource, source);
+      const byUser = (await client.listSessions({ userId: user })).sessions;
+      assert.equal(byUser.length, 1);
+      assert.equal(byUser[0]?.metadata?.["secret"], secret);
+      assert.equal(byUser[0]?.userId, user);
+      assert.deepEqual((await client.listSessions({ dataSource: source })).sessions.map((x) => x.sessionId), [id]);
+      assert.deepEqual((await client.listSessions({ userId: user, dataSource: source })).sessions.map((x) => x.sessionId), [id]);
+      assert.deepEqual((await client.getSessionMetrics({})).activeByDataSource, { [source]: 1n });
 
-      const closing = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { secret } })).session?.sessionId ?? "";
-      await client.setSessionData({ sessionId: closing, key: "k", value: { kind: { case: "stringValue", value: secret } } });
+      const closing = (await client.createSession({ userId: user, dataSource: source, accessLevel: AccessLevel.WRITE, metadata: { secret } })).session?.sessionId ?? "";
+      // A data source changed by an update is named by its new name everywhere.
+      await client.updateSession({ sessionId: closing, dataSource: source2 });
+      assert.deepEqual((await client.getSessionMetrics({})).activeByDataSource, { [source]: 1n, [source2]: 1n });
+      assert.deepEqual((await client.listSessions({ dataSource: source2 })).sessions.map((x) => x.sessionId), [closing]);
+      await client.setSessionData({ sessionId: closing, key: k1, value: { kind: { case: "stringValue", value: secret } } });
+      await client.clearSessionData({ sessionId: closing });
       await client.closeSession({ sessionId: closing });
-      assert.equal((await client.getSession({ sessionId: closing, includeEnded: true })).session?.metadata?.["secret"], secret, "the archive opens");
+      const archived = (await client.getSession({ sessionId: closing, includeEnded: true })).session;
+      assert.equal(archived?.metadata?.["secret"], secret, "the archive opens");
+      assert.equal(archived?.userId, user);
+      assert.equal(archived?.dataSource, source2);
 
-      const expiring = (await client.createSession({ userId: "u2", dataSource: "d", ttl: durationFromMs(1000), metadata: { secret } })).session?.sessionId ?? "";
+      const expiring = (await client.createSession({ userId: user2, dataSource: source, ttl: durationFromMs(1000), metadata: { secret } })).session?.sessionId ?? "";
       await sleep(1300);
-      assert.equal((await client.getSession({ sessionId: expiring, includeEnded: true })).session?.metadata?.["secret"], secret);
+      const expired = (await client.getSession({ sessionId: expiring, includeEnded: true })).session;
+      assert.equal(expired?.metadata?.["secret"], secret);
+      assert.equal(expired?.userId, user2);
 
       // Events travel on their own stream: wait (bounded) for one with the secret before stopping it.
       for (const deadline = Date.now() + 5000; !events.some((e) => e.includes(secret)) && Date.now() < deadline; ) await sleep(20);
       controller.abort();
       await watching;
       assert.ok(events.some((e) => e.includes(secret)), "watch events carry the decrypted metadata");
+      for (const name of [user, user2, source, source2, k1, k2, k3]) assert.ok(eventNames.includes(name), "watch events carry the names in the clear");
 
       const dump = await rawDump(redis.raw);
       assert.ok(dump.includes(id), "the dump covers the session's keys");
@@ -226,6 +267,11 @@ describe("encryption at rest on Redis", () => {
       assert.ok(!dump.includes(secret), "no trace of the secret in Redis");
       assert.ok(!dump.includes(Buffer.from(secret).toString("base64")), "not even base64-encoded");
       assert.ok(!dump.includes(requestId) && !dump.includes(requestId.slice(8, 30)), "no trace of the request id");
+      for (const [what, name] of Object.entries({ user, user2, source, source2, k1, k2, k3 })) {
+        const core = name.slice(name.indexOf("-") + 1, name.indexOf("-") + 24);
+        assert.ok(!dump.includes(core), `no trace of ${what} in Redis`);
+        assert.ok(!dump.includes(Buffer.from(name).toString("base64").slice(0, 20)), `not even base64-encoded (${what})`);
+      }
     });
   });
 
@@ -251,14 +297,86 @@ describe("encryption at rest on Redis", () => {
       await redis.raw.hset(keys.record(b), "m", String(await redis.raw.hget(keys.record(a), "m")));
       await internal(client.getSession({ sessionId: b }), "metadata copied to another session");
       // a's data value x into a's key y, and into b's key x.
-      await redis.raw.hset(keys.data(a), "y", String(await redis.raw.hget(keys.data(a), "x")));
+      const [x, y] = [dataToken("x"), dataToken("y")];
+      await redis.raw.hset(keys.data(a), y, String(await redis.raw.hget(keys.data(a), x)));
       await internal(client.getSessionData({ sessionId: a, key: "y" }), "value copied to another key");
-      await redis.raw.hset(keys.data(b), "x", String(await redis.raw.hget(keys.data(a), "x")));
+      await redis.raw.hset(keys.data(b), x, String(await redis.raw.hget(keys.data(a), x)));
       await internal(client.getSessionData({ sessionId: b, key: "x" }), "value copied to another session");
       await internal(client.listSessionData({ sessionId: b, includeValues: true }), "listing with a copied value");
       // The untouched value still opens.
       assert.deepEqual((await client.getSessionData({ sessionId: a, key: "x" })).value?.kind, { case: "stringValue", value: "a-data" });
     });
+  });
+
+  test("an older ciphertext or sealed name copied back from the event log or another record is refused: INTERNAL, one log line without values, counted", async () => {
+    await redis.raw.flushall();
+    const logs = captureLogs("info");
+    const app = await startTestApp({ redisUrl: redis.url, logger: logs.logger, env: { ENCRYPTION_KEYS: K1 } });
+    try {
+      const client = createSessionClient(app.url);
+      const keys = new RedisKeys("sd:", "default");
+      const unreadable = (): Promise<number> => metricValue(app.url, 'sessiond_unreadable_entries_total{kind="record"}');
+      const internal = (e: unknown): boolean => {
+        assert.ok(e instanceof ConnectError);
+        assert.equal(e.code, Code.Internal, e.message);
+        assert.ok(!e.message.includes("old-secret") && !e.message.includes("alice"), "the error quotes no value");
+        return true;
+      };
+      const make = async (metadata: Record<string, string>, userId = "alice", dataSource = "src-a"): Promise<string> =>
+        (await client.createSession({ userId, dataSource, accessLevel: AccessLevel.WRITE, metadata })).session?.sessionId ?? "";
+      /** A field of the session's logged event of the given kind (the log holds every version of its metadata). */
+      const logged = async (sessionId: string, kind: string, field: string): Promise<string> => {
+        const entries = (await redis.raw.xrange("sd:ev", "-", "+")) as [string, string[]][];
+        const found = entries.find(([, f]) => f[f.indexOf("i") + 1] === sessionId && f[f.indexOf("k") + 1] === kind);
+        assert.ok(found, `a ${kind} event of the session`);
+        return found[1][found[1].indexOf(field) + 1] ?? "";
+      };
+
+      // Metadata: version 1 from the log, written back over version 2 of the record.
+      const a = await make({ note: "old-secret" });
+      await client.updateSession({ sessionId: a, metadata: { note: "new" } });
+      const v1 = await logged(a, "created", "m");
+      assert.ok(isSealedText(v1));
+      const before = await unreadable();
+      await redis.raw.hset(keys.record(a), "m", v1);
+      await assert.rejects(client.getSession({ sessionId: a }), internal, "an old metadata ciphertext from the log");
+      assert.ok(!(await client.listSessions({})).sessions.some((x) => x.sessionId === a), "left out of listings");
+      assert.ok((await unreadable()) >= before + 2, "counted");
+      const lines = logs.lines().filter((l) => l["msg"] === "unreadable session record refused" && l["sessionId"] === a);
+      assert.equal(lines.length, 1, "one error line for the direct read (the listing's is the session layer's)");
+      assert.equal(lines[0]?.["level"], 50);
+      assert.ok(!JSON.stringify(logs.lines()).includes("old-secret") && !JSON.stringify(logs.lines()).includes("alice"), "no value or user id in any log line");
+      // Writing the current ciphertext back restores it: the refusal is about the copy, nothing else.
+      const current = await logged(a, "updated", "m");
+      await redis.raw.hset(keys.record(a), "m", current);
+      assert.deepEqual((await client.getSession({ sessionId: a })).session?.metadata, { note: "new" });
+
+      // The same for an archive: the metadata of the created event packed into the closed session's archive.
+      const b = await make({ note: "old-secret" });
+      await client.updateSession({ sessionId: b, metadata: { note: "final" } });
+      await client.closeSession({ sessionId: b });
+      const bv1 = await logged(b, "created", "m");
+      await redis.raw.eval("local v = { cmsgpack.unpack(redis.call('GET', KEYS[1])) } v[7] = ARGV[1] redis.call('SET', KEYS[1], cmsgpack.pack(unpack(v)), 'KEEPTTL')", 1, keys.archive(b), bv1);
+      await assert.rejects(client.getSession({ sessionId: b, includeEnded: true }), internal, "an old metadata ciphertext in an archive");
+
+      // Sealed names: another session's sealed user, or an older sealed data source from the log.
+      const c = await make({}, "carol", "src-c");
+      const d = await make({}, "dave", "src-d");
+      await redis.raw.hset(keys.record(d), "U", String(await redis.raw.hget(keys.record(c), "U")));
+      await assert.rejects(client.getSession({ sessionId: d }), internal, "another user's sealed name");
+      await client.updateSession({ sessionId: c, dataSource: "src-c2" });
+      await redis.raw.hset(keys.record(c), "D", await logged(c, "created", "D"));
+      await assert.rejects(client.getSession({ sessionId: c }), internal, "an older sealed data source");
+
+      // A data value's sealed key name cannot be swapped either: value and name of key x under key y's token.
+      const e = await make({});
+      await client.setSessionData({ sessionId: e, key: "x", value: { kind: { case: "stringValue", value: "old-secret" } } });
+      await client.setSessionData({ sessionId: e, key: "y", value: { kind: { case: "stringValue", value: "other" } } });
+      await redis.raw.hset(keys.data(e), dataToken("y"), String(await redis.raw.hget(keys.data(e), dataToken("x"))));
+      await assert.rejects(client.getSessionData({ sessionId: e, key: "y" }), internal, "a data entry copied to another key");
+    } finally {
+      await app.close();
+    }
   });
 
   test("key rotation: old keys keep reading, npm run reencrypt rewrites everything under the primary key", async () => {
@@ -319,7 +437,8 @@ describe("encryption at rest on Redis", () => {
     const report = JSON.parse(run.stdout) as { rewritten: number; failed: number; primaryKeyId: string };
     assert.equal(report.primaryKeyId, "k2");
     assert.equal(report.failed, 0);
-    assert.equal(report.rewritten, mixed.filter((v) => sealedKeyId(v) === "k1").length);
+    // Every value under the old key, and the identifiers of every record and archive (retokened under the new key).
+    assert.ok(report.rewritten >= mixed.filter((v) => sealedKeyId(v) === "k1").length);
     assert.ok((await sealedValues()).every((v) => sealedKeyId(v) === "k2"));
     // Running it again finds nothing to do.
     assert.equal((await reencrypt({ redis: redis.raw, keyPrefix: "sd:", keyring: parseKeyring(`${K2},${K1}`) })).rewritten, 0);
@@ -331,6 +450,11 @@ describe("encryption at rest on Redis", () => {
         assert.deepEqual((await client.getSessionData({ sessionId: id, key: "v" })).value?.kind, { case: "numberValue", value: i });
       }
       assert.deepEqual((await client.getSession({ sessionId: archived, includeEnded: true })).session?.metadata, { archived: true });
+      // Identifiers moved to the new key's tokens: found by user and data source, named in the metrics.
+      assert.equal((await client.getSession({ sessionId: archived, includeEnded: true })).session?.userId, "u");
+      assert.deepEqual((await client.listSessions({ userId: "u" })).sessions.map((x) => x.sessionId).sort(), [...ids, rotated].sort());
+      assert.deepEqual((await client.listSessions({ dataSource: "d" })).sessions.length, 4);
+      assert.deepEqual((await client.getSessionMetrics({})).activeByDataSource, { d: 4n });
     });
   });
 
@@ -346,12 +470,17 @@ describe("encryption at rest on Redis", () => {
     const internal = (e: unknown): boolean => e instanceof ConnectError && e.code === Code.Internal;
     await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
       await assert.rejects(client.getSession({ sessionId: id }), internal, "plaintext metadata refused");
-      await assert.rejects(client.getSessionData({ sessionId: id, key: "k" }), internal, "plaintext data refused");
+      // Data under a plain key name is not even looked at: keys are found by their keyed HMAC.
+      await assert.rejects(
+        client.getSessionData({ sessionId: id, key: "k" }),
+        (e: unknown) => e instanceof ConnectError && (e.code === Code.Internal || e.code === Code.NotFound),
+        "plaintext data refused",
+      );
       // A sealed session with a plaintext value written over its metadata or data: refused too.
       const sealed = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { a: 1 } })).session?.sessionId ?? "";
       await client.setSessionData({ sessionId: sealed, key: "k", value: { kind: { case: "numberValue", value: 1 } } });
       await redis.raw.hset(keys.record(sealed), "m", '{"forged":true}');
-      await redis.raw.hset(keys.data(sealed), "k", '"forged"');
+      await redis.raw.hset(keys.data(sealed), dataToken("k"), '"forged"');
       await assert.rejects(client.getSession({ sessionId: sealed }), internal);
       await assert.rejects(client.getSessionData({ sessionId: sealed, key: "k" }), internal);
       await client.closeSession({ sessionId: sealed }).catch(() => undefined);

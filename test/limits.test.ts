@@ -21,9 +21,12 @@ import {
   SetSessionDataRequestSchema,
   type SessionClient,
 } from "@sessiond/client";
+import { AesGcmFieldCipher } from "../src/crypto/field-cipher.js";
+import { parseKeyring } from "../src/crypto/keyring.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
+import { SealedNames } from "../src/store/sealed-names.js";
 import { startRedisServer, useRedisServer } from "./support/redis-server.js";
-import { startTestApp } from "./support/server.js";
+import { startTestApp, TEST_ENCRYPTION_KEYS } from "./support/server.js";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
 
 async function rejectsWith(promise: Promise<unknown>, code: Code): Promise<void> {
@@ -96,9 +99,11 @@ describe("limits", () => {
     test(`data bytes per session (MAX_DATA_BYTES, as stored, encrypted), ${backend}: below and at accepted, above RESOURCE_EXHAUSTED`, async () => {
       const redis = backend === "redis" ? await startRedisServer() : undefined;
       try {
-        // A stored value is "e1:<key id>:" + base64url(12-byte IV + JSON + 16-byte tag).
+        // A stored value is "e1:<key id>:" + base64url(12-byte IV + JSON + 16-byte tag), after its key name sealed
+        // the same way and a space (the one-letter key names here).
         const keyId = backend === "redis" ? "test" : "ephemeral";
-        const stored = (jsonBytes: number): number => `e1:${keyId}:`.length + Buffer.alloc(12 + jsonBytes + 16).toString("base64url").length;
+        const sealed = (bytes: number): number => `e1:${keyId}:`.length + Buffer.alloc(12 + bytes + 16).toString("base64url").length;
+        const stored = (jsonBytes: number): number => sealed(1) + 1 + sealed(jsonBytes);
         const limit = stored(12) * 2; // two values of JSON length 12 ("x" * 10, quoted)
         await withApp(
           { MAX_DATA_BYTES: String(limit) },
@@ -235,12 +240,14 @@ describe("deadlines", () => {
 
         // SetSessionData: either the value and the version bump, or neither.
         const version = (await client.getSession({ sessionId })).session?.version ?? 0n;
-        const present = await redis.raw.hexists(keys.data(sessionId), "k");
+        // With encryption on (as every Redis test app runs), key names in Redis are keyed HMACs.
+        const names = new SealedNames(new AesGcmFieldCipher(parseKeyring(TEST_ENCRYPTION_KEYS)));
+        const present = await redis.raw.hexists(keys.data(sessionId), names.token("default", "data_key", "k"));
         assert.ok((present === 1 && version === before + 1n) || (present === 0 && version === before), `data ${present}, version ${before} → ${version}`);
         // CreateSession: either every part (record, indexes, counters) or none.
         const total = (await client.getSessionMetrics({})).totalSessions;
         const bySource = (await client.listSessions({ dataSource: "paused-src" })).sessions;
-        const inIndex = await redis.raw.zcard(keys.dataSource("paused-src"));
+        const inIndex = await redis.raw.zcard(keys.dataSource(names.token("default", "data_source", "paused-src")));
         if (total === totalBefore) {
           assert.deepEqual([bySource.length, inIndex], [0, 0]);
         } else {

@@ -11,7 +11,7 @@ import type { ArchiveDatabaseConfig } from "../config/config.js";
 import { ArchiveRetention } from "./archive-retention.js";
 import { ArchiveSink, type ArchiveSinkObserver, type ArchiveSinkState } from "./archive-sink.js";
 import { PgArchive } from "./pg-archive.js";
-import { RedisEventGroup } from "./redis-event-group.js";
+import { RedisEventGroup, type RedisEventGroupOptions } from "./redis-event-group.js";
 import type { RedisTarget } from "../store/redis/connections.js";
 
 /**
@@ -34,6 +34,8 @@ export interface ArchiveOptions {
   readonly consumer?: string;
   readonly observer?: ArchiveSinkObserver & { deleted(rows: number): void };
   readonly onRedisConnection?: (client: Redis) => void;
+  /** See RedisEventGroupOptions.openEvent. */
+  readonly openEvent?: RedisEventGroupOptions["openEvent"];
 }
 
 export interface Archive {
@@ -65,6 +67,7 @@ export function createArchive(options: ArchiveOptions): Archive {
     maxBlockMs: blockMs,
     logger,
     ...(options.onRedisConnection === undefined ? {} : { onConnection: options.onRedisConnection }),
+    ...(options.openEvent === undefined ? {} : { openEvent: options.openEvent }),
   });
   const sink = new ArchiveSink({
     group,

@@ -32,6 +32,12 @@ export interface RedisEventGroupOptions {
   readonly logger?: Logger;
   /** Called with the connection before it emits anything (metrics). */
   readonly onConnection?: (client: Redis) => void;
+  /**
+   * Turns a decoded event into the one callers know (encryption on: names
+   * opened, see store/sealed-store.ts); throws for an entry that does not
+   * open, which is then malformed. Absent: events as decoded.
+   */
+  readonly openEvent?: (event: StoredEvent) => StoredEvent;
 }
 
 /** One delivered entry: its event, or why there is none. */
@@ -65,7 +71,10 @@ export class RedisEventGroup {
   private readonly group: string;
   private readonly consumer: string;
 
+  private readonly openEvent: OpenEvent;
+
   constructor(options: RedisEventGroupOptions) {
+    this.openEvent = options.openEvent ?? ((event) => event);
     this.key = new RedisKeys(options.keyPrefix, "").events();
     this.group = options.group;
     this.consumer = options.consumer;
@@ -102,13 +111,13 @@ export class RedisEventGroup {
   /** Entries delivered to this consumer earlier and not acknowledged (after a restart under the same name). */
   async readPending(count: number): Promise<GroupEntry[]> {
     const reply = await this.redis.call("XREADGROUP", "GROUP", this.group, this.consumer, "COUNT", count, "STREAMS", this.key, "0");
-    return entriesOf(reply);
+    return entriesOf(reply, this.openEvent);
   }
 
   /** New entries for this consumer, waiting up to blockMs for the first. */
   async readNew(count: number, blockMs: number): Promise<GroupEntry[]> {
     const reply = await this.redis.call("XREADGROUP", "GROUP", this.group, this.consumer, "COUNT", count, "BLOCK", Math.max(1, blockMs), "STREAMS", this.key, ">");
-    return entriesOf(reply);
+    return entriesOf(reply, this.openEvent);
   }
 
   /** Takes over entries pending with any consumer for at least minIdleMs, scanning from `start`. */
@@ -117,7 +126,7 @@ export class RedisEventGroup {
     if (!Array.isArray(reply)) return { entries: [], next: "0-0", trimmed: 0 };
     const [next, raw, deleted] = reply as [unknown, unknown, unknown];
     return {
-      entries: decodeAll(raw),
+      entries: decodeAll(raw, this.openEvent),
       next: typeof next === "string" ? next : "0-0",
       trimmed: Array.isArray(deleted) ? deleted.length : 0,
     };
@@ -213,14 +222,16 @@ function pairs(flat: unknown): Map<string, unknown> {
  * [key, entries] (a RESP3 map, flattened by ioredis's call()) or
  * [[key, entries]] (RESP2).
  */
-function entriesOf(reply: unknown): GroupEntry[] {
+function entriesOf(reply: unknown, open: OpenEvent): GroupEntry[] {
   if (!Array.isArray(reply)) return [];
   const first = reply[0] as unknown;
-  if (typeof first === "string" || Buffer.isBuffer(first)) return decodeAll(reply[1]);
-  return Array.isArray(first) ? decodeAll(first[1]) : [];
+  if (typeof first === "string" || Buffer.isBuffer(first)) return decodeAll(reply[1], open);
+  return Array.isArray(first) ? decodeAll(first[1], open) : [];
 }
 
-function decodeAll(raw: unknown): GroupEntry[] {
+type OpenEvent = (event: StoredEvent) => StoredEvent;
+
+function decodeAll(raw: unknown, open: OpenEvent): GroupEntry[] {
   if (!Array.isArray(raw)) return [];
   const out: GroupEntry[] = [];
   for (const entry of raw as unknown[]) {
@@ -231,7 +242,7 @@ function decodeAll(raw: unknown): GroupEntry[] {
       continue;
     }
     try {
-      out.push({ id, event: decodeStreamEntry(entry) });
+      out.push({ id, event: open(decodeStreamEntry(entry)) });
     } catch {
       out.push({ id, problem: "malformed" });
     }

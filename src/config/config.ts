@@ -215,7 +215,10 @@ export interface EncryptionConfig {
   readonly keyring: Keyring | undefined;
   /** Redis without keys: store metadata and data values in plaintext instead of refusing to start. */
   readonly allowPlaintext: boolean;
-  /** With keys: read values still stored in plaintext (migration, until `npm run reencrypt`); otherwise they are errors. */
+  /**
+   * With keys: read what was stored before (values in plaintext, identifiers not yet HMAC'd, metadata without its
+   * record tag; migration, until `npm run reencrypt`); otherwise they are errors.
+   */
   readonly migratePlaintext: boolean;
 }
 
@@ -337,7 +340,8 @@ export const SETTINGS: readonly Setting[] = [
   {
     env: "ENCRYPTION_MIGRATE_PLAINTEXT",
     default: "false",
-    description: "With encryption keys: still read values stored in plaintext (before keys were configured) until `npm run reencrypt` sealed them; otherwise they are refused",
+    description:
+      "With encryption keys: still read what was stored before (plaintext values, identifiers not yet HMAC'd, metadata without its record tag) until `npm run reencrypt` sealed, tagged and retokened it; otherwise it is refused",
   },
   { env: "ALLOW_REDIS_EVICTION", default: "false", description: "Start and report ready on a Redis whose maxmemory-policy is not noeviction (it can delete sessions silently)" },
   { env: "AUDIT_LOG", default: "stdout", description: "Audit records: stdout, stderr, off or a file path" },

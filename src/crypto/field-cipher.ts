@@ -14,9 +14,14 @@
  * (ENCRYPTION_MIGRATE_PLAINTEXT, for values written before keys were
  * configured) reads them, until `npm run reencrypt` has sealed them.
  *
+ * Identifiers that name keys (request id, user id, data source, data key
+ * name) are stored as keyed HMACs (indexNames) and their names sealed beside
+ * them under nameBinding; a record's metadata ciphertext also carries a keyed
+ * tag (tag, see SealedFields.metadataTag): src/store/sealed-store.ts.
+ *
  * Errors never quote the value or the key.
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import { Keyring } from "./keyring.js";
 
 /** Where a value lives: what the associated data binds it to. */
@@ -40,6 +45,15 @@ export function dataField(key: string): string {
   return `data:${key}`;
 }
 
+/**
+ * Where a sealed identifier (user id, data source, data key name) is bound:
+ * its tenant and kind, not a session (the same sealed name may stand in a
+ * counter of the tenant). The empty session id names no session (ids are UUIDs).
+ */
+export function nameBinding(binding: IndexBinding): FieldBinding {
+  return { tenant: binding.tenant, sessionId: "", field: `name:${binding.kind}` };
+}
+
 export interface FieldCipher {
   /** True when seal encrypts (false: values are stored as given). */
   readonly encrypts: boolean;
@@ -54,6 +68,20 @@ export interface FieldCipher {
   seal(plaintext: string, binding: FieldBinding): string;
   /** The plaintext; throws DecryptError when a sealed value does not authenticate or its key is unknown. */
   open(stored: string, binding: FieldBinding): string;
+  /**
+   * A keyed MAC (HMAC-SHA256 under a key derived from the primary key,
+   * truncated to 128 bits, `<keyId>.<base64url>`) of `message` bound to its
+   * place. Whoever lacks the key cannot make one for another message.
+   */
+  tag(message: string, binding: FieldBinding): string;
+  /** True when `tag` was made by tag() for this message and place under any configured key. */
+  tagMatches(tag: string, message: string, binding: FieldBinding): boolean;
+  /**
+   * True when stored forms written before encryption (plaintext values,
+   * records without sealed identifiers or record tag) are read: the
+   * migration setting, or no encryption at all.
+   */
+  readonly readsLegacy: boolean;
 }
 
 export class DecryptError extends Error {
@@ -88,13 +116,34 @@ export class AesGcmFieldCipher implements FieldCipher {
 
   /** Per key id, the HMAC key derived from it for index names (never the encryption key itself). */
   private readonly indexKeys: ReadonlyMap<string, Buffer>;
+  /** Per key id, the HMAC key derived from it for record tags (never the encryption key itself). */
+  private readonly tagKeys: ReadonlyMap<string, Buffer>;
 
   constructor(
     readonly keyring: Keyring,
     /** Read plain values as they are (migration); default: refuse them. */
     readonly acceptPlaintext = false,
   ) {
-    this.indexKeys = new Map(keyring.ids.map((id) => [id, Buffer.from(hkdfSync("sha256", keyring.get(id)?.key ?? Buffer.alloc(0), Buffer.alloc(0), "sessiond/index-name/v1", 32))]));
+    this.indexKeys = derivedKeys(keyring, "sessiond/index-name/v1");
+    this.tagKeys = derivedKeys(keyring, "sessiond/record-tag/v1");
+  }
+
+  get readsLegacy(): boolean {
+    return this.acceptPlaintext;
+  }
+
+  tag(message: string, binding: FieldBinding): string {
+    const id = this.keyring.primary.id;
+    return `${id}.${tagOf(this.tagKeys.get(id) ?? Buffer.alloc(32), message, binding).toString("base64url")}`;
+  }
+
+  tagMatches(tag: string, message: string, binding: FieldBinding): boolean {
+    const dot = tag.indexOf(".");
+    const key = dot < 0 ? undefined : this.tagKeys.get(tag.slice(0, dot));
+    if (key === undefined) return false;
+    const given = Buffer.from(tag.slice(dot + 1), "base64url");
+    const expected = tagOf(key, message, binding);
+    return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
   indexNames(identifier: string, binding: IndexBinding): readonly string[] {
@@ -144,13 +193,29 @@ export class AesGcmFieldCipher implements FieldCipher {
   }
 }
 
+const TAG_BYTES_KEPT = 16;
+
+function derivedKeys(keyring: Keyring, info: string): ReadonlyMap<string, Buffer> {
+  return new Map(keyring.ids.map((id) => [id, Buffer.from(hkdfSync("sha256", keyring.get(id)?.key ?? Buffer.alloc(0), Buffer.alloc(0), info, 32))]));
+}
+
+function tagOf(key: Buffer, message: string, binding: FieldBinding): Buffer {
+  return createHmac("sha256", key)
+    .update(JSON.stringify(["sessiond/v1", binding.tenant, binding.sessionId, binding.field, message]), "utf8")
+    .digest()
+    .subarray(0, TAG_BYTES_KEPT);
+}
+
 /**
  * No encryption (ALLOW_PLAINTEXT=true). Refuses to "open" a sealed value
  * rather than hand ciphertext to a caller as if it were JSON.
  */
 export const PLAINTEXT_CIPHER: FieldCipher = {
   encrypts: false,
+  readsLegacy: true,
   indexNames: (identifier) => [identifier],
+  tag: () => "",
+  tagMatches: () => true,
   seal: (plaintext) => plaintext,
   open(stored) {
     if (isSealed(stored)) throw new DecryptError("stored value is encrypted but no encryption key is configured");

@@ -28,6 +28,26 @@ export interface SessionRecord {
   readonly metadata: string;
   /** Increments on every write to the session, its expiry or its data. */
   readonly version: number;
+  /**
+   * With encryption on, how the store keeps what the record names (userId and
+   * dataSource are then keyed HMACs): only between the store and its sealing
+   * layer (src/store/sealed-store.ts), never above it.
+   */
+  readonly sealed?: SealedFields;
+}
+
+/** The sealed forms a record carries through the store (see SessionRecord.sealed). */
+export interface SealedFields {
+  /** The user id, sealed. */
+  readonly user?: string;
+  /** The data source, sealed. */
+  readonly dataSource?: string;
+  /**
+   * Keyed MAC of the stored metadata ciphertext, kept in the record and its
+   * archive but never in the event log: the one thing an old ciphertext from
+   * the log lacks to be served as the record's metadata again.
+   */
+  readonly metadataTag?: string;
 }
 
 /** True when the level allows writing session data. */

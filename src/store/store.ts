@@ -20,7 +20,7 @@
  * from any cursor still inside both bounds.
  */
 import { SessionError } from "../domain/errors.js";
-import type { AccessLevel, SessionRecord } from "../domain/model.js";
+import type { AccessLevel, SealedFields, SessionRecord } from "../domain/model.js";
 import type { UnreadableListener } from "./unreadable.js";
 
 export interface CreateSessionInput {
@@ -52,6 +52,8 @@ export interface CreateSessionInput {
    * with that session.
    */
   readonly guard?: SessionGuard;
+  /** Sealed forms to keep with the record (encryption on, see sealed-store.ts); absent: none. */
+  readonly sealed?: SealedFields;
 }
 
 /**
@@ -63,6 +65,12 @@ export interface CreateSessionInput {
  */
 export interface SessionGuard {
   readonly userId: string;
+  /**
+   * Other stored forms of the same user (keyed HMACs under keys that were
+   * primary before a rotation): a session stored under any of them is the
+   * user's. Absent: none.
+   */
+  readonly userAliases?: readonly string[];
   /** The least access level the operation needs (see session/access-policy.ts). */
   readonly level: AccessLevel;
 }
@@ -98,6 +106,35 @@ export interface SessionPatch {
   readonly metadata?: string;
   readonly accessLevel?: AccessLevel;
   readonly dataSource?: string;
+  /**
+   * Sealed forms that change with the patch (encryption on): dataSource with
+   * a new data source, metadataTag with new metadata.
+   */
+  readonly sealed?: Pick<SealedFields, "dataSource" | "metadataTag">;
+}
+
+/** The other forms of a data key of a write (see SessionStore.setData). */
+export interface DataKeyForms {
+  /** What the event logs for the key (encryption on: its sealed name); absent: the key. */
+  readonly loggedKey?: string;
+  /** Other stored forms of the key (tokens under rotated keys): a set or delete removes them too. */
+  readonly aliases?: readonly string[];
+}
+
+/**
+ * With encryption on, a data value is stored as `<sealed key name> <sealed
+ * value>` (sealed-store.ts; sealed forms hold no space): what an event logs for
+ * its key is then the sealed name, else the key itself. (Lua mirror: logged_key
+ * in lua/prelude.ts.)
+ */
+export function loggedKeyOf(key: string, stored: string): string {
+  const space = stored.indexOf(" ");
+  return stored.startsWith("e1:") && space > 0 ? stored.slice(0, space) : key;
+}
+
+/** True when the guard names this stored user (its user id or one of its aliases). */
+export function guardNames(guard: SessionGuard, userId: string): boolean {
+  return guard.userId === userId || (guard.userAliases?.includes(userId) ?? false);
 }
 
 export interface GetSessionOptions {
@@ -151,6 +188,11 @@ export interface SessionCounters {
   readonly activeByAccessLevel: Partial<Record<AccessLevel, number>>;
   /** Live sessions by data source; sources with none are absent. */
   readonly activeByDataSource: Record<string, number>;
+  /**
+   * With encryption on, the sealed name of each data source of
+   * activeByDataSource (whose keys are then keyed HMACs); absent otherwise.
+   */
+  readonly dataSourceNames?: Readonly<Record<string, string>>;
   /** Sum of (endTime - createTime) over ended sessions, in ms. */
   readonly endedDurationMsSum: number;
 }
@@ -330,13 +372,18 @@ export interface SessionStore {
   /** Live sessions only, ordered by (expireTime, sessionId), starting after the cursor. */
   list(tenant: string, filter: ListFilter, limit: number, after?: ListCursor): Promise<ListResult>;
 
-  /** Data operations: not_found for unknown or ended sessions; writes need write or admin (permission_denied). */
-  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult>;
+  /**
+   * Data operations: not_found for unknown or ended sessions; writes need
+   * write or admin (permission_denied). `forms` (encryption on, see
+   * sealed-store.ts) say how the key is logged and stored otherwise.
+   */
+  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, forms?: DataKeyForms): Promise<DataWriteResult>;
   /** undefined when the key is absent. */
   getData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<string | undefined>;
-  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult>;
+  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, forms?: DataKeyForms): Promise<DeleteDataResult>;
   /** All data of the session, keys sorted. Values only when includeValues (else empty strings). */
   listData(tenant: string, sessionId: string, includeValues: boolean, guard?: SessionGuard): Promise<Map<string, string>>;
+  /** Its event logs loggedKeyOf each key removed. */
   clearData(tenant: string, sessionId: string, guard?: SessionGuard): Promise<ClearDataResult>;
 
   counters(tenant: string): Promise<SessionCounters>;

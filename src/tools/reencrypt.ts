@@ -21,9 +21,12 @@ import type { Redis } from "ioredis";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, sealedKeyId, type FieldBinding } from "../crypto/field-cipher.js";
 import type { Keyring } from "../crypto/keyring.js";
-import { RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
+import { countersKeyMatcher, encodeTenant, RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
+import { preludeLua } from "../store/redis/lua/prelude.js";
 import { redisClient } from "../store/redis/connections.js";
 import { redisTarget } from "../store/create-store.js";
+import { SealedNames } from "../store/sealed-names.js";
+import { loggedKeyOf } from "../store/store.js";
 
 export interface ReencryptOptions {
   readonly redis: Redis;
@@ -42,32 +45,117 @@ export interface ReencryptReport {
   readonly failed: number;
 }
 
-/** Replaces field ARGV[1] of hash KEYS[1] with ARGV[3] if it still holds ARGV[2]; keeps the data-bytes counter (field b of KEYS[2]) right. */
-const CAS_LUA = `
+/**
+ * Moves data entry ARGV[1] of hash KEYS[1] (if it still holds ARGV[2]) to
+ * field ARGV[3] with value ARGV[4]; when that field was written meanwhile
+ * (after a rotation) the old entry just goes. Keeps the data-bytes counter
+ * (field b of record KEYS[2]) right.
+ */
+const DATA_MOVE_LUA = `
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-if KEYS[2] ~= '' and redis.call('HEXISTS', KEYS[2], 'b') == 1 then
-  redis.call('HINCRBY', KEYS[2], 'b', #ARGV[3] - #ARGV[2])
+local delta = -#ARGV[2]
+if ARGV[1] ~= ARGV[3] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  if redis.call('HEXISTS', KEYS[1], ARGV[3]) == 0 then
+    redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+    delta = delta + #ARGV[4]
+  end
+else
+  redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+  delta = delta + #ARGV[4]
 end
+if redis.call('HEXISTS', KEYS[2], 'b') == 1 then redis.call('HINCRBY', KEYS[2], 'b', delta) end
 return 1
 `;
 
-/** The metadata (7th value) of the packed archive at KEYS[1], or false (see write_archive in lua/prelude.ts). */
+/** Sets field ARGV[1] of hash KEYS[1] to ARGV[3] if it still holds ARGV[2]. */
+const FIELD_CAS_LUA = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+`;
+
+/** Replaces the metadata of record KEYS[1] with ARGV[2] and its tag with ARGV[3] if it still holds ARGV[1]. */
+const RECORD_CAS_LUA = `
+if redis.call('HGET', KEYS[1], 'm') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'm', ARGV[2], 'mt', ARGV[3])
+return 1
+`;
+
+/**
+ * The metadata (7th value) and metadata tag (13th, "" when absent) of the
+ * packed archive at KEYS[1], or false (see write_archive in lua/prelude.ts).
+ */
 const ARCHIVE_METADATA_LUA = `
 local packed = redis.call('GET', KEYS[1])
 if not packed then return false end
 local values = { cmsgpack.unpack(packed) }
-return values[7]
+return { values[7], values[13] or '', values[1], values[2], values[11] or '', values[12] or '' }
 `;
 
-/** Replaces the metadata of the packed archive KEYS[1] with ARGV[2] if it still holds ARGV[1]; keeps the key's TTL. */
+/**
+ * Replaces the metadata of the packed archive KEYS[1] with ARGV[2] and its tag
+ * with ARGV[3] if it still holds ARGV[1]; keeps the key's TTL. An archive
+ * written before sealed identifiers gets empty ones.
+ */
 const ARCHIVE_CAS_LUA = `
 local packed = redis.call('GET', KEYS[1])
 if not packed then return 0 end
 local values = { cmsgpack.unpack(packed) }
 if values[7] ~= ARGV[1] then return 0 end
 values[7] = ARGV[2]
-redis.call('SET', KEYS[1], cmsgpack.pack(unpack(values)), 'KEEPTTL')
+values[11] = values[11] or ''
+values[12] = values[12] or ''
+values[13] = ARGV[3]
+redis.call('SET', KEYS[1], cmsgpack.pack(unpack(values, 1, 13)), 'KEEPTTL')
+return 1
+`;
+
+/**
+ * Moves live session ARGV[OP] from user token ARGV[OP+1] and data-source token
+ * ARGV[OP+4] to the primary key's tokens ARGV[OP+2], ARGV[OP+5] with the
+ * sealed names ARGV[OP+3], ARGV[OP+6]: record fields, index entries (with
+ * their scores), due-queue member, data-source gauges and names. Only if the
+ * record still names the old tokens. Runs on the store's prelude (key names,
+ * gauges), with its argument header.
+ */
+const RETOKEN_LUA = `${preludeLua}
+local T = ARGV[2]
+local tp = tenant_prefix(T)
+local sid, ou, nu, nU, od, nd, nD = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3], ARGV[OP + 4], ARGV[OP + 5], ARGV[OP + 6]
+local key = k_rec(tp, sid)
+local rec = load_hash(key)
+if not rec or rec.u ~= ou or rec.d ~= od then return 0 end
+local function move(from, to)
+  local score = redis.call('ZSCORE', from, sid)
+  if not score then return nil end
+  local at = redis.call('PEXPIRETIME', from)
+  redis.call('ZREM', from, sid)
+  redis.call('ZADD', to, score, sid)
+  if at > 0 then expire_at_least(to, at) end
+  return score
+end
+if ou ~= nu then move(k_user(tp, ou), k_user(tp, nu)) end
+if od ~= nd then
+  local score = move(k_src(tp, od), k_src(tp, nd))
+  if score then redis.call('ZADD', K_DUE, 'LT', score, due_member(T, nd)) end
+  ctr_gauge(tp, 's:' .. od, -1)
+  ctr_gauge(tp, 's:' .. nd, 1)
+end
+name_source(tp, nd, nD)
+redis.call('HSET', key, 'u', nu, 'd', nd, 'U', nU, 'D', nD)
+return 1
+`;
+
+/** Replaces user and data source of the packed archive KEYS[1] (ARGV[1], ARGV[2]) with ARGV[3..6] (tokens, sealed names); keeps the TTL. */
+const ARCHIVE_RETOKEN_LUA = `
+local packed = redis.call('GET', KEYS[1])
+if not packed then return 0 end
+local values = { cmsgpack.unpack(packed) }
+if values[1] ~= ARGV[1] or values[2] ~= ARGV[2] then return 0 end
+values[1], values[2], values[11], values[12] = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+values[13] = values[13] or ''
+redis.call('SET', KEYS[1], cmsgpack.pack(unpack(values, 1, 13)), 'KEEPTTL')
 return 1
 `;
 
@@ -77,22 +165,105 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
   const cipher = new AesGcmFieldCipher(keyring, true);
   const primary = keyring.primary.id;
   const sessionKey = sessionKeyMatcher(keyPrefix);
+  const countersTenant = countersKeyMatcher(keyPrefix);
   let values = 0;
   let rewritten = 0;
   let skippedConcurrent = 0;
   let failed = 0;
 
-  const rewrite = async (key: string, field: string, stored: string, binding: FieldBinding, recordKey: string, packed = false): Promise<void> => {
+  const names = new SealedNames(cipher);
+  /**
+   * The user and data source of a record or archive under the primary key's
+   * tokens, sealed under the primary key: from sealed names under older keys,
+   * or from plaintext identifiers (written before keys were configured).
+   */
+  const retoken = async (key: string, tenant: string, sessionId: string, stored: { u: string; d: string; U: string; D: string }, packed: boolean): Promise<void> => {
     values++;
-    if (sealedKeyId(stored) === primary) return;
-    let sealed: string;
+    let user: string;
+    let dataSource: string;
     try {
-      sealed = cipher.seal(cipher.open(stored, binding), binding);
+      user = stored.U === "" ? names.legacyName(stored.u) : names.openName(tenant, "user", stored.U, stored.u);
+      dataSource = stored.D === "" ? names.legacyName(stored.d) : names.openName(tenant, "data_source", stored.D, stored.d);
     } catch {
       failed++;
       return;
     }
-    const done = packed ? await redis.eval(ARCHIVE_CAS_LUA, 1, key, stored, sealed) : await redis.eval(CAS_LUA, 2, key, recordKey, field, stored, sealed);
+    const u = names.token(tenant, "user", user);
+    const d = names.token(tenant, "data_source", dataSource);
+    if (u === stored.u && d === stored.d && sealedKeyId(stored.U) === primary && sealedKeyId(stored.D) === primary) return;
+    const U = names.sealName(tenant, "user", user);
+    const D = names.sealName(tenant, "data_source", dataSource);
+    const done = packed
+      ? await redis.eval(ARCHIVE_RETOKEN_LUA, 1, key, stored.u, stored.d, u, d, U, D)
+      : await redis.eval(RETOKEN_LUA, 0, keyPrefix, encodeTenant(tenant), 0, 0, 0, 0, 0, "", "", "0", sessionId, stored.u, u, U, stored.d, d, D);
+    if (done === 1) rewritten++;
+    else skippedConcurrent++;
+  };
+
+  /**
+   * A data entry: value and key name sealed under the primary key, the field
+   * the primary key's token of the name (see SealedStore.setData). A value
+   * stored in plaintext under a plain key name is sealed and moved.
+   */
+  const rewriteData = async (key: string, tenant: string, sessionId: string, field: string, stored: string, recordKey: string): Promise<void> => {
+    values++;
+    let name: string;
+    let value: string;
+    let sealed: string;
+    try {
+      ({ name, value } = names.dataEntry(tenant, field, stored));
+      const binding = { tenant, sessionId, field: dataField(name) };
+      sealed = sealedKeyId(value) === primary ? value : cipher.seal(cipher.open(value, binding), binding);
+    } catch {
+      failed++;
+      return;
+    }
+    const token = names.token(tenant, "data_key", name);
+    const sealedName = loggedKeyOf("", stored);
+    if (token === field && sealed === value && sealedKeyId(sealedName) === primary) return;
+    const done = await redis.eval(DATA_MOVE_LUA, 2, key, recordKey, field, stored, token, `${names.sealName(tenant, "data_key", name)} ${sealed}`);
+    if (done === 1) rewritten++;
+    else skippedConcurrent++;
+  };
+  /**
+   * Metadata of a record or archive: resealed under the primary key and
+   * tagged (see SealedFields.metadataTag). Metadata without a tag (written
+   * before tags) is tagged as it is; one whose tag does not match is left
+   * alone and counted as failed: tagging it would bless a replayed ciphertext.
+   */
+  /** The sealed data-source names of a tenant's counters (n:<token>), resealed under the primary key. */
+  const rewriteSourceNames = async (key: string, tenant: string): Promise<void> => {
+    if ((await redis.type(key)) !== "hash") return;
+    for (const [field, stored] of Object.entries(await redis.hgetall(key))) {
+      if (!field.startsWith("n:")) continue;
+      values++;
+      if (sealedKeyId(stored) === primary) continue;
+      let sealed: string;
+      try {
+        sealed = names.sealName(tenant, "data_source", names.openName(tenant, "data_source", stored, field.slice(2)));
+      } catch {
+        failed++;
+        continue;
+      }
+      if ((await redis.eval(FIELD_CAS_LUA, 1, key, field, stored, sealed)) === 1) rewritten++;
+      else skippedConcurrent++;
+    }
+  };
+  const rewriteMetadata = async (key: string, stored: string, tag: string, binding: FieldBinding, packed: boolean): Promise<void> => {
+    values++;
+    if (tag !== "" && !cipher.tagMatches(tag, stored, binding)) {
+      failed++;
+      return;
+    }
+    if (sealedKeyId(stored) === primary && tag.startsWith(`${primary}.`)) return;
+    let sealed = stored;
+    try {
+      if (sealedKeyId(stored) !== primary) sealed = cipher.seal(cipher.open(stored, binding), binding);
+    } catch {
+      failed++;
+      return;
+    }
+    const done = await redis.eval(packed ? ARCHIVE_CAS_LUA : RECORD_CAS_LUA, 1, key, stored, sealed, cipher.tag(sealed, binding));
     if (done === 1) rewritten++;
     else skippedConcurrent++;
   };
@@ -102,13 +273,20 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     const [next, keys] = await redis.scan(cursor, "MATCH", `${escapeGlob(keyPrefix)}*`, "COUNT", 500);
     cursor = next;
     for (const key of keys) {
+      const counters = countersTenant(key);
+      if (counters !== undefined) {
+        await rewriteSourceNames(key, counters);
+        continue;
+      }
       const name = sessionKey(key);
       if (name === undefined || name.kind === "shadow") continue;
       const { tenant, sessionId } = name;
       const type = await redis.type(key);
       if (name.kind === "archive" && type === "string") {
-        const metadata = (await redis.eval(ARCHIVE_METADATA_LUA, 1, key)) as string | null;
-        if (metadata !== null && metadata !== "") await rewrite(key, "m", metadata, { tenant, sessionId, field: METADATA_FIELD }, "", true);
+        const found = (await redis.eval(ARCHIVE_METADATA_LUA, 1, key)) as [string, string, string, string, string, string] | null;
+        if (found === null) continue;
+        if (found[0] !== "") await rewriteMetadata(key, found[0], found[1], { tenant, sessionId, field: METADATA_FIELD }, true);
+        await retoken(key, tenant, sessionId, { u: found[2], d: found[3], U: found[4], D: found[5] }, true);
         continue;
       }
       if (type !== "hash") continue;
@@ -119,13 +297,13 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
           const [nextField, flat] = await redis.hscan(key, fieldCursor, "COUNT", 500);
           fieldCursor = nextField;
           for (let i = 0; i + 1 < flat.length; i += 2) {
-            const field = flat[i] as string;
-            await rewrite(key, field, flat[i + 1] as string, { tenant, sessionId, field: dataField(field) }, recordKey);
+            await rewriteData(key, tenant, sessionId, flat[i] as string, flat[i + 1] as string, recordKey);
           }
         } while (fieldCursor !== "0");
       } else {
-        const metadata = await redis.hget(key, "m");
-        if (metadata !== null) await rewrite(key, "m", metadata, { tenant, sessionId, field: METADATA_FIELD }, "");
+        const [metadata, tag, u, d, U, D] = await redis.hmget(key, "m", "mt", "u", "d", "U", "D");
+        if (metadata !== null && metadata !== undefined) await rewriteMetadata(key, metadata, tag ?? "", { tenant, sessionId, field: METADATA_FIELD }, false);
+        if (typeof u === "string" && typeof d === "string") await retoken(key, tenant, sessionId, { u, d, U: U ?? "", D: D ?? "" }, false);
       }
     }
   } while (cursor !== "0");

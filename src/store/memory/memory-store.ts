@@ -37,12 +37,13 @@ import type {
   SessionCounters,
   SessionEventType,
   SessionGuard,
+  DataKeyForms,
   SessionPatch,
   SessionStore,
   StoredEvent,
   StoreLimits,
 } from "../store.js";
-import { checkGuardedCreate, GUARD_DENIED_MESSAGE, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
+import { checkGuardedCreate, GUARD_DENIED_MESSAGE, guardNames, loggedKeyOf, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
 
 export interface MemoryStoreOptions {
   readonly limits: StoreLimits;
@@ -69,6 +70,8 @@ interface MutableCounters {
   closed: number;
   readonly byLevel: Map<AccessLevel, number>;
   readonly bySource: Map<string, number>;
+  /** The sealed name of each data source of bySource, when the records carry one (encryption on). */
+  readonly sourceNames: Map<string, string>;
   endedDurationMsSum: number;
 }
 
@@ -138,6 +141,7 @@ export class MemoryStore implements SessionStore {
         endTime: 0,
         metadata: input.metadata,
         version: 1,
+        ...(input.sealed === undefined ? {} : { sealed: input.sealed }),
       });
       t.live.set(record.sessionId, { record, data: new Map(), dataBytes: 0, requestId });
       if (requestId !== "") t.requestIds.set(requestId, record.sessionId);
@@ -147,6 +151,7 @@ export class MemoryStore implements SessionStore {
       t.counters.active += 1;
       bump(t.counters.byLevel, record.accessLevel, 1);
       bump(t.counters.bySource, record.dataSource, 1);
+      nameSource(t.counters, record);
       this.emit("created", record, [], now);
       return evicted.length === 0 ? { session: record, created: true } : { session: record, created: true, evicted };
     });
@@ -185,6 +190,7 @@ export class MemoryStore implements SessionStore {
         accessLevel: patch.accessLevel ?? old.accessLevel,
         dataSource: patch.dataSource ?? old.dataSource,
         version: old.version + 1,
+        ...(patch.sealed === undefined ? {} : { sealed: { ...old.sealed, ...patch.sealed } }),
       });
       if (next.accessLevel !== old.accessLevel) {
         bump(t.counters.byLevel, old.accessLevel, -1);
@@ -195,6 +201,7 @@ export class MemoryStore implements SessionStore {
         addToIndex(t.bySource, next.dataSource, sessionId);
         bump(t.counters.bySource, old.dataSource, -1);
         bump(t.counters.bySource, next.dataSource, 1);
+        nameSource(t.counters, next);
       }
       s.record = next;
       this.emit("updated", next, [], now);
@@ -251,22 +258,23 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
+  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, forms: DataKeyForms = {}): Promise<DataWriteResult> {
     return this.run(() => {
       const now = this.now();
       const s = this.mustBeWritable(tenant, sessionId, now, guard);
-      const old = s.data.get(key);
-      if (old === undefined && s.data.size >= this.limits.maxDataKeys) {
+      const held = [key, ...(forms.aliases ?? [])].flatMap((k) => s.data.get(k) ?? []);
+      if (held.length === 0 && s.data.size >= this.limits.maxDataKeys) {
         throw new SessionError("limit_exceeded", `a session holds at most ${this.limits.maxDataKeys} data keys`);
       }
-      const dataBytes = s.dataBytes - (old === undefined ? 0 : byteLength(old)) + byteLength(value);
+      const dataBytes = s.dataBytes - held.reduce((n, old) => n + byteLength(old), 0) + byteLength(value);
       const maxBytes = this.limits.maxDataBytes;
       if (maxBytes > 0 && dataBytes > maxBytes) {
         throw new SessionError("limit_exceeded", `a session holds at most ${maxBytes} bytes of data values`);
       }
+      for (const alias of forms.aliases ?? []) s.data.delete(alias);
       s.data.set(key, value);
       s.dataBytes = dataBytes;
-      return { version: this.written(s, now, [key]) };
+      return { version: this.written(s, now, [forms.loggedKey ?? key]) };
     });
   }
 
@@ -279,14 +287,19 @@ export class MemoryStore implements SessionStore {
     });
   }
 
-  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
+  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, forms: DataKeyForms = {}): Promise<DeleteDataResult> {
     return this.run(() => {
       const now = this.now();
       const s = this.mustBeWritable(tenant, sessionId, now, guard);
-      const old = s.data.get(key);
-      const deleted = s.data.delete(key);
-      if (old !== undefined) s.dataBytes -= byteLength(old);
-      return { deleted, version: this.written(s, now, [key]) };
+      let deleted = false;
+      for (const k of [key, ...(forms.aliases ?? [])]) {
+        const old = s.data.get(k);
+        if (old === undefined) continue;
+        s.data.delete(k);
+        s.dataBytes -= byteLength(old);
+        deleted = true;
+      }
+      return { deleted, version: this.written(s, now, [forms.loggedKey ?? key]) };
     });
   }
 
@@ -307,7 +320,7 @@ export class MemoryStore implements SessionStore {
     return this.run(() => {
       const now = this.now();
       const s = this.mustBeWritable(tenant, sessionId, now, guard);
-      const keys = [...s.data.keys()].sort(compareStrings);
+      const keys = [...s.data].map(([key, stored]) => loggedKeyOf(key, stored)).sort(compareStrings);
       const deletedCount = keys.length;
       s.data.clear();
       s.dataBytes = 0;
@@ -328,6 +341,7 @@ export class MemoryStore implements SessionStore {
         closed: c.closed,
         activeByAccessLevel: Object.fromEntries(c.byLevel),
         activeByDataSource: Object.fromEntries(c.bySource),
+        ...(c.sourceNames.size === 0 ? {} : { dataSourceNames: Object.fromEntries(c.sourceNames) }),
         endedDurationMsSum: c.endedDurationMsSum,
       };
     });
@@ -435,6 +449,7 @@ export class MemoryStore implements SessionStore {
           closed: 0,
           byLevel: new Map(),
           bySource: new Map(),
+          sourceNames: new Map(),
           endedDurationMsSum: 0,
         },
       };
@@ -507,7 +522,7 @@ export class MemoryStore implements SessionStore {
       this.expire(t, s);
       return undefined;
     }
-    if (guard !== undefined && s.record.userId !== guard.userId) return undefined;
+    if (guard !== undefined && !guardNames(guard, s.record.userId)) return undefined;
     return s;
   }
 
@@ -518,7 +533,7 @@ export class MemoryStore implements SessionStore {
       t.archive.delete(sessionId);
       return undefined;
     }
-    if (r && guard !== undefined && r.userId !== guard.userId) return undefined;
+    if (r && guard !== undefined && !guardNames(guard, r.userId)) return undefined;
     return r;
   }
 
@@ -561,7 +576,10 @@ export class MemoryStore implements SessionStore {
 
   /** Appends the event of a write, in the same synchronous step as the write. */
   private emit(type: SessionEventType, session: SessionRecord, dataKeys: readonly string[], now: number): void {
-    this.log.append(type, session, dataKeys, now);
+    // As in the Redis log: an event never carries the record's metadata tag.
+    const sealed = session.sealed;
+    const logged = sealed?.metadataTag === undefined ? session : freeze({ ...session, sealed: { ...(sealed.user === undefined ? {} : { user: sealed.user }), ...(sealed.dataSource === undefined ? {} : { dataSource: sealed.dataSource }) } });
+    this.log.append(type, logged, dataKeys, now);
   }
 
   /** Archives a due session as expired (endTime = expireTime), exactly as expireDue does. */
@@ -587,6 +605,7 @@ export class MemoryStore implements SessionStore {
     t.counters.active -= 1;
     bump(t.counters.byLevel, final.accessLevel, -1);
     bump(t.counters.bySource, final.dataSource, -1);
+    nameSource(t.counters, final);
     t.counters.endedDurationMsSum += final.endTime - final.createTime;
     this.emit(final.status === "expired" ? "expired" : "closed", final, [], this.now());
   }
@@ -641,6 +660,13 @@ function bump<K>(counts: Map<K, number>, key: K, delta: number): void {
   const n = (counts.get(key) ?? 0) + delta;
   if (n > 0) counts.set(key, n);
   else counts.delete(key);
+}
+
+/** Keeps the first sealed name of the record's data source while it has live sessions (as the Redis counters' n: fields). */
+function nameSource(c: MutableCounters, record: SessionRecord): void {
+  const name = record.sealed?.dataSource;
+  if (!c.bySource.has(record.dataSource)) c.sourceNames.delete(record.dataSource);
+  else if (name !== undefined && !c.sourceNames.has(record.dataSource)) c.sourceNames.set(record.dataSource, name);
 }
 
 /** The smallest id set that can hold every match of the filter. */

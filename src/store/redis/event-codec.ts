@@ -8,6 +8,7 @@ import { eventIdTime } from "../event-id.js";
 import { SESSION_EVENT_TYPES, type SessionEventType, type StoredEvent } from "../store.js";
 import type { UnreadableEntry } from "../unreadable.js";
 import { decodeTenant } from "./keys.js";
+import { sealedFields } from "./record-codec.js";
 
 const LEVELS: ReadonlySet<string> = new Set<AccessLevel>(["read", "write", "admin"]);
 const TYPES: ReadonlySet<string> = new Set<string>(SESSION_EVENT_TYPES);
@@ -62,6 +63,8 @@ export function decodeStreamEntry(entry: unknown): StoredEvent {
     endTime: int(fields, "t"),
     metadata: text(fields, "m"),
     version: int(fields, "v"),
+    // Entries written before sealed identifiers existed have neither field.
+    ...sealedFields(fields.get("U") ?? "", fields.get("D") ?? "", ""),
   };
   const x = fields.get("x") ?? "";
   const dataKeys = x === "" ? [] : (JSON.parse(x) as unknown);

@@ -1,7 +1,7 @@
 /**
  * Redis key layout of the session store, the one place it is written down:
  * RedisKeys builds the names in TypeScript, KEY_LAYOUT_LUA builds them inside
- * the scripts (lua/prelude.ts includes it), and sessionKeyMatcher parses them
+ * the scripts (lua/prelude.ts includes it), and sessionKeyMatcher and countersKeyMatcher parse them
  * (keyspace notifications, `npm run reencrypt`).
  *
  * With key prefix P (default "sd:") and encoded tenant T (see encodeTenant):
@@ -9,9 +9,11 @@
  * | key                   | type   | contents                                                  | expires at                    |
  * |-----------------------|--------|-----------------------------------------------------------|-------------------------------|
  * | `P T:{sid}`           | HASH   | live record: u user, d data source, l level, c create,     | expire + grace                |
- * |                       |        | e expire, a last access, m metadata, v version, r request id (if any) |                    |
- * | `P T:{sid}:d`         | HASH   | session data, key → value                                  | expire + grace                |
- * | `P T:{sid}:a`         | STRING | archived final state, MessagePack: u d l c e a m v s t     | end + archive retention       |
+ * |                       |        | e expire, a last access, m metadata, v version, r request id (if any), |                   |
+ * |                       |        | b data bytes; encryption on: U sealed user, D sealed data source, mt metadata tag |        |
+ * | `P T:{sid}:d`         | HASH   | session data, key → value (encryption on: key token →      | expire + grace                |
+ * |                       |        | `<sealed key name> <sealed value>`)                        |                               |
+ * | `P T:{sid}:a`         | STRING | archived final state, MessagePack: u d l c e a m v s t U D mt | end + archive retention    |
  * |                       |        | (the record fields + s status, t end; see write_archive)   |                               |
  * | `P T:{sid}:x`         | STRING | shadow key, value 1 (a shared integer: no value bytes);    | expire time (deleted when the |
  * |                       |        | its `expired` keyspace notification wakes the scheduler   | session ends)                 |
@@ -22,7 +24,8 @@
  * | `P T:all`             | ZSET   | every live session of the tenant, score = expire time      | max(member expire) + grace    |
  * | `P T:m`               | HASH   | counters: total, active, expired, closed, dsum,            | never (a few fields per tenant) |
  * |                       |        | l:<level> and s:<dataSource> live gauges (deleted at 0),   |                               |
- * |                       |        | nds the number of live data sources (the s: fields)        |                               |
+ * |                       |        | nds the number of live data sources (the s: fields);       |                               |
+ * |                       |        | encryption on: n:<dataSource> its sealed name (with s:)    |                               |
  * | `P T:ev`              | STRING | id of the tenant's newest event: its watchers' heartbeat   | never (one per tenant)        |
  * |                       |        | cursors never show the log's position (other tenants' writes) |                          |
  * | `P ev`                | STREAM | event log of every tenant (see emit() in lua/prelude.ts);  | never (trimmed by count and   |
@@ -32,6 +35,16 @@
  * |                       |        | event; a cursor older than it is of a lost log             | deletes it: a new generation) |
  * | `P dx`                | ZSET   | due queue: member `T\n<dataSource>`, score = a lower bound | never (one member per         |
  * |                       |        | of the earliest expire time in that data-source index      | non-empty data-source index)  |
+ *
+ * Identifiers as keyed HMACs: with encryption on (ENCRYPTION_KEYS), every
+ * <userId>, <dataSource> and <requestId> above, the data hash's fields and the
+ * `u`/`d` record and archive fields are tokens: base64url HMAC-SHA256 (of user
+ * ids, data sources and data keys the first 22 characters) under a
+ * key derived from the primary encryption key (FieldCipher.indexNames), made
+ * in TypeScript (src/store/sealed-store.ts) before a script runs; the scripts
+ * never see the identifiers. The names travel sealed beside them (U, D, n:,
+ * the data values' prefix, the event log's U, D and x). Without encryption they
+ * are the identifiers themselves.
  *
  * Why this shape:
  * - Every key of one session carries the hash tag `{sid}`, so record, data and
@@ -116,6 +129,15 @@ export function sessionKeyMatcher(prefix: string): (key: string) => SessionKeyNa
     if (match === null) return undefined;
     const kind = KINDS[match[3] ?? ""];
     return kind === undefined ? undefined : { tenant: decodeTenant(match[1] as string), sessionId: match[2] as string, kind };
+  };
+}
+
+/** Parses the name of a tenant's counters key under `prefix` into the tenant; undefined for any other key. */
+export function countersKeyMatcher(prefix: string): (key: string) => string | undefined {
+  const pattern = new RegExp(`^${escapeRegExp(prefix)}([^:{}]+):${COUNTERS}$`);
+  return (key) => {
+    const match = pattern.exec(key);
+    return match?.[1] === undefined ? undefined : decodeTenant(match[1]);
   };
 }
 

@@ -2,11 +2,15 @@
  * Decodes the flat string arrays the scripts return (see encode() in
  * lua/prelude.ts) into SessionRecords.
  */
-import type { AccessLevel, SessionRecord, SessionStatus } from "../../domain/model.js";
+import type { AccessLevel, SealedFields, SessionRecord, SessionStatus } from "../../domain/model.js";
 import { decodeTenant } from "./keys.js";
 
-/** Strings per record: T, sid, user, dataSource, level, status, create, expire, lastAccess, end, metadata, version. */
-export const RECORD_WIDTH = 12;
+/**
+ * Strings per record: T, sid, user, dataSource, level, status, create, expire,
+ * lastAccess, end, metadata, version, sealed user, sealed data source,
+ * metadata tag (the last three "" without encryption).
+ */
+export const RECORD_WIDTH = 15;
 
 const LEVELS: ReadonlySet<string> = new Set<AccessLevel>(["read", "write", "admin"]);
 const STATUSES: ReadonlySet<string> = new Set<SessionStatus>(["active", "expired", "closed"]);
@@ -43,6 +47,19 @@ export function decodeRecord(reply: readonly string[], offset: number): SessionR
     endTime: int(reply, offset + 9),
     metadata: at(reply, offset + 10),
     version: int(reply, offset + 11),
+    ...sealedFields(at(reply, offset + 12), at(reply, offset + 13), at(reply, offset + 14)),
+  };
+}
+
+/** `{ sealed }` with the non-empty sealed forms, or nothing when there are none (encryption off). */
+export function sealedFields(user: string, dataSource: string, metadataTag: string): { sealed?: SealedFields } {
+  if (user === "" && dataSource === "" && metadataTag === "") return {};
+  return {
+    sealed: {
+      ...(user === "" ? {} : { user }),
+      ...(dataSource === "" ? {} : { dataSource }),
+      ...(metadataTag === "" ? {} : { metadataTag }),
+    },
   };
 }
 

@@ -35,6 +35,7 @@ import type {
   ListResult,
   SessionCounters,
   SessionGuard,
+  DataKeyForms,
   SessionPatch,
   SessionStore,
   StoredEvent,
@@ -172,6 +173,9 @@ export class RedisStore implements SessionStore {
         this.limits.sessionsPerUserPolicy,
         this.limits.maxSessionsPerTenant,
         this.limits.maxDataSourcesPerTenant,
+        input.sealed?.user ?? "",
+        input.sealed?.dataSource ?? "",
+        input.sealed?.metadataTag ?? "",
         ...(input.requestIdAliases ?? []).map((alias) => requestIdKey({ requestId: alias, ...(input.guard === undefined ? {} : { guard: input.guard }) })),
       ],
       input.guard,
@@ -199,6 +203,8 @@ export class RedisStore implements SessionStore {
         patch.accessLevel ?? "",
         patch.dataSource ?? "",
         this.limits.maxDataSourcesPerTenant,
+        patch.sealed?.dataSource ?? "",
+        patch.sealed?.metadataTag ?? "",
       ],
       guard,
     );
@@ -244,8 +250,8 @@ export class RedisStore implements SessionStore {
     return { sessions, ...skipped };
   }
 
-  async setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
-    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes], guard);
+  async setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, forms: DataKeyForms = {}): Promise<DataWriteResult> {
+    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes, forms.loggedKey ?? key, ...(forms.aliases ?? [])], guard);
     return { version: Number(reply[1]) };
   }
 
@@ -254,8 +260,8 @@ export class RedisStore implements SessionStore {
     return reply[1] === "1" ? reply[2] : undefined;
   }
 
-  async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
-    const reply = await this.script("deleteData", tenant, [sessionId, key], guard);
+  async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, forms: DataKeyForms = {}): Promise<DeleteDataResult> {
+    const reply = await this.script("deleteData", tenant, [sessionId, key, forms.loggedKey ?? key, ...(forms.aliases ?? [])], guard);
     return { deleted: reply[1] === "1", version: Number(reply[2]) };
   }
 
@@ -279,7 +285,12 @@ export class RedisStore implements SessionStore {
     const fields = await this.call(() => this.redis.hgetall(key));
     const byLevel: Partial<Record<"read" | "write" | "admin", number>> = {};
     const bySource: Record<string, number> = {};
+    const names: Record<string, string> = {};
     for (const [field, raw] of Object.entries(fields)) {
+      if (field.startsWith("n:")) {
+        names[field.slice(2)] = raw;
+        continue;
+      }
       const n = Number(raw);
       if (n <= 0) continue;
       if (field === "l:read" || field === "l:write" || field === "l:admin") byLevel[field.slice(2) as "read"] = n;
@@ -293,6 +304,7 @@ export class RedisStore implements SessionStore {
       closed: num("closed"),
       activeByAccessLevel: byLevel,
       activeByDataSource: bySource,
+      ...(Object.keys(names).length === 0 ? {} : { dataSourceNames: names }),
       endedDurationMsSum: num("dsum"),
     };
   }
@@ -470,7 +482,7 @@ export class RedisStore implements SessionStore {
    */
   private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
     const fn = this.scripts[name];
-    const guardArgs = guard === undefined ? ["", ""] : [guard.userId, guard.level];
+    const guardArgs = guard === undefined ? ["", ""] : [[guard.userId, ...(guard.userAliases ?? [])].join("\n"), guard.level];
     const waiter = ACKNOWLEDGED_WRITES.has(name) ? this.replicaWait : undefined;
     let mark: WriteMark | undefined;
     const full = await traceScript(name, this.server, () =>

@@ -3,6 +3,7 @@ export const createLua = String.raw`
 -- create: ARGV[OP..] = sessionId, userId, dataSource, level, ttlMs, metadata, requestId,
 --   maxSessionsPerUser (0: no cap), sessionsPerUserPolicy ("reject" | "close_oldest"),
 --   maxSessionsPerTenant (0: no cap), maxDataSourcesPerTenant (0: no cap),
+--   sealed user, sealed data source, metadata tag ("" each without encryption),
 --   request id aliases (other stored forms of requestId, looked up too), ...
 -- Returns {"ok", created "1"|"0", record..., evicted records...} or
 -- {"limit_exceeded", "sessions_per_user" | "sessions_per_tenant" | "data_sources_per_tenant"}.
@@ -12,10 +13,11 @@ local sid, uid, ds, level = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3]
 local ttl, meta, rid = tonumber(ARGV[OP + 4]), ARGV[OP + 5], ARGV[OP + 6]
 local max_per_user, per_user_policy = tonumber(ARGV[OP + 7]) or 0, ARGV[OP + 8]
 local max_per_tenant, max_sources = tonumber(ARGV[OP + 9]) or 0, tonumber(ARGV[OP + 10]) or 0
+local sealed_u, sealed_d, meta_tag = ARGV[OP + 11], ARGV[OP + 12], ARGV[OP + 13]
 
 if rid ~= '' then
   local names = { rid }
-  for i = OP + 11, #ARGV do names[#names + 1] = ARGV[i] end
+  for i = OP + 14, #ARGV do names[#names + 1] = ARGV[i] end
   for _, name in ipairs(names) do
     local existing = redis.call('GET', k_req(tp, name))
     if existing then
@@ -64,6 +66,13 @@ local rec = {
   u = uid, d = ds, l = level, c = istr(NOW), e = istr(NOW + ttl), a = istr(NOW), m = meta, v = '1',
 }
 local fields = { 'u', rec.u, 'd', rec.d, 'l', rec.l, 'c', rec.c, 'e', rec.e, 'a', rec.a, 'm', rec.m, 'v', rec.v }
+for _, f in ipairs({ { 'U', sealed_u }, { 'D', sealed_d }, { 'mt', meta_tag } }) do
+  if f[2] ~= '' then
+    rec[f[1]] = f[2]
+    fields[#fields + 1] = f[1]
+    fields[#fields + 1] = f[2]
+  end
+end
 if rid ~= '' then
   rec.r = rid
   fields[#fields + 1] = 'r'
@@ -77,6 +86,7 @@ ctr_incr(tp, 'total', 1)
 ctr_gauge(tp, 'active', 1)
 ctr_gauge(tp, 'l:' .. level, 1)
 ctr_gauge(tp, 's:' .. ds, 1)
+name_source(tp, ds, sealed_d)
 
 local out = encode_live(T, sid, rec)
 emit(T, 'created', out, nil)

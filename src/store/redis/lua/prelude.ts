@@ -10,15 +10,17 @@ export const preludeLua = String.raw`
 --   ARGV[2] encoded tenant T ("" for tenant-less scripts such as expire_due)
 --   ARGV[3] expiryGraceMs, ARGV[4] archiveRetentionMs, ARGV[5] maxDataKeys
 --   ARGV[6] eventRetentionCount, ARGV[7] eventRetentionMs
---   ARGV[8] guard user ("" for none), ARGV[9] guard level (SessionGuard in store.ts)
+--   ARGV[8] guard user ("" for none; then its aliases, each after a newline),
+--   ARGV[9] guard level (SessionGuard in store.ts)
 --   ARGV[10] "1" when Redis refused a write of this call for lack of memory
 --           (a retry under pressure, see end_session), else "0"
 -- Operation arguments start at ARGV[OP] (OP = 11).
 --
 -- Every script returns an array whose first element is a status string:
 -- "ok", or a SessionErrorKind ("not_found", "ended", ...). Records travel as
--- 12 strings: T, sid, user, dataSource, level, status, create, expire,
--- lastAccess, end, metadata, version (see record-codec.ts).
+-- 15 strings: T, sid, user, dataSource, level, status, create, expire,
+-- lastAccess, end, metadata, version, sealed user, sealed data source,
+-- metadata tag (the last three "" without encryption; see record-codec.ts).
 --
 -- Key names are built here rather than passed in KEYS because most of them
 -- (user index, data-source index, request id) come from the stored record and
@@ -31,11 +33,18 @@ local RETENTION = tonumber(ARGV[4])
 local MAX_DATA_KEYS = tonumber(ARGV[5])
 local EV_MAXLEN = ARGV[6]
 local EV_MAXAGE = tonumber(ARGV[7])
-local GUARD_USER = ARGV[8]
 local GUARD_LEVEL = ARGV[9]
 local PRESSURE = ARGV[10] == '1'
 local OP = 11
-local RECORD_WIDTH = 12
+local RECORD_WIDTH = 15
+
+-- The guard's user and its aliases (stored forms under earlier keys): GUARD_NAMES[u] is true for each.
+local GUARD_USER = ''
+local GUARD_NAMES = {}
+for name in string.gmatch(ARGV[8], '[^\n]+') do
+  if GUARD_USER == '' then GUARD_USER = name end
+  GUARD_NAMES[name] = true
+end
 
 -- Integer to decimal string without Lua's "%.14g" exponent formatting.
 local function istr(n)
@@ -103,14 +112,23 @@ end
 -- Gauge of live sessions; the field disappears at 0 so maps list only live values.
 -- 'nds' counts the live data sources (the s:<dataSource> fields), so the
 -- per-tenant cap is one HGET, not a walk over the fields.
+-- With encryption on, 'n:<dataSource>' keeps the sealed name of each live data
+-- source (set by name_source), so GetSessionMetrics can name them; it goes with the gauge.
 local function ctr_gauge(tp, field, delta)
   local v = redis.call('HINCRBY', k_ctr(tp), field, delta)
   local source = string.sub(field, 1, 2) == 's:'
   if source and v == delta and delta > 0 then redis.call('HINCRBY', k_ctr(tp), 'nds', 1) end
   if v <= 0 then
     redis.call('HDEL', k_ctr(tp), field)
+    if source then redis.call('HDEL', k_ctr(tp), 'n:' .. string.sub(field, 3)) end
     if source and v - delta > 0 and redis.call('HINCRBY', k_ctr(tp), 'nds', -1) <= 0 then redis.call('HDEL', k_ctr(tp), 'nds') end
   end
+end
+
+-- Keeps the sealed name D ("" without encryption: nothing kept) of the live data
+-- source ds; the first one stays while the source is live (readers cache it).
+local function name_source(tp, ds, D)
+  if D ~= '' then redis.call('HSETNX', k_ctr(tp), 'n:' .. ds, D) end
 end
 
 -- Whether the tenant may gain the live data source 'ds' under the cap (0: none).
@@ -164,7 +182,7 @@ local function index_remove(tp, sid, rec)
 end
 
 local function encode(T, sid, h, status, end_time)
-  return { T, sid, h.u, h.d, h.l, status, h.c, h.e, h.a, end_time, h.m, h.v }
+  return { T, sid, h.u, h.d, h.l, status, h.c, h.e, h.a, end_time, h.m, h.v, h.U or '', h.D or '', h.mt or '' }
 end
 
 local function encode_live(T, sid, rec)
@@ -175,16 +193,25 @@ local function encode_archive(T, sid, arch)
   return encode(T, sid, arch, arch.s, arch.t)
 end
 
+-- What an event logs for data key 'key' holding 'stored': with encryption on,
+-- values are '<sealed key name> <sealed value>' and the sealed name is logged
+-- (mirror of loggedKeyOf in store.ts).
+local function logged_key(key, stored)
+  local name = string.match(stored, '^(e1:[^ ]+) ')
+  return name or key
+end
+
 -- Archives are one MessagePack string, not a hash: a hash whose metadata is
 -- longer than hash-max-listpack-value (64 bytes, any encrypted value) becomes
 -- a real hash table of ten entries, which costs several times its content.
 -- Numbers travel as MessagePack integers. 'bare' (memory pressure) drops the
--- metadata (an empty object, which needs no key to read).
+-- metadata (an empty object, which needs no key to read) and its tag. The
+-- sealed user, data source and metadata tag follow ('' without encryption).
 local function write_archive(key, rec, v, status, end_time, bare)
-  local m = rec.m
-  if bare then m = '{}' end
+  local m, mt = rec.m, rec.mt or ''
+  if bare then m, mt = '{}', '' end
   redis.call('SET', key, cmsgpack.pack(rec.u, rec.d, rec.l, tonumber(rec.c), tonumber(rec.e),
-    tonumber(rec.a), m, tonumber(v), status, tonumber(end_time)))
+    tonumber(rec.a), m, tonumber(v), status, tonumber(end_time), rec.U or '', rec.D or '', mt))
 end
 
 -- The archive as a table with the record's field names, or nil. Archives
@@ -193,8 +220,8 @@ local function load_archive(key)
   local packed = redis.pcall('GET', key)
   if type(packed) == 'table' and packed.err then return load_hash(key) end
   if not packed then return nil end
-  local u, d, l, c, e, a, m, v, s, t = cmsgpack.unpack(packed)
-  return { u = u, d = d, l = l, c = istr(c), e = istr(e), a = istr(a), m = m, v = istr(v), s = s, t = istr(t) }
+  local u, d, l, c, e, a, m, v, s, t, U, D, mt = cmsgpack.unpack(packed)
+  return { u = u, d = d, l = l, c = istr(c), e = istr(e), a = istr(a), m = m, v = istr(v), s = s, t = istr(t), U = U, D = D, mt = mt }
 end
 
 -- The one place per operation where a lifecycle event is recorded, inside the
@@ -206,8 +233,10 @@ end
 -- Status is not stored (it follows from the kind). Count retention trims here
 -- (whole nodes, '~'); time retention trims in expire_due.
 --   k kind, T tenant, i session id, u user, d data source, l level, c create,
---   e expire, a last access, t end, m metadata, v version, x data keys (JSON array or ''),
---   g the log's generation (the event reader ends every watch when it changes)
+--   e expire, a last access, t end, m metadata, v version, x data keys (JSON array or ''; encryption on: their sealed names),
+--   g the log's generation (the event reader ends every watch when it changes),
+--   U sealed user, D sealed data source ('' without encryption). Never the
+--   record's metadata tag: a ciphertext from the log cannot pass for the record's.
 local function emit(T, kind, rec, keys)
   local x = ''
   if keys and #keys > 0 then
@@ -216,7 +245,7 @@ local function emit(T, kind, rec, keys)
   end
   local id = redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, '*',
     'k', kind, 'T', rec[1], 'i', rec[2], 'u', rec[3], 'd', rec[4], 'l', rec[5], 'c', rec[7],
-    'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x, 'g', generation())
+    'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x, 'U', rec[13], 'D', rec[14], 'g', generation())
   redis.call('SET', k_ev_last(tenant_prefix(rec[1])), id)
 end
 
@@ -261,15 +290,15 @@ local function load_session(tp, T, sid)
     if e <= NOW then
       local arch = end_session(tp, T, sid, rec, 'expired', e)
       append(LAZY, arch)
-      if GUARD_USER ~= '' and arch[3] ~= GUARD_USER then return nil, nil end
+      if GUARD_USER ~= '' and not GUARD_NAMES[arch[3]] then return nil, nil end
       return nil, arch
     end
-    if GUARD_USER ~= '' and rec.u ~= GUARD_USER then return nil, nil end
+    if GUARD_USER ~= '' and not GUARD_NAMES[rec.u] then return nil, nil end
     return rec, nil
   end
   local arch = load_archive(k_arch(tp, sid))
   if arch then
-    if GUARD_USER ~= '' and arch.u ~= GUARD_USER then return nil, nil end
+    if GUARD_USER ~= '' and not GUARD_NAMES[arch.u] then return nil, nil end
     return nil, encode_archive(T, sid, arch)
   end
   return nil, nil

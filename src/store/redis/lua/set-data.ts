@@ -1,6 +1,7 @@
 // Lua source of the set_data script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const setDataLua = String.raw`
--- set_data: ARGV[OP..] = sessionId, key, value, maxDataBytes (0: no cap)
+-- set_data: ARGV[OP..] = sessionId, key, value, maxDataBytes (0: no cap), the key as its
+--   event logs it, aliases of the key (other stored forms, removed by the write)...
 -- Returns {"ok", version} or {"not_found"|"permission_denied"|"limit_exceeded", detail}.
 -- The record's field b keeps the bytes of all data values (see delete_data, clear_data).
 local T = ARGV[2]
@@ -13,16 +14,25 @@ if not rec then return { 'not_found' } end
 if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 if not can_write(rec.l) then return { 'permission_denied' } end
 local dkey = k_data(tp, sid)
-if redis.call('HEXISTS', dkey, key) == 0 and redis.call('HLEN', dkey) >= MAX_DATA_KEYS then
+local aliases = { unpack(ARGV, OP + 5) }
+local held, old = redis.call('HEXISTS', dkey, key) == 1, redis.call('HSTRLEN', dkey, key)
+for _, alias in ipairs(aliases) do
+  if redis.call('HEXISTS', dkey, alias) == 1 then
+    held = true
+    old = old + redis.call('HSTRLEN', dkey, alias)
+  end
+end
+if not held and redis.call('HLEN', dkey) >= MAX_DATA_KEYS then
   return { 'limit_exceeded', 'data_keys' }
 end
-local bytes = math.max(0, (tonumber(rec.b) or 0) - redis.call('HSTRLEN', dkey, key)) + #value
+local bytes = math.max(0, (tonumber(rec.b) or 0) - old) + #value
 if max_bytes > 0 and bytes > max_bytes then return { 'limit_exceeded', 'data_bytes' } end
+if #aliases > 0 then redis.call('HDEL', dkey, unpack(aliases)) end
 redis.call('HSET', dkey, key, value)
 redis.call('HSET', k_rec(tp, sid), 'b', istr(bytes))
 redis.call('PEXPIREAT', dkey, istr(tonumber(rec.e) + GRACE))
 bump_version(tp, sid, rec, true)
 
-emit(T, 'data_changed', encode_live(T, sid, rec), { key })
+emit(T, 'data_changed', encode_live(T, sid, rec), { ARGV[OP + 4] })
 return { 'ok', rec.v }
 `;

@@ -2,7 +2,8 @@
 export const updateLua = String.raw`
 -- update: ARGV[OP..] = sessionId, expectedVersion ("" for none),
 --   hasMetadata "1"|"0", metadata, accessLevel ("" to keep), dataSource ("" to keep),
---   maxDataSourcesPerTenant (0: no cap)
+--   maxDataSourcesPerTenant (0: no cap), sealed data source (with dataSource),
+--   metadata tag (with metadata; "" each without encryption)
 -- Returns {"ok", record...} or {"not_found"|"ended"|"version_mismatch"} or
 -- {"limit_exceeded", "data_sources_per_tenant"}.
 local T = ARGV[2]
@@ -12,6 +13,7 @@ local expected = ARGV[OP + 1]
 local has_meta, meta = ARGV[OP + 2] == '1', ARGV[OP + 3]
 local level, ds = ARGV[OP + 4], ARGV[OP + 5]
 local max_sources = tonumber(ARGV[OP + 6]) or 0
+local sealed_d, meta_tag = ARGV[OP + 7], ARGV[OP + 8]
 
 local rec, arch = load_session(tp, T, sid)
 if not rec then
@@ -35,11 +37,20 @@ if ds ~= '' and ds ~= rec.d then
   ctr_gauge(tp, 's:' .. ds, 1)
   rec.d = ds
   redis.call('HSET', key, 'd', ds)
+  name_source(tp, ds, sealed_d)
+  if sealed_d ~= '' then
+    rec.D = sealed_d
+    redis.call('HSET', key, 'D', sealed_d)
+  end
   index_add_source(tp, T, sid, rec)
 end
 if has_meta then
   rec.m = meta
   redis.call('HSET', key, 'm', meta)
+  if meta_tag ~= '' then
+    rec.mt = meta_tag
+    redis.call('HSET', key, 'mt', meta_tag)
+  end
 end
 bump_version(tp, sid, rec, false)
 

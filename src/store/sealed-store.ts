@@ -1,0 +1,344 @@
+/**
+ * The store as seen through encryption (FieldCipher.encrypts): wraps either
+ * backend so that what names keys never reaches it in the clear, and what
+ * Redis holds cannot be served out of place.
+ *
+ * - User ids and data sources go to the store as keyed HMACs (tokens, see
+ *   FieldCipher.indexNames), which name the index keys, counter fields and
+ *   due-queue members; the names themselves travel sealed beside them (record
+ *   fields, archives, events, the counters' data-source names) and are opened
+ *   here. An opened name must hash to the record's token, so a sealed name
+ *   copied in from elsewhere is refused.
+ * - The record's metadata ciphertext carries a keyed tag (SealedFields.metadataTag)
+ *   kept in the record and its archive but never in the event log, so an older
+ *   ciphertext copied from the log into the record is refused.
+ * - Data key names likewise: the data hash's fields are tokens, each value is
+ *   stored as `<sealed key name> <sealed value>`, and events log the sealed name.
+ * - Lookups by user, data source or data key try the tokens of every configured key,
+ *   so sessions created before a key rotation stay reachable (new ones use
+ *   the primary key's token).
+ *
+ * The per-name work (tokens, sealing, checks) is sealed-names.ts's.
+ *
+ * A record that fails these checks is unreadable: left out of a listing
+ * (counted and logged by the session layer), refused with INTERNAL by every
+ * other call (logged here with ids only, counted), skipped in the event log
+ * like any entry that does not decode.
+ */
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import { DecryptError, type FieldCipher } from "../crypto/field-cipher.js";
+import { SessionError } from "../domain/errors.js";
+import type { SessionRecord } from "../domain/model.js";
+import { problemOf, SealedNames, Unreadable } from "./sealed-names.js";
+import { countUnreadable } from "../observability/metrics.js";
+import {
+  checkGuardedCreate,
+  type ClearDataResult,
+  type CreateSessionInput,
+  type CreateSessionResult,
+  type DataWriteResult,
+  type DeleteDataResult,
+  type DueInfo,
+  type DueWatch,
+  type EventTail,
+  type ExpiryListener,
+  type GetSessionOptions,
+  type ListCursor,
+  type ListFilter,
+  type ListResult,
+  type SessionCounters,
+  type SessionGuard,
+  type SessionPatch,
+  type SessionStore,
+  type StoredEvent,
+  type StoreProblems,
+} from "./store.js";
+import { UnreadableListeners, type UnreadableEntry, type UnreadableListener } from "./unreadable.js";
+
+/** The store itself when the cipher does not encrypt (behaviour unchanged), else the sealing wrapper. */
+export function sealStore(store: SessionStore, cipher: FieldCipher, logger?: Logger): SessionStore {
+  return cipher.encrypts ? new SealedStore(store, cipher, logger) : store;
+}
+
+export class SealedStore implements SessionStore {
+  readonly kind: string;
+  readonly watchDue?: (onDue: (tenant: string, sessionId: string) => void) => Promise<DueWatch>;
+  readonly watchReadiness?: (listener: (ready: boolean) => void) => () => void;
+  readonly problems?: () => Promise<StoreProblems>;
+  private readonly unreadable = new UnreadableListeners();
+  private readonly names: SealedNames;
+
+  constructor(
+    private readonly inner: SessionStore,
+    cipher: FieldCipher,
+    private readonly logger?: Logger,
+  ) {
+    this.names = new SealedNames(cipher);
+    this.kind = inner.kind;
+    const { watchDue, watchReadiness, problems } = inner;
+    if (watchDue !== undefined) this.watchDue = watchDue.bind(inner);
+    if (watchReadiness !== undefined) this.watchReadiness = watchReadiness.bind(inner);
+    if (problems !== undefined) this.problems = problems.bind(inner);
+  }
+
+  async create(input: CreateSessionInput): Promise<CreateSessionResult> {
+    const { tenant } = input;
+    const sessionId = input.sessionId ?? randomUUID();
+    // Names are compared in the clear first: the store only sees tokens.
+    checkGuardedCreate(input);
+    const guard = this.names.guard(tenant, input.guard);
+    const result = await this.inner.create({
+      ...input,
+      sessionId,
+      userId: this.names.token(tenant, "user", input.userId),
+      dataSource: this.names.token(tenant, "data_source", input.dataSource),
+      sealed: {
+        user: this.names.sealName(tenant, "user", input.userId),
+        dataSource: this.names.sealName(tenant, "data_source", input.dataSource),
+        metadataTag: this.names.metadataTag(tenant, sessionId, input.metadata),
+      },
+      ...(guard === undefined ? {} : { guard }),
+    });
+    const session = this.open(result.session);
+    const evicted = result.evicted?.map((r) => this.open(r));
+    return evicted === undefined ? { created: result.created, session } : { created: result.created, session, evicted };
+  }
+
+  async get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
+    const guard = this.names.guard(tenant, options.guard);
+    const { guard: _, ...rest } = options;
+    return this.open(await this.inner.get(tenant, sessionId, guard === undefined ? rest : { ...rest, guard }));
+  }
+
+  async update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number, guard?: SessionGuard): Promise<SessionRecord> {
+    const { dataSource, metadata } = patch;
+    const stored: SessionPatch = {
+      ...patch,
+      ...(dataSource === undefined ? {} : { dataSource: this.names.token(tenant, "data_source", dataSource) }),
+      sealed: {
+        ...(dataSource === undefined ? {} : { dataSource: this.names.sealName(tenant, "data_source", dataSource) }),
+        ...(metadata === undefined ? {} : { metadataTag: this.names.metadataTag(tenant, sessionId, metadata) }),
+      },
+    };
+    return this.open(await this.inner.update(tenant, sessionId, stored, expectedVersion, this.names.guard(tenant, guard)));
+  }
+
+  async extend(tenant: string, sessionId: string, ttlMs: number, guard?: SessionGuard): Promise<SessionRecord> {
+    return this.open(await this.inner.extend(tenant, sessionId, ttlMs, this.names.guard(tenant, guard)));
+  }
+
+  async close(tenant: string, sessionId: string, guard?: SessionGuard): Promise<SessionRecord> {
+    return this.open(await this.inner.close(tenant, sessionId, this.names.guard(tenant, guard)));
+  }
+
+  /**
+   * One listing per combination of the filter's tokens (one, unless a rotated
+   * key is still configured), merged in listing order: each reads about one
+   * page, so the work stays bounded by the page.
+   */
+  async list(tenant: string, filter: ListFilter, limit: number, after?: ListCursor): Promise<ListResult> {
+    const users = filter.userId === undefined ? [undefined] : this.names.tokens(tenant, "user", filter.userId);
+    const sources = filter.dataSource === undefined ? [undefined] : this.names.tokens(tenant, "data_source", filter.dataSource);
+    const filters: ListFilter[] = users.flatMap((userId) => sources.map((dataSource) => ({ ...(userId === undefined ? {} : { userId }), ...(dataSource === undefined ? {} : { dataSource }) })));
+    const pages = await Promise.all(filters.map((f) => this.inner.list(tenant, f, limit, after)));
+    const unreadable = pages.flatMap((p) => p.unreadable ?? []);
+    const sessions: SessionRecord[] = [];
+    for (const record of pages.flatMap((p) => p.sessions)) {
+      try {
+        sessions.push(this.names.check(record));
+      } catch {
+        unreadable.push(record.sessionId);
+      }
+    }
+    if (pages.length === 1) {
+      const next = pages[0]?.next;
+      return { sessions, ...(next === undefined ? {} : { next }), ...(unreadable.length === 0 ? {} : { unreadable }) };
+    }
+    sessions.sort((a, b) => a.expireTime - b.expireTime || (a.sessionId < b.sessionId ? -1 : a.sessionId > b.sessionId ? 1 : 0));
+    const page = sessions.slice(0, limit);
+    const last = page[page.length - 1];
+    const more = sessions.length > limit || pages.some((p) => p.next !== undefined);
+    const next = more && last !== undefined ? { expireTime: last.expireTime, sessionId: last.sessionId } : undefined;
+    return { sessions: page, ...(next === undefined ? {} : { next }), ...(unreadable.length === 0 ? {} : { unreadable }) };
+  }
+
+  /**
+   * The key goes in as its token (older keys' tokens as aliases, removed by
+   * the write); the value as `<sealed key name> <value>` (see loggedKeyOf),
+   * and the event logs the sealed name.
+   */
+  setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard): Promise<DataWriteResult> {
+    const { token, forms } = this.dataKey(tenant, key);
+    return this.inner.setData(tenant, sessionId, token, `${forms.loggedKey} ${value}`, this.names.guard(tenant, guard), forms);
+  }
+
+  /** Under the token of each configured key in turn (one, unless a rotated key is still configured). */
+  async getData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<string | undefined> {
+    const storedGuard = this.names.guard(tenant, guard);
+    for (const token of this.names.tokens(tenant, "data_key", key)) {
+      const stored = await this.inner.getData(tenant, sessionId, token, storedGuard);
+      if (stored !== undefined) return this.dataEntry(tenant, sessionId, token, stored).value;
+    }
+    return undefined;
+  }
+
+  deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<DeleteDataResult> {
+    const { token, forms } = this.dataKey(tenant, key);
+    return this.inner.deleteData(tenant, sessionId, token, this.names.guard(tenant, guard), forms);
+  }
+
+  /** Values are always read (they carry the key names); a key stored under two tokens (a rotation) shows once, the primary's. */
+  async listData(tenant: string, sessionId: string, includeValues: boolean, guard?: SessionGuard): Promise<Map<string, string>> {
+    const stored = await this.inner.listData(tenant, sessionId, true, this.names.guard(tenant, guard));
+    const entries = new Map<string, { value: string; primary: boolean }>();
+    for (const [token, raw] of stored) {
+      const { name, value } = this.dataEntry(tenant, sessionId, token, raw);
+      const primary = this.names.token(tenant, "data_key", name) === token;
+      if (!entries.has(name) || primary) entries.set(name, { value, primary });
+    }
+    const out = new Map<string, string>();
+    for (const name of [...entries.keys()].sort()) out.set(name, includeValues ? (entries.get(name)?.value ?? "") : "");
+    return out;
+  }
+
+  clearData(tenant: string, sessionId: string, guard?: SessionGuard): Promise<ClearDataResult> {
+    return this.inner.clearData(tenant, sessionId, this.names.guard(tenant, guard));
+  }
+
+  /** Data-source gauges by name: the store keys them by token and keeps each token's sealed name. */
+  async counters(tenant: string): Promise<SessionCounters> {
+    const { dataSourceNames, activeByDataSource, ...rest } = await this.inner.counters(tenant);
+    const byName: Record<string, number> = {};
+    for (const [token, n] of Object.entries(activeByDataSource)) {
+      const sealed = dataSourceNames?.[token];
+      let name: string | undefined;
+      try {
+        name = sealed === undefined ? this.names.legacyName(token) : this.names.openName(tenant, "data_source", sealed, token);
+      } catch {
+        name = undefined;
+      }
+      if (name === undefined) {
+        // The gauge still counts in `active`; only its name is lost.
+        this.reportRecord(tenant, undefined, "a data-source counter has no readable name");
+        continue;
+      }
+      byName[name] = (byName[name] ?? 0) + n;
+    }
+    return { ...rest, activeByDataSource: byName };
+  }
+
+  async expireDue(limit: number): Promise<SessionRecord[]> {
+    return this.openAll(await this.inner.expireDue(limit));
+  }
+
+  nextDue(): Promise<DueInfo> {
+    return this.inner.nextDue();
+  }
+
+  lastEventId(tenant?: string): Promise<string> {
+    return this.inner.lastEventId(tenant);
+  }
+
+  async readEvents(after: string, limit: number): Promise<StoredEvent[]> {
+    return this.openEvents(await this.inner.readEvents(after, limit));
+  }
+
+  openEventTail(): EventTail {
+    const tail = this.inner.openEventTail();
+    return {
+      read: async (after, limit, blockMs) => this.openEvents(await tail.read(after, limit, blockMs)),
+      close: () => tail.close(),
+    };
+  }
+
+  onUnreadableEvent(listener: UnreadableListener): () => void {
+    const removeInner = this.inner.onUnreadableEvent(listener);
+    const removeOwn = this.unreadable.add(listener);
+    return () => {
+      removeInner();
+      removeOwn();
+    };
+  }
+
+  onExpired(listener: ExpiryListener): () => void {
+    return this.inner.onExpired((expirations) => {
+      const opened = expirations.flatMap((e) => {
+        try {
+          return [{ ...e, record: this.names.check(e.record) }];
+        } catch (error) {
+          this.reportRecord(e.record.tenant, e.record.sessionId, problemOf(error));
+          return [];
+        }
+      });
+      if (opened.length > 0) listener(opened);
+    });
+  }
+
+  ping(): Promise<void> {
+    return this.inner.ping();
+  }
+
+  dispose(): Promise<void> {
+    return this.inner.dispose();
+  }
+
+  /** A data key's primary token, with its sealed name and other tokens. */
+  private dataKey(tenant: string, key: string): { token: string; forms: { loggedKey: string; aliases: readonly string[] } } {
+    const [token = key, ...aliases] = this.names.tokens(tenant, "data_key", key);
+    return { token, forms: { loggedKey: this.names.sealName(tenant, "data_key", key), aliases } };
+  }
+
+  /** A stored data entry's key name and value; a name that does not open is refused (INTERNAL, logged, counted). */
+  private dataEntry(tenant: string, sessionId: string, token: string, stored: string): { name: string; value: string } {
+    try {
+      return this.names.dataEntry(tenant, token, stored);
+    } catch (error) {
+      if (!(error instanceof Unreadable) && !(error instanceof DecryptError)) throw error;
+      this.reportRecord(tenant, sessionId, problemOf(error));
+      throw new SessionError("internal", `session ${sessionId}: a stored data key failed an integrity check and was not served`);
+    }
+  }
+
+  /** check() for a record one call returns: an unreadable one is logged, counted and refused with INTERNAL. */
+  private open(record: SessionRecord): SessionRecord {
+    try {
+      return this.names.check(record);
+    } catch (error) {
+      if (!(error instanceof Unreadable) && !(error instanceof DecryptError)) throw error;
+      this.reportRecord(record.tenant, record.sessionId, problemOf(error));
+      throw new SessionError("internal", `session ${record.sessionId}: its stored record failed an integrity check and was not served`);
+    }
+  }
+
+  private openAll(records: readonly SessionRecord[]): SessionRecord[] {
+    return records.flatMap((r) => {
+      try {
+        return [this.names.check(r)];
+      } catch (error) {
+        this.reportRecord(r.tenant, r.sessionId, problemOf(error));
+        return [];
+      }
+    });
+  }
+
+  private reportRecord(tenant: string, sessionId: string | undefined, problem: string): void {
+    countUnreadable("record");
+    this.logger?.error({ tenant, ...(sessionId === undefined ? {} : { sessionId }), kind: "record", problem }, "unreadable session record refused");
+  }
+
+  /** Events whose names open; the others are reported as unreadable entries (skipped, like entries that do not decode). */
+  private openEvents(events: readonly StoredEvent[]): StoredEvent[] {
+    const out: StoredEvent[] = [];
+    const bad: UnreadableEntry[] = [];
+    for (const event of events) {
+      try {
+        out.push(this.names.event(event));
+      } catch (error) {
+        bad.push({ id: event.id, tenant: event.session.tenant, sessionId: event.session.sessionId, problem: problemOf(error) });
+      }
+    }
+    if (bad.length > 0) this.unreadable.notify(bad);
+    return out;
+  }
+}
