@@ -16,6 +16,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AesGcmFieldCipher, METADATA_FIELD } from "../src/crypto/field-cipher.js";
+import { SealedStore } from "../src/store/sealed-store.js";
 import { parseKeyring } from "../src/crypto/keyring.js";
 import type { SessionRecord } from "../src/domain/model.js";
 import type { CreateSessionInput, SessionStore } from "../src/store/store.js";
@@ -110,6 +111,14 @@ export class BenchSealer {
   /** `keys`: ENCRYPTION_KEYS text to share (another process's sealer); default a fresh key. */
   constructor(readonly keys = `bench:${randomBytes(32).toString("base64")}`) {
     this.cipher = new AesGcmFieldCipher(parseKeyring(keys));
+  }
+
+  /**
+   * The store as the service with these keys sees it (src/store/sealed-store.ts): user ids and data sources
+   * become keyed tokens with their names sealed beside them, metadata gets its tag.
+   */
+  wrap(store: SessionStore): SessionStore {
+    return new SealedStore(store, this.cipher);
   }
 
   /** A fresh session id and its sealed metadata. */

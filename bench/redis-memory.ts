@@ -101,17 +101,19 @@ async function staleBucketBytes(client: Redis): Promise<number> {
 const server = await startRedisServer();
 const client = server.client();
 const keys = new RedisKeys(DEFAULT_KEY_PREFIX, TENANT);
-const store = new RedisStore({
+const redisStore = new RedisStore({
   url: server.url,
   keyPrefix: DEFAULT_KEY_PREFIX,
   limits: { maxDataKeys: 100, archiveRetentionMs: 86_400_000, expiryGraceMs: 300_000 },
   commandTimeoutMs: 5000,
 });
+// As the service with keys writes (user ids and data sources as keyed tokens, names sealed beside them).
+const store = PLAINTEXT ? redisStore : sealer.wrap(redisStore);
 let dueWatch: { stop(): Promise<void> } | undefined;
 try {
   await store.ping();
   // What the service's start does to the server (keyspace flags, compact hashes: see compact-hashes.ts).
-  if (!AS_IS) dueWatch = await store.watchDue(() => {});
+  if (!AS_IS) dueWatch = await redisStore.watchDue(() => {});
   // Warm up: the first script calls load the scripts and create the due queue and counters.
   const warm = await store.create({
     tenant: TENANT, userId: "warm", dataSource: "warm", accessLevel: "read", ttlMs: 3_600_000, metadata: "{}", requestId: "",
@@ -160,12 +162,18 @@ try {
     for (let i = 0; i < names.length; i += step, n++) sum += Number(await client.call("MEMORY", "USAGE", names[i] as string, "SAMPLES", "0"));
     return (sum / Math.max(1, n)) * total;
   };
-  const users = Array.from({ length: USERS }, (_, u) => keys.user(`user-${String(u).padStart(5, "0")}`));
+  // Index key names from the records themselves (with keys they are tokens, not the names given).
+  const stored = async (field: string): Promise<string[]> => {
+    const names = new Set<string>();
+    for (let i = 0; i < sessionIds.length && names.size < 2000; i += 7) names.add(String(await client.hget(keys.record(sessionIds[i] as string), field)));
+    return [...names];
+  };
+  const users = (await stored("u")).map((u) => keys.user(u));
   const kinds: Record<string, number> = {
     "record (HASH, one per session)": await sampled(sessionIds.map((id) => keys.record(id)), SESSIONS),
     "shadow key (STRING with TTL, one per session)": withShadow - withoutShadow,
     "user index (ZSET per user)": await sampled(users, USERS),
-    "data-source index (ZSET per data source)": await sampled(Array.from({ length: SOURCES }, (_, d) => keys.dataSource(`source-${d}`)), SOURCES),
+    "data-source index (ZSET per data source)": await sampled((await stored("d")).map((d) => keys.dataSource(d)), SOURCES),
     "tenant-wide index P T:all (ZSET)": await sampled([keys.all()], 1),
     "due queue, counters": (await sampled([keys.due()], 1)) + (await sampled([keys.counters()], 1)),
   };

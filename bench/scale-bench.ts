@@ -37,6 +37,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { createSessionClient, EventType, type SessionClient } from "@sessiond/client";
 import { RedisStore } from "../src/store/redis/redis-store.js";
+import type { SessionStore } from "../src/store/store.js";
 import { BenchSealer, scheduleExpiries } from "./expiry-schedule.js";
 import { fillInProcesses, LIST_USER_SESSIONS } from "./populations.js";
 import { freePort, startRedisServer } from "../test/support/redis-server.js";
@@ -146,7 +147,7 @@ class ProbeWatcher {
    * scheduler are through the backlog of the load's CREATED events, which the measurement must not include.
    * Returns how long that took (ms); the marker is not counted.
    */
-  async current(store: RedisStore, sealer: BenchSealer): Promise<number> {
+  async current(store: SessionStore, sealer: BenchSealer): Promise<number> {
     const started = Date.now();
     const before = this.lags.length;
     await store.create({ tenant: "default", ...sealer.sealed("default", "{}"), userId: "probe", dataSource: "source-0", accessLevel: "read", ttlMs: 100, requestId: "" });
@@ -166,7 +167,8 @@ class ProbeWatcher {
 /** A private redis-server with the service on it and the bench's own store and client. */
 interface Stack {
   readonly redis: Awaited<ReturnType<typeof startRedisServer>>;
-  readonly store: RedisStore;
+  /** The store as the service sees it (sealed names), for the probes. */
+  readonly store: SessionStore;
   readonly client: SessionClient;
   service?: { child: ChildProcess; url: string };
   live: number;
@@ -174,7 +176,7 @@ interface Stack {
 
 async function startStack(sealer: BenchSealer): Promise<Stack> {
   const redis = await startRedisServer();
-  const store = new RedisStore({ url: redis.url, keyPrefix: KEY_PREFIX, limits: { maxDataKeys: 100, archiveRetentionMs: 86_400_000, expiryGraceMs: 3_600_000 }, commandTimeoutMs: 30_000 });
+  const store = sealer.wrap(new RedisStore({ url: redis.url, keyPrefix: KEY_PREFIX, limits: { maxDataKeys: 100, archiveRetentionMs: 86_400_000, expiryGraceMs: 3_600_000 }, commandTimeoutMs: 30_000 }));
   const stack: Stack = { redis, store, client: undefined as unknown as SessionClient, live: 0 };
   const service = await startService(redis.url, sealer.keys);
   return { ...stack, service, client: createSessionClient(service.url, { timeoutMs: 30_000 }) };

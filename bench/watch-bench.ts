@@ -46,6 +46,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { Redis } from "ioredis";
 import { createSessionClient, createWatchReader, EventType, type SessionClient, type WatchSessionsCaller } from "@sessiond/client";
 import { RedisStore } from "../src/store/redis/redis-store.js";
+import type { SessionStore } from "../src/store/store.js";
 import { startRedisServer } from "../test/support/redis-server.js";
 import { BenchSealer, fill, scheduleExpiries } from "./expiry-schedule.js";
 import { stopProcess } from "./service-process.js";
@@ -210,14 +211,14 @@ async function usedMemory(client: Redis): Promise<number> {
 }
 
 /** Loads sessions from..to-1, long-lived, straight through RedisStore (faster than RPCs; same scripts). */
-async function preload(store: RedisStore, from: number, to: number): Promise<void> {
+async function preload(store: SessionStore, sealer: BenchSealer, from: number, to: number): Promise<void> {
   await fill(store, from, to, (i) => ({
     tenant: "default",
+    ...sealer.sealed("default", JSON.stringify({ client: "web", region: "eu-west-1", n: i % 100 })),
     userId: `user-${String(i % 10_000).padStart(5, "0")}`,
     dataSource: `source-${i % 10}`,
     accessLevel: i % 3 === 0 ? "write" : "read",
     ttlMs: 3_600_000 + (i % 1000) * 1000,
-    metadata: JSON.stringify({ client: "web", region: "eu-west-1", n: i % 100 }),
     requestId: "",
   }));
 }
@@ -262,7 +263,7 @@ export interface ExpiryResult {
  * the bench with the store's create script 0.5–5 s before their slot, sealed
  * as the service seals); measures service and Redis notification lag.
  */
-async function expiryLag(client: SessionClient, store: RedisStore, sealer: BenchSealer, raw: Redis, subscriber: Redis, live: number, rate: number, seconds: number): Promise<ExpiryResult> {
+async function expiryLag(client: SessionClient, store: SessionStore, sealer: BenchSealer, raw: Redis, subscriber: Redis, live: number, rate: number, seconds: number): Promise<ExpiryResult> {
   const probes = new Map<string, number>();
   const serviceLag: number[] = [];
   const redisLag: number[] = [];
@@ -448,7 +449,8 @@ const redis = await startRedisServer();
 const raw = redis.client();
 const subscriber = redis.client();
 const sealer = new BenchSealer();
-const store = new RedisStore({ url: redis.url, keyPrefix: "sd:", limits: { maxDataKeys: 100, archiveRetentionMs: 86_400_000, expiryGraceMs: 3_600_000 }, commandTimeoutMs: 30_000 });
+// As the service with these keys writes: through the sealing wrapper.
+const store = sealer.wrap(new RedisStore({ url: redis.url, keyPrefix: "sd:", limits: { maxDataKeys: 100, archiveRetentionMs: 86_400_000, expiryGraceMs: 3_600_000 }, commandTimeoutMs: 30_000 }));
 let service: Service | undefined;
 const sizes = QUICK ? [2_000, 10_000] : [10_000, 100_000];
 const rate = QUICK ? 200 : 1000;
@@ -502,7 +504,7 @@ try {
     await timed(`expiry at ${size}`, async () => {
       const before = await usedMemory(raw);
       process.stdout.write(`loading ${size - loaded} sessions ... `);
-      await preload(store, loaded, size);
+      await preload(store, sealer, loaded, size);
       const added = size - loaded;
       loaded = size;
       const after = await usedMemory(raw);
