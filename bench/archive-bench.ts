@@ -28,7 +28,7 @@ import pg from "pg";
 import { PgArchive, type ArchiveRow } from "../src/archive/pg-archive.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { startRedisServer } from "../test/support/redis-server.js";
-import { scheduleExpiries } from "./expiry-schedule.js";
+import { BenchSealer, scheduleExpiries } from "./expiry-schedule.js";
 import { ServiceProcess } from "./service-process.js";
 
 
@@ -89,12 +89,13 @@ async function main(): Promise<void> {
     // Sessions are written straight into Redis with the service's own store (its Lua scripts), not
     // through the RPC port, so that the bench's creates keep pace on a loaded machine and the
     // service's CPU goes to expiring and archiving. Each is due at its slot: RATE per second.
-    const store = new RedisStore({
+    // Through the sealing wrapper, as the service with these keys writes (sealed identifiers).
+    const store = new BenchSealer(KEYS).wrap(new RedisStore({
       url: redis.url,
       keyPrefix: "sd:",
       commandTimeoutMs: 10_000,
       limits: { maxDataKeys: 1000, archiveRetentionMs: 3_600_000, expiryGraceMs: 3_600_000 },
-    });
+    }));
     const total = RATE * SECONDS;
     console.log(`${total} sessions due at ${RATE}/s over ${SECONDS} s, each created ${MIN_LEAD_MS / 1000}-${LEAD_MS / 1000} s before its slot`);
     const creating = Date.now();
