@@ -79,6 +79,7 @@ import { flagVariants, throughputPart } from "./parts/throughput.js";
 import { scalePart } from "./parts/scale.js";
 import { watchPart } from "./parts/watch.js";
 import { faultsPart } from "./parts/faults.js";
+import { clusterPart } from "./parts/cluster.js";
 import { wirePart } from "./parts/wire.js";
 import { replicaWaitPart } from "./parts/replica-wait.js";
 import { machineInfo, running } from "./processes.js";
@@ -97,6 +98,7 @@ const PARTS: readonly BenchPart<unknown>[] = [
   listed(floodPart),
   listed(isolationPart),
   listed(replicaWaitPart),
+  listed(clusterPart),
 ];
 
 async function main(): Promise<void> {
