@@ -89,6 +89,9 @@ export class DecryptError extends Error {
 }
 
 const PREFIX = "e1:";
+/** Most opened values remembered, and the longest sealed value remembered: at most about 8 MB (keys and plaintexts). */
+const OPENED_CACHED = 2048;
+const OPENED_MAX_CHARS = 2048;
 /** Metadata the store writes itself, without a key (see write_archive in lua/prelude.ts). */
 const BARE_METADATA = "{}";
 const IV_BYTES = 12;
@@ -118,6 +121,13 @@ export class AesGcmFieldCipher implements FieldCipher {
   private readonly indexKeys: ReadonlyMap<string, Buffer>;
   /** Per key id, the HMAC key derived from it for record tags (never the encryption key itself). */
   private readonly tagKeys: ReadonlyMap<string, Buffer>;
+  /**
+   * Plaintexts of recently opened values, by place and ciphertext: a session
+   * read again and again (every GetSession opens its metadata) is decrypted
+   * once. Only a value that authenticated is here; a changed ciphertext is
+   * another entry.
+   */
+  private readonly opened = new Map<string, string>();
 
   constructor(
     readonly keyring: Keyring,
@@ -174,6 +184,19 @@ export class AesGcmFieldCipher implements FieldCipher {
       if (this.acceptPlaintext || (stored === BARE_METADATA && binding.field === METADATA_FIELD)) return stored;
       throw new DecryptError("stored value is not encrypted (plaintext is read only with ENCRYPTION_MIGRATE_PLAINTEXT=true, until npm run reencrypt)");
     }
+    // The same ciphertext at the same place opens to the same plaintext (the key ring does not change while running).
+    const place = stored.length <= OPENED_MAX_CHARS ? `${binding.tenant}\n${binding.sessionId}\n${binding.field}\n${stored}` : undefined;
+    const known = place === undefined ? undefined : this.opened.get(place);
+    if (known !== undefined) return known;
+    const plaintext = this.decrypt(stored, binding);
+    if (place !== undefined) {
+      if (this.opened.size >= OPENED_CACHED) this.opened.clear();
+      this.opened.set(place, plaintext);
+    }
+    return plaintext;
+  }
+
+  private decrypt(stored: string, binding: FieldBinding): string {
     const keyId = sealedKeyId(stored);
     const key = keyId === undefined ? undefined : this.keyring.get(keyId);
     if (keyId === undefined || key === undefined) {
