@@ -61,7 +61,10 @@ export class SealedNames {
   }
 
   sealName(tenant: string, kind: NameKind, name: string): string {
-    return this.cipher.seal(name, nameBinding({ tenant, kind }));
+    const sealed = this.cipher.seal(name, nameBinding({ tenant, kind }));
+    // Sealed here, so known to open to `name`: a record written with it (a create's reply) is served without opening it.
+    this.remember(`n\n${kind}\n${tenant}\n${this.token(tenant, kind, name)}\n${sealed}`, name);
+    return sealed;
   }
 
   /** The sealed name opened, if it hashes to the stored token (else Unreadable). */
@@ -87,7 +90,10 @@ export class SealedNames {
   }
 
   metadataTag(tenant: string, sessionId: string, metadata: string): string {
-    return this.cipher.tag(metadata, { tenant, sessionId, field: METADATA_FIELD });
+    const tag = this.cipher.tag(metadata, { tenant, sessionId, field: METADATA_FIELD });
+    // Made here for this metadata: a record carrying both is served without computing the tag again.
+    if (this.cipher.encrypts) this.remember(`t\n${tenant}\n${sessionId}\n${tag}`, metadata);
+    return tag;
   }
 
   /** The guard with the user's tokens (the primary key's first, the others as aliases). */
