@@ -49,7 +49,7 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale,flood,isolation,replica-wait") to run only some parts;
+ * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale,flood,isolation,replica-wait,cluster") to run only some parts;
  * BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES (default 200000 / 20000) for part 10;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
@@ -72,6 +72,7 @@ import { flagVariants, throughputPart } from "./parts/throughput.js";
 import { scalePart } from "./parts/scale.js";
 import { watchPart } from "./parts/watch.js";
 import { faultsPart } from "./parts/faults.js";
+import { clusterPart } from "./parts/cluster.js";
 import { wirePart } from "./parts/wire.js";
 import { replicaWaitPart } from "./parts/replica-wait.js";
 import { machineInfo, running } from "./processes.js";
@@ -90,6 +91,7 @@ const PARTS: readonly BenchPart<unknown>[] = [
   listed(floodPart),
   listed(isolationPart),
   listed(replicaWaitPart),
+  listed(clusterPart),
 ];
 
 async function main(): Promise<void> {

@@ -37,7 +37,7 @@ export const FILL_TIMEOUT_MS = 60_000;
  * request objects.
  */
 export const CANDIDATE_FLAGS: readonly string[] = (process.env["BENCH_CANDIDATE_FLAGS"] || "--max-semi-space-size=64").split(" ").filter((f) => f !== "");
-export const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch,archive,faults,wire,scale,flood,isolation,replica-wait").split(",").map((p) => p.trim()));
+export const PARTS = new Set((process.env["BENCH_PARTS"] || "throughput,memory,watch,archive,faults,wire,scale,flood,isolation,replica-wait,cluster").split(",").map((p) => p.trim()));
 
 export const TARGETS = {
   getOverCheck: 0.8,

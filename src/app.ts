@@ -122,13 +122,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     throw error;
   });
   const sealedNames = new SealedNames(security.cipher);
-  // Config guarantees Redis (REDIS_URL or REDIS_SENTINELS) with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
+  // Config guarantees Redis (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES) with ARCHIVE_DATABASE_URL: the sink reads the Redis event log.
   const archive =
-    config.archiveDatabase === undefined || redis === undefined
+    config.archiveDatabase === undefined || (redis === undefined && config.redisCluster === undefined)
       ? undefined
       : createArchive({
           database: config.archiveDatabase,
-          redis,
+          redis: redis ?? { url: "" },
+          ...(config.redisCluster === undefined ? {} : { redisCluster: { nodes: config.redisCluster.nodes, partitions: config.redisPartitions } }),
           keyPrefix: config.keyPrefix,
           redisCommandTimeoutMs: config.redisCommandTimeoutMs,
           logger: logger.child({ component: "archive" }),

@@ -17,6 +17,20 @@ import { createSessionClient } from "@sessiond/client";
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 describe("loadConfig", () => {
+  test("REDIS_CLUSTER_NODES and REDIS_PARTITIONS", () => {
+    assert.equal(loadConfig({}).redisPartitions, 1);
+    assert.equal(loadConfig({}).redisCluster, undefined);
+    const cluster = loadConfig({ REDIS_CLUSTER_NODES: "10.0.0.1:7000, redis-b:7001,[::1]:7002" });
+    assert.deepEqual(cluster.redisCluster, { nodes: [{ host: "10.0.0.1", port: 7000 }, { host: "redis-b", port: 7001 }, { host: "::1", port: 7002 }] });
+    assert.equal(cluster.redisPartitions, 16, "16 partitions by default on a cluster");
+    assert.equal(loadConfig({ REDIS_URL: "redis://h:6379", REDIS_PARTITIONS: "4" }).redisPartitions, 4);
+    assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_PARTITIONS: "1" }), /REDIS_PARTITIONS must be at least 2/);
+    assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_URL: "redis://h:6379" }), /alternatives/);
+    assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: "h" }), /REDIS_CLUSTER_NODES must be host:port/);
+    assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: "h:70000" }), /REDIS_CLUSTER_NODES must be host:port/);
+    assert.throws(() => loadConfig({ REDIS_PARTITIONS: "2000" }), /REDIS_PARTITIONS="2000" must be a whole number from 1 to 1024/);
+  });
+
   test("defaults", () => {
     const config = loadConfig({});
     assert.equal(config.host, "127.0.0.1");

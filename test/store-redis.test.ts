@@ -6,7 +6,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import type { Redis } from "ioredis";
+import { Redis } from "ioredis";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SessionError } from "../src/domain/errors.js";
 import type { SessionRecord } from "../src/domain/model.js";
@@ -361,7 +361,7 @@ describe("RedisStore on Redis", () => {
       limits,
       commandTimeoutMs: 2000,
       onConnection: (client, name) => {
-        if (name === "store") command = client;
+        if (name === "store" && client instanceof Redis) command = client;
       },
     });
     assert.ok(command !== undefined);

@@ -5,13 +5,14 @@
  */
 import { hostname } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { ArchiveDatabaseConfig } from "../config/config.js";
 import { ArchiveRetention } from "./archive-retention.js";
 import { ArchiveSink, type ArchiveSinkObserver, type ArchiveSinkState } from "./archive-sink.js";
 import { PgArchive } from "./pg-archive.js";
 import { RedisEventGroup, type RedisEventGroupOptions } from "./redis-event-group.js";
+import { PartitionedEventGroup } from "./partitioned-event-group.js";
 import type { RedisTarget } from "../store/redis/connections.js";
 
 /**
@@ -27,13 +28,15 @@ export const ARCHIVE_GROUP = "archive";
 export interface ArchiveOptions {
   readonly database: ArchiveDatabaseConfig;
   readonly redis: RedisTarget;
+  /** A Redis Cluster with its partition count (REDIS_CLUSTER_NODES), instead of `redis`: one consumer group per partition's log. */
+  readonly redisCluster?: { readonly nodes: readonly { readonly host: string; readonly port: number }[]; readonly partitions: number };
   readonly keyPrefix: string;
   readonly redisCommandTimeoutMs: number;
   readonly logger: Logger;
   /** This process's consumer name in the group (default: host name and process id). */
   readonly consumer?: string;
   readonly observer?: ArchiveSinkObserver & { deleted(rows: number): void };
-  readonly onRedisConnection?: (client: Redis) => void;
+  readonly onRedisConnection?: (client: Redis | Cluster) => void;
   /** See RedisEventGroupOptions.openEvent. */
   readonly openEvent?: RedisEventGroupOptions["openEvent"];
 }
@@ -58,17 +61,32 @@ export function createArchive(options: ArchiveOptions): Archive {
     logger: logger.child({ component: "archive-database" }),
   });
   const blockMs = 1000;
-  const group = new RedisEventGroup({
-    target: options.redis,
-    keyPrefix: options.keyPrefix,
-    group: ARCHIVE_GROUP,
-    consumer: options.consumer ?? `${hostname()}-${process.pid}`,
-    commandTimeoutMs: options.redisCommandTimeoutMs,
-    maxBlockMs: blockMs,
-    logger,
-    ...(options.onRedisConnection === undefined ? {} : { onConnection: options.onRedisConnection }),
-    ...(options.openEvent === undefined ? {} : { openEvent: options.openEvent }),
-  });
+  const consumer = options.consumer ?? `${hostname()}-${process.pid}`;
+  const cluster = options.redisCluster;
+  const group =
+    cluster !== undefined
+      ? new PartitionedEventGroup({
+          nodes: cluster.nodes,
+          partitions: cluster.partitions,
+          keyPrefix: options.keyPrefix,
+          group: ARCHIVE_GROUP,
+          consumer,
+          commandTimeoutMs: options.redisCommandTimeoutMs,
+          logger,
+          ...(options.onRedisConnection === undefined ? {} : { onConnection: options.onRedisConnection }),
+          ...(options.openEvent === undefined ? {} : { openEvent: options.openEvent }),
+        })
+      : new RedisEventGroup({
+          target: options.redis,
+          keyPrefix: options.keyPrefix,
+          group: ARCHIVE_GROUP,
+          consumer,
+          commandTimeoutMs: options.redisCommandTimeoutMs,
+          maxBlockMs: blockMs,
+          logger,
+          ...(options.onRedisConnection === undefined ? {} : { onConnection: options.onRedisConnection }),
+          ...(options.openEvent === undefined ? {} : { openEvent: options.openEvent }),
+        });
   const sink = new ArchiveSink({
     group,
     archive: database,

@@ -11,7 +11,7 @@
  * An entry trimmed before it was acknowledged comes back without its fields
  * and is reported as lost.
  */
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { Logger } from "pino";
 import { compareEventIds } from "../store/event-id.js";
 import { decodeStreamEntry } from "../store/redis/event-codec.js";
@@ -32,6 +32,11 @@ export interface RedisEventGroupOptions {
   readonly logger?: Logger;
   /** Called with the connection before it emits anything (metrics). */
   readonly onConnection?: (client: Redis) => void;
+  /**
+   * One partition's log on a connection the caller owns (a Redis Cluster, see
+   * partitioned-event-group.ts) instead of a connection of its own to `url`.
+   */
+  readonly stream?: { readonly connection: Redis | Cluster; readonly key: string };
   /**
    * Turns a decoded event into the one callers know (encryption on: names
    * opened, see store/sealed-store.ts); throws for an entry that does not
@@ -66,7 +71,9 @@ export interface GroupStats {
 }
 
 export class RedisEventGroup {
-  private readonly redis: Redis;
+  private readonly redis: Redis | Cluster;
+  /** Whether close() leaves the connection to its owner. */
+  private readonly shared: boolean;
   private readonly key: string;
   private readonly group: string;
   private readonly consumer: string;
@@ -75,10 +82,15 @@ export class RedisEventGroup {
 
   constructor(options: RedisEventGroupOptions) {
     this.openEvent = options.openEvent ?? ((event) => event);
-    this.key = new RedisKeys(options.keyPrefix, "").events();
+    this.key = options.stream?.key ?? new RedisKeys(options.keyPrefix, "").events();
     this.group = options.group;
     this.consumer = options.consumer;
-    this.redis = redisClient(options.target, {
+    this.shared = options.stream !== undefined;
+    if (options.stream !== undefined) {
+      this.redis = options.stream.connection;
+      return;
+    }
+    const redis = redisClient(options.target, {
       // Commands wait for a reconnect (bounded by commandTimeout) instead of failing at once.
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,
@@ -88,8 +100,9 @@ export class RedisEventGroup {
       retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1000),
       lazyConnect: true,
     });
-    options.onConnection?.(this.redis);
-    this.redis.on("error", (err: Error) => options.logger?.debug({ err: err.message }, "archive redis connection error"));
+    this.redis = redis;
+    options.onConnection?.(redis);
+    redis.on("error", (err: Error) => options.logger?.debug({ err: err.message }, "archive redis connection error"));
   }
 
   /**
@@ -117,6 +130,12 @@ export class RedisEventGroup {
   /** New entries for this consumer, waiting up to blockMs for the first. */
   async readNew(count: number, blockMs: number): Promise<GroupEntry[]> {
     const reply = await this.redis.call("XREADGROUP", "GROUP", this.group, this.consumer, "COUNT", count, "BLOCK", Math.max(1, blockMs), "STREAMS", this.key, ">");
+    return entriesOf(reply, this.openEvent);
+  }
+
+  /** New entries for this consumer, without waiting. */
+  async readNewNow(count: number): Promise<GroupEntry[]> {
+    const reply = await this.redis.call("XREADGROUP", "GROUP", this.group, this.consumer, "COUNT", count, "STREAMS", this.key, ">");
     return entriesOf(reply, this.openEvent);
   }
 
@@ -201,7 +220,7 @@ export class RedisEventGroup {
   }
 
   close(): void {
-    this.redis.disconnect();
+    if (!this.shared) this.redis.disconnect();
   }
 }
 

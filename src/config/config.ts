@@ -90,6 +90,10 @@ export interface Config {
   readonly redisWaitReplicas: number;
   /** Bound on that WAIT; shorter than redisCommandTimeoutMs. */
   readonly redisWaitTimeoutMs: number;
+  /** A Redis Cluster's seed nodes (REDIS_CLUSTER_NODES), set instead of redisUrl. */
+  readonly redisCluster: { readonly nodes: readonly { readonly host: string; readonly port: number }[] } | undefined;
+  /** Partitions of the Redis key layout (src/store/redis/keys.ts): 1 on one Redis, 16 by default on a cluster. */
+  readonly redisPartitions: number;
   readonly keyPrefix: string;
   /** The tenant every call acts on until authentication is configured. */
   readonly defaultTenant: string;
@@ -265,6 +269,12 @@ export const SETTINGS: readonly Setting[] = [
     description: "After each acknowledged write, wait until this many replicas have it (Redis WAIT); fewer within REDIS_WAIT_TIMEOUT: the call fails with UNAVAILABLE",
   },
   { env: "REDIS_WAIT_TIMEOUT", default: "500ms", description: "Bound on that wait for replicas; must be shorter than REDIS_COMMAND_TIMEOUT" },
+  { env: "REDIS_CLUSTER_NODES", default: "", description: "Redis Cluster seed nodes, host:port,host:port,... (any of its nodes); set instead of REDIS_URL" },
+  {
+    env: "REDIS_PARTITIONS",
+    default: "",
+    description: "Partitions of the Redis key layout, 1 to 1024, fixed for the life of the data; empty: 1 with REDIS_URL, 16 with REDIS_CLUSTER_NODES (at least 2 there)",
+  },
   { env: "KEY_PREFIX", default: "sd:", description: "Prefix of every Redis key" },
   { env: "DEFAULT_TENANT", default: "default", description: "Tenant of every call until authentication is configured" },
   { env: "SESSION_TTL_DEFAULT", default: "1h", description: "TTL of a session created without one" },
@@ -307,7 +317,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: "MAX_STREAMS_PER_CONNECTION", default: "200", description: "Most long-lived streams (Health/Watch, WatchSessions, reflection) per connection" },
   { env: "MAX_STREAMS", default: "10000", description: "Most long-lived streams (Health/Watch, WatchSessions, reflection) per process" },
   { env: "REJECT_AUDIT_RATE", default: "50", description: "Audit records of rejected requests per second; the rest are counted (metric, one summary log line)" },
-  { env: "WORKERS", default: "1", description: "Server processes on the one port (node:cluster); auto: one per core. More than 1 needs REDIS_URL" },
+  { env: "WORKERS", default: "1", description: "Server processes on the one port (node:cluster); auto: one per core. More than 1 needs REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES" },
   { env: "TLS_CERT_FILE", default: "", description: "PEM certificate chain; with TLS_KEY_FILE: serve TLS (ALPN h2, http/1.1) instead of plaintext" },
   { env: "TLS_KEY_FILE", default: "", description: "PEM private key of TLS_CERT_FILE" },
   { env: "MAX_DATA_BYTES", default: "8388608", description: "Most bytes of data values per session, as stored (encrypted)" },
@@ -345,7 +355,7 @@ export const SETTINGS: readonly Setting[] = [
   },
   { env: "ALLOW_REDIS_EVICTION", default: "false", description: "Start and report ready on a Redis whose maxmemory-policy is not noeviction (it can delete sessions silently)" },
   { env: "AUDIT_LOG", default: "stdout", description: "Audit records: stdout, stderr, off or a file path" },
-  { env: "ARCHIVE_DATABASE_URL", default: "", description: "PostgreSQL URL (postgres://user@host:port/db) of the durable archive of ended sessions; needs REDIS_URL" },
+  { env: "ARCHIVE_DATABASE_URL", default: "", description: "PostgreSQL URL (postgres://user@host:port/db) of the durable archive of ended sessions; needs REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES" },
   { env: "ARCHIVE_DATABASE_PASSWORD_FILE", default: "", description: "File holding the archive database password (replaces the URL's)" },
   { env: "ARCHIVE_DB_RETENTION", default: "365d", description: "How long ended sessions stay in the archive database (deleted in batches after)" },
   { env: "ARCHIVE_BATCH_SIZE", default: "500", description: "Event log entries the archive sink reads and writes per batch" },
@@ -467,12 +477,17 @@ function readConfig(r: Reader): Config {
     // The URL is not echoed: it may carry a password.
     r.fail("REDIS_URL must start with redis:// or rediss://");
   }
+  const redisCluster = clusterNodes(r);
+  if (redisCluster !== undefined && redisUrl !== "") r.fail("REDIS_URL and REDIS_CLUSTER_NODES are alternatives: set one");
+  const redisPartitions = partitions(r, redisCluster !== undefined);
   const redisSentinel = sentinelConfig(r, redisUrl !== "");
-  const redis = redisUrl !== "" || redisSentinel !== undefined;
+  if (redisCluster !== undefined && redisSentinel !== undefined) r.fail("REDIS_SENTINELS and REDIS_CLUSTER_NODES are alternatives: set one");
+  const redis = redisUrl !== "" || redisSentinel !== undefined || redisCluster !== undefined;
   const redisCommandTimeoutMs = r.duration("REDIS_COMMAND_TIMEOUT", 10);
   const redisWaitReplicas = r.integer("REDIS_WAIT_REPLICAS", 0, 100);
   const redisWaitTimeoutMs = r.duration("REDIS_WAIT_TIMEOUT", 1);
   if (redisWaitReplicas > 0 && !redis) r.fail("REDIS_WAIT_REPLICAS needs REDIS_URL or REDIS_SENTINELS");
+  if (redisWaitReplicas > 0 && redisCluster !== undefined) r.fail("REDIS_WAIT_REPLICAS is not available with REDIS_CLUSTER_NODES");
   if (redisWaitReplicas > 0 && redisWaitTimeoutMs >= redisCommandTimeoutMs) {
     // The WAIT and the write it confirms share one call's deadline.
     r.fail(`REDIS_WAIT_TIMEOUT (${redisWaitTimeoutMs} ms) must be shorter than REDIS_COMMAND_TIMEOUT (${redisCommandTimeoutMs} ms)`);
@@ -528,6 +543,8 @@ function readConfig(r: Reader): Config {
     host: r.raw("HOST"),
     port: r.integer("PORT", 0, 65535),
     redisUrl: redisUrl === "" ? undefined : redisUrl,
+    redisCluster,
+    redisPartitions,
     redisSentinel,
     redisWaitReplicas,
     redisWaitTimeoutMs,
@@ -611,7 +628,7 @@ function archiveDatabaseConfig(r: Reader, redis: boolean): ArchiveDatabaseConfig
     r.fail("ARCHIVE_DATABASE_URL must be a postgres:// or postgresql:// URL with a host");
   }
   if (!redis) {
-    r.fail("ARCHIVE_DATABASE_URL needs REDIS_URL or REDIS_SENTINELS: the archive sink reads the Redis event log through a consumer group");
+    r.fail("ARCHIVE_DATABASE_URL needs REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES: the archive sink reads the Redis event log through a consumer group");
   }
   return {
     url,
@@ -675,13 +692,42 @@ function edgeConfig(r: Reader): EdgeConfig {
   return edge;
 }
 
+/** REDIS_CLUSTER_NODES: host:port pairs (IPv6 hosts in brackets); undefined when unset. */
+function clusterNodes(r: Reader): { nodes: { host: string; port: number }[] } | undefined {
+  const text = r.raw("REDIS_CLUSTER_NODES").trim();
+  if (text === "") return undefined;
+  const nodes: { host: string; port: number }[] = [];
+  for (const item of text.split(",")) {
+    const match = /^\s*(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})\s*$/.exec(item);
+    const port = Number(match?.[2]);
+    if (match === null || port < 1 || port > 65535) {
+      r.fail("REDIS_CLUSTER_NODES must be host:port pairs separated by commas (e.g. 10.0.0.1:7000,10.0.0.2:7000)");
+      return undefined;
+    }
+    nodes.push({ host: (match[1] as string).replace(/^\[|\]$/g, ""), port });
+  }
+  return { nodes };
+}
+
+/** Upper bound of REDIS_PARTITIONS (MAX_PARTITIONS in src/store/redis/keys.ts). */
+const MAX_REDIS_PARTITIONS = 1024;
+/** REDIS_PARTITIONS on a cluster when unset: a few partitions per primary for clusters of up to about eight primaries. */
+const DEFAULT_CLUSTER_PARTITIONS = 16;
+
+function partitions(r: Reader, cluster: boolean): number {
+  if (r.raw("REDIS_PARTITIONS").trim() === "") return cluster ? DEFAULT_CLUSTER_PARTITIONS : 1;
+  const n = r.integer("REDIS_PARTITIONS", 1, MAX_REDIS_PARTITIONS);
+  if (cluster && n < 2) r.fail("REDIS_PARTITIONS must be at least 2 with REDIS_CLUSTER_NODES: one partition is one hash slot, on one primary");
+  return n;
+}
+
 /** Most worker processes: far beyond any core count we run on, low enough to stop a typo. */
 const MAX_WORKERS = 256;
 
 function workers(r: Reader, redis: boolean): number {
   const n = r.raw("WORKERS") === "auto" ? availableParallelism() : r.integer("WORKERS", 1, MAX_WORKERS);
   // Each worker has its own in-process store: they would not share sessions.
-  if (n > 1 && !redis) r.fail(`WORKERS=${r.raw("WORKERS")} (${n} processes) needs REDIS_URL or REDIS_SENTINELS: the in-process store is not shared between processes`);
+  if (n > 1 && !redis) r.fail(`WORKERS=${r.raw("WORKERS")} (${n} processes) needs REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES: the in-process store is not shared between processes`);
   return n;
 }
 

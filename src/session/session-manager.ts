@@ -152,7 +152,7 @@ export class SessionManager {
 
   async create(tenant: string, params: CreateSessionParams, user?: string): Promise<CreateSessionOutcome> {
     // The id is chosen here, not by the store, because the sealed metadata is bound to it.
-    const sessionId = randomUUID();
+    const sessionId = this.store.newSessionId?.(tenant, params.userId) ?? randomUUID();
     const text = params.metadata === undefined ? EMPTY_METADATA : this.encodeMetadata(params.metadata);
     const metadata = this.sealMetadata(tenant, sessionId, text);
     // The request id names a key: the store only ever sees its keyed HMACs.

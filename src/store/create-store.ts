@@ -1,7 +1,7 @@
 /**
  * Chooses the store from the configuration: Redis when REDIS_URL or
- * REDIS_SENTINELS is set, else the in-process MemoryStore, which is for
- * development and tests only.
+ * REDIS_SENTINELS or REDIS_CLUSTER_NODES is set, else the in-process
+ * MemoryStore, which is for development and tests only.
  */
 import type { Logger } from "pino";
 import type { Config } from "../config/config.js";
@@ -41,10 +41,12 @@ export interface CreateStoreHooks {
 
 export function createStore(config: Config, logger: Logger, hooks: CreateStoreHooks = {}): SessionStore {
   const limits = storeLimits(config);
-  const target = redisTarget(config);
+  const target = config.redisCluster === undefined ? redisTarget(config) : { url: "" };
   if (target !== undefined) {
     return new RedisStore({
       ...target,
+      ...(config.redisCluster === undefined ? {} : { cluster: config.redisCluster }),
+      partitions: config.redisPartitions,
       replicaWait: { replicas: config.redisWaitReplicas, timeoutMs: config.redisWaitTimeoutMs },
       keyPrefix: config.keyPrefix,
       limits,

@@ -66,6 +66,7 @@ export class SealedStore implements SessionStore {
   readonly watchDue?: (onDue: (tenant: string, sessionId: string) => void) => Promise<DueWatch>;
   readonly watchReadiness?: (listener: (ready: boolean) => void) => () => void;
   readonly problems?: () => Promise<StoreProblems>;
+  readonly newSessionId?: (tenant: string, userId: string) => string;
   private readonly unreadable = new UnreadableListeners();
   private readonly names: SealedNames;
 
@@ -80,11 +81,14 @@ export class SealedStore implements SessionStore {
     if (watchDue !== undefined) this.watchDue = watchDue.bind(inner);
     if (watchReadiness !== undefined) this.watchReadiness = watchReadiness.bind(inner);
     if (problems !== undefined) this.problems = problems.bind(inner);
+    // A store that places sessions by user (a partitioned Redis layout) sees only the user's token.
+    const { newSessionId } = inner;
+    if (newSessionId !== undefined) this.newSessionId = (tenant, userId) => newSessionId.call(inner, tenant, this.names.token(tenant, "user", userId));
   }
 
   async create(input: CreateSessionInput): Promise<CreateSessionResult> {
     const { tenant } = input;
-    const sessionId = input.sessionId ?? randomUUID();
+    const sessionId = input.sessionId ?? this.newSessionId?.(tenant, input.userId) ?? randomUUID();
     // Names are compared in the clear first: the store only sees tokens.
     checkGuardedCreate(input);
     const guard = this.names.guard(tenant, input.guard);

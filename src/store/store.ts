@@ -356,6 +356,12 @@ export type SessionsPerUserPolicy = "reject" | "close_oldest";
 export interface SessionStore {
   /** "redis" or "memory", for logs. */
   readonly kind: string;
+  /**
+   * A new session id for a user's session (a random UUID v4), where the store
+   * places sessions by id (a partitioned Redis layout, see redis/keys.ts);
+   * absent: any random UUID.
+   */
+  newSessionId?(tenant: string, userId: string): string;
 
   create(input: CreateSessionInput): Promise<CreateSessionResult>;
   /** not_found for an unknown session, or an ended one without includeEnded. */

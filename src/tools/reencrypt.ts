@@ -21,7 +21,7 @@ import type { Redis } from "ioredis";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, sealedKeyId, type FieldBinding } from "../crypto/field-cipher.js";
 import type { Keyring } from "../crypto/keyring.js";
-import { countersKeyMatcher, encodeTenant, RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
+import { countersKeyMatcher, encodeTenant, generationKey, Partitioning, RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
 import { preludeLua } from "../store/redis/lua/prelude.js";
 import { redisClient } from "../store/redis/connections.js";
 import { redisTarget } from "../store/create-store.js";
@@ -32,6 +32,8 @@ export interface ReencryptOptions {
   readonly redis: Redis;
   readonly keyPrefix: string;
   readonly keyring: Keyring;
+  /** REDIS_PARTITIONS of the layout (default 1); the tool scans one Redis (REDIS_URL), not a cluster. */
+  readonly partitions?: number;
 }
 
 export interface ReencryptReport {
@@ -165,6 +167,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
   const cipher = new AesGcmFieldCipher(keyring, true);
   const primary = keyring.primary.id;
   const sessionKey = sessionKeyMatcher(keyPrefix);
+  const partitions = new Partitioning(options.partitions ?? 1);
   const countersTenant = countersKeyMatcher(keyPrefix);
   let values = 0;
   let rewritten = 0;
@@ -178,6 +181,9 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
    * or from plaintext identifiers (written before keys were configured).
    */
   const retoken = async (key: string, tenant: string, sessionId: string, stored: { u: string; d: string; U: string; D: string }, packed: boolean): Promise<void> => {
+    // The prelude's header (lua/prelude.ts): KEYS[1] names the partition's slot, ARGV[11..13] the partition.
+    const partition = partitions.ofSession(sessionId);
+    const tag = partitions.tags[partition] as string;
     values++;
     let user: string;
     let dataSource: string;
@@ -195,7 +201,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     const D = names.sealName(tenant, "data_source", dataSource);
     const done = packed
       ? await redis.eval(ARCHIVE_RETOKEN_LUA, 1, key, stored.u, stored.d, u, d, U, D)
-      : await redis.eval(RETOKEN_LUA, 0, keyPrefix, encodeTenant(tenant), 0, 0, 0, 0, 0, "", "", "0", sessionId, stored.u, u, U, stored.d, d, D);
+      : await redis.eval(RETOKEN_LUA, 1, generationKey(keyPrefix, tag), keyPrefix, encodeTenant(tenant), 0, 0, 0, 0, 0, "", "", "0", tag, partition, partitions.count, sessionId, stored.u, u, U, stored.d, d, D);
     if (done === 1) rewritten++;
     else skippedConcurrent++;
   };
@@ -291,7 +297,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
       }
       if (type !== "hash") continue;
       if (name.kind === "data") {
-        const recordKey = new RedisKeys(keyPrefix, tenant).record(sessionId);
+        const recordKey = new RedisKeys(keyPrefix, tenant, partitions).record(sessionId);
         let fieldCursor = "0";
         do {
           const [nextField, flat] = await redis.hscan(key, fieldCursor, "COUNT", 500);
@@ -330,7 +336,7 @@ async function main(): Promise<number> {
   }
   const redis = redisClient(target, { maxRetriesPerRequest: 1 });
   try {
-    const report = await reencrypt({ redis, keyPrefix: config.keyPrefix, keyring: config.encryption.keyring });
+    const report = await reencrypt({ redis, keyPrefix: config.keyPrefix, keyring: config.encryption.keyring, partitions: config.redisPartitions });
     process.stdout.write(`${JSON.stringify({ primaryKeyId: config.encryption.keyring.primary.id, ...report })}\n`);
     return report.failed === 0 ? 0 : 1;
   } finally {

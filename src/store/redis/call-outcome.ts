@@ -18,6 +18,21 @@ import { isSessionError, SessionError } from "../../domain/errors.js";
 const REFUSED_REPLIES = /^(LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|NOREPLICAS|NOSCRIPT)\b/;
 /** Redis is at maxmemory with noeviction: the command was refused before it wrote anything. */
 const OOM_REPLY = /^OOM\b/;
+/**
+ * A Redis Cluster refused a command of a script: the partition's slot is being
+ * moved (a reshard: a key already on the other node) or has no primary (a
+ * failover). Redis refuses before that command runs; a script refused at its
+ * first key access wrote nothing. One refused later has written part of its
+ * work: sending it again with the same arguments (the session id is chosen
+ * before the first try) redoes it whole in the common cases; the README
+ * ("Running on Redis Cluster") names what remains.
+ */
+const SLOT_IN_MOTION = /Script attempted to (access a non local key|execute a (write )?command while the cluster is down)/;
+
+/** The cluster refused a command of a script because of its slot's state; worth sending again shortly (see SLOT_IN_MOTION). */
+export function isSlotInMotion(e: unknown): boolean {
+  return e instanceof Error && e.name === "ReplyError" && SLOT_IN_MOTION.test(e.message);
+}
 /** ioredis's message for a command it refused to send (no writable connection). */
 const NOT_WRITTEN = /Stream isn't writeable|enableOfflineQueue/;
 
@@ -34,6 +49,7 @@ export function classifyFailure(e: unknown, sent: boolean): SessionError | Error
   const message = e instanceof Error ? e.message : String(e);
   if (e instanceof Error && e.name === "ReplyError") {
     if (OOM_REPLY.test(message)) return new SessionError("limit_exceeded", STORE_FULL_MESSAGE);
+    if (SLOT_IN_MOTION.test(message)) return new SessionError("unavailable", "redis refused the call: its hash slot is moving or has no primary");
     if (REFUSED_REPLIES.test(message)) return new SessionError("unavailable", `redis refused the call: ${message.split(" ")[0]}`);
     // A script or protocol bug: not the caller's fault and not an outage. Kept as a
     // plain Error (the API maps it to INTERNAL); Redis error text carries no values.

@@ -28,14 +28,33 @@
  * of what a command costs this process. A command waits at most for the
  * pipeline already in flight; a connection that drops fails the queued
  * commands as unsent (call-outcome.ts), so nothing is replayed.
+ *
+ * On a Redis Cluster the command connection is an ioredis Cluster: it routes
+ * each script by its KEYS[1] (the partition's slot, keys.ts), follows MOVED
+ * and ASK, and retries CLUSTERDOWN and TRYAGAIN replies a few times (a
+ * failover or a slot migration in progress) within the call's deadline.
  */
-import { Redis, type RedisOptions } from "ioredis";
+import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { SessionError } from "../../domain/errors.js";
 import { redisAddress } from "../../startup/redis-reachable.js";
 
 /** The connections of a RedisStore, as onConnection names them. */
 export type RedisConnectionName = "store" | "events" | "keyspace";
+
+/** A Redis Cluster: its seed nodes (any subset of the cluster's nodes). */
+export interface RedisClusterTarget {
+  readonly nodes: readonly { readonly host: string; readonly port: number }[];
+  /** Password (and user) for every node, when the cluster requires AUTH. */
+  readonly username?: string;
+  readonly password?: string;
+}
+
+/** The command connection: one Redis, or a Redis Cluster. */
+export type RedisCommandConnection = Redis | Cluster;
+
+/** How often ioredis retries a command that met CLUSTERDOWN, TRYAGAIN or a failover, and how long it waits between tries. */
+const CLUSTER_RETRY_DELAY_MS = 100;
 
 /** A Redis primary found through Sentinel. */
 export interface RedisSentinelTarget {
@@ -134,16 +153,18 @@ export function describeTarget(target: RedisTarget): string {
 }
 
 export type RedisConnectionsOptions = RedisTarget & {
+  /** A Redis Cluster instead of the target (whose url is then unused). */
+  readonly cluster?: RedisClusterTarget | undefined;
   /** Deadline of one store call, including waiting for a reconnect. */
   readonly commandTimeoutMs: number;
   readonly logger?: Logger | undefined;
   /** Called with every connection before it can emit any event (see RedisStoreOptions.onConnection). */
-  readonly onConnection?: ((client: Redis, name: RedisConnectionName) => void) | undefined;
+  readonly onConnection?: ((client: RedisCommandConnection, name: RedisConnectionName) => void) | undefined;
 };
 
 export class RedisConnections {
   /** The shared connection every plain command and script runs on. */
-  readonly command: Redis;
+  readonly command: RedisCommandConnection;
   private readonly timeoutMs: number;
   private readonly logger: Logger | undefined;
   private readonly onConnection: RedisConnectionsOptions["onConnection"];
@@ -158,7 +179,7 @@ export class RedisConnections {
    * reconnecting event reader means watchers hear nothing; a reconnecting
    * subscriber means no expiry hints).
    */
-  private readonly serving = new Set<Redis>();
+  private readonly serving = new Set<RedisCommandConnection>();
   private readonly readinessListeners = new Set<(ready: boolean) => void>();
   /** What readiness listeners were last told. */
   private lastReady: boolean | undefined;
@@ -169,16 +190,37 @@ export class RedisConnections {
     this.timeoutMs = options.commandTimeoutMs;
     this.logger = options.logger;
     this.onConnection = options.onConnection;
-    this.command = redisClient(options, {
-      enableOfflineQueue: false,
+    const nodeOptions = {
       autoResendUnfulfilledCommands: false,
       enableAutoPipelining: true,
       // Reject in-flight commands as soon as the connection drops.
       maxRetriesPerRequest: 0,
       // No commandTimeout: it is a wall-clock timer; RedisStore.call() bounds every command with a loop-aware deadline.
       connectTimeout: Math.max(options.commandTimeoutMs, 1000),
-      retryStrategy: (attempt) => reconnectDelay(attempt),
-    });
+      retryStrategy: (attempt: number) => reconnectDelay(attempt),
+    };
+    const cluster = options.cluster;
+    this.command =
+      cluster === undefined
+        ? redisClient(options, { ...nodeOptions, enableOfflineQueue: false })
+        : new Cluster(
+            cluster.nodes.map((n) => ({ host: n.host, port: n.port })),
+            {
+              enableOfflineQueue: false,
+              // Every script writes; replicas lag (asynchronous replication), so reads go to primaries too.
+              scaleReads: "master",
+              clusterRetryStrategy: (attempt: number) => reconnectDelay(attempt),
+              retryDelayOnFailover: CLUSTER_RETRY_DELAY_MS,
+              retryDelayOnClusterDown: CLUSTER_RETRY_DELAY_MS,
+              retryDelayOnTryAgain: CLUSTER_RETRY_DELAY_MS,
+              slotsRefreshTimeout: Math.max(options.commandTimeoutMs, 1000),
+              redisOptions: {
+                ...nodeOptions,
+                ...(cluster.username === undefined ? {} : { username: cluster.username }),
+                ...(cluster.password === undefined ? {} : { password: cluster.password }),
+              },
+            },
+          );
     this.track(this.command, "store");
     this.stopSwitchWatch = options.sentinel === undefined ? undefined : watchSwitchMaster(options.sentinel, (host, port) => this.followSwitch(host, port));
     this.command.on("ready", () => {
@@ -251,6 +293,7 @@ export class RedisConnections {
    * reconnect, bounded by the command timeout plus `slackMs` (a BLOCK's own wait).
    */
   dedicated(purpose: Exclude<RedisConnectionName, "store">, slackMs = 0): Redis {
+    if (this.command instanceof Cluster) throw new Error("a Redis Cluster has no single dedicated connection: open one per node");
     const redis = this.command.duplicate({
       enableOfflineQueue: true,
       // One blocking command or subscription at a time: nothing to batch.
@@ -284,7 +327,7 @@ export class RedisConnections {
     this.logger?.warn({ primary: `${host}:${port}` }, "redis sentinel announced a new primary; reconnecting");
     for (const redis of this.serving) {
       // Only ready ones: a connection that is connecting asks the sentinels anyway (see the file comment).
-      if (redis.status === "ready" && !connectedTo(redis, host, port)) redis.disconnect(true);
+      if (redis instanceof Redis && redis.status === "ready" && !connectedTo(redis, host, port)) redis.disconnect(true);
     }
   }
 
@@ -292,7 +335,7 @@ export class RedisConnections {
    * Hands a new connection to onConnection and follows its state for
    * readiness, until it ends (closed on purpose: disconnect() with no retry).
    */
-  private track(redis: Redis, name: RedisConnectionName): void {
+  private track(redis: RedisCommandConnection, name: RedisConnectionName): void {
     this.onConnection?.(redis, name);
     this.serving.add(redis);
     const changed = (): void => this.readinessChanged();
@@ -317,7 +360,7 @@ export class RedisConnections {
 }
 
 /** Resolves once the connection is ready; rejects with unavailable at the deadline. */
-function waitForReady(redis: Redis, deadline: number): Promise<void> {
+function waitForReady(redis: RedisCommandConnection, deadline: number): Promise<void> {
   if (redis.status === "ready") return Promise.resolve();
   return new Promise((resolve, reject) => {
     const onReady = (): void => {

@@ -1,39 +1,45 @@
 /**
  * Redis key layout of the session store, the one place it is written down:
  * RedisKeys builds the names in TypeScript, KEY_LAYOUT_LUA builds them inside
- * the scripts (lua/prelude.ts includes it), and sessionKeyMatcher and countersKeyMatcher parse them
- * (keyspace notifications, `npm run reencrypt`).
+ * the scripts (lua/prelude.ts includes it), Partitioning decides which
+ * partition a session, a user and so every key belongs to, and
+ * sessionKeyMatcher and countersKeyMatcher parse key names (keyspace
+ * notifications, `npm run reencrypt`).
  *
- * With key prefix P (default "sd:") and encoded tenant T (see encodeTenant):
+ * With key prefix P (default "sd:"), encoded tenant T (see encodeTenant) and
+ * partition tag Q (see Partitioning: "" with one partition, "{<tag>}" with
+ * several), and S = `{sid}` with one partition, `Q<sid>` with several:
  *
  * | key                   | type   | contents                                                  | expires at                    |
  * |-----------------------|--------|-----------------------------------------------------------|-------------------------------|
- * | `P T:{sid}`           | HASH   | live record: u user, d data source, l level, c create,     | expire + grace                |
+ * | `P T:S`               | HASH   | live record: u user, d data source, l level, c create,     | expire + grace                |
  * |                       |        | e expire, a last access, m metadata, v version, r request id (if any), |                   |
  * |                       |        | b data bytes; encryption on: U sealed user, D sealed data source, mt metadata tag |        |
- * | `P T:{sid}:d`         | HASH   | session data, key → value (encryption on: key token →      | expire + grace                |
+ * | `P T:S:d`             | HASH   | session data, key → value (encryption on: key token →      | expire + grace                |
  * |                       |        | `<sealed key name> <sealed value>`)                        |                               |
- * | `P T:{sid}:a`         | STRING | archived final state, MessagePack: u d l c e a m v s t U D mt | end + archive retention    |
+ * | `P T:S:a`             | STRING | archived final state, MessagePack: u d l c e a m v s t U D mt | end + archive retention    |
  * |                       |        | (the record fields + s status, t end; see write_archive)   |                               |
- * | `P T:{sid}:x`         | STRING | shadow key, value 1 (a shared integer: no value bytes);    | expire time (deleted when the |
+ * | `P T:S:x`             | STRING | shadow key, value 1 (a shared integer: no value bytes);    | expire time (deleted when the |
  * |                       |        | its `expired` keyspace notification wakes the scheduler   | session ends)                 |
- * | `P T:r:<requestId>`   | STRING | session id created for that idempotency key (a guarded     | expire + grace                |
+ * | `P T:Qr:<requestId>`  | STRING | session id created for that idempotency key (a guarded     | expire + grace                |
  * |                       |        | create's key is `u:<userId>\n<requestId>`, see store.ts)   |                               |
- * | `P T:u:<userId>`      | ZSET   | live sessions of the user, score = expire time             | max(member expire) + grace    |
- * | `P T:s:<dataSource>`  | ZSET   | live sessions of the data source, score = expire time      | max(member expire) + grace    |
- * | `P T:all`             | ZSET   | every live session of the tenant, score = expire time      | max(member expire) + grace    |
- * | `P T:m`               | HASH   | counters: total, active, expired, closed, dsum,            | never (a few fields per tenant) |
+ * | `P T:Qu:<userId>`     | ZSET   | live sessions of the user, score = expire time             | max(member expire) + grace    |
+ * | `P T:Qs:<dataSource>` | ZSET   | live sessions of the data source, score = expire time      | max(member expire) + grace    |
+ * | `P T:Qall`            | ZSET   | every live session of the tenant, score = expire time      | max(member expire) + grace    |
+ * | `P T:Qm`              | HASH   | counters: total, active, expired, closed, dsum,            | never (a few fields per tenant) |
  * |                       |        | l:<level> and s:<dataSource> live gauges (deleted at 0),   |                               |
  * |                       |        | nds the number of live data sources (the s: fields);       |                               |
  * |                       |        | encryption on: n:<dataSource> its sealed name (with s:)    |                               |
- * | `P T:ev`              | STRING | id of the tenant's newest event: its watchers' heartbeat   | never (one per tenant)        |
+ * | `P T:Qev`             | STRING | id of the tenant's newest event: its watchers' heartbeat   | never (one per tenant)        |
  * |                       |        | cursors never show the log's position (other tenants' writes) |                          |
- * | `P ev`                | STREAM | event log of every tenant (see emit() in lua/prelude.ts);  | never (trimmed by count and   |
+ * | `P Qev`               | STREAM | event log of every tenant (see emit() in lua/prelude.ts);  | never (trimmed by count and   |
  * |                       |        | the entry id is the watch cursor                           | age: WATCH_RETENTION*)        |
+ * | `P Qel`               | STRING | several partitions only: the last id the log assigned     | never (one per partition)     |
+ * |                       |        | (emit picks ids unique across partitions, see emit)        |                               |
  * | `P probe:<uuid>`       | STRING | keyspace notification probe (keyspace-expiry.ts)           | 1 ms                          |
- * | `P g`                 | STRING | the event log's generation: a time (ms) before its first   | never (Redis data loss        |
+ * | `P Qg`                | STRING | the event log's generation: a time (ms) before its first   | never (Redis data loss        |
  * |                       |        | event; a cursor older than it is of a lost log             | deletes it: a new generation) |
- * | `P dx`                | ZSET   | due queue: member `T\n<dataSource>`, score = a lower bound | never (one member per         |
+ * | `P Qdx`               | ZSET   | due queue: member `T\n<dataSource>`, score = a lower bound | never (one member per         |
  * |                       |        | of the earliest expire time in that data-source index      | non-empty data-source index)  |
  *
  * Identifiers as keyed HMACs: with encryption on (ENCRYPTION_KEYS), every
@@ -47,65 +53,169 @@
  * are the identifiers themselves.
  *
  * Why this shape:
- * - Every key of one session carries the hash tag `{sid}`, so record, data and
- *   archive share a slot. The scripts still touch index, counter and due-queue
- *   keys that live elsewhere, so the store needs a single Redis primary.
+ * - Partitions (REDIS_PARTITIONS, fixed for the life of a deployment: the
+ *   partition of a session follows from its id, so changing the count
+ *   orphans every key). Every key of a partition carries the partition's
+ *   hash tag, so each script touches one hash slot and runs on a Redis
+ *   Cluster; the partitions spread over the cluster's primaries (the tags are
+ *   picked so that their slots are evenly spaced over 0..16383, which the
+ *   default slot allocation of `redis-cli --cluster create` splits evenly).
+ *   With one partition Q is empty and every name is the single-primary
+ *   layout, so an existing single-primary deployment keeps its data.
+ * - The user decides the partition (a hash of tenant and user), so a user's
+ *   listing and the per-user cap stay one index in one slot; the session id
+ *   is drawn (Partitioning.newSessionId: random UUIDs until one hashes to the
+ *   user's partition, N draws on average) so that any call by id finds its
+ *   partition from the id alone. A request id key lives in its create's
+ *   user's partition, so with several partitions an idempotency key is
+ *   matched per user, and the tenant caps (sessions, data sources) are
+ *   checked per partition. Data-source and unfiltered listings merge
+ *   one page from every partition (at most N x page index reads); counters
+ *   are summed over partitions at read.
+ * - Each partition has its own event log, generation and due queue. Event ids
+ *   stay "<ms>-<seq>" and are unique across partitions (emit: the sequence of
+ *   partition i is i mod N), so one id is still a complete watch cursor: the
+ *   reader delivers an event only once no partition can still add an earlier
+ *   one (RedisStore.readEvents, the frontier), so resuming after an id never
+ *   skips an event of another partition.
  * - Every key of a session expires with it (grace included), and index keys
  *   outlive their longest member by the grace, so nothing leaks if the expiry
  *   scheduler is down for longer than the grace.
- * - The tenant-wide index `P T:all` (about 100 B per session) makes an
- *   unfiltered listing one range read bounded by its page, whatever the
- *   number of data sources; merging the data-source indexes instead cost a
- *   read per data source per page.
+ * - The tenant-wide index `P T:Qall` (about 100 B per session) makes an
+ *   unfiltered listing one range read per partition bounded by its page,
+ *   whatever the number of data sources.
  * - Nothing is ever found with SCAN or KEYS.
  *
  * The tenant is percent-encoded so that it cannot contain ":", "{", "}" or a
  * newline, which keeps every key and due-queue member unambiguous.
  */
 
+import { randomUUID } from "node:crypto";
+
 export const DEFAULT_KEY_PREFIX = "sd:";
 
-/** Suffixes of a session's keys after `P T:{sid}`. */
+/** Suffixes of a session's keys after `P T:S`. */
 const DATA = ":d";
 const ARCHIVE = ":a";
 const SHADOW = ":x";
-/** Per-tenant keys after `P T:`. */
+/** Per-tenant keys after `P T:Q`. */
 const REQUEST_ID = "r:";
 const USER = "u:";
 const DATA_SOURCE = "s:";
 const ALL = "all";
 const COUNTERS = "m";
 const TENANT_LAST_EVENT = "ev";
-/** Keys shared by every tenant, after `P`. */
+/** Keys of a partition, after `P Q`. */
 const DUE = "dx";
 const GENERATION = "g";
 const EVENTS = "ev";
+const EVENTS_LAST = "el";
+
+/** Redis Cluster has 16384 hash slots. */
+const SLOTS = 16384;
+/** Upper bound of REDIS_PARTITIONS: every partition is polled by readers and sweeps. */
+export const MAX_PARTITIONS = 1024;
 
 /**
- * The same names for the Lua scripts: P is the key prefix (ARGV[1]), T an
- * encoded tenant, tp = tenant_prefix(T).
+ * Which partition a session, a user and a key belong to, and each
+ * partition's hash tag (see the layout above). One instance per store.
+ */
+export class Partitioning {
+  /** The tag Q of each partition: "" with one partition, else "{<tag>}". */
+  readonly tags: readonly string[];
+
+  constructor(readonly count: number) {
+    if (!Number.isInteger(count) || count < 1 || count > MAX_PARTITIONS) throw new Error(`partitions must be 1..${MAX_PARTITIONS}`);
+    this.tags = count === 1 ? [""] : evenlySpacedTags(count);
+  }
+
+  /** The partition of a session id (any partition for one partition). */
+  ofSession(sessionId: string): number {
+    return this.count === 1 ? 0 : crc16(sessionId) % this.count;
+  }
+
+  /** The partition of a user's sessions: tenant and user (as the store receives them) decide it. */
+  ofUser(tenant: string, userId: string): number {
+    return this.count === 1 ? 0 : crc16(`${encodeTenant(tenant)}\n${userId}`) % this.count;
+  }
+
+  /** A random UUID v4 in the user's partition (the average number of draws is the partition count). */
+  newSessionId(tenant: string, userId: string): string {
+    const want = this.ofUser(tenant, userId);
+    for (;;) {
+      const id = randomUUID();
+      if (this.ofSession(id) === want) return id;
+    }
+  }
+}
+
+/** For each partition the first tag "<j>" (j = 0, 1, ...) whose slot falls in the partition's equal share of the slots. */
+function evenlySpacedTags(count: number): string[] {
+  const tags: (string | undefined)[] = new Array<string | undefined>(count).fill(undefined);
+  let missing = count;
+  for (let j = 0; missing > 0; j++) {
+    const tag = String(j);
+    const share = Math.floor(((crc16(tag) % SLOTS) * count) / SLOTS);
+    if (tags[share] === undefined) {
+      tags[share] = `{${tag}}`;
+      missing -= 1;
+    }
+  }
+  return tags as string[];
+}
+
+/** The hash slot of a key without hash tag (the Redis Cluster specification: CRC16/XMODEM of the UTF-8 bytes). */
+export function keySlot(text: string): number {
+  return crc16(text) % SLOTS;
+}
+
+const CRC16_TABLE = (() => {
+  const table = new Uint16Array(256);
+  for (let i = 0; i < 256; i++) {
+    let crc = i << 8;
+    for (let b = 0; b < 8; b++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    table[i] = crc;
+  }
+  return table;
+})();
+
+function crc16(text: string): number {
+  let crc = 0;
+  for (const byte of Buffer.from(text, "utf8")) crc = ((crc << 8) & 0xffff) ^ (CRC16_TABLE[((crc >> 8) ^ byte) & 0xff] as number);
+  return crc;
+}
+
+/**
+ * The same names for the Lua scripts: P is the key prefix (ARGV[1]), Q the
+ * partition tag (ARGV[11]), T an encoded tenant, tp = tenant_prefix(T).
  */
 export const KEY_LAYOUT_LUA = String.raw`
-local K_DUE = P .. '${DUE}'
--- The event log: one stream for every tenant (see emit).
-local K_EV = P .. '${EVENTS}'
+local Q = ARGV[11]
+local K_DUE = P .. Q .. '${DUE}'
+-- The partition's event log (see emit).
+local K_EV = P .. Q .. '${EVENTS}'
+-- Several partitions: the last id the partition's log assigned (see emit).
+local K_EV_LAST = P .. Q .. '${EVENTS_LAST}'
 -- The event log's generation: a time (ms) before its first event. Redis data
 -- loss (a restart without persistence, FLUSHALL, a failover to an empty
 -- replica) deletes it with everything else; the next script makes a new one,
 -- later than every event of the lost log, so a cursor older than the
 -- generation is known to be of another log (read_events: out_of_range).
-local K_GEN = P .. '${GENERATION}'
+local K_GEN = P .. Q .. '${GENERATION}'
 local function tenant_prefix(T) return P .. T .. ':' end
-local function k_rec(tp, sid) return tp .. '{' .. sid .. '}' end
-local function k_data(tp, sid) return tp .. '{' .. sid .. '}${DATA}' end
-local function k_arch(tp, sid) return tp .. '{' .. sid .. '}${ARCHIVE}' end
-local function k_shadow(tp, sid) return tp .. '{' .. sid .. '}${SHADOW}' end
-local function k_req(tp, rid) return tp .. '${REQUEST_ID}' .. rid end
-local function k_user(tp, uid) return tp .. '${USER}' .. uid end
-local function k_src(tp, ds) return tp .. '${DATA_SOURCE}' .. ds end
-local function k_all(tp) return tp .. '${ALL}' end
-local function k_ctr(tp) return tp .. '${COUNTERS}' end
-local function k_ev_last(tp) return tp .. '${TENANT_LAST_EVENT}' end
+local function k_rec(tp, sid)
+  if Q == '' then return tp .. '{' .. sid .. '}' end
+  return tp .. Q .. sid
+end
+local function k_data(tp, sid) return k_rec(tp, sid) .. '${DATA}' end
+local function k_arch(tp, sid) return k_rec(tp, sid) .. '${ARCHIVE}' end
+local function k_shadow(tp, sid) return k_rec(tp, sid) .. '${SHADOW}' end
+local function k_req(tp, rid) return tp .. Q .. '${REQUEST_ID}' .. rid end
+local function k_user(tp, uid) return tp .. Q .. '${USER}' .. uid end
+local function k_src(tp, ds) return tp .. Q .. '${DATA_SOURCE}' .. ds end
+local function k_all(tp) return tp .. Q .. '${ALL}' end
+local function k_ctr(tp) return tp .. Q .. '${COUNTERS}' end
+local function k_ev_last(tp) return tp .. Q .. '${TENANT_LAST_EVENT}' end
 local function due_member(T, ds) return T .. '\n' .. ds end
 `;
 
@@ -121,20 +231,21 @@ export interface SessionKeyName {
 const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 const KINDS: Readonly<Record<string, SessionKeyKind>> = { "": "record", [DATA]: "data", [ARCHIVE]: "archive", [SHADOW]: "shadow" };
 
-/** Parses the name of a session's key under `prefix`; undefined for any other key. */
+/** Parses the name of a session's key under `prefix` (either partition form); undefined for any other key. */
 export function sessionKeyMatcher(prefix: string): (key: string) => SessionKeyName | undefined {
-  const pattern = new RegExp(`^${escapeRegExp(prefix)}([^:{}]+):\\{(${UUID})\\}(${[DATA, ARCHIVE, SHADOW].join("|")})?$`);
+  const pattern = new RegExp(`^${escapeRegExp(prefix)}([^:{}]+):(?:\\{(${UUID})\\}|\\{[0-9]+\\}(${UUID}))(${[DATA, ARCHIVE, SHADOW].join("|")})?$`);
   return (key) => {
     const match = pattern.exec(key);
     if (match === null) return undefined;
-    const kind = KINDS[match[3] ?? ""];
-    return kind === undefined ? undefined : { tenant: decodeTenant(match[1] as string), sessionId: match[2] as string, kind };
+    const kind = KINDS[match[4] ?? ""];
+    const sessionId = match[2] ?? match[3];
+    return kind === undefined || sessionId === undefined ? undefined : { tenant: decodeTenant(match[1] as string), sessionId, kind };
   };
 }
 
 /** Parses the name of a tenant's counters key under `prefix` into the tenant; undefined for any other key. */
 export function countersKeyMatcher(prefix: string): (key: string) => string | undefined {
-  const pattern = new RegExp(`^${escapeRegExp(prefix)}([^:{}]+):${COUNTERS}$`);
+  const pattern = new RegExp(`^${escapeRegExp(prefix)}([^:{}]+):(?:\\{[0-9]+\\})?${COUNTERS}$`);
   return (key) => {
     const match = pattern.exec(key);
     return match?.[1] === undefined ? undefined : decodeTenant(match[1]);
@@ -154,6 +265,8 @@ export function decodeTenant(encoded: string): string {
   return decodeURIComponent(encoded);
 }
 
+const SINGLE = new Partitioning(1);
+
 /** The key names of one tenant under one prefix. */
 export class RedisKeys {
   private readonly tp: string;
@@ -161,12 +274,14 @@ export class RedisKeys {
   constructor(
     readonly prefix: string,
     readonly tenant: string,
+    readonly partitions: Partitioning = SINGLE,
   ) {
     this.tp = `${prefix}${encodeTenant(tenant)}:`;
   }
 
   record(sessionId: string): string {
-    return `${this.tp}{${sessionId}}`;
+    const q = this.partitions.tags[this.partitions.ofSession(sessionId)] as string;
+    return q === "" ? `${this.tp}{${sessionId}}` : `${this.tp}${q}${sessionId}`;
   }
   data(sessionId: string): string {
     return `${this.record(sessionId)}${DATA}`;
@@ -177,46 +292,51 @@ export class RedisKeys {
   shadow(sessionId: string): string {
     return `${this.record(sessionId)}${SHADOW}`;
   }
-  requestId(requestId: string): string {
-    return `${this.tp}${REQUEST_ID}${requestId}`;
+  requestId(requestId: string, partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${REQUEST_ID}${requestId}`;
   }
   user(userId: string): string {
-    return `${this.tp}${USER}${userId}`;
+    return `${this.tp}${this.tag(this.partitions.ofUser(this.tenant, userId))}${USER}${userId}`;
   }
-  dataSource(dataSource: string): string {
-    return `${this.tp}${DATA_SOURCE}${dataSource}`;
+  dataSource(dataSource: string, partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${DATA_SOURCE}${dataSource}`;
   }
-  /** Every live session of the tenant, by expire time: the unfiltered listing's index. */
-  all(): string {
-    return `${this.tp}${ALL}`;
+  /** Every live session of the tenant in a partition, by expire time: the unfiltered listing's index. */
+  all(partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${ALL}`;
   }
-  counters(): string {
-    return `${this.tp}${COUNTERS}`;
+  counters(partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${COUNTERS}`;
   }
-  /** Id of the tenant's newest event: the one position its watchers may be shown. */
-  lastEvent(): string {
-    return `${this.tp}${TENANT_LAST_EVENT}`;
+  /** Id of the tenant's newest event in a partition: the one position its watchers may be shown. */
+  lastEvent(partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${TENANT_LAST_EVENT}`;
   }
-  /** The global due queue (shared by all tenants). */
-  due(): string {
-    return dueKey(this.prefix);
+  /** A partition's due queue (shared by all tenants). */
+  due(partition = 0): string {
+    return dueKey(this.prefix, this.tag(partition));
   }
-  /** The event log's generation (shared by all tenants). */
-  generation(): string {
-    return `${this.prefix}${GENERATION}`;
+  /** A partition's event log generation (shared by all tenants). */
+  generation(partition = 0): string {
+    return generationKey(this.prefix, this.tag(partition));
   }
-  /** The event log (shared by all tenants). */
-  events(): string {
-    return eventLogKey(this.prefix);
+  /** A partition's event log (shared by all tenants). */
+  events(partition = 0): string {
+    return eventLogKey(this.prefix, this.tag(partition));
   }
   dueMember(dataSource: string): string {
     return `${encodeTenant(this.tenant)}\n${dataSource}`;
   }
+  private tag(partition: number): string {
+    const q = this.partitions.tags[partition];
+    if (q === undefined) throw new Error("no such partition");
+    return q;
+  }
 }
 
-/** The due queue under a prefix (shared by all tenants). */
-export function dueKey(prefix: string): string {
-  return `${prefix}${DUE}`;
+/** A partition's due queue under a prefix (shared by all tenants); tag "" with one partition. */
+export function dueKey(prefix: string, tag = ""): string {
+  return `${prefix}${tag}${DUE}`;
 }
 
 /** A throwaway key whose expiry proves keyspace notifications arrive (keyspace-expiry.ts). */
@@ -224,12 +344,12 @@ export function probeKey(prefix: string, id: string): string {
   return `${prefix}probe:${id}`;
 }
 
-/** The event log under a prefix (shared by all tenants). */
-export function eventLogKey(prefix: string): string {
-  return `${prefix}${EVENTS}`;
+/** A partition's event log under a prefix (shared by all tenants). */
+export function eventLogKey(prefix: string, tag = ""): string {
+  return `${prefix}${tag}${EVENTS}`;
 }
 
-/** The event log's generation under a key prefix (see K_GEN in KEY_LAYOUT_LUA). */
-export function generationKey(prefix: string): string {
-  return `${prefix}${GENERATION}`;
+/** A partition's event log generation under a key prefix (see K_GEN in KEY_LAYOUT_LUA). */
+export function generationKey(prefix: string, tag = ""): string {
+  return `${prefix}${tag}${GENERATION}`;
 }

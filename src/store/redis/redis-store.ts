@@ -13,8 +13,8 @@
  * deadline, then rejects with SessionError("unavailable"). ioredis keeps
  * reconnecting in the background, so the store recovers by itself.
  */
-import { randomUUID } from "node:crypto";
-import type { Redis } from "ioredis";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Cluster } from "ioredis";
 import type { Logger } from "pino";
 import { isSessionError, SessionError } from "../../domain/errors.js";
 import type { SessionRecord } from "../../domain/model.js";
@@ -43,28 +43,35 @@ import type {
   StoreProblems,
 } from "../store.js";
 import { checkGuardedCreate, EVENT_LOG_RESET_MESSAGE, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
-import { compareEventIds, parseCursor, ZERO_EVENT_ID } from "../event-id.js";
+import { compareEventIds, eventIdTime, maxEventId, parseCursor, ZERO_EVENT_ID } from "../event-id.js";
 import { decodeStreamBatch, entryGeneration } from "./event-codec.js";
 import { UnreadableListeners, type UnreadableListener } from "../unreadable.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
 import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
 import { scriptError, toSessionError } from "./errors.js";
-import { classifyFailure, deadlineExceeded, isOutOfMemory, STORE_FULL_MESSAGE } from "./call-outcome.js";
-import { encodeTenant, eventLogKey, generationKey, RedisKeys } from "./keys.js";
+import { classifyFailure, deadlineExceeded, isOutOfMemory, isSlotInMotion, STORE_FULL_MESSAGE } from "./call-outcome.js";
+import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys } from "./keys.js";
+import { DueHeads } from "./due-heads.js";
+import { mergePartitionReads, type PartitionRead } from "./merged-log.js";
 import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { traceScript } from "./script-tracing.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
-import { RedisConnections, type RedisConnectionName, type RedisTarget } from "./connections.js";
+import { RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName, type RedisTarget } from "./connections.js";
+import { watchClusterShadowKeyExpiry } from "./cluster-keyspace.js";
 import { ReplicaWait, type WriteMark } from "./replica-wait.js";
 import { RedisMemoryState } from "./memory-state.js";
 
-export type { RedisConnectionName } from "./connections.js";
+export type { RedisClusterTarget, RedisCommandConnection, RedisConnectionName } from "./connections.js";
 
 /** Where Redis is (a URL, or Sentinel: connections.ts) and how the store uses it. */
 export type RedisStoreOptions = RedisTarget & {
   /** Prefix of every key (DEFAULT_KEY_PREFIX in keys.ts is "sd:"). */
   readonly keyPrefix: string;
+  /** A Redis Cluster to run on instead of `url` (REDIS_CLUSTER_NODES); needs partitions > 1. */
+  readonly cluster?: RedisClusterTarget;
+  /** Partitions of the key layout (keys.ts; REDIS_PARTITIONS): fixed for the life of a deployment. Default 1. */
+  readonly partitions?: number;
   readonly limits: StoreLimits;
   /** Deadline of one store call, including waiting for a reconnect. */
   readonly commandTimeoutMs: number;
@@ -76,7 +83,7 @@ export type RedisStoreOptions = RedisTarget & {
    * ("store", "events", "keyspace"). The app uses it to count errors and
    * reconnects (metrics), so the store itself knows nothing of observability.
    */
-  readonly onConnection?: (client: Redis, name: RedisConnectionName) => void;
+  readonly onConnection?: (client: RedisCommandConnection, name: RedisConnectionName) => void;
   /** Called when Redis was out of memory and a close kept a shortened archive (for a metric). */
   readonly onArchiveShortened?: () => void;
   /** REDIS_WAIT_REPLICAS and REDIS_WAIT_TIMEOUT: confirm each acknowledged write on replicas (replica-wait.ts); absent or 0: no WAIT. */
@@ -85,6 +92,14 @@ export type RedisStoreOptions = RedisTarget & {
 
 /** Added to the command timeout of a blocking read: the longest BLOCK the event reader asks for. */
 const BLOCK_SLACK_MS = 5000;
+/**
+ * With several partitions the tail polls every partition's log this often
+ * while it waits (a blocking XREAD cannot span hash slots): the added
+ * delivery latency of a watch, against one script per partition per poll.
+ */
+const MERGED_POLL_MS = 25;
+/** Rounds a merged read waits (1 ms each) for a partition's clock to pass entries it holds back. */
+const MERGED_CLOCK_ROUNDS = 200;
 
 type ScriptArg = string | number;
 type ScriptFn = (...args: ScriptArg[]) => Promise<unknown>;
@@ -93,7 +108,7 @@ export class RedisStore implements SessionStore {
   readonly kind = "redis";
   private readonly connections: RedisConnections;
   /** The shared command connection (connections.command). */
-  private readonly redis: Redis;
+  private readonly redis: RedisCommandConnection;
   /** Where the store's connection goes, for trace attributes. */
   private readonly server: { host: string; port: number } | undefined;
   private readonly scripts: Record<ScriptName, ScriptFn>;
@@ -101,6 +116,18 @@ export class RedisStore implements SessionStore {
   private readonly limits: ResolvedStoreLimits;
   private readonly header: readonly ScriptArg[];
   private readonly prefix: string;
+  private readonly partitions: Partitioning;
+  /** Per partition: the key every script of it declares (KEYS[1]: its hash slot) and its tag. */
+  private readonly anchors: readonly string[];
+  /**
+   * With several partitions: every partition's log generation exists before
+   * this store writes (see ensureGenerations).
+   */
+  private generationsReady: Promise<void> | undefined;
+  /** The due queues' heads as last read (several partitions, see due-heads.ts). */
+  private readonly dueHeads: DueHeads;
+  /** Where the next expireDue starts, so that every partition gets its turn. */
+  private nextExpiryPartition = 0;
   private readonly logger: Logger | undefined;
   private readonly expiryListeners = new ExpiryListeners();
   private readonly unreadableListeners = new UnreadableListeners();
@@ -113,6 +140,9 @@ export class RedisStore implements SessionStore {
   constructor(options: RedisStoreOptions) {
     this.timeoutMs = options.commandTimeoutMs;
     this.prefix = options.keyPrefix;
+    this.partitions = new Partitioning(options.partitions ?? 1);
+    this.dueHeads = new DueHeads(this.partitions.count);
+    this.anchors = this.partitions.tags.map((tag) => generationKey(options.keyPrefix, tag));
     this.logger = options.logger;
     const limits = resolveStoreLimits(options.limits);
     this.limits = limits;
@@ -123,31 +153,37 @@ export class RedisStore implements SessionStore {
       limits.eventRetentionCount,
       limits.eventRetentionMs,
     ];
+    if (options.cluster !== undefined && this.partitions.count < 2) throw new Error("a Redis Cluster needs at least 2 partitions (keys.ts)");
     this.connections = new RedisConnections({
       ...(options.sentinel === undefined ? { url: options.url } : { sentinel: options.sentinel }),
+      cluster: options.cluster,
       commandTimeoutMs: options.commandTimeoutMs,
       logger: options.logger,
       onConnection: options.onConnection,
     });
     this.redis = this.connections.command;
+    const seed = options.cluster?.nodes[0];
     // Through Sentinel the primary changes under the connection: no fixed address to name in traces.
-    this.server = options.sentinel === undefined ? { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 } : undefined;
+    this.server =
+      seed ?? (this.redis instanceof Cluster || options.sentinel !== undefined ? undefined : { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 });
     this.onArchiveShortened = options.onArchiveShortened;
     const wait = options.replicaWait;
     // One primary: every write goes over the command connection.
+    const redis = this.redis;
+    if (redis instanceof Cluster && wait !== undefined && wait.replicas > 0) throw new Error("REDIS_WAIT_REPLICAS is not available on a Redis Cluster");
     this.replicaWait =
-      wait === undefined || wait.replicas <= 0
+      wait === undefined || wait.replicas <= 0 || redis instanceof Cluster
         ? undefined
         : new ReplicaWait(
             { replicas: wait.replicas, timeoutMs: wait.timeoutMs, slackMs: options.commandTimeoutMs, advanceChannel: `${options.keyPrefix}wait` },
-            () => this.redis,
+            () => redis,
           );
 
     const sources = scriptSources();
     const scripts = {} as Record<ScriptName, ScriptFn>;
     for (const name of Object.keys(sources) as ScriptName[]) {
       const command = `sd_${name}`;
-      this.redis.defineCommand(command, { lua: sources[name], numberOfKeys: 0 });
+      this.redis.defineCommand(command, { lua: sources[name], numberOfKeys: 1 });
       // defineCommand adds a method the static type does not know about.
       const fn = (this.redis as unknown as Record<string, ScriptFn>)[command];
       if (fn === undefined) throw new Error(`ioredis did not define ${command}`);
@@ -158,11 +194,15 @@ export class RedisStore implements SessionStore {
 
   async create(input: CreateSessionInput): Promise<CreateSessionResult> {
     checkGuardedCreate(input);
+    const partition = this.partitions.ofUser(input.tenant, input.userId);
+    const sessionId = input.sessionId ?? this.newSessionId(input.tenant, input.userId);
+    if (this.partitions.ofSession(sessionId) !== partition) throw new Error("the session id is not of its user's partition: take it from newSessionId");
     const reply = await this.script(
       "create",
+      partition,
       input.tenant,
       [
-        input.sessionId ?? randomUUID(),
+        sessionId,
         input.userId,
         input.dataSource,
         input.accessLevel,
@@ -187,13 +227,14 @@ export class RedisStore implements SessionStore {
   }
 
   async get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
-    const reply = await this.script("get", tenant, [sessionId, flag(options.touch), flag(options.includeEnded)], options.guard);
+    const reply = await this.script("get", this.partitions.ofSession(sessionId), tenant, [sessionId, flag(options.touch), flag(options.includeEnded)], options.guard);
     return decodeRecord(reply, 1);
   }
 
   async update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number, guard?: SessionGuard): Promise<SessionRecord> {
     const reply = await this.script(
       "update",
+      this.partitions.ofSession(sessionId),
       tenant,
       [
         sessionId,
@@ -212,7 +253,7 @@ export class RedisStore implements SessionStore {
   }
 
   async extend(tenant: string, sessionId: string, ttlMs: number, guard?: SessionGuard): Promise<SessionRecord> {
-    const reply = await this.script("extend", tenant, [sessionId, ttlMs], guard);
+    const reply = await this.script("extend", this.partitions.ofSession(sessionId), tenant, [sessionId, ttlMs], guard);
     return decodeRecord(reply, 1);
   }
 
@@ -225,48 +266,81 @@ export class RedisStore implements SessionStore {
   async close(tenant: string, sessionId: string, guard?: SessionGuard): Promise<SessionRecord> {
     let reply: string[];
     try {
-      reply = await this.script("close", tenant, [sessionId], guard);
+      reply = await this.script("close", this.partitions.ofSession(sessionId), tenant, [sessionId], guard);
     } catch (error) {
       if (!isStoreFull(error)) throw error;
-      reply = await this.script("close", tenant, [sessionId], guard, true);
+      reply = await this.script("close", this.partitions.ofSession(sessionId), tenant, [sessionId], guard, true);
       this.onArchiveShortened?.();
       this.logger?.warn("redis is out of memory: a session was closed with a shortened archive (no metadata)");
     }
     return decodeRecord(reply, 1);
   }
 
+  /**
+   * A user's listing is one partition's index; any other merges one page from
+   * every partition (keys.ts), ordered by (expireTime, sessionId) as each
+   * partition's index is.
+   */
   async list(tenant: string, filter: ListFilter, limit: number, after?: ListCursor): Promise<ListResult> {
     if (limit <= 0) return { sessions: [] };
-    const reply = await this.script("list", tenant, [
+    const args = [
       filter.userId ?? "",
       filter.dataSource ?? "",
       limit,
       after === undefined ? "" : after.expireTime,
       after === undefined ? "" : after.sessionId,
-    ]);
-    const { records: sessions, unreadable, lastKey } = decodeListedRecords(reply, 2);
+    ];
+    const partitions = filter.userId === undefined ? this.allPartitions() : [this.partitions.ofUser(tenant, filter.userId)];
+    const replies = await Promise.all(partitions.map((p) => this.script("list", p, tenant, args)));
+    if (replies.length === 1) {
+      const reply = replies[0] as string[];
+      const { records: sessions, unreadable, lastKey } = decodeListedRecords(reply, 2);
+      const skipped = unreadable.length === 0 ? {} : { unreadable };
+      if (reply[1] === "1" && lastKey !== undefined) return { sessions, next: lastKey, ...skipped };
+      return { sessions, ...skipped };
+    }
+    const rows: { expireTime: number; sessionId: string; record?: SessionRecord }[] = [];
+    let more = false;
+    for (const reply of replies) {
+      more ||= reply[1] === "1";
+      const { records } = decodeListedRecords(reply, 2);
+      const readable = new Map(records.map((r) => [r.sessionId, r]));
+      for (let i = 2; i + RECORD_WIDTH <= reply.length; i += RECORD_WIDTH) {
+        const sessionId = reply[i + 1] ?? "";
+        const expireTime = Number(reply[i + 7]);
+        if (!Number.isSafeInteger(expireTime)) continue;
+        const record = readable.get(sessionId);
+        rows.push(record === undefined ? { expireTime, sessionId } : { expireTime, sessionId, record });
+      }
+    }
+    rows.sort((a, b) => a.expireTime - b.expireTime || (a.sessionId < b.sessionId ? -1 : a.sessionId > b.sessionId ? 1 : 0));
+    if (rows.length > limit) more = true;
+    const page = rows.slice(0, limit);
+    const sessions = page.flatMap((row) => (row.record === undefined ? [] : [row.record]));
+    const unreadable = page.flatMap((row) => (row.record === undefined ? [row.sessionId] : []));
     const skipped = unreadable.length === 0 ? {} : { unreadable };
-    if (reply[1] === "1" && lastKey !== undefined) return { sessions, next: lastKey, ...skipped };
+    const last = page.at(-1);
+    if (more && last !== undefined) return { sessions, next: { expireTime: last.expireTime, sessionId: last.sessionId }, ...skipped };
     return { sessions, ...skipped };
   }
 
   async setData(tenant: string, sessionId: string, key: string, value: string, guard?: SessionGuard, forms: DataKeyForms = {}): Promise<DataWriteResult> {
-    const reply = await this.script("setData", tenant, [sessionId, key, value, this.limits.maxDataBytes, forms.loggedKey ?? key, ...(forms.aliases ?? [])], guard);
+    const reply = await this.script("setData", this.partitions.ofSession(sessionId), tenant, [sessionId, key, value, this.limits.maxDataBytes, forms.loggedKey ?? key, ...(forms.aliases ?? [])], guard);
     return { version: Number(reply[1]) };
   }
 
   async getData(tenant: string, sessionId: string, key: string, guard?: SessionGuard): Promise<string | undefined> {
-    const reply = await this.script("getData", tenant, [sessionId, key], guard);
+    const reply = await this.script("getData", this.partitions.ofSession(sessionId), tenant, [sessionId, key], guard);
     return reply[1] === "1" ? reply[2] : undefined;
   }
 
   async deleteData(tenant: string, sessionId: string, key: string, guard?: SessionGuard, forms: DataKeyForms = {}): Promise<DeleteDataResult> {
-    const reply = await this.script("deleteData", tenant, [sessionId, key, forms.loggedKey ?? key, ...(forms.aliases ?? [])], guard);
+    const reply = await this.script("deleteData", this.partitions.ofSession(sessionId), tenant, [sessionId, key, forms.loggedKey ?? key, ...(forms.aliases ?? [])], guard);
     return { deleted: reply[1] === "1", version: Number(reply[2]) };
   }
 
   async listData(tenant: string, sessionId: string, includeValues: boolean, guard?: SessionGuard): Promise<Map<string, string>> {
-    const reply = await this.script("listData", tenant, [sessionId, flag(includeValues)], guard);
+    const reply = await this.script("listData", this.partitions.ofSession(sessionId), tenant, [sessionId, flag(includeValues)], guard);
     const pairs: [string, string][] = [];
     for (let i = 1; i + 1 < reply.length; i += 2) {
       pairs.push([reply[i] as string, reply[i + 1] as string]);
@@ -276,27 +350,30 @@ export class RedisStore implements SessionStore {
   }
 
   async clearData(tenant: string, sessionId: string, guard?: SessionGuard): Promise<ClearDataResult> {
-    const reply = await this.script("clearData", tenant, [sessionId], guard);
+    const reply = await this.script("clearData", this.partitions.ofSession(sessionId), tenant, [sessionId], guard);
     return { deletedCount: Number(reply[1]), version: Number(reply[2]) };
   }
 
+  /** Summed over the partitions (keys.ts). */
   async counters(tenant: string): Promise<SessionCounters> {
-    const key = new RedisKeys(this.prefix, tenant).counters();
-    const fields = await this.call(() => this.redis.hgetall(key));
+    const keys = new RedisKeys(this.prefix, tenant, this.partitions);
+    const all = await Promise.all(this.allPartitions().map((p) => this.call(() => this.redis.hgetall(keys.counters(p)))));
     const byLevel: Partial<Record<"read" | "write" | "admin", number>> = {};
     const bySource: Record<string, number> = {};
+    const sums = new Map<string, number>();
     const names: Record<string, string> = {};
-    for (const [field, raw] of Object.entries(fields)) {
-      if (field.startsWith("n:")) {
-        names[field.slice(2)] = raw;
-        continue;
+    for (const fields of all) {
+      for (const [field, raw] of Object.entries(fields)) {
+        if (field.startsWith("n:")) names[field.slice(2)] = raw;
+        else sums.set(field, (sums.get(field) ?? 0) + Number(raw));
       }
-      const n = Number(raw);
+    }
+    for (const [field, n] of sums) {
       if (n <= 0) continue;
       if (field === "l:read" || field === "l:write" || field === "l:admin") byLevel[field.slice(2) as "read"] = n;
       else if (field.startsWith("s:")) bySource[field.slice(2)] = n;
     }
-    const num = (f: string): number => Number(fields[f] ?? 0);
+    const num = (f: string): number => sums.get(f) ?? 0;
     return {
       total: num("total"),
       active: Math.max(0, num("active")),
@@ -309,22 +386,71 @@ export class RedisStore implements SessionStore {
     };
   }
 
-  async expireDue(limit: number): Promise<SessionRecord[]> {
-    if (limit <= 0) return [];
-    const { reply, now: expiredAt } = await this.runScript("expireDue", "", [limit]);
-    const records = decodeRecords(reply, 1);
-    this.expiryListeners.notify(records.map((record) => ({ record, expiredAt })));
-    return records;
+  /** A random session id in the user's partition (SessionStore.newSessionId). */
+  newSessionId(tenant: string, userId: string): string {
+    return this.partitions.newSessionId(tenant, userId);
   }
 
+  /**
+   * Every partition at once, each with its share of the limit (one round
+   * trip); then, while the limit is not reached, partition by partition those
+   * that filled their share or had none. Fewer than `limit` sessions means
+   * nothing more is due.
+   */
+  async expireDue(limit: number): Promise<SessionRecord[]> {
+    if (limit <= 0) return [];
+    const count = this.partitions.count;
+    const first = this.nextExpiryPartition;
+    this.nextExpiryPartition = (first + 1) % count;
+    // The partitions known to have something due (nextDue just read every head), else every one.
+    const known = count === 1 ? undefined : this.dueHeads.due(Date.now());
+    const order = (known ?? this.allPartitions()).map((_, i, all) => all[(first + i) % all.length] as number);
+    if (order.length === 0) return [];
+    const share = (i: number): number => Math.floor(limit / order.length) + (i < limit % order.length ? 1 : 0);
+    const out: SessionRecord[] = [];
+    const expire = async (partition: number, n: number): Promise<SessionRecord[]> => {
+      const { reply, now: expiredAt } = await this.runScript("expireDue", partition, "", [n]);
+      this.dueHeads.invalidate(partition);
+      const records = decodeRecords(reply, 1);
+      this.expiryListeners.notify(records.map((record) => ({ record, expiredAt })));
+      return records;
+    };
+    const wave = await Promise.all(order.map((p, i) => (share(i) > 0 ? expire(p, share(i)) : Promise.resolve(undefined))));
+    const again: number[] = [];
+    wave.forEach((records, i) => {
+      if (records !== undefined) out.push(...records);
+      if (records === undefined || records.length >= share(i)) again.push(order[i] as number);
+    });
+    for (const partition of again) {
+      if (out.length >= limit) break;
+      out.push(...(await expire(partition, limit - out.length)));
+    }
+    return out;
+  }
+
+  /** With several partitions: the earliest head, reading again only the heads that may have changed (due-heads.ts). */
   async nextDue(): Promise<DueInfo> {
-    const reply = await this.script("nextDue", "", []);
-    const dueAt = reply[1] === "" || reply[1] === undefined ? undefined : Number(reply[1]);
-    return { dueAt, now: Number(reply[2]) };
+    const read = async (p: number): Promise<DueInfo> => {
+      const reply = await this.script("nextDue", p, "", []);
+      const info = { dueAt: reply[1] === "" || reply[1] === undefined ? undefined : Number(reply[1]), now: Number(reply[2]) };
+      this.dueHeads.set(p, info.dueAt, info.now, Date.now());
+      return info;
+    };
+    if (this.partitions.count === 1) return read(0);
+    await Promise.all(this.dueHeads.stale(Date.now()).map(read));
+    return this.dueHeads.earliest(Date.now());
   }
 
   async watchDue(onDue: (tenant: string, sessionId: string) => void): Promise<DueWatch> {
     await this.ping();
+    if (this.redis instanceof Cluster) {
+      return watchClusterShadowKeyExpiry({
+        cluster: this.redis,
+        keyPrefix: this.prefix,
+        onDue,
+        ...(this.logger === undefined ? {} : { logger: this.logger }),
+      });
+    }
     return watchShadowKeyExpiry({
       command: this.redis,
       subscriber: this.connections.dedicated("keyspace"),
@@ -335,9 +461,27 @@ export class RedisStore implements SessionStore {
     });
   }
 
+  /**
+   * With several partitions: the largest position of any partition, once every
+   * partition's clock has passed it, so that no partition can still append an
+   * event before it (merged-log.ts).
+   */
   async lastEventId(tenant?: string): Promise<string> {
-    const reply = await this.script("logPosition", tenant ?? "", []);
-    return reply[1] ?? ZERO_EVENT_ID;
+    if (this.partitions.count === 1) {
+      const reply = await this.script("logPosition", 0, tenant ?? "", []);
+      return reply[1] ?? ZERO_EVENT_ID;
+    }
+    for (let round = 0; ; round++) {
+      const replies = await Promise.all(this.allPartitions().map((p) => this.runScript("logPosition", p, tenant ?? "", [])));
+      let last = ZERO_EVENT_ID;
+      let slowest = Number.POSITIVE_INFINITY;
+      for (const { reply, now } of replies) {
+        last = maxEventId(last, reply[1] ?? ZERO_EVENT_ID);
+        slowest = Math.min(slowest, now);
+      }
+      if (slowest > eventIdTime(last) || round >= MERGED_CLOCK_ROUNDS) return last;
+      await sleep(1);
+    }
   }
 
   async readEvents(after: string, limit: number): Promise<StoredEvent[]> {
@@ -345,16 +489,57 @@ export class RedisStore implements SessionStore {
     if (limit <= 0) return [];
     const events: StoredEvent[] = [];
     // Unreadable entries are skipped, so read on until the page is full or the log ends: a short page means the end.
-    for (let from = after; ; ) {
+    for (let from = after, round = 0; ; round++) {
       const want = limit - events.length;
-      const reply: unknown[] = await this.script("readEvents", "", [from, want]);
-      if (from === after) await this.checkCursorHeld(after, reply, want);
-      const batch = decodeStreamBatch(reply[2]);
-      events.push(...batch.events);
-      this.unreadableListeners.notify(batch.unreadable);
-      if (batch.lastId === undefined || batch.size < want || events.length >= limit) return events;
-      from = batch.lastId;
+      const page = await this.readMerged(from, want, round === 0);
+      events.push(...page.events);
+      this.unreadableListeners.notify(page.unreadable);
+      if (events.length >= limit) return events;
+      if (!page.more && (!page.withheld || round >= MERGED_CLOCK_ROUNDS)) return events;
+      if (!page.more) await sleep(1);
+      from = page.position;
     }
+  }
+
+  /**
+   * One read of every partition's log after `after`, merged (merged-log.ts);
+   * one partition's read as is, its cursor first checked (checkCursorHeld)
+   * when `checkHeld`.
+   */
+  private async readMerged(after: string, limit: number, checkHeld = false): Promise<ReturnType<typeof mergePartitionReads>> {
+    const reads = await Promise.all(
+      this.allPartitions().map(async (p): Promise<PartitionRead & { reply: unknown[] }> => {
+        const { reply, now } = await this.runScript("readEvents", p, "", [after, limit]);
+        return { entries: (reply as unknown[])[2], asked: limit, lastAssigned: reply[1] ?? ZERO_EVENT_ID, now, reply };
+      }),
+    );
+    if (checkHeld && reads.length > 1) await this.checkMergedCursorHeld(after, reads, limit);
+    if (reads.length === 1) {
+      const read = reads[0] as PartitionRead & { reply: unknown[] };
+      if (checkHeld) await this.checkCursorHeld(after, read.reply, limit);
+      const batch = decodeStreamBatch(read.entries);
+      const more = batch.size >= limit;
+      return { events: batch.events, unreadable: batch.unreadable, position: batch.lastId ?? after, more, withheld: false };
+    }
+    return mergePartitionReads(after, reads, limit);
+  }
+
+  /**
+   * checkCursorHeld with several partitions: an event id names its partition
+   * (its sequence number modulo the count, see emit), whose log must hold it,
+   * unless the cursor is a partition's start or the log's start.
+   */
+  private async checkMergedCursorHeld(after: string, reads: readonly { readonly reply: readonly unknown[] }[], limit: number): Promise<void> {
+    if (compareEventIds(after, ZERO_EVENT_ID) === 0) return;
+    if (reads.some(({ reply }) => after === `${String(reply[3])}-0`)) return;
+    const partition = Number(after.slice(after.indexOf("-") + 1)) % this.partitions.count;
+    const reply = reads[partition]?.reply;
+    if (reply === undefined || after === reply[1]) return;
+    const key = eventLogKey(this.prefix, this.partitions.tags[partition]);
+    const held = await this.call(() => this.redis.xrange(key, after, after, "COUNT", 1));
+    if (held.length > 0) return;
+    await this.script("readEvents", partition, "", [after, limit]);
+    throw new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
   }
 
   /**
@@ -371,7 +556,7 @@ export class RedisStore implements SessionStore {
     const key = eventLogKey(this.prefix);
     const held = await this.call(() => this.redis.xrange(key, after, after, "COUNT", 1));
     if (held.length > 0) return;
-    await this.script("readEvents", "", [after, limit]);
+    await this.script("readEvents", 0, "", [after, limit]);
     throw new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
   }
 
@@ -387,6 +572,7 @@ export class RedisStore implements SessionStore {
    * of a new log as if they followed the old ones.
    */
   openEventTail(): EventTail {
+    if (this.partitions.count > 1 || this.redis instanceof Cluster) return this.openPolledTail();
     const redis = this.connections.dedicated("events", BLOCK_SLACK_MS);
     const key = eventLogKey(this.prefix);
     /**
@@ -432,6 +618,52 @@ export class RedisStore implements SessionStore {
   }
 
   /**
+   * The tail over several partitions: merged reads (readMerged), polled every
+   * MERGED_POLL_MS while it waits. A partition whose log Redis lost fails the
+   * read with out_of_range (its generation is later than the cursor).
+   */
+  private openPolledTail(): EventTail {
+    let closed = false;
+    let skipped: { readonly from: string; readonly to: string } | undefined;
+    /** When the last round started, and whether it left more to read at once (a backlog, or entries held back by a clock). */
+    let lastRound = 0;
+    let hurry: "more" | "withheld" | undefined;
+    return {
+      read: async (after, limit, blockMs) => {
+        parseCursor(after, "after");
+        const until = Date.now() + blockMs;
+        let from = skipped !== undefined && skipped.from === after ? skipped.to : after;
+        for (;;) {
+          // One round per MERGED_POLL_MS, whether the last one found events or not: its cost is one script per partition.
+          const pause = hurry === "more" ? 0 : hurry === "withheld" ? 1 : lastRound + MERGED_POLL_MS - Date.now();
+          if (pause > 0) {
+            if (closed || Date.now() + pause > until) {
+              await sleep(Math.max(0, until - Date.now()));
+              return [];
+            }
+            await sleep(pause);
+          }
+          lastRound = Date.now();
+          const page = await this.readMerged(from, limit);
+          hurry = page.more ? "more" : page.withheld ? "withheld" : undefined;
+          this.unreadableListeners.notify(page.unreadable);
+          if (page.events.length > 0) {
+            const last = page.events.at(-1)?.id ?? after;
+            skipped = page.position !== last && compareEventIds(page.position, last) > 0 ? { from: last, to: page.position } : undefined;
+            return page.events;
+          }
+          from = page.position;
+          skipped = { from: after, to: from };
+          if (closed || Date.now() >= until) return [];
+        }
+      },
+      close: () => {
+        closed = true;
+      },
+    };
+  }
+
+  /**
    * Waits (within the command timeout) until every connection is ready, then
    * PINGs the command connection: a store with its event reader or keyspace
    * subscriber still reconnecting cannot serve every request.
@@ -443,9 +675,14 @@ export class RedisStore implements SessionStore {
     });
   }
 
+  /** On a cluster: the problems of every primary, together (the worst eviction policy named). */
   async problems(): Promise<StoreProblems> {
-    const info = await this.call(() => this.redis.info("memory"));
-    return this.memory.read(info);
+    const redis = this.redis;
+    if (!(redis instanceof Cluster)) return this.memory.read(await this.call(() => redis.info("memory")));
+    const all = (await this.call(() => Promise.all(redis.nodes("master").map((node) => node.info("memory"))))).map((info) => this.memory.read(info));
+    const problems = [...new Set(all.flatMap((p) => p.problems))];
+    const policy = all.find((p) => p.problems.includes("eviction_policy"))?.evictionPolicy ?? all[0]?.evictionPolicy;
+    return policy === undefined ? { problems } : { problems, evictionPolicy: policy };
   }
 
   watchReadiness(listener: (ready: boolean) => void): () => void {
@@ -454,6 +691,28 @@ export class RedisStore implements SessionStore {
 
   onExpired(listener: ExpiryListener): () => void {
     return this.expiryListeners.add(listener);
+  }
+
+  /**
+   * A generation made later than events of other partitions would turn their
+   * ids into cursors "older than the log" there (read_events), so every
+   * partition's generation is made before the first write (log_position makes
+   * it). One made later means that partition lost its log, which is what the
+   * generation is for.
+   */
+  private async ensureGenerations(): Promise<void> {
+    this.generationsReady ??= Promise.all(this.allPartitions().map((p) => this.runScript("logPosition", p, "", []))).then(
+      () => undefined,
+      (error: unknown) => {
+        this.generationsReady = undefined;
+        throw error;
+      },
+    );
+    await this.generationsReady;
+  }
+
+  private allPartitions(): number[] {
+    return Array.from({ length: this.partitions.count }, (_, i) => i);
   }
 
   async dispose(): Promise<void> {
@@ -465,13 +724,13 @@ export class RedisStore implements SessionStore {
    * lazily (see scripts.ts, reply header), then throws the SessionError a
    * non-"ok" status names or returns the body's reply.
    */
-  private async script(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<string[]> {
+  private async script(name: ScriptName, partition: number, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<string[]> {
     try {
-      return (await this.runScript(name, tenant, args, guard, pressure)).reply;
+      return (await this.runScript(name, partition, tenant, args, guard, pressure)).reply;
     } catch (error) {
       // A read that met a due session archives it; on a full Redis that write is refused, so read again under pressure.
       if (pressure || !READS.has(name) || !isStoreFull(error)) throw error;
-      return (await this.runScript(name, tenant, args, guard, true)).reply;
+      return (await this.runScript(name, partition, tenant, args, guard, true)).reply;
     }
   }
 
@@ -480,21 +739,25 @@ export class RedisStore implements SessionStore {
    * `pressure` (Redis refused a write for lack of memory) makes an ending
    * session free its keys before it writes, and keep a shortened archive.
    */
-  private async runScript(name: ScriptName, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
+  private async runScript(name: ScriptName, partition: number, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
+    if (this.partitions.count > 1 && name !== "logPosition") await this.ensureGenerations();
     const fn = this.scripts[name];
     const guardArgs = guard === undefined ? ["", ""] : [[guard.userId, ...(guard.userAliases ?? [])].join("\n"), guard.level];
+    const anchor = this.anchors[partition] as string;
+    const tag = this.partitions.tags[partition] as string;
     const waiter = ACKNOWLEDGED_WRITES.has(name) ? this.replicaWait : undefined;
     let mark: WriteMark | undefined;
     const full = await traceScript(name, this.server, () =>
       this.call(() => {
-        mark = waiter?.mark(new RedisKeys(this.prefix, tenant).record(String(args[0])));
-        return fn(this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), ...args);
+        mark = waiter?.mark(new RedisKeys(this.prefix, tenant, this.partitions).record(String(args[0])));
+        return fn(anchor, this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), tag, partition, this.partitions.count, ...args);
       }),
     );
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
     }
     const now = Number(full[0]);
+    if (LOWERS_DUE.has(name)) this.dueHeads.invalidate(partition);
     const lazyCount = Number(full[1]);
     const bodyAt = REPLY_HEADER_WIDTH + lazyCount * RECORD_WIDTH;
     // Before the status check: an extend that met a due session archived it, then answered "ended".
@@ -524,7 +787,7 @@ export class RedisStore implements SessionStore {
     try {
       await this.connections.waitReady(deadline);
       sent = true;
-      const pending = command();
+      const pending = untilSlotSettles(command, deadline);
       const remaining = Math.max(0, deadline - Date.now());
       const expired = new Promise<never>((_, reject) => {
         // Counts time the reply could have been read, not time this process was busy (loop-aware-deadline.ts).
@@ -538,6 +801,24 @@ export class RedisStore implements SessionStore {
       throw classifyFailure(e, sent);
     } finally {
       timer?.cancel();
+    }
+  }
+}
+
+/** Scripts that can add an earlier member to their partition's due queue. */
+const LOWERS_DUE: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "extend", "update"]);
+
+/** How long a script refused because its slot is moving waits before it is sent again. */
+const SLOT_RETRY_MS = 50;
+
+/** Sends the command again while the cluster refuses it before any write (isSlotInMotion), until the deadline. */
+async function untilSlotSettles<T>(command: () => Promise<T>, deadline: number): Promise<T> {
+  for (;;) {
+    try {
+      return await command();
+    } catch (error) {
+      if (!isSlotInMotion(error) || Date.now() + SLOT_RETRY_MS >= deadline) throw error;
+      await sleep(SLOT_RETRY_MS);
     }
   }
 }

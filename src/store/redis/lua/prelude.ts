@@ -14,7 +14,11 @@ export const preludeLua = String.raw`
 --   ARGV[9] guard level (SessionGuard in store.ts)
 --   ARGV[10] "1" when Redis refused a write of this call for lack of memory
 --           (a retry under pressure, see end_session), else "0"
--- Operation arguments start at ARGV[OP] (OP = 11).
+--   ARGV[11] partition tag Q ("" with one partition, see keys.ts),
+--   ARGV[12] partition index, ARGV[13] partition count
+-- KEYS[1] is the partition's generation key: it names the hash slot every key
+-- of the script lives in, so that a Redis Cluster routes the script there.
+-- Operation arguments start at ARGV[OP] (OP = 14).
 --
 -- Every script returns an array whose first element is a status string:
 -- "ok", or a SessionErrorKind ("not_found", "ended", ...). Records travel as
@@ -24,8 +28,8 @@ export const preludeLua = String.raw`
 --
 -- Key names are built here rather than passed in KEYS because most of them
 -- (user index, data-source index, request id) come from the stored record and
--- cannot be known before the script runs. That ties the store to one Redis
--- primary (no cluster), see keys.ts.
+-- cannot be known before the script runs. They all carry the partition's hash
+-- tag (keys.ts), so they share the slot of KEYS[1].
 
 local P = ARGV[1]
 local GRACE = tonumber(ARGV[3])
@@ -35,7 +39,9 @@ local EV_MAXLEN = ARGV[6]
 local EV_MAXAGE = tonumber(ARGV[7])
 local GUARD_LEVEL = ARGV[9]
 local PRESSURE = ARGV[10] == '1'
-local OP = 11
+local PART = tonumber(ARGV[12])
+local PARTS = tonumber(ARGV[13])
+local OP = 14
 local RECORD_WIDTH = 15
 
 -- The guard's user and its aliases (stored forms under earlier keys): GUARD_NAMES[u] is true for each.
@@ -237,16 +243,43 @@ end
 --   g the log's generation (the event reader ends every watch when it changes),
 --   U sealed user, D sealed data source ('' without encryption). Never the
 --   record's metadata tag: a ciphertext from the log cannot pass for the record's.
+
+-- With several partitions the id is chosen here: (ms, seq) after the log's
+-- last id with seq = PART mod PARTS, so ids are unique across partitions and
+-- one id is a complete watch cursor (keys.ts).
+local function next_event_id()
+  if Q == '' then return '*' end
+  local last = redis.call('GET', K_EV_LAST)
+  if not last and redis.call('EXISTS', K_EV) == 1 then
+    local info = redis.call('XINFO', 'STREAM', K_EV)
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then last = info[i + 1] end
+    end
+  end
+  local ms, seq = NOW, PART
+  if last then
+    local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
+    lms, lseq = tonumber(lms), tonumber(lseq)
+    if lms >= NOW then
+      ms = lms
+      seq = lseq + 1
+      seq = seq + (PART - seq) % PARTS
+    end
+  end
+  return istr(ms) .. '-' .. istr(seq)
+end
+
 local function emit(T, kind, rec, keys)
   local x = ''
   if keys and #keys > 0 then
     table.sort(keys)
     x = cjson.encode(keys)
   end
-  local id = redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, '*',
+  local id = redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, next_event_id(),
     'k', kind, 'T', rec[1], 'i', rec[2], 'u', rec[3], 'd', rec[4], 'l', rec[5], 'c', rec[7],
     'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x, 'U', rec[13], 'D', rec[14], 'g', generation())
   redis.call('SET', k_ev_last(tenant_prefix(rec[1])), id)
+  if Q ~= '' then redis.call('SET', K_EV_LAST, id) end
 end
 
 -- Archives the final state (version + 1) and removes the session, its data, its

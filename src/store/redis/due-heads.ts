@@ -1,0 +1,68 @@
+/**
+ * With several partitions, the head of each partition's due queue as last
+ * read, so that the expiry scheduler's frequent looks (nextDue, expireDue)
+ * cost a round trip to the partitions that may have changed instead of one
+ * to every partition. A head is read again when it is older than
+ * REFRESH_MS, when it says due by now, or when this process wrote to that
+ * partition (invalidate); other processes' writes are seen within REFRESH_MS.
+ */
+import type { DueInfo } from "../store.js";
+
+/** Longest time a partition's head is trusted: bounds the extra lag of a session another process created. */
+export const DUE_HEAD_REFRESH_MS = 100;
+
+interface Head {
+  readonly dueAt: number | undefined;
+  /** The store's clock when read. */
+  readonly now: number;
+  /** This process's clock when read. */
+  readonly readAt: number;
+}
+
+export class DueHeads {
+  private readonly heads: (Head | undefined)[];
+
+  constructor(count: number) {
+    this.heads = new Array<Head | undefined>(count).fill(undefined);
+  }
+
+  /** Partitions whose head must be read again now. */
+  stale(localNow: number): number[] {
+    const out: number[] = [];
+    this.heads.forEach((head, p) => {
+      if (head === undefined || localNow - head.readAt >= DUE_HEAD_REFRESH_MS) out.push(p);
+      else if (head.dueAt !== undefined && head.dueAt <= head.now + (localNow - head.readAt)) out.push(p);
+    });
+    return out;
+  }
+
+  set(partition: number, dueAt: number | undefined, now: number, localNow: number): void {
+    this.heads[partition] = { dueAt, now, readAt: localNow };
+  }
+
+  invalidate(partition: number): void {
+    this.heads[partition] = undefined;
+  }
+
+  /** The earliest head, with the store clock carried forward to `localNow`. */
+  earliest(localNow: number): DueInfo {
+    let best: DueInfo | undefined;
+    for (const head of this.heads) {
+      if (head === undefined) continue;
+      const info = { dueAt: head.dueAt, now: head.now + (localNow - head.readAt) };
+      if (best === undefined || (info.dueAt !== undefined && (best.dueAt === undefined || info.dueAt < best.dueAt))) best = info;
+    }
+    return best ?? { dueAt: undefined, now: Date.now() };
+  }
+
+  /** Partitions with something due by now; undefined unless every head is known and fresh. */
+  due(localNow: number): number[] | undefined {
+    const out: number[] = [];
+    for (let p = 0; p < this.heads.length; p++) {
+      const head = this.heads[p];
+      if (head === undefined || localNow - head.readAt >= DUE_HEAD_REFRESH_MS) return undefined;
+      if (head.dueAt !== undefined && head.dueAt <= head.now + (localNow - head.readAt)) out.push(p);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * RedisStore on a real Redis Cluster (3 primaries, 1 replica each, started on
+ * loopback by the test, see support/redis-cluster.ts): the whole store
+ * conformance suite on the partitioned layout (keys.ts).
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { Cluster } from "ioredis";
+import { RedisStore } from "../src/store/redis/redis-store.js";
+import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
+import { runGuardConformance } from "./conformance/guard-conformance.js";
+import { useRedisCluster } from "./support/redis-cluster.js";
+
+const cluster = useRedisCluster({ primaries: 3, replicas: 1 });
+
+function seeds(): { host: string; port: number }[] {
+  return cluster().nodes.map((n) => ({ host: "127.0.0.1", port: n.port }));
+}
+
+/** FLUSHALL on every primary: each test starts from an empty cluster. */
+async function flushAll(): Promise<void> {
+  const raw = new Cluster(seeds(), { redisOptions: { maxRetriesPerRequest: 1 } });
+  raw.on("error", () => {});
+  try {
+    await raw.ping();
+    await Promise.all(raw.nodes("master").map((node) => node.flushall()));
+  } finally {
+    raw.disconnect();
+  }
+}
+
+const openFlushed = async (): Promise<{ store: RedisStore; cleanup: () => Promise<void> }> => {
+  await flushAll();
+  const store = new RedisStore({ url: "", cluster: { nodes: seeds() }, keyPrefix: "sdc:", partitions: 16, limits: CONFORMANCE_LIMITS, commandTimeoutMs: 3000 });
+  return { store, cleanup: () => store.dispose() };
+};
+runStoreConformance("redis cluster, 16 partitions", openFlushed, { requestIdScope: "user" });
+runGuardConformance("redis cluster, 16 partitions", openFlushed);
+
+describe("RedisStore on a Redis Cluster: readiness", () => {
+  it("reads the memory state of every primary, and names an evicting one", async () => {
+    const { store, cleanup } = await openFlushed();
+    const primary = cluster().nodes[0];
+    assert.ok(primary !== undefined);
+    const raw = cluster().client(primary);
+    try {
+      assert.deepEqual(await store.problems(), { problems: [], evictionPolicy: "noeviction" });
+      // redis-cli --cluster create makes the first nodes given the primaries.
+      assert.equal(((await raw.call("ROLE")) as unknown[])[0], "master");
+      await raw.config("SET", "maxmemory-policy", "allkeys-lru");
+      assert.deepEqual(await store.problems(), { problems: ["eviction_policy"], evictionPolicy: "allkeys-lru" });
+    } finally {
+      await raw.config("SET", "maxmemory-policy", "noeviction");
+      raw.disconnect();
+      await cleanup();
+    }
+  });
+});
