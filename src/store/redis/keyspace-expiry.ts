@@ -11,7 +11,9 @@
  * that one session happen now if the scheduler has not done it yet.
  *
  * At start the service enables the flags it needs (E: keyevent channel, x:
- * expired events), merged with what is already set. Where CONFIG is refused
+ * expired events), merged with what is already set, and (compact-hashes.ts)
+ * the listpack threshold that keeps encrypted records compact; both again
+ * after a reconnect, since a restarted Redis forgets CONFIG SET. Where CONFIG is refused
  * (managed Redis), it checks with a probe key that an operator has set them,
  * and otherwise refuses to start with a message naming the flags.
  */
@@ -21,6 +23,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { DueWatch } from "../store.js";
 import { loopAwareDeadline, type Deadline } from "../../observability/loop-aware-deadline.js";
+import { ensureCompactHashes } from "./compact-hashes.js";
 import { probeKey, sessionKeyMatcher } from "./keys.js";
 
 /** What an operator must set when the service may not. */
@@ -81,6 +84,8 @@ export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Prom
     const configured = await enableFlags(command, within, logger);
     await within(subscriber.subscribe(channel));
     if (!configured) await probe(command, within, keyPrefix, probes);
+    // After the flags check: a start refused for want of them says that one thing only.
+    await ensureCompactHashes(command, logger);
   } catch (error) {
     subscriber.disconnect();
     throw error;
@@ -112,6 +117,7 @@ export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Prom
         if (!flagsSet) {
           // false (CONFIG refused) means an operator set them, as checked at start.
           await enableFlags(subscriber, within, logger);
+          await ensureCompactHashes(subscriber, logger);
           flagsSet = true;
         }
         await within(subscriber.subscribe(channel));
