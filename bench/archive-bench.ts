@@ -28,6 +28,7 @@ import pg from "pg";
 import { PgArchive, type ArchiveRow } from "../src/archive/pg-archive.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { startRedisServer } from "../test/support/redis-server.js";
+import { BenchSealer, scheduleExpiries } from "./expiry-schedule.js";
 import { ServiceProcess } from "./service-process.js";
 
 
@@ -88,45 +89,31 @@ async function main(): Promise<void> {
     // Sessions are written straight into Redis with the service's own store (its Lua scripts), not
     // through the RPC port, so that the bench's creates keep pace on a loaded machine and the
     // service's CPU goes to expiring and archiving. Each is due at its slot: RATE per second.
-    const store = new RedisStore({
+    // Through the sealing wrapper, as the service with these keys writes (sealed identifiers).
+    const store = new BenchSealer(KEYS).wrap(new RedisStore({
       url: redis.url,
       keyPrefix: "sd:",
       commandTimeoutMs: 10_000,
       limits: { maxDataKeys: 1000, archiveRetentionMs: 3_600_000, expiryGraceMs: 3_600_000 },
-    });
+    }));
     const total = RATE * SECONDS;
     console.log(`${total} sessions due at ${RATE}/s over ${SECONDS} s, each created ${MIN_LEAD_MS / 1000}-${LEAD_MS / 1000} s before its slot`);
-    const windowStart = Date.now() + LEAD_MS;
-    let next = 0;
-    let late = 0;
-    const creating = Promise.all(
-      Array.from({ length: CREATE_CONCURRENCY }, async () => {
-        while (next < total) {
-          const i = next++;
-          const due = windowStart + Math.floor((i * 1000) / RATE);
-          // Bounded lead: the live set stays about RATE x LEAD sessions.
-          const wait = due - LEAD_MS - Date.now();
-          if (wait > 0) await sleep(wait);
-          const ttlMs = due - Date.now();
-          if (ttlMs < MIN_LEAD_MS) late++;
-          await store.create({
-            tenant: "default",
-            sessionId: randomUUID(),
-            userId: `u${i % 5000}`,
-            dataSource: `s${i % 7}`,
-            accessLevel: "read",
-            ttlMs: Math.max(1, ttlMs),
-            metadata: SEALED_METADATA,
-            requestId: "",
-          });
-        }
-      }),
-    );
-    await creating;
+    const creating = Date.now();
+    const schedule = await scheduleExpiries({
+      store,
+      rate: RATE,
+      seconds: SECONDS,
+      leadMs: LEAD_MS,
+      minLeadMs: MIN_LEAD_MS,
+      concurrency: CREATE_CONCURRENCY,
+      session: (i) => ({ tenant: "default", sessionId: randomUUID(), userId: `u${i % 5000}`, dataSource: `s${i % 7}`, accessLevel: "read", metadata: SEALED_METADATA, requestId: "" }),
+    });
     await store.dispose();
-    const createSeconds = (Date.now() - windowStart + LEAD_MS) / 1000;
+    const createSeconds = (Date.now() - creating) / 1000;
+    if (schedule.failed > 0) throw new Error(`${schedule.failed} creates failed: ${schedule.firstFailure}`);
+    const late = schedule.late;
     if (late > total / 100) throw new Error(`${late} sessions were created less than ${MIN_LEAD_MS} ms before their slot: the machine cannot keep this rate`);
-    const windowEnd = windowStart + SECONDS * 1000;
+    const windowEnd = schedule.windowEnd;
     const count = async (): Promise<number> => Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM archived_sessions")).rows[0]?.n ?? 0);
     await sleep(Math.max(0, windowEnd - Date.now()));
     const atWindowEnd = await count();

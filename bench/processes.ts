@@ -119,8 +119,12 @@ export async function stopStack(stack: Stack): Promise<void> {
   running.delete(stack.redis);
 }
 
-/** Runs a bench script in its own process, passes its stdout lines on (indented) and returns its last line. */
-export async function runScript(script: string, args: readonly string[], env: Readonly<Record<string, string>>, timeoutMs: number): Promise<{ last?: string; error?: string }> {
+/**
+ * Runs a bench script in its own process, passes its stdout lines on (indented) and returns its last line
+ * (a JSON report) when it exited 0; otherwise the error and, as `partial`, the last JSON line it printed
+ * before it failed or was killed (a script that reports as it goes loses only its unfinished step).
+ */
+export async function runScript(script: string, args: readonly string[], env: Readonly<Record<string, string>>, timeoutMs: number): Promise<{ last?: string; error?: string; partial?: string }> {
   const child = spawn(process.execPath, ["--import", "tsx", join(HERE, script), ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
@@ -150,7 +154,9 @@ export async function runScript(script: string, args: readonly string[], env: Re
   if (code === 0 && last?.startsWith("{") === true) return { last };
   const all = (err + out).split("\n").map((l) => l.trim()).filter((l) => l !== "");
   const reason = all.find((l) => /\w*Error\b:/.test(l)) ?? all.find((l) => /error/i.test(l)) ?? all.at(-1) ?? "no output";
-  return { error: `bench/${script} exited ${code === null ? "(killed: timeout)" : code}: ${oneLine(reason)}` };
+  const error = `bench/${script} exited ${code === null ? `(killed: timeout of ${(timeoutMs / 1000).toFixed(0)} s)` : code}: ${oneLine(reason)}`;
+  const partial = lines.findLast((l) => l.startsWith("{"));
+  return partial === undefined ? { error } : { error, partial };
 }
 
 export interface MachineInfo {

@@ -1,8 +1,10 @@
 /**
  * Measures Redis memory per live session: creates 100k sessions through
  * RedisStore on a private redis-server (10k users, 10 data sources, ~40 bytes of
- * JSON metadata, no request ids) and measures the used_memory delta per session
- * twice:
+ * JSON metadata sealed as the service seals it, no request ids), with the
+ * server settings the service makes at start (RedisStore.watchDue: keyspace
+ * flags, hash-max-listpack-value), and measures the used_memory delta per
+ * session twice:
  *
  * 1. with the expiry machinery (record, user and data-source indexes, counters,
  *    due queue, and the shadow key `P T:{sid}:x` of each session): issue 3's
@@ -19,7 +21,10 @@
  * deletion they keep buckets sized for the shadow keys too; the script reports
  * those bytes (from MEMORY STATS) so the second figure can be read either way.
  *
+ * Then where the bytes go: MEMORY USAGE per kind of key (byKind).
+ *
  *   npx tsx bench/redis-memory.ts [sessions]
+ *   MEMORY_BENCH_PLAINTEXT=1 (plain JSON metadata), MEMORY_BENCH_AS_IS=1 (Redis's default settings)
  *
  * Prints a few lines for people, then one JSON line (MemoryReport) for bench/run.ts.
  */
@@ -27,8 +32,14 @@ import type { Redis } from "ioredis";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { DEFAULT_KEY_PREFIX, RedisKeys } from "../src/store/redis/keys.js";
 import { startRedisServer } from "../test/support/redis-server.js";
+import { BenchSealer } from "./expiry-schedule.js";
 
 const SESSIONS = Number(process.argv[2] ?? 100_000);
+/** MEMORY_BENCH_PLAINTEXT=1: metadata stored as plain JSON (ALLOW_PLAINTEXT), as the earlier figures were measured. */
+const PLAINTEXT = process.env["MEMORY_BENCH_PLAINTEXT"] === "1";
+/** MEMORY_BENCH_AS_IS=1: Redis's own settings, without what the service sets at start. */
+const AS_IS = process.env["MEMORY_BENCH_AS_IS"] === "1";
+const sealer = new BenchSealer();
 const USERS = 10_000;
 const SOURCES = 10;
 const CONCURRENCY = 200;
@@ -39,6 +50,10 @@ const BUCKET_BYTES = 8;
 export interface MemoryReport {
   readonly sessions: number;
   readonly createSeconds: number;
+  /** Metadata sealed (AES-GCM, as the service stores it) or plain JSON. */
+  readonly sealed: boolean;
+  /** Bytes of one stored metadata value. */
+  readonly metadataBytes: number;
   /** used_memory delta per session, event log excluded, shadow keys included. */
   readonly bytesPerSession: number;
   /** The same after deleting every shadow key. */
@@ -47,6 +62,13 @@ export interface MemoryReport {
   readonly staleBucketBytesPerSession: number;
   readonly eventLogBytes: number;
   readonly eventLogEntries: number;
+  /**
+   * Where the bytes per session go, by key kind: MEMORY USAGE (value, key name
+   * and its keyspace entry) of every key of that kind, or of a sample times the
+   * count, divided by the sessions. "other" is the rest of the used_memory delta:
+   * the TTL table's entries and both keyspace tables' buckets.
+   */
+  readonly byKind?: Readonly<Record<string, number>>;
 }
 
 async function usedMemory(client: Redis): Promise<number> {
@@ -79,14 +101,19 @@ async function staleBucketBytes(client: Redis): Promise<number> {
 const server = await startRedisServer();
 const client = server.client();
 const keys = new RedisKeys(DEFAULT_KEY_PREFIX, TENANT);
-const store = new RedisStore({
+const redisStore = new RedisStore({
   url: server.url,
   keyPrefix: DEFAULT_KEY_PREFIX,
   limits: { maxDataKeys: 100, archiveRetentionMs: 86_400_000, expiryGraceMs: 300_000 },
   commandTimeoutMs: 5000,
 });
+// As the service with keys writes (user ids and data sources as keyed tokens, names sealed beside them).
+const store = PLAINTEXT ? redisStore : sealer.wrap(redisStore);
+let dueWatch: { stop(): Promise<void> } | undefined;
 try {
   await store.ping();
+  // What the service's start does to the server (keyspace flags, compact hashes: see compact-hashes.ts).
+  if (!AS_IS) dueWatch = await redisStore.watchDue(() => {});
   // Warm up: the first script calls load the scripts and create the due queue and counters.
   const warm = await store.create({
     tenant: TENANT, userId: "warm", dataSource: "warm", accessLevel: "read", ttlMs: 3_600_000, metadata: "{}", requestId: "",
@@ -101,11 +128,12 @@ try {
       const i = next++;
       const { session } = await store.create({
         tenant: TENANT,
+        // Sealed as the service stores it (it refuses plaintext with keys, and runs without keys only with ALLOW_PLAINTEXT).
+        ...(PLAINTEXT ? { metadata: JSON.stringify({ client: "web", region: "eu-west-1", n: i % 100 }) } : sealer.sealed(TENANT, JSON.stringify({ client: "web", region: "eu-west-1", n: i % 100 }))),
         userId: `user-${String(i % USERS).padStart(5, "0")}`,
         dataSource: `source-${i % SOURCES}`,
         accessLevel: i % 3 === 0 ? "write" : "read",
         ttlMs: 3_600_000 + (i % 1000) * 1000,
-        metadata: JSON.stringify({ client: "web", region: "eu-west-1", n: i % 100 }),
         requestId: "",
       });
       sessionIds.push(session.sessionId);
@@ -113,6 +141,7 @@ try {
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
   const createSeconds = (Date.now() - started) / 1000;
+  const metadataBytes = Buffer.byteLength(String(await client.hget(keys.record(sessionIds[0] ?? ""), "m")));
   const withShadow = await usedMemory(client);
   const logKey = keys.events();
   const logBytes = Number(await client.call("MEMORY", "USAGE", logKey, "SAMPLES", "0"));
@@ -125,16 +154,45 @@ try {
     if (deleted !== shadows.length) throw new Error(`expected ${shadows.length} shadow keys, deleted ${deleted}`);
   }
   const withoutShadow = await usedMemory(client);
+  // The shadow keys' share is the measured difference; the rest by MEMORY USAGE per kind of key.
+  const sampled = async (names: readonly string[], total: number): Promise<number> => {
+    const step = Math.max(1, Math.floor(names.length / 2000));
+    let sum = 0;
+    let n = 0;
+    for (let i = 0; i < names.length; i += step, n++) sum += Number(await client.call("MEMORY", "USAGE", names[i] as string, "SAMPLES", "0"));
+    return (sum / Math.max(1, n)) * total;
+  };
+  // Index key names from the records themselves (with keys they are tokens, not the names given).
+  const stored = async (field: string): Promise<string[]> => {
+    const names = new Set<string>();
+    for (let i = 0; i < sessionIds.length && names.size < 2000; i += 7) names.add(String(await client.hget(keys.record(sessionIds[i] as string), field)));
+    return [...names];
+  };
+  const users = (await stored("u")).map((u) => keys.user(u));
+  const kinds: Record<string, number> = {
+    "record (HASH, one per session)": await sampled(sessionIds.map((id) => keys.record(id)), SESSIONS),
+    "shadow key (STRING with TTL, one per session)": withShadow - withoutShadow,
+    "user index (ZSET per user)": await sampled(users, USERS),
+    "data-source index (ZSET per data source)": await sampled((await stored("d")).map((d) => keys.dataSource(d)), SOURCES),
+    "tenant-wide index P T:all (ZSET)": await sampled([keys.all()], 1),
+    "due queue, counters": (await sampled([keys.due()], 1)) + (await sampled([keys.counters()], 1)),
+  };
+  const attributed = Object.values(kinds).reduce((a, b) => a + b, 0);
+  kinds["other: TTL table entries, keyspace buckets"] = withShadow - before - logBytes - attributed;
+  const byKind = Object.fromEntries(Object.entries(kinds).map(([k, v]) => [k, v / SESSIONS]));
   const stale = await staleBucketBytes(client);
 
   const report: MemoryReport = {
     sessions: SESSIONS,
     createSeconds,
+    sealed: !PLAINTEXT,
+    metadataBytes,
     bytesPerSession: (withShadow - before - logBytes) / SESSIONS,
     bytesPerSessionWithoutShadow: (withoutShadow - before - logBytes) / SESSIONS,
     staleBucketBytesPerSession: stale / SESSIONS,
     eventLogBytes: logBytes,
     eventLogEntries: logEntries,
+    byKind,
   };
   console.log(`sessions: ${SESSIONS}, created in ${(createSeconds * 1000).toFixed(0)} ms`);
   console.log(`used_memory delta: ${withShadow - before} bytes, of which the event log: ${logBytes} bytes (${(logBytes / logEntries).toFixed(1)} per event)`);
@@ -143,8 +201,10 @@ try {
     `bytes per session without the shadow key: ${report.bytesPerSessionWithoutShadow.toFixed(1)} (target < 600), ` +
       `of which ${report.staleBucketBytesPerSession.toFixed(1)} are keyspace buckets left from the deleted keys`,
   );
+  for (const [kind, bytes] of Object.entries(byKind)) console.log(`  ${kind}: ${bytes.toFixed(1)} B per session`);
   console.log(JSON.stringify(report));
 } finally {
+  await dueWatch?.stop();
   await store.dispose();
   client.disconnect();
   await server.stop();

@@ -21,7 +21,15 @@ export interface Results {
   readonly registered: readonly BenchPart<unknown>[];
   readonly parts: PartResults;
   readonly totalSeconds: number;
+  /** Wall time of each part that ran, with the 1-minute load average at its end. */
+  readonly partTimes: readonly PartTime[];
   readonly loadAvgAtEnd: string;
+}
+
+export interface PartTime {
+  readonly name: string;
+  readonly seconds: number;
+  readonly loadAvg: number;
 }
 
 export function render(r: Results): string {
@@ -38,7 +46,8 @@ export function render(r: Results): string {
   lines.push(
     `- Throughput: ${CONCURRENCY} concurrent callers in a separate load-generator process, gRPC over h2c, one HTTP/2 connection; per operation ${WARMUP_MS} ms warm-up, then ${ROUNDS} interleaved rounds of ${ROUND_MS} ms measured (after ${ROUND_SETTLE_MS} ms settling each)`,
   );
-  lines.push(`- Whole run: ${r.totalSeconds.toFixed(0)} s; load average at the end ${r.loadAvgAtEnd} (other work on the machine shows here)`, "");
+  lines.push(`- Whole run: ${r.totalSeconds.toFixed(0)} s; load average at the end ${r.loadAvgAtEnd} (other work on the machine shows here)`);
+  lines.push(`- Parts (BENCH_PARTS), wall time and 1-minute load average at their end: ${r.partTimes.map((p) => `${p.name} ${p.seconds.toFixed(0)} s (${p.loadAvg.toFixed(1)})`).join(", ")}`, "");
   const throughput = r.parts.get(throughputPart);
   const watch = r.parts.get(watchPart);
   const failed = throughput === undefined ? [] : failedPhases(throughput);

@@ -16,10 +16,15 @@
  *    flags (CANDIDATE_FLAGS). Their rounds alternate (A then B, then B then A),
  *    so the machine's drift hits both alike. The targets are judged on the
  *    variant whose flags `npm run start:prod` uses (read from package.json).
- * 3. Redis memory per session at 100k sessions, with and without the expiry
- *    machinery, and the event log apart (bench/redis-memory.ts).
+ * 3. Redis memory per session at 100k sessions (metadata sealed as the service
+ *    stores it, with the server settings it makes at start), with and without
+ *    the expiry machinery, the event log apart, and bytes per kind of key
+ *    (bench/redis-memory.ts).
  * 4. Expiry lag, Redis's own `expired` notification lag, and fan-out to 1k and
- *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags.
+ *    10k watchers (issue 3; bench/watch-bench.ts), with the production flags;
+ *    probes due on a schedule written with the store's create script
+ *    (bench/expiry-schedule.ts); a step that fails or runs out of the part's
+ *    time budget is reported as such next to what the others measured.
  * 5. The archive sink to PostgreSQL (issue 16; bench/parts/archive.ts running
  *    bench/archive-bench.ts): rows/s with 1k expirations/s, sink lag.
  * 6. Archive bytes per ended session and event delivery after a dropped Redis
@@ -28,12 +33,14 @@
  *    anchors next to sessiond with WORKERS=1 and 2, under h2load and a grpc-js
  *    client, with server CPU per call.
  * 8. Scale (issue 10; bench/scale-bench.ts): ListSessions by user at 10k, 100k
- *    and 1M live sessions, expiry lag at 1M live with 1k expirations/s.
+ *    and 1M live sessions, expiry lag at 1M live with 1k expirations/s against
+ *    a 10k stack in alternating rounds.
  * 9. Under attack (issue 11; bench/flood-bench.ts): authenticated GetSession
  *    p99 and the service's peak RSS with no flood, during a 20,000-idle-connection
  *    flood and a 20,000-stream flood, and after them.
  * 10. Tenant isolation (issue 13; bench/tenant-isolation.ts): another tenant's
- *    p99 with a neighbour at many sessions and data sources vs a small one.
+ *    p99, from a process of its own, with a neighbour at 1M sessions and 100k
+ *    data sources vs a small one.
  * 11. REDIS_WAIT_REPLICAS (issue 14; bench/replica-wait-bench.ts): CreateSession
  *    and SetData with WAIT 1 against no WAIT on a primary and a replica.
  *
@@ -49,8 +56,8 @@
  * and variant, split over the rounds; BENCH_WARMUP_MS (default 1000), unmeasured
  * time per operation before the first round; BENCH_LOG_LEVEL (default info, the
  * service's own default) for the service's logger, whose lines go to /dev/null;
- * BENCH_PARTS (default "throughput,memory,watch,archive,faults,wire,scale,flood,isolation,replica-wait,cluster") to run only some parts;
- * BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES (default 200000 / 20000) for part 10;
+ * BENCH_PARTS (default: every part in PARTS below) to run only some parts, by name;
+ * BENCH_ISOLATION_SESSIONS / BENCH_ISOLATION_SOURCES (default 1000000 / 100000, the issue's size) for part 10;
  * BENCH_CANDIDATE_FLAGS (default "--max-semi-space-size=64") for the B side of the A/B.
  *
  * Layout: this file runs the parts in order and writes the report; each part
@@ -76,7 +83,7 @@ import { clusterPart } from "./parts/cluster.js";
 import { wirePart } from "./parts/wire.js";
 import { replicaWaitPart } from "./parts/replica-wait.js";
 import { machineInfo, running } from "./processes.js";
-import { render } from "./report.js";
+import { render, type PartTime } from "./report.js";
 import { HERE, PARTS as SELECTED, productionNodeFlags } from "./settings.js";
 
 /** Every part, in the order it runs and reports. A new part: a module in bench/parts/, listed here. */
@@ -103,8 +110,10 @@ async function main(): Promise<void> {
   const machine = machineInfo();
   const logLevel = process.env["BENCH_LOG_LEVEL"] || "info";
   const productionFlags = productionNodeFlags();
-  // Fails before anything starts when start:prod runs flags the A/B does not measure.
+  // Fails before anything starts when start:prod runs flags the A/B does not measure, or BENCH_PARTS names no part.
   flagVariants(productionFlags);
+  const unknown = [...(SELECTED ?? [])].filter((name) => !PARTS.some((part) => part.name === name));
+  if (unknown.length > 0) throw new Error(`BENCH_PARTS names no part: ${unknown.join(", ")} (parts: ${PARTS.map((p) => p.name).join(", ")})`);
   console.log(`sessiond benchmark: ${machine.cpuModel} x${machine.cores}, node ${machine.node}, redis ${machine.redis}; production flags: ${flagsLabel(productionFlags)}`);
 
   // Stopped from outside (Ctrl-C, or a parent such as npm going away): take every child process down too.
@@ -116,8 +125,14 @@ async function main(): Promise<void> {
   try {
     const context: PartContext = { machine, logLevel, productionFlags };
     const byPart = new Map<BenchPart<unknown>, unknown>();
+    const partTimes: PartTime[] = [];
     for (const part of PARTS) {
-      if (SELECTED.has(part.name)) byPart.set(part, await part.run(context));
+      if (SELECTED !== undefined && !SELECTED.has(part.name)) continue;
+      const started = Date.now();
+      byPart.set(part, await part.run(context));
+      const time = { name: part.name, seconds: (Date.now() - started) / 1000, loadAvg: os.loadavg()[0] ?? Number.NaN };
+      partTimes.push(time);
+      console.log(`part ${time.name}: ${time.seconds.toFixed(0)} s (load average ${time.loadAvg.toFixed(1)})`);
     }
     const parts: PartResults = { get: <R>(part: BenchPart<R>) => byPart.get(listed(part)) as R | undefined };
     const markdown = render({
@@ -129,6 +144,7 @@ async function main(): Promise<void> {
       registered: PARTS,
       parts,
       totalSeconds: (Date.now() - startedAt) / 1000,
+      partTimes,
       loadAvgAtEnd: os.loadavg().map((n) => n.toFixed(2)).join(" "),
     });
     await writeFile(join(HERE, "RESULTS.md"), markdown);

@@ -216,8 +216,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   archive?.start();
   // Known status before the first probe can arrive (settles, never rejects, within the ping timeout).
   await health.start();
-  const reportMalformed = (method: string, values: ContextValues | undefined): void =>
-    security.rejections.report({ kind: "request", reason: "malformed_body", outcome: "invalid_argument", method, peer: values?.get(PEER).address });
+  const reportMalformed = (method: string, values: ContextValues | undefined, reason: "malformed_body" | "too_large" = "malformed_body"): void =>
+    security.rejections.report({
+      kind: "request",
+      reason,
+      outcome: reason === "too_large" ? "resource_exhausted" : "invalid_argument",
+      method,
+      peer: values?.get(PEER).address,
+    });
   const server = await startRpcServer({
     routes: (router) => {
       sessionRoutes(router);
@@ -226,7 +232,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       // Bad bytes: INVALID_ARGUMENT with our message, before connect's parser can answer INTERNAL with its own.
       guardRequestBodies(router, {
         readMaxBytes: config.limits.maxRequestBytes,
-        onMalformed: (method, request) => reportMalformed(method, request.contextValues),
+        onMalformed: (method, request, reason) => reportMalformed(method, request.contextValues, reason),
       });
     },
     // The fast gRPC unary path decodes its own bodies: the same message and the same count.

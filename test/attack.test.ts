@@ -9,6 +9,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
+import * as http2 from "node:http2";
 import * as net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -18,7 +19,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SessionService, WatchSessionsRequestSchema } from "../gen/session/v1/session_pb.js";
 import { Code, ConnectError, type SessionClient } from "@sessiond/client";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
-import { grpcFrame, idleFlood, metricValue, rawGrpcCall, rssOf, streamFlood, PREFACE_AND_SETTINGS } from "./support/attack.js";
+import { grpcFrame, idleFlood, metricValue, rawGrpcCall, rssOf, streamFlood, trickleHttp2Body, PREFACE_AND_SETTINGS } from "./support/attack.js";
 import { startSessiond, type SessiondProcess } from "./support/process.js";
 
 const KEY: TestKey = { id: "owner", key: `k-${randomUUID()}`, tenant: "acme", scopes: ["read", "write", "watch"] };
@@ -256,6 +257,24 @@ describe("attacks on a running server", () => {
     await authenticatedCallSucceeds();
   });
 
+  for (const [name, headers, first] of [
+    ["the fast gRPC path", { "content-type": "application/grpc", te: "trailers" }, Buffer.from([0, 0, 0, 0x03, 0xe8])],
+    ["connect (Connect protocol, JSON)", { "content-type": "application/json" }, Buffer.from("{")],
+  ] as const) {
+    it(`slow body on HTTP/2, ${name}: a stream trickling a byte at a time is reset (ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED) within a few rate windows`, { timeout: 60_000 }, async () => {
+      const before = await rejected("request", "slow_body");
+      // Another stream on its own connection keeps being served meanwhile.
+      const trickle = trickleHttp2Body(p.url, { path: GET_SESSION, headers: { ...headers, ...AUTH }, first, intervalMs: 500, maxMs: 15_000 });
+      await authenticatedCallSucceeds();
+      const { rstCode, sent, elapsedMs } = await trickle;
+      assert.equal(rstCode, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, `reset with ENHANCE_YOUR_CALM (got ${rstCode} after ${elapsedMs} ms)`);
+      // Long before REQUEST_TIMEOUT (20 s): the rate, not the whole-request bound, cut it.
+      assert.ok(elapsedMs < 15_000, `cut after ${elapsedMs} ms, ${sent} bytes`);
+      assert.ok((await rejected("request", "slow_body")) > before, "counted");
+      await authenticatedCallSucceeds();
+    });
+  }
+
   it("bad bytes from an authenticated caller: INVALID_ARGUMENT with our message, no parser text, no echoed bytes", async () => {
     const garbage = await rawGrpcCall(p.url, GET_SESSION, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]), AUTH);
     assert.equal(garbage.status, String(Code.InvalidArgument));
@@ -289,8 +308,25 @@ describe("attacks on a running server", () => {
     await authenticatedCallSucceeds();
   });
 
-  it("garbage frames and bytes: the connection is closed, the process serves on", async () => {
+  it("too large from an authenticated caller: RESOURCE_EXHAUSTED on both paths, counted as too_large", { timeout: 60_000 }, async () => {
+    const before = await rejected("request", "too_large");
+    // The fast gRPC path: a frame announcing 2 MiB (MAX_REQUEST_BYTES is 1 MiB) is refused from its 5-byte header.
+    const grpc = await rawGrpcCall(p.url, GET_SESSION, new Uint8Array(0), AUTH, { prefix: Buffer.from([0, 0, 0x20, 0, 0]) });
+    assert.equal(grpc.status, String(Code.ResourceExhausted));
+    // connect (Connect protocol, JSON): a body over the bound.
+    const response = await fetch(`${p.url}/session.v1.SessionService/GetSession`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...AUTH },
+      body: JSON.stringify({ sessionId: "x".repeat(1_100_000) }),
+    });
+    assert.equal(((await response.json()) as { code: string }).code, "resource_exhausted");
+    assert.ok((await rejected("request", "too_large")) >= before + 2, "both counted");
+    await authenticatedCallSucceeds();
+  });
+
+  it("garbage frames and bytes: the connection is closed, counted, and the process serves on", async () => {
     const { hostname, port } = new URL(p.url);
+    const http1Before = await rejected("connection", "http1_bad_request");
     for (const bytes of [Buffer.concat([PREFACE_AND_SETTINGS, randomBytes(4096)]), randomBytes(4096), Buffer.from("GET / HTTP/1.1\r\nHost: \x00\x01\r\n\r\n", "latin1")]) {
       const socket = net.connect(Number(port), hostname);
       socket.on("error", () => {});
@@ -301,6 +337,7 @@ describe("attacks on a running server", () => {
       await Promise.race([closed, sleep(15_000)]);
       assert.equal(socket.destroyed, true, "the server closed the connection");
     }
+    assert.ok((await rejected("connection", "http1_bad_request")) > http1Before, "HTTP/1 garbage: counted");
     await authenticatedCallSucceeds();
     assert.equal(p.child.exitCode, null);
   });

@@ -25,7 +25,7 @@ const handler: RequestHandler = (req, res) => {
 };
 
 async function start(
-  options: { prefaceTimeoutMs?: number; drainTimeoutMs?: number; http1Options?: http.ServerOptions } = {},
+  options: { prefaceTimeoutMs?: number; drainTimeoutMs?: number; http1Options?: http.ServerOptions; onRefused?: (reason: string) => void } = {},
 ): Promise<{ server: SinglePortServer; port: number }> {
   const server = createSinglePortServer({ handler, logger, ...options });
   const address = await server.listen(0, "127.0.0.1");
@@ -169,8 +169,9 @@ describe("single-port server", () => {
     }
   });
 
-  test("connections that close early, send garbage, or stay silent do not disturb the server", async () => {
-    const { server, port } = await start({ prefaceTimeoutMs: 200 });
+  test("connections that close early, send garbage, or stay silent do not disturb the server, and the refusals are reported", async () => {
+    const refused: string[] = [];
+    const { server, port } = await start({ prefaceTimeoutMs: 200, onRefused: (reason) => refused.push(reason) });
     try {
       // Closes without a byte.
       assert.equal(await rawExchange(port, [], true), "");
@@ -183,6 +184,7 @@ describe("single-port server", () => {
       // Half a preface and then silence: closed too.
       assert.equal(await rawExchange(port, [HTTP2_PREFACE.subarray(0, 20)]), "");
       assert.equal(await http1Get(port, "/still-serving"), "1.1 /still-serving");
+      assert.deepEqual(refused.sort(), ["http1_bad_request", "preface_timeout", "preface_timeout"]);
     } finally {
       await server.close();
     }

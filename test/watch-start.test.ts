@@ -10,7 +10,8 @@
  * It runs next to CPU burners (one per core but one, for the length of the herd), so
  * the process is slow as on a loaded CI machine: the watches start late, none
  * fails, because a Redis call's deadline does not count time this process was
- * busy or descheduled (src/store/redis/loop-aware-deadline.ts).
+ * busy or waiting for a CPU (src/observability/loop-aware-deadline.ts,
+ * loop-idle.ts).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import * as http from "node:http";
@@ -36,7 +37,7 @@ describe("watches starting at once (RedisStore)", () => {
       redisUrl: redis.url,
       env: {
         // Half the default. The burners and the machine's other load starve redis-server too (a process of its own):
-        // that is Redis being slow, which the deadline rightly counts.
+        // that is Redis being slow, which the deadline rightly counts; this process's own wait for a CPU is not.
         REDIS_COMMAND_TIMEOUT: "1s",
         MAX_WATCHERS_PER_PRINCIPAL: "5000",
         MAX_SESSIONS_PER_USER: "0",
@@ -62,7 +63,8 @@ describe("watches starting at once (RedisStore)", () => {
     let herdDone = false;
     const scraping = (async () => {
       while (!herdDone) {
-        peakWaiting = Math.max(peakWaiting, await waitingReads(app.url));
+        // A scrape that fails (its connection reset while the loaded process lagged) is skipped: the watches are what is tested.
+        peakWaiting = Math.max(peakWaiting, await waitingReads(app.url).catch(() => 0));
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     })();

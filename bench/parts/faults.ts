@@ -7,7 +7,7 @@
 import { fmtB, fmtInt, passMiss } from "../format.js";
 import type { BenchPart, TargetRow } from "../part.js";
 import { runScript } from "../processes.js";
-import { WATCH_TIMEOUT_MS } from "../settings.js";
+import { FAULTS_TIMEOUT_MS } from "../settings.js";
 
 /** Issue 12's targets. */
 const FAULTS_TARGETS = {
@@ -46,7 +46,7 @@ export const faultsPart: BenchPart<FaultsResult> = {
   name: "faults",
   async run() {
     console.log("archive size and delivery after a dropped connection via bench/faults-bench.ts");
-    const { last, error } = await runScript("faults-bench.ts", [], {}, WATCH_TIMEOUT_MS);
+    const { last, error } = await runScript("faults-bench.ts", [], {}, FAULTS_TIMEOUT_MS);
     const result: FaultsResult = last === undefined ? { error: error ?? "no result" } : { report: JSON.parse(last) as FaultsReport };
     if (result.error !== undefined) console.log(`  failed: ${result.error}`);
     return result;

@@ -1,13 +1,14 @@
 /** ListSessions at 10k/100k/1M live sessions and expiry lag at 1M (bench/scale-bench.ts, in its own process; issue 10). */
 import type { BenchPart, TargetRow } from "../part.js";
 import { runScript } from "../processes.js";
-import { renderScale, type ScaleReport } from "../scale-bench.js";
+import { expiryPass, renderScale, type ScaleReport } from "../scale-bench.js";
 
 export type ScaleResult = { readonly report: ScaleReport; readonly error?: undefined } | { readonly report?: undefined; readonly error: string };
 
 const SCALE_TIMEOUT_MS = 60 * 60_000;
 /** ListSessions must not slow down with the population: p50 at the largest size within this factor of the smallest. */
 const FLAT_FACTOR = 2;
+/** Issue 10's goal (expiryPass in scale-bench.ts judges it). */
 const EXPIRY_P99_MS = 50;
 
 export const scalePart: BenchPart<ScaleResult> = {
@@ -38,7 +39,14 @@ export const scalePart: BenchPart<ScaleResult> = {
     rows.push(
       e === undefined
         ? { measure: "Expiry lag p99 at 1M live sessions, 1k expirations/s", value: `not measured${report.error === undefined ? "" : `: ${report.error}`}`, target: `< ${EXPIRY_P99_MS} ms`, ok: false }
-        : { measure: `Expiry lag p99, expire_time → EXPIRED at a remote watcher, ${e.live.toLocaleString("en-US")} live, ${e.rate}/s (${e.events} of ${e.probes} events)`, value: `${e.lag.p99} ms`, target: `< ${EXPIRY_P99_MS} ms`, ok: e.lag.p99 < EXPIRY_P99_MS && e.events === e.probes },
+        : {
+            measure:
+              `Expiry lag p99, expire_time → EXPIRED at a remote watcher, ${e.live.toLocaleString("en-US")} live, ${e.rate}/s (${e.events} of ${e.probes} events, ${e.late} probes late` +
+              `${report.reference === undefined ? "" : `; same rounds at ${report.reference.live.toLocaleString("en-US")} live: ${report.reference.lag.p99} ms`})`,
+            value: `${e.lag.p99} ms`,
+            target: `< ${EXPIRY_P99_MS} ms`,
+            ok: expiryPass(e),
+          },
     );
     return rows;
   },

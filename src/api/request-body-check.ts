@@ -27,8 +27,11 @@ type UniversalServerRequest = Parameters<UniversalHandler>[0];
 
 export interface BodyGuardOptions {
   readonly readMaxBytes: number;
-  /** A body was refused; `method` is "package.Service/Method", `request` the universal request (context values hold the peer). */
-  readonly onMalformed: (method: string, request: UniversalServerRequest) => void;
+  /**
+   * A body was refused: malformed (INVALID_ARGUMENT, ours) or larger than readMaxBytes (connect answers
+   * RESOURCE_EXHAUSTED); `method` is "package.Service/Method", `request` the universal request (context values hold the peer).
+   */
+  readonly onMalformed: (method: string, request: UniversalServerRequest, reason: "malformed_body" | "too_large") => void;
 }
 
 /** The recursion bound protobuf-es applies by default, and this message's wording of it. */
@@ -53,7 +56,12 @@ function guarded(handler: UniversalHandler, options: BodyGuardOptions): (req: Un
     if (req.method !== "POST" || typeof body !== "object" || body === null || !(Symbol.asyncIterator in body)) return handler(req);
     const format = formatOf(req.header);
     if (format === undefined) return handler(req);
-    const checked = checkedBody(body as AsyncIterable<Uint8Array>, format, schema, options.readMaxBytes, () => options.onMalformed(method, req));
+    // connect refuses an unenveloped body from its Content-Length alone, before a byte of it is read: counted here.
+    if (!format.enveloped && Number(req.header.get("content-length")) > options.readMaxBytes) {
+      options.onMalformed(method, req, "too_large");
+      return handler(req);
+    }
+    const checked = checkedBody(body as AsyncIterable<Uint8Array>, format, schema, options.readMaxBytes, (reason) => options.onMalformed(method, req, reason));
     return handler({ ...req, body: checked });
   };
 }
@@ -84,7 +92,7 @@ async function* checkedBody(
   format: Format,
   schema: DescMessage,
   readMaxBytes: number,
-  onMalformed: () => void,
+  onRefused: (reason: "malformed_body" | "too_large") => void,
 ): AsyncGenerator<Uint8Array> {
   const check = (message: Uint8Array, compressed: boolean): void => {
     // A compressed envelope without a negotiated encoding: connect has its own error for that.
@@ -92,13 +100,14 @@ async function* checkedBody(
     const plain = compressed || !format.enveloped ? decompress(message, format.encoding, readMaxBytes) : message;
     const problem = plain === undefined ? undefined : decodeProblem(plain, format.json, schema);
     if (problem !== undefined) {
-      onMalformed();
+      onRefused("malformed_body");
       throw problem;
     }
   };
   const iterator = body[Symbol.asyncIterator]();
-  /** Hands on the rest unread: connect judges what is too large. */
-  async function* rest(pending: Uint8Array): AsyncGenerator<Uint8Array> {
+  /** Too large: counted, and the rest handed on unread (connect answers it). */
+  async function* tooLarge(pending: Uint8Array): AsyncGenerator<Uint8Array> {
+    onRefused("too_large");
     if (pending.byteLength > 0) yield pending;
     for (;;) {
       const next = await iterator.next();
@@ -111,7 +120,7 @@ async function* checkedBody(
     const next = await iterator.next();
     if (next.done !== true) buffer = buffer.byteLength === 0 ? next.value : Buffer.concat([buffer, next.value]);
     if (!format.enveloped) {
-      if (buffer.byteLength > readMaxBytes) return yield* rest(buffer);
+      if (buffer.byteLength > readMaxBytes) return yield* tooLarge(buffer);
       if (next.done !== true) continue;
       check(buffer, false);
       if (buffer.byteLength > 0) yield buffer;
@@ -120,7 +129,7 @@ async function* checkedBody(
     // Enveloped: each complete message is checked and passed on as it arrives (a stream may send several).
     while (buffer.byteLength >= ENVELOPE_HEADER) {
       const size = new DataView(buffer.buffer, buffer.byteOffset + 1, 4).getUint32(0);
-      if (size > readMaxBytes) return yield* rest(buffer);
+      if (size > readMaxBytes) return yield* tooLarge(buffer);
       if (buffer.byteLength < ENVELOPE_HEADER + size) break;
       const flags = buffer[0] as number;
       check(buffer.subarray(ENVELOPE_HEADER, ENVELOPE_HEADER + size), (flags & FLAG_COMPRESSED) !== 0);

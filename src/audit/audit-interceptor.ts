@@ -9,7 +9,8 @@
  * watch_end when an admitted stream ends (ok when the client or the server
  * closed it normally).
  */
-import type { Interceptor, StreamResponse } from "@connectrpc/connect";
+import type { DescMethod } from "@bufbuild/protobuf";
+import type { Interceptor, StreamResponse, UnaryRequest, UnaryResponse } from "@connectrpc/connect";
 import { SessionService } from "../../gen/session/v1/session_pb.js";
 import { auditIdentity, PEER, PRINCIPAL } from "../auth/principal.js";
 import { rpcPolicy } from "../auth/rpc-scopes.js";
@@ -20,6 +21,7 @@ import { correlationOf, type AuditLog, type AuditRecord } from "./audit-log.js";
 export function createAuditInterceptor(audit: AuditLog): Interceptor {
   return (next) => async (req) => {
     if (req.service.typeName !== SessionService.typeName) return next(req);
+    if (!req.stream) return unary(audit, next, req);
     const principal = req.contextValues.get(PRINCIPAL);
     const base = {
       ...(principal === undefined ? { principal: "unknown" } : auditIdentity(principal)),
@@ -28,9 +30,7 @@ export function createAuditInterceptor(audit: AuditLog): Interceptor {
       ...correlationOf(req.contextValues.get(RPC_IDS)),
     };
     const { operation } = rpcPolicy(req.method.name);
-    const requestSessionId = req.stream ? undefined : sessionIdOf(req.message);
-    const record = (outcome: string, extra: Partial<AuditRecord> = {}): void =>
-      audit.record({ ...base, operation, outcome, ...(requestSessionId === undefined ? {} : { sessionId: requestSessionId }), ...extra });
+    const record = (outcome: string, extra: Partial<AuditRecord> = {}): void => audit.record({ ...base, operation, outcome, ...extra });
 
     let res;
     try {
@@ -39,14 +39,52 @@ export function createAuditInterceptor(audit: AuditLog): Interceptor {
       record(snakeCodeName(outcomeCode({ error, signal: req.signal })));
       throw error;
     }
-    if (!res.stream) {
-      const sessionId = requestSessionId ?? sessionIdOf(res.message);
-      record("ok", sessionId === undefined ? {} : { sessionId });
-      return res;
-    }
+    if (!res.stream) return res;
     const watched: StreamResponse = { ...res, message: auditStream(res.message, req.signal, record) };
     return watched;
   };
+}
+
+/** "package.Service/Method" per method descriptor (a fixed set): a call builds no string for it. */
+const methodNames = new WeakMap<DescMethod, string>();
+
+function methodName(method: DescMethod): string {
+  let name = methodNames.get(method);
+  if (name === undefined) {
+    name = `${method.parent.typeName}/${method.name}`;
+    methodNames.set(method, name);
+  }
+  return name;
+}
+
+/** A unary call: one record when it ends, built in one object (this runs for every session RPC). */
+async function unary(audit: AuditLog, next: Parameters<Interceptor>[0], req: UnaryRequest): Promise<UnaryResponse> {
+  let outcome = "ok";
+  let sessionId = sessionIdOf(req.message);
+  try {
+    const res = (await next(req)) as UnaryResponse;
+    sessionId ??= sessionIdOf(res.message);
+    return res;
+  } catch (error) {
+    outcome = snakeCodeName(outcomeCode({ error, signal: req.signal }));
+    throw error;
+  } finally {
+    const principal = req.contextValues.get(PRINCIPAL);
+    const ids = req.contextValues.get(RPC_IDS);
+    audit.record({
+      principal: principal === undefined ? "unknown" : principal.id,
+      tenant: principal?.tenant,
+      user: principal?.user,
+      delegated: principal?.delegated === true ? true : undefined,
+      method: methodName(req.method),
+      peer: req.contextValues.get(PEER).address,
+      requestId: ids?.requestId,
+      traceId: ids?.traceId,
+      operation: rpcPolicy(req.method.name).operation,
+      outcome,
+      sessionId,
+    });
+  }
 }
 
 /**

@@ -16,6 +16,7 @@
  */
 import { pino, type DestinationStream, type Logger } from "pino";
 import { batchedDescriptor } from "../logging/batched-destination.js";
+import { isoTime } from "../logging/iso-time.js";
 
 /** What was done. Session RPCs map to one operation each (see auth/rpc-scopes.ts). */
 export type AuditOperation =
@@ -90,15 +91,22 @@ export class AuditLog {
     this.logger = logger;
   }
 
+  /** Fields left undefined are not written; sessionId goes last. */
   record(record: AuditRecord): void {
     if (this.logger === undefined) return;
-    const { sessionId, ...rest } = record;
-    this.logger.info({ audit: true, ...rest, ...(sessionId === undefined ? {} : { sessionId: sessionId.slice(0, MAX_ID_LENGTH) }) }, "audit");
+    const { sessionId } = record;
+    if (sessionId === undefined || (sessionId.length <= MAX_ID_LENGTH && lastKey(record) === "sessionId")) {
+      // The record as given, with no copy (this runs for every session RPC): `audit: true` is a binding of the logger.
+      this.logger.info(record, "audit");
+      return;
+    }
+    const { sessionId: _, ...rest } = record;
+    this.logger.info({ ...rest, sessionId: sessionId.slice(0, MAX_ID_LENGTH) }, "audit");
   }
 
   /** Records an operation the service did by itself (expiry, eviction). */
   system(operation: "expire" | "evict", tenant: string, sessionId: string): void {
-    this.record({ principal: "system", tenant, operation, sessionId, outcome: "ok" });
+    this.record({ principal: "system", tenant, operation, outcome: "ok", sessionId });
   }
 }
 
@@ -132,5 +140,12 @@ export function openAuditLog(target: string, destination?: DestinationStream): O
 }
 
 function auditLogger(destination: DestinationStream): Logger {
-  return pino({ level: "info", base: { service: "sessiond", log: "audit" }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+  return pino({ level: "info", base: { service: "sessiond", log: "audit", audit: true }, timestamp: isoTime }, destination);
+}
+
+/** The last own key of an object (insertion order), without building the key array. */
+function lastKey(record: object): string | undefined {
+  let last: string | undefined;
+  for (const key in record) last = key;
+  return last;
 }

@@ -38,19 +38,20 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
     if (!isSession && !protectOps) return next(req);
     const method = `${req.service.typeName}/${req.method.name}`;
     const peer = req.contextValues.get(PEER);
-    const ids = correlationOf(req.contextValues.get(RPC_IDS));
+    // Only a refusal is recorded: its correlation ids are read then.
+    const ids = (): ReturnType<typeof correlationOf> => correlationOf(req.contextValues.get(RPC_IDS));
     // The pre-dispatch gate (request-gate.ts) may have authenticated the call and checked its RPC scope from the
     // headers already; the field scopes below need the message, so they are checked here on every path.
     let principal = req.contextValues.get(PRINCIPAL);
     if (principal === undefined) {
       const authentication = await authenticator.authenticate({ authorization: req.header.get("authorization"), actAs: req.header.get(ACT_AS_HEADER) }, peer);
       if (!authentication.ok && authentication.outcome === "unauthenticated") {
-        audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address, ...ids });
+        audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address, ...ids() });
         throw new ConnectError(UNAUTHENTICATED_MESSAGE, Code.Unauthenticated);
       }
       if (!authentication.ok) {
         // The refused header's value is not recorded: it is unchecked input.
-        audit.record({ ...identity(authentication.principal), operation: "authorize", method, outcome: authentication.outcome, peer: peer.address, ...ids });
+        audit.record({ ...identity(authentication.principal), operation: "authorize", method, outcome: authentication.outcome, peer: peer.address, ...ids() });
         throw new ConnectError(authentication.message, authentication.outcome === "permission_denied" ? Code.PermissionDenied : Code.InvalidArgument);
       }
       principal = authentication.principal;
@@ -60,9 +61,8 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
       const { scope } = rpcPolicy(req.method.name);
       // Field scopes bind service principals; a call acting for a user is governed by that user's session levels instead (session/access-policy.ts).
       const fields = req.stream || principal.user !== undefined ? [] : fieldScopes(req.method.name, req.message);
-      const needs = [scope, ...fields];
-      if (!needs.every((s) => hasScope(principal, s))) {
-        audit.record({ ...identity(principal), operation: "authorize", method, outcome: "permission_denied", peer: peer.address, ...ids });
+      if (!hasScope(principal, scope) || !fields.every((s) => hasScope(principal, s))) {
+        audit.record({ ...identity(principal), operation: "authorize", method, outcome: "permission_denied", peer: peer.address, ...ids() });
         throw new ConnectError(PERMISSION_DENIED_MESSAGE, Code.PermissionDenied);
       }
     }

@@ -23,13 +23,22 @@ export function peerContextValues(request: CallOrigin): ContextValues {
   return values;
 }
 
+/** Per connection: its peer does not change while it is open, and every call on it asks (twice). */
+const peers = new WeakMap<Socket, PeerInfo>();
+
 export function peerOf(request: CallOrigin): PeerInfo {
   // HTTP/2: the session's socket (request.socket is a proxy that refuses some calls).
   const socket: Socket | undefined =
     "stream" in request ? request.stream.session?.socket : "session" in request ? request.session?.socket : request.socket;
-  const address = socket?.remoteAddress === undefined ? "" : formatAddress(socket.remoteAddress, socket.remotePort);
+  if (socket === undefined) return { address: "" };
+  const known = peers.get(socket);
+  if (known !== undefined) return known;
+  const address = socket.remoteAddress === undefined ? "" : formatAddress(socket.remoteAddress, socket.remotePort);
   const cn = socket instanceof TLSSocket ? verifiedCommonName(socket) : undefined;
-  return cn === undefined ? { address } : { address, verifiedCertCommonName: cn };
+  const peer: PeerInfo = cn === undefined ? { address } : { address, verifiedCertCommonName: cn };
+  // A closed socket no longer knows its address: not remembered as the connection's peer.
+  if (address !== "") peers.set(socket, peer);
+  return peer;
 }
 
 /** The CN of a client certificate, only when TLS verified it against the configured CA. */

@@ -327,7 +327,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: "HTTP2_KEEPALIVE_TIMEOUT", default: "20s", description: "Close an HTTP/2 connection whose ping is not answered within this" },
   { env: "HEADERS_TIMEOUT", default: "10s", description: "HTTP/1: request line and headers must arrive within this" },
   { env: "REQUEST_TIMEOUT", default: "30s", description: "A whole request (headers and body) must arrive within this (HTTP/1 and HTTP/2)" },
-  { env: "MIN_REQUEST_BODY_RATE", default: "1024", description: "Slowest request body accepted while it arrives, bytes/s (0: no check)" },
+  { env: "MIN_REQUEST_BODY_RATE", default: "1024", description: "Slowest request body accepted while it arrives, bytes/s over 2 s windows, per HTTP/1 connection and per HTTP/2 stream (0: no check)" },
   { env: "MAX_STREAMS_PER_CONNECTION", default: "200", description: "Most long-lived streams (Health/Watch, WatchSessions, reflection) per connection" },
   { env: "MAX_STREAMS", default: "10000", description: "Most long-lived streams (Health/Watch, WatchSessions, reflection) per process" },
   { env: "REJECT_AUDIT_RATE", default: "50", description: "Audit records of rejected requests per second; the rest are counted (metric, one summary log line)" },

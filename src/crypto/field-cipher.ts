@@ -89,10 +89,29 @@ export class DecryptError extends Error {
 }
 
 const PREFIX = "e1:";
+/** Most opened values remembered, and the longest sealed value remembered: at most about 8 MB (keys and plaintexts). */
+const OPENED_CACHED = 2048;
+const OPENED_MAX_CHARS = 2048;
 /** Metadata the store writes itself, without a key (see write_archive in lua/prelude.ts). */
 const BARE_METADATA = "{}";
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
+
+/** Random bytes fetched at once for this many IVs: one call into the random source instead of one per value sealed. */
+const IVS_PER_FETCH = 256;
+let ivPool = Buffer.alloc(0);
+let ivNext = 0;
+
+/** A random IV never handed out before (its bytes are not reused: the pool is replaced, not refilled in place). */
+function freshIv(): Buffer {
+  if (ivNext + IV_BYTES > ivPool.length) {
+    ivPool = randomBytes(IV_BYTES * IVS_PER_FETCH);
+    ivNext = 0;
+  }
+  const iv = ivPool.subarray(ivNext, ivNext + IV_BYTES);
+  ivNext += IV_BYTES;
+  return iv;
+}
 
 /** True when the stored value is sealed (by any key). */
 export function isSealed(stored: string): boolean {
@@ -118,6 +137,13 @@ export class AesGcmFieldCipher implements FieldCipher {
   private readonly indexKeys: ReadonlyMap<string, Buffer>;
   /** Per key id, the HMAC key derived from it for record tags (never the encryption key itself). */
   private readonly tagKeys: ReadonlyMap<string, Buffer>;
+  /**
+   * Plaintexts of recently opened values, by place and ciphertext: a session
+   * read again and again (every GetSession opens its metadata) is decrypted
+   * once. Only a value that authenticated is here; a changed ciphertext is
+   * another entry.
+   */
+  private readonly opened = new Map<string, string>();
 
   constructor(
     readonly keyring: Keyring,
@@ -160,7 +186,7 @@ export class AesGcmFieldCipher implements FieldCipher {
 
   seal(plaintext: string, binding: FieldBinding): string {
     const { id, key } = this.keyring.primary;
-    const iv = randomBytes(IV_BYTES);
+    const iv = freshIv();
     const cipher = createCipheriv("aes-256-gcm", key, iv);
     cipher.setAAD(associatedData(binding));
     const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
@@ -174,6 +200,19 @@ export class AesGcmFieldCipher implements FieldCipher {
       if (this.acceptPlaintext || (stored === BARE_METADATA && binding.field === METADATA_FIELD)) return stored;
       throw new DecryptError("stored value is not encrypted (plaintext is read only with ENCRYPTION_MIGRATE_PLAINTEXT=true, until npm run reencrypt)");
     }
+    // The same ciphertext at the same place opens to the same plaintext (the key ring does not change while running).
+    const place = stored.length <= OPENED_MAX_CHARS ? `${binding.tenant}\n${binding.sessionId}\n${binding.field}\n${stored}` : undefined;
+    const known = place === undefined ? undefined : this.opened.get(place);
+    if (known !== undefined) return known;
+    const plaintext = this.decrypt(stored, binding);
+    if (place !== undefined) {
+      if (this.opened.size >= OPENED_CACHED) this.opened.clear();
+      this.opened.set(place, plaintext);
+    }
+    return plaintext;
+  }
+
+  private decrypt(stored: string, binding: FieldBinding): string {
     const keyId = sealedKeyId(stored);
     const key = keyId === undefined ? undefined : this.keyring.get(keyId);
     if (keyId === undefined || key === undefined) {

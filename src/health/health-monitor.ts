@@ -9,6 +9,7 @@
  * subscribers hear each change.
  */
 import type { Logger } from "../logging/logger.js";
+import { withinDeadline } from "../observability/loop-aware-deadline.js";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { SessionService } from "../../gen/session/v1/session_pb.js";
 import type { SessionStore, StoreProblem, StoreProblems } from "../store/store.js";
@@ -46,7 +47,8 @@ export interface HealthMonitorOptions {
   readonly intervalMs: number;
   /**
    * A ping that has not answered after this long counts as a failure, so a
-   * store that hangs (rather than refusing) is still reported. Defaults to intervalMs.
+   * store that hangs (rather than refusing) is still reported. Counted in loop
+   * idle time (observability/loop-aware-deadline.ts). Defaults to intervalMs.
    */
   readonly timeoutMs?: number;
   /** Status changes are logged here (warn when the store goes down, info when it comes back). */
@@ -237,19 +239,12 @@ export class HealthMonitor {
   }
 
   async #ping(): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), this.#timeoutMs);
-      timer.unref();
-    });
-    const ping = this.#store.ping().then(
-      () => true,
-      () => false,
-    );
     try {
-      return await Promise.race([ping, timeout]);
-    } finally {
-      clearTimeout(timer);
+      // Loop-aware: a ping answered while this process was busy is an answer, not a down store.
+      await withinDeadline(this.#store.ping(), this.#timeoutMs, () => new Error("ping timed out"));
+      return true;
+    } catch {
+      return false;
     }
   }
 

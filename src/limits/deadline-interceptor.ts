@@ -12,9 +12,12 @@
  * expected_version, as after any timeout.
  *
  * Only deadlines: a server shutdown lets unary calls finish (see
- * rpc-server.ts), and a cancelled client is not waiting for an answer.
+ * rpc-server.ts), and a cancelled client is not waiting for an answer. So a
+ * call that sent no deadline (no grpc-timeout or connect-timeout-ms header:
+ * every protocol's only way to set one) goes straight through, without a
+ * listener on its signal.
  */
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 
 function deadlineError(signal: AbortSignal): ConnectError | undefined {
   if (!signal.aborted) return undefined;
@@ -22,27 +25,35 @@ function deadlineError(signal: AbortSignal): ConnectError | undefined {
   return reason.code === Code.DeadlineExceeded ? reason : undefined;
 }
 
+/** Whether the caller set a deadline: gRPC and gRPC-Web send grpc-timeout, Connect connect-timeout-ms. */
+function hasDeadline(header: Headers): boolean {
+  return header.has("grpc-timeout") || header.has("connect-timeout-ms");
+}
+
 export function createDeadlineInterceptor(): Interceptor {
-  return (next) => async (req) => {
-    if (req.stream) return next(req);
-    const passed = deadlineError(req.signal);
-    if (passed !== undefined) throw passed;
-    let onAbort: (() => void) | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      onAbort = () => {
-        const error = deadlineError(req.signal);
-        if (error !== undefined) reject(error);
-      };
-      req.signal.addEventListener("abort", onAbort, { once: true });
-    });
-    const call = next(req);
-    // The handler may still settle after the deadline; nobody waits for it then.
-    call.catch(() => {});
-    deadline.catch(() => {});
-    try {
-      return await Promise.race([call, deadline]);
-    } finally {
-      if (onAbort !== undefined) req.signal.removeEventListener("abort", onAbort);
-    }
-  };
+  // Without a deadline the call is passed on as it is (no extra promise).
+  return (next) => (req) => (req.stream || !hasDeadline(req.header) ? next(req) : raceDeadline(next, req));
+}
+
+/** The call, or DEADLINE_EXCEEDED when its deadline passes first. */
+async function raceDeadline(next: Parameters<Interceptor>[0], req: UnaryRequest): Promise<UnaryResponse | StreamResponse> {
+  const passed = deadlineError(req.signal);
+  if (passed !== undefined) throw passed;
+  let onAbort: (() => void) | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      const error = deadlineError(req.signal);
+      if (error !== undefined) reject(error);
+    };
+    req.signal.addEventListener("abort", onAbort, { once: true });
+  });
+  const call = next(req);
+  // The handler may still settle after the deadline; nobody waits for it then.
+  call.catch(() => {});
+  deadline.catch(() => {});
+  try {
+    return await Promise.race([call, deadline]);
+  } finally {
+    if (onAbort !== undefined) req.signal.removeEventListener("abort", onAbort);
+  }
 }

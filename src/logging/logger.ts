@@ -11,6 +11,7 @@
 import { pino, type DestinationStream, type Logger } from "pino";
 import pretty from "pino-pretty";
 import { batchedDescriptor } from "./batched-destination.js";
+import { isoTime } from "./iso-time.js";
 
 export type { Logger } from "pino";
 
@@ -27,7 +28,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const pinoOptions = {
     level: options.level,
     base: { service: "sessiond" },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTime,
   };
   const format = options.format ?? "auto";
   const usePretty = format === "pretty" || (format === "auto" && options.destination === undefined && process.stdout.isTTY === true);

@@ -88,6 +88,7 @@ const rpcStartedTotal = new Counter({
   help: "Total number of RPCs started on the server.",
   labelNames: RPC_LABELS,
   registers: [registry],
+  collect: flushRpcCounts,
 });
 
 const rpcHandledTotal = new Counter({
@@ -95,6 +96,7 @@ const rpcHandledTotal = new Counter({
   help: "Total number of RPCs completed on the server, regardless of success or failure.",
   labelNames: [...RPC_LABELS, "grpc_code"] as const,
   registers: [registry],
+  collect: flushRpcCounts,
 });
 
 const rpcMsgReceived = new Counter({
@@ -102,6 +104,7 @@ const rpcMsgReceived = new Counter({
   help: "Total number of RPC stream messages received on the server.",
   labelNames: RPC_LABELS,
   registers: [registry],
+  collect: flushRpcCounts,
 });
 
 const rpcMsgSent = new Counter({
@@ -109,6 +112,7 @@ const rpcMsgSent = new Counter({
   help: "Total number of gRPC stream messages sent by the server.",
   labelNames: RPC_LABELS,
   registers: [registry],
+  collect: flushRpcCounts,
 });
 
 const rpcHandlingSeconds = new Histogram({
@@ -124,6 +128,7 @@ const rpcInFlight = new Gauge({
   help: "RPCs started and not yet completed on this process (open streams included), by grpc_type, grpc_service and grpc_method",
   labelNames: RPC_LABELS,
   registers: [registry],
+  collect: flushRpcCounts,
 });
 
 const buildInfoGauge = new Gauge({
@@ -151,18 +156,61 @@ export function initializeRpcMetrics(methods: Iterable<RpcLabels>): void {
   }
 }
 
+/**
+ * A method's counts not yet in the metrics above. A call adds to plain
+ * numbers here (no label set to validate and hash per count); a scrape (each
+ * of those metrics' collect) moves them in first, so it reads every call
+ * counted. Keyed by the labels object (one per method: rpc-logging.ts).
+ */
+interface PendingCounts {
+  started: number;
+  received: number;
+  sent: number;
+  /** Started minus handled. */
+  inFlight: number;
+  /** Handled, by code (GRPC_CODE_NAMES). */
+  readonly handled: Map<string, number>;
+}
+
+const pending = new Map<RpcLabels, PendingCounts>();
+/** Label objects with counts waiting beyond which they are moved in at once: bounds the map when callers make labels per call. */
+const PENDING_METHODS_MAX = 1000;
+
+function pendingOf(labels: RpcLabels): PendingCounts {
+  let counts = pending.get(labels);
+  if (counts === undefined) {
+    if (pending.size >= PENDING_METHODS_MAX) flushRpcCounts();
+    counts = { started: 0, received: 0, sent: 0, inFlight: 0, handled: new Map() };
+    pending.set(labels, counts);
+  }
+  return counts;
+}
+
+/** Moves the waiting counts into the metrics (a scrape does, before it reads them). */
+function flushRpcCounts(): void {
+  for (const [labels, counts] of pending) {
+    if (counts.started > 0) rpcStartedTotal.inc(labels, counts.started);
+    if (counts.received > 0) rpcMsgReceived.inc(labels, counts.received);
+    if (counts.sent > 0) rpcMsgSent.inc(labels, counts.sent);
+    if (counts.inFlight !== 0) rpcInFlight.inc(labels, counts.inFlight);
+    for (const [code, n] of counts.handled) rpcHandledTotal.inc(handledLabels(labels, code), n);
+  }
+  pending.clear();
+}
+
 /** An RPC started: counts it and holds it in flight until rpcHandled. */
 export function rpcStarted(labels: RpcLabels): void {
-  rpcStartedTotal.inc(labels);
-  rpcInFlight.inc(labels);
+  const counts = pendingOf(labels);
+  counts.started++;
+  counts.inFlight++;
 }
 
 export function rpcMessageReceived(labels: RpcLabels): void {
-  rpcMsgReceived.inc(labels);
+  pendingOf(labels).received++;
 }
 
 export function rpcMessageSent(labels: RpcLabels): void {
-  rpcMsgSent.inc(labels);
+  pendingOf(labels).sent++;
 }
 
 /** Counts one message a handler wrote to its stream itself (WatchSessions' direct path), past the interceptors; set per call by the RPC interceptor. */
@@ -187,9 +235,10 @@ function handledLabels(labels: RpcLabels, code: string): RpcLabels & { readonly 
 
 /** An RPC completed with `code` (a GRPC_CODE_NAMES entry) after `seconds` (for streams, the stream's lifetime). */
 export function rpcHandled(labels: RpcLabels, code: string, seconds: number): void {
-  rpcHandledTotal.inc(handledLabels(labels, code));
+  const counts = pendingOf(labels);
+  counts.handled.set(code, (counts.handled.get(code) ?? 0) + 1);
+  counts.inFlight--;
   rpcHandlingSeconds.observe(labels, seconds);
-  rpcInFlight.dec(labels);
 }
 
 const activeWatchers = new Gauge({

@@ -22,7 +22,7 @@ import type { EventEmitter } from "node:events";
 import { constants as http2constants } from "node:http2";
 import type * as http2 from "node:http2";
 import type * as net from "node:net";
-import { BUSY_CEILING_FACTOR, loopIdleMs } from "../observability/loop-idle.js";
+import { BUSY_CEILING_FACTOR, waitClock, waitedSince, type WaitClock } from "../observability/loop-idle.js";
 
 export interface ConnectionLimitsOptions {
   readonly maxConnections: number;
@@ -44,8 +44,8 @@ interface SessionState {
   lastPong: number;
   /** When the ping waiting for its answer was sent. */
   pingSentAt: number | undefined;
-  /** The loop's idle time then (loopIdleMs). */
-  pingIdleAt: number;
+  /** The wait clocks then (loop-idle.ts). */
+  pingClock: WaitClock | undefined;
   /** Idle close under way. */
   closing: boolean;
 }
@@ -149,7 +149,7 @@ export class ConnectionLimits {
   /** Follows an HTTP/2 session for the idle and keep-alive rules until it closes. */
   watchSession(session: http2.ServerHttp2Session): void {
     const now = Date.now();
-    const state: SessionState = { openStreams: 0, quietSince: now, lastPong: now, pingSentAt: undefined, pingIdleAt: 0, closing: false };
+    const state: SessionState = { openStreams: 0, quietSince: now, lastPong: now, pingSentAt: undefined, pingClock: undefined, closing: false };
     this.sessions.set(session, state);
     const evict = (): void => {
       state.closing = true;
@@ -203,9 +203,9 @@ export class ConnectionLimits {
         }
         continue;
       }
-      if (state.pingSentAt !== undefined) {
-        // Counted in loop idle time: an answer that sat unread while this process was busy is not a dead peer.
-        const waited = loopIdleMs() - state.pingIdleAt;
+      if (state.pingSentAt !== undefined && state.pingClock !== undefined) {
+        // Counted in time spent waiting for I/O: an answer that sat unread while this process was busy is not a dead peer.
+        const waited = waitedSince(state.pingClock);
         if (waited >= keepaliveTimeoutMs || now - state.pingSentAt >= keepaliveTimeoutMs * BUSY_CEILING_FACTOR) {
           this.options.onLimit("http2_keepalive_timeout", session.socket?.remoteAddress ?? "");
           session.destroy();
@@ -221,7 +221,7 @@ export class ConnectionLimits {
         });
         if (sent) {
           state.pingSentAt = sentAt;
-          state.pingIdleAt = loopIdleMs();
+          state.pingClock = waitClock();
         }
       }
     }

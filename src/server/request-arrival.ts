@@ -2,27 +2,111 @@
  * Bounds how slowly a request may arrive, on HTTP/1 and HTTP/2 alike: the
  * whole request within `requestTimeoutMs`, and while its body is still
  * coming, at least `minBodyRate` bytes per second over each window of
- * RATE_WINDOW_MS (HTTP/1: the connection carries one request at a time, so
- * the socket's byte count is the body's). Both count the loop's idle time
- * (observability/loop-idle.ts), so a busy server does not blame its callers. A request that falls behind loses
- * its connection (HTTP/1) or its stream (HTTP/2, RST_STREAM CANCEL): a client
- * that trickles bytes must not hold a handler, a buffer and a slot for minutes.
+ * RATE_WINDOW_MS. HTTP/1 counts the socket's bytes (the connection carries
+ * one request at a time); HTTP/2 counts each stream's own DATA, so one
+ * trickling stream cannot hide behind busy neighbours on its connection.
+ * Both count the time this process waited for I/O (observability/loop-idle.ts),
+ * so a busy server does not blame its callers.
+ *
+ * A request that falls behind loses its connection (HTTP/1: there is no
+ * other way to stop a body mid-flight) or its stream: RST_STREAM
+ * ENHANCE_YOUR_CALM, which gRPC clients report as RESOURCE_EXHAUSTED (the
+ * gRPC HTTP/2 mapping). A reset rather than a status in trailers because the
+ * handler that owns the response (connect's, or the fast gRPC path) is still
+ * waiting for the body; a reset ends both sides at once and frees the
+ * stream's slot and buffered bytes. A trickling client must not hold a
+ * handler, a buffer and a slot for minutes.
  *
  * Streams whose request is complete (a watch, after its one message) are not
  * watched: they live as long as the caller wants, under the stream caps.
  */
 import * as http from "node:http";
 import * as http2 from "node:http2";
-import { BUSY_CEILING_FACTOR, loopIdleMs } from "../observability/loop-idle.js";
+import { BUSY_CEILING_FACTOR, waitClock, waitedSince } from "../observability/loop-idle.js";
 
-export interface RequestArrivalOptions {
+export type SlowReason = "request_timeout" | "slow_body";
+
+export interface ArrivalLimits {
   readonly requestTimeoutMs: number;
   /** Bytes per second; 0 turns the rate check off. */
   readonly minBodyRate: number;
-  readonly onSlow: (reason: "request_timeout" | "slow_body", request: http.IncomingMessage | http2.Http2ServerRequest) => void;
+}
+
+export interface RequestArrivalOptions extends ArrivalLimits {
+  readonly onSlow: (reason: SlowReason, request: http.IncomingMessage | http2.Http2ServerRequest) => void;
+}
+
+/** One request as it arrives. */
+export interface Arrival {
+  /** Whether the whole request has arrived (whether or not its reader has read it yet). */
+  complete(): boolean;
+  /** Bytes received so far (a running count; only differences matter). */
+  bytes(): number;
+  /** Whether this process is holding the body back (its reader paused): such a window says nothing of the caller's pace. */
+  held(): boolean;
 }
 
 export const RATE_WINDOW_MS = 2000;
+/** The RST_STREAM code of a stream cut for arriving too slowly (gRPC clients: RESOURCE_EXHAUSTED). */
+export const SLOW_STREAM_RST_CODE = http2.constants.NGHTTP2_ENHANCE_YOUR_CALM;
+
+/**
+ * Checks one arrival every window until stop() is called; calls `cut` once
+ * with the reason when the request falls behind. Returns stop().
+ */
+export function watchArrival(arrival: Arrival, limits: ArrivalLimits, cut: (reason: SlowReason) => void): () => void {
+  const startedAt = Date.now();
+  const start = waitClock();
+  let bytesAtWindowStart = arrival.bytes();
+  let windowStart = start;
+  const tick = Math.min(RATE_WINDOW_MS, limits.requestTimeoutMs);
+  const timer = setInterval(() => {
+    if (arrival.complete()) return stop();
+    // Time spent waiting for I/O, not wall time: bytes that sat unread while this process was busy are not the caller's delay.
+    if (waitedSince(start) >= limits.requestTimeoutMs || Date.now() - startedAt >= limits.requestTimeoutMs * BUSY_CEILING_FACTOR) return stopAnd("request_timeout");
+    if (limits.minBodyRate > 0) {
+      const bytes = arrival.bytes();
+      // A window in which the process mostly worked, or held the body back, says nothing about the caller's pace.
+      const judged = waitedSince(windowStart) >= RATE_WINDOW_MS / 2 && !arrival.held();
+      if (judged && bytes - bytesAtWindowStart < (limits.minBodyRate * RATE_WINDOW_MS) / 1000) return stopAnd("slow_body");
+      bytesAtWindowStart = bytes;
+      windowStart = waitClock();
+    }
+  }, tick);
+  timer.unref();
+  const stop = (): void => clearInterval(timer);
+  const stopAnd = (reason: SlowReason): void => {
+    stop();
+    cut(reason);
+  };
+  return stop;
+}
+
+/** Resets an HTTP/2 stream that arrived too slowly (see SLOW_STREAM_RST_CODE). */
+export function resetSlowStream(stream: http2.Http2Stream): void {
+  if (!stream.destroyed && !stream.closed) stream.close(SLOW_STREAM_RST_CODE);
+}
+
+/**
+ * Counts the DATA bytes an HTTP/2 stream receives, without taking them from
+ * its reader. A "data" listener takes part in the stream's flowing mode, so
+ * the reader must be listening first: Node's compatibility request starts
+ * its own "data" listener on the stream at its first _read(), which read(0)
+ * triggers (a read that consumes nothing).
+ */
+function countStreamBytes(req: http2.Http2ServerRequest): Arrival {
+  let received = 0;
+  req.read(0);
+  req.stream.on("data", (chunk: Buffer) => {
+    received += chunk.length;
+  });
+  return { complete: () => req.complete || streamArrived(req.stream), bytes: () => received, held: () => req.stream.isPaused() };
+}
+
+/** The peer has ended its side of the stream (END_STREAM): nothing more will arrive. */
+export function streamArrived(stream: http2.Http2Stream): boolean {
+  return stream.destroyed || stream.state.remoteClose === 1;
+}
 
 /** Starts watching one request until it has fully arrived or its response is closed. */
 export function watchRequestArrival(
@@ -31,37 +115,20 @@ export function watchRequestArrival(
   options: RequestArrivalOptions,
 ): void {
   if (req.complete) return;
-  const startedAt = Date.now();
-  const idleAtStart = loopIdleMs();
-  const socket = req instanceof http2.Http2ServerRequest ? undefined : req.socket;
-  let bytesAtWindowStart = socket?.bytesRead ?? 0;
-  let idleAtWindowStart = idleAtStart;
-  const rateCheck = options.minBodyRate > 0 && socket !== undefined;
-  const tick = Math.min(RATE_WINDOW_MS, options.requestTimeoutMs);
-  const timer = setInterval(() => {
-    if (req.complete) return done();
-    // Loop idle time, not wall time: bytes that sat unread while this process was busy are not the caller's delay.
-    const idle = loopIdleMs();
-    if (idle - idleAtStart >= options.requestTimeoutMs || Date.now() - startedAt >= options.requestTimeoutMs * BUSY_CEILING_FACTOR) return cut("request_timeout");
-    if (rateCheck) {
-      const bytes = socket.bytesRead;
-      // A window in which the loop was mostly busy says nothing about the caller's pace.
-      if (idle - idleAtWindowStart >= RATE_WINDOW_MS / 2 && bytes - bytesAtWindowStart < (options.minBodyRate * RATE_WINDOW_MS) / 1000) return cut("slow_body");
-      bytesAtWindowStart = bytes;
-      idleAtWindowStart = idle;
-    }
-  }, tick);
-  timer.unref();
-  const done = (): void => {
-    clearInterval(timer);
-    req.off("end", done);
-    res.off("close", done);
-  };
-  const cut = (reason: "request_timeout" | "slow_body"): void => {
+  const arrival: Arrival =
+    req instanceof http2.Http2ServerRequest
+      ? countStreamBytes(req)
+      : { complete: () => req.complete, bytes: () => req.socket.bytesRead, held: () => false };
+  const stopWatching = watchArrival(arrival, options, (reason) => {
     done();
     options.onSlow(reason, req);
-    if (req instanceof http2.Http2ServerRequest) req.stream.close(http2.constants.NGHTTP2_CANCEL);
+    if (req instanceof http2.Http2ServerRequest) resetSlowStream(req.stream);
     else req.socket.destroy();
+  });
+  const done = (): void => {
+    stopWatching();
+    req.off("end", done);
+    res.off("close", done);
   };
   req.once("end", done);
   res.once("close", done);

@@ -126,11 +126,8 @@ export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingO
     const spanContext = span.spanContext();
     const traced = isSpanContextValid(spanContext);
     const traceId = traced ? spanContext.traceId : traceIdOf(req.header.get(TRACEPARENT_HEADER));
-    const ids: RpcIds = {
-      requestId: requestIdOf(req.header.get(REQUEST_ID_HEADER)),
-      ...(traceId === undefined ? {} : { traceId }),
-      ...(traced ? { spanId: spanContext.spanId } : {}),
-    };
+    // One shape for every call (absent ids left undefined: not logged, not audited).
+    const ids: RpcIds = { requestId: requestIdOf(req.header.get(REQUEST_ID_HEADER)), traceId, spanId: traced ? spanContext.spanId : undefined };
     req.contextValues.set(RPC_IDS, ids);
     req.contextValues.set(COUNT_MESSAGE_SENT, facts.countSent);
     if (ids.traceId !== undefined) span.setAttribute("sessiond.request_id", ids.requestId);

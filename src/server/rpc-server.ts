@@ -141,8 +141,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     compressMinBytes: CONNECT_COMPRESS_MIN_BYTES,
     ...(options.gate === undefined ? {} : { gate: options.gate }),
     ...(options.malformedBody === undefined ? {} : { malformedBody: options.malformedBody }),
-    requestTimeoutMs: config.edge.requestTimeoutMs,
-    onSlow: (stream) => rejections?.report({ kind: "request", reason: "request_timeout", outcome: "closed", peer: stream.session?.socket?.remoteAddress ?? "" }),
+    arrival: { requestTimeoutMs: config.edge.requestTimeoutMs, minBodyRate: config.edge.minRequestBodyRate },
+    onSlow: (stream, reason) => rejections?.report({ kind: "request", reason, outcome: slowOutcome(2), peer: stream.session?.socket?.remoteAddress ?? "" }),
     onGateError: (error) => logger.error({ error: { type: error instanceof Error ? error.name : typeof error } }, "request gate failed"),
   });
   // gRPC calls connect still answers (streams) write grpc-message the spec's way too.
@@ -162,6 +162,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   const stopEdgeGauges = addEdgeSource(() => ({ connections: edge.connectionLimits.connections, longLivedStreams: options.openStreams?.() ?? 0 }));
   const server = createSinglePortServer({
     handler,
+    onRefused: (reason, peer) => rejections?.report({ kind: "connection", reason, outcome: "closed", peer }),
     claimStream: grpcUnary,
     logger,
     ...edge,
@@ -185,6 +186,11 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       stopEdgeGauges();
     },
   };
+}
+
+/** What a request cut for arriving too slowly got: its HTTP/2 stream reset (RESOURCE_EXHAUSTED, request-arrival.ts), or its HTTP/1 connection closed. */
+function slowOutcome(httpVersionMajor: number): string {
+  return httpVersionMajor === 2 ? "resource_exhausted" : "closed";
 }
 
 /** How often Node checks HTTP/1 connections against headersTimeout and requestTimeout (its default is 30 s). */
@@ -222,7 +228,7 @@ function edgeServerOptions(
       requestTimeoutMs: edge.requestTimeoutMs,
       minBodyRate: edge.minRequestBodyRate,
       onSlow: (reason, request) =>
-        rejections?.report({ kind: "request", reason, outcome: "closed", peer: request.socket?.remoteAddress ?? "" }),
+        rejections?.report({ kind: "request", reason, outcome: slowOutcome(request.httpVersionMajor), peer: request.socket?.remoteAddress ?? "" }),
     },
   };
 }

@@ -13,12 +13,15 @@ import { Code, ConnectError, type Interceptor, type StreamResponse } from "@conn
 export const SHUTDOWN_MESSAGE = "the server is shutting down: reconnect to another replica";
 
 export function createShutdownInterceptor(shutdownSignal: AbortSignal): Interceptor {
-  return (next) => async (req) => {
-    const res = await next(req);
-    if (!res.stream) return res;
-    const ended: StreamResponse = { ...res, message: unavailableOnShutdown(res.message, shutdownSignal) };
-    return ended;
-  };
+  // A unary call's response is one message: nothing to end, so its call is passed on as it is (no extra promise).
+  return (next) => (req) =>
+    !req.stream
+      ? next(req)
+      : next(req).then((res) => {
+          if (!res.stream) return res;
+          const ended: StreamResponse = { ...res, message: unavailableOnShutdown(res.message, shutdownSignal) };
+          return ended;
+        });
 }
 
 async function* unavailableOnShutdown<T>(messages: AsyncIterable<T>, shutdownSignal: AbortSignal): AsyncGenerator<T> {

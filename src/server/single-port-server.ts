@@ -23,18 +23,35 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import type * as stream from "node:stream";
 import type * as tls from "node:tls";
 import type { Logger } from "pino";
 import { closeGracefully, type ConnectionLimits } from "./connection-limits.js";
 import { dispatchStreams, type StreamClaim } from "./grpc-unary/stream-dispatch.js";
 import { classifyPreface, type PrefaceKind } from "./preface.js";
 import { watchRequestArrival, type RequestArrivalOptions } from "./request-arrival.js";
+import { loopAwareDeadline } from "../observability/loop-aware-deadline.js";
 
 /** A request listener for both servers, such as the one connectNodeAdapter returns. */
 export type RequestHandler = (
   request: http.IncomingMessage | http2.Http2ServerRequest,
   response: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
+
+/** Why a connection was closed before a request could be served (SinglePortServerOptions.onRefused). */
+export type RefusedConnection = "preface_timeout" | "http1_bad_request" | "http1_headers_too_large" | "http1_request_timeout";
+
+type Http1Refusal = Exclude<RefusedConnection, "preface_timeout">;
+
+/** A connection's own failure (the peer went away), not a refusal. */
+const TRANSPORT_ERRORS: ReadonlySet<string | undefined> = new Set(["ECONNRESET", "EPIPE", "ETIMEDOUT"]);
+
+/** Node's answers to an HTTP/1 request its parser refused (as its default clientError handler writes them). */
+const CLIENT_ERROR_RESPONSES: Readonly<Record<Http1Refusal, string>> = {
+  http1_bad_request: "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n",
+  http1_headers_too_large: "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n",
+  http1_request_timeout: "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n",
+};
 
 export interface SinglePortServerOptions {
   /** Serves every request, HTTP/1.1 or HTTP/2, that `claimStream` leaves. */
@@ -58,6 +75,12 @@ export interface SinglePortServerOptions {
   readonly connectionLimits?: ConnectionLimits;
   /** Bounds on how slowly a request may arrive (see request-arrival.ts). */
   readonly requestArrival?: RequestArrivalOptions;
+  /**
+   * Told of every connection closed for what it sent or failed to send before
+   * a request could be served: silent past prefaceTimeoutMs, or an HTTP/1
+   * request Node's parser refused (answered 400, 408 or 431, then closed).
+   */
+  readonly onRefused?: (reason: RefusedConnection, peer: string) => void;
   /**
    * PEM certificate chain and private key: serve TLS (ALPN h2 and http/1.1) instead of plaintext.
    * With `ca` (PEM CA certificates, TLS_CLIENT_CA_FILE) the server also asks every client for a
@@ -138,6 +161,18 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
 
   const http1Server = http.createServer(options.http1Options ?? {});
   http1Server.on("request", serveHttp1);
+  // Node's default answer, and a count of it: a parser refusal is what a flood of garbage or slow headers looks like.
+  http1Server.on("clientError", (err: NodeJS.ErrnoException, socket: stream.Duplex) => {
+    if (TRANSPORT_ERRORS.has(err.code) || !(socket instanceof net.Socket)) {
+      socket.destroy();
+      return;
+    }
+    const reason: Http1Refusal =
+      err.code === "HPE_HEADER_OVERFLOW" ? "http1_headers_too_large" : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "http1_request_timeout" : "http1_bad_request";
+    options.onRefused?.(reason, socket.remoteAddress ?? "");
+    if (socket.writable && !http1Busy.has(socket)) socket.write(CLIENT_ERROR_RESPONSES[reason]);
+    socket.destroy();
+  });
 
   const http2Server = http2.createServer(options.http2Options ?? {});
   http2Server.on("request", serveHttp2);
@@ -225,12 +260,16 @@ export function createSinglePortServer(options: SinglePortServerOptions): Single
   /** Reads until the protocol is known, then gives the socket, with its bytes put back, to the right server. */
   function sniff(socket: net.Socket): void {
     let head: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => socket.destroy(), prefaceTimeoutMs);
+    // Loop-aware: a preface that sat unread while this process was busy is not a silent peer.
+    const timer = loopAwareDeadline(prefaceTimeoutMs, () => {
+      options.onRefused?.("preface_timeout", socket.remoteAddress ?? "");
+      socket.destroy();
+    });
     // Until it says which protocol it speaks, a connection holds nothing: the first to go at the total cap.
     options.connectionLimits?.markIdle(socket, () => socket.destroy());
     const stop = (): void => {
       options.connectionLimits?.busy(socket);
-      clearTimeout(timer);
+      timer.cancel();
       socket.off("data", onData);
       socket.off("end", onEnd);
     };

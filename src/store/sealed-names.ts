@@ -11,7 +11,7 @@ import { loggedKeyOf, type SessionGuard, type StoredEvent } from "./store.js";
 
 export type NameKind = "user" | "data_source" | "data_key";
 
-/** Most opened names and verified tags SealedNames remembers (about 25 MB at worst, with long names). */
+/** Most entries in each of SealedNames' maps (opened names and verified tags, tokens, sealed names: about 25 MB each at worst, with long names). */
 const VERIFIED_CACHED = 100_000;
 /** Characters of a token kept (base64url: 132 bits of the HMAC). */
 const TOKEN_CHARS = 22;
@@ -37,6 +37,13 @@ export class SealedNames {
   private readonly verified = new Map<string, string>();
   /** Tokens of names met recently (a watch herd or a busy user asks for the same ones), bounded like `verified`. */
   private readonly tokensOf = new Map<string, readonly string[]>();
+  /**
+   * The sealed form of names sealed recently, bounded like `verified`: a
+   * user's or data source's sessions may all carry the same one, since they
+   * carry the same token anyway (a Redis reader learns nothing new), and a
+   * create then seals no name it sealed before.
+   */
+  private readonly sealedOf = new Map<string, string>();
 
   constructor(private readonly cipher: FieldCipher) {}
 
@@ -61,7 +68,15 @@ export class SealedNames {
   }
 
   sealName(tenant: string, kind: NameKind, name: string): string {
-    return this.cipher.seal(name, nameBinding({ tenant, kind }));
+    const key = `${kind}\n${tenant}\n${name}`;
+    const known = this.sealedOf.get(key);
+    if (known !== undefined) return known;
+    const sealed = this.cipher.seal(name, nameBinding({ tenant, kind }));
+    if (this.sealedOf.size >= VERIFIED_CACHED) this.sealedOf.clear();
+    this.sealedOf.set(key, sealed);
+    // Sealed here, so known to open to `name`: a record written with it (a create's reply) is served without opening it.
+    this.remember(`n\n${kind}\n${tenant}\n${this.token(tenant, kind, name)}\n${sealed}`, name);
+    return sealed;
   }
 
   /** The sealed name opened, if it hashes to the stored token (else Unreadable). */
@@ -87,7 +102,10 @@ export class SealedNames {
   }
 
   metadataTag(tenant: string, sessionId: string, metadata: string): string {
-    return this.cipher.tag(metadata, { tenant, sessionId, field: METADATA_FIELD });
+    const tag = this.cipher.tag(metadata, { tenant, sessionId, field: METADATA_FIELD });
+    // Made here for this metadata: a record carrying both is served without computing the tag again.
+    if (this.cipher.encrypts) this.remember(`t\n${tenant}\n${sessionId}\n${tag}`, metadata);
+    return tag;
   }
 
   /** The guard with the user's tokens (the primary key's first, the others as aliases). */

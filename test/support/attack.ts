@@ -178,7 +178,7 @@ export async function rawGrpcCall(
   path: string,
   message: Uint8Array,
   headers: Readonly<Record<string, string>> = {},
-  options: { readonly endStream?: boolean } = {},
+  options: { readonly endStream?: boolean; /** Sent instead of the message's own frame header. */ readonly prefix?: Uint8Array } = {},
 ): Promise<{ status: string; message: string }> {
   const session = http2.connect(url);
   session.on("error", () => {});
@@ -194,9 +194,49 @@ export async function rawGrpcCall(
       stream.on("data", () => {});
       stream.on("error", reject);
       stream.on("close", () => (result === undefined ? reject(new Error(`no grpc-status (rst ${stream.rstCode})`)) : resolve(result)));
-      stream.write(grpcFrame(message));
+      stream.write(options.prefix === undefined ? grpcFrame(message) : Buffer.concat([options.prefix, message]));
       if (options.endStream !== false) stream.end();
     });
+  } finally {
+    session.destroy();
+  }
+}
+
+export interface TrickledBody {
+  /** The RST_STREAM code the server ended the stream with (undefined: it did not reset it in time). */
+  readonly rstCode: number | undefined;
+  /** Body bytes written before the stream ended. */
+  readonly sent: number;
+  readonly elapsedMs: number;
+}
+
+/**
+ * Opens one HTTP/2 stream, sends its headers and `first`, then the rest of its
+ * body one byte (a space) every `intervalMs`, until the server ends the stream
+ * or `maxMs` passes.
+ */
+export async function trickleHttp2Body(
+  url: string,
+  options: { readonly path: string; readonly headers: Readonly<Record<string, string>>; readonly intervalMs: number; readonly maxMs: number; readonly first: Uint8Array },
+): Promise<TrickledBody> {
+  const session = http2.connect(url);
+  session.on("error", () => {});
+  const startedAt = Date.now();
+  try {
+    const stream = session.request({ ":method": "POST", ":path": options.path, ...options.headers });
+    stream.on("error", () => {});
+    stream.on("data", () => {});
+    const closed = new Promise<void>((resolve) => stream.once("close", resolve));
+    let ended = false;
+    void closed.then(() => (ended = true));
+    stream.write(options.first);
+    let sent = options.first.byteLength;
+    while (!ended && Date.now() - startedAt < options.maxMs) {
+      stream.write(Buffer.from([0x20]));
+      sent += 1;
+      await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, options.intervalMs))]);
+    }
+    return { rstCode: ended ? stream.rstCode : undefined, sent, elapsedMs: Date.now() - startedAt };
   } finally {
     session.destroy();
   }

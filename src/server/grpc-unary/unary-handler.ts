@@ -34,6 +34,7 @@ import { peerOf } from "../../auth/peer.js";
 import { rememberPrincipal, type RequestGate } from "../../auth/request-gate.js";
 import { negotiateCompression, parseGrpcTimeout, setErrorTrailers, type Compression } from "./grpc-protocol.js";
 import { CallHeaders } from "./call-headers.js";
+import { resetSlowStream, streamArrived, watchArrival, type ArrivalLimits, type SlowReason } from "../request-arrival.js";
 import type { UnaryMethods, UnaryMethodSpec } from "./unary-methods.js";
 
 export interface GrpcUnaryOptions {
@@ -58,17 +59,17 @@ export interface GrpcUnaryOptions {
   readonly onGateError?: (error: unknown) => void;
   /** Our answer to, and count of, a request message that does not decode. */
   readonly malformedBody?: MalformedBody;
-  /** The request body must have arrived within this (REQUEST_TIMEOUT); beyond it the stream is cancelled. */
-  readonly requestTimeoutMs?: number;
-  readonly onSlow?: (stream: ServerHttp2Stream) => void;
+  /** How slowly the request body may arrive (REQUEST_TIMEOUT, MIN_REQUEST_BODY_RATE); a slower one's stream is reset (request-arrival.ts). */
+  readonly arrival?: ArrivalLimits;
+  readonly onSlow?: (stream: ServerHttp2Stream, reason: SlowReason) => void;
 }
 
 /** How a request message that does not decode is answered and counted (the API layer's request-body-check.ts). */
 export interface MalformedBody {
   /** INVALID_ARGUMENT with a message of ours for the decoder's failure; never the parser's text. */
   error(schema: DescMessage, parserError: unknown): ConnectError;
-  /** `method` is "package.Service/Method"; `values` the call's context values (the peer). */
-  report(method: string, values: ContextValues): void;
+  /** `method` is "package.Service/Method"; `values` the call's context values (the peer); `reason` default "malformed_body". */
+  report(method: string, values: ContextValues, reason?: "malformed_body" | "too_large"): void;
 }
 
 /** Serves a stream when it is a unary gRPC call with the binary codec; returns false to leave it to connect. */
@@ -144,6 +145,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     const abort = (reason: ConnectError): void => {
       if (!controller.signal.aborted) controller.abort(reason);
     };
+    // The caller's own deadline is wall time by definition (its clock runs whether or not this process is busy).
     const timer = timeoutMs === undefined || timeoutMs <= 0 ? undefined : setTimeout(() => abort(DEADLINE_EXCEEDED()), timeoutMs);
     if (timeoutMs !== undefined && timeoutMs <= 0) abort(DEADLINE_EXCEEDED());
     const untrack = inFlight.add(controller);
@@ -153,7 +155,9 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     try {
       if (compression.error !== undefined) throw compression.error;
       if (timeout.error !== undefined) throw timeout.error;
-      const envelope = await readEnvelope(stream, options.readMaxBytes, options.requestTimeoutMs, () => options.onSlow?.(stream));
+      const envelope = await readEnvelope(stream, options.readMaxBytes, options.arrival, (reason) => options.onSlow?.(stream, reason), () =>
+        options.malformedBody?.report(`${spec.method.parent.typeName}/${spec.method.name}`, context.values, "too_large"),
+      );
       const input = await decodeMessage(spec.method.input, envelope, compression.request, options.readMaxBytes, options.malformedBody, () =>
         options.malformedBody?.report(`${spec.method.parent.typeName}/${spec.method.name}`, context.values),
       );
@@ -275,22 +279,28 @@ interface Envelope {
  * Reads the one length-prefixed message of a unary request. A declared length
  * over the limit is refused as soon as its prefix arrives, before the bytes.
  */
-function readEnvelope(stream: ServerHttp2Stream, readMaxBytes: number, timeoutMs: number | undefined, onSlow: () => void): Promise<Envelope> {
+function readEnvelope(
+  stream: ServerHttp2Stream,
+  readMaxBytes: number,
+  arrival: ArrivalLimits | undefined,
+  onSlow: (reason: SlowReason) => void,
+  onTooLarge: () => void,
+): Promise<Envelope> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
     let expected = -1;
-    // A body trickled in: the stream is cancelled, as request-arrival.ts does on the connect path.
-    const slow =
-      timeoutMs === undefined || stream.readableEnded
+    // A body trickled in: the stream is reset, as request-arrival.ts does on the connect path.
+    const stopWatching =
+      arrival === undefined || streamArrived(stream)
         ? undefined
-        : setTimeout(() => {
-            onSlow();
+        : watchArrival({ complete: () => streamArrived(stream), bytes: () => received, held: () => false }, arrival, (reason) => {
+            onSlow(reason);
             fail(CLIENT_CANCELLED);
-            if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
-          }, timeoutMs);
+            resetSlowStream(stream);
+          });
     const cleanup = (): void => {
-      if (slow !== undefined) clearTimeout(slow);
+      stopWatching?.();
       stream.off("data", onData);
       stream.off("end", onEnd);
       stream.off("close", onClose);
@@ -306,6 +316,7 @@ function readEnvelope(stream: ServerHttp2Stream, readMaxBytes: number, timeoutMs
         const head = chunks.length === 1 ? chunk : Buffer.concat(chunks);
         const length = head.readUInt32BE(1);
         if (length > readMaxBytes) {
+          onTooLarge();
           fail(new ConnectError(`message size ${length} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
           return;
         }

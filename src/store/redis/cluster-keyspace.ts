@@ -21,10 +21,12 @@ export interface ClusterKeyspaceOptions {
   readonly keyPrefix: string;
   readonly onDue: (tenant: string, sessionId: string) => void;
   readonly logger?: Logger;
+  /** Bounds one command (the store's loop-aware command deadline, connections.ts). */
+  readonly within: <T>(pending: Promise<T>) => Promise<T>;
 }
 
 export async function watchClusterShadowKeyExpiry(options: ClusterKeyspaceOptions): Promise<DueWatch> {
-  const { cluster, keyPrefix, onDue, logger } = options;
+  const { cluster, keyPrefix, onDue, logger, within } = options;
   /** address → the watch of that primary (undefined while it is being opened). */
   const watches = new Map<string, DueWatch | undefined>();
   let stopped = false;
@@ -43,7 +45,7 @@ export async function watchClusterShadowKeyExpiry(options: ClusterKeyspaceOption
       // It reconnects by itself; reconciling drops it once its node is no longer a primary.
     });
     try {
-      const watch = await watchShadowKeyExpiry({ command: node, subscriber, keyPrefix, db: 0, onDue, ...(logger === undefined ? {} : { logger }) });
+      const watch = await watchShadowKeyExpiry({ command: node, subscriber, keyPrefix, db: 0, onDue, within, ...(logger === undefined ? {} : { logger }) });
       if (stopped || !watches.has(address)) {
         await watch.stop();
         return;

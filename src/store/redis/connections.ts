@@ -37,8 +37,10 @@
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { SessionError } from "../../domain/errors.js";
+import { withinDeadline } from "../../observability/loop-aware-deadline.js";
 import { keySlot } from "./keys.js";
 import { redisAddress } from "../../startup/redis-reachable.js";
+import { deadlineExceeded } from "./call-outcome.js";
 
 /** The connections of a RedisStore, as onConnection names them. */
 export type RedisConnectionName = "store" | "events" | "keyspace";
@@ -318,11 +320,23 @@ export class RedisConnections {
   }
 
   /**
+   * `pending` (a command), or deadline_exceeded once the command timeout plus
+   * `slackMs` (a BLOCK's own wait) has passed without its reply, counted in
+   * time this process could have read it (loop-aware-deadline.ts). Every
+   * command on a dedicated connection goes through here.
+   */
+  within<T>(pending: Promise<T>, slackMs = 0): Promise<T> {
+    return withinDeadline(pending, this.timeoutMs + slackMs, deadlineExceeded);
+  }
+
+  /**
    * A dedicated connection (a blocking XREAD or a subscriber would stall every
    * command queued behind it on the shared one). Commands wait for it to
-   * reconnect, bounded by the command timeout plus `slackMs` (a BLOCK's own wait).
+   * reconnect; its owner bounds each one with within(), not with ioredis's
+   * commandTimeout, a wall-clock timer that fires while a busy loop has the
+   * reply unread.
    */
-  dedicated(purpose: Exclude<RedisConnectionName, "store">, slackMs = 0): Redis {
+  dedicated(purpose: Exclude<RedisConnectionName, "store">): Redis {
     if (this.command instanceof Cluster) throw new Error("a Redis Cluster has no single dedicated connection: open one per node");
     const redis = this.command.duplicate({
       enableOfflineQueue: true,
@@ -333,7 +347,6 @@ export class RedisConnections {
       // (autoResendUnfulfilledCommands is off) nor rejects it otherwise before
       // the command timeout (a BLOCK's wait included).
       maxRetriesPerRequest: purpose === "events" ? 0 : null,
-      commandTimeout: this.timeoutMs + slackMs,
       // The keyspace subscriber resubscribes itself, with its errors handled (see keyspace-expiry.ts).
       autoResubscribe: false,
     });

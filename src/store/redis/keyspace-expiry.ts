@@ -11,7 +11,9 @@
  * that one session happen now if the scheduler has not done it yet.
  *
  * At start the service enables the flags it needs (E: keyevent channel, x:
- * expired events), merged with what is already set. Where CONFIG is refused
+ * expired events), merged with what is already set, and (compact-hashes.ts)
+ * the listpack threshold that keeps encrypted records compact; both again
+ * after a reconnect, since a restarted Redis forgets CONFIG SET. Where CONFIG is refused
  * (managed Redis), it checks with a probe key that an operator has set them,
  * and otherwise refuses to start with a message naming the flags.
  */
@@ -20,6 +22,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { DueWatch } from "../store.js";
+import { loopAwareDeadline, type Deadline } from "../../observability/loop-aware-deadline.js";
+import { ensureCompactHashes } from "./compact-hashes.js";
 import { probeKey, sessionKeyMatcher } from "./keys.js";
 
 /** What an operator must set when the service may not. */
@@ -51,11 +55,13 @@ export interface KeyspaceExpiryOptions {
   readonly db: number;
   readonly onDue: (tenant: string, sessionId: string) => void;
   readonly logger?: Logger;
+  /** Bounds one command on either connection (the store's loop-aware command deadline, connections.ts). */
+  readonly within: <T>(pending: Promise<T>) => Promise<T>;
 }
 
 /** Enables the notifications (or checks them), subscribes, and returns the running watch. */
 export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Promise<DueWatch> {
-  const { command, subscriber, keyPrefix, db, onDue, logger } = options;
+  const { command, subscriber, keyPrefix, db, onDue, logger, within } = options;
   const channel = `__keyevent@${db}__:expired`;
   const sessionKey = sessionKeyMatcher(keyPrefix);
   const probes = new Map<string, () => void>();
@@ -75,9 +81,11 @@ export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Prom
   });
 
   try {
-    const configured = await enableFlags(command, logger);
-    await subscriber.subscribe(channel);
-    if (!configured) await probe(command, keyPrefix, probes);
+    const configured = await enableFlags(command, within, logger);
+    await within(subscriber.subscribe(channel));
+    if (!configured) await probe(command, within, keyPrefix, probes);
+    // After the flags check: a start refused for want of them says that one thing only.
+    await ensureCompactHashes(command, logger);
   } catch (error) {
     subscriber.disconnect();
     throw error;
@@ -108,10 +116,11 @@ export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Prom
       try {
         if (!flagsSet) {
           // false (CONFIG refused) means an operator set them, as checked at start.
-          await enableFlags(subscriber, logger);
+          await enableFlags(subscriber, within, logger);
+          await ensureCompactHashes(subscriber, logger);
           flagsSet = true;
         }
-        await subscriber.subscribe(channel);
+        await within(subscriber.subscribe(channel));
         return;
       } catch {
         if (attempt === 0) logger?.warn("could not restore keyspace notifications after a reconnect, retrying");
@@ -131,13 +140,13 @@ export async function watchShadowKeyExpiry(options: KeyspaceExpiryOptions): Prom
 }
 
 /** true when the flags are (now) set; false when CONFIG is refused and they could not be checked. */
-async function enableFlags(command: Redis, logger: Logger | undefined): Promise<boolean> {
+async function enableFlags(command: Redis, within: KeyspaceExpiryOptions["within"], logger: Logger | undefined): Promise<boolean> {
   try {
-    const reply = (await command.config("GET", "notify-keyspace-events")) as unknown;
+    const reply = (await within(command.config("GET", "notify-keyspace-events"))) as unknown;
     const current = Array.isArray(reply) && typeof reply[1] === "string" ? reply[1] : "";
     const merged = mergeNotifyFlags(current);
     if (merged !== current) {
-      await command.config("SET", "notify-keyspace-events", merged);
+      await within(command.config("SET", "notify-keyspace-events", merged));
       // A change to a shared server's settings: the operator should see it (it also affects other clients' subscriptions).
       logger?.info(
         { setting: "notify-keyspace-events", from: current, to: merged },
@@ -155,18 +164,21 @@ async function enableFlags(command: Redis, logger: Logger | undefined): Promise<
  * Proves that notifications arrive without CONFIG: a probe key with a 1 ms TTL
  * is read after its TTL, which makes Redis expire it lazily and announce it.
  */
-async function probe(command: Redis, keyPrefix: string, probes: Map<string, () => void>): Promise<void> {
+async function probe(command: Redis, within: KeyspaceExpiryOptions["within"], keyPrefix: string, probes: Map<string, () => void>): Promise<void> {
   const key = probeKey(keyPrefix, randomUUID());
+  let wait: Deadline | undefined;
   const heard = new Promise<boolean>((resolve) => {
     probes.set(key, () => resolve(true));
-    setTimeout(() => resolve(false), PROBE_WAIT_MS).unref();
+    // Loop-aware: a notification that sat unread while the process was busy was heard.
+    wait = loopAwareDeadline(PROBE_WAIT_MS, () => resolve(false));
   });
   try {
-    await command.set(key, "1", "PX", 1);
+    await within(command.set(key, "1", "PX", 1));
     await sleep(5);
-    await command.exists(key);
+    await within(command.exists(key));
     if (!(await heard)) throw new Error(REQUIRED_FLAGS_MESSAGE);
   } finally {
+    wait?.cancel();
     probes.delete(key);
   }
 }

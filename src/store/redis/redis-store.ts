@@ -47,7 +47,8 @@ import { compareEventIds, eventIdTime, maxEventId, parseCursor, ZERO_EVENT_ID } 
 import { decodeStreamBatch, entryGeneration } from "./event-codec.js";
 import { UnreadableListeners, type UnreadableListener } from "../unreadable.js";
 import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
-import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
+import { withinDeadline } from "../../observability/loop-aware-deadline.js";
+import { waitClock, waitedSince } from "../../observability/loop-idle.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, isSlotInMotion, STORE_FULL_MESSAGE } from "./call-outcome.js";
 import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
@@ -90,8 +91,6 @@ export type RedisStoreOptions = RedisTarget & {
   readonly replicaWait?: { readonly replicas: number; readonly timeoutMs: number } | undefined;
 };
 
-/** Added to the command timeout of a blocking read: the longest BLOCK the event reader asks for. */
-const BLOCK_SLACK_MS = 5000;
 /**
  * With several partitions the tail polls every partition's log this often
  * while it waits (a blocking XREAD cannot span hash slots): the added
@@ -497,12 +496,14 @@ export class RedisStore implements SessionStore {
         cluster: this.redis,
         keyPrefix: this.prefix,
         onDue,
+        within: (pending) => this.connections.within(pending),
         ...(this.logger === undefined ? {} : { logger: this.logger }),
       });
     }
     return watchShadowKeyExpiry({
       command: this.redis,
       subscriber: this.connections.dedicated("keyspace"),
+      within: (pending) => this.connections.within(pending),
       keyPrefix: this.prefix,
       db: this.redis.options.db ?? 0,
       onDue,
@@ -622,7 +623,7 @@ export class RedisStore implements SessionStore {
    */
   openEventTail(): EventTail {
     if (this.partitions.count > 1 || this.redis instanceof Cluster) return this.openPolledTail();
-    const redis = this.connections.dedicated("events", BLOCK_SLACK_MS);
+    const redis = this.connections.dedicated("events");
     const key = eventLogKey(this.prefix);
     /**
      * Where the last read ended past unreadable entries: its caller's position
@@ -638,8 +639,9 @@ export class RedisStore implements SessionStore {
         const from = skipped !== undefined && skipped.from === after ? skipped.to : after;
         let reply: unknown[];
         try {
-          generation ??= (await redis.get(generationName)) ?? "";
-          const raw = (await redis.xread("COUNT", limit, "BLOCK", Math.max(1, blockMs), "STREAMS", key, from)) as unknown;
+          generation ??= (await this.connections.within(redis.get(generationName))) ?? "";
+          const block = Math.max(1, blockMs);
+          const raw = (await this.connections.within(redis.xread("COUNT", limit, "BLOCK", block, "STREAMS", key, from), block)) as unknown;
           if (!Array.isArray(raw)) return [];
           const stream = raw[0] as unknown;
           if (!Array.isArray(stream) || !Array.isArray(stream[1])) return [];
@@ -832,25 +834,18 @@ export class RedisStore implements SessionStore {
    */
   private async call<T>(command: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.timeoutMs;
-    let timer: Deadline | undefined;
+    const started = waitClock();
     let sent = false;
     try {
       await this.connections.waitReady(deadline);
       sent = true;
-      const pending = untilSlotSettles(command, deadline);
-      const remaining = Math.max(0, deadline - Date.now());
-      const expired = new Promise<never>((_, reject) => {
-        // Counts time the reply could have been read, not time this process was busy (loop-aware-deadline.ts).
-        timer = loopAwareDeadline(remaining, () => reject(deadlineExceeded()));
-      });
-      // The command may still settle after the deadline; nobody waits for it then.
-      pending.catch(() => {});
-      return await Promise.race([pending, expired]);
+      // What is left counts time spent waiting (for a reconnect, for the reply), not time this process was busy
+      // before it sent the command (a busy loop can take longer than the timeout to come back from the await above).
+      const remaining = Math.max(0, this.timeoutMs - waitedSince(started));
+      return await withinDeadline(untilSlotSettles(command, deadline), remaining, deadlineExceeded);
     } catch (e) {
       if (isOutOfMemory(e)) this.memory.refused();
       throw classifyFailure(e, sent);
-    } finally {
-      timer?.cancel();
     }
   }
 }

@@ -32,7 +32,7 @@
  */
 import type { Redis } from "ioredis";
 import { SessionError } from "../../domain/errors.js";
-import { loopAwareDeadline, type Deadline } from "./loop-aware-deadline.js";
+import { loopAwareDeadline, type Deadline } from "../../observability/loop-aware-deadline.js";
 
 /** What the caller is told when fewer replicas than asked confirmed the write in time. */
 export const NOT_REPLICATED_MESSAGE =
@@ -142,7 +142,7 @@ export class ReplicaWait {
     pending.catch(() => {});
     let deadline: Deadline | undefined;
     const expired = new Promise<never>((_, reject) => {
-      // Counts time the reply could have been read, as every store call does (loop-aware-deadline.ts).
+      // Counts time the reply could have been read, as every store call does (observability/loop-aware-deadline.ts).
       deadline = loopAwareDeadline(timeoutMs + slackMs, () => reject(new Error("WAIT got no reply")));
     });
     try {
