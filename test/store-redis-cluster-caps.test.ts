@@ -1,5 +1,5 @@
 /**
- * MAX_SESSIONS_PER_TENANT across the partitions of a real Redis Cluster
+ * MAX_SESSIONS_PER_TENANT and MAX_DATA_SOURCES_PER_TENANT across the partitions of a real Redis Cluster
  * (3 primaries, one cluster for the file): a tenant whose users spread over
  * every partition cannot hold more than the cap, whichever service replica
  * creates; creates racing in different partitions overshoot by at most the
@@ -16,14 +16,14 @@ const cluster = useRedisCluster({ primaries: 3, replicas: 0 });
 const PARTITIONS = 16;
 const CAP = 20;
 
-function openStore(prefix: string): RedisStore {
+function openStore(prefix: string, caps: { maxSessionsPerTenant?: number; maxDataSourcesPerTenant?: number } = { maxSessionsPerTenant: CAP }): RedisStore {
   const nodes = cluster().nodes.map((n) => ({ host: "127.0.0.1", port: n.port }));
   return new RedisStore({
     url: "",
     cluster: { nodes },
     keyPrefix: prefix,
     partitions: PARTITIONS,
-    limits: { maxDataKeys: 16, archiveRetentionMs: 60_000, expiryGraceMs: 60_000, maxSessionsPerTenant: CAP },
+    limits: { maxDataKeys: 16, archiveRetentionMs: 60_000, expiryGraceMs: 60_000, ...caps },
     commandTimeoutMs: 5000,
   });
 }
@@ -76,6 +76,41 @@ describe("MAX_SESSIONS_PER_TENANT on a Redis Cluster", () => {
       assert.deepEqual(wave.filter((o) => o === "ok"), []);
     } finally {
       await Promise.all(stores.map((s) => s.dispose()));
+    }
+  });
+
+  it("MAX_DATA_SOURCES_PER_TENANT counts distinct live data sources tenant-wide, a source shared by many partitions once", async () => {
+    const SOURCES = 5;
+    const [a, b] = [openStore("cap3:", { maxDataSourcesPerTenant: SOURCES }), openStore("cap3:", { maxDataSourcesPerTenant: SOURCES })];
+    const create = async (store: RedisStore, userId: string, dataSource: string): Promise<string> => {
+      try {
+        return (await store.create({ tenant: "t", userId, dataSource, accessLevel: "read", ttlMs: 600_000, metadata: "{}", requestId: "" })).session.sessionId;
+      } catch (error) {
+        if (error instanceof SessionError && error.kind === "limit_exceeded" && /data sources/.test(error.message)) return "capped";
+        throw error;
+      }
+    };
+    try {
+      // 48 users over every partition share the 5 sources: all fit (the sum of per-partition counts is far above 5).
+      const bySource = new Map<string, string[]>();
+      for (let i = 0; i < 48; i++) {
+        const ds = `ds-${i % SOURCES}`;
+        const id = await create(i % 2 === 0 ? a : b, `user-${i}`, ds);
+        assert.notEqual(id, "capped", `user-${i} on ${ds}`);
+        bySource.set(ds, [...(bySource.get(ds) ?? []), id]);
+      }
+      // A sixth source is refused for every user, in every partition, and by an update too.
+      for (let i = 0; i < 32; i++) assert.equal(await create(i % 2 === 0 ? a : b, `user-${i}`, "ds-new"), "capped");
+      const someId = (bySource.get("ds-0") as string[])[0] as string;
+      await assert.rejects(a.update("t", someId, { dataSource: "ds-new" }), (e: unknown) => e instanceof SessionError && e.kind === "limit_exceeded");
+      assert.equal((await a.update("t", someId, { dataSource: "ds-1" })).dataSource, "ds-1", "moving to a live source fits");
+      // Once every session of one source has ended, a new source fits, exactly one.
+      for (const id of bySource.get("ds-4") as string[]) await b.close("t", id);
+      const results = [];
+      for (let i = 0; i < 8; i++) results.push(await create(i % 2 === 0 ? a : b, `user-${i}`, `ds-next-${i}`));
+      assert.equal(results.filter((r) => r !== "capped").length, 1);
+    } finally {
+      await Promise.all([a.dispose(), b.dispose()]);
     }
   });
 });

@@ -70,8 +70,8 @@
  *   user's partition, N draws on average) so that any call by id finds its
  *   partition from the id alone. A request id key lives in its create's
  *   user's partition, so with several partitions an idempotency key is
- *   matched per user, and the data-source cap is checked per partition (the
- *   session cap is made tenant-wide by RedisStore.tenantCapLeft). Data-source and unfiltered listings merge
+ *   matched per user; the tenant caps are made tenant-wide before the
+ *   script by RedisStore.tenantCapsLeft (reads of every partition's counters). Data-source and unfiltered listings merge
  *   one page from every partition (at most N x page index reads); counters
  *   are summed over partitions at read.
  * - Each partition has its own event log, generation and due queue. Event ids

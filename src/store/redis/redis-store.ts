@@ -135,8 +135,8 @@ export class RedisStore implements SessionStore {
   private readonly memory = new RedisMemoryState();
   /** Confirms acknowledged writes on replicas; undefined: REDIS_WAIT_REPLICAS is 0. */
   private readonly replicaWait: ReplicaWait | undefined;
-  /** Per tenant: the live sessions of each partition as last read, and when (tenantCapLeft). */
-  private readonly tenantCounts = new Map<string, { readonly at: number; readonly active: readonly number[] }>();
+  /** Per tenant: the live sessions and data sources of each partition as last read, and when (partitionCounts). */
+  private readonly tenantCounts = new Map<string, PartitionCounts>();
 
   constructor(options: RedisStoreOptions) {
     this.timeoutMs = options.commandTimeoutMs;
@@ -215,6 +215,7 @@ export class RedisStore implements SessionStore {
     const partition = this.partitions.ofUser(input.tenant, input.userId);
     const sessionId = input.sessionId ?? this.newSessionId(input.tenant, input.userId);
     if (this.partitions.ofSession(sessionId) !== partition) throw new Error("the session id is not of its user's partition: take it from newSessionId");
+    const caps = await this.tenantCapsLeft(input.tenant, partition, input.dataSource);
     const reply = await this.script(
       "create",
       partition,
@@ -229,8 +230,8 @@ export class RedisStore implements SessionStore {
         requestIdKey(input),
         this.limits.maxSessionsPerUser,
         this.limits.sessionsPerUserPolicy,
-        await this.tenantCapLeft(input.tenant, partition),
-        this.limits.maxDataSourcesPerTenant,
+        caps.sessions,
+        caps.sources,
         input.sealed?.user ?? "",
         input.sealed?.dataSource ?? "",
         input.sealed?.metadataTag ?? "",
@@ -245,33 +246,67 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * MAX_SESSIONS_PER_TENANT for a create's script in `partition`: the cap less
-   * the live sessions of the tenant's other partitions (a script sees only its
-   * own slot), -1 when nothing is left, 0 for no cap. The other partitions'
-   * counts are read at once (one HGET each, in parallel), or taken from this
-   * process's last read while it is younger than TENANT_COUNT_TTL_MS and the
-   * tenant was more than TENANT_COUNT_HEADROOM sessions below the cap. Concurrent creates in different partitions
-   * can each miss the others' writes: README "Running on Redis Cluster" says
-   * how far over the cap a tenant can get.
+   * The tenant caps for a script in `partition` (a script sees only its own
+   * slot), from the live counts of every partition: MAX_SESSIONS_PER_TENANT
+   * less the other partitions' live sessions, and MAX_DATA_SOURCES_PER_TENANT
+   * less the live data sources found only in other partitions (or the cap
+   * itself when `dataSource` is live elsewhere already); -1 when nothing is
+   * left, 0 for no cap. Concurrent creates in different partitions can each
+   * miss the others' writes: README "Running on Redis Cluster" says how far
+   * over a cap a tenant can get.
    */
-  private async tenantCapLeft(tenant: string, partition: number): Promise<number> {
-    const cap = this.limits.maxSessionsPerTenant;
-    if (cap <= 0 || this.partitions.count === 1) return cap;
-    const now = Date.now();
-    let counts = this.tenantCounts.get(tenant);
-    if (counts === undefined || now - counts.at > TENANT_COUNT_TTL_MS || cap - counts.active.reduce((a, b) => a + b, 0) <= TENANT_COUNT_HEADROOM) {
-      const keys = new RedisKeys(this.prefix, tenant, this.partitions);
-      const active = await Promise.all(
-        this.allPartitions().map(async (p) => Math.max(0, Number(await this.call(() => this.redis.hget(keys.counters(p), "active"))) || 0)),
-      );
-      counts = { at: now, active };
-      this.tenantCounts.delete(tenant);
-      if (this.tenantCounts.size >= TENANT_COUNT_CACHE_SIZE) this.tenantCounts.delete(this.tenantCounts.keys().next().value as string);
-      this.tenantCounts.set(tenant, counts);
-    }
-    const others = counts.active.reduce((sum, n, p) => (p === partition ? sum : sum + n), 0);
-    const left = cap - others;
+  private async tenantCapsLeft(tenant: string, partition: number, dataSource: string | undefined): Promise<{ sessions: number; sources: number }> {
+    const { maxSessionsPerTenant: sessionCap, maxDataSourcesPerTenant: sourceCap } = this.limits;
+    const sources = dataSource === undefined ? 0 : sourceCap;
+    if ((sessionCap <= 0 && sources <= 0) || this.partitions.count === 1) return { sessions: sessionCap, sources };
+    const counts = await this.partitionCounts(tenant);
+    const others = (of: readonly number[]): number => of.reduce((sum, n, p) => (p === partition ? sum : sum + n), 0);
+    const left = (n: number): number => (n > 0 ? n : -1);
+    return {
+      sessions: sessionCap <= 0 ? sessionCap : left(sessionCap - others(counts.active)),
+      sources: sources <= 0 ? sources : await this.sourceCapLeft(tenant, partition, dataSource as string, counts.sources),
+    };
+  }
+
+  /** See tenantCapsLeft. Reads the data-source names of every partition only when the per-partition counts cannot rule out the cap. */
+  private async sourceCapLeft(tenant: string, partition: number, dataSource: string, counts: readonly number[]): Promise<number> {
+    const cap = this.limits.maxDataSourcesPerTenant;
+    // The distinct count is at most the sum of the partitions' counts.
+    if (counts.reduce((a, b) => a + b, 0) + 1 <= cap) return cap;
+    const keys = new RedisKeys(this.prefix, tenant, this.partitions);
+    const names = await Promise.all(
+      this.allPartitions().map(async (p) => new Set((await this.call(() => this.redis.hkeys(keys.counters(p)))).filter((f) => f.startsWith("s:")))),
+    );
+    const own = names[partition] as Set<string>;
+    const field = `s:${dataSource}`;
+    const elsewhere = new Set<string>();
+    for (const [p, set] of names.entries()) if (p !== partition) for (const f of set) if (!own.has(f)) elsewhere.add(f);
+    if (elsewhere.has(field)) return cap;
+    const left = cap - elsewhere.size;
     return left > 0 ? left : -1;
+  }
+
+  /**
+   * Live sessions and data sources of each of a tenant's partitions (one
+   * HMGET each, in parallel), reused from this process's last read while it is
+   * younger than TENANT_COUNT_TTL_MS and the tenant was far below both caps.
+   */
+  private async partitionCounts(tenant: string): Promise<PartitionCounts> {
+    const { maxSessionsPerTenant: sessionCap, maxDataSourcesPerTenant: sourceCap } = this.limits;
+    const now = Date.now();
+    const cached = this.tenantCounts.get(tenant);
+    const far = (cap: number, of: readonly number[], headroom: number): boolean => cap <= 0 || cap - of.reduce((a, b) => a + b, 0) > headroom;
+    if (cached !== undefined && now - cached.at <= TENANT_COUNT_TTL_MS && far(sessionCap, cached.active, TENANT_COUNT_HEADROOM) && far(sourceCap, cached.sources, SOURCE_COUNT_HEADROOM)) {
+      return cached;
+    }
+    const keys = new RedisKeys(this.prefix, tenant, this.partitions);
+    const read = await Promise.all(this.allPartitions().map((p) => this.call(() => this.redis.hmget(keys.counters(p), "active", "nds"))));
+    const count = (raw: string | null | undefined): number => Math.max(0, Number(raw) || 0);
+    const counts = { at: now, active: read.map((r) => count(r[0])), sources: read.map((r) => count(r[1])) };
+    this.tenantCounts.delete(tenant);
+    if (this.tenantCounts.size >= TENANT_COUNT_CACHE_SIZE) this.tenantCounts.delete(this.tenantCounts.keys().next().value as string);
+    this.tenantCounts.set(tenant, counts);
+    return counts;
   }
 
   async get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
@@ -280,9 +315,12 @@ export class RedisStore implements SessionStore {
   }
 
   async update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number, guard?: SessionGuard): Promise<SessionRecord> {
+    const partition = this.partitions.ofSession(sessionId);
+    // Only a new data source meets a cap.
+    const sources = patch.dataSource === undefined ? this.limits.maxDataSourcesPerTenant : (await this.tenantCapsLeft(tenant, partition, patch.dataSource)).sources;
     const reply = await this.script(
       "update",
-      this.partitions.ofSession(sessionId),
+      partition,
       tenant,
       [
         sessionId,
@@ -291,7 +329,7 @@ export class RedisStore implements SessionStore {
         patch.metadata ?? "",
         patch.accessLevel ?? "",
         patch.dataSource ?? "",
-        this.limits.maxDataSourcesPerTenant,
+        sources,
         patch.sealed?.dataSource ?? "",
         patch.sealed?.metadataTag ?? "",
       ],
@@ -858,6 +896,15 @@ const TENANT_COUNT_TTL_MS = 1000;
  * and no tenant creates this many sessions in one second.
  */
 const TENANT_COUNT_HEADROOM = 10_000;
+/** The same for data sources: below MAX_DATA_SOURCES_PER_TENANT by more than this, counts are reused. */
+const SOURCE_COUNT_HEADROOM = 1000;
+
+/** A tenant's live sessions and live data sources (nds) per partition, read at `at`. */
+interface PartitionCounts {
+  readonly at: number;
+  readonly active: readonly number[];
+  readonly sources: readonly number[];
+}
 /** Tenants whose counts are kept (the oldest read is dropped first). */
 const TENANT_COUNT_CACHE_SIZE = 1000;
 

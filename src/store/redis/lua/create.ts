@@ -3,7 +3,8 @@ export const createLua = String.raw`
 -- create: ARGV[OP..] = sessionId, userId, dataSource, level, ttlMs, metadata, requestId,
 --   maxSessionsPerUser (0: no cap), sessionsPerUserPolicy ("reject" | "close_oldest"),
 --   maxSessionsPerTenant (0: no cap; with several partitions, what is left of the tenant's cap
---   for this partition after the others' live sessions; negative: nothing left), maxDataSourcesPerTenant (0: no cap),
+--   for this partition after the others' live sessions; negative: nothing left), maxDataSourcesPerTenant (0: no cap;
+--   with several partitions, likewise: see RedisStore.tenantCapsLeft),
 --   sealed user, sealed data source, metadata tag ("" each without encryption),
 --   request id aliases (other stored forms of requestId, looked up too), ...
 -- Returns {"ok", created "1"|"0", record..., evicted records...} or
