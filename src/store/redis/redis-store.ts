@@ -888,7 +888,7 @@ export class RedisStore implements SessionStore {
   }
 }
 
-/** How long a read of a tenant's per-partition live counts is reused (tenantCapLeft), while far below the cap. */
+/** How long a read of a tenant's per-partition live counts is reused (partitionCounts), while far below the caps. */
 const TENANT_COUNT_TTL_MS = 1000;
 /**
  * Below the cap by more than this, a tenant's counts are reused for up to
