@@ -129,7 +129,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       : createArchive({
           database: config.archiveDatabase,
           redis: redis ?? { url: "" },
-          ...(config.redisCluster === undefined ? {} : { redisCluster: { nodes: config.redisCluster.nodes, partitions: config.redisPartitions } }),
+          ...(config.redisCluster === undefined ? {} : { redisCluster: { ...config.redisCluster, partitions: config.redisPartitions } }),
           keyPrefix: config.keyPrefix,
           redisCommandTimeoutMs: config.redisCommandTimeoutMs,
           logger: logger.child({ component: "archive" }),

@@ -29,6 +29,26 @@ describe("loadConfig", () => {
     assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: "h" }), /REDIS_CLUSTER_NODES must be host:port/);
     assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: "h:70000" }), /REDIS_CLUSTER_NODES must be host:port/);
     assert.throws(() => loadConfig({ REDIS_PARTITIONS: "2000" }), /REDIS_PARTITIONS="2000" must be a whole number from 1 to 1024/);
+    assert.equal(loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_WAIT_REPLICAS: "1" }).redisWaitReplicas, 1, "WAIT on a cluster");
+    const dir = mkdtempSync(join(tmpdir(), "sessiond-config-"));
+    try {
+      writeFileSync(join(dir, "pw"), "node-secret\n");
+      const auth = loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_USERNAME: "sessiond", REDIS_PASSWORD_FILE: join(dir, "pw") });
+      assert.deepEqual(auth.redisCluster, { nodes: [{ host: "h", port: 7000 }], username: "sessiond", password: "node-secret" });
+      assert.deepEqual(loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_PASSWORD_FILE: join(dir, "pw") }).redisCluster, { nodes: [{ host: "h", port: 7000 }], password: "node-secret" });
+      assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_USERNAME: "sessiond" }), /REDIS_USERNAME needs REDIS_PASSWORD_FILE/);
+      assert.throws(() => loadConfig({ REDIS_URL: "redis://h:6379", REDIS_USERNAME: "sessiond" }), /REDIS_USERNAME needs REDIS_CLUSTER_NODES/);
+      assert.throws(() => loadConfig({ REDIS_URL: "redis://h:6379", REDIS_PASSWORD_FILE: join(dir, "pw") }), /REDIS_PASSWORD_FILE needs REDIS_SENTINELS or REDIS_CLUSTER_NODES/);
+      writeFileSync(join(dir, "ca.pem"), "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n");
+      assert.deepEqual(loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_CLUSTER_TLS: "true" }).redisCluster, { nodes: [{ host: "h", port: 7000 }], tls: {} });
+      assert.deepEqual(loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_CLUSTER_TLS: "true", REDIS_CLUSTER_TLS_CA_FILE: join(dir, "ca.pem") }).redisCluster?.tls, {
+        ca: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----",
+      });
+      assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: "h:7000", REDIS_CLUSTER_TLS_CA_FILE: join(dir, "ca.pem") }), /REDIS_CLUSTER_TLS_CA_FILE needs REDIS_CLUSTER_TLS=true/);
+      assert.throws(() => loadConfig({ REDIS_URL: "redis://h:6379", REDIS_CLUSTER_TLS: "true" }), /need REDIS_CLUSTER_NODES \(with REDIS_URL, use rediss:\/\/\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("defaults", () => {
@@ -386,10 +406,10 @@ describe("Redis through Sentinel and REDIS_WAIT_REPLICAS", () => {
     assert.match(problems({ REDIS_SENTINELS: "s:26379,nope", REDIS_SENTINEL_MASTER: "m" }).join("\n"), /REDIS_SENTINELS: "nope" is not host:port/);
     assert.match(problems({ REDIS_SENTINELS: "s:0", REDIS_SENTINEL_MASTER: "m" }).join("\n"), /REDIS_SENTINELS: "s:0" is not host:port/);
     assert.match(problems({ REDIS_SENTINEL_MASTER: "m" }).join("\n"), /REDIS_SENTINEL_MASTER needs REDIS_SENTINELS/);
-    assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_PASSWORD_FILE: "/x" }).join("\n"), /REDIS_PASSWORD_FILE needs REDIS_SENTINELS \(with REDIS_URL, the password goes in the URL\)/);
+    assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_PASSWORD_FILE: "/x" }).join("\n"), /REDIS_PASSWORD_FILE needs REDIS_SENTINELS or REDIS_CLUSTER_NODES \(with REDIS_URL, the password goes in the URL\)/);
     const unreadable = problems({ REDIS_SENTINELS: "s:26379", REDIS_SENTINEL_MASTER: "m", REDIS_SENTINEL_PASSWORD_FILE: "/nonexistent/secret" }).join("\n");
     assert.match(unreadable, /REDIS_SENTINEL_PASSWORD_FILE: cannot read "\/nonexistent\/secret" \(ENOENT\)/);
-    assert.match(problems({ REDIS_WAIT_REPLICAS: "1" }).join("\n"), /REDIS_WAIT_REPLICAS needs REDIS_URL or REDIS_SENTINELS/);
+    assert.match(problems({ REDIS_WAIT_REPLICAS: "1" }).join("\n"), /REDIS_WAIT_REPLICAS needs REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES/);
     assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_WAIT_REPLICAS: "-1" }).join("\n"), /REDIS_WAIT_REPLICAS="-1" must be a whole number from 0 to 100/);
     assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_WAIT_REPLICAS: "1", REDIS_WAIT_TIMEOUT: "500" }).join("\n"), /REDIS_WAIT_TIMEOUT="500" needs a unit/);
     assert.match(

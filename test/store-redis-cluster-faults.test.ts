@@ -118,7 +118,7 @@ describe("RedisStore on a Redis Cluster under faults", () => {
     const store = openStore("ag:");
     const nodes = cluster().nodes.map((n) => ({ host: "127.0.0.1", port: n.port }));
     const group = (consumer: string): PartitionedEventGroup =>
-      new PartitionedEventGroup({ nodes, partitions: PARTITIONS, keyPrefix: "ag:", group: "archive", consumer, commandTimeoutMs: 3000 });
+      new PartitionedEventGroup({ cluster: { nodes }, partitions: PARTITIONS, keyPrefix: "ag:", group: "archive", consumer, commandTimeoutMs: 3000 });
     const [dead, a, b] = [group("dead"), group("a"), group("b")];
     try {
       await store.lastEventId();

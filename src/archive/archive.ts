@@ -13,7 +13,7 @@ import { ArchiveSink, type ArchiveSinkObserver, type ArchiveSinkState } from "./
 import { PgArchive } from "./pg-archive.js";
 import { RedisEventGroup, type RedisEventGroupOptions } from "./redis-event-group.js";
 import { PartitionedEventGroup } from "./partitioned-event-group.js";
-import type { RedisTarget } from "../store/redis/connections.js";
+import type { RedisClusterTarget, RedisTarget } from "../store/redis/connections.js";
 
 /**
  * Longest wait at shutdown for the batch in hand (one read's block, one
@@ -29,7 +29,7 @@ export interface ArchiveOptions {
   readonly database: ArchiveDatabaseConfig;
   readonly redis: RedisTarget;
   /** A Redis Cluster with its partition count (REDIS_CLUSTER_NODES), instead of `redis`: one consumer group per partition's log. */
-  readonly redisCluster?: { readonly nodes: readonly { readonly host: string; readonly port: number }[]; readonly partitions: number };
+  readonly redisCluster?: RedisClusterTarget & { readonly partitions: number };
   readonly keyPrefix: string;
   readonly redisCommandTimeoutMs: number;
   readonly logger: Logger;
@@ -66,7 +66,7 @@ export function createArchive(options: ArchiveOptions): Archive {
   const group =
     cluster !== undefined
       ? new PartitionedEventGroup({
-          nodes: cluster.nodes,
+          cluster,
           partitions: cluster.partitions,
           keyPrefix: options.keyPrefix,
           group: ARCHIVE_GROUP,

@@ -15,6 +15,7 @@
 import { Cluster } from "ioredis";
 import type { Logger } from "pino";
 import { eventLogKey, Partitioning } from "../store/redis/keys.js";
+import { clusterAuth, type RedisClusterTarget } from "../store/redis/connections.js";
 import type { EventGroupPort } from "./archive-sink.js";
 import { RedisEventGroup, type ClaimResult, type GroupEntry, type GroupStats, type RedisEventGroupOptions } from "./redis-event-group.js";
 import { compareEventIds } from "../store/event-id.js";
@@ -23,7 +24,8 @@ import { compareEventIds } from "../store/event-id.js";
 const POLL_MS = 25;
 
 export interface PartitionedEventGroupOptions {
-  readonly nodes: readonly { readonly host: string; readonly port: number }[];
+  /** The cluster's seed nodes and AUTH. */
+  readonly cluster: RedisClusterTarget;
   readonly partitions: number;
   readonly keyPrefix: string;
   readonly group: string;
@@ -46,11 +48,11 @@ export class PartitionedEventGroup implements EventGroupPort {
     const partitions = new Partitioning(options.partitions);
     this.count = partitions.count;
     this.cluster = new Cluster(
-      options.nodes.map((n) => ({ host: n.host, port: n.port })),
+      options.cluster.nodes.map((n) => ({ host: n.host, port: n.port })),
       {
         enableOfflineQueue: true,
         scaleReads: "master",
-        redisOptions: { maxRetriesPerRequest: null, autoResendUnfulfilledCommands: false, commandTimeout: options.commandTimeoutMs },
+        redisOptions: { maxRetriesPerRequest: null, autoResendUnfulfilledCommands: false, commandTimeout: options.commandTimeoutMs, ...clusterAuth(options.cluster) },
         lazyConnect: true,
       },
     );

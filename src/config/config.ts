@@ -91,7 +91,7 @@ export interface Config {
   /** Bound on that WAIT; shorter than redisCommandTimeoutMs. */
   readonly redisWaitTimeoutMs: number;
   /** A Redis Cluster's seed nodes (REDIS_CLUSTER_NODES), set instead of redisUrl. */
-  readonly redisCluster: { readonly nodes: readonly { readonly host: string; readonly port: number }[] } | undefined;
+  readonly redisCluster: RedisClusterConfig | undefined;
   /** Partitions of the Redis key layout (src/store/redis/keys.ts): 1 on one Redis, 16 by default on a cluster. */
   readonly redisPartitions: number;
   readonly keyPrefix: string;
@@ -141,6 +141,17 @@ export interface Config {
   readonly auditLog: string;
   /** The durable archive of ended sessions in PostgreSQL; absent: none (ended sessions live in Redis for ARCHIVE_RETENTION). */
   readonly archiveDatabase: ArchiveDatabaseConfig | undefined;
+}
+
+/** A Redis Cluster (src/store/redis/connections.ts): seed nodes, and the AUTH of every node when it requires one. */
+export interface RedisClusterConfig {
+  readonly nodes: readonly { readonly host: string; readonly port: number }[];
+  /** REDIS_USERNAME: the ACL user (absent: the default user). */
+  readonly username?: string;
+  /** From REDIS_PASSWORD_FILE. */
+  readonly password?: string;
+  /** REDIS_CLUSTER_TLS: connect to every node over TLS, verifying it against `ca` (REDIS_CLUSTER_TLS_CA_FILE, PEM) or the system CAs. */
+  readonly tls?: { readonly ca?: string };
 }
 
 /** A Redis primary found through Sentinel (src/store/redis/connections.ts). */
@@ -261,7 +272,10 @@ export const SETTINGS: readonly Setting[] = [
   { env: "REDIS_URL", default: "", description: "Redis URL (redis://host:port/db); empty: in-process store, nothing persisted" },
   { env: "REDIS_SENTINELS", default: "", description: "Sentinels host:port,... that find the Redis primary (with REDIS_SENTINEL_MASTER; instead of REDIS_URL); the store follows a failover by itself" },
   { env: "REDIS_SENTINEL_MASTER", default: "", description: "Master group name the sentinels monitor (sentinel monitor <name> ...)" },
-  { env: "REDIS_PASSWORD_FILE", default: "", description: "File holding the password of the Redis servers found through Sentinel" },
+  { env: "REDIS_PASSWORD_FILE", default: "", description: "File holding the password of the Redis servers found through Sentinel, or of every Redis Cluster node" },
+  { env: "REDIS_USERNAME", default: "", description: "ACL user of every Redis Cluster node (with REDIS_PASSWORD_FILE; empty: the default user)" },
+  { env: "REDIS_CLUSTER_TLS", default: "false", description: "Connect to every Redis Cluster node over TLS (nodes with tls-port and tls-cluster yes), verifying their certificates" },
+  { env: "REDIS_CLUSTER_TLS_CA_FILE", default: "", description: "PEM CA bundle that Redis Cluster node certificates must chain to (with REDIS_CLUSTER_TLS; empty: the system CAs)" },
   { env: "REDIS_SENTINEL_PASSWORD_FILE", default: "", description: "File holding the password of the sentinels" },
   {
     env: "REDIS_WAIT_REPLICAS",
@@ -480,14 +494,13 @@ function readConfig(r: Reader): Config {
   const redisCluster = clusterNodes(r);
   if (redisCluster !== undefined && redisUrl !== "") r.fail("REDIS_URL and REDIS_CLUSTER_NODES are alternatives: set one");
   const redisPartitions = partitions(r, redisCluster !== undefined);
-  const redisSentinel = sentinelConfig(r, redisUrl !== "");
+  const redisSentinel = sentinelConfig(r, redisUrl !== "", redisCluster !== undefined);
   if (redisCluster !== undefined && redisSentinel !== undefined) r.fail("REDIS_SENTINELS and REDIS_CLUSTER_NODES are alternatives: set one");
   const redis = redisUrl !== "" || redisSentinel !== undefined || redisCluster !== undefined;
   const redisCommandTimeoutMs = r.duration("REDIS_COMMAND_TIMEOUT", 10);
   const redisWaitReplicas = r.integer("REDIS_WAIT_REPLICAS", 0, 100);
   const redisWaitTimeoutMs = r.duration("REDIS_WAIT_TIMEOUT", 1);
-  if (redisWaitReplicas > 0 && !redis) r.fail("REDIS_WAIT_REPLICAS needs REDIS_URL or REDIS_SENTINELS");
-  if (redisWaitReplicas > 0 && redisCluster !== undefined) r.fail("REDIS_WAIT_REPLICAS is not available with REDIS_CLUSTER_NODES");
+  if (redisWaitReplicas > 0 && !redis) r.fail("REDIS_WAIT_REPLICAS needs REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES");
   if (redisWaitReplicas > 0 && redisWaitTimeoutMs >= redisCommandTimeoutMs) {
     // The WAIT and the write it confirms share one call's deadline.
     r.fail(`REDIS_WAIT_TIMEOUT (${redisWaitTimeoutMs} ms) must be shorter than REDIS_COMMAND_TIMEOUT (${redisCommandTimeoutMs} ms)`);
@@ -579,14 +592,14 @@ function readConfig(r: Reader): Config {
 }
 
 /** REDIS_SENTINELS and its companions; undefined when REDIS_SENTINELS is empty. */
-function sentinelConfig(r: Reader, withUrl: boolean): RedisSentinelConfig | undefined {
+function sentinelConfig(r: Reader, withUrl: boolean, withCluster: boolean): RedisSentinelConfig | undefined {
   const list = r.optional("REDIS_SENTINELS");
   const masterName = r.optional("REDIS_SENTINEL_MASTER");
   const passwordFile = r.optional("REDIS_PASSWORD_FILE");
   const sentinelPasswordFile = r.optional("REDIS_SENTINEL_PASSWORD_FILE");
   if (list === undefined) {
-    for (const [name, value] of [["REDIS_SENTINEL_MASTER", masterName], ["REDIS_PASSWORD_FILE", passwordFile], ["REDIS_SENTINEL_PASSWORD_FILE", sentinelPasswordFile]] as const) {
-      if (value !== undefined) r.fail(`${name} needs REDIS_SENTINELS${name === "REDIS_PASSWORD_FILE" ? " (with REDIS_URL, the password goes in the URL)" : ""}`);
+    for (const [name, value] of [["REDIS_SENTINEL_MASTER", masterName], ["REDIS_PASSWORD_FILE", withCluster ? undefined : passwordFile], ["REDIS_SENTINEL_PASSWORD_FILE", sentinelPasswordFile]] as const) {
+      if (value !== undefined) r.fail(`${name} needs REDIS_SENTINELS${name === "REDIS_PASSWORD_FILE" ? " or REDIS_CLUSTER_NODES (with REDIS_URL, the password goes in the URL)" : ""}`);
     }
     return undefined;
   }
@@ -692,10 +705,19 @@ function edgeConfig(r: Reader): EdgeConfig {
   return edge;
 }
 
-/** REDIS_CLUSTER_NODES: host:port pairs (IPv6 hosts in brackets); undefined when unset. */
-function clusterNodes(r: Reader): { nodes: { host: string; port: number }[] } | undefined {
+/** REDIS_CLUSTER_NODES: host:port pairs (IPv6 hosts in brackets), with REDIS_USERNAME and REDIS_PASSWORD_FILE; undefined when unset. */
+function clusterNodes(r: Reader): RedisClusterConfig | undefined {
   const text = r.raw("REDIS_CLUSTER_NODES").trim();
-  if (text === "") return undefined;
+  const username = r.optional("REDIS_USERNAME");
+  const tls = r.boolean("REDIS_CLUSTER_TLS");
+  const caFile = r.optional("REDIS_CLUSTER_TLS_CA_FILE");
+  if (text === "") {
+    if (username !== undefined) r.fail("REDIS_USERNAME needs REDIS_CLUSTER_NODES (with REDIS_URL, the user goes in the URL)");
+    if (tls || caFile !== undefined) r.fail("REDIS_CLUSTER_TLS and REDIS_CLUSTER_TLS_CA_FILE need REDIS_CLUSTER_NODES (with REDIS_URL, use rediss://)");
+    return undefined;
+  }
+  if (caFile !== undefined && !tls) r.fail("REDIS_CLUSTER_TLS_CA_FILE needs REDIS_CLUSTER_TLS=true");
+  const ca = caFile === undefined ? undefined : r.attempt(() => readSecretFile("REDIS_CLUSTER_TLS_CA_FILE", caFile), undefined);
   const nodes: { host: string; port: number }[] = [];
   for (const item of text.split(",")) {
     const match = /^\s*(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})\s*$/.exec(item);
@@ -706,7 +728,15 @@ function clusterNodes(r: Reader): { nodes: { host: string; port: number }[] } | 
     }
     nodes.push({ host: (match[1] as string).replace(/^\[|\]$/g, ""), port });
   }
-  return { nodes };
+  const passwordFile = r.optional("REDIS_PASSWORD_FILE");
+  if (username !== undefined && passwordFile === undefined) r.fail("REDIS_USERNAME needs REDIS_PASSWORD_FILE (AUTH takes a user and its password)");
+  const password = passwordFile === undefined ? undefined : r.attempt(() => readSecretFile("REDIS_PASSWORD_FILE", passwordFile), undefined);
+  return {
+    nodes,
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+    ...(tls ? { tls: ca === undefined ? {} : { ca } } : {}),
+  };
 }
 
 /** Upper bound of REDIS_PARTITIONS (MAX_PARTITIONS in src/store/redis/keys.ts). */

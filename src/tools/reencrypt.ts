@@ -10,29 +10,34 @@
  * service serves: each value is replaced only if it is still the one read
  * (compare-and-set in one Lua step), so a concurrent write always wins, and
  * the key's TTL is kept. It walks keys with SCAN, which the service itself
- * never does: this is an offline maintenance job.
+ * never does: this is an offline maintenance job. On a Redis Cluster
+ * (REDIS_CLUSTER_NODES) it scans every primary in turn; keys that a reshard
+ * or a failover moves during the run may be missed: run it again afterwards
+ * (a second run finds nothing left to do when nothing was missed).
  *
  * Not rewritten: the lifecycle event stream, which is append-only; its
  * entries age out with the event retention, so keep an old key configured at
  * least that long after rotating.
  */
 import { pathToFileURL } from "node:url";
-import type { Redis } from "ioredis";
+import { once } from "node:events";
+import { Cluster, type Redis } from "ioredis";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { AesGcmFieldCipher, dataField, METADATA_FIELD, sealedKeyId, type FieldBinding } from "../crypto/field-cipher.js";
 import type { Keyring } from "../crypto/keyring.js";
 import { countersKeyMatcher, encodeTenant, generationKey, Partitioning, RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
 import { preludeLua } from "../store/redis/lua/prelude.js";
-import { redisClient } from "../store/redis/connections.js";
+import { clusterAuth, redisClient } from "../store/redis/connections.js";
 import { redisTarget } from "../store/create-store.js";
 import { SealedNames } from "../store/sealed-names.js";
 import { loggedKeyOf } from "../store/store.js";
 
 export interface ReencryptOptions {
-  readonly redis: Redis;
+  /** One Redis, or a Redis Cluster: then every primary is scanned, and each write goes to its key's slot. */
+  readonly redis: Redis | Cluster;
   readonly keyPrefix: string;
   readonly keyring: Keyring;
-  /** REDIS_PARTITIONS of the layout (default 1); the tool scans one Redis (REDIS_URL), not a cluster. */
+  /** REDIS_PARTITIONS of the layout (default 1). */
   readonly partitions?: number;
 }
 
@@ -274,9 +279,13 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     else skippedConcurrent++;
   };
 
+  if (redis instanceof Cluster && redis.status !== "ready") await once(redis, "ready");
+  // SCAN walks one node's keys: on a cluster, every primary's.
+  const scanned: Redis[] = redis instanceof Cluster ? redis.nodes("master") : [redis];
+  for (const node of scanned) {
   let cursor = "0";
   do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${escapeGlob(keyPrefix)}*`, "COUNT", 500);
+    const [next, keys] = await node.scan(cursor, "MATCH", `${escapeGlob(keyPrefix)}*`, "COUNT", 500);
     cursor = next;
     for (const key of keys) {
       const counters = countersTenant(key);
@@ -313,6 +322,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
       }
     }
   } while (cursor !== "0");
+  }
   return { values, rewritten, skippedConcurrent, failed };
 }
 
@@ -330,11 +340,20 @@ async function main(): Promise<number> {
     return 2;
   }
   const target = redisTarget(config);
-  if (target === undefined || config.encryption.keyring === undefined) {
-    process.stderr.write("reencrypt: needs REDIS_URL (or REDIS_SENTINELS) and ENCRYPTION_KEYS (or ENCRYPTION_KEYS_FILE); the first key is the one values are rewritten under\n");
+  const cluster = config.redisCluster;
+  if ((target === undefined && cluster === undefined) || config.encryption.keyring === undefined) {
+    process.stderr.write(
+      "reencrypt: needs REDIS_URL (or REDIS_SENTINELS or REDIS_CLUSTER_NODES) and ENCRYPTION_KEYS (or ENCRYPTION_KEYS_FILE); the first key is the one values are rewritten under\n",
+    );
     return 2;
   }
-  const redis = redisClient(target, { maxRetriesPerRequest: 1 });
+  const redis =
+    cluster !== undefined
+      ? new Cluster(
+          cluster.nodes.map((n) => ({ host: n.host, port: n.port })),
+          { scaleReads: "master", redisOptions: { maxRetriesPerRequest: 1, ...clusterAuth(cluster) } },
+        )
+      : redisClient(target as NonNullable<typeof target>, { maxRetriesPerRequest: 1 });
   try {
     const report = await reencrypt({ redis, keyPrefix: config.keyPrefix, keyring: config.encryption.keyring, partitions: config.redisPartitions });
     process.stdout.write(`${JSON.stringify({ primaryKeyId: config.encryption.keyring.primary.id, ...report })}\n`);

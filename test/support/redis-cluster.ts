@@ -8,12 +8,13 @@
  * redis-server and redis-cli must be on PATH; a missing binary fails the run.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
+import { makeSelfSignedCertificate } from "./tls.js";
 import { freePort } from "./redis-server.js";
 
 export interface ClusterNode {
@@ -22,6 +23,10 @@ export interface ClusterNode {
   readonly alive: boolean;
   /** kill -9. */
   kill(): Promise<void>;
+  /** SIGSTOP: the process stays, answers nothing (a replica stops acknowledging replication) until resume(). */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
 }
 
 export interface RedisClusterHandle {
@@ -32,10 +37,16 @@ export interface RedisClusterHandle {
   primaryOf(slot: number): Promise<ClusterNode>;
   /** Every live primary. */
   primaries(): Promise<ClusterNode[]>;
+  /** The replicas of a primary. */
+  replicasOf(primary: ClusterNode): Promise<ClusterNode[]>;
   /** Waits until every live node reports cluster_state:ok and every slot has a live primary. */
   waitHealthy(timeoutMs?: number): Promise<void>;
+  /** Waits until every live primary has `replicas` replicas online (their first sync done: WAIT can count them). */
+  waitReplicasOnline(replicas: number, timeoutMs?: number): Promise<void>;
   /** Moves `slots` slots from one primary to another with `redis-cli --cluster reshard`. */
   reshard(from: ClusterNode, to: ClusterNode, slots: number): Promise<void>;
+  /** With options.tls: the PEM certificate that verifies every node. */
+  readonly ca: string | undefined;
   /** A plain connection to one node (for CLUSTER and INFO commands). */
   client(node: ClusterNode): Redis;
   stop(): Promise<void>;
@@ -46,6 +57,10 @@ export interface RedisClusterOptions {
   readonly replicas?: number;
   /** cluster-node-timeout (ms): how soon a dead primary is failed over. */
   readonly nodeTimeoutMs?: number;
+  /** requirepass and masterauth of every node (the default user's password): clients must AUTH. */
+  readonly password?: string;
+  /** TLS only (tls-port, tls-cluster, tls-replication) with a self-signed certificate for 127.0.0.1; handle.ca verifies it. */
+  readonly tls?: boolean;
 }
 
 function run(command: string, args: readonly string[], timeoutMs = 60_000): Promise<string> {
@@ -64,11 +79,11 @@ function run(command: string, args: readonly string[], timeoutMs = 60_000): Prom
   });
 }
 
-async function waitPing(port: number, child: ChildProcess): Promise<void> {
+async function waitPing(port: number, child: ChildProcess, access: RedisOptions): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited with ${child.exitCode}`);
-    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...access });
     probe.on("error", () => {});
     try {
       await probe.connect();
@@ -87,6 +102,14 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const primaries = options.primaries ?? 3;
   const replicas = options.replicas ?? 1;
   const dir = mkdtempSync(join(tmpdir(), "sd-cluster-"));
+  const cert = options.tls === true ? makeSelfSignedCertificate(dir) : undefined;
+  const ca = cert === undefined ? undefined : readFileSync(cert.certFile, "utf8");
+  const cliAuth = [
+    ...(options.password === undefined ? [] : ["-a", options.password, "--no-auth-warning"]),
+    ...(cert === undefined ? [] : ["--tls", "--cacert", cert.certFile]),
+  ];
+  /** ioredis options every harness connection needs. */
+  const access = { ...(options.password === undefined ? {} : { password: options.password }), ...(ca === undefined ? {} : { tls: { ca } }) };
   const procs: { port: number; child: ChildProcess }[] = [];
   const nodes: ClusterNode[] = [];
   for (let i = 0; i < primaries * (1 + replicas); i++) {
@@ -94,9 +117,14 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     const child = spawn(
       "redis-server",
       [
-        "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning",
+        ...(cert === undefined
+          ? ["--port", String(port)]
+          : ["--port", "0", "--tls-port", String(port), "--tls-cert-file", cert.certFile, "--tls-key-file", cert.keyFile,
+             "--tls-ca-cert-file", cert.certFile, "--tls-auth-clients", "no", "--tls-cluster", "yes", "--tls-replication", "yes"]),
+        "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning",
         "--cluster-enabled", "yes", "--cluster-config-file", join(dir, `nodes-${port}.conf`),
         "--cluster-node-timeout", String(options.nodeTimeoutMs ?? 1000), "--dir", dir,
+        ...(options.password === undefined ? [] : ["--requirepass", options.password, "--masterauth", options.password]),
       ],
       { stdio: "ignore" },
     );
@@ -113,6 +141,12 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         proc.child.kill("SIGKILL");
         await exited;
       },
+      pause: () => {
+        proc.child.kill("SIGSTOP");
+      },
+      resume: () => {
+        proc.child.kill("SIGCONT");
+      },
     });
   }
   const stop = async (): Promise<void> => {
@@ -120,20 +154,20 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    for (const p of procs) await waitPing(p.port, p.child);
-    await run("redis-cli", ["--cluster", "create", ...procs.map((p) => `127.0.0.1:${p.port}`), "--cluster-replicas", String(replicas), "--cluster-yes"]);
+    for (const p of procs) await waitPing(p.port, p.child, access);
+    await run("redis-cli", [...cliAuth, "--cluster", "create", ...procs.map((p) => `127.0.0.1:${p.port}`), "--cluster-replicas", String(replicas), "--cluster-yes"]);
   } catch (error) {
     await stop();
     throw error;
   }
 
   const client = (node: ClusterNode): Redis => {
-    const c = new Redis({ port: node.port, host: "127.0.0.1", maxRetriesPerRequest: 1, retryStrategy: () => null });
+    const c = new Redis({ port: node.port, host: "127.0.0.1", maxRetriesPerRequest: 1, retryStrategy: () => null, ...access });
     c.on("error", () => {});
     return c;
   };
   /** CLUSTER NODES as seen by a live node. */
-  const clusterNodes = async (): Promise<{ port: number; primary: boolean; failed: boolean; slots: [number, number][] }[]> => {
+  const clusterNodes = async (): Promise<{ id: string; primaryId: string; port: number; primary: boolean; failed: boolean; slots: [number, number][] }[]> => {
     for (const node of nodes.filter((n) => n.alive)) {
       const c = client(node);
       try {
@@ -149,7 +183,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
               const [a, b] = s.split("-");
               return [Number(a), Number(b ?? a)] as [number, number];
             });
-            return { port, primary: flags.includes("master"), failed: flags.includes("fail") && !flags.includes("fail?") ? true : flags.includes("fail"), slots };
+            return { id: f[0] ?? "", primaryId: f[3] ?? "-", port, primary: flags.includes("master"), failed: flags.includes("fail") && !flags.includes("fail?") ? true : flags.includes("fail"), slots };
           });
       } catch {
         // ask the next node
@@ -167,6 +201,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const handle: RedisClusterHandle = {
     nodes,
     seeds: procs.map((p) => `127.0.0.1:${p.port}`).join(","),
+    ca,
     client,
     stop,
     primaryOf: async (slot) => {
@@ -176,6 +211,31 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       throw new Error(`no primary serves slot ${slot}`);
     },
     primaries: async () => (await clusterNodes()).filter((n) => n.primary && !n.failed && n.slots.length > 0).map((n) => byPort(n.port)).filter((n) => n.alive),
+    replicasOf: async (primary) => {
+      const all = await clusterNodes();
+      const id = all.find((n) => n.port === primary.port)?.id;
+      return all.filter((n) => n.primaryId === id).map((n) => byPort(n.port));
+    },
+    waitReplicasOnline: async (replicas, timeoutMs = 30_000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        let ok = true;
+        for (const primary of await handle.primaries()) {
+          const c = client(primary);
+          try {
+            const info = (await c.info("replication")).match(/^slave\d+:.*state=online/gm) ?? [];
+            if (info.length < replicas) ok = false;
+          } catch {
+            ok = false;
+          } finally {
+            c.disconnect();
+          }
+        }
+        if (ok) return;
+        if (Date.now() > deadline) throw new Error("the replicas did not come online");
+        await sleep(100);
+      }
+    },
     waitHealthy: async (timeoutMs = 30_000) => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
@@ -210,7 +270,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         }
       };
       await run("redis-cli", [
-        "--cluster", "reshard", `127.0.0.1:${from.port}`, "--cluster-from", await ids(from), "--cluster-to", await ids(to),
+        ...cliAuth, "--cluster", "reshard", `127.0.0.1:${from.port}`, "--cluster-from", await ids(from), "--cluster-to", await ids(to),
         "--cluster-slots", String(slots), "--cluster-yes", "--cluster-pipeline", "10",
       ], 120_000);
     },

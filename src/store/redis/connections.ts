@@ -38,6 +38,7 @@ import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { SessionError } from "../../domain/errors.js";
 import { withinDeadline } from "../../observability/loop-aware-deadline.js";
+import { keySlot } from "./keys.js";
 import { redisAddress } from "../../startup/redis-reachable.js";
 import { deadlineExceeded } from "./call-outcome.js";
 
@@ -50,10 +51,43 @@ export interface RedisClusterTarget {
   /** Password (and user) for every node, when the cluster requires AUTH. */
   readonly username?: string;
   readonly password?: string;
+  /** TLS to every node, verified against `ca` (PEM) or the system CAs. */
+  readonly tls?: { readonly ca?: string };
+}
+
+/**
+ * The AUTH and TLS of every connection to a cluster node (ioredis Cluster
+ * redisOptions; connections opened from a node's options, such as the keyspace
+ * subscribers, inherit them). Node certificates are verified (host names and
+ * IPs as the cluster announces them).
+ */
+export function clusterAuth(target: RedisClusterTarget): Pick<RedisOptions, "username" | "password" | "tls"> {
+  return {
+    ...(target.username === undefined ? {} : { username: target.username }),
+    ...(target.password === undefined ? {} : { password: target.password }),
+    ...(target.tls === undefined ? {} : { tls: target.tls.ca === undefined ? {} : { ca: target.tls.ca } }),
+  };
 }
 
 /** The command connection: one Redis, or a Redis Cluster. */
 export type RedisCommandConnection = Redis | Cluster;
+
+/**
+ * On a Redis Cluster, the connection to the primary that owns a key's slot
+ * according to the client's slot map: the connection ioredis sends that key's
+ * commands over (so a WAIT on it counts that primary's replicas). Public
+ * ioredis API only (Cluster.slots: node keys "host:port" per slot, primary
+ * first; Cluster.nodes("master")). Throws unavailable when the slot has no
+ * known primary.
+ */
+export function clusterPrimaryFor(cluster: Cluster): (key: string) => Redis {
+  return (key) => {
+    const owner = cluster.slots[keySlot(key)]?.[0];
+    const node = owner === undefined ? undefined : cluster.nodes("master").find((n) => `${n.options.host}:${n.options.port}` === owner);
+    if (node === undefined) throw new SessionError("unavailable", "no Redis Cluster primary is known for a partition");
+    return node;
+  };
+}
 
 /** How often ioredis retries a command that met CLUSTERDOWN, TRYAGAIN or a failover, and how long it waits between tries. */
 const CLUSTER_RETRY_DELAY_MS = 100;
@@ -216,11 +250,7 @@ export class RedisConnections {
               retryDelayOnClusterDown: CLUSTER_RETRY_DELAY_MS,
               retryDelayOnTryAgain: CLUSTER_RETRY_DELAY_MS,
               slotsRefreshTimeout: Math.max(options.commandTimeoutMs, 1000),
-              redisOptions: {
-                ...nodeOptions,
-                ...(cluster.username === undefined ? {} : { username: cluster.username }),
-                ...(cluster.password === undefined ? {} : { password: cluster.password }),
-              },
+              redisOptions: { ...nodeOptions, ...clusterAuth(cluster) },
             },
           );
     this.track(this.command, "store");

@@ -37,6 +37,8 @@
  * | `P Qel`               | STRING | several partitions only: the last id the log assigned     | never (one per partition)     |
  * |                       |        | (emit picks ids unique across partitions, see emit)        |                               |
  * | `P probe:<uuid>`       | STRING | keyspace notification probe (keyspace-expiry.ts)           | 1 ms                          |
+ * | `P Qw`                | STRING | REDIS_WAIT_REPLICAS on a cluster: written before a WAIT    | 1 s                           |
+ * |                       |        | that must cover other connections' writes (replica-wait.ts) |                              |
  * | `P Qg`                | STRING | the event log's generation: a time (ms) before its first   | never (Redis data loss        |
  * |                       |        | event; a cursor older than it is of a lost log             | deletes it: a new generation) |
  * | `P Qdx`               | ZSET   | due queue: member `T\n<dataSource>`, score = a lower bound | never (one member per         |
@@ -68,8 +70,8 @@
  *   user's partition, N draws on average) so that any call by id finds its
  *   partition from the id alone. A request id key lives in its create's
  *   user's partition, so with several partitions an idempotency key is
- *   matched per user, and the tenant caps (sessions, data sources) are
- *   checked per partition. Data-source and unfiltered listings merge
+ *   matched per user; the tenant caps are made tenant-wide before the
+ *   script by RedisStore.tenantCapsLeft (reads of every partition's counters). Data-source and unfiltered listings merge
  *   one page from every partition (at most N x page index reads); counters
  *   are summed over partitions at read.
  * - Each partition has its own event log, generation and due queue. Event ids
@@ -110,6 +112,7 @@ const DUE = "dx";
 const GENERATION = "g";
 const EVENTS = "ev";
 const EVENTS_LAST = "el";
+const WAIT_ADVANCE = "w";
 
 /** Redis Cluster has 16384 hash slots. */
 const SLOTS = 16384;
@@ -347,6 +350,11 @@ export function probeKey(prefix: string, id: string): string {
 /** A partition's event log under a prefix (shared by all tenants). */
 export function eventLogKey(prefix: string, tag = ""): string {
   return `${prefix}${tag}${EVENTS}`;
+}
+
+/** A partition's replicated no-op write before a WAIT on a cluster (replica-wait.ts advanceWrite). */
+export function waitAdvanceKey(prefix: string, tag: string): string {
+  return `${prefix}${tag}${WAIT_ADVANCE}`;
 }
 
 /** A partition's event log generation under a key prefix (see K_GEN in KEY_LAYOUT_LUA). */

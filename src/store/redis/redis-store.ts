@@ -14,7 +14,7 @@
  * reconnecting in the background, so the store recovers by itself.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { Cluster } from "ioredis";
+import { Cluster, type Redis } from "ioredis";
 import type { Logger } from "pino";
 import { isSessionError, SessionError } from "../../domain/errors.js";
 import type { SessionRecord } from "../../domain/model.js";
@@ -51,14 +51,14 @@ import { withinDeadline } from "../../observability/loop-aware-deadline.js";
 import { waitClock, waitedSince } from "../../observability/loop-idle.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, isSlotInMotion, STORE_FULL_MESSAGE } from "./call-outcome.js";
-import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys } from "./keys.js";
+import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
 import { DueHeads } from "./due-heads.js";
 import { mergePartitionReads, type PartitionRead } from "./merged-log.js";
 import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { traceScript } from "./script-tracing.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
-import { RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName, type RedisTarget } from "./connections.js";
+import { clusterPrimaryFor, RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName, type RedisTarget } from "./connections.js";
 import { watchClusterShadowKeyExpiry } from "./cluster-keyspace.js";
 import { ReplicaWait, type WriteMark } from "./replica-wait.js";
 import { RedisMemoryState } from "./memory-state.js";
@@ -135,6 +135,8 @@ export class RedisStore implements SessionStore {
   private readonly memory = new RedisMemoryState();
   /** Confirms acknowledged writes on replicas; undefined: REDIS_WAIT_REPLICAS is 0. */
   private readonly replicaWait: ReplicaWait | undefined;
+  /** Per tenant: the live sessions and data sources of each partition as last read, and when (partitionCounts). */
+  private readonly tenantCounts = new Map<string, PartitionCounts>();
 
   constructor(options: RedisStoreOptions) {
     this.timeoutMs = options.commandTimeoutMs;
@@ -167,15 +169,20 @@ export class RedisStore implements SessionStore {
       seed ?? (this.redis instanceof Cluster || options.sentinel !== undefined ? undefined : { host: this.redis.options.host ?? "127.0.0.1", port: this.redis.options.port ?? 6379 });
     this.onArchiveShortened = options.onArchiveShortened;
     const wait = options.replicaWait;
-    // One primary: every write goes over the command connection.
     const redis = this.redis;
-    if (redis instanceof Cluster && wait !== undefined && wait.replicas > 0) throw new Error("REDIS_WAIT_REPLICAS is not available on a Redis Cluster");
     this.replicaWait =
-      wait === undefined || wait.replicas <= 0 || redis instanceof Cluster
+      wait === undefined || wait.replicas <= 0
         ? undefined
         : new ReplicaWait(
-            { replicas: wait.replicas, timeoutMs: wait.timeoutMs, slackMs: options.commandTimeoutMs, advanceChannel: `${options.keyPrefix}wait` },
-            () => redis,
+            {
+              replicas: wait.replicas,
+              timeoutMs: wait.timeoutMs,
+              slackMs: options.commandTimeoutMs,
+              advanceChannel: `${options.keyPrefix}wait`,
+              ...(redis instanceof Cluster ? { advanceWrite: this.clusterAdvanceWrite() } : {}),
+            },
+            // One primary: every write goes over the command connection; a cluster: over the slot's primary.
+            redis instanceof Cluster ? clusterPrimaryFor(redis) : () => redis,
           );
 
     const sources = scriptSources();
@@ -191,11 +198,24 @@ export class RedisStore implements SessionStore {
     this.scripts = scripts;
   }
 
+  /**
+   * REDIS_WAIT_REPLICAS on a cluster: a replicated write in the partition of
+   * a mark's key (a partition anchor), so a WAIT covers what that primary had.
+   */
+  private clusterAdvanceWrite(): (redis: Redis, anchor: string) => Promise<unknown> {
+    const byAnchor = new Map(this.partitions.tags.map((tag, i) => [this.anchors[i] as string, waitAdvanceKey(this.prefix, tag)]));
+    return (redis, anchor) => {
+      const key = byAnchor.get(anchor);
+      return key === undefined ? Promise.reject(new Error("not a partition anchor")) : redis.set(key, "1", "PX", 1000);
+    };
+  }
+
   async create(input: CreateSessionInput): Promise<CreateSessionResult> {
     checkGuardedCreate(input);
     const partition = this.partitions.ofUser(input.tenant, input.userId);
     const sessionId = input.sessionId ?? this.newSessionId(input.tenant, input.userId);
     if (this.partitions.ofSession(sessionId) !== partition) throw new Error("the session id is not of its user's partition: take it from newSessionId");
+    const caps = await this.tenantCapsLeft(input.tenant, partition, input.dataSource);
     const reply = await this.script(
       "create",
       partition,
@@ -210,8 +230,8 @@ export class RedisStore implements SessionStore {
         requestIdKey(input),
         this.limits.maxSessionsPerUser,
         this.limits.sessionsPerUserPolicy,
-        this.limits.maxSessionsPerTenant,
-        this.limits.maxDataSourcesPerTenant,
+        caps.sessions,
+        caps.sources,
         input.sealed?.user ?? "",
         input.sealed?.dataSource ?? "",
         input.sealed?.metadataTag ?? "",
@@ -225,15 +245,82 @@ export class RedisStore implements SessionStore {
     return evicted.length === 0 ? { created: reply[1] === "1", session } : { created: reply[1] === "1", session, evicted };
   }
 
+  /**
+   * The tenant caps for a script in `partition` (a script sees only its own
+   * slot), from the live counts of every partition: MAX_SESSIONS_PER_TENANT
+   * less the other partitions' live sessions, and MAX_DATA_SOURCES_PER_TENANT
+   * less the live data sources found only in other partitions (or the cap
+   * itself when `dataSource` is live elsewhere already); -1 when nothing is
+   * left, 0 for no cap. Concurrent creates in different partitions can each
+   * miss the others' writes: README "Running on Redis Cluster" says how far
+   * over a cap a tenant can get.
+   */
+  private async tenantCapsLeft(tenant: string, partition: number, dataSource: string | undefined): Promise<{ sessions: number; sources: number }> {
+    const { maxSessionsPerTenant: sessionCap, maxDataSourcesPerTenant: sourceCap } = this.limits;
+    const sources = dataSource === undefined ? 0 : sourceCap;
+    if ((sessionCap <= 0 && sources <= 0) || this.partitions.count === 1) return { sessions: sessionCap, sources };
+    const counts = await this.partitionCounts(tenant);
+    const others = (of: readonly number[]): number => of.reduce((sum, n, p) => (p === partition ? sum : sum + n), 0);
+    const left = (n: number): number => (n > 0 ? n : -1);
+    return {
+      sessions: sessionCap <= 0 ? sessionCap : left(sessionCap - others(counts.active)),
+      sources: sources <= 0 ? sources : await this.sourceCapLeft(tenant, partition, dataSource as string, counts.sources),
+    };
+  }
+
+  /** See tenantCapsLeft. Reads the data-source names of every partition only when the per-partition counts cannot rule out the cap. */
+  private async sourceCapLeft(tenant: string, partition: number, dataSource: string, counts: readonly number[]): Promise<number> {
+    const cap = this.limits.maxDataSourcesPerTenant;
+    // The distinct count is at most the sum of the partitions' counts.
+    if (counts.reduce((a, b) => a + b, 0) + 1 <= cap) return cap;
+    const keys = new RedisKeys(this.prefix, tenant, this.partitions);
+    const names = await Promise.all(
+      this.allPartitions().map(async (p) => new Set((await this.call(() => this.redis.hkeys(keys.counters(p)))).filter((f) => f.startsWith("s:")))),
+    );
+    const own = names[partition] as Set<string>;
+    const field = `s:${dataSource}`;
+    const elsewhere = new Set<string>();
+    for (const [p, set] of names.entries()) if (p !== partition) for (const f of set) if (!own.has(f)) elsewhere.add(f);
+    if (elsewhere.has(field)) return cap;
+    const left = cap - elsewhere.size;
+    return left > 0 ? left : -1;
+  }
+
+  /**
+   * Live sessions and data sources of each of a tenant's partitions (one
+   * HMGET each, in parallel), reused from this process's last read while it is
+   * younger than TENANT_COUNT_TTL_MS and the tenant was far below both caps.
+   */
+  private async partitionCounts(tenant: string): Promise<PartitionCounts> {
+    const { maxSessionsPerTenant: sessionCap, maxDataSourcesPerTenant: sourceCap } = this.limits;
+    const now = Date.now();
+    const cached = this.tenantCounts.get(tenant);
+    const far = (cap: number, of: readonly number[], headroom: number): boolean => cap <= 0 || cap - of.reduce((a, b) => a + b, 0) > headroom;
+    if (cached !== undefined && now - cached.at <= TENANT_COUNT_TTL_MS && far(sessionCap, cached.active, TENANT_COUNT_HEADROOM) && far(sourceCap, cached.sources, SOURCE_COUNT_HEADROOM)) {
+      return cached;
+    }
+    const keys = new RedisKeys(this.prefix, tenant, this.partitions);
+    const read = await Promise.all(this.allPartitions().map((p) => this.call(() => this.redis.hmget(keys.counters(p), "active", "nds"))));
+    const count = (raw: string | null | undefined): number => Math.max(0, Number(raw) || 0);
+    const counts = { at: now, active: read.map((r) => count(r[0])), sources: read.map((r) => count(r[1])) };
+    this.tenantCounts.delete(tenant);
+    if (this.tenantCounts.size >= TENANT_COUNT_CACHE_SIZE) this.tenantCounts.delete(this.tenantCounts.keys().next().value as string);
+    this.tenantCounts.set(tenant, counts);
+    return counts;
+  }
+
   async get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
     const reply = await this.script("get", this.partitions.ofSession(sessionId), tenant, [sessionId, flag(options.touch), flag(options.includeEnded)], options.guard);
     return decodeRecord(reply, 1);
   }
 
   async update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number, guard?: SessionGuard): Promise<SessionRecord> {
+    const partition = this.partitions.ofSession(sessionId);
+    // Only a new data source meets a cap.
+    const sources = patch.dataSource === undefined ? this.limits.maxDataSourcesPerTenant : (await this.tenantCapsLeft(tenant, partition, patch.dataSource)).sources;
     const reply = await this.script(
       "update",
-      this.partitions.ofSession(sessionId),
+      partition,
       tenant,
       [
         sessionId,
@@ -242,7 +329,7 @@ export class RedisStore implements SessionStore {
         patch.metadata ?? "",
         patch.accessLevel ?? "",
         patch.dataSource ?? "",
-        this.limits.maxDataSourcesPerTenant,
+        sources,
         patch.sealed?.dataSource ?? "",
         patch.sealed?.metadataTag ?? "",
       ],
@@ -751,7 +838,8 @@ export class RedisStore implements SessionStore {
     let mark: WriteMark | undefined;
     const full = await traceScript(name, this.server, () =>
       this.call(() => {
-        mark = waiter?.mark(new RedisKeys(this.prefix, tenant, this.partitions).record(String(args[0])));
+        // The anchor is KEYS[1]: the key ioredis routes the script by.
+        mark = waiter?.mark(anchor);
         return fn(anchor, this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), tag, partition, this.partitions.count, ...args);
       }),
     );
@@ -799,6 +887,26 @@ export class RedisStore implements SessionStore {
     }
   }
 }
+
+/** How long a read of a tenant's per-partition live counts is reused (partitionCounts), while far below the caps. */
+const TENANT_COUNT_TTL_MS = 1000;
+/**
+ * Below the cap by more than this, a tenant's counts are reused for up to
+ * TENANT_COUNT_TTL_MS: creates of other processes in that time are not seen,
+ * and no tenant creates this many sessions in one second.
+ */
+const TENANT_COUNT_HEADROOM = 10_000;
+/** The same for data sources: below MAX_DATA_SOURCES_PER_TENANT by more than this, counts are reused. */
+const SOURCE_COUNT_HEADROOM = 1000;
+
+/** A tenant's live sessions and live data sources (nds) per partition, read at `at`. */
+interface PartitionCounts {
+  readonly at: number;
+  readonly active: readonly number[];
+  readonly sources: readonly number[];
+}
+/** Tenants whose counts are kept (the oldest read is dropped first). */
+const TENANT_COUNT_CACHE_SIZE = 1000;
 
 /** Scripts that can add an earlier member to their partition's due queue. */
 const LOWERS_DUE: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "extend", "update"]);

@@ -17,13 +17,18 @@
  *   connections depends on the Redis version (a fresh connection's WAIT is
  *   met at once); a PUBLISH on `advanceChannel` first, which Redis
  *   replicates, makes it cover everything the primary had, on any version.
+ *   A Redis Cluster does not replicate PUBLISH (it travels over the cluster
+ *   bus), so there `advanceWrite` makes a small replicated write instead.
  *
  * A write that was not confirmed WAS applied on the primary; it may just not
  * survive a failover. The caller gets UNAVAILABLE with NOT_REPLICATED_MESSAGE
  * (README "Running on Redis Sentinel" says what a retry of each call does).
  *
  * Which connection made a write is asked of `connectionFor` with a key of the
- * write, so a store on a Redis Cluster can route WAIT to the node owning it.
+ * write, so a store on a Redis Cluster routes WAIT to the primary owning the
+ * key's slot (WAIT counts only that primary's replicas). A slot that moved to
+ * another primary between the write and the WAIT fails the call as not
+ * confirmed: the old primary's WAIT would not cover it.
  */
 import type { Redis } from "ioredis";
 import { SessionError } from "../../domain/errors.js";
@@ -43,6 +48,8 @@ export interface ReplicaWaitOptions {
   readonly slackMs: number;
   /** A Pub/Sub channel nobody listens to, published to before a WAIT that must cover writes of other connections. */
   readonly advanceChannel: string;
+  /** Instead of the PUBLISH: a replicated write on `redis` in the slot of `key` (on a Redis Cluster). */
+  readonly advanceWrite?: ((redis: Redis, key: string) => Promise<unknown>) | undefined;
 }
 
 /** The connection that will carry a write with this key. */
@@ -50,6 +57,7 @@ export type WriteConnectionFor = (key: string) => Redis;
 
 /** Where a write went: the connection and the socket it had when the write was sent. */
 export interface WriteMark {
+  readonly key: string;
   readonly redis: Redis;
   readonly stream: unknown;
 }
@@ -57,8 +65,8 @@ export interface WriteMark {
 interface PendingWait {
   readonly stream: unknown;
   readonly result: Promise<number>;
-  /** Some joined call wrote nothing itself: publish first. */
-  advance: boolean;
+  /** A key of a joined call that wrote nothing itself (advance first); undefined: none did. */
+  advance: string | undefined;
 }
 
 export class ReplicaWait {
@@ -73,7 +81,7 @@ export class ReplicaWait {
   /** Taken just before the write is sent on the connection for `key`. */
   mark(key: string): WriteMark {
     const redis = this.connectionFor(key);
-    return { redis, stream: redis.stream };
+    return { key, redis, stream: redis.stream };
   }
 
   /**
@@ -93,29 +101,43 @@ export class ReplicaWait {
 
   private join(mark: WriteMark, wroteNothing: boolean): Promise<number> {
     const { redis, stream } = mark;
+    const advance = wroteNothing ? mark.key : undefined;
     // A reconnect since the write: this connection's WAIT would not cover it.
     if (redis.stream !== stream || redis.status !== "ready") return Promise.reject(new Error("connection changed"));
+    // The key's slot moved to another primary (a cluster): the write may have gone there.
+    if (!this.stillOwns(mark)) return Promise.reject(new Error("slot moved"));
     const scheduled = this.scheduled.get(redis);
     if (scheduled !== undefined && scheduled.stream === stream) {
-      scheduled.advance ||= wroteNothing;
+      scheduled.advance ??= advance;
       return scheduled.result;
     }
     const result: Promise<number> = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
       const sending = this.scheduled.get(redis);
       if (sending?.result === result) this.scheduled.delete(redis);
       if (redis.stream !== stream || redis.status !== "ready") throw new Error("connection changed");
-      return this.wait(redis, sending?.advance ?? wroteNothing);
+      return this.wait(redis, sending === undefined ? advance : sending.advance);
     });
     // Rejections reach every joined caller through `result`; none is left unhandled here.
     result.catch(() => {});
-    this.scheduled.set(redis, { stream, result, advance: wroteNothing });
+    this.scheduled.set(redis, { stream, result, advance });
     return result;
   }
 
-  private async wait(redis: Redis, advance: boolean): Promise<number> {
-    const { replicas, timeoutMs, slackMs, advanceChannel } = this.options;
+  private stillOwns(mark: WriteMark): boolean {
+    try {
+      return this.connectionFor(mark.key) === mark.redis;
+    } catch {
+      return false;
+    }
+  }
+
+  private async wait(redis: Redis, advanceKey: string | undefined): Promise<number> {
+    const { replicas, timeoutMs, slackMs, advanceChannel, advanceWrite } = this.options;
     // Sent before the WAIT on the same connection, so the WAIT counts from the primary's offset after it.
-    if (advance) redis.publish(advanceChannel, "").catch(() => {});
+    if (advanceKey !== undefined) {
+      const advancing = advanceWrite === undefined ? redis.publish(advanceChannel, "") : advanceWrite(redis, advanceKey);
+      advancing.catch(() => {});
+    }
     const pending = redis.wait(replicas, timeoutMs);
     pending.catch(() => {});
     let deadline: Deadline | undefined;

@@ -2,7 +2,9 @@
 export const createLua = String.raw`
 -- create: ARGV[OP..] = sessionId, userId, dataSource, level, ttlMs, metadata, requestId,
 --   maxSessionsPerUser (0: no cap), sessionsPerUserPolicy ("reject" | "close_oldest"),
---   maxSessionsPerTenant (0: no cap), maxDataSourcesPerTenant (0: no cap),
+--   maxSessionsPerTenant (0: no cap; with several partitions, what is left of the tenant's cap
+--   for this partition after the others' live sessions; negative: nothing left), maxDataSourcesPerTenant (0: no cap;
+--   with several partitions, likewise: see RedisStore.tenantCapsLeft),
 --   sealed user, sealed data source, metadata tag ("" each without encryption),
 --   request id aliases (other stored forms of requestId, looked up too), ...
 -- Returns {"ok", created "1"|"0", record..., evicted records...} or
@@ -39,7 +41,7 @@ if max_per_user > 0 then
 end
 -- Tenant caps before anything changes (a refused create writes nothing). Live
 -- sessions here include due ones not yet archived: the cap errs on the safe side.
-if max_per_tenant > 0 then
+if max_per_tenant ~= 0 then
   local active = tonumber(redis.call('HGET', k_ctr(tp), 'active')) or 0
   if active - math.max(excess, 0) >= max_per_tenant then return { 'limit_exceeded', 'sessions_per_tenant' } end
 end

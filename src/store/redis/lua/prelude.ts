@@ -138,8 +138,9 @@ local function name_source(tp, ds, D)
 end
 
 -- Whether the tenant may gain the live data source 'ds' under the cap (0: none).
+-- max_sources: 0 no cap; negative: no new data source fits (several partitions, see RedisStore.tenantCapsLeft).
 local function source_fits(tp, ds, max_sources)
-  if max_sources <= 0 then return true end
+  if max_sources == 0 then return true end
   if redis.call('HEXISTS', k_ctr(tp), 's:' .. ds) == 1 then return true end
   return (tonumber(redis.call('HGET', k_ctr(tp), 'nds')) or 0) < max_sources
 end
