@@ -145,8 +145,8 @@ export class HealthMonitor {
       this.#unwatchConditions.push(
         condition.watch(() => {
           // Failing: at once. Passing again: confirm with a check before SERVING.
-          // A dropped connection is the cause worth naming when both hold.
-          if (!condition.ok()) this.#set(false, this.#connectionsReady ? condition.reason : "store unreachable");
+          // A dropped connection, then a known store problem, is the cause worth naming when both hold.
+          if (!condition.ok()) this.#set(false, this.#notReadyReason(condition.reason));
           else void this.check();
         }),
       );
@@ -228,14 +228,22 @@ export class HealthMonitor {
       const failing = this.#conditions.find((c) => !c.ok());
       const problem = problems[0];
       const own = this.#problem?.();
-      if (!ok || !this.#connectionsReady) this.#set(false, "store unreachable");
-      else if (failing !== undefined) this.#set(false, failing.reason);
-      else if (problem !== undefined) this.#set(false, PROBLEM_REASONS[problem]);
+      // A store problem (memory full, eviction) is named before a failing condition: it is
+      // the cause an operator must act on, and it can fail a condition too.
+      if (!ok) this.#set(false, "store unreachable");
+      else if (problem !== undefined || failing !== undefined) this.#set(false, this.#notReadyReason(failing?.reason ?? ""));
       else if (own !== undefined) this.#set(false, own);
       else this.#set(true, undefined);
     } finally {
       this.#pinging = false;
     }
+  }
+
+  /** The reason to report when `conditionReason` fails: an unreachable store or a store problem comes first. */
+  #notReadyReason(conditionReason: string): string {
+    if (!this.#connectionsReady) return "store unreachable";
+    const problem = this.#problems[0];
+    return problem !== undefined ? PROBLEM_REASONS[problem] : conditionReason;
   }
 
   async #ping(): Promise<boolean> {
