@@ -26,6 +26,7 @@ import { durationFromMs, timestampMs, type Timestamp } from "@bufbuild/protobuf/
 import { createSessionClient, EventType } from "@sessiond/client";
 import { Redis } from "ioredis";
 import { runAsBenchMain } from "./child-main.js";
+import { waitForServiceReady } from "./service-ready.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import type { StoreLimits } from "../src/store/store.js";
 import { freePort, startRedisServer } from "../test/support/redis-server.js";
@@ -157,17 +158,8 @@ async function startService(target: { seeds: string } | { url: string }): Promis
   });
   closeSync(devNull);
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`the service exited with code ${child.exitCode}`);
-    try {
-      if ((await fetch(`${url}/readyz`)).ok) return { child, url };
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error("the service did not become ready");
-    await sleep(200);
-  }
+  await waitForServiceReady(child, url);
+  return { child, url };
 }
 
 async function stopService(service: { child: ChildProcess }): Promise<void> {

@@ -33,6 +33,7 @@ import { closeSync, openSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runAsBenchMain } from "./child-main.js";
+import { waitForServiceReady } from "./service-ready.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { createSessionClient, EventType, type SessionClient } from "@sessiond/client";
@@ -236,17 +237,8 @@ async function startService(redisUrl: string, encryptionKeys: string): Promise<{
   });
   closeSync(devNull);
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`the service exited with code ${child.exitCode}`);
-    try {
-      if ((await fetch(`${url}/readyz`)).ok) return { child, url };
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error("the service did not become ready");
-    await sleep(200);
-  }
+  await waitForServiceReady(child, url);
+  return { child, url };
 }
 
 export async function runScaleBench(log: (line: string) => void): Promise<ScaleReport> {
