@@ -15,7 +15,7 @@ import { after, before } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis, type RedisOptions } from "ioredis";
 import { makeSelfSignedCertificate } from "./tls.js";
-import { freePort } from "./redis-server.js";
+import { freePort, waitForPing } from "./redis-server.js";
 
 export interface ClusterNode {
   readonly port: number;
@@ -79,25 +79,6 @@ function run(command: string, args: readonly string[], timeoutMs = 60_000): Prom
   });
 }
 
-async function waitPing(port: number, child: ChildProcess, access: RedisOptions): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited with ${child.exitCode}`);
-    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...access });
-    probe.on("error", () => {});
-    try {
-      await probe.connect();
-      if ((await probe.ping()) === "PONG") return;
-    } catch {
-      // not up yet
-    } finally {
-      probe.disconnect();
-    }
-    await sleep(25);
-  }
-  throw new Error(`redis-server on port ${port} did not answer PING`);
-}
-
 export async function startRedisCluster(options: RedisClusterOptions = {}): Promise<RedisClusterHandle> {
   const primaries = options.primaries ?? 3;
   const replicas = options.replicas ?? 1;
@@ -154,7 +135,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    for (const p of procs) await waitPing(p.port, p.child, access);
+    for (const p of procs) await waitForPing(p.port, p.child, 15_000, access);
     await run("redis-cli", [...cliAuth, "--cluster", "create", ...procs.map((p) => `127.0.0.1:${p.port}`), "--cluster-replicas", String(replicas), "--cluster-yes"]);
   } catch (error) {
     await stop();

@@ -10,7 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { after, before } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 
 export interface RedisServerHandle {
   readonly port: number;
@@ -47,13 +47,14 @@ function assertRedisServerInstalled(): void {
 }
 
 /** Resolves once the redis-server (or sentinel) on `port` answers PING; rejects when `child` exits or after `timeoutMs`. */
-export async function waitForPing(port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
+/** Waits until the server on `port` answers PING; `access` adds credentials or TLS options for the probe. */
+export async function waitForPing(port: number, child: ChildProcess, timeoutMs = 10_000, access: RedisOptions = {}): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) {
       throw new Error(`redis-server on port ${port} exited with code ${child.exitCode}`);
     }
-    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...access });
     probe.on("error", () => {});
     try {
       await probe.connect();
