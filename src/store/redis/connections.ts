@@ -357,6 +357,25 @@ export class RedisConnections {
     return redis;
   }
 
+  /**
+   * A connection for one partition's blocking reads (partition-wake.ts): a
+   * dedicated connection, or on a Redis Cluster a Cluster of its own with the
+   * command connection's nodes and options, so that it follows the slot of
+   * the key it reads wherever it moves.
+   */
+  blockingReader(): Redis | Cluster {
+    if (!(this.command instanceof Cluster)) return this.dedicated("events");
+    const cluster = this.command.duplicate([], {
+      enableOfflineQueue: true,
+      redisOptions: { enableAutoPipelining: false, maxRetriesPerRequest: 0 },
+    });
+    cluster.on("error", (err: Error) => {
+      if (!this.disposedFlag) this.logger?.debug({ err: err.message, purpose: "events" }, "redis connection error");
+    });
+    this.track(cluster, "events");
+    return cluster;
+  }
+
   /** Closes the command connection; dedicated ones are closed by their owners. */
   dispose(): void {
     this.disposedFlag = true;
