@@ -13,15 +13,14 @@
  * the watcher − the event's log time (its cursor's ms: Redis's clock on the
  * same machine). Prints one line per variant and round, then a JSON summary.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createSessionClient, EventType } from "@sessiond/client";
-import { waitForServiceReady } from "./service-ready.js";
-import { freePort } from "../test/support/redis-server.js";
+import { startServiceProcess } from "./service-ready.js";
+import { stopProcess } from "./service-process.js";
 import { startRedisCluster } from "../test/support/redis-cluster.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -47,38 +46,6 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-async function startService(root: string, seeds: string): Promise<{ child: ChildProcess; url: string }> {
-  const port = await freePort();
-  const devNull = openSync("/dev/null", "w");
-  const child = spawn(process.execPath, ["--import", "tsx", join(root, "src/main.ts")], {
-    cwd: root,
-    env: {
-      ...process.env,
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      REDIS_URL: "",
-      REDIS_CLUSTER_NODES: seeds,
-      REDIS_PARTITIONS: "16",
-      ALLOW_PLAINTEXT: "true",
-      LOG_LEVEL: "warn",
-      MAX_SESSIONS_PER_USER: "0",
-      WATCH_HEARTBEAT: "1h",
-    },
-    stdio: ["ignore", devNull, "inherit"],
-  });
-  closeSync(devNull);
-  const url = `http://127.0.0.1:${port}`;
-  await waitForServiceReady(child, url);
-  return { child, url };
-}
-
-async function stopService(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  await exited;
-}
-
 interface RoundResult {
   readonly latencies: number[];
   readonly lost: number;
@@ -88,7 +55,14 @@ interface RoundResult {
 }
 
 async function round(root: string, cluster: Awaited<ReturnType<typeof startRedisCluster>>, pids: readonly number[]): Promise<RoundResult> {
-  const { child, url } = await startService(root, cluster.seeds);
+  const { child, url } = await startServiceProcess(root, {
+    REDIS_URL: "",
+    REDIS_CLUSTER_NODES: cluster.seeds,
+    REDIS_PARTITIONS: "16",
+    LOG_LEVEL: "warn",
+    MAX_SESSIONS_PER_USER: "0",
+    WATCH_HEARTBEAT: "1h",
+  });
   const client = createSessionClient(url, { timeoutMs: 30_000 });
   const abort = new AbortController();
   const arrivals = new Map<string, number>();
@@ -122,7 +96,7 @@ async function round(root: string, cluster: Awaited<ReturnType<typeof startRedis
   while (ids.some((id) => !arrivals.has(id)) && Date.now() < deadline) await sleep(20);
   abort.abort();
   await watch;
-  await stopService(child);
+  await stopProcess(child);
   const latencies = ids.flatMap((id) => (arrivals.has(id) ? [arrivals.get(id) as number] : []));
   return { latencies, lost: ids.length - latencies.length, redisCpuPerS, serviceCpuPerS, load: loadavg()[0] ?? Number.NaN };
 }

@@ -27,6 +27,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Redis } from "ioredis";
 import { isSessionError } from "../src/domain/errors.js";
 import type { SessionStore } from "../src/store/store.js";
 import { EVENT_LOG_RESET_MESSAGE } from "../src/store/store.js";
@@ -92,6 +93,16 @@ class CreateLoad {
     this.running = false;
     await Promise.all(this.workers);
   }
+}
+
+/** SENTINEL FAILOVER, asked of one sentinel (`control`); resolves once `listener` (on a sentinel) hears the switch to `toPort`. */
+async function requestFailover(setup: { readonly target: { readonly masterName: string } }, control: Redis, listener: Redis, toPort: number): Promise<void> {
+  const announced = new Promise<string>((resolve) => {
+    listener.on("message", (_channel: string, message: string) => resolve(message));
+  });
+  await listener.subscribe("+switch-master");
+  await control.call("SENTINEL", "FAILOVER", setup.target.masterName);
+  assert.match(await announced, new RegExp(` ${toPort}$`));
 }
 
 /** The acknowledged creates the store cannot find any more. */
@@ -251,12 +262,7 @@ describe("a failover Sentinel is told to make (SENTINEL FAILOVER), the old prima
     try {
       const { session: before } = await store.create({ tenant: TENANT, userId: "u", dataSource: "d", accessLevel: "write", ttlMs: 600_000, metadata: "{}", requestId: "" });
       await sentinel.waitReplicated();
-      const announced = new Promise<string>((resolve) => {
-        listener.on("message", (_channel: string, message: string) => resolve(message));
-      });
-      await listener.subscribe("+switch-master");
-      await control.call("SENTINEL", "FAILOVER", sentinel.target.masterName);
-      assert.match(await announced, new RegExp(` ${replica.port}$`));
+      await requestFailover(sentinel, control, listener, replica.port);
       // Sentinel demotes the old primary seconds later; until then it takes writes that the demotion discards.
       // The store has left it once the switch was announced.
       await sleep(500);
@@ -361,12 +367,7 @@ describe("the archive sink through Sentinel, across a failover Sentinel is told 
       // The old primary refuses to be demoted (Sentinel's REPLICAOF): it keeps serving as a primary, so only
       // following +switch-master, not a READONLY reply or a broken connection, takes the sink to the new one.
       await old.call("ACL", "SETUSER", "default", "-replicaof", "-slaveof");
-      const announced = new Promise<string>((resolve) => {
-        listener.on("message", (_channel: string, message: string) => resolve(message));
-      });
-      await listener.subscribe("+switch-master");
-      await control.call("SENTINEL", "FAILOVER", sentinel.target.masterName);
-      assert.match(await announced, new RegExp(` ${replica.port}$`));
+      await requestFailover(sentinel, control, listener, replica.port);
       await sleep(500);
       const afterwards = await endSessions(30);
       await waitArchived([...before, ...afterwards], "the sessions ended after the failover are archived");

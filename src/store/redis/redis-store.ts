@@ -740,8 +740,9 @@ export class RedisStore implements SessionStore {
             await wake.wait(idle.lastIds, until);
             idle = undefined;
           }
+          if (closed) return [];
           const pause = hurry === "more" ? 0 : hurry === "withheld" ? 1 : lastRound + MERGED_ROUND_MS - Date.now();
-          if (closed || Date.now() + Math.max(0, pause) > until) {
+          if (Date.now() + Math.max(0, pause) > until) {
             await sleep(Math.max(0, until - Date.now()));
             return [];
           }
