@@ -42,8 +42,8 @@ async function withClient<T>(node: ClusterNode, use: (redis: Redis) => Promise<T
 interface SlotMove {
   /** Every key of the slot on both nodes: its DUMP and expiry (what a write would change). */
   snapshot(): Promise<Map<string, string>>;
-  /** Error replies the source node has sent so far. */
-  sourceErrors(): Promise<number>;
+  /** ERR replies both nodes have sent so far (a refused script's; not ASK, MOVED or NOSCRIPT). */
+  errors(): Promise<number>;
   /** Moves the remaining keys and hands the slot to the target on every primary. */
   finish(): Promise<void>;
 }
@@ -78,7 +78,11 @@ async function openSlotMove(partition: number, firstKey: string): Promise<SlotMo
       }
       return out;
     },
-    sourceErrors: () => withClient(source, async (r) => Number(/total_error_replies:(\d+)/.exec(await r.info("stats"))?.[1] ?? NaN)),
+    errors: async () => {
+      let sum = 0;
+      for (const node of [source, target]) sum += await withClient(node, async (r) => Number(/errorstat_ERR:count=(\d+)/.exec(await r.info("errorstats"))?.[1] ?? 0));
+      return sum;
+    },
     finish: async () => {
       for (let keys = await keysOf(source); keys.length > 0; keys = await keysOf(source)) await migrate(keys);
       for (const node of [target, source, ...primaries.filter((n) => n !== source && n !== target)]) {
@@ -166,6 +170,26 @@ const CASES: readonly Case[] = [
       assert.deepEqual(counts(after), counts(before));
       assert.deepEqual([after.activeByDataSource, after.activeByAccessLevel], [{ "ds-a": 1, "ds-b": 1 }, { write: 1, admin: 1 }]);
       assert.deepEqual(events, [["updated", "3"]]);
+    },
+  },
+  {
+    op: "get (the generation key moved: the script is sent to the importing node, the record is not there yet)",
+    moved: (keys, _u, p) => keys.generation(p),
+    run: (store, tenant, sid) => store.get(tenant, sid, READ),
+    check: async ({ sessionId, result, events }) => {
+      const rec = result as { sessionId: string; version: number; status: string };
+      assert.deepEqual([rec.sessionId, rec.version, rec.status], [sessionId, 2, "active"]);
+      assert.deepEqual(events, []);
+    },
+  },
+  {
+    op: "close (the generation key moved: the script is sent to the importing node)",
+    moved: (keys, _u, p) => keys.generation(p),
+    run: (store, tenant, sid) => store.close(tenant, sid),
+    check: async ({ store, tenant, sessionId, sibling, events, before, after }) => {
+      assert.deepEqual(await listed(store, tenant, {}), [sibling]);
+      assert.deepEqual(counts(after), { ...counts(before), active: before.active - 1, closed: before.closed + 1 });
+      assert.deepEqual(events, [["closed", "3"]]);
     },
   },
   {
@@ -263,7 +287,7 @@ describe("RedisStore on a Redis Cluster: a write while its slot migrates writes 
         const moving = await openSlotMove(partition, c.moved(keys, "u", partition));
         move = moving;
         const unchanged = await moving.snapshot();
-        const errors = await moving.sourceErrors();
+        const errors = await moving.errors();
         let settled = false;
         const call = c.run(store, tenant, session.sessionId).then(
           (value) => ({ ok: true as const, value }),
@@ -271,7 +295,7 @@ describe("RedisStore on a Redis Cluster: a write while its slot migrates writes 
         );
         void call.then(() => (settled = true));
         // Refused at least twice (sent again after a refusal), and still waiting.
-        await waitFor("the script to be refused", async () => (await moving.sourceErrors()) >= errors + 2 || settled);
+        await waitFor("the script to be refused", async () => (await moving.errors()) >= errors + 2 || settled);
         assert.equal(settled, false, "the call waits while the slot moves");
         assert.deepEqual(await moving.snapshot(), unchanged, "nothing was written while the slot moves");
         await moving.finish();
