@@ -208,7 +208,7 @@ local K_EV_LAST = P .. Q .. '${EVENTS_LAST}'
 -- later than every event of the lost log, so a cursor older than the
 -- generation is known to be of another log (read_events: out_of_range).
 local K_GEN = P .. Q .. '${GENERATION}'
--- Two keys of the partition's slot that are never written (slot_guard in the prelude).
+-- Two keys of the partition's slot that are never written (SLOT_MOVING in the prelude).
 local K_NEVER_1, K_NEVER_2 = P .. Q .. '${NEVER_WRITTEN[0]}', P .. Q .. '${NEVER_WRITTEN[1]}'
 local function tenant_prefix(T) return P .. T .. ':' end
 local function k_rec(tp, sid)
