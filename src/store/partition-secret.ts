@@ -25,8 +25,8 @@ import { StartError } from "../startup/start-error.js";
 export interface PartitionSecretCopies {
   /** One copy per partition. */
   readonly count: number;
-  /** Each partition's copy as stored (null: absent). */
-  read(): Promise<(string | null)[]>;
+  /** Each partition's copy as stored (null: absent; undefined: its partition did not answer). */
+  read(): Promise<(string | null | undefined)[]>;
   /** Stores a copy in a partition unless it has one (SET NX). */
   writeIfAbsent(partition: number, sealed: string): Promise<void>;
   /** True when the layout holds data already: a partition's event log generation exists. */
@@ -59,8 +59,11 @@ type Found = { secret: Buffer; sealed: string } | undefined;
  * when a copy does not open or the copies disagree or data exists without one.
  */
 export async function openPartitionSecret(copies: PartitionSecretCopies, cipher: FieldCipher): Promise<Buffer> {
-  let found = agreed(copies, cipher, await copies.read());
+  const stored = await copies.read();
+  let found = agreed(copies, cipher, stored);
   if (found === undefined) {
+    const unknown = stored.filter((copy) => copy === undefined).length;
+    if (unknown > 0) throw new StartError(`the partition secret could not be read: ${unknown} of ${stored.length} partitions (${copies.keyName(stored.indexOf(undefined))} ...) did not answer`);
     if (await copies.inUse()) {
       // Another process may have made it and written data since our read: its copy precedes its writes.
       found = agreed(copies, cipher, await copies.read());
@@ -86,20 +89,20 @@ export function sealNew(cipher: FieldCipher): string {
   return cipher.seal(randomBytes(SECRET_BYTES).toString("base64url"), PARTITION_SECRET_BINDING);
 }
 
-/** Writes the sealed secret into every partition that lacks it. */
+/** Writes the sealed secret into every partition that lacks it (best effort: a partition that fails gets it at a later start). */
 export async function restoreCopies(copies: PartitionSecretCopies, sealed: string): Promise<void> {
   const stored = await copies.read();
-  await Promise.all(stored.map((copy, i) => (copy === null ? copies.writeIfAbsent(i, sealed) : undefined)));
+  await Promise.all(stored.map((copy, i) => (copy === null ? copies.writeIfAbsent(i, sealed).catch(() => undefined) : undefined)));
 }
 
 /**
  * The secret the present copies hold (undefined: none present); StartError
  * when one is not sealed, does not open with the configured keys, or they differ.
  */
-function agreed(copies: PartitionSecretCopies, cipher: FieldCipher, stored: readonly (string | null)[]): Found {
+function agreed(copies: PartitionSecretCopies, cipher: FieldCipher, stored: readonly (string | null | undefined)[]): Found {
   let found: Found;
   for (const [i, copy] of stored.entries()) {
-    if (copy === null) continue;
+    if (copy === null || copy === undefined) continue;
     const secret = openCopy(cipher, copy, copies.keyName(i));
     if (found === undefined) found = { secret, sealed: copy };
     else if (!found.secret.equals(secret)) throw new StartError(`the partition secret's copies in Redis differ (${copies.keyName(i)} is not ${copies.keyName(stored.indexOf(found.sealed))}'s)`);

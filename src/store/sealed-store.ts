@@ -129,7 +129,7 @@ export class SealedStore implements SessionStore {
 
   async create(input: CreateSessionInput): Promise<CreateSessionResult> {
     const { tenant } = input;
-    await this.openPlacement();
+    if (this.secretCopies !== undefined && this.placement === undefined) await this.openPlacement();
     const userPlacement = this.placementOf(tenant, input.userId);
     const sessionId = input.sessionId ?? this.newSessionId?.(tenant, input.userId) ?? randomUUID();
     // Names are compared in the clear first: the store only sees tokens.
@@ -186,7 +186,7 @@ export class SealedStore implements SessionStore {
    * page, so the work stays bounded by the page.
    */
   async list(tenant: string, filter: ListFilter, limit: number, after?: ListCursor): Promise<ListResult> {
-    if (filter.userId !== undefined) await this.openPlacement();
+    if (filter.userId !== undefined && this.secretCopies !== undefined && this.placement === undefined) await this.openPlacement();
     const userPlacement = filter.userId === undefined ? undefined : this.placementOf(tenant, filter.userId);
     const placed = userPlacement === undefined ? {} : { userPlacement };
     const users = filter.userId === undefined ? [undefined] : this.names.tokens(tenant, "user", filter.userId);

@@ -307,6 +307,10 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     const copies = redisPartitionSecretCopies(redis, keyPrefix, partitions);
     if (copies === undefined) return undefined;
     const stored = await copies.read();
+    if (stored.some((copy) => copy === undefined)) {
+      failed++;
+      return "unreadable";
+    }
     if (stored.every((copy) => copy === null)) {
       await copies.writeIfAbsent(0, sealNew(cipher));
       const [made] = await copies.read();
@@ -316,7 +320,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     let secret: Buffer | undefined;
     const resealed: string[] = [];
     for (const [i, copy] of stored.entries()) {
-      if (copy === null) continue;
+      if (copy === null || copy === undefined) continue;
       values++;
       let opened: Buffer;
       try {

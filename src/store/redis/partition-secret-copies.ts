@@ -23,7 +23,8 @@ export function redisPartitionSecretCopies(
   const generations = partitions.tags.map((tag) => generationKey(prefix, tag));
   return {
     count: keys.length,
-    read: () => Promise.all(keys.map((key) => send(() => redis.get(key)))),
+    // A partition whose primary does not answer is unknown (undefined), not absent: the others may hold the secret.
+    read: () => Promise.all(keys.map((key) => send(() => redis.get(key)).catch(() => undefined))),
     writeIfAbsent: async (partition, sealed) => {
       await send(() => redis.set(keys[partition] as string, sealed, "NX"));
     },
