@@ -17,7 +17,7 @@
  * would place users apart from their sessions. Concurrent first starts agree
  * through SET NX on partition 0's copy.
  */
-import { createHmac, randomBytes } from "node:crypto";
+import { createHmac, createSecretKey, randomBytes, type KeyObject } from "node:crypto";
 import { DecryptError, isSealed, type FieldBinding, type FieldCipher } from "../crypto/field-cipher.js";
 import { StartError } from "../startup/start-error.js";
 
@@ -43,10 +43,15 @@ const PLACEMENT_CHARS = 22;
 
 /** A user's placement: a keyed HMAC of tenant and user id under the partition secret. */
 export class UserPlacement {
-  constructor(private readonly secret: Buffer) {}
+  /** A key object made once: createHmac then skips importing the raw key on every call. */
+  private readonly key: KeyObject;
+
+  constructor(secret: Buffer) {
+    this.key = createSecretKey(secret);
+  }
 
   of(tenant: string, userId: string): string {
-    return createHmac("sha256", this.secret).update(`${tenant}\n${userId}`).digest("base64url").slice(0, PLACEMENT_CHARS);
+    return createHmac("sha256", this.key).update(`${tenant}\n${userId}`).digest("base64url").slice(0, PLACEMENT_CHARS);
   }
 }
 
