@@ -53,6 +53,9 @@ export interface RequestGate {
 
 const NOTHING = (): void => {};
 
+/** The release of a decision that holds no slot (a caller need not wait for the call's end to run it). */
+export const RELEASE_NOTHING: () => void = NOTHING;
+
 /** Principals the gate established, by Node request, until the request is collected. */
 const principals = new WeakMap<object, Principal>();
 
