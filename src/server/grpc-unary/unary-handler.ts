@@ -31,7 +31,8 @@ import {
 } from "@connectrpc/connect";
 import { ACT_AS_HEADER } from "../../auth/delegation.js";
 import { peerOf } from "../../auth/peer.js";
-import { RELEASE_NOTHING, rememberPrincipal, type RequestGate } from "../../auth/request-gate.js";
+import { PRINCIPAL, type Principal } from "../../auth/principal.js";
+import { RELEASE_NOTHING, type RequestGate } from "../../auth/request-gate.js";
 import { CALL_ABORT, CallAbort } from "../call-abort.js";
 import { negotiateCompression, parseGrpcTimeout, setErrorTrailers, type Compression } from "./grpc-protocol.js";
 import { CallHeaders } from "./call-headers.js";
@@ -123,10 +124,12 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
   };
 
   async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, spec: UnaryMethodSpec, contentType: string): Promise<void> {
+    let principal: Principal | undefined;
     if (options.gate !== undefined) {
       // Before a byte of the body is read: a caller without valid credentials costs no read and no parse.
       const admitted = await admit(stream, headers, options.gate, options.onGateError);
-      if (!admitted) return;
+      if (admitted === false) return;
+      principal = admitted.principal;
     }
     const timeout = parseGrpcTimeout(single(headers["grpc-timeout"]));
     const compression = negotiateCompression(acceptCompression, single(headers["grpc-encoding"]), single(headers["grpc-accept-encoding"]));
@@ -137,6 +140,8 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     const url = `http://${single(headers[":authority"]) ?? "localhost"}${headers[":path"] ?? ""}`;
     const requestHeader = CallHeaders.fromHttp2(headers);
     const values = options.contextValues(stream);
+    // The gate's principal goes straight into the call's values (connect's path hands it over through peer.ts).
+    if (principal !== undefined) values.set(PRINCIPAL, principal);
     const context = new UnaryCallContext(spec, url, abort, deadline, requestHeader, contentType, values);
     values.set(CALL_ABORT, abort);
     // The deadline, the server's shutdown and a client's reset abort the handler's signal, as in connect.
@@ -185,10 +190,15 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
 /**
  * Runs the gate on a stream's headers. A refusal is answered trailers-only
  * with the gate's code and message (the gate has recorded it); an admitted
- * call's principal is handed to its context values (peer.ts) and its slot is
- * freed when the stream closes.
+ * call gets its principal (for its context values), and its slot is freed
+ * when the stream closes.
  */
-async function admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, gate: RequestGate, onError?: (error: unknown) => void): Promise<boolean> {
+async function admit(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  gate: RequestGate,
+  onError?: (error: unknown) => void,
+): Promise<false | { readonly principal: Principal | undefined }> {
   const authorization = headers.authorization;
   const actAs = headers[ACT_AS_HEADER];
   const credentials = { authorization: typeof authorization === "string" ? authorization : null, actAs: typeof actAs === "string" ? actAs : null };
@@ -216,8 +226,7 @@ async function admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ga
   }
   // Most calls hold no slot: no listener for them.
   if (decision.release !== RELEASE_NOTHING) stream.once("close", decision.release);
-  if (decision.principal !== undefined) rememberPrincipal(stream, decision.principal);
-  return true;
+  return decision;
 }
 
 /**
