@@ -204,7 +204,9 @@ async function admit(
   const credentials = { authorization: typeof authorization === "string" ? authorization : null, actAs: typeof actAs === "string" ? actAs : null };
   let decision: Awaited<ReturnType<RequestGate["check"]>>;
   try {
-    decision = await gate.check(headers[":path"] ?? "", credentials, peerOf(stream), stream.session ?? stream);
+    // Awaited only when the gate must wait (a JWT): most calls are judged at once.
+    const decided = gate.decide(headers[":path"] ?? "", credentials, peerOf(stream), stream.session ?? stream);
+    decision = decided instanceof Promise ? await decided : decided;
   } catch (error) {
     onError?.(error);
     if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
