@@ -105,6 +105,11 @@ const REQUEST_ID = "r:";
 const USER = "u:";
 const DATA_SOURCE = "s:";
 const ALL = "all";
+const USER_INDEX = "ui:";
+const SOURCE_DIRECTORY = "si:";
+const SOURCE_BUCKET = "sb:";
+const ALL_DIRECTORY = "ai";
+const ALL_BUCKET = "ab:";
 const COUNTERS = "m";
 const TENANT_LAST_EVENT = "ev";
 /** Keys of a partition, after `P Q`. */
@@ -217,6 +222,11 @@ local function k_req(tp, rid) return tp .. Q .. '${REQUEST_ID}' .. rid end
 local function k_user(tp, uid) return tp .. Q .. '${USER}' .. uid end
 local function k_src(tp, ds) return tp .. Q .. '${DATA_SOURCE}' .. ds end
 local function k_all(tp) return tp .. Q .. '${ALL}' end
+local function k_user_idx(tp, uid) return tp .. Q .. '${USER_INDEX}' .. uid end
+local function k_src_dir(tp, ds) return tp .. Q .. '${SOURCE_DIRECTORY}' .. ds end
+local function k_src_bucket(tp, ds, lb) return tp .. Q .. '${SOURCE_BUCKET}' .. lb .. ':' .. ds end
+local function k_all_dir(tp) return tp .. Q .. '${ALL_DIRECTORY}' end
+local function k_all_bucket(tp, lb) return tp .. Q .. '${ALL_BUCKET}' .. lb end
 local function k_ctr(tp) return tp .. Q .. '${COUNTERS}' end
 local function k_ev_last(tp) return tp .. Q .. '${TENANT_LAST_EVENT}' end
 local function due_member(T, ds) return T .. '\n' .. ds end
@@ -268,6 +278,11 @@ export function decodeTenant(encoded: string): string {
   return decodeURIComponent(encoded);
 }
 
+/** A session id as the indexes hold it (lua/indexes.ts): a lowercase UUID as its 16 bytes. */
+export function indexMember(sessionId: string): Buffer {
+  return Buffer.from(sessionId.replace(/-/g, ""), "hex");
+}
+
 const SINGLE = new Partitioning(1);
 
 /** The key names of one tenant under one prefix. */
@@ -304,9 +319,29 @@ export class RedisKeys {
   dataSource(dataSource: string, partition = 0): string {
     return `${this.tp}${this.tag(partition)}${DATA_SOURCE}${dataSource}`;
   }
-  /** Every live session of the tenant in a partition, by expire time: the unfiltered listing's index. */
+  /** Every live session of the tenant in a partition, by expire time: the unfiltered listing's index of the earlier layout (read until it empties). */
   all(partition = 0): string {
     return `${this.tp}${this.tag(partition)}${ALL}`;
+  }
+  /** The user's sessions by expire time, members 16-byte session ids (see the layout above). */
+  userIndex(userId: string): string {
+    return `${this.tp}${this.tag(this.partitions.ofUser(this.tenant, userId))}${USER_INDEX}${userId}`;
+  }
+  /** The directory of a data source's bucketed index: member and score the lower bound of each bucket. */
+  dataSourceDirectory(dataSource: string, partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${SOURCE_DIRECTORY}${dataSource}`;
+  }
+  /** The bucket of a data source's index whose lower bound is `lowerBound`. */
+  dataSourceBucket(dataSource: string, lowerBound: string, partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${SOURCE_BUCKET}${lowerBound}:${dataSource}`;
+  }
+  /** The directory of the tenant-wide bucketed index in a partition. */
+  allDirectory(partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${ALL_DIRECTORY}`;
+  }
+  /** A bucket of the tenant-wide index. */
+  allBucket(lowerBound: string, partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${ALL_BUCKET}${lowerBound}`;
   }
   counters(partition = 0): string {
     return `${this.tp}${this.tag(partition)}${COUNTERS}`;

@@ -35,7 +35,7 @@ end
 local evicted = {}
 local live, excess = {}, 0
 if max_per_user > 0 then
-  live = redis.call('ZRANGEBYSCORE', k_user(tp, uid), '(' .. istr(NOW), '+inf')
+  live = user_live(tp, uid)
   excess = #live - max_per_user + 1
   if excess > 0 and per_user_policy ~= 'close_oldest' then return { 'limit_exceeded', 'sessions_per_user' } end
 end

@@ -1,5 +1,6 @@
 // Lua source of the prelude script. String.raw keeps Lua escapes as written.
 import { KEY_LAYOUT_LUA } from "../keys.js";
+import { indexesLua } from "./indexes.js";
 
 export const preludeLua = String.raw`
 -- Shared prelude, concatenated in front of every script at load time so each
@@ -158,36 +159,8 @@ local function set_session_expiry(tp, sid, rec)
   redis.call('SET', k_shadow(tp, sid), '1', 'PXAT', rec.e)
 end
 
--- Puts the session in its user and data-source indexes with score = expire time,
--- and keeps the due-queue score a lower bound of the data-source index minimum.
-local function index_add_user(tp, sid, rec)
-  local e = tonumber(rec.e)
-  redis.call('ZADD', k_user(tp, rec.u), istr(e), sid)
-  expire_at_least(k_user(tp, rec.u), e + GRACE)
-end
-
-local function index_add_source(tp, T, sid, rec)
-  local e = tonumber(rec.e)
-  redis.call('ZADD', k_src(tp, rec.d), istr(e), sid)
-  expire_at_least(k_src(tp, rec.d), e + GRACE)
-  redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, rec.d))
-end
-
-local function index_add(tp, T, sid, rec)
-  index_add_user(tp, sid, rec)
-  index_add_source(tp, T, sid, rec)
-  local e = tonumber(rec.e)
-  redis.call('ZADD', k_all(tp), istr(e), sid)
-  expire_at_least(k_all(tp), e + GRACE)
-end
-
--- The due-queue member is left in place; expire_due corrects it lazily.
-local function index_remove(tp, sid, rec)
-  redis.call('ZREM', k_user(tp, rec.u), sid)
-  redis.call('ZREM', k_src(tp, rec.d), sid)
-  redis.call('ZREM', k_all(tp), sid)
-end
-
+-- The session indexes (lua/indexes.ts).
+${indexesLua}
 local function encode(T, sid, h, status, end_time)
   return { T, sid, h.u, h.d, h.l, status, h.c, h.e, h.a, end_time, h.m, h.v, h.U or '', h.D or '', h.mt or '' }
 end

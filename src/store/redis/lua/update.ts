@@ -32,7 +32,7 @@ if level ~= '' and level ~= rec.l then
   redis.call('HSET', key, 'l', level)
 end
 if ds ~= '' and ds ~= rec.d then
-  redis.call('ZREM', k_src(tp, rec.d), sid)
+  index_remove_source(tp, sid, rec.d, tonumber(rec.e))
   ctr_gauge(tp, 's:' .. rec.d, -1)
   ctr_gauge(tp, 's:' .. ds, 1)
   rec.d = ds
