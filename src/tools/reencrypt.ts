@@ -147,7 +147,8 @@ if od ~= nd then
   ctr_gauge(tp, 's:' .. nd, 1)
 end
 name_source(tp, nd, nD)
-redis.call('HSET', key, 'u', nu, 'd', nd, 'U', nU, 'D', nD)
+redis.call('HSET', key, 'u', nu, 'd', nd, 'U', nU)
+redis.call('HDEL', key, 'D')
 return 1
 `;
 
@@ -315,7 +316,9 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
       } else {
         const [metadata, tag, u, d, U, D] = await redis.hmget(key, "m", "mt", "u", "d", "U", "D");
         if (metadata !== null && metadata !== undefined) await rewriteMetadata(key, metadata, tag ?? "", { tenant, sessionId, field: METADATA_FIELD }, false);
-        if (typeof u === "string" && typeof d === "string") await retoken(key, tenant, sessionId, { u, d, U: U ?? "", D: D ?? "" }, false);
+        // A record keeps no sealed data-source name of its own (records of earlier versions do): the counters keep it.
+        const sealedSource = D ?? (typeof d === "string" ? await redis.hget(new RedisKeys(keyPrefix, tenant, partitions).counters(partitions.ofSession(sessionId)), `n:${d}`) : null);
+        if (typeof u === "string" && typeof d === "string") await retoken(key, tenant, sessionId, { u, d, U: U ?? "", D: sealedSource ?? "" }, false);
       }
     }
   } while (cursor !== "0");

@@ -68,7 +68,9 @@ local rec = {
   u = uid, d = ds, l = level, c = istr(NOW), e = istr(NOW + ttl), a = istr(NOW), m = meta, v = '1',
 }
 local fields = { 'u', rec.u, 'd', rec.d, 'l', rec.l, 'c', rec.c, 'e', rec.e, 'a', rec.a, 'm', rec.m, 'v', rec.v }
-for _, f in ipairs({ { 'U', sealed_u }, { 'D', sealed_d }, { 'mt', meta_tag } }) do
+-- The sealed data-source name is kept once per live data source (name_source), not per record.
+if sealed_d ~= '' then rec.D = sealed_d end
+for _, f in ipairs({ { 'U', sealed_u }, { 'mt', meta_tag } }) do
   if f[2] ~= '' then
     rec[f[1]] = f[2]
     fields[#fields + 1] = f[1]

@@ -38,10 +38,9 @@ if ds ~= '' and ds ~= rec.d then
   rec.d = ds
   redis.call('HSET', key, 'd', ds)
   name_source(tp, ds, sealed_d)
-  if sealed_d ~= '' then
-    rec.D = sealed_d
-    redis.call('HSET', key, 'D', sealed_d)
-  end
+  -- The name lives in the counters (sealed_source); a record of an earlier version carries its own.
+  redis.call('HDEL', key, 'D')
+  rec.D = sealed_d ~= '' and sealed_d or nil
   index_add_source(tp, T, sid, rec)
 end
 if has_meta then
