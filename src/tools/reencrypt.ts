@@ -132,7 +132,7 @@ local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid, ou, nu, nU, od, nd, nD = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3], ARGV[OP + 4], ARGV[OP + 5], ARGV[OP + 6]
 local key = k_rec(tp, sid)
-local rec = load_hash(key)
+local rec = load_record(tp, sid)
 if not rec or rec.u ~= ou or rec.d ~= od then return 0 end
 local e = tonumber(rec.e)
 if ou ~= nu then

@@ -59,7 +59,7 @@ if max_per_user > 0 then
     end)
     for i = 1, math.min(excess, #cands) do
       local id = cands[i][2]
-      append(evicted, end_session(tp, T, id, load_hash(k_rec(tp, id)), 'closed', NOW))
+      append(evicted, end_session(tp, T, id, load_record(tp, id), 'closed', NOW))
     end
   end
 end
@@ -67,7 +67,7 @@ end
 local rec = {
   u = uid, d = ds, l = level, c = istr(NOW), e = istr(NOW + ttl), a = istr(NOW), m = meta, v = '1',
 }
-local fields = { 'u', rec.u, 'd', rec.d, 'l', rec.l, 'c', rec.c, 'e', rec.e, 'a', rec.a, 'm', rec.m, 'v', rec.v }
+local fields = { 'u', rec.u, 'd', rec.d, 'l', level_code(rec.l), 'c', rec.c, 'e', rec.e, 'a', rec.a, 'm', rec.m, 'v', rec.v }
 -- The sealed data-source name is kept once per live data source (name_source), not per record.
 if sealed_d ~= '' then rec.D = sealed_d end
 for _, f in ipairs({ { 'U', sealed_u }, { 'mt', meta_tag } }) do

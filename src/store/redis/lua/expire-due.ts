@@ -31,7 +31,7 @@ while done < limit and rounds > 0 do
   local due = source_due(tp, ds, bound, limit - done)
   for i = 1, #due do
     local sid, score = due[i][1], due[i][2]
-    local rec = load_hash(k_rec(tp, sid))
+    local rec = load_record(tp, sid)
     if not rec then
       -- Redis already deleted the keys (no scheduler ran for longer than the
       -- grace): drop the orphaned entry and count it as expired. Its access-level

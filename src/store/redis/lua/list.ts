@@ -27,7 +27,7 @@ local more = #picked > limit
 local out = { 'ok', more and '1' or '0' }
 for i = 1, math.min(#picked, limit) do
   local sid = picked[i][1]
-  local rec = load_hash(k_rec(tp, sid))
+  local rec = load_record(tp, sid)
   if rec then append(out, encode_live(T, sid, rec)) end
 end
 return out

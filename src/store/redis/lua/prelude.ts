@@ -102,6 +102,20 @@ local function load_hash(key)
   return h
 end
 
+-- Records keep the access level as its first letter (r, w, a: 3-4 B less per
+-- record); records of earlier versions spell it out. load_record gives the full name.
+local LEVEL_NAMES = { r = 'read', w = 'write', a = 'admin' }
+local function level_code(level)
+  return string.sub(level, 1, 1)
+end
+
+-- The live record of a session as a table (level spelled out), or nil.
+local function load_record(tp, sid)
+  local rec = load_hash(k_rec(tp, sid))
+  if rec and LEVEL_NAMES[rec.l] then rec.l = LEVEL_NAMES[rec.l] end
+  return rec
+end
+
 -- Sets the key's expiry to 'at' unless it already lives longer (index keys
 -- outlive their longest member by the grace, and never live forever).
 local function expire_at_least(key, at)
@@ -311,7 +325,7 @@ end
 -- another user (live or ended) is an unknown one: the same reply after the same
 -- kind of work, so a caller cannot tell it from a missing session.
 local function load_session(tp, T, sid)
-  local rec = load_hash(k_rec(tp, sid))
+  local rec = load_record(tp, sid)
   if rec then
     local e = tonumber(rec.e)
     if e <= NOW then

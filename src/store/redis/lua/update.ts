@@ -29,7 +29,7 @@ if level ~= '' and level ~= rec.l then
   ctr_gauge(tp, 'l:' .. rec.l, -1)
   ctr_gauge(tp, 'l:' .. level, 1)
   rec.l = level
-  redis.call('HSET', key, 'l', level)
+  redis.call('HSET', key, 'l', level_code(level))
 end
 if ds ~= '' and ds ~= rec.d then
   index_remove_source(tp, sid, rec.d, tonumber(rec.e))
