@@ -12,9 +12,11 @@
  *
  * | key                   | type   | contents                                                  | expires at                    |
  * |-----------------------|--------|-----------------------------------------------------------|-------------------------------|
- * | `P T:S`               | HASH   | live record: u user, d data source, l level, c create,     | expire + grace                |
- * |                       |        | e expire, a last access, m metadata, v version, r request id (if any), |                   |
- * |                       |        | b data bytes; encryption on: U sealed user, D sealed data source, mt metadata tag |        |
+ * | `P T:S`               | HASH   | live record: u user, d data source, l level (r, w or a; | expire + grace                |
+ * |                       |        | records of earlier versions spell it out), c create, e expire, a last access, |        |
+ * |                       |        | m metadata, v version, r request id (if any), b data bytes; |                               |
+ * |                       |        | encryption on: U sealed user, mt metadata tag (the sealed  |                               |
+ * |                       |        | data source is the counters' n:, see sealed_source; earlier records carry D) |          |
  * | `P T:S:d`             | HASH   | session data, key → value (encryption on: key token →      | expire + grace                |
  * |                       |        | `<sealed key name> <sealed value>`)                        |                               |
  * | `P T:S:a`             | STRING | archived final state, MessagePack: u d l c e a m v s t U D mt | end + archive retention    |
@@ -23,13 +25,22 @@
  * |                       |        | its `expired` keyspace notification wakes the scheduler   | session ends)                 |
  * | `P T:Qr:<requestId>`  | STRING | session id created for that idempotency key (a guarded     | expire + grace                |
  * |                       |        | create's key is `u:<userId>\n<requestId>`, see store.ts)   |                               |
- * | `P T:Qu:<userId>`     | ZSET   | live sessions of the user, score = expire time             | max(member expire) + grace    |
- * | `P T:Qs:<dataSource>` | ZSET   | live sessions of the data source, score = expire time      | max(member expire) + grace    |
- * | `P T:Qall`            | ZSET   | every live session of the tenant, score = expire time      | max(member expire) + grace    |
+ * | `P T:Qui:<userId>`    | ZSET   | live sessions of the user, score = expire time, member =  | max(member expire) + grace    |
+ * |                       |        | the session id's 16 bytes (lua/indexes.ts)                 |                               |
+ * | `P T:Qsi:<dataSource>` | ZSET  | directory of the data source's bucketed index: member and  | max(member expire) + grace    |
+ * |                       |        | score = each bucket's lower bound L (decimal ms)           |                               |
+ * | `P T:Qsb:L:<dataSource>` | ZSET | a bucket: live sessions with L <= expire time < the next   | max(member expire) + grace    |
+ * |                       |        | bucket's L, score = expire time, member = 16-byte id (split past 120 members: a listpack) | |
+ * | `P T:Qai`             | ZSET   | directory of the tenant-wide bucketed index (as `Qsi:`)    | max(member expire) + grace    |
+ * | `P T:Qab:L`           | ZSET   | a bucket of every live session of the tenant (as `Qsb:`)   | max(member expire) + grace    |
+ * | `P T:Qu:<userId>`, `P T:Qs:<dataSource>`, `P T:Qall` | ZSET | the same indexes as written by earlier versions | as above                 |
+ * |                       |        | (member = the session id's text, one ZSET each): read and merged, never added to, |        |
+ * |                       |        | emptied as their sessions end (or move, on extend)         |                               |
  * | `P T:Qm`              | HASH   | counters: total, active, expired, closed, dsum,            | never (a few fields per tenant) |
  * |                       |        | l:<level> and s:<dataSource> live gauges (deleted at 0),   |                               |
  * |                       |        | nds the number of live data sources (the s: fields);       |                               |
- * |                       |        | encryption on: n:<dataSource> its sealed name (with s:)    |                               |
+ * |                       |        | encryption on: n:<dataSource> its sealed name (with s:),   |                               |
+ * |                       |        | the one records of that data source answer with            |                               |
  * | `P T:Qev`             | STRING | id of the tenant's newest event: its watchers' heartbeat   | never (one per tenant)        |
  * |                       |        | cursors never show the log's position (other tenants' writes) |                          |
  * | `P Qev`               | STREAM | event log of every tenant (see emit() in lua/prelude.ts);  | never (trimmed by count and   |
@@ -83,9 +94,14 @@
  * - Every key of a session expires with it (grace included), and index keys
  *   outlive their longest member by the grace, so nothing leaks if the expiry
  *   scheduler is down for longer than the grace.
- * - The tenant-wide index `P T:Qall` (about 100 B per session) makes an
- *   unfiltered listing one range read per partition bounded by its page,
- *   whatever the number of data sources.
+ * - The tenant-wide index makes an unfiltered listing one bounded walk per
+ *   partition (its page of members, their buckets), whatever the number of
+ *   data sources.
+ * - Memory per session (lua/indexes.ts): a ZSET of up to 128 small members
+ *   is a listpack (about 28 B per member here), a larger one a skiplist and a
+ *   dict (about 140 B per member). Indexes hold 16-byte ids, and the two that
+ *   hold every session are split by expire time into buckets that stay
+ *   listpacks: about 33 B per session each instead of about 140.
  * - Nothing is ever found with SCAN or KEYS.
  *
  * The tenant is percent-encoded so that it cannot contain ":", "{", "}" or a

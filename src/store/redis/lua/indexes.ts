@@ -21,20 +21,37 @@ export const indexesLua = String.raw`
 -- At most zset-max-listpack-entries (128 by default) so buckets stay listpacks;
 -- below it so a bucket that takes one more member before it splits still is one.
 local BUCKET_MAX = 120
-local UUID_PATTERN = '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$'
-local HEX16 = string.rep('%02x', 16)
+local H = '[0-9a-f]'
+local UUID_PATTERN = '^' .. string.rep(H, 8) .. '%-' .. string.rep(H, 4) .. '%-' .. string.rep(H, 4) .. '%-' .. string.rep(H, 4) .. '%-' .. string.rep(H, 12) .. '$'
+
+-- Four bytes of a 32-bit number, most significant first.
+local function bytes4(n)
+  return math.floor(n / 16777216), math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256
+end
 
 -- Index member of a session id: a lowercase UUID as its 16 bytes, any other id as it is
 -- (RedisStore.create takes UUIDs only, so no other member is 16 bytes long).
 local function sid_member(sid)
-  if #sid ~= 36 or not string.find(sid, UUID_PATTERN) or string.find(sid, '%u') then return sid end
-  return (string.gsub(string.gsub(sid, '-', ''), '%x%x', function(h) return string.char(tonumber(h, 16)) end))
+  if #sid ~= 36 or not string.find(sid, UUID_PATTERN) then return sid end
+  local sub = string.sub
+  local a, b, c, d = bytes4(tonumber(sub(sid, 1, 8), 16))
+  local e, f, g, h = bytes4(tonumber(sub(sid, 10, 13) .. sub(sid, 15, 18), 16))
+  local i, j, k, l = bytes4(tonumber(sub(sid, 20, 23) .. sub(sid, 25, 28), 16))
+  local m, n, o, p = bytes4(tonumber(sub(sid, 29, 36), 16))
+  return string.char(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p)
 end
 
+-- Two hex digits per byte value, made on first use (not every script reads members).
+local HEX
 local function member_sid(m)
   if #m ~= 16 then return m end
-  local h = string.format(HEX16, string.byte(m, 1, 16))
-  return string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-' .. string.sub(h, 13, 16) .. '-' .. string.sub(h, 17, 20) .. '-' .. string.sub(h, 21, 32)
+  if not HEX then
+    HEX = {}
+    for i = 0, 255 do HEX[i] = string.format('%02x', i) end
+  end
+  local x = HEX
+  local a, b, c, d, e, f, g, h, i, j, k, l, n, o, p, q = string.byte(m, 1, 16)
+  return x[a] .. x[b] .. x[c] .. x[d] .. '-' .. x[e] .. x[f] .. '-' .. x[g] .. x[h] .. '-' .. x[i] .. x[j] .. '-' .. x[k] .. x[l] .. x[n] .. x[o] .. x[p] .. x[q]
 end
 
 -- A bucketed index: its directory key and a function from lower bound to bucket key.
@@ -83,18 +100,20 @@ local function bucket_split(ix, lb, key, n, appended)
   redis.call('ZREMRANGEBYSCORE', key, nlb, '+inf')
   redis.call('ZADD', ix.dir, nlb, nlb)
   expire_at_least(nkey, tonumber(moved[#moved]) + GRACE)
+  expire_at_least(ix.dir, tonumber(moved[#moved]) + GRACE)
 end
 
 local function bidx_add(ix, m, e)
   local lb = bucket_of(ix, e)
+  local new_dir = false
   if not lb then
     lb = '0'
-    redis.call('ZADD', ix.dir, 0, lb)
+    new_dir = redis.call('ZADD', ix.dir, 0, lb) == 1
   end
   local key = ix.bucket(lb)
   redis.call('ZADD', key, istr(e), m)
-  expire_at_least(key, e + GRACE)
-  expire_at_least(ix.dir, e + GRACE)
+  -- The directory lives as long as its longest-lived bucket: it follows when a bucket's expiry moves.
+  if expire_at_least(key, e + GRACE) or new_dir then expire_at_least(ix.dir, e + GRACE) end
   local n = redis.call('ZCARD', key)
   if n > BUCKET_MAX then
     bucket_split(ix, lb, key, n, redis.call('ZREVRANK', key, m) == 0)
@@ -155,13 +174,15 @@ local function zset_after(zkey, after_e, after_m, need, out, keep)
   end
   local offset = 0
   while #out < need do
-    local batch = redis.call('ZRANGE', zkey, lo, '+inf', 'BYSCORE', 'LIMIT', offset, ZBATCH, 'WITHSCORES')
+    -- What is still needed, at least ZBATCH (a filter may drop some), at most 4 x ZBATCH.
+    local count = math.min(math.max(need - #out, ZBATCH), 4 * ZBATCH)
+    local batch = redis.call('ZRANGE', zkey, lo, '+inf', 'BYSCORE', 'LIMIT', offset, count, 'WITHSCORES')
     for i = 1, #batch, 2 do
       if #out >= need then return out end
       consider(batch[i], tonumber(batch[i + 1]))
     end
-    if #batch < 2 * ZBATCH then break end
-    offset = offset + ZBATCH
+    if #batch < 2 * count then break end
+    offset = offset + count
   end
   return out
 end
@@ -175,7 +196,12 @@ local function bidx_after(ix, after_e, after_m, need, out, keep)
   while #out < need do
     local lbs = redis.call('ZRANGE', ix.dir, lo, '+inf', 'BYSCORE', 'LIMIT', 0, 16)
     for i = 1, #lbs do
-      zset_after(ix.bucket(lbs[i]), after_e, after_m, need, out, keep)
+      -- Only the cursor's bucket holds members at or before it.
+      if lbs[i] == lb then
+        zset_after(ix.bucket(lbs[i]), after_e, after_m, need, out, keep)
+      else
+        zset_after(ix.bucket(lbs[i]), nil, nil, need, out, keep)
+      end
       if #out >= need then return out end
     end
     if #lbs < 16 then break end
@@ -293,9 +319,21 @@ local function index_add(tp, T, sid, rec)
   bidx_add(all_index(tp), sid_member(sid), tonumber(rec.e))
 end
 
+-- Whether an earlier-layout index key exists, asked once per key and run
+-- (expire_due ends many sessions of one data source and tenant).
+local LEGACY = {}
+local function legacy_zrem(key, sid)
+  local there = LEGACY[key]
+  if there == nil then
+    there = redis.call('EXISTS', key) == 1
+    LEGACY[key] = there
+  end
+  if there then redis.call('ZREM', key, sid) end
+end
+
 -- Takes the session, indexed with expire time e, out of its data source's index.
 local function index_remove_source(tp, sid, ds, e)
-  redis.call('ZREM', k_src(tp, ds), sid)
+  legacy_zrem(k_src(tp, ds), sid)
   bidx_remove(src_index(tp, ds), sid_member(sid), e)
 end
 
@@ -310,7 +348,7 @@ local function index_remove(tp, sid, rec, e)
     redis.call('ZREM', k_user_idx(tp, rec.u), m)
   end
   index_remove_source(tp, sid, rec.d, e)
-  redis.call('ZREM', k_all(tp), sid)
+  legacy_zrem(k_all(tp), sid)
   bidx_remove(all_index(tp), m, e)
 end
 `;

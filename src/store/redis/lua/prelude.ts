@@ -122,7 +122,9 @@ local function expire_at_least(key, at)
   local cur = redis.call('PEXPIRETIME', key)
   if cur == -1 or (cur >= 0 and cur < at) then
     redis.call('PEXPIREAT', key, istr(at))
+    return true
   end
+  return false
 end
 
 -- Monotonic counter.
