@@ -210,6 +210,23 @@ local function bidx_after(ix, after_e, after_m, need, out, keep)
   return out
 end
 
+-- Whether an earlier-layout index key exists, asked once per key and run
+-- (nothing adds to those keys; expire_due ends many sessions of one data
+-- source and tenant).
+local LEGACY = {}
+local function legacy_exists(key)
+  local there = LEGACY[key]
+  if there == nil then
+    there = redis.call('EXISTS', key) == 1
+    LEGACY[key] = there
+  end
+  return there
+end
+
+local function legacy_zrem(key, sid)
+  if legacy_exists(key) then redis.call('ZREM', key, sid) end
+end
+
 -- Merges two lists of {sid, score} in (score, sid) order, the first 'need'.
 local function merge_members(a, b, need)
   if #b == 0 then return a end
@@ -245,7 +262,7 @@ local function index_after(tp, uid, ds, after_e, after_sid, need, keep)
     bidx_after(all_index(tp), after_e, after_m, need, current, keep)
     legacy_key = k_all(tp)
   end
-  if redis.call('EXISTS', legacy_key) == 1 then zset_after(legacy_key, after_e, after_sid or '', need, legacy, keep) end
+  if legacy_exists(legacy_key) then zset_after(legacy_key, after_e, after_sid or '', need, legacy, keep) end
   return merge_members(current, legacy, need)
 end
 
@@ -262,8 +279,10 @@ end
 -- lowest first (both layouts; the order across them does not matter to expiry).
 local function source_due(tp, ds, bound, n)
   local out = {}
-  local legacy = redis.call('ZRANGE', k_src(tp, ds), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n, 'WITHSCORES')
-  for i = 1, #legacy, 2 do out[#out + 1] = { legacy[i], tonumber(legacy[i + 1]) } end
+  if legacy_exists(k_src(tp, ds)) then
+    local legacy = redis.call('ZRANGE', k_src(tp, ds), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n, 'WITHSCORES')
+    for i = 1, #legacy, 2 do out[#out + 1] = { legacy[i], tonumber(legacy[i + 1]) } end
+  end
   local ix = src_index(tp, ds)
   local lo = '-inf'
   while #out < n do
@@ -283,8 +302,10 @@ end
 -- A directory entry whose bucket is gone (expired keys) is dropped on the way.
 local function source_min(tp, ds)
   local best
-  local legacy = redis.call('ZRANGE', k_src(tp, ds), 0, 0, 'WITHSCORES')
-  if #legacy > 0 then best = tonumber(legacy[2]) end
+  if legacy_exists(k_src(tp, ds)) then
+    local legacy = redis.call('ZRANGE', k_src(tp, ds), 0, 0, 'WITHSCORES')
+    if #legacy > 0 then best = tonumber(legacy[2]) end
+  end
   local ix = src_index(tp, ds)
   for _ = 1, 16 do
     local lb = redis.call('ZRANGE', ix.dir, 0, 0)[1]
@@ -317,18 +338,6 @@ local function index_add(tp, T, sid, rec)
   index_add_user(tp, sid, rec)
   index_add_source(tp, T, sid, rec)
   bidx_add(all_index(tp), sid_member(sid), tonumber(rec.e))
-end
-
--- Whether an earlier-layout index key exists, asked once per key and run
--- (expire_due ends many sessions of one data source and tenant).
-local LEGACY = {}
-local function legacy_zrem(key, sid)
-  local there = LEGACY[key]
-  if there == nil then
-    there = redis.call('EXISTS', key) == 1
-    LEGACY[key] = there
-  end
-  if there then redis.call('ZREM', key, sid) end
 end
 
 -- Takes the session, indexed with expire time e, out of its data source's index.
