@@ -187,26 +187,33 @@ local function zset_after(zkey, after_e, after_m, need, out, keep)
   return out
 end
 
+-- Calls visit(lb) for the buckets whose lower bound lies in [lo, hi] (scores
+-- or '-inf'/'+inf'), in order, until it returns true; reads the directory 16 at a time.
+local function each_bucket(ix, lo, hi, visit)
+  while true do
+    local lbs = redis.call('ZRANGE', ix.dir, lo, hi, 'BYSCORE', 'LIMIT', 0, 16)
+    for i = 1, #lbs do
+      if visit(lbs[i]) then return end
+    end
+    if #lbs < 16 then return end
+    lo = '(' .. lbs[#lbs]
+  end
+end
+
 -- zset_after over a bucketed index: the buckets from the one of max(cursor, NOW) on.
 local function bidx_after(ix, after_e, after_m, need, out, keep)
   local from = NOW
   if after_e and after_e > from then from = after_e end
   local lb = bucket_of(ix, from)
-  local lo = lb and lb or '-inf'
-  while #out < need do
-    local lbs = redis.call('ZRANGE', ix.dir, lo, '+inf', 'BYSCORE', 'LIMIT', 0, 16)
-    for i = 1, #lbs do
-      -- Only the cursor's bucket holds members at or before it.
-      if lbs[i] == lb then
-        zset_after(ix.bucket(lbs[i]), after_e, after_m, need, out, keep)
-      else
-        zset_after(ix.bucket(lbs[i]), nil, nil, need, out, keep)
-      end
-      if #out >= need then return out end
+  each_bucket(ix, lb or '-inf', '+inf', function(b)
+    -- Only the cursor's bucket holds members at or before it.
+    if b == lb then
+      zset_after(ix.bucket(b), after_e, after_m, need, out, keep)
+    else
+      zset_after(ix.bucket(b), nil, nil, need, out, keep)
     end
-    if #lbs < 16 then break end
-    lo = '(' .. lbs[#lbs]
-  end
+    return #out >= need
+  end)
   return out
 end
 
@@ -283,18 +290,13 @@ local function source_due(tp, ds, bound, n)
     local legacy = redis.call('ZRANGE', k_src(tp, ds), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n, 'WITHSCORES')
     for i = 1, #legacy, 2 do out[#out + 1] = { legacy[i], tonumber(legacy[i + 1]) } end
   end
+  if #out >= n then return out end
   local ix = src_index(tp, ds)
-  local lo = '-inf'
-  while #out < n do
-    local lbs = redis.call('ZRANGE', ix.dir, lo, istr(bound), 'BYSCORE', 'LIMIT', 0, 16)
-    for i = 1, #lbs do
-      local got = redis.call('ZRANGE', ix.bucket(lbs[i]), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n - #out, 'WITHSCORES')
-      for k = 1, #got, 2 do out[#out + 1] = { member_sid(got[k]), tonumber(got[k + 1]) } end
-      if #out >= n then return out end
-    end
-    if #lbs < 16 then break end
-    lo = '(' .. lbs[#lbs]
-  end
+  each_bucket(ix, '-inf', istr(bound), function(b)
+    local got = redis.call('ZRANGE', ix.bucket(b), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n - #out, 'WITHSCORES')
+    for k = 1, #got, 2 do out[#out + 1] = { member_sid(got[k]), tonumber(got[k + 1]) } end
+    return #out >= n
+  end)
   return out
 end
 
