@@ -334,9 +334,11 @@ export class RedisKeys {
   requestId(requestId: string, partition = 0): string {
     return `${this.tp}${this.tag(partition)}${REQUEST_ID}${requestId}`;
   }
+  /** The user's index of the earlier layout (text members; read until it empties). */
   user(userId: string): string {
     return `${this.tp}${this.tag(this.partitions.ofUser(this.tenant, userId))}${USER}${userId}`;
   }
+  /** The data source's index of the earlier layout (one ZSET, text members; read until it empties). */
   dataSource(dataSource: string, partition = 0): string {
     return `${this.tp}${this.tag(partition)}${DATA_SOURCE}${dataSource}`;
   }
