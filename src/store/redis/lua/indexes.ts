@@ -13,7 +13,8 @@
 //   bound, so reading in (score, id) order walks the directory from the bucket
 //   of the cursor: O(page) members and O(page / bucket fill + 1) buckets.
 //   A bucket that passes BUCKET_MAX splits (O(bucket)); an empty one leaves
-//   the directory. The user index is one sorted set (a user's sessions are few).
+//   the directory. Only members of one expire time (ms) cannot be split: such
+//   a bucket grows past BUCKET_MAX (a skiplist: more memory, same order). The user index is one sorted set (a user's sessions are few).
 // Indexes of the earlier layout (k_user, k_src, k_all: text members, one
 // sorted set each) are still read, merged in order, and members leave them
 // as their sessions end or move; nothing is added to them.
@@ -68,9 +69,9 @@ local function bucket_of(ix, e)
 end
 
 -- ZADD of flat {score, member, ...} in chunks (Lua's unpack limit).
-local function zadd_all(key, pairs)
-  for i = 1, #pairs, 400 do
-    redis.call('ZADD', key, unpack(pairs, i, math.min(i + 399, #pairs)))
+local function zadd_all(key, flat)
+  for i = 1, #flat, 400 do
+    redis.call('ZADD', key, unpack(flat, i, math.min(i + 399, #flat)))
   end
 end
 
@@ -89,14 +90,14 @@ local function bucket_split(ix, lb, key, n, appended)
     s = tonumber(above[2])
   end
   local moved = redis.call('ZRANGE', key, istr(s), '+inf', 'BYSCORE', 'WITHSCORES')
-  local pairs = {}
+  local flat = {}
   for i = 1, #moved, 2 do
-    pairs[#pairs + 1] = moved[i + 1]
-    pairs[#pairs + 1] = moved[i]
+    flat[#flat + 1] = moved[i + 1]
+    flat[#flat + 1] = moved[i]
   end
   local nlb = istr(s)
   local nkey = ix.bucket(nlb)
-  zadd_all(nkey, pairs)
+  zadd_all(nkey, flat)
   redis.call('ZREMRANGEBYSCORE', key, nlb, '+inf')
   redis.call('ZADD', ix.dir, nlb, nlb)
   expire_at_least(nkey, tonumber(moved[#moved]) + GRACE)
