@@ -339,6 +339,8 @@ class SharedDecoder {
   private readonly recent: { bytes: Buffer; message: WatchSessionsResponse }[] = [];
 
   decode(bytes: Buffer): WatchSessionsResponse {
+    // A large message is decoded for each watch: remembering it would hold its bytes.
+    if (bytes.byteLength > SHARED_MAX_BYTES) return deepFreeze(fromBinary(WatchSessionsResponseSchema, bytes));
     for (const entry of this.recent) {
       if (entry.bytes.byteLength === bytes.byteLength && entry.bytes.equals(bytes)) return entry.message;
     }
@@ -352,6 +354,8 @@ class SharedDecoder {
 
 /** Distinct messages the shared decoder remembers (events in flight at once on a connection). */
 const RECENT_MESSAGES = 4;
+/** Largest message the shared decoder remembers: it holds at most RECENT_MESSAGES of them. */
+const SHARED_MAX_BYTES = 64 * 1024;
 
 function deepFreeze<T>(value: T): T {
   if (typeof value !== "object" || value === null || ArrayBuffer.isView(value) || Object.isFrozen(value)) return value;
