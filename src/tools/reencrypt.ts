@@ -15,6 +15,10 @@
  * or a failover moves during the run may be missed: run it again afterwards
  * (a second run finds nothing left to do when nothing was missed).
  *
+ * With several partitions it also reseals the partition secret
+ * (src/store/partition-secret.ts), or makes it where there is none (the
+ * service refuses to start without it once the layout holds data).
+ *
  * Not rewritten: the lifecycle event stream, which is append-only; its
  * entries age out with the event retention, so keep an old key configured at
  * least that long after rotating.
@@ -30,6 +34,8 @@ import { preludeLua } from "../store/redis/lua/prelude.js";
 import { clusterAuth, redisClient } from "../store/redis/connections.js";
 import { redisTarget } from "../store/create-store.js";
 import { SealedNames } from "../store/sealed-names.js";
+import { openCopy, PARTITION_SECRET_BINDING, restoreCopies, sealNew } from "../store/partition-secret.js";
+import { redisPartitionSecretCopies } from "../store/redis/partition-secret-copies.js";
 import { loggedKeyOf } from "../store/store.js";
 
 export interface ReencryptOptions {
@@ -42,6 +48,12 @@ export interface ReencryptOptions {
 }
 
 export interface ReencryptReport {
+  /**
+   * Several partitions: the partition secret (partition-secret.ts) was
+   * "resealed" (or already under the primary key), "created" (there was
+   * none), "unreadable" (left as it is; counted as failed); absent: one partition.
+   */
+  readonly partitionSecret?: "resealed" | "created" | "unreadable";
   /** Values looked at. */
   readonly values: number;
   /** Values rewritten under the primary key. */
@@ -79,6 +91,13 @@ return 1
 const FIELD_CAS_LUA = `
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+`;
+
+/** Sets string KEYS[1] to ARGV[2] if it still holds ARGV[1] (a partition secret copy). */
+const STRING_CAS_LUA = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
 return 1
 `;
 
@@ -121,8 +140,9 @@ return 1
 /**
  * Moves live session ARGV[OP] from user token ARGV[OP+1] and data-source token
  * ARGV[OP+4] to the primary key's tokens ARGV[OP+2], ARGV[OP+5] with the
- * sealed names ARGV[OP+3], ARGV[OP+6]: record fields, index entries (with
- * their scores), due-queue member, data-source gauges and names. Only if the
+ * sealed names ARGV[OP+3], ARGV[OP+6]: record fields, index entries (either
+ * layout, into the current one, scored by the record's expire time), due-queue
+ * member, data-source gauges and names. Only if the
  * record still names the old tokens. Runs on the store's prelude (key names,
  * gauges), with its argument header.
  */
@@ -131,26 +151,23 @@ local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid, ou, nu, nU, od, nd, nD = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3], ARGV[OP + 4], ARGV[OP + 5], ARGV[OP + 6]
 local key = k_rec(tp, sid)
-local rec = load_hash(key)
+local rec = load_record(tp, sid)
 if not rec or rec.u ~= ou or rec.d ~= od then return 0 end
-local function move(from, to)
-  local score = redis.call('ZSCORE', from, sid)
-  if not score then return nil end
-  local at = redis.call('PEXPIRETIME', from)
-  redis.call('ZREM', from, sid)
-  redis.call('ZADD', to, score, sid)
-  if at > 0 then expire_at_least(to, at) end
-  return score
+local e = tonumber(rec.e)
+if ou ~= nu then
+  redis.call('ZREM', k_user(tp, ou), sid)
+  redis.call('ZREM', k_user_idx(tp, ou), sid_member(sid))
+  index_add_user(tp, sid, { u = nu, e = rec.e })
 end
-if ou ~= nu then move(k_user(tp, ou), k_user(tp, nu)) end
 if od ~= nd then
-  local score = move(k_src(tp, od), k_src(tp, nd))
-  if score then redis.call('ZADD', K_DUE, 'LT', score, due_member(T, nd)) end
+  index_remove_source(tp, sid, od, e)
+  index_add_source(tp, T, sid, { d = nd, e = rec.e })
   ctr_gauge(tp, 's:' .. od, -1)
   ctr_gauge(tp, 's:' .. nd, 1)
 end
 name_source(tp, nd, nD)
-redis.call('HSET', key, 'u', nu, 'd', nd, 'U', nU, 'D', nD)
+redis.call('HSET', key, 'u', nu, 'd', nd, 'U', nU)
+redis.call('HDEL', key, 'D')
 return 1
 `;
 
@@ -279,7 +296,59 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     else skippedConcurrent++;
   };
 
+  /**
+   * Each copy of the partition secret resealed under the primary key (copies
+   * a partition lost restored); made when there is none, which the service
+   * refuses to do over existing data.
+   */
+  const resealPartitionSecret = async (): Promise<ReencryptReport["partitionSecret"]> => {
+    const copies = redisPartitionSecretCopies(redis, keyPrefix, partitions);
+    if (copies === undefined) return undefined;
+    const stored = await copies.read();
+    if (stored.some((copy) => copy === undefined)) {
+      failed++;
+      return "unreadable";
+    }
+    if (stored.every((copy) => copy === null)) {
+      await copies.writeIfAbsent(0, sealNew(cipher));
+      const [made] = await copies.read();
+      if (typeof made === "string") await restoreCopies(copies, made);
+      return "created";
+    }
+    let secret: Buffer | undefined;
+    const resealed: string[] = [];
+    for (const [i, copy] of stored.entries()) {
+      if (copy === null || copy === undefined) continue;
+      values++;
+      let opened: Buffer;
+      try {
+        opened = openCopy(cipher, copy, copies.keyName(i));
+      } catch {
+        failed++;
+        return "unreadable";
+      }
+      if (secret !== undefined && !secret.equals(opened)) {
+        failed++;
+        return "unreadable";
+      }
+      secret = opened;
+      if (sealedKeyId(copy) === primary) {
+        resealed.push(copy);
+        continue;
+      }
+      const sealed = cipher.seal(opened.toString("base64url"), PARTITION_SECRET_BINDING);
+      if ((await redis.eval(STRING_CAS_LUA, 1, copies.keyName(i), copy, sealed)) === 1) {
+        rewritten++;
+        resealed.push(sealed);
+      } else skippedConcurrent++;
+    }
+    const [any] = resealed;
+    if (any !== undefined) await restoreCopies(copies, any);
+    return "resealed";
+  };
+
   if (redis instanceof Cluster && redis.status !== "ready") await once(redis, "ready");
+  const partitionSecret = await resealPartitionSecret();
   // SCAN walks one node's keys: on a cluster, every primary's.
   const scanned: Redis[] = redis instanceof Cluster ? redis.nodes("master") : [redis];
   for (const node of scanned) {
@@ -318,12 +387,14 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
       } else {
         const [metadata, tag, u, d, U, D] = await redis.hmget(key, "m", "mt", "u", "d", "U", "D");
         if (metadata !== null && metadata !== undefined) await rewriteMetadata(key, metadata, tag ?? "", { tenant, sessionId, field: METADATA_FIELD }, false);
-        if (typeof u === "string" && typeof d === "string") await retoken(key, tenant, sessionId, { u, d, U: U ?? "", D: D ?? "" }, false);
+        // A record keeps no sealed data-source name of its own (records of earlier versions do): the counters keep it.
+        const sealedSource = D ?? (typeof d === "string" ? await redis.hget(new RedisKeys(keyPrefix, tenant, partitions).counters(partitions.ofSession(sessionId)), `n:${d}`) : null);
+        if (typeof u === "string" && typeof d === "string") await retoken(key, tenant, sessionId, { u, d, U: U ?? "", D: sealedSource ?? "" }, false);
       }
     }
   } while (cursor !== "0");
   }
-  return { values, rewritten, skippedConcurrent, failed };
+  return { ...(partitionSecret === undefined ? {} : { partitionSecret }), values, rewritten, skippedConcurrent, failed };
 }
 
 function escapeGlob(text: string): string {

@@ -52,6 +52,8 @@ import { waitClock, waitedSince } from "../../observability/loop-idle.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, isSlotInMotion, STORE_FULL_MESSAGE } from "./call-outcome.js";
 import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
+import { redisPartitionSecretCopies } from "./partition-secret-copies.js";
+import type { PartitionSecretCopies } from "../partition-secret.js";
 import { DueHeads } from "./due-heads.js";
 import { mergePartitionReads, type MergedPage, type PartitionRead } from "./merged-log.js";
 import { PartitionWake } from "./partition-wake.js";
@@ -214,9 +216,12 @@ export class RedisStore implements SessionStore {
 
   async create(input: CreateSessionInput): Promise<CreateSessionResult> {
     checkGuardedCreate(input);
-    const partition = this.partitions.ofUser(input.tenant, input.userId);
-    const sessionId = input.sessionId ?? this.newSessionId(input.tenant, input.userId);
+    const placement = input.userPlacement ?? input.userId;
+    const partition = this.partitions.ofUser(input.tenant, placement);
+    const sessionId = input.sessionId ?? this.newSessionId(input.tenant, placement);
     if (this.partitions.ofSession(sessionId) !== partition) throw new Error("the session id is not of its user's partition: take it from newSessionId");
+    // Indexes hold a session id as its 16 bytes (lua/indexes.ts).
+    if (!SESSION_ID.test(sessionId)) throw new Error("the session id is not a lowercase UUID: take it from newSessionId");
     const caps = await this.tenantCapsLeft(input.tenant, partition, input.dataSource);
     const reply = await this.script(
       "create",
@@ -378,7 +383,7 @@ export class RedisStore implements SessionStore {
       after === undefined ? "" : after.expireTime,
       after === undefined ? "" : after.sessionId,
     ];
-    const partitions = filter.userId === undefined ? this.allPartitions() : [this.partitions.ofUser(tenant, filter.userId)];
+    const partitions = filter.userId === undefined ? this.allPartitions() : [this.partitions.ofUser(tenant, filter.userPlacement ?? filter.userId)];
     const replies = await Promise.all(partitions.map((p) => this.script("list", p, tenant, args)));
     if (replies.length === 1) {
       const reply = replies[0] as string[];
@@ -474,9 +479,14 @@ export class RedisStore implements SessionStore {
     };
   }
 
-  /** A random session id in the user's partition (SessionStore.newSessionId). */
+  /** A random session id in the user's partition (SessionStore.newSessionId; userId or the user's placement). */
   newSessionId(tenant: string, userId: string): string {
     return this.partitions.newSessionId(tenant, userId);
+  }
+
+  /** The partition secret's copies (several partitions only): SessionStore.partitionSecretCopies. */
+  partitionSecretCopies(): PartitionSecretCopies | undefined {
+    return redisPartitionSecretCopies(this.redis, this.prefix, this.partitions, (command) => this.call(command));
   }
 
   /**
@@ -951,6 +961,8 @@ async function untilSlotSettles<T>(command: () => Promise<T>, deadline: number):
 const ACKNOWLEDGED_WRITES: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "update", "extend", "close", "setData", "deleteData", "clearData"]);
 
 /** Scripts that only read, except for archiving a due session they meet (and the best-effort access time). */
+const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 const READS: ReadonlySet<ScriptName> = new Set<ScriptName>(["get", "getData", "listData", "list"]);
 
 /** Redis refused the call for lack of memory (call-outcome.ts). */
