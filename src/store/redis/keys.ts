@@ -174,15 +174,35 @@ export class Partitioning {
     return this.count === 1 ? 0 : crc16(`${encodeTenant(tenant)}\n${userId}`) % this.count;
   }
 
-  /** A random UUID v4 in the user's partition (the average number of draws is the partition count). */
+  /**
+   * A random UUID v4 in the user's partition. One draw, then its last three
+   * hex digits (12 of its 122 random bits) step from their drawn value until
+   * the id falls in the partition, the CRC of the other 33 characters taken
+   * once: each candidate costs three table look-ups instead of a UUID (the
+   * average number of candidates is the partition count). The id keeps 110
+   * random bits; a draw whose 4096 tails all miss (rare below 1024
+   * partitions) is drawn again.
+   */
   newSessionId(tenant: string, userId: string): string {
+    if (this.count === 1) return randomUUID();
     const want = this.ofUser(tenant, userId);
     for (;;) {
       const id = randomUUID();
-      if (this.ofSession(id) === want) return id;
+      const head = id.slice(0, UUID_HEAD);
+      const headCrc = crc16From(0, head);
+      const drawn = Number.parseInt(id.slice(UUID_HEAD), 16);
+      for (let i = 0; i < HEX3.length; i++) {
+        const tail = HEX3[(drawn + i) % HEX3.length] as string;
+        if (crc16From(headCrc, tail) % this.count === want) return head + tail;
+      }
     }
   }
 }
+
+/** Characters of a UUID before its last three hex digits (the tail newSessionId steps). */
+const UUID_HEAD = 33;
+/** Every three-digit lowercase hex string, in order. */
+const HEX3: readonly string[] = Array.from({ length: 4096 }, (_, i) => i.toString(16).padStart(3, "0"));
 
 /** For each partition the first tag "<j>" (j = 0, 1, ...) whose slot falls in the partition's equal share of the slots. */
 function evenlySpacedTags(count: number): string[] {
@@ -215,9 +235,27 @@ const CRC16_TABLE = (() => {
 })();
 
 function crc16(text: string): number {
-  let crc = 0;
-  for (const byte of Buffer.from(text, "utf8")) crc = ((crc << 8) & 0xffff) ^ (CRC16_TABLE[((crc >> 8) ^ byte) & 0xff] as number);
-  return crc;
+  return crc16From(0, text);
+}
+
+/**
+ * The CRC continued from `crc` over the string's UTF-8 bytes; an ASCII
+ * string (every session id, most keys) is its own bytes, read without a copy.
+ */
+function crc16From(crc: number, text: string): number {
+  let out = crc;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) return crc16Bytes(crc, Buffer.from(text, "utf8"));
+    out = ((out << 8) & 0xffff) ^ (CRC16_TABLE[((out >> 8) ^ code) & 0xff] as number);
+  }
+  return out;
+}
+
+function crc16Bytes(crc: number, bytes: Uint8Array): number {
+  let out = crc;
+  for (const byte of bytes) out = ((out << 8) & 0xffff) ^ (CRC16_TABLE[((out >> 8) ^ byte) & 0xff] as number);
+  return out;
 }
 
 /**
