@@ -83,8 +83,8 @@
  *   encryption on a keyed HMAC under the partition secret, which no key
  *   rotation changes: src/store/partition-secret.ts), so a user's
  *   listing and the per-user cap stay one index in one slot; the session id
- *   is drawn (Partitioning.newSessionId: random UUIDs until one hashes to the
- *   user's partition, N draws on average) so that any call by id finds its
+ *   is drawn (Partitioning.newSessionId: a random UUID whose last three hex
+ *   digits step until it hashes to the user's partition) so that any call by id finds its
  *   partition from the id alone. A request id key lives in its create's
  *   user's partition, so with several partitions an idempotency key is
  *   matched per user; the tenant caps are made tenant-wide before the
