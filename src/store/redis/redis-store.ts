@@ -872,7 +872,7 @@ export class RedisStore implements SessionStore {
   private async runScript(name: ScriptName, partition: number, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
     if (this.partitions.count > 1 && name !== "logPosition") await this.ensureGenerations();
     const fn = this.scripts[name];
-    const guardArgs = guard === undefined ? ["", ""] : [[guard.userId, ...(guard.userAliases ?? [])].join("\n"), guard.level];
+    const guardArgs = guard === undefined ? NO_GUARD : [[guard.userId, ...(guard.userAliases ?? [])].join("\n"), guard.level];
     const anchor = this.anchors[partition] as string;
     const tag = this.partitions.tags[partition] as string;
     const waiter = ACKNOWLEDGED_WRITES.has(name) ? this.replicaWait : undefined;
@@ -983,6 +983,9 @@ const READS: ReadonlySet<ScriptName> = new Set<ScriptName>(["get", "getData", "l
 function isStoreFull(error: unknown): boolean {
   return isSessionError(error) && error.kind === "limit_exceeded" && error.message === STORE_FULL_MESSAGE;
 }
+
+/** The guard arguments of a call without a guard (see the prelude's header). */
+const NO_GUARD: readonly string[] = ["", ""];
 
 function flag(b: boolean): string {
   return b ? "1" : "0";
