@@ -19,9 +19,9 @@
  *   in this process (remote from the service, over h2c) records
  *   arrival - expire_time for every EXPIRED event: p50/p99/max. In the same run,
  *   for the same expire times, mirror keys (SET PXAT expire_time, among the same
- *   population of TTL keys) measure Redis's own `expired` notification lag. (The
- *   service's shadow keys cannot be used for that: expiring a session deletes
- *   its shadow key, which makes Redis announce it at that moment.)
+ *   population of TTL keys) measure Redis's own `expired` notification lag, for
+ *   comparison (the bench enables notify-keyspace-events itself: the service
+ *   neither needs nor sets it).
  * - Fan-out: 1k and 10k watch streams held by a separate process
  *   (this file with --fanout-client); after one warm-up update (reported, not
  *   measured), an update every 100 ms (1k) or 1 s (10k); latency = arrival
@@ -498,6 +498,7 @@ try {
   });
   // A generous deadline: the calls of this bench set up measurements; a loaded machine must slow them, not fail them.
   const client = createSessionClient(service.url, { timeoutMs: 30_000 });
+  await raw.config("SET", "notify-keyspace-events", "Ex");
   await subscriber.subscribe("__keyevent@0__:expired");
   let loaded = 0;
   for (const size of ONLY === "fanout" ? [] : sizes) {
@@ -559,7 +560,7 @@ for (const f of fanouts) {
 }
 if (memory !== undefined) {
   console.log(
-    `Memory per live session (with shadow key and due queue): ${memory.perSession.toFixed(0)} B without the event log, ` +
+    `Memory per live session (with the due queue): ${memory.perSession.toFixed(0)} B without the event log, ` +
       `${memory.perSessionWithLog.toFixed(0)} B including the CREATED events in the log (log ${(memory.logBytes / 1e6).toFixed(1)} MB, bounded by WATCH_RETENTION_EVENTS)`,
   );
 }

@@ -4,7 +4,9 @@
  * cost a round trip to the partitions that may have changed instead of one
  * to every partition. A head is read again when it is older than
  * REFRESH_MS, when it says due by now, or when this process wrote to that
- * partition (invalidate); other processes' writes are seen within REFRESH_MS.
+ * partition (invalidate). Other processes' writes lower a head as soon as
+ * the event log shows them (lower); REFRESH_MS bounds what a missed or late
+ * event can cost.
  */
 import type { DueInfo } from "../store.js";
 
@@ -42,6 +44,13 @@ export class DueHeads {
 
   invalidate(partition: number): void {
     this.heads[partition] = undefined;
+  }
+
+  /** A session of the partition is due at `dueAt`: the head is at most that (a head not read yet is read anyway). */
+  lower(partition: number, dueAt: number): void {
+    const head = this.heads[partition];
+    if (head === undefined || (head.dueAt !== undefined && head.dueAt <= dueAt)) return;
+    this.heads[partition] = { ...head, dueAt };
   }
 
   /** The earliest head, with the store clock carried forward to `localNow`. */
