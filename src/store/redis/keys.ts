@@ -83,6 +83,10 @@
  * - Every key of a session expires with it (grace included), and index keys
  *   outlive their longest member by the grace, so nothing leaks if the expiry
  *   scheduler is down for longer than the grace.
+ * - Expiry costs no key per session: the due queue (one member per data
+ *   source) is the scheduler's only clock, and every process hears of an
+ *   earlier due time from the event log (ExpiryScheduler, SessionStore.noteDue),
+ *   so no keyspace notification is needed.
  * - The tenant-wide index `P T:Qall` (about 100 B per session) makes an
  *   unfiltered listing one range read per partition bounded by its page,
  *   whatever the number of data sources.

@@ -530,7 +530,9 @@ export class RedisStore implements SessionStore {
     if (this.partitions.count > 1) this.dueHeads.lower(this.partitions.ofSession(sessionId), expireTime);
   }
 
+  /** Applies them at once when Redis answers within the command timeout; otherwise when it does. */
   async keepServerSettings(): Promise<ServerSettingsKeeper> {
+    await this.connections.waitReady(Date.now() + this.timeoutMs).catch(() => undefined);
     return keepServerSettings({
       command: this.redis,
       within: (pending) => this.connections.within(pending),
