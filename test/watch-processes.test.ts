@@ -190,7 +190,8 @@ describe("several service processes on one Redis", () => {
       const created = watchFromNow(first.client, { eventTypes: [EventType.CREATED] }, N, abort.signal);
       await withTimeout(created.ready, 10_000, "the watch in place");
       for (let i = 0; i < N; i++) {
-        const { session } = await first.client.createSession({ userId: "down", dataSource: "d", ttl: durationFromMs(1000) });
+        // Long enough that a loaded machine still creates all ten and stops the process before the first is due.
+        const { session } = await first.client.createSession({ userId: "down", dataSource: "d", ttl: durationFromMs(5000) });
         ids.add(session?.sessionId ?? "");
       }
       const events = await withTimeout(created.events, 5000, "CREATED events");
@@ -199,7 +200,7 @@ describe("several service processes on one Redis", () => {
     } finally {
       assert.equal(await first.stop(), 0, "a graceful stop");
     }
-    await sleep(1500); // every session comes due with no process running
+    await sleep(5500); // every session comes due with no process running
     assert.equal(await redis.raw.hget("sd:default:m", "expired"), null, "nothing expired them meanwhile");
     const second = await startService(redis.url);
     const abort = new AbortController();

@@ -3,8 +3,10 @@
  * read, so that the expiry scheduler's frequent looks (nextDue, expireDue)
  * cost a round trip to the partitions that may have changed instead of one
  * to every partition. A head is read again when it is older than
- * REFRESH_MS, when it says due by now, or when this process wrote to that
- * partition (invalidate). Other processes' writes lower a head as soon as
+ * REFRESH_MS, or after this process wrote to or expired in that partition
+ * (invalidate); one that says due by now is not read first: expireDue on
+ * that partition is the read (the script finds what is due, or corrects the
+ * head), which saves a round trip per expiry. Other processes' writes lower a head as soon as
  * the event log shows them (lower); REFRESH_MS bounds what a missed or late
  * event can cost.
  */
@@ -33,7 +35,6 @@ export class DueHeads {
     const out: number[] = [];
     this.heads.forEach((head, p) => {
       if (head === undefined || localNow - head.readAt >= DUE_HEAD_REFRESH_MS) out.push(p);
-      else if (head.dueAt !== undefined && head.dueAt <= head.now + (localNow - head.readAt)) out.push(p);
     });
     return out;
   }
