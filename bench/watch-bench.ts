@@ -245,6 +245,8 @@ function message(error: unknown): string {
 export interface ExpiryResult {
   readonly live: number;
   readonly service: Stats;
+  /** expire_time → the EXPIRED event's log time (its cursor's ms, Redis's clock): the expiry itself, without delivery. */
+  readonly written?: Stats;
   readonly redisNotification: Stats;
   readonly redisDelivered: number;
   readonly probes: number;
@@ -266,6 +268,7 @@ export interface ExpiryResult {
 async function expiryLag(client: SessionClient, store: SessionStore, sealer: BenchSealer, raw: Redis, subscriber: Redis, live: number, rate: number, seconds: number): Promise<ExpiryResult> {
   const probes = new Map<string, number>();
   const serviceLag: number[] = [];
+  const writtenLag: number[] = [];
   const redisLag: number[] = [];
   const abort = new AbortController();
   let ready = (): void => {};
@@ -276,6 +279,7 @@ async function expiryLag(client: SessionClient, store: SessionStore, sealer: Ben
       if (e?.type === EventType.HEARTBEAT) ready();
       if (e === undefined || e.type !== EventType.EXPIRED) continue;
       serviceLag.push(Date.now() - tsMs(e.session?.expireTime));
+      writtenLag.push(Number(e.cursor.split("-")[0]) - tsMs(e.session?.expireTime));
     }
   })().catch(() => undefined);
   const onMessage = (_ch: string, key: string): void => {
@@ -307,6 +311,7 @@ async function expiryLag(client: SessionClient, store: SessionStore, sealer: Ben
   return {
     live,
     service: stats(serviceLag),
+    written: stats(writtenLag),
     redisNotification: stats(redisLag),
     redisDelivered: redisLag.length,
     probes: probes.size,
@@ -545,7 +550,7 @@ const fmt = (s: Stats): string => `${s.p50} / ${s.p99} / ${s.max}`;
 console.log("\nExpiry lag (ms, p50 / p99 / max), expire_time -> EXPIRED at a remote watcher:");
 for (const e of expiry) {
   console.log(
-    `  ${e.live.toLocaleString("en")} live sessions, ${rate}/s expiring: service ${fmt(e.service)} (${e.service.n}/${e.probes} events); ` +
+    `  ${e.live.toLocaleString("en")} live sessions, ${rate}/s expiring: service ${fmt(e.service)} (${e.service.n}/${e.probes} events; written to the log ${e.written === undefined ? "?" : fmt(e.written)}); ` +
       `Redis's own 'expired' notification ${fmt(e.redisNotification)} (${e.redisDelivered}/${e.probes} delivered); ` +
       `probes written in ${e.seconds.toFixed(1)} s, ${e.failed} failed`,
   );
