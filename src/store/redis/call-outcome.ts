@@ -20,12 +20,10 @@ const REFUSED_REPLIES = /^(LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN
 const OOM_REPLY = /^OOM\b/;
 /**
  * A Redis Cluster refused a command of a script: the partition's slot is being
- * moved (a reshard: a key already on the other node) or has no primary (a
- * failover). Redis refuses before that command runs; a script refused at its
- * first key access wrote nothing. One refused later has written part of its
- * work: sending it again with the same arguments (the session id is chosen
- * before the first try) redoes it whole in the common cases; the README
- * ("Running on Redis Cluster") names what remains.
+ * moved (a reshard) or has no primary (a failover). Redis refuses before that
+ * command runs, and a script learns whether its slot moves before its first
+ * write (before_writes in lua/prelude.ts), so a refused script wrote nothing:
+ * it is sent again with the same arguments until the slot settles.
  */
 const SLOT_IN_MOTION = /Script attempted to (access a non local key|execute a (write )?command while the cluster is down)/;
 

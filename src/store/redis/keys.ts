@@ -43,6 +43,8 @@
  * | `P Qdx`               | ZSET   | due queue: member `T\n<dataSource>`, score = a lower bound | never (one member per         |
  * |                       |        | of the earliest expire time in that data-source index; the | non-empty data-source index)  |
  * |                       |        | expiry scheduler's only clock (no key per session)         |                               |
+ * | `P Qn0`, `P Qn1`      | none   | never written: scripts probe them to learn whether the     | (never exist)                 |
+ * |                       |        | partition's slot is migrating (see lua/prelude.ts)         |                               |
  *
  * Identifiers as keyed HMACs: with encryption on (ENCRYPTION_KEYS), every
  * <userId>, <dataSource> and <requestId> above, the data hash's fields and the
@@ -118,6 +120,7 @@ const GENERATION = "g";
 const EVENTS = "ev";
 const EVENTS_LAST = "el";
 const WAIT_ADVANCE = "w";
+const NEVER_WRITTEN = ["n0", "n1"] as const;
 
 /** Redis Cluster has 16384 hash slots. */
 const SLOTS = 16384;
@@ -210,6 +213,8 @@ local K_EV_LAST = P .. Q .. '${EVENTS_LAST}'
 -- later than every event of the lost log, so a cursor older than the
 -- generation is known to be of another log (read_events: out_of_range).
 local K_GEN = P .. Q .. '${GENERATION}'
+-- Two keys of the partition's slot that are never written (SLOT_MOVING in the prelude).
+local K_NEVER_1, K_NEVER_2 = P .. Q .. '${NEVER_WRITTEN[0]}', P .. Q .. '${NEVER_WRITTEN[1]}'
 local function tenant_prefix(T) return P .. T .. ':' end
 local function k_rec(tp, sid)
   if Q == '' then return tp .. '{' .. sid .. '}' end

@@ -2,6 +2,7 @@
 export const clearDataLua = String.raw`
 -- clear_data: ARGV[OP..] = sessionId
 -- Returns {"ok", deletedCount, version} or {"not_found"|"permission_denied"}.
+before_writes()
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid = ARGV[OP]

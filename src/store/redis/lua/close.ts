@@ -2,6 +2,7 @@
 export const closeLua = String.raw`
 -- close: ARGV[OP..] = sessionId
 -- Returns {"ok", archived record...} or {"not_found"|"ended"}.
+before_writes()
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid = ARGV[OP]

@@ -9,6 +9,7 @@ export const createLua = String.raw`
 --   request id aliases (other stored forms of requestId, looked up too), ...
 -- Returns {"ok", created "1"|"0", record..., evicted records...} or
 -- {"limit_exceeded", "sessions_per_user" | "sessions_per_tenant" | "data_sources_per_tenant"}.
+before_writes()
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid, uid, ds, level = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3]

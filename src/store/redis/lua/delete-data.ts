@@ -3,6 +3,7 @@ export const deleteDataLua = String.raw`
 -- delete_data: ARGV[OP..] = sessionId, key, the key as its event logs it, aliases of
 --   the key (other stored forms, removed too)...
 -- Returns {"ok", deleted "1"|"0", version} or {"not_found"|"permission_denied"}.
+before_writes()
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid, key = ARGV[OP], ARGV[OP + 1]

@@ -10,6 +10,7 @@ export const expireDueLua = String.raw`
 -- order; afterwards the member's score is set to its index's real minimum (or the
 -- member is removed when the index is empty). A stale-low score costs one extra
 -- round, so rounds are capped to bound the script's run time.
+before_writes()
 local limit = tonumber(ARGV[OP])
 local out = { 'ok' }
 -- Time retention of the event log (whole nodes only, so it is cheap to try often).

@@ -2,6 +2,7 @@
 export const extendLua = String.raw`
 -- extend: ARGV[OP..] = sessionId, ttlMs
 -- Returns {"ok", record...} or {"not_found"|"ended"}.
+before_writes()
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid = ARGV[OP]

@@ -66,6 +66,22 @@ end
 
 -- Key names (keys.ts).
 ${KEY_LAYOUT_LUA}
+-- A reshard moves a partition's keys one by one while scripts keep running,
+-- and Redis checks every command of a script against its slot's state: a
+-- script refused by a later command would keep its earlier writes. So a script
+-- learns first whether the slot is moving, from two keys that never exist: a
+-- migrating node refuses a command on any key it lacks, an importing node
+-- (reached by ASK) one on several keys it lacks. A moving slot takes no write
+-- (before_writes refuses with Redis's own error before the first one, and the
+-- store sends the script again: call-outcome.ts); reads go on only on the
+-- migrating node, where Redis refuses each key already moved, not on the
+-- importing one, where a key not yet moved would read as missing.
+local function refuse_moving_slot() redis.call('EXISTS', K_NEVER_1, K_NEVER_2) end
+local SLOT_MOVING = Q ~= '' and type(redis.pcall('EXISTS', K_NEVER_1, K_NEVER_2)) == 'table'
+if SLOT_MOVING and type(redis.pcall('EXISTS', K_NEVER_1)) ~= 'table' then refuse_moving_slot() end
+local function before_writes()
+  if SLOT_MOVING then refuse_moving_slot() end
+end
 -- Archives of sessions this run expired lazily (load_session), flattened
 -- records; scripts.ts returns them in the reply header so the process that
 -- expired them can audit them.
@@ -289,6 +305,7 @@ end
 -- written Redis lets it finish its writes, so the session always ends; the
 -- archive then keeps no metadata.
 local function end_session(tp, T, sid, rec, status, end_time)
+  before_writes()
   local v = tonumber(rec.v) + 1
   local arch_key = k_arch(tp, sid)
   if PRESSURE then redis.call('DEL', k_rec(tp, sid), k_data(tp, sid)) end

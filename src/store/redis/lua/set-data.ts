@@ -4,6 +4,7 @@ export const setDataLua = String.raw`
 --   event logs it, aliases of the key (other stored forms, removed by the write)...
 -- Returns {"ok", version} or {"not_found"|"permission_denied"|"limit_exceeded", detail}.
 -- The record's field b keeps the bytes of all data values (see delete_data, clear_data).
+before_writes()
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid, key, value = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2]

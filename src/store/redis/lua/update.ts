@@ -6,6 +6,7 @@ export const updateLua = String.raw`
 --   metadata tag (with metadata; "" each without encryption)
 -- Returns {"ok", record...} or {"not_found"|"ended"|"version_mismatch"} or
 -- {"limit_exceeded", "data_sources_per_tenant"}.
+before_writes()
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid = ARGV[OP]
