@@ -47,7 +47,7 @@ import { createStore, redisTarget } from "./store/create-store.js";
 import { describeTarget, redisClient } from "./store/redis/connections.js";
 import type { RedisOptions } from "ioredis";
 import { SealedNames } from "./store/sealed-names.js";
-import { sealStore } from "./store/sealed-store.js";
+import { openSealedStore } from "./store/sealed-store.js";
 import type { ServerSettingsKeeper, SessionStore, StoredEvent } from "./store/store.js";
 import { EventHub } from "./streaming/event-hub.js";
 
@@ -108,15 +108,17 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     });
   }
   // Every connection the store opens counts its errors and reconnects on /metrics (the store knows nothing of metrics).
-  // With encryption on, identifiers reach the store only as keyed HMACs (sealed-store.ts).
-  const store = sealStore(
-    createStore(config, logger, {
-      onRedisConnection: (client, name) => void instrumentRedis(client, name),
-      onArchiveShortened: countArchiveShortened,
-    }),
-    security.cipher,
-    logger.child({ component: "sessions" }),
-  );
+  // With encryption on, identifiers reach the store only as keyed HMACs (sealed-store.ts); a partitioned
+  // layout's partition secret is opened here, before anything uses the store (a StartError when it cannot be).
+  const innerStore = createStore(config, logger, {
+    onRedisConnection: (client, name) => void instrumentRedis(client, name),
+    onArchiveShortened: countArchiveShortened,
+  });
+  const store = await openSealedStore(innerStore, security.cipher, logger.child({ component: "sessions" })).catch(async (error: unknown) => {
+    await innerStore.dispose();
+    security.close();
+    throw error;
+  });
   await refuseEvictingRedis(store, config, logger).catch(async (error: unknown) => {
     await store.dispose();
     throw error;

@@ -393,6 +393,48 @@ describe("Redis through Sentinel and REDIS_WAIT_REPLICAS", () => {
     }
   });
 
+  test("Sentinel with ACL users, a database and TLS", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sessiond-config-"));
+    try {
+      writeFileSync(join(dir, "redis"), "redis-secret");
+      writeFileSync(join(dir, "sentinel"), "sentinel-secret");
+      writeFileSync(join(dir, "ca.pem"), "PEM");
+      const config = loadConfig({
+        REDIS_SENTINELS: "s1:26379",
+        REDIS_SENTINEL_MASTER: "sessions",
+        REDIS_USERNAME: "app",
+        REDIS_PASSWORD_FILE: join(dir, "redis"),
+        REDIS_SENTINEL_USERNAME: "watcher",
+        REDIS_SENTINEL_PASSWORD_FILE: join(dir, "sentinel"),
+        REDIS_DB: "3",
+        REDIS_SENTINEL_TLS: "true",
+        REDIS_SENTINEL_TLS_CA_FILE: join(dir, "ca.pem"),
+      });
+      assert.deepEqual(config.redisSentinel, {
+        sentinels: [{ host: "s1", port: 26379 }],
+        masterName: "sessions",
+        password: "redis-secret",
+        sentinelPassword: "sentinel-secret",
+        username: "app",
+        sentinelUsername: "watcher",
+        db: 3,
+        tls: { ca: "PEM" },
+      });
+      const sentinel = { REDIS_SENTINELS: "s1:26379", REDIS_SENTINEL_MASTER: "m" };
+      assert.deepEqual(loadConfig({ ...sentinel, REDIS_SENTINEL_TLS: "true" }).redisSentinel?.tls, {});
+      assert.equal(loadConfig({ ...sentinel, REDIS_DB: "0" }).redisSentinel?.db, undefined);
+      assert.match(problems({ ...sentinel, REDIS_DB: "x" }).join("\n"), /REDIS_DB="x" must be a whole number from 0 to 65535/);
+      assert.match(problems({ ...sentinel, REDIS_USERNAME: "app" }).join("\n"), /REDIS_USERNAME needs REDIS_PASSWORD_FILE/);
+      assert.match(problems({ ...sentinel, REDIS_SENTINEL_USERNAME: "w" }).join("\n"), /REDIS_SENTINEL_USERNAME needs REDIS_SENTINEL_PASSWORD_FILE/);
+      assert.match(problems({ ...sentinel, REDIS_SENTINEL_TLS_CA_FILE: join(dir, "ca.pem") }).join("\n"), /REDIS_SENTINEL_TLS_CA_FILE needs REDIS_SENTINEL_TLS=true/);
+      assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_DB: "3" }).join("\n"), /REDIS_DB needs REDIS_SENTINELS \(with REDIS_URL, the db goes in the URL/);
+      assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_SENTINEL_TLS: "true" }).join("\n"), /REDIS_SENTINEL_TLS needs REDIS_SENTINELS \(with REDIS_URL, use rediss:\/\/\)/);
+      assert.match(problems({ REDIS_URL: "redis://h:6379", REDIS_USERNAME: "app" }).join("\n"), /REDIS_USERNAME needs REDIS_CLUSTER_NODES or REDIS_SENTINELS/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("defaults: no Sentinel, no WAIT", () => {
     const config = loadConfig({});
     assert.equal(config.redisSentinel, undefined);

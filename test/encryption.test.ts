@@ -12,7 +12,6 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import type { Redis } from "ioredis";
 import type { App } from "../src/app.js";
 import { AccessLevel, Code, ConnectError, createSessionClient, EventType, type SessionClient } from "@sessiond/client";
 import { ConfigError, loadConfig } from "../src/config/config.js";
@@ -23,6 +22,7 @@ import { reencrypt } from "../src/tools/reencrypt.js";
 import { useRedisServer } from "./support/redis-server.js";
 import { captureLogs, startTestApp, waitForWatchers } from "./support/server.js";
 import { metricValue } from "./support/attack.js";
+import { rawDump } from "./support/raw-dump.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const key = (id: string): string => `${id}:${randomBytes(32).toString("base64")}`;
@@ -120,40 +120,6 @@ function dataToken(key: string): string {
   return (new AesGcmFieldCipher(parseKeyring(K1)).indexNames(key, { tenant: "default", kind: "data_key" })[0] ?? "").slice(0, 22);
 }
 
-/** Every key and every value in Redis, as text (SCAN-free KEYS is fine in a test). */
-async function rawDump(raw: Redis): Promise<string> {
-  const parts: string[] = [];
-  for (const k of await raw.keys("*")) {
-    parts.push(k);
-    const type = await raw.type(k);
-    switch (type) {
-      case "string":
-        parts.push(String(await raw.get(k)));
-        break;
-      case "hash":
-        parts.push(JSON.stringify(await raw.hgetall(k)));
-        break;
-      case "zset":
-        parts.push(JSON.stringify(await raw.zrange(k, "0", "-1", "WITHSCORES")));
-        break;
-      case "set":
-        parts.push(JSON.stringify(await raw.smembers(k)));
-        break;
-      case "list":
-        parts.push(JSON.stringify(await raw.lrange(k, 0, -1)));
-        break;
-      case "stream":
-        parts.push(JSON.stringify(await raw.xrange(k, "-", "+")));
-        break;
-      default:
-        assert.fail(`unexpected key type ${type} of ${k}`);
-    }
-    // The serialized form too (catches anything a typed read would decode away).
-    const dumped = await raw.dumpBuffer(k);
-    if (dumped !== null) parts.push(dumped.toString("latin1"));
-  }
-  return parts.join("\n");
-}
 
 describe("encryption at rest on Redis", () => {
   const redis = useRedisServer();

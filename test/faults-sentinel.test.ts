@@ -19,10 +19,15 @@
  *   promoted replica, even once newer events pass it (the generation is the
  *   same there); a cursor it still holds resumes. A live watcher whose event
  *   reader had read into the lost tail is ended with OUT_OF_RANGE.
+ * - The archive sink (its own connection, through the sentinels) follows a
+ *   failover Sentinel is told to make: sessions ended before and after it are
+ *   each in the archive (the machine's PostgreSQL) exactly once, and the sink
+ *   reads the new primary's consumer group.
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Redis } from "ioredis";
 import { isSessionError } from "../src/domain/errors.js";
 import type { SessionStore } from "../src/store/store.js";
 import { EVENT_LOG_RESET_MESSAGE } from "../src/store/store.js";
@@ -32,6 +37,11 @@ import { HASH_VALUE_BYTES } from "../src/store/redis/compact-hashes.js";
 import { compareEventIds } from "../src/store/event-id.js";
 import { EventHub } from "../src/streaming/event-hub.js";
 import { useRedisSentinel } from "./support/redis-sentinel.js";
+import { ArchiveSink } from "../src/archive/archive-sink.js";
+import { PgArchive } from "../src/archive/pg-archive.js";
+import { RedisEventGroup } from "../src/archive/redis-event-group.js";
+import { RedisKeys } from "../src/store/redis/keys.js";
+import { usePostgresDatabase } from "./support/postgres.js";
 
 const TENANT = "failover";
 const CONCURRENCY = 4;
@@ -84,6 +94,16 @@ class CreateLoad {
     this.running = false;
     await Promise.all(this.workers);
   }
+}
+
+/** SENTINEL FAILOVER, asked of one sentinel (`control`); resolves once `listener` (on a sentinel) hears the switch to `toPort`. */
+async function requestFailover(setup: { readonly target: { readonly masterName: string } }, control: Redis, listener: Redis, toPort: number): Promise<void> {
+  const announced = new Promise<string>((resolve) => {
+    listener.on("message", (_channel: string, message: string) => resolve(message));
+  });
+  await listener.subscribe("+switch-master");
+  await control.call("SENTINEL", "FAILOVER", setup.target.masterName);
+  assert.match(await announced, new RegExp(` ${toPort}$`));
 }
 
 /** The acknowledged creates the store cannot find any more. */
@@ -239,12 +259,7 @@ describe("a failover Sentinel is told to make (SENTINEL FAILOVER), the old prima
     try {
       const { session: before } = await store.create({ tenant: TENANT, userId: "u", dataSource: "d", accessLevel: "write", ttlMs: 600_000, metadata: "{}", requestId: "" });
       await sentinel.waitReplicated();
-      const announced = new Promise<string>((resolve) => {
-        listener.on("message", (_channel: string, message: string) => resolve(message));
-      });
-      await listener.subscribe("+switch-master");
-      await control.call("SENTINEL", "FAILOVER", sentinel.target.masterName);
-      assert.match(await announced, new RegExp(` ${replica.port}$`));
+      await requestFailover(sentinel, control, listener, replica.port);
       // Sentinel demotes the old primary seconds later; until then it takes writes that the demotion discards.
       // The store has left it once the switch was announced.
       await sleep(500);
@@ -287,6 +302,89 @@ describe("a failover Sentinel is told to make (SENTINEL FAILOVER), the old prima
       watcher.close();
       await hub.stop();
       await settings.stop();
+      await store.dispose();
+    }
+  });
+});
+
+describe("the archive sink through Sentinel, across a failover Sentinel is told to make", () => {
+  const fixture = useRedisSentinel({ replicas: 1 });
+  const db = usePostgresDatabase();
+
+  it("archives every session ended before and after the failover exactly once, reading the new primary", { timeout: 180_000 }, async () => {
+    const sentinel = fixture.setup;
+    const [primary, replica] = sentinel.nodes;
+    const [asked] = sentinel.sentinels;
+    assert.ok(primary !== undefined && replica !== undefined && asked !== undefined);
+    const prefix = "sdarchive:";
+    const store = new RedisStore({ sentinel: sentinel.target, keyPrefix: prefix, limits: { maxDataKeys: 10, archiveRetentionMs: 600_000, expiryGraceMs: 600_000 }, commandTimeoutMs: 2000 });
+    const archive = new PgArchive({ url: db.url, poolSize: 2, timeoutMs: 10_000 });
+    const group = new RedisEventGroup({ target: { sentinel: sentinel.target }, keyPrefix: prefix, group: "archive", consumer: "sink-1", commandTimeoutMs: 2000, maxBlockMs: 200 });
+    const sink = new ArchiveSink({ group, archive, batchSize: 50, claimIdleMs: 2000, blockMs: 200 });
+    sink.start();
+    const control = asked.client();
+    const listener = asked.client();
+    const old = primary.client();
+    const archivedOnce = async (ids: readonly string[]): Promise<boolean> => {
+      const rows = await db.query<{ session_id: string; n: string }>("SELECT session_id, count(*) AS n FROM archived_sessions GROUP BY session_id");
+      const seen = new Map(rows.rows.map((r) => [r.session_id, Number(r.n)]));
+      for (const [id, n] of seen) assert.equal(n, 1, `session ${id} archived ${n} times`);
+      return ids.every((id) => seen.has(id));
+    };
+    const waitArchived = async (ids: readonly string[], what: string): Promise<void> => {
+      const deadline = Date.now() + RECOVERY_LIMIT_MS;
+      while (!(await archivedOnce(ids).catch(() => false))) {
+        assert.ok(Date.now() < deadline, `${what} within ${RECOVERY_LIMIT_MS} ms`);
+        await sleep(100);
+      }
+    };
+    /** Creates and closes n sessions, retrying calls refused while the store moves; returns the ids whose close was acknowledged. */
+    const endSessions = async (n: number): Promise<string[]> => {
+      const ids: string[] = [];
+      const deadline = Date.now() + RECOVERY_LIMIT_MS;
+      while (ids.length < n) {
+        try {
+          const { session } = await store.create({ tenant: TENANT, userId: "u", dataSource: "d", accessLevel: "write", ttlMs: 600_000, metadata: "{}", requestId: "" });
+          await store.close(TENANT, session.sessionId);
+          ids.push(session.sessionId);
+        } catch (error) {
+          if (!isSessionError(error) || Date.now() > deadline) throw error;
+          await sleep(50);
+        }
+      }
+      return ids;
+    };
+    try {
+      await sink.schemaReady;
+      const before = await endSessions(30);
+      await waitArchived(before, "the sessions ended before the failover are archived");
+      await sentinel.waitReplicated();
+      // The old primary refuses to be demoted (Sentinel's REPLICAOF): it keeps serving as a primary, so only
+      // following +switch-master, not a READONLY reply or a broken connection, takes the sink to the new one.
+      await old.call("ACL", "SETUSER", "default", "-replicaof", "-slaveof");
+      await requestFailover(sentinel, control, listener, replica.port);
+      await sleep(500);
+      const afterwards = await endSessions(30);
+      await waitArchived([...before, ...afterwards], "the sessions ended after the failover are archived");
+      const promoted = replica.client();
+      try {
+        // Their events are on the new primary: the sink read them there.
+        const keys = new RedisKeys(prefix, TENANT);
+        for (const id of afterwards) assert.equal(await promoted.exists(keys.archive(id)), 1, "ended on the new primary");
+        const pending = (await promoted.call("XPENDING", new RedisKeys(prefix, "").events(), "archive")) as unknown[];
+        assert.equal(Number(pending[0]), 0, "nothing left pending in the new primary's group");
+      } finally {
+        promoted.disconnect();
+      }
+      assert.equal(sink.state, "running");
+      assert.match(await old.info("replication"), /^role:master/m, "the old primary was never demoted");
+    } finally {
+      await old.call("ACL", "SETUSER", "default", "+replicaof", "+slaveof").catch(() => {});
+      old.disconnect();
+      control.disconnect();
+      listener.disconnect();
+      await sink.stop();
+      await archive.close();
       await store.dispose();
     }
   });

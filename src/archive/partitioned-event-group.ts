@@ -5,8 +5,9 @@
  * Each entry still goes to one consumer of its partition's group and stays
  * pending until acknowledged, so delivery across service replicas is what it
  * is on one log. A blocking read cannot span hash slots: new entries are read
- * from every partition without blocking, and an empty round waits
- * POLL_MS before the caller's next one.
+ * from every partition without blocking, and when none has any the read waits
+ * on a blocking read of every partition's log (partition-wake.ts), which ends
+ * as soon as any log has an entry past the last one it held.
  *
  * An event id names its partition (its sequence number modulo the partition
  * count, see emit in lua/prelude.ts), which routes acknowledgements. Claim
@@ -16,12 +17,10 @@ import { Cluster } from "ioredis";
 import type { Logger } from "pino";
 import { eventLogKey, Partitioning } from "../store/redis/keys.js";
 import { clusterAuth, type RedisClusterTarget } from "../store/redis/connections.js";
+import { PartitionWake, WAKE_BLOCK_MS } from "../store/redis/partition-wake.js";
 import type { EventGroupPort } from "./archive-sink.js";
 import { RedisEventGroup, type ClaimResult, type GroupEntry, type GroupStats, type RedisEventGroupOptions } from "./redis-event-group.js";
 import { compareEventIds } from "../store/event-id.js";
-
-/** Pause after a round that found nothing new in any partition. */
-const POLL_MS = 25;
 
 export interface PartitionedEventGroupOptions {
   /** The cluster's seed nodes and AUTH. */
@@ -43,10 +42,19 @@ export class PartitionedEventGroup implements EventGroupPort {
   private readonly count: number;
   /** Where the next read of new entries starts, so that every partition gets its turn. */
   private next = 0;
+  private readonly keys: string[];
+  private readonly logger: Logger | undefined;
+  private readonly commandTimeoutMs: number;
+  /** Opened at the first wait for new entries. */
+  private wake: PartitionWake | undefined;
+  private closed = false;
 
   constructor(options: PartitionedEventGroupOptions) {
     const partitions = new Partitioning(options.partitions);
     this.count = partitions.count;
+    this.keys = partitions.tags.map((tag) => eventLogKey(options.keyPrefix, tag));
+    this.logger = options.logger;
+    this.commandTimeoutMs = options.commandTimeoutMs;
     this.cluster = new Cluster(
       options.cluster.nodes.map((n) => ({ host: n.host, port: n.port })),
       {
@@ -87,15 +95,54 @@ export class PartitionedEventGroup implements EventGroupPort {
     return out;
   }
 
+  /**
+   * New entries of every partition; when there are none, waits up to blockMs
+   * for one and returns empty (the caller reads again). Each log's last id is
+   * taken before a second look, so an entry added after that look is past
+   * it and ends the wait at once.
+   */
   async readNew(count: number, blockMs: number): Promise<GroupEntry[]> {
+    const until = Date.now() + blockMs;
+    const out = await this.readNewNow(count);
+    if (out.length > 0) return out;
+    const lastIds = await Promise.all(
+      this.keys.map(async (key) => {
+        const last = await this.cluster.xrevrange(key, "+", "-", "COUNT", 1);
+        return last[0]?.[0] ?? "0-0";
+      }),
+    );
+    const again = await this.readNewNow(count);
+    if (again.length > 0 || this.closed) return again;
+    await this.partitionWake().wait(lastIds, until);
+    return [];
+  }
+
+  private async readNewNow(count: number): Promise<GroupEntry[]> {
     const out: GroupEntry[] = [];
     const first = this.next;
     this.next = (first + 1) % this.count;
     for (let i = 0; i < this.count && out.length < count; i++) {
       out.push(...(await (this.groups[(first + i) % this.count] as RedisEventGroup).readNewNow(count - out.length)));
     }
-    if (out.length === 0) await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, Math.max(1, blockMs))));
     return out.sort((a, b) => compareEventIds(a.id, b.id));
+  }
+
+  /** One connection per partition for blocking reads, each following its slot (a Cluster of its own). */
+  private partitionWake(): PartitionWake {
+    this.wake ??= new PartitionWake({
+      keys: this.keys,
+      open: () => {
+        const cluster = this.cluster.duplicate([], {
+          lazyConnect: false,
+          redisOptions: { maxRetriesPerRequest: 0, commandTimeout: this.commandTimeoutMs + WAKE_BLOCK_MS },
+        });
+        cluster.on("error", (err: Error) => this.logger?.debug({ err: err.message }, "archive redis cluster connection error"));
+        return cluster;
+      },
+      within: (pending) => pending,
+      logger: this.logger,
+    });
+    return this.wake;
   }
 
   async claimIdle(minIdleMs: number, count: number, start: string): Promise<ClaimResult> {
@@ -145,6 +192,8 @@ export class PartitionedEventGroup implements EventGroupPort {
   }
 
   close(): void {
+    this.closed = true;
+    this.wake?.close();
     this.cluster.disconnect();
   }
 }

@@ -16,7 +16,7 @@ import type { Logger } from "pino";
 import { compareEventIds } from "../store/event-id.js";
 import { decodeStreamEntry } from "../store/redis/event-codec.js";
 import { RedisKeys } from "../store/redis/keys.js";
-import { redisClient, type RedisTarget } from "../store/redis/connections.js";
+import { followSwitchMaster, redisClient, type RedisTarget } from "../store/redis/connections.js";
 import type { StoredEvent } from "../store/store.js";
 
 export interface RedisEventGroupOptions {
@@ -79,6 +79,8 @@ export class RedisEventGroup {
   private readonly consumer: string;
 
   private readonly openEvent: OpenEvent;
+  /** Through Sentinel: stops following +switch-master. */
+  private readonly stopSwitchWatch: (() => void) | undefined;
 
   constructor(options: RedisEventGroupOptions) {
     this.openEvent = options.openEvent ?? ((event) => event);
@@ -88,6 +90,7 @@ export class RedisEventGroup {
     this.shared = options.stream !== undefined;
     if (options.stream !== undefined) {
       this.redis = options.stream.connection;
+      this.stopSwitchWatch = undefined;
       return;
     }
     const redis = redisClient(options.target, {
@@ -103,6 +106,15 @@ export class RedisEventGroup {
     this.redis = redis;
     options.onConnection?.(redis);
     redis.on("error", (err: Error) => options.logger?.debug({ err: err.message }, "archive redis connection error"));
+    // A primary that is alive when the sentinels switch keeps serving (reads, acknowledgements) until it is demoted, seconds later.
+    this.stopSwitchWatch =
+      options.target.sentinel === undefined
+        ? undefined
+        : followSwitchMaster(
+            options.target.sentinel,
+            () => [redis],
+            (primary) => options.logger?.warn({ primary }, "archive: redis sentinel announced a new primary; reconnecting"),
+          );
   }
 
   /**
@@ -220,6 +232,7 @@ export class RedisEventGroup {
   }
 
   close(): void {
+    this.stopSwitchWatch?.();
     if (!this.shared) this.redis.disconnect();
   }
 }

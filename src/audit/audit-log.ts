@@ -17,6 +17,7 @@
 import { pino, type DestinationStream, type Logger } from "pino";
 import { batchedDescriptor } from "../logging/batched-destination.js";
 import { isoTime } from "../logging/iso-time.js";
+import { plainRecord, registerPlainRecords } from "../logging/plain-records.js";
 
 /** What was done. Session RPCs map to one operation each (see auth/rpc-scopes.ts). */
 export type AuditOperation =
@@ -97,11 +98,11 @@ export class AuditLog {
     const { sessionId } = record;
     if (sessionId === undefined || (sessionId.length <= MAX_ID_LENGTH && lastKey(record) === "sessionId")) {
       // The record as given, with no copy (this runs for every session RPC): `audit: true` is a binding of the logger.
-      this.logger.info(record, "audit");
+      plainRecord(this.logger, "info", record, "audit");
       return;
     }
     const { sessionId: _, ...rest } = record;
-    this.logger.info({ ...rest, sessionId: sessionId.slice(0, MAX_ID_LENGTH) }, "audit");
+    plainRecord(this.logger, "info", { ...rest, sessionId: sessionId.slice(0, MAX_ID_LENGTH) }, "audit");
   }
 
   /** Records an operation the service did by itself (expiry, eviction). */
@@ -139,8 +140,10 @@ export function openAuditLog(target: string, destination?: DestinationStream): O
   }
 }
 
+const AUDIT_BASE = { service: "sessiond", log: "audit", audit: true } as const;
+
 function auditLogger(destination: DestinationStream): Logger {
-  return pino({ level: "info", base: { service: "sessiond", log: "audit", audit: true }, timestamp: isoTime }, destination);
+  return registerPlainRecords(pino({ level: "info", base: AUDIT_BASE, timestamp: isoTime }, destination), destination, AUDIT_BASE);
 }
 
 /** The last own key of an object (insertion order), without building the key array. */

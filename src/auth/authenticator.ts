@@ -56,16 +56,18 @@ export class Authenticator {
     this.anonymous = { id: "anonymous", tenant: parts.defaultTenant, scopes: new Set(SCOPES) };
   }
 
-  /** The principal the call acts as: its credential's, acting for the act-as header's user when it names one. */
-  async authenticate(credentials: CallCredentials, peer: PeerInfo): Promise<Authentication> {
-    const principal = await this.credentialPrincipal(credentials.authorization, peer);
-    if (principal === undefined) return { ok: false, outcome: "unauthenticated" };
-    const delegation = applyDelegation(principal, credentials.actAs);
-    return delegation.ok ? delegation : { ...delegation, principal };
+  /**
+   * The principal the call acts as: its credential's, acting for the act-as header's user when it names one.
+   * At once (no promise) unless a JWT needs verifying.
+   */
+  authenticate(credentials: CallCredentials, peer: PeerInfo): Authentication | Promise<Authentication> {
+    const principal = this.credentialPrincipal(credentials.authorization, peer);
+    if (principal instanceof Promise) return principal.then((verified) => actingAs(verified, credentials.actAs));
+    return actingAs(principal, credentials.actAs);
   }
 
   /** The credential's principal, or undefined when the call must fail with UNAUTHENTICATED. */
-  private async credentialPrincipal(authorization: string | null, peer: PeerInfo): Promise<Principal | undefined> {
+  private credentialPrincipal(authorization: string | null, peer: PeerInfo): Principal | undefined | Promise<Principal | undefined> {
     if (!this.configured) return this.anonymous;
     if (authorization !== null) {
       const token = bearerToken(authorization);
@@ -78,6 +80,12 @@ export class Authenticator {
     if (peer.verifiedCertCommonName !== undefined) return this.parts.certs?.principal(peer.verifiedCertCommonName);
     return undefined;
   }
+}
+
+function actingAs(principal: Principal | undefined, actAs: string | null): Authentication {
+  if (principal === undefined) return { ok: false, outcome: "unauthenticated" };
+  const delegation = applyDelegation(principal, actAs);
+  return delegation.ok ? delegation : { ...delegation, principal };
 }
 
 /** "Bearer <token>" (scheme case-insensitive, RFC 6750); undefined for anything else. */

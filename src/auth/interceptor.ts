@@ -36,7 +36,8 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
   return (next) => async (req) => {
     const isSession = req.service.typeName === SessionService.typeName;
     if (!isSession && !protectOps) return next(req);
-    const method = `${req.service.typeName}/${req.method.name}`;
+    // Only a refusal names the method: the string is built then.
+    const method = (): string => `${req.service.typeName}/${req.method.name}`;
     const peer = req.contextValues.get(PEER);
     // Only a refusal is recorded: its correlation ids are read then.
     const ids = (): ReturnType<typeof correlationOf> => correlationOf(req.contextValues.get(RPC_IDS));
@@ -46,12 +47,12 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
     if (principal === undefined) {
       const authentication = await authenticator.authenticate({ authorization: req.header.get("authorization"), actAs: req.header.get(ACT_AS_HEADER) }, peer);
       if (!authentication.ok && authentication.outcome === "unauthenticated") {
-        audit.record({ principal: "unknown", operation: "authenticate", method, outcome: "unauthenticated", peer: peer.address, ...ids() });
+        audit.record({ principal: "unknown", operation: "authenticate", method: method(), outcome: "unauthenticated", peer: peer.address, ...ids() });
         throw new ConnectError(UNAUTHENTICATED_MESSAGE, Code.Unauthenticated);
       }
       if (!authentication.ok) {
         // The refused header's value is not recorded: it is unchecked input.
-        audit.record({ ...identity(authentication.principal), operation: "authorize", method, outcome: authentication.outcome, peer: peer.address, ...ids() });
+        audit.record({ ...identity(authentication.principal), operation: "authorize", method: method(), outcome: authentication.outcome, peer: peer.address, ...ids() });
         throw new ConnectError(authentication.message, authentication.outcome === "permission_denied" ? Code.PermissionDenied : Code.InvalidArgument);
       }
       principal = authentication.principal;
@@ -62,7 +63,7 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
       // Field scopes bind service principals; a call acting for a user is governed by that user's session levels instead (session/access-policy.ts).
       const fields = req.stream || principal.user !== undefined ? [] : fieldScopes(req.method.name, req.message);
       if (!hasScope(principal, scope) || !fields.every((s) => hasScope(principal, s))) {
-        audit.record({ ...identity(principal), operation: "authorize", method, outcome: "permission_denied", peer: peer.address, ...ids() });
+        audit.record({ ...identity(principal), operation: "authorize", method: method(), outcome: "permission_denied", peer: peer.address, ...ids() });
         throw new ConnectError(PERMISSION_DENIED_MESSAGE, Code.PermissionDenied);
       }
     }

@@ -19,7 +19,7 @@ import { Code } from "@connectrpc/connect";
 import { SessionService } from "../../gen/session/v1/session_pb.js";
 import type { RejectionReporter } from "../audit/rejection-reporter.js";
 import { StreamLimiter } from "../limits/stream-limiter.js";
-import type { Authenticator, CallCredentials } from "./authenticator.js";
+import type { Authentication, Authenticator, CallCredentials } from "./authenticator.js";
 import { PERMISSION_DENIED_MESSAGE, UNAUTHENTICATED_MESSAGE } from "./interceptor.js";
 import { auditIdentity, hasScope, type PeerInfo, type Principal } from "./principal.js";
 import { rpcPolicy } from "./rpc-scopes.js";
@@ -49,9 +49,14 @@ export interface RequestGate {
    * `connection` any object standing for the caller's connection (its socket).
    */
   check(path: string, credentials: CallCredentials, peer: PeerInfo, connection: object): Promise<GateDecision>;
+  /** check(), answered at once when no credential needs an asynchronous check (a JWT does): no promise per call then. */
+  decide(path: string, credentials: CallCredentials, peer: PeerInfo, connection: object): GateDecision | Promise<GateDecision>;
 }
 
 const NOTHING = (): void => {};
+
+/** The release of a decision that holds no slot (a caller need not wait for the call's end to run it). */
+export const RELEASE_NOTHING: () => void = NOTHING;
 
 /** Principals the gate established, by Node request, until the request is collected. */
 const principals = new WeakMap<object, Principal>();
@@ -70,65 +75,92 @@ const SESSION_PREFIX = `/${SessionService.typeName}/`;
 export function createRequestGate(options: RequestGateOptions): RequestGate {
   const { authenticator, reporter, streams, protectOps } = options;
   const services = new Set(options.services);
+  const decide: RequestGate["decide"] = (path, credentials, peer, connection) => {
+    const slash = path.lastIndexOf("/");
+    const service = path.slice(1, slash);
+    if (slash <= 0 || !services.has(service)) return { allowed: true, principal: undefined, release: NOTHING };
+    const method = path.slice(1);
+    let release = NOTHING;
+    if (StreamLimiter.isLongLived(path)) {
+      const slot = streams.acquire(connection);
+      if (typeof slot === "string") {
+        reporter.report({ kind: "stream", reason: slot, outcome: "resource_exhausted", peer: peer.address, method });
+        const where = slot === "streams_per_connection" ? "this connection" : "this server";
+        return { allowed: false, code: Code.ResourceExhausted, message: `too many long-lived streams on ${where}: close some or use another connection` };
+      }
+      release = slot;
+    }
+    const isSession = path.startsWith(SESSION_PREFIX);
+    if (!isSession && !protectOps) return { allowed: true, principal: undefined, release };
+    let authentication: ReturnType<Authenticator["authenticate"]>;
+    try {
+      authentication = authenticator.authenticate(credentials, peer);
+    } catch (error) {
+      release();
+      throw error;
+    }
+    const held = release;
+    if (authentication instanceof Promise) {
+      return authentication.then(
+        (settled) => judge(settled, path, isSession, peer, method, held),
+        (error: unknown) => {
+          held();
+          throw error;
+        },
+      );
+    }
+    return judge(authentication, path, isSession, peer, method, held);
+  };
+
+  /** The decision on an authenticated (or not) call. */
+  function judge(
+    authentication: Authentication,
+    path: string,
+    isSession: boolean,
+    peer: PeerInfo,
+    method: string,
+    release: () => void,
+  ): GateDecision {
+    if (!authentication.ok && authentication.outcome === "unauthenticated") {
+      release();
+      reporter.report({ kind: "request", reason: "unauthenticated", outcome: "unauthenticated", operation: "authenticate", peer: peer.address, method });
+      return { allowed: false, code: Code.Unauthenticated, message: UNAUTHENTICATED_MESSAGE };
+    }
+    if (!authentication.ok) {
+      // A valid credential whose act-as header is refused (delegation.ts); the header's value is not recorded.
+      release();
+      reporter.report({
+        kind: "request",
+        reason: `act_as_${authentication.outcome}`,
+        outcome: authentication.outcome,
+        operation: "authorize",
+        peer: peer.address,
+        method,
+        identity: auditIdentity(authentication.principal),
+      });
+      return { allowed: false, code: authentication.outcome === "permission_denied" ? Code.PermissionDenied : Code.InvalidArgument, message: authentication.message };
+    }
+    const principal = authentication.principal;
+    if (isSession && !hasScope(principal, rpcPolicy(path.slice(SESSION_PREFIX.length)).scope)) {
+      release();
+      reporter.report({
+        kind: "request",
+        reason: "permission_denied",
+        outcome: "permission_denied",
+        operation: "authorize",
+        peer: peer.address,
+        method,
+        identity: auditIdentity(principal),
+      });
+      return { allowed: false, code: Code.PermissionDenied, message: PERMISSION_DENIED_MESSAGE };
+    }
+    return { allowed: true, principal, release };
+  }
+
   return {
+    decide,
     async check(path, credentials, peer, connection) {
-      const slash = path.lastIndexOf("/");
-      const service = path.slice(1, slash);
-      if (slash <= 0 || !services.has(service)) return { allowed: true, principal: undefined, release: NOTHING };
-      const method = path.slice(1);
-      let release = NOTHING;
-      if (StreamLimiter.isLongLived(path)) {
-        const slot = streams.acquire(connection);
-        if (typeof slot === "string") {
-          reporter.report({ kind: "stream", reason: slot, outcome: "resource_exhausted", peer: peer.address, method });
-          const where = slot === "streams_per_connection" ? "this connection" : "this server";
-          return { allowed: false, code: Code.ResourceExhausted, message: `too many long-lived streams on ${where}: close some or use another connection` };
-        }
-        release = slot;
-      }
-      const isSession = path.startsWith(SESSION_PREFIX);
-      if (!isSession && !protectOps) return { allowed: true, principal: undefined, release };
-      let authentication: Awaited<ReturnType<Authenticator["authenticate"]>>;
-      try {
-        authentication = await authenticator.authenticate(credentials, peer);
-      } catch (error) {
-        release();
-        throw error;
-      }
-      if (!authentication.ok && authentication.outcome === "unauthenticated") {
-        release();
-        reporter.report({ kind: "request", reason: "unauthenticated", outcome: "unauthenticated", operation: "authenticate", peer: peer.address, method });
-        return { allowed: false, code: Code.Unauthenticated, message: UNAUTHENTICATED_MESSAGE };
-      }
-      if (!authentication.ok) {
-        // A valid credential whose act-as header is refused (delegation.ts); the header's value is not recorded.
-        release();
-        reporter.report({
-          kind: "request",
-          reason: `act_as_${authentication.outcome}`,
-          outcome: authentication.outcome,
-          operation: "authorize",
-          peer: peer.address,
-          method,
-          identity: auditIdentity(authentication.principal),
-        });
-        return { allowed: false, code: authentication.outcome === "permission_denied" ? Code.PermissionDenied : Code.InvalidArgument, message: authentication.message };
-      }
-      const principal = authentication.principal;
-      if (isSession && !hasScope(principal, rpcPolicy(path.slice(SESSION_PREFIX.length)).scope)) {
-        release();
-        reporter.report({
-          kind: "request",
-          reason: "permission_denied",
-          outcome: "permission_denied",
-          operation: "authorize",
-          peer: peer.address,
-          method,
-          identity: auditIdentity(principal),
-        });
-        return { allowed: false, code: Code.PermissionDenied, message: PERMISSION_DENIED_MESSAGE };
-      }
-      return { allowed: true, principal, release };
+      return decide(path, credentials, peer, connection);
     },
   };
 }

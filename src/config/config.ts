@@ -163,6 +163,14 @@ export interface RedisSentinelConfig {
   readonly password: string | undefined;
   /** From REDIS_SENTINEL_PASSWORD_FILE: the password of the sentinels. */
   readonly sentinelPassword: string | undefined;
+  /** REDIS_USERNAME: the ACL user of the Redis servers (absent: the default user). */
+  readonly username?: string;
+  /** REDIS_SENTINEL_USERNAME: the ACL user of the sentinels. */
+  readonly sentinelUsername?: string;
+  /** REDIS_DB: the database number on the Redis servers (absent: 0). */
+  readonly db?: number;
+  /** REDIS_SENTINEL_TLS: TLS to the sentinels and the servers they name, verified against `ca` (REDIS_SENTINEL_TLS_CA_FILE) or the system CAs. */
+  readonly tls?: { readonly ca?: string };
 }
 
 /** Whether the Redis store is configured (REDIS_URL or REDIS_SENTINELS). */
@@ -273,7 +281,11 @@ export const SETTINGS: readonly Setting[] = [
   { env: "REDIS_SENTINELS", default: "", description: "Sentinels host:port,... that find the Redis primary (with REDIS_SENTINEL_MASTER; instead of REDIS_URL); the store follows a failover by itself" },
   { env: "REDIS_SENTINEL_MASTER", default: "", description: "Master group name the sentinels monitor (sentinel monitor <name> ...)" },
   { env: "REDIS_PASSWORD_FILE", default: "", description: "File holding the password of the Redis servers found through Sentinel, or of every Redis Cluster node" },
-  { env: "REDIS_USERNAME", default: "", description: "ACL user of every Redis Cluster node (with REDIS_PASSWORD_FILE; empty: the default user)" },
+  { env: "REDIS_USERNAME", default: "", description: "ACL user of every Redis Cluster node, or of the Redis servers found through Sentinel (with REDIS_PASSWORD_FILE; empty: the default user)" },
+  { env: "REDIS_DB", default: "", description: "Database number on the Redis servers found through Sentinel (empty: 0; with REDIS_URL it goes in the URL; a cluster has db 0 only)" },
+  { env: "REDIS_SENTINEL_USERNAME", default: "", description: "ACL user of the sentinels (with REDIS_SENTINEL_PASSWORD_FILE; empty: the default user)" },
+  { env: "REDIS_SENTINEL_TLS", default: "false", description: "Connect to the sentinels and to the Redis servers they name over TLS, verifying their certificates" },
+  { env: "REDIS_SENTINEL_TLS_CA_FILE", default: "", description: "PEM CA bundle that the sentinels' and servers' certificates must chain to (with REDIS_SENTINEL_TLS; empty: the system CAs)" },
   { env: "REDIS_CLUSTER_TLS", default: "false", description: "Connect to every Redis Cluster node over TLS (nodes with tls-port and tls-cluster yes), verifying their certificates" },
   { env: "REDIS_CLUSTER_TLS_CA_FILE", default: "", description: "PEM CA bundle that Redis Cluster node certificates must chain to (with REDIS_CLUSTER_TLS; empty: the system CAs)" },
   { env: "REDIS_SENTINEL_PASSWORD_FILE", default: "", description: "File holding the password of the sentinels" },
@@ -597,12 +609,40 @@ function sentinelConfig(r: Reader, withUrl: boolean, withCluster: boolean): Redi
   const masterName = r.optional("REDIS_SENTINEL_MASTER");
   const passwordFile = r.optional("REDIS_PASSWORD_FILE");
   const sentinelPasswordFile = r.optional("REDIS_SENTINEL_PASSWORD_FILE");
+  const sentinelUsername = r.optional("REDIS_SENTINEL_USERNAME");
+  const dbText = r.optional("REDIS_DB");
+  const tls = r.boolean("REDIS_SENTINEL_TLS");
+  const caFile = r.optional("REDIS_SENTINEL_TLS_CA_FILE");
   if (list === undefined) {
-    for (const [name, value] of [["REDIS_SENTINEL_MASTER", masterName], ["REDIS_PASSWORD_FILE", withCluster ? undefined : passwordFile], ["REDIS_SENTINEL_PASSWORD_FILE", sentinelPasswordFile]] as const) {
-      if (value !== undefined) r.fail(`${name} needs REDIS_SENTINELS${name === "REDIS_PASSWORD_FILE" ? " or REDIS_CLUSTER_NODES (with REDIS_URL, the password goes in the URL)" : ""}`);
+    const alone = [
+      ["REDIS_SENTINEL_MASTER", masterName],
+      ["REDIS_PASSWORD_FILE", withCluster ? undefined : passwordFile],
+      ["REDIS_SENTINEL_PASSWORD_FILE", sentinelPasswordFile],
+      ["REDIS_SENTINEL_USERNAME", sentinelUsername],
+      ["REDIS_DB", dbText],
+      ["REDIS_SENTINEL_TLS", tls ? "true" : undefined],
+      ["REDIS_SENTINEL_TLS_CA_FILE", caFile],
+    ] as const;
+    for (const [name, value] of alone) {
+      if (value === undefined) continue;
+      const hint =
+        name === "REDIS_PASSWORD_FILE"
+          ? " or REDIS_CLUSTER_NODES (with REDIS_URL, the password goes in the URL)"
+          : name === "REDIS_DB"
+            ? " (with REDIS_URL, the db goes in the URL: redis://host:port/<db>)"
+            : name.startsWith("REDIS_SENTINEL_TLS")
+              ? " (with REDIS_URL, use rediss://)"
+              : "";
+      r.fail(`${name} needs REDIS_SENTINELS${hint}`);
     }
     return undefined;
   }
+  if (caFile !== undefined && !tls) r.fail("REDIS_SENTINEL_TLS_CA_FILE needs REDIS_SENTINEL_TLS=true");
+  if (sentinelUsername !== undefined && sentinelPasswordFile === undefined) r.fail("REDIS_SENTINEL_USERNAME needs REDIS_SENTINEL_PASSWORD_FILE (AUTH takes a user and its password)");
+  const username = r.optional("REDIS_USERNAME");
+  if (username !== undefined && passwordFile === undefined) r.fail("REDIS_USERNAME needs REDIS_PASSWORD_FILE (AUTH takes a user and its password)");
+  const db = dbText === undefined ? undefined : r.integer("REDIS_DB", 0, 65535);
+  const ca = caFile === undefined ? undefined : r.attempt(() => readSecretFile("REDIS_SENTINEL_TLS_CA_FILE", caFile), undefined);
   if (withUrl) r.fail("REDIS_URL and REDIS_SENTINELS are both set: use one (with Sentinel, the sentinels name the primary)");
   const sentinels: { host: string; port: number }[] = [];
   for (const item of list.split(",")) {
@@ -620,6 +660,10 @@ function sentinelConfig(r: Reader, withUrl: boolean, withCluster: boolean): Redi
     masterName: masterName ?? "",
     password: passwordFile === undefined ? undefined : r.attempt(() => readSecretFile("REDIS_PASSWORD_FILE", passwordFile), undefined),
     sentinelPassword: sentinelPasswordFile === undefined ? undefined : r.attempt(() => readSecretFile("REDIS_SENTINEL_PASSWORD_FILE", sentinelPasswordFile), undefined),
+    ...(username === undefined ? {} : { username }),
+    ...(sentinelUsername === undefined ? {} : { sentinelUsername }),
+    ...(db === undefined || db === 0 ? {} : { db }),
+    ...(tls ? { tls: ca === undefined ? {} : { ca } } : {}),
   };
 }
 
@@ -712,7 +756,7 @@ function clusterNodes(r: Reader): RedisClusterConfig | undefined {
   const tls = r.boolean("REDIS_CLUSTER_TLS");
   const caFile = r.optional("REDIS_CLUSTER_TLS_CA_FILE");
   if (text === "") {
-    if (username !== undefined) r.fail("REDIS_USERNAME needs REDIS_CLUSTER_NODES (with REDIS_URL, the user goes in the URL)");
+    if (username !== undefined && r.optional("REDIS_SENTINELS") === undefined) r.fail("REDIS_USERNAME needs REDIS_CLUSTER_NODES or REDIS_SENTINELS (with REDIS_URL, the user goes in the URL)");
     if (tls || caFile !== undefined) r.fail("REDIS_CLUSTER_TLS and REDIS_CLUSTER_TLS_CA_FILE need REDIS_CLUSTER_NODES (with REDIS_URL, use rediss://)");
     return undefined;
   }

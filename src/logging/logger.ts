@@ -12,6 +12,7 @@ import { pino, type DestinationStream, type Logger } from "pino";
 import pretty from "pino-pretty";
 import { batchedDescriptor } from "./batched-destination.js";
 import { isoTime } from "./iso-time.js";
+import { registerPlainRecords } from "./plain-records.js";
 
 export type { Logger } from "pino";
 
@@ -24,17 +25,21 @@ export interface LoggerOptions {
   readonly destination?: DestinationStream;
 }
 
+const BASE = { service: "sessiond" } as const;
+
 export function createLogger(options: LoggerOptions): Logger {
   const pinoOptions = {
     level: options.level,
-    base: { service: "sessiond" },
+    base: BASE,
     timestamp: isoTime,
   };
   const format = options.format ?? "auto";
   const usePretty = format === "pretty" || (format === "auto" && options.destination === undefined && process.stdout.isTTY === true);
   if (usePretty) return pino(pinoOptions, prettyStream(options.destination));
   // stdout: the lines of one event-loop turn in one write, shared with the audit log on stdout (batched-destination.ts).
-  return pino(pinoOptions, options.destination ?? batchedDescriptor(1));
+  const destination = options.destination ?? batchedDescriptor(1);
+  // Per-call records (plain-records.ts) may be written without pino's serializer: this configuration is known.
+  return registerPlainRecords(pino(pinoOptions, destination), destination, BASE);
 }
 
 /**

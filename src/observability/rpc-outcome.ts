@@ -16,8 +16,8 @@ export interface Ending {
   readonly error?: unknown;
   /** The response stream was abandoned by its consumer before it ended (the client left). */
   readonly abandoned?: boolean;
-  /** The call's signal (HandlerContext.signal / request signal). */
-  readonly signal: AbortSignal;
+  /** The call's signal (HandlerContext.signal / request signal), or its abort state (what a signal says). */
+  readonly signal: { readonly aborted: boolean; readonly reason: unknown };
   /** The client reset the call's HTTP/2 stream (RST_STREAM with an error code) before it ended. */
   readonly clientReset?: boolean;
   /** The call's deadline (grpc-timeout, connect-timeout-ms) had passed, or nearly, when it ended. */

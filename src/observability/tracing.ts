@@ -50,6 +50,11 @@ export function otlpEndpointConfigured(env: Readonly<Record<string, string | und
  */
 let registered = false;
 
+/** Whether spans are recorded at all (a tracer provider is registered). */
+export function tracingRegistered(): boolean {
+  return registered;
+}
+
 /** The span and context of every RPC while tracing is off: nothing to record, nothing to propagate. */
 const UNTRACED: { readonly span: Span; readonly context: Context } = { span: trace.wrapSpanContext(INVALID_SPAN_CONTEXT), context: ROOT_CONTEXT };
 

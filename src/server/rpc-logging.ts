@@ -39,8 +39,10 @@ import type { Logger } from "pino";
 import { COUNT_MESSAGE_SENT, rpcHandled, rpcMessageReceived, rpcMessageSent, rpcStarted, type GrpcType, type RpcLabels } from "../observability/metrics.js";
 import { atDeadline, grpcCodeName, outcomeCode, requestTimeoutMs, snakeCodeName } from "../observability/rpc-outcome.js";
 import { REQUEST_ID_HEADER, requestIdOf, RPC_IDS, TRACEPARENT_HEADER, traceIdOf, type RpcIds } from "../observability/trace-context.js";
-import { startRpcSpan, withContext } from "../observability/tracing.js";
+import { startRpcSpan, tracingRegistered, withContext } from "../observability/tracing.js";
 import { isSessionError } from "../domain/errors.js";
+import { plainRecord } from "../logging/plain-records.js";
+import { CALL_ABORT, type AbortState } from "./call-abort.js";
 import { FLUSH_RESPONSE_HEADERS } from "./early-headers.js";
 import { HTTP2_STREAM } from "./http2-stream.js";
 
@@ -93,7 +95,8 @@ interface Call {
   readonly method: string;
   readonly ids: RpcIds;
   readonly span: Span;
-  readonly signal: AbortSignal;
+  /** The call's abort state (its signal, unless the path keeps the state without one: call-abort.ts). */
+  readonly signal: AbortState;
   readonly startedAt: number;
   /** The caller's deadline (ms from the start), if it set one. */
   readonly timeoutMs: number | undefined;
@@ -124,7 +127,8 @@ export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingO
     const labels = facts.labels;
     const { span, context } = startRpcSpan(labels.grpc_service, labels.grpc_method, req.header);
     const spanContext = span.spanContext();
-    const traced = isSpanContextValid(spanContext);
+    // Without a tracer provider every span context is the invalid one: no need to check it.
+    const traced = tracingRegistered() && isSpanContextValid(spanContext);
     const traceId = traced ? spanContext.traceId : traceIdOf(req.header.get(TRACEPARENT_HEADER));
     // One shape for every call (absent ids left undefined: not logged, not audited).
     const ids: RpcIds = { requestId: requestIdOf(req.header.get(REQUEST_ID_HEADER)), traceId, spanId: traced ? spanContext.spanId : undefined };
@@ -136,7 +140,7 @@ export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingO
       method: facts.name,
       ids,
       span,
-      signal: req.signal,
+      signal: req.contextValues.get(CALL_ABORT) ?? req.signal,
       startedAt,
       timeoutMs: requestTimeoutMs(req.header),
       stream: req.contextValues.get(HTTP2_STREAM),
@@ -246,16 +250,16 @@ function end(logger: Logger, call: Call, ending: Ending, shuttingDown: boolean):
     code: snakeCodeName(code),
   };
   if (code === undefined) {
-    logger.info(line, "rpc");
+    plainRecord(logger, "info", line, "rpc");
     return;
   }
   // The client ended it: cancelled, or its deadline passed while the call ran (a stream's routine end; a unary call's is worth a look).
   if (code === Code.Canceled || (code === Code.DeadlineExceeded && call.labels.grpc_type !== "unary")) {
-    logger.debug(line, "rpc");
+    plainRecord(logger, "debug", line, "rpc");
     return;
   }
   if (!SERVER_FAULTS.has(code)) {
-    logger.warn(line, "rpc");
+    plainRecord(logger, "warn", line, "rpc");
     return;
   }
   if (shuttingDown && code === Code.Unavailable) {

@@ -17,6 +17,10 @@
  * - Lookups by user, data source or data key try the tokens of every configured key,
  *   so sessions created before a key rotation stay reachable (new ones use
  *   the primary key's token).
+ * - A store that places sessions by user (a partitioned Redis layout) places
+ *   them by the user's placement under the partition secret, which no key
+ *   rotation changes (partition-secret.ts), so a user's sessions stay in one
+ *   partition across rotations. openSealedStore opens the secret at start.
  *
  * The per-name work (tokens, sealing, checks) is sealed-names.ts's.
  *
@@ -31,6 +35,7 @@ import { DecryptError, type FieldCipher } from "../crypto/field-cipher.js";
 import { SessionError } from "../domain/errors.js";
 import type { SessionRecord } from "../domain/model.js";
 import { problemOf, SealedNames, Unreadable } from "./sealed-names.js";
+import { openPartitionSecret, UserPlacement, type PartitionSecretCopies } from "./partition-secret.js";
 import { countUnreadable } from "../observability/metrics.js";
 import {
   checkGuardedCreate,
@@ -56,9 +61,17 @@ import {
 } from "./store.js";
 import { UnreadableListeners, type UnreadableEntry, type UnreadableListener } from "./unreadable.js";
 
-/** The store itself when the cipher does not encrypt (behaviour unchanged), else the sealing wrapper. */
+/** The store itself when the cipher does not encrypt (behaviour unchanged), else the sealing wrapper (it opens the partition secret on first use). */
 export function sealStore(store: SessionStore, cipher: FieldCipher, logger?: Logger): SessionStore {
   return cipher.encrypts ? new SealedStore(store, cipher, logger) : store;
+}
+
+/** sealStore, with the partition secret opened (or a StartError) before the store is returned. */
+export async function openSealedStore(store: SessionStore, cipher: FieldCipher, logger?: Logger): Promise<SessionStore> {
+  if (!cipher.encrypts) return store;
+  const sealed = new SealedStore(store, cipher, logger);
+  await sealed.openPlacement();
+  return sealed;
 }
 
 export class SealedStore implements SessionStore {
@@ -70,10 +83,14 @@ export class SealedStore implements SessionStore {
   readonly newSessionId?: (tenant: string, userId: string) => string;
   private readonly unreadable = new UnreadableListeners();
   private readonly names: SealedNames;
+  /** The inner store's partition secret copies; undefined: it does not place sessions by user. */
+  private readonly secretCopies: PartitionSecretCopies | undefined;
+  private placement: UserPlacement | undefined;
+  private placementOpening: Promise<void> | undefined;
 
   constructor(
     private readonly inner: SessionStore,
-    cipher: FieldCipher,
+    private readonly cipher: FieldCipher,
     private readonly logger?: Logger,
   ) {
     this.names = new SealedNames(cipher);
@@ -83,13 +100,39 @@ export class SealedStore implements SessionStore {
     if (keepServerSettings !== undefined) this.keepServerSettings = keepServerSettings.bind(inner);
     if (watchReadiness !== undefined) this.watchReadiness = watchReadiness.bind(inner);
     if (problems !== undefined) this.problems = problems.bind(inner);
-    // A store that places sessions by user (a partitioned Redis layout) sees only the user's token.
+    this.secretCopies = inner.partitionSecretCopies?.();
+    // A store that places sessions by user (a partitioned Redis layout) sees only the user's placement.
     const { newSessionId } = inner;
-    if (newSessionId !== undefined) this.newSessionId = (tenant, userId) => newSessionId.call(inner, tenant, this.names.token(tenant, "user", userId));
+    if (newSessionId !== undefined) this.newSessionId = (tenant, userId) => newSessionId.call(inner, tenant, this.placementOf(tenant, userId) ?? this.names.token(tenant, "user", userId));
+  }
+
+  /** Opens the partition secret, once (a no-op where the store does not place by user). */
+  openPlacement(): Promise<void> {
+    const copies = this.secretCopies;
+    if (copies === undefined || this.placement !== undefined) return Promise.resolve();
+    this.placementOpening ??= openPartitionSecret(copies, this.cipher).then(
+      (secret) => {
+        this.placement = new UserPlacement(secret);
+      },
+      (error: unknown) => {
+        this.placementOpening = undefined;
+        throw error;
+      },
+    );
+    return this.placementOpening;
+  }
+
+  /** The user's placement under the partition secret; undefined where the store does not place by user. */
+  private placementOf(tenant: string, userId: string): string | undefined {
+    if (this.secretCopies === undefined) return undefined;
+    if (this.placement === undefined) throw new Error("the partition secret is not open yet: use openSealedStore (or await openPlacement())");
+    return this.placement.of(tenant, userId);
   }
 
   async create(input: CreateSessionInput): Promise<CreateSessionResult> {
     const { tenant } = input;
+    if (this.secretCopies !== undefined && this.placement === undefined) await this.openPlacement();
+    const userPlacement = this.placementOf(tenant, input.userId);
     const sessionId = input.sessionId ?? this.newSessionId?.(tenant, input.userId) ?? randomUUID();
     // Names are compared in the clear first: the store only sees tokens.
     checkGuardedCreate(input);
@@ -98,6 +141,7 @@ export class SealedStore implements SessionStore {
       ...input,
       sessionId,
       userId: this.names.token(tenant, "user", input.userId),
+      ...(userPlacement === undefined ? {} : { userPlacement }),
       dataSource: this.names.token(tenant, "data_source", input.dataSource),
       sealed: {
         user: this.names.sealName(tenant, "user", input.userId),
@@ -144,9 +188,14 @@ export class SealedStore implements SessionStore {
    * page, so the work stays bounded by the page.
    */
   async list(tenant: string, filter: ListFilter, limit: number, after?: ListCursor): Promise<ListResult> {
+    if (filter.userId !== undefined && this.secretCopies !== undefined && this.placement === undefined) await this.openPlacement();
+    const userPlacement = filter.userId === undefined ? undefined : this.placementOf(tenant, filter.userId);
+    const placed = userPlacement === undefined ? {} : { userPlacement };
     const users = filter.userId === undefined ? [undefined] : this.names.tokens(tenant, "user", filter.userId);
     const sources = filter.dataSource === undefined ? [undefined] : this.names.tokens(tenant, "data_source", filter.dataSource);
-    const filters: ListFilter[] = users.flatMap((userId) => sources.map((dataSource) => ({ ...(userId === undefined ? {} : { userId }), ...(dataSource === undefined ? {} : { dataSource }) })));
+    const filters: ListFilter[] = users.flatMap((userId) =>
+      sources.map((dataSource) => ({ ...(userId === undefined ? {} : { userId, ...placed }), ...(dataSource === undefined ? {} : { dataSource }) })),
+    );
     const pages = await Promise.all(filters.map((f) => this.inner.list(tenant, f, limit, after)));
     const unreadable = pages.flatMap((p) => p.unreadable ?? []);
     const sessions: SessionRecord[] = [];

@@ -22,6 +22,7 @@
 import { SessionError } from "../domain/errors.js";
 import type { AccessLevel, SealedFields, SessionRecord } from "../domain/model.js";
 import type { UnreadableListener } from "./unreadable.js";
+import type { PartitionSecretCopies } from "./partition-secret.js";
 
 export interface CreateSessionInput {
   readonly tenant: string;
@@ -32,6 +33,13 @@ export interface CreateSessionInput {
    */
   readonly sessionId?: string;
   readonly userId: string;
+  /**
+   * What places the user's sessions where the store places them by user (a
+   * partitioned Redis layout), when not userId itself: encryption on, a
+   * keyed HMAC that stays the same across key rotations (partition-secret.ts),
+   * where userId is a token of the primary key. Never stored. Absent: userId.
+   */
+  readonly userPlacement?: string;
   readonly dataSource: string;
   readonly accessLevel: AccessLevel;
   readonly ttlMs: number;
@@ -147,6 +155,8 @@ export interface GetSessionOptions {
 
 export interface ListFilter {
   readonly userId?: string;
+  /** With userId: the user's placement (see CreateSessionInput.userPlacement); absent: userId. */
+  readonly userPlacement?: string;
   readonly dataSource?: string;
 }
 
@@ -362,6 +372,11 @@ export interface SessionStore {
    * absent: any random UUID.
    */
   newSessionId?(tenant: string, userId: string): string;
+  /**
+   * Where a store that places sessions by user keeps the partition secret
+   * (partition-secret.ts); absent or undefined: it does not place by user.
+   */
+  partitionSecretCopies?(): PartitionSecretCopies | undefined;
 
   create(input: CreateSessionInput): Promise<CreateSessionResult>;
   /** not_found for an unknown session, or an ended one without includeEnded. */

@@ -15,6 +15,10 @@
  * or a failover moves during the run may be missed: run it again afterwards
  * (a second run finds nothing left to do when nothing was missed).
  *
+ * With several partitions it also reseals the partition secret
+ * (src/store/partition-secret.ts), or makes it where there is none (the
+ * service refuses to start without it once the layout holds data).
+ *
  * Not rewritten: the lifecycle event stream, which is append-only; its
  * entries age out with the event retention, so keep an old key configured at
  * least that long after rotating.
@@ -30,6 +34,8 @@ import { preludeLua } from "../store/redis/lua/prelude.js";
 import { clusterAuth, redisClient } from "../store/redis/connections.js";
 import { redisTarget } from "../store/create-store.js";
 import { SealedNames } from "../store/sealed-names.js";
+import { openCopy, PARTITION_SECRET_BINDING, restoreCopies, sealNew } from "../store/partition-secret.js";
+import { redisPartitionSecretCopies } from "../store/redis/partition-secret-copies.js";
 import { loggedKeyOf } from "../store/store.js";
 
 export interface ReencryptOptions {
@@ -42,6 +48,12 @@ export interface ReencryptOptions {
 }
 
 export interface ReencryptReport {
+  /**
+   * Several partitions: the partition secret (partition-secret.ts) was
+   * "resealed" (or already under the primary key), "created" (there was
+   * none), "unreadable" (left as it is; counted as failed); absent: one partition.
+   */
+  readonly partitionSecret?: "resealed" | "created" | "unreadable";
   /** Values looked at. */
   readonly values: number;
   /** Values rewritten under the primary key. */
@@ -79,6 +91,13 @@ return 1
 const FIELD_CAS_LUA = `
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+`;
+
+/** Sets string KEYS[1] to ARGV[2] if it still holds ARGV[1] (a partition secret copy). */
+const STRING_CAS_LUA = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
 return 1
 `;
 
@@ -279,7 +298,59 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     else skippedConcurrent++;
   };
 
+  /**
+   * Each copy of the partition secret resealed under the primary key (copies
+   * a partition lost restored); made when there is none, which the service
+   * refuses to do over existing data.
+   */
+  const resealPartitionSecret = async (): Promise<ReencryptReport["partitionSecret"]> => {
+    const copies = redisPartitionSecretCopies(redis, keyPrefix, partitions);
+    if (copies === undefined) return undefined;
+    const stored = await copies.read();
+    if (stored.some((copy) => copy === undefined)) {
+      failed++;
+      return "unreadable";
+    }
+    if (stored.every((copy) => copy === null)) {
+      await copies.writeIfAbsent(0, sealNew(cipher));
+      const [made] = await copies.read();
+      if (typeof made === "string") await restoreCopies(copies, made);
+      return "created";
+    }
+    let secret: Buffer | undefined;
+    const resealed: string[] = [];
+    for (const [i, copy] of stored.entries()) {
+      if (copy === null || copy === undefined) continue;
+      values++;
+      let opened: Buffer;
+      try {
+        opened = openCopy(cipher, copy, copies.keyName(i));
+      } catch {
+        failed++;
+        return "unreadable";
+      }
+      if (secret !== undefined && !secret.equals(opened)) {
+        failed++;
+        return "unreadable";
+      }
+      secret = opened;
+      if (sealedKeyId(copy) === primary) {
+        resealed.push(copy);
+        continue;
+      }
+      const sealed = cipher.seal(opened.toString("base64url"), PARTITION_SECRET_BINDING);
+      if ((await redis.eval(STRING_CAS_LUA, 1, copies.keyName(i), copy, sealed)) === 1) {
+        rewritten++;
+        resealed.push(sealed);
+      } else skippedConcurrent++;
+    }
+    const [any] = resealed;
+    if (any !== undefined) await restoreCopies(copies, any);
+    return "resealed";
+  };
+
   if (redis instanceof Cluster && redis.status !== "ready") await once(redis, "ready");
+  const partitionSecret = await resealPartitionSecret();
   // SCAN walks one node's keys: on a cluster, every primary's.
   const scanned: Redis[] = redis instanceof Cluster ? redis.nodes("master") : [redis];
   for (const node of scanned) {
@@ -323,7 +394,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     }
   } while (cursor !== "0");
   }
-  return { values, rewritten, skippedConcurrent, failed };
+  return { ...(partitionSecret === undefined ? {} : { partitionSecret }), values, rewritten, skippedConcurrent, failed };
 }
 
 function escapeGlob(text: string): string {

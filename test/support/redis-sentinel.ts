@@ -10,14 +10,15 @@
  * failover takes seconds; the waits here are generous for a loaded machine.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import type { RedisSentinelTarget } from "../../src/store/redis/connections.js";
 import { after, before } from "node:test";
 import { freePort, waitForPing } from "./redis-server.js";
+import { makeSelfSignedCertificate } from "./tls.js";
 
 export const SENTINEL_MASTER = "sessiond-test";
 
@@ -65,6 +66,15 @@ export interface SentinelOptions {
   readonly nodeArgs?: readonly string[];
   readonly downAfterMs?: number;
   readonly failoverTimeoutMs?: number;
+  /**
+   * ACL users besides the default one (which stays without a password, so a
+   * client that sent these passwords without the user names would be refused):
+   * `user` on every data node, `sentinelUser` on every sentinel. The target
+   * names them.
+   */
+  readonly acl?: { readonly user: string; readonly password: string; readonly sentinelUser: string; readonly sentinelPassword: string };
+  /** TLS only (tls-port, tls-replication) on every data node and sentinel, with a self-signed certificate for 127.0.0.1; the target's tls.ca verifies it. */
+  readonly tls?: boolean;
 }
 
 interface Proc {
@@ -74,16 +84,16 @@ interface Proc {
   args: string[];
 }
 
-function connect(port: number): Redis {
-  const client = new Redis({ port, host: "127.0.0.1", maxRetriesPerRequest: 1, retryStrategy: () => 100 });
+function connect(port: number, access: RedisOptions): Redis {
+  const client = new Redis({ port, host: "127.0.0.1", maxRetriesPerRequest: 1, retryStrategy: () => 100, ...access });
   client.on("error", () => {}); // nodes are killed on purpose; commands still reject
   return client;
 }
 
-async function launch(proc: Proc): Promise<void> {
+async function launch(proc: Proc, access: RedisOptions): Promise<void> {
   const child = spawn("redis-server", proc.args, { stdio: "ignore" });
   proc.child = child;
-  await waitForPing(proc.port, child, 20_000);
+  await waitForPing(proc.port, child, 20_000, access);
 }
 
 async function kill(proc: Proc): Promise<void> {
@@ -117,20 +127,32 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
   const sentinelCount = options.sentinels ?? 3;
   const quorum = Math.floor(sentinelCount / 2) + 1;
   const dir = mkdtempSync(join(tmpdir(), "sessiond-sentinel-"));
+  const cert = options.tls === true ? makeSelfSignedCertificate(dir) : undefined;
+  const ca = cert === undefined ? undefined : readFileSync(cert.certFile, "utf8");
+  /** How this harness reaches every process (the default user needs no password). */
+  const access: RedisOptions = ca === undefined ? {} : { tls: { ca } };
+  const tlsConf = cert === undefined ? [] : [["tls-cert-file", cert.certFile], ["tls-key-file", cert.keyFile], ["tls-ca-cert-file", cert.certFile], ["tls-auth-clients", "no"], ["tls-replication", "yes"]];
+  const listen = (port: number): string[][] => (cert === undefined ? [["port", String(port)]] : [["port", "0"], ["tls-port", String(port)], ...tlsConf]);
+  const acl = options.acl;
   // --dir: a replica writes the snapshot of its full sync there, never in the working directory.
-  const base = ["--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--loglevel", "warning", ...(options.nodeArgs ?? [])];
+  const base = [
+    "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--loglevel", "warning",
+    ...(acl === undefined ? [] : ["--user", acl.user, "on", `>${acl.password}`, "~*", "&*", "+@all"]),
+    ...(options.nodeArgs ?? []),
+  ];
+  const nodeArgs = (port: number): string[] => [...listen(port).flatMap(([name, value]) => [`--${name}`, value as string]), ...base];
   const nodes: Proc[] = [];
   const sentinels: Proc[] = [];
   const setup = async (): Promise<void> => {
     const primaryPort = await freePort();
-    const primary: Proc = { child: undefined, port: primaryPort, args: ["--port", String(primaryPort), ...base] };
+    const primary: Proc = { child: undefined, port: primaryPort, args: nodeArgs(primaryPort) };
     nodes.push(primary);
-    await launch(primary);
+    await launch(primary, access);
     for (let i = 0; i < replicaCount; i++) {
       const port = await freePort();
-      const replica: Proc = { child: undefined, port, args: ["--port", String(port), ...base, "--replicaof", "127.0.0.1", String(primaryPort)] };
+      const replica: Proc = { child: undefined, port, args: [...nodeArgs(port), "--replicaof", "127.0.0.1", String(primaryPort)] };
       nodes.push(replica);
-      await launch(replica);
+      await launch(replica, access);
     }
     for (let i = 0; i < sentinelCount; i++) {
       const port = await freePort();
@@ -138,7 +160,8 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
       writeFileSync(
         conf,
         [
-          `port ${port}`,
+          ...listen(port).map(([name, value]) => `${name} ${value}`),
+          ...(acl === undefined ? [] : [`user ${acl.sentinelUser} on >${acl.sentinelPassword} ~* &* +@all`]),
           "bind 127.0.0.1",
           `dir ${dir}`,
           `sentinel monitor ${SENTINEL_MASTER} 127.0.0.1 ${primaryPort} ${quorum}`,
@@ -150,7 +173,7 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
       );
       const sentinel: Proc = { child: undefined, port, args: [conf, "--sentinel", "--loglevel", "warning"] };
       sentinels.push(sentinel);
-      await launch(sentinel);
+      await launch(sentinel, access);
     }
   };
   const stop = async (): Promise<void> => {
@@ -164,7 +187,7 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
     throw error;
   }
 
-  const node = (proc: Proc): SentinelNode => ({ port: proc.port, client: () => connect(proc.port) });
+  const node = (proc: Proc): SentinelNode => ({ port: proc.port, client: () => connect(proc.port, access) });
   const procOf = (n: SentinelNode): Proc => {
     const proc = nodes.find((p) => p.port === n.port);
     if (proc === undefined) throw new Error(`no data node on port ${n.port}`);
@@ -173,7 +196,7 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
   /** Asks one sentinel after another; undefined when none answers. */
   const askSentinels = async <T>(ask: (client: Redis) => Promise<T>): Promise<T | undefined> => {
     for (const sentinel of sentinels) {
-      const client = new Redis({ port: sentinel.port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const client = new Redis({ port: sentinel.port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...access });
       client.on("error", () => {});
       try {
         await client.connect();
@@ -192,7 +215,7 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
     return Number(reply[1]);
   };
   const infoOf = async (port: number): Promise<string> => {
-    const client = connect(port);
+    const client = connect(port, access);
     try {
       return await client.info("replication");
     } finally {
@@ -201,7 +224,12 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
   };
 
   return {
-    target: { sentinels: sentinels.map((s) => ({ host: "127.0.0.1", port: s.port })), masterName: SENTINEL_MASTER },
+    target: {
+      sentinels: sentinels.map((s) => ({ host: "127.0.0.1", port: s.port })),
+      masterName: SENTINEL_MASTER,
+      ...(acl === undefined ? {} : { username: acl.user, password: acl.password, sentinelUsername: acl.sentinelUser, sentinelPassword: acl.sentinelPassword }),
+      ...(ca === undefined ? {} : { tls: { ca } }),
+    },
     nodes: nodes.map(node),
     sentinels: sentinels.map(node),
     primaryPort: primaryPortNow,
@@ -209,8 +237,8 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
     async restart(n, primaryPort) {
       const proc = procOf(n);
       await kill(proc);
-      proc.args = ["--port", String(proc.port), ...base, "--replicaof", "127.0.0.1", String(primaryPort), "--replica-priority", "0"];
-      await launch(proc);
+      proc.args = [...nodeArgs(proc.port), "--replicaof", "127.0.0.1", String(primaryPort), "--replica-priority", "0"];
+      await launch(proc, access);
     },
     waitForFailover: (oldPort, timeoutMs = 60_000) =>
       until("a failover", timeoutMs, async () => {
@@ -223,7 +251,7 @@ export async function startRedisSentinel(options: SentinelOptions = {}): Promise
         const primary = await primaryPortNow();
         const live = nodes.filter((p) => p.child !== undefined && p.child.exitCode === null && p.child.signalCode === null && p.port !== primary);
         for (const sentinel of sentinels) {
-          const client = connect(sentinel.port);
+          const client = connect(sentinel.port, access);
           try {
             const reply = (await client.call("SENTINEL", "master", SENTINEL_MASTER)) as string[];
             const h = new Map<string, string>();

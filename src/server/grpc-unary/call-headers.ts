@@ -8,6 +8,8 @@
  * parser (already lower-case and valid) or from our own code, so this class
  * only lower-cases names and joins repeated values with ", " as Headers does.
  */
+import type { IncomingHttpHeaders } from "node:http2";
+
 export class CallHeaders implements Headers {
   private readonly map = new Map<string, string>();
 
@@ -19,6 +21,22 @@ export class CallHeaders implements Headers {
     } else {
       for (const name in init) this.append(name, init[name]!);
     }
+  }
+
+  /**
+   * The request metadata of an HTTP/2 stream as connect hands it to
+   * interceptors: no pseudo-headers, repeated values joined. HTTP/2 field
+   * names are lower-case (RFC 9113 section 8.2.1; Node's parser refuses others), so they are taken as they are.
+   */
+  static fromHttp2(headers: IncomingHttpHeaders): CallHeaders {
+    const out = new CallHeaders();
+    for (const name in headers) {
+      if (name.charCodeAt(0) === 58 /* ":" */) continue;
+      const value = headers[name];
+      if (value === undefined) continue;
+      out.map.set(name, typeof value === "string" ? value : value.join(", "));
+    }
+    return out;
   }
 
   append(name: string, value: string): void {

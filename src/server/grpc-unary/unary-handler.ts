@@ -31,7 +31,9 @@ import {
 } from "@connectrpc/connect";
 import { ACT_AS_HEADER } from "../../auth/delegation.js";
 import { peerOf } from "../../auth/peer.js";
-import { rememberPrincipal, type RequestGate } from "../../auth/request-gate.js";
+import { PRINCIPAL, type Principal } from "../../auth/principal.js";
+import { RELEASE_NOTHING, type RequestGate } from "../../auth/request-gate.js";
+import { CALL_ABORT, CallAbort } from "../call-abort.js";
 import { negotiateCompression, parseGrpcTimeout, setErrorTrailers, type Compression } from "./grpc-protocol.js";
 import { CallHeaders } from "./call-headers.js";
 import { resetSlowStream, streamArrived, watchArrival, type ArrivalLimits, type SlowReason } from "../request-arrival.js";
@@ -81,8 +83,13 @@ const CONTENT_TYPE_GRPC = "application/grpc";
 const PREFIX = 5;
 const FLAG_COMPRESSED = 0b00000001;
 
-/** The call's own context, for the innermost step of the shared interceptor chain. */
-const CALL_CONTEXT = createContextKey<HandlerContext | undefined>(undefined, { description: "sessiond grpc unary call context" });
+/** A call's own context and the request it gave the interceptor chain, for the chain's innermost step. */
+interface CallStart {
+  readonly context: HandlerContext;
+  readonly request: UnaryRequest;
+}
+
+const CALL_START = createContextKey<CallStart | undefined>(undefined, { description: "sessiond grpc unary call context" });
 
 const DEADLINE_EXCEEDED = (): ConnectError => new ConnectError("the operation timed out", Code.DeadlineExceeded);
 /** A reason given up front spares a DOMException (and its stack) per cancelled call. */
@@ -117,70 +124,65 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
   };
 
   async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, spec: UnaryMethodSpec, contentType: string): Promise<void> {
+    let principal: Principal | undefined;
     if (options.gate !== undefined) {
       // Before a byte of the body is read: a caller without valid credentials costs no read and no parse.
       const admitted = await admit(stream, headers, options.gate, options.onGateError);
-      if (!admitted) return;
+      if (admitted === false) return;
+      principal = admitted.principal;
     }
     const timeout = parseGrpcTimeout(single(headers["grpc-timeout"]));
     const compression = negotiateCompression(acceptCompression, single(headers["grpc-encoding"]), single(headers["grpc-accept-encoding"]));
-    const controller = new AbortController();
+    // The signal is made only if someone asks for it (call-abort.ts).
+    const abort = new CallAbort();
     const timeoutMs = timeout.timeoutMs;
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-    const context: HandlerContext = {
-      service: spec.method.parent,
-      method: spec.method,
-      protocolName: "grpc",
-      requestMethod: "POST",
-      url: `http://${single(headers[":authority"]) ?? "localhost"}${headers[":path"] ?? ""}`,
-      signal: controller.signal,
-      timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
-      requestHeader: new CallHeaders(webHeaders(headers)),
-      responseHeader: new CallHeaders({ [HEADER_CONTENT_TYPE]: contentType }),
-      responseTrailer: new CallHeaders({ "grpc-status": "0" }),
-      values: options.contextValues(stream),
-    };
-    context.values.set(CALL_CONTEXT, context);
+    const url = `http://${single(headers[":authority"]) ?? "localhost"}${headers[":path"] ?? ""}`;
+    const requestHeader = CallHeaders.fromHttp2(headers);
+    const values = options.contextValues(stream);
+    // The gate's principal goes straight into the call's values (connect's path hands it over through peer.ts).
+    if (principal !== undefined) values.set(PRINCIPAL, principal);
+    const context = new UnaryCallContext(spec, url, abort, deadline, requestHeader, contentType, values);
+    values.set(CALL_ABORT, abort);
     // The deadline, the server's shutdown and a client's reset abort the handler's signal, as in connect.
-    const abort = (reason: ConnectError): void => {
-      if (!controller.signal.aborted) controller.abort(reason);
-    };
     // The caller's own deadline is wall time by definition (its clock runs whether or not this process is busy).
-    const timer = timeoutMs === undefined || timeoutMs <= 0 ? undefined : setTimeout(() => abort(DEADLINE_EXCEEDED()), timeoutMs);
-    if (timeoutMs !== undefined && timeoutMs <= 0) abort(DEADLINE_EXCEEDED());
-    const untrack = inFlight.add(controller);
-    const onAborted = (): void => abort(CLIENT_CANCELLED);
-    stream.once("aborted", onAborted);
+    const timer = timeoutMs === undefined || timeoutMs <= 0 ? undefined : setTimeout(() => abort.abort(DEADLINE_EXCEEDED()), timeoutMs);
+    if (timeoutMs !== undefined && timeoutMs <= 0) abort.abort(DEADLINE_EXCEEDED());
+    inFlight.add(abort);
+    // One listener for a client that leaves, whether its body is still coming or the handler runs.
+    const read = new EnvelopeRead(stream, options.readMaxBytes);
+    const onClose = (): void => {
+      abort.abort(CLIENT_CANCELLED);
+      read.fail(CLIENT_CANCELLED);
+    };
+    stream.on("close", onClose);
     if (compression.response !== null) context.responseHeader.set("grpc-encoding", compression.response.name);
     try {
       if (compression.error !== undefined) throw compression.error;
       if (timeout.error !== undefined) throw timeout.error;
-      const envelope = await readEnvelope(stream, options.readMaxBytes, options.arrival, (reason) => options.onSlow?.(stream, reason), () =>
-        options.malformedBody?.report(`${spec.method.parent.typeName}/${spec.method.name}`, context.values, "too_large"),
+      const envelope = await read.start(options.arrival, (reason) => options.onSlow?.(stream, reason), () =>
+        options.malformedBody?.report(`${spec.method.parent.typeName}/${spec.method.name}`, values, "too_large"),
       );
-      const input = await decodeMessage(spec.method.input, envelope, compression.request, options.readMaxBytes, options.malformedBody, () =>
-        options.malformedBody?.report(`${spec.method.parent.typeName}/${spec.method.name}`, context.values),
+      // Awaited only when compressed: an uncompressed message costs no extra turn.
+      const compressed = (envelope.flags & FLAG_COMPRESSED) === FLAG_COMPRESSED;
+      const bytes = compressed ? await decompress(envelope.data, compression.request, options.readMaxBytes) : envelope.data;
+      const input = parseMessage(spec.method.input, bytes, options.malformedBody, () =>
+        options.malformedBody?.report(`${spec.method.parent.typeName}/${spec.method.name}`, values),
       );
-      const response = await chainFor(spec)({
-        stream: false,
-        service: spec.method.parent,
-        method: spec.method,
-        requestMethod: "POST",
-        url: context.url,
-        signal: context.signal,
-        header: context.requestHeader,
-        contextValues: context.values,
-        message: input,
-      });
-      const body = await encodeMessage(spec.method.output, response.message, compression.response, options);
+      const request = new UnaryCallRequest(spec, url, abort, requestHeader, values, input);
+      values.set(CALL_START, { context, request });
+      const response = await chainFor(spec)(request);
+      const message = serializeMessage(spec.method.output, response.message, options.writeMaxBytes);
+      const compress = compression.response !== null && message.length >= options.compressMinBytes ? compression.response : null;
+      const body = compress === null ? envelope5(0, message) : envelope5(FLAG_COMPRESSED, await compress.compress(message));
       respond(stream, response.header, response.trailer, body);
     } catch (error) {
       // As connect does: anything but a ConnectError is an internal error whose message stays in the process.
       respondError(stream, context, error instanceof ConnectError ? error : new ConnectError("internal error", Code.Internal, undefined, undefined, error));
     } finally {
-      stream.off("aborted", onAborted);
+      stream.off("close", onClose);
       if (timer !== undefined) clearTimeout(timer);
-      untrack();
+      inFlight.delete(abort);
     }
   }
 }
@@ -188,16 +190,23 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
 /**
  * Runs the gate on a stream's headers. A refusal is answered trailers-only
  * with the gate's code and message (the gate has recorded it); an admitted
- * call's principal is handed to its context values (peer.ts) and its slot is
- * freed when the stream closes.
+ * call gets its principal (for its context values), and its slot is freed
+ * when the stream closes.
  */
-async function admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, gate: RequestGate, onError?: (error: unknown) => void): Promise<boolean> {
+async function admit(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  gate: RequestGate,
+  onError?: (error: unknown) => void,
+): Promise<false | { readonly principal: Principal | undefined }> {
   const authorization = headers.authorization;
   const actAs = headers[ACT_AS_HEADER];
   const credentials = { authorization: typeof authorization === "string" ? authorization : null, actAs: typeof actAs === "string" ? actAs : null };
   let decision: Awaited<ReturnType<RequestGate["check"]>>;
   try {
-    decision = await gate.check(headers[":path"] ?? "", credentials, peerOf(stream), stream.session ?? stream);
+    // Awaited only when the gate must wait (a JWT): most calls are judged at once.
+    const decided = gate.decide(headers[":path"] ?? "", credentials, peerOf(stream), stream.session ?? stream);
+    decision = decided instanceof Promise ? await decided : decided;
   } catch (error) {
     onError?.(error);
     if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
@@ -217,44 +226,128 @@ async function admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ga
     decision.release();
     return false;
   }
-  stream.once("close", decision.release);
-  if (decision.principal !== undefined) rememberPrincipal(stream, decision.principal);
-  return true;
+  // Most calls hold no slot: no listener for them.
+  if (decision.release !== RELEASE_NOTHING) stream.once("close", decision.release);
+  return decision;
 }
 
 /**
- * The abort controllers of the calls in flight, aborted together when the
- * server shuts down. The one listener on the shutdown signal is there only
- * while calls are in flight, so an idle server holds none.
+ * The calls in flight, aborted together when the server shuts down. The one
+ * listener on the shutdown signal is there only while calls are in flight,
+ * so an idle server holds none.
  */
 class CallsInFlight {
-  private readonly calls = new Set<AbortController>();
+  private readonly calls = new Set<CallAbort>();
   private readonly onShutdown = (): void => {
     for (const call of this.calls) call.abort(this.shutdownSignal.reason);
   };
 
   constructor(private readonly shutdownSignal: AbortSignal) {}
 
-  /** Tracks a call until the returned function is called. */
-  add(call: AbortController): () => void {
+  /** Tracks a call until delete(call). */
+  add(call: CallAbort): void {
     if (this.shutdownSignal.aborted) {
       call.abort(this.shutdownSignal.reason);
-      return () => {};
+      return;
     }
     if (this.calls.size === 0) this.shutdownSignal.addEventListener("abort", this.onShutdown, { once: true });
     this.calls.add(call);
-    return () => {
-      if (this.calls.delete(call) && this.calls.size === 0) this.shutdownSignal.removeEventListener("abort", this.onShutdown);
-    };
   }
+
+  delete(call: CallAbort): void {
+    if (this.calls.delete(call) && this.calls.size === 0) this.shutdownSignal.removeEventListener("abort", this.onShutdown);
+  }
+}
+
+/*
+ * A call's context and request, with `signal` a getter that makes the signal
+ * only when asked (call-abort.ts). Classes, because an object literal with a
+ * getter is built by a runtime call that costs more than the signal saved.
+ * A copy made by spreading one keeps every field but `signal`, which lives on
+ * the prototype: the innermost step (invoker) hands the handler the call's
+ * own signal whatever an interceptor passed on.
+ */
+class UnaryCallContext implements HandlerContext {
+  readonly service: HandlerContext["service"];
+  readonly method: HandlerContext["method"];
+  readonly protocolName = "grpc";
+  readonly requestMethod = "POST";
+  readonly responseHeader: Headers;
+  readonly responseTrailer: Headers;
+  readonly timeoutMs: () => number | undefined;
+
+  constructor(
+    spec: UnaryMethodSpec,
+    readonly url: string,
+    private readonly abort: CallAbort,
+    deadline: number | undefined,
+    readonly requestHeader: Headers,
+    contentType: string,
+    readonly values: ContextValues,
+  ) {
+    this.service = spec.method.parent;
+    this.method = spec.method;
+    this.responseHeader = new CallHeaders({ [HEADER_CONTENT_TYPE]: contentType });
+    this.responseTrailer = new CallHeaders({ "grpc-status": "0" });
+    this.timeoutMs = deadline === undefined ? noTimeout : () => deadline - Date.now();
+  }
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+}
+
+class UnaryCallRequest implements UnaryRequest {
+  readonly stream = false;
+  readonly service: UnaryRequest["service"];
+  readonly method: UnaryRequest["method"];
+  readonly requestMethod = "POST";
+
+  constructor(
+    spec: UnaryMethodSpec,
+    readonly url: string,
+    private readonly abort: CallAbort,
+    readonly header: Headers,
+    readonly contextValues: ContextValues,
+    readonly message: UnaryRequest["message"],
+  ) {
+    this.service = spec.method.parent;
+    this.method = spec.method;
+  }
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+}
+
+function noTimeout(): undefined {
+  return undefined;
 }
 
 /** The innermost step: the implementation, as connect's invokeUnaryImplementation calls it. */
 function invoker(spec: UnaryMethodSpec): (req: UnaryRequest) => Promise<UnaryResponse> {
   return async (req) => {
-    const context = req.contextValues.get(CALL_CONTEXT);
-    if (context === undefined) throw new ConnectError("call context missing", Code.Internal);
-    const output = await spec.impl(req.message, { ...context, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues });
+    const start = req.contextValues.get(CALL_START);
+    if (start === undefined) throw new ConnectError("call context missing", Code.Internal);
+    const { context } = start;
+    // The request the chain was given, passed on as it was: the call's own context serves (no copy, and no signal made).
+    const handlerContext: HandlerContext =
+      req === start.request
+        ? context
+        : {
+            service: req.service,
+            method: context.method,
+            protocolName: context.protocolName,
+            requestMethod: context.requestMethod,
+            url: context.url,
+            signal: (req.signal as AbortSignal | undefined) ?? context.signal,
+            timeoutMs: context.timeoutMs,
+            requestHeader: req.header,
+            responseHeader: context.responseHeader,
+            responseTrailer: context.responseTrailer,
+            values: req.contextValues,
+          };
+    const output = await spec.impl(req.message, handlerContext);
     const message = isMessage(output, spec.method.output) ? output : create(spec.method.output, output);
     return { stream: false, service: spec.method.parent, method: spec.method, header: context.responseHeader, trailer: context.responseTrailer, message };
   };
@@ -278,85 +371,98 @@ interface Envelope {
 /**
  * Reads the one length-prefixed message of a unary request. A declared length
  * over the limit is refused as soon as its prefix arrives, before the bytes.
+ * fail() ends the read (the client left), before or while it runs.
  */
-function readEnvelope(
-  stream: ServerHttp2Stream,
-  readMaxBytes: number,
-  arrival: ArrivalLimits | undefined,
-  onSlow: (reason: SlowReason) => void,
-  onTooLarge: () => void,
-): Promise<Envelope> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let received = 0;
-    let expected = -1;
-    // A body trickled in: the stream is reset, as request-arrival.ts does on the connect path.
-    const stopWatching =
-      arrival === undefined || streamArrived(stream)
-        ? undefined
-        : watchArrival({ complete: () => streamArrived(stream), bytes: () => received, held: () => false }, arrival, (reason) => {
-            onSlow(reason);
-            fail(CLIENT_CANCELLED);
-            resetSlowStream(stream);
-          });
-    const cleanup = (): void => {
-      stopWatching?.();
-      stream.off("data", onData);
-      stream.off("end", onEnd);
-      stream.off("close", onClose);
-    };
-    const fail = (error: ConnectError): void => {
-      cleanup();
-      reject(error);
-    };
-    const onData = (chunk: Buffer): void => {
-      chunks.push(chunk);
-      received += chunk.length;
-      if (expected < 0 && received >= PREFIX) {
-        const head = chunks.length === 1 ? chunk : Buffer.concat(chunks);
-        const length = head.readUInt32BE(1);
-        if (length > readMaxBytes) {
-          onTooLarge();
-          fail(new ConnectError(`message size ${length} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
-          return;
-        }
-        expected = PREFIX + length;
+class EnvelopeRead {
+  private readonly chunks: Buffer[] = [];
+  private received = 0;
+  private expected = -1;
+  private settle: { resolve(envelope: Envelope): void; reject(error: ConnectError): void } | undefined = undefined;
+  private failure: ConnectError | undefined = undefined;
+  private done = false;
+  private stopWatching: (() => void) | undefined = undefined;
+  private onTooLarge: () => void = ignore;
+
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    private readonly readMaxBytes: number,
+  ) {}
+
+  start(arrival: ArrivalLimits | undefined, onSlow: (reason: SlowReason) => void, onTooLarge: () => void): Promise<Envelope> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.settle = { resolve, reject };
+      this.onTooLarge = onTooLarge;
+      const stream = this.stream;
+      // A body trickled in: the stream is reset, as request-arrival.ts does on the connect path.
+      if (arrival !== undefined && !streamArrived(stream)) {
+        this.stopWatching = watchArrival({ complete: () => streamArrived(stream), bytes: () => this.received, held: () => false }, arrival, (reason) => {
+          onSlow(reason);
+          this.fail(CLIENT_CANCELLED);
+          resetSlowStream(stream);
+        });
       }
-      if (expected >= 0 && received > expected) fail(new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented));
-    };
-    const onEnd = (): void => {
-      cleanup();
-      if (received === 0) {
-        reject(new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented));
+      stream.on("data", this.onData);
+      stream.once("end", this.onEnd);
+    });
+  }
+
+  fail(error: ConnectError): void {
+    if (this.done) return;
+    if (this.settle === undefined) {
+      this.failure ??= error;
+      return;
+    }
+    this.finish();
+    this.settle.reject(error);
+  }
+
+  private finish(): void {
+    this.done = true;
+    this.stopWatching?.();
+    this.stream.off("data", this.onData);
+    this.stream.off("end", this.onEnd);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.chunks.push(chunk);
+    this.received += chunk.length;
+    if (this.expected < 0 && this.received >= PREFIX) {
+      const head = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks);
+      const length = head.readUInt32BE(1);
+      if (length > this.readMaxBytes) {
+        this.onTooLarge();
+        this.fail(new ConnectError(`message size ${length} is larger than configured readMaxBytes ${this.readMaxBytes}`, Code.ResourceExhausted));
         return;
       }
-      if (expected < 0 || received < expected) {
-        reject(new ConnectError("protocol error: promised more bytes than received", Code.InvalidArgument));
-        return;
-      }
-      const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
-      resolve({ flags: all[0]!, data: all.subarray(PREFIX, expected) });
-    };
-    const onClose = (): void => fail(CLIENT_CANCELLED);
-    stream.on("data", onData);
-    stream.once("end", onEnd);
-    stream.once("close", onClose);
-  });
+      this.expected = PREFIX + length;
+    }
+    if (this.expected >= 0 && this.received > this.expected) this.fail(new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented));
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.done) return;
+    this.finish();
+    const settle = this.settle!;
+    if (this.received === 0) {
+      settle.reject(new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented));
+      return;
+    }
+    if (this.expected < 0 || this.received < this.expected) {
+      settle.reject(new ConnectError("protocol error: promised more bytes than received", Code.InvalidArgument));
+      return;
+    }
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.received);
+    settle.resolve({ flags: all[0]!, data: all.subarray(PREFIX, this.expected) });
+  };
 }
 
-async function decodeMessage<I extends DescMessage>(
-  schema: I,
-  envelope: Envelope,
-  compression: Compression | null,
-  readMaxBytes: number,
-  malformed: MalformedBody | undefined,
-  onMalformed: () => void,
-): Promise<MessageShape<I>> {
-  let bytes = envelope.data;
-  if ((envelope.flags & FLAG_COMPRESSED) === FLAG_COMPRESSED) {
-    if (compression === null) throw new ConnectError("protocol error: received compressed envelope, but do not know how to decompress", Code.Internal);
-    bytes = await compression.decompress(bytes, readMaxBytes);
-  }
+async function decompress(bytes: Uint8Array, compression: Compression | null, readMaxBytes: number): Promise<Uint8Array> {
+  if (compression === null) throw new ConnectError("protocol error: received compressed envelope, but do not know how to decompress", Code.Internal);
+  return compression.decompress(bytes, readMaxBytes);
+}
+
+function parseMessage<I extends DescMessage>(schema: I, bytes: Uint8Array, malformed: MalformedBody | undefined, onMalformed: () => void): MessageShape<I> {
   try {
     return fromBinary(schema, bytes);
   } catch (error) {
@@ -366,21 +472,14 @@ async function decodeMessage<I extends DescMessage>(
   }
 }
 
-async function encodeMessage(
-  schema: DescMessage,
-  message: UnaryResponse["message"],
-  compression: Compression | null,
-  options: Pick<GrpcUnaryOptions, "writeMaxBytes" | "compressMinBytes">,
-): Promise<Buffer> {
-  let bytes: Uint8Array = toBinary(schema, message);
-  if (bytes.length > options.writeMaxBytes) {
-    throw new ConnectError(`message size ${bytes.length} exceeds writeMaxBytes ${options.writeMaxBytes}`, Code.ResourceExhausted);
-  }
-  let flags = 0;
-  if (compression !== null && bytes.length >= options.compressMinBytes) {
-    bytes = await compression.compress(bytes);
-    flags = FLAG_COMPRESSED;
-  }
+function serializeMessage(schema: DescMessage, message: UnaryResponse["message"], writeMaxBytes: number): Uint8Array {
+  const bytes = toBinary(schema, message);
+  if (bytes.length > writeMaxBytes) throw new ConnectError(`message size ${bytes.length} exceeds writeMaxBytes ${writeMaxBytes}`, Code.ResourceExhausted);
+  return bytes;
+}
+
+/** One length-prefixed message. */
+function envelope5(flags: number, bytes: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(PREFIX + bytes.length);
   out[0] = flags;
   out.writeUInt32BE(bytes.length, 1);
@@ -420,18 +519,6 @@ function nodeHeaders(headers: Headers): OutgoingHttpHeaders {
   headers.forEach((value, key) => {
     out[key] = value;
   });
-  return out;
-}
-
-/** The request metadata as connect hands it to interceptors: no pseudo-headers, repeated values joined. */
-function webHeaders(headers: IncomingHttpHeaders): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const key in headers) {
-    if (key.charCodeAt(0) === 58 /* ":" */) continue;
-    const value = headers[key];
-    if (value === undefined) continue;
-    out[key] = Array.isArray(value) ? value.join(", ") : value;
-  }
   return out;
 }
 

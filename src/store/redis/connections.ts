@@ -101,6 +101,23 @@ export interface RedisSentinelTarget {
   readonly password?: string | undefined;
   /** Of the sentinels. */
   readonly sentinelPassword?: string | undefined;
+  /** ACL user of the Redis servers (absent: the default user). */
+  readonly username?: string | undefined;
+  /** ACL user of the sentinels. */
+  readonly sentinelUsername?: string | undefined;
+  /** Database number on the Redis servers (absent: 0). */
+  readonly db?: number | undefined;
+  /** TLS to the sentinels and to the servers they name, verified against `ca` (PEM) or the system CAs. */
+  readonly tls?: { readonly ca?: string | undefined } | undefined;
+}
+
+/** The AUTH and TLS of a connection to a sentinel (ioredis's sentinel options, or a plain connection's). */
+function sentinelAuth(target: RedisSentinelTarget): Pick<RedisOptions, "username" | "password" | "tls"> {
+  return {
+    ...(target.sentinelUsername === undefined ? {} : { username: target.sentinelUsername }),
+    ...(target.sentinelPassword === undefined ? {} : { password: target.sentinelPassword }),
+    ...(target.tls === undefined ? {} : { tls: target.tls.ca === undefined ? {} : { ca: target.tls.ca } }),
+  };
 }
 
 /** Where the store's Redis is: a URL (redis://[user:password@]host:port[/db]) or Sentinel. */
@@ -133,8 +150,15 @@ export function redisClient(target: RedisTarget, options: RedisOptions): Redis {
     sentinels: sentinel.sentinels.map(({ host, port }) => ({ host, port })),
     name: sentinel.masterName,
     role: "master",
+    ...(sentinel.username === undefined ? {} : { username: sentinel.username }),
     ...(sentinel.password === undefined ? {} : { password: sentinel.password }),
+    ...(sentinel.db === undefined ? {} : { db: sentinel.db }),
+    ...(sentinel.sentinelUsername === undefined ? {} : { sentinelUsername: sentinel.sentinelUsername }),
     ...(sentinel.sentinelPassword === undefined ? {} : { sentinelPassword: sentinel.sentinelPassword }),
+    // One TLS setting for both: the sentinels (sentinelTLS) and the servers they name (tls, which ioredis applies in sentinel mode only with enableTLSForSentinelMode).
+    ...(sentinel.tls === undefined
+      ? {}
+      : { tls: sentinelAuth(sentinel).tls ?? {}, sentinelTLS: sentinelAuth(sentinel).tls ?? {}, enableTLSForSentinelMode: true }),
     // Asking every sentinel again follows the connection's own retry rule (none: a one-shot probe fails at once).
     sentinelRetryStrategy: (attempt) => (typeof retry === "function" ? retry(attempt) : reconnectDelay(attempt)),
     // Reconnect (asking the sentinels) when a write meets a demoted primary; the refused command still fails.
@@ -155,7 +179,7 @@ export function watchSwitchMaster(target: RedisSentinelTarget, onSwitch: (host: 
     const client = new Redis({
       host,
       port,
-      ...(target.sentinelPassword === undefined ? {} : { password: target.sentinelPassword }),
+      ...sentinelAuth(target),
       maxRetriesPerRequest: null,
       retryStrategy: (attempt) => reconnectDelay(attempt, 1000),
     });
@@ -172,6 +196,20 @@ export function watchSwitchMaster(target: RedisSentinelTarget, onSwitch: (host: 
   return () => {
     for (const client of clients) client.disconnect();
   };
+}
+
+/**
+ * Through Sentinel: whenever a new primary is announced, each ready connection
+ * of `connections()` that is not on it reconnects (asking the sentinels);
+ * returns the stop function. A connection that is connecting asks them anyway.
+ */
+export function followSwitchMaster(target: RedisSentinelTarget, connections: () => Iterable<RedisCommandConnection>, announced?: (primary: string) => void): () => void {
+  return watchSwitchMaster(target, (host, port) => {
+    announced?.(`${host}:${port}`);
+    for (const redis of connections()) {
+      if (redis instanceof Redis && redis.status === "ready" && !connectedTo(redis, host, port)) redis.disconnect(true);
+    }
+  });
 }
 
 /** Whether a ready connection's socket goes to host:port (IPv4-mapped IPv6 addresses compared as IPv4). */
@@ -253,7 +291,16 @@ export class RedisConnections {
             },
           );
     this.track(this.command, "store");
-    this.stopSwitchWatch = options.sentinel === undefined ? undefined : watchSwitchMaster(options.sentinel, (host, port) => this.followSwitch(host, port));
+    this.stopSwitchWatch =
+      options.sentinel === undefined
+        ? undefined
+        : followSwitchMaster(
+            options.sentinel,
+            () => (this.disposedFlag ? [] : this.serving),
+            (primary) => {
+              if (!this.disposedFlag) this.logger?.warn({ primary }, "redis sentinel announced a new primary; reconnecting");
+            },
+          );
     this.command.on("ready", () => {
       if (!this.connected) this.logger?.info("redis store connected");
       this.connected = true;
@@ -354,21 +401,30 @@ export class RedisConnections {
     return redis;
   }
 
+  /**
+   * A connection for one partition's blocking reads (partition-wake.ts): a
+   * dedicated connection, or on a Redis Cluster a Cluster of its own with the
+   * command connection's nodes and options, so that it follows the slot of
+   * the key it reads wherever it moves.
+   */
+  blockingReader(): Redis | Cluster {
+    if (!(this.command instanceof Cluster)) return this.dedicated("events");
+    const cluster = this.command.duplicate([], {
+      enableOfflineQueue: true,
+      redisOptions: { enableAutoPipelining: false, maxRetriesPerRequest: 0 },
+    });
+    cluster.on("error", (err: Error) => {
+      if (!this.disposedFlag) this.logger?.debug({ err: err.message, purpose: "events" }, "redis connection error");
+    });
+    this.track(cluster, "events");
+    return cluster;
+  }
+
   /** Closes the command connection; dedicated ones are closed by their owners. */
   dispose(): void {
     this.disposedFlag = true;
     this.stopSwitchWatch?.();
     this.command.disconnect();
-  }
-
-  /** Sentinel named a new primary: every ready connection elsewhere reconnects (and asks the sentinels again). */
-  private followSwitch(host: string, port: number): void {
-    if (this.disposedFlag) return;
-    this.logger?.warn({ primary: `${host}:${port}` }, "redis sentinel announced a new primary; reconnecting");
-    for (const redis of this.serving) {
-      // Only ready ones: a connection that is connecting asks the sentinels anyway (see the file comment).
-      if (redis instanceof Redis && redis.status === "ready" && !connectedTo(redis, host, port)) redis.disconnect(true);
-    }
   }
 
   /**

@@ -45,6 +45,8 @@
  * |                       |        | expiry scheduler's only clock (no key per session)         |                               |
  * | `P Qn0`, `P Qn1`      | none   | never written: scripts probe them to learn whether the     | (never exist)                 |
  * |                       |        | partition's slot is migrating (see lua/prelude.ts)         |                               |
+ * | `P Qps`               | STRING | several partitions, encryption on: the partition secret,   | never (a copy per partition)  |
+ * |                       |        | sealed (src/store/partition-secret.ts)                     |                               |
  *
  * Identifiers as keyed HMACs: with encryption on (ENCRYPTION_KEYS), every
  * <userId>, <dataSource> and <requestId> above, the data hash's fields and the
@@ -66,7 +68,9 @@
  *   default slot allocation of `redis-cli --cluster create` splits evenly).
  *   With one partition Q is empty and every name is the single-primary
  *   layout, so an existing single-primary deployment keeps its data.
- * - The user decides the partition (a hash of tenant and user), so a user's
+ * - The user decides the partition (a hash of tenant and user; with
+ *   encryption on a keyed HMAC under the partition secret, which no key
+ *   rotation changes: src/store/partition-secret.ts), so a user's
  *   listing and the per-user cap stay one index in one slot; the session id
  *   is drawn (Partitioning.newSessionId: random UUIDs until one hashes to the
  *   user's partition, N draws on average) so that any call by id finds its
@@ -121,6 +125,7 @@ const EVENTS = "ev";
 const EVENTS_LAST = "el";
 const WAIT_ADVANCE = "w";
 const NEVER_WRITTEN = ["n0", "n1"] as const;
+const PARTITION_SECRET = "ps";
 
 /** Redis Cluster has 16384 hash slots. */
 const SLOTS = 16384;
@@ -145,7 +150,10 @@ export class Partitioning {
     return this.count === 1 ? 0 : crc16(sessionId) % this.count;
   }
 
-  /** The partition of a user's sessions: tenant and user (as the store receives them) decide it. */
+  /**
+   * The partition of a user's sessions: tenant and user (as the store
+   * receives them, or the user's placement: CreateSessionInput.userPlacement) decide it.
+   */
   ofUser(tenant: string, userId: string): number {
     return this.count === 1 ? 0 : crc16(`${encodeTenant(tenant)}\n${userId}`) % this.count;
   }
@@ -361,4 +369,9 @@ export function waitAdvanceKey(prefix: string, tag: string): string {
 /** A partition's event log generation under a key prefix (see K_GEN in KEY_LAYOUT_LUA). */
 export function generationKey(prefix: string, tag = ""): string {
   return `${prefix}${tag}${GENERATION}`;
+}
+
+/** A partition's copy of the sealed partition secret (src/store/partition-secret.ts). */
+export function partitionSecretKey(prefix: string, tag: string): string {
+  return `${prefix}${tag}${PARTITION_SECRET}`;
 }

@@ -52,8 +52,11 @@ import { waitClock, waitedSince } from "../../observability/loop-idle.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, isSlotInMotion, STORE_FULL_MESSAGE } from "./call-outcome.js";
 import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
+import { redisPartitionSecretCopies } from "./partition-secret-copies.js";
+import type { PartitionSecretCopies } from "../partition-secret.js";
 import { DueHeads } from "./due-heads.js";
-import { mergePartitionReads, type PartitionRead } from "./merged-log.js";
+import { mergePartitionReads, type MergedPage, type PartitionRead } from "./merged-log.js";
+import { PartitionWake } from "./partition-wake.js";
 import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
 import { traceScript } from "./script-tracing.js";
@@ -90,11 +93,12 @@ export type RedisStoreOptions = RedisTarget & {
 };
 
 /**
- * With several partitions the tail polls every partition's log this often
- * while it waits (a blocking XREAD cannot span hash slots): the added
- * delivery latency of a watch, against one script per partition per poll.
+ * With several partitions the tail reads every partition's log at most this
+ * often (one script per partition per round): under a steady stream of events
+ * the added delivery latency, against that load. An idle tail waits on
+ * blocking reads instead (partition-wake.ts) and reads at once when woken.
  */
-const MERGED_POLL_MS = 25;
+const MERGED_ROUND_MS = 10;
 /** Rounds a merged read waits (1 ms each) for a partition's clock to pass entries it holds back. */
 const MERGED_CLOCK_ROUNDS = 200;
 
@@ -210,8 +214,9 @@ export class RedisStore implements SessionStore {
 
   async create(input: CreateSessionInput): Promise<CreateSessionResult> {
     checkGuardedCreate(input);
-    const partition = this.partitions.ofUser(input.tenant, input.userId);
-    const sessionId = input.sessionId ?? this.newSessionId(input.tenant, input.userId);
+    const placement = input.userPlacement ?? input.userId;
+    const partition = this.partitions.ofUser(input.tenant, placement);
+    const sessionId = input.sessionId ?? this.newSessionId(input.tenant, placement);
     if (this.partitions.ofSession(sessionId) !== partition) throw new Error("the session id is not of its user's partition: take it from newSessionId");
     const caps = await this.tenantCapsLeft(input.tenant, partition, input.dataSource);
     const reply = await this.script(
@@ -374,7 +379,7 @@ export class RedisStore implements SessionStore {
       after === undefined ? "" : after.expireTime,
       after === undefined ? "" : after.sessionId,
     ];
-    const partitions = filter.userId === undefined ? this.allPartitions() : [this.partitions.ofUser(tenant, filter.userId)];
+    const partitions = filter.userId === undefined ? this.allPartitions() : [this.partitions.ofUser(tenant, filter.userPlacement ?? filter.userId)];
     const replies = await Promise.all(partitions.map((p) => this.script("list", p, tenant, args)));
     if (replies.length === 1) {
       const reply = replies[0] as string[];
@@ -470,9 +475,14 @@ export class RedisStore implements SessionStore {
     };
   }
 
-  /** A random session id in the user's partition (SessionStore.newSessionId). */
+  /** A random session id in the user's partition (SessionStore.newSessionId; userId or the user's placement). */
   newSessionId(tenant: string, userId: string): string {
     return this.partitions.newSessionId(tenant, userId);
+  }
+
+  /** The partition secret's copies (several partitions only): SessionStore.partitionSecretCopies. */
+  partitionSecretCopies(): PartitionSecretCopies | undefined {
+    return redisPartitionSecretCopies(this.redis, this.prefix, this.partitions, (command) => this.call(command));
   }
 
   /**
@@ -585,7 +595,7 @@ export class RedisStore implements SessionStore {
    * one partition's read as is, its cursor first checked (checkCursorHeld)
    * when `checkHeld`.
    */
-  private async readMerged(after: string, limit: number, checkHeld = false): Promise<ReturnType<typeof mergePartitionReads>> {
+  private async readMerged(after: string, limit: number, checkHeld = false): Promise<MergedPage & { readonly lastIds: readonly string[] }> {
     const reads = await Promise.all(
       this.allPartitions().map(async (p): Promise<PartitionRead & { reply: unknown[] }> => {
         const { reply, now } = await this.runScript("readEvents", p, "", [after, limit]);
@@ -598,9 +608,9 @@ export class RedisStore implements SessionStore {
       if (checkHeld) await this.checkCursorHeld(after, read.reply, limit);
       const batch = decodeStreamBatch(read.entries);
       const more = batch.size >= limit;
-      return { events: batch.events, unreadable: batch.unreadable, position: batch.lastId ?? after, more, withheld: false };
+      return { events: batch.events, unreadable: batch.unreadable, position: batch.lastId ?? after, more, withheld: false, lastIds: [read.lastAssigned] };
     }
-    return mergePartitionReads(after, reads, limit);
+    return { ...mergePartitionReads(after, reads, limit), lastIds: reads.map((r) => r.lastAssigned) };
   }
 
   /**
@@ -651,7 +661,7 @@ export class RedisStore implements SessionStore {
    * of a new log as if they followed the old ones.
    */
   openEventTail(): EventTail {
-    if (this.partitions.count > 1 || this.redis instanceof Cluster) return this.openPolledTail();
+    if (this.partitions.count > 1 || this.redis instanceof Cluster) return this.openMergedTail();
     const redis = this.connections.dedicated("events");
     const key = eventLogKey(this.prefix);
     /**
@@ -698,31 +708,44 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * The tail over several partitions: merged reads (readMerged), polled every
-   * MERGED_POLL_MS while it waits. A partition whose log Redis lost fails the
-   * read with out_of_range (its generation is later than the cursor).
+   * The tail over several partitions: merged reads (readMerged). While there
+   * is nothing to read it waits on a blocking read of every partition's log
+   * (partition-wake.ts) instead of polling; rounds are at most one per
+   * MERGED_ROUND_MS, so a steady stream of events is read in batches. A
+   * partition whose log Redis lost fails the read with out_of_range (its
+   * generation is later than the cursor).
    */
-  private openPolledTail(): EventTail {
+  private openMergedTail(): EventTail {
+    const wake = new PartitionWake({
+      keys: this.partitions.tags.map((tag) => eventLogKey(this.prefix, tag)),
+      open: () => this.connections.blockingReader(),
+      within: (pending, slackMs) => this.connections.within(pending, slackMs),
+      logger: this.logger,
+    });
     let closed = false;
     let skipped: { readonly from: string; readonly to: string } | undefined;
     /** When the last round started, and whether it left more to read at once (a backlog, or entries held back by a clock). */
     let lastRound = 0;
     let hurry: "more" | "withheld" | undefined;
+    /** After a round that found nothing: where it ended, and each partition's last id then (what a wake-up waits past). */
+    let idle: { readonly at: string; readonly lastIds: readonly string[] } | undefined;
     return {
       read: async (after, limit, blockMs) => {
         parseCursor(after, "after");
         const until = Date.now() + blockMs;
         let from = skipped !== undefined && skipped.from === after ? skipped.to : after;
         for (;;) {
-          // One round per MERGED_POLL_MS, whether the last one found events or not: its cost is one script per partition.
-          const pause = hurry === "more" ? 0 : hurry === "withheld" ? 1 : lastRound + MERGED_POLL_MS - Date.now();
-          if (pause > 0) {
-            if (closed || Date.now() + pause > until) {
-              await sleep(Math.max(0, until - Date.now()));
-              return [];
-            }
-            await sleep(pause);
+          if (idle !== undefined && idle.at === from) {
+            await wake.wait(idle.lastIds, until);
+            idle = undefined;
           }
+          if (closed) return [];
+          const pause = hurry === "more" ? 0 : hurry === "withheld" ? 1 : lastRound + MERGED_ROUND_MS - Date.now();
+          if (Date.now() + Math.max(0, pause) > until) {
+            await sleep(Math.max(0, until - Date.now()));
+            return [];
+          }
+          if (pause > 0) await sleep(pause);
           lastRound = Date.now();
           const page = await this.readMerged(from, limit);
           hurry = page.more ? "more" : page.withheld ? "withheld" : undefined;
@@ -734,11 +757,13 @@ export class RedisStore implements SessionStore {
           }
           from = page.position;
           skipped = { from: after, to: from };
+          if (hurry === undefined) idle = { at: from, lastIds: page.lastIds };
           if (closed || Date.now() >= until) return [];
         }
       },
       close: () => {
         closed = true;
+        wake.close();
       },
     };
   }
