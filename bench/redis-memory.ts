@@ -170,13 +170,21 @@ try {
     for (let i = 0; i < sessionIds.length && names.size < 2000; i += 7) names.add(String(await client.hget(keys.record(sessionIds[i] as string), field)));
     return [...names];
   };
-  const users = (await stored("u")).map((u) => keys.user(u));
+  const users = (await stored("u")).map((u) => keys.userIndex(u));
+  // A bucketed index (src/store/redis/lua/indexes.ts): its directory and every bucket it names.
+  const bucketed = async (directory: string, bucket: (lowerBound: string) => string): Promise<string[]> => [
+    directory,
+    ...(await client.zrange(directory, "0", "-1")).map(bucket),
+  ];
+  const sources: string[] = [];
+  for (const d of await stored("d")) sources.push(...(await bucketed(keys.dataSourceDirectory(d), (lb) => keys.dataSourceBucket(d, lb))));
+  const everyKey = (names: readonly string[]): Promise<number> => sampled(names, names.length);
   const kinds: Record<string, number> = {
     "record (HASH, one per session)": await sampled(sessionIds.map((id) => keys.record(id)), SESSIONS),
     "due queue P dx (ZSET, one member per data source)": dueQueueBytes,
     "user index (ZSET per user)": await sampled(users, USERS),
-    "data-source index (ZSET per data source)": await sampled((await stored("d")).map((d) => keys.dataSource(d)), SOURCES),
-    "tenant-wide index P T:all (ZSET)": await sampled([keys.all()], 1),
+    "data-source index (per data source: directory ZSET and bucket ZSETs)": await everyKey(sources),
+    "tenant-wide index (directory ZSET and bucket ZSETs)": await everyKey(await bucketed(keys.allDirectory(), (lb) => keys.allBucket(lb))),
     "counters P T:m (HASH)": await sampled([keys.counters()], 1),
   };
   const attributed = Object.values(kinds).reduce((a, b) => a + b, 0);

@@ -146,7 +146,7 @@ interface Case {
 const CASES: readonly Case[] = [
   {
     op: "create (idempotent, the user index moved)",
-    moved: (keys, userId) => keys.user(userId),
+    moved: (keys, userId) => keys.userIndex(userId),
     run: (store, tenant) => store.create({ tenant, userId: "u", dataSource: "ds-a", accessLevel: "write", ttlMs: 600_000, metadata: "{}", requestId: "rid-new" }),
     check: async ({ store, tenant, sessionId, sibling, result, eventsOf, before, after }) => {
       const { created, session } = result as { created: boolean; session: { sessionId: string; version: number } };
@@ -196,7 +196,7 @@ const CASES: readonly Case[] = [
   },
   {
     op: "extend (the user index moved)",
-    moved: (keys, userId) => keys.user(userId),
+    moved: (keys, userId) => keys.userIndex(userId),
     run: (store, tenant, sid) => store.extend(tenant, sid, 900_000),
     check: async ({ store, tenant, sessionId, sibling, events, before, after }) => {
       const rec = await store.get(tenant, sessionId, READ);
@@ -210,7 +210,7 @@ const CASES: readonly Case[] = [
   },
   {
     op: "close (the user index moved)",
-    moved: (keys, userId) => keys.user(userId),
+    moved: (keys, userId) => keys.userIndex(userId),
     run: (store, tenant, sid) => store.close(tenant, sid),
     check: async ({ store, tenant, sessionId, sibling, events, before, after }) => {
       const rec = await store.get(tenant, sessionId, READ);
@@ -254,7 +254,7 @@ const CASES: readonly Case[] = [
   },
   {
     op: "expire (the tenant-wide index moved)",
-    moved: (keys, _u, p) => keys.all(p),
+    moved: (keys, _u, p) => keys.allDirectory(p),
     ttlMs: 1000,
     run: (store) => store.expireDue(100),
     check: async ({ store, tenant, sessionId, sibling, result, events, before, after }) => {

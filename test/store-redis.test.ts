@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { SessionError } from "../src/domain/errors.js";
 import type { SessionRecord } from "../src/domain/model.js";
 import type { CreateSessionInput, StoreLimits } from "../src/store/store.js";
-import { RedisKeys } from "../src/store/redis/keys.js";
+import { indexMember, RedisKeys } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { HASH_VALUE_BYTES } from "../src/store/redis/compact-hashes.js";
 import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
@@ -72,6 +72,27 @@ describe("RedisStore on Redis", () => {
     return Number(await server.raw.call("PEXPIRETIME", key));
   }
 
+  /** The score of a session in the user's index, or null. */
+  async function userScore(userId: string, sessionId: string): Promise<number | null> {
+    const score = await server.raw.zscore(keys.userIndex(userId), indexMember(sessionId));
+    return score === null ? null : Number(score);
+  }
+
+  /** The data source's index keys: its directory and its buckets (lua/indexes.ts). */
+  async function sourceIndexKeys(dataSource: string): Promise<string[]> {
+    const bounds = await server.raw.zrange(keys.dataSourceDirectory(dataSource), "0", "-1");
+    return [keys.dataSourceDirectory(dataSource), ...bounds.map((lb) => keys.dataSourceBucket(dataSource, lb))];
+  }
+
+  /** The score of a session in the data source's index (any bucket), or null. */
+  async function sourceScore(dataSource: string, sessionId: string): Promise<number | null> {
+    for (const bucket of (await sourceIndexKeys(dataSource)).slice(1)) {
+      const score = await server.raw.zscore(bucket, indexMember(sessionId));
+      if (score !== null) return Number(score);
+    }
+    return null;
+  }
+
   /** Every key of the tenant (SCAN is fine in a test; the store never scans). */
   async function tenantKeys(): Promise<string[]> {
     return (await server.raw.keys(`${PREFIX}${TENANT}:*`)).sort();
@@ -83,30 +104,31 @@ describe("RedisStore on Redis", () => {
       await store.setData(TENANT, session.sessionId, "k", '"v"');
       const sid = session.sessionId;
       const sessionKeys = [keys.record(sid), keys.data(sid), keys.requestId("req-ttl")];
-      const indexKeys = [keys.user("user-1"), keys.dataSource("source-1")];
-      for (const key of [...sessionKeys, ...indexKeys]) {
+      const indexKeys = async (): Promise<string[]> => [keys.userIndex("user-1"), ...(await sourceIndexKeys("source-1"))];
+      assert.equal((await indexKeys()).length, 3, "user index, data-source directory and one bucket");
+      for (const key of [...sessionKeys, ...(await indexKeys())]) {
         assert.ok((await server.raw.pttl(key)) > 0, `${key} has a TTL`);
         assert.equal(await expireTimeOf(key), session.expireTime + GRACE, `${key} expires with the session`);
       }
-      assert.equal(Number(await server.raw.zscore(keys.user("user-1"), sid)), session.expireTime);
-      assert.equal(Number(await server.raw.zscore(keys.dataSource("source-1"), sid)), session.expireTime);
+      assert.equal(await userScore("user-1", sid), session.expireTime);
+      assert.equal(await sourceScore("source-1", sid), session.expireTime);
 
       const later = await store.extend(TENANT, sid, 120_000);
-      for (const key of [...sessionKeys, ...indexKeys]) {
+      for (const key of [...sessionKeys, ...(await indexKeys())]) {
         assert.equal(await expireTimeOf(key), later.expireTime + GRACE, `${key} follows a later expiry`);
       }
-      assert.equal(Number(await server.raw.zscore(keys.user("user-1"), sid)), later.expireTime);
-      assert.equal(Number(await server.raw.zscore(keys.dataSource("source-1"), sid)), later.expireTime);
+      assert.equal(await userScore("user-1", sid), later.expireTime);
+      assert.equal(await sourceScore("source-1", sid), later.expireTime);
 
       const earlier = await store.extend(TENANT, sid, 30_000);
       for (const key of sessionKeys) {
         assert.equal(await expireTimeOf(key), earlier.expireTime + GRACE, `${key} follows an earlier expiry`);
       }
-      for (const key of indexKeys) {
+      for (const key of await indexKeys()) {
         // An index key lives as long as its longest-lived member ever did.
         assert.ok((await expireTimeOf(key)) >= earlier.expireTime + GRACE, `${key} still covers the session`);
       }
-      assert.equal(Number(await server.raw.zscore(keys.dataSource("source-1"), sid)), earlier.expireTime);
+      assert.equal(await sourceScore("source-1", sid), earlier.expireTime);
       const due = await server.raw.zscore(keys.due(), keys.dueMember("source-1"));
       assert.ok(due !== null && Number(due) <= earlier.expireTime, "the due queue knows the earlier expiry");
     }));
@@ -174,7 +196,8 @@ describe("RedisStore on Redis", () => {
       const calls = (await zrangeCalls()) - before;
       assert.equal(page.sessions.length, 10);
       assert.deepEqual(page.sessions.map((s) => s.dataSource), Array.from({ length: 10 }, (_, i) => `source-${i}`), "soonest-expiring first");
-      assert.ok(calls <= 2, `${calls} ZRANGE calls for one page over 300 data sources`);
+      // The directory's bucket lookup and walk, and the bucket read: none per data source.
+      assert.ok(calls <= 4, `${calls} ZRANGE calls for one page over 300 data sources`);
       const next = await store.list(TENANT, {}, 10, page.next);
       assert.deepEqual(next.sessions.map((s) => s.dataSource), Array.from({ length: 10 }, (_, i) => `source-${i + 10}`));
     }));
@@ -266,7 +289,7 @@ describe("RedisStore on Redis", () => {
   it("a session Redis deleted after the grace leaves no index entry behind", () =>
     withStore(async (store) => {
       const { session } = await store.create(input({ ttlMs: 200, userId: "forgotten", dataSource: "forgotten-src" }));
-      const indexKeys = [keys.user("forgotten"), keys.dataSource("forgotten-src")];
+      const indexKeys = [keys.userIndex("forgotten"), ...(await sourceIndexKeys("forgotten-src"))];
       for (const key of indexKeys) assert.equal(await expireTimeOf(key), session.expireTime + SHORT_GRACE, key);
       // Nobody sweeps: wait until Redis itself has dropped everything of the session.
       await sleep(200 + SHORT_GRACE + 100);
@@ -285,9 +308,9 @@ describe("RedisStore on Redis", () => {
       const kept = await store.create(input({ ttlMs: 60_000, dataSource: "shared-src" }));
       await sleep(200 + SHORT_GRACE + 100);
       assert.equal(await server.raw.exists(keys.record(gone.session.sessionId)), 0);
-      assert.notEqual(await server.raw.zscore(keys.dataSource("shared-src"), gone.session.sessionId), null, "the entry outlived its record");
+      assert.notEqual(await sourceScore("shared-src", gone.session.sessionId), null, "the entry outlived its record");
       assert.deepEqual(await store.expireDue(10), []);
-      assert.equal(await server.raw.zscore(keys.dataSource("shared-src"), gone.session.sessionId), null, "orphan removed");
+      assert.equal(await sourceScore("shared-src", gone.session.sessionId), null, "orphan removed");
       const c = await store.counters(TENANT);
       assert.equal(c.active, 1);
       assert.equal(c.expired, 1);

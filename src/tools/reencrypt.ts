@@ -140,8 +140,9 @@ return 1
 /**
  * Moves live session ARGV[OP] from user token ARGV[OP+1] and data-source token
  * ARGV[OP+4] to the primary key's tokens ARGV[OP+2], ARGV[OP+5] with the
- * sealed names ARGV[OP+3], ARGV[OP+6]: record fields, index entries (with
- * their scores), due-queue member, data-source gauges and names. Only if the
+ * sealed names ARGV[OP+3], ARGV[OP+6]: record fields, index entries (either
+ * layout, into the current one, scored by the record's expire time), due-queue
+ * member, data-source gauges and names. Only if the
  * record still names the old tokens. Runs on the store's prelude (key names,
  * gauges), with its argument header.
  */
@@ -150,26 +151,23 @@ local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid, ou, nu, nU, od, nd, nD = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3], ARGV[OP + 4], ARGV[OP + 5], ARGV[OP + 6]
 local key = k_rec(tp, sid)
-local rec = load_hash(key)
+local rec = load_record(tp, sid)
 if not rec or rec.u ~= ou or rec.d ~= od then return 0 end
-local function move(from, to)
-  local score = redis.call('ZSCORE', from, sid)
-  if not score then return nil end
-  local at = redis.call('PEXPIRETIME', from)
-  redis.call('ZREM', from, sid)
-  redis.call('ZADD', to, score, sid)
-  if at > 0 then expire_at_least(to, at) end
-  return score
+local e = tonumber(rec.e)
+if ou ~= nu then
+  redis.call('ZREM', k_user(tp, ou), sid)
+  redis.call('ZREM', k_user_idx(tp, ou), sid_member(sid))
+  index_add_user(tp, sid, { u = nu, e = rec.e })
 end
-if ou ~= nu then move(k_user(tp, ou), k_user(tp, nu)) end
 if od ~= nd then
-  local score = move(k_src(tp, od), k_src(tp, nd))
-  if score then redis.call('ZADD', K_DUE, 'LT', score, due_member(T, nd)) end
+  index_remove_source(tp, sid, od, e)
+  index_add_source(tp, T, sid, { d = nd, e = rec.e })
   ctr_gauge(tp, 's:' .. od, -1)
   ctr_gauge(tp, 's:' .. nd, 1)
 end
 name_source(tp, nd, nD)
-redis.call('HSET', key, 'u', nu, 'd', nd, 'U', nU, 'D', nD)
+redis.call('HSET', key, 'u', nu, 'd', nd, 'U', nU)
+redis.call('HDEL', key, 'D')
 return 1
 `;
 
@@ -389,7 +387,9 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
       } else {
         const [metadata, tag, u, d, U, D] = await redis.hmget(key, "m", "mt", "u", "d", "U", "D");
         if (metadata !== null && metadata !== undefined) await rewriteMetadata(key, metadata, tag ?? "", { tenant, sessionId, field: METADATA_FIELD }, false);
-        if (typeof u === "string" && typeof d === "string") await retoken(key, tenant, sessionId, { u, d, U: U ?? "", D: D ?? "" }, false);
+        // A record keeps no sealed data-source name of its own (records of earlier versions do): the counters keep it.
+        const sealedSource = D ?? (typeof d === "string" ? await redis.hget(new RedisKeys(keyPrefix, tenant, partitions).counters(partitions.ofSession(sessionId)), `n:${d}`) : null);
+        if (typeof u === "string" && typeof d === "string") await retoken(key, tenant, sessionId, { u, d, U: U ?? "", D: sealedSource ?? "" }, false);
       }
     }
   } while (cursor !== "0");

@@ -12,9 +12,11 @@
  *
  * | key                   | type   | contents                                                  | expires at                    |
  * |-----------------------|--------|-----------------------------------------------------------|-------------------------------|
- * | `P T:S`               | HASH   | live record: u user, d data source, l level, c create,     | expire + grace                |
- * |                       |        | e expire, a last access, m metadata, v version, r request id (if any), |                   |
- * |                       |        | b data bytes; encryption on: U sealed user, D sealed data source, mt metadata tag |        |
+ * | `P T:S`               | HASH   | live record: u user, d data source, l level (r, w or a; | expire + grace                |
+ * |                       |        | records of earlier versions spell it out), c create, e expire, a last access, |        |
+ * |                       |        | m metadata, v version, r request id (if any), b data bytes; |                               |
+ * |                       |        | encryption on: U sealed user, mt metadata tag (the sealed  |                               |
+ * |                       |        | data source is the counters' n:, see sealed_source; earlier records carry D) |          |
  * | `P T:S:d`             | HASH   | session data, key → value (encryption on: key token →      | expire + grace                |
  * |                       |        | `<sealed key name> <sealed value>`)                        |                               |
  * | `P T:S:a`             | STRING | archived final state, MessagePack: u d l c e a m v s t U D mt | end + archive retention    |
@@ -23,13 +25,22 @@
  * |                       |        | keyspace notification woke the scheduler); left to expire | nothing reads it)             |
  * | `P T:Qr:<requestId>`  | STRING | session id created for that idempotency key (a guarded     | expire + grace                |
  * |                       |        | create's key is `u:<userId>\n<requestId>`, see store.ts)   |                               |
- * | `P T:Qu:<userId>`     | ZSET   | live sessions of the user, score = expire time             | max(member expire) + grace    |
- * | `P T:Qs:<dataSource>` | ZSET   | live sessions of the data source, score = expire time      | max(member expire) + grace    |
- * | `P T:Qall`            | ZSET   | every live session of the tenant, score = expire time      | max(member expire) + grace    |
+ * | `P T:Qui:<userId>`    | ZSET   | live sessions of the user, score = expire time, member =  | max(member expire) + grace    |
+ * |                       |        | the session id's 16 bytes (lua/indexes.ts)                 |                               |
+ * | `P T:Qsi:<dataSource>` | ZSET  | directory of the data source's bucketed index: member and  | max(member expire) + grace    |
+ * |                       |        | score = each bucket's lower bound L (decimal ms)           |                               |
+ * | `P T:Qsb:L:<dataSource>` | ZSET | a bucket: live sessions with L <= expire time < the next   | max(member expire) + grace    |
+ * |                       |        | bucket's L, score = expire time, member = 16-byte id (split past 120 members: a listpack) | |
+ * | `P T:Qai`             | ZSET   | directory of the tenant-wide bucketed index (as `Qsi:`)    | max(member expire) + grace    |
+ * | `P T:Qab:L`           | ZSET   | a bucket of every live session of the tenant (as `Qsb:`)   | max(member expire) + grace    |
+ * | `P T:Qu:<userId>`, `P T:Qs:<dataSource>`, `P T:Qall` | ZSET | the same indexes as written by earlier versions | as above                 |
+ * |                       |        | (member = the session id's text, one ZSET each): read and merged, never added to, |        |
+ * |                       |        | emptied as their sessions end (or move, on extend)         |                               |
  * | `P T:Qm`              | HASH   | counters: total, active, expired, closed, dsum,            | never (a few fields per tenant) |
  * |                       |        | l:<level> and s:<dataSource> live gauges (deleted at 0),   |                               |
  * |                       |        | nds the number of live data sources (the s: fields);       |                               |
- * |                       |        | encryption on: n:<dataSource> its sealed name (with s:)    |                               |
+ * |                       |        | encryption on: n:<dataSource> its sealed name (with s:),   |                               |
+ * |                       |        | the one records of that data source answer with            |                               |
  * | `P T:Qev`             | STRING | id of the tenant's newest event: its watchers' heartbeat   | never (one per tenant)        |
  * |                       |        | cursors never show the log's position (other tenants' writes) |                          |
  * | `P Qev`               | STREAM | event log of every tenant (see emit() in lua/prelude.ts);  | never (trimmed by count and   |
@@ -93,9 +104,14 @@
  *   source) is the scheduler's only clock, and every process hears of an
  *   earlier due time from the event log (ExpiryScheduler, SessionStore.noteDue),
  *   so no keyspace notification is needed.
- * - The tenant-wide index `P T:Qall` (about 100 B per session) makes an
- *   unfiltered listing one range read per partition bounded by its page,
- *   whatever the number of data sources.
+ * - The tenant-wide index makes an unfiltered listing one bounded walk per
+ *   partition (its page of members, their buckets), whatever the number of
+ *   data sources.
+ * - Memory per session (lua/indexes.ts): a ZSET of up to 128 small members
+ *   is a listpack (about 28 B per member here), a larger one a skiplist and a
+ *   dict (about 140 B per member). Indexes hold 16-byte ids, and the two that
+ *   hold every session are split by expire time into buckets that stay
+ *   listpacks: about 33 B per session each instead of about 140.
  * - Nothing is ever found with SCAN or KEYS.
  *
  * The tenant is percent-encoded so that it cannot contain ":", "{", "}" or a
@@ -116,6 +132,11 @@ const REQUEST_ID = "r:";
 const USER = "u:";
 const DATA_SOURCE = "s:";
 const ALL = "all";
+const USER_INDEX = "ui:";
+const SOURCE_DIRECTORY = "si:";
+const SOURCE_BUCKET = "sb:";
+const ALL_DIRECTORY = "ai";
+const ALL_BUCKET = "ab:";
 const COUNTERS = "m";
 const TENANT_LAST_EVENT = "ev";
 /** Keys of a partition, after `P Q`. */
@@ -234,6 +255,11 @@ local function k_req(tp, rid) return tp .. Q .. '${REQUEST_ID}' .. rid end
 local function k_user(tp, uid) return tp .. Q .. '${USER}' .. uid end
 local function k_src(tp, ds) return tp .. Q .. '${DATA_SOURCE}' .. ds end
 local function k_all(tp) return tp .. Q .. '${ALL}' end
+local function k_user_idx(tp, uid) return tp .. Q .. '${USER_INDEX}' .. uid end
+local function k_src_dir(tp, ds) return tp .. Q .. '${SOURCE_DIRECTORY}' .. ds end
+local function k_src_bucket(tp, ds, lb) return tp .. Q .. '${SOURCE_BUCKET}' .. lb .. ':' .. ds end
+local function k_all_dir(tp) return tp .. Q .. '${ALL_DIRECTORY}' end
+local function k_all_bucket(tp, lb) return tp .. Q .. '${ALL_BUCKET}' .. lb end
 local function k_ctr(tp) return tp .. Q .. '${COUNTERS}' end
 local function k_ev_last(tp) return tp .. Q .. '${TENANT_LAST_EVENT}' end
 local function due_member(T, ds) return T .. '\n' .. ds end
@@ -285,6 +311,11 @@ export function decodeTenant(encoded: string): string {
   return decodeURIComponent(encoded);
 }
 
+/** A session id as the indexes hold it (lua/indexes.ts): a lowercase UUID as its 16 bytes. */
+export function indexMember(sessionId: string): Buffer {
+  return Buffer.from(sessionId.replace(/-/g, ""), "hex");
+}
+
 const SINGLE = new Partitioning(1);
 
 /** The key names of one tenant under one prefix. */
@@ -312,15 +343,37 @@ export class RedisKeys {
   requestId(requestId: string, partition = 0): string {
     return `${this.tp}${this.tag(partition)}${REQUEST_ID}${requestId}`;
   }
+  /** The user's index of the earlier layout (text members; read until it empties). */
   user(userId: string): string {
     return `${this.tp}${this.tag(this.partitions.ofUser(this.tenant, userId))}${USER}${userId}`;
   }
+  /** The data source's index of the earlier layout (one ZSET, text members; read until it empties). */
   dataSource(dataSource: string, partition = 0): string {
     return `${this.tp}${this.tag(partition)}${DATA_SOURCE}${dataSource}`;
   }
-  /** Every live session of the tenant in a partition, by expire time: the unfiltered listing's index. */
+  /** Every live session of the tenant in a partition, by expire time: the unfiltered listing's index of the earlier layout (read until it empties). */
   all(partition = 0): string {
     return `${this.tp}${this.tag(partition)}${ALL}`;
+  }
+  /** The user's sessions by expire time, members 16-byte session ids (see the layout above). */
+  userIndex(userId: string): string {
+    return `${this.tp}${this.tag(this.partitions.ofUser(this.tenant, userId))}${USER_INDEX}${userId}`;
+  }
+  /** The directory of a data source's bucketed index: member and score the lower bound of each bucket. */
+  dataSourceDirectory(dataSource: string, partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${SOURCE_DIRECTORY}${dataSource}`;
+  }
+  /** The bucket of a data source's index whose lower bound is `lowerBound`. */
+  dataSourceBucket(dataSource: string, lowerBound: string, partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${SOURCE_BUCKET}${lowerBound}:${dataSource}`;
+  }
+  /** The directory of the tenant-wide bucketed index in a partition. */
+  allDirectory(partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${ALL_DIRECTORY}`;
+  }
+  /** A bucket of the tenant-wide index. */
+  allBucket(lowerBound: string, partition = 0): string {
+    return `${this.tp}${this.tag(partition)}${ALL_BUCKET}${lowerBound}`;
   }
   counters(partition = 0): string {
     return `${this.tp}${this.tag(partition)}${COUNTERS}`;

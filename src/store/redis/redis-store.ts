@@ -218,6 +218,8 @@ export class RedisStore implements SessionStore {
     const partition = this.partitions.ofUser(input.tenant, placement);
     const sessionId = input.sessionId ?? this.newSessionId(input.tenant, placement);
     if (this.partitions.ofSession(sessionId) !== partition) throw new Error("the session id is not of its user's partition: take it from newSessionId");
+    // Indexes hold a session id as its 16 bytes (lua/indexes.ts).
+    if (!SESSION_ID.test(sessionId)) throw new Error("the session id is not a lowercase UUID: take it from newSessionId");
     const caps = await this.tenantCapsLeft(input.tenant, partition, input.dataSource);
     const reply = await this.script(
       "create",
@@ -950,6 +952,8 @@ async function untilSlotSettles<T>(command: () => Promise<T>, deadline: number):
 const ACKNOWLEDGED_WRITES: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "update", "extend", "close", "setData", "deleteData", "clearData"]);
 
 /** Scripts that only read, except for archiving a due session they meet (and the best-effort access time). */
+const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 const READS: ReadonlySet<ScriptName> = new Set<ScriptName>(["get", "getData", "listData", "list"]);
 
 /** Redis refused the call for lack of memory (call-outcome.ts). */

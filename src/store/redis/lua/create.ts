@@ -36,7 +36,7 @@ end
 local evicted = {}
 local live, excess = {}, 0
 if max_per_user > 0 then
-  live = redis.call('ZRANGEBYSCORE', k_user(tp, uid), '(' .. istr(NOW), '+inf')
+  live = user_live(tp, uid)
   excess = #live - max_per_user + 1
   if excess > 0 and per_user_policy ~= 'close_oldest' then return { 'limit_exceeded', 'sessions_per_user' } end
 end
@@ -60,7 +60,7 @@ if max_per_user > 0 then
     end)
     for i = 1, math.min(excess, #cands) do
       local id = cands[i][2]
-      append(evicted, end_session(tp, T, id, load_hash(k_rec(tp, id)), 'closed', NOW))
+      append(evicted, end_session(tp, T, id, load_record(tp, id), 'closed', NOW))
     end
   end
 end
@@ -68,8 +68,10 @@ end
 local rec = {
   u = uid, d = ds, l = level, c = istr(NOW), e = istr(NOW + ttl), a = istr(NOW), m = meta, v = '1',
 }
-local fields = { 'u', rec.u, 'd', rec.d, 'l', rec.l, 'c', rec.c, 'e', rec.e, 'a', rec.a, 'm', rec.m, 'v', rec.v }
-for _, f in ipairs({ { 'U', sealed_u }, { 'D', sealed_d }, { 'mt', meta_tag } }) do
+local fields = { 'u', rec.u, 'd', rec.d, 'l', level_code(rec.l), 'c', rec.c, 'e', rec.e, 'a', rec.a, 'm', rec.m, 'v', rec.v }
+-- The sealed data-source name is kept once per live data source (name_source), not per record.
+if sealed_d ~= '' then rec.D = sealed_d end
+for _, f in ipairs({ { 'U', sealed_u }, { 'mt', meta_tag } }) do
   if f[2] ~= '' then
     rec[f[1]] = f[2]
     fields[#fields + 1] = f[1]

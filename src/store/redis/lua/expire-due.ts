@@ -29,34 +29,33 @@ while done < limit and rounds > 0 do
   local T = string.sub(member, 1, nl - 1)
   local ds = string.sub(member, nl + 1)
   local tp = tenant_prefix(T)
-  local skey = k_src(tp, ds)
-
-  local due = redis.call('ZRANGE', skey, '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, limit - done)
+  local due = source_due(tp, ds, bound, limit - done)
   for i = 1, #due do
-    local sid = due[i]
-    local rec = load_hash(k_rec(tp, sid))
+    local sid, score = due[i][1], due[i][2]
+    local rec = load_record(tp, sid)
     if not rec then
       -- Redis already deleted the keys (no scheduler ran for longer than the
       -- grace): drop the orphaned entry and count it as expired. Its access-level
       -- gauge cannot be corrected because the record is gone.
-      redis.call('ZREM', skey, sid)
-      redis.call('ZREM', k_all(tp), sid)
+      index_remove(tp, sid, { d = ds }, score)
       ctr_gauge(tp, 'active', -1)
       ctr_incr(tp, 'expired', 1)
       ctr_gauge(tp, 's:' .. ds, -1)
     elseif tonumber(rec.e) > NOW then
-      redis.call('ZADD', skey, rec.e, sid) -- defensive: the index score was stale
+      -- Defensive: the index score was stale.
+      index_remove(tp, sid, rec, score)
+      index_add(tp, T, sid, rec)
     else
       append(out, end_session(tp, T, sid, rec, 'expired', tonumber(rec.e)))
       done = done + 1
     end
   end
 
-  local first = redis.call('ZRANGE', skey, 0, 0, 'WITHSCORES')
-  if #first == 0 then
+  local first = source_min(tp, ds)
+  if not first then
     redis.call('ZREM', K_DUE, member)
   else
-    redis.call('ZADD', K_DUE, first[2], member)
+    redis.call('ZADD', K_DUE, istr(first), member)
   end
 end
 return out

@@ -14,6 +14,7 @@ if not rec then
   return { 'not_found' }
 end
 if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
+index_remove(tp, sid, rec)
 rec.e = istr(NOW + ttl)
 redis.call('HSET', k_rec(tp, sid), 'e', rec.e)
 bump_version(tp, sid, rec, false)

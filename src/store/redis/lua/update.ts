@@ -30,19 +30,18 @@ if level ~= '' and level ~= rec.l then
   ctr_gauge(tp, 'l:' .. rec.l, -1)
   ctr_gauge(tp, 'l:' .. level, 1)
   rec.l = level
-  redis.call('HSET', key, 'l', level)
+  redis.call('HSET', key, 'l', level_code(level))
 end
 if ds ~= '' and ds ~= rec.d then
-  redis.call('ZREM', k_src(tp, rec.d), sid)
+  index_remove_source(tp, sid, rec.d, tonumber(rec.e))
   ctr_gauge(tp, 's:' .. rec.d, -1)
   ctr_gauge(tp, 's:' .. ds, 1)
   rec.d = ds
   redis.call('HSET', key, 'd', ds)
   name_source(tp, ds, sealed_d)
-  if sealed_d ~= '' then
-    rec.D = sealed_d
-    redis.call('HSET', key, 'D', sealed_d)
-  end
+  -- The name lives in the counters (sealed_source); a record of an earlier version carries its own.
+  redis.call('HDEL', key, 'D')
+  rec.D = sealed_d ~= '' and sealed_d or nil
   index_add_source(tp, T, sid, rec)
 end
 if has_meta then

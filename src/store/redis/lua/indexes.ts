@@ -1,0 +1,366 @@
+// Lua source of the session indexes, part of the prelude (needs istr, NOW,
+// GRACE, expire_at_least and the key names). String.raw keeps Lua escapes as written.
+//
+// Memory decides the shape (keys.ts): a sorted set of up to 128 short members
+// is a listpack (about 28 B per member here), a larger one a skiplist and a
+// dict (about 140 B per member). So:
+// - members are the 16 bytes of the session id, not its 36-character text
+//   (byte order is the text's order, so ties still sort by session id);
+// - the data-source and tenant-wide indexes, which hold every session, are
+//   bucketed by expire time: a directory (a sorted set, member and score the
+//   bucket's lower bound) and buckets of at most BUCKET_MAX members each. Every
+//   member of a bucket has lower bound <= score < the next bucket's lower
+//   bound, so reading in (score, id) order walks the directory from the bucket
+//   of the cursor: O(page) members and O(page / bucket fill + 1) buckets.
+//   A bucket that passes BUCKET_MAX splits (O(bucket)); an empty one leaves
+//   the directory. Only members of one expire time (ms) cannot be split: such
+//   a bucket grows past BUCKET_MAX (a skiplist: more memory, same order). The user index is one sorted set (a user's sessions are few).
+// Indexes of the earlier layout (k_user, k_src, k_all: text members, one
+// sorted set each) are still read, merged in order, and members leave them
+// as their sessions end or move; nothing is added to them.
+export const indexesLua = String.raw`
+-- At most zset-max-listpack-entries (128 by default) so buckets stay listpacks;
+-- below it so a bucket that takes one more member before it splits still is one.
+local BUCKET_MAX = 120
+local H = '[0-9a-f]'
+local UUID_PATTERN = '^' .. string.rep(H, 8) .. '%-' .. string.rep(H, 4) .. '%-' .. string.rep(H, 4) .. '%-' .. string.rep(H, 4) .. '%-' .. string.rep(H, 12) .. '$'
+
+-- Four bytes of a 32-bit number, most significant first.
+local function bytes4(n)
+  return math.floor(n / 16777216), math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256
+end
+
+-- Index member of a session id: a lowercase UUID as its 16 bytes, any other id as it is
+-- (RedisStore.create takes UUIDs only, so no other member is 16 bytes long).
+local function sid_member(sid)
+  if #sid ~= 36 or not string.find(sid, UUID_PATTERN) then return sid end
+  local sub = string.sub
+  local a, b, c, d = bytes4(tonumber(sub(sid, 1, 8), 16))
+  local e, f, g, h = bytes4(tonumber(sub(sid, 10, 13) .. sub(sid, 15, 18), 16))
+  local i, j, k, l = bytes4(tonumber(sub(sid, 20, 23) .. sub(sid, 25, 28), 16))
+  local m, n, o, p = bytes4(tonumber(sub(sid, 29, 36), 16))
+  return string.char(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p)
+end
+
+-- Two hex digits per byte value, made on first use (not every script reads members).
+local HEX
+local function member_sid(m)
+  if #m ~= 16 then return m end
+  if not HEX then
+    HEX = {}
+    for i = 0, 255 do HEX[i] = string.format('%02x', i) end
+  end
+  local x = HEX
+  local a, b, c, d, e, f, g, h, i, j, k, l, n, o, p, q = string.byte(m, 1, 16)
+  return x[a] .. x[b] .. x[c] .. x[d] .. '-' .. x[e] .. x[f] .. '-' .. x[g] .. x[h] .. '-' .. x[i] .. x[j] .. '-' .. x[k] .. x[l] .. x[n] .. x[o] .. x[p] .. x[q]
+end
+
+-- A bucketed index: its directory key and a function from lower bound to bucket key.
+local function src_index(tp, ds)
+  return { dir = k_src_dir(tp, ds), bucket = function(lb) return k_src_bucket(tp, ds, lb) end }
+end
+local function all_index(tp)
+  return { dir = k_all_dir(tp), bucket = function(lb) return k_all_bucket(tp, lb) end }
+end
+
+-- Lower bound of the bucket that holds score e (nil: e is below every bucket, or none exists).
+local function bucket_of(ix, e)
+  return redis.call('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
+end
+
+-- ZADD of flat {score, member, ...} in chunks (Lua's unpack limit).
+local function zadd_all(key, flat)
+  for i = 1, #flat, 400 do
+    redis.call('ZADD', key, unpack(flat, i, math.min(i + 399, #flat)))
+  end
+end
+
+-- Moves the upper members of bucket lb to a new bucket whose lower bound is a
+-- score of the bucket above its lowest (so both stay non-empty and the bounds
+-- distinct). When the new member is the bucket's last (sessions mostly arrive
+-- with the latest expire time) only the top eighth moves, so full buckets stay
+-- nearly full; otherwise the upper half. A bucket of one score cannot split.
+local function bucket_split(ix, lb, key, n, appended)
+  local at = appended and n - math.max(1, math.floor(n / 8)) or math.floor(n / 2)
+  local s = tonumber(redis.call('ZRANGE', key, at, at, 'WITHSCORES')[2])
+  local low = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+  if s <= low then
+    local above = redis.call('ZRANGE', key, '(' .. istr(low), '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+    if #above == 0 then return end
+    s = tonumber(above[2])
+  end
+  local moved = redis.call('ZRANGE', key, istr(s), '+inf', 'BYSCORE', 'WITHSCORES')
+  local flat = {}
+  for i = 1, #moved, 2 do
+    flat[#flat + 1] = moved[i + 1]
+    flat[#flat + 1] = moved[i]
+  end
+  local nlb = istr(s)
+  local nkey = ix.bucket(nlb)
+  zadd_all(nkey, flat)
+  redis.call('ZREMRANGEBYSCORE', key, nlb, '+inf')
+  redis.call('ZADD', ix.dir, nlb, nlb)
+  expire_at_least(nkey, tonumber(moved[#moved]) + GRACE)
+  expire_at_least(ix.dir, tonumber(moved[#moved]) + GRACE)
+end
+
+local function bidx_add(ix, m, e)
+  local lb = bucket_of(ix, e)
+  local new_dir = false
+  if not lb then
+    lb = '0'
+    new_dir = redis.call('ZADD', ix.dir, 0, lb) == 1
+  end
+  local key = ix.bucket(lb)
+  redis.call('ZADD', key, istr(e), m)
+  -- The directory lives as long as its longest-lived bucket: it follows when a bucket's expiry moves.
+  if expire_at_least(key, e + GRACE) or new_dir then expire_at_least(ix.dir, e + GRACE) end
+  local n = redis.call('ZCARD', key)
+  if n > BUCKET_MAX then
+    bucket_split(ix, lb, key, n, redis.call('ZREVRANK', key, m) == 0)
+  end
+end
+
+local function bidx_remove(ix, m, e)
+  local lb = bucket_of(ix, e)
+  if not lb then return end
+  local key = ix.bucket(lb)
+  if redis.call('ZREM', key, m) == 1 and redis.call('EXISTS', key) == 0 then redis.call('ZREM', ix.dir, lb) end
+end
+
+-- Up to 'need' members {sid, score} of one sorted set with score > NOW and
+-- (score, member) after (after_e, after_m) (after_e nil: from the start), in
+-- order, appended to 'out'; 'keep(sid)' (optional) filters. Reads about
+-- 'need' members (plus ties of the cursor's score before it).
+local ZBATCH = 64
+local function zset_after(zkey, after_e, after_m, need, out, keep)
+  local function consider(m, score)
+    local sid = member_sid(m)
+    if keep and not keep(sid) then return end
+    out[#out + 1] = { sid, score }
+  end
+  local lo = '(' .. istr(NOW)
+  if after_e and after_e > NOW then
+    -- Members with the cursor's score, after its member. Where the cursor's
+    -- member is still there with that score, its rank starts the read (bounded
+    -- by the page); otherwise the ties are read in batches, skipping the smaller ones.
+    local start
+    local score = redis.call('ZSCORE', zkey, after_m)
+    if score and tonumber(score) == after_e then start = redis.call('ZRANK', zkey, after_m) + 1 end
+    if start then
+      while #out < need do
+        local batch = redis.call('ZRANGE', zkey, start, start + ZBATCH - 1, 'WITHSCORES')
+        local done = #batch < 2 * ZBATCH
+        for i = 1, #batch, 2 do
+          if tonumber(batch[i + 1]) ~= after_e then done = true break end
+          if #out >= need then return out end
+          consider(batch[i], after_e)
+        end
+        if done then break end
+        start = start + ZBATCH
+      end
+    else
+      local offset = 0
+      while #out < need do
+        local ties = redis.call('ZRANGE', zkey, istr(after_e), istr(after_e), 'BYSCORE', 'LIMIT', offset, ZBATCH)
+        for i = 1, #ties do
+          if #out >= need then return out end
+          if ties[i] > after_m then consider(ties[i], after_e) end
+        end
+        if #ties < ZBATCH then break end
+        offset = offset + ZBATCH
+      end
+    end
+    lo = '(' .. istr(after_e)
+  end
+  local offset = 0
+  while #out < need do
+    -- What is still needed, at least ZBATCH (a filter may drop some), at most 4 x ZBATCH.
+    local count = math.min(math.max(need - #out, ZBATCH), 4 * ZBATCH)
+    local batch = redis.call('ZRANGE', zkey, lo, '+inf', 'BYSCORE', 'LIMIT', offset, count, 'WITHSCORES')
+    for i = 1, #batch, 2 do
+      if #out >= need then return out end
+      consider(batch[i], tonumber(batch[i + 1]))
+    end
+    if #batch < 2 * count then break end
+    offset = offset + count
+  end
+  return out
+end
+
+-- Calls visit(lb) for the buckets whose lower bound lies in [lo, hi] (scores
+-- or '-inf'/'+inf'), in order, until it returns true; reads the directory 16 at a time.
+local function each_bucket(ix, lo, hi, visit)
+  while true do
+    local lbs = redis.call('ZRANGE', ix.dir, lo, hi, 'BYSCORE', 'LIMIT', 0, 16)
+    for i = 1, #lbs do
+      if visit(lbs[i]) then return end
+    end
+    if #lbs < 16 then return end
+    lo = '(' .. lbs[#lbs]
+  end
+end
+
+-- zset_after over a bucketed index: the buckets from the one of max(cursor, NOW) on.
+local function bidx_after(ix, after_e, after_m, need, out, keep)
+  local from = NOW
+  if after_e and after_e > from then from = after_e end
+  local lb = bucket_of(ix, from)
+  each_bucket(ix, lb or '-inf', '+inf', function(b)
+    -- Only the cursor's bucket holds members at or before it.
+    if b == lb then
+      zset_after(ix.bucket(b), after_e, after_m, need, out, keep)
+    else
+      zset_after(ix.bucket(b), nil, nil, need, out, keep)
+    end
+    return #out >= need
+  end)
+  return out
+end
+
+-- Whether an earlier-layout index key exists, asked once per key and run
+-- (nothing adds to those keys; expire_due ends many sessions of one data
+-- source and tenant).
+local LEGACY = {}
+local function legacy_exists(key)
+  local there = LEGACY[key]
+  if there == nil then
+    there = redis.call('EXISTS', key) == 1
+    LEGACY[key] = there
+  end
+  return there
+end
+
+local function legacy_zrem(key, sid)
+  if legacy_exists(key) then redis.call('ZREM', key, sid) end
+end
+
+-- Merges two lists of {sid, score} in (score, sid) order, the first 'need'.
+local function merge_members(a, b, need)
+  if #b == 0 then return a end
+  if #a == 0 then return b end
+  local out, i, j = {}, 1, 1
+  while #out < need and (a[i] or b[j]) do
+    local x, y = a[i], b[j]
+    if y == nil or (x ~= nil and (x[2] < y[2] or (x[2] == y[2] and x[1] < y[1]))) then
+      out[#out + 1] = x
+      i = i + 1
+    else
+      out[#out + 1] = y
+      j = j + 1
+    end
+  end
+  return out
+end
+
+-- Live sessions after the cursor (after_sid a session id), up to 'need', in
+-- (expire, id) order, of a user ('uid'), a data source ('ds') or the tenant
+-- (neither): the index and its earlier-layout key, merged.
+local function index_after(tp, uid, ds, after_e, after_sid, need, keep)
+  local after_m = after_sid and sid_member(after_sid) or ''
+  local current, legacy = {}, {}
+  local legacy_key
+  if uid then
+    zset_after(k_user_idx(tp, uid), after_e, after_m, need, current, keep)
+    legacy_key = k_user(tp, uid)
+  elseif ds then
+    bidx_after(src_index(tp, ds), after_e, after_m, need, current, keep)
+    legacy_key = k_src(tp, ds)
+  else
+    bidx_after(all_index(tp), after_e, after_m, need, current, keep)
+    legacy_key = k_all(tp)
+  end
+  if legacy_exists(legacy_key) then zset_after(legacy_key, after_e, after_sid or '', need, legacy, keep) end
+  return merge_members(current, legacy, need)
+end
+
+-- The user's live session ids (score > NOW), both layouts.
+local function user_live(tp, uid)
+  local out = redis.call('ZRANGE', k_user(tp, uid), '(' .. istr(NOW), '+inf', 'BYSCORE')
+  for _, m in ipairs(redis.call('ZRANGE', k_user_idx(tp, uid), '(' .. istr(NOW), '+inf', 'BYSCORE')) do
+    out[#out + 1] = member_sid(m)
+  end
+  return out
+end
+
+-- Up to 'n' members {sid, score} of the data source's index with score <= bound,
+-- lowest first (both layouts; the order across them does not matter to expiry).
+local function source_due(tp, ds, bound, n)
+  local out = {}
+  if legacy_exists(k_src(tp, ds)) then
+    local legacy = redis.call('ZRANGE', k_src(tp, ds), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n, 'WITHSCORES')
+    for i = 1, #legacy, 2 do out[#out + 1] = { legacy[i], tonumber(legacy[i + 1]) } end
+  end
+  if #out >= n then return out end
+  local ix = src_index(tp, ds)
+  each_bucket(ix, '-inf', istr(bound), function(b)
+    local got = redis.call('ZRANGE', ix.bucket(b), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n - #out, 'WITHSCORES')
+    for k = 1, #got, 2 do out[#out + 1] = { member_sid(got[k]), tonumber(got[k + 1]) } end
+    return #out >= n
+  end)
+  return out
+end
+
+-- The lowest score in the data source's index (both layouts), or nil when empty.
+-- A directory entry whose bucket is gone (expired keys) is dropped on the way.
+local function source_min(tp, ds)
+  local best
+  if legacy_exists(k_src(tp, ds)) then
+    local legacy = redis.call('ZRANGE', k_src(tp, ds), 0, 0, 'WITHSCORES')
+    if #legacy > 0 then best = tonumber(legacy[2]) end
+  end
+  local ix = src_index(tp, ds)
+  for _ = 1, 16 do
+    local lb = redis.call('ZRANGE', ix.dir, 0, 0)[1]
+    if not lb then break end
+    local first = redis.call('ZRANGE', ix.bucket(lb), 0, 0, 'WITHSCORES')
+    if #first > 0 then
+      if not best or tonumber(first[2]) < best then best = tonumber(first[2]) end
+      break
+    end
+    redis.call('ZREM', ix.dir, lb)
+  end
+  return best
+end
+
+-- Puts the session in its user and data-source indexes with score = expire time,
+-- and keeps the due-queue score a lower bound of the data-source index minimum.
+local function index_add_user(tp, sid, rec)
+  local e = tonumber(rec.e)
+  redis.call('ZADD', k_user_idx(tp, rec.u), istr(e), sid_member(sid))
+  expire_at_least(k_user_idx(tp, rec.u), e + GRACE)
+end
+
+local function index_add_source(tp, T, sid, rec)
+  local e = tonumber(rec.e)
+  bidx_add(src_index(tp, rec.d), sid_member(sid), e)
+  redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, rec.d))
+end
+
+local function index_add(tp, T, sid, rec)
+  index_add_user(tp, sid, rec)
+  index_add_source(tp, T, sid, rec)
+  bidx_add(all_index(tp), sid_member(sid), tonumber(rec.e))
+end
+
+-- Takes the session, indexed with expire time e, out of its data source's index.
+local function index_remove_source(tp, sid, ds, e)
+  legacy_zrem(k_src(tp, ds), sid)
+  bidx_remove(src_index(tp, ds), sid_member(sid), e)
+end
+
+-- Takes the session out of every index it is in with expire time 'e' (rec.e
+-- unless the index score is known to differ). The due-queue member is left in
+-- place; expire_due corrects it lazily.
+local function index_remove(tp, sid, rec, e)
+  e = e or tonumber(rec.e)
+  local m = sid_member(sid)
+  if rec.u then
+    redis.call('ZREM', k_user(tp, rec.u), sid)
+    redis.call('ZREM', k_user_idx(tp, rec.u), m)
+  end
+  index_remove_source(tp, sid, rec.d, e)
+  legacy_zrem(k_all(tp), sid)
+  bidx_remove(all_index(tp), m, e)
+end
+`;
