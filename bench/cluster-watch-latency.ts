@@ -54,11 +54,15 @@ interface RoundResult {
   readonly load: number;
 }
 
+/** A key prefix per service run: each run starts on empty keys (a partition secret sealed by another run's key does not open). */
+let runs = 0;
+
 async function round(root: string, cluster: Awaited<ReturnType<typeof startRedisCluster>>, pids: readonly number[]): Promise<RoundResult> {
   const { child, url } = await startServiceProcess(root, {
     REDIS_URL: "",
     REDIS_CLUSTER_NODES: cluster.seeds,
     REDIS_PARTITIONS: "16",
+    KEY_PREFIX: `lat${runs++}:`,
     LOG_LEVEL: "warn",
     MAX_SESSIONS_PER_USER: "0",
     WATCH_HEARTBEAT: "1h",

@@ -124,5 +124,42 @@ describe("EventHub", () => {
     failing.close();
     other.close();
   });
+
+  it("watchers with one filter key share one match per event; one joining the group during a pause gets the event once; other keys and tenants stay apart", async () => {
+    // The earlier tests' last dispatch over: a watcher registered during one would be offered its event.
+    const last = await store.lastEventId();
+    await until("the hub idle", () => hub.position === last);
+    let matched = 0;
+    const mine = (event: StoredEvent): boolean => {
+      matched += 1;
+      return event.session.userId === "u";
+    };
+    // Five of one group: the pauses (every second watcher) fall inside it.
+    const group = Array.from({ length: 5 }, () => hub.subscribe("t", mine, 100, () => false, "user u"));
+    const elsewhere = hub.subscribe("t", (event) => event.session.userId === "v", 100, () => false, "user v");
+    const otherTenant = hub.subscribe("t2", () => true, 100, () => false, "user u");
+    let late: HubSubscription | undefined;
+    group.forEach((sub, i) =>
+      sub.deliverDirectly(() => {
+        // At the first watcher: a registration in the same group that runs while the dispatch pauses, after the group's first slice.
+        if (i === 0 && late === undefined) setImmediate(() => (late ??= hub.subscribe("t", mine, 100, () => false, "user u")));
+        return false;
+      }),
+    );
+    const first = await store.create(input);
+    await until("the event at the whole group", () => group.every((sub) => sub.queue.size === 1) && late !== undefined);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(matched, 2, "one match for the group's event, one for the late watcher's registration");
+    assert.ok(late !== undefined);
+    assert.deepEqual(drain(late).map((e) => e.session.sessionId), [first.session.sessionId], "the late watcher: the event once");
+    const second = await store.create(input);
+    await until("the second event at the group and the late watcher", () => group.every((sub) => sub.queue.size === 2) && late?.queue.size === 1);
+    assert.equal(matched, 3, "the late watcher joined the group: still one match per event");
+    assert.deepEqual(drain(late).map((e) => e.session.sessionId), [second.session.sessionId]);
+    assert.equal(elsewhere.queue.size, 0, "another filter of the tenant: nothing");
+    assert.equal(otherTenant.queue.size, 0, "the same key in another tenant: nothing");
+    for (const sub of [...group, late, elsewhere, otherTenant]) sub.close();
+    assert.equal(hub.subscriberCount, 0);
+  });
 });
 

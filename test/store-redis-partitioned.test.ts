@@ -8,6 +8,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { SessionError } from "../src/domain/errors.js";
 import { EVENT_LOG_RESET_MESSAGE } from "../src/store/store.js";
+import { compareEventIds } from "../src/store/event-id.js";
 import { Partitioning, RedisKeys } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { sealStore } from "../src/store/sealed-store.js";
@@ -57,6 +58,92 @@ describe("RedisStore with 5 partitions on one Redis", () => {
       assert.deepEqual((await store.readEvents(kept, 100)).map((e) => e.id), events.slice(13).map((e) => e.id), "a cursor still held resumes");
     } finally {
       await cleanup();
+    }
+  });
+
+  it("catching up a backlog over 16 partitions transfers each entry about once, whatever the page (merged-log.ts buffers)", async (t) => {
+    await server.raw.flushall();
+    const partitions = 16;
+    const store = new RedisStore({ url: server.url, keyPrefix: "sdbl:", partitions, limits: { ...CONFORMANCE_LIMITS, eventRetentionCount: 100_000 }, commandTimeoutMs: 5000 });
+    const keys = new RedisKeys("sdbl:", "", new Partitioning(partitions));
+    /** Bytes Redis sent to its clients so far (INFO stats): the transfer a read costs, not its time. */
+    const sent = async (): Promise<number> => Number(/total_net_output_bytes:(\d+)/.exec(await server.raw.info("stats"))?.[1]);
+    try {
+      const creates = Array.from({ length: 3000 }, (_, i) => i);
+      for (let i = 0; i < creates.length; i += 100) {
+        await Promise.all(creates.slice(i, i + 100).map((n) => store.create({ tenant: "t", userId: `u-${n}`, dataSource: "d", accessLevel: "read", ttlMs: 600_000, metadata: "{}", requestId: "" })));
+      }
+      // The anchor: every partition's log read once, as is.
+      const before = await sent();
+      const raw = await Promise.all(Array.from({ length: partitions }, (_, p) => server.raw.xrange(keys.events(p), "-", "+")));
+      const once = (await sent()) - before;
+      const all = raw.flat().map(([id]) => id).sort((a, b) => compareEventIds(a, b));
+      assert.equal(all.length, creates.length);
+
+      const tailFrom = await sent();
+      const tail = store.openEventTail();
+      const seen: string[] = [];
+      try {
+        for (let cursor = "0-0"; seen.length < all.length; ) {
+          const batch = await tail.read(cursor, 200, 1000);
+          seen.push(...batch.map((e) => e.id));
+          cursor = batch.at(-1)?.id ?? cursor;
+        }
+      } finally {
+        tail.close();
+      }
+      const tailBytes = (await sent()) - tailFrom;
+      assert.deepEqual(seen, all, "the tail delivers every event once, in id order");
+
+      const pagesFrom = await sent();
+      const paged: string[] = [];
+      for (let cursor = "0-0"; ; ) {
+        const page = await store.readEvents(cursor, 200);
+        paged.push(...page.map((e) => e.id));
+        if (page.length < 200) break;
+        cursor = page.at(-1)?.id ?? cursor;
+      }
+      const pageBytes = (await sent()) - pagesFrom;
+      assert.deepEqual(paged, all, "paged reads deliver every event once, in id order");
+      t.diagnostic(`transferred: tail ${(tailBytes / once).toFixed(2)} x, paged reads ${(pageBytes / once).toFixed(2)} x the log`);
+      // Reading every partition's page for each merged page transfers about 16 times the log.
+      assert.ok(tailBytes < 3 * once, `the tail transferred ${(tailBytes / once).toFixed(2)} x the log`);
+      assert.ok(pageBytes < 4 * once, `paged reads transferred ${(pageBytes / once).toFixed(2)} x the log`);
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it("a tail following 16 partitions while they are written concurrently delivers each event once, in id order", async () => {
+    await server.raw.flushall();
+    const partitions = 16;
+    const store = new RedisStore({ url: server.url, keyPrefix: "sdlive:", partitions, limits: { ...CONFORMANCE_LIMITS, eventRetentionCount: 100_000 }, commandTimeoutMs: 5000 });
+    const keys = new RedisKeys("sdlive:", "", new Partitioning(partitions));
+    const total = 1500;
+    try {
+      // A backlog to catch up while more arrive: pages cut by the limit, entries held back by the clocks, both.
+      const create = (n: number) => store.create({ tenant: "t", userId: `u-${n}`, dataSource: "d", accessLevel: "read", ttlMs: 600_000, metadata: "{}", requestId: "" });
+      await Promise.all(Array.from({ length: 500 }, (_, n) => create(n)));
+      const writes = (async () => {
+        for (let n = 500; n < total; n += 20) await Promise.all(Array.from({ length: 20 }, (_, k) => create(n + k)));
+      })();
+      const tail = store.openEventTail();
+      const seen: string[] = [];
+      const deadline = Date.now() + 120_000;
+      try {
+        for (let cursor = "0-0"; seen.length < total && Date.now() < deadline; ) {
+          const batch = await tail.read(cursor, 50, 500);
+          seen.push(...batch.map((e) => e.id));
+          cursor = batch.at(-1)?.id ?? cursor;
+        }
+      } finally {
+        tail.close();
+        await writes;
+      }
+      const raw = await Promise.all(Array.from({ length: partitions }, (_, p) => server.raw.xrange(keys.events(p), "-", "+")));
+      assert.deepEqual(seen, raw.flat().map(([id]) => id).sort((a, b) => compareEventIds(a, b)), "every event once, in id order");
+    } finally {
+      await store.dispose();
     }
   });
 });

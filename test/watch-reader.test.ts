@@ -128,6 +128,40 @@ describe("WatchReader", () => {
     await waitForWatchers(app, 0);
   });
 
+  it("decodes an event once for the watches of one reader that receive it: the same frozen message; other filters' events stay apart", async () => {
+    const reader = createWatchReader(app.url);
+    const first = collect(reader, { userId: "shared" });
+    const second = collect(reader, { userId: "shared" });
+    const other = collect(reader, { userId: "shared-other" });
+    try {
+      await waitForWatchers(app, 3);
+      const { session } = await writer.createSession({ userId: "shared", dataSource: "d", metadata: { nested: { list: [1, "two"] } } });
+      await writer.createSession({ userId: "shared-other", dataSource: "d" });
+      await writer.updateSession({ sessionId: session?.sessionId ?? "", metadata: { n: 2 } });
+      await until("the events at every watch", () => first.events.length >= 2 && second.events.length >= 2 && other.events.length >= 1);
+      assert.deepEqual(first.events.map(summary), second.events.map(summary));
+      for (const [i, event] of first.events.entries()) {
+        assert.equal(second.events[i], event, `event ${i}: one message for both watches`);
+        assert.ok(Object.isFrozen(event) && Object.isFrozen(event.session) && Object.isFrozen(event.session?.metadata), `event ${i} is frozen, nested messages too`);
+        assert.throws(() => {
+          (event as { cursor: string }).cursor = "changed";
+        }, TypeError);
+      }
+      assert.deepEqual(first.events[0]?.session?.metadata, { nested: { list: [1, "two"] } });
+      assert.deepEqual(
+        other.events.map((e) => e.session?.userId),
+        ["shared-other"],
+        "a watch with another filter has only its own events",
+      );
+    } finally {
+      first.stop();
+      second.stop();
+      other.stop();
+      reader.close();
+    }
+    await waitForWatchers(app, 0);
+  });
+
   it("gives the server's statuses as ConnectErrors: INVALID_ARGUMENT naming the field", async () => {
     const reader = createWatchReader(app.url);
     try {

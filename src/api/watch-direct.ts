@@ -60,9 +60,15 @@ export function directWatchSink(context: HandlerContext, protoOf: (item: WatchIt
   if (stream === undefined) return undefined;
   if (!BINARY_STREAM_TYPES.has(context.responseHeader.get("content-type") ?? "")) return undefined;
   const countSent = context.values.get(COUNT_MESSAGE_SENT);
+  /** Once sent, headers stay sent: the getter is not asked again on every delivery. */
+  let headersSent = false;
   return {
     write(item: WatchItem): boolean {
-      if (!stream.headersSent || stream.writableNeedDrain || !stream.writable || stream.destroyed) return false;
+      if (!headersSent) {
+        if (!stream.headersSent) return false;
+        headersSent = true;
+      }
+      if (stream.writableNeedDrain || !stream.writable || stream.destroyed) return false;
       stream.write(envelopeOf(protoOf(item)));
       countSent();
       return true;

@@ -11,6 +11,10 @@
  * that falls behind overflows its queue; the hub then drops it and the watch
  * ends with RESOURCE_EXHAUSTED and its cursor.
  *
+ * Watchers of a tenant with the same filter (the same `filterKey`) form one
+ * group, and the filter runs once per event and group rather than once per
+ * watcher: thousands of watchers asking for the same sessions cost one match.
+ *
  * `position` is the id of the last event dispatched: everything up to it has
  * been offered to every subscriber, which is what lets an idle watcher's
  * heartbeat carry it even when every event was filtered out.
@@ -67,9 +71,17 @@ export interface HubSubscription {
   close(): void;
 }
 
-interface Subscriber {
+/** The watchers of one tenant with one filter. */
+interface Group {
   readonly tenant: string;
+  readonly key: unknown;
   readonly matches: (event: StoredEvent) => boolean;
+  readonly subs: Set<Subscriber>;
+}
+
+interface Subscriber {
+  /** Its group; replaced when the group emptied (and was dropped) before the watcher joined it (see admitJoining). */
+  group: Group;
   /** Whether the watcher asked for this very session: only those hear of its unreadable events (INTERNAL). */
   readonly concerns: (sessionId: string) => boolean;
   readonly queue: EventQueue<StoredEvent>;
@@ -94,7 +106,12 @@ export class EventHub {
   private readonly blockMs: number;
   private readonly batchSize: number;
   private readonly dispatchSlice: number;
-  private readonly byTenant = new Map<string, Set<Subscriber>>();
+  /** Per tenant, its groups by filter key. */
+  private readonly byTenant = new Map<string, Map<unknown, Group>>();
+  /** The event being dispatched (across the dispatch's pauses), if any. */
+  private dispatching: StoredEvent | undefined;
+  /** Watchers registered during a dispatch: offered that event at once, placed in their groups when it ends. */
+  private readonly joining = new Set<Subscriber>();
   private readonly listeners = new Set<EventListener>();
   /** undefined until the log's end has been read once (the store may be down at start). */
   private pos: string | undefined;
@@ -217,18 +234,24 @@ export class EventHub {
   /**
    * Registers a watcher: from now on every event of `tenant` that `matches`
    * accepts is pushed to its queue, starting after the current position.
+   * Watchers given the same `filterKey` (for the same tenant) must have
+   * filters that accept the same events: the group's first `matches` decides
+   * for all of them. Without a key the watcher is a group of its own.
    */
-  subscribe(tenant: string, matches: (event: StoredEvent) => boolean, queueLimit: number, concerns: (sessionId: string) => boolean = () => false): HubSubscription {
+  subscribe(tenant: string, matches: (event: StoredEvent) => boolean, queueLimit: number, concerns: (sessionId: string) => boolean = () => false, filterKey?: string): HubSubscription {
     if (this.stopping || this.loop === undefined) throw new SessionError("unavailable", "the server is shutting down");
     if (this.pos === undefined) throw new SessionError("unavailable", "the event log is not reachable yet");
-    const sub: Subscriber = { tenant, matches, concerns, queue: new EventQueue<StoredEvent>(queueLimit), direct: undefined };
-    let set = this.byTenant.get(tenant);
-    if (set === undefined) {
-      set = new Set();
-      this.byTenant.set(tenant, set);
-    }
-    set.add(sub);
+    const group = this.groupOf(tenant, filterKey ?? {}, matches);
+    const sub: Subscriber = { group, concerns, queue: new EventQueue<StoredEvent>(queueLimit), direct: undefined };
     this.subscribers += 1;
+    const current = this.dispatching;
+    if (current === undefined) {
+      group.subs.add(sub);
+    } else {
+      // The dispatch may have passed this group already: the watcher starts before the event, so it gets it now.
+      this.joining.add(sub);
+      if (current.session.tenant === tenant && group.matches(current)) this.offer(sub, current);
+    }
     let open = true;
     return {
       queue: sub.queue,
@@ -242,6 +265,38 @@ export class EventHub {
         this.remove(sub);
       },
     };
+  }
+
+  /** The tenant's group for the key, made (with `matches`) if it has none. */
+  private groupOf(tenant: string, key: unknown, matches: (event: StoredEvent) => boolean): Group {
+    let groups = this.byTenant.get(tenant);
+    if (groups === undefined) {
+      groups = new Map();
+      this.byTenant.set(tenant, groups);
+    }
+    let group = groups.get(key);
+    if (group === undefined) {
+      group = { tenant, key, matches, subs: new Set() };
+      groups.set(key, group);
+    }
+    return group;
+  }
+
+  /** After a dispatch: the watchers registered during it join their groups (the group may have been dropped meanwhile). */
+  private admitJoining(): void {
+    for (const sub of this.joining) {
+      const group = this.groupOf(sub.group.tenant, sub.group.key, sub.group.matches);
+      sub.group = group;
+      group.subs.add(sub);
+    }
+    this.joining.clear();
+  }
+
+  /** Every registered watcher of the tenant (all tenants when undefined), including those still joining. */
+  private *registered(tenant?: string): Iterable<Subscriber> {
+    const tenants = tenant === undefined ? [...this.byTenant.values()] : [this.byTenant.get(tenant) ?? new Map<unknown, Group>()];
+    for (const groups of tenants) for (const group of [...groups.values()]) yield* [...group.subs];
+    for (const sub of [...this.joining]) if (tenant === undefined || sub.group.tenant === tenant) yield sub;
   }
 
   /** Calls the listener each time the reader finds the event log reset (data loss); returns the remover. */
@@ -258,10 +313,18 @@ export class EventHub {
   }
 
   private remove(sub: Subscriber): void {
-    const set = this.byTenant.get(sub.tenant);
-    if (set === undefined || !set.delete(sub)) return;
+    if (this.joining.delete(sub)) {
+      this.subscribers -= 1;
+      return;
+    }
+    const { group } = sub;
+    if (!group.subs.delete(sub)) return;
     this.subscribers -= 1;
-    if (set.size === 0) this.byTenant.delete(sub.tenant);
+    if (group.subs.size > 0) return;
+    const groups = this.byTenant.get(group.tenant);
+    if (groups?.get(group.key) !== group) return;
+    groups.delete(group.key);
+    if (groups.size === 0) this.byTenant.delete(group.tenant);
   }
 
   /**
@@ -275,9 +338,7 @@ export class EventHub {
     this.unreadable.report("event", entry);
     if (entry.tenant === undefined || entry.sessionId === undefined || this.pos === undefined) return;
     if (compareEventIds(entry.id, this.pos) <= 0) return;
-    const set = this.byTenant.get(entry.tenant);
-    if (set === undefined) return;
-    for (const sub of [...set]) {
+    for (const sub of [...this.registered(entry.tenant)]) {
       if (!sub.concerns(entry.sessionId)) continue;
       sub.queue.end(unreadableEventError(entry.sessionId));
       this.remove(sub);
@@ -285,11 +346,9 @@ export class EventHub {
   }
 
   private endAll(error: SessionError): void {
-    for (const set of [...this.byTenant.values()]) {
-      for (const sub of [...set]) {
-        sub.queue.end(error);
-        this.remove(sub);
-      }
+    for (const sub of [...this.registered()]) {
+      sub.queue.end(error);
+      this.remove(sub);
     }
   }
 
@@ -365,8 +424,8 @@ export class EventHub {
    * with them, the first slices are on the wire (and being read by the
    * clients) while the next ones are prepared. The read loop waits for the
    * whole dispatch, so events still reach every watcher in log order. A
-   * watcher registered during a pause is visited (a Set's iteration includes
-   * what is added meanwhile), and one that leaves is not.
+   * watcher registered during a pause gets the event at once (subscribe), and
+   * one that leaves is not visited (a Set's iteration skips what was deleted).
    */
   private async dispatch(event: StoredEvent): Promise<void> {
     for (const listener of this.listeners) {
@@ -376,22 +435,30 @@ export class EventHub {
         this.logger?.warn({ errName: error instanceof Error ? error.name : typeof error, eventType: event.type }, "event listener failed");
       }
     }
-    const set = this.byTenant.get(event.session.tenant);
-    if (set !== undefined) {
-      let offered = 0;
-      for (const sub of set) {
-        this.offer(sub, event);
-        offered += 1;
-        if (offered % this.dispatchSlice === 0) await setImmediatePromise();
+    const groups = this.byTenant.get(event.session.tenant);
+    if (groups !== undefined) {
+      this.dispatching = event;
+      try {
+        let offered = 0;
+        for (const group of groups.values()) {
+          if (!group.matches(event)) continue;
+          for (const sub of group.subs) {
+            this.offer(sub, event);
+            offered += 1;
+            if (offered % this.dispatchSlice === 0) await setImmediatePromise();
+          }
+        }
+      } finally {
+        this.dispatching = undefined;
+        this.admitJoining();
       }
     }
     this.pos = event.id;
     this.tenantPos.set(event.session.tenant, event.id);
   }
 
-  /** One watcher: straight to its stream when it waits with an empty queue, else to its queue. */
+  /** One watcher whose filter passed the event: straight to its stream when it waits with an empty queue, else to its queue. */
   private offer(sub: Subscriber, event: StoredEvent): void {
-    if (!sub.matches(event)) return;
     if (sub.direct !== undefined && sub.queue.size === 0 && this.deliverDirectly(sub.direct, event)) return;
     // Too slow: dropped now, so its queue stops growing; the watch sees `overflowed`.
     if (!sub.queue.push(event)) this.remove(sub);

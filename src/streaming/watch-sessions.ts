@@ -132,6 +132,17 @@ export function sessionMatches(filter: WatchFilter, session: Pick<SessionRecord,
   return true;
 }
 
+/**
+ * A text that two filters share exactly when they accept the same sessions and
+ * event types: the hub matches an event once for all the watchers of a key.
+ */
+export function filterKey(filter: WatchFilter): string {
+  if (filter.nobody === true) return "nobody";
+  const types = filter.eventTypes === undefined ? [] : [...filter.eventTypes].sort();
+  const ids = filter.sessionIds === undefined ? [] : [...filter.sessionIds].sort();
+  return JSON.stringify([filter.userId ?? null, filter.dataSource ?? null, types, ids]);
+}
+
 /** True when an event of the watcher's tenant passes its filters. */
 export function eventMatches(filter: WatchFilter, tenant: string, event: StoredEvent): boolean {
   if (event.session.tenant !== tenant) return false;
@@ -208,10 +219,25 @@ export async function* watchSessions(
     }
     return item ?? undefined;
   };
-  /** Whether to send a logged event, given what was already sent; `matched` when the hub applied the filter already. */
+  /**
+   * Live events come from the hub in log order, each after the registration's
+   * position: only those up to a cursor ahead of that position (a snapshot's
+   * or a resume's, read from the store before the hub got there) can repeat
+   * one already sent. Once one passes it, none can: the live path skips the
+   * comparison, which would otherwise run once per event and watcher.
+   */
+  let aheadOfHub: string | undefined;
+  /** Whether to send a logged event, given what was already sent; `matched` (live) when the hub applied the filter already. */
   const wanted = (event: StoredEvent, matched: boolean): boolean => {
-    if (cursor !== "" && compareEventIds(event.id, cursor) <= 0) return false;
-    if (!matched && !eventMatches(filter, tenant, event)) return false;
+    if (matched) {
+      if (aheadOfHub !== undefined) {
+        if (compareEventIds(event.id, aheadOfHub) <= 0) return false;
+        aheadOfHub = undefined;
+      }
+    } else {
+      if (cursor !== "" && compareEventIds(event.id, cursor) <= 0) return false;
+      if (!eventMatches(filter, tenant, event)) return false;
+    }
     if (snapshotVersions !== undefined) {
       if (compareEventIds(event.id, snapshotEnd) > 0) {
         snapshotVersions = undefined;
@@ -249,7 +275,7 @@ export async function* watchSessions(
 
     // Register first, then replay the log up to where the registration starts:
     // events after that point arrive in the queue, so nothing falls in between.
-    const registration = hub.subscribe(tenant, (event) => eventMatches(filter, tenant, event), queueLimit, concerns);
+    const registration = hub.subscribe(tenant, (event) => eventMatches(filter, tenant, event), queueLimit, concerns, filterKey(filter));
     sub = registration;
     const attachedAt = hub.position;
     if (cursor === "") {
@@ -283,6 +309,7 @@ export async function* watchSessions(
         }
         if (passed || page.length < pageSize || compareEventIds(last, attachedAt) >= 0) break;
       }
+      if (compareEventIds(cursor, attachedAt) > 0) aheadOfHub = cursor;
       cursor = maxEventId(cursor, attachedAt);
     }
 

@@ -22,6 +22,8 @@
  * - Requests are not compressed and no response compression is offered (the
  *   server sends watch events uncompressed anyway).
  * - No interceptors: pass `headers` (per reader or per call) for credentials.
+ * - Messages are frozen (read-only): the watches of one reader that receive the
+ *   same event are handed the same message, decoded once (SharedDecoder).
  * - A consumer that stops reading is not buffered without end: past
  *   `maxQueuedMessages` the stream is paused, HTTP/2 flow control stops the
  *   server, and a watcher that stays behind is ended by the server with
@@ -91,6 +93,7 @@ export function createWatchReader(baseUrl: string, options: WatchReaderOptions =
   const path = `${url.pathname.replace(/\/$/, "")}${WATCH_PATH}`;
   const widened = new WeakSet<http2.ClientHttp2Session>();
   const limits: Limits = {
+    decoder: new SharedDecoder(),
     readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
     maxQueued: options.maxQueuedMessages ?? DEFAULT_MAX_QUEUED,
     aliveEveryMs: Math.min(MAX_ALIVE_EVERY_MS, (options.http2?.pingIntervalMs ?? Number.POSITIVE_INFINITY) / 2),
@@ -118,6 +121,8 @@ export function createWatchReader(baseUrl: string, options: WatchReaderOptions =
 }
 
 interface Limits {
+  /** The reader's decoder, shared by its calls (see SharedDecoder). */
+  readonly decoder: SharedDecoder;
   readonly readMaxBytes: number;
   readonly maxQueued: number;
   /** How often a call tells the session manager that its connection is alive (see onData). */
@@ -261,7 +266,7 @@ class WatchCall implements AsyncIterator<WatchSessionsResponse> {
       }
       let message: WatchSessionsResponse;
       try {
-        message = fromBinary(WatchSessionsResponseSchema, data.subarray(offset + 5, offset + 5 + length));
+        message = this.limits.decoder.decode(data.subarray(offset + 5, offset + 5 + length));
       } catch (error) {
         return this.finish(new ConnectError("cannot decode a WatchSessionsResponse", Code.Internal, undefined, undefined, error));
       }
@@ -321,6 +326,41 @@ class WatchCall implements AsyncIterator<WatchSessionsResponse> {
     if (outcome === null) waiting.resolve({ done: true, value: undefined });
     else waiting.reject(outcome);
   }
+}
+
+/**
+ * Decodes a message once for every watch of a reader that receives the same
+ * bytes: the server sends an event as the same bytes to each of its watches, so
+ * a process holding a thousand watches on one connection would otherwise decode
+ * each event a thousand times. The message is frozen (deeply), since every one
+ * of those watches is handed the same object.
+ */
+class SharedDecoder {
+  private readonly recent: { bytes: Buffer; message: WatchSessionsResponse }[] = [];
+
+  decode(bytes: Buffer): WatchSessionsResponse {
+    // A large message is decoded for each watch: remembering it would hold its bytes.
+    if (bytes.byteLength > SHARED_MAX_BYTES) return deepFreeze(fromBinary(WatchSessionsResponseSchema, bytes));
+    for (const entry of this.recent) {
+      if (entry.bytes.byteLength === bytes.byteLength && entry.bytes.equals(bytes)) return entry.message;
+    }
+    const message = deepFreeze(fromBinary(WatchSessionsResponseSchema, bytes));
+    // A copy: the chunk's buffer belongs to the stream.
+    this.recent.unshift({ bytes: Buffer.from(bytes), message });
+    if (this.recent.length > RECENT_MESSAGES) this.recent.pop();
+    return message;
+  }
+}
+
+/** Distinct messages the shared decoder remembers (events in flight at once on a connection). */
+const RECENT_MESSAGES = 4;
+/** Largest message the shared decoder remembers: it holds at most RECENT_MESSAGES of them. */
+const SHARED_MAX_BYTES = 64 * 1024;
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value !== "object" || value === null || ArrayBuffer.isView(value) || Object.isFrozen(value)) return value;
+  for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
+  return Object.freeze(value);
 }
 
 /** The 5-byte gRPC envelope (flag 0: not compressed) around a message. */

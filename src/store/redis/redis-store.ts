@@ -55,7 +55,7 @@ import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys, wait
 import { redisPartitionSecretCopies } from "./partition-secret-copies.js";
 import type { PartitionSecretCopies } from "../partition-secret.js";
 import { DueHeads } from "./due-heads.js";
-import { mergePartitionReads, type MergedPage, type PartitionRead } from "./merged-log.js";
+import { MergedLogReader, type MergedPage, type PartitionRead, type PartitionRequest } from "./merged-log.js";
 import { PartitionWake } from "./partition-wake.js";
 import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
@@ -579,10 +579,11 @@ export class RedisStore implements SessionStore {
     parseCursor(after);
     if (limit <= 0) return [];
     const events: StoredEvent[] = [];
+    const reader = new MergedLogReader(this.partitions.count, limit);
     // Unreadable entries are skipped, so read on until the page is full or the log ends: a short page means the end.
     for (let from = after, round = 0; ; round++) {
       const want = limit - events.length;
-      const page = await this.readMerged(from, want, round === 0);
+      const page = await this.readMerged(reader, from, want, round === 0);
       events.push(...page.events);
       this.unreadableListeners.notify(page.unreadable);
       if (events.length >= limit) return events;
@@ -593,26 +594,36 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * One read of every partition's log after `after`, merged (merged-log.ts);
-   * one partition's read as is, its cursor first checked (checkCursorHeld)
-   * when `checkHeld`.
+   * One page of the merged log after `after` (merged-log.ts: `reader` keeps
+   * what its partitions' reads returned beyond the page, and reads only the
+   * partitions it needs); with one partition its read as is. The cursor is
+   * first checked (checkCursorHeld) when `checkHeld`.
    */
-  private async readMerged(after: string, limit: number, checkHeld = false): Promise<MergedPage & { readonly lastIds: readonly string[] }> {
-    const reads = await Promise.all(
-      this.allPartitions().map(async (p): Promise<PartitionRead & { reply: unknown[] }> => {
-        const { reply, now } = await this.runScript("readEvents", p, "", [after, limit]);
-        return { entries: (reply as unknown[])[2], asked: limit, lastAssigned: reply[1] ?? ZERO_EVENT_ID, now, reply };
-      }),
-    );
-    if (checkHeld && reads.length > 1) await this.checkMergedCursorHeld(after, reads, limit);
-    if (reads.length === 1) {
-      const read = reads[0] as PartitionRead & { reply: unknown[] };
-      if (checkHeld) await this.checkCursorHeld(after, read.reply, limit);
+  private async readMerged(reader: MergedLogReader, after: string, limit: number, checkHeld = false): Promise<MergedPage & { readonly lastIds: readonly string[] }> {
+    const readOne = async (request: PartitionRequest): Promise<{ reply: string[]; read: PartitionRead }> => {
+      const { reply, now } = await this.runScript("readEvents", request.partition, "", [request.after, request.count]);
+      return { reply, read: { entries: (reply as unknown[])[2], asked: request.count, lastAssigned: reply[1] ?? ZERO_EVENT_ID, now } };
+    };
+    if (this.partitions.count === 1) {
+      const { reply, read } = await readOne({ partition: 0, after, count: limit });
+      if (checkHeld) await this.checkCursorHeld(after, reply, limit);
       const batch = decodeStreamBatch(read.entries);
       const more = batch.size >= limit;
       return { events: batch.events, unreadable: batch.unreadable, position: batch.lastId ?? after, more, withheld: false, lastIds: [read.lastAssigned] };
     }
-    return { ...mergePartitionReads(after, reads, limit), lastIds: reads.map((r) => r.lastAssigned) };
+    reader.seek(after);
+    const requests = reader.requests();
+    let reads: { reply: string[]; read: PartitionRead }[];
+    try {
+      reads = await Promise.all(requests.map(readOne));
+      // A checked read starts a reader afresh, so it read every partition (in order).
+      if (checkHeld) await this.checkMergedCursorHeld(after, reads, limit);
+    } catch (error) {
+      reader.reset();
+      throw error;
+    }
+    requests.forEach((request, i) => reader.add(request, (reads[i] as { read: PartitionRead }).read));
+    return { ...reader.take(limit), lastIds: reader.lastIds() };
   }
 
   /**
@@ -726,6 +737,8 @@ export class RedisStore implements SessionStore {
     });
     let closed = false;
     let skipped: { readonly from: string; readonly to: string } | undefined;
+    /** What the partitions' reads returned beyond the pages delivered (merged-log.ts; partitions × the largest limit asked). */
+    let reader: MergedLogReader | undefined;
     /** When the last round started, and whether it left more to read at once (a backlog, or entries held back by a clock). */
     let lastRound = 0;
     let hurry: "more" | "withheld" | undefined;
@@ -749,7 +762,8 @@ export class RedisStore implements SessionStore {
           }
           if (pause > 0) await sleep(pause);
           lastRound = Date.now();
-          const page = await this.readMerged(from, limit);
+          if (reader === undefined || reader.limit < limit) reader = new MergedLogReader(this.partitions.count, limit);
+          const page = await this.readMerged(reader, from, limit);
           hurry = page.more ? "more" : page.withheld ? "withheld" : undefined;
           this.unreadableListeners.notify(page.unreadable);
           if (page.events.length > 0) {
