@@ -42,6 +42,8 @@ const MEMORY_SESSIONS = num("CLUSTER_BENCH_MEMORY_SESSIONS", 20_000);
 const LIVE = num("CLUSTER_BENCH_LIVE", 100_000);
 const EXPIRY_RATE = num("CLUSTER_BENCH_EXPIRY_RATE", 500);
 const EXPIRY_SECONDS = 10;
+/** CLUSTER_BENCH_EXPIRY_ON=cluster (or single): measure expiry lag on one deployment only (default both, cluster first). */
+const EXPIRY_ON = (["cluster", "single"] as const).filter((w) => (process.env["CLUSTER_BENCH_EXPIRY_ON"] || "cluster,single").split(",").includes(w));
 const PARTITIONS = 16;
 const LIMITS: StoreLimits = { maxDataKeys: 100, archiveRetentionMs: 86_400_000, expiryGraceMs: 3_600_000, maxSessionsPerUser: 0 };
 const OPS = ["create", "get", "extend", "close"] as const;
@@ -253,7 +255,7 @@ export async function runClusterBench(log: (line: string) => void): Promise<Clus
     }
     report.memory = { sessions: MEMORY_SESSIONS, singleBytes: perSession.single, clusterBytes: perSession.cluster };
 
-    for (const which of ["cluster", "single"] as const) {
+    for (const which of EXPIRY_ON) {
       await flush(which);
       const started = Date.now();
       await load(stores[which], LIVE, (i) => 7_200_000 + (i % 3600) * 1000);

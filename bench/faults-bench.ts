@@ -12,7 +12,7 @@
  *    prefix). Target: ≤ 400 B.
  * 2. The event log's cost per event with that metadata (for sizing it at
  *    WATCH_RETENTION_EVENTS), and a live session's with it (record, indexes,
- *    shadow key: N more sessions created and left live), for the README's
+ *    the due queue: N more sessions created and left live), for the README's
  *    sizing table.
  * 3. Event delivery after a dropped Redis connection: a service (startApp on
  *    RedisStore) with one watcher (the client helper); Redis drops every
@@ -213,7 +213,7 @@ const fmt = (xs: readonly number[]): string => xs.map((x) => x.toFixed(0)).join(
 console.log(`archives: ${SESSIONS} sessions created and closed; metadata ${archives.metadataBytes} B JSON, ${archives.sealedMetadataBytes} B sealed`);
 console.log(`bytes per ended session: ${archives.archiveBytesPerSession.toFixed(1)} (target <= 400); as hashes (earlier layout): ${archives.hashArchiveBytesPerSession.toFixed(1)}`);
 console.log(`event log: ${archives.eventLogBytesPerEvent.toFixed(1)} bytes per event`);
-console.log(`live session with this sealed metadata: ${archives.liveBytesPerSession.toFixed(1)} bytes (record, indexes, shadow key)`);
+console.log(`live session with this sealed metadata: ${archives.liveBytesPerSession.toFixed(1)} bytes (record, indexes)`);
 console.log(`delivery after CLIENT KILL, ms from Redis answering: ${fmt(killDeliveryMs)}`);
 console.log(`delivery after CLIENT PAUSE 300 ms + KILL, ms from Redis answering: ${fmt(pauseKillDeliveryMs)}`);
 console.log(JSON.stringify(report));

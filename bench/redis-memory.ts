@@ -2,24 +2,23 @@
  * Measures Redis memory per live session: creates 100k sessions through
  * RedisStore on a private redis-server (10k users, 10 data sources, ~40 bytes of
  * JSON metadata sealed as the service seals it, no request ids), with the
- * server settings the service makes at start (RedisStore.watchDue: keyspace
- * flags, hash-max-listpack-value), and measures the used_memory delta per
- * session twice:
+ * server settings the service makes at start (RedisStore.keepServerSettings:
+ * hash-max-listpack-value), and measures the used_memory delta per session
+ * twice:
  *
- * 1. with the expiry machinery (record, user and data-source indexes, counters,
- *    due queue, and the shadow key `P T:{sid}:x` of each session): issue 3's
- *    target, < 700 B;
- * 2. after deleting every shadow key (their names are known, see
- *    src/store/redis/keys.ts): the session with every index it needs and no
- *    expiry machinery, issue 2's target, < 600 B.
+ * 1. with the expiry machinery (record, user, data-source and tenant-wide
+ *    indexes, counters, and the due queue `P dx`, one member per data source:
+ *    no key per session, see src/store/redis/keys.ts): issue 3's target, < 700 B;
+ * 2. after deleting the due queue: the session with every index it needs and
+ *    no expiry machinery, issue 2's target, < 600 B.
  *
  * The event log (`P ev`, one CREATED entry per create) is left out of both and
  * reported apart: it is bounded by WATCH_RETENTION_EVENTS, not by the number of
  * sessions.
  *
- * Redis shrinks the keyspace's hash tables only below 10 % fill, so after the
- * deletion they keep buckets sized for the shadow keys too; the script reports
- * those bytes (from MEMORY STATS) so the second figure can be read either way.
+ * Redis shrinks the keyspace's hash tables only below 10 % fill; the script
+ * reports the buckets beyond what the keys need (from MEMORY STATS), which
+ * without a key per session for expiry stay near zero.
  *
  * Then where the bytes go: MEMORY USAGE per kind of key (byKind).
  *
@@ -54,11 +53,11 @@ export interface MemoryReport {
   readonly sealed: boolean;
   /** Bytes of one stored metadata value. */
   readonly metadataBytes: number;
-  /** used_memory delta per session, event log excluded, shadow keys included. */
+  /** used_memory delta per session, event log excluded, expiry machinery (the due queue) included. */
   readonly bytesPerSession: number;
-  /** The same after deleting every shadow key. */
+  /** The same after deleting the due queue (the name is of the shadow keys earlier versions kept per session). */
   readonly bytesPerSessionWithoutShadow: number;
-  /** Of bytesPerSessionWithoutShadow: keyspace buckets sized for the deleted keys, per session. */
+  /** Of bytesPerSessionWithoutShadow: keyspace buckets beyond what the keys need, per session. */
   readonly staleBucketBytesPerSession: number;
   readonly eventLogBytes: number;
   readonly eventLogEntries: number;
@@ -109,11 +108,11 @@ const redisStore = new RedisStore({
 });
 // As the service with keys writes (user ids and data sources as keyed tokens, names sealed beside them).
 const store = PLAINTEXT ? redisStore : sealer.wrap(redisStore);
-let dueWatch: { stop(): Promise<void> } | undefined;
+let settings: { stop(): Promise<void> } | undefined;
 try {
   await store.ping();
-  // What the service's start does to the server (keyspace flags, compact hashes: see compact-hashes.ts).
-  if (!AS_IS) dueWatch = await redisStore.watchDue(() => {});
+  // What the service's start does to the server (compact hashes: see compact-hashes.ts).
+  if (!AS_IS) settings = await redisStore.keepServerSettings();
   // Warm up: the first script calls load the scripts and create the due queue and counters.
   const warm = await store.create({
     tenant: TENANT, userId: "warm", dataSource: "warm", accessLevel: "read", ttlMs: 3_600_000, metadata: "{}", requestId: "",
@@ -147,14 +146,17 @@ try {
   const logBytes = Number(await client.call("MEMORY", "USAGE", logKey, "SAMPLES", "0"));
   const logEntries = await client.xlen(logKey);
 
-  // The expiry machinery's per-session part: one shadow key per session, deleted by name.
+  // No key per session for expiry (a shadow key here would be a regression).
   for (let i = 0; i < sessionIds.length; i += 1000) {
-    const shadows = sessionIds.slice(i, i + 1000).map((id) => keys.shadow(id));
-    const deleted = await client.del(...shadows);
-    if (deleted !== shadows.length) throw new Error(`expected ${shadows.length} shadow keys, deleted ${deleted}`);
+    const shadows = sessionIds.slice(i, i + 1000).map((id) => `${keys.record(id)}:x`);
+    const found = await client.exists(...shadows);
+    if (found !== 0) throw new Error(`found ${found} shadow keys`);
   }
+  // The expiry machinery: the due queue alone, measured before it is deleted.
+  const dueQueueBytes = Number(await client.call("MEMORY", "USAGE", keys.due(), "SAMPLES", "0"));
+  if (!(await client.del(keys.due()))) throw new Error("no due queue");
   const withoutShadow = await usedMemory(client);
-  // The shadow keys' share is the measured difference; the rest by MEMORY USAGE per kind of key.
+  // By MEMORY USAGE per kind of key.
   const sampled = async (names: readonly string[], total: number): Promise<number> => {
     const step = Math.max(1, Math.floor(names.length / 2000));
     let sum = 0;
@@ -179,11 +181,11 @@ try {
   const everyKey = (names: readonly string[]): Promise<number> => sampled(names, names.length);
   const kinds: Record<string, number> = {
     "record (HASH, one per session)": await sampled(sessionIds.map((id) => keys.record(id)), SESSIONS),
-    "shadow key (STRING with TTL, one per session)": withShadow - withoutShadow,
+    "due queue P dx (ZSET, one member per data source)": dueQueueBytes,
     "user index (ZSET per user)": await sampled(users, USERS),
     "data-source index (per data source: directory ZSET and bucket ZSETs)": await everyKey(sources),
     "tenant-wide index (directory ZSET and bucket ZSETs)": await everyKey(await bucketed(keys.allDirectory(), (lb) => keys.allBucket(lb))),
-    "due queue, counters": (await sampled([keys.due()], 1)) + (await sampled([keys.counters()], 1)),
+    "counters P T:m (HASH)": await sampled([keys.counters()], 1),
   };
   const attributed = Object.values(kinds).reduce((a, b) => a + b, 0);
   kinds["other: TTL table entries, keyspace buckets"] = withShadow - before - logBytes - attributed;
@@ -204,15 +206,15 @@ try {
   };
   console.log(`sessions: ${SESSIONS}, created in ${(createSeconds * 1000).toFixed(0)} ms`);
   console.log(`used_memory delta: ${withShadow - before} bytes, of which the event log: ${logBytes} bytes (${(logBytes / logEntries).toFixed(1)} per event)`);
-  console.log(`bytes per session: ${report.bytesPerSession.toFixed(1)} with the shadow key (target < 700)`);
+  console.log(`bytes per session: ${report.bytesPerSession.toFixed(1)} with the expiry machinery (target < 700)`);
   console.log(
-    `bytes per session without the shadow key: ${report.bytesPerSessionWithoutShadow.toFixed(1)} (target < 600), ` +
-      `of which ${report.staleBucketBytesPerSession.toFixed(1)} are keyspace buckets left from the deleted keys`,
+    `bytes per session without it (due queue deleted): ${report.bytesPerSessionWithoutShadow.toFixed(1)} (target < 600), ` +
+      `of which ${report.staleBucketBytesPerSession.toFixed(1)} are keyspace buckets beyond what the keys need`,
   );
   for (const [kind, bytes] of Object.entries(byKind)) console.log(`  ${kind}: ${bytes.toFixed(1)} B per session`);
   console.log(JSON.stringify(report));
 } finally {
-  await dueWatch?.stop();
+  await settings?.stop();
   await store.dispose();
   client.disconnect();
   await server.stop();

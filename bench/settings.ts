@@ -47,7 +47,7 @@ export const TARGETS = {
   createOverCheck: 0.65,
   /** Issue 2: every index the session needs, no expiry machinery. */
   bytesPerSession: 600,
-  /** Issue 3: with the expiry machinery (the shadow key). */
+  /** Issue 3: with the expiry machinery (the due queue; no key per session). */
   bytesPerSessionWithExpiry: 700,
   /** Issue 3: expire_time → EXPIRED at a remote watcher, p99 at 100k live sessions. */
   expiryP99Ms: 100,

@@ -19,9 +19,9 @@
  *   in this process (remote from the service, over h2c) records
  *   arrival - expire_time for every EXPIRED event: p50/p99/max. In the same run,
  *   for the same expire times, mirror keys (SET PXAT expire_time, among the same
- *   population of TTL keys) measure Redis's own `expired` notification lag. (The
- *   service's shadow keys cannot be used for that: expiring a session deletes
- *   its shadow key, which makes Redis announce it at that moment.)
+ *   population of TTL keys) measure Redis's own `expired` notification lag, for
+ *   comparison (the bench enables notify-keyspace-events itself: the service
+ *   neither needs nor sets it).
  * - Fan-out: 1k and 10k watch streams held by a separate process
  *   (this file with --fanout-client); after one warm-up update (reported, not
  *   measured), an update every 100 ms (1k) or 1 s (10k); latency = arrival
@@ -245,6 +245,8 @@ function message(error: unknown): string {
 export interface ExpiryResult {
   readonly live: number;
   readonly service: Stats;
+  /** expire_time → the EXPIRED event's log time (its cursor's ms, Redis's clock): the expiry itself, without delivery. */
+  readonly written?: Stats;
   readonly redisNotification: Stats;
   readonly redisDelivered: number;
   readonly probes: number;
@@ -266,6 +268,7 @@ export interface ExpiryResult {
 async function expiryLag(client: SessionClient, store: SessionStore, sealer: BenchSealer, raw: Redis, subscriber: Redis, live: number, rate: number, seconds: number): Promise<ExpiryResult> {
   const probes = new Map<string, number>();
   const serviceLag: number[] = [];
+  const writtenLag: number[] = [];
   const redisLag: number[] = [];
   const abort = new AbortController();
   let ready = (): void => {};
@@ -276,6 +279,7 @@ async function expiryLag(client: SessionClient, store: SessionStore, sealer: Ben
       if (e?.type === EventType.HEARTBEAT) ready();
       if (e === undefined || e.type !== EventType.EXPIRED) continue;
       serviceLag.push(Date.now() - tsMs(e.session?.expireTime));
+      writtenLag.push(Number(e.cursor.split("-")[0]) - tsMs(e.session?.expireTime));
     }
   })().catch(() => undefined);
   const onMessage = (_ch: string, key: string): void => {
@@ -307,6 +311,7 @@ async function expiryLag(client: SessionClient, store: SessionStore, sealer: Ben
   return {
     live,
     service: stats(serviceLag),
+    written: stats(writtenLag),
     redisNotification: stats(redisLag),
     redisDelivered: redisLag.length,
     probes: probes.size,
@@ -498,6 +503,7 @@ try {
   });
   // A generous deadline: the calls of this bench set up measurements; a loaded machine must slow them, not fail them.
   const client = createSessionClient(service.url, { timeoutMs: 30_000 });
+  await raw.config("SET", "notify-keyspace-events", "Ex");
   await subscriber.subscribe("__keyevent@0__:expired");
   let loaded = 0;
   for (const size of ONLY === "fanout" ? [] : sizes) {
@@ -544,7 +550,7 @@ const fmt = (s: Stats): string => `${s.p50} / ${s.p99} / ${s.max}`;
 console.log("\nExpiry lag (ms, p50 / p99 / max), expire_time -> EXPIRED at a remote watcher:");
 for (const e of expiry) {
   console.log(
-    `  ${e.live.toLocaleString("en")} live sessions, ${rate}/s expiring: service ${fmt(e.service)} (${e.service.n}/${e.probes} events); ` +
+    `  ${e.live.toLocaleString("en")} live sessions, ${rate}/s expiring: service ${fmt(e.service)} (${e.service.n}/${e.probes} events; written to the log ${e.written === undefined ? "?" : fmt(e.written)}); ` +
       `Redis's own 'expired' notification ${fmt(e.redisNotification)} (${e.redisDelivered}/${e.probes} delivered); ` +
       `probes written in ${e.seconds.toFixed(1)} s, ${e.failed} failed`,
   );
@@ -559,7 +565,7 @@ for (const f of fanouts) {
 }
 if (memory !== undefined) {
   console.log(
-    `Memory per live session (with shadow key and due queue): ${memory.perSession.toFixed(0)} B without the event log, ` +
+    `Memory per live session (with the due queue): ${memory.perSession.toFixed(0)} B without the event log, ` +
       `${memory.perSessionWithLog.toFixed(0)} B including the CREATED events in the log (log ${(memory.logBytes / 1e6).toFixed(1)} MB, bounded by WATCH_RETENTION_EVENTS)`,
   );
 }

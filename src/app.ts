@@ -48,7 +48,7 @@ import { describeTarget, redisClient } from "./store/redis/connections.js";
 import type { RedisOptions } from "ioredis";
 import { SealedNames } from "./store/sealed-names.js";
 import { openSealedStore } from "./store/sealed-store.js";
-import type { SessionStore, StoredEvent } from "./store/store.js";
+import type { ServerSettingsKeeper, SessionStore, StoredEvent } from "./store/store.js";
 import { EventHub } from "./streaming/event-hub.js";
 
 /** The reflection services reflectionServiceRoutes serves (the gate judges their paths too). */
@@ -207,8 +207,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const reflectionRoutes = reflectionServiceRoutes([SessionService, Health]);
   let shuttingDown = false;
 
-  // The event reader and the expiry scheduler; fails the start when Redis refuses CONFIG and the
-  // keyspace notification flags are not set (the message names them).
+  // The event reader, the store's server settings and the expiry scheduler.
   await background.start().catch(async (error: unknown) => {
     await archive?.stop();
     await store.dispose();
@@ -305,20 +304,15 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 export interface BackgroundOptions {
   /** Most sessions one expireDue call archives (default 100). */
   readonly sweepBatchSize?: number;
-  /**
-   * Use the store's own due signal (Redis keyspace notifications) as a backstop
-   * of the scheduler (default true). Off, CONFIG is never touched.
-   */
-  readonly backendExpirySignal?: boolean;
 }
 
-/** The process's event hub and expiry scheduler, started and stopped together. */
+/** The process's event hub and expiry scheduler (and the store's server settings), started and stopped together. */
 export interface Background {
   readonly events: EventHub;
   /**
-   * Starts the event reader, then the scheduler. Rejects when the store cannot
-   * be reached or cannot signal expiry (Redis refusing CONFIG without the
-   * notification flags set: the message names them); nothing is left running then.
+   * Starts the event reader, then keeps the store's server settings applied
+   * (SessionStore.keepServerSettings), then starts the scheduler. Rejects when
+   * the event reader cannot start; nothing is left running then.
    */
   start(): Promise<void>;
   /** Stops the scheduler, then the event reader (watch streams end with UNAVAILABLE and their cursor). Does not dispose of the store. */
@@ -334,22 +328,26 @@ export function createBackground(store: SessionStore, config: Config, logger: Lo
     events,
     maxSleepMs: config.sweepIntervalMs,
     batchSize: options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH,
-    useBackendSignal: options.backendExpirySignal ?? true,
     logger: logger.child({ component: "expiry-scheduler" }),
   });
+  let settings: ServerSettingsKeeper | undefined;
   return {
     events,
     async start() {
       await events.start();
       try {
+        settings = await store.keepServerSettings?.();
         await scheduler.start();
       } catch (error) {
+        await settings?.stop();
         await events.stop();
         throw error;
       }
     },
     async stop() {
       await scheduler.stop();
+      await settings?.stop();
+      settings = undefined;
       await events.stop();
     },
   };

@@ -17,12 +17,16 @@ import { AccessLevel, Code, ConnectError, createSessionClient, EventType, type S
 import { ConfigError, loadConfig } from "../src/config/config.js";
 import { AesGcmFieldCipher, DecryptError, METADATA_FIELD, PLAINTEXT_CIPHER, dataField, sealedKeyId } from "../src/crypto/field-cipher.js";
 import { Keyring, parseKeyring } from "../src/crypto/keyring.js";
+import { cipherForConfig } from "../src/crypto/cipher-for-config.js";
+import { pino } from "pino";
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { reencrypt } from "../src/tools/reencrypt.js";
 import { useRedisServer } from "./support/redis-server.js";
 import { captureLogs, startTestApp, waitForWatchers } from "./support/server.js";
 import { metricValue } from "./support/attack.js";
 import { rawDump } from "./support/raw-dump.js";
+
+const silentLogger = pino({ level: "silent" });
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const key = (id: string): string => `${id}:${randomBytes(32).toString("base64")}`;
@@ -143,6 +147,24 @@ describe("encryption at rest on Redis", () => {
       await client.createSession({ userId: "u", dataSource: "d", metadata: { note: "plain-visible" } });
       assert.ok((await rawDump(redis.raw)).includes("plain-visible"), "the dump would see a plaintext secret");
     });
+  });
+
+  test("every Redis mode (one server, Sentinel, Cluster) without a key refuses to start; ALLOW_PLAINTEXT=true stores plaintext, never under a key that dies with the process", () => {
+    const modes = [
+      { REDIS_URL: "redis://127.0.0.1:6379" },
+      { REDIS_URL: "", REDIS_SENTINELS: "127.0.0.1:26379", REDIS_SENTINEL_MASTER: "m" },
+      { REDIS_URL: "", REDIS_CLUSTER_NODES: "127.0.0.1:7000" },
+    ];
+    for (const mode of modes) {
+      assert.throws(
+        () => cipherForConfig(loadConfig(mode), silentLogger),
+        (e: unknown) => e instanceof ConfigError && /ENCRYPTION_KEYS/.test(e.message),
+        JSON.stringify(mode),
+      );
+      assert.equal(cipherForConfig(loadConfig({ ...mode, ALLOW_PLAINTEXT: "true" }), silentLogger), PLAINTEXT_CIPHER, JSON.stringify(mode));
+    }
+    // Only the in-memory store (its data dies with the process) gets a key of its own.
+    assert.equal(cipherForConfig(loadConfig({ REDIS_URL: "" }), silentLogger).encrypts, true);
   });
 
   test("a secret written through every API path leaves no trace in a raw dump of Redis, nor do user ids, data sources, request ids or data key names", async () => {

@@ -1,5 +1,5 @@
 /**
- * The expiry machinery's start (RedisStore.watchDue) also raises Redis's
+ * RedisStore.keepServerSettings (the service's start) raises Redis's
  * hash-max-listpack-value so that records with sealed metadata (longer than
  * Redis's default 64-byte listpack limit) stay compact; it never lowers an
  * operator's higher value, sets it again after a Redis restart, and a Redis
@@ -46,13 +46,13 @@ async function setting(server: RedisServerHandle): Promise<number> {
 }
 
 describe("compact session records (hash-max-listpack-value)", () => {
-  it("raises the threshold at watchDue, so a record with sealed metadata is a listpack; again after a restart", async () => {
+  it("raises the threshold at keepServerSettings, so a record with sealed metadata is a listpack; again after a restart", async () => {
     const server = await startRedisServer();
     const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits, commandTimeoutMs: 2000 });
     try {
       assert.equal(await setting(server), 64, "Redis's default");
       assert.equal(await recordEncoding(server, store), "hashtable", "without the setting, sealed metadata makes the record a hash table");
-      const watch = await store.watchDue(() => {});
+      const watch = await store.keepServerSettings();
       try {
         assert.equal(await setting(server), HASH_VALUE_BYTES);
         assert.equal(await recordEncoding(server, store), "listpack");
@@ -76,7 +76,7 @@ describe("compact session records (hash-max-listpack-value)", () => {
     const server = await startRedisServer(["--hash-max-listpack-value", "2048"]);
     const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits, commandTimeoutMs: 2000 });
     try {
-      const watch = await store.watchDue(() => {});
+      const watch = await store.keepServerSettings();
       await watch.stop();
       assert.equal(await setting(server), 2048);
     } finally {
@@ -85,11 +85,11 @@ describe("compact session records (hash-max-listpack-value)", () => {
     }
   });
 
-  it("starts where CONFIG is refused (flags set by the operator); records are then hash tables", async () => {
-    const server = await startRedisServer(["--rename-command", "CONFIG", "", "--notify-keyspace-events", "Ex"]);
+  it("starts where CONFIG is refused; records are then hash tables", async () => {
+    const server = await startRedisServer(["--rename-command", "CONFIG", ""]);
     const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits, commandTimeoutMs: 2000 });
     try {
-      const watch = await store.watchDue(() => {});
+      const watch = await store.keepServerSettings();
       try {
         assert.equal(await recordEncoding(server, store), "hashtable");
       } finally {

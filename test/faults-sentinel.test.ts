@@ -5,9 +5,9 @@
  *
  * - The primary is killed with SIGKILL: calls fail (UNAVAILABLE while no
  *   primary is known; UNKNOWN for the few in flight at the kill) for a bounded
- *   time, then succeed by themselves on the promoted replica, whose
- *   notify-keyspace-events the store sets and whose expiry notifications the
- *   store hears.
+ *   time, then succeed by themselves on the promoted replica, whose server
+ *   settings (hash-max-listpack-value) the store sets and whose due queue
+ *   expires sessions.
  * - Acknowledged writes lost, counted deterministically: every acknowledged
  *   create is read back after the failover. Before the kill the replica is
  *   made to lag (CLIENT PAUSE WRITE on it holds the replication stream it
@@ -33,6 +33,7 @@ import type { SessionStore } from "../src/store/store.js";
 import { EVENT_LOG_RESET_MESSAGE } from "../src/store/store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { NOT_REPLICATED_MESSAGE } from "../src/store/redis/replica-wait.js";
+import { HASH_VALUE_BYTES } from "../src/store/redis/compact-hashes.js";
 import { compareEventIds } from "../src/store/event-id.js";
 import { EventHub } from "../src/streaming/event-hub.js";
 import { useRedisSentinel } from "./support/redis-sentinel.js";
@@ -135,8 +136,7 @@ function failoverScenario(waitReplicas: 0 | 1): void {
         commandTimeoutMs: 2000,
         ...(waitReplicas === 0 ? {} : { replicaWait: { replicas: waitReplicas, timeoutMs: 300 } }),
       });
-      const due = new Set<string>();
-      const dueWatch = await store.watchDue((_tenant, sessionId) => void due.add(sessionId));
+      const settings = await store.keepServerSettings();
       const replicaClient = replica.client();
       const hub = new EventHub({ store, blockMs: 200 });
       await hub.start();
@@ -194,24 +194,22 @@ function failoverScenario(waitReplicas: 0 | 1): void {
           assert.equal(missing.length, 0, "with WAIT 1 no acknowledged create is lost");
         }
 
-        // Keyspace notifications on the new primary: enabled by the store, subscribed again.
+        // The server settings on the new primary: set by the store once its connection moved there.
         const promoted = replica.client();
         try {
           const deadline = Date.now() + 30_000;
-          let flags = "";
+          let value = "";
           while (Date.now() < deadline) {
-            flags = ((await promoted.config("GET", "notify-keyspace-events")) as string[])[1] ?? "";
-            if (flags.includes("E") && (flags.includes("x") || flags.includes("A"))) break;
+            value = ((await promoted.config("GET", "hash-max-listpack-value")) as string[])[1] ?? "";
+            if (value === String(HASH_VALUE_BYTES)) break;
             await sleep(100);
           }
-          assert.ok(flags.includes("E") && (flags.includes("x") || flags.includes("A")), `notify-keyspace-events on the promoted replica: ${flags}`);
+          assert.equal(value, String(HASH_VALUE_BYTES), "hash-max-listpack-value on the promoted replica");
         } finally {
           promoted.disconnect();
         }
         const { session: short } = await store.create({ tenant: TENANT, userId: "u", dataSource: "short", accessLevel: "write", ttlMs: 500, metadata: "{}", requestId: "" });
-        const heardBy = Date.now() + 30_000;
-        while (!due.has(short.sessionId) && Date.now() < heardBy) await sleep(50);
-        assert.ok(due.has(short.sessionId), "the expiry of a session on the new primary was announced to the subscriber");
+        await expiresFromDueQueue(store, short.sessionId);
 
         // A cursor the promoted replica holds resumes; one of the lost tail is OUT_OF_RANGE, not a silent gap.
         assert.ok((await store.readEvents(heldCursor, 5)).length > 0);
@@ -232,7 +230,7 @@ function failoverScenario(waitReplicas: 0 | 1): void {
         await load?.stop();
         watcher.close();
         await hub.stop();
-        await dueWatch.stop();
+        await settings.stop();
         replicaClient.disconnect();
         await store.dispose();
       }
@@ -252,8 +250,7 @@ describe("a failover Sentinel is told to make (SENTINEL FAILOVER), the old prima
     const [asked] = sentinel.sentinels;
     assert.ok(primary !== undefined && replica !== undefined && asked !== undefined);
     const store = new RedisStore({ sentinel: sentinel.target, keyPrefix: "sdmanual:", limits: { maxDataKeys: 10, archiveRetentionMs: 600_000, expiryGraceMs: 600_000 }, commandTimeoutMs: 2000 });
-    const due = new Set<string>();
-    const dueWatch = await store.watchDue((_tenant, sessionId) => void due.add(sessionId));
+    const settings = await store.keepServerSettings();
     const hub = new EventHub({ store, blockMs: 200 });
     await hub.start();
     const watcher = hub.subscribe(TENANT, () => true, 100_000);
@@ -285,10 +282,8 @@ describe("a failover Sentinel is told to make (SENTINEL FAILOVER), the old prima
         promoted.disconnect();
       }
       assert.equal((await store.get(TENANT, before.sessionId, { touch: false, includeEnded: false })).sessionId, before.sessionId);
-      // The keyspace subscriber followed: the short session's expiry is announced.
-      const heardBy = Date.now() + 30_000;
-      while (!due.has(created) && Date.now() < heardBy) await sleep(50);
-      assert.ok(due.has(created), "expiry notification from the new primary");
+      // The new primary's due queue has the short session.
+      await expiresFromDueQueue(store, created);
       // The event reader followed, and nothing was lost: the watcher gets the new create's event, not an end.
       const eventBy = Date.now() + 30_000;
       const seen = (): boolean => {
@@ -306,7 +301,7 @@ describe("a failover Sentinel is told to make (SENTINEL FAILOVER), the old prima
       listener.disconnect();
       watcher.close();
       await hub.stop();
-      await dueWatch.stop();
+      await settings.stop();
       await store.dispose();
     }
   });
@@ -394,3 +389,14 @@ describe("the archive sink through Sentinel, across a failover Sentinel is told 
     }
   });
 });
+
+/** Expires what is due until `sessionId` is among it, within a bound generous enough for a loaded machine. */
+async function expiresFromDueQueue(store: SessionStore, sessionId: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const expired = await store.expireDue(100).catch(() => []);
+    if (expired.some((r) => r.sessionId === sessionId)) return;
+    assert.ok(Date.now() < deadline, "the session expired from the new primary's due queue");
+    await sleep(50);
+  }
+}

@@ -392,7 +392,7 @@ function managerSuite(name: string, openStore: OpenStore): void {
 
     it("scheduler wakes at the expire time of a session created while it sleeps", async () => {
       const store = await openStore();
-      const { manager, background } = sessionCore({ store, config: testConfig({ SWEEP_INTERVAL: "1h" }), logger: silent, backendExpirySignal: false });
+      const { manager, background } = sessionCore({ store, config: testConfig({ SWEEP_INTERVAL: "1h" }), logger: silent });
       try {
         await background.start();
         await sleep(50); // asleep for an hour now, with nothing due

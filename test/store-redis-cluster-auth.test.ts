@@ -2,7 +2,7 @@
  * AUTH and TLS to every node of a real Redis Cluster (3 primaries with a
  * replica each, requirepass and masterauth on every node, TLS only: client
  * port, cluster bus and replication; one cluster for the file): the store's
- * command connection, its per-primary keyspace subscribers and the archive's
+ * command connection, its server settings on every primary and the archive's
  * consumer groups all verify the nodes' certificate and authenticate, with
  * the default user or an ACL user; a wrong password, none, or no TLS is
  * refused with UNAVAILABLE, never hangs.
@@ -42,16 +42,30 @@ async function useEveryPrimary(store: RedisStore, tenant: string): Promise<void>
 }
 
 describe("AUTH and TLS on a Redis Cluster", () => {
-  it("the store, its keyspace subscribers and the archive groups reach every node over TLS and authenticate with the password", async () => {
+  it("the store, its server settings and the archive groups reach every node over TLS and authenticate with the password", async () => {
     await cluster().waitReplicasOnline(1);
     const store = openStore("auth1:", { password: PASSWORD });
     const group = new PartitionedEventGroup({ cluster: target({ password: PASSWORD }), partitions: PARTITIONS, keyPrefix: "auth1:", group: "archive", consumer: "c", commandTimeoutMs: 3000 });
     try {
       await store.ping();
       await useEveryPrimary(store, "t1");
-      // One subscriber per primary, each sets notify-keyspace-events and subscribes: all need AUTH.
-      const due = await store.watchDue(() => {});
-      await due.stop();
+      // CONFIG on every primary, over the store's node connections: all need AUTH and TLS.
+      const settings = await store.keepServerSettings();
+      await settings.stop();
+      let primaries = 0;
+      for (const node of cluster().nodes) {
+        const c = cluster().client(node);
+        try {
+          const [role] = (await c.call("ROLE")) as [string];
+          if (role !== "master") continue;
+          primaries += 1;
+          const [, value] = (await c.config("GET", "hash-max-listpack-value")) as [string, string];
+          assert.equal(value, "512", `hash-max-listpack-value on the primary at port ${node.port}`);
+        } finally {
+          c.disconnect();
+        }
+      }
+      assert.equal(primaries, 3);
       await group.ensureGroup();
       const read = await group.readNew(100, 10);
       assert.ok(read.length > 0, "the archive group reads the partitions' logs");

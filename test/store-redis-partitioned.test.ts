@@ -29,6 +29,22 @@ runStoreConformance("redis, 5 partitions", openFlushed, { requestIdScope: "user"
 runGuardConformance("redis, 5 partitions", openFlushed);
 
 describe("RedisStore with 5 partitions on one Redis", () => {
+  it("session ids drawn for a user are distinct UUID v4 in the user's partition, whatever the partition count", () => {
+    const V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    for (const count of [2, 5, 64, 1024]) {
+      const partitions = new Partitioning(count);
+      const ids = new Set<string>();
+      for (let i = 0; i < 500; i++) {
+        const user = `user-${i % 23}`;
+        const id = partitions.newSessionId("tënant", user);
+        assert.match(id, V4);
+        assert.equal(partitions.ofSession(id), partitions.ofUser("tënant", user), `${count} partitions`);
+        ids.add(id);
+      }
+      assert.equal(ids.size, 500);
+    }
+  });
+
   it("behind the sealing wrapper (encryption on), sessions land in their user's partition and list by user", async () => {
     const { store, cleanup } = await openFlushed();
     const sealed = sealStore(store, new AesGcmFieldCipher(parseKeyring(`k1:${Buffer.alloc(32, 7).toString("base64")}`)));

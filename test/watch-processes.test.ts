@@ -4,9 +4,10 @@
  * - three processes: exactly one EXPIRED event and one archive per session;
  * - every process stopped while sessions expire: after a restart they are
  *   archived and announced, and a watcher resuming from its cursor gets them;
- * - CONFIG refused (redis-server started with `--rename-command CONFIG ""`):
- *   the process refuses to start, naming the flags an operator must set; with
- *   the flags set by the operator it starts.
+ * - CONFIG refused (redis-server started with `--rename-command CONFIG ""`)
+ *   and keyspace notifications off: the process starts, and a session created
+ *   by a process that then stops is expired on time by another one, woken by
+ *   the event log alone (no shadow key, no notification).
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -189,7 +190,8 @@ describe("several service processes on one Redis", () => {
       const created = watchFromNow(first.client, { eventTypes: [EventType.CREATED] }, N, abort.signal);
       await withTimeout(created.ready, 10_000, "the watch in place");
       for (let i = 0; i < N; i++) {
-        const { session } = await first.client.createSession({ userId: "down", dataSource: "d", ttl: durationFromMs(1000) });
+        // Long enough that a loaded machine still creates all ten and stops the process before the first is due.
+        const { session } = await first.client.createSession({ userId: "down", dataSource: "d", ttl: durationFromMs(5000) });
         ids.add(session?.sessionId ?? "");
       }
       const events = await withTimeout(created.events, 5000, "CREATED events");
@@ -198,7 +200,7 @@ describe("several service processes on one Redis", () => {
     } finally {
       assert.equal(await first.stop(), 0, "a graceful stop");
     }
-    await sleep(1500); // every session comes due with no process running
+    await sleep(5500); // every session comes due with no process running
     assert.equal(await redis.raw.hget("sd:default:m", "expired"), null, "nothing expired them meanwhile");
     const second = await startService(redis.url);
     const abort = new AbortController();
@@ -214,40 +216,37 @@ describe("several service processes on one Redis", () => {
   });
 });
 
-describe("keyspace notification flags", () => {
-  it("CONFIG refused and flags not set: the process refuses to start and names the flags", async () => {
+describe("Redis without keyspace notifications", () => {
+  it("CONFIG refused and notify-keyspace-events off: it starts, and a session another process created expires on time", async () => {
     const locked = await startRedisServer(["--rename-command", "CONFIG", ""]);
+    // An hour between looks at the due queue: only the event log can wake the scheduler in time.
+    const env = { SWEEP_INTERVAL: "1h" };
+    const creator = await startService(locked.url, env);
+    const expirer = await startService(locked.url, env);
+    const abort = new AbortController();
     try {
-      await assert.rejects(startService(locked.url), (error: unknown) => {
-        assert.ok(error instanceof Error);
-        // A start failure: exit 2 with one line saying why.
-        assert.match(error.message, /exited with 2/);
-        assert.match(error.message, /sessiond: cannot start: Redis keyspace notifications .*notify-keyspace-events Ex/);
-        return true;
-      });
+      const watch = watchFromNow(expirer.client, { eventTypes: [EventType.EXPIRED] }, 1, abort.signal);
+      await watch.ready;
+      const { session } = await creator.client.createSession({ userId: "u", dataSource: "d", ttl: durationFromMs(5000) });
+      // The creator is gone before the session is due: the other process expires it, woken by the CREATED event.
+      assert.equal(await creator.stop(), 0);
+      const [expired] = await watch.events;
+      assert.equal(expired?.session?.sessionId, session?.sessionId);
     } finally {
+      abort.abort();
+      await creator.stop();
+      await expirer.stop();
       await locked.stop();
     }
   });
 
-  it("CONFIG refused but the operator set the flags: it starts", async () => {
-    const locked = await startRedisServer(["--rename-command", "CONFIG", "", "--notify-keyspace-events", "Ex"]);
-    try {
-      const service = await startService(locked.url);
-      assert.equal(await service.stop(), 0);
-    } finally {
-      await locked.stop();
-    }
-  });
-
-  it("CONFIG allowed: the flags are merged into what is already set", async () => {
+  it("CONFIG allowed: notify-keyspace-events is left as it was", async () => {
     const server = await startRedisServer(["--notify-keyspace-events", "Kl"]);
     const raw = server.client();
     try {
       const service = await startService(server.url);
       const flags = (await raw.config("GET", "notify-keyspace-events")) as string[];
-      const set = new Set(flags[1]);
-      for (const flag of ["K", "l", "E", "x"]) assert.ok(set.has(flag), `flag ${flag} in ${flags[1]}`);
+      assert.equal([...(flags[1] ?? "")].sort().join(""), "Kl");
       await service.stop();
     } finally {
       raw.disconnect();

@@ -118,7 +118,10 @@ describe("WatchSessions on Redis", () => {
       assert.ok(arrived >= expireMs - 50, "not before its expire time");
       const archived = await client.getSession({ sessionId: session?.sessionId ?? "", includeEnded: true });
       assert.deepEqual(archived.session?.metadata, { step: 2, last: "metadata" }, "the archive keeps the last metadata");
-      assert.equal(await redis.raw.exists(`sd:default:{${session?.sessionId}}:x`), 0, "the shadow key is gone");
+      // The due queue alone drives expiry: no shadow key, and keyspace notifications left off.
+      assert.equal(await redis.raw.exists(`sd:default:{${session?.sessionId}}:x`), 0, "no shadow key");
+      const [, flags] = (await redis.raw.config("GET", "notify-keyspace-events")) as [string, string];
+      assert.equal(flags, "", "notify-keyspace-events untouched");
     } finally {
       watch.close();
       await a.close();

@@ -83,7 +83,7 @@ export const faultsPart: BenchPart<FaultsResult> = {
       "|---|---:|---:|---|",
       `| Redis memory per ended session (archive) | ${fmtB(r.archiveBytesPerSession)} B | ≤ ${FAULTS_TARGETS.archiveBytes} B | ${passMiss(r.archiveBytesPerSession <= FAULTS_TARGETS.archiveBytes)} |`,
       `| The same archives as hashes (earlier layout) | ${fmtB(r.hashArchiveBytesPerSession)} B | ratio ${(r.archiveBytesPerSession / r.hashArchiveBytesPerSession).toFixed(2)} | |`,
-      `| Live session with this metadata (record, indexes, shadow key) | ${fmtB(r.liveBytesPerSession)} B | | |`,
+      `| Live session with this metadata (record, indexes) | ${fmtB(r.liveBytesPerSession)} B | | |`,
       `| Event log per event (this metadata) | ${fmtB(r.eventLogBytesPerEvent)} B | | |`,
       `| Delivery after CLIENT KILL | ${ms(r.killDeliveryMs)} | < ${FAULTS_TARGETS.deliveryMs} ms | ${passMiss(max(r.killDeliveryMs) < FAULTS_TARGETS.deliveryMs)} |`,
       `| Delivery after CLIENT KILL + 300 ms CLIENT PAUSE | ${ms(r.pauseKillDeliveryMs)} | < ${FAULTS_TARGETS.deliveryMs} ms | ${passMiss(max(r.pauseKillDeliveryMs) < FAULTS_TARGETS.deliveryMs)} |`,

@@ -103,7 +103,7 @@ function renderWatch(lines: string[], w: WatchResult, flags: readonly string[]):
   lines.push(`Steps (wall time, s): ${Object.entries(r.durations).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")}.`, "");
   if (r.memory !== undefined) {
     lines.push(
-      `Cross-check of memory from this run's preload (shadow keys included): ${fmtB(r.memory.perSession)} B per live session without the event log, ${fmtB(r.memory.perSessionWithLog)} B with the CREATED events in it.`,
+      `Cross-check of memory from this run's preload: ${fmtB(r.memory.perSession)} B per live session without the event log, ${fmtB(r.memory.perSessionWithLog)} B with the CREATED events in it.`,
       "",
     );
   }

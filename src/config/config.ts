@@ -173,9 +173,9 @@ export interface RedisSentinelConfig {
   readonly tls?: { readonly ca?: string };
 }
 
-/** Whether the Redis store is configured (REDIS_URL or REDIS_SENTINELS). */
-export function usesRedis(config: Pick<Config, "redisUrl" | "redisSentinel">): boolean {
-  return config.redisUrl !== undefined || config.redisSentinel !== undefined;
+/** Whether the Redis store is configured (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES). */
+export function usesRedis(config: Pick<Config, "redisUrl" | "redisSentinel" | "redisCluster">): boolean {
+  return config.redisUrl !== undefined || config.redisSentinel !== undefined || config.redisCluster !== undefined;
 }
 
 /** The PostgreSQL archive sink and its read-back (src/archive). Needs the Redis store. */

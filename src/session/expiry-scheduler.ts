@@ -4,16 +4,15 @@
  * due (store.expireDue archives each session exactly once, even when several
  * processes call it at the same moment, and logs one EXPIRED event for it).
  *
- * It wakes earlier when
- * - the event log (read by this process's EventHub, so with every process's
- *   writes) shows a CREATED or EXTENDED session due before the planned wake-up;
- * - the backend signals a due session (Redis: the `expired` keyspace
- *   notification of the session's shadow key, see keyspace-expiry.ts).
- * Redis's own notifications lag by seconds to minutes with many TTL keys and
- * are lost while disconnected, so they are only a hint: the due queue is the
- * source of truth, which is also why nothing is lost while this process (or
- * every process) was down: the first look at the queue after a start finds
- * everything that came due meanwhile.
+ * It wakes earlier when the event log (read by this process's EventHub, so
+ * with every process's writes) shows a live session due before the planned
+ * wake-up, and hands that expire time to the store (noteDue), whose cached
+ * view of the due queue may not have it yet. No other signal is needed: the
+ * due queue is the source of truth and the sleep is bounded by maxSleepMs, so
+ * an event that is late or missed (the reader reconnecting) delays an expiry
+ * by at most that; and nothing is lost while this process (or every process)
+ * was down: the first look at the queue after a start finds everything that
+ * came due meanwhile.
  *
  * Who is told of an expiry: SessionStore.onExpired listeners, for this
  * process's expiries whether the scheduler or a call performed them.
@@ -23,18 +22,15 @@
  */
 import type { Logger } from "pino";
 import type { SessionStore, StoredEvent } from "../store/store.js";
-import { isSessionError } from "../domain/errors.js";
 
 export interface ExpirySchedulerOptions {
-  readonly store: Pick<SessionStore, "expireDue" | "nextDue" | "watchDue">;
+  readonly store: Pick<SessionStore, "expireDue" | "nextDue" | "noteDue">;
   /** Where the scheduler hears of new and extended sessions (the process's EventHub). */
   readonly events?: { addListener(listener: (event: StoredEvent) => void): () => void };
   /** Longest sleep between two looks at the due queue. */
   readonly maxSleepMs: number;
   /** Most sessions archived by one store call; a full batch is followed by another at once. */
   readonly batchSize: number;
-  /** Subscribe to the backend's due signal when it has one (default true). */
-  readonly useBackendSignal?: boolean;
   readonly logger: Logger;
 }
 
@@ -51,33 +47,18 @@ export class ExpiryScheduler {
   /** Earliest expire time announced while the loop was busy (not asleep), store clock. */
   private earliestSeen = Number.POSITIVE_INFINITY;
   private removeListener: (() => void) | undefined;
-  private dueWatch: { stop(): Promise<void> } | undefined;
-  private pendingSignal: Promise<void> | undefined;
 
   constructor(private readonly options: ExpirySchedulerOptions) {}
 
-  /**
-   * Subscribes to the backend's due signal (rejects, with the backend's
-   * message, when it cannot be had: e.g. Redis refuses CONFIG and the flags
-   * are not set) and starts the loop, which looks at the due queue at once.
-   */
+  /** Starts the loop, which looks at the due queue at once. */
   async start(): Promise<void> {
     if (this.started) return;
     const { store, events } = this.options;
-    let retrySignal = false;
-    if (this.options.useBackendSignal !== false && store.watchDue !== undefined) {
-      try {
-        this.dueWatch = await store.watchDue(() => this.rearm());
-      } catch (error) {
-        // Refused (flags not set, CONFIG refused): the caller must not start. Unreachable: retry in the background.
-        if (!(isSessionError(error) && error.kind === "unavailable")) throw error;
-        this.options.logger.warn("store unreachable at start; subscribing to its expiry signal when it answers");
-        retrySignal = true;
-      }
-    }
     this.removeListener = events?.addListener((event) => {
-      if (event.type !== "created" && event.type !== "extended") return;
+      // The events that give a live session an expire time, or (updated: a new data source) a new due-queue entry.
+      if (event.type !== "created" && event.type !== "extended" && event.type !== "updated") return;
       const at = event.session.expireTime;
+      store.noteDue?.(event.session.sessionId, at);
       // Asleep: wake now if this one is due first. Busy: remember it for the next sleep.
       if (this.wake !== undefined) {
         if (at < this.wakeAt) this.rearm();
@@ -87,10 +68,9 @@ export class ExpiryScheduler {
     });
     this.started = true;
     this.loop = this.run();
-    if (retrySignal) this.pendingSignal = this.subscribeLater();
   }
 
-  /** Stops the loop and the backend signal, and waits for a store call in progress. */
+  /** Stops the loop and waits for a store call in progress. */
   async stop(): Promise<void> {
     this.started = false;
     this.removeListener?.();
@@ -98,29 +78,6 @@ export class ExpiryScheduler {
     this.wake?.();
     await this.loop;
     this.loop = undefined;
-    await this.pendingSignal;
-    this.pendingSignal = undefined;
-    await this.dueWatch?.stop();
-    this.dueWatch = undefined;
-  }
-
-  /** Retries the backend signal until it is had or the scheduler stops. */
-  private async subscribeLater(): Promise<void> {
-    const { store, logger, maxSleepMs } = this.options;
-    while (this.started && store.watchDue !== undefined) {
-      await new Promise((resolve) => setTimeout(resolve, Math.max(maxSleepMs, 1000)).unref());
-      if (!this.started) return;
-      try {
-        const watch = await store.watchDue(() => this.rearm());
-        if (this.started) this.dueWatch = watch;
-        else await watch.stop();
-        return;
-      } catch (error) {
-        if (isSessionError(error) && error.kind === "unavailable") continue;
-        logger.error({ errName: error instanceof Error ? error.name : typeof error }, error instanceof Error ? error.message : "expiry signal refused");
-        return;
-      }
-    }
   }
 
   /** Look at the due queue now (or right after the current look). */

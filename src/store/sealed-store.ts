@@ -45,7 +45,6 @@ import {
   type DataWriteResult,
   type DeleteDataResult,
   type DueInfo,
-  type DueWatch,
   type EventTail,
   type ExpiryListener,
   type GetSessionOptions,
@@ -54,6 +53,7 @@ import {
   type ListResult,
   type SessionCounters,
   type SessionGuard,
+  type ServerSettingsKeeper,
   type SessionPatch,
   type SessionStore,
   type StoredEvent,
@@ -76,7 +76,8 @@ export async function openSealedStore(store: SessionStore, cipher: FieldCipher, 
 
 export class SealedStore implements SessionStore {
   readonly kind: string;
-  readonly watchDue?: (onDue: (tenant: string, sessionId: string) => void) => Promise<DueWatch>;
+  readonly noteDue?: (sessionId: string, expireTime: number) => void;
+  readonly keepServerSettings?: () => Promise<ServerSettingsKeeper>;
   readonly watchReadiness?: (listener: (ready: boolean) => void) => () => void;
   readonly problems?: () => Promise<StoreProblems>;
   readonly newSessionId?: (tenant: string, userId: string) => string;
@@ -94,8 +95,9 @@ export class SealedStore implements SessionStore {
   ) {
     this.names = new SealedNames(cipher);
     this.kind = inner.kind;
-    const { watchDue, watchReadiness, problems } = inner;
-    if (watchDue !== undefined) this.watchDue = watchDue.bind(inner);
+    const { noteDue, keepServerSettings, watchReadiness, problems } = inner;
+    if (noteDue !== undefined) this.noteDue = noteDue.bind(inner);
+    if (keepServerSettings !== undefined) this.keepServerSettings = keepServerSettings.bind(inner);
     if (watchReadiness !== undefined) this.watchReadiness = watchReadiness.bind(inner);
     if (problems !== undefined) this.problems = problems.bind(inner);
     this.secretCopies = inner.partitionSecretCopies?.();

@@ -271,8 +271,8 @@ export interface Expiration {
 /** Told about expirations right after the store call that performed them; must not throw. */
 export type ExpiryListener = (expirations: readonly Expiration[]) => void;
 
-/** A running backend push of due sessions (see SessionStore.watchDue). */
-export interface DueWatch {
+/** Server settings being kept applied (see SessionStore.keepServerSettings). */
+export interface ServerSettingsKeeper {
   stop(): Promise<void>;
 }
 
@@ -420,13 +420,20 @@ export interface SessionStore {
   nextDue(): Promise<DueInfo>;
 
   /**
-   * Optional early signal from the backend that a session has come due (Redis:
-   * keyspace notifications of the per-session shadow key). The callback only
-   * hints: the scheduler still expires every session from the due queue.
-   * Resolves once the signal is live; rejects when the backend cannot provide it
-   * (the message says what an operator must configure).
+   * Optional: a live session's expire time as the event log announced it (a
+   * write of any process), so that a store which caches its due queue's heads
+   * (Redis with several partitions) counts it at once instead of at its next
+   * read. Only a hint: the due queue stays the source of truth.
    */
-  watchDue?(onDue: (tenant: string, sessionId: string) => void): Promise<DueWatch>;
+  noteDue?(sessionId: string, expireTime: number): void;
+
+  /**
+   * Optional: applies the server settings the backend relies on and keeps them
+   * applied until stopped (Redis: hash-max-listpack-value, again after a
+   * restart or a failover, which forget CONFIG SET). Resolves once started;
+   * an unreachable server gets them when it answers.
+   */
+  keepServerSettings?(): Promise<ServerSettingsKeeper>;
 
   /**
    * The id of the last event appended so far; with none, the start of the

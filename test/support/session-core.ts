@@ -12,12 +12,9 @@ export interface SessionCore {
 }
 
 export function sessionCore(options: SessionManagerOptions & BackgroundOptions & { readonly logger: Logger }): SessionCore {
-  const { logger, sweepBatchSize, backendExpirySignal, ...managerOptions } = options;
+  const { logger, sweepBatchSize, ...managerOptions } = options;
   return {
     manager: new SessionManager(managerOptions),
-    background: createBackground(options.store, options.config, logger, {
-      ...(sweepBatchSize === undefined ? {} : { sweepBatchSize }),
-      ...(backendExpirySignal === undefined ? {} : { backendExpirySignal }),
-    }),
+    background: createBackground(options.store, options.config, logger, sweepBatchSize === undefined ? {} : { sweepBatchSize }),
   };
 }

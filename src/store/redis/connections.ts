@@ -1,6 +1,6 @@
 /**
  * The Redis connections of one RedisStore: the shared command connection and
- * the dedicated ones (event reader, keyspace subscriber), their readiness,
+ * the dedicated one (the event reader), their readiness,
  * and waiting for them within a call's deadline; and how any connection to
  * the store's Redis is made (redisClient), from a URL or through Sentinel.
  *
@@ -43,7 +43,7 @@ import { redisAddress } from "../../startup/redis-reachable.js";
 import { deadlineExceeded } from "./call-outcome.js";
 
 /** The connections of a RedisStore, as onConnection names them. */
-export type RedisConnectionName = "store" | "events" | "keyspace";
+export type RedisConnectionName = "store" | "events";
 
 /** A Redis Cluster: its seed nodes (any subset of the cluster's nodes). */
 export interface RedisClusterTarget {
@@ -57,8 +57,8 @@ export interface RedisClusterTarget {
 
 /**
  * The AUTH and TLS of every connection to a cluster node (ioredis Cluster
- * redisOptions; connections opened from a node's options, such as the keyspace
- * subscribers, inherit them). Node certificates are verified (host names and
+ * redisOptions; connections opened from a node's options inherit them).
+ * Node certificates are verified (host names and
  * IPs as the cluster announces them).
  */
 export function clusterAuth(target: RedisClusterTarget): Pick<RedisOptions, "username" | "password" | "tls"> {
@@ -250,8 +250,7 @@ export class RedisConnections {
   /**
    * Every connection the store serves with, until it is closed on purpose:
    * the store can serve every request only while all of them are ready (a
-   * reconnecting event reader means watchers hear nothing; a reconnecting
-   * subscriber means no expiry hints).
+   * reconnecting event reader means watchers hear nothing).
    */
   private readonly serving = new Set<RedisCommandConnection>();
   private readonly readinessListeners = new Set<(ready: boolean) => void>();
@@ -377,7 +376,7 @@ export class RedisConnections {
   }
 
   /**
-   * A dedicated connection (a blocking XREAD or a subscriber would stall every
+   * A dedicated connection (a blocking XREAD would stall every
    * command queued behind it on the shared one). Commands wait for it to
    * reconnect; its owner bounds each one with within(), not with ioredis's
    * commandTimeout, a wall-clock timer that fires while a busy loop has the
@@ -387,15 +386,13 @@ export class RedisConnections {
     if (this.command instanceof Cluster) throw new Error("a Redis Cluster has no single dedicated connection: open one per node");
     const redis = this.command.duplicate({
       enableOfflineQueue: true,
-      // One blocking command or subscription at a time: nothing to batch.
+      // One blocking command at a time: nothing to batch.
       enableAutoPipelining: false,
       // The event reader's XREAD must fail the moment its connection drops, so the
       // reader re-issues it at once: ioredis neither resends it
       // (autoResendUnfulfilledCommands is off) nor rejects it otherwise before
       // the command timeout (a BLOCK's wait included).
-      maxRetriesPerRequest: purpose === "events" ? 0 : null,
-      // The keyspace subscriber resubscribes itself, with its errors handled (see keyspace-expiry.ts).
-      autoResubscribe: false,
+      maxRetriesPerRequest: 0,
     });
     redis.on("error", (err: Error) => {
       if (!this.disposedFlag) this.logger?.debug({ err: err.message, purpose }, "redis connection error");

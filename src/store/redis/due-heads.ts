@@ -3,8 +3,12 @@
  * read, so that the expiry scheduler's frequent looks (nextDue, expireDue)
  * cost a round trip to the partitions that may have changed instead of one
  * to every partition. A head is read again when it is older than
- * REFRESH_MS, when it says due by now, or when this process wrote to that
- * partition (invalidate); other processes' writes are seen within REFRESH_MS.
+ * REFRESH_MS, or after this process wrote to or expired in that partition
+ * (invalidate); one that says due by now is not read first: expireDue on
+ * that partition is the read (the script finds what is due, or corrects the
+ * head), which saves a round trip per expiry. Other processes' writes lower a head as soon as
+ * the event log shows them (lower); REFRESH_MS bounds what a missed or late
+ * event can cost.
  */
 import type { DueInfo } from "../store.js";
 
@@ -31,7 +35,6 @@ export class DueHeads {
     const out: number[] = [];
     this.heads.forEach((head, p) => {
       if (head === undefined || localNow - head.readAt >= DUE_HEAD_REFRESH_MS) out.push(p);
-      else if (head.dueAt !== undefined && head.dueAt <= head.now + (localNow - head.readAt)) out.push(p);
     });
     return out;
   }
@@ -42,6 +45,13 @@ export class DueHeads {
 
   invalidate(partition: number): void {
     this.heads[partition] = undefined;
+  }
+
+  /** A session of the partition is due at `dueAt`: the head is at most that (a head not read yet is read anyway). */
+  lower(partition: number, dueAt: number): void {
+    const head = this.heads[partition];
+    if (head === undefined || (head.dueAt !== undefined && head.dueAt <= dueAt)) return;
+    this.heads[partition] = { ...head, dueAt };
   }
 
   /** The earliest head, with the store clock carried forward to `localNow`. */

@@ -21,8 +21,8 @@
  * |                       |        | `<sealed key name> <sealed value>`)                        |                               |
  * | `P T:S:a`             | STRING | archived final state, MessagePack: u d l c e a m v s t U D mt | end + archive retention    |
  * |                       |        | (the record fields + s status, t end; see write_archive)   |                               |
- * | `P T:S:x`             | STRING | shadow key, value 1 (a shared integer: no value bytes);    | expire time (deleted when the |
- * |                       |        | its `expired` keyspace notification wakes the scheduler   | session ends)                 |
+ * | `P T:S:x`             | STRING | no longer written: a shadow key of earlier versions (its   | expire time (its session's;   |
+ * |                       |        | keyspace notification woke the scheduler); left to expire | nothing reads it)             |
  * | `P T:Qr:<requestId>`  | STRING | session id created for that idempotency key (a guarded     | expire + grace                |
  * |                       |        | create's key is `u:<userId>\n<requestId>`, see store.ts)   |                               |
  * | `P T:Qui:<userId>`    | ZSET   | live sessions of the user, score = expire time, member =  | max(member expire) + grace    |
@@ -47,13 +47,13 @@
  * |                       |        | the entry id is the watch cursor                           | age: WATCH_RETENTION*)        |
  * | `P Qel`               | STRING | several partitions only: the last id the log assigned     | never (one per partition)     |
  * |                       |        | (emit picks ids unique across partitions, see emit)        |                               |
- * | `P probe:<uuid>`       | STRING | keyspace notification probe (keyspace-expiry.ts)           | 1 ms                          |
  * | `P Qw`                | STRING | REDIS_WAIT_REPLICAS on a cluster: written before a WAIT    | 1 s                           |
  * |                       |        | that must cover other connections' writes (replica-wait.ts) |                              |
  * | `P Qg`                | STRING | the event log's generation: a time (ms) before its first   | never (Redis data loss        |
  * |                       |        | event; a cursor older than it is of a lost log             | deletes it: a new generation) |
  * | `P Qdx`               | ZSET   | due queue: member `T\n<dataSource>`, score = a lower bound | never (one member per         |
- * |                       |        | of the earliest expire time in that data-source index      | non-empty data-source index)  |
+ * |                       |        | of the earliest expire time in that data-source index; the | non-empty data-source index)  |
+ * |                       |        | expiry scheduler's only clock (no key per session)         |                               |
  * | `P Qn0`, `P Qn1`      | none   | never written: scripts probe them to learn whether the     | (never exist)                 |
  * |                       |        | partition's slot is migrating (see lua/prelude.ts)         |                               |
  * | `P Qps`               | STRING | several partitions, encryption on: the partition secret,   | never (a copy per partition)  |
@@ -83,8 +83,8 @@
  *   encryption on a keyed HMAC under the partition secret, which no key
  *   rotation changes: src/store/partition-secret.ts), so a user's
  *   listing and the per-user cap stay one index in one slot; the session id
- *   is drawn (Partitioning.newSessionId: random UUIDs until one hashes to the
- *   user's partition, N draws on average) so that any call by id finds its
+ *   is drawn (Partitioning.newSessionId: a random UUID whose last three hex
+ *   digits step until it hashes to the user's partition) so that any call by id finds its
  *   partition from the id alone. A request id key lives in its create's
  *   user's partition, so with several partitions an idempotency key is
  *   matched per user; the tenant caps are made tenant-wide before the
@@ -100,6 +100,10 @@
  * - Every key of a session expires with it (grace included), and index keys
  *   outlive their longest member by the grace, so nothing leaks if the expiry
  *   scheduler is down for longer than the grace.
+ * - Expiry costs no key per session: the due queue (one member per data
+ *   source) is the scheduler's only clock, and every process hears of an
+ *   earlier due time from the event log (ExpiryScheduler, SessionStore.noteDue),
+ *   so no keyspace notification is needed.
  * - The tenant-wide index makes an unfiltered listing one bounded walk per
  *   partition (its page of members, their buckets), whatever the number of
  *   data sources.
@@ -121,6 +125,7 @@ export const DEFAULT_KEY_PREFIX = "sd:";
 /** Suffixes of a session's keys after `P T:S`. */
 const DATA = ":d";
 const ARCHIVE = ":a";
+/** Shadow keys of earlier versions (expiring at their session's expire time): parsed so that tools skip them. */
 const SHADOW = ":x";
 /** Per-tenant keys after `P T:Q`. */
 const REQUEST_ID = "r:";
@@ -174,15 +179,35 @@ export class Partitioning {
     return this.count === 1 ? 0 : crc16(`${encodeTenant(tenant)}\n${userId}`) % this.count;
   }
 
-  /** A random UUID v4 in the user's partition (the average number of draws is the partition count). */
+  /**
+   * A random UUID v4 in the user's partition. One draw, then its last three
+   * hex digits (12 of its 122 random bits) step from their drawn value until
+   * the id falls in the partition, the CRC of the other 33 characters taken
+   * once: each candidate costs three table look-ups instead of a UUID (the
+   * average number of candidates is the partition count). The id keeps 110
+   * random bits; a draw whose 4096 tails all miss (rare below 1024
+   * partitions) is drawn again.
+   */
   newSessionId(tenant: string, userId: string): string {
+    if (this.count === 1) return randomUUID();
     const want = this.ofUser(tenant, userId);
     for (;;) {
       const id = randomUUID();
-      if (this.ofSession(id) === want) return id;
+      const head = id.slice(0, UUID_HEAD);
+      const headCrc = crc16From(0, head);
+      const drawn = Number.parseInt(id.slice(UUID_HEAD), 16);
+      for (let i = 0; i < HEX3.length; i++) {
+        const tail = HEX3[(drawn + i) % HEX3.length] as string;
+        if (crc16From(headCrc, tail) % this.count === want) return head + tail;
+      }
     }
   }
 }
+
+/** Characters of a UUID before its last three hex digits (the tail newSessionId steps). */
+const UUID_HEAD = 33;
+/** Every three-digit lowercase hex string, in order. */
+const HEX3: readonly string[] = Array.from({ length: 4096 }, (_, i) => i.toString(16).padStart(3, "0"));
 
 /** For each partition the first tag "<j>" (j = 0, 1, ...) whose slot falls in the partition's equal share of the slots. */
 function evenlySpacedTags(count: number): string[] {
@@ -215,9 +240,27 @@ const CRC16_TABLE = (() => {
 })();
 
 function crc16(text: string): number {
-  let crc = 0;
-  for (const byte of Buffer.from(text, "utf8")) crc = ((crc << 8) & 0xffff) ^ (CRC16_TABLE[((crc >> 8) ^ byte) & 0xff] as number);
-  return crc;
+  return crc16From(0, text);
+}
+
+/**
+ * The CRC continued from `crc` over the string's UTF-8 bytes; an ASCII
+ * string (every session id, most keys) is its own bytes, read without a copy.
+ */
+function crc16From(crc: number, text: string): number {
+  let out = crc;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) return crc16Bytes(crc, Buffer.from(text, "utf8"));
+    out = ((out << 8) & 0xffff) ^ (CRC16_TABLE[((out >> 8) ^ code) & 0xff] as number);
+  }
+  return out;
+}
+
+function crc16Bytes(crc: number, bytes: Uint8Array): number {
+  let out = crc;
+  for (const byte of bytes) out = ((out << 8) & 0xffff) ^ (CRC16_TABLE[((out >> 8) ^ byte) & 0xff] as number);
+  return out;
 }
 
 /**
@@ -246,7 +289,6 @@ local function k_rec(tp, sid)
 end
 local function k_data(tp, sid) return k_rec(tp, sid) .. '${DATA}' end
 local function k_arch(tp, sid) return k_rec(tp, sid) .. '${ARCHIVE}' end
-local function k_shadow(tp, sid) return k_rec(tp, sid) .. '${SHADOW}' end
 local function k_req(tp, rid) return tp .. Q .. '${REQUEST_ID}' .. rid end
 local function k_user(tp, uid) return tp .. Q .. '${USER}' .. uid end
 local function k_src(tp, ds) return tp .. Q .. '${DATA_SOURCE}' .. ds end
@@ -336,9 +378,6 @@ export class RedisKeys {
   archive(sessionId: string): string {
     return `${this.record(sessionId)}${ARCHIVE}`;
   }
-  shadow(sessionId: string): string {
-    return `${this.record(sessionId)}${SHADOW}`;
-  }
   requestId(requestId: string, partition = 0): string {
     return `${this.tp}${this.tag(partition)}${REQUEST_ID}${requestId}`;
   }
@@ -406,11 +445,6 @@ export class RedisKeys {
 /** A partition's due queue under a prefix (shared by all tenants); tag "" with one partition. */
 export function dueKey(prefix: string, tag = ""): string {
   return `${prefix}${tag}${DUE}`;
-}
-
-/** A throwaway key whose expiry proves keyspace notifications arrive (keyspace-expiry.ts). */
-export function probeKey(prefix: string, id: string): string {
-  return `${prefix}probe:${id}`;
 }
 
 /** A partition's event log under a prefix (shared by all tenants). */

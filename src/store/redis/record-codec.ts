@@ -53,15 +53,16 @@ export function decodeRecord(reply: readonly string[], offset: number): SessionR
 
 /** `{ sealed }` with the non-empty sealed forms, or nothing when there are none (encryption off). */
 export function sealedFields(user: string, dataSource: string, metadataTag: string): { sealed?: SealedFields } {
-  if (user === "" && dataSource === "" && metadataTag === "") return {};
-  return {
-    sealed: {
-      ...(user === "" ? {} : { user }),
-      ...(dataSource === "" ? {} : { dataSource }),
-      ...(metadataTag === "" ? {} : { metadataTag }),
-    },
-  };
+  if (user === "" && dataSource === "" && metadataTag === "") return NOT_SEALED;
+  // Assigned, not spread: this runs for every record a call decodes.
+  const sealed: { user?: string; dataSource?: string; metadataTag?: string } = {};
+  if (user !== "") sealed.user = user;
+  if (dataSource !== "") sealed.dataSource = dataSource;
+  if (metadataTag !== "") sealed.metadataTag = metadataTag;
+  return { sealed };
 }
+
+const NOT_SEALED: { sealed?: SealedFields } = Object.freeze({});
 
 /**
  * Like decodeRecords for listings: a record that does not decode (a field

@@ -25,7 +25,6 @@ import type {
   DataWriteResult,
   DeleteDataResult,
   DueInfo,
-  DueWatch,
   EventTail,
   Expiration,
   ExpiryListener,
@@ -36,6 +35,7 @@ import type {
   SessionCounters,
   SessionGuard,
   DataKeyForms,
+  ServerSettingsKeeper,
   SessionPatch,
   SessionStore,
   StoredEvent,
@@ -46,7 +46,7 @@ import { checkGuardedCreate, EVENT_LOG_RESET_MESSAGE, requestIdKey, resolveStore
 import { compareEventIds, eventIdTime, maxEventId, parseCursor, ZERO_EVENT_ID } from "../event-id.js";
 import { decodeStreamBatch, entryGeneration } from "./event-codec.js";
 import { UnreadableListeners, type UnreadableListener } from "../unreadable.js";
-import { watchShadowKeyExpiry } from "./keyspace-expiry.js";
+import { keepServerSettings } from "./server-settings.js";
 import { withinDeadline } from "../../observability/loop-aware-deadline.js";
 import { waitClock, waitedSince } from "../../observability/loop-idle.js";
 import { scriptError, toSessionError } from "./errors.js";
@@ -62,7 +62,6 @@ import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js
 import { traceScript } from "./script-tracing.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
 import { clusterPrimaryFor, RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName, type RedisTarget } from "./connections.js";
-import { watchClusterShadowKeyExpiry } from "./cluster-keyspace.js";
 import { ReplicaWait, type WriteMark } from "./replica-wait.js";
 import { RedisMemoryState } from "./memory-state.js";
 
@@ -82,9 +81,8 @@ export type RedisStoreOptions = RedisTarget & {
   readonly logger?: Logger;
   /**
    * Called with every Redis connection the store opens (the command
-   * connection at construction, the event reader and the keyspace subscriber
-   * when they open), before it can emit any event, with a name for it
-   * ("store", "events", "keyspace"). The app uses it to count errors and
+   * connection at construction, the event reader when it opens), before it
+   * can emit any event, with a name for it ("store", "events"). The app uses it to count errors and
    * reconnects (metrics), so the store itself knows nothing of observability.
    */
   readonly onConnection?: (client: RedisCommandConnection, name: RedisConnectionName) => void;
@@ -539,24 +537,17 @@ export class RedisStore implements SessionStore {
     return this.dueHeads.earliest(Date.now());
   }
 
-  async watchDue(onDue: (tenant: string, sessionId: string) => void): Promise<DueWatch> {
-    await this.ping();
-    if (this.redis instanceof Cluster) {
-      return watchClusterShadowKeyExpiry({
-        cluster: this.redis,
-        keyPrefix: this.prefix,
-        onDue,
-        within: (pending) => this.connections.within(pending),
-        ...(this.logger === undefined ? {} : { logger: this.logger }),
-      });
-    }
-    return watchShadowKeyExpiry({
+  /** With several partitions: lowers the cached head of the session's partition (due-heads.ts); one partition reads its head on every look. */
+  noteDue(sessionId: string, expireTime: number): void {
+    if (this.partitions.count > 1) this.dueHeads.lower(this.partitions.ofSession(sessionId), expireTime);
+  }
+
+  /** Applies them at once when Redis answers within the command timeout; otherwise when it does. */
+  async keepServerSettings(): Promise<ServerSettingsKeeper> {
+    await this.connections.waitReady(Date.now() + this.timeoutMs).catch(() => undefined);
+    return keepServerSettings({
       command: this.redis,
-      subscriber: this.connections.dedicated("keyspace"),
       within: (pending) => this.connections.within(pending),
-      keyPrefix: this.prefix,
-      db: this.redis.options.db ?? 0,
-      onDue,
       ...(this.logger === undefined ? {} : { logger: this.logger }),
     });
   }
@@ -795,8 +786,8 @@ export class RedisStore implements SessionStore {
 
   /**
    * Waits (within the command timeout) until every connection is ready, then
-   * PINGs the command connection: a store with its event reader or keyspace
-   * subscriber still reconnecting cannot serve every request.
+   * PINGs the command connection: a store with its event reader still
+   * reconnecting cannot serve every request.
    */
   async ping(): Promise<void> {
     await this.call(async () => {
@@ -872,7 +863,7 @@ export class RedisStore implements SessionStore {
   private async runScript(name: ScriptName, partition: number, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
     if (this.partitions.count > 1 && name !== "logPosition") await this.ensureGenerations();
     const fn = this.scripts[name];
-    const guardArgs = guard === undefined ? ["", ""] : [[guard.userId, ...(guard.userAliases ?? [])].join("\n"), guard.level];
+    const guardArgs = guard === undefined ? NO_GUARD : [[guard.userId, ...(guard.userAliases ?? [])].join("\n"), guard.level];
     const anchor = this.anchors[partition] as string;
     const tag = this.partitions.tags[partition] as string;
     const waiter = ACKNOWLEDGED_WRITES.has(name) ? this.replicaWait : undefined;
@@ -983,6 +974,9 @@ const READS: ReadonlySet<ScriptName> = new Set<ScriptName>(["get", "getData", "l
 function isStoreFull(error: unknown): boolean {
   return isSessionError(error) && error.kind === "limit_exceeded" && error.message === STORE_FULL_MESSAGE;
 }
+
+/** The guard arguments of a call without a guard (see the prelude's header). */
+const NO_GUARD: readonly string[] = ["", ""];
 
 function flag(b: boolean): string {
   return b ? "1" : "0";

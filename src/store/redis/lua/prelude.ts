@@ -179,16 +179,14 @@ local function source_fits(tp, ds, max_sources)
 end
 
 -- Every key of the session (record, data, request id) expires at expire + grace,
--- so the state is still readable for archiving when the scheduler is late. The
--- shadow key expires at the expire time itself: Redis's 'expired' keyspace
--- notification for it is the backstop signal that the session is due (its
--- value is the integer 1, which Redis stores as a shared object: no value bytes).
+-- so the state is still readable for archiving when the scheduler is late. No
+-- key expires at the expire time itself: the due queue is the only clock
+-- (expire_due), so a session costs no key for its expiry.
 local function set_session_expiry(tp, sid, rec)
   local at = istr(tonumber(rec.e) + GRACE)
   redis.call('PEXPIREAT', k_rec(tp, sid), at)
   redis.call('PEXPIREAT', k_data(tp, sid), at)
   if rec.r then redis.call('PEXPIREAT', k_req(tp, rec.r), at) end
-  redis.call('SET', k_shadow(tp, sid), '1', 'PXAT', rec.e)
 end
 
 -- The session indexes (lua/indexes.ts).
@@ -319,10 +317,10 @@ local function end_session(tp, T, sid, rec, status, end_time)
   local arch_key = k_arch(tp, sid)
   -- Before the gauge below can drop the counters' copy of the name.
   rec.D = sealed_source(T, rec)
-  if PRESSURE then redis.call('DEL', k_rec(tp, sid), k_data(tp, sid), k_shadow(tp, sid)) end
+  if PRESSURE then redis.call('DEL', k_rec(tp, sid), k_data(tp, sid)) end
   write_archive(arch_key, rec, istr(v), status, istr(end_time), PRESSURE)
   redis.call('PEXPIREAT', arch_key, istr(end_time + RETENTION))
-  if not PRESSURE then redis.call('DEL', k_rec(tp, sid), k_data(tp, sid), k_shadow(tp, sid)) end
+  if not PRESSURE then redis.call('DEL', k_rec(tp, sid), k_data(tp, sid)) end
   if rec.r and redis.call('GET', k_req(tp, rec.r)) == sid then
     redis.call('DEL', k_req(tp, rec.r))
   end
