@@ -6,7 +6,6 @@
  */
 import { Code, ConnectError, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
-import { setMaxListeners } from "node:events";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest, ServerHttp2Stream } from "node:http2";
 import type { Logger } from "pino";
@@ -26,6 +25,8 @@ import { withHttp2Stream } from "./http2-stream.js";
 import { createRpcLoggingInterceptor, rpcLabelsOf } from "./rpc-logging.js";
 import { initializeRpcMetrics } from "../observability/metrics.js";
 import { createShutdownInterceptor, SHUTDOWN_MESSAGE } from "./shutdown-interceptor.js";
+import { createShutdownAbortInterceptor } from "./shutdown-abort-interceptor.js";
+import { CallsInFlight } from "./calls-in-flight.js";
 import { createSinglePortServer, type RequestHandler, type SinglePortServerOptions } from "./single-port-server.js";
 import { StartError } from "../startup/start-error.js";
 
@@ -68,7 +69,7 @@ export interface RpcServer {
   stopAccepting(): void;
   /** Ends streams (UNAVAILABLE), drains in-flight requests and closes every connection. Idempotent. */
   close(): Promise<void>;
-  /** Aborted by close(); every call in flight holds one listener on it (tests check that they are released). */
+  /** Aborted by close(); at most one listener on it per serving path, whatever the calls in flight (tests check it). */
   readonly shutdownSignal: AbortSignal;
 }
 
@@ -94,13 +95,9 @@ export function maxResponseBytes(limits: LimitsConfig): number {
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
   const { config, logger } = options;
   // Aborting this aborts every handler's context signal, which ends WatchSessions streams;
-  // unary handlers do not watch it and finish normally while the server drains.
+  // unary handlers do not watch it and finish normally while the server drains. Each path keeps
+  // its calls in flight in one set behind one listener (calls-in-flight.ts), not one per call.
   const shutdown = new AbortController();
-  // Connect links every call's context signal to this one (createHandlerContext): one "abort"
-  // listener per call in flight, removed when the call ends. So the count is bounded by the
-  // concurrent calls, not growing, and Node's default warning at 11 ("possible EventTarget memory
-  // leak", seen at ~1000 creates/s) is a false alarm here: lift the limit on this signal only.
-  setMaxListeners(0, shutdown.signal);
   /** From stopAccepting() on: streams the app ends on its way down (watches: UNAVAILABLE) are the shutdown, not faults. */
   let stopping = false;
   const rejections = options.rejections;
@@ -115,17 +112,18 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   // Unary gRPC calls skip connect's per-request pipeline (grpc-unary/unary-handler.ts) but run the
   // same implementations through the same interceptors; everything else is connect's.
   const unaryMethods = new UnaryMethods();
+  // Not connect's shutdownSignal option: it adds a listener per call to the shared signal.
+  const connectInterceptors = [createShutdownAbortInterceptor(new CallsInFlight(shutdown.signal)), ...interceptors];
   const connectHandler = connectNodeAdapter({
     routes: (router) => {
       options.routes(unaryMethods.recording(router));
       // Every routed method's series exist from the start (0), as go-grpc-prometheus's InitializeMetrics does.
       initializeRpcMetrics(router.handlers.map((handler) => rpcLabelsOf(handler.method)));
     },
-    interceptors,
+    interceptors: connectInterceptors,
     acceptCompression,
     readMaxBytes,
     writeMaxBytes,
-    shutdownSignal: shutdown.signal,
     // Every call also carries its HTTP/2 stream (WatchSessions writes its fan-out there directly).
     // ... and a way to send its response head before the first message (streams; see early-headers).
     contextValues: (request) => withEarlyHeaders(withHttp2Stream(options.contextValues?.(request) ?? createContextValues(), request), request),

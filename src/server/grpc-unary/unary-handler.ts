@@ -34,6 +34,7 @@ import { peerOf } from "../../auth/peer.js";
 import { PRINCIPAL, type Principal } from "../../auth/principal.js";
 import { RELEASE_NOTHING, type RequestGate } from "../../auth/request-gate.js";
 import { CALL_ABORT, CallAbort } from "../call-abort.js";
+import { CallsInFlight } from "../calls-in-flight.js";
 import { negotiateCompression, parseGrpcTimeout, setErrorTrailers, type Compression } from "./grpc-protocol.js";
 import { CallHeaders } from "./call-headers.js";
 import { resetSlowStream, streamArrived, watchArrival, type ArrivalLimits, type SlowReason } from "../request-arrival.js";
@@ -229,34 +230,6 @@ async function admit(
   // Most calls hold no slot: no listener for them.
   if (decision.release !== RELEASE_NOTHING) stream.once("close", decision.release);
   return decision;
-}
-
-/**
- * The calls in flight, aborted together when the server shuts down. The one
- * listener on the shutdown signal is there only while calls are in flight,
- * so an idle server holds none.
- */
-class CallsInFlight {
-  private readonly calls = new Set<CallAbort>();
-  private readonly onShutdown = (): void => {
-    for (const call of this.calls) call.abort(this.shutdownSignal.reason);
-  };
-
-  constructor(private readonly shutdownSignal: AbortSignal) {}
-
-  /** Tracks a call until delete(call). */
-  add(call: CallAbort): void {
-    if (this.shutdownSignal.aborted) {
-      call.abort(this.shutdownSignal.reason);
-      return;
-    }
-    if (this.calls.size === 0) this.shutdownSignal.addEventListener("abort", this.onShutdown, { once: true });
-    this.calls.add(call);
-  }
-
-  delete(call: CallAbort): void {
-    if (this.calls.delete(call) && this.calls.size === 0) this.shutdownSignal.removeEventListener("abort", this.onShutdown);
-  }
 }
 
 /*
