@@ -11,14 +11,15 @@
  * not answered: the deadline counts that time, and when it is reached it
  * first lets one poll phase pass (setImmediate), so an answer already in the
  * socket is read before the wait is given up. A process that never idles
- * still gives up after BUSY_CEILING_FACTOR times the timeout of wall time, so
- * a peer that hangs while the process is saturated is reported too.
+ * still gives up after BUSY_CEILING_FACTOR times the timeout of wall time
+ * less the time it sat in a run queue (unqueuedSince), so a peer that hangs
+ * while the process is saturated with its own work is reported too, but a
+ * machine loaded many times over its cores does not make every wait that long.
  *
  * A caller's own deadline (grpc-timeout) is not one of these: it is wall
  * time by definition, and stays a plain timer.
  */
-import { performance } from "node:perf_hooks";
-import { BUSY_CEILING_FACTOR, waitClock, waitedSince } from "./loop-idle.js";
+import { BUSY_CEILING_FACTOR, unqueuedSince, waitClock, waitedSince } from "./loop-idle.js";
 
 /** Shortest wait between two looks, so a mostly busy loop is not polled in a tight cycle. */
 const MIN_RECHECK_MS = 10;
@@ -28,24 +29,23 @@ export interface Deadline {
   cancel(): void;
 }
 
-/** Calls `onExpired` once `timeoutMs` of waiting for I/O (or BUSY_CEILING_FACTOR × timeoutMs of wall time) has passed. */
+/** Calls `onExpired` once `timeoutMs` of waiting for I/O (or BUSY_CEILING_FACTOR × timeoutMs of unqueued wall time) has passed. */
 export function loopAwareDeadline(timeoutMs: number, onExpired: () => void): Deadline {
   const start = waitClock();
-  const startedAt = performance.now();
   let cancelled = false;
   let timer: NodeJS.Timeout | undefined;
   let immediate: NodeJS.Immediate | undefined;
   const look = (): void => {
     timer = undefined;
     const idle = waitedSince(start);
-    const wall = performance.now() - startedAt;
-    if (idle >= timeoutMs || wall >= timeoutMs * BUSY_CEILING_FACTOR) {
+    const ran = unqueuedSince(start);
+    if (idle >= timeoutMs || ran >= timeoutMs * BUSY_CEILING_FACTOR) {
       immediate = setImmediate(() => {
         if (!cancelled) onExpired();
       });
       return;
     }
-    const left = Math.min(timeoutMs - idle, timeoutMs * BUSY_CEILING_FACTOR - wall);
+    const left = Math.min(timeoutMs - idle, timeoutMs * BUSY_CEILING_FACTOR - ran);
     timer = setTimeout(look, Math.max(MIN_RECHECK_MS, left));
   };
   timer = setTimeout(look, timeoutMs);
