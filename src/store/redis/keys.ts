@@ -129,6 +129,9 @@ const ARCHIVE = ":a";
 const SHADOW = ":x";
 /** Per-tenant keys after `P T:Q`. */
 const REQUEST_ID = "r:";
+const REQUEST_CLAIM = "c:";
+/** Suffix after `P T:S` of a session id that may never be created (lua/claim.ts). */
+const VOID = ":v";
 const USER = "u:";
 const DATA_SOURCE = "s:";
 const ALL = "all";
@@ -177,6 +180,15 @@ export class Partitioning {
    */
   ofUser(tenant: string, userId: string): number {
     return this.count === 1 ? 0 : crc16(`${encodeTenant(tenant)}\n${userId}`) % this.count;
+  }
+
+  /**
+   * The partition of an unguarded request id's claim (lua/claim.ts): tenant
+   * and request id (as stored) decide it, so every create with it meets the
+   * claim there, whatever its user.
+   */
+  ofRequestId(tenant: string, requestId: string): number {
+    return this.count === 1 ? 0 : crc16(`${encodeTenant(tenant)}\nr\n${requestId}`) % this.count;
   }
 
   /**
@@ -290,6 +302,8 @@ end
 local function k_data(tp, sid) return k_rec(tp, sid) .. '${DATA}' end
 local function k_arch(tp, sid) return k_rec(tp, sid) .. '${ARCHIVE}' end
 local function k_req(tp, rid) return tp .. Q .. '${REQUEST_ID}' .. rid end
+local function k_claim(tp, rid) return tp .. Q .. '${REQUEST_CLAIM}' .. rid end
+local function k_void(tp, sid) return k_rec(tp, sid) .. '${VOID}' end
 local function k_user(tp, uid) return tp .. Q .. '${USER}' .. uid end
 local function k_src(tp, ds) return tp .. Q .. '${DATA_SOURCE}' .. ds end
 local function k_all(tp) return tp .. Q .. '${ALL}' end
@@ -380,6 +394,10 @@ export class RedisKeys {
   }
   requestId(requestId: string, partition = 0): string {
     return `${this.tp}${this.tag(partition)}${REQUEST_ID}${requestId}`;
+  }
+  /** The claim of an unguarded request id with several partitions (lua/claim.ts), in its own partition. */
+  requestClaim(requestId: string): string {
+    return `${this.tp}${this.tag(this.partitions.ofRequestId(this.tenant, requestId))}${REQUEST_CLAIM}${requestId}`;
   }
   /** The user's index of the earlier layout (text members; read until it empties). */
   user(userId: string): string {
