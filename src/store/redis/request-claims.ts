@@ -98,10 +98,11 @@ export async function createWithClaim(c: ClaimedCreate): Promise<string[]> {
 
   for (;;) {
     if (Date.now() > giveUp) throw new SessionError("unavailable", NOT_SETTLED);
+    const lookOnly = lost;
     let held: { partition: number; name: string; value: string; age: number } | undefined;
     for (const [partition, names] of groups) {
       const own = partition === home;
-      const reply = await c.claim(partition, ["claim", c.sessionId, life, own && !lost ? "1" : "0", ...names]);
+      const reply = await c.claim(partition, ["claim", c.sessionId, life, own && !lookOnly ? "1" : "0", ...names]);
       if (reply[0] === "held") {
         held = { partition, name: reply[1] as string, value: reply[2] as string, age: Number(reply[3]) };
         break;
@@ -113,17 +114,19 @@ export async function createWithClaim(c: ClaimedCreate): Promise<string[]> {
       }
     }
     if (held === undefined) {
-      if (lost) throw new SessionError("unavailable", NOT_SETTLED);
+      // No claim left to find after this id went void (the taker's create was refused): nothing to answer with.
+      if (lookOnly) throw new SessionError("unavailable", NOT_SETTLED);
+      // This id went void: look again, without claiming, for the session that took the claim over.
       continue;
     }
     const heldId = held.value.split(" ")[0] as string;
-    const resolved = await c.claim(c.partitions.ofSession(heldId), ["resolve", heldId, held.age >= c.timeoutMs ? "1" : "0"]);
+    const resolved = await c.claim(c.partitions.ofSession(heldId), ["resolve", heldId, !lost && held.age >= c.timeoutMs ? "1" : "0"]);
     if (resolved[0] === "live") return ["ok", "0", ...resolved.slice(1)];
-    if (lost) throw new SessionError("unavailable", NOT_SETTLED);
     if (resolved[0] === "pending") {
       await sleep(PENDING_POLL_MS);
       continue;
     }
+    if (lost) throw new SessionError("unavailable", NOT_SETTLED);
     // Free: take the claim over (an alias's claim in another partition is only deleted; the next round claims).
     const swapped = await c.claim(held.partition, ["swap", c.sessionId, life, held.name, held.value, held.partition === home ? primary : ""]);
     if (swapped[0] === "claimed") {

@@ -17,8 +17,8 @@ export const claimLua = String.raw`
 --   'touch', lifeMs, name: the session's claim made to last at least lifeMs
 --     more (claimed again if gone): {'ok', until}.
 --   'resolve', void ('1' | '0'): run in the session's partition. A live session
---     answers {'ok', 'live', record...}; an ended one {'ok', 'free'}; one that
---     does not exist {'ok', 'pending'}, or with void '1' the id is made void
+--     answers {'ok', 'live', record...}; an ended or void one {'ok', 'free'}; one
+--     that does not exist {'ok', 'pending'}, or with void '1' the id is made void
 --     (create refuses it) and {'ok', 'free'}.
 local T = ARGV[2]
 local tp = tenant_prefix(T)
@@ -76,7 +76,7 @@ end
 if mode == 'resolve' then
   local rec, arch = load_session(tp, T, sid)
   if rec then return append({ 'ok', 'live' }, encode_live(T, sid, rec)) end
-  if arch then return { 'ok', 'free' } end
+  if arch or redis.call('EXISTS', k_void(tp, sid)) == 1 then return { 'ok', 'free' } end
   if ARGV[OP + 2] ~= '1' then return { 'ok', 'pending' } end
   before_writes()
   redis.call('SET', k_void(tp, sid), '1', 'PX', '${VOID_MS}')
