@@ -142,6 +142,7 @@ describe("RedisStore on a Redis Cluster: request ids", () => {
     const store = await clusterStore();
     const first = await store.create(input({ userId: alice, requestId: "req-c" }));
     await store.close(TENANT, first.session.sessionId);
+    assert.equal(await raw().exists(keys.requestClaim("req-c")), 0, "the close deleted the claim");
     const second = await store.create(input({ userId: bob, requestId: "req-c" }));
     assert.equal(second.created, true);
     assert.equal(second.session.userId, bob);

@@ -395,6 +395,11 @@ export class RedisStore implements SessionStore {
       this.onArchiveShortened?.();
       this.logger?.warn("redis is out of memory: a session was closed with a shortened archive (no metadata)");
     }
+    // Its request id's claim goes with it (compare-and-delete); left behind, the next create with it takes it over.
+    const requestId = reply[1 + RECORD_WIDTH];
+    if (requestId !== undefined) {
+      await this.script("claim", this.partitions.ofRequestId(tenant, requestId), tenant, ["release", sessionId, requestId]).catch(() => undefined);
+    }
     return decodeRecord(reply, 1);
   }
 
