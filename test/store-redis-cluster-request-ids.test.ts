@@ -181,6 +181,16 @@ describe("RedisStore on a Redis Cluster: request ids", () => {
     assert.equal((await store.create(input({ userId: "user-9", requestId: "req-old" }))).session.sessionId, retry.session.sessionId);
   });
 
+  it("a session whose request id an earlier version kept in the user's partition answers its user's retry, and leaves no claim", async () => {
+    const store = await clusterStore();
+    const { session } = await store.create(input());
+    // The earlier layout: `P T:{n}r:<requestId>` in the user's partition, naming the session.
+    await raw().set(keys.requestId("req-old-layout", partitions.ofUser(TENANT, "user-1")), session.sessionId);
+    const retry = await store.create(input({ requestId: "req-old-layout" }));
+    assert.deepEqual({ created: retry.created, id: retry.session.sessionId }, { created: false, id: session.sessionId });
+    assert.equal(await raw().exists(keys.requestClaim("req-old-layout")), 0);
+  });
+
   it("a create refused by a cap releases its claim: the request id is free at once", async () => {
     const store = await clusterStore({ ...CONFORMANCE_LIMITS, maxSessionsPerUser: 1, sessionsPerUserPolicy: "reject" });
     const existing = await store.create(input());

@@ -91,9 +91,13 @@ export async function createWithClaim(c: ClaimedCreate): Promise<string[]> {
       if (isSessionError(error) && error.kind === "limit_exceeded") await c.claim(home, ["release", c.sessionId, primary]).catch(() => undefined);
       throw error;
     }
-    if (reply[1] !== "lost") return reply;
-    lost = true;
-    return undefined;
+    if (reply[1] === "lost") {
+      lost = true;
+      return undefined;
+    }
+    // A session of an earlier version's request id key (per user partition) answered: this id will never exist.
+    if (reply[1] === "0" && reply[3] !== c.sessionId) await c.claim(home, ["release", c.sessionId, primary]).catch(() => undefined);
+    return reply;
   };
 
   for (;;) {
