@@ -29,9 +29,10 @@
  *
  * The claim lasts as long as its session: created to last ttl + CLAIM_SLACK_MS
  * + the command timeout (the gap to step 2), its end kept in the record (rc);
- * an extend that would outlive it first renews it to ttl twice (so that only
- * about one extend per ttl pays the extra round trips). A claim may outlive its
- * session (close, expiry): it is then met and taken over (step 3), or expires.
+ * an extend that would outlive it first renews it to twice the ttl (so that
+ * only about one extend per ttl pays the extra round trips). A close deletes
+ * it (compare-and-delete); after an expiry it is met and taken over (step 3),
+ * or expires.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { isSessionError, SessionError } from "../../domain/errors.js";
