@@ -218,7 +218,10 @@ export class SealedNames {
   event(event: StoredEvent): StoredEvent {
     const { tenant } = event.session;
     // Sorted by name, as the log sorts plain names (it sorted the sealed ones).
-    const dataKeys = event.dataKeys.map((k) => (isSealed(k) ? this.cipher.open(k, nameBinding({ tenant, kind: "data_key" })) : this.legacyName(k))).sort();
+    const dataKeys =
+      event.dataKeys.length === 0
+        ? event.dataKeys
+        : event.dataKeys.map((k) => (isSealed(k) ? this.cipher.open(k, nameBinding({ tenant, kind: "data_key" })) : this.legacyName(k))).sort();
     return { ...event, session: this.check(event.session, false), dataKeys };
   }
 
