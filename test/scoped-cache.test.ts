@@ -86,6 +86,33 @@ describe("SealedNames caches", () => {
     assert.throws(() => names.check(record(other, "e1:k1:first", tag)), Unreadable);
   });
 
+  it("bounds the verified-tag cache by metadata size as well as by entries", () => {
+    const names = new SealedNames(cipher);
+    const big = `e1:k1:${"x".repeat(1024 * 1024)}`;
+    for (let i = 0; i < 40; i++) {
+      const id = `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`;
+      const tag = names.metadataTag("t", id, big);
+      const record: SessionRecord = {
+        tenant: "t",
+        sessionId: id,
+        userId: names.token("t", "user", "u"),
+        dataSource: names.token("t", "data_source", "d"),
+        accessLevel: "read",
+        status: "active",
+        createTime: 1,
+        expireTime: 2,
+        lastAccessTime: 1,
+        endTime: 0,
+        metadata: big,
+        version: 1,
+        sealed: { user: names.sealName("t", "user", "u"), dataSource: names.sealName("t", "data_source", "d"), metadataTag: tag },
+      };
+      assert.equal(names.check(record).metadata, big);
+      assert.ok(names.verifiedTagLoad.chars <= 8 * 1024 * 1024, `${names.verifiedTagLoad.chars} characters held after ${i + 1} checks`);
+    }
+    assert.ok(names.verifiedTagLoad.entries >= 1);
+  });
+
   it("takes a write's reply as sent only when it carries exactly the forms sent, for the same session", () => {
     const names = new SealedNames(cipher);
     const id = "00000000-0000-4000-8000-000000000003";

@@ -12,8 +12,14 @@ import { ScopedCache } from "./scoped-cache.js";
 
 export type NameKind = "user" | "data_source" | "data_key";
 
-/** Most entries in each of SealedNames' caches (names' forms per kind, opened names, verified tags: about 25 MB each at worst, with long names). */
+/** Most entries in each of SealedNames' caches (names' forms per kind, opened names, verified tags; names are short, metadata is bounded apart below). */
 const VERIFIED_CACHED = 100_000;
+/**
+ * Most metadata characters the verified-tag cache holds in all: each entry
+ * keeps the metadata it was verified for, which may be MAX_METADATA_BYTES
+ * long, so a count alone would not bound its memory.
+ */
+const VERIFIED_TAG_CHARS = 8 * 1024 * 1024;
 /** Characters of a token kept (base64url: 132 bits of the HMAC). */
 const TOKEN_CHARS = 22;
 
@@ -97,6 +103,8 @@ export class SealedNames {
   private readonly opened = new Map<string, OpenedName>();
   /** Metadata tags verified or made here, by the tag. */
   private readonly verifiedTags = new Map<string, VerifiedTag>();
+  /** Metadata characters held by verifiedTags. */
+  private verifiedChars = 0;
 
   constructor(private readonly cipher: FieldCipher) {}
 
@@ -210,8 +218,27 @@ export class SealedNames {
     const known = this.verifiedTags.get(tag);
     if (known !== undefined && known.metadata === record.metadata && known.sessionId === record.sessionId && known.tenant === record.tenant) return true;
     if (!this.cipher.tagMatches(tag, record.metadata, { tenant: record.tenant, sessionId: record.sessionId, field: METADATA_FIELD })) return false;
-    bounded(this.verifiedTags, tag, { tenant: record.tenant, sessionId: record.sessionId, metadata: record.metadata });
+    this.rememberTag(tag, { tenant: record.tenant, sessionId: record.sessionId, metadata: record.metadata });
     return true;
+  }
+
+  /** Keeps a verified tag within both bounds (entries and metadata characters); full, the cache starts over. */
+  private rememberTag(tag: string, verified: VerifiedTag): void {
+    const size = verified.metadata.length;
+    if (size > VERIFIED_TAG_CHARS) return;
+    const previous = this.verifiedTags.get(tag);
+    if (previous !== undefined) this.verifiedChars -= previous.metadata.length;
+    else if (this.verifiedTags.size >= VERIFIED_CACHED || this.verifiedChars + size > VERIFIED_TAG_CHARS) {
+      this.verifiedTags.clear();
+      this.verifiedChars = 0;
+    }
+    this.verifiedTags.set(tag, verified);
+    this.verifiedChars += size;
+  }
+
+  /** Entries and metadata characters the verified-tag cache holds (for the bound's test). */
+  get verifiedTagLoad(): { readonly entries: number; readonly chars: number } {
+    return { entries: this.verifiedTags.size, chars: this.verifiedChars };
   }
 
   /** The event with its names opened (throws when they do not open). Events carry no metadata tag. */
