@@ -22,6 +22,7 @@ import { preludeLua } from "./lua/prelude.js";
 import { readEventsLua } from "./lua/read-events.js";
 import { setDataLua } from "./lua/set-data.js";
 import { updateLua } from "./lua/update.js";
+import { preludeFor } from "./lua-subset.js";
 
 const bodies = {
   create: createLua,
@@ -56,7 +57,8 @@ export type ScriptName = keyof typeof bodies;
 export function scriptSources(): Record<ScriptName, string> {
   const out = {} as Record<ScriptName, string>;
   for (const name of Object.keys(bodies) as ScriptName[]) {
-    out[name] = `${preludeLua}\n-- ${name}\nlocal reply = (function()\n${bodies[name]}\nend)()\n${REPLY_HEADER}`;
+    const body = `-- ${name}\nlocal reply = (function()\n${bodies[name]}\nend)()\n${REPLY_HEADER}`;
+    out[name] = `${preludeFor(preludeLua, body)}\n${body}`;
   }
   return out;
 }

@@ -133,14 +133,12 @@ local function load_record(tp, sid)
 end
 
 -- Sets the key's expiry to 'at' unless it already lives longer (index keys
--- outlive their longest member by the grace, and never live forever).
+-- outlive their longest member by the grace, and never live forever). GT
+-- treats a key without expiry as living forever, so NX covers that case (a
+-- key just made); the common case (a later expiry) is one call.
 local function expire_at_least(key, at)
-  local cur = redis.call('PEXPIRETIME', key)
-  if cur == -1 or (cur >= 0 and cur < at) then
-    redis.call('PEXPIREAT', key, istr(at))
-    return true
-  end
-  return false
+  local a = istr(at)
+  return redis.call('PEXPIREAT', key, a, 'GT') == 1 or redis.call('PEXPIREAT', key, a, 'NX') == 1
 end
 
 -- Monotonic counter.
