@@ -22,8 +22,8 @@ export const indexesLua = String.raw`
 -- At most zset-max-listpack-entries (128 by default) so buckets stay listpacks;
 -- below it so a bucket that takes one more member before it splits still is one.
 local BUCKET_MAX = 120
-local H = '[0-9a-f]'
-local UUID_PATTERN = '^' .. string.rep(H, 8) .. '%-' .. string.rep(H, 4) .. '%-' .. string.rep(H, 4) .. '%-' .. string.rep(H, 4) .. '%-' .. string.rep(H, 12) .. '$'
+-- A lowercase UUID (8-4-4-4-12 hex digits); written out: a library's load may not call string functions.
+local UUID_PATTERN = '^[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]$'
 
 -- Four bytes of a 32-bit number, most significant first.
 local function bytes4(n)
@@ -229,10 +229,11 @@ local function bidx_after(ix, after_e, after_m, need, out, keep)
   return out
 end
 
--- Whether an earlier-layout index key exists, asked once per key and run
+-- Whether an earlier-layout index key exists, asked once per key and call
 -- (nothing adds to those keys; expire_due ends many sessions of one data
 -- source and tenant).
-local LEGACY = {}
+local LEGACY
+local function forget_legacy() LEGACY = {} end
 local function legacy_exists(key)
   local there = LEGACY[key]
   if there == nil then
