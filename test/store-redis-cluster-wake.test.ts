@@ -33,7 +33,7 @@ async function scriptCalls(): Promise<number> {
     const client = cluster().client(node);
     try {
       const stats = await client.info("commandstats");
-      for (const name of ["evalsha", "eval"]) total += Number(new RegExp(`^cmdstat_${name}:calls=(\\d+)`, "m").exec(stats)?.[1] ?? 0);
+      for (const name of ["fcall", "evalsha", "eval"]) total += Number(new RegExp(`^cmdstat_${name}:calls=(\\d+)`, "m").exec(stats)?.[1] ?? 0);
     } finally {
       client.disconnect();
     }
