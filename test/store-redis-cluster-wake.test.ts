@@ -26,7 +26,7 @@ function openStore(): RedisStore {
   return new RedisStore({ url: "", cluster: { nodes }, keyPrefix: "wk:", partitions: PARTITIONS, limits: LIMITS, commandTimeoutMs: 5000 });
 }
 
-/** Scripts run by every primary so far (EVALSHA and EVAL calls). */
+/** Scripts run by every primary so far (FCALL, EVALSHA and EVAL calls). */
 async function scriptCalls(): Promise<number> {
   let total = 0;
   for (const node of await cluster().primaries()) {
