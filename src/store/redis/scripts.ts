@@ -14,6 +14,7 @@
  * and the store loads it and calls again (script-library.ts).
  */
 import { createHash } from "node:crypto";
+import { claimLua } from "./lua/claim.js";
 import { clearDataLua } from "./lua/clear-data.js";
 import { closeLua } from "./lua/close.js";
 import { createLua } from "./lua/create.js";
@@ -33,6 +34,7 @@ import { updateLua } from "./lua/update.js";
 
 const bodies = {
   create: createLua,
+  claim: claimLua,
   get: getLua,
   update: updateLua,
   extend: extendLua,
