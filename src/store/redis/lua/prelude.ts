@@ -187,6 +187,8 @@ local SOURCE_NAMES
 -- which saves about 60 B per session.
 local function sealed_source(T, h)
   if h.D then return h.D end
+  -- Without a sealed user the record was written with encryption off: it has no sealed names.
+  if not h.U then return '' end
   local k = T .. '\n' .. h.d
   local v = SOURCE_NAMES[k]
   if v == nil then
