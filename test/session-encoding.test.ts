@@ -10,6 +10,7 @@ import { create, fromBinary, toBinary, type DescMessage, type JsonObject, type J
 import { timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import {
   AccessLevel,
+  CloseSessionResponseSchema,
   CreateSessionResponseSchema,
   ExtendSessionResponseSchema,
   GetSessionResponseSchema,
@@ -20,7 +21,7 @@ import {
 import { sessionToProto } from "../src/api/convert.js";
 import { sessionResponseEncoders } from "../src/api/session-encoding.js";
 
-const SCHEMAS = [GetSessionResponseSchema, CreateSessionResponseSchema, UpdateSessionResponseSchema, ExtendSessionResponseSchema];
+const SCHEMAS = [GetSessionResponseSchema, CreateSessionResponseSchema, UpdateSessionResponseSchema, ExtendSessionResponseSchema, CloseSessionResponseSchema];
 const encoders = sessionResponseEncoders();
 
 /** A deterministic generator, so a failure names its seed. */
@@ -104,6 +105,9 @@ test("the session responses encode to toBinary's bytes, for sessions and metadat
     const next = random(seed);
     const schema = SCHEMAS[seed % SCHEMAS.length] as (typeof SCHEMAS)[number];
     const message = create(schema, next() < 0.05 ? {} : { session: session(next) });
+    // CreateSessionResponse's `created` and any other flag beside the session.
+    const flags = message as unknown as Record<string, unknown>;
+    for (const field of schema.fields) if (field.fieldKind === "scalar") flags[field.localName] = next() < 0.5;
     assertSame(schema, message, `seed ${seed}`);
   }
 });
@@ -116,6 +120,13 @@ test("metadata long enough to need multi-byte lengths at every level encodes as 
   // And the buffer it grew for that is not reused wrongly for a small one afterwards.
   const small = create(GetSessionResponseSchema, { session: create(SessionSchema, { sessionId: "t", metadata: { a: 1 } }) });
   assertSame(GetSessionResponseSchema, small, "small after long");
+});
+
+test("every session response has its encoder (a response of another shape would be left to toBinary)", () => {
+  assert.deepEqual(
+    SCHEMAS.filter((schema) => !encoders.has(schema)).map((schema) => schema.typeName),
+    [],
+  );
 });
 
 test("a session from the domain view encodes as toBinary does and decodes back", () => {

@@ -1,6 +1,6 @@
 /**
  * The binary encoding of the responses that carry one session (Get, Create,
- * Update, Extend), written straight from the message into one reused buffer.
+ * Update, Extend, Close), written straight from the message into one reused buffer.
  *
  * protobuf-es's toBinary is generic: per call it allocates a fresh writer
  * buffer (grown by doubling), turns the metadata's JsonObject into Struct and
@@ -12,9 +12,10 @@
  * test/session-encoding.test.ts. A message it does not know the shape of
  * (unknown fields, a value outside JSON) is left to toBinary.
  */
-import { toBinary, type DescMessage, type JsonObject, type JsonValue, type Message } from "@bufbuild/protobuf";
+import { ScalarType, toBinary, type DescMessage, type JsonObject, type JsonValue, type Message } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import {
+  CloseSessionResponseSchema,
   CreateSessionResponseSchema,
   ExtendSessionResponseSchema,
   GetSessionResponseSchema,
@@ -26,14 +27,45 @@ import {
 /** Encodes one response message; the bytes are the caller's. */
 export type MessageEncoder = (message: Message) => Uint8Array;
 
-/** The responses whose only field is `Session session = 1`, by schema, each with its encoder. */
+/** A response field this encoder writes: the session, or a flag beside it. */
+interface PlannedField {
+  readonly number: number;
+  readonly localName: string;
+  readonly kind: "session" | "bool";
+}
+
+/**
+ * The session responses (`Session session = 1`, and flags such as
+ * CreateSessionResponse's `created`), by schema, each with its encoder. The
+ * shape is read from the descriptors: a response with any other field is
+ * not in the map (toBinary writes it).
+ */
 export function sessionResponseEncoders(): ReadonlyMap<DescMessage, MessageEncoder> {
   const encoders = new Map<DescMessage, MessageEncoder>();
-  for (const schema of [GetSessionResponseSchema, CreateSessionResponseSchema, UpdateSessionResponseSchema, ExtendSessionResponseSchema]) {
-    encoders.set(schema, (message) => encodeSessionResponse(schema, message as Message & { session?: Session }));
+  for (const schema of [GetSessionResponseSchema, CreateSessionResponseSchema, UpdateSessionResponseSchema, ExtendSessionResponseSchema, CloseSessionResponseSchema]) {
+    const plan = planOf(schema);
+    if (plan !== undefined) encoders.set(schema, (message) => encodeSessionResponse(schema, plan, message));
   }
   return encoders;
 }
+
+function planOf(schema: DescMessage): readonly PlannedField[] | undefined {
+  const plan: PlannedField[] = [];
+  for (const field of [...schema.fields].sort((a, b) => a.number - b.number)) {
+    if (field.oneof !== undefined) return undefined;
+    if (field.fieldKind === "message" && field.message.typeName === SessionSchema.typeName) {
+      plan.push({ number: field.number, localName: field.localName, kind: "session" });
+    } else if (field.fieldKind === "scalar" && field.scalar === ScalarType.BOOL && field.presence === IMPLICIT_PRESENCE) {
+      plan.push({ number: field.number, localName: field.localName, kind: "bool" });
+    } else {
+      return undefined;
+    }
+  }
+  return plan;
+}
+
+/** google.protobuf.FeatureSet.FieldPresence.IMPLICIT: proto3's plain fields, written only when not zero. */
+const IMPLICIT_PRESENCE = 2;
 
 /** Wire types. */
 const VARINT = 0;
@@ -104,12 +136,25 @@ function varint64(value: number | bigint): void {
   buf[pos++] = Number(big);
 }
 
+/** Strings up to this long are tried as ASCII first. */
+const ASCII_LOOP_MAX = 64;
+
 /** Most strings are short: a one-byte length is reserved, and the bytes moved if the length needs more. */
 function string(value: string): void {
-  ensure(value.length * 3 + 5);
+  const length = value.length;
+  ensure(length * 3 + 5);
   const start = pos;
   pos += 1;
-  const written = buf.write(value, pos, "utf8");
+  // ASCII, byte by byte: for the short strings of a session cheaper than Buffer#write; anything else is Buffer#write's.
+  let i = 0;
+  if (length <= ASCII_LOOP_MAX) {
+    for (; i < length; i++) {
+      const code = value.charCodeAt(i);
+      if (code >= 0x80) break;
+      buf[pos + i] = code;
+    }
+  }
+  const written = i === length ? length : i + buf.write(value.slice(i), pos + i, "utf8");
   pos += written;
   finishLength(start, written);
 }
@@ -144,14 +189,26 @@ function finishLength(start: number, length: number): void {
   buf[at] = value;
 }
 
-function encodeSessionResponse(schema: DescMessage, message: Message & { session?: Session }): Uint8Array {
+function encodeSessionResponse(schema: DescMessage, plan: readonly PlannedField[], message: Message): Uint8Array {
   if (message.$typeName !== schema.typeName || hasUnknown(message)) return toBinary(schema, message);
+  const fields = message as unknown as Readonly<Record<string, unknown>>;
   pos = 0;
   try {
-    const session = message.session;
-    if (session !== undefined) {
+    for (const field of plan) {
+      const value = fields[field.localName];
+      if (field.kind === "bool") {
+        if (value === true) {
+          tag(field.number, VARINT);
+          varint32(1);
+        } else if (value !== false) {
+          throw NOT_PLAIN;
+        }
+        continue;
+      }
+      if (value === undefined) continue;
+      const session = value as Session;
       if (session.$typeName !== SessionSchema.typeName || hasUnknown(session)) throw NOT_PLAIN;
-      tag(1, LENGTH_DELIMITED);
+      tag(field.number, LENGTH_DELIMITED);
       const at = open();
       writeSession(session);
       close(at);
