@@ -34,7 +34,7 @@ const openFlushed = async (): Promise<{ store: RedisStore; cleanup: () => Promis
   const store = new RedisStore({ url: "", cluster: { nodes: seeds() }, keyPrefix: "sdc:", partitions: 16, limits: CONFORMANCE_LIMITS, commandTimeoutMs: 3000 });
   return { store, cleanup: () => store.dispose() };
 };
-runStoreConformance("redis cluster, 16 partitions", openFlushed, { requestIdScope: "user" });
+runStoreConformance("redis cluster, 16 partitions", openFlushed);
 runGuardConformance("redis cluster, 16 partitions", openFlushed);
 
 describe("RedisStore on a Redis Cluster: readiness", () => {

@@ -25,7 +25,7 @@ const openFlushed = async (): Promise<{ store: RedisStore; cleanup: () => Promis
   const store = new RedisStore({ url: server.url, keyPrefix: "sdpart:", partitions: 5, limits: CONFORMANCE_LIMITS, commandTimeoutMs: 2000 });
   return { store, cleanup: () => store.dispose() };
 };
-runStoreConformance("redis, 5 partitions", openFlushed, { requestIdScope: "user" });
+runStoreConformance("redis, 5 partitions", openFlushed);
 runGuardConformance("redis, 5 partitions", openFlushed);
 
 describe("RedisStore with 5 partitions on one Redis", () => {

@@ -119,17 +119,7 @@ function rejectionKinds(results: PromiseSettledResult<unknown>[]): string[] {
   });
 }
 
-/** What a backend may document differently. */
-export interface ConformanceOptions {
-  /**
-   * "tenant" (default): an unguarded request id is one per tenant. "user": one
-   * per user (a partitioned Redis layout keeps it in the user's partition, see
-   * src/store/redis/keys.ts), so a retry under another user is a new create.
-   */
-  readonly requestIdScope?: "tenant" | "user";
-}
-
-export function runStoreConformance(name: string, open: () => Promise<OpenedStore>, options: ConformanceOptions = {}): void {
+export function runStoreConformance(name: string, open: () => Promise<OpenedStore>): void {
   describe(`SessionStore conformance: ${name}`, () => {
     let opened: OpenedStore | undefined;
     let store: SessionStore;
@@ -448,7 +438,7 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         assert.equal(first.created, true);
         await sleep(TICK);
         const again = await store.create(
-          input({ requestId: "req-1", userId: options.requestIdScope === "user" ? "user-1" : "someone-else", dataSource: "other", ttlMs: 1000, metadata: '{"x":1}' }),
+          input({ requestId: "req-1", userId: "someone-else", dataSource: "other", ttlMs: 1000, metadata: '{"x":1}' }),
         );
         assert.equal(again.created, false);
         assert.deepEqual(again.session, first.session, "the same session, untouched");

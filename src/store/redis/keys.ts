@@ -15,6 +15,7 @@
  * | `P T:S`               | HASH   | live record: u user, d data source, l level (r, w or a; | expire + grace                |
  * |                       |        | records of earlier versions spell it out), c create, e expire, a last access, |        |
  * |                       |        | m metadata, v version, r request id (if any), b data bytes; |                               |
+ * |                       |        | rc the end (ms) of the request id's claim (`Qc:` below)    |                               |
  * |                       |        | encryption on: U sealed user, mt metadata tag (the sealed  |                               |
  * |                       |        | data source is the counters' n:, see sealed_source; earlier records carry D) |          |
  * | `P T:S:d`             | HASH   | session data, key → value (encryption on: key token →      | expire + grace                |
@@ -24,7 +25,14 @@
  * | `P T:S:x`             | STRING | no longer written: a shadow key of earlier versions (its   | expire time (its session's;   |
  * |                       |        | keyspace notification woke the scheduler); left to expire | nothing reads it)             |
  * | `P T:Qr:<requestId>`  | STRING | session id created for that idempotency key (a guarded     | expire + grace                |
- * |                       |        | create's key is `u:<userId>\n<requestId>`, see store.ts)   |                               |
+ * |                       |        | create's key is `u:<userId>\n<requestId>`, see store.ts); |                               |
+ * |                       |        | with several partitions guarded creates' only (and earlier versions') |                    |
+ * | `P T:Qc:<requestId>`  | STRING | several partitions: the claim of an unguarded create's     | the claim's end: expire +     |
+ * |                       |        | request id, `<session id> <claim time (ms)>`, in the      | slack + command timeout, kept |
+ * |                       |        | request id's partition (Partitioning.ofRequestId), see    | ahead of expire by extend     |
+ * |                       |        | request-claims.ts                                          | (record field rc)             |
+ * | `P T:S:v`             | STRING | several partitions: a claimed session id made void, never  | 1 h (VOID_MS)                 |
+ * |                       |        | to be created (request-claims.ts)                          |                               |
  * | `P T:Qui:<userId>`    | ZSET   | live sessions of the user, score = expire time, member =  | max(member expire) + grace    |
  * |                       |        | the session id's 16 bytes (lua/indexes.ts)                 |                               |
  * | `P T:Qsi:<dataSource>` | ZSET  | directory of the data source's bucketed index: member and  | max(member expire) + grace    |
@@ -85,9 +93,14 @@
  *   listing and the per-user cap stay one index in one slot; the session id
  *   is drawn (Partitioning.newSessionId: a random UUID whose last three hex
  *   digits step until it hashes to the user's partition) so that any call by id finds its
- *   partition from the id alone. A request id key lives in its create's
- *   user's partition, so with several partitions an idempotency key is
- *   matched per user; the tenant caps are made tenant-wide before the
+ *   partition from the id alone. A guarded create's request id key
+ *   (scoped to its user) lives in the user's partition. An unguarded one is
+ *   matched tenant-wide, so with several partitions it is claimed first in a
+ *   partition of its own (a hash of tenant and request id) and the session
+ *   is then created in the user's: two atomic steps that behave as one Redis's
+ *   one (request-claims.ts: a claim whose session never came is made void in
+ *   the session's slot and taken over; one whose session ended is taken
+ *   over). With one partition the create script does it all; the tenant caps are made tenant-wide before the
  *   script by RedisStore.tenantCapsLeft (reads of every partition's counters). Data-source and unfiltered listings merge
  *   one page from every partition (at most N x page index reads); counters
  *   are summed over partitions at read.
@@ -129,6 +142,9 @@ const ARCHIVE = ":a";
 const SHADOW = ":x";
 /** Per-tenant keys after `P T:Q`. */
 const REQUEST_ID = "r:";
+const REQUEST_CLAIM = "c:";
+/** Suffix after `P T:S` of a session id that may never be created (lua/claim.ts). */
+const VOID = ":v";
 const USER = "u:";
 const DATA_SOURCE = "s:";
 const ALL = "all";
@@ -177,6 +193,15 @@ export class Partitioning {
    */
   ofUser(tenant: string, userId: string): number {
     return this.count === 1 ? 0 : crc16(`${encodeTenant(tenant)}\n${userId}`) % this.count;
+  }
+
+  /**
+   * The partition of an unguarded request id's claim (lua/claim.ts): tenant
+   * and request id (as stored) decide it, so every create with it meets the
+   * claim there, whatever its user.
+   */
+  ofRequestId(tenant: string, requestId: string): number {
+    return this.count === 1 ? 0 : crc16(`${encodeTenant(tenant)}\nr\n${requestId}`) % this.count;
   }
 
   /**
@@ -290,6 +315,8 @@ end
 local function k_data(tp, sid) return k_rec(tp, sid) .. '${DATA}' end
 local function k_arch(tp, sid) return k_rec(tp, sid) .. '${ARCHIVE}' end
 local function k_req(tp, rid) return tp .. Q .. '${REQUEST_ID}' .. rid end
+local function k_claim(tp, rid) return tp .. Q .. '${REQUEST_CLAIM}' .. rid end
+local function k_void(tp, sid) return k_rec(tp, sid) .. '${VOID}' end
 local function k_user(tp, uid) return tp .. Q .. '${USER}' .. uid end
 local function k_src(tp, ds) return tp .. Q .. '${DATA_SOURCE}' .. ds end
 local function k_all(tp) return tp .. Q .. '${ALL}' end
@@ -380,6 +407,10 @@ export class RedisKeys {
   }
   requestId(requestId: string, partition = 0): string {
     return `${this.tp}${this.tag(partition)}${REQUEST_ID}${requestId}`;
+  }
+  /** The claim of an unguarded request id with several partitions (lua/claim.ts), in its own partition. */
+  requestClaim(requestId: string): string {
+    return `${this.tp}${this.tag(this.partitions.ofRequestId(this.tenant, requestId))}${REQUEST_CLAIM}${requestId}`;
   }
   /** The user's index of the earlier layout (text members; read until it empties). */
   user(userId: string): string {

@@ -63,6 +63,7 @@ import { traceScript } from "./script-tracing.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
 import { clusterPrimaryFor, RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName, type RedisTarget } from "./connections.js";
 import { ReplicaWait, type WriteMark } from "./replica-wait.js";
+import { CLAIM_SLACK_MS, createWithClaim } from "./request-claims.js";
 import { RedisMemoryState } from "./memory-state.js";
 
 export type { RedisClusterTarget, RedisCommandConnection, RedisConnectionName } from "./connections.js";
@@ -221,7 +222,11 @@ export class RedisStore implements SessionStore {
     // Indexes hold a session id as its 16 bytes (lua/indexes.ts).
     if (!SESSION_ID.test(sessionId)) throw new Error("the session id is not a lowercase UUID: take it from newSessionId");
     const caps = await this.tenantCapsLeft(input.tenant, partition, input.dataSource);
-    const reply = await this.script(
+    const requestId = requestIdKey(input);
+    const aliases = (input.requestIdAliases ?? []).map((alias) => requestIdKey({ requestId: alias, ...(input.guard === undefined ? {} : { guard: input.guard }) }));
+    // A guarded request id is the user's (requestIdKey), so it lives in the user's partition; an unguarded one is claimed in its own.
+    const claimed = this.partitions.count > 1 && input.guard === undefined && requestId !== "";
+    const run = (claimEnd: string): Promise<string[]> => this.script(
       "create",
       partition,
       input.tenant,
@@ -232,7 +237,7 @@ export class RedisStore implements SessionStore {
         input.accessLevel,
         input.ttlMs,
         input.metadata,
-        requestIdKey(input),
+        requestId,
         this.limits.maxSessionsPerUser,
         this.limits.sessionsPerUserPolicy,
         caps.sessions,
@@ -240,10 +245,23 @@ export class RedisStore implements SessionStore {
         input.sealed?.user ?? "",
         input.sealed?.dataSource ?? "",
         input.sealed?.metadataTag ?? "",
-        ...(input.requestIdAliases ?? []).map((alias) => requestIdKey({ requestId: alias, ...(input.guard === undefined ? {} : { guard: input.guard }) })),
+        claimEnd,
+        ...aliases,
       ],
       input.guard,
     );
+    const reply = !claimed
+      ? await run("")
+      : await createWithClaim({
+          partitions: this.partitions,
+          tenant: input.tenant,
+          sessionId,
+          names: [requestId, ...aliases],
+          ttlMs: input.ttlMs,
+          timeoutMs: this.timeoutMs,
+          claim: async (p, args) => (await this.script("claim", p, input.tenant, args)).slice(1),
+          create: run,
+        });
     const session = decodeRecord(reply, 2);
     // The create can have added the earliest member of its partition's due queue (at most the session's expire time).
     this.dueHeads.lower(partition, session.expireTime);
@@ -345,9 +363,21 @@ export class RedisStore implements SessionStore {
     return this.lowerDueHead(partition, decodeRecord(reply, 1));
   }
 
+  /**
+   * With several partitions, a session created with an unguarded request id
+   * outlives its claim (request-claims.ts) only after the claim was renewed:
+   * the script answers "claim" instead, and runs again once it is.
+   */
   async extend(tenant: string, sessionId: string, ttlMs: number, guard?: SessionGuard): Promise<SessionRecord> {
     const partition = this.partitions.ofSession(sessionId);
-    const reply = await this.script("extend", partition, tenant, [sessionId, ttlMs], guard);
+    const slack = this.partitions.count > 1 ? CLAIM_SLACK_MS : "";
+    let reply = await this.script("extend", partition, tenant, [sessionId, ttlMs, slack, ""], guard);
+    if (reply[0] === CLAIM_NEEDED) {
+      const requestId = reply[1] as string;
+      const life = 2 * ttlMs + CLAIM_SLACK_MS;
+      const [, end] = await this.script("claim", this.partitions.ofRequestId(tenant, requestId), tenant, ["touch", sessionId, life, requestId]);
+      reply = await this.script("extend", partition, tenant, [sessionId, ttlMs, slack, end as string], guard);
+    }
     return this.lowerDueHead(partition, decodeRecord(reply, 1));
   }
 
@@ -372,6 +402,11 @@ export class RedisStore implements SessionStore {
       reply = await this.script("close", this.partitions.ofSession(sessionId), tenant, [sessionId], guard, true);
       this.onArchiveShortened?.();
       this.logger?.warn("redis is out of memory: a session was closed with a shortened archive (no metadata)");
+    }
+    // Its request id's claim goes with it (compare-and-delete); left behind, the next create with it takes it over.
+    const requestId = reply[1 + RECORD_WIDTH];
+    if (requestId !== undefined) {
+      await this.script("claim", this.partitions.ofRequestId(tenant, requestId), tenant, ["release", sessionId, requestId]).catch(() => undefined);
     }
     return decodeRecord(reply, 1);
   }
@@ -961,9 +996,10 @@ export class RedisStore implements SessionStore {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
     }
     const strings = reply as string[];
-    if (strings[0] !== "ok") throw scriptError(strings[0] as string, strings[1]);
-    // A create replayed by its request id wrote nothing now: its WAIT must cover the first attempt's write.
-    if (waiter !== undefined && mark !== undefined) await waiter.confirm(mark, name === "create" && strings[1] !== "1");
+    if (strings[0] !== "ok" && strings[0] !== CLAIM_NEEDED) throw scriptError(strings[0] as string, strings[1]);
+    // A create replayed by its request id wrote nothing now: its WAIT must cover the first attempt's write (a claim's
+    // answer may be such a session, or a claim of another connection).
+    if (waiter !== undefined && mark !== undefined) await waiter.confirm(mark, name === "claim" || (name === "create" && strings[1] !== "1"));
     return { reply: strings, now };
   }
 
@@ -1009,6 +1045,9 @@ interface PartitionCounts {
 /** Tenants whose counts are kept (the oldest read is dropped first). */
 const TENANT_COUNT_CACHE_SIZE = 1000;
 
+/** The extend script's answer when the session's request-id claim must be renewed first (lua/extend.ts). */
+const CLAIM_NEEDED = "claim";
+
 /** How long a script refused because its slot is moving waits before it is sent again. */
 const SLOT_RETRY_MS = 50;
 
@@ -1029,7 +1068,7 @@ async function untilSlotSettles<T>(command: () => Promise<T>, deadline: number):
  * REDIS_WAIT_REPLICAS. Not expireDue: no caller waits for it, and failing it
  * after it was applied would lose its expirations' audit records.
  */
-const ACKNOWLEDGED_WRITES: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "update", "extend", "close", "setData", "deleteData", "clearData"]);
+const ACKNOWLEDGED_WRITES: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "claim", "update", "extend", "close", "setData", "deleteData", "clearData"]);
 
 /** Scripts that only read, except for archiving a due session they meet (and the best-effort access time). */
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

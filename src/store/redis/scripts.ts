@@ -6,6 +6,7 @@
  * ioredis sends EVALSHA and falls back to EVAL on NOSCRIPT (and sends EVAL first
  * on every new connection), so a restarted, empty Redis needs no extra step.
  */
+import { claimLua } from "./lua/claim.js";
 import { clearDataLua } from "./lua/clear-data.js";
 import { closeLua } from "./lua/close.js";
 import { createLua } from "./lua/create.js";
@@ -25,6 +26,7 @@ import { updateLua } from "./lua/update.js";
 
 const bodies = {
   create: createLua,
+  claim: claimLua,
   get: getLua,
   update: updateLua,
   extend: extendLua,

@@ -1,7 +1,8 @@
 // Lua source of the close script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const closeLua = String.raw`
 -- close: ARGV[OP..] = sessionId
--- Returns {"ok", archived record...} or {"not_found"|"ended"}.
+-- Returns {"ok", archived record..., [request id]} or {"not_found"|"ended"}; the
+-- request id follows when it has a claim in another partition (lua/claim.ts).
 before_writes()
 local T = ARGV[2]
 local tp = tenant_prefix(T)
@@ -13,5 +14,7 @@ if not rec then
   return { 'not_found' }
 end
 if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
-return append({ 'ok' }, end_session(tp, T, sid, rec, 'closed', NOW))
+local out = append({ 'ok' }, end_session(tp, T, sid, rec, 'closed', NOW))
+if rec.rc then out[#out + 1] = rec.r end
+return out
 `;

@@ -6,8 +6,11 @@ export const createLua = String.raw`
 --   for this partition after the others' live sessions; negative: nothing left), maxDataSourcesPerTenant (0: no cap;
 --   with several partitions, likewise: see RedisStore.tenantCapsLeft),
 --   sealed user, sealed data source, metadata tag ("" each without encryption),
+--   claim end ("": the request id is kept here as k_req; else the end (ms) of its
+--   claim in its own partition, see lua/claim.ts),
 --   request id aliases (other stored forms of requestId, looked up too), ...
--- Returns {"ok", created "1"|"0", record..., evicted records...} or
+-- Returns {"ok", created "1"|"0", record..., evicted records...},
+-- {"ok", "lost"} when the claimed session id was made void (request-claims.ts), or
 -- {"limit_exceeded", "sessions_per_user" | "sessions_per_tenant" | "data_sources_per_tenant"}.
 before_writes()
 local T = ARGV[2]
@@ -17,10 +20,21 @@ local ttl, meta, rid = tonumber(ARGV[OP + 4]), ARGV[OP + 5], ARGV[OP + 6]
 local max_per_user, per_user_policy = tonumber(ARGV[OP + 7]) or 0, ARGV[OP + 8]
 local max_per_tenant, max_sources = tonumber(ARGV[OP + 9]) or 0, tonumber(ARGV[OP + 10]) or 0
 local sealed_u, sealed_d, meta_tag = ARGV[OP + 11], ARGV[OP + 12], ARGV[OP + 13]
+local claim_end = ARGV[OP + 14]
 
+if claim_end ~= '' then
+  -- A create that took the claim over made this id void: it never gets a session.
+  if redis.call('EXISTS', k_void(tp, sid)) == 1 then return { 'ok', 'lost' } end
+  -- The id exists already (this create ran before): answered as a retry.
+  local rec, arch = load_session(tp, T, sid)
+  if rec then return append({ 'ok', '0' }, encode_live(T, sid, rec)) end
+  if arch then return { 'ok', 'lost' } end
+end
+
+-- With a claim, the lookup finds only sessions created before claims existed.
 if rid ~= '' then
   local names = { rid }
-  for i = OP + 14, #ARGV do names[#names + 1] = ARGV[i] end
+  for i = OP + 15, #ARGV do names[#names + 1] = ARGV[i] end
   for _, name in ipairs(names) do
     local existing = redis.call('GET', k_req(tp, name))
     if existing then
@@ -80,9 +94,14 @@ for _, f in ipairs({ { 'U', sealed_u }, { 'mt', meta_tag } }) do
 end
 if rid ~= '' then
   rec.r = rid
-  fields[#fields + 1] = 'r'
-  fields[#fields + 1] = rid
-  redis.call('SET', k_req(tp, rid), sid)
+  append(fields, { 'r', rid })
+  if claim_end == '' then
+    redis.call('SET', k_req(tp, rid), sid)
+  else
+    -- How long the claim is known to last: extend renews it before the session outlives it.
+    rec.rc = claim_end
+    append(fields, { 'rc', claim_end })
+  end
 end
 redis.call('HSET', k_rec(tp, sid), unpack(fields))
 set_session_expiry(tp, sid, rec)

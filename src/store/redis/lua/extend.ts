@@ -1,7 +1,10 @@
 // Lua source of the extend script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const extendLua = String.raw`
--- extend: ARGV[OP..] = sessionId, ttlMs
--- Returns {"ok", record...} or {"not_found"|"ended"}.
+-- extend: ARGV[OP..] = sessionId, ttlMs, claim slack (ms; "" with one partition),
+--   claim end ("" or the new end (ms) of the request id's claim, see lua/claim.ts)
+-- Returns {"ok", record...}, {"not_found"|"ended"}, or without writing
+-- {"claim", requestId} when the request id's claim must first be made to last
+-- past the new expire time plus the slack (request-claims.ts).
 before_writes()
 local T = ARGV[2]
 local tp = tenant_prefix(T)
@@ -14,6 +17,15 @@ if not rec then
   return { 'not_found' }
 end
 if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
+local slack, claim_end = tonumber(ARGV[OP + 2]), tonumber(ARGV[OP + 3])
+if rec.rc and slack then
+  if claim_end then
+    rec.rc = istr(math.max(claim_end, tonumber(rec.rc)))
+    redis.call('HSET', k_rec(tp, sid), 'rc', rec.rc)
+  elseif NOW + ttl + slack > tonumber(rec.rc) then
+    return { 'claim', rec.r }
+  end
+end
 index_remove(tp, sid, rec)
 rec.e = istr(NOW + ttl)
 redis.call('HSET', k_rec(tp, sid), 'e', rec.e)
