@@ -14,7 +14,7 @@
  * reconnecting in the background, so the store recovers by itself.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { Cluster, type Redis } from "ioredis";
+import { Cluster, type ChainableCommander, type Redis } from "ioredis";
 import type { Logger } from "pino";
 import { isSessionError, SessionError } from "../../domain/errors.js";
 import type { SessionRecord } from "../../domain/model.js";
@@ -591,13 +591,23 @@ export class RedisStore implements SessionStore {
   /** TIME and the lowest score of the partition's due queue, in one pipeline (plain commands); undefined on any failure. */
   private async readDueHead(partition: number): Promise<DueInfo | undefined> {
     const key = dueKey(this.prefix, this.partitions.tags[partition]);
+    const read = await this.afterClock((pipeline) => pipeline.zrange(key, "0", "0", "WITHSCORES"));
+    if (read === undefined) return undefined;
+    const score = (read.reply as string[])[1];
+    return { dueAt: score === undefined ? undefined : Number(score), now: read.now };
+  }
+
+  /**
+   * Redis TIME, then one more command (`add`), in one pipeline: the command
+   * runs after the clock was read, on the node of its key. undefined on any
+   * failure (the caller falls back to a script).
+   */
+  private async afterClock(add: (pipeline: ChainableCommander) => ChainableCommander): Promise<{ now: number; reply: unknown } | undefined> {
     try {
-      const replies = await this.connections.within(this.redis.pipeline().time().zrange(key, "0", "0", "WITHSCORES").exec());
-      const [time, head] = replies ?? [];
-      if (time === undefined || head === undefined || time[0] !== null || head[0] !== null) return undefined;
+      const [time, second] = (await this.connections.within(add(this.redis.pipeline().time()).exec())) ?? [];
+      if (time === undefined || second === undefined || time[0] !== null || second[0] !== null) return undefined;
       const [seconds, micros] = time[1] as [string, string];
-      const score = (head[1] as string[])[1];
-      return { dueAt: score === undefined ? undefined : Number(score), now: Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) };
+      return { now: Number(seconds) * 1000 + Math.floor(Number(micros) / 1000), reply: second[1] };
     } catch {
       return undefined;
     }
@@ -718,17 +728,10 @@ export class RedisStore implements SessionStore {
   /** The partition's clock (Redis TIME) read just before finding its log's last entry still `lastId` ("": still no entry); undefined otherwise or on any failure. */
   private async clockIfUnchanged(partition: number, lastId: string): Promise<number | undefined> {
     const key = eventLogKey(this.prefix, this.partitions.tags[partition]);
-    try {
-      const replies = await this.connections.within(this.redis.pipeline().time().xrevrange(key, "+", "-", "COUNT", 1).exec());
-      const [time, last] = replies ?? [];
-      if (time === undefined || last === undefined || time[0] !== null || last[0] !== null) return undefined;
-      const [seconds, micros] = time[1] as [string, string];
-      const entries = last[1] as [string, string[]][];
-      if (lastId === "" ? entries.length > 0 : entries[0]?.[0] !== lastId) return undefined;
-      return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-    } catch {
-      return undefined;
-    }
+    const read = await this.afterClock((pipeline) => pipeline.xrevrange(key, "+", "-", "COUNT", 1));
+    if (read === undefined) return undefined;
+    const entries = read.reply as [string, string[]][];
+    return (lastId === "" ? entries.length > 0 : entries[0]?.[0] !== lastId) ? undefined : read.now;
   }
 
   /**
