@@ -189,8 +189,16 @@ export class AesGcmFieldCipher implements FieldCipher {
     const iv = freshIv();
     const cipher = createCipheriv("aes-256-gcm", key, iv);
     cipher.setAAD(associatedData(binding));
-    const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
-    return `${PREFIX}${id}:${Buffer.concat([iv, body, cipher.getAuthTag()]).toString("base64url")}`;
+    const body = cipher.update(plaintext, "utf8");
+    // GCM is a stream mode: final() returns no bytes (it computes the tag), but is laid out all the same.
+    const rest = cipher.final();
+    // iv ‖ ciphertext ‖ tag in one buffer, without the intermediate copies of Buffer.concat.
+    const blob = Buffer.allocUnsafe(IV_BYTES + body.length + rest.length + TAG_BYTES);
+    blob.set(iv, 0);
+    blob.set(body, IV_BYTES);
+    blob.set(rest, IV_BYTES + body.length);
+    blob.set(cipher.getAuthTag(), IV_BYTES + body.length + rest.length);
+    return `${PREFIX}${id}:${blob.toString("base64url")}`;
   }
 
   open(stored: string, binding: FieldBinding): string {

@@ -18,6 +18,10 @@ export const EMPTY_METADATA = "{}";
  * JSON.stringify would silently turn them into null).
  */
 export function encodeJson(value: JsonValue, field: string): string {
+  // Without a replacer JSON.stringify stays on V8's fast path; a non-finite number comes out as "null", so only
+  // a text holding "null" is encoded again through the replacer that refuses one (the text is the same otherwise).
+  const text = JSON.stringify(value);
+  if (!text.includes("null")) return text;
   return JSON.stringify(value, (_key, v: unknown) => {
     if (typeof v === "number" && !Number.isFinite(v)) {
       throw new SessionError("invalid_argument", `${field}: numbers must be finite (NaN and Infinity are not JSON)`, field);

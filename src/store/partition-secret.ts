@@ -20,6 +20,7 @@
 import { createHmac, createSecretKey, randomBytes, type KeyObject } from "node:crypto";
 import { DecryptError, isSealed, type FieldBinding, type FieldCipher } from "../crypto/field-cipher.js";
 import { StartError } from "../startup/start-error.js";
+import { ScopedCache } from "./scoped-cache.js";
 
 /** The copies of the secret in a store's partitions. */
 export interface PartitionSecretCopies {
@@ -41,17 +42,25 @@ export const PARTITION_SECRET_BINDING: FieldBinding = { tenant: "", sessionId: "
 /** Characters of a placement kept (base64url: 132 bits; only its hash mod the partition count is ever used). */
 const PLACEMENT_CHARS = 22;
 
+/** Placements remembered (a create asks for its user's twice: its session id's partition, then the write's). */
+const PLACEMENTS_CACHED = 100_000;
+
 /** A user's placement: a keyed HMAC of tenant and user id under the partition secret. */
 export class UserPlacement {
   /** A key object made once: createHmac then skips importing the raw key on every call. */
   private readonly key: KeyObject;
+  private readonly known = new ScopedCache<string>(PLACEMENTS_CACHED);
 
   constructor(secret: Buffer) {
     this.key = createSecretKey(secret);
   }
 
   of(tenant: string, userId: string): string {
-    return createHmac("sha256", this.key).update(`${tenant}\n${userId}`).digest("base64url").slice(0, PLACEMENT_CHARS);
+    const known = this.known.get(tenant, userId);
+    if (known !== undefined) return known;
+    const placement = createHmac("sha256", this.key).update(`${tenant}\n${userId}`).digest("base64url").slice(0, PLACEMENT_CHARS);
+    this.known.set(tenant, userId, placement);
+    return placement;
   }
 }
 

@@ -8,11 +8,18 @@
 import { DecryptError, isSealed, METADATA_FIELD, nameBinding, type FieldCipher } from "../crypto/field-cipher.js";
 import type { SessionRecord } from "../domain/model.js";
 import { loggedKeyOf, type SessionGuard, type StoredEvent } from "./store.js";
+import { ScopedCache } from "./scoped-cache.js";
 
 export type NameKind = "user" | "data_source" | "data_key";
 
-/** Most entries in each of SealedNames' maps (opened names and verified tags, tokens, sealed names: about 25 MB each at worst, with long names). */
+/** Most entries in each of SealedNames' caches (names' forms per kind, opened names, verified tags; names are short, metadata is bounded apart below). */
 const VERIFIED_CACHED = 100_000;
+/**
+ * Most metadata characters the verified-tag cache holds in all: each entry
+ * keeps the metadata it was verified for, which may be MAX_METADATA_BYTES
+ * long, so a count alone would not bound its memory.
+ */
+const VERIFIED_TAG_CHARS = 8 * 1024 * 1024;
 /** Characters of a token kept (base64url: 132 bits of the HMAC). */
 const TOKEN_CHARS = 22;
 
@@ -24,28 +31,92 @@ export class Unreadable extends Error {
   override readonly name = "Unreadable";
 }
 
+/** A name's forms under the configured keys, made once per tenant and kind. */
+interface NameForms {
+  readonly tokens: readonly string[];
+  /** The name with its primary token and sealed form, once sealName made one. */
+  sent?: SentName;
+}
+
+/** What a sealed name opened to, and where it was checked: a hit must match all of it. */
+interface OpenedName {
+  readonly kind: NameKind;
+  readonly tenant: string;
+  readonly token: string;
+  readonly name: string;
+}
+
+/** The place and metadata a metadata tag was verified for: a hit must match all of it. */
+interface VerifiedTag {
+  readonly tenant: string;
+  readonly sessionId: string;
+  readonly metadata: string;
+}
+
+/** A name as a write sent it: the name, its token and its sealed form. */
+export interface SentName {
+  readonly name: string;
+  readonly token: string;
+  readonly sealed: string;
+}
+
+/**
+ * What a write (create, update) sent to the store for one session: a reply
+ * carrying exactly these forms at the same place is known good without a
+ * lookup or a MAC (see check).
+ */
+export interface WrittenForms {
+  readonly tenant: string;
+  readonly sessionId: string;
+  readonly user?: SentName;
+  readonly dataSource?: SentName;
+  /** The metadata written and the tag sent with it. */
+  readonly metadata?: { readonly text: string; readonly tag: string };
+}
+
+function bounded<K, V>(map: Map<K, V>, key: K, value: V): void {
+  if (map.size >= VERIFIED_CACHED && !map.has(key)) map.clear();
+  map.set(key, value);
+}
+
 /**
  * Tokens, sealed names and the record checks, for the store wrapper and for
  * other readers of the event log (the archive sink).
  */
 export class SealedNames {
   /**
-   * What was opened or verified already, by its stored form: sealed names
-   * and tags of a session stay the same across reads, so a snapshot storm
-   * or a metrics call over many data sources pays each decryption once.
-   */
-  private readonly verified = new Map<string, string>();
-  /** Tokens of names met recently (a watch herd or a busy user asks for the same ones), bounded like `verified`. */
-  private readonly tokensOf = new Map<string, readonly string[]>();
-  /**
-   * The sealed form of names sealed recently, bounded like `verified`: a
-   * user's or data source's sessions may all carry the same one, since they
+   * Per kind, by tenant and name: its tokens, and its sealed form. A user's
+   * or data source's sessions may all carry the same sealed form, since they
    * carry the same token anyway (a Redis reader learns nothing new), and a
    * create then seals no name it sealed before.
    */
-  private readonly sealedOf = new Map<string, string>();
+  private readonly forms: Readonly<Record<NameKind, ScopedCache<NameForms>>> = {
+    user: new ScopedCache(VERIFIED_CACHED),
+    data_source: new ScopedCache(VERIFIED_CACHED),
+    data_key: new ScopedCache(VERIFIED_CACHED),
+  };
+  /**
+   * Sealed names opened or made here, by their sealed text: a session's names
+   * stay the same across reads, so a snapshot storm, the event reader or a
+   * metrics call over many data sources pays each decryption once.
+   */
+  private readonly opened = new Map<string, OpenedName>();
+  /** Metadata tags verified or made here, by the tag. */
+  private readonly verifiedTags = new Map<string, VerifiedTag>();
+  /** Metadata characters held by verifiedTags. */
+  private verifiedChars = 0;
 
   constructor(private readonly cipher: FieldCipher) {}
+
+  private formsOf(tenant: string, kind: NameKind, name: string): NameForms {
+    const cache = this.forms[kind];
+    const known = cache.get(tenant, name);
+    if (known !== undefined) return known;
+    const made = this.cipher.indexNames(name, { tenant, kind }).map((t) => t.slice(0, TOKEN_CHARS));
+    const forms: NameForms = { tokens: this.cipher.readsLegacy && !made.includes(name) ? [...made, name] : made };
+    cache.set(tenant, name, forms);
+    return forms;
+  }
 
   /**
    * The name's tokens under every configured key, the primary's first (128
@@ -53,46 +124,36 @@ export class SealedNames {
    * tenant's lifetime); with the migration setting, then the name itself (stored before keys).
    */
   tokens(tenant: string, kind: NameKind, name: string): readonly string[] {
-    const key = `${kind}\n${tenant}\n${name}`;
-    const known = this.tokensOf.get(key);
-    if (known !== undefined) return known;
-    const made = this.cipher.indexNames(name, { tenant, kind }).map((t) => t.slice(0, TOKEN_CHARS));
-    const tokens = this.cipher.readsLegacy && !made.includes(name) ? [...made, name] : made;
-    if (this.tokensOf.size >= VERIFIED_CACHED) this.tokensOf.clear();
-    this.tokensOf.set(key, tokens);
-    return tokens;
+    return this.formsOf(tenant, kind, name).tokens;
   }
 
   token(tenant: string, kind: NameKind, name: string): string {
-    return this.tokens(tenant, kind, name)[0] ?? name;
+    return this.formsOf(tenant, kind, name).tokens[0] ?? name;
   }
 
   sealName(tenant: string, kind: NameKind, name: string): string {
-    const key = `${kind}\n${tenant}\n${name}`;
-    const known = this.sealedOf.get(key);
-    if (known !== undefined) return known;
-    const sealed = this.cipher.seal(name, nameBinding({ tenant, kind }));
-    if (this.sealedOf.size >= VERIFIED_CACHED) this.sealedOf.clear();
-    this.sealedOf.set(key, sealed);
-    // Sealed here, so known to open to `name`: a record written with it (a create's reply) is served without opening it.
-    this.remember(`n\n${kind}\n${tenant}\n${this.token(tenant, kind, name)}\n${sealed}`, name);
-    return sealed;
+    return this.sent(tenant, kind, name).sealed;
+  }
+
+  /** The name with its primary token and sealed form, as a write sends it (see WrittenForms). */
+  sent(tenant: string, kind: NameKind, name: string): SentName {
+    const forms = this.formsOf(tenant, kind, name);
+    if (forms.sent !== undefined) return forms.sent;
+    const sent: SentName = { name, token: forms.tokens[0] ?? name, sealed: this.cipher.seal(name, nameBinding({ tenant, kind })) };
+    forms.sent = sent;
+    // Sealed here, so known to open to `name`: a record or event written with it is served without opening it.
+    bounded(this.opened, sent.sealed, { kind, tenant, token: sent.token, name });
+    return sent;
   }
 
   /** The sealed name opened, if it hashes to the stored token (else Unreadable). */
   openName(tenant: string, kind: NameKind, sealed: string, token: string): string {
-    const key = `n\n${kind}\n${tenant}\n${token}\n${sealed}`;
-    const known = this.verified.get(key);
-    if (known !== undefined) return known;
+    const known = this.opened.get(sealed);
+    if (known !== undefined && known.token === token && known.kind === kind && known.tenant === tenant) return known.name;
     const name = this.cipher.open(sealed, nameBinding({ tenant, kind }));
     if (!this.tokens(tenant, kind, name).includes(token)) throw new Unreadable(`the sealed ${kind} does not match the record's`);
-    this.remember(key, name);
+    bounded(this.opened, sealed, { kind, tenant, token, name });
     return name;
-  }
-
-  private remember(key: string, value: string): void {
-    if (this.verified.size >= VERIFIED_CACHED) this.verified.clear();
-    this.verified.set(key, value);
   }
 
   /** A name stored before identifiers were sealed: read as it is only with the migration setting. */
@@ -101,11 +162,9 @@ export class SealedNames {
     return stored;
   }
 
+  /** The tag a record with this metadata carries (not remembered: check() compares the reply of the write that sent it with it directly). */
   metadataTag(tenant: string, sessionId: string, metadata: string): string {
-    const tag = this.cipher.tag(metadata, { tenant, sessionId, field: METADATA_FIELD });
-    // Made here for this metadata: a record carrying both is served without computing the tag again.
-    if (this.cipher.encrypts) this.remember(`t\n${tenant}\n${sessionId}\n${tag}`, metadata);
-    return tag;
+    return this.cipher.tag(metadata, { tenant, sessionId, field: METADATA_FIELD });
   }
 
   /** The guard with the user's tokens (the primary key's first, the others as aliases). */
@@ -118,13 +177,24 @@ export class SealedNames {
   /**
    * The record as callers know it: names opened, the metadata tag checked
    * (records and archives carry it; events never do, see event()). Throws
-   * Unreadable.
+   * Unreadable. `written`: what the write that returned the record sent;
+   * forms the record carries exactly as sent (same tenant and session) need
+   * no check, since they were made here; any other form (a request id that
+   * matched an earlier session, a data source whose sealed name the store
+   * kept from an earlier write) is checked as always.
    */
-  check(record: SessionRecord, withTag = true): SessionRecord {
+  check(record: SessionRecord, withTag = true, written?: WrittenForms): SessionRecord {
     const { sealed, tenant } = record;
-    const userId = sealed?.user === undefined ? this.legacyName(record.userId) : this.openName(tenant, "user", sealed.user, record.userId);
-    const dataSource = sealed?.dataSource === undefined ? this.legacyName(record.dataSource) : this.openName(tenant, "data_source", sealed.dataSource, record.dataSource);
-    if (withTag && !this.tagged(record)) throw new Unreadable("the stored metadata is not the one last written to this record");
+    const sent = written !== undefined && written.tenant === tenant && written.sessionId === record.sessionId ? written : undefined;
+    const userId =
+      sealed?.user === undefined
+        ? this.legacyName(record.userId)
+        : (asSent(sent?.user, sealed.user, record.userId) ?? this.openName(tenant, "user", sealed.user, record.userId));
+    const dataSource =
+      sealed?.dataSource === undefined
+        ? this.legacyName(record.dataSource)
+        : (asSent(sent?.dataSource, sealed.dataSource, record.dataSource) ?? this.openName(tenant, "data_source", sealed.dataSource, record.dataSource));
+    if (withTag && !taggedAsSent(record, sent?.metadata) && !this.tagged(record)) throw new Unreadable("the stored metadata is not the one last written to this record");
     // Field by field (no spread): this runs for every record a listing or snapshot serves.
     return {
       tenant,
@@ -145,18 +215,40 @@ export class SealedNames {
   private tagged(record: SessionRecord): boolean {
     const tag = record.sealed?.metadataTag;
     if (tag === undefined) return record.metadata === BARE_METADATA || this.cipher.readsLegacy;
-    const key = `t\n${record.tenant}\n${record.sessionId}\n${tag}`;
-    if (this.verified.get(key) === record.metadata) return true;
+    const known = this.verifiedTags.get(tag);
+    if (known !== undefined && known.metadata === record.metadata && known.sessionId === record.sessionId && known.tenant === record.tenant) return true;
     if (!this.cipher.tagMatches(tag, record.metadata, { tenant: record.tenant, sessionId: record.sessionId, field: METADATA_FIELD })) return false;
-    this.remember(key, record.metadata);
+    this.rememberTag(tag, { tenant: record.tenant, sessionId: record.sessionId, metadata: record.metadata });
     return true;
+  }
+
+  /** Keeps a verified tag within both bounds (entries and metadata characters); full, the cache starts over. */
+  private rememberTag(tag: string, verified: VerifiedTag): void {
+    const size = verified.metadata.length;
+    if (size > VERIFIED_TAG_CHARS) return;
+    const previous = this.verifiedTags.get(tag);
+    if (previous !== undefined) this.verifiedChars -= previous.metadata.length;
+    else if (this.verifiedTags.size >= VERIFIED_CACHED || this.verifiedChars + size > VERIFIED_TAG_CHARS) {
+      this.verifiedTags.clear();
+      this.verifiedChars = 0;
+    }
+    this.verifiedTags.set(tag, verified);
+    this.verifiedChars += size;
+  }
+
+  /** Entries and metadata characters the verified-tag cache holds (for the bound's test). */
+  get verifiedTagLoad(): { readonly entries: number; readonly chars: number } {
+    return { entries: this.verifiedTags.size, chars: this.verifiedChars };
   }
 
   /** The event with its names opened (throws when they do not open). Events carry no metadata tag. */
   event(event: StoredEvent): StoredEvent {
     const { tenant } = event.session;
     // Sorted by name, as the log sorts plain names (it sorted the sealed ones).
-    const dataKeys = event.dataKeys.map((k) => (isSealed(k) ? this.cipher.open(k, nameBinding({ tenant, kind: "data_key" })) : this.legacyName(k))).sort();
+    const dataKeys =
+      event.dataKeys.length === 0
+        ? event.dataKeys
+        : event.dataKeys.map((k) => (isSealed(k) ? this.cipher.open(k, nameBinding({ tenant, kind: "data_key" })) : this.legacyName(k))).sort();
     return { ...event, session: this.check(event.session, false), dataKeys };
   }
 
@@ -172,6 +264,16 @@ export class SealedNames {
   }
 }
 
+
+/** The sent name, when the record carries exactly its sealed form and token. */
+function asSent(sent: SentName | undefined, sealed: string, token: string): string | undefined {
+  return sent !== undefined && sent.sealed === sealed && sent.token === token ? sent.name : undefined;
+}
+
+/** True when the record carries exactly the metadata and tag sent. */
+function taggedAsSent(record: SessionRecord, sent: WrittenForms["metadata"]): boolean {
+  return sent !== undefined && record.sealed?.metadataTag === sent.tag && record.metadata === sent.text;
+}
 
 /** Our own wording of why a stored form was refused, never a value. */
 export function problemOf(error: unknown): string {

@@ -34,7 +34,7 @@ import type { Logger } from "pino";
 import { DecryptError, type FieldCipher } from "../crypto/field-cipher.js";
 import { SessionError } from "../domain/errors.js";
 import type { SessionRecord } from "../domain/model.js";
-import { problemOf, SealedNames, Unreadable } from "./sealed-names.js";
+import { problemOf, SealedNames, Unreadable, type WrittenForms } from "./sealed-names.js";
 import { openPartitionSecret, UserPlacement, type PartitionSecretCopies } from "./partition-secret.js";
 import { countUnreadable } from "../observability/metrics.js";
 import {
@@ -137,20 +137,19 @@ export class SealedStore implements SessionStore {
     // Names are compared in the clear first: the store only sees tokens.
     checkGuardedCreate(input);
     const guard = this.names.guard(tenant, input.guard);
+    const user = this.names.sent(tenant, "user", input.userId);
+    const dataSource = this.names.sent(tenant, "data_source", input.dataSource);
+    const metadataTag = this.names.metadataTag(tenant, sessionId, input.metadata);
     const result = await this.inner.create({
       ...input,
       sessionId,
-      userId: this.names.token(tenant, "user", input.userId),
+      userId: user.token,
       ...(userPlacement === undefined ? {} : { userPlacement }),
-      dataSource: this.names.token(tenant, "data_source", input.dataSource),
-      sealed: {
-        user: this.names.sealName(tenant, "user", input.userId),
-        dataSource: this.names.sealName(tenant, "data_source", input.dataSource),
-        metadataTag: this.names.metadataTag(tenant, sessionId, input.metadata),
-      },
+      dataSource: dataSource.token,
+      sealed: { user: user.sealed, dataSource: dataSource.sealed, metadataTag },
       ...(guard === undefined ? {} : { guard }),
     });
-    const session = this.open(result.session);
+    const session = this.open(result.session, { tenant, sessionId, user, dataSource, metadata: { text: input.metadata, tag: metadataTag } });
     const evicted = result.evicted?.map((r) => this.open(r));
     return evicted === undefined ? { created: result.created, session } : { created: result.created, session, evicted };
   }
@@ -162,16 +161,24 @@ export class SealedStore implements SessionStore {
   }
 
   async update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number, guard?: SessionGuard): Promise<SessionRecord> {
-    const { dataSource, metadata } = patch;
+    const { metadata } = patch;
+    const dataSource = patch.dataSource === undefined ? undefined : this.names.sent(tenant, "data_source", patch.dataSource);
+    const metadataTag = metadata === undefined ? undefined : this.names.metadataTag(tenant, sessionId, metadata);
     const stored: SessionPatch = {
       ...patch,
-      ...(dataSource === undefined ? {} : { dataSource: this.names.token(tenant, "data_source", dataSource) }),
+      ...(dataSource === undefined ? {} : { dataSource: dataSource.token }),
       sealed: {
-        ...(dataSource === undefined ? {} : { dataSource: this.names.sealName(tenant, "data_source", dataSource) }),
-        ...(metadata === undefined ? {} : { metadataTag: this.names.metadataTag(tenant, sessionId, metadata) }),
+        ...(dataSource === undefined ? {} : { dataSource: dataSource.sealed }),
+        ...(metadataTag === undefined ? {} : { metadataTag }),
       },
     };
-    return this.open(await this.inner.update(tenant, sessionId, stored, expectedVersion, this.names.guard(tenant, guard)));
+    const record = await this.inner.update(tenant, sessionId, stored, expectedVersion, this.names.guard(tenant, guard));
+    return this.open(record, {
+      tenant,
+      sessionId,
+      ...(dataSource === undefined ? {} : { dataSource }),
+      ...(metadata === undefined || metadataTag === undefined ? {} : { metadata: { text: metadata, tag: metadataTag } }),
+    });
   }
 
   async extend(tenant: string, sessionId: string, ttlMs: number, guard?: SessionGuard): Promise<SessionRecord> {
@@ -355,10 +362,10 @@ export class SealedStore implements SessionStore {
     }
   }
 
-  /** check() for a record one call returns: an unreadable one is logged, counted and refused with INTERNAL. */
-  private open(record: SessionRecord): SessionRecord {
+  /** check() for a record one call returns (`written`: what that call sent): an unreadable one is logged, counted and refused with INTERNAL. */
+  private open(record: SessionRecord, written?: WrittenForms): SessionRecord {
     try {
-      return this.names.check(record);
+      return this.names.check(record, true, written);
     } catch (error) {
       if (!(error instanceof Unreadable) && !(error instanceof DecryptError)) throw error;
       this.reportRecord(record.tenant, record.sessionId, problemOf(error));

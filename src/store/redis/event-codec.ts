@@ -20,21 +20,32 @@ function malformed(what: string): Error {
   return new Error(`malformed event log entry from redis (${what})`);
 }
 
-function int(fields: ReadonlyMap<string, string>, name: string): number {
-  const n = Number(fields.get(name));
-  if (!Number.isSafeInteger(n)) throw malformed(`field ${name}`);
+function int(value: string | undefined, name: string): number {
+  const n = Number(value);
+  if (value === undefined || !Number.isSafeInteger(n)) throw malformed(`field ${name}`);
   return n;
 }
 
-function text(fields: ReadonlyMap<string, string>, name: string): string {
-  const v = fields.get(name);
-  if (v === undefined) throw malformed(`field ${name} missing`);
-  return v;
+function text(value: string | undefined, name: string): string {
+  if (value === undefined) throw malformed(`field ${name} missing`);
+  return value;
 }
 
 function sessionIdOf(id: string): string {
   if (!SESSION_ID.test(id)) throw malformed("session id");
   return id;
+}
+
+/** The last tenant decoded: consecutive entries are mostly of one tenant. */
+let lastEncodedTenant: string | undefined;
+let lastTenant = "";
+
+function tenantOf(encoded: string): string {
+  if (encoded !== lastEncodedTenant) {
+    lastTenant = decodeTenant(encoded);
+    lastEncodedTenant = encoded;
+  }
+  return lastTenant;
 }
 
 function statusOf(type: SessionEventType): SessionStatus {
@@ -44,31 +55,50 @@ function statusOf(type: SessionEventType): SessionStatus {
 export function decodeStreamEntry(entry: unknown): StoredEvent {
   if (!Array.isArray(entry) || typeof entry[0] !== "string" || !Array.isArray(entry[1])) throw malformed("shape");
   const [id, flat] = entry as RawStreamEntry;
-  const fields = new Map<string, string>();
-  for (let i = 0; i + 1 < flat.length; i += 2) fields.set(flat[i] as string, flat[i + 1] as string);
-  const type = text(fields, "k");
-  const level = text(fields, "l");
+  // Fields by name into locals (the event reader decodes every entry of the log: no Map per entry); a repeated field's last value counts.
+  let k, T, i, u, d, l, c, e, a, t, m, v, x, U, D: string | undefined;
+  for (let n = 0; n + 1 < flat.length; n += 2) {
+    const value = flat[n + 1] as string;
+    switch (flat[n]) {
+      case "k": k = value; break;
+      case "T": T = value; break;
+      case "i": i = value; break;
+      case "u": u = value; break;
+      case "d": d = value; break;
+      case "l": l = value; break;
+      case "c": c = value; break;
+      case "e": e = value; break;
+      case "a": a = value; break;
+      case "t": t = value; break;
+      case "m": m = value; break;
+      case "v": v = value; break;
+      case "x": x = value; break;
+      case "U": U = value; break;
+      case "D": D = value; break;
+    }
+  }
+  const type = text(k, "k");
+  const level = text(l, "l");
   if (!TYPES.has(type) || !LEVELS.has(level)) throw malformed("kind or level");
   const kind = type as SessionEventType;
   const session: SessionRecord = {
-    tenant: decodeTenant(text(fields, "T")),
-    sessionId: sessionIdOf(text(fields, "i")),
-    userId: text(fields, "u"),
-    dataSource: text(fields, "d"),
+    tenant: tenantOf(text(T, "T")),
+    sessionId: sessionIdOf(text(i, "i")),
+    userId: text(u, "u"),
+    dataSource: text(d, "d"),
     accessLevel: level as AccessLevel,
     status: statusOf(kind),
-    createTime: int(fields, "c"),
-    expireTime: int(fields, "e"),
-    lastAccessTime: int(fields, "a"),
-    endTime: int(fields, "t"),
-    metadata: text(fields, "m"),
-    version: int(fields, "v"),
+    createTime: int(c, "c"),
+    expireTime: int(e, "e"),
+    lastAccessTime: int(a, "a"),
+    endTime: int(t, "t"),
+    metadata: text(m, "m"),
+    version: int(v, "v"),
     // Entries written before sealed identifiers existed have neither field.
-    ...sealedFields(fields.get("U") ?? "", fields.get("D") ?? "", ""),
+    ...sealedFields(U ?? "", D ?? "", ""),
   };
-  const x = fields.get("x") ?? "";
-  const dataKeys = x === "" ? [] : (JSON.parse(x) as unknown);
-  if (!Array.isArray(dataKeys) || !dataKeys.every((k) => typeof k === "string")) throw malformed("data keys");
+  const dataKeys = x === undefined || x === "" ? [] : (JSON.parse(x) as unknown);
+  if (!Array.isArray(dataKeys) || !dataKeys.every((key) => typeof key === "string")) throw malformed("data keys");
   return { id, type: kind, time: eventIdTime(id), session, dataKeys };
 }
 
