@@ -79,6 +79,8 @@ interface Partition {
   lastAssigned: string;
   /** The last read found the log without entries. */
   empty: boolean;
+  /** The last read returned entries: the log is likely to have moved again by the next. */
+  found: boolean;
   count: number;
 }
 
@@ -94,7 +96,7 @@ export class MergedLogReader {
     readonly limit: number,
   ) {
     this.base = Math.min(limit, Math.max(MIN_COUNT, Math.ceil((2 * limit) / partitions)));
-    this.parts = Array.from({ length: partitions }, () => ({ items: [], head: 0, bound: undefined, readTo: "0-0", full: false, lastAssigned: "0-0", empty: false, count: this.base }));
+    this.parts = Array.from({ length: partitions }, () => ({ items: [], head: 0, bound: undefined, readTo: "0-0", full: false, lastAssigned: "0-0", empty: false, found: false, count: this.base }));
   }
 
   /** Forgets every buffer unless the reader continues from `after`, where its last page ended. */
@@ -107,7 +109,7 @@ export class MergedLogReader {
   reset(after?: string): void {
     this.position = after;
     for (const part of this.parts) {
-      Object.assign(part, { items: [], head: 0, bound: undefined, readTo: after ?? "0-0", full: false, empty: false, count: this.base });
+      Object.assign(part, { items: [], head: 0, bound: undefined, readTo: after ?? "0-0", full: false, empty: false, found: false, count: this.base });
     }
   }
 
@@ -142,7 +144,9 @@ export class MergedLogReader {
   }
 
   /**
-   * For a request of a partition whose last read reached its log's end: the
+   * For a request of a partition whose last read reached its log's end and
+   * found nothing new (one that did is read at once, as it is likely to have
+   * moved again, instead of being checked first): the
    * id that was then the log's last. While the log's last entry is still that
    * id, the partition has nothing to read, and its clock alone moves its
    * bound (addClock), which a plain TIME answers without running the read
@@ -151,7 +155,7 @@ export class MergedLogReader {
    */
   quietSince(request: PartitionRequest): string | undefined {
     const part = this.parts[request.partition] as Partition;
-    if (part.bound === undefined || part.full || compareEventIds(request.after, part.lastAssigned) < 0) return undefined;
+    if (part.bound === undefined || part.full || part.found || compareEventIds(request.after, part.lastAssigned) < 0) return undefined;
     return part.empty ? "" : part.lastAssigned;
   }
 
@@ -183,6 +187,7 @@ export class MergedLogReader {
     part.readTo = batch.lastId ?? request.after;
     part.lastAssigned = read.lastAssigned;
     part.empty = read.start !== undefined && read.lastAssigned === read.start;
+    part.found = batch.size > 0;
     const clock = `${Math.max(0, read.now - 1)}-${SEQ_MAX}`;
     part.bound = full ? (batch.lastId as string) : maxId(read.lastAssigned, clock);
   }

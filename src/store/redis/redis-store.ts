@@ -688,41 +688,46 @@ export class RedisStore implements SessionStore {
       return { events: batch.events, unreadable: batch.unreadable, position: batch.lastId ?? after, more, withheld: false, lastIds: [read.lastAssigned] };
     }
     reader.seek(after);
-    let requests = reader.requests();
-    let reads: { reply: string[]; read: PartitionRead }[];
+    const requests = reader.requests();
+    let reads: { request: PartitionRequest; reply: string[]; read: PartitionRead }[];
     try {
-      // A checked read starts afresh and reads every partition; otherwise a partition whose log has not moved needs its clock only.
-      if (!checkHeld) requests = await this.clockQuietPartitions(reader, requests);
-      reads = await Promise.all(requests.map(readOne));
-      // A checked read starts a reader afresh, so it read every partition (in order).
+      // A checked read starts afresh and reads every partition, in order; otherwise a partition whose log has not moved needs its clock only.
+      const results = await Promise.all(requests.map((request) => (checkHeld ? this.readPartition(request, readOne) : this.readUnlessQuiet(reader, request, readOne))));
+      reads = results.filter((r) => r !== undefined);
       if (checkHeld) await this.checkMergedCursorHeld(after, reads, limit);
     } catch (error) {
       reader.reset();
       throw error;
     }
-    requests.forEach((request, i) => reader.add(request, (reads[i] as { read: PartitionRead }).read));
+    for (const { request, read } of reads) reader.add(request, read);
     return { ...reader.take(limit), lastIds: reader.lastIds() };
   }
 
+  private async readPartition(
+    request: PartitionRequest,
+    readOne: (request: PartitionRequest) => Promise<{ reply: string[]; read: PartitionRead }>,
+  ): Promise<{ request: PartitionRequest; reply: string[]; read: PartitionRead }> {
+    return { request, ...(await readOne(request)) };
+  }
+
   /**
-   * For the requests of partitions that were at their log's end when last
-   * read (MergedLogReader.quietSince): TIME, then the log's last entry, in
-   * one pipeline to the partition's node (two plain commands instead of the
-   * read script). A log whose last entry is unchanged gets its new clock as
-   * its bound (addClock); the requests returned (a log that moved, or a
-   * pipeline that failed, e.g. a slot in motion) are read by the script.
+   * A partition that was at its log's end when last read and found nothing
+   * new then (MergedLogReader.quietSince): TIME, then the log's last entry,
+   * in one pipeline to the partition's node (two plain commands instead of
+   * the read script). A log whose last entry is unchanged gets its new clock
+   * as its bound (addClock; undefined is returned); a log that moved, or a
+   * pipeline that failed (e.g. a slot in motion), is read by the script.
    */
-  private async clockQuietPartitions(reader: MergedLogReader, requests: readonly PartitionRequest[]): Promise<PartitionRequest[]> {
-    const out: PartitionRequest[] = [];
-    await Promise.all(
-      requests.map(async (request) => {
-        const since = reader.quietSince(request);
-        const now = since === undefined ? undefined : await this.clockIfUnchanged(request.partition, since);
-        if (now === undefined) out.push(request);
-        else reader.addClock(request, now);
-      }),
-    );
-    return out;
+  private async readUnlessQuiet(
+    reader: MergedLogReader,
+    request: PartitionRequest,
+    readOne: (request: PartitionRequest) => Promise<{ reply: string[]; read: PartitionRead }>,
+  ): Promise<{ request: PartitionRequest; reply: string[]; read: PartitionRead } | undefined> {
+    const since = reader.quietSince(request);
+    const now = since === undefined ? undefined : await this.clockIfUnchanged(request.partition, since);
+    if (now === undefined) return this.readPartition(request, readOne);
+    reader.addClock(request, now);
+    return undefined;
   }
 
   /** The partition's clock (Redis TIME) read just before finding its log's last entry still `lastId` ("": still no entry); undefined otherwise or on any failure. */
