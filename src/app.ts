@@ -39,6 +39,7 @@ import {
 } from "./observability/metrics.js";
 import { reflectionServiceRoutes } from "./reflection/reflection-service.js";
 import { startRpcServer } from "./server/rpc-server.js";
+import { sessionResponseEncoders } from "./api/session-encoding.js";
 import { ExpiryScheduler } from "./session/expiry-scheduler.js";
 import { SessionManager } from "./session/session-manager.js";
 import { assertRedisReachable } from "./startup/redis-reachable.js";
@@ -238,6 +239,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     },
     // The fast gRPC unary path decodes its own bodies: the same message and the same count.
     malformedBody: { error: invalidProtobuf, report: reportMalformed },
+    // ... and writes the session responses with their own encoder (the same bytes as toBinary).
+    responseEncoders: sessionResponseEncoders(),
     config,
     logger,
     httpEndpoints: {

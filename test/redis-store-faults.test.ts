@@ -143,15 +143,24 @@ describe("RedisStore with Redis unreachable", () => {
     }
   });
 
-  it("scripts flushed from a running Redis are loaded again (NOSCRIPT fallback)", async () => {
+  it("the script library flushed from a running Redis (FUNCTION FLUSH) is loaded again, once for calls that meet its absence together", async () => {
     await server.raw.flushall(); // a write that timed out while paused may still have landed
     const store = newStore(server.url);
     try {
       await store.list(T, {}, 10);
       await store.expireDue(1);
-      await server.raw.script("FLUSH");
+      await server.raw.call("FUNCTION", "FLUSH");
+      assert.deepEqual(await server.raw.call("FUNCTION", "LIST"), [], "no library left");
       assert.deepEqual(await store.list(T, {}, 10), { sessions: [] });
       assert.deepEqual(await store.expireDue(1), []);
+      await server.raw.call("FUNCTION", "FLUSH");
+      await server.raw.config("RESETSTAT");
+      const created = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => store.create({ tenant: T, userId: `u${i}`, dataSource: "ds", accessLevel: "read", ttlMs: 60_000, metadata: "{}", requestId: "" })),
+      );
+      assert.equal(new Set(created.map((c) => c.session.sessionId)).size, 20);
+      const stats = await server.raw.info("commandstats");
+      assert.equal(/^cmdstat_function\|load:calls=(\d+)/m.exec(stats)?.[1], "1", "one load for the calls that met the flushed library together");
     } finally {
       await store.dispose();
     }

@@ -26,14 +26,14 @@ function openStore(): RedisStore {
   return new RedisStore({ url: "", cluster: { nodes }, keyPrefix: "wk:", partitions: PARTITIONS, limits: LIMITS, commandTimeoutMs: 5000 });
 }
 
-/** Scripts run by every primary so far (EVALSHA and EVAL calls). */
+/** Scripts run by every primary so far (FCALL, EVALSHA and EVAL calls). */
 async function scriptCalls(): Promise<number> {
   let total = 0;
   for (const node of await cluster().primaries()) {
     const client = cluster().client(node);
     try {
       const stats = await client.info("commandstats");
-      for (const name of ["evalsha", "eval"]) total += Number(new RegExp(`^cmdstat_${name}:calls=(\\d+)`, "m").exec(stats)?.[1] ?? 0);
+      for (const name of ["fcall", "evalsha", "eval"]) total += Number(new RegExp(`^cmdstat_${name}:calls=(\\d+)`, "m").exec(stats)?.[1] ?? 0);
     } finally {
       client.disconnect();
     }

@@ -56,3 +56,40 @@ describe("RedisStore on a Redis Cluster: readiness", () => {
     }
   });
 });
+
+describe("RedisStore on a Redis Cluster: the script library", () => {
+  it("a primary without the library (never loaded there, or flushed) serves its partitions once the store loads it again", async () => {
+    const { store, cleanup } = await openFlushed();
+    const primaries = await cluster().primaries();
+    const libraries = async (): Promise<number[]> =>
+      Promise.all(
+        primaries.map(async (node) => {
+          const client = cluster().client(node);
+          try {
+            return ((await client.call("FUNCTION", "LIST", "LIBRARYNAME", "sessiond_*")) as unknown[]).length;
+          } finally {
+            client.disconnect();
+          }
+        }),
+      );
+    const createFor40 = (round: number): Promise<unknown[]> =>
+      Promise.all(Array.from({ length: 40 }, (_, i) => store.create({ tenant: "lib", userId: `u-${round}-${i}`, dataSource: "ds", accessLevel: "read", ttlMs: 60_000, metadata: "{}", requestId: "" })));
+    try {
+      await createFor40(0);
+      for (const node of primaries) {
+        const client = cluster().client(node);
+        try {
+          await client.call("FUNCTION", "FLUSH");
+        } finally {
+          client.disconnect();
+        }
+      }
+      assert.deepEqual(await libraries(), primaries.map(() => 0), "no primary has the library");
+      await createFor40(1);
+      assert.equal((await store.list("lib", {}, 100)).sessions.length, 80, "every partition answered");
+      assert.deepEqual(await libraries(), primaries.map(() => 1), "every primary has it again");
+    } finally {
+      await cleanup();
+    }
+  });
+});

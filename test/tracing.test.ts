@@ -86,7 +86,7 @@ describe("spans", () => {
     assert.equal(server.attributes["rpc.grpc.status_code"], 0);
     assert.equal(server.resource.attributes["service.name"], "sessiond");
 
-    const script = spans.find((s) => s.kind === SpanKind.CLIENT && s.name === "EVALSHA create");
+    const script = spans.find((s) => s.kind === SpanKind.CLIENT && s.name === "FCALL create");
     assert.ok(script, `a Redis script span; got ${spans.map((s) => s.name).join(", ")}`);
     assert.equal(script.parentSpanContext?.spanId, server.spanContext().spanId, "child of the RPC's span");
     assert.equal(script.attributes["db.system.name"], "redis");
@@ -113,7 +113,7 @@ describe("spans", () => {
     assert.ok(server);
     assert.equal(server.parentSpanContext, undefined, "a root span");
     assert.equal(server.attributes["rpc.grpc.status_code"], 5);
-    const script = exporter.getFinishedSpans().find((s) => s.name === "EVALSHA get");
+    const script = exporter.getFinishedSpans().find((s) => s.name === "FCALL get");
     assert.equal(script?.status.code, 0, "UNSET: Redis ran the script; the RPC's NOT_FOUND is on the server span's status code");
     assert.equal(script?.parentSpanContext?.spanId, server.spanContext().spanId);
   });

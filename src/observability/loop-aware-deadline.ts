@@ -16,9 +16,15 @@
  *
  * A caller's own deadline (grpc-timeout) is not one of these: it is wall
  * time by definition, and stays a plain timer.
+ *
+ * Every Redis command has one of these, so they share one timer: a deadline
+ * is an entry in a set, looked at when the timer fires, and the timer is set
+ * for the earliest look any entry needs. Starting and cancelling one costs no
+ * timer of its own (a timer is set or cleared only when the earliest look
+ * moves earlier, or the last deadline goes).
  */
 import { performance } from "node:perf_hooks";
-import { BUSY_CEILING_FACTOR, waitClock, waitedSince } from "./loop-idle.js";
+import { BUSY_CEILING_FACTOR, waitClock, waitedSince, type WaitClock } from "./loop-idle.js";
 
 /** Shortest wait between two looks, so a mostly busy loop is not polled in a tight cycle. */
 const MIN_RECHECK_MS = 10;
@@ -28,34 +34,86 @@ export interface Deadline {
   cancel(): void;
 }
 
+class Entry implements Deadline {
+  readonly start: WaitClock = waitClock();
+  readonly startedAt = performance.now();
+  /** performance.now() at or after which the entry is looked at next. */
+  lookAt: number;
+  cancelled = false;
+
+  constructor(
+    readonly timeoutMs: number,
+    readonly onExpired: () => void,
+  ) {
+    this.lookAt = this.startedAt + timeoutMs;
+  }
+
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    if (entries.delete(this) && entries.size === 0) disarm();
+  }
+}
+
+/** Deadlines not yet expired or cancelled, oldest first. */
+const entries = new Set<Entry>();
+let timer: NodeJS.Timeout | undefined;
+/** performance.now() the timer is set for. */
+let armedAt = Number.POSITIVE_INFINITY;
+
+function arm(at: number): void {
+  if (timer !== undefined) clearTimeout(timer);
+  armedAt = at;
+  timer = setTimeout(fire, Math.max(0, at - performance.now()));
+}
+
+function disarm(): void {
+  if (timer !== undefined) clearTimeout(timer);
+  timer = undefined;
+  armedAt = Number.POSITIVE_INFINITY;
+}
+
+/** Looks at every entry that is due: expires it, or sets its next look. Then sets the timer for the earliest look left. */
+function fire(): void {
+  timer = undefined;
+  armedAt = Number.POSITIVE_INFINITY;
+  const now = performance.now();
+  let earliest = Number.POSITIVE_INFINITY;
+  for (const entry of entries) {
+    // A timer can fire a little early by the clock performance.now() reads.
+    if (entry.lookAt <= now + 1) {
+      const idle = waitedSince(entry.start);
+      const wall = now - entry.startedAt;
+      if (idle >= entry.timeoutMs || wall >= entry.timeoutMs * BUSY_CEILING_FACTOR) {
+        entries.delete(entry);
+        // One poll phase first: an answer already in the socket is read before the wait is given up.
+        setImmediate(expire, entry);
+        continue;
+      }
+      entry.lookAt = now + Math.max(MIN_RECHECK_MS, Math.min(entry.timeoutMs - idle, entry.timeoutMs * BUSY_CEILING_FACTOR - wall));
+    }
+    if (entry.lookAt < earliest) earliest = entry.lookAt;
+  }
+  if (earliest !== Number.POSITIVE_INFINITY) arm(earliest);
+}
+
+function expire(entry: Entry): void {
+  if (entry.cancelled) return;
+  entry.cancelled = true;
+  entry.onExpired();
+}
+
 /** Calls `onExpired` once `timeoutMs` of waiting for I/O (or BUSY_CEILING_FACTOR × timeoutMs of wall time) has passed. */
 export function loopAwareDeadline(timeoutMs: number, onExpired: () => void): Deadline {
-  const start = waitClock();
-  const startedAt = performance.now();
-  let cancelled = false;
-  let timer: NodeJS.Timeout | undefined;
-  let immediate: NodeJS.Immediate | undefined;
-  const look = (): void => {
-    timer = undefined;
-    const idle = waitedSince(start);
-    const wall = performance.now() - startedAt;
-    if (idle >= timeoutMs || wall >= timeoutMs * BUSY_CEILING_FACTOR) {
-      immediate = setImmediate(() => {
-        if (!cancelled) onExpired();
-      });
-      return;
-    }
-    const left = Math.min(timeoutMs - idle, timeoutMs * BUSY_CEILING_FACTOR - wall);
-    timer = setTimeout(look, Math.max(MIN_RECHECK_MS, left));
-  };
-  timer = setTimeout(look, timeoutMs);
-  return {
-    cancel(): void {
-      cancelled = true;
-      if (timer !== undefined) clearTimeout(timer);
-      if (immediate !== undefined) clearImmediate(immediate);
-    },
-  };
+  const entry = new Entry(timeoutMs, onExpired);
+  entries.add(entry);
+  if (entry.lookAt < armedAt) arm(entry.lookAt);
+  return entry;
+}
+
+/** Deadlines pending now (for tests: cancelled and expired ones are gone). */
+export function pendingDeadlines(): number {
+  return entries.size;
 }
 
 /**
@@ -64,10 +122,17 @@ export function loopAwareDeadline(timeoutMs: number, onExpired: () => void): Dea
  * nobody waits for it then.
  */
 export function withinDeadline<T>(pending: Promise<T>, timeoutMs: number, onExpired: () => Error): Promise<T> {
-  pending.catch(() => {});
-  let deadline: Deadline | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    deadline = loopAwareDeadline(timeoutMs, () => reject(onExpired()));
+  return new Promise<T>((resolve, reject) => {
+    const deadline = loopAwareDeadline(timeoutMs, () => reject(onExpired()));
+    pending.then(
+      (value) => {
+        deadline.cancel();
+        resolve(value);
+      },
+      (error: unknown) => {
+        deadline.cancel();
+        reject(error);
+      },
+    );
   });
-  return Promise.race([pending, expired]).finally(() => deadline?.cancel());
 }

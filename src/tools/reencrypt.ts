@@ -144,9 +144,12 @@ return 1
  * layout, into the current one, scored by the record's expire time), due-queue
  * member, data-source gauges and names. Only if the
  * record still names the old tokens. Runs on the store's prelude (key names,
- * gauges), with its argument header.
+ * gauges), with its argument header: an EVAL script, so the prelude's call
+ * state is set from the script's ARGV (begin) before the body runs.
  */
-const RETOKEN_LUA = `${preludeLua}
+const RETOKEN_LUA = `local EVAL_ARGV = ARGV
+${preludeLua}
+begin(EVAL_ARGV)
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid, ou, nu, nU, od, nd, nD = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3], ARGV[OP + 4], ARGV[OP + 5], ARGV[OP + 6]

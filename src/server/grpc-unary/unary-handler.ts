@@ -18,7 +18,7 @@
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import { constants as http2Constants } from "node:http2";
-import { create, fromBinary, isMessage, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, isMessage, toBinary, type DescMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -65,6 +65,8 @@ export interface GrpcUnaryOptions {
   /** How slowly the request body may arrive (REQUEST_TIMEOUT, MIN_REQUEST_BODY_RATE); a slower one's stream is reset (request-arrival.ts). */
   readonly arrival?: ArrivalLimits;
   readonly onSlow?: (stream: ServerHttp2Stream, reason: SlowReason) => void;
+  /** Encoders that write a response schema's bytes faster than toBinary (the same bytes); others use toBinary. */
+  readonly encoders?: ReadonlyMap<DescMessage, (message: Message) => Uint8Array>;
 }
 
 /** How a request message that does not decode is answered and counted (the API layer's request-body-check.ts). */
@@ -100,6 +102,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
   // One shutdown listener for all calls in flight, rather than one per call as connect links them.
   const inFlight = new CallsInFlight(options.shutdownSignal);
   const acceptCompression = [...options.acceptCompression];
+  const encoders = options.encoders ?? new Map<DescMessage, (message: Message) => Uint8Array>();
   // The interceptor chain around the implementation, built once per method: the call's context travels in its context values.
   const chains = new Map<UnaryMethodSpec, (req: UnaryRequest) => Promise<UnaryResponse>>();
   const chainFor = (spec: UnaryMethodSpec): ((req: UnaryRequest) => Promise<UnaryResponse>) => {
@@ -173,7 +176,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       const request = new UnaryCallRequest(spec, url, abort, requestHeader, values, input);
       values.set(CALL_START, { context, request });
       const response = await chainFor(spec)(request);
-      const message = serializeMessage(spec.method.output, response.message, options.writeMaxBytes);
+      const message = serializeMessage(spec.method.output, response.message, options.writeMaxBytes, encoders.get(spec.method.output));
       const compress = compression.response !== null && message.length >= options.compressMinBytes ? compression.response : null;
       const body = compress === null ? envelope5(0, message) : envelope5(FLAG_COMPRESSED, await compress.compress(message));
       respond(stream, response.header, response.trailer, body);
@@ -445,8 +448,8 @@ function parseMessage<I extends DescMessage>(schema: I, bytes: Uint8Array, malfo
   }
 }
 
-function serializeMessage(schema: DescMessage, message: UnaryResponse["message"], writeMaxBytes: number): Uint8Array {
-  const bytes = toBinary(schema, message);
+function serializeMessage(schema: DescMessage, message: UnaryResponse["message"], writeMaxBytes: number, encode?: (message: Message) => Uint8Array): Uint8Array {
+  const bytes = encode === undefined ? toBinary(schema, message) : encode(message);
   if (bytes.length > writeMaxBytes) throw new ConnectError(`message size ${bytes.length} exceeds writeMaxBytes ${writeMaxBytes}`, Code.ResourceExhausted);
   return bytes;
 }

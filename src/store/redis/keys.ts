@@ -293,20 +293,24 @@ function crc16Bytes(crc: number, bytes: Uint8Array): number {
  * partition tag (ARGV[11]), T an encoded tenant, tp = tenant_prefix(T).
  */
 export const KEY_LAYOUT_LUA = String.raw`
-local Q = ARGV[11]
-local K_DUE = P .. Q .. '${DUE}'
--- The partition's event log (see emit).
-local K_EV = P .. Q .. '${EVENTS}'
--- Several partitions: the last id the partition's log assigned (see emit).
-local K_EV_LAST = P .. Q .. '${EVENTS_LAST}'
--- The event log's generation: a time (ms) before its first event. Redis data
--- loss (a restart without persistence, FLUSHALL, a failover to an empty
--- replica) deletes it with everything else; the next script makes a new one,
--- later than every event of the lost log, so a cursor older than the
--- generation is known to be of another log (read_events: out_of_range).
-local K_GEN = P .. Q .. '${GENERATION}'
--- Two keys of the partition's slot that are never written (SLOT_MOVING in the prelude).
-local K_NEVER_1, K_NEVER_2 = P .. Q .. '${NEVER_WRITTEN[0]}', P .. Q .. '${NEVER_WRITTEN[1]}'
+-- The partition's keys, named at the start of every call (key_names: P and Q vary per call).
+local Q, K_DUE, K_EV, K_EV_LAST, K_GEN, K_NEVER_1, K_NEVER_2
+local function key_names()
+  Q = ARGV[11]
+  K_DUE = P .. Q .. '${DUE}'
+  -- The partition's event log (see emit).
+  K_EV = P .. Q .. '${EVENTS}'
+  -- Several partitions: the last id the partition's log assigned (see emit).
+  K_EV_LAST = P .. Q .. '${EVENTS_LAST}'
+  -- The event log's generation: a time (ms) before its first event. Redis data
+  -- loss (a restart without persistence, FLUSHALL, a failover to an empty
+  -- replica) deletes it with everything else; the next script makes a new one,
+  -- later than every event of the lost log, so a cursor older than the
+  -- generation is known to be of another log (read_events: out_of_range).
+  K_GEN = P .. Q .. '${GENERATION}'
+  -- Two keys of the partition's slot that are never written (SLOT_MOVING in the prelude).
+  K_NEVER_1, K_NEVER_2 = P .. Q .. '${NEVER_WRITTEN[0]}', P .. Q .. '${NEVER_WRITTEN[1]}'
+end
 local function tenant_prefix(T) return P .. T .. ':' end
 local function k_rec(tp, sid)
   if Q == '' then return tp .. '{' .. sid .. '}' end

@@ -58,7 +58,8 @@ import { DueHeads } from "./due-heads.js";
 import { MergedLogReader, type MergedPage, type PartitionRead, type PartitionRequest } from "./merged-log.js";
 import { PartitionWake } from "./partition-wake.js";
 import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
-import { REPLY_HEADER_WIDTH, scriptSources, type ScriptName } from "./scripts.js";
+import { REPLY_HEADER_WIDTH, scriptLibrary, type ScriptLibrary, type ScriptName } from "./scripts.js";
+import { ScriptLibraryCaller, type ScriptArg } from "./script-library.js";
 import { traceScript } from "./script-tracing.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
 import { clusterPrimaryFor, RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName, type RedisTarget } from "./connections.js";
@@ -103,8 +104,6 @@ const MERGED_ROUND_MS = 10;
 /** Rounds a merged read waits (1 ms each) for a partition's clock to pass entries it holds back. */
 const MERGED_CLOCK_ROUNDS = 200;
 
-type ScriptArg = string | number;
-type ScriptFn = (...args: ScriptArg[]) => Promise<unknown>;
 
 export class RedisStore implements SessionStore {
   readonly kind = "redis";
@@ -113,7 +112,8 @@ export class RedisStore implements SessionStore {
   private readonly redis: RedisCommandConnection;
   /** Where the store's connection goes, for trace attributes. */
   private readonly server: { host: string; port: number } | undefined;
-  private readonly scripts: Record<ScriptName, ScriptFn>;
+  private readonly library: ScriptLibrary;
+  private readonly functions: ScriptLibraryCaller;
   private readonly timeoutMs: number;
   private readonly limits: ResolvedStoreLimits;
   private readonly header: readonly ScriptArg[];
@@ -188,17 +188,8 @@ export class RedisStore implements SessionStore {
             redis instanceof Cluster ? clusterPrimaryFor(redis) : () => redis,
           );
 
-    const sources = scriptSources();
-    const scripts = {} as Record<ScriptName, ScriptFn>;
-    for (const name of Object.keys(sources) as ScriptName[]) {
-      const command = `sd_${name}`;
-      this.redis.defineCommand(command, { lua: sources[name], numberOfKeys: 1 });
-      // defineCommand adds a method the static type does not know about.
-      const fn = (this.redis as unknown as Record<string, ScriptFn>)[command];
-      if (fn === undefined) throw new Error(`ioredis did not define ${command}`);
-      scripts[name] = fn.bind(this.redis);
-    }
-    this.scripts = scripts;
+    this.library = scriptLibrary();
+    this.functions = new ScriptLibraryCaller(this.redis, this.library.source);
   }
 
   /**
@@ -975,7 +966,7 @@ export class RedisStore implements SessionStore {
    */
   private async runScript(name: ScriptName, partition: number, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
     if (this.partitions.count > 1 && name !== "logPosition") await this.ensureGenerations();
-    const fn = this.scripts[name];
+    const fn = this.library.functionName(name, pressure);
     const guardArgs = guard === undefined ? NO_GUARD : [[guard.userId, ...(guard.userAliases ?? [])].join("\n"), guard.level];
     const anchor = this.anchors[partition] as string;
     const tag = this.partitions.tags[partition] as string;
@@ -985,7 +976,7 @@ export class RedisStore implements SessionStore {
       this.call(() => {
         // The anchor is KEYS[1]: the key ioredis routes the script by.
         mark = waiter?.mark(anchor);
-        return fn(anchor, this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), tag, partition, this.partitions.count, ...args);
+        return this.functions.call(fn, anchor, [this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), tag, partition, this.partitions.count, ...args]);
       }),
     );
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {

@@ -13,11 +13,11 @@ const tracer = trace.getTracer("sessiond");
 
 export async function traceScript<T>(script: string, server: { host: string; port: number } | undefined, run: () => Promise<T>): Promise<T> {
   if (trace.getSpan(context.active()) === undefined) return run();
-  const span = tracer.startSpan(`EVALSHA ${script}`, {
+  const span = tracer.startSpan(`FCALL ${script}`, {
     kind: SpanKind.CLIENT,
     attributes: {
       "db.system.name": "redis",
-      "db.operation.name": "EVALSHA",
+      "db.operation.name": "FCALL",
       "db.stored_procedure.name": script,
       ...(server === undefined ? {} : { "server.address": server.host, "server.port": server.port }),
     },

@@ -1,11 +1,19 @@
 /**
- * The Lua scripts, each prefixed with the shared prelude so every behaviour is
- * written once. The sources live in TypeScript modules (lua/*.ts) rather than
- * .lua files so the compiled build carries them without a copy step.
+ * The Lua scripts, as one Redis function library: the shared prelude once,
+ * then each script's body as a function. Redis compiles and runs a library
+ * once (FUNCTION LOAD), so a call (FCALL) runs only its body; an EVAL script
+ * would run the whole prelude again on every call, making each of its ~90
+ * closures and linking their upvalues. The sources live in TypeScript modules
+ * (lua/*.ts) rather than .lua files so the compiled build carries them
+ * without a copy step.
  *
- * ioredis sends EVALSHA and falls back to EVAL on NOSCRIPT (and sends EVAL first
- * on every new connection), so a restarted, empty Redis needs no extra step.
+ * The library's name and its functions' names carry a hash of its source, so
+ * processes of different versions sharing a Redis each call their own. Redis
+ * keeps functions in RDB and AOF and replicates them; a Redis that lacks the
+ * library (a new or emptied node, FUNCTION FLUSH) answers "Function not found"
+ * and the store loads it and calls again (script-library.ts).
  */
+import { createHash } from "node:crypto";
 import { claimLua } from "./lua/claim.js";
 import { clearDataLua } from "./lua/clear-data.js";
 import { closeLua } from "./lua/close.js";
@@ -46,26 +54,53 @@ const bodies = {
 export type ScriptName = keyof typeof bodies;
 
 /**
- * The full source of every script: prelude + body, the body run as a function
- * so that whatever it returns gets the common reply header first:
+ * Scripts that run when Redis is full without a retry: reads whose only writes
+ * are best effort (the event log's generation). Every other script is refused
+ * before it runs while Redis is at maxmemory (a function without flags is
+ * "deny-oom"), and a read is then sent again under pressure.
+ */
+const RUN_WHEN_FULL: ReadonlySet<ScriptName> = new Set<ScriptName>(["nextDue", "readEvents", "logPosition"]);
+
+/** The library: its source (for FUNCTION LOAD) and each script's function names. */
+export interface ScriptLibrary {
+  readonly source: string;
+  /** The function to FCALL for a script; `pressure`: the call's variant flagged allow-oom. */
+  readonly functionName: (name: ScriptName, pressure: boolean) => string;
+}
+
+/**
+ * Each body runs as a function whose reply gets the common header first:
  *
  *   { NOW, n, <n lazily expired records>, <the body's reply...> }
  *
- * NOW is the script's clock (when its writes and events happened); the records
+ * NOW is the call's clock (when its writes and events happened); the records
  * are the sessions load_session archived as expired on the way (LAZY in the
  * prelude), whichever operation met them. RedisStore.script strips the header.
+ * Each script is registered twice: as is (refused while Redis is full) and
+ * flagged allow-oom, for the call RedisStore sends again under pressure.
  */
-export function scriptSources(): Record<ScriptName, string> {
-  const out = {} as Record<ScriptName, string>;
-  for (const name of Object.keys(bodies) as ScriptName[]) {
-    out[name] = `${preludeLua}\n-- ${name}\nlocal reply = (function()\n${bodies[name]}\nend)()\n${REPLY_HEADER}`;
-  }
-  return out;
+export function scriptLibrary(): ScriptLibrary {
+  const names = Object.keys(bodies) as ScriptName[];
+  const code = [
+    preludeLua,
+    REPLY_HEADER,
+    ...names.map((name) => `-- ${name}\nlocal function body_${name}()\n${bodies[name]}\nend`),
+  ].join("\n");
+  const hash = createHash("sha1").update(code).digest("hex").slice(0, 12);
+  const fn = (name: ScriptName, pressure: boolean): string => `sd_${hash}_${name}${pressure ? "_p" : ""}`;
+  const register = (name: ScriptName, pressure: boolean): string => {
+    const flags = pressure || RUN_WHEN_FULL.has(name) ? "'allow-oom'" : "";
+    return `redis.register_function{function_name = '${fn(name, pressure)}', flags = { ${flags} }, callback = function(_, args) begin(args) return with_header(body_${name}()) end}`;
+  };
+  const source = [`#!lua name=sessiond_${hash}`, code, ...names.flatMap((name) => [register(name, false), register(name, true)])].join("\n");
+  return { source, functionName: fn };
 }
 
 /** Strings in front of every reply: NOW and the count of lazily expired records. */
 export const REPLY_HEADER_WIDTH = 2;
 
-const REPLY_HEADER = String.raw`local head = { istr(NOW), istr(#LAZY / RECORD_WIDTH) }
-append(head, LAZY)
-return append(head, reply)`;
+const REPLY_HEADER = String.raw`local function with_header(reply)
+  local head = { istr(NOW), istr(#LAZY / RECORD_WIDTH) }
+  append(head, LAZY)
+  return append(head, reply)
+end`;

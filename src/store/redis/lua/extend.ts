@@ -26,12 +26,12 @@ if rec.rc and slack then
     return { 'claim', rec.r }
   end
 end
-index_remove(tp, sid, rec)
+local from = tonumber(rec.e)
 rec.e = istr(NOW + ttl)
-redis.call('HSET', k_rec(tp, sid), 'e', rec.e)
-bump_version(tp, sid, rec, false)
+rec.v = istr(tonumber(rec.v) + 1)
+redis.call('HSET', k_rec(tp, sid), 'e', rec.e, 'v', rec.v)
 set_session_expiry(tp, sid, rec)
-index_add(tp, T, sid, rec)
+index_move(tp, T, sid, rec, from)
 
 local out = encode_live(T, sid, rec)
 emit(T, 'extended', out, nil)

@@ -22,8 +22,8 @@ export const indexesLua = String.raw`
 -- At most zset-max-listpack-entries (128 by default) so buckets stay listpacks;
 -- below it so a bucket that takes one more member before it splits still is one.
 local BUCKET_MAX = 120
-local H = '[0-9a-f]'
-local UUID_PATTERN = '^' .. string.rep(H, 8) .. '%-' .. string.rep(H, 4) .. '%-' .. string.rep(H, 4) .. '%-' .. string.rep(H, 4) .. '%-' .. string.rep(H, 12) .. '$'
+-- A lowercase UUID (8-4-4-4-12 hex digits); written out: a library's load may not call string functions.
+local UUID_PATTERN = '^[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]$'
 
 -- Four bytes of a 32-bit number, most significant first.
 local function bytes4(n)
@@ -104,28 +104,39 @@ local function bucket_split(ix, lb, key, n, appended)
   expire_at_least(ix.dir, tonumber(moved[#moved]) + GRACE)
 end
 
-local function bidx_add(ix, m, e)
-  local lb = bucket_of(ix, e)
+-- Adds member m with score e; lb: the lower bound of e's bucket when known.
+local function bidx_add(ix, m, e, lb)
+  lb = lb or bucket_of(ix, e)
   local new_dir = false
   if not lb then
     lb = '0'
     new_dir = redis.call('ZADD', ix.dir, 0, lb) == 1
   end
   local key = ix.bucket(lb)
-  redis.call('ZADD', key, istr(e), m)
+  local added = redis.call('ZADD', key, istr(e), m) == 1
   -- The directory lives as long as its longest-lived bucket: it follows when a bucket's expiry moves.
   if expire_at_least(key, e + GRACE) or new_dir then expire_at_least(ix.dir, e + GRACE) end
+  if not added then return end
   local n = redis.call('ZCARD', key)
   if n > BUCKET_MAX then
     bucket_split(ix, lb, key, n, redis.call('ZREVRANK', key, m) == 0)
   end
 end
 
-local function bidx_remove(ix, m, e)
-  local lb = bucket_of(ix, e)
+-- Takes member m (score e) out of its bucket; lb: its bucket's lower bound when known.
+local function bidx_remove(ix, m, e, lb)
+  lb = lb or bucket_of(ix, e)
   if not lb then return end
   local key = ix.bucket(lb)
   if redis.call('ZREM', key, m) == 1 and redis.call('EXISTS', key) == 0 then redis.call('ZREM', ix.dir, lb) end
+end
+
+-- Gives member m the score e (it had 'from'): in place when both scores fall
+-- in one bucket (no split, no emptied bucket), else out of one and into the other.
+local function bidx_move(ix, m, from, e)
+  local lb, to = bucket_of(ix, from), bucket_of(ix, e)
+  if lb and lb ~= to then bidx_remove(ix, m, from, lb) end
+  bidx_add(ix, m, e, to)
 end
 
 -- Up to 'need' members {sid, score} of one sorted set with score > NOW and
@@ -218,10 +229,11 @@ local function bidx_after(ix, after_e, after_m, need, out, keep)
   return out
 end
 
--- Whether an earlier-layout index key exists, asked once per key and run
+-- Whether an earlier-layout index key exists, asked once per key and call
 -- (nothing adds to those keys; expire_due ends many sessions of one data
 -- source and tenant).
-local LEGACY = {}
+local LEGACY
+local function forget_legacy() LEGACY = {} end
 local function legacy_exists(key)
   local there = LEGACY[key]
   if there == nil then
@@ -233,6 +245,23 @@ end
 
 local function legacy_zrem(key, sid)
   if legacy_exists(key) then redis.call('ZREM', key, sid) end
+end
+
+-- Whether any of the tenant's earlier-layout keys for this user and data
+-- source exists: one EXISTS for the three (all in the partition's slot), so a
+-- deployment without them pays one call per removal; a miss is remembered for
+-- each key.
+local function legacy_any(tp, uid, ds)
+  local ku, ks, ka = uid and k_user(tp, uid), k_src(tp, ds), k_all(tp)
+  if LEGACY[ks] == false and LEGACY[ka] == false and (not ku or LEGACY[ku] == false) then return false end
+  if ku then
+    if redis.call('EXISTS', ku, ks, ka) > 0 then return true end
+    LEGACY[ku] = false
+  elseif redis.call('EXISTS', ks, ka) > 0 then
+    return true
+  end
+  LEGACY[ks], LEGACY[ka] = false, false
+  return false
 end
 
 -- Merges two lists of {sid, score} in (score, sid) order, the first 'need'.
@@ -349,18 +378,36 @@ local function index_remove_source(tp, sid, ds, e)
   bidx_remove(src_index(tp, ds), sid_member(sid), e)
 end
 
+-- Takes the session out of its earlier-layout indexes (user, data source, tenant).
+local function legacy_remove(tp, sid, uid, ds)
+  if not legacy_any(tp, uid, ds) then return end
+  if uid then legacy_zrem(k_user(tp, uid), sid) end
+  legacy_zrem(k_src(tp, ds), sid)
+  legacy_zrem(k_all(tp), sid)
+end
+
 -- Takes the session out of every index it is in with expire time 'e' (rec.e
 -- unless the index score is known to differ). The due-queue member is left in
 -- place; expire_due corrects it lazily.
 local function index_remove(tp, sid, rec, e)
   e = e or tonumber(rec.e)
   local m = sid_member(sid)
-  if rec.u then
-    redis.call('ZREM', k_user(tp, rec.u), sid)
-    redis.call('ZREM', k_user_idx(tp, rec.u), m)
-  end
-  index_remove_source(tp, sid, rec.d, e)
-  legacy_zrem(k_all(tp), sid)
+  if rec.u then redis.call('ZREM', k_user_idx(tp, rec.u), m) end
+  legacy_remove(tp, sid, rec.u, rec.d)
+  bidx_remove(src_index(tp, rec.d), m, e)
   bidx_remove(all_index(tp), m, e)
+end
+
+-- Moves the session, indexed with expire time 'from', to its new expire time
+-- rec.e in every index (extend): scores change in place where they can.
+local function index_move(tp, T, sid, rec, from)
+  local e = tonumber(rec.e)
+  local m = sid_member(sid)
+  legacy_remove(tp, sid, rec.u, rec.d)
+  redis.call('ZADD', k_user_idx(tp, rec.u), istr(e), m)
+  expire_at_least(k_user_idx(tp, rec.u), e + GRACE)
+  bidx_move(src_index(tp, rec.d), m, from, e)
+  redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, rec.d))
+  bidx_move(all_index(tp), m, from, e)
 end
 `;

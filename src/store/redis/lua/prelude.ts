@@ -3,8 +3,8 @@ import { KEY_LAYOUT_LUA } from "../keys.js";
 import { indexesLua } from "./indexes.js";
 
 export const preludeLua = String.raw`
--- Shared prelude, concatenated in front of every script at load time so each
--- behaviour (key names, expiry, counters, index moves, archiving) is written once.
+-- Shared prelude of the function library (scripts.ts), so each behaviour (key
+-- names, expiry, counters, index moves, archiving) is written once.
 --
 -- ARGV header common to every script:
 --   ARGV[1] key prefix P (e.g. "sd:")
@@ -32,38 +32,24 @@ export const preludeLua = String.raw`
 -- cannot be known before the script runs. They all carry the partition's hash
 -- tag (keys.ts), so they share the slot of KEYS[1].
 
-local P = ARGV[1]
-local GRACE = tonumber(ARGV[3])
-local RETENTION = tonumber(ARGV[4])
-local MAX_DATA_KEYS = tonumber(ARGV[5])
-local EV_MAXLEN = ARGV[6]
-local EV_MAXAGE = tonumber(ARGV[7])
-local GUARD_LEVEL = ARGV[9]
-local PRESSURE = ARGV[10] == '1'
-local PART = tonumber(ARGV[12])
-local PARTS = tonumber(ARGV[13])
+-- The library (scripts.ts) is loaded once; the state of one call lives in
+-- the locals below, which begin() sets from the call's arguments before each
+-- call runs (Redis runs one call at a time).
+local ARGV
+local P, GRACE, RETENTION, MAX_DATA_KEYS, EV_MAXLEN, EV_MAXAGE, GUARD_LEVEL, PRESSURE, PART, PARTS
 local OP = 14
 local RECORD_WIDTH = 15
 
 -- The guard's user and its aliases (stored forms under earlier keys): GUARD_NAMES[u] is true for each.
-local GUARD_USER = ''
-local GUARD_NAMES = {}
-for name in string.gmatch(ARGV[8], '[^\n]+') do
-  if GUARD_USER == '' then GUARD_USER = name end
-  GUARD_NAMES[name] = true
-end
+local GUARD_USER, GUARD_NAMES
 
 -- Integer to decimal string without Lua's "%.14g" exponent formatting.
 local function istr(n)
   return string.format('%d', n)
 end
 
--- The store's clock: Redis TIME, read once so every step of a script agrees.
+-- The store's clock: Redis TIME, read once per call so every step of it agrees.
 local NOW
-do
-  local t = redis.call('TIME')
-  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 
 -- Key names (keys.ts).
 ${KEY_LAYOUT_LUA}
@@ -78,15 +64,18 @@ ${KEY_LAYOUT_LUA}
 -- migrating node, where Redis refuses each key already moved, not on the
 -- importing one, where a key not yet moved would read as missing.
 local function refuse_moving_slot() redis.call('EXISTS', K_NEVER_1, K_NEVER_2) end
-local SLOT_MOVING = Q ~= '' and type(redis.pcall('EXISTS', K_NEVER_1, K_NEVER_2)) == 'table'
-if SLOT_MOVING and type(redis.pcall('EXISTS', K_NEVER_1)) ~= 'table' then refuse_moving_slot() end
+local SLOT_MOVING
+local function probe_slot()
+  SLOT_MOVING = Q ~= '' and type(redis.pcall('EXISTS', K_NEVER_1, K_NEVER_2)) == 'table'
+  if SLOT_MOVING and type(redis.pcall('EXISTS', K_NEVER_1)) ~= 'table' then refuse_moving_slot() end
+end
 local function before_writes()
   if SLOT_MOVING then refuse_moving_slot() end
 end
 -- Archives of sessions this run expired lazily (load_session), flattened
 -- records; scripts.ts returns them in the reply header so the process that
 -- expired them can audit them.
-local LAZY = {}
+local LAZY
 
 -- The generation (a decimal string), made when missing: NOW - 1 for a new log,
 -- so every event of it is later; '0' for a log written before generations
@@ -133,14 +122,12 @@ local function load_record(tp, sid)
 end
 
 -- Sets the key's expiry to 'at' unless it already lives longer (index keys
--- outlive their longest member by the grace, and never live forever).
+-- outlive their longest member by the grace, and never live forever). GT
+-- treats a key without expiry as living forever, so NX covers that case (a
+-- key just made); the common case (a later expiry) is one call.
 local function expire_at_least(key, at)
-  local cur = redis.call('PEXPIRETIME', key)
-  if cur == -1 or (cur >= 0 and cur < at) then
-    redis.call('PEXPIREAT', key, istr(at))
-    return true
-  end
-  return false
+  local a = istr(at)
+  return redis.call('PEXPIREAT', key, a, 'GT') == 1 or redis.call('PEXPIREAT', key, a, 'NX') == 1
 end
 
 -- Monotonic counter.
@@ -191,8 +178,8 @@ end
 
 -- The session indexes (lua/indexes.ts).
 ${indexesLua}
--- Sealed data-source names read in this run, by tenant and data source.
-local SOURCE_NAMES = {}
+-- Sealed data-source names read in this call, by tenant and data source.
+local SOURCE_NAMES
 
 -- The sealed name of record h's data source: the record's own (records of
 -- earlier versions carry one) or the one the counters keep while the source
@@ -200,6 +187,8 @@ local SOURCE_NAMES = {}
 -- which saves about 60 B per session.
 local function sealed_source(T, h)
   if h.D then return h.D end
+  -- Without a sealed user the record was written with encryption off: it has no sealed names.
+  if not h.U then return '' end
   local k = T .. '\n' .. h.d
   local v = SOURCE_NAMES[k]
   if v == nil then
@@ -387,8 +376,37 @@ end
 -- Records the access time, best effort: when Redis refuses the write (out of
 -- memory) the read goes on with the previous access time.
 local function touch(tp, sid, rec)
+  -- Under PRESSURE the call runs flagged allow-oom (scripts.ts): it writes nothing it can do without.
+  if PRESSURE then return end
   local done = redis.pcall('HSET', k_rec(tp, sid), 'a', istr(NOW))
   if type(done) ~= 'table' or not done.err then rec.a = istr(NOW) end
 end
 
+
+-- Sets the state of one call from its arguments (see the ARGV header above);
+-- a moving slot refuses here, before the call's body runs.
+local function begin(args)
+  ARGV = args
+  P = ARGV[1]
+  GRACE = tonumber(ARGV[3])
+  RETENTION = tonumber(ARGV[4])
+  MAX_DATA_KEYS = tonumber(ARGV[5])
+  EV_MAXLEN = ARGV[6]
+  EV_MAXAGE = tonumber(ARGV[7])
+  GUARD_LEVEL = ARGV[9]
+  PRESSURE = ARGV[10] == '1'
+  PART = tonumber(ARGV[12])
+  PARTS = tonumber(ARGV[13])
+  GUARD_USER, GUARD_NAMES = '', {}
+  for name in string.gmatch(ARGV[8], '[^\n]+') do
+    if GUARD_USER == '' then GUARD_USER = name end
+    GUARD_NAMES[name] = true
+  end
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  key_names()
+  probe_slot()
+  LAZY, GEN, SOURCE_NAMES = {}, nil, {}
+  forget_legacy()
+end
 `;

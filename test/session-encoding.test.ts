@@ -1,0 +1,163 @@
+/**
+ * The hand-written encoder of the session responses (src/api/session-encoding.ts)
+ * writes exactly the bytes protobuf-es's toBinary writes, for sessions and
+ * metadata of every shape (nested, lists, every JSON kind, long and non-ASCII
+ * strings, awkward keys), and hands messages it does not know to toBinary.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { create, fromBinary, toBinary, type DescMessage, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import {
+  AccessLevel,
+  CloseSessionResponseSchema,
+  CreateSessionResponseSchema,
+  ExtendSessionResponseSchema,
+  GetSessionResponseSchema,
+  SessionSchema,
+  SessionStatus,
+  UpdateSessionResponseSchema,
+} from "../gen/session/v1/session_pb.js";
+import { sessionToProto } from "../src/api/convert.js";
+import { sessionResponseEncoders } from "../src/api/session-encoding.js";
+
+const SCHEMAS = [GetSessionResponseSchema, CreateSessionResponseSchema, UpdateSessionResponseSchema, ExtendSessionResponseSchema, CloseSessionResponseSchema];
+const encoders = sessionResponseEncoders();
+
+/** A deterministic generator, so a failure names its seed. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const PIECES = ["", "a", "web", "203.0.113.7", "grüße", "日本語", "✓", "😀", "\u0000", "x".repeat(200), "é".repeat(70), "\ud800", "%,:"];
+const KEYS = ["app", "ip", "", "__proto__", "1", "10", "constructor", "ключ", "k".repeat(130)];
+
+function text(next: () => number): string {
+  let out = "";
+  const parts = Math.floor(next() * 4);
+  for (let i = 0; i < parts; i++) out += PIECES[Math.floor(next() * PIECES.length)];
+  return out;
+}
+
+function jsonValue(next: () => number, depth: number): JsonValue {
+  const kind = Math.floor(next() * (depth > 3 ? 4 : 6));
+  switch (kind) {
+    case 0:
+      return [0, -0, 1, -1, 100, 0.5, -123.456, 2 ** 53, 1e308, -1e-308, 2 ** 31][Math.floor(next() * 11)] as number;
+    case 1:
+      return text(next);
+    case 2:
+      return next() < 0.5;
+    case 3:
+      return null;
+    case 4:
+      return Array.from({ length: Math.floor(next() * 4) }, () => jsonValue(next, depth + 1));
+    default:
+      return jsonObject(next, depth + 1);
+  }
+}
+
+function jsonObject(next: () => number, depth: number): JsonObject {
+  const object: JsonObject = {};
+  const size = Math.floor(next() * 5);
+  for (let i = 0; i < size; i++) {
+    const key = next() < 0.7 ? (KEYS[Math.floor(next() * KEYS.length)] as string) : text(next);
+    Object.defineProperty(object, key, { value: jsonValue(next, depth), enumerable: true, configurable: true, writable: true });
+  }
+  return object;
+}
+
+function session(next: () => number): ReturnType<typeof sessionToProto> {
+  const ms = [0, 1, 999, 1_700_000_000_123, -1, -86_400_001, 253_402_300_799_999][Math.floor(next() * 7)] as number;
+  const proto = create(SessionSchema, {
+    sessionId: next() < 0.1 ? "" : "0f8fad5b-d9cb-469f-a165-70867728950e",
+    userId: text(next),
+    dataSource: text(next),
+    accessLevel: [AccessLevel.UNSPECIFIED, AccessLevel.READ, AccessLevel.WRITE, AccessLevel.ADMIN][Math.floor(next() * 4)] as AccessLevel,
+    status: [SessionStatus.UNSPECIFIED, SessionStatus.ACTIVE, SessionStatus.EXPIRED, SessionStatus.CLOSED][Math.floor(next() * 4)] as SessionStatus,
+    createTime: timestampFromMs(ms),
+    expireTime: next() < 0.1 ? undefined : timestampFromMs(ms + 3_600_000),
+    lastAccessTime: timestampFromMs(Math.abs(ms)),
+    endTime: next() < 0.5 ? undefined : create(TimestampSchema, { seconds: BigInt(Math.floor(next() * 1e6)) - 500_000n, nanos: Math.floor(next() * 2e9) - 1e9 }),
+    ...(next() < 0.1 ? {} : { metadata: jsonObject(next, 0) }),
+    version: [0n, 1n, 127n, 128n, 2n ** 53n, 2n ** 63n - 1n, 2n ** 64n - 1n][Math.floor(next() * 7)] as bigint,
+  });
+  return proto;
+}
+
+function assertSame(schema: DescMessage, message: Parameters<typeof toBinary>[1], label: string): void {
+  const encoder = encoders.get(schema);
+  assert.ok(encoder !== undefined, `an encoder for ${schema.typeName}`);
+  const expected = toBinary(schema, message);
+  const actual = encoder(message);
+  assert.deepEqual(Buffer.from(actual).toString("hex"), Buffer.from(expected).toString("hex"), label);
+}
+
+test("the session responses encode to toBinary's bytes, for sessions and metadata of every shape", () => {
+  for (let seed = 1; seed <= 3000; seed++) {
+    const next = random(seed);
+    const schema = SCHEMAS[seed % SCHEMAS.length] as (typeof SCHEMAS)[number];
+    const message = create(schema, next() < 0.05 ? {} : { session: session(next) });
+    // CreateSessionResponse's `created` and any other flag beside the session.
+    const flags = message as unknown as Record<string, unknown>;
+    for (const field of schema.fields) if (field.fieldKind === "scalar") flags[field.localName] = next() < 0.5;
+    assertSame(schema, message, `seed ${seed}`);
+  }
+});
+
+test("metadata long enough to need multi-byte lengths at every level encodes as toBinary does", () => {
+  const long = "v".repeat(20_000);
+  const metadata: JsonObject = { a: long, nested: { list: [long, { deeper: "x".repeat(300) }, Array.from({ length: 400 }, (_, i) => i)] } };
+  const message = create(GetSessionResponseSchema, { session: create(SessionSchema, { sessionId: "s", metadata, version: 1n }) });
+  assertSame(GetSessionResponseSchema, message, "long metadata");
+  // And the buffer it grew for that is not reused wrongly for a small one afterwards.
+  const small = create(GetSessionResponseSchema, { session: create(SessionSchema, { sessionId: "t", metadata: { a: 1 } }) });
+  assertSame(GetSessionResponseSchema, small, "small after long");
+});
+
+test("every session response has its encoder (a response of another shape would be left to toBinary)", () => {
+  assert.deepEqual(
+    SCHEMAS.filter((schema) => !encoders.has(schema)).map((schema) => schema.typeName),
+    [],
+  );
+});
+
+test("a session from the domain view encodes as toBinary does and decodes back", () => {
+  const view = {
+    sessionId: "0f8fad5b-d9cb-469f-a165-70867728950e",
+    userId: "u-1",
+    tenant: "",
+    dataSource: "warehouse-a",
+    accessLevel: "write" as const,
+    status: "active" as const,
+    createTime: 1_700_000_000_123,
+    expireTime: 1_700_003_600_123,
+    lastAccessTime: 1_700_000_100_000,
+    endTime: 0,
+    metadata: { app: "web", ip: "203.0.113.7", n: 100 },
+    version: 7,
+  };
+  const message = create(GetSessionResponseSchema, { session: sessionToProto(view) });
+  assertSame(GetSessionResponseSchema, message, "view");
+  const decoded = fromBinary(GetSessionResponseSchema, encoders.get(GetSessionResponseSchema)!(message));
+  assert.deepEqual(decoded.session?.metadata, view.metadata);
+  assert.equal(decoded.session?.version, 7n);
+});
+
+test("messages outside the plain shape go to toBinary: unknown fields, values that are not JSON", () => {
+  const withUnknown = create(GetSessionResponseSchema, { session: create(SessionSchema, { sessionId: "s" }) });
+  withUnknown.$unknown = [{ no: 99, wireType: 0, data: new Uint8Array([1]) }];
+  assertSame(GetSessionResponseSchema, withUnknown, "unknown fields on the response");
+  const sessionUnknown = create(SessionSchema, { sessionId: "s" });
+  sessionUnknown.$unknown = [{ no: 77, wireType: 2, data: new Uint8Array([1, 65]) }];
+  assertSame(GetSessionResponseSchema, create(GetSessionResponseSchema, { session: sessionUnknown }), "unknown fields on the session");
+  const notJson = create(GetSessionResponseSchema, { session: create(SessionSchema, { sessionId: "s", metadata: { a: undefined } as unknown as JsonObject }) });
+  assertSame(GetSessionResponseSchema, notJson, "undefined in metadata");
+});
