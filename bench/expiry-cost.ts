@@ -12,7 +12,7 @@
  * records arrival − expire_time (lag), the event's log time − expire_time
  * (the scheduler's share) and arrival − log time (the tail and delivery).
  * Per probe: the service's CPU (/proc), the primaries' CPU (INFO cpu), the
- * scripts (EVALSHA and EVAL calls) and all commands they ran (INFO
+ * scripts (FCALL, EVALSHA and EVAL calls) and all commands they ran (INFO
  * commandstats), which do not depend on the machine's load as the lag does.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -153,7 +153,7 @@ console.log(`lag  ${st(lags)}  (${lags.length}/${created})`);
 console.log(`sched ${st(sched)}`);
 console.log(`deliv ${st(deliv)}`);
 const tot = (m: Map<string, number>): number => [...m].filter(([k]) => k.endsWith(".calls")).reduce((a, [, v]) => a + v, 0);
-const scripts = (m: Map<string, number>): number => (m.get("evalsha.calls") ?? 0) + (m.get("eval.calls") ?? 0);
+const scripts = (m: Map<string, number>): number => (m.get("fcall.calls") ?? 0) + (m.get("evalsha.calls") ?? 0) + (m.get("eval.calls") ?? 0);
 console.log(`per probe: service CPU ${((after.get("svc")! - before.get("svc")!) / created).toFixed(3)} ms, redis CPU ${((after.get("cpu")! - before.get("cpu")!) / created).toFixed(3)} ms, scripts ${((scripts(after) - scripts(before)) / created).toFixed(2)}, commands ${((tot(after) - tot(before)) / created).toFixed(1)}`);
 const rows = [...after].filter(([k]) => k.endsWith(".calls")).map(([k, v]) => [k.slice(0, -6), v - (before.get(k) ?? 0), (after.get(k.replace(".calls", ".usec")) ?? 0) - (before.get(k.replace(".calls", ".usec")) ?? 0)] as const).filter(([, c]) => c > 0).sort((a, b) => b[2] - a[2]);
 for (const [k, c, us] of rows.slice(0, 12)) console.log(`  ${k}: ${(c / elapsed).toFixed(0)}/s, ${(us / elapsed / 1000).toFixed(1)} ms CPU/s, ${(us / c).toFixed(0)} us/call`);

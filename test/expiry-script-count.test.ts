@@ -26,12 +26,12 @@ import { useRedisCluster } from "./support/redis-cluster.js";
 const LIMITS = { maxDataKeys: 16, archiveRetentionMs: 60_000, expiryGraceMs: 60_000 };
 const PARTITIONS = 16;
 
-/** EVALSHA and EVAL calls so far, summed over `clients`. */
+/** Scripts run so far (FCALL, EVALSHA and EVAL calls), summed over `clients`. */
 async function scriptCalls(clients: readonly Redis[]): Promise<number> {
   let total = 0;
   for (const client of clients) {
     const stats = await client.info("commandstats");
-    for (const name of ["evalsha", "eval"]) total += Number(new RegExp(`^cmdstat_${name}:calls=(\\d+)`, "m").exec(stats)?.[1] ?? 0);
+    for (const name of ["fcall", "evalsha", "eval"]) total += Number(new RegExp(`^cmdstat_${name}:calls=(\\d+)`, "m").exec(stats)?.[1] ?? 0);
   }
   return total;
 }
