@@ -1,14 +1,13 @@
 /**
- * With several partitions, the head of each partition's due queue as last
- * read, so that the expiry scheduler's frequent looks (nextDue, expireDue)
- * cost a round trip to the partitions that may have changed instead of one
- * to every partition. A head is read again when it is older than
- * REFRESH_MS, or after this process wrote to or expired in that partition
- * (invalidate); one that says due by now is not read first: expireDue on
- * that partition is the read (the script finds what is due, or corrects the
- * head), which saves a round trip per expiry. Other processes' writes lower a head as soon as
- * the event log shows them (lower); REFRESH_MS bounds what a missed or late
- * event can cost.
+ * The head of each partition's due queue as last read, so that the expiry
+ * scheduler's frequent looks (nextDue, expireDue) cost a round trip only to
+ * the partitions that may have changed instead of one to every partition
+ * on every look. A head is read again when it is older than REFRESH_MS; an
+ * expireDue sets it from the script's reply
+ * (the queue's head once it ran), and this process's creates, extends and
+ * updates lower it to the session's expire time, as other processes' writes
+ * do as soon as the event log shows them (lower). REFRESH_MS bounds what a
+ * missed or late event can cost.
  */
 import type { DueInfo } from "../store.js";
 
@@ -43,10 +42,6 @@ export class DueHeads {
     this.heads[partition] = { dueAt, now, readAt: localNow };
   }
 
-  invalidate(partition: number): void {
-    this.heads[partition] = undefined;
-  }
-
   /** A session of the partition is due at `dueAt`: the head is at most that (a head not read yet is read anyway). */
   lower(partition: number, dueAt: number): void {
     const head = this.heads[partition];
@@ -65,13 +60,12 @@ export class DueHeads {
     return best ?? { dueAt: undefined, now: Date.now() };
   }
 
-  /** Partitions with something due by now; undefined unless every head is known and fresh. */
-  due(localNow: number): number[] | undefined {
+  /** Partitions with something due by now, or whose head is unknown or older than REFRESH_MS (not known to have nothing due). */
+  due(localNow: number): number[] {
     const out: number[] = [];
     for (let p = 0; p < this.heads.length; p++) {
       const head = this.heads[p];
-      if (head === undefined || localNow - head.readAt >= DUE_HEAD_REFRESH_MS) return undefined;
-      if (head.dueAt !== undefined && head.dueAt <= head.now + (localNow - head.readAt)) out.push(p);
+      if (head === undefined || localNow - head.readAt >= DUE_HEAD_REFRESH_MS || (head.dueAt !== undefined && head.dueAt <= head.now + (localNow - head.readAt))) out.push(p);
     }
     return out;
   }

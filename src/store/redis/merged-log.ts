@@ -32,6 +32,8 @@ export interface PartitionRead {
   readonly asked: number;
   readonly lastAssigned: string;
   readonly now: number;
+  /** The id the partition's log starts at ("<generation>-0"): lastAssigned when the log holds no entry. */
+  readonly start?: string;
 }
 
 /** A read the merge needs: partition, the id to read after, how many entries. */
@@ -75,6 +77,10 @@ interface Partition {
   /** The last read was cut by its count: entries after `readTo` exist. */
   full: boolean;
   lastAssigned: string;
+  /** The last read found the log without entries. */
+  empty: boolean;
+  /** The last read returned entries: the log is likely to have moved again by the next. */
+  found: boolean;
   count: number;
 }
 
@@ -90,7 +96,7 @@ export class MergedLogReader {
     readonly limit: number,
   ) {
     this.base = Math.min(limit, Math.max(MIN_COUNT, Math.ceil((2 * limit) / partitions)));
-    this.parts = Array.from({ length: partitions }, () => ({ items: [], head: 0, bound: undefined, readTo: "0-0", full: false, lastAssigned: "0-0", count: this.base }));
+    this.parts = Array.from({ length: partitions }, () => ({ items: [], head: 0, bound: undefined, readTo: "0-0", full: false, lastAssigned: "0-0", empty: false, found: false, count: this.base }));
   }
 
   /** Forgets every buffer unless the reader continues from `after`, where its last page ended. */
@@ -103,7 +109,7 @@ export class MergedLogReader {
   reset(after?: string): void {
     this.position = after;
     for (const part of this.parts) {
-      Object.assign(part, { items: [], head: 0, bound: undefined, readTo: after ?? "0-0", full: false, count: this.base });
+      Object.assign(part, { items: [], head: 0, bound: undefined, readTo: after ?? "0-0", full: false, empty: false, found: false, count: this.base });
     }
   }
 
@@ -137,6 +143,32 @@ export class MergedLogReader {
     return out;
   }
 
+  /**
+   * For a request of a partition whose last read reached its log's end and
+   * found nothing new (one that did is read at once, as it is likely to have
+   * moved again, instead of being checked first): the
+   * id that was then the log's last. While the log's last entry is still that
+   * id, the partition has nothing to read, and its clock alone moves its
+   * bound (addClock), which a plain TIME answers without running the read
+   * script ("": the log had no entry and must still have none). undefined:
+   * the partition must be read.
+   */
+  quietSince(request: PartitionRequest): string | undefined {
+    const part = this.parts[request.partition] as Partition;
+    if (part.bound === undefined || part.full || part.found || compareEventIds(request.after, part.lastAssigned) < 0) return undefined;
+    return part.empty ? "" : part.lastAssigned;
+  }
+
+  /**
+   * A partition found quiet (quietSince): its log's last entry was still the
+   * one named then, at a moment after its clock read `now`; every later entry
+   * of it comes after "<now - 1>-*".
+   */
+  addClock(request: PartitionRequest, now: number): void {
+    const part = this.parts[request.partition] as Partition;
+    part.bound = maxId(part.bound ?? request.after, maxId(part.lastAssigned, `${Math.max(0, now - 1)}-${SEQ_MAX}`));
+  }
+
   /** Adds one partition's read, made for `request`. */
   add(request: PartitionRequest, read: PartitionRead): void {
     const part = this.parts[request.partition] as Partition;
@@ -154,6 +186,8 @@ export class MergedLogReader {
     part.full = full;
     part.readTo = batch.lastId ?? request.after;
     part.lastAssigned = read.lastAssigned;
+    part.empty = read.start !== undefined && read.lastAssigned === read.start;
+    part.found = batch.size > 0;
     const clock = `${Math.max(0, read.now - 1)}-${SEQ_MAX}`;
     part.bound = full ? (batch.lastId as string) : maxId(read.lastAssigned, clock);
   }

@@ -14,7 +14,7 @@
  * reconnecting in the background, so the store recovers by itself.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { Cluster, type Redis } from "ioredis";
+import { Cluster, type ChainableCommander, type Redis } from "ioredis";
 import type { Logger } from "pino";
 import { isSessionError, SessionError } from "../../domain/errors.js";
 import type { SessionRecord } from "../../domain/model.js";
@@ -51,7 +51,7 @@ import { withinDeadline } from "../../observability/loop-aware-deadline.js";
 import { waitClock, waitedSince } from "../../observability/loop-idle.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, isSlotInMotion, STORE_FULL_MESSAGE } from "./call-outcome.js";
-import { encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
+import { dueKey, encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
 import { redisPartitionSecretCopies } from "./partition-secret-copies.js";
 import type { PartitionSecretCopies } from "../partition-secret.js";
 import { DueHeads } from "./due-heads.js";
@@ -254,6 +254,8 @@ export class RedisStore implements SessionStore {
           create: run,
         });
     const session = decodeRecord(reply, 2);
+    // The create can have added the earliest member of its partition's due queue (at most the session's expire time).
+    this.dueHeads.lower(partition, session.expireTime);
     // Records closed to make room for this one follow the new record.
     const evicted = decodeRecords(reply, 2 + RECORD_WIDTH);
     return evicted.length === 0 ? { created: reply[1] === "1", session } : { created: reply[1] === "1", session, evicted };
@@ -349,7 +351,7 @@ export class RedisStore implements SessionStore {
       ],
       guard,
     );
-    return decodeRecord(reply, 1);
+    return this.lowerDueHead(partition, decodeRecord(reply, 1));
   }
 
   /**
@@ -367,7 +369,13 @@ export class RedisStore implements SessionStore {
       const [, end] = await this.script("claim", this.partitions.ofRequestId(tenant, requestId), tenant, ["touch", sessionId, life, requestId]);
       reply = await this.script("extend", partition, tenant, [sessionId, ttlMs, slack, end as string], guard);
     }
-    return decodeRecord(reply, 1);
+    return this.lowerDueHead(partition, decodeRecord(reply, 1));
+  }
+
+  /** An update or extend can have added a due-queue member of the session (at most its expire time): the cached head is at most that. */
+  private lowerDueHead(partition: number, session: SessionRecord): SessionRecord {
+    this.dueHeads.lower(partition, session.expireTime);
+    return session;
   }
 
   /**
@@ -525,16 +533,17 @@ export class RedisStore implements SessionStore {
     const count = this.partitions.count;
     const first = this.nextExpiryPartition;
     this.nextExpiryPartition = (first + 1) % count;
-    // The partitions known to have something due (nextDue just read every head), else every one.
-    const known = count === 1 ? undefined : this.dueHeads.due(Date.now());
-    const order = (known ?? this.allPartitions()).map((_, i, all) => all[(first + i) % all.length] as number);
+    // With several partitions, those not known to have nothing due (nextDue has just read the heads): the limit is theirs.
+    const known = count === 1 ? [0] : this.dueHeads.due(Date.now());
+    const order = known.map((_, i, all) => all[(first + i) % all.length] as number);
     if (order.length === 0) return [];
     const share = (i: number): number => Math.floor(limit / order.length) + (i < limit % order.length ? 1 : 0);
     const out: SessionRecord[] = [];
     const expire = async (partition: number, n: number): Promise<SessionRecord[]> => {
       const { reply, now: expiredAt } = await this.runScript("expireDue", partition, "", [n]);
-      this.dueHeads.invalidate(partition);
-      const records = decodeRecords(reply, 1);
+      // The script's reply says the queue's head after it ran: the next look needs no read of this partition.
+      this.dueHeads.set(partition, reply[1] === "" || reply[1] === undefined ? undefined : Number(reply[1]), expiredAt, Date.now());
+      const records = decodeRecords(reply, 2);
       this.expiryListeners.notify(records.map((record) => ({ record, expiredAt })));
       return records;
     };
@@ -551,22 +560,53 @@ export class RedisStore implements SessionStore {
     return out;
   }
 
-  /** With several partitions: the earliest head, reading again only the heads that may have changed (due-heads.ts). */
+  /**
+   * The earliest due-queue head, reading again only the heads that may have
+   * changed (due-heads.ts): TIME and the queue's lowest member in one
+   * pipeline per partition, or the next_due script where that fails.
+   */
   async nextDue(): Promise<DueInfo> {
-    const read = async (p: number): Promise<DueInfo> => {
+    const read = async (p: number): Promise<void> => {
+      const head = await this.readDueHead(p);
+      if (head !== undefined) {
+        this.dueHeads.set(p, head.dueAt, head.now, Date.now());
+        return;
+      }
       const reply = await this.script("nextDue", p, "", []);
-      const info = { dueAt: reply[1] === "" || reply[1] === undefined ? undefined : Number(reply[1]), now: Number(reply[2]) };
-      this.dueHeads.set(p, info.dueAt, info.now, Date.now());
-      return info;
+      this.dueHeads.set(p, reply[1] === "" || reply[1] === undefined ? undefined : Number(reply[1]), Number(reply[2]), Date.now());
     };
-    if (this.partitions.count === 1) return read(0);
     await Promise.all(this.dueHeads.stale(Date.now()).map(read));
     return this.dueHeads.earliest(Date.now());
   }
 
-  /** With several partitions: lowers the cached head of the session's partition (due-heads.ts); one partition reads its head on every look. */
+  /** TIME and the lowest score of the partition's due queue, in one pipeline (plain commands); undefined on any failure. */
+  private async readDueHead(partition: number): Promise<DueInfo | undefined> {
+    const key = dueKey(this.prefix, this.partitions.tags[partition]);
+    const read = await this.afterClock((pipeline) => pipeline.zrange(key, "0", "0", "WITHSCORES"));
+    if (read === undefined) return undefined;
+    const score = (read.reply as string[])[1];
+    return { dueAt: score === undefined ? undefined : Number(score), now: read.now };
+  }
+
+  /**
+   * Redis TIME, then one more command (`add`), in one pipeline: the command
+   * runs after the clock was read, on the node of its key. undefined on any
+   * failure (the caller falls back to a script).
+   */
+  private async afterClock(add: (pipeline: ChainableCommander) => ChainableCommander): Promise<{ now: number; reply: unknown } | undefined> {
+    try {
+      const [time, second] = (await this.connections.within(add(this.redis.pipeline().time()).exec())) ?? [];
+      if (time === undefined || second === undefined || time[0] !== null || second[0] !== null) return undefined;
+      const [seconds, micros] = time[1] as [string, string];
+      return { now: Number(seconds) * 1000 + Math.floor(Number(micros) / 1000), reply: second[1] };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Lowers the cached head of the session's partition (due-heads.ts). */
   noteDue(sessionId: string, expireTime: number): void {
-    if (this.partitions.count > 1) this.dueHeads.lower(this.partitions.ofSession(sessionId), expireTime);
+    this.dueHeads.lower(this.partitions.ofSession(sessionId), expireTime);
   }
 
   /** Applies them at once when Redis answers within the command timeout; otherwise when it does. */
@@ -629,7 +669,7 @@ export class RedisStore implements SessionStore {
   private async readMerged(reader: MergedLogReader, after: string, limit: number, checkHeld = false): Promise<MergedPage & { readonly lastIds: readonly string[] }> {
     const readOne = async (request: PartitionRequest): Promise<{ reply: string[]; read: PartitionRead }> => {
       const { reply, now } = await this.runScript("readEvents", request.partition, "", [request.after, request.count]);
-      return { reply, read: { entries: (reply as unknown[])[2], asked: request.count, lastAssigned: reply[1] ?? ZERO_EVENT_ID, now } };
+      return { reply, read: { entries: (reply as unknown[])[2], asked: request.count, lastAssigned: reply[1] ?? ZERO_EVENT_ID, now, start: `${String(reply[3])}-0` } };
     };
     if (this.partitions.count === 1) {
       const { reply, read } = await readOne({ partition: 0, after, count: limit });
@@ -640,17 +680,54 @@ export class RedisStore implements SessionStore {
     }
     reader.seek(after);
     const requests = reader.requests();
-    let reads: { reply: string[]; read: PartitionRead }[];
+    let reads: { request: PartitionRequest; reply: string[]; read: PartitionRead }[];
     try {
-      reads = await Promise.all(requests.map(readOne));
-      // A checked read starts a reader afresh, so it read every partition (in order).
+      // A checked read starts afresh and reads every partition, in order; otherwise a partition whose log has not moved needs its clock only.
+      const results = await Promise.all(requests.map((request) => (checkHeld ? this.readPartition(request, readOne) : this.readUnlessQuiet(reader, request, readOne))));
+      reads = results.filter((r) => r !== undefined);
       if (checkHeld) await this.checkMergedCursorHeld(after, reads, limit);
     } catch (error) {
       reader.reset();
       throw error;
     }
-    requests.forEach((request, i) => reader.add(request, (reads[i] as { read: PartitionRead }).read));
+    for (const { request, read } of reads) reader.add(request, read);
     return { ...reader.take(limit), lastIds: reader.lastIds() };
+  }
+
+  private async readPartition(
+    request: PartitionRequest,
+    readOne: (request: PartitionRequest) => Promise<{ reply: string[]; read: PartitionRead }>,
+  ): Promise<{ request: PartitionRequest; reply: string[]; read: PartitionRead }> {
+    return { request, ...(await readOne(request)) };
+  }
+
+  /**
+   * A partition that was at its log's end when last read and found nothing
+   * new then (MergedLogReader.quietSince): TIME, then the log's last entry,
+   * in one pipeline to the partition's node (two plain commands instead of
+   * the read script). A log whose last entry is unchanged gets its new clock
+   * as its bound (addClock; undefined is returned); a log that moved, or a
+   * pipeline that failed (e.g. a slot in motion), is read by the script.
+   */
+  private async readUnlessQuiet(
+    reader: MergedLogReader,
+    request: PartitionRequest,
+    readOne: (request: PartitionRequest) => Promise<{ reply: string[]; read: PartitionRead }>,
+  ): Promise<{ request: PartitionRequest; reply: string[]; read: PartitionRead } | undefined> {
+    const since = reader.quietSince(request);
+    const now = since === undefined ? undefined : await this.clockIfUnchanged(request.partition, since);
+    if (now === undefined) return this.readPartition(request, readOne);
+    reader.addClock(request, now);
+    return undefined;
+  }
+
+  /** The partition's clock (Redis TIME) read just before finding its log's last entry still `lastId` ("": still no entry); undefined otherwise or on any failure. */
+  private async clockIfUnchanged(partition: number, lastId: string): Promise<number | undefined> {
+    const key = eventLogKey(this.prefix, this.partitions.tags[partition]);
+    const read = await this.afterClock((pipeline) => pipeline.xrevrange(key, "+", "-", "COUNT", 1));
+    if (read === undefined) return undefined;
+    const entries = read.reply as [string, string[]][];
+    return (lastId === "" ? entries.length > 0 : entries[0]?.[0] !== lastId) ? undefined : read.now;
   }
 
   /**
@@ -906,7 +983,6 @@ export class RedisStore implements SessionStore {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
     }
     const now = Number(full[0]);
-    if (LOWERS_DUE.has(name)) this.dueHeads.invalidate(partition);
     const lazyCount = Number(full[1]);
     const bodyAt = REPLY_HEADER_WIDTH + lazyCount * RECORD_WIDTH;
     // Before the status check: an extend that met a due session archived it, then answered "ended".
@@ -970,9 +1046,6 @@ const TENANT_COUNT_CACHE_SIZE = 1000;
 
 /** The extend script's answer when the session's request-id claim must be renewed first (lua/extend.ts). */
 const CLAIM_NEEDED = "claim";
-
-/** Scripts that can add an earlier member to their partition's due queue. */
-const LOWERS_DUE: ReadonlySet<ScriptName> = new Set<ScriptName>(["create", "extend", "update"]);
 
 /** How long a script refused because its slot is moving waits before it is sent again. */
 const SLOT_RETRY_MS = 50;

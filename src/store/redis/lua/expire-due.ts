@@ -2,7 +2,9 @@
 export const expireDueLua = String.raw`
 -- expire_due: ARGV[OP..] = limit
 -- Archives as expired up to 'limit' sessions of any tenant whose expire time has
--- passed, in expire-time order, and returns {"ok", record, record...}.
+-- passed, in expire-time order, and returns {"ok", head, record, record...}:
+-- head is the due queue's lowest score afterwards ("" when empty), so the
+-- caller knows its next wake-up without another look.
 --
 -- The due queue holds one member "<T>\n<dataSource>" per data-source index whose
 -- score is a lower bound of that index's earliest expire time. Taking the lowest
@@ -12,7 +14,7 @@ export const expireDueLua = String.raw`
 -- round, so rounds are capped to bound the script's run time.
 before_writes()
 local limit = tonumber(ARGV[OP])
-local out = { 'ok' }
+local out = { 'ok', '' }
 -- Time retention of the event log (whole nodes only, so it is cheap to try often).
 redis.call('XTRIM', K_EV, 'MINID', '~', istr(NOW - EV_MAXAGE))
 local done = 0
@@ -58,5 +60,7 @@ while done < limit and rounds > 0 do
     redis.call('ZADD', K_DUE, istr(first), member)
   end
 end
+local after = redis.call('ZRANGE', K_DUE, 0, 0, 'WITHSCORES')
+out[2] = after[2] or ''
 return out
 `;
