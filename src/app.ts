@@ -49,6 +49,7 @@ import { describeTarget, redisClient } from "./store/redis/connections.js";
 import type { RedisOptions } from "ioredis";
 import { SealedNames } from "./store/sealed-names.js";
 import { openSealedStore } from "./store/sealed-store.js";
+import { PartitionSecretSplit } from "./store/partition-secret-keeper.js";
 import type { ServerSettingsKeeper, SessionStore, StoredEvent } from "./store/store.js";
 import { EventHub } from "./streaming/event-hub.js";
 
@@ -115,7 +116,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     onRedisConnection: (client, name) => void instrumentRedis(client, name),
     onArchiveShortened: countArchiveShortened,
   });
-  const store = await openSealedStore(innerStore, security.cipher, logger.child({ component: "sessions" })).catch(async (error: unknown) => {
+  const secretSplit = new PartitionSecretSplit();
+  const store = await openSealedStore(innerStore, security.cipher, logger.child({ component: "sessions" }), { split: secretSplit }).catch(async (error: unknown) => {
     await innerStore.dispose();
     security.close();
     throw error;
@@ -195,7 +197,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     store,
     components,
     // While the event reader is not reading, watchers hear nothing: not ready.
-    conditions: [{ reason: "event reader not reading", ok: () => events.reading || !events.running, watch: (listener) => events.watchReading(listener) }],
+    conditions: [
+      { reason: "event reader not reading", ok: () => events.reading || !events.running, watch: (listener) => events.watchReading(listener) },
+      // A process whose partition secret is not Redis's refuses placing users: it must be restarted (partition-secret-keeper.ts).
+      { reason: "partition secret differs from redis's: restart", ok: () => !secretSplit.split, watch: (listener) => secretSplit.watch(listener) },
+    ],
     acceptedProblems: config.allowRedisEviction ? ["eviction_policy"] : [],
     onProblems: (found) => setStoreProblems(found.problems),
     intervalMs: HEALTH_INTERVAL_MS,

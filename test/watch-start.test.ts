@@ -27,6 +27,11 @@ const WATCHES = 2400;
 const SESSIONS = 20;
 /** One CPU burner per core but one: the herd shares the rest with it (and with whatever else the machine runs). */
 const BURNERS = Math.max(1, availableParallelism() - 1);
+/**
+ * The herd's CPU time spreads over whatever share of a CPU the machine gives this process: on a 2-core machine at a
+ * load average of 24 it took 10 minutes. The bound catches a hang, not slowness.
+ */
+const HERD_BOUND_MS = 30 * 60_000;
 
 describe("watches starting at once (RedisStore)", () => {
   const redis = useRedisServer();
@@ -56,7 +61,7 @@ describe("watches starting at once (RedisStore)", () => {
     await app.close();
   });
 
-  it(`${WATCHES} snapshot watches, a third of them cancelled while waiting: every other one gets its whole snapshot`, { timeout: 240_000 }, async () => {
+  it(`${WATCHES} snapshot watches, a third of them cancelled while waiting: every other one gets its whole snapshot`, { timeout: HERD_BOUND_MS }, async () => {
     const burners = startCpuBurners(BURNERS, 180_000);
     // The gauge of reads waiting at the gate, scraped while the herd starts.
     let peakWaiting = 0;
@@ -95,7 +100,8 @@ describe("watches starting at once (RedisStore)", () => {
     const complete = outcomes.filter((o) => "snapshot" in o);
     assert.ok(complete.length >= (WATCHES * 2) / 3, `every watch not cancelled completed (${complete.length})`);
     assert.ok(complete.every((o) => o.snapshot === SESSIONS), "each with the whole snapshot");
-    await waitForWatchers(app, 0, 10_000);
+    // The server ends its side of the cancelled streams behind the loaded machine's backlog too.
+    await waitForWatchers(app, 0, 120_000);
     assert.ok(peakWaiting > 0, "the metrics showed reads waiting at the gate");
     assert.equal(await waitingReads(app.url), 0, "and none once the herd has started");
   });

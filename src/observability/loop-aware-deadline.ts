@@ -11,8 +11,10 @@
  * not answered: the deadline counts that time, and when it is reached it
  * first lets one poll phase pass (setImmediate), so an answer already in the
  * socket is read before the wait is given up. A process that never idles
- * still gives up after BUSY_CEILING_FACTOR times the timeout of wall time, so
- * a peer that hangs while the process is saturated is reported too.
+ * still gives up after BUSY_CEILING_FACTOR times the timeout of wall time
+ * less the time it sat in a run queue (unqueuedSince), so a peer that hangs
+ * while the process is saturated with its own work is reported too, but a
+ * machine loaded many times over its cores does not make every wait that long.
  *
  * A caller's own deadline (grpc-timeout) is not one of these: it is wall
  * time by definition, and stays a plain timer.
@@ -24,7 +26,7 @@
  * moves earlier, or the last deadline goes).
  */
 import { performance } from "node:perf_hooks";
-import { BUSY_CEILING_FACTOR, waitClock, waitedSince, type WaitClock } from "./loop-idle.js";
+import { BUSY_CEILING_FACTOR, unqueuedSince, waitClock, waitedSince, type WaitClock } from "./loop-idle.js";
 
 /** Shortest wait between two looks, so a mostly busy loop is not polled in a tight cycle. */
 const MIN_RECHECK_MS = 10;
@@ -83,14 +85,14 @@ function fire(): void {
     // A timer can fire a little early by the clock performance.now() reads.
     if (entry.lookAt <= now + 1) {
       const idle = waitedSince(entry.start);
-      const wall = now - entry.startedAt;
-      if (idle >= entry.timeoutMs || wall >= entry.timeoutMs * BUSY_CEILING_FACTOR) {
+      const ran = unqueuedSince(entry.start);
+      if (idle >= entry.timeoutMs || ran >= entry.timeoutMs * BUSY_CEILING_FACTOR) {
         entries.delete(entry);
         // One poll phase first: an answer already in the socket is read before the wait is given up.
         setImmediate(expire, entry);
         continue;
       }
-      entry.lookAt = now + Math.max(MIN_RECHECK_MS, Math.min(entry.timeoutMs - idle, entry.timeoutMs * BUSY_CEILING_FACTOR - wall));
+      entry.lookAt = now + Math.max(MIN_RECHECK_MS, Math.min(entry.timeoutMs - idle, entry.timeoutMs * BUSY_CEILING_FACTOR - ran));
     }
     if (entry.lookAt < earliest) earliest = entry.lookAt;
   }
@@ -103,7 +105,7 @@ function expire(entry: Entry): void {
   entry.onExpired();
 }
 
-/** Calls `onExpired` once `timeoutMs` of waiting for I/O (or BUSY_CEILING_FACTOR × timeoutMs of wall time) has passed. */
+/** Calls `onExpired` once `timeoutMs` of waiting for I/O (or BUSY_CEILING_FACTOR × timeoutMs of unqueued wall time) has passed. */
 export function loopAwareDeadline(timeoutMs: number, onExpired: () => void): Deadline {
   const entry = new Entry(timeoutMs, onExpired);
   entries.add(entry);

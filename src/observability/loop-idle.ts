@@ -23,7 +23,7 @@ export function loopIdleMs(): number {
   return timing.loopStart > 0 ? timing.idleTime : 0;
 }
 
-/** Wall-clock ceiling of a loop-idle deadline, as a multiple of its timeout. */
+/** Ceiling of a loop-idle deadline (in wall time, or in unqueuedSince() time), as a multiple of its timeout. */
 export const BUSY_CEILING_FACTOR = 5;
 
 /** A reading of the clocks waitedSince() compares. */
@@ -32,15 +32,20 @@ export interface WaitClock {
   readonly idle: number;
   /** Ms the main thread spent blocked (neither on a CPU nor queued for one), up to the reading; undefined where unknown. */
   readonly blocked: number | undefined;
+  /** Ms the main thread spent queued for a CPU, up to the reading; undefined where unknown. */
+  readonly queued: number | undefined;
+  /** performance.now() at the reading. */
+  readonly at: number;
 }
 
 /** How long a reading of the thread's blocked time is reused: starting or checking a wait need not cost a read each. */
 const BLOCKED_SAMPLE_MS = 50;
-let sample: { readonly at: number; readonly blocked: number | undefined } | undefined;
+type Sample = { readonly at: number } & (SchedTimes | { readonly blocked: undefined; readonly queued: undefined });
+let sample: Sample | undefined;
 
 /** The latest reading, refreshed when older than BLOCKED_SAMPLE_MS. */
-function blockedSample(now: number): { readonly at: number; readonly blocked: number | undefined } {
-  if (sample === undefined || now - sample.at > BLOCKED_SAMPLE_MS) sample = { at: now, blocked: blockedMs(now) };
+function blockedSample(now: number): Sample {
+  if (sample === undefined || now - sample.at > BLOCKED_SAMPLE_MS) sample = { at: now, ...(schedTimes(now) ?? { blocked: undefined, queued: undefined }) };
   return sample;
 }
 
@@ -52,8 +57,8 @@ function blockedSample(now: number): { readonly at: number; readonly blocked: nu
  */
 export function waitClock(): WaitClock {
   const now = performance.now();
-  const { at, blocked } = blockedSample(now);
-  return { idle: loopIdleMs(), blocked: blocked === undefined ? undefined : blocked + (now - at) };
+  const { at, blocked, queued } = blockedSample(now);
+  return { idle: loopIdleMs(), blocked: blocked === undefined ? undefined : blocked + (now - at), queued, at: now };
 }
 
 /**
@@ -67,23 +72,42 @@ export function waitedSince(from: WaitClock): number {
   return Math.max(0, Math.min(idle, blocked - from.blocked));
 }
 
+/**
+ * Ms of wall time since `from` less the time the main thread sat in a run
+ * queue meanwhile (where Linux reports it; else wall time): the measure of a
+ * busy ceiling. A process that works through its own backlog reaches it; one
+ * that a loaded machine keeps waiting for a CPU is not made to give up on a
+ * peer for the machine's load. A reading up to BLOCKED_SAMPLE_MS old can only
+ * count less queueing, so the ceiling comes no later than that much early.
+ */
+export function unqueuedSince(from: WaitClock): number {
+  const now = performance.now();
+  const { queued } = blockedSample(now);
+  const wall = now - from.at;
+  if (from.queued === undefined || queued === undefined) return wall;
+  return Math.max(0, wall - Math.max(0, queued - from.queued));
+}
+
 /** The main thread's scheduler statistics (Linux), kept open: one pread per reading. */
 let schedstat: number | undefined | null;
 const buffer = Buffer.alloc(96);
 
-/**
- * Ms of wall time the main thread spent neither running nor runnable, up to
- * `now` (performance.now()), from a fixed origin; undefined where the kernel
- * does not report it. schedstat holds ns on a CPU, ns waiting in a run queue.
- */
-function blockedMs(now: number): number | undefined {
+interface SchedTimes {
+  /** Ms of wall time the main thread spent neither running nor runnable, up to the reading, from a fixed origin. */
+  readonly blocked: number;
+  /** Ms the main thread spent runnable in a run queue, from the thread's start. */
+  readonly queued: number;
+}
+
+/** The main thread's times up to `now` (performance.now()); undefined where the kernel does not report them. schedstat holds ns on a CPU, ns waiting in a run queue. */
+function schedTimes(now: number): SchedTimes | undefined {
   if (schedstat === null) return undefined;
   try {
     schedstat ??= openSync("/proc/thread-self/schedstat", "r");
     const read = readSync(schedstat, buffer, 0, buffer.length, 0);
     const [running, queued] = buffer.toString("latin1", 0, read).split(" ").map(Number);
     if (running === undefined || queued === undefined || !Number.isFinite(running) || !Number.isFinite(queued)) throw new Error("unexpected schedstat");
-    return now - (running + queued) / 1e6;
+    return { blocked: now - (running + queued) / 1e6, queued: queued / 1e6 };
   } catch {
     if (typeof schedstat === "number") closeSync(schedstat);
     schedstat = null;

@@ -26,6 +26,8 @@
  *   (the RPC interceptor, src/server/rpc-logging.ts): the standard gRPC
  *   server metrics, one place for every protocol and serving path.
  * - `countUnreadable(kind)` when an event-log entry or record is skipped as unreadable.
+ * - `countPartitionSecretRestored()` / `setPartitionSecretSplit(split)`
+ *   (src/store/partition-secret-keeper.ts): the partition secret kept in Redis.
  * - `addWatchStartGateSource(waiting)` (app.ts): watch-start reads waiting at
  *   the read gate, read at scrape time.
  * - `countRejected(kind, reason)` for every connection or request refused at
@@ -304,6 +306,27 @@ export function countArchiveShortened(): void {
 
 export function countDataLoss(): void {
   dataLosses.inc();
+}
+
+const partitionSecretRestored = new Counter({
+  name: "sessiond_partition_secret_restored_total",
+  help: "Times this process found the partition secret gone from Redis (Redis lost its data) and wrote its own copy back",
+  registers: [registry],
+});
+
+const partitionSecretSplit = new Gauge({
+  name: "sessiond_partition_secret_split",
+  help: "1 while the partition secret in Redis is not this process's (it refuses creating sessions and listing by user: restart it), else 0",
+  registers: [registry],
+});
+partitionSecretSplit.set(0);
+
+export function countPartitionSecretRestored(): void {
+  partitionSecretRestored.inc();
+}
+
+export function setPartitionSecretSplit(split: boolean): void {
+  partitionSecretSplit.set(split ? 1 : 0);
 }
 
 /** Reads the live session count of one tenant; may reject (store unreachable). */

@@ -15,8 +15,11 @@
  * does either (an unused layout, or a Redis that lost everything): a missing
  * secret over existing data is a start error, never a silent new secret that
  * would place users apart from their sessions. Concurrent first starts agree
- * through SET NX on partition 0's copy.
+ * through SET NX on partition 0's copy. Running processes keep it there
+ * (partition-secret-keeper.ts): a start that finds data but no copy waits a
+ * few of their check intervals for one before refusing.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { createHmac, createSecretKey, randomBytes, type KeyObject } from "node:crypto";
 import { DecryptError, isSealed, type FieldBinding, type FieldCipher } from "../crypto/field-cipher.js";
 import { StartError } from "../startup/start-error.js";
@@ -28,6 +31,8 @@ export interface PartitionSecretCopies {
   readonly count: number;
   /** Each partition's copy as stored (null: absent; undefined: its partition did not answer). */
   read(): Promise<(string | null | undefined)[]>;
+  /** One partition's copy as stored (null: absent; undefined: its partition did not answer). */
+  readOne(partition: number): Promise<string | null | undefined>;
   /** Stores a copy in a partition unless it has one (SET NX). */
   writeIfAbsent(partition: number, sealed: string): Promise<void>;
   /** True when the layout holds data already: a partition's event log generation exists. */
@@ -72,15 +77,16 @@ type Found = { secret: Buffer; sealed: string } | undefined;
  * ones), or made when the layout is unused. Throws StartError naming the key
  * when a copy does not open or the copies disagree or data exists without one.
  */
-export async function openPartitionSecret(copies: PartitionSecretCopies, cipher: FieldCipher): Promise<Buffer> {
+export async function openPartitionSecret(copies: PartitionSecretCopies, cipher: FieldCipher): Promise<{ secret: Buffer; sealed: string }> {
   const stored = await copies.read();
   let found = agreed(copies, cipher, stored);
   if (found === undefined) {
     const unknown = stored.filter((copy) => copy === undefined).length;
     if (unknown > 0) throw new StartError(`the partition secret could not be read: ${unknown} of ${stored.length} partitions (${copies.keyName(stored.indexOf(undefined))} ...) did not answer`);
     if (await copies.inUse()) {
-      // Another process may have made it and written data since our read: its copy precedes its writes.
-      found = agreed(copies, cipher, await copies.read());
+      // Another process may have made it and written data since our read: its copy precedes its writes. Or Redis lost
+      // its data under running processes, whose writes came first: their next check (partition-secret-keeper.ts) restores it.
+      found = await awaitRestored(copies, cipher);
       if (found === undefined) {
         throw new StartError(
           `no partition secret in Redis (${copies.keyName(0)} and its copies in every partition) while the partitioned layout holds data: ` +
@@ -95,7 +101,22 @@ export async function openPartitionSecret(copies: PartitionSecretCopies, cipher:
     }
   }
   await restoreCopies(copies, found.sealed);
-  return found.secret;
+  return found;
+}
+
+/** How often a running process checks that Redis still holds the partition secret (partition-secret-keeper.ts). */
+export const SECRET_CHECK_INTERVAL_MS = 1000;
+/** How long a start waits for running processes to restore a secret gone from Redis before it refuses. */
+const RESTORE_WAIT_MS = 3 * SECRET_CHECK_INTERVAL_MS;
+
+/** The secret once some copy is present again, read every quarter interval for up to RESTORE_WAIT_MS; undefined after. */
+async function awaitRestored(copies: PartitionSecretCopies, cipher: FieldCipher): Promise<Found> {
+  const deadline = Date.now() + RESTORE_WAIT_MS;
+  for (;;) {
+    const found = agreed(copies, cipher, await copies.read());
+    if (found !== undefined || Date.now() >= deadline) return found;
+    await sleep(SECRET_CHECK_INTERVAL_MS / 4);
+  }
 }
 
 /** A new random secret, sealed under the primary key. */

@@ -36,6 +36,7 @@ import { SessionError } from "../domain/errors.js";
 import type { SessionRecord } from "../domain/model.js";
 import { problemOf, SealedNames, Unreadable, type WrittenForms } from "./sealed-names.js";
 import { openPartitionSecret, UserPlacement, type PartitionSecretCopies } from "./partition-secret.js";
+import { PartitionSecretKeeper, type PartitionSecretSplit } from "./partition-secret-keeper.js";
 import { countUnreadable } from "../observability/metrics.js";
 import {
   checkGuardedCreate,
@@ -66,10 +67,18 @@ export function sealStore(store: SessionStore, cipher: FieldCipher, logger?: Log
   return cipher.encrypts ? new SealedStore(store, cipher, logger) : store;
 }
 
+/** How the partition secret is kept in Redis once opened (partition-secret-keeper.ts). */
+export interface SecretKeeping {
+  /** Between checks that Redis still holds it (SECRET_CHECK_INTERVAL_MS when absent). */
+  readonly checkIntervalMs?: number;
+  /** Where a split from Redis's secret is reported (a readiness condition). */
+  readonly split?: PartitionSecretSplit;
+}
+
 /** sealStore, with the partition secret opened (or a StartError) before the store is returned. */
-export async function openSealedStore(store: SessionStore, cipher: FieldCipher, logger?: Logger): Promise<SessionStore> {
+export async function openSealedStore(store: SessionStore, cipher: FieldCipher, logger?: Logger, keeping: SecretKeeping = {}): Promise<SessionStore> {
   if (!cipher.encrypts) return store;
-  const sealed = new SealedStore(store, cipher, logger);
+  const sealed = new SealedStore(store, cipher, logger, keeping);
   await sealed.openPlacement();
   return sealed;
 }
@@ -87,11 +96,14 @@ export class SealedStore implements SessionStore {
   private readonly secretCopies: PartitionSecretCopies | undefined;
   private placement: UserPlacement | undefined;
   private placementOpening: Promise<void> | undefined;
+  private keeper: PartitionSecretKeeper | undefined;
+  private disposed = false;
 
   constructor(
     private readonly inner: SessionStore,
     private readonly cipher: FieldCipher,
     private readonly logger?: Logger,
+    private readonly keeping: SecretKeeping = {},
   ) {
     this.names = new SealedNames(cipher);
     this.kind = inner.kind;
@@ -111,8 +123,15 @@ export class SealedStore implements SessionStore {
     const copies = this.secretCopies;
     if (copies === undefined || this.placement !== undefined) return Promise.resolve();
     this.placementOpening ??= openPartitionSecret(copies, this.cipher).then(
-      (secret) => {
-        this.placement = new UserPlacement(secret);
+      (held) => {
+        this.placement = new UserPlacement(held.secret);
+        if (this.disposed) return;
+        this.keeper = new PartitionSecretKeeper(copies, this.cipher, held, {
+          ...(this.keeping.checkIntervalMs === undefined ? {} : { intervalMs: this.keeping.checkIntervalMs }),
+          logger: this.logger,
+          watchReadiness: this.watchReadiness,
+          split: this.keeping.split,
+        });
       },
       (error: unknown) => {
         this.placementOpening = undefined;
@@ -126,6 +145,10 @@ export class SealedStore implements SessionStore {
   private placementOf(tenant: string, userId: string): string | undefined {
     if (this.secretCopies === undefined) return undefined;
     if (this.placement === undefined) throw new Error("the partition secret is not open yet: use openSealedStore (or await openPlacement())");
+    // Placed by this secret, a user's sessions would not be where every other process looks (partition-secret-keeper.ts).
+    if (this.keeper?.split.split === true) {
+      throw new SessionError("unavailable", "this process's partition secret is not the one in Redis (Redis lost its data): the process must be restarted");
+    }
     return this.placement.of(tenant, userId);
   }
 
@@ -342,6 +365,8 @@ export class SealedStore implements SessionStore {
   }
 
   dispose(): Promise<void> {
+    this.disposed = true;
+    this.keeper?.stop();
     return this.inner.dispose();
   }
 

@@ -25,6 +25,7 @@ export function redisPartitionSecretCopies(
     count: keys.length,
     // A partition whose primary does not answer is unknown (undefined), not absent: the others may hold the secret.
     read: () => Promise.all(keys.map((key) => send(() => redis.get(key)).catch(() => undefined))),
+    readOne: (partition) => send(() => redis.get(keys[partition] as string)).catch(() => undefined),
     writeIfAbsent: async (partition, sealed) => {
       await send(() => redis.set(keys[partition] as string, sealed, "NX"));
     },
