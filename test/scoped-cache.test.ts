@@ -42,6 +42,25 @@ describe("ScopedCache", () => {
   });
 });
 
+/** A live session record of user "u" and data source "d" in tenant "t", sealed as the store writes it. */
+function sealedRecord(names: SealedNames, sessionId: string, metadata: string, metadataTag: string): SessionRecord {
+  return {
+    tenant: "t",
+    sessionId,
+    userId: names.token("t", "user", "u"),
+    dataSource: names.token("t", "data_source", "d"),
+    accessLevel: "read",
+    status: "active",
+    createTime: 1,
+    expireTime: 2,
+    lastAccessTime: 1,
+    endTime: 0,
+    metadata,
+    version: 1,
+    sealed: { user: names.sealName("t", "user", "u"), dataSource: names.sealName("t", "data_source", "d"), metadataTag },
+  };
+}
+
 describe("SealedNames caches", () => {
   it("gives each (tenant, name) its own token even when joining them with a newline would not tell them apart", () => {
     const names = new SealedNames(cipher);
@@ -63,21 +82,7 @@ describe("SealedNames caches", () => {
 
   it("accepts a verified metadata tag only with the metadata and session it was made for", () => {
     const names = new SealedNames(cipher);
-    const record = (sessionId: string, metadata: string, metadataTag: string): SessionRecord => ({
-      tenant: "t",
-      sessionId,
-      userId: names.token("t", "user", "u"),
-      dataSource: names.token("t", "data_source", "d"),
-      accessLevel: "read",
-      status: "active",
-      createTime: 1,
-      expireTime: 2,
-      lastAccessTime: 1,
-      endTime: 0,
-      metadata,
-      version: 1,
-      sealed: { user: names.sealName("t", "user", "u"), dataSource: names.sealName("t", "data_source", "d"), metadataTag },
-    });
+    const record = (sessionId: string, metadata: string, metadataTag: string): SessionRecord => sealedRecord(names, sessionId, metadata, metadataTag);
     const id = "00000000-0000-4000-8000-000000000001";
     const other = "00000000-0000-4000-8000-000000000002";
     const tag = names.metadataTag("t", id, "e1:k1:first");
@@ -92,21 +97,7 @@ describe("SealedNames caches", () => {
     for (let i = 0; i < 40; i++) {
       const id = `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`;
       const tag = names.metadataTag("t", id, big);
-      const record: SessionRecord = {
-        tenant: "t",
-        sessionId: id,
-        userId: names.token("t", "user", "u"),
-        dataSource: names.token("t", "data_source", "d"),
-        accessLevel: "read",
-        status: "active",
-        createTime: 1,
-        expireTime: 2,
-        lastAccessTime: 1,
-        endTime: 0,
-        metadata: big,
-        version: 1,
-        sealed: { user: names.sealName("t", "user", "u"), dataSource: names.sealName("t", "data_source", "d"), metadataTag: tag },
-      };
+      const record = sealedRecord(names, id, big, tag);
       assert.equal(names.check(record).metadata, big);
       assert.ok(names.verifiedTagLoad.chars <= 8 * 1024 * 1024, `${names.verifiedTagLoad.chars} characters held after ${i + 1} checks`);
     }
@@ -121,18 +112,9 @@ describe("SealedNames caches", () => {
     const tag = names.metadataTag("t", id, "e1:k1:meta");
     const written = { tenant: "t", sessionId: id, user, dataSource, metadata: { text: "e1:k1:meta", tag } };
     const reply: SessionRecord = {
-      tenant: "t",
-      sessionId: id,
+      ...sealedRecord(names, id, "e1:k1:meta", tag),
       userId: user.token,
       dataSource: dataSource.token,
-      accessLevel: "read",
-      status: "active",
-      createTime: 1,
-      expireTime: 2,
-      lastAccessTime: 1,
-      endTime: 0,
-      metadata: "e1:k1:meta",
-      version: 1,
       sealed: { user: user.sealed, dataSource: dataSource.sealed, metadataTag: tag },
     };
     assert.deepEqual([names.check(reply, true, written).userId, names.check(reply, true, written).dataSource], ["u", "d"]);
