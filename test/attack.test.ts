@@ -15,7 +15,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ServerReflectionRequestSchema } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { SessionService, WatchSessionsRequestSchema } from "../gen/session/v1/session_pb.js";
 import { Code, ConnectError, type SessionClient } from "@sessiond/client";
 import { clientWith, tempDir, writeApiKeysFile, type TestKey } from "./support/auth.js";
@@ -44,31 +44,17 @@ const GET_SESSION = "/session.v1.SessionService/GetSession";
 
 describe("attacks on a running server", () => {
   let p: SessiondProcess;
-  let client: SessionClient;
   let sessionId: string;
   let baselineRss: number;
 
   before(async () => {
     const dir = tempDir();
     p = await startSessiond({ env: { API_KEYS_FILE: writeApiKeysFile(dir, [KEY]), SHUTDOWN_DELAY: "0s", LOG_LEVEL: "info", ...LIMITS } });
-    // The client lets go of its idle connection before the server's short HTTP2_IDLE_TIMEOUT here would: connect-node's
-    // session manager can raise an uncaught "received GOAWAY without any open streams" on a server's idle close.
-    client = createClient(
-      SessionService,
-      createGrpcTransport({
-        baseUrl: p.url,
-        idleConnectionTimeoutMs: 1000,
-        defaultTimeoutMs: 10_000,
-        interceptors: [
-          (next) => async (req) => {
-            req.header.set("authorization", AUTH.authorization);
-            return next(req);
-          },
-        ],
-      }),
-    );
-    sessionId = (await client.createSession({ userId: "victim", dataSource: "d" })).session?.sessionId ?? "";
-    for (let i = 0; i < 50; i++) await client.getSession({ sessionId });
+    sessionId = await withClient(async (client) => {
+      const id = (await client.createSession({ userId: "victim", dataSource: "d" })).session?.sessionId ?? "";
+      for (let i = 0; i < 50; i++) await client.getSession({ sessionId: id });
+      return id;
+    });
     baselineRss = rssOf(p.child.pid ?? 0);
   });
   after(() => p?.kill());
@@ -79,11 +65,42 @@ describe("attacks on a running server", () => {
    * such as grpc-js retry it by themselves; connect-node does not.
    */
   async function authenticatedCallSucceeds(): Promise<void> {
-    const got = await client.getSession({ sessionId }).catch((error: unknown) => {
-      if (error instanceof ConnectError && /REFUSED_STREAM/.test(error.message)) return client.getSession({ sessionId });
-      throw error;
-    });
+    const got = await withClient((client) =>
+      client.getSession({ sessionId }).catch((error: unknown) => {
+        if (error instanceof ConnectError && /REFUSED_STREAM/.test(error.message)) return client.getSession({ sessionId });
+        throw error;
+      }),
+    );
     assert.equal(got.session?.sessionId, sessionId);
+  }
+
+  /**
+   * Runs `use` with an authenticated client on a connection of its own, closed when it is done: no idle connection is
+   * left for the server's short HTTP2_IDLE_TIMEOUT here to close, which connect-node's session manager can answer
+   * with an uncaught "received GOAWAY without any open streams" (a client-side idle timer shorter than the server's
+   * is not enough on a loaded machine, where the client's timer can fire late).
+   */
+  async function withClient<T>(use: (client: SessionClient) => Promise<T>): Promise<T> {
+    const sessionManager = new Http2SessionManager(p.url);
+    const client = createClient(
+      SessionService,
+      createGrpcTransport({
+        baseUrl: p.url,
+        sessionManager,
+        defaultTimeoutMs: 10_000,
+        interceptors: [
+          (next) => async (req) => {
+            req.header.set("authorization", AUTH.authorization);
+            return next(req);
+          },
+        ],
+      }),
+    );
+    try {
+      return await use(client);
+    } finally {
+      sessionManager.abort();
+    }
   }
 
   /** The process is alive and its RSS comes back within RSS_BOUND of the baseline. */
