@@ -23,10 +23,11 @@ import { closeSync, openSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { durationFromMs, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { createSessionClient, EventType } from "@sessiond/client";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { createSessionClient } from "@sessiond/client";
 import { Redis } from "ioredis";
 import { runAsBenchMain } from "./child-main.js";
+import { watchExpired } from "./expired-watcher.js";
 import { waitForServiceReady } from "./service-ready.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import type { StoreLimits } from "../src/store/store.js";
@@ -178,20 +179,10 @@ async function expiryLag(url: string): Promise<ExpiryResult> {
   const client = createSessionClient(url, { timeoutMs: 30_000 });
   const lags: number[] = [];
   const scheduler: number[] = [];
-  const abort = new AbortController();
-  let ready = (): void => {};
-  const watching = new Promise<void>((resolve) => (ready = resolve));
-  const watch = (async () => {
-    for await (const r of client.watchSessions({ userId: "probe", eventTypes: [EventType.EXPIRED], sendInitialSnapshot: true }, { signal: abort.signal, timeoutMs: 0 })) {
-      const e = r.event;
-      if (e?.type === EventType.HEARTBEAT) ready();
-      if (e === undefined || e.type !== EventType.EXPIRED) continue;
-      const expireAt = timestampMs(e.session?.expireTime as Timestamp);
-      lags.push(Date.now() - expireAt);
-      scheduler.push(Number(e.cursor.split("-")[0]) - expireAt);
-    }
-  })().catch(() => undefined);
-  await Promise.race([watching, sleep(10_000)]);
+  const watcher = await watchExpired(client, (arrivedAt, expireAt, loggedAt) => {
+    lags.push(arrivedAt - expireAt);
+    scheduler.push(loggedAt - expireAt);
+  });
   const total = EXPIRY_RATE * EXPIRY_SECONDS;
   const started = Date.now();
   let sent = 0;
@@ -214,8 +205,7 @@ async function expiryLag(url: string): Promise<ExpiryResult> {
   await Promise.all(inflight);
   const deadline = Date.now() + 2000 + 15_000;
   while (lags.length < created && Date.now() < deadline) await sleep(50);
-  abort.abort();
-  await watch;
+  await watcher.stop();
   return { live: LIVE, rate: EXPIRY_RATE, probes: created, events: lags.length, failed, lag: stats(lags), schedulerLag: stats(scheduler) };
 }
 

@@ -20,13 +20,14 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { durationFromMs, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { createSessionClient, EventType } from "@sessiond/client";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { createSessionClient } from "@sessiond/client";
 import type { Redis } from "ioredis";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { freePort, startRedisServer } from "../test/support/redis-server.js";
 import { startRedisCluster } from "../test/support/redis-cluster.js";
 import { scheduleExpiries } from "./expiry-schedule.js";
+import { watchExpired } from "./expired-watcher.js";
 import { waitForServiceReady } from "./service-ready.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -106,23 +107,11 @@ const client = createSessionClient(url, { timeoutMs: 30_000 });
 const lags: number[] = [];
 const sched: number[] = [];
 const deliv: number[] = [];
-const abort = new AbortController();
-let ready = (): void => {};
-const watching = new Promise<void>((r) => (ready = r));
-const watch = (async () => {
-  for await (const r of client.watchSessions({ userId: "probe", eventTypes: [EventType.EXPIRED], sendInitialSnapshot: true }, { signal: abort.signal, timeoutMs: 0 })) {
-    const e = r.event;
-    if (e?.type === EventType.HEARTBEAT) ready();
-    if (e === undefined || e.type !== EventType.EXPIRED) continue;
-    const now = Date.now();
-    const exp = timestampMs(e.session?.expireTime as Timestamp);
-    const logAt = Number(e.cursor.split("-")[0]);
-    lags.push(now - exp);
-    sched.push(logAt - exp);
-    deliv.push(now - logAt);
-  }
-})().catch(() => undefined);
-await Promise.race([watching, sleep(10_000)]);
+const watcher = await watchExpired(client, (now, exp, logAt) => {
+  lags.push(now - exp);
+  sched.push(logAt - exp);
+  deliv.push(now - logAt);
+});
 await sleep(3000);
 const before = await cmdstats(raw);
 const t0 = Date.now();
@@ -157,8 +146,7 @@ const scripts = (m: Map<string, number>): number => (m.get("fcall.calls") ?? 0) 
 console.log(`per probe: service CPU ${((after.get("svc")! - before.get("svc")!) / created).toFixed(3)} ms, redis CPU ${((after.get("cpu")! - before.get("cpu")!) / created).toFixed(3)} ms, scripts ${((scripts(after) - scripts(before)) / created).toFixed(2)}, commands ${((tot(after) - tot(before)) / created).toFixed(1)}`);
 const rows = [...after].filter(([k]) => k.endsWith(".calls")).map(([k, v]) => [k.slice(0, -6), v - (before.get(k) ?? 0), (after.get(k.replace(".calls", ".usec")) ?? 0) - (before.get(k.replace(".calls", ".usec")) ?? 0)] as const).filter(([, c]) => c > 0).sort((a, b) => b[2] - a[2]);
 for (const [k, c, us] of rows.slice(0, 12)) console.log(`  ${k}: ${(c / elapsed).toFixed(0)}/s, ${(us / elapsed / 1000).toFixed(1)} ms CPU/s, ${(us / c).toFixed(0)} us/call`);
-abort.abort();
-await watch;
+await watcher.stop();
 child.kill("SIGTERM");
 await new Promise((r) => child.once("exit", r));
 for (const c of raw) c.disconnect();

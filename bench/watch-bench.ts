@@ -50,6 +50,7 @@ import type { SessionStore } from "../src/store/store.js";
 import { startRedisServer } from "../test/support/redis-server.js";
 import { BenchSealer, fill, scheduleExpiries } from "./expiry-schedule.js";
 import { stopProcess } from "./service-process.js";
+import { watchExpired } from "./expired-watcher.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -79,10 +80,6 @@ function stats(values: number[]): Stats {
 
 function cursorMs(cursor: string): number {
   return Number(cursor.split("-")[0]);
-}
-
-function tsMs(t: { seconds: bigint; nanos: number } | undefined): number {
-  return t === undefined ? Number.NaN : Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6);
 }
 
 // ---------------------------------------------------------------- fan-out client (child process)
@@ -270,25 +267,16 @@ async function expiryLag(client: SessionClient, store: SessionStore, sealer: Ben
   const serviceLag: number[] = [];
   const writtenLag: number[] = [];
   const redisLag: number[] = [];
-  const abort = new AbortController();
-  let ready = (): void => {};
-  const watching = new Promise<void>((resolve) => (ready = resolve));
-  const watch = (async () => {
-    for await (const r of client.watchSessions({ userId: "probe", eventTypes: [EventType.EXPIRED], sendInitialSnapshot: true }, { signal: abort.signal, timeoutMs: 0 })) {
-      const e = r.event;
-      if (e?.type === EventType.HEARTBEAT) ready();
-      if (e === undefined || e.type !== EventType.EXPIRED) continue;
-      serviceLag.push(Date.now() - tsMs(e.session?.expireTime));
-      writtenLag.push(Number(e.cursor.split("-")[0]) - tsMs(e.session?.expireTime));
-    }
-  })().catch(() => undefined);
   const onMessage = (_ch: string, key: string): void => {
     if (!key.startsWith("benchx:")) return;
     const at = probes.get(key.slice(7));
     if (at !== undefined) redisLag.push(Date.now() - at);
   };
   subscriber.on("message", onMessage);
-  await Promise.race([watching, sleep(10_000)]);
+  const watcher = await watchExpired(client, (arrivedAt, expireAt, loggedAt) => {
+    serviceLag.push(arrivedAt - expireAt);
+    writtenLag.push(loggedAt - expireAt);
+  });
   const started = Date.now();
   const schedule = await scheduleExpiries({
     store,
@@ -305,8 +293,7 @@ async function expiryLag(client: SessionClient, store: SessionStore, sealer: Ben
   const deadline = schedule.windowEnd + 10_000;
   while (serviceLag.length < probes.size && Date.now() < deadline) await sleep(50);
   await sleep(1000);
-  abort.abort();
-  await watch;
+  await watcher.stop();
   subscriber.off("message", onMessage);
   return {
     live,
