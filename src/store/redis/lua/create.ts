@@ -104,7 +104,7 @@ if rid ~= '' then
   end
 end
 redis.call('HSET', k_rec(tp, sid), unpack(fields))
-set_session_expiry(tp, sid, rec)
+set_session_expiry(tp, sid, rec, true)
 index_add(tp, T, sid, rec)
 ctr_incr(tp, 'total', 1)
 ctr_gauge(tp, 'active', 1)

@@ -32,14 +32,20 @@ end
 
 -- Index member of a session id: a lowercase UUID as its 16 bytes, any other id as it is
 -- (RedisStore.create takes UUIDs only, so no other member is 16 bytes long).
+-- A call asks for the same session's member several times (each index, the
+-- pattern match is dear): the last answer is kept for the call (reset by begin).
+local MEMBER_OF, MEMBER
 local function sid_member(sid)
+  if sid == MEMBER_OF then return MEMBER end
+  MEMBER_OF, MEMBER = sid, sid
   if #sid ~= 36 or not string.find(sid, UUID_PATTERN) then return sid end
   local sub = string.sub
   local a, b, c, d = bytes4(tonumber(sub(sid, 1, 8), 16))
   local e, f, g, h = bytes4(tonumber(sub(sid, 10, 13) .. sub(sid, 15, 18), 16))
   local i, j, k, l = bytes4(tonumber(sub(sid, 20, 23) .. sub(sid, 25, 28), 16))
   local m, n, o, p = bytes4(tonumber(sub(sid, 29, 36), 16))
-  return string.char(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p)
+  MEMBER = string.char(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p)
+  return MEMBER
 end
 
 -- Two hex digits per byte value, made on first use (not every script reads members).
@@ -65,7 +71,7 @@ end
 
 -- Lower bound of the bucket that holds score e (nil: e is below every bucket, or none exists).
 local function bucket_of(ix, e)
-  return redis.call('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
+  return redis.call('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', '0', '1')[1]
 end
 
 -- ZADD of flat {score, member, ...} in chunks (Lua's unpack limit).
