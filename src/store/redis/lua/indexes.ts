@@ -360,22 +360,23 @@ end
 
 -- Puts the session in its user and data-source indexes with score = expire time,
 -- and keeps the due-queue score a lower bound of the data-source index minimum.
-local function index_add_user(tp, sid, rec)
-  local e = tonumber(rec.e)
+local function index_add_user(tp, sid, rec, e)
+  e = e or tonumber(rec.e)
   redis.call('ZADD', k_user_idx(tp, rec.u), istr(e), sid_member(sid))
   expire_at_least(k_user_idx(tp, rec.u), e + GRACE)
 end
 
-local function index_add_source(tp, T, sid, rec)
-  local e = tonumber(rec.e)
+local function index_add_source(tp, T, sid, rec, e)
+  e = e or tonumber(rec.e)
   bidx_add(src_index(tp, rec.d), sid_member(sid), e)
   redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, rec.d))
 end
 
 local function index_add(tp, T, sid, rec)
-  index_add_user(tp, sid, rec)
-  index_add_source(tp, T, sid, rec)
-  bidx_add(all_index(tp), sid_member(sid), tonumber(rec.e))
+  local e = tonumber(rec.e)
+  index_add_user(tp, sid, rec, e)
+  index_add_source(tp, T, sid, rec, e)
+  bidx_add(all_index(tp), sid_member(sid), e)
 end
 
 -- Takes the session, indexed with expire time e, out of its data source's index.

@@ -397,19 +397,30 @@ end
 
 -- Sets the state of one call from its arguments (see the ARGV header above);
 -- a moving slot refuses here, before the call's body runs.
+-- The header's numbers, by ARGV index: {string, number} as last converted.
+-- They change only with the configuration, and tonumber (strtod) is dear.
+local HEADER_NUMBERS = {}
+local function header_number(i)
+  local s, known = ARGV[i], HEADER_NUMBERS[i]
+  if known and known[1] == s then return known[2] end
+  local n = tonumber(s)
+  HEADER_NUMBERS[i] = { s, n }
+  return n
+end
+
 local function begin(args)
   ARGV = args
   ISTR, MEMBER_OF = {}, nil
   P = ARGV[1]
-  GRACE = tonumber(ARGV[3])
-  RETENTION = tonumber(ARGV[4])
-  MAX_DATA_KEYS = tonumber(ARGV[5])
+  GRACE = header_number(3)
+  RETENTION = header_number(4)
+  MAX_DATA_KEYS = header_number(5)
   EV_MAXLEN = ARGV[6]
-  EV_MAXAGE = tonumber(ARGV[7])
+  EV_MAXAGE = header_number(7)
   GUARD_LEVEL = ARGV[9]
   PRESSURE = ARGV[10] == '1'
-  PART = tonumber(ARGV[12])
-  PARTS = tonumber(ARGV[13])
+  PART = header_number(12)
+  PARTS = header_number(13)
   GUARD_USER, GUARD_NAMES = '', {}
   for name in string.gmatch(ARGV[8], '[^\n]+') do
     if GUARD_USER == '' then GUARD_USER = name end
