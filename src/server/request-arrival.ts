@@ -22,7 +22,7 @@
  */
 import * as http from "node:http";
 import * as http2 from "node:http2";
-import { BUSY_CEILING_FACTOR, waitClock, waitedSince } from "../observability/loop-idle.js";
+import { BUSY_CEILING_FACTOR, waitClock, waitedSince, type WaitClock } from "../observability/loop-idle.js";
 
 export type SlowReason = "request_timeout" | "slow_body";
 
@@ -80,6 +80,112 @@ export function watchArrival(arrival: Arrival, limits: ArrivalLimits, cut: (reas
     cut(reason);
   };
   return stop;
+}
+
+/** How often an ArrivalWatcher looks at its requests, per window of watchArrival's. */
+const LOOKS_PER_WINDOW = 4;
+
+/** A request an ArrivalWatcher watches: stop() it once the request has arrived or ended. */
+export interface WatchedArrival {
+  stop(): void;
+}
+
+class Watched implements WatchedArrival {
+  /** Set at the first look: a request that arrives before it costs no clock reading. */
+  start: WaitClock | undefined = undefined;
+  windowStart: WaitClock | undefined = undefined;
+  windowStartedAt = 0;
+  bytesAtWindowStart = 0;
+
+  constructor(
+    readonly arrival: Arrival,
+    readonly cut: (reason: SlowReason) => void,
+    readonly startedAt: number,
+    private readonly watching: Set<Watched>,
+  ) {}
+
+  stop(): void {
+    this.watching.delete(this);
+  }
+}
+
+/**
+ * Watches many requests with one timer, judging each as watchArrival does:
+ * for the fast gRPC unary path, where a timer and clock readings per call
+ * would cost more than reading its body. A request's wait clock starts at the
+ * first look after it was added (at most a quarter window later), so it is
+ * never cut sooner than watchArrival would cut it; one that has arrived by
+ * then costs a set entry. Holds one entry per request being read (bounded by
+ * the streams a connection may open), and its timer only while it has some.
+ */
+export class ArrivalWatcher {
+  private readonly watching = new Set<Watched>();
+  private timer: NodeJS.Timeout | undefined = undefined;
+  /** watchArrival's interval: the rate window, or the whole timeout when shorter. */
+  private readonly windowMs: number;
+
+  constructor(private readonly limits: ArrivalLimits) {
+    this.windowMs = Math.min(RATE_WINDOW_MS, limits.requestTimeoutMs);
+  }
+
+  /** Watches `arrival` until stop(); calls `cut` once with the reason when it falls behind. */
+  watch(arrival: Arrival, cut: (reason: SlowReason) => void): WatchedArrival {
+    const watched = new Watched(arrival, cut, Date.now(), this.watching);
+    this.watching.add(watched);
+    // Left running while requests come and go; the first look that finds none stops it.
+    if (this.timer === undefined) {
+      this.timer = setInterval(this.look, this.windowMs / LOOKS_PER_WINDOW);
+      this.timer.unref();
+    }
+    return watched;
+  }
+
+  /** Requests being watched (tests). */
+  get size(): number {
+    return this.watching.size;
+  }
+
+  private readonly look = (): void => {
+    if (this.watching.size === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+      return;
+    }
+    const now = Date.now();
+    for (const watched of this.watching) {
+      const reason = this.judge(watched, now);
+      if (reason === "arrived") {
+        watched.stop();
+      } else if (reason !== undefined) {
+        watched.stop();
+        watched.cut(reason);
+      }
+    }
+  };
+
+  private judge(watched: Watched, now: number): SlowReason | "arrived" | undefined {
+    const arrival = watched.arrival;
+    const limits = this.limits;
+    if (arrival.complete()) return "arrived";
+    if (watched.start === undefined) {
+      watched.start = waitClock();
+      watched.windowStart = watched.start;
+      watched.windowStartedAt = now;
+      watched.bytesAtWindowStart = arrival.bytes();
+      return undefined;
+    }
+    // Time spent waiting for I/O, not wall time, as watchArrival counts it.
+    if (waitedSince(watched.start) >= limits.requestTimeoutMs || now - watched.startedAt >= limits.requestTimeoutMs * BUSY_CEILING_FACTOR) return "request_timeout";
+    if (limits.minBodyRate > 0 && now - watched.windowStartedAt >= this.windowMs) {
+      const bytes = arrival.bytes();
+      const judged = watched.windowStart !== undefined && waitedSince(watched.windowStart) >= RATE_WINDOW_MS / 2 && !arrival.held();
+      if (judged && bytes - watched.bytesAtWindowStart < (limits.minBodyRate * RATE_WINDOW_MS) / 1000) return "slow_body";
+      watched.bytesAtWindowStart = bytes;
+      watched.windowStart = waitClock();
+      watched.windowStartedAt = now;
+    }
+    return undefined;
+  }
 }
 
 /** Resets an HTTP/2 stream that arrived too slowly (see SLOW_STREAM_RST_CODE). */

@@ -178,7 +178,7 @@ export class SessionManager {
   async get(tenant: string, sessionId: string, includeEnded: boolean, user?: string): Promise<SessionView> {
     const guard = guardFor(user, REQUIRED_LEVEL.get);
     try {
-      return this.view(await this.store.get(tenant, sessionId, { touch: true, includeEnded, ...(guard === undefined ? {} : { guard }) }));
+      return this.view(await this.store.get(tenant, sessionId, guard === undefined ? { touch: true, includeEnded } : { touch: true, includeEnded, guard }));
     } catch (error) {
       // Past ARCHIVE_RETENTION (or after Redis lost its data) the durable archive may still have it.
       if (!includeEnded || this.endedArchive === undefined || !(isSessionError(error) && error.kind === "not_found")) throw error;
