@@ -156,8 +156,9 @@ export class SessionManager {
     const text = params.metadata === undefined ? EMPTY_METADATA : this.encodeMetadata(params.metadata);
     const metadata = this.sealMetadata(tenant, sessionId, text);
     // The request id names a key: the store only ever sees its keyed HMACs.
-    const [requestId = "", ...requestIdAliases] =
-      params.requestId === undefined || params.requestId === "" ? [] : this.cipher.indexNames(params.requestId, { tenant, kind: "request_id" });
+    const names = params.requestId === undefined || params.requestId === "" ? undefined : this.cipher.indexNames(params.requestId, { tenant, kind: "request_id" });
+    const requestId = names?.[0] ?? "";
+    const requestIdAliases = names === undefined ? [] : names.slice(1);
     const result = await this.store.create({
       tenant,
       sessionId,
