@@ -1,6 +1,6 @@
 /**
  * ArrivalWatcher (server/request-arrival.ts): one timer judges every request
- * body the fast gRPC unary path is reading, as watchArrival judges one. A
+ * body a server is reading (the fast gRPC unary path, connect's requests). A
  * request that stalls is cut once with its reason (the whole-request timeout,
  * or a body slower than the minimum rate); one that arrived or was stopped
  * leaves the watcher and is never cut; the watcher holds nothing once its

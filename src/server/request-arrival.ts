@@ -50,39 +50,7 @@ export const RATE_WINDOW_MS = 2000;
 /** The RST_STREAM code of a stream cut for arriving too slowly (gRPC clients: RESOURCE_EXHAUSTED). */
 export const SLOW_STREAM_RST_CODE = http2.constants.NGHTTP2_ENHANCE_YOUR_CALM;
 
-/**
- * Checks one arrival every window until stop() is called; calls `cut` once
- * with the reason when the request falls behind. Returns stop().
- */
-export function watchArrival(arrival: Arrival, limits: ArrivalLimits, cut: (reason: SlowReason) => void): () => void {
-  const startedAt = Date.now();
-  const start = waitClock();
-  let bytesAtWindowStart = arrival.bytes();
-  let windowStart = start;
-  const tick = Math.min(RATE_WINDOW_MS, limits.requestTimeoutMs);
-  const timer = setInterval(() => {
-    if (arrival.complete()) return stop();
-    // Time spent waiting for I/O, not wall time: bytes that sat unread while this process was busy are not the caller's delay.
-    if (waitedSince(start) >= limits.requestTimeoutMs || Date.now() - startedAt >= limits.requestTimeoutMs * BUSY_CEILING_FACTOR) return stopAnd("request_timeout");
-    if (limits.minBodyRate > 0) {
-      const bytes = arrival.bytes();
-      // A window in which the process mostly worked, or held the body back, says nothing about the caller's pace.
-      const judged = waitedSince(windowStart) >= RATE_WINDOW_MS / 2 && !arrival.held();
-      if (judged && bytes - bytesAtWindowStart < (limits.minBodyRate * RATE_WINDOW_MS) / 1000) return stopAnd("slow_body");
-      bytesAtWindowStart = bytes;
-      windowStart = waitClock();
-    }
-  }, tick);
-  timer.unref();
-  const stop = (): void => clearInterval(timer);
-  const stopAnd = (reason: SlowReason): void => {
-    stop();
-    cut(reason);
-  };
-  return stop;
-}
-
-/** How often an ArrivalWatcher looks at its requests, per window of watchArrival's. */
+/** How often an ArrivalWatcher looks at its requests, per window. */
 const LOOKS_PER_WINDOW = 4;
 
 /** A request an ArrivalWatcher watches: stop() it once the request has arrived or ended. */
@@ -110,18 +78,20 @@ class Watched implements WatchedArrival {
 }
 
 /**
- * Watches many requests with one timer, judging each as watchArrival does:
- * for the fast gRPC unary path, where a timer and clock readings per call
- * would cost more than reading its body. A request's wait clock starts at the
- * first look after it was added (at most a quarter window later), so it is
- * never cut sooner than watchArrival would cut it; one that has arrived by
- * then costs a set entry. Holds one entry per request being read (bounded by
- * the streams a connection may open), and its timer only while it has some.
+ * Watches the requests of a server with one timer: each is checked every
+ * window (RATE_WINDOW_MS, or the whole timeout when shorter) until stop(),
+ * and cut once, with the reason, when it falls behind. A timer and clock
+ * readings per request would cost more than reading a small body, so a
+ * request's wait clock starts at the first look after it was added (at most a
+ * quarter window later: never cut sooner than its limits say); one that has
+ * arrived by then costs a set entry. Holds one entry per request being read
+ * (bounded by the connections and streams a server admits), and its timer
+ * only while it has some.
  */
 export class ArrivalWatcher {
   private readonly watching = new Set<Watched>();
   private timer: NodeJS.Timeout | undefined = undefined;
-  /** watchArrival's interval: the rate window, or the whole timeout when shorter. */
+  /** The rate window, or the whole timeout when shorter. */
   private readonly windowMs: number;
 
   constructor(private readonly limits: ArrivalLimits) {
@@ -174,10 +144,11 @@ export class ArrivalWatcher {
       watched.bytesAtWindowStart = arrival.bytes();
       return undefined;
     }
-    // Time spent waiting for I/O, not wall time, as watchArrival counts it.
+    // Time spent waiting for I/O, not wall time: bytes that sat unread while this process was busy are not the caller's delay.
     if (waitedSince(watched.start) >= limits.requestTimeoutMs || now - watched.startedAt >= limits.requestTimeoutMs * BUSY_CEILING_FACTOR) return "request_timeout";
     if (limits.minBodyRate > 0 && now - watched.windowStartedAt >= this.windowMs) {
       const bytes = arrival.bytes();
+      // A window in which the process mostly worked, or held the body back, says nothing about the caller's pace.
       const judged = watched.windowStart !== undefined && waitedSince(watched.windowStart) >= RATE_WINDOW_MS / 2 && !arrival.held();
       if (judged && bytes - watched.bytesAtWindowStart < (limits.minBodyRate * RATE_WINDOW_MS) / 1000) return "slow_body";
       watched.bytesAtWindowStart = bytes;
@@ -214,6 +185,18 @@ export function streamArrived(stream: http2.Http2Stream): boolean {
   return stream.destroyed || stream.state.remoteClose === 1;
 }
 
+/** One watcher per server (its options): its requests share one timer. */
+const watchers = new WeakMap<ArrivalLimits, ArrivalWatcher>();
+
+function watcherFor(limits: ArrivalLimits): ArrivalWatcher {
+  let watcher = watchers.get(limits);
+  if (watcher === undefined) {
+    watcher = new ArrivalWatcher(limits);
+    watchers.set(limits, watcher);
+  }
+  return watcher;
+}
+
 /** Starts watching one request until it has fully arrived or its response is closed. */
 export function watchRequestArrival(
   req: http.IncomingMessage | http2.Http2ServerRequest,
@@ -225,14 +208,14 @@ export function watchRequestArrival(
     req instanceof http2.Http2ServerRequest
       ? countStreamBytes(req)
       : { complete: () => req.complete, bytes: () => req.socket.bytesRead, held: () => false };
-  const stopWatching = watchArrival(arrival, options, (reason) => {
+  const watched = watcherFor(options).watch(arrival, (reason) => {
     done();
     options.onSlow(reason, req);
     if (req instanceof http2.Http2ServerRequest) resetSlowStream(req.stream);
     else req.socket.destroy();
   });
   const done = (): void => {
-    stopWatching();
+    watched.stop();
     req.off("end", done);
     res.off("close", done);
   };
