@@ -66,14 +66,21 @@ class Watched implements WatchedArrival {
   bytesAtWindowStart = 0;
 
   constructor(
-    readonly arrival: Arrival,
-    readonly cut: (reason: SlowReason) => void,
+    public arrival: Arrival | undefined,
+    public cut: ((reason: SlowReason) => void) | undefined,
     readonly startedAt: number,
     private readonly watching: Set<Watched>,
   ) {}
 
+  /**
+   * Lets go of the request as well as leaving the set: a set's table may keep
+   * a deleted entry until it is rebuilt, and a request held that long outlives
+   * young-generation collections (its whole call is then promoted).
+   */
   stop(): void {
     this.watching.delete(this);
+    this.arrival = undefined;
+    this.cut = undefined;
   }
 }
 
@@ -123,18 +130,19 @@ export class ArrivalWatcher {
     }
     const now = Date.now();
     for (const watched of this.watching) {
-      const reason = this.judge(watched, now);
+      const { arrival, cut } = watched;
+      if (arrival === undefined || cut === undefined) continue;
+      const reason = this.judge(watched, arrival, now);
       if (reason === "arrived") {
         watched.stop();
       } else if (reason !== undefined) {
         watched.stop();
-        watched.cut(reason);
+        cut(reason);
       }
     }
   };
 
-  private judge(watched: Watched, now: number): SlowReason | "arrived" | undefined {
-    const arrival = watched.arrival;
+  private judge(watched: Watched, arrival: Arrival, now: number): SlowReason | "arrived" | undefined {
     const limits = this.limits;
     if (arrival.complete()) return "arrived";
     if (watched.start === undefined) {

@@ -419,6 +419,7 @@ class EnvelopeRead implements Arrival {
   private finish(): void {
     this.done = true;
     this.watched?.stop();
+    this.watched = undefined;
     this.stream.off("data", this.onData);
     this.stream.off("end", this.onEnd);
   }
