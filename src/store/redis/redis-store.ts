@@ -61,6 +61,7 @@ import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "
 import { REPLY_HEADER_WIDTH, scriptLibrary, type ScriptLibrary, type ScriptName } from "./scripts.js";
 import { ScriptLibraryCaller, type ScriptArg } from "./script-library.js";
 import { traceScript } from "./script-tracing.js";
+import { FcallBatcher } from "./fcall-batcher.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
 import { clusterPrimaryFor, RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName, type RedisTarget } from "./connections.js";
 import { ReplicaWait, type WriteMark } from "./replica-wait.js";
@@ -114,6 +115,8 @@ export class RedisStore implements SessionStore {
   private readonly server: { host: string; port: number } | undefined;
   private readonly library: ScriptLibrary;
   private readonly functions: ScriptLibraryCaller;
+  /** Sends the calls of a script to a partition made in one turn as one FCALL (fcall-batcher.ts). */
+  private readonly batcher: FcallBatcher;
   private readonly timeoutMs: number;
   private readonly limits: ResolvedStoreLimits;
   private readonly header: readonly ScriptArg[];
@@ -190,6 +193,8 @@ export class RedisStore implements SessionStore {
 
     this.library = scriptLibrary();
     this.functions = new ScriptLibraryCaller(this.redis, this.library.source);
+    const functions = this.functions;
+    this.batcher = new FcallBatcher((fn, key, args) => functions.call(fn, key, args));
   }
 
   /**
@@ -967,6 +972,7 @@ export class RedisStore implements SessionStore {
   private async runScript(name: ScriptName, partition: number, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
     if (this.partitions.count > 1 && name !== "logPosition") await this.ensureGenerations();
     const fn = this.library.functionName(name, pressure);
+    const batchFn = this.library.batchFunctionName(name, pressure);
     const guardArgs = guard === undefined ? NO_GUARD : [[guard.userId, ...(guard.userAliases ?? [])].join("\n"), guard.level];
     const anchor = this.anchors[partition] as string;
     const tag = this.partitions.tags[partition] as string;
@@ -976,7 +982,8 @@ export class RedisStore implements SessionStore {
       this.call(() => {
         // The anchor is KEYS[1]: the key ioredis routes the script by.
         mark = waiter?.mark(anchor);
-        return this.functions.call(fn, anchor, [this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), tag, partition, this.partitions.count, ...args]);
+        const all = [this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), tag, partition, this.partitions.count, ...args];
+        return batchFn === undefined ? this.functions.call(fn, anchor, all) : this.batcher.call(fn, batchFn, anchor, all);
       }),
     );
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {

@@ -61,12 +61,40 @@ export type ScriptName = keyof typeof bodies;
  */
 const RUN_WHEN_FULL: ReadonlySet<ScriptName> = new Set<ScriptName>(["nextDue", "readEvents", "logPosition"]);
 
+/**
+ * Scripts a caller waits for, whose calls to one partition are sent together
+ * as one FCALL of their batch function (fcall-batcher.ts). Not the background
+ * ones (expiry, the event log): they run one call at a time anyway.
+ */
+const BATCHED: ReadonlySet<ScriptName> = new Set<ScriptName>([
+  "create",
+  "claim",
+  "get",
+  "update",
+  "extend",
+  "close",
+  "list",
+  "setData",
+  "getData",
+  "deleteData",
+  "listData",
+  "clearData",
+]);
+
 /** The library: its source (for FUNCTION LOAD) and each script's function names. */
 export interface ScriptLibrary {
   readonly source: string;
   /** The function to FCALL for a script; `pressure`: the call's variant flagged allow-oom. */
   readonly functionName: (name: ScriptName, pressure: boolean) => string;
+  /** The script's batch function (BATCH_REPLY), with the same flags; undefined: its calls go one by one. */
+  readonly batchFunctionName: (name: ScriptName, pressure: boolean) => string | undefined;
 }
+
+/**
+ * First element of a batch item's reply when the item raised a Lua error; the
+ * error's text follows. A call's own reply starts with NOW (digits).
+ */
+export const BATCH_ITEM_ERROR = "!";
 
 /**
  * Each body runs as a function whose reply gets the common header first:
@@ -88,12 +116,17 @@ export function scriptLibrary(): ScriptLibrary {
   ].join("\n");
   const hash = createHash("sha1").update(code).digest("hex").slice(0, 12);
   const fn = (name: ScriptName, pressure: boolean): string => `sd_${hash}_${name}${pressure ? "_p" : ""}`;
-  const register = (name: ScriptName, pressure: boolean): string => {
+  const batchFn = (name: ScriptName, pressure: boolean): string | undefined => (BATCHED.has(name) ? `${fn(name, pressure)}_b` : undefined);
+  const register = (name: ScriptName, pressure: boolean): string[] => {
     const flags = pressure || RUN_WHEN_FULL.has(name) ? "'allow-oom'" : "";
-    return `redis.register_function{function_name = '${fn(name, pressure)}', flags = { ${flags} }, callback = function(_, args) begin(args) return with_header(body_${name}()) end}`;
+    const batch = batchFn(name, pressure);
+    return [
+      `redis.register_function{function_name = '${fn(name, pressure)}', flags = { ${flags} }, callback = function(_, args) begin(args) return with_header(body_${name}()) end}`,
+      ...(batch === undefined ? [] : [`redis.register_function{function_name = '${batch}', flags = { ${flags} }, callback = function(_, args) return run_batch(body_${name}, args) end}`]),
+    ];
   };
-  const source = [`#!lua name=sessiond_${hash}`, code, ...names.flatMap((name) => [register(name, false), register(name, true)])].join("\n");
-  return { source, functionName: fn };
+  const source = [`#!lua name=sessiond_${hash}`, code, ...names.flatMap((name) => [...register(name, false), ...register(name, true)])].join("\n");
+  return { source, functionName: fn, batchFunctionName: batchFn };
 }
 
 /** Strings in front of every reply: NOW and the count of lazily expired records. */
@@ -103,4 +136,37 @@ const REPLY_HEADER = String.raw`local function with_header(reply)
   local head = { istr(NOW), istr(#LAZY / RECORD_WIDTH) }
   append(head, LAZY)
   return append(head, reply)
+end
+
+-- One call of a batch: the same steps as its own function's.
+local function run_one(body, args)
+  begin(args)
+  return with_header(body())
+end
+
+-- A batch function's arguments: the count of calls, then each call's argument
+-- count and arguments. Each call runs in turn exactly as it runs alone (begin
+-- sets all of a call's state from its own arguments), and its reply (with its
+-- own header) is the batch reply's element. A call that raises an error is
+-- answered with it ({ '${BATCH_ITEM_ERROR}', text }) and the next one runs: Redis does
+-- not roll back the writes it made before the error, exactly as when the call
+-- runs alone and fails, and the calls after it see the same data they would
+-- see if it had been its own FCALL.
+local function run_batch(body, args)
+  local out, at = {}, 2
+  for i = 1, tonumber(args[1]) do
+    local n = tonumber(args[at])
+    local call_args = {}
+    for j = 1, n do call_args[j] = args[at + j] end
+    at = at + n + 1
+    local ok, reply = pcall(run_one, body, call_args)
+    if ok then
+      out[i] = reply
+    elseif type(reply) == 'table' and reply.err then
+      out[i] = { '${BATCH_ITEM_ERROR}', reply.err }
+    else
+      out[i] = { '${BATCH_ITEM_ERROR}', tostring(reply) }
+    end
+  end
+  return out
 end`;
