@@ -78,6 +78,23 @@ function batchingCases(open: () => Promise<Opened>): void {
     }
   });
 
+  it("a batch holds at most 64 calls, and one that meets a Redis without the library loads it and runs", async () => {
+    const { store, nodes, close } = await open();
+    try {
+      const live = (await store.create(input("owner"))).session;
+      await Promise.all(nodes.map((node) => node.call("FUNCTION", "FLUSH")));
+      await resetStats(nodes);
+      const calls = 200;
+      const got = await Promise.all(Array.from({ length: calls }, () => store.get(TENANT, live.sessionId, { touch: false, includeEnded: false })));
+      assert.ok(got.every((session) => session.sessionId === live.sessionId));
+      const sent = await fcalls(nodes);
+      // Each batch is sent twice (refused: "Function not found", then after the load).
+      assert.ok(sent >= Math.ceil(calls / 64) && sent <= 4 * Math.ceil(calls / 64), `${sent} FCALLs for ${calls} gets`);
+    } finally {
+      await close();
+    }
+  });
+
   it("a call that is not found, denied by its guard or fails on a damaged key fails alone", async () => {
     const { store, nodes, partitions, damage, close } = await open();
     try {
