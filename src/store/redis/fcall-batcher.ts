@@ -19,7 +19,7 @@
  * loop gets there at once (process.nextTick or a microtask would send before
  * requests read later in the same phase have reached the store).
  */
-import { BATCH_ITEM_ERROR } from "./scripts.js";
+import { BATCH_ITEM_ERROR, batchArguments, loneCallArguments, type ScriptCall } from "./scripts.js";
 import type { ScriptArg } from "./script-library.js";
 
 /** Sends one FCALL of `fn` with the one key `key` (ScriptLibraryCaller.call). */
@@ -41,7 +41,7 @@ export interface FcallBatchBounds {
 export const DEFAULT_FCALL_BATCH_BOUNDS: FcallBatchBounds = { maxCalls: 64, maxBytes: 256 * 1024 };
 
 interface Pending {
-  readonly args: readonly ScriptArg[];
+  readonly call: ScriptCall;
   readonly resolve: (reply: unknown) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -50,6 +50,8 @@ interface Batch {
   readonly fn: string;
   readonly batchFn: string;
   readonly key: string;
+  /** The arguments every call of the batch shares (sent once). */
+  readonly shared: readonly ScriptArg[];
   readonly calls: Pending[];
   bytes: number;
 }
@@ -64,24 +66,28 @@ export class FcallBatcher {
     private readonly bounds: FcallBatchBounds = DEFAULT_FCALL_BATCH_BOUNDS,
   ) {}
 
-  /** The reply of `fn` called with `key` and `args`, sent with the other calls of `batchFn` to `key` made in this turn. */
-  call(fn: string, batchFn: string, key: string, args: readonly ScriptArg[]): Promise<unknown> {
-    const bytes = argumentBytes(args);
+  /**
+   * The reply of `fn` called with `key` and `call`'s arguments, sent with the
+   * other calls of `batchFn` to `key` made in this turn (the store gives them
+   * the same `shared` array: a call with another one starts a batch of its own).
+   */
+  call(fn: string, batchFn: string, key: string, call: ScriptCall): Promise<unknown> {
+    const bytes = argumentBytes(call.own);
     const id = `${batchFn}\n${key}`;
     let batch = this.open.get(id);
-    if (batch !== undefined && batch.bytes + bytes > this.bounds.maxBytes) {
+    if (batch !== undefined && (batch.bytes + bytes > this.bounds.maxBytes || batch.shared !== call.shared)) {
       this.open.delete(id);
       this.flush(batch);
       batch = undefined;
     }
     if (batch === undefined) {
-      batch = { fn, batchFn, key, calls: [], bytes: 0 };
+      batch = { fn, batchFn, key, shared: call.shared, calls: [], bytes: argumentBytes(call.shared) };
       this.open.set(id, batch);
       this.schedule();
     }
     const open = batch;
     return new Promise((resolve, reject) => {
-      open.calls.push({ args, resolve, reject });
+      open.calls.push({ call, resolve, reject });
       open.bytes += bytes;
       if (open.calls.length >= this.bounds.maxCalls) {
         this.open.delete(id);
@@ -105,11 +111,13 @@ export class FcallBatcher {
     const { calls } = batch;
     const only = calls.length === 1 ? calls[0] : undefined;
     if (only !== undefined) {
-      this.send(batch.fn, batch.key, only.args).then(only.resolve, only.reject);
+      this.send(batch.fn, batch.key, loneCallArguments(only.call)).then(only.resolve, only.reject);
       return;
     }
-    const args: ScriptArg[] = [calls.length];
-    for (const call of calls) args.push(call.args.length, ...call.args);
+    const args = batchArguments(
+      batch.shared,
+      calls.map((pending) => pending.call.own),
+    );
     this.send(batch.batchFn, batch.key, args).then(
       (reply) => answer(calls, reply),
       (error: unknown) => {
