@@ -18,7 +18,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,6 +29,8 @@ import { CreateSessionRequestSchema, GetSessionRequestSchema } from "../gen/sess
 import { createSessionClient } from "@sessiond/client";
 import { freePort, startRedisServer } from "../test/support/redis-server.js";
 import type { GrpcJsLoadResult } from "./grpc-js-load.js";
+import { waitForServiceReady } from "./service-ready.js";
+import { h2loadRun } from "./wire-bench.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -51,22 +52,6 @@ function cpuUs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_US;
-}
-
-async function listening(port: number): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    const ok = await new Promise<boolean>((done) => {
-      const socket = connect(port, "127.0.0.1");
-      socket.once("connect", () => {
-        socket.destroy();
-        done(true);
-      });
-      socket.once("error", () => done(false));
-    });
-    if (ok) return;
-    await sleep(200);
-  }
-  throw new Error(`nothing listens on ${port}`);
 }
 
 const redis = await startRedisServer();
@@ -93,15 +78,19 @@ async function startSessiond(name: string, root: string, prefix: string): Promis
     stdio: ["ignore", devNull, "inherit"],
   });
   closeSync(devNull);
-  await listening(port);
-  await sleep(1000);
+  await waitForServiceReady(child, `http://127.0.0.1:${port}`);
   return { name, port, pid: child.pid ?? 0, child };
 }
 
 async function startAnchor(): Promise<Server> {
   const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", join(HERE, "anchors/servers.ts"), "grpcjs", String(port)], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
-  await listening(port);
+  const child = spawn(process.execPath, ["--import", "tsx", join(HERE, "anchors/servers.ts"), "grpcjs", String(port)], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((ready, failed) => {
+    child.stdout?.on("data", (chunk: Buffer) => {
+      if (chunk.toString().includes("ready")) ready();
+    });
+    child.once("exit", (code) => failed(new Error(`the anchor exited with code ${code}`)));
+  });
   return { name: "grpc-js (bare)", port, pid: child.pid ?? 0, child };
 }
 
@@ -124,20 +113,11 @@ async function fcallCount(): Promise<number> {
   return Number(/^cmdstat_fcall:calls=(\d+)/m.exec(await raw.info("commandstats"))?.[1] ?? 0);
 }
 
-async function run(command: string, args: readonly string[]): Promise<string> {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout.on("data", (c: Buffer) => (out += c.toString()));
-  child.stderr.on("data", (c: Buffer) => (out += c.toString()));
-  await new Promise((done) => child.once("exit", done));
-  return out;
-}
-
 async function h2load(server: Server, path: string, body: string, calls: number): Promise<Phase> {
   const args = (n: number): string[] => ["-n", String(n), "-c", "1", "-m", "64", "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers", `http://127.0.0.1:${server.port}${path}`];
-  await run("h2load", args(Math.ceil(calls / 4)));
+  await h2loadRun(args(Math.ceil(calls / 4)));
   const before = [cpuUs(server.pid), cpuUs(redisPid), await fcallCount()];
-  const out = await run("h2load", args(calls));
+  const out = await h2loadRun(args(calls));
   const after = [cpuUs(server.pid), cpuUs(redisPid), await fcallCount()];
   const finished = /finished in ([\d.]+)(ms|s)\b/.exec(out);
   const seconds = finished === null ? Number.NaN : Number(finished[1]) / (finished[2] === "ms" ? 1000 : 1);

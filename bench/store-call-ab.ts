@@ -1,10 +1,11 @@
 /**
  * Node CPU per RedisStore get and create, two builds side by side (the cost of
- * the store's call path: fcall-batcher.ts, ioredis), with 64 concurrent
- * callers in waves, as a loaded server makes them; one private redis-server.
+ * the store's call path: fcall-batcher.ts, ioredis), with concurrent callers
+ * in waves (default 64, as a loaded server makes them; 1: a quiet one); one
+ * private redis-server.
  *
  *   npm run build; (cd <other checkout> && npm run build)
- *   node --import tsx bench/store-call-ab.ts <other checkout> [rounds] [calls per phase]
+ *   node --import tsx bench/store-call-ab.ts <other checkout> [rounds] [calls per phase] [callers]
  *
  * Both builds' dist/ are loaded into this one process, each with its own key
  * prefix; phases alternate (order reversed every other round). CPU per call
@@ -23,7 +24,7 @@ const other = process.argv[2];
 if (other === undefined) throw new Error("usage: node --import tsx bench/store-call-ab.ts <other checkout> [rounds] [calls per phase]");
 const ROUNDS = Number(process.argv[3] ?? 15);
 const CALLS = Number(process.argv[4] ?? 4096);
-const WAVE = 64;
+const WAVE = Number(process.argv[5] ?? 64);
 
 const redis = await startRedisServer();
 const limits = { maxDataKeys: 100, archiveRetentionMs: 86_400_000, expiryGraceMs: 3_600_000, maxSessionsPerUser: 0 };
