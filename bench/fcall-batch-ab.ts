@@ -4,7 +4,7 @@
  * server's Health/Check in the same rounds.
  *
  *   npm run build; (cd <other checkout> && npm run build)
- *   node --import tsx bench/fcall-batch-ab.ts <other checkout> [rounds] [get calls] [create calls]
+ *   node --import tsx bench/fcall-batch-ab.ts <other checkout> [rounds] [get calls] [create calls] [loaders: h2load,grpc-js]
  *
  * One private redis-server; each build started as production runs it
  * (WORKERS=1, dist/src/main.js, encryption on, logs to /dev/null) with its own
@@ -38,6 +38,7 @@ const other = process.argv[2];
 if (other === undefined) throw new Error("usage: node --import tsx bench/fcall-batch-ab.ts <other checkout> [rounds] [get calls] [create calls]");
 const ROUNDS = Number(process.argv[3] ?? 5);
 const CALLS = { get: Number(process.argv[4] ?? 8000), create: Number(process.argv[5] ?? 4000) };
+const LOADERS = (process.argv[6] ?? "h2load,grpc-js").split(",").filter((l): l is "h2load" | "grpc-js" => l === "h2load" || l === "grpc-js");
 const GRPCJS_MS = 3000;
 const CLOCK_TICK_US = 10_000;
 
@@ -177,7 +178,7 @@ const loadStart = loadavg()[0];
 try {
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? builds : [...builds].reverse();
-    for (const loader of ["h2load", "grpc-js"] as const) {
+    for (const loader of LOADERS) {
       const phase = (server: Server, path: string, body: { path: string; hex: string }, calls: number): Promise<Phase> =>
         loader === "h2load" ? h2load(server, path, body.path, calls) : grpcJs(server, path, body.hex);
       add(`${loader} anchor Check`, await phase(anchor, CHECK, check, CALLS.get));
@@ -201,7 +202,7 @@ function ratio(a: Key, b: Key, field: keyof Phase): string {
   return `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
 }
 console.log(`\nload average ${loadStart?.toFixed(1)} at start, ${loadavg()[0]?.toFixed(1)} at end; ${ROUNDS} rounds; median (min–max) of per-round ratios`);
-for (const loader of ["h2load", "grpc-js"]) {
+for (const loader of LOADERS) {
   for (const op of ["Get", "Create"]) {
     const a = `${loader} this ${op}`;
     const b = `${loader} other ${op}`;
