@@ -58,6 +58,8 @@ export interface PhaseResult {
   readonly p99Ms: number;
   /** Throughput of each run, to show how steady the machine was. */
   readonly runOpsPerSec: readonly number[];
+  /** The server's CPU time per successful call in each run, µs (as serverCpuUsPerOp, run by run). */
+  readonly runServerCpuUsPerOp: readonly number[];
   /** CPU time per successful call, µs: of the server, the load generator and redis-server. */
   readonly serverCpuUsPerOp: number;
   /** GC pauses of the server per successful call, µs (part of serverCpuUsPerOp). */
@@ -159,6 +161,7 @@ export function summarize(spec: Pick<PhaseSpec, "name" | "target">, samples: rea
     p50Ms: quantile(all, 0.5),
     p99Ms: quantile(all, 0.99),
     runOpsPerSec: samples.map((s) => (s.windowMs > 0 ? (s.ops / s.windowMs) * 1000 : 0)),
+    runServerCpuUsPerOp: samples.map((s) => (s.totalOps > 0 ? s.serverCpuUs / s.totalOps : Number.NaN)),
     serverCpuUsPerOp: perOp(samples, (s) => s.serverCpuUs),
     serverGcUsPerOp: perOp(samples, (s) => s.serverGcUs),
     clientCpuUsPerOp: perOp(samples, (s) => s.clientCpuUs),

@@ -44,7 +44,7 @@ export function render(r: Results): string {
     `- Service: \`src/main.ts\` (through tsx) in a process of its own on RedisStore with metadata encryption on; log level ${r.logLevel}, logs and audit records on stdout, which goes to /dev/null. Production Node flags (package.json \`start:prod\`): ${flagsLabel(r.productionFlags)}`,
   );
   lines.push(
-    `- Throughput: ${CONCURRENCY} concurrent callers in a separate load-generator process, gRPC over h2c, one HTTP/2 connection; per operation ${WARMUP_MS} ms warm-up, then ${ROUNDS} interleaved rounds of ${ROUND_MS} ms measured (after ${ROUND_SETTLE_MS} ms settling each)`,
+    `- Throughput: ${CONCURRENCY} concurrent callers in a separate load-generator process, the generated client (createSessionClient) speaking gRPC over h2c, which the service answers on its own gRPC unary path (src/server/grpc-unary), one HTTP/2 connection for SessionService and one for Health; per operation ${WARMUP_MS} ms warm-up, then ${ROUNDS} interleaved rounds of ${ROUND_MS} ms measured (after ${ROUND_SETTLE_MS} ms settling each), the operations in reverse order every other round`,
   );
   lines.push(`- Whole run: ${r.totalSeconds.toFixed(0)} s; load average at the end ${r.loadAvgAtEnd} (other work on the machine shows here)`);
   lines.push(`- Parts (BENCH_PARTS), wall time and 1-minute load average at their end: ${r.partTimes.map((p) => `${p.name} ${p.seconds.toFixed(0)} s (${p.loadAvg.toFixed(1)})`).join(", ")}`, "");

@@ -13,6 +13,20 @@ export function roundRatios(a: PhaseResult, b: PhaseResult): number[] {
   return a.runOpsPerSec.map((x, i) => x / (b.runOpsPerSec[i] ?? Number.NaN));
 }
 
+/**
+ * Each round's ratio of b's server CPU per call to a's: the throughput ratio
+ * of a to b that a server with cores of its own would show.
+ */
+export function roundCpuRatios(a: PhaseResult, b: PhaseResult): number[] {
+  return a.runServerCpuUsPerOp.map((x, i) => (b.runServerCpuUsPerOp[i] ?? Number.NaN) / x);
+}
+
+/** Lowest and highest of per-round ratios, e.g. "0.64–0.87". */
+export function spread(ratios: readonly number[]): string {
+  const finite = ratios.filter(Number.isFinite);
+  return finite.length === 0 ? "-" : `${Math.min(...finite).toFixed(2)}–${Math.max(...finite).toFixed(2)}`;
+}
+
 /** The median over rounds of (a's throughput / b's throughput in the same round). */
 export function medianRatio(a: PhaseResult, b: PhaseResult): number {
   return median(roundRatios(a, b));

@@ -10,7 +10,7 @@ import type { BenchPart, TargetRow } from "../part.js";
 import { running, startStack, stopStack, type MachineInfo, type Stack } from "../processes.js";
 import { summarize, type MeasuredSample, type PhaseResult, type PhaseSpec } from "../phase.js";
 import { CANDIDATE_FLAGS, CONCURRENCY, ROUND_MS, ROUND_SETTLE_MS, ROUNDS, TARGETS, WARMUP_MS } from "../settings.js";
-import { cpuCeiling, median, medianRatio, roundRatios } from "../statistics.js";
+import { cpuCeiling, median, medianRatio, roundCpuRatios, roundRatios, spread } from "../statistics.js";
 
 /**
  * The variants compared: no flags, and the candidate flags. The one
@@ -34,16 +34,8 @@ export const throughputPart: BenchPart<Throughput> = {
     const { variants, production } = flagVariants(productionFlags);
     const stacks: Stack[] = [];
     for (const v of variants) stacks.push(await startStack(v.label, v.flags, logLevel));
-    const service: Operation[] = [
-      // Create first (Get needs its sessions), then Check between the two operations compared with it.
-      { name: "CreateSession", target: "service", op: "create" },
-      { name: "Health/Check", target: "health", op: "check" },
-      { name: "GetSession", target: "service", op: "get" },
-      { name: "ExtendSession", target: "service", op: "extend" },
-      { name: "CloseSession", target: "service", op: "close" },
-    ];
     console.log("gRPC (service and Health/Check), A/B of Node flags:");
-    const results = await measureInterleaved(stacks.map((stack) => ({ stack, ops: service })));
+    const results = await measureInterleaved(stacks.map((stack) => ({ stack, ops: SERVICE_OPERATIONS })));
     // The direct floor needs no service: only the first stack's redis-server and load generator stay.
     for (const stack of stacks) {
       await stack.service.stop();
@@ -80,22 +72,25 @@ export const throughputPart: BenchPart<Throughput> = {
     const rows: TargetRow[] = [];
     if (t !== undefined) {
       const v = t.variants[t.production] as VariantResult;
-      const get = medianRatio(v.service.get, v.check);
-      const create = medianRatio(v.service.create, v.check);
-      rows.push({
-        measure: `GetSession / Health/Check throughput, median of ${ROUNDS} rounds (all rounds together: ${fmtPct(v.service.get.opsPerSec / v.check.opsPerSec)})`,
-        value: fmtPct(get),
-        target: `≥ ${fmtPct(TARGETS.getOverCheck)}`,
-        ok: get >= TARGETS.getOverCheck,
-      });
-      rows.push({
-        measure: `CreateSession / Health/Check throughput, median of ${ROUNDS} rounds (all rounds together: ${fmtPct(v.service.create.opsPerSec / v.check.opsPerSec)})`,
-        value: fmtPct(create),
-        target: `≥ ${fmtPct(TARGETS.createOverCheck)}`,
-        ok: create >= TARGETS.createOverCheck,
-      });
+      // Judged on the service's own CPU per call. A throughput ratio on cores shared with the load generator is a
+      // ratio of all three processes' CPU per call, most of it the client's and alike for every operation: it moves
+      // with the client's cost, even against the service's. It stays in the row, for reading.
+      for (const [op, name, target] of [
+        ["get", "GetSession", TARGETS.getOverCheck],
+        ["create", "CreateSession", TARGETS.createOverCheck],
+      ] as const) {
+        const p = v.service[op];
+        const cpu = roundCpuRatios(p, v.check);
+        const ratio = median(cpu);
+        rows.push({
+          measure: `${name} / Health/Check: the service's CPU per call, Check's ÷ ${name}'s (the throughput ratio of a service with cores of its own; ${fmtUs(v.check.serverCpuUsPerOp)} / ${fmtUs(p.serverCpuUsPerOp)} µs), median of ${ROUNDS} rounds, spread ${spread(cpu)}. Throughput ratio on this machine, where the load generator (${fmtUs(v.check.clientCpuUsPerOp)} µs per Check) shares the cores: ${fmtPct(medianRatio(p, v.check))}, spread ${spread(roundRatios(p, v.check))}`,
+          value: fmtPct(ratio),
+          target: `≥ ${fmtPct(target)}`,
+          ok: ratio >= target,
+        });
+      }
     } else {
-      rows.push({ measure: "GetSession and CreateSession / Health/Check throughput", value: "not run (BENCH_PARTS)", target: "", ok: undefined });
+      rows.push({ measure: "GetSession and CreateSession / Health/Check", value: "not run (BENCH_PARTS)", target: "", ok: undefined });
     }
     return rows;
   },
@@ -103,11 +98,21 @@ export const throughputPart: BenchPart<Throughput> = {
   failed: (t) => failedPhases(t).length > 0,
 };
 
-interface Operation {
+export interface Operation {
   readonly name: string;
   readonly target: PhaseSpec["target"];
   readonly op: PhaseSpec["op"];
 }
+
+/** The service's operations, in the order of odd rounds (roundOrder reverses it in even ones). */
+export const SERVICE_OPERATIONS: readonly Operation[] = [
+  // Create first at warm-up (Get needs its sessions), and Check between the two operations compared with it.
+  { name: "CreateSession", target: "service", op: "create" },
+  { name: "Health/Check", target: "health", op: "check" },
+  { name: "GetSession", target: "service", op: "get" },
+  { name: "ExtendSession", target: "service", op: "extend" },
+  { name: "CloseSession", target: "service", op: "close" },
+];
 
 /** Operations run against one stack. */
 interface Lane {
@@ -117,8 +122,8 @@ interface Lane {
 
 /**
  * Runs each operation of each lane for WARMUP_MS (discarded), then ROUNDS
- * rounds; in each round every lane runs every operation in turn, the lanes in
- * alternating order. Returns each lane's operations, their rounds summed.
+ * rounds; in each round every lane runs every operation in turn (roundOrder),
+ * the lanes in alternating order. Returns each lane's operations, their rounds summed.
  */
 async function measureInterleaved(lanes: readonly Lane[]): Promise<Map<PhaseSpec["op"], PhaseResult>[]> {
   /** Latest throughput of each op per lane, to size the pool a close round needs. */
@@ -157,7 +162,7 @@ async function measureInterleaved(lanes: readonly Lane[]): Promise<Map<PhaseSpec
     for (const index of order) {
       const lane = lanes[index] as Lane;
       const line: string[] = [];
-      for (const o of lane.ops) {
+      for (const o of roundOrder(lane.ops, round)) {
         const sample = await runOne(index, o, ROUND_SETTLE_MS, ROUND_MS);
         samples[index]?.get(o.op)?.push(sample);
         line.push(`${o.name} ${fmtInt(rates[index]?.get(o.op) ?? 0)}`);
@@ -167,6 +172,19 @@ async function measureInterleaved(lanes: readonly Lane[]): Promise<Map<PhaseSpec
     }
   }
   return lanes.map((lane, index) => new Map(lane.ops.map((o) => [o.op, summarize(o, samples[index]?.get(o.op) ?? [])])));
+}
+
+/**
+ * A round's operations: as listed in odd rounds, reversed in even ones. With one
+ * fixed order, whatever the machine does over a round (other work starting or
+ * ending, the previous operation's leftovers such as GC debt or background
+ * catch-up) biases every round's ratio the same way, and Health/Check always
+ * ran right after CreateSession; reversed every other round, that bias changes
+ * sign and the median over rounds cancels it. Check stays next to both
+ * operations compared with it.
+ */
+export function roundOrder<T>(ops: readonly T[], round: number): readonly T[] {
+  return round % 2 === 0 ? [...ops].reverse() : ops;
 }
 
 /** CPU time redis-server has used so far (INFO cpu), µs. */
