@@ -87,7 +87,7 @@ export interface ScriptLibrary {
   readonly source: string;
   /** The function to FCALL for a script; `pressure`: the call's variant flagged allow-oom. */
   readonly functionName: (name: ScriptName, pressure: boolean) => string;
-  /** The script's batch function (BATCH_REPLY), with the same flags; undefined: its calls go one by one. */
+  /** The script's batch function (run_batch), with the same flags; undefined: its calls go one by one. */
   readonly batchFunctionName: (name: ScriptName, pressure: boolean) => string | undefined;
 }
 
