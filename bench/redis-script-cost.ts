@@ -4,13 +4,14 @@
  * instructions redis-server executes, so the figure does not depend on the
  * load of a shared machine (wall-clock usec_per_call moves by 2x there).
  * Creates WARM sessions (10,000 users, 10 data sources, ~40 B metadata, no
- * encryption), then for each operation runs N calls from 4 concurrent callers
+ * encryption), then for each operation runs N calls from CONCURRENCY (default
+ * 4; 64 shows calls sent together, fcall-batcher.ts) concurrent callers
  * and divides the instructions counted meanwhile (callgrind_control -d dumps
  * and zeroes the counters) by N. Network handling is counted too: the same
  * for every version. The script uses only RedisStore's public API, so a copy
  * of it measures an earlier checkout as well (README "The scripts").
  *
- *   N=1000 WARM=3000 npx tsx bench/redis-script-cost.ts
+ *   N=1000 WARM=3000 [CONCURRENCY=64] npx tsx bench/redis-script-cost.ts
  *
  * SHAPE=wire counts the wire bench's CreateSession instead (bench/wire-bench.ts:
  * one user, metadata encryption on, through SessionManager), create only.
@@ -35,6 +36,7 @@ import { freePort } from "../test/support/redis-server.js";
 
 const N = Number(process.env["N"] ?? 1000);
 const WARM = Number(process.env["WARM"] ?? 3000);
+const CONCURRENCY = Number(process.env["CONCURRENCY"] ?? 4);
 const WIRE = process.env["SHAPE"] === "wire";
 const OPS = WIRE ? (["create"] as const) : (["create", "get", "extend", "close"] as const);
 type Op = "create" | "get" | "extend" | "close";
@@ -88,7 +90,7 @@ let next = 0;
 async function run(op: Op, count: number): Promise<void> {
   let started = 0;
   await Promise.all(
-    Array.from({ length: 4 }, async () => {
+    Array.from({ length: CONCURRENCY }, async () => {
       while (started < count) {
         started += 1;
         const i = next++;

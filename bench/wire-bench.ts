@@ -226,7 +226,8 @@ function h2loadArgs(server: Server, op: OpName, bodyFile: string, calls: number,
   return ["-n", String(calls), "-c", String(connections), "-m", String(CONCURRENCY / connections), "-d", bodyFile, "-H", "content-type: application/grpc", "-H", "te: trailers", `http://127.0.0.1:${server.port}${PATHS[op]}`];
 }
 
-async function h2loadRun(args: string[]): Promise<string> {
+/** Runs h2load with `args`; its output (stdout and stderr). */
+export async function h2loadRun(args: string[]): Promise<string> {
   const child = spawn("h2load", args, { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout.on("data", (c: Buffer) => (out += c.toString()));

@@ -56,6 +56,17 @@ describe("field cipher", () => {
     ]) {
       assert.throws(() => cipher.open(sealed, other), DecryptError);
     }
+    // Opened once at its own place (and so remembered), it still opens nowhere else, and again where it belongs.
+    assert.equal(cipher.open(sealed, { ...binding, field: dataField("a") }), '"v"');
+    assert.equal(cipher.open(sealed, { ...binding, field: dataField("a") }), '"v"');
+    for (const other of [
+      { ...binding, field: dataField("b") },
+      { ...binding, sessionId: randomUUID(), field: dataField("a") },
+      { ...binding, tenant: "globex", field: dataField("a") },
+    ]) {
+      assert.throws(() => cipher.open(sealed, other), DecryptError);
+    }
+    assert.equal(cipher.open(sealed, { ...binding, field: dataField("a") }), '"v"');
     // Replace the second-to-last character (a fully significant base64url digit of the tag) with a different one.
     const flipped = sealed.slice(0, -2) + (sealed.at(-2) === "A" ? "B" : "A") + sealed.slice(-1);
     assert.throws(() => cipher.open(flipped, { ...binding, field: dataField("a") }), DecryptError);

@@ -26,6 +26,9 @@ const RECORDS: readonly object[] = [
   { method: "session.v1.SessionService/GetSession", sessionId: "0b9d6c84-58a4-4b8f-9d8e-3f1f4c1b2a7e", durationMs: 1.234, requestId: "r-1", traceId: undefined, code: "ok" },
   { principal: "key:a\"b\\c", tenant: "t", delegated: true, peer: "[::1]:5000", outcome: "not_found", n: 0 },
   { quote: 'he said "hi"', control: "a\nb\tc", unicode: "grüße ✓ 日本", long: "x".repeat(150) },
+  // What the record writer leaves to JSON.stringify, and what it must write the same way itself.
+  { pair: "😀", del: "\u007f", nan: Number.NaN, inf: Number.POSITIVE_INFINITY, negZero: -0, big: 1e21, small: 1e-7, nil: null, nested: { a: [1, "b"] } },
+  { 2: "index first", "quoted\"key": 1, fn: () => 1, b: false },
   {},
 ];
 
@@ -46,6 +49,15 @@ describe("plain records", () => {
       for (const line of ours.lines) assert.match(line, /^\{"level":\d+,"time":"\d{4}-\d\d-\d\dT[\d:.]+Z",.*\}\n$/);
     });
   }
+
+  test("a lone surrogate is escaped, as JSON.stringify writes it (pino would write it raw)", () => {
+    const out = capture();
+    const base = { service: "s" } as const;
+    const logger = registerPlainRecords(pino({ base, timestamp: isoTime }, out), out, base);
+    plainRecord(logger, "info", { lone: "a\ud800b", end: "\udfff" }, "m");
+    assert.equal(withoutTime(out.lines[0]!), `{"level":30,"service":"s","lone":"a\\ud800b","end":"\\udfff","msg":"m"}\n`);
+    assert.equal(JSON.parse(out.lines[0]!).lone, "a\ud800b");
+  });
 
   test("createLogger's JSON logger is registered and keeps its level", () => {
     const out = capture();

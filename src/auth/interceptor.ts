@@ -18,7 +18,7 @@ import { correlationOf, type AuditLog } from "../audit/audit-log.js";
 import { RPC_IDS } from "../observability/trace-context.js";
 import type { Authenticator } from "./authenticator.js";
 import { ACT_AS_HEADER } from "./delegation.js";
-import { auditIdentity as identity, hasScope, PEER, PRINCIPAL } from "./principal.js";
+import { auditIdentity as identity, hasScope, PEER, PRINCIPAL, type Principal } from "./principal.js";
 import { fieldScopes, rpcPolicy } from "./rpc-scopes.js";
 
 export interface AuthInterceptorOptions {
@@ -33,9 +33,16 @@ export const PERMISSION_DENIED_MESSAGE = "permission denied";
 
 export function createAuthInterceptor(options: AuthInterceptorOptions): Interceptor {
   const { authenticator, audit, protectOps } = options;
-  return (next) => async (req) => {
+  /** A call the gate already admitted whose scopes hold: passed on as it is (no extra promise); any other goes through check(). */
+  return (next) => (req) => {
     const isSession = req.service.typeName === SessionService.typeName;
     if (!isSession && !protectOps) return next(req);
+    const admitted = req.contextValues.get(PRINCIPAL);
+    if (admitted !== undefined && (!isSession || permits(admitted, req))) return next(req);
+    return check(next, req, isSession);
+  };
+
+  async function check(next: Parameters<Interceptor>[0], req: Parameters<ReturnType<Interceptor>>[0], isSession: boolean): ReturnType<ReturnType<Interceptor>> {
     // Only a refusal names the method: the string is built then.
     const method = (): string => `${req.service.typeName}/${req.method.name}`;
     const peer = req.contextValues.get(PEER);
@@ -58,15 +65,18 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
       principal = authentication.principal;
       req.contextValues.set(PRINCIPAL, principal);
     }
-    if (isSession) {
-      const { scope } = rpcPolicy(req.method.name);
-      // Field scopes bind service principals; a call acting for a user is governed by that user's session levels instead (session/access-policy.ts).
-      const fields = req.stream || principal.user !== undefined ? [] : fieldScopes(req.method.name, req.message);
-      if (!hasScope(principal, scope) || !fields.every((s) => hasScope(principal, s))) {
-        audit.record({ ...identity(principal), operation: "authorize", method: method(), outcome: "permission_denied", peer: peer.address, ...ids() });
-        throw new ConnectError(PERMISSION_DENIED_MESSAGE, Code.PermissionDenied);
-      }
+    if (isSession && !permits(principal, req)) {
+      audit.record({ ...identity(principal), operation: "authorize", method: method(), outcome: "permission_denied", peer: peer.address, ...ids() });
+      throw new ConnectError(PERMISSION_DENIED_MESSAGE, Code.PermissionDenied);
     }
     return next(req);
-  };
+  }
+}
+
+/** Whether `principal` holds the scope of a SessionService call's RPC and of the fields its message sets. */
+function permits(principal: Principal, req: Parameters<ReturnType<Interceptor>>[0]): boolean {
+  if (!hasScope(principal, rpcPolicy(req.method.name).scope)) return false;
+  // Field scopes bind service principals; a call acting for a user is governed by that user's session levels instead (session/access-policy.ts).
+  if (req.stream || principal.user !== undefined) return true;
+  return fieldScopes(req.method.name, req.message).every((s) => hasScope(principal, s));
 }

@@ -130,6 +130,14 @@ function associatedData(binding: FieldBinding): Buffer {
   return Buffer.from(JSON.stringify(["sessiond/v1", binding.tenant, binding.sessionId, binding.field]), "utf8");
 }
 
+/** A value opened here, and the place it authenticated for. */
+interface OpenedValue {
+  readonly tenant: string;
+  readonly sessionId: string;
+  readonly field: string;
+  readonly plaintext: string;
+}
+
 export class AesGcmFieldCipher implements FieldCipher {
   readonly encrypts = true;
 
@@ -138,12 +146,12 @@ export class AesGcmFieldCipher implements FieldCipher {
   /** Per key id, the HMAC key derived from it for record tags (never the encryption key itself). */
   private readonly tagKeys: ReadonlyMap<string, Buffer>;
   /**
-   * Plaintexts of recently opened values, by place and ciphertext: a session
+   * Plaintexts of recently opened values, by ciphertext with the place each opened at: a session
    * read again and again (every GetSession opens its metadata) is decrypted
    * once. Only a value that authenticated is here; a changed ciphertext is
    * another entry.
    */
-  private readonly opened = new Map<string, string>();
+  private readonly opened = new Map<string, OpenedValue>();
 
   constructor(
     readonly keyring: Keyring,
@@ -209,13 +217,15 @@ export class AesGcmFieldCipher implements FieldCipher {
       throw new DecryptError("stored value is not encrypted (plaintext is read only with ENCRYPTION_MIGRATE_PLAINTEXT=true, until npm run reencrypt)");
     }
     // The same ciphertext at the same place opens to the same plaintext (the key ring does not change while running).
-    const place = stored.length <= OPENED_MAX_CHARS ? `${binding.tenant}\n${binding.sessionId}\n${binding.field}\n${stored}` : undefined;
-    const known = place === undefined ? undefined : this.opened.get(place);
-    if (known !== undefined) return known;
+    // Looked up by the ciphertext alone (a string the store hands back again and again keeps its hash): a hit counts
+    // only at the place it authenticated for, anywhere else the value is decrypted, and fails, as a copied one must.
+    const cacheable = stored.length <= OPENED_MAX_CHARS;
+    const known = cacheable ? this.opened.get(stored) : undefined;
+    if (known !== undefined && known.tenant === binding.tenant && known.sessionId === binding.sessionId && known.field === binding.field) return known.plaintext;
     const plaintext = this.decrypt(stored, binding);
-    if (place !== undefined) {
+    if (cacheable) {
       if (this.opened.size >= OPENED_CACHED) this.opened.clear();
-      this.opened.set(place, plaintext);
+      this.opened.set(stored, { tenant: binding.tenant, sessionId: binding.sessionId, field: binding.field, plaintext });
     }
     return plaintext;
   }

@@ -56,9 +56,12 @@ const GRPC_TIMEOUT_UNITS: Readonly<Record<string, number>> = { H: 3_600_000, M: 
 
 /** The deadline the caller set, in ms from the request's arrival: gRPC / gRPC-Web `grpc-timeout` or Connect `connect-timeout-ms`. */
 export function requestTimeoutMs(header: Headers): number | undefined {
-  const grpc = /^(\d{1,8})([HMSmun])$/.exec(header.get("grpc-timeout") ?? "");
+  // Most calls send neither header: nothing to match then.
+  const grpcHeader = header.get("grpc-timeout");
+  const grpc = grpcHeader === null ? null : /^(\d{1,8})([HMSmun])$/.exec(grpcHeader);
   if (grpc !== null) return Number(grpc[1]) * (GRPC_TIMEOUT_UNITS[grpc[2] ?? "m"] ?? 1);
-  const connect = /^\d{1,10}$/.exec(header.get("connect-timeout-ms") ?? "");
+  const connectHeader = header.get("connect-timeout-ms");
+  const connect = connectHeader === null ? null : /^\d{1,10}$/.exec(connectHeader);
   return connect === null ? undefined : Number(connect[0]);
 }
 

@@ -145,12 +145,8 @@ export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingO
       timeoutMs: requestTimeoutMs(req.header),
       stream: req.contextValues.get(HTTP2_STREAM),
     };
-    let finished = false;
-    const finish = (ending: Ending): void => {
-      if (finished) return;
-      finished = true;
-      end(logger, call, ending, options.shuttingDown?.() === true);
-    };
+    // Each call ends exactly once: here when it fails or answers one message, else when its response stream ends.
+    const finish = (ending: Ending): void => end(logger, call, ending, options.shuttingDown?.() === true);
 
     rpcStarted(labels);
     const requestSessionId = req.stream ? undefined : sessionIdOf(req.message);
@@ -158,7 +154,8 @@ export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingO
     const observed = req.stream ? { ...req, message: countEach(req.message, () => rpcMessageReceived(labels)) } : req;
     let res;
     try {
-      res = await withContext(context, () => next(observed));
+      // Without tracing there is no context to enter: no closure per call for it.
+      res = await (tracingRegistered() ? withContext(context, () => next(observed)) : next(observed));
     } catch (error) {
       // A ConnectError's metadata goes out as response headers (or trailers); anything else connect replaces with its own error.
       if (error instanceof ConnectError) error.metadata.set(REQUEST_ID_HEADER, ids.requestId);

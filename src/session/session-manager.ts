@@ -156,8 +156,9 @@ export class SessionManager {
     const text = params.metadata === undefined ? EMPTY_METADATA : this.encodeMetadata(params.metadata);
     const metadata = this.sealMetadata(tenant, sessionId, text);
     // The request id names a key: the store only ever sees its keyed HMACs.
-    const [requestId = "", ...requestIdAliases] =
-      params.requestId === undefined || params.requestId === "" ? [] : this.cipher.indexNames(params.requestId, { tenant, kind: "request_id" });
+    const names = params.requestId === undefined || params.requestId === "" ? undefined : this.cipher.indexNames(params.requestId, { tenant, kind: "request_id" });
+    const requestId = names?.[0] ?? "";
+    const requestIdAliases = names === undefined ? [] : names.slice(1);
     const result = await this.store.create({
       tenant,
       sessionId,
@@ -178,7 +179,7 @@ export class SessionManager {
   async get(tenant: string, sessionId: string, includeEnded: boolean, user?: string): Promise<SessionView> {
     const guard = guardFor(user, REQUIRED_LEVEL.get);
     try {
-      return this.view(await this.store.get(tenant, sessionId, { touch: true, includeEnded, ...(guard === undefined ? {} : { guard }) }));
+      return this.view(await this.store.get(tenant, sessionId, guard === undefined ? { touch: true, includeEnded } : { touch: true, includeEnded, guard }));
     } catch (error) {
       // Past ARCHIVE_RETENTION (or after Redis lost its data) the durable archive may still have it.
       if (!includeEnded || this.endedArchive === undefined || !(isSessionError(error) && error.kind === "not_found")) throw error;

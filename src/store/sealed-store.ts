@@ -178,9 +178,9 @@ export class SealedStore implements SessionStore {
   }
 
   async get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
-    const guard = this.names.guard(tenant, options.guard);
-    const { guard: _, ...rest } = options;
-    return this.open(await this.inner.get(tenant, sessionId, guard === undefined ? rest : { ...rest, guard }));
+    // Without a guard there is no name to replace: the options go on as they are.
+    const guard = options.guard === undefined ? undefined : this.names.guard(tenant, options.guard);
+    return this.open(await this.inner.get(tenant, sessionId, guard === undefined ? options : { ...options, guard }));
   }
 
   async update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number, guard?: SessionGuard): Promise<SessionRecord> {

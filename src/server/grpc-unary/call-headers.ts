@@ -23,6 +23,13 @@ export class CallHeaders implements Headers {
     }
   }
 
+  /** One field, its name already lower-case (ours). */
+  static of(name: string, value: string): CallHeaders {
+    const out = new CallHeaders();
+    out.map.set(name, value);
+    return out;
+  }
+
   /**
    * The request metadata of an HTTP/2 stream as connect hands it to
    * interceptors: no pseudo-headers, repeated values joined. HTTP/2 field

@@ -20,9 +20,12 @@ export interface Compression {
 
 const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 
+/** No grpc-timeout header: one answer shared by every such call. */
+const NO_TIMEOUT: { readonly timeoutMs?: number } = Object.freeze({});
+
 /** grpc-timeout: up to 8 digits and a unit (H, M, S, m, u, n). */
-export function parseGrpcTimeout(value: string | null): { timeoutMs?: number; error?: ConnectError } {
-  if (value === null) return {};
+export function parseGrpcTimeout(value: string | null): { readonly timeoutMs?: number; readonly error?: ConnectError } {
+  if (value === null) return NO_TIMEOUT;
   const match = /^(\d{1,8})([HMSmun])$/.exec(value);
   if (match === null) return { error: new ConnectError("protocol error: invalid grpc-timeout header", Code.InvalidArgument) };
   return { timeoutMs: Number(match[1]) * (TIMEOUT_UNIT_MS[match[2] as string] as number) };
@@ -37,7 +40,11 @@ export interface Negotiated {
   readonly error?: ConnectError;
 }
 
+/** Neither header (or identity): nothing compressed either way, one answer shared by every such call. */
+const UNCOMPRESSED: Negotiated = Object.freeze({ request: null, response: null });
+
 export function negotiateCompression(available: readonly Compression[], encoding: string | null, acceptEncoding: string | null): Negotiated {
+  if ((encoding === null || encoding === "identity") && (acceptEncoding === null || acceptEncoding === "")) return UNCOMPRESSED;
   let request: Compression | null = null;
   let error: ConnectError | undefined;
   if (encoding !== null && encoding !== "identity") {

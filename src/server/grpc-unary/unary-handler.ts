@@ -32,12 +32,12 @@ import {
 import { ACT_AS_HEADER } from "../../auth/delegation.js";
 import { peerOf } from "../../auth/peer.js";
 import { PRINCIPAL, type Principal } from "../../auth/principal.js";
-import { RELEASE_NOTHING, type RequestGate } from "../../auth/request-gate.js";
+import { RELEASE_NOTHING, type GateDecision, type RequestGate } from "../../auth/request-gate.js";
 import { CALL_ABORT, CallAbort } from "../call-abort.js";
 import { CallsInFlight } from "../calls-in-flight.js";
 import { negotiateCompression, parseGrpcTimeout, setErrorTrailers, type Compression } from "./grpc-protocol.js";
 import { CallHeaders } from "./call-headers.js";
-import { resetSlowStream, streamArrived, watchArrival, type ArrivalLimits, type SlowReason } from "../request-arrival.js";
+import { ArrivalWatcher, resetSlowStream, streamArrived, type Arrival, type ArrivalLimits, type SlowReason, type WatchedArrival } from "../request-arrival.js";
 import type { UnaryMethods, UnaryMethodSpec } from "./unary-methods.js";
 
 export interface GrpcUnaryOptions {
@@ -103,6 +103,8 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
   const inFlight = new CallsInFlight(options.shutdownSignal);
   const acceptCompression = [...options.acceptCompression];
   const encoders = options.encoders ?? new Map<DescMessage, (message: Message) => Uint8Array>();
+  // One timer for the bodies of all calls being read, rather than one per call.
+  const arrivals = options.arrival === undefined ? undefined : new ArrivalWatcher(options.arrival);
   // The interceptor chain around the implementation, built once per method: the call's context travels in its context values.
   const chains = new Map<UnaryMethodSpec, (req: UnaryRequest) => Promise<UnaryResponse>>();
   const chainFor = (spec: UnaryMethodSpec): ((req: UnaryRequest) => Promise<UnaryResponse>) => {
@@ -131,7 +133,9 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     let principal: Principal | undefined;
     if (options.gate !== undefined) {
       // Before a byte of the body is read: a caller without valid credentials costs no read and no parse.
-      const admitted = await admit(stream, headers, options.gate, options.onGateError);
+      // Awaited only when the gate must wait (a JWT): most calls are admitted without a turn of the event loop.
+      const admission = admit(stream, headers, options.gate, options.onGateError);
+      const admitted = admission instanceof Promise ? await admission : admission;
       if (admitted === false) return;
       principal = admitted.principal;
     }
@@ -164,7 +168,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     try {
       if (compression.error !== undefined) throw compression.error;
       if (timeout.error !== undefined) throw timeout.error;
-      const envelope = await read.start(options.arrival, (reason) => options.onSlow?.(stream, reason), () =>
+      const envelope = await read.start(arrivals, (reason) => options.onSlow?.(stream, reason), () =>
         options.malformedBody?.report(`${spec.method.parent.typeName}/${spec.method.name}`, values, "too_large"),
       );
       // Awaited only when compressed: an uncompressed message costs no extra turn.
@@ -197,25 +201,32 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
  * call gets its principal (for its context values), and its slot is freed
  * when the stream closes.
  */
-async function admit(
-  stream: ServerHttp2Stream,
-  headers: IncomingHttpHeaders,
-  gate: RequestGate,
-  onError?: (error: unknown) => void,
-): Promise<false | { readonly principal: Principal | undefined }> {
+function admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, gate: RequestGate, onError?: (error: unknown) => void): Admission | Promise<Admission> {
   const authorization = headers.authorization;
   const actAs = headers[ACT_AS_HEADER];
   const credentials = { authorization: typeof authorization === "string" ? authorization : null, actAs: typeof actAs === "string" ? actAs : null };
-  let decision: Awaited<ReturnType<RequestGate["check"]>>;
+  let decided: GateDecision | Promise<GateDecision>;
   try {
-    // Awaited only when the gate must wait (a JWT): most calls are judged at once.
-    const decided = gate.decide(headers[":path"] ?? "", credentials, peerOf(stream), stream.session ?? stream);
-    decision = decided instanceof Promise ? await decided : decided;
+    decided = gate.decide(headers[":path"] ?? "", credentials, peerOf(stream), stream.session ?? stream);
   } catch (error) {
-    onError?.(error);
-    if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
-    return false;
+    return gateFailed(stream, error, onError);
   }
+  // Most calls are judged at once; a JWT is verified first.
+  if (decided instanceof Promise) return decided.then((decision) => admitted(stream, decision), (error: unknown) => gateFailed(stream, error, onError));
+  return admitted(stream, decided);
+}
+
+/** A call's admission: false when it was refused (and answered) or its stream is gone, else its principal. */
+type Admission = false | { readonly principal: Principal | undefined };
+
+function gateFailed(stream: ServerHttp2Stream, error: unknown, onError?: (error: unknown) => void): false {
+  onError?.(error);
+  if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
+  return false;
+}
+
+/** Answers a refusal; holds an admitted call's slot until its stream closes. */
+function admitted(stream: ServerHttp2Stream, decision: GateDecision): Admission {
   if (!decision.allowed) {
     if (!stream.destroyed && !stream.closed && !stream.headersSent) {
       const trailer = new CallHeaders({ [HEADER_CONTENT_TYPE]: CONTENT_TYPE_GRPC });
@@ -263,8 +274,8 @@ class UnaryCallContext implements HandlerContext {
   ) {
     this.service = spec.method.parent;
     this.method = spec.method;
-    this.responseHeader = new CallHeaders({ [HEADER_CONTENT_TYPE]: contentType });
-    this.responseTrailer = new CallHeaders({ "grpc-status": "0" });
+    this.responseHeader = CallHeaders.of(HEADER_CONTENT_TYPE, contentType);
+    this.responseTrailer = CallHeaders.of("grpc-status", "0");
     this.timeoutMs = deadline === undefined ? noTimeout : () => deadline - Date.now();
   }
 
@@ -349,14 +360,14 @@ interface Envelope {
  * over the limit is refused as soon as its prefix arrives, before the bytes.
  * fail() ends the read (the client left), before or while it runs.
  */
-class EnvelopeRead {
+class EnvelopeRead implements Arrival {
   private readonly chunks: Buffer[] = [];
   private received = 0;
   private expected = -1;
   private settle: { resolve(envelope: Envelope): void; reject(error: ConnectError): void } | undefined = undefined;
   private failure: ConnectError | undefined = undefined;
   private done = false;
-  private stopWatching: (() => void) | undefined = undefined;
+  private watched: WatchedArrival | undefined = undefined;
   private onTooLarge: () => void = ignore;
 
   constructor(
@@ -364,15 +375,15 @@ class EnvelopeRead {
     private readonly readMaxBytes: number,
   ) {}
 
-  start(arrival: ArrivalLimits | undefined, onSlow: (reason: SlowReason) => void, onTooLarge: () => void): Promise<Envelope> {
+  start(arrivals: ArrivalWatcher | undefined, onSlow: (reason: SlowReason) => void, onTooLarge: () => void): Promise<Envelope> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       this.settle = { resolve, reject };
       this.onTooLarge = onTooLarge;
       const stream = this.stream;
       // A body trickled in: the stream is reset, as request-arrival.ts does on the connect path.
-      if (arrival !== undefined && !streamArrived(stream)) {
-        this.stopWatching = watchArrival({ complete: () => streamArrived(stream), bytes: () => this.received, held: () => false }, arrival, (reason) => {
+      if (arrivals !== undefined && !streamArrived(stream)) {
+        this.watched = arrivals.watch(this, (reason) => {
           onSlow(reason);
           this.fail(CLIENT_CANCELLED);
           resetSlowStream(stream);
@@ -381,6 +392,18 @@ class EnvelopeRead {
       stream.on("data", this.onData);
       stream.once("end", this.onEnd);
     });
+  }
+
+  complete(): boolean {
+    return streamArrived(this.stream);
+  }
+
+  bytes(): number {
+    return this.received;
+  }
+
+  held(): boolean {
+    return false;
   }
 
   fail(error: ConnectError): void {
@@ -395,7 +418,8 @@ class EnvelopeRead {
 
   private finish(): void {
     this.done = true;
-    this.stopWatching?.();
+    this.watched?.stop();
+    this.watched = undefined;
     this.stream.off("data", this.onData);
     this.stream.off("end", this.onEnd);
   }
@@ -429,7 +453,8 @@ class EnvelopeRead {
       return;
     }
     const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.received);
-    settle.resolve({ flags: all[0]!, data: all.subarray(PREFIX, this.expected) });
+    // A plain view: Buffer's subarray makes a Buffer through its species constructor, which costs more.
+    settle.resolve({ flags: all[0]!, data: new Uint8Array(all.buffer, all.byteOffset + PREFIX, this.expected - PREFIX) });
   };
 }
 
@@ -463,15 +488,26 @@ function envelope5(flags: number, bytes: Uint8Array): Buffer {
   return out;
 }
 
-function respond(stream: ServerHttp2Stream, header: Headers, trailer: Headers, body: Buffer): void {
+/** The trailers a stream sends when Node asks for them ("wantTrailers", once per stream). */
+const TRAILERS = Symbol("sessiond trailers");
+type RespondingStream = ServerHttp2Stream & { [TRAILERS]?: OutgoingHttpHeaders };
+
+/** One listener function for every stream (no closure per call); `this` is the stream. */
+function sendTrailers(this: RespondingStream): void {
+  const tail = this[TRAILERS];
+  this[TRAILERS] = undefined;
+  if (tail !== undefined && !this.destroyed) this.sendTrailers(tail);
+}
+
+const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
+
+function respond(stream: RespondingStream, header: Headers, trailer: Headers, body: Buffer): void {
   if (stream.destroyed || stream.closed || stream.headersSent) return;
   const head = nodeHeaders(header);
   head[http2Constants.HTTP2_HEADER_STATUS] = 200;
-  const tail = nodeHeaders(trailer);
-  stream.respond(head, { waitForTrailers: true });
-  stream.once("wantTrailers", () => {
-    if (!stream.destroyed) stream.sendTrailers(tail);
-  });
+  stream[TRAILERS] = nodeHeaders(trailer);
+  stream.respond(head, WAIT_FOR_TRAILERS);
+  stream.on("wantTrailers", sendTrailers);
   stream.end(body);
 }
 

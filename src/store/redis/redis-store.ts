@@ -58,9 +58,10 @@ import { DueHeads } from "./due-heads.js";
 import { MergedLogReader, type MergedPage, type PartitionRead, type PartitionRequest } from "./merged-log.js";
 import { PartitionWake } from "./partition-wake.js";
 import { createdRecord, decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
-import { REPLY_HEADER_WIDTH, scriptLibrary, type ScriptLibrary, type ScriptName } from "./scripts.js";
+import { loneCallArguments, REPLY_HEADER_WIDTH, scriptLibrary, type ScriptLibrary, type ScriptName } from "./scripts.js";
 import { ScriptLibraryCaller, type ScriptArg } from "./script-library.js";
 import { traceScript } from "./script-tracing.js";
+import { FcallBatcher } from "./fcall-batcher.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
 import { clusterPrimaryFor, RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName, type RedisTarget } from "./connections.js";
 import { ReplicaWait, type WriteMark } from "./replica-wait.js";
@@ -114,9 +115,13 @@ export class RedisStore implements SessionStore {
   private readonly server: { host: string; port: number } | undefined;
   private readonly library: ScriptLibrary;
   private readonly functions: ScriptLibraryCaller;
+  /** Sends the calls of a script to a partition made in one turn as one FCALL (fcall-batcher.ts). */
+  private readonly batcher: FcallBatcher;
   private readonly timeoutMs: number;
   private readonly limits: ResolvedStoreLimits;
   private readonly header: readonly ScriptArg[];
+  /** sharedArguments, made on first use. */
+  private readonly shared: (readonly ScriptArg[] | undefined)[] = [];
   private readonly prefix: string;
   private readonly partitions: Partitioning;
   /** Per partition: the key every script of it declares (KEYS[1]: its hash slot) and its tag. */
@@ -190,6 +195,8 @@ export class RedisStore implements SessionStore {
 
     this.library = scriptLibrary();
     this.functions = new ScriptLibraryCaller(this.redis, this.library.source);
+    const functions = this.functions;
+    this.batcher = new FcallBatcher((fn, key, args) => functions.call(fn, key, args));
   }
 
   /**
@@ -975,16 +982,17 @@ export class RedisStore implements SessionStore {
   private async runScript(name: ScriptName, partition: number, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
     if (this.partitions.count > 1 && name !== "logPosition") await this.ensureGenerations();
     const fn = this.library.functionName(name, pressure);
+    const batchFn = this.library.batchFunctionName(name, pressure);
     const guardArgs = guard === undefined ? NO_GUARD : [[guard.userId, ...(guard.userAliases ?? [])].join("\n"), guard.level];
     const anchor = this.anchors[partition] as string;
-    const tag = this.partitions.tags[partition] as string;
     const waiter = ACKNOWLEDGED_WRITES.has(name) ? this.replicaWait : undefined;
     let mark: WriteMark | undefined;
     const full = await traceScript(name, this.server, () =>
       this.call(() => {
         // The anchor is KEYS[1]: the key ioredis routes the script by.
         mark = waiter?.mark(anchor);
-        return this.functions.call(fn, anchor, [this.prefix, encodeTenant(tenant), ...this.header, ...guardArgs, flag(pressure), tag, partition, this.partitions.count, ...args]);
+        const call = { shared: this.sharedArguments(partition, pressure), own: [encodeTenant(tenant), ...guardArgs, ...args] };
+        return batchFn === undefined ? this.functions.call(fn, anchor, loneCallArguments(call)) : this.batcher.call(fn, batchFn, anchor, call);
       }),
     );
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {
@@ -1008,6 +1016,17 @@ export class RedisStore implements SessionStore {
     // answer may be such a session, or a claim of another connection).
     if (waiter !== undefined && mark !== undefined) await waiter.confirm(mark, name === "claim" || (name === "create" && strings[1] !== "1"));
     return { reply: strings, now };
+  }
+
+  /** The arguments every call to a partition shares (scripts.ts, ScriptCall), one array per partition and pressure. */
+  private sharedArguments(partition: number, pressure: boolean): readonly ScriptArg[] {
+    const index = partition * 2 + (pressure ? 1 : 0);
+    let shared = this.shared[index];
+    if (shared === undefined) {
+      shared = [this.prefix, ...this.header, flag(pressure), this.partitions.tags[partition] as string, partition, this.partitions.count];
+      this.shared[index] = shared;
+    }
+    return shared;
   }
 
   /**

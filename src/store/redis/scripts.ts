@@ -31,6 +31,7 @@ import { preludeLua } from "./lua/prelude.js";
 import { readEventsLua } from "./lua/read-events.js";
 import { setDataLua } from "./lua/set-data.js";
 import { updateLua } from "./lua/update.js";
+import type { ScriptArg } from "./script-library.js";
 
 const bodies = {
   create: createLua,
@@ -61,12 +62,40 @@ export type ScriptName = keyof typeof bodies;
  */
 const RUN_WHEN_FULL: ReadonlySet<ScriptName> = new Set<ScriptName>(["nextDue", "readEvents", "logPosition"]);
 
+/**
+ * Scripts a caller waits for, whose calls to one partition are sent together
+ * as one FCALL of their batch function (fcall-batcher.ts). Not the background
+ * ones (expiry, the event log): they run one call at a time anyway.
+ */
+const BATCHED: ReadonlySet<ScriptName> = new Set<ScriptName>([
+  "create",
+  "claim",
+  "get",
+  "update",
+  "extend",
+  "close",
+  "list",
+  "setData",
+  "getData",
+  "deleteData",
+  "listData",
+  "clearData",
+]);
+
 /** The library: its source (for FUNCTION LOAD) and each script's function names. */
 export interface ScriptLibrary {
   readonly source: string;
   /** The function to FCALL for a script; `pressure`: the call's variant flagged allow-oom. */
   readonly functionName: (name: ScriptName, pressure: boolean) => string;
+  /** The script's batch function (run_batch), with the same flags; undefined: its calls go one by one. */
+  readonly batchFunctionName: (name: ScriptName, pressure: boolean) => string | undefined;
 }
+
+/**
+ * First element of a batch item's reply when the item raised a Lua error; the
+ * error's text follows. A call's own reply starts with NOW (digits).
+ */
+export const BATCH_ITEM_ERROR = "!";
 
 /**
  * Each body runs as a function whose reply gets the common header first:
@@ -87,13 +116,55 @@ export function scriptLibrary(): ScriptLibrary {
     ...names.map((name) => `-- ${name}\nlocal function body_${name}()\n${bodies[name]}\nend`),
   ].join("\n");
   const hash = createHash("sha1").update(code).digest("hex").slice(0, 12);
-  const fn = (name: ScriptName, pressure: boolean): string => `sd_${hash}_${name}${pressure ? "_p" : ""}`;
-  const register = (name: ScriptName, pressure: boolean): string => {
+  const fnOf = (name: ScriptName, pressure: boolean): string => `sd_${hash}_${name}${pressure ? "_p" : ""}`;
+  // Made once: a call asks for its names every time.
+  const fnNames = new Map(names.map((name) => [name, [fnOf(name, false), fnOf(name, true)] as const]));
+  const batches = new Map(names.filter((name) => BATCHED.has(name)).map((name) => [name, [`${fnOf(name, false)}_b`, `${fnOf(name, true)}_b`] as const]));
+  const fn = (name: ScriptName, pressure: boolean): string => (fnNames.get(name) as readonly string[])[pressure ? 1 : 0] as string;
+  const batchFn = (name: ScriptName, pressure: boolean): string | undefined => batches.get(name)?.[pressure ? 1 : 0];
+  const register = (name: ScriptName, pressure: boolean): string[] => {
     const flags = pressure || RUN_WHEN_FULL.has(name) ? "'allow-oom'" : "";
-    return `redis.register_function{function_name = '${fn(name, pressure)}', flags = { ${flags} }, callback = function(_, args) begin(args) return with_header(body_${name}()) end}`;
+    const batch = batchFn(name, pressure);
+    return [
+      `redis.register_function{function_name = '${fn(name, pressure)}', flags = { ${flags} }, callback = function(_, args) begin(args) return with_header(body_${name}()) end}`,
+      ...(batch === undefined ? [] : [`redis.register_function{function_name = '${batch}', flags = { ${flags} }, callback = function(_, args) return run_batch(body_${name}, args) end}`]),
+    ];
   };
-  const source = [`#!lua name=sessiond_${hash}`, code, ...names.flatMap((name) => [register(name, false), register(name, true)])].join("\n");
-  return { source, functionName: fn };
+  const source = [`#!lua name=sessiond_${hash}`, code, ...names.flatMap((name) => [...register(name, false), ...register(name, true)])].join("\n");
+  return { source, functionName: fn, batchFunctionName: batchFn };
+}
+
+/**
+ * The arguments of a call, split in two: `shared`, the same for every call of
+ * a script to one partition (so a batch sends them once), and `own`.
+ *   shared: P, expiryGraceMs, archiveRetentionMs, maxDataKeys,
+ *           eventRetentionCount, eventRetentionMs, pressure flag, Q, partition, partitions
+ *   own:    encoded tenant T, guard user, guard level, the operation's arguments
+ */
+export interface ScriptCall {
+  readonly shared: readonly ScriptArg[];
+  readonly own: readonly ScriptArg[];
+}
+
+const BATCH_SHARED_WIDTH = 10;
+
+/** A call's arguments in the prelude's ARGV order (its own FCALL). */
+export function loneCallArguments(call: ScriptCall): ScriptArg[] {
+  const { shared: s, own: o } = call;
+  const args: ScriptArg[] = [s[0] as ScriptArg, o[0] as ScriptArg, s[1] as ScriptArg, s[2] as ScriptArg, s[3] as ScriptArg, s[4] as ScriptArg, s[5] as ScriptArg];
+  args.push(o[1] as ScriptArg, o[2] as ScriptArg, s[6] as ScriptArg, s[7] as ScriptArg, s[8] as ScriptArg, s[9] as ScriptArg);
+  for (let i = 3; i < o.length; i++) args.push(o[i] as ScriptArg);
+  return args;
+}
+
+/** The arguments of a batch function (run_batch) for calls that share `shared`. */
+export function batchArguments(shared: readonly ScriptArg[], owns: readonly (readonly ScriptArg[])[]): ScriptArg[] {
+  const args: ScriptArg[] = [owns.length, ...shared];
+  for (const own of owns) {
+    args.push(own.length);
+    for (const arg of own) args.push(arg);
+  }
+  return args;
 }
 
 /** Strings in front of every reply: NOW and the count of lazily expired records. */
@@ -103,4 +174,41 @@ const REPLY_HEADER = String.raw`local function with_header(reply)
   local head = { istr(NOW), istr(#LAZY / RECORD_WIDTH) }
   append(head, LAZY)
   return append(head, reply)
+end
+
+-- One call of a batch: the same steps as its own function's.
+local function run_one(body, args)
+  begin(args)
+  return with_header(body())
+end
+
+-- A batch function's arguments: the count of calls, the ${BATCH_SHARED_WIDTH} arguments every
+-- call of the batch shares (P, GRACE, RETENTION, MAX_DATA_KEYS, EV_MAXLEN,
+-- EV_MAXAGE, PRESSURE, Q, PART, PARTS), then for each call the count of its
+-- own arguments and them (T, guard user, guard level, then the operation's;
+-- see batchArguments in scripts.ts). Each call runs in turn exactly as it runs
+-- alone (begin sets all of a call's state from its own arguments, rebuilt in
+-- the prelude's ARGV order), and its reply (with its own header) is the batch
+-- reply's element. A call that raises an error is answered with it
+-- ({ '${BATCH_ITEM_ERROR}', text }) and the next one runs: Redis does not roll back the
+-- writes it made before the error, exactly as when the call runs alone and
+-- fails, and the calls after it see the same data they would see if it had
+-- been its own FCALL.
+local function run_batch(body, args)
+  local out, at = {}, ${BATCH_SHARED_WIDTH} + 2
+  for i = 1, tonumber(args[1]) do
+    local n = tonumber(args[at])
+    local call_args = { args[2], args[at + 1], args[3], args[4], args[5], args[6], args[7], args[at + 2], args[at + 3], args[8], args[9], args[10], args[11] }
+    for j = 4, n do call_args[OP + j - 4] = args[at + j] end
+    at = at + n + 1
+    local ok, reply = pcall(run_one, body, call_args)
+    if ok then
+      out[i] = reply
+    elseif type(reply) == 'table' and reply.err then
+      out[i] = { '${BATCH_ITEM_ERROR}', reply.err }
+    else
+      out[i] = { '${BATCH_ITEM_ERROR}', tostring(reply) }
+    end
+  end
+  return out
 end`;

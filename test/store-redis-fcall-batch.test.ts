@@ -1,0 +1,193 @@
+/**
+ * RedisStore sends the script calls of one partition made together as one
+ * FCALL (fcall-batcher.ts): counted with INFO commandstats on a real Redis and
+ * a real Redis Cluster. Each call keeps its own outcome: found, not found,
+ * denied by its guard, failing on a damaged key, or a repeated request id,
+ * while the calls next to it succeed; identical calls are not merged.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { Cluster, type Redis } from "ioredis";
+import { SessionError } from "../src/domain/errors.js";
+import type { SessionRecord } from "../src/domain/model.js";
+import type { CreateSessionInput } from "../src/store/store.js";
+import { Partitioning, RedisKeys } from "../src/store/redis/keys.js";
+import { RedisStore } from "../src/store/redis/redis-store.js";
+import { CONFORMANCE_LIMITS } from "./conformance/store-conformance.js";
+import { useRedisServer } from "./support/redis-server.js";
+import { useRedisCluster } from "./support/redis-cluster.js";
+
+const TENANT = "tenant-b";
+const CALLS = 64;
+
+/** FCALLs that nodes ran (calls of every function, batch or not). */
+async function fcalls(nodes: readonly Redis[]): Promise<number> {
+  let total = 0;
+  for (const node of nodes) {
+    const stats = await node.info("commandstats");
+    const line = /^cmdstat_fcall:calls=(\d+)/m.exec(stats);
+    total += line === null ? 0 : Number(line[1]);
+  }
+  return total;
+}
+
+async function resetStats(nodes: readonly Redis[]): Promise<void> {
+  await Promise.all(nodes.map((node) => node.config("RESETSTAT")));
+}
+
+function input(userId: string, requestId = ""): CreateSessionInput {
+  return { tenant: TENANT, userId, dataSource: "ds", accessLevel: "read", ttlMs: 60_000, metadata: "{}", requestId };
+}
+
+function kindOf(outcome: PromiseSettledResult<unknown>): string {
+  if (outcome.status === "fulfilled") return "ok";
+  const error: unknown = outcome.reason;
+  return error instanceof SessionError ? error.kind : "internal";
+}
+
+/**
+ * The cases shared by both deployments. `nodes`: a raw connection to every
+ * primary; `partitions`: the store's layout, to name keys.
+ */
+interface Opened {
+  readonly store: RedisStore;
+  readonly nodes: readonly Redis[];
+  readonly partitions: Partitioning;
+  /** Writes a string at `key` (routed to its slot's primary). */
+  readonly damage: (key: string) => Promise<unknown>;
+  readonly close: () => Promise<void>;
+}
+
+function batchingCases(open: () => Promise<Opened>): void {
+  it("64 concurrent gets are far fewer FCALLs, and each answers for its own session", async () => {
+    const { store, nodes, partitions, close } = await open();
+    try {
+      const sessions: SessionRecord[] = [];
+      for (let i = 0; i < 8; i++) sessions.push((await store.create(input(`user-${i}`))).session);
+      const ids = Array.from({ length: CALLS }, (_, i) => (sessions[i % sessions.length] as SessionRecord).sessionId);
+      await resetStats(nodes);
+      const got = await Promise.all(ids.map((id) => store.get(TENANT, id, { touch: true, includeEnded: false })));
+      const sent = await fcalls(nodes);
+      // One FCALL per partition met (at most one per session here), not one per call.
+      const metPartitions = new Set(sessions.map((s) => partitions.ofSession(s.sessionId))).size;
+      assert.ok(sent <= metPartitions, `${sent} FCALLs for ${CALLS} gets in ${metPartitions} partition(s)`);
+      got.forEach((session, i) => assert.equal(session.sessionId, ids[i]));
+    } finally {
+      await close();
+    }
+  });
+
+  it("a batch holds at most 64 calls, and one that meets a Redis without the library loads it and runs", async () => {
+    const { store, nodes, close } = await open();
+    try {
+      const live = (await store.create(input("owner"))).session;
+      await Promise.all(nodes.map((node) => node.call("FUNCTION", "FLUSH")));
+      await resetStats(nodes);
+      const calls = 200;
+      const got = await Promise.all(Array.from({ length: calls }, () => store.get(TENANT, live.sessionId, { touch: false, includeEnded: false })));
+      assert.ok(got.every((session) => session.sessionId === live.sessionId));
+      const sent = await fcalls(nodes);
+      // Each batch is sent twice (refused: "Function not found", then after the load).
+      assert.ok(sent >= Math.ceil(calls / 64) && sent <= 2 * Math.ceil(calls / 64), `${sent} FCALLs for ${calls} gets`);
+    } finally {
+      await close();
+    }
+  });
+
+  it("a call that is not found, denied by its guard or fails on a damaged key fails alone", async () => {
+    const { store, nodes, partitions, damage, close } = await open();
+    try {
+      const live = (await store.create(input("owner"))).session;
+      const missing = randomUUID();
+      const damaged = randomUUID();
+      // A record key holding a string: the get's HGETALL raises WRONGTYPE inside its script.
+      const damagedKey = new RedisKeys("sdb:", TENANT, partitions).record(damaged);
+      await damage(damagedKey);
+      const calls: (() => Promise<unknown>)[] = [];
+      for (let i = 0; i < 16; i++) {
+        calls.push(() => store.get(TENANT, live.sessionId, { touch: false, includeEnded: false }));
+        calls.push(() => store.get(TENANT, missing, { touch: false, includeEnded: false }));
+        calls.push(() => store.get(TENANT, live.sessionId, { touch: false, includeEnded: false, guard: { userId: "owner", level: "write" } }));
+        calls.push(() => store.get(TENANT, damaged, { touch: false, includeEnded: false }));
+      }
+      await resetStats(nodes);
+      const outcomes = await Promise.allSettled(calls.map((call) => call()));
+      // The failing calls ran in the same FCALLs as the succeeding ones.
+      const met = new Set([live.sessionId, missing, damaged].map((id) => partitions.ofSession(id))).size;
+      assert.ok((await fcalls(nodes)) <= met, "the calls were not sent together");
+      const kinds = outcomes.map(kindOf);
+      for (let i = 0; i < kinds.length; i += 4) {
+        assert.deepEqual(kinds.slice(i, i + 4), ["ok", "not_found", "permission_denied", "internal"]);
+      }
+      const failed = outcomes[3];
+      assert.ok(failed?.status === "rejected");
+      assert.match(String(failed.reason), /WRONGTYPE/);
+      const first = outcomes[0];
+      assert.ok(first?.status === "fulfilled");
+      assert.equal((first.value as SessionRecord).sessionId, live.sessionId);
+    } finally {
+      await close();
+    }
+  });
+
+  it("concurrent creates each run: a repeated request id answers with the first one's session, the rest create", async () => {
+    const { store, nodes, close } = await open();
+    try {
+      await store.create(input("warm"));
+      await resetStats(nodes);
+      const requestId = `req-${randomUUID()}`;
+      const results = await Promise.all(
+        Array.from({ length: CALLS }, (_, i) => store.create(i % 2 === 0 ? input(`same-user`, requestId) : input(`user-${i}`))),
+      );
+      const repeated = results.filter((_, i) => i % 2 === 0);
+      const firstId = repeated.find((r) => r.created)?.session.sessionId;
+      assert.equal(repeated.filter((r) => r.created).length, 1);
+      for (const r of repeated) assert.equal(r.session.sessionId, firstId);
+      const others = results.filter((_, i) => i % 2 === 1);
+      assert.ok(others.every((r) => r.created));
+      assert.equal(new Set(others.map((r) => r.session.sessionId)).size, others.length);
+      const counted = await store.counters(TENANT);
+      assert.equal(counted.active, 1 + 1 + others.length);
+      assert.ok((await fcalls(nodes)) < CALLS, "creates were not sent together");
+    } finally {
+      await close();
+    }
+  });
+}
+
+describe("RedisStore batches script calls: one Redis", () => {
+  const server = useRedisServer();
+  batchingCases(async () => {
+    await server.raw.flushall();
+    const store = new RedisStore({ url: server.url, keyPrefix: "sdb:", limits: CONFORMANCE_LIMITS, commandTimeoutMs: 3000 });
+    // Loads the library before counting ("Function not found" on a new Redis).
+    await store.get(TENANT, randomUUID(), { touch: false, includeEnded: false }).catch(() => undefined);
+    return { store, nodes: [server.raw], partitions: new Partitioning(1), damage: (key) => server.raw.set(key, "not a hash"), close: () => store.dispose() };
+  });
+});
+
+describe("RedisStore batches script calls: Redis Cluster", () => {
+  const cluster = useRedisCluster({ primaries: 3, replicas: 0 });
+  const PARTITIONS = 4;
+  batchingCases(async () => {
+    const seeds = cluster().nodes.map((n) => ({ host: "127.0.0.1", port: n.port }));
+    const raw = new Cluster(seeds, { redisOptions: { maxRetriesPerRequest: 1 } });
+    raw.on("error", () => {});
+    await raw.ping();
+    const nodes = raw.nodes("master");
+    await Promise.all(nodes.map((node) => node.flushall()));
+    const store = new RedisStore({ url: "", cluster: { nodes: seeds }, keyPrefix: "sdb:", partitions: PARTITIONS, limits: CONFORMANCE_LIMITS, commandTimeoutMs: 3000 });
+    await store.get(TENANT, randomUUID(), { touch: false, includeEnded: false }).catch(() => undefined);
+    return {
+      store,
+      nodes,
+      partitions: new Partitioning(PARTITIONS),
+      damage: (key) => raw.set(key, "not a hash"),
+      close: async () => {
+        await store.dispose();
+        raw.disconnect();
+      },
+    };
+  });
+});
