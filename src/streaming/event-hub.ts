@@ -394,6 +394,9 @@ export class EventHub {
    * told they are complete. If the log was reset (the store lost its data),
    * every watch ends with OUT_OF_RANGE at once: the sessions they knew may be
    * gone without a CLOSED or EXPIRED event, so their clients must re-list.
+   * A position past the log's last entry is such a loss too: the log handed
+   * out entries it no longer has (a failover to a replica that lacked them,
+   * before any newer entry passed the position).
    */
   private async verifyPosition(pos: string): Promise<void> {
     try {
@@ -401,7 +404,7 @@ export class EventHub {
     } catch (error) {
       if (!(isSessionError(error) && error.kind === "out_of_range")) throw error;
       const next = await this.store.lastEventId();
-      if (error.message === EVENT_LOG_RESET_MESSAGE) {
+      if (error.message === EVENT_LOG_RESET_MESSAGE || compareEventIds(pos, next) > 0 || (await this.readsAsReset(pos))) {
         const watchers = this.subscribers;
         this.logger?.error({ watchers, position: pos, newPosition: next }, "the event log was reset: the store lost its data; ending every watch with OUT_OF_RANGE");
         this.endAll(new SessionError("out_of_range", "the event log was reset (the store lost its data): list the sessions and watch again"));
@@ -411,6 +414,21 @@ export class EventHub {
         this.endAll(new SessionError("unavailable", "the event reader fell behind the event log's retention"));
       }
       this.pos = next;
+    }
+  }
+
+  /**
+   * Whether reading from `pos` now fails as a reset. Asked when the first read
+   * found the position past the log's end and the log has since gone past it:
+   * the entries the position names may be lost (then this read says so), or
+   * merely not written yet when the first read ran.
+   */
+  private async readsAsReset(pos: string): Promise<boolean> {
+    try {
+      await this.store.readEvents(pos, 1);
+      return false;
+    } catch (error) {
+      return isSessionError(error) && error.kind === "out_of_range" && error.message === EVENT_LOG_RESET_MESSAGE;
     }
   }
 

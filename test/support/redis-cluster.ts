@@ -15,7 +15,7 @@ import { after, before } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis, type RedisOptions } from "ioredis";
 import { makeSelfSignedCertificate } from "./tls.js";
-import { freePort, waitForPing } from "./redis-server.js";
+import { freeClusterPort, waitForPing } from "./redis-server.js";
 
 export interface ClusterNode {
   readonly port: number;
@@ -94,7 +94,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const procs: { port: number; child: ChildProcess }[] = [];
   const nodes: ClusterNode[] = [];
   for (let i = 0; i < primaries * (1 + replicas); i++) {
-    const port = await freePort();
+    const port = await freeClusterPort();
     const child = spawn(
       "redis-server",
       [

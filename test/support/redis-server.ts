@@ -25,13 +25,31 @@ export interface RedisServerHandle {
 
 /** Asks the kernel for a free TCP port on 127.0.0.1. */
 export async function freePort(): Promise<number> {
+  return listenOnce(0);
+}
+
+/**
+ * A free port whose cluster bus port (port + 10000, Redis's default) is free
+ * too: a cluster node whose bus port is taken (by any socket of the machine,
+ * a client's ephemeral port among them) exits at start.
+ */
+export async function freeClusterPort(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port + 10_000 > 65_535) continue;
+    if ((await listenOnce(port + 10_000).catch(() => 0)) !== 0) return port;
+  }
+}
+
+/** Binds `port` on 127.0.0.1 (0: any) and lets it go; the port bound. */
+function listenOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
+    srv.listen(port, "127.0.0.1", () => {
       const address = srv.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      srv.close(() => resolve(port));
+      const bound = typeof address === "object" && address !== null ? address.port : 0;
+      srv.close(() => resolve(bound));
     });
   });
 }
