@@ -13,6 +13,9 @@
  *
  *   N=1000 WARM=3000 [CONCURRENCY=64] npx tsx bench/redis-script-cost.ts
  *
+ * SHAPE=wire counts the wire bench's CreateSession instead (bench/wire-bench.ts:
+ * one user, metadata encryption on, through SessionManager), create only.
+ *
  * Needs valgrind (apt-get install valgrind); takes a few minutes.
  */
 import { execFileSync, spawn } from "node:child_process";
@@ -20,15 +23,23 @@ import { mkdtempSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
+import { pino } from "pino";
+import type { Config } from "../src/config/config.js";
+import { AesGcmFieldCipher } from "../src/crypto/field-cipher.js";
+import { Keyring } from "../src/crypto/keyring.js";
+import { SessionManager } from "../src/session/session-manager.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
+import { openSealedStore } from "../src/store/sealed-store.js";
 import { freePort } from "../test/support/redis-server.js";
 
 const N = Number(process.env["N"] ?? 1000);
 const WARM = Number(process.env["WARM"] ?? 3000);
 const CONCURRENCY = Number(process.env["CONCURRENCY"] ?? 4);
-const OPS = ["create", "get", "extend", "close"] as const;
-type Op = (typeof OPS)[number];
+const WIRE = process.env["SHAPE"] === "wire";
+const OPS = WIRE ? (["create"] as const) : (["create", "get", "extend", "close"] as const);
+type Op = "create" | "get" | "extend" | "close";
 
 const port = await freePort();
 const dir = mkdtempSync(join(tmpdir(), "script-cost-"));
@@ -45,6 +56,14 @@ const store = new RedisStore({
   limits: { maxDataKeys: 100, archiveRetentionMs: 86_400_000, expiryGraceMs: 3_600_000, maxSessionsPerUser: 0 },
   commandTimeoutMs: 120_000,
 });
+const logger = pino({ level: "silent" });
+const cipher = new AesGcmFieldCipher(new Keyring([{ id: "k1", key: randomBytes(32) }]));
+// Only what create reads (as bench/create-cost-ab.ts).
+const wireConfig = { ttl: { defaultMs: 3_600_000, minMs: 1000, maxMs: 86_400_000 }, limits: { maxMetadataBytes: 16_384, maxDataValueBytes: 65_536 } } as unknown as Config;
+const manager = WIRE ? new SessionManager({ store: await openSealedStore(store, cipher, logger), config: wireConfig, cipher, logger }) : undefined;
+/** A create of the wire bench's request (bench/wire-bench.ts). */
+const wireCreate = async (m: SessionManager): Promise<string> =>
+  (await m.create("default", { userId: "bench-user", dataSource: "warehouse-a", accessLevel: "read", ttlMs: 3_600_000, metadata: { app: "web", ip: "203.0.113.7", n: 100 } })).session.sessionId;
 const input = (i: number) => ({
   tenant: "default",
   userId: `user-${String(i % 10_000).padStart(5, "0")}`,
@@ -76,7 +95,7 @@ async function run(op: Op, count: number): Promise<void> {
         started += 1;
         const i = next++;
         if (op === "create") {
-          ids.push((await store.create(input(i))).session.sessionId);
+          ids.push(manager === undefined ? (await store.create(input(i))).session.sessionId : await wireCreate(manager));
           continue;
         }
         const id = op === "close" ? ids.pop() : ids[(i * 7919) % ids.length];

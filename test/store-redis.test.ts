@@ -133,6 +133,36 @@ describe("RedisStore on Redis", () => {
       assert.ok(due !== null && Number(due) <= earlier.expireTime, "the due queue knows the earlier expiry");
     }));
 
+  it("create answers with the record Redis stored: sealed forms, a lone surrogate, the sessions it closed, a replay", async () => {
+    // The script answers a new session with what only it chose; the store builds the rest from what it sent.
+    const stored = async (store: RedisStore, record: SessionRecord): Promise<SessionRecord> =>
+      store.get(TENANT, record.sessionId, { touch: false, includeEnded: true });
+    await withStore(async (store) => {
+      const sealed = { user: "e1:k1:sealed-user", dataSource: "e1:k1:sealed-source", metadataTag: "tag-1" };
+      const made = await store.create(input({ ttlMs: 60_000.75, sealed }));
+      assert.deepEqual(made.session, await stored(store, made.session));
+      assert.deepEqual(made.session.sealed, sealed);
+      // Redis keeps UTF-8: a lone surrogate comes back as U+FFFD.
+      const odd = await store.create(input({ userId: "user-\ud800", metadata: '{"a":"\udc00"}' }));
+      assert.deepEqual(odd.session, await stored(store, odd.session));
+      assert.equal(odd.session.userId, "user-\ufffd");
+      const replay = await store.create(input({ requestId: "req-replay" }));
+      const again = await store.create(input({ requestId: "req-replay", metadata: "{}" }));
+      assert.equal(again.created, false);
+      assert.deepEqual(again.session, await stored(store, replay.session));
+    });
+    await server.raw.flushall();
+    const capped = openStore({ ...limits, maxSessionsPerUser: 1, sessionsPerUserPolicy: "close_oldest" });
+    try {
+      const first = await capped.create(input());
+      const second = await capped.create(input({ accessLevel: "read" }));
+      assert.deepEqual(second.session, await stored(capped, second.session));
+      assert.deepEqual(second.evicted, [await stored(capped, first.session)]);
+    } finally {
+      await capped.dispose();
+    }
+  });
+
   it("all keys of one session share the {sessionId} hash tag", () =>
     withStore(async (store) => {
       const { session } = await store.create(input());

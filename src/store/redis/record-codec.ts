@@ -51,6 +51,48 @@ export function decodeRecord(reply: readonly string[], offset: number): SessionR
   };
 }
 
+/** What a create sent: the fields of the record it makes (see lua/create.ts). */
+export interface CreatedFields {
+  readonly tenant: string;
+  readonly userId: string;
+  readonly dataSource: string;
+  readonly accessLevel: AccessLevel;
+  readonly ttlMs: number;
+  readonly metadata: string;
+  readonly sealed?: { readonly user?: string; readonly metadataTag?: string };
+}
+
+/**
+ * The record a create made at `now` (the script's clock) from what it sent,
+ * as the script stores it (encode_live); `sealedDataSource` is the one the
+ * script answers with. The script formats the expire time as an integer (%d).
+ */
+export function createdRecord(sent: CreatedFields, sessionId: string, now: number, sealedDataSource: string): SessionRecord {
+  return {
+    tenant: sent.tenant,
+    sessionId,
+    userId: asStored(sent.userId),
+    dataSource: asStored(sent.dataSource),
+    accessLevel: sent.accessLevel,
+    status: "active",
+    createTime: now,
+    expireTime: Math.trunc(now + sent.ttlMs),
+    lastAccessTime: now,
+    endTime: 0,
+    metadata: asStored(sent.metadata),
+    version: 1,
+    ...sealedFields(asStored(sent.sealed?.user ?? ""), sealedDataSource, asStored(sent.sealed?.metadataTag ?? "")),
+  };
+}
+
+/** A lone surrogate (paired ones match as one code point under the u flag). */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** A string as Redis gives it back: sent as UTF-8, where a lone surrogate becomes U+FFFD. */
+function asStored(sent: string): string {
+  return LONE_SURROGATE.test(sent) ? Buffer.from(sent, "utf8").toString("utf8") : sent;
+}
+
 /** `{ sealed }` with the non-empty sealed forms, or nothing when there are none (encryption off). */
 export function sealedFields(user: string, dataSource: string, metadataTag: string): { sealed?: SealedFields } {
   if (user === "" && dataSource === "" && metadataTag === "") return NOT_SEALED;

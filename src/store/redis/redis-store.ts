@@ -57,7 +57,7 @@ import type { PartitionSecretCopies } from "../partition-secret.js";
 import { DueHeads } from "./due-heads.js";
 import { MergedLogReader, type MergedPage, type PartitionRead, type PartitionRequest } from "./merged-log.js";
 import { PartitionWake } from "./partition-wake.js";
-import { decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
+import { createdRecord, decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { loneCallArguments, REPLY_HEADER_WIDTH, scriptLibrary, type ScriptLibrary, type ScriptName } from "./scripts.js";
 import { ScriptLibraryCaller, type ScriptArg } from "./script-library.js";
 import { traceScript } from "./script-tracing.js";
@@ -224,30 +224,36 @@ export class RedisStore implements SessionStore {
     const aliases = (input.requestIdAliases ?? []).map((alias) => requestIdKey({ requestId: alias, ...(input.guard === undefined ? {} : { guard: input.guard }) }));
     // A guarded request id is the user's (requestIdKey), so it lives in the user's partition; an unguarded one is claimed in its own.
     const claimed = this.partitions.count > 1 && input.guard === undefined && requestId !== "";
-    const run = (claimEnd: string): Promise<string[]> => this.script(
-      "create",
-      partition,
-      input.tenant,
-      [
-        sessionId,
-        input.userId,
-        input.dataSource,
-        input.accessLevel,
-        input.ttlMs,
-        input.metadata,
-        requestId,
-        this.limits.maxSessionsPerUser,
-        this.limits.sessionsPerUserPolicy,
-        caps.sessions,
-        caps.sources,
-        input.sealed?.user ?? "",
-        input.sealed?.dataSource ?? "",
-        input.sealed?.metadataTag ?? "",
-        claimEnd,
-        ...aliases,
-      ],
-      input.guard,
-    );
+    // The clock of the create script that made the session: its record follows from it and what was sent.
+    let madeAt = 0;
+    const run = async (claimEnd: string): Promise<string[]> => {
+      const { reply, now } = await this.runScript(
+        "create",
+        partition,
+        input.tenant,
+        [
+          sessionId,
+          input.userId,
+          input.dataSource,
+          input.accessLevel,
+          input.ttlMs,
+          input.metadata,
+          requestId,
+          this.limits.maxSessionsPerUser,
+          this.limits.sessionsPerUserPolicy,
+          caps.sessions,
+          caps.sources,
+          input.sealed?.user ?? "",
+          input.sealed?.dataSource ?? "",
+          input.sealed?.metadataTag ?? "",
+          claimEnd,
+          ...aliases,
+        ],
+        input.guard,
+      );
+      madeAt = now;
+      return reply;
+    };
     const reply = !claimed
       ? await run("")
       : await createWithClaim({
@@ -260,12 +266,14 @@ export class RedisStore implements SessionStore {
           claim: async (p, args) => (await this.script("claim", p, input.tenant, args)).slice(1),
           create: run,
         });
-    const session = decodeRecord(reply, 2);
+    // A new session's reply is its sealed data-source name, then the records closed to make room for it;
+    // an earlier create's session comes whole (lua/create.ts).
+    const created = reply[1] === "1";
+    const session = created ? createdRecord(input, sessionId, madeAt, reply[2] ?? "") : decodeRecord(reply, 2);
     // The create can have added the earliest member of its partition's due queue (at most the session's expire time).
     this.dueHeads.lower(partition, session.expireTime);
-    // Records closed to make room for this one follow the new record.
-    const evicted = decodeRecords(reply, 2 + RECORD_WIDTH);
-    return evicted.length === 0 ? { created: reply[1] === "1", session } : { created: reply[1] === "1", session, evicted };
+    const evicted = created ? decodeRecords(reply, 3) : [];
+    return evicted.length === 0 ? { created, session } : { created, session, evicted };
   }
 
   /**

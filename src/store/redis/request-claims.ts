@@ -62,7 +62,7 @@ export interface ClaimedCreate {
   /** The store's command timeout: how long a claimer may take between its steps. */
   readonly timeoutMs: number;
   readonly claim: ClaimScript;
-  /** Runs the create script with the claim's end; its reply (`["ok", "1"|"0"|"lost", record...]`). */
+  /** Runs the create script with the claim's end; its reply (`["ok", "1", ...]`, `["ok", "0", record...]` or `["ok", "lost"]`: lua/create.ts). */
   readonly create: (claimEnd: string) => Promise<string[]>;
 }
 

@@ -9,7 +9,8 @@ export const createLua = String.raw`
 --   claim end ("": the request id is kept here as k_req; else the end (ms) of its
 --   claim in its own partition, see lua/claim.ts),
 --   request id aliases (other stored forms of requestId, looked up too), ...
--- Returns {"ok", created "1"|"0", record..., evicted records...},
+-- Returns {"ok", "1", sealed data source, evicted records...} for a new session,
+-- {"ok", "0", record...} for the session an earlier create made,
 -- {"ok", "lost"} when the claimed session id was made void (request-claims.ts), or
 -- {"limit_exceeded", "sessions_per_user" | "sessions_per_tenant" | "data_sources_per_tenant"}.
 before_writes()
@@ -104,7 +105,7 @@ if rid ~= '' then
   end
 end
 redis.call('HSET', k_rec(tp, sid), unpack(fields))
-set_session_expiry(tp, sid, rec)
+set_session_expiry(tp, sid, rec, true)
 index_add(tp, T, sid, rec)
 ctr_incr(tp, 'total', 1)
 ctr_gauge(tp, 'active', 1)
@@ -114,5 +115,8 @@ name_source(tp, ds, sealed_d)
 
 local out = encode_live(T, sid, rec)
 emit(T, 'created', out, nil)
-return append(append({ 'ok', '1' }, out), evicted)
+-- The caller knows the new record from what it sent and the call's NOW
+-- (createdRecord in record-codec.ts): of the record only the sealed data-source
+-- name follows (sealed_source may have read it), then the evicted records.
+return append({ 'ok', '1', out[14] }, evicted)
 `;

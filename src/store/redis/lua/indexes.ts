@@ -32,14 +32,20 @@ end
 
 -- Index member of a session id: a lowercase UUID as its 16 bytes, any other id as it is
 -- (RedisStore.create takes UUIDs only, so no other member is 16 bytes long).
+-- A call asks for the same session's member several times (each index, the
+-- pattern match is dear): the last answer is kept for the call (reset by begin).
+local MEMBER_OF, MEMBER
 local function sid_member(sid)
+  if sid == MEMBER_OF then return MEMBER end
+  MEMBER_OF, MEMBER = sid, sid
   if #sid ~= 36 or not string.find(sid, UUID_PATTERN) then return sid end
   local sub = string.sub
   local a, b, c, d = bytes4(tonumber(sub(sid, 1, 8), 16))
   local e, f, g, h = bytes4(tonumber(sub(sid, 10, 13) .. sub(sid, 15, 18), 16))
   local i, j, k, l = bytes4(tonumber(sub(sid, 20, 23) .. sub(sid, 25, 28), 16))
   local m, n, o, p = bytes4(tonumber(sub(sid, 29, 36), 16))
-  return string.char(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p)
+  MEMBER = string.char(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p)
+  return MEMBER
 end
 
 -- Two hex digits per byte value, made on first use (not every script reads members).
@@ -65,7 +71,7 @@ end
 
 -- Lower bound of the bucket that holds score e (nil: e is below every bucket, or none exists).
 local function bucket_of(ix, e)
-  return redis.call('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
+  return redis.call('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', '0', '1')[1]
 end
 
 -- ZADD of flat {score, member, ...} in chunks (Lua's unpack limit).
@@ -354,22 +360,23 @@ end
 
 -- Puts the session in its user and data-source indexes with score = expire time,
 -- and keeps the due-queue score a lower bound of the data-source index minimum.
-local function index_add_user(tp, sid, rec)
-  local e = tonumber(rec.e)
+local function index_add_user(tp, sid, rec, e)
+  e = e or tonumber(rec.e)
   redis.call('ZADD', k_user_idx(tp, rec.u), istr(e), sid_member(sid))
   expire_at_least(k_user_idx(tp, rec.u), e + GRACE)
 end
 
-local function index_add_source(tp, T, sid, rec)
-  local e = tonumber(rec.e)
+local function index_add_source(tp, T, sid, rec, e)
+  e = e or tonumber(rec.e)
   bidx_add(src_index(tp, rec.d), sid_member(sid), e)
   redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, rec.d))
 end
 
 local function index_add(tp, T, sid, rec)
-  index_add_user(tp, sid, rec)
-  index_add_source(tp, T, sid, rec)
-  bidx_add(all_index(tp), sid_member(sid), tonumber(rec.e))
+  local e = tonumber(rec.e)
+  index_add_user(tp, sid, rec, e)
+  index_add_source(tp, T, sid, rec, e)
+  bidx_add(all_index(tp), sid_member(sid), e)
 end
 
 -- Takes the session, indexed with expire time e, out of its data source's index.

@@ -43,9 +43,18 @@ local RECORD_WIDTH = 15
 -- The guard's user and its aliases (stored forms under earlier keys): GUARD_NAMES[u] is true for each.
 local GUARD_USER, GUARD_NAMES
 
--- Integer to decimal string without Lua's "%.14g" exponent formatting.
+-- Integer to decimal string without Lua's "%.14g" exponent formatting. A call
+-- formats the same few numbers (NOW, an expire time and its grace) many times,
+-- and string.format is one of the dearest things a script does: each is made
+-- once per call (ISTR, reset by begin).
+local ISTR
 local function istr(n)
-  return string.format('%d', n)
+  local s = ISTR[n]
+  if s then return s end
+  s = string.format('%d', n)
+  -- NaN cannot be a table key.
+  if n == n then ISTR[n] = s end
+  return s
 end
 
 -- The store's clock: Redis TIME, read once per call so every step of it agrees.
@@ -130,9 +139,10 @@ local function expire_at_least(key, at)
   return redis.call('PEXPIREAT', key, a, 'GT') == 1 or redis.call('PEXPIREAT', key, a, 'NX') == 1
 end
 
--- Monotonic counter.
+-- Monotonic counter. Numbers go to redis.call as strings: Redis formats a Lua
+-- number argument with snprintf, istr formats each number once per call.
 local function ctr_incr(tp, field, delta)
-  redis.call('HINCRBY', k_ctr(tp), field, delta)
+  redis.call('HINCRBY', k_ctr(tp), field, istr(delta))
 end
 
 -- Gauge of live sessions; the field disappears at 0 so maps list only live values.
@@ -141,7 +151,7 @@ end
 -- With encryption on, 'n:<dataSource>' keeps the sealed name of each live data
 -- source (set by name_source), so GetSessionMetrics can name them; it goes with the gauge.
 local function ctr_gauge(tp, field, delta)
-  local v = redis.call('HINCRBY', k_ctr(tp), field, delta)
+  local v = redis.call('HINCRBY', k_ctr(tp), field, istr(delta))
   local source = string.sub(field, 1, 2) == 's:'
   if source and v == delta and delta > 0 then redis.call('HINCRBY', k_ctr(tp), 'nds', 1) end
   if v <= 0 then
@@ -169,10 +179,12 @@ end
 -- so the state is still readable for archiving when the scheduler is late. No
 -- key expires at the expire time itself: the due queue is the only clock
 -- (expire_due), so a session costs no key for its expiry.
-local function set_session_expiry(tp, sid, rec)
+-- 'fresh': the session was just created, so it has no data key yet (set_data
+-- gives the key its expiry when it makes it).
+local function set_session_expiry(tp, sid, rec, fresh)
   local at = istr(tonumber(rec.e) + GRACE)
   redis.call('PEXPIREAT', k_rec(tp, sid), at)
-  redis.call('PEXPIREAT', k_data(tp, sid), at)
+  if not fresh then redis.call('PEXPIREAT', k_data(tp, sid), at) end
   if rec.r then redis.call('PEXPIREAT', k_req(tp, rec.r), at) end
 end
 
@@ -385,18 +397,30 @@ end
 
 -- Sets the state of one call from its arguments (see the ARGV header above);
 -- a moving slot refuses here, before the call's body runs.
+-- The header's numbers, by ARGV index: {string, number} as last converted.
+-- They change only with the configuration, and tonumber (strtod) is dear.
+local HEADER_NUMBERS = {}
+local function header_number(i)
+  local s, known = ARGV[i], HEADER_NUMBERS[i]
+  if known and known[1] == s then return known[2] end
+  local n = tonumber(s)
+  HEADER_NUMBERS[i] = { s, n }
+  return n
+end
+
 local function begin(args)
   ARGV = args
+  ISTR, MEMBER_OF = {}, nil
   P = ARGV[1]
-  GRACE = tonumber(ARGV[3])
-  RETENTION = tonumber(ARGV[4])
-  MAX_DATA_KEYS = tonumber(ARGV[5])
+  GRACE = header_number(3)
+  RETENTION = header_number(4)
+  MAX_DATA_KEYS = header_number(5)
   EV_MAXLEN = ARGV[6]
-  EV_MAXAGE = tonumber(ARGV[7])
+  EV_MAXAGE = header_number(7)
   GUARD_LEVEL = ARGV[9]
   PRESSURE = ARGV[10] == '1'
-  PART = tonumber(ARGV[12])
-  PARTS = tonumber(ARGV[13])
+  PART = header_number(12)
+  PARTS = header_number(13)
   GUARD_USER, GUARD_NAMES = '', {}
   for name in string.gmatch(ARGV[8], '[^\n]+') do
     if GUARD_USER == '' then GUARD_USER = name end
