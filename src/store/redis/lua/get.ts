@@ -5,6 +5,20 @@ export const getLua = String.raw`
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid = ARGV[OP]
+-- A live record answers from one HMGET of the fields it replies with (no
+-- table of the whole hash); a missing record or one due to expire goes the
+-- general way (load_session: the archive, expiry on read).
+local key = k_rec(tp, sid)
+local f = redis.call('HMGET', key, 'u', 'd', 'l', 'c', 'e', 'a', 'm', 'v', 'U', 'D', 'mt')
+local u, d, e = f[1], f[2], f[5]
+if u and tonumber(e) > NOW then
+  if GUARD_USER ~= '' and not GUARD_NAMES[u] then return { 'not_found' } end
+  local level = LEVEL_NAMES[f[3]] or f[3]
+  if guard_denies(level) then return { 'permission_denied', 'level' } end
+  local a = f[6]
+  if ARGV[OP + 1] == '1' then a = touched(key, a) end
+  return { 'ok', T, sid, u, d, level, 'active', f[4], e, a, '0', f[7], f[8], f[9] or '', sealed_source_of(T, f[10], f[9], d), f[11] or '' }
+end
 local rec, arch = load_session(tp, T, sid)
 if rec then
   if guard_denies(rec.l) then return { 'permission_denied', 'level' } end

@@ -46,7 +46,7 @@ local GUARD_USER, GUARD_NAMES
 -- Integer to decimal string without Lua's "%.14g" exponent formatting. A call
 -- formats the same few numbers (NOW, an expire time and its grace) many times,
 -- and string.format is one of the dearest things a script does: each is made
--- once per call (ISTR, reset by begin).
+-- once per call or batch (ISTR, reset by begin or run_batch).
 local ISTR
 local function istr(n)
   local s = ISTR[n]
@@ -57,7 +57,7 @@ local function istr(n)
   return s
 end
 
--- The store's clock: Redis TIME, read once per call so every step of it agrees.
+-- The store's clock: Redis TIME, read once per call (or batch, see begin) so every step of it agrees.
 local NOW
 
 -- Key names (keys.ts).
@@ -197,17 +197,21 @@ local SOURCE_NAMES
 -- earlier versions carry one) or the one the counters keep while the source
 -- is live (name_source; '' without encryption). Records do not repeat it,
 -- which saves about 60 B per session.
-local function sealed_source(T, h)
-  if h.D then return h.D end
+-- sealed_source_of: from the record's fields D (its own sealed name), U, d (nil or false when missing).
+local function sealed_source_of(T, D, U, d)
+  if D then return D end
   -- Without a sealed user the record was written with encryption off: it has no sealed names.
-  if not h.U then return '' end
-  local k = T .. '\n' .. h.d
+  if not U then return '' end
+  local k = T .. '\n' .. d
   local v = SOURCE_NAMES[k]
   if v == nil then
-    v = redis.call('HGET', k_ctr(tenant_prefix(T)), 'n:' .. h.d) or ''
+    v = redis.call('HGET', k_ctr(tenant_prefix(T)), 'n:' .. d) or ''
     SOURCE_NAMES[k] = v
   end
   return v
+end
+local function sealed_source(T, h)
+  return sealed_source_of(T, h.D, h.U, h.d)
 end
 
 local function encode(T, sid, h, status, end_time)
@@ -387,11 +391,17 @@ end
 
 -- Records the access time, best effort: when Redis refuses the write (out of
 -- memory) the read goes on with the previous access time.
-local function touch(tp, sid, rec)
+-- touched: of the record at 'key' whose access time is 'a', the access time after the touch.
+local function touched(key, a)
   -- Under PRESSURE the call runs flagged allow-oom (scripts.ts): it writes nothing it can do without.
-  if PRESSURE then return end
-  local done = redis.pcall('HSET', k_rec(tp, sid), 'a', istr(NOW))
-  if type(done) ~= 'table' or not done.err then rec.a = istr(NOW) end
+  local now = istr(NOW)
+  if PRESSURE or a == now then return a end
+  local done = redis.pcall('HSET', key, 'a', now)
+  if type(done) ~= 'table' or not done.err then return now end
+  return a
+end
+local function touch(tp, sid, rec)
+  rec.a = touched(k_rec(tp, sid), rec.a)
 end
 
 
@@ -408,9 +418,36 @@ local function header_number(i)
   return n
 end
 
-local function begin(args)
+-- The guard's names as last parsed, by ARGV[8]: a batch's calls mostly share one guard.
+local GUARD_ARG, GUARD_ARG_USER, GUARD_ARG_NAMES
+local function guard_names(arg)
+  if arg ~= GUARD_ARG then
+    local user, names = '', {}
+    for name in string.gmatch(arg, '[^\n]+') do
+      if user == '' then user = name end
+      names[name] = true
+    end
+    GUARD_ARG, GUARD_ARG_USER, GUARD_ARG_NAMES = arg, user, names
+  end
+  return GUARD_ARG_USER, GUARD_ARG_NAMES
+end
+
+-- Redis TIME in ms.
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- 'now': the clock of a batch (run_batch), which runs atomically, so its calls
+-- share one reading of it (and the number strings istr made); nil for a call
+-- of its own, which reads the clock.
+local function begin(args, now)
   ARGV = args
-  ISTR, MEMBER_OF = {}, nil
+  if not now then
+    ISTR = {}
+    now = clock()
+  end
+  MEMBER_OF = nil
   P = ARGV[1]
   GRACE = header_number(3)
   RETENTION = header_number(4)
@@ -421,13 +458,8 @@ local function begin(args)
   PRESSURE = ARGV[10] == '1'
   PART = header_number(12)
   PARTS = header_number(13)
-  GUARD_USER, GUARD_NAMES = '', {}
-  for name in string.gmatch(ARGV[8], '[^\n]+') do
-    if GUARD_USER == '' then GUARD_USER = name end
-    GUARD_NAMES[name] = true
-  end
-  local t = redis.call('TIME')
-  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  GUARD_USER, GUARD_NAMES = guard_names(ARGV[8])
+  NOW = now
   key_names()
   probe_slot()
   LAZY, GEN, SOURCE_NAMES = {}, nil, {}
