@@ -82,8 +82,8 @@ local function before_writes()
   if SLOT_MOVING then refuse_moving_slot() end
 end
 -- Archives of sessions this run expired lazily (load_session), flattened
--- records; scripts.ts returns them in the reply header so the process that
--- expired them can audit them.
+-- records (nil: none); scripts.ts returns them in the reply header so the
+-- process that expired them can audit them.
 local LAZY
 
 -- The generation (a decimal string), made when missing: NOW - 1 for a new log,
@@ -139,6 +139,11 @@ local function expire_at_least(key, at)
   return redis.call('PEXPIREAT', key, a, 'GT') == 1 or redis.call('PEXPIREAT', key, a, 'NX') == 1
 end
 
+-- Sealed data-source names read in this call or batch, by tenant and data
+-- source (nil: none yet). Only ctr_gauge and name_source write the names: they
+-- drop what was read.
+local SOURCE_NAMES
+
 -- Monotonic counter. Numbers go to redis.call as strings: Redis formats a Lua
 -- number argument with snprintf, istr formats each number once per call.
 local function ctr_incr(tp, field, delta)
@@ -156,7 +161,10 @@ local function ctr_gauge(tp, field, delta)
   if source and v == delta and delta > 0 then redis.call('HINCRBY', k_ctr(tp), 'nds', 1) end
   if v <= 0 then
     redis.call('HDEL', k_ctr(tp), field)
-    if source then redis.call('HDEL', k_ctr(tp), 'n:' .. string.sub(field, 3)) end
+    if source then
+      redis.call('HDEL', k_ctr(tp), 'n:' .. string.sub(field, 3))
+      SOURCE_NAMES = nil
+    end
     if source and v - delta > 0 and redis.call('HINCRBY', k_ctr(tp), 'nds', -1) <= 0 then redis.call('HDEL', k_ctr(tp), 'nds') end
   end
 end
@@ -164,7 +172,10 @@ end
 -- Keeps the sealed name D ("" without encryption: nothing kept) of the live data
 -- source ds; the first one stays while the source is live (readers cache it).
 local function name_source(tp, ds, D)
-  if D ~= '' then redis.call('HSETNX', k_ctr(tp), 'n:' .. ds, D) end
+  if D ~= '' then
+    redis.call('HSETNX', k_ctr(tp), 'n:' .. ds, D)
+    SOURCE_NAMES = nil
+  end
 end
 
 -- Whether the tenant may gain the live data source 'ds' under the cap (0: none).
@@ -190,8 +201,6 @@ end
 
 -- The session indexes (lua/indexes.ts).
 ${indexesLua}
--- Sealed data-source names read in this call, by tenant and data source.
-local SOURCE_NAMES
 
 -- The sealed name of record h's data source: the record's own (records of
 -- earlier versions carry one) or the one the counters keep while the source
@@ -203,10 +212,12 @@ local function sealed_source_of(T, D, U, d)
   -- Without a sealed user the record was written with encryption off: it has no sealed names.
   if not U then return '' end
   local k = T .. '\n' .. d
-  local v = SOURCE_NAMES[k]
+  local names = SOURCE_NAMES or {}
+  SOURCE_NAMES = names
+  local v = names[k]
   if v == nil then
     v = redis.call('HGET', k_ctr(tenant_prefix(T)), 'n:' .. d) or ''
-    SOURCE_NAMES[k] = v
+    names[k] = v
   end
   return v
 end
@@ -352,7 +363,7 @@ local function load_session(tp, T, sid)
     local e = tonumber(rec.e)
     if e <= NOW then
       local arch = end_session(tp, T, sid, rec, 'expired', e)
-      append(LAZY, arch)
+      LAZY = append(LAZY or {}, arch)
       if GUARD_USER ~= '' and not GUARD_NAMES[arch[3]] then return nil, nil end
       return nil, arch
     end
@@ -404,9 +415,6 @@ local function touch(tp, sid, rec)
   rec.a = touched(k_rec(tp, sid), rec.a)
 end
 
-
--- Sets the state of one call from its arguments (see the ARGV header above);
--- a moving slot refuses here, before the call's body runs.
 -- The header's numbers, by ARGV index: {string, number} as last converted.
 -- They change only with the configuration, and tonumber (strtod) is dear.
 local HEADER_NUMBERS = {}
@@ -438,31 +446,36 @@ local function clock()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- 'now': the clock of a batch (run_batch), which runs atomically, so its calls
--- share one reading of it (and the number strings istr made); nil for a call
--- of its own, which reads the clock.
-local function begin(args, now)
+-- Sets the state of one call from its arguments (see the ARGV header above);
+-- a moving slot refuses here, before the call's body runs. 'now': the clock of a batch
+-- (run_batch), which runs atomically, so its calls share one reading of it,
+-- the number strings istr made and the sealed names read; nil for a call of
+-- its own, which reads the clock. 'shared_set': a batch's later calls, whose
+-- shared arguments (scripts.ts) the first call of the batch has set.
+local function begin(args, now, shared_set)
   ARGV = args
   if not now then
-    ISTR = {}
+    ISTR, SOURCE_NAMES = {}, nil
     now = clock()
   end
+  if not shared_set then
+    P = ARGV[1]
+    GRACE = header_number(3)
+    RETENTION = header_number(4)
+    MAX_DATA_KEYS = header_number(5)
+    EV_MAXLEN = ARGV[6]
+    EV_MAXAGE = header_number(7)
+    PRESSURE = ARGV[10] == '1'
+    PART = header_number(12)
+    PARTS = header_number(13)
+    key_names()
+  end
   MEMBER_OF = nil
-  P = ARGV[1]
-  GRACE = header_number(3)
-  RETENTION = header_number(4)
-  MAX_DATA_KEYS = header_number(5)
-  EV_MAXLEN = ARGV[6]
-  EV_MAXAGE = header_number(7)
   GUARD_LEVEL = ARGV[9]
-  PRESSURE = ARGV[10] == '1'
-  PART = header_number(12)
-  PARTS = header_number(13)
   GUARD_USER, GUARD_NAMES = guard_names(ARGV[8])
   NOW = now
-  key_names()
   probe_slot()
-  LAZY, GEN, SOURCE_NAMES = {}, nil, {}
+  LAZY, GEN = nil, nil
   forget_legacy()
 end
 `;
