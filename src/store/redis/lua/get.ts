@@ -1,7 +1,9 @@
 // Lua source of the get script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const getLua = String.raw`
 -- get: ARGV[OP..] = sessionId, touch "1"|"0", includeEnded "1"|"0"
--- Returns {"ok", record...} or {"not_found"}.
+-- Returns {"ok", live record} (the short form of decodeLiveRecord in
+-- record-codec.ts: a reply's strings cost Redis and the reader each), {"ok",
+-- record...} for an ended session, or {"not_found"}.
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid = ARGV[OP]
@@ -17,7 +19,7 @@ if u and tonumber(e) > NOW then
   if guard_denies(level) then return { 'permission_denied', 'level' } end
   local a = f[6]
   if ARGV[OP + 1] == '1' then a = touched(key, a) end
-  return { 'ok', T, sid, u, d, level, 'active', f[4], e, a, '0', f[7], f[8], f[9] or '', sealed_source_of(T, f[10], f[9], d), f[11] or '' }
+  return { 'ok', u, d, f[7], level .. ' ' .. f[4] .. ' ' .. e .. ' ' .. a .. ' ' .. f[8], f[9] or '', sealed_source_of(T, f[10], f[9], d), f[11] or '' }
 end
 local rec, arch = load_session(tp, T, sid)
 if rec then
