@@ -341,7 +341,7 @@ export class RedisStore implements SessionStore {
   }
 
   async get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
-    const reply = await this.script("get", this.partitions.ofSession(sessionId), tenant, [sessionId, flag(options.touch), flag(options.includeEnded)], options.guard);
+    const reply = await this.script("get", this.partitions.ofSession(sessionId), tenant, [sessionId, `${flag(options.touch)}${flag(options.includeEnded)}`], options.guard);
     // A live session comes in the short form (lua/get.ts), an ended one in full.
     return reply.length === 1 + LIVE_RECORD_WIDTH ? decodeLiveRecord(tenant, sessionId, reply, 1) : decodeRecord(reply, 1);
   }

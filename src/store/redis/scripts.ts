@@ -198,14 +198,26 @@ end
 -- writes it made before the error, exactly as when the call runs alone and
 -- fails, and the calls after it see the same data they would see if it had
 -- been its own FCALL.
+-- Argument counts by their string: a few small numbers, converted once (tonumber is dear).
+local ARG_COUNTS = {}
 local function run_batch(body, args)
   local out, at = {}, ${BATCH_SHARED_WIDTH} + 2
   local now = clock()
   ISTR, SOURCE_NAMES = {}, nil
   for i = 1, tonumber(args[1]) do
-    local n = tonumber(args[at])
-    local call_args = { args[2], args[at + 1], args[3], args[4], args[5], args[6], args[7], args[at + 2], args[at + 3], args[8], args[9], args[10], args[11] }
-    for j = 4, n do call_args[OP + j - 4] = args[at + j] end
+    local n = ARG_COUNTS[args[at]]
+    if not n then
+      n = tonumber(args[at])
+      ARG_COUNTS[args[at]] = n
+    end
+    local call_args
+    -- Made to size in one step when the operation's arguments fit on Lua's stack.
+    if n <= 64 then
+      call_args = { args[2], args[at + 1], args[3], args[4], args[5], args[6], args[7], args[at + 2], args[at + 3], args[8], args[9], args[10], args[11], unpack(args, at + 4, at + n) }
+    else
+      call_args = { args[2], args[at + 1], args[3], args[4], args[5], args[6], args[7], args[at + 2], args[at + 3], args[8], args[9], args[10], args[11] }
+      for j = 4, n do call_args[OP + j - 4] = args[at + j] end
+    end
     at = at + n + 1
     local ok, reply = pcall(run_one, body, call_args, now, i > 1)
     if ok then

@@ -427,7 +427,7 @@ local function header_number(i)
 end
 
 -- The guard's names as last parsed, by ARGV[8]: a batch's calls mostly share one guard.
-local GUARD_ARG, GUARD_ARG_USER, GUARD_ARG_NAMES
+local GUARD_ARG, GUARD_ARG_USER, GUARD_ARG_NAMES = '', '', {}
 local function guard_names(arg)
   if arg ~= GUARD_ARG then
     local user, names = '', {}
@@ -474,7 +474,7 @@ local function begin(args, now, shared_set)
   GUARD_LEVEL = ARGV[9]
   GUARD_USER, GUARD_NAMES = guard_names(ARGV[8])
   NOW = now
-  probe_slot()
+  if Q == '' then SLOT_MOVING = false else probe_slot() end
   LAZY, GEN = nil, nil
   forget_legacy()
 end
