@@ -54,10 +54,11 @@ export function decodeRecord(reply: readonly string[], offset: number): SessionR
 /**
  * Strings of a live record in a get's reply (lua/get.ts): user, dataSource,
  * metadata, "<level> <create> <expire> <lastAccess> <version>" (none of them
- * holds a space), sealed user, sealed data source, metadata tag. The tenant
- * and session id are the caller's; status and end are those of a live session.
+ * holds a space), then, unless the record has no sealed fields (encryption
+ * off), sealed user, sealed data source, metadata tag. The tenant and session
+ * id are the caller's; status and end are those of a live session.
  */
-export const LIVE_RECORD_WIDTH = 7;
+export const LIVE_RECORD_WIDTH = 4;
 
 /** Decodes the live record at `offset` of a get's reply for the session `sessionId` of `tenant`. */
 export function decodeLiveRecord(tenant: string, sessionId: string, reply: readonly string[], offset: number): SessionRecord {
@@ -77,7 +78,7 @@ export function decodeLiveRecord(tenant: string, sessionId: string, reply: reado
     endTime: 0,
     metadata: at(reply, offset + 2),
     version: int(numbers, 4),
-    ...sealedFields(at(reply, offset + 4), at(reply, offset + 5), at(reply, offset + 6)),
+    ...(reply.length > offset + LIVE_RECORD_WIDTH ? sealedFields(at(reply, offset + 4), at(reply, offset + 5), at(reply, offset + 6)) : NOT_SEALED),
   };
 }
 

@@ -180,6 +180,9 @@ const REPLY_HEADER = String.raw`local function with_header(reply)
   return append(append({ istr(NOW), istr(#LAZY / RECORD_WIDTH) }, LAZY), reply)
 end
 
+-- Argument counts by their string: a few small numbers, converted once (tonumber is dear).
+local ARG_COUNTS = {}
+
 -- One call of a batch: the same steps as its own function's, on the batch's clock.
 local function run_one(body, args, now, shared_set)
   begin(args, now, shared_set)
@@ -198,8 +201,6 @@ end
 -- writes it made before the error, exactly as when the call runs alone and
 -- fails, and the calls after it see the same data they would see if it had
 -- been its own FCALL.
--- Argument counts by their string: a few small numbers, converted once (tonumber is dear).
-local ARG_COUNTS = {}
 local function run_batch(body, args)
   local out, at = {}, ${BATCH_SHARED_WIDTH} + 2
   local now = clock()
@@ -210,14 +211,9 @@ local function run_batch(body, args)
       n = tonumber(args[at])
       ARG_COUNTS[args[at]] = n
     end
-    local call_args
-    -- Made to size in one step when the operation's arguments fit on Lua's stack.
-    if n <= 64 then
-      call_args = { args[2], args[at + 1], args[3], args[4], args[5], args[6], args[7], args[at + 2], args[at + 3], args[8], args[9], args[10], args[11], unpack(args, at + 4, at + n) }
-    else
-      call_args = { args[2], args[at + 1], args[3], args[4], args[5], args[6], args[7], args[at + 2], args[at + 3], args[8], args[9], args[10], args[11] }
-      for j = 4, n do call_args[OP + j - 4] = args[at + j] end
-    end
+    -- Made to size in one step (unpack puts what it copies on Lua's stack: at most 64).
+    local call_args = { args[2], args[at + 1], args[3], args[4], args[5], args[6], args[7], args[at + 2], args[at + 3], args[8], args[9], args[10], args[11], unpack(args, at + 4, at + math.min(n, 64)) }
+    for j = 65, n do call_args[OP + j - 4] = args[at + j] end
     at = at + n + 1
     local ok, reply = pcall(run_one, body, call_args, now, i > 1)
     if ok then

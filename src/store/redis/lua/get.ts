@@ -19,7 +19,10 @@ if u and tonumber(e) > NOW then
   if GUARD_USER ~= '' and guard_denies(level) then return { 'permission_denied', 'level' } end
   local a = f[6]
   if flags == '10' or flags == '11' then a = touched(key, a) end
-  return { 'ok', u, d, f[7], level .. ' ' .. f[4] .. ' ' .. e .. ' ' .. a .. ' ' .. f[8], f[9] or '', f[10] or (f[9] and sealed_source_of(T, nil, f[9], d)) or '', f[11] or '' }
+  local numbers, U, D, mt = level .. ' ' .. f[4] .. ' ' .. e .. ' ' .. a .. ' ' .. f[8], f[9], f[10], f[11]
+  -- A record written with encryption off has no sealed fields: none are sent.
+  if not (U or D or mt) then return { 'ok', u, d, f[7], numbers } end
+  return { 'ok', u, d, f[7], numbers, U or '', D or sealed_source_of(T, nil, U, d), mt or '' }
 end
 local rec, arch = load_session(tp, T, sid)
 if rec then
