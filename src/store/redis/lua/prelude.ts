@@ -25,7 +25,8 @@ export const preludeLua = String.raw`
 -- "ok", or a SessionErrorKind ("not_found", "ended", ...). Records travel as
 -- 15 strings: T, sid, user, dataSource, level, status, create, expire,
 -- lastAccess, end, metadata, version, sealed user, sealed data source,
--- metadata tag (the last three "" without encryption; see record-codec.ts).
+-- metadata tag (the last three "" without encryption; see record-codec.ts);
+-- a get answers a live session in a shorter form (lua/get.ts).
 --
 -- Key names are built here rather than passed in KEYS because most of them
 -- (user index, data-source index, request id) come from the stored record and
