@@ -170,7 +170,9 @@ export function batchArguments(shared: readonly ScriptArg[], owns: readonly (rea
 /** Strings in front of every reply: NOW and the count of lazily expired records. */
 export const REPLY_HEADER_WIDTH = 2;
 
-const REPLY_HEADER = String.raw`local function with_header(reply)
+const REPLY_HEADER = String.raw`-- 'headed': the body put the header in front itself (nothing expired on its way).
+local function with_header(reply, headed)
+  if headed then return reply end
   -- Mostly nothing expired on the way and the reply is short: one table made
   -- to size (unpack puts every element on Lua's stack, so only short replies).
   if not LAZY then

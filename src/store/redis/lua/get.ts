@@ -13,16 +13,20 @@ local sid, flags = ARGV[OP], ARGV[OP + 1]
 local key = k_rec(tp, sid)
 local f = redis.call('HMGET', key, 'u', 'd', 'l', 'c', 'e', 'a', 'm', 'v', 'U', 'D', 'mt')
 local u, d, e = f[1], f[2], f[5]
-if u and tonumber(e) > NOW then
+-- Expire times are decimal integers: of one length with NOW's, the later one
+-- compares greater as text (tonumber is dear).
+local now = istr(NOW)
+if u and (#e == #now and e > now or #e ~= #now and tonumber(e) > NOW) then
   if GUARD_USER ~= '' and not GUARD_NAMES[u] then return { 'not_found' } end
   local level = LEVEL_NAMES[f[3]] or f[3]
   if GUARD_USER ~= '' and guard_denies(level) then return { 'permission_denied', 'level' } end
   local a = f[6]
   if flags == '10' or flags == '11' then a = touched(key, a) end
   local numbers, U, D, mt = level .. ' ' .. f[4] .. ' ' .. e .. ' ' .. a .. ' ' .. f[8], f[9], f[10], f[11]
+  -- With the reply header (with_header in scripts.ts): nothing expired on the way.
   -- A record written with encryption off has no sealed fields: none are sent.
-  if not (U or D or mt) then return { 'ok', u, d, f[7], numbers } end
-  return { 'ok', u, d, f[7], numbers, U or '', D or sealed_source_of(T, nil, U, d), mt or '' }
+  if not (U or D or mt) then return { istr(NOW), '0', 'ok', u, d, f[7], numbers }, true end
+  return { istr(NOW), '0', 'ok', u, d, f[7], numbers, U or '', D or sealed_source_of(T, nil, U, d), mt or '' }, true
 end
 local rec, arch = load_session(tp, T, sid)
 if rec then

@@ -473,7 +473,7 @@ local function begin(args, now, shared_set)
   end
   MEMBER_OF = nil
   GUARD_LEVEL = ARGV[9]
-  GUARD_USER, GUARD_NAMES = guard_names(ARGV[8])
+  if ARGV[8] == GUARD_ARG then GUARD_USER, GUARD_NAMES = GUARD_ARG_USER, GUARD_ARG_NAMES else GUARD_USER, GUARD_NAMES = guard_names(ARGV[8]) end
   NOW = now
   if Q == '' then SLOT_MOVING = false else probe_slot() end
   LAZY, GEN = nil, nil
