@@ -1039,15 +1039,18 @@ export class RedisStore implements SessionStore {
    */
   private async call<T>(command: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.timeoutMs;
-    const started = waitClock();
     let sent = false;
     try {
-      // Ready, the usual case: no turn of the event loop spent waiting for it.
-      if (!this.connections.readyNow()) await this.connections.waitReady(deadline);
+      // Ready, the usual case: nothing was waited for, so the whole timeout is left (and no clock is read for it).
+      let remaining = this.timeoutMs;
+      if (!this.connections.readyNow()) {
+        const started = waitClock();
+        await this.connections.waitReady(deadline);
+        // What is left counts time spent waiting (for a reconnect, for the reply), not time this process was busy
+        // before it sent the command (a busy loop can take longer than the timeout to come back from the await above).
+        remaining = Math.max(0, this.timeoutMs - waitedSince(started));
+      }
       sent = true;
-      // What is left counts time spent waiting (for a reconnect, for the reply), not time this process was busy
-      // before it sent the command (a busy loop can take longer than the timeout to come back from the await above).
-      const remaining = Math.max(0, this.timeoutMs - waitedSince(started));
       return await withinDeadline(untilSlotSettles(command, deadline), remaining, deadlineExceeded);
     } catch (e) {
       if (isOutOfMemory(e)) this.memory.refused();
