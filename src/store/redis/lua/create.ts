@@ -18,8 +18,13 @@ local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid, uid, ds, level = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3]
 local ttl, meta, rid = tonumber(ARGV[OP + 4]), ARGV[OP + 5], ARGV[OP + 6]
-local max_per_user, per_user_policy = tonumber(ARGV[OP + 7]) or 0, ARGV[OP + 8]
-local max_per_tenant, max_sources = tonumber(ARGV[OP + 9]) or 0, tonumber(ARGV[OP + 10]) or 0
+-- A cap of '0' (none, the common case) skips tonumber, which is dear.
+local function cap(s)
+  if s == '0' then return 0 end
+  return tonumber(s) or 0
+end
+local max_per_user, per_user_policy = cap(ARGV[OP + 7]), ARGV[OP + 8]
+local max_per_tenant, max_sources = cap(ARGV[OP + 9]), cap(ARGV[OP + 10])
 local sealed_u, sealed_d, meta_tag = ARGV[OP + 11], ARGV[OP + 12], ARGV[OP + 13]
 local claim_end = ARGV[OP + 14]
 
@@ -80,18 +85,21 @@ if max_per_user > 0 then
   end
 end
 
+local expire = NOW + ttl
 local rec = {
-  u = uid, d = ds, l = level, c = istr(NOW), e = istr(NOW + ttl), a = istr(NOW), m = meta, v = '1',
+  u = uid, d = ds, l = level, c = istr(NOW), e = istr(expire), a = istr(NOW), m = meta, v = '1',
 }
 local fields = { 'u', rec.u, 'd', rec.d, 'l', level_code(rec.l), 'c', rec.c, 'e', rec.e, 'a', rec.a, 'm', rec.m, 'v', rec.v }
 -- The sealed data-source name is kept once per live data source (name_source), not per record.
 if sealed_d ~= '' then rec.D = sealed_d end
-for _, f in ipairs({ { 'U', sealed_u }, { 'mt', meta_tag } }) do
-  if f[2] ~= '' then
-    rec[f[1]] = f[2]
-    fields[#fields + 1] = f[1]
-    fields[#fields + 1] = f[2]
-  end
+if sealed_u ~= '' then
+  rec.U = sealed_u
+  fields[17], fields[18] = 'U', sealed_u
+end
+if meta_tag ~= '' then
+  rec.mt = meta_tag
+  fields[#fields + 1] = 'mt'
+  fields[#fields + 1] = meta_tag
 end
 if rid ~= '' then
   rec.r = rid
@@ -105,13 +113,9 @@ if rid ~= '' then
   end
 end
 redis.call('HSET', k_rec(tp, sid), unpack(fields))
-set_session_expiry(tp, sid, rec, true)
-index_add(tp, T, sid, rec)
-ctr_incr(tp, 'total', 1)
-ctr_gauge(tp, 'active', 1)
-ctr_gauge(tp, 'l:' .. level, 1)
-ctr_gauge(tp, 's:' .. ds, 1)
-name_source(tp, ds, sealed_d)
+set_session_expiry(tp, sid, rec, true, expire)
+index_add(tp, T, sid, rec, expire)
+ctr_session_added(tp, level, ds, sealed_d)
 
 local out = encode_live(T, sid, rec)
 emit(T, 'created', out, nil)

@@ -372,8 +372,8 @@ local function index_add_source(tp, T, sid, rec, e)
   redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, rec.d))
 end
 
-local function index_add(tp, T, sid, rec)
-  local e = tonumber(rec.e)
+local function index_add(tp, T, sid, rec, e)
+  e = e or tonumber(rec.e)
   index_add_user(tp, sid, rec, e)
   index_add_source(tp, T, sid, rec, e)
   bidx_add(all_index(tp), sid_member(sid), e)

@@ -161,6 +161,23 @@ local function ctr_gauge(tp, field, delta)
   end
 end
 
+-- A new live session's counters in two calls rather than one per field: the
+-- total, the 'active', level and data-source gauges (ctr_gauge's 'nds' when
+-- the data source becomes live) and the source's sealed name D (name_source).
+-- The values stay far below 2^53, so Lua's numbers hold them exactly.
+local function ctr_session_added(tp, level, ds, D)
+  local key = k_ctr(tp)
+  local fl, fs, fn = 'l:' .. level, 's:' .. ds, 'n:' .. ds
+  local v = redis.call('HMGET', key, 'total', 'active', fl, fs, fn)
+  local s = (tonumber(v[4]) or 0) + 1
+  local set = { 'total', istr((tonumber(v[1]) or 0) + 1), 'active', istr((tonumber(v[2]) or 0) + 1), fl, istr((tonumber(v[3]) or 0) + 1), fs, istr(s) }
+  if D ~= '' and not v[5] then
+    set[9], set[10] = fn, D
+  end
+  redis.call('HSET', key, unpack(set))
+  if s == 1 then redis.call('HINCRBY', key, 'nds', 1) end
+end
+
 -- Keeps the sealed name D ("" without encryption: nothing kept) of the live data
 -- source ds; the first one stays while the source is live (readers cache it).
 local function name_source(tp, ds, D)
@@ -181,8 +198,9 @@ end
 -- (expire_due), so a session costs no key for its expiry.
 -- 'fresh': the session was just created, so it has no data key yet (set_data
 -- gives the key its expiry when it makes it).
-local function set_session_expiry(tp, sid, rec, fresh)
-  local at = istr(tonumber(rec.e) + GRACE)
+-- 'e': rec.e as a number when the caller has it (tonumber is dear).
+local function set_session_expiry(tp, sid, rec, fresh, e)
+  local at = istr((e or tonumber(rec.e)) + GRACE)
   redis.call('PEXPIREAT', k_rec(tp, sid), at)
   if not fresh then redis.call('PEXPIREAT', k_data(tp, sid), at) end
   if rec.r then redis.call('PEXPIREAT', k_req(tp, rec.r), at) end
