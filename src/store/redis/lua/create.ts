@@ -86,33 +86,39 @@ if max_per_user > 0 then
 end
 
 local expire = NOW + ttl
+local c = istr(NOW)
+-- Made whole in one constructor each (no table grows and rehashes): the
+-- sealed data-source name is kept once per live data source (name_source), not
+-- per record; the sealed user and metadata tag only with encryption on.
 local rec = {
-  u = uid, d = ds, l = level, c = istr(NOW), e = istr(expire), a = istr(NOW), m = meta, v = '1',
+  u = uid, d = ds, l = level, c = c, e = istr(expire), a = c, m = meta, v = '1',
+  D = sealed_d ~= '' and sealed_d or nil, U = sealed_u ~= '' and sealed_u or nil, mt = meta_tag ~= '' and meta_tag or nil,
+  r = nil, rc = nil, -- room for a request id and its claim
 }
-local fields = { 'u', rec.u, 'd', rec.d, 'l', level_code(rec.l), 'c', rec.c, 'e', rec.e, 'a', rec.a, 'm', rec.m, 'v', rec.v }
--- The sealed data-source name is kept once per live data source (name_source), not per record.
-if sealed_d ~= '' then rec.D = sealed_d end
-if sealed_u ~= '' then
-  rec.U = sealed_u
+local fields = { 'u', uid, 'd', ds, 'l', level_code(level), 'c', c, 'e', rec.e, 'a', c, 'm', meta, 'v', '1', false, false, false, false, false, false, false, false }
+local nf = 16
+if rec.U then
   fields[17], fields[18] = 'U', sealed_u
+  nf = 18
 end
-if meta_tag ~= '' then
-  rec.mt = meta_tag
-  fields[#fields + 1] = 'mt'
-  fields[#fields + 1] = meta_tag
+if rec.mt then
+  fields[nf + 1], fields[nf + 2] = 'mt', meta_tag
+  nf = nf + 2
 end
 if rid ~= '' then
   rec.r = rid
-  append(fields, { 'r', rid })
+  fields[nf + 1], fields[nf + 2] = 'r', rid
+  nf = nf + 2
   if claim_end == '' then
     redis.call('SET', k_req(tp, rid), sid)
   else
     -- How long the claim is known to last: extend renews it before the session outlives it.
     rec.rc = claim_end
-    append(fields, { 'rc', claim_end })
+    fields[nf + 1], fields[nf + 2] = 'rc', claim_end
+    nf = nf + 2
   end
 end
-redis.call('HSET', k_rec(tp, sid), unpack(fields))
+redis.call('HSET', k_rec(tp, sid), unpack(fields, 1, nf))
 set_session_expiry(tp, sid, rec, true, expire)
 index_add(tp, T, sid, rec, expire)
 ctr_session_added(tp, level, ds, sealed_d)

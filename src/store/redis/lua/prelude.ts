@@ -164,17 +164,18 @@ end
 -- A new live session's counters in two calls rather than one per field: the
 -- total, the 'active', level and data-source gauges (ctr_gauge's 'nds' when
 -- the data source becomes live) and the source's sealed name D (name_source).
--- The values stay far below 2^53, so Lua's numbers hold them exactly.
+-- Lua's arithmetic reads the stored integers (exact below 2^53) and the new
+-- values go to Redis as numbers, which it formats as integers: each is used once.
 local function ctr_session_added(tp, level, ds, D)
   local key = k_ctr(tp)
   local fl, fs, fn = 'l:' .. level, 's:' .. ds, 'n:' .. ds
   local v = redis.call('HMGET', key, 'total', 'active', fl, fs, fn)
-  local s = (tonumber(v[4]) or 0) + 1
-  local set = { 'total', istr((tonumber(v[1]) or 0) + 1), 'active', istr((tonumber(v[2]) or 0) + 1), fl, istr((tonumber(v[3]) or 0) + 1), fs, istr(s) }
+  local s = (v[4] or 0) + 1
   if D ~= '' and not v[5] then
-    set[9], set[10] = fn, D
+    redis.call('HSET', key, 'total', (v[1] or 0) + 1, 'active', (v[2] or 0) + 1, fl, (v[3] or 0) + 1, fs, s, fn, D)
+  else
+    redis.call('HSET', key, 'total', (v[1] or 0) + 1, 'active', (v[2] or 0) + 1, fl, (v[3] or 0) + 1, fs, s)
   end
-  redis.call('HSET', key, unpack(set))
   if s == 1 then redis.call('HINCRBY', key, 'nds', 1) end
 end
 
