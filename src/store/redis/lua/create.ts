@@ -17,7 +17,8 @@ before_writes()
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid, uid, ds, level = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3]
-local ttl, meta, rid = tonumber(ARGV[OP + 4]), ARGV[OP + 5], ARGV[OP + 6]
+-- '+ 0' converts once (tonumber converts twice: Lua 5.1 checks, then converts).
+local ttl, meta, rid = ARGV[OP + 4] + 0, ARGV[OP + 5], ARGV[OP + 6]
 -- A cap of '0' (none, the common case) skips tonumber, which is dear.
 local function cap(s)
   if s == '0' then return 0 end
