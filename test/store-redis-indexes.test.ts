@@ -58,7 +58,7 @@ describe("Redis session indexes", () => {
   it("a lowercase UUID is indexed as its 16 bytes (as indexMember), any other id as it is", async () => {
     // The index source compiles on its own: what the member functions use is defined in it.
     const member = (sid: string): Promise<[Buffer, Buffer]> =>
-      server.raw.evalBuffer(`${indexesLua}\nlocal m = sid_member(ARGV[1]) return { m, member_sid(m) }`, 0, sid) as Promise<[Buffer, Buffer]>;
+      server.raw.callBuffer("EVAL", `${indexesLua}\nlocal m = sid_member(ARGV[1]) return { m, member_sid(m) }`, 0, sid) as Promise<[Buffer, Buffer]>;
     for (const sid of [randomUUID(), randomUUID(), "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"]) {
       const [m, back] = await member(sid);
       assert.deepEqual(m, indexMember(sid), sid);
