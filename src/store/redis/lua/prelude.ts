@@ -141,8 +141,8 @@ local function expire_at_least(key, at)
 end
 
 -- Sealed data-source names read in this call or batch, by tenant and data
--- source (nil: none yet). Only ctr_gauge and name_source write the names: they
--- drop what was read.
+-- source (nil: none yet). Only ctr_gauge, ctr_session_added and name_source
+-- write the names: they drop what was read.
 local SOURCE_NAMES
 
 -- Monotonic counter. Numbers go to redis.call as strings: Redis formats a Lua
@@ -182,6 +182,7 @@ local function ctr_session_added(tp, level, ds, D)
   local s = (v[4] or 0) + 1
   if D ~= '' and not v[5] then
     redis.call('HSET', key, 'total', (v[1] or 0) + 1, 'active', (v[2] or 0) + 1, fl, (v[3] or 0) + 1, fs, s, fn, D)
+    SOURCE_NAMES = nil
   else
     redis.call('HSET', key, 'total', (v[1] or 0) + 1, 'active', (v[2] or 0) + 1, fl, (v[3] or 0) + 1, fs, s)
   end
