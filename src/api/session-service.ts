@@ -7,7 +7,7 @@ import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/con
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import pLimit, { type LimitFunction } from "p-limit";
-import { SessionService, type SessionEvent } from "../../gen/session/v1/session_pb.js";
+import { GetSessionResponseSchema, SessionService, type GetSessionResponse, type SessionEvent } from "../../gen/session/v1/session_pb.js";
 import type { Config } from "../config/config.js";
 import { ownFilter } from "../session/access-policy.js";
 import type { SessionManager } from "../session/session-manager.js";
@@ -137,7 +137,10 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
     getSession: async (req, ctx) => {
       try {
         const id = validateSessionId(req.sessionId);
-        return { session: sessionToProto(await manager.get(options.tenant(ctx), id, req.includeEnded, userOf(ctx))) };
+        const session = sessionToProto(await manager.get(options.tenant(ctx), id, req.includeEnded, userOf(ctx)));
+        // The message itself (what create() makes of { session }): the server takes it as it is, without create()'s walk of the schema.
+        const response: GetSessionResponse = { $typeName: GetSessionResponseSchema.typeName, session };
+        return response;
       } catch (error) {
         throw toConnectError(error, logger, "GetSession");
       }

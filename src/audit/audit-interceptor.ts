@@ -71,7 +71,7 @@ async function unary(audit: AuditLog, next: Parameters<Interceptor>[0], req: Una
   } finally {
     const principal = req.contextValues.get(PRINCIPAL);
     const ids = req.contextValues.get(RPC_IDS);
-    audit.record({
+    audit.recordSessionIdLast({
       principal: principal === undefined ? "unknown" : principal.id,
       tenant: principal?.tenant,
       user: principal?.user,

@@ -105,6 +105,17 @@ export class AuditLog {
     plainRecord(this.logger, "info", { ...rest, sessionId: sessionId.slice(0, MAX_ID_LENGTH) }, "audit");
   }
 
+  /** record(), for a record built with sessionId as its last field (a call's record): its field order is not looked at. */
+  recordSessionIdLast(record: AuditRecord): void {
+    if (this.logger === undefined) return;
+    const { sessionId } = record;
+    if (sessionId === undefined || sessionId.length <= MAX_ID_LENGTH) {
+      plainRecord(this.logger, "info", record, "audit");
+      return;
+    }
+    this.record(record);
+  }
+
   /** Records an operation the service did by itself (expiry, eviction). */
   system(operation: "expire" | "evict", tenant: string, sessionId: string): void {
     this.record({ principal: "system", tenant, operation, outcome: "ok", sessionId });

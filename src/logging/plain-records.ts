@@ -47,7 +47,56 @@ export function plainRecord(logger: Logger, level: PlainLevel, record: object, m
     return;
   }
   if (!logger.isLevelEnabled(level)) return;
+  fast.destination.write(`{"level":${LEVEL_NUMBERS[level]}${isoTime()}${fast.bindings}${fieldsText(record)},"msg":${JSON.stringify(msg)}}\n`);
+}
+
+/** Printable ASCII other than `"` and `\`: a string JSON.stringify writes as it is, between quotes. */
+const VERBATIM = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** `,"key":` per field name: the records' own field names, a small fixed set (bounded all the same). */
+const keyPrefixes = new Map<string, string>();
+const KEY_PREFIXES_MAX = 256;
+
+function keyPrefix(key: string): string {
+  let prefix = keyPrefixes.get(key);
+  if (prefix === undefined) {
+    prefix = `,${JSON.stringify(key)}:`;
+    if (keyPrefixes.size < KEY_PREFIXES_MAX) keyPrefixes.set(key, prefix);
+  }
+  return prefix;
+}
+
+/**
+ * The record's fields as JSON.stringify writes them, without the braces and
+ * with a leading comma. Field by field for plain strings, numbers and
+ * booleans (what the per-call records hold), which costs less than
+ * JSON.stringify's generic walk; any other record goes through it whole.
+ */
+function fieldsText(record: object): string {
+  if (Object.getPrototypeOf(record) !== Object.prototype) return stringified(record);
+  let out = "";
+  for (const key in record) {
+    const value: unknown = (record as Readonly<Record<string, unknown>>)[key];
+    switch (typeof value) {
+      case "undefined":
+        continue;
+      case "string":
+        out += `${keyPrefix(key)}${VERBATIM.test(value) ? `"${value}"` : JSON.stringify(value)}`;
+        continue;
+      case "number":
+        out += `${keyPrefix(key)}${Number.isFinite(value) ? String(value) : "null"}`;
+        continue;
+      case "boolean":
+        out += `${keyPrefix(key)}${value ? "true" : "false"}`;
+        continue;
+      default:
+        return stringified(record);
+    }
+  }
+  return out;
+}
+
+function stringified(record: object): string {
   const fields = JSON.stringify(record);
-  const body = fields.length > 2 ? `,${fields.slice(1, -1)}` : "";
-  fast.destination.write(`{"level":${LEVEL_NUMBERS[level]}${isoTime()}${fast.bindings}${body},"msg":${JSON.stringify(msg)}}\n`);
+  return fields.length > 2 ? `,${fields.slice(1, -1)}` : "";
 }

@@ -104,13 +104,6 @@ interface Call {
   readonly stream: ServerHttp2Stream | undefined;
 }
 
-interface Ending {
-  readonly sessionId: string | undefined;
-  readonly error?: unknown;
-  /** The response stream's consumer left before it ended. */
-  readonly abandoned?: boolean;
-}
-
 export interface RpcLoggingOptions {
   /**
    * Whether the server is shutting down. Streams ended by a shutdown fail with
@@ -121,6 +114,7 @@ export interface RpcLoggingOptions {
 }
 
 export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingOptions = {}): Interceptor {
+  const shuttingDown = (): boolean => options.shuttingDown?.() === true;
   return (next) => async (req) => {
     const startedAt = performance.now();
     const facts = factsOf(req.method);
@@ -145,8 +139,7 @@ export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingO
       timeoutMs: requestTimeoutMs(req.header),
       stream: req.contextValues.get(HTTP2_STREAM),
     };
-    // Each call ends exactly once: here when it fails or answers one message, else when its response stream ends.
-    const finish = (ending: Ending): void => end(logger, call, ending, options.shuttingDown?.() === true);
+    // Each call ends exactly once (end): here when it fails or answers one message, else when its response stream ends.
 
     rpcStarted(labels);
     const requestSessionId = req.stream ? undefined : sessionIdOf(req.message);
@@ -159,13 +152,13 @@ export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingO
     } catch (error) {
       // A ConnectError's metadata goes out as response headers (or trailers); anything else connect replaces with its own error.
       if (error instanceof ConnectError) error.metadata.set(REQUEST_ID_HEADER, ids.requestId);
-      finish({ sessionId: requestSessionId, error });
+      end(logger, call, requestSessionId, error, false, shuttingDown());
       throw error;
     }
     res.header.set(REQUEST_ID_HEADER, ids.requestId);
     if (!res.stream) {
       rpcMessageSent(labels);
-      finish({ sessionId: requestSessionId ?? sessionIdOf(res.message) });
+      end(logger, call, requestSessionId ?? sessionIdOf(res.message), undefined, false, shuttingDown());
       return res;
     }
     req.contextValues.get(FLUSH_RESPONSE_HEADERS)?.(res.header);
@@ -173,7 +166,7 @@ export function createRpcLoggingInterceptor(logger: Logger, options: RpcLoggingO
       ...res,
       // The outcome a moment later: a client's RST_STREAM ends the request body before it aborts the call's signal (stream "close").
       message: observeStream(res.message, context, () => rpcMessageSent(labels), (error, abandoned) =>
-        setImmediate(() => finish({ sessionId: requestSessionId, error, abandoned })),
+        setImmediate(() => end(logger, call, requestSessionId, error, abandoned, shuttingDown())),
       ),
     };
     return observedResponse;
@@ -220,12 +213,13 @@ async function* observeStream<T>(
   }
 }
 
-function end(logger: Logger, call: Call, ending: Ending, shuttingDown: boolean): void {
+/** `error` what the call threw, if anything; `abandoned` its response stream's consumer left before it ended. */
+function end(logger: Logger, call: Call, sessionId: string | undefined, error: unknown, abandoned: boolean, shuttingDown: boolean): void {
   const elapsedMs = performance.now() - call.startedAt;
   const code = outcomeCode({
     signal: call.signal,
-    ...(ending.error === undefined ? {} : { error: ending.error }),
-    abandoned: ending.abandoned === true,
+    error,
+    abandoned,
     // NGHTTP2_NO_ERROR (0) is a normal close; anything else from the client is it leaving.
     clientReset: !shuttingDown && call.stream?.rstCode !== undefined && call.stream.rstCode !== 0,
     deadlinePassed: atDeadline(elapsedMs, call.timeoutMs),
@@ -239,7 +233,7 @@ function end(logger: Logger, call: Call, ending: Ending, shuttingDown: boolean):
   const durationMs = Math.round(elapsedMs * 1000) / 1000;
   const line = {
     method: call.method,
-    sessionId: ending.sessionId,
+    sessionId,
     durationMs,
     requestId: call.ids.requestId,
     traceId: call.ids.traceId,
@@ -263,8 +257,7 @@ function end(logger: Logger, call: Call, ending: Ending, shuttingDown: boolean):
     logger.info({ ...line, shuttingDown }, "rpc");
     return;
   }
-  const error = ConnectError.from(ending.error);
-  logger.error({ ...line, error: describeFault(ending.error, error) }, "rpc");
+  logger.error({ ...line, error: describeFault(error, ConnectError.from(error)) }, "rpc");
 }
 
 interface FaultDescription {

@@ -12,6 +12,12 @@ import type { IncomingHttpHeaders } from "node:http2";
 
 export class CallHeaders implements Headers {
   private readonly map = new Map<string, string>();
+  /**
+   * A stream's request headers not yet copied into `map`: read in place (a
+   * call reads a few of them, and most calls change none), copied on the
+   * first change or walk.
+   */
+  private http2: IncomingHttpHeaders | undefined = undefined;
 
   /** From a plain record (names as keys) or another Headers. */
   constructor(init?: Readonly<Record<string, string>> | Headers) {
@@ -37,61 +43,82 @@ export class CallHeaders implements Headers {
    */
   static fromHttp2(headers: IncomingHttpHeaders): CallHeaders {
     const out = new CallHeaders();
-    for (const name in headers) {
-      if (name.charCodeAt(0) === 58 /* ":" */) continue;
-      const value = headers[name];
-      if (value === undefined) continue;
-      out.map.set(name, typeof value === "string" ? value : value.join(", "));
-    }
+    out.http2 = headers;
     return out;
   }
 
+  /** The map with the stream's headers in it (copied once, before a change or a walk). */
+  private fields(): Map<string, string> {
+    const headers = this.http2;
+    if (headers !== undefined) {
+      this.http2 = undefined;
+      for (const name in headers) {
+        const value = fieldValue(headers, name);
+        if (value !== null) this.map.set(name, value);
+      }
+    }
+    return this.map;
+  }
+
   append(name: string, value: string): void {
+    const map = this.fields();
     const key = name.toLowerCase();
-    const current = this.map.get(key);
-    this.map.set(key, current === undefined ? String(value) : `${current}, ${value}`);
+    const current = map.get(key);
+    map.set(key, current === undefined ? String(value) : `${current}, ${value}`);
   }
 
   delete(name: string): void {
-    this.map.delete(name.toLowerCase());
+    this.fields().delete(name.toLowerCase());
   }
 
   get(name: string): string | null {
-    return this.map.get(name.toLowerCase()) ?? null;
+    const key = name.toLowerCase();
+    if (this.http2 !== undefined) return fieldValue(this.http2, key);
+    return this.map.get(key) ?? null;
   }
 
   getSetCookie(): string[] {
-    const value = this.map.get("set-cookie");
-    return value === undefined ? [] : [value];
+    const value = this.get("set-cookie");
+    return value === null ? [] : [value];
   }
 
   has(name: string): boolean {
-    return this.map.has(name.toLowerCase());
+    return this.get(name) !== null;
   }
 
   set(name: string, value: string): void {
-    this.map.set(name.toLowerCase(), String(value));
+    this.fields().set(name.toLowerCase(), String(value));
   }
 
   forEach(callbackfn: (value: string, key: string, parent: Headers) => void, thisArg?: unknown): void {
-    for (const [key, value] of this.map) callbackfn.call(thisArg, value, key, this);
+    for (const [key, value] of this.fields()) callbackfn.call(thisArg, value, key, this);
   }
 
   entries(): ReturnType<Headers["entries"]> {
-    return this.map.entries() as ReturnType<Headers["entries"]>;
+    return this.fields().entries() as ReturnType<Headers["entries"]>;
   }
 
   keys(): ReturnType<Headers["keys"]> {
-    return this.map.keys() as ReturnType<Headers["keys"]>;
+    return this.fields().keys() as ReturnType<Headers["keys"]>;
   }
 
   values(): ReturnType<Headers["values"]> {
-    return this.map.values() as ReturnType<Headers["values"]>;
+    return this.fields().values() as ReturnType<Headers["values"]>;
   }
 
   [Symbol.iterator](): ReturnType<Headers["entries"]> {
     return this.entries();
   }
+}
+
+/** A request field's value as Headers gives it (repeated values joined); null for a pseudo-header or an absent one. */
+function fieldValue(headers: IncomingHttpHeaders, name: string): string | null {
+  if (name.charCodeAt(0) === 58 /* ":" */) return null;
+  // Own fields only: Node's header object has no prototype, but a name such as "constructor" must not reach one.
+  if (!Object.hasOwn(headers, name)) return null;
+  const value = headers[name];
+  if (value === undefined) return null;
+  return typeof value === "string" ? value : value.join(", ");
 }
 
 function isHeaders(init: Readonly<Record<string, string>> | Headers): init is Headers {

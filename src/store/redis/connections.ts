@@ -330,6 +330,11 @@ export class RedisConnections {
     return this.disposedFlag;
   }
 
+  /** Whether a command can be sent now (waitReady would resolve at once). */
+  readyNow(): boolean {
+    return !this.disposedFlag && this.command.status === "ready";
+  }
+
   /** Resolves once the command connection is ready; rejects with unavailable at the deadline or once disposed. */
   waitReady(deadline: number): Promise<void> {
     if (this.disposedFlag) return Promise.reject(new SessionError("unavailable", "redis store is disposed"));

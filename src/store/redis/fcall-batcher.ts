@@ -60,11 +60,15 @@ interface Batch {
   readonly shared: readonly ScriptArg[];
   readonly calls: Pending[];
   bytes: number;
+  /** Flushed already (full, or a call that did not fit): the turn's end leaves it be. */
+  sent: boolean;
 }
 
 export class FcallBatcher {
-  /** Batches still taking calls, by batch function and key. */
-  private readonly open = new Map<string, Batch>();
+  /** Batches still taking calls, by batch function, then key (no string made per call to look one up). */
+  private readonly open = new Map<string, Map<string, Batch>>();
+  /** This turn's batches in the order they were opened: the order they are sent in. */
+  private opened: Batch[] = [];
   private scheduled = false;
 
   constructor(
@@ -79,16 +83,22 @@ export class FcallBatcher {
    */
   call(fn: string, batchFn: string, key: string, call: ScriptCall): Promise<unknown> {
     const bytes = argumentBytes(call.own);
-    const id = `${batchFn}\n${key}`;
-    let batch = this.open.get(id);
+    let byKey = this.open.get(batchFn);
+    if (byKey === undefined) {
+      byKey = new Map();
+      this.open.set(batchFn, byKey);
+    }
+    const batches = byKey;
+    let batch = batches.get(key);
     if (batch !== undefined && (batch.bytes + bytes > this.bounds.maxBytes || batch.shared !== call.shared)) {
-      this.open.delete(id);
+      batches.delete(key);
       this.flush(batch);
       batch = undefined;
     }
     if (batch === undefined) {
-      batch = { fn, batchFn, key, shared: call.shared, calls: [], bytes: argumentBytes(call.shared) };
-      this.open.set(id, batch);
+      batch = { fn, batchFn, key, shared: call.shared, calls: [], bytes: argumentBytes(call.shared), sent: false };
+      batches.set(key, batch);
+      this.opened.push(batch);
       this.schedule();
     }
     const open = batch;
@@ -96,7 +106,7 @@ export class FcallBatcher {
       open.calls.push({ call, resolve, reject });
       open.bytes += bytes;
       if (open.calls.length >= this.bounds.maxCalls) {
-        this.open.delete(id);
+        batches.delete(key);
         this.flush(open);
       }
     });
@@ -107,13 +117,15 @@ export class FcallBatcher {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      const batches = [...this.open.values()];
+      const batches = this.opened;
+      this.opened = [];
       this.open.clear();
-      for (const batch of batches) this.flush(batch);
+      for (const batch of batches) if (!batch.sent) this.flush(batch);
     });
   }
 
   private flush(batch: Batch): void {
+    batch.sent = true;
     const { calls } = batch;
     const only = calls.length === 1 ? calls[0] : undefined;
     if (only !== undefined) {

@@ -131,6 +131,8 @@ export class RedisStore implements SessionStore {
    * this store writes (see ensureGenerations).
    */
   private generationsReady: Promise<void> | undefined;
+  /** generationsReady has resolved: calls need not wait for it (one turn of the event loop each). */
+  private generationsMade = false;
   /** The due queues' heads as last read (several partitions, see due-heads.ts). */
   private readonly dueHeads: DueHeads;
   /** Where the next expireDue starts, so that every partition gets its turn. */
@@ -959,7 +961,9 @@ export class RedisStore implements SessionStore {
    */
   private async ensureGenerations(): Promise<void> {
     this.generationsReady ??= Promise.all(this.allPartitions().map((p) => this.runScript("logPosition", p, "", []))).then(
-      () => undefined,
+      () => {
+        this.generationsMade = true;
+      },
       (error: unknown) => {
         this.generationsReady = undefined;
         throw error;
@@ -997,7 +1001,7 @@ export class RedisStore implements SessionStore {
    * session free its keys before it writes, and keep a shortened archive.
    */
   private async runScript(name: ScriptName, partition: number, tenant: string, args: readonly ScriptArg[], guard?: SessionGuard, pressure = false): Promise<{ reply: string[]; now: number }> {
-    if (this.partitions.count > 1 && name !== "logPosition") await this.ensureGenerations();
+    if (this.partitions.count > 1 && name !== "logPosition" && !this.generationsMade) await this.ensureGenerations();
     const fn = this.library.functionName(name, pressure);
     const batchFn = this.library.batchFunctionName(name, pressure);
     const guardArgs = guard === undefined ? NO_GUARD : [[guard.userId, ...(guard.userAliases ?? [])].join("\n"), guard.level];
@@ -1052,14 +1056,18 @@ export class RedisStore implements SessionStore {
    */
   private async call<T>(command: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.timeoutMs;
-    const started = waitClock();
     let sent = false;
     try {
-      await this.connections.waitReady(deadline);
+      // Ready, the usual case: nothing was waited for, so the whole timeout is left (and no clock is read for it).
+      let remaining = this.timeoutMs;
+      if (!this.connections.readyNow()) {
+        const started = waitClock();
+        await this.connections.waitReady(deadline);
+        // What is left counts time spent waiting (for a reconnect, for the reply), not time this process was busy
+        // before it sent the command (a busy loop can take longer than the timeout to come back from the await above).
+        remaining = Math.max(0, this.timeoutMs - waitedSince(started));
+      }
       sent = true;
-      // What is left counts time spent waiting (for a reconnect, for the reply), not time this process was busy
-      // before it sent the command (a busy loop can take longer than the timeout to come back from the await above).
-      const remaining = Math.max(0, this.timeoutMs - waitedSince(started));
       return await withinDeadline(untilSlotSettles(command, deadline), remaining, deadlineExceeded);
     } catch (e) {
       if (isOutOfMemory(e)) this.memory.refused();
@@ -1099,16 +1107,24 @@ const CLAIM_NEEDED = "claim";
 /** How long a script refused because its slot is moving waits before it is sent again. */
 const SLOT_RETRY_MS = 50;
 
-/** Sends the command again while the cluster refuses it before any write (isSlotInMotion), until the deadline. */
-async function untilSlotSettles<T>(command: () => Promise<T>, deadline: number): Promise<T> {
-  for (;;) {
-    try {
-      return await command();
-    } catch (error) {
-      if (!isSlotInMotion(error) || Date.now() + SLOT_RETRY_MS >= deadline) throw error;
-      await sleep(SLOT_RETRY_MS);
-    }
+/**
+ * Sends the command again while the cluster refuses it before any write (isSlotInMotion), until the deadline.
+ * The first attempt has no async frame of its own: every store call makes one, a retry is rare.
+ */
+function untilSlotSettles<T>(command: () => Promise<T>, deadline: number): Promise<T> {
+  let attempt: Promise<T>;
+  try {
+    attempt = command();
+  } catch (error) {
+    attempt = Promise.reject(error);
   }
+  return attempt.catch((error: unknown) => retryUntilSlotSettles(error, command, deadline));
+}
+
+async function retryUntilSlotSettles<T>(error: unknown, command: () => Promise<T>, deadline: number): Promise<T> {
+  if (!isSlotInMotion(error) || Date.now() + SLOT_RETRY_MS >= deadline) throw error;
+  await sleep(SLOT_RETRY_MS);
+  return untilSlotSettles(command, deadline);
 }
 
 /**

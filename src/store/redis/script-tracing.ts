@@ -11,8 +11,13 @@ import { isSessionError } from "../../domain/errors.js";
 
 const tracer = trace.getTracer("sessiond");
 
-export async function traceScript<T>(script: string, server: { host: string; port: number } | undefined, run: () => Promise<T>): Promise<T> {
+export function traceScript<T>(script: string, server: { host: string; port: number } | undefined, run: () => Promise<T>): Promise<T> {
+  // Untraced, the usual case: the run's own promise, with no async frame around it.
   if (trace.getSpan(context.active()) === undefined) return run();
+  return traced(script, server, run);
+}
+
+async function traced<T>(script: string, server: { host: string; port: number } | undefined, run: () => Promise<T>): Promise<T> {
   const span = tracer.startSpan(`FCALL ${script}`, {
     kind: SpanKind.CLIENT,
     attributes: {
