@@ -2,12 +2,14 @@
 // data-source and tenant-wide indexes that stay listpacks, listings across
 // buckets in (expire time, session id) order, and indexes of the earlier
 // layout (text members, one sorted set each) read and emptied.
+import { randomUUID } from "node:crypto";
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { SessionError } from "../src/domain/errors.js";
 import type { SessionRecord } from "../src/domain/model.js";
 import type { CreateSessionInput, ListFilter } from "../src/store/store.js";
 import { indexMember, RedisKeys } from "../src/store/redis/keys.js";
+import { indexesLua } from "../src/store/redis/lua/indexes.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { useRedisServer } from "./support/redis-server.js";
 
@@ -53,6 +55,32 @@ function ordered(sessions: readonly SessionRecord[]): string[] {
 }
 
 describe("Redis session indexes", () => {
+  it("a lowercase UUID is indexed as its 16 bytes (as indexMember), any other id as it is", async () => {
+    // The index source compiles on its own: what the member functions use is defined in it.
+    const member = (sid: string): Promise<[Buffer, Buffer]> =>
+      server.raw.callBuffer("EVAL", `${indexesLua}\nlocal m = sid_member(ARGV[1]) return { m, member_sid(m) }`, 0, sid) as Promise<[Buffer, Buffer]>;
+    for (const sid of [randomUUID(), randomUUID(), "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"]) {
+      const [m, back] = await member(sid);
+      assert.deepEqual(m, indexMember(sid), sid);
+      assert.equal(back.toString(), sid);
+    }
+    const uuid = "0123abcd-4567-89ef-0123-456789abcdef";
+    const others = [
+      uuid.toUpperCase(),
+      uuid.replace("a", "g"),
+      uuid.replace("-", "0").replace("0123a", "0123-"),
+      `${uuid.slice(0, 30)}-${uuid.slice(31)}`,
+      `${uuid}0`,
+      uuid.slice(1),
+      "not-a-uuid",
+      "",
+    ];
+    for (const sid of others) {
+      const [m] = await member(sid);
+      assert.equal(m.toString(), sid, `${sid} stays text`);
+    }
+  });
+
   it("a data source with many sessions is split into listpack buckets, and listings walk them in order", () =>
     withStore(async (store) => {
       // Several sessions per expire time (created together with one TTL) make ties across page ends.

@@ -17,9 +17,15 @@ before_writes()
 local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid, uid, ds, level = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3]
-local ttl, meta, rid = tonumber(ARGV[OP + 4]), ARGV[OP + 5], ARGV[OP + 6]
-local max_per_user, per_user_policy = tonumber(ARGV[OP + 7]) or 0, ARGV[OP + 8]
-local max_per_tenant, max_sources = tonumber(ARGV[OP + 9]) or 0, tonumber(ARGV[OP + 10]) or 0
+-- '+ 0' converts once (tonumber converts twice: Lua 5.1 checks, then converts).
+local ttl, meta, rid = ARGV[OP + 4] + 0, ARGV[OP + 5], ARGV[OP + 6]
+-- A cap of '0' (none, the common case) skips tonumber, which is dear.
+local function cap(s)
+  if s == '0' then return 0 end
+  return tonumber(s) or 0
+end
+local max_per_user, per_user_policy = cap(ARGV[OP + 7]), ARGV[OP + 8]
+local max_per_tenant, max_sources = cap(ARGV[OP + 9]), cap(ARGV[OP + 10])
 local sealed_u, sealed_d, meta_tag = ARGV[OP + 11], ARGV[OP + 12], ARGV[OP + 13]
 local claim_end = ARGV[OP + 14]
 
@@ -80,38 +86,43 @@ if max_per_user > 0 then
   end
 end
 
+local expire = NOW + ttl
+local c = istr(NOW)
+-- Made whole in one constructor each (no table grows and rehashes): the
+-- sealed data-source name is kept once per live data source (name_source), not
+-- per record; the sealed user and metadata tag only with encryption on.
 local rec = {
-  u = uid, d = ds, l = level, c = istr(NOW), e = istr(NOW + ttl), a = istr(NOW), m = meta, v = '1',
+  u = uid, d = ds, l = level, c = c, e = istr(expire), a = c, m = meta, v = '1',
+  D = sealed_d ~= '' and sealed_d or nil, U = sealed_u ~= '' and sealed_u or nil, mt = meta_tag ~= '' and meta_tag or nil,
+  r = nil, rc = nil, -- room for a request id and its claim
 }
-local fields = { 'u', rec.u, 'd', rec.d, 'l', level_code(rec.l), 'c', rec.c, 'e', rec.e, 'a', rec.a, 'm', rec.m, 'v', rec.v }
--- The sealed data-source name is kept once per live data source (name_source), not per record.
-if sealed_d ~= '' then rec.D = sealed_d end
-for _, f in ipairs({ { 'U', sealed_u }, { 'mt', meta_tag } }) do
-  if f[2] ~= '' then
-    rec[f[1]] = f[2]
-    fields[#fields + 1] = f[1]
-    fields[#fields + 1] = f[2]
-  end
+local fields = { 'u', uid, 'd', ds, 'l', level_code(level), 'c', c, 'e', rec.e, 'a', c, 'm', meta, 'v', '1', false, false, false, false, false, false, false, false }
+local nf = 16
+if rec.U then
+  fields[17], fields[18] = 'U', sealed_u
+  nf = 18
+end
+if rec.mt then
+  fields[nf + 1], fields[nf + 2] = 'mt', meta_tag
+  nf = nf + 2
 end
 if rid ~= '' then
   rec.r = rid
-  append(fields, { 'r', rid })
+  fields[nf + 1], fields[nf + 2] = 'r', rid
+  nf = nf + 2
   if claim_end == '' then
     redis.call('SET', k_req(tp, rid), sid)
   else
     -- How long the claim is known to last: extend renews it before the session outlives it.
     rec.rc = claim_end
-    append(fields, { 'rc', claim_end })
+    fields[nf + 1], fields[nf + 2] = 'rc', claim_end
+    nf = nf + 2
   end
 end
-redis.call('HSET', k_rec(tp, sid), unpack(fields))
-set_session_expiry(tp, sid, rec, true)
-index_add(tp, T, sid, rec)
-ctr_incr(tp, 'total', 1)
-ctr_gauge(tp, 'active', 1)
-ctr_gauge(tp, 'l:' .. level, 1)
-ctr_gauge(tp, 's:' .. ds, 1)
-name_source(tp, ds, sealed_d)
+redis.call('HSET', k_rec(tp, sid), unpack(fields, 1, nf))
+set_session_expiry(tp, sid, rec, true, expire)
+index_add(tp, T, sid, rec, expire)
+ctr_session_added(tp, level, ds, sealed_d)
 
 local out = encode_live(T, sid, rec)
 emit(T, 'created', out, nil)

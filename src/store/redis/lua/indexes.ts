@@ -22,29 +22,35 @@ export const indexesLua = String.raw`
 -- At most zset-max-listpack-entries (128 by default) so buckets stay listpacks;
 -- below it so a bucket that takes one more member before it splits still is one.
 local BUCKET_MAX = 120
--- A lowercase UUID (8-4-4-4-12 hex digits); written out: a library's load may not call string functions.
-local UUID_PATTERN = '^[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]$'
-
--- Four bytes of a 32-bit number, most significant first.
-local function bytes4(n)
-  return math.floor(n / 16777216), math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256
-end
+-- The value of each lowercase hex digit, by byte (no other byte has one).
+local HEX_VALUE = {}
+for i = 0, 9 do HEX_VALUE[48 + i] = i end
+for i = 0, 5 do HEX_VALUE[97 + i] = 10 + i end
+-- Where each of the 16 bytes of a UUID's text (8-4-4-4-12 hex digits) starts.
+local UUID_BYTES = { 1, 3, 5, 7, 10, 12, 15, 17, 20, 22, 25, 27, 29, 31, 33, 35 }
+local MEMBER_BYTES = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 -- Index member of a session id: a lowercase UUID as its 16 bytes, any other id as it is
 -- (RedisStore.create takes UUIDs only, so no other member is 16 bytes long).
--- A call asks for the same session's member several times (each index, the
--- pattern match is dear): the last answer is kept for the call (reset by begin).
+-- A call asks for the same session's member several times (each index): the
+-- last answer is kept for the call (reset by begin). The text is read with one
+-- string.byte and table lookups: a pattern match and string.sub/tonumber per
+-- part cost several times that.
 local MEMBER_OF, MEMBER
 local function sid_member(sid)
   if sid == MEMBER_OF then return MEMBER end
   MEMBER_OF, MEMBER = sid, sid
-  if #sid ~= 36 or not string.find(sid, UUID_PATTERN) then return sid end
-  local sub = string.sub
-  local a, b, c, d = bytes4(tonumber(sub(sid, 1, 8), 16))
-  local e, f, g, h = bytes4(tonumber(sub(sid, 10, 13) .. sub(sid, 15, 18), 16))
-  local i, j, k, l = bytes4(tonumber(sub(sid, 20, 23) .. sub(sid, 25, 28), 16))
-  local m, n, o, p = bytes4(tonumber(sub(sid, 29, 36), 16))
-  MEMBER = string.char(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p)
+  if #sid ~= 36 then return sid end
+  local t = { string.byte(sid, 1, 36) }
+  if t[9] ~= 45 or t[14] ~= 45 or t[19] ~= 45 or t[24] ~= 45 then return sid end
+  local x, out = HEX_VALUE, MEMBER_BYTES
+  for k = 1, 16 do
+    local i = UUID_BYTES[k]
+    local hi, lo = x[t[i]], x[t[i + 1]]
+    if not hi or not lo then return sid end
+    out[k] = hi * 16 + lo
+  end
+  MEMBER = string.char(unpack(out))
   return MEMBER
 end
 
@@ -372,8 +378,8 @@ local function index_add_source(tp, T, sid, rec, e)
   redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, rec.d))
 end
 
-local function index_add(tp, T, sid, rec)
-  local e = tonumber(rec.e)
+local function index_add(tp, T, sid, rec, e)
+  e = e or tonumber(rec.e)
   index_add_user(tp, sid, rec, e)
   index_add_source(tp, T, sid, rec, e)
   bidx_add(all_index(tp), sid_member(sid), e)

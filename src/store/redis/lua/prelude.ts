@@ -161,6 +161,24 @@ local function ctr_gauge(tp, field, delta)
   end
 end
 
+-- A new live session's counters in two calls rather than one per field: the
+-- total, the 'active', level and data-source gauges (ctr_gauge's 'nds' when
+-- the data source becomes live) and the source's sealed name D (name_source).
+-- Lua's arithmetic reads the stored integers (exact below 2^53) and the new
+-- values go to Redis as numbers, which it formats as integers: each is used once.
+local function ctr_session_added(tp, level, ds, D)
+  local key = k_ctr(tp)
+  local fl, fs, fn = 'l:' .. level, 's:' .. ds, 'n:' .. ds
+  local v = redis.call('HMGET', key, 'total', 'active', fl, fs, fn)
+  local s = (v[4] or 0) + 1
+  if D ~= '' and not v[5] then
+    redis.call('HSET', key, 'total', (v[1] or 0) + 1, 'active', (v[2] or 0) + 1, fl, (v[3] or 0) + 1, fs, s, fn, D)
+  else
+    redis.call('HSET', key, 'total', (v[1] or 0) + 1, 'active', (v[2] or 0) + 1, fl, (v[3] or 0) + 1, fs, s)
+  end
+  if s == 1 then redis.call('HINCRBY', key, 'nds', 1) end
+end
+
 -- Keeps the sealed name D ("" without encryption: nothing kept) of the live data
 -- source ds; the first one stays while the source is live (readers cache it).
 local function name_source(tp, ds, D)
@@ -181,8 +199,9 @@ end
 -- (expire_due), so a session costs no key for its expiry.
 -- 'fresh': the session was just created, so it has no data key yet (set_data
 -- gives the key its expiry when it makes it).
-local function set_session_expiry(tp, sid, rec, fresh)
-  local at = istr(tonumber(rec.e) + GRACE)
+-- 'e': rec.e as a number when the caller has it (tonumber is dear).
+local function set_session_expiry(tp, sid, rec, fresh, e)
+  local at = istr((e or tonumber(rec.e)) + GRACE)
   redis.call('PEXPIREAT', k_rec(tp, sid), at)
   if not fresh then redis.call('PEXPIREAT', k_data(tp, sid), at) end
   if rec.r then redis.call('PEXPIREAT', k_req(tp, rec.r), at) end
