@@ -21,7 +21,7 @@
  *
  * Errors never quote the value or the key.
  */
-import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomBytes, timingSafeEqual, type KeyObject } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import { Keyring } from "./keyring.js";
 
 /** Where a value lives: what the associated data binds it to. */
@@ -141,19 +141,10 @@ interface OpenedValue {
 export class AesGcmFieldCipher implements FieldCipher {
   readonly encrypts = true;
 
-  /**
-   * Per key id, its AES key as a KeyObject, made once: every seal and open
-   * hands node:crypto the prepared key instead of raw bytes to check again.
-   */
-  private readonly sealKeys: ReadonlyMap<string, KeyObject>;
   /** Per key id, the HMAC key derived from it for index names (never the encryption key itself). */
-  private readonly indexKeys: ReadonlyMap<string, KeyObject>;
+  private readonly indexKeys: ReadonlyMap<string, Buffer>;
   /** Per key id, the HMAC key derived from it for record tags (never the encryption key itself). */
-  private readonly tagKeys: ReadonlyMap<string, KeyObject>;
-  /** The primary key's id, AES key and tag key, looked up once. */
-  private readonly primary: { readonly id: string; readonly sealKey: KeyObject; readonly tagKey: KeyObject };
-  /** The index-name keys, the primary's first. */
-  private readonly indexKeyOrder: readonly KeyObject[];
+  private readonly tagKeys: ReadonlyMap<string, Buffer>;
   /**
    * Plaintexts of recently opened values, by ciphertext with the place each opened at: a session
    * read again and again (every GetSession opens its metadata) is decrypted
@@ -167,12 +158,8 @@ export class AesGcmFieldCipher implements FieldCipher {
     /** Read plain values as they are (migration); default: refuse them. */
     readonly acceptPlaintext = false,
   ) {
-    this.sealKeys = new Map(keyring.ids.map((id) => [id, createSecretKey(keyOf(keyring, id))]));
     this.indexKeys = derivedKeys(keyring, "sessiond/index-name/v1");
     this.tagKeys = derivedKeys(keyring, "sessiond/record-tag/v1");
-    const primaryId = keyring.primary.id;
-    this.primary = { id: primaryId, sealKey: required(this.sealKeys, primaryId), tagKey: required(this.tagKeys, primaryId) };
-    this.indexKeyOrder = [primaryId, ...keyring.ids.filter((id) => id !== primaryId)].map((id) => required(this.indexKeys, id));
   }
 
   get readsLegacy(): boolean {
@@ -180,8 +167,8 @@ export class AesGcmFieldCipher implements FieldCipher {
   }
 
   tag(message: string, binding: FieldBinding): string {
-    const { id, tagKey } = this.primary;
-    return `${id}.${tagOf(tagKey, message, binding).toString("base64url")}`;
+    const id = this.keyring.primary.id;
+    return `${id}.${tagOf(this.tagKeys.get(id) ?? Buffer.alloc(32), message, binding).toString("base64url")}`;
   }
 
   tagMatches(tag: string, message: string, binding: FieldBinding): boolean {
@@ -195,7 +182,9 @@ export class AesGcmFieldCipher implements FieldCipher {
 
   indexNames(identifier: string, binding: IndexBinding): readonly string[] {
     const message = JSON.stringify(["sessiond/v1", binding.tenant, binding.kind, identifier]);
-    return this.indexKeyOrder.map((key) => createHmac("sha256", key).update(message, "utf8").digest("base64url"));
+    const primary = this.keyring.primary.id;
+    const ids = [primary, ...this.keyring.ids.filter((id) => id !== primary)];
+    return ids.map((id) => createHmac("sha256", this.indexKeys.get(id) ?? Buffer.alloc(32)).update(message, "utf8").digest("base64url"));
   }
 
   /** A cipher with a random key that dies with the process (in-memory store only). */
@@ -204,9 +193,9 @@ export class AesGcmFieldCipher implements FieldCipher {
   }
 
   seal(plaintext: string, binding: FieldBinding): string {
-    const { id, sealKey } = this.primary;
+    const { id, key } = this.keyring.primary;
     const iv = freshIv();
-    const cipher = createCipheriv("aes-256-gcm", sealKey, iv);
+    const cipher = createCipheriv("aes-256-gcm", key, iv);
     cipher.setAAD(associatedData(binding));
     const body = cipher.update(plaintext, "utf8");
     // GCM is a stream mode: final() returns no bytes (it computes the tag), but is laid out all the same.
@@ -243,14 +232,14 @@ export class AesGcmFieldCipher implements FieldCipher {
 
   private decrypt(stored: string, binding: FieldBinding): string {
     const keyId = sealedKeyId(stored);
-    const key = keyId === undefined ? undefined : this.sealKeys.get(keyId);
+    const key = keyId === undefined ? undefined : this.keyring.get(keyId);
     if (keyId === undefined || key === undefined) {
       throw new DecryptError(`stored ${binding.field === METADATA_FIELD ? "metadata" : "data value"} is sealed with an unknown key`);
     }
     const blob = Buffer.from(stored.slice(PREFIX.length + keyId.length + 1), "base64url");
     if (blob.length < IV_BYTES + TAG_BYTES) throw new DecryptError("stored value is not a valid ciphertext");
     try {
-      const decipher = createDecipheriv("aes-256-gcm", key, blob.subarray(0, IV_BYTES));
+      const decipher = createDecipheriv("aes-256-gcm", key.key, blob.subarray(0, IV_BYTES));
       decipher.setAAD(associatedData(binding));
       decipher.setAuthTag(blob.subarray(blob.length - TAG_BYTES));
       return Buffer.concat([decipher.update(blob.subarray(IV_BYTES, blob.length - TAG_BYTES)), decipher.final()]).toString("utf8");
@@ -263,23 +252,11 @@ export class AesGcmFieldCipher implements FieldCipher {
 
 const TAG_BYTES_KEPT = 16;
 
-function keyOf(keyring: Keyring, id: string): Buffer {
-  const key = keyring.get(id);
-  if (key === undefined) throw new Error("a key ring id without its key");
-  return key.key;
+function derivedKeys(keyring: Keyring, info: string): ReadonlyMap<string, Buffer> {
+  return new Map(keyring.ids.map((id) => [id, Buffer.from(hkdfSync("sha256", keyring.get(id)?.key ?? Buffer.alloc(0), Buffer.alloc(0), info, 32))]));
 }
 
-function required<V>(map: ReadonlyMap<string, V>, id: string): V {
-  const value = map.get(id);
-  if (value === undefined) throw new Error("a key ring id without its key");
-  return value;
-}
-
-function derivedKeys(keyring: Keyring, info: string): ReadonlyMap<string, KeyObject> {
-  return new Map(keyring.ids.map((id) => [id, createSecretKey(Buffer.from(hkdfSync("sha256", keyOf(keyring, id), Buffer.alloc(0), info, 32)))]));
-}
-
-function tagOf(key: KeyObject, message: string, binding: FieldBinding): Buffer {
+function tagOf(key: Buffer, message: string, binding: FieldBinding): Buffer {
   return createHmac("sha256", key)
     .update(JSON.stringify(["sessiond/v1", binding.tenant, binding.sessionId, binding.field, message]), "utf8")
     .digest()
