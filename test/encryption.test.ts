@@ -7,7 +7,7 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes, randomUUID } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomUUID } from "node:crypto";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -81,6 +81,41 @@ describe("field cipher", () => {
     assert.equal(rotated.open(old, binding), "1");
     assert.equal(sealedKeyId(rotated.seal("1", binding)), "k2");
     assert.throws(() => new AesGcmFieldCipher(parseKeyring(K2)).open(old, binding), /unknown key/);
+  });
+
+  test("stored forms follow the documented construction under every key of the ring, so what earlier versions wrote still opens and matches", () => {
+    // Built here from the key bytes with node:crypto alone: the cipher's prepared keys must give exactly these forms.
+    const ring = parseKeyring(`${K2},${K1}`);
+    const rotated = new AesGcmFieldCipher(ring);
+    const place = { tenant: 'ac"me', sessionId: randomUUID(), field: dataField("k\u00e9y") };
+    const aad = Buffer.from(JSON.stringify(["sessiond/v1", place.tenant, place.sessionId, place.field]), "utf8");
+    const derived = (id: string, info: string): Buffer => Buffer.from(hkdfSync("sha256", ring.get(id)?.key ?? Buffer.alloc(0), Buffer.alloc(0), info, 32));
+    for (const id of ["k1", "k2"]) {
+      const iv = randomBytes(12);
+      const enc = createCipheriv("aes-256-gcm", ring.get(id)?.key ?? Buffer.alloc(0), iv);
+      enc.setAAD(aad);
+      const body = Buffer.concat([enc.update('{"v":"\u00e9"}', "utf8"), enc.final()]);
+      assert.equal(rotated.open(`e1:${id}:${Buffer.concat([iv, body, enc.getAuthTag()]).toString("base64url")}`, place), '{"v":"\u00e9"}');
+      const tagged = `${id}.${createHmac("sha256", derived(id, "sessiond/record-tag/v1"))
+        .update(JSON.stringify(["sessiond/v1", place.tenant, place.sessionId, place.field, "text"]), "utf8")
+        .digest()
+        .subarray(0, 16)
+        .toString("base64url")}`;
+      assert.equal(rotated.tagMatches(tagged, "text", place), true);
+      assert.equal(rotated.tagMatches(tagged, "other", place), false);
+    }
+    const sealed = rotated.seal("x\u00e9", place);
+    const blob = Buffer.from(sealed.slice("e1:k2:".length), "base64url");
+    const dec = createDecipheriv("aes-256-gcm", ring.get("k2")?.key ?? Buffer.alloc(0), blob.subarray(0, 12));
+    dec.setAAD(aad);
+    dec.setAuthTag(blob.subarray(blob.length - 16));
+    assert.equal(Buffer.concat([dec.update(blob.subarray(12, blob.length - 16)), dec.final()]).toString("utf8"), "x\u00e9");
+    assert.match(rotated.tag("text", place), /^k2\./);
+    const message = JSON.stringify(["sessiond/v1", "acme", "user", "alice"]);
+    assert.deepEqual(
+      rotated.indexNames("alice", { tenant: "acme", kind: "user" }),
+      ["k2", "k1"].map((id) => createHmac("sha256", derived(id, "sessiond/index-name/v1")).update(message, "utf8").digest("base64url")),
+    );
   });
 
   test("with keys a plain value is refused unless migrating; without keys a sealed value is refused, not returned", () => {

@@ -65,7 +65,8 @@ function characters(value: string): number {
 /** 1..maxLength characters, no control characters. */
 export function validateName(value: string, field: string, maxLength = MAX_NAME_LENGTH): string {
   if (value === "") throw invalid(field, "is required");
-  if (characters(value) > maxLength) throw invalid(field, `must be at most ${maxLength} characters`);
+  // A string has at most as many code points as UTF-16 units: only a long one needs counting.
+  if (value.length > maxLength && characters(value) > maxLength) throw invalid(field, `must be at most ${maxLength} characters`);
   if (CONTROL.test(value)) throw invalid(field, "must not contain control characters");
   return value;
 }
@@ -111,7 +112,7 @@ export function validateCreate(request: CreateSessionRequest, ttl: TtlConfig): C
   const accessLevel = request.accessLevel === ProtoAccessLevel.UNSPECIFIED ? "read" : accessLevelFromProto(request.accessLevel);
   if (accessLevel === undefined) throw invalid("access_level", "must be READ, WRITE or ADMIN");
   const ttlMs = validateTtl(request.ttl, ttl);
-  if (characters(request.requestId) > MAX_REQUEST_ID_LENGTH) {
+  if (request.requestId.length > MAX_REQUEST_ID_LENGTH && characters(request.requestId) > MAX_REQUEST_ID_LENGTH) {
     throw invalid("request_id", `must be at most ${MAX_REQUEST_ID_LENGTH} characters`);
   }
   if (!PRINTABLE.test(request.requestId)) {

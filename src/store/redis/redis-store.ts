@@ -221,15 +221,16 @@ export class RedisStore implements SessionStore {
     if (this.partitions.ofSession(sessionId) !== partition) throw new Error("the session id is not of its user's partition: take it from newSessionId");
     // Indexes hold a session id as its 16 bytes (lua/indexes.ts).
     if (!SESSION_ID.test(sessionId)) throw new Error("the session id is not a lowercase UUID: take it from newSessionId");
-    const caps = await this.tenantCapsLeft(input.tenant, partition, input.dataSource);
+    // Without tenant caps to share between partitions (the usual case) no await: one microtask less per create.
+    const caps = this.capsWithoutCounts(input.dataSource) ?? (await this.tenantCapsLeft(input.tenant, partition, input.dataSource));
     const requestId = requestIdKey(input);
     const aliases = (input.requestIdAliases ?? []).map((alias) => requestIdKey({ requestId: alias, ...(input.guard === undefined ? {} : { guard: input.guard }) }));
     // A guarded request id is the user's (requestIdKey), so it lives in the user's partition; an unguarded one is claimed in its own.
     const claimed = this.partitions.count > 1 && input.guard === undefined && requestId !== "";
     // The clock of the create script that made the session: its record follows from it and what was sent.
     let madeAt = 0;
-    const run = async (claimEnd: string): Promise<string[]> => {
-      const { reply, now } = await this.runScript(
+    const script = (claimEnd: string): Promise<{ reply: string[]; now: number }> =>
+      this.runScript(
         "create",
         partition,
         input.tenant,
@@ -253,21 +254,29 @@ export class RedisStore implements SessionStore {
         ],
         input.guard,
       );
-      madeAt = now;
-      return reply;
-    };
-    const reply = !claimed
-      ? await run("")
-      : await createWithClaim({
-          partitions: this.partitions,
-          tenant: input.tenant,
-          sessionId,
-          names: [requestId, ...aliases],
-          ttlMs: input.ttlMs,
-          timeoutMs: this.timeoutMs,
-          claim: async (p, args) => (await this.script("claim", p, input.tenant, args)).slice(1),
-          create: run,
-        });
+    let reply: string[];
+    if (claimed) {
+      const run = async (claimEnd: string): Promise<string[]> => {
+        const { reply: made, now } = await script(claimEnd);
+        madeAt = now;
+        return made;
+      };
+      reply = await createWithClaim({
+        partitions: this.partitions,
+        tenant: input.tenant,
+        sessionId,
+        names: [requestId, ...aliases],
+        ttlMs: input.ttlMs,
+        timeoutMs: this.timeoutMs,
+        claim: async (p, args) => (await this.script("claim", p, input.tenant, args)).slice(1),
+        create: run,
+      });
+    } else {
+      // The usual case: the script's reply awaited directly, without run's own async step.
+      const made = await script("");
+      madeAt = made.now;
+      reply = made.reply;
+    }
     // A new session's reply is its sealed data-source name, then the records closed to make room for it;
     // an earlier create's session comes whole (lua/create.ts).
     const created = reply[1] === "1";
@@ -288,10 +297,11 @@ export class RedisStore implements SessionStore {
    * miss the others' writes: README "Running on Redis Cluster" says how far
    * over a cap a tenant can get.
    */
-  private async tenantCapsLeft(tenant: string, partition: number, dataSource: string | undefined): Promise<{ sessions: number; sources: number }> {
+  private async tenantCapsLeft(tenant: string, partition: number, dataSource: string | undefined): Promise<TenantCaps> {
+    const without = this.capsWithoutCounts(dataSource);
+    if (without !== undefined) return without;
     const { maxSessionsPerTenant: sessionCap, maxDataSourcesPerTenant: sourceCap } = this.limits;
     const sources = dataSource === undefined ? 0 : sourceCap;
-    if ((sessionCap <= 0 && sources <= 0) || this.partitions.count === 1) return { sessions: sessionCap, sources };
     const counts = await this.partitionCounts(tenant);
     const others = (of: readonly number[]): number => of.reduce((sum, n, p) => (p === partition ? sum : sum + n), 0);
     const left = (n: number): number => (n > 0 ? n : -1);
@@ -299,6 +309,13 @@ export class RedisStore implements SessionStore {
       sessions: sessionCap <= 0 ? sessionCap : left(sessionCap - others(counts.active)),
       sources: sources <= 0 ? sources : await this.sourceCapLeft(tenant, partition, dataSource as string, counts.sources),
     };
+  }
+
+  /** The caps as they are when no partition's counts are needed (no cap, or one partition); undefined when they are. */
+  private capsWithoutCounts(dataSource: string | undefined): TenantCaps | undefined {
+    const { maxSessionsPerTenant: sessionCap, maxDataSourcesPerTenant: sourceCap } = this.limits;
+    const sources = dataSource === undefined ? 0 : sourceCap;
+    return (sessionCap <= 0 && sources <= 0) || this.partitions.count === 1 ? { sessions: sessionCap, sources } : undefined;
   }
 
   /** See tenantCapsLeft. Reads the data-source names of every partition only when the per-partition counts cannot rule out the cap. */
@@ -1076,6 +1093,11 @@ interface PartitionCounts {
   readonly at: number;
   readonly active: readonly number[];
   readonly sources: readonly number[];
+}
+/** What a create script may still add in its partition: sessions and data sources (-1 none, 0 no cap). */
+interface TenantCaps {
+  readonly sessions: number;
+  readonly sources: number;
 }
 /** Tenants whose counts are kept (the oldest read is dropped first). */
 const TENANT_COUNT_CACHE_SIZE = 1000;
