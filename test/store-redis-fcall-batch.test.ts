@@ -101,7 +101,7 @@ function batchingCases(open: () => Promise<Opened>): void {
       const live = (await store.create(input("owner"))).session;
       const missing = randomUUID();
       const damaged = randomUUID();
-      // A record key holding a string: the get's HGETALL raises WRONGTYPE inside its script.
+      // A record key holding a string: the get's HMGET raises WRONGTYPE inside its script.
       const damagedKey = new RedisKeys("sdb:", TENANT, partitions).record(damaged);
       await damage(damagedKey);
       const calls: (() => Promise<unknown>)[] = [];
@@ -126,6 +126,27 @@ function batchingCases(open: () => Promise<Opened>): void {
       const first = outcomes[0];
       assert.ok(first?.status === "fulfilled");
       assert.equal((first.value as SessionRecord).sessionId, live.sessionId);
+    } finally {
+      await close();
+    }
+  });
+
+  it("a call with more than 64 arguments runs in a batch next to short ones, with every argument", async () => {
+    const { store, close } = await open();
+    try {
+      const session = (await store.create({ ...input("writer"), accessLevel: "write" })).session;
+      const other = (await store.create({ ...input("writer-2"), accessLevel: "write" })).session;
+      // Stored forms of one key under earlier keys: a set removes every one it is told of, the last included.
+      const aliases = Array.from({ length: 100 }, (_, i) => `alias-${i}`);
+      await store.setData(TENANT, session.sessionId, "alias-99", '"old"');
+      const results = await Promise.all([
+        store.setData(TENANT, other.sessionId, "k", '"a"'),
+        store.setData(TENANT, session.sessionId, "key", '"new"', undefined, { aliases }),
+        store.setData(TENANT, other.sessionId, "k2", '"b"'),
+      ]);
+      assert.equal(results.length, 3);
+      assert.deepEqual([...(await store.listData(TENANT, session.sessionId, true)).entries()], [["key", '"new"']]);
+      assert.deepEqual([...(await store.listData(TENANT, other.sessionId, true)).entries()], [["k", '"a"'], ["k2", '"b"']]);
     } finally {
       await close();
     }

@@ -201,6 +201,18 @@ describe("RedisStore on Redis", () => {
       assert.deepEqual(await store.get(TENANT, session.sessionId, { touch: false, includeEnded: true }), closed);
     }));
 
+  it("a live record as earlier versions wrote it (level spelled out, its own sealed data-source name) reads the same", () =>
+    withStore(async (store) => {
+      const { session } = await store.create(input({ accessLevel: "write" }));
+      const key = keys.record(session.sessionId);
+      await server.raw.hset(key, { l: "write" });
+      assert.deepEqual(await store.get(TENANT, session.sessionId, { touch: false, includeEnded: false }), session);
+      // Sealed fields make the reply carry them: the record's own sealed data-source name is the one answered.
+      await server.raw.hset(key, { U: "sealed-user", D: "sealed-source", mt: "tag" });
+      const sealed = await store.get(TENANT, session.sessionId, { touch: false, includeEnded: false });
+      assert.deepEqual(sealed, { ...session, sealed: { user: "sealed-user", dataSource: "sealed-source", metadataTag: "tag" } });
+    }));
+
   it("expiry leaves only the archive, kept for the retention after expireTime", () =>
     withStore(async (store) => {
       const { session } = await store.create(input({ ttlMs: 200, requestId: "req-exp" }));

@@ -293,10 +293,13 @@ function crc16Bytes(crc: number, bytes: Uint8Array): number {
  * partition tag (ARGV[11]), T an encoded tenant, tp = tenant_prefix(T).
  */
 export const KEY_LAYOUT_LUA = String.raw`
--- The partition's keys, named at the start of every call (key_names: P and Q vary per call).
-local Q, K_DUE, K_EV, K_EV_LAST, K_GEN, K_NEVER_1, K_NEVER_2
+-- The partition's keys, named at the start of every call (key_names: P and Q
+-- vary per call), made again only when they changed (KN_P, KN_Q).
+local Q, K_DUE, K_EV, K_EV_LAST, K_GEN, K_NEVER_1, K_NEVER_2, KN_P, KN_Q
 local function key_names()
   Q = ARGV[11]
+  if P == KN_P and Q == KN_Q then return end
+  KN_P, KN_Q = P, Q
   K_DUE = P .. Q .. '${DUE}'
   -- The partition's event log (see emit).
   K_EV = P .. Q .. '${EVENTS}'

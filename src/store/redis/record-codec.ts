@@ -51,6 +51,37 @@ export function decodeRecord(reply: readonly string[], offset: number): SessionR
   };
 }
 
+/**
+ * Strings of a live record in a get's reply (lua/get.ts): user, dataSource,
+ * metadata, "<level> <create> <expire> <lastAccess> <version>" (none of them
+ * holds a space), then, unless the record has no sealed fields (encryption
+ * off), sealed user, sealed data source, metadata tag. The tenant and session
+ * id are the caller's; status and end are those of a live session.
+ */
+export const LIVE_RECORD_WIDTH = 4;
+
+/** Decodes the live record at `offset` of a get's reply for the session `sessionId` of `tenant`. */
+export function decodeLiveRecord(tenant: string, sessionId: string, reply: readonly string[], offset: number): SessionRecord {
+  const numbers = at(reply, offset + 3).split(" ");
+  const level = numbers[0] as string;
+  if (numbers.length !== 5 || !LEVELS.has(level)) throw new Error("malformed record reply from redis (level or numbers)");
+  return {
+    tenant,
+    sessionId: asStored(sessionId),
+    userId: at(reply, offset),
+    dataSource: at(reply, offset + 1),
+    accessLevel: level as AccessLevel,
+    status: "active",
+    createTime: int(numbers, 1),
+    expireTime: int(numbers, 2),
+    lastAccessTime: int(numbers, 3),
+    endTime: 0,
+    metadata: at(reply, offset + 2),
+    version: int(numbers, 4),
+    ...(reply.length > offset + LIVE_RECORD_WIDTH ? sealedFields(at(reply, offset + 4), at(reply, offset + 5), at(reply, offset + 6)) : NOT_SEALED),
+  };
+}
+
 /** What a create sent: the fields of the record it makes (see lua/create.ts). */
 export interface CreatedFields {
   readonly tenant: string;

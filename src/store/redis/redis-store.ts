@@ -57,7 +57,7 @@ import type { PartitionSecretCopies } from "../partition-secret.js";
 import { DueHeads } from "./due-heads.js";
 import { MergedLogReader, type MergedPage, type PartitionRead, type PartitionRequest } from "./merged-log.js";
 import { PartitionWake } from "./partition-wake.js";
-import { createdRecord, decodeListedRecords, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
+import { createdRecord, decodeListedRecords, decodeLiveRecord, decodeRecord, decodeRecords, RECORD_WIDTH } from "./record-codec.js";
 import { loneCallArguments, REPLY_HEADER_WIDTH, scriptLibrary, type ScriptLibrary, type ScriptName } from "./scripts.js";
 import { ScriptLibraryCaller, type ScriptArg } from "./script-library.js";
 import { traceScript } from "./script-tracing.js";
@@ -360,8 +360,9 @@ export class RedisStore implements SessionStore {
   }
 
   async get(tenant: string, sessionId: string, options: GetSessionOptions): Promise<SessionRecord> {
-    const reply = await this.script("get", this.partitions.ofSession(sessionId), tenant, [sessionId, flag(options.touch), flag(options.includeEnded)], options.guard);
-    return decodeRecord(reply, 1);
+    const reply = await this.script("get", this.partitions.ofSession(sessionId), tenant, [sessionId, `${flag(options.touch)}${flag(options.includeEnded)}`], options.guard);
+    // A live session comes in the short form (lua/get.ts), an ended one in full.
+    return reply.length === 1 + RECORD_WIDTH ? decodeRecord(reply, 1) : decodeLiveRecord(tenant, sessionId, reply, 1);
   }
 
   async update(tenant: string, sessionId: string, patch: SessionPatch, expectedVersion?: number, guard?: SessionGuard): Promise<SessionRecord> {

@@ -170,15 +170,24 @@ export function batchArguments(shared: readonly ScriptArg[], owns: readonly (rea
 /** Strings in front of every reply: NOW and the count of lazily expired records. */
 export const REPLY_HEADER_WIDTH = 2;
 
-const REPLY_HEADER = String.raw`local function with_header(reply)
-  local head = { istr(NOW), istr(#LAZY / RECORD_WIDTH) }
-  append(head, LAZY)
-  return append(head, reply)
+const REPLY_HEADER = String.raw`-- 'headed': the body put the header in front itself (nothing expired on its way).
+local function with_header(reply, headed)
+  if headed then return reply end
+  -- Mostly nothing expired on the way and the reply is short: one table made
+  -- to size (unpack puts every element on Lua's stack, so only short replies).
+  if not LAZY then
+    if #reply <= 64 then return { istr(NOW), '0', unpack(reply) } end
+    return append({ istr(NOW), '0' }, reply)
+  end
+  return append(append({ istr(NOW), istr(#LAZY / RECORD_WIDTH) }, LAZY), reply)
 end
 
--- One call of a batch: the same steps as its own function's.
-local function run_one(body, args)
-  begin(args)
+-- Argument counts by their string: a few small numbers, converted once (tonumber is dear).
+local ARG_COUNTS = {}
+
+-- One call of a batch: the same steps as its own function's, on the batch's clock.
+local function run_one(body, args, now, shared_set)
+  begin(args, now, shared_set)
   return with_header(body())
 end
 
@@ -196,12 +205,19 @@ end
 -- been its own FCALL.
 local function run_batch(body, args)
   local out, at = {}, ${BATCH_SHARED_WIDTH} + 2
+  local now = clock()
+  ISTR, SOURCE_NAMES = {}, nil
   for i = 1, tonumber(args[1]) do
-    local n = tonumber(args[at])
-    local call_args = { args[2], args[at + 1], args[3], args[4], args[5], args[6], args[7], args[at + 2], args[at + 3], args[8], args[9], args[10], args[11] }
-    for j = 4, n do call_args[OP + j - 4] = args[at + j] end
+    local n = ARG_COUNTS[args[at]]
+    if not n then
+      n = tonumber(args[at])
+      ARG_COUNTS[args[at]] = n
+    end
+    -- Made to size in one step (unpack puts what it copies on Lua's stack: at most 64).
+    local call_args = { args[2], args[at + 1], args[3], args[4], args[5], args[6], args[7], args[at + 2], args[at + 3], args[8], args[9], args[10], args[11], unpack(args, at + 4, at + math.min(n, 64)) }
+    for j = 65, n do call_args[OP + j - 4] = args[at + j] end
     at = at + n + 1
-    local ok, reply = pcall(run_one, body, call_args)
+    local ok, reply = pcall(run_one, body, call_args, now, i > 1)
     if ok then
       out[i] = reply
     elseif type(reply) == 'table' and reply.err then

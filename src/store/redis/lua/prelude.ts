@@ -25,7 +25,8 @@ export const preludeLua = String.raw`
 -- "ok", or a SessionErrorKind ("not_found", "ended", ...). Records travel as
 -- 15 strings: T, sid, user, dataSource, level, status, create, expire,
 -- lastAccess, end, metadata, version, sealed user, sealed data source,
--- metadata tag (the last three "" without encryption; see record-codec.ts).
+-- metadata tag (the last three "" without encryption; see record-codec.ts);
+-- a get answers a live session in a shorter form (lua/get.ts).
 --
 -- Key names are built here rather than passed in KEYS because most of them
 -- (user index, data-source index, request id) come from the stored record and
@@ -46,7 +47,7 @@ local GUARD_USER, GUARD_NAMES
 -- Integer to decimal string without Lua's "%.14g" exponent formatting. A call
 -- formats the same few numbers (NOW, an expire time and its grace) many times,
 -- and string.format is one of the dearest things a script does: each is made
--- once per call (ISTR, reset by begin).
+-- once per call or batch (ISTR, reset by begin or run_batch).
 local ISTR
 local function istr(n)
   local s = ISTR[n]
@@ -57,7 +58,7 @@ local function istr(n)
   return s
 end
 
--- The store's clock: Redis TIME, read once per call so every step of it agrees.
+-- The store's clock: Redis TIME, read once per call (or batch, see begin) so every step of it agrees.
 local NOW
 
 -- Key names (keys.ts).
@@ -82,8 +83,8 @@ local function before_writes()
   if SLOT_MOVING then refuse_moving_slot() end
 end
 -- Archives of sessions this run expired lazily (load_session), flattened
--- records; scripts.ts returns them in the reply header so the process that
--- expired them can audit them.
+-- records (nil: none); scripts.ts returns them in the reply header so the
+-- process that expired them can audit them.
 local LAZY
 
 -- The generation (a decimal string), made when missing: NOW - 1 for a new log,
@@ -139,6 +140,11 @@ local function expire_at_least(key, at)
   return redis.call('PEXPIREAT', key, a, 'GT') == 1 or redis.call('PEXPIREAT', key, a, 'NX') == 1
 end
 
+-- Sealed data-source names read in this call or batch, by tenant and data
+-- source (nil: none yet). Only ctr_gauge, ctr_session_added and name_source
+-- write the names: they drop what was read.
+local SOURCE_NAMES
+
 -- Monotonic counter. Numbers go to redis.call as strings: Redis formats a Lua
 -- number argument with snprintf, istr formats each number once per call.
 local function ctr_incr(tp, field, delta)
@@ -156,7 +162,10 @@ local function ctr_gauge(tp, field, delta)
   if source and v == delta and delta > 0 then redis.call('HINCRBY', k_ctr(tp), 'nds', 1) end
   if v <= 0 then
     redis.call('HDEL', k_ctr(tp), field)
-    if source then redis.call('HDEL', k_ctr(tp), 'n:' .. string.sub(field, 3)) end
+    if source then
+      redis.call('HDEL', k_ctr(tp), 'n:' .. string.sub(field, 3))
+      SOURCE_NAMES = nil
+    end
     if source and v - delta > 0 and redis.call('HINCRBY', k_ctr(tp), 'nds', -1) <= 0 then redis.call('HDEL', k_ctr(tp), 'nds') end
   end
 end
@@ -173,6 +182,7 @@ local function ctr_session_added(tp, level, ds, D)
   local s = (v[4] or 0) + 1
   if D ~= '' and not v[5] then
     redis.call('HSET', key, 'total', (v[1] or 0) + 1, 'active', (v[2] or 0) + 1, fl, (v[3] or 0) + 1, fs, s, fn, D)
+    SOURCE_NAMES = nil
   else
     redis.call('HSET', key, 'total', (v[1] or 0) + 1, 'active', (v[2] or 0) + 1, fl, (v[3] or 0) + 1, fs, s)
   end
@@ -182,7 +192,10 @@ end
 -- Keeps the sealed name D ("" without encryption: nothing kept) of the live data
 -- source ds; the first one stays while the source is live (readers cache it).
 local function name_source(tp, ds, D)
-  if D ~= '' then redis.call('HSETNX', k_ctr(tp), 'n:' .. ds, D) end
+  if D ~= '' then
+    redis.call('HSETNX', k_ctr(tp), 'n:' .. ds, D)
+    SOURCE_NAMES = nil
+  end
 end
 
 -- Whether the tenant may gain the live data source 'ds' under the cap (0: none).
@@ -209,24 +222,28 @@ end
 
 -- The session indexes (lua/indexes.ts).
 ${indexesLua}
--- Sealed data-source names read in this call, by tenant and data source.
-local SOURCE_NAMES
 
 -- The sealed name of record h's data source: the record's own (records of
 -- earlier versions carry one) or the one the counters keep while the source
 -- is live (name_source; '' without encryption). Records do not repeat it,
 -- which saves about 60 B per session.
-local function sealed_source(T, h)
-  if h.D then return h.D end
+-- sealed_source_of: from the record's fields D (its own sealed name), U, d (nil or false when missing).
+local function sealed_source_of(T, D, U, d)
+  if D then return D end
   -- Without a sealed user the record was written with encryption off: it has no sealed names.
-  if not h.U then return '' end
-  local k = T .. '\n' .. h.d
-  local v = SOURCE_NAMES[k]
+  if not U then return '' end
+  local k = T .. '\n' .. d
+  local names = SOURCE_NAMES or {}
+  SOURCE_NAMES = names
+  local v = names[k]
   if v == nil then
-    v = redis.call('HGET', k_ctr(tenant_prefix(T)), 'n:' .. h.d) or ''
-    SOURCE_NAMES[k] = v
+    v = redis.call('HGET', k_ctr(tenant_prefix(T)), 'n:' .. d) or ''
+    names[k] = v
   end
   return v
+end
+local function sealed_source(T, h)
+  return sealed_source_of(T, h.D, h.U, h.d)
 end
 
 local function encode(T, sid, h, status, end_time)
@@ -367,7 +384,7 @@ local function load_session(tp, T, sid)
     local e = tonumber(rec.e)
     if e <= NOW then
       local arch = end_session(tp, T, sid, rec, 'expired', e)
-      append(LAZY, arch)
+      LAZY = append(LAZY or {}, arch)
       if GUARD_USER ~= '' and not GUARD_NAMES[arch[3]] then return nil, nil end
       return nil, arch
     end
@@ -406,16 +423,19 @@ end
 
 -- Records the access time, best effort: when Redis refuses the write (out of
 -- memory) the read goes on with the previous access time.
-local function touch(tp, sid, rec)
+-- touched: of the record at 'key' whose access time is 'a', the access time after the touch.
+local function touched(key, a)
   -- Under PRESSURE the call runs flagged allow-oom (scripts.ts): it writes nothing it can do without.
-  if PRESSURE then return end
-  local done = redis.pcall('HSET', k_rec(tp, sid), 'a', istr(NOW))
-  if type(done) ~= 'table' or not done.err then rec.a = istr(NOW) end
+  local now = istr(NOW)
+  if PRESSURE or a == now then return a end
+  local done = redis.pcall('HSET', key, 'a', now)
+  if type(done) ~= 'table' or not done.err then return now end
+  return a
+end
+local function touch(tp, sid, rec)
+  rec.a = touched(k_rec(tp, sid), rec.a)
 end
 
-
--- Sets the state of one call from its arguments (see the ARGV header above);
--- a moving slot refuses here, before the call's body runs.
 -- The header's numbers, by ARGV index: {string, number} as last converted.
 -- They change only with the configuration, and tonumber (strtod) is dear.
 local HEADER_NUMBERS = {}
@@ -427,29 +447,56 @@ local function header_number(i)
   return n
 end
 
-local function begin(args)
-  ARGV = args
-  ISTR, MEMBER_OF = {}, nil
-  P = ARGV[1]
-  GRACE = header_number(3)
-  RETENTION = header_number(4)
-  MAX_DATA_KEYS = header_number(5)
-  EV_MAXLEN = ARGV[6]
-  EV_MAXAGE = header_number(7)
-  GUARD_LEVEL = ARGV[9]
-  PRESSURE = ARGV[10] == '1'
-  PART = header_number(12)
-  PARTS = header_number(13)
-  GUARD_USER, GUARD_NAMES = '', {}
-  for name in string.gmatch(ARGV[8], '[^\n]+') do
-    if GUARD_USER == '' then GUARD_USER = name end
-    GUARD_NAMES[name] = true
+-- The guard's names as last parsed, by ARGV[8]: a batch's calls mostly share one guard.
+local GUARD_ARG, GUARD_ARG_USER, GUARD_ARG_NAMES = '', '', {}
+local function guard_names(arg)
+  if arg ~= GUARD_ARG then
+    local user, names = '', {}
+    for name in string.gmatch(arg, '[^\n]+') do
+      if user == '' then user = name end
+      names[name] = true
+    end
+    GUARD_ARG, GUARD_ARG_USER, GUARD_ARG_NAMES = arg, user, names
   end
+  return GUARD_ARG_USER, GUARD_ARG_NAMES
+end
+
+-- Redis TIME in ms.
+local function clock()
   local t = redis.call('TIME')
-  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  key_names()
-  probe_slot()
-  LAZY, GEN, SOURCE_NAMES = {}, nil, {}
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Sets the state of one call from its arguments (see the ARGV header above);
+-- a moving slot refuses here, before the call's body runs. 'now': the clock of a batch
+-- (run_batch), which runs atomically, so its calls share one reading of it,
+-- the number strings istr made and the sealed names read; nil for a call of
+-- its own, which reads the clock. 'shared_set': a batch's later calls, whose
+-- shared arguments (scripts.ts) the first call of the batch has set.
+local function begin(args, now, shared_set)
+  ARGV = args
+  if not now then
+    ISTR, SOURCE_NAMES = {}, nil
+    now = clock()
+  end
+  if not shared_set then
+    P = ARGV[1]
+    GRACE = header_number(3)
+    RETENTION = header_number(4)
+    MAX_DATA_KEYS = header_number(5)
+    EV_MAXLEN = ARGV[6]
+    EV_MAXAGE = header_number(7)
+    PRESSURE = ARGV[10] == '1'
+    PART = header_number(12)
+    PARTS = header_number(13)
+    key_names()
+  end
+  MEMBER_OF = nil
+  GUARD_LEVEL = ARGV[9]
+  if ARGV[8] == GUARD_ARG then GUARD_USER, GUARD_NAMES = GUARD_ARG_USER, GUARD_ARG_NAMES else GUARD_USER, GUARD_NAMES = guard_names(ARGV[8]) end
+  NOW = now
+  if Q == '' then SLOT_MOVING = false else probe_slot() end
+  LAZY, GEN = nil, nil
   forget_legacy()
 end
 `;
