@@ -195,10 +195,11 @@ end
 -- call of the batch shares (P, GRACE, RETENTION, MAX_DATA_KEYS, EV_MAXLEN,
 -- EV_MAXAGE, PRESSURE, Q, PART, PARTS), then for each call the count of its
 -- own arguments and them (T, guard user, guard level, then the operation's;
--- see batchArguments in scripts.ts). Each call runs in turn exactly as it runs
--- alone (begin sets all of a call's state from its own arguments, rebuilt in
--- the prelude's ARGV order), and its reply (with its own header) is the batch
--- reply's element. A call that raises an error is answered with it
+-- see batchArguments in scripts.ts). Each call runs in turn as it runs alone
+-- (begin sets a call's state from its own arguments, rebuilt in the prelude's
+-- ARGV order), but on one reading of Redis's clock for the whole batch, which
+-- runs atomically, and with the shared arguments set once; its reply (with
+-- its own header) is the batch reply's element. A call that raises an error is answered with it
 -- ({ '${BATCH_ITEM_ERROR}', text }) and the next one runs: Redis does not roll back the
 -- writes it made before the error, exactly as when the call runs alone and
 -- fails, and the calls after it see the same data they would see if it had
