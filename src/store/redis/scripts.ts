@@ -207,7 +207,7 @@ end
 local function run_batch(body, args)
   local out, at = {}, ${BATCH_SHARED_WIDTH} + 2
   local now = clock()
-  ISTR, SOURCE_NAMES = {}, nil
+  start_batch(true)
   for i = 1, tonumber(args[1]) do
     local n = ARG_COUNTS[args[at]]
     if not n then
@@ -227,5 +227,6 @@ local function run_batch(body, args)
       out[i] = { '${BATCH_ITEM_ERROR}', tostring(reply) }
     end
   end
+  finish_batch()
   return out
 end`;

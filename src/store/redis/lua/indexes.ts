@@ -67,17 +67,65 @@ local function member_sid(m)
   return x[a] .. x[b] .. x[c] .. x[d] .. '-' .. x[e] .. x[f] .. '-' .. x[g] .. x[h] .. '-' .. x[i] .. x[j] .. '-' .. x[k] .. x[l] .. x[n] .. x[o] .. x[p] .. x[q]
 end
 
--- A bucketed index: its directory key and a function from lower bound to bucket key.
+-- A bucketed index: its directory key and a function from lower bound to
+-- bucket key. Made once per call or batch and index (IX_MADE, reset by
+-- forget_indexes), its key names once per bucket: the creates of a batch meet the same few.
+local IX_MADE
+local function bucketed_index(id, dir, bucket_key)
+  local names = {}
+  local ix = { dir = dir, bucket = function(lb)
+    local key = names[lb]
+    if not key then
+      key = bucket_key(lb)
+      names[lb] = key
+    end
+    return key
+  end }
+  IX_MADE[id] = ix
+  return ix
+end
 local function src_index(tp, ds)
-  return { dir = k_src_dir(tp, ds), bucket = function(lb) return k_src_bucket(tp, ds, lb) end }
+  local id = tp .. '\n' .. ds
+  return IX_MADE[id] or bucketed_index(id, k_src_dir(tp, ds), function(lb) return k_src_bucket(tp, ds, lb) end)
 end
 local function all_index(tp)
-  return { dir = k_all_dir(tp), bucket = function(lb) return k_all_bucket(tp, lb) end }
+  return IX_MADE[tp] or bucketed_index(tp, k_all_dir(tp), function(lb) return k_all_bucket(tp, lb) end)
+end
+
+-- What a call or batch (reset by forget_indexes, from begin and run_batch)
+-- already knows of the index keys, so that the creates of a batch, which
+-- mostly meet the same keys with the same expire time, skip the calls that
+-- would tell them again. A batch runs atomically and Redis does not expire
+-- keys while a script runs, so only the scripts' own writes can make an entry
+-- wrong: every write that could is next to the line that forgets it.
+-- INDEX_EXPIRY[key]: an expiry (ms) the key is known to have at least.
+-- DIR_SPAN[dir]: { lb, lo, hi }: bucket_of answered lb (lower bound lo) for
+--   hi, so no bucket starts in (lo, hi]: lb is the bucket of every score there.
+-- BUCKET_SIZE[key]: the bucket's member count.
+-- DUE_AT[member]: a score the due-queue member is known to have at most.
+local INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT
+local function forget_indexes()
+  INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE = {}, {}, {}, {}, {}
+end
+
+-- expire_at_least for an index key. Index keys are written only by the index
+-- functions here, and are deleted only when ZREM empties them: the ZREMs
+-- forget the key (a key made again has no expiry yet).
+local function index_expire_at_least(key, at)
+  local known = INDEX_EXPIRY[key]
+  if known and known >= at then return false end
+  local changed = expire_at_least(key, at)
+  INDEX_EXPIRY[key] = at
+  return changed
 end
 
 -- Lower bound of the bucket that holds score e (nil: e is below every bucket, or none exists).
 local function bucket_of(ix, e)
-  return redis.call('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', '0', '1')[1]
+  local span = DIR_SPAN[ix.dir]
+  if span and span[2] <= e and e <= span[3] then return span[1] end
+  local lb = redis.call('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', '0', '1')[1]
+  if lb then DIR_SPAN[ix.dir] = { lb, tonumber(lb), e } end
+  return lb
 end
 
 -- ZADD of flat {score, member, ...} in chunks (Lua's unpack limit).
@@ -112,8 +160,9 @@ local function bucket_split(ix, lb, key, n, appended)
   zadd_all(nkey, flat)
   redis.call('ZREMRANGEBYSCORE', key, nlb, '+inf')
   redis.call('ZADD', ix.dir, nlb, nlb)
-  expire_at_least(nkey, tonumber(moved[#moved]) + GRACE)
-  expire_at_least(ix.dir, tonumber(moved[#moved]) + GRACE)
+  DIR_SPAN[ix.dir], BUCKET_SIZE[key], BUCKET_SIZE[nkey] = nil, nil, nil
+  index_expire_at_least(nkey, tonumber(moved[#moved]) + GRACE)
+  index_expire_at_least(ix.dir, tonumber(moved[#moved]) + GRACE)
 end
 
 -- Adds member m with score e; lb: the lower bound of e's bucket when known.
@@ -123,13 +172,16 @@ local function bidx_add(ix, m, e, lb)
   if not lb then
     lb = '0'
     new_dir = redis.call('ZADD', ix.dir, 0, lb) == 1
+    DIR_SPAN[ix.dir] = nil
   end
   local key = ix.bucket(lb)
   local added = redis.call('ZADD', key, istr(e), m) == 1
   -- The directory lives as long as its longest-lived bucket: it follows when a bucket's expiry moves.
-  if expire_at_least(key, e + GRACE) or new_dir then expire_at_least(ix.dir, e + GRACE) end
+  if index_expire_at_least(key, e + GRACE) or new_dir then index_expire_at_least(ix.dir, e + GRACE) end
   if not added then return end
-  local n = redis.call('ZCARD', key)
+  local n = BUCKET_SIZE[key]
+  if n then n = n + 1 else n = redis.call('ZCARD', key) end
+  BUCKET_SIZE[key] = n
   if n > BUCKET_MAX then
     bucket_split(ix, lb, key, n, redis.call('ZREVRANK', key, m) == 0)
   end
@@ -140,7 +192,16 @@ local function bidx_remove(ix, m, e, lb)
   lb = lb or bucket_of(ix, e)
   if not lb then return end
   local key = ix.bucket(lb)
-  if redis.call('ZREM', key, m) == 1 and redis.call('EXISTS', key) == 0 then redis.call('ZREM', ix.dir, lb) end
+  if redis.call('ZREM', key, m) == 1 then
+    local n = BUCKET_SIZE[key]
+    if n then BUCKET_SIZE[key] = n - 1 end
+    if redis.call('EXISTS', key) == 0 then
+      BUCKET_SIZE[key], INDEX_EXPIRY[key] = nil, nil
+      -- The directory may go too (its last bucket).
+      redis.call('ZREM', ix.dir, lb)
+      DIR_SPAN[ix.dir], INDEX_EXPIRY[ix.dir] = nil, nil
+    end
+  end
 end
 
 -- Gives member m the score e (it had 'from'): in place when both scores fall
@@ -360,6 +421,7 @@ local function source_min(tp, ds)
       break
     end
     redis.call('ZREM', ix.dir, lb)
+    DIR_SPAN[ix.dir], INDEX_EXPIRY[ix.dir] = nil, nil
   end
   return best
 end
@@ -368,14 +430,29 @@ end
 -- and keeps the due-queue score a lower bound of the data-source index minimum.
 local function index_add_user(tp, sid, rec, e)
   e = e or tonumber(rec.e)
-  redis.call('ZADD', k_user_idx(tp, rec.u), istr(e), sid_member(sid))
-  expire_at_least(k_user_idx(tp, rec.u), e + GRACE)
+  local key = k_user_idx(tp, rec.u)
+  redis.call('ZADD', key, istr(e), sid_member(sid))
+  index_expire_at_least(key, e + GRACE)
+end
+
+-- Lowers the due-queue score of the session's data source to e (ZADD LT)
+-- unless it is known to be no higher. expire_due, which also raises and
+-- removes members, forgets what it changes (due_forget).
+local function due_lower(T, ds, e)
+  local member = due_member(T, ds)
+  local known = DUE_AT[member]
+  if known and known <= e then return end
+  redis.call('ZADD', K_DUE, 'LT', istr(e), member)
+  DUE_AT[member] = e
+end
+local function due_forget(member)
+  DUE_AT[member] = nil
 end
 
 local function index_add_source(tp, T, sid, rec, e)
   e = e or tonumber(rec.e)
   bidx_add(src_index(tp, rec.d), sid_member(sid), e)
-  redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, rec.d))
+  due_lower(T, rec.d, e)
 end
 
 local function index_add(tp, T, sid, rec, e)
@@ -405,7 +482,11 @@ end
 local function index_remove(tp, sid, rec, e)
   e = e or tonumber(rec.e)
   local m = sid_member(sid)
-  if rec.u then redis.call('ZREM', k_user_idx(tp, rec.u), m) end
+  if rec.u then
+    local key = k_user_idx(tp, rec.u)
+    redis.call('ZREM', key, m)
+    INDEX_EXPIRY[key] = nil
+  end
   legacy_remove(tp, sid, rec.u, rec.d)
   bidx_remove(src_index(tp, rec.d), m, e)
   bidx_remove(all_index(tp), m, e)
@@ -417,10 +498,11 @@ local function index_move(tp, T, sid, rec, from)
   local e = tonumber(rec.e)
   local m = sid_member(sid)
   legacy_remove(tp, sid, rec.u, rec.d)
-  redis.call('ZADD', k_user_idx(tp, rec.u), istr(e), m)
-  expire_at_least(k_user_idx(tp, rec.u), e + GRACE)
+  local key = k_user_idx(tp, rec.u)
+  redis.call('ZADD', key, istr(e), m)
+  index_expire_at_least(key, e + GRACE)
   bidx_move(src_index(tp, rec.d), m, from, e)
-  redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, rec.d))
+  due_lower(T, rec.d, e)
   bidx_move(all_index(tp), m, from, e)
 end
 `;
