@@ -51,7 +51,7 @@ import { withinDeadline } from "../../observability/loop-aware-deadline.js";
 import { waitClock, waitedSince } from "../../observability/loop-idle.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, isSlotInMotion, STORE_FULL_MESSAGE } from "./call-outcome.js";
-import { dueKey, encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
+import { dueKey, encodeTenant, eventLogKey, generationKey, indexMember, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
 import { redisPartitionSecretCopies } from "./partition-secret-copies.js";
 import type { PartitionSecretCopies } from "../partition-secret.js";
 import { DueHeads } from "./due-heads.js";
@@ -250,6 +250,8 @@ export class RedisStore implements SessionStore {
           input.sealed?.dataSource ?? "",
           input.sealed?.metadataTag ?? "",
           claimEnd,
+          // Made here rather than in the script, where it costs Redis more than any other step of a create.
+          indexMember(sessionId),
           ...aliases,
         ],
         input.guard,

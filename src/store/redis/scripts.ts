@@ -198,7 +198,10 @@ end
 -- see batchArguments in scripts.ts). Each call runs in turn as it runs alone
 -- (begin sets a call's state from its own arguments, rebuilt in the prelude's
 -- ARGV order), but on one reading of Redis's clock for the whole batch, which
--- runs atomically, and with the shared arguments set once; its reply (with
+-- runs atomically, with the shared arguments set once and what the calls
+-- learn of the data kept for the next ones (start_batch: index keys,
+-- counters, number strings; the counters and each tenant's newest event id
+-- are written once, at the end: finish_batch); its reply (with
 -- its own header) is the batch reply's element. A call that raises an error is answered with it
 -- ({ '${BATCH_ITEM_ERROR}', text }) and the next one runs: Redis does not roll back the
 -- writes it made before the error, exactly as when the call runs alone and

@@ -54,6 +54,12 @@ local function sid_member(sid)
   return MEMBER
 end
 
+-- Tells sid_member the member of sid, which the caller made (create: RedisStore
+-- sends it, as indexMember makes it).
+local function member_is(sid, m)
+  MEMBER_OF, MEMBER = sid, m
+end
+
 -- Two hex digits per byte value, made on first use (not every script reads members).
 local HEX
 local function member_sid(m)
@@ -302,9 +308,10 @@ local function bidx_after(ix, after_e, after_m, need, out, keep)
   return out
 end
 
--- Whether an earlier-layout index key exists, asked once per key and call
--- (nothing adds to those keys; expire_due ends many sessions of one data
--- source and tenant).
+-- Whether an earlier-layout index key exists, asked once per key and call or
+-- batch (forget_legacy, from start_batch): nothing adds to those keys, and
+-- one emptied meanwhile answers its ZREMs and reads as empty (expire_due ends
+-- many sessions of one data source and tenant).
 local LEGACY
 local function forget_legacy() LEGACY = {} end
 local function legacy_exists(key)

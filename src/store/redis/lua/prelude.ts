@@ -543,6 +543,7 @@ local function start_batch(deferred)
   ISTR, SOURCE_NAMES, GEN, CTR_SEEN = {}, nil, nil, {}
   if deferred then CTR_DIRTY, EV_LAST_PENDING = {}, {} else CTR_DIRTY, EV_LAST_PENDING = nil, nil end
   forget_indexes()
+  forget_legacy()
 end
 local function finish_batch()
   flush_counters()
@@ -580,6 +581,5 @@ local function begin(args, now, shared_set)
   NOW = now
   if Q == '' then SLOT_MOVING = false else probe_slot() end
   LAZY = nil
-  forget_legacy()
 end
 `;
