@@ -121,8 +121,9 @@ if rid ~= '' then
     nf = nf + 2
   end
 end
-redis.call('HSET', k_rec(tp, sid), unpack(fields, 1, nf))
-set_session_expiry(tp, sid, rec, true, expire)
+local rkey = k_rec(tp, sid)
+redis.call('HSET', rkey, unpack(fields, 1, nf))
+set_session_expiry(tp, sid, rec, true, expire, rkey)
 member_is(sid, member)
 index_add(tp, T, sid, rec, expire)
 ctr_session_added(tp, level, ds, sealed_d)

@@ -54,10 +54,10 @@ local function sid_member(sid)
   return MEMBER
 end
 
--- Tells sid_member the member of sid, which the caller made (create: RedisStore
--- sends it, as indexMember makes it).
+-- Tells sid_member the member of sid, which the caller made (create, extend,
+-- close: RedisStore sends it, as indexMember makes it; "" or nil: none sent).
 local function member_is(sid, m)
-  MEMBER_OF, MEMBER = sid, m
+  if m and m ~= '' then MEMBER_OF, MEMBER = sid, m end
 end
 
 -- Two hex digits per byte value, made on first use (not every script reads members).
@@ -108,7 +108,7 @@ end
 -- DIR_SPAN[dir]: { lb, lo, hi }: bucket_of answered lb (lower bound lo) for
 --   hi, so no bucket starts in (lo, hi]: lb is the bucket of every score there.
 -- BUCKET_SIZE[key]: the bucket's member count.
--- DUE_AT[member]: a score the due-queue member is known to have at most.
+-- DUE_AT[T][ds]: a score the due-queue member of (T, ds) is known to have at most.
 local INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT
 local function forget_indexes()
   INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE = {}, {}, {}, {}, {}
@@ -446,14 +446,18 @@ end
 -- unless it is known to be no higher. expire_due, which also raises and
 -- removes members, forgets what it changes (due_forget).
 local function due_lower(T, ds, e)
-  local member = due_member(T, ds)
-  local known = DUE_AT[member]
-  if known and known <= e then return end
-  redis.call('ZADD', K_DUE, 'LT', istr(e), member)
-  DUE_AT[member] = e
+  local known = DUE_AT[T]
+  if not known then
+    known = {}
+    DUE_AT[T] = known
+  end
+  local at = known[ds]
+  if at and at <= e then return end
+  redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, ds))
+  known[ds] = e
 end
-local function due_forget(member)
-  DUE_AT[member] = nil
+local function due_forget(T, ds)
+  if DUE_AT[T] then DUE_AT[T][ds] = nil end
 end
 
 local function index_add_source(tp, T, sid, rec, e)

@@ -211,11 +211,24 @@ end
 -- Lua's arithmetic reads the stored integers (exact below 2^53) and the new
 -- values go to Redis as numbers, which it formats as integers: each is used once.
 -- The later creates of a batch know the values (CTR_SEEN) and leave the
--- write to the batch's end (CTR_DIRTY): no call.
+-- write to the batch's end (CTR_DIRTY): no call. Key and field names are made
+-- once per call or batch (CTR_NAMES, by tenant prefix and data source).
 local CTR_FIELDS = { 'total', 'active' }
+local LEVEL_FIELDS = { read = 'l:read', write = 'l:write', admin = 'l:admin' }
+local CTR_NAMES
 local function ctr_session_added(tp, level, ds, D)
-  local key = k_ctr(tp)
-  local fl, fs, fn = 'l:' .. level, 's:' .. ds, 'n:' .. ds
+  -- { counters key, { data source -> { s: field, n: field } } }
+  local names = CTR_NAMES[tp]
+  if not names then
+    names = { k_ctr(tp), {} }
+    CTR_NAMES[tp] = names
+  end
+  local f = names[2][ds]
+  if not f then
+    f = { 's:' .. ds, 'n:' .. ds }
+    names[2][ds] = f
+  end
+  local key, fl, fs, fn = names[1], LEVEL_FIELDS[level] or 'l:' .. level, f[1], f[2]
   local c = CTR_SEEN[key]
   if not (c and c[fl] and c[fs] and c[fn] ~= nil) then
     local v = redis.call('HMGET', key, 'total', 'active', fl, fs, fn)
@@ -276,9 +289,10 @@ end
 -- 'fresh': the session was just created, so it has no data key yet (set_data
 -- gives the key its expiry when it makes it).
 -- 'e': rec.e as a number when the caller has it (tonumber is dear).
-local function set_session_expiry(tp, sid, rec, fresh, e)
+-- 'key': the record's key when the caller has it.
+local function set_session_expiry(tp, sid, rec, fresh, e, key)
   local at = istr((e or tonumber(rec.e)) + GRACE)
-  redis.call('PEXPIREAT', k_rec(tp, sid), at)
+  redis.call('PEXPIREAT', key or k_rec(tp, sid), at)
   if not fresh then redis.call('PEXPIREAT', k_data(tp, sid), at) end
   if rec.r then redis.call('PEXPIREAT', k_req(tp, rec.r), at) end
 end
@@ -540,7 +554,7 @@ end
 -- 'deferred': a batch (run_batch), which leaves the counters and the
 -- tenants' newest event ids to finish_batch; a call alone writes them at once.
 local function start_batch(deferred)
-  ISTR, SOURCE_NAMES, GEN, CTR_SEEN = {}, nil, nil, {}
+  ISTR, SOURCE_NAMES, GEN, CTR_SEEN, CTR_NAMES = {}, nil, nil, {}, {}
   if deferred then CTR_DIRTY, EV_LAST_PENDING = {}, {} else CTR_DIRTY, EV_LAST_PENDING = nil, nil end
   forget_indexes()
   forget_legacy()
