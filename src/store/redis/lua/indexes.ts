@@ -73,10 +73,30 @@ local function member_sid(m)
   return x[a] .. x[b] .. x[c] .. x[d] .. '-' .. x[e] .. x[f] .. '-' .. x[g] .. x[h] .. '-' .. x[i] .. x[j] .. '-' .. x[k] .. x[l] .. x[n] .. x[o] .. x[p] .. x[q]
 end
 
+-- What a call or batch (reset by forget_indexes, from start_batch)
+-- already knows of the index keys, so that the creates of a batch, which
+-- mostly meet the same keys with the same expire time, skip the calls that
+-- would tell them again. A batch runs atomically and Redis does not expire
+-- keys while a script runs, so only the scripts' own writes can make an entry
+-- wrong: every write that could is next to the line that forgets it.
+-- INDEX_EXPIRY[key]: an expiry (ms) the key is known to have at least.
+-- DIR_SPAN[dir]: { lb, lo, hi }: bucket_of answered lb (lower bound lo) for
+--   hi, so no bucket starts in (lo, hi]: lb is the bucket of every score there.
+-- BUCKET_SIZE[key]: the bucket's member count.
+-- DUE_AT[T][ds]: a score the due-queue member of (T, ds) is known to have at most.
+-- IX_MADE[id]: index descriptors (src_index, all_index).
+local INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE
+-- Made when a call or batch first needs them (index_facts): most gets never do.
+local function forget_indexes()
+  INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE = nil, nil, nil, nil, nil
+end
+local function index_facts()
+  if not IX_MADE then INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE = {}, {}, {}, {}, {} end
+end
+
 -- A bucketed index: its directory key and a function from lower bound to
 -- bucket key. Made once per call or batch and index (IX_MADE, reset by
 -- forget_indexes), its key names once per bucket: the creates of a batch meet the same few.
-local IX_MADE
 local function bucketed_index(id, dir, bucket_key)
   local names = {}
   local ix = { dir = dir, bucket = function(lb)
@@ -91,33 +111,20 @@ local function bucketed_index(id, dir, bucket_key)
   return ix
 end
 local function src_index(tp, ds)
+  index_facts()
   local id = tp .. '\n' .. ds
   return IX_MADE[id] or bucketed_index(id, k_src_dir(tp, ds), function(lb) return k_src_bucket(tp, ds, lb) end)
 end
 local function all_index(tp)
+  index_facts()
   return IX_MADE[tp] or bucketed_index(tp, k_all_dir(tp), function(lb) return k_all_bucket(tp, lb) end)
-end
-
--- What a call or batch (reset by forget_indexes, from begin and run_batch)
--- already knows of the index keys, so that the creates of a batch, which
--- mostly meet the same keys with the same expire time, skip the calls that
--- would tell them again. A batch runs atomically and Redis does not expire
--- keys while a script runs, so only the scripts' own writes can make an entry
--- wrong: every write that could is next to the line that forgets it.
--- INDEX_EXPIRY[key]: an expiry (ms) the key is known to have at least.
--- DIR_SPAN[dir]: { lb, lo, hi }: bucket_of answered lb (lower bound lo) for
---   hi, so no bucket starts in (lo, hi]: lb is the bucket of every score there.
--- BUCKET_SIZE[key]: the bucket's member count.
--- DUE_AT[T][ds]: a score the due-queue member of (T, ds) is known to have at most.
-local INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT
-local function forget_indexes()
-  INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE = {}, {}, {}, {}, {}
 end
 
 -- expire_at_least for an index key. Index keys are written only by the index
 -- functions here, and are deleted only when ZREM empties them: the ZREMs
 -- forget the key (a key made again has no expiry yet).
 local function index_expire_at_least(key, at)
+  index_facts()
   local known = INDEX_EXPIRY[key]
   if known and known >= at then return false end
   local changed = expire_at_least(key, at)
@@ -127,6 +134,7 @@ end
 
 -- Lower bound of the bucket that holds score e (nil: e is below every bucket, or none exists).
 local function bucket_of(ix, e)
+  index_facts()
   local span = DIR_SPAN[ix.dir]
   if span and span[2] <= e and e <= span[3] then return span[1] end
   local lb = redis.call('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', '0', '1')[1]
@@ -147,6 +155,7 @@ end
 -- with the latest expire time) only the top eighth moves, so full buckets stay
 -- nearly full; otherwise the upper half. A bucket of one score cannot split.
 local function bucket_split(ix, lb, key, n, appended)
+  index_facts()
   local at = appended and n - math.max(1, math.floor(n / 8)) or math.floor(n / 2)
   local s = tonumber(redis.call('ZRANGE', key, at, at, 'WITHSCORES')[2])
   local low = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
@@ -173,6 +182,7 @@ end
 
 -- Adds member m with score e; lb: the lower bound of e's bucket when known.
 local function bidx_add(ix, m, e, lb)
+  index_facts()
   lb = lb or bucket_of(ix, e)
   local new_dir = false
   if not lb then
@@ -195,6 +205,7 @@ end
 
 -- Takes member m (score e) out of its bucket; lb: its bucket's lower bound when known.
 local function bidx_remove(ix, m, e, lb)
+  index_facts()
   lb = lb or bucket_of(ix, e)
   if not lb then return end
   local key = ix.bucket(lb)
@@ -413,6 +424,7 @@ end
 -- The lowest score in the data source's index (both layouts), or nil when empty.
 -- A directory entry whose bucket is gone (expired keys) is dropped on the way.
 local function source_min(tp, ds)
+  index_facts()
   local best
   if legacy_exists(k_src(tp, ds)) then
     local legacy = redis.call('ZRANGE', k_src(tp, ds), 0, 0, 'WITHSCORES')
@@ -446,6 +458,7 @@ end
 -- unless it is known to be no higher. expire_due, which also raises and
 -- removes members, forgets what it changes (due_forget).
 local function due_lower(T, ds, e)
+  index_facts()
   local known = DUE_AT[T]
   if not known then
     known = {}
@@ -457,6 +470,7 @@ local function due_lower(T, ds, e)
   known[ds] = e
 end
 local function due_forget(T, ds)
+  index_facts()
   if DUE_AT[T] then DUE_AT[T][ds] = nil end
 end
 
@@ -491,6 +505,7 @@ end
 -- unless the index score is known to differ). The due-queue member is left in
 -- place; expire_due corrects it lazily.
 local function index_remove(tp, sid, rec, e)
+  index_facts()
   e = e or tonumber(rec.e)
   local m = sid_member(sid)
   if rec.u then

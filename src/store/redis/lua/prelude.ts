@@ -150,14 +150,17 @@ local SOURCE_NAMES
 -- (start_batch), by key: field -> number (a missing field 0), or for an n:
 -- field whether it exists. Every other counter write forgets them all.
 local CTR_SEEN
+-- True in a batch (start_batch), which leaves some writes to its end
+-- (finish_batch); a call alone makes them at once.
+local DEFERRED
 -- In a batch, the fields of CTR_SEEN that ctr_session_added changed and has
--- not written yet, by key (field -> true): the creates of a batch write the
+-- not written yet, by key (field -> true; nil: none): the creates of a batch write the
 -- counters once, at its end (finish_batch) or before anything else reads or
 -- writes them (flush_counters, which ctr_get, ctr_incr, ctr_gauge,
--- name_source and source_fits call first). nil: a call alone, which writes at once.
+-- name_source and source_fits call first).
 local CTR_DIRTY
 local function flush_counters()
-  if not CTR_DIRTY or next(CTR_DIRTY) == nil then return end
+  if not CTR_DIRTY then return end
   for key, fields in pairs(CTR_DIRTY) do
     local c, args = CTR_SEEN[key], {}
     for f in pairs(fields) do
@@ -166,11 +169,11 @@ local function flush_counters()
     end
     redis.call('HSET', key, unpack(args))
   end
-  CTR_DIRTY = {}
+  CTR_DIRTY = nil
 end
 local function forget_counters()
   flush_counters()
-  CTR_SEEN = {}
+  CTR_SEEN = nil
 end
 -- A counter's stored value (nil when missing).
 local function ctr_get(tp, field)
@@ -217,6 +220,9 @@ local CTR_FIELDS = { 'total', 'active' }
 local LEVEL_FIELDS = { read = 'l:read', write = 'l:write', admin = 'l:admin' }
 local CTR_NAMES
 local function ctr_session_added(tp, level, ds, D)
+  -- Made on first use: most calls never add a session.
+  if not CTR_SEEN then CTR_SEEN = {} end
+  if not CTR_NAMES then CTR_NAMES = {} end
   -- { counters key, { data source -> { s: field, n: field } } }
   local names = CTR_NAMES[tp]
   if not names then
@@ -242,13 +248,15 @@ local function ctr_session_added(tp, level, ds, D)
     CTR_SEEN[key] = c
   end
   local named = D ~= '' and not c[fn]
-  if named and CTR_DIRTY then redis.call('HSET', key, fn, D) end
+  if named and DEFERRED then redis.call('HSET', key, fn, D) end
   c.total, c.active, c[fl], c[fs] = c.total + 1, c.active + 1, c[fl] + 1, c[fs] + 1
-  if CTR_DIRTY then
-    local dirty = CTR_DIRTY[key]
+  if DEFERRED then
+    local all = CTR_DIRTY or {}
+    CTR_DIRTY = all
+    local dirty = all[key]
     if not dirty then
       dirty = {}
-      CTR_DIRTY[key] = dirty
+      all[key] = dirty
     end
     dirty.total, dirty.active, dirty[fl], dirty[fs] = true, true, true, true
   elseif named then
@@ -407,7 +415,7 @@ end
 
 -- In a batch, the newest event id of each tenant the batch logged for, by
 -- encoded tenant: run_batch writes each once at its end (finish_batch;
--- only log_position reads them, never in a batch). nil: a call alone, which writes it at once.
+-- only log_position reads them, never in a batch; nil: none yet). A call alone writes it at once.
 local EV_LAST_PENDING
 
 local function emit(T, kind, rec, keys)
@@ -419,7 +427,12 @@ local function emit(T, kind, rec, keys)
   local id = redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, next_event_id(),
     'k', kind, 'T', rec[1], 'i', rec[2], 'u', rec[3], 'd', rec[4], 'l', rec[5], 'c', rec[7],
     'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x, 'U', rec[13], 'D', rec[14], 'g', generation())
-  if EV_LAST_PENDING then EV_LAST_PENDING[rec[1]] = id else redis.call('SET', k_ev_last(tenant_prefix(rec[1])), id) end
+  if DEFERRED then
+    if not EV_LAST_PENDING then EV_LAST_PENDING = {} end
+    EV_LAST_PENDING[rec[1]] = id
+  else
+    redis.call('SET', k_ev_last(tenant_prefix(rec[1])), id)
+  end
   if Q ~= '' then redis.call('SET', K_EV_LAST, id) end
 end
 
@@ -554,15 +567,17 @@ end
 -- 'deferred': a batch (run_batch), which leaves the counters and the
 -- tenants' newest event ids to finish_batch; a call alone writes them at once.
 local function start_batch(deferred)
-  ISTR, SOURCE_NAMES, GEN, CTR_SEEN, CTR_NAMES = {}, nil, nil, {}, {}
-  if deferred then CTR_DIRTY, EV_LAST_PENDING = {}, {} else CTR_DIRTY, EV_LAST_PENDING = nil, nil end
+  ISTR, SOURCE_NAMES, GEN, CTR_SEEN, CTR_NAMES = {}, nil, nil, nil, nil
+  DEFERRED, CTR_DIRTY, EV_LAST_PENDING = deferred, nil, nil
   forget_indexes()
   forget_legacy()
 end
 local function finish_batch()
   flush_counters()
-  for T, id in pairs(EV_LAST_PENDING) do redis.call('SET', k_ev_last(tenant_prefix(T)), id) end
-  CTR_DIRTY, EV_LAST_PENDING = nil, nil
+  if EV_LAST_PENDING then
+    for T, id in pairs(EV_LAST_PENDING) do redis.call('SET', k_ev_last(tenant_prefix(T)), id) end
+  end
+  DEFERRED, EV_LAST_PENDING = false, nil
 end
 
 -- Sets the state of one call from its arguments (see the ARGV header above);
