@@ -175,7 +175,7 @@ export class AesGcmFieldCipher implements FieldCipher {
     const id = this.keyring.primary.id;
     const key = this.tagKeys.get(id);
     if (key === undefined) throw new Error("the primary key has no tag key");
-    return `${id}.${tagOf(key, message, binding).toString("base64url")}`;
+    return `${id}.${tagOf(key, message, binding)}`;
   }
 
   tagMatches(tag: string, message: string, binding: FieldBinding): boolean {
@@ -183,7 +183,7 @@ export class AesGcmFieldCipher implements FieldCipher {
     const key = dot < 0 ? undefined : this.tagKeys.get(tag.slice(0, dot));
     if (key === undefined) return false;
     const given = Buffer.from(tag.slice(dot + 1), "base64url");
-    const expected = tagOf(key, message, binding);
+    const expected = Buffer.from(tagOf(key, message, binding), "base64url");
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
@@ -259,15 +259,22 @@ export class AesGcmFieldCipher implements FieldCipher {
   }
 }
 
-const TAG_BYTES_KEPT = 16;
+const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/** Characters of base64url that carry only the kept 16 bytes' bits (21 × 6 = 126), and the mask of the 22nd's value: its last 2 bits, then zeros. */
+const TAG_WHOLE_CHARS = 21;
+const TAG_LAST_CHAR_BITS = 0b110000;
 
 function derivedKeys(keyring: Keyring, info: string): ReadonlyMap<string, HmacSha256> {
   return new Map(keyring.ids.map((id) => [id, new HmacSha256(Buffer.from(hkdfSync("sha256", keyring.get(id)?.key ?? Buffer.alloc(0), Buffer.alloc(0), info, 32)))]));
 }
 
-function tagOf(key: HmacSha256, message: string, binding: FieldBinding): Buffer {
-  const mac = key.digest(JSON.stringify(["sessiond/v1", binding.tenant, binding.sessionId, binding.field, message]), "binary");
-  return Buffer.from(mac.slice(0, TAG_BYTES_KEPT), "binary");
+/**
+ * base64url of the first 16 bytes of the HMAC, cut from the base64url of all 32 (no buffer in between): the
+ * first 21 characters are the same, the 22nd keeps the top 2 bits of its value.
+ */
+function tagOf(key: HmacSha256, message: string, binding: FieldBinding): string {
+  const mac = key.digest(JSON.stringify(["sessiond/v1", binding.tenant, binding.sessionId, binding.field, message]), "base64url");
+  return mac.slice(0, TAG_WHOLE_CHARS) + BASE64URL.charAt(BASE64URL.indexOf(mac.charAt(TAG_WHOLE_CHARS)) & TAG_LAST_CHAR_BITS);
 }
 
 /**
