@@ -43,7 +43,8 @@ export class HmacSha256 {
     const most = BLOCK_BYTES + 3 * message.length;
     let buffer = this.inner;
     if (most > buffer.length) {
-      buffer = Buffer.alloc(most);
+      // Not from the shared pool either; only the bytes written below are read.
+      buffer = Buffer.allocUnsafeSlow(most);
       this.inner.copy(buffer, 0, 0, BLOCK_BYTES);
       if (most <= BLOCK_BYTES + KEPT_MESSAGE_BYTES) this.inner = buffer;
     }
