@@ -260,7 +260,7 @@ export class AesGcmFieldCipher implements FieldCipher {
 }
 
 const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-/** Characters of base64url that carry only the kept 16 bytes' bits (21 × 6 = 126), and the mask of the 22nd's value: its last 2 bits, then zeros. */
+/** Characters of base64url that carry only the kept 16 bytes' bits (21 × 6 = 126), and the mask of the 22nd's 6-bit value: its top 2 bits (the last 2 kept), then zeros. */
 const TAG_WHOLE_CHARS = 21;
 const TAG_LAST_CHAR_BITS = 0b110000;
 

@@ -39,7 +39,7 @@ export class HmacSha256 {
   /** The MAC of the message's UTF-8 bytes. */
   digest(message: string, encoding: MacEncoding): string {
     if (oneShot === undefined) return createHmac("sha256", this.key).update(message, "utf8").digest(encoding);
-    // A UTF-8 byte per UTF-16 unit at most 3: the kept buffer is checked against that bound, not measured.
+    // At most 3 UTF-8 bytes per UTF-16 unit: the kept buffer is checked against that bound, the message not measured.
     const most = BLOCK_BYTES + 3 * message.length;
     let buffer = this.inner;
     if (most > buffer.length) {
