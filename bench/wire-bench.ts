@@ -6,7 +6,9 @@
  *
  * Servers, each in a process of its own, on one private redis-server:
  * - anchors: a bare @grpc/grpc-js server and a bare connect-node server
- *   answering grpc.health.v1.Health/Check (bench/anchors/servers.ts);
+ *   answering grpc.health.v1.Health/Check, and a bare @grpc/grpc-js server
+ *   whose CreateSession makes one auto-pipelined ioredis call of a small Lua
+ *   function (the floor of a Redis-backed create: bench/anchors/servers.ts);
  * - sessiond with WORKERS=1 and with WORKERS=2 as production runs it: the
  *   build (`npm run build`, tsc to dist/, done first) started with
  *   `node --max-semi-space-size=64 dist/src/main.js` (package.json start:prod),
@@ -19,7 +21,7 @@
  * GetSession (one existing session) and CreateSession on both sessiond
  * variants. Server CPU per call: utime+stime from /proc/PID/stat of the
  * server's processes (the primary and its workers for WORKERS=2) before and
- * after each phase, over the calls answered.
+ * after each phase, over the calls answered; redis-server's likewise.
  *
  * The machine is shared, so rounds interleave every (server, operation,
  * load) phase and ratios are taken within a round, then the median over
@@ -54,13 +56,15 @@ const START_TIMEOUT_MS = 60_000;
 
 export const WIRE_TARGETS = { getOverCheck: 0.8, createOverCheck: 0.65, cpuOverAnchor: 1.5 } as const;
 
-type ServerName = "grpc-js (bare)" | "connect-node (bare)" | "sessiond WORKERS=1" | "sessiond WORKERS=2";
+type ServerName = "grpc-js (bare)" | "connect-node (bare)" | "grpc-js + ioredis (bare create)" | "sessiond WORKERS=1" | "sessiond WORKERS=2";
 type OpName = "Health/Check" | "GetSession" | "CreateSession";
 type LoaderName = "h2load 1×64" | "h2load 4×16" | "grpc-js 64";
 
 export interface PhaseNumbers {
   readonly rps: number;
   readonly cpuUsPerCall: number;
+  /** redis-server's CPU over the phase / calls answered (the load generator and the server are not in it). */
+  readonly redisUsPerCall?: number;
   readonly p50Ms?: number;
   readonly p99Ms?: number;
   readonly meanMs?: number;
@@ -143,11 +147,22 @@ async function waitFor(child: ChildProcess, port: number, what: string): Promise
   }
 }
 
-async function startAnchor(kind: "grpcjs" | "connect", name: ServerName): Promise<Server> {
+async function startAnchor(kind: "grpcjs" | "connect" | "grpcjs-create", name: ServerName, redisUrl?: string): Promise<Server> {
   const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", join(HERE, "anchors/servers.ts"), kind, String(port)], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
+  const args = [join(HERE, "anchors/servers.ts"), kind, String(port), ...(redisUrl === undefined ? [] : [redisUrl])];
+  const child = spawn(process.execPath, ["--import", "tsx", ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
   await waitFor(child, port, name);
-  return { name, port, child, ops: ["Health/Check"] };
+  return { name, port, child, ops: kind === "grpcjs-create" ? ["CreateSession"] : ["Health/Check"] };
+}
+
+/** The pid of the redis-server behind `redis` (its CPU per call is reported beside the servers'). */
+async function redisPid(redis: RedisServerHandle): Promise<number> {
+  const client = redis.client();
+  try {
+    return Number(/process_id:(\d+)/.exec(await client.info("server"))?.[1] ?? 0);
+  } finally {
+    client.disconnect();
+  }
 }
 
 const BUILT_MAIN = join(ROOT, "dist/src/main.js");
@@ -236,13 +251,15 @@ export async function h2loadRun(args: string[]): Promise<string> {
   return out;
 }
 
-async function runH2load(server: Server, op: OpName, bodyFile: string, connections: number): Promise<PhaseNumbers> {
+async function runH2load(server: Server, op: OpName, bodyFile: string, connections: number, redis: number): Promise<PhaseNumbers> {
   const key = `${server.name}|${op}|${connections}`;
   const calls = h2loadCalls.get(key) ?? 3000;
   await h2loadRun(h2loadArgs(server, op, bodyFile, Math.min(2000, Math.ceil(calls / 4)), connections)); // warm-up, not measured
   const before = cpuUs(server.child.pid ?? 0);
+  const redisBefore = cpuUs(redis);
   const out = await h2loadRun(h2loadArgs(server, op, bodyFile, calls, connections));
   const after = cpuUs(server.child.pid ?? 0);
+  const redisAfter = cpuUs(redis);
   const finished = /finished in ([\d.]+)(ms|s)\b/.exec(out);
   const seconds = finished === null ? Number.NaN : Number(finished[1]) / (finished[2] === "ms" ? 1000 : 1);
   const succeeded = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
@@ -252,10 +269,11 @@ async function runH2load(server: Server, op: OpName, bodyFile: string, connectio
   const rps = succeeded / seconds;
   if (Number.isFinite(rps) && rps > 0) h2loadCalls.set(key, Math.max(1000, Math.min(100_000, Math.round((rps * PHASE_MS) / 1000))));
   // h2load counts HTTP status only: a gRPC error answers 200 too. The grpc-js phase checks statuses.
-  return { rps, cpuUsPerCall: succeeded === 0 ? Number.NaN : (after - before) / succeeded, ...(meanMs === undefined ? {} : { meanMs }), errors: failed };
+  const perCall = (us: number): number => (succeeded === 0 ? Number.NaN : us / succeeded);
+  return { rps, cpuUsPerCall: perCall(after - before), redisUsPerCall: perCall(redisAfter - redisBefore), ...(meanMs === undefined ? {} : { meanMs }), errors: failed };
 }
 
-async function runGrpcJs(server: Server, op: OpName, requestHex: string): Promise<PhaseNumbers> {
+async function runGrpcJs(server: Server, op: OpName, requestHex: string, redis: number): Promise<PhaseNumbers> {
   const args = JSON.stringify({ port: server.port, path: PATHS[op], requestHex, concurrency: CONCURRENCY, durationMs: PHASE_MS, warmupMs: 300 });
   const child = spawn(process.execPath, ["--import", "tsx", join(HERE, "grpc-js-load.ts"), args], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
@@ -263,9 +281,11 @@ async function runGrpcJs(server: Server, op: OpName, requestHex: string): Promis
   // CPU from the end of the warm-up: the load process starts (tsx) and warms up before it measures.
   await sleep(1500);
   const before = cpuUs(server.child.pid ?? 0);
+  const redisBefore = cpuUs(redis);
   const beforeAt = performance.now();
   await new Promise((resolve) => child.once("exit", resolve));
   const after = cpuUs(server.child.pid ?? 0);
+  const redisAfter = cpuUs(redis);
   const afterAt = performance.now();
   const result = JSON.parse(out.trim().split("\n").at(-1) ?? "{}") as GrpcJsLoadResult;
   const rps = result.calls / result.seconds;
@@ -274,6 +294,7 @@ async function runGrpcJs(server: Server, op: OpName, requestHex: string): Promis
   return {
     rps,
     cpuUsPerCall: counted > 0 ? (after - before) / counted : Number.NaN,
+    redisUsPerCall: counted > 0 ? (redisAfter - redisBefore) / counted : Number.NaN,
     p50Ms: result.p50Ms,
     p99Ms: result.p99Ms,
     errors: result.errors,
@@ -292,6 +313,8 @@ export async function runWireBench(log: (line: string) => void): Promise<WireRep
     buildProduction();
     servers.push(await startAnchor("grpcjs", "grpc-js (bare)"));
     servers.push(await startAnchor("connect", "connect-node (bare)"));
+    servers.push(await startAnchor("grpcjs-create", "grpc-js + ioredis (bare create)", redis.url));
+    const redisProcess = await redisPid(redis);
     servers.push(await startSessiond(1, redis, "sessiond WORKERS=1", "w1:"));
     servers.push(await startSessiond(2, redis, "sessiond WORKERS=2", "w2:"));
 
@@ -332,7 +355,9 @@ export async function runWireBench(log: (line: string) => void): Promise<WireRep
         for (const server of order) {
           for (const op of server.ops) {
             const numbers =
-              loader === "grpc-js 64" ? await runGrpcJs(server, op, bodyFor(server, op).hex) : await runH2load(server, op, bodyFor(server, op).file, loader === "h2load 1×64" ? 1 : 4);
+              loader === "grpc-js 64"
+                ? await runGrpcJs(server, op, bodyFor(server, op).hex, redisProcess)
+                : await runH2load(server, op, bodyFor(server, op).file, loader === "h2load 1×64" ? 1 : 4, redisProcess);
             const key = `${server.name}|${op}|${loader}`;
             const row = rows.get(key) ?? { server: server.name, op, loader, rounds: [] };
             row.rounds.push(numbers);
@@ -389,22 +414,28 @@ export interface WireTarget {
 export function wireTargets(report: WireReport): WireTarget[] {
   const out: WireTarget[] = [];
   const loaders: LoaderName[] = report.h2load === undefined ? ["grpc-js 64"] : ["h2load 1×64", "h2load 4×16", "grpc-js 64"];
-  const anchor: [ServerName, OpName] = ["grpc-js (bare)", "Health/Check"];
+  const check: [ServerName, OpName] = ["grpc-js (bare)", "Health/Check"];
+  const floor: [ServerName, OpName] = ["grpc-js + ioredis (bare create)", "CreateSession"];
+  const reading = Number.POSITIVE_INFINITY;
   for (const workers of ["sessiond WORKERS=1", "sessiond WORKERS=2"] as const) {
     for (const loader of loaders) {
-      const target = (what: string, op: OpName, field: "rps" | "cpuUsPerCall", goal: number, atMost: boolean): WireTarget => {
-        const xs = ratios(report, [workers, op], anchor, loader, field);
+      const target = (what: string, op: OpName, field: "rps" | "cpuUsPerCall", goal: number, atMost: boolean, anchor = check, server: ServerName = workers): WireTarget => {
+        const xs = ratios(report, [server, op], anchor, loader, field);
         const m = median(xs);
-        const of = (server: ServerName, o: OpName): number =>
-          median(report.rows.find((r) => r.server === server && r.op === o && r.loader === loader)?.rounds.map((x) => x[field]) ?? []);
-        const detail = `${Math.round(of(workers, op))} / ${Math.round(of(...anchor))} ${field === "rps" ? "calls/s" : "µs per call"}`;
-        return { what: `${workers}: ${what}`, loader, median: m, spread: spread(xs, 2), goal, atMost, pass: Number.isFinite(m) && (atMost ? m <= goal : m >= goal), detail };
+        const of = (name: ServerName, o: OpName): number =>
+          median(report.rows.find((r) => r.server === name && r.op === o && r.loader === loader)?.rounds.map((x) => x[field]) ?? []);
+        const detail = `${Math.round(of(server, op))} / ${Math.round(of(...anchor))} ${field === "rps" ? "calls/s" : "µs per call"}`;
+        return { what: `${server}: ${what}`, loader, median: m, spread: spread(xs, 2), goal, atMost, pass: Number.isFinite(m) && (atMost ? m <= goal : m >= goal), detail };
       };
       out.push(target("GetSession / bare grpc-js Check, throughput", "GetSession", "rps", WIRE_TARGETS.getOverCheck, false));
       out.push(target("CreateSession / bare grpc-js Check, throughput", "CreateSession", "rps", WIRE_TARGETS.createOverCheck, false));
       out.push(target("GetSession / bare grpc-js Check, server CPU per call", "GetSession", "cpuUsPerCall", WIRE_TARGETS.cpuOverAnchor, true));
-      out.push(target("CreateSession / bare grpc-js Check, server CPU per call (no target; for reading)", "CreateSession", "cpuUsPerCall", Number.POSITIVE_INFINITY, true));
+      out.push(target("CreateSession / bare grpc-js Check, server CPU per call (no target; for reading)", "CreateSession", "cpuUsPerCall", reading, true));
+      out.push(target("CreateSession / bare grpc-js + ioredis create, throughput (no target; for reading)", "CreateSession", "rps", reading, false, floor));
+      out.push(target("CreateSession / bare grpc-js + ioredis create, server CPU per call (no target; for reading)", "CreateSession", "cpuUsPerCall", reading, true, floor));
       out.push(target("Health/Check / bare grpc-js Check, server CPU per call", "Health/Check", "cpuUsPerCall", WIRE_TARGETS.cpuOverAnchor, true));
+      // The floor's own ratio, once per load (it does not depend on the sessiond variant).
+      if (workers === "sessiond WORKERS=1") out.push(target("CreateSession / bare grpc-js Check, throughput (no target; for reading)", "CreateSession", "rps", reading, false, check, floor[0]));
     }
   }
   return out;
@@ -421,7 +452,8 @@ export function renderWire(report: WireReport): string {
     `Method: every server in a process of its own on this machine, one private redis-server; ${report.rounds} interleaved rounds ` +
       `(server order reversed every other round), about ${report.phaseMs / 1000} s per phase after an unmeasured warm-up; loads: h2load (${report.h2load ?? "not installed: skipped"}) ` +
       "with 1 connection × 64 streams and with 4 connections × 16 streams (node:cluster spreads connections, not calls: WORKERS=2 needs more than one), and a @grpc/grpc-js client with 64 calls in flight on one channel (bench/grpc-js-load.ts). " +
-      "Server CPU per call = utime+stime from /proc/PID/stat (primary + workers) over the phase / calls answered. " +
+      "Server CPU per call = utime+stime from /proc/PID/stat (primary + workers) over the phase / calls answered; redis-server's CPU per call likewise. " +
+      "A third anchor, a bare grpc-js server whose CreateSession makes one auto-pipelined ioredis call of a Lua function (a hash with its expiry, a user's sorted set, a capped event stream; no validation, encryption, caps, logs or audit), is the floor of a Redis-backed create on this machine. " +
       "Ratios are taken within a round (same load, same minute), median over rounds, spread min–max. " +
       "sessiond: the production build (dist/, `npm run build`) with the production Node flags, Redis store, metadata encryption on, logs and audit records written (to /dev/null). " +
       `Machine: ${report.cores ?? "?"} cores; 1-minute load average ${report.loadAtStart?.toFixed(1) ?? "?"} when the rounds started, ${report.loadAtEnd?.toFixed(1) ?? "?"} when they ended ` +
@@ -442,16 +474,17 @@ export function renderWire(report: WireReport): string {
   }
   lines.push("");
   lines.push("### Per server and operation (median over rounds; spread min–max)", "");
-  lines.push("| load | server | operation | calls/s | spread | server CPU µs/call | spread | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|---|---|---|");
+  lines.push("| load | server | operation | calls/s | spread | server CPU µs/call | spread | redis-server CPU µs/call | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|---|---|---|---|");
   for (const row of report.rows) {
     const rps = row.rounds.map((r) => r.rps);
     const cpu = row.rounds.map((r) => r.cpuUsPerCall);
+    const redisCpu = median(row.rounds.map((r) => r.redisUsPerCall ?? Number.NaN));
     const p50 = row.rounds.map((r) => r.p50Ms ?? Number.NaN);
     const p99 = row.rounds.map((r) => r.p99Ms ?? Number.NaN);
     const mean = row.rounds.map((r) => r.meanMs ?? Number.NaN);
     const errors = row.rounds.reduce((n, r) => n + r.errors, 0);
     const latency = row.loader === "grpc-js 64" ? `${median(p50).toFixed(1)} | ${median(p99).toFixed(1)}` : `mean ${median(mean).toFixed(1)} | n/a (h2load)`;
-    lines.push(`| ${row.loader} | ${row.server} | ${row.op} | ${Math.round(median(rps))} | ${spread(rps)} | ${Math.round(median(cpu))} | ${spread(cpu)} | ${latency} | ${errors} |`);
+    lines.push(`| ${row.loader} | ${row.server} | ${row.op} | ${Math.round(median(rps))} | ${spread(rps)} | ${Math.round(median(cpu))} | ${spread(cpu)} | ${Number.isFinite(redisCpu) ? Math.round(redisCpu) : "n/a"} | ${latency} | ${errors} |`);
   }
   lines.push("");
   return lines.join("\n");

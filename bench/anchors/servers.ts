@@ -4,6 +4,15 @@
  *
  *   node --import tsx bench/anchors/servers.ts grpcjs PORT    # bare @grpc/grpc-js server
  *   node --import tsx bench/anchors/servers.ts connect PORT   # bare @connectrpc/connect-node
+ *   node --import tsx bench/anchors/servers.ts grpcjs-create PORT REDIS_URL
+ *
+ * grpcjs-create: a bare @grpc/grpc-js server whose
+ * session.v1.SessionService/CreateSession makes one ioredis call per request
+ * (auto-pipelined): a Lua function that writes the least a session a user can
+ * read, list, watch and lose to expiry needs (a hash with its expiry, a member
+ * of the user's sorted set, an event on a capped stream). No validation,
+ * encryption, caps, logs or audit: the floor of a Redis-backed create on this
+ * machine, next to which sessiond's create shows what its own work costs.
  *
  * Prints "ready" once listening. From /work/shared/anchors/wire (servers.ts).
  */
@@ -11,6 +20,8 @@ import * as http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
 import {
   Health,
   HealthCheckRequestSchema,
@@ -42,6 +53,45 @@ if (kind === "connect") {
   };
   const handle: grpc.handleUnaryCall<HealthCheckRequest, HealthCheckResponse> = (_call, callback) => callback(null, response);
   server.addService({ Check: check }, { Check: handle });
+  server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (error) => {
+    if (error !== null) throw error;
+    console.log("ready");
+  });
+} else if (kind === "grpcjs-create") {
+  const redis = new Redis(process.argv[4] ?? "", { enableAutoPipelining: true });
+  await redis.function(
+    "LOAD",
+    "REPLACE",
+    `#!lua name=bench_floor
+redis.register_function('bench_floor_create', function(keys, args)
+  redis.call('HSET', keys[1], 'u', args[1], 'm', args[2])
+  redis.call('PEXPIRE', keys[1], args[3])
+  redis.call('ZADD', 'floor:u:' .. args[1], 0, keys[1])
+  redis.call('XADD', 'floor:events', 'MAXLEN', '~', '10000', '*', 's', keys[1])
+  return 1
+end)`,
+  );
+  const bytes = (b: Buffer): Buffer => b;
+  const createSession: grpc.MethodDefinition<Buffer, Buffer> = {
+    path: "/session.v1.SessionService/CreateSession",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: bytes,
+    requestDeserialize: bytes,
+    responseSerialize: bytes,
+    responseDeserialize: bytes,
+  };
+  // About the size of a CreateSessionResponse; the request's bytes are stored as the metadata.
+  const reply = Buffer.alloc(100, 1);
+  const server = new grpc.Server();
+  const handle: grpc.handleUnaryCall<Buffer, Buffer> = (call, callback) => {
+    const id = randomUUID();
+    redis.fcall("bench_floor_create", 1, `floor:s:${id}`, "bench-user", call.request, "3600000").then(
+      () => callback(null, reply),
+      (error: unknown) => callback({ code: grpc.status.UNAVAILABLE, details: error instanceof Error ? error.message : "redis" }),
+    );
+  };
+  server.addService({ CreateSession: createSession }, { CreateSession: handle });
   server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (error) => {
     if (error !== null) throw error;
     console.log("ready");
