@@ -17,14 +17,9 @@ import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { pino } from "pino";
 import { startRedisServer } from "../test/support/redis-server.js";
+import { openBuildStack } from "./build-stack.js";
 
-type StoreModule = typeof import("../src/store/redis/redis-store.js");
-type SealedModule = typeof import("../src/store/sealed-store.js");
-type CipherModule = typeof import("../src/crypto/field-cipher.js");
-type KeyringModule = typeof import("../src/crypto/keyring.js");
-type ManagerModule = typeof import("../src/session/session-manager.js");
 type AppModule = typeof import("../src/app.js");
-type Config = import("../src/config/config.js").Config;
 
 const CONCURRENCY = 64;
 const other = process.argv[2];
@@ -44,30 +39,8 @@ const logger = pino({ level: "silent" });
 const key = randomBytes(32);
 
 async function stackOf(name: string, root: string, prefix: string): Promise<Stack> {
-  const dist = resolve(root, "dist/src");
-  const { RedisStore } = (await import(`${dist}/store/redis/redis-store.js`)) as StoreModule;
-  const { openSealedStore } = (await import(`${dist}/store/sealed-store.js`)) as SealedModule;
-  const { AesGcmFieldCipher } = (await import(`${dist}/crypto/field-cipher.js`)) as CipherModule;
-  const { Keyring } = (await import(`${dist}/crypto/keyring.js`)) as KeyringModule;
-  const { SessionManager } = (await import(`${dist}/session/session-manager.js`)) as ManagerModule;
+  const { dist, store, manager, config } = await openBuildStack({ root, redisUrl: redis.url, keyPrefix: prefix, key, logger });
   const { createBackground } = (await import(`${dist}/app.js`)) as AppModule;
-  const limits = {
-    maxDataKeys: 100,
-    maxDataBytes: 1 << 20,
-    maxSessionsPerUser: 0,
-    maxSessionsPerTenant: 0,
-    maxDataSourcesPerTenant: 0,
-    sessionsPerUserPolicy: "reject" as const,
-    archiveRetentionMs: 86_400_000,
-    expiryGraceMs: 3_600_000,
-    eventRetentionCount: 100_000,
-    eventRetentionMs: 3_600_000,
-  };
-  const cipher = new AesGcmFieldCipher(new Keyring([{ id: "k1", key }]));
-  const store = await openSealedStore(new RedisStore({ url: redis.url, keyPrefix: prefix, limits, commandTimeoutMs: 30_000, logger }), cipher, logger);
-  // Only what create, the event reader and the scheduler read.
-  const config = { ttl: { defaultMs: 3_600_000, minMs: 1000, maxMs: 86_400_000 }, limits: { maxMetadataBytes: 16_384, maxDataValueBytes: 65_536 }, sweepIntervalMs: 1000 } as unknown as Config;
-  const manager = new SessionManager({ store, config, cipher, logger });
   const background = createBackground(store, config, logger);
   await background.start();
   return {

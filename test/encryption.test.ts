@@ -7,7 +7,7 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomUUID } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt, randomUUID } from "node:crypto";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -116,6 +116,29 @@ describe("field cipher", () => {
       rotated.indexNames("alice", { tenant: "acme", kind: "user" }),
       ["k2", "k1"].map((id) => createHmac("sha256", derived(id, "sessiond/index-name/v1")).update(message, "utf8").digest("base64url")),
     );
+  });
+
+  test("record tags and index names are createHmac's bytes for random places, messages and keys (the prepared HMAC and the cut tag)", () => {
+    for (let round = 0; round < 40; round++) {
+      const ring = parseKeyring(`${key("p")},${key("q")}`);
+      const fresh = new AesGcmFieldCipher(ring);
+      const derived = (id: string, info: string): Buffer => Buffer.from(hkdfSync("sha256", ring.get(id)?.key ?? Buffer.alloc(0), Buffer.alloc(0), info, 32));
+      const text = (n: number): string => Array.from({ length: n }, () => String.fromCodePoint(randomInt(2) === 0 ? 32 + randomInt(95) : 0xa0 + randomInt(0x3000))).join("");
+      const place = { tenant: text(randomInt(12)), sessionId: randomInt(4) === 0 ? "" : randomUUID(), field: randomInt(2) === 0 ? METADATA_FIELD : dataField(text(randomInt(20))) };
+      for (const message of ["", text(1), text(randomInt(60)), text(100 + randomInt(2000))]) {
+        const mac = createHmac("sha256", derived("p", "sessiond/record-tag/v1"))
+          .update(JSON.stringify(["sessiond/v1", place.tenant, place.sessionId, place.field, message]), "utf8")
+          .digest();
+        assert.equal(fresh.tag(message, place), `p.${mac.subarray(0, 16).toString("base64url")}`);
+        assert.equal(fresh.tagMatches(fresh.tag(message, place), message, place), true);
+        const name = { tenant: place.tenant, kind: "request_id" };
+        const named = JSON.stringify(["sessiond/v1", name.tenant, name.kind, message]);
+        assert.deepEqual(
+          fresh.indexNames(message, name),
+          ["p", "q"].map((id) => createHmac("sha256", derived(id, "sessiond/index-name/v1")).update(named, "utf8").digest("base64url")),
+        );
+      }
+    }
   });
 
   test("with keys a plain value is refused unless migrating; without keys a sealed value is refused, not returned", () => {

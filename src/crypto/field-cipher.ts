@@ -21,7 +21,8 @@
  *
  * Errors never quote the value or the key.
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
+import { HmacSha256 } from "./hmac-sha256.js";
 import { Keyring } from "./keyring.js";
 
 /** Where a value lives: what the associated data binds it to. */
@@ -141,10 +142,12 @@ interface OpenedValue {
 export class AesGcmFieldCipher implements FieldCipher {
   readonly encrypts = true;
 
-  /** Per key id, the HMAC key derived from it for index names (never the encryption key itself). */
-  private readonly indexKeys: ReadonlyMap<string, Buffer>;
-  /** Per key id, the HMAC key derived from it for record tags (never the encryption key itself). */
-  private readonly tagKeys: ReadonlyMap<string, Buffer>;
+  /** Per key id, the HMAC under the key derived from it for index names (never the encryption key itself). */
+  private readonly indexKeys: ReadonlyMap<string, HmacSha256>;
+  /** Per key id, the HMAC under the key derived from it for record tags (never the encryption key itself). */
+  private readonly tagKeys: ReadonlyMap<string, HmacSha256>;
+  /** Key ids, the primary's first: the order of indexNames. */
+  private readonly primaryFirst: readonly string[];
   /**
    * Plaintexts of recently opened values, by ciphertext with the place each opened at: a session
    * read again and again (every GetSession opens its metadata) is decrypted
@@ -160,6 +163,8 @@ export class AesGcmFieldCipher implements FieldCipher {
   ) {
     this.indexKeys = derivedKeys(keyring, "sessiond/index-name/v1");
     this.tagKeys = derivedKeys(keyring, "sessiond/record-tag/v1");
+    const primary = keyring.primary.id;
+    this.primaryFirst = [primary, ...keyring.ids.filter((id) => id !== primary)];
   }
 
   get readsLegacy(): boolean {
@@ -168,7 +173,9 @@ export class AesGcmFieldCipher implements FieldCipher {
 
   tag(message: string, binding: FieldBinding): string {
     const id = this.keyring.primary.id;
-    return `${id}.${tagOf(this.tagKeys.get(id) ?? Buffer.alloc(32), message, binding).toString("base64url")}`;
+    const key = this.tagKeys.get(id);
+    if (key === undefined) throw new Error("the primary key has no tag key");
+    return `${id}.${tagOf(key, message, binding)}`;
   }
 
   tagMatches(tag: string, message: string, binding: FieldBinding): boolean {
@@ -176,15 +183,17 @@ export class AesGcmFieldCipher implements FieldCipher {
     const key = dot < 0 ? undefined : this.tagKeys.get(tag.slice(0, dot));
     if (key === undefined) return false;
     const given = Buffer.from(tag.slice(dot + 1), "base64url");
-    const expected = tagOf(key, message, binding);
+    const expected = Buffer.from(tagOf(key, message, binding), "base64url");
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
   indexNames(identifier: string, binding: IndexBinding): readonly string[] {
     const message = JSON.stringify(["sessiond/v1", binding.tenant, binding.kind, identifier]);
-    const primary = this.keyring.primary.id;
-    const ids = [primary, ...this.keyring.ids.filter((id) => id !== primary)];
-    return ids.map((id) => createHmac("sha256", this.indexKeys.get(id) ?? Buffer.alloc(32)).update(message, "utf8").digest("base64url"));
+    return this.primaryFirst.map((id) => {
+      const key = this.indexKeys.get(id);
+      if (key === undefined) throw new Error("a configured key has no index key");
+      return key.digest(message, "base64url");
+    });
   }
 
   /** A cipher with a random key that dies with the process (in-memory store only). */
@@ -250,17 +259,22 @@ export class AesGcmFieldCipher implements FieldCipher {
   }
 }
 
-const TAG_BYTES_KEPT = 16;
+const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/** Characters of base64url that carry only the kept 16 bytes' bits (21 × 6 = 126), and the mask of the 22nd's 6-bit value: its top 2 bits (the last 2 kept), then zeros. */
+const TAG_WHOLE_CHARS = 21;
+const TAG_LAST_CHAR_BITS = 0b110000;
 
-function derivedKeys(keyring: Keyring, info: string): ReadonlyMap<string, Buffer> {
-  return new Map(keyring.ids.map((id) => [id, Buffer.from(hkdfSync("sha256", keyring.get(id)?.key ?? Buffer.alloc(0), Buffer.alloc(0), info, 32))]));
+function derivedKeys(keyring: Keyring, info: string): ReadonlyMap<string, HmacSha256> {
+  return new Map(keyring.ids.map((id) => [id, new HmacSha256(Buffer.from(hkdfSync("sha256", keyring.get(id)?.key ?? Buffer.alloc(0), Buffer.alloc(0), info, 32)))]));
 }
 
-function tagOf(key: Buffer, message: string, binding: FieldBinding): Buffer {
-  return createHmac("sha256", key)
-    .update(JSON.stringify(["sessiond/v1", binding.tenant, binding.sessionId, binding.field, message]), "utf8")
-    .digest()
-    .subarray(0, TAG_BYTES_KEPT);
+/**
+ * base64url of the first 16 bytes of the HMAC, cut from the base64url of all 32 (no buffer in between): the
+ * first 21 characters are the same, the 22nd keeps the top 2 bits of its value.
+ */
+function tagOf(key: HmacSha256, message: string, binding: FieldBinding): string {
+  const mac = key.digest(JSON.stringify(["sessiond/v1", binding.tenant, binding.sessionId, binding.field, message]), "base64url");
+  return mac.slice(0, TAG_WHOLE_CHARS) + BASE64URL.charAt(BASE64URL.indexOf(mac.charAt(TAG_WHOLE_CHARS)) & TAG_LAST_CHAR_BITS);
 }
 
 /**

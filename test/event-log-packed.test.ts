@@ -1,0 +1,116 @@
+/**
+ * The event log's packed entry form (event-codec.ts): an entry whose values
+ * sit in one field reads exactly as the same entry in the named form, through
+ * every reader of the log (readEvents' script and the event tail's XREAD); a
+ * packed entry with the wrong number of values is reported with the tenant
+ * and session it names, and skipped. RedisStore on a private redis-server; the
+ * packed entries are written with XADD, as emit() would write them.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type { StoredEvent } from "../src/store/store.js";
+import type { UnreadableEntry } from "../src/store/unreadable.js";
+import { eventLogKey } from "../src/store/redis/keys.js";
+import { PACKED_FIELD, PACKED_ORDER, PACKED_SEPARATOR } from "../src/store/redis/event-codec.js";
+import { RedisStore } from "../src/store/redis/redis-store.js";
+import { useRedisServer } from "./support/redis-server.js";
+
+const PREFIX = "packed:";
+const TENANT = "tenant p";
+
+const server = useRedisServer();
+
+/** The fields of the log entry `id`, by name. */
+async function namedFields(id: string): Promise<Map<string, string>> {
+  const [entry] = (await server.raw.xrange(eventLogKey(PREFIX), id, id)) as [string, string[]][];
+  assert.ok(entry !== undefined, "the entry is in the log");
+  const fields = new Map<string, string>();
+  for (let n = 0; n + 1 < entry[1].length; n += 2) fields.set(entry[1][n] as string, entry[1][n + 1] as string);
+  return fields;
+}
+
+/** Appends the entry in the packed form (values in PACKED_ORDER, then the generation); its id. */
+async function appendPacked(values: readonly string[], generation: string): Promise<string> {
+  const id = await server.raw.xadd(eventLogKey(PREFIX), "*", PACKED_FIELD, values.join(PACKED_SEPARATOR), "g", generation);
+  assert.ok(id !== null);
+  return id;
+}
+
+/** The event without what differs between two entries of the same values (their ids). */
+function content(event: StoredEvent): Omit<StoredEvent, "id" | "time"> {
+  const { id: _id, time: _time, ...rest } = event;
+  return rest;
+}
+
+describe("packed event log entries", () => {
+  it("read as the same entry in the named form, through readEvents and the event tail", async () => {
+    await server.raw.flushall();
+    const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits: { maxDataKeys: 64, archiveRetentionMs: 30_000, expiryGraceMs: 30_000 }, commandTimeoutMs: 2000 });
+    const tail = store.openEventTail();
+    try {
+      const start = await store.lastEventId();
+      const sealed = { user: "e1:k1:sealed-user", dataSource: "e1:k1:sealed-source", metadataTag: "tag-1" };
+      const { session } = await store.create({ tenant: TENANT, userId: "user-1", dataSource: "source-1", accessLevel: "write", ttlMs: 60_000, metadata: '{"a":"b\\u001fc","n":1}', requestId: "", sealed });
+      await store.setData(TENANT, session.sessionId, "key-1", '"v"');
+      const written = await store.readEvents(start, 10);
+      assert.deepEqual(
+        written.map((e) => e.type),
+        ["created", "data_changed"],
+      );
+      const copies: string[] = [];
+      for (const event of written) {
+        const fields = await namedFields(event.id);
+        copies.push(await appendPacked(PACKED_ORDER.map((name) => fields.get(name) ?? ""), fields.get("g") ?? ""));
+      }
+      const last = written.at(-1)?.id ?? start;
+      const packed = await store.readEvents(last, 10);
+      assert.deepEqual(
+        packed.map((e) => e.id),
+        copies,
+      );
+      assert.deepEqual(packed.map(content), written.map(content));
+      assert.deepEqual(packed[1]?.dataKeys, ["key-1"]);
+      const tailed = await tail.read(last, 10, 1);
+      assert.deepEqual(tailed, packed);
+    } finally {
+      tail.close();
+      await store.dispose();
+    }
+  });
+
+  it("a packed entry with the wrong number of values is reported with its session and skipped", async () => {
+    await server.raw.flushall();
+    const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits: { maxDataKeys: 64, archiveRetentionMs: 30_000, expiryGraceMs: 30_000 }, commandTimeoutMs: 2000 });
+    const reported: UnreadableEntry[] = [];
+    const stopListening = store.onUnreadableEvent((entry) => reported.push(entry));
+    const tail = store.openEventTail();
+    try {
+      const start = await store.lastEventId();
+      const { session } = await store.create({ tenant: TENANT, userId: "user-1", dataSource: "source-1", accessLevel: "read", ttlMs: 60_000, metadata: "{}", requestId: "" });
+      const [created] = await store.readEvents(start, 10);
+      assert.ok(created !== undefined);
+      const fields = await namedFields(created.id);
+      const values = PACKED_ORDER.map((name) => fields.get(name) ?? "");
+      const bad = await appendPacked(values.slice(0, -1), fields.get("g") ?? "");
+      const good = await appendPacked(values, fields.get("g") ?? "");
+      const read = await store.readEvents(created.id, 10);
+      assert.deepEqual(
+        read.map((e) => e.id),
+        [good],
+      );
+      assert.equal(reported.length, 1);
+      assert.equal(reported[0]?.id, bad);
+      assert.equal(reported[0]?.tenant, TENANT);
+      assert.equal(reported[0]?.sessionId, session.sessionId);
+      const tailed = await tail.read(created.id, 10, 1);
+      assert.deepEqual(
+        tailed.map((e) => e.id),
+        [good],
+      );
+    } finally {
+      stopListening();
+      tail.close();
+      await store.dispose();
+    }
+  });
+});
