@@ -7,7 +7,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { SessionError } from "../src/domain/errors.js";
 import type { SessionRecord } from "../src/domain/model.js";
-import type { CreateSessionInput, ListFilter } from "../src/store/store.js";
+import type { CreateSessionInput, ListFilter, StoreLimits } from "../src/store/store.js";
 import { indexMember, RedisKeys } from "../src/store/redis/keys.js";
 import { indexesLua } from "../src/store/redis/lua/indexes.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
@@ -22,12 +22,14 @@ function input(overrides: Partial<CreateSessionInput> = {}): CreateSessionInput 
   return { tenant: TENANT, userId: "user-1", dataSource: "source-1", accessLevel: "write", ttlMs: 600_000, metadata: "{}", requestId: "", ...overrides };
 }
 
-async function withStore(fn: (store: RedisStore) => Promise<void>, maxSessionsPerUser = 0): Promise<void> {
+const GRACE = 5_000;
+
+async function withStore(fn: (store: RedisStore) => Promise<void>, limits: Partial<StoreLimits> = {}): Promise<void> {
   await server.raw.flushall();
   const store = new RedisStore({
     url: server.url,
     keyPrefix: PREFIX,
-    limits: { maxDataKeys: 16, archiveRetentionMs: 60_000, expiryGraceMs: 5_000, maxSessionsPerUser },
+    limits: { maxDataKeys: 16, archiveRetentionMs: 60_000, expiryGraceMs: GRACE, maxSessionsPerUser: 0, ...limits },
     commandTimeoutMs: 5000,
   });
   try {
@@ -182,5 +184,88 @@ describe("Redis session indexes", () => {
       await new Promise((resolve) => setTimeout(resolve, 500));
       assert.deepEqual((await store.expireDue(10)).map((r) => r.sessionId), [first.sessionId]);
       assert.equal(await server.raw.exists(keys.user("user-1"), keys.dataSource("source-1")), 0);
-    }, 2));
+    }, { maxSessionsPerUser: 2 }));
+
+  it("creates sent as one batch that splits a bucket midway each land in their bucket, and every index key keeps its expiry", () =>
+    withStore(async (store) => {
+      const live: SessionRecord[] = [];
+      for (let i = 0; i < 100; i++) live.push((await store.create(input({ userId: `user-${i % 4}`, ttlMs: 600_000 + (i % 10) * 1000 }))).session);
+      const dirBefore = await server.raw.zcard(keys.dataSourceDirectory("source-1"));
+      await server.raw.config("RESETSTAT");
+      // Scores below, among and above the ones indexed, so the batch's creates meet different buckets before and after the split.
+      const batch = await Promise.all(Array.from({ length: 64 }, (_, i) => store.create(input({ userId: `user-${i % 4}`, ttlMs: 595_000 + ((i * 37) % 23) * 1000 }))));
+      const stats = await server.raw.info("commandstats");
+      assert.equal(/^cmdstat_fcall:calls=(\d+)/m.exec(stats)?.[1], "1", "the 64 creates ran as one batch");
+      live.push(...batch.map((b) => b.session));
+      assert.ok((await server.raw.zcard(keys.dataSourceDirectory("source-1"))) > dirBefore, "the batch split a bucket");
+
+      const expireOf = new Map(live.map((s) => [indexMember(s.sessionId).toString("hex"), s.expireTime]));
+      for (const [dir, bucket] of [[keys.dataSourceDirectory("source-1"), (lb: string) => keys.dataSourceBucket("source-1", lb)], [keys.allDirectory(), (lb: string) => keys.allBucket(lb)]] as const) {
+        const bounds = (await server.raw.zrange(dir, "0", "-1")).map(Number);
+        const seen: string[] = [];
+        let latest = 0;
+        for (const [i, lb] of bounds.entries()) {
+          const members = await server.raw.zrangeBuffer(bucket(String(lb)), "0", "-1", "WITHSCORES");
+          let top = 0;
+          for (let k = 0; k < members.length; k += 2) {
+            const id = (members[k] as Buffer).toString("hex");
+            const score = Number((members[k + 1] as Buffer).toString());
+            assert.equal(score, expireOf.get(id), "scored with its expire time");
+            assert.ok(score >= lb && score < (bounds[i + 1] ?? Infinity), `${score} belongs in bucket ${lb}`);
+            top = Math.max(top, score);
+            seen.push(id);
+          }
+          const at = Number(await server.raw.call("PEXPIRETIME", bucket(String(lb))));
+          assert.ok(at >= top + GRACE, `bucket ${lb} outlives its members by the grace`);
+          latest = Math.max(latest, at);
+        }
+        assert.deepEqual(seen.sort(), [...expireOf.keys()].sort(), `${dir}: each session once`);
+        assert.ok(Number(await server.raw.call("PEXPIRETIME", dir)) >= latest, `${dir} outlives its buckets`);
+      }
+      for (let u = 0; u < 4; u++) {
+        const mine = live.filter((s) => s.userId === `user-${u}`);
+        assert.equal(Number(await server.raw.call("PEXPIRETIME", keys.userIndex(`user-${u}`))), Math.max(...mine.map((s) => s.expireTime)) + GRACE);
+        assert.deepEqual((await listAll(store, { userId: `user-${u}` }, 6)).map((s) => s.sessionId), ordered(mine), `user-${u}`);
+      }
+      assert.deepEqual((await listAll(store, { dataSource: "source-1" }, 7)).map((s) => s.sessionId), ordered(live), "by data source");
+      assert.deepEqual((await listAll(store, {}, 13)).map((s) => s.sessionId), ordered(live), "unfiltered");
+      assert.equal(Number(await server.raw.zscore(keys.due(), keys.dueMember("source-1"))), Math.min(...live.map((s) => s.expireTime)), "the due queue has the earliest");
+    }));
+
+  it("a batch whose creates close the one before (close_oldest) remakes every index key with an expiry", () =>
+    withStore(async (store) => {
+      // Each create empties the user's index and the buckets, and makes them again.
+      const made = await Promise.all(Array.from({ length: 8 }, () => store.create(input({ userId: "solo" }))));
+      const last = (made[made.length - 1] as { session: SessionRecord }).session;
+      assert.equal(made.slice(1).every((m) => m.evicted?.length === 1), true, "each create closed one");
+      const indexKeys = [
+        keys.userIndex("solo"),
+        keys.dataSourceDirectory("source-1"),
+        ...(await server.raw.zrange(keys.dataSourceDirectory("source-1"), "0", "-1")).map((lb) => keys.dataSourceBucket("source-1", lb)),
+        keys.allDirectory(),
+        ...(await server.raw.zrange(keys.allDirectory(), "0", "-1")).map((lb) => keys.allBucket(lb)),
+      ];
+      for (const key of indexKeys) assert.equal(Number(await server.raw.call("PEXPIRETIME", key)), last.expireTime + GRACE, key);
+      assert.deepEqual((await listAll(store, {}, 10)).map((s) => s.sessionId), [last.sessionId]);
+      const counters = await store.counters(TENANT);
+      assert.deepEqual([counters.total, counters.active, counters.closed], [8, 1, 7]);
+      assert.deepEqual(counters.activeByAccessLevel, { write: 1 });
+      assert.deepEqual(counters.activeByDataSource, { "source-1": 1 });
+    }, { maxSessionsPerUser: 1, sessionsPerUserPolicy: "close_oldest" }));
+
+  it("the creates of one batch count each other: counters, the tenant's caps and the event log's tenant position", () =>
+    withStore(async (store) => {
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 12 }, (_, i) => store.create(input({ userId: `user-${i}`, dataSource: `source-${i % 4}`, accessLevel: i % 2 === 0 ? "read" : "write" }))),
+      );
+      const refused = outcomes.map((o) => o.status === "rejected" && o.reason instanceof SessionError && o.reason.kind === "limit_exceeded");
+      // The 4th data source is one too many, and the 7th session of the rest.
+      assert.deepEqual(refused, [false, false, false, true, false, false, false, true, true, true, true, true]);
+      const counters = await store.counters(TENANT);
+      assert.deepEqual([counters.total, counters.active], [6, 6]);
+      assert.deepEqual(counters.activeByAccessLevel, { read: 4, write: 2 });
+      assert.deepEqual(counters.activeByDataSource, { "source-0": 2, "source-1": 2, "source-2": 2 });
+      const newest = await server.raw.xrevrange(keys.events(), "+", "-", "COUNT", 1);
+      assert.equal(await server.raw.get(keys.lastEvent()), newest[0]?.[0], "the tenant's newest event id");
+    }, { maxSessionsPerTenant: 6, maxDataSourcesPerTenant: 3 }));
 });

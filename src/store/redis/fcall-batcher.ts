@@ -167,6 +167,6 @@ function itemError(text: unknown): Error {
 
 function argumentBytes(args: readonly ScriptArg[]): number {
   let bytes = 0;
-  for (const arg of args) bytes += typeof arg === "string" ? Buffer.byteLength(arg) : 8;
+  for (const arg of args) bytes += typeof arg === "string" ? Buffer.byteLength(arg) : typeof arg === "number" ? 8 : arg.length;
   return bytes;
 }

@@ -51,7 +51,7 @@ import { withinDeadline } from "../../observability/loop-aware-deadline.js";
 import { waitClock, waitedSince } from "../../observability/loop-idle.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, isSlotInMotion, STORE_FULL_MESSAGE } from "./call-outcome.js";
-import { dueKey, encodeTenant, eventLogKey, generationKey, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
+import { dueKey, encodeTenant, eventLogKey, generationKey, indexMember, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
 import { redisPartitionSecretCopies } from "./partition-secret-copies.js";
 import type { PartitionSecretCopies } from "../partition-secret.js";
 import { DueHeads } from "./due-heads.js";
@@ -250,6 +250,8 @@ export class RedisStore implements SessionStore {
           input.sealed?.dataSource ?? "",
           input.sealed?.metadataTag ?? "",
           claimEnd,
+          // Made here rather than in the script, where it costs Redis more than any other step of a create.
+          indexMember(sessionId),
           ...aliases,
         ],
         input.guard,
@@ -397,12 +399,13 @@ export class RedisStore implements SessionStore {
   async extend(tenant: string, sessionId: string, ttlMs: number, guard?: SessionGuard): Promise<SessionRecord> {
     const partition = this.partitions.ofSession(sessionId);
     const slack = this.partitions.count > 1 ? CLAIM_SLACK_MS : "";
-    let reply = await this.script("extend", partition, tenant, [sessionId, ttlMs, slack, ""], guard);
+    const member = memberArgument(sessionId);
+    let reply = await this.script("extend", partition, tenant, [sessionId, ttlMs, slack, "", member], guard);
     if (reply[0] === CLAIM_NEEDED) {
       const requestId = reply[1] as string;
       const life = 2 * ttlMs + CLAIM_SLACK_MS;
       const [, end] = await this.script("claim", this.partitions.ofRequestId(tenant, requestId), tenant, ["touch", sessionId, life, requestId]);
-      reply = await this.script("extend", partition, tenant, [sessionId, ttlMs, slack, end as string], guard);
+      reply = await this.script("extend", partition, tenant, [sessionId, ttlMs, slack, end as string, member], guard);
     }
     return this.lowerDueHead(partition, decodeRecord(reply, 1));
   }
@@ -422,10 +425,10 @@ export class RedisStore implements SessionStore {
   async close(tenant: string, sessionId: string, guard?: SessionGuard): Promise<SessionRecord> {
     let reply: string[];
     try {
-      reply = await this.script("close", this.partitions.ofSession(sessionId), tenant, [sessionId], guard);
+      reply = await this.script("close", this.partitions.ofSession(sessionId), tenant, [sessionId, memberArgument(sessionId)], guard);
     } catch (error) {
       if (!isStoreFull(error)) throw error;
-      reply = await this.script("close", this.partitions.ofSession(sessionId), tenant, [sessionId], guard, true);
+      reply = await this.script("close", this.partitions.ofSession(sessionId), tenant, [sessionId, memberArgument(sessionId)], guard, true);
       this.onArchiveShortened?.();
       this.logger?.warn("redis is out of memory: a session was closed with a shortened archive (no metadata)");
     }
@@ -1137,6 +1140,15 @@ const ACKNOWLEDGED_WRITES: ReadonlySet<ScriptName> = new Set<ScriptName>(["creat
 
 /** Scripts that only read, except for archiving a due session they meet (and the best-effort access time). */
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * The index member of a session id for a script (its 16 bytes, which the
+ * script would otherwise make at a cost: lua/indexes.ts member_is); "" for an
+ * id that is not a lowercase UUID, whose member the script makes itself.
+ */
+function memberArgument(sessionId: string): Buffer | "" {
+  return SESSION_ID.test(sessionId) ? indexMember(sessionId) : "";
+}
 
 const READS: ReadonlySet<ScriptName> = new Set<ScriptName>(["get", "getData", "listData", "list"]);
 

@@ -9,7 +9,8 @@
  */
 import { Cluster, type Redis } from "ioredis";
 
-export type ScriptArg = string | number;
+/** A Buffer goes as its bytes (a session id's index member, keys.ts indexMember). */
+export type ScriptArg = string | number | Buffer;
 
 export class ScriptLibraryCaller {
   private loading: Promise<void> | undefined;

@@ -198,7 +198,10 @@ end
 -- see batchArguments in scripts.ts). Each call runs in turn as it runs alone
 -- (begin sets a call's state from its own arguments, rebuilt in the prelude's
 -- ARGV order), but on one reading of Redis's clock for the whole batch, which
--- runs atomically, and with the shared arguments set once; its reply (with
+-- runs atomically, with the shared arguments set once and what the calls
+-- learn of the data kept for the next ones (start_batch: index keys,
+-- counters, number strings; the counters and each tenant's newest event id
+-- are written once, at the end: finish_batch); its reply (with
 -- its own header) is the batch reply's element. A call that raises an error is answered with it
 -- ({ '${BATCH_ITEM_ERROR}', text }) and the next one runs: Redis does not roll back the
 -- writes it made before the error, exactly as when the call runs alone and
@@ -207,7 +210,7 @@ end
 local function run_batch(body, args)
   local out, at = {}, ${BATCH_SHARED_WIDTH} + 2
   local now = clock()
-  ISTR, SOURCE_NAMES = {}, nil
+  start_batch(true)
   for i = 1, tonumber(args[1]) do
     local n = ARG_COUNTS[args[at]]
     if not n then
@@ -227,5 +230,6 @@ local function run_batch(body, args)
       out[i] = { '${BATCH_ITEM_ERROR}', tostring(reply) }
     end
   end
+  finish_batch()
   return out
 end`;

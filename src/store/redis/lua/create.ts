@@ -8,6 +8,7 @@ export const createLua = String.raw`
 --   sealed user, sealed data source, metadata tag ("" each without encryption),
 --   claim end ("": the request id is kept here as k_req; else the end (ms) of its
 --   claim in its own partition, see lua/claim.ts),
+--   the session id's index member (its 16 bytes, keys.ts indexMember),
 --   request id aliases (other stored forms of requestId, looked up too), ...
 -- Returns {"ok", "1", sealed data source, evicted records...} for a new session,
 -- {"ok", "0", record...} for the session an earlier create made,
@@ -28,6 +29,7 @@ local max_per_user, per_user_policy = cap(ARGV[OP + 7]), ARGV[OP + 8]
 local max_per_tenant, max_sources = cap(ARGV[OP + 9]), cap(ARGV[OP + 10])
 local sealed_u, sealed_d, meta_tag = ARGV[OP + 11], ARGV[OP + 12], ARGV[OP + 13]
 local claim_end = ARGV[OP + 14]
+local member = ARGV[OP + 15]
 
 if claim_end ~= '' then
   -- A create that took the claim over made this id void: it never gets a session.
@@ -41,7 +43,7 @@ end
 -- With a claim, the lookup finds only sessions created before claims existed.
 if rid ~= '' then
   local names = { rid }
-  for i = OP + 15, #ARGV do names[#names + 1] = ARGV[i] end
+  for i = OP + 16, #ARGV do names[#names + 1] = ARGV[i] end
   for _, name in ipairs(names) do
     local existing = redis.call('GET', k_req(tp, name))
     if existing then
@@ -64,7 +66,7 @@ end
 -- Tenant caps before anything changes (a refused create writes nothing). Live
 -- sessions here include due ones not yet archived: the cap errs on the safe side.
 if max_per_tenant ~= 0 then
-  local active = tonumber(redis.call('HGET', k_ctr(tp), 'active')) or 0
+  local active = tonumber(ctr_get(tp, 'active')) or 0
   if active - math.max(excess, 0) >= max_per_tenant then return { 'limit_exceeded', 'sessions_per_tenant' } end
 end
 if not source_fits(tp, ds, max_sources) then return { 'limit_exceeded', 'data_sources_per_tenant' } end
@@ -119,8 +121,10 @@ if rid ~= '' then
     nf = nf + 2
   end
 end
-redis.call('HSET', k_rec(tp, sid), unpack(fields, 1, nf))
-set_session_expiry(tp, sid, rec, true, expire)
+local rkey = k_rec(tp, sid)
+redis.call('HSET', rkey, unpack(fields, 1, nf))
+set_session_expiry(tp, sid, rec, true, expire, rkey)
+member_is(sid, member)
 index_add(tp, T, sid, rec, expire)
 ctr_session_added(tp, level, ds, sealed_d)
 

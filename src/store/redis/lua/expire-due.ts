@@ -59,6 +59,7 @@ while done < limit and rounds > 0 do
   else
     redis.call('ZADD', K_DUE, istr(first), member)
   end
+  due_forget(T, ds)
 end
 local after = redis.call('ZRANGE', K_DUE, 0, 0, 'WITHSCORES')
 out[2] = after[2] or ''

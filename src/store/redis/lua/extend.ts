@@ -1,7 +1,8 @@
 // Lua source of the extend script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const extendLua = String.raw`
 -- extend: ARGV[OP..] = sessionId, ttlMs, claim slack (ms; "" with one partition),
---   claim end ("" or the new end (ms) of the request id's claim, see lua/claim.ts)
+--   claim end ("" or the new end (ms) of the request id's claim, see lua/claim.ts),
+--   the session id's index member ("": made here; see member_is)
 -- Returns {"ok", record...}, {"not_found"|"ended"}, or without writing
 -- {"claim", requestId} when the request id's claim must first be made to last
 -- past the new expire time plus the slack (request-claims.ts).
@@ -10,6 +11,7 @@ local T = ARGV[2]
 local tp = tenant_prefix(T)
 local sid = ARGV[OP]
 local ttl = tonumber(ARGV[OP + 1])
+member_is(sid, ARGV[OP + 4])
 
 local rec, arch = load_session(tp, T, sid)
 if not rec then

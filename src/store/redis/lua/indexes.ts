@@ -54,6 +54,12 @@ local function sid_member(sid)
   return MEMBER
 end
 
+-- Tells sid_member the member of sid, which the caller made (create, extend,
+-- close: RedisStore sends it, as indexMember makes it; "" or nil: none sent).
+local function member_is(sid, m)
+  if m and m ~= '' then MEMBER_OF, MEMBER = sid, m end
+end
+
 -- Two hex digits per byte value, made on first use (not every script reads members).
 local HEX
 local function member_sid(m)
@@ -67,17 +73,73 @@ local function member_sid(m)
   return x[a] .. x[b] .. x[c] .. x[d] .. '-' .. x[e] .. x[f] .. '-' .. x[g] .. x[h] .. '-' .. x[i] .. x[j] .. '-' .. x[k] .. x[l] .. x[n] .. x[o] .. x[p] .. x[q]
 end
 
--- A bucketed index: its directory key and a function from lower bound to bucket key.
+-- What a call or batch (reset by forget_indexes, from start_batch)
+-- already knows of the index keys, so that the creates of a batch, which
+-- mostly meet the same keys with the same expire time, skip the calls that
+-- would tell them again. A batch runs atomically and Redis does not expire
+-- keys while a script runs, so only the scripts' own writes can make an entry
+-- wrong: every write that could is next to the line that forgets it.
+-- INDEX_EXPIRY[key]: an expiry (ms) the key is known to have at least.
+-- DIR_SPAN[dir]: { lb, lo, hi }: bucket_of answered lb (lower bound lo) for
+--   hi, so no bucket starts in (lo, hi]: lb is the bucket of every score there.
+-- BUCKET_SIZE[key]: the bucket's member count.
+-- DUE_AT[T][ds]: a score the due-queue member of (T, ds) is known to have at most.
+-- IX_MADE[id]: index descriptors (src_index, all_index).
+local INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE
+-- Made when a call or batch first needs them (index_facts): most gets never do.
+local function forget_indexes()
+  INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE = nil, nil, nil, nil, nil
+end
+local function index_facts()
+  if not IX_MADE then INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE = {}, {}, {}, {}, {} end
+end
+
+-- A bucketed index: its directory key and a function from lower bound to
+-- bucket key. Made once per call or batch and index (IX_MADE, reset by
+-- forget_indexes), its key names once per bucket: the creates of a batch meet the same few.
+local function bucketed_index(id, dir, bucket_key)
+  local names = {}
+  local ix = { dir = dir, bucket = function(lb)
+    local key = names[lb]
+    if not key then
+      key = bucket_key(lb)
+      names[lb] = key
+    end
+    return key
+  end }
+  IX_MADE[id] = ix
+  return ix
+end
 local function src_index(tp, ds)
-  return { dir = k_src_dir(tp, ds), bucket = function(lb) return k_src_bucket(tp, ds, lb) end }
+  index_facts()
+  local id = tp .. '\n' .. ds
+  return IX_MADE[id] or bucketed_index(id, k_src_dir(tp, ds), function(lb) return k_src_bucket(tp, ds, lb) end)
 end
 local function all_index(tp)
-  return { dir = k_all_dir(tp), bucket = function(lb) return k_all_bucket(tp, lb) end }
+  index_facts()
+  return IX_MADE[tp] or bucketed_index(tp, k_all_dir(tp), function(lb) return k_all_bucket(tp, lb) end)
+end
+
+-- expire_at_least for an index key. Index keys are written only by the index
+-- functions here, and are deleted only when ZREM empties them: the ZREMs
+-- forget the key (a key made again has no expiry yet).
+local function index_expire_at_least(key, at)
+  index_facts()
+  local known = INDEX_EXPIRY[key]
+  if known and known >= at then return false end
+  local changed = expire_at_least(key, at)
+  INDEX_EXPIRY[key] = at
+  return changed
 end
 
 -- Lower bound of the bucket that holds score e (nil: e is below every bucket, or none exists).
 local function bucket_of(ix, e)
-  return redis.call('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', '0', '1')[1]
+  index_facts()
+  local span = DIR_SPAN[ix.dir]
+  if span and span[2] <= e and e <= span[3] then return span[1] end
+  local lb = redis.call('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', '0', '1')[1]
+  if lb then DIR_SPAN[ix.dir] = { lb, tonumber(lb), e } end
+  return lb
 end
 
 -- ZADD of flat {score, member, ...} in chunks (Lua's unpack limit).
@@ -93,6 +155,7 @@ end
 -- with the latest expire time) only the top eighth moves, so full buckets stay
 -- nearly full; otherwise the upper half. A bucket of one score cannot split.
 local function bucket_split(ix, lb, key, n, appended)
+  index_facts()
   local at = appended and n - math.max(1, math.floor(n / 8)) or math.floor(n / 2)
   local s = tonumber(redis.call('ZRANGE', key, at, at, 'WITHSCORES')[2])
   local low = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
@@ -112,24 +175,29 @@ local function bucket_split(ix, lb, key, n, appended)
   zadd_all(nkey, flat)
   redis.call('ZREMRANGEBYSCORE', key, nlb, '+inf')
   redis.call('ZADD', ix.dir, nlb, nlb)
-  expire_at_least(nkey, tonumber(moved[#moved]) + GRACE)
-  expire_at_least(ix.dir, tonumber(moved[#moved]) + GRACE)
+  DIR_SPAN[ix.dir], BUCKET_SIZE[key], BUCKET_SIZE[nkey] = nil, nil, nil
+  index_expire_at_least(nkey, tonumber(moved[#moved]) + GRACE)
+  index_expire_at_least(ix.dir, tonumber(moved[#moved]) + GRACE)
 end
 
 -- Adds member m with score e; lb: the lower bound of e's bucket when known.
 local function bidx_add(ix, m, e, lb)
+  index_facts()
   lb = lb or bucket_of(ix, e)
   local new_dir = false
   if not lb then
     lb = '0'
     new_dir = redis.call('ZADD', ix.dir, 0, lb) == 1
+    DIR_SPAN[ix.dir] = nil
   end
   local key = ix.bucket(lb)
   local added = redis.call('ZADD', key, istr(e), m) == 1
   -- The directory lives as long as its longest-lived bucket: it follows when a bucket's expiry moves.
-  if expire_at_least(key, e + GRACE) or new_dir then expire_at_least(ix.dir, e + GRACE) end
+  if index_expire_at_least(key, e + GRACE) or new_dir then index_expire_at_least(ix.dir, e + GRACE) end
   if not added then return end
-  local n = redis.call('ZCARD', key)
+  local n = BUCKET_SIZE[key]
+  if n then n = n + 1 else n = redis.call('ZCARD', key) end
+  BUCKET_SIZE[key] = n
   if n > BUCKET_MAX then
     bucket_split(ix, lb, key, n, redis.call('ZREVRANK', key, m) == 0)
   end
@@ -137,10 +205,20 @@ end
 
 -- Takes member m (score e) out of its bucket; lb: its bucket's lower bound when known.
 local function bidx_remove(ix, m, e, lb)
+  index_facts()
   lb = lb or bucket_of(ix, e)
   if not lb then return end
   local key = ix.bucket(lb)
-  if redis.call('ZREM', key, m) == 1 and redis.call('EXISTS', key) == 0 then redis.call('ZREM', ix.dir, lb) end
+  if redis.call('ZREM', key, m) == 1 then
+    local n = BUCKET_SIZE[key]
+    if n then BUCKET_SIZE[key] = n - 1 end
+    if redis.call('EXISTS', key) == 0 then
+      BUCKET_SIZE[key], INDEX_EXPIRY[key] = nil, nil
+      -- The directory may go too (its last bucket).
+      redis.call('ZREM', ix.dir, lb)
+      DIR_SPAN[ix.dir], INDEX_EXPIRY[ix.dir] = nil, nil
+    end
+  end
 end
 
 -- Gives member m the score e (it had 'from'): in place when both scores fall
@@ -241,9 +319,10 @@ local function bidx_after(ix, after_e, after_m, need, out, keep)
   return out
 end
 
--- Whether an earlier-layout index key exists, asked once per key and call
--- (nothing adds to those keys; expire_due ends many sessions of one data
--- source and tenant).
+-- Whether an earlier-layout index key exists, asked once per key and call or
+-- batch (forget_legacy, from start_batch): nothing adds to those keys, and
+-- one emptied meanwhile answers its ZREMs and reads as empty (expire_due ends
+-- many sessions of one data source and tenant).
 local LEGACY
 local function forget_legacy() LEGACY = {} end
 local function legacy_exists(key)
@@ -345,6 +424,7 @@ end
 -- The lowest score in the data source's index (both layouts), or nil when empty.
 -- A directory entry whose bucket is gone (expired keys) is dropped on the way.
 local function source_min(tp, ds)
+  index_facts()
   local best
   if legacy_exists(k_src(tp, ds)) then
     local legacy = redis.call('ZRANGE', k_src(tp, ds), 0, 0, 'WITHSCORES')
@@ -360,6 +440,7 @@ local function source_min(tp, ds)
       break
     end
     redis.call('ZREM', ix.dir, lb)
+    DIR_SPAN[ix.dir], INDEX_EXPIRY[ix.dir] = nil, nil
   end
   return best
 end
@@ -368,14 +449,35 @@ end
 -- and keeps the due-queue score a lower bound of the data-source index minimum.
 local function index_add_user(tp, sid, rec, e)
   e = e or tonumber(rec.e)
-  redis.call('ZADD', k_user_idx(tp, rec.u), istr(e), sid_member(sid))
-  expire_at_least(k_user_idx(tp, rec.u), e + GRACE)
+  local key = k_user_idx(tp, rec.u)
+  redis.call('ZADD', key, istr(e), sid_member(sid))
+  index_expire_at_least(key, e + GRACE)
+end
+
+-- Lowers the due-queue score of the session's data source to e (ZADD LT)
+-- unless it is known to be no higher. expire_due, which also raises and
+-- removes members, forgets what it changes (due_forget).
+local function due_lower(T, ds, e)
+  index_facts()
+  local known = DUE_AT[T]
+  if not known then
+    known = {}
+    DUE_AT[T] = known
+  end
+  local at = known[ds]
+  if at and at <= e then return end
+  redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, ds))
+  known[ds] = e
+end
+local function due_forget(T, ds)
+  index_facts()
+  if DUE_AT[T] then DUE_AT[T][ds] = nil end
 end
 
 local function index_add_source(tp, T, sid, rec, e)
   e = e or tonumber(rec.e)
   bidx_add(src_index(tp, rec.d), sid_member(sid), e)
-  redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, rec.d))
+  due_lower(T, rec.d, e)
 end
 
 local function index_add(tp, T, sid, rec, e)
@@ -403,9 +505,14 @@ end
 -- unless the index score is known to differ). The due-queue member is left in
 -- place; expire_due corrects it lazily.
 local function index_remove(tp, sid, rec, e)
+  index_facts()
   e = e or tonumber(rec.e)
   local m = sid_member(sid)
-  if rec.u then redis.call('ZREM', k_user_idx(tp, rec.u), m) end
+  if rec.u then
+    local key = k_user_idx(tp, rec.u)
+    redis.call('ZREM', key, m)
+    INDEX_EXPIRY[key] = nil
+  end
   legacy_remove(tp, sid, rec.u, rec.d)
   bidx_remove(src_index(tp, rec.d), m, e)
   bidx_remove(all_index(tp), m, e)
@@ -417,10 +524,11 @@ local function index_move(tp, T, sid, rec, from)
   local e = tonumber(rec.e)
   local m = sid_member(sid)
   legacy_remove(tp, sid, rec.u, rec.d)
-  redis.call('ZADD', k_user_idx(tp, rec.u), istr(e), m)
-  expire_at_least(k_user_idx(tp, rec.u), e + GRACE)
+  local key = k_user_idx(tp, rec.u)
+  redis.call('ZADD', key, istr(e), m)
+  index_expire_at_least(key, e + GRACE)
   bidx_move(src_index(tp, rec.d), m, from, e)
-  redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, rec.d))
+  due_lower(T, rec.d, e)
   bidx_move(all_index(tp), m, from, e)
 end
 `;

@@ -90,6 +90,7 @@ local LAZY
 -- The generation (a decimal string), made when missing: NOW - 1 for a new log,
 -- so every event of it is later; '0' for a log written before generations
 -- existed, so its cursors stay valid. Best effort under a full Redis (pcall).
+-- Read once per call or batch (start_batch): only this function writes K_GEN.
 local GEN
 local function generation()
   if GEN then return GEN end
@@ -145,9 +146,45 @@ end
 -- write the names: they drop what was read.
 local SOURCE_NAMES
 
+-- The counters' values ctr_session_added read or wrote in this call or batch
+-- (start_batch), by key: field -> number (a missing field 0), or for an n:
+-- field whether it exists. Every other counter write forgets them all.
+local CTR_SEEN
+-- True in a batch (start_batch), which leaves some writes to its end
+-- (finish_batch); a call alone makes them at once.
+local DEFERRED
+-- In a batch, the fields of CTR_SEEN that ctr_session_added changed and has
+-- not written yet, by key (field -> true; nil: none): the creates of a batch write the
+-- counters once, at its end (finish_batch) or before anything else reads or
+-- writes them (flush_counters, which ctr_get, ctr_incr, ctr_gauge,
+-- name_source and source_fits call first).
+local CTR_DIRTY
+local function flush_counters()
+  if not CTR_DIRTY then return end
+  for key, fields in pairs(CTR_DIRTY) do
+    local c, args = CTR_SEEN[key], {}
+    for f in pairs(fields) do
+      args[#args + 1] = f
+      args[#args + 1] = c[f]
+    end
+    redis.call('HSET', key, unpack(args))
+  end
+  CTR_DIRTY = nil
+end
+local function forget_counters()
+  flush_counters()
+  CTR_SEEN = nil
+end
+-- A counter's stored value (nil when missing).
+local function ctr_get(tp, field)
+  flush_counters()
+  return redis.call('HGET', k_ctr(tp), field)
+end
+
 -- Monotonic counter. Numbers go to redis.call as strings: Redis formats a Lua
 -- number argument with snprintf, istr formats each number once per call.
 local function ctr_incr(tp, field, delta)
+  forget_counters()
   redis.call('HINCRBY', k_ctr(tp), field, istr(delta))
 end
 
@@ -157,6 +194,7 @@ end
 -- With encryption on, 'n:<dataSource>' keeps the sealed name of each live data
 -- source (set by name_source), so GetSessionMetrics can name them; it goes with the gauge.
 local function ctr_gauge(tp, field, delta)
+  forget_counters()
   local v = redis.call('HINCRBY', k_ctr(tp), field, istr(delta))
   local source = string.sub(field, 1, 2) == 's:'
   if source and v == delta and delta > 0 then redis.call('HINCRBY', k_ctr(tp), 'nds', 1) end
@@ -175,24 +213,69 @@ end
 -- the data source becomes live) and the source's sealed name D (name_source).
 -- Lua's arithmetic reads the stored integers (exact below 2^53) and the new
 -- values go to Redis as numbers, which it formats as integers: each is used once.
+-- The later creates of a batch know the values (CTR_SEEN) and leave the
+-- write to the batch's end (CTR_DIRTY): no call. Key and field names are made
+-- once per call or batch (CTR_NAMES, by tenant prefix and data source).
+local CTR_FIELDS = { 'total', 'active' }
+local LEVEL_FIELDS = { read = 'l:read', write = 'l:write', admin = 'l:admin' }
+local CTR_NAMES
 local function ctr_session_added(tp, level, ds, D)
-  local key = k_ctr(tp)
-  local fl, fs, fn = 'l:' .. level, 's:' .. ds, 'n:' .. ds
-  local v = redis.call('HMGET', key, 'total', 'active', fl, fs, fn)
-  local s = (v[4] or 0) + 1
-  if D ~= '' and not v[5] then
-    redis.call('HSET', key, 'total', (v[1] or 0) + 1, 'active', (v[2] or 0) + 1, fl, (v[3] or 0) + 1, fs, s, fn, D)
-    SOURCE_NAMES = nil
-  else
-    redis.call('HSET', key, 'total', (v[1] or 0) + 1, 'active', (v[2] or 0) + 1, fl, (v[3] or 0) + 1, fs, s)
+  -- Made on first use: most calls never add a session.
+  if not CTR_SEEN then CTR_SEEN = {} end
+  if not CTR_NAMES then CTR_NAMES = {} end
+  -- { counters key, { data source -> { s: field, n: field } } }
+  local names = CTR_NAMES[tp]
+  if not names then
+    names = { k_ctr(tp), {} }
+    CTR_NAMES[tp] = names
   end
-  if s == 1 then redis.call('HINCRBY', key, 'nds', 1) end
+  local f = names[2][ds]
+  if not f then
+    f = { 's:' .. ds, 'n:' .. ds }
+    names[2][ds] = f
+  end
+  local key, fl, fs, fn = names[1], LEVEL_FIELDS[level] or 'l:' .. level, f[1], f[2]
+  local c = CTR_SEEN[key]
+  if not (c and c[fl] and c[fs] and c[fn] ~= nil) then
+    local v = redis.call('HMGET', key, 'total', 'active', fl, fs, fn)
+    c = c or {}
+    -- What c holds is newer than what is stored (CTR_DIRTY).
+    CTR_FIELDS[3], CTR_FIELDS[4] = fl, fs
+    for i = 1, 4 do
+      if c[CTR_FIELDS[i]] == nil then c[CTR_FIELDS[i]] = (v[i] or 0) + 0 end
+    end
+    if c[fn] == nil then c[fn] = v[5] ~= false end
+    CTR_SEEN[key] = c
+  end
+  local named = D ~= '' and not c[fn]
+  if named and DEFERRED then redis.call('HSET', key, fn, D) end
+  c.total, c.active, c[fl], c[fs] = c.total + 1, c.active + 1, c[fl] + 1, c[fs] + 1
+  if DEFERRED then
+    local all = CTR_DIRTY or {}
+    CTR_DIRTY = all
+    local dirty = all[key]
+    if not dirty then
+      dirty = {}
+      all[key] = dirty
+    end
+    dirty.total, dirty.active, dirty[fl], dirty[fs] = true, true, true, true
+  elseif named then
+    redis.call('HSET', key, 'total', c.total, 'active', c.active, fl, c[fl], fs, c[fs], fn, D)
+  else
+    redis.call('HSET', key, 'total', c.total, 'active', c.active, fl, c[fl], fs, c[fs])
+  end
+  if named then
+    c[fn] = true
+    SOURCE_NAMES = nil
+  end
+  if c[fs] == 1 then redis.call('HINCRBY', key, 'nds', 1) end
 end
 
 -- Keeps the sealed name D ("" without encryption: nothing kept) of the live data
 -- source ds; the first one stays while the source is live (readers cache it).
 local function name_source(tp, ds, D)
   if D ~= '' then
+    forget_counters()
     redis.call('HSETNX', k_ctr(tp), 'n:' .. ds, D)
     SOURCE_NAMES = nil
   end
@@ -202,8 +285,9 @@ end
 -- max_sources: 0 no cap; negative: no new data source fits (several partitions, see RedisStore.tenantCapsLeft).
 local function source_fits(tp, ds, max_sources)
   if max_sources == 0 then return true end
+  flush_counters()
   if redis.call('HEXISTS', k_ctr(tp), 's:' .. ds) == 1 then return true end
-  return (tonumber(redis.call('HGET', k_ctr(tp), 'nds')) or 0) < max_sources
+  return (tonumber(ctr_get(tp, 'nds')) or 0) < max_sources
 end
 
 -- Every key of the session (record, data, request id) expires at expire + grace,
@@ -213,9 +297,10 @@ end
 -- 'fresh': the session was just created, so it has no data key yet (set_data
 -- gives the key its expiry when it makes it).
 -- 'e': rec.e as a number when the caller has it (tonumber is dear).
-local function set_session_expiry(tp, sid, rec, fresh, e)
+-- 'key': the record's key when the caller has it.
+local function set_session_expiry(tp, sid, rec, fresh, e, key)
   local at = istr((e or tonumber(rec.e)) + GRACE)
-  redis.call('PEXPIREAT', k_rec(tp, sid), at)
+  redis.call('PEXPIREAT', key or k_rec(tp, sid), at)
   if not fresh then redis.call('PEXPIREAT', k_data(tp, sid), at) end
   if rec.r then redis.call('PEXPIREAT', k_req(tp, rec.r), at) end
 end
@@ -328,6 +413,11 @@ local function next_event_id()
   return istr(ms) .. '-' .. istr(seq)
 end
 
+-- In a batch, the newest event id of each tenant the batch logged for, by
+-- encoded tenant: run_batch writes each once at its end (finish_batch;
+-- only log_position reads them, never in a batch; nil: none yet). A call alone writes it at once.
+local EV_LAST_PENDING
+
 local function emit(T, kind, rec, keys)
   local x = ''
   if keys and #keys > 0 then
@@ -337,7 +427,12 @@ local function emit(T, kind, rec, keys)
   local id = redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, next_event_id(),
     'k', kind, 'T', rec[1], 'i', rec[2], 'u', rec[3], 'd', rec[4], 'l', rec[5], 'c', rec[7],
     'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x, 'U', rec[13], 'D', rec[14], 'g', generation())
-  redis.call('SET', k_ev_last(tenant_prefix(rec[1])), id)
+  if DEFERRED then
+    if not EV_LAST_PENDING then EV_LAST_PENDING = {} end
+    EV_LAST_PENDING[rec[1]] = id
+  else
+    redis.call('SET', k_ev_last(tenant_prefix(rec[1])), id)
+  end
   if Q ~= '' then redis.call('SET', K_EV_LAST, id) end
 end
 
@@ -467,6 +562,24 @@ local function clock()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Resets what a call alone, or a batch (run_batch) for all its calls, learns
+-- as it runs: number strings, sealed names, the generation, counters, index facts (forget_indexes).
+-- 'deferred': a batch (run_batch), which leaves the counters and the
+-- tenants' newest event ids to finish_batch; a call alone writes them at once.
+local function start_batch(deferred)
+  ISTR, SOURCE_NAMES, GEN, CTR_SEEN, CTR_NAMES = {}, nil, nil, nil, nil
+  DEFERRED, CTR_DIRTY, EV_LAST_PENDING = deferred, nil, nil
+  forget_indexes()
+  forget_legacy()
+end
+local function finish_batch()
+  flush_counters()
+  if EV_LAST_PENDING then
+    for T, id in pairs(EV_LAST_PENDING) do redis.call('SET', k_ev_last(tenant_prefix(T)), id) end
+  end
+  DEFERRED, EV_LAST_PENDING = false, nil
+end
+
 -- Sets the state of one call from its arguments (see the ARGV header above);
 -- a moving slot refuses here, before the call's body runs. 'now': the clock of a batch
 -- (run_batch), which runs atomically, so its calls share one reading of it,
@@ -476,7 +589,7 @@ end
 local function begin(args, now, shared_set)
   ARGV = args
   if not now then
-    ISTR, SOURCE_NAMES = {}, nil
+    start_batch()
     now = clock()
   end
   if not shared_set then
@@ -496,7 +609,6 @@ local function begin(args, now, shared_set)
   if ARGV[8] == GUARD_ARG then GUARD_USER, GUARD_NAMES = GUARD_ARG_USER, GUARD_ARG_NAMES else GUARD_USER, GUARD_NAMES = guard_names(ARGV[8]) end
   NOW = now
   if Q == '' then SLOT_MOVING = false else probe_slot() end
-  LAZY, GEN = nil, nil
-  forget_legacy()
+  LAZY = nil
 end
 `;
