@@ -25,6 +25,7 @@ import { useRedisServer } from "./support/redis-server.js";
 import { captureLogs, startTestApp, waitForWatchers } from "./support/server.js";
 import { metricValue } from "./support/attack.js";
 import { rawDump } from "./support/raw-dump.js";
+import { entryFields } from "./support/event-entries.js";
 
 const silentLogger = pino({ level: "silent" });
 
@@ -384,9 +385,9 @@ describe("encryption at rest on Redis", () => {
       /** A field of the session's logged event of the given kind (the log holds every version of its metadata). */
       const logged = async (sessionId: string, kind: string, field: string): Promise<string> => {
         const entries = (await redis.raw.xrange("sd:ev", "-", "+")) as [string, string[]][];
-        const found = entries.find(([, f]) => f[f.indexOf("i") + 1] === sessionId && f[f.indexOf("k") + 1] === kind);
+        const found = entries.map(([, f]) => entryFields(f)).find((f) => f.get("i") === sessionId && f.get("k") === kind);
         assert.ok(found, `a ${kind} event of the session`);
-        return found[1][found[1].indexOf(field) + 1] ?? "";
+        return found.get(field) ?? "";
       };
 
       // Metadata: version 1 from the log, written back over version 2 of the record.

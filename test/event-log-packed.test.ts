@@ -1,10 +1,11 @@
 /**
- * The event log's packed entry form (event-codec.ts): an entry whose values
- * sit in one field reads exactly as the same entry in the named form, through
- * every reader of the log (readEvents' script and the event tail's XREAD); a
- * packed entry with the wrong number of values is reported with the tenant
- * and session it names, and skipped. RedisStore on a private redis-server; the
- * packed entries are written with XADD, as emit() would write them.
+ * The event log's entry forms (event-codec.ts): emit() writes the packed form
+ * (the values in one field), which reads exactly as the same entry in the
+ * named form of earlier versions (one field per value), through every reader
+ * of the log (readEvents' script and the event tail's XREAD); a packed entry
+ * with the wrong number of values is reported with the tenant and session it
+ * names, and skipped. RedisStore on a private redis-server; the copies are
+ * written with XADD.
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -14,19 +15,26 @@ import { eventLogKey } from "../src/store/redis/keys.js";
 import { PACKED_FIELD, PACKED_ORDER, PACKED_SEPARATOR } from "../src/store/redis/event-codec.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { useRedisServer } from "./support/redis-server.js";
+import { entryFields } from "./support/event-entries.js";
 
 const PREFIX = "packed:";
 const TENANT = "tenant p";
 
 const server = useRedisServer();
 
-/** The fields of the log entry `id`, by name. */
+/** The fields of the log entry `id`, by name; the writer's entries are packed. */
 async function namedFields(id: string): Promise<Map<string, string>> {
   const [entry] = (await server.raw.xrange(eventLogKey(PREFIX), id, id)) as [string, string[]][];
   assert.ok(entry !== undefined, "the entry is in the log");
-  const fields = new Map<string, string>();
-  for (let n = 0; n + 1 < entry[1].length; n += 2) fields.set(entry[1][n] as string, entry[1][n + 1] as string);
-  return fields;
+  assert.equal(entry[1][0], PACKED_FIELD, "emit() writes the packed form");
+  return entryFields(entry[1]);
+}
+
+/** Appends the entry in the named form of earlier versions; its id. */
+async function appendNamed(fields: ReadonlyMap<string, string>): Promise<string> {
+  const id = await server.raw.xadd(eventLogKey(PREFIX), "*", ...[...fields].flat());
+  assert.ok(id !== null);
+  return id;
 }
 
 /** Appends the entry in the packed form (values in PACKED_ORDER, then the generation); its id. */
@@ -43,7 +51,7 @@ function content(event: StoredEvent): Omit<StoredEvent, "id" | "time"> {
 }
 
 describe("packed event log entries", () => {
-  it("read as the same entry in the named form, through readEvents and the event tail", async () => {
+  it("emit()'s packed entries read as the same entries in the named form, through readEvents and the event tail", async () => {
     await server.raw.flushall();
     const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits: { maxDataKeys: 64, archiveRetentionMs: 30_000, expiryGraceMs: 30_000 }, commandTimeoutMs: 2000 });
     const tail = store.openEventTail();
@@ -58,20 +66,17 @@ describe("packed event log entries", () => {
         ["created", "data_changed"],
       );
       const copies: string[] = [];
-      for (const event of written) {
-        const fields = await namedFields(event.id);
-        copies.push(await appendPacked(PACKED_ORDER.map((name) => fields.get(name) ?? ""), fields.get("g") ?? ""));
-      }
+      for (const event of written) copies.push(await appendNamed(await namedFields(event.id)));
       const last = written.at(-1)?.id ?? start;
-      const packed = await store.readEvents(last, 10);
+      const named = await store.readEvents(last, 10);
       assert.deepEqual(
-        packed.map((e) => e.id),
+        named.map((e) => e.id),
         copies,
       );
-      assert.deepEqual(packed.map(content), written.map(content));
-      assert.deepEqual(packed[1]?.dataKeys, ["key-1"]);
-      const tailed = await tail.read(last, 10, 1);
-      assert.deepEqual(tailed, packed);
+      assert.deepEqual(named.map(content), written.map(content));
+      assert.deepEqual(written[1]?.dataKeys, ["key-1"]);
+      const tailed = await tail.read(start, 10, 1);
+      assert.deepEqual(tailed, [...written, ...named]);
     } finally {
       tail.close();
       await store.dispose();

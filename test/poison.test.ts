@@ -18,6 +18,7 @@ import type { App } from "../src/app.js";
 import { Code, ConnectError, createSessionClient, EventType, WATCH_CURSOR_METADATA, type SessionClient, type SessionEvent } from "@sessiond/client";
 import { useRedisServer } from "./support/redis-server.js";
 import { captureLogs, startTestApp, waitForWatchers } from "./support/server.js";
+import { PACKED_FIELD, PACKED_ORDER, PACKED_SEPARATOR } from "../src/store/redis/event-codec.js";
 
 const redis = useRedisServer();
 
@@ -57,18 +58,24 @@ async function metric(app: App, line: string): Promise<number> {
   return found === undefined ? 0 : Number(found.slice(line.length + 1));
 }
 
-/** The raw fields of the newest log entry of a session, to forge variants of it. */
+/** The newest log entry of a session as named fields (the writer packs them: event-codec.ts), to forge variants of it. */
 async function lastEntryOf(prefix: string, sessionId: string): Promise<string[]> {
   const entries = (await redis.raw.xrevrange(`${prefix}ev`, "+", "-", "COUNT", 50)) as [string, string[]][];
-  const found = entries.find(([, fields]) => fields[fields.indexOf("i") + 1] === sessionId);
-  assert.ok(found, "the session has a logged event");
-  return [...found[1]];
+  for (const [, fields] of entries) {
+    assert.equal(fields[0], PACKED_FIELD, "the writer packs its entries");
+    const values = (fields[1] ?? "").split(PACKED_SEPARATOR);
+    if (values[PACKED_ORDER.indexOf("i")] !== sessionId) continue;
+    return [...PACKED_ORDER.flatMap((name, i) => [name, values[i] ?? ""]), ...fields.slice(2)];
+  }
+  assert.fail("the session has a logged event");
 }
 
+/** `fields` (named) with one value changed, packed as the writer writes them. */
 function withField(fields: string[], name: string, value: string): string[] {
-  const out = [...fields];
-  out[out.indexOf(name) + 1] = value;
-  return out;
+  const named = [...fields];
+  named[named.indexOf(name) + 1] = value;
+  const packed = PACKED_ORDER.map((n) => named[named.indexOf(n) + 1] ?? "").join(PACKED_SEPARATOR);
+  return [PACKED_FIELD, packed, "g", named[named.indexOf("g") + 1] ?? ""];
 }
 
 describe("poison-proof event path and listings (Redis)", () => {

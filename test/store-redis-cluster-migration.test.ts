@@ -18,6 +18,7 @@ import { keySlot, Partitioning, RedisKeys } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import type { SessionCounters } from "../src/store/store.js";
 import { useRedisCluster, type ClusterNode } from "./support/redis-cluster.js";
+import { entryFields } from "./support/event-entries.js";
 
 const cluster = useRedisCluster({ primaries: 3, replicas: 0 });
 const PARTITIONS = 3;
@@ -109,8 +110,7 @@ async function eventsOf(keys: RedisKeys, partition: number, sessionId: string, a
   const entries = (await withClient(node, (r) => r.xrange(keys.events(partition), `(${after}`, "+"))) as [string, string[]][];
   const out: [string, string][] = [];
   for (const [, fields] of entries) {
-    const f = new Map<string, string>();
-    for (let i = 0; i < fields.length; i += 2) f.set(fields[i] as string, fields[i + 1] as string);
+    const f = entryFields(fields);
     if (f.get("i") === sessionId) out.push([f.get("k") as string, f.get("v") as string]);
   }
   return out;

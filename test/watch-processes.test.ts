@@ -20,6 +20,7 @@ import { createSessionClient, EventType, type SessionClient, type SessionEvent }
 import { startRedisServer, useRedisServer } from "./support/redis-server.js";
 import { TEST_ENCRYPTION_KEYS } from "./support/server.js";
 import { readArchive } from "./support/archive.js";
+import { entryFields } from "./support/event-entries.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -168,7 +169,7 @@ describe("several service processes on one Redis", () => {
       // negative half: a second EXPIRED from another process would land now.
       await sleep(500);
       const log = await redis.raw.xrange("sd:ev", "-", "+");
-      const expired = log.filter(([, fields]) => fields[1] === "expired").map(([, fields]) => fields[fields.indexOf("i") + 1]);
+      const expired = log.map(([, fields]) => entryFields(fields)).filter((f) => f.get("k") === "expired").map((f) => f.get("i"));
       assert.equal(expired.length, N, "one EXPIRED entry per session in the log");
       assert.deepEqual(new Set(expired), ids);
       for (const id of ids) assert.equal((await readArchive(redis.raw, `sd:default:{${id}}:a`))?.s, "expired", "one archive per session");

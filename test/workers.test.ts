@@ -16,6 +16,7 @@ import { createSessionClient, EventType, type SessionClient, type SessionEvent }
 import { ConfigError, loadConfig } from "../src/config/config.js";
 import { useRedisServer } from "./support/redis-server.js";
 import { TEST_ENCRYPTION_KEYS } from "./support/server.js";
+import { entryFields } from "./support/event-entries.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -110,7 +111,7 @@ describe("WORKERS", () => {
       const seen = await within(Promise.all(watchers.map((w) => w.events)), 20_000, "EXPIRED events on both watches");
       for (const events of seen) assert.deepEqual(new Set(events.map((e) => e.session?.sessionId)), ids, "every expiry seen once by each watcher");
       await sleep(500); // a second EXPIRED from the other worker would land now
-      const expired = (await redis.raw.xrange("sd:ev", "-", "+")).filter(([, fields]) => fields[1] === "expired");
+      const expired = (await redis.raw.xrange("sd:ev", "-", "+")).filter(([, fields]) => entryFields(fields).get("k") === "expired");
       assert.equal(expired.length, N, "one EXPIRED entry per session");
       assert.equal(await redis.raw.hget("sd:default:m", "expired"), String(N), "counted once each");
 

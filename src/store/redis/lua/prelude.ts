@@ -424,9 +424,12 @@ local function emit(T, kind, rec, keys)
     table.sort(keys)
     x = cjson.encode(keys)
   end
+  -- Packed (event-codec.ts): the values in one field joined by the unit
+  -- separator, which no value holds. Every process's reader reads every entry,
+  -- and a reply string costs the client a decode each: one instead of fifteen.
   local id = redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, next_event_id(),
-    'k', kind, 'T', rec[1], 'i', rec[2], 'u', rec[3], 'd', rec[4], 'l', rec[5], 'c', rec[7],
-    'e', rec[8], 'a', rec[9], 't', rec[10], 'm', rec[11], 'v', rec[12], 'x', x, 'U', rec[13], 'D', rec[14], 'g', generation())
+    'r', table.concat({ kind, rec[1], rec[2], rec[3], rec[4], rec[5], rec[7], rec[8], rec[9], rec[10], rec[11], rec[12], x, rec[13], rec[14] }, '\31'),
+    'g', generation())
   if DEFERRED then
     if not EV_LAST_PENDING then EV_LAST_PENDING = {} end
     EV_LAST_PENDING[rec[1]] = id
