@@ -19,6 +19,7 @@ import { Code, ConnectError, createSessionClient, EventType, WATCH_CURSOR_METADA
 import { useRedisServer } from "./support/redis-server.js";
 import { captureLogs, startTestApp, waitForWatchers } from "./support/server.js";
 import { PACKED_FIELD, PACKED_ORDER, PACKED_SEPARATOR } from "../src/store/redis/event-codec.js";
+import { entryFields } from "./support/event-entries.js";
 
 const redis = useRedisServer();
 
@@ -58,24 +59,21 @@ async function metric(app: App, line: string): Promise<number> {
   return found === undefined ? 0 : Number(found.slice(line.length + 1));
 }
 
-/** The newest log entry of a session as named fields (the writer packs them: event-codec.ts), to forge variants of it. */
-async function lastEntryOf(prefix: string, sessionId: string): Promise<string[]> {
+/** The newest log entry of a session, its fields by name (test/support/event-entries.ts), to forge variants of it. */
+async function lastEntryOf(prefix: string, sessionId: string): Promise<Map<string, string>> {
   const entries = (await redis.raw.xrevrange(`${prefix}ev`, "+", "-", "COUNT", 50)) as [string, string[]][];
   for (const [, fields] of entries) {
     assert.equal(fields[0], PACKED_FIELD, "the writer packs its entries");
-    const values = (fields[1] ?? "").split(PACKED_SEPARATOR);
-    if (values[PACKED_ORDER.indexOf("i")] !== sessionId) continue;
-    return [...PACKED_ORDER.flatMap((name, i) => [name, values[i] ?? ""]), ...fields.slice(2)];
+    const named = entryFields(fields);
+    if (named.get("i") === sessionId) return named;
   }
   assert.fail("the session has a logged event");
 }
 
-/** `fields` (named) with one value changed, packed as the writer writes them. */
-function withField(fields: string[], name: string, value: string): string[] {
-  const named = [...fields];
-  named[named.indexOf(name) + 1] = value;
-  const packed = PACKED_ORDER.map((n) => named[named.indexOf(n) + 1] ?? "").join(PACKED_SEPARATOR);
-  return [PACKED_FIELD, packed, "g", named[named.indexOf("g") + 1] ?? ""];
+/** The entry with one value changed, packed as the writer packs it. */
+function withField(fields: ReadonlyMap<string, string>, name: string, value: string): string[] {
+  const changed = new Map(fields).set(name, value);
+  return [PACKED_FIELD, PACKED_ORDER.map((n) => changed.get(n) ?? "").join(PACKED_SEPARATOR), "g", changed.get("g") ?? ""];
 }
 
 describe("poison-proof event path and listings (Redis)", () => {
