@@ -128,10 +128,12 @@ member_is(sid, member)
 index_add(tp, T, sid, rec, expire)
 ctr_session_added(tp, level, ds, sealed_d)
 
-local out = encode_live(T, sid, rec)
-emit(T, 'created', out, nil)
+local D = sealed_source(T, rec)
+emit_live(T, 'created', sid, rec, D)
 -- The caller knows the new record from what it sent and the call's NOW
 -- (createdRecord in record-codec.ts): of the record only the sealed data-source
 -- name follows (sealed_source may have read it), then the evicted records.
-return append({ 'ok', '1', out[14] }, evicted)
+-- Mostly nothing was evicted or expired on the way: the reply is made whole, header first (with_header).
+if #evicted == 0 and not LAZY then return { istr(NOW), '0', 'ok', '1', D }, true end
+return append({ 'ok', '1', D }, evicted)
 `;
