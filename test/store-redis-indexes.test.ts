@@ -255,6 +255,36 @@ describe("Redis session indexes", () => {
       assert.deepEqual((await listAll(store, {}, 17)).map((s) => s.sessionId), ordered(batch.map((b) => b.session)));
     }));
 
+  it("the creates of one batch, sealed or not, with a request id or not, each store their own record's fields only", () =>
+    withStore(async (store) => {
+      const shapes = [
+        { sealed: true, requestId: "r-0" },
+        { sealed: false, requestId: "" },
+        { sealed: true, requestId: "" },
+        { sealed: false, requestId: "r-3" },
+        { sealed: false, requestId: "" },
+      ];
+      // Another tenant's create loads the function library first.
+      await store.create(input({ tenant: "tenant-other" }));
+      await server.raw.config("RESETSTAT");
+      const made = await Promise.all(
+        shapes.map((shape, i) =>
+          store.create(input({ userId: `user-${i}`, requestId: shape.requestId, metadata: `{"i":${i}}`, ...(shape.sealed ? { sealed: { user: `e1:u${i}`, dataSource: "e1:s", metadataTag: `t${i}` } } : {}) })),
+        ),
+      );
+      assert.equal(/^cmdstat_fcall:calls=(\d+)/m.exec(await server.raw.info("commandstats"))?.[1], "1", "the creates ran as one batch");
+      for (const [i, { session }] of made.entries()) {
+        const shape = shapes[i] as (typeof shapes)[number];
+        const stored = await server.raw.hgetall(keys.record(session.sessionId));
+        const expected: Record<string, string> = {
+          u: `user-${i}`, d: "source-1", l: "w", c: String(session.createTime), e: String(session.expireTime), a: String(session.createTime), m: `{"i":${i}}`, v: "1",
+          ...(shape.sealed ? { U: `e1:u${i}`, mt: `t${i}` } : {}),
+          ...(shape.requestId === "" ? {} : { r: shape.requestId }),
+        };
+        assert.deepEqual(stored, expected, `create ${i}`);
+      }
+    }));
+
   it("a batch whose creates close the one before (close_oldest) remakes every index key with an expiry", () =>
     withStore(async (store) => {
       // Each create empties the user's index and the buckets, and makes them again.

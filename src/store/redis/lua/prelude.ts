@@ -132,6 +132,18 @@ local function load_record(tp, sid)
   return rec
 end
 
+-- A cap argument (create) as a number: '0' (none, the common case) skips tonumber, which is dear.
+local function cap_arg(s)
+  if s == '0' then return 0 end
+  return tonumber(s) or 0
+end
+
+-- A create's HSET arguments, filled in place for each create (create.ts;
+-- HSET reads only the first nf): a table made per call costs its
+-- allocation and the garbage collector's work. Odd places hold the field
+-- names u d l c e a m v, then room for U, mt, r and rc.
+local CREATE_FIELDS = { 'u', false, 'd', false, 'l', false, 'c', false, 'e', false, 'a', false, 'm', false, 'v', '1', false, false, false, false, false, false, false, false }
+
 -- Sets the key's expiry to 'at' unless it already lives longer (index keys
 -- outlive their longest member by the grace, and never live forever). GT
 -- treats a key without expiry as living forever, so NX covers that case (a
