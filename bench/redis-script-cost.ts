@@ -16,10 +16,13 @@
  * SHAPE=wire counts the wire bench's CreateSession instead (bench/wire-bench.ts:
  * one user, metadata encryption on, through SessionManager), create only.
  *
+ * KEEP=dir keeps each operation's callgrind dump as dir/<op>.cg (for
+ * callgrind_annotate: where the instructions go).
+ *
  * Needs valgrind (apt-get install valgrind); takes a few minutes.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -38,6 +41,7 @@ const N = Number(process.env["N"] ?? 1000);
 const WARM = Number(process.env["WARM"] ?? 3000);
 const CONCURRENCY = Number(process.env["CONCURRENCY"] ?? 4);
 const WIRE = process.env["SHAPE"] === "wire";
+const KEEP = process.env["KEEP"];
 const OPS = WIRE ? (["create"] as const) : (["create", "get", "extend", "close"] as const);
 type Op = "create" | "get" | "extend" | "close";
 
@@ -74,12 +78,16 @@ const input = (i: number) => ({
   requestId: "",
 }) as const;
 
-/** Instructions since the last call (callgrind dumps and zeroes its counters). */
-function counted(): number {
+/** Instructions since the last call (callgrind dumps and zeroes its counters); keeps the dump as KEEP/<op>.cg. */
+function counted(op?: Op): number {
   execFileSync("callgrind_control", ["-d", String(server.pid)], { stdio: "ignore" });
   let total = 0;
   for (const file of readdirSync(dir).filter((f) => f.startsWith("cg.out."))) {
     total += Number(/^(?:summary|totals): (\d+)/m.exec(readFileSync(join(dir, file), "utf8"))?.[1] ?? 0);
+    if (KEEP !== undefined && op !== undefined) {
+      mkdirSync(KEEP, { recursive: true });
+      copyFileSync(join(dir, file), join(KEEP, `${op}.cg`));
+    }
     unlinkSync(join(dir, file));
   }
   return total;
@@ -113,7 +121,7 @@ const perOp: Record<string, number> = {};
 for (const op of OPS) {
   counted();
   await run(op, N);
-  perOp[op] = Math.round(counted() / N);
+  perOp[op] = Math.round(counted(op) / N);
 }
 console.log(OPS.map((op) => `${op} ${((perOp[op] ?? 0) / 1000).toFixed(1)}k`).join("  "), "Redis instructions per operation");
 console.log(JSON.stringify({ n: N, warm: WARM, instructionsPerOp: perOp }));

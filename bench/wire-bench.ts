@@ -8,7 +8,8 @@
  * - anchors: a bare @grpc/grpc-js server and a bare connect-node server
  *   answering grpc.health.v1.Health/Check, and a bare @grpc/grpc-js server
  *   whose CreateSession makes one auto-pipelined ioredis call of a small Lua
- *   function (the floor of a Redis-backed create: bench/anchors/servers.ts);
+ *   function, and whose GetSession makes one HGETALL (the floors of a
+ *   Redis-backed create and get: bench/anchors/servers.ts);
  * - sessiond with WORKERS=1 and with WORKERS=2 as production runs it: the
  *   build (`npm run build`, tsc to dist/, done first) started with
  *   `node --max-semi-space-size=64 dist/src/main.js` (package.json start:prod),
@@ -30,7 +31,7 @@
  * Environment: WIRE_BENCH_ROUNDS (default 5), WIRE_BENCH_PHASE_MS (default 3000).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { openSync, closeSync, existsSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { availableParallelism as availableCores, loadavg, tmpdir } from "node:os";
@@ -56,7 +57,7 @@ const START_TIMEOUT_MS = 60_000;
 
 export const WIRE_TARGETS = { getOverCheck: 0.8, createOverCheck: 0.65, cpuOverAnchor: 1.5 } as const;
 
-type ServerName = "grpc-js (bare)" | "connect-node (bare)" | "grpc-js + ioredis (bare create)" | "sessiond WORKERS=1" | "sessiond WORKERS=2";
+type ServerName = "grpc-js (bare)" | "connect-node (bare)" | "grpc-js + ioredis (bare)" | "sessiond WORKERS=1" | "sessiond WORKERS=2";
 type OpName = "Health/Check" | "GetSession" | "CreateSession";
 type LoaderName = "h2load 1×64" | "h2load 4×16" | "grpc-js 64";
 
@@ -147,12 +148,12 @@ async function waitFor(child: ChildProcess, port: number, what: string): Promise
   }
 }
 
-async function startAnchor(kind: "grpcjs" | "connect" | "grpcjs-create", name: ServerName, redisUrl?: string): Promise<Server> {
+async function startAnchor(kind: "grpcjs" | "connect" | "grpcjs-redis", name: ServerName, redisUrl?: string): Promise<Server> {
   const port = await freePort();
   const args = [join(HERE, "anchors/servers.ts"), kind, String(port), ...(redisUrl === undefined ? [] : [redisUrl])];
   const child = spawn(process.execPath, ["--import", "tsx", ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
   await waitFor(child, port, name);
-  return { name, port, child, ops: kind === "grpcjs-create" ? ["CreateSession"] : ["Health/Check"] };
+  return { name, port, child, ops: kind === "grpcjs-redis" ? ["GetSession", "CreateSession"] : ["Health/Check"] };
 }
 
 /** The pid of the redis-server behind `redis` (its CPU per call is reported beside the servers'). */
@@ -313,7 +314,7 @@ export async function runWireBench(log: (line: string) => void): Promise<WireRep
     buildProduction();
     servers.push(await startAnchor("grpcjs", "grpc-js (bare)"));
     servers.push(await startAnchor("connect", "connect-node (bare)"));
-    servers.push(await startAnchor("grpcjs-create", "grpc-js + ioredis (bare create)", redis.url));
+    servers.push(await startAnchor("grpcjs-redis", "grpc-js + ioredis (bare)", redis.url));
     const redisProcess = await redisPid(redis);
     servers.push(await startSessiond(1, redis, "sessiond WORKERS=1", "w1:"));
     servers.push(await startSessiond(2, redis, "sessiond WORKERS=2", "w2:"));
@@ -334,7 +335,9 @@ export async function runWireBench(log: (line: string) => void): Promise<WireRep
         create(CreateSessionRequestSchema, { userId: "bench-user", dataSource: "warehouse-a", ttl: durationFromMs(3_600_000), metadata: { app: "web", ip: "203.0.113.7", n: 100 } }),
       ),
     );
-    for (const server of servers.filter((s) => s.ops.includes("GetSession"))) {
+    // The floor answers any GetSession with the one session it holds: it does not read the request.
+    body("GetSession@grpc-js + ioredis (bare)", toBinary(GetSessionRequestSchema, create(GetSessionRequestSchema, { sessionId: randomUUID() })));
+    for (const server of servers.filter((s) => s.name.startsWith("sessiond"))) {
       const client = createSessionClient(`http://127.0.0.1:${server.port}`, { timeoutMs: 10_000 });
       const { session } = await client.createSession({ userId: "bench-get", dataSource: "warehouse-a", ttl: durationFromMs(3_600_000), metadata: { app: "web", ip: "203.0.113.7", n: 100 } });
       body(`GetSession@${server.name}`, toBinary(GetSessionRequestSchema, create(GetSessionRequestSchema, { sessionId: session?.sessionId ?? "" })));
@@ -415,7 +418,8 @@ export function wireTargets(report: WireReport): WireTarget[] {
   const out: WireTarget[] = [];
   const loaders: LoaderName[] = report.h2load === undefined ? ["grpc-js 64"] : ["h2load 1×64", "h2load 4×16", "grpc-js 64"];
   const check: [ServerName, OpName] = ["grpc-js (bare)", "Health/Check"];
-  const floor: [ServerName, OpName] = ["grpc-js + ioredis (bare create)", "CreateSession"];
+  const floor: [ServerName, OpName] = ["grpc-js + ioredis (bare)", "CreateSession"];
+  const getFloor: [ServerName, OpName] = ["grpc-js + ioredis (bare)", "GetSession"];
   const reading = Number.POSITIVE_INFINITY;
   for (const workers of ["sessiond WORKERS=1", "sessiond WORKERS=2"] as const) {
     for (const loader of loaders) {
@@ -431,11 +435,16 @@ export function wireTargets(report: WireReport): WireTarget[] {
       out.push(target("CreateSession / bare grpc-js Check, throughput", "CreateSession", "rps", WIRE_TARGETS.createOverCheck, false));
       out.push(target("GetSession / bare grpc-js Check, server CPU per call", "GetSession", "cpuUsPerCall", WIRE_TARGETS.cpuOverAnchor, true));
       out.push(target("CreateSession / bare grpc-js Check, server CPU per call (no target; for reading)", "CreateSession", "cpuUsPerCall", reading, true));
+      out.push(target("GetSession / bare grpc-js + ioredis get, throughput (no target; for reading)", "GetSession", "rps", reading, false, getFloor));
+      out.push(target("GetSession / bare grpc-js + ioredis get, server CPU per call (no target; for reading)", "GetSession", "cpuUsPerCall", reading, true, getFloor));
       out.push(target("CreateSession / bare grpc-js + ioredis create, throughput (no target; for reading)", "CreateSession", "rps", reading, false, floor));
       out.push(target("CreateSession / bare grpc-js + ioredis create, server CPU per call (no target; for reading)", "CreateSession", "cpuUsPerCall", reading, true, floor));
       out.push(target("Health/Check / bare grpc-js Check, server CPU per call", "Health/Check", "cpuUsPerCall", WIRE_TARGETS.cpuOverAnchor, true));
-      // The floor's own ratio, once per load (it does not depend on the sessiond variant).
-      if (workers === "sessiond WORKERS=1") out.push(target("CreateSession / bare grpc-js Check, throughput (no target; for reading)", "CreateSession", "rps", reading, false, check, floor[0]));
+      // The floors' own ratios, once per load (they do not depend on the sessiond variant).
+      if (workers === "sessiond WORKERS=1") {
+        out.push(target("GetSession / bare grpc-js Check, throughput (no target; for reading)", "GetSession", "rps", reading, false, check, getFloor[0]));
+        out.push(target("CreateSession / bare grpc-js Check, throughput (no target; for reading)", "CreateSession", "rps", reading, false, check, floor[0]));
+      }
     }
   }
   return out;
@@ -453,7 +462,7 @@ export function renderWire(report: WireReport): string {
       `(server order reversed every other round), about ${report.phaseMs / 1000} s per phase after an unmeasured warm-up; loads: h2load (${report.h2load ?? "not installed: skipped"}) ` +
       "with 1 connection × 64 streams and with 4 connections × 16 streams (node:cluster spreads connections, not calls: WORKERS=2 needs more than one), and a @grpc/grpc-js client with 64 calls in flight on one channel (bench/grpc-js-load.ts). " +
       "Server CPU per call = utime+stime from /proc/PID/stat (primary + workers) over the phase / calls answered; redis-server's CPU per call likewise. " +
-      "A third anchor, a bare grpc-js server whose CreateSession makes one auto-pipelined ioredis call of a Lua function (a hash with its expiry, a user's sorted set, a capped event stream; no validation, encryption, caps, logs or audit), is the floor of a Redis-backed create on this machine. " +
+      "A third anchor, a bare grpc-js server whose CreateSession makes one auto-pipelined ioredis call of a Lua function (a hash with its expiry, a user's sorted set, a capped event stream) and whose GetSession makes one HGETALL and answers the stored bytes (no validation, encryption, caps, logs or audit), is the floor of a Redis-backed create and get on this machine. " +
       "Ratios are taken within a round (same load, same minute), median over rounds, spread min–max. " +
       "sessiond: the production build (dist/, `npm run build`) with the production Node flags, Redis store, metadata encryption on, logs and audit records written (to /dev/null). " +
       `Machine: ${report.cores ?? "?"} cores; 1-minute load average ${report.loadAtStart?.toFixed(1) ?? "?"} when the rounds started, ${report.loadAtEnd?.toFixed(1) ?? "?"} when they ended ` +

@@ -83,6 +83,38 @@ describe("packed event log entries", () => {
     }
   });
 
+  it("a create's event carries the session the create answered, sealed or not, alone or in a batch", async () => {
+    await server.raw.flushall();
+    const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits: { maxDataKeys: 64, archiveRetentionMs: 30_000, expiryGraceMs: 30_000 }, commandTimeoutMs: 2000 });
+    try {
+      const start = await store.lastEventId();
+      const input = (i: number) => ({
+        tenant: TENANT,
+        userId: `user-${i}`,
+        dataSource: `source-${i % 2}`,
+        accessLevel: i % 3 === 0 ? "read" : "admin",
+        ttlMs: 60_000 + i,
+        metadata: `{"n":${i}}`,
+        requestId: i === 2 ? "request-2" : "",
+        ...(i % 2 === 0 ? {} : { sealed: { user: `e1:k1:user-${i}`, dataSource: "e1:k1:source-1", metadataTag: `tag-${i}` } }),
+      }) as const;
+      const alone = await store.create(input(0));
+      const batch = await Promise.all([1, 2, 3, 4].map((i) => store.create(input(i))));
+      // Events never carry the metadata tag (emit in lua/prelude.ts).
+      const sessions = [alone, ...batch].map(({ session }) => {
+        if (session.sealed === undefined) return session;
+        const { metadataTag: _tag, ...sealed } = session.sealed;
+        return { ...session, sealed };
+      });
+      const events = await store.readEvents(start, 10);
+      assert.deepEqual(events.map((e) => e.type), Array(5).fill("created"));
+      assert.deepEqual(events.map((e) => e.session), sessions);
+      assert.deepEqual(events.map((e) => e.dataKeys), Array(5).fill([]));
+    } finally {
+      await store.dispose();
+    }
+  });
+
   it("a packed entry with the wrong number of values is reported with its session and skipped", async () => {
     await server.raw.flushall();
     const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits: { maxDataKeys: 64, archiveRetentionMs: 30_000, expiryGraceMs: 30_000 }, commandTimeoutMs: 2000 });

@@ -9,7 +9,7 @@ import { SessionError } from "../src/domain/errors.js";
 import type { SessionRecord } from "../src/domain/model.js";
 import type { CreateSessionInput, ListFilter, StoreLimits } from "../src/store/store.js";
 import { indexMember, RedisKeys } from "../src/store/redis/keys.js";
-import { indexesLua } from "../src/store/redis/lua/indexes.js";
+import { BUCKET_MAX, indexesLua } from "../src/store/redis/lua/indexes.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { useRedisServer } from "./support/redis-server.js";
 
@@ -230,6 +230,59 @@ describe("Redis session indexes", () => {
       assert.deepEqual((await listAll(store, { dataSource: "source-1" }, 7)).map((s) => s.sessionId), ordered(live), "by data source");
       assert.deepEqual((await listAll(store, {}, 13)).map((s) => s.sessionId), ordered(live), "unfiltered");
       assert.equal(Number(await server.raw.zscore(keys.due(), keys.dueMember("source-1"))), Math.min(...live.map((s) => s.expireTime)), "the due queue has the earliest");
+    }));
+
+  it("a bucket of one expire time grows past the bucket size in a batch, and the batch's first later expire time splits off", () =>
+    withStore(async (store) => {
+      // The creates of one batch share its clock: one TTL gives one expire time, which no split can divide.
+      const same = BUCKET_MAX + 2;
+      // Another tenant's create loads the function library first.
+      await store.create(input({ tenant: "tenant-other" }));
+      await server.raw.config("RESETSTAT");
+      const batch = await Promise.all(
+        Array.from({ length: same + 2 }, (_, i) => store.create(input({ userId: `user-${i % 4}`, ttlMs: i < same ? 600_000 : 700_000 }))),
+      );
+      assert.equal(/^cmdstat_fcall:calls=(\d+)/m.exec(await server.raw.info("commandstats"))?.[1], "1", "the creates ran as one batch");
+      const at = (ttl: number): number => (batch.find((b) => b.session.expireTime - b.session.createTime === ttl) as { session: SessionRecord }).session.expireTime;
+      for (const [dir, bucket] of [[keys.dataSourceDirectory("source-1"), (lb: string) => keys.dataSourceBucket("source-1", lb)], [keys.allDirectory(), (lb: string) => keys.allBucket(lb)]] as const) {
+        const buckets: [string, number][] = [];
+        for (const lb of await server.raw.zrange(dir, "0", "-1")) {
+          const scores = (await server.raw.zrange(bucket(lb), "0", "-1", "WITHSCORES")).filter((_, k) => k % 2 === 1);
+          buckets.push([[...new Set(scores)].join(" "), scores.length]);
+        }
+        assert.deepEqual(buckets, [[String(at(600_000)), same], [String(at(700_000)), 2]], `${dir}: the later expire time left the full bucket`);
+      }
+      assert.deepEqual((await listAll(store, {}, 17)).map((s) => s.sessionId), ordered(batch.map((b) => b.session)));
+    }));
+
+  it("the creates of one batch, sealed or not, with a request id or not, each store their own record's fields only", () =>
+    withStore(async (store) => {
+      const shapes = [
+        { sealed: true, requestId: "r-0" },
+        { sealed: false, requestId: "" },
+        { sealed: true, requestId: "" },
+        { sealed: false, requestId: "r-3" },
+        { sealed: false, requestId: "" },
+      ];
+      // Another tenant's create loads the function library first.
+      await store.create(input({ tenant: "tenant-other" }));
+      await server.raw.config("RESETSTAT");
+      const made = await Promise.all(
+        shapes.map((shape, i) =>
+          store.create(input({ userId: `user-${i}`, requestId: shape.requestId, metadata: `{"i":${i}}`, ...(shape.sealed ? { sealed: { user: `e1:u${i}`, dataSource: "e1:s", metadataTag: `t${i}` } } : {}) })),
+        ),
+      );
+      assert.equal(/^cmdstat_fcall:calls=(\d+)/m.exec(await server.raw.info("commandstats"))?.[1], "1", "the creates ran as one batch");
+      for (const [i, { session }] of made.entries()) {
+        const shape = shapes[i] as (typeof shapes)[number];
+        const stored = await server.raw.hgetall(keys.record(session.sessionId));
+        const expected: Record<string, string> = {
+          u: `user-${i}`, d: "source-1", l: "w", c: String(session.createTime), e: String(session.expireTime), a: String(session.createTime), m: `{"i":${i}}`, v: "1",
+          ...(shape.sealed ? { U: `e1:u${i}`, mt: `t${i}` } : {}),
+          ...(shape.requestId === "" ? {} : { r: shape.requestId }),
+        };
+        assert.deepEqual(stored, expected, `create ${i}`);
+      }
     }));
 
   it("a batch whose creates close the one before (close_oldest) remakes every index key with an expiry", () =>

@@ -4,15 +4,18 @@
  *
  *   node --import tsx bench/anchors/servers.ts grpcjs PORT    # bare @grpc/grpc-js server
  *   node --import tsx bench/anchors/servers.ts connect PORT   # bare @connectrpc/connect-node
- *   node --import tsx bench/anchors/servers.ts grpcjs-create PORT REDIS_URL
+ *   node --import tsx bench/anchors/servers.ts grpcjs-redis PORT REDIS_URL
  *
- * grpcjs-create: a bare @grpc/grpc-js server whose
- * session.v1.SessionService/CreateSession makes one ioredis call per request
- * (auto-pipelined): a Lua function that writes the least a session a user can
- * read, list, watch and lose to expiry needs (a hash with its expiry, a member
- * of the user's sorted set, an event on a capped stream). No validation,
- * encryption, caps, logs or audit: the floor of a Redis-backed create on this
- * machine, next to which sessiond's create shows what its own work costs.
+ * grpcjs-redis: a bare @grpc/grpc-js server of the two session calls the
+ * targets name, each one ioredis call per request (auto-pipelined), no
+ * validation, encryption, caps, logs or audit: the floor of a Redis-backed
+ * call on this machine, next to which sessiond's shows what its own work costs.
+ * - session.v1.SessionService/CreateSession: a Lua function that writes the
+ *   least a session a user can read, list, watch and lose to expiry needs (a
+ *   hash with its expiry, a member of the user's sorted set, an event on a
+ *   capped stream).
+ * - session.v1.SessionService/GetSession: HGETALL of one session's hash, whose
+ *   stored answer (about a GetSessionResponse's size) is sent back as it is.
  *
  * Prints "ready" once listening. From /work/shared/anchors/wire (servers.ts).
  */
@@ -57,7 +60,7 @@ if (kind === "connect") {
     if (error !== null) throw error;
     console.log("ready");
   });
-} else if (kind === "grpcjs-create") {
+} else if (kind === "grpcjs-redis") {
   const redis = new Redis(process.argv[4] ?? "", { enableAutoPipelining: true });
   await redis.function(
     "LOAD",
@@ -72,32 +75,40 @@ redis.register_function('bench_floor_create', function(keys, args)
 end)`,
   );
   const bytes = (b: Buffer): Buffer => b;
-  const createSession: grpc.MethodDefinition<Buffer, Buffer> = {
-    path: "/session.v1.SessionService/CreateSession",
+  const method = (name: string): grpc.MethodDefinition<Buffer, Buffer> => ({
+    path: `/session.v1.SessionService/${name}`,
     requestStream: false,
     responseStream: false,
     requestSerialize: bytes,
     requestDeserialize: bytes,
     responseSerialize: bytes,
     responseDeserialize: bytes,
-  };
+  });
+  await redis.hset("floor:s:get", "u", "bench-get", "r", Buffer.alloc(160, 1));
   // About the size of a CreateSessionResponse; the request's bytes are stored as the metadata.
   const reply = Buffer.alloc(100, 1);
   const server = new grpc.Server();
-  const handle: grpc.handleUnaryCall<Buffer, Buffer> = (call, callback) => {
+  const unavailable = (error: unknown): Partial<grpc.StatusObject> => ({ code: grpc.status.UNAVAILABLE, details: error instanceof Error ? error.message : "redis" });
+  const handleCreate: grpc.handleUnaryCall<Buffer, Buffer> = (call, callback) => {
     const id = randomUUID();
     redis.fcall("bench_floor_create", 1, `floor:s:${id}`, "bench-user", call.request, "3600000").then(
       () => callback(null, reply),
-      (error: unknown) => callback({ code: grpc.status.UNAVAILABLE, details: error instanceof Error ? error.message : "redis" }),
+      (error: unknown) => callback(unavailable(error)),
     );
   };
-  server.addService({ CreateSession: createSession }, { CreateSession: handle });
+  const handleGet: grpc.handleUnaryCall<Buffer, Buffer> = (_call, callback) => {
+    redis.hgetallBuffer("floor:s:get").then(
+      (hash) => callback(null, hash["r"] ?? Buffer.alloc(0)),
+      (error: unknown) => callback(unavailable(error)),
+    );
+  };
+  server.addService({ CreateSession: method("CreateSession"), GetSession: method("GetSession") }, { CreateSession: handleCreate, GetSession: handleGet });
   server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (error) => {
     if (error !== null) throw error;
     console.log("ready");
   });
 } else {
-  throw new Error(`unknown anchor ${String(kind)}: grpcjs or connect`);
+  throw new Error(`unknown anchor ${String(kind)}: grpcjs, connect or grpcjs-redis`);
 }
 process.on("SIGINT", () => process.exit(0));
 process.on("SIGTERM", () => process.exit(0));

@@ -38,7 +38,7 @@
  * | `P T:Qsi:<dataSource>` | ZSET  | directory of the data source's bucketed index: member and  | max(member expire) + grace    |
  * |                       |        | score = each bucket's lower bound L (decimal ms)           |                               |
  * | `P T:Qsb:L:<dataSource>` | ZSET | a bucket: live sessions with L <= expire time < the next   | max(member expire) + grace    |
- * |                       |        | bucket's L, score = expire time, member = 16-byte id (split past 120 members: a listpack) | |
+ * |                       |        | bucket's L, score = expire time, member = 16-byte id (split past 60 members: a listpack) | |
  * | `P T:Qai`             | ZSET   | directory of the tenant-wide bucketed index (as `Qsi:`)    | max(member expire) + grace    |
  * | `P T:Qab:L`           | ZSET   | a bucket of every live session of the tenant (as `Qsb:`)   | max(member expire) + grace    |
  * | `P T:Qu:<userId>`, `P T:Qs:<dataSource>`, `P T:Qall` | ZSET | the same indexes as written by earlier versions | as above                 |

@@ -20,13 +20,8 @@ local tp = tenant_prefix(T)
 local sid, uid, ds, level = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3]
 -- '+ 0' converts once (tonumber converts twice: Lua 5.1 checks, then converts).
 local ttl, meta, rid = ARGV[OP + 4] + 0, ARGV[OP + 5], ARGV[OP + 6]
--- A cap of '0' (none, the common case) skips tonumber, which is dear.
-local function cap(s)
-  if s == '0' then return 0 end
-  return tonumber(s) or 0
-end
-local max_per_user, per_user_policy = cap(ARGV[OP + 7]), ARGV[OP + 8]
-local max_per_tenant, max_sources = cap(ARGV[OP + 9]), cap(ARGV[OP + 10])
+local max_per_user, per_user_policy = cap_arg(ARGV[OP + 7]), ARGV[OP + 8]
+local max_per_tenant, max_sources = cap_arg(ARGV[OP + 9]), cap_arg(ARGV[OP + 10])
 local sealed_u, sealed_d, meta_tag = ARGV[OP + 11], ARGV[OP + 12], ARGV[OP + 13]
 local claim_end = ARGV[OP + 14]
 local member = ARGV[OP + 15]
@@ -56,8 +51,9 @@ end
 
 -- Sessions per user: live sessions only (score > now; due ones do not count).
 -- "close_oldest" closes the oldest by create time (then id) to make room.
-local evicted = {}
-local live, excess = {}, 0
+-- evicted: the records closed to make room (nil: none; no table made for the common case).
+local evicted
+local live, excess = nil, 0
 if max_per_user > 0 then
   live = user_live(tp, uid)
   excess = #live - max_per_user + 1
@@ -83,14 +79,14 @@ if max_per_user > 0 then
     end)
     for i = 1, math.min(excess, #cands) do
       local id = cands[i][2]
-      append(evicted, end_session(tp, T, id, load_record(tp, id), 'closed', NOW))
+      evicted = append(evicted or {}, end_session(tp, T, id, load_record(tp, id), 'closed', NOW))
     end
   end
 end
 
 local expire = NOW + ttl
 local c = istr(NOW)
--- Made whole in one constructor each (no table grows and rehashes): the
+-- Made whole in one constructor (no table grows and rehashes): the
 -- sealed data-source name is kept once per live data source (name_source), not
 -- per record; the sealed user and metadata tag only with encryption on.
 local rec = {
@@ -98,7 +94,8 @@ local rec = {
   D = sealed_d ~= '' and sealed_d or nil, U = sealed_u ~= '' and sealed_u or nil, mt = meta_tag ~= '' and meta_tag or nil,
   r = nil, rc = nil, -- room for a request id and its claim
 }
-local fields = { 'u', uid, 'd', ds, 'l', level_code(level), 'c', c, 'e', rec.e, 'a', c, 'm', meta, 'v', '1', false, false, false, false, false, false, false, false }
+local fields = CREATE_FIELDS
+fields[2], fields[4], fields[6], fields[8], fields[10], fields[12], fields[14] = uid, ds, level_code(level), c, rec.e, c, meta
 local nf = 16
 if rec.U then
   fields[17], fields[18] = 'U', sealed_u
@@ -128,10 +125,15 @@ member_is(sid, member)
 index_add(tp, T, sid, rec, expire)
 ctr_session_added(tp, level, ds, sealed_d)
 
-local out = encode_live(T, sid, rec)
-emit(T, 'created', out, nil)
+local D = sealed_source(T, rec)
+emit_live(T, 'created', sid, rec, D)
 -- The caller knows the new record from what it sent and the call's NOW
 -- (createdRecord in record-codec.ts): of the record only the sealed data-source
 -- name follows (sealed_source may have read it), then the evicted records.
-return append({ 'ok', '1', out[14] }, evicted)
+-- Mostly nothing was evicted or expired on the way: the reply is made whole, header first (with_header).
+if not evicted then
+  if not LAZY then return { istr(NOW), '0', 'ok', '1', D }, true end
+  return { 'ok', '1', D }
+end
+return append({ 'ok', '1', D }, evicted)
 `;

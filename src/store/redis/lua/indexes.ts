@@ -14,14 +14,23 @@
 //   of the cursor: O(page) members and O(page / bucket fill + 1) buckets.
 //   A bucket that passes BUCKET_MAX splits (O(bucket)); an empty one leaves
 //   the directory. Only members of one expire time (ms) cannot be split: such
-//   a bucket grows past BUCKET_MAX (a skiplist: more memory, same order). The user index is one sorted set (a user's sessions are few).
+//   a bucket grows past BUCKET_MAX (past 128 a skiplist: more memory, same order). The user index is one sorted set (a user's sessions are few).
 // Indexes of the earlier layout (k_user, k_src, k_all: text members, one
 // sorted set each) are still read, merged in order, and members leave them
 // as their sessions end or move; nothing is added to them.
+
+/**
+ * Members a bucket holds before it splits. Below zset-max-listpack-entries (128
+ * by default) so buckets stay listpacks. A ZADD to a listpack walks it twice
+ * (to find the member, then its place), the dearest step of a create: half
+ * the listpack limit costs a few bytes per session in bucket keys and takes
+ * about a quarter off a create's Redis instructions. Readers do not depend on
+ * it (buckets of any size read the same).
+ */
+export const BUCKET_MAX = 60;
+
 export const indexesLua = String.raw`
--- At most zset-max-listpack-entries (128 by default) so buckets stay listpacks;
--- below it so a bucket that takes one more member before it splits still is one.
-local BUCKET_MAX = 120
+local BUCKET_MAX = ${BUCKET_MAX}
 -- The value of each lowercase hex digit, by byte (no other byte has one).
 local HEX_VALUE = {}
 for i = 0, 9 do HEX_VALUE[48 + i] = i end
@@ -85,13 +94,15 @@ end
 -- BUCKET_SIZE[key]: the bucket's member count.
 -- DUE_AT[T][ds]: a score the due-queue member of (T, ds) is known to have at most.
 -- IX_MADE[id]: index descriptors (src_index, all_index).
-local INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE
+-- ONE_SCORE[key]: the one score every member of the bucket has (bucket_split
+--   found it cannot split): adding that score again leaves it so.
+local INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE, ONE_SCORE
 -- Made when a call or batch first needs them (index_facts): most gets never do.
 local function forget_indexes()
-  INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE = nil, nil, nil, nil, nil
+  INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE, ONE_SCORE = nil, nil, nil, nil, nil, nil
 end
 local function index_facts()
-  if not IX_MADE then INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE = {}, {}, {}, {}, {} end
+  if not IX_MADE then INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE, ONE_SCORE = {}, {}, {}, {}, {}, {} end
 end
 
 -- A bucketed index: its directory key and a function from lower bound to
@@ -161,7 +172,10 @@ local function bucket_split(ix, lb, key, n, appended)
   local low = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
   if s <= low then
     local above = redis.call('ZRANGE', key, '(' .. istr(low), '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
-    if #above == 0 then return end
+    if #above == 0 then
+      ONE_SCORE[key] = low
+      return
+    end
     s = tonumber(above[2])
   end
   local moved = redis.call('ZRANGE', key, istr(s), '+inf', 'BYSCORE', 'WITHSCORES')
@@ -176,6 +190,7 @@ local function bucket_split(ix, lb, key, n, appended)
   redis.call('ZREMRANGEBYSCORE', key, nlb, '+inf')
   redis.call('ZADD', ix.dir, nlb, nlb)
   DIR_SPAN[ix.dir], BUCKET_SIZE[key], BUCKET_SIZE[nkey] = nil, nil, nil
+  ONE_SCORE[key], ONE_SCORE[nkey] = nil, nil
   index_expire_at_least(nkey, tonumber(moved[#moved]) + GRACE)
   index_expire_at_least(ix.dir, tonumber(moved[#moved]) + GRACE)
 end
@@ -194,11 +209,16 @@ local function bidx_add(ix, m, e, lb)
   local added = redis.call('ZADD', key, istr(e), m) == 1
   -- The directory lives as long as its longest-lived bucket: it follows when a bucket's expiry moves.
   if index_expire_at_least(key, e + GRACE) or new_dir then index_expire_at_least(ix.dir, e + GRACE) end
+  local one = ONE_SCORE[key]
+  if one and one ~= e then
+    ONE_SCORE[key], one = nil, nil
+  end
   if not added then return end
   local n = BUCKET_SIZE[key]
   if n then n = n + 1 else n = redis.call('ZCARD', key) end
   BUCKET_SIZE[key] = n
-  if n > BUCKET_MAX then
+  -- A bucket of one score cannot split: one more of that score needs no look.
+  if n > BUCKET_MAX and not one then
     bucket_split(ix, lb, key, n, redis.call('ZREVRANK', key, m) == 0)
   end
 end
@@ -213,7 +233,7 @@ local function bidx_remove(ix, m, e, lb)
     local n = BUCKET_SIZE[key]
     if n then BUCKET_SIZE[key] = n - 1 end
     if redis.call('EXISTS', key) == 0 then
-      BUCKET_SIZE[key], INDEX_EXPIRY[key] = nil, nil
+      BUCKET_SIZE[key], INDEX_EXPIRY[key], ONE_SCORE[key] = nil, nil, nil
       -- The directory may go too (its last bucket).
       redis.call('ZREM', ix.dir, lb)
       DIR_SPAN[ix.dir], INDEX_EXPIRY[ix.dir] = nil, nil

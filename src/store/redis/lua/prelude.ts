@@ -132,6 +132,18 @@ local function load_record(tp, sid)
   return rec
 end
 
+-- A cap argument (create) as a number: '0' (none, the common case) skips tonumber, which is dear.
+local function cap_arg(s)
+  if s == '0' then return 0 end
+  return tonumber(s) or 0
+end
+
+-- A create's HSET arguments, filled in place for each create (create.ts;
+-- HSET reads only the first nf): a table made per call costs its
+-- allocation and the garbage collector's work. Odd places hold the field
+-- names u d l c e a m v, then room for U, mt, r and rc.
+local CREATE_FIELDS = { 'u', false, 'd', false, 'l', false, 'c', false, 'e', false, 'a', false, 'm', false, 'v', '1', false, false, false, false, false, false, false, false }
+
 -- Sets the key's expiry to 'at' unless it already lives longer (index keys
 -- outlive their longest member by the grace, and never live forever). GT
 -- treats a key without expiry as living forever, so NX covers that case (a
@@ -418,25 +430,36 @@ end
 -- only log_position reads them, never in a batch; nil: none yet). A call alone writes it at once.
 local EV_LAST_PENDING
 
+-- Packed (event-codec.ts): the values in one field joined by the unit
+-- separator US, which no value holds. Every process's reader reads every entry,
+-- and a reply string costs the client a decode each: one instead of fifteen.
+-- The values are joined by one concatenation (one string made, no table).
+local US = '\31'
+local function log_entry(T, packed)
+  local id = redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, next_event_id(), 'r', packed, 'g', generation())
+  if DEFERRED then
+    if not EV_LAST_PENDING then EV_LAST_PENDING = {} end
+    EV_LAST_PENDING[T] = id
+  else
+    redis.call('SET', k_ev_last(tenant_prefix(T)), id)
+  end
+  if Q ~= '' then redis.call('SET', K_EV_LAST, id) end
+end
+
 local function emit(T, kind, rec, keys)
   local x = ''
   if keys and #keys > 0 then
     table.sort(keys)
     x = cjson.encode(keys)
   end
-  -- Packed (event-codec.ts): the values in one field joined by the unit
-  -- separator, which no value holds. Every process's reader reads every entry,
-  -- and a reply string costs the client a decode each: one instead of fifteen.
-  local id = redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, next_event_id(),
-    'r', table.concat({ kind, rec[1], rec[2], rec[3], rec[4], rec[5], rec[7], rec[8], rec[9], rec[10], rec[11], rec[12], x, rec[13], rec[14] }, '\31'),
-    'g', generation())
-  if DEFERRED then
-    if not EV_LAST_PENDING then EV_LAST_PENDING = {} end
-    EV_LAST_PENDING[rec[1]] = id
-  else
-    redis.call('SET', k_ev_last(tenant_prefix(rec[1])), id)
-  end
-  if Q ~= '' then redis.call('SET', K_EV_LAST, id) end
+  log_entry(rec[1], kind .. US .. rec[1] .. US .. rec[2] .. US .. rec[3] .. US .. rec[4] .. US .. rec[5] .. US .. rec[7] .. US .. rec[8]
+    .. US .. rec[9] .. US .. rec[10] .. US .. rec[11] .. US .. rec[12] .. US .. x .. US .. rec[13] .. US .. rec[14])
+end
+
+-- emit(T, kind, encode_live(T, sid, h), nil) without the encoded copy; D: sealed_source(T, h).
+local function emit_live(T, kind, sid, h, D)
+  log_entry(T, kind .. US .. T .. US .. sid .. US .. h.u .. US .. h.d .. US .. h.l .. US .. h.c .. US .. h.e
+    .. US .. h.a .. US .. '0' .. US .. h.m .. US .. h.v .. US .. US .. (h.U or '') .. US .. D)
 end
 
 -- Archives the final state (version + 1) and removes the session, its data, its
