@@ -17,9 +17,12 @@ import { createLogger } from "./logging/logger.js";
 import { buildInfo } from "./observability/build-info.js";
 import { startTracing } from "./observability/tracing.js";
 import { StartError } from "./startup/start-error.js";
+import { bindAccessorGlobals } from "./startup/global-bindings.js";
 
 const EXIT_FAILURE = 1;
 const EXIT_BAD_CONFIG = 2;
+
+bindAccessorGlobals();
 
 function usage(): string {
   const width = Math.max(...SETTINGS.map((s) => s.env.length));

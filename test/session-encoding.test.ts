@@ -151,6 +151,48 @@ test("a session from the domain view encodes as toBinary does and decodes back",
   assert.equal(decoded.session?.version, 7n);
 });
 
+test("sessionToProto builds the message create(SessionSchema) makes: the same fields in the same order, for live and ended sessions", () => {
+  const next = random(11);
+  const statuses = ["active", "closed", "expired"] as const;
+  const levels = ["read", "write", "admin"] as const;
+  for (let i = 0; i < 500; i++) {
+    const createTime = Math.floor(next() * 4_000_000_000_000);
+    const ended = i % 2 === 1;
+    const view = {
+      sessionId: text(next),
+      userId: text(next),
+      tenant: "t",
+      dataSource: text(next),
+      accessLevel: levels[i % 3]!,
+      status: ended ? statuses[1 + (i % 2)]! : statuses[0],
+      createTime,
+      expireTime: createTime + Math.floor(next() * 1e9),
+      lastAccessTime: createTime + (i % 7),
+      // Milliseconds with and without a fraction of a second, and before 1970.
+      endTime: ended ? createTime + (i % 5 === 0 ? -createTime - 1_500 : 999) : 0,
+      metadata: jsonObject(next, 0),
+      version: Math.floor(next() * 2 ** 40),
+    };
+    const made = sessionToProto(view);
+    const reference = create(SessionSchema, {
+      sessionId: view.sessionId,
+      userId: view.userId,
+      dataSource: view.dataSource,
+      accessLevel: made.accessLevel,
+      status: made.status,
+      createTime: timestampFromMs(view.createTime),
+      expireTime: timestampFromMs(view.expireTime),
+      lastAccessTime: timestampFromMs(view.lastAccessTime),
+      endTime: view.endTime === 0 ? undefined : timestampFromMs(view.endTime),
+      metadata: view.metadata,
+      version: BigInt(view.version),
+    });
+    assert.deepStrictEqual(made, reference, `view ${i}`);
+    assert.deepStrictEqual(Object.keys(made), Object.keys(reference), `field order of view ${i}`);
+    assert.deepStrictEqual(toBinary(SessionSchema, made), toBinary(SessionSchema, reference), `bytes of view ${i}`);
+  }
+});
+
 test("messages outside the plain shape go to toBinary: unknown fields, values that are not JSON", () => {
   const withUnknown = create(GetSessionResponseSchema, { session: create(SessionSchema, { sessionId: "s" }) });
   withUnknown.$unknown = [{ no: 99, wireType: 0, data: new Uint8Array([1]) }];

@@ -136,6 +136,12 @@ function varint64(value: number | bigint): void {
   buf[pos++] = Number(big);
 }
 
+/**
+ * Called on the string rather than looked up on it: strings reach here in many representations (from Redis, JSON,
+ * UUIDs, literals), so `value.charCodeAt` would be a megamorphic property load per character.
+ */
+const charCodeAt = String.prototype.charCodeAt;
+
 /** Strings up to this long are tried as ASCII first. */
 const ASCII_LOOP_MAX = 64;
 
@@ -149,7 +155,7 @@ function string(value: string): void {
   let i = 0;
   if (length <= ASCII_LOOP_MAX) {
     for (; i < length; i++) {
-      const code = value.charCodeAt(i);
+      const code = charCodeAt.call(value, i);
       if (code >= 0x80) break;
       buf[pos + i] = code;
     }

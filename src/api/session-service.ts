@@ -7,7 +7,14 @@ import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/con
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import pLimit, { type LimitFunction } from "p-limit";
-import { GetSessionResponseSchema, SessionService, type GetSessionResponse, type SessionEvent } from "../../gen/session/v1/session_pb.js";
+import {
+  CreateSessionResponseSchema,
+  GetSessionResponseSchema,
+  SessionService,
+  type CreateSessionResponse,
+  type GetSessionResponse,
+  type SessionEvent,
+} from "../../gen/session/v1/session_pb.js";
 import type { Config } from "../config/config.js";
 import { ownFilter } from "../session/access-policy.js";
 import type { SessionManager } from "../session/session-manager.js";
@@ -128,7 +135,9 @@ export function createSessionServiceImpl(manager: SessionManager, options: Sessi
       try {
         const params = validateCreate(req, config.ttl);
         const outcome = await manager.create(options.tenant(ctx), params, userOf(ctx));
-        return { session: sessionToProto(outcome.session), created: outcome.created };
+        // The message itself, as for GetSession below.
+        const response: CreateSessionResponse = { $typeName: CreateSessionResponseSchema.typeName, session: sessionToProto(outcome.session), created: outcome.created };
+        return response;
       } catch (error) {
         throw toConnectError(error, logger, "CreateSession");
       }
