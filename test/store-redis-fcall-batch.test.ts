@@ -152,6 +152,22 @@ function batchingCases(open: () => Promise<Opened>): void {
     }
   });
 
+  it("a shorter call after a longer one in a batch sees only its own arguments", async () => {
+    const { store, close } = await open();
+    try {
+      const long = (await store.create({ ...input("writer"), accessLevel: "write" })).session;
+      const short = (await store.create({ ...input("writer-2"), accessLevel: "write" })).session;
+      await store.setData(TENANT, short.sessionId, "k", '"a"');
+      await store.setData(TENANT, short.sessionId, "alias-5", '"kept"');
+      // A delete removes every stored form it is told of: one told of the first call's aliases would remove alias-5.
+      const aliases = Array.from({ length: 10 }, (_, i) => `alias-${i}`);
+      await Promise.all([store.deleteData(TENANT, long.sessionId, "x", undefined, { aliases }), store.deleteData(TENANT, short.sessionId, "k")]);
+      assert.deepEqual([...(await store.listData(TENANT, short.sessionId, true)).entries()], [["alias-5", '"kept"']]);
+    } finally {
+      await close();
+    }
+  });
+
   it("concurrent creates each run: a repeated request id answers with the first one's session, the rest create", async () => {
     const { store, nodes, close } = await open();
     try {
