@@ -56,6 +56,8 @@ interface Opened {
   readonly partitions: Partitioning;
   /** Writes a string at `key` (routed to its slot's primary). */
   readonly damage: (key: string) => Promise<unknown>;
+  /** Sets one field of the hash at `key`. */
+  readonly setField: (key: string, field: string, value: string) => Promise<unknown>;
   readonly close: () => Promise<void>;
 }
 
@@ -152,6 +154,35 @@ function batchingCases(open: () => Promise<Opened>): void {
     }
   });
 
+  it("gets of live sessions next to one that expires on read: each answers, and the expiry is reported", async () => {
+    const { store, partitions, setField, close } = await open();
+    try {
+      const live = (await store.create({ ...input("owner"), metadata: '{"a":1}' })).session;
+      const due = (await store.create(input("owner-2"))).session;
+      // Due since a second ago: the get archives it on the way (lazily) and reports it to the expiry listeners.
+      const expireTime = Date.now() - 1000;
+      await setField(new RedisKeys("sdb:", TENANT, partitions).record(due.sessionId), "e", String(expireTime));
+      const reported: SessionRecord[] = [];
+      const stop = store.onExpired((expirations) => reported.push(...expirations.map((e) => e.record)));
+      const got = await Promise.all([
+        store.get(TENANT, live.sessionId, { touch: false, includeEnded: false }),
+        store.get(TENANT, due.sessionId, { touch: false, includeEnded: true }),
+        store.get(TENANT, live.sessionId, { touch: true, includeEnded: false }),
+      ]);
+      stop();
+      for (const session of [got[0], got[2]]) {
+        assert.deepEqual(
+          [session?.sessionId, session?.status, session?.userId, session?.metadata, session?.createTime, session?.expireTime],
+          [live.sessionId, "active", "owner", '{"a":1}', live.createTime, live.expireTime],
+        );
+      }
+      assert.deepEqual([got[1]?.sessionId, got[1]?.status, got[1]?.endTime], [due.sessionId, "expired", expireTime]);
+      assert.deepEqual(reported.map((r) => [r.sessionId, r.status]), [[due.sessionId, "expired"]]);
+    } finally {
+      await close();
+    }
+  });
+
   it("a shorter call after a longer one in a batch sees only its own arguments", async () => {
     const { store, close } = await open();
     try {
@@ -200,7 +231,7 @@ describe("RedisStore batches script calls: one Redis", () => {
     const store = new RedisStore({ url: server.url, keyPrefix: "sdb:", limits: CONFORMANCE_LIMITS, commandTimeoutMs: 3000 });
     // Loads the library before counting ("Function not found" on a new Redis).
     await store.get(TENANT, randomUUID(), { touch: false, includeEnded: false }).catch(() => undefined);
-    return { store, nodes: [server.raw], partitions: new Partitioning(1), damage: (key) => server.raw.set(key, "not a hash"), close: () => store.dispose() };
+    return { store, nodes: [server.raw], partitions: new Partitioning(1), damage: (key) => server.raw.set(key, "not a hash"), setField: (key, field, value) => server.raw.hset(key, field, value), close: () => store.dispose() };
   });
 });
 
@@ -221,6 +252,7 @@ describe("RedisStore batches script calls: Redis Cluster", () => {
       nodes,
       partitions: new Partitioning(PARTITIONS),
       damage: (key) => raw.set(key, "not a hash"),
+      setField: (key, field, value) => raw.hset(key, field, value),
       close: async () => {
         await store.dispose();
         raw.disconnect();

@@ -170,7 +170,8 @@ export function batchArguments(shared: readonly ScriptArg[], owns: readonly (rea
 /** Strings in front of every reply: NOW and the count of lazily expired records. */
 export const REPLY_HEADER_WIDTH = 2;
 
-const REPLY_HEADER = String.raw`-- 'headed': the body put the header in front itself (nothing expired on its way).
+const REPLY_HEADER = String.raw`-- 'headed': the body put the header in front itself, or answers without one
+-- (a get's live session: its reply starts with "ok", see RedisStore.runScript).
 local function with_header(reply, headed)
   if headed then return reply end
   -- Mostly nothing expired on the way and the reply is short: one table made
