@@ -40,6 +40,23 @@ function input(userId: string, requestId = ""): CreateSessionInput {
   return { tenant: TENANT, userId, dataSource: "ds", accessLevel: "read", ttlMs: 60_000, metadata: "{}", requestId };
 }
 
+/** Runs `fn` on a deployment `open` makes, closed after. */
+async function using(open: () => Promise<Opened>, fn: (opened: Opened) => Promise<void>): Promise<void> {
+  const opened = await open();
+  try {
+    await fn(opened);
+  } finally {
+    await opened.close();
+  }
+}
+
+/** Two sessions of two users, each allowed to write data. */
+async function writers(store: RedisStore): Promise<[SessionRecord, SessionRecord]> {
+  const first = (await store.create({ ...input("writer"), accessLevel: "write" })).session;
+  const second = (await store.create({ ...input("writer-2"), accessLevel: "write" })).session;
+  return [first, second];
+}
+
 function kindOf(outcome: PromiseSettledResult<unknown>): string {
   if (outcome.status === "fulfilled") return "ok";
   const error: unknown = outcome.reason;
@@ -136,8 +153,7 @@ function batchingCases(open: () => Promise<Opened>): void {
   it("a call with more than 64 arguments runs in a batch next to short ones, with every argument", async () => {
     const { store, close } = await open();
     try {
-      const session = (await store.create({ ...input("writer"), accessLevel: "write" })).session;
-      const other = (await store.create({ ...input("writer-2"), accessLevel: "write" })).session;
+      const [session, other] = await writers(store);
       // Stored forms of one key under earlier keys: a set removes every one it is told of, the last included.
       const aliases = Array.from({ length: 100 }, (_, i) => `alias-${i}`);
       await store.setData(TENANT, session.sessionId, "alias-99", '"old"');
@@ -154,9 +170,8 @@ function batchingCases(open: () => Promise<Opened>): void {
     }
   });
 
-  it("gets of live sessions next to one that expires on read: each answers, and the expiry is reported", async () => {
-    const { store, partitions, setField, close } = await open();
-    try {
+  it("gets of live sessions next to one that expires on read: each answers, and the expiry is reported", () =>
+    using(open, async ({ store, partitions, setField }) => {
       const live = (await store.create({ ...input("owner"), metadata: '{"a":1}' })).session;
       const due = (await store.create(input("owner-2"))).session;
       // Due since a second ago: the get archives it on the way (lazily) and reports it to the expiry listeners.
@@ -178,16 +193,11 @@ function batchingCases(open: () => Promise<Opened>): void {
       }
       assert.deepEqual([got[1]?.sessionId, got[1]?.status, got[1]?.endTime], [due.sessionId, "expired", expireTime]);
       assert.deepEqual(reported.map((r) => [r.sessionId, r.status]), [[due.sessionId, "expired"]]);
-    } finally {
-      await close();
-    }
-  });
+    }));
 
-  it("a shorter call after a longer one in a batch sees only its own arguments", async () => {
-    const { store, close } = await open();
-    try {
-      const long = (await store.create({ ...input("writer"), accessLevel: "write" })).session;
-      const short = (await store.create({ ...input("writer-2"), accessLevel: "write" })).session;
+  it("a shorter call after a longer one in a batch sees only its own arguments", () =>
+    using(open, async ({ store }) => {
+      const [long, short] = await writers(store);
       await store.setData(TENANT, short.sessionId, "k", '"a"');
       await store.setData(TENANT, short.sessionId, "alias-5", '"kept"');
       // A delete removes every stored form it is told of: one told of the first call's aliases would remove alias-5.
@@ -195,10 +205,7 @@ function batchingCases(open: () => Promise<Opened>): void {
       const aliases = ["alias-0", "alias-5"];
       await Promise.all([store.deleteData(TENANT, long.sessionId, "x", undefined, { aliases }), store.deleteData(TENANT, short.sessionId, "k")]);
       assert.deepEqual([...(await store.listData(TENANT, short.sessionId, true)).entries()], [["alias-5", '"kept"']]);
-    } finally {
-      await close();
-    }
-  });
+    }));
 
   it("concurrent creates each run: a repeated request id answers with the first one's session, the rest create", async () => {
     const { store, nodes, close } = await open();
