@@ -13,8 +13,9 @@
  *
  *   N=1000 WARM=3000 [CONCURRENCY=64] npx tsx bench/redis-script-cost.ts
  *
- * SHAPE=wire counts the wire bench's CreateSession instead (bench/wire-bench.ts:
- * one user, metadata encryption on, through SessionManager), create only.
+ * SHAPE=wire counts the wire bench's CreateSession and GetSession instead
+ * (bench/wire-bench.ts: one user, metadata encryption on, through
+ * SessionManager; every get reads the first session created, with touch).
  *
  * KEEP=dir keeps each operation's callgrind dump as dir/<op>.cg (for
  * callgrind_annotate: where the instructions go).
@@ -42,7 +43,7 @@ const WARM = Number(process.env["WARM"] ?? 3000);
 const CONCURRENCY = Number(process.env["CONCURRENCY"] ?? 4);
 const WIRE = process.env["SHAPE"] === "wire";
 const KEEP = process.env["KEEP"];
-const OPS = WIRE ? (["create"] as const) : (["create", "get", "extend", "close"] as const);
+const OPS = WIRE ? (["create", "get"] as const) : (["create", "get", "extend", "close"] as const);
 type Op = "create" | "get" | "extend" | "close";
 
 const port = await freePort();
@@ -108,7 +109,8 @@ async function run(op: Op, count: number): Promise<void> {
         }
         const id = op === "close" ? ids.pop() : ids[(i * 7919) % ids.length];
         if (id === undefined) return;
-        if (op === "get") await store.get("default", id, { touch: true, includeEnded: false });
+        if (op === "get" && manager !== undefined) await manager.get("default", ids[0] as string, false);
+        else if (op === "get") await store.get("default", id, { touch: true, includeEnded: false });
         else if (op === "extend") await store.extend("default", id, 3_600_000 + (i % 1000));
         else await store.close("default", id);
       }

@@ -40,6 +40,23 @@ function input(userId: string, requestId = ""): CreateSessionInput {
   return { tenant: TENANT, userId, dataSource: "ds", accessLevel: "read", ttlMs: 60_000, metadata: "{}", requestId };
 }
 
+/** Runs `fn` on a deployment `open` makes, closed after. */
+async function using(open: () => Promise<Opened>, fn: (opened: Opened) => Promise<void>): Promise<void> {
+  const opened = await open();
+  try {
+    await fn(opened);
+  } finally {
+    await opened.close();
+  }
+}
+
+/** Two sessions of two users, each allowed to write data. */
+async function writers(store: RedisStore): Promise<[SessionRecord, SessionRecord]> {
+  const first = (await store.create({ ...input("writer"), accessLevel: "write" })).session;
+  const second = (await store.create({ ...input("writer-2"), accessLevel: "write" })).session;
+  return [first, second];
+}
+
 function kindOf(outcome: PromiseSettledResult<unknown>): string {
   if (outcome.status === "fulfilled") return "ok";
   const error: unknown = outcome.reason;
@@ -56,6 +73,8 @@ interface Opened {
   readonly partitions: Partitioning;
   /** Writes a string at `key` (routed to its slot's primary). */
   readonly damage: (key: string) => Promise<unknown>;
+  /** Sets one field of the hash at `key`. */
+  readonly setField: (key: string, field: string, value: string) => Promise<unknown>;
   readonly close: () => Promise<void>;
 }
 
@@ -134,8 +153,7 @@ function batchingCases(open: () => Promise<Opened>): void {
   it("a call with more than 64 arguments runs in a batch next to short ones, with every argument", async () => {
     const { store, close } = await open();
     try {
-      const session = (await store.create({ ...input("writer"), accessLevel: "write" })).session;
-      const other = (await store.create({ ...input("writer-2"), accessLevel: "write" })).session;
+      const [session, other] = await writers(store);
       // Stored forms of one key under earlier keys: a set removes every one it is told of, the last included.
       const aliases = Array.from({ length: 100 }, (_, i) => `alias-${i}`);
       await store.setData(TENANT, session.sessionId, "alias-99", '"old"');
@@ -151,6 +169,43 @@ function batchingCases(open: () => Promise<Opened>): void {
       await close();
     }
   });
+
+  it("gets of live sessions next to one that expires on read: each answers, and the expiry is reported", () =>
+    using(open, async ({ store, partitions, setField }) => {
+      const live = (await store.create({ ...input("owner"), metadata: '{"a":1}' })).session;
+      const due = (await store.create(input("owner-2"))).session;
+      // Due since a second ago: the get archives it on the way (lazily) and reports it to the expiry listeners.
+      const expireTime = Date.now() - 1000;
+      await setField(new RedisKeys("sdb:", TENANT, partitions).record(due.sessionId), "e", String(expireTime));
+      const reported: SessionRecord[] = [];
+      const stop = store.onExpired((expirations) => reported.push(...expirations.map((e) => e.record)));
+      const got = await Promise.all([
+        store.get(TENANT, live.sessionId, { touch: false, includeEnded: false }),
+        store.get(TENANT, due.sessionId, { touch: false, includeEnded: true }),
+        store.get(TENANT, live.sessionId, { touch: true, includeEnded: false }),
+      ]);
+      stop();
+      for (const session of [got[0], got[2]]) {
+        assert.deepEqual(
+          [session?.sessionId, session?.status, session?.userId, session?.metadata, session?.createTime, session?.expireTime],
+          [live.sessionId, "active", "owner", '{"a":1}', live.createTime, live.expireTime],
+        );
+      }
+      assert.deepEqual([got[1]?.sessionId, got[1]?.status, got[1]?.endTime], [due.sessionId, "expired", expireTime]);
+      assert.deepEqual(reported.map((r) => [r.sessionId, r.status]), [[due.sessionId, "expired"]]);
+    }));
+
+  it("a shorter call after a longer one in a batch sees only its own arguments", () =>
+    using(open, async ({ store }) => {
+      const [long, short] = await writers(store);
+      await store.setData(TENANT, short.sessionId, "k", '"a"');
+      await store.setData(TENANT, short.sessionId, "alias-5", '"kept"');
+      // A delete removes every stored form it is told of: one told of the first call's aliases would remove alias-5.
+      // Two aliases: both calls short enough to share one argument table in the batch (run_batch).
+      const aliases = ["alias-0", "alias-5"];
+      await Promise.all([store.deleteData(TENANT, long.sessionId, "x", undefined, { aliases }), store.deleteData(TENANT, short.sessionId, "k")]);
+      assert.deepEqual([...(await store.listData(TENANT, short.sessionId, true)).entries()], [["alias-5", '"kept"']]);
+    }));
 
   it("concurrent creates each run: a repeated request id answers with the first one's session, the rest create", async () => {
     const { store, nodes, close } = await open();
@@ -184,7 +239,7 @@ describe("RedisStore batches script calls: one Redis", () => {
     const store = new RedisStore({ url: server.url, keyPrefix: "sdb:", limits: CONFORMANCE_LIMITS, commandTimeoutMs: 3000 });
     // Loads the library before counting ("Function not found" on a new Redis).
     await store.get(TENANT, randomUUID(), { touch: false, includeEnded: false }).catch(() => undefined);
-    return { store, nodes: [server.raw], partitions: new Partitioning(1), damage: (key) => server.raw.set(key, "not a hash"), close: () => store.dispose() };
+    return { store, nodes: [server.raw], partitions: new Partitioning(1), damage: (key) => server.raw.set(key, "not a hash"), setField: (key, field, value) => server.raw.hset(key, field, value), close: () => store.dispose() };
   });
 });
 
@@ -205,6 +260,7 @@ describe("RedisStore batches script calls: Redis Cluster", () => {
       nodes,
       partitions: new Partitioning(PARTITIONS),
       damage: (key) => raw.set(key, "not a hash"),
+      setField: (key, field, value) => raw.hset(key, field, value),
       close: async () => {
         await store.dispose();
         raw.disconnect();

@@ -296,10 +296,12 @@ export const KEY_LAYOUT_LUA = String.raw`
 -- The partition's keys, named at the start of every call (key_names: P and Q
 -- vary per call), made again only when they changed (KN_P, KN_Q).
 local Q, K_DUE, K_EV, K_EV_LAST, K_GEN, K_NEVER_1, K_NEVER_2, KN_P, KN_Q
+-- The last tenant's prefix (tenant_prefix).
+local TP_T, TP
 local function key_names()
   Q = ARGV[11]
   if P == KN_P and Q == KN_Q then return end
-  KN_P, KN_Q = P, Q
+  KN_P, KN_Q, TP_T = P, Q, nil
   K_DUE = P .. Q .. '${DUE}'
   -- The partition's event log (see emit).
   K_EV = P .. Q .. '${EVENTS}'
@@ -314,7 +316,11 @@ local function key_names()
   -- Two keys of the partition's slot that are never written (SLOT_MOVING in the prelude).
   K_NEVER_1, K_NEVER_2 = P .. Q .. '${NEVER_WRITTEN[0]}', P .. Q .. '${NEVER_WRITTEN[1]}'
 end
-local function tenant_prefix(T) return P .. T .. ':' end
+-- Made again only for another tenant (TP_T): a batch's calls mostly share one.
+local function tenant_prefix(T)
+  if T ~= TP_T then TP_T, TP = T, P .. T .. ':' end
+  return TP
+end
 local function k_rec(tp, sid)
   if Q == '' then return tp .. '{' .. sid .. '}' end
   return tp .. Q .. sid

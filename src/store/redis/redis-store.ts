@@ -1023,6 +1023,8 @@ export class RedisStore implements SessionStore {
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {
       throw new SessionError("unavailable", `unexpected reply from redis script ${name}`);
     }
+    // A get's live session comes without the header (lua/get.ts): nothing expired, no clock (NaN), nothing written to wait for.
+    if (name === "get" && full[0] === "ok") return { reply: full as string[], now: Number.NaN };
     const now = Number(full[0]);
     const lazyCount = Number(full[1]);
     const bodyAt = REPLY_HEADER_WIDTH + lazyCount * RECORD_WIDTH;

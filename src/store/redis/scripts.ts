@@ -170,7 +170,8 @@ export function batchArguments(shared: readonly ScriptArg[], owns: readonly (rea
 /** Strings in front of every reply: NOW and the count of lazily expired records. */
 export const REPLY_HEADER_WIDTH = 2;
 
-const REPLY_HEADER = String.raw`-- 'headed': the body put the header in front itself (nothing expired on its way).
+const REPLY_HEADER = String.raw`-- 'headed': the body put the header in front itself, or answers without one
+-- (a get's live session: its reply starts with "ok", see RedisStore.runScript).
 local function with_header(reply, headed)
   if headed then return reply end
   -- Mostly nothing expired on the way and the reply is short: one table made
@@ -207,21 +208,40 @@ end
 -- writes it made before the error, exactly as when the call runs alone and
 -- fails, and the calls after it see the same data they would see if it had
 -- been its own FCALL.
+-- One table holds the arguments of each short call of a batch in turn
+-- (CALL_ARGS, CALL_ARGS_TOP its last index): a table made per call costs its
+-- allocation and the garbage collector's work. A long call's (a create's) are
+-- made in one constructor: unpack copies them for less than a Lua loop would.
+-- No body keeps ARGV past its call or writes it.
+local CALL_ARGS, CALL_ARGS_TOP, SHORT_CALL = {}, 0, 8
 local function run_batch(body, args)
   local out, at = {}, ${BATCH_SHARED_WIDTH} + 2
   local now = clock()
   start_batch(true)
+  local short = CALL_ARGS
+  short[1], short[3], short[4], short[5], short[6], short[7] = args[2], args[3], args[4], args[5], args[6], args[7]
+  short[10], short[11], short[12], short[13] = args[8], args[9], args[10], args[11]
   for i = 1, tonumber(args[1]) do
     local n = ARG_COUNTS[args[at]]
     if not n then
       n = tonumber(args[at])
       ARG_COUNTS[args[at]] = n
     end
-    -- Made to size in one step (unpack puts what it copies on Lua's stack: at most 64).
-    local call_args = { args[2], args[at + 1], args[3], args[4], args[5], args[6], args[7], args[at + 2], args[at + 3], args[8], args[9], args[10], args[11], unpack(args, at + 4, at + math.min(n, 64)) }
-    for j = 65, n do call_args[OP + j - 4] = args[at + j] end
+    local own = CALL_ARGS
+    if n <= SHORT_CALL then
+      own[2], own[8], own[9] = args[at + 1], args[at + 2], args[at + 3]
+      for j = 4, n do own[OP + j - 4] = args[at + j] end
+      -- What a longer earlier call left (#ARGV counts a call's arguments).
+      local top = OP + n - 4
+      for j = top + 1, CALL_ARGS_TOP do own[j] = nil end
+      CALL_ARGS_TOP = top
+    else
+      -- Made to size in one step (unpack puts what it copies on Lua's stack: at most 64).
+      own = { args[2], args[at + 1], args[3], args[4], args[5], args[6], args[7], args[at + 2], args[at + 3], args[8], args[9], args[10], args[11], unpack(args, at + 4, at + math.min(n, 64)) }
+      for j = 65, n do own[OP + j - 4] = args[at + j] end
+    end
     at = at + n + 1
-    local ok, reply = pcall(run_one, body, call_args, now, i > 1)
+    local ok, reply = pcall(run_one, body, own, now, i > 1)
     if ok then
       out[i] = reply
     elseif type(reply) == 'table' and reply.err then

@@ -1,7 +1,7 @@
 // Lua source of the get script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const getLua = String.raw`
 -- get: ARGV[OP..] = sessionId, flags: touch then includeEnded, each "1"|"0" ("10": touch only)
--- Returns {"ok", live record} (the short form of decodeLiveRecord in
+-- Returns {"ok", live record} without the reply header (the short form of decodeLiveRecord in
 -- record-codec.ts: a reply's strings cost Redis and the reader each), {"ok",
 -- record...} for an ended session, or {"not_found"}.
 local T = ARGV[2]
@@ -23,10 +23,12 @@ if u and (#e == #now and e > now or #e ~= #now and tonumber(e) > NOW) then
   local a = f[6]
   if flags == '10' or flags == '11' then a = touched(key, a) end
   local numbers, U, D, mt = level .. ' ' .. f[4] .. ' ' .. e .. ' ' .. a .. ' ' .. f[8], f[9], f[10], f[11]
-  -- With the reply header (with_header in scripts.ts): nothing expired on the way.
+  -- Without the reply header (with_header in scripts.ts; RedisStore.runScript
+  -- knows a reply that starts with "ok"): nothing expired on the way, and the
+  -- caller needs no clock. Each string of a reply costs Redis and the reader.
   -- A record written with encryption off has no sealed fields: none are sent.
-  if not (U or D or mt) then return { istr(NOW), '0', 'ok', u, d, f[7], numbers }, true end
-  return { istr(NOW), '0', 'ok', u, d, f[7], numbers, U or '', D or sealed_source_of(T, nil, U, d), mt or '' }, true
+  if not (U or D or mt) then return { 'ok', u, d, f[7], numbers }, true end
+  return { 'ok', u, d, f[7], numbers, U or '', D or sealed_source_of(T, nil, U, d), mt or '' }, true
 end
 local rec, arch = load_session(tp, T, sid)
 if rec then
