@@ -16,7 +16,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -38,6 +38,8 @@ before(async () => {
   // The runtime stage: package files and production dependencies only.
   copyFileSync("package.json", join(dir, "package.json"));
   copyFileSync("package-lock.json", join(dir, "package-lock.json"));
+  // As the Dockerfile does: npm ci's postinstall applies them (patch-package).
+  cpSync("patches", join(dir, "patches"), { recursive: true });
   await run("npm", ["ci", "--omit=dev", "--no-audit", "--no-fund", "--prefer-offline"], { cwd: dir, timeout: 120_000 });
 });
 
@@ -80,11 +82,28 @@ describe("the production start command", { timeout: 60_000 }, () => {
     for (const source of copied) assert.ok(allowed.includes(source.replace(/\/$/, "")), `${source} is in the context`);
   });
 
-  it("has no dev dependency in the tree", () => {
+  it("has no dev dependency in the tree, but where a production dependency needs the same package", () => {
     const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { devDependencies: Record<string, string> };
-    for (const name of Object.keys(pkg.devDependencies)) {
-      assert.equal(existsSync(join(dir, "node_modules", name)), false, `${name} is a dev dependency`);
+    const modules = join(dir, "node_modules");
+    const needed = new Set<string>();
+    for (const entry of readdirSync(modules)) {
+      const names = entry.startsWith("@") ? readdirSync(join(modules, entry)).map((n) => `${entry}/${n}`) : [entry];
+      for (const name of names) {
+        const file = join(modules, name, "package.json");
+        if (!existsSync(file)) continue;
+        const manifest = JSON.parse(readFileSync(file, "utf8")) as { dependencies?: Record<string, string> };
+        for (const dependency of Object.keys(manifest.dependencies ?? {})) needed.add(dependency);
+      }
     }
+    for (const name of Object.keys(pkg.devDependencies)) {
+      if (needed.has(name)) continue;
+      assert.equal(existsSync(join(modules, name)), false, `${name} is a dev dependency`);
+    }
+  });
+
+  it("has the dependency patches applied (patches/, by npm ci's postinstall)", () => {
+    const decoder = readFileSync(join(dir, "node_modules/ioredis/built/resp/decoder.js"), "utf8");
+    assert.doesNotMatch(decoder, /__classPrivateFieldGet\(this,/, "patches/ioredis+6.0.0.patch");
   });
 
   it("starts from the clean tree, answers /healthz and an RPC, and exits 0 on SIGTERM", async () => {
