@@ -59,6 +59,7 @@ import {
   type SessionStore,
   type StoredEvent,
   type StoreProblems,
+  type TailEntry,
 } from "./store.js";
 import { UnreadableListeners, type UnreadableEntry, type UnreadableListener } from "./unreadable.js";
 
@@ -344,6 +345,7 @@ export class SealedStore implements SessionStore {
     const tail = this.inner.openEventTail();
     return {
       read: async (after, limit, blockMs) => this.openEvents(await tail.read(after, limit, blockMs)),
+      ...(tail.readEntries === undefined ? {} : { readEntries: this.openedEntries(tail.readEntries.bind(tail)) }),
       close: () => tail.close(),
     };
   }
@@ -423,6 +425,31 @@ export class SealedStore implements SessionStore {
   private reportRecord(tenant: string, sessionId: string | undefined, problem: string): void {
     countUnreadable("record");
     this.logger?.error({ tenant, ...(sessionId === undefined ? {} : { sessionId }), kind: "record", problem }, "unreadable session record refused");
+  }
+
+  /** A tail's readEntries whose entries' events are opened when asked for (openEvent). */
+  private openedEntries(read: NonNullable<EventTail["readEntries"]>): NonNullable<EventTail["readEntries"]> {
+    return async (after, limit, blockMs) =>
+      (await read(after, limit, blockMs)).map((entry) => ({
+        id: entry.id,
+        type: entry.type,
+        tenant: entry.tenant,
+        sessionId: entry.sessionId,
+        expireTime: entry.expireTime,
+        event: () => this.openEvent(entry),
+      }));
+  }
+
+  /** The entry's event with its names opened; undefined (reported as unreadable) when they do not open. */
+  private openEvent(entry: TailEntry): StoredEvent | undefined {
+    const event = entry.event();
+    if (event === undefined) return undefined;
+    try {
+      return this.names.event(event);
+    } catch (error) {
+      this.unreadable.notify([{ id: event.id, tenant: event.session.tenant, sessionId: event.session.sessionId, problem: problemOf(error) }]);
+      return undefined;
+    }
   }
 
   /** Events whose names open; the others are reported as unreadable entries (skipped, like entries that do not decode). */

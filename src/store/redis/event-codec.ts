@@ -15,7 +15,8 @@
  */
 import type { AccessLevel, SessionRecord, SessionStatus } from "../../domain/model.js";
 import { eventIdTime } from "../event-id.js";
-import { SESSION_EVENT_TYPES, type SessionEventType, type StoredEvent } from "../store.js";
+import { SESSION_EVENT_TYPES, type SessionEventType, type StoredEvent, type TailEntry } from "../store.js";
+import { decodedEntry } from "../tail-entry.js";
 import type { UnreadableEntry } from "../unreadable.js";
 import { decodeTenant } from "./keys.js";
 import { sealedFields } from "./record-codec.js";
@@ -166,10 +167,112 @@ export function decodeStreamBatch(entries: unknown): DecodedBatch {
     try {
       events.push(decodeStreamEntry(entry));
     } catch (error) {
-      unreadable.push({ id, ...attribution(entry as unknown[]), problem: error instanceof Error && error.message.startsWith("malformed") ? error.message : "malformed event log entry" });
+      unreadable.push(unreadableEntry(id, entry as unknown[], error));
     }
   }
   return { events, unreadable, lastId, size: entries.length };
+}
+
+function unreadableEntry(id: string, entry: readonly unknown[], error: unknown): UnreadableEntry {
+  return { id, ...attribution(entry), problem: problemOf(error) };
+}
+
+function problemOf(error: unknown): string {
+  return error instanceof Error && error.message.startsWith("malformed") ? error.message : "malformed event log entry";
+}
+
+/** A batch of log entries decoded as far as their heads (the tail's readEntries). */
+export interface DecodedHeads {
+  readonly entries: TailEntry[];
+  readonly unreadable: UnreadableEntry[];
+  readonly lastId: string | undefined;
+  readonly size: number;
+}
+
+/** The index of the expire time among a packed entry's values: the last of the head's. */
+const EXPIRE_INDEX = PACKED_ORDER.indexOf("e");
+
+/**
+ * A packed entry whose head was decoded: the whole event is decoded when
+ * asked for; one that does not decode then is reported (`report`) and
+ * answers undefined.
+ */
+class PackedTailEntry implements TailEntry {
+  constructor(
+    readonly id: string,
+    readonly type: SessionEventType,
+    readonly tenant: string,
+    readonly sessionId: string,
+    readonly expireTime: number,
+    private readonly raw: RawStreamEntry,
+    private readonly report: (entry: UnreadableEntry) => void,
+  ) {}
+
+  event(): StoredEvent | undefined {
+    try {
+      return decodeStreamEntry(this.raw);
+    } catch (error) {
+      this.report({ id: this.id, tenant: this.tenant, sessionId: this.sessionId, problem: problemOf(error) });
+      return undefined;
+    }
+  }
+}
+
+/**
+ * The head of a packed entry (type, tenant, session id, expire time: the
+ * values before and at EXPIRE_INDEX), or undefined when those do not decode.
+ * The values after it are looked at only when the event is asked for.
+ */
+function packedHead(id: string, raw: RawStreamEntry, report: (entry: UnreadableEntry) => void): PackedTailEntry | undefined {
+  const packed = raw[1][1];
+  if (typeof packed !== "string") return undefined;
+  const ends: number[] = [];
+  for (let at = -1, n = 0; n <= EXPIRE_INDEX; n++) {
+    at = packed.indexOf(PACKED_SEPARATOR, at + 1);
+    if (at < 0) return undefined;
+    ends.push(at);
+  }
+  const type = packed.slice(0, ends[0]);
+  const sessionId = packed.slice((ends[1] as number) + 1, ends[2]);
+  const expire = Number(packed.slice((ends[EXPIRE_INDEX - 1] as number) + 1, ends[EXPIRE_INDEX]));
+  if (!TYPES.has(type) || !SESSION_ID.test(sessionId) || !Number.isSafeInteger(expire)) return undefined;
+  let tenant: string;
+  try {
+    tenant = tenantOf(packed.slice((ends[0] as number) + 1, ends[1]));
+  } catch {
+    return undefined;
+  }
+  return new PackedTailEntry(id, type as SessionEventType, tenant, sessionId, expire, raw, report);
+}
+
+/**
+ * As decodeStreamBatch, decoding a packed entry only as far as its head
+ * (PackedTailEntry); an entry of the named form, or one whose head does not
+ * decode, is decoded whole at once. `report` hears of the entries found
+ * unreadable later, when their event is asked for.
+ */
+export function decodeStreamHeads(entries: unknown, report: (entry: UnreadableEntry) => void): DecodedHeads {
+  if (!Array.isArray(entries)) throw malformed("entries");
+  const out: TailEntry[] = [];
+  const unreadable: UnreadableEntry[] = [];
+  let lastId: string | undefined;
+  for (const entry of entries as unknown[]) {
+    const id = Array.isArray(entry) && typeof entry[0] === "string" && EVENT_ID.test(entry[0]) ? entry[0] : undefined;
+    if (id === undefined) throw malformed("entry id");
+    lastId = id;
+    const raw = entry as RawStreamEntry;
+    const head = Array.isArray(raw[1]) && raw[1][0] === PACKED_FIELD ? packedHead(id, raw, report) : undefined;
+    if (head !== undefined) {
+      out.push(head);
+      continue;
+    }
+    try {
+      out.push(decodedEntry(decodeStreamEntry(entry)));
+    } catch (error) {
+      unreadable.push(unreadableEntry(id, entry as unknown[], error));
+    }
+  }
+  return { entries: out, unreadable, lastId, size: entries.length };
 }
 
 /** The tenant and session an unreadable entry names, when both read. */
