@@ -429,15 +429,8 @@ export class SealedStore implements SessionStore {
 
   /** A tail's readEntries whose entries' events are opened when asked for (openEvent). */
   private openedEntries(read: NonNullable<EventTail["readEntries"]>): NonNullable<EventTail["readEntries"]> {
-    return async (after, limit, blockMs) =>
-      (await read(after, limit, blockMs)).map((entry) => ({
-        id: entry.id,
-        type: entry.type,
-        tenant: entry.tenant,
-        sessionId: entry.sessionId,
-        expireTime: entry.expireTime,
-        event: () => this.openEvent(entry),
-      }));
+    const open = (entry: TailEntry): StoredEvent | undefined => this.openEvent(entry);
+    return async (after, limit, blockMs) => (await read(after, limit, blockMs)).map((entry) => new OpenedEntry(entry, open));
   }
 
   /** The entry's event with its names opened; undefined (reported as unreadable) when they do not open. */
@@ -465,5 +458,29 @@ export class SealedStore implements SessionStore {
     }
     if (bad.length > 0) this.unreadable.notify(bad);
     return out;
+  }
+}
+
+/** A tail entry whose event is opened (SealedStore.openEvent) when asked for; one class, no closure per entry. */
+class OpenedEntry implements TailEntry {
+  readonly id: string;
+  readonly type: TailEntry["type"];
+  readonly tenant: string;
+  readonly sessionId: string;
+  readonly expireTime: number;
+
+  constructor(
+    private readonly entry: TailEntry,
+    private readonly open: (entry: TailEntry) => StoredEvent | undefined,
+  ) {
+    this.id = entry.id;
+    this.type = entry.type;
+    this.tenant = entry.tenant;
+    this.sessionId = entry.sessionId;
+    this.expireTime = entry.expireTime;
+  }
+
+  event(): StoredEvent | undefined {
+    return this.open(this.entry);
   }
 }

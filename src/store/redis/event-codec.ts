@@ -173,6 +173,7 @@ export function decodeStreamBatch(entries: unknown): DecodedBatch {
   return { events, unreadable, lastId, size: entries.length };
 }
 
+/** An entry that does not decode, with the tenant and session it names when those read. */
 function unreadableEntry(id: string, entry: readonly unknown[], error: unknown): UnreadableEntry {
   return { id, ...attribution(entry), problem: problemOf(error) };
 }
@@ -212,37 +213,53 @@ class PackedTailEntry implements TailEntry {
     try {
       return decodeStreamEntry(this.raw);
     } catch (error) {
-      this.report({ id: this.id, tenant: this.tenant, sessionId: this.sessionId, problem: problemOf(error) });
+      this.report(unreadableEntry(this.id, this.raw, error));
       return undefined;
     }
   }
 }
 
+/** The length of a session id (SESSION_ID's form, which the whole decode checks). */
+const SESSION_ID_LENGTH = 36;
+
+/** The decimal integer text[from, to) (1 to 15 ASCII digits, so exact), or -1. Cheaper than Number() of a slice. */
+function digits(text: string, from: number, to: number): number {
+  if (to <= from || to - from > 15) return -1;
+  let n = 0;
+  for (let at = from; at < to; at++) {
+    const d = text.charCodeAt(at) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
 /**
  * The head of a packed entry (type, tenant, session id, expire time: the
- * values before and at EXPIRE_INDEX), or undefined when those do not decode.
- * The values after it are looked at only when the event is asked for.
+ * values up to EXPIRE_INDEX), or undefined when those do not read. The
+ * values after it, and the session id's form, are looked at only when the
+ * event is asked for.
  */
 function packedHead(id: string, raw: RawStreamEntry, report: (entry: UnreadableEntry) => void): PackedTailEntry | undefined {
   const packed = raw[1][1];
   if (typeof packed !== "string") return undefined;
-  const ends: number[] = [];
-  for (let at = -1, n = 0; n <= EXPIRE_INDEX; n++) {
-    at = packed.indexOf(PACKED_SEPARATOR, at + 1);
-    if (at < 0) return undefined;
-    ends.push(at);
-  }
-  const type = packed.slice(0, ends[0]);
-  const sessionId = packed.slice((ends[1] as number) + 1, ends[2]);
-  const expire = Number(packed.slice((ends[EXPIRE_INDEX - 1] as number) + 1, ends[EXPIRE_INDEX]));
-  if (!TYPES.has(type) || !SESSION_ID.test(sessionId) || !Number.isSafeInteger(expire)) return undefined;
+  const typeEnd = packed.indexOf(PACKED_SEPARATOR);
+  const tenantEnd = typeEnd < 0 ? -1 : packed.indexOf(PACKED_SEPARATOR, typeEnd + 1);
+  const idEnd = tenantEnd < 0 ? -1 : packed.indexOf(PACKED_SEPARATOR, tenantEnd + 1);
+  let expireStart = idEnd;
+  for (let n = 3; n < EXPIRE_INDEX && expireStart >= 0; n++) expireStart = packed.indexOf(PACKED_SEPARATOR, expireStart + 1);
+  const expireEnd = expireStart < 0 ? -1 : packed.indexOf(PACKED_SEPARATOR, expireStart + 1);
+  if (expireEnd < 0 || idEnd - tenantEnd - 1 !== SESSION_ID_LENGTH) return undefined;
+  const type = packed.slice(0, typeEnd);
+  const expireTime = digits(packed, expireStart + 1, expireEnd);
+  if (!TYPES.has(type) || expireTime < 0) return undefined;
   let tenant: string;
   try {
-    tenant = tenantOf(packed.slice((ends[0] as number) + 1, ends[1]));
+    tenant = tenantOf(packed.slice(typeEnd + 1, tenantEnd));
   } catch {
     return undefined;
   }
-  return new PackedTailEntry(id, type as SessionEventType, tenant, sessionId, expire, raw, report);
+  return new PackedTailEntry(id, type as SessionEventType, tenant, packed.slice(tenantEnd + 1, idEnd), expireTime, raw, report);
 }
 
 /**
