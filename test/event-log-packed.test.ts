@@ -53,6 +53,22 @@ function content(event: StoredEvent): Omit<StoredEvent, "id" | "time"> {
   return rest;
 }
 
+/** An empty Redis and a store on it, with the unreadable entries it reports; `dispose` stops listening and closes it. */
+async function freshStore(): Promise<{ store: RedisStore; reported: UnreadableEntry[]; dispose: () => Promise<void> }> {
+  await server.raw.flushall();
+  const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits: { maxDataKeys: 64, archiveRetentionMs: 30_000, expiryGraceMs: 30_000 }, commandTimeoutMs: 2000 });
+  const reported: UnreadableEntry[] = [];
+  const stopListening = store.onUnreadableEvent((entry) => reported.push(entry));
+  return {
+    store,
+    reported,
+    dispose: async () => {
+      stopListening();
+      await store.dispose();
+    },
+  };
+}
+
 describe("packed event log entries", () => {
   it("emit()'s packed entries read as the same entries in the named form, through readEvents and the event tail", async () => {
     await server.raw.flushall();
@@ -119,10 +135,7 @@ describe("packed event log entries", () => {
   });
 
   it("a packed entry with the wrong number of values is reported with its session and skipped", async () => {
-    await server.raw.flushall();
-    const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits: { maxDataKeys: 64, archiveRetentionMs: 30_000, expiryGraceMs: 30_000 }, commandTimeoutMs: 2000 });
-    const reported: UnreadableEntry[] = [];
-    const stopListening = store.onUnreadableEvent((entry) => reported.push(entry));
+    const { store, reported, dispose } = await freshStore();
     const tail = store.openEventTail();
     try {
       const start = await store.lastEventId();
@@ -148,17 +161,13 @@ describe("packed event log entries", () => {
         [good],
       );
     } finally {
-      stopListening();
       tail.close();
-      await store.dispose();
+      await dispose();
     }
   });
 
   it("readEntries: each entry's head as its whole event reads; a body that does not decode is reported only when its event is asked for", async () => {
-    await server.raw.flushall();
-    const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits: { maxDataKeys: 64, archiveRetentionMs: 30_000, expiryGraceMs: 30_000 }, commandTimeoutMs: 2000 });
-    const reported: UnreadableEntry[] = [];
-    const stopListening = store.onUnreadableEvent((entry) => reported.push(entry));
+    const { store, reported, dispose } = await freshStore();
     const tail = store.openEventTail();
     try {
       assert.ok(tail.readEntries !== undefined, "the single log's tail reads entries");
@@ -200,17 +209,13 @@ describe("packed event log entries", () => {
         [[bad, TENANT, session.sessionId]],
       );
     } finally {
-      stopListening();
       tail.close();
-      await store.dispose();
+      await dispose();
     }
   });
 
   it("the event hub: its listeners hear every entry's head; only a watched tenant's entries are decoded whole", async () => {
-    await server.raw.flushall();
-    const store = new RedisStore({ url: server.url, keyPrefix: PREFIX, limits: { maxDataKeys: 64, archiveRetentionMs: 30_000, expiryGraceMs: 30_000 }, commandTimeoutMs: 2000 });
-    const reported: UnreadableEntry[] = [];
-    const stopListening = store.onUnreadableEvent((entry) => reported.push(entry));
+    const { store, reported, dispose } = await freshStore();
     const hub = new EventHub({ store, blockMs: 50 });
     const heard: EventHead[] = [];
     const stopHearing = hub.addListener((event) => heard.push(event));
@@ -248,9 +253,8 @@ describe("packed event log entries", () => {
       watched.close();
     } finally {
       stopHearing();
-      stopListening();
       await hub.stop();
-      await store.dispose();
+      await dispose();
     }
   });
 });

@@ -156,8 +156,14 @@ const EVENT_ID = /^\d{1,16}-\d{1,16}$/;
  * broken).
  */
 export function decodeStreamBatch(entries: unknown): DecodedBatch {
+  const { decoded, ...rest } = decodeEach(entries, (_id, entry) => decodeStreamEntry(entry));
+  return { events: decoded, ...rest };
+}
+
+/** Entry by entry with `decode`: an entry it throws on is unreadable (attributed, skipped); one without an id fails the batch. */
+function decodeEach<T>(entries: unknown, decode: (id: string, entry: RawStreamEntry) => T): { decoded: T[]; unreadable: UnreadableEntry[]; lastId: string | undefined; size: number } {
   if (!Array.isArray(entries)) throw malformed("entries");
-  const events: StoredEvent[] = [];
+  const decoded: T[] = [];
   const unreadable: UnreadableEntry[] = [];
   let lastId: string | undefined;
   for (const entry of entries as unknown[]) {
@@ -165,15 +171,14 @@ export function decodeStreamBatch(entries: unknown): DecodedBatch {
     if (id === undefined) throw malformed("entry id");
     lastId = id;
     try {
-      events.push(decodeStreamEntry(entry));
+      decoded.push(decode(id, entry as RawStreamEntry));
     } catch (error) {
       unreadable.push(unreadableEntry(id, entry as unknown[], error));
     }
   }
-  return { events, unreadable, lastId, size: entries.length };
+  return { decoded, unreadable, lastId, size: entries.length };
 }
 
-/** An entry that does not decode, with the tenant and session it names when those read. */
 function unreadableEntry(id: string, entry: readonly unknown[], error: unknown): UnreadableEntry {
   return { id, ...attribution(entry), problem: problemOf(error) };
 }
@@ -269,27 +274,8 @@ function packedHead(id: string, raw: RawStreamEntry, report: (entry: UnreadableE
  * unreadable later, when their event is asked for.
  */
 export function decodeStreamHeads(entries: unknown, report: (entry: UnreadableEntry) => void): DecodedHeads {
-  if (!Array.isArray(entries)) throw malformed("entries");
-  const out: TailEntry[] = [];
-  const unreadable: UnreadableEntry[] = [];
-  let lastId: string | undefined;
-  for (const entry of entries as unknown[]) {
-    const id = Array.isArray(entry) && typeof entry[0] === "string" && EVENT_ID.test(entry[0]) ? entry[0] : undefined;
-    if (id === undefined) throw malformed("entry id");
-    lastId = id;
-    const raw = entry as RawStreamEntry;
-    const head = Array.isArray(raw[1]) && raw[1][0] === PACKED_FIELD ? packedHead(id, raw, report) : undefined;
-    if (head !== undefined) {
-      out.push(head);
-      continue;
-    }
-    try {
-      out.push(decodedEntry(decodeStreamEntry(entry)));
-    } catch (error) {
-      unreadable.push(unreadableEntry(id, entry as unknown[], error));
-    }
-  }
-  return { entries: out, unreadable, lastId, size: entries.length };
+  const { decoded, ...rest } = decodeEach(entries, (id, entry): TailEntry => (Array.isArray(entry[1]) && entry[1][0] === PACKED_FIELD ? packedHead(id, entry, report) : undefined) ?? decodedEntry(decodeStreamEntry(entry)));
+  return { entries: decoded, ...rest };
 }
 
 /** The tenant and session an unreadable entry names, when both read. */
