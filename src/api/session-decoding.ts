@@ -48,49 +48,59 @@ const DURATION_TYPE = "google.protobuf.Duration";
 /** A CreateSessionRequest, or undefined for fromBinary to decode. */
 export function decodeCreateSessionRequest(bytes: Uint8Array): CreateSessionRequest | undefined {
   const message: CreateSessionRequest = { $typeName: CREATE_TYPE, userId: "", dataSource: "", accessLevel: 0, requestId: "" };
-  const reader = new Reader(bytes);
-  try {
-    let seen = 0;
-    const end = bytes.length;
-    while (reader.pos < end) {
-      const tag = reader.varint();
-      const field = tag >>> 3;
-      const bit = 1 << field;
-      if (field > 6 || (seen & bit) !== 0) return undefined;
-      seen |= bit;
-      switch (tag) {
-        case (1 << 3) | LEN:
-          message.userId = reader.string();
-          break;
-        case (2 << 3) | LEN:
-          message.dataSource = reader.string();
-          break;
-        case (3 << 3) | VARINT:
-          message.accessLevel = reader.int32();
-          break;
-        case (4 << 3) | LEN:
-          message.ttl = reader.duration();
-          break;
-        case (5 << 3) | LEN:
-          message.metadata = reader.struct(reader.length(), 1);
-          break;
-        case (6 << 3) | LEN:
-          message.requestId = reader.string();
-          break;
-        default:
-          return undefined;
-      }
-    }
-    return reader.pos === end ? message : undefined;
-  } catch {
-    // Unusual, truncated or invalid (UTF-8): fromBinary decodes it or throws its own error.
-    return undefined;
+  return decodeMessage(bytes, message, 6, readCreateField);
+}
+
+function readCreateField(reader: Reader, tag: number, message: CreateSessionRequest): boolean {
+  switch (tag) {
+    case (1 << 3) | LEN:
+      message.userId = reader.string();
+      return true;
+    case (2 << 3) | LEN:
+      message.dataSource = reader.string();
+      return true;
+    case (3 << 3) | VARINT:
+      message.accessLevel = reader.int32();
+      return true;
+    case (4 << 3) | LEN:
+      message.ttl = reader.duration();
+      return true;
+    case (5 << 3) | LEN:
+      message.metadata = reader.struct(reader.length(), 1);
+      return true;
+    case (6 << 3) | LEN:
+      message.requestId = reader.string();
+      return true;
+    default:
+      return false;
   }
 }
 
 /** A GetSessionRequest, or undefined for fromBinary to decode. */
 export function decodeGetSessionRequest(bytes: Uint8Array): GetSessionRequest | undefined {
   const message: GetSessionRequest = { $typeName: GET_TYPE, sessionId: "", includeEnded: false };
+  return decodeMessage(bytes, message, 2, readGetField);
+}
+
+function readGetField(reader: Reader, tag: number, message: GetSessionRequest): boolean {
+  switch (tag) {
+    case (1 << 3) | LEN:
+      message.sessionId = reader.string();
+      return true;
+    case (2 << 3) | VARINT:
+      message.includeEnded = reader.bool();
+      return true;
+    default:
+      return false;
+  }
+}
+
+/**
+ * Reads `bytes` into `message` (its zero value, as create() makes it) field
+ * by field with `read`, which returns false for a tag it does not take.
+ * Fields 1 to `lastField` each at most once.
+ */
+function decodeMessage<M>(bytes: Uint8Array, message: M, lastField: number, read: (reader: Reader, tag: number, message: M) => boolean): M | undefined {
   const reader = new Reader(bytes);
   try {
     let seen = 0;
@@ -98,22 +108,13 @@ export function decodeGetSessionRequest(bytes: Uint8Array): GetSessionRequest | 
     while (reader.pos < end) {
       const tag = reader.varint();
       const field = tag >>> 3;
-      const bit = 1 << field;
-      if (field > 2 || (seen & bit) !== 0) return undefined;
-      seen |= bit;
-      switch (tag) {
-        case (1 << 3) | LEN:
-          message.sessionId = reader.string();
-          break;
-        case (2 << 3) | VARINT:
-          message.includeEnded = reader.bool();
-          break;
-        default:
-          return undefined;
-      }
+      if (field > lastField || (seen & (1 << field)) !== 0) return undefined;
+      seen |= 1 << field;
+      if (!read(reader, tag, message)) return undefined;
     }
     return reader.pos === end ? message : undefined;
   } catch {
+    // Unusual, truncated or invalid (UTF-8): fromBinary decodes it or throws its own error.
     return undefined;
   }
 }
