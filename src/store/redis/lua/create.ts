@@ -1,10 +1,12 @@
 // Lua source of the create script (see prelude.ts for the shared header). String.raw keeps Lua escapes as written.
 export const createLua = String.raw`
 -- create: ARGV[OP..] = sessionId, userId, dataSource, level, ttlMs, metadata, requestId,
---   maxSessionsPerUser (0: no cap), sessionsPerUserPolicy ("reject" | "close_oldest"),
---   maxSessionsPerTenant (0: no cap; with several partitions, what is left of the tenant's cap
---   for this partition after the others' live sessions; negative: nothing left), maxDataSourcesPerTenant (0: no cap;
---   with several partitions, likewise: see RedisStore.tenantCapsLeft),
+--   the caps ("" when none is set; else, space-separated: maxSessionsPerUser (0: no cap),
+--   sessionsPerUserPolicy ("reject" | "close_oldest"), maxSessionsPerTenant (0: no cap; with
+--   several partitions, what is left of the tenant's cap for this partition after the others'
+--   live sessions; negative: nothing left), maxDataSourcesPerTenant (0: no cap; with several
+--   partitions, likewise: see RedisStore.tenantCapsLeft); one argument, as createCaps in
+--   redis-store.ts makes it: each argument of a call costs Redis its parsing and a Lua string),
 --   sealed user, sealed data source, metadata tag ("" each without encryption),
 --   claim end ("": the request id is kept here as k_req; else the end (ms) of its
 --   claim in its own partition, see lua/claim.ts),
@@ -20,11 +22,16 @@ local tp = tenant_prefix(T)
 local sid, uid, ds, level = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3]
 -- '+ 0' converts once (tonumber converts twice: Lua 5.1 checks, then converts).
 local ttl, meta, rid = ARGV[OP + 4] + 0, ARGV[OP + 5], ARGV[OP + 6]
-local max_per_user, per_user_policy = cap_arg(ARGV[OP + 7]), ARGV[OP + 8]
-local max_per_tenant, max_sources = cap_arg(ARGV[OP + 9]), cap_arg(ARGV[OP + 10])
-local sealed_u, sealed_d, meta_tag = ARGV[OP + 11], ARGV[OP + 12], ARGV[OP + 13]
-local claim_end = ARGV[OP + 14]
-local member = ARGV[OP + 15]
+local max_per_user, per_user_policy, max_per_tenant, max_sources = 0, 'reject', 0, 0
+local caps = ARGV[OP + 7]
+if caps ~= '' then
+  local u, p, t, s = string.match(caps, '^(%S+) (%S+) (%S+) (%S+)$')
+  if not u then error('malformed create caps: ' .. caps) end
+  max_per_user, per_user_policy, max_per_tenant, max_sources = cap_arg(u), p, cap_arg(t), cap_arg(s)
+end
+local sealed_u, sealed_d, meta_tag = ARGV[OP + 8], ARGV[OP + 9], ARGV[OP + 10]
+local claim_end = ARGV[OP + 11]
+local member = ARGV[OP + 12]
 
 if claim_end ~= '' then
   -- A create that took the claim over made this id void: it never gets a session.
@@ -38,7 +45,7 @@ end
 -- With a claim, the lookup finds only sessions created before claims existed.
 if rid ~= '' then
   local names = { rid }
-  for i = OP + 16, #ARGV do names[#names + 1] = ARGV[i] end
+  for i = OP + 13, #ARGV do names[#names + 1] = ARGV[i] end
   for _, name in ipairs(names) do
     local existing = redis.call('GET', k_req(tp, name))
     if existing then
