@@ -35,7 +35,7 @@ local member = ARGV[OP + 12]
 
 if claim_end ~= '' then
   -- A create that took the claim over made this id void: it never gets a session.
-  if redis.call('EXISTS', k_void(tp, sid)) == 1 then return { 'ok', 'lost' } end
+  if rcall('EXISTS', k_void(tp, sid)) == 1 then return { 'ok', 'lost' } end
   -- The id exists already (this create ran before): answered as a retry.
   local rec, arch = load_session(tp, T, sid)
   if rec then return append({ 'ok', '0' }, encode_live(T, sid, rec)) end
@@ -47,7 +47,7 @@ if rid ~= '' then
   local names = { rid }
   for i = OP + 13, #ARGV do names[#names + 1] = ARGV[i] end
   for _, name in ipairs(names) do
-    local existing = redis.call('GET', k_req(tp, name))
+    local existing = rcall('GET', k_req(tp, name))
     if existing then
       -- A live session answers the retry; an ended one has freed the request id.
       local rec = load_session(tp, T, existing)
@@ -77,7 +77,7 @@ if max_per_user > 0 then
   if excess > 0 then
     local cands = {}
     for _, id in ipairs(live) do
-      local c = redis.call('HGET', k_rec(tp, id), 'c')
+      local c = rcall('HGET', k_rec(tp, id), 'c')
       if c then cands[#cands + 1] = { tonumber(c), id } end
     end
     table.sort(cands, function(x, y)
@@ -117,7 +117,7 @@ if rid ~= '' then
   fields[nf + 1], fields[nf + 2] = 'r', rid
   nf = nf + 2
   if claim_end == '' then
-    redis.call('SET', k_req(tp, rid), sid)
+    rcall('SET', k_req(tp, rid), sid)
   else
     -- How long the claim is known to last: extend renews it before the session outlives it.
     rec.rc = claim_end
@@ -126,7 +126,7 @@ if rid ~= '' then
   end
 end
 local rkey = k_rec(tp, sid)
-redis.call('HSET', rkey, unpack(fields, 1, nf))
+rcall('HSET', rkey, unpack(fields, 1, nf))
 set_session_expiry(tp, sid, rec, true, expire, rkey)
 member_is(sid, member)
 index_add(tp, T, sid, rec, expire)

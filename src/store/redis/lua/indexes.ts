@@ -148,7 +148,7 @@ local function bucket_of(ix, e)
   index_facts()
   local span = DIR_SPAN[ix.dir]
   if span and span[2] <= e and e <= span[3] then return span[1] end
-  local lb = redis.call('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', '0', '1')[1]
+  local lb = rcall('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', '0', '1')[1]
   if lb then DIR_SPAN[ix.dir] = { lb, tonumber(lb), e } end
   return lb
 end
@@ -156,7 +156,7 @@ end
 -- ZADD of flat {score, member, ...} in chunks (Lua's unpack limit).
 local function zadd_all(key, flat)
   for i = 1, #flat, 400 do
-    redis.call('ZADD', key, unpack(flat, i, math.min(i + 399, #flat)))
+    rcall('ZADD', key, unpack(flat, i, math.min(i + 399, #flat)))
   end
 end
 
@@ -168,17 +168,17 @@ end
 local function bucket_split(ix, lb, key, n, appended)
   index_facts()
   local at = appended and n - math.max(1, math.floor(n / 8)) or math.floor(n / 2)
-  local s = tonumber(redis.call('ZRANGE', key, at, at, 'WITHSCORES')[2])
-  local low = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+  local s = tonumber(rcall('ZRANGE', key, at, at, 'WITHSCORES')[2])
+  local low = tonumber(rcall('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
   if s <= low then
-    local above = redis.call('ZRANGE', key, '(' .. istr(low), '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+    local above = rcall('ZRANGE', key, '(' .. istr(low), '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
     if #above == 0 then
       ONE_SCORE[key] = low
       return
     end
     s = tonumber(above[2])
   end
-  local moved = redis.call('ZRANGE', key, istr(s), '+inf', 'BYSCORE', 'WITHSCORES')
+  local moved = rcall('ZRANGE', key, istr(s), '+inf', 'BYSCORE', 'WITHSCORES')
   local flat = {}
   for i = 1, #moved, 2 do
     flat[#flat + 1] = moved[i + 1]
@@ -187,8 +187,8 @@ local function bucket_split(ix, lb, key, n, appended)
   local nlb = istr(s)
   local nkey = ix.bucket(nlb)
   zadd_all(nkey, flat)
-  redis.call('ZREMRANGEBYSCORE', key, nlb, '+inf')
-  redis.call('ZADD', ix.dir, nlb, nlb)
+  rcall('ZREMRANGEBYSCORE', key, nlb, '+inf')
+  rcall('ZADD', ix.dir, nlb, nlb)
   DIR_SPAN[ix.dir], BUCKET_SIZE[key], BUCKET_SIZE[nkey] = nil, nil, nil
   ONE_SCORE[key], ONE_SCORE[nkey] = nil, nil
   index_expire_at_least(nkey, tonumber(moved[#moved]) + GRACE)
@@ -202,11 +202,11 @@ local function bidx_add(ix, m, e, lb)
   local new_dir = false
   if not lb then
     lb = '0'
-    new_dir = redis.call('ZADD', ix.dir, 0, lb) == 1
+    new_dir = rcall('ZADD', ix.dir, 0, lb) == 1
     DIR_SPAN[ix.dir] = nil
   end
   local key = ix.bucket(lb)
-  local added = redis.call('ZADD', key, istr(e), m) == 1
+  local added = rcall('ZADD', key, istr(e), m) == 1
   -- The directory lives as long as its longest-lived bucket: it follows when a bucket's expiry moves.
   if index_expire_at_least(key, e + GRACE) or new_dir then index_expire_at_least(ix.dir, e + GRACE) end
   local one = ONE_SCORE[key]
@@ -215,11 +215,11 @@ local function bidx_add(ix, m, e, lb)
   end
   if not added then return end
   local n = BUCKET_SIZE[key]
-  if n then n = n + 1 else n = redis.call('ZCARD', key) end
+  if n then n = n + 1 else n = rcall('ZCARD', key) end
   BUCKET_SIZE[key] = n
   -- A bucket of one score cannot split: one more of that score needs no look.
   if n > BUCKET_MAX and not one then
-    bucket_split(ix, lb, key, n, redis.call('ZREVRANK', key, m) == 0)
+    bucket_split(ix, lb, key, n, rcall('ZREVRANK', key, m) == 0)
   end
 end
 
@@ -229,13 +229,13 @@ local function bidx_remove(ix, m, e, lb)
   lb = lb or bucket_of(ix, e)
   if not lb then return end
   local key = ix.bucket(lb)
-  if redis.call('ZREM', key, m) == 1 then
+  if rcall('ZREM', key, m) == 1 then
     local n = BUCKET_SIZE[key]
     if n then BUCKET_SIZE[key] = n - 1 end
-    if redis.call('EXISTS', key) == 0 then
+    if rcall('EXISTS', key) == 0 then
       BUCKET_SIZE[key], INDEX_EXPIRY[key], ONE_SCORE[key] = nil, nil, nil
       -- The directory may go too (its last bucket).
-      redis.call('ZREM', ix.dir, lb)
+      rcall('ZREM', ix.dir, lb)
       DIR_SPAN[ix.dir], INDEX_EXPIRY[ix.dir] = nil, nil
     end
   end
@@ -266,11 +266,11 @@ local function zset_after(zkey, after_e, after_m, need, out, keep)
     -- member is still there with that score, its rank starts the read (bounded
     -- by the page); otherwise the ties are read in batches, skipping the smaller ones.
     local start
-    local score = redis.call('ZSCORE', zkey, after_m)
-    if score and tonumber(score) == after_e then start = redis.call('ZRANK', zkey, after_m) + 1 end
+    local score = rcall('ZSCORE', zkey, after_m)
+    if score and tonumber(score) == after_e then start = rcall('ZRANK', zkey, after_m) + 1 end
     if start then
       while #out < need do
-        local batch = redis.call('ZRANGE', zkey, start, start + ZBATCH - 1, 'WITHSCORES')
+        local batch = rcall('ZRANGE', zkey, start, start + ZBATCH - 1, 'WITHSCORES')
         local done = #batch < 2 * ZBATCH
         for i = 1, #batch, 2 do
           if tonumber(batch[i + 1]) ~= after_e then done = true break end
@@ -283,7 +283,7 @@ local function zset_after(zkey, after_e, after_m, need, out, keep)
     else
       local offset = 0
       while #out < need do
-        local ties = redis.call('ZRANGE', zkey, istr(after_e), istr(after_e), 'BYSCORE', 'LIMIT', offset, ZBATCH)
+        local ties = rcall('ZRANGE', zkey, istr(after_e), istr(after_e), 'BYSCORE', 'LIMIT', offset, ZBATCH)
         for i = 1, #ties do
           if #out >= need then return out end
           if ties[i] > after_m then consider(ties[i], after_e) end
@@ -298,7 +298,7 @@ local function zset_after(zkey, after_e, after_m, need, out, keep)
   while #out < need do
     -- What is still needed, at least ZBATCH (a filter may drop some), at most 4 x ZBATCH.
     local count = math.min(math.max(need - #out, ZBATCH), 4 * ZBATCH)
-    local batch = redis.call('ZRANGE', zkey, lo, '+inf', 'BYSCORE', 'LIMIT', offset, count, 'WITHSCORES')
+    local batch = rcall('ZRANGE', zkey, lo, '+inf', 'BYSCORE', 'LIMIT', offset, count, 'WITHSCORES')
     for i = 1, #batch, 2 do
       if #out >= need then return out end
       consider(batch[i], tonumber(batch[i + 1]))
@@ -313,7 +313,7 @@ end
 -- or '-inf'/'+inf'), in order, until it returns true; reads the directory 16 at a time.
 local function each_bucket(ix, lo, hi, visit)
   while true do
-    local lbs = redis.call('ZRANGE', ix.dir, lo, hi, 'BYSCORE', 'LIMIT', 0, 16)
+    local lbs = rcall('ZRANGE', ix.dir, lo, hi, 'BYSCORE', 'LIMIT', 0, 16)
     for i = 1, #lbs do
       if visit(lbs[i]) then return end
     end
@@ -348,14 +348,14 @@ local function forget_legacy() LEGACY = {} end
 local function legacy_exists(key)
   local there = LEGACY[key]
   if there == nil then
-    there = redis.call('EXISTS', key) == 1
+    there = rcall('EXISTS', key) == 1
     LEGACY[key] = there
   end
   return there
 end
 
 local function legacy_zrem(key, sid)
-  if legacy_exists(key) then redis.call('ZREM', key, sid) end
+  if legacy_exists(key) then rcall('ZREM', key, sid) end
 end
 
 -- Whether any of the tenant's earlier-layout keys for this user and data
@@ -366,9 +366,9 @@ local function legacy_any(tp, uid, ds)
   local ku, ks, ka = uid and k_user(tp, uid), k_src(tp, ds), k_all(tp)
   if LEGACY[ks] == false and LEGACY[ka] == false and (not ku or LEGACY[ku] == false) then return false end
   if ku then
-    if redis.call('EXISTS', ku, ks, ka) > 0 then return true end
+    if rcall('EXISTS', ku, ks, ka) > 0 then return true end
     LEGACY[ku] = false
-  elseif redis.call('EXISTS', ks, ka) > 0 then
+  elseif rcall('EXISTS', ks, ka) > 0 then
     return true
   end
   LEGACY[ks], LEGACY[ka] = false, false
@@ -416,8 +416,8 @@ end
 
 -- The user's live session ids (score > NOW), both layouts.
 local function user_live(tp, uid)
-  local out = redis.call('ZRANGE', k_user(tp, uid), '(' .. istr(NOW), '+inf', 'BYSCORE')
-  for _, m in ipairs(redis.call('ZRANGE', k_user_idx(tp, uid), '(' .. istr(NOW), '+inf', 'BYSCORE')) do
+  local out = rcall('ZRANGE', k_user(tp, uid), '(' .. istr(NOW), '+inf', 'BYSCORE')
+  for _, m in ipairs(rcall('ZRANGE', k_user_idx(tp, uid), '(' .. istr(NOW), '+inf', 'BYSCORE')) do
     out[#out + 1] = member_sid(m)
   end
   return out
@@ -428,13 +428,13 @@ end
 local function source_due(tp, ds, bound, n)
   local out = {}
   if legacy_exists(k_src(tp, ds)) then
-    local legacy = redis.call('ZRANGE', k_src(tp, ds), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n, 'WITHSCORES')
+    local legacy = rcall('ZRANGE', k_src(tp, ds), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n, 'WITHSCORES')
     for i = 1, #legacy, 2 do out[#out + 1] = { legacy[i], tonumber(legacy[i + 1]) } end
   end
   if #out >= n then return out end
   local ix = src_index(tp, ds)
   each_bucket(ix, '-inf', istr(bound), function(b)
-    local got = redis.call('ZRANGE', ix.bucket(b), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n - #out, 'WITHSCORES')
+    local got = rcall('ZRANGE', ix.bucket(b), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n - #out, 'WITHSCORES')
     for k = 1, #got, 2 do out[#out + 1] = { member_sid(got[k]), tonumber(got[k + 1]) } end
     return #out >= n
   end)
@@ -447,19 +447,19 @@ local function source_min(tp, ds)
   index_facts()
   local best
   if legacy_exists(k_src(tp, ds)) then
-    local legacy = redis.call('ZRANGE', k_src(tp, ds), 0, 0, 'WITHSCORES')
+    local legacy = rcall('ZRANGE', k_src(tp, ds), 0, 0, 'WITHSCORES')
     if #legacy > 0 then best = tonumber(legacy[2]) end
   end
   local ix = src_index(tp, ds)
   for _ = 1, 16 do
-    local lb = redis.call('ZRANGE', ix.dir, 0, 0)[1]
+    local lb = rcall('ZRANGE', ix.dir, 0, 0)[1]
     if not lb then break end
-    local first = redis.call('ZRANGE', ix.bucket(lb), 0, 0, 'WITHSCORES')
+    local first = rcall('ZRANGE', ix.bucket(lb), 0, 0, 'WITHSCORES')
     if #first > 0 then
       if not best or tonumber(first[2]) < best then best = tonumber(first[2]) end
       break
     end
-    redis.call('ZREM', ix.dir, lb)
+    rcall('ZREM', ix.dir, lb)
     DIR_SPAN[ix.dir], INDEX_EXPIRY[ix.dir] = nil, nil
   end
   return best
@@ -470,7 +470,7 @@ end
 local function index_add_user(tp, sid, rec, e)
   e = e or tonumber(rec.e)
   local key = k_user_idx(tp, rec.u)
-  redis.call('ZADD', key, istr(e), sid_member(sid))
+  rcall('ZADD', key, istr(e), sid_member(sid))
   index_expire_at_least(key, e + GRACE)
 end
 
@@ -486,7 +486,7 @@ local function due_lower(T, ds, e)
   end
   local at = known[ds]
   if at and at <= e then return end
-  redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, ds))
+  rcall('ZADD', K_DUE, 'LT', istr(e), due_member(T, ds))
   known[ds] = e
 end
 local function due_forget(T, ds)
@@ -530,7 +530,7 @@ local function index_remove(tp, sid, rec, e)
   local m = sid_member(sid)
   if rec.u then
     local key = k_user_idx(tp, rec.u)
-    redis.call('ZREM', key, m)
+    rcall('ZREM', key, m)
     INDEX_EXPIRY[key] = nil
   end
   legacy_remove(tp, sid, rec.u, rec.d)
@@ -545,7 +545,7 @@ local function index_move(tp, T, sid, rec, from)
   local m = sid_member(sid)
   legacy_remove(tp, sid, rec.u, rec.d)
   local key = k_user_idx(tp, rec.u)
-  redis.call('ZADD', key, istr(e), m)
+  rcall('ZADD', key, istr(e), m)
   index_expire_at_least(key, e + GRACE)
   bidx_move(src_index(tp, rec.d), m, from, e)
   due_lower(T, rec.d, e)
