@@ -93,14 +93,15 @@ end
 
 local expire = NOW + ttl
 local c = istr(NOW)
--- Made whole in one constructor (no table grows and rehashes): the
--- sealed data-source name is kept once per live data source (name_source), not
--- per record; the sealed user and metadata tag only with encryption on.
-local rec = {
-  u = uid, d = ds, l = level, c = c, e = istr(expire), a = c, m = meta, v = '1',
-  D = sealed_d ~= '' and sealed_d or nil, U = sealed_u ~= '' and sealed_u or nil, mt = meta_tag ~= '' and meta_tag or nil,
-  r = nil, rc = nil, -- room for a request id and its claim
-}
+-- The new record as a table, for the steps below (CREATE_REC, filled in
+-- place: a table made per create costs its allocation and the garbage
+-- collector's work). The sealed data-source name is kept once per live data
+-- source (name_source), not per record; the sealed user and metadata tag only
+-- with encryption on.
+local rec = CREATE_REC
+rec.u, rec.d, rec.l, rec.c, rec.e, rec.a, rec.m, rec.v = uid, ds, level, c, istr(expire), c, meta, '1'
+rec.D, rec.U, rec.mt = sealed_d ~= '' and sealed_d or nil, sealed_u ~= '' and sealed_u or nil, meta_tag ~= '' and meta_tag or nil
+rec.r, rec.rc = nil, nil
 local fields = CREATE_FIELDS
 fields[2], fields[4], fields[6], fields[8], fields[10], fields[12], fields[14] = uid, ds, level_code(level), c, rec.e, c, meta
 local nf = 16

@@ -145,6 +145,10 @@ local function cap_arg(s)
   return tonumber(s) or 0
 end
 
+-- The record a create makes, as a table, filled in place for each create
+-- (create.ts): no step keeps it past its create. Made with every field's slot.
+local CREATE_REC = { u = false, d = false, l = false, c = false, e = false, a = false, m = false, v = false, D = false, U = false, mt = false, r = false, rc = false }
+
 -- A create's HSET arguments, filled in place for each create (create.ts;
 -- HSET reads only the first nf): a table made per call costs its
 -- allocation and the garbage collector's work. Odd places hold the field
