@@ -16,9 +16,11 @@ export const createLua = String.raw`
 -- {"ok", "0", record...} for the session an earlier create made,
 -- {"ok", "lost"} when the claimed session id was made void (request-claims.ts), or
 -- {"limit_exceeded", "sessions_per_user" | "sessions_per_tenant" | "data_sources_per_tenant"}.
-before_writes()
+-- before_writes() and tenant_prefix(T) without their calls where they would
+-- answer at once (every create of a batch: a Lua call costs more than the check).
+if SLOT_MOVING then refuse_moving_slot() end
 local T = ARGV[2]
-local tp = tenant_prefix(T)
+local tp = T == TP_T and TP or tenant_prefix(T)
 local sid, uid, ds, level = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2], ARGV[OP + 3]
 -- '+ 0' converts once (tonumber converts twice: Lua 5.1 checks, then converts).
 local ttl, meta, rid = ARGV[OP + 4] + 0, ARGV[OP + 5], ARGV[OP + 6]
@@ -92,18 +94,18 @@ if max_per_user > 0 then
 end
 
 local expire = NOW + ttl
-local c = istr(NOW)
+local c = ISTR[NOW] or istr(NOW)
 -- The new record as a table, for the steps below (CREATE_REC, filled in
 -- place: a table made per create costs its allocation and the garbage
 -- collector's work). The sealed data-source name is kept once per live data
 -- source (name_source), not per record; the sealed user and metadata tag only
 -- with encryption on.
 local rec = CREATE_REC
-rec.u, rec.d, rec.l, rec.c, rec.e, rec.a, rec.m, rec.v = uid, ds, level, c, istr(expire), c, meta, '1'
+rec.u, rec.d, rec.l, rec.c, rec.e, rec.a, rec.m, rec.v = uid, ds, level, c, ISTR[expire] or istr(expire), c, meta, '1'
 rec.D, rec.U, rec.mt = sealed_d ~= '' and sealed_d or nil, sealed_u ~= '' and sealed_u or nil, meta_tag ~= '' and meta_tag or nil
 rec.r, rec.rc = nil, nil
 local fields = CREATE_FIELDS
-fields[2], fields[4], fields[6], fields[8], fields[10], fields[12], fields[14] = uid, ds, level_code(level), c, rec.e, c, meta
+fields[2], fields[4], fields[6], fields[8], fields[10], fields[12], fields[14] = uid, ds, LEVEL_CODES[level] or level_code(level), c, rec.e, c, meta
 local nf = 16
 if rec.U then
   fields[17], fields[18] = 'U', sealed_u
@@ -140,7 +142,7 @@ emit_live(T, 'created', sid, rec, D)
 -- name follows (sealed_source may have read it), then the evicted records.
 -- Mostly nothing was evicted or expired on the way: the reply is made whole, header first (with_header).
 if not evicted then
-  if not LAZY then return { istr(NOW), '0', 'ok', '1', D }, true end
+  if not LAZY then return { c, '0', 'ok', '1', D }, true end
   return { 'ok', '1', D }
 end
 return append({ 'ok', '1', D }, evicted)

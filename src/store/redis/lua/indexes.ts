@@ -110,7 +110,7 @@ end
 -- forget_indexes), its key names once per bucket: the creates of a batch meet the same few.
 local function bucketed_index(id, dir, bucket_key)
   local names = {}
-  local ix = { dir = dir, bucket = function(lb)
+  local ix = { dir = dir, names = names, bucket = function(lb)
     local key = names[lb]
     if not key then
       key = bucket_key(lb)
@@ -122,12 +122,12 @@ local function bucketed_index(id, dir, bucket_key)
   return ix
 end
 local function src_index(tp, ds)
-  index_facts()
+  if not IX_MADE then index_facts() end
   local id = tp .. '\n' .. ds
   return IX_MADE[id] or bucketed_index(id, k_src_dir(tp, ds), function(lb) return k_src_bucket(tp, ds, lb) end)
 end
 local function all_index(tp)
-  index_facts()
+  if not IX_MADE then index_facts() end
   return IX_MADE[tp] or bucketed_index(tp, k_all_dir(tp), function(lb) return k_all_bucket(tp, lb) end)
 end
 
@@ -135,7 +135,7 @@ end
 -- functions here, and are deleted only when ZREM empties them: the ZREMs
 -- forget the key (a key made again has no expiry yet).
 local function index_expire_at_least(key, at)
-  index_facts()
+  if not IX_MADE then index_facts() end
   local known = INDEX_EXPIRY[key]
   if known and known >= at then return false end
   local changed = expire_at_least(key, at)
@@ -145,7 +145,7 @@ end
 
 -- Lower bound of the bucket that holds score e (nil: e is below every bucket, or none exists).
 local function bucket_of(ix, e)
-  index_facts()
+  if not IX_MADE then index_facts() end
   local span = DIR_SPAN[ix.dir]
   if span and span[2] <= e and e <= span[3] then return span[1] end
   local lb = rcall('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', '0', '1')[1]
@@ -166,7 +166,7 @@ end
 -- with the latest expire time) only the top eighth moves, so full buckets stay
 -- nearly full; otherwise the upper half. A bucket of one score cannot split.
 local function bucket_split(ix, lb, key, n, appended)
-  index_facts()
+  if not IX_MADE then index_facts() end
   local at = appended and n - math.max(1, math.floor(n / 8)) or math.floor(n / 2)
   local s = tonumber(rcall('ZRANGE', key, at, at, 'WITHSCORES')[2])
   local low = tonumber(rcall('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
@@ -196,19 +196,28 @@ local function bucket_split(ix, lb, key, n, appended)
 end
 
 -- Adds member m with score e; lb: the lower bound of e's bucket when known.
+-- Every create runs it twice: what a batch knows (the directory's span, the
+-- bucket's key name, the number string, the key's expiry) is read here before
+-- calling the function that would read it, since a Lua function call costs
+-- more than the lookup.
 local function bidx_add(ix, m, e, lb)
-  index_facts()
-  lb = lb or bucket_of(ix, e)
+  if not IX_MADE then index_facts() end
+  if not lb then
+    local span = DIR_SPAN[ix.dir]
+    if span and span[2] <= e and e <= span[3] then lb = span[1] else lb = bucket_of(ix, e) end
+  end
   local new_dir = false
   if not lb then
     lb = '0'
     new_dir = rcall('ZADD', ix.dir, 0, lb) == 1
     DIR_SPAN[ix.dir] = nil
   end
-  local key = ix.bucket(lb)
-  local added = rcall('ZADD', key, istr(e), m) == 1
+  local key = ix.names[lb] or ix.bucket(lb)
+  local added = rcall('ZADD', key, ISTR[e] or istr(e), m) == 1
   -- The directory lives as long as its longest-lived bucket: it follows when a bucket's expiry moves.
-  if index_expire_at_least(key, e + GRACE) or new_dir then index_expire_at_least(ix.dir, e + GRACE) end
+  local at = e + GRACE
+  local known = INDEX_EXPIRY[key]
+  if (not (known and known >= at) and index_expire_at_least(key, at)) or new_dir then index_expire_at_least(ix.dir, at) end
   local one = ONE_SCORE[key]
   if one and one ~= e then
     ONE_SCORE[key], one = nil, nil
@@ -225,7 +234,7 @@ end
 
 -- Takes member m (score e) out of its bucket; lb: its bucket's lower bound when known.
 local function bidx_remove(ix, m, e, lb)
-  index_facts()
+  if not IX_MADE then index_facts() end
   lb = lb or bucket_of(ix, e)
   if not lb then return end
   local key = ix.bucket(lb)
@@ -444,7 +453,7 @@ end
 -- The lowest score in the data source's index (both layouts), or nil when empty.
 -- A directory entry whose bucket is gone (expired keys) is dropped on the way.
 local function source_min(tp, ds)
-  index_facts()
+  if not IX_MADE then index_facts() end
   local best
   if legacy_exists(k_src(tp, ds)) then
     local legacy = rcall('ZRANGE', k_src(tp, ds), 0, 0, 'WITHSCORES')
@@ -470,15 +479,18 @@ end
 local function index_add_user(tp, sid, rec, e)
   e = e or tonumber(rec.e)
   local key = k_user_idx(tp, rec.u)
-  rcall('ZADD', key, istr(e), sid_member(sid))
-  index_expire_at_least(key, e + GRACE)
+  -- What the call knows is read before calling for it (as bidx_add).
+  rcall('ZADD', key, ISTR[e] or istr(e), sid == MEMBER_OF and MEMBER or sid_member(sid))
+  local at = e + GRACE
+  local known = INDEX_EXPIRY and INDEX_EXPIRY[key]
+  if not (known and known >= at) then index_expire_at_least(key, at) end
 end
 
 -- Lowers the due-queue score of the session's data source to e (ZADD LT)
 -- unless it is known to be no higher. expire_due, which also raises and
 -- removes members, forgets what it changes (due_forget).
 local function due_lower(T, ds, e)
-  index_facts()
+  if not IX_MADE then index_facts() end
   local known = DUE_AT[T]
   if not known then
     known = {}
@@ -490,13 +502,13 @@ local function due_lower(T, ds, e)
   known[ds] = e
 end
 local function due_forget(T, ds)
-  index_facts()
+  if not IX_MADE then index_facts() end
   if DUE_AT[T] then DUE_AT[T][ds] = nil end
 end
 
 local function index_add_source(tp, T, sid, rec, e)
   e = e or tonumber(rec.e)
-  bidx_add(src_index(tp, rec.d), sid_member(sid), e)
+  bidx_add(src_index(tp, rec.d), sid == MEMBER_OF and MEMBER or sid_member(sid), e)
   due_lower(T, rec.d, e)
 end
 
@@ -504,7 +516,7 @@ local function index_add(tp, T, sid, rec, e)
   e = e or tonumber(rec.e)
   index_add_user(tp, sid, rec, e)
   index_add_source(tp, T, sid, rec, e)
-  bidx_add(all_index(tp), sid_member(sid), e)
+  bidx_add(all_index(tp), sid == MEMBER_OF and MEMBER or sid_member(sid), e)
 end
 
 -- Takes the session, indexed with expire time e, out of its data source's index.
@@ -525,7 +537,7 @@ end
 -- unless the index score is known to differ). The due-queue member is left in
 -- place; expire_due corrects it lazily.
 local function index_remove(tp, sid, rec, e)
-  index_facts()
+  if not IX_MADE then index_facts() end
   e = e or tonumber(rec.e)
   local m = sid_member(sid)
   if rec.u then

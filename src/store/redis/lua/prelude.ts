@@ -131,6 +131,8 @@ local LEVEL_NAMES = { r = 'read', w = 'write', a = 'admin' }
 local function level_code(level)
   return string.sub(level, 1, 1)
 end
+-- level_code of each level, for a create: a table lookup costs less than the call.
+local LEVEL_CODES = { read = 'r', write = 'w', admin = 'a' }
 
 -- The live record of a session as a table (level spelled out), or nil.
 local function load_record(tp, sid)
@@ -322,7 +324,8 @@ end
 -- 'e': rec.e as a number when the caller has it (tonumber is dear).
 -- 'key': the record's key when the caller has it.
 local function set_session_expiry(tp, sid, rec, fresh, e, key)
-  local at = istr((e or tonumber(rec.e)) + GRACE)
+  e = (e or tonumber(rec.e)) + GRACE
+  local at = ISTR[e] or istr(e)
   rcall('PEXPIREAT', key or k_rec(tp, sid), at)
   if not fresh then rcall('PEXPIREAT', k_data(tp, sid), at) end
   if rec.r then rcall('PEXPIREAT', k_req(tp, rec.r), at) end
@@ -452,7 +455,7 @@ local function log_entry(T, packed)
   local id
   if DEFERRED then
     -- A batch trims once, at its end (finish_batch): '~' trims whole nodes, so the log ends as long.
-    id = rcall('XADD', K_EV, next_event_id(), 'r', packed, 'g', generation())
+    id = rcall('XADD', K_EV, Q == '' and '*' or next_event_id(), 'r', packed, 'g', GEN or generation())
     EV_TRIM = true
   else
     id = rcall('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, next_event_id(), 'r', packed, 'g', generation())
