@@ -61,6 +61,8 @@ const store = new RedisStore({
   limits: { maxDataKeys: 100, archiveRetentionMs: 86_400_000, expiryGraceMs: 3_600_000, maxSessionsPerUser: 0 },
   commandTimeoutMs: 120_000,
 });
+// The server settings the service applies at start (compact session records: server-settings.ts).
+const settings = await store.keepServerSettings();
 const logger = pino({ level: "silent" });
 const cipher = new AesGcmFieldCipher(new Keyring([{ id: "k1", key: randomBytes(32) }]));
 // Only what create reads (as bench/create-cost-ab.ts).
@@ -127,6 +129,7 @@ for (const op of OPS) {
 }
 console.log(OPS.map((op) => `${op} ${((perOp[op] ?? 0) / 1000).toFixed(1)}k`).join("  "), "Redis instructions per operation");
 console.log(JSON.stringify({ n: N, warm: WARM, instructionsPerOp: perOp }));
+await settings.stop();
 await store.dispose();
 admin.disconnect();
 server.kill("SIGTERM");

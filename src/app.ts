@@ -39,6 +39,7 @@ import {
 } from "./observability/metrics.js";
 import { reflectionServiceRoutes } from "./reflection/reflection-service.js";
 import { startRpcServer } from "./server/rpc-server.js";
+import { sessionRequestDecoders } from "./api/session-decoding.js";
 import { sessionResponseEncoders } from "./api/session-encoding.js";
 import { ExpiryScheduler } from "./session/expiry-scheduler.js";
 import { SessionManager } from "./session/session-manager.js";
@@ -247,6 +248,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     malformedBody: { error: invalidProtobuf, report: reportMalformed },
     // ... and writes the session responses with their own encoder (the same bytes as toBinary).
     responseEncoders: sessionResponseEncoders(),
+    requestDecoders: sessionRequestDecoders(),
     config,
     logger,
     httpEndpoints: {

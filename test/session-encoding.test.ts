@@ -6,7 +6,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { create, fromBinary, toBinary, type DescMessage, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type JsonObject } from "@bufbuild/protobuf";
 import { timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import {
   AccessLevel,
@@ -20,59 +20,15 @@ import {
 } from "../gen/session/v1/session_pb.js";
 import { sessionToProto } from "../src/api/convert.js";
 import { sessionResponseEncoders } from "../src/api/session-encoding.js";
+import { jsonGenerator, random } from "./support/json-values.js";
 
 const SCHEMAS = [GetSessionResponseSchema, CreateSessionResponseSchema, UpdateSessionResponseSchema, ExtendSessionResponseSchema, CloseSessionResponseSchema];
 const encoders = sessionResponseEncoders();
 
-/** A deterministic generator, so a failure names its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const PIECES = ["", "a", "web", "203.0.113.7", "grüße", "日本語", "✓", "😀", "\u0000", "x".repeat(200), "é".repeat(70), "\ud800", "%,:"];
 const KEYS = ["app", "ip", "", "__proto__", "1", "10", "constructor", "ключ", "k".repeat(130)];
-
-function text(next: () => number): string {
-  let out = "";
-  const parts = Math.floor(next() * 4);
-  for (let i = 0; i < parts; i++) out += PIECES[Math.floor(next() * PIECES.length)];
-  return out;
-}
-
-function jsonValue(next: () => number, depth: number): JsonValue {
-  const kind = Math.floor(next() * (depth > 3 ? 4 : 6));
-  switch (kind) {
-    case 0:
-      return [0, -0, 1, -1, 100, 0.5, -123.456, 2 ** 53, 1e308, -1e-308, 2 ** 31][Math.floor(next() * 11)] as number;
-    case 1:
-      return text(next);
-    case 2:
-      return next() < 0.5;
-    case 3:
-      return null;
-    case 4:
-      return Array.from({ length: Math.floor(next() * 4) }, () => jsonValue(next, depth + 1));
-    default:
-      return jsonObject(next, depth + 1);
-  }
-}
-
-function jsonObject(next: () => number, depth: number): JsonObject {
-  const object: JsonObject = {};
-  const size = Math.floor(next() * 5);
-  for (let i = 0; i < size; i++) {
-    const key = next() < 0.7 ? (KEYS[Math.floor(next() * KEYS.length)] as string) : text(next);
-    Object.defineProperty(object, key, { value: jsonValue(next, depth), enumerable: true, configurable: true, writable: true });
-  }
-  return object;
-}
+const NUMBERS = [0, -0, 1, -1, 100, 0.5, -123.456, 2 ** 53, 1e308, -1e-308, 2 ** 31];
+const { text, jsonObject } = jsonGenerator({ pieces: PIECES, keys: KEYS, numbers: NUMBERS });
 
 function session(next: () => number): ReturnType<typeof sessionToProto> {
   const ms = [0, 1, 999, 1_700_000_000_123, -1, -86_400_001, 253_402_300_799_999][Math.floor(next() * 7)] as number;

@@ -75,6 +75,8 @@ interface Opened {
   readonly damage: (key: string) => Promise<unknown>;
   /** Sets one field of the hash at `key`. */
   readonly setField: (key: string, field: string, value: string) => Promise<unknown>;
+  /** XLEN of the stream at `key`. */
+  readonly streamLength: (key: string) => Promise<number>;
   readonly close: () => Promise<void>;
 }
 
@@ -92,6 +94,26 @@ function batchingCases(open: () => Promise<Opened>): void {
       const metPartitions = new Set(sessions.map((s) => partitions.ofSession(s.sessionId))).size;
       assert.ok(sent <= metPartitions, `${sent} FCALLs for ${CALLS} gets in ${metPartitions} partition(s)`);
       got.forEach((session, i) => assert.equal(session.sessionId, ids[i]));
+    } finally {
+      await close();
+    }
+  });
+
+  it("the creates of batches keep the event log trimmed to its retention (once per batch, at its end)", async () => {
+    const { store, nodes, partitions, streamLength, close } = await open();
+    try {
+      const rounds = 4;
+      const userId = "trimmed-user";
+      const partition = partitions.ofUser(TENANT, userId);
+      await resetStats(nodes);
+      for (let round = 0; round < rounds; round++) {
+        await Promise.all(Array.from({ length: CALLS }, () => store.create(input(userId))));
+      }
+      // Sent together: the trim under test is the batch's, not a lone call's.
+      assert.ok((await fcalls(nodes)) <= rounds, "the creates were not sent in batches");
+      // CONFORMANCE_LIMITS keeps 50 events; '~' trims whole stream nodes of 100 entries.
+      const length = await streamLength(new RedisKeys("sdb:", TENANT, partitions).events(partition));
+      assert.ok(length >= 50 && length <= 150, `${length} events after ${rounds * CALLS} creates`);
     } finally {
       await close();
     }
@@ -239,7 +261,7 @@ describe("RedisStore batches script calls: one Redis", () => {
     const store = new RedisStore({ url: server.url, keyPrefix: "sdb:", limits: CONFORMANCE_LIMITS, commandTimeoutMs: 3000 });
     // Loads the library before counting ("Function not found" on a new Redis).
     await store.get(TENANT, randomUUID(), { touch: false, includeEnded: false }).catch(() => undefined);
-    return { store, nodes: [server.raw], partitions: new Partitioning(1), damage: (key) => server.raw.set(key, "not a hash"), setField: (key, field, value) => server.raw.hset(key, field, value), close: () => store.dispose() };
+    return { store, nodes: [server.raw], partitions: new Partitioning(1), damage: (key) => server.raw.set(key, "not a hash"), setField: (key, field, value) => server.raw.hset(key, field, value), streamLength: (key) => server.raw.xlen(key), close: () => store.dispose() };
   });
 });
 
@@ -261,6 +283,7 @@ describe("RedisStore batches script calls: Redis Cluster", () => {
       partitions: new Partitioning(PARTITIONS),
       damage: (key) => raw.set(key, "not a hash"),
       setField: (key, field, value) => raw.hset(key, field, value),
+      streamLength: (key) => raw.xlen(key),
       close: async () => {
         await store.dispose();
         raw.disconnect();

@@ -57,6 +57,8 @@ export interface RpcServerOptions {
   readonly malformedBody?: MalformedBody;
   /** Faster encoders of some response schemas for the fast gRPC unary path (the same bytes as toBinary). */
   readonly responseEncoders?: GrpcUnaryOptions["encoders"];
+  /** Faster decoders of some request schemas for the fast gRPC unary path (the same messages as fromBinary). */
+  readonly requestDecoders?: GrpcUnaryOptions["decoders"];
 }
 
 export interface RpcServer {
@@ -142,6 +144,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     ...(options.gate === undefined ? {} : { gate: options.gate }),
     ...(options.malformedBody === undefined ? {} : { malformedBody: options.malformedBody }),
     ...(options.responseEncoders === undefined ? {} : { encoders: options.responseEncoders }),
+    ...(options.requestDecoders === undefined ? {} : { decoders: options.requestDecoders }),
     arrival: { requestTimeoutMs: config.edge.requestTimeoutMs, minBodyRate: config.edge.minRequestBodyRate },
     onSlow: (stream, reason) => rejections?.report({ kind: "request", reason, outcome: slowOutcome(2), peer: stream.session?.socket?.remoteAddress ?? "" }),
     onGateError: (error) => logger.error({ error: { type: error instanceof Error ? error.name : typeof error } }, "request gate failed"),

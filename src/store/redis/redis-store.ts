@@ -242,10 +242,7 @@ export class RedisStore implements SessionStore {
           input.ttlMs,
           input.metadata,
           requestId,
-          this.limits.maxSessionsPerUser,
-          this.limits.sessionsPerUserPolicy,
-          caps.sessions,
-          caps.sources,
+          createCaps(this.limits.maxSessionsPerUser, this.limits.sessionsPerUserPolicy, caps),
           input.sealed?.user ?? "",
           input.sealed?.dataSource ?? "",
           input.sealed?.metadataTag ?? "",
@@ -1115,6 +1112,16 @@ interface PartitionCounts {
 interface TenantCaps {
   readonly sessions: number;
   readonly sources: number;
+}
+/**
+ * The create script's caps argument (lua/create.ts): "" when no cap is set
+ * (the usual case), else the per-user cap, its policy and the tenant caps
+ * left, space-separated. One argument rather than four: each argument of a
+ * call costs Redis its parsing and a Lua string.
+ */
+function createCaps(maxPerUser: number, policy: string, caps: TenantCaps): string {
+  if (maxPerUser === 0 && caps.sessions === 0 && caps.sources === 0) return "";
+  return `${maxPerUser} ${policy} ${caps.sessions} ${caps.sources}`;
 }
 /** Tenants whose counts are kept (the oldest read is dropped first). */
 const TENANT_COUNT_CACHE_SIZE = 1000;

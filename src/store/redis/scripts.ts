@@ -31,6 +31,7 @@ import { preludeLua } from "./lua/prelude.js";
 import { readEventsLua } from "./lua/read-events.js";
 import { setDataLua } from "./lua/set-data.js";
 import { updateLua } from "./lua/update.js";
+import { packCalls } from "./packed-calls.js";
 import type { ScriptArg } from "./script-library.js";
 
 const bodies = {
@@ -157,14 +158,9 @@ export function loneCallArguments(call: ScriptCall): ScriptArg[] {
   return args;
 }
 
-/** The arguments of a batch function (run_batch) for calls that share `shared`. */
+/** The arguments of a batch function (run_batch) for calls that share `shared`: the calls' own ones packed in one (packed-calls.ts). */
 export function batchArguments(shared: readonly ScriptArg[], owns: readonly (readonly ScriptArg[])[]): ScriptArg[] {
-  const args: ScriptArg[] = [owns.length, ...shared];
-  for (const own of owns) {
-    args.push(own.length);
-    for (const arg of own) args.push(arg);
-  }
-  return args;
+  return [owns.length, ...shared, packCalls(owns)];
 }
 
 /** Strings in front of every reply: NOW and the count of lazily expired records. */
@@ -183,9 +179,6 @@ local function with_header(reply, headed)
   return append(append({ istr(NOW), istr(#LAZY / RECORD_WIDTH) }, LAZY), reply)
 end
 
--- Argument counts by their string: a few small numbers, converted once (tonumber is dear).
-local ARG_COUNTS = {}
-
 -- One call of a batch: the same steps as its own function's, on the batch's clock.
 local function run_one(body, args, now, shared_set)
   begin(args, now, shared_set)
@@ -194,9 +187,11 @@ end
 
 -- A batch function's arguments: the count of calls, the ${BATCH_SHARED_WIDTH} arguments every
 -- call of the batch shares (P, GRACE, RETENTION, MAX_DATA_KEYS, EV_MAXLEN,
--- EV_MAXAGE, PRESSURE, Q, PART, PARTS), then for each call the count of its
--- own arguments and them (T, guard user, guard level, then the operation's;
--- see batchArguments in scripts.ts). Each call runs in turn as it runs alone
+-- EV_MAXAGE, PRESSURE, Q, PART, PARTS), then every call's own arguments
+-- (T, guard user, guard level, then the operation's) in one MessagePack
+-- array of one array of strings per call (batchArguments in scripts.ts,
+-- packed-calls.ts): cmsgpack makes them the Lua strings the arguments of the
+-- call's own FCALL would be. Each call runs in turn as it runs alone
 -- (begin sets a call's state from its own arguments, rebuilt in the prelude's
 -- ARGV order), but on one reading of Redis's clock for the whole batch, which
 -- runs atomically, with the shared arguments set once and what the calls
@@ -215,32 +210,29 @@ end
 -- No body keeps ARGV past its call or writes it.
 local CALL_ARGS, CALL_ARGS_TOP, SHORT_CALL = {}, 0, 8
 local function run_batch(body, args)
-  local out, at = {}, ${BATCH_SHARED_WIDTH} + 2
+  local out = {}
   local now = clock()
   start_batch(true)
   local short = CALL_ARGS
   short[1], short[3], short[4], short[5], short[6], short[7] = args[2], args[3], args[4], args[5], args[6], args[7]
   short[10], short[11], short[12], short[13] = args[8], args[9], args[10], args[11]
+  local calls = cmsgpack.unpack(args[${BATCH_SHARED_WIDTH} + 2])
   for i = 1, tonumber(args[1]) do
-    local n = ARG_COUNTS[args[at]]
-    if not n then
-      n = tonumber(args[at])
-      ARG_COUNTS[args[at]] = n
-    end
+    local call = calls[i]
+    local n = #call
     local own = CALL_ARGS
     if n <= SHORT_CALL then
-      own[2], own[8], own[9] = args[at + 1], args[at + 2], args[at + 3]
-      for j = 4, n do own[OP + j - 4] = args[at + j] end
+      own[2], own[8], own[9] = call[1], call[2], call[3]
+      for j = 4, n do own[OP + j - 4] = call[j] end
       -- What a longer earlier call left (#ARGV counts a call's arguments).
       local top = OP + n - 4
       for j = top + 1, CALL_ARGS_TOP do own[j] = nil end
       CALL_ARGS_TOP = top
     else
       -- Made to size in one step (unpack puts what it copies on Lua's stack: at most 64).
-      own = { args[2], args[at + 1], args[3], args[4], args[5], args[6], args[7], args[at + 2], args[at + 3], args[8], args[9], args[10], args[11], unpack(args, at + 4, at + math.min(n, 64)) }
-      for j = 65, n do own[OP + j - 4] = args[at + j] end
+      own = { args[2], call[1], args[3], args[4], args[5], args[6], args[7], call[2], call[3], args[8], args[9], args[10], args[11], unpack(call, 4, math.min(n, 64)) }
+      for j = 65, n do own[OP + j - 4] = call[j] end
     end
-    at = at + n + 1
     local ok, reply = pcall(run_one, body, own, now, i > 1)
     if ok then
       out[i] = reply

@@ -25,13 +25,13 @@ local tp = tenant_prefix(T)
 local mode, sid = ARGV[OP], ARGV[OP + 1]
 
 local function claim(name, life)
-  redis.call('SET', k_claim(tp, name), sid .. ' ' .. istr(NOW), 'PX', istr(life))
+  rcall('SET', k_claim(tp, name), sid .. ' ' .. istr(NOW), 'PX', istr(life))
   return { 'ok', 'claimed', istr(NOW + life) }
 end
 
 if mode == 'claim' then
   for i = OP + 4, #ARGV do
-    local value = redis.call('GET', k_claim(tp, ARGV[i]))
+    local value = rcall('GET', k_claim(tp, ARGV[i]))
     if value then
       local at = tonumber(string.match(value, ' (%d+)$')) or 0
       return { 'ok', 'held', ARGV[i], value, istr(NOW - at) }
@@ -44,19 +44,19 @@ end
 
 if mode == 'swap' then
   local held, name = ARGV[OP + 3], ARGV[OP + 5]
-  if redis.call('GET', k_claim(tp, held)) ~= ARGV[OP + 4] then return { 'ok', 'moved' } end
+  if rcall('GET', k_claim(tp, held)) ~= ARGV[OP + 4] then return { 'ok', 'moved' } end
   before_writes()
-  redis.call('DEL', k_claim(tp, held))
+  rcall('DEL', k_claim(tp, held))
   if name == '' then return { 'ok', 'moved' } end
   return claim(name, tonumber(ARGV[OP + 2]))
 end
 
 if mode == 'release' then
   local key = k_claim(tp, ARGV[OP + 2])
-  local value = redis.call('GET', key)
+  local value = rcall('GET', key)
   if value and string.match(value, '^(%S+)') == sid then
     before_writes()
-    redis.call('DEL', key)
+    rcall('DEL', key)
   end
   return { 'ok' }
 end
@@ -65,21 +65,21 @@ if mode == 'touch' then
   local key = k_claim(tp, ARGV[OP + 3])
   local at = NOW + tonumber(ARGV[OP + 2])
   before_writes()
-  if redis.call('SET', key, sid .. ' ' .. istr(NOW), 'NX', 'PX', istr(at - NOW)) then return { 'ok', istr(at) } end
+  if rcall('SET', key, sid .. ' ' .. istr(NOW), 'NX', 'PX', istr(at - NOW)) then return { 'ok', istr(at) } end
   -- Another session's claim: this one's request id was taken over while it
   -- was live, which only clocks far apart can do; the session keeps its extend.
-  if string.match(redis.call('GET', key) or '', '^(%S+)') ~= sid then return { 'ok', istr(at) } end
+  if string.match(rcall('GET', key) or '', '^(%S+)') ~= sid then return { 'ok', istr(at) } end
   expire_at_least(key, at)
-  return { 'ok', istr(math.max(at, redis.call('PEXPIRETIME', key))) }
+  return { 'ok', istr(math.max(at, rcall('PEXPIRETIME', key))) }
 end
 
 if mode == 'resolve' then
   local rec, arch = load_session(tp, T, sid)
   if rec then return append({ 'ok', 'live' }, encode_live(T, sid, rec)) end
-  if arch or redis.call('EXISTS', k_void(tp, sid)) == 1 then return { 'ok', 'free' } end
+  if arch or rcall('EXISTS', k_void(tp, sid)) == 1 then return { 'ok', 'free' } end
   if ARGV[OP + 2] ~= '1' then return { 'ok', 'pending' } end
   before_writes()
-  redis.call('SET', k_void(tp, sid), '1', 'PX', '${VOID_MS}')
+  rcall('SET', k_void(tp, sid), '1', 'PX', '${VOID_MS}')
   return { 'ok', 'free' }
 end
 

@@ -13,10 +13,10 @@ if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 if not can_write(rec.l) then return { 'permission_denied' } end
 local dkey = k_data(tp, sid)
 local keys = {}
-local flat = redis.call('HGETALL', dkey)
+local flat = rcall('HGETALL', dkey)
 for i = 1, #flat, 2 do keys[#keys + 1] = logged_key(flat[i], flat[i + 1]) end
-redis.call('DEL', dkey)
-redis.call('HSET', k_rec(tp, sid), 'b', '0')
+rcall('DEL', dkey)
+rcall('HSET', k_rec(tp, sid), 'b', '0')
 bump_version(tp, sid, rec, true)
 
 emit(T, 'data_changed', encode_live(T, sid, rec), keys)

@@ -14,10 +14,10 @@ if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 if not can_write(rec.l) then return { 'permission_denied' } end
 local names = { key, unpack(ARGV, OP + 3) }
 local len = 0
-for _, name in ipairs(names) do len = len + redis.call('HSTRLEN', k_data(tp, sid), name) end
-local deleted = math.min(1, redis.call('HDEL', k_data(tp, sid), unpack(names)))
+for _, name in ipairs(names) do len = len + rcall('HSTRLEN', k_data(tp, sid), name) end
+local deleted = math.min(1, rcall('HDEL', k_data(tp, sid), unpack(names)))
 if deleted == 1 then
-  redis.call('HSET', k_rec(tp, sid), 'b', istr(math.max(0, (tonumber(rec.b) or 0) - len)))
+  rcall('HSET', k_rec(tp, sid), 'b', istr(math.max(0, (tonumber(rec.b) or 0) - len)))
 end
 bump_version(tp, sid, rec, true)
 

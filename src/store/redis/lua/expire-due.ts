@@ -16,13 +16,13 @@ before_writes()
 local limit = tonumber(ARGV[OP])
 local out = { 'ok', '' }
 -- Time retention of the event log (whole nodes only, so it is cheap to try often).
-redis.call('XTRIM', K_EV, 'MINID', '~', istr(NOW - EV_MAXAGE))
+rcall('XTRIM', K_EV, 'MINID', '~', istr(NOW - EV_MAXAGE))
 local done = 0
 local rounds = limit + 64
 
 while done < limit and rounds > 0 do
   rounds = rounds - 1
-  local head = redis.call('ZRANGE', K_DUE, 0, 1, 'WITHSCORES')
+  local head = rcall('ZRANGE', K_DUE, 0, 1, 'WITHSCORES')
   if #head == 0 or tonumber(head[2]) > NOW then break end
   local member = head[1]
   local bound = NOW
@@ -55,13 +55,13 @@ while done < limit and rounds > 0 do
 
   local first = source_min(tp, ds)
   if not first then
-    redis.call('ZREM', K_DUE, member)
+    rcall('ZREM', K_DUE, member)
   else
-    redis.call('ZADD', K_DUE, istr(first), member)
+    rcall('ZADD', K_DUE, istr(first), member)
   end
   due_forget(T, ds)
 end
-local after = redis.call('ZRANGE', K_DUE, 0, 0, 'WITHSCORES')
+local after = rcall('ZRANGE', K_DUE, 0, 0, 'WITHSCORES')
 out[2] = after[2] or ''
 return out
 `;

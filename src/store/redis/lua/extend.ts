@@ -23,7 +23,7 @@ local slack, claim_end = tonumber(ARGV[OP + 2]), tonumber(ARGV[OP + 3])
 if rec.rc and slack then
   if claim_end then
     rec.rc = istr(math.max(claim_end, tonumber(rec.rc)))
-    redis.call('HSET', k_rec(tp, sid), 'rc', rec.rc)
+    rcall('HSET', k_rec(tp, sid), 'rc', rec.rc)
   elseif NOW + ttl + slack > tonumber(rec.rc) then
     return { 'claim', rec.r }
   end
@@ -31,7 +31,7 @@ end
 local from = tonumber(rec.e)
 rec.e = istr(NOW + ttl)
 rec.v = istr(tonumber(rec.v) + 1)
-redis.call('HSET', k_rec(tp, sid), 'e', rec.e, 'v', rec.v)
+rcall('HSET', k_rec(tp, sid), 'e', rec.e, 'v', rec.v)
 set_session_expiry(tp, sid, rec)
 index_move(tp, T, sid, rec, from)
 

@@ -10,7 +10,7 @@ local rec = load_session(tp, T, sid)
 if not rec then return { 'not_found' } end
 if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 touch(tp, sid, rec)
-local value = redis.call('HGET', k_data(tp, sid), key)
+local value = rcall('HGET', k_data(tp, sid), key)
 if value then return { 'ok', '1', value } end
 return { 'ok', '0', '' }
 `;

@@ -11,7 +11,7 @@ local sid, flags = ARGV[OP], ARGV[OP + 1]
 -- table of the whole hash); a missing record or one due to expire goes the
 -- general way (load_session: the archive, expiry on read).
 local key = k_rec(tp, sid)
-local f = redis.call('HMGET', key, 'u', 'd', 'l', 'c', 'e', 'a', 'm', 'v', 'U', 'D', 'mt')
+local f = rcall('HMGET', key, 'u', 'd', 'l', 'c', 'e', 'a', 'm', 'v', 'U', 'D', 'mt')
 local u, d, e = f[1], f[2], f[5]
 -- Expire times are decimal integers: of one length with NOW's, the later one
 -- compares greater as text (tonumber is dear).

@@ -110,7 +110,7 @@ end
 -- forget_indexes), its key names once per bucket: the creates of a batch meet the same few.
 local function bucketed_index(id, dir, bucket_key)
   local names = {}
-  local ix = { dir = dir, bucket = function(lb)
+  local ix = { dir = dir, names = names, bucket = function(lb)
     local key = names[lb]
     if not key then
       key = bucket_key(lb)
@@ -122,12 +122,12 @@ local function bucketed_index(id, dir, bucket_key)
   return ix
 end
 local function src_index(tp, ds)
-  index_facts()
+  if not IX_MADE then index_facts() end
   local id = tp .. '\n' .. ds
   return IX_MADE[id] or bucketed_index(id, k_src_dir(tp, ds), function(lb) return k_src_bucket(tp, ds, lb) end)
 end
 local function all_index(tp)
-  index_facts()
+  if not IX_MADE then index_facts() end
   return IX_MADE[tp] or bucketed_index(tp, k_all_dir(tp), function(lb) return k_all_bucket(tp, lb) end)
 end
 
@@ -135,7 +135,7 @@ end
 -- functions here, and are deleted only when ZREM empties them: the ZREMs
 -- forget the key (a key made again has no expiry yet).
 local function index_expire_at_least(key, at)
-  index_facts()
+  if not IX_MADE then index_facts() end
   local known = INDEX_EXPIRY[key]
   if known and known >= at then return false end
   local changed = expire_at_least(key, at)
@@ -145,10 +145,10 @@ end
 
 -- Lower bound of the bucket that holds score e (nil: e is below every bucket, or none exists).
 local function bucket_of(ix, e)
-  index_facts()
+  if not IX_MADE then index_facts() end
   local span = DIR_SPAN[ix.dir]
   if span and span[2] <= e and e <= span[3] then return span[1] end
-  local lb = redis.call('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', '0', '1')[1]
+  local lb = rcall('ZRANGE', ix.dir, istr(e), '-inf', 'BYSCORE', 'REV', 'LIMIT', '0', '1')[1]
   if lb then DIR_SPAN[ix.dir] = { lb, tonumber(lb), e } end
   return lb
 end
@@ -156,7 +156,7 @@ end
 -- ZADD of flat {score, member, ...} in chunks (Lua's unpack limit).
 local function zadd_all(key, flat)
   for i = 1, #flat, 400 do
-    redis.call('ZADD', key, unpack(flat, i, math.min(i + 399, #flat)))
+    rcall('ZADD', key, unpack(flat, i, math.min(i + 399, #flat)))
   end
 end
 
@@ -166,19 +166,19 @@ end
 -- with the latest expire time) only the top eighth moves, so full buckets stay
 -- nearly full; otherwise the upper half. A bucket of one score cannot split.
 local function bucket_split(ix, lb, key, n, appended)
-  index_facts()
+  if not IX_MADE then index_facts() end
   local at = appended and n - math.max(1, math.floor(n / 8)) or math.floor(n / 2)
-  local s = tonumber(redis.call('ZRANGE', key, at, at, 'WITHSCORES')[2])
-  local low = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+  local s = tonumber(rcall('ZRANGE', key, at, at, 'WITHSCORES')[2])
+  local low = tonumber(rcall('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
   if s <= low then
-    local above = redis.call('ZRANGE', key, '(' .. istr(low), '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+    local above = rcall('ZRANGE', key, '(' .. istr(low), '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
     if #above == 0 then
       ONE_SCORE[key] = low
       return
     end
     s = tonumber(above[2])
   end
-  local moved = redis.call('ZRANGE', key, istr(s), '+inf', 'BYSCORE', 'WITHSCORES')
+  local moved = rcall('ZRANGE', key, istr(s), '+inf', 'BYSCORE', 'WITHSCORES')
   local flat = {}
   for i = 1, #moved, 2 do
     flat[#flat + 1] = moved[i + 1]
@@ -187,8 +187,8 @@ local function bucket_split(ix, lb, key, n, appended)
   local nlb = istr(s)
   local nkey = ix.bucket(nlb)
   zadd_all(nkey, flat)
-  redis.call('ZREMRANGEBYSCORE', key, nlb, '+inf')
-  redis.call('ZADD', ix.dir, nlb, nlb)
+  rcall('ZREMRANGEBYSCORE', key, nlb, '+inf')
+  rcall('ZADD', ix.dir, nlb, nlb)
   DIR_SPAN[ix.dir], BUCKET_SIZE[key], BUCKET_SIZE[nkey] = nil, nil, nil
   ONE_SCORE[key], ONE_SCORE[nkey] = nil, nil
   index_expire_at_least(nkey, tonumber(moved[#moved]) + GRACE)
@@ -196,46 +196,55 @@ local function bucket_split(ix, lb, key, n, appended)
 end
 
 -- Adds member m with score e; lb: the lower bound of e's bucket when known.
+-- Every create runs it twice: what a batch knows (the directory's span, the
+-- bucket's key name, the number string, the key's expiry) is read here before
+-- calling the function that would read it, since a Lua function call costs
+-- more than the lookup.
 local function bidx_add(ix, m, e, lb)
-  index_facts()
-  lb = lb or bucket_of(ix, e)
+  if not IX_MADE then index_facts() end
+  if not lb then
+    local span = DIR_SPAN[ix.dir]
+    if span and span[2] <= e and e <= span[3] then lb = span[1] else lb = bucket_of(ix, e) end
+  end
   local new_dir = false
   if not lb then
     lb = '0'
-    new_dir = redis.call('ZADD', ix.dir, 0, lb) == 1
+    new_dir = rcall('ZADD', ix.dir, 0, lb) == 1
     DIR_SPAN[ix.dir] = nil
   end
-  local key = ix.bucket(lb)
-  local added = redis.call('ZADD', key, istr(e), m) == 1
+  local key = ix.names[lb] or ix.bucket(lb)
+  local added = rcall('ZADD', key, ISTR[e] or istr(e), m) == 1
   -- The directory lives as long as its longest-lived bucket: it follows when a bucket's expiry moves.
-  if index_expire_at_least(key, e + GRACE) or new_dir then index_expire_at_least(ix.dir, e + GRACE) end
+  local at = e + GRACE
+  local known = INDEX_EXPIRY[key]
+  if (not (known and known >= at) and index_expire_at_least(key, at)) or new_dir then index_expire_at_least(ix.dir, at) end
   local one = ONE_SCORE[key]
   if one and one ~= e then
     ONE_SCORE[key], one = nil, nil
   end
   if not added then return end
   local n = BUCKET_SIZE[key]
-  if n then n = n + 1 else n = redis.call('ZCARD', key) end
+  if n then n = n + 1 else n = rcall('ZCARD', key) end
   BUCKET_SIZE[key] = n
   -- A bucket of one score cannot split: one more of that score needs no look.
   if n > BUCKET_MAX and not one then
-    bucket_split(ix, lb, key, n, redis.call('ZREVRANK', key, m) == 0)
+    bucket_split(ix, lb, key, n, rcall('ZREVRANK', key, m) == 0)
   end
 end
 
 -- Takes member m (score e) out of its bucket; lb: its bucket's lower bound when known.
 local function bidx_remove(ix, m, e, lb)
-  index_facts()
+  if not IX_MADE then index_facts() end
   lb = lb or bucket_of(ix, e)
   if not lb then return end
   local key = ix.bucket(lb)
-  if redis.call('ZREM', key, m) == 1 then
+  if rcall('ZREM', key, m) == 1 then
     local n = BUCKET_SIZE[key]
     if n then BUCKET_SIZE[key] = n - 1 end
-    if redis.call('EXISTS', key) == 0 then
+    if rcall('EXISTS', key) == 0 then
       BUCKET_SIZE[key], INDEX_EXPIRY[key], ONE_SCORE[key] = nil, nil, nil
       -- The directory may go too (its last bucket).
-      redis.call('ZREM', ix.dir, lb)
+      rcall('ZREM', ix.dir, lb)
       DIR_SPAN[ix.dir], INDEX_EXPIRY[ix.dir] = nil, nil
     end
   end
@@ -266,11 +275,11 @@ local function zset_after(zkey, after_e, after_m, need, out, keep)
     -- member is still there with that score, its rank starts the read (bounded
     -- by the page); otherwise the ties are read in batches, skipping the smaller ones.
     local start
-    local score = redis.call('ZSCORE', zkey, after_m)
-    if score and tonumber(score) == after_e then start = redis.call('ZRANK', zkey, after_m) + 1 end
+    local score = rcall('ZSCORE', zkey, after_m)
+    if score and tonumber(score) == after_e then start = rcall('ZRANK', zkey, after_m) + 1 end
     if start then
       while #out < need do
-        local batch = redis.call('ZRANGE', zkey, start, start + ZBATCH - 1, 'WITHSCORES')
+        local batch = rcall('ZRANGE', zkey, start, start + ZBATCH - 1, 'WITHSCORES')
         local done = #batch < 2 * ZBATCH
         for i = 1, #batch, 2 do
           if tonumber(batch[i + 1]) ~= after_e then done = true break end
@@ -283,7 +292,7 @@ local function zset_after(zkey, after_e, after_m, need, out, keep)
     else
       local offset = 0
       while #out < need do
-        local ties = redis.call('ZRANGE', zkey, istr(after_e), istr(after_e), 'BYSCORE', 'LIMIT', offset, ZBATCH)
+        local ties = rcall('ZRANGE', zkey, istr(after_e), istr(after_e), 'BYSCORE', 'LIMIT', offset, ZBATCH)
         for i = 1, #ties do
           if #out >= need then return out end
           if ties[i] > after_m then consider(ties[i], after_e) end
@@ -298,7 +307,7 @@ local function zset_after(zkey, after_e, after_m, need, out, keep)
   while #out < need do
     -- What is still needed, at least ZBATCH (a filter may drop some), at most 4 x ZBATCH.
     local count = math.min(math.max(need - #out, ZBATCH), 4 * ZBATCH)
-    local batch = redis.call('ZRANGE', zkey, lo, '+inf', 'BYSCORE', 'LIMIT', offset, count, 'WITHSCORES')
+    local batch = rcall('ZRANGE', zkey, lo, '+inf', 'BYSCORE', 'LIMIT', offset, count, 'WITHSCORES')
     for i = 1, #batch, 2 do
       if #out >= need then return out end
       consider(batch[i], tonumber(batch[i + 1]))
@@ -313,7 +322,7 @@ end
 -- or '-inf'/'+inf'), in order, until it returns true; reads the directory 16 at a time.
 local function each_bucket(ix, lo, hi, visit)
   while true do
-    local lbs = redis.call('ZRANGE', ix.dir, lo, hi, 'BYSCORE', 'LIMIT', 0, 16)
+    local lbs = rcall('ZRANGE', ix.dir, lo, hi, 'BYSCORE', 'LIMIT', 0, 16)
     for i = 1, #lbs do
       if visit(lbs[i]) then return end
     end
@@ -348,14 +357,14 @@ local function forget_legacy() LEGACY = {} end
 local function legacy_exists(key)
   local there = LEGACY[key]
   if there == nil then
-    there = redis.call('EXISTS', key) == 1
+    there = rcall('EXISTS', key) == 1
     LEGACY[key] = there
   end
   return there
 end
 
 local function legacy_zrem(key, sid)
-  if legacy_exists(key) then redis.call('ZREM', key, sid) end
+  if legacy_exists(key) then rcall('ZREM', key, sid) end
 end
 
 -- Whether any of the tenant's earlier-layout keys for this user and data
@@ -366,9 +375,9 @@ local function legacy_any(tp, uid, ds)
   local ku, ks, ka = uid and k_user(tp, uid), k_src(tp, ds), k_all(tp)
   if LEGACY[ks] == false and LEGACY[ka] == false and (not ku or LEGACY[ku] == false) then return false end
   if ku then
-    if redis.call('EXISTS', ku, ks, ka) > 0 then return true end
+    if rcall('EXISTS', ku, ks, ka) > 0 then return true end
     LEGACY[ku] = false
-  elseif redis.call('EXISTS', ks, ka) > 0 then
+  elseif rcall('EXISTS', ks, ka) > 0 then
     return true
   end
   LEGACY[ks], LEGACY[ka] = false, false
@@ -416,8 +425,8 @@ end
 
 -- The user's live session ids (score > NOW), both layouts.
 local function user_live(tp, uid)
-  local out = redis.call('ZRANGE', k_user(tp, uid), '(' .. istr(NOW), '+inf', 'BYSCORE')
-  for _, m in ipairs(redis.call('ZRANGE', k_user_idx(tp, uid), '(' .. istr(NOW), '+inf', 'BYSCORE')) do
+  local out = rcall('ZRANGE', k_user(tp, uid), '(' .. istr(NOW), '+inf', 'BYSCORE')
+  for _, m in ipairs(rcall('ZRANGE', k_user_idx(tp, uid), '(' .. istr(NOW), '+inf', 'BYSCORE')) do
     out[#out + 1] = member_sid(m)
   end
   return out
@@ -428,13 +437,13 @@ end
 local function source_due(tp, ds, bound, n)
   local out = {}
   if legacy_exists(k_src(tp, ds)) then
-    local legacy = redis.call('ZRANGE', k_src(tp, ds), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n, 'WITHSCORES')
+    local legacy = rcall('ZRANGE', k_src(tp, ds), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n, 'WITHSCORES')
     for i = 1, #legacy, 2 do out[#out + 1] = { legacy[i], tonumber(legacy[i + 1]) } end
   end
   if #out >= n then return out end
   local ix = src_index(tp, ds)
   each_bucket(ix, '-inf', istr(bound), function(b)
-    local got = redis.call('ZRANGE', ix.bucket(b), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n - #out, 'WITHSCORES')
+    local got = rcall('ZRANGE', ix.bucket(b), '-inf', istr(bound), 'BYSCORE', 'LIMIT', 0, n - #out, 'WITHSCORES')
     for k = 1, #got, 2 do out[#out + 1] = { member_sid(got[k]), tonumber(got[k + 1]) } end
     return #out >= n
   end)
@@ -444,22 +453,22 @@ end
 -- The lowest score in the data source's index (both layouts), or nil when empty.
 -- A directory entry whose bucket is gone (expired keys) is dropped on the way.
 local function source_min(tp, ds)
-  index_facts()
+  if not IX_MADE then index_facts() end
   local best
   if legacy_exists(k_src(tp, ds)) then
-    local legacy = redis.call('ZRANGE', k_src(tp, ds), 0, 0, 'WITHSCORES')
+    local legacy = rcall('ZRANGE', k_src(tp, ds), 0, 0, 'WITHSCORES')
     if #legacy > 0 then best = tonumber(legacy[2]) end
   end
   local ix = src_index(tp, ds)
   for _ = 1, 16 do
-    local lb = redis.call('ZRANGE', ix.dir, 0, 0)[1]
+    local lb = rcall('ZRANGE', ix.dir, 0, 0)[1]
     if not lb then break end
-    local first = redis.call('ZRANGE', ix.bucket(lb), 0, 0, 'WITHSCORES')
+    local first = rcall('ZRANGE', ix.bucket(lb), 0, 0, 'WITHSCORES')
     if #first > 0 then
       if not best or tonumber(first[2]) < best then best = tonumber(first[2]) end
       break
     end
-    redis.call('ZREM', ix.dir, lb)
+    rcall('ZREM', ix.dir, lb)
     DIR_SPAN[ix.dir], INDEX_EXPIRY[ix.dir] = nil, nil
   end
   return best
@@ -470,15 +479,18 @@ end
 local function index_add_user(tp, sid, rec, e)
   e = e or tonumber(rec.e)
   local key = k_user_idx(tp, rec.u)
-  redis.call('ZADD', key, istr(e), sid_member(sid))
-  index_expire_at_least(key, e + GRACE)
+  -- What the call knows is read before calling for it (as bidx_add).
+  rcall('ZADD', key, ISTR[e] or istr(e), sid == MEMBER_OF and MEMBER or sid_member(sid))
+  local at = e + GRACE
+  local known = INDEX_EXPIRY and INDEX_EXPIRY[key]
+  if not (known and known >= at) then index_expire_at_least(key, at) end
 end
 
 -- Lowers the due-queue score of the session's data source to e (ZADD LT)
 -- unless it is known to be no higher. expire_due, which also raises and
 -- removes members, forgets what it changes (due_forget).
 local function due_lower(T, ds, e)
-  index_facts()
+  if not IX_MADE then index_facts() end
   local known = DUE_AT[T]
   if not known then
     known = {}
@@ -486,17 +498,17 @@ local function due_lower(T, ds, e)
   end
   local at = known[ds]
   if at and at <= e then return end
-  redis.call('ZADD', K_DUE, 'LT', istr(e), due_member(T, ds))
+  rcall('ZADD', K_DUE, 'LT', istr(e), due_member(T, ds))
   known[ds] = e
 end
 local function due_forget(T, ds)
-  index_facts()
+  if not IX_MADE then index_facts() end
   if DUE_AT[T] then DUE_AT[T][ds] = nil end
 end
 
 local function index_add_source(tp, T, sid, rec, e)
   e = e or tonumber(rec.e)
-  bidx_add(src_index(tp, rec.d), sid_member(sid), e)
+  bidx_add(src_index(tp, rec.d), sid == MEMBER_OF and MEMBER or sid_member(sid), e)
   due_lower(T, rec.d, e)
 end
 
@@ -504,7 +516,7 @@ local function index_add(tp, T, sid, rec, e)
   e = e or tonumber(rec.e)
   index_add_user(tp, sid, rec, e)
   index_add_source(tp, T, sid, rec, e)
-  bidx_add(all_index(tp), sid_member(sid), e)
+  bidx_add(all_index(tp), sid == MEMBER_OF and MEMBER or sid_member(sid), e)
 end
 
 -- Takes the session, indexed with expire time e, out of its data source's index.
@@ -525,12 +537,12 @@ end
 -- unless the index score is known to differ). The due-queue member is left in
 -- place; expire_due corrects it lazily.
 local function index_remove(tp, sid, rec, e)
-  index_facts()
+  if not IX_MADE then index_facts() end
   e = e or tonumber(rec.e)
   local m = sid_member(sid)
   if rec.u then
     local key = k_user_idx(tp, rec.u)
-    redis.call('ZREM', key, m)
+    rcall('ZREM', key, m)
     INDEX_EXPIRY[key] = nil
   end
   legacy_remove(tp, sid, rec.u, rec.d)
@@ -545,7 +557,7 @@ local function index_move(tp, T, sid, rec, from)
   local m = sid_member(sid)
   legacy_remove(tp, sid, rec.u, rec.d)
   local key = k_user_idx(tp, rec.u)
-  redis.call('ZADD', key, istr(e), m)
+  rcall('ZADD', key, istr(e), m)
   index_expire_at_least(key, e + GRACE)
   bidx_move(src_index(tp, rec.d), m, from, e)
   due_lower(T, rec.d, e)

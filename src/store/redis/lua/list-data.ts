@@ -13,9 +13,9 @@ if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 touch(tp, sid, rec)
 local out = { 'ok' }
 if ARGV[OP + 1] == '1' then
-  return append(out, redis.call('HGETALL', k_data(tp, sid)))
+  return append(out, rcall('HGETALL', k_data(tp, sid)))
 end
-local keys = redis.call('HKEYS', k_data(tp, sid))
+local keys = rcall('HKEYS', k_data(tp, sid))
 for i = 1, #keys do
   out[#out + 1] = keys[i]
   out[#out + 1] = ''

@@ -19,7 +19,7 @@ local want = limit + 1
 
 local keep
 if uid ~= '' and ds ~= '' then
-  keep = function(sid) return redis.call('HGET', k_rec(tp, sid), 'd') == ds end
+  keep = function(sid) return rcall('HGET', k_rec(tp, sid), 'd') == ds end
 end
 local picked = index_after(tp, uid ~= '' and uid or nil, uid == '' and ds ~= '' and ds or nil, after_e, after_sid, want, keep)
 

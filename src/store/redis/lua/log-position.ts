@@ -8,13 +8,13 @@ export const logPositionLua = String.raw`
 local G = generation()
 local start = G .. '-0'
 if ARGV[2] ~= '' then
-  local last = redis.call('GET', k_ev_last(tenant_prefix(ARGV[2])))
+  local last = rcall('GET', k_ev_last(tenant_prefix(ARGV[2])))
   local ms = last and tonumber(string.match(last, '^(%d+)-'))
   if ms and ms >= tonumber(G) then return { 'ok', last, G } end
   return { 'ok', start, G }
 end
-if redis.call('EXISTS', K_EV) == 0 then return { 'ok', start, G } end
-local info = redis.call('XINFO', 'STREAM', K_EV)
+if rcall('EXISTS', K_EV) == 0 then return { 'ok', start, G } end
+local info = rcall('XINFO', 'STREAM', K_EV)
 for i = 1, #info, 2 do
   if info[i] == 'last-generated-id' then return { 'ok', info[i + 1], G } end
 end

@@ -4,6 +4,6 @@ export const nextDueLua = String.raw`
 -- Returns {"ok", dueAt ("" when nothing is queued), now}: the lowest due-queue
 -- score (a lower bound of the earliest expire time) with Redis's clock, so the
 -- scheduler's sleep does not depend on its own clock agreeing with Redis's.
-local head = redis.call('ZRANGE', K_DUE, 0, 0, 'WITHSCORES')
+local head = rcall('ZRANGE', K_DUE, 0, 0, 'WITHSCORES')
 return { 'ok', head[2] or '', istr(NOW) }
 `;

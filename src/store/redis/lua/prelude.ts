@@ -37,6 +37,13 @@ export const preludeLua = String.raw`
 -- the locals below, which begin() sets from the call's arguments before each
 -- call runs (Redis runs one call at a time).
 local ARGV
+-- redis.call and redis.pcall as upvalues: a global's lookup goes through the
+-- library's protected environment (a metatable) at every call. Bound when a
+-- call first runs (FUNCTION LOAD runs the library's code without them: bind_redis).
+local rcall, rpcall
+local function bind_redis()
+  rcall, rpcall = redis.call, redis.pcall
+end
 local P, GRACE, RETENTION, MAX_DATA_KEYS, EV_MAXLEN, EV_MAXAGE, GUARD_LEVEL, PRESSURE, PART, PARTS
 local OP = 14
 local RECORD_WIDTH = 15
@@ -73,11 +80,11 @@ ${KEY_LAYOUT_LUA}
 -- store sends the script again: call-outcome.ts); reads go on only on the
 -- migrating node, where Redis refuses each key already moved, not on the
 -- importing one, where a key not yet moved would read as missing.
-local function refuse_moving_slot() redis.call('EXISTS', K_NEVER_1, K_NEVER_2) end
+local function refuse_moving_slot() rcall('EXISTS', K_NEVER_1, K_NEVER_2) end
 local SLOT_MOVING
 local function probe_slot()
-  SLOT_MOVING = Q ~= '' and type(redis.pcall('EXISTS', K_NEVER_1, K_NEVER_2)) == 'table'
-  if SLOT_MOVING and type(redis.pcall('EXISTS', K_NEVER_1)) ~= 'table' then refuse_moving_slot() end
+  SLOT_MOVING = Q ~= '' and type(rpcall('EXISTS', K_NEVER_1, K_NEVER_2)) == 'table'
+  if SLOT_MOVING and type(rpcall('EXISTS', K_NEVER_1)) ~= 'table' then refuse_moving_slot() end
 end
 local function before_writes()
   if SLOT_MOVING then refuse_moving_slot() end
@@ -94,11 +101,11 @@ local LAZY
 local GEN
 local function generation()
   if GEN then return GEN end
-  GEN = redis.call('GET', K_GEN)
+  GEN = rcall('GET', K_GEN)
   if not GEN then
     GEN = '0'
-    if redis.call('EXISTS', K_EV) == 0 then GEN = istr(NOW - 1) end
-    redis.pcall('SET', K_GEN, GEN)
+    if rcall('EXISTS', K_EV) == 0 then GEN = istr(NOW - 1) end
+    rpcall('SET', K_GEN, GEN)
   end
   return GEN
 end
@@ -111,7 +118,7 @@ end
 
 -- HGETALL as a table, or nil when the key does not exist.
 local function load_hash(key)
-  local flat = redis.call('HGETALL', key)
+  local flat = rcall('HGETALL', key)
   if #flat == 0 then return nil end
   local h = {}
   for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
@@ -124,6 +131,8 @@ local LEVEL_NAMES = { r = 'read', w = 'write', a = 'admin' }
 local function level_code(level)
   return string.sub(level, 1, 1)
 end
+-- level_code of each level, for a create: a table lookup costs less than the call.
+local LEVEL_CODES = { read = 'r', write = 'w', admin = 'a' }
 
 -- The live record of a session as a table (level spelled out), or nil.
 local function load_record(tp, sid)
@@ -138,6 +147,10 @@ local function cap_arg(s)
   return tonumber(s) or 0
 end
 
+-- The record a create makes, as a table, filled in place for each create
+-- (create.ts): no step keeps it past its create. Made with every field's slot.
+local CREATE_REC = { u = false, d = false, l = false, c = false, e = false, a = false, m = false, v = false, D = false, U = false, mt = false, r = false, rc = false }
+
 -- A create's HSET arguments, filled in place for each create (create.ts;
 -- HSET reads only the first nf): a table made per call costs its
 -- allocation and the garbage collector's work. Odd places hold the field
@@ -150,7 +163,7 @@ local CREATE_FIELDS = { 'u', false, 'd', false, 'l', false, 'c', false, 'e', fal
 -- key just made); the common case (a later expiry) is one call.
 local function expire_at_least(key, at)
   local a = istr(at)
-  return redis.call('PEXPIREAT', key, a, 'GT') == 1 or redis.call('PEXPIREAT', key, a, 'NX') == 1
+  return rcall('PEXPIREAT', key, a, 'GT') == 1 or rcall('PEXPIREAT', key, a, 'NX') == 1
 end
 
 -- Sealed data-source names read in this call or batch, by tenant and data
@@ -179,7 +192,7 @@ local function flush_counters()
       args[#args + 1] = f
       args[#args + 1] = c[f]
     end
-    redis.call('HSET', key, unpack(args))
+    rcall('HSET', key, unpack(args))
   end
   CTR_DIRTY = nil
 end
@@ -190,14 +203,14 @@ end
 -- A counter's stored value (nil when missing).
 local function ctr_get(tp, field)
   flush_counters()
-  return redis.call('HGET', k_ctr(tp), field)
+  return rcall('HGET', k_ctr(tp), field)
 end
 
 -- Monotonic counter. Numbers go to redis.call as strings: Redis formats a Lua
 -- number argument with snprintf, istr formats each number once per call.
 local function ctr_incr(tp, field, delta)
   forget_counters()
-  redis.call('HINCRBY', k_ctr(tp), field, istr(delta))
+  rcall('HINCRBY', k_ctr(tp), field, istr(delta))
 end
 
 -- Gauge of live sessions; the field disappears at 0 so maps list only live values.
@@ -207,16 +220,16 @@ end
 -- source (set by name_source), so GetSessionMetrics can name them; it goes with the gauge.
 local function ctr_gauge(tp, field, delta)
   forget_counters()
-  local v = redis.call('HINCRBY', k_ctr(tp), field, istr(delta))
+  local v = rcall('HINCRBY', k_ctr(tp), field, istr(delta))
   local source = string.sub(field, 1, 2) == 's:'
-  if source and v == delta and delta > 0 then redis.call('HINCRBY', k_ctr(tp), 'nds', 1) end
+  if source and v == delta and delta > 0 then rcall('HINCRBY', k_ctr(tp), 'nds', 1) end
   if v <= 0 then
-    redis.call('HDEL', k_ctr(tp), field)
+    rcall('HDEL', k_ctr(tp), field)
     if source then
-      redis.call('HDEL', k_ctr(tp), 'n:' .. string.sub(field, 3))
+      rcall('HDEL', k_ctr(tp), 'n:' .. string.sub(field, 3))
       SOURCE_NAMES = nil
     end
-    if source and v - delta > 0 and redis.call('HINCRBY', k_ctr(tp), 'nds', -1) <= 0 then redis.call('HDEL', k_ctr(tp), 'nds') end
+    if source and v - delta > 0 and rcall('HINCRBY', k_ctr(tp), 'nds', -1) <= 0 then rcall('HDEL', k_ctr(tp), 'nds') end
   end
 end
 
@@ -249,7 +262,7 @@ local function ctr_session_added(tp, level, ds, D)
   local key, fl, fs, fn = names[1], LEVEL_FIELDS[level] or 'l:' .. level, f[1], f[2]
   local c = CTR_SEEN[key]
   if not (c and c[fl] and c[fs] and c[fn] ~= nil) then
-    local v = redis.call('HMGET', key, 'total', 'active', fl, fs, fn)
+    local v = rcall('HMGET', key, 'total', 'active', fl, fs, fn)
     c = c or {}
     -- What c holds is newer than what is stored (CTR_DIRTY).
     CTR_FIELDS[3], CTR_FIELDS[4] = fl, fs
@@ -260,7 +273,7 @@ local function ctr_session_added(tp, level, ds, D)
     CTR_SEEN[key] = c
   end
   local named = D ~= '' and not c[fn]
-  if named and DEFERRED then redis.call('HSET', key, fn, D) end
+  if named and DEFERRED then rcall('HSET', key, fn, D) end
   c.total, c.active, c[fl], c[fs] = c.total + 1, c.active + 1, c[fl] + 1, c[fs] + 1
   if DEFERRED then
     local all = CTR_DIRTY or {}
@@ -272,15 +285,15 @@ local function ctr_session_added(tp, level, ds, D)
     end
     dirty.total, dirty.active, dirty[fl], dirty[fs] = true, true, true, true
   elseif named then
-    redis.call('HSET', key, 'total', c.total, 'active', c.active, fl, c[fl], fs, c[fs], fn, D)
+    rcall('HSET', key, 'total', c.total, 'active', c.active, fl, c[fl], fs, c[fs], fn, D)
   else
-    redis.call('HSET', key, 'total', c.total, 'active', c.active, fl, c[fl], fs, c[fs])
+    rcall('HSET', key, 'total', c.total, 'active', c.active, fl, c[fl], fs, c[fs])
   end
   if named then
     c[fn] = true
     SOURCE_NAMES = nil
   end
-  if c[fs] == 1 then redis.call('HINCRBY', key, 'nds', 1) end
+  if c[fs] == 1 then rcall('HINCRBY', key, 'nds', 1) end
 end
 
 -- Keeps the sealed name D ("" without encryption: nothing kept) of the live data
@@ -288,7 +301,7 @@ end
 local function name_source(tp, ds, D)
   if D ~= '' then
     forget_counters()
-    redis.call('HSETNX', k_ctr(tp), 'n:' .. ds, D)
+    rcall('HSETNX', k_ctr(tp), 'n:' .. ds, D)
     SOURCE_NAMES = nil
   end
 end
@@ -298,7 +311,7 @@ end
 local function source_fits(tp, ds, max_sources)
   if max_sources == 0 then return true end
   flush_counters()
-  if redis.call('HEXISTS', k_ctr(tp), 's:' .. ds) == 1 then return true end
+  if rcall('HEXISTS', k_ctr(tp), 's:' .. ds) == 1 then return true end
   return (tonumber(ctr_get(tp, 'nds')) or 0) < max_sources
 end
 
@@ -311,10 +324,11 @@ end
 -- 'e': rec.e as a number when the caller has it (tonumber is dear).
 -- 'key': the record's key when the caller has it.
 local function set_session_expiry(tp, sid, rec, fresh, e, key)
-  local at = istr((e or tonumber(rec.e)) + GRACE)
-  redis.call('PEXPIREAT', key or k_rec(tp, sid), at)
-  if not fresh then redis.call('PEXPIREAT', k_data(tp, sid), at) end
-  if rec.r then redis.call('PEXPIREAT', k_req(tp, rec.r), at) end
+  e = (e or tonumber(rec.e)) + GRACE
+  local at = ISTR[e] or istr(e)
+  rcall('PEXPIREAT', key or k_rec(tp, sid), at)
+  if not fresh then rcall('PEXPIREAT', k_data(tp, sid), at) end
+  if rec.r then rcall('PEXPIREAT', k_req(tp, rec.r), at) end
 end
 
 -- The session indexes (lua/indexes.ts).
@@ -334,7 +348,7 @@ local function sealed_source_of(T, D, U, d)
   SOURCE_NAMES = names
   local v = names[k]
   if v == nil then
-    v = redis.call('HGET', k_ctr(tenant_prefix(T)), 'n:' .. d) or ''
+    v = rcall('HGET', k_ctr(tenant_prefix(T)), 'n:' .. d) or ''
     names[k] = v
   end
   return v
@@ -372,14 +386,14 @@ end
 local function write_archive(key, rec, v, status, end_time, bare)
   local m, mt = rec.m, rec.mt or ''
   if bare then m, mt = '{}', '' end
-  redis.call('SET', key, cmsgpack.pack(rec.u, rec.d, rec.l, tonumber(rec.c), tonumber(rec.e),
+  rcall('SET', key, cmsgpack.pack(rec.u, rec.d, rec.l, tonumber(rec.c), tonumber(rec.e),
     tonumber(rec.a), m, tonumber(v), status, tonumber(end_time), rec.U or '', rec.D or '', mt))
 end
 
 -- The archive as a table with the record's field names, or nil. Archives
 -- written as hashes by earlier versions are read as such until they expire.
 local function load_archive(key)
-  local packed = redis.pcall('GET', key)
+  local packed = rpcall('GET', key)
   if type(packed) == 'table' and packed.err then return load_hash(key) end
   if not packed then return nil end
   local u, d, l, c, e, a, m, v, s, t, U, D, mt = cmsgpack.unpack(packed)
@@ -405,9 +419,9 @@ end
 -- one id is a complete watch cursor (keys.ts).
 local function next_event_id()
   if Q == '' then return '*' end
-  local last = redis.call('GET', K_EV_LAST)
-  if not last and redis.call('EXISTS', K_EV) == 1 then
-    local info = redis.call('XINFO', 'STREAM', K_EV)
+  local last = rcall('GET', K_EV_LAST)
+  if not last and rcall('EXISTS', K_EV) == 1 then
+    local info = rcall('XINFO', 'STREAM', K_EV)
     for i = 1, #info, 2 do
       if info[i] == 'last-generated-id' then last = info[i + 1] end
     end
@@ -429,6 +443,8 @@ end
 -- encoded tenant: run_batch writes each once at its end (finish_batch;
 -- only log_position reads them, never in a batch; nil: none yet). A call alone writes it at once.
 local EV_LAST_PENDING
+-- In a batch, whether it logged an event (the log is trimmed by count once, at its end: finish_batch).
+local EV_TRIM
 
 -- Packed (event-codec.ts): the values in one field joined by the unit
 -- separator US, which no value holds. Every process's reader reads every entry,
@@ -436,14 +452,21 @@ local EV_LAST_PENDING
 -- The values are joined by one concatenation (one string made, no table).
 local US = '\31'
 local function log_entry(T, packed)
-  local id = redis.call('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, next_event_id(), 'r', packed, 'g', generation())
+  local id
+  if DEFERRED then
+    -- A batch trims once, at its end (finish_batch): '~' trims whole nodes, so the log ends as long.
+    id = rcall('XADD', K_EV, Q == '' and '*' or next_event_id(), 'r', packed, 'g', GEN or generation())
+    EV_TRIM = true
+  else
+    id = rcall('XADD', K_EV, 'MAXLEN', '~', EV_MAXLEN, next_event_id(), 'r', packed, 'g', generation())
+  end
   if DEFERRED then
     if not EV_LAST_PENDING then EV_LAST_PENDING = {} end
     EV_LAST_PENDING[T] = id
   else
-    redis.call('SET', k_ev_last(tenant_prefix(T)), id)
+    rcall('SET', k_ev_last(tenant_prefix(T)), id)
   end
-  if Q ~= '' then redis.call('SET', K_EV_LAST, id) end
+  if Q ~= '' then rcall('SET', K_EV_LAST, id) end
 end
 
 local function emit(T, kind, rec, keys)
@@ -475,12 +498,12 @@ local function end_session(tp, T, sid, rec, status, end_time)
   local arch_key = k_arch(tp, sid)
   -- Before the gauge below can drop the counters' copy of the name.
   rec.D = sealed_source(T, rec)
-  if PRESSURE then redis.call('DEL', k_rec(tp, sid), k_data(tp, sid)) end
+  if PRESSURE then rcall('DEL', k_rec(tp, sid), k_data(tp, sid)) end
   write_archive(arch_key, rec, istr(v), status, istr(end_time), PRESSURE)
-  redis.call('PEXPIREAT', arch_key, istr(end_time + RETENTION))
-  if not PRESSURE then redis.call('DEL', k_rec(tp, sid), k_data(tp, sid)) end
-  if rec.r and redis.call('GET', k_req(tp, rec.r)) == sid then
-    redis.call('DEL', k_req(tp, rec.r))
+  rcall('PEXPIREAT', arch_key, istr(end_time + RETENTION))
+  if not PRESSURE then rcall('DEL', k_rec(tp, sid), k_data(tp, sid)) end
+  if rec.r and rcall('GET', k_req(tp, rec.r)) == sid then
+    rcall('DEL', k_req(tp, rec.r))
   end
   index_remove(tp, sid, rec)
   ctr_gauge(tp, 'active', -1)
@@ -536,9 +559,9 @@ local function bump_version(tp, sid, rec, touch)
   rec.v = istr(tonumber(rec.v) + 1)
   if touch then
     rec.a = istr(NOW)
-    redis.call('HSET', k_rec(tp, sid), 'v', rec.v, 'a', rec.a)
+    rcall('HSET', k_rec(tp, sid), 'v', rec.v, 'a', rec.a)
   else
-    redis.call('HSET', k_rec(tp, sid), 'v', rec.v)
+    rcall('HSET', k_rec(tp, sid), 'v', rec.v)
   end
 end
 
@@ -549,7 +572,7 @@ local function touched(key, a)
   -- Under PRESSURE the call runs flagged allow-oom (scripts.ts): it writes nothing it can do without.
   local now = istr(NOW)
   if PRESSURE or a == now then return a end
-  local done = redis.pcall('HSET', key, 'a', now)
+  local done = rpcall('HSET', key, 'a', now)
   if type(done) ~= 'table' or not done.err then return now end
   return a
 end
@@ -584,7 +607,8 @@ end
 
 -- Redis TIME in ms.
 local function clock()
-  local t = redis.call('TIME')
+  if not rcall then bind_redis() end
+  local t = rcall('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
@@ -594,16 +618,17 @@ end
 -- tenants' newest event ids to finish_batch; a call alone writes them at once.
 local function start_batch(deferred)
   ISTR, SOURCE_NAMES, GEN, CTR_SEEN, CTR_NAMES = {}, nil, nil, nil, nil
-  DEFERRED, CTR_DIRTY, EV_LAST_PENDING = deferred, nil, nil
+  DEFERRED, CTR_DIRTY, EV_LAST_PENDING, EV_TRIM = deferred, nil, nil, false
   forget_indexes()
   forget_legacy()
 end
 local function finish_batch()
   flush_counters()
   if EV_LAST_PENDING then
-    for T, id in pairs(EV_LAST_PENDING) do redis.call('SET', k_ev_last(tenant_prefix(T)), id) end
+    for T, id in pairs(EV_LAST_PENDING) do rcall('SET', k_ev_last(tenant_prefix(T)), id) end
   end
-  DEFERRED, EV_LAST_PENDING = false, nil
+  if EV_TRIM then rcall('XTRIM', K_EV, 'MAXLEN', '~', EV_MAXLEN) end
+  DEFERRED, EV_LAST_PENDING, EV_TRIM = false, nil, false
 end
 
 -- Sets the state of one call from its arguments (see the ARGV header above);
@@ -614,6 +639,7 @@ end
 -- shared arguments (scripts.ts) the first call of the batch has set.
 local function begin(args, now, shared_set)
   ARGV = args
+  if not rcall then bind_redis() end
   if not now then
     start_batch()
     now = clock()

@@ -32,11 +32,11 @@ if cmp(after, '0-0') ~= 0 and cmp(after, start) < 0 then return { 'out_of_range'
 -- was never reached.
 local merged = Q ~= ''
 if merged and parse(after) > NOW then return { 'out_of_range' } end
-if redis.call('EXISTS', K_EV) == 0 then
+if rcall('EXISTS', K_EV) == 0 then
   if merged or cmp(after, '0-0') == 0 or cmp(after, start) == 0 then return { 'ok', start, {}, G } end
   return { 'out_of_range' }
 end
-local info = redis.call('XINFO', 'STREAM', K_EV)
+local info = rcall('XINFO', 'STREAM', K_EV)
 local h = {}
 for i = 1, #info, 2 do h[info[i]] = info[i + 1] end
 local last = h['last-generated-id']
@@ -49,5 +49,5 @@ if tonumber(h['entries-added']) > tonumber(h['length']) then
     return { 'out_of_range' }
   end
 end
-return { 'ok', last, redis.call('XRANGE', K_EV, '(' .. after, '+', 'COUNT', limit), G }
+return { 'ok', last, rcall('XRANGE', K_EV, '(' .. after, '+', 'COUNT', limit), G }
 `;

@@ -16,22 +16,22 @@ if guard_denies(rec.l) then return { 'permission_denied', 'level' } end
 if not can_write(rec.l) then return { 'permission_denied' } end
 local dkey = k_data(tp, sid)
 local aliases = { unpack(ARGV, OP + 5) }
-local held, old = redis.call('HEXISTS', dkey, key) == 1, redis.call('HSTRLEN', dkey, key)
+local held, old = rcall('HEXISTS', dkey, key) == 1, rcall('HSTRLEN', dkey, key)
 for _, alias in ipairs(aliases) do
-  if redis.call('HEXISTS', dkey, alias) == 1 then
+  if rcall('HEXISTS', dkey, alias) == 1 then
     held = true
-    old = old + redis.call('HSTRLEN', dkey, alias)
+    old = old + rcall('HSTRLEN', dkey, alias)
   end
 end
-if not held and redis.call('HLEN', dkey) >= MAX_DATA_KEYS then
+if not held and rcall('HLEN', dkey) >= MAX_DATA_KEYS then
   return { 'limit_exceeded', 'data_keys' }
 end
 local bytes = math.max(0, (tonumber(rec.b) or 0) - old) + #value
 if max_bytes > 0 and bytes > max_bytes then return { 'limit_exceeded', 'data_bytes' } end
-if #aliases > 0 then redis.call('HDEL', dkey, unpack(aliases)) end
-redis.call('HSET', dkey, key, value)
-redis.call('HSET', k_rec(tp, sid), 'b', istr(bytes))
-redis.call('PEXPIREAT', dkey, istr(tonumber(rec.e) + GRACE))
+if #aliases > 0 then rcall('HDEL', dkey, unpack(aliases)) end
+rcall('HSET', dkey, key, value)
+rcall('HSET', k_rec(tp, sid), 'b', istr(bytes))
+rcall('PEXPIREAT', dkey, istr(tonumber(rec.e) + GRACE))
 bump_version(tp, sid, rec, true)
 
 emit(T, 'data_changed', encode_live(T, sid, rec), { ARGV[OP + 4] })

@@ -30,26 +30,26 @@ if level ~= '' and level ~= rec.l then
   ctr_gauge(tp, 'l:' .. rec.l, -1)
   ctr_gauge(tp, 'l:' .. level, 1)
   rec.l = level
-  redis.call('HSET', key, 'l', level_code(level))
+  rcall('HSET', key, 'l', level_code(level))
 end
 if ds ~= '' and ds ~= rec.d then
   index_remove_source(tp, sid, rec.d, tonumber(rec.e))
   ctr_gauge(tp, 's:' .. rec.d, -1)
   ctr_gauge(tp, 's:' .. ds, 1)
   rec.d = ds
-  redis.call('HSET', key, 'd', ds)
+  rcall('HSET', key, 'd', ds)
   name_source(tp, ds, sealed_d)
   -- The name lives in the counters (sealed_source); a record of an earlier version carries its own.
-  redis.call('HDEL', key, 'D')
+  rcall('HDEL', key, 'D')
   rec.D = sealed_d ~= '' and sealed_d or nil
   index_add_source(tp, T, sid, rec)
 end
 if has_meta then
   rec.m = meta
-  redis.call('HSET', key, 'm', meta)
+  rcall('HSET', key, 'm', meta)
   if meta_tag ~= '' then
     rec.mt = meta_tag
-    redis.call('HSET', key, 'mt', meta_tag)
+    rcall('HSET', key, 'mt', meta_tag)
   end
 end
 bump_version(tp, sid, rec, false)
