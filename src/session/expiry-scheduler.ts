@@ -21,12 +21,12 @@
  * process whose clock is off does not expire late.
  */
 import type { Logger } from "pino";
-import type { SessionStore, StoredEvent } from "../store/store.js";
+import type { EventHead, SessionStore } from "../store/store.js";
 
 export interface ExpirySchedulerOptions {
   readonly store: Pick<SessionStore, "expireDue" | "nextDue" | "noteDue">;
   /** Where the scheduler hears of new and extended sessions (the process's EventHub). */
-  readonly events?: { addListener(listener: (event: StoredEvent) => void): () => void };
+  readonly events?: { addListener(listener: (event: EventHead) => void): () => void };
   /** Longest sleep between two looks at the due queue. */
   readonly maxSleepMs: number;
   /** Most sessions archived by one store call; a full batch is followed by another at once. */
@@ -57,8 +57,8 @@ export class ExpiryScheduler {
     this.removeListener = events?.addListener((event) => {
       // The events that give a live session an expire time, or (updated: a new data source) a new due-queue entry.
       if (event.type !== "created" && event.type !== "extended" && event.type !== "updated") return;
-      const at = event.session.expireTime;
-      store.noteDue?.(event.session.sessionId, at);
+      const at = event.expireTime;
+      store.noteDue?.(event.sessionId, at);
       // Asleep: wake now if this one is due first. Busy: remember it for the next sleep.
       if (this.wake !== undefined) {
         if (at < this.wakeAt) this.rearm();

@@ -59,6 +59,7 @@ import {
   type SessionStore,
   type StoredEvent,
   type StoreProblems,
+  type TailEntry,
 } from "./store.js";
 import { UnreadableListeners, type UnreadableEntry, type UnreadableListener } from "./unreadable.js";
 
@@ -344,6 +345,7 @@ export class SealedStore implements SessionStore {
     const tail = this.inner.openEventTail();
     return {
       read: async (after, limit, blockMs) => this.openEvents(await tail.read(after, limit, blockMs)),
+      ...(tail.readEntries === undefined ? {} : { readEntries: this.openedEntries(tail.readEntries.bind(tail)) }),
       close: () => tail.close(),
     };
   }
@@ -425,6 +427,24 @@ export class SealedStore implements SessionStore {
     this.logger?.error({ tenant, ...(sessionId === undefined ? {} : { sessionId }), kind: "record", problem }, "unreadable session record refused");
   }
 
+  /** A tail's readEntries whose entries' events are opened when asked for (openEvent). */
+  private openedEntries(read: NonNullable<EventTail["readEntries"]>): NonNullable<EventTail["readEntries"]> {
+    const open = (entry: TailEntry): StoredEvent | undefined => this.openEvent(entry);
+    return async (after, limit, blockMs) => (await read(after, limit, blockMs)).map((entry) => new OpenedEntry(entry, open));
+  }
+
+  /** The entry's event with its names opened; undefined (reported as unreadable) when they do not open. */
+  private openEvent(entry: TailEntry): StoredEvent | undefined {
+    const event = entry.event();
+    if (event === undefined) return undefined;
+    try {
+      return this.names.event(event);
+    } catch (error) {
+      this.unreadable.notify([{ id: event.id, tenant: event.session.tenant, sessionId: event.session.sessionId, problem: problemOf(error) }]);
+      return undefined;
+    }
+  }
+
   /** Events whose names open; the others are reported as unreadable entries (skipped, like entries that do not decode). */
   private openEvents(events: readonly StoredEvent[]): StoredEvent[] {
     const out: StoredEvent[] = [];
@@ -438,5 +458,29 @@ export class SealedStore implements SessionStore {
     }
     if (bad.length > 0) this.unreadable.notify(bad);
     return out;
+  }
+}
+
+/** A tail entry whose event is opened (SealedStore.openEvent) when asked for; one class, no closure per entry. */
+class OpenedEntry implements TailEntry {
+  readonly id: string;
+  readonly type: TailEntry["type"];
+  readonly tenant: string;
+  readonly sessionId: string;
+  readonly expireTime: number;
+
+  constructor(
+    private readonly entry: TailEntry,
+    private readonly open: (entry: TailEntry) => StoredEvent | undefined,
+  ) {
+    this.id = entry.id;
+    this.type = entry.type;
+    this.tenant = entry.tenant;
+    this.sessionId = entry.sessionId;
+    this.expireTime = entry.expireTime;
+  }
+
+  event(): StoredEvent | undefined {
+    return this.open(this.entry);
   }
 }

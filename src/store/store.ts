@@ -232,6 +232,26 @@ export interface StoredEvent {
   readonly dataKeys: readonly string[];
 }
 
+/** What every reader of an event needs, read without the rest of the entry. */
+export interface EventHead {
+  readonly id: string;
+  readonly type: SessionEventType;
+  readonly tenant: string;
+  readonly sessionId: string;
+  /** The session's expire time after the event. */
+  readonly expireTime: number;
+}
+
+/** An entry an event tail read: its head, and its whole event on demand. */
+export interface TailEntry extends EventHead {
+  /**
+   * The whole event, decoded (and opened) now; undefined when it does not
+   * decode or open, after reporting it to the store's unreadable listeners.
+   * Asked at most once.
+   */
+  event(): StoredEvent | undefined;
+}
+
 /**
  * A blocking reader of the event log on its own connection, for the one event
  * reader of a process (src/streaming/event-hub.ts).
@@ -243,6 +263,13 @@ export interface EventTail {
    * the caller validates its position with readEvents after a failure.
    */
   read(after: string, limit: number, blockMs: number): Promise<StoredEvent[]>;
+  /**
+   * As read, with each entry decoded only as far as its head until its event
+   * is asked for (a store may leave it out; the event reader then uses read).
+   * Why: every process's event reader reads every entry of the log, and most
+   * entries are needed whole only by a process with a watch of their tenant.
+   */
+  readEntries?(after: string, limit: number, blockMs: number): Promise<TailEntry[]>;
   /** Releases the connection; a pending read resolves empty or rejects. */
   close(): void;
 }

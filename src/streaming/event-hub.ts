@@ -11,6 +11,12 @@
  * that falls behind overflows its queue; the hub then drops it and the watch
  * ends with RESOURCE_EXHAUSTED and its cursor.
  *
+ * Listeners hear each entry's head only (EventHead), and an entry is decoded
+ * whole only when a watcher of its tenant is registered at its dispatch
+ * (TailEntry): a process that watches nothing pays for the log's transfer
+ * and the heads, not for decoding and opening every event. An entry found
+ * unreadable then reaches no watcher, and the position passes it.
+ *
  * Watchers of a tenant with the same filter (the same `filterKey`) form one
  * group, and the filter runs once per event and group rather than once per
  * watcher: thousands of watchers asking for the same sessions cost one match.
@@ -33,7 +39,8 @@ import { isSessionError, SessionError } from "../domain/errors.js";
 import { compareEventIds, ZERO_EVENT_ID } from "../store/event-id.js";
 import type { UnreadableEntry } from "../store/unreadable.js";
 import { UnreadableEvents, unreadableEventError } from "./poison.js";
-import { EVENT_LOG_RESET_MESSAGE, type EventTail, type SessionStore, type StoredEvent } from "../store/store.js";
+import { EVENT_LOG_RESET_MESSAGE, type EventHead, type EventTail, type SessionStore, type StoredEvent, type TailEntry } from "../store/store.js";
+import { decodedEntry } from "../store/tail-entry.js";
 import { EventQueue } from "./event-queue.js";
 
 export interface EventHubOptions {
@@ -49,8 +56,8 @@ export interface EventHubOptions {
   readonly dispatchSlice?: number;
 }
 
-/** An in-process listener of every event (all tenants), called synchronously. Must not throw. */
-export type EventListener = (event: StoredEvent) => void;
+/** An in-process listener of every event (all tenants; its head only), called synchronously. Must not throw. */
+export type EventListener = (event: EventHead) => void;
 
 /**
  * Takes a matching event straight to the watcher's stream and returns true,
@@ -367,13 +374,13 @@ export class EventHub {
         verify = false;
         // Reading from here: the read below waits on a live connection (a dropped one fails it at once).
         this.setReading(true);
-        const events = await tail.read(this.pos, this.batchSize, this.blockMs);
+        const entries = tail.readEntries !== undefined ? await tail.readEntries(this.pos, this.batchSize, this.blockMs) : (await tail.read(this.pos, this.batchSize, this.blockMs)).map(decodedEntry);
         if (failures > 0) this.logger?.info("event reader recovered");
         failures = 0;
         this.failingSince = undefined;
-        for (const event of events) {
+        for (const entry of entries) {
           if (this.stopping) return;
-          await this.dispatch(event);
+          await this.dispatch(entry);
         }
       } catch (error) {
         if (this.stopping) return;
@@ -445,16 +452,18 @@ export class EventHub {
    * watcher registered during a pause gets the event at once (subscribe), and
    * one that leaves is not visited (a Set's iteration skips what was deleted).
    */
-  private async dispatch(event: StoredEvent): Promise<void> {
+  private async dispatch(entry: TailEntry): Promise<void> {
     for (const listener of this.listeners) {
       try {
-        listener(event);
+        listener(entry);
       } catch (error) {
-        this.logger?.warn({ errName: error instanceof Error ? error.name : typeof error, eventType: event.type }, "event listener failed");
+        this.logger?.warn({ errName: error instanceof Error ? error.name : typeof error, eventType: entry.type }, "event listener failed");
       }
     }
-    const groups = this.byTenant.get(event.session.tenant);
-    if (groups !== undefined) {
+    const groups = this.byTenant.get(entry.tenant);
+    // The whole event only for a tenant watched here; one that does not decode was reported (onUnreadable) and reaches no watcher.
+    const event = groups === undefined ? undefined : entry.event();
+    if (groups !== undefined && event !== undefined) {
       this.dispatching = event;
       try {
         let offered = 0;
@@ -471,8 +480,8 @@ export class EventHub {
         this.admitJoining();
       }
     }
-    this.pos = event.id;
-    this.tenantPos.set(event.session.tenant, event.id);
+    this.pos = entry.id;
+    this.tenantPos.set(entry.tenant, entry.id);
   }
 
   /** One watcher whose filter passed the event: straight to its stream when it waits with an empty queue, else to its queue. */

@@ -44,8 +44,8 @@ import type {
 } from "../store.js";
 import { checkGuardedCreate, EVENT_LOG_RESET_MESSAGE, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
 import { compareEventIds, eventIdTime, maxEventId, parseCursor, ZERO_EVENT_ID } from "../event-id.js";
-import { decodeStreamBatch, entryGeneration } from "./event-codec.js";
-import { UnreadableListeners, type UnreadableListener } from "../unreadable.js";
+import { decodeStreamBatch, decodeStreamHeads, entryGeneration } from "./event-codec.js";
+import { UnreadableListeners, type UnreadableEntry, type UnreadableListener } from "../unreadable.js";
 import { keepServerSettings } from "./server-settings.js";
 import { withinDeadline } from "../../observability/loop-aware-deadline.js";
 import { waitClock, waitedSince } from "../../observability/loop-idle.js";
@@ -824,36 +824,48 @@ export class RedisStore implements SessionStore {
     let skipped: { readonly from: string; readonly to: string } | undefined;
     const generationName = generationKey(this.prefix);
     let generation: string | undefined;
+    /** The entries after `after` (or after the unreadable ones it was last read past). */
+    const readRaw = async (after: string, limit: number, blockMs: number): Promise<unknown[]> => {
+      parseCursor(after, "after");
+      const from = skipped !== undefined && skipped.from === after ? skipped.to : after;
+      try {
+        generation ??= (await this.connections.within(redis.get(generationName))) ?? "";
+        const block = Math.max(1, blockMs);
+        const raw = (await this.connections.within(redis.xread("COUNT", limit, "BLOCK", block, "STREAMS", key, from), block)) as unknown;
+        if (!Array.isArray(raw)) return [];
+        const stream = raw[0] as unknown;
+        if (!Array.isArray(stream) || !Array.isArray(stream[1])) return [];
+        const entries = stream[1] as unknown[];
+        for (const entry of entries) {
+          const g = entryGeneration(entry);
+          if (g === undefined || g === generation) continue;
+          // "" (none when the tail opened): the log was started after it, which is a reset only if it had events before.
+          const reset = generation !== "" || compareEventIds(after, ZERO_EVENT_ID) !== 0;
+          generation = g;
+          if (reset) throw new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
+        }
+        return entries;
+      } catch (e) {
+        throw toSessionError(e);
+      }
+    };
+    /** After a batch: its unreadable entries are reported, and the next read from its last event starts past them. */
+    const finish = (after: string, batch: { readonly unreadable: UnreadableEntry[]; readonly lastId: string | undefined }, last: string | undefined): void => {
+      this.unreadableListeners.notify(batch.unreadable);
+      const end = last ?? after;
+      skipped = batch.lastId !== undefined && batch.lastId !== end ? { from: end, to: batch.lastId } : undefined;
+    };
+    const report = (entry: UnreadableEntry): void => this.unreadableListeners.notify([entry]);
     return {
       read: async (after, limit, blockMs) => {
-        parseCursor(after, "after");
-        const from = skipped !== undefined && skipped.from === after ? skipped.to : after;
-        let reply: unknown[];
-        try {
-          generation ??= (await this.connections.within(redis.get(generationName))) ?? "";
-          const block = Math.max(1, blockMs);
-          const raw = (await this.connections.within(redis.xread("COUNT", limit, "BLOCK", block, "STREAMS", key, from), block)) as unknown;
-          if (!Array.isArray(raw)) return [];
-          const stream = raw[0] as unknown;
-          if (!Array.isArray(stream) || !Array.isArray(stream[1])) return [];
-          const entries = stream[1] as unknown[];
-          for (const entry of entries) {
-            const g = entryGeneration(entry);
-            if (g === undefined || g === generation) continue;
-            // "" (none when the tail opened): the log was started after it, which is a reset only if it had events before.
-            const reset = generation !== "" || compareEventIds(after, ZERO_EVENT_ID) !== 0;
-            generation = g;
-            if (reset) throw new SessionError("out_of_range", EVENT_LOG_RESET_MESSAGE);
-          }
-          reply = entries;
-        } catch (e) {
-          throw toSessionError(e);
-        }
-        const batch = decodeStreamBatch(reply);
-        this.unreadableListeners.notify(batch.unreadable);
-        const last = batch.events.at(-1)?.id ?? after;
-        skipped = batch.lastId !== undefined && batch.lastId !== last ? { from: last, to: batch.lastId } : undefined;
+        const batch = decodeStreamBatch(await readRaw(after, limit, blockMs));
+        finish(after, batch, batch.events.at(-1)?.id);
         return batch.events;
+      },
+      readEntries: async (after, limit, blockMs) => {
+        const batch = decodeStreamHeads(await readRaw(after, limit, blockMs), report);
+        finish(after, batch, batch.entries.at(-1)?.id);
+        return batch.entries;
       },
       close: () => redis.disconnect(),
     };
