@@ -2,7 +2,9 @@
  * Sends the calls of one script to one partition that are made in the same
  * turn of the event loop as one FCALL of the script's batch function
  * (scripts.ts, run_batch), which runs each call in turn exactly as its own
- * FCALL would and answers one reply per call. Under load many calls arrive
+ * FCALL would and answers one reply per call, all packed in one string
+ * (packed-reply.ts reads them as the calls' own FCALLs' replies would read).
+ * Under load many calls arrive
  * together (one socket read carries many requests), and each FCALL costs
  * Redis a command dispatch and ioredis a command, a promise and a share of a
  * socket write; one FCALL for the lot pays that once.
@@ -26,10 +28,16 @@
  * per 60.
  */
 import { BATCH_ITEM_ERROR, batchArguments, loneCallArguments, type ScriptCall } from "./scripts.js";
+import { unpackReply } from "./packed-reply.js";
 import type { ScriptArg } from "./script-library.js";
 
-/** Sends one FCALL of `fn` with the one key `key` (ScriptLibraryCaller.call). */
-export type FcallSender = (fn: string, key: string, args: readonly ScriptArg[]) => Promise<unknown>;
+/** Sends one FCALL of `fn` with the one key `key` (ScriptLibraryCaller). */
+export interface FcallSender {
+  /** A lone call: its reply as ioredis reads it. */
+  call(fn: string, key: string, args: readonly ScriptArg[]): Promise<unknown>;
+  /** A batch: its reply, one packed string (run_batch), as a Buffer. */
+  callForBuffers(fn: string, key: string, args: readonly ScriptArg[]): Promise<unknown>;
+}
 
 export interface FcallBatchBounds {
   /** Calls in one batch: Redis runs a batch as one command, so this bounds how long it holds Redis. */
@@ -129,14 +137,14 @@ export class FcallBatcher {
     const { calls } = batch;
     const only = calls.length === 1 ? calls[0] : undefined;
     if (only !== undefined) {
-      this.send(batch.fn, batch.key, loneCallArguments(only.call)).then(only.resolve, only.reject);
+      this.send.call(batch.fn, batch.key, loneCallArguments(only.call)).then(only.resolve, only.reject);
       return;
     }
     const args = batchArguments(
       batch.shared,
       calls.map((pending) => pending.call.own),
     );
-    this.send(batch.batchFn, batch.key, args).then(
+    this.send.callForBuffers(batch.batchFn, batch.key, args).then(
       (reply) => answer(calls, reply),
       (error: unknown) => {
         for (const call of calls) call.reject(error);
@@ -145,7 +153,8 @@ export class FcallBatcher {
   }
 }
 
-function answer(calls: readonly Pending[], reply: unknown): void {
+function answer(calls: readonly Pending[], packed: unknown): void {
+  const reply = unpacked(packed);
   if (!Array.isArray(reply) || reply.length !== calls.length) {
     const error = new Error("unexpected reply from a redis batch function");
     for (const call of calls) call.reject(error);
@@ -156,6 +165,16 @@ function answer(calls: readonly Pending[], reply: unknown): void {
     if (Array.isArray(item) && item[0] === BATCH_ITEM_ERROR) call.reject(itemError(item[1]));
     else call.resolve(item);
   });
+}
+
+/** The batch's replies (run_batch packs them); undefined when the reply is not a packed value. */
+function unpacked(packed: unknown): unknown {
+  if (!Buffer.isBuffer(packed)) return undefined;
+  try {
+    return unpackReply(packed);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A call's Lua error, as ioredis reports the error of a call sent alone (call-outcome.ts reads these). */

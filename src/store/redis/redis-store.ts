@@ -197,8 +197,7 @@ export class RedisStore implements SessionStore {
 
     this.library = scriptLibrary();
     this.functions = new ScriptLibraryCaller(this.redis, this.library.source);
-    const functions = this.functions;
-    this.batcher = new FcallBatcher((fn, key, args) => functions.call(fn, key, args));
+    this.batcher = new FcallBatcher(this.functions);
   }
 
   /**

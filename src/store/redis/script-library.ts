@@ -12,6 +12,16 @@ import { Cluster, type Redis } from "ioredis";
 /** A Buffer goes as its bytes (a session id's index member, keys.ts indexMember). */
 export type ScriptArg = string | number | Buffer;
 
+/**
+ * FCALL with the reply's strings as Buffers. ioredis 6.0.0 makes a Buffer
+ * variant of every command (Commander: `<command>Buffer`) but declares none
+ * for FCALL; callBuffer("FCALL", ...) is not usable, as its auto-pipelined
+ * path drops the command's name (autoPipelining.js restores it for call only).
+ */
+interface FcallBuffer {
+  fcallBuffer(fn: string, numkeys: number, ...args: (string | number | Buffer)[]): Promise<unknown>;
+}
+
 export class ScriptLibraryCaller {
   private loading: Promise<void> | undefined;
 
@@ -21,13 +31,23 @@ export class ScriptLibraryCaller {
   ) {}
 
   /** FCALL of `fn` with one key (it routes the call in a cluster) and `args`. */
-  async call(fn: string, key: string, args: readonly ScriptArg[]): Promise<unknown> {
+  call(fn: string, key: string, args: readonly ScriptArg[]): Promise<unknown> {
+    return this.withLibrary(() => this.redis.call("FCALL", fn, 1, key, ...args));
+  }
+
+  /** call(), with the reply's strings left as Buffers (a batch's packed reply: packed-reply.ts reads it). */
+  callForBuffers(fn: string, key: string, args: readonly ScriptArg[]): Promise<unknown> {
+    const redis = this.redis as (Redis | Cluster) & FcallBuffer;
+    return this.withLibrary(() => redis.fcallBuffer(fn, 1, key, ...args));
+  }
+
+  private async withLibrary(send: () => Promise<unknown>): Promise<unknown> {
     try {
-      return await this.redis.call("FCALL", fn, 1, key, ...args);
+      return await send();
     } catch (error) {
       if (!isFunctionMissing(error)) throw error;
       await this.load();
-      return await this.redis.call("FCALL", fn, 1, key, ...args);
+      return await send();
     }
   }
 
