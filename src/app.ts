@@ -26,6 +26,7 @@ import { buildInfo } from "./observability/build-info.js";
 import {
   addActiveSessionsSource,
   addWatchStartGateSource,
+  addReadCacheSource,
   archiveMetrics,
   countArchiveShortened,
   countDataLoss,
@@ -43,6 +44,7 @@ import { sessionRequestDecoders } from "./api/session-decoding.js";
 import { sessionResponseEncoders } from "./api/session-encoding.js";
 import { ExpiryScheduler } from "./session/expiry-scheduler.js";
 import { SessionManager } from "./session/session-manager.js";
+import { ReadCache } from "./session/read-cache.js";
 import { assertRedisReachable } from "./startup/redis-reachable.js";
 import { StartError } from "./startup/start-error.js";
 import { createStore, redisTarget } from "./store/create-store.js";
@@ -143,8 +145,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
           onRedisConnection: (client) => void instrumentRedis(client, "archive"),
           ...(security.cipher.encrypts ? { openEvent: (event: StoredEvent) => sealedNames.event(event) } : {}),
         });
+  // Copies for GetSession (READ_CACHE_MAX_AGE): they answer only once they follow the event reader (below).
+  const readCache = config.readCache.maxAgeMs > 0 ? new ReadCache({ maxAgeMs: config.readCache.maxAgeMs, entries: config.readCache.entries }) : undefined;
   const manager = new SessionManager({
     ...(archive === undefined ? {} : { endedArchive: archive.database }),
+    ...(readCache === undefined ? {} : { readCache }),
     store,
     config,
     logger: logger.child({ component: "sessions" }),
@@ -185,6 +190,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     watchStartGate: watchStartGate(startReads),
   });
   const events = background.events;
+  readCache?.follow(events);
+  const stopReadCacheMetrics = readCache === undefined ? undefined : addReadCacheSource(() => readCache);
   // Data loss is announced: watchers end with OUT_OF_RANGE (event-hub.ts); here it is audited and counted.
   const stopResetWatch = events.onReset(() => {
     countDataLoss();
@@ -293,6 +300,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         stopSessionsGauge();
         stopResetWatch();
         stopStartGauge();
+        stopReadCacheMetrics?.();
+        readCache?.close();
         health.stop();
         // The port keeps serving while load balancers and Kubernetes endpoints take this replica out
         // (they follow readiness, which says NOT_SERVING from here on); only then GOAWAY and drain.

@@ -18,6 +18,17 @@ export interface TtlConfig {
   readonly maxMs: number;
 }
 
+/** READ_CACHE_*: see src/session/read-cache.ts for what a copy may show and for how long. */
+export interface ReadCacheConfig {
+  /** Longest a copy answers GetSession; 0: no copies. */
+  readonly maxAgeMs: number;
+  /** Most copies in one process. */
+  readonly entries: number;
+}
+
+/** A copy older than this would make a closed session readable for too long to call it a cache. */
+const READ_CACHE_MAX_AGE_LIMIT_MS = 60_000;
+
 export interface LimitsConfig {
   /** Largest accepted request message, in bytes (connect's own default is 4 GiB). */
   readonly maxRequestBytes: number;
@@ -120,6 +131,8 @@ export interface Config {
   readonly watchQueueLimit: number;
   /** Store reads in flight at once for starting watches (snapshot listings, replays); the rest wait their turn. */
   readonly watchStartConcurrency: number;
+  /** GetSession's in-process copies of live sessions (src/session/read-cache.ts); maxAgeMs 0: off. */
+  readonly readCache: ReadCacheConfig;
   readonly logLevel: string;
   /** "pretty" (pino-pretty, for people), "json" (one JSON object per line), or "auto": pretty when stdout is a terminal. */
   readonly logFormat: "auto" | "json" | "pretty";
@@ -314,6 +327,13 @@ export const SETTINGS: readonly Setting[] = [
   { env: "WATCH_RETENTION_EVENTS", default: "100000", description: "Events kept in the event log for resuming watches (by count)" },
   { env: "WATCH_RETENTION", default: "1h", description: "Events kept in the event log for resuming watches (by age)" },
   { env: "WATCH_QUEUE_LIMIT", default: "1000", description: "Events queued for one slow watcher before it is ended with RESOURCE_EXHAUSTED" },
+  {
+    env: "READ_CACHE_MAX_AGE",
+    default: "0s",
+    description:
+      "How long GetSession may answer from this process's copy of a live session (0s: off, every get reads Redis); a write through any process reaches it through the event log; at most 60s",
+  },
+  { env: "READ_CACHE_ENTRIES", default: "10000", description: "Most sessions one process keeps copies of for READ_CACHE_MAX_AGE" },
   { env: "WATCH_START_CONCURRENCY", default: "32", description: "Store reads in flight for starting watches (snapshots, replays); more watches starting at once wait their turn" },
   { env: "MAX_REQUEST_BYTES", default: "1048576", description: "Largest request message" },
   { env: "MAX_METADATA_BYTES", default: "16384", description: "Largest metadata object (as JSON)" },
@@ -588,6 +608,7 @@ function readConfig(r: Reader): Config {
     watchRetentionMs: r.duration("WATCH_RETENTION", 1000),
     watchQueueLimit: r.integer("WATCH_QUEUE_LIMIT", 1, 1_000_000),
     watchStartConcurrency: r.integer("WATCH_START_CONCURRENCY", 1, 10_000),
+    readCache: readCacheConfig(r),
     logLevel,
     logFormat: logFormat(r),
     metricsMaxTenants: r.integer("METRICS_MAX_TENANTS", 1, 10_000),
@@ -696,6 +717,12 @@ function archiveDatabaseConfig(r: Reader, redis: boolean): ArchiveDatabaseConfig
     poolSize: r.integer("ARCHIVE_DB_POOL_SIZE", 1, 100),
     timeoutMs: r.duration("ARCHIVE_DB_TIMEOUT", 100),
   };
+}
+
+function readCacheConfig(r: Reader): ReadCacheConfig {
+  const maxAgeMs = r.duration("READ_CACHE_MAX_AGE", 0);
+  r.check(maxAgeMs <= READ_CACHE_MAX_AGE_LIMIT_MS, `READ_CACHE_MAX_AGE=${JSON.stringify(r.raw("READ_CACHE_MAX_AGE"))} is more than 60s`);
+  return { maxAgeMs, entries: r.integer("READ_CACHE_ENTRIES", 1, 1_000_000) };
 }
 
 function logFormat(r: Reader): "auto" | "json" | "pretty" {

@@ -429,9 +429,7 @@ new Gauge({
   help: "Connections open on this process (HTTP/1 and HTTP/2, including ones still being identified)",
   registers: [registry],
   collect() {
-    let n = 0;
-    for (const read of edgeSources.values()) n += read().connections;
-    this.set(n);
+    this.set(total(edgeSources, (read) => read().connections));
   },
 });
 
@@ -440,11 +438,45 @@ new Gauge({
   help: "Long-lived streams (Health/Watch, WatchSessions, reflection) open on this process, counted before authentication",
   registers: [registry],
   collect() {
-    let n = 0;
-    for (const read of edgeSources.values()) n += read().longLivedStreams;
-    this.set(n);
+    this.set(total(edgeSources, (read) => read().longLivedStreams));
   },
 });
+
+/** A process's read cache (src/session/read-cache.ts): its lookups so far by outcome, and the sessions it holds. */
+export interface ReadCacheReading {
+  readonly outcomes: Readonly<Record<"hit" | "miss" | "bypass", number>>;
+  readonly size: number;
+}
+
+const readCacheSources = new Map<object, () => ReadCacheReading>();
+
+// The cache counts its own lookups (a plain field per get); the scrape copies them here.
+new Counter({
+  name: "sessiond_read_cache_lookups_total",
+  help: "Unguarded GetSession calls by what answered: hit (a copy in this process), miss (Redis; the answer may become a copy), bypass (Redis; the event reader was not reading). Only with READ_CACHE_MAX_AGE",
+  labelNames: ["outcome"],
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const outcome of ["hit", "miss", "bypass"] as const) {
+      this.inc({ outcome }, total(readCacheSources, (read) => read().outcomes[outcome]));
+    }
+  },
+});
+
+new Gauge({
+  name: "sessiond_read_cache_sessions",
+  help: "Sessions this process holds a copy of (or is reading for one) for GetSession; bounded by READ_CACHE_ENTRIES",
+  registers: [registry],
+  collect() {
+    this.set(total(readCacheSources, (read) => read().size));
+  },
+});
+
+/** Makes the read cache metrics read `read` at every scrape; returns the function that stops it. */
+export function addReadCacheSource(read: () => ReadCacheReading): () => void {
+  return registered(readCacheSources, read);
+}
 
 /** Counts one refused connection, request or stream. `reason` must come from a fixed set of our own. */
 export function countRejected(kind: "connection" | "request" | "stream", reason: string): void {
@@ -453,11 +485,7 @@ export function countRejected(kind: "connection" | "request" | "stream", reason:
 
 /** Makes the edge gauges read `read` at every scrape; returns the function that stops it. */
 export function addEdgeSource(read: () => EdgeReading): () => void {
-  const key = {};
-  edgeSources.set(key, read);
-  return () => {
-    edgeSources.delete(key);
-  };
+  return registered(edgeSources, read);
 }
 const archiveRows = new Counter({
   name: "sessiond_archive_rows_total",
@@ -582,19 +610,27 @@ export function instrumentRedis(client: RedisEvents, connection: string): () => 
 
 /** Makes the active sessions gauge read each of `tenants`' live count at every scrape; returns the function that stops it. */
 export function addActiveSessionsSource(tenants: TenantSet, read: ActiveSessionsReader): () => void {
-  const key = {};
-  sessionSources.set(key, { tenants, read });
-  return () => {
-    sessionSources.delete(key);
-  };
+  return registered(sessionSources, { tenants, read });
 }
 
 /** Makes the watch-start gauge read `waiting` at every scrape; returns the function that stops it. */
 export function addWatchStartGateSource(waiting: () => number): () => void {
+  return registered(startGates, waiting);
+}
+
+/** The sum over a scrape-time source map of what `pick` reads of each source. */
+function total<V>(sources: Map<object, V>, pick: (source: V) => number): number {
+  let n = 0;
+  for (const source of sources.values()) n += pick(source);
+  return n;
+}
+
+/** Adds `value` to a scrape-time source map under a key of its own; returns the function that removes it. */
+function registered<V>(sources: Map<object, V>, value: V): () => void {
   const key = {};
-  startGates.set(key, waiting);
+  sources.set(key, value);
   return () => {
-    startGates.delete(key);
+    sources.delete(key);
   };
 }
 

@@ -28,6 +28,7 @@ import { checkMetricsFor, guardFor, ownFilter, REQUIRED_LEVEL, updateLevel } fro
 import { decodeValue, EMPTY_METADATA, encodeJson, jsonByteLength, mergeMetadata } from "./json-codec.js";
 import type { AccessLevel, SessionRecord } from "../domain/model.js";
 import { toSessionView, type SessionView } from "./session-view.js";
+import type { ReadCache } from "./read-cache.js";
 
 export type { SessionView } from "./session-view.js";
 
@@ -53,6 +54,8 @@ export interface SessionManagerOptions {
    * audit log and metrics; must not throw.
    */
   readonly onSystemEnd?: (reason: "expired" | "evicted", record: SessionRecord, at: number) => void;
+  /** Copies of live sessions that may answer unguarded gets (READ_CACHE_MAX_AGE); absent: every get reads the store. */
+  readonly readCache?: ReadCache;
   /**
    * The durable archive of ended sessions (ARCHIVE_DATABASE_URL): where
    * get with includeEnded looks after the store's own archive has expired,
@@ -136,6 +139,7 @@ export class SessionManager {
   private readonly onSystemEnd: SessionManagerOptions["onSystemEnd"];
   private readonly logger: Logger | undefined;
   private readonly endedArchive: EndedArchive | undefined;
+  private readonly readCache: ReadCache | undefined;
 
   constructor(options: SessionManagerOptions) {
     this.store = options.store;
@@ -144,6 +148,7 @@ export class SessionManager {
     this.onSystemEnd = options.onSystemEnd;
     this.logger = options.logger;
     this.endedArchive = options.endedArchive;
+    this.readCache = options.readCache;
     // Every expiry a call of this process performed (scheduler or lazy), once each: audit and metrics.
     this.store.onExpired((expirations) => {
       for (const { record, expiredAt } of expirations) this.onSystemEnd?.("expired", record, expiredAt);
@@ -171,16 +176,29 @@ export class SessionManager {
       ...(requestIdAliases.length === 0 ? {} : { requestIdAliases }),
       ...(user === undefined ? {} : { guard: { userId: user, level: "read" } }),
     });
-    for (const record of result.evicted ?? []) this.onSystemEnd?.("evicted", record, record.endTime);
+    for (const record of result.evicted ?? []) {
+      this.readCache?.drop(record.sessionId);
+      this.onSystemEnd?.("evicted", record, record.endTime);
+    }
+    // A retried create answers the session it made before, recording an access.
+    if (!result.created) this.readCache?.drop(result.session.sessionId);
     return { session: toSessionView(result.session, this.cipher, { sealed: metadata, text }), created: result.created };
   }
 
   /** A live session (recording the access), or with includeEnded also the archived state of an ended one. */
   async get(tenant: string, sessionId: string, includeEnded: boolean, user?: string): Promise<SessionView> {
     const guard = guardFor(user, REQUIRED_LEVEL.get);
+    // A guard is checked by the store: guarded gets always read it.
+    const cache = guard === undefined ? this.readCache : undefined;
+    const copy = cache?.lookup(tenant, sessionId);
+    if (copy !== undefined) return copy;
+    const ticket = cache?.reserve(tenant, sessionId);
     try {
-      return this.view(await this.store.get(tenant, sessionId, guard === undefined ? { touch: true, includeEnded } : { touch: true, includeEnded, guard }));
+      const view = this.view(await this.store.get(tenant, sessionId, guard === undefined ? { touch: true, includeEnded } : { touch: true, includeEnded, guard }));
+      cache?.land(ticket, view);
+      return view;
     } catch (error) {
+      cache?.abandon(ticket, sessionId);
       // Past ARCHIVE_RETENTION (or after Redis lost its data) the durable archive may still have it.
       if (!includeEnded || this.endedArchive === undefined || !(isSessionError(error) && error.kind === "not_found")) throw error;
       const archived = await this.endedArchive.find(tenant, sessionId);
@@ -217,28 +235,29 @@ export class SessionManager {
 
   async update(tenant: string, sessionId: string, params: UpdateSessionParams, user?: string): Promise<SessionView> {
     const guard = guardFor(user, updateLevel(params));
-    const record =
+    const record = await this.writing(sessionId, () =>
       params.mergeMetadata === true && params.metadata !== undefined
-        ? await this.updateMerging(tenant, sessionId, params.metadata, params, guard)
-        : await this.store.update(
+        ? this.updateMerging(tenant, sessionId, params.metadata, params, guard)
+        : this.store.update(
             tenant,
             sessionId,
             this.patch(params, params.metadata === undefined ? undefined : this.sealMetadata(tenant, sessionId, this.encodeMetadata(params.metadata))),
             params.expectedVersion,
             guard,
-          );
+          ),
+    );
     return this.view(record);
   }
 
   /** Sets the session to expire ttlMs (default config.ttl.defaultMs) from now. */
   async extend(tenant: string, sessionId: string, ttlMs?: number, user?: string): Promise<SessionView> {
-    const record = await this.store.extend(tenant, sessionId, ttlMs ?? this.config.ttl.defaultMs, guardFor(user, REQUIRED_LEVEL.extend));
+    const record = await this.writing(sessionId, () => this.store.extend(tenant, sessionId, ttlMs ?? this.config.ttl.defaultMs, guardFor(user, REQUIRED_LEVEL.extend)));
     return this.view(record);
   }
 
   /** Archives the final state (status closed) and removes the session and its data. */
   async close(tenant: string, sessionId: string, user?: string): Promise<SessionView> {
-    const record = await this.store.close(tenant, sessionId, guardFor(user, REQUIRED_LEVEL.close));
+    const record = await this.writing(sessionId, () => this.store.close(tenant, sessionId, guardFor(user, REQUIRED_LEVEL.close)));
     return this.view(record);
   }
 
@@ -271,13 +290,14 @@ export class SessionManager {
       throw new SessionError("invalid_argument", `value: must be at most ${limit} bytes as JSON`, "value");
     }
     const sealed = this.cipher.seal(text, { tenant, sessionId, field: dataField(key) });
-    const result = await this.store.setData(tenant, sessionId, key, sealed, guardFor(user, REQUIRED_LEVEL.setData));
+    const result = await this.writing(sessionId, () => this.store.setData(tenant, sessionId, key, sealed, guardFor(user, REQUIRED_LEVEL.setData)));
     return { version: result.version };
   }
 
   /** not_found for an absent key as for an unknown session. */
   async getData(tenant: string, sessionId: string, key: string, user?: string): Promise<JsonValue> {
-    const text = await this.store.getData(tenant, sessionId, key, guardFor(user, REQUIRED_LEVEL.getData));
+    // A data read records the access time: a copy's would be behind.
+    const text = await this.writing(sessionId, () => this.store.getData(tenant, sessionId, key, guardFor(user, REQUIRED_LEVEL.getData)));
     if (text === undefined) {
       // The key name is the caller's own identifier, not a value: fine to name.
       throw new SessionError("not_found", `key ${JSON.stringify(key)} not found`);
@@ -286,13 +306,13 @@ export class SessionManager {
   }
 
   async deleteData(tenant: string, sessionId: string, key: string, user?: string): Promise<DeleteDataOutcome> {
-    const result = await this.store.deleteData(tenant, sessionId, key, guardFor(user, REQUIRED_LEVEL.deleteData));
+    const result = await this.writing(sessionId, () => this.store.deleteData(tenant, sessionId, key, guardFor(user, REQUIRED_LEVEL.deleteData)));
     // The store logs DATA_CHANGED even when the key was absent: the version changed all the same.
     return { deleted: result.deleted, version: result.version };
   }
 
   async listData(tenant: string, sessionId: string, includeValues: boolean, user?: string): Promise<SessionDataListing> {
-    const entries = await this.store.listData(tenant, sessionId, includeValues, guardFor(user, REQUIRED_LEVEL.listData));
+    const entries = await this.writing(sessionId, () => this.store.listData(tenant, sessionId, includeValues, guardFor(user, REQUIRED_LEVEL.listData)));
     const keys = [...entries.keys()];
     if (!includeValues) return { keys };
     const values = new Map<string, JsonValue>();
@@ -301,7 +321,7 @@ export class SessionManager {
   }
 
   async clearData(tenant: string, sessionId: string, user?: string): Promise<ClearDataOutcome> {
-    const result = await this.store.clearData(tenant, sessionId, guardFor(user, REQUIRED_LEVEL.clearData));
+    const result = await this.writing(sessionId, () => this.store.clearData(tenant, sessionId, guardFor(user, REQUIRED_LEVEL.clearData)));
     // The store does not report which keys it removed; empty dataKeys means "every key".
     return { deletedCount: result.deletedCount, version: result.version };
   }
@@ -367,6 +387,22 @@ export class SessionManager {
         // Small random pause so that retrying writers spread out instead of colliding again.
         await sleep(Math.random() * Math.min(2 * attempt, 20));
       }
+    }
+  }
+
+  /**
+   * Runs a write to the session with its copy (read-cache.ts) dropped before
+   * the write is sent and again when it is answered: a get that read Redis
+   * before the write and landed meanwhile leaves no copy behind it.
+   */
+  private async writing<T>(sessionId: string, write: () => Promise<T>): Promise<T> {
+    const cache = this.readCache;
+    if (cache === undefined) return write();
+    cache.drop(sessionId);
+    try {
+      return await write();
+    } finally {
+      cache.drop(sessionId);
     }
   }
 
