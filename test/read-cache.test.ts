@@ -77,7 +77,7 @@ describe("GetSession from a process's copy (two services, one redis-server)", ()
 
   /** Sets the record's last-access field in Redis directly: no service hears of it (no event). */
   const touchBehindTheServices = async (sessionId: string, at: number): Promise<void> => {
-    const client = redis.client();
+    const client = redis.raw;
     const keys = (await client.keys(`*${sessionId}*`)).filter((key) => !key.includes(":d:"));
     let set = 0;
     for (const key of keys) {
@@ -196,6 +196,7 @@ describe("guarded gets (the session layer on a MemoryStore, real event hub)", ()
     } finally {
       cache.close();
       await background.stop();
+      await memory.dispose();
     }
   });
 });
