@@ -8,8 +8,8 @@
  *   the copy through the event log long before the copy's max age; a write
  *   through the same process is read back at once; copies are counted on
  *   /metrics; off by default.
- * - The session layer on a MemoryStore with the real event hub: guarded gets
- *   always read the store.
+ * - The session layer on a MemoryStore with the real event hub: gets acting
+ *   for a user answer from the copy only for the session's own user.
  * - The cache alone: a read in flight when a write is heard leaves no copy, a
  *   reader that stops reading drops every copy and answers none, max age,
  *   expire time, the entry bound, another tenant's id.
@@ -24,6 +24,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AccessLevel, createSessionClient, type SessionClient } from "@sessiond/client";
 import type { App } from "../src/app.js";
 import { ConfigError, loadConfig } from "../src/config/config.js";
+import { SessionError } from "../src/domain/errors.js";
 import type { SessionView } from "../src/session/session-view.js";
 import { ReadCache, type WriteSource } from "../src/session/read-cache.js";
 import { MemoryStore } from "../src/store/memory/memory-store.js";
@@ -174,8 +175,8 @@ describe("READ_CACHE_* settings", () => {
   });
 });
 
-describe("guarded gets (the session layer on a MemoryStore, real event hub)", () => {
-  it("read the store every time; unguarded ones answer from the copy", async () => {
+describe("gets acting for a user (the session layer on a MemoryStore, real event hub)", () => {
+  it("the owner's answer from the copy; another user's read the store and are refused as without copies", async () => {
     const config = loadConfig({ READ_CACHE_MAX_AGE: MAX_AGE });
     const memory = new MemoryStore({ limits: { maxDataKeys: 10, archiveRetentionMs: 60_000, expiryGraceMs: 60_000 } });
     let reads = 0;
@@ -189,10 +190,15 @@ describe("guarded gets (the session layer on a MemoryStore, real event hub)", ()
     try {
       await eventually(async () => background.events.reading, "the event reader reads");
       const { session } = await manager.create("t", { userId: "alice", dataSource: "ds", accessLevel: "read" });
-      for (let i = 0; i < 3; i++) await manager.get("t", session.sessionId, false, "alice");
-      assert.equal(reads, 3, "each guarded get read the store");
-      for (let i = 0; i < 3; i++) await manager.get("t", session.sessionId, false);
-      assert.equal(reads, 4, "the first unguarded get read the store, the others the copy");
+      for (let i = 0; i < 3; i++) assert.equal((await manager.get("t", session.sessionId, false, "alice")).userId, "alice");
+      assert.equal(reads, 1, "the first of alice's gets read the store, the others the copy");
+      for (let i = 0; i < 2; i++) {
+        await assert.rejects(manager.get("t", session.sessionId, false, "mallory"), (error: unknown) => error instanceof SessionError && error.kind === "not_found");
+      }
+      assert.equal(reads, 3, "each of mallory's gets read the store");
+      await manager.get("t", session.sessionId, false);
+      await manager.get("t", session.sessionId, false);
+      assert.equal(reads, 4, "a caller acting for no user: the store once, then the copy");
     } finally {
       cache.close();
       await background.stop();

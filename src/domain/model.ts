@@ -50,6 +50,13 @@ export interface SealedFields {
   readonly metadataTag?: string;
 }
 
+const LEVEL_RANK: Readonly<Record<AccessLevel, number>> = { read: 1, write: 2, admin: 3 };
+
+/** True when a session at `level` allows an operation that needs `required` (a guard's check). */
+export function levelAllows(level: AccessLevel, required: AccessLevel): boolean {
+  return LEVEL_RANK[level] >= LEVEL_RANK[required];
+}
+
 /** True when the level allows writing session data. */
 export function canWriteData(level: AccessLevel): boolean {
   return level === "write" || level === "admin";

@@ -453,7 +453,7 @@ const readCacheSources = new Map<object, () => ReadCacheReading>();
 // The cache counts its own lookups (a plain field per get); the scrape copies them here.
 new Counter({
   name: "sessiond_read_cache_lookups_total",
-  help: "Unguarded GetSession calls by what answered: hit (a copy in this process), miss (Redis; the answer may become a copy), bypass (Redis; the event reader was not reading). Only with READ_CACHE_MAX_AGE",
+  help: "GetSession calls by what answered: hit (a copy in this process), miss (Redis; the answer may become a copy), bypass (Redis; the event reader was not reading). Only with READ_CACHE_MAX_AGE",
   labelNames: ["outcome"],
   registers: [registry],
   collect() {

@@ -26,8 +26,10 @@
  * copy (it may have read Redis before the write): each read holds a ticket in
  * the copy's place, and a drop takes the ticket away.
  *
- * Calls acting for a user (a guard) always read Redis, where the guard is
- * checked; only unguarded gets are answered from copies.
+ * A call acting for a user (a guard) is answered from a copy only when the
+ * copy passes the guard's own check (the caller's session, a level that allows
+ * the get; SessionManager.get); otherwise it reads Redis, where the guard is
+ * checked as without copies.
  *
  * Copies are keyed by session id alone (random UUIDs) and carry their tenant:
  * a get of another tenant never sees them, and a drop drops whatever tenant's
@@ -107,8 +109,8 @@ export class ReadCache {
     this.clear();
   }
 
-  /** The copy of a live session of `tenant`, if one may answer now. */
-  lookup(tenant: string, sessionId: string): SessionView | undefined {
+  /** The copy of a live session of `tenant`, if one may answer now and `accepts` it (a guard's check). */
+  lookup(tenant: string, sessionId: string, accepts?: (view: SessionView) => boolean): SessionView | undefined {
     if (this.source?.reading !== true) {
       this.counts.bypass += 1;
       return undefined;
@@ -117,10 +119,13 @@ export class ReadCache {
     if (place !== undefined && "view" in place && place.tenant === tenant) {
       const now = this.now();
       if (now < place.until && now < place.view.expireTime) {
-        this.counts.hit += 1;
-        return place.view;
+        if (accepts === undefined || accepts(place.view)) {
+          this.counts.hit += 1;
+          return place.view;
+        }
+      } else {
+        this.places.delete(sessionId);
       }
-      this.places.delete(sessionId);
     }
     this.counts.miss += 1;
     return undefined;

@@ -26,7 +26,7 @@ import type { EndedArchive, EndedFilter, EndedPosition } from "../domain/ended-a
 import { isSessionError, SessionError } from "../domain/errors.js";
 import { checkMetricsFor, guardFor, ownFilter, REQUIRED_LEVEL, updateLevel } from "./access-policy.js";
 import { decodeValue, EMPTY_METADATA, encodeJson, jsonByteLength, mergeMetadata } from "./json-codec.js";
-import type { AccessLevel, SessionRecord } from "../domain/model.js";
+import { levelAllows, type AccessLevel, type SessionRecord } from "../domain/model.js";
 import { toSessionView, type SessionView } from "./session-view.js";
 import type { ReadCache } from "./read-cache.js";
 
@@ -188,9 +188,10 @@ export class SessionManager {
   /** A live session (recording the access), or with includeEnded also the archived state of an ended one. */
   async get(tenant: string, sessionId: string, includeEnded: boolean, user?: string): Promise<SessionView> {
     const guard = guardFor(user, REQUIRED_LEVEL.get);
-    // A guard is checked by the store: guarded gets always read it.
-    const cache = guard === undefined ? this.readCache : undefined;
-    const copy = cache?.lookup(tenant, sessionId);
+    const cache = this.readCache;
+    // A copy answers a caller acting for a user only where the store's guard would let the get through; anything
+    // else reads the store, which answers as it does without copies.
+    const copy = cache?.lookup(tenant, sessionId, guard === undefined ? undefined : (view) => view.userId === guard.userId && levelAllows(view.accessLevel, guard.level));
     if (copy !== undefined) return copy;
     const ticket = cache?.reserve(tenant, sessionId);
     try {

@@ -19,7 +19,7 @@ import { randomUUID } from "node:crypto";
 import { SessionError } from "../../domain/errors.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
 import { MemoryEventLog } from "./memory-event-log.js";
-import { canWriteData, type AccessLevel, type SessionRecord } from "../../domain/model.js";
+import { canWriteData, levelAllows, type AccessLevel, type SessionRecord } from "../../domain/model.js";
 import type {
   ClearDataResult,
   CreateSessionInput,
@@ -621,11 +621,9 @@ function byteLength(value: string): number {
   return Buffer.byteLength(value, "utf8");
 }
 
-const LEVEL_RANK: Readonly<Record<AccessLevel, number>> = { read: 1, write: 2, admin: 3 };
-
 /** permission_denied when a guard needs a higher access level than the session's. */
 function checkLevel(s: LiveSession, guard: SessionGuard | undefined): void {
-  if (guard !== undefined && LEVEL_RANK[s.record.accessLevel] < LEVEL_RANK[guard.level]) {
+  if (guard !== undefined && !levelAllows(s.record.accessLevel, guard.level)) {
     throw new SessionError("permission_denied", GUARD_DENIED_MESSAGE);
   }
 }
