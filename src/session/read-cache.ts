@@ -117,8 +117,7 @@ export class ReadCache {
     }
     const place = this.places.get(sessionId);
     if (place !== undefined && "view" in place && place.tenant === tenant) {
-      const now = this.now();
-      if (now < place.until && now < place.view.expireTime) {
+      if (this.answers(place)) {
         if (accepts === undefined || accepts(place.view)) {
           this.counts.hit += 1;
           return place.view;
@@ -131,9 +130,15 @@ export class ReadCache {
     return undefined;
   }
 
-  /** Before reading Redis for a lookup that missed: the ticket to hand to land(). */
+  /**
+   * Before reading Redis for a lookup that missed: the ticket to hand to
+   * land(). None while a copy that lookup refused (a guard's check) still
+   * answers: a caller probing another user's session id does not evict it.
+   */
   reserve(tenant: string, sessionId: string): Ticket | undefined {
     if (this.source?.reading !== true) return undefined;
+    const place = this.places.get(sessionId);
+    if (place !== undefined && "view" in place && place.tenant === tenant && this.answers(place)) return undefined;
     const ticket: Ticket = { tenant };
     this.place(sessionId, ticket);
     return ticket;
@@ -174,6 +179,12 @@ export class ReadCache {
   /** Lookups so far by outcome (metrics). */
   get outcomes(): Readonly<Record<ReadCacheOutcome, number>> {
     return this.counts;
+  }
+
+  /** Whether the copy is young enough and its session not yet due. */
+  private answers(copy: Copy): boolean {
+    const now = this.now();
+    return now < copy.until && now < copy.view.expireTime;
   }
 
   private place(sessionId: string, entry: Copy | Ticket): void {
