@@ -12,7 +12,7 @@
  *   (every write to a session logs an event; the process's one event reader,
  *   src/streaming/event-hub.ts, hears each head and the copy is dropped): a
  *   get on this process may show the session as it was before that write
- *   while the event is on its way, typically well under a millisecond.
+ *   while the event is on its way.
  * - While the event reader is not reading (Redis away, the reader behind or
  *   restarting), no copy answers and every copy is dropped: a write it did
  *   not hear of cannot hide behind a copy.
