@@ -31,7 +31,9 @@
  *    connection (issue 12; bench/faults-bench.ts).
  * 7. Wire cost (issue 10; bench/wire-bench.ts): bare grpc-js and connect-node
  *    anchors next to sessiond with WORKERS=1 and 2, under h2load and a grpc-js
- *    client, with server CPU per call.
+ *    client, with server CPU per call; sessiond with READ_CACHE_MAX_AGE too.
+ *    Then the window of such a copy (bench/copy-window-bench.ts): how long a
+ *    write through another process takes to reach it.
  * 8. Scale (issue 10; bench/scale-bench.ts): ListSessions by user at 10k, 100k
  *    and 1M live sessions, expiry lag at 1M live with 1k expirations/s against
  *    a 10k stack in alternating rounds.
@@ -82,6 +84,7 @@ import { faultsPart } from "./parts/faults.js";
 import { clusterPart } from "./parts/cluster.js";
 import { wirePart } from "./parts/wire.js";
 import { replicaWaitPart } from "./parts/replica-wait.js";
+import { copyWindowPart } from "./parts/copy-window.js";
 import { machineInfo, running } from "./processes.js";
 import { render, type PartTime } from "./report.js";
 import { HERE, PARTS as SELECTED, productionNodeFlags } from "./settings.js";
@@ -94,6 +97,7 @@ const PARTS: readonly BenchPart<unknown>[] = [
   listed(archivePart),
   listed(faultsPart),
   listed(wirePart),
+  listed(copyWindowPart),
   listed(scalePart),
   listed(floodPart),
   listed(isolationPart),
