@@ -65,6 +65,8 @@ describe("GetSession from a process's copy (two services, one redis-server)", ()
     aUrl = apps[0]?.url ?? "";
     b = await start({ READ_CACHE_MAX_AGE: MAX_AGE });
     plain = await start({});
+    // Copies answer only while the event reader reads (it starts reading soon after the app does).
+    await eventually(async () => apps.every((app) => app.events.reading), "every event reader reads");
   });
   after(async () => {
     for (const app of apps) await app.close();
