@@ -54,7 +54,7 @@ export interface SessionManagerOptions {
    * audit log and metrics; must not throw.
    */
   readonly onSystemEnd?: (reason: "expired" | "evicted", record: SessionRecord, at: number) => void;
-  /** Copies of live sessions that may answer unguarded gets (READ_CACHE_MAX_AGE); absent: every get reads the store. */
+  /** Copies of live sessions that may answer gets (READ_CACHE_MAX_AGE; a guarded get only where its guard would pass); absent: every get reads the store. */
   readonly readCache?: ReadCache;
   /**
    * The durable archive of ended sessions (ARCHIVE_DATABASE_URL): where
