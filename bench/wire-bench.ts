@@ -49,6 +49,7 @@ import { CreateSessionRequestSchema, GetSessionRequestSchema } from "../gen/sess
 import { createSessionClient } from "@sessiond/client";
 import { freePort, startRedisServer, type RedisServerHandle } from "../test/support/redis-server.js";
 import type { GrpcJsLoadResult } from "./grpc-js-load.js";
+import { renderCreateBudget } from "./create-budget.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -73,6 +74,8 @@ export interface PhaseNumbers {
   readonly cpuUsPerCall: number;
   /** redis-server's CPU over the phase / calls answered (the load generator and the server are not in it). */
   readonly redisUsPerCall?: number;
+  /** The load generator's CPU over the phase / calls answered (h2load only: the grpc-js loader's includes its start). */
+  readonly loaderUsPerCall?: number;
   readonly p50Ms?: number;
   readonly p99Ms?: number;
   readonly meanMs?: number;
@@ -135,6 +138,13 @@ function cpuUs(pid: number): number {
     }
   }
   return total;
+}
+
+/** CPU of this process's children that have exited and been reaped (cutime+cstime), µs: an h2load run, once it is over. */
+function reapedChildrenCpuUs(): number {
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[13]) + Number(fields[14])) * CLOCK_TICK_US;
 }
 
 async function waitFor(child: ChildProcess, port: number, what: string): Promise<void> {
@@ -266,9 +276,11 @@ async function runH2load(server: Server, op: OpName, bodyFile: string, connectio
   await h2loadRun(h2loadArgs(server, op, bodyFile, Math.min(2000, Math.ceil(calls / 4)), connections)); // warm-up, not measured
   const before = cpuUs(server.child.pid ?? 0);
   const redisBefore = cpuUs(redis);
+  const loaderBefore = reapedChildrenCpuUs();
   const out = await h2loadRun(h2loadArgs(server, op, bodyFile, calls, connections));
   const after = cpuUs(server.child.pid ?? 0);
   const redisAfter = cpuUs(redis);
+  const loaderAfter = reapedChildrenCpuUs();
   const finished = /finished in ([\d.]+)(ms|s)\b/.exec(out);
   const seconds = finished === null ? Number.NaN : Number(finished[1]) / (finished[2] === "ms" ? 1000 : 1);
   const succeeded = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
@@ -279,7 +291,7 @@ async function runH2load(server: Server, op: OpName, bodyFile: string, connectio
   if (Number.isFinite(rps) && rps > 0) h2loadCalls.set(key, Math.max(1000, Math.min(100_000, Math.round((rps * PHASE_MS) / 1000))));
   // h2load counts HTTP status only: a gRPC error answers 200 too. The grpc-js phase checks statuses.
   const perCall = (us: number): number => (succeeded === 0 ? Number.NaN : us / succeeded);
-  return { rps, cpuUsPerCall: perCall(after - before), redisUsPerCall: perCall(redisAfter - redisBefore), ...(meanMs === undefined ? {} : { meanMs }), errors: failed };
+  return { rps, cpuUsPerCall: perCall(after - before), redisUsPerCall: perCall(redisAfter - redisBefore), loaderUsPerCall: perCall(loaderAfter - loaderBefore), ...(meanMs === undefined ? {} : { meanMs }), errors: failed };
 }
 
 async function runGrpcJs(server: Server, op: OpName, requestHex: string, redis: number): Promise<PhaseNumbers> {
@@ -497,18 +509,20 @@ export function renderWire(report: WireReport): string {
     lines.push(`| ${t.what} | ${t.loader} | ${t.median.toFixed(2)}× | ${t.spread} | ${t.detail} | ${goal} | ${pass} |`);
   }
   lines.push("");
+  lines.push(...renderCreateBudget(report, WIRE_TARGETS.createOverCheck));
   lines.push("### Per server and operation (median over rounds; spread min–max)", "");
-  lines.push("| load | server | operation | calls/s | spread | server CPU µs/call | spread | redis-server CPU µs/call | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|---|---|---|---|");
+  lines.push("| load | server | operation | calls/s | spread | server CPU µs/call | spread | redis-server CPU µs/call | h2load CPU µs/call | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const row of report.rows) {
     const rps = row.rounds.map((r) => r.rps);
     const cpu = row.rounds.map((r) => r.cpuUsPerCall);
     const redisCpu = median(row.rounds.map((r) => r.redisUsPerCall ?? Number.NaN));
+    const loaderCpu = median(row.rounds.map((r) => r.loaderUsPerCall ?? Number.NaN));
     const p50 = row.rounds.map((r) => r.p50Ms ?? Number.NaN);
     const p99 = row.rounds.map((r) => r.p99Ms ?? Number.NaN);
     const mean = row.rounds.map((r) => r.meanMs ?? Number.NaN);
     const errors = row.rounds.reduce((n, r) => n + r.errors, 0);
     const latency = row.loader === "grpc-js 64" ? `${median(p50).toFixed(1)} | ${median(p99).toFixed(1)}` : `mean ${median(mean).toFixed(1)} | n/a (h2load)`;
-    lines.push(`| ${row.loader} | ${row.server} | ${row.op} | ${Math.round(median(rps))} | ${spread(rps)} | ${Math.round(median(cpu))} | ${spread(cpu)} | ${Number.isFinite(redisCpu) ? Math.round(redisCpu) : "n/a"} | ${latency} | ${errors} |`);
+    lines.push(`| ${row.loader} | ${row.server} | ${row.op} | ${Math.round(median(rps))} | ${spread(rps)} | ${Math.round(median(cpu))} | ${spread(cpu)} | ${Number.isFinite(redisCpu) ? Math.round(redisCpu) : "n/a"} | ${Number.isFinite(loaderCpu) ? Math.round(loaderCpu) : "n/a"} | ${latency} | ${errors} |`);
   }
   lines.push("");
   return lines.join("\n");
