@@ -7,6 +7,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { Cluster, type Redis } from "ioredis";
 import { SessionError } from "../src/domain/errors.js";
@@ -14,12 +15,17 @@ import type { SessionRecord } from "../src/domain/model.js";
 import type { CreateSessionInput } from "../src/store/store.js";
 import { Partitioning, RedisKeys } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
+import { DEFAULT_FCALL_BATCH_BOUNDS } from "../src/store/redis/fcall-batcher.js";
 import { CONFORMANCE_LIMITS } from "./conformance/store-conformance.js";
 import { useRedisServer } from "./support/redis-server.js";
 import { useRedisCluster } from "./support/redis-cluster.js";
 
 const TENANT = "tenant-b";
+/** The requests one HTTP/2 connection has in flight by default: a burst. */
 const CALLS = 64;
+/** Most calls in one batch of writes (creates) and of reads (gets). */
+const WRITE_BATCH = DEFAULT_FCALL_BATCH_BOUNDS.maxCalls;
+const READ_BATCH = DEFAULT_FCALL_BATCH_BOUNDS.maxReadCalls;
 
 /** FCALLs that nodes ran (calls of every function, batch or not). */
 async function fcalls(nodes: readonly Redis[]): Promise<number> {
@@ -30,6 +36,24 @@ async function fcalls(nodes: readonly Redis[]): Promise<number> {
     total += line === null ? 0 : Number(line[1]);
   }
   return total;
+}
+
+/**
+ * fcalls(), asked by another process (redis-cli) while this one's event loop
+ * is blocked: what Redis has run of what this turn sent so far. Asks again
+ * until at least `least` have run or a few seconds have passed.
+ */
+function fcallsFromOutside(nodes: readonly Redis[], least: number): number {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    let total = 0;
+    for (const node of nodes) {
+      const run = spawnSync("redis-cli", ["-p", String(node.options.port), "info", "commandstats"], { encoding: "utf8" });
+      total += Number(/^cmdstat_fcall:calls=(\d+)/m.exec(run.stdout)?.[1] ?? 0);
+    }
+    if (total >= least || Date.now() > deadline) return total;
+    spawnSync("sleep", ["0.05"]);
+  }
 }
 
 async function resetStats(nodes: readonly Redis[]): Promise<void> {
@@ -90,9 +114,11 @@ function batchingCases(open: () => Promise<Opened>): void {
       await resetStats(nodes);
       const got = await Promise.all(ids.map((id) => store.get(TENANT, id, { touch: true, includeEnded: false })));
       const sent = await fcalls(nodes);
-      // One FCALL per partition met (at most one per session here), not one per call.
-      const metPartitions = new Set(sessions.map((s) => partitions.ofSession(s.sessionId))).size;
-      assert.ok(sent <= metPartitions, `${sent} FCALLs for ${CALLS} gets in ${metPartitions} partition(s)`);
+      // One FCALL per full or last batch of each partition met, not one per call.
+      const perPartition = new Map<number, number>();
+      for (const id of ids) perPartition.set(partitions.ofSession(id), (perPartition.get(partitions.ofSession(id)) ?? 0) + 1);
+      const batches = [...perPartition.values()].reduce((n, calls) => n + Math.ceil(calls / READ_BATCH), 0);
+      assert.ok(sent <= batches, `${sent} FCALLs for ${CALLS} gets in ${perPartition.size} partition(s)`);
       got.forEach((session, i) => assert.equal(session.sessionId, ids[i]));
     } finally {
       await close();
@@ -110,7 +136,7 @@ function batchingCases(open: () => Promise<Opened>): void {
         await Promise.all(Array.from({ length: CALLS }, () => store.create(input(userId))));
       }
       // Sent together: the trim under test is the batch's, not a lone call's.
-      assert.ok((await fcalls(nodes)) <= rounds, "the creates were not sent in batches");
+      assert.ok((await fcalls(nodes)) <= rounds * Math.ceil(CALLS / WRITE_BATCH), "the creates were not sent in batches");
       // CONFORMANCE_LIMITS keeps 50 events; '~' trims whole stream nodes of 100 entries.
       const length = await streamLength(new RedisKeys("sdb:", TENANT, partitions).events(partition));
       assert.ok(length >= 50 && length <= 150, `${length} events after ${rounds * CALLS} creates`);
@@ -119,7 +145,39 @@ function batchingCases(open: () => Promise<Opened>): void {
     }
   });
 
-  it("a batch holds at most 64 calls, and one that meets a Redis without the library loads it and runs", async () => {
+  it("a full batch of writes goes to Redis at once, mid-turn; the calls after it wait for the turn's end", async () => {
+    const { store, nodes, close } = await open();
+    try {
+      // One user: every create goes to the same partition.
+      await store.create(input("writer"));
+      await resetStats(nodes);
+      // One turn: a full batch of creates and three more, then, before the turn ends, Redis is asked what it ran.
+      const pending = Array.from({ length: WRITE_BATCH + 3 }, () => store.create(input("writer")));
+      const midTurn = fcallsFromOutside(nodes, 1);
+      const created = await Promise.all(pending);
+      assert.equal(midTurn, 1, "the full batch had not reached Redis before the turn ended");
+      assert.equal(await fcalls(nodes), 2);
+      assert.equal(new Set(created.map((c) => c.session.sessionId)).size, WRITE_BATCH + 3);
+    } finally {
+      await close();
+    }
+  });
+
+  it("reads keep a burst of one connection (64 calls) in one batch", async () => {
+    const { store, nodes, close } = await open();
+    try {
+      const live = (await store.create(input("owner"))).session;
+      await resetStats(nodes);
+      const got = await Promise.all(Array.from({ length: CALLS }, () => store.get(TENANT, live.sessionId, { touch: true, includeEnded: false })));
+      assert.equal(await fcalls(nodes), Math.ceil(CALLS / READ_BATCH));
+      assert.ok(CALLS / READ_BATCH <= 1, "a read batch holds a connection's burst");
+      assert.ok(got.every((session) => session.sessionId === live.sessionId));
+    } finally {
+      await close();
+    }
+  });
+
+  it("a batch holds at most its bound of calls, and one that meets a Redis without the library loads it and runs", async () => {
     const { store, nodes, close } = await open();
     try {
       const live = (await store.create(input("owner"))).session;
@@ -130,7 +188,7 @@ function batchingCases(open: () => Promise<Opened>): void {
       assert.ok(got.every((session) => session.sessionId === live.sessionId));
       const sent = await fcalls(nodes);
       // Each batch is sent twice (refused: "Function not found", then after the load).
-      assert.ok(sent >= Math.ceil(calls / 64) && sent <= 2 * Math.ceil(calls / 64), `${sent} FCALLs for ${calls} gets`);
+      assert.ok(sent >= Math.ceil(calls / READ_BATCH) && sent <= 2 * Math.ceil(calls / READ_BATCH), `${sent} FCALLs for ${calls} gets`);
     } finally {
       await close();
     }
@@ -146,7 +204,8 @@ function batchingCases(open: () => Promise<Opened>): void {
       const damagedKey = new RedisKeys("sdb:", TENANT, partitions).record(damaged);
       await damage(damagedKey);
       const calls: (() => Promise<unknown>)[] = [];
-      for (let i = 0; i < 16; i++) {
+      // One batch's worth: four kinds of call, side by side.
+      for (let i = 0; i < READ_BATCH / 4; i++) {
         calls.push(() => store.get(TENANT, live.sessionId, { touch: false, includeEnded: false }));
         calls.push(() => store.get(TENANT, missing, { touch: false, includeEnded: false }));
         calls.push(() => store.get(TENANT, live.sessionId, { touch: false, includeEnded: false, guard: { userId: "owner", level: "write" } }));

@@ -10,6 +10,7 @@ import type { SessionRecord } from "../src/domain/model.js";
 import type { CreateSessionInput, ListFilter, StoreLimits } from "../src/store/store.js";
 import { indexMember, RedisKeys } from "../src/store/redis/keys.js";
 import { BUCKET_MAX, indexesLua } from "../src/store/redis/lua/indexes.js";
+import { DEFAULT_FCALL_BATCH_BOUNDS, type FcallBatchBounds } from "../src/store/redis/fcall-batcher.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { useRedisServer } from "./support/redis-server.js";
 
@@ -24,13 +25,17 @@ function input(overrides: Partial<CreateSessionInput> = {}): CreateSessionInput 
 
 const GRACE = 5_000;
 
-async function withStore(fn: (store: RedisStore) => Promise<void>, limits: Partial<StoreLimits> = {}): Promise<void> {
+/** Batches of up to 64 calls: more creates in one batch than a bucket holds (BUCKET_MAX). */
+const WIDE_BATCHES: FcallBatchBounds = { ...DEFAULT_FCALL_BATCH_BOUNDS, maxCalls: 64 };
+
+async function withStore(fn: (store: RedisStore) => Promise<void>, limits: Partial<StoreLimits> = {}, batchBounds?: FcallBatchBounds): Promise<void> {
   await server.raw.flushall();
   const store = new RedisStore({
     url: server.url,
     keyPrefix: PREFIX,
     limits: { maxDataKeys: 16, archiveRetentionMs: 60_000, expiryGraceMs: GRACE, maxSessionsPerUser: 0, ...limits },
     commandTimeoutMs: 5000,
+    ...(batchBounds === undefined ? {} : { batchBounds }),
   });
   try {
     await fn(store);
@@ -230,7 +235,7 @@ describe("Redis session indexes", () => {
       assert.deepEqual((await listAll(store, { dataSource: "source-1" }, 7)).map((s) => s.sessionId), ordered(live), "by data source");
       assert.deepEqual((await listAll(store, {}, 13)).map((s) => s.sessionId), ordered(live), "unfiltered");
       assert.equal(Number(await server.raw.zscore(keys.due(), keys.dueMember("source-1"))), Math.min(...live.map((s) => s.expireTime)), "the due queue has the earliest");
-    }));
+    }, {}, WIDE_BATCHES));
 
   it("a bucket of one expire time grows past the bucket size in a batch, and the batch's first later expire time splits off", () =>
     withStore(async (store) => {
@@ -253,7 +258,7 @@ describe("Redis session indexes", () => {
         assert.deepEqual(buckets, [[String(at(600_000)), same], [String(at(700_000)), 2]], `${dir}: the later expire time left the full bucket`);
       }
       assert.deepEqual((await listAll(store, {}, 17)).map((s) => s.sessionId), ordered(batch.map((b) => b.session)));
-    }));
+    }, {}, WIDE_BATCHES));
 
   it("the creates of one batch, sealed or not, with a request id or not, each store their own record's fields only", () =>
     withStore(async (store) => {

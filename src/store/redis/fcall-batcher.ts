@@ -10,11 +10,15 @@
  * socket write; one FCALL for the lot pays that once.
  *
  * Calls are never merged or deduplicated: two identical calls run twice.
- * A batch of one call goes as the script's own FCALL. Every call waits for
- * the end of its turn, also the first of a burst: sending that one at once
- * and batching the rest (while it is in flight) made a burst two or three
- * FCALLs and cost more Node and Redis CPU per call than the one batch, and
- * saved a quiet service no CPU that could be told from noise.
+ * A batch of one call goes as the script's own FCALL. A call waits for the
+ * end of its turn unless its batch fills up: sending the first call of a
+ * burst at once and batching the rest (while it is in flight) made a burst
+ * two or three FCALLs and cost more Node and Redis CPU per call than one
+ * batch, and saved a quiet service no CPU that could be told from noise.
+ * A batch that is full goes at once, mid-turn (around the command
+ * connection's automatic pipeline, which writes at the turn's end), so Redis
+ * runs it while the service still decodes the rest of the burst. The batches
+ * sent at the turn's end share that pipeline's one socket write.
  * The calls of one batch share its fate on the connection (a lost connection,
  * a refusal before it ran: OOM, "Function not found", a moved slot); a Lua
  * error of one call fails that call only.
@@ -37,22 +41,32 @@ export interface FcallSender {
   call(fn: string, key: string, args: readonly ScriptArg[]): Promise<unknown>;
   /** A batch: its reply, one packed string (run_batch), as a Buffer. */
   callForBuffers(fn: string, key: string, args: readonly ScriptArg[]): Promise<unknown>;
+  /** callForBuffers(), written to the connection now, not with the turn's other commands. */
+  callForBuffersAtOnce(fn: string, key: string, args: readonly ScriptArg[]): Promise<unknown>;
 }
 
 export interface FcallBatchBounds {
-  /** Calls in one batch: Redis runs a batch as one command, so this bounds how long it holds Redis. */
+  /** Calls in one batch of a script that writes: Redis runs a batch as one command, so this bounds how long it holds Redis. */
   readonly maxCalls: number;
+  /** Calls in one batch of a read (reads cost Redis a fraction of a write, and gain nothing from being split). */
+  readonly maxReadCalls: number;
   /** Bytes of arguments in one batch (a call larger than this goes alone). */
   readonly maxBytes: number;
 }
 
 /**
- * 64 calls: the requests one HTTP/2 connection has in flight by default, and
- * few enough that a batch of the heaviest script (create) holds Redis about as
- * long as one slow command. 256 KiB: a batch's command stays well below
- * Redis's query buffer limits and takes one socket write.
+ * Writes, 32 calls: half of the requests one HTTP/2 connection has in flight
+ * by default (64), so that a burst of writes is two batches and Redis runs the
+ * first while the service decodes the second, instead of the two taking
+ * turns; and few enough that a batch of the heaviest script (create) holds
+ * Redis about as long as one slow command. Smaller batches overlapped no
+ * better and cost Redis more per call (each batch has fixed work: the event
+ * log's trim, the event readers woken). Reads, 64: a burst of reads as one
+ * batch (splitting it cost the service CPU and gained no calls a second under
+ * one connection's load). 256 KiB: a batch's command stays well below Redis's
+ * query buffer limits and takes one socket write.
  */
-export const DEFAULT_FCALL_BATCH_BOUNDS: FcallBatchBounds = { maxCalls: 64, maxBytes: 256 * 1024 };
+export const DEFAULT_FCALL_BATCH_BOUNDS: FcallBatchBounds = { maxCalls: 32, maxReadCalls: 64, maxBytes: 256 * 1024 };
 
 interface Pending {
   readonly call: ScriptCall;
@@ -88,8 +102,10 @@ export class FcallBatcher {
    * The reply of `fn` called with `key` and `call`'s arguments, sent with the
    * other calls of `batchFn` to `key` made in this turn (the store gives them
    * the same `shared` array: a call with another one starts a batch of its own).
+   * `read`: the script only reads (its batches hold up to maxReadCalls).
    */
-  call(fn: string, batchFn: string, key: string, call: ScriptCall): Promise<unknown> {
+  call(fn: string, batchFn: string, key: string, call: ScriptCall, read = false): Promise<unknown> {
+    const maxCalls = read ? this.bounds.maxReadCalls : this.bounds.maxCalls;
     const bytes = argumentBytes(call.own);
     let byKey = this.open.get(batchFn);
     if (byKey === undefined) {
@@ -100,7 +116,7 @@ export class FcallBatcher {
     let batch = batches.get(key);
     if (batch !== undefined && (batch.bytes + bytes > this.bounds.maxBytes || batch.shared !== call.shared)) {
       batches.delete(key);
-      this.flush(batch);
+      this.flush(batch, true);
       batch = undefined;
     }
     if (batch === undefined) {
@@ -113,9 +129,9 @@ export class FcallBatcher {
     return new Promise((resolve, reject) => {
       open.calls.push({ call, resolve, reject });
       open.bytes += bytes;
-      if (open.calls.length >= this.bounds.maxCalls) {
+      if (open.calls.length >= maxCalls) {
         batches.delete(key);
-        this.flush(open);
+        this.flush(open, true);
       }
     });
   }
@@ -128,11 +144,12 @@ export class FcallBatcher {
       const batches = this.opened;
       this.opened = [];
       this.open.clear();
-      for (const batch of batches) if (!batch.sent) this.flush(batch);
+      for (const batch of batches) if (!batch.sent) this.flush(batch, false);
     });
   }
 
-  private flush(batch: Batch): void {
+  /** Sends `batch`; `atOnce`: mid-turn, written now rather than with the turn's other commands. */
+  private flush(batch: Batch, atOnce: boolean): void {
     batch.sent = true;
     const { calls } = batch;
     const only = calls.length === 1 ? calls[0] : undefined;
@@ -144,7 +161,7 @@ export class FcallBatcher {
       batch.shared,
       calls.map((pending) => pending.call.own),
     );
-    this.send.callForBuffers(batch.batchFn, batch.key, args).then(
+    (atOnce ? this.send.callForBuffersAtOnce(batch.batchFn, batch.key, args) : this.send.callForBuffers(batch.batchFn, batch.key, args)).then(
       (reply) => answer(calls, reply),
       (error: unknown) => {
         for (const call of calls) call.reject(error);

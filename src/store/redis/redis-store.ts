@@ -61,7 +61,7 @@ import { createdRecord, decodeListedRecords, decodeLiveRecord, decodeRecord, dec
 import { loneCallArguments, REPLY_HEADER_WIDTH, scriptLibrary, type ScriptLibrary, type ScriptName } from "./scripts.js";
 import { ScriptLibraryCaller, type ScriptArg } from "./script-library.js";
 import { traceScript } from "./script-tracing.js";
-import { FcallBatcher } from "./fcall-batcher.js";
+import { FcallBatcher, type FcallBatchBounds } from "./fcall-batcher.js";
 import { ExpiryListeners } from "../expiry-listeners.js";
 import { clusterPrimaryFor, RedisConnections, type RedisClusterTarget, type RedisCommandConnection, type RedisConnectionName, type RedisTarget } from "./connections.js";
 import { ReplicaWait, type WriteMark } from "./replica-wait.js";
@@ -93,6 +93,8 @@ export type RedisStoreOptions = RedisTarget & {
   readonly onArchiveShortened?: () => void;
   /** REDIS_WAIT_REPLICAS and REDIS_WAIT_TIMEOUT: confirm each acknowledged write on replicas (replica-wait.ts); absent or 0: no WAIT. */
   readonly replicaWait?: { readonly replicas: number; readonly timeoutMs: number } | undefined;
+  /** How many calls and bytes one FCALL carries (fcall-batcher.ts); default DEFAULT_FCALL_BATCH_BOUNDS. */
+  readonly batchBounds?: FcallBatchBounds;
 };
 
 /**
@@ -197,7 +199,7 @@ export class RedisStore implements SessionStore {
 
     this.library = scriptLibrary();
     this.functions = new ScriptLibraryCaller(this.redis, this.library.source);
-    this.batcher = new FcallBatcher(this.functions);
+    this.batcher = new FcallBatcher(this.functions, options.batchBounds);
   }
 
   /**
@@ -1025,7 +1027,7 @@ export class RedisStore implements SessionStore {
         // The anchor is KEYS[1]: the key ioredis routes the script by.
         mark = waiter?.mark(anchor);
         const call = { shared: this.sharedArguments(partition, pressure), own: [encodeTenant(tenant), ...guardArgs, ...args] };
-        return batchFn === undefined ? this.functions.call(fn, anchor, loneCallArguments(call)) : this.batcher.call(fn, batchFn, anchor, call);
+        return batchFn === undefined ? this.functions.call(fn, anchor, loneCallArguments(call)) : this.batcher.call(fn, batchFn, anchor, call, READS.has(name));
       }),
     );
     if (!Array.isArray(full) || full.length < REPLY_HEADER_WIDTH) {

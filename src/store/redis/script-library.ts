@@ -7,7 +7,7 @@
  * cluster, once for all the calls that met the error together) and the call
  * is sent once more. Loading needs FUNCTION LOAD in the user's ACL (README).
  */
-import { Cluster, type Redis } from "ioredis";
+import { Cluster, Command, type Redis } from "ioredis";
 
 /** A Buffer goes as its bytes (a session id's index member, keys.ts indexMember). */
 export type ScriptArg = string | number | Buffer;
@@ -39,6 +39,20 @@ export class ScriptLibraryCaller {
   callForBuffers(fn: string, key: string, args: readonly ScriptArg[]): Promise<unknown> {
     const redis = this.redis as (Redis | Cluster) & FcallBuffer;
     return this.withLibrary(() => redis.fcallBuffer(fn, 1, key, ...args));
+  }
+
+  /**
+   * callForBuffers(), written to the connection now rather than with the
+   * rest of this turn's commands (the command connection's automatic
+   * pipeline, connections.ts, writes those when the turn ends).
+   */
+  callForBuffersAtOnce(fn: string, key: string, args: readonly ScriptArg[]): Promise<unknown> {
+    return this.withLibrary(() => {
+      // sendCommand goes around the automatic pipeline; a null reply encoding leaves strings as Buffers.
+      const command = new Command("fcall", [fn, 1, key, ...args], { replyEncoding: null });
+      void this.redis.sendCommand(command);
+      return command.promise;
+    });
   }
 
   private async withLibrary(send: () => Promise<unknown>): Promise<unknown> {
