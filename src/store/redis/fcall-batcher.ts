@@ -102,7 +102,8 @@ export class FcallBatcher {
    * The reply of `fn` called with `key` and `call`'s arguments, sent with the
    * other calls of `batchFn` to `key` made in this turn (the store gives them
    * the same `shared` array: a call with another one starts a batch of its own).
-   * `read`: the script only reads (its batches hold up to maxReadCalls).
+   * `read`: a read script (get, list, the data reads), whose batches hold up
+   * to maxReadCalls.
    */
   call(fn: string, batchFn: string, key: string, call: ScriptCall, read = false): Promise<unknown> {
     const maxCalls = read ? this.bounds.maxReadCalls : this.bounds.maxCalls;
