@@ -116,7 +116,10 @@ function batchingCases(open: () => Promise<Opened>): void {
       const sent = await fcalls(nodes);
       // One FCALL per full or last batch of each partition met, not one per call.
       const perPartition = new Map<number, number>();
-      for (const id of ids) perPartition.set(partitions.ofSession(id), (perPartition.get(partitions.ofSession(id)) ?? 0) + 1);
+      for (const id of ids) {
+        const partition = partitions.ofSession(id);
+        perPartition.set(partition, (perPartition.get(partition) ?? 0) + 1);
+      }
       const batches = [...perPartition.values()].reduce((n, calls) => n + Math.ceil(calls / READ_BATCH), 0);
       assert.ok(sent <= batches, `${sent} FCALLs for ${CALLS} gets in ${perPartition.size} partition(s)`);
       got.forEach((session, i) => assert.equal(session.sessionId, ids[i]));
