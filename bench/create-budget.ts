@@ -15,6 +15,14 @@
 import { median } from "./statistics.js";
 import type { WireReport, WireRow } from "./wire-bench.js";
 
+/**
+ * sessiond WORKERS=1 with the work of a create that a setting can turn off
+ * turned off: metadata encryption, the RPC log line and the audit record. Not
+ * a way to run it (a production service keeps all three): what is left is
+ * the create every setting keeps, set against the same ceiling.
+ */
+export const STRIPPED = "sessiond WORKERS=1 ALLOW_PLAINTEXT=true LOG_LEVEL=warn AUDIT_LOG=off";
+
 export interface BudgetRow {
   readonly loader: string;
   /** Median over rounds of 1 s / (goal × the bare Check's calls/s), µs. */
@@ -24,6 +32,9 @@ export interface BudgetRow {
   readonly floorFits: number;
   readonly sessiondUs: number;
   readonly sessiondFits: number;
+  /** STRIPPED's service CPU per create, µs (NaN when the run has no such row). */
+  readonly strippedUs: number;
+  readonly strippedFits: number;
   /** cores × the thread budget, µs. */
   readonly machineBudgetUs: number;
   /** sessiond WORKERS=1: service + redis-server + load generator CPU per create, µs. */
@@ -45,6 +56,7 @@ export function createBudget(report: WireReport, goal: number): BudgetRow[] {
     const floor = find("grpc-js + ioredis (bare)", "CreateSession");
     const w1 = find("sessiond WORKERS=1", "CreateSession");
     const w2 = find("sessiond WORKERS=2", "CreateSession");
+    const stripped = find(STRIPPED, "CreateSession");
     if (check === undefined || floor === undefined || w1 === undefined || w2 === undefined) continue;
     const thread = check.rounds.map((c) => 1e6 / (goal * c.rps));
     const service = (row: WireRow): number[] => row.rounds.map((x) => x.cpuUsPerCall);
@@ -58,6 +70,8 @@ export function createBudget(report: WireReport, goal: number): BudgetRow[] {
       floorFits: fits(service(floor), thread),
       sessiondUs: median(service(w1)),
       sessiondFits: fits(service(w1), thread),
+      strippedUs: stripped === undefined ? Number.NaN : median(service(stripped)),
+      strippedFits: stripped === undefined ? 0 : fits(service(stripped), thread),
       machineBudgetUs: median(machine),
       total1Us: median(total(w1)),
       total1Fits: fits(total(w1), machine),
@@ -79,15 +93,16 @@ export function renderCreateBudget(report: WireReport, goal: number): string[] {
     `A throughput ratio caps CPU per call. One Node thread answers at most 1 s / (its CPU per call) calls a second, so a WORKERS=1 service meets the target only if a create costs it at most 1 s / (${goal} × the bare Check's calls/s). ` +
       `With any number of workers, the ${report.cores ?? "?"} cores run the service, redis-server and the load generator together, so their CPU per create summed must stay under ${report.cores ?? "?"} × that. ` +
       "Each ceiling is taken from the same round as the figures set against it; medians over rounds, and in how many rounds the figure fits. " +
-      "The floor is the bare grpc-js server whose CreateSession makes one ioredis call and nothing else; sessiond's create adds validation, metadata encryption (required with Redis unless ALLOW_PLAINTEXT), the index tags, an RPC log line and an audit record.",
+      "The floor is the bare grpc-js server whose CreateSession makes one ioredis call and nothing else; sessiond's create adds validation, metadata encryption (required with Redis unless ALLOW_PLAINTEXT), the index tags, an RPC log line and an audit record. " +
+      "The stripped sessiond is the same build with encryption, the log line and the audit record turned off (ALLOW_PLAINTEXT=true LOG_LEVEL=warn AUDIT_LOG=off): what every setting keeps of a create.",
     "",
-    `| load | one thread's ceiling | floor (service CPU) | sessiond WORKERS=1 (service CPU) | machine ceiling | sessiond WORKERS=1, service + redis-server + h2load | sessiond WORKERS=2, the same |`,
-    "|---|---|---|---|---|---|---|",
+    `| load | one thread's ceiling | floor (service CPU) | sessiond WORKERS=1 (service CPU) | stripped sessiond WORKERS=1 (service CPU) | machine ceiling | sessiond WORKERS=1, service + redis-server + h2load | sessiond WORKERS=2, the same |`,
+    "|---|---|---|---|---|---|---|---|",
   ];
   for (const r of rows) {
     const of = (n: number): string => `fits ${n} of ${r.rounds}`;
     lines.push(
-      `| ${r.loader} | ${us(r.threadBudgetUs)} | ${us(r.floorUs)} (${of(r.floorFits)}) | ${us(r.sessiondUs)} (${of(r.sessiondFits)}) | ${us(r.machineBudgetUs)} | ${us(r.total1Us)} (${of(r.total1Fits)}) | ${us(r.total2Us)} (${of(r.total2Fits)}) |`,
+      `| ${r.loader} | ${us(r.threadBudgetUs)} | ${us(r.floorUs)} (${of(r.floorFits)}) | ${us(r.sessiondUs)} (${of(r.sessiondFits)}) | ${Number.isFinite(r.strippedUs) ? `${us(r.strippedUs)} (${of(r.strippedFits)})` : "n/a"} | ${us(r.machineBudgetUs)} | ${us(r.total1Us)} (${of(r.total1Fits)}) | ${us(r.total2Us)} (${of(r.total2Fits)}) |`,
     );
   }
   lines.push("");

@@ -18,7 +18,10 @@
  *   helper (esbuild keepNames), a per-call cost production does not pay;
  * - sessiond WORKERS=1 and WORKERS=2 with READ_CACHE_MAX_AGE=1s, GetSession
  *   only: gets of the one session answered from each process's copy
- *   (src/session/read-cache.ts).
+ *   (src/session/read-cache.ts);
+ * - sessiond WORKERS=1 with encryption, the RPC log line and the audit record
+ *   off (STRIPPED in create-budget.ts), GetSession and CreateSession: what a
+ *   call costs with everything a setting can turn off turned off.
  * Load, one after the other within each round: h2load (1 connection, 64
  * streams) and a @grpc/grpc-js client (one channel, 64 calls in flight,
  * bench/grpc-js-load.ts). Operations: Health/Check on every server,
@@ -49,7 +52,7 @@ import { CreateSessionRequestSchema, GetSessionRequestSchema } from "../gen/sess
 import { createSessionClient } from "@sessiond/client";
 import { freePort, startRedisServer, type RedisServerHandle } from "../test/support/redis-server.js";
 import type { GrpcJsLoadResult } from "./grpc-js-load.js";
-import { renderCreateBudget } from "./create-budget.js";
+import { renderCreateBudget, STRIPPED } from "./create-budget.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -61,7 +64,7 @@ const START_TIMEOUT_MS = 60_000;
 
 export const WIRE_TARGETS = { getOverCheck: 0.8, createOverCheck: 0.65, cpuOverAnchor: 1.5 } as const;
 
-type ServerName = "grpc-js (bare)" | "connect-node (bare)" | "grpc-js + ioredis (bare)" | "sessiond WORKERS=1" | "sessiond WORKERS=2" | typeof CACHED | typeof CACHED_2;
+type ServerName = "grpc-js (bare)" | "connect-node (bare)" | "grpc-js + ioredis (bare)" | "sessiond WORKERS=1" | "sessiond WORKERS=2" | typeof CACHED | typeof CACHED_2 | typeof STRIPPED;
 
 /** sessiond with GetSession answered from copies (README, "Reading from a copy"): its GetSession only. */
 const CACHED = "sessiond WORKERS=1 READ_CACHE_MAX_AGE=1s";
@@ -299,12 +302,14 @@ async function runGrpcJs(server: Server, op: OpName, requestHex: string, redis: 
   const child = spawn(process.execPath, ["--import", "tsx", join(HERE, "grpc-js-load.ts"), args], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+  // Listened for from the start: a short phase can be over before the wait below is.
+  const exited = new Promise((resolve) => child.once("exit", resolve));
   // CPU from the end of the warm-up: the load process starts (tsx) and warms up before it measures.
   await sleep(1500);
   const before = cpuUs(server.child.pid ?? 0);
   const redisBefore = cpuUs(redis);
   const beforeAt = performance.now();
-  await new Promise((resolve) => child.once("exit", resolve));
+  await exited;
   const after = cpuUs(server.child.pid ?? 0);
   const redisAfter = cpuUs(redis);
   const afterAt = performance.now();
@@ -340,6 +345,7 @@ export async function runWireBench(log: (line: string) => void): Promise<WireRep
     servers.push(await startSessiond(2, redis, "sessiond WORKERS=2", "w2:"));
     servers.push(await startSessiond(1, redis, CACHED, "rc:", { READ_CACHE_MAX_AGE: "1s" }, ["GetSession"]));
     servers.push(await startSessiond(2, redis, CACHED_2, "rc2:", { READ_CACHE_MAX_AGE: "1s" }, ["GetSession"]));
+    servers.push(await startSessiond(1, redis, STRIPPED, "st:", { ENCRYPTION_KEYS: "", ALLOW_PLAINTEXT: "true", LOG_LEVEL: "warn", AUDIT_LOG: "off" }, ["GetSession", "CreateSession"]));
 
     const bodies = new Map<string, { file: string; hex: string }>();
     const body = (key: string, message: Uint8Array): { file: string; hex: string } => {
@@ -466,10 +472,14 @@ export function wireTargets(report: WireReport): WireTarget[] {
       out.push(target("CreateSession / bare grpc-js + ioredis create, throughput (no target; for reading)", "CreateSession", "rps", reading, false, floor));
       out.push(target("CreateSession / bare grpc-js + ioredis create, server CPU per call (no target; for reading)", "CreateSession", "cpuUsPerCall", reading, true, floor));
       out.push(target("Health/Check / bare grpc-js Check, server CPU per call", "Health/Check", "cpuUsPerCall", WIRE_TARGETS.cpuOverAnchor, true));
-      // The floors' own ratios, once per load (they do not depend on the sessiond variant).
+      // The floors' and the stripped service's own ratios, once per load (they do not depend on the sessiond variant).
       if (workers === "sessiond WORKERS=1") {
         out.push(target("GetSession / bare grpc-js Check, throughput (no target; for reading)", "GetSession", "rps", reading, false, check, getFloor[0]));
         out.push(target("CreateSession / bare grpc-js Check, throughput (no target; for reading)", "CreateSession", "rps", reading, false, check, floor[0]));
+        out.push(target("GetSession / bare grpc-js Check, throughput (no target; for reading)", "GetSession", "rps", reading, false, check, STRIPPED));
+        out.push(target("CreateSession / bare grpc-js Check, throughput (no target; for reading)", "CreateSession", "rps", reading, false, check, STRIPPED));
+        out.push(target("GetSession / bare grpc-js + ioredis get, server CPU per call (no target; for reading)", "GetSession", "cpuUsPerCall", reading, true, getFloor, STRIPPED));
+        out.push(target("CreateSession / bare grpc-js + ioredis create, server CPU per call (no target; for reading)", "CreateSession", "cpuUsPerCall", reading, true, floor, STRIPPED));
       }
     }
   }
@@ -491,7 +501,7 @@ export function renderWire(report: WireReport): string {
       "A third anchor, a bare grpc-js server whose CreateSession makes one auto-pipelined ioredis call of a Lua function (a hash with its expiry, a user's sorted set, a capped event stream) and whose GetSession makes one HGETALL and answers the stored bytes (no validation, encryption, caps, logs or audit), is the floor of a Redis-backed create and get on this machine. " +
       "Ratios are taken within a round (same load, same minute), median over rounds, spread min–max. " +
       "sessiond: the production build (dist/, `npm run build`) with the production Node flags, Redis store, metadata encryption on, logs and audit records written (to /dev/null); " +
-      `"${CACHED}" and "${CACHED_2}" are the same with GetSession answered from the process's copy of the session (README, "Reading from a copy"; every call still authenticated, logged, audited and counted), measured for GetSession only. ` +
+      `"${CACHED}" and "${CACHED_2}" are the same with GetSession answered from the process's copy of the session (README, "Reading from a copy"; every call still authenticated, logged, audited and counted), measured for GetSession only; "${STRIPPED}" is sessiond WORKERS=1 with metadata encryption, the RPC log line and the audit record turned off, for reading only (what every setting keeps of a call). ` +
       `Machine: ${report.cores ?? "?"} cores; 1-minute load average ${report.loadAtStart?.toFixed(1) ?? "?"} when the rounds started, ${report.loadAtEnd?.toFixed(1) ?? "?"} when they ended ` +
       "(CPU time per call grows with other work on the machine: caches and cores are shared; the ratios within a round are the figures to trust).",
     "",

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createBudget, renderCreateBudget } from "../bench/create-budget.js";
+import { createBudget, renderCreateBudget, STRIPPED } from "../bench/create-budget.js";
 import type { PhaseNumbers, WireReport, WireRow } from "../bench/wire-bench.js";
 
 const phase = (rps: number, cpu: number, redis = 0, loader = 0): PhaseNumbers => ({ rps, cpuUsPerCall: cpu, redisUsPerCall: redis, loaderUsPerCall: loader, errors: 0 });
@@ -56,8 +56,21 @@ test("create budget: only h2load loads (whose generator's CPU is measured), and 
     ["h2load 1×64"],
   );
   const text = renderCreateBudget(both, 0.65).join("\n");
-  assert.match(text, /\| h2load 1×64 \| 115 µs \| 115 µs \(fits 1 of 2\) \| 130 µs \(fits 0 of 2\) \| 231 µs \|/);
+  assert.match(text, /\| h2load 1×64 \| 115 µs \| 115 µs \(fits 1 of 2\) \| 130 µs \(fits 0 of 2\) \| n\/a \| 231 µs \|/);
   assert.doesNotMatch(text, /grpc-js 64 \|/);
+});
+
+test("create budget: the stripped sessiond is set against the same rounds' ceilings when the run has it", () => {
+  const withStripped: WireReport = { ...report(), rows: [...report().rows, row(STRIPPED, "CreateSession", "h2load 1×64", [phase(9_000, 76), phase(5_500, 140)])] };
+  const [r] = createBudget(withStripped, 0.65);
+  assert.ok(r !== undefined);
+  // Ceilings 76.9 and 153.8 µs: 76 and 140 fit both; the full sessiond (100, 160) fits neither.
+  assert.equal(r.strippedUs, (76 + 140) / 2);
+  assert.equal(r.strippedFits, 2);
+  assert.equal(r.sessiondFits, 0);
+  assert.match(renderCreateBudget(withStripped, 0.65).join("\n"), /\| 130 µs \(fits 0 of 2\) \| 108 µs \(fits 2 of 2\) \| 231 µs \|/);
+  const [without] = createBudget(report(), 0.65);
+  assert.ok(without !== undefined && Number.isNaN(without.strippedUs) && without.strippedFits === 0);
 });
 
 test("create budget: nothing to say without the rows it needs", () => {
