@@ -29,6 +29,8 @@
  * variants. Server CPU per call: utime+stime from /proc/PID/stat of the
  * server's processes (the primary and its workers for WORKERS=2) before and
  * after each phase, over the calls answered; redis-server's likewise.
+ * Latency p50 and p99: each call timed by the grpc-js load, each request's
+ * time in h2load's request log (bench/h2load-latency.ts).
  *
  * The machine is shared, so rounds interleave every (server, operation,
  * load) phase and ratios are taken within a round, then the median over
@@ -53,6 +55,7 @@ import { createSessionClient } from "@sessiond/client";
 import { freePort, startRedisServer, type RedisServerHandle } from "../test/support/redis-server.js";
 import type { GrpcJsLoadResult } from "./grpc-js-load.js";
 import { renderCreateBudget, STRIPPED } from "./create-budget.js";
+import { latencyQuantiles } from "./h2load-latency.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -259,8 +262,12 @@ function envelope(message: Uint8Array): Buffer {
 /** Calls per h2load phase, from the last rate seen for the same server and operation (h2load's -D mode sends no request body). */
 const h2loadCalls = new Map<string, number>();
 
-function h2loadArgs(server: Server, op: OpName, bodyFile: string, calls: number, connections: number): string[] {
-  return ["-n", String(calls), "-c", String(connections), "-m", String(CONCURRENCY / connections), "-d", bodyFile, "-H", "content-type: application/grpc", "-H", "te: trailers", `http://127.0.0.1:${server.port}${PATHS[op]}`];
+function h2loadArgs(server: Server, op: OpName, bodyFile: string, calls: number, connections: number, logFile?: string): string[] {
+  return [
+    "-n", String(calls), "-c", String(connections), "-m", String(CONCURRENCY / connections), "-d", bodyFile, "-H", "content-type: application/grpc", "-H", "te: trailers",
+    ...(logFile === undefined ? [] : [`--log-file=${logFile}`]),
+    `http://127.0.0.1:${server.port}${PATHS[op]}`,
+  ];
 }
 
 /** Runs h2load with `args`; its output (stdout and stderr). */
@@ -280,7 +287,8 @@ async function runH2load(server: Server, op: OpName, bodyFile: string, connectio
   const before = cpuUs(server.child.pid ?? 0);
   const redisBefore = cpuUs(redis);
   const loaderBefore = reapedChildrenCpuUs();
-  const out = await h2loadRun(h2loadArgs(server, op, bodyFile, calls, connections));
+  const logFile = join(dirname(bodyFile), `h2load-${randomUUID()}.log`);
+  const out = await h2loadRun(h2loadArgs(server, op, bodyFile, calls, connections, logFile));
   const after = cpuUs(server.child.pid ?? 0);
   const redisAfter = cpuUs(redis);
   const loaderAfter = reapedChildrenCpuUs();
@@ -290,11 +298,21 @@ async function runH2load(server: Server, op: OpName, bodyFile: string, connectio
   const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0);
   const mean = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(out)?.[1];
   const meanMs = mean === undefined ? undefined : mean.endsWith("ms") ? Number(mean.slice(0, -2)) : mean.endsWith("us") ? Number(mean.slice(0, -2)) / 1000 : Number(mean.slice(0, -1)) * 1000;
+  const latency = existsSync(logFile) ? latencyQuantiles(readFileSync(logFile, "utf8")) : undefined;
+  rmSync(logFile, { force: true });
   const rps = succeeded / seconds;
   if (Number.isFinite(rps) && rps > 0) h2loadCalls.set(key, Math.max(1000, Math.min(100_000, Math.round((rps * PHASE_MS) / 1000))));
   // h2load counts HTTP status only: a gRPC error answers 200 too. The grpc-js phase checks statuses.
   const perCall = (us: number): number => (succeeded === 0 ? Number.NaN : us / succeeded);
-  return { rps, cpuUsPerCall: perCall(after - before), redisUsPerCall: perCall(redisAfter - redisBefore), loaderUsPerCall: perCall(loaderAfter - loaderBefore), ...(meanMs === undefined ? {} : { meanMs }), errors: failed };
+  return {
+    rps,
+    cpuUsPerCall: perCall(after - before),
+    redisUsPerCall: perCall(redisAfter - redisBefore),
+    loaderUsPerCall: perCall(loaderAfter - loaderBefore),
+    ...(meanMs === undefined ? {} : { meanMs }),
+    ...(latency === undefined || latency.answered === 0 ? {} : { p50Ms: latency.p50Ms, p99Ms: latency.p99Ms }),
+    errors: failed,
+  };
 }
 
 async function runGrpcJs(server: Server, op: OpName, requestHex: string, redis: number): Promise<PhaseNumbers> {
@@ -498,6 +516,7 @@ export function renderWire(report: WireReport): string {
       `(server order reversed every other round), about ${report.phaseMs / 1000} s per phase after an unmeasured warm-up; loads: h2load (${report.h2load ?? "not installed: skipped"}) ` +
       "with 1 connection × 64 streams and with 4 connections × 16 streams (node:cluster spreads connections, not calls: WORKERS=2 needs more than one), and a @grpc/grpc-js client with 64 calls in flight on one channel (bench/grpc-js-load.ts). " +
       "Server CPU per call = utime+stime from /proc/PID/stat (primary + workers) over the phase / calls answered; redis-server's CPU per call likewise. " +
+      "Latency p50 and p99 of the answered calls: the grpc-js load times each call, h2load logs each request (--log-file, bench/h2load-latency.ts). " +
       "A third anchor, a bare grpc-js server whose CreateSession makes one auto-pipelined ioredis call of a Lua function (a hash with its expiry, a user's sorted set, a capped event stream) and whose GetSession makes one HGETALL and answers the stored bytes (no validation, encryption, caps, logs or audit), is the floor of a Redis-backed create and get on this machine. " +
       "Ratios are taken within a round (same load, same minute), median over rounds, spread min–max. " +
       "sessiond: the production build (dist/, `npm run build`) with the production Node flags, Redis store, metadata encryption on, logs and audit records written (to /dev/null); " +
@@ -531,7 +550,8 @@ export function renderWire(report: WireReport): string {
     const p99 = row.rounds.map((r) => r.p99Ms ?? Number.NaN);
     const mean = row.rounds.map((r) => r.meanMs ?? Number.NaN);
     const errors = row.rounds.reduce((n, r) => n + r.errors, 0);
-    const latency = row.loader === "grpc-js 64" ? `${median(p50).toFixed(1)} | ${median(p99).toFixed(1)}` : `mean ${median(mean).toFixed(1)} | n/a (h2load)`;
+    // h2load rows of a run made before h2load's request log was read have the mean only.
+    const latency = Number.isFinite(median(p50)) ? `${median(p50).toFixed(1)} | ${median(p99).toFixed(1)}` : `mean ${median(mean).toFixed(1)} | n/a (h2load)`;
     lines.push(`| ${row.loader} | ${row.server} | ${row.op} | ${Math.round(median(rps))} | ${spread(rps)} | ${Math.round(median(cpu))} | ${spread(cpu)} | ${Number.isFinite(redisCpu) ? Math.round(redisCpu) : "n/a"} | ${Number.isFinite(loaderCpu) ? Math.round(loaderCpu) : "n/a"} | ${latency} | ${errors} |`);
   }
   lines.push("");
