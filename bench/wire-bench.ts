@@ -550,7 +550,7 @@ export function renderWire(report: WireReport): string {
     const p99 = row.rounds.map((r) => r.p99Ms ?? Number.NaN);
     const mean = row.rounds.map((r) => r.meanMs ?? Number.NaN);
     const errors = row.rounds.reduce((n, r) => n + r.errors, 0);
-    // h2load rows of a run made before h2load's request log was read have the mean only.
+    // An h2load phase whose request log could not be read has h2load's mean only.
     const latency = Number.isFinite(median(p50)) ? `${median(p50).toFixed(1)} | ${median(p99).toFixed(1)}` : `mean ${median(mean).toFixed(1)} | n/a (h2load)`;
     lines.push(`| ${row.loader} | ${row.server} | ${row.op} | ${Math.round(median(rps))} | ${spread(rps)} | ${Math.round(median(cpu))} | ${spread(cpu)} | ${Number.isFinite(redisCpu) ? Math.round(redisCpu) : "n/a"} | ${Number.isFinite(loaderCpu) ? Math.round(loaderCpu) : "n/a"} | ${latency} | ${errors} |`);
   }
