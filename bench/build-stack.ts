@@ -39,7 +39,7 @@ export async function openBuildStack(options: BuildStackOptions): Promise<BuildS
   const dist = resolve(options.root, "dist/src");
   const { RedisStore } = (await import(`${dist}/store/redis/redis-store.js`)) as StoreModule;
   const { openSealedStore } = (await import(`${dist}/store/sealed-store.js`)) as SealedModule;
-  const { AesGcmFieldCipher } = (await import(`${dist}/crypto/field-cipher.js`)) as CipherModule;
+  const { KeyedFieldCipher } = (await import(`${dist}/crypto/field-cipher.js`)) as CipherModule;
   const { Keyring } = (await import(`${dist}/crypto/keyring.js`)) as KeyringModule;
   const { SessionManager } = (await import(`${dist}/session/session-manager.js`)) as ManagerModule;
   const limits = {
@@ -54,7 +54,7 @@ export async function openBuildStack(options: BuildStackOptions): Promise<BuildS
     eventRetentionCount: options.eventRetentionCount ?? 100_000,
     eventRetentionMs: 3_600_000,
   };
-  const cipher = new AesGcmFieldCipher(new Keyring([{ id: "k1", key: options.key }]));
+  const cipher = new KeyedFieldCipher(new Keyring([{ id: "k1", key: options.key }]));
   const { logger } = options;
   const store = await openSealedStore(new RedisStore({ url: options.redisUrl, keyPrefix: options.keyPrefix, limits, commandTimeoutMs: 30_000, logger }), cipher, logger);
   const config = { ttl: { defaultMs: 3_600_000, minMs: 1000, maxMs: 86_400_000 }, limits: { maxMetadataBytes: 16_384, maxDataValueBytes: 65_536 }, sweepIntervalMs: 1000 } as unknown as Config;

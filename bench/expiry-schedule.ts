@@ -15,7 +15,7 @@
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AesGcmFieldCipher, METADATA_FIELD } from "../src/crypto/field-cipher.js";
+import { KeyedFieldCipher, METADATA_FIELD } from "../src/crypto/field-cipher.js";
 import { SealedStore } from "../src/store/sealed-store.js";
 import { parseKeyring } from "../src/crypto/keyring.js";
 import type { SessionRecord } from "../src/domain/model.js";
@@ -106,11 +106,11 @@ export async function fill(store: Pick<SessionStore, "create">, from: number, to
  * has keys).
  */
 export class BenchSealer {
-  private readonly cipher: AesGcmFieldCipher;
+  private readonly cipher: KeyedFieldCipher;
 
   /** `keys`: ENCRYPTION_KEYS text to share (another process's sealer); default a fresh key. */
   constructor(readonly keys = `bench:${randomBytes(32).toString("base64")}`) {
-    this.cipher = new AesGcmFieldCipher(parseKeyring(keys));
+    this.cipher = new KeyedFieldCipher(parseKeyring(keys));
   }
 
   /**

@@ -32,7 +32,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { startApp } from "../src/app.js";
 import { AccessLevel, Code, ConnectError, createSessionClient, EventType, watchSessions } from "@sessiond/client";
 import { loadConfig } from "../src/config/config.js";
-import { AesGcmFieldCipher, METADATA_FIELD } from "../src/crypto/field-cipher.js";
+import { KeyedFieldCipher, METADATA_FIELD } from "../src/crypto/field-cipher.js";
 import { parseKeyring } from "../src/crypto/keyring.js";
 import { createLogger } from "../src/logging/logger.js";
 import { DEFAULT_KEY_PREFIX, RedisKeys } from "../src/store/redis/keys.js";
@@ -60,7 +60,7 @@ async function measureArchives(): Promise<Omit<FaultsReport, "sessions" | "killD
   const server = await startRedisServer();
   const client = server.client();
   const keys = new RedisKeys(DEFAULT_KEY_PREFIX, TENANT);
-  const cipher = new AesGcmFieldCipher(parseKeyring(KEY));
+  const cipher = new KeyedFieldCipher(parseKeyring(KEY));
   const store = new RedisStore({
     url: server.url,
     keyPrefix: DEFAULT_KEY_PREFIX,

@@ -31,7 +31,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import type { Config } from "../src/config/config.js";
-import { AesGcmFieldCipher } from "../src/crypto/field-cipher.js";
+import { KeyedFieldCipher } from "../src/crypto/field-cipher.js";
 import { Keyring } from "../src/crypto/keyring.js";
 import { SessionManager } from "../src/session/session-manager.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
@@ -64,7 +64,7 @@ const store = new RedisStore({
 // The server settings the service applies at start (compact session records: server-settings.ts).
 const settings = await store.keepServerSettings();
 const logger = pino({ level: "silent" });
-const cipher = new AesGcmFieldCipher(new Keyring([{ id: "k1", key: randomBytes(32) }]));
+const cipher = new KeyedFieldCipher(new Keyring([{ id: "k1", key: randomBytes(32) }]));
 // Only what create reads (as bench/create-cost-ab.ts).
 const wireConfig = { ttl: { defaultMs: 3_600_000, minMs: 1000, maxMs: 86_400_000 }, limits: { maxMetadataBytes: 16_384, maxDataValueBytes: 65_536 } } as unknown as Config;
 const manager = WIRE ? new SessionManager({ store: await openSealedStore(store, cipher, logger), config: wireConfig, cipher, logger }) : undefined;

@@ -96,7 +96,7 @@ describe("archive sink and read-back", () => {
     for (const row of rows.rows) {
       assert.equal(row.tenant, "default");
       // Sealed with the configured key, never the plaintext JSON.
-      assert.match(row.metadata, /^e1:test:/);
+      assert.match(row.metadata, /^e2:test:/);
       assert.ok(!row.metadata.includes("10.0.0.1"));
     }
     assert.ok(!ids.includes(keeper.sessionId));

@@ -15,7 +15,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { App } from "../src/app.js";
 import { AccessLevel, Code, ConnectError, createSessionClient, EventType, type SessionClient } from "@sessiond/client";
 import { ConfigError, loadConfig } from "../src/config/config.js";
-import { AesGcmFieldCipher, DecryptError, METADATA_FIELD, PLAINTEXT_CIPHER, dataField, sealedKeyId } from "../src/crypto/field-cipher.js";
+import { KeyedFieldCipher, DecryptError, METADATA_FIELD, PLAINTEXT_CIPHER, SEAL_ALGORITHMS, dataField, sealedKeyId } from "../src/crypto/field-cipher.js";
 import { Keyring, parseKeyring } from "../src/crypto/keyring.js";
 import { cipherForConfig } from "../src/crypto/cipher-for-config.js";
 import { pino } from "pino";
@@ -36,58 +36,62 @@ const K2 = key("k2");
 
 describe("field cipher", () => {
   const binding = { tenant: "acme", sessionId: randomUUID(), field: METADATA_FIELD };
-  const cipher = new AesGcmFieldCipher(parseKeyring(K1));
+  const cipher = new KeyedFieldCipher(parseKeyring(K1));
 
-  test("round-trips, with a fresh IV per value and the key id in the ciphertext", () => {
-    const a = cipher.seal('{"x":"secret"}', binding);
-    const b = cipher.seal('{"x":"secret"}', binding);
-    assert.notEqual(a, b);
-    assert.equal(sealedKeyId(a), "k1");
-    assert.ok(!a.includes("secret"));
-    assert.equal(cipher.open(a, binding), '{"x":"secret"}');
-  });
+  for (const algorithm of SEAL_ALGORITHMS) {
+    test(`${algorithm}: round-trips, with a fresh nonce per value and the key id in the ciphertext`, () => {
+      const sealing = new KeyedFieldCipher(parseKeyring(K1), false, algorithm);
+      const a = sealing.seal('{"x":"secret"}', binding);
+      const b = sealing.seal('{"x":"secret"}', binding);
+      assert.notEqual(a, b);
+      assert.equal(sealedKeyId(a), "k1");
+      assert.ok(!a.includes("secret"));
+      assert.equal(sealing.open(a, binding), '{"x":"secret"}');
+    });
 
-  test("a ciphertext moved to another tenant, session or field, or changed, does not open", () => {
-    const sealed = cipher.seal('"v"', { ...binding, field: dataField("a") });
-    for (const other of [
-      { ...binding, field: dataField("b") },
-      { ...binding, field: METADATA_FIELD },
-      { ...binding, sessionId: randomUUID(), field: dataField("a") },
-      { ...binding, tenant: "globex", field: dataField("a") },
-    ]) {
-      assert.throws(() => cipher.open(sealed, other), DecryptError);
-    }
-    // Opened once at its own place (and so remembered), it still opens nowhere else, and again where it belongs.
-    assert.equal(cipher.open(sealed, { ...binding, field: dataField("a") }), '"v"');
-    assert.equal(cipher.open(sealed, { ...binding, field: dataField("a") }), '"v"');
-    for (const other of [
-      { ...binding, field: dataField("b") },
-      { ...binding, sessionId: randomUUID(), field: dataField("a") },
-      { ...binding, tenant: "globex", field: dataField("a") },
-    ]) {
-      assert.throws(() => cipher.open(sealed, other), DecryptError);
-    }
-    assert.equal(cipher.open(sealed, { ...binding, field: dataField("a") }), '"v"');
-    // Replace the second-to-last character (a fully significant base64url digit of the tag) with a different one.
-    const flipped = sealed.slice(0, -2) + (sealed.at(-2) === "A" ? "B" : "A") + sealed.slice(-1);
-    assert.throws(() => cipher.open(flipped, { ...binding, field: dataField("a") }), DecryptError);
-    // "data:" + a key cannot collide with another binding (the AAD is a JSON array).
-    const tricky = cipher.seal('"v"', { tenant: "a", sessionId: binding.sessionId, field: dataField('x","y') });
-    assert.throws(() => cipher.open(tricky, { tenant: 'a","x', sessionId: binding.sessionId, field: dataField("y") }), DecryptError);
-  });
+    test(`${algorithm}: a ciphertext moved to another tenant, session or field, or changed, does not open`, () => {
+      const sealing = new KeyedFieldCipher(parseKeyring(K1), false, algorithm);
+      const sealed = sealing.seal('"v"', { ...binding, field: dataField("a") });
+      for (const other of [
+        { ...binding, field: dataField("b") },
+        { ...binding, field: METADATA_FIELD },
+        { ...binding, sessionId: randomUUID(), field: dataField("a") },
+        { ...binding, tenant: "globex", field: dataField("a") },
+      ]) {
+        assert.throws(() => sealing.open(sealed, other), DecryptError);
+      }
+      // Opened once at its own place (and so remembered), it still opens nowhere else, and again where it belongs.
+      assert.equal(sealing.open(sealed, { ...binding, field: dataField("a") }), '"v"');
+      assert.equal(sealing.open(sealed, { ...binding, field: dataField("a") }), '"v"');
+      for (const other of [
+        { ...binding, field: dataField("b") },
+        { ...binding, sessionId: randomUUID(), field: dataField("a") },
+        { ...binding, tenant: "globex", field: dataField("a") },
+      ]) {
+        assert.throws(() => sealing.open(sealed, other), DecryptError);
+      }
+      assert.equal(sealing.open(sealed, { ...binding, field: dataField("a") }), '"v"');
+      // Replace the second-to-last character (a fully significant base64url digit of the tag) with a different one.
+      const flipped = sealed.slice(0, -2) + (sealed.at(-2) === "A" ? "B" : "A") + sealed.slice(-1);
+      assert.throws(() => sealing.open(flipped, { ...binding, field: dataField("a") }), DecryptError);
+      // "data:" + a key cannot collide with another binding (the AAD is a JSON array).
+      const tricky = sealing.seal('"v"', { tenant: "a", sessionId: binding.sessionId, field: dataField('x","y') });
+      assert.throws(() => sealing.open(tricky, { tenant: 'a","x', sessionId: binding.sessionId, field: dataField("y") }), DecryptError);
+    });
+  }
 
   test("rotation: new writes use the first key, older keys still open; unknown keys fail", () => {
     const old = cipher.seal("1", binding);
-    const rotated = new AesGcmFieldCipher(parseKeyring(`${K2},${K1}`));
+    const rotated = new KeyedFieldCipher(parseKeyring(`${K2},${K1}`));
     assert.equal(rotated.open(old, binding), "1");
     assert.equal(sealedKeyId(rotated.seal("1", binding)), "k2");
-    assert.throws(() => new AesGcmFieldCipher(parseKeyring(K2)).open(old, binding), /unknown key/);
+    assert.throws(() => new KeyedFieldCipher(parseKeyring(K2)).open(old, binding), /unknown key/);
   });
 
   test("stored forms follow the documented construction under every key of the ring, so what earlier versions wrote still opens and matches", () => {
     // Built here from the key bytes with node:crypto alone: the cipher's prepared keys must give exactly these forms.
     const ring = parseKeyring(`${K2},${K1}`);
-    const rotated = new AesGcmFieldCipher(ring);
+    const rotated = new KeyedFieldCipher(ring);
     const place = { tenant: 'ac"me', sessionId: randomUUID(), field: dataField("k\u00e9y") };
     const aad = Buffer.from(JSON.stringify(["sessiond/v1", place.tenant, place.sessionId, place.field]), "utf8");
     const derived = (id: string, info: string): Buffer => Buffer.from(hkdfSync("sha256", ring.get(id)?.key ?? Buffer.alloc(0), Buffer.alloc(0), info, 32));
@@ -105,12 +109,36 @@ describe("field cipher", () => {
       assert.equal(rotated.tagMatches(tagged, "text", place), true);
       assert.equal(rotated.tagMatches(tagged, "other", place), false);
     }
+    // ChaCha20-Poly1305 (the default) under the key derived for it, built and opened with node:crypto.
+    for (const id of ["k1", "k2"]) {
+      const nonce = randomBytes(12);
+      const enc = createCipheriv("chacha20-poly1305", derived(id, "sessiond/seal/chacha20-poly1305/v1"), nonce, { authTagLength: 16 });
+      const message = Buffer.from('{"v":"\u00e9"}', "utf8");
+      enc.setAAD(aad, { plaintextLength: message.length });
+      const body = Buffer.concat([enc.update(message), enc.final()]);
+      assert.equal(rotated.open(`e2:${id}:${Buffer.concat([nonce, body, enc.getAuthTag()]).toString("base64url")}`, place), '{"v":"\u00e9"}');
+    }
     const sealed = rotated.seal("x\u00e9", place);
-    const blob = Buffer.from(sealed.slice("e1:k2:".length), "base64url");
-    const dec = createDecipheriv("aes-256-gcm", ring.get("k2")?.key ?? Buffer.alloc(0), blob.subarray(0, 12));
-    dec.setAAD(aad);
+    assert.ok(sealed.startsWith("e2:k2:") && rotated.sealedAsNow(sealed));
+    const blob = Buffer.from(sealed.slice("e2:k2:".length), "base64url");
+    const dec = createDecipheriv("chacha20-poly1305", derived("k2", "sessiond/seal/chacha20-poly1305/v1"), blob.subarray(0, 12), { authTagLength: 16 });
+    dec.setAAD(aad, { plaintextLength: blob.length - 28 });
     dec.setAuthTag(blob.subarray(blob.length - 16));
     assert.equal(Buffer.concat([dec.update(blob.subarray(12, blob.length - 16)), dec.final()]).toString("utf8"), "x\u00e9");
+    // ENCRYPTION_CIPHER=aes-256-gcm: AES-256-GCM under the configured key itself, as versions before the setting wrote.
+    const gcm = new KeyedFieldCipher(ring, false, "aes-256-gcm");
+    const gcmSealed = gcm.seal("x\u00e9", place);
+    assert.ok(gcmSealed.startsWith("e1:k2:") && gcm.sealedAsNow(gcmSealed) && !rotated.sealedAsNow(gcmSealed) && !gcm.sealedAsNow(sealed));
+    const gcmBlob = Buffer.from(gcmSealed.slice("e1:k2:".length), "base64url");
+    const gcmDec = createDecipheriv("aes-256-gcm", ring.get("k2")?.key ?? Buffer.alloc(0), gcmBlob.subarray(0, 12));
+    gcmDec.setAAD(aad);
+    gcmDec.setAuthTag(gcmBlob.subarray(gcmBlob.length - 16));
+    assert.equal(Buffer.concat([gcmDec.update(gcmBlob.subarray(12, gcmBlob.length - 16)), gcmDec.final()]).toString("utf8"), "x\u00e9");
+    // Either reads the other's; neither key serves the other algorithm (a GCM value relabelled e2 does not open).
+    assert.equal(gcm.open(sealed, place), "x\u00e9");
+    assert.equal(rotated.open(gcmSealed, place), "x\u00e9");
+    assert.throws(() => rotated.open(`e2:${gcmSealed.slice(3)}`, place), DecryptError);
+    assert.throws(() => rotated.open(`e1:${sealed.slice(3)}`, place), DecryptError);
     assert.match(rotated.tag("text", place), /^k2\./);
     const message = JSON.stringify(["sessiond/v1", "acme", "user", "alice"]);
     assert.deepEqual(
@@ -122,7 +150,7 @@ describe("field cipher", () => {
   test("record tags and index names are createHmac's bytes for random places, messages and keys (the prepared HMAC and the cut tag)", () => {
     for (let round = 0; round < 40; round++) {
       const ring = parseKeyring(`${key("p")},${key("q")}`);
-      const fresh = new AesGcmFieldCipher(ring);
+      const fresh = new KeyedFieldCipher(ring);
       const derived = (id: string, info: string): Buffer => Buffer.from(hkdfSync("sha256", ring.get(id)?.key ?? Buffer.alloc(0), Buffer.alloc(0), info, 32));
       const text = (n: number): string => Array.from({ length: n }, () => String.fromCodePoint(randomInt(2) === 0 ? 32 + randomInt(95) : 0xa0 + randomInt(0x3000))).join("");
       const place = { tenant: text(randomInt(12)), sessionId: randomInt(4) === 0 ? "" : randomUUID(), field: randomInt(2) === 0 ? METADATA_FIELD : dataField(text(randomInt(20))) };
@@ -145,7 +173,7 @@ describe("field cipher", () => {
   test("with keys a plain value is refused unless migrating; without keys a sealed value is refused, not returned", () => {
     assert.throws(() => cipher.open('{"a":1}', binding), DecryptError);
     assert.throws(() => cipher.open('"v"', { ...binding, field: dataField("k") }), DecryptError);
-    assert.equal(new AesGcmFieldCipher(parseKeyring(K1), true).open('{"a":1}', binding), '{"a":1}');
+    assert.equal(new KeyedFieldCipher(parseKeyring(K1), true).open('{"a":1}', binding), '{"a":1}');
     assert.equal(PLAINTEXT_CIPHER.seal("x", binding), "x");
     assert.throws(() => PLAINTEXT_CIPHER.open(cipher.seal("x", binding), binding), DecryptError);
   });
@@ -181,17 +209,23 @@ describe("field cipher", () => {
       (e: unknown) => e instanceof ConfigError && !e.message.includes(idLike) && !e.message.includes(full.slice(20, 32)),
     );
     assert.deepEqual(loadConfig({ ENCRYPTION_KEYS: `${K2}\n${K1}` }).encryption.keyring?.ids, ["k2", "k1"]);
+    assert.equal(loadConfig({ ENCRYPTION_KEYS: K1 }).encryption.algorithm, "chacha20-poly1305");
+    assert.equal(loadConfig({ ENCRYPTION_KEYS: K1, ENCRYPTION_CIPHER: "aes-256-gcm" }).encryption.algorithm, "aes-256-gcm");
+    assert.throws(
+      () => loadConfig({ ENCRYPTION_KEYS: K1, ENCRYPTION_CIPHER: "aes-128-cbc" }),
+      (e: unknown) => e instanceof ConfigError && e.message.includes("ENCRYPTION_CIPHER") && e.message.includes("chacha20-poly1305, aes-256-gcm"),
+    );
     assert.throws(() => new Keyring([]), /no encryption key/);
   });
 });
 
 function isSealedText(value: string): boolean {
-  return value.startsWith("e1:k1:");
+  return value.startsWith("e2:k1:");
 }
 
 /** The data hash field (a keyed HMAC) under which the service keeps data key `key` of tenant "default" with K1 primary. */
 function dataToken(key: string): string {
-  return (new AesGcmFieldCipher(parseKeyring(K1)).indexNames(key, { tenant: "default", kind: "data_key" })[0] ?? "").slice(0, 22);
+  return (new KeyedFieldCipher(parseKeyring(K1)).indexNames(key, { tenant: "default", kind: "data_key" })[0] ?? "").slice(0, 22);
 }
 
 
@@ -321,7 +355,7 @@ describe("encryption at rest on Redis", () => {
 
       const dump = await rawDump(redis.raw);
       assert.ok(dump.includes(id), "the dump covers the session's keys");
-      assert.ok(dump.includes("e1:k1:"), "values are stored sealed");
+      assert.ok(dump.includes("e2:k1:"), "values are stored sealed");
       assert.ok(!dump.includes(secret), "no trace of the secret in Redis");
       assert.ok(!dump.includes(Buffer.from(secret).toString("base64")), "not even base64-encoded");
       assert.ok(!dump.includes(requestId) && !dump.includes(requestId.slice(8, 30)), "no trace of the request id");
@@ -437,12 +471,12 @@ describe("encryption at rest on Redis", () => {
     }
   });
 
-  test("key rotation: old keys keep reading, npm run reencrypt rewrites everything under the primary key", async () => {
+  test("key rotation and a change of cipher: old keys and AES-256-GCM values keep reading, npm run reencrypt rewrites everything under the primary key and cipher", async () => {
     await redis.raw.flushall();
     const ids: string[] = [];
     let archived = "";
     let rotated = "";
-    await withApp({ ENCRYPTION_KEYS: K1 }, async (_app, client) => {
+    await withApp({ ENCRYPTION_KEYS: K1, ENCRYPTION_CIPHER: "aes-256-gcm" }, async (_app, client) => {
       for (let i = 0; i < 3; i++) {
         const id = (await client.createSession({ userId: "u", dataSource: "d", accessLevel: AccessLevel.WRITE, metadata: { i } })).session?.sessionId ?? "";
         await client.setSessionData({ sessionId: id, key: "v", value: { kind: { case: "numberValue", value: i } } });
@@ -466,7 +500,7 @@ describe("encryption at rest on Redis", () => {
       }
       return out;
     };
-    assert.ok((await sealedValues()).every((v) => sealedKeyId(v) === "k1"));
+    assert.ok((await sealedValues()).every((v) => v.startsWith("e1:k1:")));
 
     await withApp({ ENCRYPTION_KEYS: `${K2},${K1}` }, async (_app, client) => {
       assert.deepEqual((await client.getSession({ sessionId: ids[0] ?? "" })).session?.metadata, { i: 0 });
@@ -477,7 +511,7 @@ describe("encryption at rest on Redis", () => {
       await client.setSessionData({ sessionId: ids[1] ?? "", key: "new", value: { kind: { case: "boolValue", value: true } } });
     });
     const mixed = await sealedValues();
-    assert.ok(mixed.some((v) => sealedKeyId(v) === "k1") && mixed.some((v) => sealedKeyId(v) === "k2"));
+    assert.ok(mixed.some((v) => v.startsWith("e1:k1:")) && mixed.some((v) => v.startsWith("e2:k2:")));
 
     // The command, as documented: npm run reencrypt (= tsx src/tools/reencrypt.ts) with the service's environment.
     const run = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
@@ -497,7 +531,7 @@ describe("encryption at rest on Redis", () => {
     assert.equal(report.failed, 0);
     // Every value under the old key, and the identifiers of every record and archive (retokened under the new key).
     assert.ok(report.rewritten >= mixed.filter((v) => sealedKeyId(v) === "k1").length);
-    assert.ok((await sealedValues()).every((v) => sealedKeyId(v) === "k2"));
+    assert.ok((await sealedValues()).every((v) => v.startsWith("e2:k2:")));
     // Running it again finds nothing to do.
     assert.equal((await reencrypt({ redis: redis.raw, keyPrefix: "sd:", keyring: parseKeyring(`${K2},${K1}`) })).rewritten, 0);
 

@@ -9,7 +9,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AesGcmFieldCipher, METADATA_FIELD } from "../src/crypto/field-cipher.js";
+import { KeyedFieldCipher, METADATA_FIELD } from "../src/crypto/field-cipher.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { HASH_VALUE_BYTES } from "../src/store/redis/compact-hashes.js";
@@ -19,7 +19,7 @@ import { startRedisServer, type RedisServerHandle } from "./support/redis-server
 const PREFIX = "t:";
 const TENANT = "acme";
 const limits: StoreLimits = { maxDataKeys: 10, archiveRetentionMs: 60_000, expiryGraceMs: 60_000 };
-const cipher = AesGcmFieldCipher.ephemeral();
+const cipher = KeyedFieldCipher.ephemeral();
 
 /** Creates a session with sealed metadata, as the service stores it, and returns its record's encoding. */
 async function recordEncoding(server: RedisServerHandle, store: RedisStore): Promise<string> {

@@ -21,7 +21,7 @@ import {
   SetSessionDataRequestSchema,
   type SessionClient,
 } from "@sessiond/client";
-import { AesGcmFieldCipher } from "../src/crypto/field-cipher.js";
+import { KeyedFieldCipher } from "../src/crypto/field-cipher.js";
 import { parseKeyring } from "../src/crypto/keyring.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
 import { SealedNames } from "../src/store/sealed-names.js";
@@ -99,10 +99,10 @@ describe("limits", () => {
     test(`data bytes per session (MAX_DATA_BYTES, as stored, encrypted), ${backend}: below and at accepted, above RESOURCE_EXHAUSTED`, async () => {
       const redis = backend === "redis" ? await startRedisServer() : undefined;
       try {
-        // A stored value is "e1:<key id>:" + base64url(12-byte IV + JSON + 16-byte tag), after its key name sealed
+        // A stored value is "e2:<key id>:" + base64url(12-byte nonce + JSON + 16-byte tag), after its key name sealed
         // the same way and a space (the one-letter key names here).
         const keyId = backend === "redis" ? "test" : "ephemeral";
-        const sealed = (bytes: number): number => `e1:${keyId}:`.length + Buffer.alloc(12 + bytes + 16).toString("base64url").length;
+        const sealed = (bytes: number): number => `e2:${keyId}:`.length + Buffer.alloc(12 + bytes + 16).toString("base64url").length;
         const stored = (jsonBytes: number): number => sealed(1) + 1 + sealed(jsonBytes);
         const limit = stored(12) * 2; // two values of JSON length 12 ("x" * 10, quoted)
         await withApp(
@@ -241,7 +241,7 @@ describe("deadlines", () => {
         // SetSessionData: either the value and the version bump, or neither.
         const version = (await client.getSession({ sessionId })).session?.version ?? 0n;
         // With encryption on (as every Redis test app runs), key names in Redis are keyed HMACs.
-        const names = new SealedNames(new AesGcmFieldCipher(parseKeyring(TEST_ENCRYPTION_KEYS)));
+        const names = new SealedNames(new KeyedFieldCipher(parseKeyring(TEST_ENCRYPTION_KEYS)));
         const present = await redis.raw.hexists(keys.data(sessionId), names.token("default", "data_key", "k"));
         assert.ok((present === 1 && version === before + 1n) || (present === 0 && version === before), `data ${present}, version ${before} → ${version}`);
         // CreateSession: either every part (record, indexes, counters) or none.

@@ -6,14 +6,14 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { AesGcmFieldCipher, DecryptError } from "../src/crypto/field-cipher.js";
+import { KeyedFieldCipher, DecryptError } from "../src/crypto/field-cipher.js";
 import { parseKeyring } from "../src/crypto/keyring.js";
 import type { SessionRecord } from "../src/domain/model.js";
 import { UserPlacement } from "../src/store/partition-secret.js";
 import { SealedNames, Unreadable } from "../src/store/sealed-names.js";
 import { ScopedCache } from "../src/store/scoped-cache.js";
 
-const cipher = new AesGcmFieldCipher(parseKeyring(`k1:${Buffer.alloc(32, 7).toString("base64")}`));
+const cipher = new KeyedFieldCipher(parseKeyring(`k1:${Buffer.alloc(32, 7).toString("base64")}`));
 
 describe("ScopedCache", () => {
   it("never holds more than its limit, and a full cache starts over rather than serve a stale or foreign entry", () => {

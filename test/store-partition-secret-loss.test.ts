@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { Cluster, type Redis } from "ioredis";
 import { pino } from "pino";
-import { AesGcmFieldCipher } from "../src/crypto/field-cipher.js";
+import { KeyedFieldCipher } from "../src/crypto/field-cipher.js";
 import { parseKeyring } from "../src/crypto/keyring.js";
 import { registry } from "../src/observability/metrics.js";
 import { sealNew } from "../src/store/partition-secret.js";
@@ -33,7 +33,7 @@ const PARTITIONS = 16;
 const TENANT = "acme";
 /** Enough users to land in most partitions, so on every primary. */
 const USERS = Array.from({ length: 12 }, (_, i) => `user-${i}@example.com`);
-const cipher = new AesGcmFieldCipher(parseKeyring(`k1:${Buffer.alloc(32, 7).toString("base64")}`));
+const cipher = new KeyedFieldCipher(parseKeyring(`k1:${Buffer.alloc(32, 7).toString("base64")}`));
 /** Short, so the test waits little; what is tested is that the check happens, not how often. */
 const CHECK_MS = 100;
 /** Generous: a loaded machine runs the checks late. */

@@ -10,7 +10,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { AesGcmFieldCipher, PLAINTEXT_CIPHER, sealedKeyId, type FieldCipher } from "../src/crypto/field-cipher.js";
+import { KeyedFieldCipher, PLAINTEXT_CIPHER, sealedKeyId, type FieldCipher } from "../src/crypto/field-cipher.js";
 import { parseKeyring } from "../src/crypto/keyring.js";
 import { StartError } from "../src/startup/start-error.js";
 import { Partitioning, partitionSecretKey } from "../src/store/redis/keys.js";
@@ -34,7 +34,7 @@ const LIMITS: StoreLimits = { ...CONFORMANCE_LIMITS, maxSessionsPerUser: PER_USE
 const USERS = ["alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com"];
 const TENANT = "acme";
 
-const cipherOf = (keys: string): AesGcmFieldCipher => new AesGcmFieldCipher(parseKeyring(keys));
+const cipherOf = (keys: string): KeyedFieldCipher => new KeyedFieldCipher(parseKeyring(keys));
 const secretKeys = (): string[] => new Partitioning(PARTITIONS).tags.map((tag) => partitionSecretKey(PREFIX, tag));
 
 /** A store as the service opens it: the Redis store behind the sealing wrapper, the secret opened. */

@@ -12,7 +12,7 @@ import { compareEventIds } from "../src/store/event-id.js";
 import { Partitioning, RedisKeys } from "../src/store/redis/keys.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { sealStore } from "../src/store/sealed-store.js";
-import { AesGcmFieldCipher } from "../src/crypto/field-cipher.js";
+import { KeyedFieldCipher } from "../src/crypto/field-cipher.js";
 import { parseKeyring } from "../src/crypto/keyring.js";
 import { CONFORMANCE_LIMITS, runStoreConformance } from "./conformance/store-conformance.js";
 import { runGuardConformance } from "./conformance/guard-conformance.js";
@@ -47,7 +47,7 @@ describe("RedisStore with 5 partitions on one Redis", () => {
 
   it("behind the sealing wrapper (encryption on), sessions land in their user's partition and list by user", async () => {
     const { store, cleanup } = await openFlushed();
-    const sealed = sealStore(store, new AesGcmFieldCipher(parseKeyring(`k1:${Buffer.alloc(32, 7).toString("base64")}`)));
+    const sealed = sealStore(store, new KeyedFieldCipher(parseKeyring(`k1:${Buffer.alloc(32, 7).toString("base64")}`)));
     try {
       const ids: string[] = [];
       for (let i = 0; i < 10; i++) ids.push((await sealed.create({ tenant: "t", userId: "alice", dataSource: `d-${i}`, accessLevel: "read", ttlMs: 60_000, metadata: "{}", requestId: "" })).session.sessionId);

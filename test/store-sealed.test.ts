@@ -6,7 +6,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { AesGcmFieldCipher } from "../src/crypto/field-cipher.js";
+import { KeyedFieldCipher } from "../src/crypto/field-cipher.js";
 import { parseKeyring } from "../src/crypto/keyring.js";
 import { MemoryStore } from "../src/store/memory/memory-store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
@@ -17,7 +17,7 @@ import { runGuardConformance } from "./conformance/guard-conformance.js";
 import { useRedisServer } from "./support/redis-server.js";
 
 const KEYS = `k2:${Buffer.alloc(32, 2).toString("base64")},k1:${Buffer.alloc(32, 1).toString("base64")}`;
-const cipher = new AesGcmFieldCipher(parseKeyring(KEYS));
+const cipher = new KeyedFieldCipher(parseKeyring(KEYS));
 
 const openMemory = async (): Promise<{ store: SealedStore; cleanup: () => Promise<void> }> => {
   const store = new SealedStore(new MemoryStore({ limits: CONFORMANCE_LIMITS }), cipher);
@@ -41,12 +41,12 @@ describe("SealedStore across a key rotation (sessions written under the old key'
 
   it("finds them by user, data source and data key, guards them, writes replace the old token's entry, metrics name them once", async () => {
     const inner = new MemoryStore({ limits: CONFORMANCE_LIMITS });
-    const before = new SealedStore(inner, new AesGcmFieldCipher(parseKeyring(oldKey)));
+    const before = new SealedStore(inner, new KeyedFieldCipher(parseKeyring(oldKey)));
     const input = { tenant: "t", userId: "alice", dataSource: "crm", accessLevel: "write", ttlMs: 60_000, metadata: "{}", requestId: "" } as const;
     const old = (await before.create(input)).session.sessionId;
     await before.setData("t", old, "k", "e1:x:old");
 
-    const after = new SealedStore(inner, new AesGcmFieldCipher(parseKeyring(`${newKey},${oldKey}`)));
+    const after = new SealedStore(inner, new KeyedFieldCipher(parseKeyring(`${newKey},${oldKey}`)));
     const fresh = (await after.create(input)).session.sessionId;
     const ids = (filter: ListFilter): Promise<string[]> => after.list("t", filter, 10).then((r) => r.sessions.map((s) => s.sessionId).sort());
     assert.deepEqual(await ids({ userId: "alice" }), [old, fresh].sort());

@@ -9,6 +9,7 @@
  */
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
+import { SEAL_ALGORITHMS, type SealAlgorithm } from "../crypto/field-cipher.js";
 import { KeyringError, parseKeyring, type Keyring } from "../crypto/keyring.js";
 
 export interface TtlConfig {
@@ -256,6 +257,8 @@ export interface EncryptionConfig {
    * record tag; migration, until `npm run reencrypt`); otherwise they are errors.
    */
   readonly migratePlaintext: boolean;
+  /** What new values are sealed with (both are read). */
+  readonly algorithm: SealAlgorithm;
 }
 
 export interface TlsConfig {
@@ -392,6 +395,12 @@ export const SETTINGS: readonly Setting[] = [
   { env: "ALLOW_INSECURE", default: "false", description: "Allow a non-loopback HOST with no authentication configured" },
   { env: "ENCRYPTION_KEYS", default: "", description: "Encryption keys id:base64key,... (first = primary) for metadata and data values" },
   { env: "ENCRYPTION_KEYS_FILE", default: "", description: "File with the encryption keys (same form, one per line)" },
+  {
+    env: "ENCRYPTION_CIPHER",
+    default: "chacha20-poly1305",
+    description:
+      "What new values are sealed with: chacha20-poly1305 (libsodium) or aes-256-gcm (node:crypto; FIPS-approved, and what versions before ENCRYPTION_CIPHER wrote). Both are always read",
+  },
   { env: "ALLOW_PLAINTEXT", default: "false", description: "Allow Redis without encryption keys (values stored in plaintext)" },
   {
     env: "ENCRYPTION_MIGRATE_PLAINTEXT",
@@ -917,7 +926,18 @@ function encryptionConfig(r: Reader): EncryptionConfig {
       r.fail(`${variable}: ${error.message}`);
     }
   }
-  return { keyring, allowPlaintext: r.boolean("ALLOW_PLAINTEXT"), migratePlaintext: r.boolean("ENCRYPTION_MIGRATE_PLAINTEXT") };
+  const algorithm = r.raw("ENCRYPTION_CIPHER");
+  if (!isSealAlgorithm(algorithm)) r.fail(`ENCRYPTION_CIPHER=${JSON.stringify(algorithm)} must be one of ${SEAL_ALGORITHMS.join(", ")}`);
+  return {
+    keyring,
+    allowPlaintext: r.boolean("ALLOW_PLAINTEXT"),
+    migratePlaintext: r.boolean("ENCRYPTION_MIGRATE_PLAINTEXT"),
+    algorithm: isSealAlgorithm(algorithm) ? algorithm : "chacha20-poly1305",
+  };
+}
+
+function isSealAlgorithm(text: string): text is SealAlgorithm {
+  return (SEAL_ALGORITHMS as readonly string[]).includes(text);
 }
 
 /** A file's contents without the trailing newline editors add; the message names the variable, never the contents. */

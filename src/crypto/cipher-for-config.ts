@@ -7,18 +7,20 @@
  */
 import type { Logger } from "pino";
 import { ConfigError, usesRedis, type Config } from "../config/config.js";
-import { AesGcmFieldCipher, PLAINTEXT_CIPHER, type FieldCipher } from "./field-cipher.js";
+import { aead } from "./chacha20-poly1305.js";
+import { KeyedFieldCipher, PLAINTEXT_CIPHER, type FieldCipher } from "./field-cipher.js";
 
 export function cipherForConfig(config: Config, logger: Logger): FieldCipher {
-  const { keyring, allowPlaintext, migratePlaintext } = config.encryption;
+  const { keyring, allowPlaintext, migratePlaintext, algorithm } = config.encryption;
   if (keyring !== undefined) {
-    logger.info({ primaryKeyId: keyring.primary.id, keyIds: keyring.ids }, "metadata and data values are encrypted at rest (AES-256-GCM)");
+    const implementation = algorithm === "chacha20-poly1305" ? aead.name : "node:crypto";
+    logger.info({ primaryKeyId: keyring.primary.id, keyIds: keyring.ids, algorithm, implementation }, "metadata and data values are encrypted at rest");
     if (migratePlaintext) {
       logger.warn("ENCRYPTION_MIGRATE_PLAINTEXT=true: values stored in plaintext are still read; run `npm run reencrypt`, then turn it off");
     }
-    return new AesGcmFieldCipher(keyring, migratePlaintext);
+    return new KeyedFieldCipher(keyring, migratePlaintext, algorithm);
   }
-  if (!usesRedis(config)) return AesGcmFieldCipher.ephemeral();
+  if (!usesRedis(config)) return KeyedFieldCipher.ephemeral();
   if (allowPlaintext) {
     logger.warn("ENCRYPTION_KEYS is not set and ALLOW_PLAINTEXT=true: metadata and data values are stored in Redis in plaintext");
     return PLAINTEXT_CIPHER;

@@ -2,13 +2,19 @@
  * Encryption at rest of the values callers give us: session metadata and data
  * values are sealed here before they reach the store and opened here after.
  *
- * AES-256-GCM (node:crypto), a random 96-bit IV per value. The associated data
- * binds the ciphertext to its place: tenant, session id and field ("metadata",
- * or "data:" + key). A ciphertext copied to another session, tenant or data
- * key fails authentication instead of decrypting there.
+ * An AEAD with a random 96-bit nonce per value: ChaCha20-Poly1305 (libsodium,
+ * see chacha20-poly1305.ts) by default, or AES-256-GCM (node:crypto) with
+ * ENCRYPTION_CIPHER=aes-256-gcm. Both are always read, so the setting can
+ * change at any time. The associated data binds the ciphertext to its place:
+ * tenant, session id and field ("metadata", or "data:" + key). A ciphertext
+ * copied to another session, tenant or data key fails authentication instead
+ * of decrypting there.
  *
- * Stored form: `e1:<keyId>:<base64url(iv ‖ ciphertext ‖ tag)>`. Plain JSON
- * never starts with "e", so a stored value is unambiguously sealed or plain.
+ * Stored form: `<version>:<keyId>:<base64url(nonce ‖ ciphertext ‖ tag)>`,
+ * version `e1` for AES-256-GCM under the configured key itself, `e2` for
+ * ChaCha20-Poly1305 under a key derived from it (HKDF, so no key serves two
+ * algorithms). Plain JSON never starts with "e", so a stored value is
+ * unambiguously sealed or plain.
  * With keys, a plain value is an error (whoever can write to Redis must not
  * be able to slip one in): only the explicit migration setting
  * (ENCRYPTION_MIGRATE_PLAINTEXT, for values written before keys were
@@ -22,6 +28,7 @@
  * Errors never quote the value or the key.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
+import { aead } from "./chacha20-poly1305.js";
 import { HmacSha256 } from "./hmac-sha256.js";
 import { Keyring } from "./keyring.js";
 
@@ -89,7 +96,13 @@ export class DecryptError extends Error {
   override readonly name = "DecryptError";
 }
 
-const PREFIX = "e1:";
+/** The algorithms a value can be sealed with, by the setting's name. */
+export type SealAlgorithm = "chacha20-poly1305" | "aes-256-gcm";
+export const SEAL_ALGORITHMS: readonly SealAlgorithm[] = ["chacha20-poly1305", "aes-256-gcm"];
+const GCM_PREFIX = "e1:";
+const CHACHA_PREFIX = "e2:";
+/** Both prefixes have this length. */
+const PREFIX_CHARS = 3;
 /** Most opened values remembered, and the longest sealed value remembered: at most about 8 MB (keys and plaintexts). */
 const OPENED_CACHED = 2048;
 const OPENED_MAX_CHARS = 2048;
@@ -116,14 +129,14 @@ function freshIv(): Buffer {
 
 /** True when the stored value is sealed (by any key). */
 export function isSealed(stored: string): boolean {
-  return stored.startsWith(PREFIX);
+  return stored.startsWith(CHACHA_PREFIX) || stored.startsWith(GCM_PREFIX);
 }
 
 /** The key id of a sealed value, or undefined for a plain one. */
 export function sealedKeyId(stored: string): string | undefined {
   if (!isSealed(stored)) return undefined;
-  const end = stored.indexOf(":", PREFIX.length);
-  return end < 0 ? undefined : stored.slice(PREFIX.length, end);
+  const end = stored.indexOf(":", PREFIX_CHARS);
+  return end < 0 ? undefined : stored.slice(PREFIX_CHARS, end);
 }
 
 /** Unambiguous encoding of the binding (JSON of an array: no separator can be forged by a key name). */
@@ -139,13 +152,15 @@ interface OpenedValue {
   readonly plaintext: string;
 }
 
-export class AesGcmFieldCipher implements FieldCipher {
+export class KeyedFieldCipher implements FieldCipher {
   readonly encrypts = true;
 
   /** Per key id, the HMAC under the key derived from it for index names (never the encryption key itself). */
   private readonly indexKeys: ReadonlyMap<string, HmacSha256>;
   /** Per key id, the HMAC under the key derived from it for record tags (never the encryption key itself). */
   private readonly tagKeys: ReadonlyMap<string, HmacSha256>;
+  /** Per key id, the ChaCha20-Poly1305 key derived from it. */
+  private readonly chachaKeys: ReadonlyMap<string, Buffer>;
   /** Key ids, the primary's first: the order of indexNames. */
   private readonly primaryFirst: readonly string[];
   /**
@@ -160,7 +175,10 @@ export class AesGcmFieldCipher implements FieldCipher {
     readonly keyring: Keyring,
     /** Read plain values as they are (migration); default: refuse them. */
     readonly acceptPlaintext = false,
+    /** What seal() writes; open() reads either. */
+    readonly algorithm: SealAlgorithm = "chacha20-poly1305",
   ) {
+    this.chachaKeys = new Map(keyring.ids.map((id) => [id, derivedKey(keyring, id, "sessiond/seal/chacha20-poly1305/v1")]));
     this.indexKeys = derivedKeys(keyring, "sessiond/index-name/v1");
     this.tagKeys = derivedKeys(keyring, "sessiond/record-tag/v1");
     const primary = keyring.primary.id;
@@ -197,11 +215,32 @@ export class AesGcmFieldCipher implements FieldCipher {
   }
 
   /** A cipher with a random key that dies with the process (in-memory store only). */
-  static ephemeral(): AesGcmFieldCipher {
-    return new AesGcmFieldCipher(Keyring.ephemeral());
+  static ephemeral(): KeyedFieldCipher {
+    return new KeyedFieldCipher(Keyring.ephemeral());
+  }
+
+  /** True when `stored` is sealed the way seal() seals now: the primary key and the configured algorithm. */
+  sealedAsNow(stored: string): boolean {
+    return stored.startsWith(this.algorithm === "aes-256-gcm" ? GCM_PREFIX : CHACHA_PREFIX) && sealedKeyId(stored) === this.keyring.primary.id;
   }
 
   seal(plaintext: string, binding: FieldBinding): string {
+    return this.algorithm === "aes-256-gcm" ? this.sealGcm(plaintext, binding) : this.sealChacha(plaintext, binding);
+  }
+
+  private sealChacha(plaintext: string, binding: FieldBinding): string {
+    const id = this.keyring.primary.id;
+    const key = this.chachaKeys.get(id);
+    if (key === undefined) throw new Error("the primary key has no sealing key");
+    const message = Buffer.from(plaintext, "utf8");
+    const blob = Buffer.allocUnsafe(IV_BYTES + message.length + TAG_BYTES);
+    const nonce = freshIv();
+    blob.set(nonce, 0);
+    aead.seal(blob.subarray(IV_BYTES), message, associatedData(binding), nonce, key);
+    return `${CHACHA_PREFIX}${id}:${blob.toString("base64url")}`;
+  }
+
+  private sealGcm(plaintext: string, binding: FieldBinding): string {
     const { id, key } = this.keyring.primary;
     const iv = freshIv();
     const cipher = createCipheriv("aes-256-gcm", key, iv);
@@ -215,7 +254,7 @@ export class AesGcmFieldCipher implements FieldCipher {
     blob.set(body, IV_BYTES);
     blob.set(rest, IV_BYTES + body.length);
     blob.set(cipher.getAuthTag(), IV_BYTES + body.length + rest.length);
-    return `${PREFIX}${id}:${blob.toString("base64url")}`;
+    return `${GCM_PREFIX}${id}:${blob.toString("base64url")}`;
   }
 
   open(stored: string, binding: FieldBinding): string {
@@ -245,8 +284,14 @@ export class AesGcmFieldCipher implements FieldCipher {
     if (keyId === undefined || key === undefined) {
       throw new DecryptError(`stored ${binding.field === METADATA_FIELD ? "metadata" : "data value"} is sealed with an unknown key`);
     }
-    const blob = Buffer.from(stored.slice(PREFIX.length + keyId.length + 1), "base64url");
+    const blob = Buffer.from(stored.slice(PREFIX_CHARS + keyId.length + 1), "base64url");
     if (blob.length < IV_BYTES + TAG_BYTES) throw new DecryptError("stored value is not a valid ciphertext");
+    if (stored.startsWith(CHACHA_PREFIX)) {
+      const chachaKey = this.chachaKeys.get(keyId);
+      const opened = chachaKey === undefined ? undefined : aead.open(blob.subarray(IV_BYTES), associatedData(binding), blob.subarray(0, IV_BYTES), chachaKey);
+      if (opened === undefined) throw new DecryptError("stored value failed to authenticate (tampered, or copied from another session or field)");
+      return opened.toString("utf8");
+    }
     try {
       const decipher = createDecipheriv("aes-256-gcm", key.key, blob.subarray(0, IV_BYTES));
       decipher.setAAD(associatedData(binding));
@@ -264,8 +309,13 @@ const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 const TAG_WHOLE_CHARS = 21;
 const TAG_LAST_CHAR_BITS = 0b110000;
 
+/** HKDF-SHA256 of the configured key `id`, empty salt, `info` naming the use. */
+function derivedKey(keyring: Keyring, id: string, info: string): Buffer {
+  return Buffer.from(hkdfSync("sha256", keyring.get(id)?.key ?? Buffer.alloc(0), Buffer.alloc(0), info, 32));
+}
+
 function derivedKeys(keyring: Keyring, info: string): ReadonlyMap<string, HmacSha256> {
-  return new Map(keyring.ids.map((id) => [id, new HmacSha256(Buffer.from(hkdfSync("sha256", keyring.get(id)?.key ?? Buffer.alloc(0), Buffer.alloc(0), info, 32)))]));
+  return new Map(keyring.ids.map((id) => [id, new HmacSha256(derivedKey(keyring, id, info))]));
 }
 
 /**

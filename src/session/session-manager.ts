@@ -20,7 +20,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../logging/logger.js";
 import { countUnreadable } from "../observability/metrics.js";
-import { AesGcmFieldCipher, dataField, METADATA_FIELD, type FieldCipher } from "../crypto/field-cipher.js";
+import { KeyedFieldCipher, dataField, METADATA_FIELD, type FieldCipher } from "../crypto/field-cipher.js";
 import type { ListCursor, ListFilter, SessionCounters, SessionGuard, SessionPatch, SessionStore, StoredEvent } from "../store/store.js";
 import type { EndedArchive, EndedFilter, EndedPosition } from "../domain/ended-archive.js";
 import { isSessionError, SessionError } from "../domain/errors.js";
@@ -39,7 +39,7 @@ export interface SessionManagerOptions {
   readonly logger?: Logger;
   /**
    * Seals metadata and data values before they reach the store and opens them
-   * after (encryption at rest). Default: AES-256-GCM with a random key that
+   * after (encryption at rest). Default: the default cipher with a random key that
    * dies with the process (fine for the memory store only; the app always
    * passes the configured one).
    */
@@ -144,7 +144,7 @@ export class SessionManager {
   constructor(options: SessionManagerOptions) {
     this.store = options.store;
     this.config = options.config;
-    this.cipher = options.cipher ?? AesGcmFieldCipher.ephemeral();
+    this.cipher = options.cipher ?? KeyedFieldCipher.ephemeral();
     this.onSystemEnd = options.onSystemEnd;
     this.logger = options.logger;
     this.endedArchive = options.endedArchive;

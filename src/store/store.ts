@@ -135,9 +135,12 @@ export interface DataKeyForms {
  * its key is then the sealed name, else the key itself. (Lua mirror: logged_key
  * in lua/prelude.ts.)
  */
+/** The prefixes of sealed forms (crypto/field-cipher.ts). */
+const SEALED = /^e[12]:/;
+
 export function loggedKeyOf(key: string, stored: string): string {
   const space = stored.indexOf(" ");
-  return stored.startsWith("e1:") && space > 0 ? stored.slice(0, space) : key;
+  return SEALED.test(stored) && space > 0 ? stored.slice(0, space) : key;
 }
 
 /** True when the guard names this stored user (its user id or one of its aliases). */

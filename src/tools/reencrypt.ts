@@ -1,12 +1,13 @@
 /**
  * `npm run reencrypt`: rewrites every sealed value in Redis (metadata of live
  * and archived sessions, data values) under the PRIMARY key of
- * ENCRYPTION_KEYS, and seals values stored in plaintext (ALLOW_PLAINTEXT).
- * Run it after putting a new key first in ENCRYPTION_KEYS (keep the old ones
- * listed until it has finished); then the old keys can be removed.
+ * ENCRYPTION_KEYS with the ENCRYPTION_CIPHER algorithm, and seals values
+ * stored in plaintext (ALLOW_PLAINTEXT). Run it after putting a new key first
+ * in ENCRYPTION_KEYS (keep the old ones listed until it has finished); then
+ * the old keys can be removed.
  *
  * Reads the same environment as the service (REDIS_URL, KEY_PREFIX,
- * ENCRYPTION_KEYS or ENCRYPTION_KEYS_FILE). It is safe to run while the
+ * ENCRYPTION_KEYS or ENCRYPTION_KEYS_FILE, ENCRYPTION_CIPHER). It is safe to run while the
  * service serves: each value is replaced only if it is still the one read
  * (compare-and-set in one Lua step), so a concurrent write always wins, and
  * the key's TTL is kept. It walks keys with SCAN, which the service itself
@@ -27,7 +28,7 @@ import { pathToFileURL } from "node:url";
 import { once } from "node:events";
 import { Cluster, type Redis } from "ioredis";
 import { ConfigError, loadConfig } from "../config/config.js";
-import { AesGcmFieldCipher, dataField, METADATA_FIELD, sealedKeyId, type FieldBinding } from "../crypto/field-cipher.js";
+import { KeyedFieldCipher, dataField, METADATA_FIELD, type FieldBinding, type SealAlgorithm } from "../crypto/field-cipher.js";
 import type { Keyring } from "../crypto/keyring.js";
 import { countersKeyMatcher, encodeTenant, generationKey, Partitioning, RedisKeys, sessionKeyMatcher } from "../store/redis/keys.js";
 import { preludeLua } from "../store/redis/lua/prelude.js";
@@ -45,6 +46,8 @@ export interface ReencryptOptions {
   readonly keyring: Keyring;
   /** REDIS_PARTITIONS of the layout (default 1). */
   readonly partitions?: number;
+  /** ENCRYPTION_CIPHER: values sealed with the other algorithm are resealed (default chacha20-poly1305). */
+  readonly algorithm?: SealAlgorithm;
 }
 
 export interface ReencryptReport {
@@ -189,8 +192,9 @@ return 1
 export async function reencrypt(options: ReencryptOptions): Promise<ReencryptReport> {
   const { redis, keyPrefix, keyring } = options;
   // Reads plaintext too: sealing what was written before keys were configured is what ends the migration.
-  const cipher = new AesGcmFieldCipher(keyring, true);
+  const cipher = new KeyedFieldCipher(keyring, true, options.algorithm);
   const primary = keyring.primary.id;
+  const current = (stored: string): boolean => cipher.sealedAsNow(stored);
   const sessionKey = sessionKeyMatcher(keyPrefix);
   const partitions = new Partitioning(options.partitions ?? 1);
   const countersTenant = countersKeyMatcher(keyPrefix);
@@ -221,7 +225,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     }
     const u = names.token(tenant, "user", user);
     const d = names.token(tenant, "data_source", dataSource);
-    if (u === stored.u && d === stored.d && sealedKeyId(stored.U) === primary && sealedKeyId(stored.D) === primary) return;
+    if (u === stored.u && d === stored.d && current(stored.U) && current(stored.D)) return;
     const U = names.sealName(tenant, "user", user);
     const D = names.sealName(tenant, "data_source", dataSource);
     const done = packed
@@ -244,14 +248,14 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     try {
       ({ name, value } = names.dataEntry(tenant, field, stored));
       const binding = { tenant, sessionId, field: dataField(name) };
-      sealed = sealedKeyId(value) === primary ? value : cipher.seal(cipher.open(value, binding), binding);
+      sealed = current(value) ? value : cipher.seal(cipher.open(value, binding), binding);
     } catch {
       failed++;
       return;
     }
     const token = names.token(tenant, "data_key", name);
     const sealedName = loggedKeyOf("", stored);
-    if (token === field && sealed === value && sealedKeyId(sealedName) === primary) return;
+    if (token === field && sealed === value && current(sealedName)) return;
     const done = await redis.eval(DATA_MOVE_LUA, 2, key, recordKey, field, stored, token, `${names.sealName(tenant, "data_key", name)} ${sealed}`);
     if (done === 1) rewritten++;
     else skippedConcurrent++;
@@ -268,7 +272,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
     for (const [field, stored] of Object.entries(await redis.hgetall(key))) {
       if (!field.startsWith("n:")) continue;
       values++;
-      if (sealedKeyId(stored) === primary) continue;
+      if (current(stored)) continue;
       let sealed: string;
       try {
         sealed = names.sealName(tenant, "data_source", names.openName(tenant, "data_source", stored, field.slice(2)));
@@ -286,10 +290,10 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
       failed++;
       return;
     }
-    if (sealedKeyId(stored) === primary && tag.startsWith(`${primary}.`)) return;
+    if (current(stored) && tag.startsWith(`${primary}.`)) return;
     let sealed = stored;
     try {
-      if (sealedKeyId(stored) !== primary) sealed = cipher.seal(cipher.open(stored, binding), binding);
+      if (!current(stored)) sealed = cipher.seal(cipher.open(stored, binding), binding);
     } catch {
       failed++;
       return;
@@ -335,7 +339,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
         return "unreadable";
       }
       secret = opened;
-      if (sealedKeyId(copy) === primary) {
+      if (current(copy)) {
         resealed.push(copy);
         continue;
       }
@@ -429,7 +433,7 @@ async function main(): Promise<number> {
         )
       : redisClient(target as NonNullable<typeof target>, { maxRetriesPerRequest: 1 });
   try {
-    const report = await reencrypt({ redis, keyPrefix: config.keyPrefix, keyring: config.encryption.keyring, partitions: config.redisPartitions });
+    const report = await reencrypt({ redis, keyPrefix: config.keyPrefix, keyring: config.encryption.keyring, partitions: config.redisPartitions, algorithm: config.encryption.algorithm });
     process.stdout.write(`${JSON.stringify({ primaryKeyId: config.encryption.keyring.primary.id, ...report })}\n`);
     return report.failed === 0 ? 0 : 1;
   } finally {

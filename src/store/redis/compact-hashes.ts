@@ -3,8 +3,8 @@
  *
  * Redis stores a hash as a listpack only while every field and value is at
  * most `hash-max-listpack-value` bytes (default 64); one longer value turns the
- * whole hash into a hash table for good. Sealed metadata (`e1:<key id>:` and
- * base64url of IV, ciphertext and tag) is longer than 64 bytes for any
+ * whole hash into a hash table for good. Sealed metadata (`e2:<key id>:` and
+ * base64url of nonce, ciphertext and tag) is longer than 64 bytes for any
  * metadata, so with encryption on every record was a hash table: about 750 B
  * per record against about 330 B as a listpack. A record has about ten
  * fields, so the listpack's linear lookups cost nothing measurable.

@@ -373,7 +373,7 @@ end
 -- values are '<sealed key name> <sealed value>' and the sealed name is logged
 -- (mirror of loggedKeyOf in store.ts).
 local function logged_key(key, stored)
-  local name = string.match(stored, '^(e1:[^ ]+) ')
+  local name = string.match(stored, '^(e[12]:[^ ]+) ')
   return name or key
 end
 
