@@ -129,15 +129,15 @@ export interface DataKeyForms {
   readonly aliases?: readonly string[];
 }
 
+/** The prefixes of sealed forms (crypto/field-cipher.ts). */
+const SEALED = /^e[12]:/;
+
 /**
  * With encryption on, a data value is stored as `<sealed key name> <sealed
  * value>` (sealed-store.ts; sealed forms hold no space): what an event logs for
  * its key is then the sealed name, else the key itself. (Lua mirror: logged_key
  * in lua/prelude.ts.)
  */
-/** The prefixes of sealed forms (crypto/field-cipher.ts). */
-const SEALED = /^e[12]:/;
-
 export function loggedKeyOf(key: string, stored: string): string {
   const space = stored.indexOf(" ");
   return SEALED.test(stored) && space > 0 ? stored.slice(0, space) : key;

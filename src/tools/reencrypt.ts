@@ -7,10 +7,10 @@
  * the old keys can be removed.
  *
  * Reads the same environment as the service (REDIS_URL, KEY_PREFIX,
- * ENCRYPTION_KEYS or ENCRYPTION_KEYS_FILE, ENCRYPTION_CIPHER). It is safe to run while the
- * service serves: each value is replaced only if it is still the one read
- * (compare-and-set in one Lua step), so a concurrent write always wins, and
- * the key's TTL is kept. It walks keys with SCAN, which the service itself
+ * ENCRYPTION_KEYS or ENCRYPTION_KEYS_FILE, ENCRYPTION_CIPHER). It is safe to
+ * run while the service serves: each value is replaced only if it is still
+ * the one read (compare-and-set in one Lua step), so a concurrent write
+ * always wins, and the key's TTL is kept. It walks keys with SCAN, which the service itself
  * never does: this is an offline maintenance job. On a Redis Cluster
  * (REDIS_CLUSTER_NODES) it scans every primary in turn; keys that a reshard
  * or a failover moves during the run may be missed: run it again afterwards
