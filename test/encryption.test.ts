@@ -1,5 +1,5 @@
 /**
- * Encryption at rest: the field cipher (AES-256-GCM bound to tenant, session
+ * Encryption at rest: the field cipher (ChaCha20-Poly1305 and AES-256-GCM, bound to tenant, session
  * and field; key ids; rotation), the keyring settings, a raw dump of a real
  * Redis that holds no trace of a secret written through the API, ciphertexts
  * copied between sessions and keys failing to decrypt, the start refused
