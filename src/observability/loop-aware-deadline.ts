@@ -20,12 +20,20 @@
  * time by definition, and stays a plain timer.
  *
  * Every Redis command has one of these, so they share one timer: a deadline
- * is an entry in a set, looked at when the timer fires, and the timer is set
+ * is an entry in a list, looked at when the timer fires, and the timer is set
  * for the earliest look any entry needs. Starting and cancelling one costs no
  * timer of its own (a timer is set or cleared only when the earliest look
  * moves earlier, or the last deadline goes).
+ *
+ * The list is linked through its entries (yallist), not a Set: a Set that
+ * lives long and takes an entry per call keeps its rebuilt tables chained
+ * from the old one, and young collections then keep every entry it ever held,
+ * so each call's whole graph (the entry's callback reaches its request) was
+ * promoted to the old generation (README, "Garbage the service makes").
+ * An entry taken out of the list holds no link to the others.
  */
 import { performance } from "node:perf_hooks";
+import { Node, Yallist } from "yallist";
 import { BUSY_CEILING_FACTOR, unqueuedSince, waitClock, waitedSince, type WaitClock } from "./loop-idle.js";
 
 /** Shortest wait between two looks, so a mostly busy loop is not polled in a tight cycle. */
@@ -42,6 +50,8 @@ class Entry implements Deadline {
   /** performance.now() at or after which the entry is looked at next. */
   lookAt: number;
   cancelled = false;
+  /** The entry's place in `entries` while it is there. */
+  readonly node: Node<Entry> = new Node<Entry>(this);
 
   constructor(
     readonly timeoutMs: number,
@@ -53,12 +63,15 @@ class Entry implements Deadline {
   cancel(): void {
     if (this.cancelled) return;
     this.cancelled = true;
-    if (entries.delete(this) && entries.size === 0) disarm();
+    if (this.node.list === entries) {
+      entries.removeNode(this.node);
+      if (entries.length === 0) disarm();
+    }
   }
 }
 
 /** Deadlines not yet expired or cancelled, oldest first. */
-const entries = new Set<Entry>();
+const entries = new Yallist<Entry>();
 let timer: NodeJS.Timeout | undefined;
 /** performance.now() the timer is set for. */
 let armedAt = Number.POSITIVE_INFINITY;
@@ -81,13 +94,14 @@ function fire(): void {
   armedAt = Number.POSITIVE_INFINITY;
   const now = performance.now();
   let earliest = Number.POSITIVE_INFINITY;
-  for (const entry of entries) {
+  for (let node = entries.head, next = node?.next; node !== undefined; node = next, next = node?.next) {
+    const entry = node.value;
     // A timer can fire a little early by the clock performance.now() reads.
     if (entry.lookAt <= now + 1) {
       const idle = waitedSince(entry.start);
       const ran = unqueuedSince(entry.start);
       if (idle >= entry.timeoutMs || ran >= entry.timeoutMs * BUSY_CEILING_FACTOR) {
-        entries.delete(entry);
+        entries.removeNode(node);
         // One poll phase first: an answer already in the socket is read before the wait is given up.
         setImmediate(expire, entry);
         continue;
@@ -108,14 +122,14 @@ function expire(entry: Entry): void {
 /** Calls `onExpired` once `timeoutMs` of waiting for I/O (or BUSY_CEILING_FACTOR × timeoutMs of unqueued wall time) has passed. */
 export function loopAwareDeadline(timeoutMs: number, onExpired: () => void): Deadline {
   const entry = new Entry(timeoutMs, onExpired);
-  entries.add(entry);
+  entries.pushNode(entry.node);
   if (entry.lookAt < armedAt) arm(entry.lookAt);
   return entry;
 }
 
 /** Deadlines pending now (for tests: cancelled and expired ones are gone). */
 export function pendingDeadlines(): number {
-  return entries.size;
+  return entries.length;
 }
 
 /**

@@ -17,16 +17,19 @@ export function createShutdownAbortInterceptor(inFlight: CallsInFlight): Interce
   return (next) => (req) => {
     const callSignal = req.signal;
     const controller = new AbortController();
-    // Connect aborts the call's own signal when the call ends, however it ends: the call leaves the set then.
-    const onCallEnd = (): void => {
-      inFlight.delete(controller);
-      controller.abort(callSignal.reason);
-    };
     if (callSignal.aborted) {
       controller.abort(callSignal.reason);
     } else {
-      callSignal.addEventListener("abort", onCallEnd, { once: true });
-      inFlight.add(controller);
+      const slot = inFlight.add(controller);
+      // Connect aborts the call's own signal when the call ends, however it ends: the call leaves the set then.
+      callSignal.addEventListener(
+        "abort",
+        () => {
+          inFlight.delete(slot);
+          controller.abort(callSignal.reason);
+        },
+        { once: true },
+      );
     }
     return next({ ...req, signal: controller.signal });
   };

@@ -159,7 +159,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     // The caller's own deadline is wall time by definition (its clock runs whether or not this process is busy).
     const timer = timeoutMs === undefined || timeoutMs <= 0 ? undefined : setTimeout(() => abort.abort(DEADLINE_EXCEEDED()), timeoutMs);
     if (timeoutMs !== undefined && timeoutMs <= 0) abort.abort(DEADLINE_EXCEEDED());
-    inFlight.add(abort);
+    const slot = inFlight.add(abort);
     // One listener for a client that leaves, whether its body is still coming or the handler runs.
     const read = new EnvelopeRead(stream, options.readMaxBytes);
     const onClose = (): void => {
@@ -193,7 +193,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     } finally {
       stream.off("close", onClose);
       if (timer !== undefined) clearTimeout(timer);
-      inFlight.delete(abort);
+      inFlight.delete(slot);
     }
   }
 }

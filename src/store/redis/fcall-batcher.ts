@@ -80,11 +80,20 @@ interface Batch {
   readonly key: string;
   /** The arguments every call of the batch shares (sent once). */
   readonly shared: readonly ScriptArg[];
-  readonly calls: Pending[];
+  /**
+   * Emptied once sent (the send keeps the calls it answers): the maps below
+   * churn a table per turn, and young collections can still reach a batch
+   * through a table left behind (loop-aware-deadline.ts says how); a sent
+   * batch then holds no call's graph.
+   */
+  calls: Pending[];
   bytes: number;
   /** Flushed already (full, or a call that did not fit): the turn's end leaves it be. */
   sent: boolean;
 }
+
+/** A sent batch's calls (never added to: a batch takes calls only until it is sent). */
+const SENT: Pending[] = [];
 
 export class FcallBatcher {
   /** Batches still taking calls, by batch function, then key (no string made per call to look one up). */
@@ -153,6 +162,7 @@ export class FcallBatcher {
   private flush(batch: Batch, atOnce: boolean): void {
     batch.sent = true;
     const { calls } = batch;
+    batch.calls = SENT;
     const only = calls.length === 1 ? calls[0] : undefined;
     if (only !== undefined) {
       this.send.call(batch.fn, batch.key, loneCallArguments(only.call)).then(only.resolve, only.reject);
