@@ -10,7 +10,7 @@
  * Set or Map keeps payloads alive through minor collections (until the next
  * major one), which is what promoted every call's graph in the service.
  */
-import { constants, PerformanceObserver } from "node:perf_hooks";
+import { constants, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { getHeapSpaceStatistics } from "node:v8";
 import { loopAwareDeadline } from "../../src/observability/loop-aware-deadline.js";
@@ -52,7 +52,9 @@ for (const release of warm) release();
 const oldSpace = (): number => getHeapSpaceStatistics().find((space) => space.space_name === "old_space")?.space_used_size ?? Number.NaN;
 let majors = 0;
 new PerformanceObserver((list) => {
-  for (const entry of list.getEntries()) if ((entry.detail as { kind?: number } | undefined)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
+  for (const entry of list.getEntries() as (PerformanceEntry & { readonly detail?: { readonly kind?: number } })[]) {
+    if (entry.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
+  }
 }).observe({ entryTypes: ["gc"] });
 const before = oldSpace();
 let held: (() => void)[] = [];
