@@ -21,7 +21,7 @@ export function createShutdownAbortInterceptor(inFlight: CallsInFlight): Interce
       controller.abort(callSignal.reason);
     } else {
       const slot = inFlight.add(controller);
-      // Connect aborts the call's own signal when the call ends, however it ends: the call leaves the set then.
+      // Connect aborts the call's own signal when the call ends, however it ends: the call leaves the list then.
       callSignal.addEventListener(
         "abort",
         () => {

@@ -1,14 +1,18 @@
 /**
  * Run with `node --expose-gc --import tsx` (test/young-garbage.test.ts): asks
  * whether what one of the per-call registries (argv[2]) held for calls that
- * have left it dies in young-generation collections, and prints the count of
- * those calls' payloads still alive after them (0 is the answer wanted).
+ * have left it dies in young-generation collections. Prints one JSON line:
+ * the old generation's growth per call across the churn and two minor
+ * collections (about a payload when payloads are kept, a few bytes when they
+ * are not), and how many major collections ran meanwhile (one would free what
+ * the minor ones kept, and hide it).
  *
- * The registry is first made old (major collections), then takes and lets go
- * of many calls, each holding a payload the test watches with a WeakRef; the
- * registry's own storage churns meanwhile. A registry kept in a long-lived
- * Set or Map keeps payloads alive through minor collections (until the next
- * major one), which is what promoted every call's graph in the service.
+ * The registry is first made old (major collections), as a server's are after
+ * its first minutes, then takes and lets go of calls, 64 at a time and each
+ * turn like a call's end, each holding about 1 KiB. A registry kept in a
+ * long-lived Set or Map keeps those payloads alive through minor collections
+ * (until the next major one), which is what promoted every call's graph in
+ * the service.
  */
 import { constants, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
 import { setImmediate as nextTurn } from "node:timers/promises";
