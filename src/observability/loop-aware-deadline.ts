@@ -25,12 +25,12 @@
  * timer of its own (a timer is set or cleared only when the earliest look
  * moves earlier, or the last deadline goes).
  *
- * The list is linked through its entries (yallist), not a Set: a Set that
- * lives long and takes an entry per call keeps its rebuilt tables chained
- * from the old one, and young collections then keep every entry it ever held,
- * so each call's whole graph (the entry's callback reaches its request) was
- * promoted to the old generation (README, "Garbage the service makes").
- * An entry taken out of the list holds no link to the others.
+ * The list is linked through its entries (yallist), not a Set: young
+ * collections keep every entry a long-lived Set with an entry per call ever
+ * held (through the tables V8 leaves linked as it rebuilds the Set, as far as
+ * we can tell), so each call's whole graph (the entry's callback reaches its
+ * request) was promoted to the old generation (README, "Garbage the service
+ * makes"). An entry taken out of the list holds no link to the others.
  */
 import { performance } from "node:perf_hooks";
 import { Node, Yallist } from "yallist";
