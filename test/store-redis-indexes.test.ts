@@ -260,6 +260,18 @@ describe("Redis session indexes", () => {
       assert.deepEqual((await listAll(store, {}, 17)).map((s) => s.sessionId), ordered(batch.map((b) => b.session)));
     }, {}, WIDE_BATCHES));
 
+  it("sessions arriving with the latest expire time fill each bucket before the next one starts", () =>
+    withStore(async (store) => {
+      // One create at a time, each expiring after the one before: every split is at the top of the newest bucket.
+      const made = 2 * BUCKET_MAX + 10;
+      for (let i = 0; i < made; i++) await store.create(input({ ttlMs: 600_000 + i * 1000 }));
+      for (const [dir, bucket] of [[keys.dataSourceDirectory("source-1"), (lb: string) => keys.dataSourceBucket("source-1", lb)], [keys.allDirectory(), (lb: string) => keys.allBucket(lb)]] as const) {
+        const sizes: number[] = [];
+        for (const lb of await server.raw.zrange(dir, "0", "-1")) sizes.push(await server.raw.zcard(bucket(lb)));
+        assert.deepEqual(sizes, [BUCKET_MAX, BUCKET_MAX, 10], `${dir}: the buckets left behind are full`);
+      }
+    }));
+
   it("the creates of one batch, sealed or not, with a request id or not, each store their own record's fields only", () =>
     withStore(async (store) => {
       const shapes = [

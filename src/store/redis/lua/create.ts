@@ -71,7 +71,7 @@ end
 -- Tenant caps before anything changes (a refused create writes nothing). Live
 -- sessions here include due ones not yet archived: the cap errs on the safe side.
 if max_per_tenant ~= 0 then
-  local active = tonumber(ctr_get(tp, 'active')) or 0
+  local active = ctr_active(tp)
   if active - math.max(excess, 0) >= max_per_tenant then return { 'limit_exceeded', 'sessions_per_tenant' } end
 end
 if not source_fits(tp, ds, max_sources) then return { 'limit_exceeded', 'data_sources_per_tenant' } end

@@ -162,21 +162,29 @@ end
 
 -- Moves the upper members of bucket lb to a new bucket whose lower bound is a
 -- score of the bucket above its lowest (so both stay non-empty and the bounds
--- distinct). When the new member is the bucket's last (sessions mostly arrive
--- with the latest expire time) only the top eighth moves, so full buckets stay
--- nearly full; otherwise the upper half. A bucket of one score cannot split.
-local function bucket_split(ix, lb, key, n, appended)
+-- distinct). e: the score of the member just added. When e is the bucket's
+-- highest (sessions mostly arrive with the latest expire time), only the
+-- members of score e move: the bucket left behind keeps all the others (full
+-- buckets stay full), and the new one, which the next creates go to, starts
+-- nearly empty (a ZADD walks the listpack). Otherwise the upper half moves.
+-- Members of one score stay in one bucket: a bucket of one score cannot split.
+local function bucket_split(ix, lb, key, n, e)
   if not IX_MADE then index_facts() end
-  local at = appended and n - math.max(1, math.floor(n / 8)) or math.floor(n / 2)
-  local s = tonumber(rcall('ZRANGE', key, at, at, 'WITHSCORES')[2])
   local low = tonumber(rcall('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
-  if s <= low then
-    local above = rcall('ZRANGE', key, '(' .. istr(low), '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
-    if #above == 0 then
-      ONE_SCORE[key] = low
-      return
+  local s
+  if e > low and tonumber(rcall('ZRANGE', key, -1, -1, 'WITHSCORES')[2]) == e then
+    s = e
+  else
+    local at = math.floor(n / 2)
+    s = tonumber(rcall('ZRANGE', key, at, at, 'WITHSCORES')[2])
+    if s <= low then
+      local above = rcall('ZRANGE', key, '(' .. istr(low), '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+      if #above == 0 then
+        ONE_SCORE[key] = low
+        return
+      end
+      s = tonumber(above[2])
     end
-    s = tonumber(above[2])
   end
   local moved = rcall('ZRANGE', key, istr(s), '+inf', 'BYSCORE', 'WITHSCORES')
   local flat = {}
@@ -228,7 +236,7 @@ local function bidx_add(ix, m, e, lb)
   BUCKET_SIZE[key] = n
   -- A bucket of one score cannot split: one more of that score needs no look.
   if n > BUCKET_MAX and not one then
-    bucket_split(ix, lb, key, n, rcall('ZREVRANK', key, m) == 0)
+    bucket_split(ix, lb, key, n, e)
   end
 end
 

@@ -296,6 +296,22 @@ local function ctr_session_added(tp, level, ds, D)
   if c[fs] == 1 then rcall('HINCRBY', key, 'nds', 1) end
 end
 
+-- The counters of tp as ctr_session_added saw and changed them in this call
+-- or batch (nil: not seen). Every other counter write forgets them, so they
+-- are the stored values with the batch's deferred writes applied: the caps of
+-- a batch's later creates are read here, with no call and no early flush.
+local function ctr_seen(tp)
+  local names = CTR_SEEN and CTR_NAMES and CTR_NAMES[tp]
+  return names and CTR_SEEN[names[1]], names
+end
+
+-- Live sessions of the tenant (its 'active' gauge).
+local function ctr_active(tp)
+  local c = ctr_seen(tp)
+  if c and c.active then return c.active end
+  return tonumber(ctr_get(tp, 'active')) or 0
+end
+
 -- Keeps the sealed name D ("" without encryption: nothing kept) of the live data
 -- source ds; the first one stays while the source is live (readers cache it).
 local function name_source(tp, ds, D)
@@ -310,6 +326,10 @@ end
 -- max_sources: 0 no cap; negative: no new data source fits (several partitions, see RedisStore.tenantCapsLeft).
 local function source_fits(tp, ds, max_sources)
   if max_sources == 0 then return true end
+  -- A data source with sessions counted in this call or batch is live.
+  local c, names = ctr_seen(tp)
+  local f = c and names[2][ds]
+  if f and (c[f[1]] or 0) > 0 then return true end
   flush_counters()
   if rcall('HEXISTS', k_ctr(tp), 's:' .. ds) == 1 then return true end
   return (tonumber(ctr_get(tp, 'nds')) or 0) < max_sources
