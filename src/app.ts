@@ -27,6 +27,7 @@ import {
   addActiveSessionsSource,
   addWatchStartGateSource,
   addReadCacheSource,
+  addEventReaderSource,
   archiveMetrics,
   countArchiveShortened,
   countDataLoss,
@@ -75,6 +76,12 @@ export interface AppOptions {
   readonly auditDestination?: DestinationStream;
   /** Serves /metrics; default: this process's registry (a cluster worker passes one that gathers every worker's). */
   readonly metrics?: () => Promise<{ readonly contentType: string; readonly body: string }>;
+  /**
+   * Whether the expiry scheduler wakes early on the event log's news (default
+   * true). Of a host's workers one does (cluster/worker.ts), so the others'
+   * event readers may pause while they hold no watcher (EVENT_READER_IDLE).
+   */
+  readonly expiryHearsEvents?: boolean;
 }
 
 export interface App {
@@ -172,7 +179,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // Starting watches read the store a few at a time; the gauge shows how many wait (a reconnect storm).
   const startReads = pLimit(config.watchStartConcurrency);
   const stopStartGauge = addWatchStartGateSource(() => startReads.pendingCount);
-  const background = createBackground(store, config, logger);
+  const background = createBackground(store, config, logger, { expiryHearsEvents: options.expiryHearsEvents ?? true });
+  const stopReaderGauge = addEventReaderSource(() => background.events.running && !background.events.paused);
   const metricTenants = new TenantSet([config.defaultTenant], config.metricsMaxTenants);
   const sessionRoutes = sessionServiceRoutes(manager, {
     config,
@@ -300,6 +308,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         stopSessionsGauge();
         stopResetWatch();
         stopStartGauge();
+        stopReaderGauge();
         stopReadCacheMetrics?.();
         readCache?.close();
         health.stop();
@@ -324,6 +333,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 export interface BackgroundOptions {
   /** Most sessions one expireDue call archives (default 100). */
   readonly sweepBatchSize?: number;
+  /** Whether the scheduler listens to the event hub for early wake-ups (default true; see AppOptions). */
+  readonly expiryHearsEvents?: boolean;
 }
 
 /** The process's event hub and expiry scheduler (and the store's server settings), started and stopped together. */
@@ -342,10 +353,10 @@ export interface Background {
 const DEFAULT_SWEEP_BATCH = 100;
 
 export function createBackground(store: SessionStore, config: Config, logger: Logger, options: BackgroundOptions = {}): Background {
-  const events = new EventHub({ store, logger: logger.child({ component: "event-hub" }) });
+  const events = new EventHub({ store, logger: logger.child({ component: "event-hub" }), idleMs: config.eventReaderIdleMs });
   const scheduler = new ExpiryScheduler({
     store,
-    events,
+    ...(options.expiryHearsEvents === false ? {} : { events }),
     maxSleepMs: config.sweepIntervalMs,
     batchSize: options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH,
     logger: logger.child({ component: "expiry-scheduler" }),

@@ -4,7 +4,9 @@
  * watcher registered during a pause gets the event once), direct delivery
  * only while a watcher's queue is empty (nothing overtakes a queued event),
  * and a direct delivery that throws falls back to the queue without
- * disturbing the others. On a real MemoryStore log.
+ * disturbing the others; and a hub given `idleMs` pauses with nobody to read
+ * for and resumes for a watcher (at the log's end after `awake()`) or a
+ * listener. On a real MemoryStore log.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -163,3 +165,67 @@ describe("EventHub", () => {
   });
 });
 
+describe("EventHub with idleMs", () => {
+  let store: MemoryStore;
+  let hub: EventHub;
+  before(async () => {
+    store = new MemoryStore({ limits: CONFORMANCE_LIMITS });
+    hub = new EventHub({ store, blockMs: 20, idleMs: 60 });
+    await hub.start();
+  });
+  after(async () => {
+    await hub.stop();
+    await store.dispose();
+  });
+
+  it("pauses with no watcher and no listener; awake() resumes at the log's end, so a watcher gets what follows only", async () => {
+    await until("paused", () => hub.paused);
+    const atPause = hub.position;
+    await store.create(input);
+    const end = await store.lastEventId();
+    assert.notEqual(end, atPause, "the log moved on");
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.equal(hub.position, atPause, "nothing read while paused");
+    assert.equal(hub.tenantPosition("t"), undefined, "no tenant position from before the pause is shown");
+    await hub.awake();
+    assert.equal(hub.paused, false);
+    assert.equal(hub.position, end, "resumed at the log's end");
+    const sub = hub.subscribe("t", () => true, 100);
+    const next = await store.create(input);
+    await until("the next event queued", () => sub.queue.size === 1);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.deepEqual(drain(sub).map((e) => e.session.sessionId), [next.session.sessionId], "only the event after the registration");
+    assert.equal(hub.paused, false, "a watcher keeps it reading");
+    sub.close();
+    await until("paused again once the watcher left", () => hub.paused);
+  });
+
+  it("a watcher registered without awake() gets the events since the pause; a listener resumes it and keeps it reading", async () => {
+    await until("paused", () => hub.paused);
+    const missed = await store.create(input);
+    const sub = hub.subscribe("t", () => true, 100);
+    assert.equal(hub.paused, false);
+    await until("the event written while paused", () => sub.queue.size === 1);
+    assert.equal(sub.queue.shift()?.session.sessionId, missed.session.sessionId);
+    sub.close();
+    await until("paused again", () => hub.paused);
+
+    const heard: string[] = [];
+    const remove = hub.addListener((event) => heard.push(event.sessionId));
+    assert.equal(hub.paused, false, "a listener resumes the reader");
+    const created = await store.create(input);
+    await until("the listener hears the new event", () => heard.includes(created.session.sessionId));
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal(hub.paused, false, "a listener keeps it reading");
+    remove();
+    await until("paused once the listener left", () => hub.paused);
+  });
+
+  it("stop() ends a paused hub", async () => {
+    const other = new EventHub({ store, blockMs: 20, idleMs: 10 });
+    await other.start();
+    await until("paused", () => other.paused);
+    await other.stop();
+    assert.equal(other.running, false);
+  });
+});

@@ -2,8 +2,9 @@
  * WORKERS=2: the real process (`node --import tsx src/main.ts`) forks two
  * workers on one port and one private redis-server. Sessions created through
  * both workers expire exactly once each, watchers on both see every expiry
- * once, one /metrics scrape counts every worker's calls and expiries, and
- * SIGTERM drains both and exits 0. WORKERS above 1 without Redis is refused.
+ * once, one /metrics scrape counts every worker's calls and expiries, only
+ * slot 0's event reader follows the log while the other holds no watcher (a
+ * watch resumes it), and SIGTERM drains both and exits 0. WORKERS above 1 without Redis is refused.
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -80,6 +81,7 @@ describe("WORKERS", () => {
         AUDIT_LOG: "off",
         SESSION_TTL_MIN: "100ms",
         WATCH_HEARTBEAT: "1h",
+        EVENT_READER_IDLE: "300ms",
         LOG_LEVEL: "info",
       },
       stdio: ["ignore", "pipe", "pipe"],
@@ -101,7 +103,8 @@ describe("WORKERS", () => {
       // Two clients, two connections: node:cluster hands connections to the workers in turn.
       clients.push(createSessionClient(url, { timeoutMs: 5000 }), createSessionClient(url, { timeoutMs: 5000 }));
       const N = 20;
-      const watchers = clients.map((c) => watchExpired(c, N, abort.signal));
+      const firstWatches = new AbortController();
+      const watchers = clients.map((c) => watchExpired(c, N, firstWatches.signal));
       await within(Promise.all(watchers.map((w) => w.ready)), 15_000, "both watches in place");
       const ids = new Set<string>();
       for (let i = 0; i < N; i++) {
@@ -121,6 +124,25 @@ describe("WORKERS", () => {
         assert.equal(sample(text, 'grpc_server_handled_total{grpc_type="unary",grpc_service="session.v1.SessionService",grpc_method="CreateSession",grpc_code="OK"}'), N);
         assert.equal(sample(text, "sessiond_expiry_lag_seconds_count"), N);
       }
+      firstWatches.abort();
+      // The watches ended: slot 0's reader follows the log for its expiry scheduler, the other worker's pauses.
+      const following = async (): Promise<number | undefined> => sample(await (await fetch(`${url}/metrics`)).text(), "sessiond_event_reader_following");
+      const readers = async (n: number, what: string): Promise<void> => {
+        const deadline = Date.now() + 15_000;
+        while ((await following()) !== n) {
+          if (Date.now() > deadline) assert.fail(`${what}: sessiond_event_reader_following is ${await following()}, not ${n}; watchers ${sample(await (await fetch(`${url}/metrics`)).text(), "sessiond_active_watchers")}`);
+          await sleep(100);
+        }
+      };
+      await readers(1, "one reader once the watches ended");
+      // A watch on each worker resumes the paused reader, and both watches see what follows.
+      const again = clients.map((c) => watchExpired(c, 1, abort.signal));
+      await within(Promise.all(again.map((w) => w.ready)), 15_000, "both watches in place again");
+      await readers(2, "both readers with a watch each");
+      const { session } = await (clients[1] as SessionClient).createSession({ userId: "u0", dataSource: "d", ttl: durationFromMs(300) });
+      const late = await within(Promise.all(again.map((w) => w.events)), 20_000, "the new EXPIRED event on both watches");
+      for (const events of late) assert.deepEqual(events.map((e) => e.session?.sessionId), [session?.sessionId]);
+
       const health = await fetch(`${url}/readyz`);
       assert.equal(health.status, 200);
     } finally {

@@ -3,6 +3,9 @@
  * over node:cluster's IPC channel.
  */
 
+/** The environment variable through which the primary gives each worker its slot (primary.ts). */
+export const WORKER_SLOT_ENV = "SESSIOND_WORKER_SLOT";
+
 /** Primary → worker: drain and exit (the primary owns the signals). */
 export interface ShutdownMessage {
   readonly type: "sessiond:shutdown";

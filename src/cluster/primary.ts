@@ -7,6 +7,9 @@
  * - owns SIGINT/SIGTERM: the first one asks every worker to drain and exit
  *   (each serves on for SHUTDOWN_DELAY with readiness NOT_SERVING, then has
  *   SHUTDOWN_TIMEOUT), a worker still there a second later is killed; a second signal kills them all at once;
+ * - gives each worker a slot (0 to WORKERS - 1) that its replacement inherits:
+ *   slot 0's expiry scheduler listens to the event log, so the other workers'
+ *   event readers can pause while they hold no watcher;
  * - replaces a worker that dies while the service runs, and stops everything
  *   when a worker fails before it ever listened (a start failure would only
  *   repeat);
@@ -21,7 +24,7 @@ import cluster, { type Worker } from "node:cluster";
 import { AggregatorRegistry } from "prom-client";
 import type { Logger } from "pino";
 import type { Config } from "../config/config.js";
-import { isClusterMessage, type ScrapeReply, type ShutdownMessage } from "./messages.js";
+import { isClusterMessage, WORKER_SLOT_ENV, type ScrapeReply, type ShutdownMessage } from "./messages.js";
 
 const EXIT_FAILURE = 1;
 /** A worker that dies while serving is replaced after this pause, so a crash loop cannot spin. */
@@ -35,8 +38,11 @@ export function runPrimary(config: Config, logger: Logger): void {
   let stopping = false;
   let failed = false;
 
-  const fork = (): void => {
-    const worker = cluster.fork();
+  // Slot 0's worker is the one whose expiry scheduler hears the event log (worker.ts); a replacement takes its slot.
+  const slots = new WeakMap<Worker, number>();
+  const fork = (slot: number): void => {
+    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot) });
+    slots.set(worker, slot);
     worker.once("listening", () => {
       listening.add(worker);
       logger.info({ worker: worker.id, pid: worker.process.pid }, "worker listening");
@@ -70,7 +76,7 @@ export function runPrimary(config: Config, logger: Logger): void {
     }
     logger.error({ worker: worker.id, code, signal }, "a worker died: starting another");
     setTimeout(() => {
-      if (!stopping) fork();
+      if (!stopping) fork(slots.get(worker) ?? 0);
     }, RESTART_DELAY_MS).unref();
   });
 
@@ -106,5 +112,5 @@ export function runPrimary(config: Config, logger: Logger): void {
   process.on("SIGTERM", onSignal);
 
   logger.info({ workers: config.workers }, `starting ${config.workers} workers`);
-  for (let i = 0; i < config.workers; i++) fork();
+  for (let slot = 0; slot < config.workers; slot++) fork(slot);
 }

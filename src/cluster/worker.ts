@@ -5,13 +5,24 @@
  */
 import cluster from "node:cluster";
 import { AggregatorRegistry, type Registry } from "prom-client";
-import { isClusterMessage, type ScrapeRequest } from "./messages.js";
+import { isClusterMessage, WORKER_SLOT_ENV, type ScrapeRequest } from "./messages.js";
 
 /** Longer than prom-client's own 5 s bound on gathering the workers' metrics. */
 const SCRAPE_TIMEOUT_MS = 6000;
 
 export function isWorker(): boolean {
   return cluster.isWorker;
+}
+
+/**
+ * Whether this process's expiry scheduler should wake on the event log's
+ * news: a single process's does, and of a host's workers the one in slot 0.
+ * Every worker's scheduler still looks at the due queue (expiry is archived
+ * once whoever looks), so the others only lose the early wake-up, which slot
+ * 0's gives the host; their event readers then read only for watchers.
+ */
+export function expiryHearsEvents(): boolean {
+  return !cluster.isWorker || (process.env[WORKER_SLOT_ENV] ?? "0") === "0";
 }
 
 /**

@@ -132,6 +132,8 @@ export interface Config {
   readonly watchQueueLimit: number;
   /** Store reads in flight at once for starting watches (snapshot listings, replays); the rest wait their turn. */
   readonly watchStartConcurrency: number;
+  /** With no watcher and no in-process listener for this long, the process's event reader pauses (EventHub idleMs). */
+  readonly eventReaderIdleMs: number;
   /** GetSession's in-process copies of live sessions (src/session/read-cache.ts); maxAgeMs 0: off. */
   readonly readCache: ReadCacheConfig;
   readonly logLevel: string;
@@ -338,6 +340,11 @@ export const SETTINGS: readonly Setting[] = [
   },
   { env: "READ_CACHE_ENTRIES", default: "10000", description: "Most sessions one process keeps copies of for READ_CACHE_MAX_AGE" },
   { env: "WATCH_START_CONCURRENCY", default: "32", description: "Store reads in flight for starting watches (snapshots, replays); more watches starting at once wait their turn" },
+  {
+    env: "EVENT_READER_IDLE",
+    default: "10s",
+    description: "A process whose event reader has had no watcher and no in-process listener (expiry scheduler, read cache) this long stops reading the event log until a watch starts",
+  },
   { env: "MAX_REQUEST_BYTES", default: "1048576", description: "Largest request message" },
   { env: "MAX_METADATA_BYTES", default: "16384", description: "Largest metadata object (as JSON)" },
   { env: "MAX_DATA_KEY_LENGTH", default: "256", description: "Longest data key" },
@@ -617,6 +624,7 @@ function readConfig(r: Reader): Config {
     watchRetentionMs: r.duration("WATCH_RETENTION", 1000),
     watchQueueLimit: r.integer("WATCH_QUEUE_LIMIT", 1, 1_000_000),
     watchStartConcurrency: r.integer("WATCH_START_CONCURRENCY", 1, 10_000),
+    eventReaderIdleMs: r.duration("EVENT_READER_IDLE", 100),
     readCache: readCacheConfig(r),
     logLevel,
     logFormat: logFormat(r),

@@ -396,6 +396,24 @@ new Gauge({
   },
 });
 
+const readerSources = new Map<object, () => boolean>();
+
+new Gauge({
+  name: "sessiond_event_reader_following",
+  help:
+    "1 while this process's event reader follows the event log, 0 while it is paused (no watcher and no in-process " +
+    "listener for EVENT_READER_IDLE); summed across workers: how many read every write",
+  registers: [registry],
+  collect() {
+    this.set(total(readerSources, (following) => (following() ? 1 : 0)));
+  },
+});
+
+/** Makes sessiond_event_reader_following read `following` at every scrape; returns the function that stops it. */
+export function addEventReaderSource(following: () => boolean): () => void {
+  return registered(readerSources, following);
+}
+
 const startGates = new Map<object, () => number>();
 
 new Gauge({

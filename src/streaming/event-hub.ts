@@ -25,6 +25,12 @@
  * been offered to every subscriber, which is what lets an idle watcher's
  * heartbeat carry it even when every event was filtered out.
  *
+ * With `idleMs` set, a hub that has had no watcher and no listener for that
+ * long stops reading (a process that neither watches nor schedules expiry
+ * would otherwise pay for every write made anywhere). `awake()` resumes it at
+ * the log's end before a watch registers; positions of the time before the
+ * pause are forgotten, since the log moved on without this hub.
+ *
  * When a read fails (Redis away) the loop retries with backoff from the same
  * position, so nothing is skipped within retention. If the position fell out of
  * retention meanwhile, every watcher is ended with UNAVAILABLE (its resume then
@@ -54,6 +60,8 @@ export interface EventHubOptions {
   readonly batchSize?: number;
   /** Watchers offered an event before the dispatch lets the event loop turn (default 500; see dispatch). */
   readonly dispatchSlice?: number;
+  /** With no watcher and no listener for this long, the reader pauses until `awake()` (default: never pauses). */
+  readonly idleMs?: number;
 }
 
 /** An in-process listener of every event (all tenants; its head only), called synchronously. Must not throw. */
@@ -138,6 +146,12 @@ export class EventHub {
   private isReading = false;
   private readonly readingListeners = new Set<(reading: boolean) => void>();
   private readonly resetListeners = new Set<(info: { readonly watchersEnded: number }) => void>();
+  private readonly idleMs: number;
+  /** Since when the hub has had nobody to read for (undefined while it has). */
+  private idleSince: number | undefined;
+  /** Set while the loop is paused: resumes it. */
+  private resumeLoop: (() => void) | undefined;
+  private resuming: Promise<void> | undefined;
 
   constructor(options: EventHubOptions) {
     this.store = options.store;
@@ -146,6 +160,7 @@ export class EventHub {
     this.batchSize = options.batchSize ?? DEFAULT_BATCH;
     this.dispatchSlice = options.dispatchSlice ?? DEFAULT_DISPATCH_SLICE;
     this.stallMs = options.stallMs ?? DEFAULT_STALL_MS;
+    this.idleMs = options.idleMs ?? Number.POSITIVE_INFINITY;
     this.unreadable = new UnreadableEvents(options.logger);
   }
 
@@ -184,6 +199,57 @@ export class EventHub {
 
   get running(): boolean {
     return this.loop !== undefined && !this.stopping;
+  }
+
+  /** True while the reader is paused for want of watchers and listeners (see `idleMs`). */
+  get paused(): boolean {
+    return this.resumeLoop !== undefined;
+  }
+
+  /**
+   * Resumes a paused reader at the log's current end, so that a watch
+   * registering next starts from now rather than from where the hub paused
+   * (what came between is the watch's replay, read from the store). Rejects,
+   * leaving the hub paused, when the store cannot say where the log ends.
+   */
+  awake(): Promise<void> {
+    if (this.resumeLoop === undefined) return Promise.resolve();
+    this.resuming ??= this.store
+      .lastEventId()
+      .then((end) => {
+        if (this.resumeLoop === undefined) return;
+        this.pos = end;
+        this.resume();
+      })
+      .finally(() => {
+        this.resuming = undefined;
+      });
+    return this.resuming;
+  }
+
+  /** Lets the paused loop go on from the hub's position. */
+  private resume(): void {
+    const resume = this.resumeLoop;
+    this.resumeLoop = undefined;
+    this.idleSince = undefined;
+    resume?.();
+  }
+
+  /** Whether the reader has had nobody to read for through `idleMs` (and so should pause). */
+  private idleLongEnough(): boolean {
+    if (this.subscribers > 0 || this.listeners.size > 0) {
+      this.idleSince = undefined;
+      return false;
+    }
+    const now = Date.now();
+    this.idleSince ??= now;
+    return now - this.idleSince >= this.idleMs;
+  }
+
+  private async pause(): Promise<void> {
+    // Nothing dispatched while paused: positions from before would name a past the log has left behind.
+    this.tenantPos.clear();
+    await new Promise<void>((resolve) => (this.resumeLoop = resolve));
   }
 
   /** True while the reader follows the log: false from a failed read until a read succeeds again. */
@@ -230,6 +296,7 @@ export class EventHub {
     if (this.stopping) return this.loop;
     this.stopping = true;
     this.endAll(new SessionError("unavailable", "the server is shutting down"));
+    this.resume();
     this.tail?.close();
     this.removeUnreadable?.();
     this.removeUnreadable = undefined;
@@ -248,6 +315,8 @@ export class EventHub {
   subscribe(tenant: string, matches: (event: StoredEvent) => boolean, queueLimit: number, concerns: (sessionId: string) => boolean = () => false, filterKey?: string): HubSubscription {
     if (this.stopping || this.loop === undefined) throw new SessionError("unavailable", "the server is shutting down");
     if (this.pos === undefined) throw new SessionError("unavailable", "the event log is not reachable yet");
+    // Without awake() first, the watcher starts where the hub paused: correct, but with the events since.
+    if (this.paused) this.resume();
     const group = this.groupOf(tenant, filterKey ?? {}, matches);
     const sub: Subscriber = { group, concerns, queue: new EventQueue<StoredEvent>(queueLimit), direct: undefined };
     this.subscribers += 1;
@@ -316,6 +385,7 @@ export class EventHub {
   addListener(listener: EventListener): () => void {
     const entry: EventListener = (event) => listener(event);
     this.listeners.add(entry);
+    if (this.paused) this.resume();
     return () => void this.listeners.delete(entry);
   }
 
@@ -372,6 +442,10 @@ export class EventHub {
           await this.verifyPosition(this.pos);
         }
         verify = false;
+        if (this.idleLongEnough()) {
+          await this.pause();
+          continue;
+        }
         // Reading from here: the read below waits on a live connection (a dropped one fails it at once).
         this.setReading(true);
         const entries = tail.readEntries !== undefined ? await tail.readEntries(this.pos, this.batchSize, this.blockMs) : (await tail.read(this.pos, this.batchSize, this.blockMs)).map(decodedEntry);

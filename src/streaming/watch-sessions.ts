@@ -275,6 +275,8 @@ export async function* watchSessions(
 
     // Register first, then replay the log up to where the registration starts:
     // events after that point arrive in the queue, so nothing falls in between.
+    // A paused hub first moves to the log's end, so the registration starts now.
+    await gated(() => hub.awake());
     const registration = hub.subscribe(tenant, (event) => eventMatches(filter, tenant, event), queueLimit, concerns, filterKey(filter));
     sub = registration;
     const attachedAt = hub.position;
