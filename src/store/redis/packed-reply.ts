@@ -7,7 +7,7 @@
  * ends at its first nil, and a table with a string `err` or `ok` field the
  * error or the status it stands for.
  *
- * Read by ioredis, a batch of 64 gets is an array of some 700 bulk strings,
+ * Read by ioredis, a batch of gets is an array of about 11 bulk strings a get,
  * each decoded, collected and then converted to a string by its own steps
  * (Command.transformReply); one bulk string read as a Buffer and walked here
  * in one pass costs a fraction of that.
