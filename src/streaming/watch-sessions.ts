@@ -275,8 +275,9 @@ export async function* watchSessions(
 
     // Register first, then replay the log up to where the registration starts:
     // events after that point arrive in the queue, so nothing falls in between.
-    // A paused hub first moves to the log's end, so the registration starts now.
-    await gated(() => hub.awake());
+    // A paused hub first moves to the log's end, so the registration starts now. A running one needs no
+    // store read, so the watch does not queue at the start gate for it.
+    if (hub.paused) await gated(() => hub.awake());
     const registration = hub.subscribe(tenant, (event) => eventMatches(filter, tenant, event), queueLimit, concerns, filterKey(filter));
     sub = registration;
     const attachedAt = hub.position;
