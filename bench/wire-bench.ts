@@ -123,6 +123,8 @@ interface Server {
   readonly port: number;
   readonly child: ChildProcess;
   readonly ops: readonly OpName[];
+  /** Processes that answer calls (node:cluster workers), each needing its own warm-up. */
+  readonly workers: number;
 }
 
 /** utime+stime of a process and its children (node:cluster workers), µs. */
@@ -176,7 +178,7 @@ async function startAnchor(kind: "grpcjs" | "connect" | "grpcjs-redis", name: Se
   const args = [join(HERE, "anchors/servers.ts"), kind, String(port), ...(redisUrl === undefined ? [] : [redisUrl])];
   const child = spawn(process.execPath, ["--import", "tsx", ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
   await waitFor(child, port, name);
-  return { name, port, child, ops: kind === "grpcjs-redis" ? ["GetSession", "CreateSession"] : ["Health/Check"] };
+  return { name, port, child, ops: kind === "grpcjs-redis" ? ["GetSession", "CreateSession"] : ["Health/Check"], workers: 1 };
 }
 
 /** The pid of the redis-server behind `redis` (its CPU per call is reported beside the servers'). */
@@ -229,7 +231,7 @@ async function startSessiond(workers: number, redis: RedisServerHandle, name: Se
     await sleep(250);
   }
   await sleep(workers > 1 ? 3000 : 500);
-  return { name, port, child, ops };
+  return { name, port, child, ops, workers };
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -283,7 +285,9 @@ export async function h2loadRun(args: string[]): Promise<string> {
 async function runH2load(server: Server, op: OpName, bodyFile: string, connections: number, redis: number): Promise<PhaseNumbers> {
   const key = `${server.name}|${op}|${connections}`;
   const calls = h2loadCalls.get(key) ?? 3000;
-  await h2loadRun(h2loadArgs(server, op, bodyFile, Math.min(2000, Math.ceil(calls / 4)), connections)); // warm-up, not measured
+  // Warm-up, not measured. node:cluster hands connections to the workers in turn, so the warm-up opens two per
+  // worker: the measured run's connections then meet warmed workers, whichever they land on.
+  await h2loadRun(h2loadArgs(server, op, bodyFile, Math.min(2000, Math.ceil(calls / 4)), Math.max(connections, 2 * server.workers)));
   const before = cpuUs(server.child.pid ?? 0);
   const redisBefore = cpuUs(redis);
   const loaderBefore = reapedChildrenCpuUs();
@@ -513,7 +517,7 @@ export function renderWire(report: WireReport): string {
   }
   lines.push(
     `Method: every server in a process of its own on this machine, one private redis-server; ${report.rounds} interleaved rounds ` +
-      `(server order reversed every other round), about ${report.phaseMs / 1000} s per phase after an unmeasured warm-up; loads: h2load (${report.h2load ?? "not installed: skipped"}) ` +
+      `(server order reversed every other round), about ${report.phaseMs / 1000} s per phase after an unmeasured warm-up (h2load: at least two connections per worker, so that whichever worker a measured connection lands on is warm); loads: h2load (${report.h2load ?? "not installed: skipped"}) ` +
       "with 1 connection × 64 streams and with 4 connections × 16 streams (node:cluster spreads connections, not calls: WORKERS=2 needs more than one), and a @grpc/grpc-js client with 64 calls in flight on one channel (bench/grpc-js-load.ts). " +
       "Server CPU per call = utime+stime from /proc/PID/stat (primary + workers) over the phase / calls answered; redis-server's CPU per call likewise. " +
       "Latency p50 and p99 of the answered calls: the grpc-js load times each call, h2load logs each request (--log-file, bench/h2load-latency.ts). " +
