@@ -77,11 +77,11 @@ export interface AppOptions {
   /** Serves /metrics; default: this process's registry (a cluster worker passes one that gathers every worker's). */
   readonly metrics?: () => Promise<{ readonly contentType: string; readonly body: string }>;
   /**
-   * Whether the expiry scheduler wakes early on the event log's news (default
-   * true). Of a host's workers one does (cluster/worker.ts), so the others'
-   * event readers may pause while they hold no watcher (EVENT_READER_IDLE).
+   * Whether the expiry scheduler wakes early for a session due before its
+   * planned wake-up (default true; ExpiryScheduler wakesEarly). Of a host's
+   * workers one does (cluster/worker.ts).
    */
-  readonly expiryHearsEvents?: boolean;
+  readonly expiryWakesEarly?: boolean;
 }
 
 export interface App {
@@ -179,7 +179,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // Starting watches read the store a few at a time; the gauge shows how many wait (a reconnect storm).
   const startReads = pLimit(config.watchStartConcurrency);
   const stopStartGauge = addWatchStartGateSource(() => startReads.pendingCount);
-  const background = createBackground(store, config, logger, { expiryHearsEvents: options.expiryHearsEvents ?? true });
+  const background = createBackground(store, config, logger, { expiryWakesEarly: options.expiryWakesEarly ?? true });
   const stopReaderGauge = addEventReaderSource(() => background.events.running && !background.events.paused);
   const metricTenants = new TenantSet([config.defaultTenant], config.metricsMaxTenants);
   const sessionRoutes = sessionServiceRoutes(manager, {
@@ -333,8 +333,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 export interface BackgroundOptions {
   /** Most sessions one expireDue call archives (default 100). */
   readonly sweepBatchSize?: number;
-  /** Whether the scheduler listens to the event hub for early wake-ups (default true; see AppOptions). */
-  readonly expiryHearsEvents?: boolean;
+  /** Whether the scheduler wakes early for a session due sooner (default true; see AppOptions). */
+  readonly expiryWakesEarly?: boolean;
 }
 
 /** The process's event hub and expiry scheduler (and the store's server settings), started and stopped together. */
@@ -356,7 +356,7 @@ export function createBackground(store: SessionStore, config: Config, logger: Lo
   const events = new EventHub({ store, logger: logger.child({ component: "event-hub" }), idleMs: config.eventReaderIdleMs });
   const scheduler = new ExpiryScheduler({
     store,
-    ...(options.expiryHearsEvents === false ? {} : { events }),
+    wakesEarly: options.expiryWakesEarly ?? true,
     maxSleepMs: config.sweepIntervalMs,
     batchSize: options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH,
     logger: logger.child({ component: "expiry-scheduler" }),

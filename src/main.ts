@@ -11,7 +11,7 @@ import cluster from "node:cluster";
 import { ConfigError, loadConfig, SETTINGS, type Config } from "./config/config.js";
 import { startApp, type App } from "./app.js";
 import { runPrimary } from "./cluster/primary.js";
-import { clusterScrape, expiryHearsEvents, onPrimaryShutdown } from "./cluster/worker.js";
+import { clusterScrape, expiryWakesEarly, onPrimaryShutdown } from "./cluster/worker.js";
 import { registry } from "./observability/metrics.js";
 import { createLogger } from "./logging/logger.js";
 import { buildInfo } from "./observability/build-info.js";
@@ -81,7 +81,7 @@ async function serve(config: Config): Promise<void> {
   const worker = cluster.isWorker;
   let app: App;
   try {
-    app = await startApp(config, { logger, expiryHearsEvents: expiryHearsEvents(), ...(worker ? { metrics: clusterScrape(registry) } : {}) });
+    app = await startApp(config, { logger, expiryWakesEarly: expiryWakesEarly(), ...(worker ? { metrics: clusterScrape(registry) } : {}) });
   } catch (error) {
     if (error instanceof ConfigError) exitBadConfig(error);
     // StartError messages name the setting or address and the cause; anything else is reported by class and message.

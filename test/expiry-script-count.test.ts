@@ -55,7 +55,7 @@ describe("expiry on one redis-server", () => {
         return batch;
       },
       nextDue: () => store.nextDue(),
-      noteDue: (sessionId: string, expireTime: number) => store.noteDue(sessionId, expireTime),
+      waitDue: (until: number, signal: AbortSignal) => store.waitDue(until, signal),
     };
     const scheduler = new ExpiryScheduler({ store: counted, maxSleepMs: 250, batchSize: 100, logger: pino({ level: "silent" }) });
     try {

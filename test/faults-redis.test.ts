@@ -316,3 +316,33 @@ describe("Redis blips, data loss, pauses and a full memory", () => {
     await waitFor("ready again", async () => (await readyz(app)).status === 200, 20_000);
   });
 });
+
+describe("data loss on a process with no watcher", () => {
+  it("its paused event reader still finds the reset: the loss is counted and audited, and the reader stays paused", async () => {
+    const redis = await startRedisServer();
+    const audit: string[] = [];
+    const app = await startTestApp({
+      redisUrl: redis.url,
+      env: { EVENT_READER_IDLE: "200ms", AUDIT_LOG: "stdout" },
+      auditDestination: new Writable({ write: (chunk: Buffer, _e, done) => void (audit.push(chunk.toString()), done()) }),
+    });
+    const client = createSessionClient(app.url, { timeoutMs: 10_000 });
+    const raw = redis.client();
+    try {
+      await client.createSession({ userId: "before-loss", dataSource: "faults" });
+      await waitFor("the reader paused", () => app.events.paused);
+      const lossesBefore = await metric(app, "sessiond_store_data_loss_total");
+      await raw.flushall();
+      await waitFor("the loss counted", async () => (await metric(app, "sessiond_store_data_loss_total")) === lossesBefore + 1);
+      assert.ok(audit.some((line) => line.includes('"operation":"data_loss"')), "audited");
+      assert.equal(app.events.paused, true, "finding it did not resume the reader");
+      await client.createSession({ userId: "after-loss", dataSource: "faults" });
+      await sleep(2500);
+      assert.equal(await metric(app, "sessiond_store_data_loss_total"), lossesBefore + 1, "one loss, counted once");
+    } finally {
+      raw.disconnect();
+      await app.close();
+      await redis.stop();
+    }
+  });
+});

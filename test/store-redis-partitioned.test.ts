@@ -29,6 +29,37 @@ runStoreConformance("redis, 5 partitions", openFlushed);
 runGuardConformance("redis, 5 partitions", openFlushed);
 
 describe("RedisStore with 5 partitions on one Redis", () => {
+  it("waitDue: another process's create due sooner, in any partition, wakes the wait; writes due later do not", async () => {
+    const { store: sleeper, cleanup } = await openFlushed();
+    const writer = new RedisStore({ url: server.url, keyPrefix: "sdpart:", partitions: 5, limits: CONFORMANCE_LIMITS, commandTimeoutMs: 2000 });
+    const never = new AbortController().signal;
+    const partitions = new Partitioning(5);
+    const byPartition = new Map(Array.from({ length: 100 }, (_, i) => `u-${i}`).map((u) => [partitions.ofUser("t", u), u]));
+    const make = (userId: string, ttlMs: number): Promise<unknown> => writer.create({ tenant: "t", userId, dataSource: "d", accessLevel: "read", ttlMs, metadata: "{}", requestId: "" });
+    try {
+      assert.equal(byPartition.size, 5, "a user in every partition");
+      // Every partition's queue holds a session due in an hour.
+      for (const user of byPartition.values()) await make(user, 3_600_000);
+      await sleeper.nextDue();
+      for (const user of byPartition.values()) await make(user, 7_200_000);
+      assert.equal(await sleeper.waitDue(Date.now() + 300, never), false, "sessions due later wake nothing");
+      for (const [partition, user] of byPartition) {
+        await sleeper.nextDue();
+        const waiting = sleeper.waitDue(Date.now() + 10_000, never);
+        const started = Date.now();
+        await make(user, 60_000 - partition * 1000);
+        assert.equal(await waiting, true, `partition ${partition}: a session due sooner wakes it`);
+        assert.ok(Date.now() - started < 5000, "at once, not at until");
+        assert.equal((await sleeper.nextDue()).dueAt !== undefined, true);
+      }
+      const { dueAt, now } = await sleeper.nextDue();
+      assert.ok(dueAt !== undefined && dueAt - now <= 56_000 && dueAt - now > 50_000, "the next look sees the soonest");
+    } finally {
+      await writer.dispose();
+      await cleanup();
+    }
+  });
+
   it("session ids drawn for a user are distinct UUID v4 in the user's partition, whatever the partition count", () => {
     const V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
     for (const count of [2, 5, 64, 1024]) {

@@ -220,7 +220,7 @@ describe("several service processes on one Redis", () => {
 describe("Redis without keyspace notifications", () => {
   it("CONFIG refused and notify-keyspace-events off: it starts, and a session another process created expires on time", async () => {
     const locked = await startRedisServer(["--rename-command", "CONFIG", ""]);
-    // An hour between looks at the due queue: only the event log can wake the scheduler in time.
+    // An hour between looks at the due queue: only the due wake-up the create appends can wake the scheduler in time.
     const env = { SWEEP_INTERVAL: "1h" };
     const creator = await startService(locked.url, env);
     const expirer = await startService(locked.url, env);
@@ -229,7 +229,7 @@ describe("Redis without keyspace notifications", () => {
       const watch = watchFromNow(expirer.client, { eventTypes: [EventType.EXPIRED] }, 1, abort.signal);
       await watch.ready;
       const { session } = await creator.client.createSession({ userId: "u", dataSource: "d", ttl: durationFromMs(5000) });
-      // The creator is gone before the session is due: the other process expires it, woken by the CREATED event.
+      // The creator is gone before the session is due: the other process expires it, woken by the create's due wake-up.
       assert.equal(await creator.stop(), 0);
       const [expired] = await watch.events;
       assert.equal(expired?.session?.sessionId, session?.sessionId);

@@ -8,8 +8,8 @@
  *   (each serves on for SHUTDOWN_DELAY with readiness NOT_SERVING, then has
  *   SHUTDOWN_TIMEOUT), a worker still there a second later is killed; a second signal kills them all at once;
  * - gives each worker a slot (0 to WORKERS - 1) that its replacement inherits:
- *   slot 0's expiry scheduler listens to the event log, so the other workers'
- *   event readers can pause while they hold no watcher;
+ *   slot 0's expiry scheduler wakes early for a session due sooner than it
+ *   planned (worker.ts), so a host holds one such wait, not one per worker;
  * - replaces a worker that dies while the service runs, and stops everything
  *   when a worker fails before it ever listened (a start failure would only
  *   repeat);
@@ -38,7 +38,7 @@ export function runPrimary(config: Config, logger: Logger): void {
   let stopping = false;
   let failed = false;
 
-  // Slot 0's worker is the one whose expiry scheduler hears the event log (worker.ts); a replacement takes its slot.
+  // Slot 0's worker is the one whose expiry scheduler wakes early (worker.ts); a replacement takes its slot.
   const slots = new WeakMap<Worker, number>();
   const fork = (slot: number): void => {
     const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot) });

@@ -15,13 +15,15 @@ export function isWorker(): boolean {
 }
 
 /**
- * Whether this process's expiry scheduler should wake on the event log's
- * news: a single process's does, and of a host's workers the one in slot 0.
- * Every worker's scheduler still looks at the due queue (expiry is archived
- * once whoever looks), so the others only lose the early wake-up, which slot
- * 0's gives the host; their event readers then read only for watchers.
+ * Whether this process's expiry scheduler should wake early for a session due
+ * before its planned wake-up: a single process's does, and of a host's
+ * workers the one in slot 0, so that a host holds one blocking wake-up read
+ * per partition (RedisStore.waitDue) and one scheduler answers each. Every
+ * worker's scheduler still looks at the due queue (expiry is archived once
+ * whoever looks), so the others only lose the early wake-up, which slot 0's
+ * gives the host.
  */
-export function expiryHearsEvents(): boolean {
+export function expiryWakesEarly(): boolean {
   return !cluster.isWorker || (process.env[WORKER_SLOT_ENV] ?? "0") === "0";
 }
 

@@ -89,7 +89,6 @@ export async function openSealedStore(store: SessionStore, cipher: FieldCipher, 
 
 export class SealedStore implements SessionStore {
   readonly kind: string;
-  readonly noteDue?: (sessionId: string, expireTime: number) => void;
   readonly keepServerSettings?: () => Promise<ServerSettingsKeeper>;
   readonly watchReadiness?: (listener: (ready: boolean) => void) => () => void;
   readonly problems?: () => Promise<StoreProblems>;
@@ -111,8 +110,7 @@ export class SealedStore implements SessionStore {
   ) {
     this.names = new SealedNames(cipher);
     this.kind = inner.kind;
-    const { noteDue, keepServerSettings, watchReadiness, problems } = inner;
-    if (noteDue !== undefined) this.noteDue = noteDue.bind(inner);
+    const { keepServerSettings, watchReadiness, problems } = inner;
     if (keepServerSettings !== undefined) this.keepServerSettings = keepServerSettings.bind(inner);
     if (watchReadiness !== undefined) this.watchReadiness = watchReadiness.bind(inner);
     if (problems !== undefined) this.problems = problems.bind(inner);
@@ -331,6 +329,10 @@ export class SealedStore implements SessionStore {
 
   nextDue(): Promise<DueInfo> {
     return this.inner.nextDue();
+  }
+
+  waitDue(until: number, signal: AbortSignal): Promise<boolean> {
+    return this.inner.waitDue(until, signal);
   }
 
   lastEventId(tenant?: string): Promise<string> {

@@ -450,12 +450,14 @@ export interface SessionStore {
   nextDue(): Promise<DueInfo>;
 
   /**
-   * Optional: a live session's expire time as the event log announced it (a
-   * write of any process), so that a store which caches its due queue's heads
-   * (Redis with several partitions) counts it at once instead of at its next
-   * read. Only a hint: the due queue stays the source of truth.
+   * Waits for a write (of any process sharing the store) that gives a live
+   * session an expire time before the earliest that the last nextDue knew:
+   * resolves true then, also for one made between that nextDue and this
+   * call, and when the store cannot tell (a failed read); false at `until`
+   * (epoch ms) or once `signal` aborts. The expiry scheduler sleeps on it, so
+   * that it wakes early for such a session without reading every event.
    */
-  noteDue?(sessionId: string, expireTime: number): void;
+  waitDue(until: number, signal: AbortSignal): Promise<boolean>;
 
   /**
    * Optional: applies the server settings the backend relies on and keeps them

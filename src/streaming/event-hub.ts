@@ -26,10 +26,13 @@
  * heartbeat carry it even when every event was filtered out.
  *
  * With `idleMs` set, a hub that has had no watcher and no listener for that
- * long stops reading (a process that neither watches nor schedules expiry
- * would otherwise pay for every write made anywhere). `awake()` resumes it at
- * the log's end before a watch registers; positions of the time before the
- * pause are forgotten, since the log moved on without this hub.
+ * long stops reading (a process that holds no watch would otherwise pay for
+ * every write made anywhere). `awake()` resumes it at the log's end before a
+ * watch registers; positions of the time before the pause are forgotten,
+ * since the log moved on without this hub. A paused hub still looks at the
+ * log every `pausedCheckMs` for a reset, so that data loss is logged, audited
+ * and counted by a process with no watcher too, and follows the log's end
+ * there (its position never falls out of retention while paused).
  *
  * When a read fails (Redis away) the loop retries with backoff from the same
  * position, so nothing is skipped within retention. If the position fell out of
@@ -62,6 +65,8 @@ export interface EventHubOptions {
   readonly dispatchSlice?: number;
   /** With no watcher and no listener for this long, the reader pauses until `awake()` (default: never pauses). */
   readonly idleMs?: number;
+  /** While paused, how often the hub looks for a reset of the log (default 1000 ms): two reads, not one per event. */
+  readonly pausedCheckMs?: number;
 }
 
 /** An in-process listener of every event (all tenants; its head only), called synchronously. Must not throw. */
@@ -114,6 +119,7 @@ const DEFAULT_BATCH = 500;
 const MAX_BACKOFF_MS = 200;
 const DEFAULT_DISPATCH_SLICE = 500;
 const DEFAULT_STALL_MS = 5000;
+const DEFAULT_PAUSED_CHECK_MS = 1000;
 
 export class EventHub {
   private readonly store: EventHubOptions["store"];
@@ -147,6 +153,7 @@ export class EventHub {
   private readonly readingListeners = new Set<(reading: boolean) => void>();
   private readonly resetListeners = new Set<(info: { readonly watchersEnded: number }) => void>();
   private readonly idleMs: number;
+  private readonly pausedCheckMs: number;
   /** Since when the hub has had nobody to read for (undefined while it has). */
   private idleSince: number | undefined;
   /** Set while the loop is paused: resumes it. */
@@ -161,6 +168,7 @@ export class EventHub {
     this.dispatchSlice = options.dispatchSlice ?? DEFAULT_DISPATCH_SLICE;
     this.stallMs = options.stallMs ?? DEFAULT_STALL_MS;
     this.idleMs = options.idleMs ?? Number.POSITIVE_INFINITY;
+    this.pausedCheckMs = options.pausedCheckMs ?? DEFAULT_PAUSED_CHECK_MS;
     this.unreadable = new UnreadableEvents(options.logger);
   }
 
@@ -249,7 +257,26 @@ export class EventHub {
   private async pause(): Promise<void> {
     // Nothing dispatched while paused: positions from before would name a past the log has left behind.
     this.tenantPos.clear();
-    await new Promise<void>((resolve) => (this.resumeLoop = resolve));
+    const resumed = new Promise<boolean>((resolve) => (this.resumeLoop = () => resolve(true)));
+    while (!(await Promise.race([resumed, sleep(this.pausedCheckMs, false, { ref: false })]))) await this.checkWhilePaused();
+  }
+
+  /**
+   * A paused hub's look at the log: a reset since its position is handled as
+   * the running reader would (verifyPosition: reset listeners told); without
+   * one, the position moves to the end read before the check, so that it
+   * stays within retention. A failure leaves it for the next look.
+   */
+  private async checkWhilePaused(): Promise<void> {
+    const pos = this.pos;
+    if (pos === undefined || this.stopping) return;
+    try {
+      const end = await this.store.lastEventId();
+      await this.verifyPosition(pos);
+      if (this.pos === pos && this.paused) this.pos = end;
+    } catch {
+      // Redis away: the next look, or the resumed reader, finds out.
+    }
   }
 
   /** True while the reader follows the log: false from a failed read until a read succeeds again. */

@@ -381,6 +381,34 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         assert.ok(due.dueAt > due.now, "not due yet");
         assert.ok(late.expireTime > early.expireTime);
       });
+
+      it("waitDue wakes for a session due before the earliest that nextDue gave, and only for one", async () => {
+        const never = new AbortController().signal;
+        const first = await create({ ttlMs: LONG_TTL, dataSource: "x" });
+        const { dueAt } = await store.nextDue();
+        assert.ok(dueAt !== undefined && dueAt <= first.expireTime);
+        // Later than the head (another data source, an extend past it): no wake-up.
+        const later = await create({ ttlMs: LONG_TTL * 2, dataSource: "y" });
+        await store.extend(A, later.sessionId, LONG_TTL * 3);
+        const started = Date.now();
+        assert.equal(await store.waitDue(Date.now() + 300, never), false, "nothing due sooner: the wait ends at until");
+        assert.ok(Date.now() - started >= 250, "it waited");
+        // Sooner, during the wait: woken.
+        const waiting = store.waitDue(Date.now() + 10_000, never);
+        await sleep(50);
+        const sooner = await create({ ttlMs: LONG_TTL / 2, dataSource: "z" });
+        assert.equal(await waiting, true, "a session due sooner wakes the wait");
+        // The next look knows it; a write made before the wait starts still ends it at once.
+        assert.ok(((await store.nextDue()).dueAt ?? Infinity) <= sooner.expireTime);
+        await store.extend(A, first.sessionId, LONG_TTL / 4);
+        assert.equal(await store.waitDue(Date.now() + 10_000, never), true, "an extend to before the head, between the look and the wait");
+        // An aborted wait ends with false.
+        await store.nextDue();
+        const abort = new AbortController();
+        const aborted = store.waitDue(Date.now() + 10_000, abort.signal);
+        abort.abort();
+        assert.equal(await aborted, false);
+      });
     });
 
     // ------------------------------------------------------------------ create

@@ -103,6 +103,12 @@ export class MemoryStore implements SessionStore {
   /** Expirations of the call in progress, reported when it returns (see run). */
   private expiredInCall: Expiration[] = [];
   private disposed = false;
+  /** The earliest expire time the last nextDue returned (Infinity: none), lowered by writes since. */
+  private dueKnown = Number.POSITIVE_INFINITY;
+  /** A write since the last nextDue gave a session an expire time before dueKnown. */
+  private dueLowered = false;
+  /** waitDue calls in progress. */
+  private readonly dueWaiters = new Set<() => void>();
 
   constructor(options: MemoryStoreOptions) {
     this.limits = resolveStoreLimits(options.limits);
@@ -380,7 +386,27 @@ export class MemoryStore implements SessionStore {
           if (dueAt === undefined || s.record.expireTime < dueAt) dueAt = s.record.expireTime;
         }
       }
+      this.dueKnown = dueAt ?? Number.POSITIVE_INFINITY;
+      this.dueLowered = false;
       return { dueAt, now: this.now() };
+    });
+  }
+
+  waitDue(until: number, signal: AbortSignal): Promise<boolean> {
+    if (this.dueLowered || this.disposed) return Promise.resolve(true);
+    if (signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const end = (woken: boolean): void => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", aborted);
+        this.dueWaiters.delete(done);
+        resolve(woken);
+      };
+      const done = (): void => end(true);
+      const aborted = (): void => end(false);
+      const timer = setTimeout(() => end(false), Math.max(0, until - Date.now()));
+      signal.addEventListener("abort", aborted, { once: true });
+      this.dueWaiters.add(done);
     });
   }
 
@@ -404,6 +430,7 @@ export class MemoryStore implements SessionStore {
     this.disposed = true;
     this.tenants.clear();
     this.log.close();
+    for (const wake of [...this.dueWaiters]) wake();
     return Promise.resolve();
   }
 
@@ -580,6 +607,11 @@ export class MemoryStore implements SessionStore {
     const sealed = session.sealed;
     const logged = sealed?.metadataTag === undefined ? session : freeze({ ...session, sealed: { ...(sealed.user === undefined ? {} : { user: sealed.user }), ...(sealed.dataSource === undefined ? {} : { dataSource: sealed.dataSource }) } });
     this.log.append(type, logged, dataKeys, now);
+    if (session.status === "active" && session.expireTime < this.dueKnown) {
+      this.dueKnown = session.expireTime;
+      this.dueLowered = true;
+      for (const wake of [...this.dueWaiters]) wake();
+    }
   }
 
   /** Archives a due session as expired (endTime = expireTime), exactly as expireDue does. */

@@ -5,9 +5,10 @@
  * on every look. A head is read again when it is older than REFRESH_MS; an
  * expireDue sets it from the script's reply
  * (the queue's head once it ran), and this process's creates, extends and
- * updates lower it to the session's expire time, as other processes' writes
- * do as soon as the event log shows them (lower). REFRESH_MS bounds what a
- * missed or late event can cost.
+ * updates lower it to the session's expire time (lower). Another process's
+ * write that lowers a head appends a due wake-up, after which every head is
+ * read again (forget, from RedisStore.waitDue). REFRESH_MS bounds what a
+ * missed or late wake-up can cost.
  */
 import type { DueInfo } from "../store.js";
 
@@ -40,6 +41,11 @@ export class DueHeads {
 
   set(partition: number, dueAt: number | undefined, now: number, localNow: number): void {
     this.heads[partition] = { dueAt, now, readAt: localNow };
+  }
+
+  /** Every head is read again at the next look. */
+  forget(): void {
+    this.heads.fill(undefined);
   }
 
   /** A session of the partition is due at `dueAt`: the head is at most that (a head not read yet is read anyway). */

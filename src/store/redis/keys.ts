@@ -62,6 +62,9 @@
  * | `P Qdx`               | ZSET   | due queue: member `T\n<dataSource>`, score = a lower bound | never (one member per         |
  * |                       |        | of the earliest expire time in that data-source index; the | non-empty data-source index)  |
  * |                       |        | expiry scheduler's only clock (no key per session)         |                               |
+ * | `P Qdw`               | STREAM | due wake-ups: one entry (MAXLEN 1) appended by a write     | never (one entry)             |
+ * |                       |        | that gives the due queue a new lowest score, which expiry  |                               |
+ * |                       |        | schedulers block on (XREAD) instead of reading the log     |                               |
  * | `P Qn0`, `P Qn1`      | none   | never written: scripts probe them to learn whether the     | (never exist)                 |
  * |                       |        | partition's slot is migrating (see lua/prelude.ts)         |                               |
  * | `P Qps`               | STRING | several partitions, encryption on: the partition secret,   | never (a copy per partition)  |
@@ -114,9 +117,10 @@
  *   outlive their longest member by the grace, so nothing leaks if the expiry
  *   scheduler is down for longer than the grace.
  * - Expiry costs no key per session: the due queue (one member per data
- *   source) is the scheduler's only clock, and every process hears of an
- *   earlier due time from the event log (ExpiryScheduler, SessionStore.noteDue),
- *   so no keyspace notification is needed.
+ *   source) is the scheduler's only clock, and a write that gives it a new
+ *   lowest score appends to the partition's due wake-ups, on which every
+ *   process's scheduler blocks while it sleeps (SessionStore.waitDue), so
+ *   neither a keyspace notification nor a read of every event is needed.
  * - The tenant-wide index makes an unfiltered listing one bounded walk per
  *   partition (its page of members, their buckets), whatever the number of
  *   data sources.
@@ -157,6 +161,7 @@ const COUNTERS = "m";
 const TENANT_LAST_EVENT = "ev";
 /** Keys of a partition, after `P Q`. */
 const DUE = "dx";
+const DUE_WAKE = "dw";
 const GENERATION = "g";
 const EVENTS = "ev";
 const EVENTS_LAST = "el";
@@ -295,7 +300,7 @@ function crc16Bytes(crc: number, bytes: Uint8Array): number {
 export const KEY_LAYOUT_LUA = String.raw`
 -- The partition's keys, named at the start of every call (key_names: P and Q
 -- vary per call), made again only when they changed (KN_P, KN_Q).
-local Q, K_DUE, K_EV, K_EV_LAST, K_GEN, K_NEVER_1, K_NEVER_2, KN_P, KN_Q
+local Q, K_DUE, K_WAKE, K_EV, K_EV_LAST, K_GEN, K_NEVER_1, K_NEVER_2, KN_P, KN_Q
 -- The last tenant's prefix (tenant_prefix).
 local TP_T, TP
 local function key_names()
@@ -303,6 +308,8 @@ local function key_names()
   if P == KN_P and Q == KN_Q then return end
   KN_P, KN_Q, TP_T = P, Q, nil
   K_DUE = P .. Q .. '${DUE}'
+  -- The due queue's wake-ups (due_lower).
+  K_WAKE = P .. Q .. '${DUE_WAKE}'
   -- The partition's event log (see emit).
   K_EV = P .. Q .. '${EVENTS}'
   -- Several partitions: the last id the partition's log assigned (see emit).
@@ -489,6 +496,11 @@ export class RedisKeys {
 /** A partition's due queue under a prefix (shared by all tenants); tag "" with one partition. */
 export function dueKey(prefix: string, tag = ""): string {
   return `${prefix}${tag}${DUE}`;
+}
+
+/** A partition's due wake-ups: a write that lowered the due queue's head appends to it (lua/indexes.ts due_lower). */
+export function dueWakeKey(prefix: string, tag = ""): string {
+  return `${prefix}${tag}${DUE_WAKE}`;
 }
 
 /** A partition's event log under a prefix (shared by all tenants). */

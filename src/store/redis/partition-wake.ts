@@ -54,18 +54,24 @@ export class PartitionWake {
   }
 
   /**
-   * Resolves once some partition p has an entry after after[p], at `until`
-   * (epoch ms), after a failed read (see the file comment), or on close.
+   * Resolves true once some partition p has an entry after after[p], after a
+   * failed read (see the file comment) or on close; false at `until` (epoch
+   * ms) or when `signal` aborts.
    */
-  wait(after: readonly string[], until: number): Promise<void> {
-    if (this.closed) return Promise.resolve();
+  wait(after: readonly string[], until: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.closed) return Promise.resolve(true);
+    if (signal?.aborted === true) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const done = (): void => {
+      const end = (woken: boolean): void => {
         clearTimeout(timer);
+        signal?.removeEventListener("abort", aborted);
         this.waiters.delete(done);
-        resolve();
+        resolve(woken);
       };
-      const timer = setTimeout(done, Math.max(0, until - Date.now()));
+      const done = (): void => end(true);
+      const aborted = (): void => end(false);
+      const timer = setTimeout(() => end(false), Math.max(0, until - Date.now()));
+      signal?.addEventListener("abort", aborted, { once: true });
       this.waiters.add(done);
       this.slots.forEach((slot, p) => {
         // A read already blocked after an older id ends at once if the log moved past it: no read is replaced.

@@ -51,7 +51,7 @@ import { withinDeadline } from "../../observability/loop-aware-deadline.js";
 import { waitClock, waitedSince } from "../../observability/loop-idle.js";
 import { scriptError, toSessionError } from "./errors.js";
 import { classifyFailure, deadlineExceeded, isOutOfMemory, isSlotInMotion, STORE_FULL_MESSAGE } from "./call-outcome.js";
-import { dueKey, encodeTenant, eventLogKey, generationKey, indexMember, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
+import { dueKey, dueWakeKey, encodeTenant, eventLogKey, generationKey, indexMember, Partitioning, RedisKeys, waitAdvanceKey } from "./keys.js";
 import { redisPartitionSecretCopies } from "./partition-secret-copies.js";
 import type { PartitionSecretCopies } from "../partition-secret.js";
 import { DueHeads } from "./due-heads.js";
@@ -137,6 +137,10 @@ export class RedisStore implements SessionStore {
   private generationsMade = false;
   /** The due queues' heads as last read (several partitions, see due-heads.ts). */
   private readonly dueHeads: DueHeads;
+  /** Per partition, the last due wake-up's id as read with its head ("0-0": none yet): where waitDue's wait starts. */
+  private readonly dueWakeIds: string[];
+  /** Blocking reads of the due wake-ups (waitDue), opened by the first wait. */
+  private dueWake: PartitionWake | undefined;
   /** Where the next expireDue starts, so that every partition gets its turn. */
   private nextExpiryPartition = 0;
   private readonly logger: Logger | undefined;
@@ -155,6 +159,7 @@ export class RedisStore implements SessionStore {
     this.prefix = options.keyPrefix;
     this.partitions = new Partitioning(options.partitions ?? 1);
     this.dueHeads = new DueHeads(this.partitions.count);
+    this.dueWakeIds = new Array<string>(this.partitions.count).fill("0-0");
     this.anchors = this.partitions.tags.map((tag) => generationKey(options.keyPrefix, tag));
     this.logger = options.logger;
     const limits = resolveStoreLimits(options.limits);
@@ -598,30 +603,66 @@ export class RedisStore implements SessionStore {
 
   /**
    * The earliest due-queue head, reading again only the heads that may have
-   * changed (due-heads.ts): TIME and the queue's lowest member in one
-   * pipeline per partition, or the next_due script where that fails.
+   * changed (due-heads.ts): TIME, the last due wake-up's id and the queue's
+   * lowest member in one pipeline per partition, or the next_due script
+   * where that fails.
    */
   async nextDue(): Promise<DueInfo> {
     const read = async (p: number): Promise<void> => {
       const head = await this.readDueHead(p);
       if (head !== undefined) {
         this.dueHeads.set(p, head.dueAt, head.now, Date.now());
+        this.dueWakeIds[p] = head.wakeId;
         return;
       }
       const reply = await this.script("nextDue", p, "", []);
       this.dueHeads.set(p, reply[1] === "" || reply[1] === undefined ? undefined : Number(reply[1]), Number(reply[2]), Date.now());
+      this.dueWakeIds[p] = reply[3] ?? "0-0";
     };
     await Promise.all(this.dueHeads.stale(Date.now()).map(read));
     return this.dueHeads.earliest(Date.now());
   }
 
-  /** TIME and the lowest score of the partition's due queue, in one pipeline (plain commands); undefined on any failure. */
-  private async readDueHead(partition: number): Promise<DueInfo | undefined> {
-    const key = dueKey(this.prefix, this.partitions.tags[partition]);
-    const read = await this.afterClock((pipeline) => pipeline.zrange(key, "0", "0", "WITHSCORES"));
-    if (read === undefined) return undefined;
-    const score = (read.reply as string[])[1];
-    return { dueAt: score === undefined ? undefined : Number(score), now: read.now };
+  /**
+   * Waits on every partition's due wake-ups after the ids read with the
+   * heads: an entry means some process's write gave a queue a new lowest
+   * score, so every head is read again at the next look. One blocking
+   * connection per partition, opened by the first wait.
+   */
+  async waitDue(until: number, signal: AbortSignal): Promise<boolean> {
+    this.dueWake ??= new PartitionWake({
+      keys: this.partitions.tags.map((tag) => dueWakeKey(this.prefix, tag)),
+      open: () => this.connections.blockingReader(),
+      within: (pending, slackMs) => this.connections.within(pending, slackMs),
+      logger: this.logger,
+    });
+    const woken = await this.dueWake.wait(this.dueWakeIds, until, signal);
+    if (woken) this.dueHeads.forget();
+    return woken;
+  }
+
+  /**
+   * TIME, the last due wake-up and the lowest score of the partition's due
+   * queue, in one pipeline (plain commands, run in this order: a wake-up
+   * after the id read belongs to a write the head may not show); undefined
+   * on any failure.
+   */
+  private async readDueHead(partition: number): Promise<(DueInfo & { readonly wakeId: string }) | undefined> {
+    const tag = this.partitions.tags[partition];
+    try {
+      const pipeline = this.redis.pipeline().time().xrevrange(dueWakeKey(this.prefix, tag), "+", "-", "COUNT", 1).zrange(dueKey(this.prefix, tag), "0", "0", "WITHSCORES");
+      const [time, wake, head] = (await this.connections.within(pipeline.exec())) ?? [];
+      if (time === undefined || wake === undefined || head === undefined || time[0] !== null || wake[0] !== null || head[0] !== null) return undefined;
+      const [seconds, micros] = time[1] as [string, string];
+      const score = (head[1] as string[])[1];
+      return {
+        dueAt: score === undefined ? undefined : Number(score),
+        now: Number(seconds) * 1000 + Math.floor(Number(micros) / 1000),
+        wakeId: (wake[1] as [string, string[]][])[0]?.[0] ?? "0-0",
+      };
+    } catch {
+      return undefined;
+    }
   }
 
   /**
@@ -638,11 +679,6 @@ export class RedisStore implements SessionStore {
     } catch {
       return undefined;
     }
-  }
-
-  /** Lowers the cached head of the session's partition (due-heads.ts). */
-  noteDue(sessionId: string, expireTime: number): void {
-    this.dueHeads.lower(this.partitions.ofSession(sessionId), expireTime);
   }
 
   /** Applies them at once when Redis answers within the command timeout; otherwise when it does. */
@@ -991,6 +1027,7 @@ export class RedisStore implements SessionStore {
   }
 
   async dispose(): Promise<void> {
+    this.dueWake?.close();
     this.connections.dispose();
   }
 

@@ -96,10 +96,11 @@ end
 -- IX_MADE[id]: index descriptors (src_index, all_index).
 -- ONE_SCORE[key]: the one score every member of the bucket has (bucket_split
 --   found it cannot split): adding that score again leaves it so.
-local INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE, ONE_SCORE
+-- DUE_HEAD: the due queue's lowest score (math.huge: empty) once read (due_lower).
+local INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE, ONE_SCORE, DUE_HEAD
 -- Made when a call or batch first needs them (index_facts): most gets never do.
 local function forget_indexes()
-  INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE, ONE_SCORE = nil, nil, nil, nil, nil, nil
+  INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE, ONE_SCORE, DUE_HEAD = nil, nil, nil, nil, nil, nil, nil
 end
 local function index_facts()
   if not IX_MADE then INDEX_EXPIRY, DIR_SPAN, BUCKET_SIZE, DUE_AT, IX_MADE, ONE_SCORE = {}, {}, {}, {}, {}, {} end
@@ -497,6 +498,10 @@ end
 -- Lowers the due-queue score of the session's data source to e (ZADD LT)
 -- unless it is known to be no higher. expire_due, which also raises and
 -- removes members, forgets what it changes (due_forget).
+-- A score below the queue's lowest is a new head, which schedulers sleeping
+-- until the old one must hear of: one entry on the due wake-ups (K_WAKE),
+-- where they block. Other writes append nothing, so with the usual TTLs (a
+-- new session expires after those queued) a create costs no wake-up.
 local function due_lower(T, ds, e)
   if not IX_MADE then index_facts() end
   local known = DUE_AT[T]
@@ -506,12 +511,22 @@ local function due_lower(T, ds, e)
   end
   local at = known[ds]
   if at and at <= e then return end
+  if not DUE_HEAD then
+    local head = rcall('ZRANGE', K_DUE, 0, 0, 'WITHSCORES')
+    DUE_HEAD = tonumber(head[2]) or math.huge
+  end
   rcall('ZADD', K_DUE, 'LT', istr(e), due_member(T, ds))
   known[ds] = e
+  if e < DUE_HEAD then
+    DUE_HEAD = e
+    rcall('XADD', K_WAKE, 'MAXLEN', '1', '*', 'e', istr(e))
+  end
 end
 local function due_forget(T, ds)
   if not IX_MADE then index_facts() end
   if DUE_AT[T] then DUE_AT[T][ds] = nil end
+  -- Raised or removed: the lowest score is unknown again.
+  DUE_HEAD = nil
 end
 
 local function index_add_source(tp, T, sid, rec, e)
