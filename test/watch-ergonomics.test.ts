@@ -14,7 +14,8 @@ import * as protoLoader from "@grpc/proto-loader";
 import type { Interceptor } from "@connectrpc/connect";
 import type { DestinationStream } from "pino";
 import type { App } from "../src/app.js";
-import { createSessionClient } from "@sessiond/client";
+import { createClient } from "@connectrpc/connect";
+import { createSessionClient, createSessionTransport, EventType, SessionService, watchSessions } from "@sessiond/client";
 import { createSessionGrpcClient } from "@sessiond/client/grpc-js";
 import { captureLogs, startTestApp, type LogCapture } from "./support/server.js";
 
@@ -191,5 +192,36 @@ describe("deadlines", () => {
     // Neither watch sent a message: the one record is watch_start with how the stream ended.
     assert.deepEqual(outcome("watch-deadline"), ["watch_start:deadline_exceeded"]);
     assert.deepEqual(outcome("watch-cancel"), ["watch_start:canceled"]);
+  });
+});
+
+describe("leaving a watch loop", () => {
+  it("cancels the server stream: the resuming helper's, SessionClient's, and a hand-built client's through its signal", async () => {
+    const client = createSessionClient(app.url);
+    const readWatch = async (next: () => AsyncIterable<{ readonly type: EventType }>): Promise<void> => {
+      await waitFor("no watcher", () => app.events.subscriberCount === 0);
+      const loop = (async () => {
+        for await (const event of next()) if (event.type === EventType.CREATED) break;
+      })();
+      await waitFor("the watcher", () => app.events.subscriberCount === 1);
+      await client.createSession({ userId: "leaver", dataSource: "d" });
+      await loop;
+      await waitFor("the server stream ended after the break", () => app.events.subscriberCount === 0);
+    };
+    const eventsOf = async function* (responses: AsyncIterable<{ readonly event?: { readonly type: EventType } | undefined }>): AsyncGenerator<{ readonly type: EventType }> {
+      for await (const response of responses) if (response.event !== undefined) yield response.event;
+    };
+    await readWatch(() => watchSessions(client, {}));
+    await readWatch(() => eventsOf(client.watchSessions({})));
+    // connect-es's own client ends only its side on a break: the caller aborts the call.
+    const handBuilt = createClient(SessionService, createSessionTransport(app.url));
+    const abort = new AbortController();
+    await readWatch(async function* () {
+      try {
+        yield* eventsOf(handBuilt.watchSessions({}, { signal: abort.signal }));
+      } finally {
+        abort.abort();
+      }
+    });
   });
 });

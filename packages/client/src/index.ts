@@ -22,6 +22,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { SessionService } from "./gen/session/v1/session_pb.js";
 import { DEFAULT_TIMEOUT_MS } from "./defaults.js";
 import { honestOutcomes, idempotentCreate } from "./call-safety.js";
+import { cancelledOnExit } from "./stream-cancel.js";
 
 export * from "./gen/session/v1/session_pb.js";
 export { Code, ConnectError } from "@connectrpc/connect";
@@ -61,10 +62,11 @@ export type SessionClient = Client<typeof SessionService>;
 /** A client for the SessionService at baseUrl, e.g. "http://127.0.0.1:8080". */
 export function createSessionClient(baseUrl: string, options: SessionClientOptions = {}): SessionClient {
   const client = createClient(SessionService, createSessionTransport(baseUrl, options));
-  // timeoutMs 0 is connect's "no deadline"; a caller's own timeoutMs still wins.
+  // timeoutMs 0 is connect's "no deadline"; a caller's own timeoutMs still wins. Leaving the loop cancels the stream.
   return {
     ...client,
-    watchSessions: (request, callOptions) => client.watchSessions(request, { ...callOptions, timeoutMs: callOptions?.timeoutMs ?? 0 }),
+    watchSessions: (request, callOptions) =>
+      cancelledOnExit((signal) => client.watchSessions(request, { ...callOptions, signal, timeoutMs: callOptions?.timeoutMs ?? 0 }), callOptions?.signal),
   };
 }
 
