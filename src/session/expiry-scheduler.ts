@@ -111,7 +111,7 @@ export class ExpiryScheduler {
       const done = (): void => {
         clearTimeout(timer);
         abort.abort();
-        this.wake = undefined;
+        if (this.wake === done) this.wake = undefined;
         resolve();
       };
       // unref: the scheduler alone never keeps the process alive.

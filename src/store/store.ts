@@ -454,8 +454,10 @@ export interface SessionStore {
    * session an expire time before the earliest that the last nextDue knew:
    * resolves true then, also for one made between that nextDue and this
    * call, and when the store cannot tell (a failed read); false at `until`
-   * (epoch ms) or once `signal` aborts. The expiry scheduler sleeps on it, so
-   * that it wakes early for such a session without reading every event.
+   * (epoch ms) or once `signal` aborts. A store with a due queue per
+   * partition tells per queue, so a session due before its own queue's head
+   * alone may wake it too (one look more). The expiry scheduler sleeps on it,
+   * so that it wakes early for such a session without reading every event.
    */
   waitDue(until: number, signal: AbortSignal): Promise<boolean>;
 

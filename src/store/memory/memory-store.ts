@@ -404,7 +404,9 @@ export class MemoryStore implements SessionStore {
       };
       const done = (): void => end(true);
       const aborted = (): void => end(false);
+      // unref: a wait alone never keeps the process alive (as the scheduler's own sleep).
       const timer = setTimeout(() => end(false), Math.max(0, until - Date.now()));
+      timer.unref();
       signal.addEventListener("abort", aborted, { once: true });
       this.dueWaiters.add(done);
     });
