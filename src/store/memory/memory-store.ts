@@ -44,6 +44,7 @@ import type {
   StoreLimits,
 } from "../store.js";
 import { checkGuardedCreate, GUARD_DENIED_MESSAGE, guardNames, loggedKeyOf, requestIdKey, resolveStoreLimits, type ResolvedStoreLimits } from "../store.js";
+import { WakeWaiters } from "../wake-waiters.js";
 
 export interface MemoryStoreOptions {
   readonly limits: StoreLimits;
@@ -108,7 +109,7 @@ export class MemoryStore implements SessionStore {
   /** A write since the last nextDue gave a session an expire time before dueKnown. */
   private dueLowered = false;
   /** waitDue calls in progress. */
-  private readonly dueWaiters = new Set<() => void>();
+  private readonly dueWaiters = new WakeWaiters();
 
   constructor(options: MemoryStoreOptions) {
     this.limits = resolveStoreLimits(options.limits);
@@ -394,22 +395,7 @@ export class MemoryStore implements SessionStore {
 
   waitDue(until: number, signal: AbortSignal): Promise<boolean> {
     if (this.dueLowered || this.disposed) return Promise.resolve(true);
-    if (signal.aborted) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const end = (woken: boolean): void => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", aborted);
-        this.dueWaiters.delete(done);
-        resolve(woken);
-      };
-      const done = (): void => end(true);
-      const aborted = (): void => end(false);
-      // unref: a wait alone never keeps the process alive (as the scheduler's own sleep).
-      const timer = setTimeout(() => end(false), Math.max(0, until - Date.now()));
-      timer.unref();
-      signal.addEventListener("abort", aborted, { once: true });
-      this.dueWaiters.add(done);
-    });
+    return this.dueWaiters.wait(until, signal);
   }
 
   lastEventId(tenant?: string): Promise<string> {
@@ -432,7 +418,7 @@ export class MemoryStore implements SessionStore {
     this.disposed = true;
     this.tenants.clear();
     this.log.close();
-    for (const wake of [...this.dueWaiters]) wake();
+    this.dueWaiters.wakeAll();
     return Promise.resolve();
   }
 
@@ -612,7 +598,7 @@ export class MemoryStore implements SessionStore {
     if (session.status === "active" && session.expireTime < this.dueKnown) {
       this.dueKnown = session.expireTime;
       this.dueLowered = true;
-      for (const wake of [...this.dueWaiters]) wake();
+      this.dueWaiters.wakeAll();
     }
   }
 

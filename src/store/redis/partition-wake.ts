@@ -15,6 +15,7 @@
  */
 import type { Cluster, Redis } from "ioredis";
 import type { Logger } from "pino";
+import { WakeWaiters } from "../wake-waiters.js";
 
 /** How long one XREAD blocks before it is issued again (an idle partition costs one command per this). */
 export const WAKE_BLOCK_MS = 5000;
@@ -42,7 +43,7 @@ interface Slot {
 
 export class PartitionWake {
   private readonly slots: Slot[];
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new WakeWaiters();
   private readonly within: PartitionWakeOptions["within"];
   private readonly logger: Logger | undefined;
   private closed = false;
@@ -61,24 +62,13 @@ export class PartitionWake {
   wait(after: readonly string[], until: number, signal?: AbortSignal): Promise<boolean> {
     if (this.closed) return Promise.resolve(true);
     if (signal?.aborted === true) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const end = (woken: boolean): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", aborted);
-        this.waiters.delete(done);
-        resolve(woken);
-      };
-      const done = (): void => end(true);
-      const aborted = (): void => end(false);
-      const timer = setTimeout(() => end(false), Math.max(0, until - Date.now()));
-      signal?.addEventListener("abort", aborted, { once: true });
-      this.waiters.add(done);
-      this.slots.forEach((slot, p) => {
-        // A read already blocked after an older id ends at once if the log moved past it: no read is replaced.
-        slot.want = after[p] ?? slot.want;
-        if (!slot.reading && !slot.pausing) this.read(slot);
-      });
+    const waiting = this.waiters.wait(until, signal);
+    this.slots.forEach((slot, p) => {
+      // A read already blocked after an older id ends at once if the log moved past it: no read is replaced.
+      slot.want = after[p] ?? slot.want;
+      if (!slot.reading && !slot.pausing) this.read(slot);
     });
+    return waiting;
   }
 
   close(): void {
@@ -113,6 +103,6 @@ export class PartitionWake {
   }
 
   private wakeAll(): void {
-    for (const wake of [...this.waiters]) wake();
+    this.waiters.wakeAll();
   }
 }
