@@ -343,7 +343,7 @@ export const SETTINGS: readonly Setting[] = [
   {
     env: "EVENT_READER_IDLE",
     default: "10s",
-    description: "A process whose event reader has had no watcher and no in-process listener (expiry scheduler, read cache) this long stops reading the event log until a watch starts",
+    description: "A process whose event reader has had no watcher and no in-process listener (the read cache) this long stops reading the event log until a watch starts, and only looks at it once a second for a reset (data loss)",
   },
   { env: "MAX_REQUEST_BYTES", default: "1048576", description: "Largest request message" },
   { env: "MAX_METADATA_BYTES", default: "16384", description: "Largest metadata object (as JSON)" },
