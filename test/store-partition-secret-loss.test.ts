@@ -7,7 +7,8 @@
  * either sees the sessions both made since). When another process made a new
  * secret before the running one restored its own (a split), the running one
  * refuses what places users, reports the split (gauge, an event, a log line
- * naming the key and never a value) and leaves Redis's secret alone.
+ * naming the key and never a value) and leaves Redis's secret alone. Copies
+ * lost from other partitions alone are written back by the running store too.
  */
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -207,6 +208,24 @@ for (const layout of LAYOUTS) {
         await first.store.dispose();
       }
       first.split.set(false);
+    });
+
+    it("copies gone from other partitions alone (a primary other than partition 0's restarted empty) are written back by a running store", async () => {
+      await layout.flushAll();
+      const first = await open(layout);
+      try {
+        const [key0 = "", ...others] = secretKeys(layout.prefix);
+        const ours = await layout.raw().get(key0);
+        assert.ok(ours !== null);
+        const lost = others.filter((_, i) => i % 2 === 0);
+        for (const key of lost) await layout.raw().del(key);
+        await until("the running store wrote the lost copies back", async () => (await Promise.all(lost.map((k) => layout.raw().get(k)))).every((c) => c === ours));
+        assert.equal(await layout.raw().get(key0), ours, "partition 0's copy untouched");
+        assert.ok(first.logs.some((l) => l.includes("copies of the partition secret were gone")), "the repair is logged");
+        assert.equal(first.split.split, false);
+      } finally {
+        await first.store.dispose();
+      }
     });
   });
 }

@@ -30,8 +30,11 @@ const K2 = `k2:${Buffer.alloc(32, 2).toString("base64")}`;
 const K3 = `k3:${Buffer.alloc(32, 3).toString("base64")}`;
 const PER_USER = 6;
 const LIMITS: StoreLimits = { ...CONFORMANCE_LIMITS, maxSessionsPerUser: PER_USER, sessionsPerUserPolicy: "reject" };
-/** Users whose tokens under k1 and k2 fall in different partitions (checked below): main's placement split them. */
-const USERS = ["alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com"];
+/**
+ * Users whose tokens under k1 and k2 fall in different partitions (checked below): main's placement split them. Their
+ * local parts are long, so the raw dump's random bytes never spell one by chance.
+ */
+const USERS = ["alice.liddell@example.com", "bobby.tables@example.com", "carol.danvers@example.com", "dave.bowman@example.com"];
 const TENANT = "acme";
 
 const cipherOf = (keys: string): KeyedFieldCipher => new KeyedFieldCipher(parseKeyring(keys));

@@ -310,7 +310,7 @@ export function countDataLoss(): void {
 
 const partitionSecretRestored = new Counter({
   name: "sessiond_partition_secret_restored_total",
-  help: "Times this process found the partition secret gone from Redis (Redis lost its data) and wrote its own copy back",
+  help: "Times this process found the partition secret, or some partitions' copies of it, gone from Redis (Redis lost data) and wrote its own copy back",
   registers: [registry],
 });
 

@@ -12,8 +12,12 @@
  * partition count), plus a check as soon as the store's connections are ready
  * again (a primary restarted empty). A FLUSHALL changes no connection and
  * sends no keyspace event, so only reading the key sees it; partition 0's copy
- * is the one that matters, since other copies are restored from it at every
- * start and every restore here.
+ * is the one that matters most, since a start reads it first. Every
+ * FULL_CHECK_EVERY checks, and at every readiness, the keeper reads every
+ * partition's copy and writes back those gone: a primary other than partition
+ * 0's that lost its data (or one flushed after a restore here) would otherwise
+ * wait for the next start, and a later loss of partition 0's copy would find
+ * none to recover from.
  *
  * A split: partition 0 holds a secret other than this process's (a process
  * started after the loss and made a new one before any check here restored
@@ -27,12 +31,17 @@ import type { FieldCipher } from "../crypto/field-cipher.js";
 import { countPartitionSecretRestored, setPartitionSecretSplit } from "../observability/metrics.js";
 import { openCopy, restoreCopies, SECRET_CHECK_INTERVAL_MS, type PartitionSecretCopies } from "./partition-secret.js";
 
+/** Checks between two that read every partition's copy: a GET per partition each FULL_CHECK_EVERY intervals. */
+export const FULL_CHECK_EVERY = 10;
+
 /** What one check found. */
 export type SecretCheck =
   /** Partition 0 holds this process's secret. */
   | "held"
   /** Partition 0's copy was gone: this process wrote its own back. */
   | "restored"
+  /** Partition 0 holds this process's secret; other partitions' copies were gone and were written back. */
+  | "repaired"
   /** Partition 0 holds another secret. */
   | "split"
   /** Partition 0's copy does not open with the configured keys (a rotation without `npm run reencrypt`'s order). */
@@ -85,6 +94,10 @@ export class PartitionSecretKeeper {
   #lastHeld: string;
   #running: Promise<SecretCheck> | undefined;
   #lastResult: SecretCheck = "held";
+  /** Checks since the last that read every copy. */
+  #sinceFull = 0;
+  /** The next check reads every copy (the connections turned ready: a primary may have restarted empty). */
+  #fullNext = false;
 
   constructor(copies: PartitionSecretCopies, cipher: FieldCipher, held: { secret: Buffer; sealed: string }, options: PartitionSecretKeeperOptions = {}) {
     this.#copies = copies;
@@ -97,7 +110,9 @@ export class PartitionSecretKeeper {
     this.#timer = setInterval(() => void this.check(), options.intervalMs ?? SECRET_CHECK_INTERVAL_MS);
     this.#timer.unref();
     this.#unwatchReadiness = options.watchReadiness?.((ready) => {
-      if (ready) void this.check();
+      if (!ready) return;
+      this.#fullNext = true;
+      void this.check();
     });
   }
 
@@ -130,12 +145,14 @@ export class PartitionSecretKeeper {
     }
     const found = this.#compare(copy);
     if (found !== "held") return found;
-    if (wrote) {
-      // Partition 0 is ours again; the others (lost with it, most likely) follow it.
-      await restoreCopies(this.#copies, copy);
-      return "restored";
-    }
-    return "held";
+    const full = wrote || this.#fullNext || ++this.#sinceFull >= FULL_CHECK_EVERY;
+    if (!full) return "held";
+    this.#sinceFull = 0;
+    this.#fullNext = false;
+    // Partition 0 holds ours; the others follow it.
+    const restored = await restoreCopies(this.#copies, copy);
+    if (wrote) return "restored";
+    return restored > 0 ? "repaired" : "held";
   }
 
   #compare(copy: string): SecretCheck {
@@ -158,6 +175,10 @@ export class PartitionSecretKeeper {
       countPartitionSecretRestored();
       this.#logger?.warn({ key }, "the partition secret was gone from Redis (Redis lost its data): restored from this process's copy");
     }
+    if (result === "repaired") {
+      countPartitionSecretRestored();
+      this.#logger?.warn({ key }, "some partitions' copies of the partition secret were gone (a primary lost its data): restored from this one");
+    }
     if (result === "split" && this.#lastResult !== "split") {
       this.#logger?.error(
         { key },
@@ -168,7 +189,7 @@ export class PartitionSecretKeeper {
     if (result === "unreadable" && this.#lastResult !== "unreadable") {
       this.#logger?.error({ key }, "the partition secret in Redis does not open with ENCRYPTION_KEYS: keep the key it was sealed under configured");
     }
-    if (result === "held" && this.#lastResult === "split") this.#logger?.info({ key }, "the partition secret in Redis is this process's again");
+    if ((result === "held" || result === "repaired") && this.#lastResult === "split") this.#logger?.info({ key }, "the partition secret in Redis is this process's again");
     if (result !== "unknown") this.split.set(result === "split");
     if (result !== "unknown") this.#lastResult = result;
   }

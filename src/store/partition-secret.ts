@@ -124,10 +124,11 @@ export function sealNew(cipher: FieldCipher): string {
   return cipher.seal(randomBytes(SECRET_BYTES).toString("base64url"), PARTITION_SECRET_BINDING);
 }
 
-/** Writes the sealed secret into every partition that lacks it (best effort: a partition that fails gets it at a later start). */
-export async function restoreCopies(copies: PartitionSecretCopies, sealed: string): Promise<void> {
+/** Writes the sealed secret into every partition that lacks it, returning how many lacked it (best effort: a partition that fails gets it at a later check or start). */
+export async function restoreCopies(copies: PartitionSecretCopies, sealed: string): Promise<number> {
   const stored = await copies.read();
   await Promise.all(stored.map((copy, i) => (copy === null ? copies.writeIfAbsent(i, sealed).catch(() => undefined) : undefined)));
+  return stored.filter((copy) => copy === null).length;
 }
 
 /**
