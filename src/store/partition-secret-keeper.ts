@@ -177,7 +177,7 @@ export class PartitionSecretKeeper {
     }
     if (result === "repaired") {
       countPartitionSecretRestored();
-      this.#logger?.warn({ key }, "some partitions' copies of the partition secret were gone (a primary lost its data): restored from this one");
+      this.#logger?.warn({ key }, "some partitions' copies of the partition secret were gone (a primary lost its data): written back from partition 0's");
     }
     if (result === "split" && this.#lastResult !== "split") {
       this.#logger?.error(
