@@ -23,13 +23,14 @@
  * cannot change them.
  *
  * Leaving the loop (break, return, throw) cancels the server stream: with
- * connect-es, ending a for-await over a server stream does not, so the helper
- * aborts the call's signal itself.
+ * connect-es, ending a for-await over a server stream does not, so each
+ * connection's stream goes through cancelledOnExit (stream-cancel.ts).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SessionEvent, WatchSessionsRequestSchema, WatchSessionsResponse } from "./gen/session/v1/session_pb.js";
 import { asConnectError, watchCursorOf } from "./errors.js";
+import { cancelledOnExit } from "./stream-cancel.js";
 
 /** The watch request, without resume_cursor (the helper sets it). */
 export type WatchRequest = Omit<MessageInitShape<typeof WatchSessionsRequestSchema>, "resumeCursor" | "$typeName">;
@@ -84,16 +85,18 @@ export async function* watchSessions(
   let cursor = options.resumeCursor ?? "";
   let attempt = 0;
   while (!options.signal?.aborted) {
-    const call = new AbortController();
-    const stop = (): void => call.abort();
-    options.signal?.addEventListener("abort", stop, { once: true });
     let failure: ConnectError | undefined;
     try {
       const resuming = cursor !== "";
-      const stream = client.watchSessions(
-        { ...request, sendInitialSnapshot: resuming ? false : (request.sendInitialSnapshot ?? false), resumeCursor: cursor },
-        // No deadline: a watch is meant to stay open (heartbeats keep it alive).
-        { signal: call.signal, timeoutMs: 0 },
+      // Each connection's stream is cancelled when it is left: an error, the caller's loop or signal.
+      const stream = cancelledOnExit(
+        (signal) =>
+          client.watchSessions(
+            { ...request, sendInitialSnapshot: resuming ? false : (request.sendInitialSnapshot ?? false), resumeCursor: cursor },
+            // No deadline: a watch is meant to stay open (heartbeats keep it alive).
+            { signal, timeoutMs: 0 },
+          ),
+        options.signal,
       );
       for await (const response of stream) {
         const event = response.event;
@@ -108,9 +111,6 @@ export async function* watchSessions(
     } catch (error) {
       if (options.signal?.aborted) return;
       failure = asConnectError(error);
-    } finally {
-      options.signal?.removeEventListener("abort", stop);
-      call.abort();
     }
     if (failure.code === Code.OutOfRange) throw new WatchOutOfRangeError(cursor, failure);
     // Our own signal returned above, so a CANCELED here is the transport's (a replica went away).
